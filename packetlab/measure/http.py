@@ -510,6 +510,11 @@ async def _connect(
                                         until)  # fmt: skip
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), e.exitcode
+            if trace is not None:  # curl's words
+                took = (clock.seconds() - until + route.connect_timeout) * 1000
+                info(trace, f"Could not resolve host: {host}" if e.exitcode == 6 else
+                     f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
+                info(trace, f"Closing connection {number}")
             return
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
@@ -605,7 +610,8 @@ async def _over(
             if sink.trace is not None:
                 tls_offered(sink.trace, sink.http)
             try:
-                hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]))
+                hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]),
+                                                        check_name=sink.trace is None)  # fmt: skip
             except StreamTimeout:
                 if connect[0] < deadline:
                     raise _HandshakeTimeout from None
@@ -613,8 +619,10 @@ async def _over(
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
-            if sink.trace is not None:
-                tls_done(sink.trace, conn.tls, cafile is not None)
+            if sink.trace is not None:  # (the name checked after curl's lines of it)
+                hop.told = not tls_done(sink.trace, conn.tls, cafile is not None)
+                conn.tls.check_name()
+                hop.told = False
                 if conn.h2 is not None:  # curl: the preface goes before the request
                     _send(conn, conn.h2.preface())
                 info(sink.trace, "using HTTP/2" if conn.h2 is not None else "using HTTP/1.x")
@@ -636,10 +644,15 @@ async def _over(
             hop.exitcode = 56
     except CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
+        if e.curl is not None:
+            info(sink.trace, e.curl)
+            hop.told = True
     except _HandshakeTimeout:  # curl: (28) SSL connection timeout
         hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "
                      f"{connect[1]:g} s of the connection's start (--connect-timeout)")  # fmt: skip
         hop.exitcode = 28
+        info(sink.trace, "SSL connection timeout")
+        hop.told = True
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (
@@ -648,6 +661,10 @@ async def _over(
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
+        ms = (session.reactor.seconds() - sink.until[0] + timeout) * 1000
+        info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
+                         f"{hop.body_len} bytes received")  # fmt: skip
+        hop.told = True
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
@@ -686,6 +703,7 @@ async def _over(
             await pool.put(hop.url, conn)
         else:
             if conn.tls is not None:
+                _close_notify(conn)
                 unwatch_tls(conn.tls.conn)
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
@@ -735,9 +753,22 @@ def _unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: i
 def _ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
     """curl's lines at a transfer's end on a connection: the error (ours), then the
     connection kept ("left intact") or closed."""
-    if hop.error is not None and hop.exitcode != 22:  # (-f's: told with the head)
+    if hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
         info(trace, hop.error)
     if conn.broken and conn.active == 0:
         info(trace, f"Closing connection {conn.number}")
     else:
         info(trace, f"Connection #{conn.number} to host {conn.host} left intact")
+
+
+def _close_notify(conn: _Conn) -> None:
+    """A TLS connection closed by us: its close_notify first, as curl's SSL_shutdown
+    (HTTP/1.1 after the handshake; one in error: nothing more sent)."""
+    tls = conn.tls
+    if tls is None or conn.tls_version is None or conn.h2 is not None:
+        return
+    try:
+        tls.conn.shutdown()
+        tls.flush()
+    except SSL.Error:
+        pass

@@ -291,6 +291,7 @@ class _Hop:
     version: str = "1.1"  # of the response: "1.1" or "2"
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
+    told: bool = False  # its error told to the trace in curl's words already
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:

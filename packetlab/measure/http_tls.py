@@ -83,7 +83,7 @@ def client_context(
             subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
             reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
             where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
-            conn.set_app_data(f"{reason} ({where}, {subject}; trusted: {trusted})")
+            conn.set_app_data((reason, f"{reason} ({where}, {subject}; trusted: {trusted})"))
         return bool(ok)
 
     ctx.set_verify(SSL.VERIFY_PEER, verify)
@@ -140,8 +140,10 @@ class TlsLink:
                 return sent
             sent = self.stream.send(out, ntag=ntag)
 
-    async def handshake(self, deadline: float) -> int:
-        """Run the handshake; the endpoint time of the chunk that completed it."""
+    async def handshake(self, deadline: float, check_name: bool = True) -> int:
+        """Run the handshake; the endpoint time of the chunk that completed it. The
+        certificate's name is checked after it (`check_name` False: `check_name()`
+        later)."""
         clock = self.stream.session.reactor
         when = self.stream.established_at
         while True:
@@ -154,7 +156,8 @@ class TlsLink:
                 why = self.conn.get_app_data()
                 if why is None:
                     raise
-                raise CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
+                text = f"TLS: certificate verify failed: {why[1]}"
+                raise CertificateMismatch(text, f"SSL certificate problem: {why[0]}") from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
@@ -162,10 +165,11 @@ class TlsLink:
             self.conn.bio_write(chunk.data)
             when = chunk.time
         self.flush()  # the client Finished
-        self._check_name()
+        if check_name:
+            self.check_name()
         return when
 
-    def _check_name(self) -> None:
+    def check_name(self) -> None:
         if self.conn.get_context().get_verify_mode() == SSL.VERIFY_NONE:
             return
         from service_identity import VerificationError
@@ -236,4 +240,9 @@ class TlsLink:
 
 
 class CertificateMismatch(Exception):
-    """The server's certificate does not name the host asked for (curl's exit 60)."""
+    """The server's certificate is not trusted or does not name the host asked for
+    (curl's exit 60); `curl`: curl's words for it, when they differ from ours."""
+
+    def __init__(self, text: str, curl: str | None = None) -> None:
+        super().__init__(text)
+        self.curl = curl

@@ -95,21 +95,22 @@ def host_match(pattern: str, host: str) -> bool:
 
 
 def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,
-                verify: bool) -> None:  # fmt: skip
+                verify: bool) -> bool:  # fmt: skip
     """curl 7.88's "Server certificate:" lines (openssl.c's servercert) for a finished
     handshake: subject, dates, the name check (only when verified, as curl's verifyhost),
-    issuer, the chain's verification."""
+    issuer, the chain's verification. False: the name did not match (curl's words for
+    it told, the rest not)."""
     if trace is None:
-        return
+        return True
     cert = conn.get_peer_certificate()
     if cert is None:
-        return
+        return True
     info(trace, "Server certificate:")
     info(trace, f" subject: {name(cert.get_subject())}")
     info(trace, f" start date: {asn1_time(cert.get_notBefore())}")
     info(trace, f" expire date: {asn1_time(cert.get_notAfter())}")
-    if verify:
-        _alt_name(trace, cert, host, is_address)
+    if verify and not _alt_name(trace, cert, host, is_address):
+        return False
     info(trace, f" issuer: {name(cert.get_issuer())}")
     from OpenSSL._util import lib  # (pyOpenSSL has no get_verify_result)
 
@@ -121,10 +122,12 @@ def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,
 
         why = VERIFY_ERRORS.get(code, f"X509 verify error {code}")
         info(trace, f" SSL certificate verify result: {why} ({code}), continuing anyway.")
+    return True
 
 
-def _alt_name(trace: Trace, cert: Any, host: str, is_address: bool) -> None:
-    """curl's verifyhost line: the subjectAltName that matched, else the common name."""
+def _alt_name(trace: Trace, cert: Any, host: str, is_address: bool) -> bool:
+    """curl's verifyhost lines: the subjectAltName that matched, else the common name;
+    False (curl's words said) when none did."""
     from cryptography import x509
 
     c = cert.to_cryptography()
@@ -138,15 +141,23 @@ def _alt_name(trace: Trace, cert: Any, host: str, is_address: bool) -> None:
 
             if ipaddress.ip_address(host) in san.get_values_for_type(x509.IPAddress):
                 info(trace, f' subjectAltName: host "{host}" matched cert\'s IP address!')
-            return
-        for dns in san.get_values_for_type(x509.DNSName):
-            if host_match(dns, host):
-                info(trace, f' subjectAltName: host "{host}" matched cert\'s "{dns}"')
-                return
-        return
-    cn = [a.value for a in c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if cn:
+                return True
+        else:
+            for dns in san.get_values_for_type(x509.DNSName):
+                if host_match(dns, host):
+                    info(trace, f' subjectAltName: host "{host}" matched cert\'s "{dns}"')
+                    return True
+        info(trace, f" subjectAltName does not match {host}")
+        info(trace, "SSL: no alternative certificate subject name matches target host name "
+                    f"'{host}'")  # fmt: skip
+        return False
+    cn = [str(a.value) for a in c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if cn and host_match(cn[-1], host):
         info(trace, f" common name: {cn[-1]} (matched)")
+        return True
+    info(trace, f"SSL: certificate subject name '{cn[-1] if cn else ''}' does not match "
+                f"target host name '{host}'")  # fmt: skip
+    return False
 
 
 def sent_out(trace: Trace | None, request: bytes) -> None:
@@ -189,9 +200,10 @@ def tls_offered(trace: Trace, http: str | None) -> None:
     info(trace, f"ALPN: offers {offers}")
 
 
-def tls_done(trace: Trace, tls: Any, verify: bool) -> None:
+def tls_done(trace: Trace, tls: Any, verify: bool) -> bool:
     """curl 7.88's lines after a TLS handshake: the version and cipher, ALPN's answer,
-    the server certificate (then the caller's `using HTTP/2` or `using HTTP/1.x`)."""
+    the server certificate (then the caller's `using HTTP/2` or `using HTTP/1.x`); False
+    when the certificate does not name the host (curl's words for it said)."""
     conn = tls.conn
     info(trace, f"SSL connection using {conn.get_protocol_version_name()} / "
                 f"{conn.get_cipher_name()}")  # fmt: skip
@@ -200,7 +212,7 @@ def tls_done(trace: Trace, tls: Any, verify: bool) -> None:
         info(trace, f"ALPN: server accepted {alpn.decode('latin-1')}")
     else:
         info(trace, "ALPN: server did not agree on a protocol. Uses default.")
-    certificate(trace, conn, tls.url.host, tls.url.host_is_address, verify)
+    return certificate(trace, conn, tls.url.host, tls.url.host_is_address, verify)
 
 
 SSL_DATA_IN, SSL_DATA_OUT = "ssl_data_in", "ssl_data_out"

@@ -28,7 +28,7 @@ def norm(text: bytes, tls: bool = False) -> list[bytes]:
     what differs by nature (docs/http.md): TLS message sizes, record markers, CApath,
     the server's middlebox change cipher spec, when an HTTP/2 body is told sent."""
     text = re.sub(rb"0x[0-9a-f]+", b"0xPTR", text)
-    text = re.sub(rb"after \d+ ms", b"after N ms", text)
+    text = re.sub(rb"after \d+ (ms|milliseconds)", rb"after N \1", text)
     text = re.sub(rb"(?m)^\d\d:\d\d:\d\d\.\d{6} ", b"TIME ", text)
     out = text.splitlines()
     if tls:
@@ -81,6 +81,15 @@ def test_verbose_over_tls_as_curl(https: str, pki: dict[str, Path], tmp_path: Pa
                  b"* TLSv1.3 (OUT), TLS handshake, Client hello (1):\n",
                  b"* Added localhost:"):  # fmt: skip
         assert line in err
+    # an untrusted CA, a name the certificate does not have: curl's words
+    for ca, host, code, said in (
+        ("other-ca", "localhost", 60, b"* SSL certificate problem: unable to get local issuer"),
+        ("ca", "wrong.test", 60, b"* SSL: no alternative certificate subject name matches"),
+    ):  # fmt: skip
+        err, _ = both("-s", "-v", *UA, "--cacert", str(pki[ca]), "--resolve",
+                      f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/echo",
+                      cwd=tmp_path, tls=True, code=code)  # fmt: skip
+        assert said in err and err.endswith(b"* Closing connection 0\n") == (ca != "ca")
 
 
 def test_verbose_over_http2_as_curl(servers: tuple[str, str, Path], tmp_path: Path) -> None:  # noqa: F811
@@ -94,6 +103,9 @@ def test_verbose_over_http2_as_curl(servers: tuple[str, str, Path], tmp_path: Pa
                  b"< HTTP/2 200 \r\n", b"* Found bundle for host: 0x",
                  b"* Using Stream ID: 3 (easy handle 0x"):  # fmt: skip
         assert line in err
+    # a timeout (the HTTP/1.1 port: an answer after 3 s)
+    late, _ = both("-s", "-v", *UA, "-m", "1", f"{servers[1]}/d/3", cwd=tmp_path, code=28)
+    assert b"* Operation timed out after " in late
 
 
 def test_trace_and_trace_ascii_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
