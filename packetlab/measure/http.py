@@ -728,6 +728,9 @@ def _reusing(route: _Route, conn: _Conn) -> None:
 def _connecting(route: _Route, u: Url, host: str, port: int, address: AddressLike | None) -> None:
     """curl's lines before a new connection's "Trying": --connect-to's host and port,
     and its DNS cache: a --resolve entry, or an address it has connected to before."""
+    if route.connect_to is not None:  # (curl's --connect-to ::ADDR:)
+        info(route.sink.trace, f"Connecting to hostname: {address}")
+        return
     if host != u.host:
         info(route.sink.trace, f"Connecting to hostname: {host}")
     if port != u.port:

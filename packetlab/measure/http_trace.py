@@ -77,9 +77,15 @@ def asn1_time(stamp: bytes | None) -> str:
 
 
 def name(x509name: Any) -> str:
-    """X509_NAME_print_ex with XN_FLAG_SEP_SPLUS_SPC (curl's): `C=US; O=Org; CN=host`."""
-    return "; ".join(f"{k.decode()}={v.decode('utf-8', 'replace')}"
-                     for k, v in x509name.get_components())  # fmt: skip
+    """X509_NAME_print_ex with XN_FLAG_SEP_SPLUS_SPC (curl's) of a cryptography Name:
+    `C=US; O=Org; CN=host`, OpenSSL's short names."""
+    parts = []
+    for rdn in x509name.rdns:
+        for a in rdn:
+            key = a.rfc4514_attribute_name
+            key = "emailAddress" if key == "1.2.840.113549.1.9.1" else key
+            parts.append(f"{key}={a.value}")
+    return "; ".join(parts)
 
 
 def host_match(pattern: str, host: str) -> bool:
@@ -106,12 +112,13 @@ def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,
     if cert is None:
         return True
     info(trace, "Server certificate:")
-    info(trace, f" subject: {name(cert.get_subject())}")
+    c = cert.to_cryptography()
+    info(trace, f" subject: {name(c.subject)}")
     info(trace, f" start date: {asn1_time(cert.get_notBefore())}")
     info(trace, f" expire date: {asn1_time(cert.get_notAfter())}")
     if verify and not _alt_name(trace, cert, host, is_address):
         return False
-    info(trace, f" issuer: {name(cert.get_issuer())}")
+    info(trace, f" issuer: {name(c.issuer)}")
     from OpenSSL._util import lib  # (pyOpenSSL has no get_verify_result)
 
     code = lib.SSL_get_verify_result(conn._ssl)
