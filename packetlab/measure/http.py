@@ -80,6 +80,7 @@ from packetlab.measure.http_trace import (
     tls_offered,
     unwatch_tls,
     watch_tls,
+    with_credentials,
 )
 from packetlab.measure.http_url import (
     MAX_REDIRS,
@@ -210,12 +211,12 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
+    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from if body is None else 0,
                  max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
                  time_cond=None if ranged else asked.time_cond, trace=trace,
-                 fail=fail)  # fmt: skip
-    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
+                 fail=fail, cookies=jar)  # fmt: skip
     pool = Connections() if connections is None else connections
     for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
         if pool.transfers:
@@ -267,6 +268,7 @@ async def _fetch(
 ) -> HttpResult:
     body = data
     referer = own[0].referer
+    creds = own[1] is not None  # curl's URL holds -u's credentials (a relative hop keeps them)
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
@@ -301,8 +303,6 @@ async def _fetch(
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
-        if hop.status is not None:
-            jar.receive(current, hop.headers)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         if hop.status is not None:
@@ -348,7 +348,10 @@ async def _fetch(
             result.exitcode = 47
             break
         result.num_redirects += 1
-        info(sink.trace, f"Issue another request to this URL: '{target.text}'")
+        creds = creds and "//" not in location.split("?", 1)[0]
+        if sink.trace is not None:
+            shown = with_credentials(target.text, own[1]) if creds else target.text
+            info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
         new_kind = next_method(hop.status or 0, kind, method, post30x)

@@ -29,7 +29,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
-from packetlab.measure.http_trace import DATA_OUT, Trace, info, sent_out
+from packetlab.measure.http_trace import DATA_OUT, Trace, auth, info, sent_out
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -69,6 +69,7 @@ async def _exchange(
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
+    auth(sink.trace, headers.own)
     _stamp_sent(hop, _send(conn, request, ntag=True))
     sent_out(sink.trace, request)  # (curl: after the send, as its debug callback)
     if complete and data is not None:

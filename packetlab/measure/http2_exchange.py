@@ -28,7 +28,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
-from packetlab.measure.http_trace import DATA_OUT, h2_head, h2_request, info
+from packetlab.measure.http_trace import DATA_OUT, auth, h2_head, h2_request, info
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -77,6 +77,7 @@ async def _exchange_h2(
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
     if sink.trace is not None:
+        auth(sink.trace, headers.own)
         h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     if sink.trace is not None:  # (curl: the head and body once sent)

@@ -144,6 +144,7 @@ class _Sink:
     expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
     trace: Trace | None = None  # curl's debug callback (-v, --trace): http_trace
     fail: bool = False  # curl -f: a final status of 400 or more ends it after its head
+    cookies: Any = None  # the fetch's `_Cookies`: each response's Set-Cookie as it comes
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -257,9 +258,11 @@ class _Cookies:
         value = "; ".join(v for v in (found, None if self.custom else self.string) if v)
         return [("Cookie", value)] if value else []
 
-    def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:
-        if self.jar is not None:
-            self.jar.receive(u.scheme, u.host, u.target, headers)
+    def receive(self, u: Url, headers: list[tuple[str, str]]) -> list[str | None]:
+        """The response's Set-Cookie headers into the engine; curl's -v line for each."""
+        if self.jar is None:
+            return []
+        return self.jar.receive(u.scheme, u.host, u.target, headers)
 
 
 @dataclass(slots=True)
@@ -420,6 +423,8 @@ class _Response:
     def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         hop = self.hop
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
+        # curl's cookie engine takes a Set-Cookie as it parses it (its -v line before it)
+        notes = [] if self.sink.cookies is None else self.sink.cookies.receive(hop.url, headers)
         self.keep = not (self.follows and hop.location() is not None)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
@@ -435,7 +440,7 @@ class _Response:
             told = raw[self.told :]
             if failed and told.endswith(b"\r\n\r\n"):  # curl -f: before the blank line
                 told = told[:-2]
-            header_in(trace, told, rewind=sent and not self.keep)
+            header_in(trace, told, rewind=sent and not self.keep, cookies=notes)
             if failed:
                 info(trace, f"The requested URL returned error: {status}")
             elif not self.keep:

@@ -36,13 +36,16 @@ def lines(raw: bytes) -> list[bytes]:
     return out
 
 
-def header_in(trace: Trace | None, raw: bytes, rewind: bool = False) -> None:
+def header_in(trace: Trace | None, raw: bytes, rewind: bool = False,
+              cookies: list[str | None] | None = None) -> None:  # fmt: skip
     """A response's header block (1xx ones before it included), line by line, with
     curl's notes where it makes them: an HTTP/1.0 answer's close, and (`rewind`: a
     redirect to follow after a body was sent) "Please rewind output before next
-    send" at its Location line."""
+    send" at its Location line; `cookies`: the cookie engine's line for each Set-Cookie
+    line in turn (None: none), told before it."""
     if trace is None:
         return
+    notes = list(cookies or [])
     for line in lines(raw):
         if line.startswith(b"HTTP/1.0 "):
             info(trace, "HTTP 1.0, assume close after body")
@@ -50,6 +53,10 @@ def header_in(trace: Trace | None, raw: bytes, rewind: bool = False) -> None:
         if rewind and low.startswith(b"location:"):
             info(trace, "Please rewind output before next send")
             rewind = False
+        if low.startswith(b"set-cookie:") and notes:
+            note = notes.pop(0)
+            if note is not None:
+                info(trace, note)
         if low.startswith(b"connection:") and b"keep-alive" in low and raw.startswith(b"HTTP/1.0"):
             info(trace, "HTTP/1.0 connection set to keep alive")
         trace(HEADER_IN, line)
@@ -301,3 +308,33 @@ def _message(out: int, version: int, content: int, buf: Any, size: int, ssl: Any
         tickets[0] += 1  # later tickets replace the first
         if tickets[0] > 1:
             info(trace, "old SSL session ID is stale, removing")
+
+
+def auth(trace: Trace | None, own: list[tuple[str, str]]) -> None:
+    """curl's line for -u's credentials in a request (its own Authorization field)."""
+    if trace is None:
+        return
+    value = next((v for k, v in own if k == "Authorization"), None)
+    if value is not None and value.startswith("Basic "):
+        import base64
+
+        user = base64.b64decode(value[6:]).partition(b":")[0].decode("utf-8", "replace")
+        info(trace, f"Server auth using Basic with user '{user}'")
+
+
+def with_credentials(url: str, basic: str | None) -> str:
+    """`url` with -u's USER:PASSWORD in it, as curl's URL API writes them (each part
+    percent-encoded, lower-case hex)."""
+    if basic is None or "://" not in url:
+        return url
+    import base64
+    import re
+    from urllib.parse import quote
+
+    user, _, password = base64.b64decode(basic[6:]).decode("utf-8", "replace").partition(":")
+
+    def enc(text: str) -> str:
+        return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(text, safe=""))
+
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{enc(user)}:{enc(password)}@{rest}"

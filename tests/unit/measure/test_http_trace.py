@@ -104,3 +104,15 @@ def test_a_refused_connect_told_as_curl() -> None:
     assert text[1] == "connect to 192.0.2.80 port 9 failed: Connection refused"
     assert text[2].startswith("Failed to connect to 192.0.2.80 port 9 after ")
     assert text[3] == "Closing connection 0"
+
+
+def test_cookie_engine_lines_as_curl() -> None:
+    from packetlab.measure.cookies import CookieJar
+
+    jar = CookieJar(clock=lambda: 1000)
+    notes = jar.receive("http", "h.test", "/a/b", [("Set-Cookie", "a=b"), ("X", "y"),
+                        ("set-cookie", "a=c; Max-Age=10"), ("Set-Cookie", "bad"),
+                        ("Set-Cookie", "d=e; Max-Age=0")])  # fmt: skip
+    assert notes == ['Added cookie a="b" for domain h.test, path /a, expire 0',
+                     'Replaced cookie a="c" for domain h.test, path /a, expire 1010',
+                     None, None]  # fmt: skip
