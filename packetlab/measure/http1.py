@@ -141,8 +141,13 @@ async def _exchange(
             upgrade.upgraded()
             _send(conn, upgrade.data_to_send())
             raw = bytes(fed[: len(fed) - len(leftover)])
+            resp.inform(raw)  # curl's lines for it
+            info(sink.trace, "Received 101, Switching to HTTP/2")
+            if leftover:  # (what came with the 101, as curl's read took it)
+                info(sink.trace, "Copying HTTP/2 data in stream buffer to connection buffer "
+                                 f"after upgrade: len={len(leftover)}")  # fmt: skip
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
-                                      bytes(leftover), 1)  # fmt: skip
+                                      bytes(leftover), 1, resp.told)  # fmt: skip
         if isinstance(event, h11.Response):
             resp.head(
                 event.status_code,

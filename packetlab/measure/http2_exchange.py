@@ -99,16 +99,19 @@ async def _h2_response(
     informational: bytes,
     leftover: bytes,
     sid: int,
+    told: int = 0,
 ) -> bool:
     """The response on the request's stream `sid`: `informational` the header blocks
     before it (an h2c Upgrade's 101), `leftover` bytes already received after them.
     With other streams in flight on the connection (--parallel) one exchange reads for
-    all at a time and the others wait until it woke them (what came for them queued)."""
+    all at a time and the others wait until it woke them (what came for them queued).
+    `told`: the bytes of `informational` the trace was told already (the 101)."""
     from packetlab.measure.http2 import Body, End, Head
 
     framing = conn.h2
     assert framing is not None
     resp = _Response(hop, sink, follows)
+    resp.told = told
     done = False
     clock = session.reactor
     pace = _StreamPace(clock, framing.rate, sid) if framing.paced else None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_http2_curl_side_by_side import servers  # noqa: F401
 from test_http_curl_side_by_side import REPO, http, https, pki, pytestmark  # noqa: F401
 
@@ -32,7 +33,8 @@ def norm(text: bytes, tls: bool = False) -> list[bytes]:
     text = re.sub(rb"0x[0-9a-f]+", b"0xPTR", text)
     text = re.sub(rb"after \d+ (ms|milliseconds)", rb"after N \1", text)
     text = re.sub(rb"(?m)^\d\d:\d\d:\d\d\.\d{6} ", b"TIME ", text)
-    out = text.splitlines()
+    # what came with a 101 is the read's (none: no line), curl's and ours
+    out = [line for line in text.splitlines() if b"buffer after upgrade: len=" not in line]
     if tls:
         skip = re.compile(rb"^[{}] \[\d+ bytes data\]$|CApath: |\(IN\), TLS change cipher"
                           rb"|^\* We are completely uploaded and fine$"
@@ -181,3 +183,22 @@ def test_next_as_curl(http: str, tmp_path: Path) -> None:  # noqa: F811
         curl, ours = run("curl", *args, cwd=tmp_path), run("ours", *args, cwd=tmp_path)
         assert curl.returncode == ours.returncode == 2
         assert b"no URL specified!" in curl.stderr and b"no URL specified!" in ours.stderr
+
+
+def test_verbose_h2c_upgrade_as_curl(tmp_path: Path) -> None:
+    # before: the 101's blank line, and no "Received 101, Switching to HTTP/2"
+    from test_http2_curl_side_by_side import curl_has_http2
+    from test_http_curl_side_by_side import HERE
+
+    if not curl_has_http2():
+        pytest.skip("curl without HTTP/2")
+    proc = subprocess.Popen([sys.executable, str(HERE / "h2c_upgrade_server.py")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = f"http://127.0.0.1:{proc.stdout.readline().strip()}"
+        err, _ = both("-s", "-v", *UA, "--http2", f"{base}/u", f"{base}/v", cwd=tmp_path)
+        assert b"< Upgrade: h2c\r\n* Received 101, Switching to HTTP/2\n" in err
+    finally:
+        proc.kill()
+        proc.wait(10)
