@@ -71,10 +71,10 @@ from packetlab.measure.http_tls import (
     client_context,
     tls_error,
 )
+from packetlab.measure.http_told import close_notify, connecting, ended, reusing, unconnected
 from packetlab.measure.http_trace import (
     Trace,
     info,
-    pointer,
     tls_done,
     tls_messages,
     tls_offered,
@@ -468,7 +468,7 @@ async def _hop(
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
-        _reusing(route, conn)
+        reusing(route.sink, conn)
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
         await _paced(route, hop, conn, data, headers)
@@ -505,7 +505,7 @@ async def _connect(
     looked_up = connect_to is None
     number, trace = route.pool.number(), route.sink.trace
     if trace is not None:
-        _connecting(route, u, host, port, connect_to)
+        connecting(trace, route.pool, u, (host, port), connect_to, route.connect_to is not None)
     if connect_to is None:
         hop.start = await read_time(session)
         try:
@@ -538,7 +538,7 @@ async def _connect(
                          "drops it)")  # fmt: skip
             hop.exitcode = 28
         if trace is not None:
-            _unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
+            unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
             info(trace, f"Closing connection {number}")
         return
     info(trace, f"Connected to {host} ({addr}) port {port} (#{number})")
@@ -698,7 +698,7 @@ async def _over(
         if not (keep and hop.error is None):
             conn.broken = True  # HTTP/2: no new stream; the others in flight go on
         if sink.trace is not None:
-            _ended(sink.trace, hop, conn)
+            ended(sink.trace, hop, conn)
         pool.done(hop.url, conn)
         if conn.active > 0:
             pass  # streams of other transfers are in flight: the last one decides
@@ -706,75 +706,10 @@ async def _over(
             await pool.put(hop.url, conn)
         else:
             if conn.tls is not None:
-                _close_notify(conn)
+                close_notify(conn)
                 unwatch_tls(conn.tls.conn)
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
     if hop.error is not None and hop.exitcode not in (22, 23, 33, 63):  # the response came
         hop.status = None
-
-
-def _reusing(route: _Route, conn: _Conn) -> None:
-    """curl's lines for a connection taken from its cache (url.c's ConnectionExists)."""
-    trace = route.sink.trace
-    if trace is None:
-        return
-    multiplex = conn.h2 is not None
-    info(trace, f"Found bundle for host: {pointer(conn)} "
-                f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
-    if not multiplex and route.sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
-        info(trace, "Can not multiplex, even if we wanted to")
-    info(trace, f"Re-using existing connection #{conn.number} with host {conn.host}")
-
-
-def _connecting(route: _Route, u: Url, host: str, port: int, address: AddressLike | None) -> None:
-    """curl's lines before a new connection's "Trying": --connect-to's host and port,
-    and its DNS cache: a --resolve entry, or an address it has connected to before."""
-    if route.connect_to is not None:  # (curl's --connect-to ::ADDR:)
-        info(route.sink.trace, f"Connecting to hostname: {address}")
-        return
-    if host != u.host:
-        info(route.sink.trace, f"Connecting to hostname: {host}")
-    if port != u.port:
-        info(route.sink.trace, f"Connecting to port: {port}")
-    seen = route.pool.looked_up
-    key = (host.lower(), port)
-    if address is not None and (key in seen or host != str(address)):
-        info(route.sink.trace, f"Hostname {host} was found in DNS cache")
-    if address is not None and host == str(address):
-        seen.add(key)  # curl: an address "resolved" is cached as well
-
-
-def _unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: int) -> None:
-    """curl's lines for a connect that failed (refused: its words; else ours)."""
-    if "refused" in (hop.error or ""):
-        info(trace, f"connect to {addr} port {port} failed: Connection refused")
-        info(trace, f"Failed to connect to {host} port {port} after {ms} ms: Couldn't connect "
-                    "to server")  # fmt: skip
-    else:
-        info(trace, hop.error or "")
-
-
-def _ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
-    """curl's lines at a transfer's end on a connection: the error (ours), then the
-    connection kept ("left intact") or closed."""
-    if hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
-        info(trace, hop.error)
-    if conn.broken and conn.active == 0:
-        info(trace, f"Closing connection {conn.number}")
-    else:
-        info(trace, f"Connection #{conn.number} to host {conn.host} left intact")
-
-
-def _close_notify(conn: _Conn) -> None:
-    """A TLS connection closed by us: its close_notify first, as curl's SSL_shutdown
-    (HTTP/1.1 after the handshake; one in error: nothing more sent)."""
-    tls = conn.tls
-    if tls is None or conn.tls_version is None or conn.h2 is not None:
-        return
-    try:
-        tls.conn.shutdown()
-        tls.flush()
-    except SSL.Error:
-        pass
