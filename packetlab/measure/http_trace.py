@@ -9,7 +9,6 @@ pointers curl prints (`Found bundle for host: %p`) are our objects' ids."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +78,8 @@ def asn1_time(stamp: bytes | None) -> str:
     """OpenSSL's ASN1_TIME_print of a certificate's time (`Dec  4 17:52:48 2026 GMT`)."""
     if not stamp:
         return ""
+    import datetime  # (not on `run http --help`'s path)
+
     t = datetime.datetime.strptime(stamp.decode()[:14], "%Y%m%d%H%M%S")
     return f"{_MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S} {t.year} GMT"
 
