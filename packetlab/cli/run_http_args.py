@@ -58,6 +58,9 @@ examples:
   pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
+  pktlab run http -sv -o /dev/null https://10.77.3.2/  # curl's verbose lines on stderr
+  pktlab run http --trace-ascii t.txt --trace-time -d a=1 http://10.77.3.2/form  # curl's dump
+  pktlab run http -w '%{url}\\n' -d a=1 http://10.77.3.2/f --next -I http://10.77.3.2/g
 
 With -w the table is replaced by curl's output: each URL's body (unless -o sends it to a
 file; the headers with -I) then the write-out, nothing else on stdout. -w knows curl's
