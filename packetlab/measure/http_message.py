@@ -411,6 +411,7 @@ class _Response:
         self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
         self.decoder: _Decoder | None = None
         self.told = 0  # header bytes told to the trace already (1xx blocks)
+        self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
 
     def inform(self, block: bytes) -> None:
         """1xx header blocks came (all of them so far: `block`): the new lines to the
@@ -454,8 +455,11 @@ class _Response:
                 raise
         if large is not None:
             raise large
-        if failed:  # curl -f: no body read, the connection closed
-            raise _Failed(f"the server answered {f'{status} {reason}'.strip()} (--fail)")
+        if failed:  # curl -f: no body read, the connection closed (HTTP/2: the stream's
+            text = f"the server answered {f'{status} {reason}'.strip()} (--fail)"
+            if hop.version != "2":
+                raise _Failed(text)
+            self.ignore, self.failed = "fail", text  # body read, not kept: connection kept
 
     def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
         """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified read as
@@ -489,12 +493,12 @@ class _Response:
 
     def wire(self, data: bytes) -> None:
         """Body bytes as they came (chunked: with the framing), for curl's DATA_IN."""
-        if data and self.sink.trace is not None:
+        if data and self.sink.trace is not None and self.failed is None:
             self.sink.trace(DATA_IN, data)
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
-        if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+        if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
             self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return
@@ -511,6 +515,9 @@ class _Response:
             self.sink.on_body(out)
 
     def end(self) -> None:
+        if self.failed is not None:  # (-f over HTTP/2: curl reads none of it)
+            self.hop.error, self.hop.exitcode, self.hop.body_len = self.failed, 22, 0
+            return
         if self.decoder is not None:
             self._out(self.decoder.feed(b"", final=True))
         self.hop.body_sha256 = self.digest.hexdigest()

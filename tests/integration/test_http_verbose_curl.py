@@ -43,9 +43,12 @@ def norm(text: bytes, tls: bool = False) -> list[bytes]:
     return out
 
 
-def both(*args: str, cwd: Path, tls: bool = False, code: int = 0) -> tuple[bytes, bytes]:
+def both(*args: str, cwd: Path, tls: bool = False, code: int = 0,
+         failed: bool = False) -> tuple[bytes, bytes]:  # fmt: skip
+    """curl's and our stderr, their stdout the same; exit `code` (ours 1 for a failure,
+    also for an earlier URL's, `failed`: curl's is the last URL's)."""
     curl, ours = run("curl", *args, cwd=cwd), run("ours", *args, cwd=cwd)
-    assert curl.returncode == code and ours.returncode == min(code, 1), ours.stderr
+    assert curl.returncode == code and ours.returncode == min(code + failed, 1), ours.stderr
     assert ours.stdout == curl.stdout
     assert norm(ours.stderr, tls) == norm(curl.stderr, tls)
     return curl.stderr, ours.stderr
@@ -114,6 +117,13 @@ def test_verbose_over_http2_as_curl(servers: tuple[str, str, Path], tmp_path: Pa
                  b"< HTTP/2 200 \r\n", b"* Found bundle for host: 0x",
                  b"* Using Stream ID: 3 (easy handle 0x"):  # fmt: skip
         assert line in err
+    # -f over HTTP/2: the stream's end, the connection kept for the next URL (as curl's)
+    w = "%{http_code} %{num_connects} %{size_download} %{exitcode}\\n"
+    err, _ = both("-s", "-v", "-A", "curl/7.88.1", "-w", w, "--cacert", str(ca), "--resolve",
+                  f"localhost:{port}:127.0.0.1", "-f", f"{h2}/r/404?to=x", f"{h2}/echo",
+                  cwd=tmp_path, tls=True, failed=True)  # fmt: skip
+    assert b"* The requested URL returned error: 404\n" in err
+    assert b"Closing connection" not in err
     # a timeout (the HTTP/1.1 port: an answer after 3 s)
     late, _ = both("-s", "-v", *UA, "-m", "1", f"{servers[1]}/d/3", cwd=tmp_path, code=28)
     assert b"* Operation timed out after " in late
