@@ -106,6 +106,9 @@ class _Conn:
         else:
             try:
                 plain, closed = self.tls.feed(Chunk(note.data, note.time))
+                while self.tls.more():  # (-v takes records one at a time: all of them now)
+                    more, ended = self.tls.next()
+                    plain, closed = plain + more, closed or ended
             except SSL.Error:
                 return False
         try:
