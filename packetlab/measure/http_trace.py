@@ -2,9 +2,10 @@
 callback is told (CURLOPT_DEBUGFUNCTION): informational text in libcurl's words
 (`TEXT`, one line with its "\\n"), the request's head and body as sent (`HEADER_OUT`,
 `DATA_OUT`), each response header line and the body bytes as received (`HEADER_IN`,
-`DATA_IN`; a chunked body with its framing, as curl's). `packetlab.cli.curl_trace`
-prints them as curl -v, --trace and --trace-ascii do. Only what is known is told: no
-TLS record bytes (curl's SSL_DATA_IN/OUT, its handshake message lines), and the
+`DATA_IN`; a chunked body with its framing, as curl's), and what OpenSSL's message
+callback tells of TLS (`SSL_DATA_OUT`, `SSL_DATA_IN`: each message and record header, a
+line for each message). `packetlab.cli.curl_trace` prints them as curl -v, --trace and
+--trace-ascii do. Only what is known is told (docs/http.md, "Verbose and trace"); the
 pointers curl prints (`Found bundle for host: %p`) are our objects' ids."""
 
 from __future__ import annotations
@@ -64,11 +65,6 @@ def header_in(trace: Trace | None, raw: bytes, rewind: bool = False,
 def pointer(thing: object) -> str:
     """curl's %p of a thing of ours (its id: no two live things share one)."""
     return f"0x{id(thing):x}"
-
-
-def where(addr: str, port: int) -> str:
-    """ADDR:PORT as curl's "Trying" line writes it ([v6]:PORT)."""
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
