@@ -71,7 +71,14 @@ from packetlab.measure.http_tls import (
     client_context,
     tls_error,
 )
-from packetlab.measure.http_told import close_notify, connecting, ended, reusing, unconnected
+from packetlab.measure.http_told import (
+    close_notify,
+    connecting,
+    ended,
+    reusing,
+    unconnected,
+    waiting,
+)
 from packetlab.measure.http_trace import (
     Trace,
     info,
@@ -462,13 +469,15 @@ async def _hop(
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
     # its first exchange's end, when it can be reused)
     multiplexed = pool.pipewait
-    if conn is None and multiplexed and Connections.key(u) in pool.connecting:
+    pending = conn is None and multiplexed and Connections.key(u) in pool.connecting
+    if pending:
+        waiting(route.sink, pool.bundle(u))
         queued = await read_time(session)  # curl: time_total counts the wait
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
-        reusing(route.sink, conn)
+        reusing(route.sink, conn, pool.bundle(u), pending)
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
         await _paced(route, hop, conn, data, headers)

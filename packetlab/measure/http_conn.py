@@ -151,6 +151,11 @@ class Connections:
         self.made = 0  # connections begun (curl's next connection id)
         self.transfers = 0  # http_get calls made with this pool (curl's transfers)
         self.looked_up: set[tuple[str, int]] = set()  # curl's DNS cache: names it holds
+        self.bundles: dict[tuple[str, str, int], object] = {}  # (curl's bundle, for -v)
+
+    def bundle(self, u: Url) -> object:
+        """An origin's connections as one thing (curl's bundle: its %p in -v lines)."""
+        return self.bundles.setdefault(self.key(u), object())
 
     def number(self) -> int:
         """The next connection's id (curl's #N: 0, 1, ... over the run)."""

@@ -16,17 +16,31 @@ from packetlab.measure.http_trace import Trace, info, pointer
 from packetlab.measure.http_url import Url
 
 
-def reusing(sink: _Sink, conn: _Conn) -> None:
-    """curl's lines for a connection taken from its cache (url.c's ConnectionExists)."""
+def reusing(sink: _Sink, conn: _Conn, bundle: object, pending: bool = False) -> None:
+    """curl's lines for a connection taken from its cache (url.c's ConnectionExists): an
+    HTTP/2 one in use by other transfers is "multiplexed"; `pending`: the transfer
+    waited for it (-Z's pipewait)."""
     trace = sink.trace
     if trace is None:
         return
     multiplex = conn.h2 is not None
-    info(trace, f"Found bundle for host: {pointer(conn)} "
+    info(trace, f"Found bundle for host: {pointer(bundle)} "
                 f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
     if not multiplex and sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
         info(trace, "Can not multiplex, even if we wanted to")
+    if multiplex and conn.active > 0:
+        info(trace, "Multiplexed connection found")
     info(trace, f"Re-using existing connection #{conn.number} with host {conn.host}")
+    if pending:
+        info(trace, "Transfer was pending, now try another")
+
+
+def waiting(sink: _Sink, bundle: object) -> None:
+    """curl -Z's lines for a transfer that waits for a first connection to its origin to
+    learn whether it multiplexes (curl's pipewait)."""
+    info(sink.trace, f"Found bundle for host: {pointer(bundle)} [serially]")
+    info(sink.trace, "Server doesn't support multiplex yet, wait")
+    info(sink.trace, "No connections available.")
 
 
 def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
@@ -66,7 +80,9 @@ def ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
     curl's words already), then the connection kept ("left intact") or closed."""
     if hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
         info(trace, hop.error)
-    if conn.broken and conn.active == 0:
+    if conn.active > 0:  # (HTTP/2: other transfers' streams still on it: curl says nothing)
+        return
+    if conn.broken:
         info(trace, f"Closing connection {conn.number}")
     else:
         info(trace, f"Connection #{conn.number} to host {conn.host} left intact")

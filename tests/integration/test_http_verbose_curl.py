@@ -124,6 +124,18 @@ def test_verbose_over_http2_as_curl(servers: tuple[str, str, Path], tmp_path: Pa
                   cwd=tmp_path, tls=True, failed=True)  # fmt: skip
     assert b"* The requested URL returned error: 404\n" in err
     assert b"Closing connection" not in err
+    # -Z: the transfers that wait for the first connection, then multiplex on it (curl's
+    # lines; they resume before the first's stream where curl's resume after it)
+    urls = [f"{h2}/d/0.2", f"{h2}/d/0.1", f"{h2}/echo"]
+    for who in ("curl", "ours"):
+        out = run(who, "-Z", "-s", "-v", "--cacert", str(ca), "--resolve",
+                  f"localhost:{port}:127.0.0.1", *UA, *urls, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        for line in (b"* Server doesn't support multiplex yet, wait\n",
+                     b"* Multiplexed connection found\n",
+                     b"* Transfer was pending, now try another\n"):  # fmt: skip
+            assert line in out.stderr, (who, line)
+        assert out.stderr.count(b"left intact") == 1  # the last on the connection only
     # a timeout (the HTTP/1.1 port: an answer after 3 s)
     late, _ = both("-s", "-v", *UA, "-m", "1", f"{servers[1]}/d/3", cwd=tmp_path, code=28)
     assert b"* Operation timed out after " in late
