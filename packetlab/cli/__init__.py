@@ -96,12 +96,18 @@ class NativeValueError(argparse.ArgumentTypeError):
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a "did you mean" for a mistyped choice (`pktlab run pign`), as
-    Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too."""
+    Python 3.14's `suggest_on_error`; the sub-commands' parsers are of this class too.
+    A parser's `read_words(parser, words)`, when set, rewrites the words before argparse
+    reads them (`run http`: curl's -K/--config, --url, --json DATA); `usage_status`
+    gives the exit status of a usage error from the words."""
 
     _seen: list[str] = []
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         self._seen = list(sys.argv[1:] if args is None else args)  # for `error`
+        read_words = getattr(self, "read_words", None)  # (`run http`: curl's -K, --json DATA)
+        if read_words is not None:
+            args = read_words(self, self._seen)
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:

@@ -18,7 +18,7 @@ from typing import Any
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
 from packetlab.cli.run import RunError
-from packetlab.cli.run_command import Command, Progress, Record
+from packetlab.cli.run_command import Command, Progress, Record, add_log_option
 
 MEASUREMENTS = ("dns", "http", "throughput", "sendgap", "clocksync")
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="JSON lines")
         p.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="give up waiting for the endpoints after S s")  # fmt: skip
-        p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+        add_log_option(p)
         add_link_arguments(p)
         p.set_defaults(_command=cmd)
 

@@ -134,8 +134,18 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
         help="give up after S seconds (default: the measurement's worst case + 30 s with "
         "the in-process endpoint, no limit with --listen)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    add_log_option(p)
     add_link_arguments(p)
+
+
+def add_log_option(p: argparse.ArgumentParser) -> None:
+    """-v: the link's log (the endpoint, the controller) to stderr; `--link-log` where the
+    command's own -v means something else (`run http`: curl's verbose lines)."""
+    if "-v" in p._option_string_actions:
+        p.add_argument("--link-log", dest="verbose", action="store_true",
+                       help="the link's log (the endpoint, the controller) to stderr")  # fmt: skip
+    else:
+        p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
 
 
 def add_command(sub: Any, cmd: Command) -> argparse.ArgumentParser:
@@ -407,7 +417,9 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def parse_args(cmd: Command, argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv` for `cmd` alone (tests and `python -m packetlab.cli.run_NAME`)."""
-    parser = argparse.ArgumentParser(prog=f"pktlab run {cmd.name}")
+    from packetlab.cli import _Parser
+
+    parser = _Parser(prog=f"pktlab run {cmd.name}")
     sub = parser.add_subparsers(dest="measurement")
     add_command(sub, cmd)
     return parser.parse_args([cmd.name, *argv])

@@ -63,6 +63,11 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
+    """The worst case of the run: each -:/--next group's."""
+    return sum(_budget(g) for g in [args, *getattr(args, "next_groups", [])])
+
+
+def _budget(args: argparse.Namespace) -> float:
     redirs = args.max_redirs if args.max_redirs >= 0 else 5
     hops = 1 + (min(redirs, 5) if args.location or getattr(args, "location_trusted", False) else 0)
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_count

@@ -7,7 +7,7 @@ import argparse
 import re
 from typing import Any
 
-from packetlab.cli import pcapout
+from packetlab.cli import curl_trace, pcapout
 from packetlab.cli.run import RunError
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
@@ -58,6 +58,9 @@ examples:
   pktlab run http -Z -w '%{url} %{http_code}\\n' -o a -o b URL1 URL2  # curl's -Z meter
   pktlab run http -Z https://10.77.3.2/a https://10.77.3.2/b  # at once, as curl -Z
   pktlab run http -s -o /dev/null -w '%{http_code} %{time_total}\\n' http://10.77.3.2/
+  pktlab run http -sv -o /dev/null https://10.77.3.2/  # curl's verbose lines on stderr
+  pktlab run http --trace-ascii t.txt --trace-time -d a=1 http://10.77.3.2/form  # curl's dump
+  pktlab run http -w '%{url}\\n' -d a=1 http://10.77.3.2/f --next -I http://10.77.3.2/g
 
 With -w the table is replaced by curl's output: each URL's body (unless -o sends it to a
 file; the headers with -I) then the write-out, nothing else on stdout. -w knows curl's
@@ -432,6 +435,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         "as received (made empty first; - is stdout), as curl",
     )  # fmt: skip
     pcapout.add_option(p)
+    curl_trace.add_options(p)
+    p.add_argument(
+        "-:", "--next", dest="next_groups", action=_NextAction, nargs=argparse.REMAINDER,
+        default=[], metavar="...",
+        help="the options before it apply to the URLs before it; after it a new set of "
+        "options for the URLs after it, as curl's (but the global ones, for all: -v, "
+        "--trace, --trace-ascii, --trace-time, -s, -S, --stderr, -Z, --parallel-max, "
+        "--parallel-immediate, --fail-early, --no-progress-meter, and ours: --json, "
+        "--timeout, --pcap, the link's); the connections are kept from group to group",
+    )  # fmt: skip
     p.add_argument(
         "-m",
         "--max-time",
@@ -477,29 +490,86 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _read_curl_words(p: argparse.ArgumentParser) -> None:
-    """`p` reads curl's -K/--config, --url, -q (run_http_words.expand) and `--json DATA`
-    (run_http_json.rewrite) before argparse sees the words; `--json`'s help (the output
-    flag's, added later by run_command) says both."""
-    parse = p.parse_known_args
+    """`p` (a `cli._Parser`) reads curl's -K/--config, --url, -q (run_http_words.expand)
+    and `--json DATA` (run_http_json.rewrite) before argparse sees the words; `--json`'s
+    help (the output flag's, added later by run_command) says both."""
+    p.read_words = read_words  # type: ignore[attr-defined]
 
+
+def _takes_value(p: argparse.ArgumentParser) -> Any:
     def takes_value(option: str) -> bool:
         action = p._option_string_actions.get(option)
         return action is not None and action.nargs != 0
 
-    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
-        from packetlab.cli.run_http_json import HELP, rewrite
-        from packetlab.cli.run_http_words import expand
+    return takes_value
 
-        flag = p._option_string_actions.get("--json")
-        if flag is not None:
-            flag.help = HELP
-        try:
-            words = None if args is None else rewrite(expand(args, takes_value))
-        except RunError as e:  # an unreadable -K file: one line, as a usage error
-            p.exit(2, f"{p.prog}: {e}\n")
-        return parse(words, namespace)
 
-    setattr(p, "parse_known_args", parse_known_args)  # noqa: B010 (an instance's own)
+def read_words(p: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    from packetlab.cli.run_http_json import HELP, rewrite
+    from packetlab.cli.run_http_words import expand
+
+    takes_value = _takes_value(p)
+    flag = p._option_string_actions.get("--json")
+    if flag is not None:
+        flag.help = HELP
+    try:
+        return _groups(rewrite(expand(words, takes_value)), takes_value)
+    except RunError as e:  # an unreadable -K file: one line, as a usage error
+        p.exit(2, f"{p.prog}: {e}\n")
+
+
+NEXT = ("-:", "--next")
+
+
+def _groups(words: list[str], takes_value: Any) -> list[str]:
+    """curl 7.88 ends a group of options at -:/--next only when it has a URL: a --next
+    before the group's first URL is passed over (`-w F --next URL` is one group)."""
+    out: list[str] = []
+    has_url, i = False, 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return out + words[i:]
+        if word in NEXT:
+            if has_url:
+                out.append(word)
+            has_url = False
+        elif word.startswith("-") and len(word) > 1:
+            takes = "=" not in word and takes_value(word) and i + 1 < len(words)
+            out += words[i : i + 2] if takes else [word]
+            i += 1 if takes else 0
+        else:
+            out.append(word)
+            has_url = True
+        i += 1
+    return out
+
+
+# curl 7.88's global options (and ours): one value for every group of a --next run
+GLOBAL = ("trace_opts", "trace_time", "silent", "show_error", "stderr", "parallel",
+          "parallel_max", "parallel_immediate", "fail_early", "no_progress_meter", "json",
+          "timeout", "verbose", "pcap", "listen", "home", "insecure_plaintext")  # fmt: skip
+
+
+class _NextAction(argparse.Action):
+    """-:/--next: the words after it are the next group's, read with the same options
+    (from their defaults, as curl's new OperationConfig), into `next_groups`; a group
+    without a URL is curl's "no URL specified!" (exit 2; curl: after the transfers
+    before it)."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, values: Any, opt: Any = None) -> None:
+        words = list(values or [])
+        if not any(word in NEXT for word in _groups([*words, NEXT[0]], _takes_value(parser))):
+            parser.error(f"no URL specified! (curl's words: the options after "
+                         f"the last {opt} have no URL)")  # fmt: skip
+        group, extra = parser.parse_known_args(words)
+        bad = [w for w in extra if w.startswith("-") and len(w) > 1]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        group.urls.extend(extra)  # operands after an option, as the first group's
+        later = group.next_groups
+        group.next_groups = []
+        setattr(ns, self.dest, [group, *later])
 
 
 def _count(text: str) -> int:

@@ -13,7 +13,13 @@ from packetlab.cli import pcapout
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Emit, Experiment, Progress
-from packetlab.cli.run_http_args import CONNECT_TIMEOUT, PARALLEL_LIMIT, USER_AGENT
+from packetlab.cli.run_http_args import (
+    CONNECT_TIMEOUT,
+    GLOBAL,
+    PARALLEL_LIMIT,
+    PARALLEL_MAX,
+    USER_AGENT,
+)
 from packetlab.cli.run_http_body import (
     _headers,
     _url_query,
@@ -49,9 +55,54 @@ TRUNCATE = "Failed to truncate file"  # curl's (23) when --retry cannot empty th
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
+    """The run: each -:/--next group of options (`args.next_groups`) in turn, its URLs
+    with its options, the global ones the same for all (curl's), over one connection
+    cache; every group checked before anything is sent."""
+    from packetlab.measure.http import Connections
+
+    groups = [args, *getattr(args, "next_groups", [])]
+    if any(g.write_out is not None for g in groups):  # curl's output: also without -w
+        for group in groups:
+            group.write_out = "" if group.write_out is None else group.write_out
+    for group in groups[1:]:  # curl's global options: one value for all, the last given
+        for name in GLOBAL:
+            if name == "trace_opts":
+                args.trace_opts = [*args.trace_opts, *group.trace_opts]
+            elif getattr(group, name, None) not in (None, False, [], PARALLEL_MAX):
+                setattr(args, name, getattr(group, name))
+    shared: dict[str, Any] = {"recorder": pcapout.recorder_for(args), "failed": []}
+    runs = [_group(args, emit, progress, shared)]  # (its --stderr FILE opened: once)
+    for group in groups[1:]:
+        for name in GLOBAL:
+            setattr(group, name, getattr(args, name, None))
+        group.stderr = None
+        for name in ("_stdout", "_stderr"):  # (a test's streams)
+            if hasattr(args, name):
+                setattr(group, name, getattr(args, name))
+        runs.append(_group(group, emit, progress, shared))
+
+    async def run(session: Any) -> None:
+        # kept open from URL to URL (and group to group), as curl's connection cache
+        pool = Connections(pipewait=not args.parallel_immediate)
+        shared["failed"].clear()
+        try:
+            for each in runs:
+                if progress.stopping or (args.fail_early and shared["failed"]):
+                    return
+                await each(session, pool)
+        finally:
+            await pool.close()
+
+    return pcapout.recording(args, shared["recorder"], run)
+
+
+def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
+           shared: dict[str, Any]) -> Any:  # fmt: skip
+    """One group's transfers (all of them without --next): checked now, run by the
+    coroutine function returned, over the run's connection cache."""
     from dataclasses import replace
 
-    from packetlab.measure.http import Connections, HttpResult, WriteError, http_get, parse_url
+    from packetlab.measure.http import HttpResult, WriteError, http_get, parse_url
     from packetlab.measure.upload_body import Upload, UploadError
     from packetlab.measure.upload_multipart import multipart
 
@@ -135,7 +186,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if method is not None and not _TOKEN.fullmatch(method):
         raise RunError(f"-X/--request {method!r}: not an HTTP method (a token: letters, "
                        "digits, !#$%&'*+-.^_`|~)")  # fmt: skip
-    recorder = pcapout.recorder_for(args)
+    recorder = shared["recorder"]
     # curl 7.88 -Z draws its parallel meter on stderr (also off a terminal) unless -s,
     # --no-progress-meter, or a body goes to stdout on a terminal; ours with -w, where the
     # output is curl's (the table keeps its progress line, drawn between its rows)
@@ -146,19 +197,20 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     stdout: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
     dump = None if args.dump_header is None else HeaderDump(args.dump_header, stdout)
+    from packetlab.cli.curl_trace import tracer
 
-    async def run(session: Any) -> None:
-        # kept open from URL to URL, as curl's connection cache
-        pool = Connections(pipewait=not args.parallel_immediate)
-        ended_badly.clear()
+    if "trace" not in shared:  # -v, --trace: one for the run (its groups share it)
+        shared["trace"] = tracer(args, stdout, stderr, warn, to_stdout and stdout_tty)
+    trace = shared["trace"]
+
+    async def run(session: Any, pool: Any) -> None:
         try:
             await fetch_all(session, pool)
         finally:
-            await pool.close()
             if dump is not None:
                 dump.close()
 
-    ended_badly: list[int] = []  # the transfers that failed (--fail-early)
+    ended_badly: list[int] = shared["failed"]  # the transfers that failed (--fail-early)
 
     async def fetch_all(session: Any, pool: Any) -> None:
         if fmt is not None or "-" in args.output:
@@ -320,6 +372,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             cookie=cookie,
             http_version=args.http_version,
             on_hop=None if xfer is None else xfer.follow,
+            trace=trace,
+            fail=args.fail,
         )
 
     async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:
@@ -355,7 +409,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             await deferLater(session.reactor, min(0.1, end - session.reactor.seconds()))
         return not progress.stopping
 
-    return pcapout.recording(args, recorder, run)
+    return run
 
 
 def cert_parameter(text: str) -> tuple[str, str | None]:

@@ -104,22 +104,27 @@ class CookieJar:
     def now(self) -> int:
         return int(self._now())  # type: ignore[operator]
 
-    def receive(self, scheme: str, host: str, path: str, headers: list[tuple[str, str]]) -> None:
+    def receive(self, scheme: str, host: str, path: str,
+                headers: list[tuple[str, str]]) -> list[str | None]:  # fmt: skip
+        """A response's Set-Cookie headers, in order; curl's -v line for each (None:
+        ignored, or none)."""
         lines = [v for k, v in headers if k.lower() == "set-cookie"]
+        notes: list[str | None] = []
         for value in lines[:MAX_SET]:  # curl: the rest of a flood is ignored
-            if len(value) <= MAX_LINE:
-                self.set(scheme, host, path, value)
+            notes.append(self.set(scheme, host, path, value) if len(value) <= MAX_LINE else None)
+        return notes
 
-    def set(self, scheme: str, host: str, path: str, header: str) -> None:
-        """One Set-Cookie header from `scheme`://`host``path` (ignored when invalid)."""
+    def set(self, scheme: str, host: str, path: str, header: str) -> str | None:
+        """One Set-Cookie header from `scheme`://`host``path` (ignored when invalid);
+        curl's -v line for a cookie kept (`Added cookie ...`, `Replaced cookie ...`)."""
         host = host.lower().strip("[]")
         first, *attrs = header.split(";")
         name, sep, value = first.partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not name:
-            return
+            return None
         if len(name) >= MAX_NAME - 1 or len(value) >= MAX_NAME - 1 or len(name + value) > MAX_NAME:
-            return  # curl: "oversized cookie dropped"
+            return None  # curl: "oversized cookie dropped"
         domain, tailmatch = host, False
         cpath = _default_path(path)
         secure = httponly = False
@@ -132,7 +137,7 @@ class CookieJar:
                 d = val.lstrip(".").lower()
                 if d != host:
                     if _is_address(host) or not host.endswith("." + d) or "." not in d:
-                        return  # not this host's, or a top-level domain: refused as curl
+                        return None  # not this host's, or a top-level domain: refused as curl
                     domain, tailmatch = d, True
                 elif not _is_address(host):
                     tailmatch = True
@@ -152,9 +157,9 @@ class CookieJar:
                 if t is not None:
                     expires = int(t)
         if tailmatch and domain != host and not _public_ok(host, domain):
-            return  # curl with libpsl: "cookie 'N' dropped, domain 'H' must not set ..."
+            return None  # curl with libpsl: "cookie 'N' dropped, domain 'H' must not set ..."
         if secure and not secure_context(scheme, host):
-            return  # curl: a secure cookie only from a secure context
+            return None  # curl: a secure cookie only from a secure context
         now = self.now()
         if max_age is not None:
             expires = now + max_age if max_age > 0 else 1
@@ -163,11 +168,13 @@ class CookieJar:
         if old is not None:
             self.cookies.remove(old)
         if expires is not None and expires <= now:
-            return  # deleted (or already expired)
+            return None  # deleted (or already expired)
         created = old.created if old is not None else next(self._order)  # curl keeps it
         self.cookies.append(Cookie(name, value, domain, tailmatch, cpath, secure, httponly,
                                    expires or 0, created))  # fmt: skip
         del self.cookies[:-MAX_COOKIES]
+        return (f"{'Replaced' if old is not None else 'Added'} cookie {name}=\"{value}\" "
+                f"for domain {domain}, path {cpath}, expire {expires or 0}")  # fmt: skip
 
     def header(self, scheme: str, host: str, path: str) -> str | None:
         """The Cookie header value for a request to `scheme`://`host``path`, or None."""

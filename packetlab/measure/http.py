@@ -46,7 +46,7 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
-from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _Unresolved
+from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_message import (
     FORM,
     MAX_BODY,
@@ -54,6 +54,7 @@ from packetlab.measure.http_message import (
     Asked,
     HttpResult,
     _Cookies,
+    _Failed,
     _Fields,
     _Hop,
     _NoResume,
@@ -63,7 +64,31 @@ from packetlab.measure.http_message import (
     _Undecodable,
 )
 from packetlab.measure.http_rate import Pace, rbufsz_for
-from packetlab.measure.http_tls import CertificateMismatch, TlsLink, client_context, tls_error
+from packetlab.measure.http_tls import (
+    CertificateMismatch,
+    TlsLink,
+    ca_file,
+    client_context,
+    tls_error,
+)
+from packetlab.measure.http_told import (
+    close_notify,
+    connecting,
+    ended,
+    reusing,
+    unconnected,
+    waiting,
+)
+from packetlab.measure.http_trace import (
+    Trace,
+    info,
+    tls_done,
+    tls_messages,
+    tls_offered,
+    unwatch_tls,
+    watch_tls,
+    with_credentials,
+)
 from packetlab.measure.http_url import (
     MAX_REDIRS,
     HttpError,
@@ -131,6 +156,8 @@ async def http_get(
     http_version: str | None = None,
     on_hop: Callable[[Any], object] | None = None,
     asked: Asked = Asked(),
+    trace: Trace | None = None,
+    fail: bool = False,
 ) -> HttpResult:
     """Fetch `url` from the endpoint (HTTP/1.1 or HTTP/2, persistent connections as curl): a GET, a
     POST of `data` (form-encoded unless a Content-Type header is given, as curl -d), a
@@ -166,7 +193,10 @@ async def http_get(
     same name replaces it, as any of curl's own fields (`-H 'NAME:'` removes it).
     `on_hop` gets each request's live state as it starts (a redirect's next hop too): its
     `body_len`, `uploaded`, `headers` (once the response's head came) as they grow, for
-    a progress meter (read only).
+    a progress meter (read only). `trace` is told what curl's debug callback is told
+    (-v, --trace; `http_trace`). `fail` (curl -f): a final status of 400 or more ends
+    the fetch after its head (no body read, the connection closed), `error` saying it,
+    exit code 22.
 
     HTTP versions as curl 7.88's with nghttp2: by default https:// offers ALPN h2 and
     http/1.1 and speaks HTTP/2 when the server picks h2, http:// speaks HTTP/1.1;
@@ -188,12 +218,19 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
+    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
                  on_hop=on_hop, resume=asked.resume_from if body is None else 0,
                  max_filesize=asked.max_filesize, expect_wait=asked.expect_wait,
-                 time_cond=None if ranged else asked.time_cond)  # fmt: skip
-    jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
+                 time_cond=None if ranged else asked.time_cond, trace=trace,
+                 fail=fail, cookies=jar)  # fmt: skip
     pool = Connections() if connections is None else connections
+    for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
+        if pool.transfers:
+            info(trace, f"RESOLVE {h}:{p} is - old addresses discarded")
+        info(trace, f"Added {h}:{p}:{a} to DNS cache")
+        pool.looked_up.add((h, p))
+    pool.transfers += 1
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
         try:
             await _fill(session.reactor, body)
@@ -238,6 +275,7 @@ async def _fetch(
 ) -> HttpResult:
     body = data
     referer = own[0].referer
+    creds = own[1] is not None  # curl's URL holds -u's credentials (a relative hop keeps them)
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
@@ -246,7 +284,7 @@ async def _fetch(
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
-                   own[0].limit_rate)  # fmt: skip
+                   own[0].limit_rate, None if insecure else cafile or ca_file())  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -272,8 +310,6 @@ async def _fetch(
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
-        if hop.status is not None:
-            jar.receive(current, hop.headers)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         if hop.status is not None:
@@ -319,10 +355,16 @@ async def _fetch(
             result.exitcode = 47
             break
         result.num_redirects += 1
+        creds = creds and "//" not in location.split("?", 1)[0]
+        if sink.trace is not None:
+            shown = with_credentials(target.text, own[1]) if creds else target.text
+            info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
         new_kind = next_method(hop.status or 0, kind, method, post30x)
         if new_kind != kind:
+            switched = f"Switch to {new_kind}" if hop.status == 303 else "Switch from POST to GET"
+            info(sink.trace, switched)
             kind, body = new_kind, None
         if own[0].auto_referer:  # curl -e ';auto': the URL the redirect came from
             referer = current.text
@@ -391,6 +433,7 @@ class _Route:
     resolve: tuple[tuple[str, int, str], ...] = ()
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
     rate: int = 0  # --limit-rate (bytes/s)
+    cafile: str | None = None  # the CA file certificates are verified with (None: -k)
 
     def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
         """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
@@ -426,12 +469,15 @@ async def _hop(
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
     # its first exchange's end, when it can be reused)
     multiplexed = pool.pipewait
-    if conn is None and multiplexed and Connections.key(u) in pool.connecting:
+    pending = conn is None and multiplexed and Connections.key(u) in pool.connecting
+    if pending:
+        waiting(route.sink, pool.bundle(u))
         queued = await read_time(session)  # curl: time_total counts the wait
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
+        reusing(route.sink, conn, pool.bundle(u), pending)
         hop.start = hop.resolved = await read_time(session)
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
         await _paced(route, hop, conn, data, headers)
@@ -466,6 +512,9 @@ async def _connect(
     until = clock.seconds() + route.connect_timeout
     host, port, connect_to = route.target(u)
     looked_up = connect_to is None
+    number, trace = route.pool.number(), route.sink.trace
+    if trace is not None:
+        connecting(trace, route.pool, u, (host, port), connect_to, route.connect_to is not None)
     if connect_to is None:
         hop.start = await read_time(session)
         try:
@@ -473,9 +522,16 @@ async def _connect(
                                         until)  # fmt: skip
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), e.exitcode
+            if trace is not None:  # curl's words
+                took = (clock.seconds() - until + route.connect_timeout) * 1000
+                info(trace, f"Could not resolve host: {host}" if e.exitcode == 6 else
+                     f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
+                info(trace, f"Closing connection {number}")
             return
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    info(trace, f"  Trying {server}...")
+    tried = clock.seconds()
     try:
         stream = await TcpStream.connect(session, addr, port,
                                          timeout=max(until - clock.seconds(), 0.001),
@@ -490,13 +546,23 @@ async def _connect(
                          f"{route.connect_timeout:g} s{since} (the host is down or a firewall "
                          "drops it)")  # fmt: skip
             hop.exitcode = 28
+        if trace is not None:
+            unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
+            info(trace, f"Closing connection {number}")
         return
+    info(trace, f"Connected to {host} ({addr}) port {port} (#{number})")
     hop.server = server
     if hop.start is None:
         hop.start = stream.started_at
     hop.resolved, hop.connected = stream.started_at, stream.established_at
+    if ctx is not None and trace is not None:  # OpenSSL's messages, as curl's
+        tls_messages(ctx)
     tls = None if ctx is None else TlsLink(ctx, u, stream)
-    await _paced(route, hop, _Conn(stream, tls, server, None), data, headers, until)
+    if tls is not None and trace is not None:
+        watch_tls(tls.conn, trace, route.cafile)
+        tls.stepwise = True
+    conn = _Conn(stream, tls, server, None, number=number, host=u.host)
+    await _paced(route, hop, conn, data, headers, until)
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
@@ -508,7 +574,8 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     conn.pace = pace
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
-                    route.follows, route.pool, (until, route.connect_timeout))  # fmt: skip
+                    route.follows, route.pool, (until, route.connect_timeout),
+                    route.cafile)  # fmt: skip
         if pace is not None and hop.error is None and hop.last is not None:
             # the last byte reached the endpoint's kernel before the pace let it go: the
             # transfer ends when it did (curl's time_total: when curl read it)
@@ -537,6 +604,7 @@ async def _over(
     follows: bool,
     pool: Connections,
     connect: tuple[float, float] = (math.inf, 0.0),
+    cafile: str | None = None,
 ) -> None:
     """One request and its response over `conn` (a new one: TLS handshake first); the
     connection back into `pool` when the exchange left it reusable, else closed.
@@ -551,8 +619,11 @@ async def _over(
     conn.active += 1
     try:
         if conn.tls is not None and not hop.reused:
+            if sink.trace is not None:
+                tls_offered(sink.trace, sink.http)
             try:
-                hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]))
+                hop.tls_done = await conn.tls.handshake(min(deadline, connect[0]),
+                                                        check_name=sink.trace is None)  # fmt: skip
             except StreamTimeout:
                 if connect[0] < deadline:
                     raise _HandshakeTimeout from None
@@ -560,6 +631,13 @@ async def _over(
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
+            if sink.trace is not None:  # (the name checked after curl's lines of it)
+                hop.told = not tls_done(sink.trace, conn.tls, cafile is not None)
+                conn.tls.check_name()
+                hop.told = False
+                if conn.h2 is not None:  # curl: the preface goes before the request
+                    _send(conn, conn.h2.preface())
+                info(sink.trace, "using HTTP/2" if conn.h2 is not None else "using HTTP/1.x")
         elif conn.tls is None and not hop.reused and sink.http == "2-prior":
             conn.h2 = _h2_framing(conn.server, _rate(conn))  # h2c, no Upgrade
         if not hop.reused and conn.h2 is not None:
@@ -578,10 +656,15 @@ async def _over(
             hop.exitcode = 56
     except CertificateMismatch as e:
         hop.error, hop.exitcode = str(e), 60
+        if e.curl is not None:
+            info(sink.trace, e.curl)
+            hop.told = True
     except _HandshakeTimeout:  # curl: (28) SSL connection timeout
         hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "
                      f"{connect[1]:g} s of the connection's start (--connect-timeout)")  # fmt: skip
         hop.exitcode = 28
+        info(sink.trace, "SSL connection timeout")
+        hop.told = True
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
         hop.error = (
@@ -590,6 +673,10 @@ async def _over(
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
+        ms = (session.reactor.seconds() - sink.until[0] + timeout) * 1000
+        info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
+                         f"{hop.body_len} bytes received")  # fmt: skip
+        hop.told = True
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
@@ -602,6 +689,8 @@ async def _over(
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
         hop.error, hop.exitcode = str(e), 63
+    except _Failed as e:  # curl: (22) The requested URL returned error
+        hop.error, hop.exitcode = str(e), 22
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
@@ -615,16 +704,21 @@ async def _over(
         hop.exitcode = 23
     finally:
         conn.active -= 1
-        if not (keep and hop.error is None):
+        if not (keep and (hop.error is None or hop.exitcode == 22)):  # (-f on HTTP/2: kept)
             conn.broken = True  # HTTP/2: no new stream; the others in flight go on
+        if sink.trace is not None:
+            ended(sink.trace, hop, conn)
         pool.done(hop.url, conn)
         if conn.active > 0:
             pass  # streams of other transfers are in flight: the last one decides
         elif not conn.broken:
             await pool.put(hop.url, conn)
         else:
+            if conn.tls is not None:
+                close_notify(conn)
+                unwatch_tls(conn.tls.conn)
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode not in (23, 33, 63):  # the response came
+    if hop.error is not None and hop.exitcode not in (22, 23, 33, 63):  # the response came
         hop.status = None

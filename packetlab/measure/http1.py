@@ -29,6 +29,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
+from packetlab.measure.http_trace import DATA_OUT, Trace, auth, info, sent_out
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -68,7 +69,9 @@ async def _exchange(
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
+    auth(sink.trace, headers.own)
     _stamp_sent(hop, _send(conn, request, ntag=True))
+    sent_out(sink.trace, request)  # (curl: after the send, as its debug callback)
     if complete and data is not None:
         hop.uploaded = data.length or 0
     fed = bytearray()  # response bytes up to the end of the headers
@@ -84,6 +87,8 @@ async def _exchange(
             chunk, plain, closed = await _read(session, conn, until)
             if plain:
                 h.receive_data(plain)
+                if hop.status is not None:  # curl's DATA_IN: the body's bytes as read
+                    resp.wire(plain)
             if closed:
                 h.receive_data(b"")
                 ended = True
@@ -114,6 +119,8 @@ async def _exchange(
                         raise
                     send = True  # no answer: the body goes anyway
                     break
+                if isinstance(event, h11.InformationalResponse):
+                    resp.inform(bytes(fed[: len(fed) - len(h.trailing_data[0])]))
                 if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
                     send = True
                     break
@@ -121,9 +128,11 @@ async def _exchange(
                     early = event
                     break
         if send:
-            await _upload(hop, conn, data, h, deadline)
+            await _upload(hop, conn, data, h, deadline, sink.trace)
     while True:
         event, early = (early, None) if early is not None else (await next_event(deadline), None)
+        if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+            resp.inform(bytes(fed[: len(fed) - len(h.trailing_data[0])]))
         if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
             if upgrade is None or h.their_state is not h11.SWITCHED_PROTOCOL:
                 raise StreamError(f"the server {hop.server} switched protocols unasked")
@@ -132,8 +141,13 @@ async def _exchange(
             upgrade.upgraded()
             _send(conn, upgrade.data_to_send())
             raw = bytes(fed[: len(fed) - len(leftover)])
+            resp.inform(raw)  # curl's lines for it
+            info(sink.trace, "Received 101, Switching to HTTP/2")
+            if leftover:  # (what came with the 101, as curl's read took it)
+                info(sink.trace, "Copying HTTP/2 data in stream buffer to connection buffer "
+                                 f"after upgrade: len={len(leftover)}")  # fmt: skip
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
-                                      bytes(leftover), 1)  # fmt: skip
+                                      bytes(leftover), 1, resp.told)  # fmt: skip
         if isinstance(event, h11.Response):
             resp.head(
                 event.status_code,
@@ -141,6 +155,7 @@ async def _exchange(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()],
                 bytes(fed[: len(fed) - len(h.trailing_data[0])]),
             )
+            resp.wire(bytes(h.trailing_data[0]))  # the body's first bytes, read with the head
         elif isinstance(event, h11.Data):
             resp.data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -155,7 +170,8 @@ async def _exchange(
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
 
 
-async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float) -> None:
+async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float,
+                  trace: Trace | None = None) -> None:  # fmt: skip
     """The body after the head, in chunks read now, at most `UPLOAD_WINDOW` of them on
     their way to the endpoint (each waits for an earlier one's ntag): a file of any size
     goes through bounded memory. A pipe (stdin, a FIFO) is read by a thread, never on
@@ -176,6 +192,8 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
             if conn.pace is not None:
                 await conn.pace.send(len(out or b""), deadline)
             sent = _send(conn, out or b"", ntag=True)
+            if out and trace is not None:
+                trace(DATA_OUT, out)
             hop.uploaded += len(piece) if data.length is not None else len(out or b"")
             if sent is not None:
                 inflight.append(sent)
@@ -184,7 +202,10 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
         out = h.send(h11.EndOfMessage())
         if out:  # chunked: its last chunk (counted in size_upload, as curl's)
             _send(conn, out)
+            if trace is not None:
+                trace(DATA_OUT, out)
             hop.uploaded += len(out)
+        info(trace, "We are completely uploaded and fine")
         for sent in inflight:
             sent.addErrback(lambda _: None)
     except RequestFailed as e:  # the endpoint refused an nsend: its policy, not the server

@@ -169,6 +169,15 @@ class H2Framing:
         self.h2.increment_flow_control_window(WINDOW - 65535)
         self._new_exchange()
 
+    def preface(self) -> bytes:
+        """The connection preface and SETTINGS, sent before the first request (curl's
+        order, with -v); else they go with it."""
+        if not self.started:
+            self.h2.initiate_connection()
+            self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
+            self.started = True
+        return self.data_to_send()
+
     def request(
         self, method: str, scheme: str, authority: str, target: str,
         headers: list[tuple[str, str]], body: Iterator[bytes] | None,
@@ -177,10 +186,7 @@ class H2Framing:
         new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
         :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
         the server's windows let them go (`pump` is called here for the first ones)."""
-        if not self.started:
-            self.h2.initiate_connection()
-            self.h2.increment_flow_control_window(WINDOW - 65535)  # the connection's, too
-            self.started = True
+        preface = self.preface()
         fields: list[tuple[str, str]] = []
         for k, v in headers:
             name = k.lower()
@@ -204,7 +210,7 @@ class H2Framing:
             self._new_exchange()
         self.streams[sid] = _Stream(body)
         self.pump()
-        return self.data_to_send()
+        return preface + self.data_to_send()
 
     def _new_exchange(self) -> None:
         self.overhead = self.controls = 0

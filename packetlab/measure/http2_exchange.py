@@ -28,6 +28,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
+from packetlab.measure.http_trace import DATA_OUT, auth, h2_head, h2_request, info
 from packetlab.measure.stream import (
     StreamError,
     StreamTimeout,
@@ -75,7 +76,16 @@ async def _exchange_h2(
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
+    if sink.trace is not None:
+        auth(sink.trace, headers.own)
+        h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
+    if sink.trace is not None:  # (curl: the head and body once sent)
+        h2_head(sink.trace, hop.method, u.authority, u.target, fields)
+        small = None if data is None else data.small()
+        if small:  # (a body read as it goes: not told)
+            sink.trace(DATA_OUT, small)
+            info(sink.trace, "We are completely uploaded and fine")
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
 
 
@@ -89,16 +99,19 @@ async def _h2_response(
     informational: bytes,
     leftover: bytes,
     sid: int,
+    told: int = 0,
 ) -> bool:
     """The response on the request's stream `sid`: `informational` the header blocks
     before it (an h2c Upgrade's 101), `leftover` bytes already received after them.
     With other streams in flight on the connection (--parallel) one exchange reads for
-    all at a time and the others wait until it woke them (what came for them queued)."""
+    all at a time and the others wait until it woke them (what came for them queued).
+    `told`: the bytes of `informational` the trace was told already (the 101)."""
     from packetlab.measure.http2 import Body, End, Head
 
     framing = conn.h2
     assert framing is not None
     resp = _Response(hop, sink, follows)
+    resp.told = told
     done = False
     clock = session.reactor
     pace = _StreamPace(clock, framing.rate, sid) if framing.paced else None
@@ -121,6 +134,7 @@ async def _h2_response(
                 elif isinstance(ev, Body):
                     if pace is not None:  # --limit-rate: this stream's bytes at its rate
                         await pace.wait(len(ev.data), deadline)
+                    resp.wire(ev.data)
                     resp.data(ev.data)
                 elif isinstance(ev, End):
                     done = True

@@ -69,6 +69,8 @@ class _Conn:
     closed: bool = False
     broken: bool = False
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
+    number: int = 0  # curl's connection id (#N), counted over the run
+    host: str = ""  # the URL's host (curl's "to host HOST left intact")
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -104,6 +106,9 @@ class _Conn:
         else:
             try:
                 plain, closed = self.tls.feed(Chunk(note.data, note.time))
+                while self.tls.more():  # (-v takes records one at a time: all of them now)
+                    more, ended = self.tls.next()
+                    plain, closed = plain + more, closed or ended
             except SSL.Error:
                 return False
         try:
@@ -143,6 +148,19 @@ class Connections:
         # connections being made whose protocol is not known yet: who waits for them
         # (curl's pipewait: a transfer waits to learn whether the first multiplexes)
         self.connecting: dict[tuple[str, str, int], list[Deferred[None]]] = {}
+        self.made = 0  # connections begun (curl's next connection id)
+        self.transfers = 0  # http_get calls made with this pool (curl's transfers)
+        self.looked_up: set[tuple[str, int]] = set()  # curl's DNS cache: names it holds
+        self.bundles: dict[tuple[str, str, int], object] = {}  # (curl's bundle, for -v)
+
+    def bundle(self, u: Url) -> object:
+        """An origin's connections as one thing (curl's bundle: its %p in -v lines)."""
+        return self.bundles.setdefault(self.key(u), object())
+
+    def number(self) -> int:
+        """The next connection's id (curl's #N: 0, 1, ... over the run)."""
+        self.made += 1
+        return self.made - 1
 
     @staticmethod
     def key(u: Url) -> tuple[str, str, int]:
@@ -273,6 +291,9 @@ async def _read(
 ) -> tuple[Chunk | None, bytes, bool]:
     """The next chunk, its plaintext and whether the server ended the connection (TCP
     EOF, or TLS close_notify)."""
+    if conn.tls is not None and conn.tls.more():  # (-v: a record at a time, as curl's)
+        plain, closed = conn.tls.next()
+        return conn.tls.last, plain, closed
     if conn.pace is not None and conn.h2 is not None:
         conn.pace.release()  # HTTP/2 (an h2c Upgrade's 101): each stream's window paces
     if conn.pace is not None and conn.h2 is None:

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
+from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
 from packetlab.measure.upload_body import Upload
@@ -141,6 +142,9 @@ class _Sink:
     time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
     max_filesize: int = 0  # --max-filesize (0: none)
     expect_wait: float = EXPECT_WAIT  # s for a 100 Continue (--expect100-timeout)
+    trace: Trace | None = None  # curl's debug callback (-v, --trace): http_trace
+    fail: bool = False  # curl -f: a final status of 400 or more ends it after its head
+    cookies: Any = None  # the fetch's `_Cookies`: each response's Set-Cookie as it comes
 
 
 ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
@@ -254,9 +258,11 @@ class _Cookies:
         value = "; ".join(v for v in (found, None if self.custom else self.string) if v)
         return [("Cookie", value)] if value else []
 
-    def receive(self, u: Url, headers: list[tuple[str, str]]) -> None:
-        if self.jar is not None:
-            self.jar.receive(u.scheme, u.host, u.target, headers)
+    def receive(self, u: Url, headers: list[tuple[str, str]]) -> list[str | None]:
+        """The response's Set-Cookie headers into the engine; curl's -v line for each."""
+        if self.jar is None:
+            return []
+        return self.jar.receive(u.scheme, u.host, u.target, headers)
 
 
 @dataclass(slots=True)
@@ -288,6 +294,7 @@ class _Hop:
     version: str = "1.1"  # of the response: "1.1" or "2"
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
+    told: bool = False  # its error told to the trace in curl's words already
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -403,10 +410,22 @@ class _Response:
         self.keep = True
         self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
         self.decoder: _Decoder | None = None
+        self.told = 0  # header bytes told to the trace already (1xx blocks)
+        self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
+
+    def inform(self, block: bytes) -> None:
+        """1xx header blocks came (all of them so far: `block`): the new lines to the
+        trace as curl tells them, without the blank line that ends each."""
+        if self.sink.trace is not None and len(block) > self.told:
+            new = block[self.told :]
+            self.told = len(block)
+            header_in(self.sink.trace, new[:-2] if new.endswith(b"\r\n\r\n") else new)
 
     def head(self, status: int, reason: str, headers: list[tuple[str, str]], raw: bytes) -> None:
         hop = self.hop
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
+        # curl's cookie engine takes a Set-Cookie as it parses it (its -v line before it)
+        notes = [] if self.sink.cookies is None else self.sink.cookies.receive(hop.url, headers)
         self.keep = not (self.follows and hop.location() is not None)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
@@ -415,6 +434,18 @@ class _Response:
         large = self._too_large(headers)
         if large is not None and raw.endswith(b"\r\n\r\n"):  # curl: before the blank line
             raw = hop.raw_headers = raw[:-2]
+        trace = self.sink.trace
+        failed = self.keep and self.sink.fail and status >= 400
+        if trace is not None:  # curl: a body sent, a redirect to follow: "rewind"
+            sent = hop.uploaded > 0 and hop.method not in ("GET", "HEAD")
+            told = raw[self.told :]
+            if failed and told.endswith(b"\r\n\r\n"):  # curl -f: before the blank line
+                told = told[:-2]
+            header_in(trace, told, rewind=sent and not self.keep, cookies=notes)
+            if failed:
+                info(trace, f"The requested URL returned error: {status}")
+            elif not self.keep:
+                info(trace, "Ignoring the response-body")
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -424,6 +455,11 @@ class _Response:
                 raise
         if large is not None:
             raise large
+        if failed:  # curl -f: no body read, the connection closed (HTTP/2: the stream's
+            text = f"the server answered {f'{status} {reason}'.strip()} (--fail)"
+            if hop.version != "2":
+                raise _Failed(text)
+            self.ignore, self.failed = "fail", text  # body read, not kept: connection kept
 
     def _meets(self, status: int, headers: list[tuple[str, str]]) -> bool:
         """-z: curl 7.88's Curl_meets_timecondition on a 2xx's Last-Modified read as
@@ -455,9 +491,14 @@ class _Response:
         return _TooLarge(f"Maximum file size exceeded ({length} bytes from {hop.server}; "
                          f"at most {limit})")  # fmt: skip
 
+    def wire(self, data: bytes) -> None:
+        """Body bytes as they came (chunked: with the framing), for curl's DATA_IN."""
+        if data and self.sink.trace is not None and self.failed is None:
+            self.sink.trace(DATA_IN, data)
+
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
-        if self.keep and sink.compressed and hop.body_len == 0:  # a body to decode (not HEAD)
+        if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
             self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return
@@ -474,6 +515,9 @@ class _Response:
             self.sink.on_body(out)
 
     def end(self) -> None:
+        if self.failed is not None:  # (-f over HTTP/2: curl reads none of it)
+            self.hop.error, self.hop.exitcode, self.hop.body_len = self.failed, 22, 0
+            return
         if self.decoder is not None:
             self._out(self.decoder.feed(b"", final=True))
         self.hop.body_sha256 = self.digest.hexdigest()
@@ -486,6 +530,10 @@ class _NoResume(Exception):
 
 class _TooLarge(Exception):
     """A Content-Length over --max-filesize (curl's 63)."""
+
+
+class _Failed(Exception):
+    """curl -f: a final status of 400 or more (curl's 22)."""
 
 
 def _resumed(offset: int, status: int, headers: list[tuple[str, str]],

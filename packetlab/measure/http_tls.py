@@ -39,6 +39,12 @@ def use_private_key(ctx: SSL.Context, path: str, phrase: bytes | None) -> None:
     ctx.use_privatekey(key)  # type: ignore[arg-type]
 
 
+def ca_file() -> str | None:
+    """The system store's CA file (curl's default CAfile), None when there is none."""
+    system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
+    return next((p for p in system if p and os.path.isfile(p)), None)
+
+
 def client_context(
     *,
     cafile: str | None = None,
@@ -65,8 +71,7 @@ def client_context(
     if cafile is not None:
         ctx.load_verify_locations(cafile)
     else:
-        system = [ssl.get_default_verify_paths().cafile, *CA_FILES]
-        found = next((p for p in system if p and os.path.isfile(p)), None)
+        found = ca_file()
         if found is not None:
             ctx.load_verify_locations(found)
         else:
@@ -78,7 +83,7 @@ def client_context(
             subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
             reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
             where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
-            conn.set_app_data(f"{reason} ({where}, {subject}; trusted: {trusted})")
+            conn.set_app_data((reason, f"{reason} ({where}, {subject}; trusted: {trusted})"))
         return bool(ok)
 
     ctx.set_verify(SSL.VERIFY_PEER, verify)
@@ -116,6 +121,11 @@ class TlsLink:
         self.conn.set_connect_state()
         self.stream = stream
         self.url = url
+        # with -v/--trace: records taken in one at a time, as curl's reads take them, so
+        # that what each tells comes in curl's order (`pending`: the records not yet in)
+        self.stepwise = False
+        self.pending = bytearray()
+        self.last: Chunk | None = None
 
     def flush(self, ntag: bool = False) -> Deferred[Ntag] | None:
         """Send what OpenSSL has to send; with `ntag`, the Deferred of the last nsend's
@@ -130,8 +140,10 @@ class TlsLink:
                 return sent
             sent = self.stream.send(out, ntag=ntag)
 
-    async def handshake(self, deadline: float) -> int:
-        """Run the handshake; the endpoint time of the chunk that completed it."""
+    async def handshake(self, deadline: float, check_name: bool = True) -> int:
+        """Run the handshake; the endpoint time of the chunk that completed it. The
+        certificate's name is checked after it (`check_name` False: `check_name()`
+        later)."""
         clock = self.stream.session.reactor
         when = self.stream.established_at
         while True:
@@ -144,7 +156,8 @@ class TlsLink:
                 why = self.conn.get_app_data()
                 if why is None:
                     raise
-                raise CertificateMismatch(f"TLS: certificate verify failed: {why}") from None
+                text = f"TLS: certificate verify failed: {why[1]}"
+                raise CertificateMismatch(text, f"SSL certificate problem: {why[0]}") from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
@@ -152,10 +165,11 @@ class TlsLink:
             self.conn.bio_write(chunk.data)
             when = chunk.time
         self.flush()  # the client Finished
-        self._check_name()
+        if check_name:
+            self.check_name()
         return when
 
-    def _check_name(self) -> None:
+    def check_name(self) -> None:
         if self.conn.get_context().get_verify_mode() == SSL.VERIFY_NONE:
             return
         from service_identity import VerificationError
@@ -177,11 +191,40 @@ class TlsLink:
         return self.flush(ntag=True)
 
     def feed(self, chunk: Chunk | None) -> tuple[bytes, bool]:
-        """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF."""
+        """Decrypt what `chunk` brought: (plaintext, closed). None = the TCP EOF.
+        `stepwise`: up to the first record with plaintext (`more`: records left)."""
         if chunk is None:
+            if self.pending:
+                self.conn.bio_write(bytes(self.pending))
+                self.pending.clear()
             self.conn.bio_shutdown()
+        elif self.stepwise:
+            self.last = chunk
+            self.pending += chunk.data
+            return self._records()
         else:
             self.conn.bio_write(chunk.data)
+        return self._plain(chunk is None)
+
+    def more(self) -> bool:
+        """A whole record is waiting to be taken in (`stepwise`; `next` takes it)."""
+        p = self.pending
+        return len(p) >= 5 and len(p) >= 5 + int.from_bytes(p[3:5], "big")
+
+    def next(self) -> tuple[bytes, bool]:
+        return self._records()
+
+    def _records(self) -> tuple[bytes, bool]:
+        while self.more():
+            size = 5 + int.from_bytes(self.pending[3:5], "big")
+            self.conn.bio_write(bytes(self.pending[:size]))
+            del self.pending[:size]
+            plain, closed = self._plain(False)
+            if plain or closed:
+                return plain, closed
+        return b"", False
+
+    def _plain(self, eof: bool) -> tuple[bytes, bool]:
         out = bytearray()
         while True:
             try:
@@ -193,8 +236,13 @@ class TlsLink:
             except SSL.SysCallError:  # TCP EOF without close_notify
                 return bytes(out), True
         self.flush()  # post-handshake messages (key updates) may want answers
-        return bytes(out), chunk is None
+        return bytes(out), eof
 
 
 class CertificateMismatch(Exception):
-    """The server's certificate does not name the host asked for (curl's exit 60)."""
+    """The server's certificate is not trusted or does not name the host asked for
+    (curl's exit 60); `curl`: curl's words for it, when they differ from ours."""
+
+    def __init__(self, text: str, curl: str | None = None) -> None:
+        super().__init__(text)
+        self.curl = curl

@@ -1,0 +1,101 @@
+"""curl 7.88's -v lines about a transfer's connections, for `packetlab.measure.http`: one
+taken from the cache, one being made (--connect-to, the DNS cache), one that failed, a
+transfer's end on one (kept or closed), and the close_notify a TLS one gets when we close
+it (curl's SSL_shutdown, -v or not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+
+from packetlab.controller import AddressLike
+from packetlab.measure.http_conn import Connections, _Conn
+from packetlab.measure.http_message import _Hop, _Sink
+from packetlab.measure.http_trace import Trace, info, pointer
+from packetlab.measure.http_url import Url
+
+
+def reusing(sink: _Sink, conn: _Conn, bundle: object, pending: bool = False) -> None:
+    """curl's lines for a connection taken from its cache (url.c's ConnectionExists): an
+    HTTP/2 one in use by other transfers is "multiplexed"; `pending`: the transfer
+    waited for it (-Z's pipewait)."""
+    trace = sink.trace
+    if trace is None:
+        return
+    multiplex = conn.h2 is not None
+    info(trace, f"Found bundle for host: {pointer(bundle)} "
+                f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
+    if not multiplex and sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
+        info(trace, "Can not multiplex, even if we wanted to")
+    if multiplex and conn.active > 0:
+        info(trace, "Multiplexed connection found")
+    info(trace, f"Re-using existing connection #{conn.number} with host {conn.host}")
+    if pending:
+        info(trace, "Transfer was pending, now try another")
+
+
+def waiting(sink: _Sink, bundle: object) -> None:
+    """curl -Z's lines for a transfer that waits for a first connection to its origin to
+    learn whether it multiplexes (curl's pipewait)."""
+    info(sink.trace, f"Found bundle for host: {pointer(bundle)} [serially]")
+    info(sink.trace, "Server doesn't support multiplex yet, wait")
+    info(sink.trace, "No connections available.")
+
+
+def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
+               address: AddressLike | None, given: bool) -> None:  # fmt: skip
+    """curl's lines before a new connection's "Trying" to `where` (host, port):
+    --connect-to's host and port, and its DNS cache: a --resolve entry, or an address it
+    has connected to before. `given`: http_get's own `connect_to` (curl's --connect-to
+    ::ADDR:)."""
+    if given:
+        info(trace, f"Connecting to hostname: {address}")
+        return
+    host, port = where
+    if host != u.host:
+        info(trace, f"Connecting to hostname: {host}")
+    if port != u.port:
+        info(trace, f"Connecting to port: {port}")
+    seen = pool.looked_up
+    key = (host.lower(), port)
+    if address is not None and (key in seen or host != str(address)):
+        info(trace, f"Hostname {host} was found in DNS cache")
+    if address is not None and host == str(address):
+        seen.add(key)  # curl: an address "resolved" is cached as well
+
+
+def unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: int) -> None:
+    """curl's lines for a connect that failed (refused: its words; else ours)."""
+    if "refused" in (hop.error or ""):
+        info(trace, f"connect to {addr} port {port} failed: Connection refused")
+        info(trace, f"Failed to connect to {host} port {port} after {ms} ms: Couldn't connect "
+                    "to server")  # fmt: skip
+    else:
+        info(trace, hop.error or "")
+
+
+def ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
+    """curl's lines at a transfer's end on a connection: the error (ours, unless told in
+    curl's words already), then the connection kept ("left intact") or closed."""
+    if hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
+        info(trace, hop.error)
+    if conn.active > 0:  # (HTTP/2: other transfers' streams still on it: curl says nothing)
+        return
+    if conn.broken:
+        info(trace, f"Closing connection {conn.number}")
+    else:
+        info(trace, f"Connection #{conn.number} to host {conn.host} left intact")
+
+
+def close_notify(conn: _Conn) -> None:
+    """A TLS connection closed by us: its close_notify first, as curl's SSL_shutdown
+    (HTTP/1.1 after the handshake; one in error: nothing more sent)."""
+    tls = conn.tls
+    if tls is None or conn.tls_version is None or conn.h2 is not None:
+        return
+    try:
+        tls.conn.shutdown()
+        tls.flush()
+    except SSL.Error:
+        pass
