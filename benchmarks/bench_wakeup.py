@@ -11,7 +11,13 @@ a non-blocking socket never sleeps at all. The modes:
 * ``split``: both block, on different CPUs (what bench_endpoint does by default);
 * ``pinned``: both block, on one CPU;
 * ``spin``: both on different CPUs, the "controller" spins on its socket instead of
-  blocking (the "endpoint" still blocks, as a Twisted reactor in epoll does).
+  blocking (the "endpoint" still blocks, as a Twisted reactor in epoll does);
+* ``free``: both block, placed by the scheduler (no affinity set), which may keep them on
+  one CPU or on two.
+
+``--tls`` bounces each message as one TLS 1.3 record instead (stdlib ``SSLObject`` on
+memory BIOs on both sides, as the benchmark's controller and the do-nothing endpoint do):
+what TLS alone adds to a round trip in each placement.
 
 Run from the repository root: ``python -m benchmarks.bench_wakeup [--count N]``.
 """
@@ -19,9 +25,12 @@ Run from the repository root: ``python -m benchmarks.bench_wakeup [--count N]``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import socket
+import ssl
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -30,34 +39,103 @@ from benchmarks.common import environment, markdown_table, percentile, write_jso
 MSG = bytes(16)
 
 
-def _echo(sock: socket.socket) -> None:
+class _Records:
+    """One TLS record per message over a blocking or non-blocking socket (memory BIOs);
+    `recv` returns b"" only at the end of the stream, raises BlockingIOError like a socket."""
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, server: bool) -> None:
+        self.sock = sock
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=server)
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._push()
+                self.inc.write(sock.recv(65536))
+        self._push()
+
+    def _push(self) -> None:
+        if self.out.pending:
+            self.sock.sendall(self.out.read())
+
+    def send(self, data: bytes) -> int:
+        self.obj.write(data)
+        self._push()
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.obj.read(size)
+            except ssl.SSLWantReadError:
+                data = self.sock.recv(65536)
+                if not data:
+                    return b""
+                self.inc.write(data)
+
+
+def _contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server and a client context, TLS 1.3, a throwaway self-signed P-256 certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wakeup")])
+    now = datetime.datetime.now(datetime.UTC)
+    later = now + datetime.timedelta(days=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(later).sign(key, hashes.SHA256()))  # fmt: skip
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))  # fmt: skip
+        f.flush()
+        server.load_cert_chain(f.name)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    for ctx in (server, client):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return server, client
+
+
+def _echo(sock: Any) -> None:
     while True:
         data = sock.recv(64)
         if not data:
             return
-        sock.sendall(data)
+        sock.send(data)
 
 
-def run(mode: str, count: int) -> dict[str, Any]:
+def run(mode: str, count: int, tls: bool = False) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0))
+    ctxs = _contexts() if tls else None
     ls = socket.create_server(("127.0.0.1", 0))
     port = ls.getsockname()[1]
     pid = os.fork()
     if pid == 0:  # the "endpoint": blocks in recv, answers at once
         try:
-            os.sched_setaffinity(0, {cpus[0]} if mode == "pinned" else {cpus[-1]})
+            if mode != "free":
+                os.sched_setaffinity(0, {cpus[0]} if mode == "pinned" else {cpus[-1]})
             conn = socket.create_connection(("127.0.0.1", port))
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _echo(conn)
+            _echo(_Records(conn, ctxs[1], False) if ctxs else conn)
         finally:
             os._exit(0)
     mine = os.sched_getaffinity(0)
     try:
-        os.sched_setaffinity(0, {cpus[0]})
-        sock, _ = ls.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if mode != "free":
+            os.sched_setaffinity(0, {cpus[0]})
+        raw, _ = ls.accept()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock: Any = _Records(raw, ctxs[0], True) if ctxs else raw
         spin = mode == "spin"
-        sock.setblocking(not spin)
+        raw.setblocking(not spin)
         recv, send, clock = sock.recv, sock.send, time.perf_counter_ns
         rtts: list[int] = []
         for i in range(count + 200):  # the first 200: warm-up
@@ -71,7 +149,7 @@ def run(mode: str, count: int) -> dict[str, Any]:
                     continue
             if i >= 200:
                 rtts.append(clock() - t0)
-        sock.close()
+        raw.close()
     finally:
         os.sched_setaffinity(0, mine)
         os.waitpid(pid, 0)
@@ -83,16 +161,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=3, help="modes interleaved, this many times")
+    ap.add_argument("--tls", action="store_true", help="one TLS 1.3 record per message")
+    ap.add_argument("--mode", action="append", choices=["split", "pinned", "spin", "free"],
+                    help="the placements to run (default: split, pinned, spin)")  # fmt: skip
     ap.add_argument("--json")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         print("needs 2 CPUs", file=sys.stderr)
         return 2
-    modes = ("split", "pinned", "spin")
+    modes = tuple(args.mode or ("split", "pinned", "spin"))
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for _ in range(args.rounds):
         for m in modes:
-            runs[m].append(run(m, args.count))
+            runs[m].append(run(m, args.count, args.tls))
     rows = []
     for m in modes:
         p50s = sorted(r["p50_us"] for r in runs[m])
