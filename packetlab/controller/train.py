@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
@@ -49,9 +50,15 @@ MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 # The lead is LEAD_MIN_NS + 2 round trips + `queue_lead`: with the sends begun at s and
 # the first packet due at s + L, nsend k (0-based) is queued by about s + (k+1)*c and its
 # packet is due at s + L + k*gap, so L >= c + k*(c - gap) for every k < n = min(count,
-# MAX_PENDING): L = c + (n-1)*max(0, c - gap). A gap of 0 gives n*c (the lead before
-# session 19); a gap at least c gives c, however long the train: the endpoint is fed
-# while the earlier packets go out (a 10,000 x 1 ms train waited 2-4 s for nothing).
+# MAX_PENDING). But the nsends are built in bursts of LEAD_BURST, then the reactor gets
+# a turn to write them (before, a burst lasted until the write buffer was full, ~650
+# nsends: the first ones reached an in-process endpoint 47 ms late), and the endpoint
+# queues one burst while the next is built, so nsend k is queued by (k + B)*c with
+# B = min(n, 2*LEAD_BURST), and all n by n*c (the work is the same, however
+# interleaved): L = max over k of min(k + B, n)*c - k*gap = max(B*c, n*c - (n-B)*gap).
+# A gap of 0 gives n*c (the lead before session 19); a gap at least c gives B*c (~20 ms
+# in-process), however long the train: the endpoint is fed while the earlier packets go
+# out (a 10,000 x 1 ms train waited 1.6 s for nothing).
 # Past MAX_PENDING packets waiting for their ntag the train stops queueing until fewer
 # than MAX_PENDING/2 wait, i.e. until packet MAX_PENDING/2 was sent, at about
 # start + (MAX_PENDING/2)*gap whatever the lead: the nsends after the first MAX_PENDING
@@ -62,13 +69,14 @@ MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 # due, and due (MAX_PENDING+j)*gap after it). When c > gap they are late in any case
 # (by (j+1)*(c - gap), the endpoint cannot keep up), and the lead keeps them no later
 # than before by having the first MAX_PENDING queued by start + (MAX_PENDING/2)*gap:
-# L = MAX_PENDING*c - (MAX_PENDING/2)*gap (above c + (MAX_PENDING-1)*(c - gap)).
+# L = MAX_PENDING*c - (MAX_PENDING/2)*gap (above MAX_PENDING*c - (MAX_PENDING-B)*gap).
 LEAD_PROBES = 32
 LEAD_PROBE_NS = 30_000_000
 LEAD_ROUNDS_MAX = 200
 LEAD_RTTS = 3
 LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
+LEAD_BURST = 64  # nsends built between two turns of the reactor (see above)
 # A lead longer than this is worth a line to the user (`lead_note`): the first packet
 # of a 100,000-packet train waited 7-15 s with no word (session 19).
 LONG_LEAD_NS = 1_000_000_000
@@ -268,8 +276,11 @@ async def send_train(
             flow.track(i, d)
             if flow.waiting >= MAX_PENDING:  # ntags are tracked per tag: never run out
                 await flow.below(MAX_PENDING // 2)
-            elif i % 64 == 63:
+            elif i % LEAD_BURST == LEAD_BURST - 1:
                 await session.wait_writable()
+                # a turn of the reactor: these are written, and the endpoint queues them
+                # while the next ones are built (the lead counts on it, see LEAD_BURST)
+                await deferLater(clock, 0, lambda: None)
             if flow.failure is not None:
                 raise flow.failure
         while flow.pending and flow.failure is None:
@@ -306,9 +317,12 @@ def queue_lead(count: int, gap: int, cost: int) -> int:
     """The part of the lead (ns) that lets each nsend of a train of `count` packets `gap`
     ns apart be queued before its packet is due, one nsend taking `cost` ns to queue at
     the endpoint (see the comment above LEAD_PROBES)."""
+    n = min(count, MAX_PENDING)
+    burst = min(n, 2 * LEAD_BURST)
+    need = max(burst * cost, n * cost - (n - burst) * gap)
     if count > MAX_PENDING and cost > gap:
-        return MAX_PENDING * cost - MAX_PENDING // 2 * gap
-    return cost + (min(count, MAX_PENDING) - 1) * max(0, cost - gap)
+        need = max(need, MAX_PENDING * cost - MAX_PENDING // 2 * gap)
+    return need
 
 
 def lead_note(lead: int, count: int) -> str | None:

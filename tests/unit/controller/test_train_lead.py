@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from packetlab.controller import send_train, train
 from packetlab.controller.train import (
+    LEAD_BURST,
     LEAD_MIN_NS,
     LEAD_NSEND_COST,
     LEAD_PROBE_NS,
@@ -182,12 +183,14 @@ NSEND_NS = round(LEAD_NSEND_COST * COST_S * 1e9)  # the cost of an nsend to the 
 def test_a_train_with_gaps_longer_than_an_nsend_waits_only_the_floor() -> None:
     """Each nsend is queued before its own packet is due, not all before the first: with
     gaps longer than an nsend takes (spare included) the endpoint is fed as fast as the
-    packets go out, and the lead is the floor, not 2,000 x 1.2 ms (session 19)."""
+    packets go out, and the lead is the floor and two bursts of nsends (128 x 1.2 ms),
+    not 2,000 x 1.2 ms (session 19)."""
     rig = busy_rig()
     rig.run(rig.session.ready)
     count = 2000
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 2_000_000), step=0.0002)
-    assert LEAD_MIN_NS < report.lead < LEAD_MIN_NS + NSEND_NS + 2_000_000, report.lead
+    bursts = 2 * LEAD_BURST * NSEND_NS
+    assert abs(report.lead - (LEAD_MIN_NS + bursts)) < 3_000_000, report.lead
     # the last nsend was queued ~4 s after the first packet went out, yet in time
     assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
     assert report.sent_count == count
@@ -201,24 +204,28 @@ def test_the_lead_of_a_train_without_gaps_is_unchanged() -> None:
     floor = rig.run(measure_lead(rig.session, 1, gap=0), step=0.0001) - NSEND_NS
     tight = rig.run(measure_lead(rig.session, 1000, gap=0), step=0.0001)
     assert abs(tight - (floor + 1000 * NSEND_NS)) < 1_000_000, (tight, floor)
+    # the last nsend is queued by 1000 x 1.2 ms, its packet due 999 ms after the first
     some = rig.run(measure_lead(rig.session, 1000, gap=1_000_000), step=0.0001)
-    assert abs(some - (floor + NSEND_NS + 999 * 200_000)) < 1_000_000, (some, floor)
+    want = floor + 1000 * NSEND_NS - (1000 - 2 * LEAD_BURST) * 1_000_000
+    assert abs(some - want) < 1_000_000, (some, want)
+    # nsend k is queued by (k + 128) x 1.2 ms (two bursts), due k x 1.2 ms after the first
     loose = rig.run(measure_lead(rig.session, 1000, gap=NSEND_NS), step=0.0001)
-    assert abs(loose - (floor + NSEND_NS)) < 1_000_000, (loose, floor)
+    assert abs(loose - (floor + 2 * LEAD_BURST * NSEND_NS)) < 1_000_000, (loose, floor)
 
 
 def test_queue_lead_bounds_each_packet_and_the_refill_after_the_pending_cap() -> None:
-    c = 1000
-    assert queue_lead(1, 0, c) == c
+    c, b = 1000, 2 * LEAD_BURST  # nsend k is queued by min(k + b, n) * c
+    assert queue_lead(1, 0, c) == queue_lead(1, 10 * c, c) == c
     assert queue_lead(500, 0, c) == 500 * c  # the lead before session 19
-    assert queue_lead(500, 400, c) == c + 499 * 600  # nsend 499, the last, is the latest
-    assert queue_lead(500, c, c) == queue_lead(500, 10 * c, c) == c
+    assert queue_lead(500, 400, c) == 500 * c - (500 - b) * 400  # the last is the latest
+    assert queue_lead(100, 900, c) == 100 * c  # within the first bursts: all by 100 * c
+    assert queue_lead(500, c, c) == queue_lead(500, 10 * c, c) == b * c
     assert queue_lead(MAX_PENDING, 0, c) == queue_lead(10 * MAX_PENDING, 0, c) == MAX_PENDING * c
     # Past the cap the nsends wait for packet MAX_PENDING/2 to go out: the first
     # MAX_PENDING must be queued by then, or those wait behind them (gap < c: late anyway)
     assert queue_lead(MAX_PENDING + 1, 400, c) == MAX_PENDING * c - MAX_PENDING // 2 * 400
     assert queue_lead(MAX_PENDING + 1, 400, c) > queue_lead(MAX_PENDING, 400, c)
-    assert queue_lead(10 * MAX_PENDING, c, c) == c  # the endpoint keeps pace
+    assert queue_lead(10 * MAX_PENDING, c, c) == b * c  # the endpoint keeps pace
 
 
 def test_on_lead_hears_the_lead_before_the_first_nsend() -> None:
