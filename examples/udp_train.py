@@ -24,6 +24,8 @@ import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
 import argparse
 import socket
 import struct
+import sys
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -38,6 +40,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
+from packetlab.controller.train import lead_note
 
 LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
@@ -70,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lead-ms",
         type=number(float, 0, 60_000),
         help="first packet this long after the endpoint's current time (default: adapts "
-        "to the measured cost of a request, so every nsend is queued before it is due)",
+        "to the measured cost of a request and the gap, so every nsend is queued before its "
+        "packet is due; a wait over 1 s is said on stderr)",
     )
     add_link_args(p, timeout=60.0)
     return p.parse_args(argv)
@@ -91,8 +95,12 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
         print(
-            f"  lead {rep.lead / 1e6:.1f} ms: the last nsend was queued {abs(ahead):.1f} ms "
-            + ("before the first packet was due" if ahead >= 0 else "AFTER the train began")
+            f"  lead {rep.lead / 1e6:.1f} ms: "
+            + (
+                f"every nsend was queued at least {ahead:.1f} ms before its packet was due"
+                if ahead >= 0
+                else f"an nsend was queued {-ahead:.1f} ms AFTER its packet was due"
+            )
         )
     print(f"  {'#':>4}  {'intended µs':>11}  {'sent µs':>10}  {'offset µs':>10}  {'gap µs':>10}")
     t0 = rep.intended[0]
@@ -145,11 +153,17 @@ async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None =
         host, port = args.target
     gap = round(args.gap_us * 1000)
 
+    def on_lead(lead: int) -> None:  # a long wait for the first packet gets a word
+        note = lead_note(lead, args.count)
+        if note is not None:
+            print(f"{Path(sys.argv[0]).name}: {note}", file=sys.stderr, flush=True)
+
     async def experiment(session: EndpointSession) -> TrainReport:
         lead = None if args.lead_ms is None else round(args.lead_ms * 1e6)
         return await send_train(
-            session, host, port, args.count, gap, size=args.size, lead=lead, stop=stop
-        )
+            session, host, port, args.count, gap, size=args.size, lead=lead, stop=stop,
+            on_lead=on_lead,
+        )  # fmt: skip
 
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])

@@ -60,6 +60,13 @@ class Progress:
             self.closed = True
             self.on_closed()
 
+    def note(self, text: str) -> None:
+        """A line on stderr that stays (a long wait ahead), the progress line cleared
+        first and redrawn at its next tick."""
+        self._clear()
+        self.err.write(text + "\n")
+        self.err.flush()
+
     def stop(self) -> None:
         if self._call is not None and self._call.active():
             self._call.cancel()

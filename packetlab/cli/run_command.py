@@ -85,6 +85,13 @@ class Progress:
             out.write(line + "\n")
             out.flush()
 
+    def note(self, text: str) -> None:
+        """A diagnostic line on stderr (not a record), clear of the progress line."""
+        if self._line is not None:
+            self._line.note(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def clear(self) -> None:
         if self._line is not None:
             self._line.stop()

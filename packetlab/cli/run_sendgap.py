@@ -30,13 +30,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trains", type=int, default=5, metavar="N", help="trains [5]")
     p.add_argument("--lead-ms", type=float, default=200.0, metavar="MS",
                    help="first send this long after the clock read [200 ms]: the nsends "
-                   "must all reach the endpoint before their time")  # fmt: skip
+                   "must all reach the endpoint before their time (over 1 s: said on "
+                   "stderr)")  # fmt: skip
     p.add_argument("--packets", action="store_true", help="also one record per datagram")
     pcapout.add_option(p)
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.cli.run_throughput import split_host_port
+    from packetlab.controller.train import lead_note
     from packetlab.measure.sendgap import send_gap
 
     host, port = split_host_port(args.to, 9, option="--to")
@@ -54,9 +56,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if progress.stopping:  # Ctrl-C: no new train
                 return
             progress(f"sendgap train {t + 1}/{args.trains}")
+
+            def on_lead(lead: int, t: int = t) -> None:  # a long wait gets a word
+                note = lead_note(lead, args.count)
+                if note is not None:
+                    progress.note(f"pktlab run sendgap: train {t + 1}/{args.trains}: {note}")
+
             r = await send_gap(session, host, port, count=args.count,
                                gap_ns=int(args.gap_us * 1000), size=args.size, train=t,
-                               lead_ns=int(args.lead_ms * 1e6), recorder=recorder)  # fmt: skip
+                               lead_ns=int(args.lead_ms * 1e6), recorder=recorder,
+                               on_lead=on_lead)  # fmt: skip
             if args.packets:
                 for rec in r.packets():
                     emit(rec)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
@@ -30,7 +31,7 @@ _SEQ = struct.Struct(">I")
 MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 
 # The adaptive lead (no `start`, no `lead`): every nsend should be queued at the endpoint
-# before the first packet is due, however loaded the link and the two hosts are. So the
+# before its packet is due, however loaded the link and the two hosts are. So the
 # cost of one request is measured first: rounds of LEAD_PROBES pipelined mreads of TIME
 # (harmless: no socket, quota or burst window is touched), a round's time minus one round
 # trip, per request. One round (~0.6 ms in-process) fits in one of a loaded machine's time
@@ -43,14 +44,42 @@ MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 # request even unloaded: it would count as load.) The round trip is the fastest of
 # LEAD_RTTS single mreads. An nsend with an ntag costs ~6 mreads to build, send, check,
 # queue and answer (in-process endpoint over TLS, fresh process: 48-57 µs against 8-14 µs,
-# session 10; docs/performance.md), so the lead is LEAD_MIN_NS + 2 round trips + count *
-# LEAD_NSEND_COST * that cost: a factor of 2 to spare for load that changes after the probe.
+# session 10; docs/performance.md), so one nsend costs c = LEAD_NSEND_COST * that cost:
+# a factor of 2 to spare for load that changes after the probe.
+#
+# The lead is LEAD_MIN_NS + 2 round trips + `queue_lead`: with the sends begun at s and
+# the first packet due at s + L, nsend k (0-based) is queued by about s + (k+1)*c and its
+# packet is due at s + L + k*gap, so L >= c + k*(c - gap) for every k < n = min(count,
+# MAX_PENDING). But the nsends are built in bursts of LEAD_BURST, then the reactor gets
+# a turn to write them (before, a burst lasted until the write buffer was full, ~650
+# nsends: the first ones reached an in-process endpoint 47 ms late), and the endpoint
+# queues one burst while the next is built, so nsend k is queued by (k + B)*c with
+# B = min(n, 2*LEAD_BURST), and all n by n*c (the work is the same, however
+# interleaved): L = max over k of min(k + B, n)*c - k*gap = max(B*c, n*c - (n-B)*gap).
+# A gap of 0 gives n*c (the lead before session 19); a gap at least c gives B*c (~20 ms
+# in-process), however long the train: the endpoint is fed while the earlier packets go
+# out (a 10,000 x 1 ms train waited 1.6 s for nothing).
+# Past MAX_PENDING packets waiting for their ntag the train stops queueing until fewer
+# than MAX_PENDING/2 wait, i.e. until packet MAX_PENDING/2 was sent, at about
+# start + (MAX_PENDING/2)*gap whatever the lead: the nsends after the first MAX_PENDING
+# are paced by the train itself, and the lead cannot bring them forward. It can only
+# delay them: if the first MAX_PENDING are still being queued when the next ones come,
+# those queue behind them. When c <= gap the endpoint keeps pace and they are on time
+# anyway (packet MAX_PENDING+j is queued about (MAX_PENDING+j)*c after the first packet is
+# due, and due (MAX_PENDING+j)*gap after it). When c > gap they are late in any case
+# (by (j+1)*(c - gap), the endpoint cannot keep up), and the lead keeps them no later
+# than before by having the first MAX_PENDING queued by start + (MAX_PENDING/2)*gap:
+# L = MAX_PENDING*c - (MAX_PENDING/2)*gap (above MAX_PENDING*c - (MAX_PENDING-B)*gap).
 LEAD_PROBES = 32
 LEAD_PROBE_NS = 30_000_000
 LEAD_ROUNDS_MAX = 200
 LEAD_RTTS = 3
 LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
+LEAD_BURST = 64  # nsends built between two turns of the reactor (see above)
+# A lead longer than this is worth a line to the user (`lead_note`): the first packet
+# of a 100,000-packet train waited 7-15 s with no word (session 19).
+LONG_LEAD_NS = 1_000_000_000
 # After a stop: how long the ntags of the packets already due may take to come (s); then
 # the socket is closed, and the endpoint drops the sends still queued (§3.1).
 STOP_WAIT_S = 1.0
@@ -87,8 +116,8 @@ class TrainReport:
     errors: list[str | None] = field(default_factory=list)
     #: ns from the endpoint's TIME reading to the first packet (the lead used)
     lead: int = 0
-    #: ns by which the last nsend was queued before the first packet was due (endpoint
-    #: clock, ± half a round trip); negative: part of the train was queued late
+    #: ns by which every nsend was queued before its packet was due: the smallest margin
+    #: (endpoint clock, ± half a round trip); negative: part of the train was queued late
     queued_ahead: int | None = None
     #: a `StopSignal` ended the train early: the packets not sent say "stopped"
     stopped: bool = False
@@ -160,6 +189,7 @@ async def send_train(
     ntag_timeout: float = 5.0,
     stop: StopSignal | None = None,
     stop_wait: float = STOP_WAIT_S,
+    on_lead: Callable[[int], object] | None = None,
 ) -> TrainReport:
     """Send `count` UDP datagrams to `host:port`, packet i at endpoint time start + i*gap.
 
@@ -167,10 +197,11 @@ async def send_train(
     to the ns; `start`, ns since the epoch, an int). Without `start` the train begins
     `lead` ns after the endpoint's current time; without `lead` either, the lead adapts:
     long enough for
-    every nsend (of a train longer than `MAX_PENDING`: the first `MAX_PENDING`, all that
-    can wait for their ntag at once) to be queued before the first packet is due, from the
-    measured cost of a request on this link (`measure_lead`); `TrainReport.queued_ahead`
-    says whether the whole train was.
+    every nsend to be queued before its packet is due (the nsends are queued while the
+    earlier packets go out), from the measured cost of a request on this link
+    (`measure_lead`); `TrainReport.queued_ahead` says whether they were. `on_lead` is
+    called with the lead (ns) once it is known, before the first nsend (`lead_note`: what
+    to tell the user of a long one).
     Payloads are `payload(i)`, a fixed `payload`, or the sequence number padded to `size`
     bytes. A packet whose ntag has not come
     `ntag_timeout` s after the train's last moment, and after the last ntag that did come
@@ -218,15 +249,14 @@ async def send_train(
         t0 = session.clock_ns()
         now = await read_time(session)
         t3 = session.clock_ns()
+        # endpoint clock minus ours (± rtt/2), from the reading, not the extrapolation
+        # below: that one counted the probe's time twice, ~30 ms (session 19)
+        offset = now - t3
         if start is None:
             if lead is None:
-                # Only MAX_PENDING nsends can be queued before the first ntag (which comes
-                # when its packet is sent): a lead for more of them is time spent idle.
-                ahead = min(count, MAX_PENDING)
-                lead = await measure_lead(session, ahead, rtt=t3 - t0)
+                lead = await measure_lead(session, count, gap=gap, rtt=t3 - t0)
                 now += session.clock_ns() - t3  # the endpoint's time after the probe
             start = now + lead
-        offset = now - t3  # endpoint clock minus ours (± rtt/2; `now` may be extrapolated)
         clock = session.reactor
         # ntags are due by the last packet's time; then allow `ntag_timeout` more.
         deadline = clock.seconds() + (start + (count - 1) * gap - now) / 1e9 + ntag_timeout
@@ -234,7 +264,9 @@ async def send_train(
         report.sent = [None] * count
         report.errors = [None] * count
         report.lead = start - now
-        flow = _Flow(report, clock, session.clock_ns)
+        if on_lead is not None:
+            on_lead(report.lead)
+        flow = _Flow(report, clock, session.clock_ns, offset)
         flows.append(flow)
         for i, t in enumerate(report.intended):
             if stop is not None and stop.requested:
@@ -244,8 +276,11 @@ async def send_train(
             flow.track(i, d)
             if flow.waiting >= MAX_PENDING:  # ntags are tracked per tag: never run out
                 await flow.below(MAX_PENDING // 2)
-            elif i % 64 == 63:
+            elif i % LEAD_BURST == LEAD_BURST - 1:
                 await session.wait_writable()
+                # a turn of the reactor: these are written, and the endpoint queues them
+                # while the next ones are built (the lead counts on it, see LEAD_BURST)
+                await deferLater(clock, 0, lambda: None)
             if flow.failure is not None:
                 raise flow.failure
         while flow.pending and flow.failure is None:
@@ -261,8 +296,7 @@ async def send_train(
                 break
         if flow.failure is not None:
             raise flow.failure
-        if flow.last_queued is not None:
-            report.queued_ahead = start - (flow.last_queued + offset)
+        report.queued_ahead = flow.ahead
         ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
         flow.settled = True  # what the close does to the ntags still awaited is not news
         # (a stop once every packet was sent did not end the train early)
@@ -279,11 +313,38 @@ async def send_train(
     return report
 
 
+def queue_lead(count: int, gap: int, cost: int) -> int:
+    """The part of the lead (ns) that lets each nsend of a train of `count` packets `gap`
+    ns apart be queued before its packet is due, one nsend taking `cost` ns to queue at
+    the endpoint (see the comment above LEAD_PROBES)."""
+    n = min(count, MAX_PENDING)
+    burst = min(n, 2 * LEAD_BURST)
+    need = max(burst * cost, n * cost - (n - burst) * gap)
+    if count > MAX_PENDING and cost > gap:
+        need = max(need, MAX_PENDING * cost - MAX_PENDING // 2 * gap)
+    return need
+
+
+def lead_note(lead: int, count: int) -> str | None:
+    """What to tell the user before a long wait for a train's first packet (`lead` ns
+    after the endpoint's time, `count` packets), or None under LONG_LEAD_NS."""
+    if lead <= LONG_LEAD_NS:
+        return None
+    return (
+        f"queueing {min(count, MAX_PENDING)} nsends at the endpoint: "
+        f"first packet in {lead / 1e9:.1f} s"
+    )
+
+
 @deferred_api
-async def measure_lead(session: EndpointSession, count: int, *, rtt: int | None = None) -> int:
-    """A lead (ns) for a train of `count` nsends: the time they take to be queued at the
-    endpoint, estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST).
+async def measure_lead(
+    session: EndpointSession, count: int, *, gap: int = 0, rtt: int | None = None
+) -> int:
+    """A lead (ns) for a train of `count` nsends `gap` ns apart: long enough for each to
+    be queued at the endpoint before its packet is due, from the cost of a request
+    estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST).
     `rtt` is one measured round trip (ns), if the caller has one."""
+    ahead = min(count, MAX_PENDING)  # queued before the first ntag at most
     # The round trip subtracted below: the fastest of LEAD_RTTS single mreads (and `rtt`,
     # measured by the caller). One sample that lost its CPU (4 ms instead of 0.2) made the
     # cost per request 0 and the lead the 20 ms floor.
@@ -297,13 +358,14 @@ async def measure_lead(session: EndpointSession, count: int, *, rtt: int | None 
     rounds = 1
     # As long as the train's queueing would take, up to LEAD_PROBE_NS: more rounds, back to
     # back, so that the time slices this process and the endpoint lose show (see above).
-    window = min(LEAD_PROBE_NS, count * LEAD_NSEND_COST * max(took - rtt, 0) // LEAD_PROBES)
+    window = min(LEAD_PROBE_NS, ahead * LEAD_NSEND_COST * max(took - rtt, 0) // LEAD_PROBES)
     while total < window and rounds < LEAD_ROUNDS_MAX:
         total += await _probe_round(session)
         rounds += 1
     # The mean round: the time slices lost during the probe are in it.
     per_request = max(total // rounds - rtt, 0) // (LEAD_PROBES - 1)
-    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + count * LEAD_NSEND_COST * per_request
+    cost = LEAD_NSEND_COST * per_request
+    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + queue_lead(count, gap, cost)
 
 
 async def _wind_down(flow: _Flow, session: EndpointSession, offset: int, stop_wait: float) -> None:
@@ -335,11 +397,14 @@ class _Flow:
     as they come (notifications are read while the train is still being queued), and
     `below(n)` waits until fewer than n are waiting for their ntag."""
 
-    def __init__(self, report: TrainReport, clock: Any, clock_ns: Callable[[], int]) -> None:
+    def __init__(
+        self, report: TrainReport, clock: Any, clock_ns: Callable[[], int], offset: int
+    ) -> None:
         self.report = report
         self.clock = clock
         self.clock_ns = clock_ns
-        self.last_queued: int | None = None  # local ns when the last nsend was answered
+        self.offset = offset  # endpoint clock minus ours
+        self.ahead: int | None = None  # the smallest (due - answered) of an nsend so far
         self.last = clock.seconds()  # when the last ntag (or refusal) came
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
@@ -352,7 +417,9 @@ class _Flow:
 
     def track(self, i: int, d: Deferred[QueuedSend]) -> None:
         def queued(q: QueuedSend) -> None:
-            self.last_queued = self.clock_ns()
+            margin = self.report.intended[i] - (self.clock_ns() + self.offset)
+            if self.ahead is None or margin < self.ahead:
+                self.ahead = margin
             assert q.ntag is not None
             nd = q.ntag.addCallbacks(self._sent(i), self._not_sent(i))
             if not nd.called:

@@ -5,6 +5,7 @@ send times (ntag stamps; kernel TX stamps on this project's endpoint) are from t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,18 +75,21 @@ async def send_gap(
     train: int = 0,
     lead_ns: int | None = None,
     recorder: PcapRecorder | None = None,
+    on_lead: Callable[[int], object] | None = None,
 ) -> SendGapResult:
     """One train of `count` datagrams `gap_ns` apart to `host:port`, the first `lead_ns`
     after the endpoint's clock was read (default: send_train's adaptive lead).
-    `recorder` gets every datagram sent, at its ntag time (from a port chosen here)."""
+    `recorder` gets every datagram sent, at its ntag time (from a port chosen here);
+    `on_lead` the lead used (ns), before the first datagram is queued."""
 
     def payload(i: int) -> bytes:  # the sequence number, zero-padded (send_train's default)
         return i.to_bytes(4, "big").ljust(max(size, 4), b"\0")
 
     local, lport = await local_udp_end(session, host) if recorder is not None else ("", 0)
     report = await send_train(
-        session, host, port, count, gap_ns, payload=payload, lead=lead_ns, lport=lport
-    )
+        session, host, port, count, gap_ns, payload=payload, lead=lead_ns, lport=lport,
+        on_lead=on_lead,
+    )  # fmt: skip
     if recorder is not None:
         for i, sent in enumerate(report.sent):
             if sent is not None:

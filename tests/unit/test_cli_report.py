@@ -231,6 +231,18 @@ def test_progress_appears_after_a_second_and_never_mixes_with_results() -> None:
     assert out.getvalue() == "early result\nlate result\n"
 
 
+def test_a_note_on_stderr_clears_the_progress_line_and_stays() -> None:
+    clock, err = Clock(), io.StringIO()
+    p = Progress(clock, lambda: "train 1/5", out=io.StringIO(), err=err, enabled=True)
+    clock.advance(1.1)
+    p.note("first packet in 7.3 s")  # (a long wait for a train's lead)
+    clock.advance(0.25)
+    assert err.getvalue() == CLEAR + "train 1/5" + CLEAR + "first packet in 7.3 s\n" + (
+        CLEAR + "train 1/5"
+    )
+    p.stop()
+
+
 def test_no_progress_off_a_terminal() -> None:
     clock, err = Clock(), io.StringIO()  # StringIO is not a tty
     p = Progress(clock, lambda: "x", out=io.StringIO(), err=err)

@@ -12,12 +12,17 @@ from twisted.internet.task import Clock
 
 from packetlab.controller import send_train, train
 from packetlab.controller.train import (
+    LEAD_BURST,
     LEAD_MIN_NS,
     LEAD_NSEND_COST,
     LEAD_PROBE_NS,
     LEAD_PROBES,
     LEAD_RTTS,
+    LONG_LEAD_NS,
+    MAX_PENDING,
+    lead_note,
     measure_lead,
+    queue_lead,
 )
 from packetlab.gcpolicy import TRAIN_GEN0
 from packetlab.wire import Mread, Nsend
@@ -91,11 +96,13 @@ def test_the_lead_covers_the_time_to_queue_the_train() -> None:
 def test_a_fixed_lead_too_short_is_reported_as_queued_late() -> None:
     rig = busy_rig()
     rig.run(rig.session.ready)
+    # 500 nsends take 50 ms to queue, the train 25 ms (50 µs gaps) from 5 ms on: the last
+    # nsends are queued ~20 ms after their packets were due
     report = rig.run(
-        send_train(rig.session, "127.0.0.1", 9000, 500, 100_000, lead=5_000_000), step=0.0001
+        send_train(rig.session, "127.0.0.1", 9000, 500, 50_000, lead=5_000_000), step=0.0001
     )
     assert report.lead == 5_000_000
-    assert report.queued_ahead is not None and report.queued_ahead < -40_000_000
+    assert report.queued_ahead is not None and report.queued_ahead < -15_000_000
 
 
 def test_measure_lead_grows_with_the_train_and_the_cost_per_request() -> None:
@@ -168,6 +175,81 @@ def test_a_train_longer_than_the_pending_cap_gets_the_lead_of_the_cap(monkeypatc
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 100_000), step=0.0001)
     assert LEAD_MIN_NS < report.lead < LEAD_MIN_NS + 2 * 64 * LEAD_NSEND_COST * COST_S * 1e9
     assert report.sent_count == count
+
+
+NSEND_NS = round(LEAD_NSEND_COST * COST_S * 1e9)  # the cost of an nsend to the lead: 1.2 ms
+
+
+def test_a_train_with_gaps_longer_than_an_nsend_waits_only_the_floor() -> None:
+    """Each nsend is queued before its own packet is due, not all before the first: with
+    gaps longer than an nsend takes (spare included) the endpoint is fed as fast as the
+    packets go out, and the lead is the floor and two bursts of nsends (128 x 1.2 ms),
+    not 2,000 x 1.2 ms (session 19)."""
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    count = 2000
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 2_000_000), step=0.0002)
+    bursts = 2 * LEAD_BURST * NSEND_NS
+    assert abs(report.lead - (LEAD_MIN_NS + bursts)) < 3_000_000, report.lead
+    # the last nsend was queued ~4 s after the first packet went out, yet in time
+    assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
+    assert report.sent_count == count
+
+
+def test_the_lead_of_a_train_without_gaps_is_unchanged() -> None:
+    """Gap 0: every nsend before the first packet, as before session 19; the gap takes
+    off what the packets before each one spend going out."""
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    floor = rig.run(measure_lead(rig.session, 1, gap=0), step=0.0001) - NSEND_NS
+    tight = rig.run(measure_lead(rig.session, 1000, gap=0), step=0.0001)
+    assert abs(tight - (floor + 1000 * NSEND_NS)) < 1_000_000, (tight, floor)
+    # the last nsend is queued by 1000 x 1.2 ms, its packet due 999 ms after the first
+    some = rig.run(measure_lead(rig.session, 1000, gap=1_000_000), step=0.0001)
+    want = floor + 1000 * NSEND_NS - (1000 - 2 * LEAD_BURST) * 1_000_000
+    assert abs(some - want) < 1_000_000, (some, want)
+    # nsend k is queued by (k + 128) x 1.2 ms (two bursts), due k x 1.2 ms after the first
+    loose = rig.run(measure_lead(rig.session, 1000, gap=NSEND_NS), step=0.0001)
+    assert abs(loose - (floor + 2 * LEAD_BURST * NSEND_NS)) < 1_000_000, (loose, floor)
+
+
+def test_queue_lead_bounds_each_packet_and_the_refill_after_the_pending_cap() -> None:
+    c, b = 1000, 2 * LEAD_BURST  # nsend k is queued by min(k + b, n) * c
+    assert queue_lead(1, 0, c) == queue_lead(1, 10 * c, c) == c
+    assert queue_lead(500, 0, c) == 500 * c  # the lead before session 19
+    assert queue_lead(500, 400, c) == 500 * c - (500 - b) * 400  # the last is the latest
+    assert queue_lead(100, 900, c) == 100 * c  # within the first bursts: all by 100 * c
+    assert queue_lead(500, c, c) == queue_lead(500, 10 * c, c) == b * c
+    assert queue_lead(MAX_PENDING, 0, c) == queue_lead(10 * MAX_PENDING, 0, c) == MAX_PENDING * c
+    # Past the cap the nsends wait for packet MAX_PENDING/2 to go out: the first
+    # MAX_PENDING must be queued by then, or those wait behind them (gap < c: late anyway)
+    assert queue_lead(MAX_PENDING + 1, 400, c) == MAX_PENDING * c - MAX_PENDING // 2 * 400
+    assert queue_lead(MAX_PENDING + 1, 400, c) > queue_lead(MAX_PENDING, 400, c)
+    assert queue_lead(10 * MAX_PENDING, c, c) == b * c  # the endpoint keeps pace
+
+
+def test_on_lead_hears_the_lead_before_the_first_nsend() -> None:
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    heard: list[tuple[int, int]] = []
+
+    def on_lead(lead: int) -> None:
+        heard.append((lead, sum(isinstance(m, Nsend) for m in rig.endpoint.received)))
+
+    report = rig.run(
+        send_train(rig.session, "127.0.0.1", 9000, 100, 0, on_lead=on_lead), step=0.0001
+    )
+    assert heard == [(report.lead, 0)]
+
+
+def test_a_long_lead_gets_a_line_for_the_user() -> None:
+    assert lead_note(LONG_LEAD_NS, 10) is None
+    assert lead_note(7_300_000_000, 100_000) == (
+        f"queueing {MAX_PENDING} nsends at the endpoint: first packet in 7.3 s"
+    )
+    assert lead_note(1_500_000_000, 2000) == (
+        "queueing 2000 nsends at the endpoint: first packet in 1.5 s"
+    )
 
 
 def test_a_train_runs_with_fewer_collections_and_restores_them() -> None:

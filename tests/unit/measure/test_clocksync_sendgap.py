@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 import itertools
 
 from ctl_fakes import Rig
+from twisted.internet.defer import Deferred
 
 from packetlab.measure.clocksync import ClockRound, clock_sync, fit_drift
 from packetlab.measure.sendgap import send_gap
@@ -215,3 +216,31 @@ def test_the_drift_comes_with_its_standard_error() -> None:
     line = row({"type": "clockmodel", **m.to_dict()})
     assert line is not None
     assert f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line
+
+
+def test_pktlab_run_sendgap_says_when_a_train_waits_over_a_second(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A lead over a second (here --lead-ms 1500) is a wait the user hears about: one line
+    on stderr per train, in `pktlab run`'s form; the default 200 ms is not."""
+    import argparse
+
+    from packetlab.cli import run_sendgap
+    from packetlab.cli.run_command import Progress
+
+    def run(*argv: str) -> tuple[list[dict[str, object]], str]:
+        p = argparse.ArgumentParser()
+        run_sendgap.configure(p)
+        records: list[dict[str, object]] = []
+        experiment = run_sendgap.experiment(p.parse_args(argv), records.append, Progress())
+        rig = Rig()
+        rig.run(rig.session.ready)
+        rig.run(Deferred.fromCoroutine(experiment(rig.session)))
+        return records, capsys.readouterr().err
+
+    records, err = run("--count", "3", "--trains", "2", "--lead-ms", "1500")
+    assert [r["sent"] for r in records] == [3, 3]
+    said = "queueing 3 nsends at the endpoint: first packet in 1.5 s"
+    assert err.splitlines() == [f"pktlab run sendgap: train {t}/2: {said}" for t in (1, 2)]
+    records, err = run("--count", "3", "--trains", "1")
+    assert [r["sent"] for r in records] == [3] and err == ""
