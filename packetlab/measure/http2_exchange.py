@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 
 from packetlab.controller import (
     ControllerError,
@@ -186,8 +185,21 @@ async def _h2_response(
     finally:
         framing.finish(sid)
         conn.uploads.pop(sid, None)
+        if not conn.uploads and conn.h2_timer is not None and conn.h2_timer.active():
+            conn.h2_timer.cancel()
     resp.end()
     return framing.reusable and not conn.closed and not conn.stream.eof
+
+
+def _h2_later(conn: _Conn, framing: H2Framing, wait: float) -> None:
+    """The paced pump again in `wait` s (one timer a connection, the earliest)."""
+    clock = conn.stream.session.reactor
+    timer = conn.h2_timer
+    if timer is not None and timer.active():
+        if timer.getTime() <= clock.seconds() + wait:
+            return
+        timer.cancel()
+    conn.h2_timer = clock.callLater(wait, _h2_kick, conn, framing)
 
 
 async def _woken(conn: _Conn, clock: Any, left: float) -> None:
@@ -240,7 +252,6 @@ async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
 
 async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
     sent: Deferred[Ntag] | None = None
-    clock = conn.stream.session.reactor
     while True:
         if framing.paced:  # --limit-rate: each stream a chunk at a time at its own rate
             framed, wait = _h2_paced(conn, framing)
@@ -256,9 +267,9 @@ async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
                 except ControllerError:  # the connection is gone: the read says so
                     return
             sent = _send(conn, out, ntag=True)
-        if not framed and wait > 0:  # a stream ahead of its rate, its next chunk then
-            await deferLater(clock, wait, lambda: None)
-        elif not framed:
+        if not framed:
+            if wait > 0:  # a stream ahead of its rate: its next chunk then (the reads go
+                _h2_later(conn, framing, wait)  # on meanwhile: the windows' updates)
             break
     if sent is not None:
         sent.addErrback(lambda _: None)
@@ -269,9 +280,11 @@ def _h2_paced(conn: _Conn, framing: H2Framing) -> tuple[int, float]:
     (as curl sends a transfer's next chunk); the bytes framed, and the seconds until the
     first of the others may go (0: none waits)."""
     framed, wait = 0, float("inf")
-    for sid in framing.uploading():
+    aheads = {sid: 0.0 if sid not in conn.uploads else conn.uploads[sid].ahead()
+              for sid in framing.uploading()}  # fmt: skip
+    # the most behind first: the connection's window, which they share, goes to it
+    for sid, ahead in sorted(aheads.items(), key=lambda x: x[1]):
         pace = conn.uploads.get(sid)
-        ahead = 0.0 if pace is None else pace.ahead()
         if ahead > 0:
             wait = min(wait, ahead)
             continue

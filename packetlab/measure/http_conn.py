@@ -71,6 +71,7 @@ class _Conn:
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
     # --limit-rate over HTTP/2: each stream's upload on its own (by stream id)
     uploads: dict[int, StreamPace] = field(default_factory=dict)
+    h2_timer: Any = None  # (an IDelayedCall) the next paced chunk's pump
     number: int = 0  # curl's connection id (#N), counted over the run
     host: str = ""  # the URL's host (curl's "to host HOST left intact")
 
