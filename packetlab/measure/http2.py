@@ -185,7 +185,8 @@ class H2Framing:
         """The request's frames (the connection preface first on a new connection) on a
         new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
         :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
-        the server's windows let them go (`pump` is called here for the first ones)."""
+        the server's windows let them go (`pump` is called here for the first ones; not
+        under --limit-rate: the caller paces each stream's, the first chunk too)."""
         preface = self.preface()
         fields: list[tuple[str, str]] = []
         for k, v in headers:
@@ -209,20 +210,24 @@ class H2Framing:
         if not self.streams:
             self._new_exchange()
         self.streams[sid] = _Stream(body)
-        self.pump()
+        if not self.paced:
+            self.pump()
         return preface + self.data_to_send()
 
     def _new_exchange(self) -> None:
         self.overhead = self.controls = 0
 
-    def pump(self, limit: int = 1 << 20) -> int:
-        """DATA frames of the request bodies, as far as the streams' and the connection's
-        windows allow and at most about `limit` bytes (the rest for the next call, after
-        the server's WINDOW_UPDATE or the caller's pacing); the bytes framed. A body's
-        end sends END_STREAM (an empty DATA frame when it ends on a chunk boundary); an
-        empty chunk from a body (its pipe has nothing yet) ends its turn."""
+    def pump(self, limit: int = 1 << 20, only: int | None = None) -> int:
+        """DATA frames of the request bodies (`only`: that stream's), as far as the
+        streams' and the connection's windows allow and at most about `limit` bytes (the
+        rest for the next call, after the server's WINDOW_UPDATE or the caller's pacing);
+        the bytes framed. A body's end sends END_STREAM (an empty DATA frame when it ends
+        on a chunk boundary); an empty chunk from a body (its pipe has nothing yet) ends
+        its turn."""
         framed = 0
         for sid, st in list(self.streams.items()):
+            if only is not None and sid != only:
+                continue
             while st.body is not None and framed < limit:
                 if not st.pending:
                     try:
@@ -243,6 +248,10 @@ class H2Framing:
                 st.uploaded += len(piece)
                 framed += len(piece)
         return framed
+
+    def uploading(self) -> list[int]:
+        """The streams with a request body still to frame (or its END_STREAM)."""
+        return [sid for sid, st in self.streams.items() if st.body is not None]
 
     def uploaded(self, sid: int) -> int:
         st = self.streams.get(sid)

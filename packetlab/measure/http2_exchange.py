@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 
 from packetlab.controller import (
     ControllerError,
@@ -28,6 +27,7 @@ from packetlab.measure.http_message import (
     _stamp_sent,
     _TooMuch,
 )
+from packetlab.measure.http_rate import StreamPace
 from packetlab.measure.http_trace import DATA_OUT, auth, h2_head, h2_request, info
 from packetlab.measure.stream import (
     StreamError,
@@ -76,10 +76,14 @@ async def _exchange_h2(
     frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
+    if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate
+        conn.uploads[sid] = StreamPace(session.reactor, framing.rate)
     if sink.trace is not None:
         auth(sink.trace, headers.own)
         h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
+    if sid in conn.uploads:  # its first chunk now (paced: not framed with the head)
+        _h2_kick(conn, framing)
     if sink.trace is not None:  # (curl: the head and body once sent)
         h2_head(sink.trace, hop.method, u.authority, u.target, fields)
         small = None if data is None else data.small()
@@ -114,7 +118,7 @@ async def _h2_response(
     resp.told = told
     done = False
     clock = session.reactor
-    pace = _StreamPace(clock, framing.rate, sid) if framing.paced else None
+    pace = StreamPace(clock, framing.rate) if framing.paced else None
     try:
         if leftover:
             framing.receive(leftover, hop.last)
@@ -180,29 +184,22 @@ async def _h2_response(
         hop.uploaded = framing.uploaded(sid)
     finally:
         framing.finish(sid)
+        conn.uploads.pop(sid, None)
+        if not conn.uploads and conn.h2_timer is not None and conn.h2_timer.active():
+            conn.h2_timer.cancel()
     resp.end()
     return framing.reusable and not conn.closed and not conn.stream.eof
 
 
-class _StreamPace:
-    """--limit-rate over HTTP/2, each stream (each transfer, as curl's) on its own: its
-    body bytes taken in at most at `rate` on average from its start. The server is held
-    by the stream's flow-control window (`H2Framing.grant`: opened again only for what
-    was taken), not by the connection's socket, which the other streams share."""
-
-    def __init__(self, clock: Any, rate: int, sid: int) -> None:
-        self.clock, self.rate, self.sid = clock, rate, sid
-        self.start = clock.seconds()
-        self.received = 0
-
-    async def wait(self, n: int, deadline: float) -> None:
-        """Before `n` more bytes are taken: until the bytes so far are within the rate
-        (the last chunk goes at (N - n)/rate, as curl's)."""
-        ahead = self.received / self.rate - (self.clock.seconds() - self.start)
-        left = min(ahead, deadline - self.clock.seconds())
-        if left > 0:
-            await deferLater(self.clock, left, lambda: None)
-        self.received += n
+def _h2_later(conn: _Conn, framing: H2Framing, wait: float) -> None:
+    """The paced pump again in `wait` s (one timer a connection, the earliest)."""
+    clock = conn.stream.session.reactor
+    timer = conn.h2_timer
+    if timer is not None and timer.active():
+        if timer.getTime() <= clock.seconds() + wait:
+            return
+        timer.cancel()
+    conn.h2_timer = clock.callLater(wait, _h2_kick, conn, framing)
 
 
 async def _woken(conn: _Conn, clock: Any, left: float) -> None:
@@ -256,8 +253,10 @@ async def _h2_upload(conn: _Conn, framing: H2Framing) -> None:
 async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
     sent: Deferred[Ntag] | None = None
     while True:
-        # --limit-rate: a chunk at a time, each paced (else a window's batch at once)
-        framed = framing.pump(CHUNK if conn.pace is not None else UPLOAD_WINDOW * CHUNK)
+        if framing.paced:  # --limit-rate: each stream a chunk at a time at its own rate
+            framed, wait = _h2_paced(conn, framing)
+        else:  # a window's batch at once
+            framed, wait = framing.pump(UPLOAD_WINDOW * CHUNK), 0.0
         out = framing.data_to_send()
         if out:
             if sent is not None:
@@ -267,10 +266,30 @@ async def _h2_frames(conn: _Conn, framing: H2Framing) -> None:
                     raise _refused(e, framing.uploaded(framing.stream_id), None) from None
                 except ControllerError:  # the connection is gone: the read says so
                     return
-            if conn.pace is not None:
-                await conn.pace.send(len(out), float("inf"))
             sent = _send(conn, out, ntag=True)
         if not framed:
+            if wait > 0:  # a stream ahead of its rate: its next chunk then (the reads go
+                _h2_later(conn, framing, wait)  # on meanwhile: the windows' updates)
             break
     if sent is not None:
         sent.addErrback(lambda _: None)
+
+
+def _h2_paced(conn: _Conn, framing: H2Framing) -> tuple[int, float]:
+    """Under --limit-rate: a chunk of each stream whose bytes so far are within its rate
+    (as curl sends a transfer's next chunk); the bytes framed, and the seconds until the
+    first of the others may go (0: none waits)."""
+    framed, wait = 0, float("inf")
+    aheads = {sid: 0.0 if sid not in conn.uploads else conn.uploads[sid].ahead()
+              for sid in framing.uploading()}  # fmt: skip
+    # the most behind first: the connection's window, which they share, goes to it
+    for sid, ahead in sorted(aheads.items(), key=lambda x: x[1]):
+        pace = conn.uploads.get(sid)
+        if ahead > 0:
+            wait = min(wait, ahead)
+            continue
+        n = framing.pump(CHUNK, only=sid)
+        if pace is not None:
+            pace.count += n
+        framed += n
+    return framed, 0.0 if wait == float("inf") else wait

@@ -17,7 +17,7 @@ from packetlab.controller import (
     RequestFailed,
     deferred_api,
 )
-from packetlab.measure.http_rate import Pace
+from packetlab.measure.http_rate import Pace, StreamPace
 from packetlab.measure.http_tls import TlsLink
 from packetlab.measure.http_url import Url
 from packetlab.measure.stream import (
@@ -69,6 +69,9 @@ class _Conn:
     closed: bool = False
     broken: bool = False
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
+    # --limit-rate over HTTP/2: each stream's upload on its own (by stream id)
+    uploads: dict[int, StreamPace] = field(default_factory=dict)
+    h2_timer: Any = None  # (an IDelayedCall) the next paced chunk's pump
     number: int = 0  # curl's connection id (#N), counted over the run
     host: str = ""  # the URL's host (curl's "to host HOST left intact")
 

@@ -11,11 +11,14 @@ mwrite that clears the mask and one that sets it again, handled back to back: at
 rbufsz comes) once what came of the last one was read, and waits for it, granting again
 now and then while nothing came (nothing was held yet, or it is on its way).
 The endpoint's ndata stamps are when it read the bytes, so the times stay the server's.
-Upload: each send waits until the bytes before it are within the rate."""
+Upload: each send waits until the bytes before it are within the rate.
+
+HTTP/2 (`StreamPace`): each stream on its own, both ways, as curl paces each transfer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.task import deferLater
 
@@ -107,3 +110,29 @@ class Pace:
         """Before `n` more bytes go: wait until the bytes sent so far are within the rate."""
         await self._sleep(self._ahead(self.sent), deadline)
         self.sent += n
+
+
+class StreamPace:
+    """--limit-rate over HTTP/2, each stream (each transfer, as curl's) on its own: its
+    body bytes taken in (a download) or framed (an upload) at most at `rate` on average
+    from its start. A download's server is held by the stream's flow-control window
+    (`H2Framing.grant`: opened again only for what was taken), an upload by framing the
+    stream's next chunk only when `ahead` is over, not by the connection's socket, which
+    the other streams share."""
+
+    def __init__(self, clock: Any, rate: int) -> None:
+        self.clock, self.rate = clock, rate
+        self.start = clock.seconds()
+        self.count = 0  # the stream's body bytes so far
+
+    def ahead(self) -> float:
+        """Seconds until the bytes so far are within the rate (0 or less: now)."""
+        return self.count / self.rate - (self.clock.seconds() - self.start)
+
+    async def wait(self, n: int, deadline: float) -> None:
+        """Before `n` more bytes are taken: until the bytes so far are within the rate
+        (the last chunk goes at (N - n)/rate, as curl's)."""
+        left = min(self.ahead(), deadline - self.clock.seconds())
+        if left > 0:
+            await deferLater(self.clock, left, lambda: None)
+        self.count += n

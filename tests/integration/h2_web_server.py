@@ -8,7 +8,9 @@ It serves until killed; the plain port speaks HTTP/1.1 only (twisted.web has no 
 
 /echo (any path) answers the request it saw as JSON; /r/CODE?to=WHERE redirects;
 /big a 300,000-byte body (past the initial flow-control windows); /d/S answers after S
-seconds (for --parallel); /n/BYTES a body of BYTES (--limit-rate). Fixed Server and Date
+seconds (for --parallel); /n/BYTES a body of BYTES (--limit-rate); /up answers how many
+body bytes came and when, in seconds from its header block: the first, half of them and
+the last (--limit-rate uploads, the server's view). Fixed Server and Date
 headers, so that header blocks do not depend on the clock. `x-request` counts the requests
 of the connection: 2 or more, it was reused.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.internet import endpoints, reactor, ssl
@@ -27,6 +30,20 @@ from twisted.web import resource, server
 # dict keyed by id() gave a new connection a dead one's count when its address was reused
 # (CI: x-request 3..6 for the four requests of a fresh connection).
 COUNT = "_test_requests"
+
+
+class Timed(server.Request):
+    """A request noting when its header block came (made then) and its body's chunks."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.began = time.monotonic()
+        self.chunks: list[tuple[float, int]] = []  # (s since the head, bytes so far)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        got = (self.chunks[-1][1] if self.chunks else 0) + len(data)
+        self.chunks.append((time.monotonic() - self.began, got))
+        super().handleContentChunk(data)
 
 
 class Answer(resource.Resource):
@@ -53,6 +70,14 @@ class Answer(resource.Resource):
             return server.NOT_DONE_YET  # type: ignore[return-value]
         if u.path.startswith("/n/"):  # /n/BYTES: that many bytes (--limit-rate)
             out = b"x" * int(u.path[3:])
+            request.setHeader(b"content-length", str(len(out)).encode())
+            return out
+        if u.path == "/up" and isinstance(request, Timed):  # the body's times
+            body = request.content.read() if request.content is not None else b""
+            times = request.chunks or [(0.0, 0)]
+            half = next(t for t, got in times if got >= times[-1][1] / 2)
+            out = json.dumps({"n": len(body), "first": times[0][0], "half": half,
+                              "last": times[-1][0]}).encode()  # fmt: skip
             request.setHeader(b"content-length", str(len(out)).encode())
             return out
         if u.path == "/big":
@@ -88,6 +113,7 @@ def main() -> None:
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
     site = server.Site(Answer())
+    site.requestFactory = Timed
     tls = endpoints.SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
     plain = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
 

@@ -166,3 +166,54 @@ def test_http2_streams_each_at_the_rate_as_curl(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait(10)
+
+
+@pytest.mark.parametrize("how", ["-T", "--data-binary"])
+def test_http2_uploads_each_at_the_rate_as_curl(tmp_path: Path, how: str) -> None:
+    # -Z, two 1 MiB uploads to one HTTP/2 origin: one connection, each stream's body held
+    # to 500K as curl holds each transfer (curl 7.88.1: 2.05 s each, the server reading
+    # each body from 0 to 2.03 s; N/R 2.05 s). Ours held the connection's sends to it:
+    # the two bodies together at the rate
+    import json
+
+    from test_http2_curl_side_by_side import HERE, curl_has_http2
+
+    if not curl_has_http2():
+        pytest.skip("curl without HTTP/2")
+    pytest.importorskip("h2")
+    pki = make_pki(tmp_path)
+    n, rate = 1 << 20, 500 << 10
+    f = tmp_path / "up"
+    f.write_bytes(b"u" * n)
+    body = ["-T", str(f), "-T", str(f)] if how == "-T" else ["--data-binary", f"@{f}"]
+    server = subprocess.Popen([sys.executable, str(HERE / "h2_web_server.py"),
+                               str(pki["server"]), str(pki["key"])],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().split()[0]
+        urls = [f"https://localhost:{port}/up", f"https://localhost:{port}/up?2"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        for argv in (["curl", "--resolve", f"localhost:{port}:127.0.0.1"],
+                     [sys.executable, "-m", "packetlab", "run", "http", "--connect-to",
+                      "127.0.0.1"]):  # fmt: skip
+            outs = [tmp_path / "o1", tmp_path / "o2"]
+            out = subprocess.run([*argv, "-s", "-Z", "--cacert", str(pki["ca"]), "--limit-rate",
+                                  "500K", *body, "-w", "%{http_version} %{num_connects} "
+                                  "%{size_upload} %{time_total}\\n", "-o", str(outs[0]),
+                                  "-o", str(outs[1]), *urls], capture_output=True,
+                                 timeout=120, env=env)  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            lines = [x.split() for x in out.stdout.decode().splitlines()]
+            assert sorted((v, c) for v, c, _, _ in lines) == [("2", "0"), ("2", "1")]  # 1 conn
+            seen = [json.loads(o.read_text()) for o in outs]  # the server's times (s)
+            why = (argv[0], lines, seen)
+            for _, _, up, total in lines:  # (in the order they ended)
+                assert int(up) == n and 0.6 * n / rate <= float(total) <= 1.6 * n / rate, why
+            for got in seen:  # each stream from the start (not after the other), at the
+                assert got["n"] == n and got["first"] <= 0.3 * n / rate, why  # rate all along
+                assert 0.3 * n / rate <= got["half"] <= 0.8 * n / rate, why
+                assert 0.6 * n / rate <= got["last"] <= 1.6 * n / rate, why
+    finally:
+        server.kill()
+        server.wait(10)

@@ -150,3 +150,30 @@ def test_a_paced_stream_window_opens_as_its_body_is_taken() -> None:
     client.grant(1)
     server.receive_data(client.data_to_send())
     assert server.local_flow_control_window(1) == 32 << 10  # open again
+
+
+@pytest.mark.parametrize("how", ["-T", "--data-binary"])
+def test_each_http2_upload_held_to_the_rate_as_curl(tmp_path: Path, how: str) -> None:
+    # -Z, two uploads multiplexed on one HTTP/2 connection: each stream's body at
+    # --limit-rate (curl 7.88.1 paces each transfer: the two together at 2x the rate); it
+    # was the connection's sends held to it: the two bodies together, each near 2 N/RATE
+    f = tmp_path / "up"
+    f.write_bytes(b"u" * N)
+    made: list[H2Server] = []
+
+    def server() -> H2Server:
+        made.append(H2Server(_big))
+        return made[-1]
+
+    urls = ["http://192.0.2.80/a", "http://192.0.2.80/b"]
+    body = ("-T", str(f), "-T", str(f)) if how == "-T" else ("--data-binary", f"@{f}")
+    code, _, raw, _, records = run("-Z", "--http2-prior-knowledge", "--limit-rate", "64K",
+                                   *body, "-w", "%{num_connects} %{size_upload} "
+                                   "%{time_total}\\n", "-o", "/dev/null", "-o", "/dev/null",
+                                   *urls, server=server)  # fmt: skip
+    assert code == 0, records
+    lines = [x.split() for x in raw.decode().splitlines()]
+    assert len(made) == 1 and sorted(c for c, _, _ in lines) == ["0", "1"]  # one connection
+    assert [len(b) for _, b in made[0].requests] == [N, N]
+    for _, up, total in lines:  # the last 64 KiB chunk goes at (N - 64K)/RATE: 3 s
+        assert int(up) == N and 0.7 * N / RATE <= float(total) <= 1.2 * N / RATE
