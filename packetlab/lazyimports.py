@@ -110,7 +110,16 @@ class _LazyModule(importlib.util._LazyModule):  # type: ignore[name-defined]
             return object.__getattribute__(self, attr)
         # The standard library's module loads it (its own class check, 3.12's lock).
         self.__class__ = importlib.util._LazyModule  # type: ignore[attr-defined]
-        return importlib.util._LazyModule.__getattribute__(self, attr)  # type: ignore[attr-defined]
+        try:
+            return importlib.util._LazyModule.__getattribute__(self, attr)  # type: ignore[attr-defined]
+        except ValueError as e:
+            # A module that puts another object in its place in sys.modules, as
+            # twisted.internet.ssl (deprecatedModuleAttribute: a proxy of itself): it ran
+            # in full and sys.modules holds what its eager import leaves there; the
+            # standard library refuses only because those holding this object bypass it.
+            if type(self) is not types.ModuleType or "substituted in sys.modules" not in str(e):
+                raise
+            return object.__getattribute__(self, attr)
 
 
 def install(names: Iterable[str] = LAZY) -> None:

@@ -184,7 +184,7 @@ def tracer(args: argparse.Namespace, stdout: IO[bytes], stderr: Any, warn: Any,
         try:
             out = open(target, "wb")  # noqa: SIM115 (the run's, closed at exit)
         except OSError as e:
-            raise RunError(f"--trace {target}: {e.strerror or e}") from None
+            raise RunError(f"{_OPTION[kind]} {target}: {e.strerror or e}") from None
     hide = kind == PLAIN and body_on_terminal and target in ("-", "%")
     return CurlTrace(kind, out, getattr(args, "trace_time", False), hide)
 

@@ -499,7 +499,8 @@ def _read_curl_words(p: argparse.ArgumentParser) -> None:
 def _takes_value(p: argparse.ArgumentParser) -> Any:
     def takes_value(option: str) -> bool:
         action = p._option_string_actions.get(option)
-        return action is not None and action.nargs != 0
+        # -:/--next (REMAINDER) takes no value: the words after it are the next group's
+        return action is not None and action.nargs not in (0, argparse.REMAINDER)
 
     return takes_value
 

@@ -27,7 +27,8 @@ def _read(name: str) -> str:
 
 def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
     """The words of a curl config file as curl 7.88 reads it: a line is an option (a
-    leading `--` optional; `-X` short ones too) and its value after blanks, `=` or `:`;
+    leading `--` optional; `-X` short ones too) and its value after blanks, `=` or `:`
+    (a dashed option's after blanks: `-:` is --next, `--data=a=1` one word);
     a value in double quotes has \\t \\n \\r \\v and \\CHAR escapes, else it ends at a
     blank; `#` lines and empty lines skipped. A value after an option that takes none
     is not read (curl warns); `json` with a value is curl's --json DATA (`--json=DATA`),
@@ -37,8 +38,9 @@ def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        end = 0
-        while end < len(line) and line[end] not in " \t=:":
+        end = 0  # curl's ISSEP: `=` and `:` end an option only without a leading dash
+        stops = " \t" if line.startswith("-") else " \t=:"  # (`-:` is --next's)
+        while end < len(line) and line[end] not in stops:
             end += 1
         option, rest = line[:end], line[end:].lstrip(" \t=:")
         if not option.startswith("-"):

@@ -376,6 +376,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     why = refused(args) or output.check(args)
     if why is not None:
         raise RunError(why)
+    if getattr(args, "logfile", None) is not None:
+        try:  # before anything is sent, as iperf3 opens it at its start
+            renderer(args).logged()
+        except OSError as e:  # iperf3 3.12's words (it exits 1; ours 2, before a test)
+            raise RunError(f"error - unable to open log file: {e.strerror or e}") from None
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     if timed(args):

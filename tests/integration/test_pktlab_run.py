@@ -162,6 +162,42 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
     assert [(r["seq"], r["addr"]) for r in replies] == [(1, "127.0.0.1"), (2, "127.0.0.1")]
 
 
+def test_listen_over_tls_from_the_pktlab_command(tmp_path: Path) -> None:
+    """`python -m packetlab` is the `pktlab` command (lazy imports on): --listen over TLS
+    with a twistd pktendpoint of `pktlab init`'s endpt.conf. eyes19b: it was one line,
+    exit 2, `module object for 'twisted.internet.ssl' substituted in sys.modules during a
+    lazy load` (Twisted puts a proxy of that module in sys.modules)."""
+    home = Path(os.environ["PKTLAB_HOME"])
+    pktlab = [sys.executable, "-m", "packetlab"]
+    made = subprocess.run([*pktlab, "init"], capture_output=True, text=True, env=env(),
+                          cwd=REPO, timeout=60, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.Popen(
+        [*pktlab, "run", "ping", "-c", "1", "--timeout", "30", "--listen",
+         f"127.0.0.1:{port}", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
+    )  # fmt: skip
+    argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
+    argv += ["pktendpoint", "-c", str(home / "endpt.conf"), "--transproto", "raw,tcp,udp",
+             "--ipv4", "127.0.0.1", f"127.0.0.1:{port}"]  # fmt: skip
+    wait_tcp_listening(port, timeout=30)
+    ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
+    try:
+        out, err = run.communicate(timeout=40)
+    finally:
+        ep.terminate()
+        ep.wait(10)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert "(TLS 1.3, PPKS certificates from" in err and "Traceback" not in err
+    assert "1 packets transmitted, 1 received" in out
+
+
 def test_without_raw_socket_rights_a_clear_error() -> None:
     setpriv = shutil.which("setpriv")
     if setpriv is None:

@@ -146,3 +146,30 @@ def test_is_lazy_loads_nothing(where: list[str]) -> None:
     for _ in range(2):
         assert lazyimports.is_lazy("lazytest_a")
     assert where == [] and not lazyimports.is_lazy("lazytest_never_imported")
+
+
+def test_a_module_that_substitutes_itself_in_sys_modules_loads(where: list[str]) -> None:
+    """eyes19b: twisted.internet.ssl puts a proxy of itself in sys.modules (Twisted's
+    deprecatedModuleAttribute); loaded lazily, its first use was LazyLoader's `ValueError:
+    module object for 'twisted.internet.ssl' substituted in sys.modules during a lazy
+    load` (`pktlab run ping --listen` over TLS: that one line, exit 2)."""
+    proxy = "sys.modules[__name__] = type(sys)('lazytest_b_proxy')\n"
+    Path(sys.path[0], "lazytest_b.py").write_text(MODULE + proxy)  # (the fixture's folder)
+    importlib.invalidate_caches()
+    lazyimports.install(["lazytest_b"])
+    import lazytest_b
+
+    assert lazyimports.is_lazy("lazytest_b")
+    assert lazytest_b.VALUE == 42 and where == ["lazytest_b"]
+    assert lazytest_b.VALUE == 42 and where == ["lazytest_b"]  # once
+    assert sys.modules["lazytest_b"].__name__ == "lazytest_b_proxy"  # as an eager import
+
+
+def test_a_module_whose_body_fails_fails_as_before(where: list[str]) -> None:
+    Path(sys.path[0], "lazytest_b.py").write_text(MODULE + "raise ValueError('its own')\n")
+    importlib.invalidate_caches()
+    lazyimports.install(["lazytest_b"])
+    import lazytest_b
+
+    with pytest.raises(ValueError, match="its own"):
+        lazytest_b.VALUE  # noqa: B018

@@ -53,3 +53,26 @@ def test_global_options_one_for_all_groups() -> None:
     assert args.silent and group.silent  # curl's -s is global: the first group's too
     assert args.trace_opts == group.trace_opts == [("ascii", "-")]
     assert group.write_out == "" and group.output == ["f"] and args.output == []
+
+
+def test_next_in_a_config_file_and_a_config_file_after_next(tmp_path: object) -> None:
+    """eyes19b: a config file's `next` (or `-:`) line, and `--next -K FILE`, as curl 7.88.1
+    reads them. Were: `'': no host` (`next` read as an option taking a value, the empty
+    one), `-` fetched as a URL (`-:` cut at its colon), and `no URL specified!` (the -K
+    after --next taken as its value, the file not read)."""
+    from pathlib import Path
+
+    where = Path(str(tmp_path))
+    for i, between in enumerate(("next", "-:", "--next")):
+        cfg = where / f"k{i}"
+        cfg.write_text(f'url = "http://h/a"\noutput = f\n{between}\nurl = "http://h/b"\n')
+        args = parse_args(COMMAND, ["-K", str(cfg)])
+        assert args.urls == ["http://h/a"] and args.output == ["f"]
+        (b,) = args.next_groups
+        assert b.urls == ["http://h/b"] and b.output == []
+    cfg = where / "k"
+    cfg.write_text('url = "http://h/k"\n-A inner\n')
+    args = parse_args(COMMAND, ["http://h/a", "--next", "-K", str(cfg), "-w", "%{url}"])
+    assert args.urls == ["http://h/a"] and args.write_out is None
+    (k,) = args.next_groups
+    assert k.urls == ["http://h/k"] and k.user_agent == "inner" and k.write_out == "%{url}"

@@ -128,6 +128,10 @@ def test_a_trace_file_that_cannot_be_made(tmp_path: object) -> None:
     args = SimpleNamespace(trace_opts=[(BIN, "/nonexistent/dir/t")], trace_time=False)
     with pytest.raises(RunError, match="--trace /nonexistent/dir/t"):
         tracer(args, io.BytesIO(), io.StringIO(), print, False)  # type: ignore[arg-type]
+    # eyes19b: --trace-ascii's own name (it said `--trace /tmp: Is a directory`)
+    args = SimpleNamespace(trace_opts=[(ASCII, str(tmp_path))], trace_time=False)
+    with pytest.raises(RunError, match=f"^--trace-ascii {tmp_path}: Is a directory$"):
+        tracer(args, io.BytesIO(), io.StringIO(), print, False)  # type: ignore[arg-type]
 
 
 def test_header_block_notes_and_helpers() -> None:

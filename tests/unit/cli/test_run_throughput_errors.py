@@ -114,3 +114,17 @@ def test_paper_transfer_keeps_its_row(capsys: pytest.CaptureFixture[str]) -> Non
 )  # fmt: skip
 def test_native_words(error: Exception, words: str) -> None:
     assert native_error(error, "ours") == words
+
+
+@pytest.mark.parametrize("where", ["nodir/log", "."])
+def test_logfile_that_cannot_be_opened_is_iperf3s_one_line(tmp_path: Path, where: str) -> None:
+    """eyes19b: was `[Errno 2] No such file or directory: '...'` after the test had begun
+    (the file opened at its first line), or after a refused connect."""
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_throughput import experiment
+
+    args = args_of("-t", "1", "--logfile", str(tmp_path / where))
+    with pytest.raises(RunError) as e:
+        experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    why = "No such file or directory" if where != "." else "Is a directory"
+    assert str(e.value) == f"error - unable to open log file: {why}"
