@@ -133,19 +133,20 @@ def test_ping_loopback() -> None:
     assert "2 packets transmitted, 2 received" in got.stdout
 
 
-def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
+def _listen_and_endpoint(
+    tmp_path: Path, run_argv: list[str], endpoint_argv: list[str]
+) -> tuple[int, str, str]:
+    """`run_argv` + `--listen 127.0.0.1:PORT 127.0.0.1` with a `twistd -n pktendpoint
+    ENDPOINT_ARGV... 127.0.0.1:PORT` connecting to it: the run's status, stdout, stderr."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = subprocess.Popen(
-        [*RUN, "ping", "--json", "-c", "2", "-i", "0.05", "--timeout", "30",
-         "--insecure-plaintext", "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
+        [*run_argv, "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
     )  # fmt: skip
-    conf = tmp_path / "endpt.conf"
-    conf.write_text("TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n")
     argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
-    argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
+    argv += ["pktendpoint", *endpoint_argv, f"127.0.0.1:{port}"]
     wait_tcp_listening(port, timeout=30)  # the endpoint would retry, but a second later
     ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
     try:
@@ -156,7 +157,17 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
         if run.poll() is None:
             run.kill()
             run.wait()
-    assert run.returncode == 0, err
+    return run.returncode, out, err
+
+
+def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n")
+    ping = [*RUN, "ping", "--json", "-c", "2", "-i", "0.05", "--timeout", "30"]
+    status, out, err = _listen_and_endpoint(
+        tmp_path, [*ping, "--insecure-plaintext"], ["-c", str(conf), "--insecure-plaintext"]
+    )
+    assert status == 0, err
     assert "waiting for an endpoint on 127.0.0.1:" in err
     replies = [json.loads(x) for x in out.splitlines()][:-1]
     assert [(r["seq"], r["addr"]) for r in replies] == [(1, "127.0.0.1"), (2, "127.0.0.1")]
@@ -172,28 +183,12 @@ def test_listen_over_tls_from_the_pktlab_command(tmp_path: Path) -> None:
     made = subprocess.run([*pktlab, "init"], capture_output=True, text=True, env=env(),
                           cwd=REPO, timeout=60, check=False)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = subprocess.Popen(
-        [*pktlab, "run", "ping", "-c", "1", "--timeout", "30", "--listen",
-         f"127.0.0.1:{port}", "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
-    )  # fmt: skip
-    argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
-    argv += ["pktendpoint", "-c", str(home / "endpt.conf"), "--transproto", "raw,tcp,udp",
-             "--ipv4", "127.0.0.1", f"127.0.0.1:{port}"]  # fmt: skip
-    wait_tcp_listening(port, timeout=30)
-    ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
-    try:
-        out, err = run.communicate(timeout=40)
-    finally:
-        ep.terminate()
-        ep.wait(10)
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 0, err
+    status, out, err = _listen_and_endpoint(
+        tmp_path,
+        [*pktlab, "run", "ping", "-c", "1", "--timeout", "30"],
+        ["-c", str(home / "endpt.conf"), "--transproto", "raw,tcp,udp", "--ipv4", "127.0.0.1"],
+    )
+    assert status == 0, err
     assert "(TLS 1.3, PPKS certificates from" in err and "Traceback" not in err
     assert "1 packets transmitted, 1 received" in out
 
