@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from spec_traces import TRACES
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from testkit.transport import Writes
+from twisted.internet.testing import MemoryReactorClock
 
 from packetlab import wire
 from packetlab.controller.mlet import EndpointWorker
@@ -22,16 +23,6 @@ from packetlab.controller.mlet import EndpointWorker
 SESSIONS = sorted(TRACES.glob("*.session.json"))
 # what a monitor's initialize() sends after the start result (§8.4; aux index host order)
 LINFO = wire.encode(wire.Linfo(b"monitor", b"\x00\x00", b"loaded"))
-
-
-class Writes(StringTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-        super().write(data)
 
 
 def relay() -> tuple[EndpointWorker, Writes, Writes, list[socket.socket]]:

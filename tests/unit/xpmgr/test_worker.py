@@ -7,25 +7,14 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from testkit.transport import Writes
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.controller.mlet import EndpointWorker, FrameSplitter
 from packetlab.wire import vmem
-
-
-class Writes(StringTransport):
-    """Records each write separately (one write = one TLS record on a real link)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-        super().write(data)
 
 
 def frames(data: bytes) -> list[Any]:
