@@ -14,15 +14,20 @@ import pytest
 from packetlab import lazyimports
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter (what it imports is the point), which must exit 0."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+
+
 def test_pktlab_run_loads_only_the_controller_parts_it_uses() -> None:
     code = (
         "import sys, packetlab.cli as c\n"
         "rc = c.main(['run', 'ping', '-c', '1', '-q', '127.0.0.1'])\n"
         "print(rc, *sorted(m for m in sys.modules if m.startswith('packetlab.controller.')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     rc, *names = out.stdout.splitlines()[-1].split()
     loaded = set(names)
     assert rc == "0", out
@@ -49,9 +54,7 @@ def test_pktlab_run_spawns_no_process() -> None:
         "rc = c.main(['run', 'traceroute', '-n', '-q', '1', '127.0.0.1'])\n"
         "print(rc, spawned)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     last = out.stdout.splitlines()[-1]
     if last == "skip":
         pytest.skip("no libpcap.so.0.8 here")
@@ -68,9 +71,7 @@ def _loaded_by(run: str) -> tuple[str, set[str]]:
         f"{run}\n"
         "print(rc, *sorted(m for m in sys.modules if m.startswith('packetlab.')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     rc, *names = out.stdout.splitlines()[-1].split()
     return rc, set(names)
 
@@ -126,9 +127,7 @@ def test_an_in_process_run_loads_neither_publishing_nor_twisted_endpoints() -> N
         "print(rc, *(m in sys.modules for m in ('packetlab.controller.publish',"
         " 'twisted.internet.endpoints', 'twisted.internet.stdio')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     assert out.stdout.splitlines()[-1].split() == ["0", "False", "False", "False"], out
 
 
@@ -148,9 +147,7 @@ def test_publish_is_the_function_whichever_is_imported_first(first: str) -> None
         "print(callable(publish), ctl.publish is publish, ctl.Publication is Publication,"
         " publish.__module__)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     assert out.stdout.split() == ["True", "True", "True", "packetlab.controller.publish"], out
 
 
@@ -186,9 +183,7 @@ def test_http_to_an_address_loads_no_dns_client() -> None:
         " 'packetlab.cli.report', 'packetlab.measure.records', 'h2', 'hpack',"
         " 'packetlab.measure.http2')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     assert out.stdout.splitlines()[-1].split()[1:] == ["False"] * 7, out
 
 
@@ -220,9 +215,7 @@ def test_a_run_imports_its_reactor_and_endpoint_before_the_startup_freeze(
         "rc = c.main()\n"
         "print(rc, *sorted(set(sys.modules) - box['at']))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     rc, *late = out.stdout.splitlines()[-1].split()
     assert rc == "0", out
     ahead = {
@@ -294,9 +287,7 @@ def test_a_run_leaves_unused_third_party_imports_unloaded(argv: list[str]) -> No
         "print(rc, *sorted(n for n in z.LAZY if z.is_lazy(n)), '|',"
         " *sorted(n for n in sys.modules if not z.is_lazy(n)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     (rc, *lazy), _, executed = (p.split() for p in out.stdout.splitlines()[-1].partition(" | "))
     assert rc == "0", out
     # Imported and left unloaded: all but those only run http's and run dns's code imports.
@@ -318,9 +309,7 @@ def test_run_http_loads_the_cookie_jar_it_uses_and_not_what_the_jar_imports() ->
         " 'email.parser', 'twisted.internet.ssl')), 'http.cookiejar' in sys.modules,"
         " 'service_identity' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     assert out.stdout.splitlines()[-1].split()[1:] == [
         "False", "True", "True", "True", "True", "False"
     ], out  # fmt: skip
@@ -336,9 +325,7 @@ def test_main_called_by_a_program_imports_eagerly() -> None:
         "print(rc, any(type(f).__name__ == '_LazyFinder' for f in sys.meta_path),"
         " z.is_lazy('http.cookiejar'), 'http.client' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    out = _python(code)
     assert out.stdout.splitlines()[-1].split() == ["0", "False", "False", "True"], out
 
 
