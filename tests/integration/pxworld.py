@@ -200,6 +200,17 @@ def client_hello(sni: str | None, pad: int = 0) -> bytes:
     return conn.bio_read(1 << 20)
 
 
+def receive_hello(backlog: socket.socket, hello: bytes) -> None:
+    """Read from a manager's `backlog` until `hello`'s length has come; it must be `hello`
+    unchanged (the proxy forwards the ClientHello as it came)."""
+    got = b""
+    while len(got) < len(hello):
+        chunk = backlog.recv(65536)
+        assert chunk, "backlog closed before the hello came"
+        got += chunk
+    assert got == hello
+
+
 def register(
     port: int, snikey: str, *, echo: bytes = b"PKTLAB", timeout: float = 10.0
 ) -> socket.socket:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pytest
 from procstat import Sample, settle
-from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
 from testkit.net import paced
 from testkit.poll import accept_queue
 from tls_world import pktlab_init
@@ -65,12 +65,7 @@ def healthy(proxy: ProxyProc) -> None:
     ep = connect(proxy.endpoints)
     ep.sendall(hello)
     backlog.settimeout(10)
-    got = b""
-    while len(got) < len(hello):
-        chunk = backlog.recv(65536)
-        assert chunk, "backlog closed before the hello came"
-        got += chunk
-    assert got == hello
+    receive_hello(backlog, hello)
     ep.close()
     backlog.close()
 
@@ -431,12 +426,7 @@ def test_a_manager_that_sends_xreg_close_notify_and_echo_at_once_is_registered(
     hello = client_hello(key)
     ep = connect(proxy.endpoints)
     ep.sendall(hello)
-    got = b""
-    while len(got) < len(hello):
-        chunk = s.recv(65536)
-        assert chunk, "backlog closed before the hello came"
-        got += chunk
-    assert got == hello
+    receive_hello(s, hello)
     ep.close()
     s.close()
     assert "Traceback" not in proxy.text()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
 from testkit.net import paced
 from tls_world import pktlab_init
 
@@ -331,11 +331,6 @@ def test_endpoint_waits_for_the_backlog_the_manager_registers_next(proxy: ProxyP
     time.sleep(0.1)
     second = register(proxy.setup, "waitkey1")
     second.settimeout(5)
-    got = b""
-    while len(got) < len(hello):
-        chunk = second.recv(65536)
-        assert chunk, "backlog closed before the hello came"
-        got += chunk
-    assert got == hello
+    receive_hello(second, hello)
     for s in (ep1, ep2, first, second):
         s.close()
