@@ -42,6 +42,8 @@ from packetlab.wire import (
 )
 
 if TYPE_CHECKING:
+    from twisted.python.failure import Failure
+
     from packetlab.controller.sockets import Socket
 
 DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 8 MiB
@@ -68,6 +70,10 @@ class QueuedSend:
     sktid: int
     tag: int
     ntag: Deferred[Ntag] | None
+
+
+def _queued(_: object, sktid: int, tag: int, ntag: Deferred[Ntag] | None) -> QueuedSend:
+    return QueuedSend(sktid, tag, ntag)
 
 
 def _data(m: Result | Mdata) -> bytes:
@@ -291,15 +297,15 @@ class RequestMethods:
             msg = Nsend(sktid, fam, pro, time, wire_tag, payload, raddr, rport)
         except (ValueError, TypeError) as e:
             return fail(e)
-        d = self.request(msg)
+        # one pair of callbacks (a train makes 100,000 of these)
+        return self.request(msg).addCallbacks(
+            _queued, self._not_queued, (sktid, wire_tag, ntag_d), errbackArgs=(wire_tag, ntag_d)
+        )
 
-        def failed(f: object) -> object:
-            if ntag_d is not None:
-                self._untrack_tag(wire_tag)
-            return f
-
-        d.addErrback(failed)
-        return d.addCallback(lambda _: QueuedSend(sktid, wire_tag, ntag_d))
+    def _not_queued(self, f: Failure, tag: int, ntag: Deferred[Ntag] | None) -> Failure:
+        if ntag is not None:
+            self._untrack_tag(tag)
+        return f
 
     def ncap(
         self, sktid: int, program: bytes, *, endtime: int, family: int | None = None

@@ -416,40 +416,35 @@ class _Flow:
         return len(self.pending)
 
     def track(self, i: int, d: Deferred[QueuedSend]) -> None:
-        def queued(q: QueuedSend) -> None:
-            margin = self.report.intended[i] - (self.clock_ns() + self.offset)
-            if self.ahead is None or margin < self.ahead:
-                self.ahead = margin
-            assert q.ntag is not None
-            nd = q.ntag.addCallbacks(self._sent(i), self._not_sent(i))
-            if not nd.called:
-                self.pending[i] = nd
-
-        def refused(f: Failure) -> None:
-            if f.check(RequestFailed):
-                self.report.errors[i] = cast(RequestFailed, f.value).name
-            elif self.failure is None:  # the session ended: no use queuing more
-                self.failure = f.value
-            self._done(i)
-
+        # bound methods and the packet's index, no closures: a train makes 100,000 of these
         self.pending[i] = d
-        d.addCallbacks(queued, refused)
+        d.addCallbacks(self._queued, self._refused, (i,), errbackArgs=(i,))
 
-    def _sent(self, i: int) -> Callable[[Ntag], None]:
-        def cb(n: Ntag) -> None:
-            if not self.settled:
-                self.report.sent[i] = n.time
-            self._done(i)
+    def _queued(self, q: QueuedSend, i: int) -> None:
+        margin = self.report.intended[i] - (self.clock_ns() + self.offset)
+        if self.ahead is None or margin < self.ahead:
+            self.ahead = margin
+        assert q.ntag is not None
+        nd = q.ntag.addCallbacks(self._sent, self._not_sent, (i,), errbackArgs=(i,))
+        if not nd.called:
+            self.pending[i] = nd
 
-        return cb
+    def _refused(self, f: Failure, i: int) -> None:
+        if f.check(RequestFailed):
+            self.report.errors[i] = cast(RequestFailed, f.value).name
+        elif self.failure is None:  # the session ended: no use queuing more
+            self.failure = f.value
+        self._done(i)
 
-    def _not_sent(self, i: int) -> Callable[[Failure], None]:
-        def eb(f: Failure) -> None:
-            if not self.settled:
-                self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
-            self._done(i)
+    def _sent(self, n: Ntag, i: int) -> None:
+        if not self.settled:
+            self.report.sent[i] = n.time
+        self._done(i)
 
-        return eb
+    def _not_sent(self, f: Failure, i: int) -> None:
+        if not self.settled:
+            self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
+        self._done(i)
 
     def _done(self, i: int) -> None:
         self.last = self.clock.seconds()

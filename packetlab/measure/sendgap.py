@@ -51,6 +51,10 @@ class SendGapResult:
             "abs_offset_us": _q_us([abs(x) for x in r.offsets()]),
             "abs_gap_error_us": _q_us([abs(g - r.gap) for g in gaps]),
             "errors": sorted({e for e in r.errors if e is not None}),
+            # the lead used, and by how much every nsend was queued before its datagram
+            # was due (negative: some were late, their offsets are not the endpoint's)
+            "lead_ms": r.lead / 1e6,
+            "queued_ahead_ms": None if r.queued_ahead is None else r.queued_ahead / 1e6,
         }
 
     def packets(self) -> list[dict[str, Any]]:
