@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
+from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
 
 _SEQ = struct.Struct(">I")
+# per session: the queue_cost of its last train that was long enough (see LEARN_SPARE)
+_learned: WeakKeyDictionary[EndpointSession, int] = WeakKeyDictionary()
 MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
 
 # The adaptive lead (no `start`, no `lead`): every nsend should be queued at the endpoint
@@ -77,6 +80,18 @@ LEAD_RTTS = 3
 LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
 LEAD_BURST = 64  # nsends built between two turns of the reactor (see above)
+# The probe's estimate is pessimistic by design and noisy: the first 32,768 nsends of a
+# 100,000 x 1 us train were queued in 0.6-1.8 s against leads of 2.3-13 s, the probe
+# putting an nsend at 3-10x its real cost in-process and 1.4-4.5x with the endpoint in
+# another process (session 20, docs/performance.md). A train measures what its nsends
+# really took to queue (`TrainReport.queue_cost`); the session's next adaptive lead takes
+# c within [1, LEARN_SPARE] x that: the same factor to spare as the probe's, from the
+# nsends themselves. Only from a train whose queueing lasted at least LEARN_MIN_NS, and
+# had LEARN_MIN_SENDS: a short burst fits in a time slice and sees the unloaded cost (the
+# probe's reason to run for a while, above).
+LEARN_SPARE = 2
+LEARN_MIN_SENDS = 1024
+LEARN_MIN_NS = LEAD_PROBE_NS
 # A lead longer than this is worth a line to the user (`lead_note`): the first packet
 # of a 100,000-packet train waited 7-15 s with no word (session 19).
 LONG_LEAD_NS = 1_000_000_000
@@ -121,6 +136,9 @@ class TrainReport:
     queued_ahead: int | None = None
     #: a `StopSignal` ended the train early: the packets not sent say "stopped"
     stopped: bool = False
+    #: ns it took, per nsend, to have the first min(count, MAX_PENDING) queued (from the
+    #: first nsend to the last one's answer); None if they were not all answered
+    queue_cost: int | None = None
 
     @property
     def count(self) -> int:
@@ -297,6 +315,10 @@ async def send_train(
         if flow.failure is not None:
             raise flow.failure
         report.queued_ahead = flow.ahead
+        report.queue_cost = flow.queue_cost
+        if flow.queue_cost is not None and flow.queue_took >= LEARN_MIN_NS:
+            if min(count, MAX_PENDING) >= LEARN_MIN_SENDS:
+                _learned[session] = flow.queue_cost
         ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
         flow.settled = True  # what the close does to the ntags still awaited is not news
         # (a stop once every packet was sent did not end the train early)
@@ -365,6 +387,9 @@ async def measure_lead(
     # The mean round: the time slices lost during the probe are in it.
     per_request = max(total // rounds - rtt, 0) // (LEAD_PROBES - 1)
     cost = LEAD_NSEND_COST * per_request
+    seen = _learned.get(session)
+    if seen is not None:  # what this session's nsends really cost (see LEARN_SPARE)
+        cost = max(seen, min(cost, LEARN_SPARE * seen))
     return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + queue_lead(count, gap, cost)
 
 
@@ -405,6 +430,11 @@ class _Flow:
         self.clock_ns = clock_ns
         self.offset = offset  # endpoint clock minus ours
         self.ahead: int | None = None  # the smallest (due - answered) of an nsend so far
+        self.began = clock_ns()  # the first nsend (ours, ns)
+        self._first = min(report.count, MAX_PENDING)  # queued before any flow control
+        self._answered = 0  # of those
+        self.queue_took = 0  # ns to have them all answered
+        self.queue_cost: int | None = None  # the same per nsend
         self.last = clock.seconds()  # when the last ntag (or refusal) came
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
@@ -421,7 +451,10 @@ class _Flow:
         d.addCallbacks(self._queued, self._refused, (i,), errbackArgs=(i,))
 
     def _queued(self, q: QueuedSend, i: int) -> None:
-        margin = self.report.intended[i] - (self.clock_ns() + self.offset)
+        now = self.clock_ns()
+        if i < self._first:
+            self._count_first(now)
+        margin = self.report.intended[i] - (now + self.offset)
         if self.ahead is None or margin < self.ahead:
             self.ahead = margin
         assert q.ntag is not None
@@ -429,7 +462,15 @@ class _Flow:
         if not nd.called:
             self.pending[i] = nd
 
+    def _count_first(self, now: int) -> None:
+        self._answered += 1
+        if self._answered == self._first:
+            self.queue_took = now - self.began
+            self.queue_cost = self.queue_took // self._first
+
     def _refused(self, f: Failure, i: int) -> None:
+        if i < self._first:
+            self._count_first(self.clock_ns())
         if f.check(RequestFailed):
             self.report.errors[i] = cast(RequestFailed, f.value).name
         elif self.failure is None:  # the session ended: no use queuing more

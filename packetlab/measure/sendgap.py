@@ -55,6 +55,7 @@ class SendGapResult:
             # was due (negative: some were late, their offsets are not the endpoint's)
             "lead_ms": r.lead / 1e6,
             "queued_ahead_ms": None if r.queued_ahead is None else r.queued_ahead / 1e6,
+            "queue_cost_us": None if r.queue_cost is None else r.queue_cost / 1e3,
         }
 
     def packets(self) -> list[dict[str, Any]]:
