@@ -40,7 +40,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
-from packetlab.controller.train import lead_note
+from packetlab.controller.train import MAX_PENDING, lead_note
 
 LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
@@ -101,6 +101,12 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
                 if ahead >= 0
                 else f"an nsend was queued {-ahead:.1f} ms AFTER its packet was due"
             )
+        )
+    if rep.queue_cost is not None:  # what the lead had to cover (it counts ~2-10x that)
+        first = min(rep.count, MAX_PENDING)
+        print(
+            f"  the first {first} nsends took {rep.queue_cost * first / 1e6:.1f} ms to queue "
+            f"({rep.queue_cost / 1e3:.1f} µs each)"
         )
     print(f"  {'#':>4}  {'intended µs':>11}  {'sent µs':>10}  {'offset µs':>10}  {'gap µs':>10}")
     t0 = rep.intended[0]

@@ -73,6 +73,9 @@ def test_udp_train_of_1000_is_queued_before_it_is_due() -> None:
     assert "1000 datagrams, gap 100 µs, sent 1000" in out, out
     m = re.search(r"^  lead [\d.]+ ms: every nsend was queued at least [\d.]+ ms before", out, re.M)
     assert m, out
+    # what the lead had to cover, measured (TrainReport.queue_cost)
+    took = r"^  the first 1000 nsends took [\d.]+ ms to queue \([\d.]+ µs each\)$"
+    assert re.search(took, out, re.M), out
     assert re.search(r"^  send offset \(sent - intended\)\s+p50 -?[\d.]+ µs", out, re.M), out
     assert "sink received 1000 of 1000 datagrams" in out, out
 

@@ -18,6 +18,9 @@ from packetlab.controller.train import (
     LEAD_PROBE_NS,
     LEAD_PROBES,
     LEAD_RTTS,
+    LEARN_MIN_NS,
+    LEARN_MIN_SENDS,
+    LEARN_SPARE,
     LONG_LEAD_NS,
     MAX_PENDING,
     lead_note,
@@ -273,3 +276,61 @@ def test_a_train_runs_with_fewer_collections_and_restores_them() -> None:
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*saved)
+
+
+def test_a_train_reports_what_its_nsends_took_to_queue() -> None:
+    """`queue_cost`: from the first nsend to the answer of the last one queued before any
+    flow control, per nsend. The fake endpoint takes COST_S per request, one at a time."""
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 300, 0), step=0.0001)
+    assert report.queue_cost is not None
+    assert abs(report.queue_cost - COST_S * 1e9) < 0.05 * COST_S * 1e9, report.queue_cost
+    # too short to teach the next lead (a burst fits in a time slice)
+    assert train._learned.get(rig.session) is None
+
+
+def test_the_next_lead_takes_at_most_twice_what_the_nsends_really_cost() -> None:
+    """The probe puts an nsend at LEAD_NSEND_COST (12) requests; here it costs one. After
+    a train long enough to tell (LEARN_MIN_SENDS nsends, LEARN_MIN_NS of queueing), the
+    session's next lead counts LEARN_SPARE x what they took: the 100,000 x 1 us train
+    waited 4.3 s, then 2.5 s (pktlab run sendgap --trains 3, session 20)."""
+    rig = busy_rig()
+    rig.run(rig.session.ready)
+    count = LEARN_MIN_SENDS  # ~100 ms of queueing here
+    first = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 0), step=0.0002)
+    assert first.queue_cost is not None
+    assert first.queue_cost * count >= LEARN_MIN_NS
+    assert train._learned[rig.session] == first.queue_cost
+    second = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 0), step=0.0002)
+    # c: 12 x 0.1 ms from the probe before, 2 x ~0.1 ms now
+    assert first.lead > LEAD_MIN_NS + count * 10 * COST_S * 1e9
+    assert LEAD_MIN_NS + count * 1.5 * COST_S * 1e9 < second.lead
+    assert second.lead < LEAD_MIN_NS + count * (LEARN_SPARE + 0.5) * COST_S * 1e9
+    assert second.queued_ahead is not None and second.queued_ahead > 0, second.queued_ahead
+    assert second.sent_count == count
+    # another session learned nothing
+    other = busy_rig()
+    other.run(other.session.ready)
+    assert other.run(measure_lead(other.session, count), step=0.0002) > first.lead * 0.9
+
+
+class CostlyNsends(BusyEndpoint):
+    """An nsend costs 30 mreads: more than the probe's 12 can see."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nsend):
+            self.free_at = max(self.free_at, self.clock.seconds()) + 29 * COST_S
+        super().handle(msg)
+
+
+def test_a_lead_is_never_below_what_the_nsends_really_cost() -> None:
+    """Where the probe's estimate falls short of what the last train's nsends took (it was
+    queued late), the next lead counts at least that: on time."""
+    rig = Rig(endpoint=CostlyNsends)
+    rig.run(rig.session.ready)
+    count = LEARN_MIN_SENDS
+    first = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 0), step=0.001)
+    assert first.queued_ahead is not None and first.queued_ahead < 0  # 30 > 12
+    second = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 0), step=0.001)
+    assert second.queued_ahead is not None and second.queued_ahead > 0, second.queued_ahead

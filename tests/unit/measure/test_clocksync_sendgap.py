@@ -222,7 +222,7 @@ def test_pktlab_run_sendgap_says_when_a_train_waits_over_a_second(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A lead over a second (here --lead-ms 1500) is a wait the user hears about: one line
-    on stderr per train, in `pktlab run`'s form; the default 200 ms is not."""
+    on stderr per train, in `pktlab run`'s form; the default (adaptive) short one is not."""
     import argparse
 
     from packetlab.cli import run_sendgap
@@ -244,3 +244,49 @@ def test_pktlab_run_sendgap_says_when_a_train_waits_over_a_second(
     assert err.splitlines() == [f"pktlab run sendgap: train {t}/2: {said}" for t in (1, 2)]
     records, err = run("--count", "3", "--trains", "1")
     assert [r["sent"] for r in records] == [3] and err == ""
+
+
+def test_pktlab_run_sendgap_takes_send_trains_adaptive_lead() -> None:
+    """`run sendgap` waited a fixed 200 ms before each train: too long for a short one, too
+    short for 10,000 x 10 us (queued up to 104 ms late, |offset| p50 3.2-6.2 ms; adaptive:
+    on time, 0.8-3.8 ms; session 20). The default is send_train's lead now, and the records
+    say the lead, the margin and what an nsend took to queue; --lead-ms still fixes it."""
+    import argparse
+
+    from packetlab.cli import run_sendgap
+    from packetlab.cli.run_command import Progress
+
+    def run(*argv: str) -> list[dict[str, object]]:
+        p = argparse.ArgumentParser()
+        run_sendgap.configure(p)
+        records: list[dict[str, object]] = []
+        experiment = run_sendgap.experiment(p.parse_args(argv), records.append, Progress())
+        rig = Rig()
+        rig.run(rig.session.ready)
+        rig.run(Deferred.fromCoroutine(experiment(rig.session)))
+        return records
+
+    (adaptive,) = run("--count", "5", "--trains", "1")
+    assert isinstance(adaptive["lead_ms"], float) and 20 <= adaptive["lead_ms"] < 100
+    assert isinstance(adaptive["queued_ahead_ms"], float) and adaptive["queued_ahead_ms"] > 0
+    assert adaptive["queue_cost_us"] is not None
+    (fixed,) = run("--count", "5", "--trains", "1", "--lead-ms", "200")
+    assert fixed["lead_ms"] == 200.0
+    line = run_sendgap.row(fixed)
+    assert line is not None and "gap 100 us, lead 200.0 ms |" in line
+    late = run_sendgap.row({**fixed, "queued_ahead_ms": -85.1})
+    assert late is not None and "lead 200.0 ms (nsends queued up to 85.1 ms late) |" in late
+
+
+def test_pktlab_run_sendgaps_budget_covers_the_adaptive_lead() -> None:
+    import argparse
+
+    from packetlab.cli import run_sendgap
+
+    p = argparse.ArgumentParser()
+    run_sendgap.configure(p)
+    long = p.parse_args(["--count", "100000", "--gap-us", "1", "--trains", "2"])
+    # 32,768 nsends at up to 0.5 ms each before each train's first packet
+    assert run_sendgap.budget(long) > 2 * 16
+    fixed = p.parse_args(["--count", "100", "--trains", "1", "--lead-ms", "200"])
+    assert run_sendgap.budget(fixed) == 100 * 100 / 1e6 + 0.2 + 6
