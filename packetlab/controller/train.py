@@ -81,14 +81,15 @@ LEAD_NSEND_COST = 12
 LEAD_MIN_NS = 20_000_000
 LEAD_BURST = 64  # nsends built between two turns of the reactor (see above)
 # The probe's estimate is pessimistic by design and noisy: the first 32,768 nsends of a
-# 100,000 x 1 us train were queued in 0.6-1.8 s against leads of 2.3-13 s, the probe
-# putting an nsend at 3-10x its real cost in-process and 1.4-4.5x with the endpoint in
-# another process (session 20, docs/performance.md). A train measures what its nsends
+# 100,000 x 1 us train were queued in 0.6-2.2 s against leads of 2.3-13.4 s, the probe
+# putting an nsend at 2.4-10x its real cost in-process and 1.4-4.5x with the endpoint in
+# another process (session 20, docs/performance.md): with 1.4 in the worst run, 12 stays.
+# So a train measures what its nsends
 # really took to queue (`TrainReport.queue_cost`); the session's next adaptive lead takes
 # c within [1, LEARN_SPARE] x that: the same factor to spare as the probe's, from the
 # nsends themselves. Only from a train whose queueing lasted at least LEARN_MIN_NS, and
 # had LEARN_MIN_SENDS: a short burst fits in a time slice and sees the unloaded cost (the
-# probe's reason to run for a while, above).
+# probe's reason to run for a while, above); and none refused (a refusal is cheap).
 LEARN_SPARE = 2
 LEARN_MIN_SENDS = 1024
 LEARN_MIN_NS = LEAD_PROBE_NS
@@ -316,9 +317,8 @@ async def send_train(
             raise flow.failure
         report.queued_ahead = flow.ahead
         report.queue_cost = flow.queue_cost
-        if flow.queue_cost is not None and flow.queue_took >= LEARN_MIN_NS:
-            if min(count, MAX_PENDING) >= LEARN_MIN_SENDS:
-                _learned[session] = flow.queue_cost
+        if flow.queue_cost is not None and flow.learnable():
+            _learned[session] = flow.queue_cost
         ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
         flow.settled = True  # what the close does to the ntags still awaited is not news
         # (a stop once every packet was sent did not end the train early)
@@ -433,6 +433,7 @@ class _Flow:
         self.began = clock_ns()  # the first nsend (ours, ns)
         self._first = min(report.count, MAX_PENDING)  # queued before any flow control
         self._answered = 0  # of those
+        self._refusals = 0  # of those
         self.queue_took = 0  # ns to have them all answered
         self.queue_cost: int | None = None  # the same per nsend
         self.last = clock.seconds()  # when the last ntag (or refusal) came
@@ -462,6 +463,14 @@ class _Flow:
         if not nd.called:
             self.pending[i] = nd
 
+    def learnable(self) -> bool:
+        """Whether the queueing was long enough to tell the next lead (LEARN_SPARE)."""
+        return (
+            self._first >= LEARN_MIN_SENDS
+            and self.queue_took >= LEARN_MIN_NS
+            and not self._refusals
+        )
+
     def _count_first(self, now: int) -> None:
         self._answered += 1
         if self._answered == self._first:
@@ -470,6 +479,7 @@ class _Flow:
 
     def _refused(self, f: Failure, i: int) -> None:
         if i < self._first:
+            self._refusals += 1
             self._count_first(self.clock_ns())
         if f.check(RequestFailed):
             self.report.errors[i] = cast(RequestFailed, f.value).name

@@ -28,7 +28,7 @@ from packetlab.controller.train import (
     queue_lead,
 )
 from packetlab.gcpolicy import TRAIN_GEN0
-from packetlab.wire import Mread, Nsend
+from packetlab.wire import Mread, Nsend, Status
 
 COST_S = 0.0001  # the fake endpoint's time per request
 
@@ -334,3 +334,23 @@ def test_a_lead_is_never_below_what_the_nsends_really_cost() -> None:
     assert first.queued_ahead is not None and first.queued_ahead < 0  # 30 > 12
     second = rig.run(send_train(rig.session, "127.0.0.1", 9000, count, 0), step=0.001)
     assert second.queued_ahead is not None and second.queued_ahead > 0, second.queued_ahead
+
+
+class RefusesEveryOtherNsend(BusyEndpoint):
+    """Refusals are answered at once: a train with some teaches nothing."""
+
+    def nsend(self, msg: Any) -> None:
+        self.refusals = getattr(self, "refusals", 0) + 1
+        if self.refusals % 2:
+            self.result(Status.ESKTPKTDENY)
+        else:
+            super().nsend(msg)
+
+
+def test_a_train_with_refused_nsends_teaches_no_lead() -> None:
+    rig = Rig(endpoint=RefusesEveryOtherNsend)
+    rig.run(rig.session.ready)
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, LEARN_MIN_SENDS, 0), step=0.0002)
+    assert report.errors.count("ESKTPKTDENY") == LEARN_MIN_SENDS // 2
+    assert report.queue_cost is not None and report.queue_cost * LEARN_MIN_SENDS >= LEARN_MIN_NS
+    assert train._learned.get(rig.session) is None
