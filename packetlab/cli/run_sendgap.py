@@ -17,7 +17,9 @@ examples:
 
 Each datagram is an nsend with its own endpoint time (start + i * gap); the actual send
 time is its ntag (a kernel TX stamp on this project's endpoint). Reported: |actual -
-intended| and |actual gap - gap| quantiles in us. See docs/clocksync.md.
+intended| and |actual gap - gap| quantiles in us, with each train's lead: long enough
+for every nsend to be queued before its datagram is due (measured; a later long train
+counts what the earlier one's nsends took). See docs/clocksync.md.
 """
 
 

@@ -218,7 +218,9 @@ async def send_train(
     long enough for
     every nsend to be queued before its packet is due (the nsends are queued while the
     earlier packets go out), from the measured cost of a request on this link
-    (`measure_lead`); `TrainReport.queued_ahead` says whether they were. `on_lead` is
+    (`measure_lead`) and what the nsends of the session's last long train took to queue
+    (`TrainReport.queue_cost`, LEARN_SPARE); `TrainReport.queued_ahead` says whether
+    they were. `on_lead` is
     called with the lead (ns) once it is known, before the first nsend (`lead_note`: what
     to tell the user of a long one).
     Payloads are `payload(i)`, a fixed `payload`, or the sequence number padded to `size`
@@ -364,7 +366,8 @@ async def measure_lead(
 ) -> int:
     """A lead (ns) for a train of `count` nsends `gap` ns apart: long enough for each to
     be queued at the endpoint before its packet is due, from the cost of a request
-    estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST).
+    estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST), within
+    1-LEARN_SPARE x what this session's last long train's nsends took, if one ran.
     `rtt` is one measured round trip (ns), if the caller has one."""
     ahead = min(count, MAX_PENDING)  # queued before the first ntag at most
     # The round trip subtracted below: the fastest of LEAD_RTTS single mreads (and `rtt`,
