@@ -109,8 +109,9 @@ def summary(records: list[Record]) -> Record:
     }
 
 
-# The adaptive lead's budget: what queueing MAX_PENDING nsends would take at this much
-# per nsend (~30 us in-process, 2 shared cores; 0.45 ms before session 19's GC policy).
+# The adaptive lead's budget per nsend queued before the first datagram: an nsend takes
+# ~30 us in-process, the lead counts 2-10x that (docs/controller.md); 0.5 ms is 16 s for
+# the 32,768 of a 100,000-datagram train.
 BUDGET_NSEND_S = 0.5e-3
 
 
