@@ -112,7 +112,26 @@ class PeerAlert(RecordError):
 
     def __init__(self, description: int) -> None:
         self.description = description
-        super().__init__(None, f"the peer sent the TLS alert {alert_name(description)}")
+        meaning = _REFUSED.get(description)
+        why = (
+            f" (the peer refused our certificate chain: {meaning}; "
+            "its log names the certificate and the rule)"
+            if meaning
+            else ""
+        )
+        super().__init__(None, f"the peer sent the TLS alert {alert_name(description)}{why}")
+
+
+# What the alerts a PPKS peer sends when its check refuses our chain after the handshake
+# mean (packetlab.tls.gate.refusal_alert).
+_REFUSED = {
+    42: "a certificate does not decode or breaks an encoding rule",
+    43: "a certificate of the wrong type for this link (another role's chain?)",
+    45: "a certificate has expired or is not valid yet",
+    46: "the chain breaks a PPKS rule",
+    48: "it does not end at a key the peer trusts",
+    116: "it sent none and the peer requires one",
+}
 
 
 @dataclass(frozen=True)

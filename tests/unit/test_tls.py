@@ -423,6 +423,35 @@ def test_expired_cert_refused(world: World) -> None:
     assert_refused(link_.client, PeerRefusal.BAD_CHAIN, "expired")
 
 
+@pytest.mark.parametrize(
+    ("make", "alert"),
+    [
+        (lambda w: [w.pubcmd, issue_certificate("exppriv", w.eop, w.exper, 0, 1_000_000)],
+         "certificate_expired"),
+        (lambda w: [w.pubcmd, issue_certificate("exppriv", w.eop2, w.exper, NB, NA)],
+         "unknown_ca"),
+        (lambda w: [issue_certificate("subcmd", w.eop, w.xc, NB, NA)], "unsupported_certificate"),
+    ],
+)  # fmt: skip
+def test_a_refused_controller_is_told_why_by_a_tls_alert(
+    world: World, make: Callable[[World], list[Any]], alert: str
+) -> None:
+    """The endpoint refuses the controller's chain after the handshake: the controller
+    (and its user) saw only a close. Now the endpoint sends the fatal alert of the rule
+    first, as the reference's in-handshake check does (OBSERVED §1.1), and the
+    controller's application loses the link with it."""
+    ctl = Credentials(make(world), world.xc)
+    link_ = link(
+        endpoint_creator(world),
+        PPKSServerOptions({"exp1": controller_entry(world, credentials=ctl)}),
+    )
+    assert_refused(link_.client, PeerRefusal.BAD_CHAIN)
+    assert link_.server_app.events == ["peerVerified", "connectionMade", "connectionLost"]
+    assert link_.server_app.lost is not None
+    lost = str(link_.server_app.lost.value)
+    assert f"the peer sent the TLS alert {alert} (the peer refused our certificate chain: " in lost
+
+
 def test_clock_decides_validity(world: World) -> None:
     """The policy clock is what certificate validity is checked against."""
     link_ = link(
