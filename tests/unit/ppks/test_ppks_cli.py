@@ -116,6 +116,15 @@ def test_init_names_what_an_incomplete_home_lacks(
         p.unlink()
     assert pktlab("init", "--home", home.root) == 1
     assert "csrs/delpriv_rep_eop.csr and 1 more missing" in capsys.readouterr().err
+    # a home of the reference's pktlab_init (ppksman's ppks_conf beside keys/, certs/)
+    # lacks our broker and proxy files by design: not "an interrupted init?" (session 20)
+    (home.root / "ppks_conf").write_text('LocalFSPPKSKeyManager {"name": "x"}\n')
+    assert pktlab("init", "--home", home.root) == 1
+    assert capsys.readouterr().err == (
+        f"error: {home.root} already holds keys, certs or CSRs (a reference pktlab_init "
+        "home: ppks_conf; its keys/ and certs/ are used as they are); nothing changed "
+        "(use --force to replace them)\n"
+    )
 
 
 def test_init_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
