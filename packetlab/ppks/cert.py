@@ -196,8 +196,8 @@ def _algorithm_is_ed25519(tlv: der.TLV) -> bool:
 
 def _check_name(tlv: der.TLV, what: str) -> None:
     """Names are ignored (§4.3) but must be DER like the rest: SEQUENCE OF SET OF
-    SEQUENCE {OID, primitive value}. They were only skipped, so long-form lengths inside
-    a name passed here while OpenSSL-less paths (an xcert) and `cryptography` refused."""
+    SEQUENCE {OID, primitive value}. They were skipped whole, so long-form lengths
+    inside a name passed here (`cryptography` refuses them)."""
     try:
         for rdn in der.children(tlv.value):
             if rdn.tag != der.SET or not rdn.value:

@@ -41,6 +41,14 @@ from .peer import (
     _ssl_error_text,
     verify_peer,
 )
+from .records import (
+    BAD_CERTIFICATE,
+    CERTIFICATE_EXPIRED,
+    CERTIFICATE_REQUIRED,
+    CERTIFICATE_UNKNOWN,
+    UNKNOWN_CA,
+    UNSUPPORTED_CERTIFICATE,
+)
 
 __all__ = [
     "PeerGate",
@@ -318,8 +326,6 @@ class PeerGate(Protocol):
 # learn only this of why. The reference checks inside the handshake and sends OpenSSL's
 # alert (BROKER-PROXY-OBSERVED.md §1.1: certificate_unknown); we check after it, and sent
 # nothing but a close before (session 20).
-BAD_CERTIFICATE, UNSUPPORTED_CERTIFICATE, CERTIFICATE_EXPIRED = 42, 43, 45
-CERTIFICATE_UNKNOWN, UNKNOWN_CA, CERTIFICATE_REQUIRED = 46, 48, 116
 _ALERT_OF_RULE = {
     "expired": CERTIFICATE_EXPIRED,
     "not_yet_valid": CERTIFICATE_EXPIRED,  # "expired or is not currently valid"

@@ -48,10 +48,16 @@ CLOSE_NOTIFY = 0
 UNEXPECTED_MESSAGE = 10
 BAD_RECORD_MAC = 20
 RECORD_OVERFLOW = 22
+BAD_CERTIFICATE = 42
+UNSUPPORTED_CERTIFICATE = 43
+CERTIFICATE_EXPIRED = 45
+CERTIFICATE_UNKNOWN = 46
 ILLEGAL_PARAMETER = 47
+UNKNOWN_CA = 48
 DECODE_ERROR = 50
 INTERNAL_ERROR = 80
 USER_CANCELED = 90
+CERTIFICATE_REQUIRED = 116
 
 ALERT_NAMES = {
     0: "close_notify",
@@ -125,12 +131,12 @@ class PeerAlert(RecordError):
 # What the alerts a PPKS peer sends when its check refuses our chain after the handshake
 # mean (packetlab.tls.gate.refusal_alert).
 _REFUSED = {
-    42: "a certificate does not decode or breaks an encoding rule",
-    43: "a certificate of the wrong type for this link (another role's chain?)",
-    45: "a certificate has expired or is not valid yet",
-    46: "the chain breaks a PPKS rule",
-    48: "it does not end at a key the peer trusts",
-    116: "it sent none and the peer requires one",
+    BAD_CERTIFICATE: "a certificate does not decode or breaks an encoding rule",
+    UNSUPPORTED_CERTIFICATE: "a certificate of the wrong type for this link (another role's?)",
+    CERTIFICATE_EXPIRED: "a certificate has expired or is not valid yet",
+    CERTIFICATE_UNKNOWN: "the chain breaks a PPKS rule",
+    UNKNOWN_CA: "it does not end at a key the peer trusts",
+    CERTIFICATE_REQUIRED: "we sent no certificate and the peer requires one",
 }
 
 
