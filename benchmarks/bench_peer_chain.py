@@ -18,8 +18,9 @@ import argparse
 import time
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from benchmarks.bench_cert_parse import NOW, _key, _raw_ca
 from benchmarks.common import markdown_table, median
@@ -71,10 +72,10 @@ def handshake(extra_kb: int) -> SSL.Connection:
     def ctx(cert: bytes, key: Any, extra: list[bytes]) -> SSL.Context:
         c = SSL.Context(SSL.TLS_METHOD)
         c.set_min_proto_version(SSL.TLS1_3_VERSION)
-        c.use_certificate(crypto.load_certificate(crypto.FILETYPE_ASN1, cert))
-        c.use_privatekey(crypto.PKey.from_cryptography_key(key))
+        c.use_certificate(x509.load_der_x509_certificate(cert))
+        c.use_privatekey(key)
         for e in extra:
-            c.add_extra_chain_cert(crypto.load_certificate(crypto.FILETYPE_ASN1, e))
+            c.add_extra_chain_cert(x509.load_der_x509_certificate(e))
         c.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *a: True)
         return c
 
