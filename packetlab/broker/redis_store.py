@@ -65,6 +65,16 @@ def parse_redis_url(url: str) -> tuple[str, int, int]:
     return u.hostname, u.port or 6379, int(path or 0)
 
 
+def _passing(f: Any, *args: Any) -> Any:
+    """A callback that calls `f(*args)` and passes the result (or failure) on."""
+
+    def call(result: Any) -> Any:
+        f(*args)
+        return result
+
+    return call
+
+
 def _h(xdescr: bytes) -> str:
     return hashlib.sha256(xdescr).hexdigest()
 
@@ -101,6 +111,7 @@ class RedisStore:
         self._shared: dict[str, tuple[dict[str, str], str]] = {}  # key -> (fields, hash)
         # delivery-record claims answered locally while Redis was down, written when back
         self._offline_claims: dict[str, set[str]] = {}
+        self._putting_back: set[str] = set()  # keys whose put-back is in flight
         self._mirrors: dict[str, Publication] = {}  # other brokers' publications
         self._loops: list[task.LoopingCall] = []
         self._sub_factory: Any = None
@@ -240,11 +251,15 @@ class RedisStore:
 
         def check(done: Any, key: str) -> Any:
             entry = self._shared.get(key)
-            if int(done) == 0 and entry is not None:
+            # Once: the refresh after a reconnect and a periodic one, both queued while
+            # Redis was away, both find it gone (a second add would count it twice).
+            if int(done) == 0 and entry is not None and key not in self._putting_back:
                 self.log.info(
                     "shared state: publication {key} was gone from Redis; put back", key=key
                 )
-                return defer.ensureDeferred(self._add(key, *entry))
+                self._putting_back.add(key)
+                d = defer.ensureDeferred(self._add(key, *entry))
+                return d.addBoth(_passing(self._putting_back.discard, key))
             return None
 
         return defer.DeferredList(
