@@ -49,11 +49,17 @@ from .session import Answer, BrokerSession, Role
 from .throttle import Throttle
 from .tlsmem import release_bio_buffers
 
-__all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "BrokerFactory", "BrokerProtocol", "FanOut"]
+__all__ = ["IDLE_TIMEOUT", "MAX_FRAME", "MAX_QUEUED", "BrokerFactory", "BrokerProtocol", "FanOut"]
 
 MAX_FRAME = 65536  # bytes of body: an xcert is ~400, an xdescr at most 4096
 IDLE_TIMEOUT = 30.0  # s from connect to the first successful xsub/xpub (IdleTimeout)
 CLOSE_TIMEOUT = 5.0  # s a closing link waits for the peer's close_notify or FIN
+# Notifications waiting at subscribers that do not read, all links of a port together
+# (~100 bytes each: 50 MB). One such link holds at most one per live publication (10,000),
+# but links are free: 1,000 that never read, offered 10,000 publications, held 1 GB
+# (session 20). Past it the links holding the most are closed, down to nine tenths; a
+# reference endpoint reconnects and is offered what is live and was not sent.
+MAX_QUEUED = 500_000
 # TCP keepalive on every link: a subscriber sends nothing after its xsub, so a peer that
 # vanished without a FIN (power, NAT) is found only by probes: idle 10 min, then 5 probes
 # a minute apart (the OS default, 2 h + 11 min, kept such links far longer).
@@ -135,6 +141,7 @@ class BrokerFactory(Factory):
     """Builds the protocol of one port; shares the registry, throttle and reactor."""
 
     noisy = False
+    log = Logger(namespace="pktbroker")
 
     def __init__(
         self,
@@ -161,9 +168,46 @@ class BrokerFactory(Factory):
         self._saturated = False
         # refusals a peer causes at will (a full table, a key's or address's share)
         self.refusal_log = LogBudget(reactor.seconds)
+        self.max_queued = MAX_QUEUED
+        self.queued = 0  # notifications queued at links since the last count (an estimate)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
+
+    def queued_one(self) -> None:
+        """A link that does not read queued one more notification: past `max_queued`
+        (counted exactly then), close the links holding the most."""
+        self.queued += 1
+        if self.queued < self.max_queued:
+            return
+        slow = sorted(
+            (c for c in self.connections if c._queue),
+            key=lambda c: len(c._queue or ()),
+            reverse=True,
+        )
+        total = sum(len(c._queue or ()) for c in slow)
+        floor = self.max_queued * 9 // 10
+        closed = []
+        for c in slow:
+            if total < floor:
+                break
+            total -= len(c._queue or ())
+            closed.append((c, len(c._queue or ())))
+        self.queued = total
+        if not closed:
+            return
+        self.log.warn(
+            "closing {n} subscriber(s) that do not read, {peer} first ({most} notifications "
+            "waiting): the links of this port held {held}, at most {cap}; each is offered "
+            "what is live and was not sent when it subscribes again",
+            n=len(closed),
+            peer=closed[0][0].peer,
+            most=closed[0][1],
+            held=total + sum(n for _, n in closed),
+            cap=self.max_queued,
+        )
+        for c, _ in closed:
+            c.drop_unread()
 
     def admit(self, link: BrokerProtocol) -> None:
         waiting = self.unproven
@@ -301,6 +345,14 @@ class BrokerProtocol(Protocol):
                 peer=self.session.peer,
                 why=reason.getErrorMessage(),
             )
+
+    def drop_unread(self) -> None:
+        """Close a subscriber that does not read (`BrokerFactory.queued_one`): at once,
+        its transport is full and would never drain."""
+        self._queue = None
+        self._cancel_idle()
+        self._closing = True
+        self._t.abortConnection()
 
     def evict(self) -> None:
         """Closed for a newer link (the factory says so once): no close_notify wait."""
@@ -584,7 +636,9 @@ class BrokerProtocol(Protocol):
             # Ended publications go now, not when it reads again (it may never):
             # publications come and go, and each entry keeps its xdescr alive.
             self._queue = queue = {k: v for k, v in queue.items() if v[0].live}
-        queue.setdefault(pub.pub_id, (pub, channel))
+        if pub.pub_id not in queue:
+            queue[pub.pub_id] = (pub, channel)
+            self.f.queued_one()
 
     def _send(self, pub: Publication, channel: bytes) -> None:
         session = self.session

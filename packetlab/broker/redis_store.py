@@ -65,6 +65,16 @@ def parse_redis_url(url: str) -> tuple[str, int, int]:
     return u.hostname, u.port or 6379, int(path or 0)
 
 
+def _passing(f: Any, *args: Any) -> Any:
+    """A callback that calls `f(*args)` and passes the result (or failure) on."""
+
+    def call(result: Any) -> Any:
+        f(*args)
+        return result
+
+    return call
+
+
 def _h(xdescr: bytes) -> str:
     return hashlib.sha256(xdescr).hexdigest()
 
@@ -98,6 +108,10 @@ class RedisStore:
         self.events = f"{P}{self.db}:events"
         self.redis: Any = None
         self._local: dict[int, str] = {}  # our pub_id -> key
+        self._shared: dict[str, tuple[dict[str, str], str]] = {}  # key -> (fields, hash)
+        # delivery-record claims answered locally while Redis was down, written when back
+        self._offline_claims: dict[str, set[str]] = {}
+        self._putting_back: set[str] = set()  # keys whose put-back is in flight
         self._mirrors: dict[str, Publication] = {}  # other brokers' publications
         self._loops: list[task.LoopingCall] = []
         self._sub_factory: Any = None
@@ -146,6 +160,10 @@ class RedisStore:
                 t=self.reactor.seconds() - self._down_since,
             )
         self._down_since = None
+        self._write_offline_claims()
+        # A restarted Redis holds none of our publications: put them back now (the
+        # refresh does it for each one that is gone), not a refresh period later.
+        self._refresh().addErrback(self._failed, "refreshing after the reconnect")
 
     def _lost(self, why: Any) -> None:
         """The pub/sub link to Redis went (Redis stopped, the network): said once, in words
@@ -179,6 +197,7 @@ class RedisStore:
             "pub_end": "" if pub.pub_end_ns is None else str(pub.pub_end_ns),
             "peer": pub.peer,
         }
+        self._shared[key] = (fields, _h(pub.xdescr))
         d = defer.ensureDeferred(self._add(key, fields, _h(pub.xdescr)))
         d.addErrback(self._failed, "publishing to redis")
 
@@ -201,6 +220,7 @@ class RedisStore:
     def withdrawn(self, pub: Publication) -> None:
         key = self._local.pop(pub.pub_id, None)
         if key is not None:
+            self._shared.pop(key, None)
             self._delete(key, pub).addErrback(self._failed, "withdrawing from redis")
 
     def _delete(self, key: str, pub: Publication | None) -> defer.Deferred[None]:
@@ -225,7 +245,26 @@ class RedisStore:
         await r.publish(self.events, f"del {key}")
 
     def _refresh(self) -> defer.Deferred[Any]:
-        return defer.DeferredList([self.redis.expire(k, TTL) for k in self._local.values()])
+        """Keep our publications alive in Redis; put back any that is gone (Redis
+        restarted empty, or we were cut off past the TTL): only refreshed, they stayed
+        out, and the other brokers ended them for good."""
+
+        def check(done: Any, key: str) -> Any:
+            entry = self._shared.get(key)
+            # Once: the refresh after a reconnect and a periodic one, both queued while
+            # Redis was away, both find it gone (a second add would count it twice).
+            if int(done) == 0 and entry is not None and key not in self._putting_back:
+                self.log.info(
+                    "shared state: publication {key} was gone from Redis; put back", key=key
+                )
+                self._putting_back.add(key)
+                d = defer.ensureDeferred(self._add(key, *entry))
+                return d.addBoth(_passing(self._putting_back.discard, key))
+            return None
+
+        return defer.DeferredList(
+            [self.redis.expire(k, TTL).addCallback(check, k) for k in self._local.values()]
+        )
 
     # ------------------------------------------------------------ shared -> local
 
@@ -308,12 +347,24 @@ class RedisStore:
         Claims made in one reactor turn go to Redis together, one script call per xdescr
         (SADD for each agent, the ones newly added come back): a fan-out to 10,000
         endpoints costs one round trip, not 10,000."""
-        d: defer.Deferred[bool] = defer.Deferred()
         key = f"{P}delivered:{_h(pub.xdescr)}"
+        if self._down_since is not None:
+            # Redis is gone: the commands would wait for it, and the endpoints with them.
+            # This broker's own record (Registry.claim) already keeps it from sending
+            # these bytes twice; the claim is written when Redis is back.
+            self._offline_claims.setdefault(key, set()).add(agent_key.hex())
+            return defer.succeed(True)
+        d: defer.Deferred[bool] = defer.Deferred()
         self._claims.setdefault(key, []).append((agent_key.hex(), d))
         if self._claim_flush is None:
             self._claim_flush = self.reactor.callLater(0, self._flush_claims)
         return d
+
+    def _write_offline_claims(self) -> None:
+        claims, self._offline_claims = self._offline_claims, {}
+        for key, agents in claims.items():
+            d = self.redis.eval(_CLAIM_SCRIPT, keys=[key], args=sorted(agents))
+            d.addErrback(self._failed, "writing the delivery record kept while Redis was down")
 
     def _flush_claims(self) -> None:
         self._claim_flush = None

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import itertools
 import time
 from collections import OrderedDict
@@ -45,11 +46,14 @@ __all__ = [
     "MAX_LIVE_PUBLICATIONS",
     "MAX_PER_ADDRESS",
     "MAX_PER_KEY",
+    "RESERVE_FRACTION",
+    "SMALL_SOURCE",
     "Publication",
     "Registry",
     "Subscriber",
     "SubscriberLink",
     "channel_label",
+    "source_of",
 ]
 
 # Live publications at once, all links together: each may hold a 4 KB xdescr (and its
@@ -60,6 +64,14 @@ MAX_LIVE_PUBLICATIONS = 10_000
 # hold a tenth, one source address half (publishers behind one NAT share an address).
 MAX_PER_KEY = 1_000
 MAX_PER_ADDRESS = 5_000
+# Those two shares still let two addresses (5,000 each, keys being free) fill the table
+# and deny every other publisher. So the last tenth of the table is kept for sources
+# holding fewer than SMALL_SOURCE publications: filling it takes RESERVE / SMALL_SOURCE
+# more sources (63 at the defaults), and a publisher with a few experiments still gets
+# in past a flood from a handful of addresses. An IPv6 source is its /64 (one host
+# holds a whole /64 of addresses), an IPv4 one its address.
+RESERVE_FRACTION = 10
+SMALL_SOURCE = 16
 FRAME_CACHE = 4  # xnotify frames kept per publication (one per channel used)
 # Seconds the delivery record of an xdescr outlives its last publication: its endpoints
 # may still hold it (running, or pending in their pool) and crash on a second copy.
@@ -169,6 +181,7 @@ class Registry:
         self.max_publications = max_publications  # live, broker-wide (xpub refused past it)
         self.max_per_key = max_per_key  # live publications of one agent key
         self.max_per_address = max_per_address  # live publications from one address
+        self.small_source = SMALL_SOURCE  # "small": holding fewer than this many
         self._per_key: dict[bytes, int] = {}  # this broker's own publications only
         self._per_address: dict[str, int] = {}
         self.linger = linger
@@ -225,6 +238,12 @@ class Registry:
 
     # ---------------------------------------------------------------- publications
 
+    @property
+    def reserve(self) -> int:
+        """Places at the end of the table kept for sources holding fewer than
+        `small_source` publications."""
+        return self.max_publications // RESERVE_FRACTION
+
     def refusal(self, publisher: bytes, address: str) -> str | None:
         """Why a new publication of `publisher` from `address` may not be taken (the table
         is full, or the key or the address holds its share), or None."""
@@ -236,11 +255,20 @@ class Registry:
                 f"agent key {publisher.hex()[:16]} holds {held} live publications, "
                 f"its share (MaxPublicationsPerKey {self.max_per_key})"
             )
-        held = self._per_address.get(address, 0)
+        source = source_of(address)
+        held = self._per_address.get(source, 0)
         if held >= self.max_per_address:
             return (
-                f"address {address} holds {held} live publications, "
+                f"address {source} holds {held} live publications, "
                 f"its share (MaxPublicationsPerAddress {self.max_per_address})"
+            )
+        if held >= self.small_source and len(self.publications) >= (
+            self.max_publications - self.reserve
+        ):
+            return (
+                f"address {source} holds {held} live publications and the broker "
+                f"{len(self.publications)}: its last {self.reserve} places are kept for "
+                f"addresses holding fewer than {self.small_source}"
             )
         return None
 
@@ -248,7 +276,7 @@ class Registry:
         if pub.origin is not None:  # another broker's: counted there
             return
         _bump(self._per_key, pub.publisher, step)
-        _bump(self._per_address, pub.address, step)
+        _bump(self._per_address, source_of(pub.address), step)
 
     def publish(
         self,
@@ -415,6 +443,20 @@ class Registry:
             "channels": chans,
             "notified": self.notified,
         }
+
+
+def source_of(address: str) -> str:
+    """The source an address counts under for the per-address share: an IPv6 address's
+    /64 (an IPv4-mapped one is its IPv4 address), any other address as it is."""
+    if ":" not in address:
+        return address
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 def _bump(counts: dict[K, int], key: K, step: int) -> None:

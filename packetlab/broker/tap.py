@@ -62,7 +62,9 @@ class Options(TapOptions):
          "EPUBBADXD [default: 1000]."],
         ["max-publications-per-address", None, None,
          "Live publications from one source address, all its keys together (publishers "
-         "behind one NAT share it); past it, EPUBBADXD [default: 5000]."],
+         "behind one NAT share it; an IPv6 address counts by its /64); past it, "
+         "EPUBBADXD. The last tenth of --max-publications is kept for addresses holding "
+         "fewer than 16 [default: 5000]."],
         ["idle-timeout", None, None,
          "Seconds a client has from its connect (the TLS handshake included) to its first "
          "successful xsub or xpub before it is closed, 1..3600 [default: 30]."],

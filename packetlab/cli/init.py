@@ -118,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
     if home.exists() and not args.force:
         missing = missing_files(home)
         lacks = ""
-        if missing:  # an interrupted init, or files removed: the daemons would fail on them
+        if (home.root / "ppks_conf").is_file():  # ppksman's config: the reference's init
+            lacks = (
+                " (a reference pktlab_init home: ppks_conf; its keys/ and certs/ are used "
+                "as they are)"
+            )
+        elif missing:  # an interrupted init, or files removed: the daemons would fail on them
             shown = ", ".join(missing[:4]) + (
                 f" and {len(missing) - 4} more" if missing[4:] else ""
             )

@@ -508,21 +508,39 @@ def _run_show(args: argparse.Namespace) -> int:
     return rc
 
 
-def _load_chain(paths: Sequence[Path]) -> list[Certificate]:
+def _load_chain(paths: Sequence[Path], origins: list[str] | None = None) -> list[Certificate]:
+    """Every certificate of `paths`, in order; `origins` gets the file of each (FILE[k]
+    for the k-th of a file of several)."""
     certs: list[Certificate] = []
     for path in paths:
         data = path.read_bytes()
         try:
-            certs += load_certificates(data)
+            got = load_certificates(data)
         except PPKSError as e:
-            raise ChainError(e.reason, f"{path}: {e.detail}", index=len(certs)) from None
+            if origins is not None:
+                origins.append(str(path))
+            raise ChainError(e.reason, e.detail, index=len(certs)) from None
+        certs += got
+        if origins is not None:
+            origins += [f"{path}[{k}]" if len(got) > 1 else str(path) for k in range(len(got))]
     return certs
+
+
+def _named(e: PPKSError, origins: Sequence[str]) -> str:
+    """`e`'s detail with the file of the certificate it names: `cert #1 (d1.cert): ...`
+    (a refused chain said only `cert #1`, the position on the command line)."""
+    index = getattr(e, "index", None)
+    head = f"cert #{index}: "
+    if index is None or not 0 <= index < len(origins) or not e.detail.startswith(head):
+        return e.detail
+    return f"cert #{index} ({origins[index]}): {e.detail.removeprefix(head)}"
 
 
 def _run_verify(args: argparse.Namespace) -> int:
     mode = MODES[args.mode]
+    origins: list[str] = []
     try:
-        certs = _load_chain(args.certs)
+        certs = _load_chain(args.certs, origins)
         roots = [raw_public_key(_load_any_public(p)) for p in args.root]
         channels: Sequence[bytes] = ()
         if args.key is not None and mode is not AuthMode.AGENT:
@@ -540,7 +558,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             ):
                 raise ChainError(Reason.LEAF_KEY_MISMATCH, "leaf is not the given key", index=0)
     except PPKSError as e:
-        print(f"invalid: {e.reason.value}: {e.detail}")
+        print(f"invalid: {e.reason.value}: {_named(e, origins)}")
         return 1
     names = " <- ".join(c.cert_type.label for c in chain.certs)
     print(f"valid: {args.mode} chain of {len(chain.certs)} cert(s): {names}")

@@ -172,11 +172,9 @@ def listed_digests(gate: Any) -> frozenset[bytes] | None:
     while g is not None:
         certs = getattr(g, "certs", None)
         if certs is not None:
-            out: set[bytes] = set()
-            for cert in certs:
-                limits = getattr(cert, "limits", None)
-                out.update(getattr(limits, "reflex_digests", None) or ())
-            return frozenset(out)
+            from packetlab.ppks.chainlimits import allowed_reflexes
+
+            return allowed_reflexes(certs)  # the exppriv's grant, narrowed by delprivs
         g = getattr(g, "inner", None)
     return None
 

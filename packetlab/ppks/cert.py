@@ -194,6 +194,23 @@ def _algorithm_is_ed25519(tlv: der.TLV) -> bool:
     )
 
 
+def _check_name(tlv: der.TLV, what: str) -> None:
+    """Names are ignored (§4.3) but must be DER like the rest: SEQUENCE OF SET OF
+    SEQUENCE {OID, primitive value}. They were skipped whole, so long-form lengths
+    inside a name passed here (`cryptography` refuses them)."""
+    try:
+        for rdn in der.children(tlv.value):
+            if rdn.tag != der.SET or not rdn.value:
+                raise der.DERError("a name part is not a non-empty SET")
+            for atv in der.children(rdn.value):
+                parts = der.children(atv.value) if atv.tag == der.SEQUENCE else []
+                if len(parts) != 2 or parts[0].tag != der.OID or parts[1].tag & 0x20:
+                    raise der.DERError("a name attribute is not SEQUENCE {OID, value}")
+                der.decode_oid(parts[0].value)
+    except der.DERError as e:
+        raise _fail(Reason.MALFORMED_DER, f"{what} name: {e}") from None
+
+
 def _parse_spki(tlv: der.TLV) -> bytes:
     if tlv.tag != der.SEQUENCE:
         raise _fail(Reason.MALFORMED_DER, "subjectPublicKeyInfo is not a SEQUENCE")
@@ -281,6 +298,10 @@ def _parse_extensions(tlv: der.TLV) -> _Exts:
             if parts[1].tag != der.BOOLEAN:
                 raise _fail(Reason.MALFORMED_DER, f"extension {oid}: bad critical flag")
             critical = der.decode_boolean(parts[1].value)
+            if not critical:  # DER omits a DEFAULT value (X.690 11.5)
+                raise _fail(
+                    Reason.MALFORMED_DER, f"extension {oid}: critical FALSE written out (not DER)"
+                )
         value_tlv = parts[-1]
         if value_tlv.tag != der.OCTET_STRING:
             raise _fail(Reason.MALFORMED_DER, f"extension {oid}: extnValue is not OCTET STRING")
@@ -332,6 +353,9 @@ def _parse_aki(value: bytes) -> bytes:
 def _parse_key_usage(value: bytes) -> set[int]:
     try:
         bits, unused = der.decode_bit_string(der.read_single(value, der.BIT_STRING).value)
+        if bits and (bits[-1] == 0 or bits[-1] & (1 << unused) == 0):
+            # a named bit list in DER ends at its last 1 bit (X.690 11.2.2)
+            raise der.DERError("trailing zero bits (not DER)")
     except der.DERError as e:
         raise _fail(Reason.BAD_KEY_USAGE, str(e)) from None
     total = len(bits) * 8 - unused
@@ -346,6 +370,8 @@ def _parse_basic_constraints(value: bytes) -> tuple[bool, int | None]:
         rest = parts
         if rest and rest[0].tag == der.BOOLEAN:
             ca = der.decode_boolean(rest[0].value)
+            if not ca:  # DER omits a DEFAULT value (X.690 11.5)
+                raise der.DERError("cA FALSE written out (not DER)")
             rest = rest[1:]
         if rest and rest[0].tag == der.INTEGER:
             pathlen = der.decode_integer(rest[0].value)
@@ -489,7 +515,7 @@ def _parse(data: bytes) -> Certificate:
     tbs_alg = take(der.SEQUENCE, "signature algorithm")
     if not _algorithm_is_ed25519(tbs_alg):
         raise _fail(Reason.BAD_SIGNATURE_ALGORITHM, "tbs signature algorithm is not Ed25519")
-    take(der.SEQUENCE, "issuer")
+    _check_name(take(der.SEQUENCE, "issuer"), "issuer")
     validity = take(der.SEQUENCE, "validity")
     times = der.children(validity.value)
     if len(times) != 2:
@@ -498,7 +524,7 @@ def _parse(data: bytes) -> Certificate:
         not_before, not_after = der.decode_time(times[0]), der.decode_time(times[1])
     except der.DERError as e:
         raise _fail(Reason.BAD_VALIDITY, str(e)) from None
-    take(der.SEQUENCE, "subject")
+    _check_name(take(der.SEQUENCE, "subject"), "subject")
     public_key = _parse_spki(take(None, "subjectPublicKeyInfo"))
     exts = None
     for f in fields[i:]:

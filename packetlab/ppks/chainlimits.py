@@ -22,7 +22,7 @@ from .limits import (
     min_present,
 )
 
-__all__ = ["Limits", "combine_limits", "experiment_end_time"]
+__all__ = ["Limits", "allowed_reflexes", "combine_limits", "experiment_end_time"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,29 @@ def _operator_sets_byte_rate(c: Certificate | CertLimits) -> bool:
     if isinstance(c, CertLimits) or c.cert_type is not CertType.EXPPRIV or c.limits is None:
         return False
     return bool(c.limits.max_burst_rate_byte)
+
+
+def allowed_reflexes(certs: Iterable[Certificate]) -> frozenset[bytes]:
+    """The reflex digests a controller chain allows (docs/reflexes.md): the exppriv
+    certificate's `reflex=` list (the operator's grant; none without it), narrowed by
+    every delpriv that has one.
+
+    A reflex is a permission, not a limit to add up: the union of every certificate's
+    list (as it was) let an experimenter's own delpriv allow reflexes the operator never
+    listed, as it could not with any other field (session 20)."""
+    grants: list[frozenset[bytes]] = []
+    top: frozenset[bytes] | None = None
+    for c in certs:
+        digests = c.limits.reflex_digests if c.limits is not None else None
+        if c.cert_type is CertType.EXPPRIV:
+            top = frozenset(digests or ())
+        elif c.cert_type is CertType.DELPRIV and digests is not None:
+            grants.append(frozenset(digests))
+    if top is None:  # no operator grant in the chain
+        return frozenset()
+    for g in grants:
+        top &= g
+    return top
 
 
 def experiment_end_time(

@@ -71,6 +71,7 @@ class Reason(enum.Enum):
     DEL_TYPE_NOT_EXPPRIV = "del_type_not_exppriv"
     DEL_TYPE_NOT_REPPRIV = "del_type_not_reppriv"
     MISSING_PARENT = "missing_parent"
+    CHAIN_LOOP = "chain_loop"
     BAD_SIGNATURE = "bad_signature"
     PATHLEN_EXCEEDED = "pathlen_exceeded"
     UNTRUSTED_ROOT = "untrusted_root"

@@ -125,6 +125,24 @@ def _coerce_certs(certs: Sequence[Certificate | bytes]) -> list[Certificate]:
     return out
 
 
+def _no_parent(parsed: Sequence[Certificate], path: list[int]) -> ChainError:
+    """Why the top of `path` has no parent: none was given, or the one whose SKI is its
+    AKI is already below it (a loop, which said `missing_parent` though it was there)."""
+    cur = parsed[path[-1]]
+    below = [i for i in path if parsed[i].subject_key_id == cur.authority_key_id]
+    if below:
+        return ChainError(
+            Reason.CHAIN_LOOP,
+            f"its issuer (SKI = its AKI) is cert #{below[0]}, already below it in the chain",
+            index=path[-1],
+        )
+    return ChainError(
+        Reason.MISSING_PARENT,
+        f"no cert with SKI = AKI of this {cur.cert_type.label} cert",
+        index=path[-1],
+    )
+
+
 def _next_phases(phases: Sequence[_Phase], pi: int, count: int) -> list[tuple[int, int]]:
     """(phase index, count in it) states that the next cert (one step up) may take."""
     out = []
@@ -284,14 +302,7 @@ def verify_chain(
         ]
         if not candidates:
             if not _may_end_here(phases, pi, count):
-                failure.note(
-                    depth,
-                    ChainError(
-                        Reason.MISSING_PARENT,
-                        f"no cert with SKI = AKI of this {cur.cert_type.label} cert",
-                        index=path[-1],
-                    ),
-                )
+                failure.note(depth, _no_parent(parsed, path))
             return
         for ci in candidates:
             parent = parsed[ci]

@@ -41,6 +41,14 @@ from .peer import (
     _ssl_error_text,
     verify_peer,
 )
+from .records import (
+    BAD_CERTIFICATE,
+    CERTIFICATE_EXPIRED,
+    CERTIFICATE_REQUIRED,
+    CERTIFICATE_UNKNOWN,
+    UNKNOWN_CA,
+    UNSUPPORTED_CERTIFICATE,
+)
 
 __all__ = [
     "PeerGate",
@@ -299,19 +307,59 @@ class PeerGate(Protocol):
                     delay, self._refuse_now, err
                 )
             else:
-                tls.failVerification(Failure(err))
+                _fail_verification(tls, err)
         self._fire(err)
 
     def _refuse_now(self, err: PeerVerificationError) -> None:
         self._refusal = None
         if self.transport is not None:
-            cast(TLSMemoryBIOProtocol, self.transport).failVerification(Failure(err))
+            _fail_verification(cast(TLSMemoryBIOProtocol, self.transport), err)
 
     def _peer_host(self) -> str:
         try:
             return str(cast(Any, self.transport).getPeer().host)
         except Exception:
             return "?"
+
+
+# The fatal alert a refused peer gets (RFC 8446 §6.2), by the PPKS rule: a TLS peer can
+# learn only this of why. The reference checks inside the handshake and sends OpenSSL's
+# alert (BROKER-PROXY-OBSERVED.md §1.1: certificate_unknown); we check after it, and sent
+# nothing but a close before (session 20).
+_ALERT_OF_RULE = {
+    "expired": CERTIFICATE_EXPIRED,
+    "not_yet_valid": CERTIFICATE_EXPIRED,  # "expired or is not currently valid"
+    "untrusted_root": UNKNOWN_CA,
+    "bad_root_signature": UNKNOWN_CA,
+    "missing_parent": UNKNOWN_CA,
+    "chain_loop": UNKNOWN_CA,
+    "wrong_cert_type": UNSUPPORTED_CERTIFICATE,
+    "del_type_not_exppriv": UNSUPPORTED_CERTIFICATE,
+    "del_type_not_reppriv": UNSUPPORTED_CERTIFICATE,
+    "pathlen_exceeded": CERTIFICATE_UNKNOWN,
+    "leaf_key_mismatch": CERTIFICATE_UNKNOWN,
+    "too_many_certs": CERTIFICATE_UNKNOWN,
+    "no_peer_certificate": CERTIFICATE_REQUIRED,
+}
+
+
+def refusal_alert(err: PeerVerificationError) -> int | None:
+    """The alert for a refusal after the handshake: by its rule, `bad_certificate` for any
+    certificate that does not decode or breaks an encoding rule; None when TLS itself
+    failed or the link is already gone (nothing to say)."""
+    if err.refusal in (PeerRefusal.HANDSHAKE_FAILED, PeerRefusal.CONNECTION_LOST):
+        return None
+    if err.refusal is not PeerRefusal.BAD_CHAIN:
+        return _ALERT_OF_RULE.get(err.rule, CERTIFICATE_UNKNOWN)
+    return _ALERT_OF_RULE.get(err.rule, BAD_CERTIFICATE)
+
+
+def _fail_verification(tls: TLSMemoryBIOProtocol, err: PeerVerificationError) -> None:
+    alert = refusal_alert(err)
+    send = getattr(tls, "refusal_alert", None)
+    if alert is not None and send is not None:
+        send(alert)
+    tls.failVerification(Failure(err))
 
 
 # Peers by application protocol and by TLS protocol: still known after the connection is

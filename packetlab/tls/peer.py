@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from zope.interface import Interface
 
 from packetlab.ppks import (
@@ -103,15 +102,19 @@ class IPPKSPeerListener(Interface):
 
 
 def _presented_chain(conn: SSL.Connection, is_client: bool) -> list[bytes]:
-    leaf = conn.get_peer_certificate(as_cryptography=True)
+    """The peer's certificates as DER, leaf first, as OpenSSL holds them (`i2d_X509`: the
+    signed part byte for byte as sent). Not through `cryptography` objects: that parsed
+    every certificate a second time (with a stricter parser than OpenSSL's, so a
+    certificate OpenSSL took but `cryptography` did not, such as an explicit
+    `critical FALSE`, raised out of the check instead of being refused by it)."""
+    leaf = conn.get_peer_certificate()
     if leaf is None:
         return []
-    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
-    ders = [c.public_bytes(Encoding.DER) for c in rest]
+    rest = conn.get_peer_cert_chain() or []
     # OpenSSL's peer chain includes the leaf on the client side only.
-    if is_client and ders:
-        ders = ders[1:]
-    return [leaf.public_bytes(Encoding.DER), *ders]
+    if is_client and rest:
+        rest = rest[1:]
+    return [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in (leaf, *rest)]
 
 
 def _servername(conn: SSL.Connection) -> str | None:

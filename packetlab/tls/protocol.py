@@ -198,6 +198,17 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         self._tlsConnection = cast(Any, None)  # TLSMemoryBIOProtocol types it as always set
         return True
 
+    def refusal_alert(self, description: int) -> bool:
+        """Send the fatal alert `description` (the PPKS check refused the peer, docs/tls.md)
+        before the link is aborted, so the peer learns why; True if sent. Only the Python
+        record layer can: pyOpenSSL sends no alert of our choosing after the handshake."""
+        records = self._records
+        if records is None or records.sent_close or self._lostTLSConnection:
+            return False
+        self.discard()  # nothing of ours goes after it
+        self._send(records.fatal_alert(description))
+        return True
+
     def getPeerCertificate(self) -> Any:
         conn = self._tlsConnection
         return None if conn is None else conn.get_peer_certificate()

@@ -48,10 +48,16 @@ CLOSE_NOTIFY = 0
 UNEXPECTED_MESSAGE = 10
 BAD_RECORD_MAC = 20
 RECORD_OVERFLOW = 22
+BAD_CERTIFICATE = 42
+UNSUPPORTED_CERTIFICATE = 43
+CERTIFICATE_EXPIRED = 45
+CERTIFICATE_UNKNOWN = 46
 ILLEGAL_PARAMETER = 47
+UNKNOWN_CA = 48
 DECODE_ERROR = 50
 INTERNAL_ERROR = 80
 USER_CANCELED = 90
+CERTIFICATE_REQUIRED = 116
 
 ALERT_NAMES = {
     0: "close_notify",
@@ -112,7 +118,26 @@ class PeerAlert(RecordError):
 
     def __init__(self, description: int) -> None:
         self.description = description
-        super().__init__(None, f"the peer sent the TLS alert {alert_name(description)}")
+        meaning = _REFUSED.get(description)
+        why = (
+            f" (the peer refused our certificate chain: {meaning}; "
+            "its log names the certificate and the rule)"
+            if meaning
+            else ""
+        )
+        super().__init__(None, f"the peer sent the TLS alert {alert_name(description)}{why}")
+
+
+# What the alerts a PPKS peer sends when its check refuses our chain after the handshake
+# mean (packetlab.tls.gate.refusal_alert).
+_REFUSED = {
+    BAD_CERTIFICATE: "a certificate does not decode or breaks an encoding rule",
+    UNSUPPORTED_CERTIFICATE: "a certificate of the wrong type for this link (another role's?)",
+    CERTIFICATE_EXPIRED: "a certificate has expired or is not valid yet",
+    CERTIFICATE_UNKNOWN: "the chain breaks a PPKS rule",
+    UNKNOWN_CA: "it does not end at a key the peer trusts",
+    CERTIFICATE_REQUIRED: "we sent no certificate and the peer requires one",
+}
 
 
 @dataclass(frozen=True)

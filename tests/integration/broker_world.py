@@ -169,6 +169,7 @@ class RawClient:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw)
         self.framer = wire.Framer()
+        self.alert = ""  # the TLS alert the peer closed with (closed_by_peer)
         self.ready: list[wire.Item] = []
 
     def send(self, *msgs: wire.Message | bytes, split: bool = True) -> None:
@@ -208,10 +209,17 @@ class RawClient:
         return got
 
     def closed_by_peer(self, timeout: float = 10.0) -> bool:
+        """True when the peer closes within `timeout`, by a close or a TLS alert (a refused
+        certificate gets the alert of the rule: `self.alert` keeps its text)."""
         try:
             while True:
                 self.recv(timeout)
         except ConnectionError:
+            return True
+        except ssl.SSLError as e:
+            if "ALERT" not in str(e):
+                return False
+            self.alert = str(e)
             return True
         except (TimeoutError, OSError):
             return False

@@ -276,6 +276,7 @@ def test_a_client_whose_agent_certificate_is_refused_is_held_before_the_close(
             got = b"closed"
         assert got is None, "refused at once"
         assert c.closed_by_peer(timeout=35)  # the delay doubles per refusal, up to 30 s
+        assert "UNSUPPORTED_CERTIFICATE" in c.alert  # the rule's alert (session 20)
         c.close()
     out = broker.output()[mark:]
     assert out.count("refused TLS peer") == 2, out[-2000:]

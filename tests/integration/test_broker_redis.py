@@ -4,6 +4,7 @@ everywhere when its publisher goes, and the delivery record holds across brokers
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -232,4 +233,63 @@ def test_redis_lost_and_back_is_said_in_words(home: PktlabHome, tmp_path: Path) 
         assert broker.output().count("shared state: lost Redis") == 1
     finally:
         broker.stop()
+        stop_process(redis)
+
+
+def test_a_redis_restart_loses_nothing(home: PktlabHome, tmp_path: Path) -> None:
+    """Redis restarted (empty: no persistence) under two running brokers (session 20):
+    * while it is down, a publication made at A still reaches A's own subscriber (the
+      shared delivery record failed, and a failed claim sent nothing, ever);
+    * once it is back, A's publications, the one from before and the one made meanwhile,
+      reach B's subscribers again and keep refreshed (A's refresh loop stopped for good at
+      its first failure, and nothing wrote A's publications into the new Redis)."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/3"
+    redis = start_redis(port, tmp_path)
+    brokers = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            brokers.append(BrokerProcess(home, tmp_path / name, "--store", url))
+        a, b = brokers
+        for x in brokers:
+            x.wait_log("shared state in redis://")
+        before = publish(home, a, b"controller_addr=127.0.0.1:20603;sni_key=before;")
+        b.wait_log("from another broker")
+        stop_process(redis)
+        a.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
+        ep = Identity(home, tmp_path, "ep")
+        sub = ep.subscribe(a.sub_port)
+        assert sub.recv(timeout=2.0) == wire.Xnotify(
+            ep.channel, b"controller_addr=127.0.0.1:20603;sni_key=before;"
+        )
+        during_xd = b"controller_addr=127.0.0.1:20604;sni_key=during;"
+        during = publish(home, a, during_xd)
+        assert sub.recv(timeout=2.0) == wire.Xnotify(ep.channel, during_xd)
+        time.sleep(4)  # A's refresh (3 s) ran while Redis was down
+        redis = start_redis(port, tmp_path)
+        a.wait_log("is back", timeout=60)
+        at_b = Identity(home, tmp_path, "at_b").subscribe(b.sub_port)
+        got = [at_b.recv(timeout=15.0), at_b.recv(timeout=15.0)]
+        assert {m.xdescr for m in got if isinstance(m, wire.Xnotify)} == {
+            b"controller_addr=127.0.0.1:20603;sni_key=before;",
+            during_xd,
+        }
+        # and they stay: A refreshes them (else they expire at B after TTL)
+        assert at_b.quiet(TTL + 3) == []
+        mark = len(b.output())
+        keys = [k for k in _redis_keys(url, "pktlab:pub:*") if k.count(":") == 3]
+        assert len(keys) == 2 and all(0 < _redis_int(url, "TTL", k) <= TTL for k in keys)
+        assert "stopped refreshing" not in b.output()[mark:]
+        for c in (sub, at_b, before, during):
+            c.close()
+        # the one from before, put back once (the refresh after the reconnect and a
+        # periodic one both found it gone: it was added, and counted, twice)
+        assert a.output().count("was gone from Redis; put back") == 1
+        h = hashlib.sha256(b"controller_addr=127.0.0.1:20603;sni_key=before;").hexdigest()
+        assert _redis_int(url, "INCRBY", f"pktlab:xref:{h}", "0") == 1
+        assert "Traceback" not in a.output() + b.output()
+    finally:
+        for x in brokers:
+            x.stop()
         stop_process(redis)

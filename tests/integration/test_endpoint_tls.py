@@ -147,6 +147,21 @@ def test_endpoint_refuses_expired_chain(world: Any, tmp_path: Path) -> None:
     assert "controller session started" not in out
 
 
+def test_a_refused_controller_hears_why_in_a_tls_alert(world: Any, tmp_path: Path) -> None:
+    """The endpoint refused after the handshake and only closed: a controller (the stdlib
+    ssl one here, as any TLS peer) learnt nothing. Now it gets the fatal alert of the rule
+    (session 20), as from the reference's in-handshake check."""
+    import ssl
+
+    home, start = world
+    ctl, ep = start(controller_chain(home, tmp_path / "c", not_after=int(time.time()) - 60))
+    with pytest.raises(ssl.SSLError, match=r"ALERT_CERTIFICATE_EXPIRED|certificate expired"):
+        c = ctl.accept()
+        c.send(wire.Start())
+        c.recv(5.0)
+    assert "expired: cert #0: expired at" in ep.wait_log("refused TLS peer")
+
+
 # --------------------------------------------------------------------------- limits
 
 

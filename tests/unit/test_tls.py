@@ -423,6 +423,35 @@ def test_expired_cert_refused(world: World) -> None:
     assert_refused(link_.client, PeerRefusal.BAD_CHAIN, "expired")
 
 
+@pytest.mark.parametrize(
+    ("make", "alert"),
+    [
+        (lambda w: [w.pubcmd, issue_certificate("exppriv", w.eop, w.exper, 0, 1_000_000)],
+         "certificate_expired"),
+        (lambda w: [w.pubcmd, issue_certificate("exppriv", w.eop2, w.exper, NB, NA)],
+         "unknown_ca"),
+        (lambda w: [issue_certificate("subcmd", w.eop, w.xc, NB, NA)], "unsupported_certificate"),
+    ],
+)  # fmt: skip
+def test_a_refused_controller_is_told_why_by_a_tls_alert(
+    world: World, make: Callable[[World], list[Any]], alert: str
+) -> None:
+    """The endpoint refuses the controller's chain after the handshake: the controller
+    (and its user) saw only a close. Now the endpoint sends the fatal alert of the rule
+    first, as the reference's in-handshake check does (OBSERVED §1.1), and the
+    controller's application loses the link with it."""
+    ctl = Credentials(make(world), world.xc)
+    link_ = link(
+        endpoint_creator(world),
+        PPKSServerOptions({"exp1": controller_entry(world, credentials=ctl)}),
+    )
+    assert_refused(link_.client, PeerRefusal.BAD_CHAIN)
+    assert link_.server_app.events == ["peerVerified", "connectionMade", "connectionLost"]
+    assert link_.server_app.lost is not None
+    lost = str(link_.server_app.lost.value)
+    assert f"the peer sent the TLS alert {alert} (the peer refused our certificate chain: " in lost
+
+
 def test_clock_decides_validity(world: World) -> None:
     """The policy clock is what certificate validity is checked against."""
     link_ = link(
@@ -631,6 +660,69 @@ def test_non_ppks_client_cert_refused(world: World) -> None:
     assert_refused(out, PeerRefusal.BAD_CHAIN)
     assert out.error is not None and out.error.chain_error is not None  # a ppks rule names it
     assert out.error.rule in {r.value for r in Reason}
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class RawDERCreator:
+    """A TLS 1.3 client presenting any DER bytes OpenSSL will load as its certificate."""
+
+    def __init__(self, der: bytes, key: Ed25519PrivateKey) -> None:
+        import warnings
+
+        from OpenSSL import crypto
+
+        self.ctx = SSL.Context(SSL.TLS_METHOD)
+        with warnings.catch_warnings():  # X509 objects: `cryptography` would refuse these
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_ASN1, der))
+        self.ctx.use_privatekey(key)
+        self.ctx.set_verify(SSL.VERIFY_NONE)
+
+    def clientConnectionForTLS(self, tls: TLSMemoryBIOProtocol) -> SSL.Connection:
+        return SSL.Connection(self.ctx, None)
+
+
+def _explicit_critical_false(der: bytes, signer: Ed25519PrivateKey) -> bytes:
+    """`der` with its AKI's DEFAULT `critical FALSE` written out, signed again: OpenSSL
+    loads it, `cryptography`'s stricter parser does not."""
+    from packetlab.ppks import der as pder
+
+    def tlv(tag: int, body: bytes) -> bytes:
+        n = len(body)
+        size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return bytes([tag]) + (bytes([n]) if n < 0x80 else bytes([0x80 | len(size)]) + size) + body
+
+    top = pder.children(pder.read_single(der).value)
+    fields = [f.raw for f in pder.children(top[0].value)]
+    exts = [
+        e.raw for e in pder.children(pder.read_single(pder.read_single(fields[-1]).value).value)
+    ]
+    oid, value = pder.children(pder.read_single(exts[0]).value)
+    exts[0] = tlv(0x30, oid.raw + b"\x01\x01\x00" + value.raw)
+    tbs = tlv(0x30, b"".join([*fields[:-1], tlv(0xA3, tlv(0x30, b"".join(exts)))]))
+    return tlv(0x30, tbs + top[1].raw + tlv(0x03, b"\x00" + signer.sign(tbs)))
+
+
+def test_a_certificate_openssl_takes_but_cryptography_does_not_is_refused_by_rule(
+    world: World,
+) -> None:
+    """The presented chain was read through `cryptography` objects: a certificate OpenSSL
+    took but `cryptography` refused (here a written-out DEFAULT FALSE) raised out of the
+    check ("PPKS check crashed", `internal error: ValueError(...)`, a traceback). Now the
+    PPKS check sees OpenSSL's bytes and names the rule and the certificate."""
+    k = generate_private_key()
+    agent = _explicit_critical_false(issue_certificate("agent", k, k, NB, NA).der, k)
+    entry = ServerEntry(Credentials([world.agent_broker], world.broker), AuthMode.AGENT, [])
+    sf = PPKSTLSFactory(PPKSServerOptions(default=entry), False, Factory.forProtocol(App))
+    cf = TLSMemoryBIOFactory(RawDERCreator(agent, k), True, Factory.forProtocol(App), clock=Clock())
+    _client, server, pump = connectedServerAndClient(
+        lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None), greet=False
+    )
+    assert isinstance(server.wrappedProtocol, PeerGate)
+    out = watch(server.wrappedProtocol)
+    pump.flush()
+    assert_refused(out, PeerRefusal.BAD_CHAIN, Reason.MALFORMED_DER.value)
+    assert "cert #0: extension 2.5.29.35: critical FALSE written out" in str(out.error)
 
 
 @pytest.mark.parametrize("seed", range(5))

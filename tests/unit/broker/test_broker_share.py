@@ -19,6 +19,7 @@ from packetlab.broker.registry import (
     MAX_PER_ADDRESS,
     MAX_PER_KEY,
     Registry,
+    source_of,
 )
 from packetlab.broker.session import Role
 from packetlab.wire import Result, Xpub, encode
@@ -112,3 +113,45 @@ def test_defaults_and_config_keys(tmp_path: Path) -> None:
             ConfigError, match=r"b\.conf:1: MaxPublicationsPerKey: expected a count"
         ):
             parse_config([f"MaxPublicationsPerKey {bad}"], "b.conf")
+
+
+def _fill(r: Registry, address: str, n: int, tag: bytes) -> int:
+    """Publish up to `n` from `address`, a fresh agent key each (keys are free); returns
+    how many were taken."""
+    taken = 0
+    for i in range(n):
+        key = tag + i.to_bytes(4, "big")
+        if r.refusal(key, address) is None:
+            r.publish((b"public",), tag + b"=%d;" % i, (), publisher=key, address=address)
+            taken += 1
+    return taken
+
+
+def test_two_addresses_with_many_keys_leave_room_for_small_publishers() -> None:
+    """Session 20: with 5,000 per address, two addresses of many free keys filled the
+    10,000 places and every other publisher got EPUBBADXD. The last tenth is now kept for
+    sources holding fewer than 16, so a flood from a few addresses leaves it open."""
+    r = Registry()  # the defaults: 10,000 / 1,000 per key / 5,000 per address
+    taken = sum(_fill(r, f"192.0.2.{i}", MAX_PER_ADDRESS, b"f%d" % i) for i in (1, 2))
+    assert taken == MAX_LIVE_PUBLICATIONS - r.reserve == 9_000
+    why = r.refusal(b"F" * 32, "192.0.2.2") or ""  # it holds 4,000
+    assert "its last 1000 places are kept for addresses holding fewer than 16" in why
+    # the reserve: up to 16 each for the next sources, however many keys they use
+    small = [_fill(r, f"198.51.100.{i}", 100, b"s%d" % i) for i in range(3)]
+    assert small == [16, 16, 16]
+    # filling the table now takes 2 + 63 sources instead of 2
+    more = sum(_fill(r, f"203.0.113.{i}", 100, b"m%d" % i) for i in range(1, 100))
+    assert len(r.publications) == MAX_LIVE_PUBLICATIONS
+    assert more == r.reserve - sum(small)
+
+
+def test_an_ipv6_source_is_its_slash_64() -> None:
+    """One host holds a whole /64: 5,000 per address would be 5,000 per address of it."""
+    r = Registry(max_publications=100, max_per_key=100, max_per_address=3)
+    hosts = [f"2001:db8:0:1::{i:x}" for i in range(1, 5)]
+    assert [_fill(r, h, 1, b"h%d" % i) for i, h in enumerate(hosts)] == [1, 1, 1, 0]
+    assert "address 2001:db8:0:1::/64 holds 3" in (r.refusal(b"K" * 32, hosts[0]) or "")
+    assert r.refusal(b"K" * 32, "2001:db8:0:2::1") is None  # another /64
+    assert source_of("::ffff:192.0.2.7") == "192.0.2.7" == source_of("192.0.2.7")
+    assert source_of("fe80::1%eth0") == "fe80::/64"
+    assert source_of("not an address") == "not an address"

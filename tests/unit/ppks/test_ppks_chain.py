@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from ppks_factory import NA, NB, NOW, build, cert, good, key, pub, resign, std_exts
+from ppks_factory import NA, NB, NOW, build, cert, good, key, pub, resign, std_exts, tlv
 
 from packetlab.ppks import (
     AuthMode,
@@ -180,6 +180,16 @@ def _ca_leaf() -> list[Certificate | bytes]:
     return [build("exper", "xc", exts), cert("exppriv", "eop", "exper")]
 
 
+def _borrowed_signature() -> list[Certificate | bytes]:
+    """The leaf's signed bytes with the signature of another certificate by the same
+    signer (a valid signature, over other bytes)."""
+    leaf, other = cert("pubcmd", "exper", "xc"), cert("pubcmd", "exper", "xc2")
+    body = (
+        leaf.tbs + tlv(0x30, tlv(0x06, bytes.fromhex("2b6570"))) + tlv(3, b"\0" + other.signature)
+    )
+    return [tlv(0x30, body), cert("exppriv", "eop", "exper")]
+
+
 CHAIN_CORPUS: dict[
     str, tuple[AuthMode, Callable[[], Sequence[Certificate | bytes]], list[str], Reason, int | None]
 ] = {
@@ -307,6 +317,36 @@ CHAIN_CORPUS: dict[
     ),
     "cert_limit on leaf": (CTRL, _limit_on_leaf, ["eop"], Reason.CERT_LIMIT_ON_LEAF, 0),
     "CA flag on leaf": (CTRL, _ca_leaf, ["eop"], Reason.CA_ON_LEAF, 0),
+    # a tester's forgeries (session 20): each refused naming the cert and the rule
+    "signature of another cert over these bytes": (
+        CTRL,
+        _borrowed_signature,
+        ["eop"],
+        Reason.BAD_SIGNATURE,
+        0,
+    ),
+    "a leaf signing a leaf": (
+        CTRL,
+        lambda: [
+            cert("pubcmd", "xc", "xc2"),
+            cert("pubcmd", "exper", "xc"),
+            cert("exppriv", "eop", "exper"),
+        ],
+        ["eop"],
+        Reason.WRONG_CERT_TYPE,
+        1,
+    ),
+    "delegation loop (a -> b -> a)": (
+        CTRL,
+        lambda: [
+            cert("pubcmd", "a", "xc"),
+            cert("delpriv", "a", "b", del_type="exppriv"),
+            cert("delpriv", "b", "a", del_type="exppriv"),
+        ],
+        ["eop"],
+        Reason.CHAIN_LOOP,  # it said missing_parent: the parent is there, below
+        1,
+    ),
     "missing cert_info": (
         AGENT,
         lambda: [build("xc", "xc", std_exts(CertType.AGENT, "xc", "xc")[:4])],
@@ -358,8 +398,9 @@ def test_duplicate_ski_candidates_are_all_tried() -> None:
 def test_self_signed_cycles_terminate() -> None:
     a = parse_certificate(good(CertType.DELPRIV, "exper", "exper"))
     chain = [cert("pubcmd", "exper", "xc"), a, a, a]
-    with pytest.raises(ChainError):
+    with pytest.raises(ChainError) as e:
         verify_chain(CTRL, chain, [pub("eop")], NOW)
+    assert e.value.reason is Reason.CHAIN_LOOP, str(e.value)
 
 
 def _counting(certs: Sequence[Certificate], calls: list[int]) -> list[Certificate]:

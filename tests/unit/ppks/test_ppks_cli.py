@@ -116,6 +116,15 @@ def test_init_names_what_an_incomplete_home_lacks(
         p.unlink()
     assert pktlab("init", "--home", home.root) == 1
     assert "csrs/delpriv_rep_eop.csr and 1 more missing" in capsys.readouterr().err
+    # a home of the reference's pktlab_init (ppksman's ppks_conf beside keys/, certs/)
+    # lacks our broker and proxy files by design: not "an interrupted init?" (session 20)
+    (home.root / "ppks_conf").write_text('LocalFSPPKSKeyManager {"name": "x"}\n')
+    assert pktlab("init", "--home", home.root) == 1
+    assert capsys.readouterr().err == (
+        f"error: {home.root} already holds keys, certs or CSRs (a reference pktlab_init "
+        "home: ppks_conf; its keys/ and certs/ are used as they are); nothing changed "
+        "(use --force to replace them)\n"
+    )
 
 
 def test_init_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -496,3 +505,39 @@ def test_a_digest_that_is_not_hex_is_named(
     err = capsys.readouterr().err
     assert rc == 1 and "ascii" not in err, err
     assert err.startswith("error: --monitor-digest: '5a5a\u20265a': not hexadecimal"), err
+
+
+def test_verify_names_the_file_of_the_refused_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`invalid: chain_loop: cert #1: ...` said only the position on the command line
+    (session 20): now the file too, also of a certificate that does not decode, and the
+    k-th of a file of several."""
+    from ppks_factory import cert
+
+    from packetlab.ppks import certificate_pem
+
+    files = {
+        "pc.cert": cert("pubcmd", "a", "xc"),
+        "d1.cert": cert("delpriv", "a", "b", del_type="exppriv"),
+        "d2.cert": cert("delpriv", "b", "a", del_type="exppriv"),
+    }
+    for name, c in files.items():
+        (tmp_path / name).write_bytes(c.to_pem())
+    paths = [tmp_path / n for n in files]
+    rc = pktlab("ppks", "verify", "--mode", "controller", "--now", str(NOW), *paths)
+    assert rc == 1
+    assert capsys.readouterr().out == (
+        f"invalid: chain_loop: cert #1 ({paths[1]}): its issuer (SKI = its AKI) is cert #2, "
+        "already below it in the chain\n"
+    )
+    both = tmp_path / "both.pem"
+    both.write_bytes(files["d1.cert"].to_pem() + certificate_pem(b"\x30\x03\x02\x01\x01"))
+    rc = pktlab("ppks", "verify", "--mode", "controller", paths[0], both)
+    assert rc == 1
+    assert capsys.readouterr().out.startswith(f"invalid: malformed_der: cert #1 ({both}): ")
+    bundle = tmp_path / "ds.pem"
+    bundle.write_bytes(files["d1.cert"].to_pem() + files["d2.cert"].to_pem())
+    rc = pktlab("ppks", "verify", "--mode", "controller", "--now", str(NOW), paths[0], bundle)
+    assert rc == 1
+    assert capsys.readouterr().out.startswith(f"invalid: chain_loop: cert #1 ({bundle}[0]): ")
