@@ -45,6 +45,7 @@ from packetlab.endpoint.sockets import (
     RawSocketIO,
     Skt,
 )
+from packetlab.logbudget import LogBudget
 from packetlab.wire import codec
 from packetlab.wire.constants import (
     CDATA_HINT_FILTER,
@@ -214,6 +215,16 @@ class Session:
         self.waiting: Deferred[Any] | None = None  # or a rattach's module (`wait_for`)
         self.on_ready: Callable[[], None] | None = None
         self._held: list[Item] = []
+        # Refused requests a controller can send by the million, one log line each (an
+        # ncap filter rejected, an nopen that cannot bind, a raw send denied): at most 20
+        # lines a minute, then a count (~190 bytes of log per 17-byte request, and twistd
+        # keeps every rotated log file).
+        self.refusal_log = LogBudget(lambda: clock() / 1e9)
+
+    def _refused(self, text: str, **kw: object) -> None:
+        note = self.refusal_log.allow()
+        if note is not None:
+            self.log.info(text + "{note}", note=note, **kw)
 
     def _move(self, event: str) -> None:
         """Take the phase transition `event` (a KeyError is a bug: see _TRANSITIONS)."""
@@ -265,7 +276,7 @@ class Session:
             status = Status.ESKTNOPRFAM
         elif not self._protos.get(proto):
             status = Status.ESKTNOPROTO
-        self.log.info(
+        self._refused(
             "nopen {sktid} refused ({status}): {error}",
             sktid=sktid,
             status=status.name,
@@ -398,7 +409,7 @@ class Session:
                     skt, msg.laddr, msg.lport or 0, msg.raddr, msg.rport, self
                 )
         except OpenError as e:
-            self.log.info("nopen {sktid} refused: {why}", sktid=msg.sktid, why=str(e))
+            self._refused("nopen {sktid} refused: {why}", sktid=msg.sktid, why=str(e))
             return self._answer(msg, e.status)
         except ConnectFailed as e:
             failed = e.state
@@ -467,7 +478,7 @@ class Session:
             try:
                 dest = raw_destination(skt.family, msg.data, self._exported[skt.family])
             except RawPacketDenied as e:
-                self.log.info("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
+                self._refused("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
                 return self._answer(msg, Status.ESKTPKTDENY)
         budget.used += cost
         self.outbox.put(_OK)
@@ -486,7 +497,12 @@ class Session:
         try:
             cast(RawSocketIO, skt.io).capture(msg.filter, msg.endtime)
         except CaptureRejected as e:
-            self.log.info("ncap on {sktid} refused: {why}", sktid=skt.sktid, why=str(e))
+            self._refused(
+                "ncap on {sktid} refused: {why}{detail}",
+                sktid=skt.sktid,
+                why=str(e),
+                detail=e.detail,
+            )
             return self._answer(msg, e.status)
         self._answer(msg, Status.SUCCESS)
 

@@ -56,11 +56,13 @@ class ConnectFailed(Exception):
 
 
 class CaptureRejected(Exception):
-    """ncap cannot install the capture; `status` is the result errid (ESKTBADFILT)."""
+    """ncap cannot install the capture; `status` is the result errid (ESKTBADFILT),
+    `detail` more for the log (the tail of the kernel verifier's log)."""
 
-    def __init__(self, status: Status, reason: str) -> None:
+    def __init__(self, status: Status, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.status = status
+        self.detail = detail
 
 
 class PendingSend:

@@ -348,7 +348,7 @@ class RecordLayer:
         keys = self.read
         decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
         count = 0
-        data = False  # application data since the last KeyUpdate count reset
+        fresh = False  # application data since the KeyUpdate count was last reset
         split = bool(self._hs)  # a handshake message is open: every record goes to _other
         try:
             while end_all - pos >= 5:
@@ -395,12 +395,12 @@ class RecordLayer:
                         )
                     if len(plain) > 1:
                         chunks.append(plain[:-1])
-                        data = True
+                        fresh = True
                     continue
                 keys.seq = seq
-                if data:
+                if fresh:
                     self._updates = 0
-                    data = False
+                    fresh = False
                 closed = self._other(plain, chunks, out)
                 keys = self.read
                 decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
@@ -413,7 +413,7 @@ class RecordLayer:
             raise
         finally:
             keys.seq = seq
-            if data:
+            if fresh:
                 self._updates = 0
         got.records = count
         self._buf = b"" if self.closed or pos == end_all else buf[pos:]
