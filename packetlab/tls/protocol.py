@@ -327,6 +327,13 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             self._send(data)
 
     def _shutdownTLS(self) -> None:
+        # The data of this read goes to the application, and the frames it writes (corked)
+        # before our close_notify: a controller that sent its last requests and then its
+        # close_notify in one read lost their answers (the gate still held the requests).
+        gate = self.wrappedProtocol
+        if isinstance(gate, PeerGate):
+            gate.hand_over()
+        self.flush()
         records = self._records
         if records is None:
             super()._shutdownTLS()

@@ -45,6 +45,7 @@ class RecordSocket:
         self._plain = bytearray(early)  # application data opened but not yet returned
         self.peer_closed = False  # the endpoint's close_notify came
         self.raw_out = 0  # bytes we wrote to the TCP stream
+        self.other_records = 0  # records from the endpoint that were not data (KeyUpdates)
 
     # -- writing --
 
@@ -82,6 +83,7 @@ class RecordSocket:
             if not raw:
                 return b""
             got = self.records.receive(raw)
+            self.other_records += got.records - len(got.chunks)
             if got.out:  # our answer to the endpoint's KeyUpdate
                 self.write_raw(got.out)
             self._plain += got.data
