@@ -214,6 +214,8 @@ class ControllerProtocol(Protocol):
             if receiving.held_back:  # the waiting requests came first; now the data again
                 receiving.held_back = False
                 receiving.unblock()
+            if self._read_eof and not self._closing:  # the last requests are answered
+                self._input_over()
         finally:
             self._consuming = False
 
@@ -351,14 +353,28 @@ class ControllerProtocol(Protocol):
         self._read_eof = True
         session = self.session
         if session is None or not self._heard:
-            self._t.loseConnection()  # nothing to answer
+            self._close_now()  # nothing to answer
             return
         if self._closing:  # ending already: lingering is over, or _lose will close
             if self._linger_timer is not None:
-                self._t.loseConnection()
+                self._close_now()
             return
+        if self._read_paused:
+            return  # requests wait behind a full outbox (TLS read past them): _consume
+        self._input_over()
+
+    def _close_now(self) -> None:
+        try:  # TLS sends its close_notify only once no producer is registered
+            self._t.unregisterProducer()
+        except RuntimeError:
+            pass
+        self._t.loseConnection()
+
+    def _input_over(self) -> None:
+        """Every request before the controller's EOF is handled: end the session."""
+        assert self.session is not None
         self._closing = True
-        session.input_ended()
+        self.session.input_ended()
         self._flush_then_close()
 
     def writeConnectionLost(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any, cast
 from OpenSSL import SSL
 from OpenSSL.SSL import WantReadError
 from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
     IHandshakeListener,
 )
 from twisted.internet.main import CONNECTION_LOST
@@ -219,6 +220,17 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
                 if self._aborted or self._lostTLSConnection:
                     break
         if got.closed and not self._lostTLSConnection:
+            app = getattr(self.wrappedProtocol, "app", self.wrappedProtocol)
+            if IHalfCloseableProtocol.providedBy(app) and not self.disconnecting:
+                # TLS 1.3 (RFC 8446 §6.1): the peer's close_notify closes its side only;
+                # our pending writes are not discarded. The application answers what
+                # came, then closes (our close_notify then). The endpoint's controller
+                # link: 400 pipelined mreads and a close_notify got 126 answers.
+                gate = self.wrappedProtocol
+                if isinstance(gate, PeerGate):
+                    gate.hand_over()
+                app.readConnectionLost()
+                return
             self._shutdownTLS()  # our close_notify, then the TCP close
             self._tlsShutdownFinished(None)
 

@@ -172,6 +172,23 @@ def test_requests_then_close_notify_in_one_write_are_answered(world: World) -> N
     world.check()
 
 
+def test_close_notify_after_more_requests_than_the_link_buffers(world: World) -> None:
+    """TLS 1.3 closes one side at a time (RFC 8446 §6.1): 400 pipelined 64 KiB mreads and
+    a close_notify, read after a while, get 400 answers (126 before: the endpoint
+    answered the close_notify with its own at once, dropping what was queued)."""
+    c, s = world.session()
+    big = wire.Mread(addr=vmem.SYS_BASE, len=65535)
+    s.sendall(wire.encode(big) * 200)
+    s.sendall(wire.encode(big) * 200)
+    s.close_notify()
+    time.sleep(0.5)  # the endpoint reads the close_notify while answers wait (not a sync)
+    got = read_to_the_end(c)
+    assert len(got) == 400 and all(isinstance(m, wire.Mdata) for m in got)
+    assert s.records.closed
+    c.close()
+    world.check()
+
+
 def test_bytes_after_close_notify_are_ignored(world: World) -> None:
     c, s = world.session()
     s.write_raw(s.records.seal(wire.encode(HOSTID)) + s.records.close_notify())

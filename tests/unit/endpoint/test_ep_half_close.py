@@ -17,17 +17,34 @@ def test_answers_queued_at_the_eof_go_out_then_the_close() -> None:
     c.feed(wire.Start(), udp_open(1))
     c.out()
     c.proto.pauseProducing()  # the controller is not reading yet
-    c.feed(*[mread() for _ in range(MAX_QUEUED)])
+    c.feed(*[mread() for _ in range(MAX_QUEUED - 10)])
     c.proto.readConnectionLost()  # then its EOF
     assert c.rig.io(1).closed  # the session ended: sockets freed at once
     assert c.rig.session.ended is not None
     assert not c.transport.disconnecting and c.ended == []  # the answers wait
     c.proto.resumeProducing()  # it reads
-    assert [type(f) for f in c.out()] == [wire.Mdata] * MAX_QUEUED
+    assert [type(f) for f in c.out()] == [wire.Mdata] * (MAX_QUEUED - 10)
     assert c.transport.disconnecting  # then the close (FIN after the last answer)
     c.proto.connectionLost()
     assert c.ended and c.ended[0].reason == "controller closed the connection"
     assert c.clock.getDelayedCalls() == []
+
+
+def test_requests_still_waiting_at_the_eof_are_answered_first() -> None:
+    """Over TLS the EOF (close_notify) can be read past requests that wait behind a full
+    outbox: they are handled once it drains, and only then does the session end."""
+    c = Conn()
+    c.feed(wire.Start(), udp_open(1))
+    c.out()
+    c.proto.pauseProducing()
+    c.feed(*[mread() for _ in range(MAX_QUEUED + 20)])
+    assert c.proto.framer.buffered  # 20 wait unread
+    c.proto.readConnectionLost()
+    assert c.rig.session.ended is None and not c.rig.io(1).closed
+    c.proto.resumeProducing()
+    assert [type(f) for f in c.out()] == [wire.Mdata] * (MAX_QUEUED + 20)
+    assert c.rig.session.ended is not None and c.rig.io(1).closed
+    assert c.transport.disconnecting
 
 
 def test_a_controller_that_never_reads_after_its_eof_is_cut_off() -> None:
