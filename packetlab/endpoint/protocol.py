@@ -352,8 +352,8 @@ class ControllerProtocol(Protocol):
         dropped: 2,000 pipelined 64 KiB mreads and a half-close got 1,912 answers."""
         self._read_eof = True
         session = self.session
-        if session is None or not self._heard:
-            self._close_now()  # nothing to answer
+        if session is None or not self._heard or self.suspended:
+            self._close_now()  # nothing to answer (or nothing leaves until a resume)
             return
         if self._closing:  # ending already: lingering is over, or _lose will close
             if self._linger_timer is not None:

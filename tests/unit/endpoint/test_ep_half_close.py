@@ -61,3 +61,12 @@ def test_an_eof_before_a_byte_closes_at_once() -> None:
     c = Conn()
     c.proto.readConnectionLost()
     assert c.transport.disconnecting
+
+
+def test_an_eof_while_pre_empted_closes_at_once() -> None:
+    """A suspended session sends nothing until it is resumed: nothing to wait for."""
+    c = Conn()
+    c.feed(wire.Start(), udp_open(1))
+    c.proto.suspend()
+    c.proto.readConnectionLost()
+    assert c.transport.disconnecting
