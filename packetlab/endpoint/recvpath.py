@@ -152,6 +152,12 @@ class ReceivePath:
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None:
         self.datagram(skt, data, time, RECV_BUF_OVERHEAD + skt.alen + 2, raddr, rport)
 
+    def kernel_dropped(self, skt: Skt, count: int, time: int) -> None:
+        """Datagrams the kernel dropped before the endpoint could read them (its socket
+        queue was full): counted as drops of unknown size (0 bytes) in DROPSTAT and the
+        episode's ndrop, so that every datagram is accounted for."""
+        self.count_drop(skt, time, 0, count)
+
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
         self.datagram(skt, data, time, RECV_BUF_OVERHEAD, None, None)
@@ -229,15 +235,15 @@ class ReceivePath:
 
     # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------
 
-    def count_drop(self, skt: Skt, time: int, lost: int) -> None:
-        skt.drop_pkts += 1
+    def count_drop(self, skt: Skt, time: int, lost: int, units: int = 1) -> None:
+        skt.drop_pkts += units
         skt.drop_bytes += lost
         ep = skt.episode
         if ep is None:
             ep = skt.episode = DropEpisode(time)
             self.dropping.add(skt)
         ep.last = time
-        ep.units += 1
+        ep.units += units
         ep.bytes += lost
 
     def _end_episode(self, skt: Skt) -> None:

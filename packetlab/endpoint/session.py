@@ -189,6 +189,7 @@ class Session:
         self.tcp_blocked = receive.tcp_blocked
         self.tcp_received = receive.tcp_received
         self.udp_received = receive.udp_received
+        self.udp_dropped = receive.kernel_dropped
         self.raw_received = receive.raw_received
         self.send_done = send.send_done
         self.phase = Phase.SETUP

@@ -231,6 +231,10 @@ class SocketEvents(Protocol):
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None: ...
 
+    def udp_dropped(self, skt: Skt, count: int, time: int) -> None:
+        """`count` datagrams the kernel dropped at the socket's full queue (SO_RXQ_OVFL),
+        before the one read at `time`."""
+
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured IP packet (raw sockets)."""
 
