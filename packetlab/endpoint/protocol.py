@@ -343,7 +343,8 @@ class ControllerProtocol(Protocol):
         if not len(self.session.outbox):
             self._lose()
 
-    # -- IHalfCloseableProtocol (plain TCP; over TLS the FIN is TLS's business) --
+    # -- IHalfCloseableProtocol (plain TCP's FIN; over TLS the controller's close_notify,
+    # with the Python record layer: packetlab.tls.protocol) --
 
     def readConnectionLost(self) -> None:
         """The controller's EOF while it can still read (a half-close; a full close looks

@@ -220,13 +220,13 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
                 if self._aborted or self._lostTLSConnection:
                     break
         if got.closed and not self._lostTLSConnection:
-            app = getattr(self.wrappedProtocol, "app", self.wrappedProtocol)
+            gate = self.wrappedProtocol
+            app = gate.app if isinstance(gate, PeerGate) and gate.app_connected else gate
             if IHalfCloseableProtocol.providedBy(app) and not self.disconnecting:
                 # TLS 1.3 (RFC 8446 §6.1): the peer's close_notify closes its side only;
                 # our pending writes are not discarded. The application answers what
                 # came, then closes (our close_notify then). The endpoint's controller
                 # link: 400 pipelined mreads and a close_notify got 126 answers.
-                gate = self.wrappedProtocol
                 if isinstance(gate, PeerGate):
                     gate.hand_over()
                 app.readConnectionLost()
