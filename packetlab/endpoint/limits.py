@@ -28,6 +28,7 @@ from twisted.logger import Logger
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
 from packetlab.endpoint.sockets import Skt
+from packetlab.logbudget import LogBudget
 from packetlab.ppks import (
     Accounting,
     AccountingError,
@@ -170,6 +171,8 @@ class LimitsGate:
 
     def __post_init__(self) -> None:
         self.required_digests = self.limits.monitor_digests
+        clock = self.clock
+        self._deny_log = LogBudget(lambda: clock() / 1e9)
         b = self.budget
         limited = b is not None
         # No meter for a counter no certificate limits: nothing to debit, and no call per
@@ -306,7 +309,14 @@ class LimitsGate:
 
     def _deny(self, result: Result, rule: str, **kw: Any) -> Result:
         self.denied += 1
-        self.rule_log.info("request refused by certificate limit {rule} {kw}", rule=rule, kw=kw)
+        note = self._deny_log.allow()  # a controller can be refused by the million
+        if note is not None:
+            self.rule_log.info(
+                "request refused by certificate limit {rule} {kw}{note}",
+                rule=rule,
+                kw=kw,
+                note=note,
+            )
         return result
 
     def _check_nopen(self, msg: Nopen) -> Result | None:

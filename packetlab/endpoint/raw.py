@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from packetlab.endpoint.bpf import (
 from packetlab.endpoint.clock import realtime_ns
 from packetlab.endpoint.sockets import CaptureRejected, OpenError, PendingSend, Skt, SocketEvents
 from packetlab.endpoint.timestamps import TxStampMatcher
+from packetlab.logbudget import LogBudget
 from packetlab.wire.constants import SocketState, Status
 
 __all__ = ["RawIO", "RawReactor", "open_raw"]
@@ -46,6 +48,7 @@ _MAX_TIMER_S = 86400.0
 _LOG_TAIL = 4000  # verifier log characters kept in our log (the end holds the verdict)
 
 log = Logger(namespace="packetlab.endpoint.raw")
+_PERMISSION_LOG = LogBudget(time.monotonic)
 
 
 class RawReactor(Protocol):
@@ -131,14 +134,12 @@ class RawIO:
         try:
             loaded = load_ncap_filter(program)
         except FilterRejected as e:
+            # Logged by the session, at most so many lines a minute (a controller can send
+            # bad filters by the thousand).
+            detail = ""
             if isinstance(e, VerifierError):
-                log.info(
-                    "socket {sktid}: ncap filter rejected by the kernel verifier: {reason}\n{log}",
-                    sktid=self.skt.sktid,
-                    reason=e.reason,
-                    log=e.log[-_LOG_TAIL:],
-                )
-            raise CaptureRejected(Status.ESKTBADFILT, str(e)) from None
+                detail = f"\nkernel verifier: {e.reason}\n{e.log[-_LOG_TAIL:]}"
+            raise CaptureRejected(Status.ESKTBADFILT, str(e), detail) from None
         self._cancel_stop()
         now = self._clock()
         with loaded:
@@ -230,9 +231,13 @@ class RawIO:
 
 
 def _permission_error(skt: Skt, what: str, e: OSError) -> OpenError:
+    note = _PERMISSION_LOG.allow()  # each raw nopen of a controller would log it
+    if note is None:
+        return OpenError(Status.EUNKFAULT, f"{what}: {e} (needs CAP_NET_RAW)")
     log.error(
         "raw socket {sktid}: {what}: {e}; raw sockets need CAP_NET_RAW (run pktendpoint as "
-        "root or grant it: setcap cap_net_raw,cap_bpf+ep), or drop raw from TransprotoSup",
+        "root or grant it: setcap cap_net_raw,cap_bpf+ep), or drop raw from TransprotoSup{note}",
+        note=note,
         sktid=skt.sktid,
         what=what,
         e=e,

@@ -39,6 +39,9 @@ class ReceivePath:
         self.gate = gate
         self.outbox = Outbox(self.release)
         self.blocked: set[Skt] = set()  # TCP sockets that stopped reading for want of room
+        # Sockets in a drop episode: it ends (one ndrop) when a datagram is accepted again
+        # or, should none come, once the socket has room again (`_room_back`).
+        self.dropping: set[Skt] = set()
         # Set while requests wait behind a full outbox (protocol.MAX_QUEUED): TCP sockets
         # read nothing more until it drains, or their ndata, paid for by their budgets,
         # kept it full for good and the controller's requests were never read again.
@@ -85,12 +88,27 @@ class ReceivePath:
         self.budget.used -= cost
         if self.blocked:
             self.unblock()
+        if self.dropping:
+            self._room_back()
 
     def unspend(self, cost: int) -> None:
         """A send's charge comes back (sent or dropped)."""
         self.budget.used -= cost
         if self.blocked:
             self.unblock()
+        if self.dropping:
+            self._room_back()
+
+    def _room_back(self) -> None:
+        """End the drop episodes of sockets that have room again: a flood that stopped
+        while the controller read nothing left its drops in DROPSTAT alone, with no
+        datagram after it to carry their ndrop (§3.5; beyond 1.1.0)."""
+        budget = self.budget
+        free = budget.max - budget.used
+        for skt in list(self.dropping):
+            room = min(skt.rbufsz - skt.rbufused, free) - RECV_BUF_OVERHEAD
+            if room > 0 and not skt.notifmask & _NDROP:
+                self._end_episode(skt)
 
     def recv_room(self, skt: Skt) -> int:
         if self.held_back:
@@ -119,6 +137,7 @@ class ReceivePath:
         skt.held.clear()
         skt.rbufused -= held - ntags  # a held ntag's charge is BufMax's alone
         self.blocked.discard(skt)
+        self.dropping.discard(skt)
         return held
 
     # -- what sockets read ----------------------------------------------------------------
@@ -132,6 +151,12 @@ class ReceivePath:
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None:
         self.datagram(skt, data, time, RECV_BUF_OVERHEAD + skt.alen + 2, raddr, rport)
+
+    def kernel_dropped(self, skt: Skt, count: int, time: int) -> None:
+        """Datagrams the kernel dropped before the endpoint could read them (its socket
+        queue was full): counted as drops of unknown size (0 bytes) in DROPSTAT and the
+        episode's ndrop, so that every datagram is accounted for."""
+        self.count_drop(skt, time, 0, count)
 
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""
@@ -210,14 +235,15 @@ class ReceivePath:
 
     # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------
 
-    def count_drop(self, skt: Skt, time: int, lost: int) -> None:
-        skt.drop_pkts += 1
+    def count_drop(self, skt: Skt, time: int, lost: int, units: int = 1) -> None:
+        skt.drop_pkts += units
         skt.drop_bytes += lost
         ep = skt.episode
         if ep is None:
             ep = skt.episode = DropEpisode(time)
+            self.dropping.add(skt)
         ep.last = time
-        ep.units += 1
+        ep.units += units
         ep.bytes += lost
 
     def _end_episode(self, skt: Skt) -> None:
@@ -225,6 +251,7 @@ class ReceivePath:
         ep = skt.episode
         assert ep is not None
         skt.episode = None
+        self.dropping.discard(skt)
         frame = frames.ndrop(
             skt.sktid,
             skt.family,

@@ -45,6 +45,7 @@ from packetlab.endpoint.sockets import (
     RawSocketIO,
     Skt,
 )
+from packetlab.logbudget import LogBudget
 from packetlab.wire import codec
 from packetlab.wire.constants import (
     CDATA_HINT_FILTER,
@@ -188,6 +189,7 @@ class Session:
         self.tcp_blocked = receive.tcp_blocked
         self.tcp_received = receive.tcp_received
         self.udp_received = receive.udp_received
+        self.udp_dropped = receive.kernel_dropped
         self.raw_received = receive.raw_received
         self.send_done = send.send_done
         self.phase = Phase.SETUP
@@ -214,6 +216,16 @@ class Session:
         self.waiting: Deferred[Any] | None = None  # or a rattach's module (`wait_for`)
         self.on_ready: Callable[[], None] | None = None
         self._held: list[Item] = []
+        # Refused requests a controller can send by the million, one log line each (an
+        # ncap filter rejected, an nopen that cannot bind, a raw send denied): at most 20
+        # lines a minute, then a count (~190 bytes of log per 17-byte request, and twistd
+        # keeps every rotated log file).
+        self.refusal_log = LogBudget(lambda: clock() / 1e9)
+
+    def _refused(self, text: str, **kw: object) -> None:
+        note = self.refusal_log.allow()
+        if note is not None:
+            self.log.info(text + "{note}", note=note, **kw)
 
     def _move(self, event: str) -> None:
         """Take the phase transition `event` (a KeyError is a bug: see _TRANSITIONS)."""
@@ -265,7 +277,7 @@ class Session:
             status = Status.ESKTNOPRFAM
         elif not self._protos.get(proto):
             status = Status.ESKTNOPROTO
-        self.log.info(
+        self._refused(
             "nopen {sktid} refused ({status}): {error}",
             sktid=sktid,
             status=status.name,
@@ -398,7 +410,7 @@ class Session:
                     skt, msg.laddr, msg.lport or 0, msg.raddr, msg.rport, self
                 )
         except OpenError as e:
-            self.log.info("nopen {sktid} refused: {why}", sktid=msg.sktid, why=str(e))
+            self._refused("nopen {sktid} refused: {why}", sktid=msg.sktid, why=str(e))
             return self._answer(msg, e.status)
         except ConnectFailed as e:
             failed = e.state
@@ -467,7 +479,7 @@ class Session:
             try:
                 dest = raw_destination(skt.family, msg.data, self._exported[skt.family])
             except RawPacketDenied as e:
-                self.log.info("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
+                self._refused("raw nsend on {sktid} denied: {why}", sktid=skt.sktid, why=str(e))
                 return self._answer(msg, Status.ESKTPKTDENY)
         budget.used += cost
         self.outbox.put(_OK)
@@ -486,7 +498,12 @@ class Session:
         try:
             cast(RawSocketIO, skt.io).capture(msg.filter, msg.endtime)
         except CaptureRejected as e:
-            self.log.info("ncap on {sktid} refused: {why}", sktid=skt.sktid, why=str(e))
+            self._refused(
+                "ncap on {sktid} refused: {why}{detail}",
+                sktid=skt.sktid,
+                why=str(e),
+                detail=e.detail,
+            )
             return self._answer(msg, e.status)
         self._answer(msg, Status.SUCCESS)
 
@@ -584,6 +601,14 @@ class Session:
             self._finish(SessionEnd("no start within the setup window", clean=False))
             return True
         return False
+
+    def input_ended(self) -> None:
+        """The controller closed its sending side (EOF, §1.4 step 7): the session ends as
+        at a close (sockets freed, queued sends dropped), but what is already in the
+        outbox still goes out: a controller that half-closes reads its answers."""
+        if self.waiting is not None:  # a cdata's program compiling: nobody asks any more
+            self.waiting.cancel()
+        self._finish(SessionEnd("controller closed the connection"))
 
     def close(self) -> None:
         """The controller connection is gone: free everything, drop what was not sent."""

@@ -56,11 +56,13 @@ class ConnectFailed(Exception):
 
 
 class CaptureRejected(Exception):
-    """ncap cannot install the capture; `status` is the result errid (ESKTBADFILT)."""
+    """ncap cannot install the capture; `status` is the result errid (ESKTBADFILT),
+    `detail` more for the log (the tail of the kernel verifier's log)."""
 
-    def __init__(self, status: Status, reason: str) -> None:
+    def __init__(self, status: Status, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.status = status
+        self.detail = detail
 
 
 class PendingSend:
@@ -228,6 +230,10 @@ class SocketEvents(Protocol):
     def tcp_received(self, skt: Skt, data: bytes, time: int) -> None: ...
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None: ...
+
+    def udp_dropped(self, skt: Skt, count: int, time: int) -> None:
+        """`count` datagrams the kernel dropped at the socket's full queue (SO_RXQ_OVFL),
+        before the one read at `time`."""
 
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured IP packet (raw sockets)."""

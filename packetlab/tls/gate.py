@@ -218,6 +218,18 @@ class PeerGate(Protocol):
         if held and self._app_connected:
             self.app.dataReceived(held[0] if len(held) == 1 else b"".join(held))
 
+    @property
+    def app_connected(self) -> bool:
+        """The peer was verified and the application protocol connected."""
+        return self._app_connected
+
+    def hand_over(self) -> None:
+        """Deliver what is held now and hold on: the peer's close_notify ends the link
+        within this read, and the data before it must reach the application first."""
+        if self._held:
+            self.release()
+            self._held = []
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._settled()
         self._disarm()

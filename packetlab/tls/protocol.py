@@ -19,6 +19,7 @@ from typing import Any, cast
 from OpenSSL import SSL
 from OpenSSL.SSL import WantReadError
 from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
     IHandshakeListener,
 )
 from twisted.internet.main import CONNECTION_LOST
@@ -230,6 +231,17 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
                 if self._aborted or self._lostTLSConnection:
                     break
         if got.closed and not self._lostTLSConnection:
+            gate = self.wrappedProtocol
+            app = gate.app if isinstance(gate, PeerGate) and gate.app_connected else gate
+            if IHalfCloseableProtocol.providedBy(app) and not self.disconnecting:
+                # TLS 1.3 (RFC 8446 §6.1): the peer's close_notify closes its side only;
+                # our pending writes are not discarded. The application answers what
+                # came, then closes (our close_notify then). The endpoint's controller
+                # link: 400 pipelined mreads and a close_notify got 126 answers.
+                if isinstance(gate, PeerGate):
+                    gate.hand_over()
+                app.readConnectionLost()
+                return
             self._shutdownTLS()  # our close_notify, then the TCP close
             self._tlsShutdownFinished(None)
 
@@ -338,6 +350,13 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             self._send(data)
 
     def _shutdownTLS(self) -> None:
+        # The data of this read goes to the application, and the frames it writes (corked)
+        # before our close_notify: a controller that sent its last requests and then its
+        # close_notify in one read lost their answers (the gate still held the requests).
+        gate = self.wrappedProtocol
+        if isinstance(gate, PeerGate):
+            gate.hand_over()
+        self.flush()
         records = self._records
         if records is None:
             super()._shutdownTLS()

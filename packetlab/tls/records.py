@@ -8,7 +8,11 @@ library").
 
 `RecordLayer.receive` opens whatever whole records arrived and returns their application
 data; post-handshake messages are handled here: NewSessionTicket skipped (no resumption),
-KeyUpdate answered (§4.6.3), close_notify reported as a clean end. Anything wrong raises
+KeyUpdate answered (§4.6.3), close_notify reported as a clean end. A peer flooding
+KeyUpdates gets at most one answer until we next send application data (the RFC's "a
+single update" for many; each answer used to be queued for a peer that need not read
+them), and more than `MAX_KEY_UPDATES` in a row without application data end the link,
+as in OpenSSL and BoringSSL. Anything wrong raises
 `RecordError`, whose `alert` (if any) the caller sends before closing (`fatal_alert`).
 """
 
@@ -92,6 +96,9 @@ ALERT_NAMES = {
 # Handshake bytes held while a post-handshake message is incomplete: a NewSessionTicket is
 # a few hundred bytes; more than this is a peer to cut off, not to buffer for.
 _MAX_HANDSHAKE = 1 << 16
+# KeyUpdates in a row without application data before the peer is cut off (OpenSSL's
+# MAX_KEY_UPDATE_MESSAGES, BoringSSL's kMaxKeyUpdates).
+MAX_KEY_UPDATES = 32
 _SEQ_LIMIT = 1 << 64
 _HEADER = struct.Struct(">BHH").pack  # TLSCiphertext header: type, legacy version, length
 # Application-data headers by content length, for the small frames of a link (answers,
@@ -239,7 +246,18 @@ class RecordLayer:
     sequence numbers already used under the first application keys (a TLS 1.3 server
     has sealed its NewSessionTickets with them before we take over)."""
 
-    __slots__ = ("_buf", "_hs", "closed", "read", "sent_close", "write")
+    __slots__ = (
+        "_answered",
+        "_buf",
+        "_hs",
+        "_owed",
+        "_unsent",
+        "_updates",
+        "closed",
+        "read",
+        "sent_close",
+        "write",
+    )
 
     def __init__(
         self,
@@ -256,6 +274,10 @@ class RecordLayer:
         self._hs = b""  # a post-handshake message not yet whole
         self.closed = False  # the peer's close_notify was read
         self.sent_close = False
+        self._updates = 0  # the peer's KeyUpdates since its last application data
+        self._answered = False  # we sent a KeyUpdate and no application data since
+        self._owed = False  # a KeyUpdate is due before our next application data
+        self._unsent = b""  # our KeyUpdate answer from a receive that then failed
 
     @property
     def buffered(self) -> int:
@@ -266,21 +288,32 @@ class RecordLayer:
     def seal(self, frame: bytes) -> bytes:
         """`frame` as one record, or as records of 2^14 bytes and the rest when larger
         (as OpenSSL's SSL_write splits it)."""
+        update = self._owed_update()
+        self._answered = False
         if len(frame) <= MAX_PLAINTEXT:
-            return self.write.seal(frame)
+            return update + self.write.seal(frame)
         seal = self.write.seal
-        return b"".join(
+        return update + b"".join(
             seal(frame[i : i + MAX_PLAINTEXT]) for i in range(0, len(frame), MAX_PLAINTEXT)
         )
+
+    def _owed_update(self) -> bytes:
+        """The KeyUpdate owed to the peer (§4.6.3: before our next application data)."""
+        if not self._owed:
+            return b""
+        return self.key_update(request=False)
 
     def seal_many(self, frames: list[bytes]) -> bytes:
         """One record per frame (split as `seal` does), joined. The hot path of a link:
         `TrafficKeys.seal` inlined."""
+        out: list[bytes] = []
+        if self._owed:
+            out.append(self.key_update(request=False))
+        self._answered = False
         keys = self.write
         if keys.seq + len(frames) >= _SEQ_LIMIT - 1:
-            return b"".join(map(self.seal, frames))
+            return b"".join(out + list(map(self.seal, frames)))
         encrypt, iv, seq, headers = keys.aead.encrypt, keys._iv, keys.seq, _HEADERS
-        out: list[bytes] = []
         put = out.append
         for frame in frames:
             n = len(frame)
@@ -308,15 +341,19 @@ class RecordLayer:
         return self.write.seal(b"\x01\x00", ALERT)
 
     def fatal_alert(self, description: int) -> bytes:
-        """A fatal alert record; nothing is sent after it."""
+        """A fatal alert record; nothing is sent after it. A KeyUpdate answered by the
+        `receive` that failed goes first: the alert is sealed under the keys it moved to."""
         self.sent_close = True
-        return self.write.seal(bytes((2, description)), ALERT)
+        unsent, self._unsent = self._unsent, b""
+        return unsent + self.write.seal(bytes((2, description)), ALERT)
 
     def key_update(self, request: bool = False) -> bytes:
         """Our KeyUpdate (update_requested if `request`) sealed under the current keys;
         the keys then move on (§4.6.3)."""
         record = self.write.seal(bytes((KEY_UPDATE, 0, 0, 1, int(request))), HANDSHAKE)
         self.write = self.write.updated()
+        self._answered = True  # it answers any request the peer made before
+        self._owed = False
         return record
 
     # -- receiving --
@@ -336,6 +373,7 @@ class RecordLayer:
         keys = self.read
         decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
         count = 0
+        fresh = False  # application data since the KeyUpdate count was last reset
         split = bool(self._hs)  # a handshake message is open: every record goes to _other
         try:
             while end_all - pos >= 5:
@@ -382,8 +420,12 @@ class RecordLayer:
                         )
                     if len(plain) > 1:
                         chunks.append(plain[:-1])
+                        fresh = True
                     continue
                 keys.seq = seq
+                if fresh:
+                    self._updates = 0
+                    fresh = False
                 closed = self._other(plain, chunks, out)
                 keys = self.read
                 decrypt, iv, seq = keys.aead.decrypt, keys._iv, keys.seq
@@ -391,8 +433,13 @@ class RecordLayer:
                 if closed:
                     self.closed = got.closed = True
                     break
+        except RecordError:
+            self._unsent = b"".join(out)
+            raise
         finally:
             keys.seq = seq
+            if fresh:
+                self._updates = 0
         got.records = count
         self._buf = b"" if self.closed or pos == end_all else buf[pos:]
         if out:
@@ -419,6 +466,7 @@ class RecordLayer:
                 )
             if content:
                 chunks.append(content)
+                self._updates = 0
             return False
         if inner == HANDSHAKE:
             if not content:
@@ -473,6 +521,13 @@ class RecordLayer:
                 )
             if len(body) != 1:
                 raise RecordError(DECODE_ERROR, "KeyUpdate of the wrong length (decode_error)")
+            self._updates += 1
+            if self._updates > MAX_KEY_UPDATES:
+                raise RecordError(
+                    UNEXPECTED_MESSAGE,
+                    f"{self._updates} KeyUpdates without application data (at most "
+                    f"{MAX_KEY_UPDATES}; unexpected_message)",
+                )
             if body[0] > 1:
                 raise RecordError(
                     ILLEGAL_PARAMETER, f"KeyUpdate request_update {body[0]} (illegal_parameter)"
@@ -484,7 +539,12 @@ class RecordLayer:
                 )
             self.read = self.read.updated()
             if body[0] and not self.sent_close:
-                out.append(self.key_update(request=False))
+                # One answer until we send application data again; later requests are
+                # answered by the update owed before it.
+                if self._answered:
+                    self._owed = True
+                else:
+                    out.append(self.key_update(request=False))
         rest = hs[pos:]
         if len(rest) > _MAX_HANDSHAKE:
             raise RecordError(DECODE_ERROR, "post-handshake message too long (decode_error)")

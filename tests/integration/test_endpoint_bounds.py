@@ -20,6 +20,7 @@ from packetlab.wire import vmem
 BADMSG = wire.encode(wire.Result(0x10))
 NOTSUP = wire.encode(wire.Result(0x11))
 OK = wire.encode(wire.Result(0))
+OK_MSG = wire.Result(0)
 TOP = 2**32
 
 
@@ -145,3 +146,56 @@ def test_refused_frames_by_the_thousand_cost_a_few_log_lines(
     c.close()
     shared_endpoint.controllers.remove(c)
     assert "Traceback" not in text and "Unhandled" not in text, text[-3000:]
+
+
+def _boundaries() -> list[int]:
+    """Each named region's first and last byte and the bytes either side: the system
+    block, socket blocks 0, 1, 254 and 255, the address space's ends (§2.2)."""
+    addrs = {vmem.SYS_BASE + vmem.SYS_SPAN, vmem.SKT_BASE + vmem.SKT_SPAN, TOP - 1}
+    for name in dir(vmem):
+        region = getattr(vmem, name)
+        if not isinstance(region, vmem.Region):
+            continue
+        if region.addr < vmem.SKT_STRIDE:  # a socket field: in four socket blocks
+            bases = [vmem.SKT_BASE + k * vmem.SKT_STRIDE for k in (0, 1, 254, 255)]
+        else:
+            bases = [0]
+        for base in bases:
+            start = base + region.addr
+            for a in (start - 1, start, start + region.size - 1, start + region.size):
+                if 0 <= a < TOP:
+                    addrs.add(a)
+    return sorted(addrs)
+
+
+def test_every_region_boundary_read_and_written(shared_endpoint: EndpointProcess) -> None:
+    """mread of 1 to 65,535 bytes and mwrite of 1 to 8 bytes at every boundary of the
+    map, with sockets 1 and 255 open: every answer as §2.1 says
+    (mdata of the length asked, SUCCESS), the budgets back to 0 at the end."""
+    c = shared_endpoint.accept()
+    try:
+        c.start()
+        lo = b"\x7f\x00\x00\x01"
+        for sktid in (1, 255):
+            c.send(wire.Nopen(sktid=sktid, family=4, proto=17, rbufsz=1 << 20, laddr=lo, lport=0))
+            assert c.response() == wire.Result(0)
+        reads = writes = 0
+        for a in _boundaries():
+            for n in (1, 2, 4, 8, 0xFFFF):
+                if a + n <= TOP:
+                    r = c.request(wire.Mread(addr=a, len=n))
+                    assert isinstance(r, wire.Mdata) and (r.addr, len(r.data)) == (a, n), (a, n)
+                    reads += 1
+            for n in (1, 2, 3, 8):
+                if a + n <= TOP:  # odd bytes into RBUFSZ, NOTIFMASK...: all legal
+                    assert c.request(wire.Mwrite(addr=a, data=bytes([a & 0xFF]) * n)) == OK_MSG
+                    writes += 1
+        assert reads > 1000 and writes > 800
+        for sktid in (1, 255):  # whatever the writes left in the masks and budgets
+            c.send(wire.Nclose(sktid=sktid))
+            assert c.response() == wire.Result(0)
+        assert c.mread(vmem.BUFUSED.addr, 4) == bytes(4)
+        assert "Traceback" not in shared_endpoint.output()
+    finally:
+        c.close()
+        shared_endpoint.controllers.remove(c)

@@ -152,3 +152,29 @@ def test_over_tls_too(tls_pair: tuple[TLSController, TLSEndpoint]) -> None:
         check(*misbehave(c))
     finally:
         c.close()
+
+
+def test_a_half_close_after_pipelined_requests_gets_every_answer(
+    endpoint_factory: Callable[..., EndpointProcess],
+) -> None:
+    """2,000 mreads of 64 KiB, then `shutdown(SHUT_WR)`, then the controller reads: every
+    answer, then a clean close (session 20: 1,912 of 2,000; the EOF dropped what was
+    still queued)."""
+    ep = endpoint_factory(args=["--reconnect-delay", "0.05"])
+    c = ep.accept()
+    c.start()
+    c.send(wire.encode(MREAD) * 2000)
+    c.sock.shutdown(socket.SHUT_WR)
+    answering(c.sock)
+    time.sleep(0.5)  # the endpoint reads the EOF while its answers wait (not a sync point)
+    frame = len(wire.encode(wire.Mdata(addr=MREAD.addr, data=bytes(MREAD.len))))
+    total = 0
+    c.sock.settimeout(10)
+    while data := c.sock.recv(1 << 20):
+        total += len(data)
+    assert total == 2000 * frame, (total // frame, total % frame)
+    c.close()
+    c2 = ep.accept()
+    c2.start()
+    assert c2.mread(vmem.IP4NO.addr, 1) == b"\x01"
+    assert "Traceback" not in ep.output()

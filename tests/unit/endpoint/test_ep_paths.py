@@ -76,15 +76,45 @@ def test_datagram_over_rbufsz_is_truncated_or_dropped_and_each_episode_has_one_n
     parts.receive.udp_received(skt, b"y" * 6, 300, LO4, 53)
     assert skt.drop_pkts == 3 and skt.drop_bytes == 26
     parts.receive.outbox.resume()
-    drop, data = parts.out()
+    drop, data, drop2 = parts.out()
     assert isinstance(drop, wire.Ndrop) and (drop.unitcnt, drop.bytecnt) == (1, 15)
     assert isinstance(data, wire.Ndata) and data.data == b"x" * 10
+    # The ndata left, so the socket has room again: the second episode ends with it (it
+    # waited for a datagram that might never come).
+    assert isinstance(drop2, wire.Ndrop) and (drop2.tfirst, drop2.tlast) == (200, 300)
+    assert (drop2.unitcnt, drop2.bytecnt) == (2, 11)
     assert skt.rbufused == 0 and parts.receive.budget.used == 0
-    parts.receive.udp_received(skt, b"z", 400, LO4, 53)  # accepted again: the episode ends
-    drop, data = parts.out()
-    assert isinstance(drop, wire.Ndrop) and (drop.tfirst, drop.tlast) == (200, 300)
-    assert (drop.unitcnt, drop.bytecnt) == (2, 11)
+    parts.receive.udp_received(skt, b"z", 400, LO4, 53)  # accepted: no episode to end
+    (data,) = parts.out()
     assert isinstance(data, wire.Ndata) and data.data == b"z"
+
+
+def test_drops_of_a_flood_that_stopped_are_reported_once_there_is_room() -> None:
+    """BufMax used up by ndata the controller does not take, then datagrams dropped: the
+    ndrop used to wait for a datagram accepted after them, so when the flood had stopped
+    the drops showed only in DROPSTAT. Room comes back as the ndata leave."""
+    extra = RECV_BUF_OVERHEAD + 4 + 2
+    parts = _Parts(bufmax=2 * (extra + 100))
+    a, b = parts.udp(1), parts.udp(2)
+    parts.receive.outbox.pause()
+    parts.receive.udp_received(a, b"a" * 100, 1, LO4, 53)
+    parts.receive.udp_received(a, b"a" * 100, 2, LO4, 53)  # BufMax used up
+    for t in range(3, 13):
+        parts.receive.udp_received(b if t % 2 else a, b"b" * 50, t, LO4, 53)
+    assert (a.drop_pkts, b.drop_pkts) == (5, 5)
+    parts.receive.set_notifmask(b, int(NotifMask.NDROP))  # b's ndrop is held back
+    parts.receive.outbox.resume()
+    got = parts.out()
+    assert [m.NAME for m in got] == ["ndata", "ndata", "ndrop"]  # in the order they came
+    drop = got[2]
+    assert isinstance(drop, wire.Ndrop) and drop.sktid == 1
+    assert (drop.tfirst, drop.tlast, drop.unitcnt, drop.bytecnt) == (4, 12, 5, 250)
+    assert b.episode is not None  # masked: one ndrop when the mask clears
+    parts.receive.set_notifmask(b, 0)
+    (drop,) = parts.out()
+    assert isinstance(drop, wire.Ndrop) and drop.sktid == 2
+    assert (drop.tfirst, drop.tlast, drop.unitcnt, drop.bytecnt) == (3, 11, 5, 250)
+    assert not parts.receive.dropping and parts.receive.budget.used == 0
 
 
 def test_masked_ndata_is_held_with_its_charge_until_the_mask_clears() -> None:
