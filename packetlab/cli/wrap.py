@@ -135,6 +135,21 @@ def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
+def loopback_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What the in-process endpoint exports: it stands for this host, so IPv6 as well when
+    the host has it (without ::1 exported, every IPv6 connect failed ESKTNOPRFAM)."""
+    import socket
+
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ipaddress.ip_address("127.0.0.1")]
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        out.append(ipaddress.ip_address("::1"))
+    except OSError:
+        pass
+    return out
+
+
 class WrapError(Exception):
     """A problem worth one line on stderr (exit status 125)."""
 
@@ -187,7 +202,10 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         print(f"pktlab wrap: {text}", file=sys.stderr)
 
     running: Deferred[int] = Deferred.fromCoroutine(
-        run_on_link(reactor, link, experiment, on_listening=listening, on_refusal=refused)
+        run_on_link(
+            reactor, link, experiment, addresses=loopback_addresses(),
+            on_listening=listening, on_refusal=refused,
+        )  # fmt: skip
     )
     if args.wait is not None:
         timer = reactor.callLater(args.wait, lambda: None if started else running.cancel())

@@ -33,6 +33,7 @@ from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
 from packetlab.wrap.udp import UdpRelay, bind_host
+from packetlab.wrap.udpmap import MAX_DATAGRAM
 from packetlab.wrap.vclock import CONNECT, VirtualClock
 
 HANDSHAKE_TIMEOUT = 30.0
@@ -228,7 +229,9 @@ class SocksProtocol(Protocol):
         peer = self.transport.getPeer()
         relay = UdpRelay(f.session, peer.host, rec, timeline, lambda name: self._resolve(name, rec))
         try:
-            port = f.reactor.listenUDP(0, relay, interface=bind_host(peer.host))
+            port = f.reactor.listenUDP(
+                0, relay, interface=bind_host(peer.host), maxPacketSize=MAX_DATAGRAM
+            )
         except OSError as e:
             rec.error = str(e)
             self._refuse(socks5.reply(Rep.GENERAL_FAILURE), f"UDP relay: {e}")

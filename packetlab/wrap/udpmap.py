@@ -27,6 +27,9 @@ from packetlab.wrap.vclock import SEND, VirtualClock
 MAX_DESTINATIONS = 256
 MAX_FLOWS = 128  # endpoint UDP sockets (the session has 256 socket ids)
 MAX_PENDING = 64  # datagrams of one flow waiting for its socket
+# Twisted reads 8192 bytes by default and silently cuts what is longer; a program may send
+# (and be answered with) any datagram up to 65535 bytes.
+MAX_DATAGRAM = 65535
 
 
 class _Flow:
@@ -45,7 +48,7 @@ class _Flow:
         session = self.relay.owner.session
         try:
             sktid = session.free_sktid()
-            sock = await session.nopen_udp(sktid, family=self.relay.dst.version, buffer=False)
+            sock = await session.nopen_udp(sktid, family=self.relay.target.version, buffer=False)
         except ControllerError as e:
             self.failed = True
             self.rec.error = str(e)
@@ -65,7 +68,7 @@ class _Flow:
                 self.waiting.append((v, data))
             return
         r = self.relay
-        d = r.owner.session.nsend(self.sktid, data, to=(r.dst, r.port), ntag=True)
+        d = r.owner.session.nsend(self.sktid, data, to=(r.target, r.port), ntag=True)
         self.rec.datagrams_up += 1
         self.rec.bytes_up += len(data)
 
@@ -87,7 +90,7 @@ class _Flow:
         if not isinstance(note, Ndata) or note.raddr is None:
             return
         r = self.relay
-        if unpack_address(note.family, note.raddr) != r.dst or note.rport != r.port:
+        if unpack_address(note.family, note.raddr) != r.target or note.rport != r.port:
             r.owner.stray += 1  # from elsewhere: the relay port can only speak for D
             return
         if self.rec.first_byte is None:
@@ -112,6 +115,9 @@ class DestinationRelay(DatagramProtocol):
     def __init__(self, owner: UdpMap, dst: IPAddress, port: int) -> None:
         self.owner = owner
         self.dst = dst
+        # An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) is that
+        # IPv4 peer: the endpoint talks to it over IPv4, as the program's kernel would.
+        self.target: IPAddress = getattr(dst, "ipv4_mapped", None) or dst
         self.port = port
         self.flows: dict[tuple[str, int], _Flow] = {}
 
@@ -123,7 +129,7 @@ class DestinationRelay(DatagramProtocol):
                 self.owner.dropped += 1
                 return
             rec = self.owner.timings.new("udp", str(self.dst), self.port)
-            rec.addr = str(self.dst)
+            rec.addr = str(self.target)
             flow = self.flows[src] = _Flow(self, src, rec)
             self.owner.flow_count += 1
             Deferred.fromCoroutine(flow.open())
@@ -215,7 +221,9 @@ class UdpMap:
             return 0
         relay = DestinationRelay(self, dst, port)
         try:
-            p = self.reactor.listenUDP(0, relay, interface="::1" if fam == 6 else "127.0.0.1")
+            p = self.reactor.listenUDP(
+                0, relay, interface="::1" if fam == 6 else "127.0.0.1", maxPacketSize=MAX_DATAGRAM
+            )
         except Exception as e:  # no ::1 here, out of ports
             self.log.warn("no relay port for {dst}: {e}", dst=dst, e=e)
             return 0

@@ -497,3 +497,107 @@ def test_remote_endpoint_gone_mid_transfer(
     finally:
         stop_process(ep)
         stop_process(wrap_proc)
+
+
+# -- session 20 (wrap20): what a first-time user hit ---------------------------------------
+
+
+class _Echo:
+    """A UDP echo server (and, on IPv6, a TCP one that says hello) in a thread."""
+
+    def __init__(self, host: str) -> None:
+        import threading
+
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.udp = socket.socket(fam, socket.SOCK_DGRAM)
+        self.udp.bind((host, 0))
+        self.udp.settimeout(0.2)
+        self.tcp = socket.socket(fam, socket.SOCK_STREAM)
+        self.tcp.bind((host, 0))
+        self.tcp.listen(4)
+        self.tcp.settimeout(0.2)
+        self.port, self.tport = self.udp.getsockname()[1], self.tcp.getsockname()[1]
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                data, peer = self.udp.recvfrom(65535)
+                self.udp.sendto(data, peer)
+            except OSError:
+                pass
+            try:
+                conn, _ = self.tcp.accept()
+                with conn:
+                    conn.sendall(b"hello over tcp\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.udp.close()
+        self.tcp.close()
+
+
+@pytest.fixture
+def echo4() -> Iterator[_Echo]:
+    e = _Echo("127.0.0.1")
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def echo6() -> Iterator[_Echo]:
+    try:
+        e = _Echo("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    yield e
+    e.close()
+
+
+def test_ipv6_destinations_through_the_in_process_endpoint(
+    tmp_path: Path, echo6: _Echo
+) -> None:
+    """The in-process endpoint stands for this host, IPv6 included: it exported only
+    127.0.0.1 and every IPv6 connect or datagram failed (ESKTNOPRFAM)."""
+    script = (
+        "import socket\n"
+        f"t = socket.create_connection(('::1', {echo6.tport}), timeout=10)\n"
+        "print(t.makefile('rb').readline().decode().strip())\n"
+        "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(10)\n"
+        f"u.sendto(b'six', ('::1', {echo6.port}))\n"
+        "data, peer = u.recvfrom(100)\n"
+        "print(data.decode(), peer[0], peer[1])\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"hello over tcp\nsix ::1 {echo6.port}\n".encode()
+    assert sorted(t["proto"] for t in timings) == ["tcp", "udp"]
+    assert all(t["error"] is None and t["addr"] == "::1" for t in timings), timings
+
+
+def test_udp_to_an_ipv4_mapped_address_and_datagrams_over_8_kib(
+    tmp_path: Path, echo4: _Echo
+) -> None:
+    """A dual-stack socket sending to ::ffff:127.0.0.1 reaches the IPv4 peer (it failed:
+    the endpoint was asked for an IPv6 socket); a 60,000-byte datagram arrives whole both
+    ways (the relay port read 8192 bytes and cut the rest)."""
+    script = (
+        "import socket\n"
+        "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(10)\n"
+        f"u.sendto(b'mapped', ('::ffff:127.0.0.1', {echo4.port}))\n"
+        "data, peer = u.recvfrom(100)\n"
+        "print(data.decode(), peer[0], peer[1])\n"
+        "b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(10)\n"
+        f"b.sendto(bytes(range(256)) * 234 + b'end', ('127.0.0.1', {echo4.port}))\n"
+        "data, peer = b.recvfrom(65535)\n"
+        "print(len(data), data == bytes(range(256)) * 234 + b'end')\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"mapped ::ffff:127.0.0.1 {echo4.port}\n59907 True\n".encode()
+    assert all(t["addr"] == "127.0.0.1" and t["error"] is None for t in timings), timings
