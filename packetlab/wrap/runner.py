@@ -95,7 +95,7 @@ async def wrap(
         child = spawn(reactor, argv, env)
         for signo in FORWARDED_SIGNALS:
             try:
-                old_handlers[signo] = signal.signal(signo, lambda n, _f: child.signal(n))
+                old_handlers[signo] = signal.signal(signo, lambda n, _f: child.forward(n))
             except ValueError:  # not the main thread (tests): leave signals alone
                 pass
         status = await child.ended

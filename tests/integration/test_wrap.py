@@ -601,3 +601,49 @@ def test_udp_to_an_ipv4_mapped_address_and_datagrams_over_8_kib(
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"mapped ::ffff:127.0.0.1 {echo4.port}\n59907 True\n".encode()
     assert all(t["addr"] == "127.0.0.1" and t["error"] is None for t in timings), timings
+
+
+_COUNT_SIGINTS = """\
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+print("ready", flush=True)
+deadline = time.monotonic() + 20
+while not got and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.5)  # a second SIGINT, if any, comes within this
+sys.exit(len(got))
+"""
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path: Path, wrapped: bool) -> None:
+    """Ctrl-C on a real terminal (a pty): the program sees one SIGINT, as when it runs
+    natively. pktlab wrap forwarded its own copy on top of the terminal's."""
+    import fcntl
+    import termios
+
+    script = tmp_path / "count.py"
+    script.write_text(_COUNT_SIGINTS)
+    argv = ["python3", str(script)]
+    if wrapped:
+        argv = [*PKTLAB, "wrap", "--", *argv]
+    master, slave = os.openpty()
+
+    def own_terminal() -> None:  # after setsid: the pty becomes our controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        start_new_session=True, preexec_fn=own_terminal,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        os.write(master, b"\x03")  # the terminal sends SIGINT to its foreground group
+        status = proc.wait(timeout=30)
+    finally:
+        stop_process(proc)
+        os.close(master)
+    assert status == 1  # the number of SIGINTs the program got

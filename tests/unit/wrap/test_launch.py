@@ -15,6 +15,7 @@ from packetlab.wrap.launch import (
     exit_status,
     find_program,
     proxychains_conf,
+    terminal_sent,
 )
 
 
@@ -88,3 +89,16 @@ def test_parser_keeps_the_command_and_its_options() -> None:
     assert args.command == ["--", "curl", "-s", "--max-time", "3"] and args.timings == "t"
     args = build_parser().parse_args(["--listen", "20556", "--insecure-plaintext", "--", "id"])
     assert args.listen == "20556" and args.insecure_plaintext and args.command == ["--", "id"]
+
+
+def test_a_terminal_signal_to_the_programs_group_is_not_sent_twice() -> None:
+    import signal
+
+    # Ctrl-C / hang-up of the terminal whose foreground group is the program's: it has it
+    assert terminal_sent(signal.SIGINT, 100, 100)
+    assert terminal_sent(signal.SIGHUP, 100, 100)
+    # a kill of our pid (SIGTERM), no terminal, or the program in another group: pass on
+    assert not terminal_sent(signal.SIGTERM, 100, 100)
+    assert not terminal_sent(signal.SIGINT, 100, None)
+    assert not terminal_sent(signal.SIGINT, 100, 200)
+    assert not terminal_sent(signal.SIGINT, None, 100)
