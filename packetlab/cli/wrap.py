@@ -157,7 +157,7 @@ class WrapError(Exception):
 async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
     from twisted.internet.defer import CancelledError, Deferred
 
-    from packetlab.wrap.launch import find_program
+    from packetlab.wrap.launch import find_program, preload_ignored
     from packetlab.wrap.runner import WrapOptions, wrap
     from packetlab.wrap.shim import proxychains_lib
 
@@ -166,7 +166,11 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise WrapError("no command given (pktlab wrap [options] -- CMD ARGS...)")
-    find_program(argv[0])  # 126/127 before any endpoint is started
+    path = find_program(argv[0])  # 126/127 before any endpoint is started
+    if not args.socks_env and preload_ignored(path):
+        print(f"pktlab wrap: warning: {path} is set-user-ID or has file capabilities: the "
+              "loader ignores LD_PRELOAD for it, so its traffic does not go through the "
+              "endpoint", file=sys.stderr)  # fmt: skip
     if not args.socks_env:
         proxychains_lib()  # "not installed" before any endpoint is started
     link = Link.from_args(args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,25 @@ def find_program(name: str) -> str:
     if found is None:
         raise LaunchError(f"{name}: command not found", EXIT_NOT_FOUND)
     return found
+
+
+def preload_ignored(path: str, euid: int | None = None) -> bool:
+    """Will the dynamic loader ignore LD_PRELOAD for `path` (set-user/group-ID or file
+    capabilities it would gain: "secure execution")? Then nothing of it is intercepted
+    (Debian's ping has cap_net_raw). Not for root, who gains nothing."""
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
 
 
 def exit_status(reason: Failure) -> int:

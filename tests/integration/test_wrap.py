@@ -647,3 +647,26 @@ def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path: Path, wrapped: 
         stop_process(proc)
         os.close(master)
     assert status == 1  # the number of SIGINTs the program got
+
+
+def test_raw_and_icmp_sockets_are_refused_not_sent_from_this_host(tmp_path: Path) -> None:
+    """They cannot go through the endpoint; they were let through, so a wrapped `ping`
+    (root here) measured this host's path and looked like a wrapped measurement."""
+    script = (
+        "import socket\n"
+        "for fam, kind, proto in ((socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),\n"
+        "        (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP),\n"
+        "        (socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 58)):\n"
+        "    try:\n"
+        "        socket.socket(fam, kind, proto).close(); print('opened')\n"
+        "    except OSError as e:\n"
+        "        print(e.errno)\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close(); print('udp ok')\n"
+    )
+    done, _ = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["1", "13", "1", "udp", "ok"]  # EPERM EACCES EPERM
+    assert done.stderr.count(b"raw and ICMP sockets cannot go through the endpoint") == 1
+    if shutil.which("ping"):
+        done, _ = wrap(tmp_path, ["ping", "-c", "1", "-W", "1", "127.0.0.1"])
+        assert done.returncode != 0 and b"bytes from" not in done.stdout

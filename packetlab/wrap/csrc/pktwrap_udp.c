@@ -10,6 +10,9 @@
  * Map request: family(1) port(2, network order) addr(4 or 16); answer: port(2), 0 = no.
  * The same hooks mark the virtual time of TCP connects and socket sends for --fidelity
  * (pktwrap_mark, pktwrap_clock.c).
+ * Raw and ICMP sockets cannot go through the endpoint (it offers them only to pktlab
+ * run's raw experiments): socket() refuses them, as the kernel refuses an unprivileged
+ * user, instead of letting `ping` or `traceroute -I` measure from this host unnoticed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -54,6 +57,7 @@ static struct map maps[MAX_MAPS];
 static int nmaps;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+typedef int (*socket_fn)(int, int, int);
 typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
@@ -205,6 +209,32 @@ static void from_relay(struct sockaddr *sa, socklen_t *len)
         }
     }
     pthread_mutex_unlock(&lock);
+}
+
+/* A socket whose packets would leave from this host, not from the endpoint. */
+static int bypasses(int domain, int type, int protocol)
+{
+    if (domain != AF_INET && domain != AF_INET6)
+        return 0;
+    type &= 0xf; /* without SOCK_NONBLOCK / SOCK_CLOEXEC */
+    return type == SOCK_RAW ||
+           (type == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6));
+}
+
+int socket(int domain, int type, int protocol)
+{
+    static int told;
+    if (ctl_path() != NULL && bypasses(domain, type, protocol)) {
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+            static const char msg[] = "pktlab wrap: raw and ICMP sockets cannot go through "
+                                      "the endpoint: refused (use pktlab run ping/traceroute)\n";
+            ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+            (void)rc;
+        }
+        errno = (type & 0xf) == SOCK_RAW ? EPERM : EACCES;
+        return -1;
+    }
+    return NEXT(socket)(domain, type, protocol);
 }
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)

@@ -15,6 +15,7 @@ from packetlab.wrap.launch import (
     exit_status,
     find_program,
     proxychains_conf,
+    preload_ignored,
     terminal_sent,
 )
 
@@ -102,3 +103,24 @@ def test_a_terminal_signal_to_the_programs_group_is_not_sent_twice() -> None:
     assert not terminal_sent(signal.SIGINT, 100, None)
     assert not terminal_sent(signal.SIGINT, 100, 200)
     assert not terminal_sent(signal.SIGINT, None, 100)
+
+
+def test_set_user_id_and_capability_programs_are_not_reached_by_ld_preload(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    prog = tmp_path / "prog"
+    prog.write_bytes(b"#!/bin/sh\n")
+    prog.chmod(0o755)
+    assert not preload_ignored(str(prog), euid=1000)
+    prog.chmod(0o4755)
+    assert preload_ignored(str(prog), euid=1000)
+    assert not preload_ignored(str(prog), euid=0)  # root gains nothing: preloaded
+    ping = "/usr/bin/ping"
+    try:
+        caps = os.path.exists(ping) and bool(os.getxattr(ping, "security.capability"))
+    except OSError:
+        caps = False
+    if caps:
+        assert preload_ignored(ping, euid=1000)
