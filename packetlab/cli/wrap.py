@@ -207,9 +207,13 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
 
     running: Deferred[int] = Deferred.fromCoroutine(
         run_on_link(
-            reactor, link, experiment, addresses=loopback_addresses(),
-            on_listening=listening, on_refusal=refused,
-        )  # fmt: skip
+            reactor,
+            link,
+            experiment,
+            addresses=loopback_addresses(),
+            on_listening=listening,
+            on_refusal=refused,
+        )
     )
     if args.wait is not None:
         timer = reactor.callLater(args.wait, lambda: None if started else running.cancel())

@@ -559,9 +559,7 @@ def echo6() -> Iterator[_Echo]:
     e.close()
 
 
-def test_ipv6_destinations_through_the_in_process_endpoint(
-    tmp_path: Path, echo6: _Echo
-) -> None:
+def test_ipv6_destinations_through_the_in_process_endpoint(tmp_path: Path, echo6: _Echo) -> None:
     """The in-process endpoint stands for this host, IPv6 included: it exported only
     127.0.0.1 and every IPv6 connect or datagram failed (ESKTNOPRFAM)."""
     script = (

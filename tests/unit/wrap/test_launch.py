@@ -14,8 +14,8 @@ from packetlab.wrap.launch import (
     child_env,
     exit_status,
     find_program,
-    proxychains_conf,
     preload_ignored,
+    proxychains_conf,
     terminal_sent,
 )
 
