@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from packetlab.controller import EndpointSession, IPAddress, read_system_info
 from packetlab.wrap.launch import FORWARDED_SIGNALS, child_env, proxychains_conf, spawn
+from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
 from packetlab.wrap.timeline import TimingLog
@@ -69,12 +70,13 @@ async def wrap(
     tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
     clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
     timings = TimingLog(opts.timings)
+    names = Names(session, dns)
     factory = WrapFactory(
         session, reactor, dns_servers=dns, timings=timings, clock=clock,
-        connect_timeout=opts.connect_timeout,
+        connect_timeout=opts.connect_timeout, names=names,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    udpmap = UdpMap(session, reactor, timings, clock)
+    udpmap = UdpMap(session, reactor, timings, clock, names)
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())

@@ -28,7 +28,7 @@ from packetlab.controller import (
     RequestFailed,
 )
 from packetlab.wrap import socks5
-from packetlab.wrap.resolve import ResolveError, resolve
+from packetlab.wrap.resolve import Names, ResolveError, resolve
 from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
@@ -74,8 +74,10 @@ class WrapFactory(Factory):
         timings: TimingLog,
         clock: VirtualClock | None = None,
         connect_timeout: float = 20.0,
+        names: Names | None = None,
     ) -> None:
         self.session = session
+        self.names = names
         self.reactor = reactor
         self.dns_servers = dns_servers
         self.timings = timings
@@ -158,6 +160,8 @@ class SocksProtocol(Protocol):
             "udp" if req.cmd == Cmd.UDP_ASSOCIATE else "tcp", str(req.host), req.port
         )
         self.rec = rec
+        if f.names is not None:
+            f.names.label(rec, req.host)
         self.timeline = Timeline(f.clock, f.reactor, rec)
         if req.cmd == Cmd.CONNECT:
             await self._connect(req, rec, self.timeline)

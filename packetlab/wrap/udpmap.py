@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from packetlab.controller import ControllerError, EndpointSession, IPAddress, unpack_address
 from packetlab.wire import Ndata, Ntag
+from packetlab.wrap.resolve import Names, NoSuchName, ResolveError
 from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
 from packetlab.wrap.vclock import SEND, VirtualClock
 
@@ -30,6 +31,8 @@ MAX_PENDING = 64  # datagrams of one flow waiting for its socket
 # Twisted reads 8192 bytes by default and silently cuts what is longer; a program may send
 # (and be answered with) any datagram up to 65535 bytes.
 MAX_DATAGRAM = 65535
+# Answers to the shim's name lookups (csrc/pktwrap_udp.c).
+LOOKUP_OK, LOOKUP_NONAME, LOOKUP_FAILED, LOOKUP_LOCAL = 0, 1, 2, 3
 
 
 class _Flow:
@@ -130,6 +133,8 @@ class DestinationRelay(DatagramProtocol):
                 return
             rec = self.owner.timings.new("udp", str(self.dst), self.port)
             rec.addr = str(self.target)
+            if self.owner.names is not None:
+                self.owner.names.label(rec, self.target)
             flow = self.flows[src] = _Flow(self, src, rec)
             self.owner.flow_count += 1
             Deferred.fromCoroutine(flow.open())
@@ -148,16 +153,27 @@ class DestinationRelay(DatagramProtocol):
 
 
 class _MapRequest(Protocol):
-    """family(1) port(2) address(4|16) → relay port(2); 0 = refused."""
+    """family(1) port(2) address(4|16) → relay port(2); 0 = refused. Or a name lookup
+    (the shim's getaddrinfo): "N" family(1: 0, 4, 6) length(1) name → status(1)
+    count(1) then family(1) address(4|16) per address; status LOOKUP_*."""
 
     factory: MapServer
     transport: Any
 
     def __init__(self) -> None:
         self.buf = b""
+        self.busy = False
 
     def dataReceived(self, data: bytes) -> None:
+        if self.busy:
+            return
         self.buf += data
+        if self.buf[:1] == b"N":
+            if len(self.buf) >= 3 and len(self.buf) >= 3 + self.buf[2]:
+                self.busy = True
+                name = self.buf[3 : 3 + self.buf[2]].decode("ascii", "replace")
+                Deferred.fromCoroutine(self._lookup(name, self.buf[1]))
+            return
         if len(self.buf) > 19:
             self.transport.loseConnection()
             return
@@ -165,6 +181,11 @@ class _MapRequest(Protocol):
             return
         port = self.factory.owner.relay_port(self.buf)
         self.transport.write(struct.pack(">H", port))
+        self.transport.loseConnection()
+
+    async def _lookup(self, name: str, family: int) -> None:
+        answer = await self.factory.owner.lookup(name, family)
+        self.transport.write(answer)
         self.transport.loseConnection()
 
 
@@ -189,8 +210,10 @@ class UdpMap:
         reactor: Any,
         timings: TimingLog,
         clock: VirtualClock | None,
+        names: Names | None = None,
     ) -> None:
         self.session = session
+        self.names = names
         self.reactor = reactor
         self.timings = timings
         self.clock = clock
@@ -203,6 +226,33 @@ class UdpMap:
     def now(self) -> int:
         """When the program sent what we are handling (the shim's mark; virtual ns)."""
         return self.clock.acted(SEND) if self.clock is not None else 0
+
+    async def lookup(self, name: str, family: int) -> bytes:
+        """The answer to a shim's name lookup: the endpoint's addresses for `name`. With
+        timing fidelity it comes when the program's clock has advanced by the endpoint's
+        DNS interval, as a native lookup's would."""
+        if self.names is None or self.names.local(name):
+            return bytes([LOOKUP_LOCAL, 0])
+        start = self.clock.virtual() if self.clock is not None else 0
+        try:
+            answer = await self.names.lookup(name, family)
+        except (ResolveError, ControllerError) as e:
+            # No connection follows: the failed lookup is a timings line of its own.
+            rec = self.timings.new("dns", name, 53)
+            rec.error = str(e) or type(e).__name__
+            self.timings.finished(rec)
+            return bytes([LOOKUP_NONAME if isinstance(e, NoSuchName) else LOOKUP_FAILED, 0])
+        addrs = answer.addresses[:32]
+        out = bytes([LOOKUP_OK, len(addrs)])
+        out += b"".join(bytes([a.version]) + a.packed for a in addrs)
+        if self.clock is not None and answer.sent is not None and answer.answered is not None:
+            wait = self.clock.due(start + answer.answered - answer.sent)
+            if wait > 0:
+                d: Deferred[None] = Deferred()
+                self.reactor.callLater(wait / 1e9, d.callback, None)
+                await d
+                self.clock.due(start + answer.answered - answer.sent)
+        return out
 
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)

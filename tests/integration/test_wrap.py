@@ -155,8 +155,9 @@ def test_unknown_name_fails_in_the_program(tmp_path: Path, servers: Servers) -> 
         tmp_path, ["curl", "-s", f"http://nx.wrap.test:{servers.ports['http']}/"],
         "--dns", servers.dns,
     )  # fmt: skip
-    assert done.returncode != 0 and done.stdout == b""
-    assert "no such name" in timings[0]["error"]
+    # as natively: "could not resolve host" (6), not a refused connection (7)
+    assert done.returncode == 6 and done.stdout == b"", done.stderr
+    assert timings[0]["proto"] == "dns" and "no such name" in timings[0]["error"]
 
 
 def test_python_urllib(tmp_path: Path, servers: Servers) -> None:
@@ -668,3 +669,28 @@ def test_raw_and_icmp_sockets_are_refused_not_sent_from_this_host(tmp_path: Path
     if shutil.which("ping"):
         done, _ = wrap(tmp_path, ["ping", "-c", "1", "-W", "1", "127.0.0.1"])
         assert done.returncode != 0 and b"bytes from" not in done.stdout
+
+
+def test_names_resolve_to_the_endpoints_real_addresses(tmp_path: Path, servers: Servers) -> None:
+    """getaddrinfo returns what the endpoint's DNS server answered, so a UDP tool can use
+    a name (dig @NAME sent its query to proxychains' placeholder 224.0.0.1) and a program
+    sees the real address; the connection's timings still name the host."""
+    _need("dig", "curl")
+    dns = str(servers.ports["dns"])
+    done, timings = wrap(
+        tmp_path, ["dig", "+short", "+time=5", "+tries=1", "@" + NAME, "-p", dns, NAME],
+        "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == b"127.0.0.1\n"
+    assert [t["addr"] for t in timings] == ["127.0.0.1"]
+    script = f"import socket; print(socket.getaddrinfo({NAME!r}, 80, socket.AF_INET)[0][4][0])"
+    done, _ = wrap(tmp_path, ["python3", "-c", script], "--dns", servers.dns)
+    assert done.stdout == b"127.0.0.1\n", done.stderr
+    url = servers.url("http", "index.html", host=NAME)
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", "-w", "%{remote_ip}\\n", url], "--dns", servers.dns
+    )
+    assert done.stdout == b"hello through the endpoint\n127.0.0.1\n", done.stderr
+    (t,) = timings
+    assert t["host"] == NAME and t["dns_sent"] is not None and t["dns_ns"] is not None
