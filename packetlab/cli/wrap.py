@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -115,7 +116,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "wait as long as it takes]",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS...",
+        help="the program to run and its arguments (its stdin, stdout, stderr and exit "
+        "status are its own)",
+    )
 
 
 def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -255,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
 
     reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
     reactor.run(installSignalHandlers=True)
+    if "status" not in box and "error" not in box:
+        # The reactor's SIGTERM handler stopped it before CMD ran (waiting for an
+        # endpoint): say so, with the shell's status for SIGTERM, not a silent 125.
+        box["error"], box["status"] = "terminated before CMD ran", 128 + signal.SIGTERM
     if "error" in box:
         print(f"pktlab wrap: {box['error']}", file=sys.stderr)
     status: int = box.get("status", EXIT_WRAP_FAILED)

@@ -694,3 +694,23 @@ def test_names_resolve_to_the_endpoints_real_addresses(tmp_path: Path, servers: 
     assert done.stdout == b"hello through the endpoint\n127.0.0.1\n", done.stderr
     (t,) = timings
     assert t["host"] == NAME and t["dns_sent"] is not None and t["dns_ns"] is not None
+
+
+def test_sigterm_while_waiting_for_an_endpoint(listen_port: int) -> None:
+    """It ended silently with 125 ("pktlab wrap failed"); now a line and 143, as a shell
+    reports a program SIGTERM ended."""
+    proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--", "true"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "waiting for an endpoint" in proc.stderr.readline()
+        proc.terminate()
+        status = proc.wait(timeout=30)
+        err = proc.stderr.read()
+    finally:
+        stop_process(proc)
+    assert status == 143
+    assert err.strip() == "pktlab wrap: terminated before CMD ran"
