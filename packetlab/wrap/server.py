@@ -11,6 +11,7 @@ whose datagrams leave from endpoint UDP sockets (`UdpRelay`); BIND is refused wi
 from __future__ import annotations
 
 import ipaddress
+import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -85,6 +86,14 @@ class WrapFactory(Factory):
         self.connect_timeout = connect_timeout
         self.live: set[SocksProtocol] = set()
         self.refused = 0
+        self._said = False
+
+    def say_once(self, text: str) -> None:
+        """One line on stderr for the user (a limit that reset a connection), once a run:
+        the program itself only sees a reset."""
+        if not self._said:
+            self._said = True
+            print(f"pktlab wrap: {text}", file=sys.stderr)
 
     def buildProtocol(self, addr: Any) -> Any:
         p = SocksProtocol()
@@ -181,7 +190,7 @@ class SocksProtocol(Protocol):
 
     async def _connect(self, req: socks5.Request, rec: ConnTiming, timeline: Timeline) -> None:
         f = self.factory
-        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done)
+        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done, f.say_once)
         try:
             if isinstance(req.host, str):
                 addr = await self._resolve(req.host, rec)

@@ -12,6 +12,7 @@ TIMEOUT → the program's socket is reset. Both sides done → nclose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -30,6 +31,13 @@ from packetlab.wrap.timeline import ConnTiming, Timeline, send_now
 from packetlab.wrap.vclock import SEND
 
 WINDOW = 512 * 1024
+# Why an endpoint refuses a TCP nsend (ESKTPKTDENY): the destination was allowed at
+# nopen, so it is a send limit, almost always the send window (docs/wrap.md).
+SEND_WINDOW_HINT = (
+    "ESKTPKTDENY: over its send window, 12,500,000 bytes per 10 s without a "
+    "max_burst_rate_byte grant in the operator's exppriv certificate; `pktlab init "
+    "--max-burst-rate-byte 1250000000/10000000000` grants the in-process endpoint 1 Gb/s"
+)
 
 
 class TcpRelay:
@@ -44,8 +52,10 @@ class TcpRelay:
         rec: ConnTiming,
         timeline: Timeline,
         on_done: Any,
+        on_refused: Callable[[str], object] | None = None,
     ) -> None:
         self.session = session
+        self._on_refused = on_refused
         self.client = client
         self.rec = rec
         self.timeline = timeline
@@ -133,6 +143,12 @@ class TcpRelay:
     def _send_failed(self, failure: Any) -> None:
         if not self._done:
             self.rec.error = self.rec.error or f"send failed: {failure.value}"
+            if getattr(failure.value, "name", None) == "ESKTPKTDENY" and self._on_refused:
+                self._on_refused(
+                    f"the endpoint refused to send on the connection to {self.rec.host}:"
+                    f"{self.rec.port} after {self.rec.bytes_up} bytes ({SEND_WINDOW_HINT}); "
+                    "the program's connection was reset"
+                )  # fmt: skip
             self.abort()
 
     def client_fin(self) -> None:

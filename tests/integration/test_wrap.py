@@ -714,3 +714,41 @@ def test_sigterm_while_waiting_for_an_endpoint(listen_port: int) -> None:
         stop_process(proc)
     assert status == 143
     assert err.strip() == "pktlab wrap: terminated before CMD ran"
+
+
+def test_an_upload_over_the_endpoints_send_window_is_explained(tmp_path: Path) -> None:
+    """The endpoint's send window (12.5 MB per 10 s without a grant) refuses the rest of
+    a fast upload and the program's connection is reset; the user was told nothing but
+    the program's "Connection reset by peer"."""
+    import threading
+
+    sink = socket.create_server(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+
+    def drain() -> None:
+        conn, _ = sink.accept()
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    script = (
+        "import socket\n"
+        f"s = socket.create_connection(('127.0.0.1', {port}))\n"
+        "try:\n"
+        "    for _ in range(32):\n"
+        "        s.sendall(bytes(1 << 20))\n"
+        "    s.shutdown(socket.SHUT_WR); s.recv(1)\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__)\n"
+    )
+    try:
+        done, timings = wrap(tmp_path, ["python3", "-c", script])
+    finally:
+        sink.close()
+        reader.join(5)
+    assert done.stdout in (b"ConnectionResetError\n", b"BrokenPipeError\n"), done.stderr
+    assert b"over its send window" in done.stderr and b"--max-burst-rate-byte" in done.stderr
+    assert done.stderr.count(b"pktlab wrap:") == 1
+    assert "ESKTPKTDENY" in timings[0]["error"]
