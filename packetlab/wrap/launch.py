@@ -144,6 +144,16 @@ class Child(ProcessProtocol):
                 pass
 
 
+def forward_signal(pid: int, signo: int) -> None:
+    """Pass a signal we got on to `pid` (a process the program left running), unless the
+    terminal sent it there already."""
+    if not terminal_sent(signo, _pgid(pid), foreground_pgrp()):
+        try:
+            os.kill(pid, signo)
+        except OSError:  # gone meanwhile
+            pass
+
+
 def spawn(reactor: Any, argv: Sequence[str], env: dict[str, str]) -> Child:
     path = find_program(argv[0])
     child = Child()

@@ -752,3 +752,16 @@ def test_an_upload_over_the_endpoints_send_window_is_explained(tmp_path: Path) -
     assert b"over its send window" in done.stderr and b"--max-burst-rate-byte" in done.stderr
     assert done.stderr.count(b"pktlab wrap:") == 1
     assert "ESKTPKTDENY" in timings[0]["error"]
+
+
+def test_a_background_child_left_running_is_still_wrapped(tmp_path: Path, servers: Servers) -> None:
+    """`sh -c 'curl URL &'`: the shell exits at once and curl goes on, as natively; its
+    connection was cut when the shell exited (curl printed 000)."""
+    _need("curl")
+    url = servers.url("http", "slow/300")
+    done, timings = wrap(
+        tmp_path, ["sh", "-c", f"curl -s -o /dev/null -w '%{{http_code}}\\n' {url} &"]
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"200\n"
+    assert [t["error"] for t in timings] == [None]
