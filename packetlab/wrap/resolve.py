@@ -106,8 +106,9 @@ async def resolve(
             if rcode == dns.ENAME:
                 raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
             break  # an answer without addresses of this type: try the next type
-    why = "; ".join(errors) or "no address"
-    raise ResolveError(f"cannot resolve {name!r}: {why}")
+    if not errors:  # answered, with no address of the types asked for
+        raise NoSuchName(f"cannot resolve {name!r}: no address")
+    raise ResolveError(f"cannot resolve {name!r}: {'; '.join(errors)}")
 
 
 def hosts_names(path: str = "/etc/hosts") -> frozenset[str]:

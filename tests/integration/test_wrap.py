@@ -686,9 +686,16 @@ def test_names_resolve_to_the_endpoints_real_addresses(tmp_path: Path, servers: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == b"127.0.0.1\n"
     assert [t["addr"] for t in timings] == ["127.0.0.1"]
-    script = f"import socket; print(socket.getaddrinfo({NAME!r}, 80, socket.AF_INET)[0][4][0])"
+    script = (
+        "import socket\n"
+        f"print(socket.getaddrinfo({NAME!r}, 80, socket.AF_INET)[0][4][0])\n"
+        "try:\n"
+        f"    socket.getaddrinfo({NAME!r}, 80, socket.AF_INET6)\n"
+        "except socket.gaierror as e:\n"
+        "    print(e.errno == socket.EAI_NONAME)\n"  # no AAAA: not a temporary failure
+    )
     done, _ = wrap(tmp_path, ["python3", "-c", script], "--dns", servers.dns)
-    assert done.stdout == b"127.0.0.1\n", done.stderr
+    assert done.stdout == b"127.0.0.1\nTrue\n", done.stderr
     url = servers.url("http", "index.html", host=NAME)
     done, timings = wrap(
         tmp_path, ["curl", "-s", "-w", "%{remote_ip}\\n", url], "--dns", servers.dns
