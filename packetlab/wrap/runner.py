@@ -27,7 +27,7 @@ from packetlab.wrap.orphans import become_subreaper, children, reap
 from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
-from packetlab.wrap.timeline import TimingLog
+from packetlab.wrap.timeline import Notices, TimingLog
 from packetlab.wrap.udpmap import UdpMap
 from packetlab.wrap.vclock import VirtualClock
 
@@ -77,13 +77,13 @@ async def wrap(
     tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
     clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
     timings = TimingLog(opts.timings)
-    names = Names(session, dns)
+    names, notices = Names(session, dns), Notices()
     factory = WrapFactory(
         session, reactor, dns_servers=dns, timings=timings, clock=clock,
-        connect_timeout=opts.connect_timeout, names=names,
+        connect_timeout=opts.connect_timeout, names=names, notices=notices,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    udpmap = UdpMap(session, reactor, timings, clock, names)
+    udpmap = UdpMap(session, reactor, timings, clock, names, notices)
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())

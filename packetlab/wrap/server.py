@@ -11,7 +11,6 @@ whose datagrams leave from endpoint UDP sockets (`UdpRelay`); BIND is refused wi
 from __future__ import annotations
 
 import ipaddress
-import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -32,7 +31,7 @@ from packetlab.wrap import socks5
 from packetlab.wrap.resolve import Names, ResolveError, resolve
 from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
-from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog, send_now
 from packetlab.wrap.udp import UdpRelay, bind_host
 from packetlab.wrap.udpmap import MAX_DATAGRAM
 from packetlab.wrap.vclock import CONNECT, VirtualClock
@@ -76,6 +75,7 @@ class WrapFactory(Factory):
         clock: VirtualClock | None = None,
         connect_timeout: float = 20.0,
         names: Names | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
         self.names = names
@@ -86,14 +86,7 @@ class WrapFactory(Factory):
         self.connect_timeout = connect_timeout
         self.live: set[SocksProtocol] = set()
         self.refused = 0
-        self._said = False
-
-    def say_once(self, text: str) -> None:
-        """One line on stderr for the user (a limit that reset a connection), once a run:
-        the program itself only sees a reset."""
-        if not self._said:
-            self._said = True
-            print(f"pktlab wrap: {text}", file=sys.stderr)
+        self.notices = notices if notices is not None else Notices()
 
     def buildProtocol(self, addr: Any) -> Any:
         p = SocksProtocol()
@@ -190,7 +183,7 @@ class SocksProtocol(Protocol):
 
     async def _connect(self, req: socks5.Request, rec: ConnTiming, timeline: Timeline) -> None:
         f = self.factory
-        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done, f.say_once)
+        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done, f.notices)
         try:
             if isinstance(req.host, str):
                 addr = await self._resolve(req.host, rec)

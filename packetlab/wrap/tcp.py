@@ -12,7 +12,6 @@ TIMEOUT → the program's socket is reset. Both sides done → nclose.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -27,7 +26,7 @@ from packetlab.controller import (
     wait_connected,
 )
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
-from packetlab.wrap.timeline import ConnTiming, Timeline, send_now
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, send_now
 from packetlab.wrap.vclock import SEND
 
 WINDOW = 512 * 1024
@@ -52,10 +51,10 @@ class TcpRelay:
         rec: ConnTiming,
         timeline: Timeline,
         on_done: Any,
-        on_refused: Callable[[str], object] | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
-        self._on_refused = on_refused
+        self._notices = notices
         self.client = client
         self.rec = rec
         self.timeline = timeline
@@ -143,8 +142,9 @@ class TcpRelay:
     def _send_failed(self, failure: Any) -> None:
         if not self._done:
             self.rec.error = self.rec.error or f"send failed: {failure.value}"
-            if getattr(failure.value, "name", None) == "ESKTPKTDENY" and self._on_refused:
-                self._on_refused(
+            if getattr(failure.value, "name", None) == "ESKTPKTDENY" and self._notices:
+                self._notices.say(
+                    "tcp-send",
                     f"the endpoint refused to send on the connection to {self.rec.host}:"
                     f"{self.rec.port} after {self.rec.bytes_up} bytes ({SEND_WINDOW_HINT}); "
                     "the program's connection was reset"

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from packetlab.controller import ControllerError, EndpointSession, IPAddress, unpack_address
 from packetlab.wire import Ndata, Ntag
 from packetlab.wrap.resolve import Names, NoSuchName, ResolveError
-from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog
 from packetlab.wrap.vclock import SEND, VirtualClock
 
 MAX_DESTINATIONS = 256
@@ -81,6 +81,14 @@ class _Flow:
 
         def failed(f: Any) -> None:  # refused by the endpoint (valid_dest, quota): dropped
             self.rec.error = self.rec.error or str(f.value)
+            if getattr(f.value, "name", None) == "ESKTPKTDENY":
+                r.owner.notices.say(
+                    "udp-send",
+                    f"the endpoint refused a datagram to {r.dst}:{r.port} (ESKTPKTDENY: a "
+                    "destination its certificate does not allow, or over its send window; "
+                    "--timings has the error); such datagrams are dropped, as a network "
+                    "would",
+                )
 
         d.addCallbacks(queued, failed)
 
@@ -211,9 +219,11 @@ class UdpMap:
         timings: TimingLog,
         clock: VirtualClock | None,
         names: Names | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
         self.names = names
+        self.notices = notices if notices is not None else Notices()
         self.reactor = reactor
         self.timings = timings
         self.clock = clock

@@ -333,6 +333,8 @@ def test_certificate_limits_apply_to_wrapped_traffic(tmp_path: Path, servers: Se
     )  # fmt: skip
     assert done.returncode == 9, done.stdout  # dig: no reply
     assert "ESKTPKTDENY" in timings[0]["error"] and timings[0]["datagrams_down"] == 0
+    # the user is told once why (dig only says it timed out)
+    assert done.stderr.count(b"pktlab wrap: the endpoint refused a datagram to 127.0.0.1") == 1
 
 
 def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
