@@ -20,6 +20,10 @@ class ResolveError(Exception):
     pass
 
 
+class NoSuchName(ResolveError):
+    """The DNS server answered NXDOMAIN (or the name cannot be asked)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     addresses: tuple[IPAddress, ...]
@@ -38,9 +42,13 @@ def literal(name: str) -> IPAddress | None:
 
 
 def query(name: str, qtype: int) -> tuple[int, bytes]:
+    try:
+        wire_name = name.encode("idna")  # an empty or 64+ byte label cannot be asked
+    except UnicodeError:
+        raise NoSuchName(f"cannot resolve {name!r}: not a valid DNS name") from None
     qid = secrets.randbelow(0x10000)
     m = dns.Message(id=qid, recDes=1)
-    m.queries = [dns.Query(name.encode("idna"), qtype)]
+    m.queries = [dns.Query(wire_name, qtype)]
     return qid, m.toStr()
 
 
@@ -61,10 +69,6 @@ def addresses_in(reply: bytes, qid: int, qtype: int) -> tuple[int, list[IPAddres
         elif rr.type == qtype == dns.AAAA:
             out.append(ipaddress.IPv6Address(payload.address))
     return int(m.rCode), out
-
-
-class NoSuchName(ResolveError):
-    """The DNS server answered NXDOMAIN."""
 
 
 async def resolve(

@@ -192,7 +192,11 @@ class _MapRequest(Protocol):
         self.transport.loseConnection()
 
     async def _lookup(self, name: str, family: int) -> None:
-        answer = await self.factory.owner.lookup(name, family)
+        try:
+            answer = await self.factory.owner.lookup(name, family)
+        except Exception:  # a bug: the program's getaddrinfo must not wait forever
+            self.factory.owner.log.failure("lookup of {name}", name=name)
+            answer = bytes([LOOKUP_FAILED, 0])
         self.transport.write(answer)
         self.transport.loseConnection()
 

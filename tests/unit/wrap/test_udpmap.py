@@ -132,3 +132,22 @@ def test_name_lookups_answer_the_endpoints_addresses_or_no_such_name() -> None:
     assert lookup(b"localhost") == bytes([LOOKUP_LOCAL, 0])  # /etc/hosts: this side
     assert [(r.proto, r.host) for r in log.records] == [("dns", "nx.test"), ("dns", "down.test")]
     assert "no such name" in (log.records[0].error or "")
+
+
+def test_a_name_that_cannot_be_asked_or_a_failing_lookup_is_still_answered() -> None:
+    """`getent ahosts a..b` hung: the name's IDNA encoding raised, the lookup was never
+    answered, and the program's getaddrinfo waited for ever."""
+    import ipaddress
+
+    from packetlab.wrap.resolve import Names
+    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_NONAME
+
+    names = Names(None, [(ipaddress.ip_address("192.0.2.53"), 53)], hosts=frozenset())  # type: ignore[arg-type]
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, names)  # type: ignore[arg-type]
+    for bad in (b"a..b", b"x" * 70 + b".test"):
+        assert ask(udpmap, b"N\x00" + bytes([len(bad)]) + bad) == (
+            bytes([LOOKUP_NONAME, 0]), True,
+        )  # fmt: skip
+    broken = FakeNames({"www.test": RuntimeError("a bug")})
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, broken)  # type: ignore[arg-type]
+    assert ask(udpmap, b"N\x00\x08www.test") == (bytes([LOOKUP_FAILED, 0]), True)
