@@ -2,8 +2,10 @@
 curl goes on. Natively that curl finishes; through `pktlab wrap` the SOCKS server and
 relay ports closed when the shell exited, and its connection failed. So `pktlab wrap`
 is a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`): orphans of the program become our
-children, and the run waits for them too (reaping each by its pid, never with
-`waitpid(-1)`, which would take Twisted's own children from it).
+children, and the run waits for those of them that carry this run's environment marker
+(reaping each by its pid, never with `waitpid(-1)`, which would take Twisted's own
+children, or the caller's, from it). The subreaper flag is the process's: it is set
+while any run is going on.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from collections.abc import Iterable
 PR_SET_CHILD_SUBREAPER = 36
 
 
+_runs = 0  # runs that asked for it: the flag is cleared when the last one ends
+
+
 def become_subreaper(on: bool = True) -> bool:
     """Orphans of our descendants become our children (False where this is not Linux);
-    `on=False` ends it."""
+    `on=False`: one run less wants it (cleared when none does)."""
+    global _runs
     if not sys.platform.startswith("linux"):
         return False
+    _runs = _runs + 1 if on else max(0, _runs - 1)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)) == 0
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, int(_runs > 0), 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
 
@@ -49,6 +56,17 @@ def children(parent: int | None = None, proc: str = "/proc") -> list[int]:
         if len(fields) > 1 and int(fields[1]) == parent:
             out.append(int(name))
     return out
+
+
+def marked(pid: int, marker: bytes, proc: str = "/proc") -> bool:
+    """Does `pid`'s environment hold `marker` (``PKTLAB_WRAP_SOCKS=HOST:PORT`` of this
+    run)? So only processes of this run's program are waited for, not children the
+    calling program started otherwise (a server of its own, another run's)."""
+    try:
+        with open(f"{proc}/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def reap(pids: Iterable[int]) -> list[int]:

@@ -23,7 +23,7 @@ from packetlab.wrap.launch import (
     proxychains_conf,
     spawn,
 )
-from packetlab.wrap.orphans import become_subreaper, children, reap
+from packetlab.wrap.orphans import become_subreaper, children, marked, reap
 from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
@@ -118,7 +118,7 @@ async def wrap(
                 pass
         status = await child.ended
         if reaper:
-            await _orphans(reactor, left)
+            await _orphans(reactor, left, f"PKTLAB_WRAP_SOCKS={env['PKTLAB_WRAP_SOCKS']}")
         await _drain(reactor, factory, opts.drain)
         return WrapResult(status, timings, clock.hidden if clock else 0)
     finally:
@@ -148,15 +148,18 @@ async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
         waited += 0.01
 
 
-async def _orphans(reactor: Any, left: list[int]) -> None:
+async def _orphans(reactor: Any, left: list[int], marker: str) -> None:
     """Wait for what the program left running (`sh -c 'curl URL &'`): orphans of its
-    tree are ours (a subreaper), and their traffic still needs the wrapper. `left` is
-    kept current, so signals reach them meanwhile."""
+    tree are ours (a subreaper), and their traffic still needs the wrapper. Only those
+    with this run's `marker` in their environment. `left` is kept current, so signals
+    reach them meanwhile."""
     from twisted.internet import process
 
+    mark = marker.encode()
     while True:
         known = set(process.reapProcessHandlers)  # Twisted's own children
-        left[:] = reap(p for p in children() if p not in known)
+        ours = [p for p in children() if p not in known and marked(p, mark)]
+        left[:] = reap(ours)
         if not left:
             return
         d: Deferred[None] = Deferred()

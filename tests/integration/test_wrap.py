@@ -776,3 +776,24 @@ def test_a_background_child_left_running_is_still_wrapped(tmp_path: Path, server
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"200\n"
     assert [t["error"] for t in timings] == [None]
+
+
+def test_the_callers_own_children_do_not_hold_a_run(tmp_path: Path) -> None:
+    """`wrap()` as a building block in a program that started a process of its own
+    (a server): the run must not take it for the wrapped program's orphan and wait."""
+    script = (
+        "import subprocess\n"
+        "from twisted.internet import task\n"
+        "from packetlab.cli.link import run_in_process\n"
+        "from packetlab.wrap.runner import WrapOptions, wrap\n"
+        "server = subprocess.Popen(['sleep', '60'])\n"
+        "async def experiment(session):\n"
+        "    return (await wrap(session, ['true'], WrapOptions())).status\n"
+        "async def main(reactor):\n"
+        "    print('status', await run_in_process(reactor, experiment, plaintext=True))\n"
+        "    server.kill(); server.wait()\n"
+        "task.react(main)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=40, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"status 0\n"
