@@ -570,7 +570,7 @@ def test_ipv6_destinations_through_the_in_process_endpoint(tmp_path: Path, echo6
     script = (
         "import socket\n"
         f"t = socket.create_connection(('::1', {echo6.tport}), timeout=10)\n"
-        "print(t.makefile('rb').readline().decode().strip())\n"
+        "print(t.makefile('rb').readline().decode().strip(), *t.getpeername()[:2])\n"
         "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(10)\n"
         f"u.sendto(b'six', ('::1', {echo6.port}))\n"
         "data, peer = u.recvfrom(100)\n"
@@ -578,7 +578,8 @@ def test_ipv6_destinations_through_the_in_process_endpoint(tmp_path: Path, echo6
     )
     done, timings = wrap(tmp_path, ["python3", "-c", script])
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"hello over tcp\nsix ::1 {echo6.port}\n".encode()
+    # getpeername: the server, not our SOCKS server (proxychains' connection)
+    assert done.stdout == f"hello over tcp ::1 {echo6.tport}\nsix ::1 {echo6.port}\n".encode()
     assert sorted(t["proto"] for t in timings) == ["tcp", "udp"]
     assert all(t["error"] is None and t["addr"] == "::1" for t in timings), timings
 

@@ -250,6 +250,47 @@ int socket(int domain, int type, int protocol)
     return NEXT(socket)(domain, type, protocol);
 }
 
+/* The destination each TCP socket asked connect() for: proxychains connects it to our
+ * SOCKS server instead, and getpeername() would show that server. */
+#define MAX_PEERS 1024
+static struct {
+    int fd;
+    socklen_t len;
+    struct sockaddr_storage dst;
+} peers[MAX_PEERS];
+
+static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (fd < 0 || ctl_path() == NULL)
+        return;
+    pthread_mutex_lock(&lock);
+    int i = fd % MAX_PEERS;
+    peers[i].fd = fd;
+    peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
+    memcpy(&peers[i].dst, addr, peers[i].len);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Is `sa` our SOCKS server ($PKTLAB_WRAP_SOCKS = "127.0.0.1:PORT")? */
+static int is_socks_server(const struct sockaddr *sa)
+{
+    const char *env = getenv("PKTLAB_WRAP_SOCKS");
+    const char *colon = env != NULL ? strrchr(env, ':') : NULL;
+    if (colon == NULL)
+        return 0;
+    in_port_t port = htons((in_port_t)atoi(colon + 1));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
+        return a->sin_port == port && a->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
+        return a->sin6_port == port && IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+               memcmp(a->sin6_addr.s6_addr + 12, "\x7f\0\0\x01", 4) == 0;
+    }
+    return 0;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -257,6 +298,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
+        remember_peer(fd, addr, len);
     }
     if (type == SOCK_DGRAM) {
         int r = to_relay(addr, &relay);
@@ -388,9 +430,20 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct time
 
 int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
+    socklen_t room = len != NULL ? *len : 0;
     int rc = NEXT(getpeername)(fd, addr, len);
-    if (rc == 0)
-        from_relay(addr, len);
+    if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t))
+        return rc;
+    from_relay(addr, len);
+    if (is_socks_server(addr) && fd >= 0) { /* the destination the program connected to */
+        pthread_mutex_lock(&lock);
+        int i = fd % MAX_PEERS;
+        if (peers[i].fd == fd && peers[i].len > 0) {
+            memcpy(addr, &peers[i].dst, room < peers[i].len ? room : peers[i].len);
+            *len = peers[i].len;
+        }
+        pthread_mutex_unlock(&lock);
+    }
     return rc;
 }
 
