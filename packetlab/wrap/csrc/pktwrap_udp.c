@@ -460,7 +460,12 @@ static struct addrinfo *ours[MAX_LISTS];
 
 static void *libc_sym(const char *name)
 {
-    void *h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    static void *libc; /* looked up once (each dlopen counts a reference) */
+    void *h = __atomic_load_n(&libc, __ATOMIC_ACQUIRE);
+    if (h == NULL) {
+        h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        __atomic_store_n(&libc, h, __ATOMIC_RELEASE);
+    }
     return h != NULL ? dlsym(h, name) : NULL;
 }
 
