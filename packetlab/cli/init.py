@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.max_burst_rate_byte:
             rates = parse_burst_rates("max_burst_rate_byte", args.max_burst_rate_byte)
-        digests = [abi.digest(p.read_bytes()) for p in args.monitor]
-        reflexes = [abi.digest(p.read_bytes()) for p in args.reflex]
+        digests = [abi.digest(_wasm(p, "monitor")) for p in args.monitor]
+        reflexes = [abi.digest(_wasm(p, "reflex")) for p in args.reflex]
         init_home(home, digests, reflexes, send_rates=rates)
     except CertificateError as e:
         print(f"error: --max-burst-rate-byte: {e}", file=sys.stderr)
@@ -149,6 +149,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"initialised {home.root}")
     return 0
+
+
+def _wasm(path: Path, kind: str) -> bytes:
+    """A built module's bytes. The digest of anything else (the .c source, a .wat) would
+    be listed and never match what the endpoint is sent."""
+    data = path.read_bytes()
+    if not data.startswith(b"\0asm"):
+        raise OSError(
+            f"--{kind} {path}: not a WebAssembly module (build it first: "
+            f"pktlab {kind} build {path} -o OUT.wasm)"
+        )
+    return data
 
 
 def missing_files(home: PktlabHome) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -115,7 +116,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "wait as long as it takes]",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS...",
+        help="the program to run and its arguments (its stdin, stdout, stderr and exit "
+        "status are its own)",
+    )
 
 
 def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -135,6 +142,21 @@ def resolv_conf_servers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
+def loopback_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What the in-process endpoint exports: it stands for this host, so IPv6 as well when
+    the host has it (without ::1 exported, every IPv6 connect failed ESKTNOPRFAM)."""
+    import socket
+
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ipaddress.ip_address("127.0.0.1")]
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        out.append(ipaddress.ip_address("::1"))
+    except OSError:
+        pass
+    return out
+
+
 class WrapError(Exception):
     """A problem worth one line on stderr (exit status 125)."""
 
@@ -142,7 +164,7 @@ class WrapError(Exception):
 async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
     from twisted.internet.defer import CancelledError, Deferred
 
-    from packetlab.wrap.launch import find_program
+    from packetlab.wrap.launch import find_program, preload_ignored
     from packetlab.wrap.runner import WrapOptions, wrap
     from packetlab.wrap.shim import proxychains_lib
 
@@ -151,7 +173,11 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise WrapError("no command given (pktlab wrap [options] -- CMD ARGS...)")
-    find_program(argv[0])  # 126/127 before any endpoint is started
+    path = find_program(argv[0])  # 126/127 before any endpoint is started
+    if not args.socks_env and preload_ignored(path):
+        print(f"pktlab wrap: warning: {path} is set-user-ID or has file capabilities: the "
+              "loader ignores LD_PRELOAD for it, so its traffic does not go through the "
+              "endpoint", file=sys.stderr)  # fmt: skip
     if not args.socks_env:
         proxychains_lib()  # "not installed" before any endpoint is started
     link = Link.from_args(args)
@@ -187,7 +213,14 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         print(f"pktlab wrap: {text}", file=sys.stderr)
 
     running: Deferred[int] = Deferred.fromCoroutine(
-        run_on_link(reactor, link, experiment, on_listening=listening, on_refusal=refused)
+        run_on_link(
+            reactor,
+            link,
+            experiment,
+            addresses=loopback_addresses(),
+            on_listening=listening,
+            on_refusal=refused,
+        )
     )
     if args.wait is not None:
         timer = reactor.callLater(args.wait, lambda: None if started else running.cancel())
@@ -229,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
 
     reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
     reactor.run(installSignalHandlers=True)
+    if "status" not in box and "error" not in box:
+        # The reactor's SIGTERM handler stopped it before CMD ran (waiting for an
+        # endpoint): say so, with the shell's status for SIGTERM, not a silent 125.
+        box["error"], box["status"] = "terminated before CMD ran", 128 + signal.SIGTERM
     if "error" in box:
         print(f"pktlab wrap: {box['error']}", file=sys.stderr)
     status: int = box.get("status", EXIT_WRAP_FAILED)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from packetlab.controller.errors import ControllerError
+from packetlab.controller.errors import ControllerError, RequestFailed
 from packetlab.reflex import abi
 from packetlab.wire import Message, Result
 from packetlab.wire.constants import MsgType
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Reflex",
     "ReflexMethods",
+    "ReflexRefused",
     "ReflexStatus",
     "ReflexUnsupported",
     "private_frame",
@@ -41,6 +42,30 @@ MAX_REPORTS = 100_000  # kept per reflex until taken (older ones are dropped)
 
 class ReflexUnsupported(ControllerError):
     """The endpoint does not run reflexes (a reference endpoint, or ReflexEnable 0)."""
+
+
+class ReflexRefused(RequestFailed):
+    """An `rattach` the endpoint refused, said in the reflex's terms (the generic texts
+    spoke of "bad eBPF" and raw sockets)."""
+
+    def __init__(self, failed: RequestFailed, sktid: int) -> None:
+        super().__init__(failed.request, int(failed.status), failed.monindx, failed.monerrid)
+        why = _REFUSALS.get(failed.name, str(failed))
+        Exception.__init__(self, f"reflex on socket {sktid} refused: {why} ({failed.name})")
+
+
+_REFUSALS = {
+    "ECRTBADHDAT": "the endpoint did not accept the module: not a wasm module that passes "
+    "the load checks, over 1 MiB, or its digest is not listed in the certificate chain "
+    "(reflex=)",
+    "ECRTNOHDAT": "no module with this digest was sent at setup (cdata hint=reflex)",
+    "EUNKFAULT": "reflex_init returned non-zero or crashed (a crash: the reflex's "
+    "deadline or a trap)",
+    "ESKTINUSE": "a reflex is attached to this socket already",
+    "ESKTNOTOPEN": "no such socket is open",
+    "ECTLNOTSUP": "reflexes are not allowed now (the operator forbids them, or the session "
+    "is not in IDLE)",
+}
 
 
 class PrivateRequest(Message):
@@ -175,6 +200,11 @@ class ReflexMethods:
         sktid = _sktid(sock)
         if len(params) > abi.PARAMS_LEN:
             return fail(ValueError(f"params of {len(params)} bytes (at most {abi.PARAMS_LEN})"))
+        if len(module) > abi.MAX_MODULE:
+            return fail(
+                ValueError(f"a reflex module of {len(module)} bytes: endpoints take at most "
+                           f"{abi.MAX_MODULE} (1 MiB)")
+            )  # fmt: skip
         digest = abi.digest(module)
         from packetlab.monitor.abi import encode  # (here: a session without reflexes skips it)
 
@@ -188,6 +218,12 @@ class ReflexMethods:
                 raise ReflexUnsupported("the endpoint's operator forbids reflexes")
             return self.request(PrivateRequest("rattach", frame))
 
+        def refused(failure: Any) -> Any:
+            failure.trap(RequestFailed)
+            if isinstance(failure.value, ReflexRefused):
+                return failure
+            raise ReflexRefused(failure.value, sktid)
+
         def attached(_: object) -> Reflex:
             handle = Reflex(self, sktid, digest)
             if self._reflex_handles is None:
@@ -195,7 +231,8 @@ class ReflexMethods:
             self._reflex_handles[sktid] = handle
             return handle
 
-        return self.reflex_caps().addCallback(check).addCallback(attached)
+        d = self.reflex_caps().addCallback(check)
+        return d.addCallbacks(attached, refused)
 
     def detach_reflex(self, sock: Socket | int) -> Deferred[Result]:
         sktid = _sktid(sock)

@@ -550,5 +550,14 @@ def _summary(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return "trap"
+    if "Caused by:" in lines:  # "N: cause" lines follow it, the trap itself last
+        causes = [_unnumbered(ln) for ln in lines[lines.index("Caused by:") + 1 :]]
+        *detail, trap = causes or ["trap"]
+        return (trap + (f" ({'; '.join(detail)})" if detail else ""))[:200]
     cause = [ln for ln in lines if not ln.startswith(("error while", "0:", "1:", "2:", "note:"))]
     return (cause[-1] if cause else lines[0])[:200]
+
+
+def _unnumbered(line: str) -> str:
+    head, sep, rest = line.partition(": ")
+    return rest if sep and head.isdigit() else line

@@ -19,6 +19,7 @@ __all__ = [
     "EXPORTS",
     "HOST_FUNCS",
     "MAX_EMITS",
+    "MAX_MODULE",
     "MAX_REPORT",
     "PARAMS_LEN",
     "PASS",
@@ -34,6 +35,7 @@ PKT_BUF = 0x10000  # the received packet is copied here (NDATA_MAX)
 MAX_EMITS = 64  # sends one call may queue
 MAX_REPORT = 1024  # bytes of one rreport record
 PASS = 1  # reflex_packet's return bit: deliver the packet to the controller too
+MAX_MODULE = 1 << 20  # largest module an endpoint takes (its MAX_MODULE, shared with monitors)
 
 #: Host functions a reflex may import from module "env" (the monitors' ones too).
 HOST_FUNCS: Final[dict[str, Sig]] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,25 @@ def find_program(name: str) -> str:
     return found
 
 
+def preload_ignored(path: str, euid: int | None = None) -> bool:
+    """Will the dynamic loader ignore LD_PRELOAD for `path` (set-user/group-ID or file
+    capabilities it would gain: "secure execution")? Then nothing of it is intercepted
+    (Debian's ping has cap_net_raw). Not for root, who gains nothing."""
+    euid = os.geteuid() if euid is None else euid
+    if euid == 0:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
 def exit_status(reason: Failure) -> int:
     """The shell's view: the exit code, or 128 + the signal that killed the program."""
     value: Any = reason.value
@@ -111,12 +131,27 @@ class Child(ProcessProtocol):
         if not self.ended.called:
             self.ended.callback(exit_status(reason))
 
+    def forward(self, signo: int) -> None:
+        """Pass on a signal we got, unless the terminal sent it to the program already."""
+        if self.pid is None or not terminal_sent(signo, _pgid(self.pid), foreground_pgrp()):
+            self.signal(signo)
+
     def signal(self, signo: int) -> None:
         if self.transport is not None and not self.ended.called:
             try:
                 self.transport.signalProcess(signo)
             except Exception:  # already gone
                 pass
+
+
+def forward_signal(pid: int, signo: int) -> None:
+    """Pass a signal we got on to `pid` (a process the program left running), unless the
+    terminal sent it there already."""
+    if not terminal_sent(signo, _pgid(pid), foreground_pgrp()):
+        try:
+            os.kill(pid, signo)
+        except OSError:  # gone meanwhile
+            pass
 
 
 def spawn(reactor: Any, argv: Sequence[str], env: dict[str, str]) -> Child:
@@ -127,3 +162,41 @@ def spawn(reactor: Any, argv: Sequence[str], env: dict[str, str]) -> Child:
 
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What a terminal sends to its whole foreground process group (Ctrl-C, hang-up).
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGHUP)
+
+
+def terminal_sent(signo: int, child_pgid: int | None, fg_pgrp: int | None) -> bool:
+    """Did the terminal deliver `signo` to the program itself? A Ctrl-C reaches every
+    process of the terminal's foreground group, the program (which shares our group)
+    included; forwarding it too gave the program two SIGINTs where a native run gets one.
+    (A `kill -INT` of our pid alone, while we run in the foreground, is then not passed
+    on: Ctrl-C, or SIGTERM, is.)"""
+    return signo in TERMINAL_SIGNALS and child_pgid is not None and child_pgid == fg_pgrp
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def foreground_pgrp() -> int | None:
+    """The foreground process group of our controlling terminal (None: no terminal)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd)
+        except OSError:
+            continue
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        return os.tcgetpgrp(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

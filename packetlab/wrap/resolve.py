@@ -13,10 +13,15 @@ from typing import Any
 from twisted.names import dns
 
 from packetlab.controller import EndpointSession, IPAddress, udp_exchange
+from packetlab.wrap.timeline import ConnTiming
 
 
 class ResolveError(Exception):
     pass
+
+
+class NoSuchName(ResolveError):
+    """The DNS server answered NXDOMAIN (or the name cannot be asked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +42,13 @@ def literal(name: str) -> IPAddress | None:
 
 
 def query(name: str, qtype: int) -> tuple[int, bytes]:
+    try:
+        wire_name = name.encode("idna")  # an empty or 64+ byte label cannot be asked
+    except UnicodeError:
+        raise NoSuchName(f"cannot resolve {name!r}: not a valid DNS name") from None
     qid = secrets.randbelow(0x10000)
     m = dns.Message(id=qid, recDes=1)
-    m.queries = [dns.Query(name.encode("idna"), qtype)]
+    m.queries = [dns.Query(wire_name, qtype)]
     return qid, m.toStr()
 
 
@@ -68,9 +77,11 @@ async def resolve(
     servers: list[tuple[IPAddress, int]],
     *,
     timeout: float = 3.0,
+    qtypes: tuple[int, ...] = (dns.A, dns.AAAA),
 ) -> Answer:
-    """Addresses of `name`: A first, AAAA if there is no A, from the first server
-    (address, port) that answers. An address literal or "localhost" needs no query."""
+    """Addresses of `name`: A first, AAAA if there is no A (or `qtypes` in order), from
+    the first server (address, port) that answers. An address literal or "localhost"
+    needs no query."""
     lit = literal(name)
     if lit is not None:
         return Answer((lit,), None, None)
@@ -80,7 +91,7 @@ async def resolve(
         raise ResolveError(f"cannot resolve {name!r}: the endpoint has no DNS server")
     first_sent: int | None = None
     errors: list[str] = []
-    for qtype in (dns.A, dns.AAAA):
+    for qtype in qtypes:
         for server, port in servers:
             qid, msg = query(name, qtype)
             got = await udp_exchange(session, server, port, msg, timeout=timeout)
@@ -97,7 +108,63 @@ async def resolve(
             if found:
                 return Answer(tuple(found), first_sent, got.replies[0].time)
             if rcode == dns.ENAME:
-                raise ResolveError(f"cannot resolve {name!r}: no such name ({server})")
+                raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
             break  # an answer without addresses of this type: try the next type
-    why = "; ".join(errors) or "no address"
-    raise ResolveError(f"cannot resolve {name!r}: {why}")
+    if not errors:  # answered, with no address of the types asked for
+        raise NoSuchName(f"cannot resolve {name!r}: no address")
+    raise ResolveError(f"cannot resolve {name!r}: {'; '.join(errors)}")
+
+
+def hosts_names(path: str = "/etc/hosts") -> frozenset[str]:
+    """The names of a hosts file (lower case)."""
+    out: set[str] = set()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                out.update(n.lower() for n in line.split("#", 1)[0].split()[1:])
+    except OSError:
+        pass
+    return frozenset(out)
+
+
+class Names:
+    """The name lookups of one wrapped run. The shim's getaddrinfo asks here first, so
+    the program gets the endpoint's answer (its real addresses, NXDOMAIN as "no such
+    name") and then connects to an address; `seen` maps that address back to the name
+    and its DNS times for the connection's timings."""
+
+    def __init__(
+        self,
+        session: EndpointSession,
+        servers: list[tuple[IPAddress, int]],
+        hosts: frozenset[str] | None = None,
+    ) -> None:
+        self.session = session
+        self.servers = servers
+        self.hosts = hosts_names() if hosts is None else hosts
+        self.seen: dict[IPAddress, tuple[str, Answer]] = {}
+
+    def local(self, name: str) -> bool:
+        """Answered on this side, as before (proxychains reads /etc/hosts)."""
+        return name.rstrip(".").lower() in self.hosts or literal(name) is not None
+
+    async def lookup(self, name: str, family: int = 0) -> Answer:
+        """Resolve from the endpoint (`family` 4 or 6: that type first); raises
+        ResolveError (NoSuchName for NXDOMAIN)."""
+        qtypes = {4: (dns.A,), 6: (dns.AAAA,)}.get(family, (dns.A, dns.AAAA))
+        answer = await resolve(self.session, name, self.servers, qtypes=qtypes)
+        if len(self.seen) > 4096:  # a long run: keep the recent ones
+            self.seen.clear()
+        for addr in answer.addresses:
+            self.seen[addr] = (name, answer)
+        return answer
+
+    def label(self, rec: ConnTiming, addr: object) -> None:
+        """A connection to an address the program looked up through us: its timings
+        name the host and carry that lookup's DNS times."""
+        if not isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            return
+        seen = self.seen.get(addr)
+        if seen is not None:
+            rec.host = seen[0]
+            rec.dns_sent, rec.dns_answered = seen[1].sent, seen[1].answered

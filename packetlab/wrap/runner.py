@@ -16,10 +16,18 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from packetlab.controller import EndpointSession, IPAddress, read_system_info
-from packetlab.wrap.launch import FORWARDED_SIGNALS, child_env, proxychains_conf, spawn
+from packetlab.wrap.launch import (
+    FORWARDED_SIGNALS,
+    child_env,
+    forward_signal,
+    proxychains_conf,
+    spawn,
+)
+from packetlab.wrap.orphans import become_subreaper, children, marked, reap
+from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
-from packetlab.wrap.timeline import TimingLog
+from packetlab.wrap.timeline import Notices, TimingLog
 from packetlab.wrap.udpmap import UdpMap
 from packetlab.wrap.vclock import VirtualClock
 
@@ -69,16 +77,18 @@ async def wrap(
     tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
     clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
     timings = TimingLog(opts.timings)
+    names, notices = Names(session, dns), Notices()
     factory = WrapFactory(
         session, reactor, dns_servers=dns, timings=timings, clock=clock,
-        connect_timeout=opts.connect_timeout,
+        connect_timeout=opts.connect_timeout, names=names, notices=notices,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    udpmap = UdpMap(session, reactor, timings, clock)
+    udpmap = UdpMap(session, reactor, timings, clock, names, notices)
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())
     old_handlers: dict[signal.Signals, Any] = {}
+    reaper = False
     try:
         host = port.getHost()
         conf = None
@@ -92,16 +102,28 @@ async def wrap(
         )  # fmt: skip
         if udp:
             env["PKTLAB_WRAP_UDP"] = os.path.join(tmp, "udp.sock")
+        reaper = become_subreaper()
         child = spawn(reactor, argv, env)
+        left: list[int] = []  # the program's orphans, once it has ended
+
+        def forward(signo: int, _frame: Any) -> None:
+            child.forward(signo)
+            for pid in left:
+                forward_signal(pid, signo)
+
         for signo in FORWARDED_SIGNALS:
             try:
-                old_handlers[signo] = signal.signal(signo, lambda n, _f: child.signal(n))
+                old_handlers[signo] = signal.signal(signo, forward)
             except ValueError:  # not the main thread (tests): leave signals alone
                 pass
         status = await child.ended
+        if reaper:
+            await _orphans(reactor, left, f"PKTLAB_WRAP_SOCKS={env['PKTLAB_WRAP_SOCKS']}")
         await _drain(reactor, factory, opts.drain)
         return WrapResult(status, timings, clock.hidden if clock else 0)
     finally:
+        if reaper:
+            become_subreaper(False)
         for signo, handler in old_handlers.items():
             signal.signal(signo, handler)
         await port.stopListening()
@@ -124,3 +146,22 @@ async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
         reactor.callLater(0.01, d.callback, None)
         await d
         waited += 0.01
+
+
+async def _orphans(reactor: Any, left: list[int], marker: str) -> None:
+    """Wait for what the program left running (`sh -c 'curl URL &'`): orphans of its
+    tree are ours (a subreaper), and their traffic still needs the wrapper. Only those
+    with this run's `marker` in their environment. `left` is kept current, so signals
+    reach them meanwhile."""
+    from twisted.internet import process
+
+    mark = marker.encode()
+    while True:
+        known = set(process.reapProcessHandlers)  # Twisted's own children
+        ours = [p for p in children() if p not in known and marked(p, mark)]
+        left[:] = reap(ours)
+        if not left:
+            return
+        d: Deferred[None] = Deferred()
+        reactor.callLater(0.05, d.callback, None)
+        await d

@@ -28,11 +28,12 @@ from packetlab.controller import (
     RequestFailed,
 )
 from packetlab.wrap import socks5
-from packetlab.wrap.resolve import ResolveError, resolve
+from packetlab.wrap.resolve import Names, ResolveError, resolve
 from packetlab.wrap.socks5 import Cmd, Rep, Socks5Handshake
 from packetlab.wrap.tcp import TcpRelay
-from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog, send_now
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog, send_now
 from packetlab.wrap.udp import UdpRelay, bind_host
+from packetlab.wrap.udpmap import MAX_DATAGRAM
 from packetlab.wrap.vclock import CONNECT, VirtualClock
 
 HANDSHAKE_TIMEOUT = 30.0
@@ -73,8 +74,11 @@ class WrapFactory(Factory):
         timings: TimingLog,
         clock: VirtualClock | None = None,
         connect_timeout: float = 20.0,
+        names: Names | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
+        self.names = names
         self.reactor = reactor
         self.dns_servers = dns_servers
         self.timings = timings
@@ -82,6 +86,7 @@ class WrapFactory(Factory):
         self.connect_timeout = connect_timeout
         self.live: set[SocksProtocol] = set()
         self.refused = 0
+        self.notices = notices if notices is not None else Notices()
 
     def buildProtocol(self, addr: Any) -> Any:
         p = SocksProtocol()
@@ -157,6 +162,8 @@ class SocksProtocol(Protocol):
             "udp" if req.cmd == Cmd.UDP_ASSOCIATE else "tcp", str(req.host), req.port
         )
         self.rec = rec
+        if f.names is not None:
+            f.names.label(rec, req.host)
         self.timeline = Timeline(f.clock, f.reactor, rec)
         if req.cmd == Cmd.CONNECT:
             await self._connect(req, rec, self.timeline)
@@ -176,7 +183,7 @@ class SocksProtocol(Protocol):
 
     async def _connect(self, req: socks5.Request, rec: ConnTiming, timeline: Timeline) -> None:
         f = self.factory
-        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done)
+        relay = TcpRelay(f.session, self.transport, rec, timeline, self._relay_done, f.notices)
         try:
             if isinstance(req.host, str):
                 addr = await self._resolve(req.host, rec)
@@ -228,7 +235,9 @@ class SocksProtocol(Protocol):
         peer = self.transport.getPeer()
         relay = UdpRelay(f.session, peer.host, rec, timeline, lambda name: self._resolve(name, rec))
         try:
-            port = f.reactor.listenUDP(0, relay, interface=bind_host(peer.host))
+            port = f.reactor.listenUDP(
+                0, relay, interface=bind_host(peer.host), maxPacketSize=MAX_DATAGRAM
+            )
         except OSError as e:
             rec.error = str(e)
             self._refuse(socks5.reply(Rep.GENERAL_FAILURE), f"UDP relay: {e}")

@@ -26,10 +26,17 @@ from packetlab.controller import (
     wait_connected,
 )
 from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
-from packetlab.wrap.timeline import ConnTiming, Timeline, send_now
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, send_now
 from packetlab.wrap.vclock import SEND
 
 WINDOW = 512 * 1024
+# Why an endpoint refuses a TCP nsend (ESKTPKTDENY): the destination was allowed at
+# nopen, so it is a send limit, almost always the send window (docs/wrap.md).
+SEND_WINDOW_HINT = (
+    "ESKTPKTDENY: over its send window, 12,500,000 bytes per 10 s without a "
+    "max_burst_rate_byte grant in the operator's exppriv certificate; `pktlab init "
+    "--max-burst-rate-byte 1250000000/10000000000` grants the in-process endpoint 1 Gb/s"
+)
 
 
 class TcpRelay:
@@ -44,8 +51,10 @@ class TcpRelay:
         rec: ConnTiming,
         timeline: Timeline,
         on_done: Any,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
+        self._notices = notices
         self.client = client
         self.rec = rec
         self.timeline = timeline
@@ -133,6 +142,13 @@ class TcpRelay:
     def _send_failed(self, failure: Any) -> None:
         if not self._done:
             self.rec.error = self.rec.error or f"send failed: {failure.value}"
+            if getattr(failure.value, "name", None) == "ESKTPKTDENY" and self._notices:
+                self._notices.say(
+                    "tcp-send",
+                    f"the endpoint refused to send on the connection to {self.rec.host}:"
+                    f"{self.rec.port} after {self.rec.bytes_up} bytes ({SEND_WINDOW_HINT}); "
+                    "the program's connection was reset"
+                )  # fmt: skip
             self.abort()
 
     def client_fin(self) -> None:

@@ -13,6 +13,7 @@ once (plain relaying). Events are always delivered in the order they came.
 from __future__ import annotations
 
 import json
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,19 @@ class TimingLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class Notices:
+    """Lines for the user on stderr, one of each kind a run (a limit that reset or dropped
+    the program's traffic: the program itself only sees a reset or silence)."""
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+
+    def say(self, kind: str, text: str) -> None:
+        if kind not in self._said:
+            self._said.add(kind)
+            print(f"pktlab wrap: {text}", file=sys.stderr)
 
 
 def send_now(transport: Any, data: bytes) -> None:

@@ -21,12 +21,18 @@ from twisted.logger import Logger
 
 from packetlab.controller import ControllerError, EndpointSession, IPAddress, unpack_address
 from packetlab.wire import Ndata, Ntag
-from packetlab.wrap.timeline import ConnTiming, Timeline, TimingLog
+from packetlab.wrap.resolve import Names, NoSuchName, ResolveError
+from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog
 from packetlab.wrap.vclock import SEND, VirtualClock
 
 MAX_DESTINATIONS = 256
 MAX_FLOWS = 128  # endpoint UDP sockets (the session has 256 socket ids)
 MAX_PENDING = 64  # datagrams of one flow waiting for its socket
+# Twisted reads 8192 bytes by default and silently cuts what is longer; a program may send
+# (and be answered with) any datagram up to 65535 bytes.
+MAX_DATAGRAM = 65535
+# Answers to the shim's name lookups (csrc/pktwrap_udp.c).
+LOOKUP_OK, LOOKUP_NONAME, LOOKUP_FAILED, LOOKUP_LOCAL = 0, 1, 2, 3
 
 
 class _Flow:
@@ -45,7 +51,7 @@ class _Flow:
         session = self.relay.owner.session
         try:
             sktid = session.free_sktid()
-            sock = await session.nopen_udp(sktid, family=self.relay.dst.version, buffer=False)
+            sock = await session.nopen_udp(sktid, family=self.relay.target.version, buffer=False)
         except ControllerError as e:
             self.failed = True
             self.rec.error = str(e)
@@ -65,7 +71,7 @@ class _Flow:
                 self.waiting.append((v, data))
             return
         r = self.relay
-        d = r.owner.session.nsend(self.sktid, data, to=(r.dst, r.port), ntag=True)
+        d = r.owner.session.nsend(self.sktid, data, to=(r.target, r.port), ntag=True)
         self.rec.datagrams_up += 1
         self.rec.bytes_up += len(data)
 
@@ -75,6 +81,14 @@ class _Flow:
 
         def failed(f: Any) -> None:  # refused by the endpoint (valid_dest, quota): dropped
             self.rec.error = self.rec.error or str(f.value)
+            if getattr(f.value, "name", None) == "ESKTPKTDENY":
+                r.owner.notices.say(
+                    "udp-send",
+                    f"the endpoint refused a datagram to {r.dst}:{r.port} (ESKTPKTDENY: a "
+                    "destination its certificate does not allow, or over its send window; "
+                    "--timings has the error); such datagrams are dropped, as a network "
+                    "would",
+                )
 
         d.addCallbacks(queued, failed)
 
@@ -87,7 +101,7 @@ class _Flow:
         if not isinstance(note, Ndata) or note.raddr is None:
             return
         r = self.relay
-        if unpack_address(note.family, note.raddr) != r.dst or note.rport != r.port:
+        if unpack_address(note.family, note.raddr) != r.target or note.rport != r.port:
             r.owner.stray += 1  # from elsewhere: the relay port can only speak for D
             return
         if self.rec.first_byte is None:
@@ -112,6 +126,9 @@ class DestinationRelay(DatagramProtocol):
     def __init__(self, owner: UdpMap, dst: IPAddress, port: int) -> None:
         self.owner = owner
         self.dst = dst
+        # An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) is that
+        # IPv4 peer: the endpoint talks to it over IPv4, as the program's kernel would.
+        self.target: IPAddress = getattr(dst, "ipv4_mapped", None) or dst
         self.port = port
         self.flows: dict[tuple[str, int], _Flow] = {}
 
@@ -123,7 +140,9 @@ class DestinationRelay(DatagramProtocol):
                 self.owner.dropped += 1
                 return
             rec = self.owner.timings.new("udp", str(self.dst), self.port)
-            rec.addr = str(self.dst)
+            rec.addr = str(self.target)
+            if self.owner.names is not None:
+                self.owner.names.label(rec, self.target)
             flow = self.flows[src] = _Flow(self, src, rec)
             self.owner.flow_count += 1
             Deferred.fromCoroutine(flow.open())
@@ -142,16 +161,27 @@ class DestinationRelay(DatagramProtocol):
 
 
 class _MapRequest(Protocol):
-    """family(1) port(2) address(4|16) → relay port(2); 0 = refused."""
+    """family(1) port(2) address(4|16) → relay port(2); 0 = refused. Or a name lookup
+    (the shim's getaddrinfo): "N" family(1: 0, 4, 6) length(1) name → status(1)
+    count(1) then family(1) address(4|16) per address; status LOOKUP_*."""
 
     factory: MapServer
     transport: Any
 
     def __init__(self) -> None:
         self.buf = b""
+        self.busy = False
 
     def dataReceived(self, data: bytes) -> None:
+        if self.busy:
+            return
         self.buf += data
+        if self.buf[:1] == b"N":
+            if len(self.buf) >= 3 and len(self.buf) >= 3 + self.buf[2]:
+                self.busy = True
+                name = self.buf[3 : 3 + self.buf[2]].decode("ascii", "replace")
+                Deferred.fromCoroutine(self._lookup(name, self.buf[1]))
+            return
         if len(self.buf) > 19:
             self.transport.loseConnection()
             return
@@ -159,6 +189,15 @@ class _MapRequest(Protocol):
             return
         port = self.factory.owner.relay_port(self.buf)
         self.transport.write(struct.pack(">H", port))
+        self.transport.loseConnection()
+
+    async def _lookup(self, name: str, family: int) -> None:
+        try:
+            answer = await self.factory.owner.lookup(name, family)
+        except Exception:  # a bug: the program's getaddrinfo must not wait forever
+            self.factory.owner.log.failure("lookup of {name}", name=name)
+            answer = bytes([LOOKUP_FAILED, 0])
+        self.transport.write(answer)
         self.transport.loseConnection()
 
 
@@ -183,8 +222,12 @@ class UdpMap:
         reactor: Any,
         timings: TimingLog,
         clock: VirtualClock | None,
+        names: Names | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.session = session
+        self.names = names
+        self.notices = notices if notices is not None else Notices()
         self.reactor = reactor
         self.timings = timings
         self.clock = clock
@@ -197,6 +240,33 @@ class UdpMap:
     def now(self) -> int:
         """When the program sent what we are handling (the shim's mark; virtual ns)."""
         return self.clock.acted(SEND) if self.clock is not None else 0
+
+    async def lookup(self, name: str, family: int) -> bytes:
+        """The answer to a shim's name lookup: the endpoint's addresses for `name`. With
+        timing fidelity it comes when the program's clock has advanced by the endpoint's
+        DNS interval, as a native lookup's would."""
+        if self.names is None or self.names.local(name):
+            return bytes([LOOKUP_LOCAL, 0])
+        start = self.clock.virtual() if self.clock is not None else 0
+        try:
+            answer = await self.names.lookup(name, family)
+        except (ResolveError, ControllerError) as e:
+            # No connection follows: the failed lookup is a timings line of its own.
+            rec = self.timings.new("dns", name, 53)
+            rec.error = str(e) or type(e).__name__
+            self.timings.finished(rec)
+            return bytes([LOOKUP_NONAME if isinstance(e, NoSuchName) else LOOKUP_FAILED, 0])
+        addrs = answer.addresses[:32]
+        out = bytes([LOOKUP_OK, len(addrs)])
+        out += b"".join(bytes([a.version]) + a.packed for a in addrs)
+        if self.clock is not None and answer.sent is not None and answer.answered is not None:
+            wait = self.clock.due(start + answer.answered - answer.sent)
+            if wait > 0:
+                d: Deferred[None] = Deferred()
+                self.reactor.callLater(wait / 1e9, d.callback, None)
+                await d
+                self.clock.due(start + answer.answered - answer.sent)
+        return out
 
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)
@@ -215,7 +285,9 @@ class UdpMap:
             return 0
         relay = DestinationRelay(self, dst, port)
         try:
-            p = self.reactor.listenUDP(0, relay, interface="::1" if fam == 6 else "127.0.0.1")
+            p = self.reactor.listenUDP(
+                0, relay, interface="::1" if fam == 6 else "127.0.0.1", maxPacketSize=MAX_DATAGRAM
+            )
         except Exception as e:  # no ::1 here, out of ports
             self.log.warn("no relay port for {dst}: {e}", dst=dst, e=e)
             return 0

@@ -155,8 +155,9 @@ def test_unknown_name_fails_in_the_program(tmp_path: Path, servers: Servers) -> 
         tmp_path, ["curl", "-s", f"http://nx.wrap.test:{servers.ports['http']}/"],
         "--dns", servers.dns,
     )  # fmt: skip
-    assert done.returncode != 0 and done.stdout == b""
-    assert "no such name" in timings[0]["error"]
+    # as natively: "could not resolve host" (6), not a refused connection (7)
+    assert done.returncode == 6 and done.stdout == b"", done.stderr
+    assert timings[0]["proto"] == "dns" and "no such name" in timings[0]["error"]
 
 
 def test_python_urllib(tmp_path: Path, servers: Servers) -> None:
@@ -332,6 +333,8 @@ def test_certificate_limits_apply_to_wrapped_traffic(tmp_path: Path, servers: Se
     )  # fmt: skip
     assert done.returncode == 9, done.stdout  # dig: no reply
     assert "ESKTPKTDENY" in timings[0]["error"] and timings[0]["datagrams_down"] == 0
+    # the user is told once why (dig only says it timed out)
+    assert done.stderr.count(b"pktlab wrap: the endpoint refused a datagram to 127.0.0.1") == 1
 
 
 def test_children_are_wrapped_too(tmp_path: Path, servers: Servers) -> None:
@@ -414,14 +417,16 @@ def test_twistd_endpoint_with_listen(tmp_path: Path, servers: Servers, listen_po
     assert protos == ["tcp", "udp"]
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", NAME])
 @pytest.mark.parametrize("fidelity", [False, True])
 def test_fidelity_hides_a_slow_controller_link(
-    tmp_path: Path, servers: Servers, listen_port: int, fidelity: bool
+    tmp_path: Path, servers: Servers, listen_port: int, fidelity: bool, host: str
 ) -> None:
     """The endpoint's link to the controller goes through a relay adding 50 ms each way.
     A Python client timing its own HTTP fetch (a connect and a request: two controller
     round trips, >= 200 ms) sees that delay plainly, and with --fidelity only the
-    endpoint's intervals (loopback: far below one controller round trip)."""
+    endpoint's intervals (loopback: far below one controller round trip). By name, the
+    lookup (now in the program's getaddrinfo, from the endpoint) is hidden the same way."""
     _proxychains()
     relay = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.delay_relay", "0", str(listen_port), "50"],
@@ -429,7 +434,7 @@ def test_fidelity_hides_a_slow_controller_link(
     )  # fmt: skip
     assert relay.stdout is not None
     relay_port = relay.stdout.readline().strip()
-    url = servers.url("http", "index.html")
+    url = servers.url("http", "index.html", host=host)
     script = (
         "import time, urllib.request as u\n"
         f"t = time.monotonic(); body = u.urlopen({url!r}).read()\n"
@@ -438,7 +443,7 @@ def test_fidelity_hides_a_slow_controller_link(
     extra = ["--fidelity"] if fidelity else []
     wrap_proc = subprocess.Popen(
         [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
-         *extra, "--", "python3", "-c", script],
+         "--dns", servers.dns, *extra, "--", "python3", "-c", script],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     wait_tcp_listening(listen_port, timeout=30)
@@ -497,3 +502,299 @@ def test_remote_endpoint_gone_mid_transfer(
     finally:
         stop_process(ep)
         stop_process(wrap_proc)
+
+
+# -- session 20 (wrap20): what a first-time user hit ---------------------------------------
+
+
+class _Echo:
+    """A UDP echo server (and, on IPv6, a TCP one that says hello) in a thread."""
+
+    def __init__(self, host: str) -> None:
+        import threading
+
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.udp = socket.socket(fam, socket.SOCK_DGRAM)
+        self.udp.bind((host, 0))
+        self.udp.settimeout(0.2)
+        self.tcp = socket.socket(fam, socket.SOCK_STREAM)
+        self.tcp.bind((host, 0))
+        self.tcp.listen(4)
+        self.tcp.settimeout(0.2)
+        self.port, self.tport = self.udp.getsockname()[1], self.tcp.getsockname()[1]
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                data, peer = self.udp.recvfrom(65535)
+                self.udp.sendto(data, peer)
+            except OSError:
+                pass
+            try:
+                conn, _ = self.tcp.accept()
+                with conn:
+                    conn.sendall(b"hello over tcp\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.udp.close()
+        self.tcp.close()
+
+
+@pytest.fixture
+def echo4() -> Iterator[_Echo]:
+    e = _Echo("127.0.0.1")
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def echo6() -> Iterator[_Echo]:
+    try:
+        e = _Echo("::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    yield e
+    e.close()
+
+
+def test_ipv6_destinations_through_the_in_process_endpoint(tmp_path: Path, echo6: _Echo) -> None:
+    """The in-process endpoint stands for this host, IPv6 included: it exported only
+    127.0.0.1 and every IPv6 connect or datagram failed (ESKTNOPRFAM)."""
+    script = (
+        "import socket\n"
+        f"t = socket.create_connection(('::1', {echo6.tport}), timeout=10)\n"
+        "print(t.makefile('rb').readline().decode().strip(), *t.getpeername()[:2])\n"
+        "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(10)\n"
+        f"u.sendto(b'six', ('::1', {echo6.port}))\n"
+        "data, peer = u.recvfrom(100)\n"
+        "print(data.decode(), peer[0], peer[1])\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    # getpeername: the server, not our SOCKS server (proxychains' connection)
+    assert done.stdout == f"hello over tcp ::1 {echo6.tport}\nsix ::1 {echo6.port}\n".encode()
+    assert sorted(t["proto"] for t in timings) == ["tcp", "udp"]
+    assert all(t["error"] is None and t["addr"] == "::1" for t in timings), timings
+
+
+def test_udp_to_an_ipv4_mapped_address_and_datagrams_over_8_kib(
+    tmp_path: Path, echo4: _Echo
+) -> None:
+    """A dual-stack socket sending to ::ffff:127.0.0.1 reaches the IPv4 peer (it failed:
+    the endpoint was asked for an IPv6 socket); a 60,000-byte datagram arrives whole both
+    ways (the relay port read 8192 bytes and cut the rest)."""
+    script = (
+        "import socket\n"
+        "u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(10)\n"
+        f"u.sendto(b'mapped', ('::ffff:127.0.0.1', {echo4.port}))\n"
+        "data, peer = u.recvfrom(100)\n"
+        "print(data.decode(), peer[0], peer[1])\n"
+        "b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(10)\n"
+        f"b.sendto(bytes(range(256)) * 234 + b'end', ('127.0.0.1', {echo4.port}))\n"
+        "data, peer = b.recvfrom(65535)\n"
+        "print(len(data), data == bytes(range(256)) * 234 + b'end')\n"
+    )
+    done, timings = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"mapped ::ffff:127.0.0.1 {echo4.port}\n59907 True\n".encode()
+    assert all(t["addr"] == "127.0.0.1" and t["error"] is None for t in timings), timings
+
+
+_COUNT_SIGINTS = """\
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+print("ready", flush=True)
+deadline = time.monotonic() + 20
+while not got and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.5)  # a second SIGINT, if any, comes within this
+sys.exit(len(got))
+"""
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path: Path, wrapped: bool) -> None:
+    """Ctrl-C on a real terminal (a pty): the program sees one SIGINT, as when it runs
+    natively. pktlab wrap forwarded its own copy on top of the terminal's."""
+    import fcntl
+    import termios
+
+    script = tmp_path / "count.py"
+    script.write_text(_COUNT_SIGINTS)
+    argv = ["python3", str(script)]
+    if wrapped:
+        argv = [*PKTLAB, "wrap", "--", *argv]
+    master, slave = os.openpty()
+
+    def own_terminal() -> None:  # after setsid: the pty becomes our controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        start_new_session=True, preexec_fn=own_terminal,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        os.write(master, b"\x03")  # the terminal sends SIGINT to its foreground group
+        status = proc.wait(timeout=30)
+    finally:
+        stop_process(proc)
+        os.close(master)
+    assert status == 1  # the number of SIGINTs the program got
+
+
+def test_raw_and_icmp_sockets_are_refused_not_sent_from_this_host(tmp_path: Path) -> None:
+    """They cannot go through the endpoint; they were let through, so a wrapped `ping`
+    (root here) measured this host's path and looked like a wrapped measurement."""
+    script = (
+        "import socket\n"
+        "for fam, kind, proto in ((socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),\n"
+        "        (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP),\n"
+        "        (socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 58)):\n"
+        "    try:\n"
+        "        socket.socket(fam, kind, proto).close(); print('opened')\n"
+        "    except OSError as e:\n"
+        "        print(e.errno)\n"
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close(); print('udp ok')\n"
+    )
+    done, _ = wrap(tmp_path, ["python3", "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["1", "13", "1", "udp", "ok"]  # EPERM EACCES EPERM
+    assert done.stderr.count(b"raw and ICMP sockets cannot go through the endpoint") == 1
+    if shutil.which("ping"):
+        done, _ = wrap(tmp_path, ["ping", "-c", "1", "-W", "1", "127.0.0.1"])
+        assert done.returncode != 0 and b"bytes from" not in done.stdout
+
+
+def test_names_resolve_to_the_endpoints_real_addresses(tmp_path: Path, servers: Servers) -> None:
+    """getaddrinfo returns what the endpoint's DNS server answered, so a UDP tool can use
+    a name (dig @NAME sent its query to proxychains' placeholder 224.0.0.1) and a program
+    sees the real address; the connection's timings still name the host."""
+    _need("dig", "curl")
+    dns = str(servers.ports["dns"])
+    done, timings = wrap(
+        tmp_path, ["dig", "+short", "+time=5", "+tries=1", "@" + NAME, "-p", dns, NAME],
+        "--dns", servers.dns,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == b"127.0.0.1\n"
+    assert [t["addr"] for t in timings] == ["127.0.0.1"]
+    script = (
+        "import socket\n"
+        f"print(socket.getaddrinfo({NAME!r}, 80, socket.AF_INET)[0][4][0])\n"
+        "try:\n"
+        f"    socket.getaddrinfo({NAME!r}, 80, socket.AF_INET6)\n"
+        "except socket.gaierror as e:\n"
+        "    print(e.errno == socket.EAI_NONAME)\n"  # no AAAA: not a temporary failure
+    )
+    done, _ = wrap(tmp_path, ["python3", "-c", script], "--dns", servers.dns)
+    assert done.stdout == b"127.0.0.1\nTrue\n", done.stderr
+    url = servers.url("http", "index.html", host=NAME)
+    done, timings = wrap(
+        tmp_path, ["curl", "-s", "-w", "%{remote_ip}\\n", url], "--dns", servers.dns
+    )
+    assert done.stdout == b"hello through the endpoint\n127.0.0.1\n", done.stderr
+    (t,) = timings
+    assert t["host"] == NAME and t["dns_sent"] is not None and t["dns_ns"] is not None
+
+
+def test_sigterm_while_waiting_for_an_endpoint(listen_port: int) -> None:
+    """It ended silently with 125 ("pktlab wrap failed"); now a line and 143, as a shell
+    reports a program SIGTERM ended."""
+    proc = subprocess.Popen(
+        [*PKTLAB, "wrap", "--listen", f"127.0.0.1:{listen_port}", "--insecure-plaintext",
+         "--", "true"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "waiting for an endpoint" in proc.stderr.readline()
+        proc.terminate()
+        status = proc.wait(timeout=30)
+        err = proc.stderr.read()
+    finally:
+        stop_process(proc)
+    assert status == 143
+    assert err.strip() == "pktlab wrap: terminated before CMD ran"
+
+
+def test_an_upload_over_the_endpoints_send_window_is_explained(tmp_path: Path) -> None:
+    """The endpoint's send window (12.5 MB per 10 s without a grant) refuses the rest of
+    a fast upload and the program's connection is reset; the user was told nothing but
+    the program's "Connection reset by peer"."""
+    import threading
+
+    sink = socket.create_server(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+
+    def drain() -> None:
+        conn, _ = sink.accept()
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    script = (
+        "import socket\n"
+        f"s = socket.create_connection(('127.0.0.1', {port}))\n"
+        "try:\n"
+        "    for _ in range(32):\n"
+        "        s.sendall(bytes(1 << 20))\n"
+        "    s.shutdown(socket.SHUT_WR); s.recv(1)\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__)\n"
+    )
+    try:
+        done, timings = wrap(tmp_path, ["python3", "-c", script])
+    finally:
+        sink.close()
+        reader.join(5)
+    assert done.stdout in (b"ConnectionResetError\n", b"BrokenPipeError\n"), done.stderr
+    assert b"over its send window" in done.stderr and b"--max-burst-rate-byte" in done.stderr
+    assert done.stderr.count(b"pktlab wrap:") == 1
+    assert "ESKTPKTDENY" in timings[0]["error"]
+
+
+def test_a_background_child_left_running_is_still_wrapped(tmp_path: Path, servers: Servers) -> None:
+    """`sh -c 'curl URL &'`: the shell exits at once and curl goes on, as natively; its
+    connection was cut when the shell exited (curl printed 000)."""
+    _need("curl")
+    url = servers.url("http", "slow/300")
+    done, timings = wrap(
+        tmp_path, ["sh", "-c", f"curl -s -o /dev/null -w '%{{http_code}}\\n' {url} &"]
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"200\n"
+    assert [t["error"] for t in timings] == [None]
+
+
+def test_the_callers_own_children_do_not_hold_a_run(tmp_path: Path) -> None:
+    """`wrap()` as a building block in a program that started a process of its own
+    (a server): the run must not take it for the wrapped program's orphan and wait."""
+    script = (
+        "import subprocess\n"
+        "from twisted.internet import task\n"
+        "from packetlab.cli.link import run_in_process\n"
+        "from packetlab.wrap.runner import WrapOptions, wrap\n"
+        "server = subprocess.Popen(['sleep', '60'])\n"
+        "async def experiment(session):\n"
+        "    return (await wrap(session, ['true'], WrapOptions())).status\n"
+        "async def main(reactor):\n"
+        "    print('status', await run_in_process(reactor, experiment, plaintext=True))\n"
+        "    server.kill(); server.wait()\n"
+        "task.react(main)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=40, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"status 0\n"

@@ -105,3 +105,18 @@ def test_init_home_with_an_unknown_user_is_one_line(
         "'nosuchuser9'\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["reflex", "monitor"])
+def test_init_refuses_a_source_file_for_a_module(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab init --reflex prog.c` listed the digest of the C text: a certificate that
+    never matches the built module (the attach then fails ECRTBADHDAT)."""
+    src = tmp_path / "prog.c"
+    src.write_text("int reflex_packet(void) { return 0; }\n")
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home), f"--{kind}", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert "not a WebAssembly module" in err and f"pktlab {kind} build" in err
+    assert not home.exists()

@@ -10,11 +10,19 @@
  * Map request: family(1) port(2, network order) addr(4 or 16); answer: port(2), 0 = no.
  * The same hooks mark the virtual time of TCP connects and socket sends for --fidelity
  * (pktwrap_mark, pktwrap_clock.c).
+ * getaddrinfo() asks the wrapper ("N" family len name) to resolve a name from the endpoint,
+ * so the program gets the endpoint's answer: its addresses (the list is built by libc's
+ * own getaddrinfo from each address and the program's service and hints), or "no such
+ * name"; names the wrapper leaves to this side (/etc/hosts) go on to proxychains.
+ * Raw and ICMP sockets cannot go through the endpoint (it offers them only to pktlab
+ * run's raw experiments): socket() refuses them, as the kernel refuses an unprivileged
+ * user, instead of letting `ping` or `traceroute -I` measure from this host unnoticed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -54,6 +62,10 @@ static struct map maps[MAX_MAPS];
 static int nmaps;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+typedef int (*socket_fn)(int, int, int);
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+                              struct addrinfo **);
+typedef void (*freeaddrinfo_fn)(struct addrinfo *);
 typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
@@ -106,6 +118,11 @@ static int same(const struct sockaddr *a, const struct sockaddr_storage *b)
 static socklen_t addr_len(int family)
 {
     return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+static int socket_fd_unix(void)
+{
+    return NEXT(socket)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 }
 
 /* Ask the wrapper for D's relay port. */
@@ -207,6 +224,73 @@ static void from_relay(struct sockaddr *sa, socklen_t *len)
     pthread_mutex_unlock(&lock);
 }
 
+/* A socket whose packets would leave from this host, not from the endpoint. */
+static int bypasses(int domain, int type, int protocol)
+{
+    if (domain != AF_INET && domain != AF_INET6)
+        return 0;
+    type &= 0xf; /* without SOCK_NONBLOCK / SOCK_CLOEXEC */
+    return type == SOCK_RAW ||
+           (type == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6));
+}
+
+int socket(int domain, int type, int protocol)
+{
+    static int told;
+    if (ctl_path() != NULL && bypasses(domain, type, protocol)) {
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+            static const char msg[] = "pktlab wrap: raw and ICMP sockets cannot go through "
+                                      "the endpoint: refused (use pktlab run ping/traceroute)\n";
+            ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+            (void)rc;
+        }
+        errno = (type & 0xf) == SOCK_RAW ? EPERM : EACCES;
+        return -1;
+    }
+    return NEXT(socket)(domain, type, protocol);
+}
+
+/* The destination each TCP socket asked connect() for: proxychains connects it to our
+ * SOCKS server instead, and getpeername() would show that server. */
+#define MAX_PEERS 1024
+static struct {
+    int fd;
+    socklen_t len;
+    struct sockaddr_storage dst;
+} peers[MAX_PEERS];
+
+static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (fd < 0 || ctl_path() == NULL)
+        return;
+    pthread_mutex_lock(&lock);
+    int i = fd % MAX_PEERS;
+    peers[i].fd = fd;
+    peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
+    memcpy(&peers[i].dst, addr, peers[i].len);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Is `sa` our SOCKS server ($PKTLAB_WRAP_SOCKS = "127.0.0.1:PORT")? */
+static int is_socks_server(const struct sockaddr *sa)
+{
+    const char *env = getenv("PKTLAB_WRAP_SOCKS");
+    const char *colon = env != NULL ? strrchr(env, ':') : NULL;
+    if (colon == NULL)
+        return 0;
+    in_port_t port = htons((in_port_t)atoi(colon + 1));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
+        return a->sin_port == port && a->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
+        return a->sin6_port == port && IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) &&
+               memcmp(a->sin6_addr.s6_addr + 12, "\x7f\0\0\x01", 4) == 0;
+    }
+    return 0;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -214,6 +298,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
+        remember_peer(fd, addr, len);
     }
     if (type == SOCK_DGRAM) {
         int r = to_relay(addr, &relay);
@@ -345,8 +430,169 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct time
 
 int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
+    socklen_t room = len != NULL ? *len : 0;
     int rc = NEXT(getpeername)(fd, addr, len);
-    if (rc == 0)
-        from_relay(addr, len);
+    if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t))
+        return rc;
+    from_relay(addr, len);
+    if (is_socks_server(addr) && fd >= 0) { /* the destination the program connected to */
+        pthread_mutex_lock(&lock);
+        int i = fd % MAX_PEERS;
+        if (peers[i].fd == fd && peers[i].len > 0) {
+            memcpy(addr, &peers[i].dst, room < peers[i].len ? room : peers[i].len);
+            *len = peers[i].len;
+        }
+        pthread_mutex_unlock(&lock);
+    }
     return rc;
+}
+
+/* ---- name lookups from the endpoint ---- */
+
+#define LOOKUP_OK 0
+#define LOOKUP_NONAME 1
+#define LOOKUP_FAILED 2
+#define MAX_LISTS 256
+
+/* Lists we built with libc's getaddrinfo: freed by libc's freeaddrinfo, not by
+ * proxychains' (which frees only the first entry of its own one-entry lists). */
+static struct addrinfo *ours[MAX_LISTS];
+
+static void *libc_sym(const char *name)
+{
+    static void *libc; /* looked up once (each dlopen counts a reference) */
+    void *h = __atomic_load_n(&libc, __ATOMIC_ACQUIRE);
+    if (h == NULL) {
+        h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        __atomic_store_n(&libc, h, __ATOMIC_RELEASE);
+    }
+    return h != NULL ? dlsym(h, name) : NULL;
+}
+
+static int keep(struct addrinfo *list)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_LISTS; i++) {
+        if (ours[i] == NULL) {
+            ours[i] = list;
+            pthread_mutex_unlock(&lock);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static int forget(struct addrinfo *list)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_LISTS; i++) {
+        if (ours[i] == list && list != NULL) {
+            ours[i] = NULL;
+            pthread_mutex_unlock(&lock);
+            return 1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+static int numeric(const char *node)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, node, buf) == 1 || inet_pton(AF_INET6, node, buf) == 1 ||
+           strchr(node, '%') != NULL;
+}
+
+/* Ask the wrapper; -1: no answer (go on as without us). */
+static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
+{
+    size_t n = strlen(node);
+    const char *path = ctl_path();
+    if (path == NULL || n == 0 || n > 253)
+        return -1;
+    unsigned char req[3 + 253];
+    req[0] = 'N';
+    req[1] = family == AF_INET ? 4 : family == AF_INET6 ? 6 : 0;
+    req[2] = (unsigned char)n;
+    memcpy(req + 3, node, n);
+    int s = socket_fd_unix();
+    if (s < 0)
+        return -1;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
+             NEXT(write)(s, req, 3 + n) == (ssize_t)(3 + n);
+    *got = 0;
+    while (ok && *got < cap) {
+        ssize_t r = read(s, ans + *got, cap - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        *got += (size_t)r;
+    }
+    close(s);
+    return ok && *got >= 2 ? ans[0] : -1;
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    getaddrinfo_fn libc_gai = (getaddrinfo_fn)libc_sym("getaddrinfo");
+    int family = hints != NULL ? hints->ai_family : AF_UNSPEC;
+    unsigned char ans[2 + 32 * 17];
+    size_t got = 0;
+    int status = -1;
+    if (node != NULL && libc_gai != NULL && !(hints != NULL && (hints->ai_flags & AI_NUMERICHOST)) &&
+        !numeric(node))
+        status = lookup(node, family, ans, sizeof ans, &got);
+    if (status == LOOKUP_NONAME)
+        return EAI_NONAME;
+    if (status == LOOKUP_FAILED)
+        return EAI_AGAIN;
+    if (status != LOOKUP_OK)
+        return NEXT(getaddrinfo)(node, service, hints, res);
+    struct addrinfo h = {0};
+    if (hints != NULL)
+        h = *hints;
+    h.ai_flags = (h.ai_flags | AI_NUMERICHOST) & ~(AI_CANONNAME | AI_ADDRCONFIG);
+    struct addrinfo *head = NULL, **tail = &head;
+    int last = EAI_NONAME;
+    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
+        int fam = ans[i] == 4 ? AF_INET : AF_INET6;
+        size_t alen = fam == AF_INET ? 4 : 16;
+        char text[INET6_ADDRSTRLEN];
+        if (i + 1 + alen > got || inet_ntop(fam, ans + i + 1, text, sizeof text) == NULL)
+            break;
+        i += 1 + alen;
+        if (family != AF_UNSPEC && family != fam)
+            continue;
+        h.ai_family = fam;
+        struct addrinfo *part = NULL;
+        last = libc_gai(text, service, &h, &part);
+        if (last != 0 || part == NULL)
+            continue;
+        *tail = part;
+        while (*tail != NULL)
+            tail = &(*tail)->ai_next;
+    }
+    if (head == NULL)
+        return last != 0 ? last : EAI_NONAME;
+    if (hints != NULL && (hints->ai_flags & AI_CANONNAME))
+        head->ai_canonname = strdup(node); /* libc's freeaddrinfo frees it */
+    keep(head);
+    *res = head;
+    return 0;
+}
+
+void freeaddrinfo(struct addrinfo *list)
+{
+    if (forget(list)) {
+        freeaddrinfo_fn libc_free = (freeaddrinfo_fn)libc_sym("freeaddrinfo");
+        if (libc_free != NULL)
+            libc_free(list);
+        return;
+    }
+    NEXT(freeaddrinfo)(list);
 }

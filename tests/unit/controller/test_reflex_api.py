@@ -63,3 +63,38 @@ def test_forbidden_and_bad_arguments() -> None:
         result_of(s.reflex_state(1, 1000, 100))
     with pytest.raises(ValueError):
         result_of(s.configure_reflex(1, bytes(10), 1020))
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (Status.ECRTBADHDAT, "not listed in the certificate chain"),
+        (Status.EUNKFAULT, "reflex_init returned non-zero or crashed"),
+        (Status.ESKTINUSE, "attached to this socket already"),
+    ],
+)
+def test_a_refused_attach_says_why_in_reflex_terms(status: Status, words: str) -> None:
+    """The generic texts said "bad eBPF" (ECRTBADHDAT) and "a raw socket could not be
+    opened" (EUNKFAULT, a crashing reflex_init)."""
+    s, _t, _ = on_string_transport()
+    d = s.attach_reflex(2, WASM)
+    caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+    s.dataReceived(frames(Mdata(rw.CAPS, caps.encode())))
+    s.dataReceived(frames(Result(int(status))))
+    with pytest.raises(RequestFailed) as caught:
+        result_of(d)
+    text = str(caught.value)
+    assert words in text and "reflex on socket 2" in text and status.name in text
+    assert "eBPF" not in text and "raw socket" not in text
+    assert caught.value.status == status
+
+
+def test_a_module_over_the_endpoints_cap_is_refused_before_sending() -> None:
+    from packetlab.endpoint.monitors import MAX_MODULE
+
+    assert abi.MAX_MODULE == MAX_MODULE
+    s, t, _ = on_string_transport()
+    sent = len(t.writes)
+    with pytest.raises(ValueError, match="at most 1048576"):
+        result_of(s.attach_reflex(1, WASM + bytes(MAX_MODULE)))
+    assert len(t.writes) == sent

@@ -537,3 +537,22 @@ def test_a_return_of_65535_or_more_counts_as_a_crash(rv: int) -> None:
 
     assert inst.check_nsend(Nsend) == rv and inst.crashes == 2
     assert inst.check_ndata(1, 4, 6, 0, None, None, b"") == abi.MONITOR_CRASH  # not exported
+
+
+def test_a_memory_fault_is_named_not_summarised_as_caused_by() -> None:
+    """wasmtime's report of an out-of-bounds load ends in numbered "Caused by:" lines;
+    the summary (a crash's `why`, an rdetached text) was the bare "Caused by:"."""
+    from packetlab.monitor.runtime import _summary
+
+    text = (
+        "error while executing at wasm backtrace:\n"
+        "    0:    0x193 - <unknown>!<wasm function 10>\n\n"
+        "Caused by:\n"
+        "    0: memory fault at wasm address 0x7ffffff0 in linear memory of size 0x30000\n"
+        "    1: wasm trap: out of bounds memory access\n"
+    )
+    assert _summary(text) == (
+        "wasm trap: out of bounds memory access (memory fault at wasm address 0x7ffffff0 "
+        "in linear memory of size 0x30000)"
+    )
+    assert _summary("deadline of 100 ms exceeded") == "deadline of 100 ms exceeded"

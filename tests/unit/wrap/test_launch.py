@@ -14,7 +14,9 @@ from packetlab.wrap.launch import (
     child_env,
     exit_status,
     find_program,
+    preload_ignored,
     proxychains_conf,
+    terminal_sent,
 )
 
 
@@ -88,3 +90,37 @@ def test_parser_keeps_the_command_and_its_options() -> None:
     assert args.command == ["--", "curl", "-s", "--max-time", "3"] and args.timings == "t"
     args = build_parser().parse_args(["--listen", "20556", "--insecure-plaintext", "--", "id"])
     assert args.listen == "20556" and args.insecure_plaintext and args.command == ["--", "id"]
+
+
+def test_a_terminal_signal_to_the_programs_group_is_not_sent_twice() -> None:
+    import signal
+
+    # Ctrl-C / hang-up of the terminal whose foreground group is the program's: it has it
+    assert terminal_sent(signal.SIGINT, 100, 100)
+    assert terminal_sent(signal.SIGHUP, 100, 100)
+    # a kill of our pid (SIGTERM), no terminal, or the program in another group: pass on
+    assert not terminal_sent(signal.SIGTERM, 100, 100)
+    assert not terminal_sent(signal.SIGINT, 100, None)
+    assert not terminal_sent(signal.SIGINT, 100, 200)
+    assert not terminal_sent(signal.SIGINT, None, 100)
+
+
+def test_set_user_id_and_capability_programs_are_not_reached_by_ld_preload(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    prog = tmp_path / "prog"
+    prog.write_bytes(b"#!/bin/sh\n")
+    prog.chmod(0o755)
+    assert not preload_ignored(str(prog), euid=1000)
+    prog.chmod(0o4755)
+    assert preload_ignored(str(prog), euid=1000)
+    assert not preload_ignored(str(prog), euid=0)  # root gains nothing: preloaded
+    ping = "/usr/bin/ping"
+    try:
+        caps = os.path.exists(ping) and bool(os.getxattr(ping, "security.capability"))
+    except OSError:
+        caps = False
+    if caps:
+        assert preload_ignored(ping, euid=1000)

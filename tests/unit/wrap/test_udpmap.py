@@ -26,9 +26,13 @@ class Reactor:
 
     def __init__(self) -> None:
         self.udp: list[tuple[str, Any]] = []
+        self.sizes: list[int] = []
 
-    def listenUDP(self, port: int, proto: Any, interface: str = "") -> Port:
+    def listenUDP(
+        self, port: int, proto: Any, interface: str = "", maxPacketSize: int = 8192
+    ) -> Port:
         self.udp.append((interface, proto))
+        self.sizes.append(maxPacketSize)
         return Port(40000 + len(self.udp))
 
 
@@ -55,6 +59,8 @@ def test_one_relay_port_per_destination() -> None:
     ask(udpmap, v6)
     assert [u[0] for u in reactor.udp] == ["127.0.0.1", "::1"]
     assert len(udpmap.relays) == 2
+    # a relay port reads whole datagrams (Twisted's default of 8192 cut longer ones)
+    assert reactor.sizes == [65535, 65535]
 
 
 def test_a_request_split_in_pieces_is_answered_once_complete() -> None:
@@ -75,3 +81,73 @@ def test_bad_requests() -> None:
     assert udpmap.relay_port(b"\x04\x00") == 0
     assert udpmap.relay_port(b"") == 0
     assert udpmap.relays == {}
+
+
+class FakeNames:
+    """Names.lookup over a table: name -> addresses, or the error to raise."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.table = table
+        self.asked: list[tuple[str, int]] = []
+
+    def local(self, name: str) -> bool:
+        return name == "localhost"
+
+    async def lookup(self, name: str, family: int = 0) -> Any:
+        from packetlab.wrap.resolve import Answer
+
+        self.asked.append((name, family))
+        found = self.table[name]
+        if isinstance(found, Exception):
+            raise found
+        return Answer(tuple(found), None, None)
+
+
+def test_name_lookups_answer_the_endpoints_addresses_or_no_such_name() -> None:
+    """The shim's getaddrinfo asks here: the program gets the endpoint's addresses, and
+    NXDOMAIN as "no such name" (curl exit 6) where it got a placeholder address and
+    then a refused connection (exit 7)."""
+    import ipaddress
+
+    from packetlab.wrap.resolve import NoSuchName, ResolveError
+    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
+
+    log = TimingLog(None)
+    names = FakeNames({
+        "www.test": [ipaddress.ip_address("192.0.2.80"), ipaddress.ip_address("2001:db8::1")],
+        "nx.test": NoSuchName("cannot resolve 'nx.test': no such name"),
+        "down.test": ResolveError("cannot resolve 'down.test': no answer"),
+    })  # fmt: skip
+    udpmap = UdpMap(None, Reactor(), log, None, names)  # type: ignore[arg-type]
+
+    def lookup(name: bytes, family: int = 0) -> bytes:
+        return ask(udpmap, b"N" + bytes([family, len(name)]) + name)[0]
+
+    assert lookup(b"www.test", 4) == (
+        bytes([LOOKUP_OK, 2, 4, 192, 0, 2, 80, 6]) + ipaddress.ip_address("2001:db8::1").packed
+    )
+    assert names.asked == [("www.test", 4)]
+    assert lookup(b"nx.test") == bytes([LOOKUP_NONAME, 0])
+    assert lookup(b"down.test") == bytes([LOOKUP_FAILED, 0])
+    assert lookup(b"localhost") == bytes([LOOKUP_LOCAL, 0])  # /etc/hosts: this side
+    assert [(r.proto, r.host) for r in log.records] == [("dns", "nx.test"), ("dns", "down.test")]
+    assert "no such name" in (log.records[0].error or "")
+
+
+def test_a_name_that_cannot_be_asked_or_a_failing_lookup_is_still_answered() -> None:
+    """`getent ahosts a..b` hung: the name's IDNA encoding raised, the lookup was never
+    answered, and the program's getaddrinfo waited for ever."""
+    import ipaddress
+
+    from packetlab.wrap.resolve import Names
+    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_NONAME
+
+    names = Names(None, [(ipaddress.ip_address("192.0.2.53"), 53)], hosts=frozenset())  # type: ignore[arg-type]
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, names)  # type: ignore[arg-type]
+    for bad in (b"a..b", b"x" * 70 + b".test"):
+        assert ask(udpmap, b"N\x00" + bytes([len(bad)]) + bad) == (
+            bytes([LOOKUP_NONAME, 0]), True,
+        )  # fmt: skip
+    broken = FakeNames({"www.test": RuntimeError("a bug")})
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, broken)  # type: ignore[arg-type]
+    assert ask(udpmap, b"N\x00\x08www.test") == (bytes([LOOKUP_FAILED, 0]), True)
