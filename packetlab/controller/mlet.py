@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
 from twisted.logger import Logger
@@ -153,6 +154,7 @@ class MletProcess(ProcessProtocol):
         self.signal: int | None = None
         self.running = False
         self.pid: int | None = None
+        self.ended: Deferred[None] = Deferred()  # fires once the process has exited
 
     @classmethod
     def spawn(
@@ -199,6 +201,7 @@ class MletProcess(ProcessProtocol):
             self.exit_code = reason.value.exitCode
             self.signal = reason.value.signal
         self.on_exit(self)
+        self.ended.callback(None)
 
     def kill(self, sig: str = "TERM") -> None:
         t: Any = self.transport
@@ -511,7 +514,7 @@ class EndpointWorker(Protocol):
         elif not ok and self.process is not None:  # the mlet's own failure, in words
             p = self.process
             out["error"] = (
-                f"the mlet was killed by signal {p.signal}"
+                f"the mlet was killed by signal {p.signal} ({_signame(p.signal)})"
                 if p.signal is not None
                 else f"the mlet exited with status {p.exit_code}"
             )
@@ -533,3 +536,13 @@ def _describe(msg: object) -> str:
             return f"error 0x{msg.errid:04x}"
     name = getattr(msg, "NAME", type(msg).__name__)
     return f"it answered with {name}, not a result"
+
+
+def _signame(number: int) -> str:
+    """`SIGSEGV` for 11: what a shell user reads in `Segmentation fault`."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
