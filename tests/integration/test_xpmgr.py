@@ -286,7 +286,7 @@ def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> Non
                           str(home / "xpmgr.conf"), "/nonexistent/mlet"],
                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 1
-    assert "is not an executable file, a .py file or a Python module path" in run.stderr
+    assert "pktlab xpmgr: MLET '/nonexistent/mlet': no such file\n" in run.stderr
 
 
 def test_active_mode_with_agent_certs_checked_both_ways(
@@ -374,3 +374,33 @@ def test_active_mode_more_endpoints_at_once_than_backlogs(
     assert all(r["status"] == "done" for r in results), results
     stats = proxy.counters(f"splices == {n}")
     assert stats["refusals"] == {}, stats
+
+
+def test_second_sigint_leaves_no_mlet_that_ignores_sigterm(
+    tmp_path: Path, home: Path, procs: list[object]
+) -> None:
+    """An mlet that ignores SIGTERM (and SIGINT) outlived the manager, orphaned and still
+    running, after the second SIGINT; now it gets SIGKILL after the grace."""
+    import os
+
+    mlet = tmp_path / "stubborn"
+    mlet.write_text('#!/bin/sh\ntrap "" TERM INT\necho "pid $$"\nwhile :; do sleep 0.1; done\n')
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)])
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    pid = int(xp.wait_log(r"pid (\d+)").group(1))
+    xp.proc.send_signal(signal.SIGINT)
+    xp.wait_log(r"wrapping up \(1 running\)")
+    xp.proc.send_signal(signal.SIGINT)
+    assert xp.wait_exit(20) == 130
+    assert "still running 2.0 s after SIGTERM: SIGKILL" in xp.text()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        os.kill(pid, signal.SIGKILL)  # the old manager's orphan: do not leave it
+        raise AssertionError(f"the mlet (pid {pid}) outlived the manager")
+    [r] = xp.result_lines()
+    assert r["status"] == "failed" and r["error"] == "interrupted"

@@ -131,7 +131,7 @@ def test_a_failed_mlet_says_why_in_its_result() -> None:
 
     for reason, want in (
         (ProcessTerminated(exitCode=3), "the mlet exited with status 3"),
-        (ProcessTerminated(signal=9), "the mlet was killed by signal 9"),
+        (ProcessTerminated(signal=9), "the mlet was killed by signal 9 (SIGKILL)"),
     ):
         h = started()
         proc = MletProcess("m", on_exit=lambda p: None)
