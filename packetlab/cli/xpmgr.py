@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="listen address (passive) or proxy setup port (active)")  # fmt: skip
     parser.add_argument("-p", dest="publish", metavar="PUBLISH_ADDR[:PORT]",
                         help="controller address to publish (default: inferred)")  # fmt: skip
-    parser.add_argument("-n", dest="attempts", type=int, metavar="ATTEMPT_CNT",
+    parser.add_argument("-n", dest="attempts", type=_count, metavar="ATTEMPT_CNT",
                         help="wrap up after this many endpoints completed TLS setup")  # fmt: skip
     parser.add_argument("-i", dest="hostid", metavar="HOSTID",
                         help="publish hostid=HOSTID (a glob the broker matches)")  # fmt: skip
@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rest = parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
                                help="its arguments")  # fmt: skip
     rest.required = False  # argparse counts a REMAINDER as required: "MLET, MLET_ARGS"
+
+
+def _count(text: str) -> int:
+    """ASCII decimals, as the reference's strtoul reads them (int() also took " 3", "3_0"
+    and other scripts' digits such as "\u0663")."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number of endpoints, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +155,8 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
                   file=sys.stderr)  # fmt: skip
             return 1
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    # "Main loop terminated." after every run, also right after a one-line start error
+    predicate.setLogLevelForNamespace("twisted.internet.base", LogLevel.warn)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
         redirectStandardIO=False,

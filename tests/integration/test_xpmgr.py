@@ -404,3 +404,37 @@ def test_second_sigint_leaves_no_mlet_that_ignores_sigterm(
         raise AssertionError(f"the mlet (pid {pid}) outlived the manager")
     [r] = xp.result_lines()
     assert r["status"] == "failed" and r["error"] == "interrupted"
+
+
+def test_fifty_endpoints_at_once_progress_and_results(
+    tmp_path: Path, home: Path, procs: list[object]
+) -> None:
+    """50 endpoints arriving at once: every one gets its mlet, one JSON line each (whole
+    lines, hostid and address right, the mlet's output its own), and the progress lines
+    add up (seen = running + done + failed) to the final count."""
+    import re
+    import sys
+
+    from pxworld import Proc
+
+    n = 50
+    mlet = tmp_path / "ok"
+    mlet.write_text('#!/bin/sh\necho "ok $EPADDR"\n')
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", str(n))
+    procs.append(xp)
+    eps = Proc([sys.executable, str(Path(__file__).parent / "many_endpoints.py"),
+                str(home / "endpt.conf"), f"127.0.0.1:{xp.port()}", str(n)],
+               tmp_path / "many.log", tmp_path)  # fmt: skip
+    procs.append(eps)
+    assert xp.wait_exit(120) == 0, xp.text()[-3000:]
+    results = xp.result_lines()
+    assert sorted(r["hostid"] for r in results) == sorted(f"ep{i}" for i in range(n))
+    assert {r["status"] for r in results} == {"done"}, [r for r in results if r["status"] != "done"]
+    assert all(r["address"] == "127.0.0.1" and r["output"] == "ok 127.0.0.1\n" for r in results)
+    progress = re.findall(r"endpoints seen (\d+), running (\d+), done (\d+), failed (\d+)",
+                          xp.text())  # fmt: skip
+    counts = [tuple(map(int, p)) for p in progress]
+    assert all(s == r + d + f for s, r, d, f in counts), counts
+    assert counts[-1] == (n, 0, n, 0)
+    assert xp.text().count("ok 127.0.0.1\n") == n  # each mlet's line passed through whole
