@@ -26,8 +26,7 @@ def program_problem(path: str) -> str | None:
         return "is not a regular file"
     if not os.access(path, os.X_OK):
         return (
-            f"is not executable (chmod +x {path}; the manager executes the MLET, "
-            "as pktxpmgr does)"
+            f"is not executable (chmod +x {path}; the manager executes the MLET, as pktxpmgr does)"
         )
     try:
         with open(path, "rb") as f:

@@ -270,14 +270,14 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
     cfg.lines = dict(seen)
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
-            hint = ""
+            why = ""
             if not seen and cfg.exp_exec:  # the tutorial's `printf ... >> FILE`
-                hint = (
+                why = (
                     " (the file holds only ExpExec lines: appended to a file that was not "
                     "there? Start from a whole one: pktlab init writes xpmgr.conf and "
                     "xpmgr.proxy.conf)"
                 )
-            raise XpmgrConfigError(f"{path}: {key} is required{hint}")
+            raise XpmgrConfigError(f"{path}: {key} is required{why}")
     if not cfg.exp_exec:
         raise XpmgrConfigError(f"{path}: at least one ExpExec line is required")
     defaults = [e for e in cfg.exp_exec if e.is_default]

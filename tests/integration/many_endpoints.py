@@ -28,7 +28,7 @@ def main() -> None:
     for s in services:
         s.startService()
     print(f"{count} endpoints started", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ mv caida_k_eop.pub ~/.pktlab/keys
 mv caida_exppriv.cert ~/.pktlab/certs
 printf "%b" "\nExpExec 0::${HOME}/.pktlab/certs/caida_exppriv.cert,${HOME}/.pktlab/certs/pubcmd_exper_xc.cert:${HOME}/.pktlab/keys/caida_k_eop.pub::\n" >> ~/.pktlab/xpmgr.conf
 printf "%b" "\nExpExec 0::${HOME}/.pktlab/certs/caida_exppriv.cert,${HOME}/.pktlab/certs/pubcmd_exper_xc.cert:${HOME}/.pktlab/keys/caida_k_eop.pub::\n" >> ~/.pktlab/xpmgr.proxy.conf
-"""  # step 3, as the tutorial writes it
+"""  # noqa: E501 (step 3, as the tutorial writes it)
     _run(["sh", "-ec", script], env, work)
     mlets = work / "example_mlets"
     shutil.copytree(REPO / "examples/mlets", mlets)
