@@ -438,3 +438,43 @@ def test_fifty_endpoints_at_once_progress_and_results(
     assert all(s == r + d + f for s, r, d, f in counts), counts
     assert counts[-1] == (n, 0, n, 0)
     assert xp.text().count("ok 127.0.0.1\n") == n  # each mlet's line passed through whole
+
+
+def test_mlet_args_reach_the_mlet_verbatim(tmp_path: Path, home: Path, procs: list[object]) -> None:
+    """MLET_ARGS with spaces, dashes that look like our options, an empty one, `--` and
+    non-ASCII: each reaches the mlet as one argument, unchanged."""
+    mlet = tmp_path / "echoargs"
+    mlet.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\n")
+    mlet.chmod(0o755)
+    given = ["a b", "--x", "-n", "0", "", "--", "-s", "ünï  x"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), *given], "-n", "1")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    assert xp.wait_exit() == 0, xp.text()
+    [r] = xp.result_lines()
+    assert r["output"] == "".join(f"[{a}]\n" for a in given), r
+
+
+def test_a_proxy_restarted_under_a_running_manager_gets_its_backlogs_again(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    """The proxy stops (its backlogs close) and comes back on the same ports: the manager
+    registers TargetBacklogConn backlogs again and the next endpoint is served."""
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    setup, endpoints = proxy.setup, proxy.endpoints
+    conf = active_conf(home, tmp_path / "active.conf", "restart1", "TargetBacklogConn 2")
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)],
+                   addr=f"127.0.0.1:{setup}")  # fmt: skip
+    procs.append(xp)
+    proxy.counters("backlog == 2")
+    proxy.stop()
+    xp.wait_log(r"idle backlog to 127\.0\.0\.1:\d+ closed by the proxy")
+    again = ProxyProc(tmp_path, home, "--setup", f"tcp:{setup}:interface=127.0.0.1",
+                      "--endpoints", f"tcp:{endpoints}:interface=127.0.0.1")  # fmt: skip
+    procs.append(again)
+    again.counters("backlog == 2", timeout=45)  # after the manager's backoff (0.5 s doubling)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{endpoints}", "--snikey", "restart1",
+                              "--sessions", "1"))  # fmt: skip
+    xp.wait_log(r"done 1, failed 0", timeout=30)
+    again.counters("splices == 1 and backlog == 2")  # and the used one was replaced
