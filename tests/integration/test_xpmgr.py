@@ -444,7 +444,7 @@ def test_mlet_args_reach_the_mlet_verbatim(tmp_path: Path, home: Path, procs: li
     """MLET_ARGS with spaces, dashes that look like our options, an empty one, `--` and
     non-ASCII: each reaches the mlet as one argument, unchanged."""
     mlet = tmp_path / "echoargs"
-    mlet.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\n")
+    mlet.write_text('#!/bin/sh\nfor a in "$@"; do printf \'[%s]\\n\' "$a"; done\n')
     mlet.chmod(0o755)
     given = ["a b", "--x", "-n", "0", "", "--", "-s", "ünï  x"]
     xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), *given], "-n", "1")

@@ -10,6 +10,7 @@ it the xdescr instead; docs/xpmgr.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -132,3 +133,39 @@ def test_first_external_experiment_proxy_mode(
     assert out.count(PAGE.decode()) == 2, out
     assert "endpoints seen 2, running 0, done 2, failed 0" in out
     assert proxy.counters("splices == 2")["splices"] == 2
+
+
+def test_first_external_experiment_published_to_the_operators_broker(
+    world: dict[str, Path], tmp_path: Path, web: int, procs: list[Proc]
+) -> None:
+    """Step 4 as the tutorial tells it: the manager publishes each ExpExec to the broker
+    and the operator's endpoint, subscribed there, gets the xdescr of the line for its
+    operator's key (the broker filters by channel) and connects with its sni_key."""
+    from broker_world import BrokerProcess
+
+    from packetlab.ppks import PktlabHome
+
+    broker = BrokerProcess(PktlabHome.at(world["caida"]), tmp_path)
+    try:
+        conf = tmp_path / "xpmgr.conf"
+        text = (world["home"] / ".pktlab/xpmgr.conf").read_text()
+        conf.write_text(  # docs/xpmgr.md tutorial 2 step 3
+            text.replace("EnableExpPublication 0", "EnableExpPublication 1")
+            + f"BrokerAddr 127.0.0.1:{broker.pub_port}\n"
+            + f"PubAgentCertPath {world['home']}/.pktlab/certs/agent_xc_xc.cert\n"
+            + "PubPeriod 600000000000\n"
+        )
+        xp = _xpmgr(world, tmp_path, "-c", str(conf), "-a", "127.0.0.1:0", "-n", "1",
+                    str(world["mlet"]), f"localhost:{web}")  # fmt: skip
+        procs.append(xp)
+        key = _caida_snikey(xp, "xpmgr.conf")
+        xp.wait_log(rf"published to 127\.0\.0\.1:\d+: .*sni_key={key};")
+        procs.append(EndpointProc(tmp_path, world["caida"], None, "--set", "NoSubMode=0",
+                                  "--broker", f"127.0.0.1:{broker.sub_port}"))  # fmt: skip
+        assert xp.proc.wait(60) == 0, xp.text()
+        assert PAGE.decode() in xp.text()
+        [r] = [json.loads(x) for x in (world["work"] / "xpmgr-results.jsonl").read_text()
+               .splitlines() if f'"{key}"' in x]  # fmt: skip
+        assert r["status"] == "done", r
+    finally:
+        broker.stop()
