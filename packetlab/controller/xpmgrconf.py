@@ -312,4 +312,29 @@ def load_xpmgr_config(path: str | os.PathLike[str]) -> XpmgrConfig:
         text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise XpmgrConfigError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
-    return parse_xpmgr_config(text, os.fspath(path))
+    cfg = parse_xpmgr_config(text, os.fspath(path))
+    _resolve_relative(cfg, Path(path).parent)
+    return cfg
+
+
+def _resolve_relative(cfg: XpmgrConfig, base: Path) -> None:
+    """A relative path that names nothing from the current directory is taken from the
+    config's directory: the reference template's `ExpExec 1::certs/exppriv.cert,...`
+    in ~/.pktlab/xpmgr.conf failed from any other directory (`No such file or directory:
+    'keys/k_xc'`)."""
+
+    def fix(p: str) -> str:
+        if not p or os.path.isabs(p) or os.path.exists(p):
+            return p
+        there = base / p
+        return str(there) if there.exists() else p
+
+    for attr in ("pub_agent_cert", "controller_privkey", "program_dir", "backlog_agent_cert"):
+        value = getattr(cfg, attr)
+        if value is not None:
+            setattr(cfg, attr, fix(value))
+    cfg.broker_cert_roots = [fix(p) for p in cfg.broker_cert_roots]
+    cfg.proxy_cert_roots = [fix(p) for p in cfg.proxy_cert_roots]
+    for x in cfg.exp_exec:
+        x.chain = [fix(p) for p in x.chain]
+        x.trusted_eop = [fix(p) for p in x.trusted_eop]
