@@ -406,12 +406,14 @@ def test_second_sigint_leaves_no_mlet_that_ignores_sigterm(
     assert r["status"] == "failed" and r["error"] == "interrupted"
 
 
+@pytest.mark.parametrize("mode", ["passive", "proxy"])
 def test_fifty_endpoints_at_once_progress_and_results(
-    tmp_path: Path, home: Path, procs: list[object]
+    tmp_path: Path, home: Path, procs: list[object], mode: str
 ) -> None:
-    """50 endpoints arriving at once: every one gets its mlet, one JSON line each (whole
-    lines, hostid and address right, the mlet's output its own), and the progress lines
-    add up (seen = running + done + failed) to the final count."""
+    """50 endpoints arriving at once, directly or through `twistd pktproxy` (2 backlogs:
+    the proxy holds the rest until the manager replenishes): every one gets its mlet, one
+    JSON line each (whole lines, hostid and address right, the mlet's output its own),
+    and the progress lines add up (seen = running + done + failed) to the final count."""
     import re
     import sys
 
@@ -421,10 +423,22 @@ def test_fifty_endpoints_at_once_progress_and_results(
     mlet = tmp_path / "ok"
     mlet.write_text('#!/bin/sh\necho "ok $EPADDR"\n')
     mlet.chmod(0o755)
-    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", str(n))
-    procs.append(xp)
+    snikey: list[str] = []
+    if mode == "passive":
+        xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", str(n))
+        procs.append(xp)
+        target = f"127.0.0.1:{xp.port()}"
+    else:
+        proxy = ProxyProc(tmp_path, home)
+        procs.append(proxy)
+        conf = active_conf(home, tmp_path / "active.conf", "many50", "TargetBacklogConn 2")
+        xp = XpmgrProc(tmp_path, conf, [str(mlet)], "-n", str(n),
+                       addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+        procs.append(xp)
+        proxy.counters("backlog == 2")
+        target, snikey = f"127.0.0.1:{proxy.endpoints}", ["many50"]
     eps = Proc([sys.executable, str(Path(__file__).parent / "many_endpoints.py"),
-                str(home / "endpt.conf"), f"127.0.0.1:{xp.port()}", str(n)],
+                str(home / "endpt.conf"), target, str(n), *snikey],
                tmp_path / "many.log", tmp_path)  # fmt: skip
     procs.append(eps)
     assert xp.wait_exit(120) == 0, xp.text()[-3000:]
