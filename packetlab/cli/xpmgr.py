@@ -20,7 +20,9 @@ EPILOG = """\
 MLET is a program that speaks PacketLab unencrypted on fd 0 (EPADDR in its environment
 holds the endpoint's address; a bare name is looked up on PATH), or a Python experiment: a
 .py file or a module path whose `async def mlet(session, args)` gets a started controller
-session (see docs/xpmgr.md). It is checked before anything listens.
+session (see docs/xpmgr.md). It is checked before anything listens (a program: as execve
+would take it; `make -C examples/mlets` builds the C example mlets, test_http_get among
+them).
 
 Passive mode (default) listens on -a (default 0.0.0.0:20556). With `EnableProxyMode 1`
 in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager keeps
@@ -29,8 +31,8 @@ TargetBacklogConn backlog connections there per snikey.
 Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
 output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); a
 progress line (seen/running/done/failed) goes to stderr. The first SIGINT wraps up
-(stop accepting, wait for running mlets), the second SIGTERMs the running mlets, records
-them as failed ("interrupted") and exits 130."""
+(stop accepting, wait for running mlets), the second SIGTERMs the running mlets (SIGKILL
+2 s later for any left), records them as failed ("interrupted") and exits 130."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -161,7 +161,10 @@ def test_help_says_what_the_second_sigint_does(capsys: pytest.CaptureFixture[str
         cli.main(["xpmgr", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "exits at once" not in text
-    assert "the second SIGTERMs the running mlets, records them as failed" in text
+    assert (
+        "the second SIGTERMs the running mlets (SIGKILL 2 s later for any left), records "
+        "them as failed" in text
+    )
     assert "exits 130" in text
 
 
