@@ -285,7 +285,7 @@ class EndpointWorker(Protocol):
 
     def connectionMade(self) -> None:
         peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
-        self.address = str(getattr(peer, "host", peer))
+        self.address = _unmapped(str(getattr(peer, "host", peer)))
         try:
             programs = self._setup_for(self)
         except Exception as e:
@@ -546,3 +546,15 @@ def _signame(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return "unknown signal"
+
+
+def _unmapped(host: str) -> str:
+    """`192.0.2.7` for `::ffff:192.0.2.7`: an IPv4 endpoint reaching a dual-stack listener
+    (`-a [::]:PORT`) is the IPv4 endpoint it is, in EPADDR and the results."""
+    import ipaddress
+
+    try:
+        mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
+    except ValueError:
+        return host
+    return str(mapped) if mapped is not None else host
