@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.controller import outstream
 from packetlab.wire import vmem
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN, LINFO_INFO_MAX, MsgType
 
@@ -181,19 +182,16 @@ class MletProcess(ProcessProtocol):
         self._line += data
         cut = self._line.rfind(b"\n") + 1
         if cut:  # whole lines only, so that mlets running at once do not interleave mid-line
-            sys.stdout.buffer.write(bytes(self._line[:cut]))
-            sys.stdout.flush()
+            outstream.write(sys.stdout, bytes(self._line[:cut]))
             del self._line[:cut]
 
     def errReceived(self, data: bytes) -> None:
-        sys.stderr.buffer.write(data)
-        sys.stderr.flush()
+        outstream.write(sys.stderr, data)
 
     def processEnded(self, reason: Failure) -> None:
         self.running = False
         if self._line:
-            sys.stdout.buffer.write(bytes(self._line) + b"\n")
-            sys.stdout.flush()
+            outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
         if reason.check(ProcessDone):
             self.exit_code = 0

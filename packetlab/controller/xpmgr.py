@@ -31,6 +31,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from packetlab.controller import outstream
 from packetlab.controller.backlog import BacklogPool
 from packetlab.controller.mlet import (
     EndpointWorker,
@@ -488,8 +489,7 @@ class Manager:
         else:
             self.failed += 1
         if self.results is not None:
-            self.results.write(json.dumps(result) + "\n")
-            self.results.flush()
+            outstream.write(self.results, (json.dumps(result) + "\n").encode())
         self._progress()
         self._maybe_finish()
 
@@ -638,8 +638,7 @@ class Manager:
         self._say(self._last)
 
     def _say(self, text: str) -> None:
-        self.progress.write(text + "\n")
-        self.progress.flush()
+        outstream.write(self.progress, (text + "\n").encode())
 
 
 async def _nothing() -> None:
