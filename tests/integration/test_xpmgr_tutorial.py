@@ -84,7 +84,7 @@ def _xpmgr(world: dict[str, Path], tmp: Path, *args: str) -> Proc:
     env = dict(ENV, HOME=str(world["home"]))
     env.pop("PKTLAB_HOME", None)
     argv = [sys.executable, "-m", "packetlab", "xpmgr", *args]
-    return Proc(argv, tmp / "xpmgr.log", world["work"], env=env)
+    return Proc(argv, tmp / f"xpmgr-{os.urandom(3).hex()}.log", world["work"], env=env)
 
 
 def _caida_snikey(xp: Proc, conf: str) -> str:
@@ -169,3 +169,27 @@ def test_first_external_experiment_published_to_the_operators_broker(
         assert r["status"] == "done", r
     finally:
         broker.stop()
+
+
+def test_example_test_dns_asks_from_the_endpoint(
+    world: dict[str, Path], tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The reference's other example mlet, `test_dns [DOMAIN [IP]]` (here `IP[:PORT]`):
+    an A query sent by the endpoint over UDP, each A record printed; an NXDOMAIN and a
+    server that never answers are a failed result with the reason."""
+    from childserver import serve_child
+
+    mlet = str(world["mlet"].parent / "test_dns")
+    with serve_child(str(Path(__file__).parent / "dns_zone_server.py")) as dns:
+        for name, want, status in (("a.test", "a.test A 192.0.2.1\na.test A 192.0.2.2\n", "done"),
+                                   ("nx.test.", "nx.test. rcode 3\n", "failed")):  # fmt: skip
+            results = str(tmp_path / f"{name}.jsonl")
+            xp = _xpmgr(world, tmp_path, "-a", "127.0.0.1:0", "-n", "1", "--results", results,
+                        mlet, name, f"127.0.0.1:{dns}")  # fmt: skip
+            procs.append(xp)
+            port = xp.wait_log(r"listening on 127\.0\.0\.1:(\d+)").group(1)
+            procs.append(EndpointProc(tmp_path, world["home"] / ".pktlab", f"127.0.0.1:{port}",
+                                      "--sessions", "1"))  # fmt: skip
+            assert xp.proc.wait(60) == 0, xp.text()
+            [r] = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            assert (r["status"], r["output"]) == (status, want), r
