@@ -198,8 +198,10 @@ class MletProcess(ProcessProtocol):
         elif isinstance(reason.value, ProcessTerminated):
             self.exit_code = reason.value.exitCode
             self.signal = reason.value.signal
-        self.on_exit(self)
-        self.ended.callback(None)
+        try:
+            self.on_exit(self)
+        finally:  # the second SIGINT's wait for the mlets must not hang on a failure here
+            self.ended.callback(None)
 
     def kill(self, sig: str = "TERM") -> None:
         t: Any = self.transport
