@@ -52,6 +52,7 @@ creates, under --home (default ~/.pktlab, or $PKTLAB_HOME):
   csrs/   {", ".join(c[0] + ".csr" for c in CSRS)}
   keys/k_prx, certs/agent_prx_prx.cert: the proxy's agent identity (twistd pktproxy)
   endpt.conf (the demo endpoint: TLS with these certs), xpmgr.conf (the controller's),
+  xpmgr.proxy.conf (the same in proxy mode: pktlab xpmgr -c ... -a PROXY),
   broker.conf (the broker: twistd -n pktbroker)
 The agent certs are self-signed; exppriv_eop_exper lets k_exper run experiments on the
 endpoints of k_eop; pubcmd_exper_xc lets controller key k_xc act for k_exper;
@@ -169,7 +170,7 @@ def missing_files(home: PktlabHome) -> list[str]:
     names = [f"keys/{k}{ext}" for k in keys for ext in ("", ".pub")]
     names += [f"certs/{c[0]}.cert" for c in (*CERTS, ("agent_prx_prx",))]
     names += [f"csrs/{c[0]}.csr" for c in CSRS]
-    names += ["endpt.conf", "xpmgr.conf", "broker.conf"]
+    names += ["endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf"]
     return [n for n in names if not (home.root / n).is_file()]
 
 
@@ -209,6 +210,7 @@ def init_home(
     confs = (
         ("endpt.conf", endpoint_conf(home)),
         ("xpmgr.conf", xpmgr_conf(home)),
+        ("xpmgr.proxy.conf", xpmgr_conf(home, proxy=True)),
         ("broker.conf", broker_conf(home)),
     )
     for name, text in confs:
@@ -255,15 +257,30 @@ StatusListen tcp:20558:interface=127.0.0.1
 """
 
 
-def xpmgr_conf(home: PktlabHome) -> str:
-    """The demo controller's credentials in the reference xpmgr.conf form (§7.2)."""
+def xpmgr_conf(home: PktlabHome, proxy: bool = False) -> str:
+    """The demo controller's credentials in the reference xpmgr.conf form (§7.2);
+    `proxy`: xpmgr.proxy.conf, the same in proxy mode (the reference's first external
+    experiment tutorial appends its ExpExec line to both files)."""
     r = home.root.resolve()
     chain = f"{r / 'certs/pubcmd_exper_xc.cert'},{r / 'certs/exppriv_eop_exper.cert'}"
+    head = "# Demo controller (written by pktlab init), reference xpmgr.conf form\n"
+    mode = ""
+    if proxy:
+        head = (
+            "# Demo controller behind NAT (written by pktlab init), reference xpmgr.conf form:\n"
+            f"#   pktlab xpmgr -c {r / 'xpmgr.proxy.conf'} -a PROXY[:PORT] MLET [MLET_ARGS]\n"
+        )
+        mode = f"""\
+EnableProxyMode 1
+# our agent certificate for the proxy (one run with --manager-roots requires it)
+BacklogConnAgentCertPath {r / "certs/agent_xc_xc.cert"}
+# check the proxy's certificate against its key (twistd pktproxy's default is k_prx):
+# ProxyCertRootPath {r / "keys/k_prx.pub"}
+"""
     return f"""\
-# Demo controller (written by pktlab init), reference xpmgr.conf form
-EnableExpPublication 0
+{head}EnableExpPublication 0
 ControllerPrivkeyPath {r / "keys/k_xc"}
-# IS_DEFAULT:SNIKEY:EXPPRIVCHAIN_PATH:TRUSTEDEOP_PATH:PUB_CHANNEL:OVERRIDE_XDESCRNVP
+{mode}# IS_DEFAULT:SNIKEY:EXPPRIVCHAIN_PATH:TRUSTEDEOP_PATH:PUB_CHANNEL:OVERRIDE_XDESCRNVP
 ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
 """
 

@@ -20,7 +20,9 @@ EPILOG = """\
 MLET is a program that speaks PacketLab unencrypted on fd 0 (EPADDR in its environment
 holds the endpoint's address; a bare name is looked up on PATH), or a Python experiment: a
 .py file or a module path whose `async def mlet(session, args)` gets a started controller
-session (see docs/xpmgr.md). It is checked before anything listens.
+session (see docs/xpmgr.md). It is checked before anything listens (a program: as execve
+would take it; `make -C examples/mlets` builds the C example mlets, test_http_get among
+them).
 
 Passive mode (default) listens on -a (default 0.0.0.0:20556). With `EnableProxyMode 1`
 in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager keeps
@@ -29,8 +31,8 @@ TargetBacklogConn backlog connections there per snikey.
 Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
 output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); a
 progress line (seen/running/done/failed) goes to stderr. The first SIGINT wraps up
-(stop accepting, wait for running mlets), the second SIGTERMs the running mlets, records
-them as failed ("interrupted") and exits 130."""
+(stop accepting, wait for running mlets), the second SIGTERMs the running mlets (SIGKILL
+2 s later for any left), records them as failed ("interrupted") and exits 130."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="listen address (passive) or proxy setup port (active)")  # fmt: skip
     parser.add_argument("-p", dest="publish", metavar="PUBLISH_ADDR[:PORT]",
                         help="controller address to publish (default: inferred)")  # fmt: skip
-    parser.add_argument("-n", dest="attempts", type=int, metavar="ATTEMPT_CNT",
+    parser.add_argument("-n", dest="attempts", type=_count, metavar="ATTEMPT_CNT",
                         help="wrap up after this many endpoints completed TLS setup")  # fmt: skip
     parser.add_argument("-i", dest="hostid", metavar="HOSTID",
                         help="publish hostid=HOSTID (a glob the broker matches)")  # fmt: skip
@@ -58,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rest = parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
                                help="its arguments")  # fmt: skip
     rest.required = False  # argparse counts a REMAINDER as required: "MLET, MLET_ARGS"
+
+
+def _count(text: str) -> int:
+    """ASCII decimals, as the reference's strtoul reads them (int() also took " 3", "3_0"
+    and other scripts' digits such as "\u0663")."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number of endpoints, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +157,8 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
                   file=sys.stderr)  # fmt: skip
             return 1
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    # "Main loop terminated." after every run, also right after a one-line start error
+    predicate.setLogLevelForNamespace("twisted.internet.base", LogLevel.warn)
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
         redirectStandardIO=False,

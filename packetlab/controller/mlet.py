@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.controller import outstream
 from packetlab.wire import vmem
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN, LINFO_INFO_MAX, MsgType
 
@@ -153,6 +155,7 @@ class MletProcess(ProcessProtocol):
         self.signal: int | None = None
         self.running = False
         self.pid: int | None = None
+        self.ended: Deferred[None] = Deferred()  # fires once the process has exited
 
     @classmethod
     def spawn(
@@ -179,26 +182,26 @@ class MletProcess(ProcessProtocol):
         self._line += data
         cut = self._line.rfind(b"\n") + 1
         if cut:  # whole lines only, so that mlets running at once do not interleave mid-line
-            sys.stdout.buffer.write(bytes(self._line[:cut]))
-            sys.stdout.flush()
+            outstream.write(sys.stdout, bytes(self._line[:cut]))
             del self._line[:cut]
 
     def errReceived(self, data: bytes) -> None:
-        sys.stderr.buffer.write(data)
-        sys.stderr.flush()
+        outstream.write(sys.stderr, data)
 
     def processEnded(self, reason: Failure) -> None:
         self.running = False
         if self._line:
-            sys.stdout.buffer.write(bytes(self._line) + b"\n")
-            sys.stdout.flush()
+            outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
         if reason.check(ProcessDone):
             self.exit_code = 0
         elif isinstance(reason.value, ProcessTerminated):
             self.exit_code = reason.value.exitCode
             self.signal = reason.value.signal
-        self.on_exit(self)
+        try:
+            self.on_exit(self)
+        finally:  # the second SIGINT's wait for the mlets must not hang on a failure here
+            self.ended.callback(None)
 
     def kill(self, sig: str = "TERM") -> None:
         t: Any = self.transport
@@ -282,7 +285,7 @@ class EndpointWorker(Protocol):
 
     def connectionMade(self) -> None:
         peer: Any = self.transport.getPeer()  # type: ignore[union-attr]
-        self.address = str(getattr(peer, "host", peer))
+        self.address = _unmapped(str(getattr(peer, "host", peer)))
         try:
             programs = self._setup_for(self)
         except Exception as e:
@@ -511,7 +514,7 @@ class EndpointWorker(Protocol):
         elif not ok and self.process is not None:  # the mlet's own failure, in words
             p = self.process
             out["error"] = (
-                f"the mlet was killed by signal {p.signal}"
+                f"the mlet was killed by signal {p.signal} ({_signame(p.signal)})"
                 if p.signal is not None
                 else f"the mlet exited with status {p.exit_code}"
             )
@@ -533,3 +536,25 @@ def _describe(msg: object) -> str:
             return f"error 0x{msg.errid:04x}"
     name = getattr(msg, "NAME", type(msg).__name__)
     return f"it answered with {name}, not a result"
+
+
+def _signame(number: int) -> str:
+    """`SIGSEGV` for 11: what a shell user reads in `Segmentation fault`."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _unmapped(host: str) -> str:
+    """`192.0.2.7` for `::ffff:192.0.2.7`: an IPv4 endpoint reaching a dual-stack listener
+    (`-a [::]:PORT`) is the IPv4 endpoint it is, in EPADDR and the results."""
+    import ipaddress
+
+    try:
+        mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
+    except ValueError:
+        return host
+    return str(mapped) if mapped is not None else host

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from packetlab.controller import outstream
 from packetlab.controller.backlog import BacklogPool
 from packetlab.controller.mlet import (
     EndpointWorker,
@@ -38,6 +39,7 @@ from packetlab.controller.mlet import (
     python_mlet_argv,
     python_mlet_problem,
 )
+from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
 from packetlab.ppks import (
@@ -69,6 +71,8 @@ __all__ = ["HANDSHAKE_TIMEOUT", "HostPort", "Manager", "ManagerError", "parse_ho
 #: The reference waits for ever; a silent connection would hold a descriptor (and, in proxy
 #: mode, one of the -n attempts) for good.
 HANDSHAKE_TIMEOUT = 30.0
+#: Seconds the mlets get after the second SIGINT's SIGTERM before SIGKILL.
+KILL_GRACE = 2.0
 
 
 class ManagerError(Exception):
@@ -161,6 +165,8 @@ class Manager:
         self.seen = self.running = self.done = self.failed = 0
         self.verified = 0  # endpoints that completed TLS setup (what -n counts)
         self.wrapping_up = False
+        self._exiting = False  # the second SIGINT came
+        self._dying: list[MletProcess] = []  # mlets sent SIGTERM by it
         self.finished: Deferred[int] = Deferred()
         self.port: Any = None
         self.pools: list[BacklogPool] = []
@@ -195,18 +201,34 @@ class Manager:
         if py is not None and not missing:
             return py
         if os.path.isfile(name) and os.access(name, os.X_OK):
-            return [os.path.abspath(name), *args]
+            return [os.path.abspath(name), *Manager._runnable(name, args)]
         # a bare name: a program on PATH, as a shell finds it (`true` was run as the Python
         # module `true`, which failed at each endpoint)
         bare = os.sep not in name and ":" not in name and not name.endswith(".py")
         found = shutil.which(name) if bare else None
         if found is not None:
-            return [found, *args]
+            return [found, *Manager._runnable(found, args)]
+        # a path, or a file that is no Python either: why execve would fail (all said
+        # "is not an executable file, ...")
+        not_python = py is None or (os.path.isfile(name) and not name.endswith(".py"))
+        if not_python and (os.sep in name or os.path.lexists(name)):
+            why = program_problem(name)
+            if why:
+                raise ManagerError(f"MLET {name!r}: {why}")
         if missing:
             raise ManagerError(f"MLET {name!r}: {missing}" + (", and no program on PATH" * bare))
         raise ManagerError(
             f"MLET {name!r} is not an executable file, a .py file or a Python module path"
         )
+
+    @staticmethod
+    def _runnable(path: str, args: list[str]) -> list[str]:
+        """`args`, once `path` is known to be runnable by execve (a script without a
+        `#!` line failed at each endpoint: `[Errno 8] Exec format error`)."""
+        why = program_problem(path)
+        if why:
+            raise ManagerError(f"MLET {path!r}: {why}")
+        return args
 
     def _check_validity(self, certs: Sequence[Certificate], what: str) -> None:
         """Our own certificates at start, as the daemons check theirs: an expired (or not
@@ -265,6 +287,16 @@ class Manager:
     def snikeys(self) -> list[str]:
         return [e.snikey for e in self._exps]
 
+    def _snikeys_said(self) -> str:
+        """`KEY (xpmgr.conf:5, default), KEY2 (xpmgr.conf:7)`: which ExpExec line each
+        snikey serves (random ones were a bare list: an endpoint given one with
+        NoSubModeSNIKey or --snikey could not tell which chain it would meet)."""
+        said = []
+        for e in self._exps:
+            where = os.path.basename(e.spec.where) or "ExpExec"
+            said.append(f"{e.snikey} ({where}{', default' if e.spec.is_default else ''})")
+        return ", ".join(said)
+
     # ---------------------------------------------------------------- running
 
     def worker_factory(self) -> Factory[Any]:
@@ -296,8 +328,7 @@ class Manager:
             host = port.getHost()
             where = HostPort(host.host, host.port)  # [v6]:PORT, as -a and endpoints take it
             self.log.info("xpmgr listening on {where} (passive mode)", where=str(where))
-            keys = ", ".join(self.snikeys)
-            self._say(f"xpmgr: listening on {where}; snikeys {keys}")
+            self._say(f"xpmgr: listening on {where}; snikeys {self._snikeys_said()}")
             self._start_publication()
             return port
 
@@ -335,7 +366,7 @@ class Manager:
             )
             self.pools.append(pool)
             pool.start()
-        keys = ", ".join(self.snikeys)
+        keys = self._snikeys_said()
         self._say(f"xpmgr: active mode, backlogs to proxy {self.address}; snikeys {keys}")
         self.reactor.callLater(cfg.bootstrap_timeout_ns / 1e9, self._bootstrap_check)
         return Deferred.fromCoroutine(_nothing())
@@ -458,8 +489,7 @@ class Manager:
         else:
             self.failed += 1
         if self.results is not None:
-            self.results.write(json.dumps(result) + "\n")
-            self.results.flush()
+            outstream.write(self.results, (json.dumps(result) + "\n").encode())
         self._progress()
         self._maybe_finish()
 
@@ -542,8 +572,16 @@ class Manager:
             self._say(f"xpmgr: wrapping up ({self.running} running); interrupt again to exit")
             self.wrap_up()
             return
+        if self._exiting:  # a third: no more grace
+            self._kill_stragglers()
+            self._finish()
+            return
+        self._exiting = True
         self._say("xpmgr: exiting now")
         self._exit_code = self._exit_code or 130
+        procs = [w.process for w in self.workers if w.process is not None]
+        procs += [self.single] if self.single is not None else []
+        self._dying = [p for p in procs if p.running]
         for w in list(self.workers):
             if w.process is not None:
                 w.process.kill()
@@ -551,10 +589,28 @@ class Manager:
             self._report(w)  # now: its mlet's exit is not awaited
         if self.single is not None:
             self.single.kill()
-        self._finish()
+        if not self._dying:
+            self._finish()
+            return
+        # An mlet that ignores SIGTERM outlived the manager (orphaned, still running):
+        # SIGKILL what is left after KILL_GRACE, and exit once every one is gone.
+        kill = self.reactor.callLater(KILL_GRACE, self._kill_stragglers)
+        gone = DeferredList([p.ended for p in self._dying])
+        gone.addCallback(lambda _: kill.cancel() if kill.active() else None)
+        gone.addCallback(lambda _: self._finish())
+
+    def _kill_stragglers(self) -> None:
+        left = [p for p in self._dying if p.running]
+        if left:
+            self.log.warn("{n} mlet(s) still running {s} s after SIGTERM: SIGKILL",
+                          n=len(left), s=KILL_GRACE)  # fmt: skip
+        for p in left:
+            p.kill("KILL")
 
     def _maybe_finish(self) -> None:
         if not self.wrapping_up or self.running:
+            return
+        if any(p.running for p in self._dying):  # SIGTERMed, not gone yet
             return
         if self.singleton and self.single is not None and self.single.running:
             if self._control is not None:  # EOF on its control socket: no more endpoints
@@ -582,8 +638,7 @@ class Manager:
         self._say(self._last)
 
     def _say(self, text: str) -> None:
-        self.progress.write(text + "\n")
-        self.progress.flush()
+        outstream.write(self.progress, (text + "\n").encode())
 
 
 async def _nothing() -> None:

@@ -270,7 +270,14 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
     cfg.lines = dict(seen)
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
-            raise XpmgrConfigError(f"{path}: {key} is required")
+            why = ""
+            if not seen and cfg.exp_exec:  # the tutorial's `printf ... >> FILE`
+                why = (
+                    " (the file holds only ExpExec lines: appended to a file that was not "
+                    "there? Start from a whole one: pktlab init writes xpmgr.conf and "
+                    "xpmgr.proxy.conf)"
+                )
+            raise XpmgrConfigError(f"{path}: {key} is required{why}")
     if not cfg.exp_exec:
         raise XpmgrConfigError(f"{path}: at least one ExpExec line is required")
     defaults = [e for e in cfg.exp_exec if e.is_default]
@@ -305,4 +312,29 @@ def load_xpmgr_config(path: str | os.PathLike[str]) -> XpmgrConfig:
         text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
         raise XpmgrConfigError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
-    return parse_xpmgr_config(text, os.fspath(path))
+    cfg = parse_xpmgr_config(text, os.fspath(path))
+    _resolve_relative(cfg, Path(path).parent)
+    return cfg
+
+
+def _resolve_relative(cfg: XpmgrConfig, base: Path) -> None:
+    """A relative path that names nothing from the current directory is taken from the
+    config's directory: the reference template's `ExpExec 1::certs/exppriv.cert,...`
+    in ~/.pktlab/xpmgr.conf failed from any other directory (`No such file or directory:
+    'keys/k_xc'`)."""
+
+    def fix(p: str) -> str:
+        if not p or os.path.isabs(p) or os.path.exists(p):
+            return p
+        there = base / p
+        return str(there) if there.exists() else p
+
+    for attr in ("pub_agent_cert", "controller_privkey", "program_dir", "backlog_agent_cert"):
+        value = getattr(cfg, attr)
+        if value is not None:
+            setattr(cfg, attr, fix(value))
+    cfg.broker_cert_roots = [fix(p) for p in cfg.broker_cert_roots]
+    cfg.proxy_cert_roots = [fix(p) for p in cfg.proxy_cert_roots]
+    for x in cfg.exp_exec:
+        x.chain = [fix(p) for p in x.chain]
+        x.trusted_eop = [fix(p) for p in x.trusted_eop]

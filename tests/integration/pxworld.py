@@ -51,12 +51,14 @@ def wait_for(
 class Proc:
     """A child process whose stdout+stderr go to `log`."""
 
-    def __init__(self, argv: Sequence[str], log: Path, cwd: Path) -> None:
+    def __init__(
+        self, argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.argv = list(argv)
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            self.argv, cwd=cwd, env=ENV, stdout=self._out, stderr=subprocess.STDOUT
+            self.argv, cwd=cwd, env=env or ENV, stdout=self._out, stderr=subprocess.STDOUT
         )
 
     def wait_log(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:

@@ -286,7 +286,7 @@ def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> Non
                           str(home / "xpmgr.conf"), "/nonexistent/mlet"],
                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 1
-    assert "is not an executable file, a .py file or a Python module path" in run.stderr
+    assert "pktlab xpmgr: MLET '/nonexistent/mlet': no such file\n" in run.stderr
 
 
 def test_active_mode_with_agent_certs_checked_both_ways(
@@ -374,3 +374,121 @@ def test_active_mode_more_endpoints_at_once_than_backlogs(
     assert all(r["status"] == "done" for r in results), results
     stats = proxy.counters(f"splices == {n}")
     assert stats["refusals"] == {}, stats
+
+
+def test_second_sigint_leaves_no_mlet_that_ignores_sigterm(
+    tmp_path: Path, home: Path, procs: list[object]
+) -> None:
+    """An mlet that ignores SIGTERM (and SIGINT) outlived the manager, orphaned and still
+    running, after the second SIGINT; now it gets SIGKILL after the grace."""
+    import os
+
+    mlet = tmp_path / "stubborn"
+    mlet.write_text('#!/bin/sh\ntrap "" TERM INT\necho "pid $$"\nwhile :; do sleep 0.1; done\n')
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)])
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    pid = int(xp.wait_log(r"pid (\d+)").group(1))
+    xp.proc.send_signal(signal.SIGINT)
+    xp.wait_log(r"wrapping up \(1 running\)")
+    xp.proc.send_signal(signal.SIGINT)
+    assert xp.wait_exit(20) == 130
+    assert "still running 2.0 s after SIGTERM: SIGKILL" in xp.text()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        os.kill(pid, signal.SIGKILL)  # the old manager's orphan: do not leave it
+        raise AssertionError(f"the mlet (pid {pid}) outlived the manager")
+    [r] = xp.result_lines()
+    assert r["status"] == "failed" and r["error"] == "interrupted"
+
+
+@pytest.mark.parametrize("mode", ["passive", "proxy"])
+def test_fifty_endpoints_at_once_progress_and_results(
+    tmp_path: Path, home: Path, procs: list[object], mode: str
+) -> None:
+    """50 endpoints arriving at once, directly or through `twistd pktproxy` (2 backlogs:
+    the proxy holds the rest until the manager replenishes): every one gets its mlet, one
+    JSON line each (whole lines, hostid and address right, the mlet's output its own),
+    and the progress lines add up (seen = running + done + failed) to the final count."""
+    import re
+    import sys
+
+    from pxworld import Proc
+
+    n = 50
+    mlet = tmp_path / "ok"
+    mlet.write_text('#!/bin/sh\necho "ok $EPADDR"\n')
+    mlet.chmod(0o755)
+    snikey: list[str] = []
+    if mode == "passive":
+        xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", str(n))
+        procs.append(xp)
+        target = f"127.0.0.1:{xp.port()}"
+    else:
+        proxy = ProxyProc(tmp_path, home)
+        procs.append(proxy)
+        conf = active_conf(home, tmp_path / "active.conf", "many50", "TargetBacklogConn 2")
+        xp = XpmgrProc(tmp_path, conf, [str(mlet)], "-n", str(n),
+                       addr=f"127.0.0.1:{proxy.setup}")  # fmt: skip
+        procs.append(xp)
+        proxy.counters("backlog == 2")
+        target, snikey = f"127.0.0.1:{proxy.endpoints}", ["many50"]
+    eps = Proc([sys.executable, str(Path(__file__).parent / "many_endpoints.py"),
+                str(home / "endpt.conf"), target, str(n), *snikey],
+               tmp_path / "many.log", tmp_path)  # fmt: skip
+    procs.append(eps)
+    assert xp.wait_exit(120) == 0, xp.text()[-3000:]
+    results = xp.result_lines()
+    assert sorted(r["hostid"] for r in results) == sorted(f"ep{i}" for i in range(n))
+    assert {r["status"] for r in results} == {"done"}, [r for r in results if r["status"] != "done"]
+    assert all(r["address"] == "127.0.0.1" and r["output"] == "ok 127.0.0.1\n" for r in results)
+    progress = re.findall(r"endpoints seen (\d+), running (\d+), done (\d+), failed (\d+)",
+                          xp.text())  # fmt: skip
+    counts = [tuple(map(int, p)) for p in progress]
+    assert all(s == r + d + f for s, r, d, f in counts), counts
+    assert counts[-1] == (n, 0, n, 0)
+    assert xp.text().count("ok 127.0.0.1\n") == n  # each mlet's line passed through whole
+
+
+def test_mlet_args_reach_the_mlet_verbatim(tmp_path: Path, home: Path, procs: list[object]) -> None:
+    """MLET_ARGS with spaces, dashes that look like our options, an empty one, `--` and
+    non-ASCII: each reaches the mlet as one argument, unchanged."""
+    mlet = tmp_path / "echoargs"
+    mlet.write_text('#!/bin/sh\nfor a in "$@"; do printf \'[%s]\\n\' "$a"; done\n')
+    mlet.chmod(0o755)
+    given = ["a b", "--x", "-n", "0", "", "--", "-s", "ünï  x"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), *given], "-n", "1")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    assert xp.wait_exit() == 0, xp.text()
+    [r] = xp.result_lines()
+    assert r["output"] == "".join(f"[{a}]\n" for a in given), r
+
+
+def test_a_proxy_restarted_under_a_running_manager_gets_its_backlogs_again(
+    tmp_path: Path, home: Path, c_mlet: Path, web: int, procs: list[object]
+) -> None:
+    """The proxy stops (its backlogs close) and comes back on the same ports: the manager
+    registers TargetBacklogConn backlogs again and the next endpoint is served."""
+    proxy = ProxyProc(tmp_path, home)
+    procs.append(proxy)
+    setup, endpoints = proxy.setup, proxy.endpoints
+    conf = active_conf(home, tmp_path / "active.conf", "restart1", "TargetBacklogConn 2")
+    xp = XpmgrProc(tmp_path, conf, [str(c_mlet), "127.0.0.1", str(web)],
+                   addr=f"127.0.0.1:{setup}")  # fmt: skip
+    procs.append(xp)
+    proxy.counters("backlog == 2")
+    proxy.stop()
+    xp.wait_log(r"idle backlog to 127\.0\.0\.1:\d+ closed by the proxy")
+    again = ProxyProc(tmp_path, home, "--setup", f"tcp:{setup}:interface=127.0.0.1",
+                      "--endpoints", f"tcp:{endpoints}:interface=127.0.0.1")  # fmt: skip
+    procs.append(again)
+    again.counters("backlog == 2", timeout=45)  # after the manager's backoff (0.5 s doubling)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{endpoints}", "--snikey", "restart1",
+                              "--sessions", "1"))  # fmt: skip
+    xp.wait_log(r"done 1, failed 0", timeout=30)
+    again.counters("splices == 1 and backlog == 2")  # and the used one was replaced

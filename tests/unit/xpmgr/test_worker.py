@@ -131,7 +131,7 @@ def test_a_failed_mlet_says_why_in_its_result() -> None:
 
     for reason, want in (
         (ProcessTerminated(exitCode=3), "the mlet exited with status 3"),
-        (ProcessTerminated(signal=9), "the mlet was killed by signal 9"),
+        (ProcessTerminated(signal=9), "the mlet was killed by signal 9 (SIGKILL)"),
     ):
         h = started()
         proc = MletProcess("m", on_exit=lambda p: None)
@@ -154,3 +154,19 @@ def test_the_mlet_may_send_the_largest_frame_and_the_endpoint_gets_it_whole() ->
     for i in range(0, len(frame), 1 << 16):
         side.dataReceived(frame[i : i + (1 << 16)])
     assert len(h.ep.writes) == 1 and h.ep.writes[0] == frame
+
+
+def test_an_ipv4_endpoint_on_a_dual_stack_listener_is_its_ipv4_address() -> None:
+    """`-a [::]:PORT` listens dual-stack: an IPv4 endpoint's EPADDR and result address
+    were `::ffff:127.0.0.1`."""
+    from twisted.internet.address import IPv6Address
+
+    for peer, want in (("::ffff:192.0.2.7", "192.0.2.7"), ("2001:db8::7", "2001:db8::7"),
+                       ("::1", "::1")):  # fmt: skip
+        worker = EndpointWorker(MemoryReactorClock(), setup_for=lambda w: [],
+                                launch=lambda w, s: None, done=lambda w: None)  # fmt: skip
+        t = Writes()
+        t.peerAddr = IPv6Address("TCP", peer, 20556)
+        worker.makeConnection(t)
+        assert worker.address == want
+        assert worker.result()["address"] == want

@@ -60,6 +60,21 @@ def test_mlet_args_may_look_like_options() -> None:
     assert (a.mlet, a.mlet_args) == ("./mlet", ["-n", "9", "--x"])
 
 
+@pytest.mark.parametrize("count", ["\u0663", " 3", "3_0", "+3", "-1", "1e3", ""])
+def test_attempt_counts_are_ascii_decimals(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """int() took an Arabic-Indic 3, " 3", "3_0" and "+3"."""
+    with pytest.raises(SystemExit) as e:
+        args("-n", count, "m")
+    assert e.value.code == 2
+    assert f"argument -n: expected a whole number of endpoints, got {count!r}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_huge_attempt_count_is_taken() -> None:
+    assert args("-n", "9" * 30, "m").attempts == int("9" * 30)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

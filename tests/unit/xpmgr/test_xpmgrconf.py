@@ -161,7 +161,10 @@ def test_help_says_what_the_second_sigint_does(capsys: pytest.CaptureFixture[str
         cli.main(["xpmgr", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "exits at once" not in text
-    assert "the second SIGTERMs the running mlets, records them as failed" in text
+    assert (
+        "the second SIGTERMs the running mlets (SIGKILL 2 s later for any left), records "
+        "them as failed" in text
+    )
     assert "exits 130" in text
 
 
@@ -193,3 +196,36 @@ def test_numbers_at_their_bound_are_taken_and_one_past_is_not(key: str, top: int
     parse_xpmgr_config(f"{base}{key} {top}\n", "x.conf")
     with pytest.raises(XpmgrConfigError, match=f"at most {top}"):
         parse_xpmgr_config(f"{base}{key} {top + 1}\n", "x.conf")
+
+
+def test_relative_paths_are_found_beside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference template writes `ExpExec 1::certs/exppriv.cert,...:keys/eop.pub::`
+    into ~/.pktlab/xpmgr.conf: from any directory but ~/.pktlab every relative path failed
+    (`No such file or directory: 'keys/k_xc'`). A path found from the current directory
+    still wins; one found nowhere stays as written, for its error to name it."""
+    from packetlab.controller.xpmgrconf import load_xpmgr_config
+
+    home = tmp_path / ".pktlab"
+    for name in ("keys/k_xc", "keys/eop.pub", "certs/exppriv.cert", "certs/pubcmd.cert",
+                 "certs/agent.cert", "progs/m.wasm"):  # fmt: skip
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text("x")
+    (home / "xpmgr.conf").write_text(
+        "EnableExpPublication 0\nControllerPrivkeyPath keys/k_xc\nProgramDirPath progs\n"
+        "BacklogConnAgentCertPath certs/agent.cert\nProxyCertRootPath keys/eop.pub\n"
+        "ExpExec 1::certs/exppriv.cert,certs/pubcmd.cert:keys/eop.pub,keys/gone.pub::\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keys").mkdir(parents=True)
+    (elsewhere / "keys/eop.pub").write_text("here")
+    monkeypatch.chdir(elsewhere)
+    cfg = load_xpmgr_config(home / "xpmgr.conf")
+    assert cfg.controller_privkey == str(home / "keys/k_xc")
+    assert cfg.program_dir == str(home / "progs")
+    assert cfg.backlog_agent_cert == str(home / "certs/agent.cert")
+    assert cfg.proxy_cert_roots == ["keys/eop.pub"]  # the current directory's
+    [x] = cfg.exp_exec
+    assert x.chain == [str(home / "certs/exppriv.cert"), str(home / "certs/pubcmd.cert")]
+    assert x.trusted_eop == ["keys/eop.pub", "keys/gone.pub"]
