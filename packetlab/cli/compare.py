@@ -15,15 +15,18 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.exits import EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress, in_process_options
+
+if TYPE_CHECKING:
+    from packetlab.controller.stop import StopSignal
 
 EPILOG = """\
 examples:
@@ -367,6 +370,38 @@ def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -
     plt.close(fig)
 
 
+async def alternate(
+    name: str,
+    runs: int,
+    packetlab: Callable[[], Awaitable[Sample]],
+    native: Callable[[], Awaitable[Sample]],
+    stop: StopSignal,
+    progress: Callable[[str], object],
+    emit: Callable[[dict[str, Any]], object],
+    pl: list[Sample],
+    nt: list[Sample],
+) -> None:
+    """`runs` runs a side, back to back in alternating order (PL, NT, NT, PL, ...), each
+    sample into `pl` or `nt` and emitted. Once `stop` is requested (Ctrl-C) no run starts,
+    and the one in flight, if it fails, was cut by the same Ctrl-C (the native tool gets
+    the terminal's SIGINT too): it is dropped, the runs done stay."""
+    for i in range(runs):
+        for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
+            if stop.requested:
+                return
+            progress(f"{name} run {i + 1}/{runs}: {who}")
+            try:
+                s = await (packetlab() if who == "packetlab" else native())
+            except Exception:
+                if stop.requested:
+                    return
+                raise
+            (pl if who == "packetlab" else nt).append(s)
+            emit({"type": "compare-run", "measurement": name, "run": i + 1, "impl": who,
+                  "values": s["values"], "items": len(s["items"]),
+                  **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+
+
 def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     def verdict(v: bool | None) -> str:
         return "-" if v is None else ("holds" if v else "FAILS")
@@ -424,24 +459,9 @@ def run(args: argparse.Namespace) -> int:
         packetlab, native = spec.packetlab(args), spec.native(args)
 
         async def experiment(session: Any) -> None:
-            for i in range(args.runs):
-                for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
-                    if stop.requested:  # Ctrl-C: no new run; the criteria of those done
-                        return
-                    progress(f"{name} run {i + 1}/{args.runs}: {who}")
-                    try:
-                        if who == "packetlab":
-                            s = await packetlab(session)
-                        else:
-                            s = await deferToThread(native)
-                    except Exception:
-                        if stop.requested:  # (the tool got the terminal's SIGINT too)
-                            return
-                        raise
-                    (pl if who == "packetlab" else nt).append(s)
-                    emit({"type": "compare-run", "measurement": name, "run": i + 1,
-                          "impl": who, "values": s["values"], "items": len(s["items"]),
-                          **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+            await alternate(name, args.runs, lambda: packetlab(session),
+                            lambda: deferToThread(native), stop, progress, emit,
+                            pl, nt)  # fmt: skip
 
         target = spec.target(args)
         src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")

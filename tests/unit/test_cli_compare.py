@@ -70,3 +70,68 @@ def test_plot_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "cdf.svg"
     plot(str(out), SPECS["ping"], "ping", samples([[40.0, 41.0, 45.0]]), samples([[58.0, 60.0]]))
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_no_values_on_a_side_fails_c1_and_c2_and_says_so() -> None:
+    # a target that answers nobody (echo ignored): C1 and C2 were once left out of the
+    # table and the exit status 0, "every criterion holds" over nothing
+    got = criteria(SPECS["ping"], samples([[], []]), samples([[], []]))
+    assert (got["c1"], got["c1_holds"], got["c2_holds"]) == (None, False, False)
+    assert (got["n_pl"], got["n_nt"], got["runs_pl"], got["runs_nt"]) == (0, 0, 2, 2)
+    text = table("ping", SPECS["ping"], {"runs": 2, **got})
+    assert "no values to compare (PacketLab 0, native 0: nothing answered)   FAILS" in text
+    one_side = criteria(SPECS["ping"], samples([[40.0, 41.0]]), samples([[]]))
+    assert one_side["c1_holds"] is False and one_side["n_pl"] == 2
+
+
+def test_c2_with_too_few_values_to_reject_gives_no_verdict() -> None:
+    # 2 values a side: the KS test's smallest p is 1/3, so "holds" would be said of any
+    # two samples, even ones that never overlap (D = 1)
+    got = criteria(SPECS["traceroute"], samples([[10.0], [11.0]]), samples([[90.0], [95.0]]))
+    assert got["ks_d"] == 1.0 and got["c2_p"] == pytest.approx(1 / 3)
+    assert got["c2_holds"] is None and got["c2_min_p"] == pytest.approx(1 / 3)
+    text = table("traceroute", SPECS["traceroute"], {"runs": 2, **got})
+    assert "C2 KS p         0.333     >= 0.05   - (D 1.000; too few values" in text
+    enough = criteria(SPECS["traceroute"], samples([[10.0]] * 4), samples([[90.0]] * 4))
+    assert enough["c2_holds"] is False and enough["c2_min_p"] < 0.05
+
+
+def test_ctrl_c_keeps_the_runs_done() -> None:
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.cli.compare import alternate
+    from packetlab.controller.stop import StopSignal
+
+    stop = StopSignal()
+    pl: list[dict] = []
+    nt: list[dict] = []
+    order: list[str] = []
+
+    def side(who: str) -> Deferred[dict]:
+        order.append(who)
+        return succeed({"values": [float(len(order))], "items": [], "record": {}})
+
+    def failing() -> Deferred[dict]:  # Ctrl-C while run 2's native side is in flight
+        order.append("native")
+        stop.request("interrupted")
+        raise RuntimeError("ping: killed by SIGINT")
+
+    natives = iter([lambda: side("native"), failing])
+    d = Deferred.fromCoroutine(alternate("ping", 10, lambda: side("packetlab"),
+                                         lambda: next(natives)(), stop, lambda t: None,
+                                         lambda r: None, pl, nt))  # fmt: skip
+    assert d.called and d.result is None  # no error: the run cut by Ctrl-C is dropped
+    assert order == ["packetlab", "native", "native"] and (len(pl), len(nt)) == (1, 1)
+    got = criteria(SPECS["ping"], samples([[1.0]]), samples([[2.0]]))
+    text = table("ping", SPECS["ping"], {"runs": 10, "stop_reason": "INTERRUPTED", **got})
+    assert text.splitlines()[0] == "ping: 1 runs per side, alternating (interrupted; 10 planned)"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_help_documents_every_option(name: str) -> None:
+    parser = build_parser("compare")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["compare"]
+    inner = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [a.dest for a in inner.choices[name]._actions if not a.help]
+    assert bare == [], f"compare {name}: no help for {bare}"
