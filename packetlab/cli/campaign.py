@@ -133,7 +133,7 @@ async def campaign(
     """Run the campaign; the number of endpoints that measured (also in `counted[0]` as
     soon as they start: a run cut short still says how many)."""
     from packetlab.controller import Controller, read_system_info
-    from packetlab.measure.pool import SessionPool
+    from packetlab.measure.pool import SessionPool, endpoint_names
 
     cmd: Command = args._command
     link = Link.from_args(args)
@@ -152,10 +152,8 @@ async def campaign(
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
-        names = []
-        for s in sessions:
-            info = await read_system_info(s)
-            names.append(info.hostid or s.peer)
+        infos = [await read_system_info(s) for s in sessions]
+        names = endpoint_names([i.hostid for i in infos], [str(s.peer) for s in sessions])
         split = getattr(args, "split", False)
         parts = deal(list(getattr(args, cmd.split)), n) if split and cmd.split else None
         runs = []

@@ -67,6 +67,7 @@ from packetlab.measure.capture import (
 )
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
+from packetlab.measure.pool import endpoint_names
 from packetlab.measure.probes import Probe, ProbeTable, echo_probe, tcp_ack_probe, udp_probe
 from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
@@ -486,7 +487,8 @@ async def collect_ip_ids(
     jobs = _jobs(targets, method, via)
     models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
     infos = [await read_system_info(s) for s in sessions]
-    names = [info.hostid or f"endpoint{i}" for i, info in enumerate(infos)]
+    names = endpoint_names([info.hostid for info in infos],
+                           [f"endpoint{i}" for i in range(len(infos))])  # fmt: skip
     start = _now_local(sessions[0]) + int(lead * 1e9)
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
     k = 0
