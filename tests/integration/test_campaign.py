@@ -41,14 +41,10 @@ def campaign(port: int, *argv: str) -> subprocess.Popen[str]:
 
 def endpoints(port: int) -> list[subprocess.Popen[bytes]]:
     """Two endpoints with no HostID of their own (the default, `pktendpt`)."""
-    return [
-        subprocess.Popen(
-            [*twistd_command(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
-             "--config", os.devnull, "--reconnect-delay", "30", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO,
-        )  # fmt: skip
-        for _ in range(2)
-    ]
+    argv = [*twistd_command(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+            "--config", os.devnull, "--reconnect-delay", "30", f"127.0.0.1:{port}"]  # fmt: skip
+    quiet = subprocess.DEVNULL
+    return [subprocess.Popen(argv, stdout=quiet, stderr=quiet, env=ENV, cwd=REPO) for _ in "12"]
 
 
 def stop(procs: list[subprocess.Popen[Any]]) -> None:

@@ -18,14 +18,14 @@ from twisted.internet.task import Clock
 from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
-from ctl_fakes import BASE_NS, FakeEndpoint, result_of  # noqa: E402
+from ctl_fakes import BASE_NS, FakeEndpoint, result_of
 
-from packetlab.cli import build_parser  # noqa: E402
-from packetlab.cli.campaign import campaign, campaign_command, measure_on  # noqa: E402
-from packetlab.cli.run import RunError  # noqa: E402
-from packetlab.cli.run_command import Progress, measure  # noqa: E402
-from packetlab.controller import EndpointSession  # noqa: E402
-from packetlab.controller.stop import StopSignal  # noqa: E402
+from packetlab.cli import build_parser
+from packetlab.cli.campaign import campaign, campaign_command, measure_on
+from packetlab.cli.run import RunError
+from packetlab.cli.run_command import Progress, measure
+from packetlab.controller import EndpointSession
+from packetlab.controller.stop import StopSignal
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -45,8 +45,9 @@ class Two:
                 reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
             )
             ep = FakeEndpoint(self.clock)
-            self.pumps.append(iosim.connect(s, iosim.makeFakeServer(s), ep,
-                                            iosim.makeFakeClient(ep), clock=self.clock))  # fmt: skip
+            pump = iosim.connect(s, iosim.makeFakeServer(s), ep, iosim.makeFakeClient(ep),
+                                 clock=self.clock)  # fmt: skip
+            self.pumps.append(pump)
             self.sessions.append(s)
             self.endpoints.append(ep)
 
