@@ -50,6 +50,7 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
+    ControllerError,
     EndpointSession,
     QueuedSend,
     SendFailed,
@@ -509,6 +510,8 @@ async def collect_ip_ids(
             consumeErrors=True,
         )
     except FirstError as e:  # the endpoint's own error (no raw sockets, ...), not a wrapper
+        if len(sessions) > 1:  # which one of them (it went away, it lacks raw sockets, ...)
+            raise ControllerError(f"endpoint {names[e.index]}: {e.subFailure.value}") from None
         e.subFailure.raiseException()
     if runs is not None:
         every = itertools.chain.from_iterable(log for log in logs if log is not None)
