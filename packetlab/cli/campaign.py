@@ -12,6 +12,7 @@ import argparse
 import copy
 import dataclasses
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -86,7 +87,11 @@ def check_options(cmd: Command, args: argparse.Namespace) -> None:
     --rounds is refused at once, not once every endpoint has connected): its experiment
     made once and dropped (no --pcap file made: those are per endpoint)."""
     a = copy.copy(args)
-    if getattr(a, "pcap", None):
+    if getattr(a, "pcap", None):  # FILE-HOSTID.pcap: at least its directory, now
+        where = os.path.dirname(a.pcap) or "."
+        if not os.path.isdir(where) or not os.access(where, os.W_OK | os.X_OK):
+            raise RunError(f"--pcap {a.pcap}: cannot write there ({where} is not a "
+                           "writable directory)")  # fmt: skip
         a.pcap = None
     cmd.experiment(a, lambda record: None, Progress())
 

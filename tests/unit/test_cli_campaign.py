@@ -142,3 +142,16 @@ def test_help_says_the_endpoints_connect_to_listen(capsys: pytest.CaptureFixture
         parse("--help")
     head = capsys.readouterr().out.split("\n\n")[1]
     assert head.startswith("One measurement over many endpoints at once. The controller")
+
+
+def test_a_pcap_file_that_cannot_be_written_is_refused_before_waiting(tmp_path: Path) -> None:
+    args = parse("sendgap", "--endpoints", "2", "--listen", "127.0.0.1:0", "--pcap",
+                 str(tmp_path / "no" / "gaps.pcap"), "--insecure-plaintext")  # fmt: skip
+    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(RunError), failures
+    assert str(failures[0].value) == (
+        f"--pcap {tmp_path}/no/gaps.pcap: cannot write there ({tmp_path}/no is not a "
+        "writable directory)"
+    )
