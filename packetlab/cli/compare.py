@@ -181,6 +181,12 @@ def _http_item(r: Any) -> Hashable:
 def _http_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
     from packetlab.measure.http import http_get
 
+    if args.cacert is not None:  # before any run (was: OpenSSL's error list, at the first)
+        try:
+            open(args.cacert, "rb").close()
+        except OSError as e:
+            raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
+
     async def run(session: Any) -> Sample:
         items = []
         for url in args.urls:
@@ -269,6 +275,13 @@ def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
         return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
 
     return run
+
+
+def one_line(text: str) -> str:
+    """A native tool's error (its command and stderr) as one line: the first and the
+    last of its lines (dig: the command, then `;; no servers could be reached`)."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return " ".join(lines[:1] + (["...", lines[-1]] if len(lines) > 1 else []))
 
 
 def _server_host(text: str) -> str:
@@ -438,6 +451,7 @@ def run(args: argparse.Namespace) -> int:
     from twisted.internet.threads import deferToThread
 
     from packetlab.cli.interrupt import run_reactor
+    from packetlab.measure.native import NativeToolError
 
     name = args.measurement
     spec = SPECS[name]
@@ -473,6 +487,8 @@ def run(args: argparse.Namespace) -> int:
             await run_on_link(reactor, link, experiment, addresses=[src],
                               transproto="raw,tcp,udp" if spec.raw else "tcp,udp",
                               timeout=timeout, extra=in_process_options())  # fmt: skip
+        except NativeToolError as e:  # (not installed, timed out, failed): one line
+            raise RunError(one_line(str(e))) from None
         finally:
             watching.cancel()
             progress.clear()

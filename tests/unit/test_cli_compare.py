@@ -135,3 +135,48 @@ def test_help_documents_every_option(name: str) -> None:
     inner = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
     bare = [a.dest for a in inner.choices[name]._actions if not a.help]
     assert bare == [], f"compare {name}: no help for {bare}"
+
+
+def test_a_dig_that_reaches_no_server_is_a_failed_answer_not_an_abort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # dig exits 9 when no server answers: the paper counts a failure on both sides as a
+    # match, ours records one, but dig's ended the whole compare ("internal error:
+    # NativeToolError: ..." over four lines, exit 2)
+    from packetlab.measure import baselines
+    from packetlab.measure.native import NativeToolError
+
+    def dig_fails(argv: list[str], **kw: object) -> str:
+        e = NativeToolError("dig ... failed (9): ;; no servers could be reached")
+        e.returncode = 9
+        raise e
+
+    monkeypatch.setattr(baselines, "_run", dig_fails)
+    r = baselines.run_dig("a.test", "A", server="127.0.0.1", port=1)
+    assert r.error is not None and (r.qname, r.qtype) == ("a.test.", "A")
+    run = SPECS["dns"].native(parse("dns", "--server", "127.0.0.1:1", "a.test"))
+    assert run()["items"] == [("a.test.", "A", "error")]
+
+    def dig_missing(argv: list[str], **kw: object) -> str:
+        raise NativeToolError("dig is not installed (see APT_PACKAGES in scripts/setup.sh)")
+
+    monkeypatch.setattr(baselines, "_run", dig_missing)
+    with pytest.raises(NativeToolError):  # not a result: the tool did not run
+        baselines.run_dig("a.test", "A", server="127.0.0.1")
+
+
+def test_a_native_tools_error_is_one_line_and_a_missing_cacert_is_early() -> None:
+    from packetlab.cli.compare import one_line
+    from packetlab.cli.run import RunError
+
+    text = ("dig +noall +answer -p 1 @127.0.0.1 a.test A failed (9): ;; communications error\n"
+            ";; communications error to 127.0.0.1#1: connection refused\n"
+            ";; no servers could be reached\n")  # fmt: skip
+    assert one_line(text) == (
+        "dig +noall +answer -p 1 @127.0.0.1 a.test A failed (9): ;; communications error ... "
+        ";; no servers could be reached"
+    )
+    assert one_line("iperf3 is not installed") == "iperf3 is not installed"
+    args = parse("http", "--cacert", "/nonexistent/ca.pem", "https://x.test/")
+    with pytest.raises(RunError, match=r"^--cacert /nonexistent/ca.pem: No such file"):
+        SPECS["http"].packetlab(args)
