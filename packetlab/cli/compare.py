@@ -323,7 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         spec.configure(p)
         p.add_argument("--runs", type=int, default=10, metavar="N", help="runs per side [10]")
         p.add_argument("--json", action="store_true", help="JSON lines")
-        p.add_argument("--plot", metavar="FILE", help="CDF plot of the values (.png or .svg)")
+        p.add_argument("--plot", metavar="FILE",
+                       help="CDF plot of both sides' values (.png, .svg or .pdf; not for "
+                       "dns, http)")  # fmt: skip
         p.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="give up after S s [120 s a run, + 30 s]")  # fmt: skip
         p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
@@ -360,6 +362,24 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
         out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
                    only_nt=v3.detail["only_nt"])  # fmt: skip
     return out
+
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot(path: str, spec: Spec, name: str) -> None:
+    """--plot FILE checked before the runs (which may take an hour): a set measurement
+    has no values to plot, the format must be one matplotlib writes here, and FILE must be
+    writable (it is made now, as --pcap's)."""
+    if spec.c1_bound is None:
+        raise RunError(f"--plot: {name} compares sets (C3), it has no values to plot")
+    ext = path.rpartition(".")[2].lower() if "." in Path(path).name else ""
+    if ext not in PLOT_FORMATS:
+        raise RunError(f"--plot {path}: give a .png, .svg or .pdf file")
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise RunError(f"--plot {path}: cannot write it: {e.strerror or e}") from None
 
 
 def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -> None:
@@ -469,6 +489,8 @@ def run(args: argparse.Namespace) -> int:
                            "must be the in-process one: drop --listen")  # fmt: skip
         if not 1 <= args.runs <= 10_000:
             raise RunError("--runs must be 1..10000")
+        if args.plot:
+            check_plot(args.plot, spec, name)
         link = Link.from_args(args)
         packetlab, native = spec.packetlab(args), spec.native(args)
 
@@ -495,12 +517,12 @@ def run(args: argparse.Namespace) -> int:
         reason = "INTERRUPTED" if stop.requested else "COMPLETED"
         summary = {"type": "summary", "measurement": name, "runs": args.runs,
                    "stop_reason": reason, **criteria(spec, pl, nt)}  # fmt: skip
-        if args.plot and spec.c1_bound is not None:
-            plot(args.plot, spec, name, pl, nt)
         if args.json:
             emit(summary)
         else:
             print(table(name, spec, summary), flush=True)
+        if args.plot:  # after the figures: a plot that fails loses none of them
+            plot(args.plot, spec, name, pl, nt)
         held = [summary[k] for k in ("c1_holds", "c2_holds", "c3_holds") if summary[k] is not None]
         return EXIT_OK if all(held) else 1
 

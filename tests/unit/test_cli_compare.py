@@ -180,3 +180,19 @@ def test_a_native_tools_error_is_one_line_and_a_missing_cacert_is_early() -> Non
     args = parse("http", "--cacert", "/nonexistent/ca.pem", "https://x.test/")
     with pytest.raises(RunError, match=r"^--cacert /nonexistent/ca.pem: No such file"):
         SPECS["http"].packetlab(args)
+
+
+def test_plot_is_checked_before_the_runs(tmp_path: Path) -> None:
+    # a --plot FILE that could not be written failed after every run, and took the
+    # table with it; with dns or http it was silently not drawn
+    from packetlab.cli.compare import check_plot
+    from packetlab.cli.run import RunError
+
+    with pytest.raises(RunError, match=r"cannot write it: No such file or directory"):
+        check_plot(str(tmp_path / "no" / "cdf.png"), SPECS["ping"], "ping")
+    with pytest.raises(RunError, match=r"give a \.png, \.svg or \.pdf file"):
+        check_plot(str(tmp_path / "cdf.jpgx"), SPECS["ping"], "ping")
+    with pytest.raises(RunError, match=r"^--plot: dns compares sets \(C3\)"):
+        check_plot(str(tmp_path / "cdf.png"), SPECS["dns"], "dns")
+    check_plot(str(tmp_path / "cdf.svg"), SPECS["traceroute"], "traceroute")
+    assert (tmp_path / "cdf.svg").exists()
