@@ -183,6 +183,10 @@ async def campaign(
         await ctl.stop()
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def campaign_command(cmd: Command, endpoints: list[int]) -> Command:
     """`cmd` as `pktlab run` prints it, for a campaign: rows tagged `[HOSTID]`, an
     endpoint's error as its row, and the campaign's summary (`endpoints[0]`: how many
@@ -191,8 +195,9 @@ def campaign_command(cmd: Command, endpoints: list[int]) -> Command:
     def row(record: Record) -> str | None:
         t = record["type"]
         if t == "summary":
-            text = (f"# {record['endpoints']} endpoints, {record['records']} records, "
-                    f"{record['errors']} errors")  # fmt: skip
+            text = "# " + ", ".join(
+                _count(record[k], k[:-1]) for k in ("endpoints", "records", "errors")
+            )
             if record.get("stop_reason") in ("INTERRUPTED", "ERROR"):
                 text += " (cut short)"
             return text

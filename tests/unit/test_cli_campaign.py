@@ -100,6 +100,14 @@ def test_an_endpoint_gone_mid_campaign_is_its_error_record_and_the_others_go_on(
     assert code == 1  # a record has an error (docs/campaign.md)
 
 
+def test_the_text_summary_counts_in_words() -> None:
+    cmd = campaign_command(parse("clocksync", "--endpoints", "1", "--listen", "1")._command, [1])
+    row = cmd.row({"type": "summary", "endpoints": 1, "records": 1, "errors": 1})
+    assert row == "# 1 endpoint, 1 record, 1 error"  # was "1 endpoints, ..., 1 errors"
+    gone = cmd.row({"type": "error", "endpoint": "ep2", "error": "connection lost"})
+    assert gone == "[ep2] error: connection lost"
+
+
 def test_ctrl_c_wraps_every_endpoint_up_with_what_it_gathered() -> None:
     two = Two()
     args = parse("clocksync", "--endpoints", "2", "--listen", "20556", "--rounds", "100",
