@@ -108,6 +108,7 @@ async def measure_on(
     with the name. An endpoint whose run fails (it went away, it lacks raw sockets, ...)
     gets one `"type": "error"` record; the others go on."""
     from twisted.internet.defer import CancelledError, Deferred, gatherResults
+    from twisted.internet.task import deferLater
 
     def tagged(name: str) -> Any:
         return lambda record: emit({**record, "endpoint": name})
@@ -120,11 +121,9 @@ async def measure_on(
         except Exception as e:  # this endpoint's failure, not the campaign's
             emit({"type": "error", "endpoint": name, "error": str(e) or type(e).__name__})
 
+    if sync_start is not None:  # (deferLater: a Ctrl-C's cancel also cancels the timer)
+        await deferLater(reactor, max(sync_start, 0.0))
     experiments = [one(name, a, s) for name, a, s in runs]
-    if sync_start is not None:
-        d: Deferred[None] = Deferred()
-        reactor.callLater(max(sync_start, 0.0), d.callback, None)
-        await d
     await gatherResults([Deferred.fromCoroutine(e) for e in experiments], consumeErrors=True)
 
 

@@ -73,7 +73,7 @@ def _campaign(two: Two, args: argparse.Namespace, stop: StopSignal) -> tuple[Def
         runs = [(name, args, s) for name, s in zip(("epA", "epB"), two.sessions, strict=True)]
         endpoints[0] = len(runs)
         progress.begin()
-        await measure_on(reactor, args._command, runs, emit, progress)
+        await measure_on(reactor, args._command, runs, emit, progress, args.sync_start)
 
     d = Deferred.fromCoroutine(measure(two.clock, shown, stop, out, run=link))
     return d, out
@@ -126,6 +126,23 @@ def test_ctrl_c_wraps_every_endpoint_up_with_what_it_gathered() -> None:
         assert len(rounds) == 4, lines  # t = 0, 0.5, 1.0, 1.5
         assert any(x.startswith(f"[{ep}] # offset") for x in lines)  # the model fitted
     assert lines[-1] == "# 2 endpoints, 10 records, 0 errors (cut short)"
+
+
+def test_ctrl_c_during_the_sync_start_wait_ends_it_cleanly() -> None:
+    # Ctrl-C before the synchronised start: no record, the summary, the timer cancelled
+    two = Two()
+    args = parse("clocksync", "--endpoints", "2", "--listen", "20556", "--sync-start", "10",
+                 "--json")  # fmt: skip
+    stop = StopSignal()
+    d, out = _campaign(two, args, stop)
+    while two.clock.seconds() < 1.0:
+        two.step()
+    stop.request("interrupted")
+    two.until(d)
+    (summary,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert (summary["stop_reason"], summary["records"]) == ("INTERRUPTED", 0)
+    for _ in range(10_000):  # past the 10 s the wait was for: nothing of it fires
+        two.step()
 
 
 def test_a_bad_option_is_refused_before_waiting_for_endpoints() -> None:
