@@ -96,6 +96,24 @@ def check_options(cmd: Command, args: argparse.Namespace) -> None:
     cmd.experiment(a, lambda record: None, Progress())
 
 
+class TaggedProgress(Progress):
+    """One endpoint's view of the campaign's progress line: its words prefixed with its
+    name (`[ep2] dns 3/10: ...`), the Ctrl-C stop and the line itself shared."""
+
+    def __init__(self, inner: Progress, name: str) -> None:
+        self._inner, self._name = inner, name
+
+    def __call__(self, text: str) -> None:
+        self._inner(f"[{self._name}] {text}")
+
+    def __getattr__(self, attr: str) -> Any:  # stop, stopping, write, note, ...
+        return getattr(self._inner, attr)
+
+    @property
+    def stopping(self) -> bool:
+        return self._inner.stopping
+
+
 async def measure_on(
     reactor: Any,
     cmd: Command,
@@ -115,7 +133,7 @@ async def measure_on(
 
     async def one(name: str, a: argparse.Namespace, session: Any) -> None:
         try:
-            await cmd.experiment(a, tagged(name), progress)(session)
+            await cmd.experiment(a, tagged(name), TaggedProgress(progress, name))(session)
         except CancelledError:
             raise
         except Exception as e:  # this endpoint's failure, not the campaign's

@@ -128,6 +128,29 @@ def test_ctrl_c_wraps_every_endpoint_up_with_what_it_gathered() -> None:
     assert lines[-1] == "# 2 endpoints, 10 records, 0 errors (cut short)"
 
 
+def test_the_progress_line_says_which_endpoint() -> None:
+    # two endpoints' "clocksync round 3/6" once overwrote each other with no name
+    two = Two()
+    args = parse("clocksync", "--endpoints", "2", "--listen", "20556", "--rounds", "6",
+                 "--interval", "0.5")  # fmt: skip
+    seen: list[str] = []
+
+    class Recording(Progress):
+        def __call__(self, text: str) -> None:
+            super().__call__(text)
+            seen.append(text)
+
+    progress = Recording()
+    runs = [(name, args, s) for name, s in zip(("epA", "epB"), two.sessions, strict=True)]
+    d = Deferred.fromCoroutine(measure_on(two.clock, args._command, runs, lambda r: None,
+                                          progress))  # fmt: skip
+    while not d.called:
+        two.step()
+    for name in ("epA", "epB"):
+        assert any(x.startswith(f"[{name}] clocksync round ") for x in seen), seen
+    assert progress.text.endswith("clocksync round 6/6")
+
+
 def test_ctrl_c_during_the_sync_start_wait_ends_it_cleanly() -> None:
     # Ctrl-C before the synchronised start: no record, the summary, the timer cancelled
     two = Two()
