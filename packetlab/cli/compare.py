@@ -413,23 +413,36 @@ async def alternate(
     emit: Callable[[dict[str, Any]], object],
     pl: list[Sample],
     nt: list[Sample],
+    failed: dict[str, list[str]] | None = None,
 ) -> None:
     """`runs` runs a side, back to back in alternating order (PL, NT, NT, PL, ...), each
     sample into `pl` or `nt` and emitted. Once `stop` is requested (Ctrl-C) no run starts,
     and the one in flight, if it fails, was cut by the same Ctrl-C (the native tool gets
-    the terminal's SIGINT too): it is dropped, the runs done stay."""
+    the terminal's SIGINT too): it is dropped, the runs done stay.
+
+    A side's first run that fails ends the comparison (its error: the tool missing, the
+    server down, ...); a later one (a transfer reset, a tool timing out once) is a
+    `compare-run` record with `error`, left out of the criteria and counted in
+    `failed[side]`, and the runs go on: an hour of runs is not lost to one of them."""
+    failed = {"packetlab": [], "native": []} if failed is None else failed
     for i in range(runs):
         for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
             if stop.requested:
                 return
             progress(f"{name} run {i + 1}/{runs}: {who}")
+            side = pl if who == "packetlab" else nt
             try:
                 s = await (packetlab() if who == "packetlab" else native())
-            except Exception:
+            except Exception as e:
                 if stop.requested:
                     return
-                raise
-            (pl if who == "packetlab" else nt).append(s)
+                if not side and not failed.setdefault(who, []):
+                    raise
+                failed[who].append(one_line(str(e) or type(e).__name__))
+                emit({"type": "compare-run", "measurement": name, "run": i + 1,
+                      "impl": who, "error": failed[who][-1]})  # fmt: skip
+                continue
+            side.append(s)
             emit({"type": "compare-run", "measurement": name, "run": i + 1, "impl": who,
                   "values": s["values"], "items": len(s["items"]),
                   **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
@@ -444,6 +457,9 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     cut = summary.get("stop_reason") == "INTERRUPTED"
     rows = [f"{name}: {head}, alternating" + (f" (interrupted; {summary['runs']} planned)"
                                                 if cut else "")]  # fmt: skip
+    if summary.get("failed_pl") or summary.get("failed_nt"):
+        rows.append(f"  failed runs  PacketLab {summary['failed_pl']}, native "
+                    f"{summary['failed_nt']} (left out; see their --json records)")  # fmt: skip
     if summary["c1"] is not None:
         rows.append(f"  means        PacketLab {summary['mean_pl']:.3f} {spec.unit}, "
                     f"native {summary['mean_nt']:.3f} {spec.unit} "
@@ -477,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
     spec = SPECS[name]
     pl: list[Sample] = []
     nt: list[Sample] = []
+    failed: dict[str, list[str]] = {"packetlab": [], "native": []}
     progress = Progress()
 
     def emit(rec: dict[str, Any]) -> None:
@@ -497,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
         async def experiment(session: Any) -> None:
             await alternate(name, args.runs, lambda: packetlab(session),
                             lambda: deferToThread(native), stop, progress, emit,
-                            pl, nt)  # fmt: skip
+                            pl, nt, failed)  # fmt: skip
 
         target = spec.target(args)
         src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
@@ -516,7 +533,9 @@ def run(args: argparse.Namespace) -> int:
             progress.clear()
         reason = "INTERRUPTED" if stop.requested else "COMPLETED"
         summary = {"type": "summary", "measurement": name, "runs": args.runs,
-                   "stop_reason": reason, **criteria(spec, pl, nt)}  # fmt: skip
+                   "stop_reason": reason, **criteria(spec, pl, nt),
+                   "failed_pl": len(failed["packetlab"]),
+                   "failed_nt": len(failed["native"])}  # fmt: skip
         if args.json:
             emit(summary)
         else:

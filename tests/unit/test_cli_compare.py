@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,48 @@ def test_plot_is_checked_before_the_runs(tmp_path: Path) -> None:
         check_plot(str(tmp_path / "cdf.png"), SPECS["dns"], "dns")
     check_plot(str(tmp_path / "cdf.svg"), SPECS["traceroute"], "traceroute")
     assert (tmp_path / "cdf.svg").exists()
+
+
+def test_a_later_failed_run_is_left_out_and_the_runs_go_on() -> None:
+    # one iperf3 transfer reset at run 3 of 4 ended the whole comparison (exit 2, no
+    # table): the runs done were lost
+    from twisted.internet.defer import Deferred, fail, succeed
+
+    from packetlab.cli.compare import alternate
+    from packetlab.controller.stop import StopSignal
+
+    def sample(v: float) -> Deferred[dict]:
+        return succeed({"values": [v], "items": [], "record": {}})
+
+    calls = {"packetlab": 0}
+
+    def packetlab() -> Deferred[dict]:
+        calls["packetlab"] += 1
+        if calls["packetlab"] == 3:
+            return fail(RuntimeError("connection to 10.0.0.2:5201: RESET\nsecond line"))
+        return sample(95.0)
+
+    pl: list[dict] = []
+    nt: list[dict] = []
+    failed: dict[str, list[str]] = {"packetlab": [], "native": []}
+    records: list[dict] = []
+    d = Deferred.fromCoroutine(alternate("throughput", 4, packetlab, lambda: sample(96.0),
+                                         StopSignal(), lambda t: None, records.append,
+                                         pl, nt, failed))  # fmt: skip
+    assert d.called and d.result is None
+    assert (len(pl), len(nt), failed["packetlab"]) == (3, 4, [
+        "connection to 10.0.0.2:5201: RESET ... second line"])  # fmt: skip
+    (bad,) = [r for r in records if "error" in r]
+    assert (bad["impl"], bad["run"]) == ("packetlab", 3)
+    got = criteria(SPECS["throughput"], pl, nt)
+    text = table("throughput", SPECS["throughput"],
+                 {"runs": 4, **got, "failed_pl": 1, "failed_nt": 0})  # fmt: skip
+    assert "  failed runs  PacketLab 1, native 0 (left out" in text
+    # a side's first run failing is the comparison's error (the tool or server is wrong)
+    first = Deferred.fromCoroutine(alternate("throughput", 4,
+                                             lambda: fail(RuntimeError("refused")),
+                                             lambda: sample(1.0), StopSignal(), lambda t: None,
+                                             lambda r: None, [], []))  # fmt: skip
+    errors: list[Any] = []
+    first.addErrback(errors.append)
+    assert errors and str(errors[0].value) == "refused"
