@@ -290,9 +290,10 @@ def row(r: Record) -> str | None:
     if t == "alias-inconsistent":
         return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
+        pairs = f"# {r['pairs']} alias pair{'' if r['pairs'] == 1 else 's'}"
         if r.get("stop_reason") in ("INTERRUPTED", "ERROR"):  # not "no aliases"
-            return f"# {r['pairs']} alias pairs (run cut short: the stage in flight was dropped)"
-        return f"# {r['pairs']} alias pairs"
+            return f"{pairs} (run cut short: the stage in flight was dropped)"
+        return pairs
     return None
 
 

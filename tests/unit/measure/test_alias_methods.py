@@ -178,6 +178,13 @@ def test_with_several_endpoints_the_error_names_the_endpoint() -> None:
                                            "in endpt.conf and CAP_NET_RAW)")  # fmt: skip
 
 
+def test_one_alias_pair_is_said_in_the_singular() -> None:
+    from packetlab.cli.run_alias import row
+
+    assert row({"type": "summary", "pairs": 1}) == "# 1 alias pair"  # was "1 alias pairs"
+    assert row({"type": "summary", "pairs": 3}) == "# 3 alias pairs"
+
+
 def test_endpoints_need_listen_and_a_count_in_range() -> None:
     from packetlab.cli.run import RunError
     from packetlab.cli.run_alias import COMMAND
