@@ -92,8 +92,11 @@ def test_an_endpoint_killed_mid_campaign_is_its_error_the_other_finishes() -> No
     records = [first, *(json.loads(x) for x in out.splitlines())]
     (gone,) = [r for r in records if r["type"] == "error"]
     assert "connection" in gone["error"], gone
-    (model,) = [r for r in records if r["type"] == "clockmodel"]
-    assert model["endpoint"] != gone["endpoint"] and model["rounds"] == 8
+    models = {r["endpoint"]: r for r in records if r["type"] == "clockmodel"}
+    (other,) = set(models) - {gone["endpoint"]}
+    assert models[other]["rounds"] == 8  # the other endpoint measured to the end
+    if gone["endpoint"] in models:  # the killed one's rounds before it went: their model
+        assert 1 <= models[gone["endpoint"]]["rounds"] < 8
     summary = records[-1]
     assert (summary["type"], summary["stop_reason"]) == ("summary", "COMPLETED")
     assert (summary["endpoints"], summary["errors"]) == (2, 1)

@@ -93,6 +93,9 @@ def test_an_endpoint_gone_mid_campaign_is_its_error_record_and_the_others_go_on(
     assert gone["endpoint"] == "epB" and "closed the connection" in gone["error"]
     a = [r["type"] for r in records if r.get("endpoint") == "epA"]
     assert a == ["clocksync"] * 6 + ["clockmodel"]  # epA measured to the end
+    b = [r for r in records if r.get("endpoint") == "epB"]
+    assert [r["type"] for r in b] == ["clocksync"] * 3 + ["clockmodel", "error"]
+    assert b[3]["rounds"] == 3  # epB's rounds before it went: their model kept
     summary = records[-1]
     assert summary["type"] == "summary" and summary["stop_reason"] == "COMPLETED"
     assert (summary["endpoints"], summary["errors"]) == (2, 1)
