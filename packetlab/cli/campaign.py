@@ -174,8 +174,13 @@ async def campaign(
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
-        infos = [await read_system_info(s) for s in sessions]
-        names = endpoint_names([i.hostid for i in infos], [str(s.peer) for s in sessions])
+        hostids = []
+        for s in sessions:
+            try:
+                hostids.append((await read_system_info(s)).hostid)
+            except Exception:  # gone already: its run fails into its error record
+                hostids.append("")
+        names = endpoint_names(hostids, [str(s.peer) for s in sessions])
         split = getattr(args, "split", False)
         parts = deal(list(getattr(args, cmd.split)), n) if split and cmd.split else None
         runs = []

@@ -39,12 +39,12 @@ def campaign(port: int, *argv: str) -> subprocess.Popen[str]:
     return ctl
 
 
-def endpoints(port: int) -> list[subprocess.Popen[bytes]]:
-    """Two endpoints with no HostID of their own (the default, `pktendpt`)."""
+def endpoints(port: int, n: int = 2) -> list[subprocess.Popen[bytes]]:
+    """`n` endpoints with no HostID of their own (the default, `pktendpt`)."""
     argv = [*twistd_command(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
             "--config", os.devnull, "--reconnect-delay", "30", f"127.0.0.1:{port}"]  # fmt: skip
     quiet = subprocess.DEVNULL
-    return [subprocess.Popen(argv, stdout=quiet, stderr=quiet, env=ENV, cwd=REPO) for _ in "12"]
+    return [subprocess.Popen(argv, stdout=quiet, stderr=quiet, env=ENV, cwd=REPO) for _ in range(n)]
 
 
 def stop(procs: list[subprocess.Popen[Any]]) -> None:
@@ -100,3 +100,42 @@ def test_an_endpoint_killed_mid_campaign_is_its_error_the_other_finishes() -> No
     summary = records[-1]
     assert (summary["type"], summary["stop_reason"]) == ("summary", "COMPLETED")
     assert (summary["endpoints"], summary["errors"]) == (2, 1)
+
+
+def test_an_endpoint_gone_before_the_start_is_its_error_the_other_measures() -> None:
+    # One endpoint connects and is killed while the campaign waits for the second: the
+    # campaign once ended at the first word it asked the dead one (exit 2, nothing).
+    import time
+
+    port = free_port()
+    ctl = campaign(port, "clocksync", "--rounds", "3", "--interval", "0.3")
+    argv = [*twistd_command(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext",
+            "--config", os.devnull, "--host-id", "early", "--reconnect-delay", "60",
+            f"127.0.0.1:{port}"]  # fmt: skip
+    quiet = subprocess.DEVNULL
+    early = subprocess.Popen(argv, stdout=quiet, stderr=quiet, env=ENV, cwd=REPO)
+    later: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not established(port) and time.monotonic() < deadline:  # its session is up
+            time.sleep(0.1)
+        early.kill()
+        early.wait(10)
+        later = endpoints(port, 1)
+        out, err = ctl.communicate(timeout=120)
+    finally:
+        stop([early, *later])
+    assert ctl.returncode == 1, err
+    records = [json.loads(x) for x in out.splitlines()]
+    (gone,) = [r for r in records if r["type"] == "error"]
+    assert gone["endpoint"].startswith("127.0.0.1:"), gone  # no HOSTID read: its address
+    (model,) = [r for r in records if r["type"] == "clockmodel"]
+    assert model["rounds"] == 3 and model["endpoint"] == "pktendpt"
+    assert (records[-1]["endpoints"], records[-1]["errors"]) == (2, 1)
+
+
+def established(port: int) -> bool:
+    """A connection to the controller's port is up (an endpoint's session)."""
+    got = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                         capture_output=True, text=True)  # fmt: skip
+    return bool(got.stdout.strip())
