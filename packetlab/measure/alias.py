@@ -486,8 +486,15 @@ async def collect_ip_ids(
         raise ValueError("need at least one endpoint and one target")
     via = via or {}
     jobs = _jobs(targets, method, via)
-    models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
-    infos = [await read_system_info(s) for s in sessions]
+    models, infos = [], []
+    for i, s in enumerate(sessions):
+        try:
+            models.append(await clock_sync(s, rounds=sync_rounds, interval=0.05))
+            infos.append(await read_system_info(s))
+        except Exception as e:
+            if len(sessions) > 1:  # which one (gone before the probing, ...)
+                raise ControllerError(f"endpoint {getattr(s, 'peer', i)}: {e}") from None
+            raise
     names = endpoint_names([info.hostid for info in infos],
                            [f"endpoint{i}" for i in range(len(infos))])  # fmt: skip
     start = _now_local(sessions[0]) + int(lead * 1e9)

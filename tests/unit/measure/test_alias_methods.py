@@ -178,6 +178,22 @@ def test_with_several_endpoints_the_error_names_the_endpoint() -> None:
                                            "in endpt.conf and CAP_NET_RAW)")  # fmt: skip
 
 
+def test_an_endpoint_gone_before_the_probing_is_named() -> None:
+    rigs = [RawRig(["10.77.3.1"]), RawRig(["10.77.3.2"])]
+    rigs[1].endpoint.transport.loseConnection()  # type: ignore[union-attr]
+    d = collect_ip_ids([r.session for r in rigs], ALL[:2], rounds=3, method="tcp-ack")
+    for _ in range(30_000):
+        if d.called:
+            break
+        for r in rigs:
+            r.pump.flush()
+            r.clock.advance(0.001)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    text = str(failures[0].value)
+    assert text.startswith("endpoint ") and text.endswith("the endpoint closed the connection")
+
+
 def test_one_alias_pair_is_said_in_the_singular() -> None:
     from packetlab.cli.run_alias import row
 
