@@ -15,15 +15,18 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.exits import EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress, in_process_options
+
+if TYPE_CHECKING:
+    from packetlab.controller.stop import StopSignal
 
 EPILOG = """\
 examples:
@@ -36,6 +39,13 @@ examples:
 Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors.
 See docs/congruence.md.
 """
+
+# Wrapped by hand, as the `run` commands' link group.
+LINK_ABOUT = (
+    "The endpoint runs in this process, beside the native tool. The link is TLS 1.3\n"
+    "with the PPKS certificates of a `pktlab init` home unless --insecure-plaintext."
+)
+LISTEN_HELP = "not for compare (the native tool runs on this host, so the endpoint does too)"
 
 Sample = dict[str, Any]  # {"values": [float], "items": [hashable], "record": {...}}
 
@@ -61,7 +71,8 @@ def _tput_configure(p: argparse.ArgumentParser) -> None:
     from packetlab.cli.run_throughput import size
 
     p.add_argument("--server", required=True, metavar="HOST[:PORT]", help="iperf3 server")
-    p.add_argument("--direction", choices=("download", "upload"), default="download")
+    p.add_argument("--direction", choices=("download", "upload"), default="download",
+                   help="the server sends (download) or receives (upload) [download]")  # fmt: skip
     p.add_argument("--bytes", type=size, default=25 << 20, metavar="N", help="per transfer [25M]")
 
 
@@ -97,9 +108,10 @@ def _tput_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _dns_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", metavar="NAME", nargs="+")
-    p.add_argument("-t", "--type", dest="types", action="append", metavar="TYPE")
-    p.add_argument("--tcp", action="store_true")
+    p.add_argument("names", metavar="NAME", nargs="+", help="names to ask (every --type each)")
+    p.add_argument("-t", "--type", dest="types", action="append", metavar="TYPE",
+                   help="query type, repeatable [A]")  # fmt: skip
+    p.add_argument("--tcp", action="store_true", help="over TCP (dig +tcp) instead of UDP")
     p.add_argument("--server", required=True, metavar="ADDR[:PORT]", help="DNS server")
 
 
@@ -150,10 +162,15 @@ def _dns_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _http_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("urls", metavar="URL", nargs="+")
-    p.add_argument("--cacert", metavar="FILE")
-    p.add_argument("-k", "--insecure", action="store_true")
-    p.add_argument("--connect-to", metavar="ADDR")
+    p.add_argument("urls", metavar="URL", nargs="+", help="http:// or https:// URLs to get")
+    p.add_argument("--cacert", metavar="FILE",
+                   help="CA certificates (PEM) to verify the servers with, as curl's "
+                   "[the system's]")  # fmt: skip
+    p.add_argument("-k", "--insecure", action="store_true",
+                   help="do not verify the servers' certificates (curl -k)")  # fmt: skip
+    p.add_argument("--connect-to", metavar="ADDR",
+                   help="connect to ADDR whatever the URL's host (its name still sent: "
+                   "SNI, Host)")  # fmt: skip
 
 
 def _http_item(r: Any) -> Hashable:
@@ -163,6 +180,12 @@ def _http_item(r: Any) -> Hashable:
 
 def _http_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
     from packetlab.measure.http import http_get
+
+    if args.cacert is not None:  # before any run (was: OpenSSL's error list, at the first)
+        try:
+            open(args.cacert, "rb").close()
+        except OSError as e:
+            raise RunError(f"--cacert {args.cacert}: {e.strerror or e}") from None
 
     async def run(session: Any) -> Sample:
         items = []
@@ -194,9 +217,11 @@ def _http_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _ping_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("-c", "--count", type=int, default=5, metavar="N", help="per run [5]")
-    p.add_argument("-i", "--interval", type=float, default=0.2, metavar="S", help="[0.2 s]")
+    p.add_argument("target", metavar="TARGET", help="IP address to ping")
+    p.add_argument("-c", "--count", type=int, default=5, metavar="N",
+                   help="echo requests per run [5]")  # fmt: skip
+    p.add_argument("-i", "--interval", type=float, default=0.2, metavar="S",
+                   help="between echo requests [0.2 s]")  # fmt: skip
 
 
 def _ping_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
@@ -221,8 +246,9 @@ def _ping_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _trace_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("-m", "--max-ttl", type=int, default=30, metavar="N")
+    p.add_argument("target", metavar="TARGET", help="IP address to trace to")
+    p.add_argument("-m", "--max-ttl", type=int, default=30, metavar="N",
+                   help="the largest TTL probed [30]")  # fmt: skip
 
 
 def _last_rtt(r: Any) -> list[float]:
@@ -249,6 +275,13 @@ def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
         return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
 
     return run
+
+
+def one_line(text: str) -> str:
+    """A native tool's error (its command and stderr) as one line: the first and the
+    last of its lines (dig: the command, then `;; no servers could be reached`)."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return " ".join(lines[:1] + (["...", lines[-1]] if len(lines) > 1 else []))
 
 
 def _server_host(text: str) -> str:
@@ -290,10 +323,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         spec.configure(p)
         p.add_argument("--runs", type=int, default=10, metavar="N", help="runs per side [10]")
         p.add_argument("--json", action="store_true", help="JSON lines")
-        p.add_argument("--plot", metavar="FILE", help="CDF plot of the values (.png or .svg)")
-        p.add_argument("--timeout", type=float, default=None, metavar="S")
-        p.add_argument("-v", "--verbose", action="store_true")
-        add_link_arguments(p)
+        p.add_argument("--plot", metavar="FILE",
+                       help="CDF plot of both sides' values (.png, .svg or .pdf; not for "
+                       "dns, http)")  # fmt: skip
+        p.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="give up after S s [120 s a run, + 30 s]")  # fmt: skip
+        p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+        add_link_arguments(p, about=LINK_ABOUT, listen=LISTEN_HELP)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -305,20 +341,45 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
     from packetlab.measure.congruence import c1, c2, c3
 
     out: dict[str, Any] = {"c1": None, "c1_holds": None, "c2_p": None, "c2_holds": None,
-                           "ks_d": None, "c3": None, "c3_holds": None}  # fmt: skip
+                           "ks_d": None, "c3": None, "c3_holds": None,
+                           "runs_pl": len(pl), "runs_nt": len(nt)}  # fmt: skip
     if spec.c1_bound is not None:
         a = [v for s in pl for v in s["values"]]
         b = [v for s in nt for v in s["values"]]
+        out.update(n_pl=len(a), n_nt=len(b), c1_bound=spec.c1_bound)
         if a and b:
             v1, v2 = c1(a, b, spec.c1_bound), c2(a, b)
-            out.update(c1=v1.value, c1_holds=v1.holds, c1_bound=spec.c1_bound,
+            # C2 with too few values to ever reject "holds" whatever they are: no verdict
+            c2_holds = v2.holds if v2.detail["can_reject"] else None
+            out.update(c1=v1.value, c1_holds=v1.holds,
                        mean_pl=v1.detail["mean_pl"], mean_nt=v1.detail["mean_nt"],
-                       c2_p=v2.value, c2_holds=v2.holds, ks_d=v2.detail["ks_d"])  # fmt: skip
+                       c2_p=v2.value, c2_holds=c2_holds, ks_d=v2.detail["ks_d"],
+                       c2_min_p=v2.detail["min_p"])  # fmt: skip
+        else:  # nothing answered one side: the criteria cannot be shown to hold
+            out.update(c1_holds=False, c2_holds=False)
     if any(s["items"] for s in pl + nt):
         v3 = c3([i for s in pl for i in s["items"]], [i for s in nt for i in s["items"]])
         out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
                    only_nt=v3.detail["only_nt"])  # fmt: skip
     return out
+
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot(path: str, spec: Spec, name: str) -> None:
+    """--plot FILE checked before the runs (which may take an hour): a set measurement
+    has no values to plot, the format must be one matplotlib writes here, and FILE must be
+    writable (it is made now, as --pcap's)."""
+    if spec.c1_bound is None:
+        raise RunError(f"--plot: {name} compares sets (C3), it has no values to plot")
+    ext = path.rpartition(".")[2].lower() if "." in Path(path).name else ""
+    if ext not in PLOT_FORMATS:
+        raise RunError(f"--plot {path}: give a .png, .svg or .pdf file")
+    try:
+        open(path, "ab").close()
+    except OSError as e:
+        raise RunError(f"--plot {path}: cannot write it: {e.strerror or e}") from None
 
 
 def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -> None:
@@ -342,19 +403,79 @@ def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -
     plt.close(fig)
 
 
+async def alternate(
+    name: str,
+    runs: int,
+    packetlab: Callable[[], Awaitable[Sample]],
+    native: Callable[[], Awaitable[Sample]],
+    stop: StopSignal,
+    progress: Callable[[str], object],
+    emit: Callable[[dict[str, Any]], object],
+    pl: list[Sample],
+    nt: list[Sample],
+    failed: dict[str, list[str]] | None = None,
+) -> None:
+    """`runs` runs a side, back to back in alternating order (PL, NT, NT, PL, ...), each
+    sample into `pl` or `nt` and emitted. Once `stop` is requested (Ctrl-C) no run starts,
+    and the one in flight, if it fails, was cut by the same Ctrl-C (the native tool gets
+    the terminal's SIGINT too): it is dropped, the runs done stay.
+
+    A side's first run that fails ends the comparison (its error: the tool missing, the
+    server down, ...); a later one (a transfer reset, a tool timing out once) is a
+    `compare-run` record with `error`, left out of the criteria and counted in
+    `failed[side]`, and the runs go on: an hour of runs is not lost to one of them."""
+    failed = {"packetlab": [], "native": []} if failed is None else failed
+    for i in range(runs):
+        for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
+            if stop.requested:
+                return
+            progress(f"{name} run {i + 1}/{runs}: {who}")
+            side = pl if who == "packetlab" else nt
+            try:
+                s = await (packetlab() if who == "packetlab" else native())
+            except Exception as e:
+                if stop.requested:
+                    return
+                if not side and not failed.setdefault(who, []):
+                    raise
+                failed[who].append(one_line(str(e) or type(e).__name__))
+                emit({"type": "compare-run", "measurement": name, "run": i + 1,
+                      "impl": who, "error": failed[who][-1]})  # fmt: skip
+                continue
+            side.append(s)
+            emit({"type": "compare-run", "measurement": name, "run": i + 1, "impl": who,
+                  "values": s["values"], "items": len(s["items"]),
+                  **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+
+
 def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     def verdict(v: bool | None) -> str:
         return "-" if v is None else ("holds" if v else "FAILS")
 
-    rows = [f"{name}: {summary['runs']} runs per side, alternating"]
+    done = (summary.get("runs_pl", summary["runs"]), summary.get("runs_nt", summary["runs"]))
+    head = f"{done[0]} runs per side" if done[0] == done[1] else f"{done[0]} and {done[1]} runs"
+    cut = summary.get("stop_reason") == "INTERRUPTED"
+    rows = [f"{name}: {head}, alternating" + (f" (interrupted; {summary['runs']} planned)"
+                                                if cut else "")]  # fmt: skip
+    if summary.get("failed_pl") or summary.get("failed_nt"):
+        rows.append(f"  failed runs  PacketLab {summary['failed_pl']}, native "
+                    f"{summary['failed_nt']} (left out; see their --json records)")  # fmt: skip
     if summary["c1"] is not None:
         rows.append(f"  means        PacketLab {summary['mean_pl']:.3f} {spec.unit}, "
-                    f"native {summary['mean_nt']:.3f} {spec.unit}")  # fmt: skip
+                    f"native {summary['mean_nt']:.3f} {spec.unit} "
+                    f"({summary['n_pl']} and {summary['n_nt']} values)")  # fmt: skip
         bound = f"{summary['c1_bound'] * 100:.0f} %"
         rows.append(f"  C1 |1-PL/NT| {summary['c1'] * 100:8.3f} %   <= {bound}   "
                     f"{verdict(summary['c1_holds'])}")  # fmt: skip
+        note = f"D {summary['ks_d']:.3f}"
+        if summary["c2_holds"] is None:
+            note += (f"; too few values: the test cannot go below p "
+                     f"{summary['c2_min_p']:.3f}, no verdict")  # fmt: skip
         rows.append(f"  C2 KS p      {summary['c2_p']:8.3f}     >= 0.05   "
-                    f"{verdict(summary['c2_holds'])} (D {summary['ks_d']:.3f})")  # fmt: skip
+                    f"{verdict(summary['c2_holds'])} ({note})")  # fmt: skip
+    elif summary.get("n_pl") is not None:
+        rows.append(f"  C1, C2       no values to compare (PacketLab {summary['n_pl']}, "
+                    f"native {summary['n_nt']}: nothing answered)   FAILS")  # fmt: skip
     if summary["c3"] is not None:
         rows.append(f"  C3 Jaccard   {summary['c3']:8.3f}     >= 0.9    "
                     f"{verdict(summary['c3_holds'])} (only PacketLab {summary['only_pl']}, "
@@ -366,11 +487,13 @@ def run(args: argparse.Namespace) -> int:
     from twisted.internet.threads import deferToThread
 
     from packetlab.cli.interrupt import run_reactor
+    from packetlab.measure.native import NativeToolError
 
     name = args.measurement
     spec = SPECS[name]
     pl: list[Sample] = []
     nt: list[Sample] = []
+    failed: dict[str, list[str]] = {"packetlab": [], "native": []}
     progress = Progress()
 
     def emit(rec: dict[str, Any]) -> None:
@@ -383,41 +506,42 @@ def run(args: argparse.Namespace) -> int:
                            "must be the in-process one: drop --listen")  # fmt: skip
         if not 1 <= args.runs <= 10_000:
             raise RunError("--runs must be 1..10000")
+        if args.plot:
+            check_plot(args.plot, spec, name)
         link = Link.from_args(args)
         packetlab, native = spec.packetlab(args), spec.native(args)
 
         async def experiment(session: Any) -> None:
-            for i in range(args.runs):
-                for who in ("packetlab", "native") if i % 2 == 0 else ("native", "packetlab"):
-                    progress(f"{name} run {i + 1}/{args.runs}: {who}")
-                    if who == "packetlab":
-                        s = await packetlab(session)
-                        pl.append(s)
-                    else:
-                        s = await deferToThread(native)
-                        nt.append(s)
-                    emit({"type": "compare-run", "measurement": name, "run": i + 1,
-                          "impl": who, "values": s["values"], "items": len(s["items"]),
-                          **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
+            await alternate(name, args.runs, lambda: packetlab(session),
+                            lambda: deferToThread(native), stop, progress, emit,
+                            pl, nt, failed)  # fmt: skip
 
         target = spec.target(args)
         src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
         timeout = args.timeout if args.timeout is not None else args.runs * 120.0 + 30
         progress.start(reactor, sys.stdout)
+        watching = stop.when_requested()  # the first Ctrl-C ends the run in flight's turn
+        watching.addErrback(lambda f: None)
         try:
             await run_on_link(reactor, link, experiment, addresses=[src],
                               transproto="raw,tcp,udp" if spec.raw else "tcp,udp",
                               timeout=timeout, extra=in_process_options())  # fmt: skip
+        except NativeToolError as e:  # (not installed, timed out, failed): one line
+            raise RunError(one_line(str(e))) from None
         finally:
+            watching.cancel()
             progress.clear()
+        reason = "INTERRUPTED" if stop.requested else "COMPLETED"
         summary = {"type": "summary", "measurement": name, "runs": args.runs,
-                   **criteria(spec, pl, nt)}  # fmt: skip
-        if args.plot and spec.c1_bound is not None:
-            plot(args.plot, spec, name, pl, nt)
+                   "stop_reason": reason, **criteria(spec, pl, nt),
+                   "failed_pl": len(failed["packetlab"]),
+                   "failed_nt": len(failed["native"])}  # fmt: skip
         if args.json:
             emit(summary)
         else:
             print(table(name, spec, summary), flush=True)
+        if args.plot:  # after the figures: a plot that fails loses none of them
+            plot(args.plot, spec, name, pl, nt)
         held = [summary[k] for k in ("c1_holds", "c2_holds", "c3_holds") if summary[k] is not None]
         return EXIT_OK if all(held) else 1
 

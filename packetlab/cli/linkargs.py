@@ -20,21 +20,26 @@ class LinkError(ControllerError):
 # -- options -------------------------------------------------------------------------------------
 
 
-def add_link_arguments(parser: argparse.ArgumentParser) -> None:
+# Wrapped by hand: the `run` commands' help keeps descriptions as written.
+IN_PROCESS = (
+    "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
+    "certificates of a `pktlab init` home unless --insecure-plaintext."
+)
+LISTEN_FORMS = "ADDR (PORT, HOST:PORT, [V6]:PORT or a Twisted endpoint string like tcp:20556)"
+
+
+def add_link_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    about: str = IN_PROCESS,
+    listen: str = "start no endpoint: listen on {forms} and measure from the first endpoint "
+    "that connects",
+) -> None:
     """--listen, --home, --insecure-plaintext (and nothing else: the command's own options
-    stay the command's)."""
-    g = parser.add_argument_group(
-        "link",
-        # Wrapped by hand: the `run` commands' help keeps descriptions as written.
-        "By default an endpoint runs in this process. The link is TLS 1.3 with the PPKS\n"
-        "certificates of a `pktlab init` home unless --insecure-plaintext.",
-    )
-    g.add_argument(
-        "--listen",
-        metavar="ADDR",
-        help="start no endpoint: listen on ADDR (PORT, HOST:PORT, [V6]:PORT or a Twisted "
-        "endpoint string like tcp:20556) and measure from the first endpoint that connects",
-    )
+    stay the command's). `about` (the group's text) and `listen` say where the endpoints
+    come from (`pktlab campaign`: only --listen; `pktlab compare`: only in-process)."""
+    g = parser.add_argument_group("link", about)
+    g.add_argument("--listen", metavar="ADDR", help=listen.format(forms=LISTEN_FORMS))
     g.add_argument(
         "--home",
         metavar="DIR",

@@ -120,6 +120,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.midar import StageReport, midar
 
     targets, via = _targets(args)
+    endpoints = getattr(args, "endpoints", 1)  # (not an option of the xpmgr mlet)
+    check_ranges(("--endpoints", endpoints, 1, 10_000))
+    if endpoints > 1 and getattr(args, "listen", None) is None:
+        raise RunError(f"--endpoints {endpoints} needs --listen ADDR (the endpoints connect "
+                       "there; the in-process endpoint is one)")  # fmt: skip
     try:
         methods = parse_methods(args.method)
     except ValueError as e:
@@ -285,9 +290,10 @@ def row(r: Record) -> str | None:
     if t == "alias-inconsistent":
         return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
+        pairs = f"# {r['pairs']} alias pair{'' if r['pairs'] == 1 else 's'}"
         if r.get("stop_reason") in ("INTERRUPTED", "ERROR"):  # not "no aliases"
-            return f"# {r['pairs']} alias pairs (run cut short: the stage in flight was dropped)"
-        return f"# {r['pairs']} alias pairs"
+            return f"{pairs} (run cut short: the stage in flight was dropped)"
+        return pairs
     return None
 
 

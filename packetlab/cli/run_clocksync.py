@@ -27,7 +27,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.clocksync import clock_sync
+    from packetlab.measure.clocksync import clock_sync, fit_drift
 
     check_ranges(
         ("--rounds", args.rounds, 2, 100_000),
@@ -36,16 +36,23 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     )
 
     async def run(session: Any) -> None:
-        n = [0]
+        done: list[Any] = []
 
         def one(r: Any) -> None:
-            n[0] += 1
-            progress(f"clocksync round {n[0]}/{args.rounds}")
+            done.append(r)
+            progress(f"clocksync round {len(done)}/{args.rounds}")
             emit(r.to_dict())
 
-        model = await clock_sync(session, rounds=args.rounds, interval=args.interval,
-                                 samples=args.samples, on_round=one,
-                                 stop=progress.stop)  # fmt: skip
+        try:
+            model = await clock_sync(session, rounds=args.rounds, interval=args.interval,
+                                     samples=args.samples, on_round=one,
+                                     stop=progress.stop)  # fmt: skip
+        except Exception:
+            # the endpoint gone (or --timeout) after some rounds: their model, then the
+            # error (a run's error is its summary's; a campaign's, the endpoint's record)
+            if done:
+                emit({"type": "clockmodel", **fit_drift(done).to_dict()})
+            raise
         emit({"type": "clockmodel", **model.to_dict()})
 
     return run

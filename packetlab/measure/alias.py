@@ -50,6 +50,7 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
+    ControllerError,
     EndpointSession,
     QueuedSend,
     SendFailed,
@@ -67,6 +68,7 @@ from packetlab.measure.capture import (
 )
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
+from packetlab.measure.pool import endpoint_names
 from packetlab.measure.probes import Probe, ProbeTable, echo_probe, tcp_ack_probe, udp_probe
 from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
@@ -484,9 +486,17 @@ async def collect_ip_ids(
         raise ValueError("need at least one endpoint and one target")
     via = via or {}
     jobs = _jobs(targets, method, via)
-    models = [await clock_sync(s, rounds=sync_rounds, interval=0.05) for s in sessions]
-    infos = [await read_system_info(s) for s in sessions]
-    names = [info.hostid or f"endpoint{i}" for i, info in enumerate(infos)]
+    models, infos = [], []
+    for i, s in enumerate(sessions):
+        try:
+            models.append(await clock_sync(s, rounds=sync_rounds, interval=0.05))
+            infos.append(await read_system_info(s))
+        except Exception as e:
+            if len(sessions) > 1:  # which one (gone before the probing, ...)
+                raise ControllerError(f"endpoint {getattr(s, 'peer', i)}: {e}") from None
+            raise
+    names = endpoint_names([info.hostid for info in infos],
+                           [f"endpoint{i}" for i in range(len(infos))])  # fmt: skip
     start = _now_local(sessions[0]) + int(lead * 1e9)
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
     k = 0
@@ -507,6 +517,8 @@ async def collect_ip_ids(
             consumeErrors=True,
         )
     except FirstError as e:  # the endpoint's own error (no raw sockets, ...), not a wrapper
+        if len(sessions) > 1:  # which one of them (it went away, it lacks raw sockets, ...)
+            raise ControllerError(f"endpoint {names[e.index]}: {e.subFailure.value}") from None
         e.subFailure.raiseException()
     if runs is not None:
         every = itertools.chain.from_iterable(log for log in logs if log is not None)

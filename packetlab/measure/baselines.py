@@ -159,10 +159,18 @@ def run_dig(
     netns: str | None = None,
     timeout: float = 30,
 ) -> DnsResult:
-    out = _run(
-        dig_argv(name, qtype, server=server, port=port, tcp=tcp), netns=netns, timeout=timeout
-    )
-    return parse_dig(out, qname=name, qtype=qtype, server=server, port=port, tcp=tcp)
+    try:
+        out = _run(
+            dig_argv(name, qtype, server=server, port=port, tcp=tcp), netns=netns, timeout=timeout
+        )
+    except NativeToolError as e:
+        if e.returncode != 9:  # dig's "no reply from server": a result, as ours (a failure)
+            raise
+        out = ""
+    result = parse_dig(out, qname=name, qtype=qtype, server=server, port=port, tcp=tcp)
+    if not out:
+        result.error = "no reply from the server (dig's exit status 9)"
+    return result
 
 
 # -- curl ---------------------------------------------------------------------------------------

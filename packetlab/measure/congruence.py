@@ -56,14 +56,22 @@ def c1(
 
 
 def c2(packetlab: Sequence[float], native: Sequence[float], alpha: float = C2_ALPHA) -> Verdict:
-    """Holds when the KS test's p-value is at least `alpha` (no significant difference)."""
+    """Holds when the KS test's p-value is at least `alpha` (no significant difference).
+
+    `detail["min_p"]` is the smallest p-value the test can give with these sample sizes
+    (two samples that do not overlap at all, D = 1), and `can_reject` whether it is below
+    `alpha`: with 2 values a side it is 0.333, so such a C2 "holds" whatever the values
+    are, which is no evidence (the paper used 100 a side)."""
     if not packetlab or not native:
         raise ValueError("C2 needs samples on both sides")
     from scipy.stats import ks_2samp
 
     res = ks_2samp(list(packetlab), list(native))
     p = float(res.pvalue)
-    return Verdict("C2", p, alpha, p >= alpha, {"ks_d": float(res.statistic)})
+    n, m = len(packetlab), len(native)
+    min_p = float(ks_2samp(range(n), range(n, n + m)).pvalue)
+    detail = {"ks_d": float(res.statistic), "min_p": min_p, "can_reject": min_p < alpha}
+    return Verdict("C2", p, alpha, p >= alpha, detail)
 
 
 def jaccard(a: Iterable[Hashable], b: Iterable[Hashable]) -> float:

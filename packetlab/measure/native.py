@@ -66,7 +66,10 @@ SCAMPER_METHODS = ("udp", "udp-paris", "icmp", "icmp-paris", "tcp", "tcp-ack")
 
 
 class NativeToolError(RuntimeError):
-    """A native tool is missing, failed, timed out, or printed something unparsable."""
+    """A native tool is missing, failed, timed out, or printed something unparsable;
+    `returncode` is the tool's exit status when it ran and failed (else None)."""
+
+    returncode: int | None = None
 
 
 def netns_argv(argv: Sequence[str], netns: str | None) -> list[str]:
@@ -89,7 +92,9 @@ def _run(argv: list[str], *, netns: str | None, timeout: float) -> str:
         raise NativeToolError(f"{' '.join(full)}: {exc}") from exc
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
-        raise NativeToolError(f"{' '.join(full)} failed ({proc.returncode}): {detail}")
+        error = NativeToolError(f"{' '.join(full)} failed ({proc.returncode}): {detail}")
+        error.returncode = proc.returncode
+        raise error
     return proc.stdout
 
 

@@ -21,7 +21,25 @@ from twisted.internet.defer import Deferred, TimeoutError
 
 from packetlab.controller import ControllerError, EndpointSession
 
-__all__ = ["SessionPool"]
+__all__ = ["SessionPool", "endpoint_names"]
+
+
+def endpoint_names(hostids: list[str], peers: list[str]) -> list[str]:
+    """One distinct name per endpoint, for its records and files: its HOSTID, else its
+    address. Endpoints left at the default HostID (`pktendpt`) or sharing one config all
+    have the same one, and one name for several endpoints merged their records and wrote
+    their `--pcap` files over each other: a HOSTID held by several is `HOSTID@ADDRESS`
+    for each of them (`-2`, `-3`, ... after it should that repeat too)."""
+    names = [h or p for h, p in zip(hostids, peers, strict=True)]
+    names = [f"{n}@{p}" if names.count(n) > 1 and n != p else n
+             for n, p in zip(names, peers, strict=True)]  # fmt: skip
+    out: list[str] = []
+    for n in names:
+        k = 1
+        while (f"{n}-{k}" if k > 1 else n) in out:
+            k += 1
+        out.append(f"{n}-{k}" if k > 1 else n)
+    return out
 
 
 class SessionPool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,174 @@ def test_plot_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "cdf.svg"
     plot(str(out), SPECS["ping"], "ping", samples([[40.0, 41.0, 45.0]]), samples([[58.0, 60.0]]))
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_no_values_on_a_side_fails_c1_and_c2_and_says_so() -> None:
+    # a target that answers nobody (echo ignored): C1 and C2 were once left out of the
+    # table and the exit status 0, "every criterion holds" over nothing
+    got = criteria(SPECS["ping"], samples([[], []]), samples([[], []]))
+    assert (got["c1"], got["c1_holds"], got["c2_holds"]) == (None, False, False)
+    assert (got["n_pl"], got["n_nt"], got["runs_pl"], got["runs_nt"]) == (0, 0, 2, 2)
+    text = table("ping", SPECS["ping"], {"runs": 2, **got})
+    assert "no values to compare (PacketLab 0, native 0: nothing answered)   FAILS" in text
+    one_side = criteria(SPECS["ping"], samples([[40.0, 41.0]]), samples([[]]))
+    assert one_side["c1_holds"] is False and one_side["n_pl"] == 2
+
+
+def test_c2_with_too_few_values_to_reject_gives_no_verdict() -> None:
+    # 2 values a side: the KS test's smallest p is 1/3, so "holds" would be said of any
+    # two samples, even ones that never overlap (D = 1)
+    got = criteria(SPECS["traceroute"], samples([[10.0], [11.0]]), samples([[90.0], [95.0]]))
+    assert got["ks_d"] == 1.0 and got["c2_p"] == pytest.approx(1 / 3)
+    assert got["c2_holds"] is None and got["c2_min_p"] == pytest.approx(1 / 3)
+    text = table("traceroute", SPECS["traceroute"], {"runs": 2, **got})
+    assert "C2 KS p         0.333     >= 0.05   - (D 1.000; too few values" in text
+    enough = criteria(SPECS["traceroute"], samples([[10.0]] * 4), samples([[90.0]] * 4))
+    assert enough["c2_holds"] is False and enough["c2_min_p"] < 0.05
+
+
+def test_ctrl_c_keeps_the_runs_done() -> None:
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.cli.compare import alternate
+    from packetlab.controller.stop import StopSignal
+
+    stop = StopSignal()
+    pl: list[dict] = []
+    nt: list[dict] = []
+    order: list[str] = []
+
+    def side(who: str) -> Deferred[dict]:
+        order.append(who)
+        return succeed({"values": [float(len(order))], "items": [], "record": {}})
+
+    def failing() -> Deferred[dict]:  # Ctrl-C while run 2's native side is in flight
+        order.append("native")
+        stop.request("interrupted")
+        raise RuntimeError("ping: killed by SIGINT")
+
+    natives = iter([lambda: side("native"), failing])
+    d = Deferred.fromCoroutine(alternate("ping", 10, lambda: side("packetlab"),
+                                         lambda: next(natives)(), stop, lambda t: None,
+                                         lambda r: None, pl, nt))  # fmt: skip
+    assert d.called and d.result is None  # no error: the run cut by Ctrl-C is dropped
+    assert order == ["packetlab", "native", "native"] and (len(pl), len(nt)) == (1, 1)
+    got = criteria(SPECS["ping"], samples([[1.0]]), samples([[2.0]]))
+    text = table("ping", SPECS["ping"], {"runs": 10, "stop_reason": "INTERRUPTED", **got})
+    assert text.splitlines()[0] == "ping: 1 runs per side, alternating (interrupted; 10 planned)"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_help_documents_every_option(name: str) -> None:
+    parser = build_parser("compare")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["compare"]
+    inner = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [a.dest for a in inner.choices[name]._actions if not a.help]
+    assert bare == [], f"compare {name}: no help for {bare}"
+
+
+def test_a_dig_that_reaches_no_server_is_a_failed_answer_not_an_abort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # dig exits 9 when no server answers: the paper counts a failure on both sides as a
+    # match, ours records one, but dig's ended the whole compare ("internal error:
+    # NativeToolError: ..." over four lines, exit 2)
+    from packetlab.measure import baselines
+    from packetlab.measure.native import NativeToolError
+
+    def dig_fails(argv: list[str], **kw: object) -> str:
+        e = NativeToolError("dig ... failed (9): ;; no servers could be reached")
+        e.returncode = 9
+        raise e
+
+    monkeypatch.setattr(baselines, "_run", dig_fails)
+    r = baselines.run_dig("a.test", "A", server="127.0.0.1", port=1)
+    assert r.error is not None and (r.qname, r.qtype) == ("a.test.", "A")
+    run = SPECS["dns"].native(parse("dns", "--server", "127.0.0.1:1", "a.test"))
+    assert run()["items"] == [("a.test.", "A", "error")]
+
+    def dig_missing(argv: list[str], **kw: object) -> str:
+        raise NativeToolError("dig is not installed (see APT_PACKAGES in scripts/setup.sh)")
+
+    monkeypatch.setattr(baselines, "_run", dig_missing)
+    with pytest.raises(NativeToolError):  # not a result: the tool did not run
+        baselines.run_dig("a.test", "A", server="127.0.0.1")
+
+
+def test_a_native_tools_error_is_one_line_and_a_missing_cacert_is_early() -> None:
+    from packetlab.cli.compare import one_line
+    from packetlab.cli.run import RunError
+
+    text = ("dig +noall +answer -p 1 @127.0.0.1 a.test A failed (9): ;; communications error\n"
+            ";; communications error to 127.0.0.1#1: connection refused\n"
+            ";; no servers could be reached\n")  # fmt: skip
+    assert one_line(text) == (
+        "dig +noall +answer -p 1 @127.0.0.1 a.test A failed (9): ;; communications error ... "
+        ";; no servers could be reached"
+    )
+    assert one_line("iperf3 is not installed") == "iperf3 is not installed"
+    args = parse("http", "--cacert", "/nonexistent/ca.pem", "https://x.test/")
+    with pytest.raises(RunError, match=r"^--cacert /nonexistent/ca.pem: No such file"):
+        SPECS["http"].packetlab(args)
+
+
+def test_plot_is_checked_before_the_runs(tmp_path: Path) -> None:
+    # a --plot FILE that could not be written failed after every run, and took the
+    # table with it; with dns or http it was silently not drawn
+    from packetlab.cli.compare import check_plot
+    from packetlab.cli.run import RunError
+
+    with pytest.raises(RunError, match=r"cannot write it: No such file or directory"):
+        check_plot(str(tmp_path / "no" / "cdf.png"), SPECS["ping"], "ping")
+    with pytest.raises(RunError, match=r"give a \.png, \.svg or \.pdf file"):
+        check_plot(str(tmp_path / "cdf.jpgx"), SPECS["ping"], "ping")
+    with pytest.raises(RunError, match=r"^--plot: dns compares sets \(C3\)"):
+        check_plot(str(tmp_path / "cdf.png"), SPECS["dns"], "dns")
+    check_plot(str(tmp_path / "cdf.svg"), SPECS["traceroute"], "traceroute")
+    assert (tmp_path / "cdf.svg").exists()
+
+
+def test_a_later_failed_run_is_left_out_and_the_runs_go_on() -> None:
+    # one iperf3 transfer reset at run 3 of 4 ended the whole comparison (exit 2, no
+    # table): the runs done were lost
+    from twisted.internet.defer import Deferred, fail, succeed
+
+    from packetlab.cli.compare import alternate
+    from packetlab.controller.stop import StopSignal
+
+    def sample(v: float) -> Deferred[dict]:
+        return succeed({"values": [v], "items": [], "record": {}})
+
+    calls = {"packetlab": 0}
+
+    def packetlab() -> Deferred[dict]:
+        calls["packetlab"] += 1
+        if calls["packetlab"] == 3:
+            return fail(RuntimeError("connection to 10.0.0.2:5201: RESET\nsecond line"))
+        return sample(95.0)
+
+    pl: list[dict] = []
+    nt: list[dict] = []
+    failed: dict[str, list[str]] = {"packetlab": [], "native": []}
+    records: list[dict] = []
+    d = Deferred.fromCoroutine(alternate("throughput", 4, packetlab, lambda: sample(96.0),
+                                         StopSignal(), lambda t: None, records.append,
+                                         pl, nt, failed))  # fmt: skip
+    assert d.called and d.result is None
+    assert (len(pl), len(nt), failed["packetlab"]) == (3, 4, [
+        "connection to 10.0.0.2:5201: RESET ... second line"])  # fmt: skip
+    (bad,) = [r for r in records if "error" in r]
+    assert (bad["impl"], bad["run"]) == ("packetlab", 3)
+    got = criteria(SPECS["throughput"], pl, nt)
+    text = table("throughput", SPECS["throughput"],
+                 {"runs": 4, **got, "failed_pl": 1, "failed_nt": 0})  # fmt: skip
+    assert "  failed runs  PacketLab 1, native 0 (left out" in text
+    # a side's first run failing is the comparison's error (the tool or server is wrong)
+    first = Deferred.fromCoroutine(alternate("throughput", 4,
+                                             lambda: fail(RuntimeError("refused")),
+                                             lambda: sample(1.0), StopSignal(), lambda t: None,
+                                             lambda r: None, [], []))  # fmt: skip
+    errors: list[Any] = []
+    first.addErrback(errors.append)
+    assert errors and str(errors[0].value) == "refused"

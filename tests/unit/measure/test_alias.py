@@ -198,6 +198,21 @@ def test_session_pool() -> None:
     assert errors == ["only 1 of 3 endpoints connected within 2 s"]
 
 
+def test_endpoints_sharing_a_hostid_get_distinct_names() -> None:
+    # Endpoints left at the default HostID (pktendpt) once had one name: a campaign merged
+    # their records, wrote their --pcap files over each other, and alias resolution
+    # counted their samples as one endpoint's.
+    from packetlab.measure.pool import endpoint_names
+
+    peers = ["10.0.0.1:40000", "10.0.0.2:40000", "10.0.0.3:40000"]
+    assert endpoint_names(["pktendpt", "pktendpt", "lab-3"], peers) == [
+        "pktendpt@10.0.0.1:40000", "pktendpt@10.0.0.2:40000", "lab-3",
+    ]  # fmt: skip
+    assert endpoint_names(["a", "b"], peers[:2]) == ["a", "b"]
+    assert endpoint_names(["", ""], peers[:2]) == peers[:2]  # no HOSTID: the address
+    assert endpoint_names(["x", "x"], ["?", "?"]) == ["x@?", "x@?-2"]
+
+
 def test_order_is_only_known_up_to_each_samples_error() -> None:
     # a shared counter; two samples 1 ms apart were stamped the wrong way round (their
     # times carry 2 ms of error): with the errors the merge is still one counter

@@ -156,6 +156,71 @@ def test_an_endpoint_without_raw_sockets_is_a_clear_error() -> None:
         rig.run(d)
 
 
+def test_with_several_endpoints_the_error_names_the_endpoint() -> None:
+    # two endpoints, the second without raw sockets (or gone): the error once read as if
+    # there were one endpoint, "the endpoint does not offer raw sockets" (which one?)
+    from packetlab.controller import ControllerError
+
+    rigs = [RawRig(["10.77.3.1"]), RawRig(["10.77.3.2"], CONFIG.replace("raw,", ""))]
+    d = collect_ip_ids([r.session for r in rigs], ALL[:2], rounds=3, method="tcp-ack")
+    for _ in range(30_000):  # 30 s of both clocks at most
+        if d.called:
+            break
+        for r in rigs:
+            r.pump.flush()
+            r.clock.advance(0.001)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(ControllerError), failures
+    assert str(failures[0].value).startswith("endpoint ")
+    assert str(failures[0].value).endswith("@endpoint1: the endpoint does not offer raw sockets "
+                                           "(TRANSSUP has no raw; it needs TransprotoSup raw,... "
+                                           "in endpt.conf and CAP_NET_RAW)")  # fmt: skip
+
+
+def test_an_endpoint_gone_before_the_probing_is_named() -> None:
+    rigs = [RawRig(["10.77.3.1"]), RawRig(["10.77.3.2"])]
+    rigs[1].endpoint.transport.loseConnection()  # type: ignore[union-attr]
+    d = collect_ip_ids([r.session for r in rigs], ALL[:2], rounds=3, method="tcp-ack")
+    for _ in range(30_000):
+        if d.called:
+            break
+        for r in rigs:
+            r.pump.flush()
+            r.clock.advance(0.001)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    text = str(failures[0].value)
+    assert text.startswith("endpoint ") and text.endswith("the endpoint closed the connection")
+
+
+def test_one_alias_pair_is_said_in_the_singular() -> None:
+    from packetlab.cli.run_alias import row
+
+    assert row({"type": "summary", "pairs": 1}) == "# 1 alias pair"  # was "1 alias pairs"
+    assert row({"type": "summary", "pairs": 3}) == "# 3 alias pairs"
+
+
+def test_endpoints_need_listen_and_a_count_in_range() -> None:
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import Progress, parse_args
+
+    def check(*argv: str) -> str:
+        args = parse_args(COMMAND, [*argv, ALL[0], ALL[1]])
+        with pytest.raises(RunError) as e:
+            COMMAND.experiment(args, lambda r: None, Progress())
+        return str(e.value)
+
+    # --endpoints 2 with the in-process endpoint silently probed from one endpoint, and
+    # --endpoints 0 waited for one
+    assert check("--endpoints", "2") == (
+        "--endpoints 2 needs --listen ADDR (the endpoints connect there; the in-process "
+        "endpoint is one)"
+    )
+    assert check("--endpoints", "0", "--listen", "20556") == "--endpoints must be 1..10000, got 0"
+
+
 @pytest.mark.parametrize("single", [True, False])
 def test_cli_records_say_each_addresss_method(single: bool) -> None:
     # `pktlab run alias [--single-stage] ADDR...` over the same routers: the pairs, and
