@@ -47,7 +47,8 @@ def build_parser(only: str | None = None, then: str | None = None) -> argparse.A
     from packetlab import __version__
 
     parser.add_argument("--version", action="version", version=f"pktlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # A dest no command's own options use (`pktlab wrap`'s operands are `command`).
+    sub = parser.add_subparsers(dest="_pktlab_command", metavar="COMMAND")
     sub.required = True
     for name, (modname, helptext) in COMMANDS.items():
         p = sub.add_parser(name, help=helptext, description=helptext)
@@ -120,7 +121,7 @@ class _Parser(argparse.ArgumentParser):
         # argparse checks the operands before it reports options it does not know, so
         # `pktlab run ping --bogus` said "TARGET is required": name the bad option, as
         # ping's "invalid option" does.
-        if message.startswith("the following arguments are required"):
+        if message.startswith(("the following arguments are required", "one of the arguments")):
             bad = []
             for arg in self._seen:
                 if arg == "--":

@@ -61,7 +61,8 @@ def _tput_configure(p: argparse.ArgumentParser) -> None:
     from packetlab.cli.run_throughput import size
 
     p.add_argument("--server", required=True, metavar="HOST[:PORT]", help="iperf3 server")
-    p.add_argument("--direction", choices=("download", "upload"), default="download")
+    p.add_argument("--direction", choices=("download", "upload"), default="download",
+                   help="download (server to endpoint) or upload [download]")  # fmt: skip
     p.add_argument("--bytes", type=size, default=25 << 20, metavar="N", help="per transfer [25M]")
 
 
@@ -97,9 +98,10 @@ def _tput_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _dns_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", metavar="NAME", nargs="+")
-    p.add_argument("-t", "--type", dest="types", action="append", metavar="TYPE")
-    p.add_argument("--tcp", action="store_true")
+    p.add_argument("names", metavar="NAME", nargs="+", help="names to look up")
+    p.add_argument("-t", "--type", dest="types", action="append", metavar="TYPE",
+                   help="query type (repeatable) [A]")  # fmt: skip
+    p.add_argument("--tcp", action="store_true", help="DNS over TCP, as dig +tcp")
     p.add_argument("--server", required=True, metavar="ADDR[:PORT]", help="DNS server")
 
 
@@ -150,10 +152,10 @@ def _dns_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _http_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("urls", metavar="URL", nargs="+")
-    p.add_argument("--cacert", metavar="FILE")
-    p.add_argument("-k", "--insecure", action="store_true")
-    p.add_argument("--connect-to", metavar="ADDR")
+    p.add_argument("urls", metavar="URL", nargs="+", help="URLs to fetch")
+    p.add_argument("--cacert", metavar="FILE", help="CA certificates (PEM), as curl --cacert")
+    p.add_argument("-k", "--insecure", action="store_true", help="no TLS check, as curl -k")
+    p.add_argument("--connect-to", metavar="ADDR", help="connect to ADDR, not the URL's host")
 
 
 def _http_item(r: Any) -> Hashable:
@@ -194,7 +196,7 @@ def _http_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _ping_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET")
+    p.add_argument("target", metavar="TARGET", help="host to ping")
     p.add_argument("-c", "--count", type=int, default=5, metavar="N", help="per run [5]")
     p.add_argument("-i", "--interval", type=float, default=0.2, metavar="S", help="[0.2 s]")
 
@@ -221,8 +223,8 @@ def _ping_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
 
 def _trace_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET")
-    p.add_argument("-m", "--max-ttl", type=int, default=30, metavar="N")
+    p.add_argument("target", metavar="TARGET", help="host to trace to")
+    p.add_argument("-m", "--max-ttl", type=int, default=30, metavar="N", help="max hops [30]")
 
 
 def _last_rtt(r: Any) -> list[float]:
@@ -291,8 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--runs", type=int, default=10, metavar="N", help="runs per side [10]")
         p.add_argument("--json", action="store_true", help="JSON lines")
         p.add_argument("--plot", metavar="FILE", help="CDF plot of the values (.png or .svg)")
-        p.add_argument("--timeout", type=float, default=None, metavar="S")
-        p.add_argument("-v", "--verbose", action="store_true")
+        p.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="give up after S seconds [runs x 120 + 30]")  # fmt: skip
+        p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
         add_link_arguments(p)
 
 
