@@ -173,6 +173,13 @@ class Options(TapOptions):
         stats_dir = Path(self["stats-file"] or ".").absolute().parent
         if self["stats-file"] and not stats_dir.is_dir():
             raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
+        # Where it listens before its identity: a mistyped --setup was hidden behind a
+        # missing certificate, and said only once `pktlab init` had been run.
+        listen = [
+            (origin[n], server_endpoint(None, self[n], origin[n], "tcp:20557:interface=127.0.0.1"))
+            for n in ("setup", "endpoints")
+        ]
+        distinct_ports(listen)
         try:
             home = PktlabHome.at(self["home"])
         except ValueError as e:  # ~nosuchuser

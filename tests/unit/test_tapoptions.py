@@ -247,3 +247,23 @@ def test_two_listeners_on_one_port_are_refused_at_start() -> None:
         distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp6:5:interface=\\:\\:")))
     distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp:5:interface=127.0.0.2")))
     distinct_ports(eps(("a", "tcp:0"), ("b", "tcp:0"), ("c", "tcp:6")))
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("ssl:443:privateKey=/nonexistent/k.pem", "FileNotFoundError"),  # was a traceback
+        ("ssl:443:privateKey=" + __file__.replace(":", "\\:"), "Error"),  # not a PEM key
+        ("bogus:1", "is not a Twisted endpoint string"),
+        ("tcp:99999", "port 99999 is not 0..65535"),
+    ],
+)
+def test_an_endpoint_string_that_cannot_be_used_is_one_line(where: str, said: str) -> None:
+    """Checked without a reactor too (the taps check their ports before their
+    certificates): one UsageError naming where it was given, never a traceback."""
+    from packetlab.tapoptions import server_endpoint
+
+    with pytest.raises(usage.UsageError) as e:
+        server_endpoint(None, where, "--publish", "tcp:20556")
+    assert str(e.value).startswith("--publish: ") and said in str(e.value)
+    assert "\n" not in str(e.value)
