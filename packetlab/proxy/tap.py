@@ -103,7 +103,7 @@ class Options(TapOptions):
     optFlags = [["no-splice", None, "Same as --relay python."]]
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
-         + ", ".join(_CONFIG_KEYS) + ")."],
+         + ", ".join(_CONFIG_KEYS) + ") [none: options and defaults only]."],
         ["cert", None, None, "Agent certificate (PEM) [~/.pktlab/certs/agent_prx_prx.cert]."],
         ["private-key", None, None, "Its private key [~/.pktlab/keys/k_prx]."],
         ["setup", None, None, f"Setup port for managers [{_DEFAULTS['setup']}]."],
@@ -129,7 +129,7 @@ class Options(TapOptions):
          "backlogs included: keeps a manager's NAT mapping, notices a vanished peer); "
          "0: off [60]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
-        ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
+        ["stats-file", None, None, "Write the counters as JSON to this file each interval [none]."],
         ["relay", None, None,
          "How bytes are relayed once an endpoint is routed: copy (recv_into/send through "
          "one buffer; the fastest here), splice (splice(2), zero-copy through a pipe) or "

@@ -267,3 +267,22 @@ def test_an_endpoint_string_that_cannot_be_used_is_one_line(where: str, said: st
         server_endpoint(None, where, "--publish", "tcp:20556")
     assert str(e.value).startswith("--publish: ") and said in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "tap", ["packetlab.endpoint.tap", "packetlab.broker.tap", "packetlab.proxy.tap"]
+)
+def test_every_daemon_option_says_its_default(tap: str) -> None:
+    """`twistd pktendpoint --help`'s named config options said only "Override config key
+    BufMax." (session 20, cli20): each option taking a value now says what it is when not
+    given, or that it may be repeated."""
+    import importlib
+
+    options = importlib.import_module(tap).Options()
+    takes_value = [o[:-1] for o in options.longOpt if o.endswith("=")]
+    silent = []
+    for name in takes_value:
+        said = options.docs.get(name) or ""
+        if not ("[" in said or "default" in said.lower() or "repeatable" in said):
+            silent.append(name)
+    assert not silent, silent
