@@ -140,6 +140,18 @@ class _Parser(argparse.ArgumentParser):
             self.exit(usage_status(self._seen), f"{self.prog}: error: {message}\n")
         super().error(message)
 
+    def format_usage(self) -> str:
+        """The usage above an error: argparse's lists every option (31 lines for `run
+        http`) before the one line that matters; past one line, the operands alone and a
+        pointer to --help (which keeps the whole usage)."""
+        full = super().format_usage()
+        if full.count("\n") <= 1:
+            return full
+        formatter = argparse.HelpFormatter(self.prog, width=10_000)  # the operands on one line
+        formatter.add_usage(None, [a for a in self._actions if not a.option_strings], [])
+        operands = formatter.format_help().strip().removeprefix(f"usage: {self.prog}").strip()
+        return f"usage: {self.prog} [options] {operands}".rstrip() + " (-h lists the options)\n"
+
     def _negative_value(self, message: str) -> BaseException | None:
         """`ping -c -1`: argparse takes `-1` for an option (the parser has `-4`, `-6`) and
         says "expected one argument"; an option whose values are the native tool's

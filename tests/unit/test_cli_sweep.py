@@ -74,7 +74,9 @@ def test_an_unknown_option_is_one_line_naming_it(
     assert exc.value.code == USAGE_STATUS.get(path[0], 2)
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    last = err.splitlines()[-1]
+    # The usage in one line, not argparse's list of every option (`run http`: 31 lines).
+    usage, last = err.splitlines()
+    assert usage.startswith(f"usage: pktlab {' '.join(path)} ")
     assert last.startswith(f"pktlab {' '.join(path)}: error: unrecognized arguments: --bogus-opt")
 
 
@@ -88,7 +90,8 @@ def test_a_missing_argument_is_one_line_naming_it(
     with pytest.raises(SystemExit) as exc:
         main(path)
     assert exc.value.code == USAGE_STATUS.get(path[0], 2)
-    last = capsys.readouterr().err.splitlines()[-1]
+    usage, last = capsys.readouterr().err.splitlines()
+    assert usage.startswith(f"usage: pktlab {' '.join(path)} ")
     assert last.startswith(f"pktlab {' '.join(path)}: error: ")
     assert "required" in last
 
