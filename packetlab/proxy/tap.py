@@ -88,8 +88,10 @@ _MAXIMA: dict[str, float] = {"hello-cap": 1 << 24, "backlog-per-snikey": 1_000_0
 
 class Options(TapOptions):
     tapname = "pktproxy"
-    synopsis = "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--setup ENDPOINT] " \
-        "[--endpoints ENDPOINT]"  # fmt: skip
+    synopsis = (
+        "[--config FILE] [--home DIR] [--cert AGENT_CERT] [--private-key KEY] "
+        "[--setup ENDPOINT] [--endpoints ENDPOINT] [--relay copy|splice|python] [options]"
+    )
     longdesc = (
         "The PacketLab proxy: experiment managers behind NAT register idle 'backlog' "
         "connections for their snikey on the setup port (TLS 1.3, xreg, then the raw "
