@@ -147,8 +147,10 @@ class TapOptions(usage.Options):
 
 def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     """`where` (from `origin`: an option or ``FILE:LINE: Key``) as a Twisted server
-    endpoint, or a `usage.UsageError` naming it: not an endpoint string, or a TCP port
-    outside 0..65535 (which would otherwise surface as a traceback at bind time)."""
+    endpoint, or a `usage.UsageError` naming it: not an endpoint string, a file it names
+    that cannot be read (``ssl:443:privateKey=FILE``), or a TCP port outside 0..65535
+    (which would otherwise surface as a traceback at bind time). `reactor` may be None
+    to check the string alone (the taps do, before they load their certificates)."""
     from twisted.internet.endpoints import serverFromString
 
     try:
@@ -157,6 +159,10 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
         raise usage.UsageError(
             f"{origin}: {where!r} is not a Twisted endpoint string ({e}); e.g. {example}"
         ) from None
+    except Exception as e:
+        # A parser reads files (ssl:443:privateKey=FILE) and plugins raise what they
+        # like (OSError, OpenSSL's errors): a traceback, before.
+        raise usage.UsageError(f"{origin}: {where!r}: {type(e).__name__}: {e}") from None
     port = getattr(ep, "_port", None)  # TCP4/TCP6/SSL4 server endpoints
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")

@@ -96,7 +96,9 @@ class Options(TapOptions):
                     raise usage.UsageError(str(e)) from None
         cfg.apply_home_defaults(PktlabHome.at())
         self["broker_config"] = cfg
-        self["credentials"] = _credentials(cfg)
+        # Where it listens and its store first: a mistyped --publish was hidden behind a
+        # missing certificate, and said only once `pktlab init` had been run.
+        _check_listen(None, cfg)
         if cfg.store != "memory:":
             from .redis_store import parse_redis_url
 
@@ -106,6 +108,7 @@ class Options(TapOptions):
                 raise usage.UsageError(
                     f"{cfg.origin('Store')}: {e} (or memory:, the default)"
                 ) from None
+        self["credentials"] = _credentials(cfg)
 
 
 def _credentials(cfg: BrokerConfig) -> Any:

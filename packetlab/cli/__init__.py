@@ -47,7 +47,8 @@ def build_parser(only: str | None = None, then: str | None = None) -> argparse.A
     from packetlab import __version__
 
     parser.add_argument("--version", action="version", version=f"pktlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # A dest no command's own options use (`pktlab wrap`'s operands are `command`).
+    sub = parser.add_subparsers(dest="_pktlab_command", metavar="COMMAND")
     sub.required = True
     for name, (modname, helptext) in COMMANDS.items():
         p = sub.add_parser(name, help=helptext, description=helptext)
@@ -120,7 +121,7 @@ class _Parser(argparse.ArgumentParser):
         # argparse checks the operands before it reports options it does not know, so
         # `pktlab run ping --bogus` said "TARGET is required": name the bad option, as
         # ping's "invalid option" does.
-        if message.startswith("the following arguments are required"):
+        if message.startswith(("the following arguments are required", "one of the arguments")):
             bad = []
             for arg in self._seen:
                 if arg == "--":
@@ -138,6 +139,18 @@ class _Parser(argparse.ArgumentParser):
             self.print_usage(sys.stderr)
             self.exit(usage_status(self._seen), f"{self.prog}: error: {message}\n")
         super().error(message)
+
+    def format_usage(self) -> str:
+        """The usage above an error: argparse's lists every option (31 lines for `run
+        http`) before the one line that matters; past one line, the operands alone and a
+        pointer to --help (which keeps the whole usage)."""
+        full = super().format_usage()
+        if full.count("\n") <= 1:
+            return full
+        formatter = argparse.HelpFormatter(self.prog, width=10_000)  # the operands on one line
+        formatter.add_usage(None, [a for a in self._actions if not a.option_strings], [])
+        operands = formatter.format_help().strip().removeprefix(f"usage: {self.prog}").strip()
+        return f"usage: {self.prog} [options] {operands}".rstrip() + " (-h lists the options)\n"
 
     def _negative_value(self, message: str) -> BaseException | None:
         """`ping -c -1`: argparse takes `-1` for an option (the parser has `-4`, `-6`) and

@@ -258,7 +258,7 @@ def add_parser(sub: Any) -> None:
         type=in_range(int, "-l", 1, 65536),
         default=1,
         metavar="PRELOAD",
-        help="send PRELOAD requests at once, then one per -i, as ping -l",
+        help="send PRELOAD requests at once, then one per -i, as ping -l [1]",
     )
     add_version(pg, "ping")
     refuse(pg, (

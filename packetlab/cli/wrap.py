@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    # A usage error is wrap's own failure, 125 as env(1) and timeout(1) say theirs: 2
+    # would read as CMD's own status.
+    parser.usage_status = lambda words: EXIT_WRAP_FAILED  # type: ignore[attr-defined]
     add_link_arguments(parser)
     parser.add_argument(
         "--timings",

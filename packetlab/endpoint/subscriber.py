@@ -226,8 +226,9 @@ class BrokerSettings:
             raise ConfigError("broker mode (NoSubMode 0) needs BrokerAddr (HOST[:PORT])")
         try:
             address = ControllerAddress.parse(cfg.broker_addr, DEFAULT_SUB_PORT, what="broker")
-        except ValueError as e:
-            raise ConfigError(f"BrokerAddr: {e}") from None
+        except ValueError as e:  # said where it was set: `--broker` or `FILE:LINE`
+            where = cfg.origins.get("BrokerAddr")
+            raise ConfigError(f"{where + ': ' if where else ''}BrokerAddr: {e}") from None
         if not cfg.broker_roots:
             raise ConfigError(
                 "broker mode needs BrokerChainRootPath: the broker-operator key(s) whose "

@@ -51,6 +51,27 @@ _KEY_OPTIONS = {
     "broker": "BrokerAddr",
     "max-experiments": "MaxConcurrentExperiments",
 }
+# What each of them is when neither the config nor the option sets it (EndpointConfig).
+_KEY_DEFAULTS = {
+    "buf-max": "bytes [8388608]",
+    "transproto": "comma list of tcp, udp, raw [tcp,udp]",
+    "ipv4": "[127.0.0.1/24,127.0.0.2/24]",
+    "ipv6": "[none]",
+    "dns-ipv4": "[none]",
+    "dns-ipv6": "[none]",
+    "host-id": "[pktendpt]",
+    "cert-chain": "[none; pktlab init's endpt.conf sets it]",
+    "private-key": "[none; pktlab init's endpt.conf sets it]",
+    "eop-pubkey": "[none; pktlab init's endpt.conf sets it]",
+    "snikey": "[none]",
+    "rlim-db": "[~/.pktlab/endpt.rlim.sqlite3]",
+    "broker": "HOST[:PORT]: broker mode [none: NoSub mode]",
+    "max-experiments": "1..64 [1]",
+}
+
+
+def _said(default: str) -> str:
+    return f" {default}" if default.startswith("[") else f": {default}"
 
 
 def _seconds(option: str, text: str) -> float:
@@ -86,7 +107,8 @@ class Options(TapOptions):
     optParameters: list[list[Any]] = [
         ["config", "c", None, "endpt.conf path (default ~/.pktlab/endpt.conf if it exists)."],
     ] + [
-        [name, None, None, f"Override config key {key}."] for name, key in _KEY_OPTIONS.items()
+        [name, None, None, f"Override config key {key}{_said(_KEY_DEFAULTS[name])}."]
+        for name, key in _KEY_OPTIONS.items()
     ]  # fmt: skip
 
     def __init__(self) -> None:

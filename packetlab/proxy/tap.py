@@ -88,8 +88,10 @@ _MAXIMA: dict[str, float] = {"hello-cap": 1 << 24, "backlog-per-snikey": 1_000_0
 
 class Options(TapOptions):
     tapname = "pktproxy"
-    synopsis = "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--setup ENDPOINT] " \
-        "[--endpoints ENDPOINT]"  # fmt: skip
+    synopsis = (
+        "[--config FILE] [--home DIR] [--cert AGENT_CERT] [--private-key KEY] "
+        "[--setup ENDPOINT] [--endpoints ENDPOINT] [--relay copy|splice|python] [options]"
+    )
     longdesc = (
         "The PacketLab proxy: experiment managers behind NAT register idle 'backlog' "
         "connections for their snikey on the setup port (TLS 1.3, xreg, then the raw "
@@ -103,7 +105,7 @@ class Options(TapOptions):
     optFlags = [["no-splice", None, "Same as --relay python."]]
     optParameters: list[list[Any]] = [
         ["config", "c", None, "Config file of 'Key value' lines (keys: "
-         + ", ".join(_CONFIG_KEYS) + ")."],
+         + ", ".join(_CONFIG_KEYS) + ") [none: options and defaults only]."],
         ["cert", None, None, "Agent certificate (PEM) [~/.pktlab/certs/agent_prx_prx.cert]."],
         ["private-key", None, None, "Its private key [~/.pktlab/keys/k_prx]."],
         ["setup", None, None, f"Setup port for managers [{_DEFAULTS['setup']}]."],
@@ -129,7 +131,7 @@ class Options(TapOptions):
          "backlogs included: keeps a manager's NAT mapping, notices a vanished peer); "
          "0: off [60]."],
         ["stats-interval", None, None, "Seconds between counter log lines, 0: never [60]."],
-        ["stats-file", None, None, "Write the counters as JSON to this file at each interval."],
+        ["stats-file", None, None, "Write the counters as JSON to this file each interval [none]."],
         ["relay", None, None,
          "How bytes are relayed once an endpoint is routed: copy (recv_into/send through "
          "one buffer; the fastest here), splice (splice(2), zero-copy through a pipe) or "
@@ -173,6 +175,13 @@ class Options(TapOptions):
         stats_dir = Path(self["stats-file"] or ".").absolute().parent
         if self["stats-file"] and not stats_dir.is_dir():
             raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
+        # Where it listens before its identity: a mistyped --setup was hidden behind a
+        # missing certificate, and said only once `pktlab init` had been run.
+        listen = [
+            (origin[n], server_endpoint(None, self[n], origin[n], "tcp:20557:interface=127.0.0.1"))
+            for n in ("setup", "endpoints")
+        ]
+        distinct_ports(listen)
         try:
             home = PktlabHome.at(self["home"])
         except ValueError as e:  # ~nosuchuser

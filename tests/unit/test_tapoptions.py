@@ -247,3 +247,42 @@ def test_two_listeners_on_one_port_are_refused_at_start() -> None:
         distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp6:5:interface=\\:\\:")))
     distinct_ports(eps(("a", "tcp:5:interface=127.0.0.1"), ("b", "tcp:5:interface=127.0.0.2")))
     distinct_ports(eps(("a", "tcp:0"), ("b", "tcp:0"), ("c", "tcp:6")))
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("ssl:443:privateKey=/nonexistent/k.pem", "FileNotFoundError"),  # was a traceback
+        ("ssl:443:privateKey=" + __file__.replace(":", "\\:"), "Error"),  # not a PEM key
+        ("bogus:1", "is not a Twisted endpoint string"),
+        ("tcp:99999", "port 99999 is not 0..65535"),
+    ],
+)
+def test_an_endpoint_string_that_cannot_be_used_is_one_line(where: str, said: str) -> None:
+    """Checked without a reactor too (the taps check their ports before their
+    certificates): one UsageError naming where it was given, never a traceback."""
+    from packetlab.tapoptions import server_endpoint
+
+    with pytest.raises(usage.UsageError) as e:
+        server_endpoint(None, where, "--publish", "tcp:20556")
+    assert str(e.value).startswith("--publish: ") and said in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "tap", ["packetlab.endpoint.tap", "packetlab.broker.tap", "packetlab.proxy.tap"]
+)
+def test_every_daemon_option_says_its_default(tap: str) -> None:
+    """`twistd pktendpoint --help`'s named config options said only "Override config key
+    BufMax." (session 20, cli20): each option taking a value now says what it is when not
+    given, or that it may be repeated."""
+    import importlib
+
+    options = importlib.import_module(tap).Options()
+    takes_value = [o[:-1] for o in options.longOpt if o.endswith("=")]
+    silent = []
+    for name in takes_value:
+        said = options.docs.get(name) or ""
+        if not ("[" in said or "default" in said.lower() or "repeatable" in said):
+            silent.append(name)
+    assert not silent, silent

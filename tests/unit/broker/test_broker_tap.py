@@ -295,3 +295,22 @@ def test_broker_status_of_a_page_that_is_not_the_brokers(
     assert capsys.readouterr().err.startswith(
         "pktlab broker status: http://127.0.0.1:8000/ is not a broker's status page (not JSON: "
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--publish", "bogus"], "--publish: 'bogus' is not a Twisted endpoint string"),
+        (["--subscribe", "tcp:99999"], "--subscribe: 'tcp:99999': port 99999"),
+        (["--store", "bogus://"], "--store: 'bogus://': expected redis://"),
+    ],
+)
+def test_a_bad_option_is_said_before_a_missing_certificate(
+    args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before `pktlab init`: the mistyped option first (it was hidden behind the missing
+    broker certificate, and said only once the home was set up)."""
+    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "empty"))
+    with pytest.raises(usage.UsageError) as e:
+        parse(*args)
+    assert str(e.value).startswith(said)

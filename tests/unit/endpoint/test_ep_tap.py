@@ -175,3 +175,23 @@ def test_reference_short_options(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert opts["endpoint_config"].host_id == "from-c"
     assert opts["address"] == ControllerAddress("127.0.0.1", 20999)
     assert "-m" in str(Options()) and "-c" in str(Options())
+
+
+@pytest.mark.parametrize(
+    ("argv", "conf", "said"),
+    [
+        (["--broker", "127.0.0.1:abc"], "", "--broker: BrokerAddr: "),
+        ([], "NoSubMode 0\nBrokerAddr 127.0.0.1:abc\n", "endpt.conf:2: BrokerAddr: "),
+    ],
+)
+def test_a_bad_broker_address_names_where_it_was_given(
+    argv: list[str], conf: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Said `BrokerAddr: ...` alone for `--broker 127.0.0.1:abc` (session 20, cli20)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "endpt.conf"
+    path.write_text(conf)
+    with pytest.raises(usage.UsageError) as e:
+        parse("-c", str(path), *argv)
+    assert str(e.value).startswith(said if argv else f"{path.parent}/{said}")
+    assert "port must be 1..65535" in str(e.value)

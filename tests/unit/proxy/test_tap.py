@@ -168,3 +168,20 @@ def test_every_number_refuses_what_would_fail_later(
 )  # fmt: skip
 def test_the_largest_numbers_are_taken(home: Path, opt: str, top: str) -> None:
     assert parse("--home", str(home), f"--{opt}", top)[opt] == float(top)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--setup", "bogus"], "--setup: 'bogus' is not a Twisted endpoint string"),
+        (["--endpoints", "tcp:99999"], "--endpoints: 'tcp:99999': port 99999"),
+        (["--setup", "tcp:5000", "--endpoints", "tcp:5000"], "--endpoints and --setup both"),
+    ],
+)
+def test_a_bad_port_is_said_before_a_missing_certificate(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    """Before `pktlab init`: the mistyped port first, not the missing identity."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(tmp_path / "empty"), *args)
+    assert str(e.value).startswith(said)
