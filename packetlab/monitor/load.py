@@ -93,8 +93,21 @@ def compile_monitor(wasm: bytes) -> Compiled:
     )
 
 
+_MAGIC = b"\0asm"
+
+
 def load_module(wasm: bytes) -> wasmtime.Module:
-    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True)."""
+    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True).
+
+    Only the binary format: `wasmtime.Module` would parse anything else as WebAssembly
+    text, which the reference's `wasmtime_module_new` refuses, and whose bytes the
+    section checks here (tables, own memories) cannot read."""
+    if wasm[:4] != _MAGIC:
+        raise MonitorLoadError(
+            "not a valid WebAssembly module: it does not begin with the binary magic "
+            "\\0asm (text must be assembled first: pktlab monitor build FILE.wat)",
+            decode=True,
+        )
     try:
         return wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:

@@ -537,3 +537,74 @@ def test_a_return_of_65535_or_more_counts_as_a_crash(rv: int) -> None:
 
     assert inst.check_nsend(Nsend) == rv and inst.crashes == 2
     assert inst.check_ndata(1, 4, 6, 0, None, None, b"") == abi.MONITOR_CRASH  # not exported
+
+
+# ------------------------------------------------------------- session 20 (mon20)
+
+
+def test_webassembly_text_is_not_a_module() -> None:
+    # wasmtime.Module parses bytes that do not begin with \0asm as WebAssembly text; the
+    # reference (wasmtime_module_new) takes the binary format only. As text, a module
+    # with two tables and two memories of its own passed the section checks, which read
+    # the bytes as binary (it compiled and ran: one monitor could hold 3x its cap).
+    text = monitor_wat(ALLOW, extra="(memory 2) (memory 2) (table 1 funcref) (table 1 funcref)")
+    refused(text.encode(), r"does not begin with the binary magic \\0asm")
+    refused(monitor_wat(ALLOW).encode(), "binary magic")
+    refused(b"hello", "binary magic")
+
+
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (
+            "(i32.load (i32.const -4))",
+            "memory fault at wasm address 0xfffffffc in linear memory of size 0x20000; "
+            "wasm trap: out of bounds memory access",
+        ),
+        ("(call $deep (i32.const 0))", "wasm trap: call stack exhausted"),
+        ("(i32.div_u (i32.const 1) (i32.const 0))", "wasm trap: integer divide by zero"),
+        ("(call_indirect (result i32) (i32.const 5))", "out of bounds table access"),
+    ],
+)
+def test_a_trap_is_explained_in_one_line(body: str, cause: str) -> None:
+    # The out-of-bounds access (the commonest trap) was logged as "Caused by:": its
+    # causes are numbered ("0: memory fault ...", "1: wasm trap: ...").
+    deep = "(func $deep (param i32) (result i32) (call $deep (local.get 0)))"
+    inst = load(monitor_wat(ALLOW | {"nclose": body}, extra=f"(table 1 funcref) {deep}"))
+    assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert inst.last_crash.endswith(cause), inst.last_crash
+    assert "\n" not in inst.last_crash and "Caused by" not in inst.last_crash
+
+
+def test_a_closed_box_is_freed_without_the_cyclic_gc() -> None:
+    # Host-function callbacks referred back to their instance (and ctypes.cast put each
+    # callback into a cycle of its own), so a closed box's store, with every monitor's
+    # memory, stayed resident until the next full collection of the cyclic GC.
+    import gc
+    import weakref
+
+    wat = monitor_wat(ALLOW).replace(
+        "(global $heap",
+        '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32)'
+        " (result i32))) (global $heap",
+    )
+    compiled = compile_monitor(wasm(wat))
+    gc.disable()
+    try:
+        box = Box(Settings())
+        inst = box.instantiate(compiled, Host(), b"\x07")
+        store = weakref.ref(box.store)
+        box.close()
+        # A closed box's monitors never run again: each check is a crash (fail closed),
+        # and the persistent memory still reads.
+        assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+        assert inst.check_nsend(_Nsend()) == abi.MONITOR_CRASH
+        assert inst.persistent()[:2] == b"\x07\x00"
+        del box, inst
+        assert store() is None
+    finally:
+        gc.enable()
+
+
+class _Nsend:
+    sktid, family, proto, time, tag, data, raddr, rport = 1, 4, 17, 0, 0, b"x", None, None
