@@ -608,3 +608,20 @@ def test_a_closed_box_is_freed_without_the_cyclic_gc() -> None:
 
 class _Nsend:
     sktid, family, proto, time, tag, data, raddr, rport = 1, 4, 17, 0, 0, b"x", None, None
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("(memory $a 1) (memory $b 1)", "defines 2 memories of its own; a reflex"),
+        ("(table 1 funcref) (table 1 funcref)", "defines 2 tables; a reflex may have one"),
+    ],
+)
+def test_a_reflex_has_the_shape_checks_of_a_monitor(extra: str, match: str) -> None:
+    # Reflexes load through the same loader but skipped these two checks: a reflex with
+    # 100 memories of its own could hold 100 times MonitorMemoryMax.
+    from packetlab.reflex.runtime import compile_reflex
+    from packetlab.reflex.template import reflex_wat
+
+    with pytest.raises(MonitorLoadError, match=match):
+        compile_reflex(wasm(reflex_wat("(i32.const 1)", extra=extra)))
