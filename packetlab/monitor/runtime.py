@@ -181,7 +181,11 @@ class Box:
     def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
         """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
         inst = Instance(self, compiled, host)
-        inst.setup(pm)
+        try:
+            inst.setup(pm)
+        except BaseException:
+            inst.release()  # its callbacks must not keep the box (and the store) alive
+            raise
         self.instances.append(inst)
         return inst
 

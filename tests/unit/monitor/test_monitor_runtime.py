@@ -625,3 +625,25 @@ def test_a_reflex_has_the_shape_checks_of_a_monitor(extra: str, match: str) -> N
 
     with pytest.raises(MonitorLoadError, match=match):
         compile_reflex(wasm(reflex_wat("(i32.const 1)", extra=extra)))
+
+
+def test_a_module_that_fails_to_instantiate_does_not_keep_the_store() -> None:
+    # Its host functions were made (and referred back to it) before the start function
+    # ran: it kept the box and the store, with what the start function had grown, until
+    # the cyclic GC ran.
+    import gc
+    import weakref
+
+    start = "(func $s (drop (memory.grow (i32.const 14))) (loop (br 0))) (start $s)"
+    compiled = compile_monitor(wasm(monitor_wat(ALLOW, extra=start)))
+    gc.disable()
+    try:
+        box = Box(Settings(deadline_ms=20))
+        store = weakref.ref(box.store)
+        with pytest.raises(MonitorLoadError, match="deadline"):
+            box.instantiate(compiled, Host())
+        box.close()
+        del box
+        assert store() is None
+    finally:
+        gc.enable()
