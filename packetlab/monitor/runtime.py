@@ -203,7 +203,12 @@ class Box:
             self.instances.clear()
 
     def __del__(self) -> None:
-        self.close()
+        # The ticker only. In a garbage cycle finalizers run in any order: the store,
+        # and with it the instances' memory, may be gone already (`Instance.release`
+        # reads the persistent memory: a segfault, seen in the unit suite).
+        if self._open:
+            self._open = False
+            ticker.release()
 
 
 def _deadline_callback(box_ref: weakref.ref[Box]) -> Callable[..., int]:
