@@ -8,7 +8,9 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 _DESCRIPTION = """\
 Tools for PacketLab monitors (PROTOCOL.md §8): WebAssembly programs that an endpoint runs
@@ -79,11 +81,37 @@ def add_toolkit_arguments(parser: argparse.ArgumentParser, kit: Toolkit) -> None
     )
     t.add_argument("file", type=Path, metavar="FILE", help=".wasm (or .c/.wat, built first)")
     t.add_argument("--messages", default="-", metavar="JSONL", help="messages (default: stdin)")
-    t.add_argument("--deadline-ms", type=int, default=100, help="MonitorDeadlineMillsec [100]")
-    t.add_argument("--memory-max", type=int, default=1048576, help="MonitorMemoryMax [1048576]")
+    t.add_argument(
+        "--deadline-ms",
+        type=_ranged(1, 60000),
+        default=100,
+        help="MonitorDeadlineMillsec, 1 to 60000 [100]",
+    )
+    t.add_argument(
+        "--memory-max",
+        type=_ranged(131072, 0xFFFFFFFF),
+        default=1048576,
+        help="MonitorMemoryMax in bytes, at least 131072 (the 2-page host memory) [1048576]",
+    )
     t.add_argument("--debug", action="store_true", help="as MonitorEnableDebug 1")
     kit.add_test_options(t)
     parser.set_defaults(_toolkit=kit)
+
+
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], as the endpoint's config key takes it
+    (a negative deadline used to fail every call as "deadline of -1 ms exceeded")."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not in {lo}..{hi}")
+        return n
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +164,7 @@ def _build(args: argparse.Namespace, kit: Toolkit) -> int:
         print("error: build needs SRC and -o OUT.wasm", file=sys.stderr)
         return 2
     wasm = build(args.source, tuple(args.cflag))
-    compiled = kit.compile(wasm)  # the endpoint's own load checks
+    compiled = named(args.source, kit.compile, wasm)  # the endpoint's own load checks
     write_module(wasm, args.output)
     for note in compiled.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -181,20 +209,31 @@ class VmemHost:
 def _test(args: argparse.Namespace) -> int:
     from packetlab.monitor import abi
     from packetlab.monitor.calls import KIND, check_args
-    from packetlab.monitor.runtime import Box, MonitorCrash, Settings, compile_monitor
+    from packetlab.monitor.runtime import (
+        Box,
+        MonitorCrash,
+        MonitorLoadError,
+        Settings,
+        compile_monitor,
+    )
     from packetlab.wire.jsonform import message_to_json
     from packetlab.wire.messages import Nblock, Ndata, Result
 
-    compiled = compile_monitor(load(args.file))
+    compiled = named(args.file, compile_monitor, load(args.file))
     for note in compiled.notes:
         print(f"note: {note}", file=sys.stderr)
     settings = Settings(args.deadline_ms, args.memory_max, args.debug, args.report_crash)
     pm = args.pm.read_bytes() if args.pm is not None and args.pm.exists() else b""
+    if len(pm) > abi.PM_LEN:  # it would be cut, and the file overwritten with the cut
+        raise MonitorLoadError(
+            f"{args.pm}: {len(pm)} bytes; a persistent memory holds {abi.PM_LEN}"
+        )
+    messages = MessageLines(args.messages)  # a missing file fails before the monitor runs
     box = Box(settings)
     host = VmemHost()
     out = sys.stdout
     try:
-        inst = box.instantiate(compiled, host, pm)
+        inst = named(args.file, box.instantiate, compiled, host, pm)
         try:
             info = inst.initialize()
         except MonitorCrash as e:
@@ -202,7 +241,6 @@ def _test(args: argparse.Namespace) -> int:
                 Result(int(_status("ECTLMONUKN")), 0))})  # fmt: skip
             return 1
         emit(out, {"initialize": "ok", "linfo": info.hex()})
-        messages = MessageLines(args.messages)
         with messages:
             for lineno, msg in messages:
                 if type(msg) not in KIND:
@@ -241,7 +279,19 @@ def _test(args: argparse.Namespace) -> int:
             args.pm.write_bytes(inst.persistent())
         return 2 if messages.bad else 0
     finally:
+        messages.close()
         box.close()
+
+
+def named(path: Path, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, a `MonitorLoadError` from it naming `path` (the one-line error says
+    which file, as for a file that cannot be read)."""
+    from packetlab.monitor.abi import MonitorLoadError
+
+    try:
+        return fn(*args)
+    except MonitorLoadError as e:
+        raise MonitorLoadError(f"{path}: {e}", decode=e.decode) from None
 
 
 def _status(name: str) -> int:
@@ -264,7 +314,11 @@ class MessageLines:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._src.close()
+        self.close()
+
+    def close(self) -> None:
+        if self._src is not sys.stdin:
+            self._src.close()
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         from packetlab.wire.errors import WireError

@@ -536,7 +536,13 @@ class MonitorGate:
         finally:
             if self.box is not None:
                 self.box.close()
+            # Nothing of the box stays reachable from the gate (the session may hold it
+            # in a cycle): its store and memories are freed now (Box.close).
+            self.box = None
             self.monitors = []
+            self._pm_keys = {}
+            self._stored = {}
+            self._with_results = {}
             self.inner.close()
 
 

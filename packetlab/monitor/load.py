@@ -4,7 +4,7 @@
 and exports against `packetlab.monitor.abi`; a shape the reference refuses is a
 `MonitorLoadError` naming the rule. Calls later take wasmtime's unchecked raw path, so
 every export's type is checked here, once. Reflexes reuse `load_module`,
-`check_imports` and `check_alloc` with their own host-function table.
+`check_imports`, `check_shape` and `check_alloc` with their own host-function table.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ __all__ = [
     "Compiled",
     "check_alloc",
     "check_imports",
+    "check_shape",
     "compile_monitor",
     "defined_memories",
     "load_module",
@@ -48,21 +49,7 @@ def compile_monitor(wasm: bytes) -> Compiled:
     """Compile `wasm` and check it against the ABI. Raises `MonitorLoadError`."""
     module = load_module(wasm)
     check_imports(module, abi.HOST_FUNCS)
-    tables = _section_count(wasm, _TABLE_SECTION)
-    if tables > 1:
-        # Each table may grow to MAX_TABLE_ELEMENTS (runtime.py): with up to 100 tables, one monitor
-        # could hold 100 times that. C code has one (the indirect function table).
-        raise MonitorLoadError(
-            f"the module defines {tables} tables; a monitor may have one (its function table)"
-        )
-    own = defined_memories(wasm)
-    if own:
-        # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
-        # multi-memory proposal) one monitor could hold 100 times the cap.
-        raise MonitorLoadError(
-            f"the module defines {own} {'memory' if own == 1 else 'memories'} of its own; "
-            "a monitor has one memory, the imported monitor.memory"
-        )
+    check_shape(wasm)
     exports = {
         e.name: sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }
@@ -93,8 +80,42 @@ def compile_monitor(wasm: bytes) -> Compiled:
     )
 
 
+_MAGIC = b"\0asm"
+
+
+def check_shape(wasm: bytes, kind: str = "monitor") -> None:
+    """At most one table and no memory of its own (monitors and reflexes share this;
+    `wasm` has passed `load_module`). Raises `MonitorLoadError`."""
+    tables = _section_count(wasm, _TABLE_SECTION)
+    if tables > 1:
+        # Each table may grow to MAX_TABLE_ELEMENTS (runtime.py): with up to 100 tables,
+        # one program could hold 100 times that. C code has one (the indirect function
+        # table).
+        raise MonitorLoadError(
+            f"the module defines {tables} tables; a {kind} may have one (its function table)"
+        )
+    own = defined_memories(wasm)
+    if own:
+        # Each memory is capped at MonitorMemoryMax; with up to 100 of its own (the
+        # multi-memory proposal) one program could hold 100 times the cap.
+        raise MonitorLoadError(
+            f"the module defines {own} {'memory' if own == 1 else 'memories'} of its own; "
+            f"a {kind} has one memory, the imported monitor.memory"
+        )
+
+
 def load_module(wasm: bytes) -> wasmtime.Module:
-    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True)."""
+    """Compile `wasm` with the engine. Raises `MonitorLoadError` (decode=True).
+
+    Only the binary format: `wasmtime.Module` would parse anything else as WebAssembly
+    text, which the reference's `wasmtime_module_new` refuses, and whose bytes the
+    section checks here (tables, own memories) cannot read."""
+    if wasm[:4] != _MAGIC:
+        raise MonitorLoadError(
+            "not a valid WebAssembly module: it does not begin with the binary magic "
+            "\\0asm (text must be assembled first: pktlab monitor build FILE.wat)",
+            decode=True,
+        )
     try:
         return wasmtime.Module(engine(), wasm)
     except wasmtime.WasmtimeError as e:

@@ -21,7 +21,9 @@ deadline.
 from __future__ import annotations
 
 import ctypes
+import re
 import struct
+import weakref
 from collections.abc import Callable, Sequence
 from time import monotonic_ns as _now
 from typing import Any, Protocol
@@ -64,6 +66,15 @@ def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
     addr = _c.cast(getattr(ffi.dll, name), _VP).value
     assert addr is not None, name
     return _c.CFUNCTYPE(restype, *argtypes)(addr)
+
+
+def _fnptr(cb: Any) -> int:
+    """The C address of a ctypes callback. (`ctypes.cast(cb, c_void_p)` would put `cb`
+    into a reference cycle of its own, keeping it, its Python function and what that
+    refers to, an instance and its store, alive until the cyclic GC runs.)"""
+    addr = _VP.from_buffer(cb).value
+    assert addr is not None
+    return addr
 
 
 _call_unchecked = _proto("wasmtime_func_call_unchecked", _VP, _VP, _VP, _VP, _c.c_size_t, _VP)
@@ -138,21 +149,12 @@ class Box:
         self.deadline_ns = settings.deadline_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
-        self._epoch_cb = _EPOCH_CB(self._on_deadline)
+        self._epoch_cb = _EPOCH_CB(_deadline_callback(weakref.ref(self)))
         store_ptr = _c.cast(self.store.ptr(), _VP).value
-        _set_epoch_callback(store_ptr, _c.cast(self._epoch_cb, _VP).value, None, None)
+        _set_epoch_callback(store_ptr, _fnptr(self._epoch_cb), None, None)
         self.store.set_epoch_deadline(1)
         ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
         self._open = True
-
-    def _on_deadline(self, ctx: Any, data: Any, delta: Any, kind: Any) -> int:
-        # Runs inside wasm once the epoch passed the deadline (at most once per tick).
-        if _now() - self.started > self.deadline_ns:
-            msg = f"deadline of {self.settings.deadline_ms} ms exceeded".encode()
-            return int(_error_new(msg) or 0)
-        delta[0] = 1
-        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-        return 0
 
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
         """Call `raw` with `args`; its i32 result (0 if none). Raises `MonitorCrash`."""
@@ -179,18 +181,51 @@ class Box:
     def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
         """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
         inst = Instance(self, compiled, host)
-        inst.setup(pm)
+        try:
+            inst.setup(pm)
+        except BaseException:
+            inst.release()  # its callbacks must not keep the box (and the store) alive
+            raise
         self.instances.append(inst)
         return inst
 
     def close(self) -> None:
+        """No call enters this box's monitors again (`Instance.release`). The store and
+        the monitors' memories are freed as soon as the last reference to the box goes,
+        not at the next full collection of the cyclic GC: the host functions' callbacks
+        referred back to their instances, so every ended session's memories (up to 116
+        x MonitorMemoryMax) stayed resident until then."""
         if self._open:
             self._open = False
             ticker.release()
+            for inst in self.instances:
+                inst.release()
             self.instances.clear()
 
     def __del__(self) -> None:
-        self.close()
+        # The ticker only. In a garbage cycle finalizers run in any order: the store,
+        # and with it the instances' memory, may be gone already (`Instance.release`
+        # reads the persistent memory: a segfault, seen in the unit suite).
+        if self._open:
+            self._open = False
+            ticker.release()
+
+
+def _deadline_callback(box_ref: weakref.ref[Box]) -> Callable[..., int]:
+    """The store's epoch-deadline callback; through a weak reference, so the box (and its
+    store) is not kept alive by a cycle through its own callback."""
+
+    def on_deadline(ctx: Any, data: Any, delta: Any, kind: Any) -> int:
+        # Runs inside wasm once the epoch passed the deadline (at most once per tick).
+        box = box_ref()
+        if box is None or _now() - box.started > box.deadline_ns:
+            ms = box.settings.deadline_ms if box is not None else "?"
+            return int(_error_new(f"deadline of {ms} ms exceeded".encode()) or 0)
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+
+    return on_deadline
 
 
 class Instance:
@@ -292,6 +327,18 @@ class Instance:
         )
         self.write(self.pm, pm[: abi.PM_LEN].ljust(abi.PM_LEN, b"\0"))
 
+    def release(self) -> None:
+        """Its box closed: every later check answers a crash without entering wasm,
+        `persistent()` keeps answering, and the cycles through the host functions'
+        callbacks are broken (docs/monitors.md "Safety")."""
+        self._pm = memoryview(self._pm.tobytes())
+        self._scratch = memoryview(bytearray(SCRATCH_LEN))
+        self._checks = {}
+        self._results = {}
+        self._malloc = self._free = self._init = self._nsend = self._ndata = None
+        self._keep = []
+        self._exports = None
+
     def _alloc(self, n: int) -> int:
         """malloc(n) in the monitor, checked to lie inside its memory."""
         assert self._malloc is not None
@@ -332,7 +379,7 @@ class Instance:
         ft = wasmtime.FuncType([_valtype(p) for p in params], [_valtype(r) for r in results])
         func = ffi.wasmtime_func_t()
         _func_new_unchecked(
-            self.box.ctx, _c.cast(ft.ptr(), _VP).value, _c.cast(cb, _VP).value, None, None,
+            self.box.ctx, _c.cast(ft.ptr(), _VP).value, _fnptr(cb), None, None,
             _c.addressof(func),
         )  # fmt: skip
         self._keep += [cb, ft, func]
@@ -545,19 +592,19 @@ def _valtype(name: str) -> wasmtime.ValType:
 
 
 def _summary(text: str) -> str:
-    """The cause of a wasmtime error in one line (its first line is often only
-    "error while executing at wasm backtrace:")."""
+    """The cause of a wasmtime error in one line. Its text is a header ("error while
+    executing at wasm backtrace:"), the backtrace frames, then "Caused by:" and the
+    causes, numbered when there are several ("0: memory fault at wasm address ...",
+    "1: wasm trap: out of bounds memory access"): the causes, joined."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return "trap"
-    if "Caused by:" in lines:  # "N: cause" lines follow it, the trap itself last
-        causes = [_unnumbered(ln) for ln in lines[lines.index("Caused by:") + 1 :]]
-        *detail, trap = causes or ["trap"]
-        return (trap + (f" ({'; '.join(detail)})" if detail else ""))[:200]
-    cause = [ln for ln in lines if not ln.startswith(("error while", "0:", "1:", "2:", "note:"))]
-    return (cause[-1] if cause else lines[0])[:200]
+    if "Caused by:" in lines:
+        causes = [_CAUSE_NO.sub("", ln) for ln in lines[lines.index("Caused by:") + 1 :]]
+    else:
+        causes = [ln for ln in lines if not (ln.startswith("error while") or _FRAME.match(ln))]
+    return ("; ".join(ln for ln in causes if ln) or lines[0])[:200]
 
 
-def _unnumbered(line: str) -> str:
-    head, sep, rest = line.partition(": ")
-    return rest if sep and head.isdigit() else line
+_CAUSE_NO = re.compile(r"^\d+:\s+")
+_FRAME = re.compile(r"^\d+:\s+0x[0-9a-f]+ - ")

@@ -21,7 +21,14 @@ import wasmtime
 
 from packetlab.monitor import runtime as mrt
 from packetlab.monitor.abi import MonitorCrash, MonitorLoadError
-from packetlab.monitor.load import Compiled, check_alloc, check_imports, load_module, sig_of
+from packetlab.monitor.load import (
+    Compiled,
+    check_alloc,
+    check_imports,
+    check_shape,
+    load_module,
+    sig_of,
+)
 from packetlab.monitor.runtime import Box, Instance
 from packetlab.reflex import abi
 from packetlab.reflex.sendqueue import QUEUE_LEN, SendQueue, shim_module
@@ -41,6 +48,7 @@ def compile_reflex(wasm: bytes) -> ReflexCompiled:
     """Compile `wasm` and check it against the reflex ABI. Raises `MonitorLoadError`."""
     module = load_module(wasm)
     check_imports(module, abi.HOST_FUNCS)
+    check_shape(wasm, "reflex")  # as a monitor: one table, no memory of its own
     exports = {
         e.name: sig_of(e.type) for e in module.exports if isinstance(e.type, wasmtime.FuncType)
     }

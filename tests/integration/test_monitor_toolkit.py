@@ -160,3 +160,46 @@ def test_tutorial_write_test_and_require_a_monitor(tmp_path: Path) -> None:
     # logged it), and a failure's status (it was 0)
     assert refused.stderr == "" and refused.returncode == 1, refused.stderr
     assert (home / "endpt.persistent.sqlite3").exists()  # MonitorPersistentPath of init
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:
+    """Session 20: each bad input is one line on stderr naming the file or the option,
+    with exit status 1 (2 for a bad option), no traceback, and nothing run or written."""
+    from wasmtime import wat2wasm
+
+    from packetlab.monitor.template import monitor_wat
+
+    allow = {k: "(i32.const 0)" for k in abi.CHECKS}
+    ok = tmp_path / "ok.wasm"
+    ok.write_bytes(wat2wasm(monitor_wat(allow)))
+    (tmp_path / "junk.wasm").write_bytes(b"\x7fELF not a module")
+    (tmp_path / "text.wasm").write_text(monitor_wat({}))  # WAT, named .wasm
+    (tmp_path / "imp.wat").write_text('(module (import "env" "nope" (func)))')
+    start = monitor_wat(allow, extra="(func $s (loop (br 0))) (start $s)")
+    (tmp_path / "start.wat").write_text(start)
+    pm = tmp_path / "big.pm"
+    pm.write_bytes(bytes(range(256)) + b"tail")
+    cases = [
+        (("test", "junk.wasm"), 1, "junk.wasm: not a valid WebAssembly module"),
+        (("test", "text.wasm"), 1, "text.wasm: not a valid WebAssembly module: it does not"),
+        (("build", "imp.wat", "-o", "imp.wasm"), 1, "imp.wat: imports unknown host function"),
+        (("test", "start.wat"), 1, "start.wat: instantiation failed: deadline of 100 ms"),
+        (("test", "ok.wasm", "--pm", "big.pm"), 1, "big.pm: 260 bytes; a persistent memory"),
+        (("test", "ok.wasm", "--messages", "nofile.jsonl"), 1, "nofile.jsonl"),
+        (("test", "ok.wasm", "--deadline-ms", "-1"), 2, "--deadline-ms: -1 is not in 1..60000"),
+        (("test", "ok.wasm", "--deadline-ms", "x"), 2, "--deadline-ms: not an integer: 'x'"),
+        (("test", "ok.wasm", "--memory-max", "1000"), 2, "--memory-max: 1000 is not in 131072"),
+    ]
+    for args, status, line in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "packetlab", "monitor", *args],
+            input="", capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == status, (args, proc.stderr)
+        assert line in proc.stderr.splitlines()[-1], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        if status == 1:
+            assert len(proc.stderr.splitlines()) == 1, (args, proc.stderr)
+        assert proc.stdout == "", (args, proc.stdout)  # nothing ran
+    assert pm.read_bytes() == bytes(range(256)) + b"tail"  # not cut to 256 bytes
+    assert not (tmp_path / "imp.wasm").exists()

@@ -552,7 +552,116 @@ def test_a_memory_fault_is_named_not_summarised_as_caused_by() -> None:
         "    1: wasm trap: out of bounds memory access\n"
     )
     assert _summary(text) == (
-        "wasm trap: out of bounds memory access (memory fault at wasm address 0x7ffffff0 "
-        "in linear memory of size 0x30000)"
+        "memory fault at wasm address 0x7ffffff0 in linear memory of size 0x30000; "
+        "wasm trap: out of bounds memory access"
     )
     assert _summary("deadline of 100 ms exceeded") == "deadline of 100 ms exceeded"
+
+# ------------------------------------------------------------- session 20 (mon20)
+
+
+def test_webassembly_text_is_not_a_module() -> None:
+    # wasmtime.Module parses bytes that do not begin with \0asm as WebAssembly text; the
+    # reference (wasmtime_module_new) takes the binary format only. As text, a module
+    # with two tables and two memories of its own passed the section checks, which read
+    # the bytes as binary (it compiled and ran: one monitor could hold 3x its cap).
+    text = monitor_wat(ALLOW, extra="(memory 2) (memory 2) (table 1 funcref) (table 1 funcref)")
+    refused(text.encode(), r"does not begin with the binary magic \\0asm")
+    refused(monitor_wat(ALLOW).encode(), "binary magic")
+    refused(b"hello", "binary magic")
+
+
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (
+            "(i32.load (i32.const -4))",
+            "memory fault at wasm address 0xfffffffc in linear memory of size 0x20000; "
+            "wasm trap: out of bounds memory access",
+        ),
+        ("(call $deep (i32.const 0))", "wasm trap: call stack exhausted"),
+        ("(i32.div_u (i32.const 1) (i32.const 0))", "wasm trap: integer divide by zero"),
+        ("(call_indirect (result i32) (i32.const 5))", "out of bounds table access"),
+    ],
+)
+def test_a_trap_is_explained_in_one_line(body: str, cause: str) -> None:
+    # The out-of-bounds access (the commonest trap) was logged as "Caused by:": its
+    # causes are numbered ("0: memory fault ...", "1: wasm trap: ...").
+    deep = "(func $deep (param i32) (result i32) (call $deep (local.get 0)))"
+    inst = load(monitor_wat(ALLOW | {"nclose": body}, extra=f"(table 1 funcref) {deep}"))
+    assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+    assert inst.last_crash.endswith(cause), inst.last_crash
+    assert "\n" not in inst.last_crash and "Caused by" not in inst.last_crash
+
+
+def test_a_closed_box_is_freed_without_the_cyclic_gc() -> None:
+    # Host-function callbacks referred back to their instance (and ctypes.cast put each
+    # callback into a cycle of its own), so a closed box's store, with every monitor's
+    # memory, stayed resident until the next full collection of the cyclic GC.
+    import gc
+    import weakref
+
+    wat = monitor_wat(ALLOW).replace(
+        "(global $heap",
+        '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32)'
+        " (result i32))) (global $heap",
+    )
+    compiled = compile_monitor(wasm(wat))
+    gc.disable()
+    try:
+        box = Box(Settings())
+        inst = box.instantiate(compiled, Host(), b"\x07")
+        store = weakref.ref(box.store)
+        box.close()
+        # A closed box's monitors never run again: each check is a crash (fail closed),
+        # and the persistent memory still reads.
+        assert inst.check("nclose", (1, inst.pm, 256)) == abi.MONITOR_CRASH
+        assert inst.check_nsend(_Nsend()) == abi.MONITOR_CRASH
+        assert inst.persistent()[:2] == b"\x07\x00"
+        del box, inst
+        assert store() is None
+    finally:
+        gc.enable()
+
+
+class _Nsend:
+    sktid, family, proto, time, tag, data, raddr, rport = 1, 4, 17, 0, 0, b"x", None, None
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("(memory $a 1) (memory $b 1)", "defines 2 memories of its own; a reflex"),
+        ("(table 1 funcref) (table 1 funcref)", "defines 2 tables; a reflex may have one"),
+    ],
+)
+def test_a_reflex_has_the_shape_checks_of_a_monitor(extra: str, match: str) -> None:
+    # Reflexes load through the same loader but skipped these two checks: a reflex with
+    # 100 memories of its own could hold 100 times MonitorMemoryMax.
+    from packetlab.reflex.runtime import compile_reflex
+    from packetlab.reflex.template import reflex_wat
+
+    with pytest.raises(MonitorLoadError, match=match):
+        compile_reflex(wasm(reflex_wat("(i32.const 1)", extra=extra)))
+
+
+def test_a_module_that_fails_to_instantiate_does_not_keep_the_store() -> None:
+    # Its host functions were made (and referred back to it) before the start function
+    # ran: it kept the box and the store, with what the start function had grown, until
+    # the cyclic GC ran.
+    import gc
+    import weakref
+
+    start = "(func $s (drop (memory.grow (i32.const 14))) (loop (br 0))) (start $s)"
+    compiled = compile_monitor(wasm(monitor_wat(ALLOW, extra=start)))
+    gc.disable()
+    try:
+        box = Box(Settings(deadline_ms=20))
+        store = weakref.ref(box.store)
+        with pytest.raises(MonitorLoadError, match="deadline"):
+            box.instantiate(compiled, Host())
+        box.close()
+        del box
+        assert store() is None
+    finally:
+        gc.enable()
