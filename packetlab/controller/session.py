@@ -195,7 +195,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self._head: bytes | None = b""  # the first bytes, until two are here (TLS check)
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
-        self._opening: set[int] = set()
+        self._opening: dict[int, tuple[int, int]] = {}  # sktid -> (family, proto)
         self._tags: dict[int, tuple[int, Deferred[Ntag]]] = {}
         self._next_tag = 0
         self._gate = _WriteGate()
