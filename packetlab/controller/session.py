@@ -594,8 +594,11 @@ class EndpointSession(  # reflex hook: ReflexMethods
         for p in pending:
             p.deferred.errback(closed)
         tags, self._tags = self._tags, {}
-        for _, d in tags.values():
-            d.errback(closed)
+        for tag, (sktid, d) in tags.items():
+            # which send it was: an unawaited one is logged as an unhandled error
+            err = SessionClosed(f"ntag {tag} of socket {sktid} never came: {closed}")
+            err.cause = closed.cause
+            d.errback(err)
         sockets, self._sockets = self._sockets, {}
         reason = None if error is None else Failure(closed)
         for sock in sockets.values():

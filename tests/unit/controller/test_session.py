@@ -422,3 +422,19 @@ def test_an_nsend_on_a_socket_never_opened_says_so() -> None:
     s, _, _ = on_string_transport()
     with pytest.raises(ValueError, match=r"nsend: socket 7 is not open in this session"):
         result_of(s.nsend(7, b"x", to=("127.0.0.1", 9)))
+
+
+def test_an_ntag_cut_by_the_sessions_end_says_which_send() -> None:
+    # session 20 (api20): it said only "session closed" (logged as an unhandled error
+    # when nobody awaited it, with nothing to tell which send it was)
+    s, _, _ = on_string_transport()
+    opened = s.nopen_udp(3)
+    queued = s.nsend(3, b"later", time=2**62, to=("127.0.0.1", 9), ntag=True)
+    s.dataReceived(frames(Result(), Result()))
+    assert result_of(opened).sktid == 3
+    q = result_of(queued)
+    s.connectionLost(Failure(ConnectionLost()))
+    assert q.ntag is not None
+    with pytest.raises(SessionClosed, match=r"^ntag 1 of socket 3 never came: connection") as e:
+        result_of(q.ntag)
+    assert isinstance(e.value.cause, ConnectionLost)
