@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
 
 from packetlab.controller.addresses import (
     AddressLike,
@@ -42,8 +43,6 @@ from packetlab.wire import (
 )
 
 if TYPE_CHECKING:
-    from twisted.python.failure import Failure
-
     from packetlab.controller.sockets import Socket
 
 DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 8 MiB
@@ -141,14 +140,22 @@ class RequestMethods:
         """
         out: list[Socket] = []
         self._nopen_sent(msg)
-        d = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
+        answer = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
+        # Cancelling only stops the caller's wait: the sktid stays taken until the answer
+        # comes (else free_sktid() could hand it out again while the endpoint opens it).
+        d: Deferred[Socket] = Deferred(lambda _: None)
 
-        def done(result: object) -> object:
+        def done(result: object) -> None:
             self._nopen_done(msg.sktid)
-            return result
+            if d.called:  # cancelled: the socket (if opened) is the session's; nclose it
+                return
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(out[0])
 
-        d.addBoth(done)
-        return d.addCallback(lambda _: out[0])
+        answer.addBoth(done)
+        return d
 
     def nopen_tcp_connect(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from ctl_fakes import WriteLog, frames, on_string_transport, result_of
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -438,3 +438,24 @@ def test_an_ntag_cut_by_the_sessions_end_says_which_send() -> None:
     with pytest.raises(SessionClosed, match=r"^ntag 1 of socket 3 never came: connection") as e:
         result_of(q.ntag)
     assert isinstance(e.value.cause, ConnectionLost)
+
+
+def test_a_cancelled_nopen_keeps_its_sktid_until_answered() -> None:
+    # session 20 (api20): cancelling freed the sktid at once, so free_sktid() handed it
+    # out again while the endpoint was opening it (the next nopen: ESKTINUSE)
+    s, _, _ = on_string_transport()
+    d = s.nopen_udp(0)
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    assert s.free_sktid() == 1
+    s.dataReceived(frames(Result()))
+    sock = s.find_socket(0)
+    assert sock is not None and sock.proto == 0x11  # opened: the session knows it
+    assert s.free_sktid() == 1
+    failed = s.nopen_udp(1)
+    failed.cancel()
+    s.dataReceived(frames(Result(Status.ESKTNOADDR)))  # dropped: nobody waits
+    assert s.find_socket(1) is None and s.free_sktid() == 1
+    with pytest.raises(CancelledError):
+        result_of(failed)
