@@ -175,12 +175,17 @@ class SessionClosed(ControllerError):
     `cause` is the underlying error when the end was not a clean close: a
     `ProtocolViolation`, `AnswerTimeout`, `Suspended`, or the transport's connection-lost
     exception. The text says who closed, how many requests were left unanswered and
-    whether a frame was cut short.
+    whether a frame was cut short. `reason` is that text about the session alone: the
+    message of one that cut an awaited ntag starts with which (`ntag 3 of socket 1 never
+    came: session closed`).
     """
 
-    def __init__(self, why: str, cause: BaseException | None = None) -> None:
+    def __init__(
+        self, why: str, cause: BaseException | None = None, *, waiting: str | None = None
+    ) -> None:
         self.cause = cause
-        super().__init__(why if cause is None else f"{why}: {cause}")
+        self.reason = why if cause is None else f"{why}: {cause}"
+        super().__init__(self.reason if waiting is None else f"{waiting} never came: {self.reason}")
 
 
 class Suspended(ControllerError):

@@ -562,6 +562,11 @@ class EndpointSession(  # reflex hook: ReflexMethods
             self._pump()  # frames already buffered
 
     @property
+    def ended(self) -> bool:
+        """True once the session is over (closed by either side, or cut by an error)."""
+        return self._dead
+
+    @property
     def paused(self) -> bool:
         """True while reading from the endpoint is paused for a full notification queue."""
         return self._paused
@@ -596,7 +601,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         tags, self._tags = self._tags, {}
         for tag, (sktid, d) in tags.items():
             # which send it was: an unawaited one is logged as an unhandled error
-            err = SessionClosed(f"ntag {tag} of socket {sktid} never came: {closed}")
+            err = SessionClosed(closed.reason, waiting=f"ntag {tag} of socket {sktid}")
             err.cause = closed.cause
             d.errback(err)
         sockets, self._sockets = self._sockets, {}
