@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -158,4 +159,11 @@ def react_stoppable(
         run_reactor(
             lambda reactor, stop: main(reactor, args, stop), prog=prog, verbose=args.verbose
         )
+    )
+
+
+if __name__ == "__main__":  # a module, but `python examples/_common.py` should say so
+    sys.exit(
+        f"{os.path.basename(sys.argv[0])}: a module the examples import, not an example: "
+        "run examples/http_get.py, dns_query.py or udp_train.py (docs/controller.md)"
     )

@@ -29,3 +29,9 @@ if os.path.dirname(os.path.abspath(sys.argv[0])) == _here and (
     signal.getsignal(signal.SIGINT) is signal.default_int_handler
 ):
     signal.signal(signal.SIGINT, _quit)
+
+if __name__ == "__main__":  # a module, but `python examples/_startup.py` should say so
+    sys.exit(
+        f"{os.path.basename(sys.argv[0])}: a module the examples import, not an example: "
+        "run examples/http_get.py, dns_query.py or udp_train.py (docs/controller.md)"
+    )

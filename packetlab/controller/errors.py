@@ -45,6 +45,34 @@ def as_status(code: int) -> Status | int:
         return code
 
 
+# Codes that are about what an nopen asked for (its socket id, protocol, addresses): the
+# message repeats the request, since a bare "ESKTNOADDR" does not say which address.
+_NOPEN_CODES = frozenset(
+    (0x32, 0x34, 0x35, 0x36, 0x3A, 0x40, 0x42)
+)  # ESKTINUSE ESKTNOPRFAM ESKTNOPROTO ESKTNOADDR ESKTOPNDENY ETCPNOPORT EUDPNOPORT
+
+
+def _asked(request: Message, errid: int) -> str:
+    """` (asked: UDP socket 0 from 10.9.9.9)` for a failed nopen; else empty."""
+    from packetlab.wire import Nopen
+
+    if not isinstance(request, Nopen) or errid not in _NOPEN_CODES:
+        return ""
+    from packetlab.controller.addresses import unpack_address
+
+    proto = {0x00: "raw", 0x06: "TCP", 0x11: "UDP"}.get(request.proto, f"proto {request.proto}")
+    text = f"{proto} socket {request.sktid}"
+    try:
+        local = unpack_address(request.family, request.laddr)
+        if not local.is_unspecified or request.lport:
+            text += f" from {local}" + (f" port {request.lport}" if request.lport else "")
+        if request.raddr is not None and request.rport:
+            text += f" to {unpack_address(request.family, request.raddr)} port {request.rport}"
+    except ValueError:  # a hand-made Nopen with odd fields: say what is certain
+        pass
+    return f" (asked: {text})"
+
+
 class ControllerError(Exception):
     """Base of every controller API error."""
 
@@ -68,7 +96,7 @@ class RequestFailed(ControllerError):
         self.name = status_name(errid)
         self.monindx = monindx
         self.monerrid = monerrid
-        text = f"{request.NAME} failed: {status_text(errid)}"
+        text = f"{request.NAME} failed: {status_text(errid)}{_asked(request, errid)}"
         if monindx is not None:
             text += f", monitor {monindx}"
         if monerrid is not None:
@@ -147,12 +175,17 @@ class SessionClosed(ControllerError):
     `cause` is the underlying error when the end was not a clean close: a
     `ProtocolViolation`, `AnswerTimeout`, `Suspended`, or the transport's connection-lost
     exception. The text says who closed, how many requests were left unanswered and
-    whether a frame was cut short.
+    whether a frame was cut short. `reason` is that text about the session alone: the
+    message of one that cut an awaited ntag starts with which (`ntag 3 of socket 1 never
+    came: session closed`).
     """
 
-    def __init__(self, why: str, cause: BaseException | None = None) -> None:
+    def __init__(
+        self, why: str, cause: BaseException | None = None, *, waiting: str | None = None
+    ) -> None:
         self.cause = cause
-        super().__init__(why if cause is None else f"{why}: {cause}")
+        self.reason = why if cause is None else f"{why}: {cause}"
+        super().__init__(self.reason if waiting is None else f"{waiting} never came: {self.reason}")
 
 
 class Suspended(ControllerError):

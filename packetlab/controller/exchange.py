@@ -149,6 +149,13 @@ async def _endpoint_time(d: Deferred[bytes]) -> int:
     return int(_U64.unpack((await d).ljust(8, b"\0")[:8])[0])
 
 
+def _ended(session: EndpointSession, sock_ended: bool) -> str:
+    """Why reading a socket gave nothing: the session's end, the socket's, or the time."""
+    if session.ended:
+        return "session closed"
+    return "socket closed" if sock_ended else "timeout"
+
+
 async def _close_quietly(session: EndpointSession, sktid: int) -> None:
     if session.find_socket(sktid) is None:
         return
@@ -165,8 +172,9 @@ async def _close_quietly(session: EndpointSession, sktid: int) -> None:
 class TcpExchange:
     """What a TCP exchange through the endpoint saw. Times are endpoint ns.
 
-    `end` says why reading stopped: "peer closed", "limit", "timeout", or the nstat code
-    name (RESET, TIMEOUT, UNKNOWN) of a failed read.
+    `end` says why reading stopped: "peer closed", "limit", "timeout", "session closed"
+    (the session ended first), "socket closed" (an nclose from elsewhere), or the nstat
+    code name (RESET, TIMEOUT, UNKNOWN) of a failed read.
     """
 
     raddr: IPAddress
@@ -235,7 +243,7 @@ async def tcp_exchange(
         while True:
             note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
             if note is None:
-                end = "timeout" if not sock.ended else "socket closed"
+                end = _ended(session, sock.ended)
                 break
             if isinstance(note, Ndata):
                 first = note.time if first is None else first
@@ -286,7 +294,7 @@ class UdpExchange:
     rport: int
     sent: list[SentDatagram] = field(default_factory=list)
     replies: list[Datagram] = field(default_factory=list)
-    end: str = "timeout"  # or "expected replies"
+    end: str = "timeout"  # or "expected replies", "session closed", "socket closed"
 
     def rtts(self) -> list[int]:
         """Reply time minus the first send time, per reply (ns)."""
@@ -332,6 +340,7 @@ async def udp_exchange(
         while len(out.replies) < want:
             note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
             if note is None:
+                out.end = _ended(session, sock.ended)
                 break
             if isinstance(note, Ndata) and note.raddr is not None and note.rport is not None:
                 addr = unpack_address(note.family, note.raddr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
 
 from packetlab.controller.addresses import (
     AddressLike,
@@ -42,8 +43,6 @@ from packetlab.wire import (
 )
 
 if TYPE_CHECKING:
-    from twisted.python.failure import Failure
-
     from packetlab.controller.sockets import Socket
 
 DEFAULT_RBUFSZ = 1 << 20  # per-socket receive budget; the endpoint's BufMax is 8 MiB
@@ -102,7 +101,10 @@ class RequestMethods:
     def _opened(self, msg: Nopen, buffering: bool) -> Socket:
         raise NotImplementedError
 
-    def _nopen_sent(self, sktid: int) -> None:
+    def _nopen_sent(self, msg: Nopen) -> None:
+        raise NotImplementedError
+
+    def _kind_of(self, sktid: int) -> tuple[int | None, int | None]:
         raise NotImplementedError
 
     def _nopen_done(self, sktid: int) -> None:
@@ -137,15 +139,23 @@ class RequestMethods:
         its callbacks and tracked ntags, and are dropped otherwise.
         """
         out: list[Socket] = []
-        self._nopen_sent(msg.sktid)
-        d = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
+        self._nopen_sent(msg)
+        answer = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
+        # Cancelling only stops the caller's wait: the sktid stays taken until the answer
+        # comes (else free_sktid() could hand it out again while the endpoint opens it).
+        d: Deferred[Socket] = Deferred(lambda _: None)
 
-        def done(result: object) -> object:
+        def done(result: object) -> None:
             self._nopen_done(msg.sktid)
-            return result
+            if d.called:  # cancelled: the socket (if opened) is the session's; nclose it
+                return
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(out[0])
 
-        d.addBoth(done)
-        return d.addCallback(lambda _: out[0])
+        answer.addBoth(done)
+        return d
 
     def nopen_tcp_connect(
         self,
@@ -260,11 +270,15 @@ class RequestMethods:
         ntag_d: Deferred[Ntag] | None = None
         wire_tag = tag or 0
         try:
-            sock = self.find_socket(sktid)
-            fam = family if family is not None else (sock.family if sock else None)
-            pro = proto if proto is not None else (sock.proto if sock else None)
+            kfam, kpro = self._kind_of(sktid)
+            fam = family if family is not None else kfam
+            pro = proto if proto is not None else kpro
             if fam is None or pro is None:
-                raise ValueError(f"socket {sktid} is not open here; give family and proto")
+                raise ValueError(
+                    f"nsend: socket {sktid} is not open in this session (open it with an "
+                    f"nopen_* method first; for a socket opened with request(), give "
+                    f"family= and proto=)"
+                )
             raddr: bytes | None = None
             rport: int | None = None
             if pro == Proto.UDP:
@@ -312,24 +326,24 @@ class RequestMethods:
     ) -> Deferred[Result]:
         """Capture on a raw socket until endpoint time `endtime` with an encoded eBPF
         program (`packetlab.controller.filters` compiles tcpdump expressions)."""
-        sock = self.find_socket(sktid)
-        if sock is not None and sock.proto not in (None, Proto.RAW):
+        kfam, kpro = self._kind_of(sktid)
+        if kpro not in (None, Proto.RAW):
             # The endpoint would refuse it (ours ECTLNOTSUP; the reference crashes on a
             # TCP/UDP socket, §3.4): say why here.
             return fail(
-                ValueError(f"ncap works on raw sockets only; socket {sktid} is {_proto(sock)}")
+                ValueError(f"ncap works on raw sockets only; socket {sktid} is {_proto(kpro)}")
             )
-        fam = family if family is not None else (sock and sock.family) or Family.IP4
+        fam = family if family is not None else kfam or Family.IP4
         return self.request(Ncap(sktid, fam, Proto.RAW, endtime, bytes(program)))  # type: ignore[return-value]
 
     def nctl_fin(self, sktid: int, *, time: int = 0) -> Deferred[Result]:
         """Half-close a TCP socket (shutdown write) after the nsends queued before `time`."""
-        sock = self.find_socket(sktid)
-        if sock is not None and sock.proto not in (None, Proto.TCP):
+        kfam, kpro = self._kind_of(sktid)
+        if kpro not in (None, Proto.TCP):
             return fail(
-                ValueError(f"nctl_fin works on TCP sockets only; socket {sktid} is {_proto(sock)}")
+                ValueError(f"nctl_fin works on TCP sockets only; socket {sktid} is {_proto(kpro)}")
             )
-        fam = (sock and sock.family) or Family.IP4
+        fam = kfam or Family.IP4
         msg = Nctl(sktid, fam, Proto.TCP, time, NctlCommand.TCP_FIN)
         return self.request(msg)  # type: ignore[return-value]
 
@@ -361,11 +375,11 @@ class RequestMethods:
         return self.request(End()).addCallbacks(answered, refused)
 
 
-def _proto(sock: Socket) -> str:
+def _proto(proto: int) -> str:
     try:
-        return Proto(sock.proto).name  # type: ignore[arg-type]
+        return Proto(proto).name
     except ValueError:
-        return f"proto {sock.proto}"
+        return f"proto {proto}"
 
 
 def _local(laddr: AddressLike | None, family: int) -> bytes:

@@ -195,7 +195,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self._head: bytes | None = b""  # the first bytes, until two are here (TLS check)
         self._pending: deque[_Pending] = deque()
         self._sockets: dict[int, Socket] = {}
-        self._opening: set[int] = set()
+        self._opening: dict[int, tuple[int, int]] = {}  # sktid -> (family, proto)
         self._tags: dict[int, tuple[int, Deferred[Ntag]]] = {}
         self._next_tag = 0
         self._gate = _WriteGate()
@@ -562,6 +562,11 @@ class EndpointSession(  # reflex hook: ReflexMethods
             self._pump()  # frames already buffered
 
     @property
+    def ended(self) -> bool:
+        """True once the session is over (closed by either side, or cut by an error)."""
+        return self._dead
+
+    @property
     def paused(self) -> bool:
         """True while reading from the endpoint is paused for a full notification queue."""
         return self._paused
@@ -594,8 +599,11 @@ class EndpointSession(  # reflex hook: ReflexMethods
         for p in pending:
             p.deferred.errback(closed)
         tags, self._tags = self._tags, {}
-        for _, d in tags.values():
-            d.errback(closed)
+        for tag, (sktid, d) in tags.items():
+            # which send it was: an unawaited one is logged as an unhandled error
+            err = SessionClosed(closed.reason, waiting=f"ntag {tag} of socket {sktid}")
+            err.cause = closed.cause
+            d.errback(err)
         sockets, self._sockets = self._sockets, {}
         reason = None if error is None else Failure(closed)
         for sock in sockets.values():

@@ -27,7 +27,7 @@ class SocketTable:
         close_reason: ControllerError | None
         _dead: bool
         _sockets: dict[int, Socket]
-        _opening: set[int]
+        _opening: dict[int, tuple[int, int]]
         _tags: dict[int, tuple[int, Deferred[Ntag]]]
         _next_tag: int
         _full: set[Socket]
@@ -78,8 +78,16 @@ class SocketTable:
         self._sockets[sktid] = sock
         return sock
 
+    def _kind_of(self, sktid: int) -> tuple[int | None, int | None]:
+        """(family, proto) of socket `sktid`: open, or with its nopen still unanswered
+        (requests pipelined behind an nopen need them); (None, None) if neither."""
+        sock = self._sockets.get(sktid)
+        if sock is not None and sock.family is not None:
+            return sock.family, sock.proto
+        return self._opening.get(sktid, (None, None))
+
     def _opened(self, msg: Nopen, buffering: bool) -> Socket:
-        self._opening.discard(msg.sktid)
+        self._opening.pop(msg.sktid, None)
         sock = self._sockets.get(msg.sktid)
         if sock is not None and sock.family is None and not sock.ended:
             sock.family, sock.proto, sock.buffering = msg.family, msg.proto, buffering
@@ -97,11 +105,11 @@ class SocketTable:
                 sock.remote = f"{host}:{msg.rport}"
         return sock
 
-    def _nopen_sent(self, sktid: int) -> None:
-        self._opening.add(sktid)
+    def _nopen_sent(self, msg: Nopen) -> None:
+        self._opening[msg.sktid] = (msg.family, msg.proto)
 
     def _nopen_done(self, sktid: int) -> None:
-        self._opening.discard(sktid)
+        self._opening.pop(sktid, None)
 
     def _closed_socket(self, sktid: int) -> None:
         sock = self._sockets.pop(sktid, None)

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
 from packetlab.controller.clock import read_time
-from packetlab.controller.errors import RequestFailed
+from packetlab.controller.errors import RequestFailed, SessionClosed
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.stop import StopSignal
@@ -497,7 +497,9 @@ class _Flow:
 
     def _not_sent(self, f: Failure, i: int) -> None:
         if not self.settled:
-            self.report.errors[i] = getattr(f.value, "name", None) or str(f.value)
+            err = f.value  # a short reason, the same for every packet it cut
+            why = err.reason if isinstance(err, SessionClosed) else None
+            self.report.errors[i] = why or getattr(err, "name", None) or str(err)
         self._done(i)
 
     def _done(self, i: int) -> None:

@@ -86,3 +86,15 @@ def test_help_and_a_bad_argument_print_no_traceback(name: str) -> None:
     assert run.stderr.decode().strip().splitlines()[-1] == (
         f"{name}: error: unrecognized arguments: --bogus"
     )
+
+
+@pytest.mark.parametrize("name", ["_common.py", "_startup.py"])
+def test_the_helper_modules_run_as_scripts_say_what_they_are(name: str) -> None:
+    # session 20 (api20): `python examples/_common.py --help` printed nothing, status 0
+    run = subprocess.run([sys.executable, str(EXAMPLES / name), "--help"],
+                         capture_output=True, timeout=60, cwd=EXAMPLES.parent)  # fmt: skip
+    assert run.returncode == 1 and run.stdout == b"", run
+    assert run.stderr.decode().splitlines() == [
+        f"{name}: a module the examples import, not an example: run examples/http_get.py, "
+        "dns_query.py or udp_train.py (docs/controller.md)"
+    ]

@@ -397,3 +397,29 @@ def test_wait_connected_on_a_udp_socket_says_it_is_for_tcp() -> None:
     rig.run(rig.session.nopen_udp(0))
     with pytest.raises(ValueError, match="wait_connected is for TCP connects; socket 0 is UDP"):
         rig.run(wait_connected(rig.session, 0, timeout=0.2))
+
+
+def test_exchanges_cut_by_the_sessions_end_say_so() -> None:
+    # session 20 (api20): a session closed mid-exchange ended a tcp_exchange as "socket
+    # closed" and a udp_exchange as "timeout" (long before its timeout)
+    rig = Rig()
+    rig.endpoint.tcp_servers[("127.0.0.1", 80)] = lambda req: []
+    rig.clock.callLater(0.5, rig.session.close)
+    got = rig.run(tcp_exchange(rig.session, "127.0.0.1", 80, timeout=5))
+    assert got.end == "session closed" and rig.clock.seconds() < 1
+    assert rig.session.ended
+    rig = Rig()
+    rig.clock.callLater(0.5, rig.session.close)
+    udp = rig.run(udp_exchange(rig.session, "127.0.0.1", 9, b"void", timeout=5))
+    assert udp.end == "session closed" and rig.clock.seconds() < 1
+
+
+def test_a_train_cut_by_the_sessions_end_gives_one_short_reason() -> None:
+    rig = Rig()
+    start = BASE_NS + 10**10  # long after the close: no packet goes out
+    rig.clock.callLater(0.5, rig.session.close)
+    real = rig.endpoint.nsend
+    rig.endpoint.nsend = lambda msg: rig.endpoint.result()  # type: ignore[method-assign]
+    report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 5, 1000, start=start))
+    rig.endpoint.nsend = real  # type: ignore[method-assign]
+    assert report.errors == ["session closed"] * 5

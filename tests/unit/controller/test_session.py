@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from ctl_fakes import WriteLog, frames, on_string_transport, result_of
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -273,7 +273,7 @@ def test_bad_arguments_fail_without_sending() -> None:
     # was sent, and came back as a refused connect (the kernel's ECONNREFUSED for port 0)
     with pytest.raises(ValueError, match=r"rport must be 1\.\.65535 to connect to, got 0"):
         result_of(s.nopen_tcp_connect(1, "127.0.0.1", 0))
-    with pytest.raises(ValueError, match="not open here"):
+    with pytest.raises(ValueError, match="not open in this session"):
         result_of(s.nsend(9, b"x"))
     with pytest.raises(wire.EncodeError):
         result_of(s.request(Mread(0, 0x10000)))
@@ -380,3 +380,82 @@ def test_a_str_or_a_float_time_fails_the_deferred_and_leaks_no_tag() -> None:
     s.nsend(4, bytearray(b"ok"), to=("127.0.0.1", 9))
     s.nsend(4, memoryview(b"ok"), to=("127.0.0.1", 9))
     assert len(t.writes) == 2
+
+
+def test_a_refused_nopen_says_what_it_asked_for() -> None:
+    # session 20 (api20): `nopen failed: ESKTNOADDR (0x36): ...` did not say which address
+    s, _, _ = on_string_transport()
+    d = s.nopen_udp(4, laddr="10.9.9.9", lport=5353)
+    s.dataReceived(frames(Result(Status.ESKTNOADDR)))
+    with pytest.raises(RequestFailed) as e:
+        result_of(d)
+    assert str(e.value) == (
+        "nopen failed: ESKTNOADDR (0x36): the local address is not one the endpoint "
+        "exports, or cannot be bound (asked: UDP socket 4 from 10.9.9.9 port 5353)"
+    )
+    d = s.nopen_tcp_connect(5, "192.0.2.80", 80)
+    s.dataReceived(frames(Result(Status.ESKTINUSE)))
+    with pytest.raises(RequestFailed) as e:
+        result_of(d)
+    assert str(e.value).endswith(" (asked: TCP socket 5 to 192.0.2.80 port 80)")
+
+
+def test_requests_may_be_pipelined_behind_their_sockets_nopen() -> None:
+    # session 20 (api20): an nsend (or ncap) issued before its socket's nopen was answered
+    # failed with `socket 3 is not open here; give family and proto`, though requests
+    # "may be pipelined freely"
+    s, t, _ = on_string_transport()
+    opened = s.nopen_udp(3, family=6)
+    sent = s.nsend(3, b"q", to=("2001:db8::1", 53))
+    raw = s.nopen_raw(4, family=6)
+    cap = s.ncap(4, b"\x00prog", endtime=1)
+    s.dataReceived(frames(Result(), Result(), Result(), Result()))
+    assert result_of(opened).sktid == 3 and result_of(sent).sktid == 3
+    assert result_of(raw).sktid == 4 and result_of(cap) == Result()
+    msgs = decode_all(t.value())
+    nsend = next(m for m in msgs if isinstance(m, Nsend))
+    assert (nsend.family, nsend.proto) == (6, 0x11)
+    assert next(m for m in msgs if isinstance(m, wire.Ncap)).family == 6
+
+
+def test_an_nsend_on_a_socket_never_opened_says_so() -> None:
+    s, _, _ = on_string_transport()
+    with pytest.raises(ValueError, match=r"nsend: socket 7 is not open in this session"):
+        result_of(s.nsend(7, b"x", to=("127.0.0.1", 9)))
+
+
+def test_an_ntag_cut_by_the_sessions_end_says_which_send() -> None:
+    # session 20 (api20): it said only "session closed" (logged as an unhandled error
+    # when nobody awaited it, with nothing to tell which send it was)
+    s, _, _ = on_string_transport()
+    opened = s.nopen_udp(3)
+    queued = s.nsend(3, b"later", time=2**62, to=("127.0.0.1", 9), ntag=True)
+    s.dataReceived(frames(Result(), Result()))
+    assert result_of(opened).sktid == 3
+    q = result_of(queued)
+    s.connectionLost(Failure(ConnectionLost()))
+    assert q.ntag is not None
+    with pytest.raises(SessionClosed, match=r"^ntag 1 of socket 3 never came: connection") as e:
+        result_of(q.ntag)
+    assert isinstance(e.value.cause, ConnectionLost)
+
+
+def test_a_cancelled_nopen_keeps_its_sktid_until_answered() -> None:
+    # session 20 (api20): cancelling freed the sktid at once, so free_sktid() handed it
+    # out again while the endpoint was opening it (the next nopen: ESKTINUSE)
+    s, _, _ = on_string_transport()
+    d = s.nopen_udp(0)
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    assert s.free_sktid() == 1
+    s.dataReceived(frames(Result()))
+    sock = s.find_socket(0)
+    assert sock is not None and sock.proto == 0x11  # opened: the session knows it
+    assert s.free_sktid() == 1
+    failed = s.nopen_udp(1)
+    failed.cancel()
+    s.dataReceived(frames(Result(Status.ESKTNOADDR)))  # dropped: nobody waits
+    assert s.find_socket(1) is None and s.free_sktid() == 1
+    with pytest.raises(CancelledError):
+        result_of(failed)
