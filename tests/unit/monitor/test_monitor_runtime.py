@@ -557,6 +557,7 @@ def test_a_memory_fault_is_named_not_summarised_as_caused_by() -> None:
     )
     assert _summary("deadline of 100 ms exceeded") == "deadline of 100 ms exceeded"
 
+
 # ------------------------------------------------------------- session 20 (mon20)
 
 
