@@ -170,17 +170,32 @@ def trim_after_startup(
     delay: float = STARTUP_SETTLE_S,
     busy: Callable[[], bool] = lambda: False,
     trim_heap: Callable[[], object] = trim_heap,
-) -> None:
+) -> Callable[[], None]:
     """Call `trim_heap` once, `delay` seconds after `reactor` starts running, unless
     `busy()` then (a session is open: the full collection and trim stall the reactor for
     20-40 ms, mid-transfer for an endpoint started inside a running `pktlab run`; IdleTrim
-    trims once the session is over)."""
+    trims once the session is over). Returns the cancel: an in-process endpoint stopped
+    before the delay must not stall the next run's reactor with its trim."""
+    pending: list[Any] = []
+    cancelled = False
 
     def trim() -> None:
         if not busy():
             trim_heap()
 
-    reactor.callWhenRunning(lambda: reactor.callLater(delay, trim))
+    def schedule() -> None:
+        if not cancelled:
+            pending.append(reactor.callLater(delay, trim))
+
+    def cancel() -> None:
+        nonlocal cancelled
+        cancelled = True
+        for call in pending:
+            if call.active():
+                call.cancel()
+
+    reactor.callWhenRunning(schedule)
+    return cancel
 
 
 class IdleTrim(SessionCount):

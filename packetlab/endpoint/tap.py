@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -353,7 +354,7 @@ def makeService(options: Options) -> IService:
         admission = Admission(accounting, realtime_ns)
 
     lifecycle = _Lifecycle(scheduler, sockets)
-    trim_after_startup(reactor, busy=lambda: idle.live > 0)  # start-up memory hook
+    lifecycle.on_stop = trim_after_startup(reactor, busy=lambda: idle.live > 0)  # memory hook
     if not cfg.nosub_mode:
         return _broker_service(reactor, options, make_session, admission, lifecycle)
     return NoSubService(
@@ -376,6 +377,7 @@ class _Lifecycle:
     def __init__(self, scheduler: PreciseScheduler, network: ReactorNetwork) -> None:
         self.scheduler = scheduler
         self.network = network
+        self.on_stop: Callable[[], None] = lambda: None  # the start-up trim's cancel
 
     def start(self) -> None:
         self.scheduler.start()
@@ -383,6 +385,7 @@ class _Lifecycle:
     def stop(self) -> object:
         result = self.scheduler.stop()
         self.network.close()
+        self.on_stop()
         return result
 
 

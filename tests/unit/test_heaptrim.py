@@ -40,6 +40,24 @@ def test_no_startup_trim_while_a_session_is_open() -> None:
     assert not trims and not reactor.getDelayedCalls()  # skipped: IdleTrim's turn later
 
 
+def test_a_stopped_endpoints_startup_trim_is_cancelled() -> None:
+    # An in-process endpoint stopped before the delay left its trim pending: it fired
+    # during the next run's experiment (20 of 21 runs in a row still had one waiting).
+    reactor = MemoryReactorClock()
+    trims: list[float] = []
+    cancel = heaptrim.trim_after_startup(reactor, delay=0.5, trim_heap=lambda: trims.append(1))
+    reactor.run()
+    cancel()
+    assert not reactor.getDelayedCalls()
+    reactor.advance(1)
+    assert not trims
+    # Stopped before the reactor ran: nothing is scheduled when it does.
+    reactor = MemoryReactorClock()
+    heaptrim.trim_after_startup(reactor, delay=0.5, trim_heap=lambda: trims.append(1))()
+    reactor.run()
+    assert not reactor.getDelayedCalls() and not trims
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim_heap_releases_freed_blocks() -> None:
     # ~24 MB in blocks too large for pymalloc but under the mmap threshold: they come

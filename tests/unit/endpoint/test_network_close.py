@@ -68,8 +68,10 @@ def test_the_service_lifecycle_stops_the_scheduler_then_closes_the_network() -> 
     life = _Lifecycle(scheduler, network)  # type: ignore[arg-type]
     life.start()
     assert scheduler.calls == ["start"] and len(watchers(reactor)) == 1
+    stopped: list[int] = []
+    life.on_stop = lambda: stopped.append(1)  # the start-up trim's cancel (tap.py sets it)
     assert life.stop() == "stopped"
-    assert scheduler.calls == ["start", "stop"] and watchers(reactor) == []
+    assert scheduler.calls == ["start", "stop"] and watchers(reactor) == [] and stopped == [1]
 
 
 def test_close_before_and_after_the_reactor_shuts_down() -> None:
