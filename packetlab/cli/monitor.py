@@ -141,8 +141,16 @@ def run(args: argparse.Namespace) -> int:
         stdout_gone()
         return EXIT_BROKEN_PIPE
     except (BuildError, MonitorLoadError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        words = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else e
+        return fail(args, str(words), 1)
+
+
+def fail(args: argparse.Namespace, message: str, status: int) -> int:
+    """One error line that names the command, as argparse's own (`pktlab monitor digest:
+    error: x.wasm: No such file or directory`); `status` back."""
+    kit: Toolkit = getattr(args, "_toolkit", MONITOR)
+    print(f"pktlab {kit.name} {args.action}: error: {message}", file=sys.stderr)
+    return status
 
 
 def load(path: Path) -> bytes:
@@ -161,8 +169,7 @@ def _build(args: argparse.Namespace, kit: Toolkit) -> int:
         print(INCLUDE_DIR)
         return 0
     if args.source is None or args.output is None:
-        print("error: build needs SRC and -o OUT.wasm", file=sys.stderr)
-        return 2
+        return fail(args, "build needs SRC and -o OUT.wasm", 2)
     wasm = build(args.source, tuple(args.cflag))
     compiled = named(args.source, kit.compile, wasm)  # the endpoint's own load checks
     write_module(wasm, args.output)

@@ -14,6 +14,7 @@ from packetlab.cli.monitor import (
     VmemHost,
     add_toolkit_arguments,
     emit,
+    fail,
     load,
 )
 
@@ -76,11 +77,9 @@ def _test(args: argparse.Namespace) -> int:
     try:
         params = bytes.fromhex(args.params)
     except ValueError:
-        print("error: --params must be hex", file=sys.stderr)
-        return 2
+        return fail(args, "--params must be hex", 2)
     if len(params) > abi.PARAMS_LEN:
-        print(f"error: --params: at most {abi.PARAMS_LEN} bytes", file=sys.stderr)
-        return 2
+        return fail(args, f"--params: at most {abi.PARAMS_LEN} bytes", 2)
     box = Box(Settings(args.deadline_ms, args.memory_max, args.debug, False))
     out = sys.stdout
     try:

@@ -171,7 +171,8 @@ class Options(TapOptions):
             raise usage.UsageError(f"at most {MAX_MONITORS} --monitor files, got {len(monitors)}")
         for path in monitors:
             if not Path(path).is_file():
-                raise usage.UsageError(f"--monitor {path}: no such file")
+                why = "a directory, not a file" if Path(path).is_dir() else "no such file"
+                raise usage.UsageError(f"--monitor {path}: {why}")
         self["endpoint_config"] = cfg = self.build_config()
         reactor = sys.modules.get("twisted.internet.reactor")  # twistd installed it already
         if cfg.busy_poll_us and reactor is not None:

@@ -92,6 +92,8 @@ def test_aux_monitors_are_checked_at_startup(tmp_path: Path) -> None:
     wasm.write_bytes(b"\0asm")
     with pytest.raises(usage.UsageError, match="no such file"):
         parse("-m", str(tmp_path / "missing.wasm"), "--insecure-plaintext")
+    with pytest.raises(usage.UsageError, match="a directory, not a file"):  # was "no such file"
+        parse("-m", str(tmp_path), "--insecure-plaintext")
     with pytest.raises(usage.UsageError, match="at most 16"):
         parse(*["-m", str(wasm)] * 17, "--insecure-plaintext")
     # A module that cannot load does not stop the daemon: every start answers ECTLMONUKN
