@@ -84,6 +84,18 @@ def demo_home(path: str | os.PathLike[str] | None = None) -> PktlabHome:
 HANDSHAKE_TIMEOUT = 30.0
 
 
+def demo_server_entry(home: PktlabHome) -> ServerEntry:
+    """The demo controller's TLS server side in `home`: its exppriv chain, trusting k_eop."""
+    creds = Credentials.load(
+        [home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")],
+        home.key_path("k_xc"),
+        any_order=True,
+    )
+    return ServerEntry(
+        creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, [read_public_key(home.pubkey_path("k_eop"))]
+    )
+
+
 def tls_server(
     reactor: Any,
     where: str,
@@ -98,14 +110,7 @@ def tls_server(
     logged), instead of holding its connection for good."""
     from twisted.internet.endpoints import serverFromString
 
-    creds = Credentials.load(
-        [home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")],
-        home.key_path("k_xc"),
-        any_order=True,
-    )
-    entry = ServerEntry(
-        creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, [read_public_key(home.pubkey_path("k_eop"))]
-    )
+    entry = demo_server_entry(home)
     options = PPKSServerOptions({snikey: entry}, default=entry)
     deadline = None if handshake_timeout is None else (handshake_timeout, reactor)
     return PPKSServerEndpoint(serverFromString(reactor, where), options, handshake_timeout=deadline)

@@ -17,23 +17,16 @@ import time
 from conftest import RawController
 from OpenSSL import SSL
 
-from packetlab.ppks import AuthMode, PktlabHome, read_public_key
-from packetlab.tls import Credentials, PPKSServerOptions, ServerEntry
+from packetlab.controller.local import demo_server_entry
+from packetlab.ppks import PktlabHome
+from packetlab.tls import PPKSServerOptions
 from packetlab.tls.records import MAX_PLAINTEXT, RecordLayer
 from packetlab.tls.takeover import take_over
 
 
 def server_options(home: PktlabHome) -> PPKSServerOptions:
     """The demo controller's TLS server side (as `packetlab.controller.local.tls_server`)."""
-    creds = Credentials.load(
-        [home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")],
-        home.key_path("k_xc"),
-        any_order=True,
-    )
-    entry = ServerEntry(
-        creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, [read_public_key(home.pubkey_path("k_eop"))]
-    )
-    return PPKSServerOptions(default=entry)
+    return PPKSServerOptions(default=demo_server_entry(home))
 
 
 class RecordSocket:
