@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native
+from test_run_like_native import masked, native, rendered
 
 from packetlab.testbed import Testbed
 
@@ -75,3 +75,14 @@ def test_ping6_address_unreachable_has_no_pipe_as_ping6(ns: str) -> None:
     assert masked(ours.stdout) == masked(theirs.stdout)
     assert "Destination unreachable: Address unreachable" in ours.stdout
     assert "pipe" not in theirs.stdout and "pipe" not in ours.stdout
+
+
+def test_ping_flood_errors_leave_the_line_ping_leaves(ns: str) -> None:
+    """-f to a prohibited prefix: ping sends one request at a time (`.\\bE` each), ours
+    several before their errors; the line must read the same (`EEE`; ours read `..E`)."""
+    args = ["-f", "-c", "3", PROHIBITED]
+    ours, theirs = pktlab_run("ping", *args, netns=ns), native("ping", *args, netns=ns)
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+    screen = [x.rstrip() for x in masked(rendered(ours.stdout))]
+    assert screen == [x.rstrip() for x in masked(rendered(theirs.stdout))]
+    assert "EEE" in screen
