@@ -105,6 +105,7 @@ class PingReport(Report):
         # each line), -p (the `PATTERN:` line), -I (`from ADDR IFNAME:` in the header)
         self.flood, self.timestamps, self.pattern = flood, timestamps, pattern
         self.source = source
+        self.dots = 0  # -f: the dots on the line not yet taken back (requests unanswered)
         self.received = 0
         self.errors = 0
         self.last_seq = 0
@@ -147,7 +148,18 @@ class PingReport(Report):
     def sent(self, seq: int, send_ns: int) -> None:
         """A request left: ping -f's dot."""
         if self.flood and not self.quiet and not self.as_json:
+            self.dots += 1
             self.write(".", end="")
+
+    def _flood_error(self) -> str:
+        """-f's mark for an error: ping's `\bE` turns its only outstanding dot into an
+        E; with several dots out (the endpoint sends ahead) the first of them becomes the
+        E and the rest are written again, so the line ends as ping's, E's before dots
+        (a bare `\bE` would write each E over the last: `...` then `..E`, not `EEE`)."""
+        dots, self.dots = self.dots, max(0, self.dots - 1)
+        if dots <= 1:
+            return "\bE"
+        return "\b" * dots + "E" + "." * (dots - 1)
 
     def outstanding(self, seq: int, at_ns: int) -> None:
         """Request `seq` had no reply when the next one left: iputils -O's line (also with
@@ -161,6 +173,7 @@ class PingReport(Report):
             self._json(r)
         elif self.flood:
             if not self.quiet:
+                self.dots = max(0, self.dots - 1)
                 self.write("\b \b", end="")
         elif not self.quiet:
             shown = self.shown(r.addr) if r.addr is not None else None
@@ -193,7 +206,7 @@ class PingReport(Report):
             self.write(dumps(obj))
         elif self.flood:
             if not self.quiet:
-                self.write("\bE", end="")
+                self.write(self._flood_error(), end="")
         elif e.reply_type == "local-error":  # -M do, as ping's: on stderr
             print(f"pktlab run ping: local error: message too long, mtu={e.mtu}", file=sys.stderr)
         elif not self.quiet:

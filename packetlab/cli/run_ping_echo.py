@@ -228,6 +228,8 @@ def experiment(
             timestamps=args.ip_timestamps,
             prespec=args.prespec_addrs,
             route=args.route_addrs,
+            # ping -w stops at its deadline (and at its first error) without a linger
+            ends_at_once=frozenset({"deadline", "error"}),
         )
         await shown
         return result

@@ -137,6 +137,7 @@ async def ping(
     timestamps: str | None = None,
     prespec: Sequence[str | Address] = (),
     route: Sequence[str | Address] = (),
+    ends_at_once: frozenset[str] = frozenset(),
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -179,7 +180,9 @@ async def ping(
     came back with (the route reversed, from a Linux target).
 
     When `stop` is requested, no further request is sent, replies in flight are awaited
-    for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent.
+    for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent;
+    a stop whose reason is in `ends_at_once` awaits only the sent requests' ntags (iputils'
+    -w deadline and its first ICMP error under -w end ping at once).
     """
     target = as_target(dst)
     if not 1 <= count <= MAX_COUNT:
@@ -234,7 +237,7 @@ async def ping(
     run.fragment_mtu = fragment_mtu if run.fragments_ok else None
     try:
         await run.send(count, interval, wait, stop)
-        await run.collect(count, interval, wait, stop, linger_like_ping)
+        await run.collect(count, interval, wait, stop, linger_like_ping, ends_at_once)
     finally:
         run.detach()
         await close_capture(cap)
@@ -256,6 +259,10 @@ async def ping(
         recv_stamp=recv_stamp,
         errors=tuple(run.errors[seq] for seq in sorted(run.errors) if seq in sent),
     )
+
+
+def stop_reason(stop: StopSignal | None) -> str:
+    return "" if stop is None else stop.reason
 
 
 class _PingRun:
@@ -640,6 +647,7 @@ class _PingRun:
         wait: float,
         stop: StopSignal | None,
         like_ping: bool = False,
+        ends_at_once: frozenset[str] = frozenset(),
     ) -> None:
         """Wait for the replies: until every request sent is answered, `wait` s after the
         last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
@@ -663,7 +671,9 @@ class _PingRun:
                 deadline = min(deadline, now + min(wait, GRACE_S))
             if now >= deadline or (self.in_flight == 0 and len(self.settled) >= self.queued):
                 break
-            if self.enough() and self.in_flight == 0:  # (the sent ones' ntags are in)
+            if self.in_flight == 0 and (  # (the sent ones' ntags are in)
+                self.enough() or (stopped_at is not None and stop_reason(stop) in ends_at_once)
+            ):
                 break
             await self.waker.sleep(deadline, stop if stopped_at is None else None)
         self.refused += len(self.parked)  # (refused, and no smaller MTU came)

@@ -430,6 +430,33 @@ def test_ping_flood_display_like_iputils(capsys: pytest.CaptureFixture[str]) -> 
     )
 
 
+def test_ping_flood_errors_with_several_requests_out_end_as_pings_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three requests out before their errors (ping -f sends one at a time): each error
+    turns the first dot left into an E, so the line reads `EEE` as ping's `.\bE.\bE.\bE`
+    (session 20: `...\bE\bE\bE`, read as `..E`); a reply still takes back a dot."""
+    r = PingReport(Clock(), False, "10.0.0.3", name=None, count=4, size=56, flood=True)
+    r.start("10.0.0.1")
+    for seq in (1, 2, 3, 4):
+        r.sent(seq, seq)
+    for seq in (1, 2, 3):
+        r.error(PingError(seq, "10.0.0.2", "time-exceeded", 11, 0))
+    r.reply(PING.replies[0])
+    out = capsys.readouterr().out.split("\n")[1]
+    assert out == "....\b\b\b\bE...\b\b\bE..\b\bE.\b \b"
+    screen: list[str] = []  # a terminal's line: each backspace moves back one column
+    at = 0
+    for c in out:
+        at = max(0, at - 1) if c == "\b" else at + 1
+        if c != "\b":
+            screen[at - 1 : at] = [c]
+    assert "".join(screen).rstrip() == "EEE"
+    r.sent(5, 5)
+    r.error(PingError(5, "10.0.0.2", "time-exceeded", 11, 0))  # one out: ping's own bytes
+    assert capsys.readouterr().out == ".\bE"
+
+
 def test_ping_timestamps_outstanding_pattern_and_source(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

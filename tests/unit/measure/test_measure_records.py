@@ -297,6 +297,26 @@ def test_ping_pipe_like_iputils() -> None:
     assert ping_pipe(PING) == 1  # (only seq 1 has times): not printed
 
 
+def test_ping6_pipe_counts_replies_only() -> None:
+    """ping6's ICMPv6 errors (from its error queue) acknowledge nothing: no ``pipe`` from
+    them (session 20: ours printed ``pipe 2`` after two late "Address unreachable")."""
+    ms = 1_000_000
+    result = PingResult(
+        dst="fd00:77:3::99",
+        sent=2,
+        replies=(
+            PingReply(1, None, None, probe_send_ns=0),
+            PingReply(2, None, None, probe_send_ns=200 * ms),
+        ),
+        errors=(
+            PingError(1, "fd00:77:2::2", "dest-unreachable", 1, 3, None, 0, 3000 * ms),
+            PingError(2, "fd00:77:2::2", "dest-unreachable", 1, 3, None, 200 * ms, 3000 * ms),
+        ),
+    )
+    assert ping_pipe(result) == 0
+    assert ping_statistics(result, 200, errors=2)[-1] == ""  # iputils: the closing newline
+
+
 def test_ping_duplicates_like_iputils() -> None:
     dup = PingReply(1, "10.77.3.2", 48.0, 62, 64, dup=True)
     assert ping_line(dup) == "64 bytes from 10.77.3.2: icmp_seq=1 ttl=62 time=0.048 ms (DUP!)"

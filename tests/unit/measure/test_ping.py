@@ -147,6 +147,24 @@ def test_a_stop_stops_sending_and_returns_what_was_gathered() -> None:
     assert stop.watched
 
 
+@pytest.mark.parametrize(("reason", "grace"), [("deadline", 0.0), ("interrupted", 1.0)])
+def test_a_stop_named_in_ends_at_once_waits_no_grace(reason: str, grace: float) -> None:
+    """ping -w: its deadline ends the run there, not a second later (session 20: ours
+    ended `ping -w 1 SILENT` at 2 s, iputils at 1 s); a Ctrl-C keeps the grace."""
+    rig = RawRig([R14, TG4])
+    rig.endpoint.answers = lambda probe: []  # type: ignore[method-assign]
+    stop = StopSignal()
+    d = ping(
+        rig.session, TG4, count=5, interval=0.25, wait=5.0, stop=stop,
+        ends_at_once=frozenset({"deadline", "error"}),
+    )  # fmt: skip
+    rig.clock.callLater(1.0, stop.request, reason)
+    start = rig.clock.seconds()
+    result = rig.run(d)
+    assert rig.clock.seconds() - start == pytest.approx(1.0 + grace, abs=0.1)
+    assert result.sent >= 4 and result.received == 0
+
+
 def test_many_requests_without_interval_complete() -> None:
     """Replies are read while sending: 1,000 notes (4 times the socket queue's bound) never
     fill a queue and stall the session. (10,000 run for real in test_run_interrupts.py.)"""
