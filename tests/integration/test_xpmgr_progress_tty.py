@@ -106,8 +106,8 @@ def test_the_counts_are_one_line_redrawn_in_place(
     try:
         port = int(term.wait(rb"listening on 127\.0\.0\.1:(\d+)").group(1))
         many = Path(__file__).parent / "many_endpoints.py"
-        procs.append(Proc([sys.executable, str(many), str(home / "endpt.conf"),
-                           f"127.0.0.1:{port}", str(N)], tmp_path / "many.log", tmp_path))  # fmt: skip
+        eps = [sys.executable, str(many), str(home / "endpt.conf"), f"127.0.0.1:{port}", str(N)]
+        procs.append(Proc(eps, tmp_path / "many.log", tmp_path))
         assert xp.wait(120) == 0, term.text()[-3000:]
         data = term.text()
     finally:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, formatEvent
+from twisted.logger import ILogObserver, LogLevel, formatEvent
 
 from packetlab.cli.init import init_home
 from packetlab.cli.progress import CLEAR, Progress
@@ -108,7 +109,9 @@ def test_log_lines_mlet_output_and_our_lines_erase_the_line_first(
 ) -> None:
     s, out, err, clock = screen
     logged: list[str] = []
-    observe = s.observer(lambda e: logged.append(err.getvalue() + (formatEvent(e) or "")))
+    observe = s.observer(
+        cast(ILogObserver, lambda e: logged.append(err.getvalue() + (formatEvent(e) or "")))
+    )
     s.start(clock, lambda: "xpmgr: endpoints seen 1, running 1, done 0, failed 0")
     clock.advance(1.0)
     shown = CLEAR + "xpmgr: endpoints seen 1, running 1, done 0, failed 0"
