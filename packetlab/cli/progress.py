@@ -3,7 +3,9 @@
 The line is redrawn in place a few times a second (`\\r`, erase to the end of line) from
 a function that describes the state; `write(text)` prints a result line on stdout after
 clearing it, so results and progress never mix on the screen. Off a terminal (a pipe, a
-file) nothing is drawn and `write` is a plain print.
+file) nothing is drawn and `write` is a plain print. A tick whose text is what the screen
+already shows writes nothing, and an empty text draws nothing (a run that prints for
+hours does not write 4 lines a second to the terminal for nothing).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Progress:
         self.enabled = self.err.isatty() if enabled is None else enabled
         self.every = every
         self.shown = False
+        self.drawn = ""  # the text on the screen while `shown`
         self.closed = False
         if on_closed is None:
             from packetlab.cli.interrupt import stdout_gone
@@ -67,6 +70,11 @@ class Progress:
         self.err.write(text + "\n")
         self.err.flush()
 
+    def clear(self) -> None:
+        """Erase the line before someone else writes to the terminal (a log line); it
+        is drawn again at the next tick."""
+        self._clear()
+
     def stop(self) -> None:
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -75,12 +83,26 @@ class Progress:
 
     def _clear(self) -> None:
         if self.shown:
-            self.err.write(CLEAR)
-            self.err.flush()
             self.shown = False
+            self._put(CLEAR)
 
     def _tick(self) -> None:
-        self.err.write(CLEAR + self.describe())
-        self.err.flush()
-        self.shown = True
         self._call = self.reactor.callLater(self.every, self._tick)
+        text = self.describe()
+        if self.shown and text == self.drawn:
+            return
+        if not text:
+            self._clear()
+            return
+        self.drawn, self.shown = text, True
+        self._put(CLEAR + text)
+
+    def _put(self, text: str) -> None:
+        try:
+            self.err.write(text)
+            self.err.flush()
+        except (OSError, ValueError):  # the terminal is gone: nothing more is drawn
+            self.enabled = False
+            if self._call is not None and self._call.active():
+                self._call.cancel()
+            self._call = None

@@ -29,10 +29,12 @@ in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager
 TargetBacklogConn backlog connections there per snikey.
 
 Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
-output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); a
-progress line (seen/running/done/failed) goes to stderr. The first SIGINT wraps up
-(stop accepting, wait for running mlets), the second SIGTERMs the running mlets (SIGKILL
-2 s later for any left), records them as failed ("interrupted") and exits 130."""
+output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl). The
+counts (seen/running/done/failed) go to stderr: on a terminal one line redrawn in place
+(after a second), elsewhere a line per change; the final counts end the run. The first
+SIGINT wraps up (stop accepting, wait for running mlets), the second SIGTERMs the running
+mlets (SIGKILL 2 s later for any left), records them as failed ("interrupted") and exits
+130."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     return _serve(args, cfg, results_path)
 
 
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed, or no file
+        return False
+
+
 def _xdescr_value_problem(value: str, glob: bool) -> str | None:
     """Why `value` cannot be an xdescr value (-p's controller_addr, -i's hostid)."""
     from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS
@@ -132,12 +141,14 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     from twisted.internet import defer, task
     from twisted.logger import (
         FilteringLogObserver,
+        ILogObserver,
         LogLevel,
         LogLevelFilterPredicate,
         globalLogBeginner,
         textFileLogObserver,
     )
 
+    from packetlab.cli.xpmgr_screen import Screen
     from packetlab.controller.xpmgr import Manager, ManagerError, parse_host_port
     from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
 
@@ -159,9 +170,12 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     # "Main loop terminated." after every run, also right after a one-line start error
     predicate.setLogLevelForNamespace("twisted.internet.base", LogLevel.warn)
+    screen = Screen(sys.stdout, sys.stderr) if _is_terminal(sys.stderr) else None
+    log_out: ILogObserver = textFileLogObserver(sys.stderr)
+    if screen is not None:
+        log_out = screen.observer(log_out)
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-        redirectStandardIO=False,
+        [FilteringLogObserver(log_out, [predicate])], redirectStandardIO=False
     )
     code = [1]
 
@@ -175,6 +189,7 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
                 attempts=args.attempts,
                 singleton=args.singleton,
                 results=results,
+                lines=screen is None,
                 publish_addr=args.publish,
                 hostid=args.hostid,
             )
@@ -182,9 +197,15 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
             print(f"pktlab xpmgr: {e}", file=sys.stderr)
             return
         signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(manager.interrupt))
+        if screen is not None:
+            # (none once the final counts are printed: a tick before the exit would
+            # draw them again under themselves)
+            screen.start(reactor, lambda: "" if manager.finished.called else manager.summary())
         try:
             await manager.start()
         except Exception as e:
+            if screen is not None:
+                screen.stop()
             print(f"pktlab xpmgr: cannot start: {e}", file=sys.stderr)
             return
         code[0] = await manager.finished
@@ -194,6 +215,8 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     except SystemExit:
         pass
     finally:
+        if screen is not None:
+            screen.stop()
         if results is not sys.stdout:
             results.close()
     return code[0]

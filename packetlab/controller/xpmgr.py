@@ -4,8 +4,10 @@ It accepts endpoints (passive: listening on ADDR; active: backlog connections to
 serves each one the TLS chain of its snikey's ExpExec, submits the monitor programs that
 chain requires, sends `start`, and hands the session to an mlet (`packetlab.controller.mlet`).
 Many endpoints run at once, one mlet each (or all in one `-s` mlet). A progress line says
-how many endpoints were seen, run, finished and failed; each endpoint's outcome is one JSON
-line (hostid, address, exit status, linfo, output) in the results file.
+how many endpoints were seen, run, finished and failed (`summary()`: one line per change on
+`progress`, or, with `lines=False`, drawn in place by the command on a terminal); each
+endpoint's outcome is one JSON line (hostid, address, exit status, linfo, output) in the
+results file. The final counts end the run in both cases.
 
 `-n` caps the endpoints that complete TLS setup; then the manager wraps up: it stops
 accepting, waits for the running mlets and exits. The first SIGINT wraps up the same way,
@@ -144,6 +146,7 @@ class Manager:
         singleton: bool = False,
         results: IO[str] | None = None,
         progress: IO[str] | None = None,
+        lines: bool = True,
         publish_addr: str | None = None,
         hostid: str | None = None,
     ) -> None:
@@ -162,6 +165,7 @@ class Manager:
         self.singleton = singleton
         self.results = results
         self.progress = progress if progress is not None else sys.stderr
+        self.lines = lines  # a line per change of the counts (False: the caller draws them)
         self.seen = self.running = self.done = self.failed = 0
         self.verified = 0  # endpoints that completed TLS setup (what -n counts)
         self.wrapping_up = False
@@ -621,21 +625,23 @@ class Manager:
 
     def _finish(self) -> None:
         if not self.finished.called:
-            if self._last != self._summary():
-                self._say(self._summary())
+            if self._last != self.summary():
+                self._say(self.summary())
             self.finished.callback(self._exit_code)
 
     # ---------------------------------------------------------------- output
 
-    def _summary(self) -> str:
+    def summary(self) -> str:
+        """The counts: `xpmgr: endpoints seen S, running R, done D, failed F`."""
         return (
             f"xpmgr: endpoints seen {self.seen}, running {self.running}, "
             f"done {self.done}, failed {self.failed}"
         )
 
     def _progress(self) -> None:
-        self._last = self._summary()
-        self._say(self._last)
+        if self.lines:
+            self._last = self.summary()
+            self._say(self._last)
 
     def _say(self, text: str) -> None:
         outstream.write(self.progress, (text + "\n").encode())
