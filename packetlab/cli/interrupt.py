@@ -85,6 +85,19 @@ def quit_on_interrupt(prog: str = "pktlab") -> None:
         signal.signal(signal.SIGINT, quit_now)
 
 
+def _erasing(inner: Callable[[Any], object]) -> Callable[[Any], None]:
+    """The `-v` log observer `inner`, the progress lines erased before each event (they
+    were written over: `pktlab run -v`, `campaign -v`)."""
+
+    def observe(event: Any) -> None:
+        progress = sys.modules.get("packetlab.cli.progress")  # none drawn if not loaded
+        if progress is not None:
+            progress.erase_lines()
+        inner(event)
+
+    return observe
+
+
 def run_reactor(
     main: Callable[[Any, StopSignal], Awaitable[int]],
     *,
@@ -109,7 +122,7 @@ def run_reactor(
 
     # The log goes to stderr with -v only: otherwise Twisted would print the critical
     # events (a failed experiment's traceback) on its own, next to our one-line error.
-    observer: Any = textFileLogObserver(sys.stderr) if verbose else (lambda event: None)
+    observer: Any = _erasing(textFileLogObserver(sys.stderr)) if verbose else (lambda e: None)
     globalLogBeginner.beginLoggingTo(
         [observer], discardBuffer=not verbose, redirectStandardIO=False
     )

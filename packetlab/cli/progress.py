@@ -11,12 +11,24 @@ hours does not write 4 lines a second to the terminal for nothing).
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "erase_lines"]
 
 CLEAR = "\r\x1b[K"
+
+# The lines that may be on the screen: a log line (`-v`) erases them first.
+_DRAWING: weakref.WeakSet[Progress] = weakref.WeakSet()
+
+
+def erase_lines() -> None:
+    """Erase every progress line on the screen before something else writes to the
+    terminal (the `-v` log: `interrupt.run` calls it before each event); each is drawn
+    again at its next tick."""
+    for line in list(_DRAWING):
+        line.clear()
 
 
 class Progress:
@@ -47,6 +59,8 @@ class Progress:
             on_closed = stdout_gone
         self.on_closed = on_closed
         self._call: Any = reactor.callLater(delay, self._tick) if self.enabled else None
+        if self.enabled:
+            _DRAWING.add(self)
 
     def write(self, line: str, end: str = "\n") -> None:
         """A result line on stdout, at once (flushed): the moment it is known (`end=""`:

@@ -243,6 +243,20 @@ def test_a_note_on_stderr_clears_the_progress_line_and_stays() -> None:
     p.stop()
 
 
+def test_a_verbose_log_line_erases_the_progress_line_first() -> None:
+    # `pktlab run -v` / `campaign -v`: the log observer wrote over the drawn line.
+    from packetlab.cli.interrupt import _erasing
+
+    clock, err = Clock(), io.StringIO()
+    p = Progress(clock, lambda: "hop 3", out=io.StringIO(), err=err, enabled=True)
+    clock.advance(1.1)
+    log = _erasing(lambda event: err.write(f"{event['text']}\n"))
+    log({"text": "probe sent"})
+    clock.advance(0.25)
+    assert err.getvalue() == CLEAR + "hop 3" + CLEAR + "probe sent\n" + CLEAR + "hop 3"
+    p.stop()
+
+
 def test_no_progress_off_a_terminal() -> None:
     clock, err = Clock(), io.StringIO()  # StringIO is not a tty
     p = Progress(clock, lambda: "x", out=io.StringIO(), err=err)
