@@ -78,10 +78,12 @@ async def resolve(
     *,
     timeout: float = 3.0,
     qtypes: tuple[int, ...] = (dns.A, dns.AAAA),
+    every: bool = False,
 ) -> Answer:
     """Addresses of `name`: A first, AAAA if there is no A (or `qtypes` in order), from
-    the first server (address, port) that answers. An address literal or "localhost"
-    needs no query."""
+    the first server (address, port) that answers; with `every`, the addresses of all
+    `qtypes` (a type that fails is left out if another answered). An address literal or
+    "localhost" needs no query."""
     lit = literal(name)
     if lit is not None:
         return Answer((lit,), None, None)
@@ -91,6 +93,8 @@ async def resolve(
         raise ResolveError(f"cannot resolve {name!r}: the endpoint has no DNS server")
     first_sent: int | None = None
     errors: list[str] = []
+    found_all: list[IPAddress] = []
+    last_answer: int | None = None
     for qtype in qtypes:
         for server, port in servers:
             qid, msg = query(name, qtype)
@@ -105,14 +109,65 @@ async def resolve(
             except ResolveError as e:
                 errors.append(f"{server}: {e}")
                 continue
-            if found:
+            if found and not every:
                 return Answer(tuple(found), first_sent, got.replies[0].time)
             if rcode == dns.ENAME:
                 raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
-            break  # an answer without addresses of this type: try the next type
+            found_all += found
+            last_answer = got.replies[0].time
+            break  # answered for this type: on to the next type
+    if found_all:
+        return Answer(tuple(found_all), first_sent, last_answer)
     if not errors:  # answered, with no address of the types asked for
         raise NoSuchName(f"cannot resolve {name!r}: no address")
     raise ResolveError(f"cannot resolve {name!r}: {'; '.join(errors)}")
+
+
+# RFC 6724 as glibc applies it by default (no /etc/gai.conf): glibc's precedence table
+# (::1 50, ::/0 40, 2002::/16 30, ::/96 20, ::ffff:0:0/96 10, IPv4 as mapped).
+_PRECEDENCE = (
+    (ipaddress.ip_network("::1/128"), 50),
+    (ipaddress.ip_network("::ffff:0:0/96"), 10),
+    (ipaddress.ip_network("2002::/16"), 30),
+    (ipaddress.ip_network("::/96"), 20),
+)
+
+
+def _precedence(addr: IPAddress) -> int:
+    if addr.version == 4:
+        return 10
+    for net, value in _PRECEDENCE:
+        if addr in net:
+            return value
+    return 40
+
+
+def _scope(addr: IPAddress) -> int:
+    """RFC 6724 §3.1 scope: 2 link-local (loopback too), 5 site-local, 14 global."""
+    if addr.version == 4:
+        return 2 if addr.is_loopback or addr.is_link_local else 14
+    if addr.is_multicast:
+        return addr.packed[1] & 0x0F
+    if addr.is_loopback or addr.is_link_local:
+        return 2
+    return 5 if addr.is_site_local else 14
+
+
+def native_order(
+    addrs: tuple[IPAddress, ...], sources: tuple[IPAddress, ...]
+) -> tuple[IPAddress, ...]:
+    """`addrs` in the order glibc's getaddrinfo gives them on a host whose addresses are
+    `sources` (the endpoint's): RFC 6724 rules 1 (no source of that family and scope:
+    last), 2 (matching scope), 6 (precedence) and 8 (smaller scope); stable otherwise."""
+
+    def key(dst: IPAddress) -> tuple[int, int, int, int]:
+        scope = _scope(dst)
+        fits = [_scope(s) for s in sources if s.version == dst.version and _scope(s) >= scope]
+        usable = bool(fits)
+        matching = usable and min(fits) == scope
+        return (not usable, not matching, -_precedence(dst), scope)
+
+    return tuple(sorted(addrs, key=key))
 
 
 def hosts_names(path: str = "/etc/hosts") -> frozenset[str]:
@@ -138,9 +193,11 @@ class Names:
         session: EndpointSession,
         servers: list[tuple[IPAddress, int]],
         hosts: frozenset[str] | None = None,
+        sources: tuple[IPAddress, ...] = (),
     ) -> None:
         self.session = session
         self.servers = servers
+        self.sources = sources  # the endpoint's addresses, for the order of an answer
         self.hosts = hosts_names() if hosts is None else hosts
         self.seen: dict[IPAddress, tuple[str, Answer]] = {}
 
@@ -149,10 +206,14 @@ class Names:
         return name.rstrip(".").lower() in self.hosts or literal(name) is not None
 
     async def lookup(self, name: str, family: int = 0) -> Answer:
-        """Resolve from the endpoint (`family` 4 or 6: that type first); raises
-        ResolveError (NoSuchName for NXDOMAIN)."""
+        """Resolve from the endpoint (`family` 4 or 6: that type only; 0: both, in the
+        order a program on the endpoint would get them); raises ResolveError (NoSuchName
+        for NXDOMAIN)."""
         qtypes = {4: (dns.A,), 6: (dns.AAAA,)}.get(family, (dns.A, dns.AAAA))
-        answer = await resolve(self.session, name, self.servers, qtypes=qtypes)
+        answer = await resolve(self.session, name, self.servers, qtypes=qtypes, every=True)
+        if family not in (4, 6):
+            ordered = native_order(answer.addresses, self.sources)
+            answer = Answer(ordered, answer.sent, answer.answered)
         if len(self.seen) > 4096:  # a long run: keep the recent ones
             self.seen.clear()
         for addr in answer.addresses:
