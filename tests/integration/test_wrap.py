@@ -843,11 +843,11 @@ def test_gethostbyname_answers_from_the_endpoint(tmp_path: Path, servers: Server
         "#include <arpa/inet.h>\n#include <netdb.h>\n#include <stdio.h>\n"
         "int main(int c, char **v) {\n"
         "  struct hostent *h = gethostbyname(v[1]);\n"
-        "  if (!h) { printf(\"h_errno %d\\n\", h_errno); return 2; }\n"
+        '  if (!h) { printf("h_errno %d\\n", h_errno); return 2; }\n'
         "  char t[64]; for (char **a = h->h_addr_list; *a; a++)\n"
-        "    printf(\"%s %s\\n\", h->h_name, inet_ntop(h->h_addrtype, *a, t, sizeof t));\n"
+        '    printf("%s %s\\n", h->h_name, inet_ntop(h->h_addrtype, *a, t, sizeof t));\n'
         "  h = gethostbyname2(v[1], AF_INET6);\n"
-        "  if (h) printf(\"%s\\n\", inet_ntop(AF_INET6, h->h_addr_list[0], t, sizeof t));\n"
+        '  if (h) printf("%s\\n", inet_ntop(AF_INET6, h->h_addr_list[0], t, sizeof t));\n'
         "  return 0; }\n"
     )
     exe = tmp_path / "ghbn"
