@@ -4,6 +4,7 @@ endpoint's addresses (RFC 6724 as glibc applies it)."""
 from __future__ import annotations
 
 import ipaddress
+
 from packetlab.wrap.resolve import native_order
 
 ip = ipaddress.ip_address
