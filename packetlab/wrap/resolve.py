@@ -8,8 +8,9 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.names import dns
 
 from packetlab.controller import EndpointSession, IPAddress, udp_exchange
@@ -91,33 +92,72 @@ async def resolve(
         return Answer(LOCALHOST, None, None)
     if not servers:
         raise ResolveError(f"cannot resolve {name!r}: the endpoint has no DNS server")
+    if not every:
+        first_sent: int | None = None
+        errors: list[str] = []
+        for qtype in qtypes:
+            got = await _ask(session, name, qtype, servers, timeout)
+            first_sent = first_sent if first_sent is not None else got.sent
+            errors += got.errors
+            if got.found:
+                return Answer(got.found, first_sent, got.answered)
+        return _nothing(name, errors)
+    # Every type at once, as glibc asks A and AAAA together.
+    try:
+        asked = await gatherResults(
+            [Deferred.fromCoroutine(_ask(session, name, q, servers, timeout)) for q in qtypes],
+            consumeErrors=True,
+        )
+    except FirstError as e:  # NXDOMAIN, or a name that cannot be asked
+        cause: BaseException = e.subFailure.value
+        raise cause from None
+    found = tuple(a for got in asked for a in got.found)
+    if found:
+        sents = [got.sent for got in asked if got.sent is not None]
+        ends = [got.answered for got in asked if got.answered is not None]
+        return Answer(found, min(sents, default=None), max(ends, default=None))
+    return _nothing(name, [e for got in asked for e in got.errors])
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    found: tuple[IPAddress, ...]
+    sent: int | None  # the first query's ntag time
+    answered: int | None  # the time of the answer that settled it
+    errors: list[str]
+
+
+async def _ask(
+    session: EndpointSession,
+    name: str,
+    qtype: int,
+    servers: list[tuple[IPAddress, int]],
+    timeout: float,
+) -> _Asked:
+    """The addresses of one type from the first server that answers; raises NoSuchName
+    on NXDOMAIN."""
     first_sent: int | None = None
     errors: list[str] = []
-    found_all: list[IPAddress] = []
-    last_answer: int | None = None
-    for qtype in qtypes:
-        for server, port in servers:
-            qid, msg = query(name, qtype)
-            got = await udp_exchange(session, server, port, msg, timeout=timeout)
-            sent = got.sent[0].time if got.sent else None
-            first_sent = first_sent if first_sent is not None else sent
-            if not got.replies:
-                errors.append(f"no answer from {server}")
-                continue
-            try:
-                rcode, found = addresses_in(got.replies[0].data, qid, qtype)
-            except ResolveError as e:
-                errors.append(f"{server}: {e}")
-                continue
-            if found and not every:
-                return Answer(tuple(found), first_sent, got.replies[0].time)
-            if rcode == dns.ENAME:
-                raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
-            found_all += found
-            last_answer = got.replies[0].time
-            break  # answered for this type: on to the next type
-    if found_all:
-        return Answer(tuple(found_all), first_sent, last_answer)
+    for server, port in servers:
+        qid, msg = query(name, qtype)
+        got = await udp_exchange(session, server, port, msg, timeout=timeout)
+        sent = got.sent[0].time if got.sent else None
+        first_sent = first_sent if first_sent is not None else sent
+        if not got.replies:
+            errors.append(f"no answer from {server}")
+            continue
+        try:
+            rcode, found = addresses_in(got.replies[0].data, qid, qtype)
+        except ResolveError as e:
+            errors.append(f"{server}: {e}")
+            continue
+        if rcode == dns.ENAME and not found:
+            raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
+        return _Asked(tuple(found), first_sent, got.replies[0].time, [])  # answered
+    return _Asked((), first_sent, None, errors)
+
+
+def _nothing(name: str, errors: list[str]) -> NoReturn:
     if not errors:  # answered, with no address of the types asked for
         raise NoSuchName(f"cannot resolve {name!r}: no address")
     raise ResolveError(f"cannot resolve {name!r}: {'; '.join(errors)}")
