@@ -109,8 +109,8 @@ async def resolve(
             consumeErrors=True,
         )
     except FirstError as e:  # NXDOMAIN, or a name that cannot be asked
-        cause: BaseException = e.subFailure.value
-        raise cause from None
+        cause = e.subFailure.value
+        raise (cause if cause is not None else ResolveError(str(e))) from None
     found = tuple(a for got in asked for a in got.found)
     if found:
         sents = [got.sent for got in asked if got.sent is not None]
