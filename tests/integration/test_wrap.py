@@ -873,7 +873,7 @@ def test_getsockname_shows_the_endpoint_side_of_a_connection(tmp_path: Path) -> 
         "srv = socket.create_server(('127.0.0.1', 0))\n"
         "c = socket.create_connection(srv.getsockname())\n"
         "peer = srv.accept()[1]\n"
-        "print(c.getsockname() == peer)\n"
+        "print(c.getsockname() == peer == c.getsockname())\n"
     )
     native = subprocess.run(["python3", "-c", script], capture_output=True, timeout=30)
     assert native.stdout == b"True\n"

@@ -259,6 +259,7 @@ static struct {
     int fd;
     socklen_t len;
     struct sockaddr_storage dst;
+    struct sockaddr_storage local; /* the endpoint's end (getsockname), once asked */
 } peers[MAX_PEERS];
 
 static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
@@ -270,6 +271,7 @@ static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
     peers[i].fd = fd;
     peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
     memcpy(&peers[i].dst, addr, peers[i].len);
+    peers[i].local.ss_family = AF_UNSPEC;
     pthread_mutex_unlock(&lock);
 }
 
@@ -786,8 +788,21 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
         return rc;
     in_port_t port = addr->sa_family == AF_INET ? ((struct sockaddr_in *)addr)->sin_port
                                                 : ((struct sockaddr_in6 *)addr)->sin6_port;
-    if (endpoint_local(port, &local) != 0)
+    int slot = fd % MAX_PEERS, cached = 0;
+    pthread_mutex_lock(&lock);
+    if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
+        local = peers[slot].local;
+        cached = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!cached && endpoint_local(port, &local) != 0)
         return rc;
+    if (!cached) {
+        pthread_mutex_lock(&lock);
+        if (peers[slot].fd == fd)
+            peers[slot].local = local;
+        pthread_mutex_unlock(&lock);
+    }
     if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) { /* a dual-stack socket */
         struct sockaddr_in v4 = *(struct sockaddr_in *)&local;
         struct sockaddr_in6 *m = (void *)&local;
