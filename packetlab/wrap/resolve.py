@@ -8,8 +8,9 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.names import dns
 
 from packetlab.controller import EndpointSession, IPAddress, udp_exchange
@@ -78,10 +79,12 @@ async def resolve(
     *,
     timeout: float = 3.0,
     qtypes: tuple[int, ...] = (dns.A, dns.AAAA),
+    every: bool = False,
 ) -> Answer:
     """Addresses of `name`: A first, AAAA if there is no A (or `qtypes` in order), from
-    the first server (address, port) that answers. An address literal or "localhost"
-    needs no query."""
+    the first server (address, port) that answers; with `every`, the addresses of all
+    `qtypes` (a type that fails is left out if another answered). An address literal or
+    "localhost" needs no query."""
     lit = literal(name)
     if lit is not None:
         return Answer((lit,), None, None)
@@ -89,30 +92,122 @@ async def resolve(
         return Answer(LOCALHOST, None, None)
     if not servers:
         raise ResolveError(f"cannot resolve {name!r}: the endpoint has no DNS server")
+    if not every:
+        first_sent: int | None = None
+        errors: list[str] = []
+        for qtype in qtypes:
+            got = await _ask(session, name, qtype, servers, timeout)
+            first_sent = first_sent if first_sent is not None else got.sent
+            errors += got.errors
+            if got.found:
+                return Answer(got.found, first_sent, got.answered)
+        return _nothing(name, errors)
+    # Every type at once, as glibc asks A and AAAA together.
+    try:
+        asked = await gatherResults(
+            [Deferred.fromCoroutine(_ask(session, name, q, servers, timeout)) for q in qtypes],
+            consumeErrors=True,
+        )
+    except FirstError as e:  # NXDOMAIN, or a name that cannot be asked
+        cause = e.subFailure.value
+        raise (cause if cause is not None else ResolveError(str(e))) from None
+    found = tuple(a for got in asked for a in got.found)
+    if found:
+        sents = [got.sent for got in asked if got.sent is not None]
+        ends = [got.answered for got in asked if got.answered is not None]
+        return Answer(found, min(sents, default=None), max(ends, default=None))
+    return _nothing(name, [e for got in asked for e in got.errors])
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    found: tuple[IPAddress, ...]
+    sent: int | None  # the first query's ntag time
+    answered: int | None  # the time of the answer that settled it
+    errors: list[str]
+
+
+async def _ask(
+    session: EndpointSession,
+    name: str,
+    qtype: int,
+    servers: list[tuple[IPAddress, int]],
+    timeout: float,
+) -> _Asked:
+    """The addresses of one type from the first server that answers; raises NoSuchName
+    on NXDOMAIN."""
     first_sent: int | None = None
     errors: list[str] = []
-    for qtype in qtypes:
-        for server, port in servers:
-            qid, msg = query(name, qtype)
-            got = await udp_exchange(session, server, port, msg, timeout=timeout)
-            sent = got.sent[0].time if got.sent else None
-            first_sent = first_sent if first_sent is not None else sent
-            if not got.replies:
-                errors.append(f"no answer from {server}")
-                continue
-            try:
-                rcode, found = addresses_in(got.replies[0].data, qid, qtype)
-            except ResolveError as e:
-                errors.append(f"{server}: {e}")
-                continue
-            if found:
-                return Answer(tuple(found), first_sent, got.replies[0].time)
-            if rcode == dns.ENAME:
-                raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
-            break  # an answer without addresses of this type: try the next type
+    for server, port in servers:
+        qid, msg = query(name, qtype)
+        got = await udp_exchange(session, server, port, msg, timeout=timeout)
+        sent = got.sent[0].time if got.sent else None
+        first_sent = first_sent if first_sent is not None else sent
+        if not got.replies:
+            errors.append(f"no answer from {server}")
+            continue
+        try:
+            rcode, found = addresses_in(got.replies[0].data, qid, qtype)
+        except ResolveError as e:
+            errors.append(f"{server}: {e}")
+            continue
+        if rcode == dns.ENAME and not found:
+            raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
+        return _Asked(tuple(found), first_sent, got.replies[0].time, [])  # answered
+    return _Asked((), first_sent, None, errors)
+
+
+def _nothing(name: str, errors: list[str]) -> NoReturn:
     if not errors:  # answered, with no address of the types asked for
         raise NoSuchName(f"cannot resolve {name!r}: no address")
     raise ResolveError(f"cannot resolve {name!r}: {'; '.join(errors)}")
+
+
+# RFC 6724 as glibc applies it by default (no /etc/gai.conf): glibc's precedence table
+# (::1 50, ::/0 40, 2002::/16 30, ::/96 20, ::ffff:0:0/96 10, IPv4 as mapped).
+_PRECEDENCE = (
+    (ipaddress.ip_network("::1/128"), 50),
+    (ipaddress.ip_network("::ffff:0:0/96"), 10),
+    (ipaddress.ip_network("2002::/16"), 30),
+    (ipaddress.ip_network("::/96"), 20),
+)
+
+
+def _precedence(addr: IPAddress) -> int:
+    if addr.version == 4:
+        return 10
+    for net, value in _PRECEDENCE:
+        if addr in net:
+            return value
+    return 40
+
+
+def _scope(addr: IPAddress) -> int:
+    """RFC 6724 §3.1 scope: 2 link-local (loopback too), 5 site-local, 14 global."""
+    if addr.version == 4:
+        return 2 if addr.is_loopback or addr.is_link_local else 14
+    if addr.is_multicast:
+        return addr.packed[1] & 0x0F
+    if addr.is_loopback or addr.is_link_local:
+        return 2
+    return 5 if addr.is_site_local else 14
+
+
+def native_order(
+    addrs: tuple[IPAddress, ...], sources: tuple[IPAddress, ...]
+) -> tuple[IPAddress, ...]:
+    """`addrs` in the order glibc's getaddrinfo gives them on a host whose addresses are
+    `sources` (the endpoint's): RFC 6724 rules 1 (no source of that family and scope:
+    last), 2 (matching scope), 6 (precedence) and 8 (smaller scope); stable otherwise."""
+
+    def key(dst: IPAddress) -> tuple[int, int, int, int]:
+        scope = _scope(dst)
+        fits = [_scope(s) for s in sources if s.version == dst.version and _scope(s) >= scope]
+        usable = bool(fits)
+        matching = usable and min(fits) == scope
+        return (not usable, not matching, -_precedence(dst), scope)
+
+    return tuple(sorted(addrs, key=key))
 
 
 def hosts_names(path: str = "/etc/hosts") -> frozenset[str]:
@@ -138,9 +233,11 @@ class Names:
         session: EndpointSession,
         servers: list[tuple[IPAddress, int]],
         hosts: frozenset[str] | None = None,
+        sources: tuple[IPAddress, ...] = (),
     ) -> None:
         self.session = session
         self.servers = servers
+        self.sources = sources  # the endpoint's addresses, for the order of an answer
         self.hosts = hosts_names() if hosts is None else hosts
         self.seen: dict[IPAddress, tuple[str, Answer]] = {}
 
@@ -149,10 +246,14 @@ class Names:
         return name.rstrip(".").lower() in self.hosts or literal(name) is not None
 
     async def lookup(self, name: str, family: int = 0) -> Answer:
-        """Resolve from the endpoint (`family` 4 or 6: that type first); raises
-        ResolveError (NoSuchName for NXDOMAIN)."""
+        """Resolve from the endpoint (`family` 4 or 6: that type only; 0: both, in the
+        order a program on the endpoint would get them); raises ResolveError (NoSuchName
+        for NXDOMAIN)."""
         qtypes = {4: (dns.A,), 6: (dns.AAAA,)}.get(family, (dns.A, dns.AAAA))
-        answer = await resolve(self.session, name, self.servers, qtypes=qtypes)
+        answer = await resolve(self.session, name, self.servers, qtypes=qtypes, every=True)
+        if family not in (4, 6):
+            ordered = native_order(answer.addresses, self.sources)
+            answer = Answer(ordered, answer.sent, answer.answered)
         if len(self.seen) > 4096:  # a long run: keep the recent ones
             self.seen.clear()
         for addr in answer.addresses:

@@ -70,20 +70,20 @@ async def wrap(
     udp = bool(preload) and not opts.socks_env
     if not opts.socks_env:
         preload.append(str(proxychains_lib()))
-    dns = list(opts.dns)
-    if not dns:
-        info = await read_system_info(session)
-        dns = [(a, 53) for a in info.dns4] + [(a, 53) for a in info.dns6]
+    info = await read_system_info(session)
+    dns = list(opts.dns) or [(a, 53) for a in info.dns4] + [(a, 53) for a in info.dns6]
+    sources: tuple[IPAddress, ...] = (*(i.ip for i in info.ip4), *info.ip6)
     tmp = tempfile.mkdtemp(prefix="pktlab-wrap-")
     clock = VirtualClock(os.path.join(tmp, "clock")) if opts.fidelity else None
     timings = TimingLog(opts.timings)
-    names, notices = Names(session, dns), Notices()
+    names, notices = Names(session, dns, sources=sources), Notices()
     factory = WrapFactory(
         session, reactor, dns_servers=dns, timings=timings, clock=clock,
         connect_timeout=opts.connect_timeout, names=names, notices=notices,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     udpmap = UdpMap(session, reactor, timings, clock, names, notices)
+    udpmap.local_of = factory.local_address
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())

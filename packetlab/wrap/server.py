@@ -85,6 +85,7 @@ class WrapFactory(Factory):
         self.clock = clock
         self.connect_timeout = connect_timeout
         self.live: set[SocksProtocol] = set()
+        self.by_port: dict[int, SocksProtocol] = {}  # the program's loopback port
         self.refused = 0
         self.notices = notices if notices is not None else Notices()
 
@@ -92,6 +93,18 @@ class WrapFactory(Factory):
         p = SocksProtocol()
         p.factory = self
         return p
+
+    async def local_address(self, port: int) -> tuple[IPAddress, int] | None:
+        """The endpoint-side address and port of the wrapped TCP connection the program
+        made from loopback port `port` (what its getsockname would show natively); None
+        if there is none or the endpoint does not say."""
+        p = self.by_port.get(port)
+        if p is None or p.relay is None:
+            return None
+        info = await p.relay.local_info()
+        if info is None or info.laddr is None or info.laddr.is_unspecified or not info.lport:
+            return None
+        return info.laddr, info.lport
 
     def abort_all(self) -> None:
         """The session is gone: reset every wrapped connection."""
@@ -115,10 +128,13 @@ class SocksProtocol(Protocol):
         self._accepted_v = 0
         self._timer: Any = None
         self._gone = False
+        self._port = 0
 
     def connectionMade(self) -> None:
         f = self.factory
         f.live.add(self)
+        self._port = int(getattr(self.transport.getPeer(), "port", 0))
+        f.by_port[self._port] = self
         self._accepted_v = f.clock.acted(CONNECT) if f.clock is not None else 0
         self._timer = f.reactor.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
 
@@ -265,6 +281,8 @@ class SocksProtocol(Protocol):
         self._gone = True
         self._stop_timer()
         self.factory.live.discard(self)
+        if self.factory.by_port.get(self._port) is self:
+            del self.factory.by_port[self._port]
         if self.relay is not None:
             self.relay.client_gone()
         if self.udp is not None:

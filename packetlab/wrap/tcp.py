@@ -22,6 +22,8 @@ from packetlab.controller import (
     EndpointSession,
     IPAddress,
     Socket,
+    SocketInfo,
+    read_socket_info,
     set_notifmask,
     wait_connected,
 )
@@ -61,6 +63,7 @@ class TcpRelay:
         self._on_done = on_done
         self.sktid: int | None = None
         self.sock: Socket | None = None
+        self._local: Deferred[SocketInfo] | None = None
         self._unacked = 0
         self._client_paused = False
         self._held = False
@@ -93,6 +96,23 @@ class TcpRelay:
             self._close_endpoint()
             raise
         self.rec.connected = est.time
+        # Its local address and port, for the program's getsockname (asked when it asks).
+        self._local = read_socket_info(s, sktid)
+        self._local.addErrback(lambda f: f.trap(ControllerError))
+
+    def local_info(self) -> Deferred[SocketInfo | None]:
+        """The endpoint socket's info (its local address and port); None if unknown."""
+        d: Deferred[SocketInfo | None] = Deferred()
+
+        def chain(result: Any) -> Any:
+            d.callback(result if isinstance(result, SocketInfo) else None)
+            return result
+
+        if self._local is None:
+            d.callback(None)
+        else:
+            self._local.addBoth(chain)
+        return d
 
     def start(self) -> None:
         """The program has its SOCKS reply: what the server already sent may follow."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -182,6 +183,12 @@ class _MapRequest(Protocol):
                 name = self.buf[3 : 3 + self.buf[2]].decode("ascii", "replace")
                 Deferred.fromCoroutine(self._lookup(name, self.buf[1]))
             return
+        if self.buf[:1] == b"S":
+            if len(self.buf) >= 3:
+                self.busy = True
+                port = struct.unpack_from(">H", self.buf, 1)[0]
+                Deferred.fromCoroutine(self._local(port))
+            return
         if len(self.buf) > 19:
             self.transport.loseConnection()
             return
@@ -189,6 +196,22 @@ class _MapRequest(Protocol):
             return
         port = self.factory.owner.relay_port(self.buf)
         self.transport.write(struct.pack(">H", port))
+        self.transport.loseConnection()
+
+    async def _local(self, port: int) -> None:
+        """The endpoint-side address of the program's TCP connection from loopback port
+        `port` (its getsockname): family(1: 4, 6; 0 unknown) port(2) address."""
+        answer = b"\0"
+        local_of = self.factory.owner.local_of
+        try:
+            found = await local_of(port) if local_of is not None else None
+        except Exception:  # a bug: the program's getsockname must not wait forever
+            self.factory.owner.log.failure("local address of {port}", port=port)
+            found = None
+        if found is not None:
+            addr, lport = found
+            answer = bytes([addr.version]) + struct.pack(">H", lport) + addr.packed
+        self.transport.write(answer)
         self.transport.loseConnection()
 
     async def _lookup(self, name: str, family: int) -> None:
@@ -232,6 +255,9 @@ class UdpMap:
         self.timings = timings
         self.clock = clock
         self.relays: dict[tuple[IPAddress, int], tuple[DestinationRelay, int]] = {}
+        # The endpoint-side (address, port) of a wrapped TCP connection, by the program's
+        # loopback port (WrapFactory.local_address).
+        self.local_of: Callable[[int], Awaitable[tuple[IPAddress, int] | None]] | None = None
         self.flow_count = 0
         self.dropped = 0
         self.stray = 0

@@ -798,3 +798,84 @@ def test_the_callers_own_children_do_not_hold_a_run(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=40, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"status 0\n"
+
+
+DUAL = "dual.wrap.test"  # the test DNS server answers A 127.0.0.1 and AAAA ::1
+
+
+def _native_hosts(tmp_path: Path, script: str, addrs: str = "127.0.0.1 ::1") -> bytes | None:
+    """`python3 -c script` run natively with DUAL at `addrs` in /etc/hosts (a user and
+    mount namespace); None where namespaces are not allowed."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("".join(f"{a} {DUAL}\n" for a in addrs.split()))
+    if shutil.which("unshare") is None:
+        return None
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec python3 -c "$1"',
+         str(hosts), script],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    return done.stdout if done.returncode == 0 else None
+
+
+def test_getaddrinfo_without_a_family_gets_both_in_native_order(
+    tmp_path: Path, servers: Servers
+) -> None:
+    """AF_UNSPEC gave the A addresses only (AAAA only when there was no A); natively both
+    come, ::1 before 127.0.0.1 (RFC 6724 precedence; the endpoint has both loopbacks)."""
+    script = (
+        "import socket\n"
+        f"print([a[4][0] for a in socket.getaddrinfo({DUAL!r}, 80, type=socket.SOCK_STREAM)])\n"
+    )
+    done, _ = wrap(tmp_path, ["python3", "-c", script], "--dns", servers.dns)
+    assert done.stdout == b"['::1', '127.0.0.1']\n", done.stderr
+    native = _native_hosts(tmp_path, script)
+    if native is not None:  # the same addresses from a hosts file, natively
+        assert native == done.stdout
+
+
+def test_gethostbyname_answers_from_the_endpoint(tmp_path: Path, servers: Servers) -> None:
+    """gethostbyname returned proxychains' placeholder (224.0.0.1), and gethostbyname_r
+    (Python's gethostbyname_ex) asked this host's DNS, which does not know the name."""
+    _need("cc")
+    src = tmp_path / "ghbn.c"
+    src.write_text(
+        "#include <arpa/inet.h>\n#include <netdb.h>\n#include <stdio.h>\n"
+        "int main(int c, char **v) {\n"
+        "  struct hostent *h = gethostbyname(v[1]);\n"
+        '  if (!h) { printf("h_errno %d\\n", h_errno); return 2; }\n'
+        "  char t[64]; for (char **a = h->h_addr_list; *a; a++)\n"
+        '    printf("%s %s\\n", h->h_name, inet_ntop(h->h_addrtype, *a, t, sizeof t));\n'
+        "  h = gethostbyname2(v[1], AF_INET6);\n"
+        '  if (h) printf("%s\\n", inet_ntop(AF_INET6, h->h_addr_list[0], t, sizeof t));\n'
+        "  return 0; }\n"
+    )
+    exe = tmp_path / "ghbn"
+    subprocess.run(["cc", "-o", str(exe), str(src)], check=True)
+    done, _ = wrap(tmp_path, [str(exe), DUAL], "--dns", servers.dns)
+    assert done.stdout == f"{DUAL} 127.0.0.1\n::1\n".encode(), done.stderr
+    done, _ = wrap(tmp_path, [str(exe), "nx.wrap.test"], "--dns", servers.dns)
+    assert (done.returncode, done.stdout) == (2, b"h_errno 1\n")  # HOST_NOT_FOUND
+    script = f"import socket\nprint(socket.gethostbyname_ex({DUAL!r}))\n"
+    done, _ = wrap(tmp_path, ["python3", "-c", script], "--dns", servers.dns)
+    assert done.stdout == f"('{DUAL}', [], ['127.0.0.1'])\n".encode(), done.stderr
+    # (glibc's hosts file gives gethostbyname a "::1" line as 127.0.0.1 too: v4 only)
+    native = _native_hosts(tmp_path, script, "127.0.0.1")
+    if native is not None:
+        assert native == done.stdout
+
+
+def test_getsockname_shows_the_endpoint_side_of_a_connection(tmp_path: Path) -> None:
+    """getsockname() showed the program's loopback end towards our SOCKS server; natively
+    (and now) it is the address and port the server sees the connection come from."""
+    script = (
+        "import socket, sys\n"
+        "srv = socket.create_server(('127.0.0.1', 0))\n"
+        "c = socket.create_connection(srv.getsockname())\n"
+        "peer = srv.accept()[1]\n"
+        "print(c.getsockname() == peer == c.getsockname())\n"
+    )
+    native = subprocess.run(["python3", "-c", script], capture_output=True, timeout=30)
+    assert native.stdout == b"True\n"
+    done, _ = wrap(tmp_path, ["python3", "-c", script])
+    assert done.stdout == b"True\n", done.stderr

@@ -80,6 +80,9 @@ class Answers:
         name = query.name.name
         if name.startswith(b"nx"):
             return fail(DomainError(name))
+        if name.startswith(b"dual") and query.type == dns.AAAA:  # and A: both families
+            rr = dns.RRHeader(name, dns.AAAA, dns.IN, 60, dns.Record_AAAA("::1", 60))
+            return succeed(([rr], [], []))
         if query.type != dns.A:
             return succeed(([], [], []))
         rr = dns.RRHeader(name, dns.A, dns.IN, 60, dns.Record_A(self.addr, 60))

@@ -25,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,6 +75,7 @@ typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, struct sockaddr *, sock
 typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
 typedef int (*recvmmsg_fn)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
+typedef int (*getsockname_fn)(int, struct sockaddr *, socklen_t *);
 typedef ssize_t (*send_fn)(int, const void *, size_t, int);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
@@ -257,6 +259,7 @@ static struct {
     int fd;
     socklen_t len;
     struct sockaddr_storage dst;
+    struct sockaddr_storage local; /* the endpoint's end (getsockname), once asked */
 } peers[MAX_PEERS];
 
 static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
@@ -268,6 +271,7 @@ static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
     peers[i].fd = fd;
     peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
     memcpy(&peers[i].dst, addr, peers[i].len);
+    peers[i].local.ss_family = AF_UNSPEC;
     pthread_mutex_unlock(&lock);
 }
 
@@ -595,4 +599,223 @@ void freeaddrinfo(struct addrinfo *list)
         return;
     }
     NEXT(freeaddrinfo)(list);
+}
+
+/* gethostbyname and friends: the endpoint's answer too (proxychains' own gethostbyname
+ * hands out a placeholder address, and the _r forms asked this host's DNS). `buf` gets
+ * the name, the alias and address pointer arrays and the addresses, as glibc lays them. */
+static int fill_hostent(const char *name, int af, const unsigned char *ans, size_t got,
+                        struct hostent *he, char *buf, size_t buflen)
+{
+    size_t alen = af == AF_INET ? 4 : 16, nlen = strlen(name) + 1, n = 0;
+    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
+        size_t len = ans[i] == 4 ? 4 : 16;
+        if (i + 1 + len > got)
+            break;
+        if (len == alen)
+            n++;
+        i += 1 + len;
+    }
+    if (n == 0)
+        return HOST_NOT_FOUND; /* no address of this family (NODATA in glibc's terms) */
+    size_t align = sizeof(char *), need = align + (2 + n) * sizeof(char *) + n * alen + nlen;
+    if (buflen < need)
+        return ERANGE;
+    char *p = buf + ((align - (uintptr_t)buf % align) % align);
+    char **aliases = (char **)p, **list = aliases + 1;
+    char *addrs = (char *)(list + n + 1), *copy = addrs + n * alen;
+    aliases[0] = NULL;
+    n = 0;
+    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
+        size_t len = ans[i] == 4 ? 4 : 16;
+        if (i + 1 + len > got)
+            break;
+        if (len == alen) {
+            memcpy(addrs + n * alen, ans + i + 1, alen);
+            list[n] = addrs + n * alen;
+            n++;
+        }
+        i += 1 + len;
+    }
+    list[n] = NULL;
+    memcpy(copy, name, nlen);
+    he->h_name = copy;
+    he->h_aliases = aliases;
+    he->h_addrtype = af;
+    he->h_length = (int)alen;
+    he->h_addr_list = list;
+    return 0;
+}
+
+/* 0: `*result` set (or NULL with *herr); -1: not ours (go on to the next library). */
+static int endpoint_hostent(const char *name, int af, struct hostent *he, char *buf,
+                            size_t buflen, struct hostent **result, int *herr, int *rc)
+{
+    unsigned char ans[2 + 32 * 17];
+    size_t got = 0;
+    if (name == NULL || (af != AF_INET && af != AF_INET6) || numeric(name))
+        return -1;
+    int status = lookup(name, af, ans, sizeof ans, &got);
+    if (status < 0 || status > LOOKUP_FAILED)
+        return -1;
+    *result = NULL;
+    *rc = 0;
+    if (status == LOOKUP_NONAME) {
+        *herr = HOST_NOT_FOUND;
+    } else if (status == LOOKUP_FAILED) {
+        *herr = TRY_AGAIN;
+        *rc = EAGAIN;
+    } else {
+        int r = fill_hostent(name, af, ans, got, he, buf, buflen);
+        if (r == ERANGE) {
+            *herr = NETDB_INTERNAL;
+            *rc = ERANGE;
+        } else if (r != 0) {
+            *herr = NO_DATA;
+        } else {
+            *herr = 0;
+            *result = he;
+        }
+    }
+    return 0;
+}
+
+typedef struct hostent *(*gethostbyname_fn)(const char *);
+typedef struct hostent *(*gethostbyname2_fn)(const char *, int);
+typedef int (*gethostbyname_r_fn)(const char *, struct hostent *, char *, size_t,
+                                  struct hostent **, int *);
+typedef int (*gethostbyname2_r_fn)(const char *, int, struct hostent *, char *, size_t,
+                                   struct hostent **, int *);
+
+static struct hostent *static_hostent(const char *name, int af)
+{
+    static struct hostent he; /* one result per process, as glibc's own */
+    static char buf[2048];
+    struct hostent *result;
+    int herr, rc;
+    if (endpoint_hostent(name, af, &he, buf, sizeof buf, &result, &herr, &rc) != 0)
+        return (struct hostent *)-1;
+    h_errno = herr;
+    return result;
+}
+
+struct hostent *gethostbyname(const char *name)
+{
+    struct hostent *he = static_hostent(name, AF_INET);
+    return he != (struct hostent *)-1 ? he : NEXT(gethostbyname)(name);
+}
+
+struct hostent *gethostbyname2(const char *name, int af)
+{
+    struct hostent *he = static_hostent(name, af);
+    return he != (struct hostent *)-1 ? he : NEXT(gethostbyname2)(name, af);
+}
+
+int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
+                     struct hostent **result, int *herr)
+{
+    int rc;
+    if (endpoint_hostent(name, af, ret, buf, buflen, result, herr, &rc) == 0)
+        return rc;
+    return NEXT(gethostbyname2_r)(name, af, ret, buf, buflen, result, herr);
+}
+
+int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                    struct hostent **result, int *herr)
+{
+    int rc;
+    if (endpoint_hostent(name, AF_INET, ret, buf, buflen, result, herr, &rc) == 0)
+        return rc;
+    return NEXT(gethostbyname_r)(name, ret, buf, buflen, result, herr);
+}
+
+/* ---- getsockname of a wrapped TCP socket ---- */
+
+/* The endpoint-side address of the connection whose loopback end is `port` ("S"). */
+static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
+{
+    const char *path = ctl_path();
+    if (path == NULL)
+        return -1;
+    unsigned char req[3] = {'S'}, ans[19];
+    memcpy(req + 1, &port, 2);
+    int s = socket_fd_unix();
+    if (s < 0)
+        return -1;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
+    size_t got = 0;
+    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
+             NEXT(write)(s, req, 3) == 3;
+    while (ok && got < sizeof ans) {
+        ssize_t r = read(s, ans + got, sizeof ans - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(s);
+    memset(out, 0, sizeof *out);
+    if (ok && got == 7 && ans[0] == 4) {
+        struct sockaddr_in *a = (void *)out;
+        a->sin_family = AF_INET;
+        memcpy(&a->sin_port, ans + 1, 2);
+        memcpy(&a->sin_addr, ans + 3, 4);
+        return 0;
+    }
+    if (ok && got == 19 && ans[0] == 6) {
+        struct sockaddr_in6 *a = (void *)out;
+        a->sin6_family = AF_INET6;
+        memcpy(&a->sin6_port, ans + 1, 2);
+        memcpy(&a->sin6_addr, ans + 3, 16);
+        return 0;
+    }
+    return -1;
+}
+
+int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    socklen_t room = len != NULL ? *len : 0;
+    int rc = NEXT(getsockname)(fd, addr, len);
+    if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ctl_path() == NULL)
+        return rc;
+    struct sockaddr_storage peer, local;
+    socklen_t plen = sizeof peer;
+    if (NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+        !is_socks_server((struct sockaddr *)&peer))
+        return rc;
+    in_port_t port = addr->sa_family == AF_INET ? ((struct sockaddr_in *)addr)->sin_port
+                                                : ((struct sockaddr_in6 *)addr)->sin6_port;
+    int slot = fd % MAX_PEERS, cached = 0;
+    pthread_mutex_lock(&lock);
+    if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
+        local = peers[slot].local;
+        cached = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!cached && endpoint_local(port, &local) != 0)
+        return rc;
+    if (!cached) {
+        pthread_mutex_lock(&lock);
+        if (peers[slot].fd == fd)
+            peers[slot].local = local;
+        pthread_mutex_unlock(&lock);
+    }
+    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) { /* a dual-stack socket */
+        struct sockaddr_in v4 = *(struct sockaddr_in *)&local;
+        struct sockaddr_in6 *m = (void *)&local;
+        memset(&local, 0, sizeof local);
+        m->sin6_family = AF_INET6;
+        m->sin6_port = v4.sin_port;
+        memcpy(m->sin6_addr.s6_addr + 10, "\xff\xff", 2);
+        memcpy(m->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
+    }
+    if (local.ss_family != addr->sa_family)
+        return rc;
+    socklen_t n = addr_len(local.ss_family);
+    memcpy(addr, &local, room < n ? room : n);
+    *len = n;
+    return rc;
 }

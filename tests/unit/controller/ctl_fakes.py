@@ -45,6 +45,10 @@ BASE_NS = 1_700_000_000_000_000_000  # endpoint clock at Clock() time 0
 Server = Callable[[bytes], list[bytes]]
 
 
+# The local address an established TCP socket reports (its port: 50000 + sktid).
+LOCAL4, LOCAL6 = ipaddress.ip_address("192.0.2.10"), ipaddress.ip_address("2001:db8::10")
+
+
 class FakeEndpoint(Protocol):
     """Answers each request at once, in order. `tcp_servers[(ip, port)](request)` gives the
     reply chunks of a TCP peer (then it closes); unknown TCP targets are refused the
@@ -111,6 +115,9 @@ class FakeEndpoint(Protocol):
             skt = self.sockets.get(sktid)
             if skt is not None:
                 struct.pack_into(">BBb", block, 0, skt["family"], skt["proto"], skt["state"])
+                if "local" in skt:  # an established TCP socket's LADDR and LPORT
+                    block[16 : 16 + len(skt["local"][0])] = skt["local"][0]
+                    struct.pack_into(">H", block, 48, skt["local"][1])
             return bytes(block[off : off + n]).ljust(n, b"\0")
         off = addr - vmem.SYS_BASE
         return bytes(self.memory[off : off + n]).ljust(n, b"\0")
@@ -137,6 +144,8 @@ class FakeEndpoint(Protocol):
 
     def established(self, msg: Nopen) -> None:
         self.sockets[msg.sktid]["state"] = SocketState.OPEN
+        local = LOCAL4 if len(msg.raddr or b"") == 4 else LOCAL6
+        self.sockets[msg.sktid]["local"] = (local.packed, 50000 + msg.sktid)
         self.send(Nstat(msg.sktid, msg.family, msg.proto, self.now(), 0, msg.raddr, msg.rport))
 
     def late_nstat(self, nstat: Nstat) -> None:

@@ -151,3 +151,20 @@ def test_a_name_that_cannot_be_asked_or_a_failing_lookup_is_still_answered() -> 
     broken = FakeNames({"www.test": RuntimeError("a bug")})
     udpmap = UdpMap(None, Reactor(), TimingLog(None), None, broken)  # type: ignore[arg-type]
     assert ask(udpmap, b"N\x00\x08www.test") == (bytes([LOOKUP_FAILED, 0]), True)
+
+
+def test_getsockname_requests_answer_the_endpoint_side_address() -> None:
+    """ "S" + the program's loopback port: family, port, address; 0 when unknown."""
+    import ipaddress
+
+    from twisted.internet.defer import succeed
+
+    ip = ipaddress.ip_address
+    known: dict[int, Any] = {4000: (ip("192.0.2.7"), 51000), 4001: (ip("2001:db8::7"), 443)}
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None)  # type: ignore[arg-type]
+    assert ask(udpmap, b"S\x0f\xa0") == (b"\0", True)  # no one to ask yet
+    udpmap.local_of = lambda port: succeed(known.get(port))
+    assert ask(udpmap, b"S\x0f\xa0") == (b"\x04\xc7\x38" + ip("192.0.2.7").packed, True)
+    assert ask(udpmap, b"S\x0f\xa1") == (b"\x06\x01\xbb" + ip("2001:db8::7").packed, True)
+    assert ask(udpmap, b"S\x0f\xa2") == (b"\0", True)
+    assert ask(udpmap, b"S\x0f") == (b"", False)  # incomplete: wait for the rest

@@ -213,3 +213,62 @@ def test_a_server_that_speaks_first_is_heard_after_the_reply(tmp_path: Path) -> 
     proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80))
     settle(rig)
     assert t.value() == b"\x05\x00" + reply(Rep.SUCCEEDED) + b"220 hi\r\n"
+
+
+def test_the_endpoint_side_address_of_a_connection_for_getsockname(tmp_path: Path) -> None:
+    """The shim's getsockname asks by the program's loopback port: the endpoint socket's
+    LADDR/LPORT (what the server sees), not our SOCKS connection's loopback end."""
+    from ctl_fakes import LOCAL4
+    from twisted.internet.defer import Deferred
+
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = http_server
+
+    def local(port: int) -> Any:
+        return rig.run(Deferred.fromCoroutine(factory.local_address(port)))
+
+    assert local(40000) is None  # no connection yet
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), 80))
+    settle(rig, 100)
+    assert t.value() == b"\x05\x00" + reply(Rep.SUCCEEDED)
+    (sktid,) = rig.endpoint.sockets
+    assert local(40000) == (LOCAL4, 50000 + sktid)
+    assert local(40000) == (LOCAL4, 50000 + sktid)  # asked again: the same
+    assert local(40001) is None  # another port: not ours
+    proto.connectionLost(None)
+    settle(rig)
+    assert local(40000) is None
+
+
+def test_a_lookup_without_a_family_gets_both_in_the_endpoints_order(tmp_path: Path) -> None:
+    """A and AAAA both asked (at once); IPv6 first on an endpoint with global IPv6, as
+    glibc orders them there. It gave the A addresses only."""
+    from twisted.internet.defer import Deferred
+
+    from packetlab.wrap.resolve import Names
+
+    rig = setup(tmp_path)[0]
+
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.Message()
+        q.fromStr(query)
+        r = dns.Message(id=q.id, answer=1)
+        r.queries = q.queries
+        name = q.queries[0].name.name
+        if q.queries[0].type == dns.A:
+            r.answers = [dns.RRHeader(name, payload=dns.Record_A("192.0.2.80"))]
+        else:
+            r.answers = [dns.RRHeader(name, dns.AAAA, payload=dns.Record_AAAA("2001:db8::80"))]
+        return [r.toStr()]
+
+    rig.endpoint.udp_servers[(str(DNS), 53)] = serve
+    ip = ipaddress.ip_address
+    for sources, first in (((ip("192.0.2.9"), ip("2001:db8::9")), "2001:db8::80"),
+                           ((ip("192.0.2.9"), ip("::1")), "192.0.2.80")):  # fmt: skip
+        names = Names(rig.session, [(DNS, 53)], hosts=frozenset(), sources=sources)
+        answer = rig.run(Deferred.fromCoroutine(names.lookup("www.example", 0)))
+        assert str(answer.addresses[0]) == first
+        assert sorted(map(str, answer.addresses)) == ["192.0.2.80", "2001:db8::80"]
+        assert answer.sent is not None and answer.answered is not None
+        v4 = rig.run(Deferred.fromCoroutine(names.lookup("www.example", 4)))
+        assert [str(a) for a in v4.addresses] == ["192.0.2.80"]
