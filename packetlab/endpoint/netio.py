@@ -50,6 +50,10 @@ _SOL_SOCKET = socket.SOL_SOCKET
 # The kernel's count of datagrams dropped at the socket's full queue, with each datagram
 # read after the first drop (Linux, socket(7)): they are counted as drops too.
 SO_RXQ_OVFL = 40
+# The same count on demand (SK_MEMINFO_DROPS of SO_MEMINFO), read when a socket that had
+# a queue drains: drops at the very end of a flood have no datagram after them to carry it.
+SO_MEMINFO = 55
+_SK_MEMINFO_DROPS = 8
 _UDP_ANC_SIZE = ANC_SIZE + socket.CMSG_SPACE(4)
 _U32 = struct.Struct("=I").unpack_from
 _UDP_READ_BATCH = 64  # datagrams per wake-up, so one busy socket cannot starve the others
@@ -205,6 +209,7 @@ class UdpIO(_SockIO):
         self._ids: dict[PendingSend, int] = {}  # tagged sends -> TX stamp id
         self._retry: Any = None  # the pending callLater of a stamped socket's backlog
         self._overflows = 0  # the kernel's SO_RXQ_OVFL count already reported
+        self._queued = False  # the last read stopped at a full batch
         self._last_send = 0  # clock at the previous send (stamped sockets)
 
     def stamp_tx(self, watcher: SocketWatcher) -> bool:
@@ -284,10 +289,13 @@ class UdpIO(_SockIO):
         skt = self.skt
         family = _AF[skt.family]
         clock = self._clock
-        for _ in range(_UDP_READ_BATCH):
+        for n in range(_UDP_READ_BATCH):
             try:
                 data, anc, _flags, addr = recvmsg(NDATA_MAX, _UDP_ANC_SIZE)
             except BlockingIOError:
+                if n > 1 or self._queued:  # a queue built up: it may have overflowed
+                    self._queued = False
+                    self._drain_drops()
                 return
             except InterruptedError:
                 continue
@@ -300,16 +308,29 @@ class UdpIO(_SockIO):
             received(skt, data, time, socket.inet_pton(family, addr[0]), addr[1])
             if self._fd < 0:
                 return
+        self._queued = True  # a full batch: more wait
 
     def _kernel_drops(self, anc: list[tuple[int, int, bytes]], time: int) -> None:
         for level, kind, value in anc:
             if level == _SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
                 (total,) = _U32(value)
-                new = (total - self._overflows) & 0xFFFFFFFF
-                self._overflows = total
-                if new:
-                    self._events.udp_dropped(self.skt, new, time)
+                self._count_drops(total, time)
                 return
+
+    def _count_drops(self, total: int, time: int) -> None:
+        new = (total - self._overflows) & 0xFFFFFFFF
+        if new and new < 0x80000000:  # else a count older than the one read at a drain
+            self._overflows = total
+            self._events.udp_dropped(self.skt, new, time)
+
+    def _drain_drops(self) -> None:
+        try:
+            info = self._sock.getsockopt(_SOL_SOCKET, SO_MEMINFO, 64)
+        except OSError:  # not Linux
+            return
+        if len(info) >= 4 * (_SK_MEMINFO_DROPS + 1):
+            (total,) = _U32(info, 4 * _SK_MEMINFO_DROPS)
+            self._count_drops(total, self._clock())
 
     def send(self, pending: PendingSend) -> bool:
         """Send now: True once the kernel took it; False if it waits for buffer space

@@ -184,6 +184,13 @@ class RawIO:
         return f"pktendpoint-raw-{self.skt.sktid}"
 
     def doRead(self) -> None:
+        self._read()
+        # One getsockopt a wake-up: the packets the kernel dropped at the full queue.
+        dropped = self._cap.drops() if self._fd >= 0 else 0
+        if dropped and self._endtime is not None:
+            self._events.raw_dropped(self.skt, dropped, self._clock())
+
+    def _read(self) -> None:
         cap = self._cap
         loopback = self._loopback
         skt = self.skt

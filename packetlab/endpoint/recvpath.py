@@ -155,8 +155,13 @@ class ReceivePath:
     def kernel_dropped(self, skt: Skt, count: int, time: int) -> None:
         """Datagrams the kernel dropped before the endpoint could read them (its socket
         queue was full): counted as drops of unknown size (0 bytes) in DROPSTAT and the
-        episode's ndrop, so that every datagram is accounted for."""
+        episode's ndrop, so that every datagram is accounted for. Their ndrop goes at once
+        if the socket has room (the kernel's queue had none, the endpoint's budget may):
+        noticed when the socket drained, there may be no datagram after them to end the
+        episode."""
         self.count_drop(skt, time, 0, count)
+        if self.recv_room(skt) > 0 and not skt.notifmask & _NDROP:
+            self._end_episode(skt)
 
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured packet: as a UDP datagram without the address (§3.4, §3.5)."""

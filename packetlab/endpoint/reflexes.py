@@ -454,9 +454,10 @@ class ReflexGate:
         from packetlab.reflex.runtime import ReflexInstance
 
         box = Box(self.service.settings)
-        inst = ReflexInstance(box, compiled, _Host(self))
         try:
-            inst.setup(b"")
+            # The box's own instance: `Box.close` (detached, session ended) lets it go
+            # at once, not at the cyclic GC's next full collection.
+            inst = box.adopt(ReflexInstance(box, compiled, _Host(self)))
         except MonitorLoadError as e:
             box.close()
             self.log.warn("reflex {d} failed to load: {e}", d=msg.digest.hex()[:16], e=str(e))

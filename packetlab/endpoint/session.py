@@ -191,6 +191,7 @@ class Session:
         self.udp_received = receive.udp_received
         self.udp_dropped = receive.kernel_dropped
         self.raw_received = receive.raw_received
+        self.raw_dropped = receive.kernel_dropped
         self.send_done = send.send_done
         self.phase = Phase.SETUP
         self.ended: SessionEnd | None = None

@@ -238,6 +238,10 @@ class SocketEvents(Protocol):
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         """A captured IP packet (raw sockets)."""
 
+    def raw_dropped(self, skt: Skt, count: int, time: int) -> None:
+        """`count` packets the kernel dropped at the capture socket's full queue
+        (PACKET_STATISTICS), noticed at `time`."""
+
     def tcp_established(
         self, skt: Skt, laddr: bytes, lport: int, raddr: bytes, rport: int
     ) -> None: ...

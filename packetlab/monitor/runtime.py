@@ -23,10 +23,12 @@ from __future__ import annotations
 import ctypes
 import re
 import struct
+import sys
+import traceback
 import weakref
 from collections.abc import Callable, Sequence
 from time import monotonic_ns as _now
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import wasmtime
 from wasmtime import _bindings as ffi
@@ -132,6 +134,9 @@ class Host(Protocol):
         """monitor_debug(), when debugging is enabled."""
 
 
+_I = TypeVar("_I", bound="Instance")
+
+
 class Box:
     """One wasmtime store: the memory cap, the deadline, the instances of one session."""
 
@@ -180,11 +185,23 @@ class Box:
 
     def instantiate(self, compiled: Compiled, host: Host, pm: bytes = b"") -> Instance:
         """A new instance of `compiled` in this box. Raises `MonitorLoadError`."""
-        inst = Instance(self, compiled, host)
+        return self.adopt(Instance(self, compiled, host), pm)
+
+    def adopt(self, inst: _I, pm: bytes = b"") -> _I:
+        """Set up `inst`, made for this box (a monitor or a reflex), as one of its
+        instances, released by `close`. Raises `MonitorLoadError`."""
+        assert inst.box is self
         try:
             inst.setup(pm)
         except BaseException:
             inst.release()  # its callbacks must not keep the box (and the store) alive
+            # Nor the frames of the error and of the errors it was raised in (a handler's
+            # `except ... as e: raise ...` is a cycle, frame -> e -> traceback -> frame,
+            # holding the instance and the store until the cyclic GC).
+            err = sys.exc_info()[1]
+            while err is not None:
+                traceback.clear_frames(err.__traceback__)
+                err = err.__context__
             raise
         self.instances.append(inst)
         return inst

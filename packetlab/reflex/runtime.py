@@ -140,6 +140,17 @@ class ReflexInstance(Instance):
             self._raw[name] = mrt._Raw(f, abi.EXPORTS[name][0])
         self._packet = self._raw["reflex_packet"]
 
+    def release(self) -> None:
+        """Its box closed: as a monitor's (`Instance.release`), and its exports, the send
+        queue's shim instance and the views into its memory let go too; a later
+        `packet` is a crash, other calls answer 0 (absent)."""
+        super().release()
+        self._raw = {}
+        self._packet = None
+        self._shim = None
+        self._sendq = None
+        self._pktview = memoryview(bytearray(abi.PKT_BUF))
+
     def _host_func(self, name: str) -> wasmtime.Func:
         if name != "reflex_send":
             return super()._host_func(name)
@@ -184,6 +195,8 @@ class ReflexInstance(Instance):
         data: bytes,
     ) -> int:
         """reflex_packet for one received packet: its flags. Raises `MonitorCrash`."""
+        if self._packet is None:
+            raise MonitorCrash("the reflex was detached")
         n = len(data)
         self._pktview[:n] = data
         self.curpkt = data

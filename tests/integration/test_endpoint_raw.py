@@ -397,3 +397,49 @@ def _ip_checksum(header: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def test_a_capture_flood_is_delivered_or_counted(
+    tb: Testbed, endpoint: Callable[..., RawEndpoint]
+) -> None:
+    """A capture flood while the controller reads nothing, then it reads (session 20,
+    ep20): every packet sent is an ndata or a drop in DROPSTAT and the ndrops, the
+    endpoint's (budget) and the kernel's at the full capture queue (PACKET_STATISTICS),
+    with no packet after the flood to carry them. Before, the kernel's were counted
+    nowhere."""
+    c = endpoint(ep_config(tb, extra4=",127.0.0.1/8")).accept()
+    c.ok(raw_open(1, 4, ipaddress.IPv4Address("127.0.0.1").packed, rbufsz=64 << 20))
+    with tb.enter("ep"):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no ICMP unreachables
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    c.ok(ncap(1, 4, f"udp dst port {port}", time.time_ns() + 120 * SEC))
+    payload = b"r" * 1000
+    sent = 0
+    try:
+        for _ in range(20_000):  # 20 MB, more than twice BufMax
+            try:
+                tx.sendto(payload, ("127.0.0.1", port))
+                sent += 1
+            except OSError:  # ENOBUFS
+                time.sleep(0.001)
+        time.sleep(0.5)  # the endpoint has read what the kernel kept
+    finally:
+        tx.close()
+        sink.close()
+    full = units = 0
+    while True:
+        try:
+            m = c.recv(2.0)
+        except TimeoutError:
+            break
+        if isinstance(m, wire.Ndata) and len(m.data) == 28 + len(payload):
+            full += 1
+        elif isinstance(m, wire.Ndrop):
+            units += m.unitcnt
+    stat = c.mread(vmem.skt_addr(1, vmem.SKT_DROPSTAT), 8)
+    drop_pkts = int.from_bytes(stat[4:], "big")
+    print(f"sent {sent}: {full} ndata, {drop_pkts} drops")
+    assert units == drop_pkts > 0
+    assert full + drop_pkts == sent, (full, drop_pkts, sent)  # a truncated one: a drop

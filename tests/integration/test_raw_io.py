@@ -31,6 +31,11 @@ class FakeCapture:
         self.dropped_all = 0
         self.drained = 0
         self.closed = False
+        self.kernel_drops = 0  # PACKET_STATISTICS' tp_drops, reset when read
+
+    def drops(self) -> int:
+        n, self.kernel_drops = self.kernel_drops, 0
+        return n
 
     def fileno(self) -> int:
         return 42
@@ -63,8 +68,13 @@ class Events:
     def __init__(self) -> None:
         self.got: list[tuple[bytes, int]] = []
 
+        self.dropped: list[tuple[int, int]] = []
+
     def raw_received(self, skt: Skt, data: bytes, time: int) -> None:
         self.got.append((data, time))
+
+    def raw_dropped(self, skt: Skt, count: int, time: int) -> None:
+        self.dropped.append((count, time))
 
 
 class Loaded:
@@ -214,3 +224,20 @@ def test_close_releases_everything(make: Callable[..., R], sender: socket.socket
     assert r.io not in r.reactor.readers and r.reactor.getDelayedCalls() == []
     r.io.close()  # twice is harmless
     assert r.closed == [1]
+
+
+def test_kernel_drops_are_reported_while_capturing(make: Callable[..., R]) -> None:
+    """The kernel's drops at the capture socket's full queue (session 20, ep20): read at
+    each wake-up, reported while a capture runs; those after endtime are not ours."""
+    r = make()
+    r.io.capture(b"prog", T0 + SEC)
+    r.cap.queue.append(pkt(T0 + 1))
+    r.cap.kernel_drops = 5
+    r.io.doRead()
+    assert r.events.dropped == [(5, T0)] and len(r.events.got) == 1
+    r.io.doRead()  # nothing new
+    assert r.events.dropped == [(5, T0)]
+    r.reactor.advance(2.0)  # endtime: the capture stops
+    r.cap.kernel_drops = 2
+    r.io.doRead()
+    assert r.events.dropped == [(5, T0)]

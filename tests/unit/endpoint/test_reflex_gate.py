@@ -494,3 +494,70 @@ def test_malformed_and_refused_reflex_requests_by_the_thousand_log_a_few_lines()
     assert len(lines) == 20, lines[-3:]
     assert "malformed reflex request" in lines[0]
     assert "the next ones are counted, not logged" in lines[-1]
+
+
+# ---------------------------------------------------------------------- freeing the store
+
+
+@pytest.mark.parametrize("how", ["rdetach", "crash", "nclose", "session end"])
+def test_a_detached_reflexs_store_is_freed_without_the_cyclic_gc(how: str) -> None:
+    """A reflex's box (its wasmtime store, with the reflex's memory) waited for the cyclic
+    GC after it was detached or its session ended: the instance was not the box's, so
+    `Box.close` did not break the cycles through its host functions (session 20, ep20)."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        r, g = make_rig()
+        opened(r)
+        assert send(r, attach(1, w(TRAP if how == "crash" else ECHO))) == [wire.Result(0)]
+        a = g.attached[r.skt(1)]
+        store, inst = weakref.ref(a.box.store), weakref.ref(a.inst)
+        del a
+        if how == "rdetach":
+            assert send(r, detach(1)) == [wire.Result(0)]
+        elif how == "crash":
+            r.session.udp_received(r.skt(1), b"a", T0 + 1, FAR4, 1)
+            assert isinstance(frames(r)[0], rw.Detached)
+        elif how == "nclose":
+            assert send(r, wire.Nclose(1)) == [wire.Result(0)]
+            assert block(r, 1)[0] == rw.STAT_DETACHED
+        else:
+            r.session.close()
+        assert g.attached == {} and g.by_sktid == {}
+        assert inst() is None and store() is None
+    finally:
+        gc.enable()
+
+
+def test_a_reflex_that_fails_to_load_does_not_keep_its_store() -> None:
+    import gc
+    import weakref
+
+    from packetlab.monitor import runtime as mrt
+
+    boxes: list[weakref.ref[Any]] = []
+    real = mrt.Box
+
+    class Spy(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            boxes.append(weakref.ref(self.store))
+
+    gc.collect()
+    gc.disable()
+    try:
+        r, _ = make_rig()
+        opened(r)
+        bad = reflex_wat("(i32.const 0)", extra="(func $s unreachable) (start $s)")
+        mp = pytest.MonkeyPatch()
+        mp.setattr(mrt, "Box", Spy)
+        try:
+            assert send(r, attach(1, w(bad))) == [wire.Result(int(S.ECRTBADHDAT))]
+        finally:
+            mp.undo()
+        assert len(boxes) == 1 and boxes[0]() is None
+    finally:
+        gc.enable()
