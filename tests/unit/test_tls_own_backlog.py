@@ -30,10 +30,11 @@ class Reading:
     """The fake transport's pause/resume, and its unsent bytes (what the peer has not read)."""
 
     def __init__(self, lk: Link) -> None:
-        self.transport: Any = lk.client.transport
+        transport: Any = lk.client.transport
+        self.transport = transport
         self.paused = False
-        self.transport.pauseProducing = self.pause
-        self.transport.resumeProducing = self.resume
+        transport.pauseProducing = self.pause
+        transport.resumeProducing = self.resume
 
     def pause(self) -> None:
         self.paused = True

@@ -92,7 +92,7 @@ def link(
     cf = PPKSTLSFactory(client_creator or creator(), True, app("client"))
 
     def build(factory: PPKSTLSFactory, layer: str | None) -> Any:
-        p = factory.buildProtocol(None)
+        p: Any = factory.buildProtocol(None)
         if layer is not None:
             p.record_layer = layer
         return p
