@@ -356,16 +356,18 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     def _send_own(self, data: bytes) -> None:
         # Records TLS writes of its own accord (handshake, KeyUpdate answers, alerts):
         # the application's backpressure does not see them, the backlog does.
+        before = self._unsent()
+        self._send(data)
         backlog = self._backlog
         if backlog is None:
+            if self._unsent() <= before:
+                return  # all sent: no backlog object for the many links that never queue
             clock = self.clock
             if clock is None:
                 from twisted.internet import reactor as clock
             self._backlog = backlog = OwnBacklog(
                 self._unsent, clock, self._hold_reading, self._resume_reading, self._cut_unread
             )
-        before = self._unsent()
-        self._send(data)
         backlog.sent(before)
 
     def _unsent(self) -> int:

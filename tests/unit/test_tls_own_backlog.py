@@ -140,3 +140,13 @@ def test_the_application_and_the_backlog_pause_reading_together(
     assert reading.paused  # the application's pause holds
     lk.client.resumeProducing()
     assert not reading.paused
+
+
+def test_links_whose_own_records_all_leave_at_once_keep_no_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker holds many quiet links: those never queue TLS's own records."""
+    monkeypatch.setattr(PPKSTLSProtocol, "_unsent", lambda self: 0, raising=False)
+    lk = link(record_layers=("openssl", "python"))
+    flood(lk, 3)
+    assert lk.client._backlog is None and lk.server._backlog is None
