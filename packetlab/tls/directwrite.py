@@ -31,6 +31,7 @@ __all__ = [
     "PlainFrameWriter",
     "frame_writer",
     "socket_connection",
+    "unsent",
 ]
 
 # Bytes collected while corked before they are emitted anyway: bounds the memory a long
@@ -46,6 +47,13 @@ def socket_connection(transport: Any, kind: type = tcp.Connection) -> Any:
             return transport
         transport = getattr(transport, "transport", None)
     return None
+
+
+def unsent(conn: Any) -> int:
+    """Bytes Twisted holds for the socket of `conn` (a `tcp.Connection`; 0 for None)."""
+    if conn is None:
+        return 0
+    return len(conn.dataBuffer) - conn.offset + conn._tempDataLen
 
 
 class DirectWriter:

@@ -28,7 +28,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-from .directwrite import Corked, DirectWriter, socket_connection
+from .backlog import OwnBacklog
+from .directwrite import Corked, DirectWriter, socket_connection, unsent
 from .gate import PeerGate
 from .records import MAX_CIPHERTEXT, RecordError, RecordLayer, alert_name
 from .takeover import forget_secrets, record_mode, take_over
@@ -67,13 +68,21 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     # "auto", "python" or "openssl"; None: $PACKETLAB_TLS_RECORDS (default auto).
     record_layer: str | None = None
 
+    # The reactor for the backlog's checks (`packetlab.tls.backlog`); None: the global one.
+    clock: Any = None
+
     _direct: DirectWriter | None = None
+    _tcp: Any = None  # the TCP connection below, if any
+    _backlog: OwnBacklog | None = None  # our own records unsent, once we sent some
+    _app_paused = False  # the application paused reading (pauseProducing)
+    _app_write = False  # OpenSSL's send BIO holds the application's records
     _sealing = False  # _emit is feeding OpenSSL: read its BIO once, after the last record
     _records: RecordLayer | None = None  # the Python record layer, once it took over
     _rx = b""  # the start of a handshake record not yet whole
 
     def makeConnection(self, transport: Any) -> None:
         conn = socket_connection(transport)
+        self._tcp = conn
         self._direct = DirectWriter(conn) if conn is transport else None
         super().makeConnection(transport)
 
@@ -223,7 +232,7 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             self._record_failed(records, e)
             return
         if got.out:
-            self._send(got.out)
+            self._send_own(got.out)  # a KeyUpdate answer: at most one until we send data
         if got.chunks and not self._aborted:
             deliver = self.wrappedProtocol.dataReceived  # one record per call, as OpenSSL
             for chunk in got.chunks:
@@ -268,7 +277,11 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     def _write(self, data: bytes) -> None:
         records = self._records
         if records is None:
-            super()._write(data)
+            app, self._app_write = self._app_write, True
+            try:
+                super()._write(data)  # its _flushSendBIO sends the application's records
+            finally:
+                self._app_write = app
         elif not self._lostTLSConnection:
             self._send(records.seal(data))
 
@@ -317,7 +330,7 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
                     self._write(frame[sent:])
         finally:
             self._sealing = False
-        self._flushSendBIO()
+        self._flush_app()
 
     def _drain_bio(self) -> bytes:
         conn = self._tlsConnection
@@ -340,14 +353,75 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         else:
             cast(Any, self.transport).write(data)
 
+    def _send_own(self, data: bytes) -> None:
+        # Records TLS writes of its own accord (handshake, KeyUpdate answers, alerts):
+        # the application's backpressure does not see them, the backlog does.
+        before = self._unsent()
+        self._send(data)
+        backlog = self._backlog
+        if backlog is None:
+            if self._unsent() <= before:
+                return  # all sent: no backlog object for the many links that never queue
+            clock = self.clock
+            if clock is None:
+                from twisted.internet import reactor as clock
+            self._backlog = backlog = OwnBacklog(
+                self._unsent, clock, self._hold_reading, self._resume_reading, self._cut_unread
+            )
+        backlog.sent(before)
+
+    def _unsent(self) -> int:
+        """Bytes the TCP transport holds, not yet sent (ours and the application's)."""
+        return unsent(self._tcp)
+
     def _flushSendBIO(self) -> None:
-        # With the record layer OpenSSL writes nothing more (its last bytes were sent at
-        # the hand-over).
+        # What OpenSSL writes outside the application's writes is its own. With the
+        # record layer OpenSSL writes nothing more (its last bytes went at the hand-over).
         if self._sealing or self._tlsConnection is None or self._records is not None:
             return
         data = self._drain_bio()
-        if data:
+        if not data:
+            return
+        if self._app_write:  # the application's records: the transport's backpressure
             self._send(data)
+        else:
+            self._send_own(data)
+
+    def _flush_app(self) -> None:
+        self._app_write = True
+        try:
+            self._flushSendBIO()
+        finally:
+            self._app_write = False
+
+    # -- reading, paused by the application or by our own backlog --
+
+    def pauseProducing(self) -> None:
+        self._app_paused = True
+        cast(Any, self.transport).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._app_paused = False
+        backlog = self._backlog
+        if backlog is None or not backlog.paused:
+            cast(Any, self.transport).resumeProducing()
+
+    def _hold_reading(self) -> None:
+        cast(Any, self.transport).pauseProducing()
+
+    def _resume_reading(self) -> None:
+        if not self._app_paused and not self._lostTLSConnection:
+            cast(Any, self.transport).resumeProducing()
+
+    def _cut_unread(self, queued: int, waited: float) -> None:
+        self.log.warn(
+            "TLS: closing the link to {peer}: it left {n} bytes of our TLS records "
+            "(answers to its KeyUpdates) unread for {s:.0f} s",
+            peer=_address_of(self.transport),
+            n=queued,
+            s=waited,
+        )
+        self.abortConnection()
 
     def _shutdownTLS(self) -> None:
         # The data of this read goes to the application, and the frames it writes (corked)
@@ -382,6 +456,8 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.discard()
+        if self._backlog is not None:
+            self._backlog.stop()
         records = self._records
         if records is not None and not self._lostTLSConnection:
             # The TCP stream ended without the peer's close_notify: a truncation, as

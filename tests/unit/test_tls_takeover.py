@@ -74,7 +74,11 @@ def options() -> PPKSServerOptions:
     return PPKSServerOptions({"e": entry})
 
 
-def link(client_creator: PPKSClientCreator | None = None) -> Link:
+def link(
+    client_creator: PPKSClientCreator | None = None,
+    record_layers: tuple[str | None, str | None] = (None, None),
+) -> Link:
+    """A handshaken pair; `record_layers`: the (client, server) `record_layer`."""
     apps: dict[str, App] = {}
 
     def app(side: str) -> Factory:
@@ -86,8 +90,15 @@ def link(client_creator: PPKSClientCreator | None = None) -> Link:
 
     sf = PPKSTLSFactory(options(), False, app("server"))
     cf = PPKSTLSFactory(client_creator or creator(), True, app("client"))
+
+    def build(factory: PPKSTLSFactory, layer: str | None) -> Any:
+        p: Any = factory.buildProtocol(None)
+        if layer is not None:
+            p.record_layer = layer
+        return p
+
     client, server, pump = connectedServerAndClient(
-        lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None), greet=False
+        lambda: build(sf, record_layers[1]), lambda: build(cf, record_layers[0]), greet=False
     )
     pump.flush()
     assert isinstance(client, PPKSTLSProtocol) and isinstance(server, PPKSTLSProtocol)
