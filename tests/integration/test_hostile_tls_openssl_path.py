@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from procstat import sample
 from record_controller import RecordSocket
-from test_hostile_tls_records import LO, RSS_BOUND_KIB, World
+from test_hostile_tls_records import RSS_BOUND_KIB, World, warmed
 
 from packetlab import wire
 from packetlab.tls import records as record_layer
@@ -37,15 +37,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     # Small buffers on the controller's side, so the stall comes after fewer KeyUpdates.
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         w.ctl.listener.setsockopt(socket.SOL_SOCKET, opt, 32 * 1024)
-    try:
-        c, _ = w.session()
-        c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
-        c.close()
-        w.base = w.served()
+    with warmed(w) as w:
         yield w
-    finally:
-        w.ep.stop()
-        w.ctl.close()
 
 
 def push(s: RecordSocket, data: bytes, *, read: bool) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,12 @@ class World:
         assert "Traceback" not in log and "Unhandled" not in log, log[-3000:]
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+@contextmanager
+def warmed(w: World) -> Iterator[World]:
+    """`w` after a first session (its imports and caches) with `base` taken; stopped
+    after."""
     try:
-        c, _ = w.session()  # warm up: the first session's imports and caches
+        c, _ = w.session()
         c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
         c.close()
         w.base = w.served()
@@ -74,6 +76,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     finally:
         w.ep.stop()
         w.ctl.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with warmed(World(tmp_path)) as w:
+        yield w
 
 
 def test_messages_cut_at_every_byte_and_packed_in_one_record(world: World) -> None:

@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 from conftest import DEFAULT_CONFIG, REPO, RawController, twistd
-from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
+from tls_world import (
+    TLSController,
+    TLSEndpoint,
+    controller_chain,
+    pktlab_init,
+    udp_sink_on,
+)
 from wasmtime import wat2wasm
 
 from packetlab import wire
@@ -67,14 +73,6 @@ def nsend(sktid: int, port: int, data: bytes = b"x", tag: int = 0) -> wire.Nsend
                       rport=port)  # fmt: skip
 
 
-def free_port(odd: bool) -> tuple[socket.socket, int]:
-    while True:
-        s, port = udp_sink()
-        if port % 2 == int(odd):
-            return s, port
-        s.close()
-
-
 def test_aux_monitors_on_a_real_endpoint(endpoint_factory: Any, tmp_path: Path) -> None:
     a = module(tmp_path, "a", {}, initialize="(i32.store8 (local.get $info) (i32.const 65))"
                " (i32.const 1)")  # fmt: skip
@@ -87,8 +85,8 @@ def test_aux_monitors_on_a_real_endpoint(endpoint_factory: Any, tmp_path: Path) 
         (b"monitor", b"\x01\x00", b""),  # aux index in host (little-endian) order
     ]
     udp_open(c)
-    odd, odd_port = free_port(odd=True)
-    even, even_port = free_port(odd=False)
+    odd, odd_port = udp_sink_on(odd=True)
+    even, even_port = udp_sink_on(odd=False)
     try:
         assert c.request(nsend(1, odd_port, tag=3)) == wire.Result(MONREJ, 1, 1)
         assert c.request(nsend(1, even_port, tag=4)) == wire.Result(0)

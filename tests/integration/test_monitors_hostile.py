@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 from conftest import RawController
 from procstat import rss_kib
-from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
+from tls_world import (
+    TLSController,
+    TLSEndpoint,
+    controller_chain,
+    pktlab_init,
+    udp_sink_on,
+)
 from wasmtime import wat2wasm
 
 from packetlab import wire
@@ -248,14 +254,6 @@ def udp_send(sktid: int, port: int) -> wire.Nsend:
                       raddr=LO, rport=port)  # fmt: skip
 
 
-def free_port(odd: bool) -> tuple[socket.socket, int]:
-    while True:
-        s, port = udp_sink()
-        if port % 2 == int(odd):
-            return s, port
-        s.close()
-
-
 def test_hostile_checks_get_their_answers_and_fail_closed(world: World) -> None:
     c = world.started(HOSTILE)
     for sktid, (_, want) in NOPEN_ROWS.items():
@@ -265,8 +263,8 @@ def test_hostile_checks_get_their_answers_and_fail_closed(world: World) -> None:
     assert c.request(wire.Nclose(sktid=20), timeout=30) == wire.Result(MONUKN, 0)
     cap = wire.Ncap(sktid=20, family=4, proto=17, endtime=0, filter=bytes(12))
     assert c.request(cap, timeout=30) == wire.Result(MONUKN, 0)
-    odd, odd_port = free_port(odd=True)
-    even, even_port = free_port(odd=False)
+    odd, odd_port = udp_sink_on(odd=True)
+    even, even_port = udp_sink_on(odd=False)
     me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         send = {p: udp_send(20, p) for p in (odd_port, even_port)}

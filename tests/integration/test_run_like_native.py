@@ -26,16 +26,26 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def beside_native(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str, *, home: bool = True
+) -> None:
+    """Skip without root or the native ping and traceroute; else the testbed's state and
+    namespace names (`prefix` + pid) this test's own, and (`home`) a fresh pktlab home.
+    Every side-by-side file's autouse fixture calls it."""
     if os.geteuid() != 0:
         pytest.skip("needs root: raw sockets, network namespaces")
     for tool in ("ping", "traceroute"):
         if shutil.which(tool) is None:
             pytest.skip(f"needs {tool} (iputils-ping, traceroute)")
     monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
-    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"pln{os.getpid() % 100000}-")
-    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
+    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", prefix)
+    if home:
+        monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"pln{os.getpid() % 100000}-")
 
 
 # The testbed's namespaces cannot reach the host's nameserver: a reverse lookup (no -n)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native
+from test_run_like_native import beside_native, masked, native
 
 from packetlab.testbed import Testbed
 
@@ -24,14 +24,7 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: raw sockets, network namespaces")
-    for tool in ("ping", "traceroute"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} (iputils-ping, traceroute)")
-    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
-    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"trace18{os.getpid() % 10000}-")
-    monkeypatch.setenv("PKTLAB_HOME", str(tmp_path / "pktlab-home"))
+    beside_native(tmp_path, monkeypatch, f"trace18{os.getpid() % 10000}-")
 
 
 def said(stderr: str) -> str:

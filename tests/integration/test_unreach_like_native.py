@@ -8,12 +8,12 @@ the tools (docs/usability.md, session 18)."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from test_pktlab_run import pktlab_run
-from test_run_like_native import masked, native, rendered
+from test_run_like_native import beside_native, masked, native, rendered
 
 from packetlab.testbed import Testbed
 
@@ -24,14 +24,8 @@ NO_ROUTE, PROHIBITED, BLACKHOLE = "fd00:88:1::5", "fd00:88:2::5", "10.88.3.5"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: raw sockets, network namespaces")
-    for tool in ("ping", "traceroute"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} (iputils-ping, traceroute)")
-    monkeypatch.setenv("PKTLAB_TESTBED_DIR", str(tmp_path))
-    monkeypatch.setenv("PKTLAB_TESTBED_PREFIX", f"trace20{os.getpid() % 10000}-")
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"trace20{os.getpid() % 10000}-", home=False)
 
 
 @pytest.fixture

@@ -150,6 +150,15 @@ def udp_sink() -> tuple[socket.socket, int]:
     return s, s.getsockname()[1]
 
 
+def udp_sink_on(odd: bool) -> tuple[socket.socket, int]:
+    """A `udp_sink` on an odd (or even) port: the monitor tests' policies tell them apart."""
+    while True:
+        s, port = udp_sink()
+        if port % 2 == int(odd):
+            return s, port
+        s.close()
+
+
 def drain(sock: socket.socket) -> int:
     n = 0
     while True:
