@@ -22,7 +22,7 @@ from OpenSSL import SSL
 from .peer import VerifiedPeer, _ssl_error_text, verify_peer
 from .takeover import forget_secrets
 
-__all__ = ["HandoffError", "Step", "TLSHandoff"]
+__all__ = ["HandoffError", "Step", "TLSHandoff", "drain_bio"]
 
 _RECORD_HEADER = 5
 _RECORD_MAX = (1 << 14) + 256  # TLSCiphertext may exceed 2^14 by up to 256 bytes
@@ -170,13 +170,18 @@ class TLSHandoff:
             step.data += chunk
 
     def _pending_out(self) -> bytes:
-        out = bytearray()
-        while True:
-            try:
-                chunk = self.conn.bio_read(65536)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return bytes(out)
+        return drain_bio(self.conn)
+
+
+def drain_bio(conn: SSL.Connection) -> bytes:
+    """Everything OpenSSL has written to `conn`'s outgoing memory BIO."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = conn.bio_read(65536)
+        except SSL.WantReadError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)

@@ -20,6 +20,7 @@ from OpenSSL import SSL
 from packetlab.controller.local import demo_server_entry
 from packetlab.ppks import PktlabHome
 from packetlab.tls import PPKSServerOptions
+from packetlab.tls.handoff import drain_bio
 from packetlab.tls.records import MAX_PLAINTEXT, RecordLayer
 from packetlab.tls.takeover import take_over
 
@@ -132,7 +133,7 @@ class RecordController:
             if not data:
                 raise EOFError("the endpoint closed during the TLS handshake")
             buf += data
-        written = self._drain(conn)  # a server's tickets, sealed under the first keys
+        written = drain_bio(conn)  # a server's tickets, sealed under the first keys
         records = take_over(conn, is_client=False, written=written)
         assert records is not None, "no traffic secrets for the record layer"
         sock.sendall(written)
@@ -141,21 +142,8 @@ class RecordController:
         self.controllers.append(ctl)
         return ctl
 
-    @staticmethod
-    def _drain(conn: SSL.Connection) -> bytes:
-        out = bytearray()
-        while True:
-            try:
-                chunk = conn.bio_read(1 << 16)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return bytes(out)
-
     def _flush(self, conn: SSL.Connection, sock: socket.socket) -> None:
-        data = self._drain(conn)
+        data = drain_bio(conn)
         if data:
             sock.sendall(data)
 

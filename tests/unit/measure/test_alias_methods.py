@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from test_traceroute_fakes import CONFIG, RawRig
+from twisted.internet.defer import Deferred
 
 from packetlab.measure.alias import METHODS, IdSample, best_methods, collect_ip_ids, parse_methods
 from packetlab.measure.capture import MeasureError
@@ -156,6 +157,17 @@ def test_an_endpoint_without_raw_sockets_is_a_clear_error() -> None:
         rig.run(d)
 
 
+def run_both(rigs: list[RawRig], d: Deferred[Any]) -> None:
+    """Pump every rig's link and advance its clock 1 ms a step until `d` fires (30 s of
+    both clocks at most)."""
+    for _ in range(30_000):
+        if d.called:
+            break
+        for r in rigs:
+            r.pump.flush()
+            r.clock.advance(0.001)
+
+
 def test_with_several_endpoints_the_error_names_the_endpoint() -> None:
     # two endpoints, the second without raw sockets (or gone): the error once read as if
     # there were one endpoint, "the endpoint does not offer raw sockets" (which one?)
@@ -163,12 +175,7 @@ def test_with_several_endpoints_the_error_names_the_endpoint() -> None:
 
     rigs = [RawRig(["10.77.3.1"]), RawRig(["10.77.3.2"], CONFIG.replace("raw,", ""))]
     d = collect_ip_ids([r.session for r in rigs], ALL[:2], rounds=3, method="tcp-ack")
-    for _ in range(30_000):  # 30 s of both clocks at most
-        if d.called:
-            break
-        for r in rigs:
-            r.pump.flush()
-            r.clock.advance(0.001)
+    run_both(rigs, d)
     failures: list[Any] = []
     d.addErrback(failures.append)
     assert failures and failures[0].check(ControllerError), failures
@@ -182,12 +189,7 @@ def test_an_endpoint_gone_before_the_probing_is_named() -> None:
     rigs = [RawRig(["10.77.3.1"]), RawRig(["10.77.3.2"])]
     rigs[1].endpoint.transport.loseConnection()  # type: ignore[union-attr]
     d = collect_ip_ids([r.session for r in rigs], ALL[:2], rounds=3, method="tcp-ack")
-    for _ in range(30_000):
-        if d.called:
-            break
-        for r in rigs:
-            r.pump.flush()
-            r.clock.advance(0.001)
+    run_both(rigs, d)
     failures: list[Any] = []
     d.addErrback(failures.append)
     text = str(failures[0].value)

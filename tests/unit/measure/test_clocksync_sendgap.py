@@ -218,25 +218,31 @@ def test_the_drift_comes_with_its_standard_error() -> None:
     assert f"{m.drift_ppm:.3f} +- {m.drift_error_ppm:.3f} ppm over 0.2 s" in line
 
 
-def test_pktlab_run_sendgap_says_when_a_train_waits_over_a_second(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """A lead over a second (here --lead-ms 1500) is a wait the user hears about: one line
-    on stderr per train, in `pktlab run`'s form; the default (adaptive) short one is not."""
+def run_sendgap_records(*argv: str) -> list[dict[str, object]]:
+    """`pktlab run sendgap ARGV`'s records, run on an in-memory endpoint."""
     import argparse
 
     from packetlab.cli import run_sendgap
     from packetlab.cli.run_command import Progress
 
+    p = argparse.ArgumentParser()
+    run_sendgap.configure(p)
+    records: list[dict[str, object]] = []
+    experiment = run_sendgap.experiment(p.parse_args(argv), records.append, Progress())
+    rig = Rig()
+    rig.run(rig.session.ready)
+    rig.run(Deferred.fromCoroutine(experiment(rig.session)))
+    return records
+
+
+def test_pktlab_run_sendgap_says_when_a_train_waits_over_a_second(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A lead over a second (here --lead-ms 1500) is a wait the user hears about: one line
+    on stderr per train, in `pktlab run`'s form; the default (adaptive) short one is not."""
+
     def run(*argv: str) -> tuple[list[dict[str, object]], str]:
-        p = argparse.ArgumentParser()
-        run_sendgap.configure(p)
-        records: list[dict[str, object]] = []
-        experiment = run_sendgap.experiment(p.parse_args(argv), records.append, Progress())
-        rig = Rig()
-        rig.run(rig.session.ready)
-        rig.run(Deferred.fromCoroutine(experiment(rig.session)))
-        return records, capsys.readouterr().err
+        return run_sendgap_records(*argv), capsys.readouterr().err
 
     records, err = run("--count", "3", "--trains", "2", "--lead-ms", "1500")
     assert [r["sent"] for r in records] == [3, 3]
@@ -251,20 +257,9 @@ def test_pktlab_run_sendgap_takes_send_trains_adaptive_lead() -> None:
     short for 10,000 x 10 us (queued up to 104 ms late, |offset| p50 3.2-6.2 ms; adaptive:
     on time, 0.8-3.8 ms; session 20). The default is send_train's lead now, and the records
     say the lead, the margin and what an nsend took to queue; --lead-ms still fixes it."""
-    import argparse
-
     from packetlab.cli import run_sendgap
-    from packetlab.cli.run_command import Progress
 
-    def run(*argv: str) -> list[dict[str, object]]:
-        p = argparse.ArgumentParser()
-        run_sendgap.configure(p)
-        records: list[dict[str, object]] = []
-        experiment = run_sendgap.experiment(p.parse_args(argv), records.append, Progress())
-        rig = Rig()
-        rig.run(rig.session.ready)
-        rig.run(Deferred.fromCoroutine(experiment(rig.session)))
-        return records
+    run = run_sendgap_records
 
     (adaptive,) = run("--count", "5", "--trains", "1")
     assert isinstance(adaptive["lead_ms"], float) and 20 <= adaptive["lead_ms"] < 100
