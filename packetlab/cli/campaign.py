@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from packetlab.cli.campaign_run import Spares, Tally, lost_record, lost_row, measure_on
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
@@ -69,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--sync-start", type=float, default=None, metavar="S",
                        help="start every endpoint's run together, S s after the last "
                        "one connected")  # fmt: skip
+        p.add_argument("--replace", type=int, default=None, metavar="K",
+                       help="replace up to K endpoints lost mid-campaign with endpoints "
+                       "that connect beyond the N (spares, held until needed) [default: "
+                       "N; 0: none, stop listening once the campaign starts]")  # fmt: skip
         p.add_argument("--json", action="store_true", help="JSON lines")
         p.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="give up waiting for the endpoints after S s")  # fmt: skip
@@ -96,66 +101,17 @@ def check_options(cmd: Command, args: argparse.Namespace) -> None:
     cmd.experiment(a, lambda record: None, Progress())
 
 
-class TaggedProgress(Progress):
-    """One endpoint's view of the campaign's progress line: its words prefixed with its
-    name (`[ep2] dns 3/10: ...`), the Ctrl-C stop and the line itself shared."""
-
-    def __init__(self, inner: Progress, name: str) -> None:
-        self._inner, self._name = inner, name
-
-    def __call__(self, text: str) -> None:
-        self._inner(f"[{self._name}] {text}")
-
-    def __getattr__(self, attr: str) -> Any:  # stop, stopping, write, note, ...
-        return getattr(self._inner, attr)
-
-    @property
-    def stopping(self) -> bool:
-        return self._inner.stopping
-
-
-async def measure_on(
-    reactor: Any,
-    cmd: Command,
-    runs: list[tuple[str, argparse.Namespace, Any]],
-    emit: Any,
-    progress: Progress,
-    sync_start: float | None = None,
-) -> None:
-    """`cmd` on every (endpoint name, its args, its session) at once, each record tagged
-    with the name. An endpoint whose run fails (it went away, it lacks raw sockets, ...)
-    gets one `"type": "error"` record; the others go on."""
-    from twisted.internet.defer import CancelledError, Deferred, gatherResults
-    from twisted.internet.task import deferLater
-
-    def tagged(name: str) -> Any:
-        return lambda record: emit({**record, "endpoint": name})
-
-    async def one(name: str, a: argparse.Namespace, session: Any) -> None:
-        try:
-            await cmd.experiment(a, tagged(name), TaggedProgress(progress, name))(session)
-        except CancelledError:
-            raise
-        except Exception as e:  # this endpoint's failure, not the campaign's
-            emit({"type": "error", "endpoint": name, "error": str(e) or type(e).__name__})
-
-    if sync_start is not None:  # (deferLater: a Ctrl-C's cancel also cancels the timer)
-        await deferLater(reactor, max(sync_start, 0.0))
-    experiments = [one(name, a, s) for name, a, s in runs]
-    await gatherResults([Deferred.fromCoroutine(e) for e in experiments], consumeErrors=True)
-
-
 async def campaign(
     reactor: Any,
     args: argparse.Namespace,
     emit: Any,
     progress: Progress,
-    counted: list[int] | None = None,
+    tally: Tally | None = None,
 ) -> int:
-    """Run the campaign; the number of endpoints that measured (also in `counted[0]` as
-    soon as they start: a run cut short still says how many)."""
+    """Run the campaign; the number of endpoints that measured (`tally` counts them as
+    they start, and the ones lost and replaced: a run cut short still says how many)."""
     from packetlab.controller import Controller, read_system_info
-    from packetlab.measure.pool import SessionPool, endpoint_names
+    from packetlab.measure.pool import SessionPool, endpoint_name, endpoint_names
 
     cmd: Command = args._command
     link = Link.from_args(args)
@@ -163,10 +119,50 @@ async def campaign(
         raise RunError("a campaign waits for endpoints: give --listen ADDR")
     n = args.endpoints
     if not 1 <= n <= 10_000:
-        raise RunError("--endpoints must be 1..10000")
+        raise RunError(f"--endpoints must be 1..10000, got {n}")
+    replace = n if args.replace is None else args.replace
+    if not 0 <= replace <= 10_000:
+        raise RunError(f"--replace must be 0..10000, got {replace}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise RunError(f"--timeout must be > 0, got {args.timeout:g}")
+    if args.sync_start is not None and not 0 <= args.sync_start <= 86_400:
+        raise RunError(f"--sync-start must be 0..86400, got {args.sync_start:g}")
     check_options(cmd, args)
-    pool = SessionPool(n, reactor)
-    ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=n)
+    tally = Tally() if tally is None else tally
+    tally.asked = n
+    hostids: dict[Any, str] = {}
+    names: list[str] = []  # every name given so far
+    started = [False]
+
+    def lost_early(session: Any) -> None:
+        """Gone while waiting for the start (or as a spare, not counted): told once."""
+        if started[0]:
+            return
+        tally.lost += 1
+        hostid = hostids.get(session, "")
+        emit(lost_record(hostid or session.peer, hostid, session.peer, "before the start",
+                         why_closed(session), 0))  # fmt: skip
+
+    pool = SessionPool(n, reactor, spares=replace, on_lost=lost_early, watch=True)
+
+    async def arrive(session: Any) -> None:
+        """Who the endpoint is (its HOSTID), then into the pool."""
+        try:
+            hostids[session] = (await read_system_info(session)).hostid
+        except Exception:  # gone (or silent past the watchdog) before saying who it is
+            if not started[0]:
+                tally.lost += 1
+                emit(lost_record(session.peer, "", session.peer, "before the start",
+                                 why_closed(session), 0))  # fmt: skip
+            return
+        await pool.experiment(session)
+
+    def name_of(session: Any) -> str:
+        name = endpoint_name(hostids.get(session, ""), str(session.peer), names)
+        names.append(name)
+        return name
+
+    ctl: Controller[None] = Controller(arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await ctl.listen(where)
     h: Any = port.getHost()
@@ -174,56 +170,68 @@ async def campaign(
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
-        hostids = []
-        for s in sessions:
-            try:
-                hostids.append((await read_system_info(s)).hostid)
-            except Exception:  # gone already: its run fails into its error record
-                hostids.append("")
-        names = endpoint_names(hostids, [str(s.peer) for s in sessions])
+        started[0] = True
+        tally.replaced = tally.lost  # each endpoint lost before the start: another came
+        names += endpoint_names([hostids.get(s, "") for s in sessions],
+                                [str(s.peer) for s in sessions])  # fmt: skip
         split = getattr(args, "split", False)
         parts = deal(list(getattr(args, cmd.split)), n) if split and cmd.split else None
         runs = []
         for i, (s, name) in enumerate(zip(sessions, names, strict=True)):
             a = copy.copy(args)
-            if getattr(a, "pcap", None):  # one file per endpoint: FILE-HOSTID.pcap
-                stem, dot, ext = str(a.pcap).rpartition(".")
-                a.pcap = f"{stem}-{name}.{ext}" if dot else f"{a.pcap}-{name}"
             if parts is not None:
                 assert cmd.split is not None
                 if not parts[i]:
                     continue  # nothing dealt to this endpoint
                 setattr(a, cmd.split, parts[i])
             runs.append((name, a, s))
-        if counted is not None:
-            counted[0] = len(runs)
+        if replace == 0 and ctl.port is not None:  # no spare wanted: later ones refused
+            listening, ctl.port = ctl.port, None
+            await listening.stopListening()
+        spares = Spares(take=pool.take, name=name_of, hostid=lambda s: hostids.get(s, ""))
         progress.begin()  # from now on a Ctrl-C wraps the runs up (their records kept)
-        await measure_on(reactor, cmd, runs, emit, progress, args.sync_start)
+        await measure_on(reactor, cmd, runs, emit, progress, args.sync_start,
+                         spares=spares, tally=tally)  # fmt: skip
         return len(runs)
     finally:
         pool.release()
         await ctl.stop()
 
 
+def why_closed(session: Any) -> str:
+    reason = getattr(session, "close_reason", None)
+    return str(reason) if reason is not None else "the endpoint closed the connection"
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def campaign_command(cmd: Command, endpoints: list[int]) -> Command:
-    """`cmd` as `pktlab run` prints it, for a campaign: rows tagged `[HOSTID]`, an
-    endpoint's error as its row, and the campaign's summary (`endpoints[0]`: how many
-    measured)."""
+def campaign_command(cmd: Command, tally: Tally) -> Command:
+    """`cmd` as `pktlab run` prints it, for a campaign: rows tagged `[NAME]`, an endpoint's
+    error, loss and replacement as its rows, and the campaign's summary (`tally`: the
+    endpoints asked for, used, lost and replaced)."""
 
     def row(record: Record) -> str | None:
         t = record["type"]
         if t == "summary":
-            text = "# " + ", ".join(
-                _count(record[k], k[:-1]) for k in ("endpoints", "records", "errors")
-            )
+            text = (f"# {_count(record['asked'], 'endpoint')} asked, {record['used']} used, "
+                    f"{record['lost']} lost, {record['replaced']} replaced; "
+                    f"{_count(record['records'], 'record')}, "
+                    f"{_count(record['errors'], 'error')}")  # fmt: skip
+            if record.get("partial"):
+                text += f"; partial: {', '.join(record['partial'])}"
             if record.get("stop_reason") in ("INTERRUPTED", "ERROR"):
                 text += " (cut short)"
             return text
-        shown = f"error: {record['error']}" if t == "error" else cmd.row(record)
+        if t == "error":
+            shown: str | None = f"error: {record['error']}"
+        elif t == "lost":
+            shown = lost_row(record)
+        elif t == "replaced":
+            shown = f"replaces {record['replaces']} ({record['address']})"
+        else:
+            shown = cmd.row(record)
         if shown is None:
             return None
         return "\n".join(f"[{record['endpoint']}] {x}" for x in shown.splitlines())
@@ -231,7 +239,12 @@ def campaign_command(cmd: Command, endpoints: list[int]) -> Command:
     def summary(records: list[Record]) -> Record:
         tags = sorted({str(r.get("endpoint")) for r in records})
         return {
-            "endpoints": endpoints[0],
+            "endpoints": tally.used,
+            "asked": tally.asked,
+            "used": tally.used,
+            "lost": tally.lost,
+            "replaced": tally.replaced,
+            "partial": sorted(tally.partial),
             "records": len(records),
             "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
         }
@@ -248,12 +261,12 @@ def run(args: argparse.Namespace) -> int:
     from packetlab.cli.run_command import measure
 
     cmd: Command = args._command
-    endpoints = [0]
+    tally = Tally(asked=args.endpoints)
     shown = copy.copy(args)
-    shown._command = campaign_command(cmd, endpoints)
+    shown._command = campaign_command(cmd, tally)
 
     async def on_endpoints(reactor: Any, _a: Any, emit: Any, progress: Progress) -> None:
-        await campaign(reactor, args, emit, progress, endpoints)
+        await campaign(reactor, args, emit, progress, tally)
 
     async def main(reactor: Any, stop: Any) -> int:
         progress = Progress()

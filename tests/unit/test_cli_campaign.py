@@ -22,10 +22,12 @@ from ctl_fakes import BASE_NS, FakeEndpoint, result_of
 
 from packetlab.cli import build_parser
 from packetlab.cli.campaign import campaign, campaign_command, measure_on
+from packetlab.cli.campaign_run import Spares, Tally
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress, measure
 from packetlab.controller import EndpointSession
 from packetlab.controller.stop import StopSignal
+from packetlab.measure.pool import SessionPool
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -33,14 +35,14 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 class Two:
-    """Two endpoint sessions (scripted endpoints) on one task.Clock."""
+    """Two (or `n`) endpoint sessions (scripted endpoints) on one task.Clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, n: int = 2) -> None:
         self.clock = Clock()
         self.sessions: list[EndpointSession] = []
         self.endpoints: list[FakeEndpoint] = []
         self.pumps: list[Any] = []
-        for _ in range(2):
+        for _ in range(n):
             s = EndpointSession(
                 reactor=self.clock, clock_ns=lambda: BASE_NS + int(self.clock.seconds() * 1e9)
             )
@@ -65,21 +67,21 @@ class Two:
 def _campaign(two: Two, args: argparse.Namespace, stop: StopSignal) -> tuple[Deferred[int], Any]:
     """`pktlab campaign` (its printing: run_command.measure) over the two sessions."""
     out = io.StringIO()
-    endpoints = [0]
+    tally = Tally(asked=2)
     shown = argparse.Namespace(**vars(args))
-    shown._command = campaign_command(args._command, endpoints)
+    shown._command = campaign_command(args._command, tally)
 
     async def link(reactor: Any, _a: Any, emit: Any, progress: Progress) -> None:
         runs = [(name, args, s) for name, s in zip(("epA", "epB"), two.sessions, strict=True)]
-        endpoints[0] = len(runs)
         progress.begin()
-        await measure_on(reactor, args._command, runs, emit, progress, args.sync_start)
+        await measure_on(reactor, args._command, runs, emit, progress, args.sync_start,
+                         tally=tally)  # fmt: skip
 
     d = Deferred.fromCoroutine(measure(two.clock, shown, stop, out, run=link))
     return d, out
 
 
-def test_an_endpoint_gone_mid_campaign_is_its_error_record_and_the_others_go_on() -> None:
+def test_an_endpoint_gone_mid_campaign_is_reported_once_and_the_others_go_on() -> None:
     two = Two()
     args = parse("clocksync", "--endpoints", "2", "--listen", "20556", "--rounds", "6",
                  "--interval", "0.5", "--json")  # fmt: skip
@@ -89,24 +91,29 @@ def test_an_endpoint_gone_mid_campaign_is_its_error_record_and_the_others_go_on(
     two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
     code = two.until(d)
     records = [json.loads(x) for x in out.getvalue().splitlines()]
-    (gone,) = [r for r in records if r["type"] == "error"]
-    assert gone["endpoint"] == "epB" and "closed the connection" in gone["error"]
+    (gone,) = [r for r in records if "error" in r]  # told once, not once per round left
+    assert gone["type"] == "lost" and gone["endpoint"] == "epB", gone
+    assert gone["when"] == "mid-campaign" and "closed the connection" in gone["error"]
+    assert (gone["records"], gone["partial"], gone["address"]) == (4, True, two.sessions[1].peer)
     a = [r["type"] for r in records if r.get("endpoint") == "epA"]
     assert a == ["clocksync"] * 6 + ["clockmodel"]  # epA measured to the end
     b = [r for r in records if r.get("endpoint") == "epB"]
-    assert [r["type"] for r in b] == ["clocksync"] * 3 + ["clockmodel", "error"]
+    assert [r["type"] for r in b] == ["clocksync"] * 3 + ["clockmodel", "lost"]
     assert b[3]["rounds"] == 3  # epB's rounds before it went: their model kept
     summary = records[-1]
     assert summary["type"] == "summary" and summary["stop_reason"] == "COMPLETED"
-    assert (summary["endpoints"], summary["errors"]) == (2, 1)
+    assert (summary["endpoints"], summary["errors"], summary["partial"]) == (2, 1, ["epB"])
+    assert (summary["asked"], summary["used"], summary["lost"], summary["replaced"]) == (2, 2, 1, 0)
     assert summary["per_endpoint"]["epA"] == 7
-    assert code == 1  # a record has an error (docs/campaign.md)
+    assert code == 1  # an endpoint lost mid-campaign (docs/campaign.md)
 
 
 def test_the_text_summary_counts_in_words() -> None:
-    cmd = campaign_command(parse("clocksync", "--endpoints", "1", "--listen", "1")._command, [1])
-    row = cmd.row({"type": "summary", "endpoints": 1, "records": 1, "errors": 1})
-    assert row == "# 1 endpoint, 1 record, 1 error"  # was "1 endpoints, ..., 1 errors"
+    cmd = campaign_command(parse("clocksync", "--endpoints", "1", "--listen", "1")._command,
+                           Tally(asked=1))  # fmt: skip
+    row = cmd.row({"type": "summary", "asked": 1, "used": 1, "lost": 0, "replaced": 0,
+                   "records": 1, "errors": 1})  # fmt: skip
+    assert row == "# 1 endpoint asked, 1 used, 0 lost, 0 replaced; 1 record, 1 error"
     gone = cmd.row({"type": "error", "endpoint": "ep2", "error": "connection lost"})
     assert gone == "[ep2] error: connection lost"
 
@@ -128,7 +135,10 @@ def test_ctrl_c_wraps_every_endpoint_up_with_what_it_gathered() -> None:
         rounds = [x for x in lines if x.startswith(f"[{ep}] offset")]
         assert len(rounds) == 4, lines  # t = 0, 0.5, 1.0, 1.5
         assert any(x.startswith(f"[{ep}] # offset") for x in lines)  # the model fitted
-    assert lines[-1] == "# 2 endpoints, 10 records, 0 errors (cut short)"
+    assert (
+        lines[-1]
+        == "# 2 endpoints asked, 2 used, 0 lost, 0 replaced; 10 records, 0 errors (cut short)"
+    )
 
 
 def test_the_progress_line_says_which_endpoint() -> None:
@@ -206,3 +216,115 @@ def test_a_pcap_file_that_cannot_be_written_is_refused_before_waiting(tmp_path: 
         f"--pcap {tmp_path}/no/gaps.pcap: cannot write there ({tmp_path}/no is not a "
         "writable directory)"
     )
+
+
+def _with_spares(
+    two: Two, args: argparse.Namespace, spares: int, arrive: int
+) -> tuple[Deferred[int], Any, SessionPool]:
+    """The campaign over `two`'s first two sessions from a real SessionPool with `spares`;
+    the next `arrive` sessions join the pool at once (the others: by the test)."""
+    out = io.StringIO()
+    tally = Tally(asked=2)
+    shown = argparse.Namespace(**vars(args))
+    shown._command = campaign_command(args._command, tally)
+    pool = SessionPool(2, two.clock, spares=spares, watch=True)
+    for s in two.sessions[: 2 + arrive]:
+        Deferred.fromCoroutine(pool.experiment(s))
+    names = iter(["epC", "epD"])
+
+    async def link(reactor: Any, _a: Any, emit: Any, progress: Progress) -> None:
+        sessions = await pool.wait()
+        runs = [(name, args, s) for name, s in zip(("epA", "epB"), sessions, strict=True)]
+        spare = Spares(take=pool.take, name=lambda s: next(names), hostid=lambda s: "h")
+        progress.begin()
+        try:
+            await measure_on(reactor, args._command, runs, emit, progress, None,
+                             spares=spare, tally=tally)  # fmt: skip
+        finally:
+            pool.release()
+
+    d = Deferred.fromCoroutine(measure(two.clock, shown, StopSignal(), out, run=link))
+    return d, out, pool
+
+
+CLOCKSYNC6 = ("clocksync", "--endpoints", "2", "--listen", "20556", "--rounds", "6",
+              "--interval", "0.5", "--json")  # fmt: skip
+
+
+def test_a_spare_waiting_replaces_an_endpoint_lost_mid_campaign() -> None:
+    # An endpoint lost mid-campaign was reported, never replaced: the campaign ended with
+    # one vantage point fewer than asked, though another endpoint was there.
+    two = Two(3)
+    d, out, _pool = _with_spares(two, parse(*CLOCKSYNC6), spares=1, arrive=1)
+    while two.clock.seconds() < 1.2:
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    code = two.until(d)
+    records = [json.loads(x) for x in out.getvalue().splitlines()]
+    (lost,) = [r for r in records if r["type"] == "lost"]
+    (took,) = [r for r in records if r["type"] == "replaced"]
+    assert (lost["endpoint"], took["endpoint"], took["replaces"]) == ("epB", "epC", "epB")
+    c = [r["type"] for r in records if r.get("endpoint") == "epC"]
+    assert c == ["replaced"] + ["clocksync"] * 6 + ["clockmodel"]  # its run from the start
+    summary = records[-1]
+    assert (summary["asked"], summary["used"], summary["lost"], summary["replaced"]) == (2, 3, 1, 1)
+    assert summary["partial"] == ["epB"] and code == 1
+
+
+def test_a_spare_arriving_while_the_others_measure_replaces_the_lost_one() -> None:
+    two = Two(3)
+    d, out, pool = _with_spares(two, parse(*CLOCKSYNC6), spares=2, arrive=0)
+    while two.clock.seconds() < 1.2:
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    while two.clock.seconds() < 2.0:  # epB's place waits while epA measures
+        two.step()
+    assert not d.called
+    Deferred.fromCoroutine(pool.experiment(two.sessions[2]))
+    two.until(d)
+    records = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [r["replaces"] for r in records if r["type"] == "replaced"] == ["epB"]
+    assert records[-1]["used"] == 3 and records[-1]["per_endpoint"]["epC"] == 8
+
+
+def test_no_spare_the_lost_one_is_not_waited_for_past_the_others() -> None:
+    two = Two(2)
+    d, out, _pool = _with_spares(two, parse(*CLOCKSYNC6), spares=2, arrive=0)
+    while two.clock.seconds() < 1.2:
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    code = two.until(d)  # ends when epA is done, with no spare come
+    assert two.clock.seconds() < 4.0
+    summary = json.loads(out.getvalue().splitlines()[-1])
+    assert (summary["used"], summary["lost"], summary["replaced"]) == (2, 1, 0) and code == 1
+
+
+def test_replace_0_leaves_the_lost_place_empty() -> None:
+    two = Two(3)
+    d, out, _pool = _with_spares(two, parse(*CLOCKSYNC6), spares=0, arrive=1)
+    while two.clock.seconds() < 1.2:
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    two.until(d)
+    records = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert not [r for r in records if r["type"] == "replaced"]
+    assert (records[-1]["used"], records[-1]["lost"]) == (2, 1)
+
+
+def test_the_lost_and_replaced_rows() -> None:
+    cmd = campaign_command(parse("dns", "--endpoints", "2", "--listen", "1")._command,
+                           Tally(asked=2))  # fmt: skip
+    lost = {"type": "lost", "endpoint": "lab-2", "hostid": "lab-2", "address": "10.0.0.2:4000",
+            "when": "mid-campaign", "records": 3, "partial": True,
+            "error": "the endpoint closed the connection"}  # fmt: skip
+    assert cmd.row(lost) == ("[lab-2] lost mid-campaign (hostid lab-2, 10.0.0.2:4000): the "
+                             "endpoint closed the connection; its 3 records kept (partial)")  # fmt: skip
+    early = {"type": "lost", "endpoint": "10.0.0.3:4000", "hostid": "", "when": "before the start",
+             "address": "10.0.0.3:4000", "records": 0, "reason": "session closed"}  # fmt: skip
+    assert cmd.row(early) == "[10.0.0.3:4000] lost before the start (10.0.0.3:4000): session closed"
+    took = {"type": "replaced", "endpoint": "lab-5", "replaces": "lab-2", "address": "10.0.0.5:1"}
+    assert cmd.row(took) == "[lab-5] replaces lab-2 (10.0.0.5:1)"
+    summary = {"type": "summary", "asked": 2, "used": 3, "lost": 1, "replaced": 1,
+               "records": 9, "errors": 1, "partial": ["lab-2"]}  # fmt: skip
+    assert cmd.row(summary) == ("# 2 endpoints asked, 3 used, 1 lost, 1 replaced; 9 records, "
+                                "1 error; partial: lab-2")  # fmt: skip

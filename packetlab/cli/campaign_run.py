@@ -1,0 +1,198 @@
+"""A campaign's runs: the measurement on every endpoint at once, each record tagged with
+the endpoint's name. An endpoint lost mid-run (its session ended: it closed the
+connection, or stayed silent past the answer watchdog) is one `"type": "lost"` record
+(its records so far kept, marked partial) and, while spares are left (`--replace`), an
+endpoint waiting in the pool or connecting before the other runs are done takes its
+place and runs its share from the start. `Tally` counts what the summary says."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from packetlab.cli.run_command import Command, Progress, Record
+
+
+@dataclass
+class Tally:
+    """The campaign's endpoints: asked for, used (runs started, replacements too), lost
+    (before the start or mid-run), replaced (a lost one's place taken); `partial`: the
+    endpoints lost mid-run, whose records are partial."""
+
+    asked: int = 0
+    used: int = 0
+    lost: int = 0
+    replaced: int = 0
+    partial: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Spares:
+    """Where a lost endpoint's replacement comes from: `take()` a session (a Deferred,
+    cancellable), `name(session)` its name (its HOSTID, distinct from those given)."""
+
+    take: Callable[[], Any]
+    name: Callable[[Any], str]
+    hostid: Callable[[Any], str]
+
+
+def per_endpoint(args: argparse.Namespace, name: str) -> argparse.Namespace:
+    """`args` for the endpoint `name`: its own `--pcap` file (FILE-NAME.pcap)."""
+    a = copy.copy(args)
+    if getattr(a, "pcap", None):
+        stem, dot, ext = str(a.pcap).rpartition(".")
+        a.pcap = f"{stem}-{name}.{ext}" if dot else f"{a.pcap}-{name}"
+    return a
+
+
+def lost_record(name: str, hostid: str, peer: str, when: str, why: str, kept: int) -> Record:
+    """The one report of a lost endpoint: mid-run it is an error (its records partial);
+    before the start, only a note (another endpoint is waited for)."""
+    r: Record = {"type": "lost", "endpoint": name, "hostid": hostid, "address": peer,
+                 "when": when, "records": kept}  # fmt: skip
+    if when == "before the start":
+        r["reason"] = why
+    else:
+        r.update(error=why, partial=kept > 0)
+    return r
+
+
+def lost_row(r: Record) -> str:
+    who = ", ".join(x for x in (f"hostid {r['hostid']}" if r["hostid"] else "", r["address"]) if x)
+    if r["when"] == "before the start":
+        return f"lost before the start ({who}): {r['reason']}"
+    kept = r["records"]
+    said = f"its {kept} record{'s' if kept != 1 else ''} kept (partial)" if kept else "no record"
+    return f"lost mid-campaign ({who}): {r['error']}; {said}"
+
+
+class TaggedProgress(Progress):
+    """One endpoint's view of the campaign's progress line: its words prefixed with its
+    name (`[ep2] dns 3/10: ...`), the Ctrl-C stop and the line itself shared."""
+
+    def __init__(self, inner: Progress, name: str) -> None:
+        self._inner, self._name = inner, name
+
+    def __call__(self, text: str) -> None:
+        self._inner(f"[{self._name}] {text}")
+
+    def __getattr__(self, attr: str) -> Any:  # stop, stopping, write, note, ...
+        return getattr(self._inner, attr)
+
+    @property
+    def stopping(self) -> bool:
+        return self._inner.stopping
+
+
+async def measure_on(
+    reactor: Any,
+    cmd: Command,
+    runs: list[tuple[str, argparse.Namespace, Any]],
+    emit: Any,
+    progress: Progress,
+    sync_start: float | None = None,
+    *,
+    spares: Spares | None = None,
+    tally: Tally | None = None,
+) -> None:
+    """`cmd` on every (endpoint name, its share of the args, its session) at once, each
+    record tagged with the name (`--pcap FILE`: FILE-NAME.pcap). An endpoint whose run
+    fails with its session alive (it lacks raw sockets, ...) gets one `"type": "error"`
+    record; one whose session ended is lost (see the module) and replaced from `spares`
+    when one comes while another run goes on."""
+    from twisted.internet.defer import CancelledError, Deferred, gatherResults
+    from twisted.internet.task import deferLater
+
+    tally = Tally(asked=len(runs)) if tally is None else tally
+    measuring = [0]
+    idle: list[Deferred[None]] = []  # slots waiting for a spare while others measure
+
+    def settle() -> None:
+        measuring[0] -= 1
+        if measuring[0] == 0:  # no run left that a spare could come during
+            for d in list(idle):
+                _fire(d, None)
+
+    async def replacement() -> Any:
+        """A spare's session, or None: none came before the other runs (or Ctrl-C) ended."""
+        assert spares is not None
+        got: Deferred[Any] = Deferred()
+        taking = spares.take()
+        taking.addCallbacks(lambda s: _fire(got, s), lambda f: _fire(got, None))
+        if got.called:
+            return got.result
+        done: Deferred[None] = Deferred()
+        idle.append(done)
+        stop = getattr(progress, "stop", None)
+        if stop is not None:
+            stop.when_requested().addBoth(lambda _: _fire(done, None))
+        if measuring[0] == 0:
+            _fire(done, None)
+        done.addCallback(lambda _: _fire(got, None))
+        try:
+            return await got
+        finally:
+            taking.cancel()  # (a no-op once it fired)
+            idle.remove(done)
+
+    async def once(name: str, a: argparse.Namespace, session: Any) -> tuple[str | None, int, bool]:
+        """One run: why it failed (None: it did not), the records it gave, whether one
+        was an error. Errors after the session ended are the loss itself: left out."""
+        kept, failed = [0], [False]
+
+        def tagged(record: Record) -> None:
+            if session.ended and "error" in record:
+                failed[0] = True
+                return
+            kept[0] += 1
+            failed[0] = failed[0] or "error" in record
+            emit({**record, "endpoint": name})
+
+        measuring[0] += 1
+        try:
+            await cmd.experiment(a, tagged, TaggedProgress(progress, name))(session)
+        except CancelledError:
+            raise
+        except Exception as e:  # this endpoint's failure, not the campaign's
+            return str(e) or type(e).__name__, kept[0], failed[0]
+        finally:
+            settle()
+        return None, kept[0], failed[0]
+
+    async def slot(name: str, share: argparse.Namespace, session: Any) -> None:
+        while True:
+            tally.used += 1
+            why, kept, failed = await once(name, per_endpoint(share, name), session)
+            if not (session.ended and (why is not None or failed)):
+                if why is not None:
+                    emit({"type": "error", "endpoint": name, "error": why})
+                return
+            reason = getattr(session, "close_reason", None)
+            why = str(reason) if reason is not None else why or "the endpoint went away"
+            hostid = spares.hostid(session) if spares is not None else ""
+            emit(lost_record(name, hostid, session.peer, "mid-campaign", why, kept))
+            tally.lost += 1
+            if kept:
+                tally.partial.append(name)
+            if spares is None or progress.stopping:
+                return
+            fresh = await replacement()
+            if fresh is None:
+                return
+            old, name, session = name, spares.name(fresh), fresh
+            tally.replaced += 1
+            emit({"type": "replaced", "endpoint": name, "replaces": old,
+                  "hostid": spares.hostid(fresh), "address": fresh.peer})  # fmt: skip
+
+    if sync_start is not None:  # (deferLater: a Ctrl-C's cancel also cancels the timer)
+        await deferLater(reactor, max(sync_start, 0.0))
+    experiments = [slot(name, a, s) for name, a, s in runs]
+    await gatherResults([Deferred.fromCoroutine(e) for e in experiments], consumeErrors=True)
+
+
+def _fire(d: Any, value: object) -> None:
+    if not d.called:
+        d.callback(value)
