@@ -110,6 +110,8 @@ async def campaign(
 ) -> int:
     """Run the campaign; the number of endpoints that measured (`tally` counts them as
     they start, and the ones lost and replaced: a run cut short still says how many)."""
+    from twisted.internet.defer import Deferred
+
     from packetlab.controller import Controller, read_system_info
     from packetlab.measure.pool import SessionPool, endpoint_name, endpoint_names
 
@@ -142,6 +144,7 @@ async def campaign(
         hostid = hostids.get(session, "")
         emit(lost_record(hostid or session.peer, hostid, session.peer, "before the start",
                          why_closed(session), 0))  # fmt: skip
+        here(f"{hostid or session.peer} lost")
 
     pool = SessionPool(n, reactor, spares=replace, on_lost=lost_early, watch=True)
 
@@ -155,7 +158,14 @@ async def campaign(
                 emit(lost_record(session.peer, "", session.peer, "before the start",
                                  why_closed(session), 0))  # fmt: skip
             return
-        await pool.experiment(session)
+        held = Deferred.fromCoroutine(pool.experiment(session))
+        here(hostids[session] or session.peer)
+        await held
+
+    def here(latest: str) -> None:
+        """On a terminal, while waiting: who has come (the runs' words replace it)."""
+        if not started[0]:
+            progress(f"{len(pool.waiting)} of {n} endpoints here (latest: {latest})")
 
     def name_of(session: Any) -> str:
         name = endpoint_name(hostids.get(session, ""), str(session.peer), names)

@@ -20,7 +20,12 @@ class Session:
 
     def when_closed(self) -> Deferred[None]:
         d: Deferred[None] = Deferred()
-        self.closed.addBoth(lambda r: (d.callback(None), r)[1])
+
+        def fire(result: object) -> object:
+            d.callback(None)
+            return result
+
+        self.closed.addBoth(fire)
         return d
 
     def close(self) -> None:
