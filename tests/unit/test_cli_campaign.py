@@ -328,3 +328,24 @@ def test_the_lost_and_replaced_rows() -> None:
                "records": 9, "errors": 1, "partial": ["lab-2"]}  # fmt: skip
     assert cmd.row(summary) == ("# 2 endpoints asked, 3 used, 1 lost, 1 replaced; 9 records, "
                                 "1 error; partial: lab-2")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (("--timeout=-1",), "--timeout must be > 0, got -1"),  # was an internal error
+        (("--timeout", "nan"), "--timeout must be > 0, got nan"),  # (an AssertionError)
+        (("--sync-start=-5",), "--sync-start must be 0..86400, got -5"),  # was taken as 0
+        (("--sync-start", "inf"), "--sync-start must be 0..86400, got inf"),  # never started
+        (("--replace=-1",), "--replace must be 0..10000, got -1"),
+        (("--endpoints", "0"), "--endpoints must be 1..10000, got 0"),
+    ],
+)
+def test_bad_values_are_one_line_before_listening(option: tuple[str, ...], error: str) -> None:
+    args = parse("dns", "--endpoints", "2", "--listen", "127.0.0.1:0", "--insecure-plaintext",
+                 *option, "example.com")  # fmt: skip
+    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(RunError), failures
+    assert str(failures[0].value) == error
