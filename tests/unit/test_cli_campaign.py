@@ -317,8 +317,10 @@ def test_the_lost_and_replaced_rows() -> None:
     lost = {"type": "lost", "endpoint": "lab-2", "hostid": "lab-2", "address": "10.0.0.2:4000",
             "when": "mid-campaign", "records": 3, "partial": True,
             "error": "the endpoint closed the connection"}  # fmt: skip
-    assert cmd.row(lost) == ("[lab-2] lost mid-campaign (hostid lab-2, 10.0.0.2:4000): the "
-                             "endpoint closed the connection; its 3 records kept (partial)")  # fmt: skip
+    assert cmd.row(lost) == (
+        "[lab-2] lost mid-campaign (hostid lab-2, 10.0.0.2:4000): the "
+        "endpoint closed the connection; its 3 records kept (partial)"
+    )
     early = {"type": "lost", "endpoint": "10.0.0.3:4000", "hostid": "", "when": "before the start",
              "address": "10.0.0.3:4000", "records": 0, "reason": "session closed"}  # fmt: skip
     assert cmd.row(early) == "[10.0.0.3:4000] lost before the start (10.0.0.3:4000): session closed"
