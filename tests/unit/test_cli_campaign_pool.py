@@ -1,0 +1,139 @@
+"""`campaign()` itself on a MemoryReactorClock, its endpoints scripted (iosim): who
+arrives, who is lost before the start (told once, with the HOSTID it read), names of
+replacements sharing a HOSTID, `--replace 0` refusing later endpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test import iosim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+from ctl_fakes import FakeEndpoint, result_of
+
+from packetlab.cli import build_parser
+from packetlab.cli.campaign import campaign
+from packetlab.cli.campaign_run import Tally
+from packetlab.cli.run_command import Progress
+from packetlab.wire import vmem
+
+
+class Reactor(MemoryReactorClock):
+    """Keeps its listening ports, and whether each still listens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[Any] = []
+        self.stopped: list[Any] = []
+
+    def listenTCP(self, *a: Any, **kw: Any) -> Any:
+        port = super().listenTCP(*a, **kw)
+        port.stopListening = lambda: self.stopped.append(port)
+        self.ports.append(port)
+        return port
+
+
+class Field:
+    """The campaign on a memory reactor; `arrive(hostid)` connects a scripted endpoint."""
+
+    def __init__(self, *argv: str) -> None:
+        self.reactor = Reactor()
+        self.records: list[dict[str, Any]] = []
+        self.tally = Tally()
+        self.progress = Progress()
+        args = build_parser("campaign").parse_args(
+            ["campaign", "clocksync", "--listen", "127.0.0.1:0", "--insecure-plaintext",
+             "--rounds", "4", "--interval", "0.5", *argv]
+        )  # fmt: skip
+        self.done = Deferred.fromCoroutine(
+            campaign(self.reactor, args, self.records.append, self.progress, self.tally)
+        )
+        self.endpoints: list[FakeEndpoint] = []
+        self.pumps: list[Any] = []
+
+    def arrive(self, hostid: str) -> FakeEndpoint:
+        port = self.reactor.tcpServers[-1]
+        factory = port[1]
+        n = len(self.endpoints)
+        peer = IPv4Address("TCP", f"10.0.0.{n + 1}", 40000)
+        s = factory.buildProtocol(peer)
+        ep = FakeEndpoint(self.reactor)
+        off = vmem.HOSTID.addr - vmem.SYS_BASE
+        ep.memory = bytearray(off + 256)
+        ep.memory[off : off + len(hostid)] = hostid.encode()
+        server = iosim.FakeTransport(s, isServer=True, peerAddress=peer)
+        client = iosim.makeFakeClient(ep)
+        self.pumps.append(iosim.connect(s, server, ep, client, clock=self.reactor))
+        self.endpoints.append(ep)
+        self.step()
+        return ep
+
+    def step(self, n: int = 20) -> None:
+        for _ in range(n):
+            for p in self.pumps:
+                p.flush()
+            self.reactor.advance(0.001)
+
+    def until_done(self, limit: float = 60.0) -> Any:
+        while not self.done.called and self.reactor.seconds() < limit:
+            self.step(1)
+        return result_of(self.done)
+
+
+def test_one_lost_before_the_start_is_told_with_its_hostid_and_replaced() -> None:
+    f = Field("--endpoints", "2")
+    early = f.arrive("early")
+    assert f.progress.text == "1 of 2 endpoints here (latest: early)"
+    early.transport.loseConnection()  # type: ignore[union-attr]
+    f.step()
+    (lost,) = f.records
+    assert (lost["type"], lost["when"], lost["hostid"], lost["endpoint"]) == (
+        "lost", "before the start", "early", "early",
+    )  # fmt: skip
+    assert lost["address"] == "10.0.0.1:40000" and "error" not in lost
+    assert f.progress.text == "0 of 2 endpoints here (latest: early lost)"
+    f.arrive("late1")
+    f.arrive("late2")
+    assert f.until_done() == 2
+    models = {r["endpoint"]: r["rounds"] for r in f.records if r["type"] == "clockmodel"}
+    assert models == {"late1": 4, "late2": 4}
+    assert (f.tally.asked, f.tally.used, f.tally.lost, f.tally.replaced) == (2, 2, 1, 1)
+
+
+def test_a_replacement_sharing_the_default_hostid_gets_a_name_of_its_own() -> None:
+    f = Field("--endpoints", "2")
+    a, _b, _spare = (f.arrive("pktendpt") for _ in range(3))
+    while f.reactor.seconds() < 0.7:
+        f.step(1)
+    a.transport.loseConnection()  # type: ignore[union-attr]
+    f.until_done()
+    (took,) = [r for r in f.records if r["type"] == "replaced"]
+    assert took["replaces"] == "pktendpt@10.0.0.1:40000"
+    assert took["endpoint"] == "pktendpt@10.0.0.3:40000"
+    names = {r["endpoint"] for r in f.records if r["type"] == "clockmodel"}
+    assert names == {"pktendpt@10.0.0.1:40000", "pktendpt@10.0.0.2:40000", took["endpoint"]}
+
+
+def test_replace_0_stops_listening_once_the_campaign_starts() -> None:
+    # (its port's stopListening may return None, as IListeningPort allows: it was
+    # awaited, a TypeError)
+    f = Field("--endpoints", "1", "--replace", "0")
+    f.arrive("solo")
+    f.step()
+    assert f.reactor.stopped == f.reactor.ports  # no spare wanted: nobody more let in
+    f.until_done()
+    assert (f.tally.used, f.tally.lost) == (1, 0)
+
+
+def test_spares_keep_the_port_open() -> None:
+    f = Field("--endpoints", "1")
+    f.arrive("solo")
+    f.step()
+    assert not f.reactor.stopped  # a spare may still come
+    f.until_done()
+    assert f.reactor.stopped == f.reactor.ports  # (the end: Controller.stop)
