@@ -351,3 +351,78 @@ def test_bad_values_are_one_line_before_listening(option: tuple[str, ...], error
     d.addErrback(failures.append)
     assert failures and failures[0].check(RunError), failures
     assert str(failures[0].value) == error
+
+
+def _targets_command(clock: Clock) -> Any:
+    """A measurement that reads the endpoint's clock once per target, 0.5 s apart, and
+    says which target and which --pcap file it had."""
+    import dataclasses
+
+    from twisted.internet.task import deferLater
+
+    from packetlab.wire import vmem
+
+    def experiment(a: argparse.Namespace, emit: Any, progress: Progress) -> Any:
+        async def run(session: EndpointSession) -> None:
+            for t in a.names:
+                await session.mread(vmem.TIME.addr, 8)
+                emit({"type": "seen", "target": t, "pcap": a.pcap})
+                await deferLater(clock, 0.5)
+
+        return run
+
+    cmd = parse("dns", "--endpoints", "2", "--listen", "1")._command
+    return dataclasses.replace(cmd, experiment=experiment)
+
+
+def test_the_replacement_runs_the_lost_ones_share_with_a_pcap_file_of_its_own() -> None:
+    two = Two(3)
+    cmd = _targets_command(two.clock)
+    share = {n: argparse.Namespace(names=t, pcap="/tmp/q.pcap")
+             for n, t in (("epA", ["a1", "a2", "a3"]), ("epB", ["b1", "b2", "b3"]))}  # fmt: skip
+    pool = SessionPool(2, two.clock, spares=1, watch=True)
+    for s in two.sessions:
+        Deferred.fromCoroutine(pool.experiment(s))
+    sessions = result_of(Deferred.fromCoroutine(pool.wait()))
+    runs = [(n, share[n], s) for n, s in zip(("epA", "epB"), sessions, strict=True)]
+    records: list[Any] = []
+    spare = Spares(take=pool.take, name=lambda s: "epC", hostid=lambda s: "c")
+    d = Deferred.fromCoroutine(measure_on(two.clock, cmd, runs, records.append, Progress(),
+                                          spares=spare))  # fmt: skip
+    while two.clock.seconds() < 0.7:  # epB has seen b1 and b2
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    two.until(d)
+    seen = {(r["endpoint"], r["target"], r["pcap"]) for r in records if r["type"] == "seen"}
+    assert {x for x in seen if x[0] == "epC"} == {
+        ("epC", t, "/tmp/q-epC.pcap") for t in ("b1", "b2", "b3")
+    }  # epB's share, from the start, in a file of its own
+    (lost,) = [r for r in records if r["type"] == "lost"]
+    assert lost["records"] == 2 and lost["partial"]
+
+
+def test_ctrl_c_ends_the_wait_for_a_spare_at_once() -> None:
+    # (epA here takes no notice of Ctrl-C: the wait must end by itself, not with epA)
+    two = Two(2)
+    stop = StopSignal()
+    progress = Progress()
+    progress.stop = stop
+    pool = SessionPool(2, two.clock, spares=1, watch=True)
+    for s in two.sessions:
+        Deferred.fromCoroutine(pool.experiment(s))
+    sessions = result_of(Deferred.fromCoroutine(pool.wait()))
+    many = argparse.Namespace(names=[str(i) for i in range(100)], pcap=None)
+    runs = [(n, many, s) for n, s in zip(("epA", "epB"), sessions, strict=True)]
+    spare = Spares(take=pool.take, name=lambda s: "epC", hostid=lambda s: "c")
+    d = Deferred.fromCoroutine(measure_on(two.clock, _targets_command(two.clock), runs,
+                                          lambda r: None, progress, spares=spare))  # fmt: skip
+    while two.clock.seconds() < 1.2:
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    while not pool._takers and two.clock.seconds() < 3.0:  # epB sees it at its next read
+        two.step()
+    assert pool._takers  # epB's place waits for a spare while epA measures
+    stop.request("interrupted")
+    two.step()
+    assert not pool._takers and not d.called  # the wait given up; epA still at it
+    pool.release()
