@@ -160,7 +160,11 @@ async def campaign(
             return
         held = Deferred.fromCoroutine(pool.experiment(session))
         here(hostids[session] or session.peer)
-        await held
+        try:
+            await held
+        finally:  # one turned away or lost waiting: forgotten (endpoints come back)
+            if session not in pool.sessions:
+                hostids.pop(session, None)
 
     def here(latest: str) -> None:
         """On a terminal, while waiting: who has come (the runs' words replace it)."""

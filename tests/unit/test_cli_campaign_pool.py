@@ -54,6 +54,7 @@ class Field:
             campaign(self.reactor, args, self.records.append, self.progress, self.tally)
         )
         self.endpoints: list[FakeEndpoint] = []
+        self.sessions: list[Any] = []
         self.pumps: list[Any] = []
 
     def arrive(self, hostid: str) -> FakeEndpoint:
@@ -62,6 +63,7 @@ class Field:
         n = len(self.endpoints)
         peer = IPv4Address("TCP", f"10.0.0.{n + 1}", 40000)
         s = factory.buildProtocol(peer)
+        self.sessions.append(s)
         ep = FakeEndpoint(self.reactor)
         off = vmem.HOSTID.addr - vmem.SYS_BASE
         ep.memory = bytearray(off + 256)
@@ -72,6 +74,16 @@ class Field:
         self.endpoints.append(ep)
         self.step()
         return ep
+
+    def campaign_hostids(self) -> dict[Any, str]:
+        """The HOSTIDs the campaign holds: the one dict keyed by this field's sessions."""
+        import gc
+
+        ours = {id(x) for x in self.sessions}
+        found = [x for x in gc.get_objects()
+                 if type(x) is dict and x and all(id(k) in ours for k in x)]  # fmt: skip
+        assert len(found) == 1, found
+        return found[0]
 
     def step(self, n: int = 20) -> None:
         for _ in range(n):
@@ -137,3 +149,16 @@ def test_spares_keep_the_port_open() -> None:
     assert not f.reactor.stopped  # a spare may still come
     f.until_done()
     assert f.reactor.stopped == f.reactor.ports  # (the end: Controller.stop)
+
+
+def test_endpoints_turned_away_are_not_remembered() -> None:
+    # Endpoints beyond N and the spares come back after each session they are refused:
+    # their HOSTIDs once piled up for as long as the campaign ran.
+    f = Field("--endpoints", "1", "--replace", "1")
+    f.arrive("solo")
+    f.arrive("spare")
+    for i in range(5):
+        f.arrive(f"extra{i}")  # nothing for them: their sessions end at once
+    f.step()
+    assert set(f.campaign_hostids().values()) == {"solo", "spare"}
+    f.until_done()
