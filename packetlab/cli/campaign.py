@@ -16,7 +16,14 @@ import os
 import sys
 from typing import Any
 
-from packetlab.cli.campaign_run import Spares, Tally, lost_record, lost_row, measure_on
+from packetlab.cli.campaign_run import (
+    Spares,
+    Tally,
+    lost_record,
+    lost_row,
+    measure_on,
+    why_closed,
+)
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
@@ -210,11 +217,6 @@ async def campaign(
     finally:
         pool.release()
         await ctl.stop()
-
-
-def why_closed(session: Any) -> str:
-    reason = getattr(session, "close_reason", None)
-    return str(reason) if reason is not None else "the endpoint closed the connection"
 
 
 def _count(n: int, word: str) -> str:

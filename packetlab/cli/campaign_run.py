@@ -60,6 +60,15 @@ def lost_record(name: str, hostid: str, peer: str, when: str, why: str, kept: in
     return r
 
 
+def why_closed(session: Any, otherwise: str | None = None) -> str:
+    """Why an endpoint's session ended, in words (its close reason: the watchdog's, a
+    connection lost, ...)."""
+    reason = getattr(session, "close_reason", None)
+    if reason is not None:
+        return str(reason)
+    return otherwise or "the endpoint closed the connection"
+
+
 def lost_row(r: Record) -> str:
     who = ", ".join(x for x in (f"hostid {r['hostid']}" if r["hostid"] else "", r["address"]) if x)
     if r["when"] == "before the start":
@@ -170,8 +179,7 @@ async def measure_on(
                 if why is not None:
                     emit({"type": "error", "endpoint": name, "error": why})
                 return
-            reason = getattr(session, "close_reason", None)
-            why = str(reason) if reason is not None else why or "the endpoint went away"
+            why = why_closed(session, why)
             hostid = spares.hostid(session) if spares is not None else ""
             emit(lost_record(name, hostid, session.peer, "mid-campaign", why, kept))
             tally.lost += 1
