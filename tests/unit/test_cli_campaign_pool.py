@@ -108,6 +108,7 @@ def test_one_lost_before_the_start_is_told_with_its_hostid_and_replaced() -> Non
         "lost", "before the start", "early", "early",
     )  # fmt: skip
     assert lost["address"] == "10.0.0.1:40000" and "error" not in lost
+    assert lost["reason"] == "the endpoint closed the connection"
     assert f.progress.text == "0 of 2 endpoints here (latest: early lost)"
     f.arrive("late1")
     f.arrive("late2")
