@@ -60,6 +60,8 @@ KNOWN_FOR = 600.0  # s a snikey counts as in use after its last backlog was seen
 _KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
+# fatal decode_error: what OpenSSL, the manager's TLS, answers a server_name it cannot take.
+_ALERT_DECODE_ERROR = bytes.fromhex("15030300020232")
 _SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
 
 
@@ -583,7 +585,8 @@ class EndpointProtocol(_Conn):
         try:
             hello = self.reader.feed(data)
         except HelloError as e:
-            self.refuse(e.reason, str(e))
+            alert = _ALERT_DECODE_ERROR if e.reason == "bad_sni" else b""
+            self.refuse(e.reason, str(e), alert=alert)
             return
         if hello is None:
             return

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
 from twisted.internet.protocol import connectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
