@@ -89,6 +89,11 @@ def _said(run: Callable[[], None]) -> list[str]:
     return [formatEvent(e) for e in events if "middle of a frame" in (e.get("log_format") or "")]
 
 
+def closed_after(p: BrokerProtocol, data: bytes) -> None:
+    p.dataReceived(data)
+    p.connectionLost(connectionDone)
+
+
 def test_a_peer_gone_in_the_middle_of_a_frame_is_one_line_naming_it() -> None:
     """A publisher that disconnects mid-xpub: the frame is dropped unanswered, and the
     log said nothing of it (session 21). Now one line names the frame and how much came;
@@ -96,11 +101,11 @@ def test_a_peer_gone_in_the_middle_of_a_frame_is_one_line_naming_it() -> None:
     clock = Clock()
     p, _ = connect(clock)
     xpub = bytes.fromhex("310000f1") + bytes(50)
-    said = _said(lambda: (p.dataReceived(xpub), p.connectionLost(connectionDone)))
+    said = _said(lambda: closed_after(p, xpub))
     assert len(said) == 1 and "(xpub, 54 of 245 bytes)" in said[0], said
     assert "10.0.0.1" in said[0] and "subscribe link" in said[0]
     p, _ = connect(clock)
-    said = _said(lambda: (p.dataReceived(b"\x38\x00"), p.connectionLost(connectionDone)))
+    said = _said(lambda: closed_after(p, b"\x38\x00"))
     assert len(said) == 1 and "(xsub, 2 of its 4 header bytes)" in said[0], said
     p, _ = connect(clock)
     assert _said(lambda: p.connectionLost(connectionDone)) == []
