@@ -21,10 +21,11 @@ from twisted.python.failure import Failure
 from packetlab import wire
 from packetlab.ppks import generate_private_key, issue_certificate
 from packetlab.proxy.registry import BacklogRegistry
-from packetlab.proxy.server import PREAMBLE, Proxy, SetupProtocol
+from packetlab.proxy.server import ENORES_DELAY, KNOWN_FOR, PREAMBLE, Proxy, SetupProtocol
 from packetlab.proxy.splice import NEAR_RCVBUF
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
 from packetlab.tls.handoff import HandoffError, TLSHandoff
+from packetlab.wire.constants import Status
 
 
 class NearSocket:
@@ -772,3 +773,52 @@ def test_a_hello_whose_server_name_openssl_refuses_keeps_the_backlog(
     assert not ep.spliced and bt.value() == b"" and proxy.registry.count("k1") == 1
     assert t.disconnecting and t.value() == bytes.fromhex("15030300020232")
     assert proxy.stats.refusals == {"bad_sni": 1}
+
+
+def xreg_from(
+    proxy: Proxy, clock: Clock, host: str, creds: Credentials | None = None, snikey: bytes = b"k1"
+) -> int:
+    """A manager at `host` (with `creds` as its agent cert, or none) sends xreg(snikey):
+    the result code it gets (an ENORES after its delay), then it closes."""
+    from twisted.internet.address import IPv4Address
+
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    t.peerAddr = IPv4Address("TCP", host, 40000)
+    proto.makeConnection(t)
+    tls = TLSHandoff(
+        PPKSClientCreator(creds, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey))))
+    clock.advance(ENORES_DELAY)
+    [answer] = wire.Framer().feed(tls.receive(t.value()).data)
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(answer, wire.Result)
+    return answer.errid
+
+
+def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOptions) -> None:
+    """Anyone could register backlogs for a manager's snikey (it is in every xdescr the
+    broker sends): 62 of them filled its cap, so that the manager's replenishments got
+    ENORES, and its endpoints were spliced to the stranger, whose TLS they refuse
+    (session 21). Now a snikey in use belongs to the manager that registered it (its
+    agent key, else its address): another one's xreg is refused (ENORES, logged), for
+    as long as the snikey has idle backlogs or was used in the last 10 minutes."""
+    proxy, clock = make_proxy(options)
+    register(proxy)  # from StringTransport's default peer, 192.168.1.1, without a cert
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES  # a stranger, no cert
+    key = generate_private_key()
+    creds = Credentials([issue_certificate("agent", key, key, 0, 2**31 - 1)], key)
+    assert xreg_from(proxy, clock, "192.168.1.1", creds) == Status.ENORES  # same host, a key
+    assert xreg_from(proxy, clock, "192.168.1.1") == Status.SUCCESS  # the manager itself
+    assert xreg_from(proxy, clock, "10.9.9.9", snikey=b"k2") == Status.SUCCESS  # another key
+    assert proxy.registry.count("k1") == 1
+    proxy.registry.take("k1")  # used by an endpoint: still held while the manager replenishes
+    clock.advance(KNOWN_FOR - 10)
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES
+    clock.advance(10)  # not used for 10 minutes: free again
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.SUCCESS
