@@ -278,3 +278,35 @@ def test_server_names_openssl_refuses_are_refused_and_leave_the_backlog(
     assert "refused (bad_sni): server_name list with more than one name" in text
     assert "Traceback" not in text and proxy.proc.poll() is None
     assert rss_kib(proxy.proc.pid) - rss < RSS_BOUND_KIB
+
+
+def test_a_snikey_in_use_is_refused_to_another_manager(home: PktlabHome, proxy: ProxyProc) -> None:
+    """A manager with its agent certificate registers `ownedsni`; a stranger (no
+    certificate) then tries to take its endpoints by registering backlogs of the same
+    snikey: it gets ENORES (after the 1 s hold) and a line saying why, and the endpoint
+    still reaches the manager."""
+    tls = agent_tls(home, home.cert_path("agent_xc_xc"), home.key_path("k_xc"), "k_prx")
+    mgr = Link(proxy.setup, tls, bytewise=False)
+    mgr.send(b"\x80\x00\x00\x08", b"ownedsni")
+    mgr.expect(RESULT_OK)
+    mgr.write(tls.close())
+    mgr.closed, mgr.rest = True, tls.detach()
+    while len(mgr.rest) < 6:
+        mgr._read()
+    mgr.write(b"PKTLAB")
+    creator = PPKSClientCreator(None, AuthMode.AGENT, [home.public_key("k_prx")])
+    stranger_tls = TLSHandoff(creator.clientConnectionForTLS(None), is_client=True)  # type: ignore[arg-type]
+    stranger = Link(proxy.setup, stranger_tls, bytewise=False)
+    stranger.send(b"\x80\x00\x00\x08", b"ownedsni")
+    stranger.expect(bytes.fromhex("400000020044"))  # result(ENORES)
+    stranger.close()
+    hello = client_hello("ownedsni")
+    ep = socket.create_connection(("127.0.0.1", proxy.endpoints), timeout=10)
+    ep.sendall(hello)
+    got = b""
+    while len(got) < len(hello):
+        got += mgr.sock.recv(65536)
+    assert got == hello
+    ep.close()
+    mgr.close()
+    assert "refusing xreg: snikey ownedsni is held by another manager (agent key" in proxy.text()
