@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["expand_path"]
+__all__ = ["config_text", "expand_path"]
 
 
 def expand_path(value: str | os.PathLike[str]) -> Path:
@@ -22,3 +22,15 @@ def expand_path(value: str | os.PathLike[str]) -> Path:
         user = text[1:].split("/", 1)[0]
         why = f"there is no user {user!r}" if user else "this process has no home directory"
         raise ValueError(f"{text!r}: cannot expand '~{user}': {why}") from None
+
+
+def config_text(path: Path) -> str:
+    """The text of a configuration file, which must be UTF-8. OSError as `read_text`;
+    bytes that are not UTF-8 are a one-line ValueError naming the file and the line
+    (`broker.conf:2: not UTF-8 text (byte 0xff)`), as the parsers name a bad key."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None

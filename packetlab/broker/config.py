@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packetlab.paths import expand_path
+from packetlab.paths import config_text, expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
@@ -215,17 +215,15 @@ def load_config(path: str | None, home: PktlabHome | None = None) -> BrokerConfi
     defaults. An explicit path that cannot be read is an error."""
     home = home or PktlabHome.at()
     if path is None:
-        default = home.root / DEFAULT_CONFIG_NAME
-        cfg = (
-            parse_config(default.read_text("utf-8").splitlines(), str(default))
-            if default.is_file()
-            else BrokerConfig()
-        )
+        p = home.root / DEFAULT_CONFIG_NAME
+        if not p.is_file():
+            return BrokerConfig()
     else:
         p = Path(_path(str(path)))
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read configuration {str(p)!r}: {e}") from None
-        cfg = parse_config(text.splitlines(), str(p))
-    return cfg
+    try:  # the home's broker.conf too: a bad one was a traceback (session 21)
+        text = config_text(p)
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration {str(p)!r}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return parse_config(text.splitlines(), str(p))

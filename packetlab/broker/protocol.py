@@ -39,7 +39,7 @@ from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
 from packetlab.wire.codec import encode
-from packetlab.wire.constants import Status
+from packetlab.wire.constants import MsgType, Status
 from packetlab.wire.errors import FrameTooLarge
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Result
@@ -168,6 +168,8 @@ class BrokerFactory(Factory):
         self._saturated = False
         # refusals a peer causes at will (a full table, a key's or address's share)
         self.refusal_log = LogBudget(reactor.seconds)
+        # links closed by their peer in the middle of a frame (as often as it connects)
+        self.cut_log = LogBudget(reactor.seconds)
         self.max_queued = MAX_QUEUED
         self.queued = 0  # notifications queued at links since the last count (an estimate)
 
@@ -337,6 +339,7 @@ class BrokerProtocol(Protocol):
         self._abort = None
         if self.session is None:
             return
+        self._log_cut_frame()
         for pub in self.session.close():
             self._log_end(pub, "publisher closed the connection")
         if self.session.subscriber is not None:
@@ -345,6 +348,33 @@ class BrokerProtocol(Protocol):
                 peer=self.session.peer,
                 why=reason.getErrorMessage(),
             )
+
+    def _log_cut_frame(self) -> None:
+        """The peer closed with part of a frame sent (a publisher gone mid-xpub): that
+        frame is dropped unanswered, so say so (within the factory's budget)."""
+        cut = self.framer.partial
+        if self._closing or cut is None:
+            return
+        code, held, length = cut
+        if 0 <= length <= held:  # whole frames waiting (backpressure), not a cut one
+            return
+        more = self.f.cut_log.allow()
+        if more is None:
+            return
+        try:
+            name = MsgType(code).name.lower()
+        except ValueError:
+            name = f"type 0x{code:02x}"
+        got = f"{held} of {length} bytes" if length >= 0 else f"{held} of its 4 header bytes"
+        self.log.warn(
+            "{role} link peer={peer} closed in the middle of a frame ({name}, {got}): "
+            "dropped unanswered{more}",
+            role=self.f.role.value,
+            peer=self.session.peer if self.session else self.peer,
+            name=name,
+            got=got,
+            more=more,
+        )
 
     def drop_unread(self) -> None:
         """Close a subscriber that does not read (`BrokerFactory.queued_one`): at once,

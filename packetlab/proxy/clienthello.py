@@ -19,6 +19,7 @@ _HANDSHAKE = 22
 _CLIENT_HELLO = 1
 _EXT_SERVER_NAME = 0
 _RECORD_MAX = 1 << 14
+_HOST_NAME_MAX = 255  # OpenSSL's TLSEXT_MAXLEN_host_name
 
 
 class HelloError(ValueError):
@@ -100,15 +101,20 @@ def parse_sni(body: bytes) -> str | None:
         end = pos + n
         if end > len(body):
             raise IndexError
+        sni: str | None = None
+        seen = False
         while pos < end:
             etype, elen = struct.unpack_from(">HH", body, pos)
             pos += 4
             if pos + elen > end:
                 raise IndexError
             if etype == _EXT_SERVER_NAME:
-                return _host_name(body[pos : pos + elen])
+                if seen:  # OpenSSL, the manager's TLS, refuses the hello (bad extension)
+                    raise HelloError("bad_sni", "two server_name extensions")
+                seen = True
+                sni = _host_name(body[pos : pos + elen])
             pos += elen
-        return None
+        return sni
     except (IndexError, struct.error):
         raise HelloError(
             "malformed", "malformed ClientHello (a length runs past its end)"
@@ -116,19 +122,29 @@ def parse_sni(body: bytes) -> str | None:
 
 
 def _host_name(ext: bytes) -> str | None:
+    """The one host_name of a server_name extension, checked as OpenSSL (the manager's TLS
+    server) checks it: RFC 6066 allows one name per type and OpenSSL knows only host_name,
+    so the list must be exactly one host_name, at most 255 bytes, with no NUL. The proxy
+    used to route by the first host_name of any list, and the manager then refused the
+    hello: a backlog spent on an endpoint no manager could serve."""
     (n,) = struct.unpack_from(">H", ext)
-    pos, end = 2, 2 + n
-    if end > len(ext):
+    if n == 0:
+        return None  # an empty list: no name (OpenSSL: decode error; refused here as no_sni)
+    if 2 + n > len(ext):
         raise IndexError
-    while pos < end:
-        ntype, nlen = struct.unpack_from(">BH", ext, pos)
-        pos += 3
-        name = ext[pos : pos + nlen]
-        if len(name) != nlen:
-            raise IndexError
-        if ntype == 0:
-            if not name or not name.isascii():
-                raise HelloError("bad_sni", "server_name is empty or not ASCII")
-            return name.decode("ascii")
-        pos += nlen
-    return None
+    if 2 + n < len(ext):
+        raise HelloError("bad_sni", f"server_name list of {n} bytes in an extension of {len(ext)}")
+    ntype, nlen = struct.unpack_from(">BH", ext, 2)
+    if 5 + nlen > len(ext):
+        raise IndexError
+    if ntype != 0:
+        raise HelloError("bad_sni", f"server_name of type {ntype}, not host_name (0)")
+    if 5 + nlen < len(ext):
+        raise HelloError("bad_sni", "server_name list with more than one name")
+    name = ext[5:]
+    if not name or not name.isascii():
+        raise HelloError("bad_sni", "server_name is empty or not ASCII")
+    if len(name) > _HOST_NAME_MAX or 0 in name:
+        what = f"{len(name)} bytes (at most {_HOST_NAME_MAX})" if 0 not in name else "a NUL byte"
+        raise HelloError("bad_sni", f"server_name with {what}")
+    return name.decode("ascii")

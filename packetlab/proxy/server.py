@@ -60,6 +60,8 @@ KNOWN_FOR = 600.0  # s a snikey counts as in use after its last backlog was seen
 _KEEPALIVE_PROBES = 4
 # TLS alert record: fatal unrecognized_name, sent before closing an endpoint we cannot route.
 _ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
+# fatal decode_error: what OpenSSL, the manager's TLS, answers a server_name it cannot take.
+_ALERT_DECODE_ERROR = bytes.fromhex("15030300020232")
 _SETUP_BUFFER_CAP = 65536  # TLS bytes a registering manager may have in flight
 
 
@@ -101,6 +103,12 @@ class Proxy:
         self.backlog_wait = backlog_wait
         self.waiting: dict[str, dict[EndpointProtocol, None]] = {}
         self._known: dict[str, float] = {}  # snikey -> when a backlog of it was last seen
+        # snikey -> the manager that registered it ("agent key ..." or "address ..."):
+        # while the snikey is in use, another manager's xreg for it is refused, or anyone
+        # could fill its cap with backlogs of their own, so that the manager's
+        # replenishments got ENORES and its endpoints were spliced to a stranger (whose
+        # TLS they refuse, and the reference endpoint then drops the experiment for good)
+        self._owner: dict[str, str] = {}
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         self._saturated = {"endpoints": False, "setup": False}
         # Refusals come as fast as anyone connects: so many lines a minute per port (a
@@ -178,13 +186,25 @@ class Proxy:
                 setups=self.stats.setup_busy,
             )
 
-    def seen_snikey(self, snikey: str) -> None:
+    def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
         now = self.reactor.seconds()
         self._known.pop(snikey, None)
         self._known[snikey] = now  # the dict stays oldest first
+        if owner is not None:
+            self._owner[snikey] = owner
         if len(self._known) > 2 * self.registry.total_cap:  # bounded by the caps
             for key in list(self._known)[: len(self._known) // 2]:
-                del self._known[key]
+                if not self.registry.count(key):  # a snikey with idle backlogs stays held
+                    del self._known[key]
+                    self._owner.pop(key, None)
+
+    def held_by_another(self, snikey: str, manager: str) -> str | None:
+        """The manager holding `snikey`, if not `manager`: the one that registered it, while
+        it has idle backlogs or was in use in the last `KNOWN_FOR` s."""
+        owner = self._owner.get(snikey)
+        if owner is None or owner == manager:
+            return None
+        return owner if self.registry.count(snikey) or self.expects(snikey) else None
 
     def expects(self, snikey: str) -> bool:
         """Whether a backlog of `snikey` is likely to come: one was seen in the last
@@ -330,6 +350,7 @@ class SetupProtocol(_Conn):
         self.state = "tls"  # tls -> close_notify -> echo -> backlog -> spliced
         self._echo = b""
         self._held: IDelayedCall | None = None  # an ENORES answer waiting (ENORES_DELAY)
+        self.manager = "?"  # who registers: its agent key if it showed one, else its address
 
     port = "setup"
 
@@ -381,6 +402,10 @@ class SetupProtocol(_Conn):
         if self.tls.buffered > _SETUP_BUFFER_CAP:
             self.refuse("flood", f"more than {_SETUP_BUFFER_CAP} bytes of TLS in flight")
             return
+        if step.handshake_done:
+            key = step.peer.public_key if step.peer is not None else None
+            host = self.peer_text.rsplit(":", 1)[0]
+            self.manager = f"agent key {key.hex()[:16]}" if key else f"address {host}"
         out = step.out
         if step.data:
             out += self._frames(step.data)
@@ -414,6 +439,11 @@ class SetupProtocol(_Conn):
             snikey = item.snikey.decode("ascii")
             status = Status.SUCCESS
             full = self.proxy.registry.full(snikey)
+            other = self.proxy.held_by_another(snikey, self.manager)
+            if other is not None:
+                full = (
+                    f"snikey {snikey} is held by another manager ({other}; this is {self.manager})"
+                )
             if full:  # a soft failure for the manager: it warns and tries again
                 # (as often as it likes: in the setup port's log budget, as its refusals)
                 self.proxy.warn_refusal(
@@ -465,7 +495,7 @@ class SetupProtocol(_Conn):
         self._disarm()
         self._settled()
         self.state = "backlog"
-        self.proxy.seen_snikey(self.snikey)
+        self.proxy.seen_snikey(self.snikey, self.manager)
         self.proxy.stats.registrations += 1
         if waiter is not None:  # an endpoint was waiting for this snikey: route it now
             waiter.route(self)
@@ -583,7 +613,8 @@ class EndpointProtocol(_Conn):
         try:
             hello = self.reader.feed(data)
         except HelloError as e:
-            self.refuse(e.reason, str(e))
+            alert = _ALERT_DECODE_ERROR if e.reason == "bad_sni" else b""
+            self.refuse(e.reason, str(e), alert=alert)
             return
         if hello is None:
             return

@@ -14,6 +14,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from packetlab.paths import config_text
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
 from packetlab.tapoptions import (
@@ -241,9 +242,11 @@ def default_pending_max(nofile: int | None = None) -> int:
 def _read_config(path: Path) -> dict[str, tuple[str, str]]:
     """Key -> (value, "FILE:LINE") of a config file of "Key value" lines."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = config_text(path)
+    except OSError as e:
         raise usage.UsageError(f"--config: cannot read {path}: {e}") from None
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
     cfg: dict[str, tuple[str, str]] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

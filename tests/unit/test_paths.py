@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from packetlab.paths import expand_path
+from packetlab.paths import config_text, expand_path
 
 
 def test_home_and_plain_names() -> None:
@@ -33,3 +33,14 @@ def test_no_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.path.expanduser", lambda p: p)  # as with no passwd entry
     with pytest.raises(ValueError, match="cannot expand '~': this process has no home"):
         expand_path("~/x")
+
+
+def test_config_text_names_the_line_of_a_byte_that_is_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "x.conf"
+    p.write_bytes("A é\n".encode() + b"B 1\r\nC \xc3\n")
+    with pytest.raises(ValueError, match=r"x\.conf:3: not UTF-8 text \(byte 0xc3\)$"):
+        config_text(p)
+    p.write_bytes("A é\n".encode())
+    assert config_text(p) == "A é\n"
+    with pytest.raises(OSError):
+        config_text(tmp_path / "none")

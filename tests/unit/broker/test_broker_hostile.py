@@ -3,9 +3,14 @@ tests/integration/test_hostile_broker.py), each pinned over fakes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import CLOSE_TIMEOUT, BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -71,3 +76,48 @@ def test_the_configured_throttle_is_used() -> None:
     )
     assert svc.throttle is mine
     assert all(f.throttle is mine for f in svc.factories.values())
+
+
+def _said(run: Callable[[], None]) -> list[str]:
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        run()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    return [formatEvent(e) for e in events if "middle of a frame" in (e.get("log_format") or "")]
+
+
+def closed_after(p: BrokerProtocol, data: bytes) -> None:
+    p.dataReceived(data)
+    p.connectionLost(connectionDone)
+
+
+def test_a_peer_gone_in_the_middle_of_a_frame_is_one_line_naming_it() -> None:
+    """A publisher that disconnects mid-xpub: the frame is dropped unanswered, and the
+    log said nothing of it (session 21). Now one line names the frame and how much came;
+    a whole frame, or nothing held, says nothing; the lines are budgeted (20 a minute)."""
+    clock = Clock()
+    p, _ = connect(clock)
+    xpub = bytes.fromhex("310000f1") + bytes(50)
+    said = _said(lambda: closed_after(p, xpub))
+    assert len(said) == 1 and "(xpub, 54 of 245 bytes)" in said[0], said
+    assert "10.0.0.1" in said[0] and "subscribe link" in said[0]
+    p, _ = connect(clock)
+    said = _said(lambda: closed_after(p, b"\x38\x00"))
+    assert len(said) == 1 and "(xsub, 2 of its 4 header bytes)" in said[0], said
+    p, _ = connect(clock)
+    assert _said(lambda: p.connectionLost(connectionDone)) == []
+
+    f = BrokerFactory(Role.PUBLISH, Registry(), Throttle(base=1.0), clock)
+
+    def flood() -> None:
+        for _ in range(30):
+            q = f.buildProtocol(None)
+            q.makeConnection(Transport(peerAddress=IPv4Address("TCP", "10.0.0.2", 1)))
+            q.dataReceived(b"\x99\x00\x00\x10")
+            q.connectionLost(connectionDone)
+
+    said = _said(flood)
+    assert len(said) == 20 and "type 0x99" in said[0] and "publish link" in said[0], said

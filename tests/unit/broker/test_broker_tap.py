@@ -314,3 +314,23 @@ def test_a_bad_option_is_said_before_a_missing_certificate(
     with pytest.raises(usage.UsageError) as e:
         parse(*args)
     assert str(e.value).startswith(said)
+
+
+def test_a_broker_conf_that_is_not_utf8_names_its_line(
+    home: PktlabHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The home's own broker.conf (read without --config) with a byte that is not UTF-8:
+    a UnicodeDecodeError traceback out of twistd (session 21). Now one line naming the
+    file and the line, as for --config FILE (which named the byte's offset only)."""
+    other = PktlabHome.at(tmp_path / "home")
+    init_home(other)
+    (other.root / "broker.conf").write_bytes(b"ErrorDelay 1\n\xff\n")
+    monkeypatch.setenv("PKTLAB_HOME", str(other.root))
+    with pytest.raises(usage.UsageError) as e:
+        parse()
+    assert str(e.value) == f"{other.root / 'broker.conf'}:2: not UTF-8 text (byte 0xff)"
+    bad = tmp_path / "b.conf"
+    bad.write_bytes(b"# a comment\nIdleTimeout 5\nErrorDelay \xe9\n")
+    with pytest.raises(usage.UsageError) as e:
+        parse("--config", str(bad))
+    assert str(e.value) == f"{bad}:3: not UTF-8 text (byte 0xe9)"

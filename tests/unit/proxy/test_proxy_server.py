@@ -21,10 +21,11 @@ from twisted.python.failure import Failure
 from packetlab import wire
 from packetlab.ppks import generate_private_key, issue_certificate
 from packetlab.proxy.registry import BacklogRegistry
-from packetlab.proxy.server import PREAMBLE, Proxy, SetupProtocol
+from packetlab.proxy.server import ENORES_DELAY, KNOWN_FOR, PREAMBLE, Proxy, SetupProtocol
 from packetlab.proxy.splice import NEAR_RCVBUF
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
 from packetlab.tls.handoff import HandoffError, TLSHandoff
+from packetlab.wire.constants import Status
 
 
 class NearSocket:
@@ -208,7 +209,8 @@ def test_a_long_sni_is_cut_short_in_the_refusal_line(options: PPKSServerOptions)
     """An SNI of 12,000 characters (it fits the default 16 KB hello cap) was quoted whole
     in its `unknown_snikey` line: the refusal budget bounds lines, not their size (20
     such lines a minute: 14 MB of log an hour). A snikey has at most 63 characters: the
-    line shows the first 64 and the length."""
+    line shows the first 64 and the length. (Since session 21 a name over 255 bytes,
+    which OpenSSL refuses, is `bad_sni` with its length only.)"""
     from typing import cast
 
     from test_clienthello import hello_bytes, sni_ext
@@ -219,17 +221,20 @@ def test_a_long_sni_is_cut_short_in_the_refusal_line(options: PPKSServerOptions)
     observer = cast(ILogObserver, seen.append)
     globalLogPublisher.addObserver(observer)
     try:
-        ep = proxy.endpoint_factory().buildProtocol(None)
-        t = HalfCloseTransport()
-        ep.makeConnection(t)
-        ep.dataReceived(hello_bytes([sni_ext((0, b"a" * 12000))]))
+        for n in (255, 12000):
+            ep = proxy.endpoint_factory().buildProtocol(None)
+            t = HalfCloseTransport()
+            ep.makeConnection(t)
+            ep.dataReceived(hello_bytes([sni_ext((0, b"a" * n))]))
+            assert t.disconnecting
     finally:
         globalLogPublisher.removeObserver(observer)
-    assert t.disconnecting and proxy.stats.refusals["unknown_snikey"] == 1
+    assert proxy.stats.refusals == {"unknown_snikey": 1, "bad_sni": 1}
     [line] = [e for e in seen if e.get("reason") == "unknown_snikey"]
-    assert line["text"] == (
-        f"no backlog connection for snikey {'a' * 64!r}... (12000 characters)"
-    ), line["text"][:200]
+    want = f"no backlog connection for snikey {'a' * 64!r}... (255 characters)"
+    assert line["text"] == want, line["text"][:200]
+    [line] = [e for e in seen if e.get("reason") == "bad_sni"]
+    assert line["text"] == "server_name with 12000 bytes (at most 255)", line["text"][:200]
 
 
 def test_hello_timeout(options: PPKSServerOptions) -> None:
@@ -746,3 +751,74 @@ def test_the_echo_is_exactly_the_six_preamble_bytes(
     assert t.disconnecting is not registered
     assert proxy.registry.count("k1") == int(registered)
     assert proxy.stats.registration_failures == int(not registered)
+
+
+def test_a_hello_whose_server_name_openssl_refuses_keeps_the_backlog(
+    options: PPKSServerOptions,
+) -> None:
+    """Two host_names, k1 first: the proxy routed it by the first to k1's backlog, and
+    the manager's OpenSSL then refused the hello (bad extension): a backlog spent on an
+    endpoint nobody could serve (session 21). Now it is refused here with the alert
+    OpenSSL sends (decode_error), counted as bad_sni, and the backlog stays."""
+    proxy, _ = make_proxy(options)
+    _, bt = register(proxy)
+    bt.clear()
+    names = b"".join(struct.pack(">BH", 0, len(n)) + n for n in (b"k1", b"k2"))
+    sni = struct.pack(">H", len(names)) + names
+    body = b"\x03\x03" + bytes(33) + b"\x00\x02\x13\x01\x01\x00"  # no session id
+    exts = struct.pack(">HH", 0, len(sni)) + sni
+    body += struct.pack(">H", len(exts)) + exts
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    ep, t = endpoint(proxy, "k1", b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs)
+    assert not ep.spliced and bt.value() == b"" and proxy.registry.count("k1") == 1
+    assert t.disconnecting and t.value() == bytes.fromhex("15030300020232")
+    assert proxy.stats.refusals == {"bad_sni": 1}
+
+
+def xreg_from(
+    proxy: Proxy, clock: Clock, host: str, creds: Credentials | None = None, snikey: bytes = b"k1"
+) -> int:
+    """A manager at `host` (with `creds` as its agent cert, or none) sends xreg(snikey):
+    the result code it gets (an ENORES after its delay), then it closes."""
+    from twisted.internet.address import IPv4Address
+
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    t.peerAddr = IPv4Address("TCP", host, 40000)
+    proto.makeConnection(t)
+    tls = TLSHandoff(
+        PPKSClientCreator(creds, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
+        is_client=True,
+    )
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey))))
+    clock.advance(ENORES_DELAY)
+    [answer] = wire.Framer().feed(tls.receive(t.value()).data)
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(answer, wire.Result)
+    return answer.errid
+
+
+def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOptions) -> None:
+    """Anyone could register backlogs for a manager's snikey (it is in every xdescr the
+    broker sends): 62 of them filled its cap, so that the manager's replenishments got
+    ENORES, and its endpoints were spliced to the stranger, whose TLS they refuse
+    (session 21). Now a snikey in use belongs to the manager that registered it (its
+    agent key, else its address): another one's xreg is refused (ENORES, logged), for
+    as long as the snikey has idle backlogs or was used in the last 10 minutes."""
+    proxy, clock = make_proxy(options)
+    register(proxy)  # from StringTransport's default peer, 192.168.1.1, without a cert
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES  # a stranger, no cert
+    key = generate_private_key()
+    creds = Credentials([issue_certificate("agent", key, key, 0, 2**31 - 1)], key)
+    assert xreg_from(proxy, clock, "192.168.1.1", creds) == Status.ENORES  # same host, a key
+    assert xreg_from(proxy, clock, "192.168.1.1") == Status.SUCCESS  # the manager itself
+    assert xreg_from(proxy, clock, "10.9.9.9", snikey=b"k2") == Status.SUCCESS  # another key
+    assert proxy.registry.count("k1") == 1
+    proxy.registry.take("k1")  # used by an endpoint: still held while the manager replenishes
+    clock.advance(KNOWN_FOR - 10)
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES
+    clock.advance(10)  # not used for 10 minutes: free again
+    assert xreg_from(proxy, clock, "10.9.9.9") == Status.SUCCESS

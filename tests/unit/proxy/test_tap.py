@@ -185,3 +185,11 @@ def test_a_bad_port_is_said_before_a_missing_certificate(
     with pytest.raises(usage.UsageError) as e:
         parse("--home", str(tmp_path / "empty"), *args)
     assert str(e.value).startswith(said)
+
+
+def test_a_config_that_is_not_utf8_names_its_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "p.conf"
+    bad.write_bytes(b"HelloCap 4096\n\n\xffRelay copy\n")
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--config", str(bad))
+    assert str(e.value) == f"{bad}:3: not UTF-8 text (byte 0xff)"
