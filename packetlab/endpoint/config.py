@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
-from packetlab.paths import expand_path
+from packetlab.paths import config_text, expand_path
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
@@ -531,7 +531,9 @@ def load_config(path: str | Path | None) -> EndpointConfig:
         path = default
     p = Path(path).expanduser()
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = config_text(p)
+    except OSError as e:
         raise ConfigError(f"cannot read configuration {str(p)!r}: {e}") from None
+    except ValueError as e:  # not UTF-8: the file and line (paths.config_text)
+        raise ConfigError(str(e)) from None
     return parse_config(text.splitlines(), str(p))

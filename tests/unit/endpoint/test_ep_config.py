@@ -165,6 +165,15 @@ def test_load_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_config(None).buf_max == 77
 
 
+def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    """As the broker's and proxy's (paths.config_text): the line, not a byte offset."""
+    conf = tmp_path / "endpt.conf"
+    conf.write_bytes(b"BufMax 1234\nHostID caf\xe9\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(conf)
+    assert str(e.value) == f"{conf}:2: not UTF-8 text (byte 0xe9)"
+
+
 @pytest.mark.parametrize(
     ("key", "make"),
     [
