@@ -879,3 +879,100 @@ def test_getsockname_shows_the_endpoint_side_of_a_connection(tmp_path: Path) -> 
     assert native.stdout == b"True\n"
     done, _ = wrap(tmp_path, ["python3", "-c", script])
     assert done.stdout == b"True\n", done.stderr
+
+
+# -- session 21 (wrap21): reverse lookups, UDP getsockname, an outside tester's pass -------
+
+_UDP_LOCAL = """\
+import socket
+def pair(fam, host, dst):
+    srv = socket.socket(fam, socket.SOCK_DGRAM); srv.bind((host, 0))
+    c = socket.socket(fam, socket.SOCK_DGRAM)  # unconnected: sendto, then getsockname
+    c.sendto(b"x", (dst, srv.getsockname()[1])); peer = srv.recvfrom(9)[1]
+    k = socket.socket(fam, socket.SOCK_DGRAM)  # connected: getsockname before a send
+    k.connect((dst, srv.getsockname()[1])); mine = k.getsockname(); k.send(b"y")
+    kpeer = srv.recvfrom(9)[1]; k.send(b"z")
+    print(c.getsockname()[1] == peer[1], c.getsockname()[0], mine[:2] == kpeer[:2],
+          srv.recvfrom(9)[1] == kpeer, c.getsockname()[1] != k.getsockname()[1])
+pair(socket.AF_INET, "127.0.0.1", "127.0.0.1")
+try:
+    socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
+except OSError:
+    print("True :: True True True")  # no IPv6 loopback here
+else:
+    pair(socket.AF_INET6, "::1", "::1")
+"""
+
+
+def test_udp_getsockname_shows_the_port_datagrams_leave_from(tmp_path: Path) -> None:
+    """A wrapped UDP socket's getsockname showed its loopback end (towards a relay port);
+    natively, and now, it is the address and port its datagrams leave from (the server
+    sees them come from there), and one socket keeps one port for all its datagrams."""
+    native = subprocess.run(["python3", "-c", _UDP_LOCAL], capture_output=True, timeout=30)
+    assert native.stdout == b"True 0.0.0.0 True True True\nTrue :: True True True\n"
+    done, timings = wrap(tmp_path, ["python3", "-c", _UDP_LOCAL])
+    assert done.stdout == native.stdout, done.stderr
+    assert sum(t["datagrams_up"] for t in timings if t["proto"] == "udp") >= 3
+
+
+_REVERSE = """\
+getent hosts 127.0.0.1 127.0.0.2; echo "getent $?"
+getent hosts 127.0.0.3; echo "getent $?"
+host 127.0.0.2; echo "host $?"
+python3 -c '
+import socket
+for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "::ffff:127.0.0.2"):
+    for flags in (0, socket.NI_NAMEREQD):
+        try:
+            print(socket.getnameinfo((a, 53), flags))
+        except OSError as e:
+            print(e)
+    try:
+        print(socket.gethostbyaddr(a))
+    except OSError as e:
+        print(e)
+print(socket.getfqdn("127.0.0.2"), socket.getfqdn("127.0.0.3"))
+'
+"""
+
+_IN_NAMESPACE = """\
+set -e
+mount --bind "$RESOLV" /etc/resolv.conf
+ip link set lo up
+"$PY" "$SERVERS" "$ROOT" 127.0.0.1 53 > "$OUT/ports" &
+trap 'kill $!' EXIT
+while [ ! -s "$OUT/ports" ]; do sleep 0.05; done
+set +e
+sh -c "$PROBE" > "$OUT/native" 2>&1
+"$PY" -m packetlab wrap --timings "$OUT/timings" -- sh -c "$PROBE" > "$OUT/wrapped" 2>&1
+"""
+
+
+def test_reverse_lookups_come_from_the_endpoint_as_natively(tmp_path: Path, servers: Servers) -> None:
+    """getnameinfo gave numbers only (proxychains' hook, whatever the flags: no name, no
+    service name, no NI_NAMEREQD error), gethostbyaddr the address as the name, and
+    gethostbyaddr_r asked this host's DNS. In a namespace whose resolv.conf names our DNS
+    server (PTR: x.x.x.2 is www.wrap.test), getent, host and Python's socket calls print
+    the same natively and wrapped, and the lookups went out from the endpoint."""
+    _need("getent", "host", "unshare", "ip")
+    _proxychains()
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    env = dict(
+        os.environ, RESOLV=str(tmp_path / "resolv.conf"), PY=sys.executable, ROOT=str(servers.root),
+        SERVERS=str(Path(__file__).with_name("wrap_servers.py")), OUT=str(tmp_path),
+        PROBE=_REVERSE,
+    )  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", _IN_NAMESPACE], env=env, cwd=REPO, capture_output=True,
+        timeout=90,
+    )  # fmt: skip
+    if not (tmp_path / "native").exists():
+        pytest.skip(f"no namespace here: {done.stderr.decode()[-200:]}")
+    native, wrapped = (tmp_path / "native").read_text(), (tmp_path / "wrapped").read_text()
+    assert "127.0.0.2       www.wrap.test\ngetent 0\ngetent 2\n" in native, native
+    assert "2.0.0.127.in-addr.arpa domain name pointer www.wrap.test." in native
+    assert "('www.wrap.test', 'domain')" in native and "www.wrap.test 127.0.0.3" in native
+    assert wrapped == native
+    timings = [json.loads(x) for x in (tmp_path / "timings").read_text().splitlines()]
+    # 127.0.0.3 has no name: each failed lookup from the endpoint is a line of its own
+    assert [t["host"] for t in timings if t["proto"] == "dns"] == ["127.0.0.3"] * 5, timings

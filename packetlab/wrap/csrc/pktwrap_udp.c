@@ -55,6 +55,21 @@ static int tracked(int fd)
            (__atomic_load_n(&tcp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
 }
 
+/* fds of UDP sockets that sent to or connected to a relay port: their getsockname asks */
+static unsigned char udp_fd[MAX_TRACKED_FD / 8];
+
+static void track_udp(int fd)
+{
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_or_fetch(&udp_fd[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELAXED);
+}
+
+static int udp_tracked(int fd)
+{
+    return fd >= 0 && fd < MAX_TRACKED_FD &&
+           (__atomic_load_n(&udp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
+}
+
 struct map {
     struct sockaddr_storage dst, relay;
 };
@@ -310,8 +325,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             errno = ENETUNREACH;
             return -1;
         }
-        if (r > 0)
+        if (r > 0) {
+            track_udp(fd);
             return NEXT(connect)(fd, (struct sockaddr *)&relay, addr_len(relay.ss_family));
+        }
     }
     return NEXT(connect)(fd, addr, len);
 }
@@ -347,9 +364,11 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
             errno = ENETUNREACH;
             return -1;
         }
-        if (r > 0)
+        if (r > 0) {
+            track_udp(fd);
             return NEXT(sendto)(fd, buf, n, flags, (struct sockaddr *)&relay,
                                 addr_len(relay.ss_family));
+        }
     }
     return NEXT(sendto)(fd, buf, n, flags, addr, len);
 }
@@ -365,6 +384,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             return -1;
         }
         if (r > 0) {
+            track_udp(fd);
             struct msghdr copy = *msg;
             copy.msg_name = &relay;
             copy.msg_namelen = addr_len(relay.ss_family);
@@ -395,6 +415,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
                 break;
             }
             if (r > 0) {
+                track_udp(fd);
                 vec[i].msg_hdr.msg_name = &relay[i];
                 vec[i].msg_hdr.msg_namelen = addr_len(relay[i].ss_family);
             }
@@ -456,6 +477,7 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 #define LOOKUP_OK 0
 #define LOOKUP_NONAME 1
 #define LOOKUP_FAILED 2
+#define LOOKUP_LOCAL 3
 #define MAX_LISTS 256
 
 /* Lists we built with libc's getaddrinfo: freed by libc's freeaddrinfo, not by
@@ -508,26 +530,21 @@ static int numeric(const char *node)
            strchr(node, '%') != NULL;
 }
 
-/* Ask the wrapper; -1: no answer (go on as without us). */
-static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
+/* One request to the wrapper, its whole answer read (the wrapper closes after it);
+ * -1: no wrapper or no answer. */
+static int call(const unsigned char *req, size_t n, unsigned char *ans, size_t cap, size_t *got)
 {
-    size_t n = strlen(node);
     const char *path = ctl_path();
-    if (path == NULL || n == 0 || n > 253)
+    *got = 0;
+    if (path == NULL)
         return -1;
-    unsigned char req[3 + 253];
-    req[0] = 'N';
-    req[1] = family == AF_INET ? 4 : family == AF_INET6 ? 6 : 0;
-    req[2] = (unsigned char)n;
-    memcpy(req + 3, node, n);
     int s = socket_fd_unix();
     if (s < 0)
         return -1;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
     int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, 3 + n) == (ssize_t)(3 + n);
-    *got = 0;
+             NEXT(write)(s, req, n) == (ssize_t)n;
     while (ok && *got < cap) {
         ssize_t r = read(s, ans + *got, cap - *got);
         if (r < 0 && errno == EINTR)
@@ -537,7 +554,21 @@ static int lookup(const char *node, int family, unsigned char *ans, size_t cap, 
         *got += (size_t)r;
     }
     close(s);
-    return ok && *got >= 2 ? ans[0] : -1;
+    return ok ? 0 : -1;
+}
+
+/* Ask the wrapper; -1: no answer (go on as without us). */
+static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
+{
+    size_t n = strlen(node);
+    if (n == 0 || n > 253)
+        return -1;
+    unsigned char req[3 + 253];
+    req[0] = 'N';
+    req[1] = family == AF_INET ? 4 : family == AF_INET6 ? 6 : 0;
+    req[2] = (unsigned char)n;
+    memcpy(req + 3, node, n);
+    return call(req, 3 + n, ans, cap, got) == 0 && *got >= 2 ? ans[0] : -1;
 }
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -715,8 +746,10 @@ int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, s
                      struct hostent **result, int *herr)
 {
     int rc;
-    if (endpoint_hostent(name, af, ret, buf, buflen, result, herr, &rc) == 0)
+    if (endpoint_hostent(name, af, ret, buf, buflen, result, herr, &rc) == 0) {
+        h_errno = *herr;
         return rc;
+    }
     return NEXT(gethostbyname2_r)(name, af, ret, buf, buflen, result, herr);
 }
 
@@ -724,47 +757,193 @@ int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buf
                     struct hostent **result, int *herr)
 {
     int rc;
-    if (endpoint_hostent(name, AF_INET, ret, buf, buflen, result, herr, &rc) == 0)
+    if (endpoint_hostent(name, AF_INET, ret, buf, buflen, result, herr, &rc) == 0) {
+        h_errno = *herr;
         return rc;
+    }
     return NEXT(gethostbyname_r)(name, ret, buf, buflen, result, herr);
+}
+
+/* ---- reverse lookups from the endpoint ---- */
+
+/* The endpoint's name for an address ("R"): LOOKUP_* (the name in `name` for OK); -1:
+ * no answer (go on as without us). */
+static int reverse(int af, const void *addr, char *name, size_t cap)
+{
+    unsigned char req[18], ans[2 + 255];
+    size_t alen = af == AF_INET ? 4 : 16, got;
+    req[0] = 'R';
+    req[1] = af == AF_INET ? 4 : 6;
+    memcpy(req + 2, addr, alen);
+    if (call(req, 2 + alen, ans, sizeof ans, &got) != 0 || got < 2)
+        return -1;
+    if (ans[0] == LOOKUP_OK) {
+        size_t n = ans[1];
+        if (n == 0 || got < 2 + n || n >= cap)
+            return -1;
+        memcpy(name, ans + 2, n);
+        name[n] = '\0';
+    }
+    return ans[0];
+}
+
+/* An IPv6 address glibc's DNS module looks up as the IPv4 address in its last 4 bytes:
+ * IPv4-mapped (::ffff:a.b.c.d) or "tunnelled" (::a.b.c.d, but not ::1). */
+static int v4_inside(const void *a6)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char zeros[12];
+    return memcmp(a6, mapped, 12) == 0 ||
+           (memcmp(a6, zeros, 12) == 0 && !IN6_IS_ADDR_LOOPBACK(a6));
+}
+
+typedef int (*getnameinfo_fn)(const struct sockaddr *, socklen_t, char *, socklen_t, char *,
+                              socklen_t, int);
+
+/* glibc's NI_NOFQDN: a name in this host's own domain loses that domain. */
+static void cut_own_domain(char *name)
+{
+    char me[256];
+    char *dot = strchr(name, '.');
+    if (dot == NULL || gethostname(me, sizeof me) != 0)
+        return;
+    me[sizeof me - 1] = '\0';
+    char *mine = strchr(me, '.');
+    if (mine != NULL && strcmp(dot, mine) == 0)
+        *dot = '\0';
+}
+
+/* proxychains' getnameinfo gives numbers only (host and service, whatever the flags); a
+ * name is asked of the endpoint's DNS server here, the rest is libc's own. */
+int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+                char *serv, socklen_t servlen, int flags)
+{
+    getnameinfo_fn libc_gni = (getnameinfo_fn)libc_sym("getnameinfo");
+    if (libc_gni == NULL)
+        return NEXT(getnameinfo)(sa, salen, host, hostlen, serv, servlen, flags);
+    if (ctl_path() == NULL || host == NULL || hostlen == 0 || (flags & NI_NUMERICHOST) ||
+        sa == NULL || salen < sizeof(struct sockaddr_in) ||
+        (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        (sa->sa_family == AF_INET6 && salen < sizeof(struct sockaddr_in6)))
+        return libc_gni(sa, salen, host, hostlen, serv, servlen, flags);
+    int af = sa->sa_family;
+    const void *addr = &((const struct sockaddr_in *)sa)->sin_addr;
+    if (af == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        addr = a6;
+        if (IN6_IS_ADDR_UNSPECIFIED(a6)) /* glibc: no name, without asking */
+            return libc_gni(sa, salen, host, hostlen, serv, servlen, flags);
+        if (v4_inside(a6)) { /* as glibc: in-addr.arpa */
+            af = AF_INET;
+            addr = a6->s6_addr + 12;
+        }
+    }
+    char name[NI_MAXHOST];
+    int status = reverse(af, addr, name, sizeof name);
+    if (status < 0 || status > LOOKUP_FAILED) /* /etc/hosts, or no wrapper: libc */
+        return libc_gni(sa, salen, host, hostlen, serv, servlen, flags);
+    /* (glibc refuses NI_NUMERICHOST with NI_NAMEREQD) */
+    int rc = libc_gni(sa, salen, host, hostlen, serv, servlen,
+                      (flags | NI_NUMERICHOST) & ~NI_NAMEREQD);
+    if (rc != 0)
+        return rc;
+    if (status != LOOKUP_OK)
+        return !(flags & NI_NAMEREQD) ? 0 : status == LOOKUP_NONAME ? EAI_NONAME : EAI_AGAIN;
+    if (flags & NI_NOFQDN)
+        cut_own_domain(name);
+    if (strlen(name) >= hostlen)
+        return EAI_OVERFLOW;
+    strcpy(host, name);
+    return 0;
+}
+
+typedef struct hostent *(*gethostbyaddr_fn)(const void *, socklen_t, int);
+typedef int (*gethostbyaddr_r_fn)(const void *, socklen_t, int, struct hostent *, char *,
+                                  size_t, struct hostent **, int *);
+
+/* As endpoint_hostent, for an address: 0 done; -1 not ours (/etc/hosts: libc's). */
+static int endpoint_hostent_by_addr(const void *addr, socklen_t len, int af,
+                                    struct hostent *he, char *buf, size_t buflen,
+                                    struct hostent **result, int *herr, int *rc)
+{
+    char name[NI_MAXHOST];
+    if (addr == NULL || !((af == AF_INET && len == 4) || (af == AF_INET6 && len == 16)))
+        return -1;
+    if (af == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(addr))
+        return -1; /* glibc answers "not found" without asking */
+    if (af == AF_INET6 && v4_inside(addr)) {
+        addr = (const unsigned char *)addr + 12; /* as glibc's DNS module: an IPv4 answer */
+        af = AF_INET;
+        len = 4;
+    }
+    int status = reverse(af, addr, name, sizeof name);
+    if (status < 0 || status > LOOKUP_FAILED)
+        return -1;
+    *result = NULL;
+    *rc = 0;
+    if (status == LOOKUP_NONAME) {
+        *herr = HOST_NOT_FOUND;
+        return 0;
+    }
+    if (status == LOOKUP_FAILED) {
+        *herr = TRY_AGAIN;
+        *rc = EAGAIN;
+        return 0;
+    }
+    unsigned char ans[2 + 1 + 16] = {LOOKUP_OK, 1, af == AF_INET ? 4 : 6};
+    memcpy(ans + 3, addr, len);
+    if (fill_hostent(name, af, ans, 3 + len, he, buf, buflen) != 0) {
+        *herr = NETDB_INTERNAL;
+        *rc = ERANGE;
+        return 0;
+    }
+    *herr = 0;
+    *result = he;
+    return 0;
+}
+
+/* proxychains' gethostbyaddr gives the address as the name (IPv4; nothing for IPv6) */
+struct hostent *gethostbyaddr(const void *addr, socklen_t len, int type)
+{
+    static struct hostent he; /* one result per process, as glibc's own */
+    static char buf[2048];
+    struct hostent *result;
+    int herr, rc;
+    if (ctl_path() != NULL &&
+        endpoint_hostent_by_addr(addr, len, type, &he, buf, sizeof buf, &result, &herr, &rc) == 0) {
+        h_errno = herr;
+        return result;
+    }
+    gethostbyaddr_fn libc_ghba = (gethostbyaddr_fn)libc_sym("gethostbyaddr");
+    return libc_ghba != NULL ? libc_ghba(addr, len, type) : NEXT(gethostbyaddr)(addr, len, type);
+}
+
+int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct hostent *ret, char *buf,
+                    size_t buflen, struct hostent **result, int *herr)
+{
+    int rc;
+    if (ctl_path() != NULL &&
+        endpoint_hostent_by_addr(addr, len, type, ret, buf, buflen, result, herr, &rc) == 0) {
+        h_errno = *herr; /* as glibc's (Python reads h_errno, not *herr) */
+        return rc;
+    }
+    return NEXT(gethostbyaddr_r)(addr, len, type, ret, buf, buflen, result, herr);
 }
 
 /* ---- getsockname of a wrapped TCP socket ---- */
 
-/* The endpoint-side address of the connection whose loopback end is `port` ("S"). */
-static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
+/* A wrapper's answer family(1) port(2) address(4|16) as a sockaddr; -1: unknown. */
+static int local_answer(const unsigned char *ans, size_t got, struct sockaddr_storage *out)
 {
-    const char *path = ctl_path();
-    if (path == NULL)
-        return -1;
-    unsigned char req[3] = {'S'}, ans[19];
-    memcpy(req + 1, &port, 2);
-    int s = socket_fd_unix();
-    if (s < 0)
-        return -1;
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
-    size_t got = 0;
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, 3) == 3;
-    while (ok && got < sizeof ans) {
-        ssize_t r = read(s, ans + got, sizeof ans - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(s);
     memset(out, 0, sizeof *out);
-    if (ok && got == 7 && ans[0] == 4) {
+    if (got == 7 && ans[0] == 4) {
         struct sockaddr_in *a = (void *)out;
         a->sin_family = AF_INET;
         memcpy(&a->sin_port, ans + 1, 2);
         memcpy(&a->sin_addr, ans + 3, 4);
         return 0;
     }
-    if (ok && got == 19 && ans[0] == 6) {
+    if (got == 19 && ans[0] == 6) {
         struct sockaddr_in6 *a = (void *)out;
         a->sin6_family = AF_INET6;
         memcpy(&a->sin6_port, ans + 1, 2);
@@ -774,6 +953,92 @@ static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
     return -1;
 }
 
+/* The endpoint-side address of the connection whose loopback end is `port` ("S"). */
+static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
+{
+    unsigned char req[3] = {'S'}, ans[19];
+    size_t got;
+    memcpy(req + 1, &port, 2);
+    if (call(req, 3, ans, sizeof ans, &got) != 0)
+        return -1;
+    return local_answer(ans, got, out);
+}
+
+/* A wrapped UDP socket's endpoint end ("U"): the port its datagrams leave the endpoint
+ * from and, when connected (to `relay`, 0 if not), the endpoint's address towards the
+ * peer; an unspecified address in `out` means "keep the socket's own". */
+static int endpoint_udp_local(int family, in_port_t port, in_port_t relay,
+                              struct sockaddr_storage *out)
+{
+    unsigned char req[6] = {'U', family == AF_INET ? 4 : 6}, ans[19];
+    size_t got;
+    memcpy(req + 2, &port, 2);
+    memcpy(req + 4, &relay, 2);
+    if (call(req, 6, ans, sizeof ans, &got) != 0)
+        return -1;
+    return local_answer(ans, got, out);
+}
+
+/* An IPv4 sockaddr as a dual-stack (IPv4-mapped) IPv6 one, in place. */
+static void to_mapped(struct sockaddr_storage *ss)
+{
+    struct sockaddr_in v4 = *(struct sockaddr_in *)ss;
+    struct sockaddr_in6 *m = (void *)ss;
+    memset(ss, 0, sizeof *ss);
+    m->sin6_family = AF_INET6;
+    m->sin6_port = v4.sin_port;
+    memcpy(m->sin6_addr.s6_addr + 10, "\xff\xff", 2);
+    memcpy(m->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
+}
+
+static int is_unspecified(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == INADDR_ANY;
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static in_port_t port_of(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                    : ((const struct sockaddr_in6 *)sa)->sin6_port;
+}
+
+/* getsockname of a UDP socket that talks through relay ports: the endpoint's end. */
+static int udp_getsockname(int fd, struct sockaddr *addr, socklen_t *len, socklen_t room)
+{
+    struct sockaddr_storage peer, local;
+    socklen_t plen = sizeof peer;
+    in_port_t relay = 0;
+    if (NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+        (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
+        struct sockaddr_storage back = peer;
+        socklen_t blen = plen;
+        from_relay((struct sockaddr *)&back, &blen);
+        if (memcmp(&back, &peer, sizeof peer) == 0)
+            return 0; /* connected elsewhere than a relay port: not ours */
+        relay = port_of((struct sockaddr *)&peer);
+    }
+    if (endpoint_udp_local(addr->sa_family, port_of(addr), relay, &local) != 0)
+        return 0;
+    if (is_unspecified(&local)) { /* only the port: the address stays the socket's own */
+        in_port_t p = port_of((struct sockaddr *)&local);
+        if (addr->sa_family == AF_INET && room >= sizeof(struct sockaddr_in))
+            ((struct sockaddr_in *)addr)->sin_port = p;
+        else if (addr->sa_family == AF_INET6 && room >= sizeof(struct sockaddr_in6))
+            ((struct sockaddr_in6 *)addr)->sin6_port = p;
+        return 0;
+    }
+    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET)
+        to_mapped(&local);
+    if (local.ss_family != addr->sa_family)
+        return 0;
+    socklen_t n = addr_len(local.ss_family);
+    memcpy(addr, &local, room < n ? room : n);
+    *len = n;
+    return 0;
+}
+
 int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
     socklen_t room = len != NULL ? *len : 0;
@@ -781,13 +1046,14 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ctl_path() == NULL)
         return rc;
+    if (udp_tracked(fd) && inet_type(fd, addr) == SOCK_DGRAM)
+        return udp_getsockname(fd, addr, len, room);
     struct sockaddr_storage peer, local;
     socklen_t plen = sizeof peer;
     if (NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) != 0 ||
         !is_socks_server((struct sockaddr *)&peer))
         return rc;
-    in_port_t port = addr->sa_family == AF_INET ? ((struct sockaddr_in *)addr)->sin_port
-                                                : ((struct sockaddr_in6 *)addr)->sin6_port;
+    in_port_t port = port_of(addr);
     int slot = fd % MAX_PEERS, cached = 0;
     pthread_mutex_lock(&lock);
     if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
@@ -803,15 +1069,8 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
             peers[slot].local = local;
         pthread_mutex_unlock(&lock);
     }
-    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) { /* a dual-stack socket */
-        struct sockaddr_in v4 = *(struct sockaddr_in *)&local;
-        struct sockaddr_in6 *m = (void *)&local;
-        memset(&local, 0, sizeof local);
-        m->sin6_family = AF_INET6;
-        m->sin6_port = v4.sin_port;
-        memcpy(m->sin6_addr.s6_addr + 10, "\xff\xff", 2);
-        memcpy(m->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
-    }
+    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) /* a dual-stack socket */
+        to_mapped(&local);
     if (local.ss_family != addr->sa_family)
         return rc;
     socklen_t n = addr_len(local.ss_family);
