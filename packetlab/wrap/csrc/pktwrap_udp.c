@@ -267,6 +267,33 @@ int socket(int domain, int type, int protocol)
     return NEXT(socket)(domain, type, protocol);
 }
 
+typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
+
+/* The endpoint's UDP sockets have no TTL control (PacketLab gives TCP and UDP sockets no
+ * options): a TTL the program sets would be dropped, and a UDP traceroute would show
+ * "* * *" for every hop as if the path were silent. Refused, with one line, as raw
+ * sockets are. */
+int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+    static int told;
+    int ttl = (level == IPPROTO_IP && name == IP_TTL) ||
+              (level == IPPROTO_IPV6 && name == IPV6_UNICAST_HOPS);
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (ttl && ctl_path() != NULL && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+        type == SOCK_DGRAM) {
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+            static const char msg[] = "pktlab wrap: the endpoint's UDP sockets have no TTL "
+                                      "control: IP_TTL refused (use pktlab run traceroute)\n";
+            ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+            (void)rc;
+        }
+        errno = ENOPROTOOPT;
+        return -1;
+    }
+    return NEXT(setsockopt)(fd, level, name, value, len);
+}
+
 /* The destination each TCP socket asked connect() for: proxychains connects it to our
  * SOCKS server instead, and getpeername() would show that server. */
 #define MAX_PEERS 1024
@@ -1055,7 +1082,12 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
         return rc;
     in_port_t port = port_of(addr);
     int slot = fd % MAX_PEERS, cached = 0;
+    /* The program's own socket's family: proxychains puts an IPv4 socket in place of an
+     * IPv6 one (its SOCKS server is IPv4), but the program still has an IPv6 socket. */
+    int want = addr->sa_family;
     pthread_mutex_lock(&lock);
+    if (peers[slot].fd == fd && peers[slot].len > 0)
+        want = peers[slot].dst.ss_family;
     if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
         local = peers[slot].local;
         cached = 1;
@@ -1069,9 +1101,9 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
             peers[slot].local = local;
         pthread_mutex_unlock(&lock);
     }
-    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) /* a dual-stack socket */
+    if (want == AF_INET6 && local.ss_family == AF_INET) /* a dual-stack socket */
         to_mapped(&local);
-    if (local.ss_family != addr->sa_family)
+    if (local.ss_family != want)
         return rc;
     socklen_t n = addr_len(local.ss_family);
     memcpy(addr, &local, room < n ? room : n);
