@@ -948,7 +948,9 @@ sh -c "$PROBE" > "$OUT/native" 2>&1
 """
 
 
-def test_reverse_lookups_come_from_the_endpoint_as_natively(tmp_path: Path, servers: Servers) -> None:
+def test_reverse_lookups_come_from_the_endpoint_as_natively(
+    tmp_path: Path, servers: Servers
+) -> None:
     """getnameinfo gave numbers only (proxychains' hook, whatever the flags: no name, no
     service name, no NI_NAMEREQD error), gethostbyaddr the address as the name, and
     gethostbyaddr_r asked this host's DNS. In a namespace whose resolv.conf names our DNS
