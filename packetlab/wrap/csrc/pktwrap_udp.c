@@ -14,6 +14,10 @@
  * so the program gets the endpoint's answer: its addresses (the list is built by libc's
  * own getaddrinfo from each address and the program's service and hints), or "no such
  * name"; names the wrapper leaves to this side (/etc/hosts) go on to proxychains.
+ * getnameinfo() and gethostbyaddr*() ask it ("R" family addr) for the endpoint's PTR answer
+ * (proxychains' hooks give numbers only); getsockname() shows the endpoint's end of a TCP
+ * connection ("S") and of a UDP socket that talks through relay ports ("U").
+ * IP_TTL on UDP sockets is refused: the endpoint's sockets have no TTL control.
  * Raw and ICMP sockets cannot go through the endpoint (it offers them only to pktlab
  * run's raw experiments): socket() refuses them, as the kernel refuses an unprivileged
  * user, instead of letting `ping` or `traceroute -I` measure from this host unnoticed.
@@ -1046,8 +1050,31 @@ static int udp_getsockname(int fd, struct sockaddr *addr, socklen_t *len, sockle
             return 0; /* connected elsewhere than a relay port: not ours */
         relay = port_of((struct sockaddr *)&peer);
     }
-    if (endpoint_udp_local(addr->sa_family, port_of(addr), relay, &local) != 0)
-        return 0;
+    /* Kept per fd, for its (own port, relay port): a program may ask for every datagram */
+    static struct {
+        int fd;
+        in_port_t port, relay;
+        struct sockaddr_storage local;
+    } known[MAX_PEERS];
+    int slot = fd % MAX_PEERS, cached = 0;
+    in_port_t port = port_of(addr);
+    pthread_mutex_lock(&lock);
+    if (known[slot].fd == fd && known[slot].port == port && known[slot].relay == relay &&
+        known[slot].local.ss_family != AF_UNSPEC) {
+        local = known[slot].local;
+        cached = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!cached) {
+        if (endpoint_udp_local(addr->sa_family, port, relay, &local) != 0)
+            return 0;
+        pthread_mutex_lock(&lock);
+        known[slot].fd = fd;
+        known[slot].port = port;
+        known[slot].relay = relay;
+        known[slot].local = local;
+        pthread_mutex_unlock(&lock);
+    }
     if (is_unspecified(&local)) { /* only the port: the address stays the socket's own */
         in_port_t p = port_of((struct sockaddr *)&local);
         if (addr->sa_family == AF_INET && room >= sizeof(struct sockaddr_in))
