@@ -918,7 +918,9 @@ def test_udp_getsockname_shows_the_port_datagrams_leave_from(tmp_path: Path) -> 
 _REVERSE = """\
 getent hosts 127.0.0.1 127.0.0.2; echo "getent $?"
 getent hosts 127.0.0.3; echo "getent $?"
+getent hosts 2001:db8::2 ::2; echo "getent $?"
 host 127.0.0.2; echo "host $?"
+host 127.0.0.1; echo "host $?"
 python3 -c '
 import socket
 for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "::ffff:127.0.0.2"):
@@ -972,6 +974,8 @@ def test_reverse_lookups_come_from_the_endpoint_as_natively(
         pytest.skip(f"no namespace here: {done.stderr.decode()[-200:]}")
     native, wrapped = (tmp_path / "native").read_text(), (tmp_path / "wrapped").read_text()
     assert "127.0.0.2       www.wrap.test\ngetent 0\ngetent 2\n" in native, native
+    # (glibc looks up ::a.b.c.d as a.b.c.d and answers an IPv4 entry)
+    assert "2001:db8::2     www.wrap.test\n0.0.0.2         www.wrap.test\n" in native
     assert "2.0.0.127.in-addr.arpa domain name pointer www.wrap.test." in native
     assert "('www.wrap.test', 'domain')" in native and "www.wrap.test 127.0.0.3" in native
     assert wrapped == native
