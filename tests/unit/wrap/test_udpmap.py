@@ -9,8 +9,9 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from packetlab.wrap.shimctl import MapServer
 from packetlab.wrap.timeline import TimingLog
-from packetlab.wrap.udpmap import MapServer, UdpMap
+from packetlab.wrap.udpmap import UdpMap
 
 
 class Port:
@@ -110,7 +111,7 @@ def test_name_lookups_answer_the_endpoints_addresses_or_no_such_name() -> None:
     import ipaddress
 
     from packetlab.wrap.resolve import NoSuchName, ResolveError
-    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
 
     log = TimingLog(None)
     names = FakeNames({
@@ -140,7 +141,7 @@ def test_a_name_that_cannot_be_asked_or_a_failing_lookup_is_still_answered() -> 
     import ipaddress
 
     from packetlab.wrap.resolve import Names
-    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_NONAME
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_NONAME
 
     names = Names(None, [(ipaddress.ip_address("192.0.2.53"), 53)], hosts=frozenset())  # type: ignore[arg-type]
     udpmap = UdpMap(None, Reactor(), TimingLog(None), None, names)  # type: ignore[arg-type]
@@ -177,7 +178,7 @@ def test_reverse_lookups_answer_the_endpoints_name_or_no_such_name() -> None:
     import ipaddress
 
     from packetlab.wrap.resolve import NoSuchName, ResolveError
-    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
 
     ip = ipaddress.ip_address
     table: dict[Any, Any] = {
