@@ -1,4 +1,4 @@
-"""The shim's requests over its unix socket (csrc/pktwrap_udp.c ⇄ `UdpMap`): UDP relay
+"""The shim's requests over its unix socket (csrc/pktwrap_*.c ⇄ `UdpMap`): UDP relay
 ports, name and reverse-name lookups, and the endpoint's end of a socket for
 getsockname. One request per connection, answered and closed; a malformed one gets an
 answer or a closed connection, never an exception, and a failing handler still answers
