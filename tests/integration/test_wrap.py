@@ -1067,19 +1067,22 @@ def test_an_outside_testers_tools_behave_as_natively(
     an IPv6 connection's getsockname an IPv4 address, and a traceroute exited 0 having
     shown "*" for every hop (the TTL never reached the endpoint)."""
     _need("curl", "dig", "nc", "ssh", "traceroute")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    hold = socket.socket()  # bound, never listening: refused, and nobody else takes it
+    hold.bind(("127.0.0.1", 0))
+    closed = hold.getsockname()[1]
     env = dict(
         os.environ, URL=servers.url("http", "index.html"), HTTP=str(servers.ports["http"]),
         DNS=str(servers.ports["dns"]), CLOSED=str(closed), PROBE=_PROBE,
     )  # fmt: skip
     cmd = ["sh", "-c", _TOOLS.replace('"$PROBE"', f'"$PROBE" {servers.ports["http"]} {echo4.port}')]
-    native = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
-    _proxychains()
-    wrapped = subprocess.run(
-        [*PKTLAB, "wrap", "--", *cmd], env=env, capture_output=True, timeout=90, cwd=REPO
-    )
+    try:
+        native = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+        _proxychains()
+        wrapped = subprocess.run(
+            [*PKTLAB, "wrap", "--", *cmd], env=env, capture_output=True, timeout=90, cwd=REPO
+        )
+    finally:
+        hold.close()
     assert b"python 0" in native.stdout and b"curl 7" in native.stdout, native
     out, tail = wrapped.stdout.rsplit(b"traceroute ", 1)
     assert out == native.stdout, wrapped.stderr
