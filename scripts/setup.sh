@@ -13,6 +13,7 @@ APT_PACKAGES=(
     clang lld                         # pktlab monitor build: C monitors for wasm32
     proxychains4                      # pktlab wrap: TCP interception for non-SOCKS programs
     curl bind9-dnsutils knot-dnsutils # programs pktlab wrap's tests run unmodified
+    netcat-openbsd openssh-client wget # ... and its outside tester's tools, side by side
     gcc                               # pktlab wrap's UDP shim, C mlets in the xpmgr tests
     iperf3                            # pktlab run throughput: the server and native baseline
     tcpdump                           # bench_throughput: native downloads timed from a capture

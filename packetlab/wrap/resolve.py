@@ -157,6 +157,47 @@ async def _ask(
     return _Asked((), first_sent, None, errors)
 
 
+async def reverse(
+    session: EndpointSession,
+    addr: IPAddress,
+    servers: list[tuple[IPAddress, int]],
+    *,
+    timeout: float = 3.0,
+) -> tuple[str, int | None, int | None]:
+    """The name of `addr` (a PTR query for its in-addr.arpa / ip6.arpa name, as glibc's
+    gethostbyaddr asks), with the endpoint times of the query and its answer; raises
+    NoSuchName (NXDOMAIN, or no PTR) or ResolveError (no server answered)."""
+    ptr = addr.reverse_pointer
+    if not servers:
+        raise ResolveError(f"cannot resolve {addr}: the endpoint has no DNS server")
+    errors: list[str] = []
+    for server, port in servers:
+        qid, msg = query(ptr, dns.PTR)
+        got = await udp_exchange(session, server, port, msg, timeout=timeout)
+        sent = got.sent[0].time if got.sent else None
+        if not got.replies:
+            errors.append(f"no answer from {server}")
+            continue
+        m = dns.Message()
+        try:
+            m.fromStr(got.replies[0].data)
+        except Exception as e:  # twisted.names raises assorted errors on garbage
+            errors.append(f"{server}: malformed DNS answer ({type(e).__name__})")
+            continue
+        if m.id != qid or not m.answer:
+            errors.append(f"{server}: DNS answer does not match the query")
+            continue
+        # (a CNAME chain, RFC 2317 classless delegation, ends in the PTR record)
+        ptrs: list[Any] = [rr.payload for rr in m.answers if rr.type == dns.PTR]
+        names = [str(p.name) for p in ptrs]
+        if names and names[0]:
+            return names[0].rstrip("."), sent, got.replies[0].time
+        if m.rCode in (dns.OK, dns.ENAME):
+            raise NoSuchName(f"cannot resolve {addr}: no such name ({server})")
+        errors.append(f"{server}: rcode {m.rCode}")
+    raise ResolveError(f"cannot resolve {addr}: {'; '.join(errors)}")
+
+
 def _nothing(name: str, errors: list[str]) -> NoReturn:
     if not errors:  # answered, with no address of the types asked for
         raise NoSuchName(f"cannot resolve {name!r}: no address")
@@ -210,16 +251,40 @@ def native_order(
     return tuple(sorted(addrs, key=key))
 
 
+def source_for(dst: IPAddress, sources: tuple[IPAddress, ...]) -> IPAddress | None:
+    """The address among `sources` (the endpoint's) a socket talking to `dst` gets as its
+    own (RFC 6724 source selection, rules 2 and 8: the same scope, else the smallest larger
+    one; loopback for loopback); None if none has `dst`'s family."""
+    mine = [s for s in sources if s.version == dst.version]
+    want = _scope(dst)
+    fits = sorted(
+        (s for s in mine if _scope(s) >= want),
+        key=lambda s: (_scope(s), s.is_loopback != dst.is_loopback),
+    )
+    return fits[0] if fits else (mine[0] if mine else None)
+
+
 def hosts_names(path: str = "/etc/hosts") -> frozenset[str]:
     """The names of a hosts file (lower case)."""
-    out: set[str] = set()
+    return frozenset(_hosts_words(path))
+
+
+def hosts_addresses(path: str = "/etc/hosts") -> frozenset[IPAddress]:
+    """The addresses of a hosts file (glibc's "files" answers their reverse lookups)."""
+    return frozenset(a for a in map(literal, _hosts_words(path, first=True)) if a is not None)
+
+
+def _hosts_words(path: str, first: bool = False) -> list[str]:
+    """A hosts file's addresses (`first`) or names (lower case)."""
+    out: list[str] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                out.update(n.lower() for n in line.split("#", 1)[0].split()[1:])
+                words = line.split("#", 1)[0].split()
+                out += words[:1] if first else [n.lower() for n in words[1:]]
     except OSError:
         pass
-    return frozenset(out)
+    return out
 
 
 class Names:
@@ -234,16 +299,28 @@ class Names:
         servers: list[tuple[IPAddress, int]],
         hosts: frozenset[str] | None = None,
         sources: tuple[IPAddress, ...] = (),
+        hosts_addrs: frozenset[IPAddress] | None = None,
     ) -> None:
         self.session = session
         self.servers = servers
         self.sources = sources  # the endpoint's addresses, for the order of an answer
         self.hosts = hosts_names() if hosts is None else hosts
+        self.hosts_addrs = hosts_addresses() if hosts_addrs is None else hosts_addrs
         self.seen: dict[IPAddress, tuple[str, Answer]] = {}
 
     def local(self, name: str) -> bool:
         """Answered on this side, as before (proxychains reads /etc/hosts)."""
         return name.rstrip(".").lower() in self.hosts or literal(name) is not None
+
+    def local_address(self, addr: IPAddress) -> bool:
+        """Its reverse lookup is answered on this side: an /etc/hosts address, as its
+        forward lookup is."""
+        return addr in self.hosts_addrs
+
+    async def reverse(self, addr: IPAddress) -> tuple[str, int | None, int | None]:
+        """The endpoint's name for `addr` (PTR) and the query's endpoint times; raises
+        ResolveError (NoSuchName: it has none)."""
+        return await reverse(self.session, addr, self.servers)
 
     async def lookup(self, name: str, family: int = 0) -> Answer:
         """Resolve from the endpoint (`family` 4 or 6: that type only; 0: both, in the

@@ -1,10 +1,11 @@
 """Build and find our LD_PRELOAD shim libpktwrap.so and proxychains-ng.
 
 libpktwrap.so = csrc/pktwrap_udp.c (UDP datagrams through the endpoint, via relay ports)
-+ csrc/pktwrap_clock.c (the program's clocks, for timing fidelity); each part acts only
-when its environment variable is set. `python -m packetlab.wrap.shim` builds it
-(scripts/setup.sh runs it); `pktlab wrap` builds it on first use when a C compiler is
-there.
++ csrc/pktwrap_names.c (name and reverse-name lookups from the endpoint)
++ csrc/pktwrap_clock.c (the program's clocks, for timing fidelity), with csrc/pktwrap.h
+what they share; each part acts only when its environment variable is set. `python -m
+packetlab.wrap.shim` builds it (scripts/setup.sh runs it); `pktlab wrap` builds it on
+first use when a C compiler is there.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sys
 from pathlib import Path
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "pktwrap_clock.c", CSRC / "pktwrap_udp.c")
+SOURCES = (CSRC / "pktwrap_clock.c", CSRC / "pktwrap_udp.c", CSRC / "pktwrap_names.c")
+HEADERS = (CSRC / "pktwrap.h",)
 LIBNAME = "libpktwrap.so"
 PROXYCHAINS_LIBS = (
     "/usr/lib/x86_64-linux-gnu/libproxychains.so.4",
@@ -38,7 +40,7 @@ def _candidates() -> list[Path]:
 
 def wrap_shim(build: bool = True) -> Path:
     """The built shim, newer than its sources; built now if missing (and `build`)."""
-    newest = max(src.stat().st_mtime for src in SOURCES)
+    newest = max(src.stat().st_mtime for src in (*SOURCES, *HEADERS))
     for path in _candidates():
         if path.exists() and path.stat().st_mtime >= newest:
             return path

@@ -1,7 +1,7 @@
 """UDP for programs that do not speak SOCKS: relay ports for libpktwrap.so's UDP part.
 
 The shim (csrc/pktwrap_udp.c) asks over a unix socket for the relay port of each UDP
-destination D the program sends to (`MapServer`); we open a loopback UDP port for D
+destination D the program sends to (`shimctl.MapServer`); we open a loopback UDP port for D
 (`DestinationRelay`) and the shim swaps D for it in the program's sends, and back in the
 peer addresses it reads. Each program socket (its loopback source address) that sends to
 D gets its own endpoint UDP socket, so replies reach the right program socket; datagrams
@@ -17,62 +17,142 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from packetlab.controller import ControllerError, EndpointSession, IPAddress, unpack_address
+from packetlab.controller import (
+    ControllerError,
+    EndpointSession,
+    IPAddress,
+    SocketInfo,
+    read_socket_info,
+    unpack_address,
+)
 from packetlab.wire import Ndata, Ntag
-from packetlab.wrap.resolve import Names, NoSuchName, ResolveError
+from packetlab.wrap.resolve import Names, NoSuchName, ResolveError, source_for
+from packetlab.wrap.shimctl import (
+    LOOKUP_FAILED,
+    LOOKUP_LOCAL,
+    LOOKUP_NONAME,
+    LOOKUP_OK,
+    MapServer,
+)
 from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog
 from packetlab.wrap.vclock import SEND, VirtualClock
 
 MAX_DESTINATIONS = 256
 MAX_FLOWS = 128  # endpoint UDP sockets (the session has 256 socket ids)
-MAX_PENDING = 64  # datagrams of one flow waiting for its socket
+MAX_PENDING = 64  # datagrams waiting for their endpoint socket to open
+SOCK_WAIT = 2.0  # seconds a getsockname waits for the datagram it sent to reach its relay
 # Twisted reads 8192 bytes by default and silently cuts what is longer; a program may send
 # (and be answered with) any datagram up to 65535 bytes.
 MAX_DATAGRAM = 65535
-# Answers to the shim's name lookups (csrc/pktwrap_udp.c).
-LOOKUP_OK, LOOKUP_NONAME, LOOKUP_FAILED, LOOKUP_LOCAL = 0, 1, 2, 3
 
 
-class _Flow:
-    """One program socket ⇄ D, over one endpoint UDP socket."""
+class _Sock:
+    """The endpoint UDP socket of one program socket (its loopback source address; one
+    per address family it talks to): every destination the program socket sends to
+    shares it, so its datagrams leave from one endpoint port, as they leave natively
+    from one port (getsockname shows it)."""
 
-    def __init__(self, relay: DestinationRelay, src: tuple[str, int], rec: ConnTiming) -> None:
-        self.relay = relay
+    def __init__(self, owner: UdpMap, src: tuple[str, int], version: int) -> None:
+        self.owner = owner
         self.src = src
-        self.rec = rec
-        self.timeline = Timeline(relay.owner.clock, relay.owner.reactor, rec)
+        self.version = version
         self.sktid: int | None = None
-        self.waiting: list[tuple[int, bytes]] = []
-        self.failed = False
+        self.failed: str | None = None
+        self.flows: dict[tuple[IPAddress, int], _Flow] = {}  # by destination
+        self.waiting: list[tuple[_Flow, int, bytes]] = []
+        self.opened: Deferred[None] = Deferred()
+        self._info: Deferred[SocketInfo | None] | None = None
 
     async def open(self) -> None:
-        session = self.relay.owner.session
+        session = self.owner.session
         try:
             sktid = session.free_sktid()
-            sock = await session.nopen_udp(sktid, family=self.relay.target.version, buffer=False)
+            sock = await session.nopen_udp(sktid, family=self.version, buffer=False)
         except ControllerError as e:
-            self.failed = True
-            self.rec.error = str(e)
+            self.failed = str(e)
+            for flow, _, _ in self.waiting:
+                flow.rec.error = flow.rec.error or self.failed
             self.waiting.clear()
+            self.opened.callback(None)
             return
         sock.add_callback(self._note)
         self.sktid = sktid
         waiting, self.waiting = self.waiting, []
-        for v, data in waiting:
-            self.send(v, data)
+        for flow, v, data in waiting:
+            flow.send(v, data)
+        self.opened.callback(None)
+
+    async def local(self) -> tuple[IPAddress | None, int] | None:
+        """The endpoint socket's (LADDR or None when it is unspecified, LPORT)."""
+        await _chained(self.opened)
+        if self.sktid is None:
+            return None
+        if self._info is None:
+            d: Deferred[Any] = read_socket_info(self.owner.session, self.sktid)
+            self._info = d.addErrback(lambda f: f.trap(ControllerError) and None)
+        info: SocketInfo | None = await _chained(self._info)
+        if info is None or not info.lport:
+            return None
+        laddr = info.laddr if info.laddr is not None and not info.laddr.is_unspecified else None
+        return laddr, info.lport
+
+    def _note(self, note: Any) -> None:
+        if not isinstance(note, Ndata) or note.raddr is None:
+            return
+        flow = self.flows.get((unpack_address(note.family, note.raddr), note.rport or 0))
+        if flow is None:
+            self.owner.stray += 1  # from elsewhere: no relay port speaks for it
+            return
+        flow.received(note)
+
+    def close(self) -> None:
+        session = self.owner.session
+        if self.sktid is not None and session.find_socket(self.sktid) is not None:
+            session.nclose(self.sktid).addErrback(lambda f: f.trap(ControllerError))
+            self.sktid = None
+
+
+def _chained(d: Deferred[Any]) -> Deferred[Any]:
+    """A Deferred firing with `d`'s result, leaving `d`'s own result in place (awaiting
+    `d` itself would consume it for its later waiters)."""
+    out: Deferred[Any] = Deferred()
+
+    def both(result: Any) -> Any:
+        if isinstance(result, Failure):
+            out.errback(result)
+            return None  # handled by `out`'s waiter
+        out.callback(result)
+        return result
+
+    d.addBoth(both)
+    return out
+
+
+class _Flow:
+    """One program socket → D over its `_Sock`: one timings record."""
+
+    def __init__(self, relay: DestinationRelay, sock: _Sock, rec: ConnTiming) -> None:
+        self.relay = relay
+        self.sock = sock
+        self.src = sock.src
+        self.rec = rec
+        self.timeline = Timeline(relay.owner.clock, relay.owner.reactor, rec)
 
     def send(self, v: int, data: bytes) -> None:
-        if self.failed:
+        sock = self.sock
+        if sock.failed is not None:
+            self.rec.error = self.rec.error or sock.failed
             return
-        if self.sktid is None:
-            if len(self.waiting) < MAX_PENDING:
-                self.waiting.append((v, data))
+        if sock.sktid is None:
+            if len(sock.waiting) < MAX_PENDING:
+                sock.waiting.append((self, v, data))
             return
         r = self.relay
-        d = r.owner.session.nsend(self.sktid, data, to=(r.target, r.port), ntag=True)
+        d = r.owner.session.nsend(sock.sktid, data, to=(r.target, r.port), ntag=True)
         self.rec.datagrams_up += 1
         self.rec.bytes_up += len(data)
 
@@ -98,26 +178,17 @@ class _Flow:
             self.rec.request_sent = note.time
         self.timeline.anchor(v, note.time)
 
-    def _note(self, note: Any) -> None:
-        if not isinstance(note, Ndata) or note.raddr is None:
-            return
-        r = self.relay
-        if unpack_address(note.family, note.raddr) != r.target or note.rport != r.port:
-            r.owner.stray += 1  # from elsewhere: the relay port can only speak for D
-            return
+    def received(self, note: Ndata) -> None:
         if self.rec.first_byte is None:
             self.rec.first_byte = note.time
         self.rec.last_byte = note.time
         self.rec.datagrams_down += 1
         self.rec.bytes_down += len(note.data)
-        data = note.data
+        data, r = note.data, self.relay
         self.timeline.at(note.time, lambda: r.to_program(data, self.src))
 
     def close(self) -> None:
         self.timeline.cancel()
-        session = self.relay.owner.session
-        if self.sktid is not None and session.find_socket(self.sktid) is not None:
-            session.nclose(self.sktid).addErrback(lambda f: f.trap(ControllerError))
         self.relay.owner.timings.finished(self.rec)
 
 
@@ -137,16 +208,17 @@ class DestinationRelay(DatagramProtocol):
         src = (addr[0], addr[1])
         flow = self.flows.get(src)
         if flow is None:
-            if self.owner.flow_count >= MAX_FLOWS:
+            sock = self.owner.sock_for(src, self.target.version)
+            if sock is None:
                 self.owner.dropped += 1
                 return
             rec = self.owner.timings.new("udp", str(self.dst), self.port)
             rec.addr = str(self.target)
             if self.owner.names is not None:
                 self.owner.names.label(rec, self.target)
-            flow = self.flows[src] = _Flow(self, src, rec)
-            self.owner.flow_count += 1
-            Deferred.fromCoroutine(flow.open())
+            flow = self.flows[src] = sock.flows[(self.target, self.port)] = _Flow(self, sock, rec)
+            if sock.failed is not None:
+                rec.error = sock.failed
         flow.send(self.owner.now(), datagram)
 
     def to_program(self, data: bytes, src: tuple[str, int]) -> None:
@@ -159,79 +231,6 @@ class DestinationRelay(DatagramProtocol):
         self.flows.clear()
         if self.transport is not None:
             self.transport.stopListening()
-
-
-class _MapRequest(Protocol):
-    """family(1) port(2) address(4|16) → relay port(2); 0 = refused. Or a name lookup
-    (the shim's getaddrinfo): "N" family(1: 0, 4, 6) length(1) name → status(1)
-    count(1) then family(1) address(4|16) per address; status LOOKUP_*."""
-
-    factory: MapServer
-    transport: Any
-
-    def __init__(self) -> None:
-        self.buf = b""
-        self.busy = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.busy:
-            return
-        self.buf += data
-        if self.buf[:1] == b"N":
-            if len(self.buf) >= 3 and len(self.buf) >= 3 + self.buf[2]:
-                self.busy = True
-                name = self.buf[3 : 3 + self.buf[2]].decode("ascii", "replace")
-                Deferred.fromCoroutine(self._lookup(name, self.buf[1]))
-            return
-        if self.buf[:1] == b"S":
-            if len(self.buf) >= 3:
-                self.busy = True
-                port = struct.unpack_from(">H", self.buf, 1)[0]
-                Deferred.fromCoroutine(self._local(port))
-            return
-        if len(self.buf) > 19:
-            self.transport.loseConnection()
-            return
-        if not self.buf or len(self.buf) < {4: 7, 6: 19}.get(self.buf[0], 1):
-            return
-        port = self.factory.owner.relay_port(self.buf)
-        self.transport.write(struct.pack(">H", port))
-        self.transport.loseConnection()
-
-    async def _local(self, port: int) -> None:
-        """The endpoint-side address of the program's TCP connection from loopback port
-        `port` (its getsockname): family(1: 4, 6; 0 unknown) port(2) address."""
-        answer = b"\0"
-        local_of = self.factory.owner.local_of
-        try:
-            found = await local_of(port) if local_of is not None else None
-        except Exception:  # a bug: the program's getsockname must not wait forever
-            self.factory.owner.log.failure("local address of {port}", port=port)
-            found = None
-        if found is not None:
-            addr, lport = found
-            answer = bytes([addr.version]) + struct.pack(">H", lport) + addr.packed
-        self.transport.write(answer)
-        self.transport.loseConnection()
-
-    async def _lookup(self, name: str, family: int) -> None:
-        try:
-            answer = await self.factory.owner.lookup(name, family)
-        except Exception:  # a bug: the program's getaddrinfo must not wait forever
-            self.factory.owner.log.failure("lookup of {name}", name=name)
-            answer = bytes([LOOKUP_FAILED, 0])
-        self.transport.write(answer)
-        self.transport.loseConnection()
-
-
-class MapServer(Factory):
-    def __init__(self, owner: UdpMap) -> None:
-        self.owner = owner
-
-    def buildProtocol(self, addr: Any) -> Any:
-        p = _MapRequest()
-        p.factory = self
-        return p
 
 
 class UdpMap:
@@ -255,13 +254,93 @@ class UdpMap:
         self.timings = timings
         self.clock = clock
         self.relays: dict[tuple[IPAddress, int], tuple[DestinationRelay, int]] = {}
+        self.by_port: dict[int, DestinationRelay] = {}  # by relay port number
+        self.socks: dict[tuple[str, int, int], _Sock] = {}  # by program (host, port), version
         # The endpoint-side (address, port) of a wrapped TCP connection, by the program's
         # loopback port (WrapFactory.local_address).
         self.local_of: Callable[[int], Awaitable[tuple[IPAddress, int] | None]] | None = None
-        self.flow_count = 0
         self.dropped = 0
         self.stray = 0
         self._listening: Any = None
+
+    @property
+    def flow_count(self) -> int:
+        """Endpoint UDP sockets open for program sockets."""
+        return len(self.socks)
+
+    def sock_for(self, src: tuple[str, int], version: int) -> _Sock | None:
+        """The endpoint socket of program socket `src` for IP `version` (opened now if
+        new); None when there are MAX_FLOWS already."""
+        key = (src[0], src[1], version)
+        sock = self.socks.get(key)
+        if sock is None:
+            if len(self.socks) >= MAX_FLOWS:
+                return None
+            sock = self.socks[key] = _Sock(self, src, version)
+            Deferred.fromCoroutine(sock.open())
+        return sock
+
+    async def tcp_local(self, port: int) -> tuple[IPAddress | None, int] | None:
+        return await self.local_of(port) if self.local_of is not None else None
+
+    async def udp_local(
+        self, family: int, port: int, relay_port: int
+    ) -> tuple[IPAddress | None, int] | None:
+        """What a wrapped UDP socket's getsockname shows natively: the port its datagrams
+        leave the endpoint from and, connected (to the relay port standing for D), the
+        endpoint's address towards D. A socket connected but silent gets its endpoint
+        socket now (natively connect() binds it); one that sent waits for its datagram
+        to reach the relay."""
+        host = "127.0.0.1" if family == 4 else "::1"
+        relay = self.by_port.get(relay_port) if relay_port else None
+        version = relay.target.version if relay is not None else family
+        sock, waited = None, 0.0
+        while sock is None:
+            sock = self.socks.get((host, port, version)) or next(
+                (s for k, s in self.socks.items() if k[1] == port and k[0] == host), None
+            )
+            if sock is None and relay is not None:
+                sock = self.sock_for((host, port), version)
+            if sock is None:
+                if waited >= SOCK_WAIT:
+                    return None
+                d: Deferred[None] = Deferred()
+                self.reactor.callLater(0.01, d.callback, None)
+                await d
+                waited += 0.01
+        found = await sock.local()
+        if found is None or relay is None or found[0] is not None:
+            return found
+        sources = self.names.sources if self.names is not None else ()
+        return source_for(relay.target, sources), found[1]
+
+    async def reverse(self, addr: IPAddress) -> bytes:
+        """The answer to a shim's reverse lookup: the endpoint's PTR name for `addr`."""
+        if self.names is None or self.names.local_address(addr):
+            return bytes([LOOKUP_LOCAL, 0])
+        start = self.clock.virtual() if self.clock is not None else 0
+        try:
+            name, sent, answered = await self.names.reverse(addr)
+        except (ResolveError, ControllerError) as e:
+            rec = self.timings.new("dns", str(addr), 53)
+            rec.error = str(e) or type(e).__name__
+            self.timings.finished(rec)
+            return bytes([LOOKUP_NONAME if isinstance(e, NoSuchName) else LOOKUP_FAILED, 0])
+        raw = name.encode("ascii", "replace")[:255]
+        await self._hold(start, sent, answered)
+        return bytes([LOOKUP_OK, len(raw)]) + raw
+
+    async def _hold(self, start: int, sent: int | None, answered: int | None) -> None:
+        """With timing fidelity, a lookup's answer comes when the program's clock has
+        advanced by the endpoint's DNS interval, as a native lookup's would."""
+        if self.clock is None or sent is None or answered is None:
+            return
+        wait = self.clock.due(start + answered - sent)
+        if wait > 0:
+            d: Deferred[None] = Deferred()
+            self.reactor.callLater(wait / 1e9, d.callback, None)
+            await d
+            self.clock.due(start + answered - sent)
 
     def now(self) -> int:
         """When the program sent what we are handling (the shim's mark; virtual ns)."""
@@ -285,13 +364,7 @@ class UdpMap:
         addrs = answer.addresses[:32]
         out = bytes([LOOKUP_OK, len(addrs)])
         out += b"".join(bytes([a.version]) + a.packed for a in addrs)
-        if self.clock is not None and answer.sent is not None and answer.answered is not None:
-            wait = self.clock.due(start + answer.answered - answer.sent)
-            if wait > 0:
-                d: Deferred[None] = Deferred()
-                self.reactor.callLater(wait / 1e9, d.callback, None)
-                await d
-                self.clock.due(start + answer.answered - answer.sent)
+        await self._hold(start, answer.sent, answer.answered)
         return out
 
     def listen(self, path: str) -> None:
@@ -319,12 +392,17 @@ class UdpMap:
             return 0
         number: int = p.getHost().port
         self.relays[key] = (relay, number)
+        self.by_port[number] = relay
         return number
 
     def close(self) -> Deferred[Any] | None:
         for relay, _ in self.relays.values():
             relay.close()
         self.relays.clear()
+        self.by_port.clear()
+        for sock in self.socks.values():
+            sock.close()
+        self.socks.clear()
         if self._listening is not None:
             d: Deferred[Any] | None = self._listening.stopListening()
             self._listening = None

@@ -879,3 +879,211 @@ def test_getsockname_shows_the_endpoint_side_of_a_connection(tmp_path: Path) -> 
     assert native.stdout == b"True\n"
     done, _ = wrap(tmp_path, ["python3", "-c", script])
     assert done.stdout == b"True\n", done.stderr
+
+
+# -- session 21 (wrap21): reverse lookups, UDP getsockname, an outside tester's pass -------
+
+_UDP_LOCAL = """\
+import socket
+def pair(fam, host, dst):
+    srv = socket.socket(fam, socket.SOCK_DGRAM); srv.bind((host, 0))
+    c = socket.socket(fam, socket.SOCK_DGRAM)  # unconnected: sendto, then getsockname
+    c.sendto(b"x", (dst, srv.getsockname()[1])); peer = srv.recvfrom(9)[1]
+    k = socket.socket(fam, socket.SOCK_DGRAM)  # connected: getsockname before a send
+    k.connect((dst, srv.getsockname()[1])); mine = k.getsockname(); k.send(b"y")
+    kpeer = srv.recvfrom(9)[1]; k.send(b"z")
+    print(c.getsockname()[1] == peer[1], c.getsockname()[0], mine[:2] == kpeer[:2],
+          srv.recvfrom(9)[1] == kpeer, c.getsockname()[1] != k.getsockname()[1])
+pair(socket.AF_INET, "127.0.0.1", "127.0.0.1")
+try:
+    socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
+except OSError:
+    print("True :: True True True")  # no IPv6 loopback here
+else:
+    pair(socket.AF_INET6, "::1", "::1")
+"""
+
+
+def test_udp_getsockname_shows_the_port_datagrams_leave_from(tmp_path: Path) -> None:
+    """A wrapped UDP socket's getsockname showed its loopback end (towards a relay port);
+    natively, and now, it is the address and port its datagrams leave from (the server
+    sees them come from there), and one socket keeps one port for all its datagrams."""
+    native = subprocess.run(["python3", "-c", _UDP_LOCAL], capture_output=True, timeout=30)
+    assert native.stdout == b"True 0.0.0.0 True True True\nTrue :: True True True\n"
+    done, timings = wrap(tmp_path, ["python3", "-c", _UDP_LOCAL])
+    assert done.stdout == native.stdout, done.stderr
+    assert sum(t["datagrams_up"] for t in timings if t["proto"] == "udp") >= 3
+
+
+_REVERSE = """\
+getent hosts 127.0.0.1 127.0.0.2; echo "getent $?"
+getent hosts 127.0.0.3; echo "getent $?"
+getent hosts 2001:db8::2 ::2; echo "getent $?"
+host 127.0.0.2; echo "host $?"
+host 127.0.0.1; echo "host $?"
+python3 -c '
+import socket
+for a in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "::ffff:127.0.0.2"):
+    for flags in (0, socket.NI_NAMEREQD):
+        try:
+            print(socket.getnameinfo((a, 53), flags))
+        except OSError as e:
+            print(e)
+    try:
+        print(socket.gethostbyaddr(a))
+    except OSError as e:
+        print(e)
+print(socket.getfqdn("127.0.0.2"), socket.getfqdn("127.0.0.3"))
+'
+"""
+
+_IN_NAMESPACE = """\
+set -e
+mount --bind "$RESOLV" /etc/resolv.conf
+ip link set lo up
+"$PY" "$SERVERS" "$ROOT" 127.0.0.1 53 > "$OUT/ports" &
+trap 'kill $!' EXIT
+while [ ! -s "$OUT/ports" ]; do sleep 0.05; done
+set +e
+sh -c "$PROBE" > "$OUT/native" 2>&1
+"$PY" -m packetlab wrap --timings "$OUT/timings" -- sh -c "$PROBE" > "$OUT/wrapped" 2>&1
+"""
+
+
+def test_reverse_lookups_come_from_the_endpoint_as_natively(
+    tmp_path: Path, servers: Servers
+) -> None:
+    """getnameinfo gave numbers only (proxychains' hook, whatever the flags: no name, no
+    service name, no NI_NAMEREQD error), gethostbyaddr the address as the name, and
+    gethostbyaddr_r asked this host's DNS. In a namespace whose resolv.conf names our DNS
+    server (PTR: x.x.x.2 is www.wrap.test), getent, host and Python's socket calls print
+    the same natively and wrapped, and the lookups went out from the endpoint."""
+    _need("getent", "host", "unshare", "ip")
+    _proxychains()
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    env = dict(
+        os.environ, RESOLV=str(tmp_path / "resolv.conf"), PY=sys.executable, ROOT=str(servers.root),
+        SERVERS=str(Path(__file__).with_name("wrap_servers.py")), OUT=str(tmp_path),
+        PROBE=_REVERSE,
+    )  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", _IN_NAMESPACE], env=env, cwd=REPO, capture_output=True,
+        timeout=90,
+    )  # fmt: skip
+    if not (tmp_path / "native").exists():
+        pytest.skip(f"no namespace here: {done.stderr.decode()[-200:]}")
+    native, wrapped = (tmp_path / "native").read_text(), (tmp_path / "wrapped").read_text()
+    assert "127.0.0.2       www.wrap.test\ngetent 0\ngetent 2\n" in native, native
+    # (glibc looks up ::a.b.c.d as a.b.c.d and answers an IPv4 entry)
+    assert "2001:db8::2     www.wrap.test\n0.0.0.2         www.wrap.test\n" in native
+    assert "2.0.0.127.in-addr.arpa domain name pointer www.wrap.test." in native
+    assert "('www.wrap.test', 'domain')" in native and "www.wrap.test 127.0.0.3" in native
+    assert wrapped == native
+    timings = [json.loads(x) for x in (tmp_path / "timings").read_text().splitlines()]
+    # 127.0.0.3 has no name: each failed lookup from the endpoint is a line of its own
+    assert [t["host"] for t in timings if t["proto"] == "dns"] == ["127.0.0.3"] * 5, timings
+
+
+_TOOLS = """\
+curl -s -w ' %{http_code} %{local_ip} %{remote_ip}:%{remote_port}\\n' "$URL"; echo "curl $?"
+curl -s "http://127.0.0.1:$CLOSED/"; echo "curl $?"
+if command -v wget >/dev/null; then
+    wget -q -O - "$URL"; echo "wget $?"; wget -q -O - "http://127.0.0.1:$CLOSED/"; echo "wget $?"
+fi
+dig +short @127.0.0.1 -p "$DNS" www.wrap.test; echo "dig $?"
+nc -zv 127.0.0.1 "$CLOSED" 2>&1; echo "nc $?"
+printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -N 127.0.0.1 "$HTTP" | tail -1; echo "nc $?"
+ssh -V 2>&1 | cut -c1-8; ssh -o BatchMode=yes -p "$CLOSED" 127.0.0.1 true 2>&1; echo "ssh $?"
+python3 -c "$PROBE"; echo "python $?"
+if [ -n "$PKTLAB_WRAP_SOCKS" ]; then  # wrapped only: no TTL through the endpoint
+    traceroute -q1 -w1 -m1 127.0.0.1 >/dev/null; echo "traceroute $?"
+fi
+"""
+
+_PROBE = """\
+import asyncio, os, socket, struct, sys, threading
+HTTP, UDP = int(sys.argv[1]), int(sys.argv[2])
+async def main():
+    r, w = await asyncio.open_connection("127.0.0.1", HTTP)
+    w.write(b"GET /index.html HTTP/1.0\\r\\n\\r\\n")
+    print((await r.read()).split(b"\\r\\n")[0].decode(), w.get_extra_info("peername"))
+    w.close()
+    loop, got = asyncio.get_running_loop(), asyncio.Queue()
+    class P(asyncio.DatagramProtocol):
+        def datagram_received(self, d, a): got.put_nowait((d, a))
+    t, _ = await loop.create_datagram_endpoint(P, remote_addr=("127.0.0.1", UDP))
+    t.sendto(b"dgram"); print(await asyncio.wait_for(got.get(), 10)); t.close()
+    print(await loop.getnameinfo(("127.0.0.1", 80)))
+asyncio.run(main())
+def half_close(fam, host):  # a server that answers once the client's FIN came
+    srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(4)
+    def serve():
+        c = srv.accept()[0]; n = 0
+        while chunk := c.recv(65536): n += len(chunk)
+        c.sendall(b"got %d" % n); c.close()
+    threading.Thread(target=serve).start()
+    s = socket.create_connection((host, srv.getsockname()[1]))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    names = s.getsockname()[0], s.getpeername()[0]
+    s.sendall(b"x" * 100000); s.shutdown(socket.SHUT_WR)
+    print(s.recv(100), *names)
+half_close(socket.AF_INET, "127.0.0.1")
+try:
+    socket.socket(socket.AF_INET6).bind(("::1", 0))
+except OSError:
+    print("b'got 100000' ::1 ::1")
+else:
+    half_close(socket.AF_INET6, "::1")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
+u.connect(("127.0.0.1", UDP)); u.send(b"1")
+print(u.recv(9))
+try:
+    u.recv(9)
+except BlockingIOError:
+    print("SO_RCVTIMEO")
+out = []
+def worker(i):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(10)
+    c.sendto(b"%d" % i, ("127.0.0.1", UDP)); out.append(c.recv(9))
+ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(out))
+pid = os.fork()
+if pid == 0:
+    os.execvp("curl", ["curl", "-s", "-o", "/dev/null", "-w", "child %{http_code}\\n",
+                       f"http://127.0.0.1:{HTTP}/index.html"])
+print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_an_outside_testers_tools_behave_as_natively(
+    tmp_path: Path, servers: Servers, echo4: _Echo
+) -> None:
+    """What a researcher would wrap first, natively and wrapped side by side, same output
+    and exit codes: curl and wget (a page, a refused port), dig, nc, ssh's quick exits, a
+    Python script with asyncio (TCP, UDP, getnameinfo), a half-close and SO_RCVTIMEO on
+    IPv4 and IPv6, threads, fork + exec. Before: getnameinfo gave ('127.0.0.1', '80'),
+    an IPv6 connection's getsockname an IPv4 address, and a traceroute exited 0 having
+    shown "*" for every hop (the TTL never reached the endpoint)."""
+    _need("curl", "dig", "nc", "ssh", "traceroute")
+    hold = socket.socket()  # bound, never listening: refused, and nobody else takes it
+    hold.bind(("127.0.0.1", 0))
+    closed = hold.getsockname()[1]
+    env = dict(
+        os.environ, URL=servers.url("http", "index.html"), HTTP=str(servers.ports["http"]),
+        DNS=str(servers.ports["dns"]), CLOSED=str(closed), PROBE=_PROBE,
+    )  # fmt: skip
+    cmd = ["sh", "-c", _TOOLS.replace('"$PROBE"', f'"$PROBE" {servers.ports["http"]} {echo4.port}')]
+    try:
+        native = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+        _proxychains()
+        wrapped = subprocess.run(
+            [*PKTLAB, "wrap", "--", *cmd], env=env, capture_output=True, timeout=90, cwd=REPO
+        )
+    finally:
+        hold.close()
+    assert b"python 0" in native.stdout and b"curl 7" in native.stdout, native
+    out, tail = wrapped.stdout.rsplit(b"traceroute ", 1)
+    assert out == native.stdout, wrapped.stderr
+    assert tail != b"0\n" and b"IP_TTL refused (use pktlab run traceroute)" in wrapped.stderr

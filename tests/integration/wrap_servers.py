@@ -1,10 +1,11 @@
 """Local servers for the pktlab wrap tests, as one child process on loopback:
 
-    python wrap_servers.py DIR [HOST]
+    python wrap_servers.py DIR [HOST [DNSPORT]]
 
 serves DIR over HTTP and HTTPS (certificate DIR/cert.pem + DIR/key.pem, made by the
 test), and DNS over UDP and TCP (every A question answered with HOST's address, default
-127.0.0.1; names starting with "nx" get NXDOMAIN). Paths: /slow/N waits N ms before
+127.0.0.1; names starting with "nx" get NXDOMAIN; PTR questions for addresses ending
+in 2 get www.wrap.test, others NXDOMAIN). Paths: /slow/N waits N ms before
 answering, /fail gives 500, /drip/N sends N bytes slowly, /page/N is one of 200
 deterministic pages (every 10th slow, every 17th failing, every 23rd 1 MB). Prints one
 JSON line with the ports, then serves until killed.
@@ -80,6 +81,11 @@ class Answers:
         name = query.name.name
         if name.startswith(b"nx"):
             return fail(DomainError(name))
+        if query.type == dns.PTR:  # x.x.x.2 and ...::2 are www.wrap.test; others unknown
+            if not name.startswith(b"2."):
+                return fail(DomainError(name))
+            ptr = dns.Record_PTR(b"www.wrap.test", 60)
+            return succeed(([dns.RRHeader(name, dns.PTR, dns.IN, 60, ptr)], [], []))
         if name.startswith(b"dual") and query.type == dns.AAAA:  # and A: both families
             rr = dns.RRHeader(name, dns.AAAA, dns.IN, 60, dns.Record_AAAA("::1", 60))
             return succeed(([rr], [], []))
@@ -92,6 +98,7 @@ class Answers:
 def main() -> None:
     root_dir = sys.argv[1]
     addr = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    dns_port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     root = static.File(root_dir)
     for kind in ("slow", "fail", "drip", "page"):
         root.putChild(kind.encode(), Slow())
@@ -100,7 +107,7 @@ def main() -> None:
     ctx = ssl.DefaultOpenSSLContextFactory(f"{root_dir}/key.pem", f"{root_dir}/cert.pem")
     https = reactor.listenSSL(0, site, ctx, interface=addr)
     factory = server.DNSServerFactory(authorities=[Answers(addr)])
-    tcp = reactor.listenTCP(0, factory, interface=addr)
+    tcp = reactor.listenTCP(dns_port, factory, interface=addr)
     udp = reactor.listenUDP(tcp.getHost().port, dns.DNSDatagramProtocol(factory), interface=addr)
     ports = {
         "http": http.getHost().port,

@@ -10,28 +10,18 @@
  * Map request: family(1) port(2, network order) addr(4 or 16); answer: port(2), 0 = no.
  * The same hooks mark the virtual time of TCP connects and socket sends for --fidelity
  * (pktwrap_mark, pktwrap_clock.c).
- * getaddrinfo() asks the wrapper ("N" family len name) to resolve a name from the endpoint,
- * so the program gets the endpoint's answer: its addresses (the list is built by libc's
- * own getaddrinfo from each address and the program's service and hints), or "no such
- * name"; names the wrapper leaves to this side (/etc/hosts) go on to proxychains.
+ * Name lookups are pktwrap_names.c's. getsockname() shows the endpoint's end of a TCP
+ * connection ("S") and of a UDP socket that talks through relay ports ("U").
+ * IP_TTL on UDP sockets is refused: the endpoint's sockets have no TTL control.
  * Raw and ICMP sockets cannot go through the endpoint (it offers them only to pktlab
  * run's raw experiments): socket() refuses them, as the kernel refuses an unprivileged
  * user, instead of letting `ping` or `traceroute -I` measure from this host unnoticed.
  */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <dlfcn.h>
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <pthread.h>
+#include "pktwrap.h"
+
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #define MAX_MAPS 512
 #define MAX_TRACKED_FD 65536
@@ -55,18 +45,30 @@ static int tracked(int fd)
            (__atomic_load_n(&tcp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
 }
 
+/* fds of UDP sockets that sent to or connected to a relay port: their getsockname asks */
+static unsigned char udp_fd[MAX_TRACKED_FD / 8];
+
+static void track_udp(int fd)
+{
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_or_fetch(&udp_fd[fd / 8], (unsigned char)(1u << (fd % 8)), __ATOMIC_RELAXED);
+}
+
+static int udp_tracked(int fd)
+{
+    return fd >= 0 && fd < MAX_TRACKED_FD &&
+           (__atomic_load_n(&udp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
+}
+
 struct map {
     struct sockaddr_storage dst, relay;
 };
 
 static struct map maps[MAX_MAPS];
 static int nmaps;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t pktwrap_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef int (*socket_fn)(int, int, int);
-typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
-                              struct addrinfo **);
-typedef void (*freeaddrinfo_fn)(struct addrinfo *);
 typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendto_fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 typedef ssize_t (*sendmsg_fn)(int, const struct msghdr *, int);
@@ -80,9 +82,7 @@ typedef ssize_t (*send_fn)(int, const void *, size_t, int);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
 
-#define NEXT(name) ((name##_fn)dlsym(RTLD_NEXT, #name))
-
-static const char *ctl_path(void)
+const char *pktwrap_ctl_path(void)
 {
     const char *p = getenv("PKTLAB_WRAP_UDP");
     return (p != NULL && *p != '\0') ? p : NULL;
@@ -130,7 +130,7 @@ static int socket_fd_unix(void)
 /* Ask the wrapper for D's relay port. */
 static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
 {
-    const char *path = ctl_path();
+    const char *path = pktwrap_ctl_path();
     if (path == NULL)
         return -1;
     unsigned char req[19];
@@ -177,32 +177,32 @@ static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
 /* D -> L (asking the wrapper the first time); 0 if D is not to be relayed. */
 static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
 {
-    if (ctl_path() == NULL)
+    if (pktwrap_ctl_path() == NULL)
         return 0;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pktwrap_lock);
     for (int i = 0; i < nmaps; i++) {
         if (same(dst, &maps[i].dst)) {
             *relay = maps[i].relay;
-            pthread_mutex_unlock(&lock);
+            pthread_mutex_unlock(&pktwrap_lock);
             return 1;
         }
         if (same(dst, &maps[i].relay)) { /* already a relay address */
-            pthread_mutex_unlock(&lock);
+            pthread_mutex_unlock(&pktwrap_lock);
             return 0;
         }
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pktwrap_lock);
     struct sockaddr_storage r;
     if (ask(dst, &r) != 0)
         return -1;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pktwrap_lock);
     if (nmaps < MAX_MAPS) {
         memset(&maps[nmaps].dst, 0, sizeof maps[nmaps].dst);
         memcpy(&maps[nmaps].dst, dst, addr_len(dst->sa_family));
         maps[nmaps].relay = r;
         nmaps++;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pktwrap_lock);
     *relay = r;
     return 1;
 }
@@ -214,7 +214,7 @@ static void from_relay(struct sockaddr *sa, socklen_t *len)
         return;
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
         return;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pktwrap_lock);
     for (int i = 0; i < nmaps; i++) {
         if (same(sa, &maps[i].relay)) {
             socklen_t n = addr_len(maps[i].dst.ss_family);
@@ -223,7 +223,7 @@ static void from_relay(struct sockaddr *sa, socklen_t *len)
             break;
         }
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pktwrap_lock);
 }
 
 /* A socket whose packets would leave from this host, not from the endpoint. */
@@ -239,7 +239,7 @@ static int bypasses(int domain, int type, int protocol)
 int socket(int domain, int type, int protocol)
 {
     static int told;
-    if (ctl_path() != NULL && bypasses(domain, type, protocol)) {
+    if (pktwrap_ctl_path() != NULL && bypasses(domain, type, protocol)) {
         if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
             static const char msg[] = "pktlab wrap: raw and ICMP sockets cannot go through "
                                       "the endpoint: refused (use pktlab run ping/traceroute)\n";
@@ -250,6 +250,33 @@ int socket(int domain, int type, int protocol)
         return -1;
     }
     return NEXT(socket)(domain, type, protocol);
+}
+
+typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
+
+/* The endpoint's UDP sockets have no TTL control (PacketLab gives TCP and UDP sockets no
+ * options): a TTL the program sets would be dropped, and a UDP traceroute would show
+ * "* * *" for every hop as if the path were silent. Refused, with one line, as raw
+ * sockets are. */
+int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+    static int told;
+    int ttl = (level == IPPROTO_IP && name == IP_TTL) ||
+              (level == IPPROTO_IPV6 && name == IPV6_UNICAST_HOPS);
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (ttl && pktwrap_ctl_path() != NULL && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+        type == SOCK_DGRAM) {
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+            static const char msg[] = "pktlab wrap: the endpoint's UDP sockets have no TTL "
+                                      "control: IP_TTL refused (use pktlab run traceroute)\n";
+            ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+            (void)rc;
+        }
+        errno = ENOPROTOOPT;
+        return -1;
+    }
+    return NEXT(setsockopt)(fd, level, name, value, len);
 }
 
 /* The destination each TCP socket asked connect() for: proxychains connects it to our
@@ -264,15 +291,15 @@ static struct {
 
 static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    if (fd < 0 || ctl_path() == NULL)
+    if (fd < 0 || pktwrap_ctl_path() == NULL)
         return;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pktwrap_lock);
     int i = fd % MAX_PEERS;
     peers[i].fd = fd;
     peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
     memcpy(&peers[i].dst, addr, peers[i].len);
     peers[i].local.ss_family = AF_UNSPEC;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pktwrap_lock);
 }
 
 /* Is `sa` our SOCKS server ($PKTLAB_WRAP_SOCKS = "127.0.0.1:PORT")? */
@@ -310,8 +337,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             errno = ENETUNREACH;
             return -1;
         }
-        if (r > 0)
+        if (r > 0) {
+            track_udp(fd);
             return NEXT(connect)(fd, (struct sockaddr *)&relay, addr_len(relay.ss_family));
+        }
     }
     return NEXT(connect)(fd, addr, len);
 }
@@ -347,9 +376,11 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
             errno = ENETUNREACH;
             return -1;
         }
-        if (r > 0)
+        if (r > 0) {
+            track_udp(fd);
             return NEXT(sendto)(fd, buf, n, flags, (struct sockaddr *)&relay,
                                 addr_len(relay.ss_family));
+        }
     }
     return NEXT(sendto)(fd, buf, n, flags, addr, len);
 }
@@ -365,6 +396,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             return -1;
         }
         if (r > 0) {
+            track_udp(fd);
             struct msghdr copy = *msg;
             copy.msg_name = &relay;
             copy.msg_namelen = addr_len(relay.ss_family);
@@ -395,6 +427,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
                 break;
             }
             if (r > 0) {
+                track_udp(fd);
                 vec[i].msg_hdr.msg_name = &relay[i];
                 vec[i].msg_hdr.msg_namelen = addr_len(relay[i].ss_family);
             }
@@ -440,94 +473,32 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
         return rc;
     from_relay(addr, len);
     if (is_socks_server(addr) && fd >= 0) { /* the destination the program connected to */
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&pktwrap_lock);
         int i = fd % MAX_PEERS;
         if (peers[i].fd == fd && peers[i].len > 0) {
             memcpy(addr, &peers[i].dst, room < peers[i].len ? room : peers[i].len);
             *len = peers[i].len;
         }
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&pktwrap_lock);
     }
     return rc;
 }
 
-/* ---- name lookups from the endpoint ---- */
-
-#define LOOKUP_OK 0
-#define LOOKUP_NONAME 1
-#define LOOKUP_FAILED 2
-#define MAX_LISTS 256
-
-/* Lists we built with libc's getaddrinfo: freed by libc's freeaddrinfo, not by
- * proxychains' (which frees only the first entry of its own one-entry lists). */
-static struct addrinfo *ours[MAX_LISTS];
-
-static void *libc_sym(const char *name)
+/* One request to the wrapper, its whole answer read (the wrapper closes after it);
+ * -1: no wrapper or no answer. */
+int pktwrap_call(const unsigned char *req, size_t n, unsigned char *ans, size_t cap, size_t *got)
 {
-    static void *libc; /* looked up once (each dlopen counts a reference) */
-    void *h = __atomic_load_n(&libc, __ATOMIC_ACQUIRE);
-    if (h == NULL) {
-        h = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-        __atomic_store_n(&libc, h, __ATOMIC_RELEASE);
-    }
-    return h != NULL ? dlsym(h, name) : NULL;
-}
-
-static int keep(struct addrinfo *list)
-{
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < MAX_LISTS; i++) {
-        if (ours[i] == NULL) {
-            ours[i] = list;
-            pthread_mutex_unlock(&lock);
-            return 1;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    return 0;
-}
-
-static int forget(struct addrinfo *list)
-{
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < MAX_LISTS; i++) {
-        if (ours[i] == list && list != NULL) {
-            ours[i] = NULL;
-            pthread_mutex_unlock(&lock);
-            return 1;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    return 0;
-}
-
-static int numeric(const char *node)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, node, buf) == 1 || inet_pton(AF_INET6, node, buf) == 1 ||
-           strchr(node, '%') != NULL;
-}
-
-/* Ask the wrapper; -1: no answer (go on as without us). */
-static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
-{
-    size_t n = strlen(node);
-    const char *path = ctl_path();
-    if (path == NULL || n == 0 || n > 253)
+    const char *path = pktwrap_ctl_path();
+    *got = 0;
+    if (path == NULL)
         return -1;
-    unsigned char req[3 + 253];
-    req[0] = 'N';
-    req[1] = family == AF_INET ? 4 : family == AF_INET6 ? 6 : 0;
-    req[2] = (unsigned char)n;
-    memcpy(req + 3, node, n);
     int s = socket_fd_unix();
     if (s < 0)
         return -1;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
     int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, 3 + n) == (ssize_t)(3 + n);
-    *got = 0;
+             NEXT(write)(s, req, n) == (ssize_t)n;
     while (ok && *got < cap) {
         ssize_t r = read(s, ans + *got, cap - *got);
         if (r < 0 && errno == EINTR)
@@ -537,234 +508,23 @@ static int lookup(const char *node, int family, unsigned char *ans, size_t cap, 
         *got += (size_t)r;
     }
     close(s);
-    return ok && *got >= 2 ? ans[0] : -1;
-}
-
-int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                struct addrinfo **res)
-{
-    getaddrinfo_fn libc_gai = (getaddrinfo_fn)libc_sym("getaddrinfo");
-    int family = hints != NULL ? hints->ai_family : AF_UNSPEC;
-    unsigned char ans[2 + 32 * 17];
-    size_t got = 0;
-    int status = -1;
-    if (node != NULL && libc_gai != NULL && !(hints != NULL && (hints->ai_flags & AI_NUMERICHOST)) &&
-        !numeric(node))
-        status = lookup(node, family, ans, sizeof ans, &got);
-    if (status == LOOKUP_NONAME)
-        return EAI_NONAME;
-    if (status == LOOKUP_FAILED)
-        return EAI_AGAIN;
-    if (status != LOOKUP_OK)
-        return NEXT(getaddrinfo)(node, service, hints, res);
-    struct addrinfo h = {0};
-    if (hints != NULL)
-        h = *hints;
-    h.ai_flags = (h.ai_flags | AI_NUMERICHOST) & ~(AI_CANONNAME | AI_ADDRCONFIG);
-    struct addrinfo *head = NULL, **tail = &head;
-    int last = EAI_NONAME;
-    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
-        int fam = ans[i] == 4 ? AF_INET : AF_INET6;
-        size_t alen = fam == AF_INET ? 4 : 16;
-        char text[INET6_ADDRSTRLEN];
-        if (i + 1 + alen > got || inet_ntop(fam, ans + i + 1, text, sizeof text) == NULL)
-            break;
-        i += 1 + alen;
-        if (family != AF_UNSPEC && family != fam)
-            continue;
-        h.ai_family = fam;
-        struct addrinfo *part = NULL;
-        last = libc_gai(text, service, &h, &part);
-        if (last != 0 || part == NULL)
-            continue;
-        *tail = part;
-        while (*tail != NULL)
-            tail = &(*tail)->ai_next;
-    }
-    if (head == NULL)
-        return last != 0 ? last : EAI_NONAME;
-    if (hints != NULL && (hints->ai_flags & AI_CANONNAME))
-        head->ai_canonname = strdup(node); /* libc's freeaddrinfo frees it */
-    keep(head);
-    *res = head;
-    return 0;
-}
-
-void freeaddrinfo(struct addrinfo *list)
-{
-    if (forget(list)) {
-        freeaddrinfo_fn libc_free = (freeaddrinfo_fn)libc_sym("freeaddrinfo");
-        if (libc_free != NULL)
-            libc_free(list);
-        return;
-    }
-    NEXT(freeaddrinfo)(list);
-}
-
-/* gethostbyname and friends: the endpoint's answer too (proxychains' own gethostbyname
- * hands out a placeholder address, and the _r forms asked this host's DNS). `buf` gets
- * the name, the alias and address pointer arrays and the addresses, as glibc lays them. */
-static int fill_hostent(const char *name, int af, const unsigned char *ans, size_t got,
-                        struct hostent *he, char *buf, size_t buflen)
-{
-    size_t alen = af == AF_INET ? 4 : 16, nlen = strlen(name) + 1, n = 0;
-    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
-        size_t len = ans[i] == 4 ? 4 : 16;
-        if (i + 1 + len > got)
-            break;
-        if (len == alen)
-            n++;
-        i += 1 + len;
-    }
-    if (n == 0)
-        return HOST_NOT_FOUND; /* no address of this family (NODATA in glibc's terms) */
-    size_t align = sizeof(char *), need = align + (2 + n) * sizeof(char *) + n * alen + nlen;
-    if (buflen < need)
-        return ERANGE;
-    char *p = buf + ((align - (uintptr_t)buf % align) % align);
-    char **aliases = (char **)p, **list = aliases + 1;
-    char *addrs = (char *)(list + n + 1), *copy = addrs + n * alen;
-    aliases[0] = NULL;
-    n = 0;
-    for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
-        size_t len = ans[i] == 4 ? 4 : 16;
-        if (i + 1 + len > got)
-            break;
-        if (len == alen) {
-            memcpy(addrs + n * alen, ans + i + 1, alen);
-            list[n] = addrs + n * alen;
-            n++;
-        }
-        i += 1 + len;
-    }
-    list[n] = NULL;
-    memcpy(copy, name, nlen);
-    he->h_name = copy;
-    he->h_aliases = aliases;
-    he->h_addrtype = af;
-    he->h_length = (int)alen;
-    he->h_addr_list = list;
-    return 0;
-}
-
-/* 0: `*result` set (or NULL with *herr); -1: not ours (go on to the next library). */
-static int endpoint_hostent(const char *name, int af, struct hostent *he, char *buf,
-                            size_t buflen, struct hostent **result, int *herr, int *rc)
-{
-    unsigned char ans[2 + 32 * 17];
-    size_t got = 0;
-    if (name == NULL || (af != AF_INET && af != AF_INET6) || numeric(name))
-        return -1;
-    int status = lookup(name, af, ans, sizeof ans, &got);
-    if (status < 0 || status > LOOKUP_FAILED)
-        return -1;
-    *result = NULL;
-    *rc = 0;
-    if (status == LOOKUP_NONAME) {
-        *herr = HOST_NOT_FOUND;
-    } else if (status == LOOKUP_FAILED) {
-        *herr = TRY_AGAIN;
-        *rc = EAGAIN;
-    } else {
-        int r = fill_hostent(name, af, ans, got, he, buf, buflen);
-        if (r == ERANGE) {
-            *herr = NETDB_INTERNAL;
-            *rc = ERANGE;
-        } else if (r != 0) {
-            *herr = NO_DATA;
-        } else {
-            *herr = 0;
-            *result = he;
-        }
-    }
-    return 0;
-}
-
-typedef struct hostent *(*gethostbyname_fn)(const char *);
-typedef struct hostent *(*gethostbyname2_fn)(const char *, int);
-typedef int (*gethostbyname_r_fn)(const char *, struct hostent *, char *, size_t,
-                                  struct hostent **, int *);
-typedef int (*gethostbyname2_r_fn)(const char *, int, struct hostent *, char *, size_t,
-                                   struct hostent **, int *);
-
-static struct hostent *static_hostent(const char *name, int af)
-{
-    static struct hostent he; /* one result per process, as glibc's own */
-    static char buf[2048];
-    struct hostent *result;
-    int herr, rc;
-    if (endpoint_hostent(name, af, &he, buf, sizeof buf, &result, &herr, &rc) != 0)
-        return (struct hostent *)-1;
-    h_errno = herr;
-    return result;
-}
-
-struct hostent *gethostbyname(const char *name)
-{
-    struct hostent *he = static_hostent(name, AF_INET);
-    return he != (struct hostent *)-1 ? he : NEXT(gethostbyname)(name);
-}
-
-struct hostent *gethostbyname2(const char *name, int af)
-{
-    struct hostent *he = static_hostent(name, af);
-    return he != (struct hostent *)-1 ? he : NEXT(gethostbyname2)(name, af);
-}
-
-int gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf, size_t buflen,
-                     struct hostent **result, int *herr)
-{
-    int rc;
-    if (endpoint_hostent(name, af, ret, buf, buflen, result, herr, &rc) == 0)
-        return rc;
-    return NEXT(gethostbyname2_r)(name, af, ret, buf, buflen, result, herr);
-}
-
-int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
-                    struct hostent **result, int *herr)
-{
-    int rc;
-    if (endpoint_hostent(name, AF_INET, ret, buf, buflen, result, herr, &rc) == 0)
-        return rc;
-    return NEXT(gethostbyname_r)(name, ret, buf, buflen, result, herr);
+    return ok ? 0 : -1;
 }
 
 /* ---- getsockname of a wrapped TCP socket ---- */
 
-/* The endpoint-side address of the connection whose loopback end is `port` ("S"). */
-static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
+/* A wrapper's answer family(1) port(2) address(4|16) as a sockaddr; -1: unknown. */
+static int local_answer(const unsigned char *ans, size_t got, struct sockaddr_storage *out)
 {
-    const char *path = ctl_path();
-    if (path == NULL)
-        return -1;
-    unsigned char req[3] = {'S'}, ans[19];
-    memcpy(req + 1, &port, 2);
-    int s = socket_fd_unix();
-    if (s < 0)
-        return -1;
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    strncpy(un.sun_path, path, sizeof un.sun_path - 1);
-    size_t got = 0;
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, 3) == 3;
-    while (ok && got < sizeof ans) {
-        ssize_t r = read(s, ans + got, sizeof ans - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(s);
     memset(out, 0, sizeof *out);
-    if (ok && got == 7 && ans[0] == 4) {
+    if (got == 7 && ans[0] == 4) {
         struct sockaddr_in *a = (void *)out;
         a->sin_family = AF_INET;
         memcpy(&a->sin_port, ans + 1, 2);
         memcpy(&a->sin_addr, ans + 3, 4);
         return 0;
     }
-    if (ok && got == 19 && ans[0] == 6) {
+    if (got == 19 && ans[0] == 6) {
         struct sockaddr_in6 *a = (void *)out;
         a->sin6_family = AF_INET6;
         memcpy(&a->sin6_port, ans + 1, 2);
@@ -774,45 +534,153 @@ static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
     return -1;
 }
 
+/* The endpoint-side address of the connection whose loopback end is `port` ("S"). */
+static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
+{
+    unsigned char req[3] = {'S'}, ans[19];
+    size_t got;
+    memcpy(req + 1, &port, 2);
+    if (pktwrap_call(req, 3, ans, sizeof ans, &got) != 0)
+        return -1;
+    return local_answer(ans, got, out);
+}
+
+/* A wrapped UDP socket's endpoint end ("U"): the port its datagrams leave the endpoint
+ * from and, when connected (to `relay`, 0 if not), the endpoint's address towards the
+ * peer; an unspecified address in `out` means "keep the socket's own". */
+static int endpoint_udp_local(int family, in_port_t port, in_port_t relay,
+                              struct sockaddr_storage *out)
+{
+    unsigned char req[6] = {'U', family == AF_INET ? 4 : 6}, ans[19];
+    size_t got;
+    memcpy(req + 2, &port, 2);
+    memcpy(req + 4, &relay, 2);
+    if (pktwrap_call(req, 6, ans, sizeof ans, &got) != 0)
+        return -1;
+    return local_answer(ans, got, out);
+}
+
+/* An IPv4 sockaddr as a dual-stack (IPv4-mapped) IPv6 one, in place. */
+static void to_mapped(struct sockaddr_storage *ss)
+{
+    struct sockaddr_in v4 = *(struct sockaddr_in *)ss;
+    struct sockaddr_in6 *m = (void *)ss;
+    memset(ss, 0, sizeof *ss);
+    m->sin6_family = AF_INET6;
+    m->sin6_port = v4.sin_port;
+    memcpy(m->sin6_addr.s6_addr + 10, "\xff\xff", 2);
+    memcpy(m->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
+}
+
+static int is_unspecified(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == INADDR_ANY;
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static in_port_t port_of(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                    : ((const struct sockaddr_in6 *)sa)->sin6_port;
+}
+
+/* getsockname of a UDP socket that talks through relay ports: the endpoint's end. */
+static int udp_getsockname(int fd, struct sockaddr *addr, socklen_t *len, socklen_t room)
+{
+    struct sockaddr_storage peer, local;
+    socklen_t plen = sizeof peer;
+    in_port_t relay = 0;
+    if (NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+        (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
+        struct sockaddr_storage back = peer;
+        socklen_t blen = plen;
+        from_relay((struct sockaddr *)&back, &blen);
+        if (memcmp(&back, &peer, sizeof peer) == 0)
+            return 0; /* connected elsewhere than a relay port: not ours */
+        relay = port_of((struct sockaddr *)&peer);
+    }
+    /* Kept per fd, for its (own port, relay port): a program may ask for every datagram */
+    static struct {
+        int fd;
+        in_port_t port, relay;
+        struct sockaddr_storage local;
+    } known[MAX_PEERS];
+    int slot = fd % MAX_PEERS, cached = 0;
+    in_port_t port = port_of(addr);
+    pthread_mutex_lock(&pktwrap_lock);
+    if (known[slot].fd == fd && known[slot].port == port && known[slot].relay == relay &&
+        known[slot].local.ss_family != AF_UNSPEC) {
+        local = known[slot].local;
+        cached = 1;
+    }
+    pthread_mutex_unlock(&pktwrap_lock);
+    if (!cached) {
+        if (endpoint_udp_local(addr->sa_family, port, relay, &local) != 0)
+            return 0;
+        pthread_mutex_lock(&pktwrap_lock);
+        known[slot].fd = fd;
+        known[slot].port = port;
+        known[slot].relay = relay;
+        known[slot].local = local;
+        pthread_mutex_unlock(&pktwrap_lock);
+    }
+    if (is_unspecified(&local)) { /* only the port: the address stays the socket's own */
+        in_port_t p = port_of((struct sockaddr *)&local);
+        if (addr->sa_family == AF_INET && room >= sizeof(struct sockaddr_in))
+            ((struct sockaddr_in *)addr)->sin_port = p;
+        else if (addr->sa_family == AF_INET6 && room >= sizeof(struct sockaddr_in6))
+            ((struct sockaddr_in6 *)addr)->sin6_port = p;
+        return 0;
+    }
+    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET)
+        to_mapped(&local);
+    if (local.ss_family != addr->sa_family)
+        return 0;
+    socklen_t n = addr_len(local.ss_family);
+    memcpy(addr, &local, room < n ? room : n);
+    *len = n;
+    return 0;
+}
+
 int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
     socklen_t room = len != NULL ? *len : 0;
     int rc = NEXT(getsockname)(fd, addr, len);
     if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
-        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || ctl_path() == NULL)
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || pktwrap_ctl_path() == NULL)
         return rc;
+    if (udp_tracked(fd) && inet_type(fd, addr) == SOCK_DGRAM)
+        return udp_getsockname(fd, addr, len, room);
     struct sockaddr_storage peer, local;
     socklen_t plen = sizeof peer;
     if (NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) != 0 ||
         !is_socks_server((struct sockaddr *)&peer))
         return rc;
-    in_port_t port = addr->sa_family == AF_INET ? ((struct sockaddr_in *)addr)->sin_port
-                                                : ((struct sockaddr_in6 *)addr)->sin6_port;
+    in_port_t port = port_of(addr);
     int slot = fd % MAX_PEERS, cached = 0;
-    pthread_mutex_lock(&lock);
+    /* The program's own socket's family: proxychains puts an IPv4 socket in place of an
+     * IPv6 one (its SOCKS server is IPv4), but the program still has an IPv6 socket. */
+    int want = addr->sa_family;
+    pthread_mutex_lock(&pktwrap_lock);
+    if (peers[slot].fd == fd && peers[slot].len > 0)
+        want = peers[slot].dst.ss_family;
     if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
         local = peers[slot].local;
         cached = 1;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pktwrap_lock);
     if (!cached && endpoint_local(port, &local) != 0)
         return rc;
     if (!cached) {
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&pktwrap_lock);
         if (peers[slot].fd == fd)
             peers[slot].local = local;
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&pktwrap_lock);
     }
-    if (addr->sa_family == AF_INET6 && local.ss_family == AF_INET) { /* a dual-stack socket */
-        struct sockaddr_in v4 = *(struct sockaddr_in *)&local;
-        struct sockaddr_in6 *m = (void *)&local;
-        memset(&local, 0, sizeof local);
-        m->sin6_family = AF_INET6;
-        m->sin6_port = v4.sin_port;
-        memcpy(m->sin6_addr.s6_addr + 10, "\xff\xff", 2);
-        memcpy(m->sin6_addr.s6_addr + 12, &v4.sin_addr, 4);
-    }
-    if (local.ss_family != addr->sa_family)
+    if (want == AF_INET6 && local.ss_family == AF_INET) /* a dual-stack socket */
+        to_mapped(&local);
+    if (local.ss_family != want)
         return rc;
     socklen_t n = addr_len(local.ss_family);
     memcpy(addr, &local, room < n ? room : n);

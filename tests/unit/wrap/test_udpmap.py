@@ -9,8 +9,9 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from packetlab.wrap.shimctl import MapServer
 from packetlab.wrap.timeline import TimingLog
-from packetlab.wrap.udpmap import MapServer, UdpMap
+from packetlab.wrap.udpmap import UdpMap
 
 
 class Port:
@@ -110,7 +111,7 @@ def test_name_lookups_answer_the_endpoints_addresses_or_no_such_name() -> None:
     import ipaddress
 
     from packetlab.wrap.resolve import NoSuchName, ResolveError
-    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
 
     log = TimingLog(None)
     names = FakeNames({
@@ -140,7 +141,7 @@ def test_a_name_that_cannot_be_asked_or_a_failing_lookup_is_still_answered() -> 
     import ipaddress
 
     from packetlab.wrap.resolve import Names
-    from packetlab.wrap.udpmap import LOOKUP_FAILED, LOOKUP_NONAME
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_NONAME
 
     names = Names(None, [(ipaddress.ip_address("192.0.2.53"), 53)], hosts=frozenset())  # type: ignore[arg-type]
     udpmap = UdpMap(None, Reactor(), TimingLog(None), None, names)  # type: ignore[arg-type]
@@ -168,3 +169,78 @@ def test_getsockname_requests_answer_the_endpoint_side_address() -> None:
     assert ask(udpmap, b"S\x0f\xa1") == (b"\x06\x01\xbb" + ip("2001:db8::7").packed, True)
     assert ask(udpmap, b"S\x0f\xa2") == (b"\0", True)
     assert ask(udpmap, b"S\x0f") == (b"", False)  # incomplete: wait for the rest
+
+
+def test_reverse_lookups_answer_the_endpoints_name_or_no_such_name() -> None:
+    """ "R" + family + address: the endpoint's PTR name (getnameinfo, gethostbyaddr; the
+    shim got numbers only from proxychains), "no such name", a temporary failure, or
+    "answer it on this side" for an /etc/hosts address; a bad family is an answer too."""
+    import ipaddress
+
+    from packetlab.wrap.resolve import NoSuchName, ResolveError
+    from packetlab.wrap.shimctl import LOOKUP_FAILED, LOOKUP_LOCAL, LOOKUP_NONAME, LOOKUP_OK
+
+    ip = ipaddress.ip_address
+    table: dict[Any, Any] = {
+        ip("192.0.2.7"): "www.example.test",
+        ip("2001:db8::7"): "six.example.test",
+        ip("192.0.2.8"): NoSuchName("cannot resolve 192.0.2.8: no such name"),
+        ip("192.0.2.9"): ResolveError("cannot resolve 192.0.2.9: no answer"),
+    }
+
+    class Reverse(FakeNames):
+        def local_address(self, addr: Any) -> bool:
+            return bool(addr == ip("127.0.0.1"))
+
+        async def reverse(self, addr: Any) -> tuple[str, None, None]:
+            found = table[addr]
+            if isinstance(found, Exception):
+                raise found
+            return found, None, None
+
+    log = TimingLog(None)
+    udpmap = UdpMap(None, Reactor(), log, None, Reverse({}))  # type: ignore[arg-type]
+
+    def reverse(addr: str) -> tuple[bytes, bool]:
+        a = ip(addr)
+        return ask(udpmap, b"R" + bytes([a.version]) + a.packed)
+
+    assert reverse("192.0.2.7") == (bytes([LOOKUP_OK, 16]) + b"www.example.test", True)
+    assert reverse("2001:db8::7")[0] == bytes([LOOKUP_OK, 16]) + b"six.example.test"
+    assert reverse("192.0.2.8")[0] == bytes([LOOKUP_NONAME, 0])
+    assert reverse("192.0.2.9")[0] == bytes([LOOKUP_FAILED, 0])
+    assert reverse("127.0.0.1")[0] == bytes([LOOKUP_LOCAL, 0])
+    assert ask(udpmap, b"R\x09\x01\x02") == (bytes([LOOKUP_FAILED, 0]), True)  # no family 9
+    assert ask(udpmap, b"R\x04\x01\x02") == (b"", False)  # incomplete: wait for the rest
+    assert [(r.proto, r.host) for r in log.records] == [("dns", "192.0.2.8"), ("dns", "192.0.2.9")]
+
+
+def test_udp_getsockname_requests() -> None:
+    """ "U" + family + the program's port + the relay port it is connected to (0: none):
+    the endpoint socket's port; connected, with the endpoint's address towards the peer
+    (its LADDR is unspecified: the socket is not connected at the endpoint)."""
+    import ipaddress
+
+    from packetlab.wrap.udpmap import _Sock
+
+    ip = ipaddress.ip_address
+    names = FakeNames({})
+    names.sources = (ip("127.0.0.1"), ip("192.0.2.5"))  # type: ignore[attr-defined]
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, names)  # type: ignore[arg-type]
+    relay = udpmap.relay_port(bytes([4]) + struct.pack(">H", 53) + ip("198.51.100.1").packed)
+    sock = _Sock(udpmap, ("127.0.0.1", 5000), 4)
+    sock.sktid = 3
+    sock.opened.callback(None)
+
+    async def local() -> tuple[None, int]:
+        return None, 61000
+
+    sock.local = local  # type: ignore[method-assign]
+    udpmap.socks[("127.0.0.1", 5000, 4)] = sock
+    assert ask(udpmap, b"U\x04" + struct.pack(">HH", 5000, 0)) == (
+        b"\x04" + struct.pack(">H", 61000) + bytes(4), True,
+    )  # fmt: skip
+    assert ask(udpmap, b"U\x04" + struct.pack(">HH", 5000, relay)) == (
+        b"\x04" + struct.pack(">H", 61000) + ip("192.0.2.5").packed, True,
+    )  # fmt: skip
+    assert ask(udpmap, b"U\x04\x13") == (b"", False)  # incomplete

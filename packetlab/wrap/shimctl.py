@@ -1,0 +1,115 @@
+"""The shim's requests over its unix socket (csrc/pktwrap_*.c ⇄ `UdpMap`): UDP relay
+ports, name and reverse-name lookups, and the endpoint's end of a socket for
+getsockname. One request per connection, answered and closed; a malformed one gets an
+answer or a closed connection, never an exception, and a failing handler still answers
+(the program's call must not wait for ever)."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+
+from packetlab.controller import IPAddress
+
+if TYPE_CHECKING:
+    from packetlab.wrap.udpmap import UdpMap
+
+# Answers to the shim's name lookups.
+LOOKUP_OK, LOOKUP_NONAME, LOOKUP_FAILED, LOOKUP_LOCAL = 0, 1, 2, 3
+
+
+class _MapRequest(Protocol):
+    """One request of the shim over the unix socket, answered and closed:
+
+    * family(1: 4, 6) port(2) address(4|16) → relay port(2) standing for that UDP
+      destination; 0 = refused;
+    * "N" family(1: 0, 4, 6) length(1) name → status(1) count(1) then family(1)
+      address(4|16) per address (getaddrinfo, gethostbyname*; status LOOKUP_*);
+    * "R" family(1: 4, 6) address(4|16) → status(1) length(1) name (getnameinfo,
+      gethostbyaddr*: the endpoint's PTR answer);
+    * "S" port(2) → family(1: 4, 6; 0 unknown) port(2) address: the endpoint's end of the
+      program's TCP connection from that loopback port (getsockname);
+    * "U" family(1) port(2) relay port(2; 0 unconnected) → the same for a UDP socket (an
+      unspecified address: the program's own address stays)."""
+
+    factory: MapServer
+    transport: Any
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.busy = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.busy:
+            return
+        self.buf += data
+        kind, size = self.buf[:1], _REQUEST_SIZE.get(self.buf[:1])
+        if kind == b"N":
+            size = 3 + self.buf[2] if len(self.buf) >= 3 else None
+        elif kind == b"R":
+            size = {4: 6, 6: 18}.get(self.buf[1]) if len(self.buf) >= 2 else None
+            if size is None and len(self.buf) >= 2:
+                self.transport.write(bytes([LOOKUP_FAILED, 0]))
+                self.transport.loseConnection()
+                return
+        if size is not None or kind in (b"N", b"R"):
+            if size is None or len(self.buf) < size:
+                return
+            self.busy = True
+            Deferred.fromCoroutine(self._answer(kind, self.buf[:size]))
+            return
+        if len(self.buf) > 19:
+            self.transport.loseConnection()
+            return
+        if not self.buf or len(self.buf) < {4: 7, 6: 19}.get(self.buf[0], 1):
+            return
+        port = self.factory.owner.relay_port(self.buf)
+        self.transport.write(struct.pack(">H", port))
+        self.transport.loseConnection()
+
+    async def _answer(self, kind: bytes, req: bytes) -> None:
+        owner = self.factory.owner
+        try:
+            if kind == b"N":
+                name = req[3:].decode("ascii", "replace")
+                answer = await owner.lookup(name, req[1])
+            elif kind == b"R":
+                answer = await owner.reverse(ipaddress.ip_address(req[2:]))
+            elif kind == b"S":
+                answer = _local_answer(await owner.tcp_local(struct.unpack_from(">H", req, 1)[0]))
+            else:
+                fam, port, relay = struct.unpack_from(">BHH", req, 1)
+                answer = _local_answer(await owner.udp_local(fam, port, relay))
+        except Exception:  # a bug: the program's call must not wait forever
+            owner.log.failure("shim request {req!r}", req=req)
+            answer = b"\0" if kind in (b"S", b"U") else bytes([LOOKUP_FAILED, 0])
+        self.transport.write(answer)
+        self.transport.loseConnection()
+
+
+_REQUEST_SIZE = {b"S": 3, b"U": 6}
+
+
+def _local_answer(found: tuple[IPAddress | None, int] | None) -> bytes:
+    """family(1) port(2) address; b"\0" when unknown; family 4 with 0.0.0.0 when only the
+    port is known."""
+    if found is None:
+        return b"\0"
+    addr, port = found
+    if addr is None:
+        return b"\4" + struct.pack(">H", port) + bytes(4)
+    return bytes([addr.version]) + struct.pack(">H", port) + addr.packed
+
+
+class MapServer(Factory):
+    def __init__(self, owner: UdpMap) -> None:
+        self.owner = owner
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = _MapRequest()
+        p.factory = self
+        return p
