@@ -47,10 +47,11 @@ from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
+from packetlab.measure.http_head import HeadTooLarge, cut_short
 from packetlab.measure.http_message import (
     FORM,
+    H11_CAP,
     MAX_BODY,
-    MAX_HEADERS,
     Asked,
     HttpResult,
     _Cookies,
@@ -677,6 +678,8 @@ async def _over(
         info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
                          f"{hop.body_len} bytes received")  # fmt: skip
         hop.told = True
+    except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
+        hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
@@ -694,9 +697,11 @@ async def _over(
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
-            why = f"response headers over {MAX_HEADERS} bytes"
+            why = f"response headers over {H11_CAP} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
-        hop.exitcode = 18 if "complete message" in str(e) else 8
+        hop.exitcode = 8
+        if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
+            hop.error, hop.exitcode = cut_short(why), 18
     except WriteError as e:  # curl: (23) Failed writing header / output to destination
         hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write
@@ -720,5 +725,9 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode not in (22, 23, 33, 63):  # the response came
+    if (
+        hop.error is not None
+        and hop.exitcode not in (18, 22, 23, 27, 33, 63)
+        and not (hop.exitcode == 56 and hop.error.startswith("Too large response headers"))
+    ):  # (those: the response came, or its status line; curl's http_code)
         hop.status = None

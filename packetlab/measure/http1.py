@@ -17,8 +17,8 @@ from packetlab.controller import (
 )
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
 from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
+from packetlab.measure.http_head import HeadLimits, HeadTooLarge
 from packetlab.measure.http_message import (
-    MAX_HEADERS,
     UPLOAD_WINDOW,
     _expects,
     _Fields,
@@ -27,7 +27,6 @@ from packetlab.measure.http_message import (
     _Response,
     _Sink,
     _stamp_sent,
-    _TooMuch,
 )
 from packetlab.measure.http_trace import DATA_OUT, Trace, auth, info, sent_out
 from packetlab.measure.stream import (
@@ -75,6 +74,7 @@ async def _exchange(
     if complete and data is not None:
         hop.uploaded = data.length or 0
     fed = bytearray()  # response bytes up to the end of the headers
+    limits = HeadLimits(hop.server)  # curl's, line by line as the bytes come
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
 
@@ -94,9 +94,11 @@ async def _exchange(
                 ended = True
             if hop.status is None:
                 fed.extend(plain)
-                if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
-                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
-                                   "bytes (1xx responses included)")  # fmt: skip
+                try:
+                    limits.feed(fed)
+                except HeadTooLarge as e:  # curl: the lines it took are the headers
+                    hop.raw_headers = bytes(fed[: e.size])
+                    raise
             if chunk is not None and plain:
                 hop.first = chunk.time if hop.first is None else hop.first
                 hop.last = chunk.time

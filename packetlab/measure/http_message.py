@@ -32,6 +32,9 @@ MAX_BODY = 256 << 20
 # MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
 # the one limit of header lines, header count and informational responses a server controls.
 MAX_HEADERS = 300 << 10
+# h11's cap of an incomplete head (or trailer block): above http_head's, which stop a
+# head where curl stops (a line of 100 KiB, 300 KiB in all), so that they come first
+H11_CAP = MAX_HEADERS + (100 << 10)
 
 
 @dataclass(slots=True)
@@ -376,7 +379,7 @@ def _request(
     """h11's connection, the request's head (with the body when curl sends it in the
     same write: -d below 64 KiB, no Expect), and whether the body went with it.
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
-    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
     headers = _request_headers(u, data, fields, expect)
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
