@@ -24,11 +24,20 @@ class Url:
     port: int
     target: str  # path and query
     fragment: str = ""  # never sent; curl's url_effective keeps it
+    userinfo: str = ""  # USER:PASSWORD@ as written (sent as Authorization); url_effective's
 
     @property
     def effective(self) -> str:
-        """curl's %{url_effective}: the URL as fetched and its #fragment."""
-        return self.text + (f"#{self.fragment}" if self.fragment else "")
+        """curl's %{url_effective}: the URL as fetched, its USER:PASSWORD@ and #fragment."""
+        return self.written + (f"#{self.fragment}" if self.fragment else "")
+
+    @property
+    def written(self) -> str:
+        """The URL as fetched with its USER:PASSWORD@ (what a relative Location is
+        resolved against: curl's next URL keeps them, another host's drops them)."""
+        if not self.userinfo:
+            return self.text
+        return f"{self.scheme}://{self.userinfo}@{self.authority}{self.target}"
 
     @property
     def text(self) -> str:
@@ -85,7 +94,8 @@ def parse_url(url: str, as_is: bool = False) -> Url:
     target = (parts.path if as_is else remove_dot_segments(parts.path)) or "/"
     if parts.query:
         target += "?" + parts.query
-    return Url(parts.scheme, parts.hostname, port, target, parts.fragment)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return Url(parts.scheme, parts.hostname, port, target, parts.fragment, userinfo)
 
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -100,7 +110,7 @@ def redirect_target(base: Url, location: str) -> Url:
         raise HttpError(f"Location {location!r}: control characters")
     encoded = quote(location.encode("latin-1"), safe=":/?#[]@!$&'()*+,;=%~")
     try:
-        target = urljoin(base.text, encoded)
+        target = urljoin(base.written, encoded)
     except ValueError as e:
         raise HttpError(f"Location {location!r}: {e}") from None
     try:

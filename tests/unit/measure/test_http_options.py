@@ -91,3 +91,20 @@ def test_include_hands_out_every_header_block_before_the_body() -> None:
     assert r.status == 200 and len(out) == 3
     assert out[0].startswith(b"HTTP/1.1 301 ") and out[0] == r.raw_headers[0]
     assert out[1].startswith(b"HTTP/1.1 200 ") and out[2].startswith(b'{"method": "GET"')
+
+
+def test_url_effective_keeps_the_credentials_as_curl() -> None:
+    """curl 7.88.1's %{url_effective}: the URL's USER:PASSWORD@ as written, kept over a
+    relative redirect, -u's put in after one (percent-encoded), none after an absolute
+    Location. Before: never any."""
+    rig, _ = serving()
+    r = rig.run(http_get(rig.session, "http://u%40x:p%3Aw@192.0.2.80/echo#f"))
+    assert r.url_effective == "http://u%40x:p%3Aw@192.0.2.80/echo#f"
+    r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=/echo", follow=True))
+    assert (r.num_redirects, r.url_effective) == (1, "http://u:p@192.0.2.80/echo")
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/r/302?to=/echo", follow=True,
+                         auth=("a@", "b c")))  # fmt: skip
+    assert r.url_effective == "http://a%40:b%20c@192.0.2.80/echo"
+    r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=http://192.0.2.80/echo",
+                         follow=True))  # fmt: skip
+    assert r.url_effective == "http://192.0.2.80/echo"
