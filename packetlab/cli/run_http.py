@@ -107,6 +107,7 @@ COMMAND = Command(
     epilog=EPILOG,
     split="urls",
     header=HEADER,
+    both_families=True,
 )
 
 

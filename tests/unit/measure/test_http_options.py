@@ -108,3 +108,15 @@ def test_url_effective_keeps_the_credentials_as_curl() -> None:
     r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=http://192.0.2.80/echo",
                          follow=True))  # fmt: skip
     assert r.url_effective == "http://192.0.2.80/echo"
+
+
+def test_localhost_is_the_endpoints_loopback_without_dns() -> None:
+    """curl 7.85+ never asks DNS for localhost or NAME.localhost: loopback (-6: ::1).
+    Before: asked through the endpoint's DNS server, NXDOMAIN (exit 6)."""
+    rig, made = serving()
+    for family, addr, server in ((None, "127.0.0.1", "127.0.0.1"), (6, "::1", "[::1]")):
+        rig.endpoint.peers[(addr, 8080)] = rig.endpoint.peers[("192.0.2.80", 80)]
+        for host in ("localhost", "a.LocalHost"):
+            r = rig.run(http_get(rig.session, f"http://{host}:8080/echo", family=family))
+            assert (r.status, r.server, r.namelookup_us) == (200, f"{server}:8080", 0), host
+    assert len(made) == 4  # (the rig's endpoint has no DNS server: a query would fail)
