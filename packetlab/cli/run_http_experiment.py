@@ -134,7 +134,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
-    jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0))
+    urlnums: list[int] = []  # curl's %{urlnum} of each transfer
+    jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0), urlnums=urlnums)
     try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
         posts = [multipart(forms, stdin=owner == ("form", 0) and not i)
                  for i in range(len(jobs))] if forms else []  # fmt: skip
@@ -329,7 +330,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if error is not None and (not args.silent or args.show_error):
                 print(f"pktlab run http: {url}: {error}", file=stderr)
             name = sink.effective if sink is not None else path  # curl's: null for stdout
-            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
+            values = write_out_values(result, url, name, record.get("exitcode", 0), error,
+                                      urlnums[i - 1])  # fmt: skip
             if failed:  # curl -f stops before the body
                 values["size_download"] = values["speed_download"] = 0
             # curl 7.88.1: a --retry that could not truncate its file ends the transfer

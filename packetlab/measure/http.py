@@ -304,6 +304,7 @@ async def _fetch(
         same = Connections.key(current) == origin or own[0].trusted
         custom = extra if same else public
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
+        hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
         dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
@@ -326,7 +327,8 @@ async def _fetch(
             if began is None:  # curl's time_total runs from the transfer's start
                 began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
-        result.method = hop.method
+        result.method, result.referer = hop.method, hop.referer
+        result.ssl_verify_result = hop.verify_result
         result.url_effective = current.effective
         if hop.server is not None:
             result.server = hop.server
@@ -486,9 +488,9 @@ async def _hop(
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
-        was = hop.queued
+        was = hop.queued, hop.referer
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
-        hop.queued = was
+        hop.queued, hop.referer = was
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
@@ -652,12 +654,12 @@ async def _over(
                                    follows)  # fmt: skip
     except SSL.Error as e:
         if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
-            hop.error, hop.exitcode = tls_error(e), 35
+            hop.error, hop.exitcode, hop.verify_result = tls_error(e), 35, 1
         else:  # curl: (56) a TLS read failed
             hop.error = f"{tls_error(e)} (from {conn.server}, after the handshake)"
             hop.exitcode = 56
     except CertificateMismatch as e:
-        hop.error, hop.exitcode = str(e), 60
+        hop.error, hop.exitcode, hop.verify_result = str(e), 60, e.verify_result
         if e.curl is not None:
             info(sink.trace, e.curl)
             hop.told = True
@@ -684,6 +686,8 @@ async def _over(
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+        if hop.exitcode == 35:  # curl: the chain not checked yet (!X509_V_OK)
+            hop.verify_result = 1
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
         hop.error = f"upload: {e}"
         hop.exitcode = 65 if "sent again" in str(e) else 26

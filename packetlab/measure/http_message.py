@@ -72,6 +72,8 @@ class HttpResult:
     raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
     http_version: str = "1.1"  # of the last response: "1.1" or "2" (curl's http_version)
+    ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
+    referer: str | None = None  # the Referer the last request sent (curl's %{referer})
 
     @property
     def remote_ip(self) -> str:
@@ -298,6 +300,8 @@ class _Hop:
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
     told: bool = False  # its error told to the trace in curl's words already
+    verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
+    referer: str | None = None  # the Referer it sent
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
