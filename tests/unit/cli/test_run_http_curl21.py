@@ -1,7 +1,8 @@
-"""Session 21's write-out: %{json} as curl 7.88.1 writes it (one line, no spaces, times
-with 6 decimals) and the variables it had and we had not (num_headers, referer, urlnum,
-ssl_verify_result, proxy_ssl_verify_result, ftp_entry_path), each pinned from curl
-7.88.1's output against a loopback server; whole runs over the scripted endpoint."""
+"""Session 21 (curl21): the write-out's %{json} as curl 7.88.1 writes it (one line, no
+spaces, times with 6 decimals) and the variables it had and we had not (num_headers,
+referer, urlnum, ssl_verify_result, proxy_ssl_verify_result, ftp_entry_path), each pinned
+from curl 7.88.1's output against a loopback server; --curl-exit-codes; whole runs over
+the scripted endpoint."""
 
 from __future__ import annotations
 
@@ -75,3 +76,28 @@ def test_a_close_during_the_handshake_is_curls_35() -> None:
     r = rig.run(http_get(rig.session, "https://192.0.2.80/"))
     assert (r.exitcode, r.ssl_verify_result, r.status) == (35, 1, None)
     assert r.error == "the server closed the connection during the TLS handshake"
+
+
+def test_curl_exit_codes() -> None:
+    # curl 7.88.1, measured: the last transfer's code (a success after a failure: 0);
+    # -Z: the last one to fail. Before: no such option (ours: 0 or 1)
+    import argparse
+
+    from packetlab.cli.run_http import status
+
+    def recs(*codes: int) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = [
+            {"type": "http", **({"error": "x", "exitcode": c} if c else {})} for c in codes
+        ]
+        return [*out, {"type": "summary"}]
+
+    serial = argparse.Namespace(curl_exit_codes=True, parallel=False)
+    parallel = argparse.Namespace(curl_exit_codes=True, parallel=True)
+    assert status(serial, recs(7, 0), 1) == 0 and status(serial, recs(0, 7), 1) == 7
+    assert status(serial, recs(22), 1) == 22 and status(serial, recs(), 0) == 0
+    assert status(parallel, recs(7, 0), 1) == 7 and status(parallel, recs(7, 28, 0), 1) == 28
+    assert status(serial, recs(7), 130) == 130  # Ctrl-C, an error before the run: ours
+    assert status(argparse.Namespace(), recs(47), 1) == 1  # without the option: ours
+    code, _, _, _, _ = run("--curl-exit-codes", "-s", "-f", "-o", "/dev/null",
+                           "http://192.0.2.80/r/404")  # fmt: skip
+    assert code == 22
