@@ -359,10 +359,11 @@ async def _fetch(
             break
         result.num_redirects += 1
         creds = creds and "//" not in location.split("?", 1)[0]
-        if creds and not target.userinfo:  # curl's URL keeps -u's (its url_effective)
-            shown = with_credentials(target.text, own[1]).split("://", 1)[1]
-            target = replace(target, userinfo=shown.split("@", 1)[0])
-        info(sink.trace, f"Issue another request to this URL: '{target.written}'")
+        if sink.trace is not None:  # (curl's URL holds -u's: not our url_effective, a record's)
+            shown = target.written
+            if creds and not target.userinfo:
+                shown = with_credentials(target.text, own[1])
+            info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
         new_kind = next_method(hop.status or 0, kind, method, post30x)

@@ -121,9 +121,12 @@ def test_ipv6_localhost_and_credentials_as_curl(ports: tuple[int, int], tmp_path
     ]
     outs = [a for u in urls for a in ("-o", "/dev/null", u)]
     curl, ours = both("-L", "-e", "http://r.test/", "-u", "me:pw", "-w", w, *outs, cwd=tmp_path)
-    assert (ours.returncode, ours.stdout) == (curl.returncode, curl.stdout) == (0, curl.stdout)
+    # curl writes -u's credentials into %{url_effective} after a redirect; ours keeps a
+    # password given apart from the URL out of its output and records
+    assert b"\nhttp://me:pw@127.0.0.1:" in curl.stdout
+    expected = curl.stdout.replace(b"me:pw@", b"")
+    assert (ours.returncode, ours.stdout) == (curl.returncode, expected) == (0, expected)
     assert b"#frag 200 ::1 0 1 [http://r.test/] 0\n" in curl.stdout
-    assert b"\nhttp://me:pw@127.0.0.1:" in curl.stdout  # -u's, after a relative redirect
     # %{json}: curl's line (but for what ours has not: the endpoint's local address and
     # port, certs, curl_version) and the times
     curl, ours = both("-w", "%{json}", "-o", "/dev/null", f"http://[::1]:{v6}/j", cwd=tmp_path)

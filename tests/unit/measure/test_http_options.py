@@ -95,8 +95,8 @@ def test_include_hands_out_every_header_block_before_the_body() -> None:
 
 def test_url_effective_keeps_the_credentials_as_curl() -> None:
     """curl 7.88.1's %{url_effective}: the URL's USER:PASSWORD@ as written, kept over a
-    relative redirect, -u's put in after one (percent-encoded), none after an absolute
-    Location. Before: never any."""
+    relative redirect, none after an absolute Location (-u's password is kept out of it:
+    curl writes it in after a redirect). Before: never any."""
     rig, _ = serving()
     r = rig.run(http_get(rig.session, "http://u%40x:p%3Aw@192.0.2.80/echo#f"))
     assert r.url_effective == "http://u%40x:p%3Aw@192.0.2.80/echo#f"
@@ -104,7 +104,7 @@ def test_url_effective_keeps_the_credentials_as_curl() -> None:
     assert (r.num_redirects, r.url_effective) == (1, "http://u:p@192.0.2.80/echo")
     r = rig.run(http_get(rig.session, "http://192.0.2.80/r/302?to=/echo", follow=True,
                          auth=("a@", "b c")))  # fmt: skip
-    assert r.url_effective == "http://a%40:b%20c@192.0.2.80/echo"
+    assert r.url_effective == "http://192.0.2.80/echo"  # (curl: http://a%40:b%20c@...)
     r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=http://192.0.2.80/echo",
                          follow=True))  # fmt: skip
     assert r.url_effective == "http://192.0.2.80/echo"
