@@ -703,9 +703,9 @@ async def _over(
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
-            why = f"response headers over {H11_CAP} bytes"
+            why = f"response {'trailers' if hop.status else 'headers'} over {H11_CAP} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
-        hop.exitcode = 8
+        hop.exitcode = 8 if hop.status is None else 56  # curl: a bad head 8; a bad body 56
         if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
             hop.error, hop.exitcode = cut_short(why), 18
     except WriteError as e:  # curl: (23) Failed writing header / output to destination
@@ -731,9 +731,3 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if (
-        hop.error is not None
-        and hop.exitcode not in (18, 22, 23, 27, 33, 63)
-        and not (hop.exitcode == 56 and hop.error.startswith("Too large response headers"))
-    ):  # (those: the response came, or its status line; curl's http_code)
-        hop.status = None

@@ -84,7 +84,12 @@ async def _exchange(
             event = h.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            chunk, plain, closed = await _read(session, conn, until)
+            try:
+                chunk, plain, closed = await _read(session, conn, until)
+            except StreamTimeout:  # curl: the status line's code, the lines read, kept
+                if hop.status is None and until >= deadline and limits.status is not None:
+                    hop.status, hop.raw_headers = limits.status, bytes(fed[: limits.scanned])
+                raise
             if plain:
                 h.receive_data(plain)
                 if hop.status is not None:  # curl's DATA_IN: the body's bytes as read

@@ -506,7 +506,11 @@ class _Response:
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
         if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
-            self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+            try:
+                self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+            except _Undecodable:  # curl: (61), the bytes read counted in size_download
+                hop.body_len += len(data)
+                raise
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return
         hop.body_len += len(data)

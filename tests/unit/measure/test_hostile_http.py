@@ -140,10 +140,25 @@ def test_1xx_responses_for_ever() -> None:
 def test_a_trickle_is_cut_by_the_timeout() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
     r = _one(lambda t: [(head, 0.0)] + [(b"t", 1.0 * i) for i in range(1, 100)], timeout=5.0)
+    # curl 7.88.1: its http_code and size_download kept (before: None, 0)
+    assert (r.status, r.body_len) == (200, 4)
     assert r.exitcode == 28 and r.error == (
         "timed out: no complete response from 192.0.2.80:80 within 5 s of the connect "
         "(4 body bytes received)"
     )
+
+
+def test_a_head_cut_by_the_timeout_keeps_its_status_line() -> None:
+    # curl 7.88.1 (-m 1, a server silent after "HTTP/1.1 200 OK\r\nX-A: 1\r\n"): 28,
+    # http_code 200, size_header 25; before: None and 0
+    r = _one(lambda t: [(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n", 0.0)], timeout=1.0)
+    assert (r.exitcode, r.status, r.header_size) == (28, 200, 25)
+
+
+def test_a_bad_chunk_is_curls_56() -> None:  # before: 8, no status
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n"
+    r = _one(lambda t: [(head, 0.01), (None, 0.02)])
+    assert (r.exitcode, r.status) == (56, 200)
 
 
 def test_a_close_in_the_middle_of_a_chunk() -> None:
@@ -318,8 +333,9 @@ def test_tls_garbage_after_the_handshake(tmp_path: Path) -> None:
 def test_endless_chunked_trailers() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: "
     r = _one(lambda t: [(head, 0.01), *FLOOD])
-    assert r.status is None and r.exitcode == 8
+    # curl 7.88.1: a bad body is 56 (was our 8), its http_code kept
+    assert r.status == 200 and r.exitcode == 56
     assert r.error == (
-        "HTTP: bad response from 192.0.2.80:80: RemoteProtocolError: response headers over "
+        "HTTP: bad response from 192.0.2.80:80: RemoteProtocolError: response trailers over "
         "409600 bytes"
     )
