@@ -24,9 +24,11 @@ UA = ("-A", "side-by-side", "-s")
 
 
 class Liar(socketserver.StreamRequestHandler):
-    """/lie (100 promised, 10 sent), /chunklie, /huge?n=N (a header line of N + 9 bytes),
-    /many?n=N (N lines of 88 bytes), /flood1xx (13,000 100 Continue blocks), /redir?to=
-    (a 302), /fail (404); any other: the request line and fields read."""
+    """/lie (100 promised, 10 sent), /chunklie, /trickle and /headslow (3 body bytes,
+    a head without its end; then silence), /badenc (a coding nobody knows), /huge?n=N
+    (a header line of N + 9 bytes), /many?n=N (N lines of 88 bytes), /flood1xx (13,000
+    100 Continue blocks), /redir?to= (a 302), /fail (404); any other: the request line
+    and fields read."""
 
     def handle(self) -> None:
         while True:
@@ -42,6 +44,16 @@ class Liar(socketserver.StreamRequestHandler):
             if u.path == "/lie":
                 self.wfile.write(head + b"Content-Length: 100\r\n\r\n0123456789")
                 return
+            if u.path in ("/trickle", "/headslow"):  # then nothing until the client goes
+                more = b"Content-Length: 100\r\n\r\nabc" if u.path == "/trickle" else b""
+                self.wfile.write(head + b"X-A: 1\r\n" + more)
+                self.rfile.read(1)
+                return
+            if u.path == "/badenc":
+                self.wfile.write(
+                    head + b"Content-Encoding: xyz\r\nContent-Length: 8\r\n\r\nzzzzzzzz"
+                )
+                continue
             if u.path == "/chunklie":
                 self.wfile.write(head + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n wo")
                 return
@@ -105,6 +117,17 @@ def test_lies_and_limits_as_curl(ports: tuple[int, int], tmp_path: Path) -> None
     w = "|%{exitcode} %{http_code} %{size_header}\\n"
     curl, ours = both("-w", w, base + "/huge?n=102391", cwd=tmp_path)
     assert (ours.returncode, ours.stdout) == (curl.returncode, curl.stdout) == (27, b"|27 200 17\n")
+
+
+def test_a_status_line_is_kept_as_curl(ports: tuple[int, int], tmp_path: Path) -> None:
+    # before: %{http_code} 000 and size_download 0 after a timeout in the body or the
+    # head, and after a coding --compressed refuses (curl: 200, the bytes that came)
+    base = f"http://127.0.0.1:{ports[0]}"
+    w = "|%{exitcode} %{http_code} %{size_download} %{size_header}\\n"
+    urls = [f"{base}/trickle", f"{base}/headslow", f"{base}/badenc"]
+    curl, ours = both("-m", "1", "--compressed", "-w", w, *urls, cwd=tmp_path)
+    assert (ours.returncode, ours.stdout) == (curl.returncode, curl.stdout) == (61, curl.stdout)
+    assert curl.stdout == b"abc|28 200 3 48\n|28 200 0 25\n|61 200 8 61\n"
 
 
 def test_ipv6_localhost_and_credentials_as_curl(ports: tuple[int, int], tmp_path: Path) -> None:
