@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import h11
 from twisted.internet.defer import Deferred
@@ -366,6 +367,23 @@ def _request_headers(
     return req
 
 
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))  # a target's bytes h11 takes as they are
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # (a URL's bytes as given in argv)
+
+
+def wire_target(target: str) -> str:
+    """The request line's target as curl 7.88 sends it: the path's bytes above 127
+    percent-encoded (lower-case hex), the query's as they are."""
+    path, mark, query = target.partition("?")
+    if path.isascii():
+        return target
+    enc = "".join(c if c.isascii() else "".join(f"%{b:02x}" for b in _raw(c)) for c in path)
+    return enc + mark + query
+
+
 _NO_HOST = ("Host", "no-host.invalid")  # the Host h11 is given for a request without one
 
 
@@ -385,10 +403,15 @@ def _request(
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
     headers = _request_headers(u, data, fields, expect)
+    wire = wire_target(u.target)
+    target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
-    out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    out = h.send(h11.Request(method=method, target=target, headers=headers))
+    if target != wire:  # the query's bytes above 127 as they are, as curl's
+        line, sep, rest = out.partition(b"\r\n")
+        out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest
     if version == "1.0":
         if data is not None and data.length is None:  # curl: (25)
             raise h11.LocalProtocolError("Chunky upload is not supported by HTTP 1.0")

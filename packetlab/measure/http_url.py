@@ -82,6 +82,9 @@ def remove_dot_segments(path: str) -> str:
 def parse_url(url: str, as_is: bool = False) -> Url:
     """An http:// or https:// URL; without a scheme, http:// as curl assumes. Its path's
     dot segments removed, as curl's, unless `as_is` (--path-as-is)."""
+    if any(c <= " " or c == "\x7f" for c in url):  # curl 7.88's junkscan: its (3)
+        raise HttpError(f"{url!r}: URL using bad/illegal format (a space or a control "
+                        "character; %20 is a space)")  # fmt: skip
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"{url!r}: only http:// and https:// URLs")

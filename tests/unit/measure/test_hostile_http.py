@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from http_fake import TlsPeer, serve
 from stream_fakes import StreamRig
 from web_pki import make_pki
@@ -16,7 +17,7 @@ from web_pki import make_pki
 from packetlab.measure import cookies
 from packetlab.measure import http as http_mod
 from packetlab.measure.cookies import CookieJar
-from packetlab.measure.http import Connections, http_get
+from packetlab.measure.http import Connections, HttpError, http_get, parse_url
 from packetlab.measure.http_conn import MAX_IDLE
 from packetlab.measure.http_message import MAX_HEADERS
 
@@ -339,3 +340,20 @@ def test_endless_chunked_trailers() -> None:
         "HTTP: bad response from 192.0.2.80:80: RemoteProtocolError: response trailers over "
         "409600 bytes"
     )
+
+
+def test_a_url_with_bytes_above_127_is_sent_as_curl_sends_it() -> None:
+    # before: "'ascii' codec can't encode character" (exit 2, after the run began);
+    # curl 7.88.1: the path's percent-encoded (lower-case), the query's as they are
+    rig, made = serving(lambda t: [(OK, 0.01)])
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/a%C3%A9é?q=ü#f"))
+    assert (r.status, r.url_effective) == (200, "http://192.0.2.80/a%C3%A9é?q=ü#f")
+    assert made[0].requests[0].startswith(b"GET /a%C3%A9%c3%a9?q=\xc3\xbc HTTP/1.1\r\n")
+
+
+def test_a_url_with_a_space_is_refused_before_anything_is_sent() -> None:
+    # before: sent, then h11's "Illegal target characters"; curl 7.88.1: (3)
+    with pytest.raises(HttpError, match="URL using bad/illegal format"):
+        parse_url("http://192.0.2.80/a b")
+    with pytest.raises(HttpError, match="URL using bad/illegal format"):
+        parse_url("http://192.0.2.80/a\tb")
