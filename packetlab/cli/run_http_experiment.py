@@ -547,7 +547,7 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
-                 resolve=resolve_entries(args.resolve),
+                 resolve=resolve_entries(args.resolve, args.family),
                  connect=connect_to_entries(args.connect_to), limit_rate=args.limit_rate,
                  trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
