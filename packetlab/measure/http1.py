@@ -34,6 +34,7 @@ from packetlab.measure.stream import (
     StreamTimeout,
 )
 from packetlab.measure.upload_body import Upload, UploadError
+from packetlab.measure.writeerror import WriteError
 from packetlab.wire import Ntag
 
 
@@ -88,7 +89,8 @@ async def _exchange(
                 chunk, plain, closed = await _read(session, conn, until)
             except StreamTimeout:  # curl: the status line's code, the lines read, kept
                 if hop.status is None and until >= deadline and limits.status is not None:
-                    hop.status, hop.raw_headers = limits.status, bytes(fed[: limits.scanned])
+                    hop.status = limits.status
+                    _partial_head(hop, sink, bytes(fed[: limits.scanned]))
                 raise
             if plain:
                 h.receive_data(plain)
@@ -102,7 +104,7 @@ async def _exchange(
                 try:
                     limits.feed(fed)
                 except HeadTooLarge as e:  # curl: the lines it took are the headers
-                    hop.raw_headers = bytes(fed[: e.size])
+                    _partial_head(hop, sink, bytes(fed[: e.size]))
                     raise
             if chunk is not None and plain:
                 hop.first = chunk.time if hop.first is None else hop.first
@@ -175,6 +177,17 @@ async def _exchange(
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
     clean = clean and sink.http != "1.0"  # body, or an HTTP/1.0 request (-0): not kept
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
+
+
+def _partial_head(hop: _Hop, sink: _Sink, raw: bytes) -> None:
+    """A head that will not end (a limit, the time): its lines so far are the hop's
+    header bytes, and -i's and -D's, as curl writes each line as it reads it."""
+    hop.raw_headers = raw
+    if sink.on_headers is not None and raw:
+        try:
+            sink.on_headers(raw)
+        except (WriteError, OSError):
+            pass  # (the error that ended the head is the one told)
 
 
 async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float,

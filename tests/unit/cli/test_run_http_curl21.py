@@ -113,3 +113,15 @@ def test_resolve_takes_the_first_address_of_the_family_asked() -> None:
     assert resolve_entries(entries, 6) == (("g", 81, "::2"), ("h", 80, "::1"))
     assert resolve_entries(entries, 4) == (("g", 81, "10.0.0.1"), ("h", 80, "127.0.0.1"))
     assert resolve_entries(["h:80:127.0.0.1"], 6) == (("h", 80, "127.0.0.1"),)  # none: first
+
+
+def test_a_head_that_never_ends_is_written_as_far_as_it_came() -> None:
+    # curl 7.88.1 -i writes each header line as it reads it: the status line before the
+    # line of 100 KiB it refuses (27). Before: nothing (the head was never complete)
+    from test_hostile_http import Scripted
+
+    huge = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 102400
+    w = "|%{exitcode} %{size_header}"
+    code, _, out, _, _ = run("--curl-exit-codes", "-s", "-i", "-w", w, "http://192.0.2.80/",
+                             server=lambda: Scripted(lambda t: [(huge, 0.01)]))  # fmt: skip
+    assert (code, out) == (27, b"HTTP/1.1 200 OK\r\n|27 17")
