@@ -97,8 +97,40 @@ def parse_url(url: str, as_is: bool = False) -> Url:
     target = (parts.path if as_is else remove_dot_segments(parts.path)) or "/"
     if parts.query:
         target += "?" + parts.query
-    userinfo = parts.netloc.rpartition("@")[0]
-    return Url(parts.scheme, parts.hostname, port, target, parts.fragment, userinfo)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    return Url(parts.scheme, _host(parts.hostname, hostport), port, target, parts.fragment,
+               userinfo)  # fmt: skip
+
+
+def _host(host: str, hostport: str) -> str:
+    """The URL's host as curl 7.88 takes it: a name as written (its case kept: the Host
+    field and %{url_effective} have it so; the comparisons are case-blind), an IPv4
+    address in any of the numbers forms curl's ipv4_normalize reads (`127.1`,
+    `0x7f000001`, `2130706433`, `0177.0.0.1`) as the dotted quad."""
+    if hostport.startswith("["):
+        return host
+    written = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+    if written.lower() == host:
+        host = written
+    return _ipv4(host) or host
+
+
+def _ipv4(host: str) -> str | None:
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    try:  # each part C's strtoul(base 0): 0x hex, a leading 0 octal, else decimal
+        nums = [int(p, 16) if p[:2].lower() == "0x" else int(p, 8) if p[:1] == "0" and
+                len(p) > 1 else int(p, 10) for p in parts]  # fmt: skip
+    except ValueError:
+        return None
+    if any(not p or p[:1] in "+-" or p.lower() == "0x" for p in parts):
+        return None
+    *lead, last = nums
+    if any(n > 255 for n in lead) or last >= 256 ** (5 - len(parts)):
+        return None
+    value = sum(n << (8 * (3 - i)) for i, n in enumerate(lead)) + last
+    return str(ipaddress.IPv4Address(value))
 
 
 REDIRECTS = (301, 302, 303, 307, 308)

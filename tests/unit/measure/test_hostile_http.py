@@ -357,3 +357,21 @@ def test_a_url_with_a_space_is_refused_before_anything_is_sent() -> None:
         parse_url("http://192.0.2.80/a b")
     with pytest.raises(HttpError, match="URL using bad/illegal format"):
         parse_url("http://192.0.2.80/a\tb")
+
+
+def test_a_urls_host_as_curl_takes_it() -> None:
+    # curl 7.88.1 (each checked): a name's case kept (Host: Www.Example.COM, its
+    # url_effective), IPv4 numbers normalized. Before: lower-cased; 127.1 and the others
+    # were names asked of the DNS server
+    for url, host in (("http://Www.Example.COM:81/", "Www.Example.COM"),
+                      ("http://127.1/", "127.0.0.1"), ("http://0x7F.1/", "127.0.0.1"),
+                      ("http://2130706433/", "127.0.0.1"), ("http://0177.0.0.1/", "127.0.0.1"),
+                      ("http://1.2.3/", "1.2.0.3"), ("http://4294967295/", "255.255.255.255"),
+                      ("http://256.1.1.1/", "256.1.1.1"), ("http://08/", "08"),
+                      ("http://0x/", "0x"), ("http://1..2/", "1..2"),
+                      ("http://4294967296/", "4294967296"), ("http://[::1]/", "::1")):  # fmt: skip
+        assert parse_url(url).host == host, url
+    rig, made = serving(lambda t: [(OK, 0.01)])
+    r = rig.run(http_get(rig.session, "http://Www.Test/", connect_to="192.0.2.80"))
+    assert (r.status, r.url_effective) == (200, "http://Www.Test/")
+    assert b"\r\nHost: Www.Test\r\n" in made[0].requests[0]
