@@ -144,9 +144,10 @@ def test_ipv6_localhost_and_credentials_as_curl(ports: tuple[int, int], tmp_path
         f"http://localhost:{v4}/e",
         f"http://a.localhost:{v4}/redir?to=/x",
         f"http://127.0.0.1:{v4}/redir?to=/y",
+        f"http://0x7F.1:{v4}/e",  # curl's IPv4 numbers (were names: NXDOMAIN)
     ]
     outs = [a for u in urls for a in ("-o", "/dev/null", u)]
-    outs.append(f"http://127.0.0.1:{v4}/é?q=ü")  # (its request line echoed: was an error)
+    outs.append(f"http://LocalHost:{v4}/é?q=ü")  # (echoed: was an error, and host: localhost)
     curl, ours = both("-L", "-e", "http://r.test/", "-u", "me:pw", "-w", w, *outs, cwd=tmp_path)
     # curl writes -u's credentials into %{url_effective} after a redirect; ours keeps a
     # password given apart from the URL out of its output and records
@@ -154,7 +155,7 @@ def test_ipv6_localhost_and_credentials_as_curl(ports: tuple[int, int], tmp_path
     expected = curl.stdout.replace(b"me:pw@", b"")
     assert (ours.returncode, ours.stdout) == (curl.returncode, expected) == (0, expected)
     assert b"#frag 200 ::1 0 1 [http://r.test/] 0\n" in curl.stdout
-    assert "GET /%c3%a9?q=ü HTTP/1.1\n".encode() in curl.stdout
+    assert f"GET /%c3%a9?q=ü HTTP/1.1\nHost: LocalHost:{v4}\n".encode() in curl.stdout
     # %{json}: curl's line (but for what ours has not: the endpoint's local address and
     # port, certs, curl_version) and the times
     curl, ours = both("-w", "%{json}", "-o", "/dev/null", f"http://[::1]:{v6}/j", cwd=tmp_path)
