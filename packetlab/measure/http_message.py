@@ -29,9 +29,9 @@ FORM = "application/x-www-form-urlencoded"  # -d's Content-Type (curl's)
 EXPECT_WAIT = 1.0  # s curl waits for a 100 Continue before it sends the body anyway
 UPLOAD_WINDOW = 8  # body chunks sent and not yet ntagged at most (the rest read later)
 MAX_BODY = 256 << 20
-# A response's header blocks, 1xx ones included, at most (curl 8.3+'s
-# MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
-# the one limit of header lines, header count and informational responses a server controls.
+# A response's header blocks, 1xx ones included, at most (curl's MAX_HTTP_RESP_HEADER_SIZE:
+# 8.3+, and Debian 12's 7.88.1 with the CVE-2023-38039 fix; over HTTP/1.x counted line by
+# line in http_head, over HTTP/2 the header list's cap).
 MAX_HEADERS = 300 << 10
 # h11's cap of an incomplete head (or trailer block): above http_head's, which stop a
 # head where curl stops (a line of 100 KiB, 300 KiB in all), so that they come first
