@@ -119,6 +119,9 @@ class Command:
     header: str | None = None  # first line of the table
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
+    # with no target, the in-process endpoint exports ::1 too (when this host has it): a
+    # URL may name an IPv6 host (`run http http://[::1]:8080/`; it was ESKTNOPRFAM)
+    both_families: bool = False
     split: str | None = None  # the args list `pktlab campaign --split` deals out (targets)
     # the text form chosen by the options (`dns +short`); None: `row`
     row_for: Callable[[argparse.Namespace], Callable[[Record], str | None]] | None = None
@@ -257,10 +260,25 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     if target is not None:
         addr = ipaddress.ip_address(target)
         src = addr if addr.is_loopback else route_source(addr)
+    addresses = [src]
+    if target is None and cmd.both_families and _has_loopback_v6():
+        addresses.append(ipaddress.ip_address("::1"))
     transproto = "raw,tcp,udp" if cmd.raw else "tcp,udp"
     timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
-    await run_on_link(reactor, link, experiment, addresses=[src], transproto=transproto,
+    await run_on_link(reactor, link, experiment, addresses=addresses, transproto=transproto,
                       timeout=timeout, on_refusal=refused, extra=in_process_options())  # fmt: skip
+
+
+def _has_loopback_v6() -> bool:
+    """Whether ::1 can be bound here (IPv6 on, the loopback address configured)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 async def _with_pool(

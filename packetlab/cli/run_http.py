@@ -62,6 +62,19 @@ def summary(records: list[Record]) -> Record:
     return {"urls": len(got), "fetched": len(ok), "bytes": sum(r["body_len"] for r in ok)}
 
 
+def status(args: argparse.Namespace, records: list[Record], ours: int) -> int:
+    """The run's exit status: ours (0, 1), or with --curl-exit-codes curl 7.88's: the
+    last transfer's code (a success after a failure is 0), with -Z the code of the last
+    one to fail (records come in the order the transfers end)."""
+    if not getattr(args, "curl_exit_codes", False) or ours not in (0, 1):
+        return ours
+    codes = [int(r.get("exitcode") or 1) if "error" in r else 0
+             for r in records if r.get("type") == "http"]  # fmt: skip
+    if getattr(args, "parallel", False):
+        codes = [c for c in codes if c]
+    return codes[-1] if codes else 0
+
+
 def budget(args: argparse.Namespace) -> float:
     """The worst case of the run: each -:/--next group's."""
     return sum(_budget(g) for g in [args, *getattr(args, "next_groups", [])])
@@ -107,6 +120,8 @@ COMMAND = Command(
     epilog=EPILOG,
     split="urls",
     header=HEADER,
+    both_families=True,
+    status=status,
 )
 
 

@@ -160,6 +160,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--fail-early", action="store_true",
         help="after a URL fails, no other is fetched (curl's; the exit status 1)",
     )  # fmt: skip
+    p.add_argument(
+        "--curl-exit-codes", action="store_true",
+        help="exit as curl 7.88 does (ours: 0, or 1 when a URL failed): the last URL's "
+        "code (6, 7, 18, 22, 28, 47, 60, ...; 0 when it was fetched); with -Z the last "
+        "failure's. Errors before anything is sent stay 2, Ctrl-C 130",
+    )  # fmt: skip
     sockopt = "a socket option: the endpoint's socket is its own"
     for option, why in (("--basic", "Basic is -u's one scheme"), ("--no-keepalive", sockopt),
                         ("--tcp-nodelay", sockopt)):  # fmt: skip
@@ -549,6 +555,7 @@ def _groups(words: list[str], takes_value: Any) -> list[str]:
 # curl 7.88's global options (and ours): one value for every group of a --next run
 GLOBAL = ("trace_opts", "trace_time", "silent", "show_error", "stderr", "parallel",
           "parallel_max", "parallel_immediate", "fail_early", "no_progress_meter", "json",
+          "curl_exit_codes",
           "timeout", "verbose", "pcap", "listen", "home", "insecure_plaintext")  # fmt: skip
 
 

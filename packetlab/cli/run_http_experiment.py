@@ -134,7 +134,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
         raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
-    jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0))
+    urlnums: list[int] = []  # curl's %{urlnum} of each transfer
+    jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0), urlnums=urlnums)
     try:  # a form for each transfer (its own boundary, as curl's), its files looked at now
         posts = [multipart(forms, stdin=owner == ("form", 0) and not i)
                  for i in range(len(jobs))] if forms else []  # fmt: skip
@@ -329,7 +330,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if error is not None and (not args.silent or args.show_error):
                 print(f"pktlab run http: {url}: {error}", file=stderr)
             name = sink.effective if sink is not None else path  # curl's: null for stdout
-            values = write_out_values(result, url, name, record.get("exitcode", 0), error)
+            values = write_out_values(result, url, name, record.get("exitcode", 0), error,
+                                      urlnums[i - 1])  # fmt: skip
             if failed:  # curl -f stops before the body
                 values["size_download"] = values["speed_download"] = 0
             # curl 7.88.1: a --retry that could not truncate its file ends the transfer
@@ -545,7 +547,7 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
     ua = USER_AGENT if args.user_agent is None else args.user_agent
     return Asked(user_agent=ua, referer=ref, auto_referer=auto, byte_range=r,
                  max_filesize=args.max_filesize or 0,
-                 resolve=resolve_entries(args.resolve),
+                 resolve=resolve_entries(args.resolve, args.family),
                  connect=connect_to_entries(args.connect_to), limit_rate=args.limit_rate,
                  trusted=args.location_trusted,
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),

@@ -110,7 +110,8 @@ def _create_dirs(parent: str, option: str, path: str) -> None:
                            f"{e.strerror or e} (--create-dirs)") from None  # fmt: skip
 
 
-def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True) -> tuple[
+def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True,
+              urlnums: list[int] | None = None) -> tuple[
     list[tuple[int, str, Any]], list[str | None]
 ]:  # fmt: skip
     """curl 7.88's transfers in its order, numbered from 1: (number, URL, its -T upload
@@ -121,7 +122,8 @@ def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True) 
     each URL of the glob (the URL before -T's file name is added, as curl); each file
     in --output-dir if given. At most MAX_NAMES. Stdin is read once (curl's): by the
     first transfer of a -T - when `stdin`, the others (all without `stdin`: another use
-    read it) an empty chunked PUT."""
+    read it) an empty chunked PUT. `urlnums` gets each transfer's URL's place (curl's
+    %{urlnum}: 0 first, a glob's URLs sharing theirs)."""
     from packetlab.measure.upload_body import file_upload
     from packetlab.measure.urlglob import MAX_NAMES, GlobError, glob_urls, output_name
 
@@ -163,4 +165,6 @@ def transfers(args: argparse.Namespace, uploads: list[Any], stdin: bool = True) 
                     (len(jobs) + 1, target if name is None else upload_url(target, name), up)
                 )
                 outputs.append(path)
+                if urlnums is not None:
+                    urlnums.append(i - 1)
     return jobs, outputs

@@ -51,11 +51,14 @@ def byte_range(text: str, warn: Callable[[str], object]) -> str:
     return text
 
 
-def resolve_entries(items: list[str]) -> tuple[tuple[str, int, str], ...]:
+def resolve_entries(items: list[str], family: int | None = None) -> tuple[
+    tuple[str, int, str], ...
+]:  # fmt: skip
     """--resolve [+]HOST:PORT:ADDR[,ADDR...] (and -HOST:PORT, dropping an earlier one)
     as curl 7.88 takes them: (host in lower case, port, the first address without its
-    brackets), the latest for a host and port first. One that is not so: exit 2 (curl
-    ignores it, its words in -v only)."""
+    brackets; with -4/-6 `family` the first of that family, as curl's), the latest for a
+    host and port first. One that is not so: exit 2 (curl ignores it, its words in -v
+    only)."""
     entries: dict[tuple[str, int], str] = {}
     for item in items:
         drop = item.startswith("-")
@@ -66,12 +69,17 @@ def resolve_entries(items: list[str]) -> tuple[tuple[str, int, str], ...]:
         key = (m.group(1).lower(), int(m.group(2)))
         entries.pop(key, None)
         if not drop:
-            first = m.group(3).split(",")[0].strip()
-            first = first[1:-1] if first.startswith("[") and first.endswith("]") else first
-            try:
-                entries[key] = str(ipaddress.ip_address(first))
-            except ValueError:
-                raise RunError(f"--resolve {item!r}: {first!r} is no IP address") from None
+            addrs = []
+            for text in m.group(3).split(","):
+                text = text.strip()
+                text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+                try:
+                    addrs.append(ipaddress.ip_address(text))
+                except ValueError:
+                    if not addrs:  # (the first must be one; curl skips a bad later one)
+                        raise RunError(f"--resolve {item!r}: {text!r} is no IP address") from None
+            mine = [a for a in addrs if family in (None, a.version)]
+            entries[key] = str((mine or addrs)[0])
     return tuple((h, p, a) for (h, p), a in reversed(entries.items()))
 
 

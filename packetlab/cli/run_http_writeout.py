@@ -37,8 +37,9 @@ def _sec(us: float | None) -> float:
 
 
 def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
-                     error: str | None) -> dict[str, Any]:  # fmt: skip
-    """curl's --write-out variables of one fetch (an HttpResult), typed as %{json} has them."""
+                     error: str | None, urlnum: int = 0) -> dict[str, Any]:  # fmt: skip
+    """curl's --write-out variables of one fetch (an HttpResult), typed as %{json} has
+    them; `urlnum` the URL's place among the command's (0 first; a glob's URLs share it)."""
     total = _sec(r.total_us)
     scheme = (r.url_effective or url).split("://", 1)[0].upper()
     return {
@@ -46,13 +47,17 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "errormsg": error,
         "exitcode": exitcode,
         "filename_effective": filename,
+        "ftp_entry_path": None,
         "http_code": r.status or 0,
         "http_connect": 0,
         "http_version": r.http_version if r.status is not None else "0",
         "method": r.method,
         "num_connects": r.connects,
+        "num_headers": len(r.headers) if r.status is not None else 0,
         "num_redirects": r.num_redirects,
+        "proxy_ssl_verify_result": 0,
         "redirect_url": r.redirect_url,
+        "referer": r.referer,
         "remote_ip": r.remote_ip,
         "remote_port": r.remote_port,
         "response_code": r.status or 0,
@@ -63,6 +68,7 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "size_upload": r.upload_size,
         "speed_download": int(r.body_len / total) if total and r.status else 0,
         "speed_upload": int(r.upload_size / total) if total else 0,
+        "ssl_verify_result": r.ssl_verify_result,
         "time_appconnect": _sec(r.tls_us),
         "time_connect": _sec(r.connect_us),
         "time_namelookup": _sec(r.namelookup_us),
@@ -72,7 +78,25 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "time_total": total,
         "url": url,
         "url_effective": r.url_effective or url,
+        "urlnum": urlnum,
     }
+
+
+def curl_json(values: dict[str, Any]) -> str:
+    """%{json} as curl 7.88.1 writes it: one line, no spaces, the names in order, times
+    with 6 decimals, null for a string it has not (its curl_version not there: ours is
+    no libcurl)."""
+    out = []
+    for name in sorted(values):
+        v = values[name]
+        if name.startswith("time_"):
+            text = f"{v:.6f}"
+        elif v is None or isinstance(v, str):
+            text = json.dumps(v, ensure_ascii=False)
+        else:
+            text = str(int(v))
+        out.append(f'"{name}":{text}')
+    return "{" + ",".join(out) + "}"
 
 
 def _text(name: str, value: Any) -> str:
@@ -87,12 +111,13 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method
 
 
 VARIABLES = (  # write_out_values' names
-    "content_type", "errormsg", "exitcode", "filename_effective", "http_code",
-    "http_connect", "http_version", "method", "num_connects", "num_redirects",
-    "redirect_url", "remote_ip", "remote_port", "response_code", "scheme", "size_download",
-    "size_header", "size_request", "size_upload", "speed_download", "speed_upload",
+    "content_type", "errormsg", "exitcode", "filename_effective", "ftp_entry_path",
+    "http_code", "http_connect", "http_version", "method", "num_connects", "num_headers",
+    "num_redirects", "proxy_ssl_verify_result", "redirect_url", "referer", "remote_ip",
+    "remote_port", "response_code", "scheme", "size_download", "size_header",
+    "size_request", "size_upload", "speed_download", "speed_upload", "ssl_verify_result",
     "time_appconnect", "time_connect", "time_namelookup", "time_pretransfer",
-    "time_redirect", "time_starttransfer", "time_total", "url", "url_effective",
+    "time_redirect", "time_starttransfer", "time_total", "url", "url_effective", "urlnum",
 )  # fmt: skip
 
 
@@ -160,7 +185,7 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
                 elif name in ("stdout", "stderr"):
                     switch(name)
                 elif name == "json":
-                    put(json.dumps(values, sort_keys=True))
+                    put(curl_json(values))
                 elif name in values:
                     put(_text(name, values[name]))
                 elif warn is not None:

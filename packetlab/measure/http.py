@@ -47,10 +47,11 @@ from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
+from packetlab.measure.http_head import HeadTooLarge, cut_short
 from packetlab.measure.http_message import (
     FORM,
+    H11_CAP,
     MAX_BODY,
-    MAX_HEADERS,
     Asked,
     HttpResult,
     _Cookies,
@@ -303,6 +304,7 @@ async def _fetch(
         same = Connections.key(current) == origin or own[0].trusted
         custom = extra if same else public
         mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
+        hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
         dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
@@ -325,7 +327,8 @@ async def _fetch(
             if began is None:  # curl's time_total runs from the transfer's start
                 began = hop.start if hop.queued is None else min(hop.queued, hop.start)
             _add(sums, hop)
-        result.method = hop.method
+        result.method, result.referer = hop.method, hop.referer
+        result.ssl_verify_result = hop.verify_result
         result.url_effective = current.effective
         if hop.server is not None:
             result.server = hop.server
@@ -356,8 +359,10 @@ async def _fetch(
             break
         result.num_redirects += 1
         creds = creds and "//" not in location.split("?", 1)[0]
-        if sink.trace is not None:
-            shown = with_credentials(target.text, own[1]) if creds else target.text
+        if sink.trace is not None:  # (curl's URL holds -u's: not our url_effective, a record's)
+            shown = target.written
+            if creds and not target.userinfo:
+                shown = with_credentials(target.text, own[1])
             info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
@@ -484,9 +489,9 @@ async def _hop(
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
-        was = hop.queued
+        was = hop.queued, hop.referer
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
-        hop.queued = was
+        hop.queued, hop.referer = was
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
@@ -650,12 +655,12 @@ async def _over(
                                    follows)  # fmt: skip
     except SSL.Error as e:
         if hop.tls_done is None and not hop.reused:  # curl: (35) the handshake failed
-            hop.error, hop.exitcode = tls_error(e), 35
+            hop.error, hop.exitcode, hop.verify_result = tls_error(e), 35, 1
         else:  # curl: (56) a TLS read failed
             hop.error = f"{tls_error(e)} (from {conn.server}, after the handshake)"
             hop.exitcode = 56
     except CertificateMismatch as e:
-        hop.error, hop.exitcode = str(e), 60
+        hop.error, hop.exitcode, hop.verify_result = str(e), 60, e.verify_result
         if e.curl is not None:
             info(sink.trace, e.curl)
             hop.told = True
@@ -677,9 +682,13 @@ async def _over(
         info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
                          f"{hop.body_len} bytes received")  # fmt: skip
         hop.told = True
+    except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
+        hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+        if hop.exitcode == 35:  # curl: the chain not checked yet (!X509_V_OK)
+            hop.verify_result = 1
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
         hop.error = f"upload: {e}"
         hop.exitcode = 65 if "sent again" in str(e) else 26
@@ -694,9 +703,11 @@ async def _over(
     except h11.ProtocolError as e:
         why = str(e)
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
-            why = f"response headers over {MAX_HEADERS} bytes"
+            why = f"response {'trailers' if hop.status else 'headers'} over {H11_CAP} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
-        hop.exitcode = 18 if "complete message" in str(e) else 8
+        hop.exitcode = 8 if hop.status is None else 56  # curl: a bad head 8; a bad body 56
+        if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
+            hop.error, hop.exitcode = cut_short(why), 18
     except WriteError as e:  # curl: (23) Failed writing header / output to destination
         hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write
@@ -720,5 +731,3 @@ async def _over(
             await stream.close()
         if not hop.reused and conn.h2 is None:  # HTTP/1.1: a waiting transfer reuses it
             pool.known(hop.url, None)
-    if hop.error is not None and hop.exitcode not in (22, 23, 33, 63):  # the response came
-        hop.status = None

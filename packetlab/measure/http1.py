@@ -17,8 +17,8 @@ from packetlab.controller import (
 )
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
 from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
+from packetlab.measure.http_head import HeadLimits, HeadTooLarge
 from packetlab.measure.http_message import (
-    MAX_HEADERS,
     UPLOAD_WINDOW,
     _expects,
     _Fields,
@@ -27,7 +27,6 @@ from packetlab.measure.http_message import (
     _Response,
     _Sink,
     _stamp_sent,
-    _TooMuch,
 )
 from packetlab.measure.http_trace import DATA_OUT, Trace, auth, info, sent_out
 from packetlab.measure.stream import (
@@ -35,6 +34,7 @@ from packetlab.measure.stream import (
     StreamTimeout,
 )
 from packetlab.measure.upload_body import Upload, UploadError
+from packetlab.measure.writeerror import WriteError
 from packetlab.wire import Ntag
 
 
@@ -75,6 +75,7 @@ async def _exchange(
     if complete and data is not None:
         hop.uploaded = data.length or 0
     fed = bytearray()  # response bytes up to the end of the headers
+    limits = HeadLimits(hop.server)  # curl's, line by line as the bytes come
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
 
@@ -84,7 +85,13 @@ async def _exchange(
             event = h.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            chunk, plain, closed = await _read(session, conn, until)
+            try:
+                chunk, plain, closed = await _read(session, conn, until)
+            except StreamTimeout:  # curl: the status line's code, the lines read, kept
+                if hop.status is None and until >= deadline and limits.status is not None:
+                    hop.status = limits.status
+                    _partial_head(hop, sink, bytes(fed[: limits.scanned]))
+                raise
             if plain:
                 h.receive_data(plain)
                 if hop.status is not None:  # curl's DATA_IN: the body's bytes as read
@@ -94,9 +101,11 @@ async def _exchange(
                 ended = True
             if hop.status is None:
                 fed.extend(plain)
-                if len(fed) > MAX_HEADERS + len(plain):  # this chunk may hold body bytes
-                    raise _TooMuch(f"response headers from {hop.server} over {MAX_HEADERS} "
-                                   "bytes (1xx responses included)")  # fmt: skip
+                try:
+                    limits.feed(fed)
+                except HeadTooLarge as e:  # curl: the lines it took are the headers
+                    _partial_head(hop, sink, bytes(fed[: e.size]))
+                    raise
             if chunk is not None and plain:
                 hop.first = chunk.time if hop.first is None else hop.first
                 hop.last = chunk.time
@@ -168,6 +177,17 @@ async def _exchange(
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
     clean = clean and sink.http != "1.0"  # body, or an HTTP/1.0 request (-0): not kept
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
+
+
+def _partial_head(hop: _Hop, sink: _Sink, raw: bytes) -> None:
+    """A head that will not end (a limit, the time): its lines so far are the hop's
+    header bytes, and -i's and -D's, as curl writes each line as it reads it."""
+    hop.raw_headers = raw
+    if sink.on_headers is not None and raw:
+        try:
+            sink.on_headers(raw)
+        except (WriteError, OSError):
+            pass  # (the error that ended the head is the one told)
 
 
 async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadline: float,

@@ -26,6 +26,7 @@ from packetlab.measure.http_message import (
     _Sink,
     _stamp_sent,
     _TooMuch,
+    wire_target,
 )
 from packetlab.measure.http_rate import StreamPace
 from packetlab.measure.http_trace import DATA_OUT, auth, h2_head, h2_request, info
@@ -68,12 +69,13 @@ async def _exchange_h2(
         _request(u, hop.method, None, headers)  # h11's checks of the method and fields
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
-    head = f"{hop.method} {u.target} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    path = wire_target(u.target).encode("utf-8", "surrogateescape").decode("latin-1")  # (bytes)
+    head = f"{hop.method} {path} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
     ready = _Ready(session.reactor)
     framing = conn.h2
     ready.on_ready = lambda: _h2_kick(conn, framing)  # a pipe's chunk: frame it now
-    frames = conn.h2.request(hop.method, u.scheme, u.authority, u.target, fields,
+    frames = conn.h2.request(hop.method, u.scheme, u.authority, path, fields,
                              None if data is None else data.chunks(ready.notify))  # fmt: skip
     sid = conn.h2.stream_id
     if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate

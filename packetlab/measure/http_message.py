@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import h11
 from twisted.internet.defer import Deferred
@@ -28,10 +29,13 @@ FORM = "application/x-www-form-urlencoded"  # -d's Content-Type (curl's)
 EXPECT_WAIT = 1.0  # s curl waits for a 100 Continue before it sends the body anyway
 UPLOAD_WINDOW = 8  # body chunks sent and not yet ntagged at most (the rest read later)
 MAX_BODY = 256 << 20
-# A response's header blocks, 1xx ones included, at most (curl 8.3+'s
-# MAX_HTTP_RESP_HEADER_SIZE; 7.88 had no total, so 1xx responses sent for ever grew it):
-# the one limit of header lines, header count and informational responses a server controls.
+# A response's header blocks, 1xx ones included, at most (curl's MAX_HTTP_RESP_HEADER_SIZE:
+# 8.3+, and Debian 12's 7.88.1 with the CVE-2023-38039 fix; over HTTP/1.x counted line by
+# line in http_head, over HTTP/2 the header list's cap).
 MAX_HEADERS = 300 << 10
+# h11's cap of an incomplete head (or trailer block): above http_head's, which stop a
+# head where curl stops (a line of 100 KiB, 300 KiB in all), so that they come first
+H11_CAP = MAX_HEADERS + (100 << 10)
 
 
 @dataclass(slots=True)
@@ -69,6 +73,8 @@ class HttpResult:
     raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
     http_version: str = "1.1"  # of the last response: "1.1" or "2" (curl's http_version)
+    ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
+    referer: str | None = None  # the Referer the last request sent (curl's %{referer})
 
     @property
     def remote_ip(self) -> str:
@@ -295,6 +301,8 @@ class _Hop:
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
     told: bool = False  # its error told to the trace in curl's words already
+    verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
+    referer: str | None = None  # the Referer it sent
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -359,6 +367,23 @@ def _request_headers(
     return req
 
 
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))  # a target's bytes h11 takes as they are
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # (a URL's bytes as given in argv)
+
+
+def wire_target(target: str) -> str:
+    """The request line's target as curl 7.88 sends it: the path's bytes above 127
+    percent-encoded (lower-case hex), the query's as they are."""
+    path, mark, query = target.partition("?")
+    if path.isascii():
+        return target
+    enc = "".join(c if c.isascii() else "".join(f"%{b:02x}" for b in _raw(c)) for c in path)
+    return enc + mark + query
+
+
 _NO_HOST = ("Host", "no-host.invalid")  # the Host h11 is given for a request without one
 
 
@@ -376,12 +401,17 @@ def _request(
     """h11's connection, the request's head (with the body when curl sends it in the
     same write: -d below 64 KiB, no Expect), and whether the body went with it.
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
-    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADERS)
+    h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
     headers = _request_headers(u, data, fields, expect)
+    wire = wire_target(u.target)
+    target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
-    out = h.send(h11.Request(method=method, target=u.target, headers=headers))
+    out = h.send(h11.Request(method=method, target=target, headers=headers))
+    if target != wire:  # the query's bytes above 127 as they are, as curl's
+        line, sep, rest = out.partition(b"\r\n")
+        out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest
     if version == "1.0":
         if data is not None and data.length is None:  # curl: (25)
             raise h11.LocalProtocolError("Chunky upload is not supported by HTTP 1.0")
@@ -499,7 +529,11 @@ class _Response:
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
         if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
-            self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+            try:
+                self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
+            except _Undecodable:  # curl: (61), the bytes read counted in size_download
+                hop.body_len += len(data)
+                raise
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return
         hop.body_len += len(data)

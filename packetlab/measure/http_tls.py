@@ -83,7 +83,8 @@ def client_context(
             subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
             reason = VERIFY_ERRORS.get(errno, f"X509 verify error {errno}")
             where = "the server's certificate" if depth == 0 else f"chain certificate {depth}"
-            conn.set_app_data((reason, f"{reason} ({where}, {subject}; trusted: {trusted})"))
+            text = f"{reason} ({where}, {subject}; trusted: {trusted})"
+            conn.set_app_data((reason, text, errno))
         return bool(ok)
 
     ctx.set_verify(SSL.VERIFY_PEER, verify)
@@ -157,11 +158,12 @@ class TlsLink:
                 if why is None:
                     raise
                 text = f"TLS: certificate verify failed: {why[1]}"
-                raise CertificateMismatch(text, f"SSL certificate problem: {why[0]}") from None
+                curl = f"SSL certificate problem: {why[0]}"
+                raise CertificateMismatch(text, curl, verify_result=why[2]) from None
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
-                raise StreamError("the server closed the connection during the TLS handshake")
+                raise HandshakeClosed("the server closed the connection during the TLS handshake")
             self.conn.bio_write(chunk.data)
             when = chunk.time
         self.flush()  # the client Finished
@@ -239,10 +241,18 @@ class TlsLink:
         return bytes(out), eof
 
 
+class HandshakeClosed(StreamError):
+    """The server closed the connection before the TLS handshake ended: curl's 35
+    (`SSL_ERROR_SYSCALL`); it was our 56, a failed read after the handshake."""
+
+    exitcode = 35
+
+
 class CertificateMismatch(Exception):
     """The server's certificate is not trusted or does not name the host asked for
-    (curl's exit 60); `curl`: curl's words for it, when they differ from ours."""
+    (curl's exit 60); `curl`: curl's words for it, when they differ from ours;
+    `verify_result` OpenSSL's X509_V_ERR_* of the chain (curl's %{ssl_verify_result})."""
 
-    def __init__(self, text: str, curl: str | None = None) -> None:
+    def __init__(self, text: str, curl: str | None = None, verify_result: int = 0) -> None:
         super().__init__(text)
-        self.curl = curl
+        self.curl, self.verify_result = curl, verify_result

@@ -24,11 +24,20 @@ class Url:
     port: int
     target: str  # path and query
     fragment: str = ""  # never sent; curl's url_effective keeps it
+    userinfo: str = ""  # USER:PASSWORD@ as written (sent as Authorization); url_effective's
 
     @property
     def effective(self) -> str:
-        """curl's %{url_effective}: the URL as fetched and its #fragment."""
-        return self.text + (f"#{self.fragment}" if self.fragment else "")
+        """curl's %{url_effective}: the URL as fetched, its USER:PASSWORD@ and #fragment."""
+        return self.written + (f"#{self.fragment}" if self.fragment else "")
+
+    @property
+    def written(self) -> str:
+        """The URL as fetched with its USER:PASSWORD@ (what a relative Location is
+        resolved against: curl's next URL keeps them, another host's drops them)."""
+        if not self.userinfo:
+            return self.text
+        return f"{self.scheme}://{self.userinfo}@{self.authority}{self.target}"
 
     @property
     def text(self) -> str:
@@ -73,6 +82,9 @@ def remove_dot_segments(path: str) -> str:
 def parse_url(url: str, as_is: bool = False) -> Url:
     """An http:// or https:// URL; without a scheme, http:// as curl assumes. Its path's
     dot segments removed, as curl's, unless `as_is` (--path-as-is)."""
+    if any(c <= " " or c == "\x7f" for c in url):  # curl 7.88's junkscan: its (3)
+        raise HttpError(f"{url!r}: URL using bad/illegal format (a space or a control "
+                        "character; %20 is a space)")  # fmt: skip
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise HttpError(f"{url!r}: only http:// and https:// URLs")
@@ -85,7 +97,40 @@ def parse_url(url: str, as_is: bool = False) -> Url:
     target = (parts.path if as_is else remove_dot_segments(parts.path)) or "/"
     if parts.query:
         target += "?" + parts.query
-    return Url(parts.scheme, parts.hostname, port, target, parts.fragment)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    return Url(parts.scheme, _host(parts.hostname, hostport), port, target, parts.fragment,
+               userinfo)  # fmt: skip
+
+
+def _host(host: str, hostport: str) -> str:
+    """The URL's host as curl 7.88 takes it: a name as written (its case kept: the Host
+    field and %{url_effective} have it so; the comparisons are case-blind), an IPv4
+    address in any of the numbers forms curl's ipv4_normalize reads (`127.1`,
+    `0x7f000001`, `2130706433`, `0177.0.0.1`) as the dotted quad."""
+    if hostport.startswith("["):
+        return host
+    written = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+    if written.lower() == host:
+        host = written
+    return _ipv4(host) or host
+
+
+def _ipv4(host: str) -> str | None:
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    try:  # each part C's strtoul(base 0): 0x hex, a leading 0 octal, else decimal
+        nums = [int(p, 16) if p[:2].lower() == "0x" else int(p, 8) if p[:1] == "0" and
+                len(p) > 1 else int(p, 10) for p in parts]  # fmt: skip
+    except ValueError:
+        return None
+    if any(not p or p[:1] in "+-" or p.lower() == "0x" for p in parts):
+        return None
+    *lead, last = nums
+    if any(n > 255 for n in lead) or last >= 256 ** (5 - len(parts)):
+        return None
+    value = sum(n << (8 * (3 - i)) for i, n in enumerate(lead)) + last
+    return str(ipaddress.IPv4Address(value))
 
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -100,7 +145,7 @@ def redirect_target(base: Url, location: str) -> Url:
         raise HttpError(f"Location {location!r}: control characters")
     encoded = quote(location.encode("latin-1"), safe=":/?#[]@!$&'()*+,;=%~")
     try:
-        target = urljoin(base.text, encoded)
+        target = urljoin(base.written, encoded)
     except ValueError as e:
         raise HttpError(f"Location {location!r}: {e}") from None
     try:

@@ -48,12 +48,12 @@ def _route(*items: str, resolve: Any = ()) -> _Route:
 
 
 def test_the_first_entry_that_matches_and_names_a_host_or_port_wins() -> None:
-    u = parse_url("http://A.test:8080/p")
-    assert _route().target(u) == ("a.test", 8080, None)  # no entry: the URL's (DNS)
-    assert _route("b.test:8080:192.0.2.1:").target(u) == ("a.test", 8080, None)  # no match
-    assert _route("a.test:80:192.0.2.1:").target(u) == ("a.test", 8080, None)  # port differs
+    u = parse_url("http://A.test:8080/p")  # (its case kept since session 21, as curl)
+    assert _route().target(u) == ("A.test", 8080, None)  # no entry: the URL's (DNS)
+    assert _route("b.test:8080:192.0.2.1:").target(u) == ("A.test", 8080, None)  # no match
+    assert _route("a.test:80:192.0.2.1:").target(u) == ("A.test", 8080, None)  # port differs
     # an entry naming neither host nor port does not stop the search (curl's loop)
-    assert _route(":::", "a.test:8080::81", ":8080:192.0.2.2:").target(u) == ("a.test", 81, None)
+    assert _route(":::", "a.test:8080::81", ":8080:192.0.2.2:").target(u) == ("A.test", 81, None)
     assert _route(":8080:192.0.2.2:", "a.test:8080::81").target(u) == (
         "192.0.2.2",
         8080,

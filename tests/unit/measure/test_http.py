@@ -174,7 +174,10 @@ def test_plain_http_to_a_tls_port_is_a_handshake_error(pki: dict[str, Path]) -> 
 @pytest.mark.parametrize(
     ("response", "message"),
     [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            "transfer closed with 5 bytes remaining to read",
+        ),
         (b"garbage\r\n\r\n", "RemoteProtocolError"),
         (b"", "closed the connection without a response"),
     ],
@@ -183,7 +186,9 @@ def test_plain_http_to_a_tls_port_is_a_handshake_error(pki: dict[str, Path]) -> 
 def test_bad_servers(response: bytes, message: str) -> None:
     rig = rig_with(Http(response))
     r = rig.run(http_get(rig.session, "http://192.0.2.80/"))
-    assert r.status is None and message in (r.error or "")
+    # curl 7.88.1 keeps the status of a body cut short (18); none for the others
+    assert r.status == (200 if "transfer closed" in message else None)
+    assert message in (r.error or "")
 
 
 def test_silent_server_times_out() -> None:

@@ -131,6 +131,12 @@ def test_h2c_with_prior_knowledge() -> None:
     rig, made = serve(lambda _: H2Server())
     r = get(rig, "http://192.0.2.80/p")
     assert (r.error, r.http_version) == (None, "1.1")
+    # a URL's bytes above 127: the path's percent-encoded, the query's UTF-8 as they are
+    # (as over HTTP/1.1; before: the query's text sent as Latin-1, one byte for ü)
+    rig, made = serve(lambda _: H2Server())
+    r = get(rig, "http://192.0.2.80/é?q=ü", http_version="2-prior")
+    assert (r.error, r.status) == (None, 200)
+    assert made[0].requests[0][0][":path"].encode("latin-1") == b"/%c3%a9?q=\xc3\xbc"
 
 
 def test_http2_on_http_asks_for_an_h2c_upgrade_as_curl() -> None:

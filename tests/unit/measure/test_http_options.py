@@ -72,7 +72,7 @@ def test_compressed_asks_as_curl_and_decodes_gzip_and_deflate() -> None:
 def test_compressed_refuses_what_it_cannot_decode() -> None:
     rig, _ = serving(encoded)
     r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True))
-    assert r.exitcode == 61 and r.status is None
+    assert r.exitcode == 61 and r.status == 200  # curl 7.88.1: http_code 200 with its 61
     assert r.error is not None and r.error.startswith("Content-Encoding br: not decoded")
     # no body, nothing to decode: a HEAD answered with br is no error (as curl)
     r = rig.run(http_get(rig.session, "http://192.0.2.80/br", compressed=True, head=True))
@@ -80,7 +80,7 @@ def test_compressed_refuses_what_it_cannot_decode() -> None:
     r = rig.run(http_get(rig.session, "http://192.0.2.80/bomb", compressed=True,
                          max_body=1 << 20))  # fmt: skip
     assert r.error == f"decoded body from 192.0.2.80:80 larger than {1 << 20} bytes"
-    assert r.status is None
+    assert r.status == 200  # (curl: its http_code kept with the 56)
 
 
 def test_include_hands_out_every_header_block_before_the_body() -> None:
@@ -91,3 +91,32 @@ def test_include_hands_out_every_header_block_before_the_body() -> None:
     assert r.status == 200 and len(out) == 3
     assert out[0].startswith(b"HTTP/1.1 301 ") and out[0] == r.raw_headers[0]
     assert out[1].startswith(b"HTTP/1.1 200 ") and out[2].startswith(b'{"method": "GET"')
+
+
+def test_url_effective_keeps_the_credentials_as_curl() -> None:
+    """curl 7.88.1's %{url_effective}: the URL's USER:PASSWORD@ as written, kept over a
+    relative redirect, none after an absolute Location (-u's password is kept out of it:
+    curl writes it in after a redirect). Before: never any."""
+    rig, _ = serving()
+    r = rig.run(http_get(rig.session, "http://u%40x:p%3Aw@192.0.2.80/echo#f"))
+    assert r.url_effective == "http://u%40x:p%3Aw@192.0.2.80/echo#f"
+    r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=/echo", follow=True))
+    assert (r.num_redirects, r.url_effective) == (1, "http://u:p@192.0.2.80/echo")
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/r/302?to=/echo", follow=True,
+                         auth=("a@", "b c")))  # fmt: skip
+    assert r.url_effective == "http://192.0.2.80/echo"  # (curl: http://a%40:b%20c@...)
+    r = rig.run(http_get(rig.session, "http://u:p@192.0.2.80/r/302?to=http://192.0.2.80/echo",
+                         follow=True))  # fmt: skip
+    assert r.url_effective == "http://192.0.2.80/echo"
+
+
+def test_localhost_is_the_endpoints_loopback_without_dns() -> None:
+    """curl 7.85+ never asks DNS for localhost or NAME.localhost: loopback (-6: ::1).
+    Before: asked through the endpoint's DNS server, NXDOMAIN (exit 6)."""
+    rig, made = serving()
+    for family, addr, server in ((None, "127.0.0.1", "127.0.0.1"), (6, "::1", "[::1]")):
+        rig.endpoint.peers[(addr, 8080)] = rig.endpoint.peers[("192.0.2.80", 80)]
+        for host in ("localhost", "a.LocalHost"):
+            r = rig.run(http_get(rig.session, f"http://{host}:8080/echo", family=family))
+            assert (r.status, r.server, r.namelookup_us) == (200, f"{server}:8080", 0), host
+    assert len(made) == 4  # (the rig's endpoint has no DNS server: a query would fail)
