@@ -653,7 +653,13 @@ def _check_name(name: str) -> None:
     try:
         dns.name.from_text(name)
     except dns.exception.DNSException as e:
-        raise dig_error(f"{name!r} is not a legal name: {e}", 10) from None
+        why = _NAME_ERRORS.get(type(e).__name__, str(e))
+        raise dig_error(f"'{name}' is not a legal name ({why})", 10) from None  # as typed
+
+
+# BIND's words (isc_result_totext) for dnspython's, as dig says them after the name
+_NAME_ERRORS = {"EmptyLabel": "empty label", "LabelTooLong": "label too long",
+                "NameTooLong": "ran out of space", "BadEscape": "bad escape"}  # fmt: skip
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):

@@ -258,6 +258,7 @@ async def _over_udp(
         sent: dict[int, int] = {}  # try -> endpoint send time (ns)
         recorded: set[int] = set()
         said: list[str] = []  # dig's lines so far: a message not taken, a try timed out
+        unsaid = 0  # warnings past SAID_MAX
         lost = f"communications error to {result.server}#{result.port}: timed out"
 
         def record_sends() -> None:  # each query once in the pcap, when its ntag came
@@ -283,14 +284,18 @@ async def _over_udp(
                         f"ICMP port unreachable (from {note.src}); nothing listens there"
                     )
                     result.error_kind = "refused"
-                    result.notes[:0], result.tries_said = said, attempt
+                    result.notes[:0], result.tries_said = _with_unsaid(said, unsaid), attempt
                     return None
                 t_sent = sent.get(attempt)
                 if recorder is not None and local is not None:
                     record_sends()
                     recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
+                before = len(said)
                 try:
                     msg = _parse(query, note.data, said)
+                    if before >= SAID_MAX:  # a flood: counted, not kept
+                        unsaid += len(said) - before
+                        del said[before:]
                 except _Malformed as e:
                     result.notes[:0] = said
                     result.error = f"malformed reply from {result.server}#{result.port}: {e}"
@@ -302,7 +307,7 @@ async def _over_udp(
                 if t_sent is not None:
                     result.rtt_us = (note.time - t_sent) / 1000
                 _fill(result, msg, note.data)
-                result.notes[:0] = said
+                result.notes[:0] = _with_unsaid(said, unsaid)
                 _verify(result, query, note.data)
                 return msg
             record_sends()
@@ -320,8 +325,17 @@ async def _over_udp(
         error += f"; {NO_WATCH}, and none could be captured: {why}"
     result.error = error
     result.error_kind = "timeout"
-    result.notes[:0], result.tries_said = said, attempts - 1
+    result.notes[:0], result.tries_said = _with_unsaid(said, unsaid), attempts - 1
     return None
+
+
+SAID_MAX = 200  # dig's warnings kept for one query (a flood of wrong replies: counted)
+
+
+def _with_unsaid(said: list[str], unsaid: int) -> list[str]:
+    if not unsaid:
+        return said
+    return [*said, f"Warning: {unsaid} more messages not taken (warnings kept: {SAID_MAX})"]
 
 
 def _from_server(note: object, server: Any, port: int) -> bool:
