@@ -484,11 +484,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in switches.QUERY_VALUES and eq:
                 switches.query_value(at, key, value, word)
-            elif key in ("+ednsflags", "+noednsflags") and not eq:
+            elif key in ("+ednsflags", "+noednsflags"):  # (as dig: a value after one
+                # that takes none, here and below, is ignored: +nsid=1 is +nsid)
                 at.ednsflags = 0
-            elif key == "+noednsopt" and not eq:
+            elif key == "+noednsopt":
                 at.ednsopts = ()
-            elif key in ("+showsearch", "+noshowsearch") and not eq:
+            elif key in ("+showsearch", "+noshowsearch"):
                 args.showsearch = args.search = key == "+showsearch"  # as dig: both
             elif key == "+domain" and eq:  # as dig: the search list of one, search on
                 _check_name(value or ".")
@@ -516,15 +517,16 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             ):
                 setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
                 at.tls = True
-            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
-                         "+notls-keyfile") and not eq:  # fmt: skip
+            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile", "+notls-keyfile"):
                 setattr(at, key[3:].replace("-", "_"), None)
                 _tls_off(at)  # dig 9.18.49: each +notls-WORD is +notls too
-            elif key in ("+noopcode", "+nosubnet") and not eq:
+            elif key in ("+noopcode", "+nosubnet"):
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
-            elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
+            elif key in DIG_FLAGS and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
-            elif key in DIG_FLAGS and not eq:
+            elif key == "+nosplit" and eq:  # dig's one switch whose no-form takes no value
+                raise RunError(f"{word}: invalid option (+nosplit takes no value, as dig)")
+            elif key in DIG_FLAGS:
                 attr, on = DIG_FLAGS[key]
                 setattr(at, attr, on)
                 if attr == "tcp":  # dig's tcp_mode_set: IXFR=N +notcp goes over UDP
@@ -549,7 +551,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
                     n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
                 setattr(at, DIG_VALUES[key], n)
-            elif not eq and _display(args, key, at):
+            elif _display(args, key, at):
                 pass
             else:
                 shown = word if key == typed else f"{word} ({key})"

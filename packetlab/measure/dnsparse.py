@@ -365,9 +365,7 @@ def _parse(
     return msg if _same_question(query, msg, said) else None
 
 
-def _same_question(
-    query: dns.message.Message, msg: dns.message.Message, said: list[str]
-) -> bool:
+def _same_question(query: dns.message.Message, msg: dns.message.Message, said: list[str]) -> bool:
     """dig's checks after the parse: the opcode, then each question (none: taken), with
     dig's warning for one that differs."""
     if msg.opcode() != query.opcode():

@@ -10,7 +10,8 @@ By the name asked (class IN, any type):
   loop.test.      an answer whose owner is a compression pointer to itself
   loop2.test.     two pointers that point at each other
   counts.test.    ANCOUNT 3, one record
-  big.test.       TXT: 64 KB over TCP (TC over UDP)
+  big.test.       TXT: ~65.35 KB over TCP (TC over UDP)
+  dropfirst.test. the first try of each query ID not answered
   anything else   A 192.0.2.1 (AAAA 2001:db8::1), authoritative
 """
 
@@ -24,8 +25,11 @@ import dns.flags
 import dns.message
 import dns.rrset
 from childserver import listen_udp_tcp
-from twisted.internet import protocol, reactor
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
 from twisted.protocols.basic import Int16StringReceiver
+
+reactor: Any = _reactor
 
 SEEN: set[int] = set()  # dropfirst.test.'s query IDs
 
@@ -43,10 +47,10 @@ def plain(query: dns.message.Message) -> dns.message.Message:
 def big(query: dns.message.Message) -> bytes:
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
-    text = " ".join(['"' + "x" * 255 + '"'] * 15)  # 3,840 bytes of TXT data a record
-    name = query.question[0].name
-    response.answer.append(dns.rrset.from_text(name, 300, "IN", "TXT", *[
-        f"{i:04d} " + text for i in range(16)]))  # fmt: skip
+    strings = ['"' + "x" * 255 + '"'] * 15  # 3,840 bytes of TXT data a record
+    texts = [" ".join([f"{i:04d}", *strings]) for i in range(16)]
+    texts.append(" ".join(["0016", *strings[:14]]))  # the message: ~65.35 KB (64 KB and more)
+    response.answer.append(dns.rrset.from_text(query.question[0].name, 300, "IN", "TXT", *texts))
     return response.to_wire(max_size=65535, want_shuffle=False)
 
 
@@ -111,7 +115,7 @@ class Udp(protocol.DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         for how, out in answers(data, True):
-            (self.other if how else self.transport).write(out, addr)
+            (self.other if how else self.transport).write(out, addr)  # type: ignore[union-attr]
 
 
 class Tcp(Int16StringReceiver):
@@ -126,7 +130,8 @@ def main(argv: list[str]) -> None:
     addr = argv[0] if argv else "127.0.0.1"
     other = protocol.DatagramProtocol()
     reactor.listenUDP(0, other, interface=addr)
-    print(listen_udp_tcp(reactor, Udp(other.transport), protocol.Factory.forProtocol(Tcp), addr), flush=True)
+    factory = protocol.Factory.forProtocol(Tcp)
+    print(listen_udp_tcp(reactor, Udp(other.transport), factory, addr), flush=True)
     reactor.run()
 
 

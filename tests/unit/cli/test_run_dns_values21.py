@@ -1,0 +1,42 @@
+"""dig 9.18.49 ignores a value after a switch that takes none (`+nsid=1` is `+nsid`,
+`+noall=x` is `+noall`): its plus_option reads the value only where the switch has one.
+`+nosplit=N` is its one refusal (`Invalid option`). Before session 21 (dig21) each was
+refused as an option not supported."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import packetlab.cli as cli
+from packetlab.cli import run_dns_words
+from packetlab.cli.run import RunError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    a = cli.parse(["run", "dns", *argv])
+    run_dns_words.dig_style(a)
+    return a
+
+
+def options(*argv: str) -> dict[str, object]:
+    """What the words set, but the words themselves."""
+    return {k: v for k, v in vars(parse(*argv)).items() if k not in ("cmdline", "_argv")}
+
+
+@pytest.mark.parametrize(
+    "words",
+    [("+tcp", "+nsid", "a.test"), ("+short", "a.test"), ("+nocmd", "+noall", "+answer", "a.test"),
+     ("+norec", "+nodnssec", "+noedns", "a.test"), ("+multiline", "+nottlid", "a.test"),
+     ("+showsearch", "+noednsflags", "+noednsopt", "+noopcode", "+nosubnet", "a.test")],
+)  # fmt: skip
+def test_a_value_after_a_switch_that_takes_none_is_ignored_as_dig(words: tuple[str, ...]) -> None:
+    valued = [f"{w}=1" if w.startswith("+") else w for w in words]
+    assert options(*valued) == options(*words)
+
+
+def test_nosplit_with_a_value_is_refused_as_dig() -> None:
+    with pytest.raises(RunError, match=r"^\+nosplit=3: invalid option"):
+        parse("+nosplit=3", "a.test")
+    assert parse("+nosplit", "a.test").split == 0
