@@ -6,12 +6,13 @@ them."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, NamedTuple
 
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
-from packetlab.cli.run_dns_exits import dig_error
+from packetlab.cli.run_dns_exits import bad_number, dig_error
 
 
 def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
@@ -63,6 +64,10 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
              "+noonesoa": ("onesoa", False)}  # fmt: skip
 DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
+# dig's parse_uint words and largest value for a number after one of DIG_VALUES
+NUMBERS = {"+time": ("timeout", 0xFFFFFFFF), "+timeout": ("timeout", 0xFFFFFFFF),
+           "+tries": ("tries", 0xFFFFFFFF), "+retry": ("retries", 0xFFFFFFFE),
+           "+bufsize": ("buffer size", 0xFFFF), "+edns": ("edns", 255)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
               "+domain": "domain", "+ndots": "ndots", "+tls-ca": "tls_ca",
@@ -495,8 +500,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 _check_name(value or ".")
                 args.domain, args.search = value, True
             elif key == "+ndots" and eq:
-                if not value.isdigit() or int(value) > switches.NDOTS_MAX:
-                    raise dig_error(f"{word}: expected a number 0..{switches.NDOTS_MAX}", 10)
+                if not (value.isascii() and value.isdigit()) or int(value) > switches.NDOTS_MAX:
+                    raise bad_number(word, "ndots", value)
                 args.ndots = int(value)
             elif key in DOH_WORDS:
                 at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
@@ -541,12 +546,13 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.rrcomments = False
                     _short_sections(args, scope() if names else args)
             elif key in DIG_VALUES and eq:
-                try:
-                    n = float(value) if key == "+time" else int(value)
-                except ValueError:
-                    raise dig_error(f"{word}: expected a number", 10) from None
-                if n < 0 and key in ("+edns", "+bufsize", "+time", "+timeout", "+tries", "+retry"):
-                    raise dig_error(f"{word}: expected a number from 0", 10)
+                desc, top = NUMBERS.get(key, (key[1:], 0xFFFFFFFF))  # dig's words, its largest
+                seconds = key in ("+time", "+timeout")  # ours: a fraction too (+time=0.5)
+                if not re.fullmatch(r"[0-9]+(\.[0-9]+)?" if seconds else "[0-9]+", value):
+                    raise bad_number(word, desc, value)
+                n = float(value) if seconds else int(value)
+                if n > top:
+                    raise bad_number(word, desc, value)
                 n += key == "+retry"
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
                     n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently

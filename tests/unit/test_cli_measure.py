@@ -307,7 +307,7 @@ def test_dns_takes_digs_words() -> None:
     assert [e[1] for e in a.plan] == [["PTR"], ["PTR"]]
     for argv, message in [
         (["+dns64prefix", "x.test"], r"\+dns64prefix: dig option not supported here"),
-        (["+time=soon", "x.test"], r"\+time=soon: expected a number"),
+        (["+time=soon", "x.test"], r"\+time=soon: Couldn't parse timeout \(not a valid number\)"),
     ]:
         with pytest.raises(RunError, match=message):
             run_dns_words.dig_style(parse("dns", *argv))

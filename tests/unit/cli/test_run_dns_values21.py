@@ -40,3 +40,32 @@ def test_nosplit_with_a_value_is_refused_as_dig() -> None:
     with pytest.raises(RunError, match=r"^\+nosplit=3: invalid option"):
         parse("+nosplit=3", "a.test")
     assert parse("+nosplit", "a.test").split == 0
+
+
+@pytest.mark.parametrize(
+    ("word", "line"),
+    [("+time=x", "invalid timeout 'x': not a valid number"),
+     ("+timeout=-1", "invalid timeout '-1': not a valid number"),
+     ("+tries=99999999999", "invalid tries '99999999999': out of range"),
+     ("+retry=1_0", "invalid retries '1_0': not a valid number"),
+     ("+bufsize=65536", "invalid buffer size '65536': out of range"),
+     ("+edns=256", "invalid edns '256': out of range"),
+     ("+ndots=x", "invalid ndots 'x': not a valid number"),
+     ("+padding= 5", "invalid padding ' 5': not a valid number"),
+     ("+qid=65536", "invalid qid '65536': out of range"),
+     ("+opcode=16", "invalid opcode '16': out of range"),
+     ("+ednsflags=0x10000", "invalid ednsflags '0x10000': out of range"),
+     ("+ednsflags=+5", "invalid ednsflags '+5': not a valid number")],
+)  # fmt: skip
+def test_a_bad_number_is_digs_two_lines(
+    word: str, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dig's parse_uint says what it could not read on stdout (`invalid DESC 'VALUE':
+    REASON`), then `dig: Couldn't parse DESC` on stderr, status 10 (ours: the stderr line
+    is ours, with the same words). Before session 21 only our stderr line came."""
+    with pytest.raises(RunError) as e:
+        parse(word, "a.test")
+    assert capsys.readouterr().out == line + "\n"
+    desc = line.split(" '")[0].removeprefix("invalid ")
+    assert str(e.value).startswith(f"{word}: Couldn't parse {desc} (")
+    assert getattr(e.value, "dig_status", None) == 10
