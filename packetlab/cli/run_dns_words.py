@@ -546,12 +546,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.rrcomments = False
                     _short_sections(args, scope() if names else args)
             elif key in DIG_VALUES and eq:
-                desc, top = NUMBERS.get(key, (key[1:], 0xFFFFFFFF))  # dig's words, its largest
+                desc, largest = NUMBERS.get(key, (key[1:], 0xFFFFFFFF))  # dig's words, its largest
                 seconds = key in ("+time", "+timeout")  # ours: a fraction too (+time=0.5)
                 if not re.fullmatch(r"[0-9]+(\.[0-9]+)?" if seconds else "[0-9]+", value):
                     raise bad_number(word, desc, value)
                 n = float(value) if seconds else int(value)
-                if n > top:
+                if n > largest:
                     raise bad_number(word, desc, value)
                 n += key == "+retry"
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
