@@ -601,6 +601,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     if args.server is not None:
         args.user_server = _host_text(args.server)
     if args.port is not None:
+        if args.port > 65535:
+            raise bad_number(f"-p {args.port}", "port number", str(args.port), True, 1)
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
         if args.server is None and not any(own_servers) and not getattr(args, "servers", None):

@@ -69,3 +69,9 @@ def test_a_bad_number_is_digs_two_lines(
     desc = line.split(" '")[0].removeprefix("invalid ")
     assert str(e.value).startswith(f"{word}: Couldn't parse {desc} (")
     assert getattr(e.value, "dig_status", None) == 10
+
+
+def test_a_port_out_of_range_is_digs_two_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RunError, match=r"^-p 70000: Couldn't parse port number \(out of range\)"):
+        parse("-p", "70000", "@127.0.0.1", "a.test")
+    assert capsys.readouterr().out == "invalid port number '70000': out of range\n"
