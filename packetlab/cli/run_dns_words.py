@@ -525,7 +525,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile", "+notls-keyfile"):
                 setattr(at, key[3:].replace("-", "_"), None)
                 _tls_off(at)  # dig 9.18.49: each +notls-WORD is +notls too
-            elif key in ("+noopcode", "+nosubnet"):
+            elif key in ("+noopcode", "+nosubnet", "+noqid"):  # (+noqid: a random ID again)
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
             elif key in DIG_FLAGS and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)

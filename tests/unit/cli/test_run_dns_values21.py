@@ -36,6 +36,11 @@ def test_a_value_after_a_switch_that_takes_none_is_ignored_as_dig(words: tuple[s
     assert options(*valued) == options(*words)
 
 
+def test_noqid_is_a_random_id_again_as_dig() -> None:
+    assert parse("+qid=7", "+noqid", "a.test").qid is None
+    assert parse("+qid=7", "+noqid=1", "a.test").qid is None
+
+
 def test_nosplit_with_a_value_is_refused_as_dig() -> None:
     with pytest.raises(RunError, match=r"^\+nosplit=3: invalid option"):
         parse("+nosplit=3", "a.test")
