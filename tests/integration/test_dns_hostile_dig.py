@@ -55,6 +55,10 @@ def test_what_is_not_the_reply_as_dig(port: int) -> None:
     out = same("@::1", "-p", str(port), "+tries=2", "+time=1", "+short", "wrongsrc.test",
                "onlywrongsrc.test", "wrongq.test", "AAAA")  # fmt: skip
     assert out.endswith("2001:db8::1\n") and "#" in out  # a timeout said, then the answer
+    out = same(
+        "@127.0.0.1", "@::1", "-p", str(port), "+tries=1", "+time=1", "onlywrongid.test", "a.test"
+    )  # fmt: skip  (the next server: the other family)
+    assert out.count(";; Warning: ID mismatch: expected ID ") == 2
     out = same("@127.0.0.1", "-p", str(port), "+tcp", "wrongid.test", "onlywrongq.test",
                "short.test", "a.test")  # fmt: skip
     assert ";; ERROR: ID mismatch: expected ID " in out

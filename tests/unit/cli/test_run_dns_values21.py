@@ -1,7 +1,8 @@
 """dig 9.18.49 ignores a value after a switch that takes none (`+nsid=1` is `+nsid`,
 `+noall=x` is `+noall`): its plus_option reads the value only where the switch has one.
 `+nosplit=N` is its one refusal (`Invalid option`). Before session 21 (dig21) each was
-refused as an option not supported."""
+refused as an option not supported. Also dig's lines for a bad number, and the servers
+of both families the in-process endpoint exports for `@127.0.0.1 @::1`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 import pytest
 
 import packetlab.cli as cli
-from packetlab.cli import run_dns_words
+from packetlab.cli import run_dns, run_dns_words
 from packetlab.cli.run import RunError
 
 
@@ -80,3 +81,13 @@ def test_a_port_out_of_range_is_digs_two_lines(capsys: pytest.CaptureFixture[str
     with pytest.raises(RunError, match=r"^-p 70000: Couldn't parse port number \(out of range\)"):
         parse("-p", "70000", "@127.0.0.1", "a.test")
     assert capsys.readouterr().out == "invalid port number '70000': out of range\n"
+
+
+def test_the_first_server_of_each_family_is_the_endpoint_s() -> None:
+    """`@127.0.0.1 @::1`: both families exported (the first server of each, in order:
+    run_command takes one a family); it was the first server's family only, so asking
+    ::1 after 127.0.0.1 failed (ESKTNOPRFAM, exit 2)."""
+    assert run_dns.target(parse("@127.0.0.1", "@::1", "@127.0.0.2", "a.test")) == [
+        "127.0.0.1", "::1", "127.0.0.2"]  # fmt: skip
+    assert run_dns.target(parse("-6", "@127.0.0.1", "@::1", "a.test")) == ["::1"]
+    assert run_dns.target(parse("@::1", "a.test", "@127.0.0.1")) == ["::1", "127.0.0.1"]
