@@ -115,7 +115,9 @@ class Command:
     summary: Callable[[list[Record]], Record]
     budget: Callable[[argparse.Namespace], float]
     epilog: str = ""
-    target: Callable[[argparse.Namespace], str | None] = field(default=lambda args: None)
+    target: Callable[[argparse.Namespace], str | list[str] | None] = field(
+        default=lambda args: None
+    )
     header: str | None = None  # first line of the table
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
@@ -256,16 +258,18 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
                           on_listening=listening, on_refusal=refused)  # fmt: skip
         return
     target = cmd.target(args)
-    src: Any = ipaddress.ip_address("127.0.0.1")
-    if target is not None:
-        addr = ipaddress.ip_address(target)
+    srcs: list[Any] = []  # one a family: the first target's of it (run dns @v4 @v6)
+    for each in [target] if isinstance(target, str) else target or []:
+        addr = ipaddress.ip_address(each)
         src = addr if addr.is_loopback else route_source(addr)
-    addresses = [src]
+        if all(s.version != src.version for s in srcs):
+            srcs.append(src)
+    srcs = srcs or [ipaddress.ip_address("127.0.0.1")]
     if target is None and cmd.both_families and _has_loopback_v6():
-        addresses.append(ipaddress.ip_address("::1"))
+        srcs.append(ipaddress.ip_address("::1"))
     transproto = "raw,tcp,udp" if cmd.raw else "tcp,udp"
     timeout = args.timeout if args.timeout is not None else cmd.budget(args) + 30.0
-    await run_on_link(reactor, link, experiment, addresses=addresses, transproto=transproto,
+    await run_on_link(reactor, link, experiment, addresses=srcs, transproto=transproto,
                       timeout=timeout, on_refusal=refused, extra=in_process_options())  # fmt: skip
 
 

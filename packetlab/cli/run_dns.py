@@ -531,9 +531,10 @@ def summary(records: list[Record]) -> Record:
     }
 
 
-def target(args: argparse.Namespace) -> str | None:
-    """The server: the in-process endpoint exports the address it would reach it from
-    (of its family, on its interface: where an ICMP port unreachable comes back)."""
+def target(args: argparse.Namespace) -> list[str] | None:
+    """The servers: the in-process endpoint exports the address it would reach the first
+    of each family from (on its interface: where an ICMP port unreachable comes back; both
+    families for `@127.0.0.1 @::1`, since session 21: the second was refused)."""
     from packetlab.cli.run_dns_words import split_server
 
     typed = [args.server] if args.server else []
@@ -541,15 +542,15 @@ def target(args: argparse.Namespace) -> str | None:
     typed += getattr(args, "servers", None) or []  # -p alone: resolv.conf's
     for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
         typed += getattr(entry[3], "servers", None) or []
-    for named in typed:
-        addr = split_server(named, args.family)[0]
-        if args.family != 6 or ":" in addr:  # -6: dig skips the IPv4 servers
-            return addr
+    found = [addr for named in typed if (addr := split_server(named, args.family)[0])]
+    found = [a for a in found if args.family != 6 or ":" in a]  # -6: dig skips IPv4's
+    if found:
+        return list(dict.fromkeys(found))
     from packetlab.cli.run_command import resolv_conf_servers
 
     v4, v6 = resolv_conf_servers()
     mine = {4: v4, 6: v6}.get(args.family or 0, v4 + v6)
-    return mine[0] if mine else None
+    return mine[:1] or None
 
 
 def budget(args: argparse.Namespace) -> float:

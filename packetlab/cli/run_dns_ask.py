@@ -220,7 +220,8 @@ async def _ask_udp(
             i += 1
         else:
             break
-        notes += [line.removeprefix(";; ") for line in error_lines(result.to_dict())]
+        lines = error_lines(result.to_dict())  # after its own (dig's warnings, tries)
+        notes += [*result.notes, *(line.removeprefix(";; ") for line in lines)]
     result.notes[:0] = notes
     return result, left
 

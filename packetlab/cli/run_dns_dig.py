@@ -133,7 +133,7 @@ class DigText:
             lines += error_lines(r, texts.get(r["server"]) or self.user_server)
             if r.get("proto") in STREAMS and r.get("error_kind") == "refused":
                 lines.append(";; no servers could be reached")  # as dig: no banner
-            elif r.get("error_kind") == "malformed":
+            elif r.get("error_kind") in ("malformed", "mismatch"):
                 self.banner()  # as dig: the lookup's banner is used up, not shown
             elif r.get("error_kind") not in ("lame", "steps", "tls", "family"):  # its line alone
                 lines += self.banner(always=self.error_banner, failed=True)

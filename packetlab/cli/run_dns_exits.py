@@ -21,6 +21,7 @@ Compared with dig 9.18.49 case by case (tests/integration/test_dns_exits_dig.py)
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,20 @@ def dig_error(message: str, status: int) -> RunError:
     e = RunError(message)
     e.dig_status = status  # type: ignore[attr-defined]
     return e
+
+
+def bad_number(
+    word: str, desc: str, value: str, number: bool | None = None, status: int = 10
+) -> RunError:
+    """A number dig's parse_uint refuses: its line on stdout, now (`invalid DESC 'VALUE':
+    REASON`, isc_parse_uint32's reason: out of range for a `number`, by default digits
+    only, else not a valid number), and the error to raise (dig's `Couldn't parse DESC`,
+    its status: 10 for a `+` option's number, 1 for -p's, a fatal())."""
+    number = value.isascii() and value.isdigit() if number is None else number
+    why = "out of range" if number else "not a valid number"
+    sys.stdout.flush()
+    print(f"invalid {desc} '{value}': {why}", flush=True)
+    return dig_error(f"{word}: Couldn't parse {desc} ({why})", status)
 
 
 def lookup_status(record: dict[str, Any]) -> int | None:

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from packetlab.cli.run import RunError
-from packetlab.cli.run_dns_exits import dig_error
+from packetlab.cli.run_dns_exits import bad_number
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
@@ -108,20 +108,22 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
         at.ednsopts = (*at.ednsopts, (number, raw))  # as dig: EDNS not turned on by it
     elif key in ("+ednsflags", "+qid"):
         top = 0xFFFF
-        try:
-            n = int(value, 0) if key == "+ednsflags" else int(value)
+        try:  # (dig's parse_xint: 0x10 and 010 for ednsflags; digits alone)
+            n = int(value, 0) if key == "+ednsflags" and value.isascii() else int(value)
         except ValueError:
             n = -1
+        if not value.isascii() or not value[:1].isalnum() or "_" in value:
+            n = -1  # Python's int() takes " 5", "+5", "1_0", other scripts' digits
         if not 0 <= n <= top:
-            raise dig_error(f"{word}: invalid {key[1:]} {value!r}: expected 0..{top}", 10)
+            raise bad_number(word, key[1:], value, n > top)
         setattr(at, key[1:], n)
         if key == "+ednsflags":
             at.edns = max(at.edns, 0)
     elif key == "+opcode":
-        op = OPCODES.get(value.lower(), int(value) if value.isdigit() else -1)
-        if not 0 <= op <= 15:
-            raise dig_error(f"{word}: expected an opcode (QUERY, IQUERY, STATUS, NOTIFY, "
-                            "UPDATE) or a number 0..15", 10)  # fmt: skip
+        digits = value.isascii() and value.isdigit()
+        op = OPCODES.get(value.lower(), int(value) if digits else -1)
+        if not 0 <= op <= 15:  # (dig: a name, else parse_uint's words)
+            raise bad_number(word, "opcode", value)
         at.opcode = op
     elif key == "+subnet":
         try:
@@ -129,8 +131,8 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
         except ValueError:
             raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
     else:
-        if not value.isdigit() or int(value) > PADDING_MAX:
-            raise dig_error(f"{word}: invalid padding {value!r}: expected 0..{PADDING_MAX}", 10)
+        if not (value.isascii() and value.isdigit()) or int(value) > PADDING_MAX:
+            raise bad_number(word, "padding", value)
         at.padding = int(value)
         at.edns = max(at.edns, 0)
 

@@ -186,7 +186,7 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
     if r.get("error_kind") in ("malformed", "lame", "steps"):
         return [f";; Got bad packet: {r['error']}" if r["error_kind"] == "malformed" else
                 f";; {r['error']}"]  # fmt: skip
-    if r.get("error_kind") in ("tls", "family"):  # dig's `TLS peer certificate ...`
+    if r.get("error_kind") in ("tls", "family", "mismatch"):  # dig's line for it
         return [f";; {r['error']}"]
     where = f"{r['server']}#{r['port']}"
     if r.get("proto") in STREAMS and r.get("error_kind") == "refused":  # dig's connect failure
@@ -200,7 +200,8 @@ def error_lines(r: Record, user: str | None = None) -> list[str]:
         what = "end of file"  # the server closed (or a TLS alert ended it), as dig
     elif r.get("proto") in STREAMS and r["error"].endswith(": RESET"):
         what = "connection reset"  # (TcpStream's word for it), as dig
-    return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1), 1)
+    said = r.get("tries_said", 0)  # those in the record's notes, in their place
+    return [f";; communications error to {where}: {what}"] * max(r.get("tries", 1) - said, 1)
 
 
 def idn_names(text: str) -> str:

@@ -6,12 +6,13 @@ them."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, NamedTuple
 
 from packetlab.cli import run_dns_switches as switches
 from packetlab.cli.run import RunError
-from packetlab.cli.run_dns_exits import dig_error
+from packetlab.cli.run_dns_exits import bad_number, dig_error
 
 
 def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
@@ -63,6 +64,10 @@ DIG_FLAGS = {"+tcp": ("tcp", True), "+vc": ("tcp", True), "+notcp": ("tcp", Fals
              "+noignore": ("ignore", False), "+onesoa": ("onesoa", True),
              "+noonesoa": ("onesoa", False)}  # fmt: skip
 DIG_FLAGS.update(switches.FLAGS)  # since session 16: dig 9.18's other switches
+# dig's parse_uint words and largest value for a number after one of DIG_VALUES
+NUMBERS = {"+time": ("timeout", 0xFFFFFFFF), "+timeout": ("timeout", 0xFFFFFFFF),
+           "+tries": ("tries", 0xFFFFFFFF), "+retry": ("retries", 0xFFFFFFFE),
+           "+bufsize": ("buffer size", 0xFFFF), "+edns": ("edns", 255)}  # fmt: skip
 DIG_VALUES = {"+time": "wait", "+timeout": "wait", "+tries": "tries", "+retry": "tries",
               "+bufsize": "bufsize", "+edns": "edns", "+split": "split",
               "+domain": "domain", "+ndots": "ndots", "+tls-ca": "tls_ca",
@@ -484,18 +489,19 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.edns = max(at.edns, 0)  # as dig: +cookie and +nsid turn EDNS on
             elif key in switches.QUERY_VALUES and eq:
                 switches.query_value(at, key, value, word)
-            elif key in ("+ednsflags", "+noednsflags") and not eq:
+            elif key in ("+ednsflags", "+noednsflags"):  # (as dig: a value after one
+                # that takes none, here and below, is ignored: +nsid=1 is +nsid)
                 at.ednsflags = 0
-            elif key == "+noednsopt" and not eq:
+            elif key == "+noednsopt":
                 at.ednsopts = ()
-            elif key in ("+showsearch", "+noshowsearch") and not eq:
+            elif key in ("+showsearch", "+noshowsearch"):
                 args.showsearch = args.search = key == "+showsearch"  # as dig: both
             elif key == "+domain" and eq:  # as dig: the search list of one, search on
                 _check_name(value or ".")
                 args.domain, args.search = value, True
             elif key == "+ndots" and eq:
-                if not value.isdigit() or int(value) > switches.NDOTS_MAX:
-                    raise dig_error(f"{word}: expected a number 0..{switches.NDOTS_MAX}", 10)
+                if not (value.isascii() and value.isdigit()) or int(value) > switches.NDOTS_MAX:
+                    raise bad_number(word, "ndots", value)
                 args.ndots = int(value)
             elif key in DOH_WORDS:
                 at.doh = "https" if key.startswith("+https") else "http"  # (as dig's -get)
@@ -516,15 +522,16 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             ):
                 setattr(at, key[1:].replace("-", "_"), value)  # dig: TLS on, as +tls
                 at.tls = True
-            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile",
-                         "+notls-keyfile") and not eq:  # fmt: skip
+            elif key in ("+notls-ca", "+notls-hostname", "+notls-certfile", "+notls-keyfile"):
                 setattr(at, key[3:].replace("-", "_"), None)
                 _tls_off(at)  # dig 9.18.49: each +notls-WORD is +notls too
-            elif key in ("+noopcode", "+nosubnet") and not eq:
+            elif key in ("+noopcode", "+nosubnet", "+noqid"):  # (+noqid: a random ID again)
                 setattr(at, key[3:], 0 if key == "+noopcode" else None)
-            elif key in DIG_FLAGS and not eq and DIG_FLAGS[key][0] == "tcp" and not top:
+            elif key in DIG_FLAGS and DIG_FLAGS[key][0] == "tcp" and not top:
                 pass  # dig 9.18 ignores +[no]tcp and +[no]vc on a batch line (is_batchfile)
-            elif key in DIG_FLAGS and not eq:
+            elif key == "+nosplit" and eq:  # dig's one switch whose no-form takes no value
+                raise RunError(f"{word}: invalid option (+nosplit takes no value, as dig)")
+            elif key in DIG_FLAGS:
                 attr, on = DIG_FLAGS[key]
                 setattr(at, attr, on)
                 if attr == "tcp":  # dig's tcp_mode_set: IXFR=N +notcp goes over UDP
@@ -539,17 +546,18 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                     at.rrcomments = False
                     _short_sections(args, scope() if names else args)
             elif key in DIG_VALUES and eq:
-                try:
-                    n = float(value) if key == "+time" else int(value)
-                except ValueError:
-                    raise dig_error(f"{word}: expected a number", 10) from None
-                if n < 0 and key in ("+edns", "+bufsize", "+time", "+timeout", "+tries", "+retry"):
-                    raise dig_error(f"{word}: expected a number from 0", 10)
+                desc, largest = NUMBERS.get(key, (key[1:], 0xFFFFFFFF))  # dig's words, its largest
+                seconds = key in ("+time", "+timeout")  # ours: a fraction too (+time=0.5)
+                if not re.fullmatch(r"[0-9]+(\.[0-9]+)?" if seconds else "[0-9]+", value):
+                    raise bad_number(word, desc, value)
+                n = float(value) if seconds else int(value)
+                if n > largest:
+                    raise bad_number(word, desc, value)
                 n += key == "+retry"
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
                     n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
                 setattr(at, DIG_VALUES[key], n)
-            elif not eq and _display(args, key, at):
+            elif _display(args, key, at):
                 pass
             else:
                 shown = word if key == typed else f"{word} ({key})"
@@ -593,6 +601,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     if args.server is not None:
         args.user_server = _host_text(args.server)
     if args.port is not None:
+        if args.port > 65535:
+            raise bad_number(f"-p {args.port}", "port number", str(args.port), True, 1)
         if not 1 <= args.port <= 65535:
             raise RunError(f"-p {args.port}: bad port")
         if args.server is None and not any(own_servers) and not getattr(args, "servers", None):
@@ -653,7 +663,13 @@ def _check_name(name: str) -> None:
     try:
         dns.name.from_text(name)
     except dns.exception.DNSException as e:
-        raise dig_error(f"{name!r} is not a legal name: {e}", 10) from None
+        why = _NAME_ERRORS.get(type(e).__name__, str(e))
+        raise dig_error(f"'{name}' is not a legal name ({why})", 10) from None  # as typed
+
+
+# BIND's words (isc_result_totext) for dnspython's, as dig says them after the name
+_NAME_ERRORS = {"EmptyLabel": "empty label", "LabelTooLong": "label too long",
+                "NameTooLong": "ran out of space", "BadEscape": "bad escape"}  # fmt: skip
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):

@@ -222,17 +222,45 @@ def _walk(
     done = [0, 0, 0, 0]
     end = len(wire)
 
-    def name_end(p: int) -> int | None:  # -1: a bad label type
+    def name_end(p: int) -> int | None:  # -1: a bad label type or pointer
+        first = p
         while p < end:
             n = wire[p]
             if n == 0:
                 return p + 1
             if n & 0xC0 == 0xC0:
-                return p + 2 if p + 2 <= end else None
+                if p + 2 > end:
+                    return None
+                return p + 2 if pointed(first, struct.unpack(">H", wire[p : p + 2])[0]) else -1
             if n & 0xC0:
                 return -1
             p += 1 + n
         return None
+
+    def pointed(biggest: int, at: int) -> bool:
+        """Whether the rest of a name, from a pointer (`at`) in a name that starts at
+        `biggest`, reads as BIND's dns_name_fromwire reads it: each pointer before the
+        last one's target (so no loop: BIND's bad compression pointer), in the message."""
+        at &= 0x3FFF
+        if at >= biggest:
+            return False
+        biggest = at
+        while at < end:
+            n = wire[at]
+            if n == 0:
+                return True
+            if n & 0xC0 == 0xC0:
+                if at + 2 > end:
+                    return False
+                at = struct.unpack(">H", wire[at : at + 2])[0] & 0x3FFF
+                if at >= biggest:
+                    return False
+                biggest = at
+            elif n & 0xC0:
+                return False
+            else:
+                at += 1 + n
+        return False
 
     pos = 12
     for section, count in enumerate(counts):
@@ -286,11 +314,31 @@ def _bind_reason(e: Exception) -> str:
     return " ".join(str(e).split()).rstrip(".") or name  # dnspython's wrap
 
 
-def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
-    """The reply to `query`, or None for anything else (another ID or question). Raises
-    _Malformed for a message with our ID and QR set that does not parse (a truncated one,
-    TC set, may end anywhere: its header and question are kept; another one cut short
-    after its question: what parsed, as BIND's best effort keeps it for dig)."""
+def _parse(
+    query: dns.message.Message, wire: bytes, said: list[str] | None = None, stream: bool = False
+) -> dns.message.Message | None:
+    """The reply to `query`, or None for anything else (short, another ID, opcode or
+    question), with dig's warning for it added to `said` (dig's recv_done checks, in its
+    order; `stream`: over TCP, where dig's words for a short message or another ID are an
+    ERROR and end the lookup). Raises _Malformed for a message with our ID that does not
+    parse (a truncated one, TC set, may end anywhere: its header and question are kept;
+    another one cut short after its question: what parsed, as BIND's best effort keeps it
+    for dig)."""
+    said = [] if said is None else said
+    if len(wire) < 12:
+        said.append("ERROR: short (< header size) message" if stream else
+                    "Warning: short (< header size) message received")  # fmt: skip
+        return None
+    got, bits = struct.unpack(">HH", wire[:4])
+    if got != query.id:
+        said.append(f"{'ERROR' if stream else 'Warning'}: ID mismatch: expected ID "
+                    f"{query.id}, got {got}")  # fmt: skip
+        if stream:
+            return None
+    if not bits & 0x8000:
+        said.append("Warning: query response not set")
+    if got != query.id:
+        return None
     ixfr = (
         bool(query.question) and query.question[0].rdtype == dns.rdatatype.IXFR
     )  # +notcp: each SOA as it came
@@ -299,8 +347,6 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
                                     keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
     except (dns.exception.DNSException, ValueError) as e:
         why = _bind_reason(e)
-        if len(wire) < 12 or struct.unpack(">H", wire[:2])[0] != query.id or not wire[2] & 0x80:
-            return None
         kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
         if kept is None:  # a TSIG error above 4095? (None if there is none)
             kept = _with_big_tsig_errors(wire, _parse_signed)
@@ -316,7 +362,26 @@ def _parse(query: dns.message.Message, wire: bytes) -> dns.message.Message | Non
             if kept is None:
                 raise _Malformed(why, wire) from None
             msg = kept
-    return msg if query.is_response(msg) else None
+    return msg if _same_question(query, msg, said) else None
+
+
+def _same_question(query: dns.message.Message, msg: dns.message.Message, said: list[str]) -> bool:
+    """dig's checks after the parse: the opcode, then each question (none: taken), with
+    dig's warning for one that differs."""
+    if msg.opcode() != query.opcode():
+        said.append(f"Warning: Opcode mismatch: expected {opcode_text(query.opcode())}, "
+                    f"got {opcode_text(msg.opcode())}")  # fmt: skip
+        return False
+    if not query.question:  # +header-only: nothing to compare with
+        return True
+    asked = query.question[0]
+    for q in msg.question:
+        if (q.name, q.rdtype, q.rdclass) != (asked.name, asked.rdtype, asked.rdclass):
+            rtype = dns.rdatatype.to_text(q.rdtype)
+            said.append(f";; Question section mismatch: got {q.name.to_text(True)}/{rtype}/"
+                        f"{dns.rdataclass.to_text(q.rdclass)}")  # fmt: skip
+            return False
+    return True
 
 
 def _stream_reply(
@@ -325,16 +390,21 @@ def _stream_reply(
     """`_parse` of the one message a stream exchange (TCP, TLS, HTTP) brought back: None
     with `result`'s error and kind set (dig's words, `over` the transport's name) when it
     is malformed or not the reply."""
+    said: list[str] = []
     try:
-        msg = _parse(query, body)
+        msg = _parse(query, body, said, stream=True)
     except _Malformed as e:
+        result.notes[:0] = said
         result.error = f"malformed reply from {result.server}#{result.port} over {over}: {e}"
         result.error_kind = "malformed"
         result.packet, result.reason = e.wire, e.reason
         return None
-    if msg is None:
-        result.error = f"{result.server} answered over {over} with a message that is not the reply"
-        result.error_kind = "malformed"
+    if msg is None:  # dig: its warning, and the lookup ends (no other server asked)
+        result.notes[:0] = said[:-1]
+        result.error = said[-1]
+        result.error_kind = "mismatch"
+    else:
+        result.notes[:0] = said  # a reply without QR, taken as dig takes it
     return msg
 
 

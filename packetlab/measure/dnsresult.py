@@ -89,6 +89,9 @@ class DnsResult:
     query_before: list[bytes] = field(default_factory=list)  # those of a BADVERS round
     # read only with BIND's best effort (MALFORMED_NOTE): why, in BIND's words, else None
     lenient: str | None = None
+    # no answer: the tries whose failure `notes` says already (dig's `communications
+    # error` line of each, between the warnings for what came in them)
+    tries_said: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,6 +116,8 @@ class DnsResult:
         if self.error is not None:
             out["error"] = self.error
             out["error_kind"] = self.error_kind
+            if self.tries_said:
+                out["tries_said"] = self.tries_said
             if self.packet is not None:
                 out["packet"] = self.packet.hex()
                 out["reason"] = self.reason

@@ -257,6 +257,9 @@ async def _over_udp(
             local = ((await local_udp_end(session, server))[0], lport)
         sent: dict[int, int] = {}  # try -> endpoint send time (ns)
         recorded: set[int] = set()
+        said: list[str] = []  # dig's lines so far: a message not taken, a try timed out
+        unsaid = 0  # warnings past SAID_MAX
+        lost = f"communications error to {result.server}#{result.port}: timed out"
 
         def record_sends() -> None:  # each query once in the pcap, when its ntag came
             if recorder is None or local is None:
@@ -273,22 +276,28 @@ async def _over_udp(
             deadline = reactor.seconds() + timeout
             while (got := await inbox.next(deadline)) is not None:
                 kind, note = got
-                if kind == "udp" and not isinstance(note, Ndata):
-                    continue
+                if kind == "udp" and not _from_server(note, server, result.port):
+                    continue  # dig 9.18's socket is connected: the kernel drops it, unsaid
                 if kind == "icmp":  # the watch checked the quote: our port, the server's
                     result.error = (
                         f"connection refused: {result.server}#{result.port} answered with "
                         f"ICMP port unreachable (from {note.src}); nothing listens there"
                     )
                     result.error_kind = "refused"
+                    result.notes[:0], result.tries_said = _with_unsaid(said, unsaid), attempt
                     return None
                 t_sent = sent.get(attempt)
                 if recorder is not None and local is not None:
                     record_sends()
                     recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
+                before = len(said)
                 try:
-                    msg = _parse(query, note.data)
+                    msg = _parse(query, note.data, said)
+                    if before >= SAID_MAX:  # a flood: counted, not kept
+                        unsaid += len(said) - before
+                        del said[before:]
                 except _Malformed as e:
+                    result.notes[:0] = said
                     result.error = f"malformed reply from {result.server}#{result.port}: {e}"
                     result.error_kind = "malformed"
                     result.packet, result.reason = e.wire, e.reason
@@ -298,9 +307,12 @@ async def _over_udp(
                 if t_sent is not None:
                     result.rtt_us = (note.time - t_sent) / 1000
                 _fill(result, msg, note.data)
+                result.notes[:0] = _with_unsaid(said, unsaid)
                 _verify(result, query, note.data)
                 return msg
             record_sends()
+            if attempt + 1 < attempts:  # dig says each try that timed out, as it goes
+                said.append(lost)
     finally:
         if watch is not None:
             watch.waiting.pop(lport, None)
@@ -308,12 +320,30 @@ async def _over_udp(
             await session.nclose(sktid)
         except ControllerError:
             pass
-    lost = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
+    error = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
     if watch is None and why not in ("not asked", None):
-        lost += f"; {NO_WATCH}, and none could be captured: {why}"
-    result.error = lost
+        error += f"; {NO_WATCH}, and none could be captured: {why}"
+    result.error = error
     result.error_kind = "timeout"
+    result.notes[:0], result.tries_said = _with_unsaid(said, unsaid), attempts - 1
     return None
+
+
+SAID_MAX = 200  # dig's warnings kept for one query (a flood of wrong replies: counted)
+
+
+def _with_unsaid(said: list[str], unsaid: int) -> list[str]:
+    if not unsaid:
+        return said
+    return [*said, f"Warning: {unsaid} more messages not taken (warnings kept: {SAID_MAX})"]
+
+
+def _from_server(note: object, server: Any, port: int) -> bool:
+    """Whether a UDP notification is a datagram from the server asked (an endpoint that
+    does not say where a datagram came from: taken)."""
+    if not isinstance(note, Ndata):
+        return False
+    return note.raddr is None or (note.raddr == server.packed and note.rport == port)
 
 
 TCP_MAX = 2 + 65535  # a length prefix and the longest DNS message

@@ -78,8 +78,8 @@ def test_qid_and_the_bits_dig_keeps_its_own() -> None:
                                                    "0x0080, udp: 1232"]  # fmt: skip
     for word, says in (("+ednsopt=bogus", "bad edns code point: bogus"),
                        ("+ednsopt=5:xyz", "the value must be hex digits"),
-                       ("+ednsflags=x", "invalid ednsflags 'x'"),
-                       ("+qid=65536", "invalid qid '65536'")):  # fmt: skip
+                       ("+ednsflags=x", "Couldn't parse ednsflags"),
+                       ("+qid=65536", "Couldn't parse qid")):  # fmt: skip
         with pytest.raises(RunError, match=says):
             parse(word, "a.test")
     with pytest.raises(RunError, match="too many ednsopts"):
@@ -214,10 +214,10 @@ def test_identify_with_short_and_without_stats_as_dig() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["+padding=513", "a.test"], "invalid padding '513': expected 0..512"),
+        (["+padding=513", "a.test"], r"Couldn't parse padding \(out of range\)"),
         (["+subnet=bogus", "a.test"], "invalid address 'bogus'"),
         (["+subnet=192.0.2.0/33", "a.test"], "invalid address '192.0.2.0/33'"),
-        (["+opcode=16", "a.test"], "expected an opcode"),
+        (["+opcode=16", "a.test"], r"Couldn't parse opcode \(out of range\)"),
     ],
 )
 def test_bad_values_are_one_line_errors(argv: list[str], message: str) -> None:
@@ -298,7 +298,7 @@ def test_search_names_as_dig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert names("+domain=c.test", "www") == ["www.c.test.", "www"]
     assert names("www", "+showsearch") == ["www.a.test.", "www.b.test.", "www"]  # global
     assert names("+showsearch", "+nosearch", "www") == ["www"]
-    with pytest.raises(RunError, match=r"\+ndots=16: expected a number 0..15"):
+    with pytest.raises(RunError, match=r"\+ndots=16: Couldn't parse ndots \(out of range\)"):
         parse("+ndots=16", "www")
     monkeypatch.setattr(switches, "RESOLV_CONF", str(tmp_path / "none"))
     assert names("+search", "www") == ["www"]  # no resolv.conf: no search list

@@ -4,6 +4,7 @@ in servers asked per referral. Nothing here raises out of dns_query or dns_trace
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import struct
 import sys
@@ -25,8 +26,8 @@ from packetlab.cli import run_dns_dig, run_dns_words
 from packetlab.cli.run_dns_text import error_lines
 from packetlab.measure.dns import TRACE_SERVERS, TRACE_STEPS, DnsResult, dns_query, dns_trace
 from packetlab.measure.dnsparse import _Malformed, _parse
-from packetlab.measure.dnstransport import INBOX_MAX, TCP_MAX
-from packetlab.wire import Ndata, Nsend
+from packetlab.measure.dnstransport import INBOX_MAX, SAID_MAX, TCP_MAX
+from packetlab.wire import Ndata, Nsend, Proto
 
 
 def _query(rig: Rig) -> DnsResult:
@@ -53,6 +54,21 @@ def test_a_compression_loop_is_malformed() -> None:
     r = _query(rig)
     assert r.error_kind == "malformed" and r.error is not None
     assert r.error.startswith("malformed reply from 192.0.2.53#53: ")
+
+
+def test_two_pointers_that_point_at_each_other_are_a_bad_pointer_as_dig() -> None:
+    """The answer's owner points forward to a pointer that points back to it: BIND's
+    `bad compression pointer` (dig's `Got bad packet`), not a reply cut short (its fixed
+    fields read from the second pointer ran past the end: best effort kept the header)."""
+    q = dns.message.make_query("loop2.test.", "A")
+    good = answer(q.to_wire(), "loop2.test. 300 A 192.0.2.1")
+    at = 12 + len(_question(q.to_wire()))
+    bad = good[:at] + struct.pack(">HH", 0xC000 | (at + 2), 0xC000 | at) + good[at + 2 :]
+    with pytest.raises(_Malformed) as e:
+        _parse(q, bad)
+    assert e.value.reason == "bad compression pointer"
+    # a pointer back to the question's name is read (the same reply, not cut)
+    assert _parse(q, good) is not None
 
 
 def test_huge_counts_with_no_records_are_the_header_alone_at_once() -> None:
@@ -239,14 +255,15 @@ def test_a_referral_to_thousands_of_ns_names_asks_only_a_few() -> None:
 
 
 def test_a_flood_of_foreign_replies_before_the_answer() -> None:
-    """5,000 datagrams with another ID, QR clear, another question or 3 bytes come first:
-    each is dropped as it is read, then the answer counts (no retry, no error)."""
+    """5,000 datagrams with another ID, another ID and QR clear, another question or 3
+    bytes come first: each is dropped as it is read, then the answer counts (no retry, no
+    error); dig's warning for each, the first SAID_MAX kept, the rest counted."""
     rig = Rig()
 
     def serve(q: bytes) -> list[bytes]:
         good = answer(q, "a.test. 1 A 192.0.2.1")
         other_id = bytes([good[0] ^ 0xFF]) + good[1:]
-        query_back = q  # QR clear: a query, not a reply
+        query_back = other_id[:2] + q[2:]  # QR clear, another ID
         other_q = answer(dns.message.make_query("b.test.", "A").to_wire(), "b.test. 1 A 192.0.2.2")
         other_q = q[:2] + other_q[2:]  # our ID, another question
         return [other_id, query_back, other_q, b"\xff" * 3] * 1250 + [good]
@@ -255,6 +272,95 @@ def test_a_flood_of_foreign_replies_before_the_answer() -> None:
     r = _query(rig)
     assert r.error is None and r.answer_set() == {("a.test.", "A", "192.0.2.1")}
     assert r.tries == 1
+    assert len(r.notes) == SAID_MAX + 1 and r.notes[-1] == (
+        f"Warning: {5000 + 1250 - SAID_MAX} more messages not taken (warnings kept: 200)"
+    )  # five lines for each four: query_back has two
+    assert r.notes[3] == ";; Question section mismatch: got b.test/A/IN"
+
+
+def test_what_is_not_the_reply_as_dig_says_it() -> None:
+    """dig's checks, in its order, with its words: a short message, another ID (and QR
+    clear), another opcode, another question are not taken and said; a reply with QR
+    clear is taken (its warning said); a try that timed out is said before the answer."""
+    rig = Rig()
+    sent: list[bytes] = []
+
+    def serve(q: bytes) -> list[bytes]:
+        sent.append(q)
+        if len(sent) == 1:
+            return []  # the first try lost
+        good = answer(q, "a.test. 1 A 192.0.2.1")
+        qid = struct.unpack(">H", q[:2])[0]
+        other_id = struct.pack(">H", qid ^ 1) + good[2:3] + bytes([good[3]]) + good[4:]
+        status = good[:2] + bytes([good[2] | 0x10]) + good[3:]  # opcode 2 (STATUS)
+        other_q = answer(dns.message.make_query("B.test.", "MX", "CH").to_wire())
+        no_qr = good[:2] + bytes([good[2] & 0x7F]) + good[3:]
+        return [b"\x01" * 11, other_id, other_id[:2] + no_qr[2:], status,
+                q[:2] + other_q[2:], no_qr]  # fmt: skip
+
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=1, attempts=2))
+    qid = struct.unpack(">H", sent[0][:2])[0]
+    assert r.error is None and r.answer_set() == {("a.test.", "A", "192.0.2.1")}
+    assert "QR" not in r.flags and r.tries == 2
+    assert r.notes == [
+        "communications error to 192.0.2.53#53: timed out",
+        "Warning: short (< header size) message received",
+        f"Warning: ID mismatch: expected ID {qid}, got {qid ^ 1}",
+        f"Warning: ID mismatch: expected ID {qid}, got {qid ^ 1}",
+        "Warning: query response not set",
+        "Warning: Opcode mismatch: expected QUERY, got STATUS",
+        ";; Question section mismatch: got B.test/MX/CH",
+        "Warning: query response not set",
+    ]
+
+
+def test_a_reply_from_another_address_or_port_is_not_taken() -> None:
+    """dig 9.18's UDP socket is connected: a datagram from another address or port of
+    the same (our ID, our question) never reaches it; nothing is said."""
+    rig = Rig()
+    ep = rig.endpoint
+
+    def serve(q: bytes) -> list[bytes]:
+        sktid = max(ep.sockets)  # the query's socket
+        fake = answer(q, "a.test. 1 A 203.0.113.66")
+        for addr, port in (("192.0.2.66", 53), ("192.0.2.53", 5353)):
+            packed = ipaddress.ip_address(addr).packed
+            ep.send(Ndata(sktid, ep.sockets[sktid]["family"], Proto.UDP, ep.now(), fake,
+                          packed, port))  # fmt: skip
+        return []
+
+    ep.udp_servers[SERVER] = serve
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", timeout=1, attempts=2))
+    assert r.error_kind == "timeout" and r.tries == 2 and not r.answers
+    assert r.notes == ["communications error to 192.0.2.53#53: timed out"]
+    assert error_lines(r.to_dict()) == [";; communications error to 192.0.2.53#53: timed out"]
+    ep.udp_servers[SERVER] = lambda q: [*serve(q), answer(q, "a.test. 1 A 192.0.2.1")]
+    r = _query(rig)
+    assert r.answer_set() == {("a.test.", "A", "192.0.2.1")} and r.notes == []
+
+
+def test_a_stream_reply_that_is_not_the_reply_ends_the_lookup_as_dig() -> None:
+    """Over TCP dig says ERROR for a short message or another ID, its warning for another
+    question, and the lookup ends (no retry, its status as an answer's)."""
+    for make, said in (
+        (lambda q, good: good[:5], "ERROR: short (< header size) message"),
+        (lambda q, good: b"\0\0" + good[2:] if good[:2] != b"\0\0" else b"\0\1" + good[2:],
+         "ERROR: ID mismatch: expected ID {qid}, got {got}"),
+        (lambda q, good: q[:2] + answer(dns.message.make_query("x.", "A").to_wire())[2:],
+         ";; Question section mismatch: got x/A/IN"),
+    ):  # fmt: skip
+        rig = Rig()
+
+        def tcp(data: bytes, make: Any = make) -> list[bytes]:
+            bad = make(data[2:], answer(data[2:], "a.test. 1 A 192.0.2.1"))
+            return [struct.pack(">H", len(bad)) + bad]
+
+        rig.endpoint.tcp_servers[SERVER] = tcp
+        r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", tcp=True, timeout=1))
+        assert r.error_kind == "mismatch" and r.notes == []
+        assert r.error is not None and r.error.split(":")[0] == said.split(":")[0]
+        assert error_lines(r.to_dict()) == [f";; {r.error}"]
 
 
 def test_tc_then_a_tcp_reply_followed_by_a_flood() -> None:
