@@ -73,7 +73,8 @@ _NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
 
 #: Seconds requests may wait with no answer at all before the session is given up
 #: (`AnswerTimeout`). Answers flowing keep it alive however long a pipeline is; our own
-#: backpressure (paused reads) and a suspended experiment do not count.
+#: backpressure (paused reads) while the experiment reads the full socket, and a suspended
+#: experiment, do not count.
 ANSWER_TIMEOUT = 60.0
 #: Seconds the endpoint gets to close after our EOF before the connection is cut.
 CLOSE_GRACE = 5.0
@@ -87,6 +88,9 @@ MAX_FRAME_BODY = 1 << 20
 TLS_HANDSHAKE = 0x16
 #: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
 MAX_LINFO = 128
+#: Bytes of `linfo` kept (name, aux and info): the reference's are a few bytes each; 128
+#: of 1 MiB (the frame bound) held 128 MiB for as long as the session lived.
+MAX_LINFO_BYTES = 1 << 20
 #: Unknown message types (and notifications for sockets that are not open) logged one by
 #: one; the rest are only counted.
 UNKNOWN_LOGGED = 10
@@ -182,7 +186,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self.linfo: list[Linfo] = []  # monitor info messages (§8.4)
         self.stray_notes = 0  # notifications for sockets we do not know
         self.unknown_messages = 0  # frames of undefined types (logged, then counted)
-        self.linfo_dropped = 0  # linfo beyond MAX_LINFO
+        self.linfo_dropped = 0  # linfo beyond MAX_LINFO or MAX_LINFO_BYTES
+        self.linfo_bytes = 0
         self.answer_timeout = answer_timeout
         self.close_grace = close_grace
         self.suspended = False
@@ -321,7 +326,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         d: Deferred[Response] = Deferred()
         if not self._pending:
             self._watch_since = self.reactor.seconds()  # the wait starts now
-            self._watch_seen = self._answers
+            self._watch_seen = self._progress()
             if self._watchdog is None and self.answer_timeout is not None:
                 self._arm_watchdog()
         self._pending.append(_Pending(msg, d, on_success))
@@ -412,15 +417,19 @@ class EndpointSession(  # reflex hook: ReflexMethods
         elif isinstance(item, _NOTES):
             self._on_note(item)
         elif isinstance(item, Linfo):
-            if len(self.linfo) >= MAX_LINFO:  # a reference endpoint sends one per monitor
-                self.linfo_dropped += 1
+            size = len(item.name) + len(item.aux) + len(item.info)
+            if len(self.linfo) >= MAX_LINFO or self.linfo_bytes + size > MAX_LINFO_BYTES:
+                self.linfo_dropped += 1  # a reference endpoint sends one per monitor
                 if self.linfo_dropped == 1:
                     self.log.warn(
-                        "endpoint {peer} sent more than {n} linfo messages; dropping the rest",
+                        "endpoint {peer} sent more than {n} linfo messages or {b} bytes of "
+                        "them; dropping the rest (counted in linfo_dropped)",
                         peer=self.peer,
                         n=MAX_LINFO,
+                        b=MAX_LINFO_BYTES,
                     )
                 return
+            self.linfo_bytes += size
             self.linfo.append(item)
             self.log.info(
                 "endpoint {peer} linfo {name}: {info}",
