@@ -20,8 +20,11 @@ from pathlib import Path
 
 from hostile_endpoint import HostileEndpoint
 from procstat import rss_kib
+from pxworld import EndpointProc
 from testkit.poll import poll_until
+from tls_world import pktlab_init
 from test_campaign import ENV, REPO, free_port, stop
+from test_hostile_fd_exhaustion import low_nofile, silent_flood
 
 from packetlab import wire
 from packetlab.controller.local import twistd_command
@@ -152,3 +155,45 @@ def test_a_campaign_outlives_hostile_endpoints_and_serves_a_real_one(tmp_path: P
     grew = peak - base
     print(f"campaign RSS {base} KiB before, {peak} KiB at the peak (+{grew} KiB)")
     assert grew < RSS_BOUND_KIB, f"RSS grew by {grew} KiB"
+
+
+def test_a_tls_campaign_serves_a_real_endpoint_through_silent_and_hostile_ones(
+    tmp_path: Path,
+) -> None:
+    """Over TLS 1.3, under a 256-descriptor limit: 300 connections that never send a
+    ClientHello, then an endpoint with a valid chain that answers the start and stops
+    mid-frame. The silent ones held a descriptor each for the 30 s handshake deadline
+    (no cap on `pktlab run`/`campaign --listen`), so the real endpoint was closed at
+    accept until they expired; now the oldest in the handshake is closed past 32, the
+    hostile one is one `lost` record, and the real one is served at once."""
+    home = pktlab_init(tmp_path / "home").root
+    port = free_port()
+    with low_nofile():
+        ctl = subprocess.Popen(
+            [sys.executable, "-m", "packetlab", "campaign", "clocksync", "--rounds", "2",
+             "--interval", "0.2", "--listen", f"127.0.0.1:{port}", "--home", str(home),
+             "--endpoints", "1", "--json", "--timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO,
+        )  # fmt: skip
+    assert ctl.stderr is not None
+    assert "waiting for 1 endpoint" in ctl.stderr.readline()
+    real = None
+    try:
+        with silent_flood(port, ctl.pid):
+            ep = HostileEndpoint(port, home)
+            ep.answer_start()
+            reads = ep.system_reads()
+            ep.raw(wire.encode(wire.Mdata(reads[0].addr, bytes(reads[0].len)))[:7])
+            ep.close()
+            real = EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--host-id", "real")
+            out, err = ctl.communicate(timeout=20)  # was: ~30 s (the flood's deadlines)
+    finally:
+        stop([ctl])
+        if real is not None:
+            real.stop()
+    assert ctl.returncode == 0, err
+    records = [json.loads(x) for x in out.splitlines()]
+    (lost,) = [r for r in records if r["type"] == "lost"]
+    assert "in the middle of a frame (mdata, 7 of" in lost["reason"], lost
+    assert [r["endpoint"] for r in records if r["type"] == "clockmodel"] == ["real"]
+    assert "Traceback" not in err and "EMFILE" not in err, err[-3000:]
