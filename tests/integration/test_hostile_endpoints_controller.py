@@ -21,10 +21,10 @@ from pathlib import Path
 from hostile_endpoint import HostileEndpoint
 from procstat import rss_kib
 from pxworld import EndpointProc
-from testkit.poll import poll_until
-from tls_world import pktlab_init
 from test_campaign import ENV, REPO, free_port, stop
 from test_hostile_fd_exhaustion import low_nofile, silent_flood
+from testkit.poll import poll_until
+from tls_world import pktlab_init
 
 from packetlab import wire
 from packetlab.controller.local import twistd_command
@@ -99,11 +99,12 @@ def test_a_campaign_outlives_hostile_endpoints_and_serves_a_real_one(tmp_path: P
          "--insecure-plaintext", "--json", "--timeout", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO,
     )  # fmt: skip
-    assert ctl.stderr is not None
+    assert ctl.stderr is not None and ctl.stdout is not None
+    stdout = ctl.stdout
     assert "waiting for 1 endpoint" in ctl.stderr.readline()
     real: list[subprocess.Popen[bytes]] = []
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(ctl.stdout.readline, "")))
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
     reader.start()
 
     def lost_said(n: int) -> None:
