@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from packetlab import wire
 from packetlab.controller.errors import (
+    AnswerTimeout,
     ControllerError,
     ProtocolViolation,
     RequestFailed,
@@ -46,6 +47,7 @@ from packetlab.controller.sessiontext import field_error, loss_text, type_name
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
 from packetlab.controller.socktable import SocketTable
 from packetlab.controller.watchdog import SessionTimers
+from packetlab.logbudget import LogBudget
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire import (
     Cdata,
@@ -217,6 +219,10 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self._watch_armed = 0.0
         self._watchdog: Any = None  # DelayedCall while requests wait
         self._cut: Any = None  # DelayedCall: abort if the endpoint ignores our EOF
+        #: Shared by the sessions of one listener (`Controller`): the lines an endpoint
+        #: causes at will (its violations, unknown frames, linfo, losses in the setup)
+        #: are at most `burst` a minute over all of them, the rest counted.
+        self.log_budget: LogBudget | None = None
         #: Called first thing in connectionMade: under TLS only once the endpoint's chain
         #: passed the check (a refused endpoint never connects its session).
         self.on_connected: Callable[[EndpointSession], object] | None = None
@@ -256,7 +262,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         except ControllerError as e:
             for _, d in sent:
                 d.addErrback(lambda f: None)
-            self.log.warn("endpoint {peer}: {error}", peer=self.peer, error=e)
+            if not isinstance(getattr(e, "cause", None), ProtocolViolation | AnswerTimeout):
+                self._say("warn", "endpoint {peer}: {error}", peer=self.peer, error=e)
             if not self.ready.called:
                 self.ready.errback(e)
             self.abort(e)
@@ -421,7 +428,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
             if len(self.linfo) >= MAX_LINFO or self.linfo_bytes + size > MAX_LINFO_BYTES:
                 self.linfo_dropped += 1  # a reference endpoint sends one per monitor
                 if self.linfo_dropped == 1:
-                    self.log.warn(
+                    self._say(
+                        "warn",
                         "endpoint {peer} sent more than {n} linfo messages or {b} bytes of "
                         "them; dropping the rest (counted in linfo_dropped)",
                         peer=self.peer,
@@ -431,7 +439,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
                 return
             self.linfo_bytes += size
             self.linfo.append(item)
-            self.log.info(
+            self._say(
+                "info",
                 "endpoint {peer} linfo {name}: {info}",
                 peer=self.peer,
                 name=item.name.decode("utf-8", "replace"),
@@ -456,7 +465,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
                 return
             self.unknown_messages += 1
             if self.unknown_messages <= UNKNOWN_LOGGED:
-                self.log.warn(
+                self._say(
+                    "warn",
                     "endpoint {peer} sent unknown message type 0x{t:02x} ({n} bytes); "
                     "ignored{more}",
                     peer=self.peer,
@@ -523,7 +533,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         if sock is None:
             self.stray_notes += 1
             if self.stray_notes <= UNKNOWN_LOGGED:
-                self.log.warn(
+                self._say(
+                    "warn",
                     "endpoint {peer} sent {name} for socket {sktid}, which is not open; "
                     "dropped{more}",
                     peer=self.peer,
@@ -584,7 +595,9 @@ class EndpointSession(  # reflex hook: ReflexMethods
 
     def _violation(self, text: str) -> None:
         err = ProtocolViolation(text)
-        self.log.error("endpoint {peer}: {error}; closing the session", peer=self.peer, error=err)
+        self._say(
+            "error", "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
+        )
         self.abort(err)
 
     def _closed_error(self) -> SessionClosed:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from packetlab import wire
     from packetlab.controller.sockets import Socket
+    from packetlab.logbudget import LogBudget
 
 
 class SessionTimers:
@@ -48,9 +49,17 @@ class SessionTimers:
         _watch_armed: float
         _watchdog: Any
         _cut: Any
+        log_budget: LogBudget | None
 
         def abort(self, error: ControllerError) -> None: ...
         def abort_connection(self) -> None: ...
+
+    def _say(self, level: str, fmt: str, **fields: Any) -> None:
+        """Log a line the endpoint caused, within the shared `log_budget` (if any)."""
+        budget = self.log_budget
+        note = "" if budget is None else budget.allow()
+        if note is not None:
+            getattr(self.log, level)(fmt + "{budget_note}", budget_note=note, **fields)
 
     def _progress(self) -> int:
         """Answers taken, plus notifications the experiment took from full queues."""
@@ -91,8 +100,8 @@ class SessionTimers:
             else:
                 text = f"the endpoint answered none of {waiting} for {self.answer_timeout:g} s"
                 err = AnswerTimeout(text + partial_text(self._framer))
-            self.log.error(
-                "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
+            self._say(
+                "error", "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
             )
             self.abort(err)
             self.abort_connection()
@@ -111,7 +120,8 @@ class SessionTimers:
     def _cut_now(self) -> None:
         self._cut = None
         if not self._lost and self._out is not None:
-            self.log.warn(
+            self._say(
+                "warn",
                 "endpoint {peer} did not close within {s:g} s of our close; cutting the connection",
                 peer=self.peer,
                 s=self.close_grace,
