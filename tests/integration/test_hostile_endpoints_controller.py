@@ -149,6 +149,7 @@ def test_a_campaign_outlives_hostile_endpoints_and_serves_a_real_one(tmp_path: P
     lost = [r for r in records if r["type"] == "lost"]
     assert len(lost) == len(SCENARIOS) + 1, lost
     for r, (name, _, why) in zip(lost, SCENARIOS, strict=False):
+        print(f"{name}: {r['reason']}")
         assert r["when"] == "before the start" and why in r["reason"], (name, r["reason"])
     assert "a message it must not send: start" in lost[-1]["reason"]
     assert [r["endpoint"] for r in records if r["type"] == "clockmodel"] == ["real"]
