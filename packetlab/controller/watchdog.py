@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 class SessionTimers:
     """`EndpointSession` owns the state (made in its `__init__`)."""
 
+    log_budget: LogBudget | None = None  # set per session by its listener
+
     if TYPE_CHECKING:
         log: Logger
         reactor: Any
@@ -49,7 +51,6 @@ class SessionTimers:
         _watch_armed: float
         _watchdog: Any
         _cut: Any
-        log_budget: LogBudget | None
 
         def abort(self, error: ControllerError) -> None: ...
         def abort_connection(self) -> None: ...
