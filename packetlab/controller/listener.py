@@ -23,7 +23,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
-from packetlab.controller.errors import ControllerError, SetupFailed
+from packetlab.controller.errors import (
+    AnswerTimeout,
+    ControllerError,
+    ProtocolViolation,
+    SessionClosed,
+    SetupFailed,
+)
 from packetlab.controller.session import EndpointSession
 from packetlab.fdcap import default_pending_max
 from packetlab.logbudget import LogBudget
@@ -270,6 +276,21 @@ class Controller(Generic[T]):
             if not ready and failure.check(ControllerError):
                 # The endpoint's doing (no experiment ran): the session said why in one
                 # line, within the budget; no traceback, nothing held.
+                _forget_frames(failure)
+            elif self.report_failures and failure.check(SessionClosed):
+                # The endpoint ended the session under the experiment: its reason in one
+                # line (none when the session said it: a violation, the watchdog).
+                cause = getattr(failure.value, "cause", None)
+                if not isinstance(cause, ProtocolViolation | AnswerTimeout):
+                    note = self.log_budget.allow()
+                    if note is not None:
+                        self.log.warn(
+                            "experiment on endpoint {peer} ended with its session: "
+                            "{error}{budget_note}",
+                            peer=session.peer,
+                            error=failure.value,
+                            budget_note=note,
+                        )
                 _forget_frames(failure)
             elif self.report_failures:
                 self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)

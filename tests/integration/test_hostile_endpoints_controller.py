@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from hostile_endpoint import HostileEndpoint
 from procstat import rss_kib
@@ -199,3 +201,87 @@ def test_a_tls_campaign_serves_a_real_endpoint_through_silent_and_hostile_ones(
     assert "in the middle of a frame (mdata, 7 of" in lost["reason"], lost
     assert [r["endpoint"] for r in records if r["type"] == "clockmodel"] == ["real"]
     assert "Traceback" not in err and "EMFILE" not in err, err[-3000:]
+
+
+# A controller (the library's `listen`) whose experiment opens a UDP socket and then reads
+# the endpoint's clock without reading the socket: one line per outcome on stdout.
+UNREAD_SOCKET_CONTROLLER = """
+import sys
+from twisted.internet import reactor
+from packetlab.controller import listen, read_time
+
+async def experiment(session):
+    await session.nopen_udp(1)
+    return await read_time(session)
+
+def report(outcome):
+    print(outcome.peer, "ok" if outcome.ok else outcome.failure.getErrorMessage(), flush=True)
+    ctl.next_outcome().addCallback(report)
+
+def listening(c):
+    global ctl
+    ctl = c
+    print("listening", c.port.getHost().port, flush=True)
+    c.next_outcome().addCallback(report)
+
+listen(reactor, "tcp:0:interface=127.0.0.1", experiment, answer_timeout=2.0).addCallback(listening)
+reactor.run()
+"""
+
+
+def line_within(out: IO[str], seconds: float) -> str:
+    """The next line the controller prints (each is flushed alone), or "" after `seconds`."""
+    ready, _, _ = select.select([out], [], [], seconds)
+    return out.readline() if ready else ""
+
+
+def test_an_ndata_flood_on_a_socket_nobody_reads_is_bounded_and_ends_the_session() -> None:
+    """The endpoint answers the nopen, then floods ndata on that socket (200 MB offered)
+    with the clock read's answer behind: reads pause once 4 MiB are queued (memory
+    bounded, the endpoint's sends stall), and the session, answers stuck behind a queue
+    the experiment never reads, ended after the answer timeout naming the socket (it was
+    a hang for ever). A real-size RSS figure is printed; the next endpoint is served."""
+    ctl = subprocess.Popen([sys.executable, "-c", UNREAD_SOCKET_CONTROLLER],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=ENV, cwd=REPO)  # fmt: skip
+    assert ctl.stdout is not None
+    try:
+        port = int(ctl.stdout.readline().split()[1])
+        base = rss_kib(ctl.pid)
+        ep = HostileEndpoint(port)
+        ep.answer_start()
+        (nopen,) = ep.read(1)
+        assert isinstance(nopen, wire.Nopen)
+        ep.send(wire.Result())
+        (mread,) = ep.read(1)
+        nd = wire.encode(wire.Ndata(1, 4, 17, 1, bytes(60_000), b"\x7f\0\0\x01", 9))
+        ep.sock.settimeout(1.0)
+        sent = 0
+        try:
+            while sent < 200_000_000:
+                ep.raw(nd * 10)
+                sent += len(nd) * 10
+        except (TimeoutError, OSError):
+            pass  # stalled (the controller stopped reading), or cut
+        peak = rss_kib(ctl.pid)
+        line = line_within(ctl.stdout, 20)  # the outcome, after the 2 s answer timeout
+        assert "socket 1 has" in line and "the experiment took none for 2 s" in line, line
+        assert ep.closed_by_peer()
+        ep.close()
+        good = HostileEndpoint(port)
+        good.answer_start()
+        good.read(1)
+        good.send(wire.Result())
+        (mread,) = good.read(1)
+        assert isinstance(mread, wire.Mread)
+        good.send(wire.Mdata(mread.addr, bytes(mread.len)))
+        assert line_within(ctl.stdout, 20).split()[1] == "ok"
+        good.close()
+    finally:
+        ctl.kill()
+        ctl.wait(10)
+    err = ctl.stderr.read() if ctl.stderr else ""
+    assert "Traceback" not in err, err[-3000:]
+    print(f"controller RSS {base} KiB, {peak} KiB with {sent // 1_000_000} MB offered")
+    assert sent < 200_000_000  # the endpoint's sends stalled
+    assert peak - base < RSS_BOUND_KIB, f"RSS grew by {peak - base} KiB"

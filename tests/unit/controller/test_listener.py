@@ -24,7 +24,7 @@ from packetlab.controller import (
     read_time,
     run_once,
 )
-from packetlab.wire import Status
+from packetlab.wire import Start, Status
 
 
 class Net:
@@ -507,3 +507,40 @@ def test_a_flood_of_bad_endpoints_logs_one_line_each_within_a_budget_no_tracebac
     assert len(said) == 20
     assert "malformed mdata from the endpoint (0-byte body)" in str(said[0]["error"])
     assert "the next ones are counted" in said[-1]["budget_note"]
+
+
+class Vanishing(FakeEndpoint):
+    """Answers the start, then closes instead of answering the next request."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Start):
+            self.result()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def test_an_endpoint_gone_under_the_experiment_is_one_line_not_a_traceback() -> None:
+    """An endpoint that closes (or is cut) while the experiment waits on it: was
+    "experiment on endpoint X failed" with a traceback of the controller's own frames;
+    it is the endpoint's doing, one line with its reason."""
+    net = Net()
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        ctl = result_of(listen(net.reactor, "tcp:0", time_experiment))
+        _port, factory, _b, _i = net.reactor.tcpServers[-1]
+        peer = IPv4Address("TCP", "10.0.0.3", 30000)
+        session: Any = factory.buildProtocol(peer)
+        fake = Vanishing(net.reactor)
+        net.pumps.append(iosim.connect(
+            session, iosim.FakeTransport(session, isServer=True, peerAddress=peer),
+            fake, iosim.makeFakeClient(fake), clock=net.reactor,
+        ))  # fmt: skip
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(SessionClosed)
+    assert not [e for e in events if e.get("log_failure")]
+    (line,) = [e for e in events if "ended with its session" in e.get("log_format", "")]
+    assert "the endpoint closed the connection with 1 request unanswered" in str(line["error"])
