@@ -143,13 +143,14 @@ class ControllerCredentials:
 
     def tls_server(self, reactor: Any, where: Any) -> Any:
         """`where` (a server endpoint) with TLS serving this chain; an endpoint that
-        connects and never finishes the handshake is cut off, as by tls_server."""
+        connects and never finishes the handshake is cut off, and the connections in the
+        handshake are capped, as by tls_server."""
         from packetlab.controller.local import HANDSHAKE_TIMEOUT
-        from packetlab.tls import PPKSServerEndpoint
+        from packetlab.tls import PPKSServerEndpoint, default_pending_max
 
-        return PPKSServerEndpoint(
-            where, self.server_options(), handshake_timeout=(HANDSHAKE_TIMEOUT, reactor)
-        )
+        return PPKSServerEndpoint(where, self.server_options(),
+                                  handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
+                                  pending_max=default_pending_max())  # fmt: skip
 
     def describe(self) -> str:
         """Which chain we present and which EOp root it ends at, for refusal messages."""

@@ -288,12 +288,45 @@ def _has_loopback_v6() -> bool:
 async def _with_pool(
     reactor: Any, link: Link, args: argparse.Namespace, experiment: Experiment
 ) -> None:
-    """--listen with --endpoints N: wait for N endpoints, run on all of them at once."""
-    from packetlab.controller import Controller
+    """--listen with --endpoints N: wait for N endpoints, run on all of them at once.
+
+    As a campaign: each endpoint is read for its HOSTID first; one lost before the start
+    (closed, cut, silent past the answer watchdog) is said once on stderr with its HOSTID
+    and address, and its place waits for another. Once all N are here the listener closes
+    (later endpoints are refused)."""
+    from twisted.internet.defer import maybeDeferred
+
+    from packetlab.cli.campaign_run import lost_record, lost_row, why_closed
+    from packetlab.controller import Controller, read_system_info
     from packetlab.measure.pool import SessionPool
 
-    pool = SessionPool(args.endpoints, reactor)
-    ctl: Controller[None] = Controller(pool.experiment, reactor=reactor, limit=args.endpoints)
+    prog = f"pktlab run {args._command.name}"
+    hostids: dict[Any, str] = {}
+    started = [False]
+
+    def lost(session: Any) -> None:
+        if started[0]:
+            return
+        hostid = hostids.pop(session, "")
+        row = lost_row(lost_record(hostid or session.peer, hostid, session.peer,
+                                   "before the start", why_closed(session), 0))  # fmt: skip
+        print(f"{prog}: {row}; waiting for another endpoint", file=sys.stderr)
+
+    pool = SessionPool(args.endpoints, reactor, on_lost=lost, watch=True)
+
+    async def arrive(session: Any) -> None:
+        try:
+            hostids[session] = (await read_system_info(session)).hostid
+        except Exception:  # gone (or silent past the watchdog) before saying who it is
+            lost(session)
+            return
+        try:
+            await pool.experiment(session)
+        finally:  # one turned away or lost while waiting: forgotten
+            if session not in pool.sessions:
+                hostids.pop(session, None)
+
+    ctl: Controller[None] = Controller(arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await ctl.listen(where)
     h: Any = port.getHost()
@@ -301,6 +334,10 @@ async def _with_pool(
           file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
+        started[0] = True
+        if ctl.port is not None:  # all here: later endpoints are refused
+            listening, ctl.port = ctl.port, None
+            await maybeDeferred(listening.stopListening)
         await experiment(sessions)
     finally:
         pool.release()

@@ -165,8 +165,10 @@ class ProtocolViolation(ControllerError):
 class AnswerTimeout(ControllerError):
     """(As `SessionClosed.cause`) requests waited `answer_timeout` seconds with no answer
     from the endpoint at all; the session was cut (an endpoint that never answers, or a
-    frame whose length lies and never completes). Answers that keep coming, our own paused
-    reads and a suspended experiment do not count."""
+    frame whose length lies and never completes). Answers that keep coming, reads paused
+    while the experiment takes from the full socket queue, and a suspended experiment do
+    not count; paused reads with none taken do (the answers wait behind the unread
+    notifications: the text names the socket)."""
 
 
 class SessionClosed(ControllerError):

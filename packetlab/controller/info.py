@@ -72,9 +72,14 @@ _SYS_READS = [  # (addr, len): the head (counts, TRANSSUP), address lists, buffe
 async def read_system_info(session: EndpointSession) -> SystemInfo:
     reads = [session.mread(addr, n) for addr, n in _SYS_READS]
     sizes = [len_ for _, len_ in _SYS_READS]
-    head, ip4ls, ip6ls, bufs, dns, hostid = [
-        (await d).ljust(n, b"\0") for d, n in zip(reads, sizes, strict=True)
-    ]
+    try:
+        head, ip4ls, ip6ls, bufs, dns, hostid = [
+            (await d).ljust(n, b"\0") for d, n in zip(reads, sizes, strict=True)
+        ]
+    except BaseException:  # the session ended: the reads not awaited fail too, unseen
+        for d in reads:  # (each was an "Unhandled error in Deferred" with its traceback)
+            d.addErrback(lambda _: None)
+        raise
     ip4no, ip6no, transsup, _bufmaxdup = struct.unpack_from(">BBII", head)
     bufmax, bufused = struct.unpack_from(">II", bufs)
     ip4 = tuple(

@@ -23,8 +23,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
-from packetlab.controller.errors import ControllerError
+from packetlab.controller.errors import (
+    AnswerTimeout,
+    ControllerError,
+    ProtocolViolation,
+    SessionClosed,
+    SetupFailed,
+)
 from packetlab.controller.session import EndpointSession
+from packetlab.fdcap import default_pending_max
+from packetlab.logbudget import LogBudget
 from packetlab.wire import Cdata
 
 T = TypeVar("T")
@@ -74,6 +82,11 @@ class Controller(Generic[T]):
     `programs` are the encoded monitor programs sent as `cdata` before `start`.
     `limit` stops listening after that many endpoints connected (None: no limit).
     `session_options` go to each `EndpointSession` (max_notes, max_bytes, clock_ns).
+    `setup_max`: at most so many sessions wait for their setup answer at once (default
+    `default_pending_max()`: 1024, or 1/8 of the descriptor limit); the oldest is closed
+    for each new one past it, said in one log line per episode (endpoints that connect
+    and then stay silent held a descriptor each for the 60 s answer timeout, until none
+    was left for a real one).
     `report_failures`: log a failed run with its traceback (the default: nobody else may
     see it); False when the caller takes every outcome's error itself (`run_once`), which
     leaves one info line.
@@ -94,6 +107,7 @@ class Controller(Generic[T]):
         reactor: Any = None,
         programs: Iterable[bytes | Cdata] = (),
         limit: int | None = None,
+        setup_max: int | None = None,
         report_failures: bool = True,
         keep_outcomes: int | None = KEEP_OUTCOMES,
         **session_options: Any,
@@ -106,6 +120,10 @@ class Controller(Generic[T]):
         self.experiment = experiment
         self.programs = list(programs)
         self.limit = limit
+        self.setup_max = default_pending_max() if setup_max is None else setup_max
+        self.setup_evicted = 0  # sessions closed for newer ones past setup_max
+        self._in_setup: dict[EndpointSession, None] = {}  # connected, setup unanswered
+        self._setup_saturated = False
         self.report_failures = report_failures
         self.session_options = session_options
         if keep_outcomes is not None and keep_outcomes < 0:
@@ -121,6 +139,8 @@ class Controller(Generic[T]):
         self.port: Any = None  # IListeningPort while listening
         self._runs: set[Deferred[None]] = set()
         self._running: set[Deferred[Any]] = set()  # the experiments themselves
+        # the lines endpoints cause at will, over all sessions (EndpointSession.log_budget)
+        self.log_budget = LogBudget(reactor.seconds)
         # the next_outcome() calls waiting, in their order (a cancelled one leaves)
         self._waiters: deque[Deferred[Outcome[T]]] = deque()
 
@@ -183,10 +203,12 @@ class Controller(Generic[T]):
         # The run starts when the session connects: behind TLS, only once the endpoint
         # passed the PPKS check (a refused one never does, and leaves nothing behind).
         session.on_connected = self._connected
+        session.log_budget = self.log_budget
         return session
 
     def _connected(self, session: EndpointSession) -> None:
         self.accepted += 1
+        self._admit_setup(session)
         self.sessions.add(session)
         session.when_closed().addCallback(lambda _: self.sessions.discard(session))
         run = Deferred.fromCoroutine(self._run(session))
@@ -196,12 +218,49 @@ class Controller(Generic[T]):
             port, self.port = self.port, None
             port.stopListening()
 
+    def _admit_setup(self, session: EndpointSession) -> None:
+        """Count `session` in the setup; past `setup_max`, close the oldest there."""
+        waiting = self._in_setup
+        while len(waiting) >= self.setup_max:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            if not self._setup_saturated:
+                self._setup_saturated = True
+                self.log.warn(
+                    "{n} endpoints in the setup (cap {cap}): closing the oldest one for "
+                    "each new one",
+                    n=len(waiting) + 1,
+                    cap=self.setup_max,
+                )
+            self.setup_evicted += 1
+            oldest.abort(
+                SetupFailed(f"closed for a newer endpoint ({self.setup_max} in the setup)")
+            )
+            oldest.abort_connection()
+        waiting[session] = None
+
+        def settled(result: object) -> object:
+            waiting.pop(session, None)
+            if self._setup_saturated and len(waiting) < self.setup_max * 3 // 4:
+                self._setup_saturated = False
+                self.log.info(
+                    "{n} endpoints in the setup, under the cap again (closed so far for "
+                    "newer ones: {evicted})",
+                    n=len(waiting),
+                    evicted=self.setup_evicted,
+                )
+            return result
+
+        session.ready.addBoth(settled)
+
     async def _run(self, session: EndpointSession) -> None:
         started = time.time()
         result: Any = None
         failure: Failure | None = None
+        ready = False
         try:
             await session.ready
+            ready = True
             self.log.info("endpoint {peer} ready; running the experiment", peer=session.peer)
             result = self.experiment(session)
             if inspect.isawaitable(result):
@@ -209,10 +268,31 @@ class Controller(Generic[T]):
                 self._running.add(running)
                 running.addBoth(_passing(lambda: self._running.discard(running)))
                 result = await running
+        except GeneratorExit:  # collected while waiting (never connected on): no outcome
+            raise
         except BaseException:
             failure = Failure()
             result = None  # (not the experiment's coroutine, which raised)
-            if self.report_failures:
+            if not ready and failure.check(ControllerError):
+                # The endpoint's doing (no experiment ran): the session said why in one
+                # line, within the budget; no traceback, nothing held.
+                _forget_frames(failure)
+            elif self.report_failures and failure.check(SessionClosed):
+                # The endpoint ended the session under the experiment: its reason in one
+                # line (none when the session said it: a violation, the watchdog).
+                cause = getattr(failure.value, "cause", None)
+                if not isinstance(cause, ProtocolViolation | AnswerTimeout):
+                    note = self.log_budget.allow()
+                    if note is not None:
+                        self.log.warn(
+                            "experiment on endpoint {peer} ended with its session: "
+                            "{error}{budget_note}",
+                            peer=session.peer,
+                            error=failure.value,
+                            budget_note=note,
+                        )
+                _forget_frames(failure)
+            elif self.report_failures:
                 self.log.failure("experiment on endpoint {peer} failed", failure, peer=session.peer)
                 # Logged with its traceback: now drop the frames, which hold the session
                 # (its sockets, their queued data) for as long as the outcome is kept.

@@ -36,6 +36,7 @@ from packetlab.tls import (
     PPKSServerEndpoint,
     PPKSServerOptions,
     ServerEntry,
+    default_pending_max,
     gen_snikey,
 )
 
@@ -107,13 +108,16 @@ def tls_server(
     """A TLS listening endpoint for the demo controller of `home` (§4.6): its exppriv
     chain for `snikey` (also the entry for clients without SNI), trusting k_eop. A
     client still in the handshake after `handshake_timeout` seconds is cut off (and
-    logged), instead of holding its connection for good."""
+    logged), instead of holding its connection for good; at most `default_pending_max()`
+    are in the handshake at once (the oldest closed for each new one), so that silent
+    connections cannot take every descriptor before a real endpoint comes."""
     from twisted.internet.endpoints import serverFromString
 
     entry = demo_server_entry(home)
     options = PPKSServerOptions({snikey: entry}, default=entry)
     deadline = None if handshake_timeout is None else (handshake_timeout, reactor)
-    return PPKSServerEndpoint(serverFromString(reactor, where), options, handshake_timeout=deadline)
+    return PPKSServerEndpoint(serverFromString(reactor, where), options, handshake_timeout=deadline,
+                              pending_max=default_pending_max())  # fmt: skip
 
 
 class LocalEndpoint(ProcessProtocol):

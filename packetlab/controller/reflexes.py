@@ -38,6 +38,10 @@ __all__ = [
 
 _HEAD = struct.Struct(">B3xIIIIIH6x32s")
 MAX_REPORTS = 100_000  # kept per reflex until taken (older ones are dropped)
+#: Bytes of report data kept per reflex until taken (older ones dropped, counted): a
+#: report is at most `abi.MAX_REPORT` (1 KiB) from a real endpoint; one sending 1 MiB
+#: reports nobody took held up to 100,000 of them.
+MAX_REPORT_BYTES = 16 << 20
 
 
 class ReflexUnsupported(ControllerError):
@@ -114,7 +118,9 @@ class Reflex:
         self.session = session
         self.sktid = sktid
         self.digest = digest
-        self.reports: deque[rw.Report] = deque(maxlen=MAX_REPORTS)
+        self.reports: deque[rw.Report] = deque()
+        self.reports_dropped = 0  # the oldest untaken, past MAX_REPORTS or MAX_REPORT_BYTES
+        self._report_bytes = 0
         self.on_report: Callable[[rw.Report], object] | None = None
         #: Fires with the `rw.Detached` notice when the endpoint detaches the reflex.
         self.detached: Deferred[rw.Detached] = Deferred()
@@ -130,11 +136,19 @@ class Reflex:
                 self.log.failure("reflex on socket {sktid}: on_report raised", sktid=self.sktid)
         else:
             self.reports.append(rep)
+            self._report_bytes += len(rep.data)
+            if self._report_bytes > MAX_REPORT_BYTES:  # (recounted: `reports` is public)
+                self._report_bytes = sum(len(r.data) for r in self.reports)
+            while len(self.reports) > MAX_REPORTS or self._report_bytes > MAX_REPORT_BYTES:
+                self._report_bytes -= len(self.reports.popleft().data)
+                self.reports_dropped += 1
 
     def next_report(self) -> Deferred[rw.Report]:
         """The next report (at once if one is waiting)."""
         if self.reports:
-            return succeed(self.reports.popleft())
+            rep = self.reports.popleft()
+            self._report_bytes -= len(rep.data)
+            return succeed(rep)
         d: Deferred[rw.Report] = Deferred()
         self._waiters.append(d)
         return d
@@ -275,6 +289,8 @@ class ReflexMethods:
         try:
             if item.msgtype == w.RREPORT:
                 rep = w.Report.decode(item.body)
+                if len(rep.data) > abi.MAX_REPORT:  # no reflex writes one: not a report
+                    return False
                 handle = self._reflex_handles.get(rep.sktid)
                 if handle is not None:
                     handle._report(rep)

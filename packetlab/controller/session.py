@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from packetlab import wire
 from packetlab.controller.errors import (
+    AnswerTimeout,
     ControllerError,
     ProtocolViolation,
     RequestFailed,
@@ -46,6 +47,7 @@ from packetlab.controller.sessiontext import field_error, loss_text, type_name
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
 from packetlab.controller.socktable import SocketTable
 from packetlab.controller.watchdog import SessionTimers
+from packetlab.logbudget import LogBudget
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire import (
     Cdata,
@@ -73,7 +75,8 @@ _NOTES = (Ntag, Nstat, Ndata, Ndrop, Nblock)
 
 #: Seconds requests may wait with no answer at all before the session is given up
 #: (`AnswerTimeout`). Answers flowing keep it alive however long a pipeline is; our own
-#: backpressure (paused reads) and a suspended experiment do not count.
+#: backpressure (paused reads) while the experiment reads the full socket, and a suspended
+#: experiment, do not count.
 ANSWER_TIMEOUT = 60.0
 #: Seconds the endpoint gets to close after our EOF before the connection is cut.
 CLOSE_GRACE = 5.0
@@ -87,6 +90,9 @@ MAX_FRAME_BODY = 1 << 20
 TLS_HANDSHAKE = 0x16
 #: `linfo` messages kept (the reference sends one per monitor: at most 100 + 16).
 MAX_LINFO = 128
+#: Bytes of `linfo` kept (name, aux and info): the reference's are a few bytes each; 128
+#: of 1 MiB (the frame bound) held 128 MiB for as long as the session lived.
+MAX_LINFO_BYTES = 1 << 20
 #: Unknown message types (and notifications for sockets that are not open) logged one by
 #: one; the rest are only counted.
 UNKNOWN_LOGGED = 10
@@ -182,7 +188,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self.linfo: list[Linfo] = []  # monitor info messages (§8.4)
         self.stray_notes = 0  # notifications for sockets we do not know
         self.unknown_messages = 0  # frames of undefined types (logged, then counted)
-        self.linfo_dropped = 0  # linfo beyond MAX_LINFO
+        self.linfo_dropped = 0  # linfo beyond MAX_LINFO or MAX_LINFO_BYTES
+        self.linfo_bytes = 0
         self.answer_timeout = answer_timeout
         self.close_grace = close_grace
         self.suspended = False
@@ -212,6 +219,10 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self._watch_armed = 0.0
         self._watchdog: Any = None  # DelayedCall while requests wait
         self._cut: Any = None  # DelayedCall: abort if the endpoint ignores our EOF
+        #: Shared by the sessions of one listener (`Controller`): the lines an endpoint
+        #: causes at will (its violations, unknown frames, linfo, losses in the setup)
+        #: are at most `burst` a minute over all of them, the rest counted.
+        self.log_budget: LogBudget | None = None
         #: Called first thing in connectionMade: under TLS only once the endpoint's chain
         #: passed the check (a refused endpoint never connects its session).
         self.on_connected: Callable[[EndpointSession], object] | None = None
@@ -251,7 +262,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         except ControllerError as e:
             for _, d in sent:
                 d.addErrback(lambda f: None)
-            self.log.warn("endpoint {peer}: {error}", peer=self.peer, error=e)
+            if not isinstance(getattr(e, "cause", None), ProtocolViolation | AnswerTimeout):
+                self._say("warn", "endpoint {peer}: {error}", peer=self.peer, error=e)
             if not self.ready.called:
                 self.ready.errback(e)
             self.abort(e)
@@ -321,7 +333,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         d: Deferred[Response] = Deferred()
         if not self._pending:
             self._watch_since = self.reactor.seconds()  # the wait starts now
-            self._watch_seen = self._answers
+            self._watch_seen = self._progress()
             if self._watchdog is None and self.answer_timeout is not None:
                 self._arm_watchdog()
         self._pending.append(_Pending(msg, d, on_success))
@@ -412,17 +424,23 @@ class EndpointSession(  # reflex hook: ReflexMethods
         elif isinstance(item, _NOTES):
             self._on_note(item)
         elif isinstance(item, Linfo):
-            if len(self.linfo) >= MAX_LINFO:  # a reference endpoint sends one per monitor
-                self.linfo_dropped += 1
+            size = len(item.name) + len(item.aux) + len(item.info)
+            if len(self.linfo) >= MAX_LINFO or self.linfo_bytes + size > MAX_LINFO_BYTES:
+                self.linfo_dropped += 1  # a reference endpoint sends one per monitor
                 if self.linfo_dropped == 1:
-                    self.log.warn(
-                        "endpoint {peer} sent more than {n} linfo messages; dropping the rest",
+                    self._say(
+                        "warn",
+                        "endpoint {peer} sent more than {n} linfo messages or {b} bytes of "
+                        "them; dropping the rest (counted in linfo_dropped)",
                         peer=self.peer,
                         n=MAX_LINFO,
+                        b=MAX_LINFO_BYTES,
                     )
                 return
+            self.linfo_bytes += size
             self.linfo.append(item)
-            self.log.info(
+            self._say(
+                "info",
                 "endpoint {peer} linfo {name}: {info}",
                 peer=self.peer,
                 name=item.name.decode("utf-8", "replace"),
@@ -447,7 +465,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
                 return
             self.unknown_messages += 1
             if self.unknown_messages <= UNKNOWN_LOGGED:
-                self.log.warn(
+                self._say(
+                    "warn",
                     "endpoint {peer} sent unknown message type 0x{t:02x} ({n} bytes); "
                     "ignored{more}",
                     peer=self.peer,
@@ -514,7 +533,8 @@ class EndpointSession(  # reflex hook: ReflexMethods
         if sock is None:
             self.stray_notes += 1
             if self.stray_notes <= UNKNOWN_LOGGED:
-                self.log.warn(
+                self._say(
+                    "warn",
                     "endpoint {peer} sent {name} for socket {sktid}, which is not open; "
                     "dropped{more}",
                     peer=self.peer,
@@ -575,7 +595,9 @@ class EndpointSession(  # reflex hook: ReflexMethods
 
     def _violation(self, text: str) -> None:
         err = ProtocolViolation(text)
-        self.log.error("endpoint {peer}: {error}; closing the session", peer=self.peer, error=err)
+        self._say(
+            "error", "endpoint {peer}: {error}; closing the session", peer=self.peer, error=err
+        )
         self.abort(err)
 
     def _closed_error(self) -> SessionClosed:

@@ -70,6 +70,7 @@ class Socket:
         self.max_bytes = max_bytes
         self.dropped = 0  # notifications nobody took (buffering off, no callback)
         self.callback_errors = 0  # exceptions raised by callbacks (logged)
+        self.taken = 0  # notifications the experiment took from the queue (progress)
         self.last_nstat: Nstat | None = None
         self.remote: str | None = None  # "192.0.2.1:80" of a TCP connect (messages)
         self.established: Nstat | None = None
@@ -144,6 +145,7 @@ class Socket:
     def drain(self) -> list[Note]:
         """Take every queued notification at once (no waiting)."""
         notes = list(self._queue)
+        self.taken += len(notes)
         self._queue.clear()
         self._bytes = 0
         self._check_pressure()
@@ -228,6 +230,7 @@ class Socket:
                 d.errback(ConnectFailed(self.sktid, _nstat_name(note.code)))
 
     def _taken(self, note: Note) -> None:
+        self.taken += 1
         if isinstance(note, Ndata):
             self._bytes -= len(note.data)
         self._check_pressure()

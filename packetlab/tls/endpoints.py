@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
+from packetlab.fdcap import default_pending_max
 from packetlab.hostport import host_port
 
 from .anytypes import (
@@ -47,19 +48,6 @@ def _local(gate: PeerGate) -> str:
         return host_port(cast(Any, gate.transport).getHost())
     except Exception:
         return "?"
-
-
-def default_pending_max(nofile: int | None = None) -> int:
-    """A TLS server port's cap on connections in the handshake (`PPKSTLSFactory`
-    `pending_max`): 1024, or 1/8 of the descriptor limit if lower (the established
-    connections need the rest; past the limit accept() fails with EMFILE)."""
-    if nofile is None:
-        import resource
-
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if nofile == resource.RLIM_INFINITY:
-            return 1024
-    return max(16, min(1024, nofile // 8))
 
 
 class PPKSTLSFactory(TLSMemoryBIOFactory):

@@ -30,6 +30,7 @@ from packetlab.controller.session import (
     CLOSE_GRACE,
     MAX_FRAME_BODY,
     MAX_LINFO,
+    MAX_LINFO_BYTES,
     UNKNOWN_LOGGED,
 )
 from packetlab.wire import (
@@ -219,17 +220,19 @@ def test_answers_that_keep_coming_keep_a_long_pipeline_alive() -> None:
     assert s.close_reason is None
 
 
-def test_our_own_paused_reads_and_a_suspension_do_not_count() -> None:
+def test_paused_reads_while_the_experiment_reads_and_a_suspension_do_not_count() -> None:
     s, _, clock = started(max_notes=2)
     opened = s.nopen_udp(1)
     s.dataReceived(frames(Result()))
     result_of(opened)
     d = s.nclose(1)
     note = Ndata(1, 4, 17, 5, b"x", b"\x7f\0\0\1", 53)
-    s.dataReceived(frames(note, note, note))  # the socket queue is full: reads pause
+    s.dataReceived(frames(*[note] * 8))  # the socket queue is full: reads pause
     assert s.paused
-    advance(clock, ANSWER_TIMEOUT * 3)
-    assert not d.called and s.close_reason is None
+    for _ in range(6):  # the experiment takes one now and then: the wait is its
+        advance(clock, ANSWER_TIMEOUT * 0.75)
+        result_of(s.socket(1).get())
+        assert s.paused and not d.called and s.close_reason is None
     s.socket(1).drain()  # reads resume; the wait starts again
     assert not s.paused
     s.dataReceived(frames(Suspd()))
@@ -239,6 +242,33 @@ def test_our_own_paused_reads_and_a_suspension_do_not_count() -> None:
     advance(clock, ANSWER_TIMEOUT * 1.5)
     assert isinstance(failure_of(d), SessionClosed)
     assert isinstance(s.close_reason, AnswerTimeout)
+
+
+def test_paused_reads_with_nothing_taken_end_the_session_naming_the_socket() -> None:
+    """An endpoint flooding a socket the experiment does not read (here: the one it is
+    closing) with an answer behind the flood: reads paused, nothing taken, the nclose
+    never answered. Was a hang for ever (the paused time never counted); now the
+    answer watchdog ends the session and says which socket holds the answers up."""
+    s, t, clock = started(max_notes=4)
+    opened = s.nopen_udp(3)
+    s.dataReceived(frames(Result()))
+    sock = result_of(opened)
+    d = s.nclose(3)
+    note = Ndata(3, 4, 17, 5, b"x" * 100, b"\x7f\0\0\1", 53)
+    s.dataReceived(frames(*[note] * 300, Result()))
+    assert s.paused and sock.queued == 4
+    advance(clock, ANSWER_TIMEOUT * 0.9)
+    assert not d.called
+    advance(clock, ANSWER_TIMEOUT * 0.5)
+    err = failure_of(d)
+    assert isinstance(err, SessionClosed) and isinstance(err.cause, AnswerTimeout)
+    assert str(err.cause) == (
+        "socket 3 has 4 unread notifications and the experiment took none for 60 s while "
+        "1 waiting request (first: nclose) could not be answered (reads from the endpoint "
+        "stay paused until the experiment reads that socket, or nopen with buffer=False)"
+    )
+    assert t.aborted and s.ended
+    assert sock.drain() == [note] * 4  # what came is still readable
 
 
 def test_answer_timeout_none_waits_for_ever() -> None:
@@ -288,6 +318,20 @@ def test_a_linfo_flood_is_kept_bounded() -> None:
     s.dataReceived(frames(*[Linfo(b"monitor", b"\0\0", b"x" * 100)] * (MAX_LINFO + 500)))
     assert len(s.linfo) == MAX_LINFO and s.linfo_dropped == 500
     assert s.close_reason is None
+
+
+def test_linfo_of_the_largest_frames_are_kept_within_a_byte_budget() -> None:
+    """140 linfo of ~1 MiB (under the frame bound): 128 were kept, 128 MiB held for the
+    session's life; now 1 MiB of them, the rest dropped and counted."""
+    s, _, _ = on_string_transport()
+    big = Linfo(b"monitor", b"\0\0", b"i" * (MAX_FRAME_BODY - 64))
+    for _ in range(140):
+        s.dataReceived(frames(big))
+    kept = sum(len(x.name) + len(x.aux) + len(x.info) for x in s.linfo)
+    assert kept == s.linfo_bytes <= MAX_LINFO_BYTES
+    assert len(s.linfo) == 1 and s.linfo_dropped == 139
+    s.dataReceived(frames(Linfo(b"m", b"", b"small")))  # one that fits is still kept
+    assert s.linfo[-1].info == b"small" and s.close_reason is None
 
 
 def test_an_unknown_type_flood_is_counted_not_logged_line_by_line() -> None:

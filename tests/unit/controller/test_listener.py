@@ -24,7 +24,7 @@ from packetlab.controller import (
     read_time,
     run_once,
 )
-from packetlab.wire import Status
+from packetlab.wire import Start, Status
 
 
 class Net:
@@ -417,3 +417,130 @@ def test_keep_outcomes_0_hands_out_only_to_a_caller_waiting() -> None:
     assert not d.called
     serve(ctl, net, 1)
     assert result_of(d).peer == "127.0.0.1:40002" and ctl.dropped_outcomes == 2
+
+
+class Silent(FakeEndpoint):
+    """Connects and answers nothing (a slowloris of the setup)."""
+
+    def handle(self, msg: Any) -> None:
+        pass
+
+
+def test_silent_endpoints_past_setup_max_close_the_oldest_and_a_real_one_is_served() -> None:
+    """Endpoints that connect (plain TCP: anyone can) and never answer the start each held
+    their descriptor for the 60 s answer timeout, with no cap: enough of them took every
+    descriptor. Now at most `setup_max` wait in the setup, the oldest closed for each new
+    one, in one log line for the episode."""
+    net = Net()
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        ctl = result_of(listen(net.reactor, "tcp:0", time_experiment, setup_max=4))
+        silent: list[Any] = []
+        for _ in range(10):
+            _port, factory, _b, _i = net.reactor.tcpServers[-1]
+            peer = IPv4Address("TCP", "10.0.0.1", 30000 + len(silent))
+            session: Any = factory.buildProtocol(peer)
+            fake = Silent(net.reactor)
+            net.pumps.append(iosim.connect(
+                session, iosim.FakeTransport(session, isServer=True, peerAddress=peer),
+                fake, iosim.makeFakeClient(fake), clock=net.reactor,
+            ))  # fmt: skip
+            silent.append(session)
+            net.settle(2)
+        assert [s.ended for s in silent] == [True] * 6 + [False] * 4
+        assert ctl.setup_evicted == 6
+        net.connect()  # a real one: the oldest silent one goes for it
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    assert silent[6].ended and not silent[7].ended
+    served = [o for o in ctl.outcomes if o.ok]
+    assert len(served) == 1 and isinstance(served[0].unwrap(), int)
+    evicted = [o for o in ctl.outcomes if not o.ok]
+    assert len(evicted) == 7
+    assert evicted[0].failure is not None
+    err = evicted[0].failure.value
+    assert isinstance(err, SessionClosed) and isinstance(err.cause, SetupFailed)
+    assert str(err.cause) == "closed for a newer endpoint (4 in the setup)"
+    caps = [e for e in events if "(cap {cap})" in e.get("log_format", "")]
+    assert len(caps) == 1 and caps[0]["cap"] == 4
+    stopped = ctl.stop()
+    net.settle()
+    result_of(stopped)
+
+
+class Garbled(FakeEndpoint):
+    """Answers the start with a malformed mdata (an empty body)."""
+
+    def handle(self, msg: Any) -> None:
+        self.transport.write(b"\x41\x00\x00\x00")  # type: ignore[union-attr]
+
+
+def test_a_flood_of_bad_endpoints_logs_one_line_each_within_a_budget_no_traceback() -> None:
+    """Each endpoint failing its setup was 3 lines (the violation, the setup's loss, and
+    "experiment ... failed" with a traceback), one set per connection at the endpoints'
+    will. Now one line each, at most 20 a minute over all sessions, then counted."""
+    net = Net()
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        ctl = result_of(listen(net.reactor, "tcp:0", time_experiment))
+        for i in range(50):
+            _port, factory, _b, _i = net.reactor.tcpServers[-1]
+            peer = IPv4Address("TCP", "10.0.0.2", 30000 + i)
+            session: Any = factory.buildProtocol(peer)
+            fake = Garbled(net.reactor)
+            net.pumps.append(iosim.connect(
+                session, iosim.FakeTransport(session, isServer=True, peerAddress=peer),
+                fake, iosim.makeFakeClient(fake), clock=net.reactor,
+            ))  # fmt: skip
+            net.settle(2)
+        net.reactor.advance(61)
+        net.connect()
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    assert ctl.finished == 51 and len([o for o in ctl.outcomes if o.ok]) == 1
+    assert not [e for e in events if e.get("log_failure")]
+    said = [e for e in events if "closing the session" in e.get("log_format", "")]
+    assert len(said) == 20
+    assert "malformed mdata from the endpoint (0-byte body)" in str(said[0]["error"])
+    assert "the next ones are counted" in said[-1]["budget_note"]
+
+
+class Vanishing(FakeEndpoint):
+    """Answers the start, then closes instead of answering the next request."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Start):
+            self.result()
+        else:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def test_an_endpoint_gone_under_the_experiment_is_one_line_not_a_traceback() -> None:
+    """An endpoint that closes (or is cut) while the experiment waits on it: was
+    "experiment on endpoint X failed" with a traceback of the controller's own frames;
+    it is the endpoint's doing, one line with its reason."""
+    net = Net()
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
+    try:
+        ctl = result_of(listen(net.reactor, "tcp:0", time_experiment))
+        _port, factory, _b, _i = net.reactor.tcpServers[-1]
+        peer = IPv4Address("TCP", "10.0.0.3", 30000)
+        session: Any = factory.buildProtocol(peer)
+        fake = Vanishing(net.reactor)
+        net.pumps.append(iosim.connect(
+            session, iosim.FakeTransport(session, isServer=True, peerAddress=peer),
+            fake, iosim.makeFakeClient(fake), clock=net.reactor,
+        ))  # fmt: skip
+        net.settle()
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
+    (out,) = ctl.outcomes
+    assert out.failure is not None and out.failure.check(SessionClosed)
+    assert not [e for e in events if e.get("log_failure")]
+    (line,) = [e for e in events if "ended with its session" in e.get("log_format", "")]
+    assert "the endpoint closed the connection with 1 request unanswered" in str(line["error"])

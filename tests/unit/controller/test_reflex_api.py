@@ -98,3 +98,27 @@ def test_a_module_over_the_endpoints_cap_is_refused_before_sending() -> None:
     with pytest.raises(ValueError, match="at most 1048576"):
         result_of(s.attach_reflex(1, WASM + bytes(MAX_MODULE)))
     assert len(t.writes) == sent
+
+
+def test_reports_nobody_takes_are_kept_within_a_byte_budget() -> None:
+    """A hostile endpoint's rreports: up to 100,000 of up to 1 MiB each were kept for a
+    reflex whose reports the experiment does not take (GBs). Now a report longer than
+    any reflex writes (`abi.MAX_REPORT`) is not taken as one (counted as unknown), and
+    at most `MAX_REPORT_BYTES` of the rest are kept, the oldest dropped and counted."""
+    from packetlab.controller.reflexes import MAX_REPORT_BYTES
+
+    s, _, _ = on_string_transport()
+    d = s.attach_reflex(3, WASM)
+    caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+    s.dataReceived(frames(Mdata(rw.CAPS, caps.encode()), Result()))
+    reflex = result_of(d)
+    for _ in range(20):
+        s.dataReceived(rw.Report(3, 1, b"x" * 1_000_000).frame())
+    assert not reflex.reports and s.unknown_messages == 20
+    n = MAX_REPORT_BYTES // abi.MAX_REPORT + 100
+    for i in range(n):
+        s.dataReceived(rw.Report(3, i, b"r" * abi.MAX_REPORT).frame())
+    assert reflex.reports_dropped == 100
+    assert sum(len(r.data) for r in reflex.reports) <= MAX_REPORT_BYTES
+    assert result_of(reflex.next_report()).time == 100  # the oldest kept
+    assert s.close_reason is None

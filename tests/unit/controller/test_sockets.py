@@ -241,3 +241,19 @@ def test_a_raw_nopen_request_gets_a_socket_too() -> None:
     sock = s.find_socket(9)
     assert sock is not None and (sock.family, sock.proto) == (4, 17)
     s.nsend(9, b"x", to=("127.0.0.1", 7))  # family/proto known
+
+
+def test_notes_for_a_closed_socket_are_stray_and_its_queue_stays_as_it_was() -> None:
+    """Session 21 (ctl21), pinned: ndata, nstat and ntag for a socket after its nclose
+    was answered go nowhere (counted), however many; what it had queued stays readable."""
+    s, _, _ = on_string_transport()
+    sock = open_tcp(s, 2)
+    s.dataReceived(frames(ndata(2, b"kept")))
+    closed = s.nclose(2)
+    s.dataReceived(frames(Result()))
+    result_of(closed)
+    late = [ndata(2, b"late"), Nstat(2, 4, 6, 9, NstatCode.PEERCLOSED), Ntag(2, 99, 9)]
+    s.dataReceived(frames(*late * 1000))
+    assert s.stray_notes == 3000 and s.close_reason is None and not s.paused
+    assert [n.data for n in sock.drain()] == [b"kept"]  # type: ignore[union-attr]
+    assert sock.ended and sock.dropped == 0
