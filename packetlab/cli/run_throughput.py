@@ -240,8 +240,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
                    "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
     p.add_argument("-l", "--length", type=length, default=None, metavar="N",
-                   help="block (TCP) or datagram (UDP) size, as iperf3 -l [128K; UDP "
-                   "1460]")  # fmt: skip
+                   help="block (TCP, up to 1M) or datagram (UDP, 16..65507) size, as iperf3 "
+                   "-l (0: the default) [128K; UDP the control connection's MSS]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
     p.add_argument("-O", "--omit", type=int, default=0, metavar="N",

@@ -73,6 +73,7 @@ def native_error(e: BaseException, ours: str) -> str:
 #: under a state read
 CTRL_CLOSED = "control socket has closed unexpectedly"
 
+
 class ControlLost(Iperf3Error, StreamError):
     """The control connection closed or reset under a state read: a StreamError still
     (a new test's connection a server drops is tried again), with iperf3's words."""
