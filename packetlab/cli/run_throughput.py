@@ -240,8 +240,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
                    "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
     p.add_argument("-l", "--length", type=length, default=None, metavar="N",
-                   help="block (TCP) or datagram (UDP) size, as iperf3 -l [128K; UDP "
-                   "1460]")  # fmt: skip
+                   help="block (TCP, up to 1M) or datagram (UDP, 16..65507) size, as iperf3 "
+                   "-l (0: the default) [128K; UDP the control connection's MSS]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
     p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
@@ -293,6 +293,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                      help="only IPv4: a name resolved to IPv4, as iperf3 -4")  # fmt: skip
     fam.add_argument("-6", "--version6", dest="family", action="store_const", const=6,
                      help="only IPv6, as iperf3 -6")  # fmt: skip
+    # -4/-6 make argparse read every negative number as an option (`-t -1`, `-O -1`:
+    # "expected one argument"); without the flag `-1` is a value the checks name
+    # (`-O must be 0..60 s`), and -4/-6 themselves still match exactly first
+    p._has_negative_number_optionals.clear()
     p.add_argument("-B", "--bind", default=None, metavar="ADDR",
                    help="the endpoint's local address for every connection (one of its "
                    "addresses: else one line naming them), as iperf3 -B")  # fmt: skip

@@ -216,7 +216,9 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 60.0
 DEFAULT_TIME = 10.0
 DEFAULT_UDP_RATE = 1_000_000  # bit/s: iperf3's -b default for UDP
 DEFAULT_UDP_BLOCK = 1460  # iperf3's on a 1500-byte MTU path (it takes the control MSS)
-MAX_UDP_BLOCK = 65507 - 8  # one IPv4 datagram
+MAX_UDP_BLOCK = 65535 - 8 - 20  # one IPv4 datagram's payload (iperf.h MAX_UDP_BLOCKSIZE)
+MIN_UDP_BLOCK = 16  # its header: the send time and the datagram's number
+MAX_BLOCK = 1 << 20  # a TCP block (iperf.h MAX_BLOCKSIZE)
 #: The datagram a UDP stream's client sends to be "accepted" and the server's answer:
 #: iperf3 writes the ints 0x36373839 / 0x39383736 in host order (little-endian here).
 UDP_CONNECT_MSG, UDP_CONNECT_REPLY = b"9876", b"6789"

@@ -69,6 +69,16 @@ def native_error(e: BaseException, ours: str) -> str:
     return ours
 
 
+#: iperf3 3.12's words (iperf_error.c, IECTRLCLOSE) for a control connection closed
+#: under a state read
+CTRL_CLOSED = "control socket has closed unexpectedly"
+
+
+class ControlLost(Iperf3Error, StreamError):
+    """The control connection closed or reset under a state read: a StreamError still
+    (a new test's connection a server drops is tried again), with iperf3's words."""
+
+
 #: Unread notes the control connection may hold. An iperf3 server sends a state byte or
 #: two between our reads; one that floods the connection while the test runs (and we do
 #: not read it) would fill the socket's queue, which pauses the whole session's reads
@@ -102,7 +112,12 @@ class Control:
 
     async def state(self, timeout: float | None = None) -> State:
         self._check()
-        got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
+        try:
+            got = await self.stream.read_exactly(1, self.timeout if timeout is None else timeout)
+        except StreamTimeout:
+            raise
+        except StreamError as e:  # iperf3 3.12's client: read() of its state byte failed
+            raise self._lost(e) from None
         self.time = got.time
         try:
             state = iperf3.parse_state(got.data)
@@ -123,6 +138,14 @@ class Control:
         if state == State.SERVER_TERMINATE:
             raise Iperf3Error("the iperf3 server terminated the test", native=TERMINATED)
         return state
+
+    def _lost(self, e: StreamError) -> ControlLost:
+        """The control connection lost under a state read (a server killed mid-test); a
+        close in iperf3's words (its IECTRLCLOSE: read() returned 0)."""
+        if self.stream.eof:
+            return ControlLost(f"the iperf3 server {self.peer} closed the control connection",
+                               native=CTRL_CLOSED)  # fmt: skip
+        return ControlLost(f"the iperf3 server {self.peer}: {e}")
 
     async def expect(self, *states: State, timeout: float | None = None) -> State:
         state = await self.state(timeout)

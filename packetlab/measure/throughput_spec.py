@@ -88,10 +88,9 @@ class TimedSpec:
             )
         if self.bitrate is not None and self.bitrate < 0:
             raise ValueError(f"-b must not be negative, got {self.bitrate:g}")
-        top = iperf3.MAX_UDP_BLOCK if self.udp else 16 << 20
-        least = 16 if self.udp else 1
-        if self.length is not None and not least <= self.length <= top:
-            raise ValueError(f"-l must be {least}..{top} bytes, got {self.length}")
+        if self.length == 0:  # iperf3 3.12: -l 0 is the default block
+            self.length = None
+        self.check_length()
         if self.file is not None and self.bidir:
             raise ValueError(
                 "-F with --bidir is not built: iperf3 3.12 opens the file for writing, "
@@ -101,6 +100,21 @@ class TimedSpec:
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= 3600:
             raise ValueError(
                 f"--connect-timeout must be 1..3600000 ms, got {self.connect_timeout * 1e3:g}"
+            )
+
+    def check_length(self) -> None:
+        """-l in iperf3 3.12's bounds and words (iperf_api.c: IEBLOCKSIZE for TCP,
+        IEUDPBLOCKSIZE for UDP)."""
+        n = self.length
+        if n is None:
+            return
+        if not 0 < n <= iperf3.MAX_BLOCK:
+            raise ValueError(f"-l {n}: block size too large (maximum = {iperf3.MAX_BLOCK} "
+                             "bytes), as iperf3")  # fmt: skip
+        if self.udp and not iperf3.MIN_UDP_BLOCK <= n <= iperf3.MAX_UDP_BLOCK:
+            raise ValueError(
+                f"-l {n}: block size invalid (minimum = {iperf3.MIN_UDP_BLOCK} bytes, "
+                f"maximum = {iperf3.MAX_UDP_BLOCK} bytes), as iperf3"
             )
 
     @property

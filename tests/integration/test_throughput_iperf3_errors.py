@@ -178,3 +178,71 @@ def test_ctrl_c_in_paced_bidir_as_native(port: int) -> None:  # noqa: F811
         roles = [x[5:11] for x in got.stdout.splitlines() if x.endswith("sender")]
         assert roles == ["[TX-C]", "[RX-C]"], got.stdout
     same_line(ours.stderr.splitlines()[-1], theirs.stderr.splitlines()[-1])
+
+
+def _killed_mid_test(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """`cmd -t 3 -b 10M` against its own `iperf3 -s`, SIGKILLed once the first interval
+    line is out (a server that dies: the kernel closes its sockets, no SERVER_TERMINATE).
+    Paced: unpaced on loopback, native 3.12 sometimes reads its data socket's end first
+    and exits 0 without a word."""
+    p = _free_port()
+    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_tcp_listening(p, timeout=20)
+        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "-t", "3", "-b", "10M"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ENV, cwd=REPO)  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any(" sec " in x for x in lines) and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        server.kill()
+        try:
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines) + out, err)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(5)
+
+
+def test_a_server_killed_mid_test_as_native() -> None:
+    """The server dies during `-R -t 3 -b 10M`: iperf3's line for its control connection's close
+    (was ours: `error - 127.0.0.1:PORT closed after 0 of 1 bytes`), exit 1 both."""
+    ours = _killed_mid_test([*PKTLAB])
+    theirs = _killed_mid_test(["iperf3", "-R"])
+    line = "error - control socket has closed unexpectedly"
+    assert ours.returncode == 1 and ours.stderr == f"{OURS}{line}\n", ours
+    # native 3.12 races its two sockets' ends: the control connection's (this line, as
+    # in 3 of 3 runs by hand) or, now and then here, the data stream's: exit 0, no word
+    if theirs.returncode != 0 or theirs.stderr:
+        assert theirs.returncode == 1 and theirs.stderr == f"{THEIRS}{line}\n", theirs
+
+
+@pytest.mark.parametrize(
+    "words", [["-l", "2M"], ["-l", "1048577"], ["-u", "-l", "15"], ["-u", "-l", "65508"]]
+)
+def test_block_length_bounds_as_native(words: list[str]) -> None:
+    """-l beyond iperf3's bounds: native's words after ours (was: `-l 2M` ran with 2 MiB
+    blocks, `-u -l 65508` said 16..65499); refused before anything is sent, so no server."""
+    closed = _free_port()
+    ours, theirs = both(closed, *words)
+    assert (ours.returncode, theirs.returncode) == (2, 1)  # pktlab's usage status
+    native = theirs.stderr.splitlines()[0].removeprefix(f"{THEIRS}parameter error - ")
+    assert ours.stderr.startswith(OURS) and ours.stderr.count("\n") == 1, ours.stderr
+    assert f": {native}, as iperf3" in ours.stderr, (ours.stderr, native)
+
+
+def test_block_length_at_the_bounds_runs_as_native(port: int) -> None:  # noqa: F811
+    """`-u -l 65507` (one IPv4 datagram's payload) runs, as native's (was refused)."""
+    ours, theirs = both(port, "-u", "-l", "65507", "-b", "5M", "-t", "1", "--json")
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stdout[-300:])
+    test = [json.loads(x) for x in ours.stdout.splitlines()][-2]
+    assert test["length"] == 65507 and "error" not in test, test
+    assert json.loads(theirs.stdout)["start"]["test_start"]["blksize"] == 65507

@@ -24,3 +24,24 @@ def test_a_failed_test_carries_iperf3s_words() -> None:
     d, _ = run(rig, TimedSpec(seconds=0.2))
     assert d["error"] == "the iperf3 server is busy (access denied)"
     assert d["iperf3_error"] == iperf3.BUSY
+
+
+def test_a_server_gone_mid_test_is_iperf3s_control_socket_closed() -> None:
+    """A server killed mid-test (the control connection closes where EXCHANGE_RESULTS
+    was due): iperf3 3.12's IECTRLCLOSE words, ours naming the server (were
+    `192.0.2.5:5201 closed after 0 of 1 bytes`, session 21). (An upload's data stream
+    fails first against a real server: test_throughput_iperf3_errors.py.)"""
+    for direction in ("download",):
+        rig, server = rig_with_server()
+
+        def gone(s: State, server: TimedIperf3 = server) -> None:
+            if s != State.EXCHANGE_RESULTS:
+                return TimedIperf3.state(server, s)
+            server.ended = server.rig.clock.seconds()  # its streams stop sending too
+            server.ctl.close()
+
+        server.state = gone  # type: ignore[method-assign]
+        d, _ = run(rig, TimedSpec(direction=direction, seconds=0.2))
+        assert d["error"] == f"the iperf3 server {SERVER[0]}:{SERVER[1]} closed the control " \
+            "connection", d  # fmt: skip
+        assert d["iperf3_error"] == "control socket has closed unexpectedly"

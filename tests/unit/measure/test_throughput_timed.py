@@ -431,6 +431,25 @@ def test_spec_bounds_as_iperf3() -> None:
     assert TimedSpec(udp=True, bitrate=0).rate is None  # -b 0: unlimited
 
 
+def test_block_length_bounds_as_iperf3() -> None:
+    """-l in iperf3 3.12's bounds and words (session 21; were 1..16 MiB for TCP, so
+    `-l 10M` ran where native refuses, and 16..65499 for UDP, so `-u -l 65507` was
+    refused where native sends it); `-l 0` is the default block, as native's."""
+    TimedSpec(length=1 << 20).check()
+    with pytest.raises(ValueError, match=r"^-l 1048577: block size too large \(maximum = "
+                       r"1048576 bytes\), as iperf3$"):  # fmt: skip
+        TimedSpec(length=(1 << 20) + 1).check()
+    TimedSpec(udp=True, length=65507).check()
+    for n in (15, 65508):
+        with pytest.raises(ValueError, match=rf"^-l {n}: block size invalid \(minimum = 16 "
+                           r"bytes, maximum = 65507 bytes\), as iperf3$"):  # fmt: skip
+            TimedSpec(udp=True, length=n).check()
+    for udp, block in ((False, 128 * 1024), (True, 1460)):
+        spec = TimedSpec(udp=udp, length=0)
+        spec.check()
+        assert spec.block == block
+
+
 def test_sans_io_pieces() -> None:
     assert iperf3.stream_ids(1) == [1] and iperf3.stream_ids(4) == [1, 3, 4, 5]
     assert iperf3.display_ids(3) == [5, 7, 9]
