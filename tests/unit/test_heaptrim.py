@@ -231,7 +231,12 @@ def test_the_groups_are_freed_by_one_collection(
 ) -> None:
     """A full collection per group cost ~50 ms each in a twistd start-up."""
     collections: list[int] = []
-    monkeypatch.setattr(heaptrim.gc, "collect", lambda: collections.append(1) or 0)
+
+    def collect() -> int:
+        collections.append(1)
+        return 0
+
+    monkeypatch.setattr(heaptrim.gc, "collect", collect)
     monkeypatch.setattr(heaptrim, "LAZY_BINDINGS", ())
     monkeypatch.setattr(heaptrim, "SCAN_LEFTOVERS", (("zzuser",), ("zzleft",)))
     assert heaptrim.drop_scan_leftovers() == ["zzuser", "zzleft", "zzleft.sub"]
