@@ -7,6 +7,7 @@ instead of vanishing silently into the current directory."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import readline
 
 from packetlab.cli.init import init_home
 from packetlab.controller.local import twistd_command
@@ -217,6 +219,29 @@ def test_a_port_in_use_stops_the_daemon_with_one_line_and_status_1(
     assert not (tmp_path / "twistd.pid").exists()  # twistd cleaned up before the exit
 
 
+# What each daemon logs once its service runs (-n: the log on stdout).
+RUNNING = {
+    "pktbroker": "pktbroker subscribe port listening",
+    "pktendpoint": "cannot reach controller 127.0.0.1:1",
+    "pktproxy": "endpoints port listening",
+}
+
+
+def running(proc: subprocess.Popen[str], line: str, timeout: float = 30.0) -> str:
+    """The output of `proc` up to its first line containing `line`, or up to its exit
+    (or `timeout`); the rest stays for `communicate()`."""
+    assert proc.stdout is not None
+    out, deadline = "", time.monotonic() + timeout
+    while line not in out and time.monotonic() < deadline:
+        if not select.select([proc.stdout.fileno()], [], [], 0.1)[0]:
+            continue
+        got = readline(proc.stdout)
+        if not got:
+            break
+        out += got
+    return out
+
+
 def test_daemons_started_in_the_foreground_from_one_directory_all_run(
     tmp_path: Path, home: Path
 ) -> None:
@@ -232,9 +257,11 @@ def test_daemons_started_in_the_foreground_from_one_directory_all_run(
                 [*twistd_command(), "-n", tap, *background_args(tap)], cwd=tmp_path, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             ))  # fmt: skip
-        time.sleep(3)
-        for p in procs:
-            assert p.poll() is None, p.communicate()[0]
+        # Each one's service at work (past twistd's pid file check, which refused the
+        # second one), not a fixed 3 s: a refused daemon exits, and its output ends first.
+        said = [running(p, line) for p, line in zip(procs, RUNNING.values(), strict=True)]
+        for p, out in zip(procs, said, strict=True):
+            assert p.poll() is None, out + p.communicate()[0]
         assert not (tmp_path / "twistd.pid").exists()
     finally:
         for p in procs:
