@@ -43,6 +43,10 @@ __all__ = [
 _BIO_CHUNK = 1 << 16  # below glibc's mmap threshold (128 KiB): no mmap+munmap per read
 _RECORD_MAX = 1 << 14  # TLS plaintext per record
 _RECORD_TYPES = frozenset((20, 21, 22, 23))  # change_cipher_spec .. application_data
+# A refused peer's link after our alert (PPKSTLSProtocol.failVerification): a round trip
+# or so is all the peer needs to read the alert before it learns of our close.
+LINGER_S = 1.0
+MAX_LINGERING = 256
 
 
 class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
@@ -79,6 +83,9 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     _sealing = False  # _emit is feeding OpenSSL: read its BIO once, after the last record
     _records: RecordLayer | None = None  # the Python record layer, once it took over
     _rx = b""  # the start of a handshake record not yet whole
+    _alerted = False  # our refusal's alert is sent (failVerification lingers)
+    _linger: Any = None  # the abort that ends a lingering close
+    _lingering = 0  # links lingering after an alert, process-wide (MAX_LINGERING)
 
     def makeConnection(self, transport: Any) -> None:
         conn = socket_connection(transport)
@@ -94,6 +101,8 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         return "openssl" if self._handshakeDone else "handshake"
 
     def dataReceived(self, data: bytes) -> None:
+        if self._linger is not None:
+            return  # after our refusal's alert: dropped (failVerification)
         # OpenSSL gives the application one record per read call; the gate gets them all
         # and hands them on as one piece, and what the application writes meanwhile
         # leaves in one send.
@@ -217,7 +226,33 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
             return False
         self.discard()  # nothing of ours goes after it
         self._send(records.fatal_alert(description))
+        self._alerted = True
         return True
+
+    def failVerification(self, reason: Failure) -> None:
+        """After our refusal's alert, close with a FIN, not the RST of an abort: an RST
+        can overtake the alert at the peer, whose kernel then fails its next read or write
+        before the alert is read (a TLS server writing its session tickets after our
+        Finished got ECONNRESET and never learnt why). So: our side shut, the peer's bytes
+        read and dropped, the link closed at the peer's FIN or after LINGER_S (an abort).
+        At most MAX_LINGERING links linger at once; past that, the abort at once."""
+        tcp: Any = self.transport
+        if (
+            not self._alerted
+            or not hasattr(tcp, "loseWriteConnection")
+            or PPKSTLSProtocol._lingering >= MAX_LINGERING
+        ):
+            super().failVerification(reason)
+            return
+        self._reason = reason
+        self._aborted = self.disconnecting = True  # nothing more in or out
+        PPKSTLSProtocol._lingering += 1
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._linger = clock.callLater(LINGER_S, tcp.abortConnection)
+        tcp.loseWriteConnection()
+        tcp.resumeProducing()  # a delayed refusal paused reading: the peer's FIN must come
 
     def getPeerCertificate(self) -> Any:
         conn = self._tlsConnection
@@ -455,6 +490,11 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         super().abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        linger, self._linger = self._linger, None
+        if linger is not None:
+            PPKSTLSProtocol._lingering -= 1
+            if linger.active():
+                linger.cancel()
         self.discard()
         if self._backlog is not None:
             self._backlog.stop()

@@ -162,6 +162,47 @@ def test_a_refused_controller_hears_why_in_a_tls_alert(world: Any, tmp_path: Pat
     assert "expired: cert #0: expired at" in ep.wait_log("refused TLS peer")
 
 
+def test_the_alert_waits_for_a_controller_slow_to_read_it(world: Any, tmp_path: Path) -> None:
+    """The endpoint aborted (RST) right after its alert: a controller that wrote before
+    reading had its write or read fail with ECONNRESET/EOF, the alert unread (it failed
+    here 1 run in 2 with no pause at all). Now the endpoint shuts its side (FIN) and
+    drops what comes until the controller closes, or for tls.protocol.LINGER_S."""
+    import ssl
+
+    home, start = world
+    ctl, ep = start(controller_chain(home, tmp_path / "c", not_after=int(time.time()) - 60))
+    c = ctl.accept()
+    ep.wait_log("refused TLS peer")  # the alert has been sent, the close begun
+    time.sleep(0.3)  # an RST would have come by now
+    with pytest.raises(ssl.SSLError, match=r"ALERT_CERTIFICATE_EXPIRED|certificate expired"):
+        c.send(wire.Start())
+        c.recv(5.0)
+
+
+def test_a_refused_controller_that_never_closes_is_cut(world: Any, tmp_path: Path) -> None:
+    """The close after the alert waits for the controller's FIN only so long: one that
+    keeps writing and never closes is cut (an abort) after LINGER_S, its bytes dropped."""
+    from packetlab.tls.protocol import LINGER_S
+
+    home, start = world
+    ctl, ep = start(controller_chain(home, tmp_path / "c", not_after=int(time.time()) - 60))
+    c = ctl.accept()
+    ep.wait_log("refused TLS peer")
+    tcp = socket.socket(fileno=c.sock.detach())  # the TCP below the TLS socket
+    deadline = time.monotonic() + LINGER_S + 10.0
+    cut = False
+    while time.monotonic() < deadline:
+        try:
+            tcp.send(b"\x17\x03\x03\x00\x10" + bytes(16))  # records the endpoint drops
+        except OSError:  # ECONNRESET/EPIPE: the endpoint cut the link
+            cut = True
+            break
+        time.sleep(0.05)
+    tcp.close()
+    assert cut, "the endpoint kept a refused controller's link open"
+    assert "controller session started" not in ep.output()
+
+
 # --------------------------------------------------------------------------- limits
 
 
