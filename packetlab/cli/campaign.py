@@ -16,15 +16,9 @@ import os
 import sys
 from typing import Any
 
-from packetlab.cli.campaign_run import (
-    Spares,
-    Tally,
-    lost_record,
-    lost_row,
-    measure_on,
-    why_closed,
-)
+from packetlab.cli.campaign_run import Spares, Tally, measure_on
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
+from packetlab.cli.lost import lost_record, lost_row, why_closed
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
 

@@ -296,7 +296,7 @@ async def _with_pool(
     (later endpoints are refused)."""
     from twisted.internet.defer import maybeDeferred
 
-    from packetlab.cli.campaign_run import lost_record, lost_row, why_closed
+    from packetlab.cli.lost import lost_record, lost_row, why_closed
     from packetlab.controller import Controller, read_system_info
     from packetlab.measure.pool import SessionPool
 

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from typing import Protocol as Interface
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 
 from packetlab.controller import IPAddress
 
-if TYPE_CHECKING:
-    from packetlab.wrap.udpmap import UdpMap
-
 # Answers to the shim's name lookups.
 LOOKUP_OK, LOOKUP_NONAME, LOOKUP_FAILED, LOOKUP_LOCAL = 0, 1, 2, 3
+
+
+Local = tuple[IPAddress | None, int] | None  # an address and port, or unknown
+
+
+class ShimAnswers(Interface):
+    """What answers the shim's requests (`udpmap.UdpMap`)."""
+
+    log: Any
+
+    def relay_port(self, request: bytes) -> int: ...
+
+    async def lookup(self, name: str, family: int) -> bytes: ...
+
+    async def reverse(self, addr: IPAddress) -> bytes: ...
+
+    async def tcp_local(self, port: int) -> Local: ...
+
+    async def udp_local(self, family: int, port: int, relay_port: int) -> Local: ...
 
 
 class _MapRequest(Protocol):
@@ -106,7 +123,7 @@ def _local_answer(found: tuple[IPAddress | None, int] | None) -> bytes:
 
 
 class MapServer(Factory):
-    def __init__(self, owner: UdpMap) -> None:
+    def __init__(self, owner: ShimAnswers) -> None:
         self.owner = owner
 
     def buildProtocol(self, addr: Any) -> Any:
