@@ -31,7 +31,7 @@ from packetlab.controller.errors import (
     SetupFailed,
 )
 from packetlab.controller.session import EndpointSession
-from packetlab.fdcap import default_pending_max
+from packetlab.controller.setupcap import SetupCap
 from packetlab.logbudget import LogBudget
 from packetlab.wire import Cdata
 
@@ -120,10 +120,7 @@ class Controller(Generic[T]):
         self.experiment = experiment
         self.programs = list(programs)
         self.limit = limit
-        self.setup_max = default_pending_max() if setup_max is None else setup_max
-        self.setup_evicted = 0  # sessions closed for newer ones past setup_max
-        self._in_setup: dict[EndpointSession, None] = {}  # connected, setup unanswered
-        self._setup_saturated = False
+        self._setup: SetupCap[EndpointSession] = SetupCap(self, setup_max)
         self.report_failures = report_failures
         self.session_options = session_options
         if keep_outcomes is not None and keep_outcomes < 0:
@@ -218,37 +215,27 @@ class Controller(Generic[T]):
             port, self.port = self.port, None
             port.stopListening()
 
+    @property
+    def setup_max(self) -> int:
+        return self._setup.cap
+
+    @property
+    def setup_evicted(self) -> int:
+        """Sessions closed for newer ones past `setup_max`."""
+        return self._setup.evicted
+
     def _admit_setup(self, session: EndpointSession) -> None:
         """Count `session` in the setup; past `setup_max`, close the oldest there."""
-        waiting = self._in_setup
-        while len(waiting) >= self.setup_max:
-            oldest = next(iter(waiting))
-            del waiting[oldest]
-            if not self._setup_saturated:
-                self._setup_saturated = True
-                self.log.warn(
-                    "{n} endpoints in the setup (cap {cap}): closing the oldest one for "
-                    "each new one",
-                    n=len(waiting) + 1,
-                    cap=self.setup_max,
-                )
-            self.setup_evicted += 1
-            oldest.abort(
-                SetupFailed(f"closed for a newer endpoint ({self.setup_max} in the setup)")
-            )
+
+        def close(oldest: EndpointSession, why: str) -> bool:
+            oldest.abort(SetupFailed(why))
             oldest.abort_connection()
-        waiting[session] = None
+            return True
+
+        self._setup.admit(session, close)
 
         def settled(result: object) -> object:
-            waiting.pop(session, None)
-            if self._setup_saturated and len(waiting) < self.setup_max * 3 // 4:
-                self._setup_saturated = False
-                self.log.info(
-                    "{n} endpoints in the setup, under the cap again (closed so far for "
-                    "newer ones: {evicted})",
-                    n=len(waiting),
-                    evicted=self.setup_evicted,
-                )
+            self._setup.settled(session)
             return result
 
         session.ready.addBoth(settled)

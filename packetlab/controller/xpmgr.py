@@ -43,6 +43,7 @@ from packetlab.controller.mlet import (
 )
 from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
+from packetlab.controller.setupcap import SetupCap
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
 from packetlab.ppks import (
     Certificate,
@@ -175,13 +176,8 @@ class Manager:
         self.port: Any = None
         self.pools: list[BacklogPool] = []
         self.workers: set[EndpointWorker] = set()
-        # Endpoints past TLS whose setup is unanswered, oldest first: past `setup_max` the
-        # oldest is closed for each new one (one answering nothing held a descriptor for
-        # SETUP_TIMEOUT, uncapped: a few thousand took every descriptor).
-        self.setup_max = default_pending_max()
-        self._in_setup: dict[EndpointWorker, None] = {}
-        self._setup_saturated = False
-        self.setup_evicted = 0
+        # Endpoints past TLS whose setup is unanswered (setupcap.py).
+        self._setup: SetupCap[EndpointWorker] = SetupCap(self)
         self.single: MletProcess | None = None
         self._control: socket.socket | None = None
         self._exit_code = 0
@@ -429,24 +425,26 @@ class Manager:
         self._admit_setup(worker)
         return exp.programs
 
+    @property
+    def setup_max(self) -> int:
+        return self._setup.cap
+
+    @setup_max.setter
+    def setup_max(self, cap: int) -> None:
+        self._setup.cap = cap
+
+    @property
+    def setup_evicted(self) -> int:
+        return self._setup.evicted
+
     def _admit_setup(self, worker: EndpointWorker) -> None:
-        waiting = self._in_setup
-        while len(waiting) >= self.setup_max:
-            oldest = next(iter(waiting))
-            del waiting[oldest]
+        def close(oldest: EndpointWorker, why: str) -> bool:
             if oldest.state != "setup":  # answered since: it does not count
-                continue
-            if not self._setup_saturated:
-                self._setup_saturated = True
-                self.log.warn(
-                    "{n} endpoints in the setup (cap {cap}): closing the oldest one for each "
-                    "new one",
-                    n=len(waiting) + 1,
-                    cap=self.setup_max,
-                )
-            self.setup_evicted += 1
-            oldest.evict(f"closed for a newer endpoint ({self.setup_max} in the setup)")
-        waiting[worker] = None
+                return False
+            oldest.evict(why)
+            return True
+
+        self._setup.admit(worker, close)
 
     def _launch(self, worker: EndpointWorker, sock: socket.socket) -> None:
         if self.singleton:
@@ -477,15 +475,7 @@ class Manager:
         if worker not in self.workers:
             return
         self.workers.discard(worker)
-        self._in_setup.pop(worker, None)
-        if self._setup_saturated and len(self._in_setup) < self.setup_max * 3 // 4:
-            self._setup_saturated = False
-            self.log.info(
-                "{n} endpoints in the setup, under the cap again (closed so far for newer "
-                "ones: {evicted})",
-                n=len(self._in_setup),
-                evicted=self.setup_evicted,
-            )
+        self._setup.settled(worker)
         result = worker.result()
         self.running -= 1
         if result["status"] == "done":
