@@ -111,7 +111,7 @@ async def campaign(
 ) -> int:
     """Run the campaign; the number of endpoints that measured (`tally` counts them as
     they start, and the ones lost and replaced: a run cut short still says how many)."""
-    from twisted.internet.defer import Deferred, maybeDeferred
+    from twisted.internet.defer import Deferred
 
     from packetlab.controller import Controller, read_system_info
     from packetlab.measure.pool import SessionPool, endpoint_name, endpoint_names
@@ -200,9 +200,8 @@ async def campaign(
                     continue  # nothing dealt to this endpoint
                 setattr(a, cmd.split, parts[i])
             runs.append((name, a, s))
-        if replace == 0 and ctl.port is not None:  # no spare wanted: later ones refused
-            listening, ctl.port = ctl.port, None
-            await maybeDeferred(listening.stopListening)  # (a Deferred or None)
+        if replace == 0:  # no spare wanted: later ones refused
+            await ctl.stop_listening()
         spares = Spares(take=pool.take, name=name_of, hostid=lambda s: hostids.get(s, ""))
         progress.begin()  # from now on a Ctrl-C wraps the runs up (their records kept)
         await measure_on(reactor, cmd, runs, emit, progress, args.sync_start,

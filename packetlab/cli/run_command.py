@@ -294,8 +294,6 @@ async def _with_pool(
     (closed, cut, silent past the answer watchdog) is said once on stderr with its HOSTID
     and address, and its place waits for another. Once all N are here the listener closes
     (later endpoints are refused)."""
-    from twisted.internet.defer import maybeDeferred
-
     from packetlab.cli.lost import lost_record, lost_row, why_closed
     from packetlab.controller import Controller, read_system_info
     from packetlab.measure.pool import SessionPool
@@ -335,9 +333,7 @@ async def _with_pool(
     try:
         sessions = await pool.wait(args.timeout)
         started[0] = True
-        if ctl.port is not None:  # all here: later endpoints are refused
-            listening, ctl.port = ctl.port, None
-            await maybeDeferred(listening.stopListening)
+        await ctl.stop_listening()  # all here: later endpoints are refused
         await experiment(sessions)
     finally:
         pool.release()

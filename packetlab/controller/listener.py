@@ -178,9 +178,7 @@ class Controller(Generic[T]):
         """Stop listening, close the live sessions, cancel the experiments still running
         (a `CancelledError` in each: one waiting on anything but its session would never
         end), and wait for their runs to end."""
-        if self.port is not None:
-            port, self.port = self.port, None
-            await maybeDeferred(port.stopListening)
+        await self.stop_listening()
         for s in list(self.sessions):
             s.close()
         # An experiment waiting on something other than its session (a Deferred of its
@@ -190,6 +188,13 @@ class Controller(Generic[T]):
         runs = list(self._runs)
         if runs:
             await DeferredList(runs, consumeErrors=True)
+
+    @deferred_api
+    async def stop_listening(self) -> None:
+        """Accept no more endpoints (the sessions and runs go on); again: nothing."""
+        if self.port is not None:
+            port, self.port = self.port, None
+            await maybeDeferred(port.stopListening)  # (a Deferred, or None)
 
     # ------------------------------------------------------------------ per endpoint
 
@@ -211,9 +216,8 @@ class Controller(Generic[T]):
         run = Deferred.fromCoroutine(self._run(session))
         self._runs.add(run)
         run.addBoth(lambda _: self._runs.discard(run))
-        if self.limit is not None and self.accepted >= self.limit and self.port is not None:
-            port, self.port = self.port, None
-            port.stopListening()
+        if self.limit is not None and self.accepted >= self.limit:
+            self.stop_listening()
 
     @property
     def setup_max(self) -> int:
