@@ -37,10 +37,7 @@ def endpoint_names(hostids: list[str], peers: list[str]) -> list[str]:
              for n, p in zip(names, peers, strict=True)]  # fmt: skip
     out: list[str] = []
     for n in names:
-        k = 1
-        while (f"{n}-{k}" if k > 1 else n) in out:
-            k += 1
-        out.append(f"{n}-{k}" if k > 1 else n)
+        out.append(_unused(n, out))
     return out
 
 
@@ -51,6 +48,11 @@ def endpoint_name(hostid: str, peer: str, taken: list[str]) -> str:
     name = hostid or peer
     if hostid and any(t == hostid or t.startswith(f"{hostid}@") for t in taken):
         name = f"{hostid}@{peer}"
+    return _unused(name, taken)
+
+
+def _unused(name: str, taken: list[str]) -> str:
+    """`name`, or `name-2`, `name-3`, ... the first not in `taken`."""
     k = 1
     while (f"{name}-{k}" if k > 1 else name) in taken:
         k += 1
