@@ -247,10 +247,7 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         self._reason = reason
         self._aborted = self.disconnecting = True  # nothing more in or out
         PPKSTLSProtocol._lingering += 1
-        clock = self.clock
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self._linger = clock.callLater(LINGER_S, tcp.abortConnection)
+        self._linger = self._clock().callLater(LINGER_S, tcp.abortConnection)
         tcp.loseWriteConnection()
         tcp.resumeProducing()  # a delayed refusal paused reading: the peer's FIN must come
 
@@ -397,13 +394,22 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
         if backlog is None:
             if self._unsent() <= before:
                 return  # all sent: no backlog object for the many links that never queue
-            clock = self.clock
-            if clock is None:
-                from twisted.internet import reactor as clock
             self._backlog = backlog = OwnBacklog(
-                self._unsent, clock, self._hold_reading, self._resume_reading, self._cut_unread
+                self._unsent,
+                self._clock(),
+                self._hold_reading,
+                self._resume_reading,
+                self._cut_unread,
             )
         backlog.sent(before)
+
+    def _clock(self) -> Any:
+        """`clock`, or the global reactor when none was given."""
+        if self.clock is not None:
+            return self.clock
+        from twisted.internet import reactor
+
+        return reactor
 
     def _unsent(self) -> int:
         """Bytes the TCP transport holds, not yet sent (ours and the application's)."""
