@@ -154,8 +154,11 @@ def test_udp_upload_paced_by_the_endpoint(port: int) -> None:
     result = records[-2]
     rx, tx = result["streams"][0]["receiver"], result["streams"][0]["sender"]
     # ours: the datagrams out by the end (a late one may leave after it); the server's:
-    # the highest number it saw
-    assert rx["packets"] == pytest.approx(20e6 / 8 / 1460, abs=2)
+    # the highest number it saw by TEST_END. Never more than the pace allows; a few less
+    # when the server, stalled under load, reads TEST_END before the last datagrams still
+    # in its socket buffer (CI: 1,706 of 1,712, 3.5 ms of datagrams)
+    paced = 20e6 / 8 / 1460
+    assert 0.99 * paced <= rx["packets"] <= paced + 2, rx
     assert tx["packets"] == pytest.approx(rx["packets"], rel=0.02)
     assert rx["lost"] <= 0.01 * rx["packets"]
     assert rx["mbit_s"] == pytest.approx(20, rel=0.05)  # the server's figure
