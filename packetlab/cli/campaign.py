@@ -18,7 +18,7 @@ from typing import Any
 
 from packetlab.cli.campaign_run import Spares, Tally, measure_on
 from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
-from packetlab.cli.lost import lost_record, lost_row, why_closed
+from packetlab.cli.lost import Arrivals, lost_row
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
 
@@ -111,10 +111,8 @@ async def campaign(
 ) -> int:
     """Run the campaign; the number of endpoints that measured (`tally` counts them as
     they start, and the ones lost and replaced: a run cut short still says how many)."""
-    from twisted.internet.defer import Deferred
-
-    from packetlab.controller import Controller, read_system_info
-    from packetlab.measure.pool import SessionPool, endpoint_name, endpoint_names
+    from packetlab.controller import Controller
+    from packetlab.measure.pool import endpoint_name, endpoint_names
 
     cmd: Command = args._command
     link = Link.from_args(args)
@@ -133,51 +131,26 @@ async def campaign(
     check_options(cmd, args)
     tally = Tally() if tally is None else tally
     tally.asked = n
-    hostids: dict[Any, str] = {}
     names: list[str] = []  # every name given so far
-    started = [False]
 
-    def lost_early(session: Any) -> None:
+    def told(record: Record) -> None:
         """Gone while waiting for the start (or as a spare, not counted): told once."""
-        if started[0]:
-            return
         tally.lost += 1
-        hostid = hostids.get(session, "")
-        emit(lost_record(hostid or session.peer, hostid, session.peer, "before the start",
-                         why_closed(session), 0))  # fmt: skip
-        here(f"{hostid or session.peer} lost")
-
-    pool = SessionPool(n, reactor, spares=replace, on_lost=lost_early, watch=True)
-
-    async def arrive(session: Any) -> None:
-        """Who the endpoint is (its HOSTID), then into the pool."""
-        try:
-            hostids[session] = (await read_system_info(session)).hostid
-        except Exception:  # gone (or silent past the watchdog) before saying who it is
-            if not started[0]:
-                tally.lost += 1
-                emit(lost_record(session.peer, "", session.peer, "before the start",
-                                 why_closed(session), 0))  # fmt: skip
-            return
-        held = Deferred.fromCoroutine(pool.experiment(session))
-        here(hostids[session] or session.peer)
-        try:
-            await held
-        finally:  # one turned away or lost waiting: forgotten (endpoints come back)
-            if session not in pool.sessions:
-                hostids.pop(session, None)
+        emit(record)
 
     def here(latest: str) -> None:
         """On a terminal, while waiting: who has come (the runs' words replace it)."""
-        if not started[0]:
-            progress(f"{len(pool.waiting)} of {n} endpoints here (latest: {latest})")
+        progress(f"{len(arrivals.pool.waiting)} of {n} endpoints here (latest: {latest})")
+
+    arrivals = Arrivals(n, reactor, told, spares=replace, here=here)
+    pool, hostids = arrivals.pool, arrivals.hostids
 
     def name_of(session: Any) -> str:
         name = endpoint_name(hostids.get(session, ""), str(session.peer), names)
         names.append(name)
         return name
 
-    ctl: Controller[None] = Controller(arrive, reactor=reactor)
+    ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await ctl.listen(where)
     h: Any = port.getHost()
@@ -185,7 +158,7 @@ async def campaign(
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
-        started[0] = True
+        arrivals.started = True
         tally.replaced = tally.lost  # each endpoint lost before the start: another came
         names += endpoint_names([hostids.get(s, "") for s in sessions],
                                 [str(s.peer) for s in sessions])  # fmt: skip

@@ -294,37 +294,17 @@ async def _with_pool(
     (closed, cut, silent past the answer watchdog) is said once on stderr with its HOSTID
     and address, and its place waits for another. Once all N are here the listener closes
     (later endpoints are refused)."""
-    from packetlab.cli.lost import lost_record, lost_row, why_closed
-    from packetlab.controller import Controller, read_system_info
-    from packetlab.measure.pool import SessionPool
+    from packetlab.cli.lost import Arrivals, lost_row
+    from packetlab.controller import Controller
 
     prog = f"pktlab run {args._command.name}"
-    hostids: dict[Any, str] = {}
-    started = [False]
 
-    def lost(session: Any) -> None:
-        if started[0]:
-            return
-        hostid = hostids.pop(session, "")
-        row = lost_row(lost_record(hostid or session.peer, hostid, session.peer,
-                                   "before the start", why_closed(session), 0))  # fmt: skip
-        print(f"{prog}: {row}; waiting for another endpoint", file=sys.stderr)
+    def told(record: Record) -> None:
+        print(f"{prog}: {lost_row(record)}; waiting for another endpoint", file=sys.stderr)
 
-    pool = SessionPool(args.endpoints, reactor, on_lost=lost, watch=True)
-
-    async def arrive(session: Any) -> None:
-        try:
-            hostids[session] = (await read_system_info(session)).hostid
-        except Exception:  # gone (or silent past the watchdog) before saying who it is
-            lost(session)
-            return
-        try:
-            await pool.experiment(session)
-        finally:  # one turned away or lost while waiting: forgotten
-            if session not in pool.sessions:
-                hostids.pop(session, None)
-
-    ctl: Controller[None] = Controller(arrive, reactor=reactor)
+    arrivals = Arrivals(args.endpoints, reactor, told)
+    pool = arrivals.pool
+    ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await ctl.listen(where)
     h: Any = port.getHost()
@@ -332,7 +312,7 @@ async def _with_pool(
           file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)
-        started[0] = True
+        arrivals.started = True
         await ctl.stop_listening()  # all here: later endpoints are refused
         await experiment(sessions)
     finally:

@@ -20,7 +20,7 @@ from packetlab.cli import build_parser
 from packetlab.cli.campaign import campaign
 from packetlab.cli.campaign_run import Tally
 from packetlab.cli.run_command import Progress
-from packetlab.wire import vmem
+from packetlab.wire import Start, vmem
 
 
 class Reactor(MemoryReactorClock):
@@ -163,3 +163,37 @@ def test_endpoints_turned_away_are_not_remembered() -> None:
     f.step()
     assert set(f.campaign_hostids().values()) == {"solo", "spare"}
     f.until_done()
+
+
+class StartOnly(FakeEndpoint):
+    """Answers the start and nothing else (then closes, the HOSTID read unanswered)."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Start):
+            self.result()
+
+
+def test_one_gone_before_its_hostid_is_told_and_on_the_progress_line() -> None:
+    """The progress line kept the last arrival's name for one gone before its HOSTID
+    (for one lost while waiting it said "X lost"), as `pktlab run --endpoints N` says
+    both: cli.lost.Arrivals is now the one piece behind both."""
+    f = Field("--endpoints", "2")
+    f.arrive("first")
+    ep = StartOnly(f.reactor)
+    factory = f.reactor.tcpServers[-1][1]
+    peer = IPv4Address("TCP", "10.0.0.9", 40000)
+    s = factory.buildProtocol(peer)
+    pump = iosim.connect(s, iosim.FakeTransport(s, isServer=True, peerAddress=peer), ep,
+                         iosim.makeFakeClient(ep), clock=f.reactor)  # fmt: skip
+    pump.flush()
+    ep.transport.loseConnection()  # type: ignore[union-attr]
+    pump.flush()
+    f.step()
+    (lost,) = f.records
+    assert (lost["endpoint"], lost["hostid"], lost["address"]) == ("10.0.0.9:40000", "",
+                                                                    "10.0.0.9:40000")  # fmt: skip
+    assert lost["reason"].startswith("the endpoint closed the connection")
+    assert f.progress.text == "1 of 2 endpoints here (latest: 10.0.0.9:40000 lost)"
+    f.arrive("second")
+    assert f.until_done() == 2
+    assert (f.tally.used, f.tally.lost, f.tally.replaced) == (2, 1, 1)
