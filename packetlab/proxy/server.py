@@ -310,6 +310,17 @@ def _sni_text(sni: str | None) -> str:
     return f"{sni[:64]!r}... ({len(sni)} characters)"
 
 
+def _shown(mine: str, theirs: str) -> tuple[str, str]:
+    """Two managers for a log line: an agent key cut to 16 hex digits, unless both keys
+    begin alike (then whole, or the line would name one manager twice)."""
+
+    def cut(who: str) -> str:
+        return who[: len("agent key ") + 16] + "..." if who.startswith("agent key ") else who
+
+    short = cut(mine), cut(theirs)
+    return short if short[0] != short[1] else (mine, theirs)
+
+
 def keepalive(transport: Any, idle: float) -> bool:
     """TCP keepalive on `transport`: the first probe after `idle` s of silence, then one
     every idle/4 s, given up after `_KEEPALIVE_PROBES`. False where it cannot be set."""
@@ -405,7 +416,8 @@ class SetupProtocol(_Conn):
         if step.handshake_done:
             key = step.peer.public_key if step.peer is not None else None
             host = self.peer_text.rsplit(":", 1)[0]
-            self.manager = f"agent key {key.hex()[:16]}" if key else f"address {host}"
+            # the whole key: two keys sharing a prefix are two managers (`_shown` shortens)
+            self.manager = f"agent key {key.hex()}" if key else f"address {host}"
         out = step.out
         if step.data:
             out += self._frames(step.data)
@@ -441,9 +453,8 @@ class SetupProtocol(_Conn):
             full = self.proxy.registry.full(snikey)
             other = self.proxy.held_by_another(snikey, self.manager)
             if other is not None:
-                full = (
-                    f"snikey {snikey} is held by another manager ({other}; this is {self.manager})"
-                )
+                mine, theirs = _shown(self.manager, other)
+                full = f"snikey {snikey} is held by another manager ({theirs}; this is {mine})"
             if full:  # a soft failure for the manager: it warns and tries again
                 # (as often as it likes: in the setup port's log budget, as its refusals)
                 self.proxy.warn_refusal(

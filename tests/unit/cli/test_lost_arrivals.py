@@ -21,16 +21,16 @@ class Session:
     def __init__(self, peer: str, hostid: str | None) -> None:
         self.peer, self.hostid = peer, hostid  # hostid None: gone before saying it
         self.close_reason: str | None = None
-        self.closed: Deferred[None] = Deferred()
+        self.waiters: list[Deferred[None]] = []
 
     def when_closed(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        self.closed.addBoth(lambda r: (d.callback(None), r)[1])
-        return d
+        self.waiters.append(Deferred())
+        return self.waiters[-1]
 
     def close(self, why: str) -> None:
         self.close_reason = why
-        self.closed.callback(None)
+        for d in self.waiters:
+            d.callback(None)
 
 
 class Info:

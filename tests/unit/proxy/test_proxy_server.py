@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -111,13 +112,32 @@ def refused_xreg(
     return proxy, clock, proto, t, tls
 
 
+class KeyedTLS:
+    """The setup port's TLS, its manager said to show agent key `key` (a fake: two real
+    keys that share their first 64 bits cannot be made)."""
+
+    def __init__(self, inner: TLSHandoff, key: bytes) -> None:
+        self._inner, self._key = inner, key
+
+    def receive(self, data: bytes) -> Any:
+        step = self._inner.receive(data)
+        if step.handshake_done:
+            step.peer = SimpleNamespace(public_key=self._key)  # type: ignore[assignment]
+        return step
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def register(
-    proxy: Proxy, snikey: str = "k1", *, echo: bytes = PREAMBLE
+    proxy: Proxy, snikey: str = "k1", *, echo: bytes = PREAMBLE, key: bytes | None = None
 ) -> tuple[SetupProtocol, HalfCloseTransport]:
     proto = proxy.setup_factory().buildProtocol(None)
     assert isinstance(proto, SetupProtocol)
     t = HalfCloseTransport()
     proto.makeConnection(t)
+    if key is not None:
+        proto.tls = KeyedTLS(proto.tls, key)  # type: ignore[assignment,arg-type]
     tls = client()
 
     def server_out() -> bytes:
@@ -822,3 +842,54 @@ def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOption
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES
     clock.advance(10)  # not used for 10 minutes: free again
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.SUCCESS
+
+
+def refused_lines(proxy: Proxy, key: bytes, snikey: bytes) -> list[str]:
+    """A manager showing `key` sends xreg `snikey`: the log lines of a snikey held."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        proto = proxy.setup_factory().buildProtocol(None)
+        t = HalfCloseTransport()
+        proto.makeConnection(t)
+        proto.tls = KeyedTLS(proto.tls, key)
+        tls = client()
+        proto.dataReceived(tls.start())
+        step = tls.receive(t.value())
+        t.clear()
+        proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey))))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    return [formatEvent(e) for e in seen if "held by another" in formatEvent(e)]
+
+
+def test_two_managers_whose_keys_share_a_64_bit_prefix_are_two(
+    options: PPKSServerOptions,
+) -> None:
+    """A manager was known by its agent key's first 16 hex digits: another key with the
+    same first 64 bits could register backlogs of a snikey the first one holds (and fill
+    its cap). Now the whole key; the log line shows both whole when their prefixes
+    match (cut to 16 digits, it would name one manager twice)."""
+    first, second = bytes(8) + b"\x01" * 24, bytes(8) + b"\x02" * 24
+    proxy, _ = make_proxy(options)
+    register(proxy, "k1", key=first)
+    register(proxy, "k2", key=second)  # a snikey of its own: taken
+    [line] = refused_lines(proxy, second, b"k1")
+    assert proxy.registry.count("k1") == 1 and proxy.stats.registration_failures == 1
+    assert f"(agent key {first.hex()}; this is agent key {second.hex()})" in line
+    register(proxy, "k1", key=first)  # its owner still may
+    assert proxy.registry.count("k1") == 2
+
+
+def test_a_manager_is_shown_by_16_hex_digits_of_its_key_in_log_lines(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    register(proxy, "k1", key=b"\x01" * 32)
+    [line] = refused_lines(proxy, b"\x02" * 32, b"k1")
+    assert "(agent key 0101010101010101...; this is agent key 0202020202020202...)" in line
