@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["config_text", "expand_path"]
+__all__ = ["RepeatedKeys", "config_text", "expand_path"]
 
 
 def expand_path(value: str | os.PathLike[str]) -> Path:
@@ -34,3 +34,31 @@ def config_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+
+
+class RepeatedKeys:
+    """The lines each key of one ``Key value`` config file was set on. A key set twice is
+    no error (the reference's readers are not observable, and ours took the last one);
+    it is one warning naming the file, its lines and the value that counts:
+    ``broker.conf:7: Store repeated (line 3); the last one wins: redis:/tmp/r.sock``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._lines: dict[str, list[tuple[int, str]]] = {}
+
+    def note(self, key: str, lineno: int, value: str) -> None:
+        self._lines.setdefault(key, []).append((lineno, value))
+
+    def last_lines(self) -> dict[str, int]:
+        """Key -> the line of its value (the last one)."""
+        return {key: seen[-1][0] for key, seen in self._lines.items()}
+
+    def warnings(self) -> list[str]:
+        out = []
+        for key, seen in sorted(self._lines.items(), key=lambda kv: kv[1][-1][0]):
+            if len(seen) > 1:
+                (last, value), earlier = seen[-1], [str(n) for n, _ in seen[:-1]]
+                lines = f"line{'s' if len(earlier) > 1 else ''} {', '.join(earlier)}"
+                out.append(f"{self.source}:{last}: {key} repeated ({lines}); the last one "
+                           f"wins: {value}")  # fmt: skip
+        return out

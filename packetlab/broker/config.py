@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packetlab.paths import config_text, expand_path
+from packetlab.paths import RepeatedKeys, config_text, expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
@@ -201,12 +201,15 @@ KNOWN_KEYS = tuple(_HANDLERS)
 
 def parse_config(lines: Iterable[str], source: str) -> BrokerConfig:
     cfg = BrokerConfig()
+    keys = RepeatedKeys(source)
     for lineno, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
         cfg.set(key, value, f"{source}:{lineno}")
+        keys.note(key, lineno, value.strip())
+    cfg.warnings += keys.warnings()
     return cfg
 
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packetlab.paths import RepeatedKeys
 from packetlab.ppks import is_valid_snikey
 from packetlab.wire.nvlist import GLOB_CHARS, VALUE_CHARS, NVListError, parse_nvlist
 
@@ -243,7 +244,7 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
 
 def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
     cfg = XpmgrConfig(path=path)
-    seen: dict[str, int] = {}
+    repeated = RepeatedKeys(path)
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -264,10 +265,9 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
             setattr(cfg, attr, parse(value))  # type: ignore[operator]
         except ValueError as e:
             raise XpmgrConfigError(f"{where}: {key} {value!r}: {e}") from None
-        if key in seen:
-            cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
-        seen[key] = n
-    cfg.lines = dict(seen)
+        repeated.note(key, n, value)
+    seen = cfg.lines = repeated.last_lines()
+    cfg.warnings += repeated.warnings()
     for key in ("EnableExpPublication", "ControllerPrivkeyPath"):
         if key not in seen:
             why = ""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
-from packetlab.paths import config_text, expand_path
+from packetlab.paths import RepeatedKeys, config_text, expand_path
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
@@ -507,17 +507,15 @@ def parse_config(
 ) -> EndpointConfig:
     """Parse ``endpt.conf`` lines into `cfg` (a fresh default config if None)."""
     cfg = cfg if cfg is not None else EndpointConfig()
-    seen: dict[str, int] = {}
+    keys = RepeatedKeys(source)
     for lineno, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
-        where = f"{source}:{lineno}"
-        if key in seen:
-            cfg.warnings.append(f"{where}: {key} repeated (line {seen[key]}); the last one wins")
-        seen[key] = lineno
-        cfg.set(key, value.strip(), where)
+        cfg.set(key, value.strip(), f"{source}:{lineno}")
+        keys.note(key, lineno, value.strip())
+    cfg.warnings += keys.warnings()
     return cfg
 
 

@@ -14,7 +14,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from packetlab.paths import config_text
+from packetlab.paths import RepeatedKeys, config_text
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key
 from packetlab.proxy.splice import available as splice_available
 from packetlab.tapoptions import (
@@ -142,8 +142,10 @@ class Options(TapOptions):
     def postOptions(self) -> None:
         # where each setting came from, as errors name it: "--hello-cap" or "FILE:LINE: Key"
         origin = {opt: f"--{opt}" for opt in _CONFIG_KEYS.values()}
+        self["config-warnings"] = []
         if self["config"]:
-            for key, (value, where) in _read_config(Path(self["config"])).items():
+            settings, self["config-warnings"] = _read_config(Path(self["config"]))
+            for key, (value, where) in settings.items():
                 opt = _CONFIG_KEYS[key]
                 if self[opt] is None:
                     self[opt], origin[opt] = value, f"{where}: {key}"
@@ -239,8 +241,9 @@ def default_pending_max(nofile: int | None = None) -> int:
     return max(16, min(1024, nofile // 8))
 
 
-def _read_config(path: Path) -> dict[str, tuple[str, str]]:
-    """Key -> (value, "FILE:LINE") of a config file of "Key value" lines."""
+def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Key -> (value, "FILE:LINE") of a config file of "Key value" lines, and the
+    warnings of keys given twice (the last one wins)."""
     try:
         text = config_text(path)
     except OSError as e:
@@ -248,6 +251,7 @@ def _read_config(path: Path) -> dict[str, tuple[str, str]]:
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
     cfg: dict[str, tuple[str, str]] = {}
+    keys = RepeatedKeys(str(path))
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -261,7 +265,8 @@ def _read_config(path: Path) -> dict[str, tuple[str, str]]:
         if not value.strip():
             raise usage.UsageError(f"{path}:{n}: {key}: no value")
         cfg[key] = (value.strip(), f"{path}:{n}")
-    return cfg
+        keys.note(key, n, value.strip())
+    return cfg, keys.warnings()
 
 
 class ProxyService(service.MultiService):
@@ -314,6 +319,9 @@ def makeService(options: Options) -> IService:
 
     from packetlab.proxy.registry import BacklogRegistry
     from packetlab.proxy.server import Proxy
+
+    for warning in options["config-warnings"]:
+        log.warn("config: {warning}", warning=warning)
 
     entry = ServerEntry(
         options["credentials"],

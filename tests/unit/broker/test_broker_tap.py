@@ -334,3 +334,12 @@ def test_a_broker_conf_that_is_not_utf8_names_its_line(
     with pytest.raises(usage.UsageError) as e:
         parse("--config", str(bad))
     assert str(e.value) == f"{bad}:3: not UTF-8 text (byte 0xe9)"
+
+
+def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts() -> None:
+    from packetlab.broker.config import parse_config
+
+    cfg = parse_config(["ErrorDelay 1", "Store memory:", "ErrorDelay 2  # later"], "b.conf")
+    assert cfg.error_delay == 2.0
+    assert cfg.warnings == ["b.conf:3: ErrorDelay repeated (line 1); the last one wins: 2"]
+    assert cfg.origin("ErrorDelay") == "b.conf:3: ErrorDelay"

@@ -105,7 +105,7 @@ def test_unknown_and_unused_keys_warn() -> None:
     assert cfg.buf_max == 20
     assert "t.conf:1: unknown key 'Zzyzx' ignored" in cfg.warnings
     assert any("WorkerBusyWaitMode is not used" in w for w in cfg.warnings)
-    assert any("t.conf:4: BufMax repeated (line 3)" in w for w in cfg.warnings)
+    assert "t.conf:4: BufMax repeated (line 3); the last one wins: 20" in cfg.warnings
     assert any("RawModeLKM 1 is not supported" in w for w in cfg.warnings)
     assert cfg.reserved == {"WorkerBusyWaitMode": "1"}
 

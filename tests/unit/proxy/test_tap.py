@@ -193,3 +193,18 @@ def test_a_config_that_is_not_utf8_names_its_line(home: Path, tmp_path: Path) ->
     with pytest.raises(usage.UsageError) as e:
         parse("--home", str(home), "--config", str(bad))
     assert str(e.value) == f"{bad}:3: not UTF-8 text (byte 0xff)"
+
+
+def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts(
+    home: Path, tmp_path: Path
+) -> None:
+    """Was silently the last one (broker.conf too): now one warning a key, as the
+    endpoint's and the manager's configs (packetlab.paths.RepeatedKeys)."""
+    conf = tmp_path / "proxy.conf"
+    conf.write_text("HelloCap 4096\nSetupTimeout 5\n# again\nHelloCap 8192\nHelloCap 2048\n")
+    o = parse("--home", str(home), "--config", str(conf))
+    assert o["hello-cap"] == 2048
+    assert o["config-warnings"] == [
+        f"{conf}:5: HelloCap repeated (lines 1, 4); the last one wins: 2048"
+    ]
+    assert parse("--home", str(home))["config-warnings"] == []

@@ -131,7 +131,7 @@ def test_a_repeated_key_warns_and_the_last_one_wins() -> None:
     c = parse_xpmgr_config(BASE + "TargetBacklogConn 3\nTargetBacklogConn 5\nExpExec 0::c:::\n",
                            "x.conf")  # fmt: skip
     assert c.target_backlog == 5
-    assert c.warnings == ["x.conf:4: TargetBacklogConn repeated (line 3); the last one wins"]
+    assert c.warnings == ["x.conf:4: TargetBacklogConn repeated (line 3); the last one wins: 5"]
 
 
 @pytest.mark.parametrize("override", ["foo=bad value!;", "foo=a;b", "f o=1;", "foo=\u00e9;"])
