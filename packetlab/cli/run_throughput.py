@@ -221,7 +221,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "-t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
     p.add_argument("-t", "--time", type=float, default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
-                   "ends the test at TEST_START + S")  # fmt: skip
+                   "ends the test at TEST_START + S; 0: until Ctrl-C, as iperf3 (here at "
+                   "most 86400 s)")  # fmt: skip
     p.add_argument("-k", "--blockcount", dest="blocks", type=count, default=None, metavar="N",
                    help="blocks of -l bytes to send or receive (K/M/G: 1024), as iperf3 -k "
                    "(not with -t, -n); --bidir: the first direction to reach N ends the "
@@ -576,7 +577,10 @@ def summary(records: list[Record]) -> Record:
 
 
 def budget(args: argparse.Namespace) -> float:
-    return args.runs * ((args.time or 0) + args.max_time + 20)
+    from packetlab.measure.throughput_spec import FOREVER_S
+
+    seconds = FOREVER_S if args.time == 0 else args.time or 0  # -t 0: until Ctrl-C
+    return args.runs * (seconds + args.max_time + 20)
 
 
 def renderer(args: argparse.Namespace) -> Any:

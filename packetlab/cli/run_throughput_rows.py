@@ -182,7 +182,9 @@ def starting_test(spec: Record) -> str:
         return head + f"{spec['bytes_limit']} bytes to send, tos 0"
     if spec.get("blocks"):
         return head + f"{spec['blocks']} blocks to send, tos 0"
-    return head + f"{max(1, int((spec.get('time') or 10) + 0.999))} second test, tos 0"
+    t = spec.get("time")
+    seconds = 10 if t is None else max(1, int(t + 0.999)) if t else 0  # -t 0: "0 second"
+    return head + f"{seconds} second test, tos 0"
 
 
 def connected_rows(r: Record, verbose: bool = False) -> str:

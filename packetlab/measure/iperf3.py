@@ -263,7 +263,7 @@ def timed_parameters(
     params: dict[str, Any] = {
         "udp" if udp else "tcp": True,
         "omit": omit,
-        "time": 0 if seconds is None else max(1, int(seconds + 0.999)),
+        "time": 0 if not seconds else max(1, int(seconds + 0.999)),  # 0: until Ctrl-C (-t 0)
         "num": nbytes or 0,
         "blockcount": blocks or 0,
         "parallel": streams,

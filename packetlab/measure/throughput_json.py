@@ -198,7 +198,7 @@ def start(connected: Record | None, r: Record, started: float, version: str) -> 
         "num_streams": r["parallel"],
         "blksize": r.get("length") or 0,
         "omit": r.get("omit", 0),
-        "duration": 0 if seconds is None else max(1, int(seconds + 0.999)),
+        "duration": 0 if not seconds else max(1, int(seconds + 0.999)),  # -t 0: 0
         "bytes": r.get("bytes_limit") or 0,
         "blocks": r.get("blocks") or 0,
         "reverse": int(r.get("direction") == "download"),

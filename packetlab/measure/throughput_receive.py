@@ -152,7 +152,7 @@ class Receiving(Streams):
                 return False
             if self.progress is not None:
                 done = clock.seconds() - here + (now - self.t0) / 1e9
-                self.progress(f"{done:.1f}/{self.spec.seconds:g} s")
+                self.progress(self.spec.progress(done))
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
             await sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))

@@ -63,7 +63,7 @@ class TimedResult:
             "port": self.port,
             "protocol": "udp" if s.udp else "tcp",
             "parallel": s.streams,
-            "time": s.seconds,
+            "time": s.told_seconds,
             "bytes": s.nbytes,
             "interval": s.interval,
             "length": s.block,

@@ -123,7 +123,7 @@ class Sending(Streams):
                 raise StreamError(f"the test did not end within {timeout:g} s")
             if self.progress is not None and self.spec.seconds is not None:
                 done = max(0, self.latest - self.t0) / 1e9
-                self.progress(f"{min(done, self.spec.seconds):.1f}/{self.spec.seconds:g} s")
+                self.progress(self.spec.progress(done))
             if not queued_any or rate:
                 self.wake = Deferred()
                 timer = clock.callLater(0.01 if rate else 0.05, self._wakeup)

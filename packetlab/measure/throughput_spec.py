@@ -9,7 +9,11 @@ from dataclasses import dataclass
 
 from packetlab.measure import iperf3
 
-__all__ = ["TimedSpec"]
+__all__ = ["FOREVER_S", "TimedSpec"]
+
+# -t 0, iperf3's test without an end (until Ctrl-C): here the longest -t, whose end the
+# endpoint is told, as every -t test's (a test without one is not built)
+FOREVER_S = 86400.0
 
 
 @dataclass(slots=True)
@@ -46,6 +50,7 @@ class TimedSpec:
     # iperf3 labels a stream with its socket's descriptor: one more with --logfile (the
     # log file opened before them: `[  6]`, `[  8]`), as 3.12 prints and puts in -J
     fd_offset: int = 0
+    forever: bool = False  # -t 0: until Ctrl-C, as iperf3 (`seconds` is then FOREVER_S)
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -71,8 +76,12 @@ class TimedSpec:
                 f"--cport must be 1..65535 with room for the {self.sockets} streams' ports "
                 f"(cport + 0..{self.sockets - 1}), got {self.cport}"
             )
-        if self.seconds is not None and not 0 < self.seconds <= 86400:
-            raise ValueError(f"-t must be 0 < T <= 86400 s, got {self.seconds:g}")
+        if self.seconds == 0:  # iperf3 -t 0: no end of its own, Ctrl-C ends it
+            self.forever, self.seconds = True, FOREVER_S
+        if self.seconds is not None and not 0 < self.seconds <= FOREVER_S:
+            raise ValueError(
+                f"-t must be 0 (until Ctrl-C, as iperf3) or 0 < T <= 86400 s, got {self.seconds:g}"
+            )
         if self.nbytes is not None and self.nbytes <= 0:
             raise ValueError(f"-n must be positive, got {self.nbytes}")
         if self.blocks is not None and self.blocks <= 0:
@@ -101,6 +110,17 @@ class TimedSpec:
             raise ValueError(
                 f"--connect-timeout must be 1..3600000 ms, got {self.connect_timeout * 1e3:g}"
             )
+
+    @property
+    def told_seconds(self) -> float | None:
+        """-t as given (0: until Ctrl-C), as the server is told and the output says."""
+        return 0.0 if self.forever else self.seconds
+
+    def progress(self, done: float) -> str:
+        """The progress line's time: `3.0/10 s`, `3.0 s (until Ctrl-C)` for -t 0."""
+        if self.forever or self.seconds is None:
+            return f"{done:.1f} s (until Ctrl-C)"
+        return f"{min(done, self.seconds):.1f}/{self.seconds:g} s"
 
     def check_length(self) -> None:
         """-l in iperf3 3.12's bounds and words (iperf_api.c: IEBLOCKSIZE for TCP,

@@ -316,7 +316,7 @@ class _Test(Receiving, Sending):
             "tcp_mss": ctl_info.snd_mss if ctl_info is not None else 0,
             # the test as the server was told (iperf3 -V's "Starting Test" line)
             "parallel": self.spec.streams, "length": self.spec.block, "omit": self.spec.omit,
-            "time": self.spec.seconds, "bytes_limit": self.spec.nbytes,
+            "time": self.spec.told_seconds, "bytes_limit": self.spec.nbytes,
             "blocks": self.spec.blocks, "bitrate": self.spec.rate,
         }  # fmt: skip
 
@@ -460,7 +460,7 @@ async def timed_test(
         if spec.udp and spec.length is None:
             spec.length = await _udp_block(session, ctl.stream.sktid)
         params = iperf3.timed_parameters(
-            udp=spec.udp, seconds=spec.seconds, nbytes=spec.nbytes, blocks=spec.blocks,
+            udp=spec.udp, seconds=spec.told_seconds, nbytes=spec.nbytes, blocks=spec.blocks,
             streams=spec.streams,
             reverse=spec.direction == "download" and not spec.bidir, length=spec.block,
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,

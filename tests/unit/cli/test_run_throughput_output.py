@@ -178,7 +178,7 @@ def test_json_document_once_per_test_with_the_title() -> None:
         (["--connect-timeout", "0"], "--connect-timeout must be 1..3600000 ms, got 0"),
         # session 21: a negative value is read as one, not as an option (-4/-6 had argparse
         # say `argument -t/--time: expected one argument`)
-        (["-t", "-1"], "-t must be 0 < T <= 86400 s, got -1"),
+        (["-t", "-1"], "-t must be 0 (until Ctrl-C, as iperf3) or 0 < T <= 86400 s, got -1"),
         (["-O", "-1"], "-O must be 0..60 s (iperf3's bound), got -1"),
         (["-P", "-2"], "-P must be 1..128 (iperf3's maximum), got -2"),
         (["-l", "-1"], "-l -1: block size too large (maximum = 1048576 bytes), as iperf3"),
