@@ -180,10 +180,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="DNS server, address or name (default: the endpoint's configured DNS server, port 53)",
     )
     p.add_argument(
-        "--wait", type=float, default=2.0, metavar="S", help="seconds per try [default: 2]"
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds per try (+time=S) [default: 5, as dig]",
     )
     p.add_argument(
-        "--tries", type=int, default=2, metavar="N", help="UDP tries per query [default: 2]"
+        "--tries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="tries per query (+tries=N) [default: 3, as dig]",
     )
     p.add_argument(
         "--norecurse", action="store_true", help="clear the RD bit (ask an authoritative server)"

@@ -505,7 +505,7 @@ def test_dash_t_c_x_and_server_after_a_name_are_its_own_as_dig() -> None:
     assert (a.servers, a.user_server, a.port) == (["127.0.0.1"], "127.0.0.1", 5300)
     a = parse("-p", "5300", "a.test", "@127.0.0.2", "b.test")  # no server for b.test: the default
     assert a.plan[0][3].servers == ["127.0.0.2"] and a.servers == [] and a.user_server is None
-    assert run_dns.COMMAND.budget(a) == 2 * 3 * 2.0
+    assert run_dns.COMMAND.budget(a) == 2 * (3 + 1) * 5.0  # dig's +tries=3, +time=5
 
 
 def test_servers_are_tried_in_order_as_dig() -> None:
@@ -702,7 +702,7 @@ def test_one_type_and_class_a_query_as_dig(
     err = capsys.readouterr().err
     word = "class" if any(w in ("-c", "IN", "CH") for w in argv) else "type"
     assert err == f";; Warning, extra {word} option\n" * warnings
-    assert run_dns.COMMAND.budget(a) == len(asked) * 3 * 2.0  # one query a name
+    assert run_dns.COMMAND.budget(a) == len(asked) * (3 + 1) * 5.0  # one query a name
 
 
 def test_batch_lines_take_the_command_line_s_type_as_dig(
@@ -1099,3 +1099,10 @@ def test_short_then_cmd_keeps_digs_banner_on_a_failure() -> None:
         assert has == (words != ["+cmd", "+short"]), words
     a = parse("@127.0.0.1", "+cmd", "+short", "silent.test")
     assert "<<>>" not in text_of(a, lost)  # +short last: printcmd off, no banner (as dig)
+
+
+def test_tries_and_time_by_default_are_digs() -> None:
+    """dig 9.18: +tries=3, +time=5 (`time dig @127.0.0.9 a.test` against a silent UDP
+    socket: 3 queries 5 s apart, 15.07 s, exit 9); ours were 2 tries of 2 s."""
+    a = parse("a.test")
+    assert (a.tries, a.wait) == (3, 5.0)

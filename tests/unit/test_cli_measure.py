@@ -276,9 +276,9 @@ def _main_args(*argv: str) -> argparse.Namespace:
 
 
 def test_dns_takes_digs_words() -> None:
-    # `dig @127.0.0.1 -p 5353 a.test MX +tcp +norec +time=1 +tries=3`, word for word
+    # `dig @127.0.0.1 -p 5353 a.test MX +tcp +norec +time=1 +tries=4`, word for word
     a = _main_args("run", "dns", "@127.0.0.1", "-p", "5353", "a.test", "MX", "+tcp", "+norec",
-                   "+time=1", "+tries=3", "b.test", "aaaa")  # fmt: skip
+                   "+time=1", "+tries=4", "b.test", "aaaa")  # fmt: skip
     run_dns_words.dig_style(a)
     assert (a.names, a.server, a.port) == (["a.test", "b.test"], "127.0.0.1", 5353)
     assert [e[:2] for e in a.plan] == [
@@ -286,8 +286,8 @@ def test_dns_takes_digs_words() -> None:
         ("b.test", ["aaaa"]),
     ]  # a type: the name before it
     o = a.plan[0][3]  # as dig: the options after a.test are its query's, +time all's
-    assert (o.tcp, o.norecurse, o.wait, o.tries) == (True, True, 1.0, 3)
-    assert (a.tcp, a.norecurse, a.wait, a.tries) == (False, False, 1.0, 2) and a.plan[1][3] is None
+    assert (o.tcp, o.norecurse, o.wait, o.tries) == (True, True, 1.0, 4)
+    assert (a.tcp, a.norecurse, a.wait, a.tries) == (False, False, 1.0, 3) and a.plan[1][3] is None
     # `dig MX a.test b.test -t TXT c.test NS`, as dig: a type before any name is every
     # name's, -t after a name that name's, and after a -t a type word is a name
     a = _main_args("run", "dns", "MX", "a.test", "b.test", "-t", "TXT", "c.test", "NS", "+short")
@@ -295,7 +295,7 @@ def test_dns_takes_digs_words() -> None:
     assert [e[:2] for e in a.plan] == [
         ("a.test", ["MX"]), ("b.test", ["TXT"]), ("c.test", ["MX"]), ("NS", ["MX"])
     ]  # fmt: skip
-    assert a.short and run_dns.COMMAND.budget(a) == 4 * 3 * 2.0
+    assert a.short and run_dns.COMMAND.budget(a) == 4 * (3 + 1) * 5.0
     a = parse("dns", "--server", "::1", "-p", "53", "x.test", "+retry=0")
     run_dns_words.dig_style(a)
     assert (a.server, a.port, a.plan[0][:3], a.plan[0][3].tries) == (
