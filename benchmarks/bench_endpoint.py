@@ -54,6 +54,8 @@ from benchmarks.raw_flow import (
     RecordOpener,
     Walk,
     check_nsend_answers,
+    ends_with_unit,
+    last_unit,
     nsend_tags,
     record_size,
     seal_frames,
@@ -392,6 +394,7 @@ class RawFlow:
         self.arrivals = Arrivals()
         self.arrivals.add(self.end, time.perf_counter())
         self.splitter = FrameSplitter()
+        self._lowat = 1
         self.sock.setsockopt(
             socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, int(self.IDLE_S * 1e6))
         )
@@ -433,6 +436,15 @@ class RawFlow:
         self.arrivals.add(self.end, time.perf_counter())
         return n
 
+    def lowat(self, size: int) -> None:
+        """Let a read wake this process only once `size` bytes are queued (at least 1):
+        fewer wake-ups and bigger copies per read; `size` must never exceed what is still
+        to come, or the last read would wait for its `IDLE_S` (and be timed late)."""
+        size = max(size, 1)
+        if size != self._lowat:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+            self._lowat = size
+
     def walk(self, match: int) -> Walk:
         """The whole units received since the last walk; `match` is a record size (TLS) or
         a frame type (plain TCP)."""
@@ -454,6 +466,7 @@ class RawFlow:
     def finish(self) -> None:
         """Give the link back: what was received but not walked to its reader again."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+        self.lowat(1)
         rest = bytes(self.buf[self.pos : self.end])
         if self.opener is not None:
             self.ep.ctl.unread(self.opener.tail + rest)
@@ -636,20 +649,30 @@ def bench_tcp(ep: Endpoint, size: int, rbufsz: int, *, plain_client: bool = True
         check = DownloadCheck(2, size)
         need = size + 4 + NSTAT_CODE_BODY  # plaintext before which it cannot be over
         nstat = record_size(4 + NSTAT_CODE_BODY) if flow.tls else T_NSTAT
+        # The PEERCLOSED is the last unit: the loop looks for its header at the end of
+        # what came and walks the headers only then (or when nothing comes).
+        last = last_unit(flow.tls)
+        first = flow.end  # raw bytes before the answers: every byte after carries >= 1
         plain = idle = 0
         usage = resource.getrusage
         times, t0 = usage(resource.RUSAGE_SELF), 0.0  # from the first MiB on
         mine: dict[str, float] = {}
+        recv, lowat = flow.recv, flow.lowat
         while check.done_at is None:
-            if flow.recv():
-                plain += flow.walk(nstat).plain
+            if recv():
                 idle = 0
-                if not t0 and plain >= 1 << 20:
+                if not t0 and flow.end - first >= 1 << 20:
                     times, t0 = usage(resource.RUSAGE_SELF), time.perf_counter()
+                if t0:  # never more than the plaintext still owed: the end is not read late
+                    lowat(min(LOWAT, need - (flow.end - first)))
+                if not ends_with_unit(flow.buf, flow.pos, flow.end, last):
+                    continue
+                plain += flow.walk(nstat).plain
                 if not (plain >= need and flow.pos == flow.end and flow.last == nstat):
                     continue
             else:
                 idle += 1
+                plain += flow.walk(nstat).plain
                 if idle * flow.IDLE_S > 30:
                     raise FlowMismatch(f"download stalled after {plain} of {size} bytes")
                 if plain < need:
@@ -676,6 +699,11 @@ def bench_tcp(ep: Endpoint, size: int, rbufsz: int, *, plain_client: bool = True
     }
 
 
+# A download read wakes the controller once this much is queued (SO_RCVLOWAT; the default
+# is every segment): a quarter of the receive buffer, so the sender never waits for it.
+LOWAT = 1 << 20
+
+
 SINK = r"""
 import socket, sys
 size = int(sys.argv[2])
@@ -689,8 +717,8 @@ conn.sendall(data)
 def bench_loopback(size: int) -> dict[str, Any]:
     """The kernel's floor under every download figure: `size` bytes over one loopback TCP
     stream, one process `sendall`ing a ready buffer, this one `recv_into` a pre-touched
-    one (no TLS, no frames, no checks): what the do-nothing endpoint's ceiling is bounded
-    by."""
+    one (no TLS, no frames, no checks), waking as the controller's reads do (`LOWAT`):
+    what the do-nothing endpoint's ceiling is bounded by."""
     ls = socket.create_server(("127.0.0.1", 0))
     src = subprocess.Popen([sys.executable, "-c", SINK, str(ls.getsockname()[1]), str(size)])
     try:
@@ -702,6 +730,10 @@ def bench_loopback(size: int) -> dict[str, Any]:
             if not got:
                 start = time.perf_counter()
             got += n
+            if got >= 1 << 20:  # the controller's reads (`bench_tcp`)
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(min(LOWAT, size - got), 1)
+                )
         elapsed = time.perf_counter() - start
         del view
         RawFlow._spare = buf
