@@ -8,7 +8,8 @@ after the clock stops opens everything and checks every answer. The pieces here 
 (bytes in, bytes out, over `ssl.MemoryBIO`s: no sockets), so they are unit-tested:
 
 * `walk_units`: the whole units (records or frames) of a buffer, counted, with the
-  plaintext they carry and how many match a size or type;
+  plaintext they carry and how many match a size or type; `ends_with_unit`: whether a
+  buffer ends with a download's last unit (`last_unit`), looked up without a walk;
 * `seal_frames` / `RecordOpener`: one record per frame in; whole records out, record by
   record, with the raw offset each record ends at (so a frame's arrival time is known);
 * `FrameSplitter`: frames out of plaintext pieces, each with the raw offset it completed at;
@@ -86,6 +87,25 @@ def walk_units(
             pos = stop
     w.pos, w.count, w.matched, w.plain, w.last = pos, count, matched, plain, last
     return w
+
+
+def last_unit(tls: bool) -> tuple[bytes, int]:
+    """The header a download's last unit (its nstat PEERCLOSED) starts with, and the
+    unit's size: a TLS record header, or the frame header on plain TCP."""
+    if tls:
+        size = record_size(4 + NSTAT_CODE_BODY)
+        return b"\x17\x03\x03" + (size - TLS_HEADER).to_bytes(2, "big"), size
+    return bytes([T_NSTAT, 0, 0, NSTAT_CODE_BODY]), 4 + NSTAT_CODE_BODY
+
+
+def ends_with_unit(buf: bytes | bytearray, pos: int, end: int, unit: tuple[bytes, int]) -> bool:
+    """Whether `buf[pos:end]` ends with a unit of `unit`'s header and size (`last_unit`):
+    the end of a download seen without walking every header of every read. Never false
+    when it does (the caller then walks, which is the proof); rarely true when it does
+    not (ciphertext that happens to look like the header: it costs one walk)."""
+    header, size = unit
+    start = end - size
+    return start >= pos and buf[start : start + len(header)] == header
 
 
 def seal_frames(obj: ssl.SSLObject, outgoing: ssl.MemoryBIO, frames: Iterable[bytes]) -> bytes:

@@ -50,6 +50,8 @@ def test_bench_endpoint_runs_every_measure_against_ours_and_the_null_endpoint(
         assert run["mread"]["count"] == 50, name
     ceiling = json.loads(out.read_text())["ceiling"]
     assert set(ceiling["tls"]) == set(ceiling["tcp"]) == {"udp", "tcp"}
+    for link in ("tls", "tcp"):  # the controller's own cost, beside the measured ratio
+        assert ceiling[link]["tcp"]["one_cpu_rate"] > 0 < ceiling[link]["tcp"]["ratio"], link
 
 
 class WrongPeer:

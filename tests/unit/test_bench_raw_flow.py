@@ -18,6 +18,8 @@ from benchmarks.raw_flow import (
     FrameSplitter,
     RecordOpener,
     check_nsend_answers,
+    ends_with_unit,
+    last_unit,
     nsend_tags,
     record_size,
     seal_frames,
@@ -137,6 +139,27 @@ def test_download_check_counts_every_byte_and_the_end() -> None:
     assert check.first_at == sum(map(len, parts[:3]))  # where the first ndata ends
     check.feed(FrameSplitter().feed(raw[-16:], len(raw) - 16, own_ends=True))
     assert check.done_at == len(raw)
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_a_download_end_is_seen_at_its_last_unit_only(pair: Pair, tls: bool) -> None:
+    """The download loop walks headers only when `ends_with_unit` says the PEERCLOSED may
+    be there: it must say so at the end, and not at any other unit boundary of the same
+    stream (where it would cost a walk) nor in the middle of the last unit."""
+    parts = download(40_000)  # ndata of 20,000 bytes: two records each on TLS
+    raw = seal_frames(pair.client, pair.c_out, parts) if tls else b"".join(parts)
+    unit = last_unit(tls)
+    assert walk_units(raw, 0, len(raw), tls).last == (unit[1] if tls else 0x61)  # the nstat
+    assert ends_with_unit(raw, 0, len(raw), unit)
+    bounds, pos = [], 0
+    while (w := walk_units(raw, pos, len(raw), tls, limit=1)).count:
+        bounds.append(pos := w.pos)
+    assert len(bounds) == (7 if tls else 5)
+    assert not any(ends_with_unit(raw, 0, end, unit) for end in bounds[:-1])
+    assert not any(ends_with_unit(raw, 0, len(raw) - cut, unit) for cut in (1, 5, 20))
+    assert not ends_with_unit(raw, len(raw) - 3, len(raw), unit)  # fewer bytes than a unit
+    other = seal_frames(pair.client, pair.c_out, [frames.result(0)]) if tls else frames.result(0)
+    assert not ends_with_unit(raw + other, 0, len(raw) + len(other), unit)  # not last
 
 
 @pytest.mark.parametrize(
