@@ -352,3 +352,24 @@ def test_a_traceback_loads_its_lazy_modules_and_shows_the_source(tmp_path: Path)
     )
     assert out.stdout.startswith("[True, True] [False, False]\n"), out
     assert "    return {}['missing key']\n" in out.stdout and "KeyError" in out.stdout, out
+
+
+def test_a_run_compiles_neither_unused_patterns_nor_imports_shutils_archivers() -> None:
+    """`pktlab run` turns lazy imports on before it parses its command line (argparse's
+    help formatter imports shutil, which imports bz2, lzma and fnmatch), and the regular
+    expressions of `lazyimports.LAZY_PATTERNS` compile at first use: a ping uses neither
+    (docs/performance.md, "Start-up (session 22, start22)")."""
+    code = (
+        "import re, sys\n"
+        "sys.argv = ['pktlab', 'run', 'ping', '-c', '1', '-q', '127.0.0.1']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "name = sys.modules['cryptography.x509.name']._RFC4514NameParser\n"
+        "print(rc, *(z.is_lazy(n) for n in ('bz2', 'lzma', 'fnmatch')),"
+        " type(name._STRING_RE).__name__, re.compile is z._compile_later)"
+    )
+    out = _python(code)
+    assert out.stdout.splitlines()[-1].split() == [
+        "0", "True", "True", "True", "LazyPattern", "False"
+    ], out  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,69 @@ def test_a_module_whose_body_fails_fails_as_before(where: list[str]) -> None:
 
     with pytest.raises(ValueError, match="its own"):
         lazytest_b.VALUE  # noqa: B018
+
+
+PATTERNS = """
+import re
+import lazytest_b
+WORD = re.compile(r"[a-z]+")
+
+
+class Parser:
+    DIGITS = re.compile(rb"[0-9]+", re.ASCII)
+"""
+
+
+def test_a_listed_module_compiles_its_own_patterns_at_first_use(
+    where: list[str], tmp_path: Path
+) -> None:
+    """A module of `LAZY_PATTERNS` runs at once, its own `re.compile` calls making
+    `LazyPattern`s that compile at first use; those of a module it imports are compiled
+    as before, and `re.compile` is the real one again afterwards."""
+    (tmp_path / "lazytest_re.py").write_text(PATTERNS)
+    (tmp_path / "lazytest_b.py").write_text(MODULE + "EAGER = __import__('re').compile('b')\n")
+    compile_before = re.compile
+    lazyimports.install([], patterns=["lazytest_re"])
+    import lazytest_re
+
+    try:
+        assert re.compile is compile_before
+        assert isinstance(lazytest_re.WORD, lazyimports.LazyPattern)
+        assert isinstance(lazytest_re.Parser.DIGITS, lazyimports.LazyPattern)
+        assert isinstance(sys.modules["lazytest_b"].EAGER, re.Pattern)
+        assert isinstance(lazytest_re.__loader__, importlib.machinery.SourceFileLoader)
+        assert lazytest_re.__spec__.loader is lazytest_re.__loader__
+        match = lazytest_re.WORD.match("abc1")
+        assert match is not None and match.group() == "abc"
+        assert lazytest_re.Parser.DIGITS.findall(b"1 22") == [b"1", b"22"]
+        assert lazytest_re.WORD.pattern == "[a-z]+" and lazytest_re.Parser.DIGITS.flags & re.ASCII
+    finally:
+        sys.modules.pop("lazytest_re", None)
+
+
+def test_cryptographys_name_parser_compiles_nothing_until_used() -> None:
+    """`cryptography.x509.name` (imported by every run's TLS) compiles ~6 ms of regular
+    expressions for `Name.from_rfc4514_string`, which no run calls: with the finder they
+    compile at first use, and parse as before."""
+    import cryptography.x509
+
+    spec = lazyimports._LazyFinder([], lazyimports.LAZY_PATTERNS).find_spec(
+        "cryptography.x509.name", cryptography.x509.__path__
+    )
+    assert spec is not None and isinstance(spec.loader, lazyimports._PatternLoader)
+    module = importlib.util.module_from_spec(spec)  # a copy: the imported one is left alone
+    spec.loader.exec_module(module)
+    parser = module._RFC4514NameParser
+    names = ("_OID_RE", "_DESCR_RE", "_PAIR_MULTI_RE", "_STRING_RE", "_HEXSTRING_RE")
+    assert all(isinstance(getattr(parser, n), lazyimports.LazyPattern) for n in names)
+    text = r"CN=a\,b+OU=x,O=y,1.2.3=#0403616263"
+    eager = cryptography.x509.Name.from_rfc4514_string(text).rfc4514_string()
+    assert module.Name.from_rfc4514_string(text).rfc4514_string() == eager
+    assert eager.startswith(r"CN=a\,b+OU=x,O=y,1.2.3=")
+
+
+def test_every_pattern_module_is_python_code_that_exists() -> None:
+    for name in sorted(lazyimports.LAZY_PATTERNS):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert isinstance(spec.loader, importlib.machinery.SourceFileLoader), name
