@@ -182,7 +182,7 @@ class _PatternLoader:
         module.__loader__ = self.loader
         if not _running:
             _eager[:] = [re.compile]
-            re.compile = _compile_later  # type: ignore[assignment]
+            re.compile = _compile_later
         _running.append(module.__dict__)
         try:
             self.loader.exec_module(module)

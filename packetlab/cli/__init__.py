@@ -275,8 +275,9 @@ def _translate_once() -> None:
 
     domain = gettext.textdomain()
     catalogue = gettext.translation(domain, gettext.bindtextdomain(domain), fallback=True)
-    setattr(argparse, "_", catalogue.gettext)  # (module globals argparse looks up per call)
-    setattr(argparse, "ngettext", catalogue.ngettext)
+    # (module globals argparse looks up at each call; not in its stubs)
+    argparse._ = catalogue.gettext  # type: ignore[attr-defined]
+    argparse.ngettext = catalogue.ngettext  # type: ignore[attr-defined]
 
 
 def _more_operands(args: argparse.Namespace, extra: list[str]) -> bool:

@@ -9,6 +9,7 @@ import os
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,9 +87,9 @@ def test_argparse_looks_the_message_catalogue_up_once(monkeypatch: pytest.Monkey
     searched: list[str] = []
     find = gettext.find
 
-    def counting_find(*args: object, **kw: object) -> object:
+    def counting_find(*args: Any, **kw: Any) -> Any:
         searched.append(str(args[0]))
-        return find(*args, **kw)  # type: ignore[arg-type]
+        return find(*args, **kw)
 
     monkeypatch.setattr(gettext, "find", counting_find)
     after = cli.build_parser("run", "ping").format_help()
