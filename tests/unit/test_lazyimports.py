@@ -240,3 +240,44 @@ def test_every_pattern_module_is_python_code_that_exists() -> None:
         spec = importlib.util.find_spec(name)
         assert spec is not None, name
         assert isinstance(spec.loader, importlib.machinery.SourceFileLoader), name
+
+
+def test_a_partial_package_starts_with_its_names_and_runs_its_code_on_another(
+    where: list[str], tmp_path: Path
+) -> None:
+    """A package of `PARTIAL` starts with its listed names, from their submodules; its
+    own code runs, in the same module, at the first other name asked (`from p import X`
+    too), and the package is then what an eager import makes."""
+    pkg = tmp_path / "lazytest_part"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(MODULE + "from .sub import NAME\nOTHER = NAME + 1\n")
+    (pkg / "sub.py").write_text(MODULE + "NAME = 5\n")
+    lazyimports.install([], [], {"lazytest_part": {"NAME": "sub"}})
+    try:
+        from lazytest_part import NAME
+
+        assert NAME == 5 and where == ["lazytest_part.sub"]
+        assert lazyimports.is_partial("lazytest_part")
+        package = sys.modules["lazytest_part"]
+        assert isinstance(package.__loader__, importlib.machinery.SourceFileLoader)
+        from lazytest_part import OTHER  # another name: the package's code runs
+
+        assert OTHER == 6 and where == ["lazytest_part.sub", "lazytest_part"]
+        assert not lazyimports.is_partial("lazytest_part") and "__getattr__" not in vars(package)
+        with pytest.raises(AttributeError):
+            package.MISSING  # noqa: B018
+    finally:
+        for name in ("lazytest_part", "lazytest_part.sub"):
+            sys.modules.pop(name, None)
+
+
+def test_asyncios_listed_names_are_its_own() -> None:
+    """The names `PARTIAL` gives asyncio before its code runs are the objects its code
+    exports (a Python upgrade that moved one would show here)."""
+    import asyncio
+
+    for package, names in lazyimports.PARTIAL.items():
+        module = importlib.import_module(package)
+        for name, submodule in names.items():
+            found = importlib.import_module(f"{package}.{submodule}")
+            assert getattr(found, name) is getattr(module, name), (asyncio, name)
