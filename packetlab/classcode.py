@@ -17,6 +17,7 @@ import builtins
 import hashlib
 import marshal
 import os
+import re
 import sys
 from importlib.util import MAGIC_NUMBER
 from types import CodeType
@@ -127,11 +128,50 @@ def _compile(
     optimize: int = -1,
 ) -> Any:
     """`compile` for `attr._make`. A class's ``__hash__`` holds the hash of a string,
-    another in every process (hash randomization): compiled each time, not kept."""
+    another in every process (hash randomization): kept with a stand-in in its place,
+    which this process's number then replaces in the code's constants."""
     if type(source) is str and "def __hash__(" in source:
-        flags |= 0 if dont_inherit else sys._getframe(1).f_code.co_flags & _FUTURE_FLAGS
-        return builtins.compile(source, filename, mode, flags, True, optimize)
+        return _compile_salted(source, filename, mode, flags, dont_inherit, optimize)
     return cached_compile(source, filename, mode, flags, dont_inherit, optimize, _depth=2)
+
+
+#: The number attrs puts first in the tuple a ``__hash__`` hashes (the class's salt).
+_SALT = re.compile(r"(hash\(\(\n +)(-?\d+),")
+
+
+def _compile_salted(
+    source: str, filename: Any, mode: str, flags: int, dont_inherit: bool, optimize: int
+) -> Any:
+    """The salt's stand-in is as long as it (9s, its sign kept): the code's column
+    positions are the same, and a table entry serves every salt of that length."""
+    if not dont_inherit:  # (the caller of `_compile`'s, two frames up)
+        flags |= sys._getframe(2).f_code.co_flags & _FUTURE_FLAGS
+    found = _SALT.findall(source)
+    if len(found) == 1:
+        salt = found[0][1]
+        stand_in = "-" * salt.startswith("-") + "9" * len(salt.lstrip("-"))
+        if stand_in not in source:  # (a salt of 9s: compiled as it is)
+            text = _SALT.sub(rf"\g<1>{stand_in},", source)
+            code = cached_compile(text, filename, mode, flags, True, optimize)
+            salted, replaced = _replace_constant(code, int(stand_in), int(salt))
+            if replaced == 1:
+                return salted
+    return builtins.compile(source, filename, mode, flags, True, optimize)
+
+
+def _replace_constant(value: Any, old: int, new: int) -> tuple[Any, int]:
+    """`value` (a code object, a tuple of constants) with the int `old` made `new` in its
+    constants and theirs; how many were replaced."""
+    if type(value) is int and value == old:
+        return new, 1
+    if isinstance(value, CodeType):
+        consts, n = _replace_constant(value.co_consts, old, new)
+        return (value.replace(co_consts=consts) if n else value), n
+    if type(value) is tuple:
+        items = [_replace_constant(v, old, new) for v in value]
+        n = sum(k for _, k in items)
+        return (tuple(v for v, _ in items) if n else value), n
+    return value, 0
 
 
 def keep_generated_code() -> None:

@@ -26,13 +26,25 @@ a thread of a run.
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
+import re
 import sys
 import types
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ["LAZY", "install", "is_lazy", "uninstall"]
+__all__ = [
+    "LAZY",
+    "LAZY_PATTERNS",
+    "PARTIAL",
+    "LazyPattern",
+    "install",
+    "is_lazy",
+    "is_partial",
+    "uninstall",
+]
 
 #: Loaded on first use in `pktlab run`. Each is imported as a module object by the code
 #: that imports it during a run's start (the module after the colon):
@@ -58,7 +70,27 @@ LAZY: frozenset[str] = frozenset(
         "copy",  # dataclasses: for asdict(), astuple()
         "textwrap",  # traceback: when an exception is formatted
         "tokenize",  # linecache: for the source lines of a traceback
+        "bz2",  # shutil (argparse's help formatter), zipfile: for their archives only
+        "lzma",  # shutil, zipfile: as bz2
+        "fnmatch",  # shutil: for `ignore_patterns` only
     }
+)
+
+#: Modules whose regular expressions, compiled as the module is imported, a run does not
+#: use: each compiles at its first use instead (`LazyPattern`). ~6 ms of CPU of every run:
+#: `cryptography.x509.name`'s RFC 4514 parser (`Name.from_rfc4514_string`: one character
+#: class spans all of Unicode), `platform`'s version parsers (attrs asks one of them).
+#: Packages whose ``__init__`` imports much a run never uses, imported only for a few names
+#: (`from asyncio import AbstractEventLoop, Future, iscoroutine` in twisted.internet.defer:
+#: all of asyncio, its event loops, streams, subprocesses and tasks, ~16 ms of CPU). The
+#: package starts with those names, taken from the submodules that define them, and runs
+#: its own code at the first other name asked of it (`is_partial`).
+PARTIAL: dict[str, dict[str, str]] = {
+    "asyncio": {"AbstractEventLoop": "events", "Future": "futures", "iscoroutine": "coroutines"},
+}
+
+LAZY_PATTERNS: frozenset[str] = frozenset(
+    {"cryptography.x509.name", "platform", "logging", "email.utils", "string"}
 )
 
 
@@ -70,8 +102,15 @@ class _LazyFinder:
     `importlib.resources`, `pathlib`, `tempfile`, `zipfile`): finds a listed module with
     the other finders, and wraps its loader."""
 
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        names: Iterable[str],
+        patterns: Iterable[str] = (),
+        partial: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.names = frozenset(names)
+        self.patterns = frozenset(patterns)
+        self.partial = dict(partial or {})
 
     def find_spec(
         self,
@@ -79,7 +118,7 @@ class _LazyFinder:
         path: Sequence[str] | None,
         target: types.ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.names:
+        if not (fullname in self.names or fullname in self.patterns or fullname in self.partial):
             return None
         for finder in sys.meta_path:
             if finder is self or isinstance(finder, _LazyFinder):
@@ -91,7 +130,13 @@ class _LazyFinder:
         else:
             return None
         # Python code only: an extension module's work is its creation, not made lazy.
-        if isinstance(spec.loader, _PYTHON_CODE):
+        if not isinstance(spec.loader, _PYTHON_CODE):
+            return spec
+        if fullname in self.partial:
+            spec.loader = _PartialLoader(spec.loader, self.partial[fullname])
+        elif fullname in self.patterns:
+            spec.loader = _PatternLoader(spec.loader)
+        else:
             spec.loader = _Loader(spec.loader)
         return spec
 
@@ -122,11 +167,130 @@ class _LazyModule(importlib.util._LazyModule):  # type: ignore[name-defined]
             return object.__getattribute__(self, attr)
 
 
-def install(names: Iterable[str] = LAZY) -> None:
-    """From now on, a module of `names` not yet imported is loaded on first use. Once per
-    process (a second call adds nothing); one already imported stays as it is."""
+class LazyPattern:
+    """What `re.compile(pattern, flags)` returns, compiled at the first attribute looked
+    up on it (`.match`, `.sub`, `.pattern`...). Not a `re.Pattern`: only for a module
+    whose patterns are used through their methods (`LAZY_PATTERNS`)."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
+        self._args = (pattern, flags)
+        self._compiled: re.Pattern[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._compiled is None:
+            self._compiled = re.compile(*self._args)
+        return getattr(self._compiled, name)
+
+    def __repr__(self) -> str:
+        return f"LazyPattern({self._args[0]!r}, {self._args[1]!r})"
+
+
+class _PatternLoader:
+    """Runs a module of `LAZY_PATTERNS` with its own calls of `re.compile` (those of its
+    body, not of the modules it imports) making `LazyPattern`s; the module is left with
+    the original loader, as an eager import leaves it."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # get_code, get_source... as the loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        made: types.ModuleType | None = self.loader.create_module(spec)
+        return made
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None:
+            spec.loader = self.loader
+        module.__loader__ = self.loader
+        if not _running:
+            _eager[:] = [re.compile]
+            re.compile = _compile_later
+        _running.append(module.__dict__)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            _running.pop()  # (modules it imports ran and left in between)
+            if not _running:
+                re.compile = _eager.pop()
+
+
+class _PartialLoader:
+    """Starts a package of `PARTIAL` with its listed names only (imported from their
+    submodules); its own code runs, in the same module, at the first other name looked
+    up (a module ``__getattr__``, removed then). The module is left with the original
+    loader, as an eager import leaves it."""
+
+    def __init__(self, loader: Any, names: dict[str, str]) -> None:
+        self.loader = loader
+        self.names = names
+
+    def __getattr__(self, name: str) -> Any:  # get_code, get_source... as the loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        made: types.ModuleType | None = self.loader.create_module(spec)
+        return made
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None:
+            spec.loader = self.loader
+        module.__loader__ = self.loader
+        namespace = module.__dict__
+        for name, submodule in self.names.items():
+            found = importlib.import_module(f"{module.__name__}.{submodule}")
+            namespace[name] = getattr(found, name)
+        loader = self.loader
+
+        def __getattr__(name: str) -> Any:
+            if namespace.get("__getattr__") is not __getattr__:  # (running already)
+                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            del namespace["__getattr__"]
+            loader.exec_module(module)  # the package's own code, in this module
+            return getattr(module, name)
+
+        __getattr__._pktlab_partial = True  # type: ignore[attr-defined]
+        namespace["__getattr__"] = __getattr__
+
+
+def is_partial(name: str) -> bool:
+    """Whether package `name` was started with `PARTIAL`'s names only, its own code not
+    yet run (asking runs nothing)."""
+    hook = vars(sys.modules[name]).get("__getattr__") if name in sys.modules else None
+    return getattr(hook, "_pktlab_partial", False) is True
+
+
+_running: list[dict[str, Any]] = []  # the namespaces of the `_PatternLoader` modules running
+_eager: list[Any] = []  # `re.compile` while they run
+
+
+def _compile_later(pattern: Any, flags: Any = 0) -> Any:
+    """`re.compile` while a module of `LAZY_PATTERNS` runs: a `LazyPattern` when called by
+    its code, the real compile for any other (the modules it imports)."""
+    caller = sys._getframe(1).f_globals
+    if isinstance(pattern, (str, bytes)) and any(caller is ns for ns in _running):
+        return LazyPattern(pattern, flags)
+    return _eager[0](pattern, flags)
+
+
+def install(
+    names: Iterable[str] = LAZY,
+    patterns: Iterable[str] = LAZY_PATTERNS,
+    partial: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """From now on, a module of `names` not yet imported is loaded on first use, one of
+    `patterns` compiles its regular expressions at their first use, and a package of
+    `partial` (default `PARTIAL`) starts with its names only. Once per process (a second
+    call adds nothing); one already imported stays as it is."""
     if not any(isinstance(f, _LazyFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _LazyFinder(names))
+        sys.meta_path.insert(
+            0, _LazyFinder(names, patterns, PARTIAL if partial is None else partial)
+        )
 
 
 def uninstall() -> None:

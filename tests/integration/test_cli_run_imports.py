@@ -235,8 +235,10 @@ def test_a_run_imports_its_reactor_and_endpoint_before_the_startup_freeze(
 def test_a_second_run_compiles_no_generated_class_method(tmp_path: Path) -> None:
     """The methods dataclasses and attrs generate (~36 ms of CPU of a traceroute's start)
     are compiled by the first run and kept (`packetlab.classcode`); a second run finds them
-    all (docs/performance.md, Session 18: start-up)."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    all (docs/performance.md, Session 18: start-up). The same hash seed for both: an attrs
+    `__hash__` is kept per length and sign of its process's salt, so one of a length not
+    seen yet is compiled once more (session 22)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONHASHSEED": "1"}
     code = (
         "import sys\n"
         "sys.argv = ['pktlab', 'run', 'traceroute', '-n', '-q', '1', '127.0.0.1']\n"
@@ -290,9 +292,17 @@ def test_a_run_leaves_unused_third_party_imports_unloaded(argv: list[str]) -> No
     out = _python(code)
     (rc, *lazy), _, executed = (p.split() for p in out.stdout.splitlines()[-1].partition(" | "))
     assert rc == "0", out
-    # Imported and left unloaded: all but those only run http's and run dns's code imports.
-    assert set(lazy) == lazyimports.LAZY - {"urllib.request", "email.parser", "idna"}, lazy
+    # Imported and left unloaded: all but those only run http's and run dns's code imports,
+    # and asyncio's that only its own code (not run: `lazyimports.PARTIAL`) imports.
+    asyncio_own = {"ssl", "asyncio.sslproto", "asyncio.staggered", "asyncio.trsock"}
+    only_others = {"urllib.request", "email.parser", "idna"} | asyncio_own
+    assert set(lazy) == lazyimports.LAZY - only_others, lazy
     assert not (_NOT_EXECUTED | lazyimports.LAZY) & set(executed), set(executed) & _NOT_EXECUTED
+    # asyncio: the three names Twisted imports, and the modules that define them.
+    assert {n for n in executed if n.startswith("asyncio")} == {
+        "asyncio", "asyncio.base_futures", "asyncio.base_tasks", "asyncio.coroutines",
+        "asyncio.events", "asyncio.exceptions", "asyncio.futures",
+    }, executed  # fmt: skip
 
 
 def test_run_http_loads_the_cookie_jar_it_uses_and_not_what_the_jar_imports() -> None:
@@ -352,3 +362,46 @@ def test_a_traceback_loads_its_lazy_modules_and_shows_the_source(tmp_path: Path)
     )
     assert out.stdout.startswith("[True, True] [False, False]\n"), out
     assert "    return {}['missing key']\n" in out.stdout and "KeyError" in out.stdout, out
+
+
+def test_a_run_compiles_neither_unused_patterns_nor_imports_shutils_archivers() -> None:
+    """`pktlab run` turns lazy imports on before it parses its command line (argparse's
+    help formatter imports shutil, which imports bz2, lzma and fnmatch), and the regular
+    expressions of `lazyimports.LAZY_PATTERNS` compile at first use: a ping uses neither
+    (docs/performance.md, "Start-up (session 22, start22)")."""
+    code = (
+        "import re, sys\n"
+        "sys.argv = ['pktlab', 'run', 'ping', '-c', '1', '-q', '127.0.0.1']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "name = sys.modules['cryptography.x509.name']._RFC4514NameParser\n"
+        "print(rc, *(z.is_lazy(n) for n in ('bz2', 'lzma', 'fnmatch')),"
+        " type(name._STRING_RE).__name__, re.compile is z._compile_later, z.is_partial('asyncio'))"
+    )
+    out = _python(code)
+    assert out.stdout.splitlines()[-1].split() == [
+        "0", "True", "True", "True", "LazyPattern", "False", "True"
+    ], out  # fmt: skip
+
+
+def test_asyncio_runs_its_own_code_when_a_program_of_the_run_asks_for_more() -> None:
+    """asyncio starts with the three names Twisted imports (`lazyimports.PARTIAL`); the
+    first other name runs its own code in the same module: an event loop then works, and
+    its names are asyncio's own."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['pktlab', 'run', 'ping', '-c', '1', '-q', '127.0.0.1']\n"
+        "import packetlab.cli as c\n"
+        "rc = c.main()\n"
+        "from packetlab import lazyimports as z\n"
+        "import asyncio\n"
+        "before = z.is_partial('asyncio')\n"
+        "async def three():\n"
+        "    await asyncio.sleep(0)\n"
+        "    return 3\n"
+        "print(rc, before, asyncio.run(three()), z.is_partial('asyncio'),"
+        " asyncio.Future is sys.modules['asyncio.futures'].Future, len(asyncio.__all__) > 50)"
+    )
+    out = _python(code)
+    assert out.stdout.splitlines()[-1].split() == ["0", "True", "3", "False", "True", "True"], out

@@ -121,10 +121,41 @@ def test_an_attrs_class_keeps_its_file_name_and_future_flags(
     for name in ("Pair", "Box"):
         assert _codes(plain[name]) == _codes(kept[name]), name
     assert kept["Pair"](1) == kept["Pair"](1, "r") and kept["Box"]([1]).inside == [1]
-    # Pair's methods hold a hash of this process's: compiled each time, never kept.
+    # Pair's __hash__ holds a hash of this process's: kept with a stand-in for it, which
+    # the code from the table has replaced (`_codes` compares the constants too).
     kept_files = {marshal.loads(blob).co_filename for blob in classcode._read().values()}
     assert any("zz_attrs.Box" in f for f in kept_files), kept_files
-    assert not any("zz_attrs.Pair" in f for f in kept_files), kept_files
+    assert any("zz_attrs.Pair" in f for f in kept_files), kept_files
+    assert hash(kept["Pair"](1)) == hash(kept["Pair"](1, "r")) != hash(kept["Pair"](2))
+
+
+HASH = """def __hash__(self):
+        return hash((
+                {salt},
+                self.a,
+            ))"""
+
+
+@pytest.mark.parametrize("salt", [-4617315517961328365, 1234567890123456789])
+def test_a_hash_method_of_any_salt_comes_from_one_entry_with_its_own_salt(
+    table: Path, salt: int
+) -> None:
+    """attrs's ``__hash__`` hashes a number of the process's own first (a string's hash):
+    one table entry for every number, the code the process's own number would compile to
+    (a cached-hash one, where it stands deeper, too)."""
+    other = int(str(salt)[:-1] + str(9 - int(str(salt)[-1])))  # as long, another salt
+    classcode._compile(HASH.format(salt=other), "<attrs generated hash m.C>", "exec")
+    assert len(classcode._new) == 1
+    code = classcode._compile(HASH.format(salt=salt), "<attrs generated hash m.C>", "exec")
+    assert len(classcode._new) == 1  # the same entry
+    assert code == compile(HASH.format(salt=salt), "<attrs generated hash m.C>", "exec")
+    cached = HASH.replace("return hash((", "if x:\n            y = f(hash((").replace(
+        "            ))", "            )))"
+    )
+    code = classcode._compile(cached.format(salt=salt), "<f>", "exec")
+    assert code == compile(cached.format(salt=salt), "<f>", "exec")
+    two = HASH.format(salt=salt) + "\n" + HASH.format(salt=salt).replace("__hash__", "h2")
+    assert classcode._compile(two, "<f>", "exec") == compile(two, "<f>", "exec")  # compiled
 
 
 def test_a_table_another_could_write_or_of_another_interpreter_is_not_read(

@@ -9,6 +9,7 @@ import os
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,28 @@ def test_pktlab_run_names_the_endpoint_only_for_an_in_process_link() -> None:
     assert "packetlab.endpoint.tap" not in run.startup_imports(args)
     names = run.startup_imports(cli.parse(["run", "dns", "a.test"]))
     assert "packetlab.endpoint.tap" in names and "packetlab.cli.report" not in names
+
+
+def test_argparse_looks_the_message_catalogue_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pktlab` binds argparse's `_`/`ngettext` to one looked-up catalogue: building and
+    using a parser then searches for none (it searched at each of its 45+ messages), and
+    says the same texts."""
+    import gettext
+
+    monkeypatch.setattr(argparse, "_", argparse._)  # type: ignore[attr-defined]
+    monkeypatch.setattr(argparse, "ngettext", argparse.ngettext)  # type: ignore[attr-defined]
+    before = cli.build_parser("run", "ping").format_help()
+    cli._translate_once()
+    searched: list[str] = []
+    find = gettext.find
+
+    def counting_find(*args: Any, **kw: Any) -> Any:
+        searched.append(str(args[0]))
+        return find(*args, **kw)
+
+    monkeypatch.setattr(gettext, "find", counting_find)
+    after = cli.build_parser("run", "ping").format_help()
+    assert searched == [] and after == before
+    assert argparse.ngettext("expected %s argument", "expected %s arguments", 2) == (  # type: ignore[attr-defined]
+        gettext.ngettext("expected %s argument", "expected %s arguments", 2)
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,110 @@ def test_a_module_whose_body_fails_fails_as_before(where: list[str]) -> None:
 
     with pytest.raises(ValueError, match="its own"):
         lazytest_b.VALUE  # noqa: B018
+
+
+PATTERNS = """
+import re
+import lazytest_b
+WORD = re.compile(r"[a-z]+")
+
+
+class Parser:
+    DIGITS = re.compile(rb"[0-9]+", re.ASCII)
+"""
+
+
+def test_a_listed_module_compiles_its_own_patterns_at_first_use(
+    where: list[str], tmp_path: Path
+) -> None:
+    """A module of `LAZY_PATTERNS` runs at once, its own `re.compile` calls making
+    `LazyPattern`s that compile at first use; those of a module it imports are compiled
+    as before, and `re.compile` is the real one again afterwards."""
+    (tmp_path / "lazytest_re.py").write_text(PATTERNS)
+    (tmp_path / "lazytest_b.py").write_text(MODULE + "EAGER = __import__('re').compile('b')\n")
+    compile_before = re.compile
+    lazyimports.install([], patterns=["lazytest_re"])
+    import lazytest_re
+
+    try:
+        assert re.compile is compile_before
+        assert isinstance(lazytest_re.WORD, lazyimports.LazyPattern)
+        assert isinstance(lazytest_re.Parser.DIGITS, lazyimports.LazyPattern)
+        assert isinstance(sys.modules["lazytest_b"].EAGER, re.Pattern)
+        assert isinstance(lazytest_re.__loader__, importlib.machinery.SourceFileLoader)
+        assert lazytest_re.__spec__.loader is lazytest_re.__loader__
+        match = lazytest_re.WORD.match("abc1")
+        assert match is not None and match.group() == "abc"
+        assert lazytest_re.Parser.DIGITS.findall(b"1 22") == [b"1", b"22"]
+        assert lazytest_re.WORD.pattern == "[a-z]+" and lazytest_re.Parser.DIGITS.flags & re.ASCII
+    finally:
+        sys.modules.pop("lazytest_re", None)
+
+
+def test_cryptographys_name_parser_compiles_nothing_until_used() -> None:
+    """`cryptography.x509.name` (imported by every run's TLS) compiles ~6 ms of regular
+    expressions for `Name.from_rfc4514_string`, which no run calls: with the finder they
+    compile at first use, and parse as before."""
+    import cryptography.x509
+
+    spec = lazyimports._LazyFinder([], lazyimports.LAZY_PATTERNS).find_spec(
+        "cryptography.x509.name", cryptography.x509.__path__
+    )
+    assert spec is not None and isinstance(spec.loader, lazyimports._PatternLoader)
+    module = importlib.util.module_from_spec(spec)  # a copy: the imported one is left alone
+    spec.loader.exec_module(module)
+    parser = module._RFC4514NameParser
+    names = ("_OID_RE", "_DESCR_RE", "_PAIR_MULTI_RE", "_STRING_RE", "_HEXSTRING_RE")
+    assert all(isinstance(getattr(parser, n), lazyimports.LazyPattern) for n in names)
+    text = r"CN=a\,b+OU=x,O=y,1.2.3=#0403616263"
+    eager = cryptography.x509.Name.from_rfc4514_string(text).rfc4514_string()
+    assert module.Name.from_rfc4514_string(text).rfc4514_string() == eager
+    assert eager.startswith(r"CN=a\,b+OU=x,O=y,1.2.3=")
+
+
+def test_every_pattern_module_is_python_code_that_exists() -> None:
+    for name in sorted(lazyimports.LAZY_PATTERNS):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert isinstance(spec.loader, importlib.machinery.SourceFileLoader), name
+
+
+def test_a_partial_package_starts_with_its_names_and_runs_its_code_on_another(
+    where: list[str], tmp_path: Path
+) -> None:
+    """A package of `PARTIAL` starts with its listed names, from their submodules; its
+    own code runs, in the same module, at the first other name asked (`from p import X`
+    too), and the package is then what an eager import makes."""
+    pkg = tmp_path / "lazytest_part"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(MODULE + "from .sub import NAME\nOTHER = NAME + 1\n")
+    (pkg / "sub.py").write_text(MODULE + "NAME = 5\n")
+    lazyimports.install([], [], {"lazytest_part": {"NAME": "sub"}})
+    try:
+        from lazytest_part import NAME
+
+        assert NAME == 5 and where == ["lazytest_part.sub"]
+        assert lazyimports.is_partial("lazytest_part")
+        package = sys.modules["lazytest_part"]
+        assert isinstance(package.__loader__, importlib.machinery.SourceFileLoader)
+        from lazytest_part import OTHER  # another name: the package's code runs
+
+        assert OTHER == 6 and where == ["lazytest_part.sub", "lazytest_part"]
+        assert not lazyimports.is_partial("lazytest_part") and "__getattr__" not in vars(package)
+        with pytest.raises(AttributeError):
+            package.MISSING  # noqa: B018
+    finally:
+        for name in ("lazytest_part", "lazytest_part.sub"):
+            sys.modules.pop(name, None)
+
+
+def test_asyncios_listed_names_are_its_own() -> None:
+    """The names `PARTIAL` gives asyncio before its code runs are the objects its code
+    exports (a Python upgrade that moved one would show here)."""
+    import asyncio
+
+    for package, names in lazyimports.PARTIAL.items():
+        module = importlib.import_module(package)
+        for name, submodule in names.items():
+            found = importlib.import_module(f"{package}.{submodule}")
+            assert getattr(found, name) is getattr(module, name), (asyncio, name)
