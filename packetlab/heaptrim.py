@@ -52,6 +52,7 @@ SCAN_LEFTOVERS = (
     ("argparse",),
     ("difflib",),
     ("twisted.cred",),
+    ("twisted.plugins.twisted_words", "twisted.words"),
     ("pdb",),
     ("bdb",),
     ("cmd",),
