@@ -173,3 +173,9 @@ def test_a_module_whose_body_fails_fails_as_before(where: list[str]) -> None:
 
     with pytest.raises(ValueError, match="its own"):
         lazytest_b.VALUE  # noqa: B018
+
+
+def test_the_endpoints_lazy_modules_are_among_those_a_run_makes_lazy() -> None:
+    """Under `pktlab run` the in-process endpoint's tap installs nothing more (the finder
+    is installed once per process): what it expects lazy must be lazy there too."""
+    assert lazyimports.ENDPOINT <= lazyimports.LAZY
