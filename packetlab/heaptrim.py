@@ -52,7 +52,6 @@ SCAN_LEFTOVERS = (
     ("argparse",),
     ("difflib",),
     ("twisted.cred",),
-    ("twisted.plugins.twisted_words", "twisted.words"),
     ("pdb",),
     ("bdb",),
     ("cmd",),
