@@ -143,8 +143,9 @@ class Uses:
     Built once (on first use) for all the groups of `drop_scan_leftovers`: a look into
     every object of every module per group cost 20-50 ms each in a twistd start-up.
     Only the bindings that point into `roots` are kept (a few dozen): an index of every
-    global (~90k entries, ~4 MiB at its peak) left its freed memory scattered among the
-    objects allocated after it, resident for good. Every hit is read again when asked,
+    global (2.7 MB of Python objects at its peak under twistd) left its freed memory
+    scattered among the objects allocated after it, resident for good (idle endpoint
+    RSS +0.6 MiB, docs/performance.md). Every hit is read again when asked,
     so modules forgotten (or bindings popped) since the index was built count no more.
     Asked about modules outside `roots` (or with no `roots`), it looks again for them."""
 

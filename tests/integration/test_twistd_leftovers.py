@@ -53,7 +53,7 @@ print(len(dropped), tracemalloc.get_traced_memory()[1])
 def test_the_drop_allocates_little_on_its_way() -> None:
     """What the drop allocates to find the unused modules is freed, but it stays resident
     (scattered among the objects the daemon allocates next): an index of every global
-    peaked at ~4 MiB under twistd and left idle RSS 1.9 MiB higher (docs/performance.md)."""
+    peaked at 2.7 MB under twistd and left idle RSS 0.6 MiB higher (docs/performance.md)."""
     out = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True, check=True)
     count, peak = (int(x) for x in out.stdout.split())
     assert count >= 20, out.stdout  # the scan's leftovers did go

@@ -246,10 +246,10 @@ def test_the_groups_are_freed_by_one_collection(
 def test_the_shared_index_holds_only_what_points_into_the_groups(
     fake_tree: dict[str, types.ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An index of every global of every loaded module (~4 MiB at its peak under twistd)
-    left its freed memory scattered among what the daemon allocated next: idle RSS +1.9
-    MiB. This process has more modules loaded than twistd; the index of the few bindings
-    into the groups stays far below one of all of them."""
+    """An index of every global of every loaded module (2.7 MB of Python objects at its
+    peak under twistd) left its freed memory scattered among what the daemon allocated
+    next: idle RSS +0.6 MiB. This process has more modules loaded than twistd; the index
+    of the few bindings into the groups stays far below one of all of them."""
     import tracemalloc
 
     monkeypatch.setattr(heaptrim, "LAZY_BINDINGS", ())
