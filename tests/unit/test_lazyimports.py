@@ -37,6 +37,7 @@ def where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     saved = list(sys.meta_path)
+    lazyimports.uninstall()  # one an earlier test's import installed (the endpoint's tap)
     yield runs
     sys.meta_path[:] = saved
     for name in ("lazytest_a", "lazytest_b", "lazytest_pkg", "lazytest_pkg.sub"):
