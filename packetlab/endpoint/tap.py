@@ -18,7 +18,7 @@ from packetlab.heaptrim import drop_scan_leftovers
 # with it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as under
 # `pktlab run` (idle RSS -1.0 MiB, docs/performance.md, Memory). Under twistd the reactor
 # is imported by our own imports below, so this comes first; a process that has imported
-# the reactor already (a test, `pktlab link`) keeps its imports as they are.
+# the reactor already (a test, `pktlab run`'s in-process endpoint) keeps its imports.
 if "twisted.internet.reactor" not in sys.modules:
     lazyimports.install(lazyimports.ENDPOINT)
 # What twistd's plugin scan alone needed (unittest, trial, argparse): forgotten before our
