@@ -19,8 +19,9 @@ attribute read loads it there and then. Each name is listed because a run was se
 leave it unloaded (tests/integration/test_cli_run_imports.py pins them), and is a pure
 Python module whose import only defines things (no registration a caller relies on
 without reading an attribute of it). The `pktlab` process turns this on for `pktlab run`
-only, before its imports (`packetlab.cli.main`), not in daemons or a program that calls
-`main`. `LazyLoader` of Python 3.11 is not thread-safe: none of these is first used from
+only, before its imports (`packetlab.cli.main`), not in a program that calls `main`; the
+endpoint's tap (`twistd pktendpoint`) for `ENDPOINT` only, before the reactor's import.
+`LazyLoader` of Python 3.11 is not thread-safe: none of these is first used from
 a thread of a run.
 """
 
@@ -36,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
+    "ENDPOINT",
     "LAZY",
     "LAZY_PATTERNS",
     "PARTIAL",
@@ -93,6 +95,20 @@ LAZY_PATTERNS: frozenset[str] = frozenset(
     {"cryptography.x509.name", "platform", "logging", "email.utils", "string"}
 )
 
+#: What `twistd pktendpoint` imports through the reactor and never uses (all in `LAZY`):
+#: Twisted's TLS transport (the endpoint's link is `packetlab.tls`) and with it
+#: `service_identity` and `idna` (~0.9 MiB of idle RSS), UNIX sockets, PTYs, and X.509
+#: path validation (PPKS chains are checked by `packetlab.ppks.verify`). None is first
+#: used from one of the endpoint's threads (SQLite accounting, monitor compiles).
+ENDPOINT: frozenset[str] = frozenset(
+    {
+        "twisted.internet.ssl",
+        "twisted.internet.unix",
+        "pty",
+        "idna",
+        "cryptography.x509.verification",
+    }
+)
 
 _PYTHON_CODE = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
 

@@ -14,6 +14,13 @@ and after in one run.
     .venv/bin/python stress/rss_variants.py --rounds 3 '' collect collect,freeze collect,trim
     .venv/bin/python stress/rss_variants.py --rounds 5 --baseline ../base ''
 
+The launcher imports the reactor before twistd does, so what the endpoint's tap does
+before the reactor's import (the scan's drop meets fewer modules; `lazyimports.ENDPOINT`
+applies) does not show under it: `--twistd` starts the real `twistd` script instead,
+the order users get (the empty variant only), for before and after with `--baseline`:
+
+    .venv/bin/python stress/rss_variants.py --twistd --rounds 5 --baseline .bench/base ''
+
 `--maps` prints, once, resident KiB per mapping (/proc/PID/smaps, by file name; heap,
 stack and anonymous mappings by kind) of the first variant next to a bare reactor's.
 """
@@ -97,11 +104,16 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=1.5, help="seconds idle before RSS [1.5]")
     ap.add_argument("--baseline", metavar="CHECKOUT", help="also run this checkout's endpoint")
     ap.add_argument("--maps", action="store_true", help="resident KiB per mapping, once")
+    ap.add_argument(
+        "--twistd",
+        action="store_true",
+        help="start the real twistd script, not the launcher (variants apply no steps then)",
+    )
     args = ap.parse_args()
     real_popen = subprocess.Popen
 
     def popen(argv: list[str], **kw: Any) -> Any:  # twistd -> our launcher, same arguments
-        if argv[0].endswith("/twistd"):
+        if argv[0].endswith("/twistd") and not args.twistd:
             argv = [sys.executable, "-c", LAUNCHER, *argv[1:]]
         return real_popen(argv, **kw)
 

@@ -38,6 +38,7 @@ def where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     saved = list(sys.meta_path)
+    lazyimports.uninstall()  # one an earlier test's import installed (the endpoint's tap)
     yield runs
     sys.meta_path[:] = saved
     for name in ("lazytest_a", "lazytest_b", "lazytest_pkg", "lazytest_pkg.sub"):
@@ -281,3 +282,9 @@ def test_asyncios_listed_names_are_its_own() -> None:
         for name, submodule in names.items():
             found = importlib.import_module(f"{package}.{submodule}")
             assert getattr(found, name) is getattr(module, name), (asyncio, name)
+
+
+def test_the_endpoints_lazy_modules_are_among_those_a_run_makes_lazy() -> None:
+    """Under `pktlab run` the in-process endpoint's tap installs nothing more (the finder
+    is installed once per process): what it expects lazy must be lazy there too."""
+    assert lazyimports.ENDPOINT <= lazyimports.LAZY
