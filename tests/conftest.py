@@ -36,6 +36,8 @@ SERIAL = frozenset(
         "test_busypoll.py",
         "test_cpulatency.py",  # /dev/cpu_dma_latency is the machine's: one request at a time
         "test_endpoint_sched_train.py",
+        "test_examples_startup.py",  # Ctrl-C at moments 0-150 ms into a start-up
+        "test_examples.py::test_udp_train_with_gaps_longer_than_an_nsend_starts_at_once",
         "test_hostile_broker.py",
         "test_hostile_proxy.py",
         "test_http_limit_rate_curl.py",
@@ -46,6 +48,7 @@ SERIAL = frozenset(
         "test_reflex_breakdown.py",
         "test_run_interrupts.py",
         "test_run_sendgap.py",
+        "test_run_like_native.py::test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute",
         "test_send_precision.py",
         "test_throughput_beside_native.py",
         "test_throughput_bidir_refused.py",
