@@ -156,10 +156,12 @@ def test_udp_upload_paced_by_the_endpoint(port: int) -> None:
     # ours: the datagrams out by the end (a late one may leave after it); the server's:
     # the highest number it saw by TEST_END. Never more than the pace allows; a few less
     # when the server, stalled under load, reads TEST_END before the last datagrams still
-    # in its socket buffer (CI: 1,706 of 1,712, 3.5 ms of datagrams)
+    # in its socket buffer (CI: 1,706 of 1,712, 3.5 ms of datagrams; session 22 beside a
+    # loaded suite: 1,681, 18 ms). Short by at most the 5 % the rates below allow: a slower
+    # pace fails them too; faster than the pace fails at once
     paced = 20e6 / 8 / 1460
-    assert 0.99 * paced <= rx["packets"] <= paced + 2, rx
-    assert tx["packets"] == pytest.approx(rx["packets"], rel=0.02)
+    assert 0.95 * paced <= rx["packets"] <= paced + 2, rx
+    assert tx["packets"] == pytest.approx(rx["packets"], rel=0.05)
     assert rx["lost"] <= 0.01 * rx["packets"]
     assert rx["mbit_s"] == pytest.approx(20, rel=0.05)  # the server's figure
     assert tx["mbit_s"] == pytest.approx(20, rel=0.05)  # the endpoint's ntags

@@ -381,6 +381,12 @@ def test_probe_key_of_packet_and_of_its_quote(
     assert probe_key(probe.packet[: header + 8]) == probe.key  # the minimal ICMP quote
 
 
+def named_by_message(value: object) -> str:
+    """The case's id: its message (bytes whose IP ident is the pid would differ between
+    pytest-xdist's workers, which must all collect the same ids)."""
+    return value if isinstance(value, str) else "packet"
+
+
 @pytest.mark.parametrize(
     ("packet", "message"),
     [
@@ -391,6 +397,7 @@ def test_probe_key_of_packet_and_of_its_quote(
         (ipv4_header(EP4, TG4, 17, 8, frag_offset=3) + bytes(8), "non-first IPv4 fragment"),
         (ipv6_header(EP6, TG6, 58, 8) + bytes([129]) + bytes(7), "not an echo request"),
     ],
+    ids=named_by_message,
 )
 def test_probe_key_errors(packet: bytes, message: str) -> None:
     with pytest.raises(ParseError, match=message):

@@ -201,6 +201,12 @@ def test_match_out_of_order_replies_through_table() -> None:
 # -- not replies, and malformed ------------------------------------------------------------------
 
 
+def named_by_message(value: object) -> str:
+    """The case's id: its message (bytes whose IP ident is the pid would differ between
+    pytest-xdist's workers, which must all collect the same ids)."""
+    return value if isinstance(value, str) else "raw"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
@@ -215,6 +221,7 @@ def test_match_out_of_order_replies_through_table() -> None:
         ),
         (ipv4_header(R14, EP4, PROTO_ICMP, 8, frag_offset=1) + bytes(8), "non-first"),
     ],
+    ids=named_by_message,
 )
 def test_not_a_reply(raw: bytes, message: str) -> None:
     with pytest.raises(NotAReply, match=message):
@@ -264,6 +271,7 @@ def _bad_checksum(raw: bytes, offset: int) -> bytes:
             "bad TCP checksum",
         ),
     ],
+    ids=named_by_message,
 )
 def test_malformed(raw: bytes, message: str) -> None:
     with pytest.raises(ParseError, match=message):
