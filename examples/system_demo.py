@@ -120,12 +120,19 @@ class Processes:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for _, p in self.children:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        try:
+            for _, p in self.children:
+                try:
+                    p.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C while they stop: no waiting, none left
+            for _, p in self.children:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            raise
 
 
 def main() -> int:
@@ -230,5 +237,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # the children were stopped on the way out (Processes.stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C now: still 130
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)
