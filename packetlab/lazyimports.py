@@ -203,10 +203,9 @@ class LazyPattern:
         return f"LazyPattern({self._args[0]!r}, {self._args[1]!r})"
 
 
-class _PatternLoader:
-    """Runs a module of `LAZY_PATTERNS` with its own calls of `re.compile` (those of its
-    body, not of the modules it imports) making `LazyPattern`s; the module is left with
-    the original loader, as an eager import leaves it."""
+class _WrappingLoader:
+    """A loader that runs a module its own way but leaves it with the original loader,
+    as an eager import leaves it (`_PatternLoader`, `_PartialLoader`)."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
@@ -218,11 +217,19 @@ class _PatternLoader:
         made: types.ModuleType | None = self.loader.create_module(spec)
         return made
 
-    def exec_module(self, module: types.ModuleType) -> None:
+    def _hand_back(self, module: types.ModuleType) -> None:
         spec = module.__spec__
         if spec is not None:
             spec.loader = self.loader
         module.__loader__ = self.loader
+
+
+class _PatternLoader(_WrappingLoader):
+    """Runs a module of `LAZY_PATTERNS` with its own calls of `re.compile` (those of its
+    body, not of the modules it imports) making `LazyPattern`s."""
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._hand_back(module)
         if not _running:
             _eager[:] = [re.compile]
             re.compile = _compile_later
@@ -235,28 +242,17 @@ class _PatternLoader:
                 re.compile = _eager.pop()
 
 
-class _PartialLoader:
+class _PartialLoader(_WrappingLoader):
     """Starts a package of `PARTIAL` with its listed names only (imported from their
     submodules); its own code runs, in the same module, at the first other name looked
-    up (a module ``__getattr__``, removed then). The module is left with the original
-    loader, as an eager import leaves it."""
+    up (a module ``__getattr__``, removed then)."""
 
     def __init__(self, loader: Any, names: dict[str, str]) -> None:
-        self.loader = loader
+        super().__init__(loader)
         self.names = names
 
-    def __getattr__(self, name: str) -> Any:  # get_code, get_source... as the loader's
-        return getattr(self.loader, name)
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        made: types.ModuleType | None = self.loader.create_module(spec)
-        return made
-
     def exec_module(self, module: types.ModuleType) -> None:
-        spec = module.__spec__
-        if spec is not None:
-            spec.loader = self.loader
-        module.__loader__ = self.loader
+        self._hand_back(module)
         namespace = module.__dict__
         for name, submodule in self.names.items():
             found = importlib.import_module(f"{module.__name__}.{submodule}")

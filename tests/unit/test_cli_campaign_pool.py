@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
-from ctl_fakes import FakeEndpoint, result_of
+from ctl_fakes import FakeEndpoint, gone_before_hostid, result_of
 
 from packetlab.cli import build_parser
 from packetlab.cli.campaign import campaign
@@ -180,14 +180,7 @@ def test_one_gone_before_its_hostid_is_told_and_on_the_progress_line() -> None:
     f = Field("--endpoints", "2")
     f.arrive("first")
     ep = StartOnly(f.reactor)
-    factory = f.reactor.tcpServers[-1][1]
-    peer = IPv4Address("TCP", "10.0.0.9", 40000)
-    s = factory.buildProtocol(peer)
-    pump = iosim.connect(s, iosim.FakeTransport(s, isServer=True, peerAddress=peer), ep,
-                         iosim.makeFakeClient(ep), clock=f.reactor)  # fmt: skip
-    pump.flush()
-    ep.transport.loseConnection()  # type: ignore[union-attr]
-    pump.flush()
+    gone_before_hostid(f.reactor, ep, IPv4Address("TCP", "10.0.0.9", 40000))
     f.step()
     (lost,) = f.records
     assert (lost["endpoint"], lost["hostid"], lost["address"]) == ("10.0.0.9:40000", "",

@@ -17,7 +17,7 @@ from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
-from ctl_fakes import FakeEndpoint, result_of
+from ctl_fakes import FakeEndpoint, gone_before_hostid, result_of
 
 from packetlab.cli import build_parser
 from packetlab.cli.link import Link
@@ -119,14 +119,7 @@ def test_one_gone_before_its_hostid_is_read_is_said_with_its_address(
     f = Field(1)
     ep = StartOnly(f.reactor)
     f.endpoints.append(ep)
-    factory = f.reactor.tcpServers[-1][1]
-    peer = IPv4Address("TCP", "10.0.0.9", 40000)
-    s = factory.buildProtocol(peer)
-    pump = iosim.connect(s, iosim.FakeTransport(s, isServer=True, peerAddress=peer), ep,
-                         iosim.makeFakeClient(ep), clock=f.reactor)  # fmt: skip
-    pump.flush()
-    ep.transport.loseConnection()  # type: ignore[union-attr]
-    pump.flush()
+    pump = gone_before_hostid(f.reactor, ep, IPv4Address("TCP", "10.0.0.9", 40000))
     f.step()
     err = capsys.readouterr().err
     assert ("pktlab run alias: lost before the start (10.0.0.9:40000): the endpoint "
@@ -141,7 +134,7 @@ def test_one_gone_before_its_hostid_is_read_is_said_with_its_address(
     observer = cast(ILogObserver, seen.append)
     globalLogPublisher.addObserver(observer)
     try:
-        del f, s, ep, pump
+        del f, ep, pump
         gc.collect()  # the HOSTID read's other mreads failed too: were 5 unhandled errors
     finally:
         globalLogPublisher.removeObserver(observer)

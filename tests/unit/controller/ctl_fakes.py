@@ -9,10 +9,11 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
@@ -282,3 +283,19 @@ def on_string_transport(
     t.writes.clear()
     t.clear()
     return s, t, clock
+
+
+def gone_before_hostid(reactor: MemoryReactorClock, ep: Protocol,
+                       peer: IPv4Address) -> iosim.IOPump:  # fmt: skip
+    """Endpoint `ep` connects from `peer` to the controller listening last on `reactor`,
+    then closes before it answers anything (its HOSTID never read). The pump holds both
+    sides for a caller that checks what their collection logs."""
+    factory = reactor.tcpServers[-1][1]
+    s = factory.buildProtocol(peer)
+    pump = iosim.connect(s, iosim.FakeTransport(s, isServer=True, peerAddress=peer), ep,
+                         iosim.makeFakeClient(ep), clock=reactor)  # fmt: skip
+    pump.flush()
+    assert ep.transport is not None
+    ep.transport.loseConnection()
+    pump.flush()
+    return pump
