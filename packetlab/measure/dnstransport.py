@@ -216,6 +216,26 @@ def _stamp(sent: dict[int, int], attempt: int) -> Callable[[Ntag], None]:
     return got
 
 
+async def _open_udp(session: EndpointSession, server: Any, chosen: bool) -> tuple[int, int, Any]:
+    """A UDP socket for one try: (sktid, local port, socket); the port is one we choose
+    (`chosen`), so a capture can name it, else the endpoint's."""
+    sktid = session.free_sktid()
+    for n in range(5):
+        lport = random.randrange(49152, 65536) if chosen else 0
+        try:
+            sock = await session.nopen_udp(sktid, family=server.version, lport=lport, buffer=False)
+            return sktid, lport, sock
+        except RequestFailed:
+            if not chosen or n == 4:
+                raise
+            sktid = session.free_sktid()  # that port is taken: another one
+    raise AssertionError("unreachable")
+
+
+def _closed(f: Any) -> None:
+    f.trap(ControllerError)  # the socket is gone all the same
+
+
 async def _over_udp(
     session: EndpointSession,
     query: dns.message.Message,
@@ -231,44 +251,49 @@ async def _over_udp(
     inbox = _Inbox(reactor)
     watch: _IcmpWatch | None = None
     why: str | None = "not asked"
-    local: tuple[str, int] | None = None
+    laddr: str | None = None  # the endpoint's address a pcap shows
     chosen = recorder is not None or icmp  # a port we choose, so a capture can name it
-    sktid = session.free_sktid()
+    sktid: int | None = None
+    lport = 0
     try:
-        for n in range(5):
-            lport = random.randrange(49152, 65536) if chosen else 0
-            try:
-                sock = await session.nopen_udp(
-                    sktid, family=server.version, lport=lport, buffer=False
-                )
-                break
-            except RequestFailed:
-                if not chosen or n == 4:
-                    raise
-                sktid = session.free_sktid()  # that port is taken: another one
+        sktid, lport, sock = await _open_udp(session, server, chosen)
         sock.add_callback(inbox.feeder("udp"))
         if icmp:
             found = await _watch_for(session, server, result.port, timeout * attempts)
             watch, why = (None, found) if isinstance(found, str) else (found, None)
         if watch is not None:
-            watch.waiting[lport] = inbox.feeder("icmp")
-            local = (str(watch.cap.src), lport)
+            laddr = str(watch.cap.src)
         elif recorder is not None:
-            local = ((await local_udp_end(session, server))[0], lport)
+            laddr = (await local_udp_end(session, server))[0]
         sent: dict[int, int] = {}  # try -> endpoint send time (ns)
+        ports: dict[int, int] = {}  # try -> the local port it went from
         recorded: set[int] = set()
         said: list[str] = []  # dig's lines so far: a message not taken, a try timed out
         unsaid = 0  # warnings past SAID_MAX
         lost = f"communications error to {result.server}#{result.port}: timed out"
 
         def record_sends() -> None:  # each query once in the pcap, when its ntag came
-            if recorder is None or local is None:
+            if recorder is None or laddr is None:
                 return
             for a in sorted(set(sent) - recorded):
                 recorded.add(a)
-                recorder.udp(sent[a], local[0], local[1], str(server), result.port, wire)
+                recorder.udp(sent[a], laddr, ports[a], str(server), result.port, wire)
 
         for attempt in range(attempts):
+            if attempt:
+                # dig 9.18 sends each try from a new socket (a new source port, the same
+                # query id), the last one closed: an answer to it that comes late is not
+                # taken. The close goes with the open (answered in order): one round trip.
+                if watch is not None:
+                    watch.waiting.pop(lport, None)
+                session.nclose(sktid).addErrback(_closed)
+                sktid = None
+                inbox = _Inbox(reactor)  # what the last socket had unread goes with it
+                sktid, lport, sock = await _open_udp(session, server, chosen)
+                sock.add_callback(inbox.feeder("udp"))
+            if watch is not None:
+                watch.waiting[lport] = inbox.feeder("icmp")
+            ports[attempt] = lport
             result.tries = attempt + 1
             queued = await session.nsend(sktid, wire, to=(server, result.port), ntag=True)
             if queued.ntag is not None:
@@ -287,9 +312,9 @@ async def _over_udp(
                     result.notes[:0], result.tries_said = _with_unsaid(said, unsaid), attempt
                     return None
                 t_sent = sent.get(attempt)
-                if recorder is not None and local is not None:
+                if recorder is not None and laddr is not None:
                     record_sends()
-                    recorder.udp(note.time, str(server), result.port, local[0], local[1], note.data)
+                    recorder.udp(note.time, str(server), result.port, laddr, lport, note.data)
                 before = len(said)
                 try:
                     msg = _parse(query, note.data, said)
@@ -316,10 +341,11 @@ async def _over_udp(
     finally:
         if watch is not None:
             watch.waiting.pop(lport, None)
-        try:
-            await session.nclose(sktid)
-        except ControllerError:
-            pass
+        if sktid is not None:
+            try:
+                await session.nclose(sktid)
+            except ControllerError:
+                pass
     error = f"no answer from {result.server} over UDP ({attempts} x {timeout:g} s)"
     if watch is None and why not in ("not asked", None):
         error += f"; {NO_WATCH}, and none could be captured: {why}"
