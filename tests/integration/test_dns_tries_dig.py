@@ -30,7 +30,8 @@ class LoggingServer:
         self.sock.bind((ADDR, 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
-        self.late, self.log = late, []  # type: ignore[var-annotated]
+        self.late = late
+        self.log: list[tuple[tuple[str, int], int]] = []
         self.first: tuple[bytes, tuple[str, int]] | None = None
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
