@@ -37,10 +37,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
+    "BROKER",
     "ENDPOINT",
     "LAZY",
     "LAZY_PATTERNS",
     "PARTIAL",
+    "PROXY",
     "LazyPattern",
     "install",
     "is_lazy",
@@ -109,6 +111,13 @@ ENDPOINT: frozenset[str] = frozenset(
         "cryptography.x509.verification",
     }
 )
+
+#: What `twistd pktbroker` and `twistd pktproxy` import through the reactor and never use:
+#: the same five. Their TLS is `packetlab.tls` too (the proxy's endpoints port does not
+#: terminate TLS at all), neither listens on a UNIX socket nor spawns a process, and
+#: neither runs a thread that could load one first.
+BROKER: frozenset[str] = ENDPOINT
+PROXY: frozenset[str] = ENDPOINT
 
 _PYTHON_CODE = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
 

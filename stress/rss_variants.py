@@ -21,6 +21,14 @@ the order users get (the empty variant only), for before and after with `--basel
 
     .venv/bin/python stress/rss_variants.py --twistd --rounds 5 --baseline .bench/base ''
 
+`--daemon broker` or `--daemon proxy` measures a real `twistd -n pktbroker` (publish and
+subscribe ports, TLS) or `twistd -n pktproxy` (setup port TLS, endpoints port) instead,
+always through the real twistd script, idle with no client, or with `--client` one
+subscriber (xcert + xsub on the broker's private channel) or one registered backlog:
+
+    .venv/bin/python stress/rss_variants.py --daemon broker --rounds 5 --baseline .bench/base ''
+    .venv/bin/python stress/rss_variants.py --daemon proxy --client --baseline .bench/base ''
+
 `--maps` prints, once, resident KiB per mapping (/proc/PID/smaps, by file name; heap,
 stack and anonymous mappings by kind) of the first variant next to a bare reactor's.
 """
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +51,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import benchmarks.bench_endpoint as bench  # noqa: E402
+
+PORT_LINES = {  # what each daemon logs once a port listens, and the port number in it
+    "broker": (r"pktbroker subscribe port listening on 127\.0\.0\.1:(\d+)", r"status page on http"),
+    "proxy": (r"setup port listening on 127\.0\.0\.1:(\d+)", r"endpoints port listening"),
+}
 
 BARE_IDLE = (  # the bare reactor with TLS loaded, idle until killed
     "from twisted.internet import reactor\nimport twisted.protocols.tls, OpenSSL.SSL\n"
@@ -93,6 +107,91 @@ def compare_maps(variant: str) -> None:
             print(f"{name[:40]:40s} {ours[name]:8d} {base[name]:8d} {ours[name] - base[name]:+8d}")
 
 
+class Daemon:
+    """`twistd -n pktbroker` / `pktproxy` of checkout `repo` on 127.0.0.1 with the
+    credentials of the `pktlab init` home `home`; `client` holds a subscriber / backlog."""
+
+    def __init__(self, kind: str, repo: Path, home: Path, tmp: Path, client: bool) -> None:
+        self.log = tmp / f"{kind}.log"
+        argv = [str(Path(sys.executable).with_name("twistd")), "-n", "--pidfile=",
+                f"--logfile={self.log}"]  # fmt: skip
+        if kind == "broker":
+            conf = tmp / "broker.conf"
+            conf.write_text("StatusListen tcp:0:interface=127.0.0.1\n")
+            here = "tcp:0:interface=127.0.0.1"
+            argv += ["pktbroker", "--config", str(conf), "--publish", here, "--subscribe", here]
+        else:
+            argv += ["pktproxy", "--home", str(home), "--setup", "tcp:0:interface=127.0.0.1",
+                     "--endpoints", "tcp:0:interface=127.0.0.1"]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(repo), PKTLAB_HOME=str(home))
+        self.client: Any = None
+        self.proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.DEVNULL)
+        try:
+            self._ready(kind, home, tmp, client)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self, kind: str, home: Path, tmp: Path, client: bool) -> None:
+        port_line, last_line = PORT_LINES[kind]
+        deadline = time.monotonic() + 60
+        while not (self.log.exists() and re.search(last_line, self.log.read_text())):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"{kind} did not start: {self.log}")
+            time.sleep(0.05)
+        found = re.search(port_line, self.log.read_text())
+        assert found is not None, self.log.read_text()
+        port = int(found.group(1))
+        if client and kind == "broker":
+            from broker_world import Identity  # tests/integration: xcert + xsub, checked
+
+            from packetlab.ppks import PktlabHome
+
+            self.client = Identity(PktlabHome.at(home), tmp, "sub").subscribe(port)
+        elif client:
+            from pxworld import register  # tests/integration: xreg, preamble, echo
+
+            self.client = register(port, "rss")
+
+    def stop(self) -> None:
+        if self.client is not None:
+            getattr(self.client, "close", lambda: None)()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run_daemons(args: argparse.Namespace) -> int:
+    """Idle RSS of a broker / proxy of this checkout (and `--baseline`'s), interleaved."""
+    sys.path[:0] = [str(REPO / "tests" / "integration"), str(REPO / "tests")]
+    from tls_world import pktlab_init
+
+    runs = [("ours", REPO)]
+    if args.baseline:
+        runs.append(("baseline", Path(args.baseline).resolve()))
+    rss: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in runs}
+    with tempfile.TemporaryDirectory() as top:
+        home = pktlab_init(Path(top) / "home").root
+        for i in range(args.rounds):
+            for name, repo in runs:
+                tmp = Path(top) / f"{name}{i}"
+                tmp.mkdir()
+                d = Daemon(args.daemon, repo, home, tmp, args.client)
+                try:
+                    time.sleep(args.settle)
+                    rss[name].append(mib(bench.smaps_kib(d.proc.pid)))
+                finally:
+                    d.stop()
+    what = f"{args.daemon}, {'one client' if args.client else 'idle, no client'}"
+    print(f"{what:24s} {'resident':>10s} {'anonymous':>11s} {'file':>6s}  resident each round")
+    for name, xs in rss.items():
+        m, anon = (statistics.median(col) for col in zip(*xs, strict=True))
+        print(
+            f"{name:24s} {m:6.2f} MiB {anon:7.2f} MiB {m - anon:6.2f}"
+            f"  {[round(r, 2) for r, _ in xs]}"
+        )
+    return 0
+
+
 def mib(kib: tuple[int, int]) -> tuple[float, float]:
     return kib[0] / 1024, kib[1] / 1024
 
@@ -109,7 +208,11 @@ def main() -> int:
         action="store_true",
         help="start the real twistd script, not the launcher (variants apply no steps then)",
     )
+    ap.add_argument("--daemon", choices=("endpoint", "broker", "proxy"), default="endpoint")
+    ap.add_argument("--client", action="store_true", help="broker/proxy: with one client")
     args = ap.parse_args()
+    if args.daemon != "endpoint":
+        return run_daemons(args)
     real_popen = subprocess.Popen
 
     def popen(argv: list[str], **kw: Any) -> Any:  # twistd -> our launcher, same arguments

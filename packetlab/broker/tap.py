@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.tapoptions import TapOptions, distinct_ports, server_endpoint, tap_service
-from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
+from packetlab import lazyimports
+from packetlab.heaptrim import drop_scan_leftovers
 
-from .config import BROKER_CERT, BROKER_KEY, BrokerConfig, ConfigError, load_config
+# What the reactor imports and the broker never uses (Twisted's own TLS transport and with
+# it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as for the
+# endpoint (docs/performance.md, Memory). Under twistd our own imports below bring in the
+# reactor, so this comes first; a process that has imported it already (a test) keeps
+# its imports. Then what twistd's plugin scan alone needed (unittest, trial, argparse) is
+# forgotten before our imports, which reuse its memory. A no-op where in use.
+if "twisted.internet.reactor" not in sys.modules:
+    lazyimports.install(lazyimports.BROKER, patterns=(), partial={})
+drop_scan_leftovers()
+
+from packetlab.tapoptions import (  # noqa: E402
+    TapOptions,
+    distinct_ports,
+    server_endpoint,
+    tap_service,
+)
+from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT  # noqa: E402
+
+from .config import (  # noqa: E402
+    BROKER_CERT,
+    BROKER_KEY,
+    BrokerConfig,
+    ConfigError,
+    load_config,
+)
 
 __all__ = ["Options", "makeService"]
 

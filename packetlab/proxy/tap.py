@@ -5,26 +5,40 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from twisted.application import internet, service
-from twisted.application.service import IService
-from twisted.logger import Logger
-from twisted.python import usage
+from packetlab import lazyimports
+from packetlab.heaptrim import drop_scan_leftovers
 
-from packetlab.paths import RepeatedKeys, config_text
-from packetlab.ppks import PktlabHome, PPKSError, read_public_key
-from packetlab.proxy.splice import available as splice_available
-from packetlab.tapoptions import (
+# What the reactor imports and the proxy never uses (Twisted's own TLS transport and with
+# it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as for the
+# endpoint (docs/performance.md, Memory). Twisted's imports below bring in the reactor,
+# so this comes first; a process that has imported it already (a test) keeps its
+# imports. Then what twistd's plugin scan alone needed (unittest, trial, argparse) is
+# forgotten before our imports, which reuse its memory. A no-op where in use.
+if "twisted.internet.reactor" not in sys.modules:
+    lazyimports.install(lazyimports.PROXY, patterns=(), partial={})
+drop_scan_leftovers()
+
+from twisted.application import internet, service  # noqa: E402
+from twisted.application.service import IService  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
+from twisted.python import usage  # noqa: E402
+
+from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
+from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
+from packetlab.proxy.splice import available as splice_available  # noqa: E402
+from packetlab.tapoptions import (  # noqa: E402
     TapOptions,
     distinct_ports,
     server_endpoint,
     stop_daemon,
     tap_service,
 )
-from packetlab.tls import (
+from packetlab.tls import (  # noqa: E402
     AuthMode,
     Credentials,
     PPKSServerOptions,
@@ -32,7 +46,7 @@ from packetlab.tls import (
     TLSConfigError,
     chain_validity,
 )
-from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT
+from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT  # noqa: E402
 
 __all__ = ["AGENT_CERT", "AGENT_KEY", "Options", "default_pending_max", "makeService"]
 
