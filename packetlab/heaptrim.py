@@ -27,6 +27,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from packetlab import lazyimports
 from packetlab.sessioncount import SessionCount
 
 __all__ = [
@@ -301,3 +302,17 @@ class IdleTrim(SessionCount):
         self._last = self.clock.seconds()
         self.trims += 1
         self.trim()
+
+
+def lean_daemon_start() -> None:
+    """What a daemon's tap does before its own imports (endpoint, broker, proxy): what the
+    reactor imports and a daemon never uses (`lazyimports.DAEMON`) loaded on first use,
+    then what twistd's plugin scan alone needed (unittest, trial, argparse) forgotten, so
+    the daemon's own imports reuse its memory (docs/performance.md, Memory). Under twistd
+    the taps' imports bring in the reactor, so this comes first; a process that has
+    imported the reactor already (a test, `pktlab run`'s in-process endpoint) keeps its
+    imports, and the drop is a no-op where the modules are in use. `pktlab run`'s lazy
+    regular expressions and partial asyncio stay its own."""
+    if "twisted.internet.reactor" not in sys.modules:
+        lazyimports.install(lazyimports.DAEMON, patterns=(), partial={})
+    drop_scan_leftovers()

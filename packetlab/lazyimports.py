@@ -20,7 +20,7 @@ leave it unloaded (tests/integration/test_cli_run_imports.py pins them), and is 
 Python module whose import only defines things (no registration a caller relies on
 without reading an attribute of it). The `pktlab` process turns this on for `pktlab run`
 only, before its imports (`packetlab.cli.main`), not in a program that calls `main`; the
-endpoint's tap (`twistd pktendpoint`) for `ENDPOINT` only, before the reactor's import.
+daemons' taps (`heaptrim.lean_daemon_start`) for `DAEMON` only, before the reactor's import.
 `LazyLoader` of Python 3.11 is not thread-safe: none of these is first used from
 a thread of a run.
 """
@@ -37,12 +37,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
-    "BROKER",
-    "ENDPOINT",
+    "DAEMON",
     "LAZY",
     "LAZY_PATTERNS",
     "PARTIAL",
-    "PROXY",
     "LazyPattern",
     "install",
     "is_lazy",
@@ -97,12 +95,15 @@ LAZY_PATTERNS: frozenset[str] = frozenset(
     {"cryptography.x509.name", "platform", "logging", "email.utils", "string"}
 )
 
-#: What `twistd pktendpoint` imports through the reactor and never uses (all in `LAZY`):
-#: Twisted's TLS transport (the endpoint's link is `packetlab.tls`) and with it
-#: `service_identity` and `idna` (~0.9 MiB of idle RSS), UNIX sockets, PTYs, and X.509
-#: path validation (PPKS chains are checked by `packetlab.ppks.verify`). None is first
-#: used from one of the endpoint's threads (SQLite accounting, monitor compiles).
-ENDPOINT: frozenset[str] = frozenset(
+#: What the three daemons (`twistd pktendpoint`, `pktbroker`, `pktproxy`) import through
+#: the reactor and never use (all in `LAZY`; `heaptrim.lean_daemon_start`): Twisted's TLS
+#: transport (their links are `packetlab.tls`; the proxy's endpoints port does not
+#: terminate TLS) and with it `service_identity` and `idna` (~0.9 MiB of the endpoint's
+#: idle RSS; the broker and proxy load the transport anyway through their endpoint
+#: strings), UNIX sockets, PTYs, and X.509 path validation (PPKS chains are checked by
+#: `packetlab.ppks.verify`). None is first used from a daemon's thread (the endpoint's
+#: SQLite accounting and monitor compiles; the broker and proxy run none).
+DAEMON: frozenset[str] = frozenset(
     {
         "twisted.internet.ssl",
         "twisted.internet.unix",
@@ -111,13 +112,6 @@ ENDPOINT: frozenset[str] = frozenset(
         "cryptography.x509.verification",
     }
 )
-
-#: What `twistd pktbroker` and `twistd pktproxy` import through the reactor and never use:
-#: the same five. Their TLS is `packetlab.tls` too (the proxy's endpoints port does not
-#: terminate TLS at all), neither listens on a UNIX socket nor spawns a process, and
-#: neither runs a thread that could load one first.
-BROKER: frozenset[str] = ENDPOINT
-PROXY: frozenset[str] = ENDPOINT
 
 _PYTHON_CODE = (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
 

@@ -10,7 +10,7 @@ disk (`packetlab.wire.codegen`); the first run after a change derives it (with c
 The tap step includes `heaptrim.drop_scan_leftovers` (unittest, trial, argparse, pdb, ...); under
 twistd the tap is imported right after the scan, before the rest, which then reuse the
 memory it frees: here the rest is already loaded, so the steps only approximate that.
-Nor does what the tap leaves unloaded until first use (`lazyimports.ENDPOINT`: Twisted's
+Nor does what the tap leaves unloaded until first use (`lazyimports.DAEMON`: Twisted's
 TLS transport, ~1 MiB) show here: the first step imports it. Under twistd the tap comes
 before the reactor; `benchmarks/bench_endpoint.py --only rss` starts the real `twistd`.
 

@@ -15,7 +15,7 @@ and after in one run.
     .venv/bin/python stress/rss_variants.py --rounds 5 --baseline ../base ''
 
 The launcher imports the reactor before twistd does, so what the endpoint's tap does
-before the reactor's import (the scan's drop meets fewer modules; `lazyimports.ENDPOINT`
+before the reactor's import (the scan's drop meets fewer modules; `lazyimports.DAEMON`
 applies) does not show under it: `--twistd` starts the real `twistd` script instead,
 the order users get (the empty variant only), for before and after with `--baseline`:
 

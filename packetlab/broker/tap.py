@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab import lazyimports
-from packetlab.heaptrim import drop_scan_leftovers
+from packetlab.heaptrim import lean_daemon_start
 
-# What the reactor imports and the broker never uses (Twisted's own TLS transport and with
-# it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as for the
-# endpoint (docs/performance.md, Memory). Under twistd our own imports below bring in the
-# reactor, so this comes first; a process that has imported it already (a test) keeps
-# its imports. Then what twistd's plugin scan alone needed (unittest, trial, argparse) is
-# forgotten before our imports, which reuse its memory. A no-op where in use.
-if "twisted.internet.reactor" not in sys.modules:
-    lazyimports.install(lazyimports.BROKER, patterns=(), partial={})
-drop_scan_leftovers()
+lean_daemon_start()  # before the imports that bring in the reactor
 
 from packetlab.tapoptions import (  # noqa: E402
     TapOptions,

@@ -11,19 +11,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab import lazyimports
-from packetlab.heaptrim import drop_scan_leftovers
+from packetlab.heaptrim import lean_daemon_start
 
-# What the reactor imports and an endpoint never uses (Twisted's own TLS transport and
-# with it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as under
-# `pktlab run` (idle RSS -1.0 MiB, docs/performance.md, Memory). Under twistd the reactor
-# is imported by our own imports below, so this comes first; a process that has imported
-# the reactor already (a test, `pktlab run`'s in-process endpoint) keeps its imports.
-if "twisted.internet.reactor" not in sys.modules:
-    lazyimports.install(lazyimports.ENDPOINT, patterns=(), partial={})  # `pktlab run`'s only
-# What twistd's plugin scan alone needed (unittest, trial, argparse): forgotten before our
-# own imports, which reuse its memory (docs/performance.md, Memory). A no-op where in use.
-drop_scan_leftovers()
+lean_daemon_start()  # before the imports that bring in the reactor
 
 from packetlab.endpoint.config import (  # noqa: E402
     KNOWN_KEYS,

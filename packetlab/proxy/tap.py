@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from packetlab import lazyimports
-from packetlab.heaptrim import drop_scan_leftovers
+from packetlab.heaptrim import lean_daemon_start
 
-# What the reactor imports and the proxy never uses (Twisted's own TLS transport and with
-# it service_identity and idna, UNIX sockets, PTYs): loaded on first use, as for the
-# endpoint (docs/performance.md, Memory). Twisted's imports below bring in the reactor,
-# so this comes first; a process that has imported it already (a test) keeps its
-# imports. Then what twistd's plugin scan alone needed (unittest, trial, argparse) is
-# forgotten before our imports, which reuse its memory. A no-op where in use.
-if "twisted.internet.reactor" not in sys.modules:
-    lazyimports.install(lazyimports.PROXY, patterns=(), partial={})
-drop_scan_leftovers()
+lean_daemon_start()  # before the imports that bring in the reactor
 
 from twisted.application import internet, service  # noqa: E402
 from twisted.application.service import IService  # noqa: E402

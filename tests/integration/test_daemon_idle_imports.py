@@ -1,6 +1,6 @@
 """What a real `twistd -n pktbroker` / `twistd -n pktproxy` never imports while it serves
 (docs/performance.md, Memory, "Session 22 (lazy22)"): the reactor's UNIX sockets, PTYs
-and X.509 path validation stay lazy modules (`packetlab.lazyimports.BROKER` / `PROXY`),
+and X.509 path validation stay lazy modules (`packetlab.lazyimports.DAEMON`),
 twistd's plugin scan's leftovers are forgotten (`heaptrim.drop_scan_leftovers`), and the
 daemon still serves a real client. Twisted's own TLS transport is not among them: both
 daemons read Twisted endpoint strings, and `twisted.internet.endpoints` imports it."""

@@ -13,7 +13,7 @@ from tls_world import controller_chain, pktlab_init
 #: connects with packetlab.endpoint.tcpclient), libpcap for a CaptureFilter, ctypes.util
 #: if libc.so.6 cannot be opened by its name, the reflex gate and the extension's messages
 #: on a session's first reflex request (packetlab.endpoint.reflexhook). Twisted's own TLS
-#: transport (`twisted.internet.ssl`, left a lazy module by packetlab.lazyimports.ENDPOINT)
+#: transport (`twisted.internet.ssl`, left a lazy module by packetlab.lazyimports.DAEMON)
 #: and what it loads: the endpoint's link is packetlab.tls (~0.9 MiB of idle RSS).
 NOT_LOADED = (
     "twisted.internet._sslverify",

@@ -287,4 +287,4 @@ def test_asyncios_listed_names_are_its_own() -> None:
 def test_the_endpoints_lazy_modules_are_among_those_a_run_makes_lazy() -> None:
     """Under `pktlab run` the in-process endpoint's tap installs nothing more (the finder
     is installed once per process): what it expects lazy must be lazy there too."""
-    assert lazyimports.ENDPOINT <= lazyimports.LAZY
+    assert lazyimports.DAEMON <= lazyimports.LAZY
