@@ -277,3 +277,19 @@ class Identity:
         assert c.recv() == wire.Result(0)
         assert c.recv() == wire.Result(0)
         return c
+
+
+def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawClient:
+    """Publish `xdescr` on the demo EOp's private channel with pktxpmgr's sequence: the
+    xcerts leaf first, then the xpub, each answered `result 0` in lockstep. The returned
+    client holds the publication (it lives as long as the connection)."""
+    from packetlab.ppks import key_id, raw_public_key
+
+    p = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+    for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+        p.send(wire.Xcert(home.certificate(name).der))
+        assert p.recv() == wire.Result(0)
+    eop = home.public_key("k_eop")
+    p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
+    assert p.recv() == wire.Result(0)
+    return p

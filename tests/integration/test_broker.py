@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from broker_world import BrokerProcess, Identity, RawClient
+from broker_world import BrokerProcess, Identity, RawClient, publish_raw
 from testkit.poll import poll_until
 from tls_world import pktlab_init
 from twisted.internet import reactor, threads
@@ -44,20 +44,6 @@ def ident(home: PktlabHome, tmp_path: Path) -> Iterator[object]:
 
 def raw_publisher(home: PktlabHome, broker: BrokerProcess) -> RawClient:
     return RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
-
-
-def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawClient:
-    """pktxpmgr's sequence: xcerts leaf first, then xpub, each in lockstep."""
-    p = raw_publisher(home, broker)
-    for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-        p.send(wire.Xcert(home.certificate(name).der))
-        assert p.recv() == wire.Result(0)
-    eop = home.public_key("k_eop")
-    from packetlab.ppks import raw_public_key
-
-    p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
-    assert p.recv() == wire.Result(0)
-    return p
 
 
 def test_subscribe_then_publish_notifies_and_late_subscriber_gets_it(

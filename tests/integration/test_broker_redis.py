@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from broker_world import BrokerProcess, Identity, RawClient, free_port
+from broker_world import BrokerProcess, Identity, free_port
+from broker_world import publish_raw as publish
 from conftest import stop_process
 from tls_world import pktlab_init
 
 from packetlab import wire
 from packetlab.broker.redis_store import TTL
-from packetlab.ppks import PktlabHome, key_id, raw_public_key
+from packetlab.ppks import PktlabHome
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (apt redis-server)"
@@ -72,17 +73,6 @@ def brokers(home: PktlabHome, tmp_path: Path, redis_url: str) -> Iterator[list[B
     yield out
     for b in out:
         b.stop()
-
-
-def publish(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawClient:
-    p = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
-    for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-        p.send(wire.Xcert(home.certificate(name).der))
-        assert p.recv() == wire.Result(0)
-    eop = home.public_key("k_eop")
-    p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
-    assert p.recv() == wire.Result(0)
-    return p
 
 
 def test_publication_at_b_reaches_a_within_1s_and_ends_everywhere(

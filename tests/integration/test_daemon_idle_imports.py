@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pxworld
 import pytest
-from broker_world import BrokerProcess, Identity, RawClient
-from pxworld import ProxyProc, client_hello, register
+from broker_world import BrokerProcess, Identity, publish_raw
+from pxworld import ProxyProc, client_hello, receive_hello, register
 from test_endpoint_idle_imports import SITECUSTOMIZE
 from tls_world import pktlab_init
 
 from packetlab import wire
-from packetlab.ppks import key_id, raw_public_key
 
 #: Present in sys.modules as lazy modules, never run (each was imported whole before).
 LAZY = ("twisted.internet.unix", "pty", "cryptography.x509.verification")
@@ -54,14 +53,8 @@ def test_a_broker_serves_a_subscriber_and_a_publisher_without_them(
     try:
         ident = Identity(home, tmp_path, "sub")
         sub = ident.subscribe(broker.sub_port, b"endpoint_country=USA;")
-        pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
-        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-            pub.send(wire.Xcert(home.certificate(name).der))
-            assert pub.recv() == wire.Result(0)
-        eop = home.public_key("k_eop")
         xd = b"endpoint_country=USA;controller_addr=127.0.0.1:20600;sni_key=exp1;"
-        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd))
-        assert pub.recv() == wire.Result(0)
+        pub = publish_raw(home, broker, xd)
         assert sub.recv() == wire.Xnotify(ident.channel, xd)
         sub.close()
         pub.close()
@@ -89,10 +82,7 @@ def test_a_proxy_registers_a_backlog_and_splices_without_them(
         ep = socket.create_connection(("127.0.0.1", proxy.endpoints), timeout=10)
         ep.sendall(hello)
         backlog.settimeout(10)
-        got = b""
-        while len(got) < len(hello):
-            got += backlog.recv(65536)
-        assert got == hello  # spliced byte for byte
+        receive_hello(backlog, hello)  # spliced byte for byte
         backlog.sendall(b"from the manager")
         ep.settimeout(10)
         assert ep.recv(100) == b"from the manager"
