@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from broker_world import BrokerProcess, Identity
 from procstat import rss_kib
-from pxworld import ProxyProc, client_hello, closed_by_peer, register
+from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
 from tls_world import pktlab_init
 
 from packetlab.ppks import PktlabHome, key_id, raw_public_key
@@ -204,12 +204,7 @@ def test_px_basic_registration_and_splice_get_the_observed_bytes(
     ep.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for i in range(len(hello) if bytewise else 1):
         ep.sendall(hello[i : i + 1] if bytewise else hello)
-    got = b""
-    while len(got) < len(hello):
-        chunk = mgr.sock.recv(65536)
-        assert chunk, "backlog closed before the hello came"
-        got += chunk
-    assert got == hello
+    receive_hello(mgr.sock, hello)
     mgr.sock.sendall(b"server bytes")
     assert ep.recv(64) == b"server bytes"
     ep.close()
@@ -268,10 +263,7 @@ def test_server_names_openssl_refuses_are_refused_and_leave_the_backlog(
     ep = socket.create_connection(("127.0.0.1", proxy.endpoints), timeout=10)
     ep.sendall(hello)
     backlog.settimeout(10)
-    got = b""
-    while len(got) < len(hello):
-        got += backlog.recv(65536)
-    assert got == hello
+    receive_hello(backlog, hello)
     ep.close()
     backlog.close()
     text = proxy.text()
@@ -303,10 +295,7 @@ def test_a_snikey_in_use_is_refused_to_another_manager(home: PktlabHome, proxy: 
     hello = client_hello("ownedsni")
     ep = socket.create_connection(("127.0.0.1", proxy.endpoints), timeout=10)
     ep.sendall(hello)
-    got = b""
-    while len(got) < len(hello):
-        got += mgr.sock.recv(65536)
-    assert got == hello
+    receive_hello(mgr.sock, hello)
     ep.close()
     mgr.close()
     assert "refusing xreg: snikey ownedsni is held by another manager (agent key" in proxy.text()

@@ -76,10 +76,7 @@ def test_hello_split_over_many_segments(proxy: ProxyProc) -> None:
         if i % 40 == 0:
             time.sleep(0.002)
     backlog.settimeout(5)
-    got = b""
-    while len(got) < len(hello):
-        got += backlog.recv(65536)
-    assert got == hello
+    receive_hello(backlog, hello)
     ep.close()
     backlog.close()
 
