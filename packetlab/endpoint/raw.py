@@ -33,6 +33,7 @@ from packetlab.endpoint.bpf import (
     load_ncap_filter,
 )
 from packetlab.endpoint.clock import realtime_ns
+from packetlab.endpoint.closer import close_later
 from packetlab.endpoint.sockets import CaptureRejected, OpenError, PendingSend, Skt, SocketEvents
 from packetlab.endpoint.timestamps import TxStampMatcher
 from packetlab.logbudget import LogBudget
@@ -74,6 +75,7 @@ class RawIO:
         capture: CaptureSocket,
         clock: Callable[[], int] = realtime_ns,
         on_close: Callable[[], None] | None = None,
+        closer: Callable[[CaptureSocket], None] = close_later,
     ) -> None:
         self._reactor = reactor
         self.skt = skt
@@ -83,6 +85,7 @@ class RawIO:
         self._fd = capture.fileno()
         self._clock = clock
         self._on_close = on_close
+        self._closer = closer
         self._ethertype = _ETHERTYPE[skt.family]
         self._scope = capture.ifindex if skt.family == 6 else 0
         # On loopback every packet is seen twice, going out and coming in: keep the second.
@@ -226,7 +229,8 @@ class RawIO:
         if self._fd >= 0:
             self._reactor.removeReader(self)
             self._fd = -1
-            self._cap.close()
+            # Off the reactor's thread: the capture's release waits for an RCU grace period.
+            self._closer(self._cap)
             self._sender.close()
             self._ids.clear()
             if self._on_close is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -15,6 +16,7 @@ from testkit.clock import FakeClock
 
 from packetlab.endpoint import raw
 from packetlab.endpoint.bpf import PACKET_OUTGOING, CapturedPacket, VerifierError
+from packetlab.endpoint.closer import Closer
 from packetlab.endpoint.sockets import CaptureRejected, PendingSend, Skt
 from packetlab.wire.constants import Status
 
@@ -98,6 +100,7 @@ class R:
     def __init__(self, sender: socket.socket, ifname: str) -> None:
         self.cap, self.reactor, self.events = FakeCapture(ifname), FakeClock(T0, step=0), Events()
         self.closed: list[int] = []
+        self.handed: list[object] = []  # what went to the closer thread
         self.io = raw.RawIO(
             self.reactor,  # type: ignore[arg-type]
             Skt(1, 4, 0, 1 << 20),
@@ -106,6 +109,7 @@ class R:
             self.cap,  # type: ignore[arg-type]
             self.reactor.now_ns,
             lambda: self.closed.append(1),
+            self.handed.append,
         )
 
     def times(self) -> list[int]:
@@ -220,10 +224,38 @@ def test_close_releases_everything(make: Callable[..., R], sender: socket.socket
     r = make()
     r.io.capture(b"prog", T0 + SEC)
     assert r.io.close() == []
-    assert r.cap.closed and sender.fileno() == -1 and r.closed == [1]
+    assert sender.fileno() == -1 and r.closed == [1]
+    # The capture goes to the closer thread, not closed on the reactor's (its release
+    # waits for an RCU grace period: bench_raw_close).
+    assert r.handed == [r.cap] and not r.cap.closed
     assert r.io not in r.reactor.readers and r.reactor.getDelayedCalls() == []
     r.io.close()  # twice is harmless
-    assert r.closed == [1]
+    assert r.closed == [1] and r.handed == [r.cap]
+
+
+def test_the_closer_closes_in_order_on_its_own_thread() -> None:
+    done = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    class Closable:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def close(self) -> None:
+            seen.append((self.n, threading.get_ident()))
+            if self.n == 2:
+                done.set()
+
+    class Gone:
+        def close(self) -> None:
+            raise OSError(errno.EBADF, "already closed")
+
+    closer = Closer("test close")
+    for item in (Closable(0), Gone(), Closable(1), Closable(2)):
+        closer(item)
+    assert done.wait(10), "the closer thread closed nothing in 10 s"
+    assert [n for n, _ in seen] == [0, 1, 2]  # in order; an OSError does not stop it
+    assert {ident for _, ident in seen} != {threading.get_ident()}
 
 
 def test_kernel_drops_are_reported_while_capturing(make: Callable[..., R]) -> None:
