@@ -201,6 +201,9 @@ int main(int argc, char **argv) {
         if (t < 0) { fprintf(stderr, MLET_NAME ": the session ended\n"); return 1; }
         pass_note(t, len);
     }
+    /* nclose before the summary: a late duplicate read meanwhile prints above it */
+    uint8_t cl = SKTID;
+    int closed = send_msg(NCLOSE, &cl, 1) || expect_result("nclose") ? -1 : 0;
     int sent = count - unsent;
     printf("\n--- %s ping statistics ---\n", target_s);
     printf("%d packets transmitted, %d received, %d%% packet loss\n", sent, received,
@@ -216,7 +219,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, MLET_NAME ": %d replies without the send time of their request\n",
                 received - timed);
     fflush(stdout);
-    uint8_t cl = SKTID;
-    if (send_msg(NCLOSE, &cl, 1) || expect_result("nclose")) return 1;
-    return received ? 0 : 1;
+    return received && !closed ? 0 : 1;
 }

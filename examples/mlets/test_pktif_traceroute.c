@@ -16,8 +16,9 @@
  * (the filter checks the quoted protocol and source port; the mlet the quoted
  * destination and port). RTT = ndata time - ntag time, both endpoint (kernel) stamps.
  * A hop without an answer within 3 s is ` N  *`. The trace stops at the first
- * destination-unreachable (from the target: port unreachable, the end; from a router:
- * !H, !N, !P, !X or !<code> after the RTT, as traceroute marks it) or at MAX_TTL.
+ * destination-unreachable (from the target: port unreachable, the end; otherwise
+ * !N, !H, !P, !F, !S, !X, !V, !C or !<code> after the RTT, as traceroute marks it) or
+ * at MAX_TTL.
  * Exit 0 when the target answered, 1 otherwise, 2 on a bad argument.
  *
  * Build: make (in this directory), or cc -O2 -Wall -o test_pktif_traceroute test_pktif_traceroute.c
@@ -118,7 +119,11 @@ static const char *mark(const struct hop *h, int at_target) {
     case 0: return " !N";
     case 1: return " !H";
     case 2: return " !P";
+    case 4: return " !F";
+    case 5: return " !S";
     case 13: return " !X";
+    case 14: return " !V";
+    case 15: return " !C";
     }
     snprintf(buf, sizeof buf, " !<%d>", h->code);
     return buf;
