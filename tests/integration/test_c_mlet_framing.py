@@ -98,7 +98,7 @@ NSTAT_OTHER = frame(0x61, struct.pack(">BBBQB", 9, 4, 6, T0, 3))  # another sock
 
 def test_icmp_echo_reads_interleaved_split_and_unknown_frames(icmp_echo: Path) -> None:
     ours, theirs = socket.socketpair()
-    proc = subprocess.Popen([str(icmp_echo), "192.0.2.1", "2", "1"], stdin=theirs,
+    proc = subprocess.Popen([str(icmp_echo), "192.0.2.1", "2", "1"], stdin=theirs.fileno(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={"EPADDR": "192.0.2.7"})  # fmt: skip
     theirs.close()
@@ -171,7 +171,7 @@ def test_icmp_echo_bad_arguments_exit_2_before_any_request(
 ) -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        done = subprocess.run([str(icmp_echo), *args], stdin=theirs, capture_output=True,
+        done = subprocess.run([str(icmp_echo), *args], stdin=theirs.fileno(), capture_output=True,
                               timeout=10, env={})  # fmt: skip
         ours.setblocking(False)
         with pytest.raises(BlockingIOError):
@@ -183,7 +183,7 @@ def test_icmp_echo_a_refused_request_is_named(icmp_echo: Path) -> None:
     """An endpoint without raw sockets answers nopen with an error: one clear line, exit 1."""
     ours, theirs = socket.socketpair()
     with ours:
-        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs,
+        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs.fileno(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
         theirs.close()
         ep = Endpoint(ours)
@@ -199,7 +199,7 @@ def test_icmp_echo_a_refused_request_is_named(icmp_echo: Path) -> None:
 def test_an_mlet_killed_by_eof_mid_frame_exits_1(icmp_echo: Path) -> None:
     ours, theirs = socket.socketpair()
     with ours:
-        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs,
+        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs.fileno(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
         theirs.close()
         Endpoint(ours).request(0x28)
