@@ -117,6 +117,22 @@ static inline void pass_note(int t, uint32_t len) {
     if (t >= 0x60 && t <= 0x7F && on_note) on_note(t, body, len);
 }
 
+/* The name of a status code (PROTOCOL.md section 1.3), "?" for one we do not know. */
+static inline const char *status_name(unsigned code) {
+    static const struct { unsigned code; const char *name; } names[] = {
+        {0x10, "ECTLBADMSG"}, {0x11, "ECTLNOTSUP"}, {0x12, "ECTLMONREJ"}, {0x13, "ECTLMONUKN"},
+        {0x20, "ECRTBADHDAT"}, {0x21, "ECRTNOHDAT"}, {0x24, "ECRTBADHINT"},
+        {0x30, "ESYSNOBUFS"}, {0x31, "ESYSNOPERM"}, {0x32, "ESKTINUSE"}, {0x33, "ESKTNOTOPEN"},
+        {0x34, "ESKTNOPRFAM"}, {0x35, "ESKTNOPROTO"}, {0x36, "ESKTNOADDR"}, {0x37, "ESKTNOMATCH"},
+        {0x38, "ESKTBADFILT"}, {0x39, "ESKTPKTDENY"}, {0x3A, "ESKTOPNDENY"}, {0x40, "ETCPNOPORT"},
+        {0x41, "EPKTNOTSENT"}, {0x42, "EUDPNOPORT"}, {0x43, "EPKTTRUNC"}, {0x44, "ENORES"},
+        {0x48, "EMEMBADADR"}, {0xFFFF, "EUNKFAULT"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].code == code) return names[i].name;
+    return "?";
+}
+
 /* Waits for the reply to the last request: 0 for result(SUCCESS); -1 otherwise, with a
    line naming `what` and the status (section 1.3). */
 static int expect_result(const char *what) {
@@ -127,7 +143,8 @@ static int expect_result(const char *what) {
         if (t == RESULT) {
             if (len == 0) return 0;
             if (len < 2) { fprintf(stderr, MLET_NAME ": %s: malformed result\n", what); return -1; }
-            fprintf(stderr, MLET_NAME ": %s refused: error 0x%02x%02x\n", what, body[0], body[1]);
+            fprintf(stderr, MLET_NAME ": %s refused: %s (0x%04x)\n", what, status_name(get16(body)),
+                    get16(body));
             return -1;
         }
         if (t == MDATA) { fprintf(stderr, MLET_NAME ": %s answered with mdata\n", what); return -1; }
@@ -155,8 +172,9 @@ static inline int mread_into(uint32_t addr, uint16_t n, uint8_t *out) {
             return 0;
         }
         if (t == RESULT) {
-            fprintf(stderr, MLET_NAME ": mread 0x%08x refused: error 0x%02x%02x\n", addr,
-                    len >= 2 ? body[0] : 0, len >= 2 ? body[1] : 0);
+            unsigned code = len >= 2 ? get16(body) : 0;
+            fprintf(stderr, MLET_NAME ": mread 0x%08x refused: %s (0x%04x)\n", addr,
+                    status_name(code), code);
             return -1;
         }
         pass_note(t, len);

@@ -93,7 +93,8 @@ static void note(int type, const uint8_t *b, uint32_t len) {
         int seq = get16(b + 1);
         if (seq < 1 || seq > count || probes[seq].sent) return;
         if (len == 13 && get16(b + 11)) {
-            fprintf(stderr, MLET_NAME ": icmp_seq=%d not sent (error 0x%04x)\n", seq, get16(b + 11));
+            fprintf(stderr, MLET_NAME ": icmp_seq=%d not sent: %s (0x%04x)\n", seq,
+                    status_name(get16(b + 11)), get16(b + 11));
             unsent++;
             return;
         }
@@ -195,7 +196,7 @@ int main(int argc, char **argv) {
 
     int64_t deadline = started + LEAD_MS + (int64_t)(count - 1) * interval + LINGER_MS;
     uint32_t len;
-    while (received < count || tagged + unsent < count) {
+    while (received + unsent < count || tagged + unsent < count) { /* an unsent one gets no reply */
         int t = recv_msg_until(deadline, &len);
         if (t == FRAME_TIMEOUT) break;
         if (t < 0) { fprintf(stderr, MLET_NAME ": the session ended\n"); return 1; }

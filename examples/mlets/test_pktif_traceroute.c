@@ -68,7 +68,8 @@ static void note(int type, const uint8_t *b, uint32_t len) {
         int ttl = get16(b + 1);
         if (ttl < 1 || ttl > MAXTTL) return;
         if (len == 13 && get16(b + 11)) {
-            fprintf(stderr, MLET_NAME ": probe ttl %d not sent (error 0x%04x)\n", ttl, get16(b + 11));
+            fprintf(stderr, MLET_NAME ": probe ttl %d not sent: %s (0x%04x)\n", ttl,
+                    status_name(get16(b + 11)), get16(b + 11));
             return;
         }
         hops[ttl].sent = get64(b + 3);

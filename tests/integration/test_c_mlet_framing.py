@@ -193,7 +193,7 @@ def test_icmp_echo_a_refused_request_is_named(icmp_echo: Path) -> None:
         ep.send(frame(0x40, struct.pack(">H", 0x35)))  # ESKTNOPROTO
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 1
-    assert err == b"test_icmp_echo: nopen raw refused: error 0x0035\n"
+    assert err == b"test_icmp_echo: nopen raw refused: ESKTNOPROTO (0x0035)\n"
 
 
 def test_an_mlet_killed_by_eof_mid_frame_exits_1(icmp_echo: Path) -> None:
@@ -207,3 +207,32 @@ def test_an_mlet_killed_by_eof_mid_frame_exits_1(icmp_echo: Path) -> None:
         ours.shutdown(socket.SHUT_WR)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 1 and b"EOF waiting for mdata of 0x10010000" in err, err
+
+
+def test_icmp_echo_a_request_the_endpoint_could_not_send_is_not_counted(icmp_echo: Path) -> None:
+    """An ntag with an errid (len 13, §1.2): that request was dropped, so it is neither
+    transmitted nor lost, and the line names the status."""
+    ours, theirs = socket.socketpair()
+    with ours:
+        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1", "2", "1"], stdin=theirs.fileno(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
+        theirs.close()
+        ep = Endpoint(ours)
+        ident = proc.pid & 0xFFFF
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+        for req in (0x2A, 0x28, 0x2D, 0x2C, 0x2C):
+            body = ep.request(req)
+            ep.send(frame(0x41, body[:4] + SRC + bytes(12)) if req == 0x28 else RESULT)
+        ep.send(frame(0x60, struct.pack(">BHQH", 1, 1, T0 + 100 * MS, 0x41)),
+                ntag(1, 2, T0 + 101 * MS), reply(2, T0 + 101 * MS + 40_000, ident))  # fmt: skip
+        waited = time.monotonic()
+        ep.request(0x2B)  # at once: no reply to wait for (the linger is 3 s)
+        waited = time.monotonic() - waited
+        ep.send(RESULT)
+        out, err = proc.communicate(timeout=10)
+    assert waited < 2.0, waited
+    assert proc.returncode == 0, (out, err)
+    assert err == b"test_icmp_echo: icmp_seq=1 not sent: EPKTNOTSENT (0x0041)\n"
+    assert b"icmp_seq=2 ttl=62 time=0.040 ms" in out
+    assert b"1 packets transmitted, 1 received, 0% packet loss" in out
