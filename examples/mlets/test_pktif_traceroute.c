@@ -42,6 +42,7 @@ static struct hop {
     int type, code;
 } hops[MAXTTL + 1];
 static uint16_t sport;
+static int sent_ttl; /* the last probe sent: an answer quoting a later one is not ours */
 static uint8_t target[4];
 
 /* An ICMP error: the IPv4 packet of an ndata; it must quote one of our probes. */
@@ -55,7 +56,7 @@ static void on_icmp(const uint8_t *ip, uint32_t n, uint64_t when) {
     if (qihl < 20 || n < ihl + 8 + qihl + 4 || q[9] != UDP || memcmp(q + 16, target, 4)) return;
     if (get16(q + qihl) != sport) return;
     int ttl = get16(q + qihl + 2) - BASE_PORT + 1;
-    if (ttl < 1 || ttl > MAXTTL || hops[ttl].rcvd) return;
+    if (ttl < 1 || ttl > sent_ttl || hops[ttl].rcvd) return;
     hops[ttl].rcvd = when;
     memcpy(hops[ttl].from, ip + 12, 4);
     hops[ttl].type = icmp[0];
@@ -185,6 +186,7 @@ int main(int argc, char **argv) {
         memcpy(pseudo + 12, udp, 8 + DATALEN);
         uint16_t sum = inet_cksum(pseudo, sizeof pseudo);
         put16(udp + 6, sum ? sum : 0xFFFF);
+        sent_ttl = ttl;
         if (send_msg(NSEND, s, sizeof s) || expect_result("nsend")) return 1;
 
         struct hop *h = &hops[ttl];

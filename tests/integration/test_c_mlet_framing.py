@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from packetlab.measure import native
 from packetlab.wire.program import decode_ebpf
 
 T0 = 1_800_000_000 * 10**9  # the endpoint's clock at the mread of TIME
@@ -25,16 +26,25 @@ SRC, DST = bytes([10, 0, 0, 1]), bytes([192, 0, 2, 1])
 MS = 10**6
 
 
-@pytest.fixture(scope="module")
-def icmp_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compile_mlet(tmp: Path, name: str) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler (cc) on this machine")
-    exe = tmp_path_factory.mktemp("mlet") / "test_icmp_echo"
+    exe = tmp / name
     subprocess.run([cc, "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-O2", "-Wall", "-Wextra",
-                    "-Werror", "-o", str(exe), str(REPO / "examples/mlets/test_icmp_echo.c")],
+                    "-Werror", "-o", str(exe), str(REPO / f"examples/mlets/{name}.c")],
                    check=True, capture_output=True)  # fmt: skip
     return exe
+
+
+@pytest.fixture(scope="module")
+def icmp_echo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_mlet(tmp_path_factory.mktemp("mlet"), "test_icmp_echo")
+
+
+@pytest.fixture(scope="module")
+def traceroute(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_mlet(tmp_path_factory.mktemp("mlet"), "test_pktif_traceroute")
 
 
 def frame(t: int, body: bytes) -> bytes:
@@ -236,3 +246,93 @@ def test_icmp_echo_a_request_the_endpoint_could_not_send_is_not_counted(icmp_ech
     assert err == b"test_icmp_echo: icmp_seq=1 not sent: EPKTNOTSENT (0x0041)\n"
     assert b"icmp_seq=2 ttl=62 time=0.040 ms" in out
     assert b"1 packets transmitted, 1 received, 0% packet loss" in out
+
+
+def icmp_error(kind: int, code: int, src: bytes, probe: bytes, t: int) -> bytes:
+    """ndata: ICMP `kind`/`code` from `src` quoting the probe's IP header and 8 bytes."""
+    icmp = struct.pack(">BBHI", kind, code, 0, 0) + probe[:28]
+    icmp = icmp[:2] + struct.pack(">H", cksum(icmp)) + icmp[4:]
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 9, 0, 64, 1, 0, src, SRC)
+    return frame(0x62, struct.pack(">BBBQ", 1, 4, 0, t) + ip + icmp)
+
+
+def test_traceroute_probes_and_answers_in_any_order(traceroute: Path) -> None:
+    """Each probe as Butskoy's (60 bytes, TTL n, port 33434 + n - 1, a valid UDP
+    checksum); answers matched by the quoted ports whatever comes around them: another
+    source port's, an answer before its ntag, one quoting a probe not sent yet."""
+    ours, theirs = socket.socketpair()
+    r1, r2 = bytes([10, 0, 0, 2]), bytes([10, 0, 1, 2])
+    with ours:
+        proc = subprocess.Popen([str(traceroute), "192.0.2.1", "9"], stdin=theirs.fileno(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
+        theirs.close()
+        ep = Endpoint(ours)
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+        assert ep.request(0x2A) == bytes([1, 4, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        ep.send(RESULT)
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">I", 0x20000410) + SRC + bytes(12)))
+        cap = ep.request(0x2D)
+        assert struct.unpack(">Q", cap[3:11])[0] == T0 + (9 * 3000 + 30000) * MS
+        sport = [i.imm for i in decode_ebpf(cap[11:]) if i.opcode == 0x55][-1]
+        ep.send(RESULT)
+        answers = [(r1, 11, 0), (r2, 11, 0), (DST, 3, 3)]
+        for ttl, (src, kind, code) in enumerate(answers, start=1):
+            s = ep.request(0x2C)
+            assert s[:3] == bytes([1, 4, 0]) and struct.unpack(">QH", s[3:13]) == (0, ttl)
+            probe = s[13:]
+            assert len(probe) == 60 and probe[0] == 0x45 and probe[8] == ttl and probe[9] == 17
+            assert (probe[12:16], probe[16:20]) == (SRC, DST)
+            sp, dp, ulen = struct.unpack(">HHH", probe[20:26])
+            assert (sp, dp, ulen) == (sport, 33434 + ttl - 1, 40)
+            assert cksum(SRC + DST + struct.pack(">BBH", 0, 17, 40) + probe[20:]) == 0
+            ep.send(RESULT)
+            sent = T0 + ttl * 10 * MS
+            other = probe[:20] + struct.pack(">H", sport ^ 1) + probe[22:]
+            later = probe[:22] + struct.pack(">H", dp + 1) + probe[24:]
+            ep.send(
+                icmp_error(11, 0, r2, other, sent + 1000),  # another traceroute's
+                icmp_error(11, 0, r2, later, sent + 1000),  # quotes a probe not sent yet
+                icmp_error(kind, code, src, probe, sent + ttl * 100_000),  # before its ntag
+                UNKNOWN,
+                ntag(1, ttl, sent),
+            )
+        ep.request(0x2B)
+        ep.send(RESULT)
+        out, err = proc.communicate(timeout=10)
+    assert (proc.returncode, err) == (0, b""), (out, err)
+    assert out.decode().splitlines() == [
+        "traceroute to 192.0.2.1 (192.0.2.1), 9 hops max, 60 byte packets",
+        " 1  10.0.0.2  0.100 ms",
+        " 2  10.0.1.2  0.200 ms",
+        " 3  192.0.2.1  0.300 ms",
+    ]
+    assert native.parse_traceroute(out.decode()).path() == [
+        (1, "10.0.0.2"), (2, "10.0.1.2"), (3, "192.0.2.1")
+    ]  # fmt: skip
+
+
+def test_traceroute_marks_an_unreachable_from_a_router_and_stops(traceroute: Path) -> None:
+    ours, theirs = socket.socketpair()
+    with ours:
+        proc = subprocess.Popen([str(traceroute), "192.0.2.1"], stdin=theirs.fileno(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
+        theirs.close()
+        ep = Endpoint(ours)
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+        ep.request(0x2A)
+        ep.send(RESULT)
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">I", 0x20000410) + SRC + bytes(12)))
+        ep.request(0x2D)
+        ep.send(RESULT)
+        probe = ep.request(0x2C)[13:]
+        ep.send(RESULT, ntag(1, 1, T0), icmp_error(3, 1, bytes([10, 0, 0, 2]), probe, T0 + 50_000))
+        ep.request(0x2B)
+        ep.send(RESULT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 1  # the target never answered
+    assert out.decode().splitlines()[1:] == [" 1  10.0.0.2  0.050 ms !H"]
+    assert native.parse_traceroute(out.decode()).hops[0].reply_type.name == "DEST_UNREACHABLE"
