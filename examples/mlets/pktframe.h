@@ -65,7 +65,11 @@ static int read_all(uint8_t *p, size_t n) {
 /* One message, one write: header and body in one buffer (requests are small). */
 static int send_msg(uint8_t type, const uint8_t *b, uint32_t len) {
     static uint8_t msg[4 + 65536];
-    if (len > sizeof msg - 4) return -1;
+    if (len > sizeof msg - 4) {
+        fprintf(stderr, MLET_NAME ": a request of %u bytes: this helper sends at most %u\n", len,
+                (unsigned)(sizeof msg - 4));
+        return -1;
+    }
     msg[0] = type;
     msg[1] = (uint8_t)(len >> 16); msg[2] = (uint8_t)(len >> 8); msg[3] = (uint8_t)len;
     if (len) memcpy(msg + 4, b, len);
