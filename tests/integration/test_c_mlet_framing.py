@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO
 
 from packetlab.measure import native
+from packetlab.measure.replies import ReplyKind
 from packetlab.wire.program import decode_ebpf
 
 T0 = 1_800_000_000 * 10**9  # the endpoint's clock at the mread of TIME
@@ -256,14 +257,18 @@ def icmp_error(kind: int, code: int, src: bytes, probe: bytes, t: int) -> bytes:
     return frame(0x62, struct.pack(">BBBQ", 1, 4, 0, t) + ip + icmp)
 
 
-def test_traceroute_probes_and_answers_in_any_order(traceroute: Path) -> None:
+@pytest.mark.parametrize("icmp", [False, True])
+def test_traceroute_probes_and_answers_in_any_order(traceroute: Path, icmp: bool) -> None:
     """Each probe as Butskoy's (60 bytes, TTL n, port 33434 + n - 1, a valid UDP
-    checksum); answers matched by the quoted ports whatever comes around them: another
-    source port's, an answer before its ntag, one quoting a probe not sent yet."""
+    checksum; -I: an echo request, sequence n, a valid ICMP checksum); answers matched by
+    the quoted probe whatever comes around them: another run's (source port or
+    identifier), an answer before its ntag, one quoting a probe not sent yet; -I ends at
+    the target's echo reply."""
     ours, theirs = socket.socketpair()
     r1, r2 = bytes([10, 0, 0, 2]), bytes([10, 0, 1, 2])
+    argv = [str(traceroute), *(["-I"] if icmp else []), "192.0.2.1", "9"]
     with ours:
-        proc = subprocess.Popen([str(traceroute), "192.0.2.1", "9"], stdin=theirs.fileno(),
+        proc = subprocess.Popen(argv, stdin=theirs.fileno(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
         theirs.close()
         ep = Endpoint(ours)
@@ -275,26 +280,37 @@ def test_traceroute_probes_and_answers_in_any_order(traceroute: Path) -> None:
         ep.send(frame(0x41, struct.pack(">I", 0x20000410) + SRC + bytes(12)))
         cap = ep.request(0x2D)
         assert struct.unpack(">Q", cap[3:11])[0] == T0 + (9 * 3000 + 30000) * MS
-        sport = [i.imm for i in decode_ebpf(cap[11:]) if i.opcode == 0x55][-1]
+        key = [i.imm for i in decode_ebpf(cap[11:]) if i.opcode == 0x55][-1]
         ep.send(RESULT)
-        answers = [(r1, 11, 0), (r2, 11, 0), (DST, 3, 3)]
+        answers = [(r1, 11, 0), (r2, 11, 0), (DST, 0, 0) if icmp else (DST, 3, 3)]
         for ttl, (src, kind, code) in enumerate(answers, start=1):
             s = ep.request(0x2C)
             assert s[:3] == bytes([1, 4, 0]) and struct.unpack(">QH", s[3:13]) == (0, ttl)
             probe = s[13:]
-            assert len(probe) == 60 and probe[0] == 0x45 and probe[8] == ttl and probe[9] == 17
-            assert (probe[12:16], probe[16:20]) == (SRC, DST)
-            sp, dp, ulen = struct.unpack(">HHH", probe[20:26])
-            assert (sp, dp, ulen) == (sport, 33434 + ttl - 1, 40)
-            assert cksum(SRC + DST + struct.pack(">BBH", 0, 17, 40) + probe[20:]) == 0
-            ep.send(RESULT)
+            assert len(probe) == 60 and probe[0] == 0x45 and probe[8] == ttl
+            assert (probe[9], probe[12:16], probe[16:20]) == (1 if icmp else 17, SRC, DST)
             sent = T0 + ttl * 10 * MS
-            other = probe[:20] + struct.pack(">H", sport ^ 1) + probe[22:]
-            later = probe[:22] + struct.pack(">H", dp + 1) + probe[24:]
+            if icmp:
+                typ, code_, _, ident, seq = struct.unpack(">BBHHH", probe[20:28])
+                assert (typ, code_, ident, seq) == (8, 0, key, ttl) and cksum(probe[20:]) == 0
+                other = probe[:24] + struct.pack(">H", key ^ 1) + probe[26:]
+                later = probe[:26] + struct.pack(">H", ttl + 1) + probe[28:]
+            else:
+                sp, dp, ulen = struct.unpack(">HHH", probe[20:26])
+                assert (sp, dp, ulen) == (key, 33434 + ttl - 1, 40)
+                assert cksum(SRC + DST + struct.pack(">BBH", 0, 17, 40) + probe[20:]) == 0
+                other = probe[:20] + struct.pack(">H", key ^ 1) + probe[22:]
+                later = probe[:22] + struct.pack(">H", dp + 1) + probe[24:]
+            ep.send(RESULT)
+            answer = (
+                reply(ttl, sent + ttl * 100_000, key)
+                if kind == 0
+                else icmp_error(kind, code, src, probe, sent + ttl * 100_000)
+            )
             ep.send(
                 icmp_error(11, 0, r2, other, sent + 1000),  # another traceroute's
                 icmp_error(11, 0, r2, later, sent + 1000),  # quotes a probe not sent yet
-                icmp_error(kind, code, src, probe, sent + ttl * 100_000),  # before its ntag
+                answer,  # before its ntag
                 UNKNOWN,
                 ntag(1, ttl, sent),
             )
@@ -308,7 +324,7 @@ def test_traceroute_probes_and_answers_in_any_order(traceroute: Path) -> None:
         " 2  10.0.1.2  0.200 ms",
         " 3  192.0.2.1  0.300 ms",
     ]
-    assert native.parse_traceroute(out.decode()).path() == [
+    assert native.parse_traceroute(out.decode(), method="icmp" if icmp else "udp").path() == [
         (1, "10.0.0.2"), (2, "10.0.1.2"), (3, "192.0.2.1")
     ]  # fmt: skip
 
@@ -335,4 +351,5 @@ def test_traceroute_marks_an_unreachable_from_a_router_and_stops(traceroute: Pat
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 1  # the target never answered
     assert out.decode().splitlines()[1:] == [" 1  10.0.0.2  0.050 ms !H"]
-    assert native.parse_traceroute(out.decode()).hops[0].reply_type.name == "DEST_UNREACHABLE"
+    [hop] = native.parse_traceroute(out.decode()).hops
+    assert hop.reply_type == ReplyKind.DEST_UNREACHABLE and hop.code == 1, hop

@@ -148,17 +148,25 @@ def test_icmp_echo_to_a_silent_address_is_a_failed_result(
     assert "2 packets transmitted, 0 received, 100% packet loss" in r["output"]
 
 
-@pytest.mark.parametrize("hops", [2, 3])
+@pytest.mark.parametrize(("hops", "icmp"), [(2, False), (3, False), (3, True)])
 def test_traceroute_hops_identical_to_native_traceroute(
     testbed_factory: Callable[..., Testbed], tmp_path: Path, home: Path, mlets: Path,
-    procs: list[Proc], hops: int,
+    procs: list[Proc], hops: int, icmp: bool,
 ) -> None:  # fmt: skip
+    """UDP probes, and ICMP echo probes (-I, beside `traceroute -I`)."""
     tb = testbed_factory(hops=hops)
     tg = str(tb.addr("tg"))
-    tr = native.run_traceroute(tg, netns=tb.netns_name("ep"), max_ttl=10, wait=2, timeout=60)
-    [r] = run_passive(tb, tmp_path, home, procs, [str(mlets / "test_pktif_traceroute"), tg, "10"])
+    method = "icmp" if icmp else "udp"
+    argv = native.traceroute_argv(tg, max_ttl=10, wait=2)
+    if icmp:
+        argv.insert(1, "-I")
+    done = subprocess.run(native.netns_argv(argv, tb.netns_name("ep")), capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    tr = native.parse_traceroute(done.stdout, method=method)
+    mlet = [str(mlets / "test_pktif_traceroute"), *(["-I"] if icmp else []), tg, "10"]
+    [r] = run_passive(tb, tmp_path, home, procs, mlet)
     assert r["status"] == "done", r
-    ours = native.parse_traceroute(r["output"])  # traceroute's own format
+    ours = native.parse_traceroute(r["output"], method=method)  # traceroute's own format
     assert ours.path() == tr.path(), (r["output"], tr)
     assert [addr for _, addr in ours.path()][-1] == tg and len(ours.path()) == hops + 1
     assert (ours.max_ttl, ours.probe_size) == (10, 60)  # traceroute's 60-byte probes
