@@ -58,6 +58,7 @@ SERIAL = frozenset(
         "test_throughput_retr_cwnd.py",
         "test_timerfd.py",
         "test_wrap.py::test_fidelity_hides_a_slow_controller_link",
+        "test_xpmgr_c_mlets_raw.py::test_icmp_echo_replies_counted_rtts_beside_native_ping",
     }
 )
 
