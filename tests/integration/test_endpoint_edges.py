@@ -361,3 +361,28 @@ def test_nctl_naming_another_protocol_is_malformed(shared_endpoint: EndpointProc
     finally:
         c.close()
         shared_endpoint.controllers.remove(c)
+
+
+def test_an_nctl_longer_than_12_bytes_is_answered_as_its_first_12(
+    controller: RawController, server: socket.socket
+) -> None:
+    """§1.2 nctl [QUIRK]: the reference checks len >= 11 and reads the command at byte 11,
+    ignoring what follows; "require 12" is a minimum. A 20-byte nctl with an unknown
+    command is ECTLBADMSG and the session goes on; a 13-byte FIN is SUCCESS and the
+    peer sees the FIN (both were ECTLBADMSG and a close before session 23)."""
+    c = controller
+    nopen = wire.Nopen(sktid=7, family=4, proto=6, rbufsz=1 << 16, laddr=bytes(4), lport=0,
+                       raddr=LO, rport=server.getsockname()[1])  # fmt: skip
+    assert reply(c, nopen) == OK
+    conn, _ = server.accept()
+    try:
+        c.notification(wire.Nstat, lambda m: m.sktid == 7)
+        head = bytes([7, 4, 6]) + u64(0)
+        assert reply(c, frame(0x2E, head + b"\x09" + b"junk" * 2)) == ECTLBADMSG
+        assert c.mread(vmem.HOSTID.addr, 4) == b"pkte"  # still served
+        assert reply(c, frame(0x2E, head + b"\x01\x00")) == OK
+        conn.settimeout(5)
+        assert conn.recv(10) == b""  # the FIN
+        assert field(c, 7, vmem.SKT_STAT) == 4  # WFIN
+    finally:
+        conn.close()
