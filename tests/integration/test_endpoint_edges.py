@@ -13,9 +13,11 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import DEFAULT_CONFIG, EndpointProcess, RawController
+from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
 
 from packetlab import wire
 from packetlab.wire import vmem
@@ -386,3 +388,44 @@ def test_an_nctl_longer_than_12_bytes_is_answered_as_its_first_12(
         assert field(c, 7, vmem.SKT_STAT) == 4  # WFIN
     finally:
         conn.close()
+
+
+def test_the_edges_over_the_tls_link(
+    tmp_path: Path, peer: socket.socket, server: socket.socket
+) -> None:
+    """The same edges over the real TLS 1.3 link (§4.6; the Python record layer since
+    session 17): frames larger than a TLS record both ways (the largest mread at the top
+    of the address space, a 0xFFFFFF-byte mwrite, the largest UDP datagram as ndata on
+    socket 255) arrive whole and byte for byte, and a 13-byte nctl FIN is answered as
+    its first 12 bytes."""
+    home = pktlab_init(tmp_path / "home")
+    ctl = TLSController(controller_chain(home, tmp_path / "chain"), home.key_path("k_xc"), tmp_path)
+    ep = TLSEndpoint(home, ctl.address, tmp_path)
+    try:
+        c = ctl.accept(timeout=30)
+        c.start()
+        top = (1 << 32) - 0xFFFF
+        assert reply(c, wire.Mread(addr=top, len=0xFFFF)) == frame(0x41, u32(top) + bytes(0xFFFF))
+        big = frame(0x29, u32(0x10000000) + bytes(0xFFFFFF - 4))
+        assert reply(c, big) == OK
+        assert reply(c, udp_open(255)) == OK
+        lport = field(c, 255, vmem.SKT_LPORT)
+        data = bytes(range(256)) * 255 + b"z" * (65507 - 256 * 255)
+        peer.sendto(data, ("127.0.0.1", lport))
+        nd = c.notification(wire.Ndata)
+        src = LO + u16(peer.getsockname()[1])
+        assert wire.encode(nd) == frame(0x62, b"\xff\x04\x11" + u64(nd.time) + src + data)
+        nopen = wire.Nopen(sktid=1, family=4, proto=6, rbufsz=1 << 16, laddr=bytes(4), lport=0,
+                           raddr=LO, rport=server.getsockname()[1])  # fmt: skip
+        assert reply(c, nopen) == OK
+        conn, _ = server.accept()
+        try:
+            c.notification(wire.Nstat, lambda m: m.sktid == 1)
+            assert reply(c, frame(0x2E, bytes([1, 4, 6]) + u64(0) + b"\x01\xff")) == OK
+            conn.settimeout(5)
+            assert conn.recv(10) == b""  # the FIN
+        finally:
+            conn.close()
+    finally:
+        ep.stop()
+        ctl.close()
