@@ -429,3 +429,25 @@ def test_the_edges_over_the_tls_link(
     finally:
         ep.stop()
         ctl.close()
+
+
+@pytest.mark.parametrize(
+    "family,proto,addrs",
+    [
+        (4, 17, bytes(16) + u16(0)),  # IPv4 UDP with an IPv6-sized laddr
+        (6, 17, LO + u16(0)),  # IPv6 UDP with an IPv4 laddr
+        (4, 6, bytes(16) + u16(0) + bytes(15) + b"\x01" + u16(80)),  # IPv4 TCP, IPv6 peer
+        (6, 6, bytes(16) + u16(0) + LO + u16(80)),  # IPv6 TCP, IPv4 peer
+    ],
+)
+def test_addresses_of_the_other_family_are_esktnoaddr(
+    controller: RawController, family: int, proto: int, addrs: bytes
+) -> None:
+    """§1.3 ESKTNOADDR "bad addr/port length": an nopen whose addresses are the other
+    family's size fits none of its family's forms; the endpoint answers ESKTNOADDR,
+    opens nothing, and goes on (§1.2 len >= 7; docs/wire.md)."""
+    c = controller
+    body = bytes([9, family, proto]) + u32(1 << 16) + addrs
+    assert reply(c, frame(0x2A, body)) == result(0x36)
+    assert c.mread(vmem.SKT_BASE + 9 * vmem.SKT_STRIDE, 4) == bytes(4)  # still FREE
+    assert c.mread(vmem.HOSTID.addr, 4) == b"pkte"
