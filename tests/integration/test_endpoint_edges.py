@@ -180,7 +180,8 @@ def test_empty_payloads_are_sent_and_tagged(
 
 def test_socket_id_255_end_to_end(controller: RawController, peer: socket.socket) -> None:
     """§3.1: socket ids are 0..255. Socket 255's block is the last (0x2003FC00); its
-    ndata (an empty datagram, the largest one), ntag and nclose carry sktid 0xFF."""
+    ndata (an empty datagram, the largest one), ntag and nclose carry sktid 0xFF. (Its
+    LPORT is the bound port, ours: docs/endpoint.md "Differences".)"""
     c = controller
     assert reply(c, udp_open(255)) == OK
     block = vmem.SKT_BASE + 255 * vmem.SKT_STRIDE
