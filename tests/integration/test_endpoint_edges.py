@@ -452,3 +452,39 @@ def test_addresses_of_the_other_family_are_esktnoaddr(
     assert reply(c, frame(0x2A, body)) == result(0x36)
     assert c.mread(vmem.SKT_BASE + 9 * vmem.SKT_STRIDE, 4) == bytes(4)  # still FREE
     assert c.mread(vmem.HOSTID.addr, 4) == b"pkte"
+
+
+def test_the_system_block_byte_for_byte(controller: RawController) -> None:
+    """§2.2 system parameters, the whole span 0x10000000-0x100303FF of the real daemon
+    (its image is built at start-up, in an anonymous mapping since session 22), against
+    the spec's table filled in by hand from the test config: every other byte is zero,
+    and so are the bytes either side of the span. TIME is the clock at the read."""
+    c = controller
+    base, span = 0x10000000, 0x30400
+    want = bytearray(span)
+
+    def put(addr: int, data: bytes) -> None:
+        want[addr - base : addr - base + len(data)] = data
+
+    put(0x10000000, b"\x01\x01")  # IP4NO, IP6NO
+    put(0x10000002, u32(0b110))  # TRANSSUP: tcp (bit 1), udp (bit 2)
+    put(0x10000006, u32(8388608))  # BUFMAXDUP
+    put(0x10000100, LO + b"\xff\x00\x00\x00")  # IP4LS[0]: 127.0.0.1/8
+    put(0x10001000, bytes(15) + b"\x01")  # IP6LS[0]: ::1
+    put(0x10010010, u32(8388608))  # BUFMAX; BUFUSED (0x10010014) stays 0
+    put(0x10020000, b"\x01\x00")  # IP4DNSNO, IP6DNSNO
+    put(0x10020010, b"\x7f\x00\x00\x35")  # IP4DNSLS[0]: 127.0.0.53
+    put(0x10020200, bytes([0, 0, 0, 1, 2, 0, 0, 0, 0, 1, 2, 0]))  # IP4HDRMOD (Linux)
+    put(0x10030000, b"pktendpoint-test")  # HOSTID
+    got = bytearray()
+    before = time.time_ns()
+    for at in range(base, base + span, 0xFFFF):
+        got += c.mread(at, min(0xFFFF, base + span - at))
+    after = time.time_ns()
+    stamp = int.from_bytes(got[0x10000:0x10008], "big")
+    assert before - 10**6 <= stamp <= after + 10**6, (before, stamp, after)
+    put(0x10010000, u64(stamp))
+    diff = [hex(base + i) for i in range(span) if got[i] != want[i]]
+    assert not diff, diff[:20]
+    assert c.mread(base - 8, 8) == bytes(8)
+    assert c.mread(base + span, 8) == bytes(8)
