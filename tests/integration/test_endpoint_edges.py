@@ -488,3 +488,30 @@ def test_the_system_block_byte_for_byte(controller: RawController) -> None:
     assert not diff, diff[:20]
     assert c.mread(base - 8, 8) == bytes(8)
     assert c.mread(base + span, 8) == bytes(8)
+
+
+def test_a_socket_block_byte_for_byte_and_a_write_over_all_of_it(
+    controller: RawController,
+) -> None:
+    """§2.2 socket info of an open UDP socket, all 0x400 bytes, against the spec's table
+    filled in by hand; then one mwrite of 0xAB over the whole block changes exactly the
+    RW fields (RBUFSZ, NSENDERR, NSENDERRTAG, NOTIFMASK, CTFL) and no other byte (§2.1:
+    the rest of the write is dropped, the answer still SUCCESS)."""
+    c = controller
+    assert reply(c, udp_open(8, rbufsz=0x12345)) == OK
+    block = vmem.SKT_BASE + 8 * vmem.SKT_STRIDE
+    got = c.mread(block, 0x400)
+    want = bytearray(0x400)
+    want[0:3] = b"\x04\x11\x02"  # FAMILY, PROTO, STAT OPEN
+    want[0x10:0x14] = LO  # LADDR (v4 in the first 4 bytes)
+    want[0x30:0x32] = got[0x30:0x32]  # LPORT: the bound port (ours), checked below
+    want[0x40:0x44] = u32(0x12345)  # RBUFSZ = the nopen's rbufsz
+    assert got == bytes(want)
+    assert int.from_bytes(got[0x30:0x32], "big") != 0
+    assert reply(c, wire.Mwrite(addr=block, data=b"\xab" * 0x400)) == OK
+    want[0x40:0x44] = b"\xab" * 4  # RBUFSZ
+    want[0x60:0x63] = b"\xab" * 3  # NSENDERR, NSENDERRTAG
+    want[0x70:0x72] = b"\xab" * 2  # NOTIFMASK
+    want[0x100:0x180] = b"\xab" * 128  # CTFL
+    assert c.mread(block, 0x400) == bytes(want)
+    assert reply(c, wire.Nclose(sktid=8)) == OK
