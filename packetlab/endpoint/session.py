@@ -60,6 +60,7 @@ from packetlab.wire.constants import (
     SocketState,
     Status,
 )
+from packetlab.wire.errors import MalformedMessage
 from packetlab.wire.framer import Item, Malformed, Unknown
 from packetlab.wire.messages import (
     Cdata,
@@ -74,7 +75,7 @@ from packetlab.wire.messages import (
     Yield,
 )
 
-__all__ = ["Phase", "Scheduler", "Session", "SessionEnd", "is_odd_nopen"]
+__all__ = ["Phase", "Scheduler", "Session", "SessionEnd", "is_odd_nopen", "long_nctl"]
 
 TCP = int(Proto.TCP)
 UDP = int(Proto.UDP)
@@ -82,6 +83,8 @@ RAW = int(Proto.RAW)
 _NSTAT = int(NotifMask.NSTAT)
 _PKTDENY = int(Status.ESKTPKTDENY)
 _NOPEN_TYPE = int(MsgType.NOPEN)
+_NCTL_TYPE = int(MsgType.NCTL)
+_NCTL_LEN = 12  # sktid family proto time:u64 command
 _UNCHECKED = object()  # `_target`: the gate has not been asked yet
 _OK = frames.RESULT_SUCCESS
 _R = {s: frames.result(int(s)) for s in Status}
@@ -108,6 +111,22 @@ def is_odd_nopen(item: Malformed) -> bool:
         and body[1] in (4, 6)
         and body[2] in (RAW, TCP, UDP)
     )
+
+
+def long_nctl(item: Malformed) -> Nctl | None:
+    """An nctl of more than 12 bytes as the reference's decoder reads it: it checks
+    len >= 11 and reads the command at byte 11 (§1.2 [QUIRK]), so the bytes after the
+    command are ignored. None if the first 12 bytes are not a good nctl either (a proto
+    other than TCP stays malformed). The wire decoder keeps calling it malformed (one
+    message, one encoding: docs/wire.md)."""
+    body = item.body
+    if item.msgtype != _NCTL_TYPE or len(body) <= _NCTL_LEN:
+        return None
+    try:
+        msg = codec.decode_body(_NCTL_TYPE, body[:_NCTL_LEN])
+    except MalformedMessage:
+        return None
+    return msg if isinstance(msg, Nctl) else None
 
 
 class Phase(enum.Enum):
@@ -249,6 +268,10 @@ class Session:
             assert isinstance(item, Malformed)
             if is_odd_nopen(item):
                 self._odd_nopen(item)
+                return
+            nctl = long_nctl(item)
+            if nctl is not None:  # answered as the nctl of its first 12 bytes
+                self.handle(nctl)
                 return
             self.log.warn("malformed request, ending the session: {error}", error=item.error)
             self.outbox.put(_R[Status.ECTLBADMSG])

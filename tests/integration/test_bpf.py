@@ -160,6 +160,17 @@ def test_bad_encodings_are_refused_before_the_kernel(encoded: bytes, words: str)
 
 
 @pytest.mark.root
+def test_the_largest_filter_within_filt_bufsz_loads() -> None:
+    """§3.4: filters up to FILT_BUFSZ (0x10000 bytes, type byte included) are taken. The
+    largest whole program is 8,191 instructions (65,529 bytes); one more instruction
+    (65,537 bytes) is refused above, before the kernel, though the kernel would take it."""
+    encoded = encode_ebpf([Insn(0xB7)] * 8190 + [Insn(0x95)])  # r0 = 0 ... exit
+    assert len(encoded) == 1 + 8 * 8191 <= 0x10000
+    with load_ncap_filter(encoded) as loaded:
+        assert loaded.insn_count == 8191 and loaded.fd >= 0
+
+
+@pytest.mark.root
 def test_own_outgoing_packets_are_skipped(pair: Testbed) -> None:
     with capture(pair, "ep") as cap:
         cap.set_filter(tcpdump_filter("udp port 5555"))

@@ -345,3 +345,36 @@ def test_nopen_shorter_than_7_bytes_is_malformed() -> None:
     r = Rig().started()
     assert feed(r, "2a000006 02 04 11 000100") == [Status.ECTLBADMSG]
     assert r.session.ended is not None
+
+
+# ----------------------------------------------- §1.2, §2.3, §9.3 nctl longer than 12
+
+
+def test_nctl_longer_than_12_bytes_is_read_as_the_reference_reads_it() -> None:
+    """§1.2 nctl [QUIRK]: the reference's decoder checks len >= 11 and reads the command
+    at byte 11, so bytes after the command are ignored; the spec's fix ("require 12") is
+    a minimum. An nctl of 13 or more bytes was ECTLBADMSG and the session closed (a
+    reference peer could tell); now it is the nctl of its first 12 bytes: FIN answered
+    SUCCESS, an unknown command ECTLBADMSG with the session kept, ECTLNOTSUP in SETUP.
+    Still malformed: 11 bytes, or a proto that is not TCP (the decoder's rules)."""
+    r = Rig()
+    fin13 = "2e00000d 02 04 06 0000000000000000 01 00"
+    assert feed(r, fin13) == [Status.ECTLNOTSUP]  # SETUP
+    r.started()
+    assert feed(r, "2e00000d 02 04 06 0000000000000000 01 ff") == [Status.ESKTNOTOPEN]
+    r.send(tcp_open(2))
+    r.session.tcp_established(r.skt(2), LO4, 1, LO4, 80)
+    r.new()
+    assert feed(r, "2e000010 02 04 06 0000000000000000 07 616263 64") == [Status.ECTLBADMSG]
+    assert r.session.ended is None
+    assert feed(r, fin13) == [0]
+    assert r.skt(2).fin_time == 0
+    assert r.session.ended is None
+    assert feed(r, "2e00000d 02 04 11 0000000000000000 01 00") == [Status.ECTLBADMSG]
+    assert r.session.ended is not None
+
+
+def test_nctl_of_11_bytes_is_still_malformed() -> None:
+    r = Rig().started()
+    assert feed(r, "2e00000b 02 04 06 0000000000000000") == [Status.ECTLBADMSG]
+    assert r.session.ended is not None
