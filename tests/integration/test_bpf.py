@@ -82,7 +82,13 @@ def test_tcpdump_filter_passes_only_matching_packets(pair: Testbed) -> None:
         send_udp(pair, "ep", pair.addr("tg"), 5555, b"match-2")
         got = collect(cap, 3)
         after = time.time_ns()
-    assert [udp_payload(p) for p in got] == [b"match-1", b"match-v6", b"match-2"]
+    # Exactly the three matches. Across families the kernel's order is not the sending
+    # order on this VM (an IPv4 packet was once stamped 0.2 ms after the IPv6 one sent
+    # behind it: 2 runs in 15), so only the IPv4 pair's order is asserted.
+    payloads = [udp_payload(p) for p in got]
+    assert sorted(payloads) == [b"match-1", b"match-2", b"match-v6"]
+    v4 = [p for p in got if p.data[0] >> 4 == 4]
+    assert [udp_payload(p) for p in v4] == [b"match-1", b"match-2"]
     # The kernel's stamp is CLOCK_REALTIME as time.time_ns() is, but this VM's kernel and
     # vDSO readings were once seen 78 µs apart: 1 ms of slack still tells a realtime stamp
     # of this run from a monotonic one or a stale one.
@@ -90,8 +96,9 @@ def test_tcpdump_filter_passes_only_matching_packets(pair: Testbed) -> None:
     for pkt in got:
         assert pkt.kernel_timestamp and before - slack <= pkt.time_ns <= after + slack
         assert not pkt.outgoing and not pkt.truncated
-    assert got[0].data[0] >> 4 == 4 and got[1].data[0] >> 4 == 6  # offset 0 = IP header
-    assert got[0].time_ns <= got[1].time_ns <= got[2].time_ns
+    v6 = [p for p in got if p.data[0] >> 4 == 6]  # offset 0 = IP header
+    assert [udp_payload(p) for p in v6] == [b"match-v6"]
+    assert v4[0].time_ns <= v4[1].time_ns
 
 
 @pytest.mark.root
