@@ -496,6 +496,18 @@ class SetupProtocol(_Conn):
             why = "bytes after the preamble echo" if self.snikey else "xreg was refused"
             self.refuse("bad_echo", why)
             return
+        # Checked again: another manager's registration of this snikey may have finished
+        # between our xreg and this echo (both xregs came before either echo); becoming a
+        # backlog now would make us its owner and lock that manager out of its snikey.
+        other = self.proxy.held_by_another(self.snikey, self.manager)
+        if other is not None:
+            mine, theirs = _shown(self.manager, other)
+            self.refuse(
+                "held",
+                f"snikey {self.snikey} was taken by another manager ({theirs}; this is "
+                f"{mine}) during this registration",
+            )
+            return
         waiter = self.proxy.waiter(self.snikey)
         if waiter is None:
             try:

@@ -893,3 +893,44 @@ def test_a_manager_is_shown_by_16_hex_digits_of_its_key_in_log_lines(
     register(proxy, "k1", key=b"\x01" * 32)
     [line] = refused_lines(proxy, b"\x02" * 32, b"k1")
     assert "(agent key 0101010101010101...; this is agent key 0202020202020202...)" in line
+
+
+def halfway(proxy: Proxy, snikey: str, key: bytes) -> tuple[SetupProtocol, HalfCloseTransport]:
+    """A manager showing `key` whose xreg(snikey) was answered SUCCESS and whose
+    close_notify got the raw preamble: only its echo is left."""
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    proto.tls = KeyedTLS(proto.tls, key)  # type: ignore[assignment,arg-type]
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey.encode()))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result()]
+    t.clear()
+    proto.dataReceived(tls.close())
+    assert t.value() == PREAMBLE
+    return proto, t
+
+
+def test_a_stranger_racing_the_first_registration_does_not_take_the_snikey(
+    options: PPKSServerOptions,
+) -> None:
+    """The owner of a snikey was checked at the xreg but written at the echo: a stranger
+    whose xreg came while the manager's first registration was between its result and
+    its echo was answered SUCCESS, and its later echo made it the owner, so it held a
+    backlog of the manager's snikey (its endpoints spliced to the stranger) and every
+    replenishment of the manager's was refused ENORES (bpaudit23). The owner is now
+    checked again when the echo makes a backlog: the stranger's is closed."""
+    manager, stranger = b"\x01" * 32, b"\x02" * 32
+    proxy, _ = make_proxy(options)
+    mine, _ = halfway(proxy, "k1", manager)
+    theirs, t = halfway(proxy, "k1", stranger)  # both xregs came before either echo
+    mine.dataReceived(PREAMBLE)
+    theirs.dataReceived(PREAMBLE)
+    assert proxy.registry.count("k1") == 1 and proxy.registry.take("k1") is mine
+    assert t.disconnecting and proxy.stats.registration_failures == 1
+    register(proxy, "k1", key=manager)  # the manager replenishes: still its own
+    assert proxy.registry.count("k1") == 1
