@@ -141,6 +141,8 @@ def test_publish_priority_above_the_chain_limit_is_epubbadpr() -> None:
         (b"pub_end=abc;" + XD, Status.EPUBBADXD),
         (b"pub_end=1000000000;" + XD, Status.EPUBBADXD),  # 1970: already past
         (b"controller_addr=h;sni_key=UPPER;", Status.EPUBBADXD),
+        # two SNIs: an endpoint takes one of them, which one is not said (ours the first)
+        (XD + b"sni_key=def;", Status.EPUBBADXD),
         (b"controller_addr=h;bad value!=1;", Status.EPUBBADXD),
         (b"controller_addr=h;x=" + b"y" * MAX_XDESCR + b";", Status.EPUBBADXD),
     ],
