@@ -430,6 +430,11 @@ class SetupProtocol(_Conn):
                 self.refuse("early_close", "close_notify before a registration")
                 return
             self._drop_held()  # a manager that did not wait for its answer
+            if self.snikey is None:
+                # its xreg was refused (counted then): the preamble acknowledges a
+                # registration (OBSERVED §4.2), so a refused one gets the close, not PKTLAB
+                self._close()
+                return
             # The observed order: the manager's close_notify, then at once the raw preamble.
             self.state = "echo"
             self.transport.write(PREAMBLE)  # type: ignore[union-attr]

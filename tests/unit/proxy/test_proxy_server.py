@@ -694,6 +694,7 @@ def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
     # then as before: the manager's close_notify, and the link ends (nothing registered)
     t.clear()
     proto.dataReceived(tls.close())
+    assert t.value() == b""  # no preamble for a refused registration (session 23)
     proto.dataReceived(b"PKTLAB")
     assert t.disconnecting and proxy.registry.count("k1") == 2
 
@@ -710,14 +711,15 @@ def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
     options: PPKSServerOptions,
 ) -> None:
     """The refusal is encrypted only when it goes (records leave in sequence order); a
-    manager whose close_notify comes first gets no TLS after it, only the raw preamble,
-    and no timer is left."""
-    _proxy, clock, proto, t, tls = refused_xreg(options)
+    manager whose close_notify comes first gets no TLS after it, and no timer is left.
+    Nor the raw preamble (until session 23 it got it): PKTLAB acknowledges a
+    registration (OBSERVED §4.2), and this one was refused; the link is closed."""
+    proxy, clock, proto, t, tls = refused_xreg(options)
     t.clear()
     proto.dataReceived(tls.close())
-    assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
-    clock.advance(2.0)
-    assert t.value() == PREAMBLE  # nothing after it
+    assert t.value() == b"" and t.disconnecting
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == [] and proxy.stats.registration_failures == 1
 
 
 def test_the_managers_bytes_after_its_handshake_split_at_every_boundary(
