@@ -380,3 +380,27 @@ def test_snikey_of_the_longest_length_an_ip_literal_and_ech_alongside(
     )
     assert "no backlog connection for snikey '127.0.0.1'" in proxy.text()
     assert proxy.proc.poll() is None and "Traceback" not in proxy.text()
+
+
+def test_a_client_naming_an_sni_at_the_broker_is_refused_in_the_handshake(
+    home: PktlabHome, broker: BrokerProcess
+) -> None:
+    """O §1.1, §3.1: the reference clients send no SNI to the broker. One that does is
+    refused in the handshake, as P §4.6's server map refuses a snikey it lacks (the
+    broker has only the default entry); one without, on the same port, is served."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(str(home.cert_path("agent_xc_xc")), str(home.key_path("k_xc")))
+    raw = socket.create_connection(("127.0.0.1", broker.sub_port), timeout=10)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tls = ctx.wrap_socket(raw, server_hostname="brokersni")
+        tls.recv(1)  # TLS 1.3: a refused client certificate shows at the first read
+    raw.close()
+    broker.wait_log("unknown_snikey: unknown snikey 'brokersni'")
+    ident = Identity(home, broker.workdir, "nosni-ep")
+    ident.subscribe(broker.sub_port).close()
+    assert broker.running
