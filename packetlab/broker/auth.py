@@ -152,8 +152,13 @@ def _xdescr_fields(pairs: Sequence[NVPair], now_ns: int) -> tuple[int, int | Non
     # HOST:PORT needs a good port; a bare IPv6 address (several ':') takes the default.
     if sep and ":" not in host and not (port.isdigit() and 0 < int(port) < 65536):
         return Refusal(Status.EPUBBADADDR, f"controller_addr {addr!r}: bad port")
-    for p in pairs:
-        if p.name == "sni_key" and not is_valid_snikey(p.value):
+    snikeys = [p for p in pairs if p.name == "sni_key"]
+    if len(snikeys) > 1:
+        # as a second controller_addr: which SNI an endpoint connects with is nowhere
+        # said (ours takes the first), and pktxpmgr never sends two (an override fails)
+        return Refusal(Status.EPUBBADXD, "sni_key given more than once")
+    for p in snikeys:
+        if not is_valid_snikey(p.value):
             return Refusal(
                 Status.EPUBBADXD, f"sni_key {p.value[:64]!r} is not 1..63 characters of [a-z0-9]"
             )

@@ -430,6 +430,11 @@ class SetupProtocol(_Conn):
                 self.refuse("early_close", "close_notify before a registration")
                 return
             self._drop_held()  # a manager that did not wait for its answer
+            if self.snikey is None:
+                # its xreg was refused (counted then): the preamble acknowledges a
+                # registration (OBSERVED §4.2), so a refused one gets the close, not PKTLAB
+                self._close()
+                return
             # The observed order: the manager's close_notify, then at once the raw preamble.
             self.state = "echo"
             self.transport.write(PREAMBLE)  # type: ignore[union-attr]
@@ -495,6 +500,18 @@ class SetupProtocol(_Conn):
         if len(self._echo) > len(PREAMBLE) or self.snikey is None:
             why = "bytes after the preamble echo" if self.snikey else "xreg was refused"
             self.refuse("bad_echo", why)
+            return
+        # Checked again: another manager's registration of this snikey may have finished
+        # between our xreg and this echo (both xregs came before either echo); becoming a
+        # backlog now would make us its owner and lock that manager out of its snikey.
+        other = self.proxy.held_by_another(self.snikey, self.manager)
+        if other is not None:
+            mine, theirs = _shown(self.manager, other)
+            self.refuse(
+                "held",
+                f"snikey {self.snikey} was taken by another manager ({theirs}; this is "
+                f"{mine}) during this registration",
+            )
             return
         waiter = self.proxy.waiter(self.snikey)
         if waiter is None:

@@ -141,6 +141,8 @@ def test_publish_priority_above_the_chain_limit_is_epubbadpr() -> None:
         (b"pub_end=abc;" + XD, Status.EPUBBADXD),
         (b"pub_end=1000000000;" + XD, Status.EPUBBADXD),  # 1970: already past
         (b"controller_addr=h;sni_key=UPPER;", Status.EPUBBADXD),
+        # two SNIs: an endpoint takes one of them, which one is not said (ours the first)
+        (XD + b"sni_key=def;", Status.EPUBBADXD),
         (b"controller_addr=h;bad value!=1;", Status.EPUBBADXD),
         (b"controller_addr=h;x=" + b"y" * MAX_XDESCR + b";", Status.EPUBBADXD),
     ],
@@ -159,3 +161,32 @@ def test_publish_pub_end_in_future_and_bare_ipv6() -> None:
 def test_publish_empty_chlist_is_epubbadchl() -> None:
     r = check_publication([], b"k" * 32, [], ZERO, XD)
     assert isinstance(r, Refusal) and r.status is Status.EPUBBADCHL
+
+
+def test_chains_as_sent_in_any_shape_are_read_as_the_reference_reads_them() -> None:
+    """P §4.4: cert_ls[0] is the leaf, the parent of a cert is an unused cert whose SKI is
+    its AKI, every cert within its validity. So a repeated cert or an extra one is left
+    over (taken), the root first is refused, and an extra cert's AKI proves nothing: a
+    channel it names is refused (bpaudit23)."""
+    now = 1_000_000
+    eop, eop2, ep, stranger = (generate_private_key() for _ in range(4))
+    subcmd = issue_certificate("subcmd", eop2, ep, 0, 2**31 - 1).der
+    delpriv = issue_certificate("delpriv", eop, eop2, 0, 2**31 - 1, del_type="reppriv").der
+    extra = issue_certificate("subcmd", stranger, ep, 0, 2**31 - 1).der
+    later = issue_certificate("subcmd", eop2, ep, now + 60, 2**31 - 1).der
+    ended = issue_certificate("delpriv", eop, eop2, 0, now - 1, del_type="reppriv").der
+
+    def sub(certs: list[bytes], chans: list[bytes]) -> SubGrant | Refusal:
+        return check_subscription(certs, raw_public_key(ep), chans, raw_public_key(eop), b"", now)
+
+    both = [key_id(eop), key_id(eop2)]
+    assert isinstance(sub([subcmd, subcmd, delpriv, delpriv], both), SubGrant)
+    assert isinstance(sub([subcmd, extra, delpriv], both), SubGrant)
+    for certs, chans, rule in [
+        ([subcmd, extra, delpriv], [key_id(stranger)], "not proven by the chain"),
+        ([delpriv, subcmd], both, "wrong_cert_type: cert #0"),
+        ([later, delpriv], both, "not_yet_valid: cert #0"),
+        ([subcmd, ended], both, "expired: cert #1"),
+    ]:
+        r = sub(certs, chans)
+        assert isinstance(r, Refusal) and r.status is Status.ESUBBADCHN and rule in r.reason, r

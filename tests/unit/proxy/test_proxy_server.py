@@ -694,6 +694,7 @@ def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
     # then as before: the manager's close_notify, and the link ends (nothing registered)
     t.clear()
     proto.dataReceived(tls.close())
+    assert t.value() == b""  # no preamble for a refused registration (session 23)
     proto.dataReceived(b"PKTLAB")
     assert t.disconnecting and proxy.registry.count("k1") == 2
 
@@ -710,14 +711,15 @@ def test_a_manager_that_closes_before_its_held_refusal_gets_no_late_tls_record(
     options: PPKSServerOptions,
 ) -> None:
     """The refusal is encrypted only when it goes (records leave in sequence order); a
-    manager whose close_notify comes first gets no TLS after it, only the raw preamble,
-    and no timer is left."""
-    _proxy, clock, proto, t, tls = refused_xreg(options)
+    manager whose close_notify comes first gets no TLS after it, and no timer is left.
+    Nor the raw preamble (until session 23 it got it): PKTLAB acknowledges a
+    registration (OBSERVED §4.2), and this one was refused; the link is closed."""
+    proxy, clock, proto, t, tls = refused_xreg(options)
     t.clear()
     proto.dataReceived(tls.close())
-    assert t.value() == PREAMBLE and clock.getDelayedCalls() != []  # the setup deadline
-    clock.advance(2.0)
-    assert t.value() == PREAMBLE  # nothing after it
+    assert t.value() == b"" and t.disconnecting
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == [] and proxy.stats.registration_failures == 1
 
 
 def test_the_managers_bytes_after_its_handshake_split_at_every_boundary(
@@ -893,3 +895,44 @@ def test_a_manager_is_shown_by_16_hex_digits_of_its_key_in_log_lines(
     register(proxy, "k1", key=b"\x01" * 32)
     [line] = refused_lines(proxy, b"\x02" * 32, b"k1")
     assert "(agent key 0101010101010101...; this is agent key 0202020202020202...)" in line
+
+
+def halfway(proxy: Proxy, snikey: str, key: bytes) -> tuple[SetupProtocol, HalfCloseTransport]:
+    """A manager showing `key` whose xreg(snikey) was answered SUCCESS and whose
+    close_notify got the raw preamble: only its echo is left."""
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    proto.tls = KeyedTLS(proto.tls, key)  # type: ignore[assignment,arg-type]
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey.encode()))))
+    assert list(wire.Framer().feed(tls.receive(t.value()).data)) == [wire.Result()]
+    t.clear()
+    proto.dataReceived(tls.close())
+    assert t.value() == PREAMBLE
+    return proto, t
+
+
+def test_a_stranger_racing_the_first_registration_does_not_take_the_snikey(
+    options: PPKSServerOptions,
+) -> None:
+    """The owner of a snikey was checked at the xreg but written at the echo: a stranger
+    whose xreg came while the manager's first registration was between its result and
+    its echo was answered SUCCESS, and its later echo made it the owner, so it held a
+    backlog of the manager's snikey (its endpoints spliced to the stranger) and every
+    replenishment of the manager's was refused ENORES (bpaudit23). The owner is now
+    checked again when the echo makes a backlog: the stranger's is closed."""
+    manager, stranger = b"\x01" * 32, b"\x02" * 32
+    proxy, _ = make_proxy(options)
+    mine, _ = halfway(proxy, "k1", manager)
+    theirs, t = halfway(proxy, "k1", stranger)  # both xregs came before either echo
+    mine.dataReceived(PREAMBLE)
+    theirs.dataReceived(PREAMBLE)
+    assert proxy.registry.count("k1") == 1 and proxy.registry.take("k1") is mine
+    assert t.disconnecting and proxy.stats.registration_failures == 1
+    register(proxy, "k1", key=manager)  # the manager replenishes: still its own
+    assert proxy.registry.count("k1") == 1
