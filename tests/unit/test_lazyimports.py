@@ -232,7 +232,8 @@ def test_a_module_that_kept_re_compile_meanwhile_compiles_after(
         assert kept is lazyimports._compile_later  # what it took while lazytest_re ran
         pattern = kept(r"(\d+)-(\d+)", re.ASCII)
         assert isinstance(pattern, re.Pattern) and pattern.flags & re.ASCII
-        assert pattern.match("12-3").groups() == ("12", "3")
+        found = pattern.match("12-3")
+        assert found is not None and found.groups() == ("12", "3")
         assert isinstance(lazytest_re.WORD, lazyimports.LazyPattern)
     finally:
         sys.modules.pop("lazytest_re", None)
