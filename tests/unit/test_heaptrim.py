@@ -293,10 +293,15 @@ def test_the_plugin_modules_go_first_and_the_rebuilds_groups_only_before_the_rea
     monkeypatch.setattr(heaptrim, "SCAN_LEFTOVERS", groups)
     monkeypatch.setattr(heaptrim, "BEFORE_REACTOR_ONLY", frozenset({("zzuser",)}))
     monkeypatch.setitem(sys.modules, "twisted.internet.reactor", types.ModuleType("reactor"))
-    for name in [
-        n for n in sys.modules if n.startswith("twisted.plugins.") and n != plugin.__name__
-    ]:
-        monkeypatch.setitem(sys.modules, name, sys.modules[name])  # put back afterwards
+    import twisted.plugins
+
+    # The real plugin modules loaded go too: put back afterwards, in sys.modules and as
+    # the package's attributes (Twisted's plugin loader reads both).
+    for name in [n for n in sys.modules if n.startswith("twisted.plugins.")]:
+        if name != plugin.__name__:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+            child = name.rpartition(".")[2]
+            monkeypatch.setattr(twisted.plugins, child, sys.modules[name], raising=False)
     dropped = heaptrim.drop_scan_leftovers()
     assert "twisted.plugins.zzplugin" in dropped and "zzleft" in dropped
     assert "zzuser" not in dropped and "zzuser" in sys.modules  # the reactor is there
