@@ -31,7 +31,9 @@ from packetlab import lazyimports
 from packetlab.sessioncount import SessionCount
 
 __all__ = [
+    "BEFORE_REACTOR_ONLY",
     "LAZY_BINDINGS",
+    "PLUGIN_MODULES",
     "SCAN_LEFTOVERS",
     "IdleTrim",
     "LazyModule",
@@ -41,17 +43,45 @@ __all__ = [
     "trim_heap",
 ]
 
+#: Stands for the plugin modules loaded (`twisted.plugins.*`) in `SCAN_LEFTOVERS`.
+PLUGIN_MODULES = "twisted.plugins.*"
+
 #: What twistd's plugin scan imports and a daemon never uses, in the order they can go:
 #: unpickling Twisted's own dropin.cache names trial's reporter interfaces, so every
 #: twistd program imports `twisted.trial.itrial`, and with it the whole of `unittest`
 #: (~1.4 MiB of RSS) and `difflib`; `unittest.main` imports `argparse` (twistd itself
 #: uses `twisted.python.usage`); the cred plugins' `strcred`. Then what twistd imports
 #: for a path a daemon does not take (`LAZY_BINDINGS`): `pdb` and what only it uses
-#: (`pprint` once `unittest` has gone too), `getpass`.
+#: (`pprint` once `unittest` has gone too), `getpass`. First the plugin modules
+#: themselves, last what only they import: a scan that finds a dropin.cache stale or
+#: missing imports every plugin module to rebuild it, whose globals then held trial,
+#: cred, conch, Twisted's endpoints (and with them stdio, systemd, HAProxy, its TLS
+#: transport: then loaded whole, not left to `lazyimports.DAEMON`), so that nothing
+#: went (endpoint RSS +2.6 MiB in a session, on every start where the cache cannot be
+#: written: an install read-only to the daemon's user, docs/reliability.md "Lazy imports
+#: on rare paths"). The plugins a daemon's twistd holds need none of those modules.
+_CONCH = ("twisted.conch",)  # (the cred plugins' ssh keys)
+_ENDPOINTS = (
+    "twisted.internet.endpoints",  # (twisted_core's parsers)
+    "twisted.internet.stdio",
+    "twisted.internet._posixstdio",
+    "twisted.python.systemd",
+    "twisted.protocols.haproxy",
+    "twisted.protocols._sni",
+)
+_TLS = (
+    "twisted.internet.ssl",  # (Twisted's endpoints)
+    "twisted.internet._sslverify",
+    "twisted.internet._service_identity",
+    "service_identity",
+    "idna",
+)
 SCAN_LEFTOVERS = (
+    (PLUGIN_MODULES,),
     ("unittest", "twisted.trial"),
     ("argparse",),
     ("difflib",),
+    _CONCH,
     ("twisted.cred",),
     ("pdb",),
     ("bdb",),
@@ -60,7 +90,15 @@ SCAN_LEFTOVERS = (
     ("codeop",),
     ("pprint",),
     ("getpass",),
+    _ENDPOINTS,
+    _TLS,
 )
+
+#: The groups of `SCAN_LEFTOVERS` that only a scan's rebuild imports, forgotten only
+#: before the reactor is imported (a daemon's start, nothing of its own run yet): in a
+#: process whose own code has run (`pktlab run`'s in-process endpoint) an object of
+#: theirs may be held where `Uses` does not look (a local, an attribute).
+BEFORE_REACTOR_ONLY = frozenset({_CONCH, _ENDPOINTS, _TLS})
 
 #: (module, global) bound at import to a module used only on a path a daemon seldom
 #: takes: `twistd --debug` runs the reactor under `pdb`; a saved application's
@@ -114,11 +152,15 @@ def drop_scan_leftovers() -> list[str]:
         if mod is not None and getattr(mod, name, None) is sys.modules.get(name, bound):
             bound.append((mod, name, getattr(mod, name)))
             setattr(mod, name, LazyModule(name))
-    uses = Uses(root for group in SCAN_LEFTOVERS for root in group)
-    dropped = [
-        name
+    early = "twisted.internet.reactor" not in sys.modules
+    groups = [
+        _plugin_modules() if group == (PLUGIN_MODULES,) else group
         for group in SCAN_LEFTOVERS
-        for name in drop_unused_modules(group, collect=False, uses=uses)
+        if early or group not in BEFORE_REACTOR_ONLY
+    ]
+    uses = Uses(root for group in groups for root in group)
+    dropped = [
+        name for group in groups for name in drop_unused_modules(group, collect=False, uses=uses)
     ]
     for mod, name, real in bound:
         if name not in dropped:
@@ -129,6 +171,12 @@ def drop_scan_leftovers() -> list[str]:
         # pktendpoint`. Unlisted modules refer to nothing a later group's check reads.
         gc.collect()
     return dropped
+
+
+def _plugin_modules() -> tuple[str, ...]:
+    """The plugin modules loaded (`twisted.plugins.X`; not the package, whose path
+    Twisted's plugin system extends)."""
+    return tuple(name for name in sys.modules if name.startswith("twisted.plugins."))
 
 
 def _owner(value: Any) -> Any:

@@ -198,9 +198,24 @@ class LazyPattern:
         self._compiled: re.Pattern[Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name in LazyPattern.__slots__:
+            # A slot not set yet: an instance made without __init__ (copy.copy's and
+            # pickle's way) asked for it recursed here until RecursionError.
+            raise AttributeError(name)
         if self._compiled is None:
             self._compiled = re.compile(*self._args)
         return getattr(self._compiled, name)
+
+    # Copied or pickled as `re.Pattern` is: a copy is the pattern itself (`re.Pattern`'s
+    # own __copy__), a pickle compiles it again (`re.compile` with its arguments).
+    def __copy__(self) -> LazyPattern:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> LazyPattern:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[str | bytes, int]]:
+        return _EAGER_COMPILE, self._args
 
     def __repr__(self) -> str:
         return f"LazyPattern({self._args[0]!r}, {self._args[1]!r})"
@@ -282,15 +297,21 @@ def is_partial(name: str) -> bool:
 
 _running: list[dict[str, Any]] = []  # the namespaces of the `_PatternLoader` modules running
 _eager: list[Any] = []  # `re.compile` while they run
+#: `re.compile` as this module found it: what `_compile_later` calls once no module of
+#: `LAZY_PATTERNS` runs (`_eager` is empty then).
+_EAGER_COMPILE = re.compile
 
 
 def _compile_later(pattern: Any, flags: Any = 0) -> Any:
     """`re.compile` while a module of `LAZY_PATTERNS` runs: a `LazyPattern` when called by
-    its code, the real compile for any other (the modules it imports)."""
+    its code, the real compile for any other (the modules it imports). A module imported
+    meanwhile that keeps `re.compile` in its own name (`_strptime`: ``from re import
+    compile as re_compile``; another thread's import) calls this for good: an IndexError
+    on `_eager` once the window had closed, at its first compile after."""
     caller = sys._getframe(1).f_globals
     if isinstance(pattern, (str, bytes)) and any(caller is ns for ns in _running):
         return LazyPattern(pattern, flags)
-    return _eager[0](pattern, flags)
+    return (_eager[0] if _eager else _EAGER_COMPILE)(pattern, flags)
 
 
 def install(

@@ -277,3 +277,33 @@ def test_an_index_asked_about_other_modules_looks_again(
     fake_tree["zzuser"].thing = fake_tree["zzleft.sub"].Thing  # type: ignore[attr-defined]
     assert heaptrim.Uses(["zzuser"]).any_of(drop, mods)
     assert heaptrim.Uses().any_of(drop, mods)
+
+
+def test_the_plugin_modules_go_first_and_the_rebuilds_groups_only_before_the_reactor(
+    fake_tree: dict[str, types.ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PLUGIN_MODULES` stands for the plugin modules loaded (a scan that rebuilt the
+    plugin cache imported them all, and their globals held the other groups); a group of
+    `BEFORE_REACTOR_ONLY` goes only while the reactor is not imported."""
+    plugin = types.ModuleType("twisted.plugins.zzplugin")
+    plugin.thing = fake_tree["zzleft.sub"].Thing  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "twisted.plugins.zzplugin", plugin)
+    monkeypatch.setattr(heaptrim, "LAZY_BINDINGS", ())
+    groups = ((heaptrim.PLUGIN_MODULES,), ("zzleft",), ("zzuser",))
+    monkeypatch.setattr(heaptrim, "SCAN_LEFTOVERS", groups)
+    monkeypatch.setattr(heaptrim, "BEFORE_REACTOR_ONLY", frozenset({("zzuser",)}))
+    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", types.ModuleType("reactor"))
+    import twisted.plugins
+
+    # The real plugin modules loaded go too: put back afterwards, in sys.modules and as
+    # the package's attributes (Twisted's plugin loader reads both).
+    for name in [n for n in sys.modules if n.startswith("twisted.plugins.")]:
+        if name != plugin.__name__:
+            monkeypatch.setitem(sys.modules, name, sys.modules[name])
+            child = name.rpartition(".")[2]
+            monkeypatch.setattr(twisted.plugins, child, sys.modules[name], raising=False)
+    dropped = heaptrim.drop_scan_leftovers()
+    assert "twisted.plugins.zzplugin" in dropped and "zzleft" in dropped
+    assert "zzuser" not in dropped and "zzuser" in sys.modules  # the reactor is there
+    monkeypatch.delitem(sys.modules, "twisted.internet.reactor")
+    assert heaptrim.drop_scan_leftovers() == ["zzuser"]

@@ -215,6 +215,48 @@ def test_a_listed_module_compiles_its_own_patterns_at_first_use(
         sys.modules.pop("lazytest_re", None)
 
 
+def test_a_module_that_kept_re_compile_meanwhile_compiles_after(
+    where: list[str], tmp_path: Path
+) -> None:
+    """A module imported while a module of `LAZY_PATTERNS` runs, and that keeps
+    `re.compile` under its own name (`_strptime`: ``from re import compile as
+    re_compile``, first imported by a `time.strptime` then), holds `_compile_later` for
+    good: its compiles after the window are the real ones (they raised IndexError)."""
+    (tmp_path / "lazytest_re.py").write_text(PATTERNS)
+    (tmp_path / "lazytest_b.py").write_text(MODULE + "from re import compile as re_compile\n")
+    lazyimports.install([], patterns=["lazytest_re"])
+    import lazytest_re
+
+    try:
+        kept = sys.modules["lazytest_b"].re_compile
+        assert kept is lazyimports._compile_later  # what it took while lazytest_re ran
+        pattern = kept(r"(\d+)-(\d+)", re.ASCII)
+        assert isinstance(pattern, re.Pattern) and pattern.flags & re.ASCII
+        found = pattern.match("12-3")
+        assert found is not None and found.groups() == ("12", "3")
+        assert isinstance(lazytest_re.WORD, lazyimports.LazyPattern)
+    finally:
+        sys.modules.pop("lazytest_re", None)
+
+
+def test_a_lazy_pattern_copies_and_pickles_as_a_pattern_does() -> None:
+    """`copy.copy` and pickle made a `LazyPattern` without its slots, whose first
+    attribute looked up recursed until RecursionError; a copy is now the pattern itself
+    (as `re.Pattern`'s), a pickle gives the compiled pattern."""
+    import copy
+    import pickle
+
+    lazy = lazyimports.LazyPattern(r"[a-z]+", re.IGNORECASE)
+    assert copy.copy(lazy) is lazy and copy.deepcopy(lazy) is lazy
+    assert copy.deepcopy({"p": [lazy]})["p"][0] is lazy
+    back = pickle.loads(pickle.dumps(lazy))
+    assert isinstance(back, re.Pattern) and back == re.compile(r"[a-z]+", re.IGNORECASE)
+    bare = lazyimports.LazyPattern.__new__(lazyimports.LazyPattern)
+    with pytest.raises(AttributeError):
+        bare.match  # noqa: B018
+    assert lazy.match("ABc1") is not None
+
+
 def test_cryptographys_name_parser_compiles_nothing_until_used() -> None:
     """`cryptography.x509.name` (imported by every run's TLS) compiles ~6 ms of regular
     expressions for `Name.from_rfc4514_string`, which no run calls: with the finder they
