@@ -174,18 +174,14 @@ class TlsLink:
     def check_name(self) -> None:
         if self.conn.get_context().get_verify_mode() == SSL.VERIFY_NONE:
             return
-        from service_identity import VerificationError
-        from service_identity.pyopenssl import verify_hostname, verify_ip_address
+        from packetlab.measure.http_trace import name_check
 
-        try:
-            if self.url.host_is_address:
-                verify_ip_address(self.conn, self.url.host)
-            else:
-                verify_hostname(self.conn, self.url.host)
-        except VerificationError:
-            raise CertificateMismatch(
-                f"TLS: the certificate is not valid for {self.url.host}"
-            ) from None
+        # curl's rules, as its verbose lines say them (`http_trace`): a certificate with
+        # no subjectAltName is checked by its common name (service_identity refused it
+        # with a CertificateError, an internal error here).
+        cert = self.conn.get_peer_certificate()
+        if cert is None or not name_check(cert, self.url.host, self.url.host_is_address)[0]:
+            raise CertificateMismatch(f"TLS: the certificate is not valid for {self.url.host}")
 
     def send(self, data: bytes) -> Deferred[Ntag] | None:
         """Encrypt and send `data`; the Deferred of its (last) nsend's ntag."""

@@ -94,14 +94,58 @@ def name(x509name: Any) -> str:
 
 def host_match(pattern: str, host: str) -> bool:
     """curl's Curl_cert_hostcheck: any case, a trailing dot ignored, a wildcard only as
-    the whole leftmost label of a name with at least three labels."""
+    the whole leftmost label of a name with at least three labels, never for an address."""
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
     if pattern == host:
         return True
-    if not pattern.startswith("*.") or pattern.count(".") < 2:
+    if not pattern.startswith("*.") or pattern.count(".") < 2 or _is_address(host):
         return False
     rest = host.partition(".")[2]
     return bool(rest) and rest == pattern[2:] and not host.startswith(".")
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def name_check(cert: Any, host: str, is_address: bool) -> tuple[bool, list[str]]:
+    """curl's verifyhost (openssl.c) for a pyOpenSSL certificate: with a subjectAltName
+    only its DNS names (IP addresses for an address) count, without one the last common
+    name; (matched, curl's verbose lines for it)."""
+    from cryptography import x509
+
+    c = cert.to_cryptography()
+    try:
+        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        if is_address:
+            import ipaddress
+
+            if ipaddress.ip_address(host) in san.get_values_for_type(x509.IPAddress):
+                return True, [f' subjectAltName: host "{host}" matched cert\'s IP address!']
+        else:
+            for dns in san.get_values_for_type(x509.DNSName):
+                if host_match(dns, host):
+                    return True, [f' subjectAltName: host "{host}" matched cert\'s "{dns}"']
+        return False, [
+            f" subjectAltName does not match {host}",
+            f"SSL: no alternative certificate subject name matches target host name '{host}'",
+        ]
+    cn = [str(a.value) for a in c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if cn and host_match(cn[-1], host):
+        return True, [f" common name: {cn[-1]} (matched)"]
+    return False, [
+        f"SSL: certificate subject name '{cn[-1] if cn else ''}' does not match "
+        f"target host name '{host}'"
+    ]
 
 
 def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,
@@ -137,38 +181,12 @@ def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,
 
 
 def _alt_name(trace: Trace, cert: Any, host: str, is_address: bool) -> bool:
-    """curl's verifyhost lines: the subjectAltName that matched, else the common name;
-    False (curl's words said) when none did."""
-    from cryptography import x509
-
-    c = cert.to_cryptography()
-    try:
-        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        if is_address:
-            import ipaddress
-
-            if ipaddress.ip_address(host) in san.get_values_for_type(x509.IPAddress):
-                info(trace, f' subjectAltName: host "{host}" matched cert\'s IP address!')
-                return True
-        else:
-            for dns in san.get_values_for_type(x509.DNSName):
-                if host_match(dns, host):
-                    info(trace, f' subjectAltName: host "{host}" matched cert\'s "{dns}"')
-                    return True
-        info(trace, f" subjectAltName does not match {host}")
-        info(trace, "SSL: no alternative certificate subject name matches target host name "
-                    f"'{host}'")  # fmt: skip
-        return False
-    cn = [str(a.value) for a in c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if cn and host_match(cn[-1], host):
-        info(trace, f" common name: {cn[-1]} (matched)")
-        return True
-    info(trace, f"SSL: certificate subject name '{cn[-1] if cn else ''}' does not match "
-                f"target host name '{host}'")  # fmt: skip
-    return False
+    """curl's verifyhost lines (`name_check`); False (curl's words said) when no name
+    matched."""
+    matched, said = name_check(cert, host, is_address)
+    for line in said:
+        info(trace, line)
+    return matched
 
 
 def sent_out(trace: Trace | None, request: bytes) -> None:

@@ -15,6 +15,7 @@ from stream_fakes import StreamRig
 from web_pki import make_pki
 
 from packetlab.measure.http import HttpError, http_get, parse_url
+from packetlab.measure.http_trace import host_match
 
 BODY = bytes(range(256)) * 40
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
@@ -147,6 +148,44 @@ def test_https_wrong_name(pki: dict[str, Path]) -> None:
                  cafile=str(pki["ca"]))
     )  # fmt: skip
     assert r.error == "TLS: the certificate is not valid for other.example"
+
+
+@pytest.fixture(scope="module")
+def cn_only_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_pki(tmp_path_factory.mktemp("pki-cn"), ("cn.example",), san=False)
+
+
+def test_https_certificate_named_only_by_its_common_name(cn_only_pki: dict[str, Path]) -> None:
+    """curl checks the common name when there is no subjectAltName (service_identity
+    raised a CertificateError for it: an internal error)."""
+    rig = rig_with(Https(cn_only_pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://CN.example./", connect_to="192.0.2.80",
+                 cafile=str(cn_only_pki["ca"]))
+    )  # fmt: skip
+    assert (r.status, r.error) == (200, None)
+    rig = rig_with(Https(cn_only_pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://other.example/", connect_to="192.0.2.80",
+                 cafile=str(cn_only_pki["ca"]))
+    )  # fmt: skip
+    assert r.status is None and r.error == "TLS: the certificate is not valid for other.example"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "match"),
+    [
+        ("www.test", "WWW.test.", True),
+        ("*.example.org", "a.example.org", True),
+        ("*.example.org", "example.org", False),
+        ("*.example.org", "a.b.example.org", False),
+        ("*.org", "example.org", False),  # a wildcard needs three labels
+        ("*.2.3.4", "1.2.3.4", False),  # never for an address (curl's hostcheck)
+        ("1.2.3.4", "1.2.3.4", True),
+    ],
+)
+def test_host_match_is_curls(pattern: str, host: str, match: bool) -> None:
+    assert host_match(pattern, host) is match
 
 
 def test_https_insecure_skips_verification(pki: dict[str, Path]) -> None:

@@ -17,9 +17,12 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> dict[str, Path]:
+def make_pki(
+    out: Path, names: tuple[str, ...] = ("localhost", "www.test"), *, san: bool = True
+) -> dict[str, Path]:
     """ca.pem, server.pem, server.key, other-ca.pem (a CA that signed nothing here), and
-    a client certificate the CA signed (client.pem, client.key: CN pktlab test client)."""
+    a client certificate the CA signed (client.pem, client.key: CN pktlab test client).
+    `san` False: the server's certificate names only `names[0]`, as its common name."""
     now = datetime.datetime.now(datetime.UTC)
     day = datetime.timedelta(days=1)
     paths = {}
@@ -42,8 +45,8 @@ def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> d
         paths[label].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     ca_key, ca_cert = cas["ca"]
     key = ec.generate_private_key(ec.SECP256R1())
-    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
+    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(names[0]))
         .issuer_name(ca_cert.subject)
@@ -51,9 +54,10 @@ def make_pki(out: Path, names: tuple[str, ...] = ("localhost", "www.test")) -> d
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - day)
         .not_valid_after(now + day)
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     paths["server"] = out / "server.pem"
     paths["server"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["key"] = out / "server.key"
