@@ -293,3 +293,38 @@ def test_the_shown_output(block: list[Command], tmp_path: Path, demo_home: Path)
                 + f"\n--- it prints (status {got.returncode}):\n{out}"
             )
     assert ran
+
+
+def _command_paths() -> list[list[str]]:
+    """Every `pktlab` command and sub-command (`run http`, `ppks sign`, ...)."""
+    import argparse
+
+    from packetlab.cli import build_parser
+
+    def subs(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                return dict(a.choices)
+        return {}
+
+    out: list[list[str]] = []
+    for name, p in subs(build_parser()).items():
+        out.append([name])
+        out += [[name, s] for s in subs(p)]
+    return out
+
+
+def test_every_command_s_help_is_there() -> None:
+    """`pktlab X --help` and `pktlab X Y --help` for every command: status 0, a usage line
+    naming it, no traceback (the brief's first-day check; the text itself is the
+    parser's, so it cannot drift from the options)."""
+    from packetlab.cli import parse
+
+    paths = _command_paths()
+    assert ["run", "http"] in paths and ["ppks", "sign"] in paths and len(paths) > 40
+    for path in paths:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+            parse([*path, "--help"])
+        assert e.value.code in (0, None), path
+        assert out.getvalue().startswith(f"usage: pktlab {' '.join(path)}"), path
