@@ -166,19 +166,20 @@ def test_every_documented_pktlab_command_line_parses() -> None:
 
 @pytest.fixture(scope="module")
 def tap_options() -> dict[str, set[str]]:
-    """The long and short options each daemon's --help lists."""
-    from twisted.scripts.twistd import ServerOptions
+    """The long and short options each daemon's `--help` lists, and twistd's own (from
+    real twistd processes: importing a tap in this process would run its start-up)."""
+    from packetlab.controller.local import twistd_command
 
+    option = re.compile(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])\b")
     got: dict[str, set[str]] = {}
-    for name, module in (
-        ("pktendpoint", "packetlab.endpoint.tap"),
-        ("pktbroker", "packetlab.broker.tap"),
-        ("pktproxy", "packetlab.proxy.tap"),
-    ):
-        opts = __import__(module, fromlist=["Options"]).Options()
-        text = str(opts)
-        got[name] = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])\b", text))
-    got["twistd"] = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])\b", str(ServerOptions())))
+    for name in ("twistd", "pktendpoint", "pktbroker", "pktproxy"):
+        argv = (
+            [*twistd_command(), "--help"]
+            if name == "twistd"
+            else [*twistd_command(), name, "--help"]
+        )
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+        got[name] = set(option.findall(out))
     return got
 
 
