@@ -329,3 +329,22 @@ def test_every_command_s_help_is_there() -> None:
             parse([*path, "--help"])
         assert e.value.code in (0, None), path
         assert out.getvalue().startswith(f"usage: pktlab {' '.join(path)}"), path
+
+
+def test_every_documented_file_of_the_checkout_exists() -> None:
+    """The test files, scripts and examples the docs' command lines name (a renamed test
+    file made `pytest tests/...` collect nothing, or fail). `examples/mlets/NAME` without a
+    suffix is what `make -C examples/mlets` builds."""
+    roots = ("tests/", "stress/", "examples/", "scripts/", "benchmarks/", "docs/")
+    bad = []
+    for c in ALL:
+        for seg in c.segments:
+            for w in seg:
+                path = w.split("::")[0].split("=")[-1]
+                if not path.startswith(roots) or any(ch in path for ch in "*?[{$"):
+                    continue
+                if path.startswith("examples/mlets/") and "." not in Path(path).name:
+                    continue
+                if not (REPO / path).exists():
+                    bad.append(f"{c.where}: {path}")
+    assert not bad, "\n".join(bad)
