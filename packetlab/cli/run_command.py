@@ -30,6 +30,7 @@ from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import (
     Link,
     add_link_arguments,
+    listen_on,
     listening_endpoint,
     route_source,
     run_on_link,
@@ -314,7 +315,7 @@ async def _with_pool(
     pool = arrivals.pool
     ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
-    port = await ctl.listen(where)
+    port = await listen_on(ctl, where)
     h: Any = port.getHost()
     print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ({link.describe()}) ...",
           file=sys.stderr)  # fmt: skip

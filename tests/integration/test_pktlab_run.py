@@ -242,6 +242,35 @@ def test_without_raw_socket_rights_alias_and_compare_say_so_too(
     ], got.stderr
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "ping", "--insecure-plaintext", "--listen", "127.0.0.1:{port}", "127.0.0.1"],
+        ["run", "alias", "--insecure-plaintext", "--listen", "127.0.0.1:{port}",
+         "--endpoints", "2", "127.0.0.1", "127.0.0.2"],
+        ["campaign", "dns", "--insecure-plaintext", "--listen", "127.0.0.1:{port}",
+         "--endpoints", "1", "a.test"],
+    ],
+)  # fmt: skip
+def test_a_listen_port_in_use_is_one_line(argv: list[str]) -> None:
+    """Session 23 (doctour23): `campaign` and `run X --endpoints N` said `internal error:
+    CannotListenError: Couldn't listen on ...` where `run X --listen` said `cannot listen
+    on ...`."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", *(a.format(port=port) for a in argv)],
+            capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=False,
+        )  # fmt: skip
+    name = " ".join(argv[:2])
+    assert got.returncode == 2, got
+    assert got.stderr == (
+        f"pktlab {name}: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n"
+    ), got.stderr
+
+
 def test_unresolvable_target() -> None:
     got = pktlab_run("traceroute", "a..b")
     # traceroute's words for getaddrinfo's error (session 18: `a..b: Name or service ...`)
