@@ -24,11 +24,29 @@ def restore() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def missing_packetlab(python: str = sys.executable) -> str | None:
+    """The one line for a Python without packetlab (the README's `python
+    examples/http_get.py` outside the .venv was a ModuleNotFoundError traceback from
+    _common.py), or None when it is there."""
+    import importlib.util
+
+    if importlib.util.find_spec("packetlab") is not None:
+        return None
+    name = os.path.basename(sys.argv[0])
+    return (
+        f"{name}: packetlab is not installed in this Python ({python}): run "
+        f"`bash scripts/setup.sh` once, then `.venv/bin/python examples/{name}`"
+    )
+
+
 _here = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(os.path.abspath(sys.argv[0])) == _here and (
-    signal.getsignal(signal.SIGINT) is signal.default_int_handler
-):
+_as_program = os.path.dirname(os.path.abspath(sys.argv[0])) == _here
+if _as_program and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _quit)
+if _as_program and __name__ != "__main__":
+    _missing = missing_packetlab()
+    if _missing is not None:
+        sys.exit(_missing)
 
 if __name__ == "__main__":  # a module, but `python examples/_startup.py` should say so
     sys.exit(

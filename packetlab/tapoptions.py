@@ -30,6 +30,8 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
+from packetlab import tapinterrupt
+
 __all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
@@ -204,6 +206,10 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         options.announce_background()
         if getattr(options, "parent", None) is not None:
             _Exit.arm(options.tapname, options.parent)
+        if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
+            from twisted.internet import reactor
+
+            tapinterrupt.disarm_before_reactor(reactor)
         return made
 
     return wrapper

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+# tests/integration first: its conftest (EndpointProcess, RawController) is the one meant,
+# not tests/conftest.py (which shadowed it once that file existed: an ImportError at start)
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
 import conftest  # noqa: E402
 from conftest import DEFAULT_CONFIG, EndpointProcess, RawController  # noqa: E402

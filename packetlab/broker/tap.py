@@ -7,7 +7,11 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.heaptrim import lean_daemon_start
+from packetlab.tapinterrupt import arm
+
+arm("pktbroker")
+
+from packetlab.heaptrim import lean_daemon_start  # noqa: E402
 
 lean_daemon_start()  # before the imports that bring in the reactor
 

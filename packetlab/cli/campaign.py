@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from packetlab.cli.campaign_run import Spares, Tally, measure_on
-from packetlab.cli.link import Link, add_link_arguments, listening_endpoint
+from packetlab.cli.link import Link, add_link_arguments, listen_on, listening_endpoint
 from packetlab.cli.lost import Arrivals, lost_row
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
@@ -152,7 +152,7 @@ async def campaign(
 
     ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
-    port = await ctl.listen(where)
+    port = await listen_on(ctl, where)
     h: Any = port.getHost()
     print(f"waiting for {n} endpoint{'s' if n > 1 else ''} on {h.host}:{h.port} "
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip

@@ -24,6 +24,7 @@ from packetlab.cli.exits import EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Progress, in_process_options
+from packetlab.cli.run_host import check_raw_permission
 
 if TYPE_CHECKING:
     from packetlab.controller.stop import StopSignal
@@ -516,6 +517,8 @@ def run(args: argparse.Namespace) -> int:
                             lambda: deferToThread(native), stop, progress, emit,
                             pl, nt, failed)  # fmt: skip
 
+        if spec.raw:  # (was `nopen failed: EUNKFAULT` once its first probe was refused)
+            check_raw_permission(listen=False)  # compare's endpoint is always in-process
         target = spec.target(args)
         src = route_source(_ip(target)) if target is not None else _ip("127.0.0.1")
         timeout = args.timeout if args.timeout is not None else args.runs * 120.0 + 30

@@ -62,6 +62,7 @@ __all__ = [
     "LinkError",
     "add_link_arguments",
     "listen_description",
+    "listen_on",
     "route_source",
     "run_in_process",
     "run_on_link",
@@ -197,16 +198,11 @@ async def _run(
     """Listen on `where`, call `start(port)` (the in-process endpoint; returns a service to
     stop) or `on_listening(port)`, run `experiment` on the first endpoint, stop all."""
     from twisted.internet import defer
-    from twisted.internet.error import CannotListenError
 
     from packetlab.controller import Controller
 
     ctl: Controller[T] = Controller(experiment, reactor=reactor, limit=1, report_failures=False)
-    try:
-        port = await ctl.listen(where)
-    except CannotListenError as e:
-        where_ = f"{e.interface or '*'}:{e.port}"
-        raise LinkError(f"cannot listen on {where_}: {e.socketError}") from None
+    port = await listen_on(ctl, where)
     service: Any = None
     with watch_refusals(creds, on_refusal) as refusals:
         try:
@@ -295,3 +291,18 @@ async def run_on_link(
         on_refusal=on_refusal,
         on_listening=on_listening,
     )
+
+
+async def listen_on(ctl: Any, where: Any) -> Any:
+    """`ctl.listen(where)`, a port that cannot be bound said as a `LinkError` in one line
+    (`cannot listen on 127.0.0.1:20556: [Errno 98] Address already in use`): every
+    command that waits for endpoints (`run`, `run --endpoints N`, `campaign`; the last
+    two said `internal error: CannotListenError: ...` before session 23)."""
+    from twisted.internet.error import CannotListenError
+
+    try:
+        return await ctl.listen(where)
+    except CannotListenError as e:
+        raise LinkError(
+            f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+        ) from None

@@ -327,6 +327,7 @@ COMMAND = Command(
     target=lambda args: args.targets[0].partition("@")[0],
     multi=True,
     raw=True,
+    raw_needed=True,
 )
 
 

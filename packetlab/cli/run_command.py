@@ -30,6 +30,7 @@ from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import (
     Link,
     add_link_arguments,
+    listen_on,
     listening_endpoint,
     route_source,
     run_on_link,
@@ -121,6 +122,9 @@ class Command:
     header: str | None = None  # first line of the table
     multi: bool = False  # the experiment takes a list of sessions (--endpoints N)
     raw: bool = False  # the in-process endpoint needs raw sockets
+    # ... and the measurement cannot do without them (`run alias`; `run dns` only
+    # uses them for a closed port's ICMP): checked before the in-process endpoint starts
+    raw_needed: bool = False
     # with no target, the in-process endpoint exports ::1 too (when this host has it): a
     # URL may name an IPv6 host (`run http http://[::1]:8080/`; it was ESKTNOPRFAM)
     both_families: bool = False
@@ -257,6 +261,11 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
         await run_on_link(reactor, link, experiment, timeout=args.timeout,
                           on_listening=listening, on_refusal=refused)  # fmt: skip
         return
+    if cmd.raw_needed:
+        # (was `nopen failed: EUNKFAULT` once the first probe's socket was refused)
+        from packetlab.cli.run_host import check_raw_permission
+
+        check_raw_permission()
     target = cmd.target(args)
     srcs: list[Any] = []  # one a family: the first target's of it (run dns @v4 @v6)
     for each in [target] if isinstance(target, str) else target or []:
@@ -306,7 +315,7 @@ async def _with_pool(
     pool = arrivals.pool
     ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
-    port = await ctl.listen(where)
+    port = await listen_on(ctl, where)
     h: Any = port.getHost()
     print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ({link.describe()}) ...",
           file=sys.stderr)  # fmt: skip

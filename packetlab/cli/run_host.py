@@ -9,14 +9,16 @@ import socket
 from packetlab.cli.run import Address, RunError
 
 
-def check_raw_permission() -> None:
-    """The in-process endpoint needs raw sockets; say so before starting anything."""
+def check_raw_permission(listen: bool = True) -> None:
+    """The in-process endpoint needs raw sockets; say so before starting anything (and,
+    with `listen`, that --listen and an endpoint that has them is the other way)."""
     try:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
     except PermissionError:
+        other = ", or use --listen and an endpoint that has them" if listen else ""
         raise RunError(
             "the in-process endpoint needs raw sockets: run as root (or give this Python "
-            "CAP_NET_RAW and CAP_BPF), or use --listen and an endpoint that has them"
+            f"CAP_NET_RAW and CAP_BPF){other}"
         ) from None
 
 

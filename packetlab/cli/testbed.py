@@ -65,7 +65,34 @@ def _shapes(specs: Sequence[str]) -> Shape | dict[int, Shape] | None:
     return per_link
 
 
+# CAP_NET_ADMIN (links, addresses, routes) and CAP_SYS_ADMIN (setns, mounting
+# /run/netns): the bits of /proc/self/status's CapEff (linux/capability.h)
+NEEDED_CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
+
+
+def missing_capabilities(status: str = "/proc/self/status") -> list[str]:
+    """The capabilities a testbed needs that this process lacks (none when unknown)."""
+    try:
+        with open(status, encoding="ascii") as f:
+            eff = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return []
+    return [name for name, bit in NEEDED_CAPS.items() if not eff >> bit & 1]
+
+
+def check_capabilities(action: str, status: str = "/proc/self/status") -> None:
+    """Say before anything is made that testbeds need root (was `ip -batch - failed (1):
+    mount --make-shared /run/netns failed: Operation not permitted`, over two lines)."""
+    missing = missing_capabilities(status)
+    if missing:
+        raise TestbedError(
+            f"{action} needs root: network namespaces need {' and '.join(missing)} "
+            f"(run it with sudo)"
+        )
+
+
 def _up(args: argparse.Namespace) -> int:
+    check_capabilities("testbed up")
     topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
     tb = Testbed(topology, name=args.name).up(persist=True)
     if args.json:

@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from packetlab.heaptrim import lean_daemon_start
+from packetlab.tapinterrupt import arm
+
+arm("pktendpoint")
+
+from packetlab.heaptrim import lean_daemon_start  # noqa: E402
 
 lean_daemon_start()  # before the imports that bring in the reactor
 

@@ -68,6 +68,10 @@ def build(source: Path, extra_flags: tuple[str, ...] = ()) -> bytes:
         except wasmtime.WasmtimeError as e:
             raise BuildError(f"{source}: {e}") from None
     if suffix == ".c":
+        try:  # (clang's own words came on a second line, after `clang failed:`)
+            source.open("rb").close()
+        except OSError as e:
+            raise BuildError(f"cannot read {source}: {e.strerror}") from None
         return retarget_memory_import(_build_c(source, extra_flags))
     raise BuildError(f"{source}: expected a .c or .wat source")
 

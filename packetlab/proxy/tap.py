@@ -9,7 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from packetlab.heaptrim import lean_daemon_start
+from packetlab.tapinterrupt import arm
+
+arm("pktproxy")
+
+from packetlab.heaptrim import lean_daemon_start  # noqa: E402
 
 lean_daemon_start()  # before the imports that bring in the reactor
 

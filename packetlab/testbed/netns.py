@@ -64,7 +64,10 @@ def run_cmd(
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TestbedError(f"{' '.join(argv)}: {exc}") from exc
     if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()
+        # one line: `ip -batch` adds `Command failed -:N` under the error
+        detail = "; ".join(
+            ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()
+        )
         raise TestbedError(f"{' '.join(argv)} failed ({proc.returncode}): {detail}")
     return proc
 

@@ -98,3 +98,22 @@ def test_the_helper_modules_run_as_scripts_say_what_they_are(name: str) -> None:
         f"{name}: a module the examples import, not an example: run examples/http_get.py, "
         "dns_query.py or udp_train.py (docs/controller.md)"
     ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_python_without_packetlab_is_one_line(name: str, tmp_path: Path) -> None:
+    """Session 23 (doctour23): the README's `python examples/http_get.py` run by a Python
+    that is not the .venv's was a ModuleNotFoundError traceback from _common.py. `-S`: no
+    site-packages, so neither packetlab nor Twisted (the examples' directory is on the
+    path, the checkout is not)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    got = subprocess.run(
+        [sys.executable, "-S", str(EXAMPLES / name), "--help"], capture_output=True,
+        text=True, timeout=60, cwd=tmp_path, env=env, check=False,
+    )  # fmt: skip
+    assert got.returncode == 1, got
+    assert got.stdout == ""
+    assert got.stderr == (
+        f"{name}: packetlab is not installed in this Python ({sys.executable}): run "
+        f"`bash scripts/setup.sh` once, then `.venv/bin/python examples/{name}`\n"
+    )

@@ -207,6 +207,70 @@ def test_without_raw_socket_rights_a_clear_error() -> None:
     assert "Traceback" not in got.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "listen"),
+    [
+        (["run", "alias", "127.0.0.1", "127.0.0.2"], True),
+        (["compare", "ping", "127.0.0.1", "--runs", "1"], False),
+        (["compare", "traceroute", "127.0.0.1", "--runs", "1"], False),
+    ],
+)
+def test_without_raw_socket_rights_alias_and_compare_say_so_too(
+    argv: list[str], listen: bool
+) -> None:
+    """Session 23 (doctour23): `run alias` and `compare ping|traceroute` without
+    CAP_NET_RAW said `nopen failed: EUNKFAULT (0xffff): failure on the endpoint (e.g. a
+    raw socket could not be opened)` once the first probe was refused (alias after its
+    `# 0 alias pairs` line); ping and traceroute's line, before anything starts. compare's
+    endpoint is always the in-process one: no --listen advice there."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to drop CAP_NET_RAW")
+    drop = "-net_raw"
+    got = subprocess.run(
+        [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", "--",
+         sys.executable, "-m", "packetlab", *argv],
+        capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=False,
+    )  # fmt: skip
+    name = " ".join(argv[:2])
+    assert got.returncode == 2, got
+    assert got.stdout == "", got.stdout
+    assert got.stderr.splitlines() == [
+        f"pktlab {name}: the in-process endpoint needs raw sockets: run as root (or give "
+        "this Python CAP_NET_RAW and CAP_BPF)"
+        + (", or use --listen and an endpoint that has them" if listen else "")
+    ], got.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "ping", "--insecure-plaintext", "--listen", "127.0.0.1:{port}", "127.0.0.1"],
+        ["run", "alias", "--insecure-plaintext", "--listen", "127.0.0.1:{port}",
+         "--endpoints", "2", "127.0.0.1", "127.0.0.2"],
+        ["campaign", "dns", "--insecure-plaintext", "--listen", "127.0.0.1:{port}",
+         "--endpoints", "1", "a.test"],
+    ],
+)  # fmt: skip
+def test_a_listen_port_in_use_is_one_line(argv: list[str]) -> None:
+    """Session 23 (doctour23): `campaign` and `run X --endpoints N` said `internal error:
+    CannotListenError: Couldn't listen on ...` where `run X --listen` said `cannot listen
+    on ...`."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = subprocess.run(
+            [sys.executable, "-m", "packetlab", *(a.format(port=port) for a in argv)],
+            capture_output=True, text=True, timeout=60, env=env(), cwd=REPO, check=False,
+        )  # fmt: skip
+    name = " ".join(argv[:2])
+    assert got.returncode == 2, got
+    assert got.stderr == (
+        f"pktlab {name}: cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use\n"
+    ), got.stderr
+
+
 def test_unresolvable_target() -> None:
     got = pktlab_run("traceroute", "a..b")
     # traceroute's words for getaddrinfo's error (session 18: `a..b: Name or service ...`)

@@ -11,6 +11,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -310,3 +311,61 @@ def test_help_into_a_closed_pipe_is_no_traceback(tmp_path: Path, tap: str, flag:
         os.close(write)
     assert got.returncode == 0, got.stderr
     assert got.stderr == "", got.stderr
+
+
+TAP_MODULE = {
+    "pktendpoint": "packetlab.endpoint.tap",
+    "pktbroker": "packetlab.broker.tap",
+    "pktproxy": "packetlab.proxy.tap",
+}
+
+
+@pytest.mark.parametrize("tap", list(TAP_MODULE))
+def test_ctrl_c_while_starting_is_one_line_and_status_130(
+    tmp_path: Path, home: Path, tap: str
+) -> None:
+    """Session 23 (doctour23): a Ctrl-C during a daemon's start-up (its imports,
+    certificates, config: ~0.1-0.4 s) printed a KeyboardInterrupt traceback of whatever
+    was running (14-41 lines) and exit status 1; `pktlab` said one line and exited 130.
+    The SIGINT comes at a fixed point here, right after twistd imported the tap."""
+    script = (
+        "import os, signal, time\n"
+        "import twisted.scripts.twistd\n"
+        f"import {TAP_MODULE[tap]}\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+    )
+    env = dict(os.environ, PKTLAB_HOME=str(home))
+    got = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=env, check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert got.returncode == 130, got
+    assert got.stderr == f"\ntwistd {tap}: interrupted while starting\n", got.stderr
+
+
+def test_ctrl_c_once_running_stops_it_as_before(tmp_path: Path, home: Path) -> None:
+    """The start-up handler is gone once the reactor runs: Twisted's own SIGINT handler
+    (installed only over Python's default one) stops the daemon cleanly. The endpoint's
+    line is one the reactor's loop logs (a connect attempt that failed); the broker's and
+    proxy's are logged as their ports are bound, before the reactor runs, when a Ctrl-C
+    is still start-up's one line."""
+    tap = "pktendpoint"
+    env = dict(os.environ, PKTLAB_HOME=str(home))
+    proc = subprocess.Popen(
+        [*twistd_command(), "-n", tap, *background_args(tap)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        said = running(proc, RUNNING[tap])
+        assert RUNNING[tap] in said, said
+        proc.send_signal(signal.SIGINT)
+        out = said + proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Received SIGINT, shutting down." in out and "Server Shut Down." in out, out
+    assert "interrupted while starting" not in out and "Traceback" not in out, out

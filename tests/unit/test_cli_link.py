@@ -210,3 +210,29 @@ def test_the_in_process_link_names_the_demo_certificates_it_will_use(
     assert listening.describe() == f"TLS 1.3, PPKS certificates from {tmp_path / 'nohome'}"
     init_home(PktlabHome.at(tmp_path / "nohome"))
     assert link.describe() == f"TLS 1.3, PPKS certificates from {tmp_path / 'nohome'}"
+
+
+def test_a_port_in_use_is_one_line_for_every_listener() -> None:
+    """Session 23 (doctour23): `pktlab campaign ... --listen` and `run X --listen
+    --endpoints N` on a port in use said `internal error: CannotListenError: ...`; `run
+    X --listen` said `cannot listen on ...`. All three go through `listen_on` now."""
+    from twisted.internet import defer
+    from twisted.internet.error import CannotListenError
+    from twisted.python.failure import Failure
+
+    from packetlab.cli.link import LinkError, listen_on
+
+    class Busy:
+        async def listen(self, where: object) -> object:
+            raise CannotListenError("127.0.0.1", 20556, OSError(98, "Address already in use"))
+
+    failures: list[BaseException | None] = []
+
+    def failed(f: Failure) -> None:
+        failures.append(f.value)
+
+    d = defer.Deferred.fromCoroutine(listen_on(Busy(), "tcp:20556"))
+    d.addErrback(failed)
+    (e,) = failures
+    assert isinstance(e, LinkError)
+    assert str(e) == "cannot listen on 127.0.0.1:20556: [Errno 98] Address already in use"
