@@ -3,15 +3,16 @@
 The endpoint only opens a TCP connection and moves bytes; TLS runs here, in a pyOpenSSL
 connection over memory BIOs: what OpenSSL wants to send goes out with nsend, what the
 endpoint received (ndata) is written into OpenSSL. So the certificate is verified at the
-controller (on by default, against the system store like curl, or `cafile`), with SNI and
-the host name checked by curl's rules (`http_trace.name_check`). HTTP/1.1 framing (Content-Length, chunked,
-close-delimited, 204/304, HEAD) is h11's: a small sans-IO parser that is strict where
-hand-written ones are not. GET, POST (`data`), HEAD or any method; redirects followed as
-curl -L does (`follow`, `next_method` for the method). Connections are kept open as
-curl keeps them (HTTP/1.1 persistent connections, `Connections`): the next request to
-the same scheme, host and port, a redirect hop or the next URL of a run, goes over the
-same TCP (and TLS) connection unless the server said `Connection: close`; one that died
-while idle is replaced by a new connect, as curl's "Connection died, retrying".
+controller (on by default, against the system store like curl, or `cafile`), with SNI
+and the host name checked by curl's rules (`http_trace.name_check`). HTTP/1.1 framing
+(Content-Length, chunked, close-delimited, 204/304, HEAD) is h11's: a small sans-IO
+parser that is strict where hand-written ones are not. GET, POST (`data`), HEAD or any
+method; redirects followed as curl -L does (`follow`, `next_method` for the method).
+Connections are kept open as curl keeps them (HTTP/1.1 persistent connections,
+`Connections`): the next request to the same scheme, host and port, a redirect hop or
+the next URL of a run, goes over the same TCP (and TLS) connection unless the server
+said `Connection: close`; one that died while idle is replaced by a new connect, as
+curl's "Connection died, retrying".
 
 Timings are endpoint stamps, from the TIME read just before the name lookup (or the
 nopen, for an address), like curl's `time_*`, all from the start: `namelookup_us` the
