@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks.common import help_requested
+
 TICK = 0.005
 
 
@@ -102,6 +104,8 @@ def _case(mode: str, reflex: bool = False) -> dict[str, float]:
 
 def main() -> None:
     args = sys.argv[1:]
+    if help_requested(args, __doc__):
+        return
     reflex = "--reflex" in args
     args = [a for a in args if a != "--reflex"]
     if len(args) > 1 and args[0] == "--case":

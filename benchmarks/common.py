@@ -31,6 +31,15 @@ __all__ = [
 ]
 
 
+def help_requested(argv: Sequence[str], doc: str | None) -> bool:
+    """For the benchmarks' helper programs that read `sys.argv` by position: `-h` or
+    `--help` prints the module's docstring (its usage) and says so; the caller exits 0."""
+    if not any(a in ("-h", "--help") for a in argv):
+        return False
+    print((doc or "").strip())
+    return True
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0..100), linear interpolation between closest ranks.
 

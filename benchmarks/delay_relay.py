@@ -18,6 +18,8 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
 
+from benchmarks.common import help_requested
+
 reactor: Any = _reactor  # the global reactor, untyped (IReactorTCP + IReactorTime)
 
 
@@ -86,6 +88,8 @@ def spawn(target_port: int, delay_ms: float) -> tuple[subprocess.Popen[bytes], i
 
 
 def main() -> None:
+    if help_requested(sys.argv[1:], __doc__):
+        return
     listen_port, target_port, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
     target_host = sys.argv[5] if len(sys.argv) > 5 else host

@@ -30,6 +30,7 @@ import sys
 import time
 from typing import cast
 
+from benchmarks.common import help_requested
 from benchmarks.raw_flow import FrameSplitter, RecordOpener, nsend_tags, seal_frames, walk_units
 from packetlab.endpoint import frames
 
@@ -140,6 +141,8 @@ def plan() -> int:
 
 
 def main(argv: list[str]) -> None:
+    if help_requested(argv, __doc__):
+        return
     host, _, port = argv[0].rpartition(":")
     link = Link(socket.create_connection((host, int(port))), "--tls" in argv)
     link.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
