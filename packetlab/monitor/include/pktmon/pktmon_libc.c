@@ -301,7 +301,7 @@ WEAK long strtol(const char *s, char **end, int base) {
 WEAK int atoi(const char *s) { return (int)strtol(s, 0, 10); }
 
 /* ---------------------------------------------------------------- stdio.h
- * vsnprintf: flags - 0 + space, width and precision (or *), length hh h l ll z j t,
+ * vsnprintf: flags - 0 + space #, width and precision (or *), length hh h l ll z j t,
  * conversions d i u x X o c s p %. Floating point is not formatted ("?"). */
 
 typedef struct {
@@ -327,7 +327,7 @@ WEAK int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap) {
             pktmon_put(&o, *fmt);
             continue;
         }
-        int left = 0, zero = 0, plus = 0, space = 0, width = 0, prec = -1, lng = 0;
+        int left = 0, zero = 0, plus = 0, space = 0, alt = 0, width = 0, prec = -1, lng = 0;
         for (;; fmt++) {
             if (fmt[1] == '-')
                 left = 1;
@@ -337,7 +337,9 @@ WEAK int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap) {
                 plus = 1;
             else if (fmt[1] == ' ')
                 space = 1;
-            else if (fmt[1] != '#')
+            else if (fmt[1] == '#')
+                alt = 1;
+            else
                 break;
         }
         fmt++;
@@ -391,6 +393,10 @@ WEAK int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap) {
                 v = lng >= 2 ? va_arg(ap, unsigned long long)
                     : lng    ? va_arg(ap, unsigned long)
                              : va_arg(ap, unsigned int);
+            }
+            if (alt && v && (c == 'x' || c == 'X')) {
+                pktmon_put(&o, '0');
+                pktmon_put(&o, c);
             }
             unsigned base = c == 'o' ? 8 : (c == 'x' || c == 'X') ? 16 : 10;
             const char *digits = c == 'X' ? "0123456789ABCDEF" : "0123456789abcdef";
