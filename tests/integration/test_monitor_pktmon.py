@@ -154,7 +154,8 @@ def test_raw_limit_counts_in_persistent_memory_across_runs(tmp_path: Path) -> No
 
 def test_malloc_reuses_freed_memory_over_a_long_session(tmp_path: Path) -> None:
     """pass_all allocates ~250 KB (malloc, calloc, realloc) and frees it on every nsend;
-    a bump allocator that never frees runs out of the 1 MiB MonitorMemoryMax after 4."""
+    a bump allocator that never frees runs out of the 1 MiB MonitorMemoryMax from the
+    seventh on (checked with one defined in the source)."""
     wasm = build("pass_all", tmp_path)
     sends = [
         {"type": "nsend", "sktid": 2, "family": 4, "proto": 6, "time": 0, "tag": i,
