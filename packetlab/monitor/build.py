@@ -131,6 +131,11 @@ def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
             hint = ""
             if "wasm-ld" in proc.stderr and "not found" in proc.stderr:
                 hint = "\n(wasm-ld is missing: apt-get install lld)"
+            elif "undefined symbol" in proc.stderr and argv[-1] == str(PKTMON_LIBC):
+                hint = (
+                    "\n(a pktmon-style monitor gets a small libc, not wasi-libc: see "
+                    'docs/monitors.md "Monitors written for pktmon" for what it has)'
+                )
             raise BuildError(f"{clang} failed:\n{proc.stderr.strip()}{hint}")
         return out.read_bytes()
 

@@ -167,10 +167,42 @@ def test_malloc_reuses_freed_memory_over_a_long_session(tmp_path: Path) -> None:
     assert len(rvs(proc)) == 300
 
 
+def test_malloc_calloc_realloc_free_never_overlap(tmp_path: Path) -> None:
+    """alloc_stress: 20000 random operations per nopen over 64 live blocks, each filled
+    with its own byte and checked (rv 2 = overwritten, as when a split block overlapped
+    its remainder; 3 = calloc not zeroed; 9 = out of memory)."""
+    wasm = build("alloc_stress", tmp_path)
+    nopen = {"type": "nopen", "sktid": 1, "family": 4, "proto": 0, "rbufsz": 20000,
+             "laddr": "0.0.0.0"}  # fmt: skip
+    # a generous deadline: this measures no time, and the machine may be loaded
+    proc = run_test(wasm, [nopen] * 3, tmp_path, "--deadline-ms", "30000")
+    assert rvs(proc) == {1: 0, 2: 0, 3: 0}
+
+
 def test_debug_formats_with_snprintf(tmp_path: Path) -> None:
     wasm = build("pass_all", tmp_path)
     proc = run_test(wasm, MESSAGES[1:2], tmp_path, "--debug")
     assert "nopen sktid=2 proto=0x6 rbufsz=65536 ok  |-0042|v4" in proc.stdout + proc.stderr
+
+
+def test_a_libc_function_we_lack_is_a_clear_build_error(tmp_path: Path) -> None:
+    src = tmp_path / "files.c"
+    src.write_text(
+        '#include "monitor_helper.h"\n#include "pktlab.h"\n'
+        "void *fopen(const char *path, const char *mode);\n"
+        "int32_t check_pktlab_message_nclose(uint8_t sktid, void *pm, uint32_t pmlen) {\n"
+        '    return fopen("/etc/passwd", "r") != 0;\n}\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "packetlab", "monitor", "build", str(src), "-o",
+         str(tmp_path / "files.wasm")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "undefined symbol: fopen" in proc.stderr
+    assert 'docs/monitors.md "Monitors written for pktmon"' in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "files.wasm").exists()
 
 
 def test_print_include_lists_the_pktmon_headers() -> None:
