@@ -118,6 +118,7 @@ def test_the_module_looks_like_pktmons(tmp_path: Path) -> None:
     engine = wasmtime.Engine()
     raw = wasmtime.Module(engine, build("raw_limit", tmp_path).read_bytes())
     tcp = wasmtime.Module(engine, build("tcp_only", tmp_path).read_bytes())
+    http = wasmtime.Module(engine, build("http_only", tmp_path).read_bytes())
     checks = {abi.CHECK_PREFIX + k for k in abi.CHECKS}
     for module in (raw, tcp):
         imports = {(i.module, i.name) for i in module.imports}
@@ -130,7 +131,9 @@ def test_the_module_looks_like_pktmons(tmp_path: Path) -> None:
     assert checks | {"malloc", "free", "initialize"} <= raw_exports
     assert "pktlab_message_nopen_result" not in raw_exports
     assert checks | {"malloc", "free", "pktlab_message_nopen_result"} <= tcp_exports
-    assert "initialize" not in tcp_exports and "finalize" not in tcp_exports
+    http_exports = {e.name for e in http.exports}
+    assert checks | {"malloc", "free"} <= http_exports
+    assert not {"initialize", "finalize", "pktlab_message_nopen_result"} & http_exports
     # what it calls, as undefined functions become imports under pktmon's import_func
     assert {i.name for i in raw.imports if i.module == "env"} == {
         "persistent_memory_flush", "endpoint_debug_enabled", "monitor_debug",
@@ -214,32 +217,35 @@ def test_pktmon_monitors_on_a_real_endpoint(endpoint_factory: Any, tmp_path: Pat
     """As aux monitors (-m) of twistd pktendpoint: raw_limit first, tcp_only second. A raw
     nsend on a socket never opened is counted by raw_limit (monitors run before the
     endpoint's own checks, §8.5), then rejected by tcp_only (monindx 1, reason 1 + 0);
-    the eleventh, across sessions, by raw_limit itself (monindx 0, reason 10)."""
+    the eleventh, across sessions, by raw_limit itself (monindx 0, reason 10). tcp_only's
+    pktlab_message_nopen_result keeps the errid of the last nopen it let through, and its
+    initialize reports it in the next session."""
     raw = build("raw_limit", tmp_path)
     tcp = build("tcp_only", tmp_path)
     config = DEFAULT_CONFIG + f"MonitorPersistentPath {tmp_path / 'pm.sqlite3'}\n"
     ep = endpoint_factory(config, args=["-m", str(raw), "-m", str(tcp)])
 
-    def start(c: RawController) -> bytes:
+    def start(c: RawController) -> tuple[bytes, bytes]:
         c.send(wire.Start())
         assert c.response() == wire.Result(0)
         infos = [c.notification(wire.Linfo) for _ in range(2)]
-        return infos[0].info
+        return infos[0].info, infos[1].info
 
     def raw_send(c: RawController, tag: int) -> wire.Message:
         return c.request(wire.Nsend(sktid=5, family=4, proto=0, time=0, tag=tag, data=ICMP))
 
     c = ep.accept()
-    assert start(c) == bytes(4)
+    assert start(c) == (bytes(4), b"\0")
     for tag in range(6):
         assert raw_send(c, tag) == wire.Result(MONREJ, 1, 1)
     udp = wire.Nopen(sktid=1, family=4, proto=17, rbufsz=4096, laddr=LO, lport=0)
     assert c.request(udp) == wire.Result(MONREJ, 1, 18)
     tcp_listen = wire.Nopen(sktid=2, family=4, proto=6, rbufsz=4096, laddr=LO, lport=0)
     assert c.request(tcp_listen) == wire.Result(0)
+    assert c.request(tcp_listen) == wire.Result(int(Status.ESKTINUSE))  # the result callback
     c.close()
     c2 = ep.accept()  # the next session: the count came back from persistent memory
-    assert start(c2) == (6).to_bytes(4, "little")
+    assert start(c2) == ((6).to_bytes(4, "little"), bytes([int(Status.ESKTINUSE)]))
     for tag in range(4):
         assert raw_send(c2, tag) == wire.Result(MONREJ, 1, 1)
     assert raw_send(c2, 10) == wire.Result(MONREJ, 0, 10)

@@ -1,10 +1,16 @@
 /* tcp_only.c - pktmon style: TCP sockets only; anything else is rejected with the reason
- * 1 + proto (never 0: 0 would allow). A reject's answer is remembered through the
- * optional pktlab_message_nopen_result callback (pm[8] = last errid seen). */
+ * 1 + proto (never 0: 0 would allow). The endpoint's answer to the last nopen the
+ * monitor let through is kept by the optional pktlab_message_nopen_result callback in
+ * pm[8] (the low byte of its errid) and reported by initialize() in the next session. */
 #include "monitor_helper.h"
 #include "pktlab.h"
 
 #define NOT_TCP(proto) ((proto) == PKTLAB_TCP_PROTO ? 0 : 1 + (proto))
+
+uint32_t initialize(void *info, void *persistent_memory, uint32_t persistent_memory_len) {
+    ((uint8_t *)info)[0] = ((uint8_t *)persistent_memory)[8];
+    return 1;
+}
 
 int32_t check_pktlab_message_nopen(uint8_t sktid, uint8_t family, uint8_t proto,
                                    uint32_t rbufsz, uint8_t laddrlen, uint8_t lportlen,
