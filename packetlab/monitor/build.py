@@ -51,6 +51,10 @@ PKTMON_EXPORTS: tuple[str, ...] = (
     "initialize",
     "finalize",
 )
+#: wasm-ld's default stack, which pktmon's builds keep (64 KiB, not our header's 16 KiB: a
+#: monitor with a 40 KB local array works there), placed first so that an overflow traps
+#: (an address below 0) instead of running over the static data. The later -z wins.
+PKTMON_LINK_FLAGS = ("-Wl,-z,stack-size=65536", "-Wl,--stack-first")
 _PKTMON_INCLUDE = re.compile(
     rb'^[ \t]*#[ \t]*include[ \t]*["<](monitor_helper|pktlab)\.h[">]', re.M
 )
@@ -110,7 +114,7 @@ def c_argv(clang: str, source: Path, out: Path, extra_flags: tuple[str, ...] = (
     """The clang command line for `source`: our header's, or pktmon's compatible one."""
     argv = [clang, *C_FLAGS, "-I", str(INCLUDE_DIR)]
     if is_pktmon_source(source):
-        argv += ["-I", str(PKTMON_INCLUDE_DIR)]
+        argv += ["-I", str(PKTMON_INCLUDE_DIR), *PKTMON_LINK_FLAGS]
         argv += [f"-Wl,--export-if-defined={name}" for name in PKTMON_EXPORTS]
         return [*argv, *extra_flags, "-o", str(out), str(source), str(PKTMON_LIBC)]
     return [*argv, *extra_flags, "-o", str(out), str(source)]

@@ -182,6 +182,16 @@ def test_malloc_calloc_realloc_free_never_overlap(tmp_path: Path) -> None:
     assert rvs(proc) == {1: 0, 2: 0, 3: 0}
 
 
+def test_the_stack_is_pktmons_64k_and_an_overflow_traps(tmp_path: Path) -> None:
+    """40 KB of locals worked under pktmon (wasm-ld's 64 KiB stack) and crashed here with
+    our header's 16 KiB; 70 KB is past the stack: a trap, not the static data overwritten."""
+    wasm = build("big_stack", tmp_path)
+    proc = run_test(wasm, [{"type": "nclose", "sktid": n} for n in (1, 40, 60, 70)], tmp_path)
+    got = rows(proc)[1:]
+    assert [r["rv"] for r in got] == [0, 0, 0, 65535]
+    assert "out of bounds memory access" in got[3]["why"]
+
+
 def test_debug_formats_with_snprintf(tmp_path: Path) -> None:
     wasm = build("pass_all", tmp_path)
     proc = run_test(wasm, MESSAGES[1:2], tmp_path, "--debug")
