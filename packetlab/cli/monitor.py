@@ -26,7 +26,8 @@ examples:
 
 C sources are built with clang --target=wasm32 (Debian: apt-get install clang lld)
 against the header we ship (pktlab monitor build --print-include shows where it is);
-WAT sources with wasmtime's assembler."""
+WAT sources with wasmtime's assembler. A source written for the reference's pktmon
+(#include "monitor_helper.h" or "pktlab.h") builds unchanged (docs/monitors.md)."""
 
 _TEST_EPILOG = """\
 input: JSON lines as `pktlab decode` prints them ({"type": "nsend", ...}); nopen, nclose,

@@ -1,7 +1,11 @@
 """Building monitors: C with Debian's clang/lld for wasm32, or WebAssembly text.
 
 C is compiled without a libc against the shipped header ``pktlab_monitor.h`` (the ABI,
-the host functions, a bump malloc). The reference builds with wasi-sdk and
+the host functions, a bump malloc). A source written for the reference's builder pktmon
+(it includes ``monitor_helper.h`` or ``pktlab.h``) is built unchanged against our
+compatibility headers in ``include/pktmon`` with their small libc ``pktmon_libc.c`` (a
+free-list malloc, string.h, snprintf) linked in, and its plain functions exported by name
+as pktmon's Makefile does. The reference builds with wasi-sdk and
 ``--import-memory=monitor,memory``; Debian's lld (14) can only import ``env.memory``, so
 the memory import is renamed in the binary afterwards (one import entry rewritten; the
 module is otherwise lld's output). WAT goes through wasmtime's own assembler.
@@ -10,6 +14,7 @@ module is otherwise lld's output). WAT goes through wasmtime's own assembler.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +26,8 @@ from packetlab.monitor import abi
 
 __all__ = [
     "INCLUDE_DIR",
+    "PKTMON_EXPORTS",
+    "PKTMON_INCLUDE_DIR",
     "BuildError",
     "build",
     "find_clang",
@@ -28,6 +35,29 @@ __all__ = [
 ]
 
 INCLUDE_DIR = Path(__file__).with_name("include")
+PKTMON_INCLUDE_DIR = INCLUDE_DIR / "pktmon"
+PKTMON_LIBC = PKTMON_INCLUDE_DIR / "pktmon_libc.c"
+#: What pktmon's Makefile exports by name (checks, malloc/free required; the rest
+#: optional). Here every one is exported if defined: a check left out is reported by the
+#: load checks as a note (a crash when that message comes), as for our own header.
+PKTMON_EXPORTS: tuple[str, ...] = (
+    *(f"{abi.CHECK_PREFIX}{k}" for k in ("nopen", "nclose", "nsend", "ndata", "ncap", "nctl")),
+    "malloc",
+    "free",
+    *(
+        f"{abi.RESULT_PREFIX}{k}{abi.RESULT_SUFFIX}"
+        for k in ("nopen", "nclose", "nsend", "ncap", "nctl")
+    ),
+    "initialize",
+    "finalize",
+)
+#: wasm-ld's default stack, which pktmon's builds keep (64 KiB, not our header's 16 KiB: a
+#: monitor with a 40 KB local array works there), placed first so that an overflow traps
+#: (an address below 0) instead of running over the static data. The later -z wins.
+PKTMON_LINK_FLAGS = ("-Wl,-z,stack-size=65536", "-Wl,--stack-first")
+_PKTMON_INCLUDE = re.compile(
+    rb'^[ \t]*#[ \t]*include[ \t]*["<](monitor_helper|pktlab)\.h[">]', re.M
+)
 _CLANGS = ("clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14")
 C_FLAGS = (
     "--target=wasm32",
@@ -76,13 +106,31 @@ def build(source: Path, extra_flags: tuple[str, ...] = ()) -> bytes:
     raise BuildError(f"{source}: expected a .c or .wat source")
 
 
+def is_pktmon_source(source: Path) -> bool:
+    """Whether a C source is written for pktmon (includes monitor_helper.h or pktlab.h)."""
+    try:
+        return _PKTMON_INCLUDE.search(source.read_bytes()) is not None
+    except OSError as e:
+        raise BuildError(f"cannot read {source}: {e}") from None
+
+
+def c_argv(clang: str, source: Path, out: Path, extra_flags: tuple[str, ...] = ()) -> list[str]:
+    """The clang command line for `source`: our header's, or pktmon's compatible one."""
+    argv = [clang, *C_FLAGS, "-I", str(INCLUDE_DIR)]
+    if is_pktmon_source(source):
+        argv += ["-I", str(PKTMON_INCLUDE_DIR), *PKTMON_LINK_FLAGS]
+        argv += [f"-Wl,--export-if-defined={name}" for name in PKTMON_EXPORTS]
+        return [*argv, *extra_flags, "-o", str(out), str(source), str(PKTMON_LIBC)]
+    return [*argv, *extra_flags, "-o", str(out), str(source)]
+
+
 def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
     clang = find_clang()
     if clang is None:
         raise BuildError("no clang found: install clang and lld (apt-get install clang lld)")
     with tempfile.TemporaryDirectory(prefix="pktlab-monitor-") as tmp:
         out = Path(tmp) / "out.wasm"
-        argv = [clang, *C_FLAGS, "-I", str(INCLUDE_DIR), *extra_flags, "-o", str(out), str(source)]
+        argv = c_argv(clang, source, out, extra_flags)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -91,6 +139,11 @@ def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
             hint = ""
             if "wasm-ld" in proc.stderr and "not found" in proc.stderr:
                 hint = "\n(wasm-ld is missing: apt-get install lld)"
+            elif "undefined symbol" in proc.stderr and argv[-1] == str(PKTMON_LIBC):
+                hint = (
+                    "\n(a pktmon-style monitor gets a small libc, not wasi-libc: see "
+                    'docs/monitors.md "Monitors written for pktmon" for what it has)'
+                )
             raise BuildError(f"{clang} failed:\n{proc.stderr.strip()}{hint}")
         return out.read_bytes()
 
