@@ -111,6 +111,7 @@ async def run_against_reference_like(
     tmp_path: Path,
     experiment: Callable[[EndpointSession], Awaitable[Any]],
     body_delay: float = BODY_DELAY,
+    nagle: bool = False,
 ) -> tuple[Any, ReferenceLike, EndpointProcess]:
     home = pktlab_init(tmp_path / "home")
     ep = EndpointProcess(tmp_path, CONFIG)
@@ -120,7 +121,8 @@ async def run_against_reference_like(
         port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", home, "exp1"))
         ep.listener.settimeout(15)
         backend, _ = ep.listener.accept()
-        shim = ReferenceLike(port_of(port), backend, home.root, body_delay=body_delay)
+        shim = ReferenceLike(port_of(port), backend, home.root, body_delay=body_delay,
+                             nagle=nagle)  # fmt: skip
         outcome = await ctl.next_outcome().addTimeout(60, reactor)
     except defer.TimeoutError:
         outcome = None
@@ -141,17 +143,24 @@ def one_record_per_request(shim: ReferenceLike) -> None:
     assert shim.stalls == 0
 
 
+@pytest.mark.parametrize("nagle", [False, True], ids=["held-80ms", "kernel-nagle"])
 @pytest_twisted.ensureDeferred
 async def test_system_info_exchanges_and_times(
-    tmp_path: Path, udp_echo: int, tcp_answer: int
+    tmp_path: Path, udp_echo: int, tcp_answer: int, nagle: bool
 ) -> None:
+    """`held-80ms`: bodies held 80 ms by the shim; `kernel-nagle`: no TCP_NODELAY on the
+    shim's socket, so the kernel's Nagle holds each body for the controller's ACK, as the
+    reference's are (INTEROP.md)."""
+
     async def experiment(session: EndpointSession) -> dict[str, Any]:
         out: dict[str, Any] = {"info": await read_system_info(session)}
         out["udp"] = await udp_exchange(session, "127.0.0.1", udp_echo, [b"ab", b"cd"], timeout=5)
         out["tcp"] = await tcp_exchange(session, "127.0.0.1", tcp_answer, b"hello\n", timeout=5)
         return out
 
-    got, shim, _ = await run_against_reference_like(tmp_path, experiment)
+    got, shim, _ = await run_against_reference_like(
+        tmp_path, experiment, 0.0 if nagle else BODY_DELAY, nagle
+    )
     info = got["info"]
     assert info.hostid == "reference-like"
     assert [str(i) for i in info.ip4] == ["127.0.0.1/8"] and info.ip6 == ()
@@ -211,3 +220,46 @@ async def test_socket_block_gaps_and_no_tcp_info(tmp_path: Path, tcp_answer: int
     assert got["tcpinfo"] is None
     assert got["tcp"].rbufsz == 0x4000 and got["tcp"].rport == tcp_answer
     one_record_per_request(shim)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_shim_stalls_a_controller_that_packs_requests(tmp_path: Path) -> None:
+    """The control: the same shim in front of a controller whose TLS joins a reactor
+    turn's writes into one record (Twisted's own factory) leaves requests unanswered, as
+    the reference does, so the tests above would catch a packing controller."""
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    home = pktlab_init(tmp_path / "home")
+    options = tls_server(reactor, "tcp:0:interface=127.0.0.1", home, "exp1")._options
+
+    class Packing:
+        def listen(self, factory: Any) -> Any:
+            wrapped = TLSMemoryBIOFactory(options, False, factory)
+            return TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(wrapped)
+
+    async def experiment(session: EndpointSession) -> int:
+        reads = [session.mread(vmem.TIME.addr, 8) for _ in range(10)]  # one reactor turn
+        for d in reads:
+            await d
+        return len(reads)
+
+    ep = EndpointProcess(tmp_path, CONFIG)
+    ctl: Controller[Any] = Controller(experiment, reactor=reactor, limit=1)
+    shim = None
+    try:
+        port = await ctl.listen(Packing())  # type: ignore[arg-type]
+        ep.listener.settimeout(15)
+        backend, _ = ep.listener.accept()
+        shim = ReferenceLike(port_of(port), backend, home.root)
+        outcome = await ctl.next_outcome().addTimeout(3, reactor)
+    except defer.TimeoutError:
+        outcome = None
+    finally:
+        await ctl.stop()
+        if shim is not None:
+            shim.stop()
+        ep.stop()
+    assert outcome is None
+    assert shim is not None
+    assert shim.stalls > 0 and max(shim.records) > 1, shim.records

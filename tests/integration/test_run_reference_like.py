@@ -156,6 +156,8 @@ def test_dns(tmp_path: Path, home: Path, dns_server: int) -> None:
     recs = [json.loads(x) for x in got.stdout.splitlines()]
     answers = [r for r in recs if r.get("type") == "dns"]
     assert answers and "192.0.2.7" in json.dumps(answers[0]), got.stdout
+    # ntag of the query -> ndata of the answer, not when the held answers arrived
+    assert 0 < answers[0]["rtt_us"] < BODY_DELAY * 1e6 / 4, answers[0]
     one_record_per_request(shim)
 
 
@@ -286,4 +288,57 @@ def test_http_name_lookup_time_leaves_out_the_time_read(
     trace = [(t, what, m) for t, what, m in shim.trace if what != "E>C"]
     start = next(i for i, (_, w, m) in enumerate(trace) if m == f"Mread@{vmem.TIME.addr:#x}")
     assert trace[start + 1][1:] == ("C>E", f"Mread@{vmem.IP4NO.addr:#x}"), trace[:12]
+    one_record_per_request(shim)
+
+
+@pytest.mark.parametrize("kind", ["python", "c"])
+def test_mlet_under_xpmgr(tmp_path: Path, home: Path, web: int, kind: str) -> None:
+    """`pktlab xpmgr` (passive, TLS) runs examples/http_get.py (the controller API in
+    the mlet runner) or examples/mlets/http_get.c (raw frames on the mlet pipe) against
+    the reference-like endpoint: its relay writes each of the mlet's requests as a
+    record of its own, and the mlet gets the whole page."""
+    from pxworld import XpmgrProc, compile_c_mlet
+
+    if kind == "python":
+        mlet = [str(REPO / "examples/http_get.py"), f"http://127.0.0.1:{web}/index.html"]
+    else:
+        mlet = [str(compile_c_mlet(tmp_path)), "127.0.0.1", str(web), "/index.html"]
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", mlet, "-n", "1")
+    ep = EndpointProcess(tmp_path, CONFIG)
+    shim = None
+    try:
+        port = xp.port()
+        ep.listener.settimeout(15)
+        backend, _ = ep.listener.accept()
+        shim = ReferenceLike(port, backend, home, body_delay=BODY_DELAY)
+        assert xp.wait_exit(60) == 0, xp.text()
+    finally:
+        if shim is not None:
+            shim.stop()
+        ep.stop()
+        xp.stop()
+    assert shim.error is None, shim.error
+    [r] = xp.result_lines()
+    assert r["status"] == "done" and r["exit_code"] == 0, r
+    assert "HTTP/1.0 200 OK" in r["output"], r["output"]
+    assert "reference-like" in r["output"], r["output"]  # the HostID read from its memory
+    if kind == "python":
+        assert "body 56000)" in r["output"], r["output"]
+    else:
+        assert "HTTP/1.0 200 OK (56188 bytes)" in r["output"], r["output"]
+    one_record_per_request(shim)
+
+
+def test_http_refused_connect_is_read_from_stat(tmp_path: Path, home: Path) -> None:
+    """The reference sends no nstat for a failed connect: `pktlab run http` learns the
+    refusal from STAT (the run's table says so), in well under its connect timeout."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    got, shim = run_listening(tmp_path, home, ["http", "--connect-timeout", "20"],
+                              f"http://127.0.0.1:{port}/")  # fmt: skip
+    assert got.returncode == 1, (got.returncode, got.stdout, got.stderr)
+    assert f"connect to 127.0.0.1:{port}: connection refused" in got.stdout, got.stdout
+    assert any(m == "Nstat" for _, w, m in shim.trace if w == "E>C")  # ours sent it ...
+    assert any(type(m).__name__ == "Nstat" for m in shim.dropped)  # ... the shim hid it
     one_record_per_request(shim)
