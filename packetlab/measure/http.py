@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 from OpenSSL import SSL
+from twisted.internet.task import deferLater
 
 from packetlab.controller import (
     AddressLike,
@@ -483,6 +484,9 @@ async def _hop(
         waiting(route.sink, pool.bundle(u))
         queued = await read_time(session)  # curl: time_total counts the wait
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
+        # Woken inside the connection maker's `pool.known`, before it sent its own request:
+        # one reactor turn lets that request go first, as curl's does.
+        await deferLater(session.reactor, 0, lambda: None)
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
