@@ -262,3 +262,22 @@ async def test_the_shim_stalls_a_controller_that_packs_requests(tmp_path: Path) 
     assert outcome is None
     assert shim is not None
     assert shim.stalls > 0 and max(shim.records) > 1, shim.records
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_train_adapts_its_lead_to_the_held_answers(
+    tmp_path: Path, udp_echo: int
+) -> None:
+    """The adaptive lead measures its probe's round trip, held answers included, so
+    every packet of a 1 ms train leaves on time, none in a burst of late ones."""
+    from packetlab.controller import send_train
+
+    async def experiment(session: EndpointSession) -> Any:
+        return await send_train(session, "127.0.0.1", udp_echo, 100, 1e6)
+
+    report, shim, _ = await run_against_reference_like(tmp_path, experiment)
+    assert report.sent_count == 100 and not any(report.errors), report.errors
+    late = [s - t for s, t in zip(report.sent, report.intended, strict=True) if s - t > 2_000_000]
+    assert not late, (report.lead, report.queued_ahead, late[:10])
+    assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
+    one_record_per_request(shim)
