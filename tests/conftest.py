@@ -34,6 +34,7 @@ SERIAL = frozenset(
         "test_bench_throughput_wire.py",
         "test_broker_redis.py::test_publication_at_b_reaches_a_within_1s_and_ends_everywhere",
         "test_busypoll.py",
+        "test_controller_reference_like.py",  # stamps < 1/4 of an 80 ms hold (ctlaudit23)
         "test_cpulatency.py",  # /dev/cpu_dma_latency is the machine's: one request at a time
         "test_endpoint_sched_train.py",
         "test_examples_startup.py",  # Ctrl-C at moments 0-150 ms into a start-up
@@ -49,6 +50,7 @@ SERIAL = frozenset(
         "test_run_interrupts.py",
         "test_run_sendgap.py",
         "test_run_like_native.py::test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute",
+        "test_run_reference_like.py",  # stamps < 1/4 of an 80 ms hold (ctlaudit23)
         "test_send_precision.py",
         "test_throughput_beside_native.py",
         "test_throughput_bidir_refused.py",

@@ -15,7 +15,8 @@ said `Connection: close`; one that died while idle is replaced by a new connect,
 curl's "Connection died, retrying".
 
 Timings are endpoint stamps, from the TIME read just before the name lookup (or the
-nopen, for an address), like curl's `time_*`, all from the start: `namelookup_us` the
+nopen, for an address; sent ahead, not awaited before the lookup or request it stamps),
+like curl's `time_*`, all from the start: `namelookup_us` the
 TIME read before the nopen, `connect_us` the ESTABLISHED nstat, `tls_us` the ndata that
 completed the handshake, `pretransfer_us` the request's ntag, `first_byte_us` the ndata
 carrying the first response byte, `total_us` the ndata carrying the last body byte. Over
@@ -30,10 +31,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 from OpenSSL import SSL
+from twisted.internet.task import deferLater
 
 from packetlab.controller import (
     AddressLike,
@@ -108,6 +110,9 @@ from packetlab.measure.stream import (
 )
 from packetlab.measure.upload_body import Upload, UploadError
 from packetlab.measure.writeerror import WriteError  # (re-exported: its home before)
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 __all__ = [
     "Asked",
@@ -480,13 +485,19 @@ async def _hop(
         waiting(route.sink, pool.bundle(u))
         queued = await read_time(session)  # curl: time_total counts the wait
         await pool.wait_for(u)  # curl's pipewait: the first connection may take us too
+        # Woken inside the connection maker's `pool.known`, before it sent its own request:
+        # one reactor turn lets that request go first, as curl's does.
+        await deferLater(session.reactor, 0, lambda: None)
         conn = await pool.take(u)
         hop.queued = queued
     if conn is not None:  # curl: "Re-using existing connection"
         reusing(route.sink, conn, pool.bundle(u), pending)
-        hop.start = hop.resolved = await read_time(session)
+        start = read_time(session)  # pipelined: sampled just before the request is handled
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
-        await _paced(route, hop, conn, data, headers)
+        try:
+            await _paced(route, hop, conn, data, headers)
+        finally:
+            hop.start = hop.resolved = await _stamp(start)
         if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
             return
         # curl: "Connection died, retrying a fresh connect" (closed while idle)
@@ -501,6 +512,19 @@ async def _hop(
     finally:
         if mine:
             pool.known(u, None)  # failed before its protocol was known: they go on their own
+
+
+async def _stamp(start: Deferred[int]) -> int | None:
+    """A hop's start: a TIME read sent ahead of the hop's first request and awaited only
+    after it, so the endpoint samples its clock just before it handles that request (it
+    handles them in order). Awaiting the read first made the request leave one controller
+    round trip later, counted in every time of the hop (~40 ms more against a reference
+    endpoint, which holds an answer's body back for the delayed ACK; ctlaudit23). None
+    when the session ended first (the hop has its error then)."""
+    try:
+        return await start
+    except ControllerError:
+        return None
 
 
 async def _connect(
@@ -522,11 +546,12 @@ async def _connect(
     if trace is not None:
         connecting(trace, route.pool, u, (host, port), connect_to, route.connect_to is not None)
     if connect_to is None:
-        hop.start = await read_time(session)
+        start = read_time(session)  # pipelined: sampled just before the lookup's first request
         try:
             connect_to = await _resolve(session, replace(u, host=host, port=port), route.family,
                                         until)  # fmt: skip
         except _Unresolved as e:
+            hop.start = await _stamp(start)
             hop.error, hop.exitcode = str(e), e.exitcode
             if trace is not None:  # curl's words
                 took = (clock.seconds() - until + route.connect_timeout) * 1000
@@ -534,6 +559,10 @@ async def _connect(
                      f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
                 info(trace, f"Closing connection {number}")
             return
+        except BaseException:
+            await _stamp(start)  # (its failure, if the session ended, is not left unhandled)
+            raise
+        hop.start = await _stamp(start)
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     info(trace, f"  Trying {server}...")
