@@ -29,6 +29,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,41 @@ _SKT_FIELDS = (
     vmem.SKT_LPORT, vmem.SKT_RPORT, vmem.SKT_RBUFSZ, vmem.SKT_RBUFUSED, vmem.SKT_DROPSTAT,
     vmem.SKT_NSENDERR, vmem.SKT_NSENDERRTAG, vmem.SKT_NOTIFMASK, vmem.SKT_CTFL,
 )  # fmt: skip
+
+
+@contextmanager
+def udp_responder(
+    answer: Callable[[bytes], bytes | None], addr: tuple[str, int] = ("127.0.0.1", 0)
+) -> Iterator[int]:
+    """A UDP server on a thread for the tests' far ends: each datagram gets `answer(data)`
+    back (None: no answer); yields its port, stopped and closed after."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(addr)
+    except OSError:
+        s.close()
+        raise
+    s.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = s.recvfrom(65536)
+            except TimeoutError:
+                continue
+            reply = answer(data)
+            if reply is not None:
+                s.sendto(reply, peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield s.getsockname()[1]
+    finally:
+        stop.set()
+        t.join(5)
+        s.close()
 
 
 def mapped_by_reference(addr: int) -> bool:

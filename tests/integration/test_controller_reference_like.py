@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from conftest import EndpointProcess
-from reference_like import ReferenceLike
+from reference_like import ReferenceLike, udp_responder
 from testkit.net import port_of
 from tls_world import pktlab_init
 from twisted.internet import defer, reactor
@@ -53,25 +53,8 @@ NoSubMode 1
 
 @pytest.fixture
 def udp_echo() -> Iterator[int]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = s.recvfrom(65536)
-            except TimeoutError:
-                continue
-            s.sendto(data.upper(), peer)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield s.getsockname()[1]
-    stop.set()
-    t.join(5)
-    s.close()
+    with udp_responder(bytes.upper) as port:
+        yield port
 
 
 @pytest.fixture
@@ -277,7 +260,11 @@ async def test_send_train_adapts_its_lead_to_the_held_answers(
 
     report, shim, _ = await run_against_reference_like(tmp_path, experiment)
     assert report.sent_count == 100 and not any(report.errors), report.errors
-    late = [s - t for s, t in zip(report.sent, report.intended, strict=True) if s - t > 2_000_000]
+    # A lead that left the held answers out makes the train's nsends arrive ~80 ms
+    # (BODY_DELAY) after their times; a quarter of it tells that from this VM's scheduling
+    # stalls (a loaded run saw 2.4-7.5 ms, which a 2 ms bound failed on).
+    bound = int(BODY_DELAY * 1e9 / 4)
+    late = [s - t for s, t in zip(report.sent, report.intended, strict=True) if s - t > bound]
     assert not late, (report.lead, report.queued_ahead, late[:10])
     assert report.queued_ahead is not None and report.queued_ahead > 0, report.queued_ahead
     one_record_per_request(shim)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +24,7 @@ import dns.message
 import dns.rrset
 import pytest
 from conftest import EndpointProcess
-from reference_like import ReferenceLike
+from reference_like import ReferenceLike, udp_responder
 from testkit.poll import wait_tcp_listening
 
 from packetlab.wire import vmem
@@ -123,30 +123,24 @@ def test_traceroute(tmp_path: Path, home: Path) -> None:
     one_record_per_request(shim)
 
 
+def _a_record(address: str, only_a: bool = False) -> Callable[[bytes], bytes]:
+    """A DNS server's answer: `address` as the A record of the question's name (`only_a`:
+    no answer record for any other type, as for an AAAA question)."""
+
+    def answer(data: bytes) -> bytes:
+        q = dns.message.from_wire(data)
+        r = dns.message.make_response(q)
+        if not only_a or q.question[0].rdtype == 1:
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", address))
+        return r.to_wire()
+
+    return answer
+
+
 @pytest.fixture
 def dns_server() -> Iterator[int]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = s.recvfrom(65536)
-            except TimeoutError:
-                continue
-            q = dns.message.from_wire(data)
-            r = dns.message.make_response(q)
-            r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.7"))
-            s.sendto(r.to_wire(), peer)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield s.getsockname()[1]
-    stop.set()
-    t.join(5)
-    s.close()
+    with udp_responder(_a_record("192.0.2.7")) as port:
+        yield port
 
 
 def test_dns(tmp_path: Path, home: Path, dns_server: int) -> None:
@@ -236,34 +230,11 @@ DNS_ADDR = "127.77.0.53"  # the endpoint's resolver (port 53): no other test use
 
 @pytest.fixture
 def resolver_on_53() -> Iterator[None]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.bind((DNS_ADDR, 53))
+        with udp_responder(_a_record("127.0.0.1", only_a=True), (DNS_ADDR, 53)):
+            yield
     except OSError as e:
-        s.close()
         pytest.skip(f"cannot bind {DNS_ADDR}:53: {e}")
-    s.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = s.recvfrom(65536)
-            except TimeoutError:
-                continue
-            q = dns.message.from_wire(data)
-            r = dns.message.make_response(q)
-            if q.question[0].rdtype == 1:  # A; AAAA gets no answer
-                r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
-                                                    "127.0.0.1"))  # fmt: skip
-            s.sendto(r.to_wire(), peer)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(5)
-    s.close()
 
 
 def test_http_name_lookup_time_leaves_out_the_time_read(
