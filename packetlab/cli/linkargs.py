@@ -17,6 +17,11 @@ class LinkError(ControllerError):
     """A link problem, in one line that says what to do about it."""
 
 
+class RunError(LinkError):
+    """A problem worth one line on stderr (exit status 2). Here, below `cli.run`, so that
+    the modules `run` imports can raise it (`run_host`) without importing `run`."""
+
+
 # -- options -------------------------------------------------------------------------------------
 
 

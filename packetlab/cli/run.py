@@ -32,7 +32,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from packetlab.cli.interrupt import quit_on_interrupt
-from packetlab.cli.linkargs import LinkError, add_link_arguments
+from packetlab.cli.linkargs import RunError as RunError
+from packetlab.cli.linkargs import add_link_arguments
 
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -61,10 +62,6 @@ examples:
 RTTs are endpoint times: reply kernel receive time (ndata) minus probe send time (ntag;
 a kernel TX timestamp on this project's endpoint). See docs/traceroute.md.
 """
-
-
-class RunError(LinkError):
-    """A problem worth one line on stderr (exit status 2)."""
 
 
 class Given(argparse.Action):

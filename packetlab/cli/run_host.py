@@ -6,7 +6,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from packetlab.cli.run import Address, RunError
+from packetlab.cli.linkargs import RunError
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def check_raw_permission(listen: bool = True) -> None:

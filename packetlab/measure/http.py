@@ -4,7 +4,7 @@ The endpoint only opens a TCP connection and moves bytes; TLS runs here, in a py
 connection over memory BIOs: what OpenSSL wants to send goes out with nsend, what the
 endpoint received (ndata) is written into OpenSSL. So the certificate is verified at the
 controller (on by default, against the system store like curl, or `cafile`), with SNI
-and the host name checked by curl's rules (`http_trace.name_check`). HTTP/1.1 framing
+and the host name checked by curl's rules (`certname.name_check`). HTTP/1.1 framing
 (Content-Length, chunked, close-delimited, 204/304, HEAD) is h11's: a small sans-IO
 parser that is strict where hand-written ones are not. GET, POST (`data`), HEAD or any
 method; redirects followed as curl -L does (`follow`, `next_method` for the method).

@@ -174,9 +174,9 @@ class TlsLink:
     def check_name(self) -> None:
         if self.conn.get_context().get_verify_mode() == SSL.VERIFY_NONE:
             return
-        from packetlab.measure.http_trace import name_check
+        from packetlab.measure.certname import name_check
 
-        # curl's rules, as its verbose lines say them (`http_trace`): a certificate with
+        # curl's rules, as its verbose lines say them (`certname`): a certificate with
         # no subjectAltName is checked by its common name (service_identity refused it
         # with a CertificateError, an internal error here).
         cert = self.conn.get_peer_certificate()

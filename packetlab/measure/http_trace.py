@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from packetlab.measure.certname import name_check
+
 Trace = Callable[[str, bytes], object]  # (kind, bytes): one debug callback
 TEXT, HEADER_OUT, DATA_OUT = "text", "header_out", "data_out"
 HEADER_IN, DATA_IN = "header_in", "data_in"
@@ -90,62 +92,6 @@ def name(x509name: Any) -> str:
             key = "emailAddress" if key == "1.2.840.113549.1.9.1" else key
             parts.append(f"{key}={a.value}")
     return "; ".join(parts)
-
-
-def host_match(pattern: str, host: str) -> bool:
-    """curl's Curl_cert_hostcheck: any case, a trailing dot ignored, a wildcard only as
-    the whole leftmost label of a name with at least three labels, never for an address."""
-    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
-    if pattern == host:
-        return True
-    if not pattern.startswith("*.") or pattern.count(".") < 2 or _is_address(host):
-        return False
-    rest = host.partition(".")[2]
-    return bool(rest) and rest == pattern[2:] and not host.startswith(".")
-
-
-def _is_address(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def name_check(cert: Any, host: str, is_address: bool) -> tuple[bool, list[str]]:
-    """curl's verifyhost (openssl.c) for a pyOpenSSL certificate: with a subjectAltName
-    only its DNS names (IP addresses for an address) count, without one the last common
-    name; (matched, curl's verbose lines for it)."""
-    from cryptography import x509
-
-    c = cert.to_cryptography()
-    try:
-        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        if is_address:
-            import ipaddress
-
-            if ipaddress.ip_address(host) in san.get_values_for_type(x509.IPAddress):
-                return True, [f' subjectAltName: host "{host}" matched cert\'s IP address!']
-        else:
-            for dns in san.get_values_for_type(x509.DNSName):
-                if host_match(dns, host):
-                    return True, [f' subjectAltName: host "{host}" matched cert\'s "{dns}"']
-        return False, [
-            f" subjectAltName does not match {host}",
-            f"SSL: no alternative certificate subject name matches target host name '{host}'",
-        ]
-    cn = [str(a.value) for a in c.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if cn and host_match(cn[-1], host):
-        return True, [f" common name: {cn[-1]} (matched)"]
-    return False, [
-        f"SSL: certificate subject name '{cn[-1] if cn else ''}' does not match "
-        f"target host name '{host}'"
-    ]
 
 
 def certificate(trace: Trace | None, conn: Any, host: str, is_address: bool,

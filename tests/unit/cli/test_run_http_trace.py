@@ -12,6 +12,7 @@ from packetlab.cli.curl_trace import ASCII, BIN, PLAIN, CurlTrace, chosen, dump
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import parse_args
 from packetlab.cli.run_http import COMMAND
+from packetlab.measure.certname import host_match
 from packetlab.measure.http_trace import (
     DATA_IN,
     DATA_OUT,
@@ -21,7 +22,6 @@ from packetlab.measure.http_trace import (
     TEXT,
     asn1_time,
     header_in,
-    host_match,
     lines,
     sent_out,
 )

@@ -14,8 +14,8 @@ from http_fake import TlsPeer
 from stream_fakes import StreamRig
 from web_pki import make_pki
 
+from packetlab.measure.certname import host_match
 from packetlab.measure.http import HttpError, http_get, parse_url
-from packetlab.measure.http_trace import host_match
 
 BODY = bytes(range(256)) * 40
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY
