@@ -90,6 +90,22 @@ class Endpoint:
     def send(self, *frames: bytes) -> None:
         self.sock.sendall(b"".join(frames))
 
+    def clock(self) -> None:
+        """The mlet's first request, an mread of TIME, answered with T0."""
+        self.request(0x28)
+        self.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+
+
+def spawn(
+    argv: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Endpoint]:
+    """The mlet `argv` on one end of a socketpair as its fd 0; the other end is ours."""
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env or {})  # fmt: skip
+    theirs.close()
+    return proc, Endpoint(ours)
+
 
 def ntag(sktid: int, tag: int, t: int) -> bytes:
     return frame(0x60, struct.pack(">BHQ", sktid, tag, t))
@@ -108,12 +124,7 @@ NSTAT_OTHER = frame(0x61, struct.pack(">BBBQB", 9, 4, 6, T0, 3))  # another sock
 
 
 def test_icmp_echo_reads_interleaved_split_and_unknown_frames(icmp_echo: Path) -> None:
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen([str(icmp_echo), "192.0.2.1", "2", "1"], stdin=theirs.fileno(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"EPADDR": "192.0.2.7"})  # fmt: skip
-    theirs.close()
-    ep = Endpoint(ours)
+    proc, ep = spawn([str(icmp_echo), "192.0.2.1", "2", "1"], {"EPADDR": "192.0.2.7"})
     ident = proc.pid & 0xFFFF
     try:
         assert ep.request(0x28) == struct.pack(">IH", 0x10010000, 8)  # mread TIME
@@ -158,7 +169,7 @@ def test_icmp_echo_reads_interleaved_split_and_unknown_frames(icmp_echo: Path) -
         ep.send(RESULT)
         out, err = proc.communicate(timeout=10)
     finally:
-        ours.close()
+        ep.sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -192,14 +203,9 @@ def test_icmp_echo_bad_arguments_exit_2_before_any_request(
 
 def test_icmp_echo_a_refused_request_is_named(icmp_echo: Path) -> None:
     """An endpoint without raw sockets answers nopen with an error: one clear line, exit 1."""
-    ours, theirs = socket.socketpair()
-    with ours:
-        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs.fileno(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
-        theirs.close()
-        ep = Endpoint(ours)
-        ep.request(0x28)
-        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+    proc, ep = spawn([str(icmp_echo), "192.0.2.1"])
+    with ep.sock:
+        ep.clock()
         ep.request(0x2A)
         ep.send(frame(0x40, struct.pack(">H", 0x35)))  # ESKTNOPROTO
         _, err = proc.communicate(timeout=10)
@@ -208,14 +214,11 @@ def test_icmp_echo_a_refused_request_is_named(icmp_echo: Path) -> None:
 
 
 def test_an_mlet_killed_by_eof_mid_frame_exits_1(icmp_echo: Path) -> None:
-    ours, theirs = socket.socketpair()
-    with ours:
-        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1"], stdin=theirs.fileno(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
-        theirs.close()
-        Endpoint(ours).request(0x28)
-        ours.sendall(frame(0x41, struct.pack(">IQ", 0x10010000, T0))[:7])
-        ours.shutdown(socket.SHUT_WR)
+    proc, ep = spawn([str(icmp_echo), "192.0.2.1"])
+    with ep.sock:
+        ep.request(0x28)
+        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0))[:7])
+        ep.sock.shutdown(socket.SHUT_WR)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 1 and b"EOF waiting for mdata of 0x10010000" in err, err
 
@@ -223,15 +226,10 @@ def test_an_mlet_killed_by_eof_mid_frame_exits_1(icmp_echo: Path) -> None:
 def test_icmp_echo_a_request_the_endpoint_could_not_send_is_not_counted(icmp_echo: Path) -> None:
     """An ntag with an errid (len 13, §1.2): that request was dropped, so it is neither
     transmitted nor lost, and the line names the status."""
-    ours, theirs = socket.socketpair()
-    with ours:
-        proc = subprocess.Popen([str(icmp_echo), "192.0.2.1", "2", "1"], stdin=theirs.fileno(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
-        theirs.close()
-        ep = Endpoint(ours)
+    proc, ep = spawn([str(icmp_echo), "192.0.2.1", "2", "1"])
+    with ep.sock:
         ident = proc.pid & 0xFFFF
-        ep.request(0x28)
-        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+        ep.clock()
         for req in (0x2A, 0x28, 0x2D, 0x2C, 0x2C):
             body = ep.request(req)
             ep.send(frame(0x41, body[:4] + SRC + bytes(12)) if req == 0x28 else RESULT)
@@ -264,16 +262,11 @@ def test_traceroute_probes_and_answers_in_any_order(traceroute: Path, icmp: bool
     the quoted probe whatever comes around them: another run's (source port or
     identifier), an answer before its ntag, one quoting a probe not sent yet; -I ends at
     the target's echo reply."""
-    ours, theirs = socket.socketpair()
     r1, r2 = bytes([10, 0, 0, 2]), bytes([10, 0, 1, 2])
     argv = [str(traceroute), *(["-I"] if icmp else []), "192.0.2.1", "9"]
-    with ours:
-        proc = subprocess.Popen(argv, stdin=theirs.fileno(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
-        theirs.close()
-        ep = Endpoint(ours)
-        ep.request(0x28)
-        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+    proc, ep = spawn(argv)
+    with ep.sock:
+        ep.clock()
         assert ep.request(0x2A) == bytes([1, 4, 0, 0, 1, 0, 0, 0, 0, 0, 0])
         ep.send(RESULT)
         ep.request(0x28)
@@ -330,14 +323,9 @@ def test_traceroute_probes_and_answers_in_any_order(traceroute: Path, icmp: bool
 
 
 def test_traceroute_marks_an_unreachable_from_a_router_and_stops(traceroute: Path) -> None:
-    ours, theirs = socket.socketpair()
-    with ours:
-        proc = subprocess.Popen([str(traceroute), "192.0.2.1"], stdin=theirs.fileno(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={})  # fmt: skip
-        theirs.close()
-        ep = Endpoint(ours)
-        ep.request(0x28)
-        ep.send(frame(0x41, struct.pack(">IQ", 0x10010000, T0)))
+    proc, ep = spawn([str(traceroute), "192.0.2.1"])
+    with ep.sock:
+        ep.clock()
         ep.request(0x2A)
         ep.send(RESULT)
         ep.request(0x28)
