@@ -35,7 +35,8 @@ def _is_address(host: str) -> bool:
 def name_check(cert: Any, host: str, is_address: bool) -> tuple[bool, list[str]]:
     """curl's verifyhost (openssl.c) for a pyOpenSSL certificate: with a subjectAltName
     only its DNS names (IP addresses for an address) count, without one the last common
-    name; (matched, curl's verbose lines for it)."""
+    name; (matched, curl's verbose lines for it). `host` is a URL's host as parsed
+    (`http_url`): an internationalised name is already in its ASCII form."""
     from cryptography import x509
 
     c = cert.to_cryptography()

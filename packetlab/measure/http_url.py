@@ -112,7 +112,21 @@ def _host(host: str, hostport: str) -> str:
     written = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
     if written.lower() == host:
         host = written
+    if not host.isascii():
+        host = _ace(host)
     return _ipv4(host) or host
+
+
+def _ace(host: str) -> str:
+    """An internationalised name in the ASCII form that goes on the wire (Host field,
+    SNI, the certificate's names, the lookup), as curl 7.88 with libidn2 converts it
+    (IDNA 2008 with UTS #46, non-transitional: `straße.de` is `xn--strae-oqa.de`)."""
+    import idna
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as e:
+        raise HttpError(f"Failed to convert {host} to ACE; {e}") from None
 
 
 def _ipv4(host: str) -> str | None:

@@ -6,6 +6,7 @@ and bad servers."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,37 @@ def test_https_certificate_named_only_by_its_common_name(cn_only_pki: dict[str, 
                  cafile=str(cn_only_pki["ca"]))
     )  # fmt: skip
     assert r.status is None and r.error == "TLS: the certificate is not valid for other.example"
+
+
+def test_an_internationalised_name_is_checked_in_its_ascii_form(tmp_path: Path) -> None:
+    """The certificate names xn--bcher-kva.example; the URL says bücher.example, which
+    goes on the wire (Host, SNI) and to the name check in its ASCII form, as curl with
+    libidn2 sends it (h11 refused the Unicode Host field: UnicodeEncodeError)."""
+    pki = make_pki(tmp_path, ("xn--bcher-kva.example",))
+    rig = rig_with(Https(pki, OK), 443)
+    r = rig.run(
+        http_get(rig.session, "https://bücher.example/", connect_to="192.0.2.80",
+                 cafile=str(pki["ca"]))
+    )  # fmt: skip
+    assert (r.status, r.error) == (200, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://bücher.example/", "xn--bcher-kva.example"),
+        ("https://straße.de:8443/x", "xn--strae-oqa.de"),  # IDNA 2008, non-transitional
+        ("http://xn--bcher-kva.example/", "xn--bcher-kva.example"),
+        ("http://WWW.Example.ORG/", "WWW.Example.ORG"),  # ASCII: as written
+    ],
+)
+def test_a_url_host_is_kept_in_its_ascii_form(url: str, host: str) -> None:
+    assert parse_url(url).host == host
+
+
+def test_a_name_idna_refuses_is_curls_ace_error() -> None:
+    with pytest.raises(HttpError, match=re.escape("Failed to convert a\u200db.example to ACE")):
+        parse_url("https://a\u200db.example/")
 
 
 @pytest.mark.parametrize(
