@@ -71,11 +71,13 @@ def test_bidir_counts_beside_native(port: int, words: list[str]) -> None:  # noq
     sent, received = ours["sum"]["sender"]["bytes"], ours["sum_reverse"]["receiver"]["bytes"]
     n_sent = theirs["sum_sent"]["bytes"]
     n_received = theirs["sum_received_bidir_reverse"]["bytes"]
-    # One reached it, neither far past. Native -k counts reads on its receiving stream, and
-    # a loaded machine splits blocks over reads (CI: 29 blocks sent, 3.56 MiB read when 32
-    # reads ended the test), so only its -n budget is exact; ours counts -l bytes.
+    # One reached it, neither far past. -k counts reads on the receiving stream, and a
+    # loaded machine splits blocks over reads (CI: native sent 29 blocks and read 3.56 MiB
+    # when 32 reads ended the test). Ours counts them as native does, modelled from the
+    # endpoint's recv()s (throughput_reads, session 17): CI saw ours end at 31 blocks
+    # (3.88 MiB) each way. So only the -n budget is exact, for both.
     for who, a, b in (("ours", sent, received), ("native", n_sent, n_received)):
-        exact = who == "ours" or "-n" in words
+        exact = "-n" in words
         assert max(a, b) >= budget * (0.99 if exact else 0.7), (who, a, b)
         assert a <= budget and b <= budget + BLOCK, (who, a, b)
         assert min(a, b) > budget * 0.7, (who, a, b)  # both ran at once, at the same rate
