@@ -551,7 +551,6 @@ async def _connect(
             connect_to = await _resolve(session, replace(u, host=host, port=port), route.family,
                                         until)  # fmt: skip
         except _Unresolved as e:
-            hop.start = await _stamp(start)
             hop.error, hop.exitcode = str(e), e.exitcode
             if trace is not None:  # curl's words
                 took = (clock.seconds() - until + route.connect_timeout) * 1000
@@ -559,10 +558,8 @@ async def _connect(
                      f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
                 info(trace, f"Closing connection {number}")
             return
-        except BaseException:
-            await _stamp(start)  # (its failure, if the session ended, is not left unhandled)
-            raise
-        hop.start = await _stamp(start)
+        finally:  # whatever the lookup gave (a failure of the read, if the session ended,
+            hop.start = await _stamp(start)  # is not left unhandled)
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     info(trace, f"  Trying {server}...")
