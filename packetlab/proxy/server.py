@@ -28,6 +28,7 @@ from packetlab.tls.handoff import HandoffError, TLSHandoff
 from packetlab.wire.constants import Status
 
 from .clienthello import DEFAULT_HELLO_CAP, ClientHelloReader, Hello, HelloError
+from .owners import SnikeyOwners
 from .registry import BacklogRegistry, ProxyStats, RegistryFull
 from .relay import RelayEnd
 from .splice import RELAY_MODES, SpliceRelay
@@ -102,13 +103,9 @@ class Proxy:
         # soon as one is used): the reference endpoint drops the experiment on a TLS alert.
         self.backlog_wait = backlog_wait
         self.waiting: dict[str, dict[EndpointProtocol, None]] = {}
-        self._known: dict[str, float] = {}  # snikey -> when a backlog of it was last seen
-        # snikey -> the manager that registered it ("agent key ..." or "address ..."):
-        # while the snikey is in use, another manager's xreg for it is refused, or anyone
-        # could fill its cap with backlogs of their own, so that the manager's
-        # replenishments got ENORES and its endpoints were spliced to a stranger (whose
-        # TLS they refuse, and the reference endpoint then drops the experiment for good)
-        self._owner: dict[str, str] = {}
+        # snikey -> its owner and when a backlog of it was last seen (owners.py says why),
+        # bounded by the caps
+        self.owners = SnikeyOwners(2 * self.registry.total_cap, self.registry.count)
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         self._saturated = {"endpoints": False, "setup": False}
         # Refusals come as fast as anyone connects: so many lines a minute per port (a
@@ -187,21 +184,12 @@ class Proxy:
             )
 
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
-        now = self.reactor.seconds()
-        self._known.pop(snikey, None)
-        self._known[snikey] = now  # the dict stays oldest first
-        if owner is not None:
-            self._owner[snikey] = owner
-        if len(self._known) > 2 * self.registry.total_cap:  # bounded by the caps
-            for key in list(self._known)[: len(self._known) // 2]:
-                if not self.registry.count(key):  # a snikey with idle backlogs stays held
-                    del self._known[key]
-                    self._owner.pop(key, None)
+        self.owners.seen(snikey, self.reactor.seconds(), owner)
 
     def held_by_another(self, snikey: str, manager: str) -> str | None:
         """The manager holding `snikey`, if not `manager`: the one that registered it, while
         it has idle backlogs or was in use in the last `KNOWN_FOR` s."""
-        owner = self._owner.get(snikey)
+        owner = self.owners.owner(snikey)
         if owner is None or owner == manager:
             return None
         return owner if self.registry.count(snikey) or self.expects(snikey) else None
@@ -209,7 +197,7 @@ class Proxy:
     def expects(self, snikey: str) -> bool:
         """Whether a backlog of `snikey` is likely to come: one was seen in the last
         `KNOWN_FOR` s (a manager serving it, between two replenishments)."""
-        seen = self._known.get(snikey)
+        seen = self.owners.last_seen(snikey)
         return seen is not None and self.reactor.seconds() - seen < KNOWN_FOR
 
     def wait_for_backlog(self, endpoint: EndpointProtocol, snikey: str) -> None:
