@@ -499,7 +499,9 @@ class EndpointWorker(Protocol):
             )
         self._done(self)
 
-    def result(self) -> dict[str, Any]:
+    def result(self, singleton: MletProcess | None = None) -> dict[str, Any]:
+        """The endpoint's record. `singleton` (-s): the one mlet all endpoints share; its
+        failure is this endpoint's if it had ended by the time this one did."""
         ok = self.error is None and (self.process is None or (self.process.exit_code == 0))
         out: dict[str, Any] = {
             "hostid": self.hostid,
@@ -512,12 +514,10 @@ class EndpointWorker(Protocol):
         if self.error:
             out["error"] = self.error
         elif not ok and self.process is not None:  # the mlet's own failure, in words
-            p = self.process
-            out["error"] = (
-                f"the mlet was killed by signal {p.signal} ({_signame(p.signal)})"
-                if p.signal is not None
-                else f"the mlet exited with status {p.exit_code}"
-            )
+            out["error"] = f"the mlet {_exit_words(self.process)}"
+        elif ok and singleton is not None and not singleton.running and _failed(singleton):
+            out["status"] = "failed"
+            out["error"] = f"the singleton mlet {_exit_words(singleton)} with this endpoint open"
         if self.process is not None:
             out["exit_code"] = self.process.exit_code
             if self.process.signal is not None:
@@ -526,6 +526,16 @@ class EndpointWorker(Protocol):
         if self.linfo:
             out["linfo"] = self.linfo
         return out
+
+
+def _failed(p: MletProcess) -> bool:
+    return p.signal is not None or bool(p.exit_code)
+
+
+def _exit_words(p: MletProcess) -> str:
+    if p.signal is not None:
+        return f"was killed by signal {p.signal} ({_signame(p.signal)})"
+    return f"exited with status {p.exit_code}"
 
 
 def _describe(msg: object) -> str:

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -76,6 +77,9 @@ __all__ = ["HANDSHAKE_TIMEOUT", "HostPort", "Manager", "ManagerError", "parse_ho
 HANDSHAKE_TIMEOUT = 30.0
 #: Seconds the mlets get after the second SIGINT's SIGTERM before SIGKILL.
 KILL_GRACE = 2.0
+#: -s: seconds an endpoint whose socket the singleton closed waits for news of the
+#: singleton's exit (the EOF and SIGCHLD arrive microseconds apart, in either order).
+SINGLE_GRACE = 0.1
 
 
 class ManagerError(Exception):
@@ -180,6 +184,9 @@ class Manager:
         self._setup: SetupCap[EndpointWorker] = SetupCap(self)
         self.single: MletProcess | None = None
         self._control: socket.socket | None = None
+        # -s: endpoints whose socket the singleton closed, reported after SINGLE_GRACE
+        # unless its exit comes first (then its status is theirs: its death closed them).
+        self._single_ended: dict[EndpointWorker, IDelayedCall] = {}
         self._exit_code = 0
         self._last = ""
         self._exps = self._load_exps()
@@ -398,6 +405,9 @@ class Manager:
         self.log.info("singleton mlet exited (code {c})", c=proc.exit_code)
         if proc.exit_code:
             self._exit_code = 1
+        for worker, call in list(self._single_ended.items()):
+            call.cancel()
+            self._report(worker)
         if self._control is not None:
             self._control.close()
             self._control = None
@@ -468,6 +478,11 @@ class Manager:
             self._report(worker)
 
     def _done(self, worker: EndpointWorker) -> None:
+        if self.singleton and self.single is not None and self.single.running:
+            # The singleton's exit closes every socket it holds, and that EOF can be seen
+            # before the exit itself: wait briefly for it before calling this one done.
+            self._single_ended[worker] = self.reactor.callLater(SINGLE_GRACE, self._report, worker)
+            return
         if worker.process is None or not worker.process.running:
             self._report(worker)
 
@@ -475,8 +490,9 @@ class Manager:
         if worker not in self.workers:
             return
         self.workers.discard(worker)
+        self._single_ended.pop(worker, None)
         self._setup.settled(worker)
-        result = worker.result()
+        result = worker.result(self.single if self.singleton else None)
         self.running -= 1
         if result["status"] == "done":
             self.done += 1
@@ -580,6 +596,9 @@ class Manager:
             if w.process is not None:
                 w.process.kill()
             w.finish("interrupted")
+            call = self._single_ended.get(w)
+            if call is not None:
+                call.cancel()
             self._report(w)  # now: its mlet's exit is not awaited
         if self.single is not None:
             self.single.kill()

@@ -272,6 +272,42 @@ def test_singleton_mode_passes_every_endpoint_to_one_mlet(
     assert all(r["status"] == "done" and "exit_code" not in r for r in results)
 
 
+SINGLETON_THAT_FAILS = """#!/usr/bin/env python3
+import socket, sys, time
+ctl = socket.socket(fileno=0)
+msg, fds, flags, addr = socket.recv_fds(ctl, 256, 1)
+print("got", msg.rstrip(b"\\0").decode(), flush=True)
+if sys.argv[1] == "later":  # done with the endpoint, then a failure of its own
+    socket.socket(fileno=fds[0]).close()
+    time.sleep(1.0)
+else:  # dies holding it
+    time.sleep(0.3)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("when", ["holding", "later"])
+def test_singleton_failure_is_the_failure_of_the_endpoints_it_held(
+    tmp_path: Path, home: Path, procs: list[object], when: str
+) -> None:
+    # -s: no per-endpoint exit code; an endpoint open when the singleton died failed
+    # with it (was "done"), one it had closed before is done
+    mlet = tmp_path / "single"
+    mlet.write_text(SINGLETON_THAT_FAILS)
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet), when], "-s", "-n", "1")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    assert xp.wait_exit(30) == 1, xp.text()  # the singleton's status 3
+    [r] = xp.result_lines()
+    if when == "holding":
+        assert r["status"] == "failed", r
+        assert r["error"] == "the singleton mlet exited with status 3 with this endpoint open"
+        assert "failed 1" in xp.text()
+    else:
+        assert r["status"] == "done" and "error" not in r, r
+
+
 def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> None:
     import subprocess
     import sys
