@@ -175,7 +175,7 @@ def cookie_options(items: list[str], jar_file: str | None, stdin: bool = True,
         if name == "-" and not stdin:
             continue
         stdin = stdin and name != "-"
-        jar.load(_read("--cookie", name).decode("utf-8", "replace"), sessions=not junk)
+        jar.load(_read("--cookie", name).decode("utf-8", "surrogateescape"), sessions=not junk)
     if jar_file is not None:
         _check_output(jar_file, "--cookie-jar")
     return jar, "; ".join(s.strip().rstrip(";") for s in strings) or None

@@ -18,14 +18,15 @@ from packetlab.cli.run_http_args import NO_REMOTE, REMOTE
 
 def _save(text: str, path: str, args: argparse.Namespace, stderr: Any) -> None:
     """-c FILE at the end of the run (curl writes it at exit too); a failure warned."""
+    data = text.encode("utf-8", "surrogateescape")  # a cookie's bytes as they came
     try:
         if path == "-":
             out: IO[bytes] = getattr(args, "_stdout", None) or sys.stdout.buffer
-            out.write(text.encode())
+            out.write(data)
             out.flush()
             return
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(path, "wb") as f:
+            f.write(data)
     except OSError as e:
         print(f"pktlab run http: --cookie-jar {path}: cookies not saved: {e.strerror or e}",
               file=stderr)  # fmt: skip

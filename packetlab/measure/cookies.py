@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from http.cookiejar import http2time  # type: ignore[attr-defined]  # stdlib, lenient dates
 
+from packetlab.measure.http_fields import received_text
+
 __all__ = ["JAR_HEADER", "Cookie", "CookieJar"]
 
 JAR_HEADER = (
@@ -108,7 +110,8 @@ class CookieJar:
                 headers: list[tuple[str, str]]) -> list[str | None]:  # fmt: skip
         """A response's Set-Cookie headers, in order; curl's -v line for each (None:
         ignored, or none)."""
-        lines = [v for k, v in headers if k.lower() == "set-cookie"]
+        # sent back as they came, byte for byte (the Cookie field is sent as given)
+        lines = [received_text(v) for k, v in headers if k.lower() == "set-cookie"]
         notes: list[str | None] = []
         for value in lines[:MAX_SET]:  # curl: the rest of a flood is ignored
             notes.append(self.set(scheme, host, path, value) if len(value) <= MAX_LINE else None)

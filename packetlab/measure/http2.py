@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from packetlab.measure.http_fields import field_bytes
 from packetlab.measure.stream import StreamError
 
 __all__ = ["MAX_CONTROL", "Body", "End", "H2Error", "H2Framing", "Head"]
@@ -201,7 +202,9 @@ class H2Framing:
         try:
             self.h2.send_headers(
                 sid,
-                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pseudo + fields],
+                # :path is str of its bytes (http2_exchange); the fields as given
+                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pseudo]
+                + [(field_bytes(k), field_bytes(v)) for k, v in fields],
                 end_stream=body is None,
             )
         except h2.exceptions.H2Error as e:

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
+from packetlab.measure.http_fields import field_bytes
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -408,7 +409,8 @@ def _request(
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
-    out = h.send(h11.Request(method=method, target=target, headers=headers))
+    sent = [(field_bytes(k), field_bytes(v)) for k, v in headers]  # (h11 takes str as ASCII)
+    out = h.send(h11.Request(method=method, target=target, headers=sent))
     if target != wire:  # the query's bytes above 127 as they are, as curl's
         line, sep, rest = out.partition(b"\r\n")
         out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest

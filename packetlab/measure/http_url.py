@@ -25,6 +25,10 @@ class Url:
     target: str  # path and query
     fragment: str = ""  # never sent; curl's url_effective keeps it
     userinfo: str = ""  # USER:PASSWORD@ as written (sent as Authorization); url_effective's
+    # An internationalised host as written (`host` is its ASCII form, the one sent):
+    # curl's url_effective, redirect_url and relative Locations keep the written one.
+    written_host: str = ""
+    port_written: bool = False  # `:80` in http://a.example:80/ (url_effective keeps it)
 
     @property
     def effective(self) -> str:
@@ -37,12 +41,12 @@ class Url:
         resolved against: curl's next URL keeps them, another host's drops them)."""
         if not self.userinfo:
             return self.text
-        return f"{self.scheme}://{self.userinfo}@{self.authority}{self.target}"
+        return f"{self.scheme}://{self.userinfo}@{self._authority(True)}{self.target}"
 
     @property
     def text(self) -> str:
         """The URL as fetched (curl's url_effective): scheme, authority, target."""
-        return f"{self.scheme}://{self.authority}{self.target}"
+        return f"{self.scheme}://{self._authority(True)}{self.target}"
 
     @property
     def host_is_address(self) -> bool:
@@ -54,9 +58,15 @@ class Url:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """host[:port] as sent (the Host field, HTTP/2's :authority)."""
+        return self._authority(False)
+
+    def _authority(self, written: bool) -> str:
+        host = (written and self.written_host) or self.host
+        host = f"[{host}]" if ":" in host else host
         default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        shown = self.port != default or (written and self.port_written)
+        return f"{host}:{self.port}" if shown else host
 
 
 def remove_dot_segments(path: str) -> str:
@@ -98,8 +108,10 @@ def parse_url(url: str, as_is: bool = False) -> Url:
     if parts.query:
         target += "?" + parts.query
     userinfo, _, hostport = parts.netloc.rpartition("@")
-    return Url(parts.scheme, _host(parts.hostname, hostport), port, target, parts.fragment,
-               userinfo)  # fmt: skip
+    host = _host(parts.hostname, hostport)
+    written = "" if parts.hostname.isascii() else _as_written(parts.hostname, hostport)
+    return Url(parts.scheme, host, port, target, parts.fragment, userinfo, written,
+               parts.port is not None)  # fmt: skip
 
 
 def _host(host: str, hostport: str) -> str:
@@ -109,12 +121,16 @@ def _host(host: str, hostport: str) -> str:
     `0x7f000001`, `2130706433`, `0177.0.0.1`) as the dotted quad."""
     if hostport.startswith("["):
         return host
-    written = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
-    if written.lower() == host:
-        host = written
+    host = _as_written(host, hostport)
     if not host.isascii():
         host = _ace(host)
     return _ipv4(host) or host
+
+
+def _as_written(host: str, hostport: str) -> str:
+    """`host` (urlsplit's, lowercased) in the case it was written in."""
+    written = hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
+    return written if written.lower() == host else host
 
 
 def _ace(host: str) -> str:

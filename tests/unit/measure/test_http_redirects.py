@@ -386,3 +386,28 @@ def test_a_header_writer_that_refuses_ends_the_fetch_with_23() -> None:
     r = rig.run(http_get(rig.session, "http://192.0.2.80/echo", on_headers=refuse))
     assert (r.error, r.exitcode) == ("Failed to open the file a: File exists", 23)
     assert (r.status, r.body_len) == (200, 0)  # curl's %{http_code}: the response came
+
+
+def test_an_idn_host_is_sent_ascii_and_shown_as_written() -> None:
+    # curl 7.88: Host is the ACE form; url_effective, redirect_url and a relative
+    # Location keep the host as written (session 24: they showed the ACE form)
+    u = parse_url("http://BÜcher.example/ä?q=ü#frä")
+    assert u.host == "xn--bcher-kva.example" and u.authority == "xn--bcher-kva.example"
+    assert u.effective == "http://BÜcher.example/ä?q=ü#frä"
+    assert redirect_target(u, "/next").effective == "http://BÜcher.example/next"
+    assert redirect_target(u, "http://other.example/").effective == "http://other.example/"
+    with_user = parse_url("http://me:pw@bücher.example/")
+    assert with_user.written == "http://me:pw@bücher.example/"
+
+
+def test_a_written_default_port_stays_in_url_effective_not_in_host() -> None:
+    for url, shown in [("http://a.example:80/", "http://a.example:80/"),
+                       ("http://a.example:0080/x", "http://a.example:80/x"),
+                       ("https://a.example:443/", "https://a.example:443/"),
+                       ("http://a.example/", "http://a.example/"),
+                       ("http://[::1]:80/", "http://[::1]:80/")]:  # fmt: skip
+        u = parse_url(url)
+        assert u.effective == shown, url
+        assert ":80" not in u.authority.replace("[::1]", "") and ":443" not in u.authority
+    assert redirect_target(parse_url("http://a.example:80/a"), "b").effective == (
+        "http://a.example:80/b")  # fmt: skip

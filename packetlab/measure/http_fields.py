@@ -1,0 +1,17 @@
+"""Request and response header fields as bytes: one rule for HTTP/1.1 and HTTP/2."""
+
+from __future__ import annotations
+
+
+def field_bytes(text: str) -> bytes:
+    """A request field's name or value as sent: its bytes as given (argv, a -H file, a
+    cookie), as curl sends them (`-H 'X: ü'` is `X: \xc3\xbc`; h11 and h2 took str as
+    ASCII or latin-1, and a non-ASCII -H, -A or -e ended the run). Received fields are
+    str of their bytes one to one (latin-1): `received_text` turns one into this form."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def received_text(text: str) -> str:
+    """A received field's value (latin-1 str: its bytes one to one) as the text that
+    `field_bytes` sends as those same bytes (a Set-Cookie's value sent back as Cookie)."""
+    return text.encode("latin-1").decode("utf-8", "surrogateescape")
