@@ -27,7 +27,9 @@ from packetlab.controller import (
     ControllerError,
     EndpointSession,
     RequestFailed,
+    SystemInfo,
     read_system_info,
+    read_time,
 )
 from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _stream_reply, _verify
 from packetlab.measure.dnsquery import _render
@@ -41,8 +43,35 @@ if TYPE_CHECKING:
     from packetlab.measure.stream import TcpStream
 
 
+# session -> (its system block, the endpoint's time then (ns), our reactor time then):
+# the ICMP watch opened right after the lookup of the DNS server needs the same reads.
+_RECENT: WeakKeyDictionary[EndpointSession, tuple[SystemInfo, int, float]] = WeakKeyDictionary()
+RECENT_FOR = 5.0  # s a system block read counts as current (an address can change)
+
+
+def _recent(session: EndpointSession) -> tuple[SystemInfo, int] | None:
+    """The system block and the endpoint's time now, from a read in the last RECENT_FOR
+    s (the time carried forward on our clock: a capture's end needs no better)."""
+    got = _RECENT.get(session)
+    if got is None:
+        return None
+    info, then_ns, then = got
+    age = session.reactor.seconds() - then
+    return (info, then_ns + int(age * 1e9)) if 0 <= age < RECENT_FOR else None
+
+
 async def _default_server(session: EndpointSession, family: int | None) -> str:
-    info = await read_system_info(session)
+    info_d = read_system_info(session)
+    time_d = read_time(session)  # with the reads (one batch): for the ICMP watch
+    try:
+        info = await info_d
+    except BaseException:
+        time_d.addErrback(lambda _: None)  # (else "Unhandled error in Deferred")
+        raise
+    try:
+        _RECENT[session] = (info, await time_d, session.reactor.seconds())
+    except ControllerError:
+        pass
     servers = [str(a) for a in info.dns4 if family in (None, 4)]
     servers += [str(a) for a in info.dns6 if family in (None, 6)]
     if not servers:
@@ -149,7 +178,7 @@ async def _watch_for(
                     pass
         cap = await open_capture(
             session, server, src=None, duration_s=WATCH_S + needed,
-            expression=_icmp_filter(server.version, port),
+            expression=_icmp_filter(server.version, port), known=_recent(session),
         )  # fmt: skip
         got = _IcmpWatch(cap, server, port, now + WATCH_S + needed)
     except MeasureError as e:
@@ -236,6 +265,11 @@ def _closed(f: Any) -> None:
     f.trap(ControllerError)  # the socket is gone all the same
 
 
+def _close_later(session: EndpointSession, sktid: int) -> None:
+    """nclose a socket whose opening outlived the query that asked for it."""
+    session.nclose(sktid).addErrback(_closed)
+
+
 async def _over_udp(
     session: EndpointSession,
     query: dns.message.Message,
@@ -256,11 +290,17 @@ async def _over_udp(
     sktid: int | None = None
     lport = 0
     try:
-        sktid, lport, sock = await _open_udp(session, server, chosen)
+        # The socket's nopen goes with the watch's requests (one round trip, not two).
+        opened = Deferred.fromCoroutine(_open_udp(session, server, chosen))
+        try:
+            if icmp:
+                found = await _watch_for(session, server, result.port, timeout * attempts)
+                watch, why = (None, found) if isinstance(found, str) else (found, None)
+        except BaseException:
+            opened.addCallbacks(lambda got: _close_later(session, got[0]), lambda _: None)
+            raise
+        sktid, lport, sock = await opened
         sock.add_callback(inbox.feeder("udp"))
-        if icmp:
-            found = await _watch_for(session, server, result.port, timeout * attempts)
-            watch, why = (None, found) if isinstance(found, str) else (found, None)
         if watch is not None:
             laddr = str(watch.cap.src)
         elif recorder is not None:
