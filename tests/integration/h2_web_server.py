@@ -6,7 +6,8 @@ chosen through ALPN (h2 and priority installed), HTTP/1.1 for a client without i
 
 It serves until killed; the plain port speaks HTTP/1.1 only (twisted.web has no h2c).
 
-/echo (any path) answers the request it saw as JSON; /r/CODE?to=WHERE redirects;
+/echo (any path) answers the request it saw as JSON; /fields the bytes of its x-*
+fields and its referer (hex); /r/CODE?to=WHERE redirects;
 /big a 300,000-byte body (past the initial flow-control windows); /d/S answers after S
 seconds (for --parallel); /n/BYTES a body of BYTES (--limit-rate); /up answers how many
 body bytes came and when, in seconds from its header block: the first, half of them and
@@ -78,6 +79,13 @@ class Answer(resource.Resource):
             half = next(t for t, got in times if got >= times[-1][1] / 2)
             out = json.dumps({"n": len(body), "first": times[0][0], "half": half,
                               "last": times[-1][0]}).encode()  # fmt: skip
+            request.setHeader(b"content-length", str(len(out)).encode())
+            return out
+        if u.path == "/fields":  # a field's bytes as they came (not-ASCII ones too)
+            raw = request.requestHeaders.getAllRawHeaders()
+            out = json.dumps(sorted((k.decode("latin-1").lower(), [v.hex() for v in vs])
+                                    for k, vs in raw if k.lower().startswith(b"x-") or
+                                    k.lower() == b"referer")).encode()  # fmt: skip
             request.setHeader(b"content-length", str(len(out)).encode())
             return out
         if u.path == "/big":

@@ -209,3 +209,15 @@ def test_parallel_multiplexed_as_curl(servers: tuple[str, str, Path], tmp_path: 
     strip = [line.rsplit(b" ", 2)[0] for line in ours.stdout.splitlines()]
     assert strip == [line.rsplit(b" ", 2)[0] for line in curl.stdout.splitlines()]
     assert strip[0].startswith(f"{https}/echo".encode()) and strip[-1].startswith(urls[0].encode())
+
+
+def test_fields_not_in_ascii_go_as_given_over_http2(
+    servers: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    # session 24: h2 took the fields as latin-1 (`ü` went as 0xfc, `€` ended the run)
+    https = servers[0]
+    args = ["-w", "", "-H", "X-A: ü €", "-e", f"{https}/ä", f"{https}/fields"]
+    curl, ours = run_both(servers, *args, cwd=tmp_path)
+    assert curl.returncode == ours.returncode == 0, ours.stderr
+    assert ours.stdout == curl.stdout
+    assert "c3bc20e282ac" in ours.stdout.decode()  # X-A's bytes: UTF-8, as given
