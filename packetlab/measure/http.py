@@ -26,7 +26,6 @@ TIME read before its request: no lookup, connect or handshake time (0, as curl's
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -50,6 +49,7 @@ from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
+from packetlab.measure.http_fields import basic_auth, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
 from packetlab.measure.http_message import (
     FORM,
@@ -223,7 +223,7 @@ async def http_get(
     extra = list(headers or [])
     basic = None
     if auth is not None:  # a -H Authorization wins (_own)
-        basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        basic = basic_auth(field_bytes(auth[0]), field_bytes(auth[1]))
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
@@ -309,7 +309,10 @@ async def _fetch(
         # curl: credentials and cookies only to the first URL's scheme, host and port
         same = Connections.key(current) == origin or own[0].trusted
         custom = extra if same else public
-        mine = _own(own[0], own[1] if same else None, sink.compressed, referer, kind, body)
+        basic = own[1] if same else None  # -u's, else the URL's own USER:PASSWORD@
+        if basic is None and current.userinfo:
+            basic = url_basic(current.userinfo)
+        mine = _own(own[0], basic, sink.compressed, referer, kind, body)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import unquote_to_bytes
+
 
 def field_bytes(text: str) -> bytes:
     """A request field's name or value as sent: its bytes as given (argv, a -H file, a
@@ -15,3 +18,15 @@ def received_text(text: str) -> str:
     """A received field's value (latin-1 str: its bytes one to one) as the text that
     `field_bytes` sends as those same bytes (a Set-Cookie's value sent back as Cookie)."""
     return text.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def basic_auth(user: bytes, password: bytes) -> str:
+    """The Authorization value of curl's Basic scheme for these bytes."""
+    return "Basic " + base64.b64encode(user + b":" + password).decode("ascii")
+
+
+def url_basic(userinfo: str) -> str:
+    """Basic authorization from a URL's USER[:PASSWORD], each part's %XX decoded, as
+    curl sends it (`http://c@h/` is `c:`); -u's and a -H Authorization win over it."""
+    user, _, password = userinfo.partition(":")
+    return basic_auth(unquote_to_bytes(user), unquote_to_bytes(password))

@@ -108,3 +108,24 @@ def test_url_effective_keeps_the_host_as_written(server: Recorder) -> None:
         assert got.stdout == want.stdout, url
         heads = server.take()
         assert heads[0].split(b"\r\n")[1] == heads[1].split(b"\r\n")[1]  # the same Host
+
+
+def test_credentials_in_the_url_are_sent_as_curl(server: Recorder) -> None:
+    # session 24: a URL's USER:PASSWORD@ was kept in url_effective but never sent
+    to = f"::127.0.0.1:{server.port}"
+    cases = [
+        ["http://user:pw@a.example/x"],
+        ["http://us%C3%BCer:p%20w@a.example/x"],  # %XX decoded, as curl
+        ["http://c@a.example/x"],  # "c:"
+        ["-u", "a:b", "http://c:d@a.example/x"],  # -u wins
+        ["-H", "Authorization: Bearer z", "http://c:d@a.example/x"],  # -H wins
+        ["-L", "http://c:d@a.example/first"],  # a relative hop keeps them
+        ["-u", "üser:pä", "http://a.example/x"],
+    ]
+    for args in cases:
+        want = _run("curl", "-A", "x/1", "--connect-to", to, *args)
+        theirs = server.take()
+        got = _run("ours", "-A", "x/1", "-w", "", "--connect-to", to, *args)
+        assert want.returncode == 0 and got.returncode == 0, (args, got.stderr)
+        assert server.take() == theirs, args
+        assert any(b"Authorization: " in h for h in theirs), args

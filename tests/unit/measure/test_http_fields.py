@@ -22,3 +22,12 @@ def test_a_set_cookie_is_sent_back_as_it_came() -> None:
     jar.receive("http", "a.example", "/", [("Set-Cookie", b"a=\xc3\xbc\xff".decode("latin-1"))])
     value = jar.header("http", "a.example", "/")
     assert value is not None and field_bytes(value) == b"a=\xc3\xbc\xff"
+
+
+def test_url_credentials_as_curl_encodes_them() -> None:
+    from packetlab.measure.http_fields import basic_auth, url_basic
+
+    assert url_basic("user:pw") == "Basic dXNlcjpwdw=="
+    assert url_basic("us%C3%BCer:p%20w") == "Basic dXPDvGVyOnAgdw=="  # curl's bytes
+    assert url_basic("c") == "Basic Yzo=" and url_basic(":d") == "Basic OmQ="
+    assert basic_auth(b"a", b"b:c") == "Basic YTpiOmM="
