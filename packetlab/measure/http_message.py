@@ -322,8 +322,8 @@ def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None,
     (--compressed), Referer."""
     out = [] if basic is None else [("Authorization", basic)]
     r = asked.byte_range
-    if r is None and asked.resume_from and (body is None or kind in ("GET", "HEAD")):
-        r = f"{asked.resume_from}-"  # curl -C N
+    if asked.resume_from and (body is None or kind in ("GET", "HEAD")):
+        r = f"{asked.resume_from}-"  # curl -C N (over -r's, as curl)
     if r is not None and (body is None or kind in ("GET", "HEAD")):
         out.append(("Range", f"bytes={r}"))
     elif r is None and body is not None and body.resumed is not None:  # -C with -T
@@ -421,6 +421,10 @@ def _request(
         out = line.removesuffix(b" HTTP/1.1") + b" HTTP/1.0" + sep + rest
     if hostless:
         out = out.replace(b"\r\n%s: %s\r\n" % tuple(x.encode() for x in _NO_HOST), b"\r\n", 1)
+    if any(not v for _, v in sent):  # -H 'NAME;': curl's `NAME:`, h11 writes `NAME: `
+        head, sep, rest = out.partition(b"\r\n\r\n")
+        out = b"\r\n".join(x[:-1] if x.endswith(b": ") else x for x in head.split(b"\r\n"))
+        out += sep + rest
     small = None if data is None or expect else data.small()
     if data is not None and small is None:
         return h, out, False

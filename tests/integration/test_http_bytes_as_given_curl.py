@@ -129,3 +129,14 @@ def test_credentials_in_the_url_are_sent_as_curl(server: Recorder) -> None:
         assert want.returncode == 0 and got.returncode == 0, (args, got.stderr)
         assert server.take() == theirs, args
         assert any(b"Authorization: " in h for h in theirs), args
+
+
+def test_an_empty_field_and_a_resume_over_a_range_as_curl(server: Recorder) -> None:
+    # session 24: -H 'NAME;' went as `NAME: ` (h11's space), curl's is `NAME:`; with -r
+    # and -C both, ours sent -r's range, curl -C's
+    to = f"::127.0.0.1:{server.port}"
+    for args in (["-H", "X-B;"], ["-H", "Host;"], ["-H", "X-B;", "-0"], ["-r", "0-1", "-C", "5"]):
+        _run("curl", "-A", "x/1", "--connect-to", to, *args, "http://a.example/x")
+        theirs = server.take()
+        _run("ours", "-A", "x/1", "-w", "", "--connect-to", to, *args, "http://a.example/x")
+        assert server.take() == theirs, args
