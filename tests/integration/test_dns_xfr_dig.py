@@ -231,6 +231,15 @@ def test_a_transfer_without_end_is_capped(server: tuple[int, Path]) -> None:
     assert got.stdout.splitlines()[-1].startswith(";; transfer of endless.xfr. stopped at ")
 
 
+def _taken(port: int) -> int:
+    """Bytes the endpoint has read from its TCP connections to 127.0.0.1:`port`: what
+    the kernel received (`ss -i`'s bytes_received) less what waits unread (Recv-Q)."""
+    out = subprocess.run(["ss", "-tinH", f"dst 127.0.0.1:{port}"], capture_output=True,
+                         text=True, timeout=10).stdout  # fmt: skip
+    queued = sum(int(line.split()[1]) for line in out.splitlines() if line[:1].isalpha())
+    return sum(int(n) for n in re.findall(r"bytes_received:(\d+)", out)) - queued
+
+
 def test_ctrl_c_mid_transfer_prints_what_came(server: tuple[int, Path]) -> None:
     """The first Ctrl-C during a transfer: it ends at once with the records that came
     (`interrupted`), printed with the summary, exit 130 (dig: killed, nothing after)."""
@@ -253,7 +262,11 @@ def test_ctrl_c_mid_transfer_prints_what_came(server: tuple[int, Path]) -> None:
             if "tcp " in log.read_text():
                 break
             time.sleep(0.1)
-        time.sleep(0.5)
+        # then records are coming in: the endpoint has read 16 KiB of them (a fixed 0.5 s
+        # was not always enough on a loaded machine: "interrupted after 0 records")
+        deadline = time.monotonic() + 30
+        while _taken(port) < (16 << 10) and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

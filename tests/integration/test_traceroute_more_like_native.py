@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -116,11 +117,16 @@ def _whois(routes: list[str], netns: str | None = None) -> AbstractContextManage
 def test_as_lookups_on_loopback_as_traceroute(
     args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # A port of its own on the host's loopback: a fixed one (4343) was taken by the same
+    # test of another checkout or xdist worker at times (EADDRINUSE).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
     monkeypatch.setenv("RA_SERVER", "127.0.0.1")
-    monkeypatch.setenv("RA_SERVICE", WHOIS_PORT)
+    monkeypatch.setenv("RA_SERVICE", port)
     routes = ["127.0.0.0/8=AS64500", "127.0.0.0/30=AS64501", "127.0.0.0/30=AS64502",
               "::1/128=AS64503"]  # fmt: skip
-    with _whois(routes):
+    with helper([str(HERE / "whois_server.py"), port, *routes]):
         ours = pktlab_run("traceroute", *args)
         theirs = native("traceroute", *args)
     assert ours.returncode == theirs.returncode == 0, ours.stderr
