@@ -131,8 +131,9 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     asked = _asked(args, warn)
     if args.dump_header is not None:
         _check_output(args.dump_header, "--dump-header")
-    if len(args.output) > len(args.urls):  # curl: a warning, the extra ones unused
-        raise RunError(f"{len(args.output)} -o/--output and -O for {len(args.urls)} URLs")
+    # curl: a warning after the last transfer, the extra ones unused (this refused the
+    # run until session 24)
+    extra_outputs = len(args.output) > len(args.urls)
     # the transfers, in curl's order: (number, URL, its -T upload or None), each -o file
     urlnums: list[int] = []  # curl's %{urlnum} of each transfer
     jobs, outputs = transfers(args, uploads, stdin=owner == ("upload", 0), urlnums=urlnums)
@@ -222,6 +223,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                     return
                 progress(f"http {n}/{len(jobs)}: {job[1]}")
                 await fetch(session, pool, *job)
+            if extra_outputs:
+                warn("Got more output options than URLs")
             return
         # curl -Z: every URL at once, at most --parallel-max of them; each one's row (or
         # write-out) when it ends, so in the order they end
@@ -258,6 +261,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         finally:
             if stop is not None:
                 stop()
+        if extra_outputs:
+            warn("Got more output options than URLs")
 
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = outputs[i - 1]

@@ -3,11 +3,11 @@ variable's value from a result, the output with curl's escapes and warnings."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from packetlab.cli.run_http_body import _read
+from packetlab.measure.http_fields import received_text
 
 
 def write_out_format(text: str, stdin: bool = True) -> str:
@@ -43,7 +43,8 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
     total = _sec(r.total_us)
     scheme = (r.url_effective or url).split("://", 1)[0].upper()
     return {
-        "content_type": r.content_type,
+        # (a received field: its bytes as they came, as the ones given on the command line)
+        "content_type": None if r.content_type is None else received_text(r.content_type),
         "errormsg": error,
         "exitcode": exitcode,
         "filename_effective": filename,
@@ -91,12 +92,49 @@ def curl_json(values: dict[str, Any]) -> str:
         v = values[name]
         if name.startswith("time_"):
             text = f"{v:.6f}"
-        elif v is None or isinstance(v, str):
-            text = json.dumps(v, ensure_ascii=False)
+        elif v is None:
+            text = "null"
+        elif isinstance(v, str):
+            text = json_string(v)
         else:
             text = str(int(v))
         out.append(f'"{name}":{text}')
     return "{" + ",".join(out) + "}"
+
+
+_JSON_ESCAPES = {0x5C: "\\\\", 0x22: '\\"', 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n",
+                 0x0D: "\\r", 0x09: "\\t"}  # fmt: skip
+
+
+def json_string(text: str, lowercase: bool = False) -> str:
+    """A JSON string as curl 7.88.1's jsonWriteString writes it, byte for byte: its C
+    `char` is signed, so a byte above 127 is below 32 too and goes as `u%04x` of the
+    sign-extended value (`ü`, c3 bc: `uffffffc3uffffffbc`), as does a control byte
+    (`u001f`), neither with a backslash; `lowercase` (header names): A-Z only."""
+    out = ['"']
+    for byte in text.encode("utf-8", "surrogateescape"):
+        escaped = _JSON_ESCAPES.get(byte)
+        if escaped is not None:
+            out.append(escaped)
+        elif byte < 0x20 or byte > 0x7F:
+            out.append(f"u{byte if byte < 0x80 else byte - 0x100 & 0xFFFFFFFF:04x}")
+        else:
+            out.append(chr(byte | 0x20 if lowercase and 0x41 <= byte <= 0x5A else byte))
+    out.append('"')
+    return "".join(out)
+
+
+def header_json(headers: list[tuple[str, str]]) -> str:
+    """%{header_json}: the last response's fields as curl 7.88.1 writes them, one name a
+    line (lower-case; a name given twice once, at its first place, with every value in
+    order), the values' bytes as they came."""
+    seen: dict[str, tuple[str, list[str]]] = {}
+    for name, value in headers:
+        seen.setdefault(name.lower(), (name, []))[1].append(received_text(value))
+    lines = [json_string(received_text(name), lowercase=True) + ":["
+             + ",".join(json_string(v) for v in values) + "]"
+             for name, values in seen.values()]  # fmt: skip
+    return "{" + ",\n".join(lines) + "\n}"
 
 
 def _text(name: str, value: Any) -> str:
@@ -124,7 +162,7 @@ VARIABLES = (  # write_out_values' names
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
-_CONTROL = ("onerror", "stdout", "stderr", "json")
+_CONTROL = ("onerror", "stdout", "stderr", "json", "header_json")
 
 
 def format_warnings(fmt: str) -> list[str]:
@@ -177,8 +215,9 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
                     continue
                 name = fmt[brace + 1 : end]
                 i = end + 1
-                if nxt != "{":  # %header{NAME}: the last response's header
-                    put(next((v for k, v in headers if k.lower() == name.lower()), ""))
+                if nxt != "{":  # %header{NAME}: the last response's header, its bytes
+                    value = next((v for k, v in headers if k.lower() == name.lower()), "")
+                    put(received_text(value))
                 elif name == "onerror":
                     if not values.get("errormsg"):
                         break
@@ -186,6 +225,8 @@ def write_out(fmt: str, values: dict[str, Any], headers: list[tuple[str, str]],
                     switch(name)
                 elif name == "json":
                     put(curl_json(values))
+                elif name == "header_json":
+                    put(header_json(headers))
                 elif name in values:
                     put(_text(name, values[name]))
                 elif warn is not None:

@@ -350,7 +350,7 @@ async def _fetch(
         if location is None:
             break
         try:
-            target = redirect_target(current, location)
+            target = redirect_target(current, location, followed)
         except HttpError as e:
             if followed:  # curl: (3) The redirect target URL could not be parsed
                 result.error, result.exitcode = f"redirect: {e}", 3

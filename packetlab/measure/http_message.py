@@ -434,6 +434,18 @@ def _request(
     return h, out, True
 
 
+def _body_read(headers: list[tuple[str, str]]) -> bool:
+    """Whether curl -L reads (and tells it ignores) a redirect's body: not one of
+    Content-Length 0, nor one whose connection closes (it stops after the head)."""
+    for k, v in headers:
+        name = k.lower()
+        if name == "content-length" and v.strip() == "0":
+            return False
+        if name == "connection" and "close" in (t.strip().lower() for t in v.split(",")):
+            return False
+    return True
+
+
 class _Response:
     """A response as it comes, in either framing: its header block handed to -i's
     `on_headers`, its body counted, hashed, capped, decoded (--compressed), kept or
@@ -448,6 +460,7 @@ class _Response:
         self.decoder: _Decoder | None = None
         self.told = 0  # header bytes told to the trace already (1xx blocks)
         self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
+        self.untold = False  # a redirect's body curl would not read: no DATA_IN for it
 
     def inform(self, block: bytes) -> None:
         """1xx header blocks came (all of them so far: `block`): the new lines to the
@@ -480,8 +493,10 @@ class _Response:
             header_in(trace, told, rewind=sent and not self.keep, cookies=notes)
             if failed:
                 info(trace, f"The requested URL returned error: {status}")
-            elif not self.keep:
+            elif not self.keep and _body_read(headers):
                 info(trace, "Ignoring the response-body")
+            elif not self.keep:  # curl stops reading: the body is not told either
+                self.untold = True
         if self.sink.on_headers is not None:
             try:
                 self.sink.on_headers(raw)
@@ -529,7 +544,7 @@ class _Response:
 
     def wire(self, data: bytes) -> None:
         """Body bytes as they came (chunked: with the framing), for curl's DATA_IN."""
-        if data and self.sink.trace is not None and self.failed is None:
+        if data and self.sink.trace is not None and self.failed is None and not self.untold:
             self.sink.trace(DATA_IN, data)
 
     def data(self, data: bytes) -> None:

@@ -4,12 +4,14 @@ redirect targets and the method a redirect keeps (curl -L's rules)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from packetlab.controller import (
     ControllerError,
 )
+from packetlab.measure.http_fields import received_text
 
 
 class HttpError(ControllerError):
@@ -89,10 +91,12 @@ def remove_dot_segments(path: str) -> str:
     return "/".join(out)
 
 
-def parse_url(url: str, as_is: bool = False) -> Url:
+def parse_url(url: str, as_is: bool = False, spaces: bool = False) -> Url:
     """An http:// or https:// URL; without a scheme, http:// as curl assumes. Its path's
-    dot segments removed, as curl's, unless `as_is` (--path-as-is)."""
-    if any(c <= " " or c == "\x7f" for c in url):  # curl 7.88's junkscan: its (3)
+    dot segments removed, as curl's, unless `as_is` (--path-as-is). `spaces`: taken
+    (a Location told, not followed, as curl's)."""
+    junk = (c for c in url if c != " " or not spaces)  # curl 7.88's junkscan: its (3)
+    if any(c <= " " or c == "\x7f" for c in junk):
         raise HttpError(f"{url!r}: URL using bad/illegal format (a space or a control "
                         "character; %20 is a space)")  # fmt: skip
     parts = urlsplit(url if "://" in url else "http://" + url)
@@ -167,21 +171,47 @@ REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRS = 50  # curl's default --max-redirs
 
 
-def redirect_target(base: Url, location: str) -> Url:
+def redirect_target(base: Url, location: str, followed: bool = True) -> Url:
     """`location` (a Location header) against `base`, as curl follows it: relative
     references resolved, spaces and non-ASCII bytes percent-encoded. HttpError when the
-    result is not an http(s) URL one can fetch."""
+    result is not an http(s) URL one can fetch. Not `followed` (curl's %{redirect_url}
+    without -L, or past --max-redirs), an absolute one is taken as it is, as curl's."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
         raise HttpError(f"Location {location!r}: control characters")
-    encoded = quote(location.encode("latin-1"), safe=":/?#[]@!$&'()*+,;=%~")
+    text = received_text(location)
+    absolute = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
+    told = absolute and not followed  # curl: as it is, spaces too
+    encoded = text if told else _curl_urlencode(text)
     try:
         target = urljoin(base.written, encoded)
     except ValueError as e:
         raise HttpError(f"Location {location!r}: {e}") from None
     try:
-        return parse_url(target)
+        return parse_url(target, spaces=told)
     except HttpError as e:
         raise HttpError(f"Location {location!r}: {str(e).split(': ', 1)[-1]}") from None
+
+
+def _curl_urlencode(url: str) -> str:
+    """A Location as curl 7.88 follows it (urlapi.c's urlencode_str with CURLU_URLENCODE):
+    the scheme and host as they are, then each byte above 127 as %xx (lower-case hex), a
+    space as %20 before the first `?` and `+` after it, every other byte unchanged."""
+    start = 0
+    if "//" in url:  # absolute (or scheme-relative): up to the path or query as it is
+        after = url.index("//") + 2
+        ends = [i for i in (url.find("/", after), url.find("?", after)) if i >= 0]
+        start = min(ends) if ends else len(url)
+    out = [url[:start]]
+    query = False
+    for byte in url[start:].encode("utf-8", "surrogateescape"):
+        if byte == 0x20:
+            out.append("+" if query else "%20")
+        elif byte > 0x7F:
+            out.append(f"%{byte:02x}")
+        else:
+            query = query or byte == 0x3F
+            out.append(chr(byte))
+    return "".join(out)
 
 
 def next_method(status: int, kind: str, custom: str | None, post30x: frozenset[int]) -> str:

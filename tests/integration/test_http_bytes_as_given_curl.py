@@ -22,6 +22,27 @@ from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 SET_COOKIE = b"Set-Cookie: a=\xc3\xbc\xff; Path=/\r\n"  # UTF-8, then a byte that is not
 
 
+ANSWERS = {
+    b"/first": b"HTTP/1.1 302 Found\r\nLocation: /second\r\n" + SET_COOKIE
+    + b"Content-Length: 0\r\n\r\n",
+    # a status line, fields and a cookie with bytes above 127, UTF-8 or not
+    b"/weird": b"HTTP/1.1 200 \xc3\x9c\xff Fine\r\nX-Odd: a\xffb \xc3\xa4\r\nx-odd: 2\r\n"
+    b'Content-Type: text/\xc3\xa4; q="\\"\r\nSet-Cookie: s=\xe2\x82\xac\r\n'
+    b"Content-Length: 3\r\n\r\nok\n",
+    # Locations curl encodes its way (lower-case hex; a space + in the query), or not
+    b"/loc": b"HTTP/1.1 302 Found\r\nLocation: /t\xc3\xa4rget?q=\xc3\xbc x\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    b"/abs": b"HTTP/1.1 302 Found\r\nLocation: http://b\xc3\xbccher.example/p\xc3\xa4 th\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    b"/odd": b'HTTP/1.1 302 Found\r\nLocation: /a{b}|c"d<e>^f`g\\h%zz\r\n'
+    b"Content-Length: 0\r\n\r\n",
+    # a redirect with an empty body, and one whose connection closes: curl reads neither
+    b"/l0": b"HTTP/1.1 302 Found\r\nLocation: /t\r\nContent-Length: 0\r\n\r\n",
+    b"/l5c": b"HTTP/1.1 302 Found\r\nLocation: /t\r\nContent-Length: 5\r\n"
+    b"Connection: close\r\n\r\nmoved",
+}  # fmt: skip
+
+
 class Recorder:
     """Answers /first with a redirect to /second that sets the cookie, anything else 200;
     keeps each request head as it came."""
@@ -47,11 +68,8 @@ class Recorder:
                         break
                     data += got
                 self.heads.append(data)
-                if data.startswith(b"GET /first "):
-                    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /second\r\n" + SET_COOKIE
-                                 + b"Content-Length: 0\r\n\r\n")  # fmt: skip
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                path = data.split(b" ", 2)[1] if b" " in data else b""
+                conn.sendall(ANSWERS.get(path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 
     def take(self) -> list[bytes]:
         heads, self.heads = self.heads, []
@@ -140,3 +158,62 @@ def test_an_empty_field_and_a_resume_over_a_range_as_curl(server: Recorder) -> N
         theirs = server.take()
         _run("ours", "-A", "x/1", "-w", "", "--connect-to", to, *args, "http://a.example/x")
         assert server.take() == theirs, args
+
+
+def test_received_bytes_in_write_out_as_curl(server: Recorder) -> None:
+    # session 24: %{header_json} was unknown; %header{} and %{content_type} wrote the
+    # bytes as latin-1 text in UTF-8 (mojibake); %{json} was Python's json.dumps, not
+    # curl's jsonWriteString (which writes a byte above 127 as `uffffffc3`)
+    to = f"::127.0.0.1:{server.port}"
+    w = "%{header_json}|%header{x-odd}|%{content_type}|%{json}\\n"
+    for url in ("http://a.example/weird", "http://a.example/ä?q=ü"):
+        want = _run("curl", "-A", "x/1", "-w", w, "--connect-to", to, url)
+        got = _run("ours", "-A", "x/1", "-w", w, "--connect-to", to, url)
+        assert want.returncode == 0 and got.returncode == 0, got.stderr
+        theirs, ours = want.stdout.split(b"|"), got.stdout.split(b"|")
+        assert ours[:3] == theirs[:3], url
+        strings = rb'"(?:url|url_effective|content_type|method|scheme)":(?:"[^"]*"|null)'
+        assert re.findall(strings, ours[3]) == re.findall(strings, theirs[3]), url
+        server.take()
+
+
+def test_locations_are_followed_and_told_as_curl(server: Recorder) -> None:
+    to = f"::127.0.0.1:{server.port}"
+    w = "%{redirect_url} %{url_effective}\\n"
+    for path in ("/loc", "/abs", "/odd"):
+        for follow in ([], ["-L"], ["-L", "--max-redirs", "0"]):
+            args = ["-A", "x/1", "--connect-to", to, *follow, f"http://a.example{path}"]
+            want = _run("curl", "-w", w, *args)
+            theirs = server.take()
+            got = _run("ours", "-w", w, *args)
+            assert got.stdout == want.stdout, (path, follow, got.stderr)
+            # the request lines: ours sends the followed one again on a fresh connection
+            # (curl saw the first one closed first; this server closes after each answer)
+            lines = sorted({h.split(b"\r\n")[0] for h in server.take()})
+            assert lines == sorted({h.split(b"\r\n")[0] for h in theirs}), (path, follow)
+
+
+def test_a_redirect_body_curl_does_not_read_is_not_told(server: Recorder) -> None:
+    # session 24: ours told "Ignoring the response-body" (and the body's bytes) for these
+    to = f"::127.0.0.1:{server.port}"
+    for path in ("/l0", "/l5c"):
+        args = ["-v", "-L", "--connect-to", to, f"http://a.example{path}"]
+        want, got = _run("curl", *args), _run("ours", "-w", "", *args)
+        for text in (b"Ignoring the response-body", b"[5 bytes data]"):
+            assert got.stderr.count(text) == want.stderr.count(text) == 0, (path, text)
+        server.take()
+
+
+def test_more_outputs_than_urls_is_curls_warning(server: Recorder, tmp_path: Path) -> None:
+    # session 24: ours refused the run (exit 2, "2 -o/--output and -O for 1 URLs")
+    to = f"::127.0.0.1:{server.port}"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for who, argv in (("curl", ["curl"]), ("ours", [sys.executable, "-m", "packetlab", "run",
+                                                     "http", "-w", ""])):  # fmt: skip
+        extra = tmp_path / f"extra-{who}"
+        outputs = ["-o", os.devnull, "-o", str(extra)]
+        done = subprocess.run([*argv, *outputs, "--connect-to", to, "http://a.example/x"],
+                              capture_output=True, timeout=60, env=env)  # fmt: skip
+        assert done.returncode == 0 and not extra.exists(), (who, done.stderr)
+        assert done.stderr.endswith(b"Warning: Got more output options than URLs\n"), who
+    server.take()

@@ -94,7 +94,6 @@ def test_data_options_as_curl(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["-I", "-d", "a=1", "http://a.test/"], "one request method only"),
-        (["-o", "a", "-o", "b", "http://a.test/"], "2 -o/--output and -O for 1 URLs"),
         (["-o", "/nonexistent/dir/f", "http://a.test/"], "no such directory /nonexistent/dir"),
         (["-w", "%{http_code}", "--json", "http://a.test/"], "choose one output"),
         (["-L", "--max-redirs=-2", "http://a.test/"], "--max-redirs -2"),

@@ -123,7 +123,6 @@ def test_output_dir_with_create_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyP
         (["-O", "-O", f"{U}/ok", f"{U}/{{a,b/}}"], r"http://192.0.2.80/b/ has no file name"),
         (["--remote-name-all", f"{U}/a/.."], "has no file name"),
         (["-O", f"{U}/a\\.."], r"^--output \.\.: is a directory$"),  # curl: 23
-        (["-O", "-o", "x", f"{U}/a"], r"^2 -o/--output and -O for 1 URLs$"),
         (["--output-dir", "/nonexistent/d", "-O", f"{U}/a"],
          r"^--output-dir /nonexistent/d: no such directory \(--create-dirs makes it"),
     ],
