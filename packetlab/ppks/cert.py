@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 
@@ -152,7 +153,8 @@ class Certificate:
         return self.authority_key_id + self.serial_bytes
 
     def is_valid_at(self, now: float) -> bool:
-        return self.not_before <= now <= self.not_after
+        """notBefore <= now <= notAfter, `now` in whole seconds as `verify_chain`."""
+        return self.not_before <= math.floor(now) <= self.not_after
 
     def signed_by(self, signer_public_key: bytes) -> bool:
         """True when `signer_public_key` (raw 32 bytes) made this certificate's signature."""
