@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,12 @@ _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("valid-dest", "valid_dest", "list"),
     ("src-ip-spoofing", "src_ip_spoofing", "bool"),
 )
+# ppksman's flags marking a limit optional ('*'): --opt_NAME, two of them plural.
+_PPKSMAN_OPT_FLAGS = {
+    "filter": "opt_filter_digests",
+    "monitor": "opt_monitor_digests",
+    **{f: f"opt_{f}" for _o, f, _k in _LIMIT_OPTIONS if f not in ("filter", "monitor", "reflex")},
+}
 _LIMIT_HELP = {
     "filter": "SHA-256 digests (hex) of eBPF filter programs",
     "monitor": "SHA-256 digests (hex) of encoded monitor programs (sha256(0x01 || wasm))",
@@ -136,6 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, help="CSR file to write (PEM)")
     _add_field_options(p)
     _add_passphrase_options(p, "passphrase of the requester's key")
+    _add_yes_option(p)
     p.set_defaults(_run=_run_csr)
 
     p = sub.add_parser(
@@ -162,6 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--serial", type=lambda s: int(s, 0), help="serial number (default random)")
     _add_field_options(p)
     _add_passphrase_options(p, "passphrase of the signer's key")
+    _add_yes_option(p)
     p.set_defaults(_run=_run_sign)
 
     p = sub.add_parser(
@@ -172,7 +181,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, help="certificate or CSR files")
     p.add_argument(
-        "-k", "--signer-key", type=Path, help="check the signature(s) with this public key"
+        "-k",
+        "--signer-key",
+        "--signer_pubkey",
+        type=Path,
+        help="check the signature(s) with this public key",
     )
     p.set_defaults(_run=_run_show)
 
@@ -202,7 +215,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also require the leaf to hold this key (controller/endpoint key) "
         "and print the broker channels the chain proves",
     )
-    p.add_argument("--now", type=float, help="check validity at this Unix time (default now)")
+    p.add_argument(
+        "--now",
+        type=_unix_time,
+        help="check validity at this Unix time, in whole seconds (default now)",
+    )
     p.add_argument("certs", nargs="+", type=Path, metavar="CERT", help="certificate files")
     p.set_defaults(_run=_run_verify)
 
@@ -213,10 +230,25 @@ def run(args: argparse.Namespace) -> int:
     except PPKSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        # `[Errno 2] No such file or directory: 'x'` -> `x: No such file or directory`
+        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"error: {what}", file=sys.stderr)
+        return 1
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return rc
+
+
+def _unix_time(text: str) -> float:
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not math.isfinite(t):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Unix time in seconds")
+    return t
 
 
 # -- options -------------------------------------------------------------------------
@@ -231,6 +263,14 @@ def _add_passphrase_options(p: argparse.ArgumentParser, text: str) -> None:
         help=f"{text}: read it from FILE (first line)",
     )
     g.add_argument("--ask-passphrase", action="store_true", help=f"{text}: prompt for it")
+
+
+def _add_yes_option(p: argparse.ArgumentParser) -> None:
+    # ppksman asks "Is the above information correct?" unless -y; we never ask, and take
+    # the flag so that a ppksman command line runs here unchanged.
+    p.add_argument(
+        "-y", "--yes", action="store_true", help="accepted for ppksman command lines (no prompts)"
+    )
 
 
 def _add_field_options(p: argparse.ArgumentParser) -> None:
@@ -280,8 +320,13 @@ def _add_field_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FIELD",
-        help="mark a limit field optional ('*' prefix); repeatable",
+        help="mark a limit field optional ('*' prefix); repeatable (ppksman's "
+        "--opt_max_send_byte, --opt_monitor_digests, ... are taken too)",
     )
+    for field, flag in _PPKSMAN_OPT_FLAGS.items():
+        g.add_argument(
+            f"--{flag}", dest="optional", action="append_const", const=field, help=argparse.SUPPRESS
+        )
 
 
 def _limit_pairs(args: argparse.Namespace) -> list[NVPair]:
@@ -330,18 +375,33 @@ def _load_private(path: Path, args: argparse.Namespace) -> Ed25519PrivateKey:
     data = path.read_bytes()
     pw = _passphrase(args, f"Passphrase for {path}: ")
     try:
-        return load_private_key(data, pw)
+        try:
+            return load_private_key(data, pw)
+        except KeyFileError as e:
+            if e.reason is Reason.KEY_NEEDS_PASSPHRASE and pw is None and sys.stdin.isatty():
+                pw = getpass.getpass(f"Passphrase for {path}: ").encode()
+                return load_private_key(data, pw)
+            raise
     except KeyFileError as e:
-        if e.reason is Reason.KEY_NEEDS_PASSPHRASE and pw is None and sys.stdin.isatty():
-            return load_private_key(data, getpass.getpass(f"Passphrase for {path}: ").encode())
-        raise
+        raise _in_file(e, path) from None
 
 
 def _load_any_public(path: Path) -> Ed25519PublicKey:
     data = path.read_bytes()
-    if b"PRIVATE KEY" in data:
-        return load_private_key(data).public_key()
-    return load_public_key(data)
+    try:
+        if b"PRIVATE KEY" in data:
+            return load_private_key(data).public_key()
+        return load_public_key(data)
+    except KeyFileError as e:
+        if e.reason is Reason.KEY_NEEDS_PASSPHRASE:
+            e = KeyFileError(e.reason, "an encrypted private key: give its .pub file here")
+        raise _in_file(e, path) from None
+
+
+def _in_file(e: KeyFileError, path: Path) -> KeyFileError:
+    """`e` naming the key file: `sign` reads two keys, `verify` one per --root, and the
+    refusal (`key_not_pem: not a public key: ...`) did not say which one it was."""
+    return KeyFileError(e.reason, f"{path}: {e.detail}")
 
 
 # -- actions -------------------------------------------------------------------------
@@ -536,15 +596,27 @@ def _named(e: PPKSError, origins: Sequence[str]) -> str:
     return f"cert #{index} ({origins[index]}): {e.detail.removeprefix(head)}"
 
 
+def _expected(e: PPKSError, args: argparse.Namespace) -> str:
+    """What an untrusted top should have been signed by: the --root files and their key
+    ids (the line named only the top's AKI, to be compared by hand with `showkey`)."""
+    if e.reason is not Reason.UNTRUSTED_ROOT or not args.root:
+        return ""
+    roots = ", ".join(f"{p} ({key_id(_load_any_public(p)).hex()[:16]}...)" for p in args.root[:4])
+    more = f" and {len(args.root) - 4} more" if len(args.root) > 4 else ""
+    return f"; the --root keys: {roots}{more}"
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     mode = MODES[args.mode]
     origins: list[str] = []
+    # The keys first, outside the verdict: a --root or --key file that is not a key is
+    # an `error:` (exit 1), not `invalid: key_not_pem`, as if the chain were refused.
+    roots = [raw_public_key(_load_any_public(p)) for p in args.root]
+    key = raw_public_key(_load_any_public(args.key)) if args.key is not None else None
     try:
         certs = _load_chain(args.certs, origins)
-        roots = [raw_public_key(_load_any_public(p)) for p in args.root]
         channels: Sequence[bytes] = ()
-        if args.key is not None and mode is not AuthMode.AGENT:
-            key = raw_public_key(_load_any_public(args.key))
+        if key is not None and mode is not AuthMode.AGENT:
             if mode is AuthMode.ENDPOINT_AUTH_CONTROLLER:
                 info = parse_controller_exp_chain(certs, key, roots, args.now)
                 chain, channels = info.chain, (info.channel,)
@@ -553,12 +625,10 @@ def _run_verify(args: argparse.Namespace) -> int:
                 chain, channels = rep.chain, rep.channels
         else:
             chain = verify_chain(mode, certs, roots, args.now)
-            if args.key is not None and chain.leaf.public_key != raw_public_key(
-                _load_any_public(args.key)
-            ):
+            if key is not None and chain.leaf.public_key != key:
                 raise ChainError(Reason.LEAF_KEY_MISMATCH, "leaf is not the given key", index=0)
     except PPKSError as e:
-        print(f"invalid: {e.reason.value}: {_named(e, origins)}")
+        print(f"invalid: {e.reason.value}: {_named(e, origins)}{_expected(e, args)}")
         return 1
     names = " <- ".join(c.cert_type.label for c in chain.certs)
     print(f"valid: {args.mode} chain of {len(chain.certs)} cert(s): {names}")

@@ -241,15 +241,25 @@ def verify_chain(
 
     def check_cert(idx: int, depth: int) -> bool:
         cert = parsed[idx]
+        # `now` too: a refusal a peer reads for a clock that is off names both ends.
         if when < cert.not_before:
             failure.note(
                 depth,
-                ChainError(Reason.NOT_YET_VALID, f"valid from {_when(cert.not_before)}", index=idx),
+                ChainError(
+                    Reason.NOT_YET_VALID,
+                    f"valid from {_when(cert.not_before)}; now is {_when(when)}",
+                    index=idx,
+                ),
             )
             return False
         if when > cert.not_after:
             failure.note(
-                depth, ChainError(Reason.EXPIRED, f"expired at {_when(cert.not_after)}", index=idx)
+                depth,
+                ChainError(
+                    Reason.EXPIRED,
+                    f"expired at {_when(cert.not_after)}; now is {_when(when)}",
+                    index=idx,
+                ),
             )
             return False
         return True

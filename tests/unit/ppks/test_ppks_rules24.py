@@ -32,11 +32,11 @@ ENDP = AuthMode.CONTROLLER_AUTH_ENDPOINT
 AGENT = AuthMode.AGENT
 
 
-def ctrl(**kw: object) -> list[Certificate]:
+def ctrl() -> list[Certificate]:
     """pubcmd(exper1 -> xc) <- delpriv(exper -> exper1) <- exppriv(eop -> exper)."""
     return [
         cert("pubcmd", "exper1", "xc"),
-        cert("delpriv", "exper", "exper1", del_type="exppriv", **kw),
+        cert("delpriv", "exper", "exper1", del_type="exppriv"),
         cert("exppriv", "eop", "exper"),
     ]
 

@@ -1,0 +1,143 @@
+"""`pktlab ppks` beside ppksman (session 24): its command lines, and one-line errors that
+name the file, the rule and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ppks_factory import NOW, cert, key
+from test_ppks_cli import pktlab
+
+from packetlab.ppks import key_id, load_certificates, write_key_pair
+
+DIGEST = "ab" * 32
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    for n in ("eop", "exper", "xc"):
+        write_key_pair(tmp_path / n, key(n))
+    (tmp_path / "text.txt").write_text("hello\n")
+    return tmp_path
+
+
+def test_a_ppksman_gen_cert_command_line_runs_unchanged(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ppksman gen cert -k SUBJECT.pub TYPE SIGNER NOTBEFORE NOTAFTER OUT ... -y` with
+    `sign` for `gen cert`: its --opt_NAME flags (two of them plural) and -y were usage
+    errors here (exit 2), though ppks.md said ppksman's spellings are taken."""
+    t = keys
+    argv: list[str | Path] = [
+        "-k", t / "exper.pub", "exppriv", t / "eop", "0", "2147483647", t / "e.cert",
+        "--pathlen", "3", "-c", "lab grant", "--aux_info_str", "site=lab-1;",
+        "--max_send_pkt", "5", "--opt_max_send_pkt",
+        "--valid_dest", "127.0.0.0/8", "::1", "--opt_valid_dest",
+        "--src_ip_spoofing", "0", "--opt_src_ip_spoofing",
+        "--aux_limit_str", "*future=x;",
+        "--monitor_digest", "0x" + DIGEST, "--opt_monitor_digests", "-y",
+    ]  # fmt: skip
+    assert pktlab("ppks", "sign", *argv) == 0, capsys.readouterr().err
+    c = load_certificates((t / "e.cert").read_bytes())[0]
+    assert c.limit_text == (
+        f"*monitor={DIGEST};*max_send_pkt=5;*valid_dest=127.0.0.0/8,::1;"
+        "*src_ip_spoofing=0;*future=x;"
+    )
+    assert c.info_text == "cert_type=exppriv;cert_desc=lab grant;site=lab-1;"
+    assert pktlab("ppks", "csr", "exppriv", t / "exper", t / "r.csr",
+                  "--max_recv_byte", "7", "--opt_max_recv_byte",
+                  "--filter_digest", DIGEST, "--opt_filter_digests", "-y") == 0  # fmt: skip
+    capsys.readouterr()
+    assert pktlab("ppks", "show", t / "r.csr") == 0
+    assert f"cert_limit:     *filter={DIGEST};*max_recv_byte=7;" in capsys.readouterr().out
+
+
+def test_show_takes_ppksmans_signer_pubkey_spelling(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (keys / "x.cert").write_bytes(cert("pubcmd", "exper", "xc").to_pem())
+    assert pktlab("ppks", "show", keys / "x.cert", "--signer_pubkey", keys / "exper.pub") == 0
+    assert "signature:      valid for the given signer key" in capsys.readouterr().out
+
+
+def test_key_errors_name_the_file_in_one_short_line(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sign` reads two keys: `error: key_not_pem: not a public key: Could not deserialize
+    key data. The data may be in an incorrect format, ... Details: ...` (~280
+    characters) did not say which; cryptography's FAQ link and generic sentence are gone."""
+    t = keys
+    text, pub = t / "text.txt", t / "exper.pub"
+    cases = [
+        ((t / "eop", text), f"error: key_not_pem: {text}: not a public key: ", text),
+        ((text, pub), f"error: key_not_pem: {text}: not a PEM private key: ", text),
+        ((pub, pub), f"error: key_not_pem: {pub}: not a PEM private key: a public key where", pub),
+        ((t / "nosuch", pub), f"error: {t / 'nosuch'}: No such file or directory\n", t),
+        ((t, pub), f"error: {t}: Is a directory\n", t),
+    ]
+    (t / "x.cert").write_bytes(cert("pubcmd", "exper", "xc").to_pem())
+    cases.append(
+        (
+            (t / "eop", t / "x.cert"),
+            f"error: key_not_pem: {t / 'x.cert'}: not a public key: a certificate where a "
+            "public key is needed\n",
+            t,
+        )
+    )
+    for (signer, subject), head, path in cases:
+        rc = pktlab("ppks", "sign", "exppriv", signer, "0", "10", t / "o.cert", "-k", subject)
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith(head), err
+        assert err.count("\n") == 1 and "https://" not in err and "deserialize" not in err, err
+        assert "Traceback" not in err and len(err) - len(str(path)) < 120, err
+    assert not (t / "o.cert").exists()
+
+
+def test_verify_reports_a_bad_key_file_as_an_error_not_a_verdict(
+    keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --root or --key file that is not a key printed `invalid: key_not_pem: ...` on
+    stdout, as if the chain had been refused."""
+    t = keys
+    (t / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
+    write_key_pair(t / "enc", key("enc"), b"pw")
+    for opt, path, head in (
+        ("--root", t / "text.txt", f"error: key_not_pem: {t / 'text.txt'}: not a public key"),
+        ("--key", t / "enc", f"error: key_needs_passphrase: {t / 'enc'}: an encrypted private"),
+        ("--root", t / "a.cert", f"error: key_not_pem: {t / 'a.cert'}: not a public key"),
+    ):
+        rc = pktlab("ppks", "verify", "--mode", "agent", opt, path, t / "a.cert")
+        out, err = capsys.readouterr()
+        assert rc == 1 and out == "" and err.startswith(head), (out, err)
+
+
+def test_verify_says_what_was_expected(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An untrusted top names the --root keys' ids beside its AKI (to be compared by hand
+    with `showkey`), and a certificate out of its window the time it was checked at."""
+    t = keys
+    (t / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
+    rc = pktlab("ppks", "verify", "--mode", "agent", "--now", str(NOW),
+                "--root", t / "eop.pub", "--root", t / "exper.pub", t / "a.cert")  # fmt: skip
+    out = capsys.readouterr().out
+    ids = [key_id(key(n)).hex()[:16] for n in ("xc", "eop", "exper")]
+    assert rc == 1 and out == (
+        f"invalid: untrusted_root: cert #0 ({t / 'a.cert'}): top cert AKI {ids[0]}... is no "
+        f"trusted root key; the --root keys: {t / 'eop.pub'} ({ids[1]}...), "
+        f"{t / 'exper.pub'} ({ids[2]}...)\n"
+    )
+    rc = pktlab("ppks", "verify", "--mode", "agent", "--now", "3000000000", t / "a.cert")
+    out = capsys.readouterr().out
+    assert rc == 1 and out.startswith("invalid: expired: cert #0 (")
+    assert out.endswith("; now is 2065-01-24T05:20:00Z (3000000000)\n"), out
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "soon"])
+def test_verify_now_must_be_a_time(
+    keys: Path, capsys: pytest.CaptureFixture[str], now: str
+) -> None:
+    (keys / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
+    with pytest.raises(SystemExit) as e:
+        pktlab("ppks", "verify", "--mode", "agent", "--now", now, keys / "a.cert")
+    assert e.value.code == 2
+    assert f"argument --now: '{now}' is not a Unix time in seconds" in capsys.readouterr().err
