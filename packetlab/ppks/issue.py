@@ -276,7 +276,7 @@ def make_csr(
 def parse_csr(data: bytes) -> CertRequest:
     """Load a PEM (or DER) CSR, check its self-signature and read its PPKS fields."""
     try:
-        if data.lstrip().startswith(b"-----"):
+        if b"-----BEGIN" in data:  # text before the block is skipped, as OpenSSL does
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)

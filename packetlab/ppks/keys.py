@@ -62,7 +62,7 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
     if len(data) == KEY_LEN:
         return Ed25519PublicKey.from_public_bytes(data)
     try:
-        if data.lstrip().startswith(b"-----"):
+        if b"-----BEGIN" in data:  # text before the block is skipped, as OpenSSL does
             key = serialization.load_pem_public_key(data)
         else:
             key = serialization.load_der_public_key(data)

@@ -1,5 +1,5 @@
-"""`pktlab ppks` beside ppksman (session 24): its command lines, and one-line errors that
-name the file, the rule and what was expected."""
+"""`pktlab ppks` beside ppksman (session 24): its command lines, one-line errors that name
+the file, the rule and what was expected, and key/cert files read as OpenSSL reads them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import pytest
 from ppks_factory import NOW, cert, key
 from test_ppks_cli import pktlab
 
-from packetlab.ppks import key_id, load_certificates, write_key_pair
+from packetlab.ppks import (
+    PPKSError,
+    Reason,
+    key_id,
+    load_certificates,
+    load_public_key,
+    make_csr,
+    parse_csr,
+    public_key_pem,
+    raw_public_key,
+    write_key_pair,
+)
 
 DIGEST = "ab" * 32
 
@@ -141,3 +152,37 @@ def test_verify_now_must_be_a_time(
         pktlab("ppks", "verify", "--mode", "agent", "--now", now, keys / "a.cert")
     assert e.value.code == 2
     assert f"argument --now: '{now}' is not a Unix time in seconds" in capsys.readouterr().err
+
+
+# -- files as OpenSSL's PEM reader (the reference's) reads them --------------------------------
+
+
+def test_text_before_a_pem_block_is_skipped_as_openssl_does(tmp_path: Path) -> None:
+    """`openssl x509 -text` output (the text, then the block) and "Bag Attributes" lines:
+    the reference reads such a cert or key file (PEM_read_* skips what precedes the
+    block); ours read it as DER (`malformed_der: trailing bytes after element`) and a
+    public key as `not a public key`."""
+    c = cert("pubcmd", "exper", "xc")
+    text = b"Certificate:\n    Data:\n        Version: 3 (0x2)\n"
+    assert load_certificates(text + c.to_pem())[0].der == c.der
+    bag = b"Bag Attributes\n    localKeyID: 01\nsubject=CN =  \n"
+    two = load_certificates(bag + c.to_pem() + b"trailing words\n" + c.to_pem())
+    assert [x.der for x in two] == [c.der, c.der]
+    pub = public_key_pem(key("xc"))
+    assert raw_public_key(load_public_key(b"comment line\n" + pub)) == raw_public_key(key("xc"))
+    csr = make_csr("exppriv", key("exper"))
+    assert parse_csr(b"a note\n" + csr).public_key == raw_public_key(key("exper"))
+
+
+def test_a_file_that_is_neither_pem_nor_der_says_so() -> None:
+    with pytest.raises(PPKSError) as e:
+        load_certificates(b"hello\n")
+    assert e.value.reason is Reason.NOT_PEM_OR_DER, e.value  # was malformed_der: truncated
+
+
+def test_a_der_certificate_is_never_searched_for_pem_blocks() -> None:
+    """cert_desc may spell a whole PEM block; a DER certificate (SEQUENCE tag 0x30
+    first) is read as DER all the same."""
+    desc = "-----BEGIN CERTIFICATE-----MAAA-----END CERTIFICATE-----"
+    c = cert("pubcmd", "exper", "xc", cert_desc=desc)
+    assert load_certificates(c.der)[0].cert_desc == desc
