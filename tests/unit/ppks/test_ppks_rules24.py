@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ppks_factory import NOW, cert, pub, resign
+from ppks_factory import NOW, build, cert, pub, resign, std_exts, tlv
 
 from packetlab.ppks import (
     Accounting,
     AuthMode,
     BurstRate,
     Certificate,
+    CertType,
     ChainError,
     Counter,
     PPKSError,
@@ -25,6 +26,7 @@ from packetlab.ppks import (
     parse_certificate,
     verify_chain,
 )
+from packetlab.ppks import der as pder
 from packetlab.ppks.limits import U64_MAX
 
 CTRL = AuthMode.ENDPOINT_AUTH_CONTROLLER
@@ -296,3 +298,71 @@ def test_limits_of_certs_outside_the_verified_chain_are_not_applied() -> None:
     assert v.indices == (0, 2)
     lim = combine_limits(v.certs)
     assert lim.max_send_byte == 9 and lim.monitor_digests == ()
+
+
+# -- §4.3 rules the chain relies on: the Ed25519 algorithm identifier, decimal forms --------
+
+_ED25519 = bytes.fromhex("300506032b6570")
+_ED25519_NULL = bytes.fromhex("300706032b65700500")  # parameters present (NULL)
+
+
+def _with_null_params(where: str) -> bytes:
+    """A good pubcmd whose Ed25519 AlgorithmIdentifier carries NULL parameters in one
+    place (RFC 8410 says absent; OpenSSL's Ed25519 verify refuses them), signed again."""
+    der = cert("pubcmd", "exper", "xc").der
+
+    def fields(f: list[bytes]) -> list[bytes]:
+        if where == "tbs":
+            f[2] = _ED25519_NULL
+        elif where == "spki":
+            f[6] = tlv(0x30, _ED25519_NULL + f[6][2 + len(_ED25519) :])
+        return f
+
+    signed = resign(der, "exper", mutate_fields=fields)
+    if where != "outer":
+        return signed
+    top = pder.children(pder.read_single(signed, pder.SEQUENCE).value)
+    return tlv(0x30, top[0].raw + _ED25519_NULL + top[2].raw)
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("outer", Reason.BAD_SIGNATURE_ALGORITHM),
+        ("tbs", Reason.BAD_SIGNATURE_ALGORITHM),
+        ("spki", Reason.BAD_PUBLIC_KEY),
+    ],
+)
+def test_ed25519_with_parameters_is_refused(where: str, reason: Reason) -> None:
+    chain = [_with_null_params(where), cert("exppriv", "eop", "exper").der]
+    with pytest.raises(ChainError) as e:
+        verify_chain(CTRL, chain, [pub("eop")], NOW)
+    assert (e.value.reason, e.value.index) == (reason, 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("3", None),
+        ("0003", None),
+        (" 3", Reason.BAD_DECIMAL),  # ppksman: digits only
+        ("3 ", Reason.BAD_DECIMAL),
+        ("0x3", Reason.BAD_DECIMAL),
+        ("3.0", Reason.BAD_DECIMAL),
+        ("-3", Reason.BAD_DECIMAL),
+        ("+3", Reason.BAD_CERT_LIMIT_SYNTAX),  # '+' is no value character
+        ("\u0663", Reason.BAD_CERT_LIMIT_SYNTAX),  # an Arabic-Indic 3: not ASCII
+    ],
+)
+def test_priority_string_forms(value: str, reason: Reason | None) -> None:
+    """max_num_priority (as every decimal field) is ASCII digits: leading zeros count
+    for nothing; a sign, a space, a point or another script's digit is refused."""
+    limit = f"max_num_priority={value};".encode()
+    der = build("eop", "exper", std_exts(CertType.EXPPRIV, "eop", "exper", limit=limit))
+    if reason is None:
+        c = parse_certificate(der)
+        assert c.limits is not None and c.limits.max_num_priority == 3
+        return
+    with pytest.raises(PPKSError) as e:
+        parse_certificate(der)
+    assert e.value.reason is reason, e.value
