@@ -167,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="subject's public key file (or private key file)",
     )
     who.add_argument("-r", "--csr", "--csr_path", type=Path, help="sign this CSR")
-    p.add_argument("--serial", type=lambda s: int(s, 0), help="serial number (default random)")
+    p.add_argument("--serial", type=_serial, help="serial number (default random)")
     _add_field_options(p)
     _add_passphrase_options(p, "passphrase of the signer's key")
     _add_yes_option(p)
@@ -239,6 +239,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return rc
+
+
+def _serial(text: str) -> int:
+    # was `invalid <lambda> value`, and cryptography's "The serial number should be
+    # positive." with no option named
+    try:
+        n = int(text, 0)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
 
 
 def _unix_time(text: str) -> float:
@@ -453,7 +465,12 @@ def _run_csr(args: argparse.Namespace) -> int:
 
 
 def _aux_limit(args: argparse.Namespace) -> list[NVPair]:
-    return parse_nvlist(args.aux_limit, allow_optional=True) if args.aux_limit else []
+    if not args.aux_limit:
+        return []
+    try:
+        return parse_nvlist(args.aux_limit, allow_optional=True)
+    except ValueError as e:  # said `missing_terminator at offset 1: ...`, no option named
+        raise ValueError(f"--aux-limit {args.aux_limit!r}: {e}") from None
 
 
 def _run_sign(args: argparse.Namespace) -> int:

@@ -186,3 +186,24 @@ def test_a_der_certificate_is_never_searched_for_pem_blocks() -> None:
     desc = "-----BEGIN CERTIFICATE-----MAAA-----END CERTIFICATE-----"
     c = cert("pubcmd", "exper", "xc", cert_desc=desc)
     assert load_certificates(c.der)[0].cert_desc == desc
+
+
+def test_sign_option_errors_name_the_option(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Were `missing_terminator at offset 1: ...` (no option named), `invalid <lambda>
+    value: '0x'`, and cryptography's `The serial number should be positive.`."""
+    t = keys
+    base: list[str | Path] = ["ppks", "sign", "exppriv", t / "eop", "0", "10", t / "o.cert"]
+    base += ["-k", t / "exper.pub"]
+    assert pktlab(*base, "--aux-limit", "x") == 1
+    assert capsys.readouterr().err == (
+        "error: --aux-limit 'x': missing_terminator at offset 1: pair does not end with ';'\n"
+    )
+    for serial in ("0", "-1", "0x"):
+        with pytest.raises(SystemExit):
+            pktlab(*base, "--serial", serial)
+        err = capsys.readouterr().err
+        assert f"argument --serial: '{serial}' is not a positive integer" in err, err
+    assert pktlab(*base, "--valid-dest", "10.0.0.0/255.0.0.0") == 1
+    err = capsys.readouterr().err
+    assert err.endswith("bad prefix length '255.0.0.0' (a prefix length, not a netmask)\n"), err
+    assert not (t / "o.cert").exists()
