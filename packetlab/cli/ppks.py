@@ -570,8 +570,9 @@ def _run_show(args: argparse.Namespace) -> int:
         data = path.read_bytes()
         try:
             if b"CERTIFICATE REQUEST" in data:
+                csr = parse_csr(data)  # first: a refused CSR is one INVALID line
                 print(f"{path}: certificate signing request")
-                _print_csr(parse_csr(data))
+                _print_csr(csr)
                 continue
             certs = load_certificates(data)
         except PPKSError as e:

@@ -3,9 +3,12 @@ the file, the rule and what was expected, and key/cert files read as OpenSSL rea
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ppks_factory import NOW, cert, key
 from test_ppks_cli import pktlab
 
@@ -207,3 +210,57 @@ def test_sign_option_errors_name_the_option(keys: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err.endswith("bad prefix length '255.0.0.0' (a prefix length, not a netmask)\n"), err
     assert not (t / "o.cert").exists()
+
+
+# -- CSRs that cryptography decodes only in part -----------------------------------------------
+
+
+def _csr_der() -> bytes:
+    pem = make_csr("delpriv", key("exper"), del_type="exppriv", limits="max_send_byte=5;")
+    return base64.b64decode(b"".join(pem.split(b"-----")[2].split()))
+
+
+def _csr_variants() -> dict[str, bytes]:
+    der = _csr_der()
+    version = der.index(b"\x02\x01\x00")  # CertificationRequestInfo version 0 (v1)
+    oid = der.index(bytes.fromhex("06032b6570"))  # the key's id-Ed25519
+    return {
+        "version 5": der[:version] + b"\x02\x01\x05" + der[version + 3 :],
+        "unknown key algorithm": der[: oid + 4] + b"\x7f" + der[oid + 5 :],
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_csr_variants()))
+def test_a_csr_cryptography_half_decodes_is_a_bad_csr(
+    case: str, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cryptography raises InvalidVersion / UnsupportedAlgorithm (not ValueError) for
+    these: `pktlab ppks show` and `sign -r` ended in a traceback."""
+    der = _csr_variants()[case]
+    with pytest.raises(PPKSError) as e:
+        parse_csr(der)
+    assert e.value.reason is Reason.BAD_CSR, e.value
+    path = keys / "odd.csr"
+    path.write_bytes(
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(der)
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
+    assert pktlab("ppks", "show", path) == 1
+    assert capsys.readouterr().out.startswith(f"{path}: INVALID: bad_csr: not a CSR: ")
+    rc = pktlab("ppks", "sign", "delpriv", keys / "eop", "0", "10", keys / "o.cert", "-r", path)
+    assert rc == 1 and capsys.readouterr().err.startswith("error: bad_csr: not a CSR: ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_corrupted_csrs_never_crash(data: st.DataObject) -> None:
+    der = bytearray(_csr_der())
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(der) - 1))
+        der[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(der)))
+    try:
+        parse_csr(bytes(der[:cut]))
+    except PPKSError:
+        pass
