@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -113,6 +113,15 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> Ed25519Pri
         raise KeyFileError(Reason.KEY_NOT_PEM, f"not a PEM private key: {why}") from None
     except UnsupportedAlgorithm as e:
         raise KeyFileError(Reason.KEY_NOT_ED25519, str(e)) from None
+    except InternalError:
+        # OpenSSL's "key setup failed" for an Ed25519 key that is not 32 bytes (a damaged
+        # or hand-made PKCS#8; also what a damaged encrypted key may decrypt to): not a
+        # ValueError, so it was a traceback here and from every daemon's key loading.
+        why = "wrong passphrase, or a damaged key" if passphrase else "a damaged key"
+        raise KeyFileError(
+            Reason.KEY_BAD_PASSPHRASE if passphrase else Reason.KEY_NOT_PEM,
+            f"not a usable Ed25519 private key ({why}; OpenSSL: key setup failed)",
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(Reason.KEY_NOT_ED25519, f"{type(key).__name__} is not Ed25519")
     return key

@@ -264,3 +264,44 @@ def test_corrupted_csrs_never_crash(data: st.DataObject) -> None:
         parse_csr(bytes(der[:cut]))
     except PPKSError:
         pass
+
+
+def _pkcs8_ed25519(key_len: int) -> bytes:
+    inner = bytes([0x04, key_len]) + bytes(range(key_len))
+    body = bytes.fromhex("020100300506032b6570") + bytes([0x04, len(inner)]) + inner
+    der = bytes([0x30, len(body)]) + body
+    return (
+        b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(der) + b"-----END PRIVATE KEY-----\n"
+    )
+
+
+@pytest.mark.parametrize("key_len", [0, 31, 33])
+def test_a_pkcs8_key_of_the_wrong_length_is_a_key_error(
+    key_len: int, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenSSL's `key setup failed` is cryptography's InternalError, not a ValueError: a
+    traceback from `pktlab ppks sign`, and from a daemon reading such a key file
+    (Credentials.load catches PPKSError). Found by mutating an encrypted key's IV."""
+    from packetlab.ppks import load_private_key
+    from packetlab.tls import TLSConfigError
+    from packetlab.tls.credentials import Credentials
+
+    pem = _pkcs8_ed25519(key_len)
+    with pytest.raises(PPKSError) as e:
+        load_private_key(pem)
+    assert e.value.reason is Reason.KEY_NOT_PEM, e.value
+    with pytest.raises(PPKSError) as e:
+        load_private_key(pem, b"pw")  # with a passphrase: perhaps the wrong one
+    assert e.value.reason is Reason.KEY_BAD_PASSPHRASE, e.value
+    bad = keys / "short.key"
+    bad.write_bytes(pem)
+    assert (
+        pktlab("ppks", "sign", "agent", bad, "0", "10", keys / "o.cert", "-k", keys / "xc.pub") == 1
+    )
+    assert capsys.readouterr().err == (
+        f"error: key_not_pem: {bad}: not a usable Ed25519 private key (a damaged key; "
+        "OpenSSL: key setup failed)\n"
+    )
+    (keys / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
+    with pytest.raises(TLSConfigError, match="key_not_pem"):
+        Credentials.load([keys / "a.cert"], bad)
