@@ -132,52 +132,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_passphrase_options(p, "passphrase of an encrypted private key")
     p.set_defaults(_run=_run_showkey)
 
-    p = sub.add_parser(
-        "csr",
-        help="make a certificate signing request",
-        description="Make a PKCS#10 certificate signing request for TYPE, signed with the "
-        "requester's private key (as ppksman does).",
+    _add_csr_arguments(
+        sub.add_parser("csr", help="make a certificate signing request", description=_CSR_TEXT)
     )
-    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
-    p.add_argument("key", type=Path, help="requester's private key")
-    p.add_argument("out", type=Path, help="CSR file to write (PEM)")
-    _add_field_options(p)
-    _add_passphrase_options(p, "passphrase of the requester's key")
-    _add_yes_option(p)
-    p.set_defaults(_run=_run_csr)
-
-    p = sub.add_parser(
-        "sign",
-        help="sign a certificate",
-        description="Sign a TYPE certificate with SIGNER_KEY, valid from NOT_BEFORE to "
-        "NOT_AFTER (Unix seconds), for the key given with -k or the CSR given with -r. "
-        "Options given here take precedence over what the CSR asks for.",
-    )
-    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
-    p.add_argument("signer_key", type=Path, help="signer's private key")
-    p.add_argument("not_before", type=int, help="start of validity, Unix seconds")
-    p.add_argument("not_after", type=int, help="end of validity, Unix seconds")
-    p.add_argument("out", type=Path, help="certificate file to write (PEM)")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument(
-        "-k",
-        "--subject-key",
-        "--signee_pubkey",
-        type=Path,
-        help="subject's public key file (or private key file)",
-    )
-    who.add_argument("-r", "--csr", "--csr_path", type=Path, help="sign this CSR")
-    p.add_argument("--serial", type=_serial, help="serial number (default random)")
-    _add_field_options(p)
-    _add_passphrase_options(p, "passphrase of the signer's key")
-    _add_yes_option(p)
-    p.set_defaults(_run=_run_sign)
+    _add_sign_arguments(sub.add_parser("sign", help="sign a certificate", description=_SIGN_TEXT))
+    _add_ppksman_generate(sub)
 
     p = sub.add_parser(
         "show",
         help="show certificates or CSRs",
         description="Decode and check certificates (PEM, several per file allowed, or DER) "
-        "and CSRs. Exit 1 if one breaks a PPKS rule.",
+        "and CSRs. Exit 1 if one breaks a PPKS rule. `show cert|csr|key FILE` (ppksman's "
+        "form) is taken too.",
     )
     p.add_argument("files", nargs="+", type=Path, help="certificate or CSR files")
     p.add_argument(
@@ -224,12 +190,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(_run=_run_verify)
 
 
+_CSR_TEXT = (
+    "Make a PKCS#10 certificate signing request for TYPE, signed with the requester's "
+    "private key (as ppksman does)."
+)
+_SIGN_TEXT = (
+    "Sign a TYPE certificate with SIGNER_KEY, valid from NOT_BEFORE to NOT_AFTER (Unix "
+    "seconds), for the key given with -k or the CSR given with -r. Options given here take "
+    "precedence over what the CSR asks for."
+)
+
+
+def _add_csr_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
+    p.add_argument("key", type=Path, help="requester's private key")
+    p.add_argument("out", type=Path, help="CSR file to write (PEM)")
+    _add_field_options(p)
+    _add_passphrase_options(p, "passphrase of the requester's key")
+    _add_yes_option(p)
+    p.set_defaults(_run=_run_csr)
+
+
+def _add_sign_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
+    p.add_argument("signer_key", type=Path, help="signer's private key")
+    p.add_argument("not_before", type=int, help="start of validity, Unix seconds")
+    p.add_argument("not_after", type=int, help="end of validity, Unix seconds")
+    p.add_argument("out", type=Path, help="certificate file to write (PEM)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "-k",
+        "--subject-key",
+        "--signee_pubkey",
+        type=Path,
+        help="subject's public key file (or private key file)",
+    )
+    who.add_argument("-r", "--csr", "--csr_path", type=Path, help="sign this CSR")
+    p.add_argument("--serial", type=_serial, help="serial number (default random)")
+    _add_field_options(p)
+    _add_passphrase_options(p, "passphrase of the signer's key")
+    _add_yes_option(p)
+    p.set_defaults(_run=_run_sign)
+
+
+def _add_ppksman_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """ppksman's `generate {cert,csr,key}` (and its aliases), so that its command lines
+    run here with the program name changed (INTEROP.md): `gen cert` is `sign`, `gen csr`
+    is `csr`, `gen key NAME -f FILE` is `genkey FILE` (no key store: -f is required)."""
+    g = sub.add_parser(
+        "generate",
+        aliases=["gen", "g"],
+        help="ppksman's command names: gen cert = sign, gen csr = csr, gen key = genkey",
+        description="ppksman's `generate` command lines: `gen cert ...` is `sign ...`, "
+        "`gen csr ...` is `csr ...`, `gen key NAME -f FILE` is `genkey FILE`.",
+    )
+    what = g.add_subparsers(dest="ppksman_generate", metavar="WHAT")
+    what.required = True
+    _add_sign_arguments(
+        what.add_parser(
+            "cert", aliases=["certificate", "Certificate"], help="= sign", description=_SIGN_TEXT
+        )
+    )
+    _add_csr_arguments(
+        what.add_parser(
+            "csr", aliases=["CSR", "CertificateSigningRequest"], help="= csr", description=_CSR_TEXT
+        )
+    )
+    p = what.add_parser(
+        "key",
+        aliases=["k", "Key"],
+        help="= genkey FILE",
+        description="Generate an Ed25519 key pair: FILE and FILE.pub (ppksman's key store "
+        "is not kept: NAME is taken and unused, -f FILE is required).",
+    )
+    p.add_argument("keyname", help="ppksman's key store name (unused)")
+    p.add_argument("-f", "--file", type=Path, help="private key file to write (required)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    _add_passphrase_options(p, "encrypt the private key with a passphrase")
+    p.set_defaults(_run=_run_ppksman_gen_key)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         rc: int = args._run(args)
     except PPKSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `| head`: quietly, 141, as `pktlab monitor` (was "error:
+        from packetlab.cli.exits import EXIT_BROKEN_PIPE  # [Errno 32] Broken pipe", 1)
+        from packetlab.cli.interrupt import stdout_gone
+
+        stdout_gone()
+        return EXIT_BROKEN_PIPE
     except OSError as e:
         # `[Errno 2] No such file or directory: 'x'` -> `x: No such file or directory`
         what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
@@ -435,6 +487,18 @@ def _run_genkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ppksman_gen_key(args: argparse.Namespace) -> int:
+    if args.file is None:
+        print(
+            f"error: gen key {args.keyname}: pktlab keeps no key store: give -f FILE "
+            "(writes FILE and FILE.pub)",
+            file=sys.stderr,
+        )
+        return 1
+    args.path = args.file
+    return _run_genkey(args)
+
+
 def _run_showkey(args: argparse.Namespace) -> int:
     data = args.path.read_bytes()
     if b"PRIVATE KEY" in data:
@@ -563,7 +627,25 @@ def _print_csr(csr: CertRequest) -> None:
     print("  signature:      valid (self-signed)")
 
 
+# ppksman's `show {cert,csr,key} TARGET`: the first word is a kind, not a file.
+_PPKSMAN_SHOW = {
+    **dict.fromkeys(("cert", "certificate", "Certificate"), "cert"),
+    **dict.fromkeys(("csr", "CSR", "CertificateSigningRequest"), "csr"),
+    **dict.fromkeys(("key", "k", "Key"), "key"),
+}
+
+
 def _run_show(args: argparse.Namespace) -> int:
+    first = args.files[0]
+    kind = _PPKSMAN_SHOW.get(str(first))
+    if kind is not None and len(args.files) > 1 and not first.exists():
+        args.files = args.files[1:]
+        if kind == "key":
+            rc = 0
+            for path in args.files:
+                args.path = path
+                rc = max(rc, _run_showkey(args))
+            return rc
     signer = raw_public_key(_load_any_public(args.signer_key)) if args.signer_key else None
     rc = 0
     for path in args.files:

@@ -440,26 +440,32 @@ def test_a_reflex_limit_shows_clean_in_ppksman(ppksman: PPKSMan, tmp_path: Path)
 def test_a_ppksman_command_line_makes_the_same_certificate_here(
     ppksman: PPKSMan, world: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The same `gen cert` command line (its option spellings, --opt_NAME markers, -y) run
-    as `pktlab ppks sign`, with ppksman's serial: the same DER, byte for byte."""
+    """The same `gen cert` command line (command words, option spellings, --opt_NAME
+    markers, -y) run by `pktlab ppks` for `ppksman -g CONF`, with ppksman's serial added:
+    the same DER, byte for byte."""
     w = ppksman.work
-    tail: list[str] = [
-        "--pathlen", "2", "-c", "same grant", "--aux_info_str", "site=lab-2;",
-        "--max_send_pkt", "5", "--opt_max_send_pkt", "--max_recv_byte", "6",
-        "--max_burst_rate_byte", "10/1000", "20/3000", "--opt_max_burst_rate_byte",
-        "--valid_dest", "127.0.0.0/8", "::1", "--opt_valid_dest",
-        "--src_ip_spoofing", "1", "--aux_limit_str", "*future=y;",
-        "--monitor_digest", MONITOR, "--opt_monitor_digests",
-    ]  # fmt: skip
-    theirs = ppksman.cert("exppriv", "eop", "exper", "cmdline.cert", *tail)
-    serial = _c(theirs).serial
-    ours = tmp_path / "ours.cert"
-    argv = ["-k", str(w / "exper.pub"), "exppriv", str(w / "eop"), str(NB), str(NA), str(ours)]
+
+    def argv(out: Path) -> list[str]:
+        return [
+            "gen", "cert", "-k", str(w / "exper.pub"), "exppriv", str(w / "eop"), str(NB),
+            str(NA), str(out),
+            "--pathlen", "2", "-c", "same grant", "--aux_info_str", "site=lab-2;",
+            "--max_send_pkt", "5", "--opt_max_send_pkt", "--max_recv_byte", "6",
+            "--max_burst_rate_byte", "10/1000", "20/3000", "--opt_max_burst_rate_byte",
+            "--valid_dest", "127.0.0.0/8", "::1", "--opt_valid_dest",
+            "--src_ip_spoofing", "1", "--aux_limit_str", "*future=y;",
+            "--monitor_digest", MONITOR, "--opt_monitor_digests", "-y",
+        ]  # fmt: skip
+
+    theirs, ours = w / "cmdline.cert", tmp_path / "ours.cert"
+    ppksman.run(*argv(theirs))
+    serial = str(_c(theirs).serial)
     r = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "pktlab"), "ppks", "sign", *argv, *tail, "-y",
-         "--serial", str(serial)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "packetlab", "ppks", *argv(ours), "--serial", serial],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert _c(ours).der == _c(theirs).der
     assert _c(ours).limit_text == (

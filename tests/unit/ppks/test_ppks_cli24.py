@@ -305,3 +305,53 @@ def test_a_pkcs8_key_of_the_wrong_length_is_a_key_error(
     (keys / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
     with pytest.raises(TLSConfigError, match="key_not_pem"):
         Credentials.load([keys / "a.cert"], bad)
+
+
+# -- ppksman's command names, and a reader that goes away ---------------------------------------
+
+
+def test_ppksman_command_names_run_here(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ppksman -g CONF gen cert ...` with `pktlab ppks` for `ppksman -g CONF`: the
+    `generate` words (gen, g; cert, csr, key) and `show cert|csr|key FILE` were unknown."""
+    t = keys
+    assert pktlab("ppks", "gen", "cert", "-k", t / "exper.pub", "exppriv", t / "eop", "0",
+                  "2147483647", t / "g.cert", "--max_send_byte", "5", "--opt_max_send_byte",
+                  "-y") == 0  # fmt: skip
+    assert pktlab("ppks", "generate", "csr", "pubcmd", t / "xc", t / "g.csr", "-y") == 0
+    assert pktlab("ppks", "g", "key", "k_new", "-f", t / "k_new") == 0
+    assert (t / "k_new.pub").exists()
+    capsys.readouterr()
+    assert pktlab("ppks", "gen", "key", "k_other") == 1  # no key store: -f is needed
+    assert "give -f FILE" in capsys.readouterr().err
+    assert pktlab("ppks", "show", "cert", t / "g.cert", "-k", t / "eop.pub") == 0
+    out = capsys.readouterr().out
+    assert "cert_limit:     *max_send_byte=5;" in out and "valid for the given signer" in out
+    assert pktlab("ppks", "show", "csr", t / "g.csr") == 0
+    assert "type:           pubcmd" in capsys.readouterr().out
+    assert pktlab("ppks", "show", "key", t / "k_new.pub") == 0
+    assert "key id (sha256):" in capsys.readouterr().out
+
+
+def test_a_closed_stdout_is_141_and_no_error(
+    keys: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab ppks show *.cert | head -1` said `error: [Errno 32] Broken pipe`, 1."""
+    import io
+    import os
+
+    from packetlab.cli import interrupt
+
+    (keys / "a.cert").write_bytes(cert("agent", "xc", "xc").to_pem())
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone
+    closed = io.TextIOWrapper(io.FileIO(w, "w"), line_buffering=True)
+    monkeypatch.setattr(interrupt, "_stdout_closed", [False])
+    monkeypatch.setattr("sys.stdout", closed)
+    rc = pktlab("ppks", "show", keys / "a.cert")
+    monkeypatch.undo()
+    assert rc == 141
+    assert "Broken pipe" not in capsys.readouterr().err
+    try:
+        closed.close()
+    except BrokenPipeError:
+        pass
