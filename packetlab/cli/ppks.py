@@ -61,7 +61,10 @@ examples:
       pubcmd.cert exppriv.cert
 
 Options that take several values (--valid-dest, --monitor-digest, ...) go after the
-positional arguments."""
+positional arguments. A ppksman command line runs with `pktlab ppks` in place of
+`ppksman -g CONFIG` (gen cert = sign, gen csr = csr, gen key NAME -f FILE = genkey FILE):
+  pktlab ppks gen cert -k k_exper.pub exppriv k_eop 0 2147483647 exppriv.cert \\
+      --max_send_byte 1000000 --opt_max_send_byte -y"""
 
 # cert_limit fields in the order ppksman writes them: (option, field, kind)
 _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
