@@ -237,40 +237,40 @@ def _add_sign_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_ppksman_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """ppksman's `generate {cert,csr,key}` (and its aliases), so that its command lines
+    """ppksman's `generate {cert,csr,key}` (also spelt `gen`), so that its command lines
     run here with the program name changed (INTEROP.md): `gen cert` is `sign`, `gen csr`
-    is `csr`, `gen key NAME -f FILE` is `genkey FILE` (no key store: -f is required)."""
-    g = sub.add_parser(
-        "generate",
-        aliases=["gen", "g"],
-        help="ppksman's command names: gen cert = sign, gen csr = csr, gen key = genkey",
-        description="ppksman's `generate` command lines: `gen cert ...` is `sign ...`, "
-        "`gen csr ...` is `csr ...`, `gen key NAME -f FILE` is `genkey FILE`.",
+    is `csr`, `gen key NAME -f FILE` is `genkey FILE` (no key store: -f is required).
+
+    Each spelling is a parser of its own, not an argparse alias: an alias's usage and
+    error lines name the first spelling (`pktlab ppks generate csr` for `gen csr`)."""
+    text = (
+        "ppksman's `generate` command lines: `gen cert ...` is `sign ...`, `gen csr ...` "
+        "is `csr ...`, `gen key NAME -f FILE` is `genkey FILE`."
     )
-    what = g.add_subparsers(dest="ppksman_generate", metavar="WHAT")
-    what.required = True
-    _add_sign_arguments(
-        what.add_parser(
-            "cert", aliases=["certificate", "Certificate"], help="= sign", description=_SIGN_TEXT
+    for name in ("generate", "gen"):
+        if name == "generate":
+            g = sub.add_parser(
+                name,
+                help="ppksman's names (also gen): gen cert = sign, gen csr = csr",
+                description=text,
+            )
+        else:  # without help=: it works, and is not listed again
+            g = sub.add_parser(name, description=text)
+        what = g.add_subparsers(dest="ppksman_generate", metavar="WHAT")
+        what.required = True
+        _add_sign_arguments(what.add_parser("cert", help="= sign", description=_SIGN_TEXT))
+        _add_csr_arguments(what.add_parser("csr", help="= csr", description=_CSR_TEXT))
+        p = what.add_parser(
+            "key",
+            help="= genkey FILE",
+            description="Generate an Ed25519 key pair: FILE and FILE.pub (ppksman's key "
+            "store is not kept: NAME is taken and unused, -f FILE is required).",
         )
-    )
-    _add_csr_arguments(
-        what.add_parser(
-            "csr", aliases=["CSR", "CertificateSigningRequest"], help="= csr", description=_CSR_TEXT
-        )
-    )
-    p = what.add_parser(
-        "key",
-        aliases=["k", "Key"],
-        help="= genkey FILE",
-        description="Generate an Ed25519 key pair: FILE and FILE.pub (ppksman's key store "
-        "is not kept: NAME is taken and unused, -f FILE is required).",
-    )
-    p.add_argument("keyname", help="ppksman's key store name (unused)")
-    p.add_argument("-f", "--file", type=Path, help="private key file to write (required)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
-    _add_passphrase_options(p, "encrypt the private key with a passphrase")
-    p.set_defaults(_run=_run_ppksman_gen_key)
+        p.add_argument("keyname", help="ppksman's key store name (unused)")
+        p.add_argument("-f", "--file", type=Path, help="private key file to write (required)")
+        p.add_argument("--force", action="store_true", help="overwrite existing files")
+        _add_passphrase_options(p, "encrypt the private key with a passphrase")
+        p.set_defaults(_run=_run_ppksman_gen_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -631,11 +631,7 @@ def _print_csr(csr: CertRequest) -> None:
 
 
 # ppksman's `show {cert,csr,key} TARGET`: the first word is a kind, not a file.
-_PPKSMAN_SHOW = {
-    **dict.fromkeys(("cert", "certificate", "Certificate"), "cert"),
-    **dict.fromkeys(("csr", "CSR", "CertificateSigningRequest"), "csr"),
-    **dict.fromkeys(("key", "k", "Key"), "key"),
-}
+_PPKSMAN_SHOW = {"cert": "cert", "csr": "csr", "key": "key"}
 
 
 def _run_show(args: argparse.Namespace) -> int:

@@ -318,7 +318,7 @@ def test_ppksman_command_names_run_here(keys: Path, capsys: pytest.CaptureFixtur
                   "2147483647", t / "g.cert", "--max_send_byte", "5", "--opt_max_send_byte",
                   "-y") == 0  # fmt: skip
     assert pktlab("ppks", "generate", "csr", "pubcmd", t / "xc", t / "g.csr", "-y") == 0
-    assert pktlab("ppks", "g", "key", "k_new", "-f", t / "k_new") == 0
+    assert pktlab("ppks", "gen", "key", "k_new", "-f", t / "k_new") == 0
     assert (t / "k_new.pub").exists()
     capsys.readouterr()
     assert pktlab("ppks", "gen", "key", "k_other") == 1  # no key store: -f is needed
