@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,10 @@ examples:
       pubcmd.cert exppriv.cert
 
 Options that take several values (--valid-dest, --monitor-digest, ...) go after the
-positional arguments."""
+positional arguments. A ppksman command line runs with `pktlab ppks` in place of
+`ppksman -g CONFIG` (gen cert = sign, gen csr = csr, gen key NAME -f FILE = genkey FILE):
+  pktlab ppks gen cert -k k_exper.pub exppriv k_eop 0 2147483647 exppriv.cert \\
+      --max_send_byte 1000000 --opt_max_send_byte -y"""
 
 # cert_limit fields in the order ppksman writes them: (option, field, kind)
 _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
@@ -79,6 +83,12 @@ _LIMIT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("valid-dest", "valid_dest", "list"),
     ("src-ip-spoofing", "src_ip_spoofing", "bool"),
 )
+# ppksman's flags marking a limit optional ('*'): --opt_NAME, two of them plural.
+_PPKSMAN_OPT_FLAGS = {
+    "filter": "opt_filter_digests",
+    "monitor": "opt_monitor_digests",
+    **{f: f"opt_{f}" for _o, f, _k in _LIMIT_OPTIONS if f not in ("filter", "monitor", "reflex")},
+}
 _LIMIT_HELP = {
     "filter": "SHA-256 digests (hex) of eBPF filter programs",
     "monitor": "SHA-256 digests (hex) of encoded monitor programs (sha256(0x01 || wasm))",
@@ -125,54 +135,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_passphrase_options(p, "passphrase of an encrypted private key")
     p.set_defaults(_run=_run_showkey)
 
-    p = sub.add_parser(
-        "csr",
-        help="make a certificate signing request",
-        description="Make a PKCS#10 certificate signing request for TYPE, signed with the "
-        "requester's private key (as ppksman does).",
+    _add_csr_arguments(
+        sub.add_parser("csr", help="make a certificate signing request", description=_CSR_TEXT)
     )
-    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
-    p.add_argument("key", type=Path, help="requester's private key")
-    p.add_argument("out", type=Path, help="CSR file to write (PEM)")
-    _add_field_options(p)
-    _add_passphrase_options(p, "passphrase of the requester's key")
-    p.set_defaults(_run=_run_csr)
-
-    p = sub.add_parser(
-        "sign",
-        help="sign a certificate",
-        description="Sign a TYPE certificate with SIGNER_KEY, valid from NOT_BEFORE to "
-        "NOT_AFTER (Unix seconds), for the key given with -k or the CSR given with -r. "
-        "Options given here take precedence over what the CSR asks for.",
-    )
-    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
-    p.add_argument("signer_key", type=Path, help="signer's private key")
-    p.add_argument("not_before", type=int, help="start of validity, Unix seconds")
-    p.add_argument("not_after", type=int, help="end of validity, Unix seconds")
-    p.add_argument("out", type=Path, help="certificate file to write (PEM)")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument(
-        "-k",
-        "--subject-key",
-        "--signee_pubkey",
-        type=Path,
-        help="subject's public key file (or private key file)",
-    )
-    who.add_argument("-r", "--csr", "--csr_path", type=Path, help="sign this CSR")
-    p.add_argument("--serial", type=lambda s: int(s, 0), help="serial number (default random)")
-    _add_field_options(p)
-    _add_passphrase_options(p, "passphrase of the signer's key")
-    p.set_defaults(_run=_run_sign)
+    _add_sign_arguments(sub.add_parser("sign", help="sign a certificate", description=_SIGN_TEXT))
+    _add_ppksman_generate(sub)
 
     p = sub.add_parser(
         "show",
         help="show certificates or CSRs",
         description="Decode and check certificates (PEM, several per file allowed, or DER) "
-        "and CSRs. Exit 1 if one breaks a PPKS rule.",
+        "and CSRs. Exit 1 if one breaks a PPKS rule. `show cert|csr|key FILE` (ppksman's "
+        "form) is taken too.",
     )
     p.add_argument("files", nargs="+", type=Path, help="certificate or CSR files")
     p.add_argument(
-        "-k", "--signer-key", type=Path, help="check the signature(s) with this public key"
+        "-k",
+        "--signer-key",
+        "--signer_pubkey",
+        type=Path,
+        help="check the signature(s) with this public key",
     )
     p.set_defaults(_run=_run_show)
 
@@ -202,9 +184,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also require the leaf to hold this key (controller/endpoint key) "
         "and print the broker channels the chain proves",
     )
-    p.add_argument("--now", type=float, help="check validity at this Unix time (default now)")
+    p.add_argument(
+        "--now",
+        type=_unix_time,
+        help="check validity at this Unix time, in whole seconds (default now)",
+    )
     p.add_argument("certs", nargs="+", type=Path, metavar="CERT", help="certificate files")
     p.set_defaults(_run=_run_verify)
+
+
+_CSR_TEXT = (
+    "Make a PKCS#10 certificate signing request for TYPE, signed with the requester's "
+    "private key (as ppksman does)."
+)
+_SIGN_TEXT = (
+    "Sign a TYPE certificate with SIGNER_KEY, valid from NOT_BEFORE to NOT_AFTER (Unix "
+    "seconds), for the key given with -k or the CSR given with -r. Options given here take "
+    "precedence over what the CSR asks for."
+)
+
+
+def _add_csr_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
+    p.add_argument("key", type=Path, help="requester's private key")
+    p.add_argument("out", type=Path, help="CSR file to write (PEM)")
+    _add_field_options(p)
+    _add_passphrase_options(p, "passphrase of the requester's key")
+    _add_yes_option(p)
+    p.set_defaults(_run=_run_csr)
+
+
+def _add_sign_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cert_type", choices=[t.label for t in CertType], help="certificate type")
+    p.add_argument("signer_key", type=Path, help="signer's private key")
+    p.add_argument("not_before", type=int, help="start of validity, Unix seconds")
+    p.add_argument("not_after", type=int, help="end of validity, Unix seconds")
+    p.add_argument("out", type=Path, help="certificate file to write (PEM)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "-k",
+        "--subject-key",
+        "--signee_pubkey",
+        type=Path,
+        help="subject's public key file (or private key file)",
+    )
+    who.add_argument("-r", "--csr", "--csr_path", type=Path, help="sign this CSR")
+    p.add_argument("--serial", type=_serial, help="serial number (default random)")
+    _add_field_options(p)
+    _add_passphrase_options(p, "passphrase of the signer's key")
+    _add_yes_option(p)
+    p.set_defaults(_run=_run_sign)
+
+
+def _add_ppksman_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """ppksman's `generate {cert,csr,key}` (also spelt `gen`), so that its command lines
+    run here with the program name changed (INTEROP.md): `gen cert` is `sign`, `gen csr`
+    is `csr`, `gen key NAME -f FILE` is `genkey FILE` (no key store: -f is required).
+
+    Each spelling is a parser of its own, not an argparse alias: an alias's usage and
+    error lines name the first spelling (`pktlab ppks generate csr` for `gen csr`)."""
+    text = (
+        "ppksman's `generate` command lines: `gen cert ...` is `sign ...`, `gen csr ...` "
+        "is `csr ...`, `gen key NAME -f FILE` is `genkey FILE`."
+    )
+    for name in ("generate", "gen"):
+        if name == "generate":
+            g = sub.add_parser(
+                name,
+                help="ppksman's names (also gen): gen cert = sign, gen csr = csr",
+                description=text,
+            )
+        else:  # without help=: it works, and is not listed again
+            g = sub.add_parser(name, description=text)
+        what = g.add_subparsers(dest="ppksman_generate", metavar="WHAT")
+        what.required = True
+        _add_sign_arguments(what.add_parser("cert", help="= sign", description=_SIGN_TEXT))
+        _add_csr_arguments(what.add_parser("csr", help="= csr", description=_CSR_TEXT))
+        p = what.add_parser(
+            "key",
+            help="= genkey FILE",
+            description="Generate an Ed25519 key pair: FILE and FILE.pub (ppksman's key "
+            "store is not kept: NAME is taken and unused, -f FILE is required).",
+        )
+        p.add_argument("keyname", help="ppksman's key store name (unused)")
+        p.add_argument("-f", "--file", type=Path, help="private key file to write (required)")
+        p.add_argument("--force", action="store_true", help="overwrite existing files")
+        _add_passphrase_options(p, "encrypt the private key with a passphrase")
+        p.set_defaults(_run=_run_ppksman_gen_key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,10 +279,43 @@ def run(args: argparse.Namespace) -> int:
     except PPKSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as e:
+    except BrokenPipeError:  # `| head`: quietly, 141, as `pktlab monitor` (was "error:
+        from packetlab.cli.exits import EXIT_BROKEN_PIPE  # [Errno 32] Broken pipe", 1)
+        from packetlab.cli.interrupt import stdout_gone
+
+        stdout_gone()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        # `[Errno 2] No such file or directory: 'x'` -> `x: No such file or directory`
+        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"error: {what}", file=sys.stderr)
+        return 1
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return rc
+
+
+def _serial(text: str) -> int:
+    # was `invalid <lambda> value`, and cryptography's "The serial number should be
+    # positive." with no option named
+    try:
+        n = int(text, 0)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
+
+
+def _unix_time(text: str) -> float:
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not math.isfinite(t):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Unix time in seconds")
+    return t
 
 
 # -- options -------------------------------------------------------------------------
@@ -231,6 +330,14 @@ def _add_passphrase_options(p: argparse.ArgumentParser, text: str) -> None:
         help=f"{text}: read it from FILE (first line)",
     )
     g.add_argument("--ask-passphrase", action="store_true", help=f"{text}: prompt for it")
+
+
+def _add_yes_option(p: argparse.ArgumentParser) -> None:
+    # ppksman asks "Is the above information correct?" unless -y; we never ask, and take
+    # the flag so that a ppksman command line runs here unchanged.
+    p.add_argument(
+        "-y", "--yes", action="store_true", help="accepted for ppksman command lines (no prompts)"
+    )
 
 
 def _add_field_options(p: argparse.ArgumentParser) -> None:
@@ -280,8 +387,13 @@ def _add_field_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FIELD",
-        help="mark a limit field optional ('*' prefix); repeatable",
+        help="mark a limit field optional ('*' prefix); repeatable (ppksman's "
+        "--opt_max_send_byte, --opt_monitor_digests, ... are taken too)",
     )
+    for field, flag in _PPKSMAN_OPT_FLAGS.items():
+        g.add_argument(
+            f"--{flag}", dest="optional", action="append_const", const=field, help=argparse.SUPPRESS
+        )
 
 
 def _limit_pairs(args: argparse.Namespace) -> list[NVPair]:
@@ -330,18 +442,33 @@ def _load_private(path: Path, args: argparse.Namespace) -> Ed25519PrivateKey:
     data = path.read_bytes()
     pw = _passphrase(args, f"Passphrase for {path}: ")
     try:
-        return load_private_key(data, pw)
+        try:
+            return load_private_key(data, pw)
+        except KeyFileError as e:
+            if e.reason is Reason.KEY_NEEDS_PASSPHRASE and pw is None and sys.stdin.isatty():
+                pw = getpass.getpass(f"Passphrase for {path}: ").encode()
+                return load_private_key(data, pw)
+            raise
     except KeyFileError as e:
-        if e.reason is Reason.KEY_NEEDS_PASSPHRASE and pw is None and sys.stdin.isatty():
-            return load_private_key(data, getpass.getpass(f"Passphrase for {path}: ").encode())
-        raise
+        raise _in_file(e, path) from None
 
 
 def _load_any_public(path: Path) -> Ed25519PublicKey:
     data = path.read_bytes()
-    if b"PRIVATE KEY" in data:
-        return load_private_key(data).public_key()
-    return load_public_key(data)
+    try:
+        if b"PRIVATE KEY" in data:
+            return load_private_key(data).public_key()
+        return load_public_key(data)
+    except KeyFileError as e:
+        if e.reason is Reason.KEY_NEEDS_PASSPHRASE:
+            e = KeyFileError(e.reason, "an encrypted private key: give its .pub file here")
+        raise _in_file(e, path) from None
+
+
+def _in_file(e: KeyFileError, path: Path) -> KeyFileError:
+    """`e` naming the key file: `sign` reads two keys, `verify` one per --root, and the
+    refusal (`key_not_pem: not a public key: ...`) did not say which one it was."""
+    return KeyFileError(e.reason, f"{path}: {e.detail}")
 
 
 # -- actions -------------------------------------------------------------------------
@@ -361,6 +488,18 @@ def _run_genkey(args: argparse.Namespace) -> int:
     print(f"wrote {args.path} and {pub}")
     print(f"key id: {key_id(key).hex()}")
     return 0
+
+
+def _run_ppksman_gen_key(args: argparse.Namespace) -> int:
+    if args.file is None:
+        print(
+            f"error: gen key {args.keyname}: pktlab keeps no key store: give -f FILE "
+            "(writes FILE and FILE.pub)",
+            file=sys.stderr,
+        )
+        return 1
+    args.path = args.file
+    return _run_genkey(args)
 
 
 def _run_showkey(args: argparse.Namespace) -> int:
@@ -393,7 +532,12 @@ def _run_csr(args: argparse.Namespace) -> int:
 
 
 def _aux_limit(args: argparse.Namespace) -> list[NVPair]:
-    return parse_nvlist(args.aux_limit, allow_optional=True) if args.aux_limit else []
+    if not args.aux_limit:
+        return []
+    try:
+        return parse_nvlist(args.aux_limit, allow_optional=True)
+    except ValueError as e:  # said `missing_terminator at offset 1: ...`, no option named
+        raise ValueError(f"--aux-limit {args.aux_limit!r}: {e}") from None
 
 
 def _run_sign(args: argparse.Namespace) -> int:
@@ -486,15 +630,30 @@ def _print_csr(csr: CertRequest) -> None:
     print("  signature:      valid (self-signed)")
 
 
+# ppksman's `show {cert,csr,key} TARGET`: the first word is a kind, not a file.
+_PPKSMAN_SHOW = {"cert": "cert", "csr": "csr", "key": "key"}
+
+
 def _run_show(args: argparse.Namespace) -> int:
+    first = args.files[0]
+    kind = _PPKSMAN_SHOW.get(str(first))
+    if kind is not None and len(args.files) > 1 and not first.exists():
+        args.files = args.files[1:]
+        if kind == "key":
+            rc = 0
+            for path in args.files:
+                args.path = path
+                rc = max(rc, _run_showkey(args))
+            return rc
     signer = raw_public_key(_load_any_public(args.signer_key)) if args.signer_key else None
     rc = 0
     for path in args.files:
         data = path.read_bytes()
         try:
             if b"CERTIFICATE REQUEST" in data:
+                csr = parse_csr(data)  # first: a refused CSR is one INVALID line
                 print(f"{path}: certificate signing request")
-                _print_csr(parse_csr(data))
+                _print_csr(csr)
                 continue
             certs = load_certificates(data)
         except PPKSError as e:
@@ -536,15 +695,27 @@ def _named(e: PPKSError, origins: Sequence[str]) -> str:
     return f"cert #{index} ({origins[index]}): {e.detail.removeprefix(head)}"
 
 
+def _expected(e: PPKSError, args: argparse.Namespace) -> str:
+    """What an untrusted top should have been signed by: the --root files and their key
+    ids (the line named only the top's AKI, to be compared by hand with `showkey`)."""
+    if e.reason is not Reason.UNTRUSTED_ROOT or not args.root:
+        return ""
+    roots = ", ".join(f"{p} ({key_id(_load_any_public(p)).hex()[:16]}...)" for p in args.root[:4])
+    more = f" and {len(args.root) - 4} more" if len(args.root) > 4 else ""
+    return f"; the --root keys: {roots}{more}"
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     mode = MODES[args.mode]
     origins: list[str] = []
+    # The keys first, outside the verdict: a --root or --key file that is not a key is
+    # an `error:` (exit 1), not `invalid: key_not_pem`, as if the chain were refused.
+    roots = [raw_public_key(_load_any_public(p)) for p in args.root]
+    key = raw_public_key(_load_any_public(args.key)) if args.key is not None else None
     try:
         certs = _load_chain(args.certs, origins)
-        roots = [raw_public_key(_load_any_public(p)) for p in args.root]
         channels: Sequence[bytes] = ()
-        if args.key is not None and mode is not AuthMode.AGENT:
-            key = raw_public_key(_load_any_public(args.key))
+        if key is not None and mode is not AuthMode.AGENT:
             if mode is AuthMode.ENDPOINT_AUTH_CONTROLLER:
                 info = parse_controller_exp_chain(certs, key, roots, args.now)
                 chain, channels = info.chain, (info.channel,)
@@ -553,12 +724,10 @@ def _run_verify(args: argparse.Namespace) -> int:
                 chain, channels = rep.chain, rep.channels
         else:
             chain = verify_chain(mode, certs, roots, args.now)
-            if args.key is not None and chain.leaf.public_key != raw_public_key(
-                _load_any_public(args.key)
-            ):
+            if key is not None and chain.leaf.public_key != key:
                 raise ChainError(Reason.LEAF_KEY_MISMATCH, "leaf is not the given key", index=0)
     except PPKSError as e:
-        print(f"invalid: {e.reason.value}: {_named(e, origins)}")
+        print(f"invalid: {e.reason.value}: {_named(e, origins)}{_expected(e, args)}")
         return 1
     names = " <- ".join(c.cert_type.label for c in chain.certs)
     print(f"valid: {args.mode} chain of {len(chain.certs)} cert(s): {names}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 
@@ -152,7 +153,8 @@ class Certificate:
         return self.authority_key_id + self.serial_bytes
 
     def is_valid_at(self, now: float) -> bool:
-        return self.not_before <= now <= self.not_after
+        """notBefore <= now <= notAfter, `now` in whole seconds as `verify_chain`."""
+        return self.not_before <= math.floor(now) <= self.not_after
 
     def signed_by(self, signer_public_key: bytes) -> bool:
         """True when `signer_public_key` (raw 32 bytes) made this certificate's signature."""
@@ -560,9 +562,15 @@ _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE----
 
 
 def load_certificates(data: bytes) -> list[Certificate]:
-    """Parse every certificate in `data`: PEM (one or more blocks) or a single DER."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        blocks = _PEM_RE.findall(data)
+    """Parse every certificate in `data`: PEM (one or more blocks) or a single DER.
+
+    Text around the PEM blocks is skipped, as OpenSSL's PEM reader (the reference's)
+    skips it: `openssl x509 -text` output, or "Bag Attributes" lines, before the block.
+    Such a file was read as DER and refused with `malformed_der: trailing bytes`. A DER
+    certificate starts with its SEQUENCE tag (0x30) and is never searched for blocks (a
+    cert_desc may spell a whole PEM block)."""
+    blocks = _PEM_RE.findall(data) if data[:1] != b"\x30" and b"-----BEGIN" in data else []
+    if blocks or data.lstrip().startswith(b"-----BEGIN"):
         if not blocks:
             raise _fail(Reason.NOT_PEM_OR_DER, "no CERTIFICATE PEM block")
         out = []
@@ -573,6 +581,8 @@ def load_certificates(data: bytes) -> list[Certificate]:
                 raise _fail(Reason.NOT_PEM_OR_DER, "bad base64 in PEM block") from None
             out.append(parse_certificate(raw))
         return out
+    if data[:1] != b"\x30":  # said `malformed_der: truncated` for a text file
+        raise _fail(Reason.NOT_PEM_OR_DER, "no CERTIFICATE PEM block, and not DER")
     return [parse_certificate(data)]
 
 

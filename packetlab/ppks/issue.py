@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
@@ -275,17 +276,21 @@ def make_csr(
 
 def parse_csr(data: bytes) -> CertRequest:
     """Load a PEM (or DER) CSR, check its self-signature and read its PPKS fields."""
+    # cryptography decodes lazily and raises more than ValueError: an unknown key or
+    # signature algorithm is UnsupportedAlgorithm, a bad version InvalidVersion (plain
+    # Exceptions, both). They escaped as tracebacks from `pktlab ppks show`/`sign -r`.
     try:
-        if data.lstrip().startswith(b"-----"):
+        if b"-----BEGIN" in data:  # text before the block is skipped, as OpenSSL does
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
-    except ValueError as e:
+        pub = csr.public_key()
+        signed = isinstance(pub, Ed25519PublicKey) and csr.is_signature_valid
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         raise CSRError(Reason.BAD_CSR, f"not a CSR: {e}") from None
-    pub = csr.public_key()
     if not isinstance(pub, Ed25519PublicKey):
         raise CSRError(Reason.BAD_CSR, "CSR key is not Ed25519")
-    if not csr.is_signature_valid:
+    if not signed:
         raise CSRError(Reason.BAD_CSR_SIGNATURE, "CSR self-signature is invalid")
     ctype: CertType | None = None
     dtype = DelType.NONE

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -61,15 +62,39 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
     if len(data) == KEY_LEN:
         return Ed25519PublicKey.from_public_bytes(data)
     try:
-        if data.lstrip().startswith(b"-----"):
+        if b"-----BEGIN" in data:  # text before the block is skipped, as OpenSSL does
             key = serialization.load_pem_public_key(data)
         else:
             key = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as e:
-        raise KeyFileError(Reason.KEY_NOT_PEM, f"not a public key: {e}") from None
+        why = _why(e, data, "a public key")
+        raise KeyFileError(Reason.KEY_NOT_PEM, f"not a public key: {why}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(Reason.KEY_NOT_ED25519, f"{type(key).__name__} is not Ed25519")
     return key
+
+
+_FAQ = re.compile(r"\s*See https?://\S+ for more details\.")
+
+
+_PEM_KINDS = (
+    (b"-----BEGIN CERTIFICATE-----", "a certificate"),
+    (b"-----BEGIN CERTIFICATE REQUEST-----", "a certificate signing request"),
+    (b"-----BEGIN PUBLIC KEY-----", "a public key"),
+)
+
+
+def _why(e: Exception, data: bytes, wanted: str) -> str:
+    """Why `data` is not the `wanted` key, short: what it is when it is another PEM file
+    of ours (a .pub given as the signer), else cryptography's reason without its
+    boilerplate, the FAQ link and the generic "Could not deserialize key data. The data
+    may be ..." sentence (a refusal line read ~280 characters for a text file)."""
+    for marker, what in _PEM_KINDS:
+        if marker in data[:4096] and not what.endswith(wanted):
+            return f"{what} where {wanted} is needed"
+    text = _FAQ.sub("", str(e)).strip()
+    _, sep, details = text.partition("Details: ")
+    return details.strip() if sep else text
 
 
 def load_private_key(data: bytes, passphrase: bytes | None = None) -> Ed25519PrivateKey:
@@ -84,9 +109,19 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> Ed25519Pri
     except ValueError as e:
         if passphrase and b"ENCRYPTED" in data:
             raise KeyFileError(Reason.KEY_BAD_PASSPHRASE, "wrong passphrase") from None
-        raise KeyFileError(Reason.KEY_NOT_PEM, f"not a PEM private key: {e}") from None
+        why = _why(e, data, "a private key")
+        raise KeyFileError(Reason.KEY_NOT_PEM, f"not a PEM private key: {why}") from None
     except UnsupportedAlgorithm as e:
         raise KeyFileError(Reason.KEY_NOT_ED25519, str(e)) from None
+    except InternalError:
+        # OpenSSL's "key setup failed" for an Ed25519 key that is not 32 bytes (a damaged
+        # or hand-made PKCS#8; also what a damaged encrypted key may decrypt to): not a
+        # ValueError, so it was a traceback here and from every daemon's key loading.
+        why = "wrong passphrase, or a damaged key" if passphrase else "a damaged key"
+        raise KeyFileError(
+            Reason.KEY_BAD_PASSPHRASE if passphrase else Reason.KEY_NOT_PEM,
+            f"not a usable Ed25519 private key ({why}; OpenSSL: key setup failed)",
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(Reason.KEY_NOT_ED25519, f"{type(key).__name__} is not Ed25519")
     return key

@@ -122,7 +122,8 @@ def _dest_entry(text: str) -> tuple[int, int, int]:
     if not sep:
         return version, int.from_bytes(packed, "big"), full
     if not (plen.isascii() and plen.isdigit()) or len(plen) > 3 or int(plen) > full:
-        raise ValueError(f"bad prefix length {plen!r}")
+        hint = " (a prefix length, not a netmask)" if "." in plen or ":" in plen else ""
+        raise ValueError(f"bad prefix length {plen!r}{hint}")
     return version, int.from_bytes(packed, "big"), int(plen)
 
 

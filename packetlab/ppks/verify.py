@@ -10,6 +10,7 @@ signed by a root key whose key id equals the top's AKI; with no roots, any root 
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,7 +201,8 @@ def verify_chain(
     """Validate `certs` (leaf first; DER bytes or parsed) in `mode` (§4.4).
 
     `roots` are trusted public keys (raw 32 bytes or key objects); empty means any root.
-    `now` is Unix seconds (default: the current time). Returns the longest valid chain;
+    `now` is Unix seconds (default: the current time), taken in whole seconds (floored)
+    as the reference's time_t. Returns the longest valid chain;
     raises `ChainError` naming the rule broken (the failure found deepest in the search).
     """
     mode = AuthMode(mode)
@@ -213,7 +215,11 @@ def verify_chain(
             Reason.TOO_MANY_CERTS, f"{len(certs)} certificates (max {MAX_CHAIN_CERTS})"
         )
     parsed = _coerce_certs(certs)
-    when = time.time() if now is None else now
+    # Whole seconds, as the reference's time_t `now`: certificate times are whole seconds
+    # and the check is inclusive (notBefore <= now <= notAfter), so a chain is valid
+    # through the whole last second of its notAfter. A float clock (every caller's)
+    # refused it from notAfter + 0.000001 s on, a second before a reference peer does.
+    when = math.floor(time.time() if now is None else now)
     root_keys = [raw_public_key(r) for r in roots]
     root_ids = [key_id(r) for r in root_keys]
     phases = _PHASES[mode]
@@ -235,15 +241,25 @@ def verify_chain(
 
     def check_cert(idx: int, depth: int) -> bool:
         cert = parsed[idx]
+        # `now` too: a refusal a peer reads for a clock that is off names both ends.
         if when < cert.not_before:
             failure.note(
                 depth,
-                ChainError(Reason.NOT_YET_VALID, f"valid from {_when(cert.not_before)}", index=idx),
+                ChainError(
+                    Reason.NOT_YET_VALID,
+                    f"valid from {_when(cert.not_before)}; now is {_when(when)}",
+                    index=idx,
+                ),
             )
             return False
         if when > cert.not_after:
             failure.note(
-                depth, ChainError(Reason.EXPIRED, f"expired at {_when(cert.not_after)}", index=idx)
+                depth,
+                ChainError(
+                    Reason.EXPIRED,
+                    f"expired at {_when(cert.not_after)}; now is {_when(when)}",
+                    index=idx,
+                ),
             )
             return False
         return True

@@ -11,6 +11,7 @@ from our CSRs.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 import shutil
@@ -25,6 +26,7 @@ import pytest
 from packetlab.ppks import (
     AuthMode,
     CertType,
+    ChainError,
     generate_private_key,
     issue_certificate,
     key_id,
@@ -220,6 +222,12 @@ def world(ppksman: PPKSMan) -> dict[str, Path]:
 
 def _c(path: Path):  # type: ignore[no-untyped-def]
     return load_certificates(path.read_bytes())[0]
+
+
+def _der(pem: bytes) -> bytes:
+    """The DER of a PEM certificate, without parsing it (it may be one we refuse)."""
+    body = pem.split(b"-----")[2]
+    return base64.b64decode(b"".join(body.split()))
 
 
 def test_ppksman_keys_load_in_ours(ppksman: PPKSMan, world: dict[str, Path]) -> None:
@@ -424,3 +432,103 @@ def test_a_reflex_limit_shows_clean_in_ppksman(ppksman: PPKSMan, tmp_path: Path)
     r = ppksman.show_cert(path, tmp_path / "eop.pub")
     _no_warnings(r)
     assert f"'{cert.limit_text}'" in r.stdout
+
+
+# -- session 24 (ppks24): ppksman's command lines, and its certificates at the rule edges --
+
+
+def test_a_ppksman_command_line_makes_the_same_certificate_here(
+    ppksman: PPKSMan, world: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same `gen cert` command line (command words, option spellings, --opt_NAME
+    markers, -y) run by `pktlab ppks` for `ppksman -g CONF`, with ppksman's serial added:
+    the same DER, byte for byte."""
+    w = ppksman.work
+
+    def argv(out: Path) -> list[str]:
+        return [
+            "gen", "cert", "-k", str(w / "exper.pub"), "exppriv", str(w / "eop"), str(NB),
+            str(NA), str(out),
+            "--pathlen", "2", "-c", "same grant", "--aux_info_str", "site=lab-2;",
+            "--max_send_pkt", "5", "--opt_max_send_pkt", "--max_recv_byte", "6",
+            "--max_burst_rate_byte", "10/1000", "20/3000", "--opt_max_burst_rate_byte",
+            "--valid_dest", "127.0.0.0/8", "::1", "--opt_valid_dest",
+            "--src_ip_spoofing", "1", "--aux_limit_str", "*future=y;",
+            "--monitor_digest", MONITOR, "--opt_monitor_digests", "-y",
+        ]  # fmt: skip
+
+    theirs, ours = w / "cmdline.cert", tmp_path / "ours.cert"
+    ppksman.run(*argv(theirs))
+    serial = str(_c(theirs).serial)
+    r = subprocess.run(
+        [sys.executable, "-m", "packetlab", "ppks", *argv(ours), "--serial", serial],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert _c(ours).der == _c(theirs).der
+    assert _c(ours).limit_text == (
+        f"*monitor={MONITOR[2:]};*max_send_pkt=5;max_recv_byte=6;"
+        "*max_burst_rate_byte=10/1000,20/3000;*valid_dest=127.0.0.0/8,::1;"
+        "src_ip_spoofing=1;*future=y;"
+    )
+
+
+def test_ppksman_limits_past_what_a_verifier_can_read_are_refused_by_name(
+    ppksman: PPKSMan, world: dict[str, Path]
+) -> None:
+    """ppksman checks a decimal's digits only and a valid_dest with `ipaddress`: it writes
+    max_send_byte=2^64 and the netmask form 10.0.0.0/255.0.0.0. Neither is a §4.3 value
+    (a u64; addr[/prefixlen]): the chain is refused naming the certificate and the field,
+    as the endpoint and broker then refuse the peer (docs/security.md)."""
+    w = ppksman.work
+    xc, eop = read_public_key(w / "xc.pub"), read_public_key(w / "eop.pub")
+    pubcmd = world["pubcmd"]  # exper2 -> xc
+    for opts, reason, field in (
+        (("--max_send_byte", str(2**64)), "bad_decimal", "max_send_byte"),
+        (("--valid_dest", "10.0.0.0/255.0.0.0"), "bad_valid_dest", "valid_dest"),
+    ):
+        path = ppksman.cert("exppriv", "eop", "exper2", f"edge_{field}.cert", *opts)
+        chain = [pubcmd.read_bytes(), path.read_bytes()]
+        with pytest.raises(ChainError) as e:
+            parse_controller_exp_chain([_der(c) for c in chain], xc, [eop], NOW)
+        assert (e.value.reason.value, e.value.index) == (reason, 1)
+        assert field in str(e.value)
+    # one less than 2^64, and a prefix length: taken
+    path = ppksman.cert("exppriv", "eop", "exper2", "edge_ok.cert", "--max_send_byte",
+                        str(2**64 - 1), "--valid_dest", "10.0.0.0/8")  # fmt: skip
+    info = parse_controller_exp_chain([_c(pubcmd), _c(path)], xc, [eop], NOW)
+    assert info.certs[1].limits is not None
+    assert info.certs[1].limits.max_send_byte == 2**64 - 1
+
+
+def test_ppksman_chains_at_the_pathlen_and_del_type_edges(ppksman: PPKSMan) -> None:
+    """pathlen counts the CA certs below (an exppriv with --pathlen 0 over a delpriv is
+    refused, 1 is enough); a delpriv with --del_exppriv --del_reppriv fits both modes."""
+    w = ppksman.work
+    for n in ("e24", "x24a", "x24b", "c24", "p24", "e24b"):
+        ppksman.key(n)
+    p = ppksman.cert
+    pubcmd = _c(p("pubcmd", "x24b", "c24", "pc24.cert"))
+    both = _c(p("delpriv", "x24a", "x24b", "both24.cert", "--del_exppriv", "--del_reppriv"))
+    eop = read_public_key(w / "e24.pub")
+    for pathlen, ok in (("0", False), ("1", True)):
+        top = _c(p("exppriv", "e24", "x24a", f"ex24_{pathlen}.cert", "--pathlen", pathlen))
+        chain = [pubcmd, both, top]
+        if ok:
+            assert (
+                len(verify_chain(AuthMode.ENDPOINT_AUTH_CONTROLLER, chain, [eop], NOW).certs) == 3
+            )
+            continue
+        with pytest.raises(ChainError) as e:
+            verify_chain(AuthMode.ENDPOINT_AUTH_CONTROLLER, chain, [eop], NOW)
+        assert (e.value.reason.value, e.value.index) == ("pathlen_exceeded", 2)
+    subcmd = _c(p("subcmd", "x24b", "p24", "sc24.cert"))
+    rep = parse_endpoint_rep_chain(
+        [subcmd, both], read_public_key(w / "p24.pub"), [read_public_key(w / "x24a.pub")], NOW
+    )
+    assert rep.channels == (
+        key_id(read_public_key(w / "x24b.pub")),
+        key_id(read_public_key(w / "x24a.pub")),
+    )
