@@ -196,7 +196,10 @@ def test_redirect_targets() -> None:
     assert redirect_target(base, "../x?y").text == "http://a.test:8080/x?y"
     assert redirect_target(base, "//b.test/z").text == "http://b.test/z"
     assert redirect_target(base, "https://b.test/").text == "https://b.test/"
-    assert redirect_target(base, "/a b\xe9").text == "http://a.test:8080/a%20b%E9"
+    # curl 7.88's urlencode_str: lower-case hex (session 24: was upper), a space + after `?`
+    assert redirect_target(base, "/a b\xe9").text == "http://a.test:8080/a%20b%e9"
+    assert redirect_target(base, "/a?b c\xc3\xbc").text == "http://a.test:8080/a?b+c%c3%bc"
+    assert redirect_target(base, '/{|}"<>^`').text == 'http://a.test:8080/{|}"<>^`'
     assert redirect_target(base, "/p#frag").target == "/p"
     with pytest.raises(HttpError, match="control characters"):
         redirect_target(base, "/a\x00b")
