@@ -79,7 +79,8 @@ async def measure_on(
     tally: Tally | None = None,
 ) -> None:
     """`cmd` on every (endpoint name, its share of the args, its session) at once, each
-    record tagged with the name (`--pcap FILE`: FILE-NAME.pcap). An endpoint whose run
+    record tagged with the name, the endpoint's HOSTID (`spares.hostid`; "" without) and
+    its address (`--pcap FILE`: FILE-NAME.pcap). An endpoint whose run
     fails with its session alive (it lacks raw sockets, ...) gets one `"type": "error"`
     record; one whose session ended is lost (see the module) and replaced from `spares`
     when one comes while another run goes on."""
@@ -87,6 +88,14 @@ async def measure_on(
     from twisted.internet.task import deferLater
 
     tally = Tally(asked=len(runs)) if tally is None else tally
+    hostid_of: Callable[[Any], str] = spares.hostid if spares is not None else lambda s: ""
+
+    def tags(name: str, session: Any) -> Record:
+        # Every record says where it was measured from: the lost and replaced records
+        # did, the measurements' own did not (an endpoint named by its HOSTID alone had
+        # its address nowhere in the output, unless it was lost)
+        return {"endpoint": name, "hostid": hostid_of(session), "address": str(session.peer)}
+
     measuring = [0]
     idle: list[Deferred[None]] = []  # slots waiting for a spare while others measure
 
@@ -129,7 +138,7 @@ async def measure_on(
                 return
             kept[0] += 1
             failed[0] = failed[0] or "error" in record
-            emit({**record, "endpoint": name})
+            emit({**record, **tags(name, session)})
 
         measuring[0] += 1
         try:
@@ -148,11 +157,10 @@ async def measure_on(
             why, kept, failed = await once(name, per_endpoint(share, name), session)
             if not (session.ended and (why is not None or failed)):
                 if why is not None:
-                    emit({"type": "error", "endpoint": name, "error": why})
+                    emit({"type": "error", **tags(name, session), "error": why})
                 return
             why = why_closed(session, why)
-            hostid = spares.hostid(session) if spares is not None else ""
-            emit(lost_record(name, hostid, session.peer, "mid-campaign", why, kept))
+            emit(lost_record(name, hostid_of(session), session.peer, "mid-campaign", why, kept))
             tally.lost += 1
             if kept:
                 tally.partial.append(name)

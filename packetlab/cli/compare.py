@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Hashable
@@ -252,6 +254,14 @@ def _trace_configure(p: argparse.ArgumentParser) -> None:
                    help="the largest TTL probed [30]")  # fmt: skip
 
 
+def _answered_path(r: Any) -> list[Hashable]:
+    """The (TTL, address) pairs that answered, the paper's path set (§5.3, as
+    `path_jaccard`): a silent hop on both sides is no agreement about the path (a
+    `(ttl, None)` item made 20 silent hops count as 20 matches), and one silent on one
+    side only counted twice against it."""
+    return [(h.ttl, h.addr) for h in r.hops if h.addr is not None]
+
+
 def _last_rtt(r: Any) -> list[float]:
     answered = [h.rtt_us for h in r.hops if h.addr is not None and h.rtt_us is not None]
     return answered[-1:] if r.reached else []
@@ -263,7 +273,7 @@ def _trace_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
     async def run(session: Any) -> Sample:
         r = await traceroute(session, args.target, max_ttl=args.max_ttl, sport=20556,
                              src=route_source(_ip(args.target)))  # fmt: skip
-        return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
+        return {"values": _last_rtt(r), "items": _answered_path(r), "record": {"hops": len(r.hops)}}
 
     return run
 
@@ -273,7 +283,7 @@ def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
 
     def run() -> Sample:
         r = run_traceroute(args.target, max_ttl=args.max_ttl, sport=20556)
-        return {"values": _last_rtt(r), "items": r.path(), "record": {"hops": len(r.hops)}}
+        return {"values": _last_rtt(r), "items": _answered_path(r), "record": {"hops": len(r.hops)}}
 
     return run
 
@@ -345,15 +355,27 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
                            "ks_d": None, "c3": None, "c3_holds": None,
                            "runs_pl": len(pl), "runs_nt": len(nt)}  # fmt: skip
     if spec.c1_bound is not None:
-        a = [v for s in pl for v in s["values"]]
-        b = [v for s in nt for v in s["values"]]
-        out.update(n_pl=len(a), n_nt=len(b), c1_bound=spec.c1_bound)
+        # A NaN or infinite value is no measurement: left out and counted (it made C1
+        # `nan`, FAILS with no reason, and an `inf` passed the KS test as a rank)
+        every_a = [v for s in pl for v in s["values"]]
+        every_b = [v for s in nt for v in s["values"]]
+        a = [v for v in every_a if math.isfinite(v)]
+        b = [v for v in every_b if math.isfinite(v)]
+        out.update(n_pl=len(a), n_nt=len(b), c1_bound=spec.c1_bound,
+                   nonfinite_pl=len(every_a) - len(a),
+                   nonfinite_nt=len(every_b) - len(b))  # fmt: skip
         if a and b:
-            v1, v2 = c1(a, b, spec.c1_bound), c2(a, b)
+            try:
+                v1 = c1(a, b, spec.c1_bound)
+            except ValueError as e:  # a native mean of 0: no ratio to take. It was an
+                # internal error, and every run's figures were lost with it.
+                out.update(c1_holds=False, c1_error=str(e))
+            else:
+                out.update(c1=v1.value, c1_holds=v1.holds)
+            v2 = c2(a, b)
             # C2 with too few values to ever reject "holds" whatever they are: no verdict
             c2_holds = v2.holds if v2.detail["can_reject"] else None
-            out.update(c1=v1.value, c1_holds=v1.holds,
-                       mean_pl=v1.detail["mean_pl"], mean_nt=v1.detail["mean_nt"],
+            out.update(mean_pl=statistics.fmean(a), mean_nt=statistics.fmean(b),
                        c2_p=v2.value, c2_holds=c2_holds, ks_d=v2.detail["ks_d"],
                        c2_min_p=v2.detail["min_p"])  # fmt: skip
         else:  # nothing answered one side: the criteria cannot be shown to hold
@@ -449,6 +471,22 @@ async def alternate(
                   **{k: v for k, v in s["record"].items() if k != "type"}})  # fmt: skip
 
 
+def shown(
+    value: float, holds: bool | None, agrees: Callable[[float], bool], digits: int = 3
+) -> str:
+    """`value` to `digits` decimals, or to as many more as it takes for the printed number
+    to be on the side of the printed bound that the verdict says: p 0.0496 printed as
+    `0.050  >= 0.05  FAILS`, a Jaccard 0.8996 as `0.900  >= 0.9  FAILS` (`agrees(x)`: does
+    x, read back, satisfy the criterion)."""
+    text = f"{value:.{digits}f}"
+    while holds is not None and math.isfinite(value) and agrees(float(text)) != holds:
+        if digits >= 17:  # (cannot happen: 17 decimals read back as the value itself)
+            break
+        digits += 1
+        text = f"{value:.{digits}f}"
+    return f"{text:>8}"
+
+
 def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     def verdict(v: bool | None) -> str:
         return "-" if v is None else ("holds" if v else "FAILS")
@@ -461,24 +499,34 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     if summary.get("failed_pl") or summary.get("failed_nt"):
         rows.append(f"  failed runs  PacketLab {summary['failed_pl']}, native "
                     f"{summary['failed_nt']} (left out; see their --json records)")  # fmt: skip
-    if summary["c1"] is not None:
+    if summary.get("nonfinite_pl") or summary.get("nonfinite_nt"):
+        rows.append(f"  left out     PacketLab {summary['nonfinite_pl']}, native "
+                    f"{summary['nonfinite_nt']} values not finite (NaN, inf)")  # fmt: skip
+    if summary.get("c2_p") is not None:
         rows.append(f"  means        PacketLab {summary['mean_pl']:.3f} {spec.unit}, "
                     f"native {summary['mean_nt']:.3f} {spec.unit} "
                     f"({summary['n_pl']} and {summary['n_nt']} values)")  # fmt: skip
-        bound = f"{summary['c1_bound'] * 100:.0f} %"
-        rows.append(f"  C1 |1-PL/NT| {summary['c1'] * 100:8.3f} %   <= {bound}   "
-                    f"{verdict(summary['c1_holds'])}")  # fmt: skip
+        pct = round(summary["c1_bound"] * 100)
+        if summary["c1"] is not None:
+            c1_text = shown(summary["c1"] * 100, summary["c1_holds"], lambda x: x <= pct)
+            rows.append(f"  C1 |1-PL/NT| {c1_text} %   <= {pct} %   "
+                        f"{verdict(summary['c1_holds'])}")  # fmt: skip
+        else:
+            rows.append(f"  C1 |1-PL/NT|   cannot be computed ({summary['c1_error']})   "
+                        f"{verdict(summary['c1_holds'])}")  # fmt: skip
         note = f"D {summary['ks_d']:.3f}"
         if summary["c2_holds"] is None:
             note += (f"; too few values: the test cannot go below p "
                      f"{summary['c2_min_p']:.3f}, no verdict")  # fmt: skip
-        rows.append(f"  C2 KS p      {summary['c2_p']:8.3f}     >= 0.05   "
+        p_text = shown(summary["c2_p"], summary["c2_holds"], lambda x: x >= 0.05)
+        rows.append(f"  C2 KS p      {p_text}     >= 0.05   "
                     f"{verdict(summary['c2_holds'])} ({note})")  # fmt: skip
     elif summary.get("n_pl") is not None:
         rows.append(f"  C1, C2       no values to compare (PacketLab {summary['n_pl']}, "
                     f"native {summary['n_nt']}: nothing answered)   FAILS")  # fmt: skip
     if summary["c3"] is not None:
-        rows.append(f"  C3 Jaccard   {summary['c3']:8.3f}     >= 0.9    "
+        c3_text = shown(summary["c3"], summary["c3_holds"], lambda x: x >= 0.9)
+        rows.append(f"  C3 Jaccard   {c3_text}     >= 0.9    "
                     f"{verdict(summary['c3_holds'])} (only PacketLab {summary['only_pl']}, "
                     f"only native {summary['only_nt']})")  # fmt: skip
     return "\n".join(rows)

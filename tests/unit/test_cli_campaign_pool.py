@@ -190,3 +190,16 @@ def test_one_gone_before_its_hostid_is_told_and_on_the_progress_line() -> None:
     f.arrive("second")
     assert f.until_done() == 2
     assert (f.tally.used, f.tally.lost, f.tally.replaced) == (2, 1, 1)
+
+
+def test_every_record_says_the_endpoints_hostid_and_address() -> None:
+    # The measurements' records carried only "endpoint" (the name): an endpoint named by
+    # its HOSTID had its address nowhere in the output unless it was lost
+    f = Field("--endpoints", "2", "--replace", "0")
+    f.arrive("lab-1")
+    f.arrive("lab-2")
+    assert f.until_done() == 2
+    assert len(f.records) == 10  # 4 rounds and a model each
+    where = {"lab-1": "10.0.0.1:40000", "lab-2": "10.0.0.2:40000"}
+    for r in f.records:
+        assert (r["hostid"], r["address"]) == (r["endpoint"], where[r["endpoint"]]), r

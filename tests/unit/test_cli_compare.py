@@ -4,6 +4,7 @@ table and the plot. End to end: tests/integration/test_measure_dns_http.py."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,82 @@ def test_a_later_failed_run_is_left_out_and_the_runs_go_on() -> None:
     errors: list[Any] = []
     first.addErrback(errors.append)
     assert errors and str(errors[0].value) == "refused"
+
+
+def test_printed_numbers_agree_with_their_verdicts() -> None:
+    # p = 1091/21879 = 0.04987 (D 3/5, 8 against 10) was printed "0.050  >= 0.05  FAILS"
+    pl = [1.0, 11, 17, 18, 21, 30, 32, 37]
+    nt = [-32.0, -26, -24, -27, -19, -15, 4, 72, 75, 76]
+    got = criteria(SPECS["ping"], samples([pl]), samples([nt]))
+    assert got["c2_p"] == pytest.approx(1091 / 21879, abs=1e-12) and got["c2_holds"] is False
+    assert "  C2 KS p        0.0499     >= 0.05   FAILS (D 0.600)" in table(
+        "ping", SPECS["ping"], {"runs": 1, **got}
+    )
+    # C1 exactly at the bound holds (1 - 110/100 = 0.10000000000000009 FAILED)
+    edge = criteria(SPECS["ping"], samples([[110.0]]), samples([[100.0]]))
+    assert (edge["c1"], edge["c1_holds"]) == (0.1, True)
+    assert "  C1 |1-PL/NT|   10.000 %   <= 10 %   holds" in table(
+        "ping", SPECS["ping"], {"runs": 1, **edge}
+    )
+    over = {**edge, "c1": 0.1000001, "c1_holds": False}
+    assert "C1 |1-PL/NT| 10.00001 %   <= 10 %   FAILS" in table("ping", SPECS["ping"], over | {
+        "runs": 1})  # fmt: skip
+    # a Jaccard of 8996/10000 was "0.900  >= 0.9  FAILS"
+    sets = criteria(SPECS["dns"], samples([[]], [list(range(9998))]),
+                    samples([[]], [list(range(2, 10000))]))  # fmt: skip
+    assert (sets["c3"], sets["c3_holds"]) == (0.9996, True)
+    near = criteria(SPECS["dns"], samples([[]], [list(range(9498))]),
+                    samples([[]], [list(range(502, 10000))]))  # fmt: skip
+    assert (near["c3"], near["c3_holds"]) == (8996 / 10000, False)
+    assert "  C3 Jaccard     0.8996     >= 0.9    FAILS" in table("dns", SPECS["dns"], {
+        "runs": 1, **near})  # fmt: skip
+
+
+def test_values_that_are_not_finite_are_left_out_and_counted() -> None:
+    # a NaN made C1 `nan` (FAILS, no reason given) and the KS p `nan`
+    got = criteria(SPECS["ping"], samples([[40.0, math.nan, 41.0, 42.0, 43.0]]),
+                   samples([[40.5, 41.5, math.inf, 42.5, 43.5]]))  # fmt: skip
+    assert (got["n_pl"], got["n_nt"], got["nonfinite_pl"], got["nonfinite_nt"]) == (4, 4, 1, 1)
+    assert got["c1"] == pytest.approx(0.5 / 42) and got["c1_holds"] is True
+    assert got["ks_d"] == 0.25 and got["c2_p"] == pytest.approx(1.0)
+    text = table("ping", SPECS["ping"], {"runs": 1, **got})
+    assert "  left out     PacketLab 1, native 1 values not finite (NaN, inf)" in text
+
+
+def test_a_native_mean_of_zero_is_c1_failing_not_an_internal_error() -> None:
+    # ValueError from c1() ended the command ("internal error", exit 2) and the runs'
+    # figures were never printed
+    got = criteria(SPECS["ping"], samples([[1.0, 2.0, 3.0, 4.0]]), samples([[0.0] * 4]))
+    assert (got["c1"], got["c1_holds"], got["c1_error"]) == (None, False,
+                                                          "C1: the native mean is 0")  # fmt: skip
+    assert got["c2_p"] == pytest.approx(2 / 70) and got["c2_holds"] is False
+    text = table("ping", SPECS["ping"], {"runs": 1, **got})
+    assert "  C1 |1-PL/NT|   cannot be computed (C1: the native mean is 0)   FAILS" in text
+    assert "  means        PacketLab 2.500 us, native 0.000 us (4 and 4 values)" in text
+
+
+TRACE = """traceroute to 10.77.9.2 (10.77.9.2), 30 hops max, 60 byte packets
+ 1  10.77.1.2  0.050 ms
+ 2  *
+ 3  *
+ 4  *
+ 5  10.77.5.2  0.090 ms
+ 6  10.77.9.2  0.120 ms
+"""
+
+
+def test_traceroute_paths_compare_the_hops_that_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (ttl, None) of the silent hops went into C3's sets: silent hops on both sides
+    # counted as agreement, one silent on one side only twice against
+    from packetlab.measure import native
+
+    monkeypatch.setattr(native, "run_traceroute",
+                        lambda *a, **kw: native.parse_traceroute(TRACE))  # fmt: skip
+    got = SPECS["traceroute"].native(parse("traceroute", "10.77.9.2"))()
+    assert got["items"] == [(1, "10.77.1.2"), (5, "10.77.5.2"), (6, "10.77.9.2")]
+    assert got["values"] == [120.0]
+    # the paper's example: 15 hops, one silent on one side: 14/15 = 0.933 (was 14/16)
+    hops: list[object] = [(t, f"10.0.{t}.1") for t in range(1, 16)]
+    c3 = criteria(SPECS["traceroute"], samples([[]], [hops[:7] + hops[8:]]),
+                  samples([[]], [hops]))["c3"]  # fmt: skip
+    assert c3 == pytest.approx(14 / 15)
