@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
+from packetlab.cli.exits import EXIT_INTERRUPTED
 from packetlab.testbed import (
     Shape,
     Testbed,
@@ -18,32 +23,65 @@ from packetlab.testbed import (
     list_testbeds,
     orphan_namespaces,
 )
+from packetlab.testbed.testbed import (
+    DEFAULT_STATE_DIR,
+    PREFIX,
+    PREFIX_ENV,
+    STATE_ENV,
+    full_name,
+    prefix,
+    state_dir,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pre = os.environ.get(PREFIX_ENV) or PREFIX  # shown as is; `up` checks it
+    parser.epilog = (
+        f"Namespaces are named {pre}NAME-NODE (${PREFIX_ENV} replaces {PREFIX!r}); each "
+        f"testbed is recorded in {state_dir()}/{pre}NAME.json (${STATE_ENV} replaces "
+        f"{DEFAULT_STATE_DIR}). Needs root and iproute2 (docs/testbed.md)."
+    )
     sub = parser.add_subparsers(dest="testbed_command", metavar="ACTION")
     sub.required = True
-    up = sub.add_parser("up", help="create a testbed and leave it running")
+    up = sub.add_parser(
+        "up",
+        help="create a testbed and leave it running",
+        description="Create a testbed (namespaces joined by veths) and leave it running "
+        "until `pktlab testbed down NAME`. Interrupted or failed, it removes what it made.",
+    )
     up.add_argument("--topology", choices=["chain"], default="chain", help="(default: chain)")
     up.add_argument(
         "--hops", type=int, default=2, help="routers between endpoint and target (default: 2)"
     )
-    up.add_argument("--name", help="testbed name (plab-NAME; default: random)")
+    up.add_argument("--name", help=f"testbed name ({pre}NAME; default: 6 random hex digits)")
     up.add_argument(
         "--shape",
         action="append",
         default=[],
         metavar="[LINK=]RATE",
         help="tbf-shape link LINK (1 = ep-r1; all links if LINK is left out) to RATE, "
-        "e.g. 2=10mbit; repeatable",
+        "e.g. 2=10mbit; repeatable (default: no shaping)",
     )
-    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default 77)")
+    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default: 77)")
     up.add_argument("--json", action="store_true", help="print the testbed as JSON")
-    down = sub.add_parser("down", help="tear down a testbed, or all of them")
+    down = sub.add_parser(
+        "down",
+        help="tear down a testbed, or all of them",
+        description="Stop what runs in a testbed's namespaces and delete them (their veths "
+        "and qdiscs go with them) and its state file. A testbed that is not there is "
+        "nothing to remove: exit 0.",
+    )
     which = down.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="testbed name (as printed by up/status)")
-    which.add_argument("--all", action="store_true", help="every plab-* namespace")
-    status = sub.add_parser("status", help="list testbeds")
+    which.add_argument(
+        "--all", action="store_true", help=f"every {pre}* namespace, live testbeds too"
+    )
+    status = sub.add_parser(
+        "status",
+        help="list testbeds",
+        description="List recorded testbeds (live: all their namespaces exist) and "
+        f"{pre}* namespaces of none, with the commands that remove those.",
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -95,6 +133,7 @@ def _up(args: argparse.Namespace) -> int:
     check_capabilities("testbed up")
     topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
     tb = Testbed(topology, name=args.name).up(persist=True)
+    args.made = tb.name  # an interrupt from here on leaves it up: run() says so
     if args.json:
         print(json.dumps(tb.to_dict(), indent=2))
         return 0
@@ -142,8 +181,22 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{i.name}  {i.topology.kind}  {state}  created {i.created}  nodes: {nodes}")
     if orphans:
         print("namespaces of no recorded testbed: " + " ".join(orphans))
-        print("remove them with: pktlab testbed down --all")
+        print("remove them with: " + "; ".join(_removal_commands(orphans)))
     return 0
+
+
+def _removal_commands(orphans: Sequence[str]) -> list[str]:
+    """The commands that remove exactly these namespaces. `down --all`, which this said
+    before, removes every live testbed too."""
+    names: dict[str, None] = {}
+    single = []
+    for ns in orphans:
+        short = ns[len(prefix()) :].rpartition("-")[0]
+        try:  # PREFIX-NAME-NODE, as an `up` killed before its state file leaves them
+            names[full_name(short)] = None
+        except TestbedError:
+            single.append(f"ip netns delete {ns}")
+    return [f"pktlab testbed down {n}" for n in names] + single
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -151,21 +204,61 @@ def _down(args: argparse.Namespace) -> int:
         gone = down_all()
         print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))
     else:
-        down_by_name(args.name)
-        print(f"removed {args.name}")
+        name = full_name(args.name)
+        gone = down_by_name(name)
+        if gone:
+            print(f"removed {name}: {' '.join(gone)}")
+        else:  # idempotent: a second down (or one after a failed up) is no failure
+            print(f"no testbed {name}: nothing to remove")
     return 0
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the body, so that `up` undoes what it
+    made. `pktlab`'s own handler ends the process at once (os._exit): an `up` interrupted
+    half-way left all its namespaces, with no state file naming them."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, interrupted)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+_INTERRUPTED = {
+    "up": "up interrupted; what it had made is removed",
+    "down": "down interrupted; run it again to remove the rest",
+}
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.testbed_command == "up":
-            return _up(args)
-        if args.testbed_command == "status":
-            return _status(args)
-        return _down(args)
+        with _interrupts_raise():
+            if args.testbed_command == "up":
+                return _up(args)
+            if args.testbed_command == "status":
+                return _status(args)
+            return _down(args)
     except (TestbedError, TopologyError) as exc:
         print(f"pktlab testbed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        what = _INTERRUPTED.get(args.testbed_command, "interrupted")
+        made = getattr(args, "made", None)
+        if made:
+            what = f"interrupted; testbed {made} is up (pktlab testbed down {made} removes it)"
+        print(f"\npktlab testbed: {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

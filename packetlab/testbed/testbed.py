@@ -176,9 +176,20 @@ class Testbed:
             self.is_up = True
             self._write_state()
         except BaseException:
-            self.down()
+            self._undo()
             raise
         return self
+
+    def _undo(self) -> None:
+        """`down()` after a failed or interrupted `up()`, carried through to the end: a
+        Ctrl-C while it runs (a person pressing it again) would otherwise leave the rest
+        of the testbed behind, unrecorded. `down()` is idempotent, so it starts again."""
+        for _ in range(20):
+            try:
+                self.down()
+            except KeyboardInterrupt:
+                continue
+            return
 
     def _build(self) -> None:
         topo = self.topology
@@ -277,7 +288,7 @@ class Testbed:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(self._state_path())
         if left:
-            raise TestbedError(f"could not delete namespaces: {', '.join(left)}")
+            raise TestbedError(_not_deleted(left, self.name))
 
     def __enter__(self) -> Testbed:
         return self.up()
@@ -445,23 +456,36 @@ def down_all() -> list[str]:
                     os.unlink(os.path.join(state_dir(), f))
     left = [n for n in list_netns() if n.startswith(pre)]
     if left:
-        raise TestbedError(f"could not delete namespaces: {', '.join(left)}")
+        raise TestbedError(_not_deleted(left, "--all"))
     return gone
 
 
-def down_by_name(name: str) -> None:
-    """Tear down a recorded testbed, or failing that every namespace ``<name>-*``."""
+def down_by_name(name: str) -> list[str]:
+    """Tear down a recorded testbed, or failing that every namespace ``<name>-*`` (an
+    `up` killed before it wrote its state file); returns the namespaces removed, none
+    when there was nothing to remove (not an error: `down` is idempotent)."""
     full = full_name(name)
+    mine = [n for n in list_netns() if n.startswith(full + "-")]
     try:
         tb = Testbed.from_state(full)
     except TestbedError:
-        names = [n for n in list_netns() if n.startswith(full + "-")]
-        if not names:
-            raise
-        for n in names:
+        for n in mine:
             NetNS(n).delete()
-        return
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(os.path.join(state_dir(), f"{full}.json"))  # unreadable, if any
+        left = [n for n in list_netns() if n.startswith(full + "-")]
+        if left:
+            raise TestbedError(_not_deleted(left, full)) from None
+        return mine
     tb.down()
+    return mine
+
+
+def _not_deleted(left: Sequence[str], name: str) -> str:
+    return (
+        f"could not delete namespaces: {', '.join(left)} (`ip netns pids NS` lists what "
+        f"still runs there; `pktlab testbed down {name}` tries again)"
+    )
 
 
 @contextlib.contextmanager

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -380,9 +382,11 @@ def test_cli_up_status_down(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("up", "--name", "clitest") == 1
     assert "exist already" in capsys.readouterr().err
     assert _cli("down", "clitest") == 0
+    assert f"removed {pre}clitest: {pre}clitest-ep" in capsys.readouterr().out
     assert not NetNS(f"{pre}clitest-r1").exists()
-    assert _cli("down", "clitest") == 1
-    assert "no testbed named" in capsys.readouterr().err
+    # idempotent (session 24): a second down was exit 1, "no testbed named ..."
+    assert _cli("down", "clitest") == 0
+    assert capsys.readouterr().out == f"no testbed {pre}clitest: nothing to remove\n"
     assert _cli("up", "--shape", "7=1mbit") == 1
     assert "no link 7" in capsys.readouterr().err
     assert list_testbeds() == []
@@ -402,3 +406,61 @@ def test_cli_down_all_and_orphans(capsys: pytest.CaptureFixture[str]) -> None:
     assert not [n for n in list_netns() if n.startswith(pre)]
     assert _cli("status") == 0
     assert "no testbeds" in capsys.readouterr().out
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("cleanup_cli")
+def test_status_names_the_command_that_removes_only_the_orphans(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An `up` killed before its state file leaves PREFIX-NAME-NODE namespaces. status
+    said "remove them with: pktlab testbed down --all", which removes the live testbeds
+    too (session 24); `down NAME` removes those alone, and a second one is no error."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    assert _cli("up", "--hops", "0", "--name", "live") == 0
+    for ns in (f"{pre}killed-ep", f"{pre}killed-r1", f"{pre}odd"):
+        NetNS(ns).create()
+    capsys.readouterr()
+    assert _cli("status") == 0
+    out = capsys.readouterr().out
+    assert (
+        f"remove them with: pktlab testbed down {pre}killed; ip netns delete {pre}odd\n"
+    ) in out
+    assert _cli("down", "killed") == 0
+    assert capsys.readouterr().out == f"removed {pre}killed: {pre}killed-ep {pre}killed-r1\n"
+    assert _cli("down", "killed") == 0
+    assert "nothing to remove" in capsys.readouterr().out
+    assert NetNS(f"{pre}live-ep").exists() and NetNS(f"{pre}odd").exists()
+    assert [i.name for i in list_testbeds()] == [f"{pre}live"]
+
+
+@pytest.mark.root
+def test_ctrl_c_during_up_removes_what_it_made(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) while `pktlab testbed up` builds:
+    `pktlab`'s start-up handler ended the process at once (os._exit), leaving all 22
+    namespaces of a 20-hop chain and no state file (session 24). Now up undoes itself."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "testbed", "up", "--name", "cc", "--hops", "20"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not [n for n in list_netns() if n.startswith(f"{pre}cc-")]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGINT)  # the namespaces are made first, then ~1 s more
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _cli("down", "cc")
+    assert (proc.returncode, err) == (
+        130,
+        "\npktlab testbed: up interrupted; what it had made is removed\n",
+    ), out
+    assert not [n for n in list_netns() if n.startswith(pre)]
+    assert list_testbeds() == []
