@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from packetlab.cli.exits import EXIT_INTERRUPTED
+from packetlab.cli.interrupt import interrupts_raise
 from packetlab.monitor import abi
 from packetlab.ppks import (
     BurstRate,
@@ -70,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--home", type=Path, help="directory to set up (default ~/.pktlab)")
+    parser.add_argument(
+        "--home", type=Path, help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)"
+    )
     parser.add_argument(
         "--force", action="store_true", help="replace the keys, certs and CSRs of an existing setup"
     )
@@ -116,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:  # ~nosuchuser
         print(f"error: --home {e}", file=sys.stderr)
         return 2
+    confs = [n for n in CONFS if (home.root / n).is_file()]
     if home.exists() and not args.force:
         missing = missing_files(home)
         lacks = ""
@@ -135,21 +145,51 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if confs and not args.force:  # configs of an operator's own, keys kept elsewhere
+        print(
+            f"error: {home.root} already holds {', '.join(confs)}; nothing changed (use "
+            "--force to replace them)",
+            file=sys.stderr,
+        )
+        return 1
     rates: tuple[BurstRate, ...] = ()
     try:
         if args.max_burst_rate_byte:
             rates = parse_burst_rates("max_burst_rate_byte", args.max_burst_rate_byte)
         digests = [abi.digest(_wasm(p, "monitor")) for p in args.monitor]
         reflexes = [abi.digest(_wasm(p, "reflex")) for p in args.reflex]
-        init_home(home, digests, reflexes, send_rates=rates)
     except CertificateError as e:
         print(f"error: --max-burst-rate-byte: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    try:
+        with interrupts_raise():  # so that init_home's staging directory is removed
+            init_home(home, digests, reflexes, send_rates=rates)
+    except PartlyWritten as e:
+        print(f"error: cannot set up {home.root}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(
+            f"error: cannot set up {home.root}: {_why(e, home.root)}; no file written",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(f"\npktlab init: interrupted; no file written in {home.root}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"initialised {home.root}")
     return 0
+
+
+def _why(e: OSError, root: Path) -> str:
+    """`e` in a few words: its file named unless it is the home itself (named already) or
+    one of the staging directory (a name the operator never sees)."""
+    where = os.fspath(e.filename) if e.filename is not None else ""
+    if not where or _STAGE_PREFIX in where or Path(where) == root:
+        return e.strerror or str(e)
+    return f"{where}: {e.strerror or e}"
 
 
 def _wasm(path: Path, kind: str) -> bytes:
@@ -170,8 +210,12 @@ def missing_files(home: PktlabHome) -> list[str]:
     names = [f"keys/{k}{ext}" for k in keys for ext in ("", ".pub")]
     names += [f"certs/{c[0]}.cert" for c in (*CERTS, ("agent_prx_prx",))]
     names += [f"csrs/{c[0]}.csr" for c in CSRS]
-    names += ["endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf"]
+    names += list(CONFS)
     return [n for n in names if not (home.root / n).is_file()]
+
+
+CONFS = ("endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf")
+_STAGE_PREFIX = ".pktlab-init-"
 
 
 def init_home(
@@ -181,15 +225,45 @@ def init_home(
     *,
     send_rates: Sequence[BurstRate] = (),
 ) -> dict[str, Ed25519PrivateKey]:
-    """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
-    `monitors` (digests) are required by the exppriv certificate, `reflexes` (digests) are
-    allowed by it, and `send_rates` are its max_burst_rate_byte."""
+    """Create the demo keys, certificates, CSRs and configs in `home`; returns the keys by
+    name. `monitors` (digests) are required by the exppriv certificate, `reflexes`
+    (digests) are allowed by it, and `send_rates` are its max_burst_rate_byte.
+
+    All or nothing: every file is written in a staging directory inside `home` first
+    (private keys 0600 from their creation, in 0700 directories), then each is renamed
+    into place. A failure while writing (a full disk, an unwritable directory) or an
+    interrupt (KeyboardInterrupt) leaves `home` as it was: files were written one by one
+    into it, and a full disk left a home with some keys, a truncated certificate and no
+    configs, which the daemons then failed on (session 24)."""
     home.create_dirs()
+    stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=home.root))  # mode 0700
+    try:
+        staged = PktlabHome(stage)
+        staged.create_dirs()
+        keys, lines = _write_all(staged, home, monitors, reflexes, send_rates)
+        _move_into_place(stage, home.root)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    for line in lines:  # what is there now, not what was attempted
+        print(line)
+    return keys
+
+
+def _write_all(
+    staged: PktlabHome,
+    home: PktlabHome,
+    monitors: Sequence[bytes],
+    reflexes: Sequence[bytes],
+    send_rates: Sequence[BurstRate],
+) -> tuple[dict[str, Ed25519PrivateKey], list[str]]:
+    """Write everything into `staged`; the configs name the files of `home`. Returns the
+    keys and the lines to print once they are in place."""
     keys: dict[str, Ed25519PrivateKey] = {}
+    lines = []
     for name in KEYS:
         keys[name] = generate_private_key()
-        write_key_pair(home.key_path(name), keys[name])
-        print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
+        write_key_pair(staged.key_path(name), keys[name])
+        lines.append(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
     for name, ctype, signer, subject in CERTS:
         limits = None
         if (monitors or reflexes or send_rates) and ctype is CertType.EXPPRIV:
@@ -201,22 +275,49 @@ def init_home(
         cert = issue_certificate(
             ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
         )
-        home.cert_path(name).write_bytes(cert.to_pem())
-        print(f"cert {home.cert_path(name)}")
+        staged.cert_path(name).write_bytes(cert.to_pem())
+        lines.append(f"cert {home.cert_path(name)}")
     for name, ctype, dtype, requester in CSRS:
-        home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
-        print(f"csr  {home.csr_path(name)}")
-    _proxy_identity(home, keys)
-    confs = (
-        ("endpt.conf", endpoint_conf(home)),
-        ("xpmgr.conf", xpmgr_conf(home)),
-        ("xpmgr.proxy.conf", xpmgr_conf(home, proxy=True)),
-        ("broker.conf", broker_conf(home)),
-    )
-    for name, text in confs:
-        (home.root / name).write_text(text, encoding="utf-8")
-        print(f"conf {home.root / name}")
-    return keys
+        staged.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
+        lines.append(f"csr  {home.csr_path(name)}")
+    lines += _proxy_identity(staged, home, keys)
+    confs = (endpoint_conf(home), xpmgr_conf(home), xpmgr_conf(home, proxy=True), broker_conf(home))
+    for name, text in zip(CONFS, confs, strict=True):
+        (staged.root / name).write_text(text, encoding="utf-8")
+        lines.append(f"conf {home.root / name}")
+    return keys, lines
+
+
+class PartlyWritten(Exception):
+    """Renaming the staged files into place failed after some: the message says how many."""
+
+
+def _move_into_place(stage: Path, root: Path) -> None:
+    """Rename each staged file to its place under `root` (same file system: no copy, no
+    space needed, never a partial file). Ctrl-C and SIGTERM wait until all are moved: a
+    home half old, half new would hold certificates its keys did not sign."""
+    moves = [(p, root / p.relative_to(stage)) for p in sorted(stage.rglob("*")) if p.is_file()]
+    for _, dest in moves:  # what would stop a rename half-way, found before the first
+        if dest.is_dir() and not dest.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(dest))
+        if not os.access(dest.parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot write in it", str(dest.parent))
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for done, (path, dest) in enumerate(moves):
+            try:
+                os.replace(path, dest)
+            except OSError as e:
+                raise PartlyWritten(
+                    f"{dest}: {e.strerror or e} after {done} of {len(moves)} files were "
+                    "written (the rest are as they were: pktlab init --force writes all)"
+                ) from e
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held Ctrl-C runs here
+        except KeyboardInterrupt:
+            pass  # it came too late to stop anything: the home is complete
 
 
 def endpoint_conf(home: PktlabHome) -> str:
@@ -285,11 +386,15 @@ ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
 """
 
 
-def _proxy_identity(home: PktlabHome, keys: dict[str, Ed25519PrivateKey]) -> None:
+def _proxy_identity(
+    staged: PktlabHome, home: PktlabHome, keys: dict[str, Ed25519PrivateKey]
+) -> list[str]:
     """The proxy's agent key and self-signed agent cert (twistd pktproxy's default)."""
     keys["k_prx"] = generate_private_key()
-    write_key_pair(home.key_path("k_prx"), keys["k_prx"])
+    write_key_pair(staged.key_path("k_prx"), keys["k_prx"])
     cert = issue_certificate(CertType.AGENT, keys["k_prx"], keys["k_prx"], NOT_BEFORE, NOT_AFTER)
-    home.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
-    print(f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}")
-    print(f"cert {home.cert_path('agent_prx_prx')}")
+    staged.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
+    return [
+        f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}",
+        f"cert {home.cert_path('agent_prx_prx')}",
+    ]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from packetlab.cli.exits import EXIT_INTERRUPTED
+from packetlab.cli.interrupt import interrupts_raise
 from packetlab.testbed import (
     Shape,
     Testbed,
@@ -213,28 +211,6 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the body, so that `up` undoes what it
-    made. `pktlab`'s own handler ends the process at once (os._exit): an `up` interrupted
-    half-way left all its namespaces, with no state file naming them."""
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in saved:
-        signal.signal(sig, interrupted)
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
 _INTERRUPTED = {
     "up": "up interrupted; what it had made is removed",
     "down": "down interrupted; run it again to remove the rest",
@@ -243,7 +219,7 @@ _INTERRUPTED = {
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with _interrupts_raise():
+        with interrupts_raise():
             if args.testbed_command == "up":
                 return _up(args)
             if args.testbed_command == "status":

@@ -423,9 +423,7 @@ def test_status_names_the_command_that_removes_only_the_orphans(
     capsys.readouterr()
     assert _cli("status") == 0
     out = capsys.readouterr().out
-    assert (
-        f"remove them with: pktlab testbed down {pre}killed; ip netns delete {pre}odd\n"
-    ) in out
+    assert (f"remove them with: pktlab testbed down {pre}killed; ip netns delete {pre}odd\n") in out
     assert _cli("down", "killed") == 0
     assert capsys.readouterr().out == f"removed {pre}killed: {pre}killed-ep {pre}killed-r1\n"
     assert _cli("down", "killed") == 0

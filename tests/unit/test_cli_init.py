@@ -1,0 +1,175 @@
+"""`pktlab init` as an operator runs it (session 24, testbed24): all or nothing, never a
+silent overwrite, private files private from their creation, and the home found by every
+consumer where `pktlab init` put it ($PKTLAB_HOME)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from packetlab import cli
+from packetlab.cli import init as cli_init
+from packetlab.cli.interrupt import quit_on_interrupt
+from packetlab.ppks import PktlabHome
+
+
+def pktlab(*argv: str | Path) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _signals() -> object:
+    """cli.main installs `pktlab`'s start-up SIGINT handler: put the runner's back."""
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+
+
+def test_private_files_are_private_from_their_creation_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    old = os.umask(0)
+    try:
+        assert pktlab("init", "--home", tmp_path / "h") == 0
+    finally:
+        os.umask(old)
+    home = PktlabHome.at(tmp_path / "h")
+    assert stat.S_IMODE(home.root.stat().st_mode) == 0o700
+    for d in home.dirs():
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    for p in home.keys_dir.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    assert [p.name for p in home.root.iterdir() if p.name.startswith(".")] == []
+
+
+def _full_disk_at_the_csrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up after the keys and certificates are written."""
+
+    def full(*args: object, **kwargs: object) -> bytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cli_init, "make_csr", full)
+
+
+def test_a_full_disk_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files were written one by one into the home: a full disk left 9 of 23 (the last one
+    empty) and `error: [Errno 28] No space left on device`."""
+    root = tmp_path / "h"
+    _full_disk_at_the_csrs(monkeypatch)
+    assert pktlab("init", "--home", root) == 1
+    out, err = capsys.readouterr()
+    assert err == f"error: cannot set up {root}: No space left on device; no file written\n"
+    assert out == ""  # no `key ...` line for a key that is not there
+    assert files(root) == {}
+    assert sorted(p.name for p in root.iterdir()) == ["certs", "csrs", "keys"]  # empty
+    monkeypatch.undo()  # room again: a plain re-run, no --force needed
+    assert pktlab("init", "--home", root) == 0
+
+
+def test_a_full_disk_during_force_leaves_the_old_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    before = files(root)
+    _full_disk_at_the_csrs(monkeypatch)
+    assert pktlab("init", "--home", root, "--force") == 1
+    assert "no file written" in capsys.readouterr().err
+    assert files(root) == before  # the old keys and the certificates they signed, together
+
+
+def test_ctrl_c_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab`'s start-up handler ended the process at once (os._exit) wherever init was:
+    a home with some keys and no certificates. Now a Ctrl-C raises in init_home, whose
+    staging directory is removed."""
+    root = tmp_path / "h"
+    seen = []
+
+    def interrupted(*args: object, **kwargs: object) -> bytes:
+        handler = signal.getsignal(signal.SIGINT)
+        seen.append(handler)
+        assert callable(handler)
+        if "quit_on_interrupt" in getattr(handler, "__qualname__", ""):
+            pytest.fail("a Ctrl-C here ends the process at once (os._exit)")
+        handler(signal.SIGINT, None)  # what a Ctrl-C here runs
+        raise AssertionError("the handler returned")
+
+    quit_on_interrupt()
+    monkeypatch.setattr(cli_init, "make_csr", interrupted)
+    try:
+        rc = pktlab("init", "--home", root)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped pktlab init")
+    assert rc == 130
+    assert capsys.readouterr().err == f"\npktlab init: interrupted; no file written in {root}\n"
+    assert files(root) == {}
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_configs_of_an_operators_own_are_not_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A home holding only configs (keys kept elsewhere, as a reference endpoint's
+    ~/.pktlab/endpt.conf often is): init replaced them without a word."""
+    root = tmp_path / "h"
+    root.mkdir()
+    (root / "endpt.conf").write_text("NoSubMode 0\nBrokerAddr broker.example\n")
+    assert pktlab("init", "--home", root) == 1
+    assert capsys.readouterr().err == (
+        f"error: {root} already holds endpt.conf; nothing changed (use --force to replace them)\n"
+    )
+    assert files(root) == {"endpt.conf": b"NoSubMode 0\nBrokerAddr broker.example\n"}
+    assert pktlab("init", "--home", root, "--force") == 0
+    assert b"NoSubMode 1" in (root / "endpt.conf").read_bytes()
+
+
+def test_a_directory_in_the_way_is_found_before_anything_is_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    (root / "keys/k_xc").unlink()
+    (root / "keys/k_xc").mkdir()
+    before = files(root)
+    assert pktlab("init", "--home", root, "--force") == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot set up {root}: {root}/keys/k_xc: a directory is in the way; no "
+        "file written\n"
+    )
+    assert files(root) == before
+
+
+def test_every_consumer_finds_the_home_in_pktlab_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PKTLAB_HOME=D pktlab init` writes D/endpt.conf, but the endpoint read only
+    ~/.pktlab/endpt.conf: `twistd pktendpoint` then refused to start (TLS needs
+    ControllerCertChainPath), where the broker, the proxy and xpmgr took D's."""
+    from packetlab.broker.config import load_config as broker_config
+    from packetlab.controller.xpmgrconf import default_config_path
+    from packetlab.endpoint.config import load_config as endpoint_config
+
+    home = tmp_path / "elsewhere"
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.setenv("PKTLAB_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert pktlab("init") == 0
+    ep = endpoint_config(None)
+    assert ep.controller_chain and ep.private_key == str(home.resolve() / "keys/k_ep")
+    assert broker_config(None).private_key == str(home.resolve() / "keys/k_brk")
+    assert default_config_path() == home / "xpmgr.conf"
+    assert PktlabHome.at().root == home
