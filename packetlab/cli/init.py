@@ -80,8 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--home", type=Path, help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)"
     )
-    parser.add_argument(
-        "--force", action="store_true", help="replace the keys, certs and CSRs of an existing setup"
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the keys, certs, CSRs and configs of an existing setup",
+    )
+    which.add_argument(
+        "--add-missing",
+        action="store_true",
+        help="write only what an existing setup lacks, leaving its files as they are "
+        "(a reference pktlab_init home: the broker's and the proxy's identities, "
+        "broker.conf, ...); a certificate is added only with the keys it goes with",
     )
     parser.add_argument(
         "--monitor",
@@ -126,7 +136,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --home {e}", file=sys.stderr)
         return 2
     confs = [n for n in CONFS if (home.root / n).is_file()]
-    if home.exists() and not args.force:
+    only: list[str] | None = None
+    if args.add_missing:
+        try:
+            only = files_to_add(home)
+        except IncompleteGroup as e:
+            print(f"error: {home.root}: {e}; nothing changed", file=sys.stderr)
+            return 1
+        if not only:
+            print(f"{home.root} lacks nothing pktlab init writes; nothing changed")
+            return 0
+    elif home.exists() and not args.force:
         missing = missing_files(home)
         lacks = ""
         if (home.root / "ppks_conf").is_file():  # ppksman's config: the reference's init
@@ -139,16 +159,19 @@ def run(args: argparse.Namespace) -> int:
                 f" and {len(missing) - 4} more" if missing[4:] else ""
             )
             lacks = f", but not all pktlab init writes ({shown} missing: an interrupted init?)"
+        # A reference home lacks the broker's and proxy's identities, which their daemons
+        # tell the operator to get from `pktlab init`: --force would replace its keys.
+        add = "--add-missing writes only what is missing, " if missing else ""
         print(
             f"error: {home.root} already holds keys, certs or CSRs{lacks}; "
-            "nothing changed (use --force to replace them)",
+            f"nothing changed ({add}use --force to replace them)",
             file=sys.stderr,
         )
         return 1
-    if confs and not args.force:  # configs of an operator's own, keys kept elsewhere
+    elif confs and not args.force:  # configs of an operator's own, keys kept elsewhere
         print(
             f"error: {home.root} already holds {', '.join(confs)}; nothing changed (use "
-            "--force to replace them)",
+            "--add-missing to keep them, --force to replace them)",
             file=sys.stderr,
         )
         return 1
@@ -166,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         with interrupts_raise():  # so that init_home's staging directory is removed
-            init_home(home, digests, reflexes, send_rates=rates)
+            init_home(home, digests, reflexes, send_rates=rates, only=only)
     except PartlyWritten as e:
         print(f"error: cannot set up {home.root}: {e}", file=sys.stderr)
         return 1
@@ -216,6 +239,48 @@ def missing_files(home: PktlabHome) -> list[str]:
 
 CONFS = ("endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf")
 _STAGE_PREFIX = ".pktlab-init-"
+_DEMO_KEYS = ("k_exper", "k_xc", "k_eop", "k_ep")
+
+
+def _pair(key: str) -> list[str]:
+    return [f"keys/{key}", f"keys/{key}.pub"]
+
+
+# What `--add-missing` writes together or not at all: a certificate goes with the keys
+# that signed it and that it names. The CSRs and configs stand alone (a CSR missing beside
+# its existing key is made with that key).
+GROUPS: dict[str, list[str]] = {
+    "the demo keys and certificates (§4.1)": [
+        *(f for k in _DEMO_KEYS for f in _pair(k)),
+        *(f"certs/{c[0]}.cert" for c in CERTS if c[0] != "agent_bop_brk"),
+    ],
+    "the broker's identity": [*_pair("k_bop"), *_pair("k_brk"), "certs/agent_bop_brk.cert"],
+    "the proxy's identity": [*_pair("k_prx"), "certs/agent_prx_prx.cert"],
+}
+
+
+class IncompleteGroup(ValueError):
+    """`--add-missing` found part of a group: adding the rest would not fit it."""
+
+
+def files_to_add(home: PktlabHome) -> list[str]:
+    """What `--add-missing` writes into `home`: each group none of whose files exist, each
+    missing CSR and config. IncompleteGroup names a group only partly there."""
+    add = []
+    there = {f: (home.root / f).exists() for fs in GROUPS.values() for f in fs}
+    for what, fs in GROUPS.items():
+        present = [f for f in fs if there[f]]
+        if present and len(present) < len(fs):
+            absent = [f for f in fs if not there[f]]
+            raise IncompleteGroup(
+                f"{', '.join(absent)} missing beside {', '.join(present)} ({what}: they go "
+                "together; --force replaces the whole home)"
+            )
+        if not present:
+            add += fs
+    add += [f"csrs/{c[0]}.csr" for c in CSRS if not (home.root / "csrs" / f"{c[0]}.csr").exists()]
+    add += [n for n in CONFS if not (home.root / n).exists()]
+    return add
 
 
 def init_home(
@@ -224,10 +289,12 @@ def init_home(
     reflexes: Sequence[bytes] = (),
     *,
     send_rates: Sequence[BurstRate] = (),
+    only: Sequence[str] | None = None,
 ) -> dict[str, Ed25519PrivateKey]:
     """Create the demo keys, certificates, CSRs and configs in `home`; returns the keys by
     name. `monitors` (digests) are required by the exppriv certificate, `reflexes`
-    (digests) are allowed by it, and `send_rates` are its max_burst_rate_byte.
+    (digests) are allowed by it, and `send_rates` are its max_burst_rate_byte. `only`:
+    write just these files (relative to `home`; `files_to_add`), the rest left as it is.
 
     All or nothing: every file is written in a staging directory inside `home` first
     (private keys 0600 from their creation, in 0700 directories), then each is renamed
@@ -241,12 +308,33 @@ def init_home(
         staged = PktlabHome(stage)
         staged.create_dirs()
         keys, lines = _write_all(staged, home, monitors, reflexes, send_rates)
-        _move_into_place(stage, home.root)
+        if only is not None:
+            lines = {f: line for f, line in lines.items() if f in only}
+            _csrs_of_existing_keys(staged, home, only, lines)
+        _move_into_place(stage, home.root, only)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    for line in lines:  # what is there now, not what was attempted
+    for line in lines.values():  # what is there now, not what was attempted
         print(line)
     return keys
+
+
+def _csrs_of_existing_keys(
+    staged: PktlabHome, home: PktlabHome, only: Sequence[str], lines: dict[str, str]
+) -> None:
+    """The CSRs `only` asks for whose requester key is the home's own, not a new one: made
+    with that key (one that cannot be read, e.g. passphrase-protected, is left out)."""
+    for name, ctype, dtype, requester in CSRS:
+        f = f"csrs/{name}.csr"
+        if f not in only or f"keys/{requester}" in only:
+            continue
+        try:
+            key = home.private_key(requester)
+        except (OSError, ValueError, TypeError) as e:
+            staged.csr_path(name).unlink()
+            lines[f] = f"csr  {home.csr_path(name)}  not written: keys/{requester}: {e}"
+            continue
+        staged.csr_path(name).write_bytes(make_csr(ctype, key, del_type=dtype))
 
 
 def _write_all(
@@ -255,15 +343,15 @@ def _write_all(
     monitors: Sequence[bytes],
     reflexes: Sequence[bytes],
     send_rates: Sequence[BurstRate],
-) -> tuple[dict[str, Ed25519PrivateKey], list[str]]:
+) -> tuple[dict[str, Ed25519PrivateKey], dict[str, str]]:
     """Write everything into `staged`; the configs name the files of `home`. Returns the
-    keys and the lines to print once they are in place."""
+    keys and, by file, the lines to print once they are in place."""
     keys: dict[str, Ed25519PrivateKey] = {}
-    lines = []
+    lines = {}
     for name in KEYS:
         keys[name] = generate_private_key()
         write_key_pair(staged.key_path(name), keys[name])
-        lines.append(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
+        lines[f"keys/{name}"] = f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}"
     for name, ctype, signer, subject in CERTS:
         limits = None
         if (monitors or reflexes or send_rates) and ctype is CertType.EXPPRIV:
@@ -276,15 +364,15 @@ def _write_all(
             ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
         )
         staged.cert_path(name).write_bytes(cert.to_pem())
-        lines.append(f"cert {home.cert_path(name)}")
+        lines[f"certs/{name}.cert"] = f"cert {home.cert_path(name)}"
     for name, ctype, dtype, requester in CSRS:
         staged.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
-        lines.append(f"csr  {home.csr_path(name)}")
-    lines += _proxy_identity(staged, home, keys)
+        lines[f"csrs/{name}.csr"] = f"csr  {home.csr_path(name)}"
+    lines.update(_proxy_identity(staged, home, keys))
     confs = (endpoint_conf(home), xpmgr_conf(home), xpmgr_conf(home, proxy=True), broker_conf(home))
     for name, text in zip(CONFS, confs, strict=True):
         (staged.root / name).write_text(text, encoding="utf-8")
-        lines.append(f"conf {home.root / name}")
+        lines[name] = f"conf {home.root / name}"
     return keys, lines
 
 
@@ -292,11 +380,16 @@ class PartlyWritten(Exception):
     """Renaming the staged files into place failed after some: the message says how many."""
 
 
-def _move_into_place(stage: Path, root: Path) -> None:
+def _move_into_place(stage: Path, root: Path, only: Sequence[str] | None = None) -> None:
     """Rename each staged file to its place under `root` (same file system: no copy, no
     space needed, never a partial file). Ctrl-C and SIGTERM wait until all are moved: a
     home half old, half new would hold certificates its keys did not sign."""
-    moves = [(p, root / p.relative_to(stage)) for p in sorted(stage.rglob("*")) if p.is_file()]
+    staged = sorted(p for p in stage.rglob("*") if p.is_file())
+    moves = [
+        (p, root / p.relative_to(stage))
+        for p in staged
+        if only is None or str(p.relative_to(stage)) in only
+    ]
     for _, dest in moves:  # what would stop a rename half-way, found before the first
         if dest.is_dir() and not dest.is_symlink():
             raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(dest))
@@ -388,13 +481,13 @@ ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
 
 def _proxy_identity(
     staged: PktlabHome, home: PktlabHome, keys: dict[str, Ed25519PrivateKey]
-) -> list[str]:
+) -> dict[str, str]:
     """The proxy's agent key and self-signed agent cert (twistd pktproxy's default)."""
     keys["k_prx"] = generate_private_key()
     write_key_pair(staged.key_path("k_prx"), keys["k_prx"])
     cert = issue_certificate(CertType.AGENT, keys["k_prx"], keys["k_prx"], NOT_BEFORE, NOT_AFTER)
     staged.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
-    return [
-        f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}",
-        f"cert {home.cert_path('agent_prx_prx')}",
-    ]
+    return {
+        "keys/k_prx": f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}",
+        "certs/agent_prx_prx.cert": f"cert {home.cert_path('agent_prx_prx')}",
+    }

@@ -130,7 +130,8 @@ def test_configs_of_an_operators_own_are_not_replaced(
     (root / "endpt.conf").write_text("NoSubMode 0\nBrokerAddr broker.example\n")
     assert pktlab("init", "--home", root) == 1
     assert capsys.readouterr().err == (
-        f"error: {root} already holds endpt.conf; nothing changed (use --force to replace them)\n"
+        f"error: {root} already holds endpt.conf; nothing changed (use --add-missing to "
+        "keep them, --force to replace them)\n"
     )
     assert files(root) == {"endpt.conf": b"NoSubMode 0\nBrokerAddr broker.example\n"}
     assert pktlab("init", "--home", root, "--force") == 0
@@ -173,3 +174,79 @@ def test_every_consumer_finds_the_home_in_pktlab_home(
     assert broker_config(None).private_key == str(home.resolve() / "keys/k_brk")
     assert default_config_path() == home / "xpmgr.conf"
     assert PktlabHome.at().root == home
+
+
+REFERENCE_LACKS = [  # what the reference pktlab_init does not write (§4.1) and we add
+    "broker.conf",
+    "certs/agent_bop_brk.cert",
+    "certs/agent_prx_prx.cert",
+    "csrs/delpriv_exp_exper.csr",  # only with --del_exppriv
+    "csrs/delpriv_rep_eop.csr",  # only with --del_reppriv
+    "keys/k_bop",
+    "keys/k_bop.pub",
+    "keys/k_brk",
+    "keys/k_brk.pub",
+    "keys/k_prx",
+    "keys/k_prx.pub",
+    "xpmgr.proxy.conf",
+]
+
+
+def _reference_home(root: Path) -> PktlabHome:
+    assert pktlab("init", "--home", root) == 0
+    for name in REFERENCE_LACKS:
+        (root / name).unlink()
+    (root / "ppks_conf").write_text('LocalFSPPKSKeyManager {"name": "x"}\n')
+    return PktlabHome.at(root)
+
+
+def test_add_missing_completes_a_reference_home_without_touching_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker and the proxy, started on a reference home, say `Run pktlab init` for
+    their identities; init refused the home, and `--force` would have replaced its keys.
+    `--add-missing` writes only what is missing (session 24)."""
+    from packetlab.ppks import parse_csr, raw_public_key
+
+    home = _reference_home(tmp_path / "ref")
+    before = files(home.root)
+    capsys.readouterr()
+    assert pktlab("init", "--home", home.root) == 1
+    assert capsys.readouterr().err.endswith(
+        "nothing changed (--add-missing writes only what is missing, use --force to replace them)\n"
+    )
+    assert pktlab("init", "--home", home.root, "--add-missing") == 0
+    after = files(home.root)
+    assert sorted(set(after) - set(before)) == REFERENCE_LACKS
+    assert {f: after[f] for f in before} == before
+    # the delegation CSRs ask for the home's own keys, not new ones
+    for csr, key in (("delpriv_exp_exper", "k_exper"), ("delpriv_rep_eop", "k_eop")):
+        got = parse_csr(home.csr_path(csr).read_bytes())
+        assert got.public_key == raw_public_key(home.public_key(key))
+    out = capsys.readouterr().out
+    assert "keys/k_ep " not in out and f"key  {home.root}/keys/k_bop  id " in out
+    assert pktlab("init", "--home", home.root, "--add-missing") == 0
+    assert (
+        capsys.readouterr().out
+        == f"{home.root} lacks nothing pktlab init writes; nothing changed\n"
+    )
+
+
+def test_add_missing_refuses_half_a_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate without the keys it names (or the reverse) would not fit new ones."""
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    (root / "certs/agent_bop_brk.cert").unlink()
+    before = files(root)
+    capsys.readouterr()
+    assert pktlab("init", "--home", root, "--add-missing") == 1
+    assert capsys.readouterr().err == (
+        f"error: {root}: certs/agent_bop_brk.cert missing beside keys/k_bop, keys/k_bop.pub, "
+        "keys/k_brk, keys/k_brk.pub (the broker's identity: they go together; --force "
+        "replaces the whole home); nothing changed\n"
+    )
+    assert files(root) == before
+    with pytest.raises(SystemExit):
+        pktlab("init", "--home", root, "--add-missing", "--force")
