@@ -19,6 +19,7 @@ from packetlab.testbed import (
     down_all,
     down_by_name,
     list_testbeds,
+    missing_parts,
     orphan_namespaces,
 )
 from packetlab.testbed.testbed import (
@@ -153,12 +154,16 @@ def _up(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     infos = list_testbeds()
     orphans = orphan_namespaces()
+    # The namespaces and the veths in them, as `ip netns list` and `ip -n NS link` show
+    # them: a testbed with a namespace or a link deleted by hand was still "live".
+    missing = {i.name: missing_parts(i) for i in infos}
     if args.json:
         data = {
             "testbeds": [
                 {
                     "name": i.name,
-                    "live": i.live,
+                    "live": not missing[i.name],
+                    "missing": missing[i.name],
                     "created": i.created,
                     "pid": i.pid,
                     "persist": i.persist,
@@ -174,7 +179,12 @@ def _status(args: argparse.Namespace) -> int:
     if not infos and not orphans:
         print("no testbeds")
     for i in infos:
-        state = "live" if i.live else "stale (namespaces missing)"
+        gone = missing[i.name]
+        state = "live"
+        if len(gone) == len(i.topology.nodes) and all(":" not in g for g in gone):
+            state = f"gone: none of its namespaces exist (pktlab testbed down {i.name} forgets it)"
+        elif gone:
+            state = f"broken: {' '.join(gone)} missing (pktlab testbed down {i.name} removes it)"
         nodes = " ".join(i.topology.nodes)
         print(f"{i.name}  {i.topology.kind}  {state}  created {i.created}  nodes: {nodes}")
     if orphans:
@@ -203,9 +213,12 @@ def _down(args: argparse.Namespace) -> int:
         print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))
     else:
         name = full_name(args.name)
+        recorded = os.path.exists(os.path.join(state_dir(), f"{name}.json"))
         gone = down_by_name(name)
         if gone:
             print(f"removed {name}: {' '.join(gone)}")
+        elif recorded:
+            print(f"removed {name} (its namespaces were gone already)")
         else:  # idempotent: a second down (or one after a failed up) is no failure
             print(f"no testbed {name}: nothing to remove")
     return 0

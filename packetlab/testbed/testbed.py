@@ -437,6 +437,25 @@ def list_testbeds() -> list[TestbedInfo]:
     return [i for i in infos if i is not None]
 
 
+def missing_parts(info: TestbedInfo) -> list[str]:
+    """What of a recorded testbed is gone: each namespace (``NS``) and each interface of
+    the namespaces left (``NS:IFACE``; deleting a veth by hand takes its peer too). Not
+    knowable (no permission to look inside): nothing said."""
+    out = []
+    for node in info.topology.nodes:
+        ns = f"{info.name}-{node}"
+        if not NetNS(ns).exists():
+            out.append(ns)
+            continue
+        proc = run_cmd([ip_binary(), "-n", ns, "-o", "link", "show"], check=False)
+        if proc.returncode != 0:
+            continue
+        have = {ln.split(":")[1].strip().split("@")[0] for ln in proc.stdout.splitlines()}
+        want = [i.name for i in info.topology.interfaces(node)]
+        out += [f"{ns}:{name}" for name in want if name not in have]
+    return out
+
+
 def orphan_namespaces() -> list[str]:
     """``plab-`` namespaces that belong to no recorded testbed."""
     known = {f"{i.name}-{n}" for i in list_testbeds() for n in i.topology.nodes}

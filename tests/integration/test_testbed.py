@@ -462,3 +462,35 @@ def test_ctrl_c_during_up_removes_what_it_made(tmp_path: Path) -> None:
     ), out
     assert not [n for n in list_netns() if n.startswith(pre)]
     assert list_testbeds() == []
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("cleanup_cli")
+def test_status_is_what_ip_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    """A testbed with a veth or namespaces deleted by hand was `live` (one missing
+    namespace out of all: `stale`); status now compares with `ip netns list` and
+    `ip -n NS link` and names what is missing (session 24)."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    assert _cli("up", "--hops", "1", "--name", "veth") == 0
+    assert _cli("up", "--hops", "0", "--name", "ns") == 0
+    capsys.readouterr()
+    assert _cli("status") == 0
+    assert capsys.readouterr().out.count("  chain  live  ") == 2
+    subprocess.run(["ip", "-n", f"{pre}veth-ep", "link", "del", "to-r1"], check=True)
+    NetNS(f"{pre}ns-ep").delete()
+    NetNS(f"{pre}ns-tg").delete()
+    assert _cli("status") == 0
+    out = capsys.readouterr().out
+    assert (
+        f"{pre}veth  chain  broken: {pre}veth-ep:to-r1 {pre}veth-r1:to-ep missing "
+        f"(pktlab testbed down {pre}veth removes it)  created "
+    ) in out
+    assert (
+        f"{pre}ns  chain  gone: none of its namespaces exist (pktlab testbed down {pre}ns "
+        "forgets it)  created "
+    ) in out
+    assert _cli("down", "ns") == 0
+    assert capsys.readouterr().out == f"removed {pre}ns (its namespaces were gone already)\n"
+    assert _cli("down", "veth") == 0
+    assert list_testbeds() == []
+    assert not [n for n in list_netns() if n.startswith(pre)]
