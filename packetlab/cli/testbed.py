@@ -208,6 +208,8 @@ def _removal_commands(orphans: Sequence[str]) -> list[str]:
 
 
 def _down(args: argparse.Namespace) -> int:
+    # as for up: without root `ip netns delete` fails, and down blamed processes inside
+    check_capabilities("testbed down")
     if args.all:
         gone = down_all()
         print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))

@@ -166,7 +166,13 @@ class Testbed:
         # which must never be someone else's.
         clash = [ns.name for ns in self.namespaces() if ns.exists()]
         if clash:
-            raise TestbedError(f"namespaces exist already: {', '.join(clash)}")
+            short = self.name[len(prefix()) :]
+            hint = (
+                f"testbed {self.name} is up: `pktlab testbed down {short}` removes it"
+                if os.path.exists(self._state_path())
+                else "`pktlab testbed status` says whose they are"
+            )
+            raise TestbedError(f"namespaces exist already: {', '.join(clash)} ({hint})")
         self.persist = persist
         with _live_lock:
             if not persist:

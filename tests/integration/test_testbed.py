@@ -380,7 +380,9 @@ def test_cli_up_status_down(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("status") == 0
     assert f"{pre}clitest  chain  live" in capsys.readouterr().out
     assert _cli("up", "--name", "clitest") == 1
-    assert "exist already" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exist already" in err
+    assert err.endswith(f"(testbed {pre}clitest is up: `pktlab testbed down clitest` removes it)\n")
     assert _cli("down", "clitest") == 0
     assert f"removed {pre}clitest: {pre}clitest-ep" in capsys.readouterr().out
     assert not NetNS(f"{pre}clitest-r1").exists()

@@ -138,3 +138,17 @@ def test_help_names_the_prefix_the_state_directory_and_the_defaults(
     assert "(ut-NAME; default: 6 random hex digits)" in out
     assert "(default: 2)" in out and "(default: 77)" in out and "(default: no shaping)" in out
     assert "every ut-* namespace, live testbeds too" in out
+
+
+def test_down_without_root_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It ran `ip netns delete` (failing silently), then blamed processes inside:
+    `could not delete namespaces: ...`."""
+    monkeypatch.setattr(cli_testbed, "missing_capabilities", lambda status="": ["CAP_SYS_ADMIN"])
+    monkeypatch.setattr(cli_testbed, "down_by_name", lambda name: pytest.fail("ran"))
+    assert _run(_parse("down", "x")) == 1
+    assert capsys.readouterr().err == (
+        "pktlab testbed: testbed down needs root: network namespaces need CAP_SYS_ADMIN "
+        "(run it with sudo)\n"
+    )
