@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--home", type=Path, help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)"
+        "--home", help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)"
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
@@ -131,6 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.home == "":  # `--home "$UNSET"`: Path("") is the current directory
+            raise ValueError("is empty (give a directory; . for this one)")
         home = PktlabHome.at(args.home)
     except ValueError as e:  # ~nosuchuser
         print(f"error: --home {e}", file=sys.stderr)

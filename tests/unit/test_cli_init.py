@@ -250,3 +250,32 @@ def test_add_missing_refuses_half_a_group(
     assert files(root) == before
     with pytest.raises(SystemExit):
         pktlab("init", "--home", root, "--add-missing", "--force")
+
+
+def test_an_empty_home_argument_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab init --home "$UNSET"` set up the current directory (argparse made "" the
+    Path "."): keys/, certs/, csrs/ and four configs wherever the operator stood."""
+    monkeypatch.chdir(tmp_path)
+    assert pktlab("init", "--home", "") == 2
+    assert capsys.readouterr().err == (
+        "error: --home is empty (give a directory; . for this one)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_a_symlink_not_what_it_points_to(tmp_path: Path) -> None:
+    """Files were written through the names in the home: with --force, a certificate name
+    that was a symbolic link overwrote the file it pointed to, anywhere. A rename
+    replaces the link itself."""
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    elsewhere = tmp_path / "not-the-home.txt"
+    elsewhere.write_text("keep me\n")
+    (root / "certs/agent_xc_xc.cert").unlink()
+    (root / "certs/agent_xc_xc.cert").symlink_to(elsewhere)
+    assert pktlab("init", "--home", root, "--force") == 0
+    assert elsewhere.read_text() == "keep me\n"
+    cert = root / "certs/agent_xc_xc.cert"
+    assert not cert.is_symlink() and cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
