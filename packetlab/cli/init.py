@@ -77,9 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "--home", help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)"
-    )
+    parser.add_argument("--home", help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--force",
