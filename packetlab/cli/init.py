@@ -67,7 +67,10 @@ subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop; agent_bop_brk is the b
 TLS identity, signed by the broker-operator key k_bop (`twistd -n pktbroker` uses it, and
 endpoints and controllers trust k_bop.pub as their broker root). All are valid from
 {NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
-privileges (pktlab ppks sign -r FILE ...)."""
+privileges (pktlab ppks sign -r FILE ...).
+All or nothing: the files are written in a staging directory in the home, then renamed
+into place; a full disk or a Ctrl-C leaves the home as it was. Private keys are 0600 from
+their creation, the directories 0700."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
