@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(missing[:4]) + (
                 f" and {len(missing) - 4} more" if missing[4:] else ""
             )
-            lacks = f", but not all pktlab init writes ({shown} missing: an interrupted init?)"
+            how = "missing or empty" if any(m.endswith("(empty)") for m in missing) else "missing"
+            lacks = f", but not all pktlab init writes ({shown} {how}: an interrupted init?)"
         # A reference home lacks the broker's and proxy's identities, which their daemons
         # tell the operator to get from `pktlab init`: --force would replace its keys.
         add = "--add-missing writes only what is missing, " if missing else ""
@@ -237,7 +238,20 @@ def missing_files(home: PktlabHome) -> list[str]:
     names += [f"certs/{c[0]}.cert" for c in (*CERTS, ("agent_prx_prx",))]
     names += [f"csrs/{c[0]}.csr" for c in CSRS]
     names += list(CONFS)
-    return [n for n in names if not (home.root / n).is_file()]
+    out = []
+    for n in names:
+        if not _holds(home.root / n):
+            out.append(f"{n} (empty)" if (home.root / n).is_file() else n)
+    return out
+
+
+def _holds(path: Path) -> bool:
+    """`path` is a file with something in it: an empty key or certificate (what a full disk
+    left before session 24) is as good as missing."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 CONFS = ("endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf")
@@ -270,7 +284,7 @@ def files_to_add(home: PktlabHome) -> list[str]:
     """What `--add-missing` writes into `home`: each group none of whose files exist, each
     missing CSR and config. IncompleteGroup names a group only partly there."""
     add = []
-    there = {f: (home.root / f).exists() for fs in GROUPS.values() for f in fs}
+    there = {f: _holds(home.root / f) for fs in GROUPS.values() for f in fs}
     for what, fs in GROUPS.items():
         present = [f for f in fs if there[f]]
         if present and len(present) < len(fs):
@@ -281,8 +295,8 @@ def files_to_add(home: PktlabHome) -> list[str]:
             )
         if not present:
             add += fs
-    add += [f"csrs/{c[0]}.csr" for c in CSRS if not (home.root / "csrs" / f"{c[0]}.csr").exists()]
-    add += [n for n in CONFS if not (home.root / n).exists()]
+    add += [f"csrs/{c[0]}.csr" for c in CSRS if not _holds(home.csr_path(c[0]))]
+    add += [n for n in CONFS if not _holds(home.root / n)]
     return add
 
 

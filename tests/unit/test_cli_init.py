@@ -279,3 +279,27 @@ def test_force_replaces_a_symlink_not_what_it_points_to(tmp_path: Path) -> None:
     assert elsewhere.read_text() == "keep me\n"
     cert = root / "certs/agent_xc_xc.cert"
     assert not cert.is_symlink() and cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+
+
+def test_an_empty_file_is_as_good_as_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a full disk left before (files written in place, the last one empty): the
+    refusal names the empty file, and --add-missing replaces it with its group."""
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    (root / "keys/k_bop").write_bytes(b"")
+    for name in ("keys/k_bop.pub", "keys/k_brk", "keys/k_brk.pub", "certs/agent_bop_brk.cert"):
+        (root / name).unlink()
+    kept = {f: b for f, b in files(root).items() if f != "keys/k_bop"}
+    capsys.readouterr()
+    assert pktlab("init", "--home", root) == 1
+    assert (
+        "(keys/k_bop (empty), keys/k_bop.pub, keys/k_brk, keys/k_brk.pub and 1 more missing "
+        "or empty: an interrupted init?)"
+    ) in capsys.readouterr().err
+    assert pktlab("init", "--home", root, "--add-missing") == 0
+    after = files(root)
+    assert after["keys/k_bop"].startswith(b"-----BEGIN PRIVATE KEY")
+    assert {f: after[f] for f in kept} == kept
+    assert len(after) == len(kept) + 5
