@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import secrets
 import shutil
 import signal
 import sys
-import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from packetlab.cli.exits import EXIT_INTERRUPTED
@@ -191,9 +193,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    done = False
     try:
         with interrupts_raise():  # so that init_home's staging directory is removed
             init_home(home, digests, reflexes, send_rates=rates, only=only)
+            done = True
+            print(f"initialised {home.root}")
     except PartlyWritten as e:
         print(f"error: cannot set up {home.root}: {e}", file=sys.stderr)
         return 1
@@ -203,10 +208,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        print(f"\npktlab init: interrupted; no file written in {home.root}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        what = f"no file written in {home.root}"
+        if done or isinstance(e, InterruptedWhenDone):
+            what = f"{home.root} is set up (every file was written)"
+        print(f"\npktlab init: interrupted; {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"initialised {home.root}")
     return 0
 
 
@@ -320,20 +327,55 @@ def init_home(
     into it, and a full disk left a home with some keys, a truncated certificate and no
     configs, which the daemons then failed on (session 24)."""
     home.create_dirs()
-    stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=home.root))  # mode 0700
+    # named before it is made, so that an interrupt right after the mkdir finds it
+    stage = home.root / f"{_STAGE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    moved = [False]  # set once every file is in place
     try:
+        stage.mkdir(mode=0o700)
         staged = PktlabHome(stage)
         staged.create_dirs()
         keys, lines = _write_all(staged, home, monitors, reflexes, send_rates)
         if only is not None:
             lines = {f: line for f, line in lines.items() if f in only}
             _csrs_of_existing_keys(staged, home, only, lines)
-        _move_into_place(stage, home.root, only)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    for line in lines.values():  # what is there now, not what was attempted
-        print(line)
+        _move_into_place(stage, home.root, only, moved)
+        for line in lines.values():  # what is there now, not what was attempted
+            print(line)
+    except BaseException as e:
+        if moved[0]:  # a Ctrl-C while they are listed: the home is whole
+            if isinstance(e, KeyboardInterrupt):
+                raise InterruptedWhenDone from None
+            raise
+        with _signals_deferred():  # a second Ctrl-C must not leave the staging directory
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
     return keys
+
+
+class InterruptedWhenDone(KeyboardInterrupt):
+    """A Ctrl-C that came once every file was in place (while they were listed)."""
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM are only noted (in the list) while the body runs, one already
+    pending too: the body is never cut short, as it would be by a KeyboardInterrupt."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals go to main
+        yield got
+        return
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        while sig not in saved:
+            try:  # signal.signal runs the handlers of pending signals first
+                saved[sig] = signal.signal(sig, lambda signum, frame: got.append(signum))
+            except KeyboardInterrupt:
+                got.append(signal.SIGINT)
+    try:
+        yield got
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _csrs_of_existing_keys(
@@ -397,37 +439,39 @@ class PartlyWritten(Exception):
     """Renaming the staged files into place failed after some: the message says how many."""
 
 
-def _move_into_place(stage: Path, root: Path, only: Sequence[str] | None = None) -> None:
+def _move_into_place(
+    stage: Path, root: Path, only: Sequence[str] | None, moved: list[bool]
+) -> None:
     """Rename each staged file to its place under `root` (same file system: no copy, no
-    space needed, never a partial file). Ctrl-C and SIGTERM wait until all are moved: a
-    home half old, half new would hold certificates its keys did not sign."""
-    staged = sorted(p for p in stage.rglob("*") if p.is_file())
-    moves = [
-        (p, root / p.relative_to(stage))
-        for p in staged
-        if only is None or str(p.relative_to(stage)) in only
-    ]
-    for _, dest in moves:  # what would stop a rename half-way, found before the first
-        if dest.is_dir() and not dest.is_symlink():
-            raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(dest))
-        if not os.access(dest.parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "cannot write in it", str(dest.parent))
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        for done, (path, dest) in enumerate(moves):
-            try:
-                os.replace(path, dest)
-            except OSError as e:
-                raise PartlyWritten(
-                    f"{dest}: {e.strerror or e} after {done} of {len(moves)} files were "
-                    "written (the rest are as they were: pktlab init --force writes all)"
-                ) from e
-    finally:
+    space needed, never a partial file), then remove `stage`. A Ctrl-C or SIGTERM from
+    here on comes too late to stop anything and is let go: a home half old, half new
+    would hold certificates its keys did not sign, and one interrupted while the staging
+    directory was removed was whole but said `no file written`, the directory left."""
+    with _signals_deferred():  # noted, and let go: too late to stop anything
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a held Ctrl-C runs here
-        except KeyboardInterrupt:
-            pass  # it came too late to stop anything: the home is complete
+            staged = sorted(p for p in stage.rglob("*") if p.is_file())
+            moves = [
+                (p, root / p.relative_to(stage))
+                for p in staged
+                if only is None or str(p.relative_to(stage)) in only
+            ]
+            for _, dest in moves:  # what would stop a rename half-way, found before it
+                if dest.is_dir() and not dest.is_symlink():
+                    raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(dest))
+                if not os.access(dest.parent, os.W_OK | os.X_OK):
+                    raise PermissionError(errno.EACCES, "cannot write in it", str(dest.parent))
+            for done, (path, dest) in enumerate(moves):
+                try:
+                    os.replace(path, dest)
+                except OSError as e:
+                    raise PartlyWritten(
+                        f"{dest}: {e.strerror or e} after {done} of {len(moves)} files "
+                        "were written (the rest are as they were: pktlab init --force "
+                        "writes all)"
+                    ) from e
+            moved[0] = True
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def endpoint_conf(home: PktlabHome) -> str:

@@ -303,3 +303,56 @@ def test_an_empty_file_is_as_good_as_missing(
     assert after["keys/k_bop"].startswith(b"-----BEGIN PRIVATE KEY")
     assert {f: after[f] for f in kept} == kept
     assert len(after) == len(kept) + 5
+
+
+def test_ctrl_c_while_files_are_moved_into_place_is_too_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C among the renames (or while the staging directory was removed) cut them
+    short: a home half old, half new, or a whole one said `no file written` with the
+    staging directory left. It is let go there: the home is whole, exit 0."""
+    root = tmp_path / "h"
+    real = os.replace
+    calls: list[object] = []
+
+    def replace(src: object, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == 5:
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler)
+            handler(signal.SIGINT, None)  # what a Ctrl-C here runs
+        real(src, dst)  # type: ignore[arg-type]
+
+    quit_on_interrupt()
+    monkeypatch.setattr(cli_init.os, "replace", replace)
+    try:
+        assert pktlab("init", "--home", root) == 0
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped pktlab init")
+    monkeypatch.undo()
+    assert len(files(root)) == len(calls) == 28
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    assert capsys.readouterr().out.endswith(f"initialised {root}\n")
+
+
+def test_ctrl_c_while_the_files_are_listed_says_the_home_is_set_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "h"
+
+    real = print
+    cuts: list[tuple[object, ...]] = []
+
+    def cut(*args: object, **kwargs: object) -> None:
+        if not cuts:  # the first `key ...` line: a Ctrl-C then
+            cuts.append(args)
+            raise KeyboardInterrupt
+        real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(cli_init, "print", cut, raising=False)
+    assert pktlab("init", "--home", root) == 130
+    monkeypatch.undo()
+    assert len(files(root)) == 28
+    assert capsys.readouterr().err == (
+        f"\npktlab init: interrupted; {root} is set up (every file was written)\n"
+    )
