@@ -132,7 +132,6 @@ def _up(args: argparse.Namespace) -> int:
     check_capabilities("testbed up")
     topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
     tb = Testbed(topology, name=args.name).up(persist=True)
-    args.made = tb.name  # an interrupt from here on leaves it up: run() says so
     if args.json:
         print(json.dumps(tb.to_dict(), indent=2))
         return 0
@@ -245,7 +244,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         what = _INTERRUPTED.get(args.testbed_command, "interrupted")
-        made = getattr(args, "made", None)
+        # up (recorded by this process) if the interrupt came once up() had returned
+        mine = list_testbeds() if args.testbed_command == "up" else []
+        made = next((i.name for i in mine if i.pid == os.getpid()), None)
         if made:
             what = f"interrupted; testbed {made} is up (pktlab testbed down {made} removes it)"
         print(f"\npktlab testbed: {what}", file=sys.stderr)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import signal
 from pathlib import Path
 
@@ -82,7 +84,10 @@ def test_an_interrupt_after_up_says_the_testbed_is_up(
         def __init__(self, topology: object, name: str | None = None) -> None:
             pass
 
-        def up(self, persist: bool = False) -> Made:
+        def up(self, persist: bool = False) -> Made:  # recorded, as Testbed.up does
+            state = Path(os.environ["PKTLAB_TESTBED_DIR"]) / "ut-made.json"
+            topo = tbmod.Topology(kind="chain").to_dict()
+            state.write_text(json.dumps({"name": self.name, "pid": os.getpid(), "topology": topo}))
             return self
 
         def describe(self) -> str:
