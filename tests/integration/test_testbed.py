@@ -496,3 +496,23 @@ def test_status_is_what_ip_shows(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("down", "veth") == 0
     assert list_testbeds() == []
     assert not [n for n in list_netns() if n.startswith(pre)]
+
+
+@pytest.mark.root
+def test_up_without_tc_removes_what_it_made() -> None:
+    """`tc` is run after the namespaces and veths are made (shaping): its absence is one
+    line and nothing is left."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "packetlab", "testbed", "up", "--name", "notc", "--shape", "1mbit"],
+        env={**os.environ, "PATH": "/nonexistent"},  # `ip` is found at /usr/sbin/ip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"pktlab testbed: tc -n {pre}notc-ep qdisc replace dev to-r1")
+    assert proc.stderr.endswith("No such file or directory: 'tc'\n")
+    assert proc.stderr.count("\n") == 1
+    assert not [n for n in list_netns() if n.startswith(pre)]
+    assert list_testbeds() == []

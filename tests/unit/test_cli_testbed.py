@@ -157,3 +157,17 @@ def test_down_without_root_says_so(
         "pktlab testbed: testbed down needs root: network namespaces need CAP_SYS_ADMIN "
         "(run it with sudo)\n"
     )
+
+
+def test_up_without_ip_is_one_line_and_makes_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    netns = importlib.import_module("packetlab.testbed.netns")
+    monkeypatch.setattr(netns.shutil, "which", lambda name: None)
+    real_exists = os.path.exists
+    monkeypatch.setattr(netns.os.path, "exists", lambda p: p != "/usr/sbin/ip" and real_exists(p))
+    assert _run(_parse("up", "--name", "noip")) == 1
+    assert capsys.readouterr().err == (
+        "pktlab testbed: the 'ip' command (Debian package iproute2) is not installed\n"
+    )
+    assert not [n for n in tbmod.list_netns() if n.startswith("ut-")]
