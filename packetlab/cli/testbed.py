@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
             if args.testbed_command == "status":
                 return _status(args)
             return _down(args)
-    except (TestbedError, TopologyError) as exc:
+    except (TestbedError, TopologyError, OSError) as exc:  # OSError: one line, not a traceback
         print(f"pktlab testbed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

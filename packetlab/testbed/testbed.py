@@ -126,6 +126,11 @@ class Testbed:
         self.persist = False
         self.is_up = False
         self._procs: list[subprocess.Popen[Any]] = []
+        # The namespaces this object's up() made, while it has not succeeded; None: all
+        # of them are ours (up() done, or a recorded testbed). down() deletes only those:
+        # two `up`s of one name at once each deleted the other's, and a fixture's down()
+        # after a refused up() deleted the namespaces it had clashed with.
+        self._mine: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"Testbed({self.name!r}, nodes={list(self.topology.nodes)})"
@@ -162,8 +167,9 @@ class Testbed:
         """Create namespaces, links, addresses, routes and shaping. Undone on failure."""
         if self.is_up:
             return self
-        # Checked before anything is made: the failure path below deletes our namespaces,
-        # which must never be someone else's.
+        self._mine = []
+        # Checked before anything is made, for a clear message; the failure path deletes
+        # only the namespaces made here (`_mine`), never someone else's.
         clash = [ns.name for ns in self.namespaces() if ns.exists()]
         if clash:
             short = self.name[len(prefix()) :]
@@ -181,6 +187,7 @@ class Testbed:
             self._build()
             self.is_up = True
             self._write_state()
+            self._mine = None
         except BaseException:
             self._undo()
             raise
@@ -199,7 +206,18 @@ class Testbed:
 
     def _build(self) -> None:
         topo = self.topology
-        ip_batch([f"netns add {ns.name}" for ns in self.namespaces()])
+        for ns in self.namespaces():  # one by one, to know which are ours
+            try:
+                ns.create()
+            except TestbedError as exc:
+                if ns.exists():  # made since the check: another `up` of this name
+                    raise TestbedError(
+                        f"namespace {ns.name} was made meanwhile by another process (another "
+                        f"`up` of {self.name}?); removing what this one made"
+                    ) from exc
+                raise
+            if self._mine is not None:
+                self._mine.append(ns.name)
         for node in topo.nodes.values():
             values = dict(COMMON_SYSCTLS)
             if node.router:
@@ -285,14 +303,17 @@ class Testbed:
         for proc in self._procs:
             _stop(proc)
         self._procs.clear()
-        for ns in self.namespaces():
+        whole = self._mine is None
+        mine = self.namespaces() if whole else [NetNS(n) for n in self._mine or ()]
+        for ns in mine:
             ns.delete()
-        left = [ns.name for ns in self.namespaces() if ns.exists()]
+        left = [ns.name for ns in mine if ns.exists()]
         self.is_up = False
         with _live_lock:
             _live.pop(self.name, None)
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(self._state_path())
+        if whole:  # else the state file, if any, is another process's
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(self._state_path())
         if left:
             raise TestbedError(_not_deleted(left, self.name))
 
@@ -367,7 +388,7 @@ class Testbed:
         return os.path.join(state_dir(), f"{self.name}.json")
 
     def _write_state(self) -> None:
-        tmp = self._state_path() + ".tmp"
+        tmp = f"{self._state_path()}.{os.getpid()}.tmp"
         try:
             os.makedirs(state_dir(), exist_ok=True)
             with open(tmp, "w") as fh:

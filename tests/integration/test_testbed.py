@@ -319,8 +319,38 @@ def test_a_clash_fails_without_touching_the_other_namespace() -> None:
             tb.up()
         assert other.exists()
         assert not NetNS(tb.netns_name("ep")).exists()
+        tb.down()  # as testbed_factory's teardown does: it deleted the other namespace
+        assert other.exists()
     finally:
         other.delete()
+
+
+@pytest.mark.root
+def test_two_ups_of_one_name_at_once_leave_the_winner_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another `up` of the same name makes r1 between our check and our making it: ours
+    fails, and removes only what it made (it deleted every namespace of the name, the
+    other's too, which then died on a setns traceback; session 24)."""
+    tb = Testbed(chain(1), name="race")
+    theirs = NetNS(tb.netns_name("r1"))
+    real = NetNS.create
+
+    def create(ns: NetNS) -> None:
+        if ns.name == theirs.name:
+            real(theirs)  # the other process wins this one
+        real(ns)
+
+    monkeypatch.setattr(NetNS, "create", create)
+    try:
+        with pytest.raises(TestbedError, match=f"namespace {theirs.name} was made meanwhile"):
+            tb.up()
+        assert theirs.exists()
+        assert not NetNS(tb.netns_name("ep")).exists()  # ours, removed
+        tb.down()
+        assert theirs.exists()
+    finally:
+        theirs.delete()
 
 
 @pytest.mark.root

@@ -171,3 +171,12 @@ def test_up_without_ip_is_one_line_and_makes_nothing(
         "pktlab testbed: the 'ip' command (Debian package iproute2) is not installed\n"
     )
     assert not [n for n in tbmod.list_netns() if n.startswith("ut-")]
+
+
+def test_entering_a_namespace_that_is_gone_is_a_testbed_error() -> None:
+    """It was an OSError (`setns: Invalid argument` when the namespace was deleted under
+    a build), which `pktlab testbed` showed as a traceback."""
+    netns = importlib.import_module("packetlab.testbed.netns")
+    with pytest.raises(netns.TestbedError) as e, netns.NetNS("ut-gone-x").enter():
+        pass
+    assert str(e.value) == "cannot enter namespace ut-gone-x: No such file or directory"
