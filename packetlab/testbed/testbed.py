@@ -314,6 +314,8 @@ class Testbed:
         if whole:  # else the state file, if any, is another process's
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.unlink(self._state_path())
+            if not left:  # this object owns nothing now: a later down() of it (a
+                self._mine = []  # fixture's, after the test's) leaves a new testbed alone
         if left:
             raise TestbedError(_not_deleted(left, self.name))
 

@@ -546,3 +546,18 @@ def test_up_without_tc_removes_what_it_made() -> None:
     assert proc.stderr.count("\n") == 1
     assert not [n for n in list_netns() if n.startswith(pre)]
     assert list_testbeds() == []
+
+
+@pytest.mark.root
+def test_a_second_down_leaves_a_new_testbed_of_the_name_alone() -> None:
+    """A Testbed owns its namespaces from up() to down(): a later down() of it (a
+    fixture's teardown after the test's own) deleted a new testbed of the same name."""
+    first = Testbed(chain(0), name="again").up()
+    first.down()
+    second = Testbed(chain(0), name="again").up()
+    try:
+        first.down()
+        assert all(ns.exists() for ns in second.namespaces())
+    finally:
+        second.down()
+    assert not any(ns.exists() for ns in second.namespaces())
