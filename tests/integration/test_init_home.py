@@ -1,5 +1,5 @@
 """`pktlab init` on a real file system that fills up (session 24, testbed24): nothing is
-written. Before, files went one by one into the home: 9 of 23 (the last one empty), then
+written. Before, files went one by one into the home: 9 of 28 (the last one empty), then
 `error: [Errno 28] No space left on device`."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _full_disk_at_the_csrs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_full_disk_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Files were written one by one into the home: a full disk left 9 of 23 (the last one
+    """Files were written one by one into the home: a full disk left 9 of 28 (the last one
     empty) and `error: [Errno 28] No space left on device`."""
     root = tmp_path / "h"
     _full_disk_at_the_csrs(monkeypatch)
