@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["RepeatedKeys", "config_text", "expand_path"]
+__all__ = ["RepeatedKeys", "config_text", "expand_path", "home_dir", "pktlab_home"]
 
 
 def expand_path(value: str | os.PathLike[str]) -> Path:
@@ -22,6 +22,35 @@ def expand_path(value: str | os.PathLike[str]) -> Path:
         user = text[1:].split("/", 1)[0]
         why = f"there is no user {user!r}" if user else "this process has no home directory"
         raise ValueError(f"{text!r}: cannot expand '~{user}': {why}") from None
+
+
+def home_dir() -> Path:
+    """The user's home: ``$HOME``, or the password database's when ``$HOME`` is unset or
+    empty. (`Path.home()` made an empty ``$HOME`` the root directory: `pktlab init` as
+    root under ``env HOME= ...``, as some service managers start commands, wrote
+    ``/.pktlab``.)"""
+    if os.environ.get("HOME"):
+        return Path(os.environ["HOME"])
+    import pwd
+
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:  # no entry for this uid (a container's): as before
+        return Path.home()
+
+
+def pktlab_home() -> Path:
+    """The default pktlab home: ``$PKTLAB_HOME`` (``~`` expanded: a value set where no
+    shell expands it, as systemd's ``Environment=`` and docker's ``-e``, was a directory
+    named ``~`` under the current one), else ``~/.pktlab``. Every consumer takes its
+    default files from here: endpt.conf, xpmgr.conf, broker.conf, keys/, certs/."""
+    env = os.environ.get("PKTLAB_HOME")
+    if env:
+        try:
+            return expand_path(env)
+        except ValueError:  # ~nosuchuser: the name as written, which fails where it is used
+            return Path(env)
+    return home_dir() / ".pktlab"
 
 
 def config_text(path: Path) -> str:

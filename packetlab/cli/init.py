@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from packetlab.cli.exits import EXIT_INTERRUPTED
+from packetlab.cli.interrupt import interrupts_raise
 from packetlab.monitor import abi
 from packetlab.ppks import (
     BurstRate,
@@ -60,7 +69,10 @@ subcmd_eop_ep lets endpoint key k_ep subscribe for k_eop; agent_bop_brk is the b
 TLS identity, signed by the broker-operator key k_bop (`twistd -n pktbroker` uses it, and
 endpoints and controllers trust k_bop.pub as their broker root). All are valid from
 {NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
-privileges (pktlab ppks sign -r FILE ...)."""
+privileges (pktlab ppks sign -r FILE ...).
+All or nothing: the files are written in a staging directory in the home, then renamed
+into place; a full disk or a Ctrl-C leaves the home as it was. Private keys are 0600 from
+their creation, the directories 0700."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,9 +82,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--home", type=Path, help="directory to set up (default ~/.pktlab)")
-    parser.add_argument(
-        "--force", action="store_true", help="replace the keys, certs and CSRs of an existing setup"
+    parser.add_argument("--home", help="directory to set up (default $PKTLAB_HOME, else ~/.pktlab)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the keys, certs, CSRs and configs of an existing setup",
+    )
+    which.add_argument(
+        "--add-missing",
+        action="store_true",
+        help="write only what an existing setup lacks, leaving its files as they are "
+        "(a reference pktlab_init home: the broker's and the proxy's identities, "
+        "broker.conf, ...); a certificate is added only with the keys it goes with",
     )
     parser.add_argument(
         "--monitor",
@@ -112,11 +134,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.home == "":  # `--home "$UNSET"`: Path("") is the current directory
+            raise ValueError("is empty (give a directory; . for this one)")
         home = PktlabHome.at(args.home)
     except ValueError as e:  # ~nosuchuser
         print(f"error: --home {e}", file=sys.stderr)
         return 2
-    if home.exists() and not args.force:
+    confs = [n for n in CONFS if (home.root / n).is_file()]
+    only: list[str] | None = None
+    if args.add_missing:
+        try:
+            only = files_to_add(home)
+        except IncompleteGroup as e:
+            print(f"error: {home.root}: {e}; nothing changed", file=sys.stderr)
+            return 1
+        if not only:
+            print(f"{home.root} lacks nothing pktlab init writes; nothing changed")
+            return 0
+    elif home.exists() and not args.force:
         missing = missing_files(home)
         lacks = ""
         if (home.root / "ppks_conf").is_file():  # ppksman's config: the reference's init
@@ -128,10 +163,21 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(missing[:4]) + (
                 f" and {len(missing) - 4} more" if missing[4:] else ""
             )
-            lacks = f", but not all pktlab init writes ({shown} missing: an interrupted init?)"
+            how = "missing or empty" if any(m.endswith("(empty)") for m in missing) else "missing"
+            lacks = f", but not all pktlab init writes ({shown} {how}: an interrupted init?)"
+        # A reference home lacks the broker's and proxy's identities, which their daemons
+        # tell the operator to get from `pktlab init`: --force would replace its keys.
+        add = "--add-missing writes only what is missing, " if missing else ""
         print(
             f"error: {home.root} already holds keys, certs or CSRs{lacks}; "
-            "nothing changed (use --force to replace them)",
+            f"nothing changed ({add}use --force to replace them)",
+            file=sys.stderr,
+        )
+        return 1
+    elif confs and not args.force:  # configs of an operator's own, keys kept elsewhere
+        print(
+            f"error: {home.root} already holds {', '.join(confs)}; nothing changed (use "
+            "--add-missing to keep them, --force to replace them)",
             file=sys.stderr,
         )
         return 1
@@ -141,15 +187,43 @@ def run(args: argparse.Namespace) -> int:
             rates = parse_burst_rates("max_burst_rate_byte", args.max_burst_rate_byte)
         digests = [abi.digest(_wasm(p, "monitor")) for p in args.monitor]
         reflexes = [abi.digest(_wasm(p, "reflex")) for p in args.reflex]
-        init_home(home, digests, reflexes, send_rates=rates)
     except CertificateError as e:
         print(f"error: --max-burst-rate-byte: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"initialised {home.root}")
+    done = False
+    try:
+        with interrupts_raise():  # so that init_home's staging directory is removed
+            init_home(home, digests, reflexes, send_rates=rates, only=only)
+            done = True
+            print(f"initialised {home.root}")
+    except PartlyWritten as e:
+        print(f"error: cannot set up {home.root}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(
+            f"error: cannot set up {home.root}: {_why(e, home.root)}; no file written",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt as e:
+        what = f"no file written in {home.root}"
+        if done or isinstance(e, InterruptedWhenDone):
+            what = f"{home.root} is set up (every file was written)"
+        print(f"\npktlab init: interrupted; {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+def _why(e: OSError, root: Path) -> str:
+    """`e` in a few words: its file named unless it is the home itself (named already) or
+    one of the staging directory (a name the operator never sees)."""
+    where = os.fspath(e.filename) if e.filename is not None else ""
+    if not where or _STAGE_PREFIX in where or Path(where) == root:
+        return e.strerror or str(e)
+    return f"{where}: {e.strerror or e}"
 
 
 def _wasm(path: Path, kind: str) -> bytes:
@@ -170,8 +244,67 @@ def missing_files(home: PktlabHome) -> list[str]:
     names = [f"keys/{k}{ext}" for k in keys for ext in ("", ".pub")]
     names += [f"certs/{c[0]}.cert" for c in (*CERTS, ("agent_prx_prx",))]
     names += [f"csrs/{c[0]}.csr" for c in CSRS]
-    names += ["endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf"]
-    return [n for n in names if not (home.root / n).is_file()]
+    names += list(CONFS)
+    out = []
+    for n in names:
+        if not _holds(home.root / n):
+            out.append(f"{n} (empty)" if (home.root / n).is_file() else n)
+    return out
+
+
+def _holds(path: Path) -> bool:
+    """`path` is a file with something in it: an empty key or certificate (what a full disk
+    left before session 24) is as good as missing."""
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+CONFS = ("endpt.conf", "xpmgr.conf", "xpmgr.proxy.conf", "broker.conf")
+_STAGE_PREFIX = ".pktlab-init-"
+_DEMO_KEYS = ("k_exper", "k_xc", "k_eop", "k_ep")
+
+
+def _pair(key: str) -> list[str]:
+    return [f"keys/{key}", f"keys/{key}.pub"]
+
+
+# What `--add-missing` writes together or not at all: a certificate goes with the keys
+# that signed it and that it names. The CSRs and configs stand alone (a CSR missing beside
+# its existing key is made with that key).
+GROUPS: dict[str, list[str]] = {
+    "the demo keys and certificates (§4.1)": [
+        *(f for k in _DEMO_KEYS for f in _pair(k)),
+        *(f"certs/{c[0]}.cert" for c in CERTS if c[0] != "agent_bop_brk"),
+    ],
+    "the broker's identity": [*_pair("k_bop"), *_pair("k_brk"), "certs/agent_bop_brk.cert"],
+    "the proxy's identity": [*_pair("k_prx"), "certs/agent_prx_prx.cert"],
+}
+
+
+class IncompleteGroup(ValueError):
+    """`--add-missing` found part of a group: adding the rest would not fit it."""
+
+
+def files_to_add(home: PktlabHome) -> list[str]:
+    """What `--add-missing` writes into `home`: each group none of whose files exist, each
+    missing CSR and config. IncompleteGroup names a group only partly there."""
+    add = []
+    there = {f: _holds(home.root / f) for fs in GROUPS.values() for f in fs}
+    for what, fs in GROUPS.items():
+        present = [f for f in fs if there[f]]
+        if present and len(present) < len(fs):
+            absent = [f for f in fs if not there[f]]
+            raise IncompleteGroup(
+                f"{', '.join(absent)} missing beside {', '.join(present)} ({what}: they go "
+                "together; --force replaces the whole home)"
+            )
+        if not present:
+            add += fs
+    add += [f"csrs/{c[0]}.csr" for c in CSRS if not _holds(home.csr_path(c[0]))]
+    add += [n for n in CONFS if not _holds(home.root / n)]
+    return add
 
 
 def init_home(
@@ -180,16 +313,104 @@ def init_home(
     reflexes: Sequence[bytes] = (),
     *,
     send_rates: Sequence[BurstRate] = (),
+    only: Sequence[str] | None = None,
 ) -> dict[str, Ed25519PrivateKey]:
-    """Create the demo keys, certificates and CSRs in `home`; returns the keys by name.
-    `monitors` (digests) are required by the exppriv certificate, `reflexes` (digests) are
-    allowed by it, and `send_rates` are its max_burst_rate_byte."""
+    """Create the demo keys, certificates, CSRs and configs in `home`; returns the keys by
+    name. `monitors` (digests) are required by the exppriv certificate, `reflexes`
+    (digests) are allowed by it, and `send_rates` are its max_burst_rate_byte. `only`:
+    write just these files (relative to `home`; `files_to_add`), the rest left as it is.
+
+    All or nothing: every file is written in a staging directory inside `home` first
+    (private keys 0600 from their creation, in 0700 directories), then each is renamed
+    into place. A failure while writing (a full disk, an unwritable directory) or an
+    interrupt (KeyboardInterrupt) leaves `home` as it was: files were written one by one
+    into it, and a full disk left a home with some keys, a truncated certificate and no
+    configs, which the daemons then failed on (session 24)."""
     home.create_dirs()
+    # named before it is made, so that an interrupt right after the mkdir finds it
+    stage = home.root / f"{_STAGE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    moved = [False]  # set once every file is in place
+    try:
+        stage.mkdir(mode=0o700)
+        staged = PktlabHome(stage)
+        staged.create_dirs()
+        keys, lines = _write_all(staged, home, monitors, reflexes, send_rates)
+        if only is not None:
+            lines = {f: line for f, line in lines.items() if f in only}
+            _csrs_of_existing_keys(staged, home, only, lines)
+        _move_into_place(stage, home.root, only, moved)
+        for line in lines.values():  # what is there now, not what was attempted
+            print(line)
+    except BaseException as e:
+        if moved[0]:  # a Ctrl-C while they are listed: the home is whole
+            if isinstance(e, KeyboardInterrupt):
+                raise InterruptedWhenDone from None
+            raise
+        with _signals_deferred():  # a second Ctrl-C must not leave the staging directory
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return keys
+
+
+class InterruptedWhenDone(KeyboardInterrupt):
+    """A Ctrl-C that came once every file was in place (while they were listed)."""
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM are only noted (in the list) while the body runs, one already
+    pending too: the body is never cut short, as it would be by a KeyboardInterrupt."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals go to main
+        yield got
+        return
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        while sig not in saved:
+            try:  # signal.signal runs the handlers of pending signals first
+                saved[sig] = signal.signal(sig, lambda signum, frame: got.append(signum))
+            except KeyboardInterrupt:
+                got.append(signal.SIGINT)
+    try:
+        yield got
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _csrs_of_existing_keys(
+    staged: PktlabHome, home: PktlabHome, only: Sequence[str], lines: dict[str, str]
+) -> None:
+    """The CSRs `only` asks for whose requester key is the home's own, not a new one: made
+    with that key (one that cannot be read, e.g. passphrase-protected, is left out)."""
+    for name, ctype, dtype, requester in CSRS:
+        f = f"csrs/{name}.csr"
+        if f not in only or f"keys/{requester}" in only:
+            continue
+        try:
+            key = home.private_key(requester)
+        except (OSError, ValueError, TypeError) as e:
+            staged.csr_path(name).unlink()
+            lines[f] = f"csr  {home.csr_path(name)}  not written: keys/{requester}: {e}"
+            continue
+        staged.csr_path(name).write_bytes(make_csr(ctype, key, del_type=dtype))
+
+
+def _write_all(
+    staged: PktlabHome,
+    home: PktlabHome,
+    monitors: Sequence[bytes],
+    reflexes: Sequence[bytes],
+    send_rates: Sequence[BurstRate],
+) -> tuple[dict[str, Ed25519PrivateKey], dict[str, str]]:
+    """Write everything into `staged`; the configs name the files of `home`. Returns the
+    keys and, by file, the lines to print once they are in place."""
     keys: dict[str, Ed25519PrivateKey] = {}
+    lines = {}
     for name in KEYS:
         keys[name] = generate_private_key()
-        write_key_pair(home.key_path(name), keys[name])
-        print(f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}")
+        write_key_pair(staged.key_path(name), keys[name])
+        lines[f"keys/{name}"] = f"key  {home.key_path(name)}  id {key_id(keys[name]).hex()}"
     for name, ctype, signer, subject in CERTS:
         limits = None
         if (monitors or reflexes or send_rates) and ctype is CertType.EXPPRIV:
@@ -201,22 +422,56 @@ def init_home(
         cert = issue_certificate(
             ctype, keys[signer], keys[subject], NOT_BEFORE, NOT_AFTER, limits=limits
         )
-        home.cert_path(name).write_bytes(cert.to_pem())
-        print(f"cert {home.cert_path(name)}")
+        staged.cert_path(name).write_bytes(cert.to_pem())
+        lines[f"certs/{name}.cert"] = f"cert {home.cert_path(name)}"
     for name, ctype, dtype, requester in CSRS:
-        home.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
-        print(f"csr  {home.csr_path(name)}")
-    _proxy_identity(home, keys)
-    confs = (
-        ("endpt.conf", endpoint_conf(home)),
-        ("xpmgr.conf", xpmgr_conf(home)),
-        ("xpmgr.proxy.conf", xpmgr_conf(home, proxy=True)),
-        ("broker.conf", broker_conf(home)),
-    )
-    for name, text in confs:
-        (home.root / name).write_text(text, encoding="utf-8")
-        print(f"conf {home.root / name}")
-    return keys
+        staged.csr_path(name).write_bytes(make_csr(ctype, keys[requester], del_type=dtype))
+        lines[f"csrs/{name}.csr"] = f"csr  {home.csr_path(name)}"
+    lines.update(_proxy_identity(staged, home, keys))
+    confs = (endpoint_conf(home), xpmgr_conf(home), xpmgr_conf(home, proxy=True), broker_conf(home))
+    for name, text in zip(CONFS, confs, strict=True):
+        (staged.root / name).write_text(text, encoding="utf-8")
+        lines[name] = f"conf {home.root / name}"
+    return keys, lines
+
+
+class PartlyWritten(Exception):
+    """Renaming the staged files into place failed after some: the message says how many."""
+
+
+def _move_into_place(
+    stage: Path, root: Path, only: Sequence[str] | None, moved: list[bool]
+) -> None:
+    """Rename each staged file to its place under `root` (same file system: no copy, no
+    space needed, never a partial file), then remove `stage`. A Ctrl-C or SIGTERM from
+    here on comes too late to stop anything and is let go: a home half old, half new
+    would hold certificates its keys did not sign, and one interrupted while the staging
+    directory was removed was whole but said `no file written`, the directory left."""
+    with _signals_deferred():  # noted, and let go: too late to stop anything
+        try:
+            staged = sorted(p for p in stage.rglob("*") if p.is_file())
+            moves = [
+                (p, root / p.relative_to(stage))
+                for p in staged
+                if only is None or str(p.relative_to(stage)) in only
+            ]
+            for _, dest in moves:  # what would stop a rename half-way, found before it
+                if dest.is_dir() and not dest.is_symlink():
+                    raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(dest))
+                if not os.access(dest.parent, os.W_OK | os.X_OK):
+                    raise PermissionError(errno.EACCES, "cannot write in it", str(dest.parent))
+            for done, (path, dest) in enumerate(moves):
+                try:
+                    os.replace(path, dest)
+                except OSError as e:
+                    raise PartlyWritten(
+                        f"{dest}: {e.strerror or e} after {done} of {len(moves)} files "
+                        "were written (the rest are as they were: pktlab init --force "
+                        "writes all)"
+                    ) from e
+            moved[0] = True
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def endpoint_conf(home: PktlabHome) -> str:
@@ -285,11 +540,15 @@ ExpExec 1::{chain}:{r / "keys/k_eop.pub"}::
 """
 
 
-def _proxy_identity(home: PktlabHome, keys: dict[str, Ed25519PrivateKey]) -> None:
+def _proxy_identity(
+    staged: PktlabHome, home: PktlabHome, keys: dict[str, Ed25519PrivateKey]
+) -> dict[str, str]:
     """The proxy's agent key and self-signed agent cert (twistd pktproxy's default)."""
     keys["k_prx"] = generate_private_key()
-    write_key_pair(home.key_path("k_prx"), keys["k_prx"])
+    write_key_pair(staged.key_path("k_prx"), keys["k_prx"])
     cert = issue_certificate(CertType.AGENT, keys["k_prx"], keys["k_prx"], NOT_BEFORE, NOT_AFTER)
-    home.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
-    print(f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}")
-    print(f"cert {home.cert_path('agent_prx_prx')}")
+    staged.cert_path("agent_prx_prx").write_bytes(cert.to_pem())
+    return {
+        "keys/k_prx": f"key  {home.key_path('k_prx')}  id {key_id(keys['k_prx']).hex()}",
+        "certs/agent_prx_prx.cert": f"cert {home.cert_path('agent_prx_prx')}",
+    }

@@ -17,10 +17,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.exits import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # imported when running: `quit_on_interrupt` must come before
 __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "interrupts_raise",
     "quit_on_interrupt",
     "run_reactor",
     "stdout_gone",
@@ -203,3 +206,26 @@ def run_reactor(
         return EXIT_INTERRUPTED
     code: int = box["code"]
     return code
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """For a command that must undo or finish what it made (`testbed up`, `init`): in the
+    body, Ctrl-C and SIGTERM raise KeyboardInterrupt, so that `finally` and `except`
+    clauses run. `quit_on_interrupt`'s handler ends the process at once (os._exit),
+    which left a half-built testbed or a half-written home (session 24)."""
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, interrupted)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

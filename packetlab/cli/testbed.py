@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
+from packetlab.cli.exits import EXIT_INTERRUPTED
+from packetlab.cli.interrupt import interrupts_raise
 from packetlab.testbed import (
     Shape,
     Testbed,
@@ -16,34 +19,68 @@ from packetlab.testbed import (
     down_all,
     down_by_name,
     list_testbeds,
+    missing_parts,
     orphan_namespaces,
+)
+from packetlab.testbed.testbed import (
+    DEFAULT_STATE_DIR,
+    PREFIX,
+    PREFIX_ENV,
+    STATE_ENV,
+    full_name,
+    prefix,
+    state_dir,
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pre = os.environ.get(PREFIX_ENV) or PREFIX  # shown as is; `up` checks it
+    parser.epilog = (
+        f"Namespaces are named {pre}NAME-NODE (${PREFIX_ENV} replaces {PREFIX!r}); each "
+        f"testbed is recorded in {state_dir()}/{pre}NAME.json (${STATE_ENV} replaces "
+        f"{DEFAULT_STATE_DIR}). Needs root and iproute2 (docs/testbed.md)."
+    )
     sub = parser.add_subparsers(dest="testbed_command", metavar="ACTION")
     sub.required = True
-    up = sub.add_parser("up", help="create a testbed and leave it running")
+    up = sub.add_parser(
+        "up",
+        help="create a testbed and leave it running",
+        description="Create a testbed (namespaces joined by veths) and leave it running "
+        "until `pktlab testbed down NAME`. Interrupted or failed, it removes what it made.",
+    )
     up.add_argument("--topology", choices=["chain"], default="chain", help="(default: chain)")
     up.add_argument(
         "--hops", type=int, default=2, help="routers between endpoint and target (default: 2)"
     )
-    up.add_argument("--name", help="testbed name (plab-NAME; default: random)")
+    up.add_argument("--name", help=f"testbed name ({pre}NAME; default: 6 random hex digits)")
     up.add_argument(
         "--shape",
         action="append",
         default=[],
         metavar="[LINK=]RATE",
         help="tbf-shape link LINK (1 = ep-r1; all links if LINK is left out) to RATE, "
-        "e.g. 2=10mbit; repeatable",
+        "e.g. 2=10mbit; repeatable (default: no shaping)",
     )
-    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default 77)")
+    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default: 77)")
     up.add_argument("--json", action="store_true", help="print the testbed as JSON")
-    down = sub.add_parser("down", help="tear down a testbed, or all of them")
+    down = sub.add_parser(
+        "down",
+        help="tear down a testbed, or all of them",
+        description="Stop what runs in a testbed's namespaces and delete them (their veths "
+        "and qdiscs go with them) and its state file. A testbed that is not there is "
+        "nothing to remove: exit 0.",
+    )
     which = down.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="testbed name (as printed by up/status)")
-    which.add_argument("--all", action="store_true", help="every plab-* namespace")
-    status = sub.add_parser("status", help="list testbeds")
+    which.add_argument(
+        "--all", action="store_true", help=f"every {pre}* namespace, live testbeds too"
+    )
+    status = sub.add_parser(
+        "status",
+        help="list testbeds",
+        description="List recorded testbeds (live: all their namespaces exist) and "
+        f"{pre}* namespaces of none, with the commands that remove those.",
+    )
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -116,12 +153,16 @@ def _up(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     infos = list_testbeds()
     orphans = orphan_namespaces()
+    # The namespaces and the veths in them, as `ip netns list` and `ip -n NS link` show
+    # them: a testbed with a namespace or a link deleted by hand was still "live".
+    missing = {i.name: missing_parts(i) for i in infos}
     if args.json:
         data = {
             "testbeds": [
                 {
                     "name": i.name,
-                    "live": i.live,
+                    "live": not missing[i.name],
+                    "missing": missing[i.name],
                     "created": i.created,
                     "pid": i.pid,
                     "persist": i.persist,
@@ -137,35 +178,79 @@ def _status(args: argparse.Namespace) -> int:
     if not infos and not orphans:
         print("no testbeds")
     for i in infos:
-        state = "live" if i.live else "stale (namespaces missing)"
+        gone = missing[i.name]
+        state = "live"
+        if len(gone) == len(i.topology.nodes) and all(":" not in g for g in gone):
+            state = f"gone: none of its namespaces exist (pktlab testbed down {i.name} forgets it)"
+        elif gone:
+            state = f"broken: {' '.join(gone)} missing (pktlab testbed down {i.name} removes it)"
         nodes = " ".join(i.topology.nodes)
         print(f"{i.name}  {i.topology.kind}  {state}  created {i.created}  nodes: {nodes}")
     if orphans:
         print("namespaces of no recorded testbed: " + " ".join(orphans))
-        print("remove them with: pktlab testbed down --all")
+        print("remove them with: " + "; ".join(_removal_commands(orphans)))
     return 0
 
 
+def _removal_commands(orphans: Sequence[str]) -> list[str]:
+    """The commands that remove exactly these namespaces. `down --all`, which this said
+    before, removes every live testbed too."""
+    names: dict[str, None] = {}
+    single = []
+    for ns in orphans:
+        short = ns[len(prefix()) :].rpartition("-")[0]
+        try:  # PREFIX-NAME-NODE, as an `up` killed before its state file leaves them
+            names[full_name(short)] = None
+        except TestbedError:
+            single.append(f"ip netns delete {ns}")
+    return [f"pktlab testbed down {n}" for n in names] + single
+
+
 def _down(args: argparse.Namespace) -> int:
+    # as for up: without root `ip netns delete` fails, and down blamed processes inside
+    check_capabilities("testbed down")
     if args.all:
         gone = down_all()
         print(f"removed {len(gone)} namespaces" + (": " + " ".join(gone) if gone else ""))
     else:
-        down_by_name(args.name)
-        print(f"removed {args.name}")
+        name = full_name(args.name)
+        recorded = os.path.exists(os.path.join(state_dir(), f"{name}.json"))
+        gone = down_by_name(name)
+        if gone:
+            print(f"removed {name}: {' '.join(gone)}")
+        elif recorded:
+            print(f"removed {name} (its namespaces were gone already)")
+        else:  # idempotent: a second down (or one after a failed up) is no failure
+            print(f"no testbed {name}: nothing to remove")
     return 0
+
+
+_INTERRUPTED = {
+    "up": "up interrupted; what it had made is removed",
+    "down": "down interrupted; run it again to remove the rest",
+}
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.testbed_command == "up":
-            return _up(args)
-        if args.testbed_command == "status":
-            return _status(args)
-        return _down(args)
-    except (TestbedError, TopologyError) as exc:
+        with interrupts_raise():
+            if args.testbed_command == "up":
+                return _up(args)
+            if args.testbed_command == "status":
+                return _status(args)
+            return _down(args)
+    except (TestbedError, TopologyError, OSError) as exc:  # OSError: one line, not a traceback
         print(f"pktlab testbed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        what = _INTERRUPTED.get(args.testbed_command, "interrupted")
+        # up (recorded by this process) if the interrupt came once up() had returned
+        mine = list_testbeds() if args.testbed_command == "up" else []
+        made = next((i.name for i in mine if i.pid == os.getpid()), None)
+        if made:
+            what = f"interrupted; testbed {made} is up (pktlab testbed down {made} removes it)"
+        print(f"\npktlab testbed: {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
-from packetlab.paths import RepeatedKeys, config_text, expand_path
+from packetlab.paths import RepeatedKeys, config_text, expand_path, pktlab_home
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
@@ -520,10 +520,13 @@ def parse_config(
 
 
 def load_config(path: str | Path | None) -> EndpointConfig:
-    """Read `path`; None means the default ``~/.pktlab/endpt.conf`` if it exists, else the
+    """Read `path`; None means the default ``~/.pktlab/endpt.conf`` (``$PKTLAB_HOME``
+    honoured, as the broker, the proxy, xpmgr and the accounting database do: it was
+    ignored: after `PKTLAB_HOME=D pktlab init`, `twistd pktendpoint` refused to start for
+    want of ControllerCertChainPath, which D/endpt.conf sets) if it exists, else the
     built-in defaults. An explicit path that cannot be read is an error."""
     if path is None:
-        default = DEFAULT_CONFIG_PATH.expanduser()
+        default = pktlab_home() / DEFAULT_CONFIG_PATH.name
         if not default.is_file():
             return EndpointConfig()
         path = default

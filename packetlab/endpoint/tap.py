@@ -97,8 +97,8 @@ class Options(TapOptions):
         "(NoSubMode 0 in the config, or --broker HOST[:PORT]) it subscribes to a broker "
         "(default port 20557) and runs the experiments published to it (docs/broker.md); "
         "no ADDR is given then. Settings come from the reference endpt.conf format "
-        "(--config, default "
-        "~/.pktlab/endpt.conf) and can be overridden with --set KEY=VALUE or the named "
+        "(--config, default ~/.pktlab/endpt.conf, or $PKTLAB_HOME/endpt.conf) and can be "
+        "overridden with --set KEY=VALUE or the named "
         "options above. The link is TLS 1.3 with PPKS certificates (ControllerCertChainPath, "
         "EndpointPrivKey, EndpointOpPubKeyPath; `pktlab init` writes a demo endpt.conf); "
         "--insecure-plaintext runs over plain TCP to a loopback controller only. "
@@ -108,7 +108,9 @@ class Options(TapOptions):
         ["insecure-plaintext", None, "Talk to the controller over plain TCP (loopback only)."],
     ]
     optParameters: list[list[Any]] = [
-        ["config", "c", None, "endpt.conf path (default ~/.pktlab/endpt.conf if it exists)."],
+        ["config", "c", None,
+         "endpt.conf path (default ~/.pktlab/endpt.conf if it exists; $PKTLAB_HOME replaces "
+         "~/.pktlab)."],
     ] + [
         [name, None, None, f"Override config key {key}{_said(_KEY_DEFAULTS[name])}."]
         for name, key in _KEY_OPTIONS.items()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from packetlab.paths import expand_path
+from packetlab.paths import expand_path, pktlab_home
 
 from .cert import Certificate, load_certificates
 from .keys import read_private_key, read_public_key
@@ -23,9 +23,8 @@ __all__ = ["PktlabHome", "default_home"]
 
 
 def default_home() -> Path:
-    """`$PKTLAB_HOME` if set, else `~/.pktlab`."""
-    env = os.environ.get("PKTLAB_HOME")
-    return Path(env) if env else Path.home() / ".pktlab"
+    """`$PKTLAB_HOME` if set, else `~/.pktlab` (`packetlab.paths.pktlab_home`)."""
+    return pktlab_home()
 
 
 @dataclass(frozen=True)

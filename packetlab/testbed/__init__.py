@@ -17,6 +17,7 @@ from packetlab.testbed.testbed import (
     down_all,
     down_by_name,
     list_testbeds,
+    missing_parts,
     orphan_namespaces,
     testbed,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "down_by_name",
     "list_netns",
     "list_testbeds",
+    "missing_parts",
     "orphan_namespaces",
     "testbed",
 ]

@@ -159,11 +159,16 @@ class NetNS:
         """Switch the calling thread into the namespace for the ``with`` body."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            target = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
+            try:  # a namespace deleted under us: one line, not an OSError traceback
+                target = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _setns(target)
+                finally:
+                    os.close(target)
+            except OSError as exc:
+                raise TestbedError(
+                    f"cannot enter namespace {self.name}: {exc.strerror or exc}"
+                ) from exc
             try:
                 yield
             finally:

@@ -126,6 +126,11 @@ class Testbed:
         self.persist = False
         self.is_up = False
         self._procs: list[subprocess.Popen[Any]] = []
+        # The namespaces this object's up() made, while it has not succeeded; None: all
+        # of them are ours (up() done, or a recorded testbed). down() deletes only those:
+        # two `up`s of one name at once each deleted the other's, and a fixture's down()
+        # after a refused up() deleted the namespaces it had clashed with.
+        self._mine: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"Testbed({self.name!r}, nodes={list(self.topology.nodes)})"
@@ -162,11 +167,18 @@ class Testbed:
         """Create namespaces, links, addresses, routes and shaping. Undone on failure."""
         if self.is_up:
             return self
-        # Checked before anything is made: the failure path below deletes our namespaces,
-        # which must never be someone else's.
+        self._mine = []
+        # Checked before anything is made, for a clear message; the failure path deletes
+        # only the namespaces made here (`_mine`), never someone else's.
         clash = [ns.name for ns in self.namespaces() if ns.exists()]
         if clash:
-            raise TestbedError(f"namespaces exist already: {', '.join(clash)}")
+            short = self.name[len(prefix()) :]
+            hint = (
+                f"testbed {self.name} is up: `pktlab testbed down {short}` removes it"
+                if os.path.exists(self._state_path())
+                else "`pktlab testbed status` says whose they are"
+            )
+            raise TestbedError(f"namespaces exist already: {', '.join(clash)} ({hint})")
         self.persist = persist
         with _live_lock:
             if not persist:
@@ -175,14 +187,37 @@ class Testbed:
             self._build()
             self.is_up = True
             self._write_state()
+            self._mine = None
         except BaseException:
-            self.down()
+            self._undo()
             raise
         return self
 
+    def _undo(self) -> None:
+        """`down()` after a failed or interrupted `up()`, carried through to the end: a
+        Ctrl-C while it runs (a person pressing it again) would otherwise leave the rest
+        of the testbed behind, unrecorded. `down()` is idempotent, so it starts again."""
+        for _ in range(20):
+            try:
+                self.down()
+            except KeyboardInterrupt:
+                continue
+            return
+
     def _build(self) -> None:
         topo = self.topology
-        ip_batch([f"netns add {ns.name}" for ns in self.namespaces()])
+        for ns in self.namespaces():  # one by one, to know which are ours
+            try:
+                ns.create()
+            except TestbedError as exc:
+                if ns.exists():  # made since the check: another `up` of this name
+                    raise TestbedError(
+                        f"namespace {ns.name} was made meanwhile by another process (another "
+                        f"`up` of {self.name}?); removing what this one made"
+                    ) from exc
+                raise
+            if self._mine is not None:
+                self._mine.append(ns.name)
         for node in topo.nodes.values():
             values = dict(COMMON_SYSCTLS)
             if node.router:
@@ -268,16 +303,21 @@ class Testbed:
         for proc in self._procs:
             _stop(proc)
         self._procs.clear()
-        for ns in self.namespaces():
+        whole = self._mine is None
+        mine = self.namespaces() if whole else [NetNS(n) for n in self._mine or ()]
+        for ns in mine:
             ns.delete()
-        left = [ns.name for ns in self.namespaces() if ns.exists()]
+        left = [ns.name for ns in mine if ns.exists()]
         self.is_up = False
         with _live_lock:
             _live.pop(self.name, None)
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(self._state_path())
+        if whole:  # else the state file, if any, is another process's
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(self._state_path())
+            if not left:  # this object owns nothing now: a later down() of it (a
+                self._mine = []  # fixture's, after the test's) leaves a new testbed alone
         if left:
-            raise TestbedError(f"could not delete namespaces: {', '.join(left)}")
+            raise TestbedError(_not_deleted(left, self.name))
 
     def __enter__(self) -> Testbed:
         return self.up()
@@ -350,7 +390,7 @@ class Testbed:
         return os.path.join(state_dir(), f"{self.name}.json")
 
     def _write_state(self) -> None:
-        tmp = self._state_path() + ".tmp"
+        tmp = f"{self._state_path()}.{os.getpid()}.tmp"
         try:
             os.makedirs(state_dir(), exist_ok=True)
             with open(tmp, "w") as fh:
@@ -426,6 +466,25 @@ def list_testbeds() -> list[TestbedInfo]:
     return [i for i in infos if i is not None]
 
 
+def missing_parts(info: TestbedInfo) -> list[str]:
+    """What of a recorded testbed is gone: each namespace (``NS``) and each interface of
+    the namespaces left (``NS:IFACE``; deleting a veth by hand takes its peer too). Not
+    knowable (no permission to look inside): nothing said."""
+    out = []
+    for node in info.topology.nodes:
+        ns = f"{info.name}-{node}"
+        if not NetNS(ns).exists():
+            out.append(ns)
+            continue
+        proc = run_cmd([ip_binary(), "-n", ns, "-o", "link", "show"], check=False)
+        if proc.returncode != 0:
+            continue
+        have = {ln.split(":")[1].strip().split("@")[0] for ln in proc.stdout.splitlines()}
+        want = [i.name for i in info.topology.interfaces(node)]
+        out += [f"{ns}:{name}" for name in want if name not in have]
+    return out
+
+
 def orphan_namespaces() -> list[str]:
     """``plab-`` namespaces that belong to no recorded testbed."""
     known = {f"{i.name}-{n}" for i in list_testbeds() for n in i.topology.nodes}
@@ -445,23 +504,36 @@ def down_all() -> list[str]:
                     os.unlink(os.path.join(state_dir(), f))
     left = [n for n in list_netns() if n.startswith(pre)]
     if left:
-        raise TestbedError(f"could not delete namespaces: {', '.join(left)}")
+        raise TestbedError(_not_deleted(left, "--all"))
     return gone
 
 
-def down_by_name(name: str) -> None:
-    """Tear down a recorded testbed, or failing that every namespace ``<name>-*``."""
+def down_by_name(name: str) -> list[str]:
+    """Tear down a recorded testbed, or failing that every namespace ``<name>-*`` (an
+    `up` killed before it wrote its state file); returns the namespaces removed, none
+    when there was nothing to remove (not an error: `down` is idempotent)."""
     full = full_name(name)
+    mine = [n for n in list_netns() if n.startswith(full + "-")]
     try:
         tb = Testbed.from_state(full)
     except TestbedError:
-        names = [n for n in list_netns() if n.startswith(full + "-")]
-        if not names:
-            raise
-        for n in names:
+        for n in mine:
             NetNS(n).delete()
-        return
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(os.path.join(state_dir(), f"{full}.json"))  # unreadable, if any
+        left = [n for n in list_netns() if n.startswith(full + "-")]
+        if left:
+            raise TestbedError(_not_deleted(left, full)) from None
+        return mine
     tb.down()
+    return mine
+
+
+def _not_deleted(left: Sequence[str], name: str) -> str:
+    return (
+        f"could not delete namespaces: {', '.join(left)} (`ip netns pids NS` lists what "
+        f"still runs there; `pktlab testbed down {name}` tries again)"
+    )
 
 
 @contextlib.contextmanager

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,8 +319,38 @@ def test_a_clash_fails_without_touching_the_other_namespace() -> None:
             tb.up()
         assert other.exists()
         assert not NetNS(tb.netns_name("ep")).exists()
+        tb.down()  # as testbed_factory's teardown does: it deleted the other namespace
+        assert other.exists()
     finally:
         other.delete()
+
+
+@pytest.mark.root
+def test_two_ups_of_one_name_at_once_leave_the_winner_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another `up` of the same name makes r1 between our check and our making it: ours
+    fails, and removes only what it made (it deleted every namespace of the name, the
+    other's too, which then died on a setns traceback; session 24)."""
+    tb = Testbed(chain(1), name="race")
+    theirs = NetNS(tb.netns_name("r1"))
+    real = NetNS.create
+
+    def create(ns: NetNS) -> None:
+        if ns.name == theirs.name:
+            real(theirs)  # the other process wins this one
+        real(ns)
+
+    monkeypatch.setattr(NetNS, "create", create)
+    try:
+        with pytest.raises(TestbedError, match=f"namespace {theirs.name} was made meanwhile"):
+            tb.up()
+        assert theirs.exists()
+        assert not NetNS(tb.netns_name("ep")).exists()  # ours, removed
+        tb.down()
+        assert theirs.exists()
+    finally:
+        theirs.delete()
 
 
 @pytest.mark.root
@@ -378,11 +410,15 @@ def test_cli_up_status_down(capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("status") == 0
     assert f"{pre}clitest  chain  live" in capsys.readouterr().out
     assert _cli("up", "--name", "clitest") == 1
-    assert "exist already" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exist already" in err
+    assert err.endswith(f"(testbed {pre}clitest is up: `pktlab testbed down clitest` removes it)\n")
     assert _cli("down", "clitest") == 0
+    assert f"removed {pre}clitest: {pre}clitest-ep" in capsys.readouterr().out
     assert not NetNS(f"{pre}clitest-r1").exists()
-    assert _cli("down", "clitest") == 1
-    assert "no testbed named" in capsys.readouterr().err
+    # idempotent (session 24): a second down was exit 1, "no testbed named ..."
+    assert _cli("down", "clitest") == 0
+    assert capsys.readouterr().out == f"no testbed {pre}clitest: nothing to remove\n"
     assert _cli("up", "--shape", "7=1mbit") == 1
     assert "no link 7" in capsys.readouterr().err
     assert list_testbeds() == []
@@ -402,3 +438,126 @@ def test_cli_down_all_and_orphans(capsys: pytest.CaptureFixture[str]) -> None:
     assert not [n for n in list_netns() if n.startswith(pre)]
     assert _cli("status") == 0
     assert "no testbeds" in capsys.readouterr().out
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("cleanup_cli")
+def test_status_names_the_command_that_removes_only_the_orphans(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An `up` killed before its state file leaves PREFIX-NAME-NODE namespaces. status
+    said "remove them with: pktlab testbed down --all", which removes the live testbeds
+    too (session 24); `down NAME` removes those alone, and a second one is no error."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    assert _cli("up", "--hops", "0", "--name", "live") == 0
+    for ns in (f"{pre}killed-ep", f"{pre}killed-r1", f"{pre}odd"):
+        NetNS(ns).create()
+    capsys.readouterr()
+    assert _cli("status") == 0
+    out = capsys.readouterr().out
+    assert (f"remove them with: pktlab testbed down {pre}killed; ip netns delete {pre}odd\n") in out
+    assert _cli("down", "killed") == 0
+    assert capsys.readouterr().out == f"removed {pre}killed: {pre}killed-ep {pre}killed-r1\n"
+    assert _cli("down", "killed") == 0
+    assert "nothing to remove" in capsys.readouterr().out
+    assert NetNS(f"{pre}live-ep").exists() and NetNS(f"{pre}odd").exists()
+    assert [i.name for i in list_testbeds()] == [f"{pre}live"]
+
+
+@pytest.mark.root
+def test_ctrl_c_during_up_removes_what_it_made(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) while `pktlab testbed up` builds:
+    `pktlab`'s start-up handler ended the process at once (os._exit), leaving all 22
+    namespaces of a 20-hop chain and no state file (session 24). Now up undoes itself."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packetlab", "testbed", "up", "--name", "cc", "--hops", "20"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not [n for n in list_netns() if n.startswith(f"{pre}cc-")]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.002)
+        os.killpg(proc.pid, signal.SIGINT)  # the namespaces are made first, then ~1 s more
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _cli("down", "cc")
+    assert (proc.returncode, err) == (
+        130,
+        "\npktlab testbed: up interrupted; what it had made is removed\n",
+    ), out
+    assert not [n for n in list_netns() if n.startswith(pre)]
+    assert list_testbeds() == []
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("cleanup_cli")
+def test_status_is_what_ip_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    """A testbed with a veth or namespaces deleted by hand was `live` (one missing
+    namespace out of all: `stale`); status now compares with `ip netns list` and
+    `ip -n NS link` and names what is missing (session 24)."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    assert _cli("up", "--hops", "1", "--name", "veth") == 0
+    assert _cli("up", "--hops", "0", "--name", "ns") == 0
+    capsys.readouterr()
+    assert _cli("status") == 0
+    assert capsys.readouterr().out.count("  chain  live  ") == 2
+    subprocess.run(["ip", "-n", f"{pre}veth-ep", "link", "del", "to-r1"], check=True)
+    NetNS(f"{pre}ns-ep").delete()
+    NetNS(f"{pre}ns-tg").delete()
+    assert _cli("status") == 0
+    out = capsys.readouterr().out
+    assert (
+        f"{pre}veth  chain  broken: {pre}veth-ep:to-r1 {pre}veth-r1:to-ep missing "
+        f"(pktlab testbed down {pre}veth removes it)  created "
+    ) in out
+    assert (
+        f"{pre}ns  chain  gone: none of its namespaces exist (pktlab testbed down {pre}ns "
+        "forgets it)  created "
+    ) in out
+    assert _cli("down", "ns") == 0
+    assert capsys.readouterr().out == f"removed {pre}ns (its namespaces were gone already)\n"
+    assert _cli("down", "veth") == 0
+    assert list_testbeds() == []
+    assert not [n for n in list_netns() if n.startswith(pre)]
+
+
+@pytest.mark.root
+def test_up_without_tc_removes_what_it_made() -> None:
+    """`tc` is run after the namespaces and veths are made (shaping): its absence is one
+    line and nothing is left."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "packetlab", "testbed", "up", "--name", "notc", "--shape", "1mbit"],
+        env={**os.environ, "PATH": "/nonexistent"},  # `ip` is found at /usr/sbin/ip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"pktlab testbed: tc -n {pre}notc-ep qdisc replace dev to-r1")
+    assert proc.stderr.endswith("No such file or directory: 'tc'\n")
+    assert proc.stderr.count("\n") == 1
+    assert not [n for n in list_netns() if n.startswith(pre)]
+    assert list_testbeds() == []
+
+
+@pytest.mark.root
+def test_a_second_down_leaves_a_new_testbed_of_the_name_alone() -> None:
+    """A Testbed owns its namespaces from up() to down(): a later down() of it (a
+    fixture's teardown after the test's own) deleted a new testbed of the same name."""
+    first = Testbed(chain(0), name="again").up()
+    first.down()
+    second = Testbed(chain(0), name="again").up()
+    try:
+        first.down()
+        assert all(ns.exists() for ns in second.namespaces())
+    finally:
+        second.down()
+    assert not any(ns.exists() for ns in second.namespaces())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from packetlab.paths import config_text, expand_path
+from packetlab.paths import config_text, expand_path, home_dir, pktlab_home
 
 
 def test_home_and_plain_names() -> None:
@@ -44,3 +45,31 @@ def test_config_text_names_the_line_of_a_byte_that_is_not_utf8(tmp_path: Path) -
     assert config_text(p) == "A é\n"
     with pytest.raises(OSError):
         config_text(tmp_path / "none")
+
+
+def test_the_pktlab_home_expands_a_tilde_in_pktlab_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`PKTLAB_HOME=~/demo` set where no shell expands it (systemd's Environment=, docker's
+    -e) was a directory named `~` under the current one (session 24)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PKTLAB_HOME", "~/demo")
+    assert pktlab_home() == tmp_path / "demo"
+    monkeypatch.setenv("PKTLAB_HOME", "/srv/pktlab")
+    assert pktlab_home() == Path("/srv/pktlab")
+    monkeypatch.setenv("PKTLAB_HOME", "")  # empty: unset
+    assert pktlab_home() == tmp_path / ".pktlab"
+
+
+def test_an_empty_home_is_the_password_databases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env HOME= pktlab init` (a service manager's start) wrote /.pktlab: Path.home()
+    made the empty $HOME the root directory (session 24)."""
+    import pwd
+
+    monkeypatch.delenv("PKTLAB_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    entry = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert home_dir() == entry
+    assert pktlab_home() == entry / ".pktlab" != Path("/.pktlab")
+    monkeypatch.delenv("HOME")
+    assert home_dir() == entry

@@ -110,7 +110,8 @@ def test_init_names_what_an_incomplete_home_lacks(
     assert capsys.readouterr().err == (
         f"error: {home.root} already holds keys, certs or CSRs, but not all pktlab init "
         "writes (certs/subcmd_eop_ep.cert, endpt.conf missing: an interrupted init?); "
-        "nothing changed (use --force to replace them)\n"
+        "nothing changed (--add-missing writes only what is missing, use --force to replace "
+        "them)\n"
     )
     for p in home.csrs_dir.iterdir():
         p.unlink()
@@ -123,7 +124,7 @@ def test_init_names_what_an_incomplete_home_lacks(
     assert capsys.readouterr().err == (
         f"error: {home.root} already holds keys, certs or CSRs (a reference pktlab_init "
         "home: ppks_conf; its keys/ and certs/ are used as they are); nothing changed "
-        "(use --force to replace them)\n"
+        "(--add-missing writes only what is missing, use --force to replace them)\n"
     )
 
 
