@@ -114,6 +114,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         alias_sets,
         best_methods,
         collect_ip_ids,
+        common_source_pairs,
         parse_methods,
         velocity,
     )
@@ -200,7 +201,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             samples = [s for s in tried if chosen[s.addr] == s.method]
             series_records(samples, {"": tried}, chosen, {t: vs for t, (_, vs) in best.items()})
             pairs = alias_pairs(samples)
-            sets = alias_sets(pairs)
+            every = tried
         else:
             progress(f"alias: estimation, {len(targets)} addresses x {args.rounds} rounds")
             got = await midar(
@@ -213,12 +214,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 runs=runs, via=via,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage, got.methods, got.by_method)
-            pairs, sets = got.pairs, got.sets
+            pairs, every = got.pairs, got.samples
             for g in got.inconsistent:
                 emit({"type": "alias-inconsistent", "set": g})
-        for a, b in pairs:
-            emit({"type": "alias", "a": a, "b": b})
-        emit({"type": "alias-sets", "sets": sets})
+        # the IP-ID test's pairs, and Mercator's: an address whose port unreachable came
+        # from another address (scamper's `dealias -m mercator`, sc_ally's byproduct)
+        by: dict[tuple[str, str], list[str]] = {p: ["ip-id"] for p in pairs}
+        for p in common_source_pairs(every):
+            by.setdefault(p, []).append("mercator")
+        for (a, b), how in sorted(by.items()):
+            emit({"type": "alias", "a": a, "b": b, "by": how})
+        emit({"type": "alias-sets", "sets": alias_sets(sorted(by))})
 
     measured = pcapout.recording(args, recorder, run)
     if warts is None or runs is None:
@@ -280,6 +286,8 @@ def row(r: Record) -> str | None:
             addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"
         return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
+        if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is
+            return f"{r['a']} {r['b']}  # common source address (Mercator)"
         return f"{r['a']} {r['b']}"
     if t == "alias-sets":
         return "\n".join("# router: " + " ".join(s) for s in r["sets"]) or None

@@ -86,6 +86,7 @@ __all__ = [
     "alias_sets",
     "best_methods",
     "collect_ip_ids",
+    "common_source_pairs",
     "monotonic_bounds",
     "parse_methods",
 ]
@@ -114,11 +115,17 @@ class IdSample:
     ip_id: int
     error_ns: int = 0  # the ID was assigned within time_ns +- error_ns
     method: str = "icmp-echo"  # the probe whose reply carried it (METHODS)
+    # the reply's source when it is not `addr` (a UDP probe's port unreachable sent from
+    # another address of the router: Mercator's common source address)
+    replied_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
-                "time_ns": self.time_ns, "ip_id": self.ip_id,
-                "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+        out = {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
+               "time_ns": self.time_ns, "ip_id": self.ip_id,
+               "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+        if self.replied_from is not None:
+            out["from"] = self.replied_from
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +267,14 @@ def alias_pairs(samples: Sequence[IdSample], **bounds: Any) -> list[tuple[str, s
     ]
 
 
+def common_source_pairs(samples: Sequence[IdSample]) -> list[tuple[str, str]]:
+    """Mercator's aliases: a probed address and the other address its port unreachable
+    came from (the router that holds the address answered from another of its own), as
+    scamper's ``dealias -m mercator`` and sc_ally's byproduct; sorted pairs."""
+    got = {tuple(sorted((s.addr, s.replied_from))) for s in samples if s.replied_from}
+    return sorted((a, b) for a, b in got)
+
+
 def alias_sets(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
     """Connected components of the pairs (routers), each sorted."""
     parent: dict[str, str] = {}
@@ -382,13 +397,15 @@ async def _probe_from(
             ))  # fmt: skip
     out = []
     clock_err = min(r.error_ns for r in model.rounds)
-    for i, (recv_ns, ip_id, _) in got.items():
+    for i, (recv_ns, ip_id, reply) in got.items():
         s_ns = sent[i]
         mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
         half = (recv_ns - mid) if s_ns is not None else 1_000_000
         addr, method = jobs[slots[i][1]]
+        src = str(reply.src)
+        other = None if src == addr or method == INDIRECT else src  # (Mercator's)
         out.append(IdSample(addr, name, model.to_local(mid), ip_id, half + clock_err,
-                            method))  # fmt: skip
+                            method, other))  # fmt: skip
     return out
 
 
@@ -414,17 +431,21 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
 
 
 def _answers(reply: Reply, addr: str, method: str) -> bool:
-    """`reply` is what `method` waits for, from the probed address itself (an error from
-    a router on the way numbers its IDs from another counter; for an indirect probe: the
-    time exceeded from `addr`, not from another router after a change of path)."""
+    """`reply` is what `method` waits for: the echo reply; the RST from the probed address
+    itself; the port unreachable, from any address of the node that holds the probed one;
+    for an indirect probe the time exceeded from `addr`, not from another router after a
+    change of path (whose IDs are another counter's)."""
     if method == INDIRECT:
         return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
         return reply.kind is ReplyKind.ECHO_REPLY
-    if reply.src != reply.key.dst:
-        return False
     if method == "tcp-ack":
-        return reply.kind is ReplyKind.TCP_RST
+        return reply.kind is ReplyKind.TCP_RST and reply.src == reply.key.dst
+    # A port unreachable is sent by the node holding the probed address (a router on the
+    # way sends no such thing for a datagram not addressed to it), so its ID is that
+    # router's even when it comes from another of its addresses (Mercator's common source
+    # address; scamper's dealias counts its IP-ID too). Before session 24 one from
+    # another address was dropped: `--method udp` on such a router found no counter.
     return reply.kind is ReplyKind.DEST_UNREACHABLE and reply.icmp_code == ICMP_PORT_UNREACH
 
 

@@ -286,3 +286,33 @@ def test_a_probe_the_endpoint_cannot_send_is_a_missing_sample_not_a_crash() -> N
     assert got == []
     assert unsent[TG4].startswith("the endpoint could not send to it from ")
     assert unsent[TG4].endswith(": EPKTNOTSENT")
+
+
+def test_responder_zero_random_and_common_source_routers() -> None:
+    # session 24's routers beside scamper: `:zero` numbers every reply 0 with DF set (a
+    # raw socket's header with ID 0 and no DF gets the kernel's ID: the testbed showed
+    # scamper IDs like 17515 from a "zero" router), `:random` a random nonzero ID, and
+    # --errors-from sends a port unreachable from the router's other address (Mercator)
+    from packetlab.measure.probes import echo_probe, udp_probe
+    from packetlab.testbed.ipid_responder import answer
+
+    a, b, c = (socket.inet_aton(f"10.0.0.{i}") for i in (1, 2, 3))
+    counters = {a: Counter(0.0, kind="zero"), b: Counter(0.0, kind="random"),
+                c: Counter(0.0, start=41)}  # fmt: skip
+    methods = {x: {"icmp-echo", "udp"} for x in counters}
+    zero = answer(echo_probe("10.9.9.9", "10.0.0.1", ident=7, seq=1).packet, counters,
+                  methods, 33435)  # fmt: skip
+    assert zero is not None and parse_reply(zero, verify_checksums=True).ip_id == 0
+    assert struct.unpack_from("!H", zero, 6)[0] == 0x4000  # DF
+    ids = set()
+    for seq in range(20):
+        out = answer(echo_probe("10.9.9.9", "10.0.0.2", ident=7, seq=seq).packet, counters,
+                     methods, 33435)  # fmt: skip
+        assert out is not None and struct.unpack_from("!H", out, 6)[0] == 0  # no DF
+        ids.add(parse_reply(out).ip_id)
+    assert len(ids) > 10 and 0 not in ids
+    udp = udp_probe("10.9.9.9", "10.0.0.3", sport=4000, dport=33435).packet
+    got = parse_reply(answer(udp, counters, methods, 33435, sources={c: a}) or b"",
+                      verify_checksums=True)  # fmt: skip
+    assert got.kind is ReplyKind.DEST_UNREACHABLE and str(got.src) == "10.0.0.1"
+    assert str(got.key.dst) == "10.0.0.3" and got.ip_id == 42

@@ -41,6 +41,7 @@ class Router:
     rate: float = 300.0  # IDs per second of other traffic
     zero_for: set[str] = field(default_factory=set)  # methods whose replies carry ID 0
     last: float = 0.0
+    errors_from: str | None = None  # the port unreachable's source, when not the target
 
     def next_id(self, now: float, method: str) -> int:
         if method in self.zero_for:
@@ -81,7 +82,8 @@ def rig_with(table: dict[str, Router]) -> RawRig:
             proto_out = PROTO_ICMP
         if proto_out == PROTO_ICMP:
             msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
-        return [(0.001, ip_packet(dst, src, proto_out, msg, ttl=63, ident=ident))]
+        origin = router.errors_from if proto == PROTO_UDP and router.errors_from else dst
+        return [(0.001, ip_packet(origin, src, proto_out, msg, ttl=63, ident=ident))]
 
     rig.endpoint.answers = answer  # type: ignore[method-assign]
     return rig
@@ -377,3 +379,53 @@ def test_indirect_warts_is_scampers_probe_definition_with_a_ttl() -> None:
     assert defs == [(FAR, 1, 2), (ICMP_F, 1, 64)]
     replies = [(p.get(1, 0), r[10], r[5] >> 8) for p in d.probes for r in p["replies"]]
     assert sorted(replies) == [(0, HIDDEN, 11)] * 3 + [(1, ICMP_F, 0)] * 3
+
+
+# Mercator's common source address: MERC_A's router sends its port unreachable from
+# MERC_B, its other address (scamper's ally and mercator both say "aliases" there).
+MERC_A, MERC_B = "10.77.3.60", "10.77.3.61"
+
+
+def mercator_routers() -> dict[str, Router]:
+    merc = Router({"udp"}, 12000, errors_from=MERC_B)
+    return {**routers(), MERC_A: merc, MERC_B: merc}
+
+
+def test_a_port_unreachable_from_another_address_of_the_router_counts() -> None:
+    # It was dropped (only replies from the probed address counted), so `--method udp`
+    # found no counter for MERC_A and lost the alias scamper's ally finds.
+    from packetlab.measure.alias import alias_pairs, common_source_pairs
+
+    rig = rig_with(mercator_routers())
+    got = rig.run(collect_ip_ids([rig.session], [MERC_A, MERC_B, UDP_A], rounds=5, wait=0.5,
+                                 method="udp"))  # fmt: skip
+    from_a = [s for s in got if s.addr == MERC_A]
+    assert len(from_a) == 5 and all(s.replied_from == MERC_B for s in from_a)
+    assert from_a[0].to_dict()["from"] == MERC_B
+    assert all(s.replied_from is None for s in got if s.addr != MERC_A)
+    assert alias_pairs(got) == [(MERC_A, MERC_B)]
+    assert common_source_pairs(got) == [(MERC_A, MERC_B)]
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_cli_reports_a_common_source_alias(single: bool) -> None:
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    argv = ["alias", "--wait", "0.5", *(["--single-stage"] if single else []), MERC_A,
+            MERC_B, UDP_A, UDP_B]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(mercator_routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    alias = {(r["a"], r["b"]): r["by"] for r in records if r["type"] == "alias"}
+    assert alias == {(MERC_A, MERC_B): ["ip-id", "mercator"], (UDP_A, UDP_B): ["ip-id"]}
+    (sets,) = [r["sets"] for r in records if r["type"] == "alias-sets"]
+    assert sets == [[UDP_A, UDP_B], [MERC_A, MERC_B]]
+    only = {"type": "alias", "a": MERC_A, "b": MERC_B, "by": ["mercator"]}
+    assert run_alias.row(only) == f"{MERC_A} {MERC_B}  # common source address (Mercator)"
+    assert run_alias.row({**only, "by": ["ip-id", "mercator"]}) == f"{MERC_A} {MERC_B}"
