@@ -43,9 +43,13 @@ probing run. See docs/alias.md.
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", metavar="ADDR[@DST:TTL]", nargs="+",
+    p.add_argument("targets", metavar="ADDR[@DST:TTL]", nargs="*",
                    help="candidate IPv4 addresses; with @DST:TTL (for --method indirect): "
                    "probed through DST with TTL, which expires at ADDR")  # fmt: skip
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="also the addresses in FILE (scamper's -f listfile): ADDR[@DST:TTL] "
+                   "separated by blanks, one or more a line (all one candidate set), # "
+                   "comments; - for stdin")  # fmt: skip
     p.add_argument("--method", default="auto", metavar="M[,M...]",
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
                    "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
@@ -84,28 +88,66 @@ def _ipv4(text: str, what: str) -> str:
     return str(a)
 
 
+MAX_TARGETS = 100_000  # MIDAR's scale is not the aim (docs/alias.md); bounds the memory
+
+
+def _listed(path: str) -> list[tuple[str, str]]:
+    """(token, "FILE:LINE: ") of every address in a list file (or stdin)."""
+    import contextlib
+    import sys
+
+    out: list[tuple[str, str]] = []
+    name = "stdin" if path == "-" else path
+    try:
+        with (
+            contextlib.nullcontext(sys.stdin)
+            if path == "-"
+            else open(path, encoding="utf-8", errors="replace")
+        ) as lines:
+            for n, line in enumerate(lines, 1):
+                for token in line.partition("#")[0].split():
+                    out.append((token, f"{name}:{n}: "))
+                    if len(out) > MAX_TARGETS:
+                        raise RunError(f"{name}:{n}: more than {MAX_TARGETS} addresses")
+    except OSError as e:
+        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}") from None
+    if not out:
+        raise RunError(f"--file {path}: no addresses in it")
+    return out
+
+
 def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, int]]]:
-    """The addresses, and per ADDR@DST:TTL its destination and TTL (indirect probing)."""
-    out = []
+    """The addresses (the command line's, then --file's), each once, and per ADDR@DST:TTL
+    its destination and TTL (indirect probing). A token that is no address is an error
+    naming it (and its file line), as is an IPv6 address (no IP-ID to compare)."""
+    given = [(t, "") for t in args.targets]
+    if getattr(args, "file", None):
+        given += _listed(args.file)
+    out: dict[str, None] = {}  # (ordered; a repeated address or pair is probed once)
     via: dict[str, tuple[str, int]] = {}
-    for t in args.targets:
+    for t, where in given:
         addr, at, rest = t.partition("@")
-        a = _ipv4(addr, t if not at else addr)
-        if at:
-            dst, colon, ttl = rest.rpartition(":")
-            if not colon or not ttl.isdigit() or not 1 <= int(ttl) <= 255:
-                raise RunError(f"{t}: expected ADDR@DST:TTL, the TTL 1..255")
-            try:
-                beyond = (_ipv4(dst, dst), int(ttl))
-            except RunError as e:
-                raise RunError(f"{t}: {e}") from None
-            if via.setdefault(a, beyond) != beyond:
-                raise RunError(f"{a} given twice, with different DST:TTL")
-        if a not in out:
-            out.append(a)
+        try:
+            a = _ipv4(addr, t if not at else addr)
+            if at:
+                dst, colon, ttl = rest.rpartition(":")
+                if not colon or not ttl.isdigit() or not 1 <= int(ttl) <= 255:
+                    raise RunError(f"{t}: expected ADDR@DST:TTL, the TTL 1..255")
+                try:
+                    beyond = (_ipv4(dst, dst), int(ttl))
+                except RunError as e:
+                    raise RunError(f"{t}: {e}") from None
+                if via.setdefault(a, beyond) != beyond:
+                    raise RunError(f"{a} given twice, with different DST:TTL")
+        except RunError as e:
+            raise RunError(f"{where}{e}") from None
+        out[a] = None
     if len(out) < 2:
-        raise RunError("give at least two different addresses")
-    return out, via
+        raise RunError("give at least two different addresses" + (" (ADDR... or --file FILE)"
+                       if not given else ""))  # fmt: skip
+    if len(out) > MAX_TARGETS:
+        raise RunError(f"more than {MAX_TARGETS} addresses")
+    return list(out), via
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -121,6 +163,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.midar import StageReport, midar
 
     targets, via = _targets(args)
+    # (the start-up's source address and the time budget read them; --file's included)
+    args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
     endpoints = getattr(args, "endpoints", 1)  # (not an option of the xpmgr mlet)
     check_ranges(("--endpoints", endpoints, 1, 10_000))
     if endpoints > 1 and getattr(args, "listen", None) is None:
@@ -186,7 +230,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     def stage(st: StageReport) -> None:
         emit(st.to_dict())
-        progress(f"alias: {st.stage} done: {st.pairs} pairs kept")
+        progress(f"alias: {st.stage} done: {st.pairs} pair{'' if st.pairs == 1 else 's'} kept")
 
     async def run(sessions: Any) -> None:
         spacing = args.spacing / 1000

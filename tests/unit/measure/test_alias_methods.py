@@ -429,3 +429,56 @@ def test_cli_reports_a_common_source_alias(single: bool) -> None:
     only = {"type": "alias", "a": MERC_A, "b": MERC_B, "by": ["mercator"]}
     assert run_alias.row(only) == f"{MERC_A} {MERC_B}  # common source address (Mercator)"
     assert run_alias.row({**only, "by": ["ip-id", "mercator"]}) == f"{MERC_A} {MERC_B}"
+
+
+def test_a_list_file_of_addresses(tmp_path: Any) -> None:
+    # scamper's -f listfile (there was no way to give a list but the command line):
+    # blanks and lines separate, # comments, a repeated address or pair probed once; the
+    # errors name the file's line
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND, _targets
+    from packetlab.cli.run_command import parse_args
+
+    def targets(text: str, *argv: str) -> Any:
+        f = tmp_path / "list.txt"
+        f.write_text(text)
+        args = parse_args(COMMAND, ["-f", str(f), *argv])
+        return _targets(args), args
+
+    text = f"{TCP_A} {TCP_B}  # a pair\n\n{TCP_A} {TCP_B}\n{UDP_A}\n"
+    (got, via), _ = targets(text, UDP_B, TCP_A)
+    assert got == [UDP_B, TCP_A, TCP_B, UDP_A] and via == {}
+    assert targets(f"{TCP_A}\n{FAR}@{TCP_B}:3\n")[0] == ([TCP_A, FAR], {FAR: (TCP_B, 3)})
+    for text, error in [
+        (f"{TCP_A}\nhello world\n", "list.txt:2: 'hello' is not an IP address"),
+        (
+            f"{TCP_A}\n2001:db8::1\n",
+            "list.txt:2: 2001:db8::1: IPv6 has no IP-ID to compare; IPv4 only",
+        ),
+        (
+            f"{TCP_A}\n{TCP_B}@{FAR}:300\n",
+            f"list.txt:2: {TCP_B}@{FAR}:300: expected ADDR@DST:TTL, the TTL 1..255",
+        ),
+        ("# nothing\n", "list.txt: no addresses in it"),
+        (f"{TCP_A}\n{TCP_A}\n", "give at least two different addresses"),
+    ]:
+        with pytest.raises(RunError) as e:
+            targets(text)
+        assert str(e.value).endswith(error), e.value
+    with pytest.raises(RunError, match="cannot read it: No such file or directory"):
+        _targets(parse_args(COMMAND, ["-f", str(tmp_path / "none.txt")]))
+    with pytest.raises(RunError, match=r"^give at least two different addresses \(ADDR"):
+        _targets(parse_args(COMMAND, []))
+
+
+def test_the_file_s_addresses_are_the_run_s_targets(tmp_path: Any) -> None:
+    # (the start-up reads the first target for its source address, the budget counts them)
+    from packetlab.cli.run_alias import COMMAND, budget
+    from packetlab.cli.run_command import Progress, parse_args
+
+    f = tmp_path / "list.txt"
+    f.write_text("\n".join(ALL) + "\n")
+    args = parse_args(COMMAND, ["-f", str(f)])
+    COMMAND.experiment(args, lambda r: None, Progress())
+    assert args.targets == ALL and COMMAND.target(args) == ALL[0]
+    assert budget(args) == budget(parse_args(COMMAND, ALL))
