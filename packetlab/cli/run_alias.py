@@ -155,6 +155,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         alias_pairs,
         alias_sets,
         best_methods,
+        byte_swapped,
         collect_ip_ids,
         common_source_pairs,
         parse_methods,
@@ -219,6 +220,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                       "endpoints": len({s.endpoint for s in samples if s.addr == t}),
                       "usable": v is not None, "ids_per_s": v,
                       "method": method}  # fmt: skip
+            if v is not None and byte_swapped(series):  # (its velocity as it counts)
+                record["byte_swapped"] = True
             if t in via:
                 record["via"] = {"dst": via[t][0], "ttl": via[t][1]}
             if len(methods) > 1 and by_method is not None:  # every method's velocity (None:
@@ -317,6 +320,8 @@ def row(r: Record) -> str | None:
     t = r["type"]
     if t == "ipid-series":
         v = f"{r['ids_per_s']:.0f} IDs/s" if r["usable"] else "no usable counter"
+        if r.get("byte_swapped"):
+            v += " (byte-swapped)"
         if r["usable"] and r.get("methods"):
             v += f" by {r['method']}"
         if r.get("methods"):

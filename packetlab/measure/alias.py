@@ -85,8 +85,10 @@ __all__ = [
     "alias_pairs",
     "alias_sets",
     "best_methods",
+    "byte_swapped",
     "collect_ip_ids",
     "common_source_pairs",
+    "counted",
     "monotonic_bounds",
     "parse_methods",
 ]
@@ -220,14 +222,51 @@ def _unwrap_steps(series: Sequence[Point]) -> list[tuple[int, int]]:
     return [(max(b[0] - a[0], 0), (b[1] - a[1]) % ID_SPACE) for a, b in itertools.pairwise(s)]
 
 
-def velocity(series: Sequence[Point]) -> float | None:
-    """IDs per second of a counter (None: not a usable counter: fewer than 3 samples, a
-    step of 0 or one of half the ID space or more, which is not a forward move)."""
+def _raw_velocity(series: Sequence[Point]) -> float | None:
     steps = _unwrap_steps(series)
     if len(steps) < 2 or any(d == 0 or d >= ID_SPACE // 2 for _, d in steps):
         return None
     span = sum(dt for dt, _ in steps)
     return sum(d for _, d in steps) / (span / 1e9) if span > 0 else None
+
+
+SWAP_FACTOR = 16  # the swapped view must be this much slower to be the counter's own
+
+
+def _swap(p: Point) -> Point:
+    ident = ((p[1] & 0xFF) << 8) | (p[1] >> 8)
+    return (p[0], ident, _err(p))
+
+
+def counted(series: Sequence[Point]) -> list[Point]:
+    """The series as its counter counts: with the bytes of each ID swapped back when the
+    host writes its counter in little-endian order (no htons: on the wire a step of one
+    is 256), which shows as a usable counter `SWAP_FACTOR` times slower than the IDs as
+    read (a counter in network order read swapped is 256 times faster). Else as read;
+    also when the IDs as read are no counter at all (a swapped counter moving 128 or
+    more between two samples): three random IDs pass as a swapped counter once in four.
+    (Before session 24 such a counter was taken as read: 256 IDs a packet, so two probes
+    answered close together stepped further than its velocity allowed, and MIDAR's
+    stages dropped the pair scamper's ally, which undoes byte swapping, finds.)"""
+    raw = _raw_velocity(series)
+    if raw is not None:
+        swapped = [_swap(p) for p in series]
+        vs = _raw_velocity(swapped)
+        if vs is not None and vs * SWAP_FACTOR < raw:
+            return swapped
+    return list(series)
+
+
+def byte_swapped(series: Sequence[Point]) -> bool:
+    """Whether `counted` reads the series byte-swapped."""
+    return bool(series) and counted(series)[0][1] != series[0][1]
+
+
+def velocity(series: Sequence[Point]) -> float | None:
+    """IDs per second of a counter, as it counts (`counted`: byte-swapped back if so);
+    None: not a usable counter (fewer than 3 samples, a step of 0 or one of half the ID
+    space or more, which is not a forward move)."""
+    return _raw_velocity(counted(series))
 
 
 def monotonic_bounds(
@@ -240,8 +279,9 @@ def monotonic_bounds(
     """MIDAR's monotonic bounds test on two (time ns, IP-ID[, error ns]) series: True
     when their merge could come from one counter. Each step must be > 0 and at most
     `slack` times what the faster counter advances in that time plus the samples' errors
-    (at least `min_bound`)."""
-    va, vb = velocity(a), velocity(b)
+    (at least `min_bound`). Each series as its counter counts (`counted`)."""
+    a, b = counted(a), counted(b)
+    va, vb = _raw_velocity(a), _raw_velocity(b)
     if va is None or vb is None:
         return False
     v = max(va, vb)

@@ -66,13 +66,14 @@ _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
 METHODS = ("icmp-echo", "tcp-ack", "udp")
 
 
-KINDS = ("counter", "zero", "random")  # how a group numbers its replies
+KINDS = ("counter", "zero", "random", "swapped")  # how a group numbers its replies
 
 
 class Counter:
     """A group's IP-IDs: a shared counter (`kind` "counter"), or the two kinds of router
     whose IDs no test can use: every reply 0 ("zero"), a fresh random ID each ("random",
-    never 0)."""
+    never 0); "swapped": a counter written in little-endian byte order (a host that
+    stores the ID without htons: on the wire it moves 256 a step)."""
 
     def __init__(self, velocity: float, start: int | None = None, kind: str = "counter") -> None:
         self.value = random.randrange(1 << 16) if start is None else start
@@ -89,6 +90,8 @@ class Counter:
         self.value = (self.value + 1 + int(self.velocity * (now - self.last))) & 0xFFFF
         self.value = self.value or 1  # never 0: the kernel's RSTs are told apart by it
         self.last = now
+        if self.kind == "swapped":
+            return ((self.value & 0xFF) << 8) | (self.value >> 8) or 1
         return self.value
 
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="ADDR[,ADDR...][@METHOD,...][:KIND]",
                     help="addresses answering from one shared counter (repeatable); the "
                     "probes they answer: icmp-echo (default), tcp-ack, udp; KIND: counter "
-                    "(default), zero (every IP-ID 0), random (a random IP-ID each)")  # fmt: skip
+                    "(default), zero (every IP-ID 0), random (a random IP-ID each), swapped "
+                    "(a counter in little-endian byte order)")  # fmt: skip
     ap.add_argument("--errors-from", action="append", default=[], metavar="ADDR=SRC",
                     help="the port unreachable for a UDP probe to ADDR comes from SRC (a "
                     "router's common source address: Mercator's alias), repeatable")  # fmt: skip

@@ -316,3 +316,29 @@ def test_responder_zero_random_and_common_source_routers() -> None:
                       verify_checksums=True)  # fmt: skip
     assert got.kind is ReplyKind.DEST_UNREACHABLE and str(got.src) == "10.0.0.1"
     assert str(got.key.dst) == "10.0.0.3" and got.ip_id == 42
+
+
+def swap(samples: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """As a host that writes its counter in little-endian order puts it on the wire."""
+    return [(t, ((v & 0xFF) << 8) | (v >> 8), 100_000) for t, v in samples]
+
+
+def test_a_byte_swapped_counter_is_read_as_it_counts() -> None:
+    # The testbed's swapped router (300 IDs/s, two addresses): MIDAR's stages found no
+    # pair where scamper's ally said aliases. As read, the IDs move 256 a packet, so
+    # two probes answered 0.2 ms apart stepped 256, beyond the bound (2 x velocity x dt).
+    from packetlab.measure.alias import byte_swapped, counted
+
+    ta, tb, tc = interleaved(10, 3, spacing=MS // 5)
+    shared = counter_samples(sorted(ta + tb), 300, 300)  # (crosses a low-byte carry)
+    a = swap([s for s in shared if s[0] in ta])
+    b = swap([s for s in shared if s[0] in tb])
+    c = swap(counter_samples(tc, 30000, 300))
+    assert byte_swapped(a) and counted(a)[0][1] == shared[0][1]
+    assert velocity(a) == pytest.approx(velocity([(t, v) for t, v in shared if t in ta]))
+    assert monotonic_bounds(a, b)
+    assert not monotonic_bounds(a, c) and not monotonic_bounds(b, c)
+    # a counter in network order is never taken for a swapped one
+    plain = counter_samples(ta, 65000, 20_000)
+    assert not byte_swapped(plain) and counted(plain) == plain
+    assert not byte_swapped([(t, 0, 0) for t in ta])
