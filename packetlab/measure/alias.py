@@ -248,18 +248,23 @@ def counted(series: Sequence[Point]) -> list[Point]:
     (Before session 24 such a counter was taken as read: 256 IDs a packet, so two probes
     answered close together stepped further than its velocity allowed, and MIDAR's
     stages dropped the pair scamper's ally, which undoes byte swapping, finds.)"""
+    swapped = _swapped_view(series)
+    return list(series) if swapped is None else swapped
+
+
+def _swapped_view(series: Sequence[Point]) -> list[Point] | None:
     raw = _raw_velocity(series)
     if raw is not None:
         swapped = [_swap(p) for p in series]
         vs = _raw_velocity(swapped)
         if vs is not None and vs * SWAP_FACTOR < raw:
             return swapped
-    return list(series)
+    return None
 
 
 def byte_swapped(series: Sequence[Point]) -> bool:
     """Whether `counted` reads the series byte-swapped."""
-    return bool(series) and counted(series)[0][1] != series[0][1]
+    return _swapped_view(series) is not None
 
 
 def velocity(series: Sequence[Point]) -> float | None:

@@ -342,3 +342,13 @@ def test_a_byte_swapped_counter_is_read_as_it_counts() -> None:
     plain = counter_samples(ta, 65000, 20_000)
     assert not byte_swapped(plain) and counted(plain) == plain
     assert not byte_swapped([(t, 0, 0) for t in ta])
+
+
+def test_byte_swapped_is_told_by_the_view_not_by_one_id() -> None:
+    # (it compared the first ID with its swap: an ID like 0x4545 reads the same both
+    # ways, and a swapped counter whose first sample had one was reported unswapped)
+    from packetlab.measure.alias import byte_swapped
+
+    times = interleaved(10, 1, spacing=MS)[0]
+    series = swap(counter_samples(times, 0x4545 - 1, 300))
+    assert series[0][1] == 0x4545 and byte_swapped(series)
