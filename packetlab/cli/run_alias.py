@@ -316,6 +316,25 @@ def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Name
         out.write(data)
 
 
+def _routed(targets: list[str]) -> str:
+    """The first target this host has a route to (the in-process endpoint's address is
+    the one it sends from), else the first (whose "no route" is the error): the others
+    without a route are each `not_sent`, the run goes on. (Before session 24 the first
+    target was taken, and one without a route ended the run, exit 2, where the same
+    address anywhere else in the list was left out and the pairs found.)"""
+    from packetlab.cli.link import LinkError, route_source
+
+    addrs = [t.partition("@")[0] for t in targets]
+    for a in addrs:
+        ip = ipaddress.ip_address(a)
+        try:
+            if ip.is_loopback or route_source(ip):
+                return a
+        except LinkError:
+            continue
+    return addrs[0]
+
+
 def row(r: Record) -> str | None:
     t = r["type"]
     if t == "ipid-series":
@@ -381,7 +400,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: args.targets[0].partition("@")[0],
+    target=lambda args: _routed(args.targets),
     multi=True,
     raw=True,
     raw_needed=True,

@@ -482,3 +482,22 @@ def test_the_file_s_addresses_are_the_run_s_targets(tmp_path: Any) -> None:
     COMMAND.experiment(args, lambda r: None, Progress())
     assert args.targets == ALL and COMMAND.target(args) == ALL[0]
     assert budget(args) == budget(parse_args(COMMAND, ALL))
+
+
+def test_the_endpoint_s_address_is_from_the_first_routed_target(monkeypatch: Any) -> None:
+    # The first target alone chose it: one without a route ended the run ("no route to
+    # X", exit 2), where the same address later in the list was left out (not_sent)
+    from packetlab.cli import link
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import parse_args
+
+    def route_source(dst: Any) -> Any:
+        if str(dst).startswith("10.99."):
+            raise link.LinkError(f"no route to {dst}: Network is unreachable")
+        return ipaddress.ip_address("10.77.3.1")
+
+    monkeypatch.setattr(link, "route_source", route_source)
+    args = parse_args(COMMAND, ["10.99.0.1", f"{TCP_A}@{FAR}:2", TCP_B])
+    assert COMMAND.target(args) == TCP_A
+    assert COMMAND.target(parse_args(COMMAND, ["10.99.0.1", "10.99.0.2"])) == "10.99.0.1"
+    assert COMMAND.target(parse_args(COMMAND, ["127.0.0.2", TCP_A])) == "127.0.0.2"
