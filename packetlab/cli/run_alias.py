@@ -369,12 +369,23 @@ def row(r: Record) -> str | None:
         pairs = f"# {r['pairs']} alias pair{'' if r['pairs'] == 1 else 's'}"
         if r.get("stop_reason") in ("INTERRUPTED", "ERROR"):  # not "no aliases"
             return f"{pairs} (run cut short: the stage in flight was dropped)"
+        if "verdict" in r:  # (two addresses: no usable counter for one is no verdict)
+            return f"{pairs}: {r['verdict']}"
         return pairs
     return None
 
 
 def summary(records: list[Record]) -> Record:
-    return {"pairs": sum(1 for r in records if r["type"] == "alias")}
+    out: Record = {"pairs": sum(1 for r in records if r["type"] == "alias")}
+    series = [r for r in records if r["type"] == "ipid-series"]
+    if len(series) == 2:  # one pair, as scamper's ally judges it: its three verdicts
+        if out["pairs"]:
+            out["verdict"] = "aliases"
+        elif all(r["usable"] for r in series):
+            out["verdict"] = "not aliases"
+        else:
+            out["verdict"] = "unknown"
+    return out
 
 
 def budget(args: argparse.Namespace) -> float:

@@ -501,3 +501,24 @@ def test_the_endpoint_s_address_is_from_the_first_routed_target(monkeypatch: Any
     assert COMMAND.target(args) == TCP_A
     assert COMMAND.target(parse_args(COMMAND, ["10.99.0.1", "10.99.0.2"])) == "10.99.0.1"
     assert COMMAND.target(parse_args(COMMAND, ["127.0.0.2", TCP_A])) == "127.0.0.2"
+
+
+def test_two_addresses_get_ally_s_verdict() -> None:
+    # a pair alone is what scamper's ally judges: aliases, not aliases, or unknown (no
+    # usable counter); the summary said only "# 0 alias pairs" for the last two
+    from packetlab.cli.run_alias import row, summary
+
+    def series(usable: bool) -> dict[str, Any]:
+        return {"type": "ipid-series", "usable": usable}
+
+    alias = {"type": "alias", "a": TCP_A, "b": TCP_B, "by": ["ip-id"]}
+    for records, verdict in [([series(True), series(True), alias], "aliases"),
+                             ([series(True), series(True)], "not aliases"),
+                             ([series(True), series(False)], "unknown")]:  # fmt: skip
+        got = summary(records)
+        assert got["verdict"] == verdict
+        assert row({"type": "summary", **got}) == f"# {got['pairs']} alias pair" + (
+            "" if got["pairs"] == 1 else "s") + f": {verdict}"  # fmt: skip
+    assert "verdict" not in summary([series(True)] * 3)
+    cut = {"type": "summary", "pairs": 0, "verdict": "unknown", "stop_reason": "INTERRUPTED"}
+    assert row(cut) == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
