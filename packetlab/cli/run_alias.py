@@ -200,6 +200,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     runs: list[Any] | None = [] if args.warts else None
     warts = _check_warts(args.warts) if args.warts else None
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
+    unreached: dict[str, str] = {}  # address -> the ICMP unreachable that answered it
 
     def series_records(
         samples: list[Any],
@@ -229,6 +230,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                                      if m != "indirect" or t in via}  # fmt: skip
             if t in unsent:
                 record["not_sent"] = unsent[t]
+            if t in unreached:
+                record["unreachable"] = unreached[t]
             emit(record)
 
     def stage(st: StageReport) -> None:
@@ -242,6 +245,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
                 recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
+                unreached=unreached,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -258,7 +262,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
-                runs=runs, via=via,
+                runs=runs, via=via, unreached=unreached,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage, got.methods, got.by_method)
             pairs, every = got.pairs, got.samples
@@ -349,6 +353,8 @@ def row(r: Record) -> str | None:
             v += f" ({', '.join(others)})" if others else ""
         if "not_sent" in r:
             v += f" ({r['not_sent']})"
+        if "unreachable" in r and not r["usable"]:  # (why it has none)
+            v += f" ({r['unreachable']})"
         addr = r["addr"]
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
             addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"

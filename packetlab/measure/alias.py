@@ -349,6 +349,7 @@ async def _probe_from(
     unsent: dict[str, str] | None = None,
     log: list[ProbeLog] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> list[IdSample]:
     via = via or {}
     first = as_target(jobs[0][0])
@@ -409,7 +410,11 @@ async def _probe_from(
                 # (a Paris UDP probe, `FlowProbe`'s: told by its checksum)
                 key = dataclasses.replace(key, seq=parsed[0].quoted_sum)
                 which = table.get(key)
-            if which is None or not _answers(parsed[0], *jobs[slots[which][1]]):
+            if which is None:
+                continue
+            if not _answers(parsed[0], *jobs[slots[which][1]]):
+                if unreached is not None and parsed[0].kind is ReplyKind.DEST_UNREACHABLE:
+                    unreached.setdefault(jobs[slots[which][1]][0], _unreach_text(parsed[0]))
                 continue
             table.pop(key)
             if parsed[0].ip_id is not None:
@@ -475,6 +480,16 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
     raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(ALL_METHODS)}")
 
 
+# ICMP unreachable codes as iputils ping words them
+_UNREACH = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+            9: "net prohibited", 10: "host prohibited", 13: "packet filtered"}  # fmt: skip
+
+
+def _unreach_text(reply: Reply) -> str:
+    code = reply.icmp_code if reply.icmp_code is not None else -1
+    return f"{reply.src} answered {_UNREACH.get(code, f'unreachable (code {code})')}"
+
+
 def _answers(reply: Reply, addr: str, method: str) -> bool:
     """`reply` is what `method` waits for: the echo reply; the RST from the probed address
     itself; the port unreachable, from any address of the node that holds the probed one;
@@ -537,6 +552,7 @@ async def collect_ip_ids(
     method: MethodSpec = "icmp-echo",
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -545,7 +561,9 @@ async def collect_ip_ids(
     in its own slots; the samples say which). Returns every answered sample; a probe
     the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
     gets its target with the reason; `runs` gets this run's every probe (`ProbeRun`, in
-    send order), for scamper's dealias record. `via`: per target probed ``indirect``, the
+    send order), for scamper's dealias record; `unreached` per target the first ICMP
+    unreachable that answered a probe of it instead (who said what: "10.77.1.2 answered
+    net unreachable"). `via`: per target probed ``indirect``, the
     destination beyond it and the TTL that expires at it.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
@@ -576,7 +594,7 @@ async def collect_ip_ids(
         results = await gatherResults(
             [
                 Deferred.fromCoroutine(
-                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log, via)
+                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log, via, unreached)
                 )
                 for s, m, n, slots, log in zip(sessions, models, names, per, logs, strict=True)
             ],

@@ -131,10 +131,11 @@ async def midar(
     methods: Sequence[str] = METHODS,
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
     `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
-    `unsent` as there). Estimation probes with every method of `methods`; the later
+    `unsent`, `unreached` as there). Estimation probes with every method of `methods`; the later
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
     probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
     and TTLs (as there)."""
@@ -154,7 +155,7 @@ async def midar(
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
             recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
-            runs=runs, via=via,
+            runs=runs, via=via, unreached=unreached,
         )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)

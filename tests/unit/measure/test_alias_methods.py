@@ -522,3 +522,36 @@ def test_two_addresses_get_ally_s_verdict() -> None:
     assert "verdict" not in summary([series(True)] * 3)
     cut = {"type": "summary", "pairs": 0, "verdict": "unknown", "stop_reason": "INTERRUPTED"}
     assert row(cut) == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
+
+
+def test_an_unreachable_address_says_who_answered_what() -> None:
+    # (it said only "no usable counter": the router's net unreachable was dropped)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    gone = "10.99.0.1"
+    rig = rig_with(routers())
+    direct = rig.endpoint.answers
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        if str(ipaddress.ip_address(probe[16:20])) != gone:
+            return direct(probe)
+        msg = bytes([3, 0, 0, 0, 0, 0, 0, 0]) + probe[:28]  # net unreachable from r1
+        msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+        src = str(ipaddress.ip_address(probe[12:16]))
+        return [(0.001, ip_packet("10.77.3.254", src, PROTO_ICMP, msg, ttl=63, ident=7))]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    args = build_parser().parse_args(["alias", "--wait", "0.5", gone, UDP_A, UDP_B])
+    records: list[dict[str, Any]] = []
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert series[gone]["unreachable"] == "10.77.3.254 answered net unreachable"
+    line = run_alias.row(series[gone])
+    assert line is not None and line.endswith("(10.77.3.254 answered net unreachable)")
+    assert "unreachable" not in series[UDP_A]
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(UDP_A, UDP_B)]
