@@ -238,10 +238,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         emit(st.to_dict())
         progress(f"alias: {st.stage} done: {st.pairs} pair{'' if st.pairs == 1 else 's'} kept")
 
+    def probing(what: str, addresses: int, probes: int) -> None:
+        # (a stage of many addresses probes for minutes: what it is and about how long;
+        # the line said the stage before it was done the while)
+        secs = probes * args.spacing / 1000 + args.wait
+        progress(f"alias: {what}: {addresses} addresses, {probes} probes (~{secs:.0f} s)")
+
     async def run(sessions: Any) -> None:
         spacing = args.spacing / 1000
         if args.single_stage:
-            progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
+            probing("one stage", len(targets), len(targets) * len(methods) * args.rounds)
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
                 recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
@@ -254,14 +260,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             pairs = alias_pairs(samples)
             every = tried
         else:
-            progress(f"alias: estimation, {len(targets)} addresses x {args.rounds} rounds")
             got = await midar(
                 sessions, targets, estimation_rounds=args.rounds,
                 discovery_rounds=args.discovery_rounds,
                 elimination_rounds=args.elimination_rounds,
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
-                recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
+                recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
                 runs=runs, via=via, unreached=unreached,
             )  # fmt: skip
             series_records(got.estimation, got.by_stage, got.methods, got.by_method)

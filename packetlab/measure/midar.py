@@ -127,6 +127,7 @@ async def midar(
     wait: float = 1.0,
     recorder: PcapRecorder | None = None,
     on_stage: Callable[[StageReport], object] | None = None,
+    on_probe: Callable[[str, int, int], object] | None = None,
     unsent: dict[str, str] | None = None,
     methods: Sequence[str] = METHODS,
     runs: list[ProbeRun] | None = None,
@@ -138,7 +139,8 @@ async def midar(
     `unsent`, `unreached` as there). Estimation probes with every method of `methods`; the later
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
     probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
-    and TTLs (as there)."""
+    and TTLs (as there). `on_probe(what, addresses, probes)` before each probing run
+    ("discovery, window 2 of 5"), for a progress line."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     if not methods:
@@ -150,8 +152,12 @@ async def midar(
     chosen: dict[str, str] = {}
 
     async def probe(
-        stage: str, addrs: Sequence[str], rounds: int, how: Any = None
+        stage: str, addrs: Sequence[str], rounds: int, how: Any = None, what: str = ""
     ) -> list[IdSample]:
+        if on_probe is not None:
+            per = sum(1 for a in addrs for m in how if m != "indirect" or a in (via or {})) \
+                if how else len(addrs)  # fmt: skip
+            on_probe(what or stage, len(addrs), per * rounds * len(sessions))
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
             recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
@@ -181,8 +187,9 @@ async def midar(
     tested = 0
     windows = velocity_windows(usable, window)
     disc_samples = 0
-    for win in windows:
-        got = await probe("discovery", win, discovery_rounds)
+    for i, win in enumerate(windows, 1):
+        what = f"discovery, window {i} of {len(windows)}" if len(windows) > 1 else ""
+        got = await probe("discovery", win, discovery_rounds, what=what)
         disc_samples += len(got)
         pairs = [
             (a, b) if a < b else (b, a)

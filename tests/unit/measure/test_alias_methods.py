@@ -555,3 +555,18 @@ def test_an_unreachable_address_says_who_answered_what() -> None:
     assert line is not None and line.endswith("(10.77.3.254 answered net unreachable)")
     assert "unreachable" not in series[UDP_A]
     assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(UDP_A, UDP_B)]
+
+
+def test_each_probing_run_is_announced_for_the_progress_line() -> None:
+    # (the line said "estimation done" all through discovery, which can take minutes)
+    from packetlab.measure.midar import midar
+
+    calls: list[tuple[str, int, int]] = []
+    rig = rig_with(routers())
+    rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5, window=4,
+                  on_probe=lambda *a: calls.append(a)))  # fmt: skip
+    assert calls[0] == ("estimation", 6, 6 * 3 * 10)
+    assert [c[0] for c in calls[1:3]] == ["discovery, window 1 of 2", "discovery, window 2 of 2"]
+    assert all(c[2] == c[1] * 10 for c in calls[1:3])  # one method each now
+    assert [c[0] for c in calls[3:]] == ["elimination", "corroboration"]
+    assert calls[-1][2] == calls[-1][1] * 20
