@@ -17,6 +17,7 @@ examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
+  pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
@@ -38,7 +39,10 @@ velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
 then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
 monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
-probing run. See docs/alias.md.
+probing run. A UDP probe's port unreachable from another address of the router also
+makes the two aliases (Mercator's common source address). With two addresses the last
+line is scamper ally's verdict: aliases, not aliases, or unknown (no usable counter).
+See docs/alias.md.
 """
 
 
