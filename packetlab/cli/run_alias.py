@@ -58,10 +58,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
                    "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
                    "[auto]")  # fmt: skip
-    p.add_argument("--rounds", type=int, default=10, metavar="N", help="probes per address [10]")
-    p.add_argument("--spacing", type=float, default=2.0, metavar="MS",
+    # (-q, -W, -w: scamper dealias radargun's attempts, wait-probe and wait-timeout)
+    p.add_argument("-q", "--rounds", type=int, default=10, metavar="N",
+                   help="probes per address (and method) [10]")  # fmt: skip
+    p.add_argument("-W", "--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
-    p.add_argument("--wait", type=float, default=1.0, metavar="S", help="reply wait [1 s]")
+    p.add_argument("-w", "--wait", type=float, default=1.0, metavar="S",
+                   help="reply wait after a run's last probe [1 s]")  # fmt: skip
     p.add_argument("--samples", action="store_true",
                    help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",

@@ -570,3 +570,12 @@ def test_each_probing_run_is_announced_for_the_progress_line() -> None:
     assert all(c[2] == c[1] * 10 for c in calls[1:3])  # one method each now
     assert [c[0] for c in calls[3:]] == ["elimination", "corroboration"]
     assert calls[-1][2] == calls[-1][1] * 20
+
+
+def test_scamper_s_option_letters() -> None:
+    # dealias radargun's -q attempts, -W wait-probe (ms), -w wait-timeout (s)
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import parse_args
+
+    args = parse_args(COMMAND, ["-q", "5", "-W", "3", "-w", "0.5", TCP_A, TCP_B])
+    assert (args.rounds, args.spacing, args.wait) == (5, 3.0, 0.5)
