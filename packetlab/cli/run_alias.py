@@ -209,6 +209,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
     unreached: dict[str, str] = {}  # address -> the ICMP unreachable that answered it
 
+    def sample_records(by_stage: dict[str, list[Any]], skip: str | None = None) -> None:
+        if args.samples:
+            for name, got in by_stage.items():
+                for s in got if name != skip else ():
+                    emit({**s.to_dict(), "stage": name} if name else s.to_dict())
+
     def series_records(
         samples: list[Any],
         by_stage: dict[str, list[Any]] | None = None,
@@ -216,10 +222,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         by_method: dict[str, dict[str, float | None]] | None = None,
     ) -> None:
         """`samples`: each address's series by its kept method (`chosen`)."""
-        if args.samples:
-            for name, got in (by_stage or {"": samples}).items():
-                for s in got:
-                    emit({**s.to_dict(), "stage": name} if name else s.to_dict())
+        sample_records(by_stage or {"": samples})
         for t in targets:
             series = [(s.time_ns, s.ip_id) for s in samples if s.addr == t]
             v = velocity(series)
@@ -251,6 +254,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         secs = probes * args.spacing / 1000 + args.wait
         progress(f"alias: {what}: {addresses} addresses, {probes} probes (~{secs:.0f} s)")
 
+    def estimated(r: Any) -> None:
+        # each address's counter as soon as estimation has it (streamed, and kept when a
+        # later stage is cut short: Ctrl-C left only the stage lines before session 24)
+        series_records(r.estimation, r.by_stage, r.methods, r.by_method)
+
     async def run(sessions: Any) -> None:
         spacing = args.spacing / 1000
         if args.single_stage:
@@ -274,9 +282,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
-                runs=runs, via=via, unreached=unreached,
+                runs=runs, via=via, unreached=unreached, on_estimation=estimated,
             )  # fmt: skip
-            series_records(got.estimation, got.by_stage, got.methods, got.by_method)
+            sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
             pairs, every = got.pairs, got.samples
             for g in got.inconsistent:
                 emit({"type": "alias-inconsistent", "set": g})
@@ -396,7 +404,8 @@ def row(r: Record) -> str | None:
 def summary(records: list[Record]) -> Record:
     out: Record = {"pairs": sum(1 for r in records if r["type"] == "alias")}
     series = [r for r in records if r["type"] == "ipid-series"]
-    if len(series) == 2:  # one pair, as scamper's ally judges it: its three verdicts
+    done = any(r["type"] == "alias-sets" for r in records)  # (not cut short: the last one)
+    if len(series) == 2 and done:  # one pair, as scamper's ally judges it: its verdicts
         if out["pairs"]:
             out["verdict"] = "aliases"
         elif all(r["usable"] for r in series):

@@ -128,6 +128,7 @@ async def midar(
     recorder: PcapRecorder | None = None,
     on_stage: Callable[[StageReport], object] | None = None,
     on_probe: Callable[[str, int, int], object] | None = None,
+    on_estimation: Callable[[MidarResult], object] | None = None,
     unsent: dict[str, str] | None = None,
     methods: Sequence[str] = METHODS,
     runs: list[ProbeRun] | None = None,
@@ -140,7 +141,9 @@ async def midar(
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
     probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
     and TTLs (as there). `on_probe(what, addresses, probes)` before each probing run
-    ("discovery, window 2 of 5"), for a progress line."""
+    ("discovery, window 2 of 5"), for a progress line. `on_estimation` gets what the
+    estimation stage found (velocities, methods, its samples; no pairs yet) as soon as it
+    is done, so that a run cut short later still has each address's counter."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     if not methods:
@@ -181,6 +184,11 @@ async def midar(
     # each address's series by its kept method (unusable ones: the most answered method)
     est = [s for s in tried if best[s.addr][0] == s.method]
     report(StageReport("estimation", len(targets), estimation_rounds, len(tried), 0))
+    methods_kept = {t: m for t, (m, _) in best.items()}
+    by_method = {t: vs for t, (_, vs) in best.items()}
+    if on_estimation is not None:
+        on_estimation(MidarResult(velocities, [], [], [], list(stages), list(every), est,
+                                  dict(by_stage), methods_kept, by_method))  # fmt: skip
 
     # 2. discovery: neighbours in velocity, window by window
     candidates: set[Pair] = set()
@@ -231,5 +239,5 @@ async def midar(
         report(StageReport("corroboration", 0, corroboration_rounds, 0, 0))
     return MidarResult(
         velocities, final, alias_sets(final), inconsistent, stages, every, est, by_stage,
-        {t: m for t, (m, _) in best.items()}, {t: vs for t, (_, vs) in best.items()},
+        methods_kept, by_method,
     )  # fmt: skip

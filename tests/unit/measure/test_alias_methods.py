@@ -512,14 +512,16 @@ def test_two_addresses_get_ally_s_verdict() -> None:
         return {"type": "ipid-series", "usable": usable}
 
     alias = {"type": "alias", "a": TCP_A, "b": TCP_B, "by": ["ip-id"]}
+    end = {"type": "alias-sets", "sets": []}
     for records, verdict in [([series(True), series(True), alias], "aliases"),
                              ([series(True), series(True)], "not aliases"),
                              ([series(True), series(False)], "unknown")]:  # fmt: skip
-        got = summary(records)
+        assert "verdict" not in summary(records)  # cut short (no alias-sets): none
+        got = summary([*records, end])
         assert got["verdict"] == verdict
         assert row({"type": "summary", **got}) == f"# {got['pairs']} alias pair" + (
             "" if got["pairs"] == 1 else "s") + f": {verdict}"  # fmt: skip
-    assert "verdict" not in summary([series(True)] * 3)
+    assert "verdict" not in summary([series(True)] * 3 + [end])
     cut = {"type": "summary", "pairs": 0, "verdict": "unknown", "stop_reason": "INTERRUPTED"}
     assert row(cut) == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
 
@@ -579,3 +581,29 @@ def test_scamper_s_option_letters() -> None:
 
     args = parse_args(COMMAND, ["-q", "5", "-W", "3", "-w", "0.5", TCP_A, TCP_B])
     assert (args.rounds, args.spacing, args.wait) == (5, 3.0, 0.5)
+
+
+def test_each_address_s_counter_is_out_once_estimation_is_done() -> None:
+    # (the series came after the last stage: a run cut short in discovery had only the
+    # stage lines, no address's counter)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    args = build_parser().parse_args(["alias", "--wait", "0.5", "--samples", *ALL])
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    kinds = [(r["type"], r.get("stage")) for r in records if r["type"] != "ipid"]
+    first_series = kinds.index(("ipid-series", None))
+    assert kinds[first_series - 1] == ("alias-stage", "estimation")
+    assert kinds[first_series + len(ALL)] == ("alias-stage", "discovery")
+    at = [(r["type"], r.get("stage")) for r in records]
+    assert at.index(("ipid", "estimation")) < at.index(("ipid-series", None))
+    assert at.index(("ipid", "discovery")) > at.index(("alias-stage", "discovery"))
+    ids = [(r["addr"], r["time_ns"]) for r in records if r["type"] == "ipid"]
+    assert len(ids) == len(set(ids)) == sum(
+        r["samples"] for r in records if r["type"] == "alias-stage")  # fmt: skip
