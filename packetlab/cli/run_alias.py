@@ -96,6 +96,7 @@ def _ipv4(text: str, what: str) -> str:
 
 
 MAX_TARGETS = 100_000  # MIDAR's scale is not the aim (docs/alias.md); bounds the memory
+MAX_LINE = 65_536  # characters in a line of a list file (4,000 addresses)
 
 
 def _listed(path: str) -> list[tuple[str, str]]:
@@ -109,9 +110,13 @@ def _listed(path: str) -> list[tuple[str, str]]:
         with (
             contextlib.nullcontext(sys.stdin)
             if path == "-"
-            else open(path, encoding="utf-8", errors="replace")
+            else open(path, encoding="utf-8-sig", errors="replace")
         ) as lines:
-            for n, line in enumerate(lines, 1):
+            # (a line at a time, each at most MAX_LINE: a file with no newline is not
+            # read whole into memory)
+            for n, line in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), ""), 1):
+                if len(line) > MAX_LINE:
+                    raise RunError(f"{name}:{n}: a line longer than {MAX_LINE} characters")
                 for token in line.partition("#")[0].split():
                     out.append((token, f"{name}:{n}: "))
                     if len(out) > MAX_TARGETS:

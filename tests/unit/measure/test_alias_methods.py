@@ -449,6 +449,8 @@ def test_a_list_file_of_addresses(tmp_path: Any) -> None:
     (got, via), _ = targets(text, UDP_B, TCP_A)
     assert got == [UDP_B, TCP_A, TCP_B, UDP_A] and via == {}
     assert targets(f"{TCP_A}\n{FAR}@{TCP_B}:3\n")[0] == ([TCP_A, FAR], {FAR: (TCP_B, 3)})
+    # a byte order mark and CRLF lines (a file from Windows)
+    assert targets(f"\ufeff{TCP_A}\r\n{TCP_B}\r\n")[0] == ([TCP_A, TCP_B], {})
     for text, error in [
         (f"{TCP_A}\nhello world\n", "list.txt:2: 'hello' is not an IP address"),
         (
@@ -460,6 +462,10 @@ def test_a_list_file_of_addresses(tmp_path: Any) -> None:
             f"list.txt:2: {TCP_B}@{FAR}:300: expected ADDR@DST:TTL, the TTL 1..255",
         ),
         ("# nothing\n", "list.txt: no addresses in it"),
+        (
+            f"{TCP_A}\n{TCP_B} " + "x" * 70_000,
+            "list.txt:2: a line longer than 65536 characters",
+        ),
         (f"{TCP_A}\n{TCP_A}\n", "give at least two different addresses"),
     ]:
         with pytest.raises(RunError) as e:
