@@ -198,13 +198,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if methods == ("indirect",) and lacking:
         raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
                        f"probed through (give it as {lacking[0]}@DST:TTL)")  # fmt: skip
+    rounds = [("--rounds", args.rounds), ("--discovery-rounds", args.discovery_rounds),
+              ("--elimination-rounds", args.elimination_rounds),
+              ("--corroboration-rounds", args.corroboration_rounds)]  # fmt: skip
+    for name, n in rounds:
+        # (2 was allowed: no series could be tested, so every address had "no usable
+        # counter", or discovery kept no pair and a true alias read "not aliases")
+        if n == 2:
+            raise RunError(f"{name} must be 3..10000, got 2: a counter is tested on three "
+                           "samples of an address at least (two steps)")  # fmt: skip
     check_ranges(
-        ("--rounds", args.rounds, 2, 10_000),
+        *((name, n, 3, 10_000) for name, n in rounds),
         ("--spacing", args.spacing, 0.05, 10_000),
         ("--wait", args.wait, 0, 3600),
-        ("--discovery-rounds", args.discovery_rounds, 2, 10_000),
-        ("--elimination-rounds", args.elimination_rounds, 2, 10_000),
-        ("--corroboration-rounds", args.corroboration_rounds, 2, 10_000),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
     )

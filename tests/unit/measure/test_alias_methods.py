@@ -613,3 +613,24 @@ def test_each_address_s_counter_is_out_once_estimation_is_done() -> None:
     ids = [(r["addr"], r["time_ns"]) for r in records if r["type"] == "ipid"]
     assert len(ids) == len(set(ids)) == sum(
         r["samples"] for r in records if r["type"] == "alias-stage")  # fmt: skip
+
+
+def test_rounds_need_three_samples() -> None:
+    # 2 was allowed and could never find an alias: with --discovery-rounds 2 a true pair
+    # read "not aliases"; with --rounds 2 every address had "no usable counter"
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import Progress, parse_args
+
+    for option in ("--rounds", "--discovery-rounds", "--elimination-rounds",
+                   "--corroboration-rounds"):  # fmt: skip
+        with pytest.raises(RunError) as e:
+            COMMAND.experiment(parse_args(COMMAND, [option, "2", TCP_A, TCP_B]),
+                               lambda r: None, Progress())  # fmt: skip
+        assert str(e.value) == (f"{option} must be 3..10000, got 2: a counter is tested on "
+                                "three samples of an address at least (two steps)")  # fmt: skip
+        with pytest.raises(RunError, match=f"^{option} must be 3..10000, got 1$"):
+            COMMAND.experiment(parse_args(COMMAND, [option, "1", TCP_A, TCP_B]),
+                               lambda r: None, Progress())  # fmt: skip
+        COMMAND.experiment(parse_args(COMMAND, [option, "3", TCP_A, TCP_B]),
+                           lambda r: None, Progress())  # fmt: skip
