@@ -201,14 +201,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     rounds = [("--rounds", args.rounds), ("--discovery-rounds", args.discovery_rounds),
               ("--elimination-rounds", args.elimination_rounds),
               ("--corroboration-rounds", args.corroboration_rounds)]  # fmt: skip
+    least = max(1, -(-3 // endpoints))  # every endpoint probes every round
     for name, n in rounds:
-        # (2 was allowed: no series could be tested, so every address had "no usable
-        # counter", or discovery kept no pair and a true alias read "not aliases")
-        if n == 2:
-            raise RunError(f"{name} must be 3..10000, got 2: a counter is tested on three "
-                           "samples of an address at least (two steps)")  # fmt: skip
+        # (2 was allowed with one endpoint: no series could be tested, so every address
+        # had "no usable counter", or discovery kept no pair and a true alias read "not
+        # aliases")
+        if 1 <= n < least:
+            raise RunError(f"{name} must be {least}..10000 with {endpoints} endpoint(s), got "
+                           f"{n}: a counter is tested on three samples of an address at "
+                           "least (two steps)")  # fmt: skip
     check_ranges(
-        *((name, n, 3, 10_000) for name, n in rounds),
+        *((name, n, least, 10_000) for name, n in rounds),
         ("--spacing", args.spacing, 0.05, 10_000),
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),

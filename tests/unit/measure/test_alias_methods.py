@@ -627,10 +627,14 @@ def test_rounds_need_three_samples() -> None:
         with pytest.raises(RunError) as e:
             COMMAND.experiment(parse_args(COMMAND, [option, "2", TCP_A, TCP_B]),
                                lambda r: None, Progress())  # fmt: skip
-        assert str(e.value) == (f"{option} must be 3..10000, got 2: a counter is tested on "
-                                "three samples of an address at least (two steps)")  # fmt: skip
-        with pytest.raises(RunError, match=f"^{option} must be 3..10000, got 1$"):
-            COMMAND.experiment(parse_args(COMMAND, [option, "1", TCP_A, TCP_B]),
+        assert str(e.value) == (f"{option} must be 3..10000 with 1 endpoint(s), got 2: a "
+                                "counter is tested on three samples of an address at least "
+                                "(two steps)")  # fmt: skip
+        with pytest.raises(RunError, match=f"^{option} must be 3..10000, got 0$"):
+            COMMAND.experiment(parse_args(COMMAND, [option, "0", TCP_A, TCP_B]),
                                lambda r: None, Progress())  # fmt: skip
         COMMAND.experiment(parse_args(COMMAND, [option, "3", TCP_A, TCP_B]),
                            lambda r: None, Progress())  # fmt: skip
+        # two endpoints: 2 rounds are 4 samples of an address
+        two = ["--listen", "20556", "--endpoints", "2", option, "2", TCP_A, TCP_B]
+        COMMAND.experiment(parse_args(COMMAND, two), lambda r: None, Progress())
