@@ -17,6 +17,7 @@ examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
+  pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
@@ -38,22 +39,32 @@ velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
 then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
 monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
-probing run. See docs/alias.md.
+probing run. A UDP probe's port unreachable from another address of the router also
+makes the two aliases (Mercator's common source address). With two addresses the last
+line is scamper ally's verdict: aliases, not aliases, or unknown (no usable counter).
+See docs/alias.md.
 """
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", metavar="ADDR[@DST:TTL]", nargs="+",
+    p.add_argument("targets", metavar="ADDR[@DST:TTL]", nargs="*",
                    help="candidate IPv4 addresses; with @DST:TTL (for --method indirect): "
                    "probed through DST with TTL, which expires at ADDR")  # fmt: skip
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="also the addresses in FILE (scamper's -f listfile): ADDR[@DST:TTL] "
+                   "separated by blanks, one or more a line (all one candidate set), # "
+                   "comments; - for stdin")  # fmt: skip
     p.add_argument("--method", default="auto", metavar="M[,M...]",
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
                    "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
                    "[auto]")  # fmt: skip
-    p.add_argument("--rounds", type=int, default=10, metavar="N", help="probes per address [10]")
-    p.add_argument("--spacing", type=float, default=2.0, metavar="MS",
+    # (-q, -W, -w: scamper dealias radargun's attempts, wait-probe and wait-timeout)
+    p.add_argument("-q", "--rounds", type=int, default=10, metavar="N",
+                   help="probes per address (and method) [10]")  # fmt: skip
+    p.add_argument("-W", "--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
-    p.add_argument("--wait", type=float, default=1.0, metavar="S", help="reply wait [1 s]")
+    p.add_argument("-w", "--wait", type=float, default=1.0, metavar="S",
+                   help="reply wait after a run's last probe [1 s]")  # fmt: skip
     p.add_argument("--samples", action="store_true",
                    help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",
@@ -84,28 +95,71 @@ def _ipv4(text: str, what: str) -> str:
     return str(a)
 
 
+MAX_TARGETS = 100_000  # MIDAR's scale is not the aim (docs/alias.md); bounds the memory
+MAX_LINE = 65_536  # characters in a line of a list file (4,000 addresses)
+
+
+def _listed(path: str) -> list[tuple[str, str]]:
+    """(token, "FILE:LINE: ") of every address in a list file (or stdin)."""
+    import contextlib
+    import sys
+
+    out: list[tuple[str, str]] = []
+    name = "stdin" if path == "-" else path
+    try:
+        with (
+            contextlib.nullcontext(sys.stdin)
+            if path == "-"
+            else open(path, encoding="utf-8-sig", errors="replace")
+        ) as lines:
+            # (a line at a time, each at most MAX_LINE: a file with no newline is not
+            # read whole into memory)
+            for n, line in enumerate(iter(lambda: lines.readline(MAX_LINE + 1), ""), 1):
+                if len(line) > MAX_LINE:
+                    raise RunError(f"{name}:{n}: a line longer than {MAX_LINE} characters")
+                for token in line.partition("#")[0].split():
+                    out.append((token, f"{name}:{n}: "))
+                    if len(out) > MAX_TARGETS:
+                        raise RunError(f"{name}:{n}: more than {MAX_TARGETS} addresses")
+    except OSError as e:
+        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}") from None
+    if not out:
+        raise RunError(f"--file {path}: no addresses in it")
+    return out
+
+
 def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, int]]]:
-    """The addresses, and per ADDR@DST:TTL its destination and TTL (indirect probing)."""
-    out = []
+    """The addresses (the command line's, then --file's), each once, and per ADDR@DST:TTL
+    its destination and TTL (indirect probing). A token that is no address is an error
+    naming it (and its file line), as is an IPv6 address (no IP-ID to compare)."""
+    given = [(t, "") for t in args.targets]
+    if getattr(args, "file", None):
+        given += _listed(args.file)
+    out: dict[str, None] = {}  # (ordered; a repeated address or pair is probed once)
     via: dict[str, tuple[str, int]] = {}
-    for t in args.targets:
+    for t, where in given:
         addr, at, rest = t.partition("@")
-        a = _ipv4(addr, t if not at else addr)
-        if at:
-            dst, colon, ttl = rest.rpartition(":")
-            if not colon or not ttl.isdigit() or not 1 <= int(ttl) <= 255:
-                raise RunError(f"{t}: expected ADDR@DST:TTL, the TTL 1..255")
-            try:
-                beyond = (_ipv4(dst, dst), int(ttl))
-            except RunError as e:
-                raise RunError(f"{t}: {e}") from None
-            if via.setdefault(a, beyond) != beyond:
-                raise RunError(f"{a} given twice, with different DST:TTL")
-        if a not in out:
-            out.append(a)
+        try:
+            a = _ipv4(addr, t if not at else addr)
+            if at:
+                dst, colon, ttl = rest.rpartition(":")
+                if not colon or not ttl.isdigit() or not 1 <= int(ttl) <= 255:
+                    raise RunError(f"{t}: expected ADDR@DST:TTL, the TTL 1..255")
+                try:
+                    beyond = (_ipv4(dst, dst), int(ttl))
+                except RunError as e:
+                    raise RunError(f"{t}: {e}") from None
+                if via.setdefault(a, beyond) != beyond:
+                    raise RunError(f"{a} given twice, with different DST:TTL")
+        except RunError as e:
+            raise RunError(f"{where}{e}") from None
+        out[a] = None
     if len(out) < 2:
-        raise RunError("give at least two different addresses")
-    return out, via
+        raise RunError("give at least two different addresses" + (" (ADDR... or --file FILE)"
+                       if not given else ""))  # fmt: skip
+    if len(out) > MAX_TARGETS:
+        raise RunError(f"more than {MAX_TARGETS} addresses")
+    return list(out), via
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
@@ -113,13 +167,17 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         alias_pairs,
         alias_sets,
         best_methods,
+        byte_swapped,
         collect_ip_ids,
+        common_source_pairs,
         parse_methods,
         velocity,
     )
     from packetlab.measure.midar import StageReport, midar
 
     targets, via = _targets(args)
+    # (the start-up's source address and the time budget read them; --file's included)
+    args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
     endpoints = getattr(args, "endpoints", 1)  # (not an option of the xpmgr mlet)
     check_ranges(("--endpoints", endpoints, 1, 10_000))
     if endpoints > 1 and getattr(args, "listen", None) is None:
@@ -140,13 +198,22 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if methods == ("indirect",) and lacking:
         raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
                        f"probed through (give it as {lacking[0]}@DST:TTL)")  # fmt: skip
+    rounds = [("--rounds", args.rounds), ("--discovery-rounds", args.discovery_rounds),
+              ("--elimination-rounds", args.elimination_rounds),
+              ("--corroboration-rounds", args.corroboration_rounds)]  # fmt: skip
+    least = max(1, -(-3 // endpoints))  # every endpoint probes every round
+    for name, n in rounds:
+        # (2 was allowed with one endpoint: no series could be tested, so every address
+        # had "no usable counter", or discovery kept no pair and a true alias read "not
+        # aliases")
+        if 1 <= n < least:
+            raise RunError(f"{name} must be {least}..10000 with {endpoints} endpoint(s), got "
+                           f"{n}: a counter is tested on three samples of an address at "
+                           "least (two steps)")  # fmt: skip
     check_ranges(
-        ("--rounds", args.rounds, 2, 10_000),
+        *((name, n, least, 10_000) for name, n in rounds),
         ("--spacing", args.spacing, 0.05, 10_000),
         ("--wait", args.wait, 0, 3600),
-        ("--discovery-rounds", args.discovery_rounds, 2, 10_000),
-        ("--elimination-rounds", args.elimination_rounds, 2, 10_000),
-        ("--corroboration-rounds", args.corroboration_rounds, 2, 10_000),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
     )
@@ -154,6 +221,13 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     runs: list[Any] | None = [] if args.warts else None
     warts = _check_warts(args.warts) if args.warts else None
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
+    unreached: dict[str, str] = {}  # address -> the ICMP unreachable that answered it
+
+    def sample_records(by_stage: dict[str, list[Any]], skip: str | None = None) -> None:
+        if args.samples:
+            for name, got in by_stage.items():
+                for s in got if name != skip else ():
+                    emit({**s.to_dict(), "stage": name} if name else s.to_dict())
 
     def series_records(
         samples: list[Any],
@@ -162,10 +236,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         by_method: dict[str, dict[str, float | None]] | None = None,
     ) -> None:
         """`samples`: each address's series by its kept method (`chosen`)."""
-        if args.samples:
-            for name, got in (by_stage or {"": samples}).items():
-                for s in got:
-                    emit({**s.to_dict(), "stage": name} if name else s.to_dict())
+        sample_records(by_stage or {"": samples})
         for t in targets:
             series = [(s.time_ns, s.ip_id) for s in samples if s.addr == t]
             v = velocity(series)
@@ -174,6 +245,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                       "endpoints": len({s.endpoint for s in samples if s.addr == t}),
                       "usable": v is not None, "ids_per_s": v,
                       "method": method}  # fmt: skip
+            if v is not None and byte_swapped(series):  # (its velocity as it counts)
+                record["byte_swapped"] = True
             if t in via:
                 record["via"] = {"dst": via[t][0], "ttl": via[t][1]}
             if len(methods) > 1 and by_method is not None:  # every method's velocity (None:
@@ -181,44 +254,62 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                                      if m != "indirect" or t in via}  # fmt: skip
             if t in unsent:
                 record["not_sent"] = unsent[t]
+            if t in unreached:
+                record["unreachable"] = unreached[t]
             emit(record)
 
     def stage(st: StageReport) -> None:
         emit(st.to_dict())
-        progress(f"alias: {st.stage} done: {st.pairs} pairs kept")
+        progress(f"alias: {st.stage} done: {st.pairs} pair{'' if st.pairs == 1 else 's'} kept")
+
+    def probing(what: str, addresses: int, probes: int) -> None:
+        # (a stage of many addresses probes for minutes: what it is and about how long;
+        # the line said the stage before it was done the while)
+        secs = probes * args.spacing / 1000 + args.wait
+        progress(f"alias: {what}: {addresses} addresses, {probes} probes (~{secs:.0f} s)")
+
+    def estimated(r: Any) -> None:
+        # each address's counter as soon as estimation has it (streamed, and kept when a
+        # later stage is cut short: Ctrl-C left only the stage lines before session 24)
+        series_records(r.estimation, r.by_stage, r.methods, r.by_method)
 
     async def run(sessions: Any) -> None:
         spacing = args.spacing / 1000
         if args.single_stage:
-            progress(f"alias: {len(targets)} addresses x {args.rounds} rounds")
+            probing("one stage", len(targets), len(targets) * len(methods) * args.rounds)
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
                 recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
+                unreached=unreached,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
             samples = [s for s in tried if chosen[s.addr] == s.method]
             series_records(samples, {"": tried}, chosen, {t: vs for t, (_, vs) in best.items()})
             pairs = alias_pairs(samples)
-            sets = alias_sets(pairs)
+            every = tried
         else:
-            progress(f"alias: estimation, {len(targets)} addresses x {args.rounds} rounds")
             got = await midar(
                 sessions, targets, estimation_rounds=args.rounds,
                 discovery_rounds=args.discovery_rounds,
                 elimination_rounds=args.elimination_rounds,
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
-                recorder=recorder, on_stage=stage, unsent=unsent, methods=methods,
-                runs=runs, via=via,
+                recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
+                runs=runs, via=via, unreached=unreached, on_estimation=estimated,
             )  # fmt: skip
-            series_records(got.estimation, got.by_stage, got.methods, got.by_method)
-            pairs, sets = got.pairs, got.sets
+            sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
+            pairs, every = got.pairs, got.samples
             for g in got.inconsistent:
                 emit({"type": "alias-inconsistent", "set": g})
-        for a, b in pairs:
-            emit({"type": "alias", "a": a, "b": b})
-        emit({"type": "alias-sets", "sets": sets})
+        # the IP-ID test's pairs, and Mercator's: an address whose port unreachable came
+        # from another address (scamper's `dealias -m mercator`, sc_ally's byproduct)
+        by: dict[tuple[str, str], list[str]] = {p: ["ip-id"] for p in pairs}
+        for p in common_source_pairs(every):
+            by.setdefault(p, []).append("mercator")
+        for (a, b), how in sorted(by.items()):
+            emit({"type": "alias", "a": a, "b": b, "by": how})
+        emit({"type": "alias-sets", "sets": alias_sets(sorted(by))})
 
     measured = pcapout.recording(args, recorder, run)
     if warts is None or runs is None:
@@ -263,10 +354,31 @@ def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Name
         out.write(data)
 
 
+def _routed(targets: list[str]) -> str:
+    """The first target this host has a route to (the in-process endpoint's address is
+    the one it sends from), else the first (whose "no route" is the error): the others
+    without a route are each `not_sent`, the run goes on. (Before session 24 the first
+    target was taken, and one without a route ended the run, exit 2, where the same
+    address anywhere else in the list was left out and the pairs found.)"""
+    from packetlab.cli.link import LinkError, route_source
+
+    addrs = [t.partition("@")[0] for t in targets]
+    for a in addrs:
+        ip = ipaddress.ip_address(a)
+        try:
+            if ip.is_loopback or route_source(ip):
+                return a
+        except LinkError:
+            continue
+    return addrs[0]
+
+
 def row(r: Record) -> str | None:
     t = r["type"]
     if t == "ipid-series":
         v = f"{r['ids_per_s']:.0f} IDs/s" if r["usable"] else "no usable counter"
+        if r.get("byte_swapped"):
+            v += " (byte-swapped)"
         if r["usable"] and r.get("methods"):
             v += f" by {r['method']}"
         if r.get("methods"):
@@ -275,11 +387,15 @@ def row(r: Record) -> str | None:
             v += f" ({', '.join(others)})" if others else ""
         if "not_sent" in r:
             v += f" ({r['not_sent']})"
+        if "unreachable" in r and not r["usable"]:  # (why it has none)
+            v += f" ({r['unreachable']})"
         addr = r["addr"]
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
             addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"
         return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
+        if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is
+            return f"{r['a']} {r['b']}  # common source address (Mercator)"
         return f"{r['a']} {r['b']}"
     if t == "alias-sets":
         return "\n".join("# router: " + " ".join(s) for s in r["sets"]) or None
@@ -293,12 +409,24 @@ def row(r: Record) -> str | None:
         pairs = f"# {r['pairs']} alias pair{'' if r['pairs'] == 1 else 's'}"
         if r.get("stop_reason") in ("INTERRUPTED", "ERROR"):  # not "no aliases"
             return f"{pairs} (run cut short: the stage in flight was dropped)"
+        if "verdict" in r:  # (two addresses: no usable counter for one is no verdict)
+            return f"{pairs}: {r['verdict']}"
         return pairs
     return None
 
 
 def summary(records: list[Record]) -> Record:
-    return {"pairs": sum(1 for r in records if r["type"] == "alias")}
+    out: Record = {"pairs": sum(1 for r in records if r["type"] == "alias")}
+    series = [r for r in records if r["type"] == "ipid-series"]
+    done = any(r["type"] == "alias-sets" for r in records)  # (not cut short: the last one)
+    if len(series) == 2 and done:  # one pair, as scamper's ally judges it: its verdicts
+        if out["pairs"]:
+            out["verdict"] = "aliases"
+        elif all(r["usable"] for r in series):
+            out["verdict"] = "not aliases"
+        else:
+            out["verdict"] = "unknown"
+    return out
 
 
 def budget(args: argparse.Namespace) -> float:
@@ -324,7 +452,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: args.targets[0].partition("@")[0],
+    target=lambda args: _routed(args.targets),
     multi=True,
     raw=True,
     raw_needed=True,

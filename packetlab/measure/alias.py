@@ -85,7 +85,10 @@ __all__ = [
     "alias_pairs",
     "alias_sets",
     "best_methods",
+    "byte_swapped",
     "collect_ip_ids",
+    "common_source_pairs",
+    "counted",
     "monotonic_bounds",
     "parse_methods",
 ]
@@ -114,11 +117,17 @@ class IdSample:
     ip_id: int
     error_ns: int = 0  # the ID was assigned within time_ns +- error_ns
     method: str = "icmp-echo"  # the probe whose reply carried it (METHODS)
+    # the reply's source when it is not `addr` (a UDP probe's port unreachable sent from
+    # another address of the router: Mercator's common source address)
+    replied_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
-                "time_ns": self.time_ns, "ip_id": self.ip_id,
-                "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+        out = {"type": "ipid", "addr": self.addr, "endpoint": self.endpoint,
+               "time_ns": self.time_ns, "ip_id": self.ip_id,
+               "error_ns": self.error_ns, "method": self.method}  # fmt: skip
+        if self.replied_from is not None:
+            out["from"] = self.replied_from
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,14 +222,56 @@ def _unwrap_steps(series: Sequence[Point]) -> list[tuple[int, int]]:
     return [(max(b[0] - a[0], 0), (b[1] - a[1]) % ID_SPACE) for a, b in itertools.pairwise(s)]
 
 
-def velocity(series: Sequence[Point]) -> float | None:
-    """IDs per second of a counter (None: not a usable counter: fewer than 3 samples, a
-    step of 0 or one of half the ID space or more, which is not a forward move)."""
+def _raw_velocity(series: Sequence[Point]) -> float | None:
     steps = _unwrap_steps(series)
     if len(steps) < 2 or any(d == 0 or d >= ID_SPACE // 2 for _, d in steps):
         return None
     span = sum(dt for dt, _ in steps)
     return sum(d for _, d in steps) / (span / 1e9) if span > 0 else None
+
+
+SWAP_FACTOR = 16  # the swapped view must be this much slower to be the counter's own
+
+
+def _swap(p: Point) -> Point:
+    ident = ((p[1] & 0xFF) << 8) | (p[1] >> 8)
+    return (p[0], ident, _err(p))
+
+
+def counted(series: Sequence[Point]) -> list[Point]:
+    """The series as its counter counts: with the bytes of each ID swapped back when the
+    host writes its counter in little-endian order (no htons: on the wire a step of one
+    is 256), which shows as a usable counter `SWAP_FACTOR` times slower than the IDs as
+    read (a counter in network order read swapped is 256 times faster). Else as read;
+    also when the IDs as read are no counter at all (a swapped counter moving 128 or
+    more between two samples): three random IDs pass as a swapped counter once in four.
+    (Before session 24 such a counter was taken as read: 256 IDs a packet, so two probes
+    answered close together stepped further than its velocity allowed, and MIDAR's
+    stages dropped the pair scamper's ally, which undoes byte swapping, finds.)"""
+    swapped = _swapped_view(series)
+    return list(series) if swapped is None else swapped
+
+
+def _swapped_view(series: Sequence[Point]) -> list[Point] | None:
+    raw = _raw_velocity(series)
+    if raw is not None:
+        swapped = [_swap(p) for p in series]
+        vs = _raw_velocity(swapped)
+        if vs is not None and vs * SWAP_FACTOR < raw:
+            return swapped
+    return None
+
+
+def byte_swapped(series: Sequence[Point]) -> bool:
+    """Whether `counted` reads the series byte-swapped."""
+    return _swapped_view(series) is not None
+
+
+def velocity(series: Sequence[Point]) -> float | None:
+    """IDs per second of a counter, as it counts (`counted`: byte-swapped back if so);
+    None: not a usable counter (fewer than 3 samples, a step of 0 or one of half the ID
+    space or more, which is not a forward move)."""
+    return _raw_velocity(counted(series))
 
 
 def monotonic_bounds(
@@ -233,8 +284,9 @@ def monotonic_bounds(
     """MIDAR's monotonic bounds test on two (time ns, IP-ID[, error ns]) series: True
     when their merge could come from one counter. Each step must be > 0 and at most
     `slack` times what the faster counter advances in that time plus the samples' errors
-    (at least `min_bound`)."""
-    va, vb = velocity(a), velocity(b)
+    (at least `min_bound`). Each series as its counter counts (`counted`)."""
+    a, b = counted(a), counted(b)
+    va, vb = _raw_velocity(a), _raw_velocity(b)
     if va is None or vb is None:
         return False
     v = max(va, vb)
@@ -258,6 +310,14 @@ def alias_pairs(samples: Sequence[IdSample], **bounds: Any) -> list[tuple[str, s
         for x, y in itertools.combinations(usable, 2)
         if monotonic_bounds(series[x], series[y], **bounds)
     ]
+
+
+def common_source_pairs(samples: Sequence[IdSample]) -> list[tuple[str, str]]:
+    """Mercator's aliases: a probed address and the other address its port unreachable
+    came from (the router that holds the address answered from another of its own), as
+    scamper's ``dealias -m mercator`` and sc_ally's byproduct; sorted pairs."""
+    got = {tuple(sorted((s.addr, s.replied_from))) for s in samples if s.replied_from}
+    return sorted((a, b) for a, b in got)
 
 
 def alias_sets(pairs: Sequence[tuple[str, str]]) -> list[list[str]]:
@@ -289,6 +349,7 @@ async def _probe_from(
     unsent: dict[str, str] | None = None,
     log: list[ProbeLog] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> list[IdSample]:
     via = via or {}
     first = as_target(jobs[0][0])
@@ -349,7 +410,11 @@ async def _probe_from(
                 # (a Paris UDP probe, `FlowProbe`'s: told by its checksum)
                 key = dataclasses.replace(key, seq=parsed[0].quoted_sum)
                 which = table.get(key)
-            if which is None or not _answers(parsed[0], *jobs[slots[which][1]]):
+            if which is None:
+                continue
+            if not _answers(parsed[0], *jobs[slots[which][1]]):
+                if unreached is not None and parsed[0].kind is ReplyKind.DEST_UNREACHABLE:
+                    unreached.setdefault(jobs[slots[which][1]][0], _unreach_text(parsed[0]))
                 continue
             table.pop(key)
             if parsed[0].ip_id is not None:
@@ -382,13 +447,15 @@ async def _probe_from(
             ))  # fmt: skip
     out = []
     clock_err = min(r.error_ns for r in model.rounds)
-    for i, (recv_ns, ip_id, _) in got.items():
+    for i, (recv_ns, ip_id, reply) in got.items():
         s_ns = sent[i]
         mid = recv_ns if s_ns is None else (s_ns + recv_ns) // 2
         half = (recv_ns - mid) if s_ns is not None else 1_000_000
         addr, method = jobs[slots[i][1]]
+        src = str(reply.src)
+        other = None if src == addr or method == INDIRECT else src  # (Mercator's)
         out.append(IdSample(addr, name, model.to_local(mid), ip_id, half + clock_err,
-                            method))  # fmt: skip
+                            method, other))  # fmt: skip
     return out
 
 
@@ -413,18 +480,32 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
     raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(ALL_METHODS)}")
 
 
+# ICMP unreachable codes as iputils ping words them
+_UNREACH = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+            9: "net prohibited", 10: "host prohibited", 13: "packet filtered"}  # fmt: skip
+
+
+def _unreach_text(reply: Reply) -> str:
+    code = reply.icmp_code if reply.icmp_code is not None else -1
+    return f"{reply.src} answered {_UNREACH.get(code, f'unreachable (code {code})')}"
+
+
 def _answers(reply: Reply, addr: str, method: str) -> bool:
-    """`reply` is what `method` waits for, from the probed address itself (an error from
-    a router on the way numbers its IDs from another counter; for an indirect probe: the
-    time exceeded from `addr`, not from another router after a change of path)."""
+    """`reply` is what `method` waits for: the echo reply; the RST from the probed address
+    itself; the port unreachable, from any address of the node that holds the probed one;
+    for an indirect probe the time exceeded from `addr`, not from another router after a
+    change of path (whose IDs are another counter's)."""
     if method == INDIRECT:
         return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
         return reply.kind is ReplyKind.ECHO_REPLY
-    if reply.src != reply.key.dst:
-        return False
     if method == "tcp-ack":
-        return reply.kind is ReplyKind.TCP_RST
+        return reply.kind is ReplyKind.TCP_RST and reply.src == reply.key.dst
+    # A port unreachable is sent by the node holding the probed address (a router on the
+    # way sends no such thing for a datagram not addressed to it), so its ID is that
+    # router's even when it comes from another of its addresses (Mercator's common source
+    # address; scamper's dealias counts its IP-ID too). Before session 24 one from
+    # another address was dropped: `--method udp` on such a router found no counter.
     return reply.kind is ReplyKind.DEST_UNREACHABLE and reply.icmp_code == ICMP_PORT_UNREACH
 
 
@@ -471,6 +552,7 @@ async def collect_ip_ids(
     method: MethodSpec = "icmp-echo",
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -479,7 +561,9 @@ async def collect_ip_ids(
     in its own slots; the samples say which). Returns every answered sample; a probe
     the endpoint refuses to send (no route from its address, ...) has none, and `unsent`
     gets its target with the reason; `runs` gets this run's every probe (`ProbeRun`, in
-    send order), for scamper's dealias record. `via`: per target probed ``indirect``, the
+    send order), for scamper's dealias record; `unreached` per target the first ICMP
+    unreachable that answered a probe of it instead (who said what: "10.77.1.2 answered
+    net unreachable"). `via`: per target probed ``indirect``, the
     destination beyond it and the TTL that expires at it.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
@@ -510,7 +594,7 @@ async def collect_ip_ids(
         results = await gatherResults(
             [
                 Deferred.fromCoroutine(
-                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log, via)
+                    _probe_from(s, m, n, jobs, slots, wait, recorder, unsent, log, via, unreached)
                 )
                 for s, m, n, slots, log in zip(sessions, models, names, per, logs, strict=True)
             ],

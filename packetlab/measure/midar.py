@@ -127,17 +127,23 @@ async def midar(
     wait: float = 1.0,
     recorder: PcapRecorder | None = None,
     on_stage: Callable[[StageReport], object] | None = None,
+    on_probe: Callable[[str, int, int], object] | None = None,
+    on_estimation: Callable[[MidarResult], object] | None = None,
     unsent: dict[str, str] | None = None,
     methods: Sequence[str] = METHODS,
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
     `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
-    `unsent` as there). Estimation probes with every method of `methods`; the later
+    `unsent`, `unreached` as there). Estimation probes with every method of `methods`; the later
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
     probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
-    and TTLs (as there)."""
+    and TTLs (as there). `on_probe(what, addresses, probes)` before each probing run
+    ("discovery, window 2 of 5"), for a progress line. `on_estimation` gets what the
+    estimation stage found (velocities, methods, its samples; no pairs yet) as soon as it
+    is done, so that a run cut short later still has each address's counter."""
     if window < 2 or velocity_ratio < 1:
         raise ValueError("need window >= 2 and velocity_ratio >= 1")
     if not methods:
@@ -149,12 +155,16 @@ async def midar(
     chosen: dict[str, str] = {}
 
     async def probe(
-        stage: str, addrs: Sequence[str], rounds: int, how: Any = None
+        stage: str, addrs: Sequence[str], rounds: int, how: Any = None, what: str = ""
     ) -> list[IdSample]:
+        if on_probe is not None:
+            per = sum(1 for a in addrs for m in how if m != "indirect" or a in (via or {})) \
+                if how else len(addrs)  # fmt: skip
+            on_probe(what or stage, len(addrs), per * rounds * len(sessions))
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
             recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
-            runs=runs, via=via,
+            runs=runs, via=via, unreached=unreached,
         )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)
@@ -174,14 +184,20 @@ async def midar(
     # each address's series by its kept method (unusable ones: the most answered method)
     est = [s for s in tried if best[s.addr][0] == s.method]
     report(StageReport("estimation", len(targets), estimation_rounds, len(tried), 0))
+    methods_kept = {t: m for t, (m, _) in best.items()}
+    by_method = {t: vs for t, (_, vs) in best.items()}
+    if on_estimation is not None:
+        on_estimation(MidarResult(velocities, [], [], [], list(stages), list(every), est,
+                                  dict(by_stage), methods_kept, by_method))  # fmt: skip
 
     # 2. discovery: neighbours in velocity, window by window
     candidates: set[Pair] = set()
     tested = 0
     windows = velocity_windows(usable, window)
     disc_samples = 0
-    for win in windows:
-        got = await probe("discovery", win, discovery_rounds)
+    for i, win in enumerate(windows, 1):
+        what = f"discovery, window {i} of {len(windows)}" if len(windows) > 1 else ""
+        got = await probe("discovery", win, discovery_rounds, what=what)
         disc_samples += len(got)
         pairs = [
             (a, b) if a < b else (b, a)
@@ -223,5 +239,5 @@ async def midar(
         report(StageReport("corroboration", 0, corroboration_rounds, 0, 0))
     return MidarResult(
         velocities, final, alias_sets(final), inconsistent, stages, every, est, by_stage,
-        {t: m for t, (m, _) in best.items()}, {t: vs for t, (_, vs) in best.items()},
+        methods_kept, by_method,
     )  # fmt: skip

@@ -37,6 +37,12 @@ interfaces). ``--mpls ADDR=LABEL[/LABEL...]`` extends ADDR's time exceeded with 
 label stack (RFC 4884/4950: the quote padded to 128 bytes, then the extension structure,
 as `packetlab.testbed.mpls_responder` builds it), as a label switching router quotes the
 label the probes arrived with (Multilevel MDA-Lite's MPLS fingerprint).
+
+The routers no IP-ID test can resolve (session 24, beside scamper's dealias): a group
+``ADDR,...:zero`` numbers every reply 0, ``ADDR,...:random`` each with a random ID (a
+counter is ``:counter``, the default). ``--errors-from ADDR=SRC`` sends ADDR's port
+unreachable from SRC, as a router that answers from one common address (Mercator's
+alias: the probed address and the reply's source are one router's).
 """
 
 from __future__ import annotations
@@ -60,23 +66,44 @@ _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
 METHODS = ("icmp-echo", "tcp-ack", "udp")
 
 
+KINDS = ("counter", "zero", "random", "swapped")  # how a group numbers its replies
+
+
 class Counter:
-    def __init__(self, velocity: float, start: int | None = None) -> None:
+    """A group's IP-IDs: a shared counter (`kind` "counter"), or the two kinds of router
+    whose IDs no test can use: every reply 0 ("zero"), a fresh random ID each ("random",
+    never 0); "swapped": a counter written in little-endian byte order (a host that
+    stores the ID without htons: on the wire it moves 256 a step)."""
+
+    def __init__(self, velocity: float, start: int | None = None, kind: str = "counter") -> None:
         self.value = random.randrange(1 << 16) if start is None else start
         self.velocity = velocity
         self.last = time.monotonic()
+        self.kind = kind
 
     def next(self) -> int:
+        if self.kind == "zero":
+            return 0
+        if self.kind == "random":
+            return random.randrange(1, 1 << 16)
         now = time.monotonic()
         self.value = (self.value + 1 + int(self.velocity * (now - self.last))) & 0xFFFF
         self.value = self.value or 1  # never 0: the kernel's RSTs are told apart by it
         self.last = now
+        if self.kind == "swapped":
+            return ((self.value & 0xFF) << 8) | (self.value >> 8) or 1
         return self.value
 
 
+def _df(ident: int) -> int:
+    """The fragment field: DF with an IP-ID of 0, as Linux numbers its DF replies 0 (and
+    a raw socket's header with ID 0 and no DF gets an ID from the kernel, not 0)."""
+    return 0x4000 if ident == 0 else 0
+
+
 def _ip(src: bytes, dst: bytes, proto: int, ident: int, body: bytes) -> bytes:
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, 0, 64, proto, 0,
-                       src, dst)  # fmt: skip
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, _df(ident), 64, proto,
+                       0, src, dst)  # fmt: skip
     return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + body
 
 
@@ -87,12 +114,14 @@ def answer(
     udp_port: int,
     expire: Mapping[bytes, Sequence[bytes]] | None = None,
     labels: Mapping[bytes, bytes] | None = None,
+    sources: Mapping[bytes, bytes] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
     request for a DST of `expire` arriving with TTL 1 (a time exceeded from its router
     address, numbered by that address's counter; with `labels`' extension for that
-    address after the quote padded to 128 bytes), else None."""
+    address after the quote padded to 128 bytes), else None. `sources`: the address a
+    port unreachable for a probed address is sent from, when not that address itself."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -129,7 +158,8 @@ def answer(
             return None
         icmp = bytes([_ICMP_UNREACH, _PORT_UNREACH, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
         icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-        return _ip(dst, src, socket.IPPROTO_ICMP, counter.next(), icmp)
+        origin = (sources or {}).get(dst, dst)  # (a router's common source address)
+        return _ip(origin, src, socket.IPPROTO_ICMP, counter.next(), icmp)
     return None
 
 
@@ -147,7 +177,8 @@ def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
         return None
     body = bytes([_ICMP_REPLY, 0, 0, 0]) + icmp[4:]
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), counter.next(), 0, 64,
+    ident = counter.next()
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, _df(ident), 64,
                        socket.IPPROTO_ICMP, 0, dst, src)  # fmt: skip
     head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
     return head + body
@@ -156,9 +187,14 @@ def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--group", action="append", required=True,
-                    metavar="ADDR[,ADDR...][@METHOD,...]",
+                    metavar="ADDR[,ADDR...][@METHOD,...][:KIND]",
                     help="addresses answering from one shared counter (repeatable); the "
-                    "probes they answer: icmp-echo (default), tcp-ack, udp")  # fmt: skip
+                    "probes they answer: icmp-echo (default), tcp-ack, udp; KIND: counter "
+                    "(default), zero (every IP-ID 0), random (a random IP-ID each), swapped "
+                    "(a counter in little-endian byte order)")  # fmt: skip
+    ap.add_argument("--errors-from", action="append", default=[], metavar="ADDR=SRC",
+                    help="the port unreachable for a UDP probe to ADDR comes from SRC (a "
+                    "router's common source address: Mercator's alias), repeatable")  # fmt: skip
     ap.add_argument("--udp-port", type=int, default=33435, help="UDP port answered [33435]")
     ap.add_argument("--ttl-exceeded", action="append", default=[],
                     metavar="DST=ADDR[,ADDR...]",
@@ -175,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     counters: dict[bytes, Counter] = {}
     methods: dict[bytes, set[str]] = {}
     for group in args.group:
-        addrs, _, how = group.partition("@")
+        spec, _, kind = group.partition(":")
+        addrs, _, how = spec.partition("@")
         wanted = {m.strip() for m in (how or "icmp-echo").split(",")}
         if not wanted <= set(METHODS):
             ap.error(f"--group {group}: methods are {', '.join(METHODS)}")
-        c = Counter(args.velocity)
+        if kind and kind not in KINDS:
+            ap.error(f"--group {group}: kinds are {', '.join(KINDS)}")
+        c = Counter(args.velocity, kind=kind or "counter")
         for a in addrs.split(","):
             counters[ipaddress.IPv4Address(a.strip()).packed] = c
             methods[ipaddress.IPv4Address(a.strip()).packed] = wanted
@@ -205,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         labels[ipaddress.IPv4Address(addr.strip()).packed] = extension(
             [(w, 0, int(i == len(words) - 1), 1) for i, w in enumerate(words)]
         )
+    sources: dict[bytes, bytes] = {}
+    for spec in args.errors_from:
+        addr, _, origin = spec.partition("=")
+        a, o = ipaddress.IPv4Address(addr.strip()).packed, ipaddress.IPv4Address(origin).packed
+        if a not in counters:
+            ap.error(f"--errors-from {spec}: {addr} is in no --group")
+        sources[a] = o
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
     rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)
@@ -223,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             packet = rx.recv(65535)
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
-            out = answer(packet, counters, methods, args.udp_port, expire, labels)
+            out = answer(packet, counters, methods, args.udp_port, expire, labels, sources)
             if out is not None:
                 tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 

@@ -286,3 +286,69 @@ def test_a_probe_the_endpoint_cannot_send_is_a_missing_sample_not_a_crash() -> N
     assert got == []
     assert unsent[TG4].startswith("the endpoint could not send to it from ")
     assert unsent[TG4].endswith(": EPKTNOTSENT")
+
+
+def test_responder_zero_random_and_common_source_routers() -> None:
+    # session 24's routers beside scamper: `:zero` numbers every reply 0 with DF set (a
+    # raw socket's header with ID 0 and no DF gets the kernel's ID: the testbed showed
+    # scamper IDs like 17515 from a "zero" router), `:random` a random nonzero ID, and
+    # --errors-from sends a port unreachable from the router's other address (Mercator)
+    from packetlab.measure.probes import echo_probe, udp_probe
+    from packetlab.testbed.ipid_responder import answer
+
+    a, b, c = (socket.inet_aton(f"10.0.0.{i}") for i in (1, 2, 3))
+    counters = {a: Counter(0.0, kind="zero"), b: Counter(0.0, kind="random"),
+                c: Counter(0.0, start=41)}  # fmt: skip
+    methods = {x: {"icmp-echo", "udp"} for x in counters}
+    zero = answer(echo_probe("10.9.9.9", "10.0.0.1", ident=7, seq=1).packet, counters,
+                  methods, 33435)  # fmt: skip
+    assert zero is not None and parse_reply(zero, verify_checksums=True).ip_id == 0
+    assert struct.unpack_from("!H", zero, 6)[0] == 0x4000  # DF
+    ids = set()
+    for seq in range(20):
+        out = answer(echo_probe("10.9.9.9", "10.0.0.2", ident=7, seq=seq).packet, counters,
+                     methods, 33435)  # fmt: skip
+        assert out is not None and struct.unpack_from("!H", out, 6)[0] == 0  # no DF
+        ids.add(parse_reply(out).ip_id)
+    assert len(ids) > 10 and 0 not in ids
+    udp = udp_probe("10.9.9.9", "10.0.0.3", sport=4000, dport=33435).packet
+    got = parse_reply(answer(udp, counters, methods, 33435, sources={c: a}) or b"",
+                      verify_checksums=True)  # fmt: skip
+    assert got.kind is ReplyKind.DEST_UNREACHABLE and str(got.src) == "10.0.0.1"
+    assert str(got.key.dst) == "10.0.0.3" and got.ip_id == 42
+
+
+def swap(samples: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """As a host that writes its counter in little-endian order puts it on the wire."""
+    return [(t, ((v & 0xFF) << 8) | (v >> 8), 100_000) for t, v in samples]
+
+
+def test_a_byte_swapped_counter_is_read_as_it_counts() -> None:
+    # The testbed's swapped router (300 IDs/s, two addresses): MIDAR's stages found no
+    # pair where scamper's ally said aliases. As read, the IDs move 256 a packet, so
+    # two probes answered 0.2 ms apart stepped 256, beyond the bound (2 x velocity x dt).
+    from packetlab.measure.alias import byte_swapped, counted
+
+    ta, tb, tc = interleaved(10, 3, spacing=MS // 5)
+    shared = counter_samples(sorted(ta + tb), 300, 300)  # (crosses a low-byte carry)
+    a = swap([s for s in shared if s[0] in ta])
+    b = swap([s for s in shared if s[0] in tb])
+    c = swap(counter_samples(tc, 30000, 300))
+    assert byte_swapped(a) and counted(a)[0][1] == shared[0][1]
+    assert velocity(a) == pytest.approx(velocity([(t, v) for t, v in shared if t in ta]))
+    assert monotonic_bounds(a, b)
+    assert not monotonic_bounds(a, c) and not monotonic_bounds(b, c)
+    # a counter in network order is never taken for a swapped one
+    plain = counter_samples(ta, 65000, 20_000)
+    assert not byte_swapped(plain) and counted(plain) == plain
+    assert not byte_swapped([(t, 0, 0) for t in ta])
+
+
+def test_byte_swapped_is_told_by_the_view_not_by_one_id() -> None:
+    # (it compared the first ID with its swap: an ID like 0x4545 reads the same both
+    # ways, and a swapped counter whose first sample had one was reported unswapped)
+    from packetlab.measure.alias import byte_swapped
+
+    times = interleaved(10, 1, spacing=MS)[0]
+    series = swap(counter_samples(times, 0x4545 - 1, 300))
+    assert series[0][1] == 0x4545 and byte_swapped(series)

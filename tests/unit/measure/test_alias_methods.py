@@ -41,6 +41,7 @@ class Router:
     rate: float = 300.0  # IDs per second of other traffic
     zero_for: set[str] = field(default_factory=set)  # methods whose replies carry ID 0
     last: float = 0.0
+    errors_from: str | None = None  # the port unreachable's source, when not the target
 
     def next_id(self, now: float, method: str) -> int:
         if method in self.zero_for:
@@ -81,7 +82,8 @@ def rig_with(table: dict[str, Router]) -> RawRig:
             proto_out = PROTO_ICMP
         if proto_out == PROTO_ICMP:
             msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
-        return [(0.001, ip_packet(dst, src, proto_out, msg, ttl=63, ident=ident))]
+        origin = router.errors_from if proto == PROTO_UDP and router.errors_from else dst
+        return [(0.001, ip_packet(origin, src, proto_out, msg, ttl=63, ident=ident))]
 
     rig.endpoint.answers = answer  # type: ignore[method-assign]
     return rig
@@ -377,3 +379,262 @@ def test_indirect_warts_is_scampers_probe_definition_with_a_ttl() -> None:
     assert defs == [(FAR, 1, 2), (ICMP_F, 1, 64)]
     replies = [(p.get(1, 0), r[10], r[5] >> 8) for p in d.probes for r in p["replies"]]
     assert sorted(replies) == [(0, HIDDEN, 11)] * 3 + [(1, ICMP_F, 0)] * 3
+
+
+# Mercator's common source address: MERC_A's router sends its port unreachable from
+# MERC_B, its other address (scamper's ally and mercator both say "aliases" there).
+MERC_A, MERC_B = "10.77.3.60", "10.77.3.61"
+
+
+def mercator_routers() -> dict[str, Router]:
+    merc = Router({"udp"}, 12000, errors_from=MERC_B)
+    return {**routers(), MERC_A: merc, MERC_B: merc}
+
+
+def test_a_port_unreachable_from_another_address_of_the_router_counts() -> None:
+    # It was dropped (only replies from the probed address counted), so `--method udp`
+    # found no counter for MERC_A and lost the alias scamper's ally finds.
+    from packetlab.measure.alias import alias_pairs, common_source_pairs
+
+    rig = rig_with(mercator_routers())
+    got = rig.run(collect_ip_ids([rig.session], [MERC_A, MERC_B, UDP_A], rounds=5, wait=0.5,
+                                 method="udp"))  # fmt: skip
+    from_a = [s for s in got if s.addr == MERC_A]
+    assert len(from_a) == 5 and all(s.replied_from == MERC_B for s in from_a)
+    assert from_a[0].to_dict()["from"] == MERC_B
+    assert all(s.replied_from is None for s in got if s.addr != MERC_A)
+    assert alias_pairs(got) == [(MERC_A, MERC_B)]
+    assert common_source_pairs(got) == [(MERC_A, MERC_B)]
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_cli_reports_a_common_source_alias(single: bool) -> None:
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    argv = ["alias", "--wait", "0.5", *(["--single-stage"] if single else []), MERC_A,
+            MERC_B, UDP_A, UDP_B]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(mercator_routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    alias = {(r["a"], r["b"]): r["by"] for r in records if r["type"] == "alias"}
+    assert alias == {(MERC_A, MERC_B): ["ip-id", "mercator"], (UDP_A, UDP_B): ["ip-id"]}
+    (sets,) = [r["sets"] for r in records if r["type"] == "alias-sets"]
+    assert sets == [[UDP_A, UDP_B], [MERC_A, MERC_B]]
+    only = {"type": "alias", "a": MERC_A, "b": MERC_B, "by": ["mercator"]}
+    assert run_alias.row(only) == f"{MERC_A} {MERC_B}  # common source address (Mercator)"
+    assert run_alias.row({**only, "by": ["ip-id", "mercator"]}) == f"{MERC_A} {MERC_B}"
+
+
+def test_a_list_file_of_addresses(tmp_path: Any) -> None:
+    # scamper's -f listfile (there was no way to give a list but the command line):
+    # blanks and lines separate, # comments, a repeated address or pair probed once; the
+    # errors name the file's line
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND, _targets
+    from packetlab.cli.run_command import parse_args
+
+    def targets(text: str, *argv: str) -> Any:
+        f = tmp_path / "list.txt"
+        f.write_text(text)
+        args = parse_args(COMMAND, ["-f", str(f), *argv])
+        return _targets(args), args
+
+    text = f"{TCP_A} {TCP_B}  # a pair\n\n{TCP_A} {TCP_B}\n{UDP_A}\n"
+    (got, via), _ = targets(text, UDP_B, TCP_A)
+    assert got == [UDP_B, TCP_A, TCP_B, UDP_A] and via == {}
+    assert targets(f"{TCP_A}\n{FAR}@{TCP_B}:3\n")[0] == ([TCP_A, FAR], {FAR: (TCP_B, 3)})
+    # a byte order mark and CRLF lines (a file from Windows)
+    assert targets(f"\ufeff{TCP_A}\r\n{TCP_B}\r\n")[0] == ([TCP_A, TCP_B], {})
+    for text, error in [
+        (f"{TCP_A}\nhello world\n", "list.txt:2: 'hello' is not an IP address"),
+        (
+            f"{TCP_A}\n2001:db8::1\n",
+            "list.txt:2: 2001:db8::1: IPv6 has no IP-ID to compare; IPv4 only",
+        ),
+        (
+            f"{TCP_A}\n{TCP_B}@{FAR}:300\n",
+            f"list.txt:2: {TCP_B}@{FAR}:300: expected ADDR@DST:TTL, the TTL 1..255",
+        ),
+        ("# nothing\n", "list.txt: no addresses in it"),
+        (
+            f"{TCP_A}\n{TCP_B} " + "x" * 70_000,
+            "list.txt:2: a line longer than 65536 characters",
+        ),
+        (f"{TCP_A}\n{TCP_A}\n", "give at least two different addresses"),
+    ]:
+        with pytest.raises(RunError) as e:
+            targets(text)
+        assert str(e.value).endswith(error), e.value
+    with pytest.raises(RunError, match="cannot read it: No such file or directory"):
+        _targets(parse_args(COMMAND, ["-f", str(tmp_path / "none.txt")]))
+    with pytest.raises(RunError, match=r"^give at least two different addresses \(ADDR"):
+        _targets(parse_args(COMMAND, []))
+
+
+def test_the_file_s_addresses_are_the_run_s_targets(tmp_path: Any) -> None:
+    # (the start-up reads the first target for its source address, the budget counts them)
+    from packetlab.cli.run_alias import COMMAND, budget
+    from packetlab.cli.run_command import Progress, parse_args
+
+    f = tmp_path / "list.txt"
+    f.write_text("\n".join(ALL) + "\n")
+    args = parse_args(COMMAND, ["-f", str(f)])
+    COMMAND.experiment(args, lambda r: None, Progress())
+    assert args.targets == ALL and COMMAND.target(args) == ALL[0]
+    assert budget(args) == budget(parse_args(COMMAND, ALL))
+
+
+def test_the_endpoint_s_address_is_from_the_first_routed_target(monkeypatch: Any) -> None:
+    # The first target alone chose it: one without a route ended the run ("no route to
+    # X", exit 2), where the same address later in the list was left out (not_sent)
+    from packetlab.cli import link
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import parse_args
+
+    def route_source(dst: Any) -> Any:
+        if str(dst).startswith("10.99."):
+            raise link.LinkError(f"no route to {dst}: Network is unreachable")
+        return ipaddress.ip_address("10.77.3.1")
+
+    monkeypatch.setattr(link, "route_source", route_source)
+    args = parse_args(COMMAND, ["10.99.0.1", f"{TCP_A}@{FAR}:2", TCP_B])
+    assert COMMAND.target(args) == TCP_A
+    assert COMMAND.target(parse_args(COMMAND, ["10.99.0.1", "10.99.0.2"])) == "10.99.0.1"
+    assert COMMAND.target(parse_args(COMMAND, ["127.0.0.2", TCP_A])) == "127.0.0.2"
+
+
+def test_two_addresses_get_ally_s_verdict() -> None:
+    # a pair alone is what scamper's ally judges: aliases, not aliases, or unknown (no
+    # usable counter); the summary said only "# 0 alias pairs" for the last two
+    from packetlab.cli.run_alias import row, summary
+
+    def series(usable: bool) -> dict[str, Any]:
+        return {"type": "ipid-series", "usable": usable}
+
+    alias = {"type": "alias", "a": TCP_A, "b": TCP_B, "by": ["ip-id"]}
+    end = {"type": "alias-sets", "sets": []}
+    for records, verdict in [([series(True), series(True), alias], "aliases"),
+                             ([series(True), series(True)], "not aliases"),
+                             ([series(True), series(False)], "unknown")]:  # fmt: skip
+        assert "verdict" not in summary(records)  # cut short (no alias-sets): none
+        got = summary([*records, end])
+        assert got["verdict"] == verdict
+        assert row({"type": "summary", **got}) == f"# {got['pairs']} alias pair" + (
+            "" if got["pairs"] == 1 else "s") + f": {verdict}"  # fmt: skip
+    assert "verdict" not in summary([series(True)] * 3 + [end])
+    cut = {"type": "summary", "pairs": 0, "verdict": "unknown", "stop_reason": "INTERRUPTED"}
+    assert row(cut) == "# 0 alias pairs (run cut short: the stage in flight was dropped)"
+
+
+def test_an_unreachable_address_says_who_answered_what() -> None:
+    # (it said only "no usable counter": the router's net unreachable was dropped)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    gone = "10.99.0.1"
+    rig = rig_with(routers())
+    direct = rig.endpoint.answers
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        if str(ipaddress.ip_address(probe[16:20])) != gone:
+            return direct(probe)
+        msg = bytes([3, 0, 0, 0, 0, 0, 0, 0]) + probe[:28]  # net unreachable from r1
+        msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+        src = str(ipaddress.ip_address(probe[12:16]))
+        return [(0.001, ip_packet("10.77.3.254", src, PROTO_ICMP, msg, ttl=63, ident=7))]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    args = build_parser().parse_args(["alias", "--wait", "0.5", gone, UDP_A, UDP_B])
+    records: list[dict[str, Any]] = []
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert series[gone]["unreachable"] == "10.77.3.254 answered net unreachable"
+    line = run_alias.row(series[gone])
+    assert line is not None and line.endswith("(10.77.3.254 answered net unreachable)")
+    assert "unreachable" not in series[UDP_A]
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(UDP_A, UDP_B)]
+
+
+def test_each_probing_run_is_announced_for_the_progress_line() -> None:
+    # (the line said "estimation done" all through discovery, which can take minutes)
+    from packetlab.measure.midar import midar
+
+    calls: list[tuple[str, int, int]] = []
+    rig = rig_with(routers())
+    rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5, window=4,
+                  on_probe=lambda *a: calls.append(a)))  # fmt: skip
+    assert calls[0] == ("estimation", 6, 6 * 3 * 10)
+    assert [c[0] for c in calls[1:3]] == ["discovery, window 1 of 2", "discovery, window 2 of 2"]
+    assert all(c[2] == c[1] * 10 for c in calls[1:3])  # one method each now
+    assert [c[0] for c in calls[3:]] == ["elimination", "corroboration"]
+    assert calls[-1][2] == calls[-1][1] * 20
+
+
+def test_scamper_s_option_letters() -> None:
+    # dealias radargun's -q attempts, -W wait-probe (ms), -w wait-timeout (s)
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import parse_args
+
+    args = parse_args(COMMAND, ["-q", "5", "-W", "3", "-w", "0.5", TCP_A, TCP_B])
+    assert (args.rounds, args.spacing, args.wait) == (5, 3.0, 0.5)
+
+
+def test_each_address_s_counter_is_out_once_estimation_is_done() -> None:
+    # (the series came after the last stage: a run cut short in discovery had only the
+    # stage lines, no address's counter)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    args = build_parser().parse_args(["alias", "--wait", "0.5", "--samples", *ALL])
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    kinds = [(r["type"], r.get("stage")) for r in records if r["type"] != "ipid"]
+    first_series = kinds.index(("ipid-series", None))
+    assert kinds[first_series - 1] == ("alias-stage", "estimation")
+    assert kinds[first_series + len(ALL)] == ("alias-stage", "discovery")
+    at = [(r["type"], r.get("stage")) for r in records]
+    assert at.index(("ipid", "estimation")) < at.index(("ipid-series", None))
+    assert at.index(("ipid", "discovery")) > at.index(("alias-stage", "discovery"))
+    ids = [(r["addr"], r["time_ns"]) for r in records if r["type"] == "ipid"]
+    assert len(ids) == len(set(ids)) == sum(
+        r["samples"] for r in records if r["type"] == "alias-stage")  # fmt: skip
+
+
+def test_rounds_need_three_samples() -> None:
+    # 2 was allowed and could never find an alias: with --discovery-rounds 2 a true pair
+    # read "not aliases"; with --rounds 2 every address had "no usable counter"
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND
+    from packetlab.cli.run_command import Progress, parse_args
+
+    for option in ("--rounds", "--discovery-rounds", "--elimination-rounds",
+                   "--corroboration-rounds"):  # fmt: skip
+        with pytest.raises(RunError) as e:
+            COMMAND.experiment(parse_args(COMMAND, [option, "2", TCP_A, TCP_B]),
+                               lambda r: None, Progress())  # fmt: skip
+        assert str(e.value) == (f"{option} must be 3..10000 with 1 endpoint(s), got 2: a "
+                                "counter is tested on three samples of an address at least "
+                                "(two steps)")  # fmt: skip
+        with pytest.raises(RunError, match=f"^{option} must be 3..10000, got 0$"):
+            COMMAND.experiment(parse_args(COMMAND, [option, "0", TCP_A, TCP_B]),
+                               lambda r: None, Progress())  # fmt: skip
+        COMMAND.experiment(parse_args(COMMAND, [option, "3", TCP_A, TCP_B]),
+                           lambda r: None, Progress())  # fmt: skip
+        # two endpoints: 2 rounds are 4 samples of an address
+        two = ["--listen", "20556", "--endpoints", "2", option, "2", TCP_A, TCP_B]
+        COMMAND.experiment(parse_args(COMMAND, two), lambda r: None, Progress())

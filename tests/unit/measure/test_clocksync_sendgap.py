@@ -175,7 +175,7 @@ def test_run_sendgap_names_the_option_that_is_wrong(argv: list[str], error: str)
         (
             "run_alias",
             ["--elimination-rounds", "1", "127.0.0.1", "127.0.0.2"],
-            "--elimination-rounds must be 2..10000, got 1",
+            "--elimination-rounds must be 3..10000 with 1 endpoint(s), got 1",
         ),
     ],
 )
