@@ -51,10 +51,10 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "ftp_entry_path": None,
         "http_code": r.status or 0,
         "http_connect": 0,
-        "http_version": r.http_version if r.status is not None else "0",
+        "http_version": _curl_version(r.http_version) if r.status is not None else "0",
         "method": r.method,
         "num_connects": r.connects,
-        "num_headers": len(r.headers) if r.status is not None else 0,
+        "num_headers": _header_lines(r) if r.status is not None else 0,
         "num_redirects": r.num_redirects,
         "proxy_ssl_verify_result": 0,
         "redirect_url": r.redirect_url,
@@ -81,6 +81,19 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
         "url_effective": r.url_effective or url,
         "urlnum": urlnum,
     }
+
+
+def _curl_version(version: str) -> str:
+    return "1" if version == "1.0" else version  # curl's words: HTTP/1.0 is "1"
+
+
+def _header_lines(r: Any) -> int:
+    """curl's num_headers: the last response's fields as they came (a name given twice
+    twice; h11 keeps one of two equal Content-Lengths), a folded one once."""
+    if not r.raw_headers:
+        return len(r.headers)
+    lines = r.raw_headers[-1].split(b"\n")[1:]  # after the status line
+    return sum(1 for line in lines if line.strip(b"\r") and line[:1] not in b" \t")
 
 
 def curl_json(values: dict[str, Any]) -> str:

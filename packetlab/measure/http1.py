@@ -158,6 +158,8 @@ async def _exchange(
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
                                       bytes(leftover), 1, resp.told)  # fmt: skip
         if isinstance(event, h11.Response):
+            if event.http_version == b"1.0":  # curl's %{http_version} "1"
+                resp.hop.version = "1.0"
             resp.head(
                 event.status_code,
                 event.reason.decode("latin-1"),

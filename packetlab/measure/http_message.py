@@ -73,7 +73,7 @@ class HttpResult:
     reused: bool = False  # the last request went over a connection kept from before
     raw_headers: list[bytes] = field(default_factory=list)  # header blocks (the last 100)
     exitcode: int = 0  # curl's exit code for this outcome (0, 6, 7, 28, 35, 47, 60, ...)
-    http_version: str = "1.1"  # of the last response: "1.1" or "2" (curl's http_version)
+    http_version: str = "1.1"  # of the last response: "1.0", "1.1" or "2"
     ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
 

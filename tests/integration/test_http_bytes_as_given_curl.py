@@ -40,6 +40,11 @@ ANSWERS = {
     b"/l0": b"HTTP/1.1 302 Found\r\nLocation: /t\r\nContent-Length: 0\r\n\r\n",
     b"/l5c": b"HTTP/1.1 302 Found\r\nLocation: /t\r\nContent-Length: 5\r\n"
     b"Connection: close\r\n\r\nmoved",
+    # HTTP/1.0 answers, and a field given twice
+    b"/v10": b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/v10nolen": b"HTTP/1.0 200 OK\r\n\r\nbody until close",
+    b"/dup": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"/fold": b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n  b\r\nContent-Length: 0\r\n\r\n",
 }  # fmt: skip
 
 
@@ -216,4 +221,17 @@ def test_more_outputs_than_urls_is_curls_warning(server: Recorder, tmp_path: Pat
                               capture_output=True, timeout=60, env=env)  # fmt: skip
         assert done.returncode == 0 and not extra.exists(), (who, done.stderr)
         assert done.stderr.endswith(b"Warning: Got more output options than URLs\n"), who
+    server.take()
+
+
+def test_write_out_of_http_1_0_and_repeated_fields_as_curl(server: Recorder) -> None:
+    # session 24: %{http_version} of an HTTP/1.0 answer was 1.1 (curl's "1"), and
+    # %{num_headers} counted one of two equal Content-Length fields (h11 keeps one)
+    to = f"::127.0.0.1:{server.port}"
+    w = "%{http_code} %{http_version} %{size_header} %{num_headers} %{size_download}\\n"
+    for path in ("/v10", "/v10nolen", "/dup", "/fold", "/weird"):
+        args = ["-i", "-w", w, "--connect-to", to, f"http://a.example{path}"]
+        want, got = _run("curl", *args), _run("ours", *args)
+        assert got.returncode == want.returncode == 0, (path, got.stderr)
+        assert got.stdout == want.stdout, path
     server.take()
