@@ -178,7 +178,8 @@ def cookie_options(items: list[str], jar_file: str | None, stdin: bool = True,
         jar.load(_read("--cookie", name).decode("utf-8", "surrogateescape"), sessions=not junk)
     if jar_file is not None:
         _check_output(jar_file, "--cookie-jar")
-    return jar, "; ".join(s.strip().rstrip(";") for s in strings) or None
+    # curl 7.88's tool joins its -b strings with ";", each as given (tool_operate.c)
+    return jar, ";".join(strings) or None
 
 
 def stdin_owner(args: argparse.Namespace, form_stdin: int | None,

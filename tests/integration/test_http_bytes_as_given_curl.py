@@ -158,7 +158,14 @@ def test_an_empty_field_and_a_resume_over_a_range_as_curl(server: Recorder) -> N
     # session 24: -H 'NAME;' went as `NAME: ` (h11's space), curl's is `NAME:`; with -r
     # and -C both, ours sent -r's range, curl -C's
     to = f"::127.0.0.1:{server.port}"
-    for args in (["-H", "X-B;"], ["-H", "Host;"], ["-H", "X-B;", "-0"], ["-r", "0-1", "-C", "5"]):
+    cases = (
+        ["-H", "X-B;"],
+        ["-H", "Host;"],
+        ["-H", "X-B;", "-0"],
+        ["-r", "0-1", "-C", "5"],
+        ["-b", "a=1 ; ", "-b", " c=2", "-b", "d=3;e=4"],
+    )  # (-b's joined with ";")
+    for args in cases:
         _run("curl", "-A", "x/1", "--connect-to", to, *args, "http://a.example/x")
         theirs = server.take()
         _run("ours", "-A", "x/1", "-w", "", "--connect-to", to, *args, "http://a.example/x")
