@@ -11,18 +11,24 @@ from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Recor
 EPILOG = """\
 examples:
   pktlab run clocksync                            # 10 rounds, 1 s apart
-  pktlab run clocksync --rounds 60 --interval 5 --json
+  pktlab run clocksync -c 60 -i 5 --json          # --rounds 60 --interval 5
   pktlab run clocksync --listen 20556             # a remote endpoint's clock
 
-Each round: 8 mread TIME round trips, the one with the smallest RTT kept (offset =
-endpoint time - midpoint of ours, within +- rtt/2). The summary fits offset against time
-(weighted least squares): offset_us at the first round and drift_ppm. See docs/clocksync.md.
+Each round: 8 mread TIME round trips, the one with the smallest delay (round trip)
+kept: offset = endpoint time - midpoint of ours, within +- delay/2. The sign is NTP's
+(ntpdate -q): the endpoint's clock minus ours, positive when the endpoint is ahead.
+The summary fits offset against time (weighted least squares): the offset at the last
+round (and the first), the drift in ppm (positive: the endpoint's clock runs fast), the
+jitter (RMS residual). See docs/clocksync.md.
 """
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=10, metavar="N", help="estimates [10]")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="between rounds [1 s]")
+    # -c/-i as ping's and `pktlab compare`'s (a round is one offset estimate)
+    p.add_argument("-c", "--rounds", "--count", dest="rounds", type=int, default=10,
+                   metavar="N", help="estimates [10]")  # fmt: skip
+    p.add_argument("-i", "--interval", type=float, default=1.0, metavar="S",
+                   help="between rounds [1 s]")  # fmt: skip
     p.add_argument("--samples", type=int, default=8, metavar="N", help="round trips per round [8]")
 
 
@@ -41,7 +47,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         def one(r: Any) -> None:
             done.append(r)
             progress(f"clocksync round {len(done)}/{args.rounds}")
-            emit(r.to_dict())
+            emit({**r.to_dict(), "round": len(done)})
 
         try:
             model = await clock_sync(session, rounds=args.rounds, interval=args.interval,
@@ -60,16 +66,51 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
 def row(r: Record) -> str | None:
     if r["type"] == "clocksync":
-        return (
-            f"offset {r['offset_us']:>12.3f} us  +- {r['error_us']:.3f} us "
-            f"(rtt {r['rtt_us']:.1f} us)"
+        line = (
+            f"offset {_time(r['offset_us']):>14}  +- {r['error_us']:.3f} us  "
+            f"delay {r['rtt_us']:.1f} us"
         )
+        if "round" in r:
+            line += f"  round {r['round']}"
+        # the sign said where the reader first needs it (streamed: the summary comes last)
+        return line + (" (offset = endpoint - controller)" if r.get("round") == 1 else "")
     if r["type"] == "clockmodel":
-        return (
-            f"# offset {r['offset_us']:.3f} us, drift {r['drift_ppm']:.3f}{_spread(r)} ppm "
-            f"over {r['span_s']:.1f} s, max residual {r['max_residual_us']:.3f} us"
-        )
+        return _model(r)
     return None
+
+
+def _time(us: float) -> str:
+    """Signed, in us, or in s from 1 s on (a clock a day off is not read in us)."""
+    return f"{us / 1e6:+.6f} s" if abs(us) >= 1e6 else f"{us:+.3f} us"
+
+
+def _model(r: Record) -> str:
+    # The convention in words: "offset +X" alone is read both ways (chronyc sources'
+    # offset is ours minus the source's, ntpdate's the source's minus ours). Within its
+    # error an offset or a drift has no direction, and the line says so.
+    last: float = r["offset_last_us"] if "offset_last_us" in r else r["offset_us"]
+    err = r.get("offset_last_error_us")
+    if err is not None and abs(last) <= err:
+        where = "level with ours within the error"
+    else:
+        where = ("ahead of" if last > 0 else "behind") + " ours"
+    pm = "" if err is None else f" +- {err:.3f} us"
+    offset = (
+        f"# offset {_time(last)}{pm} (endpoint - controller) at the last round, "
+        f"{_time(r['offset_us'])} at the first: the endpoint's clock is {where}"
+    )
+    drift = f"# drift {r['drift_ppm']:+.3f}{_spread(r)} ppm over {r['span_s']:.1f} s"
+    spread = r.get("drift_error_ppm")
+    if spread is not None:
+        if abs(r["drift_ppm"]) <= spread:
+            drift += " (no drift within the error)"
+        else:
+            drift += " (the endpoint's clock runs " + ("fast)" if r["drift_ppm"] > 0 else "slow)")
+    samples = f" x {r['samples'] // r['rounds']} samples" if "samples" in r else ""
+    jitter = f", jitter {r['jitter_us']:.3f} us" if "jitter_us" in r else ""
+    stats = f"# {r['rounds']} rounds{samples}, min delay {r['min_rtt_us']:.1f} us{jitter}, "
+    stats += f"max residual {r['max_residual_us']:.3f} us"
+    return "\n".join((offset, drift, stats))
 
 
 def _spread(r: Record) -> str:
