@@ -33,7 +33,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
-    from packetlab.measure.clocksync import clock_sync, fit_drift
+    from packetlab.measure.clocksync import clock_sync, fit_clock
 
     check_ranges(
         ("--rounds", args.rounds, 2, 100_000),
@@ -57,7 +57,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             # the endpoint gone (or --timeout) after some rounds: their model, then the
             # error (a run's error is its summary's; a campaign's, the endpoint's record)
             if done:
-                emit({"type": "clockmodel", **fit_drift(done).to_dict()})
+                emit({"type": "clockmodel", **fit_clock(done).to_dict()})
             raise
         emit({"type": "clockmodel", **model.to_dict()})
 
@@ -95,9 +95,10 @@ def _model(r: Record) -> str:
     else:
         where = ("ahead of" if last > 0 else "behind") + " ours"
     pm = "" if err is None else f" +- {err:.3f} us"
+    first = r.get("first_round", 1)
+    at = f"at round {r['rounds']}, {_time(r['offset_us'])} at round {first}"  # fitted: first on
     offset = (
-        f"# offset {_time(last)}{pm} (endpoint - controller) at the last round, "
-        f"{_time(r['offset_us'])} at the first: the endpoint's clock is {where}"
+        f"# offset {_time(last)}{pm} (endpoint - controller) {at}: the endpoint's clock is {where}"
     )
     drift = f"# drift {r['drift_ppm']:+.3f}{_spread(r)} ppm over {r['span_s']:.1f} s"
     spread = r.get("drift_error_ppm")
@@ -110,7 +111,31 @@ def _model(r: Record) -> str:
     jitter = f", jitter {r['jitter_us']:.3f} us" if "jitter_us" in r else ""
     stats = f"# {r['rounds']} rounds{samples}, min delay {r['min_rtt_us']:.1f} us{jitter}, "
     stats += f"max residual {r['max_residual_us']:.3f} us"
-    return "\n".join((offset, drift, stats))
+    return "\n".join((*_steps(r), offset, drift, stats, *_stray(r)))
+
+
+def _steps(r: Record) -> list[str]:
+    """A clock step, before the model it cut short (the model is of the rounds after)."""
+    steps = r.get("steps") or []
+    lines = [
+        f"# the offset jumped {_time(s['step_us'])} at round {s['round']} (a clock was "
+        "stepped: the endpoint's or ours)"
+        for s in steps
+    ]
+    if steps:
+        lines.append(f"# the model is of rounds {r['first_round']}-{r['rounds']}, after the step")
+    return lines
+
+
+def _stray(r: Record) -> list[str]:
+    stray = r.get("stray_rounds") or []
+    if not stray:
+        return []
+    which = ", ".join(str(n) for n in stray)
+    return [
+        f"# round{'s' if len(stray) > 1 else ''} {which} off the line by over twice "
+        "the +-: a clock that does not run at a steady rate; offset and drift are rough"
+    ]
 
 
 def _spread(r: Record) -> str:

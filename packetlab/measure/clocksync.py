@@ -15,8 +15,9 @@ moment, which is how synchronised sends across several endpoints are scheduled (
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,23 @@ from packetlab.controller import (
     estimate_clock,
 )
 
-__all__ = ["ClockModel", "ClockRound", "clock_sync", "fit_drift"]
+__all__ = [
+    "ClockModel",
+    "ClockRound",
+    "ClockStep",
+    "clock_sync",
+    "find_steps",
+    "fit_clock",
+    "fit_drift",
+]
+
+#: The largest rate at which two sound clocks part (ntpd's NTP_MAXFREQ, 500 ppm): an offset
+#: that moves between two rounds by more than this over their interval, plus both rounds'
+#: bounds, was stepped (by the endpoint's NTP, an operator, or ours).
+MAX_RATE_PPM = 500.0
+#: A round further off the fitted line than this many times its ± bound: the truth lies
+#: within the bound of every round, so a steady clock cannot put it there.
+STRAY_FACTOR = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +61,11 @@ class ClockRound:
     def error_ns(self) -> int:
         return self.rtt_ns // 2
 
+    @property
+    def bound_ns(self) -> int:
+        """`error_ns`, at least 1 µs (a tighter bound is the clock read's own cost)."""
+        return max(self.error_ns, 1000)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "clocksync",
@@ -52,6 +74,18 @@ class ClockRound:
             "rtt_us": self.rtt_ns / 1000,
             "error_us": self.error_ns / 1000,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStep:
+    """The offset jumped by `step_ns` between round `round - 1` and `round` (1-based)."""
+
+    round: int
+    local_ns: int
+    step_ns: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "local_ns": self.local_ns, "step_us": self.step_ns / 1000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +108,13 @@ class ClockModel:
     rounds: tuple[ClockRound, ...]
     drift_error_ppm: float | None = None
     base_ns: int = 0
+    steps: tuple[ClockStep, ...] = ()  # found by fit_clock; `rounds` are those after
+    before: tuple[ClockRound, ...] = ()  # the rounds before the last step (not fitted)
+
+    @property
+    def first_round(self) -> int:
+        """The number (1-based, in the run) of `rounds[0]`, the first round fitted."""
+        return len(self.before) + 1
 
     @property
     def offset_ns(self) -> float:
@@ -110,9 +151,16 @@ class ClockModel:
     def to_dict(self) -> dict[str, Any]:
         res = self.residuals_ns()
         last = self.rounds[-1].local_ns
+        stray = [
+            self.first_round + i
+            for i, (x, r) in enumerate(zip(res, self.rounds, strict=True))
+            if abs(x) > STRAY_FACTOR * r.bound_ns
+        ]
+        every = (*self.before, *self.rounds)
         return {
-            "rounds": len(self.rounds),
-            "samples": sum(r.samples for r in self.rounds),
+            "rounds": len(every),  # measured (those fitted: from first_round on)
+            "first_round": self.first_round,
+            "samples": sum(r.samples for r in every),
             "offset_us": self.offset_ns / 1000,
             # what a researcher corrects by: the fit at the end of the run (with a drift,
             # the first round's offset is already stale)
@@ -120,19 +168,22 @@ class ClockModel:
             "offset_last_error_us": self.offset_error_ns(last) / 1000,
             "drift_ppm": self.drift_ppm,
             "drift_error_ppm": self.drift_error_ppm,
-            "min_rtt_us": min(r.rtt_ns for r in self.rounds) / 1000,
+            "min_rtt_us": min(r.rtt_ns for r in every) / 1000,
             # RMS of the residuals (chronyc sourcestats' "Std Dev"; NTP's jitter is the
             # RMS of offset differences): how far a round strays from the line
             "jitter_us": math.sqrt(sum(x * x for x in res) / len(res)) / 1000,
             "max_residual_us": max(abs(x) for x in res) / 1000,
             "span_s": (last - self.rounds[0].local_ns) / 1e9,
+            "steps": [s.to_dict() for s in self.steps],
+            # off the line beyond STRAY_FACTOR x their bound: not a steady clock
+            "stray_rounds": stray,
         }
 
 
 def _moments(rounds: list[ClockRound], ref: int) -> tuple[float, float, float]:
     """(sum w, weighted mean of t in s from `ref`, sum w (t - mean)^2), w = 1/error² in ns
     (error at least 1 µs: a tighter bound is the clock read's own cost, not precision)."""
-    ws = [1.0 / max(r.error_ns, 1000) ** 2 for r in rounds]
+    ws = [1.0 / r.bound_ns**2 for r in rounds]
     xs = [(r.local_ns - ref) / 1e9 for r in rounds]  # s
     sw = sum(ws)
     mx = sum(w * x for w, x in zip(ws, xs, strict=True)) / sw
@@ -146,7 +197,7 @@ def fit_drift(rounds: list[ClockRound]) -> ClockModel:
         raise ValueError("no clock rounds")
     ref = rounds[0].local_ns
     sw, mx, sxx = _moments(rounds, ref)
-    ws = [1.0 / max(r.error_ns, 1000) ** 2 for r in rounds]
+    ws = [1.0 / r.bound_ns**2 for r in rounds]
     xs = [(r.local_ns - ref) / 1e9 for r in rounds]  # s
     base = rounds[0].offset_ns
     ys = [float(r.offset_ns - base) for r in rounds]  # ns, from the first (exact: ints)
@@ -159,6 +210,30 @@ def fit_drift(rounds: list[ClockRound]) -> ClockModel:
     intercept = my - slope * mx
     spread = None if sxx == 0 else 1.0 / math.sqrt(sxx) / 1000  # ns per s -> ppm
     return ClockModel(ref, intercept, slope / 1000, tuple(rounds), spread, base)
+
+
+def find_steps(rounds: Sequence[ClockRound]) -> list[ClockStep]:
+    """Where the offset moved between consecutive rounds by more than both their bounds
+    plus MAX_RATE_PPM over the time between them: a clock step, not a drift."""
+    steps = []
+    for i in range(1, len(rounds)):
+        a, b = rounds[i - 1], rounds[i]
+        jump = b.offset_ns - a.offset_ns
+        allowed = a.bound_ns + b.bound_ns + MAX_RATE_PPM * 1e-6 * abs(b.local_ns - a.local_ns)
+        if abs(jump) > allowed:
+            steps.append(ClockStep(i + 1, b.local_ns, jump))
+    return steps
+
+
+def fit_clock(rounds: Sequence[ClockRound]) -> ClockModel:
+    """`fit_drift` of the rounds since the last clock step (the clocks as they run now),
+    the steps said in the model. A line through a step is neither clock: a 2 ms step
+    amid 10 rounds 0.3 s apart was "+1056 +- 26 ppm", the first round's offset -695 us
+    for a measured +13 +- 92."""
+    steps = find_steps(rounds)
+    first = steps[-1].round - 1 if steps else 0
+    model = fit_drift(list(rounds[first:]))
+    return dataclasses.replace(model, steps=tuple(steps), before=tuple(rounds[:first]))
 
 
 def _round(est: ClockEstimate) -> ClockRound:
@@ -195,8 +270,9 @@ async def clock_sync(
     on_round: Callable[[ClockRound], object] | None = None,
     stop: StopSignal | None = None,
 ) -> ClockModel:
-    """`rounds` estimates `interval` seconds apart, then the offset/drift fit. Once
-    `stop` is requested no further round starts and the fit is of the rounds so far."""
+    """`rounds` estimates `interval` seconds apart, then the offset/drift fit (of the
+    rounds since the last clock step, `fit_clock`). Once `stop` is requested no further
+    round starts and the fit is of the rounds so far."""
     if rounds < 1 or samples < 1 or interval < 0:
         raise ValueError("need rounds >= 1, samples >= 1 and interval >= 0")
     got: list[ClockRound] = []
@@ -209,4 +285,4 @@ async def clock_sync(
         got.append(r)
         if on_round is not None:
             on_round(r)
-    return fit_drift(got)
+    return fit_clock(got)

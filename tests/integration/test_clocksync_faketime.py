@@ -30,13 +30,23 @@ FAKETIME = shutil.which("faketime")
 needs_faketime = pytest.mark.skipif(
     FAKETIME is None, reason="faketime not installed (apt-get install faketime)"
 )
+#: the library itself, for a clock read from a file we rewrite mid-run (Debian's path)
+LIBFAKETIME = next(
+    (p for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1") if p.exists()), None
+)
 
 
 class Run:
     """`pktlab run clocksync ARGV --listen 127.0.0.1:0` and one endpoint run under
     `faketime -f SPEC` (no SPEC: the host's own clock)."""
 
-    def __init__(self, *argv: str, spec: str | None = None, json_lines: bool = True) -> None:
+    def __init__(
+        self,
+        *argv: str,
+        spec: str | None = None,
+        json_lines: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.ctl = subprocess.Popen(
             [sys.executable, "-m", "packetlab", "run", "clocksync", *argv, "--listen",
              "127.0.0.1:0", "--insecure-plaintext", "--timeout", "60",
@@ -52,7 +62,8 @@ class Run:
             [*prefix, *twistd_command(), "-n", "--pidfile=", "pktendpoint",
              "--insecure-plaintext", "--config", os.devnull, "--reconnect-delay", "60",
              f"127.0.0.1:{port.group(1)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **(env or {})},
+            cwd=REPO,
         )  # fmt: skip
 
     def finish(self, timeout: float = 60) -> tuple[int, str, str]:
@@ -108,6 +119,33 @@ def test_a_drifting_endpoint_clock_is_reported_as_drift() -> None:
         model["drift_ppm"] * model["span_s"]
     )
     assert rounds[-1]["offset_us"] > rounds[0]["offset_us"]
+
+
+@pytest.mark.skipif(
+    LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
+)
+def test_a_clock_stepped_mid_run_is_said_and_left_out_of_the_model(tmp_path: Path) -> None:
+    # The endpoint's clock steps +2 ms after round 3 (libfaketime reads the file at every
+    # clock read): once fitted through as "+1056 +- 26 ppm (the endpoint's clock runs fast)"
+    stamp = tmp_path / "faketime"
+    stamp.write_text("+0\n")
+    env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(stamp),
+           "FAKETIME_NO_CACHE": "1"}  # fmt: skip
+    run = Run("-c", "8", "-i", "0.2", env=env)
+    assert run.ctl.stdout is not None
+    before = [json.loads(readline(run.ctl.stdout)) for _ in range(3)]
+    stamp.write_text("+0.002\n")
+    after = [json.loads(x) for x in run.finish()[1].splitlines()]
+    rounds, model = rounds_and_model([*before, *after])
+    (step,) = model["steps"]
+    edge = rounds[step["round"] - 2]["error_us"] + rounds[step["round"] - 1]["error_us"]
+    assert step["round"] >= 4 and abs(step["step_us"] - 2000) <= edge, model
+    assert model["first_round"] == step["round"]
+    assert model["rounds"] == 8  # measured; fitted from first_round on
+    assert abs(model["drift_ppm"]) <= model["drift_error_ppm"], model  # no drift
+    bound = max(r["error_us"] for r in rounds[step["round"] - 1 :])
+    assert abs(model["offset_last_us"] - 2000) <= bound, model
+    assert all(abs(r["offset_us"]) <= r["error_us"] for r in before)
 
 
 @needs_faketime

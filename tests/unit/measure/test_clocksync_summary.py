@@ -119,3 +119,58 @@ def test_ping_like_count_and_interval_and_numbered_rounds() -> None:
     second = run_clocksync.row(rounds[1])
     assert second is not None and "endpoint - controller" not in second
     assert [r["rounds"] for r in records("--count", "2", "-i", "0") if "rounds" in r] == [2]
+
+
+def rounds_1s(offsets_us: list[float], rtt_us: int = 80) -> list[ClockRound]:
+    """Rounds 1 s apart, each +- rtt/2, at the given offsets."""
+    return [
+        ClockRound(T0 + i * 10**9, round(o * 1000), rtt_us * 1000, 8)
+        for i, o in enumerate(offsets_us)
+    ]
+
+
+def test_a_clock_step_is_said_and_the_model_is_of_the_rounds_after_it() -> None:
+    # A 2 ms step of the endpoint's clock (libfaketime's timestamp file rewritten mid-run)
+    # amid 10 rounds 0.3 s apart was fitted as one line: "drift +1056.265 +- 25.957 ppm
+    # (the endpoint's clock runs fast)", the first round's offset -695 us for a measured
+    # +13 +- 92, the last's +2209 +- 39 for +2016.
+    from packetlab.measure.clocksync import ClockStep, find_steps, fit_clock
+
+    rounds = rounds_1s([0, 100, 200, 2200, 2300, 2400])  # 100 ppm, +2 ms before round 4
+    assert find_steps(rounds) == [ClockStep(4, T0 + 3 * 10**9, 2_000_000)]
+    m = fit_clock(rounds)
+    assert (m.first_round, len(m.rounds), m.drift_ppm) == (4, 3, pytest.approx(100.0))
+    d = m.to_dict()
+    assert (d["offset_us"], d["offset_last_us"]) == (pytest.approx(2200), pytest.approx(2400))
+    assert d["steps"] == [{"round": 4, "local_ns": T0 + 3 * 10**9, "step_us": 2000.0}]
+    assert (d["rounds"], d["first_round"], d["samples"]) == (6, 4, 48)  # all measured
+    line = run_clocksync.row({"type": "clockmodel", **d})
+    assert line is not None
+    jumped, model, offset, *_ = line.splitlines()
+    assert jumped == (
+        "# the offset jumped +2000.000 us at round 4 (a clock was stepped: the endpoint's or ours)"
+    )
+    assert model == "# the model is of rounds 4-6, after the step"
+    assert " at round 6, +2200.000 us at round 4: " in offset
+    # a drift is no step: 400 ppm (beyond any quartz, within ntpd's 500 ppm) at 1 s gaps,
+    # 100 ppm at 5 s gaps with +- 40 us; 600 ppm is beyond ntpd's 500 and a step each round
+    assert find_steps(rounds_1s([0, 400, 800, 1200])) == []
+    five = [ClockRound(T0 + i * 5 * 10**9, i * 500_000, 80_000) for i in range(4)]
+    assert find_steps(five) == []
+    assert [s.round for s in find_steps(rounds_1s([0, 700, 1400]))] == [2, 3]
+    assert fit_clock(rounds[:3]).steps == () and fit_clock(rounds[:3]).first_round == 1
+
+
+def test_a_round_off_the_line_beyond_its_bound_is_said() -> None:
+    # A steady clock puts the truth within every round's +- rtt/2, so a round over twice
+    # that off the fitted line is a clock that wanders: the text says so.
+    from packetlab.measure.clocksync import fit_clock
+
+    d = fit_clock(rounds_1s([0, 0, 0, 100, 0, 0])).to_dict()  # +- 40 us; 100 us: no step
+    assert d["steps"] == [] and d["stray_rounds"] == [4]  # 81.9 us off the line
+    line = run_clocksync.row({"type": "clockmodel", **d})
+    assert line is not None and line.splitlines()[-1] == (
+        "# round 4 off the line by over twice the +-: a clock that does not run at a steady "
+        "rate; offset and drift are rough"
+    )
+    assert fit_clock(rounds_1s([0, 0, 0, 70, 0, 0])).to_dict()["stray_rounds"] == []
