@@ -108,7 +108,7 @@ def _model(r: Record) -> str:
         else:
             drift += " (the endpoint's clock runs " + ("fast)" if r["drift_ppm"] > 0 else "slow)")
     samples = f" x {r['samples'] // r['rounds']} samples" if "samples" in r else ""
-    jitter = f", jitter {r['jitter_us']:.3f} us" if "jitter_us" in r else ""
+    jitter = "" if r.get("jitter_us") is None else f", jitter {r['jitter_us']:.3f} us"
     stats = f"# {r['rounds']} rounds{samples}, min delay {r['min_rtt_us']:.1f} us{jitter}, "
     stats += f"max residual {r['max_residual_us']:.3f} us"
     return "\n".join((*_steps(r), offset, drift, stats, *_stray(r)))

@@ -170,8 +170,11 @@ class ClockModel:
             "drift_error_ppm": self.drift_error_ppm,
             "min_rtt_us": min(r.rtt_ns for r in every) / 1000,
             # RMS of the residuals (chronyc sourcestats' "Std Dev"; NTP's jitter is the
-            # RMS of offset differences): how far a round strays from the line
-            "jitter_us": math.sqrt(sum(x * x for x in res) / len(res)) / 1000,
+            # RMS of offset differences): how far a round strays from the line. None
+            # below 3 rounds: a line through two points fits them exactly.
+            "jitter_us": (
+                math.sqrt(sum(x * x for x in res) / len(res)) / 1000 if len(res) >= 3 else None
+            ),
             "max_residual_us": max(abs(x) for x in res) / 1000,
             "span_s": (last - self.rounds[0].local_ns) / 1e9,
             "steps": [s.to_dict() for s in self.steps],

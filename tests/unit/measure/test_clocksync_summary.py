@@ -45,6 +45,11 @@ def test_the_summary_gives_the_offset_at_the_last_round_with_its_error_and_the_j
     assert d["jitter_us"] == pytest.approx(math.sqrt((30**2 + 90**2 + 90**2 + 30**2) / 4) / 1000)
     assert d["max_residual_us"] == pytest.approx(0.090)
     assert (d["rounds"], d["samples"], d["span_s"], d["min_rtt_us"]) == (4, 32, 3.0, 20.0)
+    # two rounds: a line through them fits exactly, which is no jitter of 0
+    two = fit_drift(four_rounds()[:2]).to_dict()
+    assert two["jitter_us"] is None and two["max_residual_us"] == 0
+    line = run_clocksync.row({"type": "clockmodel", **two})
+    assert line is not None and "jitter" not in line
 
 
 def test_an_endpoint_clock_decades_off_is_fitted_in_exact_ns() -> None:
