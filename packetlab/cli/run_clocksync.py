@@ -19,7 +19,8 @@ kept: offset = endpoint time - midpoint of ours, within +- delay/2. The sign is 
 (ntpdate -q): the endpoint's clock minus ours, positive when the endpoint is ahead.
 The summary fits offset against time (weighted least squares): the offset at the last
 round (and the first), the drift in ppm (positive: the endpoint's clock runs fast), the
-jitter (RMS residual). See docs/clocksync.md.
+jitter (RMS residual). A clock step (a jump beyond both rounds' +- plus 500 ppm) is
+said, and the model is of the rounds after it. See docs/clocksync.md.
 """
 
 
