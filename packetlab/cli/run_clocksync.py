@@ -120,7 +120,7 @@ def _steps(r: Record) -> list[str]:
     steps = r.get("steps") or []
     lines = [
         f"# the offset jumped {_time(s['step_us'])} at round {s['round']} (a clock was "
-        "stepped: the endpoint's or ours)"
+        "stepped or slewed past 500 ppm: the endpoint's or ours)"
         for s in steps
     ]
     if steps:

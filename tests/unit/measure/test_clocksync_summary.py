@@ -153,7 +153,8 @@ def test_a_clock_step_is_said_and_the_model_is_of_the_rounds_after_it() -> None:
     assert line is not None
     jumped, model, offset, *_ = line.splitlines()
     assert jumped == (
-        "# the offset jumped +2000.000 us at round 4 (a clock was stepped: the endpoint's or ours)"
+        "# the offset jumped +2000.000 us at round 4 (a clock was stepped or slewed past 500 ppm: "
+        "the endpoint's or ours)"
     )
     assert model == "# the model is of rounds 4-6, after the step"
     assert " at round 6, +2200.000 us at round 4: " in offset
