@@ -1,5 +1,6 @@
 """`pktlab run clocksync` against a real `twistd -n pktendpoint` whose clock is off by a
-known amount: libfaketime (`faketime -f SPEC`, LD_PRELOAD) shifts or speeds up what the
+known amount: libfaketime (LD_PRELOAD with FAKETIME=SPEC, as `faketime -f SPEC` runs a
+program, without that wrapper between us and the endpoint) shifts or speeds up what the
 endpoint process reads from CLOCK_REALTIME, which is where its TIME comes from (§2.2;
 `time.time_ns`). Same host, no faketime: offset 0 within each round's +- delay/2.
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,19 +26,19 @@ from packetlab.controller.local import twistd_command
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
-FAKETIME = shutil.which("faketime")
-needs_faketime = pytest.mark.skipif(
-    FAKETIME is None, reason="faketime not installed (apt-get install faketime)"
-)
-#: the library itself, for a clock read from a file we rewrite mid-run (Debian's path)
+#: the library `faketime` preloads (Debian's path). Preloaded here directly: the
+#: `faketime` wrapper does not pass SIGTERM on, and its endpoint outlived the test.
 LIBFAKETIME = next(
     (p for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1") if p.exists()), None
+)
+needs_faketime = pytest.mark.skipif(
+    LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
 )
 
 
 class Run:
-    """`pktlab run clocksync ARGV --listen 127.0.0.1:0` and one endpoint run under
-    `faketime -f SPEC` (no SPEC: the host's own clock)."""
+    """`pktlab run clocksync ARGV --listen 127.0.0.1:0` and one endpoint whose clock is
+    libfaketime's FAKETIME=SPEC (no SPEC: the host's own clock); `env` for the endpoint."""
 
     def __init__(
         self,
@@ -57,13 +57,13 @@ class Run:
         said = readline(self.ctl.stderr)
         port = re.search(r"127\.0\.0\.1:(\d+)", said)
         assert port, said
-        prefix = [] if spec is None else [str(FAKETIME), "-f", spec]
+        fake = {} if spec is None else {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": spec}
         self.ep = subprocess.Popen(
-            [*prefix, *twistd_command(), "-n", "--pidfile=", "pktendpoint",
+            [*twistd_command(), "-n", "--pidfile=", "pktendpoint",
              "--insecure-plaintext", "--config", os.devnull, "--reconnect-delay", "60",
              f"127.0.0.1:{port.group(1)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **(env or {})},
-            cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**ENV, **fake, **(env or {})}, cwd=REPO,
         )  # fmt: skip
 
     def finish(self, timeout: float = 60) -> tuple[int, str, str]:
@@ -121,9 +121,7 @@ def test_a_drifting_endpoint_clock_is_reported_as_drift() -> None:
     assert rounds[-1]["offset_us"] > rounds[0]["offset_us"]
 
 
-@pytest.mark.skipif(
-    LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
-)
+@needs_faketime
 def test_a_clock_stepped_mid_run_is_said_and_left_out_of_the_model(tmp_path: Path) -> None:
     # The endpoint's clock steps +2 ms after round 3 (libfaketime reads the file at every
     # clock read): once fitted through as "+1056 +- 26 ppm (the endpoint's clock runs fast)"
