@@ -19,6 +19,7 @@ APT_PACKAGES=(
     tcpdump                           # bench_throughput: native downloads timed from a capture
     nghttp2-server                    # nghttpd: the h2c server of the HTTP/2 curl side-by-side test
     publicsuffix                      # run http: cookies for a public suffix dropped, as curl with libpsl
+    faketime                          # clocksync's tests: an endpoint clock off by a known amount
 )
 # Installed only when missing.
 missing=()
