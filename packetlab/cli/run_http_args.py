@@ -175,6 +175,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="what would go to stderr goes to FILE (- stdout), as curl",
     )  # fmt: skip
     p.add_argument(
+        "--request-target", metavar="PATH",
+        help="the request line's target instead of the URL's path and query (`*` for "
+        "OPTIONS *), for every request of the transfer, as curl",
+    )  # fmt: skip
+    p.add_argument(
         "--path-as-is", action="store_true",
         help="send the URL's /../ and /./ as written (curl's; without it they are removed)",
     )  # fmt: skip
@@ -300,6 +305,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--url-query", action=_QueryAction, dest="url_query", default=[], metavar="DATA",
         help="append DATA to each URL's query (several: joined with &), as curl 7.87+: "
         "+DATA as is, else as --data-urlencode makes it (NAME=CONTENT, NAME@FILE, ...)",
+    )  # fmt: skip
+    p.add_argument(
+        "--oauth2-bearer", metavar="TOKEN",
+        help="`Authorization: Bearer TOKEN` (over -u's; only to the URL's own scheme, "
+        "host and port, as -u's), as curl",
     )  # fmt: skip
     p.add_argument(
         "-u", "--user", metavar="USER:PASSWORD",

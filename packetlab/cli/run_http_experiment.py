@@ -558,7 +558,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  expect_wait=args.expect100_timeout, client_cert=_client_cert(args),
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn),
-                 path_as_is=args.path_as_is)  # fmt: skip
+                 path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
+                 request_target=args.request_target)  # fmt: skip
 
 
 class _Failing:

@@ -49,7 +49,7 @@ from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
-from packetlab.measure.http_fields import basic_auth, field_bytes, url_basic
+from packetlab.measure.http_fields import basic_auth, basic_user, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
 from packetlab.measure.http_message import (
     FORM,
@@ -78,6 +78,7 @@ from packetlab.measure.http_tls import (
 from packetlab.measure.http_told import (
     close_notify,
     connecting,
+    dead,
     ended,
     reusing,
     unconnected,
@@ -312,6 +313,9 @@ async def _fetch(
         basic = own[1] if same else None  # -u's, else the URL's own USER:PASSWORD@
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
+        user = basic_user(basic)
+        if own[0].bearer is not None and same:  # curl: the Bearer wins over them
+            basic = f"Bearer {own[0].bearer}"
         mine = _own(own[0], basic, sink.compressed, referer, kind, body)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
@@ -319,7 +323,7 @@ async def _fetch(
         dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
-                       custom)  # fmt: skip
+                       custom, own[0].request_target, user)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), body, sent)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
@@ -478,7 +482,7 @@ async def _hop(
 ) -> None:
     session, pool = route.session, route.pool
     u = hop.url
-    conn = await pool.take(u)
+    conn = await pool.take(u, lambda c: dead(route.sink, c, pool.bundle(u)))
     # curl's pipewait (its -Z default): while a first connection to the origin is being
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
     # its first exchange's end, when it can be reused)

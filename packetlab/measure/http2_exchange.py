@@ -69,7 +69,8 @@ async def _exchange_h2(
         _request(u, hop.method, None, headers)  # h11's checks of the method and fields
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
-    path = wire_target(u.target).encode("utf-8", "surrogateescape").decode("latin-1")  # (bytes)
+    target = wire_target(u.target) if headers.target is None else headers.target
+    path = target.encode("utf-8", "surrogateescape").decode("latin-1")  # (bytes)
     head = f"{hop.method} {path} HTTP/2\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     hop.request_size = len(head.encode("latin-1", "replace")) + 2  # the head only, as curl's
     ready = _Ready(session.reactor)
@@ -81,7 +82,7 @@ async def _exchange_h2(
     if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate
         conn.uploads[sid] = StreamPace(session.reactor, framing.rate)
     if sink.trace is not None:
-        auth(sink.trace, headers.own)
+        auth(sink.trace, headers.own, headers.auth_user)
         h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     if sid in conn.uploads:  # its first chunk now (paced: not framed with the head)

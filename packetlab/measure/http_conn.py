@@ -198,7 +198,9 @@ class Connections:
         if self.busy.get(self.key(u)) is conn and conn.active == 0:
             del self.busy[self.key(u)]
 
-    async def take(self, u: Url) -> _Conn | None:
+    async def take(self, u: Url, dead: Callable[[_Conn], None] | None = None) -> _Conn | None:
+        """An idle connection to `u`'s origin, or None; `dead(conn)` is told of one that
+        closed meanwhile (it is closed, not reused)."""
         conn = self.shared(u)
         if conn is not None:  # curl: "Multiplexed connection found"
             return conn
@@ -207,9 +209,13 @@ class Connections:
             return None
         sock = conn.stream.sock
         conn.taken()
+        if conn.h2 is None:  # what came meanwhile read first: a close that came with the
+            await _input_read(conn.stream.session.reactor)  # last answer (curl polls)
         if conn.stream.eof or sock.ended or sock.queued or conn.stirred:
             # curl: an idle connection with something to read (the server closed it, or
             # sent what nobody asked for) "seems to be dead": not reused
+            if dead is not None:
+                dead(conn)
             await conn.stream.close()
             return None
         if conn.h2 is not None:
@@ -232,6 +238,17 @@ class Connections:
         idle, self.idle = list(self.idle.values()), {}
         for conn in idle:
             await conn.stream.close()
+
+
+def _input_read(reactor: Any) -> Deferred[None]:
+    """Fires once the reactor has polled for the input waiting now (an in-process or
+    near endpoint's notice of a close sent just after the answer: curl polls the socket
+    before it reuses a connection and sees it "seems to be dead")."""
+    from packetlab.afterinput import AfterInput
+
+    d: Deferred[None] = Deferred()
+    AfterInput(reactor, 0.0, d.callback, None)
+    return d
 
 
 class _Unresolved(Exception):

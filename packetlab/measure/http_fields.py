@@ -30,3 +30,11 @@ def url_basic(userinfo: str) -> str:
     curl sends it (`http://c@h/` is `c:`); -u's and a -H Authorization win over it."""
     user, _, password = userinfo.partition(":")
     return basic_auth(unquote_to_bytes(user), unquote_to_bytes(password))
+
+
+def basic_user(value: str | None) -> str:
+    """The user of a Basic authorization value ("" for none)."""
+    if value is None or not value.startswith("Basic "):
+        return ""
+    raw = base64.b64decode(value[6:]).partition(b":")[0]
+    return raw.decode("utf-8", "surrogateescape")

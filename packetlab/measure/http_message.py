@@ -189,6 +189,8 @@ class Asked:
     # whose Last-Modified fails it is curl's simulated 304 (_Response.head)
     time_cond: tuple[str, int] | None = None
     path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
+    bearer: str | None = None  # --oauth2-bearer: `Authorization: Bearer TOKEN`, over -u's
+    request_target: str | None = None  # --request-target: every request line's target
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,8 @@ class _Fields:
     own: list[tuple[str, str]]
     cookie: list[tuple[str, str]]
     custom: list[tuple[str, str]]
+    target: str | None = None  # --request-target's, instead of the URL's path and query
+    auth_user: str = ""  # -u's (or the URL's) user: curl's -v line for a Bearer names it
 
 
 _GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
@@ -404,7 +408,7 @@ def _request(
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
     headers = _request_headers(u, data, fields, expect)
-    wire = wire_target(u.target)
+    wire = wire_target(u.target) if fields.target is None else fields.target
     target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)

@@ -35,6 +35,19 @@ def reusing(sink: _Sink, conn: _Conn, bundle: object, pending: bool = False) -> 
         info(trace, "Transfer was pending, now try another")
 
 
+def dead(sink: _Sink, conn: _Conn, bundle: object) -> None:
+    """curl's lines for a cached connection the server closed meanwhile (url.c's
+    ConnectionExists, SocketIsDead): looked at, then closed, not reused."""
+    trace = sink.trace
+    if trace is None:
+        return
+    info(trace, f"Found bundle for host: {pointer(bundle)} [serially]")
+    if sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
+        info(trace, "Can not multiplex, even if we wanted to")
+    info(trace, f"Connection {conn.number} seems to be dead")
+    info(trace, f"Closing connection {conn.number}")
+
+
 def waiting(sink: _Sink, bundle: object) -> None:
     """curl -Z's lines for a transfer that waits for a first connection to its origin to
     learn whether it multiplexes (curl's pipewait)."""

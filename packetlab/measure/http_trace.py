@@ -271,16 +271,18 @@ def _message(out: int, version: int, content: int, buf: Any, size: int, ssl: Any
             info(trace, "old SSL session ID is stale, removing")
 
 
-def auth(trace: Trace | None, own: list[tuple[str, str]]) -> None:
-    """curl's line for -u's credentials in a request (its own Authorization field)."""
+def auth(trace: Trace | None, own: list[tuple[str, str]], user: str = "") -> None:
+    """curl's line for -u's credentials (or --oauth2-bearer's token) in a request (its
+    own Authorization field); `user`: -u's or the URL's, which curl names for a Bearer."""
     if trace is None:
         return
     value = next((v for k, v in own if k == "Authorization"), None)
     if value is not None and value.startswith("Basic "):
-        import base64
+        from packetlab.measure.http_fields import basic_user
 
-        user = base64.b64decode(value[6:]).partition(b":")[0].decode("utf-8", "replace")
-        info(trace, f"Server auth using Basic with user '{user}'")
+        info(trace, f"Server auth using Basic with user '{basic_user(value)}'")
+    elif value is not None and value.startswith("Bearer "):
+        info(trace, f"Server auth using Bearer with user '{user}'")
 
 
 def with_credentials(url: str, basic: str | None) -> str:

@@ -242,3 +242,24 @@ def test_write_out_of_http_1_0_and_repeated_fields_as_curl(server: Recorder) -> 
         assert got.returncode == want.returncode == 0, (path, got.stderr)
         assert got.stdout == want.stdout, path
     server.take()
+
+
+def test_oauth2_bearer_and_request_target_as_curl(server: Recorder) -> None:
+    # session 24: neither option was known ("unrecognized arguments")
+    to = f"::127.0.0.1:{server.port}"
+    cases = (
+        ["--oauth2-bearer", "tok"],
+        ["--oauth2-bearer", "tok", "-u", "a:b"],
+        ["--oauth2-bearer", "tok", "-L", "http://a.example/first"],
+        ["--request-target", "*", "-X", "OPTIONS"],
+        ["--request-target", "/other?q"],
+    )
+    for args in cases:
+        url = [] if args[-1].startswith("http") else ["http://a.example/x"]
+        want = _run("curl", "-A", "x/1", "-v", "--connect-to", to, *args, *url)
+        theirs = server.take()
+        got = _run("ours", "-A", "x/1", "-v", "-w", "", "--connect-to", to, *args, *url)
+        assert got.returncode == 0, (args, got.stderr)
+        assert server.take() == theirs, args
+        said = [line for line in want.stderr.splitlines() if b"auth" in line.lower()]
+        assert [line for line in got.stderr.splitlines() if b"auth" in line.lower()] == said

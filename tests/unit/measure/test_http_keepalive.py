@@ -25,11 +25,16 @@ class KeepServer(TlsPeer):
     def __init__(self, pki: dict[str, Path] | None = None) -> None:
         super().__init__(pki)
         self.requests: list[bytes] = []
+        self.drop_next = False  # /then-drop: the next request is met by a close
 
     def arrived(self) -> None:
         for head in self.heads():
             self.requests.append(head)
             target = head.split(b" ")[1].decode()
+            if self.drop_next:  # closed as the request came: it gets no answer
+                self.close(0.0)
+                return
+            self.drop_next = target == "/then-drop"
             body = f"request {len(self.requests)} {target}".encode()
             extra = ""
             if target.startswith("/r?to="):
@@ -118,6 +123,18 @@ def test_connection_close_another_port_or_a_dead_connection_mean_a_new_connect()
     r = rig.run(http_get(rig.session, "http://192.0.2.80/b", connections=pool))
     rig.run(pool.close())
     assert (r.error, r.status, r.connects, r.reused, len(made)) == (None, 200, 1, False, 4)
+
+
+def test_a_connection_closed_as_the_next_request_came_is_retried_on_a_new_one() -> None:
+    # curl's "Connection died, retrying a fresh connect": the kept connection looked
+    # alive when taken (no close had come), the server closed it on the request
+    rig, made = serving()
+    pool = Connections()
+    rig.run(http_get(rig.session, "http://192.0.2.80/then-drop", connections=pool))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/b", connections=pool))
+    rig.run(pool.close())
+    assert (r.error, r.status, r.connects, r.reused, len(made)) == (None, 200, 1, False, 2)
+    assert [q.split(b" ")[1] for q in made[0].requests] == [b"/then-drop", b"/b"]
 
 
 def test_an_idle_connection_with_bytes_to_read_is_not_reused() -> None:

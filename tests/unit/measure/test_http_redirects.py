@@ -277,10 +277,12 @@ def test_write_out_fields_over_a_redirect() -> None:
     assert r.header_size == len(first) - len(b"moved") + len(r.raw_headers[1])
     assert b"".join(body).startswith(b'{"method": "GET"') and r.body_len == len(b"".join(body))
     assert r.content_type == "application/json"
-    # this server closes after each answer: the second request, sent over the kept
-    # connection, met its end and went again on a new one (curl's "Connection died")
+    # this server closes after each answer: its close, come with the answer, is seen
+    # before the connection would be reused, so the second request goes on a new one
+    # (curl's "seems to be dead"; until session 24 it went over the dead one first and
+    # again after its end, curl's "Connection died")
     first_request = made[0].got[: made[0].got.index(b"\r\n\r\n") + 4]
-    assert made[0].got.count(b"GET /echo") == 1 and not r.reused
+    assert made[0].got.count(b"GET /echo") == 0 and not r.reused
     assert (r.remote_ip, r.remote_port, r.connects, r.request_size) == (
         "192.0.2.80", 80, 2, len(first_request) + len(made[1].got),
     )  # fmt: skip
