@@ -275,3 +275,43 @@ def test_pcap_records_names_a_pcapng_file() -> None:
         pcap_records(bytes.fromhex("0a0d0d0a") + bytes(40))
     with pytest.raises(ValueError, match=r"not a classic pcap \(magic 00010203\)"):
         pcap_records(bytes(range(40)))
+
+
+# ------------------------------------------------------------- examples/dns.pcap
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def trace_as_pcap(frames_hex: Path, lport: int) -> bytes:
+    """The UDP exchange of a reference session as `PcapRecorder` writes it: each nsend at
+    its ntag's time, each ndata at its own (the local port, which nopen leaves to the
+    kernel, is `lport`; the local address the peer's, as on loopback)."""
+    import ipaddress
+
+    from packetlab import wire
+    from packetlab.wire.framer import Framer
+
+    text = "".join(line.split("#", 1)[0] for line in frames_hex.read_text().splitlines())
+    msgs = list(Framer().feed(bytes.fromhex("".join(text.split()))))
+    rec = PcapRecorder()
+    sends = {m.tag: m for m in msgs if isinstance(m, wire.Nsend)}
+    for m in msgs:
+        if isinstance(m, wire.Ntag):
+            s = sends[m.tag]
+            peer = str(ipaddress.ip_address(bytes(s.raddr or b"")))
+            rec.udp(m.time, peer, lport, peer, s.rport or 0, s.data)
+        elif isinstance(m, wire.Ndata):
+            peer = str(ipaddress.ip_address(bytes(m.raddr or b"")))
+            rec.udp(m.time, peer, m.rport or 0, peer, lport, m.data)
+    return _bytes(rec)
+
+
+def test_the_example_pcap_is_the_reference_dns_session() -> None:
+    """examples/dns.pcap (docs/wire.md's tcpdump example, run by test_docs_shell.py) is
+    what the recorder writes for examples/dns.frames.hex. When the format changes on
+    purpose, write it again: `PYTHONPATH=tests:tests/unit:tests/unit/controller:
+    tests/unit/measure .venv/bin/python -c "import test_pcap as t; open('examples/dns.pcap',
+    'wb').write(t.trace_as_pcap(t.EXAMPLES / 'dns.frames.hex', 48630))"`."""
+    data = trace_as_pcap(EXAMPLES / "dns.frames.hex", lport=48630)
+    assert (EXAMPLES / "dns.pcap").read_bytes() == data
+    assert [len(r[4]) for r in records(data)] == [20 + 8 + 33, 20 + 8 + 49]
