@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from packetlab.measure.pcap import PcapRecorder
 
-HELP = "also write the packets the endpoint sent and received (endpoint times) as pcap"
+HELP = (
+    "also write the packets the endpoint sent and received, at the endpoint's times, as a "
+    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md)"
+)
 
 
 def add_option(p: argparse.ArgumentParser) -> None:
@@ -29,6 +32,11 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
     from packetlab.cli.run import RunError
     from packetlab.measure.pcap import PcapRecorder, pcap_header
 
+    if args.pcap == "-":  # tcpdump -w -'s stdout: ours carries the command's own output
+        raise RunError(
+            "--pcap -: standard output carries the command's output; give a file name "
+            "(tcpdump -r FILE reads it)"
+        )
     try:
         with open(args.pcap, "wb") as f:
             if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not twice down a FIFO

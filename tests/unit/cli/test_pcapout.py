@@ -60,3 +60,13 @@ def test_no_header_down_a_fifo(tmp_path: Path) -> None:
     pcapout.recorder_for(argparse.Namespace(pcap=str(fifo)))
     reader.join(10)
     assert got == [b""]
+
+
+def test_a_dash_is_refused_not_a_file_named_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--pcap -` (tcpdump -w -'s standard output) made a file named `-`."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match=r"^--pcap -: standard output carries the command.s output"):
+        pcapout.recorder_for(argparse.Namespace(pcap="-"))
+    assert list(tmp_path.iterdir()) == []
