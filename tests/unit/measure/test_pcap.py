@@ -315,3 +315,37 @@ def test_the_example_pcap_is_the_reference_dns_session() -> None:
     data = trace_as_pcap(EXAMPLES / "dns.frames.hex", lport=48630)
     assert (EXAMPLES / "dns.pcap").read_bytes() == data
     assert [len(r[4]) for r in records(data)] == [20 + 8 + 33, 20 + 8 + 49]
+
+
+def test_a_flow_closed_after_the_peer_shows_its_fin_first_and_what_it_sent() -> None:
+    """A connection the peer closed (its last data and PEERCLOSED queued, unread) when we
+    close it: the pcap had our FIN first and not the peer's last data (a capture shows
+    both, the peer's FIN first)."""
+    from stream_fakes import Peer
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import deferLater
+
+    from packetlab.measure.stream import TcpStream
+
+    class Talker(Peer):
+        def received(self, data: bytes) -> None:
+            self.write(b"bye", 0.01)
+            self.close(0.02)
+
+    rig = StreamRig()
+    rig.endpoint.peers[("192.0.2.80", 80)] = Talker
+    rec = PcapRecorder()
+
+    async def talk() -> None:
+        s = await TcpStream.connect(rig.session, "192.0.2.80", 80, recorder=rec)
+        s.send(b"hi")
+        await deferLater(rig.clock, 0.1, lambda: None)  # "bye" and PEERCLOSED queued, unread
+        await s.close()
+
+    rig.run(Deferred.fromCoroutine(talk()))
+    pkts = [decode(p) for _, p in read_pcap(_bytes(rec))]
+    assert [(p["sport"] == 80, p["flags"], p["data"]) for p in pkts[-3:]] == [
+        (True, 0x18, b"bye"),
+        (True, 0x11, b""),  # theirs first
+        (False, 0x11, b""),
+    ]
