@@ -74,14 +74,15 @@ def read_raw(stream: Input) -> Iterator[bytes]:
 
 
 def read_hex(stream: Input) -> Iterator[bytes]:
-    """The bytes a hex text spells, read a chunk at a time (a file of one 1 GiB line is
-    not held whole). Raises BadInput at the first character that is not a hex digit
+    """The bytes a hex text spells, those of each read at once (a file of one 1 GiB line
+    is not held whole). Raises BadInput at the first character that is not a hex digit
     (after yielding the bytes before it)."""
     offset = 0  # stream offset of the next byte
     carry = b""  # a lone hex digit waiting for its partner later on
     lineno, column = 1, 0  # the line being read, and how many of its characters were
     comment = False  # in a '#' comment, which runs to the end of the line
     while chunk := stream.read(CHUNK):
+        out = bytearray()
         for i, piece in enumerate(chunk.split(b"\n")):
             if i:
                 lineno, column, comment = lineno + 1, 0, False
@@ -92,19 +93,21 @@ def read_hex(stream: Input) -> Iterator[bytes]:
                 bad = _NOT_HEX.search(text)
                 digits = carry + b"".join((text if bad is None else text[: bad.start()]).split())
                 usable = len(digits) & ~1
-                data = bytes.fromhex(digits[:usable].decode("ascii"))
+                out += bytes.fromhex(digits[:usable].decode("ascii"))
                 carry = digits[usable:]
-                if data:
-                    yield data
-                offset += len(data)
                 if bad is not None:
+                    if out:
+                        yield bytes(out)
                     ch = bad[0][0]
                     shown = chr(ch) if 0x20 < ch < 0x7F else f"\\x{ch:02x}"
                     raise BadInput(
-                        f"bad hex digit '{shown}' at byte offset {offset} "
+                        f"bad hex digit '{shown}' at byte offset {offset + len(out)} "
                         f"(line {lineno}, column {column + bad.start() + 1})"
                     )
             column += len(piece)
+        if out:
+            yield bytes(out)
+        offset += len(out)
     if carry:
         raise BadInput(f"odd number of hex digits: a lone digit at byte offset {offset}")
 
@@ -123,6 +126,8 @@ def decode_stream(chunks: Iterator[bytes], out: IO[str]) -> None:
             pending += chunk
             _emit(framer, chunk, out)
             del pending[: len(pending) - framer.buffered]
+            if len(chunk) < CHUNK:  # the input may wait now: what it gave is shown
+                out.flush()
     finally:
         out.flush()
     if pending:

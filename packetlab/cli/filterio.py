@@ -37,14 +37,19 @@ class Input:
     def __init__(self, path: str) -> None:
         self.path = path
         self._raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        self._read1 = getattr(self._raw, "read1", self._raw.read)  # (BinaryIO: no read1)
 
     def _failed(self, e: OSError) -> InputFailed:
         name = "standard input" if self.path == "-" else self.path
         return InputFailed(f"cannot read {name}: {e.strerror or e}")
 
     def read(self, size: int) -> bytes:
+        """At most `size` bytes, what one read gives (`read1`): from a pipe still being
+        written (`socat ... | pktlab decode`) the frames that came are decoded now, not
+        once 64 KiB have come. b"" only at the end."""
         try:
-            return self._raw.read(size)
+            data: bytes = self._read1(size)
+            return data
         except OSError as e:
             raise self._failed(e) from None
 

@@ -467,3 +467,41 @@ def test_every_trace_round_trips() -> None:
     for path in sorted((REPO / "examples").glob("*.frames.hex")):
         data = bytes.fromhex(hex_without_comments(path))
         assert _decode_then_encode(data) == data, path.name
+
+
+@pytest.mark.parametrize("as_hex", [False, True])
+def test_a_pipe_still_open_is_decoded_as_its_frames_come(
+    as_hex: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`socat ... | pktlab decode`: a frame was printed once 64 KiB had come (or the pipe
+    closed), its line held in the output's buffer; now as soon as it is read."""
+    import argparse
+    import os
+    import threading
+    import time
+
+    from packetlab.cli import decode
+
+    r, w = os.pipe()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(open(r, "rb")))  # noqa: SIM115
+    lines: list[str] = []
+
+    class Out(io.StringIO):
+        def flush(self) -> None:
+            lines.extend(self.getvalue().splitlines()[len(lines) :])
+
+    monkeypatch.setattr(sys, "stdout", Out())
+    done: list[int] = []
+    args = argparse.Namespace(file="-", hex=as_hex)  # (main's signal handlers: main thread)
+    worker = threading.Thread(target=lambda: done.append(decode.run(args)), daemon=True)
+    worker.start()
+    try:
+        os.write(w, b"2b00000103\n" if as_hex else bytes.fromhex("2b00000103"))
+        deadline = time.monotonic() + 10
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lines == ['{"type": "nclose", "sktid": 3}']  # the pipe still open
+    finally:
+        os.close(w)
+        worker.join(10)
+    assert done == [0]
