@@ -14,8 +14,8 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from packetlab.cli.filterio import run_filter
-from packetlab.wire import BY_TYPE, HEADER_LEN, Framer, Malformed, Unknown
+from packetlab.cli.filterio import EXIT_STATUS_HELP, Input, run_filter
+from packetlab.wire import BY_TYPE, HEADER_LEN, Framer, Malformed, Ntag, Result, Unknown
 from packetlab.wire.jsonform import message_to_json, unknown_to_json
 
 CHUNK = 1 << 16
@@ -29,6 +29,8 @@ not a message prints {"type": "unknown", "code": N, "body": HEX} and decoding ca
 
 A malformed body, a truncated last frame or bad hex stops decoding: the frames before it
 are printed, the error (with its byte offset in the stream) goes to stderr, exit status 2.
+The input is read 64 KiB at a time and each frame printed as it completes: any length of
+stream decodes in bounded memory (a frame's body is at most 16 MiB).
 
 examples:
   pktlab decode --hex examples/http_get.frames.hex
@@ -36,7 +38,9 @@ examples:
     {"type": "nclose", "sktid": 3}
     {"type": "start"}
   pktlab decode capture.bin | pktlab encode > same.bin
+
 """
+EPILOG += EXIT_STATUS_HELP
 
 
 class BadInput(Exception):
@@ -64,33 +68,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -------------------------------------------------------------------------- reading
 
 
-def read_raw(stream: IO[bytes]) -> Iterator[bytes]:
+def read_raw(stream: Input) -> Iterator[bytes]:
     while chunk := stream.read(CHUNK):
         yield chunk
 
 
-def read_hex(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bytes a hex text spells, line by line. Raises BadInput at the first character
-    that is not a hex digit (after yielding the bytes before it)."""
+def read_hex(stream: Input) -> Iterator[bytes]:
+    """The bytes a hex text spells, those of each read at once (a file of one 1 GiB line
+    is not held whole). Raises BadInput at the first character that is not a hex digit
+    (after yielding the bytes before it)."""
     offset = 0  # stream offset of the next byte
     carry = b""  # a lone hex digit waiting for its partner later on
-    for lineno, line in enumerate(stream, 1):
-        text = line.split(b"#", 1)[0]
-        bad = _NOT_HEX.search(text)
-        digits = carry + b"".join((text if bad is None else text[: bad.start()]).split())
-        usable = len(digits) & ~1
-        data = bytes.fromhex(digits[:usable].decode("ascii"))
-        carry = digits[usable:]
-        if data:
-            yield data
-        offset += len(data)
-        if bad is not None:
-            ch = bad[0][0]
-            shown = chr(ch) if 0x20 < ch < 0x7F else f"\\x{ch:02x}"
-            raise BadInput(
-                f"bad hex digit '{shown}' at byte offset {offset} "
-                f"(line {lineno}, column {bad.start() + 1})"
-            )
+    lineno, column = 1, 0  # the line being read, and how many of its characters were
+    comment = False  # in a '#' comment, which runs to the end of the line
+    while chunk := stream.read(CHUNK):
+        out = bytearray()
+        for i, piece in enumerate(chunk.split(b"\n")):
+            if i:
+                lineno, column, comment = lineno + 1, 0, False
+            if not comment:
+                text = piece
+                if (mark := piece.find(b"#")) >= 0:
+                    text, comment = piece[:mark], True
+                bad = _NOT_HEX.search(text)
+                digits = carry + b"".join((text if bad is None else text[: bad.start()]).split())
+                usable = len(digits) & ~1
+                out += bytes.fromhex(digits[:usable].decode("ascii"))
+                carry = digits[usable:]
+                if bad is not None:
+                    if out:
+                        yield bytes(out)
+                    ch = bad[0][0]
+                    shown = chr(ch) if 0x20 < ch < 0x7F else f"\\x{ch:02x}"
+                    raise BadInput(
+                        f"bad hex digit '{shown}' at byte offset {offset + len(out)} "
+                        f"(line {lineno}, column {column + bad.start() + 1})"
+                    )
+            column += len(piece)
+        if out:
+            yield bytes(out)
+        offset += len(out)
     if carry:
         raise BadInput(f"odd number of hex digits: a lone digit at byte offset {offset}")
 
@@ -109,6 +126,8 @@ def decode_stream(chunks: Iterator[bytes], out: IO[str]) -> None:
             pending += chunk
             _emit(framer, chunk, out)
             del pending[: len(pending) - framer.buffered]
+            if len(chunk) < CHUNK:  # the input may wait now: what it gave is shown
+                out.flush()
     finally:
         out.flush()
     if pending:
@@ -131,8 +150,16 @@ def _name(code: int) -> str:
     return cls.NAME if cls is not None else "unknown"
 
 
+# A result or ntag whose body spells SUCCESS out (errid 0 on the wire: 2 and 13 bytes), which
+# decoders take and the reference's encoder never writes: its canonical length, the one
+# `encode` writes for errid 0.
+_SHORT_SUCCESS = {Result: HEADER_LEN, Ntag: HEADER_LEN + 11}
+
+
 def _emit(framer: Framer, chunk: bytes, out: IO[str]) -> None:
+    start = framer.offset  # of the next frame, maybe begun in an earlier chunk
     for item in framer.feed(chunk):
+        length, start = framer.offset - start, framer.offset  # (past this frame now)
         obj: dict[str, Any]
         if isinstance(item, Malformed):
             e = item.error
@@ -144,11 +171,13 @@ def _emit(framer: Framer, chunk: bytes, out: IO[str]) -> None:
             obj = unknown_to_json(item.msgtype, item.body)
         else:
             obj = message_to_json(item)
+            if obj.get("errid") == 0 and length > _SHORT_SUCCESS.get(type(item), length):
+                obj["explicit"] = True  # so that `encode` writes these bytes again
         out.write(json.dumps(obj) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
-    def work(stream: IO[bytes]) -> None:
+    def work(stream: Input) -> None:
         decode_stream(read_hex(stream) if args.hex else read_raw(stream), sys.stdout)
 
     return run_filter("decode", args.file, work, BadInput)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -10,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from packetlab.measure.pcap import PcapRecorder
 
-HELP = "also write the packets the endpoint sent and received (endpoint times) as pcap"
+HELP = (
+    "also write the packets the endpoint sent and received, at the endpoint's times, as a "
+    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md)"
+)
 
 
 def add_option(p: argparse.ArgumentParser) -> None:
@@ -18,15 +23,24 @@ def add_option(p: argparse.ArgumentParser) -> None:
 
 
 def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
-    """A recorder for --pcap FILE, the file made now (as tcpdump -w): one that cannot be
-    written is a one-line error before the measurement, not an errno after it."""
+    """A recorder for --pcap FILE, the file made now with its header (as tcpdump -w): one
+    that cannot be written is a one-line error before the measurement, not an errno after
+    it, and a run stopped before its end (killed, Ctrl-C twice) leaves a pcap with no
+    packets that tcpdump reads, not an empty file it refuses."""
     if not getattr(args, "pcap", None):
         return None
     from packetlab.cli.run import RunError
-    from packetlab.measure.pcap import PcapRecorder
+    from packetlab.measure.pcap import PcapRecorder, pcap_header
 
+    if args.pcap == "-":  # tcpdump -w -'s stdout: ours carries the command's own output
+        raise RunError(
+            "--pcap -: standard output carries the command's output; give a file name "
+            "(tcpdump -r FILE reads it)"
+        )
     try:
-        open(args.pcap, "wb").close()
+        with open(args.pcap, "wb") as f:
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not twice down a FIFO
+                f.write(pcap_header())
     except OSError as e:
         raise RunError(f"--pcap {args.pcap}: cannot write it: {e.strerror or e}") from None
 

@@ -1,5 +1,6 @@
 """Packets an endpoint sent and received, as a pcap file Wireshark opens, with the
-endpoint's timestamps (nanosecond pcap, LINKTYPE_RAW: IPv4/IPv6 packets).
+endpoint's timestamps (nanosecond pcap, LINKTYPE_RAW: IPv4/IPv6 packets, snapshot length
+262144 as `tcpdump -w` writes; docs/wire.md "The pcap files").
 
 A PacketLab endpoint reports payloads and times, not the packets its kernel built, so a
 `PcapRecorder` writes what each side of a flow saw: UDP datagrams as sent (ntag time) and
@@ -12,7 +13,9 @@ window, options and ACK timing are not the kernel's.
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,10 +34,23 @@ from packetlab.measure.packets import (
 )
 from packetlab.measure.packets_transport import tcp_segment, udp_segment
 
-__all__ = ["LINKTYPE_RAW", "PcapRecorder", "TcpFlow", "local_udp_end", "pcap_records", "read_pcap"]
+__all__ = [
+    "LINKTYPE_RAW",
+    "SNAPLEN",
+    "PcapRecorder",
+    "TcpFlow",
+    "local_udp_end",
+    "pcap_header",
+    "pcap_records",
+    "read_pcap",
+]
 
 LINKTYPE_RAW = 101
+# tcpdump's (libpcap's MAXIMUM_SNAPLEN): above any record we write, also an IPv6 UDP
+# datagram of 65,527 bytes (a 65,575-byte packet; with 65535 here libpcap cut it short).
+SNAPLEN = 262144
 _MAGIC_US, _MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
+_MAX_SEC = 0xFFFF_FFFF  # the record's u32 seconds: an endpoint time past 2106 is clamped
 _HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
 SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
@@ -145,27 +161,78 @@ class PcapRecorder:
 
     def udp_truncated(self, time: int, src: AddressLike, sport: int, dst: AddressLike,
                       dport: int, length: int, head: bytes) -> None:  # fmt: skip
-        """A datagram of `length` bytes of which only `head` is kept (checksum 0)."""
+        """A datagram of `length` bytes of which only `head` is kept. Kept whole, it has
+        its checksum; cut short, none over IPv4 (0, as a capture cut short cannot check
+        it) and over IPv6, where 0 is not allowed (RFC 8200 §8.1: tcpdump said `bad udp
+        cksum 0x0000`), the checksum of the kept bytes, as `TcpFlow.truncated`'s."""
+        if len(head) >= length:
+            self.udp(time, src, sport, dst, dport, head[:length])
+            return
+        csum = 0
+        if as_address(src).version == 6:
+            csum = _UDP_HEAD.unpack_from(udp_segment(src, dst, sport, dport, head))[3]
         ip = _ip_header(src, dst, PROTO_UDP, 8 + length)
-        self.add(time, ip + _UDP_HEAD.pack(sport, dport, 8 + length, 0) + head[:length],
-                 len(ip) + 8 + length)  # fmt: skip
+        udp = _UDP_HEAD.pack(sport, dport, 8 + length, csum) + head
+        self.add(time, ip + udp, len(ip) + 8 + length)
 
     def tcp(self, local: AddressLike, lport: int, remote: AddressLike, rport: int) -> TcpFlow:
         as_address(local), as_address(remote)  # validate now
         return TcpFlow(self, local, lport, remote, rport)
 
     def write(self, out: BinaryIO) -> int:
-        out.write(_HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, 0xFFFF, LINKTYPE_RAW))
+        out.write(pcap_header())
         lengths = self.lengths
         for i in sorted(range(len(self.packets)), key=lambda i: self.packets[i][0]):
             time, pkt = self.packets[i]
             sec, nsec = divmod(time, 1_000_000_000)
+            if not 0 <= sec <= _MAX_SEC:  # a bogus endpoint clock: kept, at an edge
+                sec, nsec = (0, 0) if sec < 0 else (_MAX_SEC, 999_999_999)
             out.write(_RECORD.pack(sec, nsec, len(pkt), lengths.get(i, len(pkt))) + pkt)
         return len(self.packets)
 
     def save(self, path: str | Path) -> int:
+        """Write the file whole or not at all: into a temporary file beside `path`,
+        renamed over it when complete, so that a run killed while writing (a second
+        Ctrl-C is `os._exit`) leaves the valid file `pcapout` made at the start, never
+        half a record. Written in place when `path` is not a regular file (/dev/stdout,
+        a FIFO, a symbolic link: written through, as tcpdump -w) or its directory takes
+        no new file."""
+        try:
+            st: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is None or stat.S_ISREG(st.st_mode):
+            import tempfile  # (here: it imports shutil, which a run without --pcap never needs)
+
+            where, name = os.path.split(os.fspath(path))
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=where or ".")
+            except OSError:
+                pass
+            else:
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        n = self.write(f)
+                    os.chmod(tmp, stat.S_IMODE(st.st_mode) if st else 0o666 & ~_umask())
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.unlink(tmp)
+                    raise
+                return n
         with open(path, "wb") as f:
             return self.write(f)
+
+
+def _umask() -> int:
+    """The process's umask (the mode `open` would give a new file: mkstemp's is 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def pcap_header(linktype: int = LINKTYPE_RAW) -> bytes:
+    """The 24-byte file header we write: nanosecond stamps, version 2.4, `SNAPLEN`."""
+    return _HEADER.pack(_MAGIC_NS, 2, 4, 0, 0, SNAPLEN, linktype)
 
 
 async def local_udp_end(session: EndpointSession, remote: Remote) -> tuple[str, int]:
@@ -177,20 +244,34 @@ async def local_udp_end(session: EndpointSession, remote: Remote) -> tuple[str, 
 
 
 def pcap_records(data: bytes) -> tuple[int, Iterator[tuple[int, bytes]]]:
-    """The link type and the (ns, packet) records of a little-endian classic pcap with
-    µs or ns stamps (ours, or tcpdump's). ValueError if it is none."""
+    """The link type and the (ns, packet) records of a classic pcap with µs or ns stamps,
+    in either byte order (ours, or tcpdump's from any host). ValueError if it is none (a
+    pcapng file named as such). A last record cut short (a capture killed while writing)
+    is left out, as tcpdump -r leaves it."""
     if len(data) < _HEADER.size:
         raise ValueError("not a pcap file (too short)")
-    magic, _maj, _min, _tz, _sig, _snap, linktype = _HEADER.unpack_from(data)
+    order = "<"
+    magic = int.from_bytes(data[:4], "little")
     if magic not in (_MAGIC_US, _MAGIC_NS):
-        raise ValueError(f"not a little-endian classic pcap (magic {magic:#x})")
+        order, magic = ">", int.from_bytes(data[:4], "big")
+    if magic not in (_MAGIC_US, _MAGIC_NS):
+        if data[:4] == b"\x0a\x0d\x0d\x0a":
+            raise ValueError(
+                "a pcapng file, not a classic pcap (tcpdump -w writes classic pcap; "
+                "editcap -F pcap converts one)"
+            )
+        raise ValueError(f"not a classic pcap (magic {data[:4].hex()})")
+    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF  # (FCS bits above)
     scale = 1 if magic == _MAGIC_NS else 1000
+    record = struct.Struct(order + "IIII")
 
     def records() -> Iterator[tuple[int, bytes]]:
         off = _HEADER.size
-        while off + _RECORD.size <= len(data):
-            sec, frac, incl, _orig = _RECORD.unpack_from(data, off)
-            off += _RECORD.size
+        while off + record.size <= len(data):
+            sec, frac, incl, _orig = record.unpack_from(data, off)
+            off += record.size
+            if off + incl > len(data):
+                return
             yield sec * 1_000_000_000 + frac * scale, data[off : off + incl]
             off += incl
 

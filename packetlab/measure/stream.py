@@ -9,6 +9,7 @@ nopen to the ESTABLISHED nstat, each chunk from its ndata stamp, each send from 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
@@ -256,11 +257,25 @@ class TcpStream:
         the socket's queue, which pauses the session's reads, the nclose answer with them
         (the close, and every request of the session after it, would hang)."""
         self.sock.buffering = False
-        self.sock.drain()
-        if self.flow is not None:  # we close first (no endpoint time for it: the last one)
-            self.flow.closed(self._last_time, by_peer=False)
-            self.flow = None
+        queued = self.sock.drain()
+        if self.flow is not None:
+            self._record_close(queued)
         await _close(self.session, self.sktid)
+
+    def _record_close(self, queued: Sequence[object]) -> None:
+        """The pcap's end of the flow: what the peer sent that was not read (it came, so a
+        capture shows it), then its FIN first if it closed first (its PEERCLOSED was
+        queued: a DNS server closing after its answer; tcpdump showed its FIN first, the
+        file ours), else ours at the last endpoint time (the nclose has none of its own)."""
+        flow, self.flow = self.flow, None
+        assert flow is not None
+        for note in queued:
+            if isinstance(note, Ndata):
+                flow.received(note.time, note.data)
+            elif isinstance(note, Nstat) and note.code == NstatCode.PEERCLOSED:
+                flow.closed(note.time, by_peer=True)
+                return
+        flow.closed(self._last_time, by_peer=False)
 
 
 async def _stat_says(session: EndpointSession, e: ConnectFailed) -> ConnectFailed:

@@ -10,8 +10,9 @@ packet costs one small append (`MAX_EVENTS` at most; later ones are counted, not
 recording does not slow the endpoint's notifications down; the packets are built after.
 
 Times: a received packet at its kernel receive stamp (ndata); a TCP block the endpoint
-sent unpaced at its ntag (handed to the kernel); a paced send (-b, UDP) at the time the
-endpoint was told to send it (each is scheduled; only some carry an ntag). A UDP stream's
+sent unpaced at its ntag (handed to the kernel); a paced send (-b, UDP) at its ntag too
+when every send of its stream carries one (`throughput_send.TAGS_PER_S`), else at the time
+the endpoint was told to send it (scheduled; only every k-th carries an ntag). A UDP stream's
 connect datagram is shown at the time of the server's reply (it carries no ntag).
 """
 

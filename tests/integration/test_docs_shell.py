@@ -8,7 +8,8 @@ Python blocks):
 * every option of a documented `twistd pktendpoint|pktbroker|pktproxy` line must be one
   that daemon's `--help` lists;
 * the cheap commands that end at once (`pktlab decode|encode|monitor|reflex|ppks|init`,
-  the daemons' error examples, and the `echo`/`printf` pipelines into them) are run, block
+  `tcpdump -r FILE`, the daemons' error examples, and the `echo`/`printf` pipelines into
+  them) are run, block
   by block in a fresh directory with a `pktlab init` home as `~`, and where the block
   shows their output, that output must be what they print (stdout, then stderr). In the
   shown output a line `...` stands for any lines, `…` for any text, a hex prefix ending in
@@ -216,7 +217,15 @@ def _runnable(c: Command) -> bool:
     if any(w.startswith("/") and not w.startswith("/dev/") for s in c.segments for w in s):
         return False  # (broker.md's /secure/k_bop: nothing is written outside the test's)
     daemon_error = c.shown and c.segments[0][:3] == ["twistd", "-n", "pktendpoint"]
-    return all(RUN.match(w) or w.split()[0] in HELPERS for w in words) or bool(daemon_error)
+    return all(
+        RUN.match(w) or w.split()[0] in HELPERS or _reads_a_pcap(w.split()) for w in words
+    ) or bool(daemon_error)
+
+
+def _reads_a_pcap(words: list[str]) -> bool:
+    """`tcpdump -r FILE ...` (docs/wire.md's example pcap; session 24): it ends at once,
+    unlike a capture (`tcpdump -i`), which is never run."""
+    return words[0] == "tcpdump" and "-r" in words and "-i" not in words
 
 
 def _pattern(shown: list[str], home: str) -> re.Pattern[str]:

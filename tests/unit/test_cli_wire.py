@@ -254,3 +254,252 @@ def test_help_has_an_example(command: str, capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "--hex" in out
     assert re.search(rf"examples:\n  (echo .*\| )?pktlab {command}", out)
+
+
+# ------------------------------------------------- session 24: input, output, bounds
+
+
+def test_hex_is_read_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hex text of one long line was read whole before its first frame (128 MiB on one
+    line: 349 MB of memory); now bytes come out after the first chunk."""
+    from packetlab.cli import decode
+
+    monkeypatch.setattr(decode, "CHUNK", 64)
+    line = b"21000000" * 100_000  # 800 kB, no newline
+
+    class Stream:
+        read_so_far = 0
+
+        def read(self, n: int) -> bytes:
+            piece = line[self.read_so_far : self.read_so_far + n]
+            self.read_so_far += len(piece)
+            return piece
+
+        def readline(self, limit: int = -1) -> bytes:  # what the old reader called
+            return self.read(len(line) if limit < 0 else limit)
+
+        def __iter__(self) -> object:
+            return iter([self.readline()])
+
+    stream = Stream()
+    first = next(decode.read_hex(stream))  # type: ignore[arg-type]
+    assert first == bytes.fromhex("21000000" * 8)  # the 64 characters of the first chunk
+    assert stream.read_so_far <= 64
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # a comment and a bad digit across the chunk boundaries (CHUNK = 5 below)
+        (b"2100 # a comment that runs long zz\n0000 2b00\n0001 03\n  0x",
+         "bad hex digit 'x' at byte offset 9 (line 4, column 4)"),
+        (b"# zz\n#zz\n21000000zz", "bad hex digit 'z' at byte offset 4 (line 3, column 9)"),
+        (b"21000000\r\n2b\r\n00 00 01 03 2", "a lone digit at byte offset 9"),
+    ],
+)  # fmt: skip
+def test_hex_lines_and_columns_across_chunks(
+    text: bytes, error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from packetlab.cli import decode
+
+    monkeypatch.setattr(decode, "CHUNK", 5)
+    set_stdin(monkeypatch, text)
+    assert main(["decode", "--hex"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith('{"type": "start"}\n')
+    assert error in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('{"type": "nclose", "sktid": ' + "9" * 5000 + "}",
+         "line 2: bad JSON: a number of more than 4300 digits"),  # was a ValueError traceback
+        ("[" * 100_000 + "]" * 100_000, "line 2: bad JSON: nested too deeply"),  # RecursionError
+        ('{"type": "nclose", "sktid": 1, "sktid": 2}', "line 2: key 'sktid' given twice"),
+        ('{"type": "nclose", "sktid": NaN}', "line 2: sktid: expected an integer, got float"),
+        ('{"type": "unknown", "code": 144, "body": "' + "00" * 0x1000000 + '"}',
+         "line 2: body: 16777216 bytes > 0xFFFFFF"),
+        ('{"type": "mwrite", "addr": 0, "data": "' + "00" * 0x1000000 + '"}',
+         "line 2: cannot encode: Mwrite: body of 16777220 bytes > 0xFFFFFF"),
+    ],
+)  # fmt: skip
+def test_encode_refuses_in_one_line(
+    line: str, error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_stdin(monkeypatch, ('{"type": "start"}\n' + line + "\n").encode())
+    assert main(["encode", "--hex"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "21000000\n"
+    assert err == f"pktlab encode: {error}\n"
+
+
+def test_encode_refuses_a_line_too_long_before_reading_it_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from packetlab.cli import encode
+
+    monkeypatch.setattr(encode, "MAX_LINE", 100)
+    text = b'{"type": "start"}' + b" " * 83 + b"\n"  # 100 bytes and its newline: taken
+    set_stdin(monkeypatch, text + b'{"type": "start"}' + b" " * 84 + b"\n")  # 101: refused
+    assert main(["encode", "--hex"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "21000000\n"
+    assert err == "pktlab encode: line 2: longer than 100 bytes\n"
+
+
+class _Failing(io.RawIOBase):
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def write(self, b: object) -> int:
+        raise self.error
+
+    def readinto(self, b: object) -> int:
+        raise self.error
+
+
+@pytest.mark.parametrize("command", ["decode", "encode"])
+def test_an_output_that_cannot_be_written_is_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab decode x > /dev/full`: an OSError traceback; now one line, status 2."""
+    import errno
+
+    set_stdin(monkeypatch, b'{"type": "start"}\n' if command == "encode" else b"\x21\0\0\0")
+    full = _Failing(OSError(errno.ENOSPC, "No space left on device"))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(full)))
+    assert main([command]) == 2
+    assert capsys.readouterr().err == (
+        f"pktlab {command}: cannot write the output: No space left on device\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["decode", "encode"])
+def test_a_reader_gone_is_141_quietly(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`| head -1`: 141 and nothing said, as the other pktlab commands (was 0)."""
+    set_stdin(monkeypatch, b'{"type": "start"}\n' if command == "encode" else b"\x21\0\0\0")
+    gone = _Failing(BrokenPipeError(32, "Broken pipe"))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(gone)))
+    assert main([command]) == 141
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["decode", "encode"])
+def test_an_input_that_cannot_be_read_is_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    broken = _Failing(OSError(errno.EIO, "Input/output error"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(broken)))
+    assert main([command]) == 2
+    assert capsys.readouterr().err == (
+        f"pktlab {command}: cannot read standard input: Input/output error\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["decode", "encode"])
+def test_help_gives_the_exit_statuses(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 done; 2 bad input" in out
+    assert "130 Ctrl-C; 141 the reader of the output went away" in out
+
+
+def _decode_then_encode(stream: bytes) -> bytes:
+    """`pktlab decode | pktlab encode` on `stream`, in memory."""
+    from packetlab.cli.decode import decode_stream
+    from packetlab.cli.encode import encode_stream
+
+    text = io.StringIO()
+    decode_stream(iter([stream]), text)
+    out = io.BytesIO()
+    encode_stream(io.BytesIO(text.getvalue().encode()), out, False)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.NAME)
+def test_decode_then_encode_gives_the_bytes_of_every_message_type(cls: type) -> None:
+    """A frame of every type, drawn from the wire declarations (wire_strategies), through
+    the two commands: the same bytes."""
+    from hypothesis import given, settings
+    from wire_strategies import STRATEGIES
+
+    @settings(max_examples=60, deadline=None)
+    @given(STRATEGIES[cls])
+    def check(msg: wire.Message) -> None:
+        frame = wire.encode(msg)
+        assert _decode_then_encode(frame + frame) == frame + frame
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["400000020000",  # result: SUCCESS spelled out (errid 0 on the wire)
+     "6000000d 01 04d2 18ea3aa2bdb9583e 0000"],  # ntag likewise
+)  # fmt: skip
+def test_success_spelled_out_comes_back_as_it_came(
+    frame: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoders take it, the reference's encoder never writes it: `decode | encode` gave
+    the short form (40000000), 2 bytes fewer than the capture it read."""
+    data = bytes.fromhex(frame)
+    assert _decode_then_encode(data + bytes.fromhex("40000000")) == data + bytes.fromhex("40000000")
+    set_stdin(monkeypatch, data)
+    assert main(["decode"]) == 0
+    assert json.loads(capsys.readouterr().out)["explicit"] is True
+
+
+def test_every_trace_round_trips() -> None:
+    """The reference sessions (examples/*.frames.hex: spec/traces/*.session.json byte for byte):
+    decode then encode gives each byte back."""
+    for path in sorted((REPO / "examples").glob("*.frames.hex")):
+        data = bytes.fromhex(hex_without_comments(path))
+        assert _decode_then_encode(data) == data, path.name
+
+
+@pytest.mark.parametrize("as_hex", [False, True])
+def test_a_pipe_still_open_is_decoded_as_its_frames_come(
+    as_hex: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`socat ... | pktlab decode`: a frame was printed once 64 KiB had come (or the pipe
+    closed), its line held in the output's buffer; now as soon as it is read. The pipe: a
+    first read gives one frame, the next would wait for the writer, so by then the line
+    must be out."""
+    import argparse
+
+    from packetlab.cli import decode
+
+    lines: list[str] = []
+    shown_before_waiting: list[list[str]] = []
+
+    class Out(io.StringIO):
+        def flush(self) -> None:
+            lines[:] = self.getvalue().splitlines()
+
+    class Pipe:
+        frames = [b"2b00000103\n" if as_hex else bytes.fromhex("2b00000103")]
+
+        def read1(self, n: int) -> bytes:
+            if not self.frames:  # the writer has not written more: this read waits
+                shown_before_waiting.append(list(lines))
+                return b""
+            return self.frames.pop()
+
+        read = read1  # (before: read(64 KiB), a pipe's full read: it waited here too)
+
+    monkeypatch.setattr(sys, "stdin", argparse.Namespace(buffer=Pipe()))
+    monkeypatch.setattr(sys, "stdout", Out())
+    assert decode.run(argparse.Namespace(file="-", hex=as_hex)) == 0
+    assert shown_before_waiting == [['{"type": "nclose", "sktid": 3}']]

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from stream_fakes import StreamRig
 from test_throughput_tcp_info import TcpInfoEndpoint
-from test_throughput_timed import PIECE, RATE, SERVER, TimedIperf3, rig_with_server, run
+from test_throughput_timed import (
+    PIECE,
+    RATE,
+    SERVER,
+    TimedIperf3,
+    UdpFakeEndpoint,
+    rig_with_server,
+    run,
+)
 
 from packetlab.cli import run_throughput
 from packetlab.cli.run import RunError
@@ -326,12 +334,16 @@ def test_pcap_of_a_timed_download_keeps_every_packet_cut_short() -> None:
     assert "pcap_dropped" not in d
 
 
-def test_pcap_of_a_paced_udp_upload_at_the_scheduled_times() -> None:
-    """-u -b --pcap: each datagram at the time the endpoint was told to send it, with
-    iperf3's header (its number) kept; the connect datagram and the server's reply."""
+def test_pcap_of_a_paced_udp_upload_at_the_send_times() -> None:
+    """-u -b --pcap: each datagram at the time the endpoint sent it (its ntag: every send
+    has one at 125 a second), with iperf3's header (its number) kept; the connect datagram
+    and the server's reply. It was the time the endpoint was told to send it: on a loaded
+    in-process endpoint up to 18.7 ms before tcpdump saw the datagram (session 24)."""
     from packetlab.measure.pcap import PcapRecorder
 
     rig, server = rig_with_server()
+    assert isinstance(rig.endpoint, UdpFakeEndpoint)
+    rig.endpoint.udp_late = 3_000_000  # each leaves 3 ms after its time
     recorder = PcapRecorder()
     spec = TimedSpec(direction="upload", seconds=0.2, udp=True, bitrate=1e6, length=1000)
     r = rig.run(timed_test(rig.session, SERVER[0], spec=spec, recorder=recorder))
@@ -342,6 +354,8 @@ def test_pcap_of_a_paced_udp_upload_at_the_scheduled_times() -> None:
     assert len(sent) == len(server.datagrams)
     for (t, pkt), (_i, when, data) in zip(sent, server.datagrams, strict=True):
         assert t == when and pkt[28:40] == data[:12]  # iperf3's header: time, number
+        sec, usec = struct.unpack_from("!II", pkt, 28)  # the time it was due
+        assert t - (sec * 10**9 + usec * 1000) >= 3_000_000 - 1000
 
 
 def test_pcap_keeps_at_most_its_bound() -> None:

@@ -41,6 +41,7 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
         self.lag = 0.0  # data notifications this late (the endpoint reading behind)
         self.links: dict[int, int] = {}  # sktid -> endpoint ns when its link is free
         self.window: int | None = None  # data bytes the endpoint lets go, then ESKTPKTDENY
+        self.udp_late = 0  # ns a datagram leaves after its time (a loaded endpoint)
 
     def handle(self, msg: Any) -> None:
         if isinstance(msg, Nopen) and self.quota is not None and len(self.sockets) >= self.quota:
@@ -53,7 +54,7 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
                 return
         if isinstance(msg, Nsend) and msg.proto == Proto.UDP:
             self.result()
-            when = max(msg.time, self.now())
+            when = max(msg.time, self.now()) + self.udp_late
             if msg.tag:
                 self.clock.callLater((when - self.now()) / 1e9, self._tag, msg, when)
             self.clock.callLater((when - self.now()) / 1e9, self.udp_peer, msg.sktid,
