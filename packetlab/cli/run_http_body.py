@@ -58,7 +58,7 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
         elif kind != "raw" and value == "@-" and i != stdin:
             data = b""
         elif kind != "raw" and value.startswith("@"):
-            data = _read(_OPTION.get(kind, "--data-binary"), value[1:])
+            data = _post_file(value[1:], warn)
             if kind == "data":
                 data = data.replace(b"\r", b"").replace(b"\n", b"")
         else:
@@ -68,7 +68,20 @@ def request_body(items: list[tuple[str, str]] | None, stdin: int | None = -1,
     return body
 
 
-_OPTION = {"data": "--data", "json": "--json"}  # (the others: --data-binary's words)
+def _post_file(name: str, warn: Any) -> bytes:
+    """-d/--data-binary/--json @FILE as curl 7.88 reads it: "-" stdin; a file that cannot
+    be opened is its warning and nothing (an empty POST; this refused the run until
+    session 24); a directory, which C's fopen opens and cannot read, nothing at all."""
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(name, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        return b""
+    except OSError:
+        warn(f'Couldn\'t read data from file "{name}", this makes an empty POST.')
+        return b""
 
 
 def is_json(items: list[tuple[str, str]] | None) -> bool:

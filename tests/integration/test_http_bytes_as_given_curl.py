@@ -263,3 +263,17 @@ def test_oauth2_bearer_and_request_target_as_curl(server: Recorder) -> None:
         assert server.take() == theirs, args
         said = [line for line in want.stderr.splitlines() if b"auth" in line.lower()]
         assert [line for line in got.stderr.splitlines() if b"auth" in line.lower()] == said
+
+
+def test_a_data_file_that_cannot_be_read_is_an_empty_post(server: Recorder, tmp_path: Path) -> None:
+    # session 24: ours refused the run (exit 2); curl warns and sends an empty POST
+    to = f"::127.0.0.1:{server.port}"
+    missing = str(tmp_path / "missing")
+    for args in (["-d", f"@{missing}"], ["--data-binary", f"@{missing}", "-d", "x=1"],
+                 ["-d", f"@{tmp_path}"]):  # fmt: skip
+        want = _run("curl", "-A", "x/1", "-S", "--connect-to", to, *args, "http://a.example/x")
+        theirs = server.take()
+        got = _run("ours", "-A", "x/1", "-w", "", "-S", "--connect-to", to, *args,
+                   "http://a.example/x")  # fmt: skip
+        assert got.returncode == want.returncode == 0, (args, got.stderr)
+        assert server.take() == theirs, args
