@@ -92,7 +92,9 @@ def _header_lines(r: Any) -> int:
     twice; h11 keeps one of two equal Content-Lengths), a folded one once."""
     if not r.raw_headers:
         return len(r.headers)
-    lines = r.raw_headers[-1].split(b"\n")[1:]  # after the status line
+    # the final answer's block (a 1xx block before it is not counted), after its status
+    block = [b for b in r.raw_headers[-1].split(b"\r\n\r\n") if b.strip()][-1:] or [b""]
+    lines = block[0].split(b"\n")[1:]
     return sum(1 for line in lines if line.strip(b"\r") and line[:1] not in b" \t")
 
 

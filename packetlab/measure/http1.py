@@ -170,6 +170,10 @@ async def _exchange(
         elif isinstance(event, h11.Data):
             resp.data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
+            if event.headers and resp.sink.on_headers is not None:  # curl's -i and -D
+                # write a chunked body's trailer fields after it (not in size_header)
+                resp.sink.on_headers(b"".join(k + b": " + v + b"\r\n"
+                                              for k, v in event.headers.raw_items()))  # fmt: skip
             break
         elif isinstance(event, h11.ConnectionClosed):
             raise StreamError(

@@ -45,6 +45,11 @@ ANSWERS = {
     b"/v10nolen": b"HTTP/1.0 200 OK\r\n\r\nbody until close",
     b"/dup": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
     b"/fold": b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n  b\r\nContent-Length: 0\r\n\r\n",
+    # an informational answer before the final one; a chunked body with a trailer field
+    b"/103": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/trailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2;ext=1\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n",
 }  # fmt: skip
 
 
@@ -277,3 +282,17 @@ def test_a_data_file_that_cannot_be_read_is_an_empty_post(server: Recorder, tmp_
                    "http://a.example/x")  # fmt: skip
         assert got.returncode == want.returncode == 0, (args, got.stderr)
         assert server.take() == theirs, args
+
+
+def test_an_informational_answer_and_a_trailer_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # session 24: %{num_headers} counted the 103's fields too; -i and -D left out a
+    # chunked body's trailer fields (curl writes them after the body, not in size_header)
+    to = f"::127.0.0.1:{server.port}"
+    w = "|%{http_code} %{size_header} %{num_headers}\\n"
+    for path in ("/103", "/trailer"):
+        for how in (["-D", "-"], ["-i"]):  # (-i: to _run's -o, the -w line compared)
+            args = [*how, "-w", w, "--connect-to", to, f"http://a.example{path}"]
+            want, got = _run("curl", *args), _run("ours", *args)
+            assert got.returncode == want.returncode == 0, (path, got.stderr)
+            assert got.stdout == want.stdout, (path, how)
+    server.take()
