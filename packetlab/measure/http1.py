@@ -18,6 +18,7 @@ from packetlab.controller import (
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
 from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
 from packetlab.measure.http_head import HeadLimits, HeadTooLarge
+from packetlab.measure.http_lenient import LenientHeads
 from packetlab.measure.http_message import (
     UPLOAD_WINDOW,
     _expects,
@@ -78,6 +79,7 @@ async def _exchange(
     limits = HeadLimits(hop.server)  # curl's, line by line as the bytes come
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
+    heads = LenientHeads()  # what curl reads and h11 refuses, made h11's
 
     async def next_event(until: float) -> Any:
         nonlocal ended
@@ -92,11 +94,15 @@ async def _exchange(
                     hop.status = limits.status
                     _partial_head(hop, sink, bytes(fed[: limits.scanned]))
                 raise
-            if plain:
-                h.receive_data(plain)
-                if hop.status is not None:  # curl's DATA_IN: the body's bytes as read
-                    resp.wire(plain)
+            given = heads.take(plain) if plain else b""
+            if given:  # (b"" would tell h11 of the end)
+                h.receive_data(given)
+            if plain and hop.status is not None:  # curl's DATA_IN: the body's bytes as read
+                resp.wire(plain)
             if closed:
+                held = heads.flush()
+                if held:
+                    h.receive_data(held)
                 h.receive_data(b"")
                 ended = True
             if hop.status is None:

@@ -50,6 +50,10 @@ ANSWERS = {
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"/trailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"2;ext=1\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n",
+    # what curl reads and h11 refused
+    b"/lower": b"http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/colon": b"HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nok",
+    b"/lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
 }  # fmt: skip
 
 
@@ -295,4 +299,16 @@ def test_an_informational_answer_and_a_trailer_as_curl(server: Recorder, tmp_pat
             want, got = _run("curl", *args), _run("ours", *args)
             assert got.returncode == want.returncode == 0, (path, got.stderr)
             assert got.stdout == want.stdout, (path, how)
+    server.take()
+
+
+def test_answers_curl_reads_and_h11_refused(server: Recorder) -> None:
+    # session 24: each ended ours with "bad response" (exit 1); curl reads them
+    to = f"::127.0.0.1:{server.port}"
+    w = "|%{http_code} %{size_download} %{size_header} %{num_headers}\\n"
+    for path in ("/lower", "/colon", "/lengths"):
+        args = ["-D", "-", "-w", w, "--connect-to", to, f"http://a.example{path}"]
+        want, got = _run("curl", *args), _run("ours", *args)
+        assert got.returncode == want.returncode == 0, (path, got.stderr)
+        assert got.stdout == want.stdout, path
     server.take()
