@@ -739,7 +739,8 @@ async def _over(
         if why == "Receive buffer too long":  # h11's max_incomplete_event_size
             why = f"response {'trailers' if hop.status else 'headers'} over {H11_CAP} bytes"
         hop.error = f"HTTP: bad response from {conn.server}: {type(e).__name__}: {why}"
-        hop.exitcode = 8 if hop.status is None else 56  # curl: a bad head 8; a bad body 56
+        # curl: a bad head 8 (no status line: 1, _bad_head); a bad body 56
+        hop.exitcode = getattr(e, "curl_exit", None) or (8 if hop.status is None else 56)
         if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
             hop.error, hop.exitcode = cut_short(why), 18
     except WriteError as e:  # curl: (23) Failed writing header / output to destination

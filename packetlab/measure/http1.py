@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -84,7 +85,12 @@ async def _exchange(
     async def next_event(until: float) -> Any:
         nonlocal ended
         while True:
-            event = h.next_event()
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as e:
+                if hop.status is None:  # curl: the lines before the bad one are the head
+                    _bad_head(hop, sink, bytes(fed), e)
+                raise
             if event is not h11.NEED_DATA:
                 return event
             try:
@@ -189,6 +195,31 @@ async def _exchange(
     clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
     clean = clean and sink.http != "1.0"  # body, or an HTTP/1.0 request (-0): not kept
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
+
+
+def _bad_head(hop: _Hop, sink: _Sink, raw: bytes, e: Exception) -> None:
+    """A head h11 refused, as curl 7.88 reads it line by line: no HTTP status line is its
+    (1) (HTTP/0.9, not allowed), nothing written; else the status and the lines before
+    the first it refuses (a NUL, no colon, a Content-Length that is no number) are the
+    head (-i, -D, %{http_code}), its (8). `e.curl_exit` tells the caller which."""
+    lines = raw.split(b"\n")
+    status = re.match(rb"(?i)HTTP/\d(?:\.\d)? +(\d{3})(?:[ \r]|$)", lines[0])
+    if status is None:
+        e.curl_exit = 1  # type: ignore[attr-defined]
+        return
+    e.curl_exit = 8  # type: ignore[attr-defined]
+    kept = len(lines[0]) + 1
+    for line in lines[1:]:
+        text = line.rstrip(b"\r")
+        if not text:
+            break
+        length = re.match(rb"(?i)content-length[ \t]*:[ \t]*(.*)", text)
+        if (b"\0" in text or (b":" not in text and text[:1] not in b" \t")
+                or (length is not None and not re.match(rb"\d", length[1]))):  # fmt: skip
+            break
+        kept += len(line) + 1
+    hop.status = int(status[1])
+    _partial_head(hop, sink, raw[:kept])
 
 
 def _partial_head(hop: _Hop, sink: _Sink, raw: bytes) -> None:

@@ -54,6 +54,11 @@ ANSWERS = {
     b"/lower": b"http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"/colon": b"HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nok",
     b"/lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
+    # heads curl refuses part way: the lines before the bad one are its head
+    b"/nul": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+    b"/neg": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok",
+    b"/noline": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nbadline\r\n\r\nok",
+    b"/http09": b"ok just a body",
 }  # fmt: skip
 
 
@@ -310,5 +315,18 @@ def test_answers_curl_reads_and_h11_refused(server: Recorder) -> None:
         args = ["-D", "-", "-w", w, "--connect-to", to, f"http://a.example{path}"]
         want, got = _run("curl", *args), _run("ours", *args)
         assert got.returncode == want.returncode == 0, (path, got.stderr)
+        assert got.stdout == want.stdout, path
+    server.take()
+
+
+def test_bad_heads_as_curl_reads_them(server: Recorder) -> None:
+    # session 24: ours wrote no head, %{http_code} 000, and %{exitcode} 8 for HTTP/0.9
+    # (curl: 1); curl writes the status and the lines before the one it refuses
+    to = f"::127.0.0.1:{server.port}"
+    w = "|%{http_code} %{size_header} %{num_headers} %{exitcode}\\n"
+    for path in ("/nul", "/neg", "/noline", "/http09"):
+        args = ["-D", "-", "-w", w, "--connect-to", to, f"http://a.example{path}"]
+        want, got = _run("curl", *args), _run("ours", *args)
+        assert want.returncode != 0 and got.returncode != 0, path
         assert got.stdout == want.stdout, path
     server.take()
