@@ -19,7 +19,8 @@ _END = re.compile(rb"\r?\n\r?\n")
 _STATUS = re.compile(rb"^[Hh][Tt][Tt][Pp]/")
 _SPACE_BEFORE_COLON = re.compile(rb"^([^:\s][^:\r\n]*?)[ \t]+:", re.M)
 _LENGTH_LIST = re.compile(rb"^(content-length[ \t]*:[ \t]*)(\d+)[^\r\n]*", re.M | re.I)
-_INTERIM = re.compile(rb"^HTTP/\d(?:\.\d)? +1\d\d(?!\d)")
+# a 1xx but 101, after which the next head comes (after a 101: HTTP/2 frames, as they are)
+_INTERIM = re.compile(rb"^HTTP/\d(?:\.\d)? +1(?!01)\d\d(?!\d)")
 HOLD_MAX = 1 << 20  # a head past this passes as it is (h11's and curl's limits apply)
 
 

@@ -60,3 +60,12 @@ def test_the_body_passes_as_it_comes_and_nothing_is_held_past_the_cap() -> None:
     assert huge.take(b"more") == b"more"
     cut = LenientHeads()
     assert cut.take(b"HTTP/1.1 200") == b"" and cut.flush() == b"HTTP/1.1 200"
+
+
+def test_after_a_101_what_follows_passes_as_it_comes() -> None:
+    # h2c: HTTP/2 frames follow the 101's head (they were held for a head that never came)
+    heads = LenientHeads()
+    frames = b"\x00\x00\x12\x04\x00\x00\x00\x00\x00"
+    assert heads.take(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + frames) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + frames)  # fmt: skip
+    assert heads.take(b"more") == b"more"
