@@ -113,6 +113,19 @@ def _no_agent(heads: list[bytes]) -> list[bytes]:
     return [re.sub(rb"User-Agent: [^\r]*\r\n", b"", h) for h in heads]
 
 
+def _answers_as_curl(server: Recorder, how: list[str], w: str, paths: tuple[str, ...],
+                     ok: bool = True) -> None:  # fmt: skip
+    """Each path fetched by curl and by ours with `how` and `-w w`: the same stdout, and
+    both succeeding (`ok`) or both failing."""
+    to = f"::127.0.0.1:{server.port}"
+    for path in paths:
+        args = [*how, "-w", w, "--connect-to", to, f"http://a.example{path}"]
+        want, got = _run("curl", *args), _run("ours", *args)
+        assert (got.returncode == 0) == (want.returncode == 0) == ok, (path, got.stderr)
+        assert got.stdout == want.stdout, (path, how)
+    server.take()
+
+
 def test_fields_and_cookies_go_as_given(server: Recorder, tmp_path: Path) -> None:
     to = f"::127.0.0.1:{server.port}"
     asked = ["-H", "X-A: ü", "-A", "ü/1", "-e", "http://bücher.example/ä", "-L"]
@@ -248,14 +261,8 @@ def test_more_outputs_than_urls_is_curls_warning(server: Recorder, tmp_path: Pat
 def test_write_out_of_http_1_0_and_repeated_fields_as_curl(server: Recorder) -> None:
     # session 24: %{http_version} of an HTTP/1.0 answer was 1.1 (curl's "1"), and
     # %{num_headers} counted one of two equal Content-Length fields (h11 keeps one)
-    to = f"::127.0.0.1:{server.port}"
     w = "%{http_code} %{http_version} %{size_header} %{num_headers} %{size_download}\\n"
-    for path in ("/v10", "/v10nolen", "/dup", "/fold", "/weird"):
-        args = ["-i", "-w", w, "--connect-to", to, f"http://a.example{path}"]
-        want, got = _run("curl", *args), _run("ours", *args)
-        assert got.returncode == want.returncode == 0, (path, got.stderr)
-        assert got.stdout == want.stdout, path
-    server.take()
+    _answers_as_curl(server, ["-i"], w, ("/v10", "/v10nolen", "/dup", "/fold", "/weird"))
 
 
 def test_oauth2_bearer_and_request_target_as_curl(server: Recorder) -> None:
@@ -293,40 +300,22 @@ def test_a_data_file_that_cannot_be_read_is_an_empty_post(server: Recorder, tmp_
         assert server.take() == theirs, args
 
 
-def test_an_informational_answer_and_a_trailer_as_curl(server: Recorder, tmp_path: Path) -> None:
+def test_an_informational_answer_and_a_trailer_as_curl(server: Recorder) -> None:
     # session 24: %{num_headers} counted the 103's fields too; -i and -D left out a
     # chunked body's trailer fields (curl writes them after the body, not in size_header)
-    to = f"::127.0.0.1:{server.port}"
     w = "|%{http_code} %{size_header} %{num_headers}\\n"
-    for path in ("/103", "/trailer"):
-        for how in (["-D", "-"], ["-i"]):  # (-i: to _run's -o, the -w line compared)
-            args = [*how, "-w", w, "--connect-to", to, f"http://a.example{path}"]
-            want, got = _run("curl", *args), _run("ours", *args)
-            assert got.returncode == want.returncode == 0, (path, got.stderr)
-            assert got.stdout == want.stdout, (path, how)
-    server.take()
+    for how in (["-D", "-"], ["-i"]):  # (-i: to _run's -o, the -w line compared)
+        _answers_as_curl(server, how, w, ("/103", "/trailer"))
 
 
 def test_answers_curl_reads_and_h11_refused(server: Recorder) -> None:
     # session 24: each ended ours with "bad response" (exit 1); curl reads them
-    to = f"::127.0.0.1:{server.port}"
     w = "|%{http_code} %{size_download} %{size_header} %{num_headers}\\n"
-    for path in ("/lower", "/colon", "/lengths"):
-        args = ["-D", "-", "-w", w, "--connect-to", to, f"http://a.example{path}"]
-        want, got = _run("curl", *args), _run("ours", *args)
-        assert got.returncode == want.returncode == 0, (path, got.stderr)
-        assert got.stdout == want.stdout, path
-    server.take()
+    _answers_as_curl(server, ["-D", "-"], w, ("/lower", "/colon", "/lengths"))
 
 
 def test_bad_heads_as_curl_reads_them(server: Recorder) -> None:
     # session 24: ours wrote no head, %{http_code} 000, and %{exitcode} 8 for HTTP/0.9
     # (curl: 1); curl writes the status and the lines before the one it refuses
-    to = f"::127.0.0.1:{server.port}"
     w = "|%{http_code} %{size_header} %{num_headers} %{exitcode}\\n"
-    for path in ("/nul", "/neg", "/noline", "/http09"):
-        args = ["-D", "-", "-w", w, "--connect-to", to, f"http://a.example{path}"]
-        want, got = _run("curl", *args), _run("ours", *args)
-        assert want.returncode != 0 and got.returncode != 0, path
-        assert got.stdout == want.stdout, path
-    server.take()
+    _answers_as_curl(server, ["-D", "-"], w, ("/nul", "/neg", "/noline", "/http09"), ok=False)
