@@ -488,7 +488,7 @@ def timed_experiment(
         udp=args.udp, bitrate=args.bitrate, length=args.length,
         interval=1.0 if args.interval is None else args.interval,
         wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
-        extra_data=args.extra_data, server_output=args.server_output,
+        extra_data=args.extra_data, server_output=args.server_output, title=args.title,
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
         authtoken=authtoken(args), file=args.file,

@@ -96,7 +96,12 @@ def parse_state(b: bytes) -> State:
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    """A control connection JSON message, as iperf3 3.12 sends it: u32 length, then the
+    object in cJSON's unformatted text, UTF-8 (an argument's undecodable bytes, which
+    Python holds as surrogates, sent back as the bytes they were, as native does)."""
+    from packetlab.measure.throughput_cjson import unformatted
+
+    data = unformatted(obj).encode("utf-8", "surrogateescape")
     return struct.pack(">I", len(data)) + data
 
 
@@ -122,25 +127,24 @@ def decode_json(data: bytes) -> dict[str, Any]:
 def parameters(nbytes: int, *, reverse: bool, block: int = BLOCK) -> dict[str, Any]:
     """One TCP stream moving exactly `nbytes` (no time limit, nothing omitted). The server
     takes the mere presence of "reverse" as true, so it is left out for an upload."""
-    params: dict[str, Any] = {
+    return {
         "tcp": True,
         "omit": 0,
         "time": 0,
         "num": nbytes,
         "blockcount": 0,
         "parallel": 1,
+        **({"reverse": True} if reverse else {}),  # native's place: after "parallel"
         "len": block,
         "pacing_timer": 1000,
         "client_version": "3.12",
     }
-    if reverse:
-        params["reverse"] = True
-    return params
 
 
-def client_results(nbytes: int, seconds: float) -> dict[str, Any]:
-    """What the client reports at EXCHANGE_RESULTS for one stream (id 1)."""
-    return timed_client_results([(1, nbytes, 0, seconds)])
+def client_results(nbytes: int, seconds: float, *, sending: bool = False) -> dict[str, Any]:
+    """What the client reports at EXCHANGE_RESULTS for one stream (id 1); `sending`: an
+    upload, whose retransmits are not counted here (native's 0, a sender that cannot)."""
+    return timed_client_results([(1, nbytes, 0, seconds)], has_retransmits=0 if sending else -1)
 
 
 MAX_COUNT = (1 << 63) - 1  # iperf3's byte and packet counters are 64-bit
@@ -256,51 +260,81 @@ def timed_parameters(
     get_server_output: bool = False,
     repeating_payload: bool = False,
     authtoken: str | None = None,
+    title: str | None = None,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
     integer; the test itself runs the fraction too, timed by the client)."""
-    params: dict[str, Any] = {
+    # iperf3 3.12's order (send_parameters; recorded beside native in
+    # test_throughput_control_as_iperf3): reverse after parallel, bandwidth after len,
+    # title, --extra-data, --get-server-output, --udp-counters-64bit, --repeating-payload
+    # (the server fills its blocks with the pattern when it sends), the token, the version
+    return {
         "udp" if udp else "tcp": True,
         "omit": omit,
         "time": 0 if not seconds else max(1, int(seconds + 0.999)),  # 0: until Ctrl-C (-t 0)
         "num": nbytes or 0,
         "blockcount": blocks or 0,
         "parallel": streams,
+        **({"reverse": True} if reverse else {}),
         **({"bidirectional": True} if bidir else {}),
         "len": length,
+        **({"bandwidth": int(bitrate)} if bitrate else {}),
         "pacing_timer": 1000,
-        # iperf3 3.12's order (`iperf3 -d`): --extra-data, --get-server-output,
-        # --repeating-payload (the server fills its blocks with the pattern when it sends)
+        **({"title": title} if title is not None else {}),  # -T: the server's lines show it
         **({"extra_data": extra_data} if extra_data is not None else {}),
         **({"get_server_output": 1} if get_server_output else {}),
+        **({"udp_counters_64bit": 1} if wide_counters else {}),
         **({"repeating_payload": 1} if repeating_payload else {}),
         **({"authtoken": authtoken} if authtoken is not None else {}),
         "client_version": "3.12",
     }
-    if bitrate:
-        params["bandwidth"] = int(bitrate)
-    if reverse:
-        params["reverse"] = True
-    if wide_counters:
-        params["udp_counters_64bit"] = 1
-    return params
 
 
-def timed_client_results(figures: list[tuple[int, int, int, float]]) -> dict[str, Any]:
+#: iperf3 3.12's -1 in its unsigned 64-bit fields, as its client sends it at
+#: EXCHANGE_RESULTS: a receiving stream's "retransmits" (a UDP stream's too), and
+#: "sender_has_retransmits" of a client that does not send (-R)
+UNSIGNED_MINUS_1 = (1 << 64) - 1
+
+
+def result_stream(
+    sid: int,
+    nbytes: int,
+    seconds: float,
+    *,
+    packets: int = 0,
+    retransmits: int = -1,
+    jitter: float = 0.0,
+    errors: int = 0,
+) -> dict[str, Any]:
+    """One stream of the client's results as iperf3 3.12 sends it: `retransmits` a TCP
+    sender's count (-1: none, sent as 2**64 - 1), `jitter` (s) and `errors` (lost) a UDP
+    receiver's, `packets` a UDP stream's (0 for TCP), the span in microseconds."""
+    return {"id": sid, "bytes": nbytes,
+            "retransmits": retransmits if retransmits >= 0 else UNSIGNED_MINUS_1,
+            "jitter": jitter, "errors": errors, "packets": packets, "start_time": 0,
+            "end_time": round(seconds, 6)}  # fmt: skip
+
+
+def timed_client_results(
+    figures: list[tuple[int, int, int, float]] | list[dict[str, Any]],
+    *,
+    has_retransmits: int = -1,
+) -> dict[str, Any]:
     """What the client reports at EXCHANGE_RESULTS (the fields the server requires), for
-    several streams: (id, bytes, packets, seconds) each."""
+    several streams: result_stream()'s, or (id, bytes, packets, seconds) each.
+    `has_retransmits`: 1 a TCP sender that counts them, 0 a UDP sender (or one that
+    cannot count), -1 a client that only receives (sent as 2**64 - 1, as native). The CPU
+    figures are 0: the endpoint's are not known here (docs/throughput.md)."""
+    streams = [f if isinstance(f, dict) else result_stream(f[0], f[1], f[3], packets=f[2])
+               for f in figures]  # fmt: skip
     return {
         "cpu_util_total": 0,
         "cpu_util_user": 0,
         "cpu_util_system": 0,
-        "sender_has_retransmits": -1,
-        "streams": [
-            {"id": sid, "bytes": nbytes, "retransmits": -1, "jitter": 0, "errors": 0,
-             "packets": packets, "start_time": 0, "end_time": seconds}
-            for sid, nbytes, packets, seconds in figures
-        ],
-    }  # fmt: skip
+        "sender_has_retransmits": has_retransmits if has_retransmits >= 0 else UNSIGNED_MINUS_1,
+        "streams": streams,
+    }
 
 
 def server_streams(results: dict[str, Any]) -> dict[int, dict[str, float]]:

@@ -164,7 +164,8 @@ async def throughput(
             await upload.run(ctl, timeout, poll, progress)
         await ctl.expect(State.EXCHANGE_RESULTS)
         seconds = (result.seconds or 0.0) + 0.0
-        ctl_stream.send(iperf3.encode_json(iperf3.client_results(result.bytes, seconds)))
+        ours = iperf3.client_results(result.bytes, seconds, sending=direction == "upload")
+        ctl_stream.send(iperf3.encode_json(ours))
         server_bytes, server_seconds = await ctl.read_json(iperf3.stream_result)
         if direction == "upload" and server_bytes > result.bytes:
             raise Iperf3Error(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["Pairs", "dumps"]
+__all__ = ["Pairs", "dumps", "unformatted"]
 
 INT_MAX = 2**31 - 1
 
@@ -64,6 +64,25 @@ def _object(items: list[tuple[str, Any]], depth: int) -> str:
     lines = [f"{inner}{_string(k)}:\t{_value(v, depth + 1)}" for k, v in items]
     return "{\n" + "".join(x + (",\n" if i < len(lines) - 1 else "\n")
                            for i, x in enumerate(lines)) + "\t" * depth + "}"  # fmt: skip
+
+
+def _compact(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)  # exact (iperf3 3.12 sends its unsigned -1 as 18446744073709551615)
+    if isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 2**63:
+        return str(int(v))  # iperf3's cJSON: valueint is 64-bit, printed with %lld
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{_string(k)}:{_compact(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_compact(x) for x in v) + "]"
+    return _value(v, 0)
+
+
+def unformatted(doc: Any) -> str:
+    """`doc` as iperf3 3.12's cJSON_PrintUnformatted writes it on the control connection:
+    no spaces, integral numbers as integers (`0`, not `0.0`), others %1.15g else %1.17g,
+    non-ASCII as it is (json.dumps wrote `\\u00e9` and `0.0`)."""
+    return _compact(doc)
 
 
 def dumps(doc: Any) -> str:

@@ -5,6 +5,7 @@ at its ntag's time, as iperf3's sender counts its writes."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from twisted.internet import defer
@@ -71,7 +72,9 @@ class Sending(Streams):
         # (the server stops counting then, not a controller round trip after the last
         # send: a paced test's last datagram or block was counted late or not at all)
         schedules_end = last_word and spec.seconds is not None and spec.file is None
-        payload = iperf3.repeating_pattern(block) if spec.repeating_payload else bytes(block)
+        # iperf3 fills its send buffer once with random bytes (readentropy) and sends it
+        # again and again; zeros here were the one thing a compressing path could tell
+        payload = iperf3.repeating_pattern(block) if spec.repeating_payload else os.urandom(block)
         limit = clock.seconds() + timeout
         cut_short = False  # Ctrl-C seen here (--bidir: the receiving half may see it first)
         while True:

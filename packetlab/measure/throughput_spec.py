@@ -42,6 +42,7 @@ class TimedSpec:
     bidir: bool = False  # --bidir: `streams` sending and as many receiving, at once
     extra_data: str | None = None  # --extra-data: told the server (its JSON shows it)
     server_output: bool = False  # --get-server-output: the server's own report, in the result
+    title: str | None = None  # -T: told the server too (its lines start with it), as native
     repeating_payload: bool = False  # --repeating-payload: "0123..." blocks both ways
     bind: str | None = None  # -B: the endpoint's local address for every connection
     connect_timeout: float | None = None  # --connect-timeout (s): the control connection's

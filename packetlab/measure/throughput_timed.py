@@ -193,11 +193,34 @@ class _Test(Receiving, Sending):
                                      self.port, min(started, est.time), est.time)  # fmt: skip
                     self.capture.sent(label, est.time, len(key), key)
 
-    def figures(self) -> list[tuple[int, int, int, float]]:
-        seconds = self.seconds()
-        return [(f.sid, f.queued - f.omitted_bytes, f.sent_packets - f.omitted_packets, seconds)
-                if f.direction == "upload" else (f.sid, f.bytes, f.packets, seconds)
-                for f in self.flows]  # fmt: skip
+    def figures(self, tcp: dict[int, Any] | None = None) -> list[dict[str, Any]]:
+        """Our results for the server, each stream as iperf3 3.12's client sends them
+        (recorded beside it: test_throughput_control_as_iperf3): a TCP stream's packets
+        0, a TCP sender's retransmits (`tcp`: its TCP_INFO, when the endpoint gave it), a
+        UDP receiver's jitter and lost datagrams."""
+        seconds, udp, out = self.seconds(), self.spec.udp, []
+        for f in self.flows:
+            if f.direction == "upload":
+                retr = -1
+                if not udp and tcp is not None and f.label in tcp:
+                    retr = int(tcp[f.label].total_retrans)
+                out.append(iperf3.result_stream(
+                    f.sid, f.queued - f.omitted_bytes, seconds, retransmits=retr,
+                    packets=f.sent_packets - f.omitted_packets if udp else 0))  # fmt: skip
+            elif udp:
+                lost, packets, _ooo = self._udp_counts(f)
+                out.append(iperf3.result_stream(f.sid, f.bytes, seconds, packets=packets,
+                                                jitter=f.udp.jitter, errors=lost))  # fmt: skip
+            else:
+                out.append(iperf3.result_stream(f.sid, f.bytes, seconds))
+        return out
+
+    def has_retransmits(self, tcp: dict[int, Any] | None) -> int:
+        """Our "sender_has_retransmits", as iperf3 3.12's: -1 not sending (-R), 0 sending
+        UDP (or TCP without the endpoint's TCP_INFO), 1 sending TCP with it."""
+        if all(f.direction != "upload" for f in self.flows):
+            return -1
+        return 0 if self.spec.udp or not tcp else 1
 
     def seconds(self) -> float:
         """The counted test's span (after -O's pre-test)."""
@@ -466,6 +489,7 @@ async def timed_test(
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
             extra_data=spec.extra_data, get_server_output=spec.server_output,
             repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
+            title=spec.title,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         try:
@@ -500,7 +524,10 @@ async def timed_test(
             test.note_sample(tcp)
         if test.emitting is not None:
             await test.emitting  # the intervals shown before the totals
-        ctl.stream.send(iperf3.encode_json(iperf3.timed_client_results(test.figures())))
+        ours = iperf3.timed_client_results(
+            test.figures(tcp), has_retransmits=test.has_retransmits(tcp)
+        )
+        ctl.stream.send(iperf3.encode_json(ours))
         theirs, output, result.remote = await ctl.read_json(_server_results)
         test.show_held(result.remote.pop("sender_has_retransmits", None))
         if spec.server_output:  # an iperf3 3.12 server keeps sending it after one asked

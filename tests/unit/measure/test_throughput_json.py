@@ -191,7 +191,8 @@ def test_repeating_payload_blocks() -> None:
     data = server.bytes_in[0][iperf3.COOKIE_SIZE :]
     assert len(data) >= 1000 and data[:1000] == iperf3.repeating_pattern(1000)
     plain = run_test(TimedSpec(blocks=4, direction="upload", length=1000))[3]
-    assert plain.bytes_in[0][iperf3.COOKIE_SIZE :][:1000] == bytes(1000)
+    block = plain.bytes_in[0][iperf3.COOKIE_SIZE :][:1000]  # random, as native (session 24)
+    assert len(block) == 1000 and block.count(0) < 100 and block != iperf3.repeating_pattern(1000)
 
 
 def _memory(*addrs: str) -> bytes:
