@@ -55,6 +55,7 @@ SERIAL = frozenset(
         "test_send_precision.py",
         "test_throughput_beside_native.py",
         "test_throughput_bidir_refused.py",
+        "test_throughput_control_as_iperf3.py",
         "test_throughput_iperf3_counts.py",
         "test_throughput_iperf3_options.py",
         "test_throughput_iperf3_output.py",
