@@ -117,6 +117,7 @@ class _Stream:
     """A request's stream: its body still to frame, and what came for it not yet taken."""
 
     body: Iterator[bytes] | None = None
+    length: int | None = None  # the body's bytes when known (its Content-Length)
     pending: bytes = b""  # body bytes the server's windows have not taken yet
     uploaded: int = 0  # body bytes framed (curl's size_upload)
     unacked: int = 0  # --limit-rate: flow-controlled bytes received, not yet granted
@@ -182,12 +183,15 @@ class H2Framing:
     def request(
         self, method: str, scheme: str, authority: str, target: str,
         headers: list[tuple[str, str]], body: Iterator[bytes] | None,
+        length: int | None = None,
     ) -> bytes:  # fmt: skip
         """The request's frames (the connection preface first on a new connection) on a
         new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
         :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
         the server's windows let them go (`pump` is called here for the first ones; not
-        under --limit-rate: the caller paces each stream's, the first chunk too)."""
+        under --limit-rate: the caller paces each stream's, the first chunk too).
+        `length`: the body's size when known (its Content-Length): its last DATA frame
+        then carries END_STREAM, as curl's."""
         preface = self.preface()
         fields: list[tuple[str, str]] = []
         for k, v in headers:
@@ -212,7 +216,7 @@ class H2Framing:
         self.stream_id = sid
         if not self.streams:
             self._new_exchange()
-        self.streams[sid] = _Stream(body)
+        self.streams[sid] = _Stream(body, length)
         if not self.paced:
             self.pump()
         return preface + self.data_to_send()
@@ -224,9 +228,10 @@ class H2Framing:
         """DATA frames of the request bodies (`only`: that stream's), as far as the
         streams' and the connection's windows allow and at most about `limit` bytes (the
         rest for the next call, after the server's WINDOW_UPDATE or the caller's pacing);
-        the bytes framed. A body's end sends END_STREAM (an empty DATA frame when it ends
-        on a chunk boundary); an empty chunk from a body (its pipe has nothing yet) ends
-        its turn."""
+        the bytes framed. A body of a known length ends with END_STREAM on its last DATA
+        frame (curl 7.88: nghttp2's EOF flag once its upload_left is 0); one of an
+        unknown length (a pipe) with an empty DATA frame carrying it, as curl's. An empty
+        chunk from a body (its pipe has nothing yet) ends its turn."""
         framed = 0
         for sid, st in list(self.streams.items()):
             if only is not None and sid != only:
@@ -247,7 +252,13 @@ class H2Framing:
                 if room <= 0:
                     break
                 piece, st.pending = st.pending[:room], st.pending[room:]
-                self.h2.send_data(sid, piece)
+                last = not st.pending and st.uploaded + len(piece) == st.length
+                if last:  # the body's end is known: END_STREAM on this frame if it is
+                    try:
+                        st.pending = next(st.body)  # (a file that grew raises here)
+                    except StopIteration:
+                        st.body = None
+                self.h2.send_data(sid, piece, end_stream=st.body is None)
                 st.uploaded += len(piece)
                 framed += len(piece)
         return framed

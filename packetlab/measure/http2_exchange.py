@@ -77,7 +77,8 @@ async def _exchange_h2(
     framing = conn.h2
     ready.on_ready = lambda: _h2_kick(conn, framing)  # a pipe's chunk: frame it now
     frames = conn.h2.request(hop.method, u.scheme, u.authority, path, fields,
-                             None if data is None else data.chunks(ready.notify))  # fmt: skip
+                             None if data is None else data.chunks(ready.notify),
+                             None if data is None else data.length)  # fmt: skip
     sid = conn.h2.stream_id
     if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate
         conn.uploads[sid] = StreamPace(session.reactor, framing.rate)
