@@ -48,6 +48,9 @@ def paced_window(rate: int) -> int:
     return max(PACED_WINDOW[0], min(PACED_WINDOW[1], rate // 2))
 
 
+# A DATA frame's most: nghttp2's (NGHTTP2_DATA_PAYLOADLEN; curl sets no callback to go
+# past it), whatever SETTINGS_MAX_FRAME_SIZE the server announced.
+FRAME = 16384
 SLACK = 64 << 10  # non-body bytes beyond the header cap: frame headers and control frames
 # Headers HTTP/2 forbids (RFC 9113 8.2.2): dropped from the request as curl drops them.
 _CONNECTION = frozenset(
@@ -119,6 +122,7 @@ class _Stream:
     body: Iterator[bytes] | None = None
     length: int | None = None  # the body's bytes when known (its Content-Length)
     pending: bytes = b""  # body bytes the server's windows have not taken yet
+    eof: bool = False  # the body has no more chunks (its END_STREAM may not be sent yet)
     uploaded: int = 0  # body bytes framed (curl's size_upload)
     unacked: int = 0  # --limit-rate: flow-controlled bytes received, not yet granted
     events: list[tuple[int | None, Event | H2Error]] = field(default_factory=list)
@@ -138,7 +142,11 @@ class H2Framing:
         # of it, opened again only as its exchange takes the body in (`grant`)
         self.rate, self.paced = rate, rate > 0
         window = paced_window(rate) if rate else WINDOW
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # not h2's normalising: it strips a value's trailing whitespace, curl sends it (we
+        # lower-case the names and drop the connection fields ourselves, as curl)
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding=None, normalize_outbound_headers=False
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.local_settings = _CurlSettings(
             client=True,
@@ -181,12 +189,13 @@ class H2Framing:
         return self.data_to_send()
 
     def request(
-        self, method: str, scheme: str, authority: str, target: str,
+        self, method: str, scheme: str, authority: str | None, target: str,
         headers: list[tuple[str, str]], body: Iterator[bytes] | None,
         length: int | None = None,
     ) -> bytes:  # fmt: skip
         """The request's frames (the connection preface first on a new connection) on a
         new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
+        :authority, as curl's; `authority` None, the Host removed with `-H 'Host:'`: no
         :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
         the server's windows let them go (`pump` is called here for the first ones; not
         under --limit-rate: the caller paces each stream's, the first chunk too).
@@ -200,9 +209,12 @@ class H2Framing:
                 authority = v
             elif name not in _CONNECTION and not (name == "te" and v.lower() != "trailers"):
                 fields.append((name, v))
-        pseudo = [(":method", method), (":path", target), (":scheme", scheme),
-                  (":authority", authority)]  # fmt: skip
+        pseudo = [(":method", method), (":path", target), (":scheme", scheme)]
+        if authority is not None:
+            pseudo.append((":authority", authority))
         sid = self.h2.get_next_available_stream_id()
+        # h2 wants an :authority or a Host; curl sends neither when the Host is removed
+        self.h2.config.validate_outbound_headers = authority is not None
         try:
             self.h2.send_headers(
                 sid,
@@ -213,6 +225,8 @@ class H2Framing:
             )
         except h2.exceptions.H2Error as e:
             raise H2Error(f"bad request: {e}") from None
+        finally:
+            self.h2.config.validate_outbound_headers = True
         self.stream_id = sid
         if not self.streams:
             self._new_exchange()
@@ -237,31 +251,40 @@ class H2Framing:
             if only is not None and sid != only:
                 continue
             while st.body is not None and framed < limit:
-                if not st.pending:
-                    try:
-                        st.pending = next(st.body)
-                    except StopIteration:
+                room = min(self.h2.local_flow_control_window(sid), FRAME)
+                self._fill(st, max(room, 1))
+                if st.pending and room > 0:
+                    piece, st.pending = st.pending[:room], st.pending[room:]
+                    # a known length: END_STREAM on the last bytes' frame (curl's)
+                    end = st.eof and not st.pending and st.length is not None
+                    self.h2.send_data(sid, piece, end_stream=end)
+                    st.uploaded += len(piece)
+                    framed += len(piece)
+                    if end:
                         st.body = None
-                        self.h2.end_stream(sid)
-                        break
-                    if not st.pending:  # a pipe with nothing yet: pumped again when it has
-                        break
                     continue
-                room = min(self.h2.local_flow_control_window(sid),
-                           self.h2.max_outbound_frame_size)  # fmt: skip
-                if room <= 0:
-                    break
-                piece, st.pending = st.pending[:room], st.pending[room:]
-                last = not st.pending and st.uploaded + len(piece) == st.length
-                if last:  # the body's end is known: END_STREAM on this frame if it is
-                    try:
-                        st.pending = next(st.body)  # (a file that grew raises here)
-                    except StopIteration:
-                        st.body = None
-                self.h2.send_data(sid, piece, end_stream=st.body is None)
-                st.uploaded += len(piece)
-                framed += len(piece)
+                if st.eof and not st.pending:  # (a pipe's end: an empty frame, as curl's)
+                    self.h2.end_stream(sid)
+                    st.body = None
+                break  # no window, or a pipe with nothing yet: pumped again when it has
         return framed
+
+    @staticmethod
+    def _fill(st: _Stream, want: int) -> None:
+        """The body's chunks taken into `pending` until it holds `want` bytes (a frame's
+        worth: curl fills each DATA frame from its upload buffer, not a frame a chunk),
+        the body ended (`eof`) or its pipe has nothing yet. UploadError from the body's
+        reads (a file that changed size) goes up."""
+        assert st.body is not None
+        while not st.eof and len(st.pending) < want:
+            try:
+                chunk = next(st.body)
+            except StopIteration:
+                st.eof = True
+                return
+            if not chunk:
+                return
+            st.pending += chunk
 
     def uploading(self) -> list[int]:
         """The streams with a request body still to frame (or its END_STREAM)."""
