@@ -361,12 +361,21 @@ class H2Framing:
             self.h2.acknowledge_received_data(st.unacked, sid)
             st.unacked = 0
 
-    def finish(self, sid: int) -> None:
+    def finish(self, sid: int, answered: bool = False) -> None:
         """Stream `sid`'s exchange is over (done or failed): forgotten (what it did not
-        acknowledge too: the connection's window given back)."""
+        acknowledge too: the connection's window given back). `answered`: its response
+        is complete; a body not all sent then is cut there with RST_STREAM
+        (STREAM_CLOSED), sent with the connection's next frames, as curl 7.88's
+        http2_data_done ("not closed cleanly"); before, the stream stayed open on our
+        side and counted against the server's MAX_CONCURRENT_STREAMS for ever."""
         st = self.streams.pop(sid, None)
         if st is not None and st.unacked:
             self.h2.acknowledge_received_data(st.unacked, sid)
+        if st is not None and st.body is not None and answered:
+            try:
+                self.h2.reset_stream(sid, h2.errors.ErrorCodes.STREAM_CLOSED)
+            except h2.exceptions.H2Error:  # (the server reset it meanwhile)
+                pass
 
     def _event(self, ev: h2.events.Event) -> list[tuple[int, Event | H2Error]]:
         sid = getattr(ev, "stream_id", None) or 0

@@ -201,7 +201,7 @@ async def _h2_response(
             hop.uploaded = framing.uploaded(sid)
         hop.uploaded = framing.uploaded(sid)
     finally:
-        framing.finish(sid)
+        framing.finish(sid, answered=done)
         conn.uploads.pop(sid, None)
         if not conn.uploads and conn.h2_timer is not None and conn.h2_timer.active():
             conn.h2_timer.cancel()

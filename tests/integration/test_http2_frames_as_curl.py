@@ -78,6 +78,8 @@ class Recorder:
         block: list[Any] = []  # a header block's frames until END_HEADERS
         paths: dict[int, str] = {}
         out: dict[int, int] = {}  # body bytes still to send a stream (flow-controlled)
+        gone = False  # the GOAWAY sent
+        early: set[int] = set()  # /early streams answered
         try:
             conn.sendall(server.data_to_send())
             while True:
@@ -90,19 +92,32 @@ class Recorder:
                     frames.append(("PREFACE",))
                     buf = buf[len(PREFACE) :]
                 buf = self._frames(buf, frames, decoder, block)
-                for ev in server.receive_data(got):
+                for ev in [] if gone else server.receive_data(got):
                     if isinstance(ev, h2.events.RequestReceived):
                         paths[ev.stream_id] = dict(ev.headers).get(b":path", b"/").decode()
                         if dict(ev.headers).get(b":method") == b"HEAD":
                             paths[ev.stream_id] = "HEAD " + paths[ev.stream_id]
+                        if paths[ev.stream_id].startswith("/early"):
+                            # (the body may end short: not h2's protocol error)
+                            server.streams[ev.stream_id]._expected_content_length = None
                     elif isinstance(ev, h2.events.DataReceived):
-                        server.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        sid = ev.stream_id
+                        if not paths.get(sid, "").startswith("/early"):
+                            server.acknowledge_received_data(ev.flow_controlled_length, sid)
+                        elif sid not in out and sid not in early:  # its first DATA: the
+                            early.add(sid)  # answer, the body's window never opened
+                            out[sid] = self._answer(server, sid, "/r/413")
                     elif isinstance(ev, h2.events.StreamEnded):
+                        if paths.get(ev.stream_id, "").startswith("/early"):
+                            continue
                         out[ev.stream_id] = self._answer(server, ev.stream_id,
                                                          paths.get(ev.stream_id, "/"))  # fmt: skip
                     elif isinstance(ev, h2.events.StreamReset):
                         out.pop(ev.stream_id, None)
                 self._pump(server, out)
+                if "/goaway" in paths.values() and not out and not gone:
+                    server.close_connection()  # after its answer: GOAWAY
+                    gone = True
                 conn.sendall(server.data_to_send())
         except (OSError, ssl.SSLError, h2.exceptions.ProtocolError) as e:
             frames.append(("ERROR", type(e).__name__))
@@ -131,7 +146,8 @@ class Recorder:
                     if "PRIORITY" in set(first.flags):
                         prio = (first.depends_on, first.stream_weight, first.exclusive)
                     frames.append(("HEADERS", first.stream_id, fields,
-                                   "END_STREAM" in set(first.flags), prio))  # fmt: skip
+                                   "END_STREAM" in set(first.flags), prio,
+                                   len(block)))  # fmt: skip
                     block.clear()
             elif isinstance(f, hf.DataFrame):
                 frames.append(("DATA", f.stream_id, len(f.data), "END_STREAM" in flags))
@@ -258,13 +274,17 @@ def _compare(
     rec: tuple[Recorder, Path], tmp_path: Path, *args: str, stdin: bytes = b""
 ) -> list[Frames]:
     url = f"https://localhost:{rec[0].port}"
-    argv = [a.replace("URL", url) for a in args]
+    argv = [a.replace("URL", url).replace("PORT", str(rec[0].port)) for a in args]
+    argv += ["--resolve", f"www.test:{rec[0].port}:127.0.0.1"]
     curl = _run("curl", rec, *argv, cwd=tmp_path, stdin=stdin)
     ours = _run("ours", rec, *argv, cwd=tmp_path, stdin=stdin)
     paced = ("SETTINGS", False, [(3, 100), (4, 204800), (2, 0)])  # --limit-rate 400k
     if "--limit-rate" in args and ours[1] and ours[1][0][1] == paced:
         # our stream window is the rate's lever, half a second of it (docs/http.md)
         ours[1][0][1] = ("SETTINGS", False, [(3, 100), (4, 1 << 25), (2, 0)])
+    if any("/early" in a for a in args):  # how much went before the answer: timing
+        for c in (*curl[1], *ours[1]):
+            c[:] = [("DATA", f[1], "*", "*", f[4]) if f[0] == "DATA" else f for f in c]
     # (our exit status is 1 for any failure, curl's code in %{exitcode}: docs/http.md)
     assert (ours[1], bool(ours[0])) == (curl[1], bool(curl[0])), (
         _diff(curl[1], ours[1]) + f"\nexit codes {curl[0]} {ours[0]}"
@@ -339,6 +359,11 @@ CASES = {
     "referer-auto": ["-e", "http://x.test/;auto", "-L", "URL/r/302?to=/b"],
     "parallel-post": ["--parallel", "-d", "a=1", "URL/a", "URL/b", "URL/c"],
     "limit-up": ["--limit-rate", "400k", "-T", "big", "URL/up"],
+    "early": ["-T", "big", "URL/early"],
+    "early-next": ["-T", "big", "URL/early", "URL/b"],
+    "goaway": ["URL/goaway", "URL/b"],
+    "other-host": ["-L", "URL/r/302?to=https://www.test:PORT/b", "URL/c"],
+    "parallel-three": ["--parallel", "--parallel-max", "2", "URL/a", "URL/b", "URL/c"],
 }
 STDIN = {"stdin-pipe": b"x" * 70000}
 
@@ -386,3 +411,20 @@ def test_verbose_authority_as_curl(rec: tuple[Recorder, Path], host: str) -> Non
     r.take()
     assert lines["ours"] == lines["curl"]
     assert (b"* h2h3 [:authority: h]" in lines["ours"]) == (host == "Host: h")
+
+
+def test_a_body_cut_by_its_answer_frees_the_stream(
+    rec: tuple[Recorder, Path], tmp_path: Path
+) -> None:
+    """The server answers an upload after its first DATA frame and allows one stream at a
+    time: the stream is reset (STREAM_CLOSED, curl's) before the next URL's request on
+    the connection. Before session 24 ours left it open: the next request failed (h2's
+    TooManyStreamsError, exit 1)."""
+    (tmp_path / "big").write_bytes(bytes(range(256)) * 400)
+    rec[0].settings = {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+    try:
+        ours = _compare(rec, tmp_path, "-T", "big", "URL/early", "URL/b")
+    finally:
+        rec[0].settings = {}
+    assert [f[0] for f in ours[0][3:7]] == ["HEADERS", "DATA", "RST_STREAM", "HEADERS"]
+    assert ours[0][5] == ("RST_STREAM", 1, 5)
