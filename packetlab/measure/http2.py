@@ -100,6 +100,14 @@ def render(status: int, headers: list[tuple[str, str]]) -> bytes:
     return ("".join(lines) + "\r\n").encode("latin-1", "replace")
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's, but a GOAWAY does not throw away the frames owed before it: the ACK of a
+    SETTINGS that came in the same read (nghttp2, curl's, sends it; h2 dropped it)."""
+
+    def clear_outbound_data_buffer(self) -> None:
+        pass
+
+
 class _CurlSettings(h2.settings.Settings):
     """Our settings; the SETTINGS frame (and an Upgrade's HTTP2-Settings) lists curl
     7.88's three, in its order: MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 32 MiB,
@@ -147,7 +155,7 @@ class H2Framing:
         config = h2.config.H2Configuration(
             client_side=True, header_encoding=None, normalize_outbound_headers=False
         )
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = _Connection(config=config)
         self.h2.local_settings = _CurlSettings(
             client=True,
             initial_values={
