@@ -168,6 +168,8 @@ class H2Framing:
         self.started = False
         self.stream_id = 0
         self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
+        self.broken: H2Error | None = None  # the server broke the protocol (not reusable)
+        self.partial = b""  # a frame's first bytes (`receive` gives h2 whole frames)
         self.streams: dict[int, _Stream] = {}
         self.overhead = 0
         self.controls = 0
@@ -307,22 +309,27 @@ class H2Framing:
 
     def receive(self, data: bytes, when: int | None = None) -> int:
         """Take in `data` (the server's bytes, received at `when`): each open stream's
-        events queued for `take`; how many. H2Error on a broken protocol or a flood (the
-        connection's end); a stream's reset, or a GOAWAY before it, is that stream's
-        error (raised by its `take`). The answers it wants (ACKs, window updates) are in
-        `data_to_send()` after it."""
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
-            why = str(e) or type(e).__name__
-            if isinstance(e, h2.exceptions.FlowControlError):
-                why = f"flow control: {why}"
-            raise H2Error(f"HTTP/2: bad framing from {self.server}: {why}") from None
-        except Exception as e:  # hpack's header list limit and decoding errors
-            raise H2Error(f"HTTP/2: bad header block from {self.server}: {e}") from None
+        events queued for `take`; how many. H2Error on a flood (the connection's end); a
+        stream's reset, or a GOAWAY before it, is that stream's error (raised by its
+        `take`), and so is a broken protocol (the connection's end, `broken`) after what
+        the frames before it brought: a response complete before it is not lost (curl's
+        is not). The answers it wants (ACKs, window updates, the GOAWAY of a broken
+        protocol) are in `data_to_send()` after it."""
+        if self.broken is not None:  # (h2 is closed: what comes after is not read)
+            return 0
+        frames, broken = self._frames(data)
         self.overhead += len(data)
         queued = 0
+        events: list[h2.events.Event | H2Error] = [*frames]
+        if broken is not None:
+            self.broken = broken
+            events.append(broken)
         for ev in events:
+            if isinstance(ev, H2Error):  # every stream's end, after what came before
+                for each in self.streams.values():
+                    each.events.append((when, ev))
+                    queued += 1
+                continue
             for sid, out in self._event(ev):
                 st = self.streams.get(sid)
                 if st is not None:
@@ -336,6 +343,33 @@ class H2Framing:
                 56,
             )
         return queued
+
+    def _frames(self, data: bytes) -> tuple[list[h2.events.Event], H2Error | None]:
+        """h2's events for `data`, given to it a frame at a time (h2 drops the events of
+        a read's earlier frames when a later one breaks the protocol); the error, if one
+        did. A frame not complete waits in `partial` (at most a frame: one longer than
+        h2 takes is given at once, refused by its header)."""
+        events: list[h2.events.Event] = []
+        buf = self.partial + data
+        self.partial = b""
+        try:
+            while len(buf) >= 9:
+                n = 9 + int.from_bytes(buf[:3], "big")
+                if n - 9 > self.h2.max_inbound_frame_size:
+                    n = len(buf)
+                elif len(buf) < n:
+                    break
+                frame, buf = buf[:n], buf[n:]
+                events += self.h2.receive_data(frame)
+            self.partial = buf
+        except h2.exceptions.ProtocolError as e:
+            why = str(e) or type(e).__name__
+            if isinstance(e, h2.exceptions.FlowControlError):
+                why = f"flow control: {why}"
+            return events, H2Error(f"HTTP/2: bad framing from {self.server}: {why}")
+        except Exception as e:  # hpack's header list limit and decoding errors
+            return events, H2Error(f"HTTP/2: bad header block from {self.server}: {e}")
+        return events, None
 
     def take(self, sid: int) -> list[tuple[int | None, Event]]:
         """What came for stream `sid` since the last call, with the times given to
@@ -426,7 +460,8 @@ class H2Framing:
 
     @property
     def reusable(self) -> bool:
-        return self.terminated is None and self.stream_id < (1 << 31) - 2
+        return (self.terminated is None and self.broken is None
+                and self.stream_id < (1 << 31) - 2)  # fmt: skip
 
     @property
     def room(self) -> bool:

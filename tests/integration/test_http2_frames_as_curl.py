@@ -28,6 +28,13 @@ import pytest
 from hyperframe import frame as hf
 from test_http_curl_side_by_side import REPO, make_pki, pytestmark  # noqa: F401
 
+# frames written after an answer (/PATH) or before it (/firstPATH), past h2: a PING, a
+# WINDOW_UPDATE of 0 (a connection error), DATA on a stream never opened (another)
+RAW = {
+    "/ping": b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678",
+    "/zero": b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x00",
+    "/even": b"\x00\x00\x01\x00\x00\x00\x00\x00\x02" + b"x",
+}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 Frames = list[tuple[Any, ...]]
 
@@ -117,6 +124,13 @@ class Recorder:
                     elif isinstance(ev, h2.events.StreamReset):
                         out.pop(ev.stream_id, None)
                 self._pump(server, out)
+                for sid, path in list(paths.items()):
+                    if path in RAW and sid not in early:  # after the answer
+                        early.add(sid)
+                        conn.sendall(server.data_to_send() + RAW[path])
+                    elif path.startswith("/first") and sid not in early:  # before it
+                        early.add(sid)
+                        conn.sendall(server.data_to_send() + RAW[path[6:]])
                 if "/goaway" in paths.values() and not out and not gone:
                     server.close_connection()  # after its answer: GOAWAY
                     gone = True
@@ -364,6 +378,19 @@ CASES = {
     "early": ["-T", "big", "URL/early"],
     "early-next": ["-T", "big", "URL/early", "URL/b"],
     "other-host": ["-L", "URL/r/302?to=https://www.test:PORT/b", "URL/c"],
+    "methods": ["-X", "DELETE", "URL/a", "-X", "OPTIONS", "--request-target", "*", "URL/"],
+    "get-data": ["-G", "-d", "a=1", "-d", "b=2", "URL/a"],
+    "json": ["--json", "{}", "URL/a"],
+    "bearer": ["--oauth2-bearer", "t", "-u", "u:p", "URL/a"],
+    "auth-other-host": ["-u", "u:p", "-L", "URL/r/302?to=https://www.test:PORT/b"],
+    "resume": ["-C", "5", "URL/a"],
+    "head-x": ["-X", "HEAD", "-I", "URL/a"],
+    "ping": ["URL/ping"],
+    # a broken server's connection: GOAWAY (PROTOCOL_ERROR), the next URL on a new one
+    # (the failing one last: curl's exit status is the last transfer's, ours 1 if any)
+    "zero-window": ["URL/zero", "URL/b", "URL/zero"],
+    "even-stream": ["URL/even", "URL/b", "URL/even"],
+    "zero-first": ["-w", "%{exitcode}", "URL/first/zero"],
     "parallel-three": ["--parallel", "--parallel-max", "2", "URL/a", "URL/b", "URL/c"],
 }
 STDIN = {"stdin-pipe": b"x" * 70000}
