@@ -44,7 +44,8 @@ class Recorder:
     connection, in `conns`). Answers each request when its stream ended: /r/CODE?to=X a
     redirect, anything else 200 with a small body; a HEAD without one."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, plain: bool = False) -> None:
+        self.plain = plain  # h2c with prior knowledge: no TLS
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
         self.ctx.set_alpn_protocols(["h2"])
@@ -69,7 +70,7 @@ class Recorder:
 
     def _serve(self, raw: socket.socket, frames: Frames) -> None:
         try:
-            conn = self.ctx.wrap_socket(raw, server_side=True)
+            conn = raw if self.plain else self.ctx.wrap_socket(raw, server_side=True)
         except (OSError, ssl.SSLError):
             raw.close()
             return
@@ -470,3 +471,22 @@ def test_goaway_after_the_answer(rec: tuple[Recorder, Path], tmp_path: Path, hol
     finally:
         rec[0].hold = False
     assert len(ours) == 2 and ours[0][-1] == ("SETTINGS ACKs", 1)
+
+
+def test_h2c_prior_knowledge_frames_as_curl(rec: tuple[Recorder, Path], tmp_path: Path) -> None:
+    """--http2-prior-knowledge on http:// (h2c from the first byte): the same frames, a
+    GET, a POST and -T (one URL at a time: curl 7.88.1's second request on a reused
+    prior-knowledge connection fails, exit 16, docs/http.md)."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    plain = Recorder(pki["server"], pki["key"], plain=True)
+    (tmp_path / "big").write_bytes(bytes(range(256)) * 400)
+    try:
+        for args in (["URL/a"], ["-d", "a=1", "URL/p"], ["-T", "big", "URL/up"]):
+            url = f"http://127.0.0.1:{plain.port}"
+            argv = ["--http2-prior-knowledge", *[a.replace("URL", url) for a in args]]
+            curl = _run("curl", (plain, rec[1]), *argv, cwd=tmp_path)
+            ours = _run("ours", (plain, rec[1]), *argv, cwd=tmp_path)
+            assert ours == curl, _diff(curl[1], ours[1])
+    finally:
+        plain.sock.close()
