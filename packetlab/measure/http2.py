@@ -48,6 +48,9 @@ def paced_window(rate: int) -> int:
     return max(PACED_WINDOW[0], min(PACED_WINDOW[1], rate // 2))
 
 
+# A DATA frame's most: nghttp2's (NGHTTP2_DATA_PAYLOADLEN; curl sets no callback to go
+# past it), whatever SETTINGS_MAX_FRAME_SIZE the server announced.
+FRAME = 16384
 SLACK = 64 << 10  # non-body bytes beyond the header cap: frame headers and control frames
 # Headers HTTP/2 forbids (RFC 9113 8.2.2): dropped from the request as curl drops them.
 _CONNECTION = frozenset(
@@ -97,6 +100,14 @@ def render(status: int, headers: list[tuple[str, str]]) -> bytes:
     return ("".join(lines) + "\r\n").encode("latin-1", "replace")
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's, but a GOAWAY does not throw away the frames owed before it: the ACK of a
+    SETTINGS that came in the same read (nghttp2, curl's, sends it; h2 dropped it)."""
+
+    def clear_outbound_data_buffer(self) -> None:
+        pass
+
+
 class _CurlSettings(h2.settings.Settings):
     """Our settings; the SETTINGS frame (and an Upgrade's HTTP2-Settings) lists curl
     7.88's three, in its order: MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 32 MiB,
@@ -117,7 +128,9 @@ class _Stream:
     """A request's stream: its body still to frame, and what came for it not yet taken."""
 
     body: Iterator[bytes] | None = None
+    length: int | None = None  # the body's bytes when known (its Content-Length)
     pending: bytes = b""  # body bytes the server's windows have not taken yet
+    eof: bool = False  # the body has no more chunks (its END_STREAM may not be sent yet)
     uploaded: int = 0  # body bytes framed (curl's size_upload)
     unacked: int = 0  # --limit-rate: flow-controlled bytes received, not yet granted
     events: list[tuple[int | None, Event | H2Error]] = field(default_factory=list)
@@ -137,8 +150,12 @@ class H2Framing:
         # of it, opened again only as its exchange takes the body in (`grant`)
         self.rate, self.paced = rate, rate > 0
         window = paced_window(rate) if rate else WINDOW
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.h2 = h2.connection.H2Connection(config=config)
+        # not h2's normalising: it strips a value's trailing whitespace, curl sends it (we
+        # lower-case the names and drop the connection fields ourselves, as curl)
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding=None, normalize_outbound_headers=False
+        )
+        self.h2 = _Connection(config=config)
         self.h2.local_settings = _CurlSettings(
             client=True,
             initial_values={
@@ -151,6 +168,8 @@ class H2Framing:
         self.started = False
         self.stream_id = 0
         self.terminated: str | None = None  # the GOAWAY that ended it (not reusable)
+        self.broken: H2Error | None = None  # the server broke the protocol (not reusable)
+        self.partial = b""  # a frame's first bytes (`receive` gives h2 whole frames)
         self.streams: dict[int, _Stream] = {}
         self.overhead = 0
         self.controls = 0
@@ -180,14 +199,18 @@ class H2Framing:
         return self.data_to_send()
 
     def request(
-        self, method: str, scheme: str, authority: str, target: str,
+        self, method: str, scheme: str, authority: str | None, target: str,
         headers: list[tuple[str, str]], body: Iterator[bytes] | None,
+        length: int | None = None,
     ) -> bytes:  # fmt: skip
         """The request's frames (the connection preface first on a new connection) on a
         new stream (`stream_id`): `headers` as for HTTP/1.1 (a Host header becomes
+        :authority, as curl's; `authority` None, the Host removed with `-H 'Host:'`: no
         :authority, as curl's). `body`'s chunks are taken as DATA frames by `pump` when
         the server's windows let them go (`pump` is called here for the first ones; not
-        under --limit-rate: the caller paces each stream's, the first chunk too)."""
+        under --limit-rate: the caller paces each stream's, the first chunk too).
+        `length`: the body's size when known (its Content-Length): its last DATA frame
+        then carries END_STREAM, as curl's."""
         preface = self.preface()
         fields: list[tuple[str, str]] = []
         for k, v in headers:
@@ -196,9 +219,12 @@ class H2Framing:
                 authority = v
             elif name not in _CONNECTION and not (name == "te" and v.lower() != "trailers"):
                 fields.append((name, v))
-        pseudo = [(":method", method), (":path", target), (":scheme", scheme),
-                  (":authority", authority)]  # fmt: skip
+        pseudo = [(":method", method), (":path", target), (":scheme", scheme)]
+        if authority is not None:
+            pseudo.append((":authority", authority))
         sid = self.h2.get_next_available_stream_id()
+        # h2 wants an :authority or a Host; curl sends neither when the Host is removed
+        self.h2.config.validate_outbound_headers = authority is not None
         try:
             self.h2.send_headers(
                 sid,
@@ -209,10 +235,12 @@ class H2Framing:
             )
         except h2.exceptions.H2Error as e:
             raise H2Error(f"bad request: {e}") from None
+        finally:
+            self.h2.config.validate_outbound_headers = True
         self.stream_id = sid
         if not self.streams:
             self._new_exchange()
-        self.streams[sid] = _Stream(body)
+        self.streams[sid] = _Stream(body, length)
         if not self.paced:
             self.pump()
         return preface + self.data_to_send()
@@ -224,33 +252,49 @@ class H2Framing:
         """DATA frames of the request bodies (`only`: that stream's), as far as the
         streams' and the connection's windows allow and at most about `limit` bytes (the
         rest for the next call, after the server's WINDOW_UPDATE or the caller's pacing);
-        the bytes framed. A body's end sends END_STREAM (an empty DATA frame when it ends
-        on a chunk boundary); an empty chunk from a body (its pipe has nothing yet) ends
-        its turn."""
+        the bytes framed. A body of a known length ends with END_STREAM on its last DATA
+        frame (curl 7.88: nghttp2's EOF flag once its upload_left is 0); one of an
+        unknown length (a pipe) with an empty DATA frame carrying it, as curl's. An empty
+        chunk from a body (its pipe has nothing yet) ends its turn."""
         framed = 0
         for sid, st in list(self.streams.items()):
             if only is not None and sid != only:
                 continue
             while st.body is not None and framed < limit:
-                if not st.pending:
-                    try:
-                        st.pending = next(st.body)
-                    except StopIteration:
+                room = min(self.h2.local_flow_control_window(sid), FRAME)
+                self._fill(st, max(room, 1))
+                if st.pending and room > 0:
+                    piece, st.pending = st.pending[:room], st.pending[room:]
+                    # a known length: END_STREAM on the last bytes' frame (curl's)
+                    end = st.eof and not st.pending and st.length is not None
+                    self.h2.send_data(sid, piece, end_stream=end)
+                    st.uploaded += len(piece)
+                    framed += len(piece)
+                    if end:
                         st.body = None
-                        self.h2.end_stream(sid)
-                        break
-                    if not st.pending:  # a pipe with nothing yet: pumped again when it has
-                        break
                     continue
-                room = min(self.h2.local_flow_control_window(sid),
-                           self.h2.max_outbound_frame_size)  # fmt: skip
-                if room <= 0:
-                    break
-                piece, st.pending = st.pending[:room], st.pending[room:]
-                self.h2.send_data(sid, piece)
-                st.uploaded += len(piece)
-                framed += len(piece)
+                if st.eof and not st.pending:  # (a pipe's end: an empty frame, as curl's)
+                    self.h2.end_stream(sid)
+                    st.body = None
+                break  # no window, or a pipe with nothing yet: pumped again when it has
         return framed
+
+    @staticmethod
+    def _fill(st: _Stream, want: int) -> None:
+        """The body's chunks taken into `pending` until it holds `want` bytes (a frame's
+        worth: curl fills each DATA frame from its upload buffer, not a frame a chunk),
+        the body ended (`eof`) or its pipe has nothing yet. UploadError from the body's
+        reads (a file that changed size) goes up."""
+        assert st.body is not None
+        while not st.eof and len(st.pending) < want:
+            try:
+                chunk = next(st.body)
+            except StopIteration:
+                st.eof = True
+                return
+            if not chunk:
+                return
+            st.pending += chunk
 
     def uploading(self) -> list[int]:
         """The streams with a request body still to frame (or its END_STREAM)."""
@@ -265,22 +309,27 @@ class H2Framing:
 
     def receive(self, data: bytes, when: int | None = None) -> int:
         """Take in `data` (the server's bytes, received at `when`): each open stream's
-        events queued for `take`; how many. H2Error on a broken protocol or a flood (the
-        connection's end); a stream's reset, or a GOAWAY before it, is that stream's
-        error (raised by its `take`). The answers it wants (ACKs, window updates) are in
-        `data_to_send()` after it."""
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
-            why = str(e) or type(e).__name__
-            if isinstance(e, h2.exceptions.FlowControlError):
-                why = f"flow control: {why}"
-            raise H2Error(f"HTTP/2: bad framing from {self.server}: {why}") from None
-        except Exception as e:  # hpack's header list limit and decoding errors
-            raise H2Error(f"HTTP/2: bad header block from {self.server}: {e}") from None
+        events queued for `take`; how many. H2Error on a flood (the connection's end); a
+        stream's reset, or a GOAWAY before it, is that stream's error (raised by its
+        `take`), and so is a broken protocol (the connection's end, `broken`) after what
+        the frames before it brought: a response complete before it is not lost (curl's
+        is not). The answers it wants (ACKs, window updates, the GOAWAY of a broken
+        protocol) are in `data_to_send()` after it."""
+        if self.broken is not None:  # (h2 is closed: what comes after is not read)
+            return 0
+        frames, broken = self._frames(data)
         self.overhead += len(data)
         queued = 0
+        events: list[h2.events.Event | H2Error] = [*frames]
+        if broken is not None:
+            self.broken = broken
+            events.append(broken)
         for ev in events:
+            if isinstance(ev, H2Error):  # every stream's end, after what came before
+                for each in self.streams.values():
+                    each.events.append((when, ev))
+                    queued += 1
+                continue
             for sid, out in self._event(ev):
                 st = self.streams.get(sid)
                 if st is not None:
@@ -294,6 +343,33 @@ class H2Framing:
                 56,
             )
         return queued
+
+    def _frames(self, data: bytes) -> tuple[list[h2.events.Event], H2Error | None]:
+        """h2's events for `data`, given to it a frame at a time (h2 drops the events of
+        a read's earlier frames when a later one breaks the protocol); the error, if one
+        did. A frame not complete waits in `partial` (at most a frame: one longer than
+        h2 takes is given at once, refused by its header)."""
+        events: list[h2.events.Event] = []
+        buf = self.partial + data
+        self.partial = b""
+        try:
+            while len(buf) >= 9:
+                n = 9 + int.from_bytes(buf[:3], "big")
+                if n - 9 > self.h2.max_inbound_frame_size:
+                    n = len(buf)
+                elif len(buf) < n:
+                    break
+                frame, buf = buf[:n], buf[n:]
+                events += self.h2.receive_data(frame)
+            self.partial = buf
+        except h2.exceptions.ProtocolError as e:
+            why = str(e) or type(e).__name__
+            if isinstance(e, h2.exceptions.FlowControlError):
+                why = f"flow control: {why}"
+            return events, H2Error(f"HTTP/2: bad framing from {self.server}: {why}")
+        except Exception as e:  # hpack's header list limit and decoding errors
+            return events, H2Error(f"HTTP/2: bad header block from {self.server}: {e}")
+        return events, None
 
     def take(self, sid: int) -> list[tuple[int | None, Event]]:
         """What came for stream `sid` since the last call, with the times given to
@@ -327,12 +403,21 @@ class H2Framing:
             self.h2.acknowledge_received_data(st.unacked, sid)
             st.unacked = 0
 
-    def finish(self, sid: int) -> None:
+    def finish(self, sid: int, answered: bool = False) -> None:
         """Stream `sid`'s exchange is over (done or failed): forgotten (what it did not
-        acknowledge too: the connection's window given back)."""
+        acknowledge too: the connection's window given back). `answered`: its response
+        is complete; a body not all sent then is cut there with RST_STREAM
+        (STREAM_CLOSED), sent with the connection's next frames, as curl 7.88's
+        http2_data_done ("not closed cleanly"); before, the stream stayed open on our
+        side and counted against the server's MAX_CONCURRENT_STREAMS for ever."""
         st = self.streams.pop(sid, None)
         if st is not None and st.unacked:
             self.h2.acknowledge_received_data(st.unacked, sid)
+        if st is not None and st.body is not None and answered:
+            try:
+                self.h2.reset_stream(sid, h2.errors.ErrorCodes.STREAM_CLOSED)
+            except h2.exceptions.H2Error:  # (the server reset it meanwhile)
+                pass
 
     def _event(self, ev: h2.events.Event) -> list[tuple[int, Event | H2Error]]:
         sid = getattr(ev, "stream_id", None) or 0
@@ -375,7 +460,8 @@ class H2Framing:
 
     @property
     def reusable(self) -> bool:
-        return self.terminated is None and self.stream_id < (1 << 31) - 2
+        return (self.terminated is None and self.broken is None
+                and self.stream_id < (1 << 31) - 2)  # fmt: skip
 
     @property
     def room(self) -> bool:

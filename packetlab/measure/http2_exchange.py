@@ -4,6 +4,7 @@ its upload under the flow-control window."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -66,7 +67,7 @@ async def _exchange_h2(
     u = hop.url
     fields = _request_headers(u, data, headers)
     try:
-        _request(u, hop.method, None, headers)  # h11's checks of the method and fields
+        _request(u, hop.method, None, _trimmed(headers))  # h11's checks of the method, fields
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     target = wire_target(u.target) if headers.target is None else headers.target
@@ -76,24 +77,38 @@ async def _exchange_h2(
     ready = _Ready(session.reactor)
     framing = conn.h2
     ready.on_ready = lambda: _h2_kick(conn, framing)  # a pipe's chunk: frame it now
-    frames = conn.h2.request(hop.method, u.scheme, u.authority, path, fields,
-                             None if data is None else data.chunks(ready.notify))  # fmt: skip
+    # :authority is the Host field's (-H 'Host: h' names h; -H 'Host:', none), as curl's
+    authority = next((v for k, v in fields if k.lower() == "host"), None)
+    frames = conn.h2.request(hop.method, u.scheme, authority, path, fields,
+                             None if data is None else data.chunks(ready.notify),
+                             None if data is None else data.length)  # fmt: skip
     sid = conn.h2.stream_id
     if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate
         conn.uploads[sid] = StreamPace(session.reactor, framing.rate)
     if sink.trace is not None:
         auth(sink.trace, headers.own, headers.auth_user)
-        h2_request(sink.trace, hop.method, u.scheme, u.authority, u.target, fields, sid, hop)
+        h2_request(sink.trace, hop.method, u.scheme, authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     if sid in conn.uploads:  # its first chunk now (paced: not framed with the head)
         _h2_kick(conn, framing)
     if sink.trace is not None:  # (curl: the head and body once sent)
-        h2_head(sink.trace, hop.method, u.authority, u.target, fields)
+        h2_head(sink.trace, hop.method, authority, u.target, fields)
         small = None if data is None else data.small()
         if small:  # (a body read as it goes: not told)
             sink.trace(DATA_OUT, small)
             info(sink.trace, "We are completely uploaded and fine")
     return await _h2_response(session, hop, conn, deadline, sink, follows, b"", b"", sid)
+
+
+def _trimmed(fields: _Fields) -> _Fields:
+    """The fields for h11's checks only: their values' trailing blanks cut (h11 refuses
+    them; curl 7.88 sends them over HTTP/2 as given, `-A 'ua  '`, and so do we)."""
+
+    def cut(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(k, v.rstrip(" \t")) for k, v in pairs]
+
+    return replace(fields, own=cut(fields.own), cookie=cut(fields.cookie),
+                   custom=cut(fields.custom))  # fmt: skip
 
 
 async def _h2_response(
@@ -186,7 +201,7 @@ async def _h2_response(
             hop.uploaded = framing.uploaded(sid)
         hop.uploaded = framing.uploaded(sid)
     finally:
-        framing.finish(sid)
+        framing.finish(sid, answered=done)
         conn.uploads.pop(sid, None)
         if not conn.uploads and conn.h2_timer is not None and conn.h2_timer.active():
             conn.h2_timer.cancel()

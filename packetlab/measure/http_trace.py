@@ -147,24 +147,26 @@ def sent_out(trace: Trace | None, request: bytes) -> None:
         trace(DATA_OUT, request[len(head) :])
 
 
-def h2_request(trace: Trace, method: str, scheme: str, authority: str, target: str,
+def h2_request(trace: Trace, method: str, scheme: str, authority: str | None, target: str,
                fields: list[tuple[str, str]], sid: int, handle: object) -> None:  # fmt: skip
     """curl 7.88's lines before an HTTP/2 request is sent (h2h3.c, http2.c): each header
-    as sent (`h2h3 [name: value]`), the stream."""
+    as sent (`h2h3 [name: value]`; `authority` None: no :authority), the stream."""
     rest = [(k.lower(), v) for k, v in fields if k.lower() != "host"]
-    pseudo = [(":method", method), (":path", target), (":scheme", scheme),
-              (":authority", authority)]  # fmt: skip
+    pseudo = [(":method", method), (":path", target), (":scheme", scheme)]
+    if authority is not None:
+        pseudo.append((":authority", authority))
     for k, v in pseudo + rest:
         info(trace, f"h2h3 [{k}: {v}]")
     info(trace, f"Using Stream ID: {sid} (easy handle {pointer(handle)})")
 
 
-def h2_head(trace: Trace, method: str, authority: str, target: str,
+def h2_head(trace: Trace, method: str, authority: str | None, target: str,
             fields: list[tuple[str, str]]) -> None:  # fmt: skip
     """An HTTP/2 request's head as curl 7.88 shows it once sent (`METHOD PATH HTTP/2`,
-    Host, the other fields in lower case as sent)."""
+    Host (none when removed), the other fields in lower case as sent)."""
     rest = [(k.lower(), v) for k, v in fields if k.lower() != "host"]
-    head = f"{method} {target} HTTP/2\r\nHost: {authority}\r\n"
+    head = f"{method} {target} HTTP/2\r\n"
+    head += "" if authority is None else f"Host: {authority}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in rest) + "\r\n"
     trace(HEADER_OUT, head.encode("latin-1", "replace"))
 
