@@ -149,7 +149,10 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
             continue
         if not sep or not name.strip():
             raise RunError(f"--header {item!r}: expected 'NAME: VALUE'")
-        out.append((name.strip(), value.strip()))
+        # the value as given, as curl sends the line (`X:  v  ` keeps its blanks but the
+        # one after the colon, which the field writer puts back); blanks only: removal
+        given = value[1:] if value.startswith(" ") else value
+        out.append((name.strip(), given if given.strip() else ""))
     return out
 
 

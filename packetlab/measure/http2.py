@@ -218,7 +218,7 @@ class H2Framing:
             if name == "host":
                 authority = v
             elif name not in _CONNECTION and not (name == "te" and v.lower() != "trailers"):
-                fields.append((name, v))
+                fields.append((name, v.lstrip(" \t")))  # curl: blanks before a value go
         pseudo = [(":method", method), (":path", target), (":scheme", scheme)]
         if authority is not None:
             pseudo.append((":authority", authority))

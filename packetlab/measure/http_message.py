@@ -414,7 +414,16 @@ def _request(
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
     sent = [(field_bytes(k), field_bytes(v)) for k, v in headers]  # (h11 takes str as ASCII)
-    out = h.send(h11.Request(method=method, target=target, headers=sent))
+    # h11 refuses a value with blanks at its ends, which curl sends as given (-A 'ua  '):
+    # h11 writes the trimmed one, each line is then put back as given
+    trimmed = [(k, v.strip(b" \t")) for k, v in sent]
+    out = h.send(h11.Request(method=method, target=target, headers=trimmed))
+    if trimmed != sent:
+        head, sep, rest = out.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        if len(lines) == len(sent) + 1:  # the request line, then each field in order
+            lines[1:] = [k + b": " + v for k, v in sent]
+            out = b"\r\n".join(lines) + sep + rest
     if target != wire:  # the query's bytes above 127 as they are, as curl's
         line, sep, rest = out.partition(b"\r\n")
         out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest
