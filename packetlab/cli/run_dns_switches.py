@@ -193,7 +193,8 @@ def query_bits(o: argparse.Namespace) -> Any:
                      keepalive=v["keepalive"], padding=v["padding"],
                      ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
                      qid=v["qid"], ednsneg=v["ednsneg"],
-                     besteffort=v["besteffort"])  # fmt: skip
+                     besteffort=v["besteffort"],
+                     udpsize=getattr(o, "bufsize", None) is not None)  # fmt: skip
 
 
 def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:

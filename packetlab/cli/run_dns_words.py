@@ -482,6 +482,10 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             at: argparse.Namespace = scope() if names and key not in GLOBAL_SWITCHES else args
             if key == "+edns" and not eq:
                 at.edns = 0
+            elif key == "+bufsize" and not eq:  # dig 9.18: its default, given (an OPT)
+                from packetlab.measure.dnsresult import EDNS_PAYLOAD
+
+                at.bufsize = EDNS_PAYLOAD
             elif key == "+split" and eq:
                 args.split = _split_value(word, value, args)
             elif key == "+cookie" and eq:
@@ -556,7 +560,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 n += key == "+retry"
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
                     n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
-                setattr(at, DIG_VALUES[key], n)
+                # dig 9.18 keeps the size in an int16_t: 32768..65535 read back negative,
+                # dig's "not given" (its default offered, no OPT after +noedns; dig24)
+                setattr(at, DIG_VALUES[key], None if key == "+bufsize" and n >= 0x8000 else n)
             elif _display(args, key, at):
                 pass
             else:

@@ -66,10 +66,12 @@ class QueryBits:
     qid: int | None = None  # +qid=N: the message ID (default: random)
     ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
     besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
+    udpsize: bool = False  # +bufsize[=N] given (N < 32768): dig 9.18 then always has an OPT
 
     def with_edns(self) -> bool:
-        """Whether these ask for an OPT record (dig: +subnet does even after +noedns)."""
-        return self.subnet is not None
+        """Whether these ask for an OPT record (dig: +subnet and +bufsize do even with
+        +noedns, before or after it)."""
+        return self.subnet is not None or self.udpsize
 
 
 DIG_QUERY = QueryBits()
