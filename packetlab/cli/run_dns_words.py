@@ -281,6 +281,19 @@ class NameScope(BatchLine):
     its global switches excepted)."""
 
 
+def _reverse_name(text: str) -> str:
+    """dig -x ADDR's name: any IPv6 address in ip6.arpa, nibble by nibble, an IPv4-mapped
+    one too (dnspython's from_address turns ::ffff:A.B.C.D into in-addr.arpa; dig 9.18
+    does not: session 24, dig24); ValueError or DNSException for no address."""
+    import dns.ipv6
+    import dns.reversename
+
+    if ":" not in text:
+        return dns.reversename.from_address(text).to_text()
+    nibbles = dns.ipv6.inet_aton(text).hex()
+    return ".".join(reversed(nibbles)) + ".ip6.arpa."
+
+
 def _base_of(ns: argparse.Namespace) -> argparse.Namespace:
     """The namespace a NameScope falls back to (itself for any other)."""
     while isinstance(ns, NameScope):
@@ -456,7 +469,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             loose = loose and word.flag == "-q"
             if word.flag == "-x":
                 try:
-                    new_name(dns.reversename.from_address(word.value).to_text())
+                    new_name(_reverse_name(word.value))
                 except (ValueError, dns.exception.DNSException):  # as dig: its words reversed
                     new_name(".".join(reversed(word.value.split("."))) + ".in-addr.arpa.")
                 scope().reverse = True

@@ -155,3 +155,14 @@ def test_bufsize_without_a_number_is_digs_default(servers: tuple[Recorder, Recor
     compare(servers, "+bufsize", "a.test")
     sent = compare(servers, "+qr", "+bufsize=1000", "+bufsize", "a.test")
     assert b"\x00\x00\x29\x04\xd0" in sent[0][1]  # udp 1232, the OPT's first bytes
+
+
+def test_reverse_of_an_ipv4_mapped_address_is_ip6_arpa(
+    servers: tuple[Recorder, Recorder],
+) -> None:
+    """dig 9.18 -x ::ffff:192.0.2.1 asks 1.0.2.0.0.0.0.c.f.f.f.f.0...ip6.arpa PTR (ours
+    asked 1.2.0.192.in-addr.arpa: dnspython's from_address maps it to IPv4)."""
+    sent = compare(servers, "-x", "::ffff:192.0.2.1", "+qr", "-x", "192.0.2.1")
+    assert b"\x01c\x01f\x01f\x01f\x01f" in sent[0][1] and b"\x03ip6\x04arpa\x00" in sent[0][1]
+    assert b"\x07in-addr\x04arpa\x00" in sent[1][1]
+    compare(servers, "-x", "::1.2.3.4")
