@@ -24,10 +24,17 @@ class Recorder:
     """UDP and TCP on one loopback port: each query's bytes kept (with how it came)."""
 
     def __init__(self) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.create_server(("127.0.0.1", self.port))
+        for _ in range(50):  # the UDP port's number may be taken over TCP: another one
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.port = self.udp.getsockname()[1]
+            try:
+                self.tcp = socket.create_server(("127.0.0.1", self.port))
+                break
+            except OSError:
+                self.udp.close()
+        else:
+            raise OSError("no port free over both UDP and TCP")
         self.queries: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         for serve in (self._serve_udp, self._serve_tcp):
@@ -166,3 +173,20 @@ def test_reverse_of_an_ipv4_mapped_address_is_ip6_arpa(
     assert b"\x01c\x01f\x01f\x01f\x01f" in sent[0][1] and b"\x03ip6\x04arpa\x00" in sent[0][1]
     assert b"\x07in-addr\x04arpa\x00" in sent[1][1]
     compare(servers, "-x", "::1.2.3.4")
+
+
+def test_subnet_prefixes_as_dig_reads_them(servers: tuple[Recorder, Recorder]) -> None:
+    """dig 9.18's parse_netprefix: a prefix past the family's length is that length
+    (/33 is /32; ours refused it), a short IPv4 address with a prefix gets `.0`s
+    (10/8, 0/0: ours refused them); a prefix that is no number is refused (ours took
+    `192.0.2.1/` as /32)."""
+    want = {"192.0.2.1/33": b"\x00\x01\x20\x00\xc0\x00\x02\x01",
+            "2001:db8::1/200": b"\x00\x02\x80\x00\x20\x01\x0d\xb8" + bytes(11) + b"\x01",
+            "10.1/16": b"\x00\x01\x10\x00\x0a\x01", "0/0": b"\x00\x01\x00\x00",
+            "0/24": b"\x00\x01\x18\x00\x00\x00\x00"}  # fmt: skip
+    for value, data in want.items():
+        sent = compare(servers, f"+subnet={value}", "a.test")
+        assert b"\x00\x08" + len(data).to_bytes(2, "big") + data in sent[0][1], value
+    got = ours("@127.0.0.1", "-p", "1", "+subnet=192.0.2.1/", "a.test")
+    assert got.returncode == 2 and got.stderr.count("\n") == 1, got.stderr
+    assert "invalid prefix length in '192.0.2.1/': not a valid number" in got.stderr
