@@ -174,13 +174,18 @@ def _split_value(word: str, value: str, args: argparse.Namespace | None = None) 
     return n
 
 
-def _cookie_value(word: str, value: str) -> bytes:
+def _cookie_value(word: str, value: str) -> bytes | bool:
+    """+cookie=HEX as dig 9.18 sends it: 1 to 40 bytes as given (it checks no length
+    but the COOKIE buffer's; ours refused all but 8 and 16..40 until session 24, dig24);
+    `+cookie=` is +cookie, a random one."""
+    if not value:
+        return True
     try:
         raw = bytes.fromhex(value)
     except ValueError:
         raise RunError(f"{word}: expected hex digits (a client cookie of 8 bytes)") from None
-    if not (len(raw) == 8 or 16 <= len(raw) <= 40):
-        raise RunError(f"{word}: a cookie is 8 bytes, or 16 to 40 with the server's")
+    if len(raw) > 40:
+        raise dig_error(f"{word}: COOKIE data too large (at most 40 bytes)", 10)
     return raw
 
 
@@ -485,6 +490,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             (own_servers[-1] if names else servers).append(word[1:])
         elif word.startswith("+"):
             typed, eq, value = word.partition("=")
+            eq = eq if value else ""  # as dig 9.18 (strtok): `+bufsize=` is `+bufsize`
             key = switches.full_word(typed, WORDS)  # dig's abbreviations: +ans, +tim=3
             if key.removeprefix("+").removeprefix("no") in switches.DEPRECATED:
                 sys.stdout.flush()  # dig's warning has no line end
@@ -499,6 +505,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 from packetlab.measure.dnsresult import EDNS_PAYLOAD
 
                 at.bufsize = EDNS_PAYLOAD
+            elif key == "+split" and not eq:
+                pass  # dig 9.18: +split (or +split=) with no width changes nothing
             elif key == "+split" and eq:
                 args.split = _split_value(word, value, args)
             elif key == "+cookie" and eq:

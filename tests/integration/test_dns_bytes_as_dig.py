@@ -190,3 +190,25 @@ def test_subnet_prefixes_as_dig_reads_them(servers: tuple[Recorder, Recorder]) -
     got = ours("@127.0.0.1", "-p", "1", "+subnet=192.0.2.1/", "a.test")
     assert got.returncode == 2 and got.stderr.count("\n") == 1, got.stderr
     assert "invalid prefix length in '192.0.2.1/': not a valid number" in got.stderr
+
+
+def test_a_cookie_given_of_any_length_to_40_as_dig(servers: tuple[Recorder, Recorder]) -> None:
+    """dig 9.18 sends +cookie=HEX as given, 1 to 40 bytes (ours refused all but 8 and
+    16..40), and `+cookie=` is +cookie (a random one; ours refused it)."""
+    for n in (1, 4, 10, 40):
+        cookie = bytes(range(1, n + 1))
+        sent = compare(servers, f"+cookie={cookie.hex()}", "a.test")
+        assert b"\x00\x0a" + n.to_bytes(2, "big") + cookie in sent[0][1], n
+    sent = compare(servers, "+qr", "+cookie=", "a.test")  # (the banner: see docs/dns.md)
+    assert b"\x00\x0a\x00\x08" in sent[0][1]
+    got = ours("@127.0.0.1", "-p", "1", "+cookie=" + "00" * 41, "a.test")
+    assert got.returncode == 2 and "COOKIE data too large" in got.stderr, got.stderr
+
+
+def test_a_word_with_an_empty_value_as_dig(servers: tuple[Recorder, Recorder]) -> None:
+    """dig 9.18 reads `+WORD=` as `+WORD` (its strtok finds no value): `+bufsize=` is
+    its default, `+split=` and `+split` change nothing (ours refused the three), and its
+    banner shows the word cut at the `=` (`+ednsopt=CODE:` at the `:`)."""
+    for words in (["+bufsize="], ["+split="], ["+split"], ["+split=8", "+split"],
+                  ["+ednsopt=65001:"], ["+nsid="]):  # fmt: skip
+        compare(servers, *words, "a.test")
