@@ -412,7 +412,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     servers: list[str] = []  # the @SERVERs before any name: every query's, in order
     types: list[str] = list(args.types or [])  # before any name: every name's
     qclass: str | None = args.qclass
-    loose = True  # a type or class word is one (dig: until the first -t, -c or -x)
+    loose = True  # a type or class word is one (dig 9.18: until the first -t or -c)
 
     def scope() -> NameScope:
         mine = scopes[-1]
@@ -470,8 +470,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
 
     for word in words:
         if isinstance(word, Dash):
-            # as dig: from here on, a type or class word is a name (not after -q)
-            loose = loose and word.flag == "-q"
+            # as dig: from here on, a type or class word is a name (not after -q or -x:
+            # `-x 192.0.2.1 MX` asks MX of the reverse name; session 24, dig24)
+            loose = loose and word.flag in ("-q", "-x")
             if word.flag == "-x":
                 try:
                     new_name(_reverse_name(word.value))

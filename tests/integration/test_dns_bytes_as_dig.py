@@ -212,3 +212,12 @@ def test_a_word_with_an_empty_value_as_dig(servers: tuple[Recorder, Recorder]) -
     for words in (["+bufsize="], ["+split="], ["+split"], ["+split=8", "+split"],
                   ["+ednsopt=65001:"], ["+nsid="]):  # fmt: skip
         compare(servers, *words, "a.test")
+
+
+def test_a_type_word_after_dash_x_is_a_type(servers: tuple[Recorder, Recorder]) -> None:
+    """dig 9.18: after -t or -c a type or class word is a name, after -x not: `-x
+    192.0.2.1 MX` asks MX of 1.2.0.192.in-addr.arpa (ours asked PTR, then `MX.` A)."""
+    sent = compare(servers, "-x", "192.0.2.1", "MX", "b.test")
+    assert len(sent) == 2 and b"\x04arpa\x00\x00\x0f\x00\x01" in sent[0][1]  # MX IN
+    compare(servers, "-x", "192.0.2.1", "CH")
+    compare(servers, "-c", "CH", "a.test", "MX")  # (-c: MX is a name, as before)
