@@ -99,8 +99,13 @@ class DigText:
         from packetlab import __version__
 
         # dig: each word after a space (none: the line ends with `<<>>`)
-        given = words if words is not None else getattr(self.args, "cmdline", None) or []
-        text = "".join(f" {_echoed(w)}" for w in given)
+        # (a batch line's words as written: dig copies the line before it reads it)
+        given = (
+            words
+            if words is not None
+            else [_echoed(w) for w in getattr(self.args, "cmdline", None) or []]
+        )
+        text = "".join(f" {w}" for w in given)
         if not first:
             return [f"; <<>> pktlab {__version__} <<>>{text}"]
         lines = ["", f"; <<>> pktlab {__version__} <<>>{text}"]

@@ -15,6 +15,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from test_dns_dig import dig, normal, ours, pytestmark  # noqa: F401
@@ -221,3 +222,15 @@ def test_a_type_word_after_dash_x_is_a_type(servers: tuple[Recorder, Recorder]) 
     assert len(sent) == 2 and b"\x04arpa\x00\x00\x0f\x00\x01" in sent[0][1]  # MX IN
     compare(servers, "-x", "192.0.2.1", "CH")
     compare(servers, "-c", "CH", "a.test", "MX")  # (-c: MX is a name, as before)
+
+
+def test_batch_lines_as_dig(servers: tuple[Recorder, Recorder], tmp_path: Path) -> None:
+    """The fixes above on -f lines too; a line's banner shows its words as written
+    (`+bufsize=` kept: dig copies the line before it reads it)."""
+    batch = tmp_path / "batch"
+    lines = ["a.test +bufsize=40000", "b.test +noedns +bufsize=100", "-x ::ffff:10.0.0.1",
+             "c.test +subnet=10/8", "d.test +cookie=0102", "-x 192.0.2.1 MX",
+             "e.test +bufsize="]  # fmt: skip
+    batch.write_text("".join(f"{line}\n" for line in lines))
+    for words in ([], ["+bufsize=1000"], ["+noedns"]):
+        assert len(compare(servers, *words, "-f", str(batch))) == 7
