@@ -701,8 +701,8 @@ _NAME_ERRORS = {"EmptyLabel": "empty label", "LabelTooLong": "label too long",
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):
-# dig asks them; we ask TYPEnnn (the question line shows TYPEnnn but for KEYDATA, which
-# dig shows so too)
+# dig asks them; we ask TYPEnnn (the question line names them as dig 9.18 does,
+# run_dns_text.BIND_TYPE_NAMES, since session 24; KEYDATA dig shows TYPE65533 there)
 BIND_ONLY_TYPES = {"EID": 31, "NIMLOC": 32, "ATMA": 34, "SINK": 40, "RKEY": 57, "TALINK": 58,
                    "UINFO": 100, "UID": 101, "GID": 102, "DOA": 259, "KEYDATA": 65533}  # fmt: skip
 # dnspython's that BIND's are not: dig ignores them with its warning (IXFR: only as

@@ -234,3 +234,15 @@ def test_batch_lines_as_dig(servers: tuple[Recorder, Recorder], tmp_path: Path) 
     batch.write_text("".join(f"{line}\n" for line in lines))
     for words in ([], ["+bufsize=1000"], ["+noedns"]):
         assert len(compare(servers, *words, "-f", str(batch))) == 7
+
+
+def test_types_only_bind_names_in_the_question_as_dig(
+    servers: tuple[Recorder, Recorder],
+) -> None:
+    """The same bytes (TYPEnnn), and dig 9.18's question line names UINFO, RKEY, DOA,
+    ... (ours wrote TYPE100, TYPE57, TYPE259: dnspython's words); +yaml's too."""
+    for qtype in ("UINFO", "RKEY", "DOA", "type31", "KEYDATA"):
+        compare(servers, "-t", qtype, "a.test")
+    compare(servers, "+qr", "-t", "DOA", "a.test")
+    got = ours("@127.0.0.1", "-p", str(servers[0].port), "+yaml", "-t", "DOA", "a.test")
+    assert "        - 'a.test. IN DOA'\n" in got.stdout, got.stdout
