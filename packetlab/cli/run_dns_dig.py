@@ -99,8 +99,13 @@ class DigText:
         from packetlab import __version__
 
         # dig: each word after a space (none: the line ends with `<<>>`)
-        text = "".join(f" {w}" for w in (words if words is not None else
-                                           getattr(self.args, "cmdline", None) or []))  # fmt: skip
+        # (a batch line's words as written: dig copies the line before it reads it)
+        given = (
+            words
+            if words is not None
+            else [_echoed(w) for w in getattr(self.args, "cmdline", None) or []]
+        )
+        text = "".join(f" {w}" for w in given)
         if not first:
             return [f"; <<>> pktlab {__version__} <<>>{text}"]
         lines = ["", f"; <<>> pktlab {__version__} <<>>{text}"]
@@ -448,3 +453,17 @@ class DigText:
 
         lines = self.message(query_record(bytes.fromhex(r["query"])))
         return lines[:1] and [";; Sending:", *lines[1:]] if self.show["comments"] else lines
+
+
+def _echoed(word: str) -> str:
+    """A word as dig 9.18's banner shows it: its parser cut `+WORD=` with no value at the
+    `=` in place (`+cookie=` is shown `+cookie`), and `+ednsopt=CODE:` with no data at
+    the `:` (session 24, dig24)."""
+    if not word.startswith("+"):
+        return word
+    if word.endswith("="):
+        return word[:-1]
+    key, eq, value = word.partition("=")
+    if eq and value.endswith(":") and value.count(":") == 1 and "ednsopt".startswith(key[1:]):
+        return word[:-1]
+    return word

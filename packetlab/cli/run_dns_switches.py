@@ -128,8 +128,8 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
     elif key == "+subnet":
         try:
             at.subnet = subnet_option(value)
-        except ValueError:
-            raise RunError(f"{word}: invalid address {value!r} (ADDR[/PREFIX], or 0)") from None
+        except ValueError as e:  # dig's words: invalid address, invalid prefix length
+            raise RunError(f"{word}: {e} (ADDR[/PREFIX], or 0)") from None
     else:
         if not (value.isascii() and value.isdigit()) or int(value) > PADDING_MAX:
             raise bad_number(word, "padding", value)
@@ -193,7 +193,8 @@ def query_bits(o: argparse.Namespace) -> Any:
                      keepalive=v["keepalive"], padding=v["padding"],
                      ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
                      qid=v["qid"], ednsneg=v["ednsneg"],
-                     besteffort=v["besteffort"])  # fmt: skip
+                     besteffort=v["besteffort"],
+                     udpsize=getattr(o, "bufsize", None) is not None)  # fmt: skip
 
 
 def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:

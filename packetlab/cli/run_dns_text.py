@@ -117,9 +117,17 @@ def rr_line(a: Record, style: Style = PLAIN) -> str:
     return out
 
 
+# BIND 9.18's mnemonics for types dnspython 2 writes TYPEnnn (dig's question line names
+# them; KEYDATA it writes TYPE65533 there too): session 24, dig24
+BIND_TYPE_NAMES = {"TYPE31": "EID", "TYPE32": "NIMLOC", "TYPE34": "ATMA", "TYPE40": "SINK",
+                   "TYPE57": "RKEY", "TYPE58": "TALINK", "TYPE100": "UINFO", "TYPE101": "UID",
+                   "TYPE102": "GID", "TYPE259": "DOA"}  # fmt: skip
+
+
 def question_line(qname: str, qtype: str, qclass: str = "IN", style: Style = PLAIN) -> str:
     """dig's question line: `;NAME`, then class and type at their columns (the `;` is
-    not counted, as in BIND)."""
+    not counted, as in BIND); a type only BIND names by its name, as dig."""
+    qtype = BIND_TYPE_NAMES.get(qtype.upper(), qtype)
     _, class_column, type_column, _ = style.columns
     qname = idn_names(qname) if style.idnout else qname
     gap, col = _pad(len(qname), class_column)

@@ -174,13 +174,18 @@ def _split_value(word: str, value: str, args: argparse.Namespace | None = None) 
     return n
 
 
-def _cookie_value(word: str, value: str) -> bytes:
+def _cookie_value(word: str, value: str) -> bytes | bool:
+    """+cookie=HEX as dig 9.18 sends it: 1 to 40 bytes as given (it checks no length
+    but the COOKIE buffer's; ours refused all but 8 and 16..40 until session 24, dig24);
+    `+cookie=` is +cookie, a random one."""
+    if not value:
+        return True
     try:
         raw = bytes.fromhex(value)
     except ValueError:
         raise RunError(f"{word}: expected hex digits (a client cookie of 8 bytes)") from None
-    if not (len(raw) == 8 or 16 <= len(raw) <= 40):
-        raise RunError(f"{word}: a cookie is 8 bytes, or 16 to 40 with the server's")
+    if len(raw) > 40:
+        raise dig_error(f"{word}: COOKIE data too large (at most 40 bytes)", 10)
     return raw
 
 
@@ -279,6 +284,19 @@ class BatchLine(argparse.Namespace):
 class NameScope(BatchLine):
     """The options written after a name on the line (dig: they are that name's query's;
     its global switches excepted)."""
+
+
+def _reverse_name(text: str) -> str:
+    """dig -x ADDR's name: any IPv6 address in ip6.arpa, nibble by nibble, an IPv4-mapped
+    one too (dnspython's from_address turns ::ffff:A.B.C.D into in-addr.arpa; dig 9.18
+    does not: session 24, dig24); ValueError or DNSException for no address."""
+    import dns.ipv6
+    import dns.reversename
+
+    if ":" not in text:
+        return dns.reversename.from_address(text).to_text()
+    nibbles = dns.ipv6.inet_aton(text).hex()
+    return ".".join(reversed(nibbles)) + ".ip6.arpa."
 
 
 def _base_of(ns: argparse.Namespace) -> argparse.Namespace:
@@ -394,7 +412,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
     servers: list[str] = []  # the @SERVERs before any name: every query's, in order
     types: list[str] = list(args.types or [])  # before any name: every name's
     qclass: str | None = args.qclass
-    loose = True  # a type or class word is one (dig: until the first -t, -c or -x)
+    loose = True  # a type or class word is one (dig 9.18: until the first -t or -c)
 
     def scope() -> NameScope:
         mine = scopes[-1]
@@ -452,11 +470,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
 
     for word in words:
         if isinstance(word, Dash):
-            # as dig: from here on, a type or class word is a name (not after -q)
-            loose = loose and word.flag == "-q"
+            # as dig: from here on, a type or class word is a name (not after -q or -x:
+            # `-x 192.0.2.1 MX` asks MX of the reverse name; session 24, dig24)
+            loose = loose and word.flag in ("-q", "-x")
             if word.flag == "-x":
                 try:
-                    new_name(dns.reversename.from_address(word.value).to_text())
+                    new_name(_reverse_name(word.value))
                 except (ValueError, dns.exception.DNSException):  # as dig: its words reversed
                     new_name(".".join(reversed(word.value.split("."))) + ".in-addr.arpa.")
                 scope().reverse = True
@@ -472,6 +491,7 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             (own_servers[-1] if names else servers).append(word[1:])
         elif word.startswith("+"):
             typed, eq, value = word.partition("=")
+            eq = eq if value else ""  # as dig 9.18 (strtok): `+bufsize=` is `+bufsize`
             key = switches.full_word(typed, WORDS)  # dig's abbreviations: +ans, +tim=3
             if key.removeprefix("+").removeprefix("no") in switches.DEPRECATED:
                 sys.stdout.flush()  # dig's warning has no line end
@@ -482,6 +502,12 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
             at: argparse.Namespace = scope() if names and key not in GLOBAL_SWITCHES else args
             if key == "+edns" and not eq:
                 at.edns = 0
+            elif key == "+bufsize" and not eq:  # dig 9.18: its default, given (an OPT)
+                from packetlab.measure.dnsresult import EDNS_PAYLOAD
+
+                at.bufsize = EDNS_PAYLOAD
+            elif key == "+split" and not eq:
+                pass  # dig 9.18: +split (or +split=) with no width changes nothing
             elif key == "+split" and eq:
                 args.split = _split_value(word, value, args)
             elif key == "+cookie" and eq:
@@ -556,7 +582,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 n += key == "+retry"
                 if n == 0 and key in ("+time", "+timeout", "+tries"):
                     n = 1  # dig 9.18: +time=0 and +tries=0 are 1, silently
-                setattr(at, DIG_VALUES[key], n)
+                # dig 9.18 keeps the size in an int16_t: 32768..65535 read back negative,
+                # dig's "not given" (its default offered, no OPT after +noedns; dig24)
+                setattr(at, DIG_VALUES[key], None if key == "+bufsize" and n >= 0x8000 else n)
             elif _display(args, key, at):
                 pass
             else:
@@ -673,8 +701,8 @@ _NAME_ERRORS = {"EmptyLabel": "empty label", "LabelTooLong": "label too long",
 
 
 # BIND 9.18's type mnemonics that dnspython 2 does not know (dns_rdatatype_fromtext):
-# dig asks them; we ask TYPEnnn (the question line shows TYPEnnn but for KEYDATA, which
-# dig shows so too)
+# dig asks them; we ask TYPEnnn (the question line names them as dig 9.18 does,
+# run_dns_text.BIND_TYPE_NAMES, since session 24; KEYDATA dig shows TYPE65533 there)
 BIND_ONLY_TYPES = {"EID": 31, "NIMLOC": 32, "ATMA": 34, "SINK": 40, "RKEY": 57, "TALINK": 58,
                    "UINFO": 100, "UID": 101, "GID": 102, "DOA": 259, "KEYDATA": 65533}  # fmt: skip
 # dnspython's that BIND's are not: dig ignores them with its warning (IXFR: only as

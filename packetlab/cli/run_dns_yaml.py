@@ -90,7 +90,10 @@ def message(
     if show["comments"] and r.get("edns") is not None:
         lines += ["      OPT_PSEUDOSECTION:", *_opt(opt_lines(r["edns"]))]
     if show["question"] and "qname" in r and (sent or qd):
-        q = f"'{r['qname']} {r.get('qclass', 'IN')} {r['qtype']}'"
+        from packetlab.cli.run_dns_text import BIND_TYPE_NAMES
+
+        qtype = BIND_TYPE_NAMES.get(str(r["qtype"]).upper(), r["qtype"])  # as dig: DOA
+        q = f"'{r['qname']} {r.get('qclass', 'IN')} {qtype}'"
         lines += ["      QUESTION_SECTION:", f"        - {q}"]
     elif show["question"] and sent:  # +header-only's query: the title alone
         lines.append("      QUESTION_SECTION:")

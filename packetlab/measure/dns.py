@@ -154,8 +154,8 @@ async def dns_query(
     learn = cookie is True  # dig's own cookie: a TCP retry sends the server's back
     if cookie is True:
         cookie = random.randbytes(8)
-    elif isinstance(cookie, bytes) and not (len(cookie) == 8 or 16 <= len(cookie) <= 40):
-        raise DnsError(f"a COOKIE is 8 bytes, or 16 to 40 with the server's; got {len(cookie)}")
+    elif isinstance(cookie, bytes) and not 1 <= len(cookie) <= 40:  # dig 9.18 sends any
+        raise DnsError(f"a COOKIE given is 1 to 40 bytes; got {len(cookie)}")
     with_opt = version_of(edns, dnssec) is not None or bits.with_edns()
     sent_cookie = cookie if isinstance(cookie, bytes) and with_opt else None
     try:
@@ -261,8 +261,15 @@ def _refuse_lenient(result: DnsResult) -> None:
 def query_record(wire: bytes) -> dict[str, Any]:
     """A query as sent (`DnsResult.query_wire`) as a record of `DnsResult.to_dict`'s
     shape (`sent` True, `z` the header's Z bit), for dig +qr's `;; Sending:` block: its
-    PADDING option shown empty, as dig prints the query before padding it."""
-    msg = dns.message.from_wire(wire, keyring=False)
+    PADDING option shown empty, as dig prints the query before padding it. A COOKIE of
+    any length (dig's +cookie=HEX: 1..40 bytes) is read as it is: dnspython's
+    CookieOption refuses all but 8 and 16..40 (+qr +cookie=01 was an internal error)."""
+    cookie = dns.edns.OptionType.COOKIE
+    dns.edns.register_type(dns.edns.GenericOption, cookie)
+    try:
+        msg = dns.message.from_wire(wire, keyring=False)
+    finally:
+        dns.edns.register_type(dns.edns.CookieOption, cookie)
     out: dict[str, Any] = {
         "type": "dns", "sent": True, "z": bool(wire[3] & Z_BIT), "rcode": "NOERROR",
         "flags": dns.flags.to_text(msg.flags).split(), "id": msg.id, "size": len(wire),

@@ -66,10 +66,12 @@ class QueryBits:
     qid: int | None = None  # +qid=N: the message ID (default: random)
     ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
     besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
+    udpsize: bool = False  # +bufsize[=N] given (N < 32768): dig 9.18 then always has an OPT
 
     def with_edns(self) -> bool:
-        """Whether these ask for an OPT record (dig: +subnet does even after +noedns)."""
-        return self.subnet is not None
+        """Whether these ask for an OPT record (dig: +subnet and +bufsize do even with
+        +noedns, before or after it)."""
+        return self.subnet is not None or self.udpsize
 
 
 DIG_QUERY = QueryBits()
@@ -78,16 +80,33 @@ DIG_QUERY = QueryBits()
 def subnet_option(text: str) -> bytes:
     """dig's +subnet=ADDR[/PREFIX] as the CLIENT-SUBNET option's data (RFC 7871): family,
     source prefix, scope 0, the address cut to its prefix's bytes, the bits past it
-    cleared; `0` is 0.0.0.0/0. ValueError for one that is no address."""
+    cleared; `0` is 0.0.0.0/0. As dig 9.18's parse_netprefix (session 24, dig24): a
+    prefix past the family's length is that length (/33 is /32, /200 on IPv6 /128), and
+    with a prefix an IPv4 address may be short, `.0`s added (10/8, 10.1/16, 0/0).
+    ValueError, dig's words, for no address or no prefix number."""
     import ipaddress
 
-    addr, _, plen = text.partition("/")
     if text == "0":
         return struct.pack(">HBB", 1, 0, 0)
-    ip = ipaddress.ip_address(addr)
-    bits = ip.max_prefixlen if not plen else int(plen) if plen.isdigit() else -1
-    if not 0 <= bits <= ip.max_prefixlen:
-        raise ValueError(f"bad prefix length {plen!r}")
+    addr, slash, plen = text.partition("/")
+    bits = 0xFFFFFFFF  # dig: no prefix is the family's whole length
+    if slash:
+        if not (plen.isascii() and plen.isdigit()):
+            raise ValueError(f"invalid prefix length in {text!r}: not a valid number")
+        if int(plen) > 0xFFFFFFFF:
+            raise ValueError(f"invalid prefix length in {text!r}: out of range")
+        bits = int(plen)
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    tries = [addr] + ([addr + ".0" * n for n in (1, 2, 3)] if slash else [])
+    for candidate in tries:  # (inet_pton's dotted quad: ipaddress reads that alike)
+        try:
+            ip = ipaddress.ip_address(candidate)
+            break
+        except ValueError:
+            continue
+    if ip is None or "%" in addr:
+        raise ValueError(f"invalid address {text!r}")
+    bits = min(bits, ip.max_prefixlen)
     net = ipaddress.ip_network(f"{ip}/{bits}", strict=False)
     data = net.network_address.packed[: (bits + 7) // 8]
     return struct.pack(">HBB", 1 if ip.version == 4 else 2, bits, 0) + data
