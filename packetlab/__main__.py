@@ -1,11 +1,18 @@
 """`python -m packetlab` and the `pktlab` command (setup.cfg's console script).
 
-`packetlab.cli` is imported here, inside `main`, so that a Ctrl-C during that import
-(the first ~50 ms of a run, before `cli.main` installs its own handling) ends with the
-same one line and status 130 as later, not a KeyboardInterrupt traceback.
+A Ctrl-C from the import of `packetlab` on (the console script's first line of ours)
+ends with one line and status 130 (`packetlab._arm_early_interrupt`; here for `python -m
+packetlab`, whose argv[0] is still "-m" when the package is imported). `packetlab.cli`
+is imported inside `main`, so that a KeyboardInterrupt raised in that import all the
+same (a handler other than Python's default was in place) ends the same way.
 """
 
 import sys
+
+if __name__ == "__main__":
+    import packetlab
+
+    packetlab._arm_early_interrupt(force=True)
 
 
 def main() -> int:
