@@ -29,7 +29,8 @@ in xpmgr.conf, -a is the proxy's setup port (default port 20557) and the manager
 TargetBacklogConn backlog connections there per snikey.
 
 Each endpoint's outcome is one JSON line (hostid, address, status, exit code, linfo,
-output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl). The
+output) in ResultsPath (xpmgr.conf) or --results (default ./xpmgr-results.jsonl); with -s
+the singleton's own line (its output, status and the endpoints handed to it) ends it. The
 counts (seen/running/done/failed) go to stderr: on a terminal one line redrawn in place
 (after a second), elsewhere a line per change; the final counts end the run. The first
 SIGINT wraps up (stop accepting, wait for running mlets), the second SIGTERMs the running
@@ -56,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", dest="hostid", metavar="HOSTID",
                         help="publish hostid=HOSTID (a glob the broker matches)")  # fmt: skip
     parser.add_argument("--results", metavar="FILE",
-                        help="per-endpoint JSON lines (default ResultsPath, else "
-                        "./xpmgr-results.jsonl; '-' for stdout)")  # fmt: skip
+                        help="per-endpoint JSON lines, with -s the singleton's line "
+                        "last (default ResultsPath, else ./xpmgr-results.jsonl; '-' for "
+                        "stdout)")  # fmt: skip
     parser.add_argument("mlet", metavar="MLET", help="the experiment program run per endpoint")
     rest = parser.add_argument("mlet_args", metavar="MLET_ARGS", nargs=argparse.REMAINDER,
                                help="its arguments")  # fmt: skip

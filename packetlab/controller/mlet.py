@@ -141,8 +141,8 @@ def python_mlet_problem(mlet: str) -> str | None:
 
 
 class MletProcess(ProcessProtocol):
-    """One mlet child. stdout passes through to ours line by line (and the last
-    `OUTPUT_KEEP` bytes are kept); stderr passes through as it comes."""
+    """One mlet child. stdout passes through to ours line by line, stderr as it comes;
+    the last `OUTPUT_KEEP` bytes of each are kept (`output`, `errors`: the results)."""
 
     log = Logger()
 
@@ -150,7 +150,10 @@ class MletProcess(ProcessProtocol):
         self.label = label
         self.on_exit = on_exit
         self.output = bytearray()
+        self.errors = bytearray()
         self._line = bytearray()
+        self.started = time.time()
+        self.finished: float | None = None
         self.exit_code: int | None = None
         self.signal: int | None = None
         self.running = False
@@ -186,10 +189,14 @@ class MletProcess(ProcessProtocol):
             del self._line[:cut]
 
     def errReceived(self, data: bytes) -> None:
+        self.errors += data
+        if len(self.errors) > OUTPUT_KEEP:
+            del self.errors[: len(self.errors) - OUTPUT_KEEP]
         outstream.write(sys.stderr, data)
 
     def processEnded(self, reason: Failure) -> None:
         self.running = False
+        self.finished = time.time()
         if self._line:
             outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
@@ -514,10 +521,10 @@ class EndpointWorker(Protocol):
         if self.error:
             out["error"] = self.error
         elif not ok and self.process is not None:  # the mlet's own failure, in words
-            out["error"] = f"the mlet {_exit_words(self.process)}"
+            out["error"] = f"the mlet {exit_words(self.process)}"
         elif ok and singleton is not None and not singleton.running and _failed(singleton):
             out["status"] = "failed"
-            out["error"] = f"the singleton mlet {_exit_words(singleton)} with this endpoint open"
+            out["error"] = f"the singleton mlet {exit_words(singleton)} with this endpoint open"
         if self.process is not None:
             out["exit_code"] = self.process.exit_code
             if self.process.signal is not None:
@@ -532,7 +539,7 @@ def _failed(p: MletProcess) -> bool:
     return p.signal is not None or bool(p.exit_code)
 
 
-def _exit_words(p: MletProcess) -> str:
+def exit_words(p: MletProcess) -> str:
     if p.signal is not None:
         return f"was killed by signal {p.signal} ({_signame(p.signal)})"
     return f"exited with status {p.exit_code}"

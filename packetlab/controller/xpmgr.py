@@ -46,6 +46,7 @@ from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.setupcap import SetupCap
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
 from packetlab.ppks import (
     Certificate,
     PPKSError,
@@ -158,6 +159,7 @@ class Manager:
         self.reactor = reactor
         self.cfg = cfg
         self.mlet_argv = self._mlet_argv(mlet)
+        self.mlet_words = list(mlet)  # as given (`exp.py ARGS`, not the pymlet command)
         self.active = cfg.enable_proxy
         default_port = DEFAULT_PROXY_SETUP_PORT if self.active else DEFAULT_CONTROLLER_PORT
         self.address_given = address is not None
@@ -187,6 +189,9 @@ class Manager:
         # -s: endpoints whose socket the singleton closed, reported after SINGLE_GRACE
         # unless its exit comes first (then its status is theirs: its death closed them).
         self._single_ended: dict[EndpointWorker, IDelayedCall] = {}
+        # -s: the endpoints handed to the singleton, in that order: their entries in its
+        # results line once each is reported (None until then; xpmgrsingle.py)
+        self._handed: dict[EndpointWorker, dict[str, Any] | None] = {}
         self._exit_code = 0
         self._last = ""
         self._exps = self._load_exps()
@@ -461,6 +466,7 @@ class Manager:
             if self._control is None:
                 raise RuntimeError("the singleton mlet is gone")
             socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
+            self._handed[worker] = None
             return
         worker.process = MletProcess.spawn(
             self.reactor,
@@ -493,6 +499,8 @@ class Manager:
         self._single_ended.pop(worker, None)
         self._setup.settled(worker)
         result = worker.result(self.single if self.singleton else None)
+        if worker in self._handed:
+            self._handed[worker] = endpoint_entry(result)
         self.running -= 1
         if result["status"] == "done":
             self.done += 1
@@ -634,9 +642,23 @@ class Manager:
 
     def _finish(self) -> None:
         if not self.finished.called:
+            self._record_singleton()
             if self._last != self.summary():
                 self._say(self.summary())
             self.finished.callback(self._exit_code)
+
+    def _record_singleton(self) -> None:
+        """-s: the singleton's own line, last in the results (xpmgrsingle.py)."""
+        if self.single is None or self.results is None:
+            return
+        endpoints = [
+            entry if entry is not None else {"address": w.address, "status": "running"}
+            for w, entry in self._handed.items()
+        ]
+        record = singleton_record(
+            self.single, self.mlet_words, endpoints, interrupted=self._exiting
+        )
+        outstream.write(self.results, (json.dumps(record) + "\n").encode())
 
     # ---------------------------------------------------------------- output
 

@@ -266,10 +266,25 @@ def test_singleton_mode_passes_every_endpoint_to_one_mlet(
     out = xp.text()
     assert out.count("status      HTTP/1.0 200 OK") == 2
     assert "hostid 's0'" in out and "hostid 's1'" in out
-    # one mlet process served both: the results carry no per-endpoint exit code
-    results = xp.result_lines()
+    # one mlet process served both: the endpoints' lines carry no exit code nor output;
+    # the singleton's own line, last, has them (session 25: its output was not recorded)
+    *results, single = xp.result_lines()
     assert sorted(r["hostid"] for r in results) == ["s0", "s1"]
     assert all(r["status"] == "done" and "exit_code" not in r for r in results)
+    assert all("output" not in r and "singleton" not in r for r in results)
+    assert single["singleton"] is True and "address" not in single
+    assert single["mlet"] == mlet
+    assert single["status"] == "done" and single["exit_code"] == 0 and "error" not in single
+    assert single["output"].count("status      HTTP/1.0 200 OK") == 2, single["output"]
+    assert "hostid 's0'" in single["output"] and "hostid 's1'" in single["output"]
+    # the endpoints handed to it, in that order, as their own lines say
+    handed = [(e["hostid"], e["status"]) for e in single["endpoints"]]
+    assert sorted(handed) == [("s0", "done"), ("s1", "done")], single
+    order = [r["hostid"] for r in sorted(results, key=lambda r: r["started"])]
+    assert [h for h, _ in handed] == order
+    assert all(e["address"] == "127.0.0.1" for e in single["endpoints"])
+    assert single["started"] <= min(r["started"] for r in results)
+    assert single["finished"] >= max(r["finished"] for r in results)
 
 
 SINGLETON_THAT_FAILS = """#!/usr/bin/env python3
@@ -277,6 +292,7 @@ import socket, sys, time
 ctl = socket.socket(fileno=0)
 msg, fds, flags, addr = socket.recv_fds(ctl, 256, 1)
 print("got", msg.rstrip(b"\\0").decode(), flush=True)
+print("trouble ahead", file=sys.stderr, flush=True)
 if sys.argv[1] == "later":  # done with the endpoint, then a failure of its own
     socket.socket(fileno=fds[0]).close()
     time.sleep(1.0)
@@ -299,13 +315,56 @@ def test_singleton_failure_is_the_failure_of_the_endpoints_it_held(
     procs.append(xp)
     procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
     assert xp.wait_exit(30) == 1, xp.text()  # the singleton's status 3
-    [r] = xp.result_lines()
+    [r, single] = xp.result_lines()
     if when == "holding":
         assert r["status"] == "failed", r
         assert r["error"] == "the singleton mlet exited with status 3 with this endpoint open"
         assert "failed 1" in xp.text()
     else:
         assert r["status"] == "done" and "error" not in r, r
+    # the singleton's line: its own failure, its output and errors, the endpoint's end
+    assert single["singleton"] is True and single["status"] == "failed", single
+    assert single["error"] == "the singleton mlet exited with status 3"
+    assert single["exit_code"] == 3 and single["mlet"] == [str(mlet), when]
+    assert single["output"] == "got 127.0.0.1\n" and single["stderr"] == "trouble ahead\n"
+    [entry] = single["endpoints"]
+    assert entry == {k: r[k] for k in ("hostid", "address", "snikey", "status", "error") if k in r}
+
+
+SINGLETON_THAT_WAITS = """#!/usr/bin/env python3
+import socket, time
+ctl = socket.socket(fileno=0)
+msg, fds, flags, addr = socket.recv_fds(ctl, 256, 1)
+print("holding", msg.rstrip(b"\\0").decode(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_singleton_interrupted_says_so_in_its_line(
+    tmp_path: Path, home: Path, procs: list[object]
+) -> None:
+    """The second Ctrl-C ends the singleton (SIGTERM): its line is `failed`,
+    `interrupted`, with what it printed and the endpoint it held."""
+    mlet = tmp_path / "single"
+    mlet.write_text(SINGLETON_THAT_WAITS)
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-s")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    xp.wait_log(r"holding 127\.0\.0\.1")
+    xp.proc.send_signal(signal.SIGINT)
+    xp.wait_log(r"wrapping up")
+    xp.proc.send_signal(signal.SIGINT)
+    assert xp.wait_exit(10) == 130, xp.text()
+    [r, single] = xp.result_lines()
+    assert r["status"] == "failed" and r["error"] == "interrupted", r
+    assert single["singleton"] is True and single["status"] == "failed", single
+    assert single["error"] == "interrupted" and single["signal"] == signal.SIGTERM
+    assert single["output"] == "holding 127.0.0.1\n"
+    assert single["endpoints"] == [
+        {"hostid": "pktendpt", "address": "127.0.0.1", "snikey": r["snikey"],
+         "status": "failed", "error": "interrupted"}
+    ]  # fmt: skip
 
 
 def test_bad_config_and_mlet_are_clear_errors(tmp_path: Path, home: Path) -> None:

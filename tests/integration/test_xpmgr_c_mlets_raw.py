@@ -198,8 +198,10 @@ def test_raw_mlets_under_singleton_mode(
     procs.append(xp)
     port = xp.wait_log(r"listening on 127\.0\.0\.1:(\d+)").group(1)
     procs.append(endpoint(tb, tmp_path, home, f"127.0.0.1:{port}", "--sessions", "2"))
-    rs = results_of(xp, results)
+    *rs, single = results_of(xp, results)  # the singleton's own line last (session 25)
     assert [r["status"] for r in rs] == ["done", "done"], rs
+    assert single["singleton"] is True and single["status"] == "done", single
+    assert [e["status"] for e in single["endpoints"]] == ["done", "done"], single
     out = xp.text()
     assert out.count(f"traceroute to {tg} ({tg}), 5 hops max, 60 byte packets") == 2, out
     assert out.count(f" 3  {tg}  ") == 2, out
