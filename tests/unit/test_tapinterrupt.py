@@ -80,3 +80,46 @@ def test_the_line_and_the_status(
     assert exits == [130]
     assert capsys.readouterr().err == "\ntwistd pktdemo: interrupted while starting\n"
     assert not tapinterrupt.armed()
+
+
+class _Beginner:
+    """`twisted.logger.globalLogBeginner` as twistd has it before logging begins."""
+
+    def __init__(self, events: list[dict[str, object]], begun: bool = False) -> None:
+        from types import SimpleNamespace
+
+        self._temporaryObserver = None if begun else object()
+        self._initialBuffer = SimpleNamespace(_buffer=events)
+
+
+def _failure_of(e: BaseException) -> object:
+    from twisted.python.failure import Failure
+
+    try:
+        raise e
+    except BaseException:
+        return Failure()
+
+
+@pytest.mark.parametrize(
+    ("events", "begun", "expected"),
+    [
+        ([{"failure": _failure_of(KeyboardInterrupt()), "isError": 1}], False, True),
+        ([{"log_failure": _failure_of(KeyboardInterrupt())}], False, True),
+        ([{"failure": _failure_of(KeyboardInterrupt()), "isError": 1}], True, False),
+        ([{"failure": _failure_of(ImportError("x")), "isError": 1}, {"log_format": "hi"}],
+         False, False),
+        ([], False, False),
+    ],
+    ids=["legacy-err", "new-style", "logging-begun", "other-errors", "empty"],
+)  # fmt: skip
+def test_a_ctrl_c_twisteds_plugin_scan_swallowed_is_found(
+    monkeypatch: pytest.MonkeyPatch, events: list[dict[str, object]], begun: bool, expected: bool
+) -> None:
+    """Twisted's getPlugins logs what a plugin's import raised, KeyboardInterrupt too, into
+    the buffer kept until logging begins (session 25: the daemon then ran on)."""
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(globalLogBeginner=_Beginner(events, begun))
+    monkeypatch.setitem(sys.modules, "twisted.logger", fake)
+    assert tapinterrupt.swallowed_interrupt() is expected
