@@ -181,10 +181,20 @@ def _build(args: argparse.Namespace, kit: Toolkit) -> int:
 
 
 def _digest(args: argparse.Namespace) -> int:
+    """The digests, once every file is known to be a module: a C source or any other
+    file was digested as it was (`pktlab reflex digest prog.c`: a digest no certificate
+    built from it ever matches, the attach refused later with ECRTBADHDAT), as `init
+    --reflex prog.c` was before session 21 (session 25, odds25)."""
     from packetlab.monitor import abi
 
-    for path in args.files:
-        print(f"{abi.digest(path.read_bytes()).hex()}  {path}")
+    kit: Toolkit = getattr(args, "_toolkit", MONITOR)
+    modules = [(path, path.read_bytes()) for path in args.files]
+    for path, data in modules:
+        if not data.startswith(b"\0asm"):
+            hint = f"build it first: pktlab {kit.name} build {path} -o OUT.wasm"
+            return fail(args, f"{path}: not a WebAssembly module ({hint})", 1)
+    for path, data in modules:
+        print(f"{abi.digest(data).hex()}  {path}")
     return 0
 
 

@@ -40,3 +40,31 @@ def test_an_error_is_one_line_naming_the_command(
     missing = str(tmp_path / "nope.wasm")
     assert _run(module, [w.format(missing=missing) for w in words]) == status
     assert capsys.readouterr().err == line.format(missing=missing) + "\n"
+
+
+@pytest.mark.parametrize("module", [monitor, reflex])
+@pytest.mark.parametrize("text", [b"int reflex_packet(void) { return 0; }\n", b"(module)\n", b""])
+def test_digest_refuses_what_is_not_a_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: object, text: bytes
+) -> None:
+    """`pktlab reflex digest prog.c` printed the digest of the C text (no certificate
+    with it ever matches the built module); now one line, status 1, no digest at all
+    when any file is not a module."""
+    good, bad = tmp_path / "good.wasm", tmp_path / "prog.c"
+    good.write_bytes(b"\0asm\x01\0\0\0")
+    bad.write_bytes(text)
+    name = "reflex" if module is reflex else "monitor"
+    assert _run(module, ["digest", str(good), str(bad)]) == 1
+    got = capsys.readouterr()
+    assert got.out == ""
+    assert got.err == (f"pktlab {name} digest: error: {bad}: not a WebAssembly module "
+                       f"(build it first: pktlab {name} build {bad} -o OUT.wasm)\n")  # fmt: skip
+
+
+def test_digest_of_modules_as_before(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from packetlab.monitor import abi
+
+    good = tmp_path / "good.wasm"
+    good.write_bytes(b"\0asm\x01\0\0\0")
+    assert _run(reflex, ["digest", str(good)]) == 0
+    assert capsys.readouterr().out == f"{abi.digest(good.read_bytes()).hex()}  {good}\n"
