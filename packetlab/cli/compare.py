@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,20 @@ class Spec:
     c1_bound: float | None = None  # None: no C1/C2 (a set measurement)
     raw: bool = False
     target: Callable[[argparse.Namespace], str | None] = lambda args: None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A query or fetch that failed, as a C3 item: it matches only the other side's failure
+    of the same `key` (both sides agreeing that a server is down is agreement), and its
+    `reason` (not compared) is shown, so that a run where everything failed says so."""
+
+    key: tuple[Hashable, ...]
+    reason: str = field(compare=False)
+
+
+def failed_items(items: list[Hashable]) -> list[Failed]:
+    return [i for i in items if isinstance(i, Failed)]
 
 
 # -- throughput ----------------------------------------------------------------------------------
@@ -120,7 +134,7 @@ def _dns_configure(p: argparse.ArgumentParser) -> None:
 
 def _dns_items(r: Any) -> list[Hashable]:
     if r.error is not None:
-        return [(r.qname, r.qtype, "error")]  # a failure matches only a failure
+        return [Failed((r.qname, r.qtype), str(r.error))]
     return [(r.qname, r.qtype, r.rcode, *a) for a in sorted(r.answer_set())] or [
         (r.qname, r.qtype, r.rcode)
     ]
@@ -177,8 +191,10 @@ def _http_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _http_item(r: Any) -> Hashable:
-    # the paper's (site, body) tuples; a failure is a marker that matches only a failure
-    return (r.url, "failed") if r.status is None else (r.url, r.status, r.body_sha256)
+    # the paper's (site, body) tuples
+    if r.status is None:
+        return Failed((r.url,), str(r.error or "no answer"))
+    return (r.url, r.status, r.body_sha256)
 
 
 def _http_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
@@ -323,7 +339,8 @@ SPECS: dict[str, Spec] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.split("\n\n")[0].split("``: ", 1)[-1]
+    about = __doc__.split("\n\n")[0].split("``: ", 1)[-1]
+    parser.description = about[:1].upper() + about[1:]
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="measurement", metavar="MEASUREMENT")
@@ -380,11 +397,28 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
                        c2_min_p=v2.detail["min_p"])  # fmt: skip
         else:  # nothing answered one side: the criteria cannot be shown to hold
             out.update(c1_holds=False, c2_holds=False)
-    if any(s["items"] for s in pl + nt):
-        v3 = c3([i for s in pl for i in s["items"]], [i for s in nt for i in s["items"]])
-        out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
-                   only_nt=v3.detail["only_nt"])  # fmt: skip
+    items_pl = [i for s in pl for i in s["items"]]
+    items_nt = [i for s in nt for i in s["items"]]
+    if items_pl or items_nt:
+        bad_pl, bad_nt = failed_items(items_pl), failed_items(items_nt)
+        out.update(items_pl=len(items_pl), items_nt=len(items_nt), failed_items_pl=len(bad_pl),
+                   failed_items_nt=len(bad_nt),
+                   failure_pl=bad_pl[0].reason if bad_pl else None,
+                   failure_nt=bad_nt[0].reason if bad_nt else None)  # fmt: skip
+        if len(bad_pl) == len(items_pl) and len(bad_nt) == len(items_nt):
+            # Every query or fetch failed on both sides (a server down, a URL that is no
+            # URL): the sets agree, Jaccard 1.0, but nothing was measured. It said
+            # "holds" and exited 0 with no word of the failures.
+            out.update(c3_holds=False, c3_nothing=True)
+        else:
+            v3 = c3(items_pl, items_nt)
+            out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
+                       only_nt=v3.detail["only_nt"])  # fmt: skip
     return out
+
+
+# What a C3 item of each set measurement is, for the table's words
+ITEM_WORDS = {"dns": "queries", "http": "fetches"}
 
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -524,6 +558,15 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     elif summary.get("n_pl") is not None:
         rows.append(f"  C1, C2       no values to compare (PacketLab {summary['n_pl']}, "
                     f"native {summary['n_nt']}: nothing answered)   FAILS")  # fmt: skip
+    if summary.get("failed_items_pl") or summary.get("failed_items_nt"):
+        what = ITEM_WORDS.get(name, "items")
+        for who, side in (("PacketLab", "pl"), ("native", "nt")):
+            bad, of, why = (summary[f"{k}_{side}"] for k in ("failed_items", "items", "failure"))
+            if bad:
+                rows.append(f"  failed {what:<7} {who}: {bad} of {of} ({why})")
+    if summary.get("c3_nothing"):
+        rows.append(f"  C3 Jaccard   nothing to compare: every one of the "
+                    f"{ITEM_WORDS.get(name, 'items')} failed on both sides   FAILS")  # fmt: skip
     if summary["c3"] is not None:
         c3_text = shown(summary["c3"], summary["c3_holds"], lambda x: x >= 0.9)
         rows.append(f"  C3 Jaccard   {c3_text}     >= 0.9    "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,12 @@ def run_curl(
     try:
         out = _run(argv, netns=netns, timeout=timeout)
     except NativeToolError as e:
-        return HttpResult(url, error=str(e).rsplit(": ", 1)[-1])
+        if e.returncode is None and shutil.which(argv[0]) is None:
+            raise  # no curl: an error of the run, not a fetch that failed
+        # curl's own words ("curl: (6) Could not resolve host: x"), not the last word
+        # after a colon ("x"), which was all that was kept
+        text = str(e)
+        return HttpResult(url, error=text.split(f" failed ({e.returncode}): ", 1)[-1])
     code, connect, app, start, total = out.split()
     data = body.read_bytes()
     us = [float(x) * 1e6 for x in (connect, app, start, total)]

@@ -217,6 +217,18 @@ def test_compare_end_to_end(dns_port: int, https_port: int, pki: dict[str, Path]
                                                                              "close")))  # fmt: skip
     assert rc == 0, records
     assert records[-1]["c3"] == 1.0 and records[-1]["c3_holds"] is True
+    import socket
+
+    with socket.socket() as closed:  # bound, not listening: a connect is refused
+        closed.bind(("127.0.0.1", 0))
+        rc, records = compare("http", f"http://127.0.0.1:{closed.getsockname()[1]}/")
+    # every fetch failed on both sides: once "C3 holds" (1.0 over the failure markers), exit 0
+    summary = records[-1]
+    assert rc == 1, records
+    assert (summary["c3"], summary["c3_holds"], summary["c3_nothing"]) == (None, False, True)
+    assert (summary["failed_items_pl"], summary["failed_items_nt"]) == (2, 2)
+    assert summary["failure_nt"].startswith("curl: (7) Failed to connect"), summary
+    assert "refused" in summary["failure_pl"], summary
 
 
 def test_campaign_two_endpoints(dns_port: int) -> None:

@@ -157,7 +157,9 @@ def test_a_dig_that_reaches_no_server_is_a_failed_answer_not_an_abort(
     r = baselines.run_dig("a.test", "A", server="127.0.0.1", port=1)
     assert r.error is not None and (r.qname, r.qtype) == ("a.test.", "A")
     run = SPECS["dns"].native(parse("dns", "--server", "127.0.0.1:1", "a.test"))
-    assert run()["items"] == [("a.test.", "A", "error")]
+    from packetlab.cli.compare import Failed
+
+    assert run()["items"] == [Failed(("a.test.", "A"), "(not compared)")]
 
     def dig_missing(argv: list[str], **kw: object) -> str:
         raise NativeToolError("dig is not installed (see APT_PACKAGES in scripts/setup.sh)")
@@ -322,3 +324,47 @@ def test_traceroute_paths_compare_the_hops_that_answered(monkeypatch: pytest.Mon
     c3 = criteria(SPECS["traceroute"], samples([[]], [hops[:7] + hops[8:]]),
                   samples([[]], [hops]))["c3"]  # fmt: skip
     assert c3 == pytest.approx(14 / 15)
+
+
+def test_every_fetch_failed_on_both_sides_fails_c3_and_says_why() -> None:
+    # a URL on a closed port: both sides' fetches fail alike, Jaccard 1.0 over the failure
+    # markers, and it said "C3 holds", exit 0, with no word of the failures
+    from packetlab.cli.compare import Failed
+
+    pl = samples([[]], [[Failed(("http://h:1/",), "connection refused")]])
+    nt = samples([[]], [[Failed(("http://h:1/",), "curl: (7) Failed to connect")]])
+    got = criteria(SPECS["http"], pl, nt)
+    assert (got["c3"], got["c3_holds"], got["c3_nothing"]) == (None, False, True)
+    assert (got["failed_items_pl"], got["items_pl"], got["failure_nt"]) == (
+        1,
+        1,
+        "curl: (7) Failed to connect",
+    )
+    text = table("http", SPECS["http"], {"runs": 1, **got})
+    assert "  failed fetches PacketLab: 1 of 1 (connection refused)" in text
+    assert "  failed fetches native: 1 of 1 (curl: (7) Failed to connect)" in text
+    assert "nothing to compare: every one of the fetches failed on both sides   FAILS" in text
+
+
+def test_a_failure_on_both_sides_still_matches_beside_answers() -> None:
+    # a server down for one URL of two, on both sides: congruent, and the failures shown
+    from packetlab.cli.compare import Failed
+
+    def side(reason: str) -> list[dict]:
+        return samples([[]], [[("http://a/", 200, "x"), Failed(("http://b/",), reason)]])
+
+    got = criteria(SPECS["http"], side("refused"), side("curl: (7) refused"))
+    assert (got["c3"], got["c3_holds"], got.get("c3_nothing")) == (1.0, True, None)
+    text = table("http", SPECS["http"], {"runs": 1, **got})
+    assert "failed fetches PacketLab: 1 of 2 (refused)" in text and "C3 Jaccard      1.000" in text
+
+
+def test_dns_failures_are_failed_items_that_match_by_name_and_type() -> None:
+    from types import SimpleNamespace
+
+    from packetlab.cli.compare import Failed, _dns_items
+
+    a = _dns_items(SimpleNamespace(error="no answer", qname="a.test", qtype=1))
+    b = _dns_items(SimpleNamespace(error="dig: no reply", qname="a.test", qtype=1))
+    assert a == b and isinstance(a[0], Failed) and hash(a[0]) == hash(b[0])
+    assert _dns_items(SimpleNamespace(error="x", qname="a.test", qtype=28)) != a
