@@ -369,10 +369,15 @@ def ping_statistics(
 def ping_pipe(result: PingResult) -> int:
     """iputils' ``pipe``: the most requests outstanding when an answer (reply or ICMP
     error) came, i.e. requests sent by its arrival minus its sequence number plus one
-    (0 without the send and arrival times). Over IPv6 only replies count: ping6 reads
+    (0 without the send and arrival times); a duplicate is an answer too, as ping's
+    acknowledge(). Over IPv6 only replies count: ping6 reads
     ICMPv6 errors from its error queue, which does not acknowledge the request (an
     IPv4 error comes in on ping's raw socket and does)."""
-    sends = sorted(r.probe_send_ns for r in result.replies if r.probe_send_ns is not None)
+    # One send a request: a (DUP!) record carries its request's send time again (it
+    # counted twice: `pipe 2` after a duplicate that came before the next request left)
+    sends = sorted(
+        r.probe_send_ns for r in result.replies if r.probe_send_ns is not None and not r.dup
+    )
     arrivals = [(r.seq, r.reply_recv_ns) for r in result.replies if r.addr is not None]
     if ":" not in result.dst:
         arrivals += [(e.seq, e.reply_recv_ns) for e in result.errors]

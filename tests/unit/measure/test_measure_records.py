@@ -327,3 +327,23 @@ def test_ping_duplicates_like_iputils() -> None:
         "rtt min/avg/max/mdev = 0.047/0.047/0.048/0.000 ms",  # ping counts its RTT
     ]
     assert result.rtts_us() == [47.0]  # (JSON stats, comparisons: one per request)
+
+
+def test_a_duplicate_before_the_next_request_makes_no_pipe() -> None:
+    """Session 25 (ping25): a (DUP!) record carries its request's send time again, and
+    `ping_pipe` counted that send twice: `pipe 2` where ping prints none (a responder that
+    answers each request twice, the second reply before the next request left)."""
+    ms = 1_000_000
+    result = PingResult(
+        dst="10.225.0.2",
+        sent=2,
+        replies=(
+            PingReply(1, "10.225.0.2", 170.0, 64, 64, probe_send_ns=0, reply_recv_ns=ms // 5),
+            PingReply(2, "10.225.0.2", 180.0, 64, 64, 200 * ms, 200 * ms + ms // 5),
+            PingReply(1, "10.225.0.2", 190.0, 64, 64, 0, ms // 5 + 10_000, dup=True),
+        ),
+    )
+    assert ping_pipe(result) == 1
+    assert "pipe" not in ping_statistics(result, 200)[-1]
+    late = PingReply(1, "10.225.0.2", 250e3, 64, 64, 0, 250 * ms, dup=True)  # after #2 left
+    assert ping_pipe(PingResult(dst="10.225.0.2", sent=2, replies=(*result.replies, late))) == 2
