@@ -177,12 +177,19 @@ class PingReport(Report):
                 self.write("\b \b", end="")
         elif not self.quiet:
             shown = self.shown(r.addr) if r.addr is not None else None
+            # shorter than the request: iputils' `(truncated)` line, nothing after it (no
+            # time, BEL or options: its gather_statistics returns there)
+            truncated = r.size is not None and r.size < self.size + 8
             line = ping_line(
                 r,
                 shown,
                 timing=self.size >= PING_TIMING_MIN_SIZE,
                 ident=self.ident if self.verbose else None,
+                truncated=truncated,
             )
+            if truncated:
+                self._line(line, r.reply_recv_ns)
+                return
             if self.audible:  # (before -R's lines, as iputils')
                 line += "\a"
             if r.route is not None:  # ping -R, as iputils' pr_options prints it

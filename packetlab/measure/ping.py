@@ -51,7 +51,13 @@ from packetlab.measure.packets_ip_options import (
 )
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records_fields import Stamp
-from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_ping import (
+    PING_TIMING_MIN_SIZE,
+    PingError,
+    PingReply,
+    PingResult,
+    WrongData,
+)
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
@@ -98,6 +104,20 @@ def _icmp_size(reply: Reply, data: bytes, whole: int | None = None) -> int:
         return whole
     header = (data[0] & 0x0F) * 4 if reply.src.version == 4 else 40
     return max(0, reply.size - header)
+
+
+def wrong_data(data: bytes, payload: bytes) -> WrongData | None:
+    """The reply packet `data`'s echo data checked against the request's `payload` past
+    the timestamp area, as iputils checks them (a bit flipped on the way, a responder
+    that answers with other bytes); None when they agree, or when `data` does not hold
+    the whole payload (a truncated reply, a fragment: not checked, as ping's)."""
+    start = ((data[0] & 0x0F) * 4 if data[0] >> 4 == 4 else 40) + 8
+    got = data[start + PING_TIMING_MIN_SIZE : start + len(payload)]
+    want = payload[PING_TIMING_MIN_SIZE:]
+    if got == want or len(got) < len(want):
+        return None
+    i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+    return WrongData(PING_TIMING_MIN_SIZE + i, want[i], got[i], got.hex())
 
 
 def _first_fragment(data: bytes) -> bool:
@@ -310,6 +330,7 @@ class _PingRun:
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
         self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
         self.reverse: dict[int, SourceRoute | None] = {}  # seq -> its reply's source route
+        self.wrong: dict[int, WrongData] = {}  # seq -> how its reply's data differed
         self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.ts_kind: int | None = None  # iputils -T: the timestamp option's kind
@@ -341,13 +362,16 @@ class _PingRun:
                 self._error(got[0], got[1])
             return
         seq = self.table.pop(got[0].key)
+        wrong = wrong_data(note.data, self.payload)
         if seq is None:  # not ours, or a duplicate
             dup = self.answered.get(got[0].key)
             if dup is not None:
-                self._duplicate(dup, got[0], got[1], self._size(got[0], note.data))
+                self._duplicate(dup, got[0], got[1], self._size(got[0], note.data), wrong)
             return
         self.answered[got[0].key] = seq
         self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
+        if wrong is not None:
+            self.wrong[seq] = wrong
         if self.first_hop is not None:
             self.reverse[seq] = source_route(note.data[20 : (note.data[0] & 0x0F) * 4])
         elif self.options:
@@ -365,13 +389,15 @@ class _PingRun:
     def _size(self, reply: Reply, data: bytes) -> int:
         return _icmp_size(reply, data, 8 + len(self.payload))
 
-    def _duplicate(self, seq: int, reply: Reply, recv_ns: int, size: int) -> None:
+    def _duplicate(
+        self, seq: int, reply: Reply, recv_ns: int, size: int, wrong: WrongData | None
+    ) -> None:
         """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
         sent_ns = self.sent_ns.get(seq)
         rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
         d = PingReply(
             seq, str(reply.src), rtt, ttl=reply.ttl, size=size, probe_send_ns=sent_ns,
-            reply_recv_ns=recv_ns, dup=True,
+            reply_recv_ns=recv_ns, dup=True, wrong_data=wrong,
         )  # fmt: skip
         self.duplicates.append(d)
         if self.on_reply is not None:
@@ -476,6 +502,7 @@ class _PingRun:
             route=self.routes.get(seq),
             ip_timestamps=self.stamps.get(seq),
             source_route=self.reverse.get(seq),
+            wrong_data=self.wrong.get(seq),
         )
 
     # -- sending --

@@ -20,12 +20,25 @@ __all__ = [
     "PingReply",
     "PingResult",
     "RttStats",
+    "WrongData",
     "format_ping",
     "ping_line",
     "ping_pipe",
     "ping_statistics",
     "ping_time",
+    "wrong_data_lines",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class WrongData:
+    """A reply whose data differ from its request's past the timestamp area (bytes 16 on,
+    as iputils checks them): ping's ``wrong data byte #N should be 0xE but was 0xG``."""
+
+    offset: int  # the first byte of the ICMP data that differs
+    expected: int  # the request's byte there
+    got: int  # the reply's
+    data: str  # hex: the reply's data from byte 16 up to the request's length
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +59,17 @@ class PingReply:
     ip_timestamps: IpTimestamps | None = None
     # ping HOST... TARGET: the reply's source route option (None: none, or not asked)
     source_route: SourceRoute | None = None
+    # data bytes that differ from the request's (None: as sent, or not checked)
+    wrong_data: WrongData | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; `route` only when the reply had a record route (ping -R),
         `ip_timestamps` (kind, entries [address or null, ms since midnight UT or null],
         unrecorded hops) only when it had a timestamp option (ping -T), `source_route`
         (strict, pointer, addresses) only when it had a source route (ping HOST...
-        TARGET)."""
+        TARGET), `wrong_data` only when the reply's data differed from the request's."""
         out = asdict(self)
-        for key in ("route", "ip_timestamps", "source_route"):
+        for key in ("route", "ip_timestamps", "source_route", "wrong_data"):
             if out[key] is None:
                 del out[key]
         if "route" in out:
@@ -79,6 +94,9 @@ class PingReply:
         sr = obj.get("source_route") if isinstance(obj, Mapping) else None
         if sr is not None:
             obj = {**obj, "source_route": _source_route(sr)}
+        wrong = obj.get("wrong_data") if isinstance(obj, Mapping) else None
+        if wrong is not None:
+            obj = {**obj, "wrong_data": _wrong_data(wrong)}
         return record_from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
 
 
@@ -93,6 +111,18 @@ def _ip_timestamps(obj: Any) -> IpTimestamps:
     if type(kind) is not int or type(unrecorded) is not int or not ok or len(got) != len(entries):
         raise RecordError(f"PingReply.ip_timestamps is malformed: {obj!r}")
     return IpTimestamps(kind, got, unrecorded)
+
+
+def _wrong_data(obj: Any) -> WrongData:
+    """PingReply.wrong_data from its JSON form; RecordError when malformed."""
+    try:
+        w = WrongData(obj["offset"], obj["expected"], obj["got"], obj["data"])
+        bytes.fromhex(w.data)
+    except (TypeError, KeyError, ValueError):
+        raise RecordError(f"PingReply.wrong_data is malformed: {obj!r}") from None
+    if not all(type(x) is int for x in (w.offset, w.expected, w.got)):
+        raise RecordError(f"PingReply.wrong_data is malformed: {obj!r}")
+    return w
 
 
 def _source_route(obj: Any) -> SourceRoute:
@@ -282,18 +312,41 @@ PING_TIMING_MIN_SIZE = 16
 
 
 def ping_line(
-    r: PingReply, shown: str | None = None, *, timing: bool = True, ident: int | None = None
+    r: PingReply,
+    shown: str | None = None,
+    *,
+    timing: bool = True,
+    ident: int | None = None,
+    truncated: bool = False,
 ) -> str:
     """``64 bytes from ADDR: icmp_seq=N ttl=T time=X ms`` (no newline; r answered), with
     `shown` in place of ADDR if given (iputils: ``NAME (ADDR)`` when the target was a name);
     without `timing` no ``time=`` (iputils with a payload under 16 bytes); with `ident`
-    ``ident=N`` after the sequence number (iputils -v)."""
+    ``ident=N`` after the sequence number (iputils -v); `truncated` (a reply shorter than
+    its request) ends it at ``ttl=T (truncated)``, as iputils' gather_statistics; else a
+    reply's `wrong_data` follows in ping's lines."""
     size = f"{r.size} bytes" if r.size is not None else "reply"
     ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
+    if truncated:
+        idn = f" ident={ident}" if ident is not None else ""
+        return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl} (truncated)"
     rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
     dup = " (DUP!)" if r.dup else ""
     idn = f" ident={ident}" if ident is not None else ""
-    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}"
+    wrong = "" if r.wrong_data is None else wrong_data_lines(r.wrong_data)
+    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}{wrong}"
+
+
+def wrong_data_lines(w: WrongData) -> str:
+    """iputils' report of a reply whose data differ from the request's: a newline, the
+    first wrong byte, then the reply's bytes from 16 on, 32 a line (``#16\t10 11 ...``,
+    each byte ``%x`` and a blank, the line's end left open as ping leaves it)."""
+    out = f"\nwrong data byte #{w.offset} should be 0x{w.expected:x} but was 0x{w.got:x}"
+    for i, byte in enumerate(bytes.fromhex(w.data), start=PING_TIMING_MIN_SIZE):
+        if i % 32 == PING_TIMING_MIN_SIZE:
+            out += f"\n#{i}\t"
+        out += f"{byte:x} "
+    return out
 
 
 def _float32(x: float) -> float:

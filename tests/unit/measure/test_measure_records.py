@@ -347,3 +347,17 @@ def test_a_duplicate_before_the_next_request_makes_no_pipe() -> None:
     assert "pipe" not in ping_statistics(result, 200)[-1]
     late = PingReply(1, "10.225.0.2", 250e3, 64, 64, 0, 250 * ms, dup=True)  # after #2 left
     assert ping_pipe(PingResult(dst="10.225.0.2", sent=2, replies=(*result.replies, late))) == 2
+
+
+def test_a_replys_wrong_data_round_trips_and_is_checked() -> None:
+    from packetlab.measure.records_ping import WrongData
+
+    r = PingReply(2, "10.225.0.2", 157.0, 64, 64, wrong_data=WrongData(20, 0x14, 0xEB, "1011"))
+    obj = json.loads(json.dumps(r.to_dict()))
+    assert obj["wrong_data"] == {"offset": 20, "expected": 20, "got": 235, "data": "1011"}
+    assert PingReply.from_dict(obj) == r
+    assert "wrong_data" not in PingReply(1, "10.225.0.2", 1.0).to_dict()  # as before
+    for bad in ({"offset": 20}, {"offset": "20", "expected": 1, "got": 2, "data": ""},
+                {"offset": 20, "expected": 1, "got": 2, "data": "zz"}):  # fmt: skip
+        with pytest.raises(RecordError, match="wrong_data is malformed"):
+            PingReply.from_dict({**obj, "wrong_data": bad})

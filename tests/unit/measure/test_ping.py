@@ -454,3 +454,42 @@ def test_record_route_requests_carry_the_option() -> None:
     v6 = RawRig([TG6])
     v6.run(ping(v6.session, TG6, count=1, record_route=True))
     assert v6.endpoint.raw_sends[0].data[6] == 58  # no options: ICMPv6 right after
+
+
+def test_a_reply_with_other_data_says_how_they_differ_as_iputils() -> None:
+    """Session 25 (ping25): a reply whose data past the timestamp area differ from the
+    request's (data byte #20 flipped, here in the second request's reply only): the record
+    says where and carries the bytes from 16 on, for iputils' `wrong data byte` lines
+    (ours printed the reply as if nothing were wrong)."""
+    rig = RawRig([TG4])
+    answers = rig.endpoint.answers
+
+    def flipped(probe: bytes) -> list[tuple[float, bytes]]:
+        ((delay, good),) = answers(probe)
+        if int.from_bytes(probe[26:28], "big") == 1:
+            return [(delay, good)]
+        bad = bytearray(good)
+        bad[20 + 8 + 20] ^= 0xFF  # IP header, ICMP header, data byte #20
+        return [(delay, bytes(bad))]
+
+    rig.endpoint.answers = flipped  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, ident=0x2222))
+    first, second = result.replies
+    assert first.wrong_data is None and second.addr == TG4
+    w = second.wrong_data
+    assert w is not None and (w.offset, w.expected, w.got) == (20, 20, 0xEB)
+    assert bytes.fromhex(w.data) == bytes([16, 17, 18, 19, 0xEB, *range(21, 56)])
+
+
+def test_a_truncated_reply_is_not_checked_for_wrong_data() -> None:
+    rig = RawRig([TG4])
+    answers = rig.endpoint.answers
+
+    def short(probe: bytes) -> list[tuple[float, bytes]]:
+        ((delay, good),) = answers(probe)
+        return [(delay, good[: 20 + 8 + 30])]
+
+    rig.endpoint.answers = short  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, ident=0x2222))
+    (reply,) = result.replies
+    assert reply.addr == TG4 and reply.wrong_data is None

@@ -1,0 +1,71 @@
+"""A raw ICMP echo responder for side-by-side tests of `pktlab run ping` (session 25):
+run inside a network namespace whose kernel ignores echo requests
+(net.ipv4.icmp_echo_ignore_all=1), it answers each request itself, crafted as MODE says,
+so that both pings meet answers a kernel never sends. Prints "ready" once its socket is
+open; runs until killed.
+
+Modes (IPv4): echo (a plain reply), corrupt (data byte #20 of the payload flipped),
+short:N (only the first N bytes of the payload), dup (each reply twice), badsum (a wrong
+ICMP checksum), ttl:N (the reply's TTL N), otherid (the reply's identifier + 1, then the
+right one), stamp (the payload's first 16 bytes, the sender's timeval, zeroed).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def reply(ident: int, seq: int, payload: bytes, *, good_sum: bool = True) -> bytes:
+    head = struct.pack("!BBHHH", 0, 0, 0, ident, seq)
+    s = checksum(head + payload)
+    if not good_sum:
+        s ^= 0x00FF
+    return struct.pack("!BBHHH", 0, 0, s, ident, seq) + payload
+
+
+def main(mode: str) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    print("ready", flush=True)
+    while True:
+        packet, (src, _) = sock.recvfrom(65535)
+        ihl = (packet[0] & 0x0F) * 4
+        icmp = packet[ihl:]
+        if len(icmp) < 8 or icmp[0] != 8:
+            continue
+        ident, seq = struct.unpack("!HH", icmp[4:8])
+        payload = icmp[8:]
+        name, _, arg = mode.partition(":")
+        ttl = int(arg) if name == "ttl" else 64
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        answers = [reply(ident, seq, payload)]
+        if name == "corrupt" and len(payload) > 20:
+            bad = bytearray(payload)
+            bad[20] ^= 0xFF
+            answers = [reply(ident, seq, bytes(bad))]
+        elif name == "short":
+            answers = [reply(ident, seq, payload[: int(arg)])]
+        elif name == "dup":
+            answers = answers * 2
+        elif name == "badsum":
+            answers = [reply(ident, seq, payload, good_sum=False)]
+        elif name == "otherid":
+            answers = [reply((ident + 1) & 0xFFFF, seq, payload), *answers]
+        elif name == "stamp":
+            answers = [reply(ident, seq, bytes(16) + payload[16:])]
+        for a in answers:
+            sock.sendto(a, (src, 0))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "echo")

@@ -1,0 +1,95 @@
+"""Session 25 (ping25): replies no kernel sends, side by side with iputils ping 20221126
+(root). Two namespaces joined by a veth pair; the far one ignores echo requests and
+`ping_responder.py` answers them itself, crafted: data changed on the way, cut short,
+twice, with another TTL or first with another identifier. Both pings run in the near
+namespace one after the other; their lines must be the same once RTTs are masked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_pktlab_run import pktlab_run
+from test_run_like_native import beside_native, masked, native
+
+pytestmark = pytest.mark.root
+
+HERE = Path(__file__).resolve().parent
+NEAR, FAR = "10.225.0.1", "10.225.0.2"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"ping25{os.getpid() % 10000}-")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[str, str]]:
+    """(near, far) namespaces, named for this process; the far one's kernel answers no
+    echo request."""
+    tag = f"p25r{os.getpid() % 100000}"
+    near, far = f"{tag}n", f"{tag}f"
+    _ip("netns", "add", near)
+    try:
+        _ip("netns", "add", far)
+        try:
+            _ip("link", "add", f"{tag}a", "netns", near, "type", "veth",
+                "peer", "name", f"{tag}b", "netns", far)  # fmt: skip
+            for ns, dev, addr in ((near, f"{tag}a", NEAR), (far, f"{tag}b", FAR)):
+                _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                _ip("-n", ns, "link", "set", dev, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+            subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw",
+                            "net.ipv4.icmp_echo_ignore_all=1"], check=True)  # fmt: skip
+            yield near, far
+        finally:
+            _ip("netns", "del", far)
+    finally:
+        _ip("netns", "del", near)
+
+
+def _responder(far: str, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", far, sys.executable, str(HERE / "ping_responder.py"), mode],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("mode", "args", "seen"),
+    [
+        ("corrupt", ["-c", "2", "-i", "0.2"], "wrong data byte #20 should be 0x14 but was 0xeb"),
+        ("corrupt", ["-c", "1", "-a", "-s", "100"], "#80\t50 51 52 53 "),
+        ("short:30", ["-c", "2", "-i", "0.2"], "38 bytes from 10.225.0.2: icmp_seq=1 ttl=64 (tr"),
+        ("short:30", ["-c", "1", "-a"], "(truncated)"),
+        ("dup", ["-c", "2", "-i", "0.2"], "+1 duplicates"),  # and no `pipe 2`
+        ("ttl:33", ["-c", "2", "-i", "0.2"], "ttl=33"),
+        ("otherid", ["-c", "2", "-i", "0.2"], "2 received"),
+    ],
+)  # fmt: skip
+def test_crafted_replies_as_iputils_prints_them(
+    pair: tuple[str, str], mode: str, args: list[str], seen: str
+) -> None:
+    near, far = pair
+    proc = _responder(far, mode)
+    try:
+        theirs = native("ping", *args, FAR, netns=near)
+        ours = pktlab_run("ping", *args, FAR, netns=near)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert seen in theirs.stdout  # the responder did its part
+    # (exact lines: masked() drops `pipe N`, which the dup case must keep)
+    assert ("pipe" in ours.stdout) == ("pipe" in theirs.stdout), (ours.stdout, theirs.stdout)
+    assert masked(ours.stdout) == masked(theirs.stdout)
