@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
@@ -571,9 +572,10 @@ class _PingRun:
         """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,
         longer than the MTU known (`fragment_mtu`, or one a router named), in fragments."""
         options = self._options(seq)
+        payload = self._stamped(seq)
         p = echo_probe(
             self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-            payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
+            payload=payload, dont_fragment=self.dont_fragment, tos=self.tos,
             options=options,
         )  # fmt: skip
         p = self._routed(p, options)
@@ -581,11 +583,22 @@ class _PingRun:
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=options,
+                payload=payload, ip_id=p.ip_id, tos=self.tos, options=options,
             )  # fmt: skip
             p = fragmented(self._routed(whole, options), self.fragment_mtu)
             self.built[seq] = self.fragment_mtu
         return p
+
+    def _stamped(self, seq: int) -> bytes:
+        """The data of request `seq`: iputils writes its send time as a struct timeval
+        (64-bit little-endian seconds and microseconds, as on x86-64 and arm64) over the
+        first 16 bytes when there are at least 16; here the endpoint time it is due at
+        (the endpoint sends it then; the RTTs are still the endpoint's kernel times)."""
+        if len(self.payload) < PING_TIMING_MIN_SIZE:
+            return self.payload
+        at = self.due_ns.get(seq) or max(self.due_ns.values(), default=0)
+        stamp = struct.pack("<qq", at // 1_000_000_000, at // 1000 % 1_000_000)
+        return stamp + self.payload[PING_TIMING_MIN_SIZE:]
 
     def _routed(self, p: Probe, options: bytes) -> Probe:
         """`p` addressed to the first host of a source route (its option already in),

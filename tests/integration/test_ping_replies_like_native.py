@@ -7,12 +7,15 @@ namespace one after the other; their lines must be the same once RTTs are masked
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
 
@@ -31,11 +34,15 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
+def _tag() -> str:
+    return f"p25r{os.getpid() % 100000}"
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[str, str]]:
-    """(near, far) namespaces, named for this process; the far one's kernel answers no
-    echo request."""
-    tag = f"p25r{os.getpid() % 100000}"
+    """(near, far) namespaces, named for this process (their veth: `p25rPIDa`, `...b`);
+    the far one's kernel answers no echo request."""
+    tag = _tag()
     near, far = f"{tag}n", f"{tag}f"
     _ip("netns", "add", near)
     try:
@@ -93,3 +100,27 @@ def test_crafted_replies_as_iputils_prints_them(
     # (exact lines: masked() drops `pipe N`, which the dup case must keep)
     assert ("pipe" in ours.stdout) == ("pipe" in theirs.stdout), (ours.stdout, theirs.stdout)
     assert masked(ours.stdout) == masked(theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    "args", [["-s", "56"], ["-s", "20", "-p", "010203"], ["-s", "16"], ["-s", "15"], ["-s", "0"]]
+)
+def test_the_requests_data_as_iputils_sends_it(pair: tuple[str, str], args: list[str]) -> None:
+    """The echo requests' data byte for byte as ping's: its send time as a struct timeval
+    (64-bit little-endian seconds, microseconds) over the first 16 bytes when there are
+    16, then the counting bytes or the -p pattern (ours sent bytes 0..15 there: session
+    25). Only the identifier, the checksum and the time itself differ."""
+    near, _ = pair
+    requests = []
+    for tool in (native, pktlab_run):
+        with captured(near, f"{_tag()}a", "icmp[0] == 8", 1) as got:
+            before = time.time()
+            tool("ping", "-c", "1", "-W", "0.2", *args, FAR, netns=near)  # (unanswered)
+        (packet,) = got
+        data = packet[(packet[0] & 0x0F) * 4 + 8 :]
+        if len(data) >= 16:
+            sec, usec = struct.unpack("<qq", data[:16])
+            assert before - 1 < sec + usec / 1e6 < time.time() + 1, (tool, data[:16].hex())
+            data = data[16:]
+        requests.append((packet[9], packet[6] & 0x40, data))  # protocol, DF, data
+    assert requests[0] == requests[1]

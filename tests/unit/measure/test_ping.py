@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 
 import pytest
 from test_traceroute_fakes import (
@@ -47,7 +48,10 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     assert [b - a for a, b in itertools.pairwise(times)] == [500_000_000] * 2
     assert [r.probe_send_ns for r in result.replies] == times
     assert result.start_ns == times[0]
-    probe = echo_probe(src, path[-1], ident=0x4242, seq=2)
+    # iputils' data: its send time as a struct timeval, then the counting bytes from 16
+    # on (session 25: the timeval was missing, the data bytes 0..15 instead)
+    stamp = struct.pack("<qq", times[1] // 10**9, times[1] // 1000 % 10**6)
+    probe = echo_probe(src, path[-1], ident=0x4242, seq=2, payload=stamp + bytes(range(16, 56)))
     assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
     (ncap,) = rig.endpoint.ncaps
     assert ncap.filter == tcpdump_filter(expr)
@@ -266,7 +270,9 @@ def test_the_pattern_fills_the_payload_repeated() -> None:
     rig = RawRig([TG4])
     rig.run(ping(rig.session, TG4, count=1, size=20, pattern=b"\x01\x02\x03"))
     (send,) = rig.endpoint.raw_sends
-    assert send.data[28:] == b"\x01\x02\x03" * 6 + b"\x01\x02"
+    # the first 16 bytes then hold the send time, as iputils writes it over the pattern
+    assert send.data[28 + 16 :] == (b"\x01\x02\x03" * 7)[16:20]
+    assert send.data[28:44] != (b"\x01\x02\x03" * 6)[:16]
 
 
 def test_each_request_sent_is_told_and_an_unanswered_one_when_the_next_leaves() -> None:
@@ -493,3 +499,24 @@ def test_a_truncated_reply_is_not_checked_for_wrong_data() -> None:
     result = rig.run(ping(rig.session, TG4, count=1, ident=0x2222))
     (reply,) = result.replies
     assert reply.addr == TG4 and reply.wrong_data is None
+
+
+@pytest.mark.parametrize("size", [16, 56, 100])
+def test_requests_carry_their_send_time_as_iputils_does(size: int) -> None:
+    """Session 25 (ping25): iputils writes its send time (a struct timeval: 64-bit
+    little-endian seconds, microseconds) over the first 16 data bytes; ours sent the
+    counting bytes 0..15 there. Now the endpoint time each request is due at."""
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=2, interval=0.25, size=size))
+    for send in rig.endpoint.raw_sends:
+        sec, usec = struct.unpack("<qq", send.data[28:44])
+        assert sec * 10**9 + usec * 1000 == send.time // 1000 * 1000
+        assert send.data[44:] == bytes(range(16, size))
+
+
+@pytest.mark.parametrize("size", [0, 8, 15])
+def test_requests_under_16_bytes_carry_no_time(size: int) -> None:
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=1, size=size))
+    (send,) = rig.endpoint.raw_sends
+    assert send.data[28:] == bytes(range(size))  # as iputils: no room for a timeval
