@@ -23,6 +23,7 @@ from packetlab.measure.records_ping import (
 
 if TYPE_CHECKING:
     from packetlab.measure.packets_ip_options import IpTimestamps, SourceRoute
+    from packetlab.measure.ping_notice import PingNotice
 
 __all__ = ["PingReport", "ping_elapsed_ms", "source_route_lines", "timestamp_lines"]
 
@@ -219,6 +220,17 @@ class PingReport(Report):
         elif not self.quiet:
             line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
             self._line(line, e.reply_recv_ns)
+
+    def notice(self, n: PingNotice) -> None:
+        """A source quench or redirect about a request: iputils' ``From ADDR: icmp_seq=N
+        Source Quench`` (a colon after the address), counted nowhere; not with -q or -f."""
+        if self.as_json:
+            obj = n.to_dict()
+            obj.update(type="notice", dst=self.dst, src=self.src, tool="packetlab")
+            self.write(dumps(obj))
+        elif not self.quiet and not self.flood:
+            line = f"From {self.shown(n.addr)}: icmp_seq={n.seq} {n.describe(self.shown)}"
+            self._line(line, n.reply_recv_ns)
 
     def _json(self, r: PingReply) -> None:
         obj = r.to_dict()

@@ -50,6 +50,7 @@ from packetlab.measure.packets_ip_options import (
     timestamp_option,
     with_ip_options,
 )
+from packetlab.measure.ping_notice import PingNotice, parse_notice
 from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.records_ping import (
@@ -121,6 +122,27 @@ def wrong_data(data: bytes, payload: bytes) -> WrongData | None:
     return WrongData(PING_TIMING_MIN_SIZE + i, want[i], got[i], got.hex())
 
 
+def _dropped_by_the_kernel(reply: Reply) -> bool:
+    """An IPv4 error Linux's icmp_unreach drops before any socket hears of it (so ping
+    prints nothing, counts nothing): "fragment reassembly time exceeded" (time exceeded
+    code 1) and an unreachable with a code past 15 (NR_ICMP_UNREACH)."""
+    if reply.src.version != 4 or reply.icmp_type is None:
+        return False
+    code = reply.icmp_code or 0
+    return (reply.icmp_type, code) == (11, 1) or (reply.icmp_type == 3 and code > 15)
+
+
+def _pointer(reply: Reply, data: bytes) -> int | None:
+    """A parameter problem's pointer: the byte after an IPv4 error's checksum (ping:
+    ``pointer = N``), the word there over IPv6 (ping6: ``at N``); None for other errors."""
+    if reply.kind is not ReplyKind.PARAM_PROBLEM:
+        return None
+    if data[0] >> 4 == 4:
+        at = (data[0] & 0x0F) * 4 + 4
+        return data[at] if len(data) > at else None
+    return int.from_bytes(data[44:48], "big") if len(data) >= 48 else None
+
+
 def _first_fragment(data: bytes) -> bool:
     """The packet is the first of several IP fragments (MF set; IPv6: a Fragment header)."""
     if data[0] >> 4 == 4:
@@ -147,6 +169,7 @@ async def ping(
     on_error: Callable[[PingError], object] | None = None,
     on_sent: Callable[[int, int], object] | None = None,
     on_outstanding: Callable[[int, int], object] | None = None,
+    on_notice: Callable[[PingNotice], object] | None = None,
     stop: StopSignal | None = None,
     linger_like_ping: bool = False,
     answers_wanted: int | None = None,
@@ -173,7 +196,9 @@ async def ping(
     called as each request is known to have left (its ntag: ping -f prints a dot), and
     `on_outstanding(seq, send_ns)` just before it when the request before it (`seq`) has
     no reply yet (iputils -O: ``no answer yet for icmp_seq=N``; `send_ns` is the time of
-    the request that found it unanswered).
+    the request that found it unanswered). `on_notice(notice)` for a source quench or a
+    redirect about a request (IPv4; iputils prints them, counts them nowhere: the request
+    stays open).
     `pattern` fills the payload, repeated (iputils -p; default: counting bytes).
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has requests
     longer than that sent in IP fragments, as ping's kernel sends them; a reply in
@@ -243,7 +268,7 @@ async def ping(
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
-    run.on_sent, run.on_outstanding = on_sent, on_outstanding
+    run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     if route:
@@ -319,6 +344,7 @@ class _PingRun:
         self.settled: set[int] = set()  # answered, or known not to have been sent
         self.told: set[int] = set()
         self.on_sent: Callable[[int, int], object] | None = None
+        self.on_notice: Callable[[PingNotice], object] | None = None
         self.on_outstanding: Callable[[int, int], object] | None = None
         self.fragment_mtu: int | None = None
         self.refused = 0  # requests the endpoint did not send (ntag: not sent)
@@ -357,10 +383,14 @@ class _PingRun:
             return
         got = parse_ndata(note)
         if got is None:
+            if self.on_notice is not None and self.target.version == 4:
+                notice = parse_notice(note.data, self.ident, str(self.target), note.time)
+                if notice is not None:
+                    self.on_notice(notice)
             return
         if got[0].kind is not ReplyKind.ECHO_REPLY:
             if got[0].is_error and got[0].icmp_type is not None:
-                self._error(got[0], got[1])
+                self._error(got[0], got[1], note.data)
             return
         seq = self.table.pop(got[0].key)
         wrong = wrong_data(note.data, self.payload)
@@ -404,8 +434,11 @@ class _PingRun:
         if self.on_reply is not None:
             self.on_reply(d)
 
-    def _error(self, reply: Reply, recv_ns: int) -> None:
-        """A router's ICMP error quoting one of the requests: that request is settled."""
+    def _error(self, reply: Reply, recv_ns: int, data: bytes) -> None:
+        """A router's ICMP error quoting one of the requests: that request is settled.
+        One ping's kernel drops is nothing here either (ping never hears of it)."""
+        if _dropped_by_the_kernel(reply):
+            return
         seq = self.table.pop(reply.key)
         if seq is None:
             return
@@ -419,6 +452,7 @@ class _PingRun:
             reply.icmp_type or 0,
             reply.icmp_code or 0,
             mtu=reply.mtu,
+            pointer=_pointer(reply, data),
             probe_send_ns=self.sent_ns.get(seq),
             reply_recv_ns=recv_ns,
         )

@@ -150,12 +150,20 @@ class PingError:
     mtu: int | None = None
     probe_send_ns: int | None = None
     reply_recv_ns: int | None = None
+    pointer: int | None = None  # a parameter problem's (ping: ``pointer = N``)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `pointer` only for a parameter problem."""
+        out = asdict(self)
+        if out["pointer"] is None:
+            del out["pointer"]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> PingError:
+        pointer = obj.get("pointer") if isinstance(obj, Mapping) else None
+        if pointer is not None and type(pointer) is not int:
+            raise RecordError(f"PingError.pointer has the wrong type: {pointer!r}")
         return record_from_dict(
             cls,
             obj,
@@ -177,7 +185,7 @@ class PingError:
                     return f"Frag needed and DF set (mtu = {self.mtu or 0})"
                 return _V4_UNREACH_WORDS.get(c, f"Dest Unreachable, Bad Code: {c}")
             if self.icmp_type == 12:
-                return "Parameter problem"
+                return f"Parameter problem: pointer = {self.pointer or 0}"
             return f"Bad ICMP type: {self.icmp_type}"
         if self.icmp_type == 3:
             words = {0: "Hop limit", 1: "Defragmentation failure"}.get(c, f"code {c}")
@@ -187,8 +195,9 @@ class PingError:
             return f"Destination unreachable: {words}"
         if self.icmp_type == 2:
             return f"Packet too big: mtu={self.mtu or 0}" + (f", code={c}" if c else "")
-        if self.icmp_type == 4:
-            return "Parameter problem"
+        if self.icmp_type == 4:  # ping6's words, then the pointer ("at N")
+            what = {0: "Wrong header field", 1: "Unknown header", 2: "Unknown option"}
+            return f"Parameter problem: {what.get(c, f'code {c}')} at {self.pointer or 0}"
         return f"Bad ICMP type: {self.icmp_type}"
 
 

@@ -7,7 +7,10 @@ open; runs until killed.
 Modes (IPv4): echo (a plain reply), corrupt (data byte #20 of the payload flipped),
 short:N (only the first N bytes of the payload), dup (each reply twice), badsum (a wrong
 ICMP checksum), ttl:N (the reply's TTL N), otherid (the reply's identifier + 1, then the
-right one), stamp (the payload's first 16 bytes, the sender's timeval, zeroed).
+right one), stamp (the payload's first 16 bytes, the sender's timeval, zeroed),
+error:TYPE:CODE[:WORD] (an ICMP error quoting the request, its 4 bytes after the checksum
+WORD, an integer: a redirect's gateway, a "frag needed"'s MTU, a parameter problem's
+pointer).
 """
 
 from __future__ import annotations
@@ -63,8 +66,18 @@ def main(mode: str) -> None:
             answers = [reply((ident + 1) & 0xFFFF, seq, payload), *answers]
         elif name == "stamp":
             answers = [reply(ident, seq, bytes(16) + payload[16:])]
+        if name == "error":
+            kind, _, rest = arg.partition(":")
+            code, _, word = rest.partition(":")
+            answers = [icmp_error(int(kind), int(code), int(word or 0), packet[: ihl + 8])]
         for a in answers:
             sock.sendto(a, (src, 0))
+
+
+def icmp_error(kind: int, code: int, word: int, quoted: bytes) -> bytes:
+    head = struct.pack("!BBHI", kind, code, 0, word)
+    s = checksum(head + quoted)
+    return struct.pack("!BBHI", kind, code, s, word) + quoted
 
 
 if __name__ == "__main__":

@@ -522,3 +522,30 @@ def test_ping_truncated_and_wrong_data_replies_as_iputils(
         " 2b 2c 2d 2e 2f \n"
         "#48\t30 31 32 33 34 35 36 37 \a\n"
     )
+
+
+def test_ping_notices_as_iputils_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """Session 25 (ping25): a redirect or source quench about a request, as iputils
+    20221126 printed them beside a raw responder (a colon after the address; counted
+    nowhere; nothing with -q)."""
+    from packetlab.measure.ping_notice import PingNotice
+
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56)
+    r.start("10.225.0.1")
+    capsys.readouterr()
+    for n in (
+        PingNotice(1, "10.225.0.2", 4, 0),
+        PingNotice(1, "10.225.0.2", 5, 1, "10.0.0.1"),
+        PingNotice(2, "10.225.0.2", 5, 7, "10.0.0.1"),
+        PingNotice(2, "10.225.0.2", 5, 2, "10.0.0.1"),
+    ):
+        r.notice(n)
+    assert capsys.readouterr().out.splitlines() == [
+        "From 10.225.0.2: icmp_seq=1 Source Quench",
+        "From 10.225.0.2: icmp_seq=1 Redirect Host(New nexthop: 10.0.0.1)",
+        "From 10.225.0.2: icmp_seq=2 Redirect, Bad Code: 7(New nexthop: 10.0.0.1)",
+        "From 10.225.0.2: icmp_seq=2 Redirect Type of Service and Network(New nexthop: 10.0.0.1)",
+    ]
+    q = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56, quiet=True)
+    q.notice(PingNotice(1, "10.225.0.2", 4, 0))
+    assert capsys.readouterr().out == ""

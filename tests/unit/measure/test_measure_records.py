@@ -361,3 +361,27 @@ def test_a_replys_wrong_data_round_trips_and_is_checked() -> None:
                 {"offset": 20, "expected": 1, "got": 2, "data": "zz"}):  # fmt: skip
         with pytest.raises(RecordError, match="wrong_data is malformed"):
             PingReply.from_dict({**obj, "wrong_data": bad})
+
+
+@pytest.mark.parametrize(
+    ("addr", "icmp_type", "code", "pointer", "words"),
+    [
+        ("10.0.0.1", 12, 0, 255, "Parameter problem: pointer = 255"),
+        ("10.0.0.1", 12, 1, None, "Parameter problem: pointer = 0"),
+        ("fd00::1", 4, 0, 40, "Parameter problem: Wrong header field at 40"),
+        ("fd00::1", 4, 1, 6, "Parameter problem: Unknown header at 6"),
+        ("fd00::1", 4, 2, 42, "Parameter problem: Unknown option at 42"),
+        ("fd00::1", 4, 9, 1, "Parameter problem: code 9 at 1"),
+    ],
+)
+def test_parameter_problems_in_pings_words(
+    addr: str, icmp_type: int, code: int, pointer: int | None, words: str
+) -> None:
+    """Session 25 (ping25): iputils' `pointer = N`, ping6's `<code words> at N` (ours:
+    `Parameter problem` alone); the pointer round-trips, absent from JSON when None."""
+    e = PingError(1, addr, "param-problem", icmp_type, code, pointer=pointer)
+    assert e.describe() == words
+    assert PingError.from_dict(json.loads(json.dumps(e.to_dict()))) == e
+    assert ("pointer" in e.to_dict()) == (pointer is not None)
+    with pytest.raises(RecordError, match="pointer"):
+        PingError.from_dict({**e.to_dict(), "pointer": "4"})

@@ -520,3 +520,44 @@ def test_requests_under_16_bytes_carry_no_time(size: int) -> None:
     rig.run(ping(rig.session, TG4, count=1, size=size))
     (send,) = rig.endpoint.raw_sends
     assert send.data[28:] == bytes(range(size))  # as iputils: no room for a timeval
+
+
+def _quoting(probe: bytes, icmp_type: int, code: int, rest: bytes) -> tuple[float, bytes]:
+    """An ICMP message from the target quoting `probe`'s IP header and 8 bytes."""
+    return (0.0005, icmp_packet(TG4, EP4, icmp_type, code, rest, probe[:28]))
+
+
+def test_a_redirect_or_source_quench_is_told_and_the_request_stays_open() -> None:
+    """Session 25 (ping25): iputils prints a source quench or redirect about a request
+    (`From ADDR: icmp_seq=N Redirect Host(New nexthop: GW)`) and counts it nowhere; ours
+    ignored both (parse_reply knows only errors)."""
+    rig = RawRig([TG4])
+    rig.endpoint.extra = lambda probe: [
+        _quoting(probe, 5, 1, bytes([10, 0, 0, 1])),
+        _quoting(probe, 4, 0, bytes(4)),
+    ]
+    told: list[object] = []
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, on_notice=told.append))
+    assert (result.received, result.errors) == (2, ())  # answered still, no error
+    assert [(n.seq, n.addr, n.icmp_type, n.code, n.gateway) for n in told] == [  # type: ignore[attr-defined]
+        (1, TG4, 5, 1, "10.0.0.1"), (1, TG4, 4, 0, None),
+        (2, TG4, 5, 1, "10.0.0.1"), (2, TG4, 4, 0, None),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("icmp_type", "code"), [(11, 1), (3, 16)])
+def test_errors_pings_kernel_drops_are_nothing_here_either(icmp_type: int, code: int) -> None:
+    """Linux's icmp_unreach drops "fragment reassembly time exceeded" and unreachables
+    with a code past 15: ping hears of neither. Ours printed them and counted `+N errors`."""
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, icmp_type, code, bytes(4))]  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, wait=0.5))
+    assert (result.received, result.errors) == (0, ())
+
+
+def test_a_parameter_problem_carries_its_pointer() -> None:
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, 12, 0, bytes([4, 0, 0, 0]))]  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, wait=0.5))
+    (e,) = result.errors
+    assert (e.pointer, e.describe()) == (4, "Parameter problem: pointer = 4")
