@@ -37,7 +37,10 @@ def reply(ident: int, seq: int, payload: bytes, *, good_sum: bool = True) -> byt
     return struct.pack("!BBHHH", 0, 0, s, ident, seq) + payload
 
 
-def main(mode: str) -> None:
+def main(mode: str, family: str = "4") -> None:
+    if family == "6":
+        main6(mode)
+        return
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     print("ready", flush=True)
     while True:
@@ -80,5 +83,40 @@ def icmp_error(kind: int, code: int, word: int, quoted: bytes) -> bytes:
     return struct.pack("!BBHI", kind, code, s, word) + quoted
 
 
+def main6(mode: str) -> None:
+    """IPv6 (the kernel fills in ICMPv6 checksums): echo, corrupt, short:N, dup, and
+    error:TYPE:CODE[:WORD] quoting as much of the request as fits 1280 bytes. A raw
+    ICMPv6 socket has no IPv6 header, so the quote is rebuilt from what it tells."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    print("ready", flush=True)
+    while True:
+        icmp, anc, _, addr = sock.recvmsg(65535, 256)
+        if len(icmp) < 8 or icmp[0] != 128:
+            continue
+        dst = next(d[:16] for lvl, kind, d in anc if kind == socket.IPV6_PKTINFO)
+        ident, seq = struct.unpack("!HH", icmp[4:8])
+        payload = icmp[8:]
+        name, _, arg = mode.partition(":")
+        answers = [struct.pack("!BBHHH", 129, 0, 0, ident, seq) + payload]
+        if name == "corrupt" and len(payload) > 20:
+            bad = bytearray(payload)
+            bad[20] ^= 0xFF
+            answers = [struct.pack("!BBHHH", 129, 0, 0, ident, seq) + bytes(bad)]
+        elif name == "short":
+            answers = [answers[0][: 8 + int(arg)]]
+        elif name == "dup":
+            answers = answers * 2
+        elif name == "error":
+            kind, _, rest = arg.partition(":")
+            code, _, word = rest.partition(":")
+            src = socket.inet_pton(socket.AF_INET6, addr[0])
+            head = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 64) + src + dst
+            quoted = (head + icmp)[: 1280 - 48]
+            answers = [struct.pack("!BBHI", int(kind), int(code), 0, int(word or 0)) + quoted]
+        for a in answers:
+            sock.sendto(a, addr)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "echo")
+    main(*sys.argv[1:3]) if len(sys.argv) > 1 else main("echo")

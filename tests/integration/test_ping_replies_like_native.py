@@ -25,6 +25,7 @@ pytestmark = pytest.mark.root
 
 HERE = Path(__file__).resolve().parent
 NEAR, FAR = "10.225.0.1", "10.225.0.2"
+NEAR6, FAR6 = "fd00:225::1", "fd00:225::2"
 
 
 @pytest.fixture(autouse=True)
@@ -52,12 +53,21 @@ def pair() -> Iterator[tuple[str, str]]:
         try:
             _ip("link", "add", f"{tag}a", "netns", near, "type", "veth",
                 "peer", "name", f"{tag}b", "netns", far)  # fmt: skip
-            for ns, dev, addr in ((near, f"{tag}a", NEAR), (far, f"{tag}b", FAR)):
+            for ns, dev, addr, addr6 in ((near, f"{tag}a", NEAR, NEAR6),
+                                         (far, f"{tag}b", FAR, FAR6)):  # fmt: skip
                 _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                _ip("-n", ns, "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
                 _ip("-n", ns, "link", "set", dev, "up")
                 _ip("-n", ns, "link", "set", "lo", "up")
             subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw",
-                            "net.ipv4.icmp_echo_ignore_all=1"], check=True)  # fmt: skip
+                            "net.ipv4.icmp_echo_ignore_all=1",
+                            "net.ipv6.icmp.echo_ignore_all=1"], check=True)  # fmt: skip
+            # the far side's neighbour entries before the first tool: its first IPv6
+            # replies waited ~1 s (the link-local address still tentative), the first
+            # tool's alone
+            for addr in (NEAR, NEAR6):
+                subprocess.run(["ip", "netns", "exec", far, "ping", "-c", "1", "-W", "5",
+                                addr], check=True, capture_output=True)  # fmt: skip
             yield near, far
         finally:
             _ip("netns", "del", far)
@@ -65,9 +75,10 @@ def pair() -> Iterator[tuple[str, str]]:
         _ip("netns", "del", near)
 
 
-def _responder(far: str, mode: str) -> subprocess.Popen[str]:
+def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", far, sys.executable, str(HERE / "ping_responder.py"), mode],
+        ["ip", "netns", "exec", far, sys.executable, str(HERE / "ping_responder.py"), mode,
+         str(family)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
@@ -98,11 +109,34 @@ def _responder(far: str, mode: str) -> subprocess.Popen[str]:
 def test_crafted_replies_as_iputils_prints_them(
     pair: tuple[str, str], mode: str, args: list[str], seen: str
 ) -> None:
+    _side_by_side(pair, mode, [*args, FAR], seen)
+
+
+@pytest.mark.parametrize(
+    ("mode", "seen"),
+    [
+        ("corrupt", "wrong data byte #20 should be 0x14 but was 0xeb"),
+        ("short:30", "38 bytes from fd00:225::2: icmp_seq=1 ttl=64 (truncated)"),
+        ("dup", "+1 duplicates"),
+        ("error:4:0:40", "Parameter problem: Wrong header field at 40"),
+        ("error:4:2:42", "Parameter problem: Unknown option at 42"),
+        ("error:1:4", "Destination unreachable: Port unreachable"),
+    ],
+)
+def test_crafted_replies_over_ipv6_as_ping6_prints_them(
+    pair: tuple[str, str], mode: str, seen: str
+) -> None:
+    _side_by_side(pair, mode, ["-c", "2", "-i", "0.2", "-W", "1", FAR6], seen, family=6)
+
+
+def _side_by_side(
+    pair: tuple[str, str], mode: str, args: list[str], seen: str, family: int = 4
+) -> None:
     near, far = pair
-    proc = _responder(far, mode)
+    proc = _responder(far, mode, family)
     try:
-        theirs = native("ping", *args, FAR, netns=near)
-        ours = pktlab_run("ping", *args, FAR, netns=near)
+        theirs = native("ping", *args, netns=near)
+        ours = pktlab_run("ping", *args, netns=near)
     finally:
         proc.kill()
         proc.wait()
