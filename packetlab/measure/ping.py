@@ -112,7 +112,10 @@ def wrong_data(data: bytes, payload: bytes) -> WrongData | None:
     """The reply packet `data`'s echo data checked against the request's `payload` past
     the timestamp area, as iputils checks them (a bit flipped on the way, a responder
     that answers with other bytes); None when they agree, or when `data` does not hold
-    the whole payload (a truncated reply, a fragment: not checked, as ping's)."""
+    the whole payload (a truncated reply, a fragment: not checked, as ping's) or an IPv6
+    extension header comes before the ICMPv6 one (not read here: not checked)."""
+    if data[0] >> 4 == 6 and (len(data) < 40 or data[6] != 58):
+        return None
     start = ((data[0] & 0x0F) * 4 if data[0] >> 4 == 4 else 40) + 8
     got = data[start + PING_TIMING_MIN_SIZE : start + len(payload)]
     want = payload[PING_TIMING_MIN_SIZE:]

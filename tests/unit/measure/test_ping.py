@@ -561,3 +561,15 @@ def test_a_parameter_problem_carries_its_pointer() -> None:
     result = rig.run(ping(rig.session, TG4, count=1, wait=0.5))
     (e,) = result.errors
     assert (e.pointer, e.describe()) == (4, "Parameter problem: pointer = 4")
+
+
+def test_wrong_data_reads_an_ipv6_reply_only_without_extension_headers() -> None:
+    from packetlab.measure.ping import wrong_data
+
+    payload = bytes(range(56))
+    reply = echo_probe(TG6, EP6, ident=1, seq=1, payload=payload[:20] + b"\xff" + payload[21:])
+    got = wrong_data(reply.packet, payload)
+    assert got is not None and (got.offset, got.got) == (20, 0xFF)
+    hop_by_hop = bytearray(reply.packet)
+    hop_by_hop[6] = 0  # (a Hop-by-Hop header first: the ICMPv6 header is further on)
+    assert wrong_data(bytes(hop_by_hop), payload) is None
