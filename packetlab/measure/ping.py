@@ -51,7 +51,14 @@ from packetlab.measure.packets_ip_options import (
     with_ip_options,
 )
 from packetlab.measure.ping_notice import PingNotice, parse_notice
-from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
+from packetlab.measure.probes import (
+    PING_PAYLOAD,
+    Probe,
+    ProbeKey,
+    ProbeTable,
+    echo_probe,
+    fragmented,
+)
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.records_ping import (
     PING_TIMING_MIN_SIZE,
@@ -361,6 +368,7 @@ class _PingRun:
         self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
         self.reverse: dict[int, SourceRoute | None] = {}  # seq -> its reply's source route
         self.wrong: dict[int, WrongData] = {}  # seq -> how its reply's data differed
+        self.elsewhere: set[int] = set()  # the requests answered from another address
         self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.ts_kind: int | None = None  # iputils -T: the timestamp option's kind
@@ -395,17 +403,21 @@ class _PingRun:
             if got[0].is_error and got[0].icmp_type is not None:
                 self._error(got[0], got[1], note.data)
             return
-        seq = self.table.pop(got[0].key)
+        key, elsewhere = self._key(got[0])
+        seq = self.table.pop(key)
         wrong = wrong_data(note.data, self.payload)
         if seq is None:  # not ours, or a duplicate
-            dup = self.answered.get(got[0].key)
+            dup = self.answered.get(key)
             if dup is not None:
-                self._duplicate(dup, got[0], got[1], self._size(got[0], note.data), wrong)
+                size = self._size(got[0], note.data)
+                self._duplicate(dup, got[0], got[1], size, wrong, elsewhere)
             return
-        self.answered[got[0].key] = seq
+        self.answered[key] = seq
         self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
         if wrong is not None:
             self.wrong[seq] = wrong
+        if elsewhere:
+            self.elsewhere.add(seq)
         if self.first_hop is not None:
             self.reverse[seq] = source_route(note.data[20 : (note.data[0] & 0x0F) * 4])
         elif self.options:
@@ -420,18 +432,36 @@ class _PingRun:
         self._tell(seq)
         self.waker.poke()
 
+    def _key(self, reply: Reply) -> tuple[ProbeKey, bool]:
+        """The key of the request `reply` answers, and whether it came from an address
+        other than the target's: iputils matches an echo reply by its identifier alone
+        and takes one from elsewhere (`(DIFFERENT ADDRESS!)`), ours was a lost request."""
+        key = reply.key
+        if key in self.table or key in self.answered:
+            return key, False
+        there = dataclasses.replace(key, dst=self.target)
+        if there in self.table or there in self.answered:
+            return there, True
+        return key, False
+
     def _size(self, reply: Reply, data: bytes) -> int:
         return _icmp_size(reply, data, 8 + len(self.payload))
 
     def _duplicate(
-        self, seq: int, reply: Reply, recv_ns: int, size: int, wrong: WrongData | None
+        self,
+        seq: int,
+        reply: Reply,
+        recv_ns: int,
+        size: int,
+        wrong: WrongData | None,
+        elsewhere: bool = False,
     ) -> None:
         """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
         sent_ns = self.sent_ns.get(seq)
         rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
         d = PingReply(
             seq, str(reply.src), rtt, ttl=reply.ttl, size=size, probe_send_ns=sent_ns,
-            reply_recv_ns=recv_ns, dup=True, wrong_data=wrong,
+            reply_recv_ns=recv_ns, dup=True, wrong_data=wrong, different_address=elsewhere,
         )  # fmt: skip
         self.duplicates.append(d)
         if self.on_reply is not None:
@@ -541,6 +571,7 @@ class _PingRun:
             ip_timestamps=self.stamps.get(seq),
             source_route=self.reverse.get(seq),
             wrong_data=self.wrong.get(seq),
+            different_address=seq in self.elsewhere,
         )
 
     # -- sending --

@@ -61,17 +61,22 @@ class PingReply:
     source_route: SourceRoute | None = None
     # data bytes that differ from the request's (None: as sent, or not checked)
     wrong_data: WrongData | None = None
+    # from an address other than the target's (ping: "(DIFFERENT ADDRESS!)")
+    different_address: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; `route` only when the reply had a record route (ping -R),
         `ip_timestamps` (kind, entries [address or null, ms since midnight UT or null],
         unrecorded hops) only when it had a timestamp option (ping -T), `source_route`
         (strict, pointer, addresses) only when it had a source route (ping HOST...
-        TARGET), `wrong_data` only when the reply's data differed from the request's."""
+        TARGET), `wrong_data` only when the reply's data differed from the request's,
+        `different_address` only when true."""
         out = asdict(self)
         for key in ("route", "ip_timestamps", "source_route", "wrong_data"):
             if out[key] is None:
                 del out[key]
+        if not self.different_address:
+            del out["different_address"]
         if "route" in out:
             out["route"] = list(out["route"])
         if "ip_timestamps" in out:
@@ -94,6 +99,9 @@ class PingReply:
         sr = obj.get("source_route") if isinstance(obj, Mapping) else None
         if sr is not None:
             obj = {**obj, "source_route": _source_route(sr)}
+        moved = obj.get("different_address", False) if isinstance(obj, Mapping) else False
+        if type(moved) is not bool:
+            raise RecordError(f"PingReply.different_address must be a boolean: {moved!r}")
         wrong = obj.get("wrong_data") if isinstance(obj, Mapping) else None
         if wrong is not None:
             obj = {**obj, "wrong_data": _wrong_data(wrong)}
@@ -341,6 +349,7 @@ def ping_line(
         return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl} (truncated)"
     rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
     dup = " (DUP!)" if r.dup else ""
+    dup += " (DIFFERENT ADDRESS!)" if r.different_address else ""
     idn = f" ident={ident}" if ident is not None else ""
     wrong = "" if r.wrong_data is None else wrong_data_lines(r.wrong_data)
     return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}{wrong}"

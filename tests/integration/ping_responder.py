@@ -10,7 +10,7 @@ ICMP checksum), ttl:N (the reply's TTL N), otherid (the reply's identifier + 1, 
 right one), stamp (the payload's first 16 bytes, the sender's timeval, zeroed),
 error:TYPE:CODE[:WORD] (an ICMP error quoting the request, its 4 bytes after the checksum
 WORD, an integer: a redirect's gateway, a "frag needed"'s MTU, a parameter problem's
-pointer).
+pointer), from:ADDR (the reply from ADDR instead).
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ def main(mode: str, family: str = "4") -> None:
             kind, _, rest = arg.partition(":")
             code, _, word = rest.partition(":")
             answers = [icmp_error(int(kind), int(code), int(word or 0), packet[: ihl + 8])]
+        if name == "from":  # the reply from another address (IP_HDRINCL)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(answers[0]), 0, 0, 64, 1,
+                               0, socket.inet_aton(arg), socket.inet_aton(src))  # fmt: skip
+            raw.sendto(head + answers[0], (src, 0))
+            raw.close()
+            continue
         for a in answers:
             sock.sendto(a, (src, 0))
 

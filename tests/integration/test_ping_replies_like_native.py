@@ -95,6 +95,7 @@ def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
         ("dup", ["-c", "2", "-i", "0.2"], "+1 duplicates"),  # and no `pipe 2`
         ("ttl:33", ["-c", "2", "-i", "0.2"], "ttl=33"),
         ("otherid", ["-c", "2", "-i", "0.2"], "2 received"),
+        ("from:10.225.0.7", ["-c", "2", "-i", "0.2"], "from 10.225.0.7: icmp_seq=1 ttl=64"),
         # ICMP messages quoting the request (-W 1: no reply comes)
         ("error:4:0", ["-c", "2", "-i", "0.2", "-W", "1"], "From 10.225.0.2: icmp_seq=1 Source"),
         ("error:5:1:167772161", ["-c", "1", "-W", "1"], "Redirect Host(New nexthop: 10.0.0.1)"),

@@ -385,3 +385,14 @@ def test_parameter_problems_in_pings_words(
     assert ("pointer" in e.to_dict()) == (pointer is not None)
     with pytest.raises(RecordError, match="pointer"):
         PingError.from_dict({**e.to_dict(), "pointer": "4"})
+
+
+def test_a_reply_from_another_address_is_marked_as_iputils_marks_it() -> None:
+    r = PingReply(1, "10.225.0.7", 166.0, 64, 64, different_address=True)
+    assert ping_line(r) == (
+        "64 bytes from 10.225.0.7: icmp_seq=1 ttl=64 time=0.166 ms (DIFFERENT ADDRESS!)"
+    )
+    assert PingReply.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    assert "different_address" not in PingReply(1, "10.225.0.2", 1.0).to_dict()
+    with pytest.raises(RecordError, match="different_address"):
+        PingReply.from_dict({**r.to_dict(), "different_address": 1})

@@ -573,3 +573,24 @@ def test_wrong_data_reads_an_ipv6_reply_only_without_extension_headers() -> None
     hop_by_hop = bytearray(reply.packet)
     hop_by_hop[6] = 0  # (a Hop-by-Hop header first: the ICMPv6 header is further on)
     assert wrong_data(bytes(hop_by_hop), payload) is None
+
+
+def test_a_reply_from_another_address_is_a_reply_as_iputils_takes_it() -> None:
+    """Session 25 (ping25): iputils matches an echo reply by its identifier alone and
+    prints one from another address with `(DIFFERENT ADDRESS!)`; ours took it for none
+    (100% loss, exit 1)."""
+    rig = RawRig([TG4])
+    elsewhere = "10.77.9.9"
+
+    def moved(probe: bytes) -> list[tuple[float, bytes]]:
+        seq = int.from_bytes(probe[26:28], "big")
+        reply = echo_probe(elsewhere, EP4, ident=0x2222, seq=seq)
+        body = b"\0\0" + reply.packet[22:]  # (type 0: an echo reply)
+        return [(0.0004, icmp_packet(elsewhere, EP4, 0, 0, body[4:8], body[8:]))] * 2
+
+    rig.endpoint.answers = moved  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, wait=0.5, ident=0x2222))
+    assert result.received == 2
+    got = [(r.seq, r.addr, r.dup, r.different_address) for r in result.replies]
+    assert got[:2] == [(1, elsewhere, False, True), (2, elsewhere, False, True)]
+    assert (1, elsewhere, True, True) in got  # its duplicate: from there too
