@@ -7,7 +7,8 @@ open; runs until killed.
 Modes (IPv4): echo (a plain reply), corrupt (data byte #20 of the payload flipped),
 short:N (only the first N bytes of the payload), dup (each reply twice), badsum (a wrong
 ICMP checksum), ttl:N (the reply's TTL N), otherid (the reply's identifier + 1, then the
-right one), stamp (the payload's first 16 bytes, the sender's timeval, zeroed),
+right one), seq:N (first a reply to seq + N, then the right one), stamp (the payload's
+first 16 bytes, the sender's timeval, zeroed),
 error:TYPE:CODE[:WORD] (an ICMP error quoting the request, its 4 bytes after the checksum
 WORD, an integer: a redirect's gateway, a "frag needed"'s MTU, a parameter problem's
 pointer), from:ADDR (the reply from ADDR instead).
@@ -67,6 +68,8 @@ def main(mode: str, family: str = "4") -> None:
             answers = [reply(ident, seq, payload, good_sum=False)]
         elif name == "otherid":
             answers = [reply((ident + 1) & 0xFFFF, seq, payload), *answers]
+        elif name == "seq":  # first a reply to a request never sent (seq + N)
+            answers = [reply(ident, (seq + int(arg)) & 0xFFFF, payload), *answers]
         elif name == "stamp":
             answers = [reply(ident, seq, bytes(16) + payload[16:])]
         if name == "error":
