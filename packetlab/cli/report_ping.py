@@ -223,13 +223,16 @@ class PingReport(Report):
 
     def notice(self, n: PingNotice) -> None:
         """A source quench or redirect about a request: iputils' ``From ADDR: icmp_seq=N
-        Source Quench`` (a colon after the address), counted nowhere; not with -q or -f."""
+        Source Quench`` (a colon after the address), with -v the IP header it quotes;
+        counted nowhere; not with -q or -f."""
         if self.as_json:
             obj = n.to_dict()
             obj.update(type="notice", dst=self.dst, src=self.src, tool="packetlab")
             self.write(dumps(obj))
         elif not self.quiet and not self.flood:
             line = f"From {self.shown(n.addr)}: icmp_seq={n.seq} {n.describe(self.shown)}"
+            if self.verbose and n.quoted:  # iputils -v: the quoted header, pr_iph's
+                line += "\n" + n.header_dump()
             self._line(line, n.reply_recv_ns)
 
     def _json(self, r: PingReply) -> None:

@@ -33,6 +33,7 @@ class PingNotice:
     code: int
     gateway: str | None = None  # a redirect's new next hop
     reply_recv_ns: int | None = None
+    quoted: str = ""  # hex: the IP header it quotes (ping -v prints it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +44,23 @@ class PingNotice:
             return "Source Quench"
         words = _REDIRECT_WORDS.get(self.code, f"Redirect, Bad Code: {self.code}")
         return f"{words}(New nexthop: {shown(self.gateway or '0.0.0.0')})"
+
+    def header_dump(self) -> str:
+        """iputils -v's pr_iph of the quoted IP header (no newline at the end): its
+        16-bit fields as a little-endian host reads them from the wire, as ping prints
+        them (a length of 84 is `5400`); the options' bytes, if any, on a line of their
+        own."""
+        ip = bytes.fromhex(self.quoted)
+        if len(ip) < 20:
+            return ""
+        length, ident, frag = struct.unpack_from("<HHH", ip, 2)
+        (check,) = struct.unpack_from("<H", ip, 10)
+        src, dst = ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20])
+        out = "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        out += f" {ip[0] >> 4:1x}  {ip[0] & 0x0F:1x}  {ip[1]:02x} {length:04x} {ident:04x}"
+        out += f"   {(frag & 0xE000) >> 13:1x} {frag & 0x1FFF:04x}"
+        out += f"  {ip[8]:02x}  {ip[9]:02x} {check:04x} {src}  {dst} "
+        return out + (f"\n{ip[20:].hex()}" if len(ip) > 20 else "")
 
 
 def parse_notice(data: bytes, ident: int, target: str, recv_ns: int) -> PingNotice | None:
@@ -63,4 +81,4 @@ def parse_notice(data: bytes, ident: int, target: str, recv_ns: int) -> PingNoti
         return None
     src = str(ipaddress.IPv4Address(data[12:16]))
     gateway = str(ipaddress.IPv4Address(icmp[4:8])) if icmp[0] == REDIRECT else None
-    return PingNotice(seq, src, icmp[0], icmp[1], gateway, recv_ns)
+    return PingNotice(seq, src, icmp[0], icmp[1], gateway, recv_ns, quoted[:qihl].hex())

@@ -9,6 +9,7 @@ RTTs are masked."""
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -170,3 +171,25 @@ def test_the_requests_data_as_iputils_sends_it(pair: tuple[str, str], args: list
             data = data[16:]
         requests.append((packet[9], packet[6] & 0x40, data))  # protocol, DF, data
     assert requests[0] == requests[1]
+
+
+def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]) -> None:
+    """-v: a redirect's line, then iputils' pr_iph dump of the request it quotes (the
+    IP ID and checksum are each run's own; ours' -v also logs on stderr, ping's its
+    socket line)."""
+    near, far = pair
+    proc = _responder(far, "error:5:1:167772161")
+    args = ["-c", "1", "-W", "1", "-v", FAR]
+    try:
+        theirs = native("ping", *args, netns=near)
+        ours = pktlab_run("ping", *args, netns=near)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+
+    def lines(text: str) -> list[str]:
+        return [re.sub(r"5400 \w{4}( .* 01 )\w{4}", r"5400 ID\1CKS", x) for x in masked(text)]
+
+    assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(theirs.stdout)
+    assert lines(ours.stdout) == lines(theirs.stdout)

@@ -549,3 +549,16 @@ def test_ping_notices_as_iputils_prints_them(capsys: pytest.CaptureFixture[str])
     q = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56, quiet=True)
     q.notice(PingNotice(1, "10.225.0.2", 4, 0))
     assert capsys.readouterr().out == ""
+
+
+def test_ping_v_dumps_a_notices_quoted_header(capsys: pytest.CaptureFixture[str]) -> None:
+    from packetlab.measure.ping_notice import PingNotice
+
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=1, size=56, verbose=True)
+    quoted = "45000054f8834000400" + "12c610ae100010ae10002"
+    r.notice(PingNotice(1, "10.225.0.2", 5, 1, "10.0.0.1", None, quoted))
+    assert capsys.readouterr().out == (
+        "From 10.225.0.2: icmp_seq=1 Redirect Host(New nexthop: 10.0.0.1)\n"
+        "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        " 4  5  00 5400 83f8   0 0040  40  01 612c 10.225.0.1  10.225.0.2 \n"
+    )

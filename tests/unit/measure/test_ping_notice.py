@@ -17,7 +17,7 @@ def _notice(icmp_type: int, code: int, quoted: bytes = REQUEST[:28]) -> bytes:
 
 def test_a_redirect_about_a_request_is_read() -> None:
     got = parse_notice(_notice(5, 1), 0x2222, TG4, 123)
-    assert got == PingNotice(7, "10.77.1.2", 5, 1, "10.0.0.9", 123)
+    assert got == PingNotice(7, "10.77.1.2", 5, 1, "10.0.0.9", 123, REQUEST[:20].hex())
     assert got.describe() == "Redirect Host(New nexthop: 10.0.0.9)"
     quench = parse_notice(_notice(4, 0), 0x2222, TG4, 5)
     assert quench is not None and quench.gateway is None
@@ -38,3 +38,17 @@ def test_a_redirect_about_a_request_is_read() -> None:
 )
 def test_anything_else_is_not_a_notice(packet: bytes, ident: int, target: str) -> None:
     assert parse_notice(packet, ident, target, 0) is None
+
+
+def test_the_quoted_header_as_ping_v_dumps_it() -> None:
+    """iputils -v's pr_iph, as it printed beside our responder (16-bit fields as a
+    little-endian host reads them: a length of 84 is `5400`, DF `0 0040`)."""
+    quoted = bytes.fromhex("45000054f883400040012c610ae100010ae10002")  # (wire order)
+    n = PingNotice(1, "10.225.0.2", 4, 0, None, 0, quoted.hex())
+    assert n.header_dump() == (
+        "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        " 4  5  00 5400 83f8   0 0040  40  01 612c 10.225.0.1  10.225.0.2 "  # ping's line
+    )
+    got = parse_notice(_notice(4, 0), 0x2222, TG4, 0)
+    assert got is not None and bytes.fromhex(got.quoted) == REQUEST[:20]
+    assert PingNotice(1, "10.225.0.2", 4, 0).header_dump() == ""
