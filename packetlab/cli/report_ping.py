@@ -23,6 +23,7 @@ from packetlab.measure.records_ping import (
 
 if TYPE_CHECKING:
     from packetlab.measure.packets_ip_options import IpTimestamps, SourceRoute
+    from packetlab.measure.ping_notice import PingNotice
 
 __all__ = ["PingReport", "ping_elapsed_ms", "source_route_lines", "timestamp_lines"]
 
@@ -177,12 +178,19 @@ class PingReport(Report):
                 self.write("\b \b", end="")
         elif not self.quiet:
             shown = self.shown(r.addr) if r.addr is not None else None
+            # shorter than the request: iputils' `(truncated)` line, nothing after it (no
+            # time, BEL or options: its gather_statistics returns there)
+            truncated = r.size is not None and r.size < self.size + 8
             line = ping_line(
                 r,
                 shown,
                 timing=self.size >= PING_TIMING_MIN_SIZE,
                 ident=self.ident if self.verbose else None,
+                truncated=truncated,
             )
+            if truncated:
+                self._line(line, r.reply_recv_ns)
+                return
             if self.audible:  # (before -R's lines, as iputils')
                 line += "\a"
             if r.route is not None:  # ping -R, as iputils' pr_options prints it
@@ -212,6 +220,20 @@ class PingReport(Report):
         elif not self.quiet:
             line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
             self._line(line, e.reply_recv_ns)
+
+    def notice(self, n: PingNotice) -> None:
+        """A source quench or redirect about a request: iputils' ``From ADDR: icmp_seq=N
+        Source Quench`` (a colon after the address), with -v the IP header it quotes;
+        counted nowhere; not with -q or -f."""
+        if self.as_json:
+            obj = n.to_dict()
+            obj.update(type="notice", dst=self.dst, src=self.src, tool="packetlab")
+            self.write(dumps(obj))
+        elif not self.quiet and not self.flood:
+            line = f"From {self.shown(n.addr)}: icmp_seq={n.seq} {n.describe(self.shown)}"
+            if self.verbose and n.quoted:  # iputils -v: the quoted header, pr_iph's
+                line += "\n" + n.header_dump()
+            self._line(line, n.reply_recv_ns)
 
     def _json(self, r: PingReply) -> None:
         obj = r.to_dict()

@@ -215,6 +215,7 @@ def experiment(
             on_error=on_error,
             on_sent=after_shown(report.sent) if args.flood else None,
             on_outstanding=after_shown(report.outstanding) if args.outstanding else None,
+            on_notice=in_order(report.notice),
             stop=stop,
             linger_like_ping=True,
             answers_wanted=args.count if args.deadline is not None else None,
@@ -289,9 +290,11 @@ def ping_count(args: argparse.Namespace) -> int:
 
 
 def _addresses_shown(item: Any) -> list[str]:
-    """The addresses a ping line names: the reply's source, and those of its -R route and
-    -T timestamps (each named as iputils' pr_addr names them)."""
+    """The addresses a ping line names: the reply's source, a redirect's gateway, and
+    those of its -R route and -T timestamps (each named as iputils' pr_addr names them)."""
     got = dict.fromkeys([item.addr, *(getattr(item, "route", None) or ())])
+    if getattr(item, "gateway", None) is not None:  # a redirect's (ping names it too)
+        got[item.gateway] = None
     ts = getattr(item, "ip_timestamps", None)
     got.update(dict.fromkeys(a for a, _ in (ts.entries if ts else ()) if a is not None))
     return list(got)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred
@@ -49,9 +50,23 @@ from packetlab.measure.packets_ip_options import (
     timestamp_option,
     with_ip_options,
 )
-from packetlab.measure.probes import PING_PAYLOAD, Probe, ProbeTable, echo_probe, fragmented
+from packetlab.measure.ping_notice import PingNotice, parse_notice
+from packetlab.measure.probes import (
+    PING_PAYLOAD,
+    Probe,
+    ProbeKey,
+    ProbeTable,
+    echo_probe,
+    fragmented,
+)
 from packetlab.measure.records_fields import Stamp
-from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_ping import (
+    PING_TIMING_MIN_SIZE,
+    PingError,
+    PingReply,
+    PingResult,
+    WrongData,
+)
 from packetlab.measure.replies import Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
@@ -100,6 +115,44 @@ def _icmp_size(reply: Reply, data: bytes, whole: int | None = None) -> int:
     return max(0, reply.size - header)
 
 
+def wrong_data(data: bytes, payload: bytes) -> WrongData | None:
+    """The reply packet `data`'s echo data checked against the request's `payload` past
+    the timestamp area, as iputils checks them (a bit flipped on the way, a responder
+    that answers with other bytes); None when they agree, or when `data` does not hold
+    the whole payload (a truncated reply, a fragment: not checked, as ping's) or an IPv6
+    extension header comes before the ICMPv6 one (not read here: not checked)."""
+    if data[0] >> 4 == 6 and (len(data) < 40 or data[6] != 58):
+        return None
+    start = ((data[0] & 0x0F) * 4 if data[0] >> 4 == 4 else 40) + 8
+    got = data[start + PING_TIMING_MIN_SIZE : start + len(payload)]
+    want = payload[PING_TIMING_MIN_SIZE:]
+    if got == want or len(got) < len(want):
+        return None
+    i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+    return WrongData(PING_TIMING_MIN_SIZE + i, want[i], got[i], got.hex())
+
+
+def _dropped_by_the_kernel(reply: Reply) -> bool:
+    """An IPv4 error Linux's icmp_unreach drops before any socket hears of it (so ping
+    prints nothing, counts nothing): "fragment reassembly time exceeded" (time exceeded
+    code 1) and an unreachable with a code past 15 (NR_ICMP_UNREACH)."""
+    if reply.src.version != 4 or reply.icmp_type is None:
+        return False
+    code = reply.icmp_code or 0
+    return (reply.icmp_type, code) == (11, 1) or (reply.icmp_type == 3 and code > 15)
+
+
+def _pointer(reply: Reply, data: bytes) -> int | None:
+    """A parameter problem's pointer: the byte after an IPv4 error's checksum (ping:
+    ``pointer = N``), the word there over IPv6 (ping6: ``at N``); None for other errors."""
+    if reply.kind is not ReplyKind.PARAM_PROBLEM:
+        return None
+    if data[0] >> 4 == 4:
+        at = (data[0] & 0x0F) * 4 + 4
+        return data[at] if len(data) > at else None
+    return int.from_bytes(data[44:48], "big") if len(data) >= 48 else None
+
+
 def _first_fragment(data: bytes) -> bool:
     """The packet is the first of several IP fragments (MF set; IPv6: a Fragment header)."""
     if data[0] >> 4 == 4:
@@ -126,6 +179,7 @@ async def ping(
     on_error: Callable[[PingError], object] | None = None,
     on_sent: Callable[[int, int], object] | None = None,
     on_outstanding: Callable[[int, int], object] | None = None,
+    on_notice: Callable[[PingNotice], object] | None = None,
     stop: StopSignal | None = None,
     linger_like_ping: bool = False,
     answers_wanted: int | None = None,
@@ -152,7 +206,9 @@ async def ping(
     called as each request is known to have left (its ntag: ping -f prints a dot), and
     `on_outstanding(seq, send_ns)` just before it when the request before it (`seq`) has
     no reply yet (iputils -O: ``no answer yet for icmp_seq=N``; `send_ns` is the time of
-    the request that found it unanswered).
+    the request that found it unanswered). `on_notice(notice)` for a source quench or a
+    redirect about a request (IPv4; iputils prints them, counts them nowhere: the request
+    stays open).
     `pattern` fills the payload, repeated (iputils -p; default: counting bytes).
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has requests
     longer than that sent in IP fragments, as ping's kernel sends them; a reply in
@@ -222,7 +278,7 @@ async def ping(
     cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
-    run.on_sent, run.on_outstanding = on_sent, on_outstanding
+    run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     if route:
@@ -298,6 +354,7 @@ class _PingRun:
         self.settled: set[int] = set()  # answered, or known not to have been sent
         self.told: set[int] = set()
         self.on_sent: Callable[[int, int], object] | None = None
+        self.on_notice: Callable[[PingNotice], object] | None = None
         self.on_outstanding: Callable[[int, int], object] | None = None
         self.fragment_mtu: int | None = None
         self.refused = 0  # requests the endpoint did not send (ntag: not sent)
@@ -310,6 +367,8 @@ class _PingRun:
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
         self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
         self.reverse: dict[int, SourceRoute | None] = {}  # seq -> its reply's source route
+        self.wrong: dict[int, WrongData] = {}  # seq -> how its reply's data differed
+        self.elsewhere: set[int] = set()  # the requests answered from another address
         self.local_mtu: int | None = None  # -M do: the MTU a router named (ping's kernel's)
         self.routes: dict[int, tuple[str, ...] | None] = {}  # seq -> its reply's record route
         self.ts_kind: int | None = None  # iputils -T: the timestamp option's kind
@@ -335,19 +394,30 @@ class _PingRun:
             return
         got = parse_ndata(note)
         if got is None:
+            if self.on_notice is not None and self.target.version == 4:
+                notice = parse_notice(note.data, self.ident, str(self.target), note.time)
+                if notice is not None:
+                    self.on_notice(notice)
             return
         if got[0].kind is not ReplyKind.ECHO_REPLY:
             if got[0].is_error and got[0].icmp_type is not None:
-                self._error(got[0], got[1])
+                self._error(got[0], got[1], note.data)
             return
-        seq = self.table.pop(got[0].key)
+        key, elsewhere = self._key(got[0])
+        seq = self.table.pop(key)
+        wrong = wrong_data(note.data, self.payload)
         if seq is None:  # not ours, or a duplicate
-            dup = self.answered.get(got[0].key)
+            dup = self.answered.get(key)
             if dup is not None:
-                self._duplicate(dup, got[0], got[1], self._size(got[0], note.data))
+                size = self._size(got[0], note.data)
+                self._duplicate(dup, got[0], got[1], size, wrong, elsewhere)
             return
-        self.answered[got[0].key] = seq
+        self.answered[key] = seq
         self.replies[seq] = (got[0], got[1], self._size(got[0], note.data))
+        if wrong is not None:
+            self.wrong[seq] = wrong
+        if elsewhere:
+            self.elsewhere.add(seq)
         if self.first_hop is not None:
             self.reverse[seq] = source_route(note.data[20 : (note.data[0] & 0x0F) * 4])
         elif self.options:
@@ -362,23 +432,46 @@ class _PingRun:
         self._tell(seq)
         self.waker.poke()
 
+    def _key(self, reply: Reply) -> tuple[ProbeKey, bool]:
+        """The key of the request `reply` answers, and whether it came from an address
+        other than the target's: iputils matches an echo reply by its identifier alone
+        and takes one from elsewhere (`(DIFFERENT ADDRESS!)`), ours was a lost request."""
+        key = reply.key
+        if key in self.table or key in self.answered:
+            return key, False
+        there = dataclasses.replace(key, dst=self.target)
+        if there in self.table or there in self.answered:
+            return there, True
+        return key, False
+
     def _size(self, reply: Reply, data: bytes) -> int:
         return _icmp_size(reply, data, 8 + len(self.payload))
 
-    def _duplicate(self, seq: int, reply: Reply, recv_ns: int, size: int) -> None:
+    def _duplicate(
+        self,
+        seq: int,
+        reply: Reply,
+        recv_ns: int,
+        size: int,
+        wrong: WrongData | None,
+        elsewhere: bool = False,
+    ) -> None:
         """A second reply to an answered request: ping's "(DUP!)" line, "+N duplicates"."""
         sent_ns = self.sent_ns.get(seq)
         rtt = (recv_ns - sent_ns) / 1000.0 if sent_ns is not None else None
         d = PingReply(
             seq, str(reply.src), rtt, ttl=reply.ttl, size=size, probe_send_ns=sent_ns,
-            reply_recv_ns=recv_ns, dup=True,
+            reply_recv_ns=recv_ns, dup=True, wrong_data=wrong, different_address=elsewhere,
         )  # fmt: skip
         self.duplicates.append(d)
         if self.on_reply is not None:
             self.on_reply(d)
 
-    def _error(self, reply: Reply, recv_ns: int) -> None:
-        """A router's ICMP error quoting one of the requests: that request is settled."""
+    def _error(self, reply: Reply, recv_ns: int, data: bytes) -> None:
+        """A router's ICMP error quoting one of the requests: that request is settled.
+        One ping's kernel drops is nothing here either (ping never hears of it)."""
+        if _dropped_by_the_kernel(reply):
+            return
         seq = self.table.pop(reply.key)
         if seq is None:
             return
@@ -392,6 +485,7 @@ class _PingRun:
             reply.icmp_type or 0,
             reply.icmp_code or 0,
             mtu=reply.mtu,
+            pointer=_pointer(reply, data),
             probe_send_ns=self.sent_ns.get(seq),
             reply_recv_ns=recv_ns,
         )
@@ -476,6 +570,8 @@ class _PingRun:
             route=self.routes.get(seq),
             ip_timestamps=self.stamps.get(seq),
             source_route=self.reverse.get(seq),
+            wrong_data=self.wrong.get(seq),
+            different_address=seq in self.elsewhere,
         )
 
     # -- sending --
@@ -544,9 +640,10 @@ class _PingRun:
         """Echo request `seq`: with DF (IPv4) as ping's (Linux's path MTU discovery), or,
         longer than the MTU known (`fragment_mtu`, or one a router named), in fragments."""
         options = self._options(seq)
+        payload = self._stamped(seq)
         p = echo_probe(
             self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-            payload=self.payload, dont_fragment=self.dont_fragment, tos=self.tos,
+            payload=payload, dont_fragment=self.dont_fragment, tos=self.tos,
             options=options,
         )  # fmt: skip
         p = self._routed(p, options)
@@ -554,11 +651,22 @@ class _PingRun:
         if self.fragment_mtu is not None and len(p.packet) > self.fragment_mtu:
             whole = echo_probe(
                 self.cap.src, self.target, ident=self.ident, seq=seq, ttl=self.ttl,
-                payload=self.payload, ip_id=p.ip_id, tos=self.tos, options=options,
+                payload=payload, ip_id=p.ip_id, tos=self.tos, options=options,
             )  # fmt: skip
             p = fragmented(self._routed(whole, options), self.fragment_mtu)
             self.built[seq] = self.fragment_mtu
         return p
+
+    def _stamped(self, seq: int) -> bytes:
+        """The data of request `seq`: iputils writes its send time as a struct timeval
+        (64-bit little-endian seconds and microseconds, as on x86-64 and arm64) over the
+        first 16 bytes when there are at least 16; here the endpoint time it is due at
+        (the endpoint sends it then; the RTTs are still the endpoint's kernel times)."""
+        if len(self.payload) < PING_TIMING_MIN_SIZE:
+            return self.payload
+        at = self.due_ns.get(seq) or max(self.due_ns.values(), default=0)
+        stamp = struct.pack("<qq", at // 1_000_000_000, at // 1000 % 1_000_000)
+        return stamp + self.payload[PING_TIMING_MIN_SIZE:]
 
     def _routed(self, p: Probe, options: bytes) -> Probe:
         """`p` addressed to the first host of a source route (its option already in),

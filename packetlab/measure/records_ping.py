@@ -20,12 +20,25 @@ __all__ = [
     "PingReply",
     "PingResult",
     "RttStats",
+    "WrongData",
     "format_ping",
     "ping_line",
     "ping_pipe",
     "ping_statistics",
     "ping_time",
+    "wrong_data_lines",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class WrongData:
+    """A reply whose data differ from its request's past the timestamp area (bytes 16 on,
+    as iputils checks them): ping's ``wrong data byte #N should be 0xE but was 0xG``."""
+
+    offset: int  # the first byte of the ICMP data that differs
+    expected: int  # the request's byte there
+    got: int  # the reply's
+    data: str  # hex: the reply's data from byte 16 up to the request's length
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +59,24 @@ class PingReply:
     ip_timestamps: IpTimestamps | None = None
     # ping HOST... TARGET: the reply's source route option (None: none, or not asked)
     source_route: SourceRoute | None = None
+    # data bytes that differ from the request's (None: as sent, or not checked)
+    wrong_data: WrongData | None = None
+    # from an address other than the target's (ping: "(DIFFERENT ADDRESS!)")
+    different_address: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields; `route` only when the reply had a record route (ping -R),
         `ip_timestamps` (kind, entries [address or null, ms since midnight UT or null],
         unrecorded hops) only when it had a timestamp option (ping -T), `source_route`
         (strict, pointer, addresses) only when it had a source route (ping HOST...
-        TARGET)."""
+        TARGET), `wrong_data` only when the reply's data differed from the request's,
+        `different_address` only when true."""
         out = asdict(self)
-        for key in ("route", "ip_timestamps", "source_route"):
+        for key in ("route", "ip_timestamps", "source_route", "wrong_data"):
             if out[key] is None:
                 del out[key]
+        if not self.different_address:
+            del out["different_address"]
         if "route" in out:
             out["route"] = list(out["route"])
         if "ip_timestamps" in out:
@@ -79,6 +99,12 @@ class PingReply:
         sr = obj.get("source_route") if isinstance(obj, Mapping) else None
         if sr is not None:
             obj = {**obj, "source_route": _source_route(sr)}
+        moved = obj.get("different_address", False) if isinstance(obj, Mapping) else False
+        if type(moved) is not bool:
+            raise RecordError(f"PingReply.different_address must be a boolean: {moved!r}")
+        wrong = obj.get("wrong_data") if isinstance(obj, Mapping) else None
+        if wrong is not None:
+            obj = {**obj, "wrong_data": _wrong_data(wrong)}
         return record_from_dict(cls, obj, required=("seq", "addr", "rtt_us"), non_null=("seq",))
 
 
@@ -93,6 +119,18 @@ def _ip_timestamps(obj: Any) -> IpTimestamps:
     if type(kind) is not int or type(unrecorded) is not int or not ok or len(got) != len(entries):
         raise RecordError(f"PingReply.ip_timestamps is malformed: {obj!r}")
     return IpTimestamps(kind, got, unrecorded)
+
+
+def _wrong_data(obj: Any) -> WrongData:
+    """PingReply.wrong_data from its JSON form; RecordError when malformed."""
+    try:
+        w = WrongData(obj["offset"], obj["expected"], obj["got"], obj["data"])
+        bytes.fromhex(w.data)
+    except (TypeError, KeyError, ValueError):
+        raise RecordError(f"PingReply.wrong_data is malformed: {obj!r}") from None
+    if not all(type(x) is int for x in (w.offset, w.expected, w.got)):
+        raise RecordError(f"PingReply.wrong_data is malformed: {obj!r}")
+    return w
 
 
 def _source_route(obj: Any) -> SourceRoute:
@@ -120,12 +158,20 @@ class PingError:
     mtu: int | None = None
     probe_send_ns: int | None = None
     reply_recv_ns: int | None = None
+    pointer: int | None = None  # a parameter problem's (ping: ``pointer = N``)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; `pointer` only for a parameter problem."""
+        out = asdict(self)
+        if out["pointer"] is None:
+            del out["pointer"]
+        return out
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> PingError:
+        pointer = obj.get("pointer") if isinstance(obj, Mapping) else None
+        if pointer is not None and type(pointer) is not int:
+            raise RecordError(f"PingError.pointer has the wrong type: {pointer!r}")
         return record_from_dict(
             cls,
             obj,
@@ -147,7 +193,7 @@ class PingError:
                     return f"Frag needed and DF set (mtu = {self.mtu or 0})"
                 return _V4_UNREACH_WORDS.get(c, f"Dest Unreachable, Bad Code: {c}")
             if self.icmp_type == 12:
-                return "Parameter problem"
+                return f"Parameter problem: pointer = {self.pointer or 0}"
             return f"Bad ICMP type: {self.icmp_type}"
         if self.icmp_type == 3:
             words = {0: "Hop limit", 1: "Defragmentation failure"}.get(c, f"code {c}")
@@ -157,8 +203,9 @@ class PingError:
             return f"Destination unreachable: {words}"
         if self.icmp_type == 2:
             return f"Packet too big: mtu={self.mtu or 0}" + (f", code={c}" if c else "")
-        if self.icmp_type == 4:
-            return "Parameter problem"
+        if self.icmp_type == 4:  # ping6's words, then the pointer ("at N")
+            what = {0: "Wrong header field", 1: "Unknown header", 2: "Unknown option"}
+            return f"Parameter problem: {what.get(c, f'code {c}')} at {self.pointer or 0}"
         return f"Bad ICMP type: {self.icmp_type}"
 
 
@@ -282,18 +329,42 @@ PING_TIMING_MIN_SIZE = 16
 
 
 def ping_line(
-    r: PingReply, shown: str | None = None, *, timing: bool = True, ident: int | None = None
+    r: PingReply,
+    shown: str | None = None,
+    *,
+    timing: bool = True,
+    ident: int | None = None,
+    truncated: bool = False,
 ) -> str:
     """``64 bytes from ADDR: icmp_seq=N ttl=T time=X ms`` (no newline; r answered), with
     `shown` in place of ADDR if given (iputils: ``NAME (ADDR)`` when the target was a name);
     without `timing` no ``time=`` (iputils with a payload under 16 bytes); with `ident`
-    ``ident=N`` after the sequence number (iputils -v)."""
+    ``ident=N`` after the sequence number (iputils -v); `truncated` (a reply shorter than
+    its request) ends it at ``ttl=T (truncated)``, as iputils' gather_statistics; else a
+    reply's `wrong_data` follows in ping's lines."""
     size = f"{r.size} bytes" if r.size is not None else "reply"
     ttl = f" ttl={r.ttl}" if r.ttl is not None else ""
+    if truncated:
+        idn = f" ident={ident}" if ident is not None else ""
+        return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl} (truncated)"
     rtt = f" time={ping_time(r.rtt_us)}" if r.rtt_us is not None and timing else ""
     dup = " (DUP!)" if r.dup else ""
+    dup += " (DIFFERENT ADDRESS!)" if r.different_address else ""
     idn = f" ident={ident}" if ident is not None else ""
-    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}"
+    wrong = "" if r.wrong_data is None else wrong_data_lines(r.wrong_data)
+    return f"{size} from {shown or r.addr}: icmp_seq={r.seq}{idn}{ttl}{rtt}{dup}{wrong}"
+
+
+def wrong_data_lines(w: WrongData) -> str:
+    """iputils' report of a reply whose data differ from the request's: a newline, the
+    first wrong byte, then the reply's bytes from 16 on, 32 a line (``#16\t10 11 ...``,
+    each byte ``%x`` and a blank, the line's end left open as ping leaves it)."""
+    out = f"\nwrong data byte #{w.offset} should be 0x{w.expected:x} but was 0x{w.got:x}"
+    for i, byte in enumerate(bytes.fromhex(w.data), start=PING_TIMING_MIN_SIZE):
+        if i % 32 == PING_TIMING_MIN_SIZE:
+            out += f"\n#{i}\t"
+        out += f"{byte:x} "
+    return out
 
 
 def _float32(x: float) -> float:
@@ -369,10 +440,15 @@ def ping_statistics(
 def ping_pipe(result: PingResult) -> int:
     """iputils' ``pipe``: the most requests outstanding when an answer (reply or ICMP
     error) came, i.e. requests sent by its arrival minus its sequence number plus one
-    (0 without the send and arrival times). Over IPv6 only replies count: ping6 reads
+    (0 without the send and arrival times); a duplicate is an answer too, as ping's
+    acknowledge(). Over IPv6 only replies count: ping6 reads
     ICMPv6 errors from its error queue, which does not acknowledge the request (an
     IPv4 error comes in on ping's raw socket and does)."""
-    sends = sorted(r.probe_send_ns for r in result.replies if r.probe_send_ns is not None)
+    # One send a request: a (DUP!) record carries its request's send time again (it
+    # counted twice: `pipe 2` after a duplicate that came before the next request left)
+    sends = sorted(
+        r.probe_send_ns for r in result.replies if r.probe_send_ns is not None and not r.dup
+    )
     arrivals = [(r.seq, r.reply_recv_ns) for r in result.replies if r.addr is not None]
     if ":" not in result.dst:
         arrivals += [(e.seq, e.reply_recv_ns) for e in result.errors]

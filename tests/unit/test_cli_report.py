@@ -13,7 +13,7 @@ from packetlab.cli.progress import CLEAR, Progress
 from packetlab.cli.report_ping import PingReport
 from packetlab.cli.report_traceroute import MdaReport, TracerouteReport, traceroute_stop_reason
 from packetlab.measure.mda import MdaHop, MdaResult
-from packetlab.measure.records_ping import PingError, PingReply, PingResult
+from packetlab.measure.records_ping import PingError, PingReply, PingResult, WrongData
 from packetlab.measure.records_traceroute import Hop, TracerouteResult
 
 HOPS = (
@@ -496,3 +496,69 @@ def test_ping_timestamps_outstanding_pattern_and_source(
         pattern=b"\x01",
     ).start("::1")  # fmt: skip
     assert capsys.readouterr().out == "PING ::1(::1) from ::1 : 56 data bytes\n"
+
+
+def test_ping_truncated_and_wrong_data_replies_as_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Session 25 (ping25): a reply shorter than its request is iputils' `(truncated)`
+    line (no time, no BEL, no DUP mark: ping's gather_statistics returns there); one whose
+    data differ is the reply line, then ping's `wrong data byte` lines, then -a's BEL.
+    Ours printed both as good replies. (Lines as iputils 20221126 printed them beside a
+    raw responder, tests/integration/test_ping_replies_like_native.py.)"""
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56, audible=True)
+    r.start("10.225.0.1")
+    capsys.readouterr()
+    r.reply(PingReply(1, "10.225.0.2", 190.0, 64, 38))
+    r.reply(PingReply(1, "10.225.0.2", 200.0, 64, 38, dup=True))
+    data = bytes([16, 17, 18, 19, 0xEB, *range(21, 56)]).hex()
+    r.reply(PingReply(2, "10.225.0.2", 157.0, 64, 64, wrong_data=WrongData(20, 0x14, 0xEB, data)))
+    assert capsys.readouterr().out == (
+        "38 bytes from 10.225.0.2: icmp_seq=1 ttl=64 (truncated)\n"
+        "38 bytes from 10.225.0.2: icmp_seq=1 ttl=64 (truncated)\n"
+        "64 bytes from 10.225.0.2: icmp_seq=2 ttl=64 time=0.157 ms\n"
+        "wrong data byte #20 should be 0x14 but was 0xeb\n"
+        "#16\t10 11 12 13 eb 15 16 17 18 19 1a 1b 1c 1d 1e 1f 20 21 22 23 24 25 26 27 28 29 2a"
+        " 2b 2c 2d 2e 2f \n"
+        "#48\t30 31 32 33 34 35 36 37 \a\n"
+    )
+
+
+def test_ping_notices_as_iputils_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """Session 25 (ping25): a redirect or source quench about a request, as iputils
+    20221126 printed them beside a raw responder (a colon after the address; counted
+    nowhere; nothing with -q)."""
+    from packetlab.measure.ping_notice import PingNotice
+
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56)
+    r.start("10.225.0.1")
+    capsys.readouterr()
+    for n in (
+        PingNotice(1, "10.225.0.2", 4, 0),
+        PingNotice(1, "10.225.0.2", 5, 1, "10.0.0.1"),
+        PingNotice(2, "10.225.0.2", 5, 7, "10.0.0.1"),
+        PingNotice(2, "10.225.0.2", 5, 2, "10.0.0.1"),
+    ):
+        r.notice(n)
+    assert capsys.readouterr().out.splitlines() == [
+        "From 10.225.0.2: icmp_seq=1 Source Quench",
+        "From 10.225.0.2: icmp_seq=1 Redirect Host(New nexthop: 10.0.0.1)",
+        "From 10.225.0.2: icmp_seq=2 Redirect, Bad Code: 7(New nexthop: 10.0.0.1)",
+        "From 10.225.0.2: icmp_seq=2 Redirect Type of Service and Network(New nexthop: 10.0.0.1)",
+    ]
+    q = PingReport(Clock(), False, "10.225.0.2", name=None, count=2, size=56, quiet=True)
+    q.notice(PingNotice(1, "10.225.0.2", 4, 0))
+    assert capsys.readouterr().out == ""
+
+
+def test_ping_v_dumps_a_notices_quoted_header(capsys: pytest.CaptureFixture[str]) -> None:
+    from packetlab.measure.ping_notice import PingNotice
+
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=1, size=56, verbose=True)
+    quoted = "45000054f8834000400" + "12c610ae100010ae10002"
+    r.notice(PingNotice(1, "10.225.0.2", 5, 1, "10.0.0.1", None, quoted))
+    assert capsys.readouterr().out == (
+        "From 10.225.0.2: icmp_seq=1 Redirect Host(New nexthop: 10.0.0.1)\n"
+        "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        " 4  5  00 5400 83f8   0 0040  40  01 612c 10.225.0.1  10.225.0.2 \n"
+    )

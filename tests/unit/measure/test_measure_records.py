@@ -327,3 +327,72 @@ def test_ping_duplicates_like_iputils() -> None:
         "rtt min/avg/max/mdev = 0.047/0.047/0.048/0.000 ms",  # ping counts its RTT
     ]
     assert result.rtts_us() == [47.0]  # (JSON stats, comparisons: one per request)
+
+
+def test_a_duplicate_before_the_next_request_makes_no_pipe() -> None:
+    """Session 25 (ping25): a (DUP!) record carries its request's send time again, and
+    `ping_pipe` counted that send twice: `pipe 2` where ping prints none (a responder that
+    answers each request twice, the second reply before the next request left)."""
+    ms = 1_000_000
+    result = PingResult(
+        dst="10.225.0.2",
+        sent=2,
+        replies=(
+            PingReply(1, "10.225.0.2", 170.0, 64, 64, probe_send_ns=0, reply_recv_ns=ms // 5),
+            PingReply(2, "10.225.0.2", 180.0, 64, 64, 200 * ms, 200 * ms + ms // 5),
+            PingReply(1, "10.225.0.2", 190.0, 64, 64, 0, ms // 5 + 10_000, dup=True),
+        ),
+    )
+    assert ping_pipe(result) == 1
+    assert "pipe" not in ping_statistics(result, 200)[-1]
+    late = PingReply(1, "10.225.0.2", 250e3, 64, 64, 0, 250 * ms, dup=True)  # after #2 left
+    assert ping_pipe(PingResult(dst="10.225.0.2", sent=2, replies=(*result.replies, late))) == 2
+
+
+def test_a_replys_wrong_data_round_trips_and_is_checked() -> None:
+    from packetlab.measure.records_ping import WrongData
+
+    r = PingReply(2, "10.225.0.2", 157.0, 64, 64, wrong_data=WrongData(20, 0x14, 0xEB, "1011"))
+    obj = json.loads(json.dumps(r.to_dict()))
+    assert obj["wrong_data"] == {"offset": 20, "expected": 20, "got": 235, "data": "1011"}
+    assert PingReply.from_dict(obj) == r
+    assert "wrong_data" not in PingReply(1, "10.225.0.2", 1.0).to_dict()  # as before
+    for bad in ({"offset": 20}, {"offset": "20", "expected": 1, "got": 2, "data": ""},
+                {"offset": 20, "expected": 1, "got": 2, "data": "zz"}):  # fmt: skip
+        with pytest.raises(RecordError, match="wrong_data is malformed"):
+            PingReply.from_dict({**obj, "wrong_data": bad})
+
+
+@pytest.mark.parametrize(
+    ("addr", "icmp_type", "code", "pointer", "words"),
+    [
+        ("10.0.0.1", 12, 0, 255, "Parameter problem: pointer = 255"),
+        ("10.0.0.1", 12, 1, None, "Parameter problem: pointer = 0"),
+        ("fd00::1", 4, 0, 40, "Parameter problem: Wrong header field at 40"),
+        ("fd00::1", 4, 1, 6, "Parameter problem: Unknown header at 6"),
+        ("fd00::1", 4, 2, 42, "Parameter problem: Unknown option at 42"),
+        ("fd00::1", 4, 9, 1, "Parameter problem: code 9 at 1"),
+    ],
+)
+def test_parameter_problems_in_pings_words(
+    addr: str, icmp_type: int, code: int, pointer: int | None, words: str
+) -> None:
+    """Session 25 (ping25): iputils' `pointer = N`, ping6's `<code words> at N` (ours:
+    `Parameter problem` alone); the pointer round-trips, absent from JSON when None."""
+    e = PingError(1, addr, "param-problem", icmp_type, code, pointer=pointer)
+    assert e.describe() == words
+    assert PingError.from_dict(json.loads(json.dumps(e.to_dict()))) == e
+    assert ("pointer" in e.to_dict()) == (pointer is not None)
+    with pytest.raises(RecordError, match="pointer"):
+        PingError.from_dict({**e.to_dict(), "pointer": "4"})
+
+
+def test_a_reply_from_another_address_is_marked_as_iputils_marks_it() -> None:
+    r = PingReply(1, "10.225.0.7", 166.0, 64, 64, different_address=True)
+    assert ping_line(r) == (
+        "64 bytes from 10.225.0.7: icmp_seq=1 ttl=64 time=0.166 ms (DIFFERENT ADDRESS!)"
+    )
+    assert PingReply.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    assert "different_address" not in PingReply(1, "10.225.0.2", 1.0).to_dict()
+    with pytest.raises(RecordError, match="different_address"):
+        PingReply.from_dict({**r.to_dict(), "different_address": 1})

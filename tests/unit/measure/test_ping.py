@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 
 import pytest
 from test_traceroute_fakes import (
@@ -47,7 +48,10 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     assert [b - a for a, b in itertools.pairwise(times)] == [500_000_000] * 2
     assert [r.probe_send_ns for r in result.replies] == times
     assert result.start_ns == times[0]
-    probe = echo_probe(src, path[-1], ident=0x4242, seq=2)
+    # iputils' data: its send time as a struct timeval, then the counting bytes from 16
+    # on (session 25: the timeval was missing, the data bytes 0..15 instead)
+    stamp = struct.pack("<qq", times[1] // 10**9, times[1] // 1000 % 10**6)
+    probe = echo_probe(src, path[-1], ident=0x4242, seq=2, payload=stamp + bytes(range(16, 56)))
     assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
     (ncap,) = rig.endpoint.ncaps
     assert ncap.filter == tcpdump_filter(expr)
@@ -266,7 +270,9 @@ def test_the_pattern_fills_the_payload_repeated() -> None:
     rig = RawRig([TG4])
     rig.run(ping(rig.session, TG4, count=1, size=20, pattern=b"\x01\x02\x03"))
     (send,) = rig.endpoint.raw_sends
-    assert send.data[28:] == b"\x01\x02\x03" * 6 + b"\x01\x02"
+    # the first 16 bytes then hold the send time, as iputils writes it over the pattern
+    assert send.data[28 + 16 :] == (b"\x01\x02\x03" * 7)[16:20]
+    assert send.data[28:44] != (b"\x01\x02\x03" * 6)[:16]
 
 
 def test_each_request_sent_is_told_and_an_unanswered_one_when_the_next_leaves() -> None:
@@ -454,3 +460,137 @@ def test_record_route_requests_carry_the_option() -> None:
     v6 = RawRig([TG6])
     v6.run(ping(v6.session, TG6, count=1, record_route=True))
     assert v6.endpoint.raw_sends[0].data[6] == 58  # no options: ICMPv6 right after
+
+
+def test_a_reply_with_other_data_says_how_they_differ_as_iputils() -> None:
+    """Session 25 (ping25): a reply whose data past the timestamp area differ from the
+    request's (data byte #20 flipped, here in the second request's reply only): the record
+    says where and carries the bytes from 16 on, for iputils' `wrong data byte` lines
+    (ours printed the reply as if nothing were wrong)."""
+    rig = RawRig([TG4])
+    answers = rig.endpoint.answers
+
+    def flipped(probe: bytes) -> list[tuple[float, bytes]]:
+        ((delay, good),) = answers(probe)
+        if int.from_bytes(probe[26:28], "big") == 1:
+            return [(delay, good)]
+        bad = bytearray(good)
+        bad[20 + 8 + 20] ^= 0xFF  # IP header, ICMP header, data byte #20
+        return [(delay, bytes(bad))]
+
+    rig.endpoint.answers = flipped  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, ident=0x2222))
+    first, second = result.replies
+    assert first.wrong_data is None and second.addr == TG4
+    w = second.wrong_data
+    assert w is not None and (w.offset, w.expected, w.got) == (20, 20, 0xEB)
+    assert bytes.fromhex(w.data) == bytes([16, 17, 18, 19, 0xEB, *range(21, 56)])
+
+
+def test_a_truncated_reply_is_not_checked_for_wrong_data() -> None:
+    rig = RawRig([TG4])
+    answers = rig.endpoint.answers
+
+    def short(probe: bytes) -> list[tuple[float, bytes]]:
+        ((delay, good),) = answers(probe)
+        return [(delay, good[: 20 + 8 + 30])]
+
+    rig.endpoint.answers = short  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, ident=0x2222))
+    (reply,) = result.replies
+    assert reply.addr == TG4 and reply.wrong_data is None
+
+
+@pytest.mark.parametrize("size", [16, 56, 100])
+def test_requests_carry_their_send_time_as_iputils_does(size: int) -> None:
+    """Session 25 (ping25): iputils writes its send time (a struct timeval: 64-bit
+    little-endian seconds, microseconds) over the first 16 data bytes; ours sent the
+    counting bytes 0..15 there. Now the endpoint time each request is due at."""
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=2, interval=0.25, size=size))
+    for send in rig.endpoint.raw_sends:
+        sec, usec = struct.unpack("<qq", send.data[28:44])
+        assert sec * 10**9 + usec * 1000 == send.time // 1000 * 1000
+        assert send.data[44:] == bytes(range(16, size))
+
+
+@pytest.mark.parametrize("size", [0, 8, 15])
+def test_requests_under_16_bytes_carry_no_time(size: int) -> None:
+    rig = RawRig([TG4])
+    rig.run(ping(rig.session, TG4, count=1, size=size))
+    (send,) = rig.endpoint.raw_sends
+    assert send.data[28:] == bytes(range(size))  # as iputils: no room for a timeval
+
+
+def _quoting(probe: bytes, icmp_type: int, code: int, rest: bytes) -> tuple[float, bytes]:
+    """An ICMP message from the target quoting `probe`'s IP header and 8 bytes."""
+    return (0.0005, icmp_packet(TG4, EP4, icmp_type, code, rest, probe[:28]))
+
+
+def test_a_redirect_or_source_quench_is_told_and_the_request_stays_open() -> None:
+    """Session 25 (ping25): iputils prints a source quench or redirect about a request
+    (`From ADDR: icmp_seq=N Redirect Host(New nexthop: GW)`) and counts it nowhere; ours
+    ignored both (parse_reply knows only errors)."""
+    rig = RawRig([TG4])
+    rig.endpoint.extra = lambda probe: [
+        _quoting(probe, 5, 1, bytes([10, 0, 0, 1])),
+        _quoting(probe, 4, 0, bytes(4)),
+    ]
+    told: list[object] = []
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, on_notice=told.append))
+    assert (result.received, result.errors) == (2, ())  # answered still, no error
+    assert [(n.seq, n.addr, n.icmp_type, n.code, n.gateway) for n in told] == [  # type: ignore[attr-defined]
+        (1, TG4, 5, 1, "10.0.0.1"), (1, TG4, 4, 0, None),
+        (2, TG4, 5, 1, "10.0.0.1"), (2, TG4, 4, 0, None),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("icmp_type", "code"), [(11, 1), (3, 16)])
+def test_errors_pings_kernel_drops_are_nothing_here_either(icmp_type: int, code: int) -> None:
+    """Linux's icmp_unreach drops "fragment reassembly time exceeded" and unreachables
+    with a code past 15: ping hears of neither. Ours printed them and counted `+N errors`."""
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, icmp_type, code, bytes(4))]  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, wait=0.5))
+    assert (result.received, result.errors) == (0, ())
+
+
+def test_a_parameter_problem_carries_its_pointer() -> None:
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, 12, 0, bytes([4, 0, 0, 0]))]  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=1, wait=0.5))
+    (e,) = result.errors
+    assert (e.pointer, e.describe()) == (4, "Parameter problem: pointer = 4")
+
+
+def test_wrong_data_reads_an_ipv6_reply_only_without_extension_headers() -> None:
+    from packetlab.measure.ping import wrong_data
+
+    payload = bytes(range(56))
+    reply = echo_probe(TG6, EP6, ident=1, seq=1, payload=payload[:20] + b"\xff" + payload[21:])
+    got = wrong_data(reply.packet, payload)
+    assert got is not None and (got.offset, got.got) == (20, 0xFF)
+    hop_by_hop = bytearray(reply.packet)
+    hop_by_hop[6] = 0  # (a Hop-by-Hop header first: the ICMPv6 header is further on)
+    assert wrong_data(bytes(hop_by_hop), payload) is None
+
+
+def test_a_reply_from_another_address_is_a_reply_as_iputils_takes_it() -> None:
+    """Session 25 (ping25): iputils matches an echo reply by its identifier alone and
+    prints one from another address with `(DIFFERENT ADDRESS!)`; ours took it for none
+    (100% loss, exit 1)."""
+    rig = RawRig([TG4])
+    elsewhere = "10.77.9.9"
+
+    def moved(probe: bytes) -> list[tuple[float, bytes]]:
+        seq = int.from_bytes(probe[26:28], "big")
+        reply = echo_probe(elsewhere, EP4, ident=0x2222, seq=seq)
+        body = b"\0\0" + reply.packet[22:]  # (type 0: an echo reply)
+        return [(0.0004, icmp_packet(elsewhere, EP4, 0, 0, body[4:8], body[8:]))] * 2
+
+    rig.endpoint.answers = moved  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=2, interval=0.1, wait=0.5, ident=0x2222))
+    assert result.received == 2
+    got = [(r.seq, r.addr, r.dup, r.different_address) for r in result.replies]
+    assert got[:2] == [(1, elsewhere, False, True), (2, elsewhere, False, True)]
+    assert (1, elsewhere, True, True) in got  # its duplicate: from there too

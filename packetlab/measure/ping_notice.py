@@ -1,0 +1,84 @@
+"""ICMP messages about an echo request that are not errors: a source quench or a
+redirect (IPv4). iputils ping prints them (``From ADDR: icmp_seq=N Source Quench``,
+``... Redirect Host(New nexthop: GW)``) but counts them nowhere: the request may still
+be answered. `parse_reply` (shared with traceroute) knows only the errors, so ping reads
+these itself."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["PingNotice", "parse_notice"]
+
+SOURCE_QUENCH, REDIRECT = 4, 5
+_REDIRECT_WORDS = {
+    0: "Redirect Network",
+    1: "Redirect Host",
+    2: "Redirect Type of Service and Network",
+    3: "Redirect Type of Service and Host",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PingNotice:
+    """A source quench or redirect quoting echo request `seq`, from `addr`."""
+
+    seq: int
+    addr: str
+    icmp_type: int
+    code: int
+    gateway: str | None = None  # a redirect's new next hop
+    reply_recv_ns: int | None = None
+    quoted: str = ""  # hex: the IP header it quotes (ping -v prints it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self, shown: Callable[[str], str] = str) -> str:
+        """iputils' words (pr_icmph), the gateway as `shown` names it."""
+        if self.icmp_type == SOURCE_QUENCH:
+            return "Source Quench"
+        words = _REDIRECT_WORDS.get(self.code, f"Redirect, Bad Code: {self.code}")
+        return f"{words}(New nexthop: {shown(self.gateway or '0.0.0.0')})"
+
+    def header_dump(self) -> str:
+        """iputils -v's pr_iph of the quoted IP header (no newline at the end): its
+        16-bit fields as a little-endian host reads them from the wire, as ping prints
+        them (a length of 84 is `5400`); the options' bytes, if any, on a line of their
+        own."""
+        ip = bytes.fromhex(self.quoted)
+        if len(ip) < 20:
+            return ""
+        length, ident, frag = struct.unpack_from("<HHH", ip, 2)
+        (check,) = struct.unpack_from("<H", ip, 10)
+        src, dst = ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20])
+        out = "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        out += f" {ip[0] >> 4:1x}  {ip[0] & 0x0F:1x}  {ip[1]:02x} {length:04x} {ident:04x}"
+        out += f"   {(frag & 0xE000) >> 13:1x} {frag & 0x1FFF:04x}"
+        out += f"  {ip[8]:02x}  {ip[9]:02x} {check:04x} {src}  {dst} "
+        return out + (f"\n{ip[20:].hex()}" if len(ip) > 20 else "")
+
+
+def parse_notice(data: bytes, ident: int, target: str, recv_ns: int) -> PingNotice | None:
+    """`data` (an IPv4 packet) as a source quench or redirect about one of our echo
+    requests (identifier `ident`, to `target`), as iputils matches them; else None."""
+    if len(data) < 20 or data[0] >> 4 != 4 or data[9] != 1:
+        return None
+    icmp = data[(data[0] & 0x0F) * 4 :]
+    if len(icmp) < 8 + 20 + 8 or icmp[0] not in (SOURCE_QUENCH, REDIRECT):
+        return None
+    quoted = icmp[8:]
+    qihl = (quoted[0] & 0x0F) * 4
+    echo = quoted[qihl : qihl + 8]
+    if quoted[9] != 1 or len(echo) < 8 or echo[0] != 8:
+        return None
+    qident, seq = struct.unpack("!HH", echo[4:8])
+    if qident != ident or str(ipaddress.IPv4Address(quoted[16:20])) != target:
+        return None
+    src = str(ipaddress.IPv4Address(data[12:16]))
+    gateway = str(ipaddress.IPv4Address(icmp[4:8])) if icmp[0] == REDIRECT else None
+    return PingNotice(seq, src, icmp[0], icmp[1], gateway, recv_ns, quoted[:qihl].hex())

@@ -1,0 +1,195 @@
+"""Session 25 (ping25): replies no kernel sends, side by side with iputils ping 20221126
+(root). Two namespaces joined by a veth pair; the far one ignores echo requests and
+`ping_responder.py` answers them itself, crafted: data changed on the way, cut short,
+twice, with another TTL or first with another identifier; or an ICMP message quoting
+the request (source quench, redirect, parameter problem, errors Linux drops). Both
+pings run in the near namespace one after the other; their lines must be the same once
+RTTs are masked."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_ip_options_like_native import captured
+from test_pktlab_run import pktlab_run
+from test_run_like_native import beside_native, masked, native
+
+pytestmark = pytest.mark.root
+
+HERE = Path(__file__).resolve().parent
+NEAR, FAR = "10.225.0.1", "10.225.0.2"
+NEAR6, FAR6 = "fd00:225::1", "fd00:225::2"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"ping25{os.getpid() % 10000}-")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+def _tag() -> str:
+    return f"p25r{os.getpid() % 100000}"
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[str, str]]:
+    """(near, far) namespaces, named for this process (their veth: `p25rPIDa`, `...b`);
+    the far one's kernel answers no echo request."""
+    tag = _tag()
+    near, far = f"{tag}n", f"{tag}f"
+    _ip("netns", "add", near)
+    try:
+        _ip("netns", "add", far)
+        try:
+            _ip("link", "add", f"{tag}a", "netns", near, "type", "veth",
+                "peer", "name", f"{tag}b", "netns", far)  # fmt: skip
+            for ns, dev, addr, addr6 in ((near, f"{tag}a", NEAR, NEAR6),
+                                         (far, f"{tag}b", FAR, FAR6)):  # fmt: skip
+                _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                _ip("-n", ns, "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
+                _ip("-n", ns, "link", "set", dev, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+            subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw",
+                            "net.ipv4.icmp_echo_ignore_all=1",
+                            "net.ipv6.icmp.echo_ignore_all=1"], check=True)  # fmt: skip
+            # the far side's neighbour entries before the first tool: its first IPv6
+            # replies waited ~1 s (the link-local address still tentative), the first
+            # tool's alone
+            for addr in (NEAR, NEAR6):
+                subprocess.run(["ip", "netns", "exec", far, "ping", "-c", "1", "-W", "5",
+                                addr], check=True, capture_output=True)  # fmt: skip
+            yield near, far
+        finally:
+            _ip("netns", "del", far)
+    finally:
+        _ip("netns", "del", near)
+
+
+def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", far, sys.executable, str(HERE / "ping_responder.py"), mode,
+         str(family)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("mode", "args", "seen"),
+    [
+        ("corrupt", ["-c", "2", "-i", "0.2"], "wrong data byte #20 should be 0x14 but was 0xeb"),
+        ("corrupt", ["-c", "1", "-a", "-s", "100"], "#80\t50 51 52 53 "),
+        ("short:30", ["-c", "2", "-i", "0.2"], "38 bytes from 10.225.0.2: icmp_seq=1 ttl=64 (tr"),
+        ("short:30", ["-c", "1", "-a"], "(truncated)"),
+        ("dup", ["-c", "2", "-i", "0.2"], "+1 duplicates"),  # and no `pipe 2`
+        ("ttl:33", ["-c", "2", "-i", "0.2"], "ttl=33"),
+        ("otherid", ["-c", "2", "-i", "0.2"], "2 received"),
+        ("from:10.225.0.7", ["-c", "2", "-i", "0.2"], "from 10.225.0.7: icmp_seq=1 ttl=64"),
+        # ICMP messages quoting the request (-W 1: no reply comes)
+        ("error:4:0", ["-c", "2", "-i", "0.2", "-W", "1"], "From 10.225.0.2: icmp_seq=1 Source"),
+        ("error:5:1:167772161", ["-c", "1", "-W", "1"], "Redirect Host(New nexthop: 10.0.0.1)"),
+        ("error:5:7:167772161", ["-c", "1", "-W", "1"], "Redirect, Bad Code: 7(New"),
+        ("error:12:0:67108864", ["-c", "2", "-i", "0.2"], "Parameter problem: pointer = 4"),
+        ("error:11:1", ["-c", "1", "-W", "1"], "100% packet loss"),  # the kernel drops them
+        ("error:3:16", ["-c", "1", "-W", "1"], "100% packet loss"),
+        ("error:3:4:1280", ["-c", "1"], "Frag needed and DF set (mtu = 1280)"),
+        ("error:11:2", ["-c", "1"], "Time exceeded, Bad Code: 2"),
+    ],
+)  # fmt: skip
+def test_crafted_replies_as_iputils_prints_them(
+    pair: tuple[str, str], mode: str, args: list[str], seen: str
+) -> None:
+    _side_by_side(pair, mode, [*args, FAR], seen)
+
+
+@pytest.mark.parametrize(
+    ("mode", "seen"),
+    [
+        ("corrupt", "wrong data byte #20 should be 0x14 but was 0xeb"),
+        ("short:30", "38 bytes from fd00:225::2: icmp_seq=1 ttl=64 (truncated)"),
+        ("dup", "+1 duplicates"),
+        ("error:4:0:40", "Parameter problem: Wrong header field at 40"),
+        ("error:4:2:42", "Parameter problem: Unknown option at 42"),
+        ("error:1:4", "Destination unreachable: Port unreachable"),
+    ],
+)
+def test_crafted_replies_over_ipv6_as_ping6_prints_them(
+    pair: tuple[str, str], mode: str, seen: str
+) -> None:
+    _side_by_side(pair, mode, ["-c", "2", "-i", "0.2", "-W", "1", FAR6], seen, family=6)
+
+
+def _side_by_side(
+    pair: tuple[str, str], mode: str, args: list[str], seen: str, family: int = 4
+) -> None:
+    near, far = pair
+    proc = _responder(far, mode, family)
+    try:
+        theirs = native("ping", *args, netns=near)
+        ours = pktlab_run("ping", *args, netns=near)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ours.returncode == theirs.returncode, ours.stderr
+    assert seen in theirs.stdout  # the responder did its part
+    # (exact lines: masked() drops `pipe N`, which the dup case must keep)
+    assert ("pipe" in ours.stdout) == ("pipe" in theirs.stdout), (ours.stdout, theirs.stdout)
+    assert masked(ours.stdout) == masked(theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    "args", [["-s", "56"], ["-s", "20", "-p", "010203"], ["-s", "16"], ["-s", "15"], ["-s", "0"]]
+)
+def test_the_requests_data_as_iputils_sends_it(pair: tuple[str, str], args: list[str]) -> None:
+    """The echo requests' data byte for byte as ping's: its send time as a struct timeval
+    (64-bit little-endian seconds, microseconds) over the first 16 bytes when there are
+    16, then the counting bytes or the -p pattern (ours sent bytes 0..15 there: session
+    25). Only the identifier, the checksum and the time itself differ."""
+    near, _ = pair
+    requests = []
+    for tool in (native, pktlab_run):
+        with captured(near, f"{_tag()}a", "icmp[0] == 8", 1) as got:
+            before = time.time()
+            tool("ping", "-c", "1", "-W", "0.2", *args, FAR, netns=near)  # (unanswered)
+        (packet,) = got
+        data = packet[(packet[0] & 0x0F) * 4 + 8 :]
+        if len(data) >= 16:
+            sec, usec = struct.unpack("<qq", data[:16])
+            assert before - 1 < sec + usec / 1e6 < time.time() + 1, (tool, data[:16].hex())
+            data = data[16:]
+        requests.append((packet[9], packet[6] & 0x40, data))  # protocol, DF, data
+    assert requests[0] == requests[1]
+
+
+def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]) -> None:
+    """-v: a redirect's line, then iputils' pr_iph dump of the request it quotes (the
+    IP ID and checksum are each run's own; ours' -v also logs on stderr, ping's its
+    socket line)."""
+    near, far = pair
+    proc = _responder(far, "error:5:1:167772161")
+    args = ["-c", "1", "-W", "1", "-v", FAR]
+    try:
+        theirs = native("ping", *args, netns=near)
+        ours = pktlab_run("ping", *args, netns=near)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+
+    def lines(text: str) -> list[str]:
+        return [re.sub(r"5400 \w{4}( .* 01 )\w{4}", r"5400 ID\1CKS", x) for x in masked(text)]
+
+    assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(theirs.stdout)
+    assert lines(ours.stdout) == lines(theirs.stdout)
