@@ -1,0 +1,235 @@
+"""Session 25 (wrap25): the socket API under `pktlab wrap` as natively, beyond what
+test_wrap.py covers. Each script runs natively and wrapped (in-process endpoint) and the
+outputs must be the same; each test failed on the shim before session 25.
+
+The servers a script talks to are its own (a listening TCP socket in a thread: inbound
+connections are not intercepted, the endpoint connects to it over loopback) or the
+test's, so nothing depends on another test's fixtures."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import REPO
+
+PKTLAB = [sys.executable, "-m", "packetlab"]
+
+
+def _proxychains() -> None:
+    from packetlab.wrap.shim import ShimError, proxychains_lib
+
+    try:
+        proxychains_lib()
+    except ShimError as e:
+        pytest.skip(str(e))
+
+
+def _ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def native_and_wrapped(
+    script: str, *args: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
+    _proxychains()
+    cmd = ["python3", "-c", script, *args]
+    native = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=timeout + 30, cwd=REPO
+    )
+    return native, wrapped
+
+
+_OPTIONS = """\
+import fcntl, os, signal, socket, struct, sys, threading
+signal.alarm(20)  # a read that should time out must not hold the test
+families = [(socket.AF_INET, "127.0.0.1")]
+if sys.argv[1] == "6":
+    families.append((socket.AF_INET6, "::1"))
+for fam, host in families:
+    srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(4)
+    for nonblocking in (False, True):
+        s = socket.socket(fam, socket.SOCK_STREAM | (socket.SOCK_NONBLOCK if nonblocking else 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 300000))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 4, 0))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        try:
+            s.connect((host, srv.getsockname()[1]))
+        except BlockingIOError:
+            pass
+        conn = srv.accept()[0]
+        def get(level, name, n=0):
+            return s.getsockopt(level, name, n) if n else s.getsockopt(level, name)
+        print(fam.name, "nonblocking" if nonblocking else "blocking",
+              "cloexec", fcntl.fcntl(s, fcntl.F_GETFD) & fcntl.FD_CLOEXEC,
+              "nonblock", bool(fcntl.fcntl(s, fcntl.F_GETFL) & os.O_NONBLOCK),
+              "rcvtimeo", struct.unpack("ll", get(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)),
+              "sndtimeo", struct.unpack("ll", get(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)),
+              "nodelay", get(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+              "keepalive", get(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+              "keepidle", get(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+              "linger", struct.unpack("ii", get(socket.SOL_SOCKET, socket.SO_LINGER, 8)),
+              "oobinline", get(socket.SOL_SOCKET, socket.SO_OOBINLINE), flush=True)
+        if not nonblocking:  # SO_RCVTIMEO set before connect() still bounds a read
+            try:
+                s.recv(10)
+                print("read returned")
+            except BlockingIOError:
+                print("read timed out")
+            # close-on-exec: a program's child does not get the connection
+            child = "import os; print('child has the socket', os.path.exists('/proc/self/fd/%d'))"
+            argv = [sys.executable, "-c", child % s.fileno()]
+            pid = os.posix_spawn(sys.executable, argv, os.environ)
+            os.waitpid(pid, 0)
+        s.close(); conn.close()
+    srv.close()
+"""
+
+
+def test_socket_options_and_close_on_exec_survive_a_wrapped_connect() -> None:
+    """proxychains connects a new socket to our SOCKS server and dup2()s it over the
+    program's: every option set before connect() was lost and the fd lost FD_CLOEXEC.
+    Before: SO_RCVTIMEO (0.3 s) set before connect() never fired, the read waited until
+    the script's alarm; TCP_NODELAY, SO_KEEPALIVE, SO_LINGER, ... read back as 0; an
+    exec()ed child inherited the connection."""
+    native, wrapped = native_and_wrapped(_OPTIONS, "6" if _ipv6() else "4")
+    assert native.returncode == 0, native
+    assert b"read timed out" in native.stdout and b"child has the socket False" in native.stdout
+    assert b"rcvtimeo (0, 300000)" in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr
+    assert wrapped.returncode == 0
+
+
+_NAMES = """\
+import os, socket, sys, threading
+TCP = [(socket.AF_INET, "127.0.0.1")] + ([(socket.AF_INET6, "::1")] if sys.argv[2] == "6" else [])
+UDP = int(sys.argv[1])
+for fam, host in TCP:
+    srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(8)
+    accepted = []
+    def serve():
+        while True:
+            c = srv.accept()[0]
+            accepted.append(c)
+            if c.recv(10) == b"end":
+                return
+    t = threading.Thread(target=serve); t.start()
+    s = socket.create_connection((host, srv.getsockname()[1]))
+    d = s.dup()
+    n2 = os.dup2(s.fileno(), 200); s2 = socket.socket(fileno=n2)
+    srv_port = srv.getsockname()[1]
+    print(fam.name, "peer", [(x.getpeername()[0], x.getpeername()[1] == srv_port)
+                             for x in (s, d, s2)])
+    print(fam.name, "local", [x.getsockname()[0] for x in (s, d, s2)],
+          s.getsockname() == d.getsockname() == s2.getsockname())
+    s2.detach(); os.close(200)
+    # connect() on a connected socket: EISCONN, and no second connection
+    print(fam.name, "again", os.strerror(s.connect_ex((host, srv.getsockname()[1]))))
+    s.sendall(b"end"); t.join(10)
+    print(fam.name, "connections the server saw", len(accepted))
+    s.close(); d.close(); srv.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)
+u.connect(("127.0.0.1", UDP)); u.send(b"1"); u.recv(10)
+d = u.dup()
+print("udp", d.getpeername(), u.getsockname() == d.getsockname())
+"""
+
+
+def test_dup_fds_and_a_second_connect_as_natively() -> None:
+    """A dup()ed fd is the same socket. Before: its getpeername showed our SOCKS server
+    (127.0.0.1:PORT), an IPv6 socket's dup showed an IPv4 getsockname, and a UDP
+    socket's dup showed its loopback port, not the endpoint's (the shim kept them by fd).
+    connect() on a connected TCP socket returned 0 and proxychains put a new connection
+    in its place: the server saw 2 connections (natively EISCONN, 1)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = udp.recvfrom(100)
+                udp.sendto(data, peer)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        native, wrapped = native_and_wrapped(
+            _NAMES, str(udp.getsockname()[1]), "6" if _ipv6() else "4"
+        )
+    finally:
+        stop.set()
+        thread.join(2)
+        udp.close()
+    assert native.returncode == 0, native
+    assert b"connections the server saw 1" in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr
+    assert wrapped.returncode == 0
+
+
+_UDP_SERVER = """\
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+s.settimeout(20)
+print(s.getsockname()[1], flush=True)
+for _ in range(2):
+    data, peer = s.recvfrom(100)
+    s.sendto(b"re:" + data, peer)  # an answer, to whoever asked this host
+print("served", flush=True)
+"""
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["native", "wrapped"])
+def test_a_wrapped_udp_server_answers_from_its_own_port(wrapped: bool) -> None:
+    """A program that serves UDP (`nc -u -l`, a DNS server script) answers a client of
+    this host from the port it was asked on. Before: its answers went out through the
+    endpoint, from another port, and a connected client (dig's socket is) never got
+    them (a timeout); an unconnected one saw them come from the endpoint's port."""
+    if wrapped:
+        _proxychains()
+    cmd = ["python3", "-c", _UDP_SERVER]
+    argv = [*PKTLAB, "wrap", "--", *cmd] if wrapped else cmd
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        got = []
+        for connected in (True, False):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.settimeout(5)
+            if connected:
+                c.connect(("127.0.0.1", port))
+                c.send(b"hi")
+            else:
+                c.sendto(b"hi", ("127.0.0.1", port))
+            try:
+                data, peer = c.recvfrom(100)
+                got.append((data, peer[1] == port))
+            except TimeoutError:
+                got.append((b"timed out", False))
+            c.close()
+        assert got == [(b"re:hi", True), (b"re:hi", True)]
+        assert proc.stdout.readline() == b"served\n"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
