@@ -233,3 +233,25 @@ def test_a_wrapped_udp_server_answers_from_its_own_port(wrapped: bool) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+_REFUSED = """\
+import socket
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "255.255.255.255")):
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    port = 0 if host == "127.0.0.1" else 9
+    for call in (lambda: u.sendto(b"x", (host, port)),
+                 lambda: u.sendmsg([b"x"], [], 0, (host, port))):
+        try:
+            print(host, port, "sent", call())
+        except OSError as e:
+            print(host, port, type(e).__name__, e.strerror)
+"""
+
+
+def test_datagrams_the_kernel_refuses_are_refused_as_natively() -> None:
+    """A datagram to port 0 (EINVAL) or to 255.255.255.255 without SO_BROADCAST (EACCES).
+    Before: relayed, the send returned 1 and the datagram went nowhere."""
+    native, wrapped = native_and_wrapped(_REFUSED)
+    assert b"sent" not in native.stdout, native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -326,10 +326,27 @@ static int is_direct(int fd, const struct sockaddr *dst)
     return found;
 }
 
-/* D -> L for datagrams to D from `fd`, as to_relay, unless D talks to `fd` directly. */
+/* A destination the kernel refuses at once: port 0 (EINVAL), and the IPv4 limited
+ * broadcast on a socket without SO_BROADCAST (EACCES). Relayed, the send "worked" and the
+ * datagram went nowhere (before session 25); left to the kernel, the program gets its
+ * native error. */
+static int kernel_refuses(int fd, const struct sockaddr *dst)
+{
+    if (port_of(dst) == 0)
+        return 1;
+    if (dst->sa_family != AF_INET ||
+        ((const struct sockaddr_in *)dst)->sin_addr.s_addr != htonl(INADDR_BROADCAST))
+        return 0;
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, &len) == 0 && !on;
+}
+
+/* D -> L for datagrams to D from `fd`, as to_relay, unless D talks to `fd` directly or
+ * the kernel is to answer. */
 static int relay_for(int fd, const struct sockaddr *dst, struct sockaddr_storage *relay)
 {
-    return is_direct(fd, dst) ? 0 : to_relay(dst, relay);
+    return is_direct(fd, dst) || kernel_refuses(fd, dst) ? 0 : to_relay(dst, relay);
 }
 
 /* A socket whose packets would leave from this host, not from the endpoint. */
