@@ -259,6 +259,8 @@ class UdpMap:
         # The endpoint-side (address, port) of a wrapped TCP connection, by the program's
         # loopback port (WrapFactory.local_address).
         self.local_of: Callable[[int], Awaitable[tuple[IPAddress, int] | None]] | None = None
+        # Why the latest wrapped TCP connect to a destination failed (a SOCKS reply code)
+        self.failure_of: Callable[[IPAddress, int], int | None] | None = None
         self.dropped = 0
         self.stray = 0
         self._listening: Any = None
@@ -279,6 +281,12 @@ class UdpMap:
             sock = self.socks[key] = _Sock(self, src, version)
             Deferred.fromCoroutine(sock.open())
         return sock
+
+    def connect_failure(self, addr: IPAddress, port: int) -> int:
+        """The SOCKS reply code of the latest failed TCP connect to `addr`:`port` ("E"),
+        0 if none."""
+        code = self.failure_of(addr, port) if self.failure_of is not None else None
+        return int(code or 0)
 
     async def tcp_local(self, port: int) -> tuple[IPAddress | None, int] | None:
         return await self.local_of(port) if self.local_of is not None else None

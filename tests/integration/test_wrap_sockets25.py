@@ -8,6 +8,7 @@ test's, so nothing depends on another test's fixtures."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -254,4 +255,41 @@ def test_datagrams_the_kernel_refuses_are_refused_as_natively() -> None:
     Before: relayed, the send returned 1 and the datagram went nowhere."""
     native, wrapped = native_and_wrapped(_REFUSED)
     assert b"sent" not in native.stdout, native
+    assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_CONNECT_FAILS = """\
+import socket, subprocess, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(0)
+hold = socket.create_connection(srv.getsockname())  # a full backlog: SYNs go unanswered
+closed = socket.socket(); closed.bind(("127.0.0.1", 0))  # bound, never listening
+for port in (srv.getsockname()[1], closed.getsockname()[1]):
+    s = socket.socket()
+    s.settimeout(float(sys.argv[1]))
+    try:
+        s.connect(("127.0.0.1", port))
+        print("connected")
+    except OSError as e:
+        print(type(e).__name__)
+url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
+curl = subprocess.run(["curl", "-s", "--connect-timeout", "2", url])
+print("curl", curl.returncode)
+"""
+
+
+def test_a_connect_that_times_out_fails_as_a_timeout() -> None:
+    """proxychains makes every failed connect ECONNREFUSED: a connect the endpoint gave
+    up on (`--connect-timeout`) raised ConnectionRefusedError in Python (natively
+    TimeoutError) and curl exited 7 (natively 28, "Timeout was reached"). Now the shim
+    asks the wrapper why ("E") and sets ETIMEDOUT; a refused one stays ECONNREFUSED."""
+    if not shutil.which("curl"):
+        pytest.skip("needs curl")
+    _proxychains()
+    cmd = ["python3", "-c", _CONNECT_FAILS]
+    native = subprocess.run([*cmd, "3"], capture_output=True, timeout=60)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--connect-timeout", "1", "--", *cmd, "30"],
+        capture_output=True, timeout=90, cwd=REPO,
+    )  # fmt: skip
+    assert native.stdout == b"TimeoutError\nConnectionRefusedError\ncurl 28\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -536,6 +536,43 @@ static void restore_sockopts(int fd, const struct sockopts *o)
     errno = saved;
 }
 
+/* Why a wrapped TCP connect failed, as the kernel would say it: proxychains makes every
+ * failure ECONNREFUSED, so a timeout (Python's TimeoutError, curl's "Connection timed
+ * out") and an unreachable network or host read as refused before session 25. The
+ * wrapper keeps the SOCKS reply of the latest failed connect to each destination ("E").
+ */
+static int connect_errno(const struct sockaddr *dst)
+{
+    unsigned char req[20], ans[1];
+    size_t n, got;
+    req[0] = 'E';
+    if (dst->sa_family == AF_INET) {
+        const struct sockaddr_in *d = (const void *)dst;
+        req[1] = 4;
+        memcpy(req + 2, &d->sin_port, 2);
+        memcpy(req + 4, &d->sin_addr, 4);
+        n = 8;
+    } else {
+        const struct sockaddr_in6 *d = (const void *)dst;
+        req[1] = 6;
+        memcpy(req + 2, &d->sin6_port, 2);
+        memcpy(req + 4, &d->sin6_addr, 16);
+        n = 20;
+    }
+    if (pktwrap_call(req, n, ans, 1, &got) != 0 || got != 1)
+        return ECONNREFUSED;
+    switch (ans[0]) {
+    case 3: /* network unreachable */
+        return ENETUNREACH;
+    case 4: /* host unreachable */
+        return EHOSTUNREACH;
+    case 6: /* TTL expired: the endpoint's connect timed out */
+        return ETIMEDOUT;
+    default: /* refused, not allowed by the endpoint's rules, a general failure */
+        return ECONNREFUSED;
+    }
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -560,6 +597,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         int rc = NEXT(connect)(fd, addr, len);
         if (wrapped)
             restore_sockopts(fd, &opts);
+        if (wrapped && rc != 0 && errno == ECONNREFUSED)
+            errno = connect_errno(addr);
         if (rc == 0)
             remember_peer(fd, addr, len);
         return rc;

@@ -244,3 +244,40 @@ def test_udp_getsockname_requests() -> None:
         b"\x04" + struct.pack(">H", 61000) + ip("192.0.2.5").packed, True,
     )  # fmt: skip
     assert ask(udpmap, b"U\x04\x13") == (b"", False)  # incomplete
+
+
+def test_connect_failure_requests() -> None:
+    """ "E" + family + port + address (session 25): the SOCKS reply code of the latest
+    failed TCP connect to that destination (the shim's connect() errno), 0 if none;
+    a bad family is answered 0 and closed, a short request waits, pieces add up."""
+    import ipaddress
+
+    udpmap, _ = make()
+    seen: list[tuple[str, int]] = []
+
+    def failure_of(addr: Any, port: int) -> int | None:
+        seen.append((str(addr), port))
+        return 6 if port == 80 else None
+
+    udpmap.failure_of = failure_of
+    v4 = b"E\x04" + struct.pack(">H", 80) + bytes([192, 0, 2, 1])
+    assert ask(udpmap, v4) == (b"\x06", True)
+    v6 = b"E\x06" + struct.pack(">H", 81) + ipaddress.ip_address("2001:db8::1").packed
+    assert ask(udpmap, v6) == (b"\x00", True)
+    assert seen == [("192.0.2.1", 80), ("2001:db8::1", 81)]
+    assert ask(udpmap, b"E\x05\x00\x50") == (b"\x00", True)  # no such family
+    assert ask(udpmap, v4[:5]) == (b"", False)  # incomplete
+    proto: Any = MapServer(udpmap).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    for i in range(len(v4)):
+        proto.dataReceived(v4[i : i + 1])
+    assert t.value() == b"\x06" and t.disconnecting
+
+    def broken(addr: Any, port: int) -> int | None:
+        raise RuntimeError("a bug")
+
+    udpmap.failure_of = broken
+    assert ask(udpmap, v4) == (b"\x00", True)  # still answered
+    udpmap.failure_of = None
+    assert ask(udpmap, v4) == (b"\x00", True)
