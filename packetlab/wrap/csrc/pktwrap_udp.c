@@ -88,11 +88,18 @@ static in_port_t own_port(int fd, int *family)
  * its port, which the wrapper keys its endpoint socket by too. Before session 25 only
  * the fd that sent was known, and getsockname of its dup showed the loopback port. */
 static unsigned char udp_port4[65536 / 8], udp_port6[65536 / 8];
+/* The port recorded for each fd (host order; 0: none yet), so a socket that sends many
+ * datagrams asks the kernel once; socket() clears it when it hands out the fd again. */
+static in_port_t udp_fd_port[MAX_TRACKED_FD];
 
 static void track_udp_port(int fd)
 {
+    if (fd >= 0 && fd < MAX_TRACKED_FD && __atomic_load_n(&udp_fd_port[fd], __ATOMIC_RELAXED))
+        return;
     int family = 0;
     in_port_t port = ntohs(own_port(fd, &family));
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_store_n(&udp_fd_port[fd], port, __ATOMIC_RELAXED);
     unsigned char *set = family == AF_INET ? udp_port4 : udp_port6;
     if (port != 0)
         __atomic_or_fetch(&set[port / 8], (unsigned char)(1u << (port % 8)), __ATOMIC_RELAXED);
@@ -349,6 +356,44 @@ static int relay_for(int fd, const struct sockaddr *dst, struct sockaddr_storage
     return is_direct(fd, dst) || kernel_refuses(fd, dst) ? 0 : to_relay(dst, relay);
 }
 
+/* What proxychains' connect() loses: it connects a new socket to our SOCKS server and
+ * dup2()s it over the program's, so the options the program set before connect() were
+ * gone (SO_RCVTIMEO: a read that should time out waited for ever; TCP_NODELAY: Nagle on
+ * the program's writes) and the fd lost FD_CLOEXEC (an exec()ed child held the
+ * connection open after the program closed it). Kept and put back on the new socket.
+ * Not carried: IP/IPv6-level options (proxychains' socket is IPv4 whatever the program's
+ * family; a TOS or TTL would not reach the endpoint anyway), SO_RCVBUF/SO_SNDBUF
+ * (setting them back would turn the loopback hop's autotuning off), SO_BINDTODEVICE
+ * (the loopback hop must stay on lo). Only the options the program set (our setsockopt
+ * sees them) are read and put back: reading all of them cost ~200 us a connect here. */
+static const struct {
+    int level, name;
+} carried[] = {
+    {SOL_SOCKET, SO_RCVTIMEO},        {SOL_SOCKET, SO_SNDTIMEO},
+    {SOL_SOCKET, SO_KEEPALIVE},       {SOL_SOCKET, SO_LINGER},
+    {SOL_SOCKET, SO_REUSEADDR},       {SOL_SOCKET, SO_REUSEPORT},
+    {SOL_SOCKET, SO_OOBINLINE},       {SOL_SOCKET, SO_PRIORITY},
+    {SOL_SOCKET, SO_RCVLOWAT},        {SOL_SOCKET, SO_MARK},
+    {IPPROTO_TCP, TCP_NODELAY},       {IPPROTO_TCP, TCP_CORK},
+    {IPPROTO_TCP, TCP_KEEPIDLE},      {IPPROTO_TCP, TCP_KEEPINTVL},
+    {IPPROTO_TCP, TCP_KEEPCNT},       {IPPROTO_TCP, TCP_USER_TIMEOUT},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT}, {IPPROTO_TCP, TCP_CONGESTION},
+};
+#define NCARRIED (sizeof carried / sizeof carried[0])
+#define OPTMAX 32
+
+/* Which of `carried` the program set on each fd (bit i: carried[i]); socket() clears. */
+static unsigned int opts_set[MAX_TRACKED_FD];
+
+static void note_sockopt(int fd, int level, int name)
+{
+    if (fd < 0 || fd >= MAX_TRACKED_FD)
+        return;
+    for (size_t i = 0; i < NCARRIED; i++)
+        if (carried[i].level == level && carried[i].name == name)
+            __atomic_or_fetch(&opts_set[fd], 1u << i, __ATOMIC_RELAXED);
+}
+
 /* A socket whose packets would leave from this host, not from the endpoint. */
 static int bypasses(int domain, int type, int protocol)
 {
@@ -372,7 +417,13 @@ int socket(int domain, int type, int protocol)
         errno = (type & 0xf) == SOCK_RAW ? EPERM : EACCES;
         return -1;
     }
-    return NEXT(socket)(domain, type, protocol);
+    int fd = NEXT(socket)(domain, type, protocol);
+    if (fd >= 0 && fd < MAX_TRACKED_FD) { /* a new socket under a number used before */
+        __atomic_and_fetch(&udp_fd[fd / 8], (unsigned char)~(1u << (fd % 8)), __ATOMIC_RELAXED);
+        __atomic_store_n(&udp_fd_port[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
+    }
+    return fd;
 }
 
 typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
@@ -399,7 +450,10 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
         errno = ENOPROTOOPT;
         return -1;
     }
-    return NEXT(setsockopt)(fd, level, name, value, len);
+    int rc = NEXT(setsockopt)(fd, level, name, value, len);
+    if (rc == 0)
+        note_sockopt(fd, level, name);
+    return rc;
 }
 
 /* The destination each TCP socket asked connect() for: proxychains connects it to our
@@ -477,30 +531,6 @@ static int is_socks_server(const struct sockaddr *sa)
     return 0;
 }
 
-/* What proxychains' connect() loses: it connects a new socket to our SOCKS server and
- * dup2()s it over the program's, so the options the program set before connect() were
- * gone (SO_RCVTIMEO: a read that should time out waited for ever; TCP_NODELAY: Nagle on
- * the program's writes) and the fd lost FD_CLOEXEC (an exec()ed child held the
- * connection open after the program closed it). Kept and put back on the new socket.
- * Not carried: IP/IPv6-level options (proxychains' socket is IPv4 whatever the program's
- * family; a TOS or TTL would not reach the endpoint anyway), SO_RCVBUF/SO_SNDBUF
- * (setting them back would turn the loopback hop's autotuning off), SO_BINDTODEVICE
- * (the loopback hop must stay on lo). */
-static const struct {
-    int level, name;
-} carried[] = {
-    {SOL_SOCKET, SO_RCVTIMEO},        {SOL_SOCKET, SO_SNDTIMEO},
-    {SOL_SOCKET, SO_KEEPALIVE},       {SOL_SOCKET, SO_LINGER},
-    {SOL_SOCKET, SO_REUSEADDR},       {SOL_SOCKET, SO_REUSEPORT},
-    {SOL_SOCKET, SO_OOBINLINE},       {SOL_SOCKET, SO_PRIORITY},
-    {SOL_SOCKET, SO_RCVLOWAT},        {SOL_SOCKET, SO_MARK},
-    {IPPROTO_TCP, TCP_NODELAY},       {IPPROTO_TCP, TCP_CORK},
-    {IPPROTO_TCP, TCP_KEEPIDLE},      {IPPROTO_TCP, TCP_KEEPINTVL},
-    {IPPROTO_TCP, TCP_KEEPCNT},       {IPPROTO_TCP, TCP_USER_TIMEOUT},
-    {IPPROTO_TCP, TCP_NOTSENT_LOWAT}, {IPPROTO_TCP, TCP_CONGESTION},
-};
-#define NCARRIED (sizeof carried / sizeof carried[0])
-#define OPTMAX 32
 
 struct sockopts {
     int fd_flags;
@@ -510,29 +540,27 @@ struct sockopts {
 
 static void save_sockopts(int fd, struct sockopts *o)
 {
+    /* fds past the table: every option (their setsockopt calls were not noted) */
+    unsigned int set = fd < MAX_TRACKED_FD ? __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED)
+                                           : ~0u;
     o->fd_flags = fcntl(fd, F_GETFD);
     for (size_t i = 0; i < NCARRIED; i++) {
         o->len[i] = OPTMAX;
-        if (getsockopt(fd, carried[i].level, carried[i].name, o->value[i], &o->len[i]) != 0)
+        if (!(set & (1u << i)) ||
+            getsockopt(fd, carried[i].level, carried[i].name, o->value[i], &o->len[i]) != 0)
             o->len[i] = 0;
     }
 }
 
-/* Put back what differs on the socket now at `fd` (errno kept: connect's result). */
+/* Put them back on the socket now at `fd` (errno kept: connect's result). */
 static void restore_sockopts(int fd, const struct sockopts *o)
 {
     int saved = errno;
     if (o->fd_flags >= 0 && fcntl(fd, F_GETFD) != o->fd_flags)
         fcntl(fd, F_SETFD, o->fd_flags);
-    for (size_t i = 0; i < NCARRIED; i++) {
-        unsigned char now[OPTMAX];
-        socklen_t n = OPTMAX;
-        if (o->len[i] == 0 ||
-            (getsockopt(fd, carried[i].level, carried[i].name, now, &n) == 0 &&
-             n == o->len[i] && memcmp(now, o->value[i], n) == 0))
-            continue;
-        NEXT(setsockopt)(fd, carried[i].level, carried[i].name, o->value[i], o->len[i]);
-    }
+    for (size_t i = 0; i < NCARRIED; i++)
+        if (o->len[i] != 0)
+            NEXT(setsockopt)(fd, carried[i].level, carried[i].name, o->value[i], o->len[i]);
     errno = saved;
 }
 
