@@ -47,7 +47,9 @@ class _MapRequest(Protocol):
     * family(1: 4, 6) port(2) address(4|16) → relay port(2) standing for that UDP
       destination; 0 = refused;
     * "N" family(1: 0, 4, 6) length(1) name → status(1) count(1) then family(1)
-      address(4|16) per address (getaddrinfo, gethostbyname*; status LOOKUP_*);
+      address(4|16) per address (getaddrinfo, gethostbyname*; status LOOKUP_*), then,
+      when the name is a CNAME, count(1) and length(1) name each: the chain from the
+      name asked to the canonical name (last);
     * "R" family(1: 4, 6) address(4|16) → status(1) length(1) name (getnameinfo,
       gethostbyaddr*: the endpoint's PTR answer);
     * "S" port(2) → family(1: 4, 6; 0 unknown) port(2) address: the endpoint's end of the

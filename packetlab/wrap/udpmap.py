@@ -372,6 +372,10 @@ class UdpMap:
         addrs = answer.addresses[:32]
         out = bytes([LOOKUP_OK, len(addrs)])
         out += b"".join(bytes([a.version]) + a.packed for a in addrs)
+        # Then the CNAME chain, canonical name last (count, then length + name each)
+        chain = [n.encode("ascii", "replace")[:255] for n in answer.names[:8]]
+        if chain:
+            out += bytes([len(chain)]) + b"".join(bytes([len(n)]) + n for n in chain)
         await self._hold(start, answer.sent, answer.answered)
         return out
 

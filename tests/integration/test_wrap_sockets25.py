@@ -8,11 +8,13 @@ test's, so nothing depends on another test's fixtures."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -293,3 +295,71 @@ def test_a_connect_that_times_out_fails_as_a_timeout() -> None:
     )  # fmt: skip
     assert native.stdout == b"TimeoutError\nConnectionRefusedError\ncurl 28\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_CANON = """\
+import socket
+for name, fam in (("www.test", socket.AF_UNSPEC), ("idn.test", socket.AF_INET),
+                  ("a.test", socket.AF_INET)):
+    r = socket.getaddrinfo(name, 80, fam, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)
+    print(name, fam.name, repr(r[0][3]), sorted({x[4][0] for x in r}))
+for name in ("idn.test", "a.test"):
+    h = socket.gethostbyname_ex(name)
+    print(h[0], h[1], sorted(h[2]))
+"""
+
+# glibc's resolver asks 127.0.0.1:53: a forwarder there to the zone server's own port
+_FORWARD = """\
+import socket, sys, threading
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 53))
+def one(data, peer):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+    u.sendto(data, ("127.0.0.1", int(sys.argv[1])))
+    try:
+        s.sendto(u.recv(65535), peer)
+    except OSError:
+        pass
+print("ready", flush=True)
+while True:
+    threading.Thread(target=one, args=s.recvfrom(65535), daemon=True).start()
+"""
+
+_NAMESPACE = """\
+mount --bind "$DIR/resolv.conf" /etc/resolv.conf && ip link set lo up || exit 99
+"$PY" tests/integration/dns_zone_server.py > "$DIR/port" & Z=$!
+for i in $(seq 100); do [ -s "$DIR/port" ] && break; sleep 0.1; done
+python3 -c "$FORWARD" "$(cat "$DIR/port")" > "$DIR/fwd" & F=$!
+for i in $(seq 100); do [ -s "$DIR/fwd" ] && break; sleep 0.1; done
+python3 -c "$CANON"; echo "status $?"
+echo ---
+"$PY" -m packetlab wrap -- python3 -c "$CANON"; echo "status $?"
+echo ---
+getent hosts idn.test; "$PY" -m packetlab wrap -- getent hosts idn.test
+kill $Z $F
+"""
+
+
+def test_canonical_names_and_aliases_of_a_cname_as_natively(tmp_path: Path) -> None:
+    """A name that is a CNAME: glibc gives the canonical name as getaddrinfo's
+    ai_canonname and gethostbyname's h_name, the alias in h_aliases (getent prints both).
+    Before: the name asked, and no aliases. Natively and wrapped in one user and network
+    namespace whose resolver is the test's zone server (dns_zone_server.py)."""
+    if shutil.which("unshare") is None or shutil.which("getent") is None:
+        pytest.skip("needs unshare and getent")
+    _proxychains()
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
+    env = dict(
+        os.environ, DIR=str(tmp_path), PY=sys.executable, CANON=_CANON, FORWARD=_FORWARD
+    )  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", _NAMESPACE],
+        capture_output=True, timeout=120, cwd=REPO, env=env,
+    )  # fmt: skip
+    if done.returncode == 99 or b"unshare:" in done.stderr:
+        pytest.skip(f"no user and network namespace here: {done.stderr[-200:]!r}")
+    native, wrapped, getent = done.stdout.split(b"---\n")
+    assert b"'xn--bcher-kva.test'" in native and b"status 0" in native, done
+    assert b"xn--bcher-kva.test ['idn.test']" in native
+    assert wrapped == native, done.stderr
+    lines = getent.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1], getent

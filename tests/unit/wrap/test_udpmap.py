@@ -281,3 +281,41 @@ def test_connect_failure_requests() -> None:
     assert ask(udpmap, v4) == (b"\x00", True)  # still answered
     udpmap.failure_of = None
     assert ask(udpmap, v4) == (b"\x00", True)
+
+
+def test_a_cname_answer_carries_its_chain_to_the_shim() -> None:
+    """Session 25: after the addresses, a CNAME's chain (count, then length + name each;
+    the canonical name last), for ai_canonname, h_name and h_aliases as glibc's. The
+    chain is read from the DNS reply by resolve.chain_in; none without a CNAME."""
+    import ipaddress
+
+    from twisted.names import dns
+
+    from packetlab.wrap.resolve import Answer, chain_in
+
+    m = dns.Message(id=7, answer=1)
+    m.queries = [dns.Query(b"www.test", dns.A)]
+    m.answers = [
+        dns.RRHeader(b"WWW.test", dns.CNAME, payload=dns.Record_CNAME(b"mid.test")),
+        dns.RRHeader(b"mid.test", dns.CNAME, payload=dns.Record_CNAME(b"v4.test")),
+        dns.RRHeader(b"v4.test", payload=dns.Record_A("192.0.2.4")),
+    ]
+    assert chain_in(m.toStr(), "www.test.") == ("WWW.test", "mid.test", "v4.test")
+    m.answers = m.answers[2:]
+    assert chain_in(m.toStr(), "v4.test") == ()
+    loop = dns.Message(id=8, answer=1)
+    loop.answers = [
+        dns.RRHeader(b"a.test", dns.CNAME, payload=dns.Record_CNAME(b"b.test")),
+        dns.RRHeader(b"b.test", dns.CNAME, payload=dns.Record_CNAME(b"a.test")),
+    ]
+    assert chain_in(loop.toStr(), "a.test") == ("a.test", "b.test", "a.test")  # ends
+    assert chain_in(b"garbage", "a.test") == ()
+
+    class Chained(FakeNames):
+        async def lookup(self, name: str, family: int = 0) -> Any:
+            return Answer((ipaddress.ip_address("192.0.2.4"),), None, None, ("idn.test", "x.test"))
+
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, Chained({}))  # type: ignore[arg-type]
+    assert ask(udpmap, b"N\x04\x08idn.test")[0] == (
+        bytes([0, 1, 4, 192, 0, 2, 4]) + b"\x02\x08idn.test\x06x.test"
+    )
