@@ -363,3 +363,38 @@ def test_canonical_names_and_aliases_of_a_cname_as_natively(tmp_path: Path) -> N
     assert wrapped == native, done.stderr
     lines = getent.splitlines()
     assert len(lines) == 2 and lines[0] == lines[1], getent
+
+
+_SHORT = """\
+import ctypes, errno, socket, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def call(f, *args):
+    rc = f(*args)
+    return "ok" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4)
+port = srv.getsockname()[1]
+sin = struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", port, socket.inet_aton("127.0.0.1"))
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+    for n in (8, 15, 16):
+        s = socket.socket(socket.AF_INET, kind)
+        print(kind.name, "connect", n, call(libc.connect, s.fileno(), sin, n))
+        s.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for n in (8, 16):
+    print("sendto", n, call(libc.sendto, u.fileno(), b"x", 1, 0, sin, n))
+if sys.argv[1] == "6":  # 24 bytes: an IPv6 address without its scope id is taken
+    a6 = socket.inet_pton(socket.AF_INET6, "::1")
+    sin6 = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI16s", port, 0, a6)
+    for n in (20, 24):
+        u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        print("udp6 connect", n, call(libc.connect, u6.fileno(), sin6, n))
+"""
+
+
+def test_an_address_shorter_than_the_kernel_takes_is_einval() -> None:
+    """connect() or sendto() with an IPv4 address of 8 or 15 bytes: EINVAL natively.
+    Before: the shim and proxychains read past what the program gave and connected or
+    sent. An IPv6 address of 24 bytes (no scope id) is taken, as natively."""
+    native, wrapped = native_and_wrapped(_SHORT, "6" if _ipv6() else "4")
+    assert b"SOCK_STREAM connect 8 EINVAL" in native.stdout, native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

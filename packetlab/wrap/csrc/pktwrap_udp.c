@@ -173,6 +173,17 @@ static socklen_t addr_len(int family)
     return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
+/* An IPv4/IPv6 address shorter than the kernel takes (EINVAL natively; 24 bytes is an
+ * IPv6 address without its scope id, which Linux accepts). Relayed, a short one "worked"
+ * and the shim read past what the program gave (before session 25); the kernel refuses
+ * it now. */
+#define IN6_MIN_LEN 24
+static int short_addr(const struct sockaddr *sa, socklen_t len)
+{
+    return sa != NULL && ((sa->sa_family == AF_INET && len < sizeof(struct sockaddr_in)) ||
+                          (sa->sa_family == AF_INET6 && len < IN6_MIN_LEN));
+}
+
 static int socket_fd_unix(void)
 {
     return NEXT(socket)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -249,7 +260,9 @@ static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
     pthread_mutex_lock(&pktwrap_lock);
     if (nmaps < MAX_MAPS) {
         memset(&maps[nmaps].dst, 0, sizeof maps[nmaps].dst);
-        memcpy(&maps[nmaps].dst, dst, addr_len(dst->sa_family));
+        /* not the IPv6 scope id: the program may have given 24 bytes */
+        memcpy(&maps[nmaps].dst, dst,
+               dst->sa_family == AF_INET ? sizeof(struct sockaddr_in) : IN6_MIN_LEN);
         maps[nmaps].relay = r;
         nmaps++;
     }
@@ -605,6 +618,11 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
     int type = inet_type(fd, addr);
+    if ((type == SOCK_STREAM || type == SOCK_DGRAM) && pktwrap_ctl_path() != NULL &&
+        short_addr(addr, len)) {
+        errno = EINVAL; /* the kernel's answer; proxychains and we would read past it */
+        return -1;
+    }
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
@@ -674,7 +692,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 {
     struct sockaddr_storage relay;
     pktwrap_mark(MARK_SEND);
-    if (is_udp_inet(fd, addr)) {
+    if (is_udp_inet(fd, addr) && !short_addr(addr, len)) {
         int r = relay_for(fd, addr, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
@@ -697,7 +715,8 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct sockaddr_storage relay;
     pktwrap_mark(MARK_SEND);
-    if (msg != NULL && is_udp_inet(fd, msg->msg_name)) {
+    if (msg != NULL && is_udp_inet(fd, msg->msg_name) &&
+        !short_addr(msg->msg_name, msg->msg_namelen)) {
         int r = relay_for(fd, msg->msg_name, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
@@ -728,7 +747,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
     for (unsigned int i = 0; i < n; i++) {
         names[i] = vec[i].msg_hdr.msg_name;
         lens[i] = vec[i].msg_hdr.msg_namelen;
-        if (is_udp_inet(fd, names[i])) {
+        if (is_udp_inet(fd, names[i]) && !short_addr(names[i], lens[i])) {
             int r = relay_for(fd, names[i], &relay[i]);
             if (r < 0) {
                 if (i == 0) {
