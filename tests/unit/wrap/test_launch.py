@@ -124,3 +124,16 @@ def test_set_user_id_and_capability_programs_are_not_reached_by_ld_preload(
         caps = False
     if caps:
         assert preload_ignored(ping, euid=1000)
+
+
+def test_a_time_option_out_of_range_says_the_range_it_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--connect-timeout 0 was refused as "must be 0..86400 seconds", a range that has 0
+    in it (session 25)."""
+    for bad in ("0", "-1", "86401", "nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--connect-timeout", bad, "--", "true"])
+        err = capsys.readouterr().err
+        assert f"must be more than 0 and at most 86400 seconds, got {bad}" in err
+    assert build_parser().parse_args(["--wait", "0.5", "--", "true"]).wait == 0.5
