@@ -8,7 +8,13 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
-from packetlab.cli.wrap import build_parser, dns_server, resolv_conf_servers
+from packetlab.cli.wrap import (
+    WrapError,
+    build_parser,
+    check_timings_path,
+    dns_server,
+    resolv_conf_servers,
+)
 from packetlab.wrap.launch import (
     LaunchError,
     child_env,
@@ -137,3 +143,16 @@ def test_a_time_option_out_of_range_says_the_range_it_takes(
         err = capsys.readouterr().err
         assert f"must be more than 0 and at most 86400 seconds, got {bad}" in err
     assert build_parser().parse_args(["--wait", "0.5", "--", "true"]).wait == 0.5
+
+
+def test_a_timings_file_that_cannot_be_written_is_one_line_with_the_option(
+    tmp_path: Path,
+) -> None:
+    """Session 25: `--timings /nonexistent/x` said `[Errno 2] No such file or directory:
+    '/nonexistent/x'`, after the endpoint had started."""
+    for bad, why in ((tmp_path / "no" / "t.jsonl", "No such file or directory"),
+                     (tmp_path, "Is a directory")):  # fmt: skip
+        with pytest.raises(WrapError, match=f"^--timings {bad}: {why}$"):
+            check_timings_path(str(bad))
+    check_timings_path(str(tmp_path / "t.jsonl"))
+    check_timings_path(None)
