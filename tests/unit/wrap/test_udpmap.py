@@ -319,3 +319,36 @@ def test_a_cname_answer_carries_its_chain_to_the_shim() -> None:
     assert ask(udpmap, b"N\x04\x08idn.test")[0] == (
         bytes([0, 1, 4, 192, 0, 2, 4]) + b"\x02\x08idn.test\x06x.test"
     )
+
+
+def test_a_burst_from_a_new_socket_waits_for_its_endpoint_socket() -> None:
+    """Session 25: while the endpoint opens a program socket's UDP socket (a controller
+    round trip), its datagrams wait, as a kernel's socket buffer holds them: 64 did, and
+    a burst of 200 (Python's sendto in a loop) lost 136 where natively none. Bounded:
+    1024 datagrams, 1 MiB."""
+    import ipaddress
+
+    from twisted.internet.defer import Deferred
+
+    from packetlab.wrap.udpmap import MAX_PENDING, MAX_PENDING_BYTES
+
+    class Session:
+        def free_sktid(self) -> int:
+            return 1
+
+        def nopen_udp(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return Deferred()  # still opening
+
+    def burst(sizes: list[int]) -> Any:
+        udpmap = UdpMap(Session(), Reactor(), TimingLog(None), None)  # type: ignore[arg-type]
+        udpmap.relay_port(bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53]))
+        relay, _ = udpmap.relays[(ipaddress.ip_address("192.0.2.53"), 53)]
+        for n in sizes:
+            relay.datagramReceived(b"x" * n, ("127.0.0.1", 5000))
+        return udpmap.socks[("127.0.0.1", 5000, 4)]
+
+    assert len(burst([10] * 200).waiting) == 200
+    assert len(burst([10] * (MAX_PENDING + 5)).waiting) == MAX_PENDING
+    big = burst([65535] * 20)
+    assert len(big.waiting) == MAX_PENDING_BYTES // 65535
+    assert big.waiting_bytes <= MAX_PENDING_BYTES
