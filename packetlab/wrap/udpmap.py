@@ -71,6 +71,7 @@ class _Sock:
         self.waiting_bytes = 0
         self.opened: Deferred[None] = Deferred()
         self._info: Deferred[SocketInfo | None] | None = None
+        self.used = owner.tick()  # when it last sent or received (for reuse, sock_for)
 
     async def open(self) -> None:
         session = self.owner.session
@@ -113,6 +114,7 @@ class _Sock:
         if flow is None:
             self.owner.stray += 1  # from elsewhere: no relay port speaks for it
             return
+        self.used = self.owner.tick()
         flow.received(note)
 
     def close(self) -> None:
@@ -150,6 +152,7 @@ class _Flow:
 
     def send(self, v: int, data: bytes) -> None:
         sock = self.sock
+        sock.used = sock.owner.tick()
         if sock.failed is not None:
             self.rec.error = self.rec.error or sock.failed
             return
@@ -273,7 +276,13 @@ class UdpMap:
         self.failure_of: Callable[[IPAddress, int], int | None] | None = None
         self.dropped = 0
         self.stray = 0
+        self.reused = 0  # endpoint sockets closed for newer program sockets
         self._listening: Any = None
+        self._ticks = 0
+
+    def tick(self) -> int:
+        self._ticks += 1
+        return self._ticks
 
     @property
     def flow_count(self) -> int:
@@ -282,15 +291,35 @@ class UdpMap:
 
     def sock_for(self, src: tuple[str, int], version: int) -> _Sock | None:
         """The endpoint socket of program socket `src` for IP `version` (opened now if
-        new); None when there are MAX_FLOWS already."""
+        new). With MAX_FLOWS open, the one used longest ago is closed for it: a program
+        socket's close() is not seen here, and a script that ran `dig` 200 times had every
+        datagram after the 128th socket dropped (before session 25). None when all are
+        still opening."""
         key = (src[0], src[1], version)
         sock = self.socks.get(key)
         if sock is None:
-            if len(self.socks) >= MAX_FLOWS:
+            if len(self.socks) >= MAX_FLOWS and not self._reuse_one():
                 return None
             sock = self.socks[key] = _Sock(self, src, version)
             Deferred.fromCoroutine(sock.open())
         return sock
+
+    def _reuse_one(self) -> bool:
+        """Close the endpoint socket used longest ago (its flows' timings are written;
+        should its program socket send again, it gets a new one, from another port)."""
+        done = [s for s in self.socks.values() if s.sktid is not None or s.failed is not None]
+        if not done:
+            return False
+        old = min(done, key=lambda s: s.used)
+        for flow in old.flows.values():
+            if flow.relay.flows.get(flow.src) is flow:
+                del flow.relay.flows[flow.src]
+            flow.close()
+        old.flows.clear()
+        old.close()
+        del self.socks[(old.src[0], old.src[1], old.version)]
+        self.reused += 1
+        return True
 
     def connect_failure(self, addr: IPAddress, port: int) -> int:
         """The SOCKS reply code of the latest failed TCP connect to `addr`:`port` ("E"),

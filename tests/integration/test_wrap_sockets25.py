@@ -398,3 +398,49 @@ def test_an_address_shorter_than_the_kernel_takes_is_einval() -> None:
     native, wrapped = native_and_wrapped(_SHORT, "6" if _ipv6() else "4")
     assert b"SOCK_STREAM connect 8 EINVAL" in native.stdout, native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_MANY = """\
+import socket, sys
+ok = 0
+for i in range(200):  # one socket a query, as a script running dig in a loop
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(3)
+    u.sendto(b"%d" % i, ("127.0.0.1", int(sys.argv[1])))
+    try:
+        ok += u.recv(10) == b"%d" % i
+    except OSError:
+        print("no answer to socket", i)
+        break
+    u.close()
+print("answered", ok)
+"""
+
+
+def test_more_udp_sockets_one_after_another_than_the_endpoint_keeps() -> None:
+    """200 UDP sockets, one after another, each asking once. Before: the 129th and every
+    later one got no answer (128 endpoint UDP sockets were kept for sockets the program
+    had closed long ago)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = udp.recvfrom(100)
+                udp.sendto(data, peer)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        native, wrapped = native_and_wrapped(_MANY, str(udp.getsockname()[1]))
+    finally:
+        stop.set()
+        thread.join(2)
+        udp.close()
+    assert native.stdout == b"answered 200\n", native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -352,3 +352,57 @@ def test_a_burst_from_a_new_socket_waits_for_its_endpoint_socket() -> None:
     big = burst([65535] * 20)
     assert len(big.waiting) == MAX_PENDING_BYTES // 65535
     assert big.waiting_bytes <= MAX_PENDING_BYTES
+
+
+def test_the_socket_used_longest_ago_is_reused_past_max_flows() -> None:
+    """Session 25: a program socket's close() is not seen here, so a run that made more
+    than MAX_FLOWS UDP sockets one after another (a script running dig 200 times) had
+    every datagram of the 129th and later dropped. Now the endpoint socket used longest
+    ago is closed for the new one (its flows' timings written)."""
+    import ipaddress
+
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.wrap.udpmap import MAX_FLOWS
+
+    class Sock:
+        def add_callback(self, f: Any) -> None:
+            pass
+
+    class Session:
+        def __init__(self) -> None:
+            self.n = 0
+            self.closed: list[int] = []
+
+        def free_sktid(self) -> int:
+            self.n += 1
+            return self.n
+
+        def nopen_udp(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return succeed(Sock())
+
+        def find_socket(self, sktid: int) -> object:
+            return object()
+
+        def nclose(self, sktid: int) -> Deferred[Any]:
+            self.closed.append(sktid)
+            return succeed(None)
+
+        def nsend(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return Deferred()
+
+    session, log = Session(), TimingLog(None)
+    udpmap = UdpMap(session, Reactor(), log, None)  # type: ignore[arg-type]
+    udpmap.relay_port(bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53]))
+    relay, _ = udpmap.relays[(ipaddress.ip_address("192.0.2.53"), 53)]
+    for port in range(5000, 5000 + MAX_FLOWS):
+        relay.datagramReceived(b"q", ("127.0.0.1", port))
+    relay.datagramReceived(b"again", ("127.0.0.1", 5000))  # 5001 is now the oldest
+    relay.datagramReceived(b"new", ("127.0.0.1", 6000))
+    assert len(udpmap.socks) == MAX_FLOWS and udpmap.reused == 1
+    assert session.closed == [2]  # 5001's endpoint socket
+    assert ("127.0.0.1", 5001, 4) not in udpmap.socks and ("127.0.0.1", 5001) not in relay.flows
+    assert ("127.0.0.1", 6000, 4) in udpmap.socks and ("127.0.0.1", 5000, 4) in udpmap.socks
+    assert len(log.records) == 1 and log.records[0].datagrams_up == 1
+    relay.datagramReceived(b"back", ("127.0.0.1", 5001))  # it sends again: a new one
+    assert ("127.0.0.1", 5001, 4) in udpmap.socks and session.closed == [2, 3]
