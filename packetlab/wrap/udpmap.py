@@ -432,6 +432,13 @@ class UdpMap:
         if key in self.relays:
             return self.relays[key][1]
         if len(self.relays) >= MAX_DESTINATIONS:
+            # The program's sendto fails ENETUNREACH ("Network is unreachable"): say why
+            self.notices.say(
+                "udp-destinations",
+                f"a run sends UDP to at most {MAX_DESTINATIONS} destinations (address and "
+                f"port): datagrams to {dst}:{port} and other new ones are refused "
+                "(ENETUNREACH in the program)",
+            )
             return 0
         relay = DestinationRelay(self, dst, port)
         try:

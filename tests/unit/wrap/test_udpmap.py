@@ -406,3 +406,17 @@ def test_the_socket_used_longest_ago_is_reused_past_max_flows() -> None:
     assert len(log.records) == 1 and log.records[0].datagrams_up == 1
     relay.datagramReceived(b"back", ("127.0.0.1", 5001))  # it sends again: a new one
     assert ("127.0.0.1", 5001, 4) in udpmap.socks and session.closed == [2, 3]
+
+
+def test_past_max_destinations_the_refusal_is_said_once(capsys: Any) -> None:
+    """Session 25: the 257th UDP destination of a run made the program's sendto fail
+    ENETUNREACH with nothing said why; now one line on stderr."""
+    from packetlab.wrap.udpmap import MAX_DESTINATIONS
+
+    udpmap, _ = make()
+    for port in range(1, MAX_DESTINATIONS + 3):
+        answer, _ = ask(udpmap, bytes([4]) + struct.pack(">H", port) + bytes([192, 0, 2, 1]))
+        assert (answer == b"\0\0") == (port > MAX_DESTINATIONS)
+    err = capsys.readouterr().err
+    assert err.count("pktlab wrap: a run sends UDP to at most 256 destinations") == 1
+    assert "192.0.2.1:257 and other new ones are refused (ENETUNREACH" in err
