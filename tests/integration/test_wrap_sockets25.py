@@ -444,3 +444,34 @@ def test_more_udp_sockets_one_after_another_than_the_endpoint_keeps() -> None:
         udp.close()
     assert native.stdout == b"answered 200\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_CHROOT = """\
+import os, socket, sys
+os.chroot(sys.argv[1])  # as scamper's privilege separation does
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("192.0.2.1", 53))
+    print("sent")
+except OSError as e:
+    print(type(e).__name__, e.strerror)
+"""
+
+
+@pytest.mark.root
+def test_a_process_that_cannot_reach_the_wrapper_is_told_why(tmp_path: Path) -> None:
+    """A wrapped process that chroot()s (scamper as root) cannot reach the wrapper's
+    socket: its UDP datagrams are refused (ENETUNREACH). Before: only the program's own
+    words ("scamper_getsrc: connect to dst failed: Network is unreachable"), exit 0,
+    nothing measured; now one line says why."""
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+    _proxychains()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run(
+        [*PKTLAB, "wrap", "--", "python3", "-c", _CHROOT, str(empty)],
+        capture_output=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert done.stdout == b"OSError Network is unreachable\n", done
+    assert done.stderr.count(b"cannot reach pktlab wrap's socket (it chroot()ed?)") == 1

@@ -189,6 +189,21 @@ static int socket_fd_unix(void)
     return NEXT(socket)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 }
 
+/* The wrapper's socket cannot be reached: the program chroot()ed (scamper's privilege
+ * separation does) or lives in another mount namespace. Every UDP send then fails
+ * "Network is unreachable" and lookups go to libc; before session 25 nothing said why. */
+static void unreachable_once(void)
+{
+    static int told;
+    if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+        static const char msg[] = "pktlab wrap: a wrapped process cannot reach pktlab wrap's "
+                                  "socket (it chroot()ed?): its UDP datagrams are refused "
+                                  "(ENETUNREACH) and its names resolved by libc\n";
+        ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+        (void)rc;
+    }
+}
+
 /* Ask the wrapper for D's relay port. */
 static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
 {
@@ -216,8 +231,10 @@ static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
     unsigned char ans[2];
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             write(s, req, n) == (ssize_t)n && read(s, ans, 2) == 2;
+    int reached = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0;
+    if (!reached)
+        unreachable_once();
+    int ok = reached && write(s, req, n) == (ssize_t)n && read(s, ans, 2) == 2;
     close(s);
     if (!ok || (ans[0] == 0 && ans[1] == 0))
         return -1;
@@ -834,8 +851,10 @@ int pktwrap_call(const unsigned char *req, size_t n, unsigned char *ans, size_t 
         return -1;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, n) == (ssize_t)n;
+    int reached = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0;
+    if (!reached)
+        unreachable_once();
+    int ok = reached && NEXT(write)(s, req, n) == (ssize_t)n;
     while (ok && *got < cap) {
         ssize_t r = read(s, ans + *got, cap - *got);
         if (r < 0 && errno == EINTR)
