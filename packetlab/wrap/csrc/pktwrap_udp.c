@@ -84,8 +84,8 @@ static in_port_t own_port(int fd, int *family)
 }
 
 /* The own ports of UDP sockets that talk through relay ports, per family. A dup()ed fd
- * (or one inherited over exec) is the same socket under another number: it is known by
- * its port, which the wrapper keys its endpoint socket by too. Before session 25 only
+ * is the same socket under another number: it is known by its port, which the wrapper
+ * keys its endpoint socket by too (not across exec: these tables start empty). Before session 25 only
  * the fd that sent was known, and getsockname of its dup showed the loopback port. */
 static unsigned char udp_port4[65536 / 8], udp_port6[65536 / 8];
 /* The port recorded for each fd (host order; 0: none yet), so a socket that sends many
