@@ -45,7 +45,9 @@ def _seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"must be 0..86400 seconds, got {text}")
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most 86400 seconds, got {text}"
+        )
     return value
 
 
@@ -164,6 +166,18 @@ class WrapError(Exception):
     """A problem worth one line on stderr (exit status 125)."""
 
 
+def check_timings_path(path: str | None) -> None:
+    """--timings FILE must be writable: said before any endpoint starts, with the option
+    (it was `[Errno 2] No such file or directory: 'x'` once the endpoint had started)."""
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise WrapError(f"--timings {path}: {e.strerror or e}") from None
+
+
 async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
     from twisted.internet.defer import CancelledError, Deferred
 
@@ -183,6 +197,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
               "endpoint", file=sys.stderr)  # fmt: skip
     if not args.socks_env:
         proxychains_lib()  # "not installed" before any endpoint is started
+    check_timings_path(args.timings)
     link = Link.from_args(args)
     dns = list(args.dns or [])
     if not dns and link.in_process:

@@ -30,6 +30,9 @@ class Answer:
     addresses: tuple[IPAddress, ...]
     sent: int | None  # endpoint ns of the first query (ntag); None: no query needed
     answered: int | None  # endpoint ns of the answer that settled it
+    # The CNAME chain from the name asked to its canonical name (last), as the answer
+    # names them; () when there was none (the canonical name is the one asked).
+    names: tuple[str, ...] = ()
 
 
 LOCALHOST = (ipaddress.IPv4Address("127.0.0.1"),)
@@ -72,6 +75,29 @@ def addresses_in(reply: bytes, qid: int, qtype: int) -> tuple[int, list[IPAddres
     return int(m.rCode), out
 
 
+def chain_in(reply: bytes, name: str) -> tuple[str, ...]:
+    """The CNAME chain of a DNS reply from `name`: (name, target, ..., canonical) as the
+    records spell them, () without a CNAME. glibc gives the canonical name as
+    getaddrinfo's `ai_canonname` and `h_name`, the others as `h_aliases`."""
+    m = dns.Message()
+    try:
+        m.fromStr(reply)
+    except Exception:  # addresses_in has said why already
+        return ()
+    targets: dict[str, str] = {}
+    for rr in m.answers:
+        payload: Any = rr.payload
+        if rr.type == dns.CNAME and payload is not None:
+            targets[str(rr.name).lower()] = str(payload.name)
+    chain: list[str] = []
+    at = name.rstrip(".")
+    while at.lower() in targets and len(chain) < 16:  # a loop ends too
+        owner = next(str(rr.name) for rr in m.answers if str(rr.name).lower() == at.lower())
+        chain.append(owner)
+        at = targets.pop(at.lower())
+    return (*chain, at) if chain else ()
+
+
 async def resolve(
     session: EndpointSession,
     name: str,
@@ -100,7 +126,7 @@ async def resolve(
             first_sent = first_sent if first_sent is not None else got.sent
             errors += got.errors
             if got.found:
-                return Answer(got.found, first_sent, got.answered)
+                return Answer(got.found, first_sent, got.answered, got.names)
         return _nothing(name, errors)
     # Every type at once, as glibc asks A and AAAA together.
     try:
@@ -115,7 +141,8 @@ async def resolve(
     if found:
         sents = [got.sent for got in asked if got.sent is not None]
         ends = [got.answered for got in asked if got.answered is not None]
-        return Answer(found, min(sents, default=None), max(ends, default=None))
+        chain = next((got.names for got in asked if got.found), ())
+        return Answer(found, min(sents, default=None), max(ends, default=None), chain)
     return _nothing(name, [e for got in asked for e in got.errors])
 
 
@@ -125,6 +152,7 @@ class _Asked:
     sent: int | None  # the first query's ntag time
     answered: int | None  # the time of the answer that settled it
     errors: list[str]
+    names: tuple[str, ...] = ()  # the CNAME chain (chain_in)
 
 
 async def _ask(
@@ -153,7 +181,8 @@ async def _ask(
             continue
         if rcode == dns.ENAME and not found:
             raise NoSuchName(f"cannot resolve {name!r}: no such name ({server})")
-        return _Asked(tuple(found), first_sent, got.replies[0].time, [])  # answered
+        chain = chain_in(got.replies[0].data, name) if found else ()
+        return _Asked(tuple(found), first_sent, got.replies[0].time, [], chain)  # answered
     return _Asked((), first_sent, None, errors)
 
 
@@ -330,7 +359,7 @@ class Names:
         answer = await resolve(self.session, name, self.servers, qtypes=qtypes, every=True)
         if family not in (4, 6):
             ordered = native_order(answer.addresses, self.sources)
-            answer = Answer(ordered, answer.sent, answer.answered)
+            answer = Answer(ordered, answer.sent, answer.answered, answer.names)
         if len(self.seen) > 4096:  # a long run: keep the recent ones
             self.seen.clear()
         for addr in answer.addresses:

@@ -84,6 +84,7 @@ async def wrap(
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     udpmap = UdpMap(session, reactor, timings, clock, names, notices)
     udpmap.local_of = factory.local_address
+    udpmap.failure_of = factory.connect_failure
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())

@@ -37,6 +37,7 @@ from packetlab.wrap.udpmap import MAX_DATAGRAM
 from packetlab.wrap.vclock import CONNECT, VirtualClock
 
 HANDSHAKE_TIMEOUT = 30.0
+MAX_FAILURES = 256  # destinations whose latest connect failure is kept (for "E")
 
 _STATE_REPLY = {
     "REFUSED": Rep.CONNECTION_REFUSED,
@@ -88,6 +89,9 @@ class WrapFactory(Factory):
         self.by_port: dict[int, SocksProtocol] = {}  # the program's loopback port
         self.refused = 0
         self.notices = notices if notices is not None else Notices()
+        # Why the latest connect to each destination failed (the SOCKS reply), for the
+        # shim's errno ("E"): proxychains makes every failure ECONNREFUSED.
+        self.failures: dict[tuple[str, int], Rep] = {}
 
     def buildProtocol(self, addr: Any) -> Any:
         p = SocksProtocol()
@@ -105,6 +109,19 @@ class WrapFactory(Factory):
         if info is None or info.laddr is None or info.laddr.is_unspecified or not info.lport:
             return None
         return info.laddr, info.lport
+
+    def connect_ended(self, host: object, port: int, rep: Rep) -> None:
+        key = (str(host), port)
+        self.failures.pop(key, None)
+        if rep != Rep.SUCCEEDED:
+            self.failures[key] = rep
+            while len(self.failures) > MAX_FAILURES:  # the oldest first (insertion order)
+                del self.failures[next(iter(self.failures))]
+
+    def connect_failure(self, addr: IPAddress, port: int) -> Rep | None:
+        """Why the latest wrapped connect to `addr`:`port` failed (None: it did not, or
+        not lately)."""
+        return self.failures.get((str(addr), port))
 
     def abort_all(self) -> None:
         """The session is gone: reset every wrapped connection."""
@@ -212,11 +229,14 @@ class SocksProtocol(Protocol):
             self.log.info(
                 "connect to {host}:{port} failed: {e}", host=req.host, port=req.port, e=rec.error
             )
+            rep = reply_for(e)
+            f.connect_ended(req.host, req.port, rep)  # before the reply: the shim asks after it
             if not self._gone:
-                self.transport.write(socks5.reply(reply_for(e)))
+                self.transport.write(socks5.reply(rep))
                 self.transport.loseConnection()
             f.timings.finished(rec)
             return
+        f.connect_ended(req.host, req.port, Rep.SUCCEEDED)
         if self._gone:
             relay.client_gone()
             return

@@ -38,6 +38,8 @@ class ShimAnswers(Interface):
 
     async def udp_local(self, family: int, port: int, relay_port: int) -> Local: ...
 
+    def connect_failure(self, addr: IPAddress, port: int) -> int: ...
+
 
 class _MapRequest(Protocol):
     """One request of the shim over the unix socket, answered and closed:
@@ -45,13 +47,18 @@ class _MapRequest(Protocol):
     * family(1: 4, 6) port(2) address(4|16) → relay port(2) standing for that UDP
       destination; 0 = refused;
     * "N" family(1: 0, 4, 6) length(1) name → status(1) count(1) then family(1)
-      address(4|16) per address (getaddrinfo, gethostbyname*; status LOOKUP_*);
+      address(4|16) per address (getaddrinfo, gethostbyname*; status LOOKUP_*), then,
+      when the name is a CNAME, count(1) and length(1) name each: the chain from the
+      name asked to the canonical name (last);
     * "R" family(1: 4, 6) address(4|16) → status(1) length(1) name (getnameinfo,
       gethostbyaddr*: the endpoint's PTR answer);
     * "S" port(2) → family(1: 4, 6; 0 unknown) port(2) address: the endpoint's end of the
       program's TCP connection from that loopback port (getsockname);
     * "U" family(1) port(2) relay port(2; 0 unconnected) → the same for a UDP socket (an
-      unspecified address: the program's own address stays)."""
+      unspecified address: the program's own address stays);
+    * "E" family(1: 4, 6) port(2) address(4|16) → the SOCKS reply code (1) of the latest
+      failed TCP connect to that destination, 0 if none (connect()'s errno: proxychains
+      makes every failure ECONNREFUSED)."""
 
     factory: MapServer
     transport: Any
@@ -73,6 +80,22 @@ class _MapRequest(Protocol):
                 self.transport.write(bytes([LOOKUP_FAILED, 0]))
                 self.transport.loseConnection()
                 return
+        elif kind == b"E":
+            size = {4: 8, 6: 20}.get(self.buf[1]) if len(self.buf) >= 2 else None
+            if size is None and len(self.buf) >= 2:
+                self.transport.write(b"\0")
+                self.transport.loseConnection()
+                return
+            if size is not None and len(self.buf) >= size:
+                port, addr = struct.unpack_from(">H", self.buf, 2)[0], self.buf[4:size]
+                try:
+                    code = self.factory.owner.connect_failure(ipaddress.ip_address(addr), port)
+                except Exception:  # a bug: the program's connect() must still return
+                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    code = 0
+                self.transport.write(bytes([code & 0xFF]))
+                self.transport.loseConnection()
+            return
         if size is not None or kind in (b"N", b"R"):
             if size is None or len(self.buf) < size:
                 return

@@ -73,6 +73,7 @@ class TcpRelay:
         self._send_v: list[int] = []  # virtual times of chunks awaiting their ntag
         self._started = False  # SOCKS reply sent: endpoint data may go to the program
         self._early: list[bytes | None] = []  # data (None: FIN) from before that
+        self._connecting = False  # an error nstat now is the connect's: connect() raises
 
     # ------------------------------------------------------------------ connecting
 
@@ -89,12 +90,15 @@ class TcpRelay:
         self.sock = await opened
         self.sktid = sktid
         self.sock.add_callback(self._note)  # before anything can arrive (buffer=False)
+        self._connecting = True
         try:
             self.rec.connect_issued = int.from_bytes((await t1)[:8], "big")
             est = await wait_connected(s, sktid, timeout=timeout)
         except BaseException:
             self._close_endpoint()
             raise
+        finally:
+            self._connecting = False
         self.rec.connected = est.time
         # Its local address and port, for the program's getsockname (asked when it asks).
         self._local = read_socket_info(s, sktid)
@@ -214,9 +218,12 @@ class TcpRelay:
             if note.code == NstatCode.PEERCLOSED:
                 self.rec.peer_closed = note.time
                 self.timeline.at(note.time, self._peer_fin)
-            else:
+            elif not self._connecting:
                 self.rec.error = self.rec.error or _code_name(note.code)
                 self.timeline.at(note.time, self.abort)
+            # While connecting, wait_connected reports it: the program gets the SOCKS
+            # failure reply. Aborting here reset the program's connection before that
+            # reply and wrote the --timings line twice (session 25).
 
     def _write(self, data: bytes) -> None:
         if not self._started:

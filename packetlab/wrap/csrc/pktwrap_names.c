@@ -68,6 +68,39 @@ static int numeric(const char *node)
            strchr(node, '%') != NULL;
 }
 
+/* The CNAME chain after an "N" answer's addresses: the name asked, ..., the canonical
+ * name (last); none when the name is not an alias. glibc gives the canonical name as
+ * ai_canonname and h_name, the others as h_aliases (before session 25: the name asked
+ * and no aliases). */
+#define MAX_CHAIN 8
+struct chain {
+    unsigned n;
+    const unsigned char *name[MAX_CHAIN];
+    size_t len[MAX_CHAIN];
+};
+
+static void parse_chain(const unsigned char *ans, size_t got, struct chain *c)
+{
+    size_t i = 2;
+    c->n = 0;
+    for (unsigned k = 0; k < ans[1] && i < got; k++)
+        i += 1 + (ans[i] == 4 ? 4 : 16);
+    if (i >= got)
+        return;
+    unsigned count = ans[i++];
+    for (unsigned k = 0; k < count && c->n < MAX_CHAIN && i < got; k++) {
+        size_t len = ans[i];
+        if (len == 0 || i + 1 + len > got)
+            break;
+        c->name[c->n] = ans + i + 1;
+        c->len[c->n] = len;
+        c->n++;
+        i += 1 + len;
+    }
+}
+
+#define ANSWER_MAX (2 + 32 * 17 + 1 + MAX_CHAIN * 256)
+
 /* Ask the wrapper; -1: no answer (go on as without us). */
 static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
 {
@@ -87,7 +120,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 {
     getaddrinfo_fn libc_gai = (getaddrinfo_fn)libc_sym("getaddrinfo");
     int family = hints != NULL ? hints->ai_family : AF_UNSPEC;
-    unsigned char ans[2 + 32 * 17];
+    unsigned char ans[ANSWER_MAX];
     size_t got = 0;
     int status = -1;
     if (node != NULL && libc_gai != NULL && !(hints != NULL && (hints->ai_flags & AI_NUMERICHOST)) &&
@@ -125,8 +158,12 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     }
     if (head == NULL)
         return last != 0 ? last : EAI_NONAME;
-    if (hints != NULL && (hints->ai_flags & AI_CANONNAME))
-        head->ai_canonname = strdup(node); /* libc's freeaddrinfo frees it */
+    if (hints != NULL && (hints->ai_flags & AI_CANONNAME)) { /* libc's freeaddrinfo frees it */
+        struct chain c;
+        parse_chain(ans, got, &c);
+        head->ai_canonname = c.n > 0 ? strndup((const char *)c.name[c.n - 1], c.len[c.n - 1])
+                                     : strdup(node);
+    }
     keep(head);
     *res = head;
     return 0;
@@ -160,13 +197,28 @@ static int fill_hostent(const char *name, int af, const unsigned char *ans, size
     }
     if (n == 0)
         return HOST_NOT_FOUND; /* no address of this family (NODATA in glibc's terms) */
-    size_t align = sizeof(char *), need = align + (2 + n) * sizeof(char *) + n * alen + nlen;
+    struct chain c;
+    parse_chain(ans, got, &c);
+    size_t na = c.n > 0 ? c.n - 1 : 0, strings = 0;
+    if (c.n > 0)
+        nlen = c.len[c.n - 1] + 1;
+    for (size_t k = 0; k < na; k++)
+        strings += c.len[k] + 1;
+    size_t align = sizeof(char *);
+    size_t need = align + (na + 2 + n) * sizeof(char *) + n * alen + nlen + strings;
     if (buflen < need)
         return ERANGE;
     char *p = buf + ((align - (uintptr_t)buf % align) % align);
-    char **aliases = (char **)p, **list = aliases + 1;
+    char **aliases = (char **)p, **list = aliases + na + 1;
     char *addrs = (char *)(list + n + 1), *copy = addrs + n * alen;
-    aliases[0] = NULL;
+    char *more = copy + nlen;
+    for (size_t k = 0; k < na; k++) {
+        memcpy(more, c.name[k], c.len[k]);
+        more[c.len[k]] = '\0';
+        aliases[k] = more;
+        more += c.len[k] + 1;
+    }
+    aliases[na] = NULL;
     n = 0;
     for (size_t i = 2, k = 0; k < ans[1] && i < got; k++) {
         size_t len = ans[i] == 4 ? 4 : 16;
@@ -180,7 +232,12 @@ static int fill_hostent(const char *name, int af, const unsigned char *ans, size
         i += 1 + len;
     }
     list[n] = NULL;
-    memcpy(copy, name, nlen);
+    if (c.n > 0) { /* the canonical name */
+        memcpy(copy, c.name[c.n - 1], nlen - 1);
+        copy[nlen - 1] = '\0';
+    } else {
+        memcpy(copy, name, nlen);
+    }
     he->h_name = copy;
     he->h_aliases = aliases;
     he->h_addrtype = af;
@@ -193,7 +250,7 @@ static int fill_hostent(const char *name, int af, const unsigned char *ans, size
 static int endpoint_hostent(const char *name, int af, struct hostent *he, char *buf,
                             size_t buflen, struct hostent **result, int *herr, int *rc)
 {
-    unsigned char ans[2 + 32 * 17];
+    unsigned char ans[ANSWER_MAX];
     size_t got = 0;
     if (name == NULL || (af != AF_INET && af != AF_INET6) || numeric(name))
         return -1;

@@ -19,6 +19,8 @@
  */
 #include "pktwrap.h"
 
+#include <fcntl.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -60,6 +62,56 @@ static int udp_tracked(int fd)
            (__atomic_load_n(&udp_fd[fd / 8], __ATOMIC_RELAXED) >> (fd % 8)) & 1;
 }
 
+typedef int (*getsockname_fn)(int, struct sockaddr *, socklen_t *);
+
+static in_port_t port_of(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                    : ((const struct sockaddr_in6 *)sa)->sin6_port;
+}
+
+/* The socket's own (loopback) port, network order, and its family; 0: none yet. */
+static in_port_t own_port(int fd, int *family)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (NEXT(getsockname)(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return 0;
+    if (family != NULL)
+        *family = ss.ss_family;
+    return port_of((struct sockaddr *)&ss);
+}
+
+/* The own ports of UDP sockets that talk through relay ports, per family. A dup()ed fd
+ * is the same socket under another number: it is known by its port, which the wrapper
+ * keys its endpoint socket by too (not across exec: these tables start empty). Before session 25 only
+ * the fd that sent was known, and getsockname of its dup showed the loopback port. */
+static unsigned char udp_port4[65536 / 8], udp_port6[65536 / 8];
+/* The port recorded for each fd (host order; 0: none yet), so a socket that sends many
+ * datagrams asks the kernel once; socket() clears it when it hands out the fd again. */
+static in_port_t udp_fd_port[MAX_TRACKED_FD];
+
+static void track_udp_port(int fd)
+{
+    if (fd >= 0 && fd < MAX_TRACKED_FD && __atomic_load_n(&udp_fd_port[fd], __ATOMIC_RELAXED))
+        return;
+    int family = 0;
+    in_port_t port = ntohs(own_port(fd, &family));
+    if (fd >= 0 && fd < MAX_TRACKED_FD)
+        __atomic_store_n(&udp_fd_port[fd], port, __ATOMIC_RELAXED);
+    unsigned char *set = family == AF_INET ? udp_port4 : udp_port6;
+    if (port != 0)
+        __atomic_or_fetch(&set[port / 8], (unsigned char)(1u << (port % 8)), __ATOMIC_RELAXED);
+}
+
+static int udp_port_tracked(const struct sockaddr *sa)
+{
+    in_port_t port = ntohs(port_of(sa));
+    const unsigned char *set = sa->sa_family == AF_INET ? udp_port4 : udp_port6;
+    return port != 0 && (__atomic_load_n(&set[port / 8], __ATOMIC_RELAXED) >> (port % 8)) & 1;
+}
+
 struct map {
     struct sockaddr_storage dst, relay;
 };
@@ -77,7 +129,6 @@ typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, struct sockaddr *, sock
 typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
 typedef int (*recvmmsg_fn)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
 typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
-typedef int (*getsockname_fn)(int, struct sockaddr *, socklen_t *);
 typedef ssize_t (*send_fn)(int, const void *, size_t, int);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
@@ -122,9 +173,35 @@ static socklen_t addr_len(int family)
     return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
+/* An IPv4/IPv6 address shorter than the kernel takes (EINVAL natively; 24 bytes is an
+ * IPv6 address without its scope id, which Linux accepts). Relayed, a short one "worked"
+ * and the shim read past what the program gave (before session 25); the kernel refuses
+ * it now. */
+#define IN6_MIN_LEN 24
+static int short_addr(const struct sockaddr *sa, socklen_t len)
+{
+    return sa != NULL && ((sa->sa_family == AF_INET && len < sizeof(struct sockaddr_in)) ||
+                          (sa->sa_family == AF_INET6 && len < IN6_MIN_LEN));
+}
+
 static int socket_fd_unix(void)
 {
     return NEXT(socket)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
+/* The wrapper's socket cannot be reached: the program chroot()ed (scamper's privilege
+ * separation does) or lives in another mount namespace. Every UDP send then fails
+ * "Network is unreachable" and lookups go to libc; before session 25 nothing said why. */
+static void unreachable_once(void)
+{
+    static int told;
+    if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+        static const char msg[] = "pktlab wrap: a wrapped process cannot reach pktlab wrap's "
+                                  "socket (it chroot()ed?): its UDP datagrams are refused "
+                                  "(ENETUNREACH) and its names resolved by libc\n";
+        ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
+        (void)rc;
+    }
 }
 
 /* Ask the wrapper for D's relay port. */
@@ -154,8 +231,10 @@ static int ask(const struct sockaddr *dst, struct sockaddr_storage *relay)
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
     unsigned char ans[2];
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             write(s, req, n) == (ssize_t)n && read(s, ans, 2) == 2;
+    int reached = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0;
+    if (!reached)
+        unreachable_once();
+    int ok = reached && write(s, req, n) == (ssize_t)n && read(s, ans, 2) == 2;
     close(s);
     if (!ok || (ans[0] == 0 && ans[1] == 0))
         return -1;
@@ -198,7 +277,9 @@ static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
     pthread_mutex_lock(&pktwrap_lock);
     if (nmaps < MAX_MAPS) {
         memset(&maps[nmaps].dst, 0, sizeof maps[nmaps].dst);
-        memcpy(&maps[nmaps].dst, dst, addr_len(dst->sa_family));
+        /* not the IPv6 scope id: the program may have given 24 bytes */
+        memcpy(&maps[nmaps].dst, dst,
+               dst->sa_family == AF_INET ? sizeof(struct sockaddr_in) : IN6_MIN_LEN);
         maps[nmaps].relay = r;
         nmaps++;
     }
@@ -207,23 +288,140 @@ static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
     return 1;
 }
 
-/* L -> D in a peer address the program is given. */
-static void from_relay(struct sockaddr *sa, socklen_t *len)
+/* L -> D in a peer address the program is given: 1 if it was a relay address; -1 an
+ * IPv4/IPv6 address that is not one (a datagram that reached this host directly); 0
+ * none. */
+static int from_relay(struct sockaddr *sa, socklen_t *len)
 {
     if (sa == NULL || len == NULL || *len < sizeof(sa_family_t))
-        return;
+        return 0;
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
-        return;
+        return 0;
+    int found = -1;
     pthread_mutex_lock(&pktwrap_lock);
     for (int i = 0; i < nmaps; i++) {
         if (same(sa, &maps[i].relay)) {
             socklen_t n = addr_len(maps[i].dst.ss_family);
             memcpy(sa, &maps[i].dst, *len < n ? *len : n);
             *len = n;
+            found = 1;
             break;
         }
     }
     pthread_mutex_unlock(&pktwrap_lock);
+    return found;
+}
+
+/* Peers whose datagrams reached a program's UDP socket directly, not through a relay
+ * port: the program serves them (`nc -u -l`, a DNS server script), and its answers must
+ * leave from this host and from the port they were sent to. Relayed, they left the
+ * endpoint from another port, and a client whose socket is connected (dig) dropped them
+ * (before session 25). Kept by the socket's own port, the oldest replaced. */
+#define MAX_DIRECT 256
+static struct {
+    int family;
+    in_port_t own;
+    struct sockaddr_storage peer;
+} direct[MAX_DIRECT];
+static int ndirect, direct_next;
+
+static void remember_direct(int fd, const struct sockaddr *peer, socklen_t len)
+{
+    if (pktwrap_ctl_path() == NULL || len < addr_len(peer->sa_family) ||
+        inet_type(fd, peer) != SOCK_DGRAM)
+        return;
+    int family = 0;
+    in_port_t own = own_port(fd, &family);
+    pthread_mutex_lock(&pktwrap_lock);
+    int i = 0;
+    for (; i < ndirect; i++)
+        if (direct[i].own == own && direct[i].family == family && same(peer, &direct[i].peer))
+            break;
+    if (i == ndirect) {
+        i = direct_next;
+        direct_next = (direct_next + 1) % MAX_DIRECT;
+        if (ndirect < MAX_DIRECT)
+            ndirect++;
+        direct[i].family = family;
+        direct[i].own = own;
+        memset(&direct[i].peer, 0, sizeof direct[i].peer);
+        memcpy(&direct[i].peer, peer, addr_len(peer->sa_family));
+    }
+    pthread_mutex_unlock(&pktwrap_lock);
+}
+
+static int is_direct(int fd, const struct sockaddr *dst)
+{
+    if (__atomic_load_n(&ndirect, __ATOMIC_RELAXED) == 0)
+        return 0; /* a client: nothing reached it directly (no syscall spent) */
+    int family = 0, found = 0;
+    in_port_t own = own_port(fd, &family);
+    pthread_mutex_lock(&pktwrap_lock);
+    for (int i = 0; i < ndirect && !found; i++)
+        found = direct[i].own == own && direct[i].family == family && same(dst, &direct[i].peer);
+    pthread_mutex_unlock(&pktwrap_lock);
+    return found;
+}
+
+/* A destination the kernel refuses at once: port 0 (EINVAL), and the IPv4 limited
+ * broadcast on a socket without SO_BROADCAST (EACCES). Relayed, the send "worked" and the
+ * datagram went nowhere (before session 25); left to the kernel, the program gets its
+ * native error. */
+static int kernel_refuses(int fd, const struct sockaddr *dst)
+{
+    if (port_of(dst) == 0)
+        return 1;
+    if (dst->sa_family != AF_INET ||
+        ((const struct sockaddr_in *)dst)->sin_addr.s_addr != htonl(INADDR_BROADCAST))
+        return 0;
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, &len) == 0 && !on;
+}
+
+/* D -> L for datagrams to D from `fd`, as to_relay, unless D talks to `fd` directly or
+ * the kernel is to answer. */
+static int relay_for(int fd, const struct sockaddr *dst, struct sockaddr_storage *relay)
+{
+    return is_direct(fd, dst) || kernel_refuses(fd, dst) ? 0 : to_relay(dst, relay);
+}
+
+/* What proxychains' connect() loses: it connects a new socket to our SOCKS server and
+ * dup2()s it over the program's, so the options the program set before connect() were
+ * gone (SO_RCVTIMEO: a read that should time out waited for ever; TCP_NODELAY: Nagle on
+ * the program's writes) and the fd lost FD_CLOEXEC (an exec()ed child held the
+ * connection open after the program closed it). Kept and put back on the new socket.
+ * Not carried: IP/IPv6-level options (proxychains' socket is IPv4 whatever the program's
+ * family; a TOS or TTL would not reach the endpoint anyway), SO_RCVBUF/SO_SNDBUF
+ * (setting them back would turn the loopback hop's autotuning off), SO_BINDTODEVICE
+ * (the loopback hop must stay on lo). Only the options the program set (our setsockopt
+ * sees them) are read and put back: reading all of them cost ~200 us a connect here. */
+static const struct {
+    int level, name;
+} carried[] = {
+    {SOL_SOCKET, SO_RCVTIMEO},        {SOL_SOCKET, SO_SNDTIMEO},
+    {SOL_SOCKET, SO_KEEPALIVE},       {SOL_SOCKET, SO_LINGER},
+    {SOL_SOCKET, SO_REUSEADDR},       {SOL_SOCKET, SO_REUSEPORT},
+    {SOL_SOCKET, SO_OOBINLINE},       {SOL_SOCKET, SO_PRIORITY},
+    {SOL_SOCKET, SO_RCVLOWAT},        {SOL_SOCKET, SO_MARK},
+    {IPPROTO_TCP, TCP_NODELAY},       {IPPROTO_TCP, TCP_CORK},
+    {IPPROTO_TCP, TCP_KEEPIDLE},      {IPPROTO_TCP, TCP_KEEPINTVL},
+    {IPPROTO_TCP, TCP_KEEPCNT},       {IPPROTO_TCP, TCP_USER_TIMEOUT},
+    {IPPROTO_TCP, TCP_NOTSENT_LOWAT}, {IPPROTO_TCP, TCP_CONGESTION},
+};
+#define NCARRIED (sizeof carried / sizeof carried[0])
+#define OPTMAX 32
+
+/* Which of `carried` the program set on each fd (bit i: carried[i]); socket() clears. */
+static unsigned int opts_set[MAX_TRACKED_FD];
+
+static void note_sockopt(int fd, int level, int name)
+{
+    if (fd < 0 || fd >= MAX_TRACKED_FD)
+        return;
+    for (size_t i = 0; i < NCARRIED; i++)
+        if (carried[i].level == level && carried[i].name == name)
+            __atomic_or_fetch(&opts_set[fd], 1u << i, __ATOMIC_RELAXED);
 }
 
 /* A socket whose packets would leave from this host, not from the endpoint. */
@@ -249,7 +447,13 @@ int socket(int domain, int type, int protocol)
         errno = (type & 0xf) == SOCK_RAW ? EPERM : EACCES;
         return -1;
     }
-    return NEXT(socket)(domain, type, protocol);
+    int fd = NEXT(socket)(domain, type, protocol);
+    if (fd >= 0 && fd < MAX_TRACKED_FD) { /* a new socket under a number used before */
+        __atomic_and_fetch(&udp_fd[fd / 8], (unsigned char)~(1u << (fd % 8)), __ATOMIC_RELAXED);
+        __atomic_store_n(&udp_fd_port[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
+    }
+    return fd;
 }
 
 typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
@@ -276,26 +480,61 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
         errno = ENOPROTOOPT;
         return -1;
     }
-    return NEXT(setsockopt)(fd, level, name, value, len);
+    int rc = NEXT(setsockopt)(fd, level, name, value, len);
+    if (rc == 0)
+        note_sockopt(fd, level, name);
+    return rc;
 }
 
 /* The destination each TCP socket asked connect() for: proxychains connects it to our
- * SOCKS server instead, and getpeername() would show that server. */
-#define MAX_PEERS 1024
+ * SOCKS server instead, and getpeername() would show that server. Kept by the loopback
+ * port of the program's socket (towards our SOCKS server), not by its fd: a dup()ed fd
+ * is the same connection (before session 25 its getpeername showed our SOCKS server,
+ * and an IPv6 socket's dup showed an IPv4 getsockname). Open addressing over PROBE
+ * slots; the oldest entry of those is replaced (no close() hook tells us one ended). */
+#define MAX_PEERS 4096
+#define PROBE 8
 static struct {
-    int fd;
+    in_port_t port; /* network order; 0: free */
+    unsigned long seq;
     socklen_t len;
     struct sockaddr_storage dst;
     struct sockaddr_storage local; /* the endpoint's end (getsockname), once asked */
 } peers[MAX_PEERS];
+static unsigned long peers_seq;
+
+/* The slot of `port` (under pktwrap_lock), or -1. */
+static int peer_slot(in_port_t port)
+{
+    for (int k = 0; port != 0 && k < PROBE; k++) {
+        int i = (ntohs(port) + k) % MAX_PEERS;
+        if (peers[i].port == port)
+            return i;
+    }
+    return -1;
+}
 
 static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    if (fd < 0 || pktwrap_ctl_path() == NULL)
+    in_port_t port = fd >= 0 && pktwrap_ctl_path() != NULL ? own_port(fd, NULL) : 0;
+    if (port == 0)
         return;
     pthread_mutex_lock(&pktwrap_lock);
-    int i = fd % MAX_PEERS;
-    peers[i].fd = fd;
+    int i = peer_slot(port);
+    if (i < 0) { /* a free slot, else the oldest */
+        i = ntohs(port) % MAX_PEERS;
+        for (int k = 0; k < PROBE; k++) {
+            int j = (ntohs(port) + k) % MAX_PEERS;
+            if (peers[j].port == 0) {
+                i = j;
+                break;
+            }
+            if (peers[j].seq < peers[i].seq)
+                i = j;
+        }
+    }
+    peers[i].port = port;
+    peers[i].seq = ++peers_seq;
     peers[i].len = len < sizeof peers[i].dst ? len : sizeof peers[i].dst;
     memcpy(&peers[i].dst, addr, peers[i].len);
     peers[i].local.ss_family = AF_UNSPEC;
@@ -322,24 +561,124 @@ static int is_socks_server(const struct sockaddr *sa)
     return 0;
 }
 
+
+struct sockopts {
+    int fd_flags;
+    socklen_t len[NCARRIED];
+    unsigned char value[NCARRIED][OPTMAX];
+};
+
+static void save_sockopts(int fd, struct sockopts *o)
+{
+    /* fds past the table: every option (their setsockopt calls were not noted) */
+    unsigned int set = fd < MAX_TRACKED_FD ? __atomic_load_n(&opts_set[fd], __ATOMIC_RELAXED)
+                                           : ~0u;
+    o->fd_flags = fcntl(fd, F_GETFD);
+    for (size_t i = 0; i < NCARRIED; i++) {
+        o->len[i] = OPTMAX;
+        if (!(set & (1u << i)) ||
+            getsockopt(fd, carried[i].level, carried[i].name, o->value[i], &o->len[i]) != 0)
+            o->len[i] = 0;
+    }
+}
+
+/* Put them back on the socket now at `fd` (errno kept: connect's result). */
+static void restore_sockopts(int fd, const struct sockopts *o)
+{
+    int saved = errno;
+    if (o->fd_flags >= 0 && fcntl(fd, F_GETFD) != o->fd_flags)
+        fcntl(fd, F_SETFD, o->fd_flags);
+    for (size_t i = 0; i < NCARRIED; i++)
+        if (o->len[i] != 0)
+            NEXT(setsockopt)(fd, carried[i].level, carried[i].name, o->value[i], o->len[i]);
+    errno = saved;
+}
+
+/* Why a wrapped TCP connect failed, as the kernel would say it: proxychains makes every
+ * failure ECONNREFUSED, so a timeout (Python's TimeoutError, curl's "Connection timed
+ * out") and an unreachable network or host read as refused before session 25. The
+ * wrapper keeps the SOCKS reply of the latest failed connect to each destination ("E").
+ */
+static int connect_errno(const struct sockaddr *dst)
+{
+    unsigned char req[20], ans[1];
+    size_t n, got;
+    req[0] = 'E';
+    if (dst->sa_family == AF_INET) {
+        const struct sockaddr_in *d = (const void *)dst;
+        req[1] = 4;
+        memcpy(req + 2, &d->sin_port, 2);
+        memcpy(req + 4, &d->sin_addr, 4);
+        n = 8;
+    } else {
+        const struct sockaddr_in6 *d = (const void *)dst;
+        req[1] = 6;
+        memcpy(req + 2, &d->sin6_port, 2);
+        memcpy(req + 4, &d->sin6_addr, 16);
+        n = 20;
+    }
+    if (pktwrap_call(req, n, ans, 1, &got) != 0 || got != 1)
+        return ECONNREFUSED;
+    switch (ans[0]) {
+    case 3: /* network unreachable */
+        return ENETUNREACH;
+    case 4: /* host unreachable */
+        return EHOSTUNREACH;
+    case 6: /* TTL expired: the endpoint's connect timed out */
+        return ETIMEDOUT;
+    default: /* refused, not allowed by the endpoint's rules, a general failure */
+        return ECONNREFUSED;
+    }
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
     int type = inet_type(fd, addr);
+    if ((type == SOCK_STREAM || type == SOCK_DGRAM) && pktwrap_ctl_path() != NULL &&
+        short_addr(addr, len)) {
+        errno = EINVAL; /* the kernel's answer; proxychains and we would read past it */
+        return -1;
+    }
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
-        remember_peer(fd, addr, len);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        /* Connected already: the kernel says EISCONN. proxychains would put a new
+         * connection in its place (dup2), so the server saw a second connection and the
+         * first one closed under the program (before session 25). */
+        if (pktwrap_ctl_path() != NULL &&
+            NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) == 0) {
+            errno = EISCONN;
+            return -1;
+        }
+        struct sockopts opts;
+        int wrapped = pktwrap_ctl_path() != NULL;
+        if (wrapped)
+            save_sockopts(fd, &opts);
+        int rc = NEXT(connect)(fd, addr, len);
+        if (wrapped)
+            restore_sockopts(fd, &opts);
+        if (wrapped && rc != 0 && errno == ECONNREFUSED)
+            errno = connect_errno(addr);
+        if (rc == 0)
+            remember_peer(fd, addr, len);
+        return rc;
     }
     if (type == SOCK_DGRAM) {
-        int r = to_relay(addr, &relay);
+        int r = relay_for(fd, addr, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
             return -1;
         }
         if (r > 0) {
             track_udp(fd);
-            return NEXT(connect)(fd, (struct sockaddr *)&relay, addr_len(relay.ss_family));
+            int rc = NEXT(connect)(fd, (struct sockaddr *)&relay, addr_len(relay.ss_family));
+            int saved = errno;
+            track_udp_port(fd);
+            errno = saved;
+            return rc;
         }
     }
     return NEXT(connect)(fd, addr, len);
@@ -370,16 +709,20 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 {
     struct sockaddr_storage relay;
     pktwrap_mark(MARK_SEND);
-    if (is_udp_inet(fd, addr)) {
-        int r = to_relay(addr, &relay);
+    if (is_udp_inet(fd, addr) && !short_addr(addr, len)) {
+        int r = relay_for(fd, addr, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
             return -1;
         }
         if (r > 0) {
             track_udp(fd);
-            return NEXT(sendto)(fd, buf, n, flags, (struct sockaddr *)&relay,
-                                addr_len(relay.ss_family));
+            ssize_t rc = NEXT(sendto)(fd, buf, n, flags, (struct sockaddr *)&relay,
+                                      addr_len(relay.ss_family));
+            int saved = errno;
+            track_udp_port(fd); /* bound by the first send */
+            errno = saved;
+            return rc;
         }
     }
     return NEXT(sendto)(fd, buf, n, flags, addr, len);
@@ -389,8 +732,9 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct sockaddr_storage relay;
     pktwrap_mark(MARK_SEND);
-    if (msg != NULL && is_udp_inet(fd, msg->msg_name)) {
-        int r = to_relay(msg->msg_name, &relay);
+    if (msg != NULL && is_udp_inet(fd, msg->msg_name) &&
+        !short_addr(msg->msg_name, msg->msg_namelen)) {
+        int r = relay_for(fd, msg->msg_name, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
             return -1;
@@ -400,7 +744,11 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             struct msghdr copy = *msg;
             copy.msg_name = &relay;
             copy.msg_namelen = addr_len(relay.ss_family);
-            return NEXT(sendmsg)(fd, &copy, flags);
+            ssize_t rc = NEXT(sendmsg)(fd, &copy, flags);
+            int saved = errno;
+            track_udp_port(fd);
+            errno = saved;
+            return rc;
         }
     }
     return NEXT(sendmsg)(fd, msg, flags);
@@ -416,8 +764,8 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
     for (unsigned int i = 0; i < n; i++) {
         names[i] = vec[i].msg_hdr.msg_name;
         lens[i] = vec[i].msg_hdr.msg_namelen;
-        if (is_udp_inet(fd, names[i])) {
-            int r = to_relay(names[i], &relay[i]);
+        if (is_udp_inet(fd, names[i]) && !short_addr(names[i], lens[i])) {
+            int r = relay_for(fd, names[i], &relay[i]);
             if (r < 0) {
                 if (i == 0) {
                     errno = ENETUNREACH;
@@ -434,6 +782,10 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
         }
     }
     int rc = NEXT(sendmmsg)(fd, vec, n, flags);
+    int saved = errno;
+    if (udp_tracked(fd))
+        track_udp_port(fd);
+    errno = saved;
     for (unsigned int i = 0; i < n; i++) {
         vec[i].msg_hdr.msg_name = names[i];
         vec[i].msg_hdr.msg_namelen = lens[i];
@@ -444,16 +796,16 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len)
 {
     ssize_t rc = NEXT(recvfrom)(fd, buf, n, flags, addr, len);
-    if (rc >= 0)
-        from_relay(addr, len);
+    if (rc >= 0 && from_relay(addr, len) < 0)
+        remember_direct(fd, addr, *len);
     return rc;
 }
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     ssize_t rc = NEXT(recvmsg)(fd, msg, flags);
-    if (rc >= 0 && msg != NULL)
-        from_relay(msg->msg_name, &msg->msg_namelen);
+    if (rc >= 0 && msg != NULL && from_relay(msg->msg_name, &msg->msg_namelen) < 0)
+        remember_direct(fd, msg->msg_name, msg->msg_namelen);
     return rc;
 }
 
@@ -461,7 +813,8 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct time
 {
     int rc = NEXT(recvmmsg)(fd, vec, n, flags, timeout);
     for (int i = 0; i < rc; i++)
-        from_relay(vec[i].msg_hdr.msg_name, &vec[i].msg_hdr.msg_namelen);
+        if (from_relay(vec[i].msg_hdr.msg_name, &vec[i].msg_hdr.msg_namelen) < 0)
+            remember_direct(fd, vec[i].msg_hdr.msg_name, vec[i].msg_hdr.msg_namelen);
     return rc;
 }
 
@@ -473,9 +826,10 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
         return rc;
     from_relay(addr, len);
     if (is_socks_server(addr) && fd >= 0) { /* the destination the program connected to */
+        in_port_t port = own_port(fd, NULL);
         pthread_mutex_lock(&pktwrap_lock);
-        int i = fd % MAX_PEERS;
-        if (peers[i].fd == fd && peers[i].len > 0) {
+        int i = peer_slot(port);
+        if (i >= 0 && peers[i].len > 0) {
             memcpy(addr, &peers[i].dst, room < peers[i].len ? room : peers[i].len);
             *len = peers[i].len;
         }
@@ -497,8 +851,10 @@ int pktwrap_call(const unsigned char *req, size_t n, unsigned char *ans, size_t 
         return -1;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     strncpy(un.sun_path, path, sizeof un.sun_path - 1);
-    int ok = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0 &&
-             NEXT(write)(s, req, n) == (ssize_t)n;
+    int reached = NEXT(connect)(s, (struct sockaddr *)&un, sizeof un) == 0;
+    if (!reached)
+        unreachable_once();
+    int ok = reached && NEXT(write)(s, req, n) == (ssize_t)n;
     while (ok && *got < cap) {
         ssize_t r = read(s, ans + *got, cap - *got);
         if (r < 0 && errno == EINTR)
@@ -579,12 +935,6 @@ static int is_unspecified(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-static in_port_t port_of(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
-                                    : ((const struct sockaddr_in6 *)sa)->sin6_port;
-}
-
 /* getsockname of a UDP socket that talks through relay ports: the endpoint's end. */
 static int udp_getsockname(int fd, struct sockaddr *addr, socklen_t *len, socklen_t room)
 {
@@ -650,7 +1000,7 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || pktwrap_ctl_path() == NULL)
         return rc;
-    if (udp_tracked(fd) && inet_type(fd, addr) == SOCK_DGRAM)
+    if ((udp_tracked(fd) || udp_port_tracked(addr)) && inet_type(fd, addr) == SOCK_DGRAM)
         return udp_getsockname(fd, addr, len, room);
     struct sockaddr_storage peer, local;
     socklen_t plen = sizeof peer;
@@ -658,14 +1008,15 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
         !is_socks_server((struct sockaddr *)&peer))
         return rc;
     in_port_t port = port_of(addr);
-    int slot = fd % MAX_PEERS, cached = 0;
+    int cached = 0;
     /* The program's own socket's family: proxychains puts an IPv4 socket in place of an
      * IPv6 one (its SOCKS server is IPv4), but the program still has an IPv6 socket. */
     int want = addr->sa_family;
     pthread_mutex_lock(&pktwrap_lock);
-    if (peers[slot].fd == fd && peers[slot].len > 0)
+    int slot = peer_slot(port);
+    if (slot >= 0 && peers[slot].len > 0)
         want = peers[slot].dst.ss_family;
-    if (peers[slot].fd == fd && peers[slot].local.ss_family != AF_UNSPEC) {
+    if (slot >= 0 && peers[slot].local.ss_family != AF_UNSPEC) {
         local = peers[slot].local;
         cached = 1;
     }
@@ -674,7 +1025,8 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
         return rc;
     if (!cached) {
         pthread_mutex_lock(&pktwrap_lock);
-        if (peers[slot].fd == fd)
+        slot = peer_slot(port);
+        if (slot >= 0)
             peers[slot].local = local;
         pthread_mutex_unlock(&pktwrap_lock);
     }

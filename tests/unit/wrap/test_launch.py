@@ -8,7 +8,13 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
-from packetlab.cli.wrap import build_parser, dns_server, resolv_conf_servers
+from packetlab.cli.wrap import (
+    WrapError,
+    build_parser,
+    check_timings_path,
+    dns_server,
+    resolv_conf_servers,
+)
 from packetlab.wrap.launch import (
     LaunchError,
     child_env,
@@ -124,3 +130,29 @@ def test_set_user_id_and_capability_programs_are_not_reached_by_ld_preload(
         caps = False
     if caps:
         assert preload_ignored(ping, euid=1000)
+
+
+def test_a_time_option_out_of_range_says_the_range_it_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--connect-timeout 0 was refused as "must be 0..86400 seconds", a range that has 0
+    in it (session 25)."""
+    for bad in ("0", "-1", "86401", "nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--connect-timeout", bad, "--", "true"])
+        err = capsys.readouterr().err
+        assert f"must be more than 0 and at most 86400 seconds, got {bad}" in err
+    assert build_parser().parse_args(["--wait", "0.5", "--", "true"]).wait == 0.5
+
+
+def test_a_timings_file_that_cannot_be_written_is_one_line_with_the_option(
+    tmp_path: Path,
+) -> None:
+    """Session 25: `--timings /nonexistent/x` said `[Errno 2] No such file or directory:
+    '/nonexistent/x'`, after the endpoint had started."""
+    for bad, why in ((tmp_path / "no" / "t.jsonl", "No such file or directory"),
+                     (tmp_path, "Is a directory")):  # fmt: skip
+        with pytest.raises(WrapError, match=f"^--timings {bad}: {why}$"):
+            check_timings_path(str(bad))
+    check_timings_path(str(tmp_path / "t.jsonl"))
+    check_timings_path(None)

@@ -244,3 +244,179 @@ def test_udp_getsockname_requests() -> None:
         b"\x04" + struct.pack(">H", 61000) + ip("192.0.2.5").packed, True,
     )  # fmt: skip
     assert ask(udpmap, b"U\x04\x13") == (b"", False)  # incomplete
+
+
+def test_connect_failure_requests() -> None:
+    """ "E" + family + port + address (session 25): the SOCKS reply code of the latest
+    failed TCP connect to that destination (the shim's connect() errno), 0 if none;
+    a bad family is answered 0 and closed, a short request waits, pieces add up."""
+    import ipaddress
+
+    udpmap, _ = make()
+    seen: list[tuple[str, int]] = []
+
+    def failure_of(addr: Any, port: int) -> int | None:
+        seen.append((str(addr), port))
+        return 6 if port == 80 else None
+
+    udpmap.failure_of = failure_of
+    v4 = b"E\x04" + struct.pack(">H", 80) + bytes([192, 0, 2, 1])
+    assert ask(udpmap, v4) == (b"\x06", True)
+    v6 = b"E\x06" + struct.pack(">H", 81) + ipaddress.ip_address("2001:db8::1").packed
+    assert ask(udpmap, v6) == (b"\x00", True)
+    assert seen == [("192.0.2.1", 80), ("2001:db8::1", 81)]
+    assert ask(udpmap, b"E\x05\x00\x50") == (b"\x00", True)  # no such family
+    assert ask(udpmap, v4[:5]) == (b"", False)  # incomplete
+    proto: Any = MapServer(udpmap).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    for i in range(len(v4)):
+        proto.dataReceived(v4[i : i + 1])
+    assert t.value() == b"\x06" and t.disconnecting
+
+    def broken(addr: Any, port: int) -> int | None:
+        raise RuntimeError("a bug")
+
+    udpmap.failure_of = broken
+    assert ask(udpmap, v4) == (b"\x00", True)  # still answered
+    udpmap.failure_of = None
+    assert ask(udpmap, v4) == (b"\x00", True)
+
+
+def test_a_cname_answer_carries_its_chain_to_the_shim() -> None:
+    """Session 25: after the addresses, a CNAME's chain (count, then length + name each;
+    the canonical name last), for ai_canonname, h_name and h_aliases as glibc's. The
+    chain is read from the DNS reply by resolve.chain_in; none without a CNAME."""
+    import ipaddress
+
+    from twisted.names import dns
+
+    from packetlab.wrap.resolve import Answer, chain_in
+
+    m = dns.Message(id=7, answer=1)
+    m.queries = [dns.Query(b"www.test", dns.A)]
+    m.answers = [
+        dns.RRHeader(b"WWW.test", dns.CNAME, payload=dns.Record_CNAME(b"mid.test")),
+        dns.RRHeader(b"mid.test", dns.CNAME, payload=dns.Record_CNAME(b"v4.test")),
+        dns.RRHeader(b"v4.test", payload=dns.Record_A("192.0.2.4")),
+    ]
+    assert chain_in(m.toStr(), "www.test.") == ("WWW.test", "mid.test", "v4.test")
+    m.answers = m.answers[2:]
+    assert chain_in(m.toStr(), "v4.test") == ()
+    loop = dns.Message(id=8, answer=1)
+    loop.answers = [
+        dns.RRHeader(b"a.test", dns.CNAME, payload=dns.Record_CNAME(b"b.test")),
+        dns.RRHeader(b"b.test", dns.CNAME, payload=dns.Record_CNAME(b"a.test")),
+    ]
+    assert chain_in(loop.toStr(), "a.test") == ("a.test", "b.test", "a.test")  # ends
+    assert chain_in(b"garbage", "a.test") == ()
+
+    class Chained(FakeNames):
+        async def lookup(self, name: str, family: int = 0) -> Any:
+            return Answer((ipaddress.ip_address("192.0.2.4"),), None, None, ("idn.test", "x.test"))
+
+    udpmap = UdpMap(None, Reactor(), TimingLog(None), None, Chained({}))  # type: ignore[arg-type]
+    assert ask(udpmap, b"N\x04\x08idn.test")[0] == (
+        bytes([0, 1, 4, 192, 0, 2, 4]) + b"\x02\x08idn.test\x06x.test"
+    )
+
+
+def test_a_burst_from_a_new_socket_waits_for_its_endpoint_socket() -> None:
+    """Session 25: while the endpoint opens a program socket's UDP socket (a controller
+    round trip), its datagrams wait, as a kernel's socket buffer holds them: 64 did, and
+    a burst of 200 (Python's sendto in a loop) lost 136 where natively none. Bounded:
+    1024 datagrams, 1 MiB."""
+    import ipaddress
+
+    from twisted.internet.defer import Deferred
+
+    from packetlab.wrap.udpmap import MAX_PENDING, MAX_PENDING_BYTES
+
+    class Session:
+        def free_sktid(self) -> int:
+            return 1
+
+        def nopen_udp(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return Deferred()  # still opening
+
+    def burst(sizes: list[int]) -> Any:
+        udpmap = UdpMap(Session(), Reactor(), TimingLog(None), None)  # type: ignore[arg-type]
+        udpmap.relay_port(bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53]))
+        relay, _ = udpmap.relays[(ipaddress.ip_address("192.0.2.53"), 53)]
+        for n in sizes:
+            relay.datagramReceived(b"x" * n, ("127.0.0.1", 5000))
+        return udpmap.socks[("127.0.0.1", 5000, 4)]
+
+    assert len(burst([10] * 200).waiting) == 200
+    assert len(burst([10] * (MAX_PENDING + 5)).waiting) == MAX_PENDING
+    big = burst([65535] * 20)
+    assert len(big.waiting) == MAX_PENDING_BYTES // 65535
+    assert big.waiting_bytes <= MAX_PENDING_BYTES
+
+
+def test_the_socket_used_longest_ago_is_reused_past_max_flows() -> None:
+    """Session 25: a program socket's close() is not seen here, so a run that made more
+    than MAX_FLOWS UDP sockets one after another (a script running dig 200 times) had
+    every datagram of the 129th and later dropped. Now the endpoint socket used longest
+    ago is closed for the new one (its flows' timings written)."""
+    import ipaddress
+
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.wrap.udpmap import MAX_FLOWS
+
+    class Sock:
+        def add_callback(self, f: Any) -> None:
+            pass
+
+    class Session:
+        def __init__(self) -> None:
+            self.n = 0
+            self.closed: list[int] = []
+
+        def free_sktid(self) -> int:
+            self.n += 1
+            return self.n
+
+        def nopen_udp(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return succeed(Sock())
+
+        def find_socket(self, sktid: int) -> object:
+            return object()
+
+        def nclose(self, sktid: int) -> Deferred[Any]:
+            self.closed.append(sktid)
+            return succeed(None)
+
+        def nsend(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            return Deferred()
+
+    session, log = Session(), TimingLog(None)
+    udpmap = UdpMap(session, Reactor(), log, None)  # type: ignore[arg-type]
+    udpmap.relay_port(bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53]))
+    relay, _ = udpmap.relays[(ipaddress.ip_address("192.0.2.53"), 53)]
+    for port in range(5000, 5000 + MAX_FLOWS):
+        relay.datagramReceived(b"q", ("127.0.0.1", port))
+    relay.datagramReceived(b"again", ("127.0.0.1", 5000))  # 5001 is now the oldest
+    relay.datagramReceived(b"new", ("127.0.0.1", 6000))
+    assert len(udpmap.socks) == MAX_FLOWS and udpmap.reused == 1
+    assert session.closed == [2]  # 5001's endpoint socket
+    assert ("127.0.0.1", 5001, 4) not in udpmap.socks and ("127.0.0.1", 5001) not in relay.flows
+    assert ("127.0.0.1", 6000, 4) in udpmap.socks and ("127.0.0.1", 5000, 4) in udpmap.socks
+    assert len(log.records) == 1 and log.records[0].datagrams_up == 1
+    relay.datagramReceived(b"back", ("127.0.0.1", 5001))  # it sends again: a new one
+    assert ("127.0.0.1", 5001, 4) in udpmap.socks and session.closed == [2, 3]
+
+
+def test_past_max_destinations_the_refusal_is_said_once(capsys: Any) -> None:
+    """Session 25: the 257th UDP destination of a run made the program's sendto fail
+    ENETUNREACH with nothing said why; now one line on stderr."""
+    from packetlab.wrap.udpmap import MAX_DESTINATIONS
+
+    udpmap, _ = make()
+    for port in range(1, MAX_DESTINATIONS + 3):
+        answer, _ = ask(udpmap, bytes([4]) + struct.pack(">H", port) + bytes([192, 0, 2, 1]))
+        assert (answer == b"\0\0") == (port > MAX_DESTINATIONS)
+    err = capsys.readouterr().err
+    assert err.count("pktlab wrap: a run sends UDP to at most 256 destinations") == 1
+    assert "192.0.2.1:257 and other new ones are refused (ENETUNREACH" in err

@@ -272,3 +272,47 @@ def test_a_lookup_without_a_family_gets_both_in_the_endpoints_order(tmp_path: Pa
         assert answer.sent is not None and answer.answered is not None
         v4 = rig.run(Deferred.fromCoroutine(names.lookup("www.example", 4)))
         assert [str(a) for a in v4.addresses] == ["192.0.2.80"]
+
+
+def test_a_failed_connect_is_one_timings_line_and_the_programs_reply(tmp_path: Path) -> None:
+    """Session 25 (wrap25). An error nstat while the endpoint connects aborted the
+    program's connection (it got a reset, not the SOCKS reply) and wrote the record once
+    then (error "RESET") and again with the whole error."""
+    dst = ipaddress.ip_address("192.0.2.9")
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_reset.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(dst, 9))
+    settle(rig, 200)
+    assert t.value() == b"\x05\x00" + reply(Rep.CONNECTION_REFUSED)
+    assert not t.aborted
+    (rec,) = factory.timings.records
+    assert "failed" in (rec.error or "")
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [rec.id]
+
+
+def test_the_reply_of_a_failed_connect_is_kept_for_the_shim(tmp_path: Path) -> None:
+    """Session 25 (wrap25). The reply of the latest failed connect to a destination is
+    kept for the shim's "E" request (connect()'s errno: proxychains makes every failure
+    ECONNREFUSED); a later success clears it."""
+    dst = ipaddress.ip_address("192.0.2.9")
+    rig, factory, proto, _ = setup(tmp_path)
+    rig.endpoint.tcp_reset.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(dst, 9))
+    settle(rig, 200)
+    assert factory.connect_failure(dst, 9) == Rep.CONNECTION_REFUSED
+    assert factory.connect_failure(dst, 10) is None
+
+    rig, factory, proto, _ = setup(tmp_path)
+    factory.connect_timeout = 0.05
+    rig.endpoint.tcp_silent.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(dst, 9))
+    settle(rig, 200)
+    assert factory.connect_failure(dst, 9) == Rep.TTL_EXPIRED
+    rig.endpoint.tcp_silent.clear()
+    rig.endpoint.tcp_servers[("192.0.2.9", 9)] = http_server
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(Program())
+    proto.dataReceived(GREETING + connect_req(dst, 9))
+    settle(rig, 200)
+    assert factory.connect_failure(dst, 9) is None
