@@ -51,6 +51,7 @@ from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_fields import basic_auth, basic_user, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
+from packetlab.measure.http_lenient import UnsupportedVersion
 from packetlab.measure.http_message import (
     FORM,
     H11_CAP,
@@ -726,6 +727,8 @@ async def _over(
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
         hop.error = f"upload: {e}"
         hop.exitcode = 65 if "sent again" in str(e) else 26
+    except UnsupportedVersion as e:  # curl: (1) `HTTP/1.2 200`: nothing written
+        hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode = str(e), 61
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges

@@ -19,7 +19,7 @@ from packetlab.controller import (
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
 from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
 from packetlab.measure.http_head import HeadLimits, HeadTooLarge
-from packetlab.measure.http_lenient import LenientHeads
+from packetlab.measure.http_lenient import LenientHeads, supported
 from packetlab.measure.http_message import (
     UPLOAD_WINDOW,
     _expects,
@@ -170,8 +170,9 @@ async def _exchange(
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
                                       bytes(leftover), 1, resp.told)  # fmt: skip
         if isinstance(event, h11.Response):
-            if event.http_version == b"1.0":  # curl's %{http_version} "1"
-                resp.hop.version = "1.0"
+            version = supported(event.http_version)  # curl's %{http_version}, or its 1
+            if version != "1.1":  # ("1.1" the default; "2": an `HTTP/2 200` over 1.1)
+                resp.hop.version = version
             resp.head(
                 event.status_code,
                 event.reason.decode("latin-1"),

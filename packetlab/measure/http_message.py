@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
-from packetlab.measure.http_fields import field_bytes
+from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -414,16 +414,16 @@ def _request(
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
     sent = [(field_bytes(k), field_bytes(v)) for k, v in headers]  # (h11 takes str as ASCII)
-    # h11 refuses a value with blanks at its ends, which curl sends as given (-A 'ua  '):
-    # h11 writes the trimmed one, each line is then put back as given
+    # h11 refuses a value with blanks at its ends, which curl sends as given (-A 'ua  '),
+    # and writes `NAME: VALUE` where curl sends a -H line as typed (`X:v`): h11 writes
+    # the trimmed fields, each line is then put back as curl's
     trimmed = [(k, v.strip(b" \t")) for k, v in sent]
     out = h.send(h11.Request(method=method, target=target, headers=trimmed))
-    if trimmed != sent:
-        head, sep, rest = out.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        if len(lines) == len(sent) + 1:  # the request line, then each field in order
-            lines[1:] = [k + b": " + v for k, v in sent]
-            out = b"\r\n".join(lines) + sep + rest
+    head, sep, rest = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    wanted = [field_line(k, v) for k, v in headers]
+    if len(lines) == len(sent) + 1 and lines[1:] != wanted:  # the request line, each field
+        out = b"\r\n".join([lines[0], *wanted]) + sep + rest
     if target != wire:  # the query's bytes above 127 as they are, as curl's
         line, sep, rest = out.partition(b"\r\n")
         out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest

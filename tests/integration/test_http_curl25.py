@@ -1,0 +1,90 @@
+"""`pktlab run http` beside curl 7.88.1 where session 25 (curl25) found them apart: a -H
+line as typed, status lines curl reads or refuses, ... A raw server records each
+request's bytes and answers each path with bytes of its own (`ANSWERS`); the helpers
+of test_http_bytes_as_given_curl compare stdout, exit and the requests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+import test_http_bytes_as_given_curl as given
+from test_http_bytes_as_given_curl import _answers_as_curl, _run
+from test_http_curl_side_by_side import pytestmark  # noqa: F401
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
+    # status lines: curl reads these (HTTP/2 over HTTP/1.1: %{http_version} 2) ...
+    b"/v2": b"HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/v2b": b"HTTP/2 200\r\nContent-Length: 2\r\n\r\nok",
+    b"/v20": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/sp2": b"HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/nosp": b"HTTP/1.1 200OK\r\nContent-Length: 2\r\n\r\nok",
+    # ... and refuses (1): a version it does not speak
+    b"/v12": b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/v3": b"HTTP/3 200 OK\r\nContent-Length: 2\r\n\r\nok",
+}
+
+
+class Recorder(given.Recorder):
+    """Keeps each request head as it came; answers its path from ANSWERS (a callable
+    is given the head), keeping the connection unless the path has `close` in it."""
+
+    def _serve(self) -> None:  # (the accept loop given.Recorder starts)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    try:
+                        got = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not got:
+                        return
+                    data += got
+                head, _, data = data.partition(b"\r\n\r\n")
+                self.heads.append(head + b"\r\n\r\n")
+                path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+                answer = ANSWERS.get(path, OK)
+                conn.sendall(answer(head) if callable(answer) else answer)
+                if b"close" in path:
+                    return
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Recorder]:
+    r = Recorder()
+    yield r
+    r.sock.close()
+
+
+def test_header_lines_go_as_typed(server: Recorder) -> None:
+    # curl25: ours wrote `X: v` for -H 'X:v' (h11's form); curl sends the line as typed
+    to = f"::127.0.0.1:{server.port}"
+    for field in ("X:v", "X:  v", "X :v", "X:\tv", "X;", "X: v"):
+        _run("curl", "-A", "x/1", "-H", field, "--connect-to", to, "http://a.example/x")
+        theirs = server.take()
+        got = _run("ours", "-A", "x/1", "-w", "", "-H", field, "--connect-to", to,
+                   "http://a.example/x")  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert server.take() == theirs, field
+
+
+def test_status_lines_as_curl(server: Recorder) -> None:
+    # curl25: ours refused `HTTP/2 200` over HTTP/1.1, `HTTP/1.1  200` and `200OK` (8)
+    # and took HTTP/1.2 (curl: 1, "Unsupported HTTP version (1.2) in response")
+    w = "|%{http_code} %{http_version} %{size_header} %{num_headers} %{exitcode}\\n"
+    _answers_as_curl(server, ["-D", "-"], w, ("/v2", "/v2b", "/v20", "/sp2", "/nosp"))
+    _answers_as_curl(server, ["-D", "-"], w, ("/v12", "/v3"), ok=False)

@@ -1,0 +1,42 @@
+"""curl 7.88.1's request and response bytes where `pktlab run http` differed before
+session 25 (curl25): each pinned from what curl sent to, or read from, a raw server
+(tests/integration/test_http_curl25.py compares the two side by side)."""
+
+from __future__ import annotations
+
+import pytest
+
+from packetlab.cli import run_http_body
+from packetlab.measure.http_message import _Fields, _request
+from packetlab.measure.http_url import parse_url
+
+
+def _head(*items: str) -> bytes:
+    custom = run_http_body._headers(list(items))
+    _, head, _ = _request(parse_url("http://h/a"), "GET", None, _Fields([], [], custom))
+    return head
+
+
+def test_header_lines_go_as_typed() -> None:
+    # curl 7.88.1 sends a -H line as typed over HTTP/1.1; ours wrote h11's `NAME: VALUE`
+    head = _head("X:v", "Y:  v", "Z :v", "T:\tv", "U: v", "E;", "R:")
+    lines = b"X:v\r\nY:  v\r\nZ :v\r\nT:\tv\r\nU: v\r\nE:\r\n"
+    assert head == b"GET /a HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n"
+    # the value itself is unchanged for everything else (names compared, HTTP/2)
+    assert run_http_body._headers(["X:v", "Y:  v"]) == [("X", "v"), ("Y", " v")]
+
+
+def test_status_lines_read_as_curl() -> None:
+    # curl 7.88.1 reads `HTTP/2 200` over HTTP/1.1 (%{http_version} 2), blanks before the
+    # code and a reason right after it; `HTTP/1.2` and `HTTP/3` are its (1). Ours refused
+    # the first three (8) and took HTTP/1.2
+    from packetlab.measure.http_lenient import UnsupportedVersion, rewrite_head, supported
+
+    assert rewrite_head(b"HTTP/2 200\r\nA: b") == b"HTTP/2.0 200\r\nA: b"
+    assert rewrite_head(b"HTTP/1.1  \t200 OK") == b"HTTP/1.1 200 OK"
+    assert rewrite_head(b"HTTP/1.1 200OK") == b"HTTP/1.1 200 OK"
+    assert rewrite_head(b"HTTP/1.1 200 OK") == b"HTTP/1.1 200 OK"
+    assert [supported(v) for v in (b"1.0", b"1.1", b"2.0")] == ["1.0", "1.1", "2"]
+    for version in (b"1.2", b"3.0", b"2.1", b"0.9"):
+        with pytest.raises(UnsupportedVersion, match=r"Unsupported HTTP version \(\d\.\d\)"):
+            supported(version)
