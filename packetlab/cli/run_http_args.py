@@ -318,7 +318,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--compressed", action="store_true",
-        help="ask for gzip or deflate (Accept-Encoding: deflate, gzip) and decode the body",
+        help="ask for a compressed body (Accept-Encoding: deflate, gzip, br, zstd, as curl "
+        "7.88.1's) and decode it",
     )  # fmt: skip
     p.add_argument(
         "-b", "--cookie", action="append", default=[], metavar="DATA|FILE",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
+from packetlab.measure.http_decode import ACCEPT_ENCODING, Decoder, Undecodable, decoder
 from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
@@ -154,9 +154,6 @@ class _Sink:
     cookies: Any = None  # the fetch's `_Cookies`: each response's Set-Cookie as it comes
 
 
-ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
-
-
 @dataclass(frozen=True, slots=True)
 class Asked:
     """What curl adds to every request of a transfer (its options, not -H): -A's
@@ -206,53 +203,7 @@ class _Fields:
     auth_user: str = ""  # -u's (or the URL's) user: curl's -v line for a Bearer names it
 
 
-_GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
-
-
-class _Undecodable(Exception):
-    """A Content-Encoding that cannot be decoded (curl's 61)."""
-
-
-class _Decoder:
-    """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
-    (a small body that inflates without bound is refused)."""
-
-    def __init__(self, encoding: str, limit: int, server: str | None = None) -> None:
-        self.encoding, self.limit, self.out = encoding, limit, 0
-        self.server = server
-        self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
-        self.z = zlib.decompressobj(self.wbits)
-        self.fed = False
-
-    def feed(self, data: bytes, final: bool = False) -> bytes:
-        try:
-            out = self.z.decompress(data, self.limit + 1 - self.out)
-        except zlib.error as e:
-            if self.fed or self.wbits != _ZLIB:
-                raise _Undecodable(f"Content-Encoding {self.encoding}: bad data ({e})") from None
-            self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
-            return self.feed(data, final)
-        self.fed = self.fed or bool(data)
-        if final:
-            out += self.z.flush()
-        self.out += len(out)
-        if self.out > self.limit or self.z.unconsumed_tail:
-            raise _TooMuch(f"decoded body from {self.server} larger than {self.limit} bytes")
-        return out
-
-
-def _decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> _Decoder | None:
-    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
-               for c in v.split(",") if c.strip()]  # fmt: skip
-    codings = [c for c in codings if c != "identity"]
-    if not codings:
-        return None
-    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
-        raise _Undecodable(
-            f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
-            "br and zstd need libraries this install does not have)"
-        )
-    return _Decoder(codings[0], limit, server)
+_Undecodable = Undecodable  # (http.py's name: curl's 61)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +421,7 @@ class _Response:
         self.body: list[bytes] = []
         self.keep = True
         self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
-        self.decoder: _Decoder | None = None
+        self.decoder: Decoder | None = None
         self.told = 0  # header bytes told to the trace already (1xx blocks)
         self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
         self.untold = False  # a redirect's body curl would not read: no DATA_IN for it
@@ -564,9 +515,9 @@ class _Response:
         hop, sink = self.hop, self.sink
         if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
             try:
-                self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
-            except _Undecodable:  # curl: (61), the bytes read counted in size_download
-                hop.body_len += len(data)
+                self.decoder = decoder(hop.headers, sink.max_body, hop.server)
+            except Undecodable as e:  # curl: (61), the bytes read counted in size_download
+                hop.body_len += 0 if e.at_head else len(data)  # (over 5: refused at the head)
                 raise
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return

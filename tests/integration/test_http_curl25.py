@@ -5,16 +5,35 @@ of test_http_bytes_as_given_curl compare stdout, exit and the requests."""
 
 from __future__ import annotations
 
+import gzip
+import os
 import socket
+import subprocess
+import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import brotli
 import pytest
 import test_http_bytes_as_given_curl as given
+import zstandard
 from test_http_bytes_as_given_curl import _answers_as_curl, _run
 from test_http_curl_side_by_side import pytestmark  # noqa: F401
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+TEXT = b"hello compressed world\n" * 40
+
+
+def _coded(codings: str, body: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+            % (codings.encode(), len(body)) + body)  # fmt: skip
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
 
 ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
     # status lines: curl reads these (HTTP/2 over HTTP/1.1: %{http_version} 2) ...
@@ -26,6 +45,15 @@ ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
     # ... and refuses (1): a version it does not speak
     b"/v12": b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"/v3": b"HTTP/3 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    # Content-Encoding as curl 7.88.1 (zlib, brotli, zstd) decodes it, stacked or not
+    b"/br": _coded("br", brotli.compress(TEXT)),
+    b"/zstd": _coded("zstd", zstandard.ZstdCompressor().compress(TEXT)),
+    b"/br-gzip": _coded("br, gzip", _gz(brotli.compress(TEXT))),
+    b"/zstd-deflate": _coded("zstd, deflate", zlib.compress(zstandard.compress(TEXT))),
+    b"/gzip5": _coded("gzip, gzip, gzip, gzip, gzip", _gz(_gz(_gz(_gz(_gz(TEXT)))))),
+    # ... and refuses (61): six codings (at the head: no body read), an unknown one
+    b"/gzip6": _coded("gzip, gzip, gzip, gzip, gzip, gzip", _gz(_gz(_gz(_gz(_gz(_gz(TEXT))))))),
+    b"/xyz": _coded("xyz", TEXT),
 }
 
 
@@ -88,3 +116,33 @@ def test_status_lines_as_curl(server: Recorder) -> None:
     w = "|%{http_code} %{http_version} %{size_header} %{num_headers} %{exitcode}\\n"
     _answers_as_curl(server, ["-D", "-"], w, ("/v2", "/v2b", "/v20", "/sp2", "/nosp"))
     _answers_as_curl(server, ["-D", "-"], w, ("/v12", "/v3"), ok=False)
+
+
+def test_compressed_bodies_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # curl25: ours asked for `deflate, gzip` and refused br, zstd and stacked codings (61);
+    # curl 7.88.1 here asks for `deflate, gzip, br, zstd` and decodes each
+    to = f"::127.0.0.1:{server.port}"
+    _run("curl", "-A", "x/1", "--compressed", "--connect-to", to, "http://a.example/x")
+    theirs = server.take()
+    _run("ours", "-A", "x/1", "-w", "", "--compressed", "--connect-to", to, "http://a.example/x")
+    assert server.take() == theirs
+    w = "|%{size_download} %{exitcode}\\n"
+    for path in ("/br", "/zstd", "/br-gzip", "/zstd-deflate", "/gzip5"):
+        for who in ("curl", "ours"):  # (_run's -o is /dev/null: a second -o is unused)
+            url = f"http://a.example{path}"
+            done = subprocess.run(
+                [*_argv(who), "-s", "--compressed", "-o", str(tmp_path / who), "-w", w,
+                 "--connect-to", to, url], capture_output=True, timeout=60, env=_env(),
+            )  # fmt: skip
+            assert done.returncode == 0, (who, path, done.stderr)
+        assert (tmp_path / "ours").read_bytes() == (tmp_path / "curl").read_bytes() == TEXT
+    _answers_as_curl(server, ["--compressed"], w, ("/br", "/zstd", "/br-gzip", "/gzip5"))
+    _answers_as_curl(server, ["--compressed"], w, ("/gzip6", "/xyz"), ok=False)
+
+
+def _argv(who: str) -> list[str]:
+    return ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run", "http"]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(given.REPO))

@@ -40,3 +40,41 @@ def test_status_lines_read_as_curl() -> None:
     for version in (b"1.2", b"3.0", b"2.1", b"0.9"):
         with pytest.raises(UnsupportedVersion, match=r"Unsupported HTTP version \(\d\.\d\)"):
             supported(version)
+
+
+def test_br_zstd_and_stacked_codings_decoded_within_the_limit() -> None:
+    # curl 7.88.1 decodes br, zstd and up to 5 stacked codings; ours refused all (61)
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+
+    from packetlab.measure.http_decode import TooMuchDecoded, Undecodable, decoder
+
+    text = b"abc" * 1000
+    bodies = {
+        "br": brotli.compress(text),
+        "zstd": zstandard.compress(text),
+        "br, gzip": gzip.compress(brotli.compress(text)),
+        "zstd, deflate": zlib.compress(zstandard.compress(text)),
+    }
+    for coding, body in bodies.items():
+        d = decoder([("Content-Encoding", coding)], 10_000, "s")
+        assert d is not None
+        out = b"".join(d.feed(body[i : i + 7]) for i in range(0, len(body), 7))
+        assert out + d.feed(b"", final=True) == text, coding
+    # a bomb: a few KiB that inflate to 16 MiB are refused at the limit, not held
+    zeros = b"\0" * (16 << 20)
+    for coding, body in (("br", brotli.compress(zeros)), ("zstd", zstandard.compress(zeros))):
+        d = decoder([("Content-Encoding", coding)], 1 << 20, "s")
+        assert d is not None and len(body) < 1 << 16
+        with pytest.raises(TooMuchDecoded, match="larger than 1048576 bytes"):
+            d.feed(body, final=True)
+    with pytest.raises(Undecodable, match="more than 5 content encodings") as e:
+        decoder([("Content-Encoding", "gzip, " * 5 + "br")], 10, "s")
+    assert e.value.at_head
+    with pytest.raises(Undecodable, match="type xyz: curl understands deflate, gzip, br, zstd"):
+        decoder([("Content-Encoding", "gzip"), ("Content-Encoding", "xyz")], 10, "s")
+    with pytest.raises(Undecodable, match="br: bad data"):
+        decoder([("Content-Encoding", "br")], 10, "s").feed(b"not brotli", final=True)  # type: ignore[union-attr]

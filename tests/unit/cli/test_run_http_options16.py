@@ -137,7 +137,7 @@ def test_curl_fields_in_curls_order() -> None:
     assert code == 0
     assert raw.decode().splitlines() == [
         "host: 192.0.2.80", "authorization: Basic YTpi", "content-range: bytes 0-1/3",
-        "user-agent: ua", "accept: */*", "accept-encoding: deflate, gzip", "referer: ref",
+        "user-agent: ua", "accept: */*", "accept-encoding: deflate, gzip, br, zstd", "referer: ref",
         "cookie: c=d", "x-a: 1", "content-length: 3",
         "content-type: application/x-www-form-urlencoded", "POST /p", "abc",
     ]  # fmt: skip

@@ -61,7 +61,7 @@ def test_compressed_asks_as_curl_and_decodes_gzip_and_deflate() -> None:
         r = rig.run(http_get(rig.session, f"http://192.0.2.80/{kind}", compressed=True,
                              keep_body=True, on_body=out.append))  # fmt: skip
         assert (r.error, r.body, b"".join(out)) == (None, TEXT, TEXT), kind
-        assert dict(r.headers)["X-Asked"] == "deflate, gzip"  # curl 7.88 sans br/zstd
+        assert dict(r.headers)["X-Asked"] == "deflate, gzip, br, zstd"  # curl 7.88.1's
         wire = int(dict(r.headers)["Content-Length"])
         assert r.body_len == wire  # curl's size_download: the bytes received
     # without --compressed nothing is asked and nothing decoded (as curl)
