@@ -559,7 +559,28 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn),
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
-                 request_target=args.request_target)  # fmt: skip
+                 request_target=args.request_target,
+                 auth_scheme=auth_scheme(args.auth_schemes))  # fmt: skip
+
+
+def auth_scheme(given: list[str]) -> str:
+    """-u's scheme from --basic, --digest, --anyauth as curl adds them up (none: Basic;
+    Digest and Basic both: either, as --anyauth); --ntlm and --negotiate refused in one
+    line, before anything is sent."""
+    if "ntlm" in given:
+        raise RunError(
+            "--ntlm: NTLM authorization is not built (curl does it: a handshake "
+            "bound to one connection, over MD4 and DES); use --digest or --basic"
+        )
+    if "negotiate" in given:
+        raise RunError(
+            "--negotiate: SPNEGO/Kerberos authorization is not built (curl does "
+            "it with GSS-API and a Kerberos ticket); use --digest or --basic"
+        )
+    schemes = set(given) or {"basic"}
+    if "anyauth" in schemes or len(schemes) > 1:
+        return "anyauth"
+    return schemes.pop()
 
 
 class _Failing:

@@ -48,6 +48,7 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
+from packetlab.measure.http_auth import answer
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_fields import basic_auth, basic_user, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
@@ -67,6 +68,7 @@ from packetlab.measure.http_message import (
     _Sink,
     _TooLarge,
     _Undecodable,
+    wire_target,
 )
 from packetlab.measure.http_rate import Pace, rbufsz_for
 from packetlab.measure.http_tls import (
@@ -226,6 +228,9 @@ async def http_get(
     basic = None
     if auth is not None:  # a -H Authorization wins (_own)
         basic = basic_auth(field_bytes(auth[0]), field_bytes(auth[1]))
+    pair = None  # --digest, --anyauth: -u's, answered to a 401's challenge (http_auth)
+    if auth is not None and asked.auth_scheme != "basic":
+        pair = (field_bytes(auth[0]), field_bytes(auth[1]))
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
@@ -252,7 +257,7 @@ async def http_get(
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
                            sink, recorder, follow, max_redirs, post30x, jar,
-                           (asked, basic))  # fmt: skip
+                           (asked, basic, pair))  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -280,7 +285,7 @@ async def _fetch(
     max_redirs: int,
     post30x: frozenset[int],
     jar: _Cookies,
-    own: tuple[Asked, str | None],
+    own: tuple[Asked, str | None, tuple[bytes, bytes] | None],
 ) -> HttpResult:
     body = data
     referer = own[0].referer
@@ -288,6 +293,7 @@ async def _fetch(
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
+    answered: str | None = None  # --digest/--anyauth: the Authorization for a 401's challenge
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
@@ -315,17 +321,25 @@ async def _fetch(
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
         user = basic_user(basic)
+        pending = None  # curl --digest/--anyauth: none before the server's challenge
+        sending = body
+        if own[2] is not None and same:
+            basic, pending = answered, None if answered else own[0].auth_scheme
+            hop.auth_retry = pending
+            if pending and body is not None and body.length:  # curl: an empty body first
+                sending = Upload([b""], body.method, body.content_type, inline=True)
         if own[0].bearer is not None and same:  # curl: the Bearer wins over them
             basic = f"Bearer {own[0].bearer}"
-        mine = _own(own[0], basic, sink.compressed, referer, kind, body)
+        mine = _own(own[0], basic, sink.compressed, referer, kind, sending)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
         dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
-                       custom, own[0].request_target, user)  # fmt: skip
-        await _hop(route, hop, ctxs.get(current.scheme), body, sent)
+                       custom, own[0].request_target, user,
+                       "Digest" if pending == "digest" else "")  # fmt: skip
+        await _hop(route, hop, ctxs.get(current.scheme), sending, sent)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         if hop.status is not None:
@@ -351,6 +365,14 @@ async def _fetch(
         if hop.error is not None:
             result.error, result.exitcode = hop.error, hop.exitcode
             break
+        if pending is not None and hop.status == 401 and own[2] is not None:
+            wire = wire_target(current.target) if own[0].request_target is None else (
+                own[0].request_target)  # fmt: skip
+            answered = answer(hop.headers, pending, *own[2], hop.method, wire)
+            if answered is not None:  # curl: the same URL again, counted as a redirect
+                result.num_redirects += 1
+                info(sink.trace, f"Issue another request to this URL: '{current.written}'")
+                continue
         location = hop.location()
         if location is None:
             break

@@ -71,7 +71,7 @@ async def _exchange(
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
-    auth(sink.trace, headers.own, headers.auth_user)
+    auth(sink.trace, headers.own, headers.auth_user, headers.auth_scheme)
     _stamp_sent(hop, _send(conn, request, ntag=True))
     sent_out(sink.trace, request)  # (curl: after the send, as its debug callback)
     if complete and data is not None:

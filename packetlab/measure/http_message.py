@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
+from packetlab.measure.http_auth import offered
 from packetlab.measure.http_decode import ACCEPT_ENCODING, Decoder, Undecodable, decoder
 from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
@@ -188,6 +189,9 @@ class Asked:
     path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
     bearer: str | None = None  # --oauth2-bearer: `Authorization: Bearer TOKEN`, over -u's
     request_target: str | None = None  # --request-target: every request line's target
+    # -u's scheme (http_auth.SCHEMES): "basic" sent at once; "digest", "anyauth" answer a
+    # 401's challenge with one more request (curl --digest, --anyauth)
+    auth_scheme: str = "basic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,7 @@ class _Fields:
     custom: list[tuple[str, str]]
     target: str | None = None  # --request-target's, instead of the URL's path and query
     auth_user: str = ""  # -u's (or the URL's) user: curl's -v line for a Bearer names it
+    auth_scheme: str = ""  # "Digest": --digest's first request (no field; curl's -v line)
 
 
 _Undecodable = Undecodable  # (http.py's name: curl's 61)
@@ -259,6 +264,7 @@ class _Hop:
     told: bool = False  # its error told to the trace in curl's words already
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
+    auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -439,7 +445,8 @@ class _Response:
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         # curl's cookie engine takes a Set-Cookie as it parses it (its -v line before it)
         notes = [] if self.sink.cookies is None else self.sink.cookies.receive(hop.url, headers)
-        self.keep = not (self.follows and hop.location() is not None)
+        retried = status == 401 and hop.auth_retry is not None and offered(headers, hop.auth_retry)
+        self.keep = not ((self.follows and hop.location() is not None) or retried)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
         if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"

@@ -78,3 +78,61 @@ def test_br_zstd_and_stacked_codings_decoded_within_the_limit() -> None:
         decoder([("Content-Encoding", "gzip"), ("Content-Encoding", "xyz")], 10, "s")
     with pytest.raises(Undecodable, match="br: bad data"):
         decoder([("Content-Encoding", "br")], 10, "s").feed(b"not brotli", final=True)  # type: ignore[union-attr]
+
+
+def test_digest_answers_as_curl() -> None:
+    # curl 7.88.1's Authorization for these challenges (its cnonce given: random)
+    from packetlab.measure.http_auth import answer, offered
+
+    challenge = [("WWW-Authenticate", 'Digest realm="testrealm@host.com", qop="auth,auth-int",'
+                  ' nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '
+                  'opaque="5ccc069c403ebaf9f0171e9517f40e41"')]  # fmt: skip
+    cnonce = "ZDBiZmI2NTIyYzFhYzJmNTU4ODc2MzE5ZDQ3ZTdlZDE="
+    got = answer(challenge, "digest", b"Mufasa", b"Circle Of Life", "GET", "/d", cnonce)
+    assert got == (
+        'Digest username="Mufasa", realm="testrealm@host.com", '
+        'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="/d", cnonce="' + cnonce + '", '
+        'nc=00000001, qop=auth, response="5b4c61a58c12226486bc2a6610d0437b", '
+        'opaque="5ccc069c403ebaf9f0171e9517f40e41"'
+    )  # fmt: skip
+    plain = [("WWW-Authenticate", 'Digest realm="r", nonce="abc", algorithm=MD5')]
+    assert answer(plain, "digest", b"u", b"p", "GET", "/d2") == (
+        'Digest username="u", realm="r", nonce="abc", uri="/d2", '
+        'response="f0c4d410869cc01047177051c614bc0c", algorithm=MD5'
+    )  # fmt: skip
+    sha = 'Digest realm="r", nonce="abc", qop="auth", algorithm=SHA-256'
+    both = [("WWW-Authenticate", 'Basic realm="b"'), ("WWW-Authenticate", sha)]
+    cnonce = "OGE4ZmQ5MjFiNzdmOWMxOTAxZjBiYzE2MDliMWMwNTY="
+    got = answer(both, "digest", b"u", b"p", "GET", "/d3", cnonce)
+    assert got is not None and got.endswith(
+        'response="34eef2c40628dab976b6106dca66a6a104833606d51afbf3f5990d019856f59b", '
+        "algorithm=SHA-256"
+    )  # fmt: skip
+    basic_only = [("WWW-Authenticate", 'Basic realm="b"')]
+    assert answer(basic_only, "anyauth", b"u", b"p", "GET", "/b") == "Basic dTpw"
+    assert not offered(basic_only, "digest") and offered(basic_only, "anyauth")
+    assert answer(basic_only, "digest", b"u", b"p", "GET", "/b") is None
+    # curl 7.88.1 does not answer a challenge it cannot (auth-int only, an unknown hash)
+    assert not offered([("WWW-Authenticate", 'Digest nonce="n", qop="auth-int"')], "digest")
+    assert not offered([("WWW-Authenticate", 'Digest nonce="n", algorithm=SHA-1')], "digest")
+
+
+def test_ntlm_and_negotiate_refused_in_one_line() -> None:
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_http_experiment import auth_scheme
+
+    # curl 7.88.1 adds them up: --digest --basic answers either, as --anyauth
+    given: tuple[list[str], ...] = (
+        [],
+        ["basic"],
+        ["digest"],
+        ["anyauth"],
+        ["digest", "basic"],
+        ["basic", "digest"],
+    )
+    assert [auth_scheme(g) for g in given] == [
+        "basic", "basic", "digest", "anyauth", "anyauth", "anyauth"]  # fmt: skip
+    with pytest.raises(RunError, match="--ntlm: NTLM authorization is not built"):
+        auth_scheme(["digest", "ntlm"])
+    with pytest.raises(RunError, match="--negotiate: SPNEGO/Kerberos authorization is not"):
+        auth_scheme(["negotiate"])
