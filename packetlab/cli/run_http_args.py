@@ -335,6 +335,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument(auth_flag, dest="auth_schemes", action="append_const", const=scheme,
                        default=[], help=text)  # fmt: skip
     p.add_argument(
+        "--tr-encoding", action="store_true",
+        help="ask for a gzip Transfer-Encoding (HTTP/1.x: `Connection: TE`, `TE: gzip`), "
+        "as curl (a gzip Transfer-Encoding is decoded with it or without, as curl 7.88)",
+    )  # fmt: skip
+    p.add_argument(
         "--oauth2-bearer", metavar="TOKEN",
         help="`Authorization: Bearer TOKEN` (over -u's; only to the URL's own scheme, "
         "host and port, as -u's), as curl",

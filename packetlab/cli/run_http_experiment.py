@@ -560,7 +560,8 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                                                                          warn),
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
                  request_target=args.request_target,
-                 auth_scheme=auth_scheme(args.auth_schemes))  # fmt: skip
+                 auth_scheme=auth_scheme(args.auth_schemes),
+                 tr_encoding=args.tr_encoding)  # fmt: skip
 
 
 def auth_scheme(given: list[str]) -> str:

@@ -338,7 +338,7 @@ async def _fetch(
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
                        custom, own[0].request_target, user,
-                       "Digest" if pending == "digest" else "")  # fmt: skip
+                       "Digest" if pending == "digest" else "", own[0].tr_encoding)  # fmt: skip
         await _hop(route, hop, ctxs.get(current.scheme), sending, sent)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused

@@ -10,12 +10,14 @@ output_buffer_limit, zstd through a writer that sees each output block).
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import Protocol
 
 from packetlab.measure.stream import StreamError
 
-__all__ = ["ACCEPT_ENCODING", "Decoder", "TooMuchDecoded", "Undecodable", "decoder"]
+__all__ = ["ACCEPT_ENCODING", "Decoder", "TooMuchDecoded", "Undecodable", "content_codings",
+           "decoder", "transfer_codings"]  # fmt: skip
 
 ACCEPT_ENCODING = "deflate, gzip, br, zstd"  # curl 7.88.1 with brotli and zstd sends this
 MAX_CODINGS = 5  # curl's MAX_ENCODE_STACK
@@ -148,10 +150,23 @@ class Decoder:
         return data
 
 
-def decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> Decoder | None:
-    """The decoder for a response's Content-Encoding fields (None: nothing to undo)."""
-    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
-               for c in v.split(",") if c.strip()]  # fmt: skip
+def content_codings(headers: list[tuple[str, str]]) -> list[str]:
+    """A response's Content-Encoding codings, in the order applied."""
+    return [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
+            for c in v.split(",") if c.strip()]  # fmt: skip
+
+
+def transfer_codings(raw: bytes) -> list[str]:
+    """The Transfer-Encoding codings of a head as it came (`raw`; h11 was given only its
+    `chunked`, http_lenient) but chunked: curl 7.88 decodes them, --tr-encoding or not."""
+    found = re.findall(rb"(?im)^transfer-encoding[ \t]*:([^\r\n]*)", raw)
+    codings = [c.strip().lower().decode("latin-1") for v in found for c in v.split(b",")]
+    return [c for c in codings if c and c != "chunked"]
+
+
+def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | None:
+    """The decoder for a body's codings, transfer and content ones in the order applied
+    (None: nothing to undo)."""
     codings = [c for c in codings if c != "identity"]
     if not codings:
         return None

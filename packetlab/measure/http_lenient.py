@@ -27,6 +27,7 @@ _BARE_MAJOR = re.compile(rb"^HTTP/([23]) ")
 # blanks before the code, a reason right after it: curl's sscanf reads `%c%3d` (one
 # separator, then the code past any blanks), h11 wants `SP code [SP reason]`
 _CODE = re.compile(rb"^(HTTP/\d\.\d) [ \t]*(\d{3})(?=[^ \t\r\n])")
+_TE = re.compile(rb"(?i)transfer-encoding[ \t]*:[ \t]*([^\r]*)")
 _INTERIM = re.compile(rb"^HTTP/\d(?:\.\d)? +1(?!01)\d\d(?!\d)")
 HOLD_MAX = 1 << 20  # a head past this passes as it is (h11's and curl's limits apply)
 
@@ -38,7 +39,26 @@ def rewrite_head(head: bytes) -> bytes:
     head = re.sub(rb"^(HTTP/\d\.\d) [ \t]+", rb"\1 ", head, count=1)
     head = _CODE.sub(rb"\1 \2 ", head, count=1)
     head = _SPACE_BEFORE_COLON.sub(rb"\1:", head)
-    return _LENGTH_LIST.sub(rb"\1\2", head)
+    head = _LENGTH_LIST.sub(rb"\1\2", head)
+    return _chunked_only(head)
+
+
+def _chunked_only(head: bytes) -> bytes:
+    """A Transfer-Encoding other than `chunked` alone (`gzip, chunked`; `gzip`), which
+    curl 7.88 decodes and h11 refuses: h11 is given `chunked` when it ends the list, no
+    field else (the body then ends at the close); the codings are read from the bytes
+    that came (http_decode.transfer_codings)."""
+    eol = b"\r\n" if b"\r\n" in head else b"\n"
+    lines = [line.rstrip(b"\r") for line in head.split(b"\n")]
+    found = [_TE.match(line) for line in lines]
+    codings = [c.strip().lower() for m in found if m for c in m[1].split(b",")]
+    codings = [c for c in codings if c]
+    if not codings or codings == [b"chunked"]:
+        return head
+    kept = [line for line, m in zip(lines, found, strict=True) if not m]
+    if codings[-1] == b"chunked":
+        kept.insert(1, b"Transfer-Encoding: chunked")
+    return eol.join(kept)
 
 
 def supported(version: bytes) -> str:

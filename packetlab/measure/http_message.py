@@ -17,7 +17,14 @@ from twisted.internet.defer import Deferred
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
 from packetlab.measure.http_auth import offered
-from packetlab.measure.http_decode import ACCEPT_ENCODING, Decoder, Undecodable, decoder
+from packetlab.measure.http_decode import (
+    ACCEPT_ENCODING,
+    Decoder,
+    Undecodable,
+    content_codings,
+    decoder,
+    transfer_codings,
+)
 from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
@@ -192,6 +199,7 @@ class Asked:
     # -u's scheme (http_auth.SCHEMES): "basic" sent at once; "digest", "anyauth" answer a
     # 401's challenge with one more request (curl --digest, --anyauth)
     auth_scheme: str = "basic"
+    tr_encoding: bool = False  # --tr-encoding: ask for a gzip Transfer-Encoding (HTTP/1.x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +214,7 @@ class _Fields:
     target: str | None = None  # --request-target's, instead of the URL's path and query
     auth_user: str = ""  # -u's (or the URL's) user: curl's -v line for a Bearer names it
     auth_scheme: str = ""  # "Digest": --digest's first request (no field; curl's -v line)
+    tr_encoding: bool = False  # --tr-encoding: HTTP/1.x's `Connection: TE`, `TE: gzip`
 
 
 _Undecodable = Undecodable  # (http.py's name: curl's 61)
@@ -303,22 +312,36 @@ def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None,
     return out
 
 
+_BEFORE_TE = {"authorization", "range", "content-range", "user-agent", "accept"}  # curl's
+
+
 def _request_headers(
-    u: Url, data: Upload | None, fields: _Fields, expect: bool = False
+    u: Url, data: Upload | None, fields: _Fields, expect: bool = False, te: bool = False
 ) -> list[tuple[str, str]]:
     """The request's header fields as curl 7.88 sends them (either framing), in its
     order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
     length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
     removes curl's own NAME; `-H 'NAME;'`, EMPTY_FIELD, is sent empty), then a body's
     Content-Length, Content-Type and, over
-    HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
+    HTTP/1.1 when curl asks it, `Expect: 100-continue`. `te` (--tr-encoding, HTTP/1.x
+    alone): curl's `Connection: TE` (a -H Connection's value before it, that field not
+    sent) and `TE: gzip` after Accept, unless a -H TE is given."""
     names = {k.lower() for k, _ in fields.custom}
     req = [] if "host" in names else [("Host", u.authority)]
-    req += fields.own
+    te = te and "te" not in names
+    if te:
+        given = next((v for k, v in fields.custom if k.lower() == "connection"), "")
+        given = "" if given == EMPTY_FIELD else given.strip()
+        at = sum(k.lower() in _BEFORE_TE for k, _ in fields.own)
+        req += [*fields.own[:at], ("Connection", f"{given}, TE" if given else "TE"),
+                ("TE", "gzip"), *fields.own[at:]]  # fmt: skip
+    else:
+        req += fields.own
     if data is not None and data.length is None:
         req.append(("Transfer-Encoding", "chunked"))
     req += fields.cookie
-    req += [(k, "" if v == EMPTY_FIELD else v) for k, v in fields.custom if v]
+    req += [(k, "" if v == EMPTY_FIELD else v) for k, v in fields.custom
+            if v and not (te and k.lower() == "connection")]  # fmt: skip
     if data is not None:
         if data.length is not None:
             req.append(("Content-Length", str(data.length)))
@@ -364,7 +387,7 @@ def _request(
     same write: -d below 64 KiB, no Expect), and whether the body went with it.
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
-    headers = _request_headers(u, data, fields, expect)
+    headers = _request_headers(u, data, fields, expect, fields.tr_encoding)
     wire = wire_target(u.target) if fields.target is None else fields.target
     target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
     hostless = not any(k.lower() == "host" for k, _ in headers)
@@ -520,9 +543,13 @@ class _Response:
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
-        if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
+        if self.keep and not hop.body_len and not self.failed:  # (not HEAD)
+            # curl 7.88: a Transfer-Encoding's codings always, Content-Encoding's with
+            # --compressed; the transfer ones undone first
+            codings = content_codings(hop.headers) if sink.compressed else []
+            codings = [*codings, *transfer_codings(hop.raw_headers)]
             try:
-                self.decoder = decoder(hop.headers, sink.max_body, hop.server)
+                self.decoder = decoder(codings, sink.max_body, hop.server)
             except Undecodable as e:  # curl: (61), the bytes read counted in size_download
                 hop.body_len += 0 if e.at_head else len(data)  # (over 5: refused at the head)
                 raise

@@ -55,6 +55,11 @@ ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
     # ... and refuses (61): six codings (at the head: no body read), an unknown one
     b"/gzip6": _coded("gzip, gzip, gzip, gzip, gzip, gzip", _gz(_gz(_gz(_gz(_gz(_gz(TEXT))))))),
     b"/xyz": _coded("xyz", TEXT),
+    # a gzip Transfer-Encoding: curl 7.88 decodes it, --tr-encoding or not
+    b"/te": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+    % (len(_gz(TEXT)), _gz(TEXT)),
+    b"/te-close": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    + _gz(TEXT),
 }
 
 
@@ -128,17 +133,26 @@ def test_compressed_bodies_as_curl(server: Recorder, tmp_path: Path) -> None:
     _run("ours", "-A", "x/1", "-w", "", "--compressed", "--connect-to", to, "http://a.example/x")
     assert server.take() == theirs
     w = "|%{size_download} %{exitcode}\\n"
-    for path in ("/br", "/zstd", "/br-gzip", "/zstd-deflate", "/gzip5"):
+    paths = ("/br", "/zstd", "/br-gzip", "/zstd-deflate", "/gzip5")
+    _bodies_as_curl(server, tmp_path, ["--compressed"], paths)
+    _answers_as_curl(server, ["--compressed"], w, ("/br", "/zstd", "/br-gzip", "/gzip5"))
+    _answers_as_curl(server, ["--compressed"], w, ("/gzip6", "/xyz"), ok=False)
+
+
+def _bodies_as_curl(server: Recorder, tmp_path: Path, how: list[str],
+                    paths: tuple[str, ...]) -> None:  # fmt: skip
+    """Each path's body as curl and ours write it (TEXT, decoded), both exiting 0."""
+    to = f"::127.0.0.1:{server.port}"
+    for path in paths:
         for who in ("curl", "ours"):  # (_run's -o is /dev/null: a second -o is unused)
-            url = f"http://a.example{path}"
             done = subprocess.run(
-                [*_argv(who), "-s", "--compressed", "-o", str(tmp_path / who), "-w", w,
-                 "--connect-to", to, url], capture_output=True, timeout=60, env=_env(),
+                [*_argv(who), "-s", *how, "-o", str(tmp_path / who), "-w", "",
+                 "--connect-to", to, f"http://a.example{path}"],
+                capture_output=True, timeout=60, env=_env(),
             )  # fmt: skip
             assert done.returncode == 0, (who, path, done.stderr)
         assert (tmp_path / "ours").read_bytes() == (tmp_path / "curl").read_bytes() == TEXT
-    _answers_as_curl(server, ["--compressed"], w, ("/br", "/zstd", "/br-gzip", "/gzip5"))
-    _answers_as_curl(server, ["--compressed"], w, ("/gzip6", "/xyz"), ok=False)
+    server.take()
 
 
 def _argv(who: str) -> list[str]:
@@ -201,3 +215,28 @@ def test_digest_and_anyauth_as_curl(server: Recorder) -> None:
     done = _run("ours", "--ntlm", "-u", "a:b", "http://a.example/basic")
     assert done.returncode == 2 and done.stderr.count(b"\n") == 1, done.stderr
     assert b"--ntlm: NTLM authorization is not built" in done.stderr
+
+
+def test_tr_encoding_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # curl25: --tr-encoding was unknown (exit 2), a gzip Transfer-Encoding refused (8)
+    to = f"::127.0.0.1:{server.port}"
+    cases = (
+        ["--tr-encoding"],
+        ["--tr-encoding", "--compressed", "-e", "r", "-u", "a:b", "-d", "z=1"],
+        ["--tr-encoding", "-H", "Connection: keep-alive"],  # its value before TE
+        ["--tr-encoding", "-H", "Connection:"],
+        ["--tr-encoding", "-H", "TE: br"],  # a -H TE: no Connection: TE
+        ["--tr-encoding", "-H", "TE:"],
+        ["--tr-encoding", "-0"],
+    )
+    for args in cases:
+        _run("curl", "-A", "x/1", "--connect-to", to, *args, "http://a.example/x")
+        theirs = server.take()
+        got = _run("ours", "-A", "x/1", "-w", "", "--connect-to", to, *args,
+                   "http://a.example/x")  # fmt: skip
+        assert got.returncode == 0, (args, got.stderr)
+        assert server.take() == theirs, args
+    w = "|%{size_download} %{size_header} %{exitcode}\\n"
+    for how in ([], ["--tr-encoding"]):
+        _answers_as_curl(server, ["-D", "-", *how], w, ("/te", "/te-close"))
+        _bodies_as_curl(server, tmp_path, how, ("/te", "/te-close"))

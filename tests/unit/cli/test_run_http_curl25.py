@@ -50,7 +50,12 @@ def test_br_zstd_and_stacked_codings_decoded_within_the_limit() -> None:
     import brotli
     import zstandard
 
-    from packetlab.measure.http_decode import TooMuchDecoded, Undecodable, decoder
+    from packetlab.measure.http_decode import (
+        TooMuchDecoded,
+        Undecodable,
+        content_codings,
+        decoder,
+    )
 
     text = b"abc" * 1000
     bodies = {
@@ -60,24 +65,26 @@ def test_br_zstd_and_stacked_codings_decoded_within_the_limit() -> None:
         "zstd, deflate": zlib.compress(zstandard.compress(text)),
     }
     for coding, body in bodies.items():
-        d = decoder([("Content-Encoding", coding)], 10_000, "s")
+        d = decoder(content_codings([("Content-Encoding", coding)]), 10_000, "s")
         assert d is not None
         out = b"".join(d.feed(body[i : i + 7]) for i in range(0, len(body), 7))
         assert out + d.feed(b"", final=True) == text, coding
     # a bomb: a few KiB that inflate to 16 MiB are refused at the limit, not held
     zeros = b"\0" * (16 << 20)
     for coding, body in (("br", brotli.compress(zeros)), ("zstd", zstandard.compress(zeros))):
-        d = decoder([("Content-Encoding", coding)], 1 << 20, "s")
+        d = decoder([coding], 1 << 20, "s")
         assert d is not None and len(body) < 1 << 16
         with pytest.raises(TooMuchDecoded, match="larger than 1048576 bytes"):
             d.feed(body, final=True)
     with pytest.raises(Undecodable, match="more than 5 content encodings") as e:
-        decoder([("Content-Encoding", "gzip, " * 5 + "br")], 10, "s")
+        decoder(content_codings([("Content-Encoding", "gzip, " * 5 + "br")]), 10, "s")
     assert e.value.at_head
     with pytest.raises(Undecodable, match="type xyz: curl understands deflate, gzip, br, zstd"):
-        decoder([("Content-Encoding", "gzip"), ("Content-Encoding", "xyz")], 10, "s")
+        decoder(
+            content_codings([("Content-Encoding", "gzip"), ("content-encoding", "xyz")]), 10, "s"
+        )
     with pytest.raises(Undecodable, match="br: bad data"):
-        decoder([("Content-Encoding", "br")], 10, "s").feed(b"not brotli", final=True)  # type: ignore[union-attr]
+        decoder(["br"], 10, "s").feed(b"not brotli", final=True)  # type: ignore[union-attr]
 
 
 def test_digest_answers_as_curl() -> None:
@@ -136,3 +143,27 @@ def test_ntlm_and_negotiate_refused_in_one_line() -> None:
         auth_scheme(["digest", "ntlm"])
     with pytest.raises(RunError, match="--negotiate: SPNEGO/Kerberos authorization is not"):
         auth_scheme(["negotiate"])
+
+
+def test_tr_encoding_asked_and_a_gzip_transfer_encoding_read_as_curl() -> None:
+    # curl 7.88.1: --tr-encoding's fields after Accept, a -H Connection's value folded in;
+    # a Transfer-Encoding of gzip decoded with or without it (h11 refused it: 8)
+    from packetlab.measure.http_decode import transfer_codings
+    from packetlab.measure.http_lenient import rewrite_head
+
+    custom = run_http_body._headers(["Connection: keep-alive", "X: y"])
+    own = [("User-Agent", "u"), ("Accept", "*/*"), ("Referer", "r")]
+    fields = _Fields(own, [], custom, tr_encoding=True)
+    _, head, _ = _request(parse_url("http://h/a"), "GET", None, fields)
+    asked = b"Connection: keep-alive, TE\r\nTE: gzip\r\n"
+    assert head == (b"GET /a HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nAccept: */*\r\n" + asked
+                    + b"Referer: r\r\nX: y\r\n\r\n")  # fmt: skip
+    given_te = _Fields(own, [], run_http_body._headers(["TE: br"]), tr_encoding=True)
+    _, head, _ = _request(parse_url("http://h/a"), "GET", None, given_te)
+    assert b"Connection" not in head and b"\r\nTE: br\r\n" in head
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nX: 1"
+    assert rewrite_head(raw) == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: 1"
+    assert rewrite_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip") == b"HTTP/1.1 200 OK"
+    assert rewrite_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked") == (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")  # fmt: skip
+    assert transfer_codings(raw + b"\r\n\r\n") == ["gzip"]
