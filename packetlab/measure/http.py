@@ -81,7 +81,9 @@ from packetlab.measure.http_tls import (
 from packetlab.measure.http_told import (
     close_notify,
     connecting,
+    connecting_to,
     dead,
+    died,
     ended,
     reusing,
     unconnected,
@@ -476,6 +478,16 @@ class _Route:
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
 
+    def names_host(self, u: Url) -> bool:
+        """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
+        connects to (curl's conn_to_host)."""
+        if self.connect_to is not None:
+            return True
+        for h1, p1, h2, p2 in self.connect:
+            if h1 in ("", u.host.lower()) and p1 in (None, u.port) and (h2 or p2 is not None):
+                return bool(h2)
+        return False
+
     def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
         """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
         DNS). http_get's `connect_to`: that address and the URL's port. Else the first
@@ -505,6 +517,8 @@ async def _hop(
 ) -> None:
     session, pool = route.session, route.pool
     u = hop.url
+    host, port, connect_to = route.target(u)
+    connecting_to(route.sink.trace, u, (host, port), connect_to, route.connect_to is not None)
     conn = await pool.take(u, lambda c: dead(route.sink, c, pool.bundle(u)))
     # curl's pipewait (its -Z default): while a first connection to the origin is being
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
@@ -528,12 +542,16 @@ async def _hop(
             await _paced(route, hop, conn, data, headers)
         finally:
             hop.start = hop.resolved = await _stamp(start)
-        if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
+        if not died(hop):
             return
-        # curl: "Connection died, retrying a fresh connect" (closed while idle)
+        # curl: "Connection died, retrying a fresh connect" (closed while idle), then the
+        # same URL again through create_conn: its --connect-to lines again
         was = hop.queued, hop.referer
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
         hop.queued, hop.referer = was
+        info(route.sink.trace, f"Issue another request to this URL: '{u.written}'")
+        connecting_to(route.sink.trace, u, (host, port), connect_to,
+                      route.connect_to is not None)  # fmt: skip
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
@@ -612,7 +630,8 @@ async def _connect(
             unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
             info(trace, f"Closing connection {number}")
         return
-    info(trace, f"Connected to {host} ({addr}) port {port} (#{number})")
+    shown = "(nil)" if route.names_host(u) else u.host  # (curl 7.88.1's, _Conn.shown)
+    info(trace, f"Connected to {shown} ({addr}) port {port} (#{number})")
     hop.server = server
     if hop.start is None:
         hop.start = stream.started_at
@@ -623,7 +642,7 @@ async def _connect(
     if tls is not None and trace is not None:
         watch_tls(tls.conn, trace, route.cafile)
         tls.stepwise = True
-    conn = _Conn(stream, tls, server, None, number=number, host=u.host)
+    conn = _Conn(stream, tls, server, None, number=number, host=u.host, shown=shown)
     await _paced(route, hop, conn, data, headers, until)
 
 

@@ -36,7 +36,18 @@ def _gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
+_SEEN = {"/drop2": 0}
+
+
+def _drop_second(head: bytes) -> bytes:
+    """OK but for every third request from the second on: no answer, the connection
+    closed (an idle keep-alive connection the server dropped as the request came)."""
+    _SEEN["/drop2"] += 1
+    return b"" if _SEEN["/drop2"] % 3 == 2 else OK
+
+
 ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
+    b"/drop2": _drop_second,
     # status lines: curl reads these (HTTP/2 over HTTP/1.1: %{http_version} 2) ...
     b"/v2": b"HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"/v2b": b"HTTP/2 200\r\nContent-Length: 2\r\n\r\nok",
@@ -92,7 +103,10 @@ class Recorder(given.Recorder):
                 self.heads.append(head + b"\r\n\r\n")
                 path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
                 answer = ANSWERS.get(path, OK)
-                conn.sendall(answer(head) if callable(answer) else answer)
+                given = answer(head) if callable(answer) else answer
+                if not given:  # (a callable's b"": closed without an answer)
+                    return
+                conn.sendall(given)
                 if b"close" in path:
                     return
 
@@ -240,3 +254,30 @@ def test_tr_encoding_as_curl(server: Recorder, tmp_path: Path) -> None:
     for how in ([], ["--tr-encoding"]):
         _answers_as_curl(server, ["-D", "-", *how], w, ("/te", "/te-close"))
         _bodies_as_curl(server, tmp_path, how, ("/te", "/te-close"))
+
+
+def _verbose(who: str, *args: str) -> list[bytes]:
+    """-v's lines of curl's own (`*`), the pointers masked."""
+    done = _run(who, "-v", *args) if who == "curl" else _run(who, "-w", "", "-v", *args)
+    assert done.returncode == 0, (who, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.startswith(b"* ")]
+    return [re.sub(rb"0x[0-9a-f]+", b"0xX", line) for line in lines]
+
+
+def test_connect_to_lines_over_a_dropped_connection_as_curl(server: Recorder) -> None:
+    # curl25: ours told --connect-to's lines after the cache was looked in (after "Closing
+    # connection 0" of a dead one; none for a reused one), its own error where curl says
+    # "Connection died, retrying a fresh connect", no "Issue another request", and the
+    # host name where curl 7.88.1 prints "(nil)" (conn_to_host.dispname, never set)
+    resolve = ["--resolve", f"a.example:{server.port}:127.0.0.1"]  # (a port alone: the host's)
+    for to in (f"::127.0.0.1:{server.port}", f"a.example:80:127.0.0.1:{server.port}",
+               f"a.example:80::{server.port}"):  # fmt: skip
+        for path in ("/x", "/drop2"):
+            urls = [*resolve, "-o", os.devnull, f"http://a.example{path}",
+                    f"http://a.example{path}"]  # fmt: skip
+            _SEEN["/drop2"] = 0
+            want = _verbose("curl", "--connect-to", to, *urls)
+            _SEEN["/drop2"] = 0
+            got = _verbose("ours", "--connect-to", to, *urls)
+            assert got == want, (to, path)
+    server.take()

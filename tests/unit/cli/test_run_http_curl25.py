@@ -4,6 +4,9 @@ session 25 (curl25): each pinned from what curl sent to, or read from, a raw ser
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from packetlab.cli import run_http_body
@@ -167,3 +170,33 @@ def test_tr_encoding_asked_and_a_gzip_transfer_encoding_read_as_curl() -> None:
     assert rewrite_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked") == (
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked")  # fmt: skip
     assert transfer_codings(raw + b"\r\n\r\n") == ["gzip"]
+
+
+def test_connect_to_lines_before_the_cache_and_curls_nil() -> None:
+    # curl 7.88.1: --connect-to's lines before the cache is looked in (for a reused
+    # connection too), "(nil)" for a connection whose host a --connect-to named
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_run_http_curl import run
+
+    to = "a.example:80:192.0.2.80:80"
+    _, _, _, err, _ = run("-v", "-w", "", "-o", "/dev/null", "-o", "/dev/null", "--connect-to",
+                          to, "http://a.example/x", "http://a.example/y")  # fmt: skip
+    told = [line for line in err.splitlines() if line.startswith("* ")]
+    told = [re.sub(r"0x[0-9a-f]+", "0xX", line) for line in told]
+    assert told == [
+        "* Connecting to hostname: 192.0.2.80",
+        "*   Trying 192.0.2.80:80...",
+        "* Connected to (nil) (192.0.2.80) port 80 (#0)",
+        "* Connection #0 to host (nil) left intact",
+        "* Connecting to hostname: 192.0.2.80",
+        "* Found bundle for host: 0xX [serially]",
+        "* Can not multiplex, even if we wanted to",
+        "* Connection 0 seems to be dead",  # (the scripted server closes after each)
+        "* Closing connection 0",
+        "* Hostname 192.0.2.80 was found in DNS cache",
+        "*   Trying 192.0.2.80:80...",
+        "* Connected to (nil) (192.0.2.80) port 80 (#1)",
+        "* Connection #1 to host (nil) left intact",
+    ]
