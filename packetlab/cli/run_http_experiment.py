@@ -38,6 +38,7 @@ from packetlab.cli.run_http_opts import (
     byte_range,
     connect_to_entries,
     curl_warning,
+    custom_request_note,
     referer,
     resolve_entries,
     time_cond,
@@ -267,6 +268,11 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = outputs[i - 1]
         body: Any = posts[i - 1] if forms else up if up is not None else data
+        inferred = "HEAD" if args.head else "PUT" if up is not None else (
+            "POST" if body is not None else "GET")  # fmt: skip
+        said = custom_request_note(method, inferred)
+        if said is not None and not args.silent and (said[0] == "Warning: " or trace):
+            print(curl_warning(said[1], said[0]), end="", file=stderr, flush=True)
         sink: Output | None = None
         if path is not None or fmt is not None:
             honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O

@@ -28,6 +28,9 @@ _BARE_MAJOR = re.compile(rb"^HTTP/([23]) ")
 # separator, then the code past any blanks), h11 wants `SP code [SP reason]`
 _CODE = re.compile(rb"^(HTTP/\d\.\d) [ \t]*(\d{3})(?=[^ \t\r\n])")
 _TE = re.compile(rb"(?i)transfer-encoding[ \t]*:[ \t]*([^\r]*)")
+_NO_NAME = re.compile(rb"\r?\n:[^\r\n]*(?=\r?\n|$)")
+_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$")
+_LENGTH_LINE = re.compile(rb"(?im)\r?\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r?\n|\r?$)")
 _INTERIM = re.compile(rb"^HTTP/\d(?:\.\d)? +1(?!01)\d\d(?!\d)")
 HOLD_MAX = 1 << 20  # a head past this passes as it is (h11's and curl's limits apply)
 
@@ -40,7 +43,18 @@ def rewrite_head(head: bytes) -> bytes:
     head = _CODE.sub(rb"\1 \2 ", head, count=1)
     head = _SPACE_BEFORE_COLON.sub(rb"\1:", head)
     head = _LENGTH_LIST.sub(rb"\1\2", head)
-    return _chunked_only(head)
+    head = _NO_NAME.sub(b"", head)  # `: v`, curl takes it (a field without a name)
+    return _last_length(_chunked_only(head))
+
+
+def _last_length(head: bytes) -> bytes:
+    """Content-Length fields that differ (h11 refuses them): the last one, as curl's,
+    which sets the size at each."""
+    found = _LENGTH.findall(head)
+    if len(set(found)) < 2:
+        return head
+    last = found[-1]
+    return _LENGTH_LINE.sub(lambda m: m[0] if m[1] == last else b"", head)
 
 
 def _chunked_only(head: bytes) -> bytes:

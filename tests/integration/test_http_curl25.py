@@ -66,6 +66,16 @@ ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
     # ... and refuses (61): six codings (at the head: no body read), an unknown one
     b"/gzip6": _coded("gzip, gzip, gzip, gzip, gzip, gzip", _gz(_gz(_gz(_gz(_gz(_gz(TEXT))))))),
     b"/xyz": _coded("xyz", TEXT),
+    # heads curl reads and h11 refused: Content-Lengths that differ (the last), no name
+    b"/2cl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
+    b"/noname": b"HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 2\r\n\r\nok",
+    # ... and a code below 100 curl refuses (1, nothing written; ours: 8 and the head)
+    b"/code099": b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok",
+    b"/code20": b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok",
+    # bytes past the body: curl drops them after a zero-length one (the connection kept)
+    b"/204": b"HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\nbody",
+    b"/304": b"HTTP/1.1 304 Not Modified\r\n\r\nbody",
+    b"/long": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
     # a gzip Transfer-Encoding: curl 7.88 decodes it, --tr-encoding or not
     b"/te": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
     % (len(_gz(TEXT)), _gz(TEXT)),
@@ -280,4 +290,47 @@ def test_connect_to_lines_over_a_dropped_connection_as_curl(server: Recorder) ->
             _SEEN["/drop2"] = 0
             got = _verbose("ours", "--connect-to", to, *urls)
             assert got == want, (to, path)
+    server.take()
+
+
+def test_more_heads_as_curl(server: Recorder) -> None:
+    # curl25: Content-Lengths that differ and a field without a name ended ours (8);
+    # a status code below 100 was taken (curl: 1, "Unsupported response code")
+    w = "|%{http_code} %{size_header} %{num_headers} %{size_download} %{exitcode}\\n"
+    _answers_as_curl(server, ["-D", "-"], w, ("/2cl", "/noname", "/204", "/304", "/long"))
+    _answers_as_curl(server, ["-D", "-"], w, ("/code099", "/code20"), ok=False)
+
+
+def test_excess_bytes_as_curl(server: Recorder) -> None:
+    # curl25: bytes after a HEAD's, a 204's or a 304's head closed ours' connection (curl:
+    # "Excess found ... (zero-length body)", dropped, the connection kept); past a
+    # Content-Length, curl's "Excess found in a read" line was missing
+    to = f"::127.0.0.1:{server.port}"
+    for how, path in (([], "/204"), ([], "/304"), (["-I"], "/x?q=1"), ([], "/long")):
+        urls = ["-o", os.devnull, f"http://a.example{path}", f"http://a.example{path}"]
+        want = _verbose("curl", "--connect-to", to, *how, *urls)
+        got = _verbose("ours", "--connect-to", to, *how, *urls)
+        assert got == want, (how, path)
+        assert any(b"Excess found" in line for line in got), path
+    server.take()
+
+
+def test_custom_request_notes_as_curl(server: Recorder) -> None:
+    # curl25: curl's "Note: Unnecessary use of -X" (-v) and its -X HEAD warning were missing
+    to = f"::127.0.0.1:{server.port}"
+    cases = (["-X", "GET"], ["-X", "head"], ["-d", "a=1", "-X", "post"],
+             ["-I", "-X", "HEAD"], ["-T", __file__, "-X", "PUT"], ["-v", "-X", "GET"],
+             ["-v", "-X", "DELETE"])  # fmt: skip
+    for args in cases:
+        told = []
+        for argv in (["curl"], [*_argv("ours"), "-w", ""]):
+            done = subprocess.run(
+                [*argv, *args, "-o", os.devnull, "-o", os.devnull, "--connect-to", to,
+                 "http://a.example/x", "http://a.example/y"],
+                capture_output=True, timeout=60, env=_env(),
+            )  # fmt: skip
+            assert done.returncode == 0, (argv, done.stderr)
+            told.append([line for line in done.stderr.splitlines()
+                         if line.startswith((b"Note: ", b"Warning: "))])  # fmt: skip
+        assert told[1] == told[0], args
     server.take()

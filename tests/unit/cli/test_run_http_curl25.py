@@ -200,3 +200,47 @@ def test_connect_to_lines_before_the_cache_and_curls_nil() -> None:
         "* Connected to (nil) (192.0.2.80) port 80 (#1)",
         "* Connection #1 to host (nil) left intact",
     ]
+
+
+def test_more_heads_and_notes_as_curl() -> None:
+    # curl 7.88.1 reads differing Content-Lengths (the last) and a field without a name;
+    # its customrequest_helper's note and warning
+    from packetlab.cli.run_http_opts import curl_warning, custom_request_note
+    from packetlab.measure.http_lenient import rewrite_head
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: 1\r\ncontent-length: 3"
+    assert rewrite_head(head) == b"HTTP/1.1 200 OK\r\nX: 1\r\ncontent-length: 3"
+    same = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2"
+    assert rewrite_head(same) == same  # (h11 takes equal ones)
+    assert rewrite_head(b"HTTP/1.1 200 OK\r\n: v\r\nA: b") == b"HTTP/1.1 200 OK\r\nA: b"
+    assert custom_request_note("get", "GET") == (
+        "Note: ", "Unnecessary use of -X or --request, GET is already inferred.")  # fmt: skip
+    assert custom_request_note("DELETE", "GET") is None and custom_request_note(None, "GET") is None
+    said = custom_request_note("head", "POST")
+    assert said is not None and curl_warning(said[1], said[0]) == (
+        "Warning: Setting custom HTTP method to HEAD with -X/--request may not work the \n"
+        "Warning: way you want. Consider using -I/--head instead.\n"
+    )  # fmt: skip
+
+
+def test_excess_after_a_zero_length_body_keeps_the_connection() -> None:
+    # curl 7.88.1: "Excess found: ... (zero-length body)", the connection kept (ours
+    # closed it); past a Content-Length: "Excess found in a read", closed (as ours)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_run_http_curl import run
+
+    def extra(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        if target.startswith("/204"):
+            return b"HTTP/1.1 204 No Content\r\n\r\nbody"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
+
+    _, _, raw, err, _ = run("-v", "-w", "%{num_connects}\\n", "-o", "/dev/null",
+                            "http://192.0.2.80/204?q", handler=extra)  # fmt: skip
+    assert "* Excess found: excess = 4 url = /204 (zero-length body)\n" in err
+    assert "left intact" in err and raw == b"1\n"
+    _, _, _, err, _ = run("-v", "-w", "", "-o", "/dev/null", "http://192.0.2.80/long",
+                          handler=extra)  # fmt: skip
+    assert "* Excess found in a read: excess = 5, size = 2, maxdownload = 2, bytecount = 0\n" in err
+    assert "* Closing connection 0" in err
