@@ -329,7 +329,8 @@ async def _fetch(
             basic, pending = answered, None if answered else own[0].auth_scheme
             hop.auth_retry = pending
             if pending and body is not None and body.length:  # curl: an empty body first
-                sending = Upload([b""], body.method, body.content_type, inline=True)
+                kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
+                sending = Upload([b""], body.method, kind_of, inline=True)
         if own[0].bearer is not None and same:  # curl: the Bearer wins over them
             basic = f"Bearer {own[0].bearer}"
         mine = _own(own[0], basic, sink.compressed, referer, kind, sending)

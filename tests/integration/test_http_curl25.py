@@ -207,8 +207,9 @@ ANSWERS.update({
 
 
 def _masked(heads: list[bytes]) -> list[bytes]:
-    """cnonce (random) and the response over it masked."""
+    """cnonce (random) and the response over it masked, a -F boundary (random) too."""
     out = [re.sub(rb'cnonce="[^"]*"', b"cnonce=C", h) for h in heads]
+    out = [re.sub(rb"-{10,}[0-9a-f]{16}", b"-B", h) for h in out]
     return [re.sub(rb'(cnonce=C.*response=")[^"]*"', rb'\1R"', h) for h in out]
 
 
@@ -222,6 +223,8 @@ def test_digest_and_anyauth_as_curl(server: Recorder) -> None:
         ["--digest", "http://a.example/digest"],
         ["--digest", "-d", "a=1", "http://a.example/digest?q=1"],  # no qop: byte for byte
         ["--digest", "http://a.example/sha"],
+        ["--digest", "-F", "a=b", "http://a.example/digest?q=1"],  # its probe: no type
+        ["--digest", "-T", __file__, "http://a.example/digest?q=1"],
         ["--anyauth", "http://a.example/sha"],
         ["--anyauth", "http://a.example/basic"],
         ["--digest", "http://a.example/basic"],  # not offered: the 401 is the answer
