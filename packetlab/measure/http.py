@@ -772,7 +772,9 @@ async def _over(
     except UnsupportedVersion as e:  # curl: (1) `HTTP/1.2 200`: nothing written
         hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
-        hop.error, hop.exitcode = str(e), 61
+        hop.error, hop.exitcode, hop.told = str(e), 61, True
+        if e.curl is not None:  # its -v line (none for a br or zstd stream)
+            info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded

@@ -30,11 +30,12 @@ ZSTD_PIECE = 1024  # input bytes per zstd call (each call's output is bounded by
 
 class Undecodable(Exception):
     """A Content-Encoding that cannot be decoded (curl's 61); `at_head`: refused on the
-    head alone (curl reads none of the body)."""
+    head alone (curl reads none of the body); `curl`: curl 7.88.1's -v line for it
+    (None: it tells none, a br or zstd stream it cannot read)."""
 
-    def __init__(self, why: str, at_head: bool = False) -> None:
+    def __init__(self, why: str, at_head: bool = False, curl: str | None = None) -> None:
         super().__init__(why)
-        self.at_head = at_head
+        self.at_head, self.curl = at_head, curl
 
 
 class TooMuchDecoded(StreamError):
@@ -59,7 +60,9 @@ class _Zlib:
             out = self.z.decompress(data, self.limit + 1 - self.out)
         except zlib.error as e:
             if self.fed or self.wbits != _ZLIB:
-                raise Undecodable(f"Content-Encoding {self.coding}: bad data ({e})") from None
+                told = f"Error while processing content unencoding: {str(e).split(': ', 1)[-1]}"
+                raise Undecodable(f"Content-Encoding {self.coding}: bad data ({e})",
+                                  curl=told) from None  # fmt: skip
             self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
             return self.feed(data, final)
         self.fed = self.fed or bool(data)
@@ -171,11 +174,14 @@ def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | Non
     if not codings:
         return None
     if len(codings) > MAX_CODINGS:
-        raise Undecodable("Reject response due to more than 5 content encodings", True)
+        why = "Reject response due to more than 5 content encodings"
+        raise Undecodable(why, True, why)
     unknown = [c for c in codings if c not in ("gzip", "x-gzip", "deflate", "br", "zstd")]
     if unknown:
         raise Undecodable(
             f"Unrecognized content encoding type {unknown[0]}: curl understands deflate, "
-            "gzip, br, zstd content encodings"
+            "gzip, br, zstd content encodings",
+            curl="Unrecognized content encoding type. libcurl understands deflate, gzip, br, "
+            "zstd content encodings.",
         )
     return Decoder(codings, limit, server)

@@ -66,6 +66,8 @@ ANSWERS: dict[bytes, bytes | Callable[[bytes], bytes]] = {
     # ... and refuses (61): six codings (at the head: no body read), an unknown one
     b"/gzip6": _coded("gzip, gzip, gzip, gzip, gzip, gzip", _gz(_gz(_gz(_gz(_gz(_gz(TEXT))))))),
     b"/xyz": _coded("xyz", TEXT),
+    b"/gzip-bad": _coded("gzip", b"not gzip!!"),
+    b"/br-bad": _coded("br", b"not brotli at all"),
     # heads curl reads and h11 refused: Content-Lengths that differ (the last), no name
     b"/2cl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
     b"/noname": b"HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 2\r\n\r\nok",
@@ -269,10 +271,11 @@ def test_tr_encoding_as_curl(server: Recorder, tmp_path: Path) -> None:
         _bodies_as_curl(server, tmp_path, how, ("/te", "/te-close"))
 
 
-def _verbose(who: str, *args: str) -> list[bytes]:
-    """-v's lines of curl's own (`*`), the pointers masked."""
+def _verbose(who: str, *args: str, ok: bool = True) -> list[bytes]:
+    """-v's lines of curl's own (`*`), the pointers masked; the run succeeding (`ok`)
+    or not."""
     done = _run(who, "-v", *args) if who == "curl" else _run(who, "-w", "", "-v", *args)
-    assert done.returncode == 0, (who, done.stderr)
+    assert (done.returncode == 0) == ok, (who, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.startswith(b"* ")]
     return [re.sub(rb"0x[0-9a-f]+", b"0xX", line) for line in lines]
 
@@ -336,4 +339,14 @@ def test_custom_request_notes_as_curl(server: Recorder) -> None:
             told.append([line for line in done.stderr.splitlines()
                          if line.startswith((b"Note: ", b"Warning: "))])  # fmt: skip
         assert told[1] == told[0], args
+    server.take()
+
+
+def test_undecodable_bodies_told_as_curl(server: Recorder) -> None:
+    # curl25: -v told our error ("Content-Encoding gzip: bad data (...)"); curl's words
+    # ("Error while processing content unencoding: ...", none for br)
+    to = f"::127.0.0.1:{server.port}"
+    for path in ("/gzip-bad", "/br-bad", "/xyz", "/gzip6"):
+        args = ["--compressed", "--connect-to", to, f"http://a.example{path}"]
+        assert _verbose("ours", *args, ok=False) == _verbose("curl", *args, ok=False), path
     server.take()

@@ -86,6 +86,9 @@ def test_br_zstd_and_stacked_codings_decoded_within_the_limit() -> None:
         decoder(
             content_codings([("Content-Encoding", "gzip"), ("content-encoding", "xyz")]), 10, "s"
         )
+    with pytest.raises(Undecodable) as bad:  # curl's -v line: zlib's words after its own
+        decoder(["gzip"], 10, "s").feed(b"not gzip!!", final=True)  # type: ignore[union-attr]
+    assert bad.value.curl == "Error while processing content unencoding: incorrect header check"
     with pytest.raises(Undecodable, match="br: bad data"):
         decoder(["br"], 10, "s").feed(b"not brotli", final=True)  # type: ignore[union-attr]
 
