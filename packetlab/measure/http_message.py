@@ -390,6 +390,8 @@ def _request(
     headers = _request_headers(u, data, fields, expect, fields.tr_encoding)
     wire = wire_target(u.target) if fields.target is None else fields.target
     target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
+    # a -H Host takes the Host's place, first, as curl's (and h11, which moves it there)
+    headers = sorted(headers, key=lambda f: f[0].lower() != "host")
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]

@@ -25,6 +25,9 @@ def test_header_lines_go_as_typed() -> None:
     head = _head("X:v", "Y:  v", "Z :v", "T:\tv", "U: v", "E;", "R:")
     lines = b"X:v\r\nY:  v\r\nZ :v\r\nT:\tv\r\nU: v\r\nE:\r\n"
     assert head == b"GET /a HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n"
+    # a -H Host in the Host's place, first (as curl; h11 moved it there)
+    assert _head("A:1", "Host:h2") == b"GET /a HTTP/1.1\r\nHost:h2\r\nA:1\r\n\r\n"
+    assert _head("A:1", "Host;") == b"GET /a HTTP/1.1\r\nHost:\r\nA:1\r\n\r\n"
     # the value itself is unchanged for everything else (names compared, HTTP/2)
     assert run_http_body._headers(["X:v", "Y:  v"]) == [("X", "v"), ("Y", " v")]
 
