@@ -48,7 +48,7 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
-from packetlab.measure.http_auth import answer
+from packetlab.measure.http_auth import answer, new_cnonce
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_fields import basic_auth, basic_user, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
@@ -295,7 +295,8 @@ async def _fetch(
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
-    answered: str | None = None  # --digest/--anyauth: the Authorization for a 401's challenge
+    # --digest/--anyauth: the 401's fields once one was answered, its cnonce, the next nc
+    challenge: tuple[list[tuple[str, str]], str, int] | None = None
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
@@ -326,7 +327,13 @@ async def _fetch(
         pending = None  # curl --digest/--anyauth: none before the server's challenge
         sending = body
         if own[2] is not None and same:
-            basic, pending = answered, None if answered else own[0].auth_scheme
+            basic, pending = None, own[0].auth_scheme
+            if challenge is not None:  # curl: each request answers it again, nc counted up
+                wire = wire_target(current.target) if own[0].request_target is None else (
+                    own[0].request_target)  # fmt: skip
+                basic = answer(challenge[0], pending, *own[2], method or kind, wire,
+                               challenge[1], challenge[2])  # fmt: skip
+                challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
             if pending and body is not None and body.length:  # curl: an empty body first
                 kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
@@ -371,9 +378,9 @@ async def _fetch(
         if pending is not None and hop.status == 401 and own[2] is not None:
             wire = wire_target(current.target) if own[0].request_target is None else (
                 own[0].request_target)  # fmt: skip
-            answered = answer(hop.headers, pending, *own[2], hop.method, wire)
-            if answered is not None:  # curl: the same URL again, counted as a redirect
-                result.num_redirects += 1
+            if answer(hop.headers, pending, *own[2], hop.method, wire) is not None:
+                challenge = (hop.headers, new_cnonce(), 1)
+                result.num_redirects += 1  # curl: the same URL again, counted so
                 info(sink.trace, f"Issue another request to this URL: '{current.written}'")
                 continue
         location = hop.location()

@@ -17,7 +17,7 @@ import secrets
 
 from packetlab.measure.http_fields import basic_auth
 
-__all__ = ["SCHEMES", "answer", "offered"]
+__all__ = ["SCHEMES", "answer", "new_cnonce", "offered"]
 
 SCHEMES = ("basic", "digest", "anyauth")  # -u's: curl's default, --digest, --anyauth
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
@@ -73,9 +73,17 @@ def _quoted(text: str) -> str:
     return re.sub(r'(["\\])', r"\\\1", text)
 
 
+def new_cnonce() -> str:
+    """curl's: Curl_rand_hex(33), then base64 of its 32 hex digits."""
+    return base64.b64encode(secrets.token_hex(16).encode()).decode()
+
+
 def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: bytes,
-           method: str, uri: str, cnonce: str | None = None) -> str | None:  # fmt: skip
-    """The Authorization value for the next request (None: none curl would send)."""
+           method: str, uri: str, cnonce: str | None = None,
+           nc: int = 1) -> str | None:  # fmt: skip
+    """The Authorization value for a request to `uri` under the 401's challenge
+    (`headers`; None: none curl would send). Later requests to the origin answer the
+    same challenge again, as curl: the same cnonce, `nc` counted up."""
     p = _digest_params(headers) if scheme in ("digest", "anyauth") else None
     if p is None:
         if scheme == "anyauth" and _challenges(headers, "basic"):
@@ -88,17 +96,16 @@ def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: b
         return hashlib.new(name, data).hexdigest()
 
     realm, nonce = p.get("realm", ""), p["nonce"]
-    if cnonce is None:  # curl: Curl_rand_hex(33), then base64 of the 32 hex digits
-        cnonce = base64.b64encode(secrets.token_hex(16).encode()).decode()
+    cnonce = new_cnonce() if cnonce is None else cnonce
     qop = "auth" if p.get("qop") else None
     raw_realm = realm.encode("utf-8", "surrogateescape")
     ha1 = h(user + b":" + raw_realm + b":" + password)
     if algorithm.upper().endswith("-SESS"):
         ha1 = h(f"{ha1}:{nonce}:{cnonce}".encode())
     ha2 = h(f"{method}:{uri}".encode("utf-8", "surrogateescape"))
-    nc = "00000001"
+    count = f"{nc:08x}"
     if qop:
-        response = h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
+        response = h(f"{ha1}:{nonce}:{count}:{cnonce}:{qop}:{ha2}".encode())
     else:
         response = h(f"{ha1}:{nonce}:{ha2}".encode())
     shown = user.decode("utf-8", "surrogateescape")
@@ -107,7 +114,7 @@ def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: b
     out = (f'Digest username="{_quoted(shown)}", realm="{_quoted(realm)}", '
            f'nonce="{nonce}", uri="{uri}", ')  # fmt: skip
     if qop:
-        out += f'cnonce="{cnonce}", nc={nc}, qop={qop}, '
+        out += f'cnonce="{cnonce}", nc={count}, qop={qop}, '
     out += f'response="{response}"'
     if "opaque" in p:
         out += f', opaque="{p["opaque"]}"'

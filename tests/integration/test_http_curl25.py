@@ -205,6 +205,11 @@ ANSWERS.update({
     b"/digest?q=1": _challenge(b'Digest realm="r", nonce="abc", algorithm=MD5'),
     b"/sha": _challenge(b'Digest realm="r", nonce="abc", qop="auth", algorithm=SHA-256'),
     b"/basic": _challenge(b'Basic realm="b"'),
+    # answered, then a redirect: curl answers the challenge again (its cnonce, nc 2)
+    b"/dr": lambda head: (b"HTTP/1.1 302 Found\r\nLocation: /dr2?x=1\r\nContent-Length: 0"
+                          b"\r\n\r\n" if b"\r\nAuthorization: " in head else
+                          _challenge(b'Digest realm="r", nonce="abc", qop="auth"')(head)),
+    b"/dr2?x=1": _challenge(b'Digest realm="r", nonce="abc", qop="auth"'),
 })  # fmt: skip
 
 
@@ -232,6 +237,7 @@ def test_digest_and_anyauth_as_curl(server: Recorder) -> None:
         ["--digest", "http://a.example/basic"],  # not offered: the 401 is the answer
         ["--digest", "--basic", "http://a.example/basic"],  # both: as --anyauth
         ["--basic", "http://a.example/basic"],  # at once: the 200 only
+        ["--digest", "-L", "http://a.example/dr"],
     )
     for args in cases:
         base = ["-A", "x/1", "-u", "us:pw", "-D", "-", "-w", w, "--connect-to", to]

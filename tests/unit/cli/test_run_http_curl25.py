@@ -124,6 +124,12 @@ def test_digest_answers_as_curl() -> None:
         'response="34eef2c40628dab976b6106dca66a6a104833606d51afbf3f5990d019856f59b", '
         "algorithm=SHA-256"
     )  # fmt: skip
+    # a redirect after the answer: curl answers again, its cnonce, nc 2, the new uri
+    qop = [("WWW-Authenticate", 'Digest realm="r", nonce="abc", qop="auth"')]
+    cnonce = "OTU3NGIzODI5MzIyZjU1ZGM3ZjZjZTk3YjIxYzU4Yjg="
+    got = answer(qop, "digest", b"u", b"p", "GET", "/dr2?x=1", cnonce, 2)
+    assert got is not None and 'nc=00000002, qop=auth, response="66fc781397f0d31dc867aff33a' \
+        'caea58"' in got  # fmt: skip
     basic_only = [("WWW-Authenticate", 'Basic realm="b"')]
     assert answer(basic_only, "anyauth", b"u", b"p", "GET", "/b") == "Basic dTpw"
     assert not offered(basic_only, "digest") and offered(basic_only, "anyauth")
