@@ -129,7 +129,7 @@ def _seen(method: str, target: str, headers: dict[str, str], body: bytes) -> byt
 
 def test_curl_fields_in_curls_order() -> None:
     # curl 7.88.1 sent these fields in this order for the same options (but its own
-    # User-Agent, and Accept-Encoding with br and zstd)
+    # User-Agent)
     code, _, raw, _, _ = run(
         "-r", "0-1", "-d", "abc", "-u", "a:b", "--compressed", "-b", "c=d", "-H", "X-A: 1",
         "-A", "ua", "-e", "ref", "-o", "-", "http://192.0.2.80/p", handler=_seen,
