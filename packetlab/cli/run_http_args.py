@@ -167,8 +167,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "failure's. Errors before anything is sent stay 2, Ctrl-C 130",
     )  # fmt: skip
     sockopt = "a socket option: the endpoint's socket is its own"
-    for option, why in (("--basic", "Basic is -u's one scheme"), ("--no-keepalive", sockopt),
-                        ("--tcp-nodelay", sockopt)):  # fmt: skip
+    for option, why in (("--no-keepalive", sockopt), ("--tcp-nodelay", sockopt)):
         p.add_argument(option, action="store_true", help=f"no effect, as curl's ({why})")
     p.add_argument(
         "--stderr", metavar="FILE",
@@ -306,6 +305,40 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="append DATA to each URL's query (several: joined with &), as curl 7.87+: "
         "+DATA as is, else as --data-urlencode makes it (NAME=CONTENT, NAME@FILE, ...)",
     )  # fmt: skip
+    for auth_flag, scheme, text in (
+        ("--basic", "basic", "-u's credentials as Basic authorization at once (the default)"),
+        (
+            "--digest",
+            "digest",
+            "-u's credentials as Digest authorization: the request goes "
+            "without, a 401's Digest challenge is answered by one more (curl's RFC 7616: MD5, "
+            "SHA-256, SHA-512-256, -sess, qop=auth)",
+        ),
+        (
+            "--anyauth",
+            "anyauth",
+            "as --digest, Basic too when the 401 offers only Basic "
+            "(so are --digest --basic together, as curl's)",
+        ),
+        (
+            "--ntlm",
+            "ntlm",
+            "refused: NTLM is not built (a connection-bound handshake with "
+            "MD4/DES the endpoint's one-request hops do not keep)",
+        ),
+        (
+            "--negotiate",
+            "negotiate",
+            "refused: SPNEGO/Kerberos is not built (needs a Kerberos client on the measuring host)",
+        ),
+    ):  # curl: they add up (--digest --basic: either, as --anyauth)
+        p.add_argument(auth_flag, dest="auth_schemes", action="append_const", const=scheme,
+                       default=[], help=text)  # fmt: skip
+    p.add_argument(
+        "--tr-encoding", action="store_true",
+        help="ask for a gzip Transfer-Encoding (HTTP/1.x: `Connection: TE`, `TE: gzip`), "
+        "as curl (a gzip Transfer-Encoding is decoded with it or without, as curl 7.88)",
+    )  # fmt: skip
     p.add_argument(
         "--oauth2-bearer", metavar="TOKEN",
         help="`Authorization: Bearer TOKEN` (over -u's; only to the URL's own scheme, "
@@ -318,7 +351,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--compressed", action="store_true",
-        help="ask for gzip or deflate (Accept-Encoding: deflate, gzip) and decode the body",
+        help="ask for a compressed body (Accept-Encoding: deflate, gzip, br, zstd, as curl "
+        "7.88.1's) and decode it",
     )  # fmt: skip
     p.add_argument(
         "-b", "--cookie", action="append", default=[], metavar="DATA|FILE",

@@ -139,6 +139,7 @@ def user_password(text: str) -> tuple[str, str]:
 def _headers(items: list[str]) -> list[tuple[str, str]]:
     """-H's fields: (NAME, VALUE); `NAME:` (no value) removes curl's own NAME, and
     `NAME;` sends NAME empty (`EMPTY_FIELD`), as curl's."""
+    from packetlab.measure.http_fields import GivenValue, field_bytes
     from packetlab.measure.http_message import EMPTY_FIELD
 
     out = []
@@ -149,10 +150,11 @@ def _headers(items: list[str]) -> list[tuple[str, str]]:
             continue
         if not sep or not name.strip():
             raise RunError(f"--header {item!r}: expected 'NAME: VALUE'")
-        # the value as given, as curl sends the line (`X:  v  ` keeps its blanks but the
-        # one after the colon, which the field writer puts back); blanks only: removal
+        # the value as given but the one blank after the colon; blanks only: removal.
+        # Over HTTP/1.1 curl sends the line as typed (`X:v`, `X :v`): GivenValue keeps it
         given = value[1:] if value.startswith(" ") else value
-        out.append((name.strip(), given if given.strip() else ""))
+        kept = GivenValue(given, field_bytes(item)) if given.strip() else ""
+        out.append((name.strip(), kept))
     return out
 
 

@@ -38,6 +38,7 @@ from packetlab.cli.run_http_opts import (
     byte_range,
     connect_to_entries,
     curl_warning,
+    custom_request_note,
     referer,
     resolve_entries,
     time_cond,
@@ -267,6 +268,11 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     async def fetch(session: Any, pool: Any, i: int, url: str, up: Any, xfer: Any = None) -> None:
         path = outputs[i - 1]
         body: Any = posts[i - 1] if forms else up if up is not None else data
+        inferred = "HEAD" if args.head else "PUT" if up is not None else (
+            "POST" if body is not None else "GET")  # fmt: skip
+        said = custom_request_note(method, inferred)
+        if said is not None and not args.silent and (said[0] == "Warning: " or trace):
+            print(curl_warning(said[1], said[0]), end="", file=stderr, flush=True)
         sink: Output | None = None
         if path is not None or fmt is not None:
             honor = args.remote_header_name and isinstance(path, RemoteName)  # curl: -J with -O
@@ -559,7 +565,29 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn),
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
-                 request_target=args.request_target)  # fmt: skip
+                 request_target=args.request_target,
+                 auth_scheme=auth_scheme(args.auth_schemes),
+                 tr_encoding=args.tr_encoding)  # fmt: skip
+
+
+def auth_scheme(given: list[str]) -> str:
+    """-u's scheme from --basic, --digest, --anyauth as curl adds them up (none: Basic;
+    Digest and Basic both: either, as --anyauth); --ntlm and --negotiate refused in one
+    line, before anything is sent."""
+    if "ntlm" in given:
+        raise RunError(
+            "--ntlm: NTLM authorization is not built (curl does it: a handshake "
+            "bound to one connection, over MD4 and DES); use --digest or --basic"
+        )
+    if "negotiate" in given:
+        raise RunError(
+            "--negotiate: SPNEGO/Kerberos authorization is not built (curl does "
+            "it with GSS-API and a Kerberos ticket); use --digest or --basic"
+        )
+    schemes = set(given) or {"basic"}
+    if "anyauth" in schemes or len(schemes) > 1:
+        return "anyauth"
+    return schemes.pop()
 
 
 class _Failing:

@@ -15,22 +15,36 @@ from packetlab.cli.run import RunError
 _OFF_T_MAX = (1 << 63) - 1
 
 
-def curl_warning(text: str) -> str:
+def curl_warning(text: str, prefix: str = "Warning: ") -> str:
     """`text` as curl 7.88's warnf prints it (tool_msgs.c's voutf): "Warning: " before
     each piece of at most 70 characters (its line end counted), a piece cut after the
-    last blank that fits (kept at its end), else at 70."""
-    msg, width, out = text + "\n", 79 - len("Warning: "), []
+    last blank that fits (kept at its end), else at 70. notef's: prefix "Note: " (73)."""
+    msg, width, out = text + "\n", 79 - len(prefix), []
     while msg:
         if len(msg) <= width:
-            out.append("Warning: " + msg)
+            out.append(prefix + msg)
             break
         cut = width - 1
         while cut and msg[cut] not in " \t":
             cut -= 1
         cut = cut or width - 1
-        out.append("Warning: " + msg[: cut + 1] + "\n")
+        out.append(prefix + msg[: cut + 1] + "\n")
         msg = msg[cut + 1 :]
     return "".join(out)
+
+
+def custom_request_note(method: str | None, inferred: str) -> tuple[str, str] | None:
+    """curl 7.88's customrequest_helper, before each transfer: -X naming the method curl
+    would use anyway (`inferred`: GET, HEAD for -I, POST for -d/-F, PUT for -T) is a
+    note (told with -v/--trace only), -X HEAD otherwise a warning: (prefix, text)."""
+    if method is None:
+        return None
+    if method.lower() == inferred.lower():
+        return "Note: ", f"Unnecessary use of -X or --request, {inferred} is already inferred."
+    if method.lower() == "head":
+        why = "may not work the way you want. Consider using -I/--head instead."
+        return "Warning: ", f"Setting custom HTTP method to HEAD with -X/--request {why}"
+    return None
 
 
 def byte_range(text: str, warn: Callable[[str], object]) -> str:

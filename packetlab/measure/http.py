@@ -48,9 +48,11 @@ from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import http_date
 from packetlab.measure.http1 import _exchange
 from packetlab.measure.http2_exchange import _exchange_h2, _h2_framing
+from packetlab.measure.http_auth import answer, new_cnonce
 from packetlab.measure.http_conn import Connections, _Conn, _fill, _resolve, _send, _Unresolved
 from packetlab.measure.http_fields import basic_auth, basic_user, field_bytes, url_basic
 from packetlab.measure.http_head import HeadTooLarge, cut_short
+from packetlab.measure.http_lenient import UnsupportedVersion
 from packetlab.measure.http_message import (
     FORM,
     H11_CAP,
@@ -66,6 +68,7 @@ from packetlab.measure.http_message import (
     _Sink,
     _TooLarge,
     _Undecodable,
+    wire_target,
 )
 from packetlab.measure.http_rate import Pace, rbufsz_for
 from packetlab.measure.http_tls import (
@@ -78,7 +81,9 @@ from packetlab.measure.http_tls import (
 from packetlab.measure.http_told import (
     close_notify,
     connecting,
+    connecting_to,
     dead,
+    died,
     ended,
     reusing,
     unconnected,
@@ -225,6 +230,9 @@ async def http_get(
     basic = None
     if auth is not None:  # a -H Authorization wins (_own)
         basic = basic_auth(field_bytes(auth[0]), field_bytes(auth[1]))
+    pair = None  # --digest, --anyauth: -u's, answered to a 401's challenge (http_auth)
+    if auth is not None and asked.auth_scheme != "basic":
+        pair = (field_bytes(auth[0]), field_bytes(auth[1]))
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
     sink = _Sink(max_body, keep_body, on_body, on_headers, compressed, http_version,
@@ -251,7 +259,7 @@ async def http_get(
         return await _fetch(session, result, current, kind, method, body, extra, pool, ctxs,
                            connect_to, family, cafile, insecure, timeout, connect_timeout,
                            sink, recorder, follow, max_redirs, post30x, jar,
-                           (asked, basic))  # fmt: skip
+                           (asked, basic, pair))  # fmt: skip
     finally:
         if connections is None:
             await pool.close()
@@ -279,7 +287,7 @@ async def _fetch(
     max_redirs: int,
     post30x: frozenset[int],
     jar: _Cookies,
-    own: tuple[Asked, str | None],
+    own: tuple[Asked, str | None, tuple[bytes, bytes] | None],
 ) -> HttpResult:
     body = data
     referer = own[0].referer
@@ -287,6 +295,8 @@ async def _fetch(
     origin = Connections.key(current)
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
+    # --digest/--anyauth: the 401's fields once one was answered, its cnonce, the next nc
+    challenge: tuple[list[tuple[str, str]], str, int] | None = None
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
@@ -314,17 +324,32 @@ async def _fetch(
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
         user = basic_user(basic)
+        pending = None  # curl --digest/--anyauth: none before the server's challenge
+        sending = body
+        if own[2] is not None and same:
+            basic, pending = None, own[0].auth_scheme
+            if challenge is not None:  # curl: each request answers it again, nc counted up
+                wire = wire_target(current.target) if own[0].request_target is None else (
+                    own[0].request_target)  # fmt: skip
+                basic = answer(challenge[0], pending, *own[2], method or kind, wire,
+                               challenge[1], challenge[2])  # fmt: skip
+                challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
+            hop.auth_retry = pending
+            if pending and body is not None and body.length:  # curl: an empty body first
+                kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
+                sending = Upload([b""], body.method, kind_of, inline=True)
         if own[0].bearer is not None and same:  # curl: the Bearer wins over them
             basic = f"Bearer {own[0].bearer}"
-        mine = _own(own[0], basic, sink.compressed, referer, kind, body)
+        mine = _own(own[0], basic, sink.compressed, referer, kind, sending)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
         names = {k.lower() for k, _ in custom}
         cond = own[0].time_cond  # curl: after the Cookie
         dated = [] if cond is None else [(cond[0], http_date(cond[1]))]
         sent = _Fields([f for f in mine if f[0].lower() not in names],
                        jar.headers(current) + [f for f in dated if f[0].lower() not in names],
-                       custom, own[0].request_target, user)  # fmt: skip
-        await _hop(route, hop, ctxs.get(current.scheme), body, sent)
+                       custom, own[0].request_target, user,
+                       "Digest" if pending == "digest" else "", own[0].tr_encoding)  # fmt: skip
+        await _hop(route, hop, ctxs.get(current.scheme), sending, sent)
         result.connects += hop.server is not None and not hop.reused
         result.reused = hop.reused
         if hop.status is not None:
@@ -350,6 +375,14 @@ async def _fetch(
         if hop.error is not None:
             result.error, result.exitcode = hop.error, hop.exitcode
             break
+        if pending is not None and hop.status == 401 and own[2] is not None:
+            wire = wire_target(current.target) if own[0].request_target is None else (
+                own[0].request_target)  # fmt: skip
+            if answer(hop.headers, pending, *own[2], hop.method, wire) is not None:
+                challenge = (hop.headers, new_cnonce(), 1)
+                result.num_redirects += 1  # curl: the same URL again, counted so
+                info(sink.trace, f"Issue another request to this URL: '{current.written}'")
+                continue
         location = hop.location()
         if location is None:
             break
@@ -453,6 +486,16 @@ class _Route:
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
 
+    def names_host(self, u: Url) -> bool:
+        """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
+        connects to (curl's conn_to_host)."""
+        if self.connect_to is not None:
+            return True
+        for h1, p1, h2, p2 in self.connect:
+            if h1 in ("", u.host.lower()) and p1 in (None, u.port) and (h2 or p2 is not None):
+                return bool(h2)
+        return False
+
     def target(self, u: Url) -> tuple[str, int, AddressLike | None]:
         """Where a hop to `u` connects: (host, port, its address, None for the endpoint's
         DNS). http_get's `connect_to`: that address and the URL's port. Else the first
@@ -482,6 +525,8 @@ async def _hop(
 ) -> None:
     session, pool = route.session, route.pool
     u = hop.url
+    host, port, connect_to = route.target(u)
+    connecting_to(route.sink.trace, u, (host, port), connect_to, route.connect_to is not None)
     conn = await pool.take(u, lambda c: dead(route.sink, c, pool.bundle(u)))
     # curl's pipewait (its -Z default): while a first connection to the origin is being
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
@@ -505,12 +550,16 @@ async def _hop(
             await _paced(route, hop, conn, data, headers)
         finally:
             hop.start = hop.resolved = await _stamp(start)
-        if not (hop.error is not None and hop.first is None and hop.exitcode in (52, 56)):
+        if not died(hop):
             return
-        # curl: "Connection died, retrying a fresh connect" (closed while idle)
+        # curl: "Connection died, retrying a fresh connect" (closed while idle), then the
+        # same URL again through create_conn: its --connect-to lines again
         was = hop.queued, hop.referer
         hop.__init__(hop.url, hop.method)  # type: ignore[misc]
         hop.queued, hop.referer = was
+        info(route.sink.trace, f"Issue another request to this URL: '{u.written}'")
+        connecting_to(route.sink.trace, u, (host, port), connect_to,
+                      route.connect_to is not None)  # fmt: skip
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []
@@ -589,7 +638,8 @@ async def _connect(
             unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
             info(trace, f"Closing connection {number}")
         return
-    info(trace, f"Connected to {host} ({addr}) port {port} (#{number})")
+    shown = "(nil)" if route.names_host(u) else u.host  # (curl 7.88.1's, _Conn.shown)
+    info(trace, f"Connected to {shown} ({addr}) port {port} (#{number})")
     hop.server = server
     if hop.start is None:
         hop.start = stream.started_at
@@ -600,7 +650,7 @@ async def _connect(
     if tls is not None and trace is not None:
         watch_tls(tls.conn, trace, route.cafile)
         tls.stepwise = True
-    conn = _Conn(stream, tls, server, None, number=number, host=u.host)
+    conn = _Conn(stream, tls, server, None, number=number, host=u.host, shown=shown)
     await _paced(route, hop, conn, data, headers, until)
 
 
@@ -726,8 +776,12 @@ async def _over(
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
         hop.error = f"upload: {e}"
         hop.exitcode = 65 if "sent again" in str(e) else 26
+    except UnsupportedVersion as e:  # curl: (1) `HTTP/1.2 200`: nothing written
+        hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
-        hop.error, hop.exitcode = str(e), 61
+        hop.error, hop.exitcode, hop.told = str(e), 61, True
+        if e.curl is not None:  # its -v line (none for a br or zstd stream)
+            info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded

@@ -19,7 +19,7 @@ from packetlab.controller import (
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
 from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
 from packetlab.measure.http_head import HeadLimits, HeadTooLarge
-from packetlab.measure.http_lenient import LenientHeads
+from packetlab.measure.http_lenient import LenientHeads, UnsupportedVersion, supported
 from packetlab.measure.http_message import (
     UPLOAD_WINDOW,
     _expects,
@@ -71,7 +71,7 @@ async def _exchange(
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
-    auth(sink.trace, headers.own, headers.auth_user)
+    auth(sink.trace, headers.own, headers.auth_user, headers.auth_scheme)
     _stamp_sent(hop, _send(conn, request, ntag=True))
     sent_out(sink.trace, request)  # (curl: after the send, as its debug callback)
     if complete and data is not None:
@@ -81,6 +81,7 @@ async def _exchange(
     resp = _Response(hop, sink, follows)
     ended = False  # the server ended the connection (TCP EOF, or TLS close_notify)
     heads = LenientHeads()  # what curl reads and h11 refuses, made h11's
+    counted = [0]  # the body's bytes before the last read
 
     async def next_event(until: float) -> Any:
         nonlocal ended
@@ -88,6 +89,10 @@ async def _exchange(
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as e:
+                low = re.match(rb"(?i)HTTP/\d(?:\.\d)? +(\d{1,3})(?!\d)", bytes(fed))
+                if hop.status is None and low is not None and int(low[1]) < 100:
+                    # curl: (1), nothing written (`HTTP/1.1 20 OK`, `099`: h11 refuses them)
+                    raise UnsupportedVersion("Unsupported response code in HTTP response") from None
                 if hop.status is None:  # curl: the lines before the bad one are the head
                     _bad_head(hop, sink, bytes(fed), e)
                 raise
@@ -102,6 +107,7 @@ async def _exchange(
                 raise
             given = heads.take(plain) if plain else b""
             if given:  # (b"" would tell h11 of the end)
+                counted[0] = hop.body_len  # (curl's bytecount before this read)
                 h.receive_data(given)
             if plain and hop.status is not None:  # curl's DATA_IN: the body's bytes as read
                 resp.wire(plain)
@@ -170,8 +176,9 @@ async def _exchange(
             return await _h2_response(session, hop, conn, deadline, sink, follows, raw,
                                       bytes(leftover), 1, resp.told)  # fmt: skip
         if isinstance(event, h11.Response):
-            if event.http_version == b"1.0":  # curl's %{http_version} "1"
-                resp.hop.version = "1.0"
+            version = supported(event.http_version)  # curl's %{http_version}, or its 1
+            if version != "1.1":  # ("1.1" the default; "2": an `HTTP/2 200` over 1.1)
+                resp.hop.version = version
             resp.head(
                 event.status_code,
                 event.reason.decode("latin-1"),
@@ -192,7 +199,17 @@ async def _exchange(
                 f"the server {hop.server} closed the connection before a complete response"
             )
     resp.end()
-    clean = not h.trailing_data[0] and not ended and not stream.eof  # a close-delimited
+    excess = len(h.trailing_data[0])
+    zero = hop.method == "HEAD" or hop.status in (204, 304)  # (no body, whatever came)
+    if excess and zero and not ended:  # curl: dropped, the connection kept (7.88's)
+        info(sink.trace, f"Excess found: excess = {excess} url = "
+                         f"{hop.url.target.partition('?')[0]} (zero-length body)")  # fmt: skip
+    elif excess and not ended:  # curl: the connection closed, as ours
+        size = next((v.strip() for k, v in hop.headers if k.lower() == "content-length"), "")
+        if size.isdigit():
+            info(sink.trace, f"Excess found in a read: excess = {excess}, size = {size}, "
+                             f"maxdownload = {size}, bytecount = {counted[0]}")  # fmt: skip
+    clean = (not excess or zero) and not ended and not stream.eof  # a close-delimited
     clean = clean and sink.http != "1.0"  # body, or an HTTP/1.0 request (-0): not kept
     return h.our_state is h11.DONE and h.their_state is h11.DONE and clean
 

@@ -86,7 +86,7 @@ async def _exchange_h2(
     if framing.paced and data is not None:  # --limit-rate: this stream's body at its rate
         conn.uploads[sid] = StreamPace(session.reactor, framing.rate)
     if sink.trace is not None:
-        auth(sink.trace, headers.own, headers.auth_user)
+        auth(sink.trace, headers.own, headers.auth_user, headers.auth_scheme)
         h2_request(sink.trace, hop.method, u.scheme, authority, u.target, fields, sid, hop)
     _stamp_sent(hop, _send(conn, frames, ntag=True))
     if sid in conn.uploads:  # its first chunk now (paced: not framed with the head)

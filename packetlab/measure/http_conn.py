@@ -73,7 +73,11 @@ class _Conn:
     uploads: dict[int, StreamPace] = field(default_factory=dict)
     h2_timer: Any = None  # (an IDelayedCall) the next paced chunk's pump
     number: int = 0  # curl's connection id (#N), counted over the run
-    host: str = ""  # the URL's host (curl's "to host HOST left intact")
+    host: str = ""  # the URL's host (curl's "Re-using existing connection #N with host")
+    # curl 7.88.1's name for it in "Connected to" and "to host ... left intact": the
+    # URL's host, or "(nil)" when a --connect-to named a host (its conn_to_host.dispname,
+    # never set in that version: printf's "(nil)" for NULL)
+    shown: str = ""
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []

@@ -14,6 +14,27 @@ def field_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+class GivenValue(str):
+    """A -H field's value that keeps the line as typed (`line`, its bytes), which curl
+    7.88 sends over HTTP/1.1 as it is: `X:v`, `X :v`, `X:\tv` (h11 writes `NAME: VALUE`).
+    Everything else (names compared, HTTP/2) reads it as the plain value it is. A str
+    subclass, not a third tuple member: every filter and copy of the fields keeps it."""
+
+    line: bytes
+
+    def __new__(cls, value: str, line: bytes) -> GivenValue:
+        self = super().__new__(cls, value)
+        self.line = line
+        return self
+
+
+def field_line(name: str, value: str) -> bytes:
+    """A request field's line as curl 7.88 writes it over HTTP/1.1 (no CRLF)."""
+    if isinstance(value, GivenValue):
+        return value.line
+    return field_bytes(name) + b": " + field_bytes(value)
+
+
 def received_text(text: str) -> str:
     """A received field's value (latin-1 str: its bytes one to one) as the text that
     `field_bytes` sends as those same bytes (a Set-Cookie's value sent back as Cookie)."""

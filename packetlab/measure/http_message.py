@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,16 @@ from twisted.internet.defer import Deferred
 
 from packetlab.measure.cookies import CookieJar
 from packetlab.measure.curldate import getdate
-from packetlab.measure.http_fields import field_bytes
+from packetlab.measure.http_auth import offered
+from packetlab.measure.http_decode import (
+    ACCEPT_ENCODING,
+    Decoder,
+    Undecodable,
+    content_codings,
+    decoder,
+    transfer_codings,
+)
+from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -154,9 +162,6 @@ class _Sink:
     cookies: Any = None  # the fetch's `_Cookies`: each response's Set-Cookie as it comes
 
 
-ACCEPT_ENCODING = "deflate, gzip"  # curl 7.88 built without brotli and zstd sends this
-
-
 @dataclass(frozen=True, slots=True)
 class Asked:
     """What curl adds to every request of a transfer (its options, not -H): -A's
@@ -191,6 +196,10 @@ class Asked:
     path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
     bearer: str | None = None  # --oauth2-bearer: `Authorization: Bearer TOKEN`, over -u's
     request_target: str | None = None  # --request-target: every request line's target
+    # -u's scheme (http_auth.SCHEMES): "basic" sent at once; "digest", "anyauth" answer a
+    # 401's challenge with one more request (curl --digest, --anyauth)
+    auth_scheme: str = "basic"
+    tr_encoding: bool = False  # --tr-encoding: ask for a gzip Transfer-Encoding (HTTP/1.x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,55 +213,11 @@ class _Fields:
     custom: list[tuple[str, str]]
     target: str | None = None  # --request-target's, instead of the URL's path and query
     auth_user: str = ""  # -u's (or the URL's) user: curl's -v line for a Bearer names it
+    auth_scheme: str = ""  # "Digest": --digest's first request (no field; curl's -v line)
+    tr_encoding: bool = False  # --tr-encoding: HTTP/1.x's `Connection: TE`, `TE: gzip`
 
 
-_GZIP, _ZLIB, _RAW = 32 + 15, 15, -15  # zlib wbits: gzip, zlib-wrapped deflate, raw
-
-
-class _Undecodable(Exception):
-    """A Content-Encoding that cannot be decoded (curl's 61)."""
-
-
-class _Decoder:
-    """--compressed: a gzip or deflate body decoded as it comes, at most `limit` bytes out
-    (a small body that inflates without bound is refused)."""
-
-    def __init__(self, encoding: str, limit: int, server: str | None = None) -> None:
-        self.encoding, self.limit, self.out = encoding, limit, 0
-        self.server = server
-        self.wbits = _GZIP if encoding in ("gzip", "x-gzip") else _ZLIB
-        self.z = zlib.decompressobj(self.wbits)
-        self.fed = False
-
-    def feed(self, data: bytes, final: bool = False) -> bytes:
-        try:
-            out = self.z.decompress(data, self.limit + 1 - self.out)
-        except zlib.error as e:
-            if self.fed or self.wbits != _ZLIB:
-                raise _Undecodable(f"Content-Encoding {self.encoding}: bad data ({e})") from None
-            self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
-            return self.feed(data, final)
-        self.fed = self.fed or bool(data)
-        if final:
-            out += self.z.flush()
-        self.out += len(out)
-        if self.out > self.limit or self.z.unconsumed_tail:
-            raise _TooMuch(f"decoded body from {self.server} larger than {self.limit} bytes")
-        return out
-
-
-def _decoder(headers: list[tuple[str, str]], limit: int, server: str | None) -> _Decoder | None:
-    codings = [c.strip().lower() for k, v in headers if k.lower() == "content-encoding"
-               for c in v.split(",") if c.strip()]  # fmt: skip
-    codings = [c for c in codings if c != "identity"]
-    if not codings:
-        return None
-    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
-        raise _Undecodable(
-            f"Content-Encoding {', '.join(codings)}: not decoded (gzip and deflate are; "
-            "br and zstd need libraries this install does not have)"
-        )
-    return _Decoder(codings[0], limit, server)
+_Undecodable = Undecodable  # (http.py's name: curl's 61)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +273,7 @@ class _Hop:
     told: bool = False  # its error told to the trace in curl's words already
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
+    auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -346,22 +312,36 @@ def _own(asked: Asked, basic: str | None, compressed: bool, referer: str | None,
     return out
 
 
+_BEFORE_TE = {"authorization", "range", "content-range", "user-agent", "accept"}  # curl's
+
+
 def _request_headers(
-    u: Url, data: Upload | None, fields: _Fields, expect: bool = False
+    u: Url, data: Upload | None, fields: _Fields, expect: bool = False, te: bool = False
 ) -> list[tuple[str, str]]:
     """The request's header fields as curl 7.88 sends them (either framing), in its
     order: Host, its own (`_own`), Transfer-Encoding: chunked for a body of unknown
     length, Cookie, the -H fields (one without a value is not sent: `-H 'NAME:'`
     removes curl's own NAME; `-H 'NAME;'`, EMPTY_FIELD, is sent empty), then a body's
     Content-Length, Content-Type and, over
-    HTTP/1.1 when curl asks it, `Expect: 100-continue`."""
+    HTTP/1.1 when curl asks it, `Expect: 100-continue`. `te` (--tr-encoding, HTTP/1.x
+    alone): curl's `Connection: TE` (a -H Connection's value before it, that field not
+    sent) and `TE: gzip` after Accept, unless a -H TE is given."""
     names = {k.lower() for k, _ in fields.custom}
     req = [] if "host" in names else [("Host", u.authority)]
-    req += fields.own
+    te = te and "te" not in names
+    if te:
+        given = next((v for k, v in fields.custom if k.lower() == "connection"), "")
+        given = "" if given == EMPTY_FIELD else given.strip()
+        at = sum(k.lower() in _BEFORE_TE for k, _ in fields.own)
+        req += [*fields.own[:at], ("Connection", f"{given}, TE" if given else "TE"),
+                ("TE", "gzip"), *fields.own[at:]]  # fmt: skip
+    else:
+        req += fields.own
     if data is not None and data.length is None:
         req.append(("Transfer-Encoding", "chunked"))
     req += fields.cookie
-    req += [(k, "" if v == EMPTY_FIELD else v) for k, v in fields.custom if v]
+    req += [(k, "" if v == EMPTY_FIELD else v) for k, v in fields.custom
+            if v and not (te and k.lower() == "connection")]  # fmt: skip
     if data is not None:
         if data.length is not None:
             req.append(("Content-Length", str(data.length)))
@@ -407,23 +387,25 @@ def _request(
     same write: -d below 64 KiB, no Expect), and whether the body went with it.
     `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
-    headers = _request_headers(u, data, fields, expect)
+    headers = _request_headers(u, data, fields, expect, fields.tr_encoding)
     wire = wire_target(u.target) if fields.target is None else fields.target
     target = wire if wire.isascii() else quote(_raw(wire), safe=_PRINTABLE)  # (h11: ASCII)
+    # a -H Host takes the Host's place, first, as curl's (and h11, which moves it there)
+    headers = sorted(headers, key=lambda f: f[0].lower() != "host")
     hostless = not any(k.lower() == "host" for k, _ in headers)
     if hostless:  # -H 'Host:': none, as curl's; h11 wants one (taken out of its bytes)
         headers = [(_NO_HOST[0], _NO_HOST[1]), *headers]
     sent = [(field_bytes(k), field_bytes(v)) for k, v in headers]  # (h11 takes str as ASCII)
-    # h11 refuses a value with blanks at its ends, which curl sends as given (-A 'ua  '):
-    # h11 writes the trimmed one, each line is then put back as given
+    # h11 refuses a value with blanks at its ends, which curl sends as given (-A 'ua  '),
+    # and writes `NAME: VALUE` where curl sends a -H line as typed (`X:v`): h11 writes
+    # the trimmed fields, each line is then put back as curl's
     trimmed = [(k, v.strip(b" \t")) for k, v in sent]
     out = h.send(h11.Request(method=method, target=target, headers=trimmed))
-    if trimmed != sent:
-        head, sep, rest = out.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        if len(lines) == len(sent) + 1:  # the request line, then each field in order
-            lines[1:] = [k + b": " + v for k, v in sent]
-            out = b"\r\n".join(lines) + sep + rest
+    head, sep, rest = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    wanted = [field_line(k, v) for k, v in headers]
+    if len(lines) == len(sent) + 1 and lines[1:] != wanted:  # the request line, each field
+        out = b"\r\n".join([lines[0], *wanted]) + sep + rest
     if target != wire:  # the query's bytes above 127 as they are, as curl's
         line, sep, rest = out.partition(b"\r\n")
         out = line.replace(b" %s " % target.encode(), b" %s " % _raw(wire), 1) + sep + rest
@@ -470,7 +452,7 @@ class _Response:
         self.body: list[bytes] = []
         self.keep = True
         self.ignore: str | None = None  # -C: "ignore" the body (a 416), "done" (_resumed)
-        self.decoder: _Decoder | None = None
+        self.decoder: Decoder | None = None
         self.told = 0  # header bytes told to the trace already (1xx blocks)
         self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
         self.untold = False  # a redirect's body curl would not read: no DATA_IN for it
@@ -488,7 +470,8 @@ class _Response:
         hop.status, hop.reason, hop.headers, hop.raw_headers = status, reason, headers, raw
         # curl's cookie engine takes a Set-Cookie as it parses it (its -v line before it)
         notes = [] if self.sink.cookies is None else self.sink.cookies.receive(hop.url, headers)
-        self.keep = not (self.follows and hop.location() is not None)
+        retried = status == 401 and hop.auth_retry is not None and offered(headers, hop.auth_retry)
+        self.keep = not ((self.follows and hop.location() is not None) or retried)
         if self.keep and self.sink.resume and hop.method != "HEAD":
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
         if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"
@@ -562,11 +545,15 @@ class _Response:
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink
-        if self.keep and sink.compressed and not hop.body_len and not self.failed:  # (not HEAD)
+        if self.keep and not hop.body_len and not self.failed:  # (not HEAD)
+            # curl 7.88: a Transfer-Encoding's codings always, Content-Encoding's with
+            # --compressed; the transfer ones undone first
+            codings = content_codings(hop.headers) if sink.compressed else []
+            codings = [*codings, *transfer_codings(hop.raw_headers)]
             try:
-                self.decoder = _decoder(hop.headers, sink.max_body, hop.server)
-            except _Undecodable:  # curl: (61), the bytes read counted in size_download
-                hop.body_len += len(data)
+                self.decoder = decoder(codings, sink.max_body, hop.server)
+            except Undecodable as e:  # curl: (61), the bytes read counted in size_download
+                hop.body_len += 0 if e.at_head else len(data)  # (over 5: refused at the head)
                 raise
         if self.ignore == "done":  # curl: not read ("already downloaded")
             return

@@ -56,12 +56,14 @@ def waiting(sink: _Sink, bundle: object) -> None:
     info(sink.trace, "No connections available.")
 
 
-def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
-               address: AddressLike | None, given: bool) -> None:  # fmt: skip
-    """curl's lines before a new connection's "Trying" to `where` (host, port):
-    --connect-to's host and port, and its DNS cache: a --resolve entry, or an address it
-    has connected to before. `given`: http_get's own `connect_to` (curl's --connect-to
-    ::ADDR:)."""
+def connecting_to(trace: Trace | None, u: Url, where: tuple[str, int],
+                  address: AddressLike | None, given: bool) -> None:  # fmt: skip
+    """curl's --connect-to lines for a hop to `where` (host, port), told before it looks
+    for a connection to reuse (url.c's create_conn: parse_connect_to_slist, then
+    ConnectionExists): a reused one, or a dead one closed, comes after them. `given`:
+    http_get's own `connect_to` (curl's --connect-to ::ADDR:)."""
+    if trace is None:
+        return
     if given:
         info(trace, f"Connecting to hostname: {address}")
         return
@@ -70,6 +72,16 @@ def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
         info(trace, f"Connecting to hostname: {host}")
     if port != u.port:
         info(trace, f"Connecting to port: {port}")
+
+
+def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
+               address: AddressLike | None, given: bool) -> None:  # fmt: skip
+    """curl's lines before a new connection's "Trying" to `where` (host, port): its DNS
+    cache, a --resolve entry, or an address it has connected to before (--connect-to's
+    came before the cache was looked in: `connecting_to`)."""
+    if given:
+        return
+    host, port = where
     seen = pool.looked_up
     key = (host.lower(), port)
     if address is not None and (key in seen or host != str(address)):
@@ -88,17 +100,26 @@ def unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: in
         info(trace, hop.error or "")
 
 
+def died(hop: _Hop) -> bool:
+    """Whether a hop over a reused connection failed before any answer came (the server
+    closed it while idle): curl's Curl_retry_request, a fresh connection tried once."""
+    return (hop.reused and hop.error is not None and hop.first is None
+            and hop.exitcode in (52, 56))  # fmt: skip
+
+
 def ended(trace: Trace, hop: _Hop, conn: _Conn) -> None:
     """curl's lines at a transfer's end on a connection: the error (ours, unless told in
     curl's words already), then the connection kept ("left intact") or closed."""
-    if hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
+    if died(hop):  # curl's words; the retry follows (`_hop`)
+        info(trace, "Connection died, retrying a fresh connect (retry count: 1)")
+    elif hop.error is not None and hop.exitcode != 22 and not hop.told:  # (-f's: with the head)
         info(trace, hop.error)
     if conn.active > 0:  # (HTTP/2: other transfers' streams still on it: curl says nothing)
         return
     if conn.broken:
         info(trace, f"Closing connection {conn.number}")
     else:
-        info(trace, f"Connection #{conn.number} to host {conn.host} left intact")
+        info(trace, f"Connection #{conn.number} to host {conn.shown or conn.host} left intact")
 
 
 def close_notify(conn: _Conn) -> None:

@@ -273,12 +273,19 @@ def _message(out: int, version: int, content: int, buf: Any, size: int, ssl: Any
             info(trace, "old SSL session ID is stale, removing")
 
 
-def auth(trace: Trace | None, own: list[tuple[str, str]], user: str = "") -> None:
+def auth(trace: Trace | None, own: list[tuple[str, str]], user: str = "",
+         scheme: str = "") -> None:  # fmt: skip
     """curl's line for -u's credentials (or --oauth2-bearer's token) in a request (its
-    own Authorization field); `user`: -u's or the URL's, which curl names for a Bearer."""
+    own Authorization field); `user`: -u's or the URL's, which curl names for a Bearer;
+    `scheme` "Digest": --digest's first request, which curl tells without a field."""
     if trace is None:
         return
     value = next((v for k, v in own if k == "Authorization"), None)
+    if value is not None and value.startswith("Digest "):
+        value, scheme = None, "Digest"
+    if value is None and scheme:
+        info(trace, f"Server auth using {scheme} with user '{user}'")
+        return
     if value is not None and value.startswith("Basic "):
         from packetlab.measure.http_fields import basic_user
 

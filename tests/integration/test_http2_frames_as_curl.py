@@ -246,9 +246,8 @@ def _run(
 
 
 def _masked(conns: list[Frames]) -> list[Frames]:
-    """The User-Agent's value masked (ours names itself), --compressed's Accept-Encoding
-    as ours (curl's asks for br and zstd too, documented in docs/http.md), -F's boundary
-    (random); what timing moves summed up:
+    """The User-Agent's value masked (ours names itself), -F's boundary (random); what
+    timing moves summed up:
     the SETTINGS ACK (when the server's SETTINGS came) counted at the end, a stream's
     DATA frames (how the windows and reads cut them) one entry where the first was, with
     the bytes, the largest frame and whether END_STREAM came on an empty one."""
@@ -260,9 +259,6 @@ def _masked(conns: list[Frames]) -> list[Frames]:
         for f in frames:
             if f[0] == "HEADERS":
                 fields = [(k, b"*" if k == b"user-agent" else v) for k, v in f[2]]
-                # Debian's curl has brotli and zstd, we decode neither (docs/http.md)
-                fields = [(k, b"deflate, gzip" if v == b"deflate, gzip, br, zstd" else v)
-                          for k, v in fields]  # fmt: skip
                 # -F: the boundary is random (curl's too)
                 fields = [(k, re.sub(rb"boundary=-+[0-9a-f]+", b"boundary=*", v))
                           for k, v in fields]  # fmt: skip

@@ -163,7 +163,8 @@ def test_fail_early_as_curl() -> None:
 
 def test_options_without_effect_are_taken() -> None:
     a = parse("--basic", "--no-keepalive", "--tcp-nodelay", "-N", "-#", "-q", "u")
-    assert a.basic and a.no_keepalive and a.tcp_nodelay and a.no_buffer and a.progress_bar
+    assert a.no_keepalive and a.tcp_nodelay and a.no_buffer and a.progress_bar
+    assert a.auth_schemes == ["basic"]  # (session 25: --digest --basic is either, as curl)
 
 
 def test_json_in_a_config_file() -> None:

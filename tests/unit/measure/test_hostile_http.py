@@ -179,7 +179,7 @@ def test_a_content_length_lie_is_curls_18_with_the_bytes_that_came() -> None:
     assert r.error == "transfer closed with 90 bytes remaining to read"
 
 
-def test_a_head_answered_with_a_body_is_not_reused() -> None:
+def test_a_head_answered_with_a_body_is_dropped_and_reused_as_curl() -> None:
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
     rig, made = serving(lambda t: [(resp, 0.01)])
     pool = Connections()
@@ -187,8 +187,11 @@ def test_a_head_answered_with_a_body_is_not_reused() -> None:
     again = rig.run(http_get(rig.session, "http://192.0.2.80/", connections=pool))
     rig.run(pool.close())
     assert (r.status, r.body_len, r.error) == (200, 0, None)
-    # the body nobody asked for is not taken as the next response
-    assert (again.status, again.body_len, again.reused, len(made)) == (200, 5, False, 2)
+    # the body nobody asked for is not taken as the next response: dropped, and the
+    # connection kept, as curl 7.88.1 ("Excess found: ... (zero-length body)"; until
+    # session 25 ours closed it, which curl does not; bytes that come later make an
+    # idle connection dead: test_bytes_after_a_complete_response_are_not_the_next_response)
+    assert (again.status, again.body_len, again.reused, len(made)) == (200, 5, True, 1)
 
 
 def test_bytes_after_a_complete_response_are_not_the_next_response() -> None:

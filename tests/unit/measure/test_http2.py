@@ -116,7 +116,7 @@ def test_head_include_and_compressed_over_h2(pki: dict[str, Path]) -> None:
     kw: dict[str, Any] = dict(connect_to="192.0.2.80", cafile=str(pki["ca"]))
     r = get(rig, "https://www.test/", compressed=True, keep_body=True, **kw)
     assert (r.body, r.body_len) == (b"x" * 5000, len(packed))
-    assert made[0].requests[0][0]["accept-encoding"] == "deflate, gzip"
+    assert made[0].requests[0][0]["accept-encoding"] == "deflate, gzip, br, zstd"
     r = get(rig, "https://www.test/", head=True, **kw)
     assert (r.status, r.body_len, r.method) == (200, 0, "HEAD")
     assert made[1].requests[0][0][":method"] == "HEAD"
