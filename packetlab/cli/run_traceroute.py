@@ -28,6 +28,31 @@ TRACEROUTE_EPILOG = EPILOG.replace("  pktlab run ping -c 3 -i 0.2 127.0.0.1\n", 
 )
 
 
+# traceroute -M NAME: Butskoy's modules, by the method each is here (-U is its `udp`)
+TRACEROUTE_MODULES = {
+    "default": "udp", "udp": "udp-fixed", "icmp": "icmp", "tcp": "tcp", "udplite": "udplite",
+    "dccp": "dccp",
+}  # fmt: skip
+METHODS_HERE = "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D"
+
+
+def _module(text: str) -> str:
+    """-M NAME (any case, as traceroute's): the method of traceroute's module NAME."""
+    name = text.lower()
+    if name in TRACEROUTE_MODULES:
+        return TRACEROUTE_MODULES[name]
+    if name == "raw":
+        raise argparse.ArgumentTypeError(
+            f"raw (IP packets of any protocol, -P NUM) is not built here: {METHODS_HERE}"
+        )
+    if name == "tcpconn":
+        raise argparse.ArgumentTypeError(
+            f"tcpconn (a connect() per probe, its TTL set by setsockopt) is not a PacketLab "
+            f"socket's: -T sends the same SYNs from a raw socket; {METHODS_HERE}"
+        )
+    raise argparse.ArgumentTypeError(f"Unknown traceroute module {text}")
+
+
 def _sendwait(text: str) -> float:
     """traceroute -z: seconds, or milliseconds when more than 10."""
     value = in_range(float, "-z", 0, 10_000)(text)
@@ -175,6 +200,15 @@ def add_parser(sub: Any) -> None:
         const="dccp",
         help="DCCP-Request probes to one port (-p, default 33434), as traceroute -D (-O "
         "service=NUM: the service code [1885957735])",
+    )
+    proto.add_argument(
+        "-M",
+        "--module",
+        dest="protocol",
+        type=_module,
+        metavar="NAME",
+        help="traceroute's module NAME: default (= -P udp), udp (= -U), icmp (= -I), tcp "
+        "(= -T), udplite (= -UL), dccp (= -D); not raw or tcpconn",
     )
     tr.add_argument(
         "-t",
@@ -341,8 +375,6 @@ def add_parser(sub: Any) -> None:
     refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-M", "--module"),
-         "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D", True),
         (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
     ))  # fmt: skip
     tr.add_argument(

@@ -643,12 +643,31 @@ def test_operands_after_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_module_refusal_names_every_method(capsys: pytest.CaptureFixture[str]) -> None:
-    """traceroute -M: the refusal lists the methods, -UL and -D too (were left out)."""
-    with pytest.raises(SystemExit):
-        parse("traceroute", "-M", "udplite", "10.0.0.1")
-    assert "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D" in (
-        capsys.readouterr().err
-    )
+    """traceroute -M raw and tcpconn: the refusal lists the methods, -UL and -D too (were
+    left out). (-M udplite was refused as well until session 25: now it is -UL.)"""
+    for name in ("raw", "tcpconn"):
+        with pytest.raises(SystemExit):
+            parse("traceroute", "-M", name, "10.0.0.1")
+        assert "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D" in (
+            capsys.readouterr().err
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "method"),
+    [("default", "udp"), ("udp", "udp-fixed"), ("UDP", "udp-fixed"), ("icmp", "icmp"),
+     ("tcp", "tcp"), ("udplite", "udplite"), ("dccp", "dccp")],
+)  # fmt: skip
+def test_module_names_are_traceroutes_methods(name: str, method: str) -> None:
+    """traceroute -M NAME (any case) is the method of its module NAME: `-M udp` is -U."""
+    assert parse("traceroute", "-M", name, "10.0.0.1").protocol == method
+
+
+def test_an_unknown_module_in_traceroutes_words(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse("traceroute", "-M", "foo", "10.0.0.1")
+    assert e.value.code == 2
+    assert capsys.readouterr().err.endswith("Unknown traceroute module foo\n")
 
 
 def test_ping_ip_options_for_warts() -> None:
