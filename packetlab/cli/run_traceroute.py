@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from packetlab.cli import run_traceroute_words as words
 from packetlab.cli.run import EPILOG, Given, add_common, add_version, in_range, refuse
 
 if TYPE_CHECKING:
@@ -53,33 +54,14 @@ def _module(text: str) -> str:
     raise argparse.ArgumentTypeError(f"Unknown traceroute module {text}")
 
 
-def _sendwait(text: str) -> float:
-    """traceroute -z: seconds, or milliseconds when more than 10."""
-    value = in_range(float, "-z", 0, 10_000)(text)
-    return value / 1000 if value > 10 else value
-
-
 class _TracerouteWait(argparse.Action):
     """traceroute -w MAX[,HERE[,NEAR]]: wait up to MAX s for a probe, or HERE times the RTT
-    of an answer from the same hop, NEAR times that of a later hop (0: not)."""
+    of an answer from the same hop, NEAR times that of a later hop (0: not; either not
+    given is 0, as traceroute's: its 5,3,10 only without -w). The value is read by
+    `run_traceroute_words.wait_spec`."""
 
-    def __call__(self, parser: Any, ns: argparse.Namespace, text: Any, opt: Any = None) -> None:
-        parts = str(text).split(",")
-        if len(parts) > 3:
-            raise argparse.ArgumentError(self, f"expected MAX[,HERE[,NEAR]], got {text!r}")
-        try:
-            got = [float(x) for x in parts]
-        except ValueError:
-            raise argparse.ArgumentError(self, f"expected a number, got {text!r}") from None
-        if not 0.001 <= got[0] <= 60 or any(not 0 <= x <= 1000 for x in got[1:]):
-            raise argparse.ArgumentError(
-                self, f"must be 0.001..60 s (HERE, NEAR 0..1000), got {text}"
-            )
-        ns.wait = got[0]
-        if len(got) > 1:
-            ns.here = got[1]
-        if len(got) > 2:
-            ns.near = got[2]
+    def __call__(self, parser: Any, ns: argparse.Namespace, got: Any, opt: Any = None) -> None:
+        ns.wait, ns.here, ns.near = got
 
 
 def _traceroute_operands(args: argparse.Namespace, extra: list[str]) -> bool:
@@ -131,6 +113,7 @@ def add_parser(sub: Any) -> None:
         "-w",
         "--wait",
         action=_TracerouteWait,
+        type=words.wait_spec(tr, ("-w", "--wait")),
         metavar="MAX[,HERE,NEAR]",
         help="as traceroute -w: wait for a probe's answer at most MAX s [5], or HERE times "
         "the RTT of an answer from the same hop [3], NEAR times that of a later hop [10] "
@@ -140,7 +123,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-q",
         "--queries",
-        type=in_range(int, "--queries", 1, 10),
+        type=words.count(tr, ("-q", "--queries"), 1, 10, "no more than 10 probes per hop"),
         default=3,
         action=Given,
         metavar="N",
@@ -416,7 +399,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-f",
         "--first-ttl",
-        type=in_range(int, "--first-ttl", 1, 255),
+        type=words.count(tr, ("-f", "--first-ttl"), 1, 255, "first hop out of range"),
         default=1,
         metavar="N",
         help="TTL of the first probe [default: 1]",
@@ -424,7 +407,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-m",
         "--max-ttl",
-        type=in_range(int, "--max-ttl", 1, 255),
+        type=words.max_ttl(tr, ("-m", "--max-ttl")),
         default=30,
         metavar="N",
         help="largest TTL [default: 30]",
@@ -447,7 +430,7 @@ def add_parser(sub: Any) -> None:
         "-z",
         "--sendwait",
         dest="pace",
-        type=_sendwait,
+        type=words.sendwait(tr, ("-z", "--sendwait")),
         metavar="S",
         help="as traceroute -z: probes S seconds apart, or S ms if S > 10 (= --pace)",
     )

@@ -72,9 +72,13 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["traceroute", "--max-ttl", "0", "x"], "--max-ttl: must be 1..255"),
-        (["traceroute", "--max-ttl", "256", "x"], "--max-ttl: must be 1..255"),
-        (["traceroute", "--first-ttl", "abc", "x"], "--first-ttl: expected a number"),
+        # (traceroute's own words since session 25, as traceroute 2.1.2 says them)
+        (["traceroute", "--max-ttl", "0", "x"], "traceroute: first hop out of range\n"),
+        (["traceroute", "--max-ttl", "256", "x"], "max hops cannot be more than 255"),
+        (
+            ["traceroute", "--first-ttl", "abc", "x"],
+            "Cannot handle `--first-ttl' option with arg `abc' (argc 2)",
+        ),
         (["traceroute", "--wait", "0", "x"], "--wait: must be"),
         (["traceroute", "--sport", "70000", "x"], "--sport: must be 1..65535"),
         (["traceroute", "-4", "-6", "x"], "not allowed with argument"),
@@ -263,7 +267,7 @@ def _fails(args: argparse.Namespace) -> BaseException:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["traceroute", "-f", "9", "-m", "5", "10.0.0.1"], "--first-ttl 9 is above --max-ttl 5"),
+        (["traceroute", "-f", "9", "-m", "5", "10.0.0.1"], "first hop out of range"),  # (its words)
         (["traceroute", "--src", "nope", "10.0.0.1"], "--src 'nope' is not an IP address"),
         (["traceroute", "-N", "2", "--sequential", "10.0.0.1"], "not with --sequential"),
         (["traceroute", "--mda", "-P", "tcp-ack", "10.0.0.1"], "not tcp-ack"),
@@ -397,12 +401,47 @@ def test_ping_exit_status_like_iputils() -> None:
 
 
 def test_traceroute_wait_takes_max_here_near() -> None:
-    """traceroute -w MAX,HERE,NEAR (was: `expected a number` for anything but MAX)."""
+    """traceroute -w MAX,HERE,NEAR (was: `expected a number` for anything but MAX); HERE
+    and NEAR not given are 0, as traceroute's (`-w 2` kept 3,10: a silent hop between
+    two that answered was given up on after 10 RTTs where traceroute waits its 2 s)."""
     a = parse("traceroute", "x")
     assert (a.wait, a.here, a.near) == (5.0, 3.0, 10.0)
     b = parse("traceroute", "-w", "2,0,4", "x")
     assert (b.wait, b.here, b.near) == (2.0, 0.0, 4.0)
-    assert parse("traceroute", "-w", "1.5", "x").wait == 1.5
+    c = parse("traceroute", "-w", "1.5", "x")
+    assert (c.wait, c.here, c.near) == (1.5, 0.0, 0.0)
+    d = parse("traceroute", "-w", "2,3", "x")
+    assert (d.wait, d.here, d.near) == (2.0, 3.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [  # traceroute 2.1.2's stderr for each, status 2 both
+        (["-q", "abc", "x"], "Cannot handle `-q' option with arg `abc' (argc 2)"),
+        (["-n", "-q", "abc", "x"], "Cannot handle `-q' option with arg `abc' (argc 3)"),
+        (["-qabc", "x"], "Cannot handle `-q' option with arg `abc' (argc 1)"),
+        (["-q", "0", "x"], "no more than 10 probes per hop"),
+        (["-q", "11", "x"], "no more than 10 probes per hop"),
+        (["-m", "0", "x"], "first hop out of range"),
+        (["-m", "256", "x"], "max hops cannot be more than 255"),
+        (["-m", "abc", "x"], "Cannot handle `-m' option with arg `abc' (argc 2)"),
+        (["-f", "0", "x"], "first hop out of range"),
+        (["-f", "256", "x"], "first hop out of range"),
+        (["-w", "abc", "x"], "Cannot handle `-w' option with arg `abc' (argc 2)"),
+        (["-w", "1,2,3,4", "x"], "Cannot handle `-w' option with arg `1,2,3,4' (argc 2)"),
+        (["-w", "-1", "x"], "bad wait specifications `-1,0,0' used"),
+        (["-w", "1,-2", "x"], "bad wait specifications `1,-2,0' used"),
+        (["-z", "abc", "x"], "Cannot handle `-z' option with arg `abc' (argc 2)"),
+        (["-z", "-1", "x"], "bad sendtime `-1' specified"),
+    ],
+)
+def test_traceroute_bad_numbers_in_traceroutes_words(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse("traceroute", *argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"pktlab run traceroute: {line}\n"
 
 
 def test_native_spellings_of_source_and_pacing() -> None:
