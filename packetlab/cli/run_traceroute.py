@@ -99,6 +99,10 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(tr, "-s")  # traceroute -s src_addr
+    # traceroute's long names of options ours calls otherwise (--max-hops, --icmp, --tcp
+    # and --udp are with their options; --first, --gateway, --interface... are prefixes
+    # of ours, which argparse takes)
+    tr.add_argument("--source", dest="src", metavar="ADDR", help="= -s, as traceroute's")
     tr.add_argument(
         "packetlen",
         nargs="?",
@@ -153,13 +157,16 @@ def add_parser(sub: Any) -> None:
         "icmp-paris [default: udp]",
     )
     proto.add_argument(
-        "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
-    )
+        "-I", "--icmp", dest="protocol", action="store_const", const="icmp",
+        help="ICMP echo probes",
+    )  # fmt: skip
     proto.add_argument(
-        "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
-    )
+        "-T", "--tcp", dest="protocol", action="store_const", const="tcp",
+        help="TCP SYN probes",
+    )  # fmt: skip
     proto.add_argument(
         "-U",
+        "--udp",
         dest="protocol",
         action="store_const",
         const="udp-fixed",
@@ -407,7 +414,8 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-m",
         "--max-ttl",
-        type=words.max_ttl(tr, ("-m", "--max-ttl")),
+        "--max-hops",
+        type=words.max_ttl(tr, ("-m", "--max-ttl", "--max-hops")),
         default=30,
         metavar="N",
         help="largest TTL [default: 30]",

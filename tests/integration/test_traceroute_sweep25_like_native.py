@@ -1,8 +1,9 @@
 """Session 25's sweep (trace25): `pktlab run traceroute` lines that differed from Butskoy
 traceroute 2.1.2, side by side (root): `-w MAX` alone (traceroute's HERE and NEAR are
 then 0: a silent hop is waited for MAX s), `-M NAME` (traceroute's modules; every `-M`
-was refused) and the words of a bad number (`Cannot handle ...`, `no more than 10
-probes per hop`, `bad wait specifications ...`).
+was refused), its long names `--max-hops`, `--source`, `--icmp`, `--tcp`, `--udp`, and
+the words of a bad number (`Cannot handle ...`, `no more than 10 probes per hop`, `bad
+wait specifications ...`).
 
 The silent hop: r2 sends nothing of its own (its locally made packets, `iif lo`, routed
 to a blackhole in a table of their own) but forwards, so tg answers at TTL 3.
@@ -67,9 +68,14 @@ def test_wait_max_alone_waits_for_a_silent_hop_as_traceroute(
         ["-M", "ICMP"],  # any case
         ["-M", "tcp"],
         ["-M", "default"],
+        ["--max-hops=2"],  # traceroute's long names (were unrecognized)
+        ["--icmp"],
+        ["--tcp"],
+        ["--udp"],
+        ["--source=127.0.0.1"],
     ],
 )
-def test_module_names_as_traceroute(args: list[str]) -> None:
+def test_module_and_long_option_names_as_traceroute(args: list[str]) -> None:
     argv = ["-n", "-q", "1", *args, "127.0.0.1"]
     ours, theirs = pktlab_run("traceroute", *argv), native("traceroute", *argv)
     assert ours.returncode == theirs.returncode == 0, ours.stderr

@@ -702,6 +702,25 @@ def test_module_names_are_traceroutes_methods(name: str, method: str) -> None:
     assert parse("traceroute", "-M", name, "10.0.0.1").protocol == method
 
 
+@pytest.mark.parametrize(
+    ("words", "field", "value"),
+    [
+        (["--max-hops=5"], "max_ttl", 5), (["--source=10.0.0.9"], "src", "10.0.0.9"),
+        (["--icmp"], "protocol", "icmp"), (["--tcp"], "protocol", "tcp"),
+        (["--udp"], "protocol", "udp-fixed"), (["--first=2"], "first_ttl", 2),
+        (["--gateway=10.0.0.7"], "gateways", ["10.0.0.7"]),
+        (["--interface=lo"], "interface", "lo"), (["--flowlabel=5"], "flow_label", 5),
+        (["--sim-queries=2"], "squeries", 2), (["--sendwait=50"], "pace", 0.05),
+        (["--dont-fragment"], "dont_fragment", True), (["--extensions"], "extensions", True),
+        (["--options=info"], "module_options", ["info"]),
+    ],
+)  # fmt: skip
+def test_traceroutes_long_option_names(words: list[str], field: str, value: object) -> None:
+    """traceroute 2.1.2's long names (its --help): --max-hops, --source, --icmp, --tcp and
+    --udp were `unrecognized arguments`; the rest are ours or prefixes of ours."""
+    assert getattr(parse("traceroute", *words, "10.0.0.1"), field) == value
+
+
 def test_an_unknown_module_in_traceroutes_words(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         parse("traceroute", "-M", "foo", "10.0.0.1")
