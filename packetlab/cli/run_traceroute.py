@@ -99,6 +99,7 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(tr, "-s")  # traceroute -s src_addr
+    tr.read_words = words.check_words  # (cli._Parser's hook: traceroute's words first)
     # traceroute's long names of options ours calls otherwise (--max-hops, --icmp, --tcp
     # and --udp are with their options; --first, --gateway, --interface... are prefixes
     # of ours, which argparse takes)

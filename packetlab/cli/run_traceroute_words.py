@@ -112,3 +112,105 @@ def sendwait(parser: argparse.ArgumentParser, flags: Sequence[str]) -> Callable[
         return value / 1000 if value > 10 else value
 
     return parse
+
+
+# traceroute 2.1.2's names of its options' values (its --help), for `requires an
+# argument`: `-q nqueries`, `--sport=num`
+VALUE_NAMES = {
+    "-f": "first_ttl", "-g": "gate,...", "-i": "device", "-m": "max_ttl", "-N": "squeries",
+    "-p": "port", "-t": "tos", "-l": "flow_label", "-w": "MAX,HERE,NEAR", "-q": "nqueries",
+    "-s": "src_addr", "-z": "sendwait", "-M": "name", "-O": "OPTS,...",
+    "--first": "first_ttl", "--gateway": "gate,...", "--interface": "device",
+    "--max-hops": "max_ttl", "--sim-queries": "squeries", "--port": "port", "--tos": "tos",
+    "--flowlabel": "flow_label", "--wait": "MAX,HERE,NEAR", "--queries": "nqueries",
+    "--source": "src_addr", "--sendwait": "sendwait", "--module": "name",
+    "--options": "OPTS,...", "--sport": "num", "--fwmark": "num",
+}  # fmt: skip
+
+
+class CommandLineError(Exception):
+    """traceroute's line for a command line its parser refuses."""
+
+
+def _asks_help(parser: argparse.ArgumentParser, word: str) -> bool:
+    """--help, --version or a prefix of either (argparse prints them)."""
+    found = parser._parse_optional(word) if word.startswith("--") else None
+    action = found[0] if found is not None else None
+    return isinstance(action, argparse._HelpAction | argparse._VersionAction)
+
+
+def _takes_value(action: argparse.Action) -> bool:
+    return action.nargs != 0
+
+
+def _option(parser: argparse.ArgumentParser, word: str, argc: int) -> tuple[bool, bool]:
+    """(whether `word`, an option, takes the next word as its value, whether it is one
+    traceroute's words are known for); CommandLineError for one neither knows."""
+    if word.startswith("--"):
+        found = parser._parse_optional(word)
+        action = found[0] if found else None
+        if action is None:
+            _, eq, value = word.partition("=")
+            arg = f" (with arg `{value}')" if eq else ""
+            raise CommandLineError(f"Bad option `{word}'{arg} (argc {argc})")
+        return _takes_value(action) and "=" not in word, True
+    actions = parser._option_string_actions
+    if word in actions:  # (-UL, -4...)
+        return _takes_value(actions[word]), True
+    for at, char in enumerate(word[1:], start=2):
+        action = actions.get(f"-{char}")
+        if action is None:
+            raise CommandLineError(f"Bad option `-{char}' (argc {argc})")
+        if _takes_value(action):
+            return at == len(word), True  # (-q3: the value in the word; -q: the next one)
+    return False, True
+
+
+def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
+    """traceroute's words for a command line its parser refuses, before argparse reads
+    it (a `cli._Parser`'s `read_words`): an unknown option (``Bad option `-x' (argc
+    2)``), one without its value at the end (``Option `-q' (argc 1) requires an argument:
+    `-q nqueries'``), a third operand (``Extra arg `7' (position 3, argc 3)``) and none
+    (`Specify "host" missing argument.`); one line after `pktlab run traceroute: `, exit
+    2. Anything else is argparse's to judge; `words` come back as they were."""
+    operands, i = 0, 0
+    if not words:  # (traceroute prints its usage: so does argparse)
+        return words
+    try:
+        while i < len(words):
+            word, argc = words[i], i + 1
+            if word in ("-h", "-V") or _asks_help(parser, word):
+                return words
+            if word == "--":
+                rest = words[i + 1 :]
+                if operands + len(rest) > 2:
+                    at = 2 - operands
+                    raise CommandLineError(
+                        f"Extra arg `{rest[at]}' (position 3, argc {i + 2 + at})"
+                    )
+                operands += len(rest)
+                break
+            known = word in parser._option_string_actions  # (-4, -6: not numbers)
+            if word.startswith("-") and len(word) > 1 and (known or not word[1:].isdigit()):
+                takes, _ = _option(parser, word, argc)
+                if takes:
+                    if i + 1 == len(words):
+                        flag = word.partition("=")[0]
+                        name = VALUE_NAMES.get(flag)
+                        if name is None:
+                            return words  # (one of ours: argparse's words)
+                        shown = f"{flag}={name}" if flag.startswith("--") else f"{flag} {name}"
+                        raise CommandLineError(
+                            f"Option `{flag}' (argc {argc}) requires an argument: `{shown}'"
+                        )
+                    i += 1
+            else:
+                operands += 1
+                if operands > 2:
+                    raise CommandLineError(f"Extra arg `{word}' (position {operands}, argc {argc})")
+            i += 1
+        if operands == 0:
+            raise CommandLineError('Specify "host" missing argument.')
+    except CommandLineError as e:
+        parser.exit(USAGE, f"{parser.prog}: {e}\n")
+    return words

@@ -3,7 +3,7 @@ traceroute 2.1.2, side by side (root): `-w MAX` alone (traceroute's HERE and NEA
 then 0: a silent hop is waited for MAX s), `-M NAME` (traceroute's modules; every `-M`
 was refused), its long names `--max-hops`, `--source`, `--icmp`, `--tcp`, `--udp`, and
 the words of a bad number (`Cannot handle ...`, `no more than 10 probes per hop`, `bad
-wait specifications ...`).
+wait specifications ...`) or command line (`Bad option ...`, `Extra arg ...`).
 
 The silent hop: r2 sends nothing of its own (its locally made packets, `iif lo`, routed
 to a blackhole in a table of their own) but forwards, so tg answers at TTL 3.
@@ -95,9 +95,15 @@ def test_module_and_long_option_names_as_traceroute(args: list[str]) -> None:
         ["-w", "-1", "127.0.0.1"],
         ["-w", "1,2,3,4", "127.0.0.1"],
         ["-z", "-1", "127.0.0.1"],
+        ["-n"],  # what argparse read: usage and its own words before session 25
+        ["-n", "-q"],
+        ["--sport"],
+        ["--foo=3", "127.0.0.1"],
+        ["-n", "-x", "127.0.0.1"],
+        ["127.0.0.1", "60", "7"],
     ],
 )
-def test_bad_numbers_in_traceroutes_words(args: list[str]) -> None:
+def test_bad_command_lines_in_traceroutes_words(args: list[str]) -> None:
     """Its line after our `pktlab run traceroute: `, its status (2), nothing else."""
     ours, theirs = pktlab_run("traceroute", *args), native("traceroute", *args)
     assert ours.returncode == theirs.returncode == 2

@@ -674,9 +674,9 @@ def test_operands_after_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert (ping_hosts(args), args.target) == (["10.0.0.2", "10.0.0.3"], "10.0.0.1")
     args = cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100"])
     assert (args.target, args.packetlen, args.numeric) == ("10.0.0.1", "100", True)
-    with pytest.raises(SystemExit):  # a third operand, as traceroute's `Extra arg`
+    with pytest.raises(SystemExit):  # a third operand: traceroute's `Extra arg` (session 25)
         cli_parse(["run", "traceroute", "10.0.0.1", "-n", "100", "7"])
-    assert capsys.readouterr().err.endswith("error: unrecognized arguments: 7\n")
+    assert capsys.readouterr().err.endswith(": Extra arg `7' (position 3, argc 4)\n")
     with pytest.raises(SystemExit):  # an unknown option among them is still named
         cli_parse(["run", "ping", "10.0.0.2", "--bogus", "10.0.0.1"])
 
@@ -719,6 +719,32 @@ def test_traceroutes_long_option_names(words: list[str], field: str, value: obje
     """traceroute 2.1.2's long names (its --help): --max-hops, --source, --icmp, --tcp and
     --udp were `unrecognized arguments`; the rest are ours or prefixes of ours."""
     assert getattr(parse("traceroute", *words, "10.0.0.1"), field) == value
+
+
+@pytest.mark.parametrize(
+    ("words", "line"),
+    [  # traceroute 2.1.2's stderr for each, status 2 both
+        (["-n"], 'Specify "host" missing argument.'),
+        (["-q", "1", "-m", "2", "-n"], 'Specify "host" missing argument.'),
+        (["-q"], "Option `-q' (argc 1) requires an argument: `-q nqueries'"),
+        (["-n", "-q"], "Option `-q' (argc 2) requires an argument: `-q nqueries'"),
+        (["--sport"], "Option `--sport' (argc 1) requires an argument: `--sport=num'"),
+        (["--wait"], "Option `--wait' (argc 1) requires an argument: `--wait=MAX,HERE,NEAR'"),
+        (["--foo=3", "1.2.3.4"], "Bad option `--foo=3' (with arg `3') (argc 1)"),
+        (["-n", "-x", "1.2.3.4"], "Bad option `-x' (argc 2)"),
+        (["-nx", "1.2.3.4"], "Bad option `-x' (argc 1)"),
+        (["1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 3)"),
+        (["-n", "1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 4)"),
+        (["--", "1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 4)"),
+    ],
+)
+def test_traceroute_command_line_errors_in_its_words(
+    words: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse("traceroute", *words)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"pktlab run traceroute: {line}\n"
 
 
 def test_an_unknown_module_in_traceroutes_words(capsys: pytest.CaptureFixture[str]) -> None:
