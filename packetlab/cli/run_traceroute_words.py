@@ -134,7 +134,7 @@ class CommandLineError(Exception):
 
 def _asks_help(parser: argparse.ArgumentParser, word: str) -> bool:
     """--help, --version or a prefix of either (argparse prints them)."""
-    found = parser._parse_optional(word) if word.startswith("--") else None
+    found = parser._parse_optional(word) if word.startswith("--") and word != "--" else None
     action = found[0] if found is not None else None
     return isinstance(action, argparse._HelpAction | argparse._VersionAction)
 
