@@ -166,6 +166,14 @@ def _option(parser: argparse.ArgumentParser, word: str, argc: int) -> tuple[bool
     return False, True
 
 
+def host_not_handled(error: Exception, host: str, argc: int | None) -> str:
+    """traceroute's two lines for a host it cannot resolve: the resolver's, then
+    ``Cannot handle "host" cmdline arg `HOST' on position 1 (argc N)``."""
+    if argc is None:  # (parsed without `check_words`: the resolver's line alone)
+        return str(error)
+    return f'{error}\nCannot handle "host" cmdline arg `{host}\' on position 1 (argc {argc})'
+
+
 def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
     """traceroute's words for a command line its parser refuses, before argparse reads
     it (a `cli._Parser`'s `read_words`): an unknown option (``Bad option `-x' (argc
@@ -183,6 +191,8 @@ def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
                 return words
             if word == "--":
                 rest = words[i + 1 :]
+                if operands == 0 and rest:
+                    parser.set_defaults(_host_argc=i + 2)
                 if operands + len(rest) > 2:
                     at = 2 - operands
                     raise CommandLineError(
@@ -206,6 +216,8 @@ def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
                     i += 1
             else:
                 operands += 1
+                if operands == 1:  # (the host's place, for `Cannot handle "host" ...`)
+                    parser.set_defaults(_host_argc=argc)
                 if operands > 2:
                     raise CommandLineError(f"Extra arg `{word}' (position {operands}, argc {argc})")
             i += 1

@@ -101,6 +101,8 @@ def test_module_and_long_option_names_as_traceroute(args: list[str]) -> None:
         ["--foo=3", "127.0.0.1"],
         ["-n", "-x", "127.0.0.1"],
         ["127.0.0.1", "60", "7"],
+        ["-n", "a..b"],  # the resolver's line, then `Cannot handle "host" ...` (was left out)
+        ["-n", "-6", "-q", "1", "127.0.0.1"],
     ],
 )
 def test_bad_command_lines_in_traceroutes_words(args: list[str]) -> None:

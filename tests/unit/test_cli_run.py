@@ -747,6 +747,25 @@ def test_traceroute_command_line_errors_in_its_words(
     assert capsys.readouterr().err == f"pktlab run traceroute: {line}\n"
 
 
+@pytest.mark.parametrize(
+    ("words", "argc"),
+    [(["a..b"], 1), (["-n", "-6", "-q", "1", "a..b"], 5), (["-n", "--", "a..b"], 3),
+     (["-q", "1", "-n", "a..b", "60"], 4)],
+)  # fmt: skip
+def test_a_host_not_resolved_has_traceroutes_second_line(words: list[str], argc: int) -> None:
+    """traceroute's `Cannot handle "host" cmdline arg `a..b' on position 1 (argc N)`
+    after the resolver's line (left out until session 25); N the host's word's place."""
+    from packetlab.cli.run_traceroute_words import host_not_handled
+
+    args = parse("traceroute", *words)
+    said = host_not_handled(RuntimeError("a..b: Name or service not known"), "a..b",
+                            args._host_argc)  # fmt: skip
+    assert said.splitlines() == [
+        "a..b: Name or service not known",
+        f'Cannot handle "host" cmdline arg `a..b\' on position 1 (argc {argc})',
+    ]
+
+
 def test_an_unknown_module_in_traceroutes_words(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         parse("traceroute", "-M", "foo", "10.0.0.1")
