@@ -143,9 +143,9 @@ def _takes_value(action: argparse.Action) -> bool:
     return action.nargs != 0
 
 
-def _option(parser: argparse.ArgumentParser, word: str, argc: int) -> tuple[bool, bool]:
-    """(whether `word`, an option, takes the next word as its value, whether it is one
-    traceroute's words are known for); CommandLineError for one neither knows."""
+def _option(parser: argparse.ArgumentParser, word: str, argc: int) -> str | None:
+    """The flag of `word` (an option, or short ones run together) that takes the next
+    word as its value, None when none does; CommandLineError for an unknown one."""
     if word.startswith("--"):
         found = parser._parse_optional(word)
         action = found[0] if found else None
@@ -153,17 +153,17 @@ def _option(parser: argparse.ArgumentParser, word: str, argc: int) -> tuple[bool
             _, eq, value = word.partition("=")
             arg = f" (with arg `{value}')" if eq else ""
             raise CommandLineError(f"Bad option `{word}'{arg} (argc {argc})")
-        return _takes_value(action) and "=" not in word, True
+        return word if _takes_value(action) and "=" not in word else None
     actions = parser._option_string_actions
     if word in actions:  # (-UL, -4...)
-        return _takes_value(actions[word]), True
+        return word if _takes_value(actions[word]) else None
     for at, char in enumerate(word[1:], start=2):
         action = actions.get(f"-{char}")
         if action is None:
             raise CommandLineError(f"Bad option `-{char}' (argc {argc})")
-        if _takes_value(action):
-            return at == len(word), True  # (-q3: the value in the word; -q: the next one)
-    return False, True
+        if _takes_value(action):  # (-q3: the value in the word; -q, -nq: the next one)
+            return f"-{char}" if at == len(word) else None
+    return None
 
 
 def host_not_handled(error: Exception, host: str, argc: int | None) -> str:
@@ -202,10 +202,9 @@ def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
                 break
             known = word in parser._option_string_actions  # (-4, -6: not numbers)
             if word.startswith("-") and len(word) > 1 and (known or not word[1:].isdigit()):
-                takes, _ = _option(parser, word, argc)
-                if takes:
+                flag = _option(parser, word, argc)
+                if flag is not None:
                     if i + 1 == len(words):
-                        flag = word.partition("=")[0]
                         name = VALUE_NAMES.get(flag)
                         if name is None:
                             return words  # (one of ours: argparse's words)

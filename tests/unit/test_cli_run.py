@@ -728,6 +728,7 @@ def test_traceroutes_long_option_names(words: list[str], field: str, value: obje
         (["-q", "1", "-m", "2", "-n"], 'Specify "host" missing argument.'),
         (["-q"], "Option `-q' (argc 1) requires an argument: `-q nqueries'"),
         (["-n", "-q"], "Option `-q' (argc 2) requires an argument: `-q nqueries'"),
+        (["-nq"], "Option `-q' (argc 1) requires an argument: `-q nqueries'"),
         (["--sport"], "Option `--sport' (argc 1) requires an argument: `--sport=num'"),
         (["--wait"], "Option `--wait' (argc 1) requires an argument: `--wait=MAX,HERE,NEAR'"),
         (["--foo=3", "1.2.3.4"], "Bad option `--foo=3' (with arg `3') (argc 1)"),
