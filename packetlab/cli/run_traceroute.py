@@ -363,6 +363,12 @@ def add_parser(sub: Any) -> None:
         "Comma-separated or repeated",
     )
     add_version(tr, "traceroute")
+    tr.add_argument(  # (traceroute's long name of -V)
+        "--version",
+        action="version",
+        version=tr._option_string_actions["-V"].version,
+        help="= -V",
+    )
     refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),

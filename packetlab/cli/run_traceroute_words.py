@@ -200,8 +200,7 @@ def check_words(parser: argparse.ArgumentParser, words: list[str]) -> list[str]:
                     )
                 operands += len(rest)
                 break
-            known = word in parser._option_string_actions  # (-4, -6: not numbers)
-            if word.startswith("-") and len(word) > 1 and (known or not word[1:].isdigit()):
+            if word.startswith("-") and len(word) > 1:  # (-5 too: traceroute's Bad option)
                 flag = _option(parser, word, argc)
                 if flag is not None:
                     if i + 1 == len(words):

@@ -737,6 +737,7 @@ def test_traceroutes_long_option_names(words: list[str], field: str, value: obje
         (["1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 3)"),
         (["-n", "1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 4)"),
         (["--", "1.2.3.4", "60", "7"], "Extra arg `7' (position 3, argc 4)"),
+        (["1.2.3.4", "-5"], "Bad option `-5' (argc 2)"),
     ],
 )
 def test_traceroute_command_line_errors_in_its_words(
