@@ -46,6 +46,7 @@ SERIAL = frozenset(
         "test_http_upload_curl_side_by_side.py::test_parallel_as_curl",
         "test_measure_throughput.py",
         "test_pktlab_run.py::test_traceroute_to_a_silent_target_streams_and_gives_up_like_native",
+        "test_traceroute_sweep25_like_native.py::test_wait_max_alone_waits_for_a_silent_hop_as_traceroute",
         "test_reflex_aimd.py",
         "test_reflex_breakdown.py",
         "test_run_interrupts.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from packetlab.cli import run_traceroute_words as words
 from packetlab.cli.run import EPILOG, Given, add_common, add_version, in_range, refuse
 
 if TYPE_CHECKING:
@@ -28,33 +29,39 @@ TRACEROUTE_EPILOG = EPILOG.replace("  pktlab run ping -c 3 -i 0.2 127.0.0.1\n", 
 )
 
 
-def _sendwait(text: str) -> float:
-    """traceroute -z: seconds, or milliseconds when more than 10."""
-    value = in_range(float, "-z", 0, 10_000)(text)
-    return value / 1000 if value > 10 else value
+# traceroute -M NAME: Butskoy's modules, by the method each is here (-U is its `udp`)
+TRACEROUTE_MODULES = {
+    "default": "udp", "udp": "udp-fixed", "icmp": "icmp", "tcp": "tcp", "udplite": "udplite",
+    "dccp": "dccp",
+}  # fmt: skip
+METHODS_HERE = "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D"
+
+
+def _module(text: str) -> str:
+    """-M NAME (any case, as traceroute's): the method of traceroute's module NAME."""
+    name = text.lower()
+    if name in TRACEROUTE_MODULES:
+        return TRACEROUTE_MODULES[name]
+    if name == "raw":
+        raise argparse.ArgumentTypeError(
+            f"raw (IP packets of any protocol, -P NUM) is not built here: {METHODS_HERE}"
+        )
+    if name == "tcpconn":
+        raise argparse.ArgumentTypeError(
+            f"tcpconn (a connect() per probe, its TTL set by setsockopt) is not a PacketLab "
+            f"socket's: -T sends the same SYNs from a raw socket; {METHODS_HERE}"
+        )
+    raise argparse.ArgumentTypeError(f"Unknown traceroute module {text}")
 
 
 class _TracerouteWait(argparse.Action):
     """traceroute -w MAX[,HERE[,NEAR]]: wait up to MAX s for a probe, or HERE times the RTT
-    of an answer from the same hop, NEAR times that of a later hop (0: not)."""
+    of an answer from the same hop, NEAR times that of a later hop (0: not; either not
+    given is 0, as traceroute's: its 5,3,10 only without -w). The value is read by
+    `run_traceroute_words.wait_spec`."""
 
-    def __call__(self, parser: Any, ns: argparse.Namespace, text: Any, opt: Any = None) -> None:
-        parts = str(text).split(",")
-        if len(parts) > 3:
-            raise argparse.ArgumentError(self, f"expected MAX[,HERE[,NEAR]], got {text!r}")
-        try:
-            got = [float(x) for x in parts]
-        except ValueError:
-            raise argparse.ArgumentError(self, f"expected a number, got {text!r}") from None
-        if not 0.001 <= got[0] <= 60 or any(not 0 <= x <= 1000 for x in got[1:]):
-            raise argparse.ArgumentError(
-                self, f"must be 0.001..60 s (HERE, NEAR 0..1000), got {text}"
-            )
-        ns.wait = got[0]
-        if len(got) > 1:
-            ns.here = got[1]
-        if len(got) > 2:
-            ns.near = got[2]
+    def __call__(self, parser: Any, ns: argparse.Namespace, got: Any, opt: Any = None) -> None:
+        ns.wait, ns.here, ns.near = got
 
 
 def _traceroute_operands(args: argparse.Namespace, extra: list[str]) -> bool:
@@ -92,6 +99,11 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(tr, "-s")  # traceroute -s src_addr
+    tr.read_words = words.check_words  # (cli._Parser's hook: traceroute's words first)
+    # traceroute's long names of options ours calls otherwise (--max-hops, --icmp, --tcp
+    # and --udp are with their options; --first, --gateway, --interface... are prefixes
+    # of ours, which argparse takes)
+    tr.add_argument("--source", dest="src", metavar="ADDR", help="= -s, as traceroute's")
     tr.add_argument(
         "packetlen",
         nargs="?",
@@ -106,6 +118,7 @@ def add_parser(sub: Any) -> None:
         "-w",
         "--wait",
         action=_TracerouteWait,
+        type=words.wait_spec(tr, ("-w", "--wait")),
         metavar="MAX[,HERE,NEAR]",
         help="as traceroute -w: wait for a probe's answer at most MAX s [5], or HERE times "
         "the RTT of an answer from the same hop [3], NEAR times that of a later hop [10] "
@@ -115,7 +128,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-q",
         "--queries",
-        type=in_range(int, "--queries", 1, 10),
+        type=words.count(tr, ("-q", "--queries"), 1, 10, "no more than 10 probes per hop"),
         default=3,
         action=Given,
         metavar="N",
@@ -145,13 +158,16 @@ def add_parser(sub: Any) -> None:
         "icmp-paris [default: udp]",
     )
     proto.add_argument(
-        "-I", dest="protocol", action="store_const", const="icmp", help="ICMP echo probes"
-    )
+        "-I", "--icmp", dest="protocol", action="store_const", const="icmp",
+        help="ICMP echo probes",
+    )  # fmt: skip
     proto.add_argument(
-        "-T", dest="protocol", action="store_const", const="tcp", help="TCP SYN probes"
-    )
+        "-T", "--tcp", dest="protocol", action="store_const", const="tcp",
+        help="TCP SYN probes",
+    )  # fmt: skip
     proto.add_argument(
         "-U",
+        "--udp",
         dest="protocol",
         action="store_const",
         const="udp-fixed",
@@ -175,6 +191,15 @@ def add_parser(sub: Any) -> None:
         const="dccp",
         help="DCCP-Request probes to one port (-p, default 33434), as traceroute -D (-O "
         "service=NUM: the service code [1885957735])",
+    )
+    proto.add_argument(
+        "-M",
+        "--module",
+        dest="protocol",
+        type=_module,
+        metavar="NAME",
+        help="traceroute's module NAME: default (= -P udp), udp (= -U), icmp (= -I), tcp "
+        "(= -T), udplite (= -UL), dccp (= -D); not raw or tcpconn",
     )
     tr.add_argument(
         "-t",
@@ -338,11 +363,15 @@ def add_parser(sub: Any) -> None:
         "Comma-separated or repeated",
     )
     add_version(tr, "traceroute")
+    tr.add_argument(  # (traceroute's long name of -V)
+        "--version",
+        action="version",
+        version=tr._option_string_actions["-V"].version,
+        help="= -V",
+    )
     refuse(tr, (
         (("--fwmark",), "SO_MARK is not a PacketLab socket option", True),
         (("-r",), "SO_DONTROUTE is not a PacketLab socket option", False),
-        (("-M", "--module"),
-         "methods are -P udp|icmp|tcp|tcp-ack|udp-paris|icmp-paris, -UL, -D", True),
         (("-d", "--debug"), "SO_DEBUG is not a PacketLab socket option", False),
     ))  # fmt: skip
     tr.add_argument(
@@ -384,7 +413,7 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-f",
         "--first-ttl",
-        type=in_range(int, "--first-ttl", 1, 255),
+        type=words.count(tr, ("-f", "--first-ttl"), 1, 255, "first hop out of range"),
         default=1,
         metavar="N",
         help="TTL of the first probe [default: 1]",
@@ -392,7 +421,8 @@ def add_parser(sub: Any) -> None:
     tr.add_argument(
         "-m",
         "--max-ttl",
-        type=in_range(int, "--max-ttl", 1, 255),
+        "--max-hops",
+        type=words.max_ttl(tr, ("-m", "--max-ttl", "--max-hops")),
         default=30,
         metavar="N",
         help="largest TTL [default: 30]",
@@ -415,7 +445,7 @@ def add_parser(sub: Any) -> None:
         "-z",
         "--sendwait",
         dest="pace",
-        type=_sendwait,
+        type=words.sendwait(tr, ("-z", "--sendwait")),
         metavar="S",
         help="as traceroute -z: probes S seconds apart, or S ms if S > 10 (= --pace)",
     )

@@ -28,7 +28,7 @@ def check_options(args: argparse.Namespace) -> tuple[int | None, int]:
     (`traceroute_shape`). With -A, the whois server resolved (``args.as_whois``), or its
     error kept for the lines to raise (``args.as_whois_error``)."""
     if args.first_ttl > args.max_ttl:
-        raise RunError(f"--first-ttl {args.first_ttl} is above --max-ttl {args.max_ttl}")
+        raise RunError("first hop out of range")  # (traceroute's words)
     mda_limits(args)
     if args.mda and args.protocol not in MDA_METHOD:
         raise RunError(

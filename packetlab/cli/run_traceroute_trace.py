@@ -76,7 +76,13 @@ async def measure_traceroute(
         stop = StopSignal()
     shape = check_options(args)
     link = Link.from_args(args)
-    dst = resolve_target(args.target, args.family, like="traceroute")
+    try:
+        dst = resolve_target(args.target, args.family, like="traceroute")
+    except RunError as e:  # (traceroute's second line after the resolver's)
+        from packetlab.cli.run_traceroute_words import host_not_handled
+
+        argc = getattr(args, "_host_argc", None)
+        raise RunError(host_not_handled(e, args.target, argc)) from None
     args.gateway_addrs = gateways(args.gateways, dst)
     args.tcp_flavor = None
     if args.protocol == "tcp" or args.tcp_spec is not None:

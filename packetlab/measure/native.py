@@ -166,7 +166,7 @@ _NOTE_CODES: dict[str, tuple[ReplyKind, int | None, int | None]] = {
     "!N": (ReplyKind.DEST_UNREACHABLE, 0, 0),
     "!H": (ReplyKind.DEST_UNREACHABLE, 1, 3),
     "!P": (ReplyKind.DEST_UNREACHABLE, 2, None),
-    "!S": (ReplyKind.DEST_UNREACHABLE, 5, 2),
+    "!S": (ReplyKind.DEST_UNREACHABLE, 5, None),  # (IPv6 code 2, beyond scope, is !H)
     "!X": (ReplyKind.DEST_UNREACHABLE, 13, 1),
     "!V": (ReplyKind.DEST_UNREACHABLE, 14, None),
     "!C": (ReplyKind.DEST_UNREACHABLE, 15, None),

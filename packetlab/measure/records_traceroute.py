@@ -88,7 +88,7 @@ class Hop:
             reply_recv_ns=reply_recv_ns,
             reply_ttl=reply.ttl,
             reply_ip_id=reply.ip_id,
-            next_mtu=reply.mtu or None,
+            next_mtu=reply.mtu,  # (0 kept: traceroute prints a router's 0 as `!F-0`)
             icmpext=icmpext,
             tcp_flags=reply.tcp_flags,
         )
@@ -226,10 +226,13 @@ def traceroute_jsonl(result: TracerouteResult, *, meta: bool = False) -> str:
 # -- traceroute-style text --------------------------------------------------------------------
 
 # Butskoy traceroute's annotations for ICMP destination unreachable codes (none: port
-# unreachable, i.e. the destination was reached).
-_V4_UNREACH_NOTE = {0: "!N", 1: "!H", 2: "!P", 5: "!S", 6: "!N", 7: "!H", 9: "!X", 10: "!X"}
-_V4_UNREACH_NOTE |= {11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}
-_V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!S", 3: "!H", 5: "!X", 6: "!X"}
+# unreachable, i.e. the destination was reached); any other code is `!<CODE>`. Checked
+# against traceroute 2.1.2 code by code (tests/integration/icmp_responder.py): IPv4's 8
+# (source host isolated) is `!N`; IPv6's 2 (beyond scope) is `!H`, its 5 and 6 (source
+# policy, reject route) have no name there.
+_V4_UNREACH_NOTE = {0: "!N", 1: "!H", 2: "!P", 5: "!S", 6: "!N", 7: "!H", 8: "!N", 9: "!X"}
+_V4_UNREACH_NOTE |= {10: "!X", 11: "!N", 12: "!H", 13: "!X", 14: "!V", 15: "!C"}
+_V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!H", 3: "!H"}
 
 
 def _other_error(hop: Hop, version: int) -> str | None:
@@ -244,10 +247,17 @@ def _other_error(hop: Hop, version: int) -> str | None:
     return None
 
 
+def _frag_note(hop: Hop) -> str:
+    """`!F-MTU` with the MTU the router gave, 0 too (traceroute prints the kernel's
+    ee_info, which is the ICMP's field as it came); `!F` when it is not known (a record
+    of an older run, or read back without it)."""
+    return "!F" if hop.next_mtu is None else f"!F-{hop.next_mtu}"
+
+
 def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
     """The ``!X`` note traceroute prints after an RTT ('' for none)."""
     if hop.reply_type == ReplyKind.PACKET_TOO_BIG:
-        return f"!F-{hop.next_mtu}" if hop.next_mtu else "!F"
+        return _frag_note(hop)
     v = version or (6 if hop.addr and ":" in hop.addr else 4)
     other = _other_error(hop, v)
     if other is not None:  # (traceroute's `!<TYPE-CODE>` for an error it has no name for)
@@ -257,8 +267,8 @@ def hop_annotation(hop: Hop, *, version: int | None = None) -> str:
     if v == 4:
         if hop.code == ICMP_PORT_UNREACH:
             return ""
-        if hop.code == 4:  # traceroute: with the next-hop MTU when the router gave it
-            return f"!F-{hop.next_mtu}" if hop.next_mtu else "!F"
+        if hop.code == 4:
+            return _frag_note(hop)
         return _V4_UNREACH_NOTE.get(hop.code, f"!<{hop.code}>")
     if hop.code == ICMP6_PORT_UNREACH:
         return ""

@@ -46,6 +46,7 @@ from packetlab.measure.traceroute_probes import (
     make_probe,
     probe_length,
     reply_key,
+    unseen_by_traceroute,
 )
 from packetlab.measure.traceroute_sequential import run_mtu_sequential, run_sequential
 
@@ -220,7 +221,9 @@ async def traceroute(
         tcp, route, coverage, service,
     )  # fmt: skip
 
-    def adopt(reply: Reply) -> Reply:
+    def adopt(reply: Reply) -> Reply | None:
+        if unseen_by_traceroute(reply, method, shape.dont_fragment):
+            return None
         key = reply_key(method, reply, shape, target)
         return reply if key == reply.key else dataclasses.replace(reply, key=key)
 

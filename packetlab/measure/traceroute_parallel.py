@@ -77,7 +77,10 @@ class ParallelRun:
         got = parse_ndata(note)
         if got is None:
             return
-        got = (self.adopt(got[0]), got[1])
+        reply = self.adopt(got[0])
+        if reply is None:  # (traceroute's kernel would not have passed it on)
+            return
+        got = (reply, got[1])
         i = self.table.pop(got[0].key)
         if i is None:  # not ours, or a duplicate
             return

@@ -204,8 +204,30 @@ def reply_key(
     return key
 
 
-# a reply with the key of the probe it answers (`reply_key`), which it is then matched by
-Adopt = Callable[[Reply], Reply]
+# a reply with the key of the probe it answers (`reply_key`), which it is then matched by;
+# None for a reply traceroute never sees (`unseen_by_traceroute`)
+Adopt = Callable[[Reply], Reply | None]
+
+# traceroute's methods whose probes go out of a datagram socket of the kind (Butskoy's
+# udp, -U and -UL modules), whose ICMP errors pass the kernel's udp_err on the way in
+DATAGRAM_METHODS = ("udp", "udp-fixed", "udplite")
+NR_ICMP_UNREACH = 15  # Linux's last IPv4 destination unreachable code
+
+
+def unseen_by_traceroute(reply: Reply, method: str, dont_fragment: bool) -> bool:
+    """True for an ICMP error that Linux drops before traceroute's socket could read it,
+    so that traceroute prints `*` for the probe (checked against traceroute 2.1.2,
+    tests/integration/test_traceroute_icmp_notes_like_native.py): over IPv4, a destination
+    unreachable code past 15 and a "fragment reassembly time exceeded" (icmp_unreach
+    discards them for every socket), and a "fragmentation needed" answering a UDP probe
+    sent without DF (udp_err: the socket's IP_PMTUDISC_DONT takes no error for it)."""
+    if reply.src.version != 4:
+        return False
+    if reply.kind is ReplyKind.DEST_UNREACHABLE and (reply.icmp_code or 0) > NR_ICMP_UNREACH:
+        return True
+    if reply.kind is ReplyKind.TIME_EXCEEDED and reply.icmp_code == 1:
+        return True
+    return too_big(reply) and method in DATAGRAM_METHODS and not dont_fragment
 
 
 def end_of_ttl(probes: list[Probe], i: int) -> int:

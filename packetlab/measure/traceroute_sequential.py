@@ -41,8 +41,9 @@ async def answer_to(
         if note is None:
             return None
         got = parse_ndata(note)
-        if got is not None and adopt(got[0]).key == probe.key:
-            return adopt(got[0]), got[1]
+        reply = adopt(got[0]) if got is not None else None
+        if got is not None and reply is not None and reply.key == probe.key:
+            return reply, got[1]
 
 
 async def run_sequential(

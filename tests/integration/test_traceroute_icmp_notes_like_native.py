@@ -1,0 +1,100 @@
+"""Session 25 (trace25): every ICMP error a router may answer a probe with, as Butskoy
+traceroute 2.1.2 shows it (root): `!S`, `!V`, `!C`, `!<num>`, `!F-0` and the errors
+Linux drops before traceroute reads them (`*`), which no route of Linux's gives (and
+this host has no iptables REJECT): r2 blackholes 10.99.0.0/24 and fd00:99::/64 and
+`icmp_responder.py` in its namespace answers each probe for them with one type and code.
+Each line run by both tools in `ep`, stdout compared with the RTTs masked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from test_pktlab_run import pktlab_run
+from test_run_like_native import beside_native, masked, native
+
+from packetlab.testbed import Testbed
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+HERE = Path(__file__).resolve().parent
+TARGET = {4: "10.99.0.1", 6: "fd00:99::1"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"trace25{os.getpid() % 10000}-", home=False)
+
+
+def notes_testbed(make: Callable[..., Testbed]) -> Testbed:
+    """A 2-router chain; r1 sends 10.99.0.0/24 and fd00:99::/64 to r2, which drops them
+    (blackhole routes: its kernel says nothing, the responder speaks for it)."""
+    tb = make(hops=2)
+    tb.run("r1", ["ip", "route", "add", "10.99.0.0/24", "via", "10.77.2.2"])
+    tb.run("r1", ["ip", "-6", "route", "add", "fd00:99::/64", "via", "fd00:77:2::2"])
+    tb.run("r2", ["ip", "route", "add", "blackhole", "10.99.0.0/24"])
+    tb.run("r2", ["ip", "-6", "route", "add", "blackhole", "fd00:99::/64"])
+    return tb
+
+
+@contextmanager
+def responder(tb: Testbed, version: int, icmp_type: int, code: int, info: int) -> Iterator[None]:
+    prefix = "10.99.0.0/24" if version == 4 else "fd00:99::/64"
+    argv = [str(HERE / "icmp_responder.py"), str(version), prefix, str(icmp_type), str(code)]
+    cmd = ["ip", "netns", "exec", tb.netns_name("r2"), sys.executable, *argv, "60", str(info)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().strip() == "listening", proc.stderr.read()
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+CASES: list[
+    tuple[int, int, int, int, list[str], str]
+] = [  # (version, type, code, info, args, what traceroute 2.1.2 prints at hop 2)
+    (4, 3, 5, 0, [], "10.77.2.2  R ms !S"),
+    (4, 3, 8, 0, [], "10.77.2.2  R ms !N"),  # ours: !<8>
+    (4, 3, 14, 0, ["-I"], "10.77.2.2  R ms !V"),
+    (4, 3, 15, 0, ["-T"], "10.77.2.2  R ms !C"),
+    (4, 3, 16, 0, ["-I"], "*"),  # ours: !<16>
+    (4, 11, 1, 0, [], "*"),  # ours: !<11-1>
+    (4, 3, 4, 1400, [], "*"),  # no DF: the UDP socket takes no error; ours: !F-1400
+    (4, 3, 4, 1400, ["-U"], "*"),
+    (4, 3, 4, 1400, ["-F"], "10.77.2.2  R ms !F-1400"),
+    (4, 3, 4, 0, ["-I"], "10.77.2.2  R ms !F-0"),  # ours: !F
+    (6, 1, 2, 0, [], "fd00:77:2::2  R ms !H"),  # ours: !S
+    (6, 1, 5, 0, ["-I"], "fd00:77:2::2  R ms !<5>"),  # ours: !X
+    (6, 1, 6, 0, [], "fd00:77:2::2  R ms !<6>"),  # ours: !X
+    (6, 2, 0, 0, [], "fd00:77:2::2  R ms !F-0"),  # ours: !F
+    (6, 3, 1, 0, [], "fd00:77:2::2  R ms !<3-1>"),
+]
+
+
+def test_each_icmp_error_as_traceroute_shows_it(testbed_factory: Callable[..., Testbed]) -> None:
+    tb = notes_testbed(testbed_factory)
+    ns, wrong = tb.netns_name("ep"), []
+    for version, icmp_type, code, info, args, hop2 in CASES:
+        argv = ["-n", "-q", "1", "-w", "1", "-m", "3", *args, TARGET[version]]
+        with responder(tb, version, icmp_type, code, info):
+            theirs = native("traceroute", *argv, netns=ns)
+            ours = pktlab_run("traceroute", *argv, netns=ns)
+        assert ours.returncode == theirs.returncode == 0, (argv, ours.stderr)
+        assert masked(theirs.stdout)[2] == f" 2  {hop2}", theirs.stdout  # (traceroute as read)
+        if masked(ours.stdout) != masked(theirs.stdout):
+            wrong.append((icmp_type, code, info, argv, ours.stdout))
+    assert wrong == []

@@ -1,0 +1,130 @@
+"""Each ICMP error as Butskoy traceroute 2.1.2 shows it: its `!` note, or `*` for the
+errors Linux drops before traceroute's socket sees them. The expected notes were read
+from traceroute itself, a router answering every probe with one type and code
+(`tests/integration/icmp_responder.py`; the integration test
+`test_traceroute_icmp_notes_like_native.py` compares them live).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import pytest
+from test_traceroute_fakes import R14, R24, R26, TG4, TG6, RawRig, icmp_packet
+
+from packetlab.measure.records_traceroute import Hop, TracerouteResult, hop_annotation
+from packetlab.measure.replies import ReplyKind
+from packetlab.measure.traceroute import traceroute
+
+
+@pytest.mark.parametrize(
+    ("addr", "kind", "code", "next_mtu", "note"),
+    [
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 8, None, "!N"),  # source host isolated
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 5, None, "!S"),
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 14, None, "!V"),
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 15, None, "!C"),
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 4, 0, "!F-0"),  # a router's MTU of 0
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 4, 1400, "!F-1400"),
+        ("10.0.0.1", ReplyKind.DEST_UNREACHABLE, 4, None, "!F"),  # (not known)
+        ("fd00::1", ReplyKind.DEST_UNREACHABLE, 2, None, "!H"),  # beyond scope
+        ("fd00::1", ReplyKind.DEST_UNREACHABLE, 5, None, "!<5>"),  # source policy
+        ("fd00::1", ReplyKind.DEST_UNREACHABLE, 6, None, "!<6>"),  # reject route
+        ("fd00::1", ReplyKind.DEST_UNREACHABLE, 7, None, "!<7>"),
+        ("fd00::1", ReplyKind.PACKET_TOO_BIG, 0, 0, "!F-0"),
+    ],
+)
+def test_notes_as_traceroute_prints_them(
+    addr: str, kind: ReplyKind, code: int, next_mtu: int | None, note: str
+) -> None:
+    hop = Hop(1, addr, 1.0, kind, code, next_mtu=next_mtu)
+    assert hop_annotation(hop) == note
+
+
+Answer = Callable[[bytes], list[tuple[float, bytes]]]
+
+
+def _r2_says(rig: RawRig, icmp_type: int, code: int, rest: bytes) -> None:
+    """The router at TTL 2 answers every probe with this ICMP error."""
+    original: Answer = rig.endpoint.answers
+
+    def answers(probe: bytes) -> list[tuple[float, bytes]]:
+        v6 = probe[0] >> 4 == 6
+        if (probe[7] if v6 else probe[8]) != 2:
+            return original(probe)
+        src = "fd00:77:1::1" if v6 else "10.77.1.1"
+        return [(0.002, icmp_packet(R26 if v6 else R24, src, icmp_type, code, rest, probe))]
+
+    rig.endpoint.answers = answers  # type: ignore[method-assign]
+
+
+def _trace(
+    icmp_type: int,
+    code: int,
+    rest: bytes = bytes(4),
+    *,
+    v6: bool = False,
+    method: str = "udp",
+    dont_fragment: bool = False,
+) -> TracerouteResult:
+    rig = RawRig([R14, R24, TG4] if not v6 else ["fd00:77:1::2", R26, TG6])
+    _r2_says(rig, icmp_type, code, rest)
+    target = TG6 if v6 else TG4
+    return rig.run(
+        traceroute(
+            rig.session, target, pace=0.0, max_ttl=4, wait=1.0, method=method,
+            dont_fragment=dont_fragment,
+        )
+    )  # fmt: skip
+
+
+def _hop2(result: TracerouteResult) -> tuple[str | None, str]:
+    (hop,) = [h for h in result.hops if h.ttl == 2]
+    return hop.addr, hop_annotation(hop)
+
+
+FRAG_1400 = struct.pack("!HH", 0, 1400)
+
+
+@pytest.mark.parametrize(
+    ("method", "df"),
+    [("udp", False), ("udp-fixed", False), ("udplite", False)],
+)
+def test_fragmentation_needed_to_a_udp_probe_without_df_is_not_seen(method: str, df: bool) -> None:
+    """traceroute's UDP socket (IP_PMTUDISC_DONT) takes no error for it: `2  *`, and the
+    trace goes on to the target."""
+    result = _trace(3, 4, FRAG_1400, method=method, dont_fragment=df)
+    assert _hop2(result) == (None, "")
+    assert result.reached and result.hops[-1].addr == TG4
+
+
+@pytest.mark.parametrize(
+    ("method", "df", "note"),
+    [("udp", True, "!F-1400"), ("icmp", False, "!F-1400"), ("tcp", False, "!F-1400")],
+)
+def test_fragmentation_needed_with_df_or_a_raw_socket_is_shown(
+    method: str, df: bool, note: str
+) -> None:
+    result = _trace(3, 4, FRAG_1400, method=method, dont_fragment=df)
+    assert _hop2(result) == (R24, note)
+    assert not result.reached
+
+
+def test_a_router_mtu_of_zero_is_printed() -> None:
+    assert _hop2(_trace(3, 4, bytes(4), method="icmp")) == (R24, "!F-0")
+    assert _hop2(_trace(2, 0, bytes(4), method="icmp", v6=True)) == (R26, "!F-0")
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp"])
+@pytest.mark.parametrize(("icmp_type", "code"), [(3, 16), (3, 255), (11, 1)])
+def test_errors_linux_drops_are_a_star(method: str, icmp_type: int, code: int) -> None:
+    """An IPv4 unreachable code past 15, a fragment reassembly time exceeded: Linux's
+    icmp_unreach discards them for every socket."""
+    result = _trace(icmp_type, code, method=method)
+    assert _hop2(result) == (None, "")
+
+
+def test_ipv6_reassembly_time_exceeded_and_codes_past_6_are_shown() -> None:
+    assert _hop2(_trace(3, 1, v6=True)) == (R26, "!<3-1>")
+    assert _hop2(_trace(1, 8, v6=True)) == (R26, "!<8>")
