@@ -8,7 +8,9 @@ from test_traceroute_fakes import EP4, TG4, icmp_packet
 from packetlab.measure.ping_notice import PingNotice, parse_notice
 from packetlab.measure.probes import echo_probe
 
-REQUEST = echo_probe(EP4, TG4, ident=0x2222, seq=7).packet
+# A fixed IP ID: the parameters below are part of the test ids, which every xdist
+# worker must collect alike (a random ID made CI's parallel pass fail to collect)
+REQUEST = echo_probe(EP4, TG4, ident=0x2222, seq=7, ip_id=0x189A).packet
 
 
 def _notice(icmp_type: int, code: int, quoted: bytes = REQUEST[:28]) -> bytes:
@@ -34,6 +36,15 @@ def test_a_redirect_about_a_request_is_read() -> None:
         (_notice(5, 1, REQUEST[:20] + bytes(8)), 0x2222, TG4),  # quotes no echo request
         (REQUEST, 0x2222, TG4),
         (b"\x45", 0x2222, TG4),
+    ],
+    ids=[
+        "other-ident",
+        "other-target",
+        "an-error",
+        "quote-cut",
+        "no-echo-quoted",
+        "the-request",
+        "one-byte",
     ],
 )
 def test_anything_else_is_not_a_notice(packet: bytes, ident: int, target: str) -> None:
