@@ -42,7 +42,12 @@ def ends_trace(reply: Reply) -> bool:
     return (
         reply.from_destination
         or reply.kind
-        in (ReplyKind.DEST_UNREACHABLE, ReplyKind.PACKET_TOO_BIG, ReplyKind.PARAM_PROBLEM)
+        in (
+            ReplyKind.DEST_UNREACHABLE,
+            ReplyKind.PACKET_TOO_BIG,
+            ReplyKind.PARAM_PROBLEM,
+            ReplyKind.OTHER_ERROR,
+        )
         or (reply.kind is ReplyKind.TIME_EXCEEDED and bool(reply.icmp_code))
     )
 

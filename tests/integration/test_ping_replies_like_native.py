@@ -123,6 +123,9 @@ def test_crafted_replies_as_iputils_prints_them(
         ("error:4:0:40", "Parameter problem: Wrong header field at 40"),
         ("error:4:2:42", "Parameter problem: Unknown option at 42"),
         ("error:1:4", "Destination unreachable: Port unreachable"),
+        # a type no one assigned: an error all the same (icmp25b; ours ignored it)
+        ("error:99:0", "icmp_seq=1 unknown icmp type: 99"),
+        ("error:100:3:7", "icmp_seq=2 unknown icmp type: 100"),
     ],
 )
 def test_crafted_replies_over_ipv6_as_ping6_prints_them(

@@ -86,9 +86,30 @@ CASES: list[
 
 
 def test_each_icmp_error_as_traceroute_shows_it(testbed_factory: Callable[..., Testbed]) -> None:
-    tb = notes_testbed(testbed_factory)
+    _side_by_side(notes_testbed(testbed_factory), CASES)
+
+
+# Session 25 (icmp25b): an error type no one assigned. IPv6 (below 128): Linux's
+# icmpv6_rcv hands it to the socket as an error, traceroute prints its type and code
+# and stops (ours printed `*` and went on); IPv4: icmp_rcv drops it (`*` in both).
+UNASSIGNED: list[tuple[int, int, int, int, list[str], str]] = [
+    (6, 100, 0, 0, [], "fd00:77:2::2  R ms !<100-0>"),
+    (6, 127, 3, 0, ["-I"], "fd00:77:2::2  R ms !<127-3>"),
+    (6, 5, 1, 0, ["-T"], "fd00:77:2::2  R ms !<5-1>"),
+    (4, 100, 0, 0, [], "*"),
+    (4, 44, 1, 0, ["-I"], "*"),
+]
+
+
+def test_unassigned_error_types_as_traceroute_shows_them(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    _side_by_side(notes_testbed(testbed_factory), UNASSIGNED)
+
+
+def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:
     ns, wrong = tb.netns_name("ep"), []
-    for version, icmp_type, code, info, args, hop2 in CASES:
+    for version, icmp_type, code, info, args, hop2 in cases:
         argv = ["-n", "-q", "1", "-w", "1", "-m", "3", *args, TARGET[version]]
         with responder(tb, version, icmp_type, code, info):
             theirs = native("traceroute", *argv, netns=ns)

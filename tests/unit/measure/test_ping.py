@@ -594,3 +594,23 @@ def test_a_reply_from_another_address_is_a_reply_as_iputils_takes_it() -> None:
     got = [(r.seq, r.addr, r.dup, r.different_address) for r in result.replies]
     assert got[:2] == [(1, elsewhere, False, True), (2, elsewhere, False, True)]
     assert (1, elsewhere, True, True) in got  # its duplicate: from there too
+
+
+@pytest.mark.parametrize("icmp_type", [99, 100, 0])
+def test_an_unassigned_icmpv6_error_is_an_error_as_ping6_counts_it(icmp_type: int) -> None:
+    """Session 25 (icmp25b): an ICMPv6 error of a type no one assigned reaches ping6's error
+    queue (icmpv6_rcv passes any type below 128 on): `From ADDR icmp_seq=1 unknown icmp
+    type: 99`, counted in `+N errors`; ours ignored it. An IPv4 one stays nothing."""
+    rig = RawRig([TG6])
+
+    def unassigned(probe: bytes) -> list[tuple[float, bytes]]:
+        return [(0.0005, icmp_packet(TG6, EP6, icmp_type, 0, bytes(4), probe[:48]))]
+
+    rig.endpoint.answers = unassigned  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG6, count=1, wait=0.5))
+    (e,) = result.errors
+    assert (e.seq, e.addr, e.reply_type) == (1, TG6, "other-error")
+    assert e.describe() == f"unknown icmp type: {icmp_type}"
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, icmp_type or 100, 0, bytes(4))]  # type: ignore[method-assign]
+    assert rig.run(ping(rig.session, TG4, count=1, wait=0.5)).errors == ()

@@ -128,3 +128,25 @@ def test_errors_linux_drops_are_a_star(method: str, icmp_type: int, code: int) -
 def test_ipv6_reassembly_time_exceeded_and_codes_past_6_are_shown() -> None:
     assert _hop2(_trace(3, 1, v6=True)) == (R26, "!<3-1>")
     assert _hop2(_trace(1, 8, v6=True)) == (R26, "!<8>")
+
+
+@pytest.mark.parametrize(("icmp_type", "code"), [(100, 0), (127, 3), (0, 0), (5, 1)])
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp"])
+def test_an_unassigned_icmpv6_error_is_its_type_and_code(
+    method: str, icmp_type: int, code: int
+) -> None:
+    """An ICMPv6 error of a type no one assigned (below 128): Linux's icmpv6_rcv hands it to
+    the socket it quotes as an error, and traceroute 2.1.2 prints `!<100-0>` and stops
+    there (session 25, icmp25b: ours printed `2  *` and went on to the target)."""
+    result = _trace(icmp_type, code, v6=True, method=method)
+    assert _hop2(result) == (R26, f"!<{icmp_type}-{code}>")
+    assert not result.reached and max(h.ttl for h in result.hops) == 2
+    (hop,) = [h for h in result.hops if h.ttl == 2]
+    assert hop.to_dict()["icmp_type"] == icmp_type and hop.reply_type == "other-error"
+    assert Hop.from_dict(hop.to_dict()) == hop
+
+
+def test_an_unassigned_ipv4_type_is_a_star() -> None:
+    """IPv4: Linux's icmp_rcv drops a type it does not know before any socket (as
+    traceroute shows, `2  *`)."""
+    assert _hop2(_trace(100, 0)) == (None, "")
