@@ -48,8 +48,8 @@ class PingNotice:
     def header_dump(self) -> str:
         """iputils -v's pr_iph of the quoted IP header (no newline at the end): its
         16-bit fields as a little-endian host reads them from the wire, as ping prints
-        them (a length of 84 is `5400`); the options' bytes, if any, on a line of their
-        own."""
+        them (a length of 84 is `5400`). Its options (`quoted_options`) are the
+        report's to print, as it prints a reply's."""
         ip = bytes.fromhex(self.quoted)
         if len(ip) < 20:
             return ""
@@ -60,7 +60,11 @@ class PingNotice:
         out += f" {ip[0] >> 4:1x}  {ip[0] & 0x0F:1x}  {ip[1]:02x} {length:04x} {ident:04x}"
         out += f"   {(frag & 0xE000) >> 13:1x} {frag & 0x1FFF:04x}"
         out += f"  {ip[8]:02x}  {ip[9]:02x} {check:04x} {src}  {dst} "
-        return out + (f"\n{ip[20:].hex()}" if len(ip) > 20 else "")
+        return out
+
+    def quoted_options(self) -> bytes:
+        """The IPv4 options of the quoted header (b'' for none)."""
+        return bytes.fromhex(self.quoted)[20:]
 
 
 def parse_notice(data: bytes, ident: int, target: str, recv_ns: int) -> PingNotice | None:

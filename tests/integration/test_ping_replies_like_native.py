@@ -176,13 +176,19 @@ def test_the_requests_data_as_iputils_sends_it(pair: tuple[str, str], args: list
     assert requests[0] == requests[1]
 
 
-def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "options", [[], ["-R"], ["-T", "tsonly"], ["-T", "tsandaddr"], ["-R", "-c", "2", "-i", "0.2"]]
+)
+def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(
+    pair: tuple[str, str], options: list[str]
+) -> None:
     """-v: a redirect's line, then iputils' pr_iph dump of the request it quotes (the
     IP ID and checksum are each run's own; ours' -v also logs on stderr, ping's its
-    socket line)."""
+    socket line). With -R or -T the quoted header carries the option: its bytes on a
+    line of their own (session 25, icmp25b)."""
     near, far = pair
     proc = _responder(far, "error:5:1:167772161")
-    args = ["-c", "1", "-W", "1", "-v", FAR]
+    args = ["-c", "1", "-W", "1", "-v", *options, FAR]  # (a second -c wins)
     try:
         theirs = native("ping", *args, netns=near)
         ours = pktlab_run("ping", *args, netns=near)
@@ -192,7 +198,13 @@ def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]
     assert ours.returncode == theirs.returncode == 1, ours.stderr
 
     def lines(text: str) -> list[str]:
-        return [re.sub(r"5400 \w{4}( .* 01 )\w{4}", r"5400 ID\1CKS", x) for x in masked(text)]
+        dump = r"^( 4  \w  00 \w{4} )\w{4}( .* 01 )\w{4}"  # (pr_iph: the ID, the checksum)
+        stamp = r"\t\d+ absolute"  # (-T: ms since midnight, each run's own)
+        return [re.sub(stamp, "\tT absolute", re.sub(dump, r"\1ID\2CKS", x)) for x in masked(text)]
 
-    assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(theirs.stdout)
-    assert lines(ours.stdout) == lines(theirs.stdout)
+    if not options:
+        assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(
+            theirs.stdout
+        )
+
+    assert lines(ours.stdout) == lines(theirs.stdout), (ours.stdout, theirs.stdout)
