@@ -208,3 +208,44 @@ def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(
         )
 
     assert lines(ours.stdout) == lines(theirs.stdout), (ours.stdout, theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    ("mode", "family", "seen", "layout"),
+    [
+        # a router's MTU below Linux's least (552): the next requests in fragments of
+        # 548 bytes, not of 300 (ours) and once each (ours sent each one twice)
+        ("error:3:4:300", 4, "mtu = 300",
+         [(1028, 0x4000), (548, 0x2000), (500, 66), (548, 0x2000), (500, 66)]),
+        # an IPv6 MTU below 1280: Linux keeps sending whole requests (ours: fragments of
+        # 1000, each twice)
+        ("error:2:0:1000", 6, "Packet too big: mtu=1000", [(1448, 58)] * 3),
+    ],
+)  # fmt: skip
+def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
+    pair: tuple[str, str], mode: str, family: int, seen: str, layout: list[tuple[int, int]]
+) -> None:
+    """Session 25 (icmp25b): requests of 1028/1448 bytes, a router answering each with a
+    "fragmentation needed" / "packet too big" naming an MTU below the least: the wire as
+    ping's, ours first (the native run teaches the namespace's kernel the path MTU)."""
+    near, far = pair
+    src, dst = (NEAR, FAR) if family == 4 else (NEAR6, FAR6)
+    size = "1000" if family == 4 else "1400"
+    proc = _responder(far, mode, family)
+    got: dict[str, list[tuple[int, int]]] = {}
+    try:
+        for name, tool in (("ours", pktlab_run), ("theirs", native)):
+            with captured(near, f"{_tag()}a", f"src host {src}", len(layout)) as packets:
+                ran = tool("ping", "-c", "3", "-i", "0.3", "-s", size, dst, netns=near)
+            assert seen in ran.stdout and "+3 errors" in ran.stdout, (name, ran.stdout)
+            got[name] = [
+                (int.from_bytes(p[2:4], "big"), int.from_bytes(p[6:8], "big"))
+                if family == 4
+                else (40 + int.from_bytes(p[4:6], "big"), p[6])
+                for p in packets
+            ]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert got["theirs"] == layout  # (as ping's kernel sends them)
+    assert got["ours"] == got["theirs"]
