@@ -106,6 +106,17 @@ def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
         ("error:3:16", ["-c", "1", "-W", "1"], "100% packet loss"),
         ("error:3:4:1280", ["-c", "1"], "Frag needed and DF set (mtu = 1280)"),
         ("error:11:2", ["-c", "1"], "Time exceeded, Bad Code: 2"),
+        # errors quoting a request with IP options (-R, -T), with -v (icmp25b)
+        ("error:11:0", ["-c", "2", "-i", "0.2", "-R"], "icmp_seq=2 Time to live exceeded"),
+        ("error:3:1", ["-c", "1", "-v", "-T", "tsonly"], "Destination Host Unreachable"),
+        ("error:3:4:1200", ["-c", "1", "-v", "-R", "-s", "1300"], "(mtu = 1200)"),
+        ("error:12:0:335544320", ["-c", "1", "-R"], "Parameter problem: pointer = 20"),
+        # late replies (icmp25b): after -W, after the next request, between the last
+        # request and the deadline
+        ("delay:1.5", ["-c", "1", "-W", "1"], "100% packet loss"),
+        ("delay:0.7", ["-c", "3", "-i", "0.3", "-W", "1"], "3 received"),
+        ("delay:1.3", ["-c", "2", "-i", "0.5", "-W", "1"], "1 received"),
+        ("delay:1.2", ["-c", "3", "-i", "0.2", "-w", "1"], "0 received"),
     ],
 )  # fmt: skip
 def test_crafted_replies_as_iputils_prints_them(
