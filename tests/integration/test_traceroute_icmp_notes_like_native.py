@@ -46,10 +46,13 @@ def notes_testbed(make: Callable[..., Testbed]) -> Testbed:
 
 
 @contextmanager
-def responder(tb: Testbed, version: int, icmp_type: int, code: int, info: int) -> Iterator[None]:
+def responder(
+    tb: Testbed, version: int, icmp_type: int, code: int, info: int, forged: str = ""
+) -> Iterator[None]:
     prefix = "10.99.0.0/24" if version == 4 else "fd00:99::/64"
     argv = [str(HERE / "icmp_responder.py"), str(version), prefix, str(icmp_type), str(code)]
     cmd = ["ip", "netns", "exec", tb.netns_name("r2"), sys.executable, *argv, "60", str(info)]
+    cmd += [forged] if forged else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -119,3 +122,21 @@ def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], 
         if masked(ours.stdout) != masked(theirs.stdout):
             wrong.append((icmp_type, code, info, argv, ours.stdout))
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("icmp_type", "code", "args"), [(11, 0, []), (11, 0, ["-I"]), (3, 1, []), (11, 0, ["-T"])]
+)
+def test_an_error_from_the_target_itself_as_traceroute_shows_it(
+    testbed_factory: Callable[..., Testbed], icmp_type: int, code: int, args: list[str]
+) -> None:
+    """Session 25 (icmp25b): r2 answers every probe with an error sent from the target's
+    own address (10.99.0.1), as a target would that forwards its own address's packets."""
+    tb = notes_testbed(testbed_factory)
+    ns = tb.netns_name("ep")
+    argv = ["-n", "-q", "1", "-w", "1", "-m", "4", *args, TARGET[4]]
+    with responder(tb, 4, icmp_type, code, 0, forged=TARGET[4]):
+        theirs = native("traceroute", *argv, netns=ns)
+        ours = pktlab_run("traceroute", *argv, netns=ns)
+    assert "10.99.0.1" in theirs.stdout, theirs.stdout
+    assert (ours.returncode, masked(ours.stdout)) == (theirs.returncode, masked(theirs.stdout))

@@ -150,3 +150,23 @@ def test_an_unassigned_ipv4_type_is_a_star() -> None:
     """IPv4: Linux's icmp_rcv drops a type it does not know before any socket (as
     traceroute shows, `2  *`)."""
     assert _hop2(_trace(100, 0)) == (None, "")
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp"])
+@pytest.mark.parametrize("v6", [False, True])
+def test_a_time_exceeded_from_the_target_itself_ends_nothing(method: str, v6: bool) -> None:
+    """Session 25 (icmp25b), beside traceroute 2.1.2 (a responder sending "time exceeded"
+    from the target's address for every probe past hop 1): traceroute prints the target's
+    address at hops 2, 3 and 4 and stops at -m; ours stopped at hop 2."""
+    rig = RawRig([R14, R24, TG4] if not v6 else ["fd00:77:1::2", R26, TG6])
+    target, original = (TG6 if v6 else TG4), rig.endpoint.answers
+
+    def answers(probe: bytes) -> list[tuple[float, bytes]]:
+        if (probe[7] if v6 else probe[8]) < 2:
+            return original(probe)
+        ep = "fd00:77:1::1" if v6 else "10.77.1.1"
+        return [(0.002, icmp_packet(target, ep, 3 if v6 else 11, 0, bytes(4), probe))]
+
+    rig.endpoint.answers = answers  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, target, pace=0.0, max_ttl=4, wait=1.0, method=method))
+    assert [(h.ttl, h.addr) for h in result.hops if h.ttl > 1] == [(t, target) for t in (2, 3, 4)]
