@@ -266,7 +266,12 @@ class PingReport(Report):
     def notice(self, n: PingNotice) -> None:
         """A source quench or redirect about a request: iputils' ``From ADDR: icmp_seq=N
         Source Quench`` (a colon after the address), with -v the IP header it quotes;
-        counted nowhere; not with -q or -f."""
+        counted nowhere; not with -q or -f. With -v, any message of a type past 31:
+        ``From ADDR: Bad ICMP type: 40`` (not in --json)."""
+        if n.seq is None:  # a type past 31: iputils -v's line only (with -q too), not -f
+            if self.verbose and not self.flood and not self.as_json:
+                self._line(f"From {self.shown(n.addr)}: {n.describe()}", n.reply_recv_ns)
+            return
         if self.as_json:
             obj = n.to_dict()
             obj.update(type="notice", dst=self.dst, src=self.src, tool="packetlab")

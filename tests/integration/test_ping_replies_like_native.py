@@ -111,6 +111,10 @@ def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
         ("error:3:1", ["-c", "1", "-v", "-T", "tsonly"], "Destination Host Unreachable"),
         ("error:3:4:1200", ["-c", "1", "-v", "-R", "-s", "1300"], "(mtu = 1200)"),
         ("error:12:0:335544320", ["-c", "1", "-R"], "Parameter problem: pointer = 20"),
+        # an IPv4 type past 31 (icmp25b): -v's `Bad ICMP type: 40`; 7: ping's filter
+        ("error:40:0", ["-c", "1", "-W", "1", "-v"], "From 10.225.0.2: Bad ICMP type: 40"),
+        ("error:100:0", ["-c", "1", "-W", "1"], "100% packet loss"),
+        ("error:7:0", ["-c", "1", "-W", "1", "-v"], "100% packet loss"),
         # late replies (icmp25b): after -W, after the next request, between the last
         # request and the deadline
         ("delay:1.5", ["-c", "1", "-W", "1"], "100% packet loss"),

@@ -564,6 +564,28 @@ def test_ping_v_dumps_a_notices_quoted_header(capsys: pytest.CaptureFixture[str]
     )
 
 
+def test_ping_v_prints_an_icmp_type_past_31_as_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Session 25 (icmp25b): iputils -v's `From ADDR: Bad ICMP type: 40` (with -q too, not
+    with -f); nothing without -v, nothing in --json."""
+    from packetlab.measure.ping_notice import PingNotice
+
+    n = PingNotice(None, "10.225.0.2", 40, 0)
+    for kw, want in (
+        ({"verbose": True}, "From 10.225.0.2: Bad ICMP type: 40\n"),
+        ({"verbose": True, "quiet": True}, "From 10.225.0.2: Bad ICMP type: 40\n"),
+        ({"verbose": True, "flood": True}, ""),
+        ({}, ""),
+    ):
+        r = PingReport(Clock(), False, "10.225.0.2", name=None, count=1, size=56, **kw)
+        r.notice(n)
+        assert capsys.readouterr().out == want, kw
+    j = PingReport(Clock(), True, "10.225.0.2", name=None, count=1, size=56, verbose=True)
+    j.notice(n)
+    assert capsys.readouterr().out == ""
+
+
 def test_ping_v_prints_a_quoted_headers_options_as_iputils(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
