@@ -572,15 +572,19 @@ def test_ping_v_prints_an_icmp_type_past_31_as_iputils(
     from packetlab.measure.ping_notice import PingNotice
 
     n = PingNotice(None, "10.225.0.2", 40, 0)
-    for kw, want in (
-        ({"verbose": True}, "From 10.225.0.2: Bad ICMP type: 40\n"),
-        ({"verbose": True, "quiet": True}, "From 10.225.0.2: Bad ICMP type: 40\n"),
-        ({"verbose": True, "flood": True}, ""),
-        ({}, ""),
+    line = "From 10.225.0.2: Bad ICMP type: 40\n"
+    for verbose, quiet, flood, want in (
+        (True, False, False, line),
+        (True, True, False, line),
+        (True, False, True, ""),
+        (False, False, False, ""),
     ):
-        r = PingReport(Clock(), False, "10.225.0.2", name=None, count=1, size=56, **kw)
+        r = PingReport(
+            Clock(), False, "10.225.0.2", name=None, count=1, size=56, verbose=verbose,
+            quiet=quiet, flood=flood,
+        )  # fmt: skip
         r.notice(n)
-        assert capsys.readouterr().out == want, kw
+        assert capsys.readouterr().out == want, (verbose, quiet, flood)
     j = PingReport(Clock(), True, "10.225.0.2", name=None, count=1, size=56, verbose=True)
     j.notice(n)
     assert capsys.readouterr().out == ""
