@@ -110,6 +110,15 @@ def test_unassigned_error_types_as_traceroute_shows_them(
     _side_by_side(notes_testbed(testbed_factory), UNASSIGNED)
 
 
+def test_mtu_discovery_and_an_ipv6_mtu_below_1280_as_traceroute(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """Session 25 (icmp25b): --mtu, r2 answering "packet too big" naming 1000: Linux
+    ignores it, traceroute prints `!F-1000` and ends; ours went down to `F=68`."""
+    hop2 = "fd00:77:2::2  R ms !F-1000"
+    _side_by_side(notes_testbed(testbed_factory), [(6, 2, 0, 1000, ["--mtu"], hop2)])
+
+
 def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:
     ns, wrong = tb.netns_name("ep"), []
     for version, icmp_type, code, info, args, hop2 in cases:

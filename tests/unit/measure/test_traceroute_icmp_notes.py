@@ -170,3 +170,18 @@ def test_a_time_exceeded_from_the_target_itself_ends_nothing(method: str, v6: bo
     rig.endpoint.answers = answers  # type: ignore[method-assign]
     result = rig.run(traceroute(rig.session, target, pace=0.0, max_ttl=4, wait=1.0, method=method))
     assert [(h.ttl, h.addr) for h in result.hops if h.ttl > 1] == [(t, target) for t in (2, 3, 4)]
+
+
+def test_mtu_discovery_takes_no_ipv6_mtu_below_1280() -> None:
+    """Session 25 (icmp25b), beside traceroute 2.1.2 --mtu: a "packet too big" naming 1000
+    is `2  fd00:77:2::2  0.07 ms !F-1000` and the end (Linux ignores an IPv6 path MTU
+    below 1280); ours went down to 1000, then the plateaus, and printed `F=68 !F-1000`."""
+    rig = RawRig(["fd00:77:1::2", R26, TG6])
+    _r2_says(rig, 2, 0, struct.pack("!I", 1000))
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, max_ttl=4, wait=1.0, mtu_discovery=True,
+                   mtu_hints=(1500,), packetlen=1500)
+    )  # fmt: skip
+    (hop,) = [h for h in result.hops if h.ttl == 2]
+    assert (hop.addr, hop.mtu, hop_annotation(hop)) == (R26, None, "!F-1000")
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1500, 1500]  # (no smaller)
