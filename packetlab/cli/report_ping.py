@@ -12,6 +12,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.report import Report, dumps
+from packetlab.measure.packets import (
+    IPOPT_EOL,
+    IPOPT_LSRR,
+    IPOPT_NOP,
+    IPOPT_RR,
+    IPOPT_SSRR,
+    IPOPT_TS,
+)
+from packetlab.measure.packets_ip_options import ip_timestamps, recorded_route, source_route
 from packetlab.measure.records_ping import (
     PING_TIMING_MIN_SIZE,
     PingError,
@@ -140,11 +149,48 @@ class PingReport(Report):
             total = self.size + 28 + self.options
             self.write(f"PING {who}{frm} {self.size}({total}) bytes of data.")
 
-    def _line(self, line: str, at_ns: int | None) -> None:
+    def _line(self, line: str, at_ns: int | None, end: str = "\n") -> None:
         """A text line, after `[SECONDS.MICROS] ` with -D (the endpoint's time `at_ns`)."""
         if self.timestamps and at_ns is not None:
             line = f"[{at_ns // 1_000_000_000}.{at_ns // 1000 % 1_000_000:06d}] {line}"
-        self.write(line)
+        self.write(line, end)
+
+    def _option_lines(self, options: bytes) -> str:
+        """IPv4 `options` as iputils' pr_options prints them after -v's dump of a quoted
+        header: `\\nNOP` for each NOP, an option's lines as a reply's (`RR:` or, the
+        same route as the last one printed, replies' too, `\\t(same route)`; `TS:`,
+        `LSRR:`), `\\nunknown option N` (hex) for another; up to an EOL or a malformed
+        length, as it walks them."""
+        out, at = "", 0
+        while at < len(options) and options[at] != IPOPT_EOL:
+            if options[at] == IPOPT_NOP:
+                out, at = out + "\nNOP", at + 1
+                continue
+            if at + 1 >= len(options) or not 2 <= options[at + 1] <= len(options) - at:
+                break
+            option = options[at : at + options[at + 1]]
+            at += len(option)
+            if option[0] == IPOPT_RR:
+                out += self._route_lines(recorded_route(option))
+            elif option[0] == IPOPT_TS:
+                stamps = ip_timestamps(option)
+                out += timestamp_lines(stamps, self.shown) if stamps is not None else ""
+            elif option[0] in (IPOPT_LSRR, IPOPT_SSRR):
+                sr = source_route(option)
+                out += source_route_lines(sr, self.shown) if sr is not None else ""
+            else:
+                out += f"\nunknown option {option[0]:x}"
+        return out
+
+    def _route_lines(self, route: tuple[str, ...] | None) -> str:
+        """ping -R's `RR:` lines, or `\\t(same route)` (iputils keeps the last route it
+        printed, a reply's or a quoted request's)."""
+        if not route:
+            return ""
+        if route == self.last_route:
+            return "\t(same route)"
+        self.last_route = route
+        return "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in route)
 
     def sent(self, seq: int, send_ns: int) -> None:
         """A request left: ping -f's dot."""
@@ -194,11 +240,7 @@ class PingReport(Report):
             if self.audible:  # (before -R's lines, as iputils')
                 line += "\a"
             if r.route is not None:  # ping -R, as iputils' pr_options prints it
-                if r.route == self.last_route:
-                    line += "\t(same route)"
-                else:
-                    self.last_route = r.route
-                    line += "\nRR: " + "".join(f"\t{self.shown(a)}\n" for a in r.route)
+                line += self._route_lines(r.route)
             if r.ip_timestamps is not None:  # ping -T
                 line += timestamp_lines(r.ip_timestamps, self.shown)
             if r.source_route is not None:  # ping HOST... TARGET
@@ -224,7 +266,12 @@ class PingReport(Report):
     def notice(self, n: PingNotice) -> None:
         """A source quench or redirect about a request: iputils' ``From ADDR: icmp_seq=N
         Source Quench`` (a colon after the address), with -v the IP header it quotes;
-        counted nowhere; not with -q or -f."""
+        counted nowhere; not with -q or -f. With -v, any message of a type past 31:
+        ``From ADDR: Bad ICMP type: 40`` (not in --json)."""
+        if n.seq is None:  # a type past 31: iputils -v's line only (with -q too), not -f
+            if self.verbose and not self.flood and not self.as_json:
+                self._line(f"From {self.shown(n.addr)}: {n.describe()}", n.reply_recv_ns)
+            return
         if self.as_json:
             obj = n.to_dict()
             obj.update(type="notice", dst=self.dst, src=self.src, tool="packetlab")
@@ -232,7 +279,14 @@ class PingReport(Report):
         elif not self.quiet and not self.flood:
             line = f"From {self.shown(n.addr)}: icmp_seq={n.seq} {n.describe(self.shown)}"
             if self.verbose and n.quoted:  # iputils -v: the quoted header, pr_iph's
-                line += "\n" + n.header_dump()
+                line += "\n" + n.header_dump() + "\n" + self._option_lines(n.quoted_options())
+                # iputils prints nothing after pr_options: a line its options left open
+                # (`NOP`, `(same route)`) runs into what comes next, as there
+                if line.endswith("\n"):
+                    line = line[:-1]
+                else:
+                    self._line(line, n.reply_recv_ns, end="")
+                    return
             self._line(line, n.reply_recv_ns)
 
     def _json(self, r: PingReply) -> None:

@@ -23,11 +23,17 @@ _REDIRECT_WORDS = {
 }
 
 
+# The first ICMP type ping's raw socket filter (ICMP_FILTER, a 32-bit mask) cannot
+# block: iputils -v prints any message of such a type, from anyone, quoting anything
+FIRST_UNFILTERED = 32
+
+
 @dataclass(frozen=True, slots=True)
 class PingNotice:
-    """A source quench or redirect quoting echo request `seq`, from `addr`."""
+    """A source quench or redirect quoting echo request `seq`, from `addr`; or (`seq`
+    None) any ICMP message of a type from 32 on, which ping -v prints as `Bad ICMP type`."""
 
-    seq: int
+    seq: int | None
     addr: str
     icmp_type: int
     code: int
@@ -42,14 +48,16 @@ class PingNotice:
         """iputils' words (pr_icmph), the gateway as `shown` names it."""
         if self.icmp_type == SOURCE_QUENCH:
             return "Source Quench"
+        if self.icmp_type != REDIRECT:
+            return f"Bad ICMP type: {self.icmp_type}"
         words = _REDIRECT_WORDS.get(self.code, f"Redirect, Bad Code: {self.code}")
         return f"{words}(New nexthop: {shown(self.gateway or '0.0.0.0')})"
 
     def header_dump(self) -> str:
         """iputils -v's pr_iph of the quoted IP header (no newline at the end): its
         16-bit fields as a little-endian host reads them from the wire, as ping prints
-        them (a length of 84 is `5400`); the options' bytes, if any, on a line of their
-        own."""
+        them (a length of 84 is `5400`). Its options (`quoted_options`) are the
+        report's to print, as it prints a reply's."""
         ip = bytes.fromhex(self.quoted)
         if len(ip) < 20:
             return ""
@@ -60,15 +68,23 @@ class PingNotice:
         out += f" {ip[0] >> 4:1x}  {ip[0] & 0x0F:1x}  {ip[1]:02x} {length:04x} {ident:04x}"
         out += f"   {(frag & 0xE000) >> 13:1x} {frag & 0x1FFF:04x}"
         out += f"  {ip[8]:02x}  {ip[9]:02x} {check:04x} {src}  {dst} "
-        return out + (f"\n{ip[20:].hex()}" if len(ip) > 20 else "")
+        return out
+
+    def quoted_options(self) -> bytes:
+        """The IPv4 options of the quoted header (b'' for none)."""
+        return bytes.fromhex(self.quoted)[20:]
 
 
 def parse_notice(data: bytes, ident: int, target: str, recv_ns: int) -> PingNotice | None:
     """`data` (an IPv4 packet) as a source quench or redirect about one of our echo
-    requests (identifier `ident`, to `target`), as iputils matches them; else None."""
+    requests (identifier `ident`, to `target`), as iputils matches them, or as an ICMP
+    message of a type its filter lets through unasked (32 on); else None."""
     if len(data) < 20 or data[0] >> 4 != 4 or data[9] != 1:
         return None
     icmp = data[(data[0] & 0x0F) * 4 :]
+    if len(icmp) >= 8 and icmp[0] >= FIRST_UNFILTERED:  # (whatever it quotes, if anything)
+        src = str(ipaddress.IPv4Address(data[12:16]))
+        return PingNotice(None, src, icmp[0], icmp[1], reply_recv_ns=recv_ns)
     if len(icmp) < 8 + 20 + 8 or icmp[0] not in (SOURCE_QUENCH, REDIRECT):
         return None
     quoted = icmp[8:]

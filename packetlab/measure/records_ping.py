@@ -206,7 +206,7 @@ class PingError:
         if self.icmp_type == 4:  # ping6's words, then the pointer ("at N")
             what = {0: "Wrong header field", 1: "Unknown header", 2: "Unknown option"}
             return f"Parameter problem: {what.get(c, f'code {c}')} at {self.pointer or 0}"
-        return f"Bad ICMP type: {self.icmp_type}"
+        return f"unknown icmp type: {self.icmp_type}"  # ping6's print_icmp, an unassigned type
 
 
 _V4_UNREACH_WORDS = {

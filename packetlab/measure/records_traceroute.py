@@ -54,6 +54,9 @@ class Hop:
     # (`packetlab.measure.icmpext`); traceroute -e prints them
     icmpext: IcmpExt | None = None
     tcp_flags: int | None = None  # of a TCP reply (SYN-ACK, RST): traceroute -T -O info
+    # the ICMP type of an error no one assigned (reply_type "other-error", `!<TYPE-CODE>`);
+    # None for every other reply, whose type reply_type tells
+    icmp_type: int | None = None
 
     @classmethod
     def from_reply(
@@ -91,6 +94,7 @@ class Hop:
             next_mtu=reply.mtu,  # (0 kept: traceroute prints a router's 0 as `!F-0`)
             icmpext=icmpext,
             tcp_flags=reply.tcp_flags,
+            icmp_type=reply.icmp_type if reply.kind is ReplyKind.OTHER_ERROR else None,
         )
 
     @classmethod
@@ -98,10 +102,10 @@ class Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields; `mtu`, `next_mtu` and `icmpext` only when set (traceroute --mtu, !F,
-        extensions)."""
+        """The fields; `mtu`, `next_mtu`, `icmpext`, `tcp_flags` and `icmp_type` only when
+        set (traceroute --mtu, !F, extensions, TCP replies, an unassigned ICMPv6 error)."""
         out = asdict(self)
-        for key in ("mtu", "next_mtu", "icmpext", "tcp_flags"):
+        for key in ("mtu", "next_mtu", "icmpext", "tcp_flags", "icmp_type"):
             if out[key] is None:
                 del out[key]
         if "icmpext" in out:
@@ -238,8 +242,11 @@ _V6_UNREACH_NOTE = {0: "!N", 1: "!X", 2: "!H", 3: "!H"}
 def _other_error(hop: Hop, version: int) -> str | None:
     """traceroute's ``!<TYPE-CODE>`` for an ICMP error other than time exceeded in
     transit and destination unreachable (a parameter problem: a target without DCCP
-    answers IPv6 probes so; a reassembly time exceeded); None for those two."""
+    answers IPv6 probes so; a reassembly time exceeded; an ICMPv6 error of a type no one
+    assigned, which Linux passes on); None for those two."""
     code = hop.code or 0
+    if hop.reply_type == ReplyKind.OTHER_ERROR:  # (its type is kept for this: 0..127)
+        return f"!<{hop.icmp_type if hop.icmp_type is not None else '?'}-{code}>"
     if hop.reply_type == ReplyKind.PARAM_PROBLEM:
         return f"!<{12 if version == 4 else 4}-{code}>"
     if hop.reply_type == ReplyKind.TIME_EXCEEDED and code:

@@ -4,6 +4,8 @@
 
 * ICMP/ICMPv6 time exceeded, destination unreachable, packet too big, parameter problem:
   the quoted probe header gives the key;
+* an ICMPv6 error of a type no one assigned (below 128): `ReplyKind.OTHER_ERROR`, keyed
+  as the others (IPv4's unassigned types are not: Linux's icmp_rcv tells no socket of them);
 * ICMP/ICMPv6 echo reply: identifier and sequence give the key;
 * TCP SYN-ACK or RST from the target of a SYN probe: ports and ``ack - 1`` give the key;
   a RST without ACK (the answer to an ACK probe): ports and its ``seq``.
@@ -69,6 +71,10 @@ class ReplyKind(enum.StrEnum):
     TCP_SYNACK = "tcp-synack"
     TCP_RST = "tcp-rst"
     DCCP = "dccp"  # the target's DCCP packet (a Reset, or a Response) to a DCCP-Request
+    # An ICMPv6 error of a type no one assigned (0, 5..127; `icmp_type` tells which):
+    # Linux's icmpv6_rcv passes any type below 128 to the socket it quotes, as an error,
+    # so traceroute prints `!<TYPE-CODE>` and ping6 `unknown icmp type: TYPE` for it
+    OTHER_ERROR = "other-error"
 
 
 _ICMP4_ERRORS = {
@@ -82,6 +88,8 @@ _ICMP6_ERRORS = {
     ICMP6_PACKET_TOO_BIG: ReplyKind.PACKET_TOO_BIG,
     ICMP6_PARAM_PROBLEM: ReplyKind.PARAM_PROBLEM,
 }
+# ICMPv6 types from 128 on are informational (RFC 4443 2.1), those below errors
+_ICMP6_INFO_TYPES = 128
 # The errors traceroute -e looks for extensions in (RFC 4884 names these, not "too big").
 _EXT4_TYPES = (ICMP_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM)
 _EXT6_TYPES = (ICMP6_TIME_EXCEEDED, ICMP6_DEST_UNREACH)
@@ -233,6 +241,8 @@ def _parse_icmp(
         key = ProbeKey(proto, src, ident, 0, seq)
         return Reply(ReplyKind.ECHO_REPLY, src, dst, key, ttl, size, icmp_type, code, ip_id=ip_id)
     kind = (_ICMP6_ERRORS if v6 else _ICMP4_ERRORS).get(icmp_type)
+    if kind is None and v6 and icmp_type < _ICMP6_INFO_TYPES:
+        kind = ReplyKind.OTHER_ERROR
     if kind is None:
         raise NotAReply(f"ICMP{'v6' if v6 else ''} type {icmp_type} is not a reply to a probe")
     mtu: int | None = None

@@ -38,11 +38,20 @@ def ends_trace(reply: Reply) -> bool:
     # The destination answered (port unreachable), or a router says it cannot get there
     # (!H, !N, !X..., or ICMPv6 "packet too big": !F), or any other error but a time
     # exceeded in transit (traceroute's final `!<TYPE-CODE>`, e.g. a parameter
-    # problem): further TTLs would only repeat that.
+    # problem): further TTLs would only repeat that. A time exceeded in transit ends
+    # nothing, even from the target's own address (a host forwarding packets for its
+    # address: traceroute 2.1.2 goes on, hop after hop, as it reads only the error).
+    if reply.kind is ReplyKind.TIME_EXCEEDED and not reply.icmp_code:
+        return False
     return (
         reply.from_destination
         or reply.kind
-        in (ReplyKind.DEST_UNREACHABLE, ReplyKind.PACKET_TOO_BIG, ReplyKind.PARAM_PROBLEM)
+        in (
+            ReplyKind.DEST_UNREACHABLE,
+            ReplyKind.PACKET_TOO_BIG,
+            ReplyKind.PARAM_PROBLEM,
+            ReplyKind.OTHER_ERROR,
+        )
         or (reply.kind is ReplyKind.TIME_EXCEEDED and bool(reply.icmp_code))
     )
 

@@ -3,12 +3,14 @@ code, as a router would that had no other way to say it: `!S`, `!V`, `!C`, `!<nu
 `!<type-code>` and `!F-0` cannot be had from Linux's routes (and this host has no
 iptables for REJECT), so traceroute's notes for them are tested against this.
 
-``python icmp_responder.py 4|6 PREFIX TYPE CODE SECONDS [INFO]``, run in a router's
+``python icmp_responder.py 4|6 PREFIX TYPE CODE SECONDS [INFO [FROM]]``, run in a router's
 namespace whose route to PREFIX is a blackhole (its kernel then says nothing itself): an
 AF_PACKET socket sees each packet coming in for PREFIX, a raw ICMP socket answers it to
 its source, quoting it as Linux quotes (576 bytes in all over IPv4, 1280 over IPv6); INFO
 is the 32-bit word after the checksum (the MTU of "fragmentation needed" in its low 16
-bits; 0 by default). Prints ``listening``; stops after SECONDS or on SIGTERM.
+bits; 0 by default); FROM (IPv4) the source address to answer from (IP_HDRINCL: e.g.
+the probe's destination, a "time exceeded" from the target itself). Prints
+``listening``; stops after SECONDS or on SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     prefix = ipaddress.ip_network(sys.argv[2])
     icmp_type, code, seconds = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
     info = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    forged = socket.inet_aton(sys.argv[7]) if len(sys.argv) > 7 else None
     sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
     sniff.settimeout(0.5)
     if version == 4:
@@ -67,6 +70,13 @@ def main() -> None:
         head = struct.pack("!BBHI", icmp_type, code, 0, info) + packet[:room]
         if version == 4:
             head = head[:2] + struct.pack("!H", checksum(head)) + head[4:]
+        if forged is not None:  # (the kernel fills in the IP checksum and ID)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(head), 0, 0, 64, 1, 0,
+                             forged, src)  # fmt: skip
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            raw.sendto(ip + head, (str(ipaddress.ip_address(src)), 0))
+            raw.close()
+            continue
         out.sendto(head, (str(ipaddress.ip_address(src)), 0))
 
 

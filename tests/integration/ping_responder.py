@@ -11,7 +11,8 @@ right one), seq:N (first a reply to seq + N, then the right one), stamp (the pay
 first 16 bytes, the sender's timeval, zeroed),
 error:TYPE:CODE[:WORD] (an ICMP error quoting the request, its 4 bytes after the checksum
 WORD, an integer: a redirect's gateway, a "frag needed"'s MTU, a parameter problem's
-pointer), from:ADDR (the reply from ADDR instead).
+pointer), from:ADDR (the reply from ADDR instead), delay:S (each reply S seconds late;
+IPv4 and IPv6).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+import threading
 
 
 def checksum(data: bytes) -> int:
@@ -84,6 +86,9 @@ def main(mode: str, family: str = "4") -> None:
             raw.close()
             continue
         for a in answers:
+            if name == "delay":  # (a timer each: the next request is answered on time)
+                threading.Timer(float(arg), sock.sendto, (a, (src, 0))).start()
+                continue
             sock.sendto(a, (src, 0))
 
 
@@ -94,7 +99,7 @@ def icmp_error(kind: int, code: int, word: int, quoted: bytes) -> bytes:
 
 
 def main6(mode: str) -> None:
-    """IPv6 (the kernel fills in ICMPv6 checksums): echo, corrupt, short:N, dup, and
+    """IPv6 (the kernel fills in ICMPv6 checksums): echo, corrupt, short:N, dup, delay:S and
     error:TYPE:CODE[:WORD] quoting as much of the request as fits 1280 bytes. A raw
     ICMPv6 socket has no IPv6 header, so the quote is rebuilt from what it tells."""
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -125,6 +130,9 @@ def main6(mode: str) -> None:
             quoted = (head + icmp)[: 1280 - 48]
             answers = [struct.pack("!BBHI", int(kind), int(code), 0, int(word or 0)) + quoted]
         for a in answers:
+            if name == "delay":
+                threading.Timer(float(arg), sock.sendto, (a, addr)).start()
+                continue
             sock.sendto(a, addr)
 
 

@@ -106,6 +106,21 @@ def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
         ("error:3:16", ["-c", "1", "-W", "1"], "100% packet loss"),
         ("error:3:4:1280", ["-c", "1"], "Frag needed and DF set (mtu = 1280)"),
         ("error:11:2", ["-c", "1"], "Time exceeded, Bad Code: 2"),
+        # errors quoting a request with IP options (-R, -T), with -v (icmp25b)
+        ("error:11:0", ["-c", "2", "-i", "0.2", "-R"], "icmp_seq=2 Time to live exceeded"),
+        ("error:3:1", ["-c", "1", "-v", "-T", "tsonly"], "Destination Host Unreachable"),
+        ("error:3:4:1200", ["-c", "1", "-v", "-R", "-s", "1300"], "(mtu = 1200)"),
+        ("error:12:0:335544320", ["-c", "1", "-R"], "Parameter problem: pointer = 20"),
+        # an IPv4 type past 31 (icmp25b): -v's `Bad ICMP type: 40`; 7: ping's filter
+        ("error:40:0", ["-c", "1", "-W", "1", "-v"], "From 10.225.0.2: Bad ICMP type: 40"),
+        ("error:100:0", ["-c", "1", "-W", "1"], "100% packet loss"),
+        ("error:7:0", ["-c", "1", "-W", "1", "-v"], "100% packet loss"),
+        # late replies (icmp25b): after -W, after the next request, between the last
+        # request and the deadline
+        ("delay:1.5", ["-c", "1", "-W", "1"], "100% packet loss"),
+        ("delay:0.7", ["-c", "3", "-i", "0.3", "-W", "1"], "3 received"),
+        ("delay:1.3", ["-c", "2", "-i", "0.5", "-W", "1"], "1 received"),
+        ("delay:1.2", ["-c", "3", "-i", "0.2", "-w", "1"], "0 received"),
     ],
 )  # fmt: skip
 def test_crafted_replies_as_iputils_prints_them(
@@ -123,6 +138,9 @@ def test_crafted_replies_as_iputils_prints_them(
         ("error:4:0:40", "Parameter problem: Wrong header field at 40"),
         ("error:4:2:42", "Parameter problem: Unknown option at 42"),
         ("error:1:4", "Destination unreachable: Port unreachable"),
+        # a type no one assigned: an error all the same (icmp25b; ours ignored it)
+        ("error:99:0", "icmp_seq=1 unknown icmp type: 99"),
+        ("error:100:3:7", "icmp_seq=2 unknown icmp type: 100"),
     ],
 )
 def test_crafted_replies_over_ipv6_as_ping6_prints_them(
@@ -173,13 +191,19 @@ def test_the_requests_data_as_iputils_sends_it(pair: tuple[str, str], args: list
     assert requests[0] == requests[1]
 
 
-def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "options", [[], ["-R"], ["-T", "tsonly"], ["-T", "tsandaddr"], ["-R", "-c", "2", "-i", "0.2"]]
+)
+def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(
+    pair: tuple[str, str], options: list[str]
+) -> None:
     """-v: a redirect's line, then iputils' pr_iph dump of the request it quotes (the
     IP ID and checksum are each run's own; ours' -v also logs on stderr, ping's its
-    socket line)."""
+    socket line). With -R or -T the quoted header carries the option: its bytes on a
+    line of their own (session 25, icmp25b)."""
     near, far = pair
     proc = _responder(far, "error:5:1:167772161")
-    args = ["-c", "1", "-W", "1", "-v", FAR]
+    args = ["-c", "1", "-W", "1", "-v", *options, FAR]  # (a second -c wins)
     try:
         theirs = native("ping", *args, netns=near)
         ours = pktlab_run("ping", *args, netns=near)
@@ -189,7 +213,58 @@ def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(pair: tuple[str, str]
     assert ours.returncode == theirs.returncode == 1, ours.stderr
 
     def lines(text: str) -> list[str]:
-        return [re.sub(r"5400 \w{4}( .* 01 )\w{4}", r"5400 ID\1CKS", x) for x in masked(text)]
+        dump = r"^( 4  \w  00 \w{4} )\w{4}( .* 01 )\w{4}"  # (pr_iph: the ID, the checksum)
+        # (-T: ms since midnight, each run's own; the next stamp's delta 0 or 1 ms)
+        stamps = [(r"\t\d+ absolute", "\tT absolute"), (r"\t\d+$", "\tD")]
+        out = [re.sub(dump, r"\1ID\2CKS", x) for x in masked(text)]
+        for pattern, mask in stamps:
+            out = [re.sub(pattern, mask, x) for x in out]
+        return out
 
-    assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(theirs.stdout)
-    assert lines(ours.stdout) == lines(theirs.stdout)
+    if not options:
+        assert " 4  5  00 5400 ID   0 0040  40  01 CKS 10.225.0.1  10.225.0.2 " in lines(
+            theirs.stdout
+        )
+
+    assert lines(ours.stdout) == lines(theirs.stdout), (ours.stdout, theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    ("mode", "family", "seen", "layout"),
+    [
+        # a router's MTU below Linux's least (552): the next requests in fragments of
+        # 548 bytes, not of 300 (ours) and once each (ours sent each one twice)
+        ("error:3:4:300", 4, "mtu = 300",
+         [(1028, 0x4000), (548, 0x2000), (500, 66), (548, 0x2000), (500, 66)]),
+        # an IPv6 MTU below 1280: Linux keeps sending whole requests (ours: fragments of
+        # 1000, each twice)
+        ("error:2:0:1000", 6, "Packet too big: mtu=1000", [(1448, 58)] * 3),
+    ],
+)  # fmt: skip
+def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
+    pair: tuple[str, str], mode: str, family: int, seen: str, layout: list[tuple[int, int]]
+) -> None:
+    """Session 25 (icmp25b): requests of 1028/1448 bytes, a router answering each with a
+    "fragmentation needed" / "packet too big" naming an MTU below the least: the wire as
+    ping's, ours first (the native run teaches the namespace's kernel the path MTU)."""
+    near, far = pair
+    src, dst = (NEAR, FAR) if family == 4 else (NEAR6, FAR6)
+    size = "1000" if family == 4 else "1400"
+    proc = _responder(far, mode, family)
+    got: dict[str, list[tuple[int, int]]] = {}
+    try:
+        for name, tool in (("ours", pktlab_run), ("theirs", native)):
+            with captured(near, f"{_tag()}a", f"src host {src}", len(layout)) as packets:
+                ran = tool("ping", "-c", "3", "-i", "0.3", "-s", size, dst, netns=near)
+            assert seen in ran.stdout and "+3 errors" in ran.stdout, (name, ran.stdout)
+            got[name] = [
+                (int.from_bytes(p[2:4], "big"), int.from_bytes(p[6:8], "big"))
+                if family == 4
+                else (40 + int.from_bytes(p[4:6], "big"), p[6])
+                for p in packets
+            ]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert got["theirs"] == layout  # (as ping's kernel sends them)
+    assert got["ours"] == got["theirs"]

@@ -46,10 +46,13 @@ def notes_testbed(make: Callable[..., Testbed]) -> Testbed:
 
 
 @contextmanager
-def responder(tb: Testbed, version: int, icmp_type: int, code: int, info: int) -> Iterator[None]:
+def responder(
+    tb: Testbed, version: int, icmp_type: int, code: int, info: int, forged: str = ""
+) -> Iterator[None]:
     prefix = "10.99.0.0/24" if version == 4 else "fd00:99::/64"
     argv = [str(HERE / "icmp_responder.py"), str(version), prefix, str(icmp_type), str(code)]
     cmd = ["ip", "netns", "exec", tb.netns_name("r2"), sys.executable, *argv, "60", str(info)]
+    cmd += [forged] if forged else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -86,9 +89,39 @@ CASES: list[
 
 
 def test_each_icmp_error_as_traceroute_shows_it(testbed_factory: Callable[..., Testbed]) -> None:
-    tb = notes_testbed(testbed_factory)
+    _side_by_side(notes_testbed(testbed_factory), CASES)
+
+
+# Session 25 (icmp25b): an error type no one assigned. IPv6 (below 128): Linux's
+# icmpv6_rcv hands it to the socket as an error, traceroute prints its type and code
+# and stops (ours printed `*` and went on); IPv4: icmp_rcv drops it (`*` in both).
+UNASSIGNED: list[tuple[int, int, int, int, list[str], str]] = [
+    (6, 100, 0, 0, [], "fd00:77:2::2  R ms !<100-0>"),
+    (6, 127, 3, 0, ["-I"], "fd00:77:2::2  R ms !<127-3>"),
+    (6, 5, 1, 0, ["-T"], "fd00:77:2::2  R ms !<5-1>"),
+    (4, 100, 0, 0, [], "*"),
+    (4, 44, 1, 0, ["-I"], "*"),
+]
+
+
+def test_unassigned_error_types_as_traceroute_shows_them(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    _side_by_side(notes_testbed(testbed_factory), UNASSIGNED)
+
+
+def test_mtu_discovery_and_an_ipv6_mtu_below_1280_as_traceroute(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """Session 25 (icmp25b): --mtu, r2 answering "packet too big" naming 1000: Linux
+    ignores it, traceroute prints `!F-1000` and ends; ours went down to `F=68`."""
+    hop2 = "fd00:77:2::2  R ms !F-1000"
+    _side_by_side(notes_testbed(testbed_factory), [(6, 2, 0, 1000, ["--mtu"], hop2)])
+
+
+def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:
     ns, wrong = tb.netns_name("ep"), []
-    for version, icmp_type, code, info, args, hop2 in CASES:
+    for version, icmp_type, code, info, args, hop2 in cases:
         argv = ["-n", "-q", "1", "-w", "1", "-m", "3", *args, TARGET[version]]
         with responder(tb, version, icmp_type, code, info):
             theirs = native("traceroute", *argv, netns=ns)
@@ -98,3 +131,21 @@ def test_each_icmp_error_as_traceroute_shows_it(testbed_factory: Callable[..., T
         if masked(ours.stdout) != masked(theirs.stdout):
             wrong.append((icmp_type, code, info, argv, ours.stdout))
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("icmp_type", "code", "args"), [(11, 0, []), (11, 0, ["-I"]), (3, 1, []), (11, 0, ["-T"])]
+)
+def test_an_error_from_the_target_itself_as_traceroute_shows_it(
+    testbed_factory: Callable[..., Testbed], icmp_type: int, code: int, args: list[str]
+) -> None:
+    """Session 25 (icmp25b): r2 answers every probe with an error sent from the target's
+    own address (10.99.0.1), as a target would that forwards its own address's packets."""
+    tb = notes_testbed(testbed_factory)
+    ns = tb.netns_name("ep")
+    argv = ["-n", "-q", "1", "-w", "1", "-m", "4", *args, TARGET[4]]
+    with responder(tb, 4, icmp_type, code, 0, forged=TARGET[4]):
+        theirs = native("traceroute", *argv, netns=ns)
+        ours = pktlab_run("traceroute", *argv, netns=ns)
+    assert "10.99.0.1" in theirs.stdout, theirs.stdout
+    assert (ours.returncode, masked(ours.stdout)) == (theirs.returncode, masked(theirs.stdout))

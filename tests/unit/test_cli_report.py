@@ -562,3 +562,58 @@ def test_ping_v_dumps_a_notices_quoted_header(capsys: pytest.CaptureFixture[str]
         "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
         " 4  5  00 5400 83f8   0 0040  40  01 612c 10.225.0.1  10.225.0.2 \n"
     )
+
+
+def test_ping_v_prints_an_icmp_type_past_31_as_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Session 25 (icmp25b): iputils -v's `From ADDR: Bad ICMP type: 40` (with -q too, not
+    with -f); nothing without -v, nothing in --json."""
+    from packetlab.measure.ping_notice import PingNotice
+
+    n = PingNotice(None, "10.225.0.2", 40, 0)
+    line = "From 10.225.0.2: Bad ICMP type: 40\n"
+    for verbose, quiet, flood, want in (
+        (True, False, False, line),
+        (True, True, False, line),
+        (True, False, True, ""),
+        (False, False, False, ""),
+    ):
+        r = PingReport(
+            Clock(), False, "10.225.0.2", name=None, count=1, size=56, verbose=verbose,
+            quiet=quiet, flood=flood,
+        )  # fmt: skip
+        r.notice(n)
+        assert capsys.readouterr().out == want, (verbose, quiet, flood)
+    j = PingReport(Clock(), True, "10.225.0.2", name=None, count=1, size=56, verbose=True)
+    j.notice(n)
+    assert capsys.readouterr().out == ""
+
+
+def test_ping_v_prints_a_quoted_headers_options_as_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Session 25 (icmp25b): -v's dump of a quoted header with options goes on with
+    iputils' pr_options lines (read beside a raw responder: `-R`, `-T tsonly`, a second
+    request's `(same route)`, which runs into the next line as in iputils); ours printed
+    the options' bytes in hex."""
+    from packetlab.measure.ping_notice import PingNotice
+
+    head = "4f00007c9af7400040010000" + "0ae100010ae10002"
+    rr = "0107270c0ae100010ae10002" + "00" * 28
+    ts = "44280d0002a7c6fb02a7c6fb" + "00" * 28
+    r = PingReport(Clock(), False, "10.225.0.2", name=None, count=3, size=56, verbose=True)
+    for seq, options in ((1, rr), (2, rr), (3, ts), (4, "0101" + "00" * 2), (5, "9e040000")):
+        r.notice(PingNotice(seq, "10.225.0.2", 5, 1, "10.0.0.1", None, head + options))
+    dump = (
+        "Vr HL TOS  Len   ID Flg  off TTL Pro  cks      Src      Dst Data\n"
+        " 4  f  00 7c00 f79a   0 0040  40  01 0000 10.225.0.1  10.225.0.2 \n"
+    )
+    told = "From 10.225.0.2: icmp_seq={} Redirect Host(New nexthop: 10.0.0.1)\n"
+    assert capsys.readouterr().out == (
+        told.format(1) + dump + "\nNOP\nRR: \t10.225.0.1\n\t10.225.0.2\n"
+        + told.format(2) + dump + "\nNOP\t(same route)"
+        + told.format(3) + dump + "\nTS: \t44549883 absolute\n\t0\n"
+        + told.format(4) + dump + "\nNOP\nNOP"
+        + told.format(5) + dump + "\nunknown option 9e"
+    )  # fmt: skip

@@ -357,3 +357,22 @@ def test_the_first_fragment_of_a_long_echo_reply_is_a_reply(src: str, dst: str) 
     for piece in rest:
         with pytest.raises((NotAReply, ParseError)):
             parse_reply(piece)
+
+
+def test_an_unassigned_icmpv6_error_type_is_an_error_keyed_by_its_quote() -> None:
+    """Session 25 (icmp25b): ICMPv6 types below 128 are errors (RFC 4443 2.1) and Linux
+    passes an unassigned one to the socket it quotes (traceroute `!<100-0>`, ping6
+    `unknown icmp type: 100`); IPv4's unassigned types and ICMPv6 informational ones
+    (128 on) stay not replies."""
+    probe = traceroute_probe(EP6, TG6, 3, sport=40000)
+    for icmp_type in (0, 5, 100, 127):
+        r = parse_reply(icmp6(R16, EP6, icmp_type, 2, bytes(4), probe.packet))
+        assert (r.kind, r.icmp_type, r.icmp_code, r.key) == (
+            ReplyKind.OTHER_ERROR, icmp_type, 2, probe.key,
+        )  # fmt: skip
+        assert r.is_error and not r.from_destination
+    with pytest.raises(NotAReply, match="type 130"):
+        parse_reply(icmp6(R16, EP6, 130, 0, bytes(4), probe.packet))
+    probe4 = traceroute_probe(EP4, TG4, 3, sport=40000)
+    with pytest.raises(NotAReply, match="type 100"):
+        parse_reply(icmp4(R14, EP4, 100, 0, bytes(4), probe4.packet))

@@ -594,3 +594,51 @@ def test_a_reply_from_another_address_is_a_reply_as_iputils_takes_it() -> None:
     got = [(r.seq, r.addr, r.dup, r.different_address) for r in result.replies]
     assert got[:2] == [(1, elsewhere, False, True), (2, elsewhere, False, True)]
     assert (1, elsewhere, True, True) in got  # its duplicate: from there too
+
+
+@pytest.mark.parametrize("icmp_type", [99, 100, 0])
+def test_an_unassigned_icmpv6_error_is_an_error_as_ping6_counts_it(icmp_type: int) -> None:
+    """Session 25 (icmp25b): an ICMPv6 error of a type no one assigned reaches ping6's error
+    queue (icmpv6_rcv passes any type below 128 on): `From ADDR icmp_seq=1 unknown icmp
+    type: 99`, counted in `+N errors`; ours ignored it. An IPv4 one stays nothing."""
+    rig = RawRig([TG6])
+
+    def unassigned(probe: bytes) -> list[tuple[float, bytes]]:
+        return [(0.0005, icmp_packet(TG6, EP6, icmp_type, 0, bytes(4), probe[:48]))]
+
+    rig.endpoint.answers = unassigned  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG6, count=1, wait=0.5))
+    (e,) = result.errors
+    assert (e.seq, e.addr, e.reply_type) == (1, TG6, "other-error")
+    assert e.describe() == f"unknown icmp type: {icmp_type}"
+    rig = RawRig([TG4])
+    rig.endpoint.answers = lambda probe: [_quoting(probe, icmp_type or 100, 0, bytes(4))]  # type: ignore[method-assign]
+    assert rig.run(ping(rig.session, TG4, count=1, wait=0.5)).errors == ()
+
+
+@pytest.mark.parametrize(
+    ("dst", "mtu", "size", "sizes"),
+    [(TG4, 300, 1000, [1028, 548, 500, 548, 500]), (TG6, 1000, 1400, [1448] * 3)],
+)
+def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
+    dst: str, mtu: int, size: int, sizes: list[int]
+) -> None:
+    """Session 25 (icmp25b), beside iputils: the target answers every request with "too
+    big" naming an MTU below Linux's least. IPv4: ping's kernel raises it to 552 (fragments
+    of 548), ours fragmented at 300; IPv6: it ignores one below 1280 (requests whole), ours
+    fragmented at 1000. And ours sent each fragmented request a second time. Each
+    request's error is told, as ping's."""
+    rig = RawRig([dst])
+    v6 = dst == TG6
+
+    def too_big(probe: bytes) -> list[tuple[float, bytes]]:
+        if not v6 and int.from_bytes(probe[6:8], "big") & 0x1FFF:
+            return []  # (a later fragment: the first one is answered)
+        src, ep = (TG6, EP6) if v6 else (TG4, EP4)
+        rest = struct.pack("!I", mtu) if v6 else struct.pack("!HH", 0, mtu)
+        return [(0.0005, icmp_packet(src, ep, 2 if v6 else 3, 0 if v6 else 4, rest, probe[:48]))]
+
+    rig.endpoint.answers = too_big  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, dst, count=3, interval=0.3, size=size))
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == sizes
+    assert [(e.seq, e.mtu) for e in result.errors] == [(1, mtu), (2, mtu), (3, mtu)]

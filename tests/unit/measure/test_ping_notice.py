@@ -63,3 +63,20 @@ def test_the_quoted_header_as_ping_v_dumps_it() -> None:
     got = parse_notice(_notice(4, 0), 0x2222, TG4, 0)
     assert got is not None and bytes.fromhex(got.quoted) == REQUEST[:20]
     assert PingNotice(1, "10.225.0.2", 4, 0).header_dump() == ""
+
+
+@pytest.mark.parametrize("icmp_type", [7, 31])
+def test_an_unassigned_type_below_32_is_not_a_notice(icmp_type: int) -> None:
+    """ping's raw socket filter drops it (iputils -v prints nothing for a type 7)."""
+    assert parse_notice(_notice(icmp_type, 0), 0x2222, TG4, 0) is None
+
+
+@pytest.mark.parametrize("icmp_type", [32, 40, 100, 255])
+def test_a_type_past_31_is_a_notice_whatever_it_quotes(icmp_type: int) -> None:
+    """Session 25 (icmp25b): ping's raw socket filter cannot block a type from 32 on, and
+    iputils -v prints any such message as `From ADDR: Bad ICMP type: 40` (quoting
+    another ping's request, or nothing)."""
+    for quoted in (REQUEST[:28], b""):
+        got = parse_notice(_notice(icmp_type, 3, quoted), 0x9999, "10.9.9.9", 8)
+        assert got == PingNotice(None, "10.77.1.2", icmp_type, 3, reply_recv_ns=8)
+        assert got.describe() == f"Bad ICMP type: {icmp_type}"

@@ -128,3 +128,60 @@ def test_errors_linux_drops_are_a_star(method: str, icmp_type: int, code: int) -
 def test_ipv6_reassembly_time_exceeded_and_codes_past_6_are_shown() -> None:
     assert _hop2(_trace(3, 1, v6=True)) == (R26, "!<3-1>")
     assert _hop2(_trace(1, 8, v6=True)) == (R26, "!<8>")
+
+
+@pytest.mark.parametrize(("icmp_type", "code"), [(100, 0), (127, 3), (0, 0), (5, 1)])
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp"])
+def test_an_unassigned_icmpv6_error_is_its_type_and_code(
+    method: str, icmp_type: int, code: int
+) -> None:
+    """An ICMPv6 error of a type no one assigned (below 128): Linux's icmpv6_rcv hands it to
+    the socket it quotes as an error, and traceroute 2.1.2 prints `!<100-0>` and stops
+    there (session 25, icmp25b: ours printed `2  *` and went on to the target)."""
+    result = _trace(icmp_type, code, v6=True, method=method)
+    assert _hop2(result) == (R26, f"!<{icmp_type}-{code}>")
+    assert not result.reached and max(h.ttl for h in result.hops) == 2
+    (hop,) = [h for h in result.hops if h.ttl == 2]
+    assert hop.to_dict()["icmp_type"] == icmp_type and hop.reply_type == "other-error"
+    assert Hop.from_dict(hop.to_dict()) == hop
+
+
+def test_an_unassigned_ipv4_type_is_a_star() -> None:
+    """IPv4: Linux's icmp_rcv drops a type it does not know before any socket (as
+    traceroute shows, `2  *`)."""
+    assert _hop2(_trace(100, 0)) == (None, "")
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp"])
+@pytest.mark.parametrize("v6", [False, True])
+def test_a_time_exceeded_from_the_target_itself_ends_nothing(method: str, v6: bool) -> None:
+    """Session 25 (icmp25b), beside traceroute 2.1.2 (a responder sending "time exceeded"
+    from the target's address for every probe past hop 1): traceroute prints the target's
+    address at hops 2, 3 and 4 and stops at -m; ours stopped at hop 2."""
+    rig = RawRig([R14, R24, TG4] if not v6 else ["fd00:77:1::2", R26, TG6])
+    target, original = (TG6 if v6 else TG4), rig.endpoint.answers
+
+    def answers(probe: bytes) -> list[tuple[float, bytes]]:
+        if (probe[7] if v6 else probe[8]) < 2:
+            return original(probe)
+        ep = "fd00:77:1::1" if v6 else "10.77.1.1"
+        return [(0.002, icmp_packet(target, ep, 3 if v6 else 11, 0, bytes(4), probe))]
+
+    rig.endpoint.answers = answers  # type: ignore[method-assign]
+    result = rig.run(traceroute(rig.session, target, pace=0.0, max_ttl=4, wait=1.0, method=method))
+    assert [(h.ttl, h.addr) for h in result.hops if h.ttl > 1] == [(t, target) for t in (2, 3, 4)]
+
+
+def test_mtu_discovery_takes_no_ipv6_mtu_below_1280() -> None:
+    """Session 25 (icmp25b), beside traceroute 2.1.2 --mtu: a "packet too big" naming 1000
+    is `2  fd00:77:2::2  0.07 ms !F-1000` and the end (Linux ignores an IPv6 path MTU
+    below 1280); ours went down to 1000, then the plateaus, and printed `F=68 !F-1000`."""
+    rig = RawRig(["fd00:77:1::2", R26, TG6])
+    _r2_says(rig, 2, 0, struct.pack("!I", 1000))
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, max_ttl=4, wait=1.0, mtu_discovery=True,
+                   mtu_hints=(1500,), packetlen=1500)
+    )  # fmt: skip
+    (hop,) = [h for h in result.hops if h.ttl == 2]
+    assert (hop.addr, hop.mtu, hop_annotation(hop)) == (R26, None, "!F-1000")
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1500, 1500]  # (no smaller)
