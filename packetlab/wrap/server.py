@@ -231,6 +231,16 @@ class SocksProtocol(Protocol):
             )
             rep = reply_for(e)
             f.connect_ended(req.host, req.port, rep)  # before the reply: the shim asks after it
+            if rep == Rep.NOT_ALLOWED:
+                # The program only sees EPERM ("Operation not permitted"): say whose rule.
+                host = f"[{req.host}]" if ":" in str(req.host) else str(req.host)
+                f.notices.say(
+                    "tcp-open",
+                    f"the endpoint refused a connection to {host}:{req.port} "
+                    f"({getattr(e, 'name', 'refused')}: a destination its certificate or a "
+                    "monitor does not allow; --timings has the error); the program sees "
+                    "EPERM (Operation not permitted), as from a local firewall",
+                )
             if not self._gone:
                 self.transport.write(socks5.reply(rep))
                 self.transport.loseConnection()

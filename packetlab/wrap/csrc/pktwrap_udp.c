@@ -594,6 +594,34 @@ static void restore_sockopts(int fd, const struct sockopts *o)
     errno = saved;
 }
 
+/* A TCP destination the kernel refuses with ENETUNREACH before sending anything: IPv4
+ * multicast and the limited broadcast (their routes are RTCF_MULTICAST/BROADCAST), IPv6
+ * multicast, both also as v4-mapped addresses. Wrapped, the endpoint answered UNREACH
+ * (EHOSTUNREACH) or proxychains refused a 224.0.0.0/8 address it took for one of its
+ * placeholders (ECONNREFUSED) before session 25. 224.0.0.0/8 is still left to
+ * proxychains once it may have handed out placeholders (pktwrap_fake_names). A subnet's
+ * own broadcast address is the endpoint's to know. */
+static int tcp_unreachable(const struct sockaddr *dst)
+{
+    uint32_t a;
+    if (dst->sa_family == AF_INET) {
+        a = ntohl(((const struct sockaddr_in *)dst)->sin_addr.s_addr);
+    } else {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)dst)->sin6_addr;
+        if (IN6_IS_ADDR_MULTICAST(a6))
+            return 1;
+        if (!IN6_IS_ADDR_V4MAPPED(a6))
+            return 0;
+        memcpy(&a, a6->s6_addr + 12, 4);
+        a = ntohl(a);
+    }
+    if (a == INADDR_BROADCAST)
+        return 1;
+    if (!IN_MULTICAST(a))
+        return 0;
+    return (a >> 24) != 224 || !__atomic_load_n(&pktwrap_fake_names, __ATOMIC_RELAXED);
+}
+
 /* Why a wrapped TCP connect failed, as the kernel would say it: proxychains makes every
  * failure ECONNREFUSED, so a timeout (Python's TimeoutError, curl's "Connection timed
  * out") and an unreachable network or host read as refused before session 25. The
@@ -626,7 +654,11 @@ static int connect_errno(const struct sockaddr *dst)
         return EHOSTUNREACH;
     case 6: /* TTL expired: the endpoint's connect timed out */
         return ETIMEDOUT;
-    default: /* refused, not allowed by the endpoint's rules, a general failure */
+    case 2: /* not allowed: the endpoint's rules (certificate limits, a monitor) said no,
+             * as a local firewall's DROP (iptables -m owner) does: "Operation not
+             * permitted" (ECONNREFUSED before session 25 read as a closed port) */
+        return EPERM;
+    default: /* refused, a general failure */
         return ECONNREFUSED;
     }
 }
@@ -651,6 +683,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         if (pktwrap_ctl_path() != NULL &&
             NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) == 0) {
             errno = EISCONN;
+            return -1;
+        }
+        if (pktwrap_ctl_path() != NULL && tcp_unreachable(addr)) {
+            errno = ENETUNREACH;
             return -1;
         }
         struct sockopts opts;

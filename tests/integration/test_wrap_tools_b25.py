@@ -1,0 +1,126 @@
+"""Session 25 (wrapb25): errnos of refused connects and more unmodified tools under
+`pktlab wrap`, side by side with native runs against the test's own servers. Each test
+failed on the code before its fix (say so in its docstring), or records a behaviour that
+already matched so that it stays so."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_wrap
+from conftest import REPO
+from test_wrap import NAME, Servers, wrap
+from test_wrap_sockets25 import _ipv6, _proxychains, native_and_wrapped
+
+servers = test_wrap.servers  # its recording HTTP/HTTPS/DNS servers (a module fixture)
+
+PKTLAB = [sys.executable, "-m", "packetlab"]
+
+_UNREACHABLE = """\
+import errno, socket, sys
+addrs = ["224.0.0.1", "224.0.0.251", "239.1.2.3", "255.255.255.255", "127.0.0.1"]
+if sys.argv[1] == "6":
+    addrs += ["ff02::1", "ff05::1:3", "::ffff:224.0.0.1", "::ffff:255.255.255.255"]
+for a in addrs:
+    fam = socket.AF_INET6 if ":" in a else socket.AF_INET
+    with socket.socket(fam) as s:
+        s.settimeout(10)
+        try:
+            s.connect((a, 9))
+            print(a, "connected")
+        except OSError as e:
+            print(a, errno.errorcode.get(e.errno, e.errno), end=" ")
+    if a == "127.0.0.1":  # non-blocking, EINPROGRESS natively (docs/wrap.md)
+        print()
+        continue
+    with socket.socket(fam, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as s:
+        print(errno.errorcode.get(s.connect_ex((a, 9)), "0"))
+"""
+
+
+def test_tcp_to_multicast_or_broadcast_is_enetunreach_as_natively() -> None:
+    """The kernel refuses a TCP connect to a multicast or the limited broadcast address
+    with ENETUNREACH at once. Before: 224.0.0.0/8 (proxychains' placeholder subnet) was
+    ECONNREFUSED (no SOCKS request at all), 255.255.255.255 and ff02::1 EHOSTUNREACH
+    (the endpoint's UNREACH). Now the shim answers them itself. (127.0.0.1:9: a closed
+    port, ECONNREFUSED both ways.)"""
+    native, wrapped = native_and_wrapped(_UNREACHABLE, "6" if _ipv6() else "4")
+    assert native.returncode == 0, native
+    assert b"224.0.0.1 ENETUNREACH ENETUNREACH" in native.stdout
+    assert b"127.0.0.1 ECONNREFUSED " in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr
+    nc = ["nc", "-v", "-w", "2", "224.0.0.1", "80"]
+    native = subprocess.run(nc, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--", *nc], capture_output=True, timeout=60, cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert b"Network is unreachable" in native.stderr
+    assert (wrapped.returncode, wrapped.stderr) == (native.returncode, native.stderr)
+
+
+def test_a_placeholder_address_of_proxychains_still_connects(
+    tmp_path: Path, servers: Servers
+) -> None:
+    """A process that cannot reach the wrapper's socket (a chroot; here PKTLAB_WRAP_UDP
+    names no socket) has its names from proxychains' proxy_dns: placeholders in
+    224.0.0.0/8, which only proxychains' connect maps back to the name. The shim leaves
+    224.0.0.0/8 to proxychains once a lookup went that way (before that flag, the new
+    multicast check made curl fail 7 here)."""
+    url = servers.url("http", "index.html", host=NAME)
+    script = f'PKTLAB_WRAP_UDP=/nonexistent curl -sS -w "%{{remote_ip}}\\n" {url}'
+    done, timings = wrap(tmp_path, ["sh", "-c", script], "--dns", servers.dns)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"hello through the endpoint\n224.0.0.1\n"
+    assert [t["host"] for t in timings] == [NAME]
+
+
+_REFUSED = """\
+import errno, socket, sys
+s = socket.socket()
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    print("connected")
+except OSError as e:
+    print(type(e).__name__, errno.errorcode.get(e.errno, e.errno), e.strerror)
+"""
+
+
+def test_a_connect_the_certificate_forbids_is_eperm(tmp_path: Path) -> None:
+    """A destination outside the certificate's valid_dest: the endpoint refuses the
+    nopen (ESKTOPNDENY), SOCKS NOT_ALLOWED. Before: ECONNREFUSED, as a closed port
+    ("Connection refused": the user looks for a server that is not down). Now EPERM
+    ("Operation not permitted", what a local firewall's DROP gives) and one line on
+    stderr saying whose rule it was; nothing leaves the endpoint."""
+    import socket
+
+    _proxychains()
+    home = tmp_path / "home"
+    subprocess.run([*PKTLAB, "init", "--home", str(home)], check=True, capture_output=True)
+    subprocess.run(
+        [*PKTLAB, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
+         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
+         "--valid-dest", "192.0.2.0/24"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with socket.socket() as lsn:
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(8)
+        lsn.setblocking(False)
+        port = lsn.getsockname()[1]
+        done = subprocess.run(
+            [*PKTLAB, "wrap", "--home", str(home), "--",
+             "sh", "-c", f'python3 -c "$0" {port}; nc -zv 127.0.0.1 {port}; echo nc $?',
+             _REFUSED],
+            capture_output=True, timeout=90, cwd=REPO, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        with pytest.raises(BlockingIOError):
+            lsn.accept()  # nothing left the endpoint
+    assert done.stdout == b"PermissionError EPERM Operation not permitted\nnc 1\n", done.stderr
+    err = done.stderr.decode()
+    assert f"nc: connect to 127.0.0.1 port {port} (tcp) failed: Operation not permitted" in err
+    assert err.count("pktlab wrap: the endpoint refused a connection to 127.0.0.1:") == 1
+    assert "ESKTOPNDENY" in err
