@@ -124,3 +124,39 @@ def test_a_connect_the_certificate_forbids_is_eperm(tmp_path: Path) -> None:
     assert f"nc: connect to 127.0.0.1 port {port} (tcp) failed: Operation not permitted" in err
     assert err.count("pktlab wrap: the endpoint refused a connection to 127.0.0.1:") == 1
     assert "ESKTOPNDENY" in err
+
+
+_FDS = """\
+import os, sys
+fd = int(sys.argv[1])
+print(os.fstat(fd).st_ino, os.read(fd, 100))
+others = []
+for name in os.listdir("/proc/self/fd"):
+    try:
+        others.append(os.readlink(f"/proc/self/fd/{name}").split(":")[0])
+    except OSError:
+        pass  # the listing's own descriptor
+print(sorted(set(others) - {"/dev/null", "pipe"}))
+"""
+
+
+def test_descriptors_given_to_pktlab_wrap_reach_the_program(tmp_path: Path) -> None:
+    """`pktlab wrap -- CMD 3<file` (or a shell's `<(...)`, /dev/fd/63): the program gets
+    the descriptor, as natively. Before: only 0-2 were passed on, and fd 3 was
+    proxychains' pipe (`sh -c 'cat <&3'` hung reading it; here the inode differed).
+    None of pktlab wrap's own descriptors (sockets, its unix socket, log files) leak to
+    the program: besides 0-2 and the given one, only proxychains' pipes."""
+    _proxychains()
+    given = tmp_path / "given.txt"
+    given.write_bytes(b"given to the program\n")
+    with open(given, "rb") as f:
+        done = subprocess.run(
+            [*PKTLAB, "wrap", "--", "python3", "-c", _FDS, str(f.fileno())],
+            capture_output=True, timeout=60, cwd=REPO, pass_fds=(f.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    ino = given.stat().st_ino
+    assert done.stdout.decode().splitlines() == [
+        f"{ino} b'given to the program\\n'",
+        str([str(given)]),
+    ], done.stderr
