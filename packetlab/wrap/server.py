@@ -110,6 +110,16 @@ class WrapFactory(Factory):
             return None
         return info.laddr, info.lport
 
+    def peer_address(self, port: int) -> tuple[IPAddress, int] | None:
+        """The destination of the wrapped TCP connection the program made from loopback
+        port `port` (what its getpeername shows natively); None if there is none or it is
+        not connected yet. For a socket inherited over exec(): the new program's shim did
+        not see its connect."""
+        p = self.by_port.get(port)
+        if p is None or p.relay is None or p.rec is None or p.rec.addr is None:
+            return None
+        return ipaddress.ip_address(p.rec.addr), p.rec.port
+
     def connect_ended(self, host: object, port: int, rep: Rep) -> None:
         key = (str(host), port)
         self.failures.pop(key, None)

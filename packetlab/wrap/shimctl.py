@@ -40,6 +40,8 @@ class ShimAnswers(Interface):
 
     def connect_failure(self, addr: IPAddress, port: int) -> int: ...
 
+    def tcp_peer(self, port: int) -> Local: ...
+
 
 class _MapRequest(Protocol):
     """One request of the shim over the unix socket, answered and closed:
@@ -58,7 +60,10 @@ class _MapRequest(Protocol):
       unspecified address: the program's own address stays);
     * "E" family(1: 4, 6) port(2) address(4|16) → the SOCKS reply code (1) of the latest
       failed TCP connect to that destination, 0 if none (connect()'s errno: proxychains
-      makes every failure ECONNREFUSED)."""
+      makes every failure ECONNREFUSED);
+    * "P" port(2) → family(1: 4, 6; 0 unknown) port(2) address: the destination of the
+      program's TCP connection from that loopback port (getpeername of a socket
+      inherited over exec(), whose connect the new program's shim did not see)."""
 
     factory: MapServer
     transport: Any
@@ -94,6 +99,16 @@ class _MapRequest(Protocol):
                     self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
                     code = 0
                 self.transport.write(bytes([code & 0xFF]))
+                self.transport.loseConnection()
+            return
+        if kind == b"P":
+            if len(self.buf) >= 3:
+                try:
+                    found = self.factory.owner.tcp_peer(struct.unpack_from(">H", self.buf, 1)[0])
+                except Exception:  # a bug: the program's getpeername must still return
+                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    found = None
+                self.transport.write(_local_answer(found))
                 self.transport.loseConnection()
             return
         if size is not None or kind in (b"N", b"R"):

@@ -160,3 +160,42 @@ def test_descriptors_given_to_pktlab_wrap_reach_the_program(tmp_path: Path) -> N
         f"{ino} b'given to the program\\n'",
         str([str(given)]),
     ], done.stderr
+
+
+_HANDOFF = """\
+import socket, subprocess, sys, threading
+if len(sys.argv) > 2:  # the exec()ed program, given the connected socket
+    s = socket.socket(fileno=int(sys.argv[1]))
+    print("peer", s.getpeername() == ("127.0.0.1", int(sys.argv[2])), flush=True)
+    s.sendall(b"hi")
+    print(s.recv(10), flush=True)
+    sys.exit()
+srv = socket.create_server(("127.0.0.1", 0))
+port = srv.getsockname()[1]
+def serve():
+    c, _ = srv.accept()
+    c.sendall(c.recv(10) + b"!")
+    c.close()
+threading.Thread(target=serve, daemon=True).start()
+s = socket.create_connection(("127.0.0.1", port))
+print("peer", s.getpeername() == ("127.0.0.1", port), flush=True)
+argv = [sys.executable, __file__, str(s.fileno()), str(port)]
+subprocess.run(argv, pass_fds=(s.fileno(),), check=True)
+"""
+
+
+def test_a_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) -> None:
+    """An inetd-like hand-off: a program connects, then exec()s another with the socket
+    (subprocess with pass_fds). The new program's shim never saw the connect; it asks
+    the wrapper by the socket's loopback port ("P"). Before: its getpeername showed our
+    SOCKS server (127.0.0.1, its port): `peer False`."""
+    script = tmp_path / "handoff.py"
+    script.write_text(_HANDOFF)
+    _proxychains()
+    cmd = ["python3", str(script), "x"]
+    native = subprocess.run(cmd, capture_output=True, timeout=60)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
+    )
+    assert native.stdout == b"peer True\npeer True\nb'hi!'\n", native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

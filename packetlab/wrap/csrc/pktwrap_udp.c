@@ -854,6 +854,8 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct time
     return rc;
 }
 
+static int endpoint_peer(in_port_t port, struct sockaddr_storage *out);
+
 int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
     socklen_t room = len != NULL ? *len : 0;
@@ -865,11 +867,22 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
         in_port_t port = own_port(fd, NULL);
         pthread_mutex_lock(&pktwrap_lock);
         int i = peer_slot(port);
-        if (i >= 0 && peers[i].len > 0) {
+        int known = i >= 0 && peers[i].len > 0;
+        if (known) {
             memcpy(addr, &peers[i].dst, room < peers[i].len ? room : peers[i].len);
             *len = peers[i].len;
         }
         pthread_mutex_unlock(&pktwrap_lock);
+        struct sockaddr_storage dst;
+        /* Not connected in this process: inherited over exec() (an inetd-like hand-off).
+         * The wrapper knows the destination by the loopback port ("P"); before session
+         * 25 (wrapb25) the program saw our SOCKS server as its peer. */
+        if (!known && pktwrap_ctl_path() != NULL && endpoint_peer(port, &dst) == 0) {
+            socklen_t n = addr_len(dst.ss_family);
+            remember_peer(fd, (struct sockaddr *)&dst, n);
+            memcpy(addr, &dst, room < n ? room : n);
+            *len = n;
+        }
     }
     return rc;
 }
@@ -930,6 +943,17 @@ static int local_answer(const unsigned char *ans, size_t got, struct sockaddr_st
 static int endpoint_local(in_port_t port, struct sockaddr_storage *out)
 {
     unsigned char req[3] = {'S'}, ans[19];
+    size_t got;
+    memcpy(req + 1, &port, 2);
+    if (pktwrap_call(req, 3, ans, sizeof ans, &got) != 0)
+        return -1;
+    return local_answer(ans, got, out);
+}
+
+/* The destination of the connection whose loopback end is `port` ("P"). */
+static int endpoint_peer(in_port_t port, struct sockaddr_storage *out)
+{
+    unsigned char req[3] = {'P'}, ans[19];
     size_t got;
     memcpy(req + 1, &port, 2);
     if (pktwrap_call(req, 3, ans, sizeof ans, &got) != 0)

@@ -341,3 +341,22 @@ def test_a_connect_the_endpoint_refuses_is_not_allowed_and_said_once(
     err = capsys.readouterr().err
     assert err.count("pktlab wrap: the endpoint refused a connection") == 1, err
     assert "to [2001:db8::9]:9 (ESKTOPNDENY:" in err and "EPERM" in err
+
+
+def test_the_destination_of_a_connection_is_known_by_its_loopback_port(
+    tmp_path: Path,
+) -> None:
+    """Session 25 (wrapb25): for the shim's "P" (getpeername of a socket inherited over
+    exec()): the address the endpoint connected to and the port asked, by the program's
+    loopback port; None before the connect is up and after the connection ends."""
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = http_server
+    assert factory.peer_address(40000) is None
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), SERVER[1]))
+    settle(rig)
+    assert t.value().endswith(reply(Rep.SUCCEEDED))
+    assert factory.peer_address(40000) == (ipaddress.ip_address(SERVER[0]), SERVER[1])
+    assert factory.peer_address(40001) is None
+    proto.connectionLost(None)
+    settle(rig)
+    assert factory.peer_address(40000) is None
