@@ -199,3 +199,26 @@ def test_a_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) -> Non
     )
     assert native.stdout == b"peer True\npeer True\nb'hi!'\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_FDNUMS = """\
+import os, socket, subprocess, sys
+s = socket.socket()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r, w = os.pipe()
+print("first descriptors", s.fileno(), u.fileno(), r, w)
+fds = sorted(int(x) for x in os.listdir("/proc/self/fd"))
+print("below 64", [fd for fd in fds if fd < 64])
+out = subprocess.run(["sh", "-c", "exec 3</dev/null; echo sh ok"], capture_output=True)
+print(out.stdout)
+"""
+
+
+def test_descriptor_numbers_are_the_programs_own() -> None:
+    """proxychains' four pipes (its name allocator thread) took fds 3-6 of every wrapped
+    process: the program's first socket was 7 (iperf3 printed "[  9]" where natively
+    "[  5]"). The shim moves them up (from fd 512) as proxychains makes them. Before:
+    `first descriptors 7 8 9 10`."""
+    native, wrapped = native_and_wrapped(_FDNUMS)
+    assert native.stdout.startswith(b"first descriptors 3 4 5 6\n"), native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

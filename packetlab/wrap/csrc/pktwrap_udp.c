@@ -22,6 +22,8 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 
@@ -661,6 +663,32 @@ static int connect_errno(const struct sockaddr *dst)
     default: /* refused, a general failure */
         return ECONNREFUSED;
     }
+}
+
+typedef int (*pipe2_fn)(int[2], int);
+
+/* proxychains' pipes (to its name allocator thread, made as it starts) took fds 3-6 of
+ * every wrapped program, so the program's first own descriptor was 7, not 3 (iperf3
+ * printed "[  9]" for "[  5]"; a shell's `exec 3<file` closed one of them). Moved up to
+ * the middle of the descriptor limit (under FD_SETSIZE, should it select() on them),
+ * out of the program's way. Only calls from proxychains itself. */
+int pipe2(int fds[2], int flags)
+{
+    int rc = NEXT(pipe2)(fds, flags);
+    Dl_info info;
+    struct rlimit lim;
+    if (rc != 0 || dladdr(__builtin_return_address(0), &info) == 0 || info.dli_fname == NULL ||
+        strstr(info.dli_fname, "proxychains") == NULL || getrlimit(RLIMIT_NOFILE, &lim) != 0)
+        return rc;
+    int base = lim.rlim_cur >= 1024 ? 512 : (int)(lim.rlim_cur / 2);
+    for (int i = 0; i < 2 && base > fds[i] + 2; i++) {
+        int high = fcntl(fds[i], (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, base);
+        if (high >= 0) {
+            syscall(SYS_close, fds[i]); /* not close(): proxychains' hook guards its pipes */
+            fds[i] = high;
+        }
+    }
+    return 0;
 }
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
