@@ -193,14 +193,18 @@ static int socket_fd_unix(void)
 
 /* The wrapper's socket cannot be reached: the program chroot()ed (scamper's privilege
  * separation does) or lives in another mount namespace. Every UDP send then fails
- * "Network is unreachable" and lookups go to libc; before session 25 nothing said why. */
+ * "Network is unreachable" and lookups go to proxychains' proxy_dns (placeholders in
+ * 224.0.0.0/8, "names resolved by libc" said before session 25, wrapb25); before
+ * session 25 nothing said why. */
 static void unreachable_once(void)
 {
     static int told;
     if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
         static const char msg[] = "pktlab wrap: a wrapped process cannot reach pktlab wrap's "
                                   "socket (it chroot()ed?): its UDP datagrams are refused "
-                                  "(ENETUNREACH) and its names resolved by libc\n";
+                                  "(ENETUNREACH) and its names get proxychains' "
+                                  "placeholder addresses (224.0.0.x: TCP to them still "
+                                  "goes through the endpoint)\n";
         ssize_t rc = NEXT(write)(2, msg, sizeof msg - 1);
         (void)rc;
     }
