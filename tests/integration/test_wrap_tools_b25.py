@@ -5,6 +5,8 @@ already matched so that it stays so."""
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +97,6 @@ def test_a_connect_the_certificate_forbids_is_eperm(tmp_path: Path) -> None:
     ("Connection refused": the user looks for a server that is not down). Now EPERM
     ("Operation not permitted", what a local firewall's DROP gives) and one line on
     stderr saying whose rule it was; nothing leaves the endpoint."""
-    import socket
-
     _proxychains()
     home = tmp_path / "home"
     subprocess.run([*PKTLAB, "init", "--home", str(home)], check=True, capture_output=True)
@@ -222,3 +222,139 @@ def test_descriptor_numbers_are_the_programs_own() -> None:
     native, wrapped = native_and_wrapped(_FDNUMS)
     assert native.stdout.startswith(b"first descriptors 3 4 5 6\n"), native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+def _listeners(n: int) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        out.append(s)
+    return out
+
+
+def test_nc_port_scan_as_natively() -> None:
+    """`nc -zv` over open and closed ports (checked in session 25, wrapb25; already as
+    natively): the same lines on stderr, the same exit status, one connection to each
+    open port per run."""
+    if not shutil.which("nc"):
+        pytest.skip("needs nc (OpenBSD netcat)")
+    _proxychains()
+    open_ = _listeners(2)
+    closed = _listeners(2)
+    ports = [s.getsockname()[1] for s in (*open_, *closed)]
+    for s in closed:
+        s.close()  # their ports now refuse
+    try:
+        cmd = ["nc", "-zv", "-w", "5", "127.0.0.1", *map(str, ports)]
+        native = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        wrapped = subprocess.run(
+            [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        accepted = []
+        for s in open_:
+            s.setblocking(False)
+            n = 0
+            while True:
+                try:
+                    s.accept()[0].close()
+                    n += 1
+                except BlockingIOError:
+                    break
+            accepted.append(n)
+    finally:
+        for s in open_:
+            s.close()
+    assert native.stderr.count(b"succeeded!") == 2 and native.stderr.count(b"refused") == 2
+    assert (wrapped.returncode, wrapped.stderr) == (native.returncode, native.stderr)
+    assert accepted == [2, 2]  # one native, one wrapped connection each
+
+
+_TLS_SERVERS = """\
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1] + "/cert.pem", sys.argv[1] + "/key.pem")
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+seen = []
+ctx.sni_callback = lambda s, name, c: seen.append(name) and None
+def tls(conn, kind):
+    s = ctx.wrap_socket(conn, server_side=True)
+    data = s.recv(100)
+    print(kind, "sni", seen[-1] if seen else None, "alpn", s.selected_alpn_protocol(),
+          "got", data, flush=True)
+    s.sendall(b"pong\\n")
+    s.unwrap().close()  # close_notify: s_client ends cleanly, not on a race with stdin
+def smtp(conn):
+    f = conn.makefile("rb")
+    conn.sendall(b"220 fake ESMTP\\r\\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        print("smtp", line.strip(), flush=True)
+        if line.upper().startswith((b"EHLO", b"HELO")):
+            conn.sendall(b"250-fake\\r\\n250 STARTTLS\\r\\n")
+        elif line.upper().startswith(b"STARTTLS"):
+            conn.sendall(b"220 go ahead\\r\\n")
+            seen.clear()
+            return tls(conn, "starttls")
+        else:
+            conn.sendall(b"500 ?\\r\\n")
+a = socket.create_server(("127.0.0.1", 0))
+b = socket.create_server(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1], flush=True)
+def loop(lsn, fn):
+    while True:
+        c, p = lsn.accept()
+        print("accept from", p[0], flush=True)
+        threading.Thread(target=fn, args=(c,), daemon=True).start()
+threading.Thread(target=loop, args=(a, lambda c: tls(c, "tls")), daemon=True).start()
+loop(b, smtp)
+"""
+
+
+def test_openssl_s_client_sni_alpn_and_starttls_as_natively(tmp_path: Path) -> None:
+    """`openssl s_client` with SNI and ALPN, and `-starttls smtp` against a fake ESMTP
+    server (checked in session 25, wrapb25; already as natively): the same handshake
+    summary, and the servers saw the same SNI, ALPN, SMTP commands and data."""
+    _proxychains()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"),
+         "-days", "2", "-subj", "/CN=tls.test",
+         "-addext", "subjectAltName=DNS:tls.test,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    srv = subprocess.Popen(
+        [sys.executable, "-c", _TLS_SERVERS, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert srv.stdout is not None
+        tls_port, smtp_port = srv.stdout.readline().split()
+        ca = str(tmp_path / "cert.pem")
+        runs = [
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-servername",
+             "tls.test", "-alpn", "h2", "-CAfile", ca, "-verify_return_error", "-brief",
+             "-ign_eof"],
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{smtp_port}", "-starttls",
+             "smtp", "-CAfile", ca, "-verify_return_error", "-brief", "-ign_eof"],
+        ]  # fmt: skip
+        outs, logs = [], []
+        for wrapped in (False, True):
+            for cmd in runs:
+                argv = [*PKTLAB, "wrap", "--", *cmd] if wrapped else cmd
+                done = subprocess.run(
+                    argv, input=b"ping\n", capture_output=True, timeout=60, cwd=REPO
+                )
+                outs.append((done.returncode, done.stdout, done.stderr))
+            logs.append([srv.stdout.readline() for _ in range(6)])
+    finally:
+        srv.kill()
+        srv.wait()
+    assert outs[0][0] == 0 and b"Verification: OK" in outs[0][2], outs[0]
+    assert outs[2:] == outs[:2]
+    assert logs[0] == logs[1]
+    assert "tls sni tls.test alpn h2 got b'ping\\n'\n" in logs[0], logs[0]
+    assert "smtp b'STARTTLS'\n" in logs[0]
