@@ -427,6 +427,13 @@ class UdpMap:
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)
 
+    def relay_destination(self, number: int) -> tuple[IPAddress | None, int] | None:
+        """The destination relay port `number` stands for ("D"), as the program asked it;
+        None if it is no relay port of this run. For a UDP socket inherited over exec():
+        the new program's shim has no table of relay ports yet."""
+        relay = self.by_port.get(number)
+        return (relay.dst, relay.port) if relay is not None else None
+
     def relay_port(self, request: bytes) -> int:
         """The relay port for the destination in a shim's request (0: cannot)."""
         size = {4: 4, 6: 16}.get(request[0] if request else 0)

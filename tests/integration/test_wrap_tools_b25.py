@@ -184,6 +184,31 @@ subprocess.run(argv, pass_fds=(s.fileno(),), check=True)
 """
 
 
+_UDP_HANDOFF = """\
+import socket, subprocess, sys, threading
+if len(sys.argv) > 2:  # the exec()ed program, given the connected UDP socket
+    s = socket.socket(fileno=int(sys.argv[1]))
+    want = ("127.0.0.1", int(sys.argv[2]))
+    print("peer", s.getpeername() == want)
+    data, peer = s.recvfrom(100)
+    print(data, "from", peer == want, flush=True)
+    sys.exit()
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+srv.bind(("127.0.0.1", 0))
+port = srv.getsockname()[1]
+def echo():
+    data, peer = srv.recvfrom(100)
+    srv.sendto(data + b"!", peer)
+threading.Thread(target=echo, daemon=True).start()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", port))
+s.send(b"ping")
+print("peer", s.getpeername() == ("127.0.0.1", port), flush=True)
+argv = [sys.executable, __file__, str(s.fileno()), str(port)]
+subprocess.run(argv, pass_fds=(s.fileno(),), check=True)
+"""
+
+
 def test_a_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) -> None:
     """An inetd-like hand-off: a program connects, then exec()s another with the socket
     (subprocess with pass_fds). The new program's shim never saw the connect; it asks
@@ -358,3 +383,20 @@ def test_openssl_s_client_sni_alpn_and_starttls_as_natively(tmp_path: Path) -> N
     assert logs[0] == logs[1]
     assert "tls sni tls.test alpn h2 got b'ping\\n'\n" in logs[0], logs[0]
     assert "smtp b'STARTTLS'\n" in logs[0]
+
+
+def test_a_udp_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) -> None:
+    """The same hand-off with a connected UDP socket whose echo the exec()ed program
+    reads: its shim never asked for the relay port the echo comes from and asks the
+    wrapper what it stands for ("D"). Before: `getpeername` and `recvfrom` showed the
+    relay port (`peer False`, `from False`)."""
+    script = tmp_path / "handoff.py"
+    script.write_text(_UDP_HANDOFF)
+    _proxychains()
+    cmd = ["python3", str(script), "x"]
+    native = subprocess.run(cmd, capture_output=True, timeout=60)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
+    )
+    assert native.stdout == b"peer True\npeer True\nb'ping!' from True\n", native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -294,6 +294,58 @@ static int to_relay(const struct sockaddr *dst, struct sockaddr_storage *relay)
     return 1;
 }
 
+static int local_answer(const unsigned char *ans, size_t got, struct sockaddr_storage *out);
+
+/* Loopback ports known not to be relay ports (a ring): each is asked about once. */
+#define MAX_NOT_RELAY 64
+static in_port_t not_relay[MAX_NOT_RELAY];
+static int not_relay_next;
+
+/* A relay port this process never asked for: its UDP socket came over exec() (an
+ * inetd-like hand-off) and its datagrams from D arrive from D's relay port, which the
+ * new program's shim has no entry for. Asks the wrapper ("D" port) and keeps the
+ * answer as if this process had asked; before session 25 (wrapb25) the program saw
+ * the relay port as its peer. 0: `dst` is D. */
+static int relay_destination(const struct sockaddr *sa, struct sockaddr_storage *dst)
+{
+    in_port_t port;
+    if (sa->sa_family == AF_INET &&
+        ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_LOOPBACK))
+        port = ((const struct sockaddr_in *)sa)->sin_port;
+    else if (sa->sa_family == AF_INET6 &&
+             IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr))
+        port = ((const struct sockaddr_in6 *)sa)->sin6_port;
+    else
+        return -1;
+    if (pktwrap_ctl_path() == NULL)
+        return -1;
+    pthread_mutex_lock(&pktwrap_lock);
+    int known = 0;
+    for (int i = 0; i < MAX_NOT_RELAY && !known; i++)
+        known = not_relay[i] == port;
+    pthread_mutex_unlock(&pktwrap_lock);
+    if (known)
+        return -1;
+    unsigned char req[3] = {'D'}, ans[19];
+    size_t got;
+    memcpy(req + 1, &port, 2);
+    if (pktwrap_call(req, 3, ans, sizeof ans, &got) != 0)
+        return -1;
+    int rc = local_answer(ans, got, dst);
+    pthread_mutex_lock(&pktwrap_lock);
+    if (rc != 0) {
+        not_relay[not_relay_next] = port;
+        not_relay_next = (not_relay_next + 1) % MAX_NOT_RELAY;
+    } else if (nmaps < MAX_MAPS) {
+        maps[nmaps].dst = *dst;
+        memset(&maps[nmaps].relay, 0, sizeof maps[nmaps].relay);
+        memcpy(&maps[nmaps].relay, sa, addr_len(sa->sa_family));
+        nmaps++;
+    }
+    pthread_mutex_unlock(&pktwrap_lock);
+    return rc;
+}
+
 /* L -> D in a peer address the program is given: 1 if it was a relay address; -1 an
  * IPv4/IPv6 address that is not one (a datagram that reached this host directly); 0
  * none. */
@@ -315,6 +367,13 @@ static int from_relay(struct sockaddr *sa, socklen_t *len)
         }
     }
     pthread_mutex_unlock(&pktwrap_lock);
+    struct sockaddr_storage dst;
+    if (found < 0 && relay_destination(sa, &dst) == 0) {
+        socklen_t n = addr_len(dst.ss_family);
+        memcpy(sa, &dst, *len < n ? *len : n);
+        *len = n;
+        found = 1;
+    }
     return found;
 }
 
