@@ -154,10 +154,33 @@ def forward_signal(pid: int, signo: int) -> None:
             pass
 
 
+def inherited_fds() -> list[int]:
+    """Descriptors past 0-2 given to us by whoever ran us (`3<file`, a shell's `<(...)`
+    as /dev/fd/63), for the program to get as natively. Ours are all close-on-exec
+    (Python makes every descriptor it opens non-inheritable, PEP 446); given ones are
+    not. Before session 25 (wrapb25) only 0-2 were passed: `sh -c 'cat <&3' 3<file`
+    read proxychains' pipe at fd 3 instead and hung, `curl -K <(...)` found no file."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    fds = []
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+    return sorted(fds)
+
+
 def spawn(reactor: Any, argv: Sequence[str], env: dict[str, str]) -> Child:
     path = find_program(argv[0])
     child = Child()
-    reactor.spawnProcess(child, path, list(argv), env=env, childFDs={0: 0, 1: 1, 2: 2})
+    fds: dict[int, Any] = {0: 0, 1: 1, 2: 2}
+    fds.update((fd, fd) for fd in inherited_fds())
+    reactor.spawnProcess(child, path, list(argv), env=env, childFDs=fds)
     return child
 
 

@@ -85,6 +85,7 @@ async def wrap(
     udpmap = UdpMap(session, reactor, timings, clock, names, notices)
     udpmap.local_of = factory.local_address
     udpmap.failure_of = factory.connect_failure
+    udpmap.peer_of = factory.peer_address
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
     session.when_closed().addCallback(lambda _: factory.abort_all())

@@ -110,6 +110,16 @@ class WrapFactory(Factory):
             return None
         return info.laddr, info.lport
 
+    def peer_address(self, port: int) -> tuple[IPAddress, int] | None:
+        """The destination of the wrapped TCP connection the program made from loopback
+        port `port` (what its getpeername shows natively); None if there is none or it is
+        not connected yet. For a socket inherited over exec(): the new program's shim did
+        not see its connect."""
+        p = self.by_port.get(port)
+        if p is None or p.relay is None or p.rec is None or p.rec.addr is None:
+            return None
+        return ipaddress.ip_address(p.rec.addr), p.rec.port
+
     def connect_ended(self, host: object, port: int, rep: Rep) -> None:
         key = (str(host), port)
         self.failures.pop(key, None)
@@ -231,6 +241,16 @@ class SocksProtocol(Protocol):
             )
             rep = reply_for(e)
             f.connect_ended(req.host, req.port, rep)  # before the reply: the shim asks after it
+            if rep == Rep.NOT_ALLOWED:
+                # The program only sees EPERM ("Operation not permitted"): say whose rule.
+                host = f"[{req.host}]" if ":" in str(req.host) else str(req.host)
+                f.notices.say(
+                    "tcp-open",
+                    f"the endpoint refused a connection to {host}:{req.port} "
+                    f"({getattr(e, 'name', 'refused')}: a destination its certificate or a "
+                    "monitor does not allow; --timings has the error); the program sees "
+                    "EPERM (Operation not permitted), as from a local firewall",
+                )
             if not self._gone:
                 self.transport.write(socks5.reply(rep))
                 self.transport.loseConnection()

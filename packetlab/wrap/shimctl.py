@@ -40,6 +40,10 @@ class ShimAnswers(Interface):
 
     def connect_failure(self, addr: IPAddress, port: int) -> int: ...
 
+    def tcp_peer(self, port: int) -> Local: ...
+
+    def relay_destination(self, number: int) -> Local: ...
+
 
 class _MapRequest(Protocol):
     """One request of the shim over the unix socket, answered and closed:
@@ -58,7 +62,13 @@ class _MapRequest(Protocol):
       unspecified address: the program's own address stays);
     * "E" family(1: 4, 6) port(2) address(4|16) → the SOCKS reply code (1) of the latest
       failed TCP connect to that destination, 0 if none (connect()'s errno: proxychains
-      makes every failure ECONNREFUSED)."""
+      makes every failure ECONNREFUSED);
+    * "P" port(2) → family(1: 4, 6; 0 unknown) port(2) address: the destination of the
+      program's TCP connection from that loopback port (getpeername of a socket
+      inherited over exec(), whose connect the new program's shim did not see);
+    * "D" port(2) → the same for the destination a relay port stands for (0: not one
+      of this run's; a UDP socket inherited over exec() gets datagrams from relay ports
+      the new program's shim never asked for)."""
 
     factory: MapServer
     transport: Any
@@ -94,6 +104,18 @@ class _MapRequest(Protocol):
                     self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
                     code = 0
                 self.transport.write(bytes([code & 0xFF]))
+                self.transport.loseConnection()
+            return
+        if kind in (b"P", b"D"):
+            if len(self.buf) >= 3:
+                owner = self.factory.owner
+                ask = owner.tcp_peer if kind == b"P" else owner.relay_destination
+                try:
+                    found = ask(struct.unpack_from(">H", self.buf, 1)[0])
+                except Exception:  # a bug: the program's getpeername must still return
+                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    found = None
+                self.transport.write(_local_answer(found))
                 self.transport.loseConnection()
             return
         if size is not None or kind in (b"N", b"R"):

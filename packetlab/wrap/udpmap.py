@@ -274,6 +274,7 @@ class UdpMap:
         self.local_of: Callable[[int], Awaitable[tuple[IPAddress, int] | None]] | None = None
         # Why the latest wrapped TCP connect to a destination failed (a SOCKS reply code)
         self.failure_of: Callable[[IPAddress, int], int | None] | None = None
+        self.peer_of: Callable[[int], tuple[IPAddress, int] | None] | None = None
         self.dropped = 0
         self.stray = 0
         self.reused = 0  # endpoint sockets closed for newer program sockets
@@ -326,6 +327,11 @@ class UdpMap:
         0 if none."""
         code = self.failure_of(addr, port) if self.failure_of is not None else None
         return int(code or 0)
+
+    def tcp_peer(self, port: int) -> tuple[IPAddress | None, int] | None:
+        """The destination of the program's TCP connection from loopback port `port`
+        ("P"), None if unknown."""
+        return self.peer_of(port) if self.peer_of is not None else None
 
     async def tcp_local(self, port: int) -> tuple[IPAddress | None, int] | None:
         return await self.local_of(port) if self.local_of is not None else None
@@ -420,6 +426,13 @@ class UdpMap:
 
     def listen(self, path: str) -> None:
         self._listening = self.reactor.listenUNIX(path, MapServer(self), mode=0o600)
+
+    def relay_destination(self, number: int) -> tuple[IPAddress | None, int] | None:
+        """The destination relay port `number` stands for ("D"), as the program asked it;
+        None if it is no relay port of this run. For a UDP socket inherited over exec():
+        the new program's shim has no table of relay ports yet."""
+        relay = self.by_port.get(number)
+        return (relay.dst, relay.port) if relay is not None else None
 
     def relay_port(self, request: bytes) -> int:
         """The relay port for the destination in a shim's request (0: cannot)."""

@@ -27,6 +27,10 @@
 #define LOOKUP_LOCAL 3
 
 extern pthread_mutex_t pktwrap_lock HIDDEN;
+/* Set once a name lookup went on to proxychains without the wrapper's answer: its
+ * proxy_dns may then have handed out placeholder addresses in 224.0.0.0/8
+ * (remote_dns_subnet), which only proxychains' connect can map back to the name. */
+extern int pktwrap_fake_names HIDDEN;
 /* The wrapper's unix socket; NULL when not wrapped (then every hook passes through). */
 HIDDEN const char *pktwrap_ctl_path(void);
 /* One request, its whole answer read into `ans`; -1: no wrapper or no answer. */

@@ -22,6 +22,8 @@ typedef void (*freeaddrinfo_fn)(struct addrinfo *);
  * proxychains' (which frees only the first entry of its own one-entry lists). */
 static struct addrinfo *ours[MAX_LISTS];
 
+int pktwrap_fake_names HIDDEN;
+
 static void *libc_sym(const char *name)
 {
     static void *libc; /* looked up once (each dlopen counts a reference) */
@@ -105,14 +107,19 @@ static void parse_chain(const unsigned char *ans, size_t got, struct chain *c)
 static int lookup(const char *node, int family, unsigned char *ans, size_t cap, size_t *got)
 {
     size_t n = strlen(node);
-    if (n == 0 || n > 253)
+    if (n == 0 || n > 253) {
+        __atomic_store_n(&pktwrap_fake_names, 1, __ATOMIC_RELAXED);
         return -1;
+    }
     unsigned char req[3 + 253];
     req[0] = 'N';
     req[1] = family == AF_INET ? 4 : family == AF_INET6 ? 6 : 0;
     req[2] = (unsigned char)n;
     memcpy(req + 3, node, n);
-    return pktwrap_call(req, 3 + n, ans, cap, got) == 0 && *got >= 2 ? ans[0] : -1;
+    if (pktwrap_call(req, 3 + n, ans, cap, got) == 0 && *got >= 2)
+        return ans[0];
+    __atomic_store_n(&pktwrap_fake_names, 1, __ATOMIC_RELAXED);
+    return -1;
 }
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,

@@ -20,6 +20,7 @@ from packetlab.wrap.launch import (
     child_env,
     exit_status,
     find_program,
+    inherited_fds,
     preload_ignored,
     proxychains_conf,
     terminal_sent,
@@ -156,3 +157,16 @@ def test_a_timings_file_that_cannot_be_written_is_one_line_with_the_option(
             check_timings_path(str(bad))
     check_timings_path(str(tmp_path / "t.jsonl"))
     check_timings_path(None)
+
+
+def test_inherited_fds_are_the_given_ones_not_ours(tmp_path: Path) -> None:
+    """Session 25 (wrapb25): what `spawn` passes on past 0-2. A descriptor opened by
+    Python is close-on-exec (ours); one marked inheritable (as a shell's `3<file`
+    arrives) is passed on."""
+    import os
+
+    with open(tmp_path / "a", "wb") as ours, open(tmp_path / "b", "wb") as given:
+        os.set_inheritable(given.fileno(), True)
+        fds = inherited_fds()
+        assert given.fileno() in fds and ours.fileno() not in fds
+        assert all(fd > 2 for fd in fds)

@@ -283,6 +283,49 @@ def test_connect_failure_requests() -> None:
     assert ask(udpmap, v4) == (b"\x00", True)
 
 
+def test_peer_requests() -> None:
+    """ "P" + loopback port (session 25, wrapb25): the destination of the program's TCP
+    connection from that port (getpeername of a socket inherited over exec()); 0 when
+    unknown, when nothing answers, or on a bug; a short request waits."""
+    import ipaddress
+
+    udpmap, _ = make()
+    assert ask(udpmap, b"P" + struct.pack(">H", 40000)) == (b"\x00", True)  # no peer_of
+
+    def peer_of(port: int) -> Any:
+        return {
+            40000: (ipaddress.ip_address("192.0.2.1"), 80),
+            40001: (ipaddress.ip_address("2001:db8::1"), 443),
+        }.get(port)
+
+    udpmap.peer_of = peer_of
+    v4 = b"\x04" + struct.pack(">H", 80) + bytes([192, 0, 2, 1])
+    assert ask(udpmap, b"P" + struct.pack(">H", 40000)) == (v4, True)
+    v6 = b"\x06" + struct.pack(">H", 443) + ipaddress.ip_address("2001:db8::1").packed
+    assert ask(udpmap, b"P" + struct.pack(">H", 40001)) == (v6, True)
+    assert ask(udpmap, b"P" + struct.pack(">H", 40002)) == (b"\x00", True)
+    assert ask(udpmap, b"P\x9c") == (b"", False)  # incomplete
+
+    def broken(port: int) -> Any:
+        raise RuntimeError("a bug")
+
+    udpmap.peer_of = broken
+    assert ask(udpmap, b"P" + struct.pack(">H", 40000)) == (b"\x00", True)
+
+
+def test_relay_destination_requests() -> None:
+    """ "D" + relay port (session 25, wrapb25): the destination a relay port stands for,
+    as the program asked it (a UDP socket inherited over exec()); 0 for another port."""
+    udpmap, _ = make()
+    v6 = bytes([6]) + struct.pack(">H", 53) + bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 53])
+    number = struct.unpack(">H", ask(udpmap, v6)[0])[0]
+    answer = ask(udpmap, b"D" + struct.pack(">H", number))
+    assert answer == (v6, True)  # the v4-mapped address, as asked
+    other = (number + 1) % 65536 or 1
+    assert ask(udpmap, b"D" + struct.pack(">H", other)) == (b"\x00", True)
+    assert ask(udpmap, b"D\x01") == (b"", False)  # incomplete
+
+
 def test_a_cname_answer_carries_its_chain_to_the_shim() -> None:
     """Session 25: after the addresses, a CNAME's chain (count, then length + name each;
     the canonical name last), for ai_canonname, h_name and h_aliases as glibc's. The

@@ -316,3 +316,47 @@ def test_the_reply_of_a_failed_connect_is_kept_for_the_shim(tmp_path: Path) -> N
     proto.dataReceived(GREETING + connect_req(dst, 9))
     settle(rig, 200)
     assert factory.connect_failure(dst, 9) is None
+
+
+def test_a_connect_the_endpoint_refuses_is_not_allowed_and_said_once(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Session 25 (wrapb25). An nopen the endpoint's rules refuse (ESKTOPNDENY: a
+    certificate's valid_dest, a monitor) is SOCKS NOT_ALLOWED (the shim's EPERM), kept
+    for "E", and one stderr line a run says whose rule it was (the program only sees
+    "Operation not permitted")."""
+    from packetlab.wire import Status
+
+    dst = ipaddress.ip_address("2001:db8::9")
+    rig, factory, _, _ = setup(tmp_path)
+    rig.endpoint.nopen = lambda msg: rig.endpoint.result(Status.ESKTOPNDENY)  # type: ignore[method-assign]
+    for port in (9, 10):
+        proto = factory.buildProtocol(None)
+        t = Program()
+        proto.makeConnection(t)
+        proto.dataReceived(GREETING + connect_req(dst, port))
+        settle(rig, 200)
+        assert t.value() == b"\x05\x00" + reply(Rep.NOT_ALLOWED)
+        assert factory.connect_failure(dst, port) == Rep.NOT_ALLOWED
+    err = capsys.readouterr().err
+    assert err.count("pktlab wrap: the endpoint refused a connection") == 1, err
+    assert "to [2001:db8::9]:9 (ESKTOPNDENY:" in err and "EPERM" in err
+
+
+def test_the_destination_of_a_connection_is_known_by_its_loopback_port(
+    tmp_path: Path,
+) -> None:
+    """Session 25 (wrapb25): for the shim's "P" (getpeername of a socket inherited over
+    exec()): the address the endpoint connected to and the port asked, by the program's
+    loopback port; None before the connect is up and after the connection ends."""
+    rig, factory, proto, t = setup(tmp_path)
+    rig.endpoint.tcp_servers[SERVER] = http_server
+    assert factory.peer_address(40000) is None
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address(SERVER[0]), SERVER[1]))
+    settle(rig)
+    assert t.value().endswith(reply(Rep.SUCCEEDED))
+    assert factory.peer_address(40000) == (ipaddress.ip_address(SERVER[0]), SERVER[1])
+    assert factory.peer_address(40001) is None
+    proto.connectionLost(None)
+    settle(rig)
+    assert factory.peer_address(40000) is None
