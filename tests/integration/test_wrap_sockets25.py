@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,32 @@ for fam, host in families:
 """
 
 
+@contextmanager
+def udp_echo_server() -> Iterator[int]:
+    """A loopback UDP echo server on a thread while the block runs; yields its port."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = udp.recvfrom(100)
+                udp.sendto(data, peer)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        yield udp.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        udp.close()
+
+
 def test_socket_options_and_close_on_exec_survive_a_wrapped_connect() -> None:
     """proxychains connects a new socket to our SOCKS server and dup2()s it over the
     program's: every option set before connect() was lost and the fd lost FD_CLOEXEC.
@@ -157,29 +185,8 @@ def test_dup_fds_and_a_second_connect_as_natively() -> None:
     socket's dup showed its loopback port, not the endpoint's (the shim kept them by fd).
     connect() on a connected TCP socket returned 0 and proxychains put a new connection
     in its place: the server saw 2 connections (natively EISCONN, 1)."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.2)
-    stop = threading.Event()
-
-    def echo() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = udp.recvfrom(100)
-                udp.sendto(data, peer)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    try:
-        native, wrapped = native_and_wrapped(
-            _NAMES, str(udp.getsockname()[1]), "6" if _ipv6() else "4"
-        )
-    finally:
-        stop.set()
-        thread.join(2)
-        udp.close()
+    with udp_echo_server() as port:
+        native, wrapped = native_and_wrapped(_NAMES, str(port), "6" if _ipv6() else "4")
     assert native.returncode == 0, native
     assert b"connections the server saw 1" in native.stdout
     assert wrapped.stdout == native.stdout, wrapped.stderr
@@ -421,27 +428,8 @@ def test_more_udp_sockets_one_after_another_than_the_endpoint_keeps() -> None:
     """200 UDP sockets, one after another, each asking once. Before: the 129th and every
     later one got no answer (128 endpoint UDP sockets were kept for sockets the program
     had closed long ago)."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.settimeout(0.2)
-    stop = threading.Event()
-
-    def echo() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = udp.recvfrom(100)
-                udp.sendto(data, peer)
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    try:
-        native, wrapped = native_and_wrapped(_MANY, str(udp.getsockname()[1]))
-    finally:
-        stop.set()
-        thread.join(2)
-        udp.close()
+    with udp_echo_server() as port:
+        native, wrapped = native_and_wrapped(_MANY, str(port))
     assert native.stdout == b"answered 200\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
 
