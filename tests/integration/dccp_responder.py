@@ -15,16 +15,9 @@ import struct
 import sys
 import time
 
+from packetlab.testbed.probe import inet_checksum as checksum
+
 PROTO_DCCP = 33
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def reset_for(request: bytes, src: bytes, dst: bytes) -> bytes | None:

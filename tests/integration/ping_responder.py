@@ -22,14 +22,7 @@ import struct
 import sys
 import threading
 
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
+from packetlab.testbed.probe import inet_checksum as checksum
 
 
 def reply(ident: int, seq: int, payload: bytes, *, good_sum: bool = True) -> bytes:
