@@ -5,6 +5,7 @@ UDP send backlog, budget stops, and error mapping."""
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 import time
@@ -241,3 +242,26 @@ def test_udp_rehearsal_sends_nothing(net: Any, host: str) -> None:
     finally:
         io.close()
         sink.close()
+
+
+def test_tcp_data_and_fin_together_are_read_in_one_turn(net: Any) -> None:
+    """A peer that sends its reply and closes: the data and the EOF come out of one
+    doRead, so the ndata and the PEERCLOSED leave together (not a reactor turn apart)."""
+    network, reactor, events = net
+    server = socket.create_server(("127.0.0.1", 0))
+    skt = Skt(2, 4, 6, 1 << 20)
+    io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
+    peer, _ = server.accept()
+    until(lambda: "tcp_established" in events.names(), reactor)
+    peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    peer.shutdown(socket.SHUT_WR)  # the FIN follows the reply at once
+    assert select.select([io.fileno()], [], [], 5)[0], "the reply never came"
+    time.sleep(0.05)  # the FIN is in too (loopback delivers in order, at once)
+    events.calls.clear()
+    io.doRead()  # one reactor turn
+    assert events.names() == ["tcp_received", "tcp_eof"]
+    assert events.args("tcp_received")[0].endswith(b"hi")
+    assert io not in reactor.readers
+    io.close()
+    peer.close()
+    server.close()
