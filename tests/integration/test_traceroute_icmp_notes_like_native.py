@@ -9,14 +9,12 @@ Each line run by both tools in `ep`, stdout compared with the RTTs masked.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from helper_script import helper_script
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
 
@@ -45,26 +43,13 @@ def notes_testbed(make: Callable[..., Testbed]) -> Testbed:
     return tb
 
 
-@contextmanager
 def responder(
     tb: Testbed, version: int, icmp_type: int, code: int, info: int, forged: str = ""
-) -> Iterator[None]:
+) -> AbstractContextManager[object]:
     prefix = "10.99.0.0/24" if version == 4 else "fd00:99::/64"
     argv = [str(HERE / "icmp_responder.py"), str(version), prefix, str(icmp_type), str(code)]
-    cmd = ["ip", "netns", "exec", tb.netns_name("r2"), sys.executable, *argv, "60", str(info)]
-    cmd += [forged] if forged else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        assert proc.stdout.readline().strip() == "listening", proc.stderr.read()
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    argv += ["60", str(info), *([forged] if forged else [])]
+    return helper_script(argv, tb.netns_name("r2"))
 
 
 CASES: list[
