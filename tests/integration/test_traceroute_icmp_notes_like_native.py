@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helper_script import helper_script
+from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
 
@@ -95,13 +96,42 @@ def test_unassigned_error_types_as_traceroute_shows_them(
     _side_by_side(notes_testbed(testbed_factory), UNASSIGNED)
 
 
-def test_mtu_discovery_and_an_ipv6_mtu_below_1280_as_traceroute(
-    testbed_factory: Callable[..., Testbed],
+@pytest.mark.parametrize(("version", "said"), [(4, 300), (6, 1000)])
+@pytest.mark.parametrize("queries", ["1", "3"])
+def test_mtu_discovery_and_a_router_mtu_below_linuxs_least_as_traceroute(
+    testbed_factory: Callable[..., Testbed], version: int, said: int, queries: str
 ) -> None:
-    """Session 25 (icmp25b): --mtu, r2 answering "packet too big" naming 1000: Linux
-    ignores it, traceroute prints `!F-1000` and ends; ours went down to `F=68`."""
-    hop2 = "fd00:77:2::2  R ms !F-1000"
-    _side_by_side(notes_testbed(testbed_factory), [(6, 2, 0, 1000, ["--mtu"], hop2)])
+    """--mtu, r2 answering every probe with "fragmentation needed" naming 300 / "packet
+    too big" naming 1000 (below Linux's 552 / 1280): traceroute sends one probe of the
+    size named and prints `!F-300` alone (its note overwrites the `F=300`), each probe
+    of the hop the same; ours went on down the plateaus to `F=68 !F-300` (IPv4) and
+    sent no 1000 byte probe (IPv6; session 25 had it that Linux ignores the 1000). The
+    lines and the probes' lengths on the wire compared (session 26, icmp26); each run
+    after the route cache is flushed, as the run before it leaves a path MTU there."""
+    tb = notes_testbed(testbed_factory)
+    ns = tb.netns_name("ep")
+    argv = ["-n", "-q", queries, "-w", "1", "-m", "3", "--mtu", TARGET[version]]
+    expr = "udp and dst net " + ("10.99.0.0/24" if version == 4 else "fd00:99::/64")
+    count = 2 * int(queries) + 1  # (hop 1's, hop 2's first at 1500, the rest at `said`)
+    runs, wire = {}, {}
+    with responder(tb, version, 3 if version == 4 else 2, 4 if version == 4 else 0, said):
+        for name, tool in (("theirs", native), ("ours", pktlab_run)):
+            tb.run("ep", ["ip", f"-{version}", "route", "flush", "cache"])
+            with captured(ns, "to-r1", expr, count) as packets:
+                runs[name] = tool("traceroute", *argv, netns=ns)
+            wire[name] = [
+                int.from_bytes(p[2:4], "big")
+                if version == 4
+                else 40 + int.from_bytes(p[4:6], "big")
+                for p in packets
+            ]
+    hop2 = masked(runs["theirs"].stdout)[2]
+    assert hop2.endswith(f"R ms !F-{said}" * 1 + f"  R ms !F-{said}" * (int(queries) - 1)), hop2
+    assert wire["theirs"] == [1500] * (int(queries) + 1) + [said] * int(queries)
+    assert (masked(runs["ours"].stdout), wire["ours"]) == (
+        masked(runs["theirs"].stdout),
+        wire["theirs"],
+    )
 
 
 def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:
