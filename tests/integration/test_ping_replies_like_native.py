@@ -252,3 +252,26 @@ def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
             ]
     assert got["theirs"] == layout  # (as ping's kernel sends them)
     assert got["ours"] == got["theirs"]
+
+
+@pytest.mark.parametrize("size", ["1000", "500"])
+def test_pmtudisc_do_after_a_router_mtu_below_552_as_iputils(
+    pair: tuple[str, str], size: str
+) -> None:
+    """-M do, every request answered "fragmentation needed" naming 300: ping's kernel
+    takes 552 (min_pmtu). -s 1000: the 2nd and 3rd requests its local errors
+    (`message too long, mtu=552` on stderr); -s 500 (528 bytes, under 552): all three
+    sent and answered, three `Frag needed` lines (ours made two of them local errors:
+    session 26, icmp26). Each tool after the route cache is flushed."""
+    near, far = pair
+    args = ["-c", "3", "-i", "0.3", "-M", "do", "-s", size, FAR]
+    runs = {}
+    with _responder(far, "error:3:4:300"):
+        for name, tool in (("theirs", native), ("ours", pktlab_run)):
+            _ip("-n", near, "route", "flush", "cache")
+            runs[name] = tool("ping", *args, netns=near)
+    theirs, ours = runs["theirs"], runs["ours"]
+    assert "+3 errors" in theirs.stdout and ours.returncode == theirs.returncode == 1
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    local = "local error: message too long, mtu=552"
+    assert theirs.stderr.count(local) == ours.stderr.count(local) == (2 if size == "1000" else 0)
