@@ -8,7 +8,10 @@ Each line run by both tools in `ep`, stdout compared with the RTTs masked.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -132,6 +135,32 @@ def test_mtu_discovery_and_a_router_mtu_below_linuxs_least_as_traceroute(
         masked(runs["theirs"].stdout),
         wire["theirs"],
     )
+
+
+@pytest.mark.skipif(shutil.which("sc_warts2json") is None, reason="no scamper tools")
+def test_an_unassigned_icmpv6_error_in_warts_and_json_as_scamper_reads_them(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    """Session 26 (icmp26): `!<100-0>` in --warts is a hop with ICMP type 100, code 0 in
+    sc_warts2json (session 25 wrote neither), the trace's stop reason ICMP, data 100
+    (`icmp type 100` in sc_wartsdump; it was HOPLIMIT, -m 3 not reached), and the
+    --json summary's `stop_reason` ICMP too. (scamper itself drops such a reply: its
+    own trace goes on to the hop limit with nothing at hop 2.)"""
+    tb = notes_testbed(testbed_factory)
+    ns, warts = tb.netns_name("ep"), tmp_path / "t.warts"
+    argv = ["-n", "-q", "1", "-w", "1", "-m", "3", TARGET[6]]
+    with responder(tb, 6, 100, 0, 0):
+        ours = pktlab_run("traceroute", "--warts", str(warts), *argv, netns=ns)
+        summary = json.loads(
+            pktlab_run("traceroute", "--json", *argv, netns=ns).stdout.splitlines()[-1]
+        )
+    assert ours.returncode == 0 and "!<100-0>" in ours.stdout, ours.stderr
+    out = subprocess.run(["sc_warts2json", str(warts)], capture_output=True, text=True, check=True)
+    (trace,) = [t for t in map(json.loads, out.stdout.splitlines()) if t["type"] == "trace"]
+    assert (trace["stop_reason"], trace["stop_data"]) == ("ICMP", 100)
+    hop2 = [h for h in trace["hops"] if h["probe_ttl"] == 2]
+    assert [(h["addr"], h["icmp_type"], h["icmp_code"]) for h in hop2] == [("fd00:77:2::2", 100, 0)]
+    assert summary["stop_reason"] == "ICMP"
 
 
 def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:
