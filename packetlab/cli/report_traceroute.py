@@ -17,7 +17,7 @@ from packetlab.measure.records_traceroute import (
     traceroute_header,
     traceroute_line,
 )
-from packetlab.measure.replies import ReplyKind
+from packetlab.measure.warts_trace import scamper_stop
 
 if TYPE_CHECKING:
     from packetlab.measure.mda import MdaHop, MdaResult
@@ -27,16 +27,10 @@ __all__ = ["MdaReport", "TracerouteReport", "traceroute_stop_reason"]
 
 
 def traceroute_stop_reason(result: TracerouteResult, interrupted: bool) -> str:
-    """scamper's names: COMPLETED (the target answered), UNREACH (a router said it cannot
-    get there), HOPLIMIT (max TTL reached), INTERRUPTED."""
-    if interrupted:
-        return "INTERRUPTED"
-    last = next((h for h in reversed(result.hops) if h.addr is not None), None)
-    if last is not None and last.addr == result.dst:
-        return "COMPLETED"
-    if last is not None and last.reply_type == ReplyKind.DEST_UNREACHABLE:
-        return "UNREACH"
-    return "HOPLIMIT"
+    """scamper's names (`warts_trace.scamper_stop`, the --warts trace's too): COMPLETED
+    (the target answered), UNREACH (a router said it cannot get there), ICMP (another
+    ICMP error ended it, e.g. `!<100-0>`), HOPLIMIT (max TTL reached), INTERRUPTED."""
+    return scamper_stop(result, interrupted)[0]
 
 
 class TracerouteReport(Report):

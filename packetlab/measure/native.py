@@ -23,6 +23,7 @@ are expected to be a little smaller, by the send path's cost (a few µs).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -173,21 +174,32 @@ _NOTE_CODES: dict[str, tuple[ReplyKind, int | None, int | None]] = {
 }
 
 
-def _note_reply(note: str, v6: bool) -> tuple[str, int | None]:
+def _note_reply(note: str, v6: bool) -> tuple[str, int | None, int | None]:
+    """A note's reply kind, ICMP code and, for an error of a type no kind names (the
+    ``!<TYPE-CODE>`` of an unassigned ICMPv6 type), its ICMP type."""
     if note.startswith("!F"):
-        return (ReplyKind.PACKET_TOO_BIG, 0) if v6 else (ReplyKind.DEST_UNREACHABLE, 4)
+        return (ReplyKind.PACKET_TOO_BIG, 0, None) if v6 else (ReplyKind.DEST_UNREACHABLE, 4, None)
     m = re.fullmatch(r"!<(\d+)>", note)
     if m:
-        return ReplyKind.DEST_UNREACHABLE, int(m.group(1))
+        return ReplyKind.DEST_UNREACHABLE, int(m.group(1)), None
     m = re.fullmatch(r"!<(\d+)-(\d+)>", note)  # an error traceroute has no name for
     if m:
         kinds = {3: ReplyKind.TIME_EXCEEDED, 4: ReplyKind.PARAM_PROBLEM} if v6 else {
             11: ReplyKind.TIME_EXCEEDED, 12: ReplyKind.PARAM_PROBLEM}  # fmt: skip
-        return kinds.get(int(m.group(1)), ReplyKind.DEST_UNREACHABLE), int(m.group(2))
+        icmp_type, code = int(m.group(1)), int(m.group(2))
+        if icmp_type in kinds:
+            return kinds[icmp_type], code, None
+        # (`!<100-0>`: an ICMPv6 type no one assigned, which session 25 read back as a
+        # destination unreachable; what ours records it as, with its type)
+        return ReplyKind.OTHER_ERROR, code, icmp_type
     if note in _NOTE_CODES:
         kind, c4, c6 = _NOTE_CODES[note]
-        return kind, c6 if v6 else c4
-    return ReplyKind.DEST_UNREACHABLE, None
+        return kind, c6 if v6 else c4, None
+    return ReplyKind.DEST_UNREACHABLE, None, None
+
+
+_F_NOTE = re.compile(r"!F-(\d+)")  # a router's MTU (`next_mtu`)
+_F_SIZE = re.compile(r"F=(\d+)")  # --mtu: the probe's new size (`mtu`)
 
 
 def parse_traceroute(text: str, *, method: str = "udp") -> TracerouteResult:
@@ -244,9 +256,14 @@ def _parse_hop_line(ttl: int, rest: str, dst: str, v6: bool, method: str) -> lis
         elif tok.startswith("!"):
             if not hops or hops[-1].addr is None:
                 raise NativeToolError(f"traceroute note {tok!r} without a reply at hop {ttl}")
-            kind, code = _note_reply(tok, v6)
-            last = hops[-1]
-            hops[-1] = Hop(last.ttl, last.addr, last.rtt_us, kind, code)
+            kind, code, icmp_type = _note_reply(tok, v6)
+            said = _F_NOTE.fullmatch(tok)
+            hops[-1] = dataclasses.replace(
+                hops[-1], reply_type=kind, code=code, icmp_type=icmp_type,
+                next_mtu=int(said.group(1)) if said else None,
+            )  # fmt: skip
+        elif (size := _F_SIZE.fullmatch(tok)) is not None and hops and hops[-1].addr:
+            hops[-1] = dataclasses.replace(hops[-1], mtu=int(size.group(1)))
         elif _TR_RTT.match(tok) and i + 1 < len(tokens) and tokens[i + 1] == "ms":
             if addr is None:
                 raise NativeToolError(f"traceroute RTT without an address at hop {ttl}")
@@ -381,6 +398,9 @@ def _scamper_trace(obj: dict[str, Any]) -> TracerouteResult:
         kind: str | None = (
             _SCAMPER_KIND.get((version, icmp_type)) if icmp_type is not None else None
         )
+        other = None  # an ICMPv6 error type no one assigned (ours' --warts writes them)
+        if kind is None and version == 6 and icmp_type is not None and icmp_type < 128:
+            kind, other = ReplyKind.OTHER_ERROR, int(icmp_type)
         if kind is None and "tcp_flags" in h:
             kind = ReplyKind.TCP_RST if int(h["tcp_flags"]) & 0x04 else ReplyKind.TCP_SYNACK
         hops.append(
@@ -394,6 +414,7 @@ def _scamper_trace(obj: dict[str, Any]) -> TracerouteResult:
                 reply_recv_ns=recv_ns,
                 reply_ttl=h.get("reply_ttl"),
                 reply_ip_id=h.get("reply_ipid") if version == 4 else None,
+                icmp_type=other,
             )
         )
         answered.add(ttl)

@@ -527,6 +527,11 @@ class _PingRun:
             self.local_mtu = min(self.local_mtu or mtu, mtu)
             if learnt is None or sent is None or sent < learnt:
                 return False
+            if self.built.get(seq, 0) <= self.local_mtu:
+                # It fits what ping's kernel learnt (a router's 300 is 552 there): ping
+                # sent it and heard the router again, an error, not a local one (ours
+                # said `message too long, mtu=552` of a 528 byte request; session 26)
+                return False
             # Queued before the first one came, sent after it: ping's kernel, knowing the
             # MTU by then, would have refused it (on a loaded host the answer can take
             # longer than the AHEAD_S a request is queued early).

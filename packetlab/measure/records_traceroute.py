@@ -351,9 +351,9 @@ def traceroute_line(
                     line += f" '-{hops_back}'"
             last = seen
         line += f"  {hop.rtt_us / 1000:.3f} ms" if hop.rtt_us is not None else "  ? ms"
-        if hop.mtu is not None:
-            line += f" F={hop.mtu}"
-        note = hop_annotation(hop)
+        # (traceroute 2.1.2 keeps one note per probe: an error's `!` note overwrites the
+        # `F=NUM` --mtu left there, so `!F-300` alone where the probe had shrunk to 300)
+        note = hop_annotation(hop) or (f"F={hop.mtu}" if hop.mtu is not None else "")
         if note:
             line += f" {note}"
     return line

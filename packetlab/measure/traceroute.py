@@ -46,6 +46,7 @@ from packetlab.measure.traceroute_probes import (
     make_probe,
     probe_length,
     reply_key,
+    run_tcp_options,
     unseen_by_traceroute,
 )
 from packetlab.measure.traceroute_sequential import run_mtu_sequential, run_sequential
@@ -218,7 +219,7 @@ async def traceroute(
     length = probe_length(method, target.version, packetlen, tcp, extra)
     shape = ProbeShape(
         None if packetlen is None else length, tos, dont_fragment or mtu_discovery, flow_label,
-        tcp, route, coverage, service,
+        tcp, route, coverage, service, run_tcp_options(method, tcp),
     )  # fmt: skip
 
     def adopt(reply: Reply) -> Reply | None:

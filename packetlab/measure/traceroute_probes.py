@@ -122,6 +122,17 @@ class ProbeShape:
     route: tuple[Address, bytes] | None = None
     coverage: int = 8  # -UL's checksum coverage (-O coverage=NUM; traceroute's default)
     service: int = DCCP_SERVICE_CODE  # -D's service code (-O service=NUM)
+    # the TCP options every probe of a run carries (None: each probe its own): mod-tcp.c's
+    # tcp_init draws the timestamp values once, so traceroute -T's probes share a TSval
+    tcp_options: bytes | None = None
+
+
+def run_tcp_options(method: str, tcp: TcpFlavor | None) -> bytes | None:
+    """The TCP options of a run's probes, drawn once (`ProbeShape.tcp_options`); None
+    for the other methods."""
+    if method not in TCP_METHODS:
+        return None
+    return (tcp or (LINUX_SYN if method == "tcp" else BARE_ACK)).options()
 
 
 def make_probe(
@@ -172,7 +183,10 @@ def _plain_probe(
         )
     if method in TCP_METHODS:
         flavor = shape.tcp or (LINUX_SYN if method == "tcp" else BARE_ACK)
-        return tcp_probe(src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, flavor=flavor, **kw)
+        return tcp_probe(
+            src, dst, sport=sport, dport=port, seq=i + 1, ttl=ttl, flavor=flavor,
+            options=shape.tcp_options, **kw,
+        )  # fmt: skip
     if method == "udp-paris":
         return paris_udp_probe(
             src, dst, ttl, sport=sport, dport=port, index=i, payload=payload, **kw

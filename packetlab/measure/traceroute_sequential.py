@@ -13,7 +13,6 @@ from packetlab.measure.probes import Probe
 from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
-    MIN_MTU,
     Adopt,
     HopCallback,
     end_of_ttl,
@@ -78,11 +77,18 @@ async def run_sequential(
     return hops
 
 
-def _ignored_by_linux(reply: Reply) -> bool:
-    """An IPv6 "packet too big" naming an MTU below 1280: Linux takes no such path MTU,
-    so traceroute --mtu sends nothing smaller and prints the hop `!F-1000` (checked
-    beside traceroute 2.1.2; ours went down to 1000, then the plateaus, to `F=68`)."""
-    return reply.src.version == 6 and reply.mtu is not None and 0 < reply.mtu < MIN_MTU[6]
+def _named_smaller(reply: Reply, size: int, least: int) -> int | None:
+    """The size a "too big" answer to a `size` byte probe has --mtu try next: the MTU the
+    router named, if it is below `size` and holds the headers (`least`), as traceroute
+    2.1.2 takes its socket's ee_info; otherwise None, and the hop ends there with
+    `!F-NUM`. No plateaus and no kernel floor: traceroute's IP_PMTUDISC_PROBE socket
+    sends the size the router named, whatever Linux keeps as the path MTU (552 and 1280
+    at least). Seen on the wire beside traceroute (session 26, icmp26): a router naming
+    300 (IPv4) or 1000 (IPv6) to every probe gets a 1500 byte probe, then one of 300 /
+    1000, then `!F-300` / `!F-1000`; ours went on down the plateaus to 68 (IPv4) or sent
+    nothing smaller (IPv6)."""
+    said = reply.mtu
+    return said if said is not None and least <= said < size else None
 
 
 async def run_mtu_sequential(
@@ -102,8 +108,10 @@ async def run_mtu_sequential(
     with (`build(i, size)` makes probe i, TTL `ttls[i]`). A probe the endpoint could not
     send (too big for its interface, or a path MTU its kernel cached) goes again at the
     next of `hints` (those MTUs, when known) or of the plateaus; one answered by
-    "fragmentation needed" / "packet too big" goes again at the MTU the router named. The
-    first probe answered at a new size carries it (`Hop.mtu`: traceroute's ``F=NUM``)."""
+    "fragmentation needed" / "packet too big" goes again at the MTU the router named when
+    that is smaller (else the hop ends `!F-NUM`, as traceroute's). The first probe
+    answered at a new size carries it (`Hop.mtu`: traceroute's ``F=NUM``, which its
+    line shows only when no `!` note replaces it)."""
     reactor = session.reactor
     hops: list[Hop] = []
     end, i, new_size = len(ttls), 0, None
@@ -119,8 +127,8 @@ async def run_mtu_sequential(
             size = new_size = smaller
             continue
         answer = await answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
-        if answer is not None and too_big(answer[0]) and not _ignored_by_linux(answer[0]):
-            smaller = smaller_mtu(size, least, answer[0].mtu, hints)
+        if answer is not None and too_big(answer[0]):
+            smaller = _named_smaller(answer[0], size, least)
             if smaller is not None:
                 size = new_size = smaller
                 continue

@@ -36,8 +36,14 @@ TRACE_TYPES = {
     "udp-paris": 0x05,
     "tcp-ack": 0x06,
 }
-# scamper's stop reasons, by the names the --json summary uses (`traceroute_stop_reason`)
-STOP_REASONS = {"COMPLETED": 0x01, "UNREACH": 0x02, "HOPLIMIT": 0x07, "INTERRUPTED": 0x09}
+# scamper's stop reasons, by the names the --json summary uses (`scamper_stop`)
+STOP_REASONS = {
+    "COMPLETED": 0x01,
+    "UNREACH": 0x02,
+    "ICMP": 0x03,
+    "HOPLIMIT": 0x07,
+    "INTERRUPTED": 0x09,
+}
 
 # trace fields (flag ids) and hop fields this module writes
 _T_LIST, _T_CYCLE, _T_START, _T_STOP_R, _T_STOP_D, _T_FLAGS = 1, 2, 5, 6, 7, 8
@@ -59,21 +65,57 @@ _ICMP_TYPE = {
     ReplyKind.PARAM_PROBLEM: (12, 4),
     ReplyKind.ECHO_REPLY: (0, 129),
 }
+# the errors past an unreachable that end a trace (`traceroute_probes.ends_trace`)
+_OTHER_ENDS = (ReplyKind.PACKET_TOO_BIG, ReplyKind.PARAM_PROBLEM, ReplyKind.OTHER_ERROR)
 _TCP_REPLIES = (ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST)  # flags SYN|ACK, RST(|ACK)
 
 
-def stop_reason(result: TracerouteResult, interrupted: bool = False) -> tuple[int, int]:
-    """scamper's stop reason and stop data (the unreachable code for UNREACH), by the rule
-    of the --json summary's ``stop_reason``
-    (`packetlab.cli.report_traceroute.traceroute_stop_reason`)."""
+def scamper_stop(result: TracerouteResult, interrupted: bool = False) -> tuple[str, int]:
+    """scamper's stop reason (by the --json summary's name) and stop data: COMPLETED (the
+    target answered), UNREACH and the code (a router's destination unreachable, IPv4's
+    "fragmentation needed" too), ICMP and the ICMP type (another error that ended the
+    trace: an IPv6 "packet too big", a parameter problem, a time exceeded in
+    reassembly, an ICMPv6 type no one assigned: scamper's reason for an ICMP message
+    that is not an unreachable, `icmp type N` in sc_wartsdump; it stops so on "packet
+    too big" itself and ignores the others, where traceroute ends on them, as ours),
+    HOPLIMIT (the last TTL probed), INTERRUPTED (scamper's HALTED). Session 26 (icmp26):
+    a trace ended by `!<100-0>` was HOPLIMIT, its hop limit not reached."""
     if interrupted:
-        return STOP_REASONS["INTERRUPTED"], 0
+        return "INTERRUPTED", 0
     last = next((h for h in reversed(result.hops) if h.addr is not None), None)
-    if last is not None and last.addr == result.dst:
-        return STOP_REASONS["COMPLETED"], 0
-    if last is not None and last.reply_type == ReplyKind.DEST_UNREACHABLE:
-        return STOP_REASONS["UNREACH"], last.code or 0
-    return STOP_REASONS["HOPLIMIT"], 0
+    if last is None:
+        return "HOPLIMIT", 0
+    if last.addr == result.dst:
+        return "COMPLETED", 0
+    if last.reply_type == ReplyKind.DEST_UNREACHABLE:
+        return "UNREACH", last.code or 0
+    icmp = hop_icmp(last, ipaddress.ip_address(result.dst).version)
+    if icmp is not None and (last.reply_type in _OTHER_ENDS or last.code):
+        return "ICMP", icmp[0]  # (a time exceeded ends a trace only with a code past 0)
+    return "HOPLIMIT", 0
+
+
+def stop_reason(result: TracerouteResult, interrupted: bool = False) -> tuple[int, int]:
+    """`scamper_stop` as warts stores it: the reason's number, the data."""
+    name, data = scamper_stop(result, interrupted)
+    return STOP_REASONS[name], data
+
+
+def hop_icmp(hop: Hop, version: int) -> tuple[int, int] | None:
+    """The ICMP type and code of a hop's reply as warts keeps them (None for a TCP reply
+    or none): an unassigned ICMPv6 error's own type (`Hop.icmp_type`), which scamper
+    itself never records (its ICMPv6 receive path drops such a type; session 26 wrote
+    it so that sc_warts2json shows ``"icmp_type":100, "icmp_code":0``, where session 25
+    wrote neither)."""
+    kind, code = hop.reply_type, hop.code or 0
+    if kind == ReplyKind.OTHER_ERROR and hop.icmp_type is not None:
+        return hop.icmp_type, code
+    if kind not in _ICMP_TYPE:
+        return None
+    v4, v6 = _ICMP_TYPE[ReplyKind(kind)]
+    if kind == ReplyKind.PACKET_TOO_BIG and version == 4:
+        code = 4
+    return (v4 if version == 4 else v6), code
 
 
 def _hop_fields(
@@ -93,12 +135,8 @@ def _hop_fields(
         # a RST to a bare ACK (tcp-ack) has no ACK bit; to a SYN it acknowledges it
         rst = 0x04 if result.method == "tcp-ack" else 0x14
         fields[_H_TCP_FLAGS] = u8(rst if kind == ReplyKind.TCP_RST else 0x12)
-    elif kind in _ICMP_TYPE:
-        v4, v6 = _ICMP_TYPE[ReplyKind(kind)]
-        code = hop.code or 0
-        if kind == ReplyKind.PACKET_TOO_BIG and version == 4:
-            code = 4
-        fields[_H_ICMP_TC] = u8(v4 if version == 4 else v6) + u8(code)
+    elif (icmp := hop_icmp(hop, version)) is not None:
+        fields[_H_ICMP_TC] = u8(icmp[0]) + u8(icmp[1])
     fields[_H_FLAGS] = u8(flags)
     if hop.rtt_us is not None:
         fields[_H_RTT] = u32(max(0, round(hop.rtt_us)))

@@ -12,12 +12,13 @@ import os
 import re
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from helper_script import helper_script
 from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
@@ -76,14 +77,9 @@ def pair() -> Iterator[tuple[str, str]]:
         _ip("netns", "del", near)
 
 
-def _responder(far: str, mode: str, family: int = 4) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", far, sys.executable, str(HERE / "ping_responder.py"), mode,
-         str(family)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    return proc
+def _responder(far: str, mode: str, family: int = 4) -> AbstractContextManager[object]:
+    argv = [str(HERE / "ping_responder.py"), mode, str(family)]
+    return helper_script(argv, far, ready="ready")
 
 
 @pytest.mark.parametrize(
@@ -153,13 +149,9 @@ def _side_by_side(
     pair: tuple[str, str], mode: str, args: list[str], seen: str, family: int = 4
 ) -> None:
     near, far = pair
-    proc = _responder(far, mode, family)
-    try:
+    with _responder(far, mode, family):
         theirs = native("ping", *args, netns=near)
         ours = pktlab_run("ping", *args, netns=near)
-    finally:
-        proc.kill()
-        proc.wait()
     assert ours.returncode == theirs.returncode, ours.stderr
     assert seen in theirs.stdout  # the responder did its part
     # (exact lines: masked() drops `pipe N`, which the dup case must keep)
@@ -202,14 +194,10 @@ def test_ping_v_dumps_a_redirects_quoted_header_as_iputils(
     socket line). With -R or -T the quoted header carries the option: its bytes on a
     line of their own (session 25, icmp25b)."""
     near, far = pair
-    proc = _responder(far, "error:5:1:167772161")
     args = ["-c", "1", "-W", "1", "-v", *options, FAR]  # (a second -c wins)
-    try:
+    with _responder(far, "error:5:1:167772161"):
         theirs = native("ping", *args, netns=near)
         ours = pktlab_run("ping", *args, netns=near)
-    finally:
-        proc.kill()
-        proc.wait()
     assert ours.returncode == theirs.returncode == 1, ours.stderr
 
     def lines(text: str) -> list[str]:
@@ -250,9 +238,8 @@ def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
     near, far = pair
     src, dst = (NEAR, FAR) if family == 4 else (NEAR6, FAR6)
     size = "1000" if family == 4 else "1400"
-    proc = _responder(far, mode, family)
     got: dict[str, list[tuple[int, int]]] = {}
-    try:
+    with _responder(far, mode, family):
         for name, tool in (("ours", pktlab_run), ("theirs", native)):
             with captured(near, f"{_tag()}a", f"src host {src}", len(layout)) as packets:
                 ran = tool("ping", "-c", "3", "-i", "0.3", "-s", size, dst, netns=near)
@@ -263,8 +250,28 @@ def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
                 else (40 + int.from_bytes(p[4:6], "big"), p[6])
                 for p in packets
             ]
-    finally:
-        proc.kill()
-        proc.wait()
     assert got["theirs"] == layout  # (as ping's kernel sends them)
     assert got["ours"] == got["theirs"]
+
+
+@pytest.mark.parametrize("size", ["1000", "500"])
+def test_pmtudisc_do_after_a_router_mtu_below_552_as_iputils(
+    pair: tuple[str, str], size: str
+) -> None:
+    """-M do, every request answered "fragmentation needed" naming 300: ping's kernel
+    takes 552 (min_pmtu). -s 1000: the 2nd and 3rd requests its local errors
+    (`message too long, mtu=552` on stderr); -s 500 (528 bytes, under 552): all three
+    sent and answered, three `Frag needed` lines (ours made two of them local errors:
+    session 26, icmp26). Each tool after the route cache is flushed."""
+    near, far = pair
+    args = ["-c", "3", "-i", "0.3", "-M", "do", "-s", size, FAR]
+    runs = {}
+    with _responder(far, "error:3:4:300"):
+        for name, tool in (("theirs", native), ("ours", pktlab_run)):
+            _ip("-n", near, "route", "flush", "cache")
+            runs[name] = tool("ping", *args, netns=near)
+    theirs, ours = runs["theirs"], runs["ours"]
+    assert "+3 errors" in theirs.stdout and ours.returncode == theirs.returncode == 1
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    local = "local error: message too long, mtu=552"
+    assert theirs.stderr.count(local) == ours.stderr.count(local) == (2 if size == "1000" else 0)

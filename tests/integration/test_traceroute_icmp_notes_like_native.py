@@ -8,15 +8,17 @@ Each line run by both tools in `ep`, stdout compared with the RTTs masked.
 
 from __future__ import annotations
 
+import json
 import os
-import signal
+import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from helper_script import helper_script
+from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
 
@@ -45,26 +47,13 @@ def notes_testbed(make: Callable[..., Testbed]) -> Testbed:
     return tb
 
 
-@contextmanager
 def responder(
     tb: Testbed, version: int, icmp_type: int, code: int, info: int, forged: str = ""
-) -> Iterator[None]:
+) -> AbstractContextManager[object]:
     prefix = "10.99.0.0/24" if version == 4 else "fd00:99::/64"
     argv = [str(HERE / "icmp_responder.py"), str(version), prefix, str(icmp_type), str(code)]
-    cmd = ["ip", "netns", "exec", tb.netns_name("r2"), sys.executable, *argv, "60", str(info)]
-    cmd += [forged] if forged else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        assert proc.stdout.readline().strip() == "listening", proc.stderr.read()
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    argv += ["60", str(info), *([forged] if forged else [])]
+    return helper_script(argv, tb.netns_name("r2"))
 
 
 CASES: list[
@@ -110,13 +99,68 @@ def test_unassigned_error_types_as_traceroute_shows_them(
     _side_by_side(notes_testbed(testbed_factory), UNASSIGNED)
 
 
-def test_mtu_discovery_and_an_ipv6_mtu_below_1280_as_traceroute(
-    testbed_factory: Callable[..., Testbed],
+@pytest.mark.parametrize(("version", "said"), [(4, 300), (6, 1000)])
+@pytest.mark.parametrize("queries", ["1", "3"])
+def test_mtu_discovery_and_a_router_mtu_below_linuxs_least_as_traceroute(
+    testbed_factory: Callable[..., Testbed], version: int, said: int, queries: str
 ) -> None:
-    """Session 25 (icmp25b): --mtu, r2 answering "packet too big" naming 1000: Linux
-    ignores it, traceroute prints `!F-1000` and ends; ours went down to `F=68`."""
-    hop2 = "fd00:77:2::2  R ms !F-1000"
-    _side_by_side(notes_testbed(testbed_factory), [(6, 2, 0, 1000, ["--mtu"], hop2)])
+    """--mtu, r2 answering every probe with "fragmentation needed" naming 300 / "packet
+    too big" naming 1000 (below Linux's 552 / 1280): traceroute sends one probe of the
+    size named and prints `!F-300` alone (its note overwrites the `F=300`), each probe
+    of the hop the same; ours went on down the plateaus to `F=68 !F-300` (IPv4) and
+    sent no 1000 byte probe (IPv6; session 25 had it that Linux ignores the 1000). The
+    lines and the probes' lengths on the wire compared (session 26, icmp26); each run
+    after the route cache is flushed, as the run before it leaves a path MTU there."""
+    tb = notes_testbed(testbed_factory)
+    ns = tb.netns_name("ep")
+    argv = ["-n", "-q", queries, "-w", "1", "-m", "3", "--mtu", TARGET[version]]
+    expr = "udp and dst net " + ("10.99.0.0/24" if version == 4 else "fd00:99::/64")
+    count = 2 * int(queries) + 1  # (hop 1's, hop 2's first at 1500, the rest at `said`)
+    runs, wire = {}, {}
+    with responder(tb, version, 3 if version == 4 else 2, 4 if version == 4 else 0, said):
+        for name, tool in (("theirs", native), ("ours", pktlab_run)):
+            tb.run("ep", ["ip", f"-{version}", "route", "flush", "cache"])
+            with captured(ns, "to-r1", expr, count) as packets:
+                runs[name] = tool("traceroute", *argv, netns=ns)
+            wire[name] = [
+                int.from_bytes(p[2:4], "big")
+                if version == 4
+                else 40 + int.from_bytes(p[4:6], "big")
+                for p in packets
+            ]
+    hop2 = masked(runs["theirs"].stdout)[2]
+    assert hop2.endswith(f"R ms !F-{said}" * 1 + f"  R ms !F-{said}" * (int(queries) - 1)), hop2
+    assert wire["theirs"] == [1500] * (int(queries) + 1) + [said] * int(queries)
+    assert (masked(runs["ours"].stdout), wire["ours"]) == (
+        masked(runs["theirs"].stdout),
+        wire["theirs"],
+    )
+
+
+@pytest.mark.skipif(shutil.which("sc_warts2json") is None, reason="no scamper tools")
+def test_an_unassigned_icmpv6_error_in_warts_and_json_as_scamper_reads_them(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    """Session 26 (icmp26): `!<100-0>` in --warts is a hop with ICMP type 100, code 0 in
+    sc_warts2json (session 25 wrote neither), the trace's stop reason ICMP, data 100
+    (`icmp type 100` in sc_wartsdump; it was HOPLIMIT, -m 3 not reached), and the
+    --json summary's `stop_reason` ICMP too. (scamper itself drops such a reply: its
+    own trace goes on to the hop limit with nothing at hop 2.)"""
+    tb = notes_testbed(testbed_factory)
+    ns, warts = tb.netns_name("ep"), tmp_path / "t.warts"
+    argv = ["-n", "-q", "1", "-w", "1", "-m", "3", TARGET[6]]
+    with responder(tb, 6, 100, 0, 0):
+        ours = pktlab_run("traceroute", "--warts", str(warts), *argv, netns=ns)
+        summary = json.loads(
+            pktlab_run("traceroute", "--json", *argv, netns=ns).stdout.splitlines()[-1]
+        )
+    assert ours.returncode == 0 and "!<100-0>" in ours.stdout, ours.stderr
+    out = subprocess.run(["sc_warts2json", str(warts)], capture_output=True, text=True, check=True)
+    (trace,) = [t for t in map(json.loads, out.stdout.splitlines()) if t["type"] == "trace"]
+    assert (trace["stop_reason"], trace["stop_data"]) == ("ICMP", 100)
+    hop2 = [h for h in trace["hops"] if h["probe_ttl"] == 2]
+    assert [(h["addr"], h["icmp_type"], h["icmp_code"]) for h in hop2] == [("fd00:77:2::2", 100, 0)]
+    assert summary["stop_reason"] == "ICMP"
 
 
 def _side_by_side(tb: Testbed, cases: list[tuple[int, int, int, int, list[str], str]]) -> None:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from helper_script import helper_script
 from test_ip_options_like_native import captured
 from test_pktlab_run import pktlab_run
 from test_run_like_native import masked, native, preload_shim
@@ -74,32 +73,11 @@ def native_dccp(
     return native("env", f"LD_PRELOAD={shim}", "traceroute", *args, netns=netns)
 
 
-@contextmanager
-def helper(argv: list[str], netns: str | None = None) -> Iterator[None]:
-    """A helper script (`whois_server.py`, `dccp_responder.py`) running until the block
-    ends (it stops by itself within 60 s in any case)."""
-    cmd = [sys.executable, *argv]
-    if netns is not None:
-        cmd = ["ip", "netns", "exec", netns, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        assert proc.stdout.readline().strip() == "listening", proc.stderr.read()
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 WHOIS_PORT = "4343"
 
 
-def _whois(routes: list[str], netns: str | None = None) -> AbstractContextManager[None]:
-    return helper([str(HERE / "whois_server.py"), WHOIS_PORT, *routes], netns)
+def _whois(routes: list[str], netns: str | None = None) -> AbstractContextManager[object]:
+    return helper_script([str(HERE / "whois_server.py"), WHOIS_PORT, *routes], netns)
 
 
 # -- -A ---------------------------------------------------------------------------------------
@@ -126,7 +104,7 @@ def test_as_lookups_on_loopback_as_traceroute(
     monkeypatch.setenv("RA_SERVICE", port)
     routes = ["127.0.0.0/8=AS64500", "127.0.0.0/30=AS64501", "127.0.0.0/30=AS64502",
               "::1/128=AS64503"]  # fmt: skip
-    with helper([str(HERE / "whois_server.py"), port, *routes]):
+    with helper_script([str(HERE / "whois_server.py"), port, *routes]):
         ours = pktlab_run("traceroute", *args)
         theirs = native("traceroute", *args)
     assert ours.returncode == theirs.returncode == 0, ours.stderr
@@ -268,7 +246,7 @@ def test_dccp_on_loopback_as_traceroute(shim: str, family: int, args: list[str])
     # a responder (Python) or a ksoftirqd slowed by a loaded machine gets `*` there (CI
     # once for native; beside three CPU hogs ours too, 1 of 8 runs of this file)
     args = ["-w", "5,0,0", *args]
-    with helper([str(HERE / "dccp_responder.py"), str(family), "60"]):
+    with helper_script([str(HERE / "dccp_responder.py"), str(family), "60"]):
         ours = pktlab_run("traceroute", *args)
         theirs = native_dccp(*args, shim=shim)
     assert ours.returncode == theirs.returncode == 0, ours.stderr
@@ -292,7 +270,7 @@ def test_dccp_through_the_testbed_as_traceroute(
         theirs = native_dccp(*args, shim=shim, netns=ns)
         assert ours.returncode == theirs.returncode == 0, ours.stderr
         assert masked(ours.stdout) == masked(theirs.stdout), extra
-    with helper([str(HERE / "dccp_responder.py"), str(family), "60"], tb.netns_name("tg")):
+    with helper_script([str(HERE / "dccp_responder.py"), str(family), "60"], tb.netns_name("tg")):
         args = ["-D", "-n", "-w", "2,0,0", tg]
         ours = pktlab_run("traceroute", *args, netns=ns)
         theirs = native_dccp(*args, shim=shim, netns=ns)

@@ -327,3 +327,50 @@ def test_missing_tool_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         native.run_traceroute("10.0.0.1")
     with pytest.raises(NativeToolError, match="not installed"):
         native.run_ping("10.0.0.1")
+
+
+# -- session 26 (icmp26): traceroute 2.1.2's lines beside a responder -------------------------
+
+BUTSKOY_UNASSIGNED = """\
+traceroute to fd00:99::1 (fd00:99::1), 3 hops max, 80 byte packets
+ 1  fd00:77:1::2  0.051 ms
+ 2  fd00:77:2::2  0.300 ms !<100-0>
+"""
+BUTSKOY_MTU = """\
+traceroute to 10.99.0.1 (10.99.0.1), 3 hops max, 65000 byte packets
+ 1  10.77.1.2  0.031 ms F=1500  0.007 ms  0.005 ms
+ 2  10.77.2.2  0.054 ms !F-300  0.034 ms !F-300  0.048 ms !F-300
+"""
+
+
+def test_an_unassigned_icmpv6_error_reads_back_as_what_it_is() -> None:
+    """`!<100-0>` is an ICMPv6 error of type 100 (`other-error`, `icmp_type` 100), as
+    ours records it; session 25 read it as a destination unreachable, code 0."""
+    r = native.parse_traceroute(BUTSKOY_UNASSIGNED)
+    hop = r.hops[-1]
+    assert (hop.reply_type, hop.icmp_type, hop.code) == ("other-error", 100, 0)
+    assert format_traceroute(r) == BUTSKOY_UNASSIGNED
+
+
+def test_mtu_discovery_lines_read_back() -> None:
+    """traceroute --mtu's `F=1500` (the probe's new size) and `!F-300` (the router's
+    MTU): session 25's parser refused `F=1500` (`unexpected token`)."""
+    r = native.parse_traceroute(BUTSKOY_MTU)
+    assert [(h.ttl, h.mtu, h.next_mtu) for h in r.hops] == [
+        (1, 1500, None), (1, None, None), (1, None, None),
+        (2, None, 300), (2, None, 300), (2, None, 300),
+    ]  # fmt: skip
+    assert format_traceroute(r) == BUTSKOY_MTU
+
+
+def test_an_unassigned_icmpv6_type_in_scampers_json_is_an_other_error() -> None:
+    """sc_warts2json of ours' --warts: the hop's `icmp_type` 100 is read back as it was
+    written (scamper's own JSON never has one: it drops such a reply)."""
+    text = (
+        '{"type":"trace", "method":"udp-paris", "src":"fd00:77:1::1", "dst":"fd00:99::1",'
+        ' "hop_count":2, "firsthop":1, "hops":[{"addr":"fd00:77:2::2", "probe_ttl":2,'
+        ' "probe_id":1, "rtt":0.3, "icmp_type":100, "icmp_code":0}]}\n'
+    )
+    (r,) = native.parse_scamper_json(text)
+    hop = r.hops[-1]
+    assert (hop.ttl, hop.reply_type, hop.icmp_type, hop.code) == (2, "other-error", 100, 0)

@@ -390,6 +390,34 @@ def test_pmtudisc_do_a_request_sent_after_the_mtu_was_learnt_is_a_local_error() 
     assert result.sent == 3 and result.received == 0
 
 
+@pytest.mark.parametrize(
+    ("size", "kinds", "sizes"),
+    [
+        (1000, ["dest-unreachable"] + ["local-error"] * 2, [1028]),  # 1028 > 552: refused
+        (500, ["dest-unreachable"] * 3, [528] * 3),  # 528 fits 552: sent, answered again
+    ],
+)
+def test_pmtudisc_do_after_a_router_mtu_below_552_as_iputils(
+    size: int, kinds: list[str], sizes: list[int]
+) -> None:
+    """-M do -i 0.3, the target answering every request "fragmentation needed" naming
+    300: ping's kernel takes 552 (min_pmtu), so a 1028 byte request later is its local
+    error (`message too long, mtu=552`, as ours said) but a 528 byte one goes and is
+    answered `Frag needed ... (mtu = 300)` again, three lines in all (iputils 20221126;
+    ours made the 2nd and 3rd local errors naming 552: session 26, icmp26)."""
+    rig = RawRig([TG4])
+
+    def frag_needed(probe: bytes) -> list[tuple[float, bytes]]:
+        rest = struct.pack("!HH", 0, 300)
+        return [(0.0005, icmp_packet(TG4, EP4, 3, 4, rest, probe[:48]))]
+
+    rig.endpoint.answers = frag_needed  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=3, interval=0.3, size=size, pmtudisc="do"))
+    assert [e.reply_type for e in result.errors] == kinds and result.sent == 3
+    assert [e.mtu for e in result.errors] == [300] + [552 if size == 1000 else 300] * 2
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == sizes
+
+
 def test_an_ipv4_request_over_65535_bytes_is_a_local_error_as_pings() -> None:
     """ping -s 65508 (65536 bytes with the headers): ping's kernel refuses each request,
     `local error: message too long, mtu=65535`, counted as sent and as an error (exit 1);

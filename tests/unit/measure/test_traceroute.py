@@ -427,6 +427,23 @@ def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
         assert {len(m.data) for m in rig.endpoint.raw_sends} == {80 if ":" in dst else 60}
 
 
+@pytest.mark.parametrize("dst", [TG4, TG6])
+def test_tcp_probes_of_a_run_share_their_timestamp_option(dst: str) -> None:
+    """traceroute -T's probes carry one TSval for the whole run (mod-tcp.c's tcp_init
+    draws it once; seen with tcpdump, session 26): ours drew one per probe. Two runs
+    draw two."""
+    tsvals = []
+    for _ in range(2):
+        rig = RawRig([R16, R26, dst] if ":" in dst else [R14, R24, dst])
+        rig.run(traceroute(rig.session, dst, method="tcp", pace=0.0, queries=2, max_ttl=3))
+        heads = [m.data[40 if ":" in dst else 20 :] for m in rig.endpoint.raw_sends]
+        # (the SYN's options: MSS 4 bytes, SACK permitted 2, then kind 8 length 10 TSval)
+        assert {h[26:28] for h in heads} == {b"\x08\x0a"}
+        tsvals.append({h[28:32] for h in heads})
+        assert len(tsvals[-1]) == 1 and len(heads) == 6
+    assert tsvals[0] != tsvals[1]
+
+
 def test_unknown_method() -> None:
     rig = RawRig([TG4])
     with pytest.raises(ValueError, match="method must be one of udp, icmp, tcp"):

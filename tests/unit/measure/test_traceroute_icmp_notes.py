@@ -172,16 +172,35 @@ def test_a_time_exceeded_from_the_target_itself_ends_nothing(method: str, v6: bo
     assert [(h.ttl, h.addr) for h in result.hops if h.ttl > 1] == [(t, target) for t in (2, 3, 4)]
 
 
-def test_mtu_discovery_takes_no_ipv6_mtu_below_1280() -> None:
-    """Session 25 (icmp25b), beside traceroute 2.1.2 --mtu: a "packet too big" naming 1000
-    is `2  fd00:77:2::2  0.07 ms !F-1000` and the end (Linux ignores an IPv6 path MTU
-    below 1280); ours went down to 1000, then the plateaus, and printed `F=68 !F-1000`."""
-    rig = RawRig(["fd00:77:1::2", R26, TG6])
-    _r2_says(rig, 2, 0, struct.pack("!I", 1000))
+@pytest.mark.parametrize(("v6", "said"), [(False, 300), (True, 1000)])
+@pytest.mark.parametrize("queries", [1, 3])
+def test_mtu_discovery_takes_the_named_mtu_once_then_ends_at_its_note(
+    v6: bool, said: int, queries: int
+) -> None:
+    """traceroute 2.1.2 --mtu, a router answering every probe with "fragmentation needed"
+    naming 300 / "packet too big" naming 1000 (below Linux's 552 / 1280): on the wire
+    1500, then one probe of the size named, then nothing smaller; the line `!F-300` /
+    `!F-1000` alone (its error note overwrites the `F=300` --mtu left on the probe), each
+    later probe of the hop at that size and `!F-300` too. Session 25 had it that Linux
+    ignores the IPv6 1000 (ours sent no 1000 byte probe) and ours went down the IPv4
+    plateaus to `F=68 !F-300` (session 26, icmp26; tcpdump beside traceroute)."""
+    from packetlab.measure.records_traceroute import traceroute_line
+
+    rig = RawRig(["fd00:77:1::2", R26, TG6] if v6 else [R14, R24, TG4])
+    _r2_says(rig, 2, 0, struct.pack("!I", said)) if v6 else _r2_says(
+        rig, 3, 4, struct.pack("!HH", 0, said)
+    )
     result = rig.run(
-        traceroute(rig.session, TG6, pace=0.0, max_ttl=4, wait=1.0, mtu_discovery=True,
-                   mtu_hints=(1500,), packetlen=1500)
+        traceroute(rig.session, TG6 if v6 else TG4, pace=0.0, max_ttl=4, wait=1.0,
+                   queries=queries, mtu_discovery=True, mtu_hints=(1500,), packetlen=1500)
     )  # fmt: skip
-    (hop,) = [h for h in result.hops if h.ttl == 2]
-    assert (hop.addr, hop.mtu, hop_annotation(hop)) == (R26, None, "!F-1000")
-    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1500, 1500]  # (no smaller)
+    hop2 = [h for h in result.hops if h.ttl == 2]
+    assert [(h.addr, hop_annotation(h)) for h in hop2] == [(R26 if v6 else R24, f"!F-{said}")] * (
+        queries
+    )
+    assert [len(m.data) for m in rig.endpoint.raw_sends] == [1500] * (queries + 1) + [said] * (
+        queries
+    )
+    line = traceroute_line(2, hop2)
+    assert "F=" not in line and line.count(f" ms !F-{said}") == queries, line
+    assert max(h.ttl for h in result.hops) == 2

@@ -356,3 +356,42 @@ def test_reads_scampers_own_trace() -> None:
     assert (trace.fields[11], trace.fields[26], trace.fields[27]) == (5, "127.0.0.1", "127.0.0.1")
     (hop,) = trace.hops
     assert (hop[2], hop[5], hop[6], hop[7], hop[18]) == (1, 0, 26, 0x0303, "127.0.0.1")
+
+
+# -- session 26 (icmp26): an ICMPv6 error of a type no one assigned ---------------------------
+
+OTHER = Hop(2, "fd00:77:2::2", 300.0, "other-error", 0, T0, T0 + 300_000, 63, icmp_type=100)
+V6_HOPS = (Hop(1, "fd00:77:1::2", 50.0, "time-exceeded", 0, T0, T0 + 50_000, 64), OTHER)
+
+
+def test_an_unassigned_icmpv6_error_is_stored_with_its_type_and_code() -> None:
+    """`!<100-0>`: the hop record carries ICMP type 100, code 0 (scamper keeps type and
+    code per reply; sc_warts2json shows ``"icmp_type":100, "icmp_code":0``), where
+    session 25 wrote none; and the trace it ended stops ICMP, data 100 (sc_wartsdump:
+    `icmp type 100`), not HOPLIMIT: its hop limit (30) was not reached."""
+    fields, hops = _trace(_result(V6_HOPS, dst="fd00:99::1", src="fd00:77:1::1"))
+    assert [h[7] for h in hops] == [3 << 8, 100 << 8]
+    assert (fields[6], fields[7]) == (3, 100)
+
+
+@pytest.mark.parametrize(
+    ("last", "reason"),
+    [
+        (OTHER, ("ICMP", 100)),
+        (Hop(2, "fd00:77:2::2", 1.0, "packet-too-big", 0, next_mtu=1000), ("ICMP", 2)),
+        (Hop(2, "fd00:77:2::2", 1.0, "param-problem", 1), ("ICMP", 4)),
+        (Hop(2, "fd00:77:2::2", 1.0, "time-exceeded", 1), ("ICMP", 3)),  # reassembly: !<3-1>
+        (Hop(2, "fd00:77:2::2", 1.0, "dest-unreachable", 3), ("UNREACH", 3)),
+        (Hop(2, "fd00:77:2::2", 1.0, "time-exceeded", 0), ("HOPLIMIT", 0)),
+        (Hop(2, "fd00:99::1", 1.0, "other-error", 0, icmp_type=100), ("COMPLETED", 0)),
+    ],
+)
+def test_the_error_that_ended_a_trace_is_its_stop_reason(
+    last: Hop, reason: tuple[str, int]
+) -> None:
+    from packetlab.cli.report_traceroute import traceroute_stop_reason
+    from packetlab.measure.warts_trace import scamper_stop
+
+    result = _result((V6_HOPS[0], last), dst="fd00:99::1", src="fd00:77:1::1")
+    assert scamper_stop(result) == reason
+    assert traceroute_stop_reason(result, False) == reason[0]  # (the --json summary's)
