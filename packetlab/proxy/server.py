@@ -145,6 +145,7 @@ class Proxy:
         for relay in list(self.relays):
             relay.fail("proxy stopping")
         for conn in list(self.live):
+            conn._closing = True  # closed by us: no refusal line or count for it
             if conn.transport is not None:
                 conn.transport.loseConnection()
 
@@ -722,6 +723,12 @@ class EndpointProtocol(_Conn):
             self.refuse("eof", f"closed {when}")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not (self.spliced or self.kernel or self._closing):
+            # Lost without a FIN (a reset, keepalive gave up) before a routing or a
+            # refusal: readConnectionLost never ran, so it was neither counted nor logged
+            # and `refusals` did not add up to the connections that were not spliced.
+            when = "while waiting for a backlog" if self.hello else "before a complete ClientHello"
+            self.refuse("eof", f"connection lost {when} ({reason.getErrorMessage()})")
         self._unwait()
         if self.spliced or self.kernel:
             self.proxy.stats.active_splices -= 1
