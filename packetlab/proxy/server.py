@@ -92,7 +92,7 @@ class Proxy:
         self.setup_timeout = setup_timeout
         self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
         self.stats = ProxyStats()
-        self.live: set[RelayEnd] = set()
+        self.live: set[_Conn] = set()
         # Connections per port not yet routed (endpoints) or registered (managers), oldest
         # first: each holds up to a ClientHello or a TLS session, so their number is
         # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
