@@ -44,6 +44,7 @@ from packetlab.wire.errors import FrameTooLarge
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Result
 
+from .counters import PortCounters
 from .registry import Publication, Registry, channel_label
 from .session import Answer, BrokerSession, Role
 from .throttle import Throttle
@@ -70,6 +71,12 @@ KEEPALIVE = (
 )
 
 _RESULT_OK = encode(Result(0))
+# a publication's end, as its counter (PortCounters.ended) names it
+_ENDED = {
+    "publisher closed the connection": "publisher_closed",
+    "pub_end reached": "pub_end",
+    "its certificate chain expired": "chain_expired",
+}
 
 
 def _keepalive(transport: Any) -> None:
@@ -171,6 +178,7 @@ class BrokerFactory(Factory):
         # links closed by their peer in the middle of a frame (as often as it connects)
         self.cut_log = LogBudget(reactor.seconds)
         self.max_queued = MAX_QUEUED
+        self.counters = PortCounters()  # since start (some log lines are budgeted)
         self.queued = 0  # notifications queued at links since the last count (an estimate)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
@@ -320,6 +328,7 @@ class BrokerProtocol(Protocol):
             clock=self.f.reactor.seconds,  # chains are checked on the clock of the timers
         )
         self.f.connections.add(self)
+        self.f.counters.links += 1
         self._t.registerProducer(self, True)
         self._idle = self.f.reactor.callLater(self.f.idle_timeout, self._idle_expired)
         self.f.admit(self)
@@ -358,6 +367,7 @@ class BrokerProtocol(Protocol):
         code, held, length = cut
         if 0 <= length <= held:  # whole frames waiting (backpressure), not a cut one
             return
+        self.f.counters.cut_frames += 1
         more = self.f.cut_log.allow()
         if more is None:
             return
@@ -382,17 +392,20 @@ class BrokerProtocol(Protocol):
         self._queue = None
         self._cancel_idle()
         self._closing = True
+        self.f.counters.closed["unread"] += 1
         self._t.abortConnection()
 
     def evict(self) -> None:
         """Closed for a newer link (the factory says so once): no close_notify wait."""
         self._cancel_idle()
         self._closing = True
+        self.f.counters.closed["for_newer"] += 1
         self._t.abortConnection()
 
     def _idle_expired(self) -> None:
         self._idle = None
         self.f.settled(self)
+        self.f.counters.closed["idle"] += 1
         self.log.info(
             "closing idle {role} client peer={peer}: no xsub/xpub within {t} s",
             role=self.f.role.value,
@@ -418,6 +431,7 @@ class BrokerProtocol(Protocol):
 
     def _cut_off(self) -> None:
         self._abort = None
+        self.f.counters.closed["aborted"] += 1
         self.log.info(
             "aborting {role} link peer={peer}: no close_notify or FIN within {t} s of closing",
             role=self.f.role.value,
@@ -475,6 +489,7 @@ class BrokerProtocol(Protocol):
     def _accepted(self, answer: Answer) -> None:
         session = self.session
         assert session is not None
+        self.f.counters.taken[answer.what] += 1
         if answer.what == "xsub":
             self._cancel_idle()
             if not self._subscribed:  # repeated xsubs wait longer and longer
@@ -543,6 +558,7 @@ class BrokerProtocol(Protocol):
         if sub is None:
             return
         self._queue = None  # what waited for it is not sent now
+        self.f.counters.closed["subscription_expired"] += 1
         self.log.warn(
             "subscription expired peer={peer} channels={channels}: its certificate chain "
             "expired at {until} ({when}); closing the link",
@@ -583,6 +599,7 @@ class BrokerProtocol(Protocol):
             self._log_end(pub, why)
 
     def _log_end(self, pub: Publication, why: str) -> None:
+        self.f.counters.ended[_ENDED.get(why, why.replace(" ", "_"))] += 1
         self.log.info(
             "publication end id={id} peer={peer} delivered={n} reason={why}",
             id=pub.pub_id,
@@ -604,6 +621,7 @@ class BrokerProtocol(Protocol):
                 delay=delay,
             )
             return
+        self.f.counters.refused[answer.status.name] += 1
         more = ""
         if answer.budgeted:
             allowed = self.f.refusal_log.allow()

@@ -102,9 +102,11 @@ class BrokerService(service.Service):
         self.ports: dict[str, Any] = {}
         self.store_url = store
         self.store: Any = None
+        self.started = _utc_now()  # (again at startService) when the counters began
 
     def startService(self) -> None:
         super().startService()
+        self.started = _utc_now()
         d = defer.ensureDeferred(self._listen())
         d.addErrback(self._listen_failed)
 
@@ -196,13 +198,21 @@ class BrokerService(service.Service):
         out = self.registry.status()
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
+        out["since"] = self.started
+        out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}
         return out
+
+    def counters_line(self) -> str:
+        return "; ".join(f"{r.value}: {f.counters.line()}" for r, f in self.factories.items())
 
     def status_json(self) -> bytes:
         return json.dumps(self.status(), indent=2).encode() + b"\n"
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
+        # what a week of churn added up to (some refusal lines are budgeted)
+        self.log.info("pktbroker stopping; since {since}: {counters}", since=self.started,
+                      counters=self.counters_line())  # fmt: skip
         ports, self.ports = self.ports, {}
         ds = [defer.maybeDeferred(p.stopListening) for p in ports.values()]
         for f in self.factories.values():
@@ -211,3 +221,9 @@ class BrokerService(service.Service):
         if self.store is not None:
             ds.append(self.store.stop())
         return defer.DeferredList(ds).addCallback(lambda _: None)
+
+
+def _utc_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,98 @@
+"""The broker's counters since start (status page, `pktlab broker status`, its last log
+line): before session 26 the status page had only gauges (connections, subscribers now),
+and the refusal lines are budgeted (20 a minute), so a day of churn and refusals left
+the operator no number of them."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+from packetlab.broker.protocol import BrokerFactory, BrokerProtocol
+from packetlab.broker.registry import Registry
+from packetlab.broker.session import Role
+from packetlab.broker.throttle import Throttle
+from packetlab.cli.broker import render
+from packetlab.wire import Xpub, Xsub, encode
+
+XD = b"controller_addr=127.0.0.1:20600;sni_key=abc;"
+ZERO = bytes(32)
+
+
+def factories(clock: Clock) -> dict[Role, BrokerFactory]:
+    registry, throttle = Registry(), Throttle(base=1.0, cap=8.0)
+    return {r: BrokerFactory(r, registry, throttle, clock, idle_timeout=30) for r in Role}
+
+
+def connect(f: BrokerFactory, host: str = "10.0.0.1") -> tuple[BrokerProtocol, StringTransport]:
+    p = f.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", host, 1234))
+    p.makeConnection(t)
+    return p, t
+
+
+def test_a_day_of_churn_adds_up_on_each_port() -> None:
+    clock = Clock()
+    fs = factories(clock)
+    pub, _ = connect(fs[Role.PUBLISH])
+    pub.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    for i in range(3):  # subscribers that come and go
+        sub, _ = connect(fs[Role.SUBSCRIBE], f"10.0.1.{i}")
+        sub.dataReceived(encode(Xsub([b"public"], ZERO, b"")))
+        sub.connectionLost(connectionDone)
+    for i in range(25):  # private channel without a chain: ESUBBADCHN (budgeted lines)
+        bad, _ = connect(fs[Role.SUBSCRIBE], f"10.0.2.{i}")
+        bad.dataReceived(encode(Xsub([b"x" * 32], ZERO, b"")))
+    connect(fs[Role.SUBSCRIBE], "10.0.3.1")  # says nothing: closed at the idle timeout
+    clock.advance(31)
+    pub.connectionLost(connectionDone)
+    sub_c = fs[Role.SUBSCRIBE].counters.as_dict()
+    assert sub_c == {
+        "links": 29,
+        "taken": {"xsub": 3},
+        "refused": {"ESUBBADCHN": 25},
+        "closed": {"idle": 26},  # the refused ones never subscribed either
+        "cut_frames": 0,
+        "publications_ended": {},
+    }
+    pub_c = fs[Role.PUBLISH].counters
+    assert pub_c.as_dict()["taken"] == {"xpub": 1}
+    assert pub_c.as_dict()["publications_ended"] == {"publisher_closed": 1}
+    assert pub_c.line() == "links=1 xpub=1 ended=publisher_closed:1"
+    assert fs[Role.SUBSCRIBE].counters.line() == (
+        "links=29 xsub=3 refused=ESUBBADCHN:25 closed=idle:26"
+    )
+
+
+def test_the_status_page_and_the_last_log_line_carry_them() -> None:
+    from broker_fakes import agent
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, agent(), publish="tcp:20556", subscribe="tcp:20557")
+    svc.startService()
+    connect(svc.factories[Role.SUBSCRIBE])[0].dataReceived(encode(Xsub([b"p"], ZERO, b"")))
+    st: dict[str, Any] = svc.status()
+    assert st["counters"]["subscribe"]["taken"] == {"xsub": 1}
+    assert st["counters"]["publish"]["links"] == 0 and st["since"].endswith("Z")
+    text = render(st)
+    assert f"since {st['since']}:" in text
+    assert "  subscribe port: links 1, xsub 1" in text and "  publish port: links 0" in text
+    assert "since" not in render({k: v for k, v in st.items() if k != "counters"})
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        svc.stopService()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    [line] = [formatEvent(e) for e in seen if "pktbroker stopping" in formatEvent(e)]
+    assert line == (
+        f"pktbroker stopping; since {st['since']}: publish: links=0; subscribe: links=1 xsub=1"
+    )
