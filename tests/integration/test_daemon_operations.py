@@ -124,8 +124,14 @@ def test_a_restarted_broker_has_its_endpoints_back_and_the_xpmgr_says_its_public
         poll(lambda: len(xp.result_lines()) == 2, 60, "both endpoints ran the experiment")
         broker.stop()
         mark = len(broker.output())
+        # its counters, in its last line (what a restart would otherwise lose)
+        assert re.search(
+            r"pktbroker stopping; since \S+Z: publish: links=1 .*xpub=1.*; "
+            r"subscribe: links=2 .*xsub=2",
+            broker.output(),
+        ), broker.output()[-2000:]
         broker.start()  # the same ports
-        xp.wait_log("broker EOF: the publication is over", timeout=10)
+        xp.wait_log("broker EOF: the publication is over .* run xpmgr again", timeout=10)
         out = broker.wait_log("subscribe peer=", timeout=15, since=mark)
         poll(lambda: broker.output()[mark:].count("subscribe peer=") >= 2, 15,
              "both endpoints subscribed again")  # fmt: skip
