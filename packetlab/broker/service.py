@@ -77,8 +77,11 @@ class BrokerService(service.Service):
         max_per_key: int = MAX_PER_KEY,
         max_per_address: int = MAX_PER_ADDRESS,
         idle_timeout: float = IDLE_TIMEOUT,
+        stats_interval: float = 0.0,
     ) -> None:
         self.reactor = reactor
+        self.stats_interval = stats_interval
+        self._stats: Any = None  # the LoopingCall of the counters line
         self.options = server_options(credentials)
         self.registry = registry or Registry(
             max_publications,
@@ -107,8 +110,18 @@ class BrokerService(service.Service):
     def startService(self) -> None:
         super().startService()
         self.started = _utc_now()
+        if self.stats_interval > 0:  # a week's history in the log (StatusListen is optional)
+            from twisted.internet.task import LoopingCall
+
+            self._stats = LoopingCall(self._log_counters)
+            self._stats.clock = self.reactor
+            self._stats.start(self.stats_interval, now=False)
         d = defer.ensureDeferred(self._listen())
         d.addErrback(self._listen_failed)
+
+    def _log_counters(self) -> None:
+        self.log.info("counters since {since}: {counters}", since=self.started,
+                      counters=self.counters_line())  # fmt: skip
 
     def _listen_failed(self, failure: Any) -> None:
         if failure.check(StoreUnreachable):
@@ -210,6 +223,8 @@ class BrokerService(service.Service):
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
+        if self._stats is not None and self._stats.running:
+            self._stats.stop()
         # what a week of churn added up to (some refusal lines are budgeted)
         self.log.info("pktbroker stopping; since {since}: {counters}", since=self.started,
                       counters=self.counters_line())  # fmt: skip

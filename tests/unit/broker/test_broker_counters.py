@@ -96,3 +96,42 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
     assert line == (
         f"pktbroker stopping; since {st['since']}: publish: links=0; subscribe: links=1 xsub=1"
     )
+
+
+def test_the_counters_are_logged_every_stats_interval() -> None:
+    """StatusListen is off unless set: without it the counters showed only at the stop. A
+    line every StatsInterval (an hour by default) keeps their history in the log."""
+    from broker_fakes import agent
+
+    from packetlab.broker.config import ConfigError, parse_config
+    from packetlab.broker.service import BrokerService
+
+    assert parse_config([], "b.conf").stats_interval == 3600
+    assert parse_config(["StatsInterval 0"], "b.conf").stats_interval == 0
+    for bad in ("nan", "-1", "86401", "often"):
+        try:
+            parse_config([f"StatsInterval {bad}"], "b.conf")
+        except ConfigError as e:
+            assert str(e).startswith("b.conf:1: StatsInterval: ")
+        else:
+            raise AssertionError(bad)
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, agent(), publish="tcp:20556", subscribe="tcp:20557",
+                        stats_interval=600)  # fmt: skip
+    seen: list[str] = []
+    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
+    globalLogPublisher.addObserver(observer)
+    try:
+        svc.startService()
+        connect(svc.factories[Role.SUBSCRIBE])[0].dataReceived(encode(Xsub([b"p"], ZERO, b"")))
+        reactor.advance(599)
+        assert not [t for t in seen if t.startswith("counters since")]
+        reactor.advance(1)
+        reactor.advance(600)
+        svc.stopService()
+        reactor.advance(600)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert [t for t in seen if t.startswith("counters since")] == [
+        f"counters since {svc.started}: publish: links=0; subscribe: links=1 xsub=1"
+    ] * 2
