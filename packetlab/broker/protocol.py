@@ -76,6 +76,7 @@ _ENDED = {
     "publisher closed the connection": "publisher_closed",
     "pub_end reached": "pub_end",
     "its certificate chain expired": "chain_expired",
+    "broker stopping": "broker_stopping",
 }
 
 
@@ -179,6 +180,7 @@ class BrokerFactory(Factory):
         self.cut_log = LogBudget(reactor.seconds)
         self.max_queued = MAX_QUEUED
         self.counters = PortCounters()  # since start (some log lines are budgeted)
+        self.stopping = False  # the service closes every link: not the peers' doing
         self.queued = 0  # notifications queued at links since the last count (an estimate)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
@@ -349,9 +351,10 @@ class BrokerProtocol(Protocol):
         if self.session is None:
             return
         self._log_cut_frame()
+        why = "broker stopping" if self.f.stopping else "publisher closed the connection"
         for pub in self.session.close():
-            self._log_end(pub, "publisher closed the connection")
-        if self.session.subscriber is not None:
+            self._log_end(pub, why)
+        if self.session.subscriber is not None and not self.f.stopping:
             self.log.info(
                 "unsubscribe peer={peer} reason={why}",
                 peer=self.session.peer,

@@ -123,6 +123,8 @@ def test_a_restarted_broker_has_its_endpoints_back_and_the_xpmgr_says_its_public
     try:
         poll(lambda: len(xp.result_lines()) == 2, 60, "both endpoints ran the experiment")
         broker.stop()
+        assert "publication end id=1 " in broker.output()
+        assert "reason=broker stopping" in broker.output()  # not the publisher's doing
         mark = len(broker.output())
         # its counters, in its last line (what a restart would otherwise lose)
         assert re.search(

@@ -92,7 +92,7 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
         svc.stopService()
     finally:
         globalLogPublisher.removeObserver(observer)
-    [line] = [formatEvent(e) for e in seen if "pktbroker stopping" in formatEvent(e)]
+    [line] = [formatEvent(e) for e in seen if "pktbroker stopping;" in formatEvent(e)]
     assert line == (
         f"pktbroker stopping; since {st['since']}: publish: links=0; subscribe: links=1 xsub=1"
     )
@@ -135,3 +135,37 @@ def test_the_counters_are_logged_every_stats_interval() -> None:
     assert [t for t in seen if t.startswith("counters since")] == [
         f"counters since {svc.started}: publish: links=0; subscribe: links=1 xsub=1"
     ] * 2
+
+
+def test_a_stopping_broker_says_so_once_and_does_not_blame_its_peers() -> None:
+    """At SIGTERM the broker closes every link itself: it logged `unsubscribe ...
+    reason=Connection to the other side was lost in a non-clean fashion` for each
+    subscriber (10,000 lines for 10,000) and `publication end ... reason=publisher closed
+    the connection` for publications that the broker ended."""
+    from broker_fakes import agent
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, agent(), publish="tcp:20556", subscribe="tcp:20557")
+    svc.startService()
+    pub, _ = connect(svc.factories[Role.PUBLISH])
+    pub.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    subs = [connect(svc.factories[Role.SUBSCRIBE], f"10.0.0.{i}")[0] for i in range(3)]
+    for s in subs:
+        s.dataReceived(encode(Xsub([b"public"], ZERO, b"")))
+    seen: list[str] = []
+    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
+    globalLogPublisher.addObserver(observer)
+    try:
+        svc.stopService()
+        for link in (pub, *subs):  # the transports' ends, as the reactor reports them
+            link.connectionLost(connectionDone)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert "pktbroker stopping: closing 3 subscribe and 1 publish link(s)" in seen
+    assert not [t for t in seen if t.startswith("unsubscribe")], seen
+    [end] = [t for t in seen if t.startswith("publication end")]
+    assert end.endswith(" reason=broker stopping")
+    counts = svc.factories[Role.PUBLISH].counters.as_dict()
+    assert counts["publications_ended"] == {"broker_stopping": 1}
