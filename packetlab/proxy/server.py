@@ -142,6 +142,10 @@ class Proxy:
         return json.dumps(self.stats.as_dict(self.registry, self.gauges()))  # type: ignore[arg-type]
 
     def close_all(self) -> None:
+        idle = sum(1 for c in self.live if isinstance(c, SetupProtocol) and c.state == "backlog")
+        if self.live:  # one line, not a `backlog ... closed by the manager` line each
+            self.log.info("stopping: closing {n} connection(s), {idle} of them idle backlogs",
+                          n=len(self.live), idle=idle)  # fmt: skip
         for relay in list(self.relays):
             relay.fail("proxy stopping")
         for conn in list(self.live):
@@ -559,7 +563,8 @@ class SetupProtocol(_Conn):
 
     def _leave(self) -> None:
         if self.state == "backlog" and self.snikey is not None:
-            if self.proxy.registry.discard(self.snikey, self):
+            # (closed by us at stop, or after a refusal: its own line says so)
+            if self.proxy.registry.discard(self.snikey, self) and not self._closing:
                 self.proxy.log.info(
                     "backlog {peer} for snikey {snikey} closed by the manager",
                     peer=self.peer_text,

@@ -982,3 +982,27 @@ def test_connections_the_proxy_closes_at_stop_are_no_refusals(
     proxy.close_all()
     ep.connectionLost(Failure(ConnectionDone()))
     assert proxy.stats.refusals == {}
+
+
+def test_a_stopping_proxy_says_so_once_and_does_not_blame_the_managers(
+    options: PPKSServerOptions,
+) -> None:
+    """At SIGTERM every idle backlog was `backlog ... for snikey k1 closed by the manager`
+    (up to 4,096 lines), though the proxy closed them itself."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    proxy, _ = make_proxy(options)
+    backlogs = [register(proxy)[0] for _ in range(2)]
+    seen: list[str] = []
+    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
+    globalLogPublisher.addObserver(observer)
+    try:
+        proxy.close_all()
+        for b in backlogs:
+            b.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert seen == ["stopping: closing 2 connection(s), 2 of them idle backlogs"]
+    assert proxy.registry.count("k1") == 0 and proxy.stats.registration_failures == 0
