@@ -105,7 +105,23 @@ class BrokerService(service.Service):
         self.ports: dict[str, Any] = {}
         self.store_url = store
         self.store: Any = None
+        self._listen_called = False
         self.started = _utc_now()  # (again at startService) when the counters began
+
+    def privilegedStartService(self) -> None:
+        """Listen here, before twistd's `-u`/`-g` drops privileges (as Twisted's own
+        servers do): in startService a port below 1024 failed with `Permission denied`.
+        With a Redis store the ports open once Redis answered, after the drop."""
+        super().privilegedStartService()
+        if self.store_url == "memory:":
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        if self._listen_called:
+            return
+        self._listen_called = True
+        d = defer.ensureDeferred(self._listen())
+        d.addErrback(self._listen_failed)
 
     def startService(self) -> None:
         super().startService()
@@ -116,8 +132,7 @@ class BrokerService(service.Service):
             self._stats = LoopingCall(self._log_counters)
             self._stats.clock = self.reactor
             self._stats.start(self.stats_interval, now=False)
-        d = defer.ensureDeferred(self._listen())
-        d.addErrback(self._listen_failed)
+        self._start_listening()
 
     def _log_counters(self) -> None:
         self.log.info("counters since {since}: {counters}", since=self.started,

@@ -318,9 +318,22 @@ class ProxyService(service.MultiService):
         self.proxy = proxy
         self.ports = ports  # (name, server endpoint, factory)
         self.listening: dict[str, Any] = {}
+        self._listen_called = False
+
+    def privilegedStartService(self) -> None:
+        """Listen here, before twistd's `-u`/`-g` drops privileges (as Twisted's own
+        servers do): in startService a port below 1024 failed with `Permission denied`."""
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
         super().startService()
+        self._listen()  # (started without privilegedStartService: a test, an embedding)
+
+    def _listen(self) -> None:
+        if self._listen_called:
+            return
+        self._listen_called = True
         for name, ep, factory in self.ports:
             d = ep.listen(factory)
             d.addCallback(self._listening, name)

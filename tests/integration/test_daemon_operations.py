@@ -189,3 +189,74 @@ def test_a_restarted_proxy_gets_the_xpmgr_backlogs_back_and_splices_again(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def free_privileged_ports(n: int) -> list[int]:
+    """`n` ports below 1024 free on 127.0.0.1 now (held at once, so all different)."""
+    held: list[socket.socket] = []
+    try:
+        for port in range(700, 1000):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            if len(held) == n:
+                break
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("role", ["pktbroker", "pktproxy"])
+def test_u_nobody_binds_ports_below_1024_before_dropping_privileges(
+    home: PktlabHome, tmp_path: Path, role: str
+) -> None:
+    """`twistd -u nobody -g nogroup` with ports below 1024: they were bound after the drop,
+    `cannot listen: Couldn't listen on 127.0.0.1:556: [Errno 13] Permission denied.`, exit
+    1. Now they are bound first, as Twisted's own servers do, and the daemon runs as
+    nobody."""
+    import grp
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (it drops to nobody)")
+    try:
+        uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        pytest.skip("no user nobody or group nogroup here")
+    ports = free_privileged_ports(3)
+    here = [f"tcp:{p}:interface=127.0.0.1" for p in ports]
+    if role == "pktbroker":
+        conf = tmp_path / "broker.conf"
+        conf.write_text(f"StatusListen {here[2]}\n")
+        args = ["pktbroker", "--config", str(conf), "--publish", here[0], "--subscribe", here[1]]
+    else:
+        args = ["pktproxy", "--home", str(home.root), "--setup", here[0], "--endpoints", here[1]]
+    log = tmp_path / "daemon.log"
+    argv = [*twistd(), "-n", "-u", str(uid), "-g", str(gid), "--pidfile=", f"--logfile={log}",
+            *args]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=pythonpath_env(home),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        poll(lambda: (log.exists() and log.read_text().count("port listening on") == 2)
+             or proc.poll() is not None, 30, "both ports listening")  # fmt: skip
+        assert proc.poll() is None, log.read_text()[-2000:]
+        for port in ports[:2]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+
+        def dropped() -> bool:  # the ports are bound first, then twistd drops to nobody
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            return re.search(rf"^Uid:\s+{uid}\s", status, re.M) is not None
+
+        poll(dropped, 10, "the daemon running as nobody")
+        assert proc.poll() is None, log.read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert "Permission denied" not in log.read_text()

@@ -169,3 +169,24 @@ def test_a_stopping_broker_says_so_once_and_does_not_blame_its_peers() -> None:
     assert end.endswith(" reason=broker stopping")
     counts = svc.factories[Role.PUBLISH].counters.as_dict()
     assert counts["publications_ended"] == {"broker_stopping": 1}
+
+
+def test_the_ports_are_bound_before_twistd_drops_privileges() -> None:
+    """twistd calls privilegedStartService, then drops to `-u USER`, then startService:
+    listening in startService made a port below 1024 fail with `Permission denied`. With a
+    Redis store the ports open once Redis answers (after the drop)."""
+    from broker_fakes import agent
+
+    from packetlab.broker.service import BrokerService
+
+    reactor = MemoryReactorClock()
+    svc = BrokerService(reactor, agent(), publish="tcp:556", subscribe="tcp:557")
+    svc.privilegedStartService()
+    assert sorted(p[0] for p in reactor.tcpServers) == [556, 557]
+    svc.startService()  # not twice
+    assert len(reactor.tcpServers) == 2 and set(svc.ports) == {"publish", "subscribe"}
+    redis = MemoryReactorClock()
+    later = BrokerService(redis, agent(), publish="tcp:556", subscribe="tcp:557",
+                          store="redis://127.0.0.1:6399/0")  # fmt: skip
+    later.privilegedStartService()
+    assert redis.tcpServers == []

@@ -265,3 +265,31 @@ def test_a_stats_file_that_cannot_be_written_stops_neither_the_counters_nor_the_
     ]
     assert f"--stats-file {stats}: written again" in lines
     assert json.loads(stats.read_text()) == {"registrations": 4}
+
+
+def test_the_proxy_ports_are_bound_before_twistd_drops_privileges() -> None:
+    """twistd calls privilegedStartService, then drops to `-u USER`, then startService:
+    listening in startService made a port below 1024 fail with `Permission denied`."""
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.proxy.tap import ProxyService
+
+    class Port:
+        def getHost(self) -> object:
+            from twisted.internet.address import IPv4Address
+
+            return IPv4Address("TCP", "127.0.0.1", 443)
+
+    class Endpoint:
+        calls = 0
+
+        def listen(self, factory: object) -> Deferred[Port]:
+            self.calls += 1
+            return succeed(Port())
+
+    ep = Endpoint()
+    svc = ProxyService(object(), [("endpoints", ep, object())])
+    svc.privilegedStartService()
+    assert ep.calls == 1 and "endpoints" in svc.listening
+    svc.startService()
+    assert ep.calls == 1
