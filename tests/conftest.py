@@ -36,6 +36,8 @@ SERIAL = frozenset(
         "test_busypoll.py",
         "test_clocksync_faketime.py",  # offsets within +- delay/2, a drift within its error
         "test_controller_reference_like.py",  # stamps < 1/4 of an 80 ms hold (ctlaudit23)
+        # restarts: the reconnect back-off (endpoints <= 5 s, xpmgr's backlogs 0.5 s doubling)
+        "test_daemon_operations.py",
         "test_cpulatency.py",  # /dev/cpu_dma_latency is the machine's: one request at a time
         "test_endpoint_sched_train.py",
         "test_examples_startup.py",  # Ctrl-C at moments 0-150 ms into a start-up

@@ -48,6 +48,7 @@ class BrokerConfig:
     max_per_key: int = 1_000
     max_per_address: int = 5_000
     idle_timeout: float = 30.0  # s from connect (handshake included) to the first xsub/xpub
+    stats_interval: float = 3600.0  # s between two counters lines in the log (0: never)
     warnings: list[str] = field(default_factory=list)
     # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
     origins: dict[str, str] = field(default_factory=dict)
@@ -156,6 +157,16 @@ def _set_linger(c: BrokerConfig, v: str) -> None:
     c.delivery_linger = t
 
 
+def _set_stats_interval(c: BrokerConfig, v: str) -> None:
+    try:
+        t = float(v)
+    except ValueError:
+        raise ConfigError(f"expected seconds, got {v!r}") from None
+    if not 0 <= t <= 86400:  # (nan fails both comparisons)
+        raise ConfigError(f"{t} is out of range [0, 86400] (0: never)")
+    c.stats_interval = t
+
+
 def _set_batch(c: BrokerConfig, v: str) -> None:
     if not v.isdigit() or not 1 <= int(v) <= 1_000_000:
         raise ConfigError(f"expected a count from 1 to 1000000, got {v!r}")
@@ -195,6 +206,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "MaxPublicationsPerKey": _set_max_per_key,
     "MaxPublicationsPerAddress": _set_max_per_address,
     "IdleTimeout": _set_idle,
+    "StatsInterval": _set_stats_interval,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

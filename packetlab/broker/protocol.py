@@ -44,6 +44,7 @@ from packetlab.wire.errors import FrameTooLarge
 from packetlab.wire.framer import Framer, Item
 from packetlab.wire.messages import Result
 
+from .counters import PortCounters
 from .registry import Publication, Registry, channel_label
 from .session import Answer, BrokerSession, Role
 from .throttle import Throttle
@@ -70,6 +71,13 @@ KEEPALIVE = (
 )
 
 _RESULT_OK = encode(Result(0))
+# a publication's end, as its counter (PortCounters.ended) names it
+_ENDED = {
+    "publisher closed the connection": "publisher_closed",
+    "pub_end reached": "pub_end",
+    "its certificate chain expired": "chain_expired",
+    "broker stopping": "broker_stopping",
+}
 
 
 def _keepalive(transport: Any) -> None:
@@ -171,6 +179,8 @@ class BrokerFactory(Factory):
         # links closed by their peer in the middle of a frame (as often as it connects)
         self.cut_log = LogBudget(reactor.seconds)
         self.max_queued = MAX_QUEUED
+        self.counters = PortCounters()  # since start (some log lines are budgeted)
+        self.stopping = False  # the service closes every link: not the peers' doing
         self.queued = 0  # notifications queued at links since the last count (an estimate)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
@@ -320,6 +330,7 @@ class BrokerProtocol(Protocol):
             clock=self.f.reactor.seconds,  # chains are checked on the clock of the timers
         )
         self.f.connections.add(self)
+        self.f.counters.links += 1
         self._t.registerProducer(self, True)
         self._idle = self.f.reactor.callLater(self.f.idle_timeout, self._idle_expired)
         self.f.admit(self)
@@ -340,9 +351,10 @@ class BrokerProtocol(Protocol):
         if self.session is None:
             return
         self._log_cut_frame()
+        why = "broker stopping" if self.f.stopping else "publisher closed the connection"
         for pub in self.session.close():
-            self._log_end(pub, "publisher closed the connection")
-        if self.session.subscriber is not None:
+            self._log_end(pub, why)
+        if self.session.subscriber is not None and not self.f.stopping:
             self.log.info(
                 "unsubscribe peer={peer} reason={why}",
                 peer=self.session.peer,
@@ -358,6 +370,7 @@ class BrokerProtocol(Protocol):
         code, held, length = cut
         if 0 <= length <= held:  # whole frames waiting (backpressure), not a cut one
             return
+        self.f.counters.cut_frames += 1
         more = self.f.cut_log.allow()
         if more is None:
             return
@@ -382,17 +395,20 @@ class BrokerProtocol(Protocol):
         self._queue = None
         self._cancel_idle()
         self._closing = True
+        self.f.counters.closed["unread"] += 1
         self._t.abortConnection()
 
     def evict(self) -> None:
         """Closed for a newer link (the factory says so once): no close_notify wait."""
         self._cancel_idle()
         self._closing = True
+        self.f.counters.closed["for_newer"] += 1
         self._t.abortConnection()
 
     def _idle_expired(self) -> None:
         self._idle = None
         self.f.settled(self)
+        self.f.counters.closed["idle"] += 1
         self.log.info(
             "closing idle {role} client peer={peer}: no xsub/xpub within {t} s",
             role=self.f.role.value,
@@ -418,6 +434,7 @@ class BrokerProtocol(Protocol):
 
     def _cut_off(self) -> None:
         self._abort = None
+        self.f.counters.closed["aborted"] += 1
         self.log.info(
             "aborting {role} link peer={peer}: no close_notify or FIN within {t} s of closing",
             role=self.f.role.value,
@@ -475,6 +492,7 @@ class BrokerProtocol(Protocol):
     def _accepted(self, answer: Answer) -> None:
         session = self.session
         assert session is not None
+        self.f.counters.taken[answer.what] += 1
         if answer.what == "xsub":
             self._cancel_idle()
             if not self._subscribed:  # repeated xsubs wait longer and longer
@@ -543,6 +561,7 @@ class BrokerProtocol(Protocol):
         if sub is None:
             return
         self._queue = None  # what waited for it is not sent now
+        self.f.counters.closed["subscription_expired"] += 1
         self.log.warn(
             "subscription expired peer={peer} channels={channels}: its certificate chain "
             "expired at {until} ({when}); closing the link",
@@ -583,6 +602,7 @@ class BrokerProtocol(Protocol):
             self._log_end(pub, why)
 
     def _log_end(self, pub: Publication, why: str) -> None:
+        self.f.counters.ended[_ENDED.get(why, why.replace(" ", "_"))] += 1
         self.log.info(
             "publication end id={id} peer={peer} delivered={n} reason={why}",
             id=pub.pub_id,
@@ -604,6 +624,7 @@ class BrokerProtocol(Protocol):
                 delay=delay,
             )
             return
+        self.f.counters.refused[answer.status.name] += 1
         more = ""
         if answer.budgeted:
             allowed = self.f.refusal_log.allow()

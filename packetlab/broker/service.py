@@ -77,8 +77,11 @@ class BrokerService(service.Service):
         max_per_key: int = MAX_PER_KEY,
         max_per_address: int = MAX_PER_ADDRESS,
         idle_timeout: float = IDLE_TIMEOUT,
+        stats_interval: float = 0.0,
     ) -> None:
         self.reactor = reactor
+        self.stats_interval = stats_interval
+        self._stats: Any = None  # the LoopingCall of the counters line
         self.options = server_options(credentials)
         self.registry = registry or Registry(
             max_publications,
@@ -102,11 +105,38 @@ class BrokerService(service.Service):
         self.ports: dict[str, Any] = {}
         self.store_url = store
         self.store: Any = None
+        self._listen_called = False
+        self.started = _utc_now()  # (again at startService) when the counters began
+
+    def privilegedStartService(self) -> None:
+        """Listen here, before twistd's `-u`/`-g` drops privileges (as Twisted's own
+        servers do): in startService a port below 1024 failed with `Permission denied`.
+        With a Redis store the ports open once Redis answered, after the drop."""
+        super().privilegedStartService()
+        if self.store_url == "memory:":
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        if self._listen_called:
+            return
+        self._listen_called = True
+        d = defer.ensureDeferred(self._listen())
+        d.addErrback(self._listen_failed)
 
     def startService(self) -> None:
         super().startService()
-        d = defer.ensureDeferred(self._listen())
-        d.addErrback(self._listen_failed)
+        self.started = _utc_now()
+        if self.stats_interval > 0:  # a week's history in the log (StatusListen is optional)
+            from twisted.internet.task import LoopingCall
+
+            self._stats = LoopingCall(self._log_counters)
+            self._stats.clock = self.reactor
+            self._stats.start(self.stats_interval, now=False)
+        self._start_listening()
+
+    def _log_counters(self) -> None:
+        self.log.info("counters since {since}: {counters}", since=self.started,
+                      counters=self.counters_line())  # fmt: skip
 
     def _listen_failed(self, failure: Any) -> None:
         if failure.check(StoreUnreachable):
@@ -196,18 +226,40 @@ class BrokerService(service.Service):
         out = self.registry.status()
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
+        out["since"] = self.started
+        out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}
         return out
+
+    def counters_line(self) -> str:
+        return "; ".join(f"{r.value}: {f.counters.line()}" for r, f in self.factories.items())
 
     def status_json(self) -> bytes:
         return json.dumps(self.status(), indent=2).encode() + b"\n"
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
+        if self._stats is not None and self._stats.running:
+            self._stats.stop()
+        # what a week of churn added up to (some refusal lines are budgeted)
+        self.log.info("pktbroker stopping; since {since}: {counters}", since=self.started,
+                      counters=self.counters_line())  # fmt: skip
         ports, self.ports = self.ports, {}
         ds = [defer.maybeDeferred(p.stopListening) for p in ports.values()]
+        links = {r.value: len(f.connections) for r, f in self.factories.items()}
+        # one line for all the links we close, not an `unsubscribe ... reason=Connection
+        # lost` line each (10,000 lines for 10,000 subscribers, blaming the peers)
+        self.log.info("pktbroker stopping: closing {sub} subscribe and {pub} publish link(s)",
+                      sub=links["subscribe"], pub=links["publish"])  # fmt: skip
         for f in self.factories.values():
+            f.stopping = True
             for conn in list(f.connections):
                 conn.close()
         if self.store is not None:
             ds.append(self.store.stop())
         return defer.DeferredList(ds).addCallback(lambda _: None)
+
+
+def _utc_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

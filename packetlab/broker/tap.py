@@ -56,7 +56,7 @@ class Options(TapOptions):
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress, "
-        "IdleTimeout; "
+        "IdleTimeout, StatsInterval; "
         "options win."
     )
     optParameters: list[list[Any]] = [
@@ -239,5 +239,6 @@ def makeService(options: Options) -> IService:
         max_per_key=cfg.max_per_key,
         idle_timeout=cfg.idle_timeout,
         max_per_address=cfg.max_per_address,
+        stats_interval=cfg.stats_interval,
     )
     return svc

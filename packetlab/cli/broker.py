@@ -78,7 +78,23 @@ def render(st: dict[str, Any]) -> str:
             f"  #{p['id']} prio {p['priority']} delivered {p['delivered']} "
             f"from {p['publisher']}: {p['xdescr']}"
         )
+    counters = st.get("counters")
+    if isinstance(counters, dict):  # a broker before session 26 has none
+        lines += ["", f"since {st.get('since', 'start')}:"]
+        for port, c in counters.items():
+            lines.append(f"  {port} port: {_counts_text(c)}")
     return "\n".join(lines)
+
+
+def _counts_text(c: dict[str, Any]) -> str:
+    """`links 12, xsub 10, refused ESUBBADCHN 2, closed idle 1`: what a port did."""
+    parts = [f"links {c.get('links', 0)}"]
+    parts += [f"{k} {n}" for k, n in c.get("taken", {}).items()]
+    for name in ("refused", "closed", "publications_ended"):
+        parts += [f"{name.replace('_', ' ')} {k} {n}" for k, n in c.get(name, {}).items()]
+    if c.get("cut_frames"):
+        parts.append(f"cut frames {c['cut_frames']}")
+    return ", ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -556,7 +556,13 @@ class Manager:
         if pub in self.publications:
             self.publications.remove(pub)
             if not self.wrapping_up:
-                self.log.warn("broker EOF: the publication is over (not republished)")
+                # A broker restart or a lost link too: say what that means and what to do
+                # (session 26: the line said only that, and a week's PubPeriod idled on).
+                self.log.warn(
+                    "broker EOF: the publication is over (not republished, as pktxpmgr; a "
+                    "broker restart or a lost link ends it too): endpoints it already reached "
+                    "may still connect until the wrap-up; run xpmgr again to publish again"
+                )
 
     def _publication_over(self) -> None:
         """pub_end reached: stop publishing; greet for GreetPeriodAfterPubEnd more."""

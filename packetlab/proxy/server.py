@@ -92,7 +92,7 @@ class Proxy:
         self.setup_timeout = setup_timeout
         self.registry: BacklogRegistry[SetupProtocol] = registry or BacklogRegistry()
         self.stats = ProxyStats()
-        self.live: set[RelayEnd] = set()
+        self.live: set[_Conn] = set()
         # Connections per port not yet routed (endpoints) or registered (managers), oldest
         # first: each holds up to a ClientHello or a TLS session, so their number is
         # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
@@ -142,9 +142,14 @@ class Proxy:
         return json.dumps(self.stats.as_dict(self.registry, self.gauges()))  # type: ignore[arg-type]
 
     def close_all(self) -> None:
+        idle = sum(1 for c in self.live if isinstance(c, SetupProtocol) and c.state == "backlog")
+        if self.live:  # one line, not a `backlog ... closed by the manager` line each
+            self.log.info("stopping: closing {n} connection(s), {idle} of them idle backlogs",
+                          n=len(self.live), idle=idle)  # fmt: skip
         for relay in list(self.relays):
             relay.fail("proxy stopping")
         for conn in list(self.live):
+            conn._closing = True  # closed by us: no refusal line or count for it
             if conn.transport is not None:
                 conn.transport.loseConnection()
 
@@ -558,7 +563,8 @@ class SetupProtocol(_Conn):
 
     def _leave(self) -> None:
         if self.state == "backlog" and self.snikey is not None:
-            if self.proxy.registry.discard(self.snikey, self):
+            # (closed by us at stop, or after a refusal: its own line says so)
+            if self.proxy.registry.discard(self.snikey, self) and not self._closing:
                 self.proxy.log.info(
                     "backlog {peer} for snikey {snikey} closed by the manager",
                     peer=self.peer_text,
@@ -722,6 +728,12 @@ class EndpointProtocol(_Conn):
             self.refuse("eof", f"closed {when}")
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not (self.spliced or self.kernel or self._closing):
+            # Lost without a FIN (a reset, keepalive gave up) before a routing or a
+            # refusal: readConnectionLost never ran, so it was neither counted nor logged
+            # and `refusals` did not add up to the connections that were not spliced.
+            when = "while waiting for a backlog" if self.hello else "before a complete ClientHello"
+            self.refuse("eof", f"connection lost {when} ({reason.getErrorMessage()})")
         self._unwait()
         if self.spliced or self.kernel:
             self.proxy.stats.active_splices -= 1

@@ -277,6 +277,38 @@ def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
     return cfg, keys.warnings()
 
 
+class StatsReport:
+    """The counters every --stats-interval: a log line, and the JSON of --stats-file
+    replaced whole (a reader never sees half a file). A file that cannot be written (its
+    directory not writable after twistd's `-u`, a full disk) is one warning, and another
+    when it is written again: it raised out of the timer, an `Unhandled Error` traceback,
+    and Twisted then stopped the timer, so the counters line was never logged again."""
+
+    def __init__(self, proxy: Any, stats_file: str | None) -> None:
+        self.proxy = proxy
+        self.stats_file = stats_file
+        self.failing = False
+
+    def __call__(self) -> None:
+        log.info("counters: {stats}", stats=self.proxy.stats_line())
+        if not self.stats_file:
+            return
+        tmp = Path(f"{self.stats_file}.tmp")
+        try:
+            tmp.write_text(self.proxy.stats_json() + "\n", encoding="utf-8")
+            tmp.replace(self.stats_file)
+        except OSError as e:
+            if not self.failing:
+                self.failing = True
+                log.warn("--stats-file {path}: cannot write it ({why}); the counters are "
+                         "still logged, and the file is tried again each time",
+                         path=self.stats_file, why=e.strerror or e)  # fmt: skip
+            return
+        if self.failing:
+            self.failing = False
+            log.info("--stats-file {path}: written again", path=self.stats_file)
+
+
 class ProxyService(service.MultiService):
     """Listens on both ports (logging the addresses actually bound, so port 0 works) and
     closes every live connection when stopped."""
@@ -286,9 +318,22 @@ class ProxyService(service.MultiService):
         self.proxy = proxy
         self.ports = ports  # (name, server endpoint, factory)
         self.listening: dict[str, Any] = {}
+        self._listen_called = False
+
+    def privilegedStartService(self) -> None:
+        """Listen here, before twistd's `-u`/`-g` drops privileges (as Twisted's own
+        servers do): in startService a port below 1024 failed with `Permission denied`."""
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
         super().startService()
+        self._listen()  # (started without privilegedStartService: a test, an embedding)
+
+    def _listen(self) -> None:
+        if self._listen_called:
+            return
+        self._listen_called = True
         for name, ep, factory in self.ports:
             d = ep.listen(factory)
             d.addCallback(self._listening, name)
@@ -364,15 +409,7 @@ def makeService(options: Options) -> IService:
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:
-        stats_file = options["stats-file"]
-
-        def report() -> None:
-            log.info("counters: {stats}", stats=proxy.stats_line())
-            if stats_file:  # replaced whole, so a reader never sees half a file
-                tmp = Path(f"{stats_file}.tmp")
-                tmp.write_text(proxy.stats_json() + "\n", encoding="utf-8")
-                tmp.replace(stats_file)
-
+        report = StatsReport(proxy, options["stats-file"])
         internet.TimerService(interval, report).setServiceParent(top)
     log.info("pktproxy: setup {s}, endpoints {e}", s=options["setup"], e=options["endpoints"])
     return top

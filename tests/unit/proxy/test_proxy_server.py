@@ -936,3 +936,73 @@ def test_a_stranger_racing_the_first_registration_does_not_take_the_snikey(
     assert t.disconnecting and proxy.stats.registration_failures == 1
     register(proxy, "k1", key=manager)  # the manager replenishes: still its own
     assert proxy.registry.count("k1") == 1
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["before_hello", "waiting"])
+def test_an_endpoint_reset_before_it_is_routed_is_counted_and_logged(
+    options: PPKSServerOptions, waiting: bool
+) -> None:
+    """A connection reset (no FIN) before its ClientHello was routed never ran
+    readConnectionLost: 300 reset connections were neither counted nor logged, so the
+    operator's `refusals` did not add up (session 26: 900 connections, 600 counted)."""
+    from typing import cast
+
+    from twisted.internet.error import ConnectionLost
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    proxy, _ = make_proxy(options)
+    if waiting:
+        register(proxy)
+        endpoint(proxy, "k1")  # takes the one backlog: the next one waits
+        ep, _ = endpoint(proxy, "k1")
+    else:
+        ep = proxy.endpoint_factory().buildProtocol(None)
+        ep.makeConnection(HalfCloseTransport())
+        ep.dataReceived(client_hello("k1")[:20])
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        ep.connectionLost(Failure(ConnectionLost()))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert proxy.stats.refusals == {"eof": 1} and proxy.waiting == {}
+    when = "while waiting for a backlog" if waiting else "before a complete ClientHello"
+    [line] = [formatEvent(e) for e in seen if "refused (eof)" in formatEvent(e)]
+    assert f"refused (eof): connection lost {when} (Connection to the other side" in line
+    assert proxy.pending["endpoints"] == {}
+
+
+def test_connections_the_proxy_closes_at_stop_are_no_refusals(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    ep = proxy.endpoint_factory().buildProtocol(None)
+    ep.makeConnection(HalfCloseTransport())
+    proxy.close_all()
+    ep.connectionLost(Failure(ConnectionDone()))
+    assert proxy.stats.refusals == {}
+
+
+def test_a_stopping_proxy_says_so_once_and_does_not_blame_the_managers(
+    options: PPKSServerOptions,
+) -> None:
+    """At SIGTERM every idle backlog was `backlog ... for snikey k1 closed by the manager`
+    (up to 4,096 lines), though the proxy closed them itself."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    proxy, _ = make_proxy(options)
+    backlogs = [register(proxy)[0] for _ in range(2)]
+    seen: list[str] = []
+    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
+    globalLogPublisher.addObserver(observer)
+    try:
+        proxy.close_all()
+        for b in backlogs:
+            b.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert seen == ["stopping: closing 2 connection(s), 2 of them idle backlogs"]
+    assert proxy.registry.count("k1") == 0 and proxy.stats.registration_failures == 0

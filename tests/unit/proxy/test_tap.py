@@ -208,3 +208,88 @@ def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts(
         f"{conf}:5: HelloCap repeated (lines 1, 4); the last one wins: 2048"
     ]
     assert parse("--home", str(home))["config-warnings"] == []
+
+
+def test_a_stats_file_that_cannot_be_written_stops_neither_the_counters_nor_the_file(
+    tmp_path: Path,
+) -> None:
+    """After twistd's `-u` the stats file's directory may not be writable (or the disk is
+    full): the write raised out of the timer (`Unhandled Error`, a traceback) and Twisted
+    stopped the timer, so no counters line was logged again for the rest of the run."""
+    import json
+    from typing import Any, cast
+
+    from twisted.internet.task import Clock, LoopingCall
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    from packetlab.proxy.tap import StatsReport
+
+    class FakeProxy:
+        n = 0
+
+        def stats_line(self) -> str:
+            self.n += 1
+            return f"registrations={self.n}"
+
+        def stats_json(self) -> str:
+            return json.dumps({"registrations": self.n})
+
+    stats = tmp_path / "stats.json"
+    blocker = tmp_path / "stats.json.tmp"
+    blocker.mkdir()  # the temporary file cannot be written: an OSError (as root too)
+    clock = Clock()
+    loop = LoopingCall(StatsReport(FakeProxy(), str(stats)))
+    loop.clock = clock
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        loop.start(60)
+        clock.advance(60)
+        clock.advance(60)
+        blocker.rmdir()
+        clock.advance(60)
+        assert loop.running
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        if loop.running:
+            loop.stop()
+    lines = [formatEvent(e) for e in seen]
+    assert [t for t in lines if t.startswith("counters:")] == [
+        f"counters: registrations={n}" for n in (1, 2, 3, 4)
+    ]
+    warnings = [t for t in lines if "cannot write it" in t]
+    assert warnings == [
+        f"--stats-file {stats}: cannot write it (Is a directory); the counters are still "
+        "logged, and the file is tried again each time"
+    ]
+    assert f"--stats-file {stats}: written again" in lines
+    assert json.loads(stats.read_text()) == {"registrations": 4}
+
+
+def test_the_proxy_ports_are_bound_before_twistd_drops_privileges() -> None:
+    """twistd calls privilegedStartService, then drops to `-u USER`, then startService:
+    listening in startService made a port below 1024 fail with `Permission denied`."""
+    from twisted.internet.defer import Deferred, succeed
+
+    from packetlab.proxy.tap import ProxyService
+
+    class Port:
+        def getHost(self) -> object:
+            from twisted.internet.address import IPv4Address
+
+            return IPv4Address("TCP", "127.0.0.1", 443)
+
+    class Endpoint:
+        calls = 0
+
+        def listen(self, factory: object) -> Deferred[Port]:
+            self.calls += 1
+            return succeed(Port())
+
+    ep = Endpoint()
+    svc = ProxyService(object(), [("endpoints", ep, object())])
+    svc.privilegedStartService()
+    assert ep.calls == 1 and "endpoints" in svc.listening
+    svc.startService()
+    assert ep.calls == 1
