@@ -29,6 +29,8 @@ __all__ = ["PREAMBLE", "BacklogConnection", "BacklogPool"]
 
 PREAMBLE = b"PKTLAB"
 _PREAMBLE_SCAN_CAP = 4096  # bytes read while looking for the preamble
+RECOVER_S = 60.0  # after a backlog last worked: a proxy gone now is likely restarting
+RECOVER_RETRY_S = 1.0  # ... and is tried this often meanwhile
 
 
 class BacklogConnection(Protocol):
@@ -201,6 +203,12 @@ class BacklogPool:
         self.hard_failure: str | None = None
         self.running = False
         self._retry: IDelayedCall | None = None
+        # When a backlog last worked (registered, or lived until the proxy closed it): a
+        # proxy that goes away after that is most likely restarting, and until this pool
+        # registers again its endpoints are refused (`unknown_snikey`), so it is tried
+        # every RECOVER_RETRY_S for RECOVER_S, not on the back-off (which left a proxy
+        # restarted after 10 s without backlogs for 5.5 s more, up to 30 s).
+        self.last_working: float | None = None
 
     @property
     def wanted(self) -> int:
@@ -239,23 +247,35 @@ class BacklogPool:
 
     def _connect_failed(self, f: Failure) -> None:
         self.pending -= 1
-        self.log.warn("backlog to {proxy}: cannot connect: {why}", proxy=self.where,
-                      why=f.getErrorMessage())  # fmt: skip
-        self._again()
+        delay = self._again()
+        n = self.failures
+        if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th ... in a row: a bounded log
+            self.log.warn(
+                "backlog to {proxy}: cannot connect: {why} ({n} in a row{next})",
+                proxy=self.where,
+                why=f.getErrorMessage(),
+                n=n,
+                next="" if delay is None else f"; the next try in {delay:g} s",
+            )
 
-    def _again(self) -> None:
+    def _again(self) -> float | None:
+        """Count a failure and schedule the next fill; its delay (None: none scheduled)."""
         self.failures += 1
         if not self.running or self._retry is not None:
-            return
+            return None
         delay = min(30.0, 0.25 * 2 ** min(self.failures, 8))
+        since = self.last_working
+        if since is not None and self.reactor.seconds() - since < RECOVER_S:
+            delay = min(delay, RECOVER_RETRY_S)
         self._retry = self.reactor.callLater(delay, self.fill)
+        return delay
 
     def established(self, conn: BacklogConnection) -> None:
         self.pending -= 1
         self.failures = 0
         self.registered += 1
         conn.established = True
-        conn.since = self.reactor.seconds()
+        conn.since = self.last_working = self.reactor.seconds()
         if not self.running:
             conn.transport.loseConnection()  # type: ignore[union-attr]
             return
@@ -281,6 +301,7 @@ class BacklogPool:
                 lived = self.reactor.seconds() - conn.since
                 if lived >= self.step_timeout:
                     self.quick_closes = 0
+                    self.last_working = self.reactor.seconds()
                     self.log.info("idle backlog to {proxy} closed by the proxy", proxy=self.where)
                     self.fill()
                     return

@@ -171,12 +171,21 @@ def test_a_restarted_proxy_gets_the_xpmgr_backlogs_back_and_splices_again(
     try:
         xp.wait_log("ready for snikey opspx", timeout=30)
         first.stop()  # SIGTERM: it closes the idle backlogs
-        xp.wait_log("cannot connect", timeout=10)  # retried with back-off meanwhile
-        second = proxy(2)
+        xp.wait_log("cannot connect", timeout=10)  # retried meanwhile
+        # A restart that takes a while: on the back-off the manager's tries came ~1, 2, 4
+        # and 12 s after the first failure, so a proxy listening again after ~5 s waited
+        # ~7 s more for its backlogs.
+        time.sleep(4)
         ready = xp.text().count("ready for snikey opspx")
-        # back-off 0.5 s doubling: the proxy was gone ~2 s, so the next try is within 8 s
+        second = proxy(2)
+        listening = time.monotonic()
+        # A proxy that worked is tried every second for a minute (was: the back-off,
+        # 0.5 s doubling to 30 s, so this one waited ~6 s more with no backlog).
         poll(lambda: xp.text().count("ready for snikey opspx") > ready, 15,
              "a backlog registered at the restarted proxy")  # fmt: skip
+        waited = time.monotonic() - listening
+        assert waited < 3.0, f"the backlogs came back {waited:.1f} s after the proxy listened"
+        assert xp.text().count("cannot connect") <= 5, xp.text()  # 1st, 2nd, 4th, 8th
         ep = endpoint()
         try:
             poll(lambda: len(xp.result_lines()) >= 1, 30, "an endpoint through the new proxy")

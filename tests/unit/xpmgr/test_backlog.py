@@ -221,3 +221,86 @@ def test_a_proxy_closing_each_backlog_as_it_registers_is_retried_with_backoff() 
     register_and_close()  # and the count starts again
     retry = pool._retry
     assert retry.getTime() - clock.seconds() == 0.5
+
+
+class FailingPool(CountingPool):
+    """A pool whose every connect fails at once (the proxy's setup port refuses)."""
+
+    refuse = False
+
+    def _connect(self) -> None:
+        super()._connect()
+        if self.refuse:  # the errback comes in a later turn, as a real connect's
+            why = Failure(ConnectionRefusedError("Connection refused"))
+            self.reactor.callLater(0, self._connect_failed, why)
+
+
+def _retry_waits(pool: FailingPool, n: int) -> list[float]:
+    clock: Clock = pool.reactor
+    clock.advance(0)  # a connect already made fails
+    waits = []
+    for _ in range(n):
+        call = pool._retry
+        assert call is not None
+        waits.append(call.getTime() - clock.seconds())
+        clock.advance(waits[-1])
+    return waits
+
+
+def test_a_proxy_that_worked_and_went_away_is_tried_every_second_for_a_minute() -> None:
+    """ops26 (session 26): a proxy restarted forgets its snikeys and refuses the
+    endpoints (`unknown_snikey`) until the manager registers again; on the back-off a
+    proxy back after 10 s waited 5.5 s more for its backlogs (up to 30 s). After a
+    backlog worked, a proxy that refuses is tried every second for 60 s, then backs off
+    as before; a proxy that never worked backs off from the start."""
+    pool = FailingPool()
+    pool.target, pool.max_claims = 1, None
+    clock: Clock = pool.reactor
+    pool.start()
+    conn: Any = _Conn()
+    pool.established(conn)  # it worked
+    clock.advance(100)
+    pool.lost(conn, "idle")  # the proxy stops: its idle backlog closed after 100 s
+    assert pool.pending == 1  # replaced at once ...
+    pool.pending -= 1
+    pool.refuse = True
+    pool._again()  # ... and that connect was refused, as every next one
+    waits = _retry_waits(pool, 70)
+    quick = [w for w in waits if w <= 1.0]
+    assert quick == [0.5] + [1.0] * 60, waits  # the back-off's first, then every second
+    assert waits[len(quick) :] == [30.0] * (70 - len(quick)), waits  # then its cap
+    never = FailingPool()
+    never.target, never.max_claims = 1, None
+    never.refuse = True
+    never.start()
+    assert _retry_waits(never, 4) == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_refused_connects_are_logged_at_1_2_4_8_in_a_row() -> None:
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    seen: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") == LogLevel.warn and "cannot connect" in event.get(
+            "log_format", ""
+        ):
+            from twisted.logger import formatEvent
+
+            seen.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        pool = FailingPool()
+        pool.target, pool.max_claims = 1, None
+        pool.refuse = True
+        pool.start()
+        _retry_waits(pool, 19)  # 20 refused connects in all
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert len(seen) == 5, seen  # the 1st, 2nd, 4th, 8th and 16th
+    assert seen[0] == (
+        "backlog to 127.0.0.1:20557: cannot connect: Connection refused "
+        "(1 in a row; the next try in 0.5 s)"
+    ), seen[0]
+    assert "(16 in a row; the next try in 30 s)" in seen[-1], seen[-1]
