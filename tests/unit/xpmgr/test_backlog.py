@@ -277,18 +277,19 @@ def test_a_proxy_that_worked_and_went_away_is_tried_every_second_for_a_minute() 
 
 
 def test_refused_connects_are_logged_at_1_2_4_8_in_a_row() -> None:
-    from twisted.logger import LogLevel, globalLogPublisher
+    from typing import cast
+
+    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
     seen: list[str] = []
 
-    def observer(event: dict[str, Any]) -> None:
+    def record(event: dict[str, Any]) -> None:
         if event.get("log_level") == LogLevel.warn and "cannot connect" in event.get(
             "log_format", ""
         ):
-            from twisted.logger import formatEvent
-
             seen.append(formatEvent(event))
 
+    observer = cast(ILogObserver, record)
     globalLogPublisher.addObserver(observer)
     try:
         pool = FailingPool()
