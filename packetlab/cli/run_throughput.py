@@ -95,6 +95,31 @@ def rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class RateBurst(argparse.Action):
+    """iperf3's -b RATE[/BURST]: `bitrate` and `burst` (0 without a slash)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        from packetlab.measure.iperf3 import parse_rate_burst
+
+        try:
+            bitrate, burst = parse_rate_burst(str(values))
+        except ValueError as e:
+            raise argparse.ArgumentError(self, str(e)) from None
+        namespace.bitrate, namespace.burst = bitrate, burst
+
+
+def pacing_timer(text: str) -> int:
+    """--pacing-timer: µs, K/M as 1024 (iperf3's unit_atoi), 0 up to an int's top."""
+    from packetlab.measure.iperf3 import MAX_PACING_TIMER
+
+    n = length(text)
+    if not 0 <= n <= MAX_PACING_TIMER:
+        raise argparse.ArgumentTypeError(
+            f"--pacing-timer must be 0..{MAX_PACING_TIMER} µs, got {text}"
+        )
+    return n
+
+
 def count(text: str) -> int:
     """iperf3's -k: a whole number of blocks, K/M/G as 1024 (its unit_atoi)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -132,6 +157,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.parallel != 1
         or args.udp
         or args.bitrate is not None
+        or args.pacing_timer is not None
         or args.interval is not None
         or args.length is not None
         or args.wide
@@ -233,9 +259,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--udp", action="store_true",
                    help="UDP, as iperf3 -u: sends scheduled by the endpoint at -b; the "
                    "server's jitter, lost/total read back")  # fmt: skip
-    p.add_argument("-b", "--bitrate", type=rate, default=None, metavar="RATE",
+    p.add_argument("-b", "--bitrate", action=RateBurst, default=None, metavar="RATE[/BURST]",
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
-                   "[UDP 1M, TCP unlimited]; paced by scheduled sends")  # fmt: skip
+                   "[UDP 1M, TCP unlimited]; paced by scheduled sends; /BURST (1..1000): "
+                   "that many blocks back to back at a time, as iperf3's burst mode")  # fmt: skip
+    p.set_defaults(burst=0)
+    p.add_argument("--pacing-timer", dest="pacing_timer", type=pacing_timer, default=None,
+                   metavar="USEC",
+                   help="told the server, which paces its sends (-R) with it, as iperf3 "
+                   "[1000]; the endpoint's paced sends go at their scheduled times")  # fmt: skip
     p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
                    help="report every S seconds (0.1..60; 0: one, the whole test), as "
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
@@ -491,7 +523,9 @@ def timed_experiment(
         extra_data=args.extra_data, server_output=args.server_output, title=args.title,
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
-        authtoken=authtoken(args), file=args.file,
+        authtoken=authtoken(args), file=args.file, burst=args.burst,
+        pacing_timer=iperf3.DEFAULT_PACING_TIMER if args.pacing_timer is None
+        else args.pacing_timer,
         fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
     )  # fmt: skip
     try:

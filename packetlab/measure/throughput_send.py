@@ -225,8 +225,11 @@ class Sending(Streams):
             data = payload[:size]
         f.queued += size
         f.outstanding += size
-        if rate:
-            f.next_time += gap
+        if rate and f.sent_packets % (spec.burst or 1) == 0:
+            # -b RATE/BURST: a burst's blocks all at one time, the next a burst's time at
+            # the rate later, as iperf3's multisend sends them back to back once its
+            # throttle turns green (the endpoint sends equal times in their queued order)
+            f.next_time += gap * (spec.burst or 1)
         last = self._sent_all(f, rate)
         tag = not rate or last or f.sent_packets % every == 0
         unit = f.outstanding if tag else 0  # bytes this ntag stands for

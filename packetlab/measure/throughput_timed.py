@@ -489,7 +489,7 @@ async def timed_test(
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
             extra_data=spec.extra_data, get_server_output=spec.server_output,
             repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
-            title=spec.title,
+            title=spec.title, pacing_timer=spec.pacing_timer, burst=spec.burst,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         try:
