@@ -230,6 +230,7 @@ UDP_CONNECT_MSG, UDP_CONNECT_REPLY = b"9876", b"6789"
 
 DEFAULT_PACING_TIMER = 1000  # µs: iperf3's --pacing-timer default, always told the server
 MAX_PACING_TIMER = (1 << 31) - 1  # µs: an int in iperf3 (a negative one wraps there)
+MIN_RCV_TIMEOUT, MAX_RCV_TIMEOUT = 0.1, 86400.0  # s: --rcv-timeout's bounds in 3.12
 MAX_BURST = 1000  # iperf.h MAX_BURST: -b RATE/BURST's bound
 MAX_OMIT = 60  # iperf3 3.12: -O above it is "bogus value for --omit"
 

@@ -93,7 +93,7 @@ def test_command_line() -> None:
     assert args.pacing_timer == 1024 and run_throughput.timed(args)  # iperf3's unit_atoi
     with pytest.raises(argparse.ArgumentError, match=r"invalid burst count \(maximum = 1000\)"):
         p.parse_args(["-c", "192.0.2.5", "-b", "10M/2000"])
-    with pytest.raises(argparse.ArgumentError, match="--pacing-timer must be 0.."):
+    with pytest.raises(argparse.ArgumentError, match=r"--pacing-timer must be 0\.\."):
         p.parse_args(["-c", "192.0.2.5", "--pacing-timer", "-5"])
     with pytest.raises(ValueError, match="invalid burst count"):
         TimedSpec(burst=1001).check()

@@ -1,0 +1,131 @@
+"""iperf3 3.12's --rcv-timeout, --snd-timeout, --bind-dev, --sctp and the closing lines'
+spans (session 26, iperf26), against the scripted iperf3 server of
+test_throughput_timed. Until session 26 --rcv-timeout, --snd-timeout, --bind-dev and
+--sctp were unrecognized arguments, and a closing line ended at the test's span whatever
+the side's own (a server stalled past T: `0.00-4.00 sec 588 MBytes 515 Mbits/sec`, the
+rate over its 9.1 s)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+from test_throughput_timed import TimedIperf3, rig_with_server, run
+
+from packetlab.measure.throughput_timed import TimedSpec
+
+
+def stall_at(rig: Any, server: TimedIperf3, when: float) -> None:
+    """The server stops sending at `when` (a stopped process: its sockets stay open)."""
+    rig.clock.callLater(when, setattr, server, "_send", lambda i: None)
+    rig.clock.callLater(when, setattr, server, "_datagram", lambda i, count: None)
+
+
+def test_an_idle_download_fails_with_iperf3s_words() -> None:
+    """-R -t 5 --rcv-timeout 1000, the server silent from 1.2 s: the test fails about a
+    second later (not at 5 s, nor after --max-time), `idle timeout for receiving data`
+    as native's, after the intervals that passed (1.00-2.00 with what came in it)."""
+    rig, server = rig_with_server()
+    stall_at(rig, server, 1.2)
+    start = rig.clock.seconds()
+    d, intervals = run(rig, TimedSpec(direction="download", seconds=5, interval=1,
+                                     rcv_timeout=1.0))  # fmt: skip
+    assert d["iperf3_error"] == "idle timeout for receiving data", d
+    assert "--rcv-timeout 1000 ms" in d["error"], d
+    assert rig.clock.seconds() - start < 3
+    assert server.end_time == 0  # TEST_END never sent: the test failed while running
+    assert [(i["start"], i["end"]) for i in intervals] == [(0, 1), (1, 2)]
+    assert intervals[1]["streams"][0]["bytes"] > 0
+
+
+def test_idle_counted_download_and_udp_fail_too() -> None:
+    """-R -n (no time to wait for: the count's wait is watched) and -R -u -t."""
+    rig, server = rig_with_server()
+    stall_at(rig, server, 0.3)
+    d, _ = run(rig, TimedSpec(direction="download", nbytes=100 << 20, interval=0,
+                              rcv_timeout=0.5))  # fmt: skip
+    assert d["iperf3_error"] == "idle timeout for receiving data", d
+    rig, server = rig_with_server()
+    stall_at(rig, server, 0.3)
+    d, _ = run(rig, TimedSpec(direction="download", seconds=3, udp=True, bitrate=8e6,
+                              length=1000, interval=0, rcv_timeout=0.5))  # fmt: skip
+    assert d["iperf3_error"] == "idle timeout for receiving data", d
+
+
+def test_a_busy_download_is_not_idle() -> None:
+    """Data all along: --rcv-timeout 100 does not fire, the test runs to its end."""
+    rig, _ = rig_with_server()
+    d, _ = run(rig, TimedSpec(direction="download", seconds=1, interval=0, rcv_timeout=0.1))
+    assert "error" not in d, d
+    assert d["streams"][0]["receiver"]["bytes"] > 0
+
+
+def test_rcv_timeout_bounds_and_mode_as_iperf3() -> None:
+    with pytest.raises(ValueError, match="receive timeout value is incorrect or not in range"):
+        TimedSpec(rcv_timeout=0.099).check()
+    with pytest.raises(ValueError, match="valid only in receiving mode"):
+        TimedSpec(direction="upload", rcv_timeout=1.0).check()
+    TimedSpec(direction="upload", bidir=True, rcv_timeout=1.0).check()  # --bidir receives
+
+
+def _parser() -> argparse.ArgumentParser:
+    from packetlab.cli import run_throughput
+
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    return p
+
+
+def test_rcv_timeout_on_the_command_line() -> None:
+    from packetlab.cli import run_throughput
+
+    p = _parser()
+    args = p.parse_args(["-c", "192.0.2.5", "--rcv-timeout", "1000"])
+    assert args.rcv_timeout == 1000 and run_throughput.timed(args)
+    for bad in ("99", "86400001", "1.5K", "abc"):  # native: this line for each
+        with pytest.raises(argparse.ArgumentError, match="receive timeout value is incorrect"):
+            p.parse_args(["-c", "192.0.2.5", "--rcv-timeout", bad])
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--snd-timeout", "5000"], "--snd-timeout 5000: not supported: iperf3 sets "
+         "TCP_USER_TIMEOUT on its sockets"),
+        (["--bind-dev", "eth0"], "--bind-dev eth0: not supported: iperf3 sets "
+         "SO_BINDTODEVICE on its sockets"),
+        (["--sctp"], "--sctp: not supported: PacketLab's nopen opens TCP and UDP sockets "
+         "only"),
+    ],
+    ids=["snd-timeout", "bind-dev", "sctp"],
+)  # fmt: skip
+def test_socket_options_of_3_12_refused_in_one_line(argv: list[str], line: str) -> None:
+    """Were argparse's `unrecognized arguments` (with a `did you mean --bind?`)."""
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run import RunError
+
+    args = _parser().parse_args(["-c", "192.0.2.5", "-t", "1", *argv])
+    with pytest.raises(RunError) as e:
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    assert str(e.value).startswith(line) and "\n" not in str(e.value)
+
+
+def test_closing_lines_end_at_each_sides_own_span() -> None:
+    """iperf3 3.12 ends each closing line at its side's time (sender_time, receiver_time:
+    the server's `end_time` for its side): a -R test whose server stalled and answered
+    TEST_END late shows `0.00-9.52 sec` on the sender line and the rate over it, as
+    native printed (`0.00-9.52 sec 1.62 GBytes 1.46 Gbits/sec 13 sender` beside
+    `0.00-4.00 ... receiver`); was 0.00-4.00 on both with the sender's rate over 9.52."""
+    from packetlab.cli.run_throughput_rows import timed_rows
+
+    rig, _ = rig_with_server()
+    d, _ = run(rig, TimedSpec(direction="download", seconds=4, interval=0))
+    assert "error" not in d, d
+    sender = d["streams"][0]["sender"]
+    sender.update(bytes=1_740_000_000, seconds=9.52)
+    lines = timed_rows(d).splitlines()
+    line = next(x for x in lines if x.endswith("sender"))
+    assert line.startswith("[  5]   0.00-9.52   sec  1.62 GBytes  1.46 Gbits/sec"), line
+    line = next(x for x in lines if x.endswith("receiver"))
+    assert line.startswith("[  5]   0.00-4.00   sec"), line
