@@ -129,3 +129,26 @@ def test_closing_lines_end_at_each_sides_own_span() -> None:
     assert line.startswith("[  5]   0.00-9.52   sec  1.62 GBytes  1.46 Gbits/sec"), line
     line = next(x for x in lines if x.endswith("receiver"))
     assert line.startswith("[  5]   0.00-4.00   sec"), line
+
+
+def test_server_output_prefixed_once_as_iperf3() -> None:
+    """-T and --timestamps with --get-server-output: iperf3 3.12 prints the server's report
+    with one printf and prefixes once per printf, so the empty line before `Server
+    output:` has the prefix and the report's lines do not (native `-T ttl
+    --timestamps=%H: --get-server-output`, below); ours had every line prefixed."""
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run_command import parse_args
+
+    args = parse_args(run_throughput.COMMAND, ["-c", "127.0.0.1", "-t", "1", "-T", "ttl",
+                                               "--get-server-output"])  # fmt: skip
+    rig, _ = rig_with_server()
+    d, _ = run(rig, TimedSpec(direction="download", seconds=1, interval=0))
+    d["server_output_text"] = "-----\nServer listening on 5201 (test #60)\n[  5] sender\n"
+    got = run_throughput.renderer(args)(d).split("\n")
+    at = got.index("Server output:")
+    assert got[at - 2].startswith("ttl:  [  5]") and got[at - 2].endswith("receiver")
+    assert got[at - 1 :] == [
+        "ttl:  ", "Server output:", "-----", "Server listening on 5201 (test #60)",
+        "[  5] sender", "", "ttl:  # receiver: the endpoint's stamps; sender: the iperf3 "
+        "server's",
+    ]  # fmt: skip
