@@ -133,6 +133,9 @@ class Receiving(Streams):
             self.done.addTimeout(timeout, clock)
             self._watch_stop()
             self._watch_idle()  # --rcv-timeout: the wait watched for it
+            self.awaiting_done = True  # a server gone fails it (watch_control)
+            if self.failure is not None and not self.done.called:  # gone already
+                self.done.errback(self.failure)
             try:
                 await self.done
             except defer.TimeoutError:
@@ -187,6 +190,8 @@ class Receiving(Streams):
         while clock.seconds() < deadline:
             if stoppable and self.should_stop is not None and self.should_stop():
                 return False
+            if self.failure is not None:  # the control connection closed (watch_control)
+                raise self.failure
             self._check_idle()
             if self.progress is not None:
                 done = clock.seconds() - here + (now - self.t0) / 1e9

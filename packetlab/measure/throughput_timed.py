@@ -508,6 +508,7 @@ async def timed_test(
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
+        test.watch_control()  # a server gone mid-test fails it at once, as iperf3's
         if spec.bidir:  # both at once; the receiving half's TEST_END ends the test
             await _both(test.upload(timeout), test.download(timeout))
         elif spec.direction == "download":

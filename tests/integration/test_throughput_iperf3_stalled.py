@@ -93,3 +93,52 @@ def test_a_server_resumed_after_the_end_shows_its_span_as_native() -> None:
         assert sender and receiver, run.stdout
         assert float(sender.group(1)) >= 3.5, run.stdout
         assert float(receiver.group(1)) < 2.1, run.stdout  # native's timer: 2.00-2.01
+
+
+def killed(cmd: list[str], args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`cmd -c ... args` against its own `iperf3 -s`, SIGKILLed once the first interval
+    line is out; with the seconds from the kill to the client's exit."""
+    p = _free_port()
+    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_tcp_listening(p, timeout=20)
+        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "--forceflush",
+                                 *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=ENV, cwd=REPO)  # fmt: skip
+        assert proc.stdout is not None
+        head = b""
+        deadline = time.monotonic() + 20
+        while b" sec " not in head and time.monotonic() < deadline and proc.poll() is None:
+            head += os.read(proc.stdout.fileno(), 4096)
+        server.kill()
+        at = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        took = time.monotonic() - at
+        run = subprocess.CompletedProcess(cmd, proc.returncode, (head + out).decode(),
+                                          err.decode())  # fmt: skip
+        return run, took
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(5)
+
+
+def test_a_udp_upload_to_a_killed_server_fails_at_once_as_native() -> None:
+    """`-u -b 1M -t 8`, the server SIGKILLed after the first second: iperf3's `control
+    socket has closed unexpectedly`, exit 1, within a second of the kill, both (was ours:
+    at the end of the 8 s, the datagrams' sends never failing)."""
+    args = ["-u", "-b", "1M", "-t", "8"]
+    ours, ours_s = killed([*PKTLAB, "--direction", "upload"], args)
+    theirs, theirs_s = killed(["iperf3"], args)
+    line = "error - control socket has closed unexpectedly"
+    assert ours.returncode == theirs.returncode == 1, (ours, theirs)
+    assert ours.stderr.splitlines()[-1] == f"pktlab run throughput: {line}", ours.stderr
+    assert theirs.stderr.splitlines()[-1] == f"iperf3: {line}", theirs.stderr
+    assert theirs_s < 1 and ours_s < 2, (ours_s, theirs_s)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from test_throughput_timed import TimedIperf3, rig_with_server, run
 
+from packetlab.measure.iperf3 import State
 from packetlab.measure.throughput_timed import TimedSpec
 
 
@@ -152,3 +153,63 @@ def test_server_output_prefixed_once_as_iperf3() -> None:
         "[  5] sender", "", "ttl:  # receiver: the endpoint's stamps; sender: the iperf3 "
         "server's",
     ]  # fmt: skip
+
+
+def killed_at(rig: Any, server: TimedIperf3, when: float) -> None:
+    """The server dies at `when`: its control connection closes, its streams stop."""
+
+    def gone() -> None:
+        server.ended = rig.clock.seconds()
+        server.ctl.close()
+
+    rig.clock.callLater(when, gone)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TimedSpec(direction="upload", seconds=5, udp=True, bitrate=1e6, length=1000,
+                  interval=0),
+        TimedSpec(direction="download", seconds=5, interval=0),
+        TimedSpec(direction="download", seconds=5, udp=True, bitrate=1e6, length=1000,
+                  interval=0),
+        TimedSpec(direction="download", nbytes=200 << 20, interval=0),
+        TimedSpec(bidir=True, seconds=5, bitrate=1e6, length=1000, interval=0),
+    ],
+    ids=["udp-upload", "download", "udp-download", "download-n", "bidir"],
+)  # fmt: skip
+def test_a_server_gone_mid_test_fails_it_at_once(spec: TimedSpec) -> None:
+    """The control connection closes 1 s into a 5 s test: the test fails then, with
+    iperf3's `control socket has closed unexpectedly`, as native 3.12's client (it
+    selects on it); a UDP upload sent on until T before (its sends do not fail) and a
+    -R test waited for T."""
+    rig, server = rig_with_server()
+    killed_at(rig, server, 1.0)
+    start = rig.clock.seconds()
+    d, _ = run(rig, spec)
+    assert d.get("iperf3_error") == "control socket has closed unexpectedly", d
+    assert "closed the control connection during the test" in d["error"], d
+    assert rig.clock.seconds() - start < 2
+
+
+def test_server_terminate_mid_test_fails_it_at_once() -> None:
+    """A server stopped with SIGTERM sends SERVER_TERMINATE: `the server has terminated`
+    at once (was: at T)."""
+    rig, server = rig_with_server()
+    rig.clock.callLater(1.0, server.state, State.SERVER_TERMINATE)
+    start = rig.clock.seconds()
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=5, udp=True, bitrate=1e6,
+                              length=1000, interval=0))  # fmt: skip
+    assert d.get("iperf3_error") == "the server has terminated", d
+    assert rig.clock.seconds() - start < 2
+
+
+def test_the_servers_answer_to_test_end_is_no_alarm() -> None:
+    """EXCHANGE_RESULTS after TEST_END, and the close after IPERF_DONE: the test ends
+    well (the watch stops once TEST_END is queued or sent)."""
+    for spec in (TimedSpec(direction="upload", seconds=1, udp=True, bitrate=1e6,
+                           length=1000, interval=0),
+                 TimedSpec(direction="download", nbytes=1 << 20, interval=0)):  # fmt: skip
+        rig, _ = rig_with_server()
+        d, _ = run(rig, spec)
+        assert "error" not in d, d
