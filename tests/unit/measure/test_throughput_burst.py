@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from test_throughput_timed import rig_with_server, run
@@ -97,3 +98,26 @@ def test_command_line() -> None:
         p.parse_args(["-c", "192.0.2.5", "--pacing-timer", "-5"])
     with pytest.raises(ValueError, match="invalid burst count"):
         TimedSpec(burst=1001).check()
+
+
+def test_small_unpaced_sends_queue_at_most_max_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-l 1000 unpaced over a slow link (TCP here; UDP -b 0 takes the same window): at
+    most MAX_QUEUED (1024) sends wait at the endpoint beyond their ntags (were 8 MiB
+    of them, 8,389: the in-process endpoint sent TEST_END, scheduled for T, 0.1-0.23 s
+    late behind them, and the server counted more than we had sent by T)."""
+    from packetlab.measure import throughput_send
+
+    most = 0
+    queue = throughput_send.Sending._queue
+
+    def watched(self: Any, f: Any, *a: Any) -> None:
+        nonlocal most
+        queue(self, f, *a)
+        most = max(most, f.outstanding)
+
+    monkeypatch.setattr(throughput_send.Sending, "_queue", watched)
+    rig, _ = rig_with_server()
+    rig.endpoint.rate = 2e6  # bytes/s: the sends back up
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.3, length=1000, interval=0))
+    assert "error" not in d, d
+    assert 100 * 1000 < most <= 1024 * 1000, most
