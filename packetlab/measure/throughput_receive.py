@@ -99,17 +99,25 @@ class Receiving(Streams):
         if limit is None or not self.t0:
             return
         idle = self.session.reactor.seconds() - max(self.heard, self.idle_from)
-        if idle > limit:
-            # the intervals that passed meanwhile, as iperf3's timer printed them (empty
-            # ones too) before its error: up to the endpoint's time now, estimated
-            now = self.t0 + int((self.session.reactor.seconds() - self.idle_from) * 1e9)
-            if self.intervals is not None and now > self.counted_from:
-                for rec in self.intervals.until(now):
-                    self._emit(rec)
-            raise Iperf3Error(
-                f"no data from the server for {idle:.1f} s (--rcv-timeout {limit * 1e3:g} ms)",
-                native=IDLE,
-            )
+        if idle <= limit:
+            self.idle_seen = False
+            return
+        if not self.idle_seen:
+            # seen once: a timer can run before the notifications a busy controller has
+            # not read yet (the reactor runs its timers first); the next check, after
+            # the reading, decides
+            self.idle_seen = True
+            return
+        # the intervals that passed meanwhile, as iperf3's timer printed them (empty ones
+        # too) before its error: up to the endpoint's time now, estimated
+        now = self.t0 + int((self.session.reactor.seconds() - self.idle_from) * 1e9)
+        if self.intervals is not None and now > self.counted_from:
+            for rec in self.intervals.until(now):
+                self._emit(rec)
+        raise Iperf3Error(
+            f"no data from the server for {idle:.1f} s (--rcv-timeout {limit * 1e3:g} ms)",
+            native=IDLE,
+        )
 
     def started(self, t0: int) -> None:
         self.t0 = t0

@@ -120,6 +120,7 @@ class Streams:
         self.heard = 0.0  # download: when the last data notification came (controller s)
         self.idle_from = 0.0  # download: TEST_START's time here (--rcv-timeout's start)
         self._idle_timer: Any = None  # download -n/-k with --rcv-timeout: its poll
+        self.idle_seen = False  # --rcv-timeout: idle at the last check (confirmed next)
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[Flow, Ndata]] = []  # download data seen before `started`
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far

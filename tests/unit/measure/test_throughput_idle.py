@@ -213,3 +213,29 @@ def test_the_servers_answer_to_test_end_is_no_alarm() -> None:
         rig, _ = rig_with_server()
         d, _ = run(rig, spec)
         assert "error" not in d, d
+
+
+def test_idle_is_confirmed_after_the_notifications_are_read() -> None:
+    """A controller busy for longer than --rcv-timeout runs its timers before the
+    notifications it has not read (Twisted's reactor: timers first): idle seen once is
+    checked again after them, so data that came meanwhile is no idle server."""
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from packetlab.measure.iperf3 import Iperf3Error
+    from packetlab.measure.throughput_receive import Receiving
+
+    clock = Clock()
+    clock.advance(10.0)
+    r = Receiving.__new__(Receiving)
+    r.spec = TimedSpec(direction="download", seconds=5, rcv_timeout=0.5)
+    r.session = SimpleNamespace(reactor=clock)  # type: ignore[assignment]
+    r.t0, r.idle_from, r.heard, r.idle_seen, r.intervals = 1, 9.0, 9.2, False, None
+    r._check_idle()  # 0.8 s since the last data: seen, not yet an error
+    r.heard = 10.0  # the notifications the busy controller had not read, read now
+    r._check_idle()
+    clock.advance(1.0)
+    r._check_idle()
+    with pytest.raises(Iperf3Error, match=r"no data from the server for 1\.0 s"):
+        r._check_idle()  # still nothing after the reading: the server is idle
