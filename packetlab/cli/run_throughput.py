@@ -48,7 +48,10 @@ Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carri
 -w N (SO_SNDBUF/SO_RCVBUF), -Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG),
 -N (TCP_NODELAY), -S TOS and --dscp N (IP_TOS), --fq-rate RATE (SO_MAX_PACING_RATE),
 -L N (IPV6_FLOWLABEL_MGR), --dont-fragment (IP_MTU_DISCOVER), -A N (the endpoint's
-process cannot be pinned to a CPU), -B ADDR%DEV (SO_BINDTODEVICE).
+process cannot be pinned to a CPU), -B ADDR%DEV and --bind-dev DEV (SO_BINDTODEVICE),
+--snd-timeout MS (TCP_USER_TIMEOUT), --sctp (nopen opens TCP and UDP only).
+-b RATE/BURST: iperf3's burst mode (BURST blocks back to back); --pacing-timer USEC is told
+the server; --rcv-timeout MS: a receiving test fails when idle that long, as iperf3.
 --username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
 """
 
@@ -95,6 +98,45 @@ def rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class RateBurst(argparse.Action):
+    """iperf3's -b RATE[/BURST]: `bitrate` and `burst` (0 without a slash)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        from packetlab.measure.iperf3 import parse_rate_burst
+
+        try:
+            bitrate, burst = parse_rate_burst(str(values))
+        except ValueError as e:
+            raise argparse.ArgumentError(self, str(e)) from None
+        namespace.bitrate, namespace.burst = bitrate, burst
+
+
+def rcv_timeout(text: str) -> int:
+    """--rcv-timeout: whole ms, 100..86400000, in iperf3 3.12's words if not."""
+    try:
+        n = int(text.strip())
+    except ValueError:
+        n = 0  # iperf3's atoi: not a number is 0, out of range
+    if not 100 <= n <= 86_400_000:
+        raise argparse.ArgumentTypeError(
+            f"receive timeout value is incorrect or not in range (100..86400000 ms), got "
+            f"{text}, as iperf3"
+        )
+    return n
+
+
+def pacing_timer(text: str) -> int:
+    """--pacing-timer: µs, K/M as 1024 (iperf3's unit_atoi), 0 up to an int's top."""
+    from packetlab.measure.iperf3 import MAX_PACING_TIMER
+
+    n = length(text)
+    if not 0 <= n <= MAX_PACING_TIMER:
+        raise argparse.ArgumentTypeError(
+            f"--pacing-timer must be 0..{MAX_PACING_TIMER} µs, got {text}"
+        )
+    return n
+
+
 def count(text: str) -> int:
     """iperf3's -k: a whole number of blocks, K/M/G as 1024 (its unit_atoi)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -132,6 +174,8 @@ def timed(args: argparse.Namespace) -> bool:
         or args.parallel != 1
         or args.udp
         or args.bitrate is not None
+        or args.pacing_timer is not None
+        or args.rcv_timeout is not None
         or args.interval is not None
         or args.length is not None
         or args.wide
@@ -233,9 +277,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--udp", action="store_true",
                    help="UDP, as iperf3 -u: sends scheduled by the endpoint at -b; the "
                    "server's jitter, lost/total read back")  # fmt: skip
-    p.add_argument("-b", "--bitrate", type=rate, default=None, metavar="RATE",
+    p.add_argument("-b", "--bitrate", action=RateBurst, default=None, metavar="RATE[/BURST]",
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
-                   "[UDP 1M, TCP unlimited]; paced by scheduled sends")  # fmt: skip
+                   "[UDP 1M, TCP unlimited]; paced by scheduled sends; /BURST (1..1000): "
+                   "that many blocks back to back at a time, as iperf3's burst mode")  # fmt: skip
+    p.set_defaults(burst=0)
+    p.add_argument("--pacing-timer", dest="pacing_timer", type=pacing_timer, default=None,
+                   metavar="USEC",
+                   help="told the server, which paces its sends (-R) with it, as iperf3 "
+                   "[1000]; the endpoint's paced sends go at their scheduled times")  # fmt: skip
     p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
                    help="report every S seconds (0.1..60; 0: one, the whole test), as "
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
@@ -243,6 +293,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--length", type=length, default=None, metavar="N",
                    help="block (TCP, up to 1M) or datagram (UDP, 16..65507) size, as iperf3 "
                    "-l (0: the default) [128K; UDP the control connection's MSS]")  # fmt: skip
+    p.add_argument("--rcv-timeout", dest="rcv_timeout", type=rcv_timeout, default=None,
+                   metavar="MS",
+                   help="receiving (-R, --bidir): the test fails once no data came for MS "
+                   "ms, as iperf3 (`idle timeout for receiving data`) [none: --max-time "
+                   "bounds the test]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
     p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
@@ -276,6 +331,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="IPv6 flow label, as iperf3 -L: refused")  # fmt: skip
     p.add_argument("--dont-fragment", dest="dont_fragment", action="store_true",
                    help="IPv4 Don't Fragment, as iperf3: refused")  # fmt: skip
+    p.add_argument("--snd-timeout", dest="snd_timeout", default=None, metavar="MS",
+                   help="TCP_USER_TIMEOUT, as iperf3 --snd-timeout: refused")  # fmt: skip
+    p.add_argument("--bind-dev", dest="bind_dev", default=None, metavar="DEV",
+                   help="SO_BINDTODEVICE, as iperf3 --bind-dev: refused")  # fmt: skip
+    p.add_argument("--sctp", action="store_true",
+                   help="SCTP, as iperf3 --sctp: refused (nopen opens TCP or UDP)")  # fmt: skip
     p.add_argument("-A", "--affinity", default=None, metavar="N[,M]",
                    help="CPU affinity, as iperf3 -A: refused")  # fmt: skip
     p.add_argument("-F", "--file", default=None, metavar="NAME",
@@ -348,7 +409,11 @@ SOCKET_OPTIONS = (
      SOCKETS),
     ("dont_fragment", "--dont-fragment", "sets IP_MTU_DISCOVER (IP_PMTUDISC_DO) on its "
      "sockets", SOCKETS),
+    ("snd_timeout", "--snd-timeout {}", "sets TCP_USER_TIMEOUT on its sockets", SOCKETS),
+    ("bind_dev", "--bind-dev {}", "sets SO_BINDTODEVICE on its sockets", SOCKETS),
 )  # fmt: skip
+#: --sctp: not a socket option (the protocol), refused in the same way
+SCTP_REFUSED = "--sctp: not supported: PacketLab's nopen opens TCP and UDP sockets only"
 #: -A: not a socket option (iperf3 places its own process), refused in the same way
 AFFINITY_REFUSED = (
     "-A {}: not supported: iperf3 pins its own process to a CPU (sched_setaffinity), and "
@@ -371,6 +436,8 @@ def refused(args: argparse.Namespace) -> str | None:
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)
     if getattr(args, "affinity", None) is not None:
         return AFFINITY_REFUSED.format(args.affinity)
+    if getattr(args, "sctp", False):
+        return SCTP_REFUSED
     return None
 
 
@@ -491,7 +558,10 @@ def timed_experiment(
         extra_data=args.extra_data, server_output=args.server_output, title=args.title,
         repeating_payload=args.repeating_payload, bind=bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
-        authtoken=authtoken(args), file=args.file,
+        authtoken=authtoken(args), file=args.file, burst=args.burst,
+        rcv_timeout=None if args.rcv_timeout is None else args.rcv_timeout / 1e3,
+        pacing_timer=iperf3.DEFAULT_PACING_TIMER if args.pacing_timer is None
+        else args.pacing_timer,
         fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
     )  # fmt: skip
     try:

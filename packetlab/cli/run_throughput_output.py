@@ -132,8 +132,6 @@ class Output:
         text = self.text(record)
         if text is None:
             return None
-        if not self.args.json_doc:  # iperf3 -J: -T is the document's "title", no prefix
-            text = self.prefixed(text)
         if self.args.logfile is None:
             return text
         self.logged().write(text + "\n")
@@ -167,15 +165,17 @@ class Output:
         sys.stderr.flush()
 
     def text(self, r: Record) -> str | None:
+        """A record's text, with -T's title and --timestamps' time (iperf3 -J: -T is the
+        document's "title", no prefix)."""
         rt = self.rows
         a = self.args
         kind = r["type"]
         if a.json_doc:
             return self._document(r)
         if kind == "connected":
-            return rt.connected(r, verbose=a.iperf_verbose)
+            return self.prefixed(rt.connected(r, verbose=a.iperf_verbose))
         if kind == "interval":
-            return rt.interval(r, a.unit or "a")
+            return self.prefixed(rt.interval(r, a.unit or "a"))
         if kind == "throughput" and "protocol" in r and "error" not in r:
             out = rt.timed(r, a.unit or "a", verbose=a.iperf_verbose)
             # the server's report right after the totals, as iperf3's; our `# ` notes
@@ -184,15 +184,21 @@ class Output:
             notes = len(lines)
             while notes and lines[notes - 1].startswith("# "):
                 notes -= 1
-            out, ours = "\n".join(lines[:notes]), lines[notes:]
-            if "server_output_text" in r:  # iperf3: "\nServer output:\n%s\n"
-                out += "\n\nServer output:\n" + printable(r["server_output_text"])
+            out, ours = self.prefixed("\n".join(lines[:notes])), lines[notes:]
+            # iperf3 prints the server's report with one printf ("\nServer output:\n%s\n"),
+            # and prefixes -T and --timestamps once per printf: on the empty line before
+            # it only, not on the server's lines
+            if "server_output_text" in r:
+                out += "\n" + self.prefixed("") + "\nServer output:\n"
+                out += printable(r["server_output_text"])
             elif "server_output_json" in r:
                 from packetlab.measure.throughput_cjson import dumps
 
-                out += "\n\nServer JSON output:\n" + dumps(r["server_output_json"]) + "\n"
-            return "\n".join([out, *ours])
-        return rt.row(r)
+                out += "\n" + self.prefixed("") + "\nServer JSON output:\n"
+                out += dumps(r["server_output_json"]) + "\n"
+            return "\n".join([out, *(self.prefixed(x) for x in ours)])
+        text = rt.row(r)
+        return None if text is None else self.prefixed(text)
 
     def _document(self, r: Record) -> str | None:
         """-J: nothing until the test's result, then its whole document (one per run)."""

@@ -137,7 +137,11 @@ def timed_rows(r: Record, fmt: str = "a", verbose: bool = False) -> str:
                 tail = _tail(x, udp, side == "sender") + f"  {side}"
             else:
                 tail = _tcp_tail(x, side == "sender", cwnd=False) + side
-            lines.append(iperf3.report_line(label, 0.0, r["seconds"] or 0.0, x["bytes"],
+            # each side's own span ends its line, as 3.12 prints sender_time and
+            # receiver_time (the server's end_time from its results): a server stalled
+            # past T shows `0.00-9.52 sec` and the rate over it, not the test's 4.00
+            end = x["seconds"] or r["seconds"] or 0.0
+            lines.append(iperf3.report_line(label, 0.0, end, x["bytes"],
                                             x["seconds"] or 0.0, tail, fmt))  # fmt: skip
 
     for role, streams in _roles(r):

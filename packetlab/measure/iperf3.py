@@ -228,6 +228,10 @@ MAX_BLOCK = 1 << 20  # a TCP block (iperf.h MAX_BLOCKSIZE)
 UDP_CONNECT_MSG, UDP_CONNECT_REPLY = b"9876", b"6789"
 
 
+DEFAULT_PACING_TIMER = 1000  # µs: iperf3's --pacing-timer default, always told the server
+MAX_PACING_TIMER = (1 << 31) - 1  # µs: an int in iperf3 (a negative one wraps there)
+MIN_RCV_TIMEOUT, MAX_RCV_TIMEOUT = 0.1, 86400.0  # s: --rcv-timeout's bounds in 3.12
+MAX_BURST = 1000  # iperf.h MAX_BURST: -b RATE/BURST's bound
 MAX_OMIT = 60  # iperf3 3.12: -O above it is "bogus value for --omit"
 
 
@@ -261,6 +265,8 @@ def timed_parameters(
     repeating_payload: bool = False,
     authtoken: str | None = None,
     title: str | None = None,
+    pacing_timer: int = DEFAULT_PACING_TIMER,
+    burst: int = 0,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
@@ -280,7 +286,9 @@ def timed_parameters(
         **({"bidirectional": True} if bidir else {}),
         "len": length,
         **({"bandwidth": int(bitrate)} if bitrate else {}),
-        "pacing_timer": 1000,
+        # --pacing-timer: 3.12 leaves a 0 out; -b RATE/BURST: "burst" after it
+        **({"pacing_timer": pacing_timer} if pacing_timer else {}),
+        **({"burst": burst} if burst else {}),
         **({"title": title} if title is not None else {}),  # -T: the server's lines show it
         **({"extra_data": extra_data} if extra_data is not None else {}),
         **({"get_server_output": 1} if get_server_output else {}),
@@ -476,6 +484,22 @@ def parse_rate(text: str) -> float:
     if "/" in t or not 0 <= value < float("inf"):
         raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}")
     return value * _RATE_UNITS[unit]
+
+
+def parse_rate_burst(text: str) -> tuple[float, int]:
+    """iperf3's -b RATE[/BURST]: the rate (`parse_rate`) and its burst (0: none), a whole
+    number of blocks 1..1000 sent back to back, in iperf3 3.12's words if not."""
+    rate_text, slash, burst_text = text.partition("/")
+    value = parse_rate(rate_text)
+    if not slash:
+        return value, 0
+    try:
+        burst = int(burst_text.strip())
+    except ValueError:
+        burst = 0  # iperf3's atoi: garbage is 0, out of range
+    if not 1 <= burst <= MAX_BURST:
+        raise ValueError(f"-b {text}: invalid burst count (maximum = {MAX_BURST}), as iperf3")
+    return value, burst
 
 
 def unit(value: float, kind: str) -> str:

@@ -8,6 +8,7 @@ from twisted.internet import defer
 
 from packetlab.controller import read_time
 from packetlab.measure import iperf3
+from packetlab.measure.iperf3 import Iperf3Error
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import sleep
 from packetlab.measure.throughput_reads import end_all
@@ -18,6 +19,8 @@ __all__ = ["Receiving"]
 
 #: Download: the data is all in once no notification came for this long after the end.
 QUIET_S = 0.05
+#: iperf3 3.12's words (iperf_error.c, IENOMSG) for --rcv-timeout's idle receiver
+IDLE = "idle timeout for receiving data"
 
 
 class Receiving(Streams):
@@ -88,8 +91,37 @@ class Receiving(Streams):
     def _rx_bytes(self) -> int:
         return sum(f.bytes for f in self.flows if f.direction == "download")
 
+    def _check_idle(self) -> None:
+        """--rcv-timeout: iperf3 3.12's client, receiving, fails a running test once no
+        data came for that long (IENOMSG); here no data notification (controller time,
+        from TEST_START)."""
+        limit = self.spec.rcv_timeout
+        if limit is None or not self.t0:
+            return
+        idle = self.session.reactor.seconds() - max(self.heard, self.idle_from)
+        if idle <= limit:
+            self.idle_seen = False
+            return
+        if not self.idle_seen:
+            # seen once: a timer can run before the notifications a busy controller has
+            # not read yet (the reactor runs its timers first); the next check, after
+            # the reading, decides
+            self.idle_seen = True
+            return
+        # the intervals that passed meanwhile, as iperf3's timer printed them (empty ones
+        # too) before its error: up to the endpoint's time now, estimated
+        now = self.t0 + int((self.session.reactor.seconds() - self.idle_from) * 1e9)
+        if self.intervals is not None and now > self.counted_from:
+            for rec in self.intervals.until(now):
+                self._emit(rec)
+        raise Iperf3Error(
+            f"no data from the server for {idle:.1f} s (--rcv-timeout {limit * 1e3:g} ms)",
+            native=IDLE,
+        )
+
     def started(self, t0: int) -> None:
         self.t0 = t0
+        self.idle_from = self.session.reactor.seconds()  # --rcv-timeout counts from here
         self._begin(t0)
         early, self.early = self.early, []
         for flow, note in early:
@@ -108,6 +140,10 @@ class Receiving(Streams):
         else:
             self.done.addTimeout(timeout, clock)
             self._watch_stop()
+            self._watch_idle()  # --rcv-timeout: the wait watched for it
+            self.awaiting_done = True  # a server gone fails it (watch_control)
+            if self.failure is not None and not self.done.called:  # gone already
+                self.done.errback(self.failure)
             try:
                 await self.done
             except defer.TimeoutError:
@@ -117,8 +153,9 @@ class Receiving(Streams):
                     f"only {got} of {want} bytes arrived within {timeout:g} s"
                 ) from None
             finally:
-                if self._stop_timer is not None and self._stop_timer.active():
-                    self._stop_timer.cancel()
+                for timer in (self._stop_timer, self._idle_timer):
+                    if timer is not None and timer.active():
+                        timer.cancel()
             if not self.stopped:
                 self._test_end()
                 return
@@ -139,6 +176,17 @@ class Receiving(Streams):
             return
         self._stop_timer = self.session.reactor.callLater(0.05, self._watch_stop)
 
+    def _watch_idle(self) -> None:
+        """Download -n/-k with --rcv-timeout: fail `done` once idle that long (polled)."""
+        if self.done.called or self.spec.rcv_timeout is None:
+            return
+        try:
+            self._check_idle()
+        except Iperf3Error as e:
+            self.done.errback(e)
+            return
+        self._idle_timer = self.session.reactor.callLater(0.05, self._watch_idle)
+
     async def _wait_until(self, end: int, timeout: float, *, stoppable: bool = True) -> bool:
         """Report progress until the endpoint's clock passes `end` (estimated from here);
         False if asked to stop first."""
@@ -150,6 +198,9 @@ class Receiving(Streams):
         while clock.seconds() < deadline:
             if stoppable and self.should_stop is not None and self.should_stop():
                 return False
+            if self.failure is not None:  # the control connection closed (watch_control)
+                raise self.failure
+            self._check_idle()
             if self.progress is not None:
                 done = clock.seconds() - here + (now - self.t0) / 1e9
                 self.progress(self.spec.progress(done))

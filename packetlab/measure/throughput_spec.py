@@ -52,6 +52,16 @@ class TimedSpec:
     # log file opened before them: `[  6]`, `[  8]`), as 3.12 prints and puts in -J
     fd_offset: int = 0
     forever: bool = False  # -t 0: until Ctrl-C, as iperf3 (`seconds` is then FOREVER_S)
+    # -b RATE/BURST: paced sends go `burst` blocks back to back, a burst every `burst`
+    # blocks' time at the rate, as iperf3's multisend; the server is told (its -R sends)
+    burst: int = 0
+    # --pacing-timer (µs): told the server, which paces its -R sends with it; the
+    # endpoint's own sends go at their scheduled times whatever it says
+    pacing_timer: int = iperf3.DEFAULT_PACING_TIMER
+    # --rcv-timeout (s): receiving (-R, --bidir), a running test with no data for that
+    # long fails with iperf3 3.12's `idle timeout for receiving data` (native's default
+    # 120 s; here, without it, --max-time bounds the test)
+    rcv_timeout: float | None = None
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -98,6 +108,23 @@ class TimedSpec:
             )
         if self.bitrate is not None and self.bitrate < 0:
             raise ValueError(f"-b must not be negative, got {self.bitrate:g}")
+        if not 0 <= self.burst <= iperf3.MAX_BURST:
+            raise ValueError(f"invalid burst count (maximum = {iperf3.MAX_BURST}), as iperf3")
+        if not 0 <= self.pacing_timer <= iperf3.MAX_PACING_TIMER:
+            raise ValueError(
+                f"--pacing-timer must be 0..{iperf3.MAX_PACING_TIMER} µs, got {self.pacing_timer}"
+            )
+        if self.rcv_timeout is not None:
+            if not iperf3.MIN_RCV_TIMEOUT <= self.rcv_timeout <= iperf3.MAX_RCV_TIMEOUT:
+                raise ValueError(
+                    f"--rcv-timeout {self.rcv_timeout * 1e3:g}: receive timeout value is "
+                    "incorrect or not in range (100..86400000 ms), as iperf3"
+                )
+            if self.direction != "download" and not self.bidir:
+                raise ValueError(
+                    "--rcv-timeout: client receive timeout is valid only in receiving mode "
+                    "(-R, --bidir), as iperf3"
+                )
         if self.length == 0:  # iperf3 3.12: -l 0 is the default block
             self.length = None
         self.check_length()

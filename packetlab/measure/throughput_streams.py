@@ -16,13 +16,13 @@ from twisted.python.failure import Failure
 from packetlab.controller import ControllerError, EndpointSession, read_tcp_info, read_time
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Intervals, State, UdpReceiver
-from packetlab.measure.throughput_control import Control, sleep
+from packetlab.measure.throughput_control import CTRL_CLOSED, Control, ControlLost, sleep
 from packetlab.measure.throughput_file import DiskFile
 from packetlab.measure.throughput_pcap import TimedCapture
 from packetlab.measure.throughput_reads import Reads, server_total
 from packetlab.measure.throughput_result import TcpStats, interval_sum
 from packetlab.measure.throughput_spec import TimedSpec
-from packetlab.wire import Ndata
+from packetlab.wire import Ndata, Nstat, NstatCode
 
 __all__ = ["END_AHEAD_S", "Flow", "OnInterval", "OnProgress", "Streams", "fork"]
 
@@ -118,6 +118,9 @@ class Streams:
         self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
         self.awaiting = 0  # upload: ntags asked for and not come yet
         self.heard = 0.0  # download: when the last data notification came (controller s)
+        self.idle_from = 0.0  # download: TEST_START's time here (--rcv-timeout's start)
+        self._idle_timer: Any = None  # download -n/-k with --rcv-timeout: its poll
+        self.idle_seen = False  # --rcv-timeout: idle at the last check (confirmed next)
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[Flow, Ndata]] = []  # download data seen before `started`
         self.marks: dict[int, tuple[int, int]] = {}  # UDP download: (lost, packets) so far
@@ -146,6 +149,8 @@ class Streams:
         if spec.counted and not spec.udp:
             self.rx_total = server_total(spec.nbytes, spec.blocks, spec.block)
         self.read_all = False
+        self.end_sent = False  # TEST_END sent now (-n/-k, a stop): the test is over
+        self.awaiting_done = False  # download -n/-k: `done` awaited (a failure fails it)
 
     def _count(self, flow: Flow, t: int, nbytes: int, packets: int) -> None:
         # -O: the pre-test, reported "(omitted)", not counted. Without -O the data stamped
@@ -353,7 +358,38 @@ class Streams:
         connections right after TEST_END)."""
         if self.sample_tcp:
             self.final = Deferred.fromCoroutine(self.tcp_sample())
+        self.end_sent = True
         self.ctl.send_state(State.TEST_END)
+
+    def watch_control(self) -> None:
+        """While the test runs, the control connection: iperf3 3.12's client selects on
+        it and fails at once when the server closes it (a server killed: `control socket
+        has closed unexpectedly`) or says SERVER_TERMINATE / SERVER_ERROR; here, until
+        TEST_END is queued or sent, either fails the test now (a UDP upload sent on
+        until T before, its sends never failing; a -R test waited for T)."""
+        self.ctl.stream.sock.add_callback(self._control_note)
+
+    def _control_note(self, note: object) -> None:
+        if self.end_queued or self.end_sent or self.counted or self.failure is not None:
+            return  # the server's answer to TEST_END (EXCHANGE_RESULTS), read in order
+        error: Exception | None = None
+        if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
+            error = ControlLost(
+                f"the iperf3 server {self.ctl.peer} closed the control connection during the test",
+                native=CTRL_CLOSED,
+            )
+        elif isinstance(note, Ndata) and note.data[:1] == iperf3.state_byte(State.SERVER_TERMINATE):
+            error = iperf3.Iperf3Error(
+                "the iperf3 server terminated the test", native=iperf3.TERMINATED
+            )
+        elif isinstance(note, Ndata) and note.data[:1] == iperf3.state_byte(State.SERVER_ERROR):
+            error = iperf3.Iperf3Error("the iperf3 server failed during the test")
+        if error is None:
+            return
+        self.failure = error
+        if self.awaiting_done and not self.done.called:  # -n/-k download waiting on it
+            self.done.errback(error)
+        self._wakeup()
 
     def _wakeup(self) -> None:
         w, self.wake = self.wake, None

@@ -489,7 +489,7 @@ async def timed_test(
             bitrate=spec.rate, wide_counters=spec.wide, omit=spec.omit, bidir=spec.bidir,
             extra_data=spec.extra_data, get_server_output=spec.server_output,
             repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
-            title=spec.title,
+            title=spec.title, pacing_timer=spec.pacing_timer, burst=spec.burst,
         )  # fmt: skip
         ctl.stream.send(iperf3.encode_json(params))
         try:
@@ -508,6 +508,7 @@ async def timed_test(
         await ctl.expect(State.TEST_START, timeout=CONNECT_WAIT)
         test.started(ctl.time)
         await ctl.expect(State.TEST_RUNNING)
+        test.watch_control()  # a server gone mid-test fails it at once, as iperf3's
         if spec.bidir:  # both at once; the receiving half's TEST_END ends the test
             await _both(test.upload(timeout), test.download(timeout))
         elif spec.direction == "download":

@@ -195,6 +195,9 @@ CASES = {
     "n-J": ["-n", "1M", "-J"],
     "k": ["-k", "10"],
     "n-R": ["-n", "1M", "-R"],  # the paper's fixed-size transfer (not the timed test)
+    # session 26: -b RATE/BURST ("burst") and --pacing-timer (0: none sent), both ways
+    "udp-burst": ["-u", "-b", "2M/10", "-t", "1", "-l", "1000", "--pacing-timer", "2000"],
+    "burst-R": ["-t", "1", "-b", "10M/4", "-R", "--pacing-timer", "0"],
 }  # fmt: skip
 
 

@@ -168,6 +168,23 @@ def test_server_output_and_logfile_beside_native(port: int, tmp_path: Path) -> N
     assert f"connected to 127.0.0.1 port {local.group(1)}" in text.split("Server output:")[1]
 
 
+def test_server_output_with_title_beside_native(port: int) -> None:  # noqa: F811
+    """-T with --get-server-output: the server's report unprefixed, the empty line before
+    it prefixed, as iperf3 prints it with one printf (session 26: ours prefixed every
+    line of it)."""
+    args = ["-t", "1", "-b", "10M", "--get-server-output", "-T", "ttl"]
+    got = ours(port, *args)
+    nat = native_run(port, "-R", *args)
+    assert got.returncode == nat.returncode == 0, (got.stderr, nat.stderr)
+    for text in (got.stdout, nat.stdout):
+        lines = text.splitlines()
+        at = lines.index("Server output:")
+        assert lines[at - 1] == "ttl:  " and lines[at - 2].endswith("receiver"), text
+        report = lines[at + 1 : lines.index("", at)]
+        assert report and not any(x.startswith("ttl:") for x in report), text
+        assert any(x.startswith("Accepted connection from 127.0.0.1") for x in report), text
+
+
 def test_bind_beside_native(port: int) -> None:  # noqa: F811
     got = ours(port, "-t", "1", "-B", "127.0.0.1", "--json")
     assert got.returncode == 0, got.stderr
