@@ -26,12 +26,13 @@ for a in sys.argv[1:]:
             print(a, "non-blocking" if nonblocking else "blocking", errno.errorcode.get(rc, rc))
 """
 
-# In a user and network namespace: loopback only, so 10.1.2.3 and 2001:db8::1 have no route.
+# In a user and network namespace: loopback only, so 10.1.2.3 and 2001:db8::1 have no
+# route; 10.9.0.255 is the broadcast address of a subnet on lo.
 _NO_ROUTE = """\
-ip link set lo up || exit 99
+ip link set lo up && ip addr add 10.9.0.1/24 dev lo || exit 99
 for run in native wrapped; do
     [ $run = wrapped ] && W="$PY -m packetlab wrap --" || W=
-    $W python3 -c "$CONNECTS" 10.1.2.3 2001:db8::1 127.0.0.1; echo "status $?"
+    $W python3 -c "$CONNECTS" 10.1.2.3 2001:db8::1 10.9.0.255 127.0.0.1; echo "status $?"
     $W nc -v -w 2 10.1.2.3 80; echo "nc $?"
     echo ---
 done
@@ -40,7 +41,7 @@ done
 
 def test_a_network_without_a_route_is_enetunreach_as_natively(tmp_path: Path) -> None:
     """No route to the network: the kernel's connect() fails ENETUNREACH at once (nc
-    "Network is unreachable"). The endpoint's own connect() fails the same way; its
+    "Network is unreachable"), as to a subnet's broadcast address. The endpoint's own connect() fails the same way; its
     socket's STAT is UNREACH as the nopen is answered (the in-process endpoint's nstat
     says UNKNOWN), which the wrapper now reads as the network's. Before: EHOSTUNREACH
     ("No route to host"), as for a host that does not answer (ECONNREFUSED before the
@@ -62,5 +63,6 @@ def test_a_network_without_a_route_is_enetunreach_as_natively(tmp_path: Path) ->
     assert b"10.1.2.3 blocking ENETUNREACH\n" in native, done
     assert b"2001:db8::1 non-blocking ENETUNREACH\n" in native
     assert b"127.0.0.1 blocking ECONNREFUSED\n" in native
+    assert b"10.9.0.255 blocking ENETUNREACH\n" in native
     assert wrapped == native, done.stderr
     assert done.stderr.count(b"Network is unreachable") == 2, done.stderr
