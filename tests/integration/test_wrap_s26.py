@@ -41,9 +41,10 @@ done
 
 def test_a_network_without_a_route_is_enetunreach_as_natively(tmp_path: Path) -> None:
     """No route to the network: the kernel's connect() fails ENETUNREACH at once (nc
-    "Network is unreachable"), as to a subnet's broadcast address. The endpoint's own connect() fails the same way; its
-    socket's STAT is UNREACH as the nopen is answered (the in-process endpoint's nstat
-    says UNKNOWN), which the wrapper now reads as the network's. Before: EHOSTUNREACH
+    "Network is unreachable"), as to a subnet's broadcast address. The endpoint's own
+    connect() fails the same way; its socket's STAT is UNREACH as the nopen is answered
+    (the in-process endpoint's nstat says UNKNOWN), which the wrapper now reads as the
+    network's. Before: EHOSTUNREACH
     ("No route to host"), as for a host that does not answer (ECONNREFUSED before the
     controller read STAT). 127.0.0.1:80, closed: ECONNREFUSED both ways (blocking: a
     non-blocking one is EINPROGRESS natively, docs/wrap.md)."""
@@ -66,3 +67,50 @@ def test_a_network_without_a_route_is_enetunreach_as_natively(tmp_path: Path) ->
     assert b"10.9.0.255 blocking ENETUNREACH\n" in native
     assert wrapped == native, done.stderr
     assert done.stderr.count(b"Network is unreachable") == 2, done.stderr
+
+
+_UDP_HANDOFF = """\
+import socket, subprocess, sys, threading
+if len(sys.argv) > 2:  # the exec()ed program, given the unconnected UDP socket
+    s = socket.socket(fileno=int(sys.argv[1]))
+    server = ("127.0.0.1", int(sys.argv[2]))
+    data, peer = s.recvfrom(100)
+    print(data, "from", peer == server, flush=True)
+    d = s.dup()  # the same socket under another number
+    d.sendto(b"again", server)
+    data, peer = d.recvfrom(100)
+    print(data, "from", peer == server, flush=True)
+    sys.exit()
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+srv.bind(("127.0.0.1", 0))
+port = srv.getsockname()[1]
+def echo():
+    for _ in range(2):
+        data, peer = srv.recvfrom(100)
+        srv.sendto(data + b"!", peer)
+threading.Thread(target=echo, daemon=True).start()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"ping", ("127.0.0.1", port))
+argv = [sys.executable, __file__, str(s.fileno()), str(port)]
+subprocess.run(argv, pass_fds=(s.fileno(),), check=True)
+"""
+
+
+def test_an_unconnected_udp_socket_inherited_over_exec_sees_its_real_peers(
+    tmp_path: Path,
+) -> None:
+    """An unconnected UDP socket handed to an exec()ed program (subprocess with
+    pass_fds) after it sent to a server: the new program's shim never asked for the relay
+    port the answers come from. It now asks the wrapper ("D") for a loopback source of a
+    socket it had when it started (known by inode: its dup too). Before: `recvfrom`
+    showed the relay port (`from False`)."""
+    script = tmp_path / "handoff.py"
+    script.write_text(_UDP_HANDOFF)
+    _proxychains()
+    cmd = ["python3", str(script), "x"]
+    native = subprocess.run(cmd, capture_output=True, timeout=60)
+    wrapped = subprocess.run(
+        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
+    )
+    assert native.stdout == b"b'ping!' from True\nb'again!' from True\n", native
+    assert wrapped.stdout == native.stdout, wrapped.stderr
