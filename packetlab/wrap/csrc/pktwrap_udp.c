@@ -414,9 +414,9 @@ __attribute__((constructor)) static void find_inherited(void)
         list_at_start();
 }
 
-/* Each fd's answer (0: not asked, 1: no, 2: yes), as a syscall per datagram cost a
- * socket serving local clients a fifth of a burst here (gVisor); socket() clears it
- * when it hands the number out again (a dup2() over it is not seen). */
+/* Each fd's answer (0: not asked, 1: no, 2: yes), so that a socket serving a burst
+ * spends no system call more per datagram; socket() clears it when it hands the number
+ * out again (a dup2() over it is not seen). */
 static unsigned char inherited_fd[MAX_TRACKED_FD];
 
 static int is_inherited(int fd)
@@ -440,11 +440,11 @@ static int is_inherited(int fd)
  * a second when a source is not among them: for sockets that came over exec(), whose
  * every loopback source may be one. Asking "D" about each new source instead cost such
  * a socket serving local clients (systemd-style socket activation) 2/3 of a burst of
- * 1000 datagrams (290 of 1000 received, 935 without the question). */
+ * 1000 datagrams (256-325 of 1000 received, 599-992 without the question). */
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
-/* libc's clock (the vDSO's: a syscall per datagram cost a fifth of a burst), not our
- * hook's, which --fidelity shifts */
+/* libc's clock (the vDSO's: no system call per datagram), not our hook's, which
+ * --fidelity shifts */
 static void real_monotonic(struct timespec *now)
 {
     static clock_gettime_fn real;
@@ -478,8 +478,8 @@ static void take_list(const unsigned char *ans, size_t got, long when)
 }
 
 /* The first list, before main() when the process has a socket from exec(): asked at
- * its first datagram, the wait let a burst from local clients overflow its buffer (512
- * of 1000 received). Raw system calls: proxychains may not be set up yet. */
+ * its first datagram instead, the wait would fall in the middle of a burst. Raw system
+ * calls: proxychains may not be set up yet. */
 static void list_at_start(void)
 {
     const char *path = pktwrap_ctl_path();
