@@ -114,3 +114,47 @@ def test_an_unconnected_udp_socket_inherited_over_exec_sees_its_real_peers(
     )
     assert native.stdout == b"b'ping!' from True\nb'again!' from True\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_THIS_HOST = """\
+import errno, socket, subprocess, sys
+srv = socket.socket(); srv.bind(("0.0.0.0", 0)); srv.listen(8); srv.settimeout(10)
+port = srv.getsockname()[1]
+for host in ("0.0.0.0", "127.0.0.1"):
+    with socket.socket() as s:
+        try:
+            s.connect((host, port))
+            conn = srv.accept()[0]
+            s.sendall(b"hi")
+            print(host, "connected", s.getpeername() == ("127.0.0.1", port), conn.recv(2))
+            conn.close()
+        except OSError as e:
+            print(host, errno.errorcode.get(e.errno, e.errno))
+if sys.argv[1] == "6":
+    lsn = socket.socket(socket.AF_INET6); lsn.bind(("::", 0)); lsn.listen(1); lsn.settimeout(10)
+    with socket.socket(socket.AF_INET6) as s:
+        s.connect(("::", lsn.getsockname()[1]))
+        lsn.accept()[0].close()
+        print(":: peer", s.getpeername()[:2] == ("::1", lsn.getsockname()[1]))
+with socket.socket() as closed:
+    closed.bind(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+with socket.socket() as s:
+    print("0.0.0.0 closed", errno.errorcode.get(s.connect_ex(("0.0.0.0", free))))
+"""
+
+
+def test_a_connect_to_the_unspecified_address_reaches_this_host_as_natively() -> None:
+    """connect() to 0.0.0.0 (or ::) reaches the local host natively, and the socket's
+    peer is 127.0.0.1 (::1): `curl http://0.0.0.0:8000/`, as a server that prints
+    "Serving on 0.0.0.0:8000" invites. Before: proxychains refused 0.0.0.0 itself
+    (`ECONNREFUSED`, nothing reached the endpoint; curl 7 "Couldn't connect", nc exit 1)
+    and `::` showed as the peer. Now the shim gives the endpoint its loopback address,
+    its own host as natively."""
+    from test_wrap_sockets25 import _ipv6, native_and_wrapped
+
+    native, wrapped = native_and_wrapped(_THIS_HOST, "6" if _ipv6() else "4")
+    assert native.returncode == 0, native
+    assert b"0.0.0.0 connected True b'hi'\n" in native.stdout
+    assert b"0.0.0.0 closed ECONNREFUSED\n" in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -931,6 +931,28 @@ int pipe2(int fds[2], int flags)
     return 0;
 }
 
+/* A TCP connect to the unspecified address (0.0.0.0, ::) reaches this host natively, and
+ * the socket's peer is its loopback address (127.0.0.1, ::1). proxychains refused
+ * 0.0.0.0 itself (ECONNREFUSED, nothing asked) and `::` showed as the peer before
+ * session 26 (wrap26): the loopback address goes to the endpoint instead, whose own host
+ * it means as natively. 1 if `here` holds it. */
+static int this_host(const struct sockaddr *addr, socklen_t len, struct sockaddr_storage *here)
+{
+    if (addr->sa_family == AF_INET &&
+        ((const struct sockaddr_in *)addr)->sin_addr.s_addr == htonl(INADDR_ANY)) {
+        memcpy(here, addr, sizeof(struct sockaddr_in));
+        ((struct sockaddr_in *)here)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return 1;
+    }
+    if (addr->sa_family == AF_INET6 &&
+        IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)addr)->sin6_addr)) {
+        memcpy(here, addr, len < sizeof *here ? len : sizeof *here);
+        ((struct sockaddr_in6 *)here)->sin6_addr = in6addr_loopback;
+        return 1;
+    }
+    return 0;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -957,6 +979,9 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             errno = ENETUNREACH;
             return -1;
         }
+        struct sockaddr_storage here;
+        if (pktwrap_ctl_path() != NULL && this_host(addr, len, &here))
+            addr = (const struct sockaddr *)&here;
         struct sockopts opts;
         int wrapped = pktwrap_ctl_path() != NULL;
         if (wrapped)
