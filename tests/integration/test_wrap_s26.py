@@ -158,3 +158,25 @@ def test_a_connect_to_the_unspecified_address_reaches_this_host_as_natively() ->
     assert b"0.0.0.0 connected True b'hi'\n" in native.stdout
     assert b"0.0.0.0 closed ECONNREFUSED\n" in native.stdout
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_LINK_LOCAL = """\
+import errno, socket
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+    for addr in (("fe80::1", 80), ("fe80::1", 80, 0, 0)):
+        with socket.socket(socket.AF_INET6, kind) as s:
+            print(kind.name, len(addr), errno.errorcode.get(s.connect_ex(addr)))
+"""
+
+
+def test_a_link_local_address_without_a_scope_is_einval_as_natively() -> None:
+    """connect() to an IPv6 link-local address without a scope id (interface): the
+    kernel's EINVAL at once. Before: TCP went to the endpoint, which could not connect
+    either (`ECONNREFUSED`); UDP was connected to a relay port (0)."""
+    from test_wrap_sockets25 import _ipv6, native_and_wrapped
+
+    if not _ipv6():
+        pytest.skip("no IPv6 here")
+    native, wrapped = native_and_wrapped(_LINK_LOCAL)
+    assert native.stdout.count(b"EINVAL") == 4, native
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -931,6 +931,17 @@ int pipe2(int fds[2], int flags)
     return 0;
 }
 
+/* An IPv6 link-local address without the scope id (interface) the kernel needs for it:
+ * connect() is EINVAL natively; wrapped it went to the endpoint, which refused it
+ * (ECONNREFUSED, before session 26, wrap26). With a scope id, that interface is this
+ * host's, not the endpoint's: left to the endpoint. */
+static int unscoped(const struct sockaddr *addr, socklen_t len)
+{
+    const struct sockaddr_in6 *a = (const void *)addr;
+    return addr->sa_family == AF_INET6 && IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) &&
+           (len < sizeof *a || a->sin6_scope_id == 0);
+}
+
 /* A TCP connect to the unspecified address (0.0.0.0, ::) reaches this host natively, and
  * the socket's peer is its loopback address (127.0.0.1, ::1). proxychains refused
  * 0.0.0.0 itself (ECONNREFUSED, nothing asked) and `::` showed as the peer before
@@ -979,6 +990,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             errno = ENETUNREACH;
             return -1;
         }
+        if (pktwrap_ctl_path() != NULL && unscoped(addr, len)) {
+            errno = EINVAL;
+            return -1;
+        }
         struct sockaddr_storage here;
         if (pktwrap_ctl_path() != NULL && this_host(addr, len, &here))
             addr = (const struct sockaddr *)&here;
@@ -996,6 +1011,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         return rc;
     }
     if (type == SOCK_DGRAM) {
+        if (pktwrap_ctl_path() != NULL && unscoped(addr, len)) {
+            errno = EINVAL;
+            return -1;
+        }
         int r = relay_for(fd, addr, &relay);
         if (r < 0) {
             errno = ENETUNREACH;
