@@ -180,3 +180,42 @@ def test_a_link_local_address_without_a_scope_is_einval_as_natively() -> None:
     native, wrapped = native_and_wrapped(_LINK_LOCAL)
     assert native.stdout.count(b"EINVAL") == 4, native
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_V6_OPTIONS = """\
+import errno, socket
+lsn = socket.socket(socket.AF_INET6); lsn.bind(("::1", 0)); lsn.listen(4)
+s = socket.socket(socket.AF_INET6); s.connect(("::1", lsn.getsockname()[1]))
+conn = lsn.accept()[0]
+def call(f):
+    try:
+        return f()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+P6 = socket.IPPROTO_IPV6
+print("SO_DOMAIN", call(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)))
+print("V6ONLY", call(lambda: s.getsockopt(P6, socket.IPV6_V6ONLY)))
+print("TCLASS set", call(lambda: s.setsockopt(P6, socket.IPV6_TCLASS, 0x10)))
+print("TCLASS", call(lambda: s.getsockopt(P6, socket.IPV6_TCLASS)))
+print("HOPS set", call(lambda: s.setsockopt(P6, socket.IPV6_UNICAST_HOPS, 33)))
+print("HOPS", call(lambda: s.getsockopt(P6, socket.IPV6_UNICAST_HOPS)))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print("IPv4 UDP TCLASS", call(lambda: u.getsockopt(P6, socket.IPV6_TCLASS)))
+"""
+
+
+def test_ipv6_options_of_a_wrapped_ipv6_connection_as_natively() -> None:
+    """A wrapped IPv6 TCP socket is an IPv4 one after connect() (proxychains' SOCKS server
+    is IPv4). Before: `SO_DOMAIN` 2, and IPv6-level options failed (`IPV6_TCLASS` set
+    ENOPROTOOPT, read ENOTSUP; ssh sets it on an interactive session and prints the
+    failure). Now `SO_DOMAIN` AF_INET6, `IPV6_V6ONLY` 0, and `IPV6_TCLASS` and
+    `IPV6_UNICAST_HOPS` are the IPv4 socket's `IP_TOS` and `IP_TTL` (neither reaches the
+    endpoint, as with an IPv4 socket's)."""
+    from test_wrap_sockets25 import _ipv6, native_and_wrapped
+
+    if not _ipv6():
+        pytest.skip("no IPv6 here")
+    native, wrapped = native_and_wrapped(_V6_OPTIONS)
+    assert native.stdout.startswith(b"SO_DOMAIN 10\nV6ONLY 0\nTCLASS set None\nTCLASS 16\n"), native
+    assert b"HOPS 33\n" in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -699,6 +699,67 @@ int socket(int domain, int type, int protocol)
 }
 
 typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
+typedef int (*getsockopt_fn)(int, int, int, void *, socklen_t *);
+
+static int peer_slot(in_port_t port);
+/* The family of the destination in `slot` (under pktwrap_lock); AF_UNSPEC if none. */
+static int peers_family(int slot);
+
+/* A connected TCP socket the program made IPv6 in whose place proxychains put an IPv4
+ * one (its SOCKS server is IPv4): its IPv6-level options failed (ENOPROTOOPT, ENOTSUP)
+ * and SO_DOMAIN said AF_INET before session 26 (wrap26); ssh sets IPV6_TCLASS on an
+ * interactive session and prints the failure. */
+static int shown_v6(int fd)
+{
+    struct sockaddr_storage own;
+    socklen_t len = sizeof own;
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (pktwrap_ctl_path() == NULL || fd < 0 ||
+        NEXT(getsockname)(fd, (struct sockaddr *)&own, &len) != 0 || own.ss_family != AF_INET ||
+        NEXT(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM)
+        return 0; /* the peers are TCP sockets' (a UDP socket may have the same port) */
+    pthread_mutex_lock(&pktwrap_lock);
+    int slot = peer_slot(port_of((struct sockaddr *)&own));
+    int v6 = slot >= 0 && peers_family(slot) == AF_INET6;
+    pthread_mutex_unlock(&pktwrap_lock);
+    return v6;
+}
+
+/* The IPv4 option that does on the loopback hop what an IPv6 one would: none of them
+ * reaches the endpoint (docs/wrap.md), as with an IPv4 socket's IP_TOS. */
+static int ipv4_twin(int name)
+{
+    switch (name) {
+    case IPV6_TCLASS:
+        return IP_TOS;
+    case IPV6_UNICAST_HOPS:
+        return IP_TTL;
+    default:
+        return -1;
+    }
+}
+
+int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+    int domain = level == SOL_SOCKET && name == SO_DOMAIN;
+    if ((level == IPPROTO_IPV6 || domain) && shown_v6(fd)) {
+        int twin = level == IPPROTO_IPV6 ? ipv4_twin(name) : -1;
+        if (twin >= 0)
+            return NEXT(getsockopt)(fd, IPPROTO_IP, twin, value, len);
+        if (domain || name == IPV6_V6ONLY) { /* V6ONLY: a connected socket's is 0 */
+            int v = domain ? AF_INET6 : 0;
+            if (value == NULL || len == NULL || *len < sizeof v) {
+                errno = EINVAL;
+                return -1;
+            }
+            memcpy(value, &v, sizeof v);
+            *len = sizeof v;
+            return 0;
+        }
+    }
+    return NEXT(getsockopt)(fd, level, name, value, len);
+}
 
 /* The endpoint's UDP sockets have no TTL control (PacketLab gives TCP and UDP sockets no
  * options): a TTL the program sets would be dropped, and a UDP traceroute would show
@@ -722,6 +783,8 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
         errno = ENOPROTOOPT;
         return -1;
     }
+    if (level == IPPROTO_IPV6 && ipv4_twin(name) >= 0 && shown_v6(fd))
+        return NEXT(setsockopt)(fd, IPPROTO_IP, ipv4_twin(name), value, len);
     int rc = NEXT(setsockopt)(fd, level, name, value, len);
     if (rc == 0)
         note_sockopt(fd, level, name);
@@ -754,6 +817,11 @@ static int peer_slot(in_port_t port)
             return i;
     }
     return -1;
+}
+
+static int peers_family(int slot)
+{
+    return peers[slot].len > 0 ? peers[slot].dst.ss_family : AF_UNSPEC;
 }
 
 static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
