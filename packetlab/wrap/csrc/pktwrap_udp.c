@@ -436,11 +436,6 @@ static int is_inherited(int fd)
     return found;
 }
 
-/* The relay ports of this run as the wrapper listed them ("L"), asked again at most once
- * a second when a source is not among them: for sockets that came over exec(), whose
- * every loopback source may be one. Asking "D" about each new source instead cost such
- * a socket serving local clients (systemd-style socket activation) 2/3 of a burst of
- * 1000 datagrams (256-325 of 1000 received, 599-992 without the question). */
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
 /* libc's clock (the vDSO's: no system call per datagram), not our hook's, which
@@ -457,6 +452,11 @@ static void real_monotonic(struct timespec *now)
         syscall(SYS_clock_gettime, CLOCK_MONOTONIC, now);
 }
 
+/* The relay ports of this run as the wrapper listed them ("L"), asked again at most once
+ * a second when a source is not among them: for sockets that came over exec(), whose
+ * every loopback source may be one. Asking "D" about each new source instead cost such
+ * a socket serving local clients (systemd-style socket activation) 2/3 of a burst of
+ * 1000 datagrams (256-325 of 1000 received, 599-992 without the question). */
 static unsigned char listed[65536 / 8];
 static long listed_at = -1; /* CLOCK_MONOTONIC seconds of the list; -1: none yet */
 
