@@ -47,13 +47,18 @@ _STATE_REPLY = {
 }
 
 
-def reply_for(error: BaseException) -> Rep:
-    """The SOCKS reply for a failed connect."""
+def reply_for(error: BaseException, at_once: bool = False) -> Rep:
+    """The SOCKS reply for a failed connect. `at_once`: the endpoint's connect() call
+    itself failed (TcpRelay.failed_at_once); UNREACH then is a network without a route,
+    the kernel's ENETUNREACH (before session 26 EHOSTUNREACH, as for a host that does not
+    answer)."""
     if isinstance(error, ResolveError):
         return Rep.HOST_UNREACHABLE
     if isinstance(error, ConnectFailed):
         if error.state.startswith("not established"):
             return Rep.TTL_EXPIRED
+        if at_once and error.state == "UNREACH":
+            return Rep.NETWORK_UNREACHABLE
         return _STATE_REPLY.get(error.state, Rep.GENERAL_FAILURE)
     if isinstance(error, RequestFailed):
         # The endpoint (its certificate limits, a monitor, its transport support) said no.
@@ -239,7 +244,7 @@ class SocksProtocol(Protocol):
             self.log.info(
                 "connect to {host}:{port} failed: {e}", host=req.host, port=req.port, e=rec.error
             )
-            rep = reply_for(e)
+            rep = reply_for(e, relay.failed_at_once)
             f.connect_ended(req.host, req.port, rep)  # before the reply: the shim asks after it
             if rep == Rep.NOT_ALLOWED:
                 # The program only sees EPERM ("Operation not permitted"): say whose rule.

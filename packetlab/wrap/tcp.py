@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from packetlab.controller import (
+    ConnectFailed,
     ControllerError,
     EndpointSession,
     IPAddress,
@@ -27,7 +28,7 @@ from packetlab.controller import (
     set_notifmask,
     wait_connected,
 )
-from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, vmem
+from packetlab.wire import Ndata, NotifMask, Nstat, NstatCode, Ntag, SocketState, vmem
 from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, send_now
 from packetlab.wrap.vclock import SEND
 
@@ -39,6 +40,14 @@ SEND_WINDOW_HINT = (
     "max_burst_rate_byte grant in the operator's exppriv certificate; `pktlab init "
     "--max-burst-rate-byte 1250000000/10000000000` grants the in-process endpoint 1 Gb/s"
 )
+# Failed states a socket can be in as the nopen is answered: the endpoint's own connect()
+# call failed, before any packet left (PROTOCOL.md §3.1: the reference only sets STAT).
+_FAILED_AT_ONCE = {
+    SocketState.REFUSED: "REFUSED",
+    SocketState.RESET: "RESET",
+    SocketState.TIMEDOUT: "TIMEDOUT",
+    SocketState.UNREACH: "UNREACH",
+}
 
 
 class TcpRelay:
@@ -74,6 +83,9 @@ class TcpRelay:
         self._started = False  # SOCKS reply sent: endpoint data may go to the program
         self._early: list[bytes | None] = []  # data (None: FIN) from before that
         self._connecting = False  # an error nstat now is the connect's: connect() raises
+        # The endpoint's connect() call itself failed (STAT failed as the nopen was
+        # answered): UNREACH then is a network without a route, the kernel's ENETUNREACH.
+        self.failed_at_once = False
 
     # ------------------------------------------------------------------ connecting
 
@@ -85,14 +97,27 @@ class TcpRelay:
         # the first is sampled just before its connect() call and the second just after.
         t0 = s.mread(vmem.TIME.addr, vmem.TIME.size)
         opened = s.nopen_tcp_connect(sktid, addr, port, buffer=False)
+        # STAT right after the nopen: failed already if the endpoint's connect() call
+        # failed at once (no route: the kernel's ENETUNREACH); a failure that comes later
+        # (an ICMP unreachable, no ARP answer) is EHOSTUNREACH natively. Both are STAT
+        # UNREACH, and the in-process endpoint's nstat says UNKNOWN (docs/wrap.md).
+        stat = s.mread(vmem.skt_addr(sktid, vmem.SKT_STAT), vmem.SKT_STAT.size)
         t1 = s.mread(vmem.TIME.addr, vmem.TIME.size)
         self.rec.connect_start = int.from_bytes((await t0)[:8], "big")
-        self.sock = await opened
+        try:
+            self.sock = await opened
+        except BaseException:
+            stat.addErrback(lambda f: None)  # answered for a socket that was not opened
+            raise
         self.sktid = sktid
         self.sock.add_callback(self._note)  # before anything can arrive (buffer=False)
         self._connecting = True
         try:
+            state = int.from_bytes((await stat)[:1], "big", signed=True)
             self.rec.connect_issued = int.from_bytes((await t1)[:8], "big")
+            if state in _FAILED_AT_ONCE:
+                self.failed_at_once = True
+                raise ConnectFailed(sktid, _FAILED_AT_ONCE[SocketState(state)], self.sock.remote)
             est = await wait_connected(s, sktid, timeout=timeout)
         except BaseException:
             self._close_endpoint()

@@ -434,6 +434,11 @@ class UdpMap:
         relay = self.by_port.get(number)
         return (relay.dst, relay.port) if relay is not None else None
 
+    def relay_ports(self) -> list[int]:
+        """Every relay port of this run ("L"), for the shim of a process whose UDP socket
+        came over exec(): it asks "D" only about these."""
+        return sorted(self.by_port)
+
     def relay_port(self, request: bytes) -> int:
         """The relay port for the destination in a shim's request (0: cannot)."""
         size = {4: 4, 6: 16}.get(request[0] if request else 0)

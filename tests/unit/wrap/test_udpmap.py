@@ -463,3 +463,21 @@ def test_past_max_destinations_the_refusal_is_said_once(capsys: Any) -> None:
     err = capsys.readouterr().err
     assert err.count("pktlab wrap: a run sends UDP to at most 256 destinations") == 1
     assert "192.0.2.1:257 and other new ones are refused (ENETUNREACH" in err
+
+
+def test_the_relay_ports_are_listed_for_the_shim() -> None:
+    """ "L" (session 26, wrap26): every relay port of the run, count(2) then port(2)
+    each, so that the shim of a process with a UDP socket from exec() asks "D" only about
+    those; a failing handler still answers (none)."""
+    udpmap, _ = make()
+    assert ask(udpmap, b"L") == (b"\0\0", True)
+    v4 = bytes([4]) + struct.pack(">H", 53) + bytes([192, 0, 2, 53])
+    v6 = bytes([6]) + struct.pack(">H", 53) + bytes(15) + b"\x01"
+    ports = sorted(struct.unpack(">H", ask(udpmap, d)[0])[0] for d in (v4, v6))
+    assert ask(udpmap, b"L") == (struct.pack(">3H", 2, *ports), True)
+
+    def broken() -> Any:
+        raise RuntimeError("a bug")
+
+    udpmap.relay_ports = broken  # type: ignore[method-assign]
+    assert ask(udpmap, b"L") == (b"\0\0", True)

@@ -191,6 +191,8 @@ def test_reply_for_errors() -> None:
     from packetlab.wire import Nopen
 
     assert reply_for(ConnectFailed(1, "UNREACH")) == Rep.HOST_UNREACHABLE
+    assert reply_for(ConnectFailed(1, "UNREACH"), at_once=True) == Rep.NETWORK_UNREACHABLE
+    assert reply_for(ConnectFailed(1, "REFUSED"), at_once=True) == Rep.CONNECTION_REFUSED
     assert reply_for(ConnectFailed(1, "not established within 5 s")) == Rep.TTL_EXPIRED
     assert reply_for(RequestFailed(Nopen(1, 4, 6, 0, b"\0" * 4, 0), 3)) == Rep.NOT_ALLOWED
     assert reply_for(RuntimeError()) == Rep.GENERAL_FAILURE
@@ -360,3 +362,36 @@ def test_the_destination_of_a_connection_is_known_by_its_loopback_port(
     proto.connectionLost(None)
     settle(rig)
     assert factory.peer_address(40000) is None
+
+
+def test_a_connect_that_fails_at_once_unreachable_is_network_unreachable(
+    tmp_path: Path,
+) -> None:
+    """Session 26 (wrap26). The endpoint's connect() call failed at once (no route: the
+    kernel's ENETUNREACH): STAT is UNREACH as the nopen is answered, and the reference
+    sends no nstat (ours sends UNKNOWN). SOCKS NETWORK_UNREACHABLE (the shim's
+    ENETUNREACH); before: HOST_UNREACHABLE (EHOSTUNREACH), as for an UNREACH that comes
+    later (an ICMP unreachable, no ARP answer), which stays so."""
+    from packetlab.wire import Nopen, SocketState
+
+    dst = ipaddress.ip_address("192.0.2.9")
+    for delay, want in ((None, Rep.NETWORK_UNREACHABLE), (0.02, Rep.HOST_UNREACHABLE)):
+        rig, factory, proto, t = setup(tmp_path)
+        ep = rig.endpoint
+
+        def nopen(msg: Nopen, delay: float | None = delay, ep: Any = ep) -> None:
+            skt = {"family": msg.family, "proto": msg.proto, "msg": msg}
+            skt["state"] = SocketState.UNREACH if delay is None else SocketState.OPENING
+            ep.sockets[msg.sktid] = skt
+            ep.result()
+            if delay is not None:
+                ep.clock.callLater(delay, skt.__setitem__, "state", SocketState.UNREACH)
+
+        ep.nopen = nopen  # type: ignore[method-assign]
+        proto.dataReceived(GREETING + connect_req(dst, 9))
+        settle(rig, 200)
+        assert t.value() == b"\x05\x00" + reply(want), delay
+        assert factory.connect_failure(dst, 9) == want
+        (rec,) = factory.timings.records
+        assert "UNREACH" in (rec.error or "")
+        assert "nclose" in ep.requests()
