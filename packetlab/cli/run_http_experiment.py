@@ -156,7 +156,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     if args.include and all(p is None for p in outputs) and args.write_out is None:
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
-    headers = _headers(args.header)
+    headers = _headers(args.header, warn)
     if is_json(args.data):  # curl's --json DATA
         headers = json_fields(headers)
     jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0),

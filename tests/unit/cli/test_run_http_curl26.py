@@ -1,0 +1,25 @@
+"""curl 7.88.1's behaviour where `pktlab run http` differed before session 26 (http26):
+each pinned from what curl did against a raw loopback server
+(tests/integration/test_http_curl26.py compares the two side by side)."""
+
+from __future__ import annotations
+
+from test_run_http_curl import run
+from test_run_http_options16 import _seen
+
+
+def test_fields_that_are_no_fields_are_dropped_with_a_warning() -> None:
+    # curl 7.88.1: -H X, -H ':v', -H ';', -H '' are not sent (exit 0, not in -v); ours
+    # refused the run (2, "expected 'NAME: VALUE'")
+    dropped = ("X", ":v", " :v", ";", "", "X y")
+    argv = [w for h in dropped for w in ("-H", h)]
+    code, _, raw, err, _ = run(*argv, "-H", "Y: 1", "-A", "", "-o", "-",
+                               "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert code == 0, err
+    assert raw.decode().splitlines() == ["host: 192.0.2.80", "accept: */*", "y: 1", "GET /p"]
+    lines = err.splitlines()
+    assert lines[0] == "Warning: -H/--header 'X': no 'NAME: VALUE', not sent (as curl)"
+    assert sum(line.startswith("Warning: -H/--header ") for line in lines) == len(dropped)
+    # -s: no warning, as curl's warnings
+    code, _, _, err, _ = run("-s", "-H", "X", "-o", "-", "http://192.0.2.80/p", handler=_seen)
+    assert (code, err) == (0, "")
