@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import IO, Any
@@ -183,6 +184,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         fmt = write_out_format(args.write_out, stdin=owner in (None, ("write_out", last)))
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
+    if fmt is not None and re.search(r"%\{(local_ip|local_port|json)\}", fmt):
+        asked = replace(asked, local_address=True)  # one more read a connection: if asked
     for warning in format_warnings(fmt or ""):  # curl warns at each use; we once
         print(f"pktlab run http: {warning}", file=stderr)
     method = args.request

@@ -40,8 +40,10 @@ from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    SocketInfo,
     deferred_api,
     parse_address,
+    read_socket_info,
     read_time,
 )
 from packetlab.measure.cookies import CookieJar
@@ -302,7 +304,8 @@ async def _fetch(
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
-                   own[0].limit_rate, None if insecure else cafile or ca_file())  # fmt: skip
+                   own[0].limit_rate, None if insecure else cafile or ca_file(),
+                   own[0].local_address)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -369,7 +372,7 @@ async def _fetch(
         result.ssl_verify_result = hop.verify_result
         result.url_effective = current.effective
         if hop.server is not None:
-            result.server = hop.server
+            result.server, result.local = hop.server, hop.local
         if hop.status is not None or last_hop is None:
             last_hop = hop
         if hop.error is not None:
@@ -485,6 +488,7 @@ class _Route:
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
+    local: bool = False  # each new connection's own address read (Asked.local_address)
 
     def names_host(self, u: Url) -> bool:
         """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
@@ -546,6 +550,7 @@ async def _hop(
         reusing(route.sink, conn, pool.bundle(u), pending)
         start = read_time(session)  # pipelined: sampled just before the request is handled
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
+        hop.local = conn.local
         try:
             await _paced(route, hop, conn, data, headers)
         finally:
@@ -651,7 +656,27 @@ async def _connect(
         watch_tls(tls.conn, trace, route.cafile)
         tls.stepwise = True
     conn = _Conn(stream, tls, server, None, number=number, host=u.host, shown=shown)
+    looked = None if not route.local else _local_address(session, stream.sktid, conn)
     await _paced(route, hop, conn, data, headers, until)
+    if looked is not None:
+        await looked
+        hop.local = conn.local
+
+
+def _local_address(session: EndpointSession, sktid: int, conn: _Conn) -> Deferred[None]:
+    """The connection's own address and port (curl's %{local_ip}, %{local_port}) into
+    `conn.local`, from the socket block's LADDR and LPORT: the read is sent now and its
+    answer awaited after the hop, so the request does not wait one more round trip for
+    it (the endpoint handles it before the request's nsend). Nothing if it fails (the
+    session ended: the hop has its error)."""
+
+    def got(info: SocketInfo) -> None:
+        if info.laddr is not None and info.lport:
+            a = info.laddr
+            conn.local = f"[{a}]:{info.lport}" if a.version == 6 else f"{a}:{info.lport}"
+
+    d: Deferred[None] = read_socket_info(session, sktid).addCallback(got)
+    return d.addErrback(lambda _: None)
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,

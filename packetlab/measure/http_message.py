@@ -84,6 +84,15 @@ class HttpResult:
     http_version: str = "1.1"  # of the last response: "1.0", "1.1" or "2"
     ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
+    local: str | None = None  # the endpoint's address:port of the last hop (Asked.local_address)
+
+    @property
+    def local_ip(self) -> str:
+        return "" if self.local is None else self.local.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def local_port(self) -> int:
+        return 0 if self.local is None else int(self.local.rsplit(":", 1)[1])
 
     @property
     def remote_ip(self) -> str:
@@ -200,6 +209,9 @@ class Asked:
     # 401's challenge with one more request (curl --digest, --anyauth)
     auth_scheme: str = "basic"
     tr_encoding: bool = False  # --tr-encoding: ask for a gzip Transfer-Encoding (HTTP/1.x)
+    # -w's %{local_ip}, %{local_port}: each new connection's own address read from the
+    # endpoint's socket block (LADDR, LPORT; the ESTABLISHED nstat has the peer's only)
+    local_address: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +267,7 @@ class _Hop:
     first: int | None = None
     last: int | None = None
     server: str | None = None
+    local: str | None = None  # the endpoint's address:port (Asked.local_address)
     status: int | None = None
     reason: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)

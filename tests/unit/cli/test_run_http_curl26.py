@@ -4,6 +4,8 @@ each pinned from what curl did against a raw loopback server
 
 from __future__ import annotations
 
+import os
+
 from test_run_http_curl import run
 from test_run_http_options16 import _seen
 
@@ -23,3 +25,20 @@ def test_fields_that_are_no_fields_are_dropped_with_a_warning() -> None:
     # -s: no warning, as curl's warnings
     code, _, _, err, _ = run("-s", "-H", "X", "-o", "-", "http://192.0.2.80/p", handler=_seen)
     assert (code, err) == (0, "")
+
+
+def test_local_address_written_out() -> None:
+    # curl 7.88.1's %{local_ip} and %{local_port}: its socket's own address; ours warned
+    # "unknown --write-out variable" and wrote nothing. The endpoint's socket block
+    # (LADDR, LPORT) has it: the fake's is 192.0.2.10, port 50000 + the socket id
+    w = "%{local_ip} %{local_port} %{remote_ip} %{remote_port}\\n"
+    null = ("-o", os.devnull, "-o", os.devnull)
+    code, _, out, err, _ = run("-s", *null, "-w", w, "http://192.0.2.80/p", "http://192.0.2.80/q")
+    assert code == 0, err
+    # the second over the first's connection (curl's values again)
+    assert out.decode().splitlines() == ["192.0.2.10 50000 192.0.2.80 80"] * 2
+    _, _, out, _, _ = run("-s", *null, "-w", "%{json}", "http://192.0.2.80/p")
+    assert b'"local_ip":"192.0.2.10","local_port":50000,' in out
+    # a connect that failed: curl's "" and 0
+    _, _, out, _, _ = run("-s", "-w", w, "http://192.0.2.81/p")
+    assert out == b" 0  0\n"
