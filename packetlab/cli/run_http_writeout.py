@@ -45,7 +45,7 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
     return {
         # (a received field: its bytes as they came, as the ones given on the command line)
         "content_type": None if r.content_type is None else received_text(r.content_type),
-        "errormsg": error,
+        "errormsg": (getattr(r, "said", None) or error) if error else error,  # curl's words
         "exitcode": exitcode,
         "filename_effective": filename,
         "ftp_entry_path": None,

@@ -88,6 +88,7 @@ from packetlab.measure.http_told import (
     died,
     ended,
     reusing,
+    timed_out,
     unconnected,
     waiting,
 )
@@ -376,7 +377,7 @@ async def _fetch(
         if hop.status is not None or last_hop is None:
             last_hop = hop
         if hop.error is not None:
-            result.error, result.exitcode = hop.error, hop.exitcode
+            result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
             break
         if pending is not None and hop.status == 401 and own[2] is not None:
             wire = wire_target(current.target) if own[0].request_target is None else (
@@ -600,7 +601,11 @@ async def _connect(
     the lookup, the TCP connect and the TLS handshake."""
     session, u = route.session, hop.url
     clock = session.reactor
-    until = clock.seconds() + route.connect_timeout
+    began = clock.seconds()
+    if not route.sink.until:  # curl -m: from the transfer's start, its lookup and connect in
+        route.sink.until.append(began + route.timeout)
+    whole = route.sink.until[0]  # (ours began at the first exchange: -m 1 waited 10 s on a SYN)
+    until = min(began + route.connect_timeout, whole)
     host, port, connect_to = route.target(u)
     looked_up = connect_to is None
     number, trace = route.pool.number(), route.sink.trace
@@ -613,10 +618,11 @@ async def _connect(
                                         until)  # fmt: skip
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), e.exitcode
+            took = (clock.seconds() - began) * 1000
+            hop.said = (f"Could not resolve host: {host}" if e.exitcode == 6 else
+                        f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
             if trace is not None:  # curl's words
-                took = (clock.seconds() - until + route.connect_timeout) * 1000
-                info(trace, f"Could not resolve host: {host}" if e.exitcode == 6 else
-                     f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
+                info(trace, hop.said)
                 info(trace, f"Closing connection {number}")
             return
         finally:  # whatever the lookup gave (a failure of the read, if the session ended,
@@ -624,7 +630,6 @@ async def _connect(
     addr = parse_address(connect_to)
     server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
     info(trace, f"  Trying {server}...")
-    tried = clock.seconds()
     try:
         stream = await TcpStream.connect(session, addr, port,
                                          timeout=max(until - clock.seconds(), 0.001),
@@ -633,14 +638,22 @@ async def _connect(
     except ControllerError as e:
         hop.error = connect_failure(e, addr, port)
         hop.exitcode = _EXIT_CONNECT
+        ms = int((clock.seconds() - began) * 1000)  # (curl's: since the transfer's start)
+        why = "Couldn't connect to server"
         if "not established within" in str(e):  # curl: (28) Failed to connect ... Timeout
             since = " of the name lookup's start" if looked_up else ""
+            took = f"{route.connect_timeout:g} s{since}"
+            if whole < began + route.connect_timeout:
+                took = f"{route.timeout:g} s of the transfer's start (-m)"
             hop.error = (f"connect to {server}: no answer to the SYN: not established within "
-                         f"{route.connect_timeout:g} s{since} (the host is down or a firewall "
-                         "drops it)")  # fmt: skip
-            hop.exitcode = 28
+                         f"{took} (the host is down or a firewall drops it)")  # fmt: skip
+            hop.exitcode, why = 28, "Timeout was reached"
+        # curl's words (%{errormsg}, -v): -m's end first is its "Connection timed out"
+        hop.said = f"Failed to connect to {host} port {port} after {ms} ms: {why}"
+        if hop.exitcode == 28 and whole < began + route.connect_timeout:
+            hop.said = f"Connection timed out after {ms} milliseconds"
         if trace is not None:
-            unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
+            unconnected(trace, hop, addr, port, until - began)
             info(trace, f"Closing connection {number}")
         return
     shown = "(nil)" if route.names_host(u) else u.host  # (curl 7.88.1's, _Conn.shown)
@@ -770,6 +783,7 @@ async def _over(
             hop.exitcode = 56
     except CertificateMismatch as e:
         hop.error, hop.exitcode, hop.verify_result = str(e), 60, e.verify_result
+        hop.said = e.said
         if e.curl is not None:
             info(sink.trace, e.curl)
             hop.told = True
@@ -777,7 +791,8 @@ async def _over(
         hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "
                      f"{connect[1]:g} s of the connection's start (--connect-timeout)")  # fmt: skip
         hop.exitcode = 28
-        info(sink.trace, "SSL connection timeout")
+        hop.said = "SSL connection timeout"
+        info(sink.trace, hop.said)
         hop.told = True
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
@@ -788,8 +803,8 @@ async def _over(
         )
         hop.exitcode = 28
         ms = (session.reactor.seconds() - sink.until[0] + timeout) * 1000
-        info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
-                         f"{hop.body_len} bytes received")  # fmt: skip
+        hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
+        info(sink.trace, hop.said)
         hop.told = True
     except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
         hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status

@@ -5,6 +5,7 @@ each pinned from what curl did against a raw loopback server
 from __future__ import annotations
 
 import os
+import re
 
 from test_run_http_curl import run
 from test_run_http_options16 import _seen
@@ -42,3 +43,24 @@ def test_local_address_written_out() -> None:
     # a connect that failed: curl's "" and 0
     _, _, out, _, _ = run("-s", "-w", w, "http://192.0.2.81/p")
     assert out == b" 0  0\n"
+
+
+def test_errormsg_in_curls_words() -> None:
+    # curl 7.88.1's %{errormsg}; ours was `connect to 192.0.2.81:80: connection refused
+    # (the host answered ...)` (still the stderr line and the table's, with its reason)
+    _, _, out, _, _ = run("-s", "-w", "%{errormsg}", "http://192.0.2.81/p")
+    assert re.fullmatch(rb"Failed to connect to 192.0.2.81 port 80 after \d+ ms: "
+                        rb"Couldn't connect to server", out)  # fmt: skip
+    # -m's end: how much of the body came, "out of" a Content-Length's (curl's words)
+    from packetlab.measure.http_message import _Hop
+    from packetlab.measure.http_told import timed_out
+    from packetlab.measure.http_url import parse_url
+
+    hop = _Hop(parse_url("http://h/"), "GET")
+    assert timed_out(hop, 1000.4, True) == "Connection timed out after 1000 milliseconds"
+    said = "Operation timed out after 1001 milliseconds with 0 bytes received"
+    assert timed_out(hop, 1000.6, False) == said
+    hop.status, hop.body_len, hop.headers = 200, 3, [("content-length", " 10")]
+    assert timed_out(hop, 5, False).endswith(" with 3 out of 10 bytes received")
+    hop.headers.append(("Transfer-Encoding", "chunked"))  # (no size then, as curl's)
+    assert timed_out(hop, 5, False).endswith(" with 3 bytes received")
