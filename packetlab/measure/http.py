@@ -371,6 +371,7 @@ async def _fetch(
             _add(sums, hop)
         result.method, result.referer = hop.method, hop.referer
         result.ssl_verify_result = hop.verify_result
+        result.num_certs = hop.num_certs or result.num_certs  # (curl's: the last handshake's)
         result.url_effective = current.effective
         if hop.server is not None:
             result.server, result.local = hop.server, hop.local
@@ -756,6 +757,7 @@ async def _over(
                     raise _HandshakeTimeout from None
                 raise
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
+            hop.num_certs = len(conn.tls.conn.get_peer_cert_chain() or [])  # (curl's: 0 reused)
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
             if sink.trace is not None:  # (the name checked after curl's lines of it)

@@ -86,6 +86,7 @@ class HttpResult:
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
     local: str | None = None  # the endpoint's address:port of the last hop (Asked.local_address)
     said: str | None = None  # the error in curl's words, when known (its %{errormsg})
+    num_certs: int = 0  # certificates the server sent in the transfer's last handshake
 
     @property
     def local_ip(self) -> str:
@@ -286,6 +287,7 @@ class _Hop:
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
     told: bool = False  # its error told to the trace in curl's words already
     said: str | None = None  # its error in curl 7.88.1's words, when known (%{errormsg})
+    num_certs: int = 0  # certificates the server sent in its TLS handshake (none: reused)
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
     auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered

@@ -304,3 +304,22 @@ def test_digest_and_anyauth_over_http2_as_curl(tmp_path: Path) -> None:
     assert [dict(r).get(b"authorization", b"")[:7] for r in h2c.take()] == [b"", b"Digest "]
     server.sock.close()
     h2c.sock.close()
+
+
+def test_num_certs_as_curl(servers: Servers) -> None:
+    # curl 7.88.1's %{num_certs}: the certificates of the transfer's handshake, 0 over a
+    # reused connection, over http:// and when verification failed; ours: unknown
+    tls = servers.port(servers.tls)
+    w = "%{num_certs} %{num_connects} %{exitcode}\\n"
+    cases = [
+        ["--cacert", servers.ca, "-o", os.devnull, f"https://localhost:{tls}/a",
+         f"https://localhost:{tls}/b"],
+        ["-k", f"https://localhost:{tls}/"],
+        [f"https://localhost:{tls}/"],
+        [f"http://127.0.0.1:{servers.port(servers.rec)}/"],
+    ]  # fmt: skip
+    for case in cases:
+        want, got = _run("curl", "-w", w, *case), _run("ours", "-w", w, *case)
+        assert got.stdout == want.stdout, (case, got.stderr)
+    assert want.stdout == b"0 1 0\n"
+    servers.heads.clear()
