@@ -348,6 +348,12 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                                       urlnums[i - 1])  # fmt: skip
             if failed:  # curl -f stops before the body
                 values["size_download"] = values["speed_download"] = 0
+            if record.get("exitcode") == 22 and (result.status or 0) >= 400:  # curl's words
+                values["errormsg"] = (
+                    "HTTP response code said error"
+                    if args.fail_with_body
+                    else f"The requested URL returned error: {result.status}"
+                )
             # curl 7.88.1: a --retry that could not truncate its file ends the transfer
             # before its write-out (none for that URL)
             untruncated = (error or "").startswith(TRUNCATE)

@@ -827,7 +827,7 @@ async def _over(
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
-        hop.error, hop.exitcode = str(e), 63
+        hop.error, hop.exitcode, hop.said = str(e), 63, "Maximum file size exceeded"
     except _Failed as e:  # curl: (22) The requested URL returned error
         hop.error, hop.exitcode = str(e), 22
     except h11.ProtocolError as e:

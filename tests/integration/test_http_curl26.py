@@ -20,6 +20,11 @@ import pytest
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 from web_pki import make_pki
 
+ANSWERS = {
+    b"/404": b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope\n",
+    b"/big": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+}
+
 
 class Servers:
     """A recorder (each request head and the client's port kept), a listener whose
@@ -74,8 +79,10 @@ class Servers:
     def _record(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(10)
-            self.heads.append((conn.getpeername()[1], self._head(conn)))
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            head = self._head(conn)
+            self.heads.append((conn.getpeername()[1], head))
+            path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+            conn.sendall(ANSWERS.get(path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 
     def _partial(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -156,9 +163,13 @@ def test_errormsg_as_curl(servers: Servers) -> None:
     # curl 7.88.1's words for each failure; ours were our own (`connect to A:P: connection
     # refused (...)`), and -m 1 against an unanswered SYN waited --connect-timeout's 10 s
     full, silent = servers.port(servers.full), servers.port(servers.silent)
+    rec = f"http://127.0.0.1:{servers.port(servers.rec)}"
     tls, partial = servers.port(servers.tls), servers.port(servers.partial)
     cases = [
         ["http://127.0.0.1:1/"],
+        ["-f", f"{rec}/404"],  # ours: "the server answered 404 Not Found (--fail)"
+        ["--fail-with-body", f"{rec}/404"],
+        ["--max-filesize", "50", f"{rec}/big"],  # ours: with the sizes and the server
         ["http://[::1]:1/"],
         ["http://nonexistent.invalid/"],
         ["--connect-timeout", "1", f"http://127.0.0.1:{full}/"],
@@ -187,6 +198,7 @@ def test_errormsg_as_curl(servers: Servers) -> None:
     case = ["-v", "--connect-timeout", "1", f"http://127.0.0.1:{full}/"]
     tails = [_masked(_run(who, *case).stderr).splitlines()[-3:] for who in ("curl", "ours")]
     assert tails[0] == tails[1] and tails[0][0] == b"* ipv4 connect timeout after 1000ms, move on!"
+    servers.heads.clear()
 
 
 CHALLENGES = {
