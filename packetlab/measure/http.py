@@ -399,6 +399,7 @@ async def _fetch(
                 result.num_redirects += 1  # counted as followed, as curl does
             elif follow:
                 result.error, result.exitcode = f"maximum ({max_redirs}) redirects followed", 47
+                result.said = f"Maximum ({max_redirs}) redirects followed"
             break
         if not follow:
             result.redirect_url = target.text
@@ -406,7 +407,7 @@ async def _fetch(
         if not followed:  # curl: (47) Maximum (N) redirects followed
             result.redirect_url = target.text
             result.error = f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
-            result.exitcode = 47
+            result.exitcode, result.said = 47, f"Maximum ({max_redirs}) redirects followed"
             break
         result.num_redirects += 1
         creds = creds and "//" not in location.split("?", 1)[0]
@@ -813,6 +814,10 @@ async def _over(
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+        if hop.exitcode == 52:  # curl's words (%{errormsg})
+            hop.said = "Empty reply from server"
+        elif str(e).endswith(": RESET"):
+            hop.said = "Recv failure: Connection reset by peer"
         if hop.exitcode == 35:  # curl: the chain not checked yet (!X509_V_OK)
             hop.verify_result = 1
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
@@ -821,7 +826,7 @@ async def _over(
     except UnsupportedVersion as e:  # curl: (1) `HTTP/1.2 200`: nothing written
         hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
-        hop.error, hop.exitcode, hop.told = str(e), 61, True
+        hop.error, hop.exitcode, hop.told, hop.said = str(e), 61, True, e.curl
         if e.curl is not None:  # its -v line (none for a br or zstd stream)
             info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
@@ -839,6 +844,8 @@ async def _over(
         hop.exitcode = getattr(e, "curl_exit", None) or (8 if hop.status is None else 56)
         if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
             hop.error, hop.exitcode = cut_short(why), 18
+        elif why.startswith("illegal chunk header"):  # curl's words (%{errormsg})
+            hop.said = "Illegal or missing hexadecimal sequence in chunked-encoding"
     except WriteError as e:  # curl: (23) Failed writing header / output to destination
         hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -23,6 +24,11 @@ from web_pki import make_pki
 ANSWERS = {
     b"/404": b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope\n",
     b"/big": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+    b"/loop": b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+    b"/empty": b"",  # closed without an answer
+    b"/reset": b"",  # (reset: `_record`)
+    b"/bad": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"/gz": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nabcde",
 }
 
 
@@ -82,6 +88,9 @@ class Servers:
             head = self._head(conn)
             self.heads.append((conn.getpeername()[1], head))
             path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+            if path == b"/reset":  # an RST in answer
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
             conn.sendall(ANSWERS.get(path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
 
     def _partial(self, conn: socket.socket) -> None:
@@ -170,6 +179,11 @@ def test_errormsg_as_curl(servers: Servers) -> None:
         ["-f", f"{rec}/404"],  # ours: "the server answered 404 Not Found (--fail)"
         ["--fail-with-body", f"{rec}/404"],
         ["--max-filesize", "50", f"{rec}/big"],  # ours: with the sizes and the server
+        ["-L", "--max-redirs", "3", f"{rec}/loop"],  # ours: with where the next went
+        [f"{rec}/empty"],  # ours: "the server A:P closed the connection without a response"
+        [f"{rec}/reset"],  # ours: "connection to A:P: RESET"
+        [f"{rec}/bad"],  # ours: h11's "illegal chunk header: ..."
+        ["--compressed", f"{rec}/gz"],  # ours: "Content-Encoding gzip: bad data (...)"
         ["http://[::1]:1/"],
         ["http://nonexistent.invalid/"],
         ["--connect-timeout", "1", f"http://127.0.0.1:{full}/"],
