@@ -87,6 +87,7 @@ from packetlab.measure.http_told import (
     dead,
     died,
     ended,
+    moved_on,
     reusing,
     timed_out,
     unconnected,
@@ -247,7 +248,8 @@ async def http_get(
     for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
         if pool.transfers:
             info(trace, f"RESOLVE {h}:{p} is - old addresses discarded")
-        info(trace, f"Added {h}:{p}:{a} to DNS cache")
+        shown = ",".join(f"[{x}]" if ":" in x else x for x in a.split(","))  # (as given)
+        info(trace, f"Added {h}:{p}:{shown} to DNS cache")
         pool.looked_up.add((h, p))
     pool.transfers += 1
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -508,7 +510,7 @@ class _Route:
         DNS). http_get's `connect_to`: that address and the URL's port. Else the first
         --connect-to entry (curl's) that matches the URL's host and port and names a host or
         a port, else the URL's; an address is itself, a name the first --resolve entry of it
-        (or "*") and that port."""
+        (or "*") and that port (its addresses: "A1,A2", tried in turn)."""
         if self.connect_to is not None:
             return u.host, u.port, self.connect_to
         host, port = u.host, u.port
@@ -629,20 +631,32 @@ async def _connect(
             return
         finally:  # whatever the lookup gave (a failure of the read, if the session ended,
             hop.start = await _stamp(start)  # is not left unhandled)
-    addr = parse_address(connect_to)
-    server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
-    info(trace, f"  Trying {server}...")
-    try:
-        stream = await TcpStream.connect(session, addr, port,
-                                         timeout=max(until - clock.seconds(), 0.001),
-                                         recorder=route.recorder,
-                                         rbufsz=rbufsz_for(route.rate))  # fmt: skip
-    except ControllerError as e:
-        hop.error = connect_failure(e, addr, port)
+    # --resolve HOST:PORT:A1,A2: each address in turn until one connects, as curl's (a
+    # refusal moves on at once; each but the last has half the time left)
+    addrs = [parse_address(a) for a in str(connect_to).split(",")]
+    for n, addr in enumerate(addrs):
+        server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+        info(trace, f"  Trying {server}...")
+        left = max(until - clock.seconds(), 0.001)
+        try:
+            stream = await TcpStream.connect(session, addr, port,
+                                             timeout=left if n == len(addrs) - 1 else left / 2,
+                                             recorder=route.recorder,
+                                             rbufsz=rbufsz_for(route.rate))  # fmt: skip
+            break
+        except ControllerError as e:
+            if n < len(addrs) - 1:
+                told = (until - began if n == 0 else left) / 2  # (curl's: its share at the start)
+                moved_on(trace, connect_failure(e, addr, port), addr, port, told)
+                continue
+            failed: ControllerError = e
+    else:
+        err = failed
+        hop.error = connect_failure(err, addr, port)
         hop.exitcode = _EXIT_CONNECT
         ms = int((clock.seconds() - began) * 1000)  # (curl's: since the transfer's start)
         why = "Couldn't connect to server"
-        if "not established within" in str(e):  # curl: (28) Failed to connect ... Timeout
+        if "not established within" in str(err):  # curl: (28) Failed to connect ... Timeout
             since = " of the name lookup's start" if looked_up else ""
             took = f"{route.connect_timeout:g} s{since}"
             if whole < began + route.connect_timeout:
@@ -655,7 +669,7 @@ async def _connect(
         if hop.exitcode == 28 and whole < began + route.connect_timeout:
             hop.said = f"Connection timed out after {ms} milliseconds"
         if trace is not None:
-            unconnected(trace, hop, addr, port, until - began)
+            unconnected(trace, hop, addr, port, left)
             info(trace, f"Closing connection {number}")
         return
     shown = "(nil)" if route.names_host(u) else u.host  # (curl 7.88.1's, _Conn.shown)

@@ -100,6 +100,19 @@ def unconnected(trace: Trace, hop: _Hop, addr: Any, port: int, allowed: float) -
     info(trace, hop.said or hop.error or "")
 
 
+def moved_on(trace: Trace | None, failure: str, addr: Any, port: int, allowed: float) -> None:
+    """curl's line when a connect to one of several addresses failed and the next is
+    tried (`failure`: ours for it; `allowed`: s the attempt had)."""
+    if trace is None:
+        return
+    if "no answer to the SYN" in failure:
+        info(trace, f"ipv{addr.version} connect timeout after {allowed * 1000:.0f}ms, move on!")
+    elif "refused" in failure:
+        info(trace, f"connect to {addr} port {port} failed: Connection refused")
+    else:
+        info(trace, failure)
+
+
 def timed_out(hop: _Hop, ms: float, handshake: bool) -> str:
     """curl 7.88.1's words for -m's end (its %{errormsg}): in the TLS handshake "Connection
     timed out after N milliseconds", else what came of the body, "N out of SIZE bytes"

@@ -64,3 +64,15 @@ def test_errormsg_in_curls_words() -> None:
     assert timed_out(hop, 5, False).endswith(" with 3 out of 10 bytes received")
     hop.headers.append(("Transfer-Encoding", "chunked"))  # (no size then, as curl's)
     assert timed_out(hop, 5, False).endswith(" with 3 bytes received")
+
+
+def test_resolve_list_tried_in_turn() -> None:
+    # curl 7.88.1: --resolve HOST:PORT:A1,A2 tries A2 when A1 refuses; ours took A1 only
+    # (exit 7)
+    w = "%{exitcode} %{remote_ip} %{num_connects}\\n"
+    code, _, out, err, _ = run("-s", "-o", os.devnull, "-w", w, "--resolve",
+                               "a.test:80:192.0.2.81,192.0.2.80", "http://a.test/p")  # fmt: skip
+    assert (code, out) == (0, b"0 192.0.2.80 1\n"), err
+    _, _, out, _, _ = run("-s", "-w", w, "--resolve", "a.test:80:192.0.2.81,192.0.2.82",
+                          "http://a.test/p")  # fmt: skip
+    assert out == b"7  0\n"
