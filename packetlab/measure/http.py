@@ -608,6 +608,7 @@ async def _connect(
     began = clock.seconds()
     if not route.sink.until:  # curl -m: from the transfer's start, its lookup and connect in
         route.sink.until.append(began + route.timeout)
+        route.sink.timed_from.append(hop)
     whole = route.sink.until[0]  # (ours began at the first exchange: -m 1 waited 10 s on a SYN)
     until = min(began + route.connect_timeout, whole)
     host, port, connect_to = route.target(u)
@@ -813,9 +814,10 @@ async def _over(
         hop.told = True
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
+        first = deadline == now + timeout or any(h is hop for h in sink.timed_from)
         hop.error = (
             f"timed out: {what} from {conn.server} within {timeout:g} s of the "
-            f"{'connect' if deadline == now + timeout else 'first hop connect'} "
+            f"{'connect' if first else 'first hop connect'} "
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28

@@ -162,7 +162,8 @@ class _Sink:
     on_headers: Callable[[bytes], object] | None = None
     compressed: bool = False
     http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
-    until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
+    until: list[float] = field(default_factory=list)  # the URL's end (-m from its start)
+    timed_from: list[Any] = field(default_factory=list)  # the hop whose connect began -m's
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
     resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
     time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
