@@ -68,7 +68,8 @@ file; the headers with -I) then the write-out, nothing else on stdout. -w knows 
 %{time_pretransfer} %{time_starttransfer} %{time_redirect} %{time_total}
 %{size_download} %{size_header} %{size_request} %{size_upload} %{speed_download}
 %{speed_upload} %{num_redirects} %{num_connects} %{url} %{url_effective}
-%{redirect_url} %{remote_ip} %{remote_port} %{content_type} %{method} %{scheme}
+%{redirect_url} %{remote_ip} %{remote_port} %{local_ip} %{local_port} %{num_certs}
+%{content_type} %{method} %{scheme}
 %{http_version} %{exitcode} %{errormsg} %{filename_effective} %{json} %{onerror}
 %{stdout} %{stderr} %header{NAME}, \\n \\t \\r and %%; -w @FILE reads the format from FILE.
 An unknown variable prints nothing (warned on stderr, as curl). Write --max-redirs=-1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import IO, Any
@@ -156,7 +157,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     if args.include and all(p is None for p in outputs) and args.write_out is None:
         raise RunError("-i/--include: the headers go where the body goes, and the table shows "
                        "no body: add -o FILE (-o - for stdout) or -w")  # fmt: skip
-    headers = _headers(args.header)
+    headers = _headers(args.header, warn)
     if is_json(args.data):  # curl's --json DATA
         headers = json_fields(headers)
     jar, cookie = cookie_options(args.cookie, args.cookie_jar, stdin=owner == ("cookie", 0),
@@ -183,6 +184,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         fmt = write_out_format(args.write_out, stdin=owner in (None, ("write_out", last)))
     if fmt is not None and args.json:
         raise RunError("-w/--write-out and --json: choose one output")
+    if fmt is not None and re.search(r"%\{(local_ip|local_port|json)\}", fmt):
+        asked = replace(asked, local_address=True)  # one more read a connection: if asked
     for warning in format_warnings(fmt or ""):  # curl warns at each use; we once
         print(f"pktlab run http: {warning}", file=stderr)
     method = args.request
@@ -345,6 +348,12 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                                       urlnums[i - 1])  # fmt: skip
             if failed:  # curl -f stops before the body
                 values["size_download"] = values["speed_download"] = 0
+            if record.get("exitcode") == 22 and (result.status or 0) >= 400:  # curl's words
+                values["errormsg"] = (
+                    "HTTP response code said error"
+                    if args.fail_with_body
+                    else f"The requested URL returned error: {result.status}"
+                )
             # curl 7.88.1: a --retry that could not truncate its file ends the transfer
             # before its write-out (none for that URL)
             untruncated = (error or "").startswith(TRUNCATE)

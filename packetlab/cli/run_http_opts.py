@@ -69,10 +69,10 @@ def resolve_entries(items: list[str], family: int | None = None) -> tuple[
     tuple[str, int, str], ...
 ]:  # fmt: skip
     """--resolve [+]HOST:PORT:ADDR[,ADDR...] (and -HOST:PORT, dropping an earlier one)
-    as curl 7.88 takes them: (host in lower case, port, the first address without its
-    brackets; with -4/-6 `family` the first of that family, as curl's), the latest for a
-    host and port first. One that is not so: exit 2 (curl ignores it, its words in -v
-    only)."""
+    as curl 7.88 takes them: (host in lower case, port, the addresses without their
+    brackets joined by ",", tried in turn; with -4/-6 `family` those of that family, as
+    curl's), the latest for a host and port first. One that is not so: exit 2 (curl
+    ignores it, its words in -v only)."""
     entries: dict[tuple[str, int], str] = {}
     for item in items:
         drop = item.startswith("-")
@@ -93,7 +93,7 @@ def resolve_entries(items: list[str], family: int | None = None) -> tuple[
                     if not addrs:  # (the first must be one; curl skips a bad later one)
                         raise RunError(f"--resolve {item!r}: {text!r} is no IP address") from None
             mine = [a for a in addrs if family in (None, a.version)]
-            entries[key] = str((mine or addrs)[0])
+            entries[key] = ",".join(str(a) for a in mine or addrs)
     return tuple((h, p, a) for (h, p), a in reversed(entries.items()))
 
 

@@ -45,14 +45,17 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
     return {
         # (a received field: its bytes as they came, as the ones given on the command line)
         "content_type": None if r.content_type is None else received_text(r.content_type),
-        "errormsg": error,
+        "errormsg": (getattr(r, "said", None) or error) if error else error,  # curl's words
         "exitcode": exitcode,
         "filename_effective": filename,
         "ftp_entry_path": None,
         "http_code": r.status or 0,
         "http_connect": 0,
         "http_version": _curl_version(r.http_version) if r.status is not None else "0",
+        "local_ip": r.local_ip,
+        "local_port": r.local_port,
         "method": r.method,
+        "num_certs": getattr(r, "num_certs", 0),
         "num_connects": r.connects,
         "num_headers": _header_lines(r) if r.status is not None else 0,
         "num_redirects": r.num_redirects,
@@ -165,8 +168,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method
 
 VARIABLES = (  # write_out_values' names
     "content_type", "errormsg", "exitcode", "filename_effective", "ftp_entry_path",
-    "http_code", "http_connect", "http_version", "method", "num_connects", "num_headers",
-    "num_redirects", "proxy_ssl_verify_result", "redirect_url", "referer", "remote_ip",
+    "http_code", "http_connect", "http_version", "local_ip", "local_port", "method",
+    "num_certs", "num_connects", "num_headers", "num_redirects", "proxy_ssl_verify_result",
+    "redirect_url", "referer", "remote_ip",
     "remote_port", "response_code", "scheme", "size_download", "size_header",
     "size_request", "size_upload", "speed_download", "speed_upload", "ssl_verify_result",
     "time_appconnect", "time_connect", "time_namelookup", "time_pretransfer",

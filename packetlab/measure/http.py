@@ -40,8 +40,10 @@ from packetlab.controller import (
     AddressLike,
     ControllerError,
     EndpointSession,
+    SocketInfo,
     deferred_api,
     parse_address,
+    read_socket_info,
     read_time,
 )
 from packetlab.measure.cookies import CookieJar
@@ -85,7 +87,9 @@ from packetlab.measure.http_told import (
     dead,
     died,
     ended,
+    moved_on,
     reusing,
+    timed_out,
     unconnected,
     waiting,
 )
@@ -244,7 +248,8 @@ async def http_get(
     for h, p, a in asked.resolve if trace is not None else ():  # curl: at each transfer
         if pool.transfers:
             info(trace, f"RESOLVE {h}:{p} is - old addresses discarded")
-        info(trace, f"Added {h}:{p}:{a} to DNS cache")
+        shown = ",".join(f"[{x}]" if ":" in x else x for x in a.split(","))  # (as given)
+        info(trace, f"Added {h}:{p}:{shown} to DNS cache")
         pool.looked_up.add((h, p))
     pool.transfers += 1
     if body is not None:  # a -F part's stdin from a pipe: read whole first, as curl's
@@ -302,7 +307,8 @@ async def _fetch(
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
-                   own[0].limit_rate, None if insecure else cafile or ca_file())  # fmt: skip
+                   own[0].limit_rate, None if insecure else cafile or ca_file(),
+                   own[0].local_address)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -367,13 +373,14 @@ async def _fetch(
             _add(sums, hop)
         result.method, result.referer = hop.method, hop.referer
         result.ssl_verify_result = hop.verify_result
+        result.num_certs = hop.num_certs or result.num_certs  # (curl's: the last handshake's)
         result.url_effective = current.effective
         if hop.server is not None:
-            result.server = hop.server
+            result.server, result.local = hop.server, hop.local
         if hop.status is not None or last_hop is None:
             last_hop = hop
         if hop.error is not None:
-            result.error, result.exitcode = hop.error, hop.exitcode
+            result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
             break
         if pending is not None and hop.status == 401 and own[2] is not None:
             wire = wire_target(current.target) if own[0].request_target is None else (
@@ -394,6 +401,7 @@ async def _fetch(
                 result.num_redirects += 1  # counted as followed, as curl does
             elif follow:
                 result.error, result.exitcode = f"maximum ({max_redirs}) redirects followed", 47
+                result.said = f"Maximum ({max_redirs}) redirects followed"
             break
         if not follow:
             result.redirect_url = target.text
@@ -401,7 +409,7 @@ async def _fetch(
         if not followed:  # curl: (47) Maximum (N) redirects followed
             result.redirect_url = target.text
             result.error = f"maximum ({max_redirs}) redirects followed (the next to {target.text})"
-            result.exitcode = 47
+            result.exitcode, result.said = 47, f"Maximum ({max_redirs}) redirects followed"
             break
         result.num_redirects += 1
         creds = creds and "//" not in location.split("?", 1)[0]
@@ -485,6 +493,7 @@ class _Route:
     connect: tuple[tuple[str, int | None, str, int | None], ...] = ()
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
+    local: bool = False  # each new connection's own address read (Asked.local_address)
 
     def names_host(self, u: Url) -> bool:
         """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
@@ -501,7 +510,7 @@ class _Route:
         DNS). http_get's `connect_to`: that address and the URL's port. Else the first
         --connect-to entry (curl's) that matches the URL's host and port and names a host or
         a port, else the URL's; an address is itself, a name the first --resolve entry of it
-        (or "*") and that port."""
+        (or "*") and that port (its addresses: "A1,A2", tried in turn)."""
         if self.connect_to is not None:
             return u.host, u.port, self.connect_to
         host, port = u.host, u.port
@@ -546,6 +555,7 @@ async def _hop(
         reusing(route.sink, conn, pool.bundle(u), pending)
         start = read_time(session)  # pipelined: sampled just before the request is handled
         hop.reused, hop.server, hop.tls_version = True, conn.server, conn.tls_version
+        hop.local = conn.local
         try:
             await _paced(route, hop, conn, data, headers)
         finally:
@@ -595,7 +605,12 @@ async def _connect(
     the lookup, the TCP connect and the TLS handshake."""
     session, u = route.session, hop.url
     clock = session.reactor
-    until = clock.seconds() + route.connect_timeout
+    began = clock.seconds()
+    if not route.sink.until:  # curl -m: from the transfer's start, its lookup and connect in
+        route.sink.until.append(began + route.timeout)
+        route.sink.timed_from.append(hop)
+    whole = route.sink.until[0]  # (ours began at the first exchange: -m 1 waited 10 s on a SYN)
+    until = min(began + route.connect_timeout, whole)
     host, port, connect_to = route.target(u)
     looked_up = connect_to is None
     number, trace = route.pool.number(), route.sink.trace
@@ -608,34 +623,54 @@ async def _connect(
                                         until)  # fmt: skip
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), e.exitcode
+            took = (clock.seconds() - began) * 1000
+            hop.said = (f"Could not resolve host: {host}" if e.exitcode == 6 else
+                        f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
             if trace is not None:  # curl's words
-                took = (clock.seconds() - until + route.connect_timeout) * 1000
-                info(trace, f"Could not resolve host: {host}" if e.exitcode == 6 else
-                     f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
+                info(trace, hop.said)
                 info(trace, f"Closing connection {number}")
             return
         finally:  # whatever the lookup gave (a failure of the read, if the session ended,
             hop.start = await _stamp(start)  # is not left unhandled)
-    addr = parse_address(connect_to)
-    server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
-    info(trace, f"  Trying {server}...")
-    tried = clock.seconds()
-    try:
-        stream = await TcpStream.connect(session, addr, port,
-                                         timeout=max(until - clock.seconds(), 0.001),
-                                         recorder=route.recorder,
-                                         rbufsz=rbufsz_for(route.rate))  # fmt: skip
-    except ControllerError as e:
-        hop.error = connect_failure(e, addr, port)
+    # --resolve HOST:PORT:A1,A2: each address in turn until one connects, as curl's (a
+    # refusal moves on at once; each but the last has half the time left)
+    addrs = [parse_address(a) for a in str(connect_to).split(",")]
+    for n, addr in enumerate(addrs):
+        server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+        info(trace, f"  Trying {server}...")
+        left = max(until - clock.seconds(), 0.001)
+        try:
+            stream = await TcpStream.connect(session, addr, port,
+                                             timeout=left if n == len(addrs) - 1 else left / 2,
+                                             recorder=route.recorder,
+                                             rbufsz=rbufsz_for(route.rate))  # fmt: skip
+            break
+        except ControllerError as e:
+            if n < len(addrs) - 1:
+                told = (until - began if n == 0 else left) / 2  # (curl's: its share at the start)
+                moved_on(trace, connect_failure(e, addr, port), addr, port, told)
+                continue
+            failed: ControllerError = e
+    else:
+        err = failed
+        hop.error = connect_failure(err, addr, port)
         hop.exitcode = _EXIT_CONNECT
-        if "not established within" in str(e):  # curl: (28) Failed to connect ... Timeout
+        ms = int((clock.seconds() - began) * 1000)  # (curl's: since the transfer's start)
+        why = "Couldn't connect to server"
+        if "not established within" in str(err):  # curl: (28) Failed to connect ... Timeout
             since = " of the name lookup's start" if looked_up else ""
+            took = f"{route.connect_timeout:g} s{since}"
+            if whole < began + route.connect_timeout:
+                took = f"{route.timeout:g} s of the transfer's start (-m)"
             hop.error = (f"connect to {server}: no answer to the SYN: not established within "
-                         f"{route.connect_timeout:g} s{since} (the host is down or a firewall "
-                         "drops it)")  # fmt: skip
-            hop.exitcode = 28
+                         f"{took} (the host is down or a firewall drops it)")  # fmt: skip
+            hop.exitcode, why = 28, "Timeout was reached"
+        # curl's words (%{errormsg}, -v): -m's end first is its "Connection timed out"
+        hop.said = f"Failed to connect to {host} port {port} after {ms} ms: {why}"
+        if hop.exitcode == 28 and whole < began + route.connect_timeout:
+            hop.said = f"Connection timed out after {ms} milliseconds"
         if trace is not None:
-            unconnected(trace, hop, host, addr, port, int((clock.seconds() - tried) * 1000))
+            unconnected(trace, hop, addr, port, left)
             info(trace, f"Closing connection {number}")
         return
     shown = "(nil)" if route.names_host(u) else u.host  # (curl 7.88.1's, _Conn.shown)
@@ -651,7 +686,27 @@ async def _connect(
         watch_tls(tls.conn, trace, route.cafile)
         tls.stepwise = True
     conn = _Conn(stream, tls, server, None, number=number, host=u.host, shown=shown)
+    looked = None if not route.local else _local_address(session, stream.sktid, conn)
     await _paced(route, hop, conn, data, headers, until)
+    if looked is not None:
+        await looked
+        hop.local = conn.local
+
+
+def _local_address(session: EndpointSession, sktid: int, conn: _Conn) -> Deferred[None]:
+    """The connection's own address and port (curl's %{local_ip}, %{local_port}) into
+    `conn.local`, from the socket block's LADDR and LPORT: the read is sent now and its
+    answer awaited after the hop, so the request does not wait one more round trip for
+    it (the endpoint handles it before the request's nsend). Nothing if it fails (the
+    session ended: the hop has its error)."""
+
+    def got(info: SocketInfo) -> None:
+        if info.laddr is not None and info.lport:
+            a = info.laddr
+            conn.local = f"[{a}]:{info.lport}" if a.version == 6 else f"{a}:{info.lport}"
+
+    d: Deferred[None] = read_socket_info(session, sktid).addCallback(got)
+    return d.addErrback(lambda _: None)
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
@@ -718,6 +773,7 @@ async def _over(
                     raise _HandshakeTimeout from None
                 raise
             conn.tls_version = hop.tls_version = conn.tls.conn.get_protocol_version_name()
+            hop.num_certs = len(conn.tls.conn.get_peer_cert_chain() or [])  # (curl's: 0 reused)
             if conn.tls.conn.get_alpn_proto_negotiated() == b"h2":
                 conn.h2 = _h2_framing(conn.server, _rate(conn))
             if sink.trace is not None:  # (the name checked after curl's lines of it)
@@ -745,6 +801,7 @@ async def _over(
             hop.exitcode = 56
     except CertificateMismatch as e:
         hop.error, hop.exitcode, hop.verify_result = str(e), 60, e.verify_result
+        hop.said = e.said
         if e.curl is not None:
             info(sink.trace, e.curl)
             hop.told = True
@@ -752,25 +809,31 @@ async def _over(
         hop.error = (f"SSL connection timeout: no TLS handshake from {conn.server} within "
                      f"{connect[1]:g} s of the connection's start (--connect-timeout)")  # fmt: skip
         hop.exitcode = 28
-        info(sink.trace, "SSL connection timeout")
+        hop.said = "SSL connection timeout"
+        info(sink.trace, hop.said)
         hop.told = True
     except StreamTimeout:  # curl: "Operation timed out after N ms with M bytes received"
         what = "no response" if hop.status is None else "no complete response"
+        first = deadline == now + timeout or any(h is hop for h in sink.timed_from)
         hop.error = (
             f"timed out: {what} from {conn.server} within {timeout:g} s of the "
-            f"{'connect' if deadline == now + timeout else 'first hop connect'} "
+            f"{'connect' if first else 'first hop connect'} "
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
         ms = (session.reactor.seconds() - sink.until[0] + timeout) * 1000
-        info(sink.trace, f"Operation timed out after {ms:.0f} milliseconds with "
-                         f"{hop.body_len} bytes received")  # fmt: skip
+        hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
+        info(sink.trace, hop.said)
         hop.told = True
     except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
         hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)
         hop.error = str(e)
         hop.exitcode = getattr(e, "exitcode", 52 if "without a response" in str(e) else 56)
+        if hop.exitcode == 52:  # curl's words (%{errormsg})
+            hop.said = "Empty reply from server"
+        elif str(e).endswith(": RESET"):
+            hop.said = "Recv failure: Connection reset by peer"
         if hop.exitcode == 35:  # curl: the chain not checked yet (!X509_V_OK)
             hop.verify_result = 1
     except UploadError as e:  # curl: (26) a read error on the file sent; (65) no rewind
@@ -779,13 +842,13 @@ async def _over(
     except UnsupportedVersion as e:  # curl: (1) `HTTP/1.2 200`: nothing written
         hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
-        hop.error, hop.exitcode, hop.told = str(e), 61, True
+        hop.error, hop.exitcode, hop.told, hop.said = str(e), 61, True, e.curl
         if e.curl is not None:  # its -v line (none for a br or zstd stream)
             info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
-        hop.error, hop.exitcode = str(e), 63
+        hop.error, hop.exitcode, hop.said = str(e), 63, "Maximum file size exceeded"
     except _Failed as e:  # curl: (22) The requested URL returned error
         hop.error, hop.exitcode = str(e), 22
     except h11.ProtocolError as e:
@@ -797,6 +860,8 @@ async def _over(
         hop.exitcode = getattr(e, "curl_exit", None) or (8 if hop.status is None else 56)
         if cut_short(why) is not None:  # curl: (18), the status and the bytes that came kept
             hop.error, hop.exitcode = cut_short(why), 18
+        elif why.startswith("illegal chunk header"):  # curl's words (%{errormsg})
+            hop.said = "Illegal or missing hexadecimal sequence in chunked-encoding"
     except WriteError as e:  # curl: (23) Failed writing header / output to destination
         hop.error, hop.exitcode = str(e), 23
     except OSError as e:  # on_body could not write

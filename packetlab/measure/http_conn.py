@@ -78,6 +78,7 @@ class _Conn:
     # URL's host, or "(nil)" when a --connect-to named a host (its conn_to_host.dispname,
     # never set in that version: printf's "(nil)" for NULL)
     shown: str = ""
+    local: str | None = None  # the endpoint's address:port, when asked (Asked.local_address)
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []

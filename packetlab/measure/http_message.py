@@ -84,6 +84,17 @@ class HttpResult:
     http_version: str = "1.1"  # of the last response: "1.0", "1.1" or "2"
     ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
+    local: str | None = None  # the endpoint's address:port of the last hop (Asked.local_address)
+    said: str | None = None  # the error in curl's words, when known (its %{errormsg})
+    num_certs: int = 0  # certificates the server sent in the transfer's last handshake
+
+    @property
+    def local_ip(self) -> str:
+        return "" if self.local is None else self.local.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def local_port(self) -> int:
+        return 0 if self.local is None else int(self.local.rsplit(":", 1)[1])
 
     @property
     def remote_ip(self) -> str:
@@ -151,7 +162,8 @@ class _Sink:
     on_headers: Callable[[bytes], object] | None = None
     compressed: bool = False
     http: str | None = None  # "1.1" (--http1.1), "2" (--http2), "2-prior"; None: curl's default
-    until: list[float] = field(default_factory=list)  # the URL's end (its first exchange's)
+    until: list[float] = field(default_factory=list)  # the URL's end (-m from its start)
+    timed_from: list[Any] = field(default_factory=list)  # the hop whose connect began -m's
     on_hop: Callable[[Any], object] | None = None  # each request's live state (-Z's meter)
     resume: int = 0  # -C's offset: the final answer must resume there (_Response.head)
     time_cond: tuple[str, int] | None = None  # -z without a range (Asked.time_cond)
@@ -200,6 +212,9 @@ class Asked:
     # 401's challenge with one more request (curl --digest, --anyauth)
     auth_scheme: str = "basic"
     tr_encoding: bool = False  # --tr-encoding: ask for a gzip Transfer-Encoding (HTTP/1.x)
+    # -w's %{local_ip}, %{local_port}: each new connection's own address read from the
+    # endpoint's socket block (LADDR, LPORT; the ESTABLISHED nstat has the peer's only)
+    local_address: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +270,7 @@ class _Hop:
     first: int | None = None
     last: int | None = None
     server: str | None = None
+    local: str | None = None  # the endpoint's address:port (Asked.local_address)
     status: int | None = None
     reason: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -271,6 +287,8 @@ class _Hop:
     uploaded: int = 0  # request body bytes sent (curl's size_upload)
     queued: int | None = None  # TIME before it waited for a first connection (pipewait)
     told: bool = False  # its error told to the trace in curl's words already
+    said: str | None = None  # its error in curl 7.88.1's words, when known (%{errormsg})
+    num_certs: int = 0  # certificates the server sent in its TLS handshake (none: reused)
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
     auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered

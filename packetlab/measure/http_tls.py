@@ -180,8 +180,11 @@ class TlsLink:
         # no subjectAltName is checked by its common name (service_identity refused it
         # with a CertificateError, an internal error here).
         cert = self.conn.get_peer_certificate()
-        if cert is None or not name_check(cert, self.url.host, self.url.host_is_address)[0]:
-            raise CertificateMismatch(f"TLS: the certificate is not valid for {self.url.host}")
+        matched, lines = (False, []) if cert is None else name_check(
+            cert, self.url.host, self.url.host_is_address)  # fmt: skip
+        if not matched:  # (curl's words, the last of its lines: -v told them already)
+            raise CertificateMismatch(f"TLS: the certificate is not valid for {self.url.host}",
+                                      said=lines[-1] if lines else None)  # fmt: skip
 
     def send(self, data: bytes) -> Deferred[Ntag] | None:
         """Encrypt and send `data`; the Deferred of its (last) nsend's ntag."""
@@ -249,6 +252,8 @@ class CertificateMismatch(Exception):
     (curl's exit 60); `curl`: curl's words for it, when they differ from ours;
     `verify_result` OpenSSL's X509_V_ERR_* of the chain (curl's %{ssl_verify_result})."""
 
-    def __init__(self, text: str, curl: str | None = None, verify_result: int = 0) -> None:
+    def __init__(self, text: str, curl: str | None = None, verify_result: int = 0,
+                 said: str | None = None) -> None:  # fmt: skip
         super().__init__(text)
         self.curl, self.verify_result = curl, verify_result
+        self.said = said or curl  # curl's words (%{errormsg}), told to -v or not

@@ -90,14 +90,42 @@ def connecting(trace: Trace, pool: Connections, u: Url, where: tuple[str, int],
         seen.add(key)  # curl: an address "resolved" is cached as well
 
 
-def unconnected(trace: Trace, hop: _Hop, host: str, addr: Any, port: int, ms: int) -> None:
-    """curl's lines for a connect that failed (refused: its words; else ours)."""
+def unconnected(trace: Trace, hop: _Hop, addr: Any, port: int, allowed: float) -> None:
+    """curl's lines for a connect that failed: its words (`hop.said`), after the refusal's
+    own line, or the one of --connect-timeout's end (`allowed` s, ms in curl's line)."""
     if "refused" in (hop.error or ""):
         info(trace, f"connect to {addr} port {port} failed: Connection refused")
-        info(trace, f"Failed to connect to {host} port {port} after {ms} ms: Couldn't connect "
-                    "to server")  # fmt: skip
+    elif (hop.said or "").endswith("Timeout was reached"):
+        info(trace, f"ipv{addr.version} connect timeout after {allowed * 1000:.0f}ms, move on!")
+    info(trace, hop.said or hop.error or "")
+
+
+def moved_on(trace: Trace | None, failure: str, addr: Any, port: int, allowed: float) -> None:
+    """curl's line when a connect to one of several addresses failed and the next is
+    tried (`failure`: ours for it; `allowed`: s the attempt had)."""
+    if trace is None:
+        return
+    if "no answer to the SYN" in failure:
+        info(trace, f"ipv{addr.version} connect timeout after {allowed * 1000:.0f}ms, move on!")
+    elif "refused" in failure:
+        info(trace, f"connect to {addr} port {port} failed: Connection refused")
     else:
-        info(trace, hop.error or "")
+        info(trace, failure)
+
+
+def timed_out(hop: _Hop, ms: float, handshake: bool) -> str:
+    """curl 7.88.1's words for -m's end (its %{errormsg}): in the TLS handshake "Connection
+    timed out after N milliseconds", else what came of the body, "N out of SIZE bytes"
+    when a Content-Length announced SIZE."""
+    if handshake:
+        return f"Connection timed out after {ms:.0f} milliseconds"
+    size = None
+    if hop.status is not None:
+        size = next((v.strip() for k, v in hop.headers if k.lower() == "content-length"), None)
+        chunked = any(k.lower() == "transfer-encoding" for k, _ in hop.headers)
+        size = None if chunked or not (size or "").isdigit() else size
+    got = f"{hop.body_len}" if size is None else f"{hop.body_len} out of {size}"
+    return f"Operation timed out after {ms:.0f} milliseconds with {got} bytes received"
 
 
 def died(hop: _Hop) -> bool:

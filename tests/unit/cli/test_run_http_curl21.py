@@ -105,11 +105,11 @@ def test_curl_exit_codes() -> None:
 
 def test_resolve_takes_the_first_address_of_the_family_asked() -> None:
     # curl 7.88.1 -6 --resolve h:80:127.0.0.1,::1 connects to ::1 (before: 127.0.0.1,
-    # refused or the wrong server); without -4/-6 the first, as before
+    # refused or the wrong server); without -4/-6 each in turn (session 26: the first)
     from packetlab.cli.run_http_opts import resolve_entries
 
     entries = ["h:80:127.0.0.1,[::1]", "g:81:::2,10.0.0.1"]
-    assert resolve_entries(entries) == (("g", 81, "::2"), ("h", 80, "127.0.0.1"))
+    assert resolve_entries(entries) == (("g", 81, "::2,10.0.0.1"), ("h", 80, "127.0.0.1,::1"))
     assert resolve_entries(entries, 6) == (("g", 81, "::2"), ("h", 80, "::1"))
     assert resolve_entries(entries, 4) == (("g", 81, "10.0.0.1"), ("h", 80, "127.0.0.1"))
     assert resolve_entries(["h:80:127.0.0.1"], 6) == (("h", 80, "127.0.0.1"),)  # none: first

@@ -504,8 +504,11 @@ def test_resolve_as_curl() -> None:
         ["A.test:80:192.0.2.80", "+b.test:443:[2001:db8::1],192.0.2.9", "c.test:80:192.0.2.1",
          "-c.test:80", "*:8080:192.0.2.7", "a.test:80:192.0.2.81"]
     )  # fmt: skip
-    assert entries == (("a.test", 80, "192.0.2.81"), ("*", 8080, "192.0.2.7"),
-                       ("b.test", 443, "2001:db8::1"))  # fmt: skip
+    assert entries == (
+        ("a.test", 80, "192.0.2.81"),
+        ("*", 8080, "192.0.2.7"),
+        ("b.test", 443, "2001:db8::1,192.0.2.9"),
+    )  # fmt: skip (each: s26)
     for bad in ("a.test:80", "a.test:x:1.2.3.4", "a.test:80:host.test", "a:70000:1.2.3.4"):
         with pytest.raises(RunError, match="--resolve"):
             run_http_opts.resolve_entries([bad])
