@@ -85,9 +85,18 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
             result.lenient = ("TSIG in wrong location" if misplaced else
                               "unexpected end of input" if cut else "FORMERR")  # fmt: skip
             result.packet = wire
+    for option in (result.edns or {}).get("options", []):
+        if option.get("cookie") == "bad":  # dig's process_cookie, before it prints the reply
+            sent = result.cookie or b""
+            result.notes.append(COOKIE_MISMATCH if len(sent) >= 8 else COOKIE_SHORT)
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+#: dig 9.18's lines for a reply's COOKIE that does not start with the client cookie sent
+#: (`(bad)`), or for a client cookie sent shorter than 8 bytes (+cookie=HEX)
+COOKIE_MISMATCH = "Warning: Client COOKIE mismatch"
+COOKIE_SHORT = "Warning: COOKIE bad token (too short)"
+COOKIE_NOTES = (COOKIE_MISMATCH, COOKIE_SHORT)
 
 
 def _other_class(msg: dns.message.Message, wire: bytes) -> bool:
