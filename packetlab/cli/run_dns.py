@@ -85,7 +85,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "a SERVFAIL reply asks the next server), +ednsopt=CODE[:HEX] (CODE a number or "
         "dig's name: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...; +noednsopt: none), "
         "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
-        "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
+        "+[no]ednsnegotiation (BADVERS asked again with the version it says), +[no]expandaaaa "
         "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
         "+ndots=N (this host's resolv.conf search list, as dig); +[no]yaml (dig's YAML "
         "items; not with +trace or transfers); +[no]besteffort "

@@ -119,10 +119,10 @@ async def dns_query(
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
 
     EDNS: `edns` True (version 0), False (none) or a version number (a BADVERS answer is
-    asked again with version 0, as dig); `payload` is the UDP size offered, `dnssec` sets
-    the DO bit (and EDNS). Over UDP a lost query is sent again (`attempts` in all,
-    `timeout` s each) and a truncated answer is asked again over TCP (unless
-    `tcp_fallback` is off). With `icmp` and an endpoint with raw sockets, an ICMP port
+    asked again with the version it says when that is lower, as dig); `payload` is the
+    UDP size offered, `dnssec` sets the DO bit (and EDNS). Over UDP a lost query is sent
+    again (`attempts` in all, `timeout` s each) and a truncated answer is asked again over
+    TCP (unless `tcp_fallback` is off). With `icmp` and an endpoint with raw sockets, an ICMP port
     unreachable quoting the query ends it at once as "connection refused". A result
     always comes back; failures are in `error`. `recorder` collects the exchanged packets
     for a pcap file.
@@ -219,9 +219,10 @@ async def dns_query(
                 result.truncated = True
         if not bits.besteffort and result.lenient is not None and result.error is None:
             _refuse_lenient(result)  # dig +nobesteffort: the bad packet, not what parsed
-        if result.rcode == "BADVERS" and version and bits.ednsneg:
-            result.notes.append("BADVERS, retrying with EDNS version 0.")
-            version = 0
+        lower = _badvers_version(result, version, bits)
+        if lower is not None:  # dig: the version the server said, when below the one asked
+            result.notes.append(f"BADVERS, retrying with EDNS version {lower}.")
+            version = lower
             if result.query_wire is not None:
                 earlier = [*earlier, result.query_wire]
             continue
@@ -243,8 +244,19 @@ async def dns_query(
 
 
 NO_OPT_NOTE = "expected opt record in response"
-#: rounds of one query at most: BADVERS once, BADCOOKIE twice (UDP, then TCP), the last
-ROUNDS = 4
+#: rounds of one query at most: a BADVERS for each version below the one asked (each
+#: lower: 255 at most), BADCOOKIE twice (UDP, then TCP), the last
+ROUNDS = 256 + 2 + 1
+
+
+def _badvers_version(result: DnsResult, asked: int | None, bits: QueryBits) -> int | None:
+    """The EDNS version to ask again with after a BADVERS (dig 9.18's recv_done: the
+    version of the reply's OPT when it is below the one asked, +ednsnegotiation), else
+    None (the BADVERS is the answer)."""
+    if result.rcode != "BADVERS" or result.edns is None or asked is None or not bits.ednsneg:
+        return None
+    said = int(result.edns["version"])
+    return said if said < asked else None
 
 
 def _badcookie_retry(result: DnsResult, sent: bytes | None, bits: QueryBits) -> bytes | None:

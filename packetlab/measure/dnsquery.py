@@ -46,7 +46,7 @@ class QueryBits:
     CLIENT-SUBNET option's data, `subnet_option`), the cookie, +expire, +keepalive,
     +ednsopt=CODE[:HEX]'s, then +padding=N (a PADDING option that makes the message a
     multiple of N bytes); +ednsflags=N, +coflag (EDNS flag bits), +qid=N (the message
-    ID), +noednsnegotiation (BADVERS not asked again with version 0), +nobadcookie
+    ID), +noednsnegotiation (BADVERS not asked again with a lower version), +nobadcookie
     (BADCOOKIE not asked again with the server's cookie)."""
 
     aa: bool = False

@@ -1,9 +1,10 @@
-"""dig 9.18's BADCOOKIE retry and COOKIE warnings (session 26, dns26), over the scripted
-endpoint: a server that answers BADCOOKIE (RFC 7873, rcode 23) with a COOKIE starting
-with ours is asked again with that whole cookie over UDP, a second BADCOOKIE over TCP
-(dig's `;; BADCOOKIE, retrying.`, `;; BADCOOKIE, retrying in TCP mode.`); a reply whose
-COOKIE is not ours gets dig's `;; Warning: Client COOKIE mismatch` before it.
-tests/integration/test_dns_cookie_dig.py runs both side by side with dig."""
+"""dig 9.18's requeued lookups (session 26, dns26), over the scripted endpoint: a BADVERS
+is asked again with the version the server says when it is below the one asked; a
+server that answers BADCOOKIE (RFC 7873, rcode 23) with a COOKIE starting with ours is
+asked again with that whole cookie over UDP, a second BADCOOKIE over TCP (dig's `;;
+BADCOOKIE, retrying.`, `;; BADCOOKIE, retrying in TCP mode.`); a reply whose COOKIE is
+not ours gets dig's `;; Warning: Client COOKIE mismatch` before it.
+tests/integration/test_dns_requeue_dig.py runs both side by side with dig."""
 
 from __future__ import annotations
 
@@ -157,3 +158,52 @@ def test_the_cli_prints_dig_s_lines_in_dig_s_places() -> None:
     )
     a = parse("@192.0.2.53", "+nobadcookie", "a.test")
     assert a.badcookie is False
+
+
+def versions_server(top: int, says: int | None = None) -> Callable[[bytes], list[bytes]]:
+    """EDNS versions up to `top`: BADVERS to a higher one, its OPT saying `says` (`top`)."""
+
+    def serve(query: bytes) -> list[bytes]:
+        q = read(query)
+        r = dns.message.make_response(q)
+        if q.edns > top:
+            r.use_edns(top if says is None else says, 0, 1232)
+            r.set_rcode(dns.rcode.BADVERS)
+        else:
+            r.use_edns(q.edns, 0, 1232)
+            r.answer.append(dns.rrset.from_text(q.question[0].name, 1, "IN", "A", "192.0.2.1"))
+        return [r.to_wire()]
+
+    return serve
+
+
+@pytest.mark.parametrize(
+    "top, says, asked, versions, rcode",
+    [(1, None, 3, [3, 1], "NOERROR"), (0, None, 2, [2, 0], "NOERROR"),
+     (0, 3, 1, [1], "BADVERS"), (0, 3, 4, [4, 3], "BADVERS")],
+    ids=["to-1", "to-0", "says-higher", "says-lower-still-bad"],
+)  # fmt: skip
+def test_badvers_is_asked_again_with_the_version_the_server_says(
+    top: int, says: int | None, asked: int, versions: list[int], rcode: str
+) -> None:
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = versions_server(top, says)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=asked))
+    assert [read(w).edns for w in sent(rig)] == versions and r.rcode == rcode
+    assert r.notes == [f"BADVERS, retrying with EDNS version {v}." for v in versions[1:]]
+
+
+def test_a_server_stepping_down_one_version_at_a_time_is_followed_to_the_end() -> None:
+    def serve(query: bytes) -> list[bytes]:
+        q = read(query)
+        r = dns.message.make_response(q)
+        r.use_edns(max(q.edns - 1, 0), 0, 1232)
+        if q.edns > 0:
+            r.set_rcode(dns.rcode.BADVERS)
+        return [r.to_wire()]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=20))
+    assert len(sent(rig)) == 21 and r.rcode == "NOERROR" and r.edns is not None
+    assert r.edns["version"] == 0  # each lower: dig's rounds end, and so do ours

@@ -1,8 +1,9 @@
 # Run as a child process: imports only the standard library, Twisted and dnspython.
-"""A DNS server that enforces RFC 7873 cookies as a BIND server with
-`require-server-cookie` does, for `pktlab run dns` side by side with dig 9.18:
+"""A DNS server whose answers make dig 9.18 ask again (its requeued lookups): it enforces
+RFC 7873 cookies as a BIND server with `require-server-cookie` does, and answers EDNS
+versions above its own with BADVERS, for `pktlab run dns` side by side with dig:
 
-    python dns_cookie_server.py [ADDR]     # prints "PORT" (UDP and TCP on ADDR)
+    python dns_requeue_server.py [ADDR]     # prints "PORT" (UDP and TCP on ADDR)
 
 Every reply echoes the query's client cookie (its first 8 bytes) with a fixed 16-byte
 server cookie; the answer is `NAME 60 IN A 192.0.2.7`. By the first label of the name:
@@ -12,7 +13,11 @@ answer); `always` BADCOOKIE over UDP whatever the cookie (the answer over TCP);
 (dig: `Client COOKIE mismatch`), `mismatchbad` BADCOOKIE with it; `noopt` BADCOOKIE
 over UDP with no COOKIE at all (dig cannot retry); `tcmismatch` TC over UDP with
 another client cookie, the answer over TCP; `tcbad` TC over UDP, BADCOOKIE over TCP.
-A client cookie of any length is read (dig +cookie=HEX sends 1..40 bytes)."""
+A client cookie of any length is read (dig +cookie=HEX sends 1..40 bytes).
+
+EDNS versions: `v1` speaks EDNS 0 and 1 (BADVERS with version 1 to a query of version 2
+or more; the answer with the query's version); `liar` answers any version above 0
+with BADVERS and version 3 (dig asks again only with a version below the one asked)."""
 
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ dns.edns.register_type(dns.edns.GenericOption, COOKIE)
 def reply_to(wire: bytes, tcp: bool) -> bytes | None:
     try:
         q = dns.message.from_wire(wire)
-    except Exception:  # noqa: BLE001 - not a query: no answer
+    except Exception:  # not a query: no answer
         return None
     if not q.question:
         return None
@@ -52,7 +57,11 @@ def reply_to(wire: bytes, tcp: bool) -> bytes | None:
         client = b"\x01" * 8 if label in ("mismatch", "mismatchbad", "tcmismatch") else sent[:8]
         options.append(dns.edns.GenericOption(COOKIE, client + SERVER_COOKIE))
     if q.edns >= 0:
-        r.use_edns(0, 0, 1232, options=options)
+        r.use_edns(min(q.edns, 1) if label == "v1" else 0, 0, 1232, options=options)
+    if (label == "v1" and q.edns > 1) or (label == "liar" and q.edns > 0):
+        r.use_edns(1 if label == "v1" else 3, 0, 1232, options=options)
+        r.set_rcode(dns.rcode.BADVERS)
+        return r.to_wire()
     if label.startswith("tc") and not tcp:
         r.flags |= dns.flags.TC
         return r.to_wire()

@@ -1,5 +1,5 @@
 """`pktlab run dns` side by side with dig 9.18 against a server that enforces DNS cookies
-(dns_cookie_server.py, session 26, dns26): BADCOOKIE asked again with the server's
+(dns_requeue_server.py, session 26, dns26): BADCOOKIE asked again with the server's
 cookie over UDP, then over TCP (`;; BADCOOKIE, retrying.`, `... in TCP mode.`), a
 reply whose COOKIE is not ours (`;; Warning: Client COOKIE mismatch`), +nobadcookie,
 +qr, +short. Before session 26 ours printed the first BADCOOKIE reply as the
@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    with serve_child(str(HERE / "dns_cookie_server.py"), "127.0.0.1") as number:
+    with serve_child(str(HERE / "dns_requeue_server.py"), "127.0.0.1") as number:
         yield number
 
 
@@ -45,6 +45,12 @@ CASES = [
     ["+qr", "always.ck"],
     ["+qr", "tcbad.ck"],
     ["+edns=1", "enforce.ck"],
+    ["+edns=2", "v1.ck"],
+    ["+edns=1", "v1.ck"],
+    ["+edns=5", "+qr", "v1.ck"],
+    ["+edns=1", "liar.ck"],
+    ["+edns=4", "liar.ck"],
+    ["+edns=4", "+noednsneg", "liar.ck"],
 ]
 
 
