@@ -15,6 +15,7 @@ from packetlab.cli.run_dns_text import (
     Style,
     _opt_lines,
     connect_failed_line,
+    dig_status,
     error_lines,
     hex_dump,
     question_line,
@@ -363,7 +364,8 @@ class DigText:
             mbz = "; MBZ: 0x4" if r.get("z") else ""  # dig's word for the Z bit
             lines += [
                 ";; Got answer:",
-                f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, status: {r['rcode']}, "
+                f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, "
+                f"status: {dig_status(r['rcode'])}, "
                 f"id: {r.get('id')}",
                 f";; flags:{flags}{mbz}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, "
                 f"ADDITIONAL: {ar}",

@@ -19,6 +19,30 @@ def _pad(column: int, to: int) -> tuple[str, int]:
     return " " * (to - column), to
 
 
+#: dig 9.18's names of the header's status (dig.c's rcodetext, not BIND's library's):
+#: 0..16, RESERVED11..15 among them, and BADCOOKIE (23); any other is `?N` (+yaml: N)
+DIG_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
+              "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "RESERVED11", "RESERVED12",
+              "RESERVED13", "RESERVED14", "RESERVED15", "BADVERS")  # fmt: skip
+
+
+def dig_status(rcode: str, yaml: bool = False) -> str:
+    """A reply's RCODE (dnspython's name or number, as a record has it) as dig's header
+    shows it: `RESERVED11` (dnspython: DSOTYPENI), `?17` (dnspython: BADKEY; dig names
+    the TSIG errors only in the TSIG record), `?4095`."""
+    import dns.rcode
+
+    try:
+        number = int(dns.rcode.from_text(rcode))
+    except (ValueError, dns.rcode.UnknownRcode):
+        return rcode
+    if number < len(DIG_RCODES):
+        return DIG_RCODES[number]
+    if number == 23:
+        return "BADCOOKIE"
+    return str(number) if yaml else f"?{number}"
+
+
 TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN = 24, 32, 40, 48  # dig's columns
 COLUMNS = (TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN)
 MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)

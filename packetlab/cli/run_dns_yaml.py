@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from packetlab.cli.run_command import Record
+from packetlab.cli.run_dns_text import dig_status
 
 FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
 
@@ -76,7 +77,7 @@ def message(
         "    query_port: 0",
         f"    {'query' if sent else 'response'}_message_data:",
         f"      opcode: {r.get('opcode', 'QUERY')}",
-        f"      status: {r['rcode']}",
+        f"      status: {dig_status(r['rcode'], yaml=True)}",
         f"      id: {r.get('id')}",
         "      flags:" + "".join(f" {f.lower()}" for f in flags),
         *(["      MBZ: 0x4"] if r.get("z") else []),  # the header's Z bit

@@ -74,5 +74,5 @@ def test_a_batch_line_with_a_server_not_resolved_is_skipped_as_dig(
 
 def test_on_the_command_line_it_stays_an_error() -> None:
     args = parse("@nowhere.invalid", "a.test")
-    with pytest.raises(RunError, match="nowhere.invalid"):
+    with pytest.raises(RunError, match=r"nowhere\.invalid"):
         run_dns.target(args)
