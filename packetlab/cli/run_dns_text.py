@@ -170,8 +170,6 @@ def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
     lines = [f"; EDNS: version: {edns['version']}, flags:{flags}{tail}"]
     for opt in edns.get("options", []):
         data = bytes.fromhex(opt["data"])
-        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
-        words = " ".join(f"{b:02x}" for b in data)
         if opt["code"] == 10:  # dig: the cookie in hex, whether it is ours
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
@@ -181,7 +179,7 @@ def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
             lines.append(known)
             continue
         name = {3: "NSID", 12: "PAD"}.get(opt["code"], f"OPT={opt['code']}")
-        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
+        lines.append(f"; {name}: {switches.hex_words(data)}" if data else f"; {name}:")
     return lines
 
 
