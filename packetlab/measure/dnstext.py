@@ -171,6 +171,11 @@ def presentation(
         return f"{rd.usage} {rd.selector} {rd.mtype} {_hexwords(rd.cert, split)}"
     if rtype == "SSHFP":
         return f"{rd.algorithm} {rd.fp_type} {_hexwords(rd.fingerprint, split)}"
+    if rtype in ("NID", "L64"):  # BIND: the locator's groups in %x, no leading zeros
+        groups = str(rd.to_text()).split(" ")[1].split(":")
+        return f"{rd.preference} " + ":".join(f"{int(g, 16):x}" for g in groups)
+    if rtype == "GPOS":  # BIND: each field quoted
+        return " ".join(f'"{w}"' for w in str(rd.to_text()).split(" "))
     if rtype == "NSEC3PARAM":
         salt = rd.salt.hex().upper() or "-"
         return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
