@@ -27,6 +27,7 @@ SECALG = {1: "RSAMD5", 2: "DH", 3: "DSA", 5: "RSASHA1", 6: "NSEC3DSA", 7: "NSEC3
           14: "ECDSAP384SHA384", 15: "ED25519", 16: "ED448", 252: "INDIRECT",
           253: "PRIVATEDNS", 254: "PRIVATEOID"}  # fmt: skip
 _SOA_FIELDS = ("serial", "refresh", "retry", "expire", "minimum")
+_SVC_KEYS = {"dohpath": 7, "ohttp": 8, "docpath": 10}  # SVCB keys BIND 9.18 does not name
 
 
 def _words(text: str, split: int, sep: str) -> str:
@@ -56,6 +57,23 @@ def sig_time(value: int, now: float | None = None) -> str:
     ahead = (value - clock + 2**31) % 2**32 - 2**31  # (int32_t)(value - now), isc_serial_gt
     when = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=clock + ahead)
     return when.strftime("%Y%m%d%H%M%S")
+
+
+def _svc_key(number: int, param: Any) -> str:
+    """A SVCB parameter BIND 9.18 does not name, as it writes one: `keyN`, and its wire
+    value quoted, `"` and `\\` escaped, bytes outside printable ASCII as `\\DDD`."""
+    import io
+
+    out = io.BytesIO()
+    if param is not None:  # (dnspython: None, or an empty value, for a key without one)
+        param.to_wire(out)
+    value = out.getvalue()
+    if not value:
+        return f"key{number}"
+    text = "".join(
+        "\\" + chr(b) if b in b'"\\' else chr(b) if 32 <= b < 127 else f"\\{b:03d}" for b in value
+    )
+    return f'key{number}="{text}"'
 
 
 def _sig_times_as_numbers(data: str) -> str:
@@ -158,8 +176,16 @@ def presentation(
     if rtype in ("SVCB", "HTTPS"):  # BIND quotes alpn's and unknown keys' values only
         import re
 
-        return re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint)="([^" ]*)"', r"\1\2=\3",
+        text = re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint|ech)="([^" ]*)"', r"\1\2=\3",
                       str(rd.to_text()))  # fmt: skip
+        for name, number in _SVC_KEYS.items():  # BIND 9.18 names keys 0..6 only
+            if number in rd.params:
+                bind = _svc_key(number, rd.params[number]).replace(
+                    "\\", "\\\\"
+                )  # (a re.sub template)
+                text = re.sub(rf'(^| ){name}(="(?:[^"\\]|\\.)*"|=\S*)?(?= |$)', rf"\1{bind}",
+                              text)  # fmt: skip
+        return text
     if rtype == "LOC":  # BIND: 1 m or more in whole metres (not the altitude), less in cm
         words = str(rd.to_text()).split(" ")
         words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") and w != "0.00m"
