@@ -157,7 +157,8 @@ def _with_misplaced_tsigs(wire: bytes) -> dns.message.Message | None:
     for a in at:
         patched[a : a + 2] = struct.pack(">H", marker)
     try:
-        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False)
+        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False,
+                                    one_rr_per_rrset=True)  # fmt: skip
         for section in (msg.answer, msg.authority, msg.additional):
             for k, rrset in enumerate(section):
                 if rrset.rdtype == marker:
@@ -350,13 +351,14 @@ def _parse(
         said.append("Warning: query response not set")
     if got != query.id:
         return None
-    ixfr = (
-        bool(query.question) and query.question[0].rdtype == dns.rdatatype.IXFR
-    )  # +notcp: each SOA as it came
+    # one record an RRset (BIND's DNS_MESSAGEPARSE_PRESERVEORDER, dig's): each in the
+    # wire's order with its own TTL, a duplicate kept (dnspython would merge an RRset's
+    # records, dropping duplicates, grouping them and giving all the smallest TTL); an
+    # IXFR over UDP's SOAs each as it came
     with generic_options():  # the options as BIND reads them (bind_opt_error)
         try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
             msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
-                                        keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
+                                        keyring=False, one_rr_per_rrset=True)  # fmt: skip
         except (dns.exception.DNSException, ValueError) as e:
             why = _bind_reason(e)
             kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
@@ -503,7 +505,8 @@ def _stream_reply(
 def _parse_signed(wire: bytes) -> dns.message.Message | None:
     """A reply as `_parse` reads it first, or a TSIG out of its place as BIND keeps it."""
     try:
-        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False)
+        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False,
+                                     one_rr_per_rrset=True)  # fmt: skip
     except dns.message.BadTSIG:
         return _with_misplaced_tsigs(wire)
 
@@ -518,7 +521,9 @@ def _best_effort(wire: bytes) -> dns.message.Message | None:
         return None
     try:
         return dns.message.from_wire(
-            wire[:4] + struct.pack(">4H", *done) + wire[12:start], keyring=False
+            wire[:4] + struct.pack(">4H", *done) + wire[12:start],
+            keyring=False,
+            one_rr_per_rrset=True,
         )
     except (dns.exception.DNSException, ValueError):
         return None

@@ -8,6 +8,8 @@ By the query's first label:
 * `xCODE-HEX` (`x15-0001ff`, `x8-none`): an A record and an OPT whose one option is
   CODE with the bytes HEX (`none`: empty), as they are (dig: BIND's checks of them);
 * `rcN`: RCODE N, its upper bits in the OPT (the header's status in dig's words);
+* `dup`, `interleave`, `ttls`: A records twice, with an AAAA between two, of two TTLs
+  (dig shows each record as it came);
 * any other name: the `odd.` zone below (AA), its RRSIGs only when asked for RRSIG:
   an RSAMD5 DNSKEY (BIND 9.18's key tag), an RRSIG expiring in 2099 (BIND writes it in
   the past, 68 years being its window), a SIG, NID, L64, GPOS, SVCB/HTTPS keys BIND 9.18
@@ -72,13 +74,19 @@ def _opt(data: bytes = b"", rcode_hi: int = 0) -> bytes:
     return b"\x00" + struct.pack(">HHIH", 41, 1232, rcode_hi << 24, len(data)) + data
 
 
-def _head(q: dns.message.Message, answers: int, rcode: int = 0) -> bytes:
+def _head(q: dns.message.Message, answers: int, rcode: int = 0, with_opt: bool = True) -> bytes:
     question = q.question[0]
-    head = struct.pack(">6H", q.id, 0x8500 | rcode & 0xF, 1, answers, 0, 1)
+    head = struct.pack(">6H", q.id, 0x8500 | rcode & 0xF, 1, answers, 0, int(with_opt))
     return head + (question.name.to_wire() or b"") + struct.pack(">HH", question.rdtype, 1)
 
 
-_A = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 9])
+def _a(ttl: int = 60, last: int = 9) -> bytes:
+    return b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, ttl, 4) + bytes([192, 0, 2, last])
+
+
+_A = _a()
+_AAAA = b"\xc0\x0c" + struct.pack(">HHIH", 28, 1, 60, 16) + bytes(15) + b"\x01"
+RAW = {"dup": [_A, _A], "interleave": [_A, _AAAA, _a(60, 10)], "ttls": [_A, _a(30, 10)]}
 
 
 def reply_to(wire: bytes) -> bytes | None:
@@ -93,6 +101,8 @@ def reply_to(wire: bytes) -> bytes | None:
         code, _, hexdata = label[1:].partition("-")
         data = b"" if hexdata == "none" else bytes.fromhex(hexdata)
         return _head(q, 1) + _A + _opt(struct.pack(">HH", int(code), len(data)) + data)
+    if label in RAW:
+        return _head(q, len(RAW[label]), with_opt=False) + b"".join(RAW[label])
     if label.startswith("rc") and label[2:].isdigit():
         number = int(label[2:])
         return _head(q, 0, number) + _opt(rcode_hi=number >> 4)

@@ -1,7 +1,8 @@
 """`pktlab run dns` side by side with dig 9.18 against dns_odd_server.py (session 26,
 dns26): EDNS options BIND refuses or names, RCODEs dig names in its own words, DNSSEC
 text where dnspython's differs from BIND's (RSAMD5's key tag, an RRSIG more than 68
-years ahead, SIG), NID, L64, GPOS and SVCB keys BIND 9.18 does not name. The same
+years ahead, SIG), NID, L64, GPOS and SVCB keys BIND 9.18 does not name, records as
+they came (a duplicate, an RRset interleaved, two TTLs in one). The same
 bytes but for what differs by nature (test_dns_dig's `normal`) and the message ID in a
 bad packet's hex dump."""
 
@@ -42,6 +43,8 @@ CASES = [
     ["+nocrypto", "keys.odd", "DNSKEY", "far.odd", "RRSIG", "sig.odd", "SIG"],
     ["nid.odd", "NID", "l64.odd", "L64", "gpos.odd", "GPOS", "svc.odd", "HTTPS"],
     ["+multiline", "svc.odd", "HTTPS", "+short", "nid.odd", "NID"],
+    ["+nocookie", "dup.odd", "interleave.odd", "ttls.odd"],
+    ["+nocookie", "+short", "dup.odd", "interleave.odd", "+yaml", "ttls.odd"],
 ]  # fmt: skip
 
 
