@@ -392,7 +392,8 @@ class DigText:
                 continue
             if records is None:
                 cls, rtype = style.names({"class": r.get("qclass", "IN"), "type": r["qtype"]})
-                body = [question_line(r["qname"], rtype, cls, style)]
+                qname = r.get("reply_qname") or r["qname"]  # dig: the reply's, as it came
+                body = [question_line(qname, rtype, cls, style)]
             else:
                 body = [rr_line(a, style) for a in records]
             if body:

@@ -94,7 +94,7 @@ def message(
         from packetlab.cli.run_dns_text import BIND_TYPE_NAMES
 
         qtype = BIND_TYPE_NAMES.get(str(r["qtype"]).upper(), r["qtype"])  # as dig: DOA
-        q = f"'{r['qname']} {r.get('qclass', 'IN')} {qtype}'"
+        q = f"'{r.get('reply_qname') or r['qname']} {r.get('qclass', 'IN')} {qtype}'"
         lines += ["      QUESTION_SECTION:", f"        - {q}"]
     elif show["question"] and sent:  # +header-only's query: the title alone
         lines.append("      QUESTION_SECTION:")

@@ -75,6 +75,8 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
     result.edns = _edns_of(msg, result.cookie)
+    if msg.question and msg.question[0].name.to_text() != result.qname:
+        result.reply_qname = msg.question[0].name.to_text()  # (the same name but its case)
     if len(wire) >= 12 and not msg.flags & dns.flags.TC:
         pos, _, _, cut = _walk(wire)
         result.extra_bytes = len(wire) - pos

@@ -8,6 +8,7 @@ By the query's first label:
 * `xCODE-HEX` (`x15-0001ff`, `x8-none`): an A record and an OPT whose one option is
   CODE with the bytes HEX (`none`: empty), as they are (dig: BIND's checks of them);
 * `rcN`: RCODE N, its upper bits in the OPT (the header's status in dig's words);
+* `upperq`: the question back in upper case;
 * `dup`, `interleave`, `ttls`: A records twice, with an AAAA between two, of two TTLs
   (dig shows each record as it came);
 * any other name: the `odd.` zone below (AA), its RRSIGs only when asked for RRSIG:
@@ -101,6 +102,10 @@ def reply_to(wire: bytes) -> bytes | None:
         code, _, hexdata = label[1:].partition("-")
         data = b"" if hexdata == "none" else bytes.fromhex(hexdata)
         return _head(q, 1) + _A + _opt(struct.pack(">HH", int(code), len(data)) + data)
+    if label == "upperq":  # the question back in upper case (a 0x20-minded server's)
+        name = (q.question[0].name.to_wire() or b"").upper()
+        head = struct.pack(">6H", q.id, 0x8500, 1, 1, 0, 0)
+        return head + name + b"\x00\x01\x00\x01" + _A
     if label in RAW:
         return _head(q, len(RAW[label]), with_opt=False) + b"".join(RAW[label])
     if label.startswith("rc") and label[2:].isdigit():

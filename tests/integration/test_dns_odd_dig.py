@@ -2,7 +2,8 @@
 dns26): EDNS options BIND refuses or names, RCODEs dig names in its own words, DNSSEC
 text where dnspython's differs from BIND's (RSAMD5's key tag, an RRSIG more than 68
 years ahead, SIG), NID, L64, GPOS and SVCB keys BIND 9.18 does not name, records as
-they came (a duplicate, an RRset interleaved, two TTLs in one). The same
+they came (a duplicate, an RRset interleaved, two TTLs in one, the question in upper
+case). The same
 bytes but for what differs by nature (test_dns_dig's `normal`) and the message ID in a
 bad packet's hex dump."""
 
@@ -43,8 +44,8 @@ CASES = [
     ["+nocrypto", "keys.odd", "DNSKEY", "far.odd", "RRSIG", "sig.odd", "SIG"],
     ["nid.odd", "NID", "l64.odd", "L64", "gpos.odd", "GPOS", "svc.odd", "HTTPS"],
     ["+multiline", "svc.odd", "HTTPS", "+short", "nid.odd", "NID"],
-    ["+nocookie", "dup.odd", "interleave.odd", "ttls.odd"],
-    ["+nocookie", "+short", "dup.odd", "interleave.odd", "+yaml", "ttls.odd"],
+    ["+nocookie", "dup.odd", "interleave.odd", "ttls.odd", "upperq.odd"],
+    ["+nocookie", "+short", "dup.odd", "interleave.odd", "+yaml", "ttls.odd", "upperq.odd"],
 ]  # fmt: skip
 
 

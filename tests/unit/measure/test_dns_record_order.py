@@ -1,9 +1,10 @@
-"""A reply's records as dig 9.18 shows them (session 26, dns26): one at a time, in the
-wire's order, each with its own TTL, a duplicate kept, as BIND's parser keeps them for
-dig (DNS_MESSAGEPARSE_PRESERVEORDER). dnspython merges an RRset's records: before,
-ours dropped a duplicate, moved a record next to its RRset's first and gave every
-record of an RRset the smallest TTL (a server's TTLs misreported). Seen against dig
-9.18.49; tests/integration/test_dns_odd_dig.py runs both side by side."""
+"""A reply as dig 9.18 shows it (session 26, dns26): its question's name in the case it
+came (a server's 0x20 or upper case; ours showed the query's), its records one at a
+time, in the wire's order, each with its own TTL, a duplicate kept, as BIND's parser
+keeps them for dig (DNS_MESSAGEPARSE_PRESERVEORDER). dnspython merges an RRset's
+records: before, ours dropped a duplicate, moved a record next to its RRset's first
+and gave every record of an RRset the smallest TTL (a server's TTLs misreported). Seen
+against dig 9.18.49; tests/integration/test_dns_odd_dig.py runs both side by side."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import dns.message
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctl_fakes import Rig
 
@@ -57,3 +59,20 @@ def test_the_records_as_they_came(case: str) -> None:
     rig.endpoint.udp_servers[SERVER] = serve
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False))
     assert [(x.name, x.ttl, x.data) for x in r.answers] == SHOWN[case]
+
+
+def test_the_question_as_it_came_back() -> None:
+    def serve(query: bytes) -> list[bytes]:
+        q = dns.message.from_wire(query)
+        head = struct.pack(">6H", q.id, 0x8500, 1, 1, 0, 0)
+        question = (q.question[0].name.to_wire() or b"").upper()
+        return [head + question + b"\x00\x01\x00\x01" + a(60, 9)]
+
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = serve
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=False)).to_dict()
+    assert (r["qname"], r["reply_qname"]) == ("a.test.", "A.TEST.")
+    from test_cli_dns import parse, text_of
+
+    text = text_of(parse("@192.0.2.53", "+noall", "+question", "+answer", "a.test"), r)
+    assert text == ";A.TEST.\t\t\t\tIN\tA\nA.TEST.\t\t\t60\tIN\tA\t192.0.2.9\n"
