@@ -85,7 +85,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "a SERVFAIL reply asks the next server), +ednsopt=CODE[:HEX] (CODE a number or "
         "dig's name: NSID, ECS, EXPIRE, COOKIE, KEEPALIVE, PAD, ...; +noednsopt: none), "
         "+ednsflags=N, +[no]coflag (EDNS flag bits), +qid=N (the message ID), "
-        "+[no]ednsnegotiation (BADVERS asked again with version 0), +[no]expandaaaa "
+        "+[no]ednsnegotiation (BADVERS asked again with the version it says), +[no]expandaaaa "
         "(AAAA written whole), +timeout=S (+time=S); +search, +showsearch, +domain=NAME, "
         "+ndots=N (this host's resolv.conf search list, as dig); +[no]yaml (dig's YAML "
         "items; not with +trace or transfers); +[no]besteffort "
@@ -248,6 +248,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         _tsig_key,
     )
     from packetlab.cli.run_dns_words import (
+        Unresolved,
         _check_name,
         _class_of,
         _host_text,
@@ -255,12 +256,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         dig_style,
         idn_name,
         is_xfr,
+        skip_unresolved,
         split_server,
     )
     from packetlab.measure.dns import EDNS_PAYLOAD, dns_trace, parse_qtype
 
     dig_style(args)
-    plan = []
+    # (name, types, class, options, servers in dig's order, dig's lines before the lookup)
+    plan: list[tuple[str, list[Any], str, Any, list[tuple[str | None, int]], list[str]]] = []
     for name, types, cls, line in args.plan:
         o = line or args  # a batch line's options, else the command line's
         name = idn_name(name, o.idnin)  # +idnin: a Unicode name in its xn-- form
@@ -273,8 +276,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             o.tls, o.doh = False, None  # whatever +tls, +https said (before or after)
         skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
         typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
-        for typed in typed_servers:
-            server, port = split_server(typed, o.family)
+        try:
+            split = [(typed, split_server(typed, o.family)) for typed in typed_servers]
+        except Unresolved as e:
+            if not skip_unresolved(o, e):
+                raise
+            plan.append((name, [], "IN", o, [(None, 53)], []))  # its warning, no query
+            continue
+        for typed, (server, port) in split:
             if o.family == 4 and ":" in server:  # (dig: fatal, `address family not supported`)
                 raise RunError(f"-4: the server {server} is not an IPv4 address")
             if o.family == 6 and ":" not in server:
@@ -543,14 +552,19 @@ def target(args: argparse.Namespace) -> list[str] | None:
     """The servers: the in-process endpoint exports the address it would reach the first
     of each family from (on its interface: where an ICMP port unreachable comes back; both
     families for `@127.0.0.1 @::1`, since session 21: the second was refused)."""
-    from packetlab.cli.run_dns_words import split_server
+    from packetlab.cli.run_dns_words import Unresolved, in_batch, split_server
 
     typed = [args.server] if args.server else []
     typed += [w[1:] for w in args.names if w.startswith("@") and len(w) > 1]
     typed += getattr(args, "servers", None) or []  # -p alone: resolv.conf's
-    for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
-        typed += getattr(entry[3], "servers", None) or []
     found = [addr for named in typed if (addr := split_server(named, args.family)[0])]
+    for entry in getattr(args, "plan", None) or []:  # dig's words read: the names' own
+        for named in getattr(entry[3], "servers", None) or []:
+            try:
+                found.append(split_server(named, args.family)[0])
+            except Unresolved:  # a -f line's: skipped in its turn, as dig (skip_unresolved)
+                if not in_batch(entry[3]):
+                    raise
     found = [a for a in found if args.family != 6 or ":" in a]  # -6: dig skips IPv4's
     if found:
         return list(dict.fromkeys(found))

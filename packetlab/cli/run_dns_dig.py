@@ -15,6 +15,7 @@ from packetlab.cli.run_dns_text import (
     Style,
     _opt_lines,
     connect_failed_line,
+    dig_status,
     error_lines,
     hex_dump,
     question_line,
@@ -23,7 +24,10 @@ from packetlab.cli.run_dns_text import (
 from packetlab.cli.run_dns_words import SECTIONS, _base_of
 
 #: the remarks dig prints before a reply only with +comments (+short turns them off)
-COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "Got SERVFAIL reply")
+COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "BADCOOKIE, retrying",
+            "Got SERVFAIL reply")  # fmt: skip
+#: the remarks on a reply after which dig asks again (a next query: +qr prints it)
+REQUEUED = ("Truncated, retrying", "BADVERS", "BADCOOKIE, retrying")
 
 
 class DigText:
@@ -360,7 +364,8 @@ class DigText:
             mbz = "; MBZ: 0x4" if r.get("z") else ""  # dig's word for the Z bit
             lines += [
                 ";; Got answer:",
-                f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, status: {r['rcode']}, "
+                f";; ->>HEADER<<- opcode: {r.get('opcode', 'QUERY')}, "
+                f"status: {dig_status(r['rcode'])}, "
                 f"id: {r.get('id')}",
                 f";; flags:{flags}{mbz}; QUERY: {qd}, ANSWER: {an}, AUTHORITY: {ns}, "
                 f"ADDITIONAL: {ar}",
@@ -387,7 +392,8 @@ class DigText:
                 continue
             if records is None:
                 cls, rtype = style.names({"class": r.get("qclass", "IN"), "type": r["qtype"]})
-                body = [question_line(r["qname"], rtype, cls, style)]
+                qname = r.get("reply_qname") or r["qname"]  # dig: the reply's, as it came
+                body = [question_line(qname, rtype, cls, style)]
             else:
                 body = [rr_line(a, style) for a in records]
             if body:
@@ -411,7 +417,7 @@ class DigText:
     def with_queries(self, r: Record, tail: list[str]) -> list[str]:
         """dig +qr: the banner, then each query sent (`;; Sending:`) before what came of
         it (a communications error, a truncated reply, a SERVFAIL with +nofail, a
-        BADVERS: the next round's query), the remarks on the last reply, then `tail`
+        BADVERS or BADCOOKIE: the next round's query), the remarks on the last reply, then `tail`
         (the reply; `no servers could be reached`). A TCP connection that failed sent
         nothing: its lines as they are."""
         wires = [*r.get("query_before", []), r["query"]]
@@ -430,13 +436,13 @@ class DigText:
 
         tries = error_lines(r) if "error" in r else []
         for note in [*r.get("notes", []), *(t.removeprefix(";; ") for t in tries)]:
-            if note.startswith(("communications error", "Truncated, retrying", "BADVERS")) or (
+            if note.startswith(("communications error", *REQUEUED)) or (
                 note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
             ):  # fmt: skip
                 send()
                 if self.show["comments"] or not note.startswith(COMMENTS):
                     out.append(f";; {note}")
-                k += note.startswith(("BADVERS", "Truncated"))  # (the next query sent)
+                k += note.startswith(REQUEUED)  # (the next query sent)
             elif note.startswith(("Connection to", "no servers could be reached")):
                 (out if sent else before).append(f";; {note}")
             elif self.show["comments"] or not note.startswith(COMMENTS):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import struct
 from typing import Any
 
 from packetlab.cli.run import RunError
@@ -31,7 +32,7 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
            "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
            "ednsneg": "ednsneg", "yaml": "yaml", "nssearch": "nssearch",
-           "keepopen": "keepopen", "tls": "tls"}  # fmt: skip
+           "keepopen": "keepopen", "tls": "tls", "badcookie": "badcookie"}  # fmt: skip
 #: +WORD and +noWORD of each: (attribute, value), as run_dns.DIG_FLAGS
 FLAGS: dict[str, tuple[str, Any]] = {}
 for _word, _attr in _ON_OFF.items():
@@ -61,14 +62,14 @@ DEFAULTS: dict[str, Any] = {
     "coflag": False, "ednsopts": (), "qid": None, "ednsneg": True, "expandaaaa": False,
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
     "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
-    "tls_certfile": None, "tls_keyfile": None, "tls_mode": False,
+    "tls_certfile": None, "tls_keyfile": None, "tls_mode": False, "badcookie": True,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
 #: the query's header bits and EDNS options from dig's switches (measure.dnsquery.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
               "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
-              "coflag", "ednsopts", "qid", "ednsneg", "besteffort")  # fmt: skip
+              "coflag", "ednsopts", "qid", "ednsneg", "besteffort", "badcookie")  # fmt: skip
 #: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
 EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
                      "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
@@ -79,7 +80,7 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("dns64prefix", "badcookie", "showbadcookie", "fuzztime")
+NOT_BUILT = ("dns64prefix", "showbadcookie", "fuzztime")
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one
@@ -193,7 +194,7 @@ def query_bits(o: argparse.Namespace) -> Any:
                      keepalive=v["keepalive"], padding=v["padding"],
                      ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
                      qid=v["qid"], ednsneg=v["ednsneg"],
-                     besteffort=v["besteffort"],
+                     besteffort=v["besteffort"], badcookie=v["badcookie"],
                      udpsize=getattr(o, "bufsize", None) is not None)  # fmt: skip
 
 
@@ -206,6 +207,8 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     from packetlab.measure.dnsquery import ECS, EXPIRE, KEEPALIVE, PADDING
     from packetlab.measure.dnstext import ttl_words
 
+    if code == ECS and data == b"\0" * 4:  # family 0 (RFC 7871 7.1.2: no address)
+        return "; CLIENT-SUBNET: 0/0/0"
     if code == ECS and len(data) >= 4 and data[:2] in (b"\0\1", b"\0\2"):
         size = 4 if data[1] == 1 else 16
         if len(data) - 4 > size:
@@ -215,10 +218,18 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     if code == EXPIRE and len(data) in (0, 4):
         secs = int.from_bytes(data, "big")
         return f"; EXPIRE: {secs} ({ttl_words(secs)})" if data else "; EXPIRE:"
-    if code == KEEPALIVE and len(data) in (0, 2):
+    if code == KEEPALIVE:  # another length: BIND's name, the bytes as any option's
         n = int.from_bytes(data, "big")
         name = "TCP-KEEPALIVE" if yaml else "TCP KEEPALIVE"
+        if len(data) not in (0, 2):
+            return f"; {name}: {hex_words(data)}"
         return f"; {name}: {n // 10}.{n % 10} secs" if data else f"; {name}:"
+    if code == LLQ and len(data) == 18:  # (another length: BIND's malformed OPT option)
+        version, opcode, error, ident, life = struct.unpack(">HHHQI", data)
+        return (f"; LLQ: Version: {version}, Opcode: {opcode}, Error: {error}, "
+                f"Identifier: {ident}, Lifetime: {life}")  # fmt: skip
+    if code in TAGS and len(data) == 2:
+        return f"; {TAGS[code]}: {int.from_bytes(data, 'big')}"
     if code == PADDING and not (yaml and data):
         return f"; PAD: ({len(data)} bytes)" if data else "; PAD:"
     if code == KEY_TAG and data and len(data) % 2 == 0:
@@ -227,7 +238,9 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     if code == EDE and len(data) >= 2:
         info = int.from_bytes(data[:2], "big")
         name = f" ({EDE_NAMES[info]})" if info < len(EDE_NAMES) else ""
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in data[2:])
+        # BIND: its text (UTF-8: BIND refuses another) with each ASCII control as "."
+        chars = data[2:].decode("utf-8", "replace")
+        text = "".join("." if ord(c) < 32 or c == "\x7f" else c for c in chars)
         if yaml:  # dig's YAML: a mapping (and a blank line after an unnamed code alone)
             extra = f'\n  EXTRA-TEXT: "{text}"' if text else "\n" if not name else ""
             return f"; EDE:\n  INFO-CODE: {info}{name}{extra}"
@@ -235,7 +248,16 @@ def known_option(code: int, data: bytes, yaml: bool = False) -> str | None:
     return None
 
 
-KEY_TAG, EDE = 14, 15  # EDNS option codes (RFC 8145, RFC 8914)
+KEY_TAG, EDE, LLQ = 14, 15, 1  # EDNS option codes (RFC 8145, RFC 8914, RFC 8764)
+TAGS = {16: "CLIENT-TAG", 17: "SERVER-TAG"}  # (draft-bellis-dnsop-edns-tags, as BIND)
+
+
+def hex_words(data: bytes) -> str:
+    """An option's bytes as dig shows one it does not read: hex, then the text."""
+    shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+    return " ".join(f"{b:02x}" for b in data) + f' ("{shown}")'
+
+
 #: BIND 9.18's names of the extended DNS errors (its edetext), by INFO-CODE
 EDE_NAMES = ("Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type",
              "Stale Answer", "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus",

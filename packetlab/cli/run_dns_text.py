@@ -19,6 +19,30 @@ def _pad(column: int, to: int) -> tuple[str, int]:
     return " " * (to - column), to
 
 
+#: dig 9.18's names of the header's status (dig.c's rcodetext, not BIND's library's):
+#: 0..16, RESERVED11..15 among them, and BADCOOKIE (23); any other is `?N` (+yaml: N)
+DIG_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
+              "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "RESERVED11", "RESERVED12",
+              "RESERVED13", "RESERVED14", "RESERVED15", "BADVERS")  # fmt: skip
+
+
+def dig_status(rcode: str, yaml: bool = False) -> str:
+    """A reply's RCODE (dnspython's name or number, as a record has it) as dig's header
+    shows it: `RESERVED11` (dnspython: DSOTYPENI), `?17` (dnspython: BADKEY; dig names
+    the TSIG errors only in the TSIG record), `?4095`."""
+    import dns.rcode
+
+    try:
+        number = int(dns.rcode.from_text(rcode))
+    except (ValueError, dns.rcode.UnknownRcode):
+        return rcode
+    if number < len(DIG_RCODES):
+        return DIG_RCODES[number]
+    if number == 23:
+        return "BADCOOKIE"
+    return str(number) if yaml else f"?{number}"
+
+
 TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN = 24, 32, 40, 48  # dig's columns
 COLUMNS = (TTL_COLUMN, CLASS_COLUMN, TYPE_COLUMN, RDATA_COLUMN)
 MULTILINE_COLUMNS = (24, 24, 24, 32)  # dig +multiline's (BIND's style for it)
@@ -146,8 +170,6 @@ def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
     lines = [f"; EDNS: version: {edns['version']}, flags:{flags}{tail}"]
     for opt in edns.get("options", []):
         data = bytes.fromhex(opt["data"])
-        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
-        words = " ".join(f"{b:02x}" for b in data)
         if opt["code"] == 10:  # dig: the cookie in hex, whether it is ours
             verdict = f" ({opt['cookie']})" if "cookie" in opt else ""
             lines.append(f"; COOKIE: {opt['data']}{verdict}")
@@ -157,7 +179,7 @@ def _opt_lines(edns: Record, yaml: bool = False) -> list[str]:
             lines.append(known)
             continue
         name = {3: "NSID", 12: "PAD"}.get(opt["code"], f"OPT={opt['code']}")
-        lines.append(f'; {name}: {words} ("{shown}")' if data else f"; {name}:")
+        lines.append(f"; {name}: {switches.hex_words(data)}" if data else f"; {name}:")
     return lines
 
 

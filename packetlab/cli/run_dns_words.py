@@ -15,6 +15,31 @@ from packetlab.cli.run import RunError
 from packetlab.cli.run_dns_exits import bad_number, dig_error
 
 
+class Unresolved(RunError):
+    """A server's name this host does not resolve (`host`): an error on the command line;
+    a -f FILE line with one is skipped, as dig (`skip_unresolved`)."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+def skip_unresolved(line: argparse.Namespace, error: Unresolved) -> bool:
+    """dig 9.18 -f: a line with a server name it cannot resolve is not asked, its line
+    `couldn't get address for 'NAME': not found: skipping lookup` on stderr in its turn,
+    the status unchanged (the command line's: fatal, dig's exit 1). True when `line` is a
+    batch line (the warning kept for it: `_show_line_warnings`)."""
+    if not in_batch(line):
+        return False
+    _warn(_base_of(line), f"couldn't get address for '{error.host}': not found: skipping lookup")
+    return True
+
+
+def in_batch(line: argparse.Namespace) -> bool:
+    """Whether `line` (a plan entry's options) is a -f FILE line's."""
+    return isinstance(_base_of(line), BatchLine)
+
+
 def split_server(text: str, family: int | None = None) -> tuple[str, int | None]:
     """ADDR, ADDR:PORT or [V6]:PORT; a host name instead of ADDR is resolved here (to an
     address of IP version `family` when given)."""
@@ -39,7 +64,7 @@ def split_server(text: str, family: int | None = None) -> tuple[str, int | None]
         try:
             host = str(resolve_target(host, family))
         except RunError as e:
-            raise RunError(f"--server {text}: {e}") from None
+            raise Unresolved(f"--server {text}: {e}", host) from None
     if port is None:
         return host, None
     if not port.isdigit() or not 1 <= int(port) <= 65535:

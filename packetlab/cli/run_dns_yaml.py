@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from packetlab.cli.run_command import Record
+from packetlab.cli.run_dns_text import dig_status
 
 FLAG_ORDER = ("QR", "AA", "TC", "RD", "RA", "AD", "CD")
 
@@ -76,7 +77,7 @@ def message(
         "    query_port: 0",
         f"    {'query' if sent else 'response'}_message_data:",
         f"      opcode: {r.get('opcode', 'QUERY')}",
-        f"      status: {r['rcode']}",
+        f"      status: {dig_status(r['rcode'], yaml=True)}",
         f"      id: {r.get('id')}",
         "      flags:" + "".join(f" {f.lower()}" for f in flags),
         *(["      MBZ: 0x4"] if r.get("z") else []),  # the header's Z bit
@@ -93,7 +94,7 @@ def message(
         from packetlab.cli.run_dns_text import BIND_TYPE_NAMES
 
         qtype = BIND_TYPE_NAMES.get(str(r["qtype"]).upper(), r["qtype"])  # as dig: DOA
-        q = f"'{r['qname']} {r.get('qclass', 'IN')} {qtype}'"
+        q = f"'{r.get('reply_qname') or r['qname']} {r.get('qclass', 'IN')} {qtype}'"
         lines += ["      QUESTION_SECTION:", f"        - {q}"]
     elif show["question"] and sent:  # +header-only's query: the title alone
         lines.append("      QUESTION_SECTION:")

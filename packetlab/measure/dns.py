@@ -36,8 +36,9 @@ from packetlab.controller import (
     deferred_api,
     parse_address,
 )
-from packetlab.measure.dnsparse import MALFORMED_NOTE, _edns_of, _records
+from packetlab.measure.dnsparse import COOKIE_NOTES, MALFORMED_NOTE, _edns_of, _records
 from packetlab.measure.dnsquery import (
+    COOKIE,
     DIG_QUERY,
     PADDING,
     Z_BIT,
@@ -118,10 +119,10 @@ async def dns_query(
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
 
     EDNS: `edns` True (version 0), False (none) or a version number (a BADVERS answer is
-    asked again with version 0, as dig); `payload` is the UDP size offered, `dnssec` sets
-    the DO bit (and EDNS). Over UDP a lost query is sent again (`attempts` in all,
-    `timeout` s each) and a truncated answer is asked again over TCP (unless
-    `tcp_fallback` is off). With `icmp` and an endpoint with raw sockets, an ICMP port
+    asked again with the version it says when that is lower, as dig); `payload` is the
+    UDP size offered, `dnssec` sets the DO bit (and EDNS). Over UDP a lost query is sent
+    again (`attempts` in all, `timeout` s each) and a truncated answer is asked again over
+    TCP (unless `tcp_fallback` is off). With `icmp` and an endpoint with raw sockets, an ICMP port
     unreachable quoting the query ends it at once as "connection refused". A result
     always comes back; failures are in `error`. `recorder` collects the exchanged packets
     for a pcap file.
@@ -173,8 +174,10 @@ async def dns_query(
     if family is not None and addr.version != family:
         raise DnsError(f"-{family}: the server {addr} is not an IPv{family} address")
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
-    earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS)
-    for _ in range(2):  # a second round only after BADVERS
+    earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS, ...)
+    over_tcp = tcp
+    seen_badcookie = False  # dig's seenbadcookie: a second BADCOOKIE is asked over TCP
+    for _ in range(ROUNDS):  # another round only after BADVERS or BADCOOKIE (dig's requeue)
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
                             sent_cookie, bits)  # fmt: skip
         if ixfr_serial is not None:
@@ -187,12 +190,14 @@ async def dns_query(
             result.query_wire, result.query_before = _render(query), earlier
         if doh is not None:
             await doh.ask(session, query, result, addr, timeout, recorder)
-        elif tcp or tls is not None:
+        elif over_tcp or tls is not None:
             await _over_tcp(session, query, result, addr, timeout, recorder, kept, tls)
         else:
             msg = await _over_udp(session, query, result, addr, timeout, attempts, recorder, icmp)
             if msg is not None and msg.flags & dns.flags.TC and tcp_fallback:
-                notes = [*result.notes, "Truncated, retrying in TCP mode."]
+                # dig reads the TC reply's cookie only when the lookup has none of its own
+                notes = [n for n in result.notes if learn or n not in COOKIE_NOTES]
+                notes.append("Truncated, retrying in TCP mode.")
                 full = _server_cookie(msg, sent_cookie) if learn else None
                 if full is not None:  # dig 9.18: the retry carries the server's cookie
                     query = _make_query(name, rtype, version, payload, dnssec, recursion,
@@ -214,9 +219,21 @@ async def dns_query(
                 result.truncated = True
         if not bits.besteffort and result.lenient is not None and result.error is None:
             _refuse_lenient(result)  # dig +nobesteffort: the bad packet, not what parsed
-        if result.rcode == "BADVERS" and version and bits.ednsneg:
-            result.notes.append("BADVERS, retrying with EDNS version 0.")
-            version = 0
+        lower = _badvers_version(result, version, bits)
+        if lower is not None:  # dig: the version the server said, when below the one asked
+            result.notes.append(f"BADVERS, retrying with EDNS version {lower}.")
+            version = lower
+            if result.query_wire is not None:
+                earlier = [*earlier, result.query_wire]
+            continue
+        full = _badcookie_retry(result, sent_cookie, bits)
+        if full is not None:
+            # dig 9.18 (its badcookie, on by default): a BADCOOKIE over UDP whose COOKIE
+            # starts with ours is asked again with that whole cookie; a second one over TCP
+            tail = " in TCP mode" if seen_badcookie else ""
+            result.notes.append(f"BADCOOKIE, retrying{tail}.")
+            over_tcp = over_tcp or seen_badcookie
+            seen_badcookie, sent_cookie, learn, expect_opt = True, full, False, True
             if result.query_wire is not None:
                 earlier = [*earlier, result.query_wire]
             continue
@@ -227,6 +244,33 @@ async def dns_query(
 
 
 NO_OPT_NOTE = "expected opt record in response"
+#: rounds of one query at most: a BADVERS for each version below the one asked (each
+#: lower: 255 at most), BADCOOKIE twice (UDP, then TCP), the last
+ROUNDS = 256 + 2 + 1
+
+
+def _badvers_version(result: DnsResult, asked: int | None, bits: QueryBits) -> int | None:
+    """The EDNS version to ask again with after a BADVERS (dig 9.18's recv_done: the
+    version of the reply's OPT when it is below the one asked, +ednsnegotiation), else
+    None (the BADVERS is the answer)."""
+    if result.rcode != "BADVERS" or result.edns is None or asked is None or not bits.ednsneg:
+        return None
+    said = int(result.edns["version"])
+    return said if said < asked else None
+
+
+def _badcookie_retry(result: DnsResult, sent: bytes | None, bits: QueryBits) -> bytes | None:
+    """The cookie to ask again with after a BADCOOKIE (dig 9.18's recv_done: over UDP, a
+    cookie sent, +badcookie, and the reply's COOKIE starting with ours, BIND's cc_ok: its
+    whole COOKIE option, client and server part), else None."""
+    if result.rcode != "BADCOOKIE" or result.proto != "udp" or sent is None:
+        return None
+    if not bits.badcookie or result.edns is None:
+        return None
+    for option in result.edns["options"]:
+        if option["code"] == COOKIE and option.get("cookie") == "good":
+            return bytes.fromhex(option["data"])
+    return None
 
 
 def _sign(query: dns.message.Message, tsig: Any) -> None:

@@ -6,7 +6,9 @@ with dig's malformed-packet note, and BIND's words for a reply it cannot read
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import dns.exception
@@ -73,6 +75,8 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
     if len(wire) >= 12:
         result.counts = struct.unpack(">4H", wire[4:12])
     result.edns = _edns_of(msg, result.cookie)
+    if msg.question and msg.question[0].name.to_text() != result.qname:
+        result.reply_qname = msg.question[0].name.to_text()  # (the same name but its case)
     if len(wire) >= 12 and not msg.flags & dns.flags.TC:
         pos, _, _, cut = _walk(wire)
         result.extra_bytes = len(wire) - pos
@@ -85,9 +89,18 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
             result.lenient = ("TSIG in wrong location" if misplaced else
                               "unexpected end of input" if cut else "FORMERR")  # fmt: skip
             result.packet = wire
+    for option in (result.edns or {}).get("options", []):
+        if option.get("cookie") == "bad":  # dig's process_cookie, before it prints the reply
+            sent = result.cookie or b""
+            result.notes.append(COOKIE_MISMATCH if len(sent) >= 8 else COOKIE_SHORT)
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
+#: dig 9.18's lines for a reply's COOKIE that does not start with the client cookie sent
+#: (`(bad)`), or for a client cookie sent shorter than 8 bytes (+cookie=HEX)
+COOKIE_MISMATCH = "Warning: Client COOKIE mismatch"
+COOKIE_SHORT = "Warning: COOKIE bad token (too short)"
+COOKIE_NOTES = (COOKIE_MISMATCH, COOKIE_SHORT)
 
 
 def _other_class(msg: dns.message.Message, wire: bytes) -> bool:
@@ -146,7 +159,8 @@ def _with_misplaced_tsigs(wire: bytes) -> dns.message.Message | None:
     for a in at:
         patched[a : a + 2] = struct.pack(">H", marker)
     try:
-        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False)
+        msg = dns.message.from_wire(bytes(patched), ignore_trailing=True, keyring=False,
+                                    one_rr_per_rrset=True)  # fmt: skip
         for section in (msg.answer, msg.authority, msg.additional):
             for k, rrset in enumerate(section):
                 if rrset.rdtype == marker:
@@ -339,30 +353,112 @@ def _parse(
         said.append("Warning: query response not set")
     if got != query.id:
         return None
-    ixfr = (
-        bool(query.question) and query.question[0].rdtype == dns.rdatatype.IXFR
-    )  # +notcp: each SOA as it came
-    try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
-        msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
-                                    keyring=False, one_rr_per_rrset=ixfr)  # fmt: skip
-    except (dns.exception.DNSException, ValueError) as e:
-        why = _bind_reason(e)
-        kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
-        if kept is None:  # a TSIG error above 4095? (None if there is none)
-            kept = _with_big_tsig_errors(wire, _parse_signed)
-        if kept is not None:
-            msg = kept
-        elif wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
-            try:
-                msg = dns.message.from_wire(wire, question_only=True)
-            except (dns.exception.DNSException, ValueError):
-                raise _Malformed(why, wire) from None
-        else:
-            kept = _best_effort(wire)
-            if kept is None:
-                raise _Malformed(why, wire) from None
-            msg = kept
+    # one record an RRset (BIND's DNS_MESSAGEPARSE_PRESERVEORDER, dig's): each in the
+    # wire's order with its own TTL, a duplicate kept (dnspython would merge an RRset's
+    # records, dropping duplicates, grouping them and giving all the smallest TTL); an
+    # IXFR over UDP's SOAs each as it came
+    with generic_options():  # the options as BIND reads them (bind_opt_error)
+        try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
+            msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
+                                        keyring=False, one_rr_per_rrset=True)  # fmt: skip
+        except (dns.exception.DNSException, ValueError) as e:
+            why = _bind_reason(e)
+            kept = _with_misplaced_tsigs(wire) if isinstance(e, dns.message.BadTSIG) else None
+            if kept is None:  # a TSIG error above 4095? (None if there is none)
+                kept = _with_big_tsig_errors(wire, _parse_signed)
+            if kept is not None:
+                msg = kept
+            elif wire[2] & 0x02:  # TC: a truncated reply may not parse past the question
+                try:
+                    msg = dns.message.from_wire(wire, question_only=True)
+                except (dns.exception.DNSException, ValueError):
+                    raise _Malformed(why, wire) from None
+            else:
+                kept = _best_effort(wire)
+                if kept is None:
+                    raise _Malformed(why, wire) from None
+                msg = kept
+    if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
+        raise _Malformed(OPT_ERROR, wire)  # BIND's DNS_R_OPTERR: not even best effort
     return msg if _same_question(query, msg, said) else None
+
+
+OPT_ERROR = "malformed OPT option"  # BIND's words for DNS_R_OPTERR
+LLQ, ECS, EXPIRE, COOKIE_OPT, KEEPALIVE, KEY_TAG, EDE, CLIENT_TAG, SERVER_TAG = (
+    1,
+    8,
+    9,
+    10,
+    11,
+    14,
+    15,
+    16,
+    17,
+)
+
+
+def bind_opt_error(code: int, data: bytes) -> bool:
+    """Whether BIND 9.18 refuses an EDNS option as malformed (its fromwire_opt's checks,
+    each seen against dig 9.18.49: `Got bad packet: malformed OPT option`): LLQ not 18
+    bytes, CLIENT-SUBNET cut short or past its family's length or with bits set past its
+    prefix, EXPIRE not 0 or 4 bytes, COOKIE not 8 or 16..40, KEY-TAG empty or odd, EDE
+    under 2 bytes or its text not UTF-8, CLIENT-TAG and SERVER-TAG not 2 bytes. dnspython
+    refuses some of these in its own words and takes the others (and refuses REPORT-
+    CHANNEL's that BIND 9.18, not knowing it, takes): `generic_options`."""
+    n = len(data)
+    if code == LLQ:
+        return n != 18
+    if code == ECS:
+        return _bad_ecs(data)
+    if code == EXPIRE:
+        return n not in (0, 4)
+    if code == COOKIE_OPT:
+        return n != 8 and not 16 <= n <= 40
+    if code == KEY_TAG:
+        return n == 0 or n % 2 == 1
+    if code == EDE:
+        if n < 2:
+            return True
+        try:
+            data[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+    if code in (CLIENT_TAG, SERVER_TAG):
+        return n != 2
+    return False
+
+
+def _bad_ecs(data: bytes) -> bool:
+    if len(data) < 4:
+        return True
+    family, source, scope = struct.unpack(">HBB", data[:4])
+    widest = {0: 0, 1: 32, 2: 128}.get(family)
+    if widest is None or source > widest or scope > widest:
+        return True
+    size = (source + 7) // 8
+    if size + 4 != len(data):
+        return True
+    last = data[3 + size] if size else 0
+    return bool(size and source % 8 and last & (0xFF >> (source % 8)))
+
+
+@contextlib.contextmanager
+def generic_options() -> Iterator[None]:
+    """dnspython reading every EDNS option as a GenericOption (its bytes), so that a
+    reply is refused as BIND refuses it (`bind_opt_error`), not as dnspython's option
+    classes would (a CLIENT-SUBNET, EDE or COOKIE it finds bad, in its words; a REPORT-
+    CHANNEL BIND does not know)."""
+    import dns.edns
+
+    saved = {t: dns.edns.get_option_class(t) for t in dns.edns.OptionType}
+    for otype in saved:
+        dns.edns.register_type(dns.edns.GenericOption, otype)
+    try:
+        yield
+    finally:
+        for otype, cls in saved.items():
+            dns.edns.register_type(cls, otype)
 
 
 def _same_question(query: dns.message.Message, msg: dns.message.Message, said: list[str]) -> bool:
@@ -411,7 +507,8 @@ def _stream_reply(
 def _parse_signed(wire: bytes) -> dns.message.Message | None:
     """A reply as `_parse` reads it first, or a TSIG out of its place as BIND keeps it."""
     try:
-        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False)
+        return dns.message.from_wire(wire, ignore_trailing=True, keyring=False,
+                                     one_rr_per_rrset=True)  # fmt: skip
     except dns.message.BadTSIG:
         return _with_misplaced_tsigs(wire)
 
@@ -426,7 +523,9 @@ def _best_effort(wire: bytes) -> dns.message.Message | None:
         return None
     try:
         return dns.message.from_wire(
-            wire[:4] + struct.pack(">4H", *done) + wire[12:start], keyring=False
+            wire[:4] + struct.pack(">4H", *done) + wire[12:start],
+            keyring=False,
+            one_rr_per_rrset=True,
         )
     except (dns.exception.DNSException, ValueError):
         return None

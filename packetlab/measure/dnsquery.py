@@ -46,7 +46,8 @@ class QueryBits:
     CLIENT-SUBNET option's data, `subnet_option`), the cookie, +expire, +keepalive,
     +ednsopt=CODE[:HEX]'s, then +padding=N (a PADDING option that makes the message a
     multiple of N bytes); +ednsflags=N, +coflag (EDNS flag bits), +qid=N (the message
-    ID), +noednsnegotiation (BADVERS not asked again with version 0)."""
+    ID), +noednsnegotiation (BADVERS not asked again with a lower version), +nobadcookie
+    (BADCOOKIE not asked again with the server's cookie)."""
 
     aa: bool = False
     ad: bool = True
@@ -66,6 +67,7 @@ class QueryBits:
     qid: int | None = None  # +qid=N: the message ID (default: random)
     ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
     besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
+    badcookie: bool = True  # +nobadcookie: a BADCOOKIE answer is not asked again
     udpsize: bool = False  # +bufsize[=N] given (N < 32768): dig 9.18 then always has an OPT
 
     def with_edns(self) -> bool:

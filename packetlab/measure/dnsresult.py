@@ -92,6 +92,9 @@ class DnsResult:
     # no answer: the tries whose failure `notes` says already (dig's `communications
     # error` line of each, between the warnings for what came in them)
     tries_said: int = 0
+    # the reply's question name when its case is not the query's (dig shows the reply's:
+    # a server's 0x20 or case changes seen as they came)
+    reply_qname: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -109,6 +112,8 @@ class DnsResult:
             out["server_name"] = self.server_name
         if self.qclass != "IN":
             out["qclass"] = self.qclass
+        if self.reply_qname is not None:
+            out["reply_qname"] = self.reply_qname
         if self.query_wire is not None:
             out["query"] = self.query_wire.hex()
             if self.query_before:

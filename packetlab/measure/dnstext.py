@@ -4,6 +4,7 @@ written again in another of those forms (`restyle`), TTLs in words (`ttl_words`)
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dns.exception
@@ -26,6 +27,7 @@ SECALG = {1: "RSAMD5", 2: "DH", 3: "DSA", 5: "RSASHA1", 6: "NSEC3DSA", 7: "NSEC3
           14: "ECDSAP384SHA384", 15: "ED25519", 16: "ED448", 252: "INDIRECT",
           253: "PRIVATEDNS", 254: "PRIVATEOID"}  # fmt: skip
 _SOA_FIELDS = ("serial", "refresh", "retry", "expire", "minimum")
+_SVC_KEYS = {"dohpath": 7, "ohttp": 8, "docpath": 10}  # SVCB keys BIND 9.18 does not name
 
 
 def _words(text: str, split: int, sep: str) -> str:
@@ -36,6 +38,76 @@ def _words(text: str, split: int, sep: str) -> str:
 
 def _hexwords(data: bytes, split: int = SPLIT, sep: str = " ") -> str:
     return _words(data.hex().upper(), split, sep) or "-"
+
+
+def _b64words(data: bytes, split: int, sep: str) -> str:
+    import base64
+
+    return _words(base64.b64encode(data).decode(), split, sep)
+
+
+def sig_time(value: int, now: float | None = None) -> str:
+    """An RRSIG's (SIG's) 32-bit time as BIND writes it (dns_time32_totext): the instant
+    within 2**31 seconds (68 years) of now that has those low 32 bits, serial arithmetic
+    (RFC 4034 3.1.5), as `YYYYMMDDHHMMSS`: an expiration more than 68 years ahead is
+    written in the past (2099 seen from 2026: 1963), as dig does."""
+    import datetime
+
+    clock = int(time.time() if now is None else now)
+    ahead = (value - clock + 2**31) % 2**32 - 2**31  # (int32_t)(value - now), isc_serial_gt
+    when = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=clock + ahead)
+    return when.strftime("%Y%m%d%H%M%S")
+
+
+def _svc_key(number: int, param: Any) -> str:
+    """A SVCB parameter BIND 9.18 does not name, as it writes one: `keyN`, and its wire
+    value quoted, `"` and `\\` escaped, bytes outside printable ASCII as `\\DDD`."""
+    import io
+
+    out = io.BytesIO()
+    if param is not None:  # (dnspython: None, or an empty value, for a key without one)
+        param.to_wire(out)
+    value = out.getvalue()
+    if not value:
+        return f"key{number}"
+    text = "".join(
+        "\\" + chr(b) if b in b'"\\' else chr(b) if 32 <= b < 127 else f"\\{b:03d}" for b in value
+    )
+    return f'key{number}="{text}"'
+
+
+def _sig_times_as_numbers(data: str) -> str:
+    """An RRSIG's (SIG's) text with its times as their 32-bit numbers: `sig_time` may
+    have written one before 1970 (1963), which dnspython does not read back."""
+    import calendar
+    import datetime
+
+    words = data.split(" ")
+    for i in (4, 5):
+        if i < len(words) and len(words[i]) == 14 and words[i].isdigit():
+            when = datetime.datetime.strptime(words[i], "%Y%m%d%H%M%S")
+            words[i] = str(calendar.timegm(when.timetuple()) % 2**32)
+    return " ".join(words)
+
+
+def _sig_words(rd: Any) -> list[str]:
+    """An RRSIG's (SIG's) fields before its signature, as BIND writes them: its times by
+    `sig_time` (dnspython's are the 32-bit values read as after 1970)."""
+    words = str(rd.to_text(chunksize=0)).split(" ")[:8]
+    words[4:6] = [sig_time(rd.expiration), sig_time(rd.inception)]
+    return words
+
+
+def key_tag(rd: Any) -> int:
+    """A DNSKEY's (KEY's) key tag as BIND 9.18 computes it (dst_region_computeid): RFC 4034
+    Appendix B's sum for every algorithm, RSAMD5's too (dnspython's key_id gives RSAMD5
+    the modulus' bits of B.1, which BIND 9.18, without RSAMD5, does not)."""
+    wire = rd.to_wire()
+    if len(wire) % 2:
+        wire += b"\0"
+    total = sum(int.from_bytes(wire[i : i + 2], "big") for i in range(0, len(wire), 2))
+    total += (total >> 16) & 0xFFFF
+    return total & 0xFFFF
 
 
 def ttl_words(seconds: int) -> str:
@@ -85,8 +157,10 @@ def presentation(
     if (comments or not crypto) and rtype in ("DNSKEY", "CDNSKEY", "KEY"):
         head, key, note = _key_parts(rd, rtype, split, " ", crypto)
         return f"{head} {key}" + (f" {note}" if comments else "")
-    if not crypto and rtype in ("RRSIG", "SIG"):
-        return " ".join([*str(rd.to_text(chunksize=0)).split(" ")[:8], "[omitted]"])
+    if rtype in ("RRSIG", "SIG"):  # BIND: SIG's signature even with +nocrypto
+        omit = not crypto and rtype == "RRSIG"
+        sig = "[omitted]" if omit else _b64words(rd.signature, split, " ")
+        return " ".join([*_sig_words(rd), sig])
     if not crypto and rtype in ("DS", "CDS", "DLV"):
         return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} [omitted]"
     if rtype in ("HIP", "TKEY", "TSIG"):
@@ -102,8 +176,16 @@ def presentation(
     if rtype in ("SVCB", "HTTPS"):  # BIND quotes alpn's and unknown keys' values only
         import re
 
-        return re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint)="([^" ]*)"', r"\1\2=\3",
+        text = re.sub(r'(^| )(mandatory|port|ipv4hint|ipv6hint|ech)="([^" ]*)"', r"\1\2=\3",
                       str(rd.to_text()))  # fmt: skip
+        for name, number in _SVC_KEYS.items():  # BIND 9.18 names keys 0..6 only
+            if number in rd.params:
+                bind = _svc_key(number, rd.params[number]).replace(
+                    "\\", "\\\\"
+                )  # (a re.sub template)
+                text = re.sub(rf'(^| ){name}(="(?:[^"\\]|\\.)*"|=\S*)?(?= |$)', rf"\1{bind}",
+                              text)  # fmt: skip
+        return text
     if rtype == "LOC":  # BIND: 1 m or more in whole metres (not the altitude), less in cm
         words = str(rd.to_text()).split(" ")
         words[-3:] = [w.removesuffix(".00m") + "m" if w.endswith(".00m") and w != "0.00m"
@@ -115,6 +197,11 @@ def presentation(
         return f"{rd.usage} {rd.selector} {rd.mtype} {_hexwords(rd.cert, split)}"
     if rtype == "SSHFP":
         return f"{rd.algorithm} {rd.fp_type} {_hexwords(rd.fingerprint, split)}"
+    if rtype in ("NID", "L64"):  # BIND: the locator's groups in %x, no leading zeros
+        groups = str(rd.to_text()).split(" ")[1].split(":")
+        return f"{rd.preference} " + ":".join(f"{int(g, 16):x}" for g in groups)
+    if rtype == "GPOS":  # BIND: each field quoted
+        return " ".join(f'"{w}"' for w in str(rd.to_text()).split(" "))
     if rtype == "NSEC3PARAM":
         salt = rd.salt.hex().upper() or "-"
         return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
@@ -147,10 +234,8 @@ def _key_parts(rd: Any, rtype: str, split: int, lb: str, crypto: bool) -> tuple[
     comment after it (`; KSK; alg = ECDSAP256SHA256 ; key id = 3925`)."""
     import base64
 
-    import dns.dnssec
-
     head = f"{rd.flags} {rd.protocol} {int(rd.algorithm)}"
-    key_id = dns.dnssec.key_id(rd)
+    key_id = key_tag(rd)
     key = _words(base64.b64encode(rd.key).decode(), split, lb) if crypto else (
         f"[key id = {key_id}]"
     )  # fmt: skip
@@ -186,10 +271,11 @@ def _multiline(
         if not comments:
             return f"{head} ({lb}{key} )"
         return f"{head} ({lb}{key}{lb}){note}"
-    if rtype in ("RRSIG", "SIG"):
-        words = str(rd.to_text(chunksize=0)).split(" ")
-        sig = b64(rd.signature) if crypto else "[omitted]"
-        return f"{' '.join(words[:4])} ({lb}{' '.join(words[4:8])}{lb}{sig} )"
+    if rtype in ("RRSIG", "SIG"):  # BIND: SIG's "(" after its expiration, RRSIG's before
+        words = _sig_words(rd)
+        sig = b64(rd.signature) if crypto or rtype == "SIG" else "[omitted]"
+        cut = 5 if rtype == "SIG" else 4
+        return f"{' '.join(words[:cut])} ({lb}{' '.join(words[cut:])}{lb}{sig} )"
     if rtype in ("DS", "CDS", "DLV"):
         head = f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type}"
         digest = _hexwords(rd.digest, split, lb) if crypto else "[omitted]"
@@ -337,6 +423,8 @@ def restyle(
     if rtype in ("TKEY", "TSIG"):  # BIND's text of them, not dnspython's
         rd = _meta_from_text(rtype, cls, data)
         return data if rd is None else presentation(rd, split, linebreak, **how)
+    if rtype in ("RRSIG", "SIG"):
+        data = _sig_times_as_numbers(data)
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read

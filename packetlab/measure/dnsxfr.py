@@ -45,10 +45,13 @@ from packetlab.controller import (
 from packetlab.measure.dns import EDNS_PAYLOAD, DnsAnswer, DnsError, parse_qclass
 from packetlab.measure.dnsparse import (
     MALFORMED_NOTE,
+    OPT_ERROR,
     _bind_reason,
     _edns_of,
     _other_class,
     _records,
+    bind_opt_error,
+    generic_options,
 )
 from packetlab.measure.dnsquery import _make_query, _render, as_ixfr
 from packetlab.measure.dnsresult import version_of
@@ -270,8 +273,14 @@ def xfr_query(
 
 
 def _parse_message(wire: bytes) -> dns.message.Message:
-    """A transfer's message, its records one by one in the wire's order."""
-    return dns.message.from_wire(wire, keyring=False, one_rr_per_rrset=True, ignore_trailing=True)
+    """A transfer's message, its records one by one in the wire's order, its EDNS
+    options read as BIND reads them (a query's reply's: `dnsparse.bind_opt_error`)."""
+    with generic_options():
+        msg = dns.message.from_wire(wire, keyring=False, one_rr_per_rrset=True,
+                                    ignore_trailing=True)  # fmt: skip
+    if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
+        raise dns.exception.FormError(OPT_ERROR)  # (its words: _bind_reason keeps them)
+    return msg
 
 
 def _head(msg: dns.message.Message, wire: bytes, n: int, cookie: bytes | None) -> dict[str, Any]:

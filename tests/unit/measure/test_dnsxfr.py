@@ -334,3 +334,26 @@ def test_a_record_of_another_class_is_digs_malformed_warning() -> None:
     assert (r.error, r.records, r.messages) == (None, 7, 3)
     assert "notes" not in r.parts[0] and "notes" not in r.parts[2]
     assert r.parts[1]["notes"] == ["Warning: Message parser reports malformed message packet."]
+
+
+def test_a_message_with_an_option_bind_refuses_is_its_bad_packet() -> None:
+    """Session 26 (dns26): a transfer's message is read as a query's reply is (BIND's
+    parser is the same): an EDE whose text is not UTF-8 is BIND's `malformed OPT option`,
+    not dnspython's words (a Python codec error)."""
+    import dns.edns
+
+    rig = Rig()
+
+    def serve(data: bytes) -> list[bytes]:
+        query = dns.message.from_wire(data[2:])
+        r = dns.message.make_response(query)
+        ede = dns.edns.GenericOption(dns.edns.OptionType.EDE, b"\x00\x01\xff")
+        r.use_edns(0, 0, 1232, options=[ede])
+        for name, ttl, rtype, text in ZONE:
+            r.answer.append(dns.rrset.from_text(name, ttl, "IN", rtype, text))
+        wire = r.to_wire(want_shuffle=False, max_size=65535)
+        return [struct.pack(">H", len(wire)) + wire]
+
+    rig.endpoint.tcp_servers[SERVER] = serve
+    r = rig.run(dns_xfr(rig.session, "z.test", server="192.0.2.53"))
+    assert (r.error_kind, r.reason) == ("malformed", "malformed OPT option")

@@ -1,0 +1,150 @@
+# Run as a child process: imports only the standard library, Twisted and dnspython.
+"""A DNS server of odd but well-formed answers, for `pktlab run dns` side by side with dig
+9.18 (session 26, dns26):
+
+    python dns_odd_server.py [ADDR]     # prints "PORT" (UDP and TCP on ADDR)
+
+By the query's first label:
+* `xCODE-HEX` (`x15-0001ff`, `x8-none`): an A record and an OPT whose one option is
+  CODE with the bytes HEX (`none`: empty), as they are (dig: BIND's checks of them);
+* `rcN`: RCODE N, its upper bits in the OPT (the header's status in dig's words);
+* `upperq`: the question back in upper case;
+* `dup`, `interleave`, `ttls`: A records twice, with an AAAA between two, of two TTLs
+  (dig shows each record as it came);
+* any other name: the `odd.` zone below (AA), its RRSIGs only when asked for RRSIG:
+  an RSAMD5 DNSKEY (BIND 9.18's key tag), an RRSIG expiring in 2099 (BIND writes it in
+  the past, 68 years being its window), a SIG, NID, L64, GPOS, SVCB/HTTPS keys BIND 9.18
+  does not name."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import sys
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.zone
+from childserver import listen_udp_tcp
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
+from twisted.protocols.basic import Int16StringReceiver
+
+reactor: Any = _reactor
+
+
+def _bytes(seed: str, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        out += hashlib.sha256((seed + str(len(out))).encode()).digest()
+    return out[:n]
+
+
+def _b64(seed: str, n: int) -> str:
+    return base64.b64encode(_bytes(seed, n)).decode()
+
+
+_ECH = "ADj+DQA0AQAgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAABAAEAB2V4YW1wbGUAAA=="
+ZONE = f"""\
+$ORIGIN odd.
+$TTL 300
+@ IN SOA ns.odd. h.odd. 1 7200 3600 1209600 300
+@ IN NS ns.odd.
+ns IN A 127.0.0.1
+keys IN DNSKEY 257 3 1 {_b64("md5", 132)}
+keys IN DNSKEY 256 3 13 {_b64("p256", 64)}
+far IN RRSIG NSEC3 13 1 0 20991231235959 20000101000000 65535 odd. {_b64("y", 100)}
+far IN RRSIG A 13 2 300 20270101000000 20261201000000 4242 odd. {_b64("a", 64)}
+sig IN SIG A 8 2 300 20270101000000 20261201000000 4242 odd. {_b64("sig", 128)}
+nid IN NID 10 0014:4fff:ff20:ee64
+l64 IN L64 20 0000:0000:0000:0001
+gpos IN GPOS -32.6882 116.8652 10.0
+svc IN HTTPS 1 . dohpath=/dns-query{{?dns}} alpn=h2
+svc IN HTTPS 1 . ohttp alpn=h3
+svc IN HTTPS 1 . docpath=/a/b alpn=h2
+svc IN HTTPS 2 svc.odd. ech={_ECH} ipv6hint=2001:db8::1
+"""
+zone = dns.zone.from_text(ZONE, origin="odd.", relativize=False)
+
+
+def _opt(data: bytes = b"", rcode_hi: int = 0) -> bytes:
+    return b"\x00" + struct.pack(">HHIH", 41, 1232, rcode_hi << 24, len(data)) + data
+
+
+def _head(q: dns.message.Message, answers: int, rcode: int = 0, with_opt: bool = True) -> bytes:
+    question = q.question[0]
+    head = struct.pack(">6H", q.id, 0x8500 | rcode & 0xF, 1, answers, 0, int(with_opt))
+    return head + (question.name.to_wire() or b"") + struct.pack(">HH", question.rdtype, 1)
+
+
+def _a(ttl: int = 60, last: int = 9) -> bytes:
+    return b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, ttl, 4) + bytes([192, 0, 2, last])
+
+
+_A = _a()
+_AAAA = b"\xc0\x0c" + struct.pack(">HHIH", 28, 1, 60, 16) + bytes(15) + b"\x01"
+RAW = {"dup": [_A, _A], "interleave": [_A, _AAAA, _a(60, 10)], "ttls": [_A, _a(30, 10)]}
+
+
+def reply_to(wire: bytes) -> bytes | None:
+    try:
+        q = dns.message.from_wire(wire)
+    except Exception:  # not a query: no answer
+        return None
+    if not q.question:
+        return None
+    label = q.question[0].name.labels[0].decode().lower()
+    if label.startswith("x") and label.count("-") == 1:
+        code, _, hexdata = label[1:].partition("-")
+        data = b"" if hexdata == "none" else bytes.fromhex(hexdata)
+        return _head(q, 1) + _A + _opt(struct.pack(">HH", int(code), len(data)) + data)
+    if label == "upperq":  # the question back in upper case (a 0x20-minded server's)
+        name = (q.question[0].name.to_wire() or b"").upper()
+        head = struct.pack(">6H", q.id, 0x8500, 1, 1, 0, 0)
+        return head + name + b"\x00\x01\x00\x01" + _A
+    if label in RAW:
+        return _head(q, len(RAW[label]), with_opt=False) + b"".join(RAW[label])
+    if label.startswith("rc") and label[2:].isdigit():
+        number = int(label[2:])
+        return _head(q, 0, number) + _opt(rcode_hi=number >> 4)
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.AA
+    node = zone.get_node(q.question[0].name)
+    if node is None:
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        return r.to_wire()
+    for rds in node.rdatasets:
+        if rds.rdtype == q.question[0].rdtype:
+            found = r.find_rrset(r.answer, q.question[0].name, rds.rdclass, rds.rdtype,
+                                 rds.covers, create=True)  # fmt: skip
+            found.update(rds)
+    return r.to_wire(want_shuffle=False)  # the zone's order, as dig sees it each time
+
+
+class Udp(protocol.DatagramProtocol):
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        out = reply_to(data)
+        if out is not None and self.transport is not None:
+            self.transport.write(out, addr)
+
+
+class Tcp(Int16StringReceiver):
+    def stringReceived(self, data: bytes) -> None:
+        out = reply_to(data)
+        if out is not None:
+            self.sendString(out)
+
+
+def main(argv: list[str]) -> None:
+    addr = argv[0] if argv else "127.0.0.1"
+    factory = protocol.Factory.forProtocol(Tcp)
+    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,63 @@
+"""`pktlab run dns` side by side with dig 9.18 against dns_odd_server.py (session 26,
+dns26): EDNS options BIND refuses or names, RCODEs dig names in its own words, DNSSEC
+text where dnspython's differs from BIND's (RSAMD5's key tag, an RRSIG more than 68
+years ahead, SIG), NID, L64, GPOS and SVCB keys BIND 9.18 does not name, records as
+they came (a duplicate, an RRset interleaved, two TTLs in one, the question in upper
+case). The same
+bytes but for what differs by nature (test_dns_dig's `normal`) and the message ID in a
+bad packet's hex dump."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from childserver import serve_child
+from test_dns_dig import both, normal, pytestmark  # noqa: F401  (skip without dig)
+from test_dns_options_dig import YAML_NATURE
+
+HERE = Path(__file__).resolve().parent
+ANY_ID = re.compile(r"(->>HEADER<<- opcode: \w+, status: \S+, id: )\d+")  # status ?17 too
+DUMP_ID = re.compile(r"^[0-9a-f]{2} [0-9a-f]{2} (85 .{48})..", re.M)  # a dump's first line
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with serve_child(str(HERE / "dns_odd_server.py"), "127.0.0.1") as number:
+        yield number
+
+
+OPTIONS = ["x1-none", "x1-000100010000112233445566778800000e10", "x8-000100", "x8-00000000",
+           "x8-000121000a0b0c0d0e", "x8-000117000a0b0d", "x9-0001", "x10-010203040506070809",
+           "x11-00", "x14-000102", "x15-00", "x15-0001ff", "x15-0001e282ac41", "x15-0001007f",
+           "x16-0001", "x17-000102", "x18-03666f6f"]  # fmt: skip
+CASES = [
+    ["+nocookie", *(f"{o}.odd" for o in OPTIONS)],
+    ["+nocookie", "+yaml", "x1-000100010000112233445566778800000e10.odd", "x16-0001.odd",
+     "x15-0001e282ac41.odd", "x11-00.odd"],
+    ["+nocookie", *(f"rc{n}.odd" for n in (11, 12, 17, 22, 23, 24, 4095))],
+    ["+nocookie", "+yaml", *(f"rc{n}.odd" for n in (11, 17, 4095))],
+    ["keys.odd", "DNSKEY", "far.odd", "RRSIG", "sig.odd", "SIG"],
+    ["+multiline", "keys.odd", "DNSKEY", "far.odd", "RRSIG", "sig.odd", "SIG"],
+    ["+nocrypto", "keys.odd", "DNSKEY", "far.odd", "RRSIG", "sig.odd", "SIG"],
+    ["nid.odd", "NID", "l64.odd", "L64", "gpos.odd", "GPOS", "svc.odd", "HTTPS"],
+    ["+multiline", "svc.odd", "HTTPS", "+short", "nid.odd", "NID"],
+    ["+nocookie", "dup.odd", "interleave.odd", "ttls.odd", "upperq.odd"],
+    ["+nocookie", "+short", "dup.odd", "interleave.odd", "+yaml", "ttls.odd", "upperq.odd"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("words", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_odd_answers_as_dig(port: int, words: list[str]) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    a, b = both([*at, *words], [*at, *words])
+    assert "Traceback" not in a.stderr, a.stderr
+    ours, theirs = (ANY_ID.sub(r"\1ID", DUMP_ID.sub(r"ID ID \1ID", normal(t.stdout)))
+                    for t in (a, b))  # fmt: skip
+    for pattern, repl in YAML_NATURE:  # (+yaml's times and IDs)
+        ours, theirs = pattern.sub(repl, ours), pattern.sub(repl, theirs)
+    assert ours == theirs, (words, a.stderr)
+    assert b.returncode == 0  # ours: 1 when a reply was a bad packet (dig 0; documented)
+    assert a.returncode == (1 if "Got bad packet" in a.stdout else 0)

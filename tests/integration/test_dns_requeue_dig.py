@@ -1,0 +1,70 @@
+"""`pktlab run dns` side by side with dig 9.18 against a server that enforces DNS cookies
+(dns_requeue_server.py, session 26, dns26): BADCOOKIE asked again with the server's
+cookie over UDP, then over TCP (`;; BADCOOKIE, retrying.`, `... in TCP mode.`), a
+reply whose COOKIE is not ours (`;; Warning: Client COOKIE mismatch`), +nobadcookie,
++qr, +short. Before session 26 ours printed the first BADCOOKIE reply as the
+answer and said nothing of a COOKIE that was not ours (but `(bad)`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from childserver import serve_child
+from test_dns_dig import both, normal, ours, pytestmark  # noqa: F401  (skip without dig)
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with serve_child(str(HERE / "dns_requeue_server.py"), "127.0.0.1") as number:
+        yield number
+
+
+CASES = [
+    ["enforce.ck"],
+    ["always.ck"],
+    ["everywhere.ck"],
+    ["mismatch.ck"],
+    ["mismatchbad.ck"],
+    ["noopt.ck"],
+    ["tcmismatch.ck"],
+    ["tcbad.ck"],
+    ["+short", "enforce.ck", "mismatch.ck"],
+    ["+nocomments", "always.ck"],
+    ["+noall", "+answer", "mismatch.ck"],
+    ["+nobadcookie", "enforce.ck"],
+    ["enforce.ck", "+nobadcookie", "always.ck"],
+    ["+nocookie", "enforce.ck"],
+    ["+cookie=0102030405060708", "always.ck"],
+    ["+cookie=0102030405060708", "tcmismatch.ck"],
+    ["+cookie=01020304", "mismatch.ck"],
+    ["+tcp", "everywhere.ck"],
+    ["+qr", "always.ck"],
+    ["+qr", "tcbad.ck"],
+    ["+edns=1", "enforce.ck"],
+    ["+edns=2", "v1.ck"],
+    ["+edns=1", "v1.ck"],
+    ["+edns=5", "+qr", "v1.ck"],
+    ["+edns=1", "liar.ck"],
+    ["+edns=4", "liar.ck"],
+    ["+edns=4", "+noednsneg", "liar.ck"],
+]
+
+
+@pytest.mark.parametrize("words", CASES, ids=[" ".join(c) for c in CASES])
+def test_cookies_as_dig(port: int, words: list[str]) -> None:
+    at = ["@127.0.0.1", "-p", str(port)]
+    a, b = both([*at, *words], [*at, *words])
+    assert "Traceback" not in a.stderr, a.stderr
+    assert normal(a.stdout) == normal(b.stdout), (words, a.stderr)
+    assert a.returncode == b.returncode == 0
+
+
+def test_the_retry_is_what_a_researcher_reads(port: int) -> None:
+    """The first BADCOOKIE is not the answer (it was, before session 26)."""
+    a = ours("@127.0.0.1", "-p", str(port), "always.ck")
+    assert a.stdout.startswith(";; BADCOOKIE, retrying.\n;; BADCOOKIE, retrying in TCP mode.\n")
+    assert "status: NOERROR" in a.stdout and "(TCP)" in a.stdout
