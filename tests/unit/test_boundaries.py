@@ -126,3 +126,70 @@ def test_checker_allows_public_imports() -> None:
         "import twisted.internet.defer\n"
     )
     assert violations(source, "packetlab.measure.example") == []
+
+
+# docs/architecture.md "Layers": roles never import each other (what two share lives below
+# them), and wire imports nothing of ours but its lazy loader. Session 26 (docs26): stated
+# there and held by the code, but checked by nothing until now.
+ROLES = ("endpoint", "broker", "proxy", "controller")
+WIRE_MAY_IMPORT = ("packetlab.wire", "packetlab._lazy")
+
+
+def ours(source: str, here: str, is_package: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, packetlab module) for each import of ours that `source` (module `here`) makes."""
+    for line, module, name in _imports(source, here, is_package):
+        if module == "packetlab" and name is not None:
+            module = f"packetlab.{name}"  # `from packetlab import broker`
+        if module.split(".")[0] == "packetlab":
+            yield line, module
+
+
+def role_violations(source: str, here: str, is_package: bool = False) -> list[str]:
+    role = here.split(".")[1]
+    return [
+        f"{here}:{line}: imports {module} (another role)"
+        for line, module in ours(source, here, is_package)
+        if module.count(".") and module.split(".")[1] in set(ROLES) - {role}
+    ]
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_roles_never_import_each_other(role: str) -> None:
+    found = [
+        v
+        for p in _modules(role)
+        for v in role_violations(p.read_text(), _module_name(p), p.name == "__init__.py")
+    ]
+    assert found == []
+
+
+def test_wire_imports_nothing_of_ours_but_its_loader() -> None:
+    found = [
+        f"{_module_name(p)}:{line}: imports {module}"
+        for p in _modules("wire")
+        for line, module in ours(p.read_text(), _module_name(p), p.name == "__init__.py")
+        if not module.startswith(WIRE_MAY_IMPORT)
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from packetlab import endpoint",
+        "from packetlab.controller.session import EndpointSession",
+        "def f():\n    import packetlab.proxy.tap\n",
+        "from ..endpoint import frames",
+    ],
+)
+def test_role_checker_flags_another_role(source: str) -> None:
+    assert len(role_violations(source, "packetlab.broker.example")) == 1
+
+
+def test_role_checker_allows_its_own_role_and_the_layers_below() -> None:
+    source = "from packetlab.broker import auth\nfrom . import registry\nimport packetlab.tls\n"
+    assert role_violations(source, "packetlab.broker.example") == []
