@@ -109,3 +109,28 @@ def test_every_page_is_in_the_docs_index() -> None:
     """index.md's toctree takes every page by a glob; README.md names where they are."""
     index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
     assert re.search(r"```\{toctree\}\n(?::[^\n]*\n)*\n?\*\n```", index), index
+
+
+def reachable_from(start: Path) -> set[Path]:
+    """The Markdown pages a reader reaches from `start` by following relative links."""
+    seen: set[Path] = set()
+    todo = [start.resolve()]
+    while todo:
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        for _, target in links(page):
+            path = target.partition("#")[0]
+            dest = (page.parent / unquote(path)).resolve()
+            if path and not EXTERNAL.match(target) and dest.suffix == ".md" and dest.exists():
+                todo.append(dest)
+    return seen
+
+
+def test_every_page_is_reached_from_the_readme_by_links() -> None:
+    """On a forge's web view (no Sphinx, no toctree) a page no link leads to is lost:
+    before session 26, architecture.md, testing.md and index.md were only named."""
+    reached = reachable_from(REPO / "README.md")
+    lost = sorted(p.name for p in (REPO / "docs").glob("*.md") if p.resolve() not in reached)
+    assert lost == []
