@@ -63,8 +63,8 @@ def split_server(text: str, family: int | None = None) -> tuple[str, int | None]
             raise RunError(f"--server {text}: no address") from None
         try:
             host = str(resolve_target(host, family))
-        except RunError as e:
-            raise Unresolved(f"--server {text}: {e}", host) from None
+        except RunError:  # dig 9.18's words (was ours: `--server NAME: cannot resolve`)
+            raise Unresolved(f"couldn't get address for '{host}': not found", host) from None
     if port is None:
         return host, None
     if not port.isdigit() or not 1 <= int(port) <= 65535:
