@@ -446,8 +446,8 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
                     setattr(top, "tsig_y" if word == "-y" else "tsig_file", value)
                 elif word == "-y":  # dig reads a later line's -y too (no key made from
                     _y_words(value)  # it): one without name and secret is its usage()
-                elif word == "-y" and top.tsig_y is None and top.tsig_file is None:
-                    mine.tsig_unused = True
+                    if top.tsig_y is None and top.tsig_file is None:
+                        mine.tsig_unused = True
             elif word != "-p":
                 rest.append(Dash(word, value))
             elif not value.isdigit():
