@@ -177,6 +177,7 @@ async def dns_query(
     earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS, ...)
     over_tcp = tcp
     seen_badcookie = False  # dig's seenbadcookie: a second BADCOOKIE is asked over TCP
+    shown: list[dict[str, Any]] = []  # +showbadcookie: the BADCOOKIE replies asked again
     for _ in range(ROUNDS):  # another round only after BADVERS or BADCOOKIE (dig's requeue)
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
                             sent_cookie, bits)  # fmt: skip
@@ -231,6 +232,8 @@ async def dns_query(
             # dig 9.18 (its badcookie, on by default): a BADCOOKIE over UDP whose COOKIE
             # starts with ours is asked again with that whole cookie; a second one over TCP
             tail = " in TCP mode" if seen_badcookie else ""
+            if bits.showbadcookie:  # dig prints it (and its statistics) before the retry
+                shown.append({k: v for k, v in result.to_dict().items() if k not in HIDDEN})
             result.notes.append(f"BADCOOKIE, retrying{tail}.")
             over_tcp = over_tcp or seen_badcookie
             seen_badcookie, sent_cookie, learn, expect_opt = True, full, False, True
@@ -240,10 +243,14 @@ async def dns_query(
         break
     if expect_opt and result.error is None and result.edns is None:
         result.notes.append(NO_OPT_NOTE)  # dig: a cookie of the lookup's, and no OPT came
+    result.badcookies = shown
     return result
 
 
 NO_OPT_NOTE = "expected opt record in response"
+#: what a BADCOOKIE reply kept for +showbadcookie leaves out: the lookup's remarks and
+#: queries are the final record's
+HIDDEN = ("notes", "query", "query_before", "badcookies")
 #: rounds of one query at most: a BADVERS for each version below the one asked (each
 #: lower: 255 at most), BADCOOKIE twice (UDP, then TCP), the last
 ROUNDS = 256 + 2 + 1

@@ -51,6 +51,18 @@ CASES = [
     ["+edns=1", "liar.ck"],
     ["+edns=4", "liar.ck"],
     ["+edns=4", "+noednsneg", "liar.ck"],
+    # +showbadcookie (session 26, odds26: it was refused as not built): each BADCOOKIE
+    # reply printed whole before its retry's remark, as dig 9.18.49
+    ["+showbadcookie", "enforce.ck", "always.ck"],
+    ["+showbadcookie", "+short", "always.ck"],
+    ["+showbadcookie", "+qr", "always.ck"],
+    ["+showbadcookie", "+nocomments", "enforce.ck"],
+    ["+showbadcookie", "+noall", "+answer", "always.ck"],
+    ["+showbadcookie", "+nostats", "always.ck"],
+    ["+showbadcookie", "+tcp", "everywhere.ck"],
+    ["+showbadcookie", "mismatchbad.ck", "noopt.ck", "tcbad.ck"],
+    ["+showbadcookie", "+nobadcookie", "enforce.ck"],
+    ["+showb", "enforce.ck", "+noshowbadcookie", "always.ck"],
 ]
 
 
@@ -68,3 +80,19 @@ def test_the_retry_is_what_a_researcher_reads(port: int) -> None:
     a = ours("@127.0.0.1", "-p", str(port), "always.ck")
     assert a.stdout.startswith(";; BADCOOKIE, retrying.\n;; BADCOOKIE, retrying in TCP mode.\n")
     assert "status: NOERROR" in a.stdout and "(TCP)" in a.stdout
+
+
+def test_showbadcookie_in_yaml_as_dig(port: int) -> None:
+    """+showbadcookie +yaml: a MESSAGE item for each BADCOOKIE reply, then the answer's
+    (session 26, odds26), the same as dig but for the times, the IDs and the cookie."""
+    from test_dns_options_dig import YAML_NATURE
+
+    def yaml_normal(text: str) -> str:
+        for pattern, repl in YAML_NATURE:
+            text = pattern.sub(repl, text)
+        return text
+
+    words = ["@127.0.0.1", "-p", str(port), "+showbadcookie", "+yaml", "always.ck"]
+    a, b = both(words, words)
+    assert yaml_normal(a.stdout) == yaml_normal(b.stdout), a.stderr
+    assert a.stdout.count("status: BADCOOKIE") == 2

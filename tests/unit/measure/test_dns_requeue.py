@@ -207,3 +207,30 @@ def test_a_server_stepping_down_one_version_at_a_time_is_followed_to_the_end() -
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=20))
     assert len(sent(rig)) == 21 and r.rcode == "NOERROR" and r.edns is not None
     assert r.edns["version"] == 0  # each lower: dig's rounds end, and so do ours
+
+
+def test_showbadcookie_keeps_each_badcookie_and_prints_it_before_its_retry() -> None:
+    """dig 9.18's +showbadcookie (session 26, odds26; it was refused as not built): each
+    BADCOOKIE reply asked again is printed whole, with its statistics, before its
+    `;; BADCOOKIE, retrying.` (the banner before the first); +short: the answer alone."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server(lambda q: True)
+    rig.endpoint.tcp_servers[SERVER] = tcp(lambda q: False)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True,
+                          bits=QueryBits(showbadcookie=True)))  # fmt: skip
+    assert [b["rcode"] for b in r.badcookies] == ["BADCOOKIE", "BADCOOKIE"]
+    assert [b["proto"] for b in r.badcookies] == ["udp", "udp"]
+    record = r.to_dict()
+    text = text_of(parse("@192.0.2.53", "+showbadcookie", "a.test"), record)
+    marks = ("; <<>> ", "status: BADCOOKIE", "MSG SIZE  rcvd:", ";; BADCOOKIE, retrying.\n")
+    at = [text.index(w) for w in marks]
+    assert at == sorted(at) and text.count("status: BADCOOKIE") == 2
+    assert text.index("retrying in TCP mode") < text.index("status: NOERROR")
+    assert text.count(";; MSG SIZE  rcvd:") == 3
+    short = parse("@192.0.2.53", "+showbadcookie", "+short", "a.test")
+    assert text_of(short, record) == "192.0.2.7\n"
+    rig = Rig()  # without it: nothing kept (the record as before)
+    rig.endpoint.udp_servers[SERVER] = server(lambda q: True)
+    rig.endpoint.tcp_servers[SERVER] = tcp(lambda q: False)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True))
+    assert r.badcookies == [] and "badcookies" not in r.to_dict()
