@@ -97,6 +97,11 @@ class DnsResult:
     reply_qname: str | None = None
     # dig +showbadcookie: each BADCOOKIE reply asked again, as its record, in order
     badcookies: list[dict[str, Any]] = field(default_factory=list)
+    # dns_query(requeue=True): the whole cookie to ask the lookup's servers again with
+    # after this BADCOOKIE (dig's requeued lookup; over TCP when `requeue_tcp`); not a
+    # field of the record
+    requeue_cookie: bytes | None = None
+    requeue_tcp: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

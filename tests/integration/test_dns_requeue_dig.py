@@ -96,3 +96,33 @@ def test_showbadcookie_in_yaml_as_dig(port: int) -> None:
     a, b = both(words, words)
     assert yaml_normal(a.stdout) == yaml_normal(b.stdout), a.stderr
     assert a.stdout.count("status: BADCOOKIE") == 2
+
+
+@pytest.fixture(scope="module")
+def port2() -> Iterator[int]:
+    """The same server on 127.0.0.2: 127.0.0.1 at its port refuses (nothing listens)."""
+    with serve_child(str(HERE / "dns_requeue_server.py"), "127.0.0.2") as number:
+        yield number
+
+
+REQUEUED = [
+    ["+tries=1", "enforce.ck"],
+    ["enforce.ck"],
+    ["+tries=1", "always.ck"],
+    ["always.ck"],
+    ["+qr", "+tries=1", "enforce.ck"],
+    ["+showbadcookie", "+tries=1", "always.ck"],
+]
+
+
+@pytest.mark.parametrize("words", REQUEUED, ids=[" ".join(c) for c in REQUEUED])
+def test_a_badcookie_requeues_from_the_first_server_as_dig(port2: int, words: list[str]) -> None:
+    """dig 9.18 requeues the lookup after a BADCOOKIE: `@A @B` where A refuses and B
+    says BADCOOKIE asks A again (the tries left, B's cookie), then B; the second time in
+    TCP mode (session 26, odds26: ours asked B again at once)."""
+    at = ["@127.0.0.1", "@127.0.0.2", "-p", str(port2)]
+    a, b = both([*at, *words], [*at, *words])
+    assert "Traceback" not in a.stderr, a.stderr
+    assert normal(a.stdout) == normal(b.stdout), (words, a.stderr)
+    assert a.returncode == b.returncode == 0
+    assert "127.0.0.1#" in a.stdout.partition("BADCOOKIE, retrying")[2]  # A asked again

@@ -234,3 +234,37 @@ def test_showbadcookie_keeps_each_badcookie_and_prints_it_before_its_retry() -> 
     rig.endpoint.tcp_servers[SERVER] = tcp(lambda q: False)
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True))
     assert r.badcookies == [] and "badcookies" not in r.to_dict()
+
+
+def test_a_badcookie_requeues_the_lookup_from_its_first_server() -> None:
+    """dig 9.18 `@A @B` where A is silent and B says BADCOOKIE: the lookup is requeued
+    from A (B's cookie, the tries left), then B (session 26, odds26: ours asked B again
+    at once). One server: asked again itself, as before."""
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_dns_ask import _ask
+
+    rig = Rig()
+    asked: list[str] = []
+    enforcing = server(without_server_cookie)
+
+    def silent(q: bytes) -> list[bytes]:
+        asked.append("A")
+        return []
+
+    def b(q: bytes) -> list[bytes]:
+        asked.append("B" if cookie_of(q) == (cookie_of(q) or b"")[:8] else "B+")
+        return enforcing(q)
+
+    rig.endpoint.udp_servers[("192.0.2.1", 53)] = silent
+    rig.endpoint.udp_servers[SERVER] = b
+    servers = [("192.0.2.1", 53), SERVER]
+    asking = _ask(rig.session, servers, "a.test", "A", tcp=False, timeout=1.0, attempts=1,
+                  cookie=True, keep_query=True)  # fmt: skip
+    r = rig.run(Deferred.fromCoroutine(asking))
+    assert asked == ["A", "B", "A", "B+"]
+    assert (r.rcode, r.server, len(r.answers)) == ("NOERROR", "192.0.2.53", 1)
+    assert [n.split(":")[0] for n in r.notes] == [
+        "communications error to 192.0.2.1#53", "BADCOOKIE, retrying.",
+        "communications error to 192.0.2.1#53"]  # fmt: skip
+    assert len(r.query_before) == 1  # dig +qr: the first lookup's query, then the second's
