@@ -282,7 +282,8 @@ async def _resolve(
     if url.host_is_address:
         return url.host
     if url.host.lower() == "localhost" or url.host.lower().endswith(".localhost"):
-        return "::1" if family == 6 else "127.0.0.1"  # curl 7.85+: never asked (the endpoint's)
+        # curl 7.85+: never asked (the endpoint's loopback): 127.0.0.1, then ::1 (odds26)
+        return {6: "::1", 4: "127.0.0.1"}.get(family or 0, "127.0.0.1,::1")
     # Only here: a URL with an address needs neither the DNS client nor dnspython (~60 ms
     # of a `pktlab run http` start, docs/performance.md).
     from packetlab.measure.dns import DnsError, dns_query

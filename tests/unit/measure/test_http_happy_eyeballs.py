@@ -100,3 +100,16 @@ def test_an_unanswered_ipv6_syn_moves_to_ipv4_after_200_ms() -> None:
         "  Trying [2001:db8::80]:80...",
         "  Trying 192.0.2.80:80...",
     ]
+
+
+def test_localhost_is_127_0_0_1_then_ipv6_as_curl() -> None:
+    """curl 7.88.1's localhost (never asked of DNS): 127.0.0.1, then ::1 when it refuses;
+    ours was 127.0.0.1 alone (exit 7 against a server on ::1 only)."""
+    rig = rig_with({}, ("::1", 8080))
+    events: list[tuple[str, bytes]] = []
+    r = rig.run(http_get(rig.session, "http://localhost:8080/",
+                         trace=lambda k, d: events.append((k, d))))  # fmt: skip
+    assert (r.error, r.server) == (None, "[::1]:8080")
+    text = [d.decode().rstrip("\n") for k, d in events if k == TEXT]
+    assert [t for t in text if "Trying" in t] == ["  Trying 127.0.0.1:8080...",
+                                                  "  Trying [::1]:8080..."]  # fmt: skip
