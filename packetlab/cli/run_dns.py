@@ -271,6 +271,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     for name, types, cls, line in args.plan:
         o = line or args  # a batch line's options, else the command line's
         if vars(o).get("stop") is not None:  # a -f line dig stops at (_batch_lines)
+            if not plan:  # nothing asked before it: the error before anything is sent
+                _show_line_warnings(o)
+                stop_here(o)
             plan.append((name, [], "IN", o, [(None, 53)], []))
             break
         try:
@@ -337,6 +340,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 raise  # the command line's words: an error before anything is sent
             # dig 9.18 -f: the lines before it asked, then its error at this line
             plan[:] = [p for p in plan if not _same_line(p[3], o, e)]
+            if not plan:  # nothing asked before it: the error before anything is sent
+                _show_line_warnings(o)
+                raise
             plan.append((name, [], "IN", stop_line(o, e), [(None, 53)], []))
             break
 

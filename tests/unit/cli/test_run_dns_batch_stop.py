@@ -119,3 +119,17 @@ def test_on_the_command_line_a_name_not_legal_is_an_error_in_its_turn(
     assert out == "192.0.2.1\n[a.test.]"
     assert str(e) == "'b..test' is not a legal name (empty label)"
     assert e.status == 10  # type: ignore[attr-defined]
+
+
+def test_a_first_line_in_error_is_an_error_before_anything_is_sent(tmp_path: Path) -> None:
+    """Nothing to ask before it: the error at once, as a command line's (dig: its usage
+    before any lookup), with the line's stdout line first."""
+    from packetlab.cli import run_dns
+
+    f = tmp_path / "batch"
+    for text, why in (("a.test +bogus\nb.test\n", r"\+bogus"), ("a..test\nb.test\n", "legal"),
+                      ("a.test +time=x\n", "Couldn't parse")):  # fmt: skip
+        f.write_text(text)
+        args = parse("@192.0.2.53", "-f", str(f))
+        with pytest.raises(RunError, match=why):
+            run_dns.experiment(args, lambda r: None, Progress())
