@@ -252,12 +252,16 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         _check_name,
         _class_of,
         _host_text,
+        _same_line,
         _show_line_warnings,
         dig_style,
         idn_name,
+        in_batch,
         is_xfr,
         skip_unresolved,
         split_server,
+        stop_here,
+        stop_line,
     )
     from packetlab.measure.dns import EDNS_PAYLOAD, dns_trace, parse_qtype
 
@@ -266,63 +270,81 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     plan: list[tuple[str, list[Any], str, Any, list[tuple[str | None, int]], list[str]]] = []
     for name, types, cls, line in args.plan:
         o = line or args  # a batch line's options, else the command line's
-        name = idn_name(name, o.idnin)  # +idnin: a Unicode name in its xn-- form
-        _check_name(name)  # a bad name is an error before anything is sent, as dig
-        servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
-        texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
-        if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
-            o.doh = None
-        if getattr(o, "tcp_set", False) and not o.tcp:  # dig: +notcp is UDP, port 53,
-            o.tls, o.doh = False, None  # whatever +tls, +https said (before or after)
-        skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
-        typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
+        if vars(o).get("stop") is not None:  # a -f line dig stops at (_batch_lines)
+            if not plan:  # nothing asked before it: the error before anything is sent
+                _show_line_warnings(o)
+                stop_here(o)
+            plan.append((name, [], "IN", o, [(None, 53)], []))
+            break
         try:
-            split = [(typed, split_server(typed, o.family)) for typed in typed_servers]
-        except Unresolved as e:
-            if not skip_unresolved(o, e):
-                raise
-            plan.append((name, [], "IN", o, [(None, 53)], []))  # its warning, no query
-            continue
-        for typed, (server, port) in split:
-            if o.family == 4 and ":" in server:  # (dig: fatal, `address family not supported`)
-                raise RunError(f"-4: the server {server} is not an IPv4 address")
-            if o.family == 6 and ":" not in server:
-                skipped.append(f"Skipping mapped address '::ffff:{server}'")
+            name = idn_name(name, o.idnin)  # +idnin: a Unicode name in its xn-- form
+            _check_name(name)  # dig: when its turn comes (the first: before anything)
+            servers: list[tuple[str | None, int]] = []  # dig's order: tried until one answers
+            texts: dict[str, str] = {}  # address -> as typed, for ";; SERVER: ADDR#PORT(TEXT)"
+            if o.tls_mode and o.doh:  # dig 9.18.49: +tls with +https asks over DoT
+                o.doh = None
+            if getattr(o, "tcp_set", False) and not o.tcp:  # dig: +notcp is UDP, port 53,
+                o.tls, o.doh = False, None  # whatever +tls, +https said (before or after)
+            skipped: list[str] = []  # -6: dig's line for each IPv4 server, at each lookup
+            typed_servers = getattr(o, "servers", None) or ([o.server] if o.server else [])
+            try:
+                split = [(typed, split_server(typed, o.family)) for typed in typed_servers]
+            except Unresolved as e:
+                if not skip_unresolved(o, e):
+                    raise
+                plan.append((name, [], "IN", o, [(None, 53)], []))  # its warning, no query
                 continue
-            # dig's ports: DNS over HTTPS's, plain HTTP's, DNS over TLS's
-            default = {"https": 443, "http": 80}.get(o.doh or "", 853 if o.tls else 53)
-            servers.append((server, o.port or port or default))  # -p: every server's, as dig
-            texts.setdefault(server, _host_text(typed))
-        if texts:
-            o.server_texts = texts
-        if not 0 < o.wait <= 60:  # was one message for both, naming neither's value
-            raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
-        if not 1 <= o.tries <= 10:
-            raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
-        try:
-            cert = _client_cert(o)
-        except RunError as e:
-            if not getattr(args, "dig_exit_codes", False):
-                raise  # ours: an error before anything is sent, exit 2
-            # dig 9.18.49: `TLS context cannot be created` for each TLS lookup, status
-            # unchanged (its reason on stderr, as dig logs it there)
-            print(f"pktlab run dns: {e}", file=sys.stderr)
-            cert, o.tls_context_failed = None, True
-        if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
-            o.dot = _dot_client(o, cert)
-        if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
-            from packetlab.measure.dnstls import DohClient
+            for typed, (server, port) in split:
+                if o.family == 4 and ":" in server:  # (dig: fatal, `address family not supported`)
+                    raise RunError(f"-4: the server {server} is not an IPv4 address")
+                if o.family == 6 and ":" not in server:
+                    skipped.append(f"Skipping mapped address '::ffff:{server}'")
+                    continue
+                # dig's ports: DNS over HTTPS's, plain HTTP's, DNS over TLS's
+                default = {"https": 443, "http": 80}.get(o.doh or "", 853 if o.tls else 53)
+                servers.append((server, o.port or port or default))  # -p: every server's, as dig
+                texts.setdefault(server, _host_text(typed))
+            if texts:
+                o.server_texts = texts
+            if not 0 < o.wait <= 60:  # was one message for both, naming neither's value
+                raise RunError(f"+time/--wait {o.wait:g}: must be in (0, 60] seconds")
+            if not 1 <= o.tries <= 10:
+                raise RunError(f"+tries/--tries {o.tries}: must be 1..10 (+retry=N: N+1 tries)")
+            try:
+                cert = _client_cert(o)
+            except RunError as e:
+                if not getattr(args, "dig_exit_codes", False):
+                    raise  # ours: an error before anything is sent, exit 2
+                # dig 9.18.49: `TLS context cannot be created` for each TLS lookup, status
+                # unchanged (its reason on stderr, as dig logs it there)
+                print(f"pktlab run dns: {e}", file=sys.stderr)
+                cert, o.tls_context_failed = None, True
+            if o.tls and not o.doh and not hasattr(o, "dot"):  # dig +tls: one client a line's
+                o.dot = _dot_client(o, cert)
+            if o.doh and not hasattr(o, "doh_client"):  # dig +https, +http-plain
+                from packetlab.measure.dnstls import DohClient
 
-            o.doh_client = DohClient(o.doh == "https", o.doh_path, bool(o.doh_get),
-                                     o.tls_ca is not None or cert is not None, o.tls_ca,
-                                     o.tls_hostname, cert)  # fmt: skip
-        qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
-        if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
-            raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
-        if typed_servers and not servers:  # -6 and IPv4 servers only: none to ask
-            skipped.append(NO_SERVERS)
-        plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)],
-                     skipped))  # fmt: skip
+                o.doh_client = DohClient(o.doh == "https", o.doh_path, bool(o.doh_get),
+                                         o.tls_ca is not None or cert is not None, o.tls_ca,
+                                         o.tls_hostname, cert)  # fmt: skip
+            qtypes = [t if is_xfr(t) else parse_qtype(t) for t in (types or ["A"])]
+            if getattr(o, "yaml", False) and (o.trace or any(is_xfr(t) for t in qtypes)):
+                raise RunError("+yaml: not built for +trace and zone transfers (AXFR, IXFR)")
+            if typed_servers and not servers:  # -6 and IPv4 servers only: none to ask
+                skipped.append(NO_SERVERS)
+            plan.append((name, qtypes, _class_of(cls or "IN", "-c"), o, servers or [(None, 53)],
+                         skipped))  # fmt: skip
+        except RunError as e:
+            at_name = getattr(e, "at_name", False)  # dig: at that name's lookup, in turn
+            if not in_batch(o) and not (at_name and plan):
+                raise  # the command line's words: an error before anything is sent
+            # dig 9.18 -f: the lines before it asked, then its error at this line
+            plan[:] = [p for p in plan if not _same_line(p[3], o, e)]
+            if not plan:  # nothing asked before it: the error before anything is sent
+                _show_line_warnings(o)
+                raise
+            plan.append((name, [], "IN", stop_line(o, e), [(None, 53)], []))
+            break
 
     tsig = _tsig_key(args)
     recorder = pcapout.recorder_for(args)
@@ -342,6 +364,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         for name, types, qclass, o, servers, skipped in plan:
             args.view = o  # the display options of the line being shown (dig -f)
             _show_line_warnings(o)  # dig -f: a line's warnings before its answers
+            stop_here(o)  # dig -f: a line in error ends the run when its turn comes
             for qtype in types:
                 if progress.stopping:  # Ctrl-C: no new query
                     return

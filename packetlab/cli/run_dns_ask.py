@@ -181,9 +181,43 @@ async def _ask(
     once), then each next server gets one try (dig's requeue, as over TCP). The one
     that answered, with the failures before it as dig's remarks
     (`communications error to ADDR#PORT: connection refused`, a line a try)."""
+    if len(servers) < 2:  # the one server asked again after a BADCOOKIE (dns_query)
+        return (await _ask_once(session, servers, name, qtype, **options))[0]
+    # dig 9.18 requeues a lookup whose reply is a BADCOOKIE to ask again: the new lookup
+    # (the server's cookie, the tries left, over TCP the second time) starts from the
+    # first server, not the one that said it (session 26, odds26)
+    notes: list[str] = []
+    shown: list[Any] = []
+    wires: list[bytes] = []
+    seen = False
+    while True:
+        result, left = await _ask_once(session, servers, name, qtype, requeue=True,
+                                       badcookie_seen=seen, **options)  # fmt: skip
+        if result.requeue_cookie is None:
+            break
+        notes += result.notes
+        shown += result.badcookies
+        if result.query_wire is not None:
+            wires += [*result.query_before, result.query_wire]
+        tcp = bool(options.get("tcp")) or result.requeue_tcp
+        options = {**options, "cookie": result.requeue_cookie, "tcp": tcp,
+                   "attempts": max(left, 1)}  # fmt: skip
+        seen = True
+    result.notes[:0] = notes
+    result.badcookies[:0] = shown
+    if result.query_wire is not None:
+        result.query_before[:0] = wires
+    return result
+
+
+async def _ask_once(
+    session: Any, servers: Sequence[tuple[str | None, int]], name: str, qtype: str, **options: Any
+) -> Any:
+    """`_ask`'s lookup: over TCP (+tcp, +tls, +https) or UDP; the result and the tries
+    left (TCP: 1)."""
     if options.get("tcp") or options.get("tls") or options.get("doh"):  # dig: TCP's order
-        return await _ask_tcp(session, servers, name, qtype, **options)
-    return (await _ask_udp(session, servers, name, qtype, **options))[0]
+        return await _ask_tcp(session, servers, name, qtype, **options), 1
+    return await _ask_udp(session, servers, name, qtype, **options)
 
 
 async def _ask_udp(

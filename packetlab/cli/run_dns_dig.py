@@ -164,6 +164,8 @@ class DigText:
             return "\n".join(lines) or None
         if "query" in r:  # dig +qr: the banner, each query as sent, then what came of it
             return "\n".join(self.with_queries(r, self.message(r)))
+        if r.get("badcookies"):  # dig +showbadcookie: each before its retry's remark
+            lines = self.badcookie_lines(r)
         lines += self.banner()
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
@@ -171,6 +173,19 @@ class DigText:
         if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
             self.bannered = None
         return "\n".join(lines) if lines else None
+
+    def badcookie_lines(self, r: Record) -> list[str]:
+        """dig +showbadcookie: the lookup's remarks with each BADCOOKIE reply it asked
+        again printed whole before its `BADCOOKIE, retrying.` (the banner first, dig's
+        print of the first message makes it); +nocomments: the reply, no remark."""
+        shown = list(r["badcookies"])
+        lines: list[str] = []
+        for note in r.get("notes", []):
+            if note.startswith("BADCOOKIE, retrying") and shown:
+                lines += [*self.banner(), *self.message(shown.pop(0))]
+            if self.show["comments"] or not note.startswith(COMMENTS):
+                lines.append(f";; {note}")
+        return lines
 
     def nssearch(self, r: Record) -> list[str]:
         """dig +nssearch: each SOA query's answer as `SOA DATA from server ADDR in N ms.`,
@@ -203,6 +218,8 @@ class DigText:
 
         now = time.time()
         lines: list[str] = []
+        for shown in r.get("badcookies", []):  # +showbadcookie: each a MESSAGE item first
+            lines += y.message(shown, self.show, data, opt_lines, short=self.short, now=now)
         if "query" in r:
             from packetlab.measure.dns import query_record
 
@@ -435,11 +452,14 @@ class DigText:
             out.extend(self.sending({"query": wires[min(k, len(wires) - 1)]}))
 
         tries = error_lines(r) if "error" in r else []
+        shown = list(r.get("badcookies", []))  # +showbadcookie: each after its query
         for note in [*r.get("notes", []), *(t.removeprefix(";; ") for t in tries)]:
             if note.startswith(("communications error", *REQUEUED)) or (
                 note.startswith("Got SERVFAIL reply") and note.endswith("trying next server")
             ):  # fmt: skip
                 send()
+                if note.startswith("BADCOOKIE, retrying") and shown:
+                    out.extend(self.message(shown.pop(0)))
                 if self.show["comments"] or not note.startswith(COMMENTS):
                     out.append(f";; {note}")
                 k += note.startswith(REQUEUED)  # (the next query sent)

@@ -32,7 +32,8 @@ _ON_OFF = {"ttlid": "ttlid", "class": "show_class", "cl": "show_class",
            "besteffort": "besteffort", "rdflag": "norecurse", "identify": "identify",
            "coflag": "coflag", "expandaaaa": "expandaaaa", "ednsnegotiation": "ednsneg",
            "ednsneg": "ednsneg", "yaml": "yaml", "nssearch": "nssearch",
-           "keepopen": "keepopen", "tls": "tls", "badcookie": "badcookie"}  # fmt: skip
+           "keepopen": "keepopen", "tls": "tls", "badcookie": "badcookie",
+           "showbadcookie": "showbadcookie"}  # fmt: skip
 #: +WORD and +noWORD of each: (attribute, value), as run_dns.DIG_FLAGS
 FLAGS: dict[str, tuple[str, Any]] = {}
 for _word, _attr in _ON_OFF.items():
@@ -63,13 +64,15 @@ DEFAULTS: dict[str, Any] = {
     "yaml": False, "nssearch": False, "keepopen": False, "tls": False, "tls_ca": None,
     "tls_hostname": None, "doh": None, "doh_path": "/dns-query", "doh_get": False,
     "tls_certfile": None, "tls_keyfile": None, "tls_mode": False, "badcookie": True,
+    "showbadcookie": False,
 }  # fmt: skip
 #: dig's opcode names (+opcode=NAME; a number 0..15 too)
 OPCODES = {"query": 0, "iquery": 1, "status": 2, "notify": 4, "update": 5}
 #: the query's header bits and EDNS options from dig's switches (measure.dnsquery.QueryBits)
 QUERY_BITS = ("aaflag", "adflag", "cdflag", "raflag", "tcflag", "zflag", "opcode",
               "header_only", "subnet", "expire", "keepalive", "padding", "ednsflags",
-              "coflag", "ednsopts", "qid", "ednsneg", "besteffort", "badcookie")  # fmt: skip
+              "coflag", "ednsopts", "qid", "ednsneg", "besteffort", "badcookie",
+              "showbadcookie")  # fmt: skip
 #: dig 9.18's names for +ednsopt=NAME[:HEX] (its optnames, any case)
 EDNS_OPTION_NAMES = {"llq": 1, "nsid": 3, "dau": 5, "dhu": 6, "n3u": 7, "ecs": 8,
                      "expire": 9, "cookie": 10, "keepalive": 11, "padding": 12, "pad": 12,
@@ -80,7 +83,7 @@ EDNS_OPTIONS_MAX = 100  # dig's EDNSOPT_OPTIONS
 QUERY_VALUES = ("+opcode", "+subnet", "+padding", "+ednsflags", "+ednsopt", "+qid")
 #: dig 9.18's words not built here: refused by name (an abbreviation of one too); they
 #: count when an abbreviation is read (`+ke` is keepalive or keepopen: dig refuses it)
-NOT_BUILT = ("dns64prefix", "showbadcookie", "fuzztime")
+NOT_BUILT = ("dns64prefix", "fuzztime")  # (+showbadcookie: built since session 26)
 #: dig 9.18's words it reads only to say `;; +WORD option is deprecated` (no line end)
 DEPRECATED = ("sigchase", "topdown", "unexpected", "mapped")
 #: abbreviations of several words that dig's parser (a switch on each letter) reads as one
@@ -195,6 +198,7 @@ def query_bits(o: argparse.Namespace) -> Any:
                      ednsflags=v["ednsflags"], coflag=v["coflag"], ednsopts=v["ednsopts"],
                      qid=v["qid"], ednsneg=v["ednsneg"],
                      besteffort=v["besteffort"], badcookie=v["badcookie"],
+                     showbadcookie=v["showbadcookie"],
                      udpsize=getattr(o, "bufsize", None) is not None)  # fmt: skip
 
 

@@ -6,6 +6,8 @@ them."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import re
 import sys
 from typing import Any, NamedTuple
@@ -63,8 +65,8 @@ def split_server(text: str, family: int | None = None) -> tuple[str, int | None]
             raise RunError(f"--server {text}: no address") from None
         try:
             host = str(resolve_target(host, family))
-        except RunError as e:
-            raise Unresolved(f"--server {text}: {e}", host) from None
+        except RunError:  # dig 9.18's words (was ours: `--server NAME: cannot resolve`)
+            raise Unresolved(f"couldn't get address for '{host}': not found", host) from None
     if port is None:
         return host, None
     if not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -361,10 +363,6 @@ def _batch_lines(args: argparse.Namespace) -> None:
             if n > lines_max:
                 raise RunError(f"-f {args.batch}: more than {lines_max} lines (the cap: each "
                                "answer is kept for the summary; split the file)")  # fmt: skip
-            try:
-                words = shlex.split(line, comments=False)
-            except ValueError as e:
-                raise RunError(f"-f {args.batch}:{n}: {e}") from None
             if not started and line[:1] in ("", "\n", "\r", "#", ";"):
                 continue  # dig: skipped before the file's first query line only
             started = True
@@ -376,7 +374,19 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
-            _dig_words(mine, _batch_options(mine, words, f"-f {args.batch}:{n}"), top=False)
+            printed = io.StringIO()  # dig's stdout line for a bad number: in its turn
+            try:
+                with contextlib.redirect_stdout(printed):
+                    try:
+                        words = shlex.split(line, comments=False)
+                    except ValueError as e:
+                        raise RunError(f"-f {args.batch}:{n}: {e}") from None
+                    where = f"-f {args.batch}:{n}"
+                    _dig_words(mine, _batch_options(mine, words, where), top=False)
+            except RunError as e:  # dig 9.18 reads a line when the one before is done:
+                # the lines before it asked, then its error (was: the run refused, exit 2)
+                args.plan.append((".", None, None, stop_line(mine, e, printed.getvalue())))
+                return
             if not mine.plan:  # dig: no name is the root's NS (a blank line too)
                 mine.plan = [(".", ["NS"], None, None)]
             mine.batch_words = words  # dig's banner for the line shows it
@@ -384,6 +394,37 @@ def _batch_lines(args: argparse.Namespace) -> None:
             unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
                       "port": mine.port, "tsig_unused": unused}  # fmt: skip
+
+
+def stop_line(line: argparse.Namespace, error: RunError, printed: str = "") -> BatchLine:
+    """The options of a plan entry that ends a -f run in its turn with `error` (dig 9.18
+    stops at a line it cannot read, or a name that is not legal, after the lines before
+    it are asked), `printed` (on stdout) and the line's warnings shown first."""
+    base = _base_of(line)  # a -f line's, or the command line's options
+    stop = BatchLine(base.__dict__["_base"] if isinstance(base, BatchLine) else base)
+    stop.warnings = vars(_base_of(line)).get("warnings") or []
+    stop.stop, stop.stop_printed = error, printed
+    return stop
+
+
+def stop_here(line: argparse.Namespace) -> None:
+    """Raise the error of a `stop_line` entry (after what dig printed before it)."""
+    error = vars(line).get("stop")
+    if error is None:
+        return
+    if line.stop_printed:
+        sys.stdout.write(line.stop_printed)
+        sys.stdout.flush()
+    raise error
+
+
+def _same_line(other: argparse.Namespace, line: argparse.Namespace, error: RunError) -> bool:
+    """Whether the plan entry of `other` is of the -f line of `line` and is not asked
+    because of `error`: dig reads a whole line before it asks any of it, so an error in
+    its words drops the line; a name that is not legal stops it at that name's lookup."""
+    if getattr(error, "at_name", False):
+        return False
+    return _base_of(other) is _base_of(line)
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:
@@ -403,8 +444,10 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
                 top = mine.__dict__["_base"]
                 if mine.first_line:
                     setattr(top, "tsig_y" if word == "-y" else "tsig_file", value)
-                elif word == "-y" and top.tsig_y is None and top.tsig_file is None:
-                    mine.tsig_unused = True
+                elif word == "-y":  # dig reads a later line's -y too (no key made from
+                    _y_words(value)  # it): one without name and secret is its usage()
+                    if top.tsig_y is None and top.tsig_file is None:
+                        mine.tsig_unused = True
             elif word != "-p":
                 rest.append(Dash(word, value))
             elif not value.isdigit():
@@ -418,6 +461,18 @@ def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> li
         else:
             rest.append(word)
     return rest
+
+
+def _y_words(value: str) -> None:
+    """dig's check of a `-y [hmac:]name:secret` it reads and makes no key of (a -f line
+    after the first): RunError (dig: usage, exit 1) for a word without name and secret
+    or a digest size it cannot parse, as on the first line."""
+    from packetlab.measure.dnstsig import KeyUsageError, key_from_y
+
+    try:
+        key_from_y(value)
+    except KeyUsageError as e:
+        raise RunError(str(e)) from None
 
 
 def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = True) -> None:
@@ -717,7 +772,9 @@ def _check_name(name: str) -> None:
         dns.name.from_text(name)
     except dns.exception.DNSException as e:
         why = _NAME_ERRORS.get(type(e).__name__, str(e))
-        raise dig_error(f"'{name}' is not a legal name ({why})", 10) from None  # as typed
+        bad = dig_error(f"'{name}' is not a legal name ({why})", 10)  # as typed
+        bad.at_name = True  # type: ignore[attr-defined]  # dig: at that name's lookup
+        raise bad from None
 
 
 # BIND's words (isc_result_totext) for dnspython's, as dig says them after the name

@@ -114,6 +114,8 @@ async def dns_query(
     kept: KeptStreams | None = None,
     tls: TlsWrap | None = None,
     doh: DohExchange | None = None,
+    requeue: bool = False,
+    badcookie_seen: bool = False,
 ) -> DnsResult:
     """Ask `server` (default: the endpoint's first configured DNS server, from its
     memory; of IP version `family` when given) for `qname`/`qtype` from the endpoint.
@@ -147,6 +149,11 @@ async def dns_query(
     the connection to its server kept there and leaves it open (dig +keepopen). `tls`:
     over TLS (dig +tls: measure.dnstls.DotClient). `doh`: over HTTPS (dig +https:
     measure.dnstls.DohClient).
+
+    `requeue`: a BADCOOKIE to ask again is handed back (`requeue_cookie`, its remark
+    said) instead of asked again of this server: dig 9.18 requeues the lookup, from its
+    first server (the caller's, `cli.run_dns_ask._ask`); `badcookie_seen`: the lookup
+    had one before (dig's seenbadcookie: the next is asked over TCP).
     """
     if expect_opt is None:
         expect_opt = isinstance(cookie, bytes)
@@ -176,7 +183,8 @@ async def dns_query(
     result = DnsResult(name.to_text(), rtype, str(addr), port, "udp")
     earlier: list[bytes] = []  # keep_query: the queries of the rounds before (BADVERS, ...)
     over_tcp = tcp
-    seen_badcookie = False  # dig's seenbadcookie: a second BADCOOKIE is asked over TCP
+    seen_badcookie = badcookie_seen  # dig's seenbadcookie: the second asked over TCP
+    shown: list[dict[str, Any]] = []  # +showbadcookie: the BADCOOKIE replies asked again
     for _ in range(ROUNDS):  # another round only after BADVERS or BADCOOKIE (dig's requeue)
         query = _make_query(name, rtype, version, payload, dnssec, recursion, qclass, nsid,
                             sent_cookie, bits)  # fmt: skip
@@ -231,7 +239,12 @@ async def dns_query(
             # dig 9.18 (its badcookie, on by default): a BADCOOKIE over UDP whose COOKIE
             # starts with ours is asked again with that whole cookie; a second one over TCP
             tail = " in TCP mode" if seen_badcookie else ""
+            if bits.showbadcookie:  # dig prints it (and its statistics) before the retry
+                shown.append({k: v for k, v in result.to_dict().items() if k not in HIDDEN})
             result.notes.append(f"BADCOOKIE, retrying{tail}.")
+            if requeue:  # dig's requeue_lookup: the caller starts again from its first
+                result.requeue_cookie, result.requeue_tcp = full, seen_badcookie
+                break
             over_tcp = over_tcp or seen_badcookie
             seen_badcookie, sent_cookie, learn, expect_opt = True, full, False, True
             if result.query_wire is not None:
@@ -240,10 +253,14 @@ async def dns_query(
         break
     if expect_opt and result.error is None and result.edns is None:
         result.notes.append(NO_OPT_NOTE)  # dig: a cookie of the lookup's, and no OPT came
+    result.badcookies = shown
     return result
 
 
 NO_OPT_NOTE = "expected opt record in response"
+#: what a BADCOOKIE reply kept for +showbadcookie leaves out: the lookup's remarks and
+#: queries are the final record's
+HIDDEN = ("notes", "query", "query_before", "badcookies")
 #: rounds of one query at most: a BADVERS for each version below the one asked (each
 #: lower: 255 at most), BADCOOKIE twice (UDP, then TCP), the last
 ROUNDS = 256 + 2 + 1

@@ -47,7 +47,8 @@ class QueryBits:
     +ednsopt=CODE[:HEX]'s, then +padding=N (a PADDING option that makes the message a
     multiple of N bytes); +ednsflags=N, +coflag (EDNS flag bits), +qid=N (the message
     ID), +noednsnegotiation (BADVERS not asked again with a lower version), +nobadcookie
-    (BADCOOKIE not asked again with the server's cookie)."""
+    (BADCOOKIE not asked again with the server's cookie), +showbadcookie (each BADCOOKIE
+    reply asked again kept, for dig's print of it before the retry)."""
 
     aa: bool = False
     ad: bool = True
@@ -68,6 +69,7 @@ class QueryBits:
     ednsneg: bool = True  # +noednsnegotiation: a BADVERS answer is not asked again
     besteffort: bool = True  # +nobesteffort: a reply BIND reads only with best effort is bad
     badcookie: bool = True  # +nobadcookie: a BADCOOKIE answer is not asked again
+    showbadcookie: bool = False  # +showbadcookie: the BADCOOKIE replies kept (`badcookies`)
     udpsize: bool = False  # +bufsize[=N] given (N < 32768): dig 9.18 then always has an OPT
 
     def with_edns(self) -> bool:

@@ -95,6 +95,13 @@ class DnsResult:
     # the reply's question name when its case is not the query's (dig shows the reply's:
     # a server's 0x20 or case changes seen as they came)
     reply_qname: str | None = None
+    # dig +showbadcookie: each BADCOOKIE reply asked again, as its record, in order
+    badcookies: list[dict[str, Any]] = field(default_factory=list)
+    # dns_query(requeue=True): the whole cookie to ask the lookup's servers again with
+    # after this BADCOOKIE (dig's requeued lookup; over TCP when `requeue_tcp`); not a
+    # field of the record
+    requeue_cookie: bytes | None = None
+    requeue_tcp: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -114,6 +121,8 @@ class DnsResult:
             out["qclass"] = self.qclass
         if self.reply_qname is not None:
             out["reply_qname"] = self.reply_qname
+        if self.badcookies:
+            out["badcookies"] = self.badcookies
         if self.query_wire is not None:
             out["query"] = self.query_wire.hex()
             if self.query_before:

@@ -525,6 +525,11 @@ class _Route:
                                 None)  # fmt: skip
 
 
+#: curl 7.88.1's happy eyeballs timeout (CURLOPT_HAPPY_EYEBALLS_TIMEOUT_MS default 200):
+#: the second address family is tried this long after the first one's connect began
+HAPPY_EYEBALLS_S = 0.2
+
+
 async def _hop(
     route: _Route,
     hop: _Hop,
@@ -632,23 +637,31 @@ async def _connect(
             return
         finally:  # whatever the lookup gave (a failure of the read, if the session ended,
             hop.start = await _stamp(start)  # is not left unhandled)
-    # --resolve HOST:PORT:A1,A2: each address in turn until one connects, as curl's (a
-    # refusal moves on at once; each but the last has half the time left)
+    # --resolve HOST:PORT:A1,A2 and a name's addresses: each in turn until one connects,
+    # as curl's (a refusal moves on at once; each but the last has half the time left)
     addrs = [parse_address(a) for a in str(connect_to).split(",")]
     for n, addr in enumerate(addrs):
         server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
         info(trace, f"  Trying {server}...")
         left = max(until - clock.seconds(), 0.001)
+        share = left if n == len(addrs) - 1 else left / 2
+        # curl's happy eyeballs: the other family is tried HAPPY_EYEBALLS_S after the
+        # first one's start (curl keeps the first attempt going beside it; ours gives it up)
+        eyeballs = n < len(addrs) - 1 and addrs[n + 1].version != addr.version
         try:
             stream = await TcpStream.connect(session, addr, port,
-                                             timeout=left if n == len(addrs) - 1 else left / 2,
+                                             timeout=min(share, HAPPY_EYEBALLS_S) if eyeballs
+                                             else share,
                                              recorder=route.recorder,
                                              rbufsz=rbufsz_for(route.rate))  # fmt: skip
             break
         except ControllerError as e:
             if n < len(addrs) - 1:
+                failure = connect_failure(e, addr, port)
+                if eyeballs and "no answer to the SYN" in failure:
+                    continue  # (curl says nothing: its next family starts beside it)
                 told = (until - began if n == 0 else left) / 2  # (curl's: its share at the start)
-                moved_on(trace, connect_failure(e, addr, port), addr, port, told)
+                moved_on(trace, failure, addr, port, told)
                 continue
             failed: ControllerError = e
     else:

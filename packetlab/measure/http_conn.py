@@ -4,12 +4,13 @@ name lookup, and the wait for an upload's next chunk."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 
 from packetlab.controller import (
     AddressLike,
@@ -256,6 +257,11 @@ def _input_read(reactor: Any) -> Deferred[None]:
     return d
 
 
+#: addresses of a family kept from a reply (a hostile one may hold hundreds): each is a
+#: connect tried in turn
+ADDRESSES_MAX = 8
+
+
 class _Unresolved(Exception):
     """The URL's host has no address: why, in one line (curl's exit 6; 28 when the
     connect timeout ran out during the lookup)."""
@@ -268,13 +274,16 @@ class _Unresolved(Exception):
 async def _resolve(
     session: EndpointSession, url: Url, family: int | None, until: float | None = None
 ) -> AddressLike:
-    """The host's address through the endpoint's DNS server; `until` (the reactor's
-    clock): curl's --connect-timeout, which bounds the lookup too (each query's wait cut
-    to what is left)."""
+    """The host's addresses through the endpoint's DNS server ("A1,A2,...": each tried
+    in turn by the connect); `until` (the reactor's clock): curl's --connect-timeout,
+    which bounds the lookup too (each query's wait cut to what is left). Without a
+    family, every AAAA and A address, IPv6 first, as curl 7.88.1 tries them (its happy
+    eyeballs; session 26, odds26: it was the first A, else the first AAAA)."""
     if url.host_is_address:
         return url.host
     if url.host.lower() == "localhost" or url.host.lower().endswith(".localhost"):
-        return "::1" if family == 6 else "127.0.0.1"  # curl 7.85+: never asked (the endpoint's)
+        # curl 7.85+: never asked (the endpoint's loopback): 127.0.0.1, then ::1 (odds26)
+        return {6: "::1", 4: "127.0.0.1"}.get(family or 0, "127.0.0.1,::1")
     # Only here: a URL with an address needs neither the DNS client nor dnspython (~60 ms
     # of a `pktlab run http` start, docs/performance.md).
     from packetlab.measure.dns import DnsError, dns_query
@@ -283,25 +292,32 @@ async def _resolve(
     began = clock.seconds()
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
     why = []
-    for qtype in qtypes:
-        wait = 2.0  # dns_query's, twice
-        if until is not None:
-            left = until - clock.seconds()
-            if left <= 0:
-                break
-            wait = min(wait, left / 2)
-        try:
-            r = await dns_query(session, url.host, qtype, timeout=wait)
-        except DnsError as e:  # no DNS server configured at the endpoint
-            raise _Unresolved(f"could not resolve host {url.host}: {e}") from None
-        for a in r.answers:
-            if a.type == qtype:
-                return a.data
-        if r.rcode == "NXDOMAIN":
-            raise _Unresolved(
-                f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
-            )
-        why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    found: dict[str, list[str]] = {"AAAA": [], "A": []}
+    wait = 2.0  # dns_query's, twice
+    left = math.inf if until is None else until - clock.seconds()
+    if left > 0:
+        wait = min(wait, left / 2)
+        # A and AAAA asked at once, as curl's resolver (getaddrinfo) asks them: the lookup
+        # takes the longer of the two, not their sum (time_namelookup)
+        asked = [dns_query(session, url.host, t, timeout=wait) for t in qtypes]
+        got = await DeferredList(asked, consumeErrors=True)
+        for qtype, (ok, value) in zip(qtypes, got, strict=True):
+            if not ok:
+                failure: Any = value
+                if failure.check(DnsError):  # no DNS server configured at the endpoint
+                    raise _Unresolved(f"could not resolve host {url.host}: {failure.value}")
+                failure.raiseException()
+            r = value
+            found[qtype] += [a.data for a in r.answers if a.type == qtype][:ADDRESSES_MAX]
+            if found[qtype]:
+                continue
+            if r.rcode == "NXDOMAIN" and qtype == qtypes[0]:  # the first: the name's answer
+                raise _Unresolved(
+                    f"could not resolve host {url.host}: no such name (NXDOMAIN from {r.server})"
+                )
+            why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
+    if found["AAAA"] or found["A"]:
+        return ",".join(dict.fromkeys([*found["AAAA"], *found["A"]]))
     if until is not None and clock.seconds() >= until - 1e-6:  # curl: (28) Resolving timed out
         raise _Unresolved(
             f"could not resolve host {url.host}: resolving timed out after "

@@ -71,11 +71,14 @@ def test_dns_bad_names_in_digs_words(name: str, why: str) -> None:
     assert str(e.value) == f"'{name}' is not a legal name ({why})"
 
 
-def test_dns_bad_name_is_an_early_error() -> None:
-    # as dig ("'a..b' is not a legal name"): before a.test is asked, not after it
+def test_dns_bad_name_is_an_error_in_its_turn() -> None:
+    # dig 9.18.49 asks a.test, then says "'a..b' is not a legal name" (exit 10) at a..b's
+    # lookup (setup_lookup). This test said "before a.test is asked", which dig does not
+    # do (session 26, odds26: checked beside dig, tests/integration/test_dns_batch_stop_dig.py);
+    # a bad first name is still an error before anything is sent (above)
+    # (the run itself: tests/unit/cli/test_run_dns_batch_stop.py)
     a = parse("dns", "a.test", "a..b")
-    with pytest.raises(RunError, match=r"'a\.\.b' is not a legal name \(empty label\)"):
-        run_dns.experiment(a, lambda r: None, Progress())
+    run_dns.experiment(a, lambda r: None, Progress())  # no error yet
 
 
 def test_dns_bad_type_is_an_early_error() -> None:

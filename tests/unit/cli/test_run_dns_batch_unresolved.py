@@ -76,3 +76,18 @@ def test_on_the_command_line_it_stays_an_error() -> None:
     args = parse("@nowhere.invalid", "a.test")
     with pytest.raises(RunError, match=r"nowhere\.invalid"):
         run_dns.target(args)
+
+
+def test_on_the_command_line_dig_s_words_and_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """dig 9.18.49 `dig @nowhere.invalid a.test`: `dig: couldn't get address for
+    'nowhere.invalid': not found` on stderr, exit 1, nothing on stdout (session 26, odds26:
+    ours said `--server nowhere.invalid: cannot resolve ...`)."""
+    from packetlab.cli import run_dns_exits
+
+    args = parse("@nowhere.invalid", "a.test")
+    with pytest.raises(RunError) as e:
+        run_dns.target(args)
+    assert str(e.value) == "couldn't get address for 'nowhere.invalid': not found"
+    args.dig_exit_codes = True
+    assert run_dns_exits.error_status(args, e.value) == 1  # dig's fatal()
+    assert capsys.readouterr().out == ""

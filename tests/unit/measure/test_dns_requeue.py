@@ -207,3 +207,64 @@ def test_a_server_stepping_down_one_version_at_a_time_is_followed_to_the_end() -
     r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", edns=20))
     assert len(sent(rig)) == 21 and r.rcode == "NOERROR" and r.edns is not None
     assert r.edns["version"] == 0  # each lower: dig's rounds end, and so do ours
+
+
+def test_showbadcookie_keeps_each_badcookie_and_prints_it_before_its_retry() -> None:
+    """dig 9.18's +showbadcookie (session 26, odds26; it was refused as not built): each
+    BADCOOKIE reply asked again is printed whole, with its statistics, before its
+    `;; BADCOOKIE, retrying.` (the banner before the first); +short: the answer alone."""
+    rig = Rig()
+    rig.endpoint.udp_servers[SERVER] = server(lambda q: True)
+    rig.endpoint.tcp_servers[SERVER] = tcp(lambda q: False)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True,
+                          bits=QueryBits(showbadcookie=True)))  # fmt: skip
+    assert [b["rcode"] for b in r.badcookies] == ["BADCOOKIE", "BADCOOKIE"]
+    assert [b["proto"] for b in r.badcookies] == ["udp", "udp"]
+    record = r.to_dict()
+    text = text_of(parse("@192.0.2.53", "+showbadcookie", "a.test"), record)
+    marks = ("; <<>> ", "status: BADCOOKIE", "MSG SIZE  rcvd:", ";; BADCOOKIE, retrying.\n")
+    at = [text.index(w) for w in marks]
+    assert at == sorted(at) and text.count("status: BADCOOKIE") == 2
+    assert text.index("retrying in TCP mode") < text.index("status: NOERROR")
+    assert text.count(";; MSG SIZE  rcvd:") == 3
+    short = parse("@192.0.2.53", "+showbadcookie", "+short", "a.test")
+    assert text_of(short, record) == "192.0.2.7\n"
+    rig = Rig()  # without it: nothing kept (the record as before)
+    rig.endpoint.udp_servers[SERVER] = server(lambda q: True)
+    rig.endpoint.tcp_servers[SERVER] = tcp(lambda q: False)
+    r = rig.run(dns_query(rig.session, "a.test", server="192.0.2.53", cookie=True))
+    assert r.badcookies == [] and "badcookies" not in r.to_dict()
+
+
+def test_a_badcookie_requeues_the_lookup_from_its_first_server() -> None:
+    """dig 9.18 `@A @B` where A is silent and B says BADCOOKIE: the lookup is requeued
+    from A (B's cookie, the tries left), then B (session 26, odds26: ours asked B again
+    at once). One server: asked again itself, as before."""
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli.run_dns_ask import _ask
+
+    rig = Rig()
+    asked: list[str] = []
+    enforcing = server(without_server_cookie)
+
+    def silent(q: bytes) -> list[bytes]:
+        asked.append("A")
+        return []
+
+    def b(q: bytes) -> list[bytes]:
+        asked.append("B" if cookie_of(q) == (cookie_of(q) or b"")[:8] else "B+")
+        return enforcing(q)
+
+    rig.endpoint.udp_servers[("192.0.2.1", 53)] = silent
+    rig.endpoint.udp_servers[SERVER] = b
+    servers = [("192.0.2.1", 53), SERVER]
+    asking = _ask(rig.session, servers, "a.test", "A", tcp=False, timeout=1.0, attempts=1,
+                  cookie=True, keep_query=True)  # fmt: skip
+    r = rig.run(Deferred.fromCoroutine(asking))
+    assert asked == ["A", "B", "A", "B+"]
+    assert (r.rcode, r.server, len(r.answers)) == ("NOERROR", "192.0.2.53", 1)
+    assert [n.split(":")[0] for n in r.notes] == [
+        "communications error to 192.0.2.1#53", "BADCOOKIE, retrying.",
+        "communications error to 192.0.2.1#53"]  # fmt: skip
+    assert len(r.query_before) == 1  # dig +qr: the first lookup's query, then the second's
