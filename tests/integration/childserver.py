@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -48,3 +48,35 @@ def listen_udp_tcp(reactor: Any, udp: Any, factory: Any, addr: str) -> int:
         except CannotListenError:
             port.stopListening()
     raise CannotListenError(addr, 0, "no port number free for both UDP and TCP")
+
+
+def serve_dns(
+    udp_reply: Callable[[bytes], bytes | None],
+    tcp_reply: Callable[[bytes], bytes | None],
+    argv: list[str],
+) -> None:
+    """Run a DNS server in the child: each UDP datagram and each TCP message (2-byte
+    length framed) answered by its function (None: no answer) on one port of `argv[0]`
+    (127.0.0.1 by default), printed first; until the parent stops it."""
+    from twisted.internet import protocol
+    from twisted.internet import reactor as _reactor
+    from twisted.protocols.basic import Int16StringReceiver
+
+    reactor: Any = _reactor
+
+    class Udp(protocol.DatagramProtocol):
+        def datagramReceived(self, data: bytes, addr: Any) -> None:
+            out = udp_reply(data)
+            if out is not None and self.transport is not None:
+                self.transport.write(out, addr)
+
+    class Tcp(Int16StringReceiver):
+        def stringReceived(self, data: bytes) -> None:
+            out = tcp_reply(data)
+            if out is not None:
+                self.sendString(out)
+
+    addr = argv[0] if argv else "127.0.0.1"
+    factory = protocol.Factory.forProtocol(Tcp)
+    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
+    reactor.run()

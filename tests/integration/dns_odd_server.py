@@ -22,19 +22,13 @@ import base64
 import hashlib
 import struct
 import sys
-from typing import Any
 
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.zone
-from childserver import listen_udp_tcp
-from twisted.internet import protocol
-from twisted.internet import reactor as _reactor
-from twisted.protocols.basic import Int16StringReceiver
-
-reactor: Any = _reactor
+from childserver import serve_dns
 
 
 def _bytes(seed: str, n: int) -> bytes:
@@ -125,25 +119,8 @@ def reply_to(wire: bytes) -> bytes | None:
     return r.to_wire(want_shuffle=False)  # the zone's order, as dig sees it each time
 
 
-class Udp(protocol.DatagramProtocol):
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        out = reply_to(data)
-        if out is not None and self.transport is not None:
-            self.transport.write(out, addr)
-
-
-class Tcp(Int16StringReceiver):
-    def stringReceived(self, data: bytes) -> None:
-        out = reply_to(data)
-        if out is not None:
-            self.sendString(out)
-
-
 def main(argv: list[str]) -> None:
-    addr = argv[0] if argv else "127.0.0.1"
-    factory = protocol.Factory.forProtocol(Tcp)
-    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
-    reactor.run()
+    serve_dns(reply_to, reply_to, argv)
 
 
 if __name__ == "__main__":

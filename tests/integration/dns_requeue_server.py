@@ -22,19 +22,14 @@ with BADVERS and version 3 (dig asks again only with a version below the one ask
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
-from childserver import listen_udp_tcp
-from twisted.internet import protocol
-from twisted.internet import reactor as _reactor
-from twisted.protocols.basic import Int16StringReceiver
+from childserver import serve_dns
 
-reactor: Any = _reactor
 SERVER_COOKIE = bytes.fromhex("00112233445566778899aabbccddeeff")
 COOKIE = dns.edns.OptionType.COOKIE
 # a client cookie of any length: dnspython's CookieOption refuses one under 8 bytes
@@ -77,25 +72,8 @@ def reply_to(wire: bytes, tcp: bool) -> bytes | None:
     return r.to_wire()
 
 
-class Udp(protocol.DatagramProtocol):
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        out = reply_to(data, False)
-        if out is not None and self.transport is not None:
-            self.transport.write(out, addr)
-
-
-class Tcp(Int16StringReceiver):
-    def stringReceived(self, data: bytes) -> None:
-        out = reply_to(data, True)
-        if out is not None:
-            self.sendString(out)
-
-
 def main(argv: list[str]) -> None:
-    addr = argv[0] if argv else "127.0.0.1"
-    factory = protocol.Factory.forProtocol(Tcp)
-    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
-    reactor.run()
+    serve_dns(lambda q: reply_to(q, False), lambda q: reply_to(q, True), argv)
 
 
 if __name__ == "__main__":

@@ -76,12 +76,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.tsig
 import dns.zone
-from childserver import listen_udp_tcp
-from twisted.internet import protocol
-from twisted.internet import reactor as _reactor
-from twisted.protocols.basic import Int16StringReceiver
-
-reactor: Any = _reactor
+from childserver import serve_dns
 
 
 def _b64(seed: str, n: int) -> str:
@@ -604,25 +599,8 @@ def reply_to(wire: bytes, limit: int | None) -> bytes | None:
         return response.to_wire(want_shuffle=False)
 
 
-class Udp(protocol.DatagramProtocol):
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        out = reply_to(data, 512)
-        if out is not None and self.transport is not None:
-            self.transport.write(out, addr)
-
-
-class Tcp(Int16StringReceiver):
-    def stringReceived(self, data: bytes) -> None:
-        out = reply_to(data, None)
-        if out is not None:
-            self.sendString(out)
-
-
 def main(argv: list[str]) -> None:
-    addr = argv[0] if argv else "127.0.0.1"
-    factory = protocol.Factory.forProtocol(Tcp)
-    print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
-    reactor.run()
+    serve_dns(lambda q: reply_to(q, 512), lambda q: reply_to(q, None), argv)
 
 
 if __name__ == "__main__":
