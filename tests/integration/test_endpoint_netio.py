@@ -69,16 +69,26 @@ def until(cond: Any, reactor: MemoryReactor, timeout: float = 5) -> None:
         time.sleep(0.001)
 
 
-def test_tcp_partial_writes_then_ntag_then_fin(net: Any) -> None:
-    network, reactor, events = net
+def connected(
+    network: ReactorNetwork, reactor: MemoryReactor, events: Events
+) -> tuple[TcpIO, socket.socket, socket.socket]:
+    """A TCP socket of the endpoint (id 2) connected to a loopback server: the endpoint's
+    io, the server's end, the listener."""
     server = socket.create_server(("127.0.0.1", 0))
     skt = Skt(2, 4, 6, 1 << 20)
     io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
     peer, _ = server.accept()
     until(lambda: "tcp_established" in events.names(), reactor)
+    assert isinstance(io, TcpIO)
+    return io, peer, server
+
+
+def test_tcp_partial_writes_then_ntag_then_fin(net: Any) -> None:
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
     io._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     blob = bytes(range(256)) * 16384  # 4 MiB: far more than the socket buffers hold
-    p = PendingSend(skt, 5, blob, None, 0)
+    p = PendingSend(io.skt, 5, blob, None, 0)
     assert io.send(p) is False  # not all written yet
     io.shutdown_write()  # FIN only after the last byte
     got = bytearray()
@@ -117,11 +127,7 @@ def test_tcp_connect_refused(net: Any) -> None:
 
 def test_tcp_budget_stop_eof_and_reset(net: Any) -> None:
     network, reactor, events = net
-    server = socket.create_server(("127.0.0.1", 0))
-    skt = Skt(2, 4, 6, 1 << 20)
-    io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
-    peer, _ = server.accept()
-    until(lambda: "tcp_established" in events.names(), reactor)
+    io, peer, server = connected(network, reactor, events)
     events.room = 0
     peer.sendall(b"data")
     until(lambda: "tcp_blocked" in events.names(), reactor)
@@ -248,11 +254,7 @@ def test_tcp_data_and_fin_together_are_read_in_one_turn(net: Any) -> None:
     """A peer that sends its reply and closes: the data and the EOF come out of one
     doRead, so the ndata and the PEERCLOSED leave together (not a reactor turn apart)."""
     network, reactor, events = net
-    server = socket.create_server(("127.0.0.1", 0))
-    skt = Skt(2, 4, 6, 1 << 20)
-    io = network.open_tcp(skt, bytes(4), 0, LO4, server.getsockname()[1], events)
-    peer, _ = server.accept()
-    until(lambda: "tcp_established" in events.names(), reactor)
+    io, peer, server = connected(network, reactor, events)
     peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
     peer.shutdown(socket.SHUT_WR)  # the FIN follows the reply at once
     assert select.select([io.fileno()], [], [], 5)[0], "the reply never came"
