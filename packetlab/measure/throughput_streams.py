@@ -316,7 +316,7 @@ class Streams:
         upload's last send is not followed by a controller round trip), and the streams'
         last TCP_INFO read until then (`last_sample_before`)."""
         self.end_queued = True
-        self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+        self.ctl.send_state(State.TEST_END, time=self.stop_at)
         if self.sample_tcp:
             self.final = Deferred.fromCoroutine(self.last_sample_before(self.stop_at))
 
