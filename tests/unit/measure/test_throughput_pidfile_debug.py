@@ -135,4 +135,3 @@ def test_debug_line_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     run_throughput.debug_line("state TEST_START (1) received")
     out, err = capsys.readouterr()
     assert out == "" and err == "pktlab run throughput: debug: state TEST_START (1) received\n"
-
