@@ -135,3 +135,21 @@ def test_debug_line_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     run_throughput.debug_line("state TEST_START (1) received")
     out, err = capsys.readouterr()
     assert out == "" and err == "pktlab run throughput: debug: state TEST_START (1) received\n"
+
+
+def test_a_failed_tests_document_ends_as_3_12s() -> None:
+    """-J -T tt --extra-data "hello x" against a refused port: native 3.12's document
+    ends `"error"`, `"title"`, `"extra_data"` (iperf_errexit adds the error, then
+    iperf_json_finish the rest; a Ctrl-C's `interrupt - ...` too); ours had the title
+    before the error and no extra_data (session 26, iperf26b)."""
+    from packetlab.measure.throughput_json import document
+    from packetlab.measure.throughput_timed import TimedResult
+
+    result = TimedResult(TimedSpec(seconds=1, extra_data="hello x"), "127.0.0.1", 15298)
+    result.error = "connect to 127.0.0.1:15298: connection refused"
+    result.native_error = "unable to connect to server: Connection refused"
+    r = result.to_dict()
+    assert r["extra_data"] == "hello x"
+    doc = document(None, [], r, 0.0, "v", title="tt")
+    assert list(doc)[-3:] == ["error", "title", "extra_data"]
+    assert doc["error"] == "unable to connect to server: Connection refused"
