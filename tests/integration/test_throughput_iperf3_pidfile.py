@@ -39,7 +39,7 @@ def test_pidfile_holds_the_pid_and_goes_with_sigterm_as_native(tool: str, tmp_pa
     try:
         wait_tcp_listening(p, timeout=20)
         proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "-t", "20", "-b",
-                                 "10M", "-I", str(pid)],
+                                 "10M", "-I", str(pid), "--forceflush"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
                                 cwd=REPO, text=True)  # fmt: skip
         try:
@@ -47,12 +47,17 @@ def test_pidfile_holds_the_pid_and_goes_with_sigterm_as_native(tool: str, tmp_pa
             _poll(lambda: pid.read_text() != "")
             assert pid.read_text() == str(proc.pid)  # no newline, as 3.12's
             assert pid.stat().st_mode & 0o777 == 0o600
+            assert proc.stdout is not None
+            head = ""  # the first interval line: the test runs (the file came before)
+            while " sec " not in head and proc.poll() is None:
+                head += proc.stdout.readline()
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+        out = head + out
         assert not pid.exists(), (out, err)
         if tool == "pktlab":
             assert "pktlab run throughput: debug: state TEST_START (1) received" in err, err
