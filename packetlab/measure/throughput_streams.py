@@ -182,6 +182,18 @@ class Streams:
             for rec in self.intervals.add(flow.label, t, nbytes, packets):
                 self._emit(rec)
 
+    def _close_until(self, t: int) -> None:
+        """The intervals (the pre-test's while in it) that ended by the stamp `t`."""
+        if self.omit_ns and t < self.counted_from:
+            if self.omitted is not None:
+                for rec in self.omitted.until(t):
+                    self._emit(rec, omitted=True)
+            return
+        self._close_omitted()
+        if self.intervals is not None:
+            for rec in self.intervals.until(t):
+                self._emit(rec)
+
     def close_by_clock(self, now: int) -> None:
         """The intervals that ended by the endpoint time `now` (ns), shown as iperf3's
         timer shows them, empty or not (`CLOCK_CLOSE_S`); a -t test's last one is left
