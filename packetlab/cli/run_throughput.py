@@ -53,6 +53,8 @@ process cannot be pinned to a CPU), -B ADDR%DEV and --bind-dev DEV (SO_BINDTODEV
 -b RATE/BURST: iperf3's burst mode (BURST blocks back to back); --pacing-timer USEC is told
 the server; --rcv-timeout MS: a receiving test fails when idle that long, as iperf3.
 --username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
+-I FILE: this process's PID in FILE while the command runs, as iperf3 -I; -d: the control
+connection's states and JSON messages on stderr (ours, not iperf3's debug lines).
 """
 
 
@@ -187,6 +189,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.repeating_payload
         or args.username is not None
         or args.file is not None
+        or args.debug is not None
         or output.selected(args)
     )
 
@@ -369,6 +372,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeating-payload", dest="repeating_payload", action="store_true",
                    help="blocks of '0123456789...' instead of zeros, both ways (the "
                    "server is told), as iperf3")  # fmt: skip
+    p.add_argument("-I", "--pidfile", default=None, metavar="FILE",
+                   help="write this process's PID to FILE for the command's time (removed "
+                   "at its end), as iperf3 -I")  # fmt: skip
+    p.add_argument("-d", "--debug", nargs="?", const="4", default=None, metavar="LEVEL",
+                   help="the control connection's states and JSON messages on stderr "
+                   "(ours, not iperf3's debug lines; LEVEL taken and not used, as iperf3 "
+                   "3.12 takes any)")  # fmt: skip
     output.add_options(p)
     p.add_argument("--runs", type=int, default=1, metavar="N", help="transfers [default: 1]")
     p.add_argument(
@@ -442,6 +452,12 @@ def refused(args: argparse.Namespace) -> str | None:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
+    run = _experiment(args, emit, progress)
+    path = getattr(args, "pidfile", None)
+    return run if path is None else pidfile_kept(run, path)
+
+
+def _experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
     host, port = split_host_port(args.server, 5201, args.port, family=args.family)
@@ -481,6 +497,23 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             emit(r.to_dict())
 
     return pcapout.recording(args, recorder, run)
+
+
+def pidfile_kept(run: Experiment, path: str) -> Experiment:
+    """`run` with -I's file written now (its options checked, nothing sent yet: iperf3
+    writes it before it connects) and removed when the run ends, however it ends."""
+    from packetlab.cli.run_throughput_pidfile import PidFile
+
+    pid = PidFile(path)
+    pid.create()
+
+    async def kept(session: Any) -> None:
+        try:
+            await run(session)
+        finally:
+            pid.remove()
+
+    return kept
 
 
 def bind(args: argparse.Namespace, host: str) -> str | None:
@@ -563,6 +596,7 @@ def timed_experiment(
         pacing_timer=iperf3.DEFAULT_PACING_TIMER if args.pacing_timer is None
         else args.pacing_timer,
         fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
+        debug=None if args.debug is None else debug_line,
     )  # fmt: skip
     try:
         spec.check()
@@ -600,6 +634,15 @@ def timed_experiment(
             emit({**r.to_dict(), "host": named})
 
     return pcapout.recording(args, recorder, run)
+
+
+def debug_line(text: str) -> None:
+    """-d's line on stderr (iperf3 prints its own debug lines on stdout; ours stay off the
+    output, so -J's document and the text parse as without -d)."""
+    import sys
+
+    sys.stderr.write(f"{output.PROG}: debug: {text}\n")
+    sys.stderr.flush()
 
 
 def udp_mss_warning(r: Record) -> str | None:

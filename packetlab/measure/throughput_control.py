@@ -88,11 +88,15 @@ CTL_MAX_UNREAD = 32
 
 
 class Control:
-    """The iperf3 control channel over an endpoint TCP stream."""
+    """The iperf3 control channel over an endpoint TCP stream. `debug` (iperf3's -d
+    here) is told each state and JSON message as it goes either way, one line each."""
 
-    def __init__(self, stream: TcpStream, timeout: float) -> None:
+    def __init__(
+        self, stream: TcpStream, timeout: float, debug: Callable[[str], None] | None = None
+    ) -> None:
         self.stream = stream
         self.timeout = timeout
+        self.debug = debug
         self.time = 0  # endpoint receive stamp of the last state read
         self.flooded = False
         stream.sock.add_callback(self._watch)
@@ -123,6 +127,7 @@ class Control:
             state = iperf3.parse_state(got.data)
         except Iperf3Error as e:
             raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
+        self._say(f"state {state.name} ({int(state)}) received, endpoint time {got.time / 1e9:.6f}")
         if state in (State.ACCESS_DENIED, State.SERVER_ERROR):
             detail = ""
             if state == State.SERVER_ERROR:
@@ -154,8 +159,24 @@ class Control:
             raise Iperf3Error(f"iperf3 server said {state.name}, expected {names}")
         return state
 
-    def send_state(self, state: State) -> None:
-        self.stream.send(iperf3.state_byte(state))
+    def send_state(self, state: State, time: int | None = None) -> None:
+        """`state` now, or queued at the endpoint for its time `time` (ns)."""
+        when = "sent" if time is None else f"queued for endpoint time {time / 1e9:.6f}"
+        self._say(f"state {state.name} ({int(state)}) {when}")
+        if time is None:
+            self.stream.send(iperf3.state_byte(state))
+        else:
+            self.stream.send(iperf3.state_byte(state), time=time)
+
+    def send_json(self, obj: dict[str, Any]) -> None:
+        """One JSON message (its u32 length first), as iperf3's JSON_write."""
+        data = iperf3.encode_json(obj)
+        self._say(f"JSON sent ({len(data) - 4} bytes): {data[4:].decode('utf-8', 'replace')}")
+        self.stream.send(data)
+
+    def _say(self, line: str) -> None:
+        if self.debug is not None:
+            self.debug(line)
 
     @property
     def peer(self) -> str:
@@ -168,6 +189,9 @@ class Control:
         head = await self.stream.read_exactly(4, self.timeout)
         try:
             body = await self.stream.read_exactly(iperf3.json_length(head.data), self.timeout)
+            if self.debug is not None:  # the server's text as it came (not a terminal's)
+                text = body.data.decode("utf-8", "replace").encode("unicode_escape")
+                self._say(f"JSON received ({len(body.data)} bytes): {text.decode('ascii')}")
             return parse(iperf3.decode_json(body.data))
         except Iperf3Error as e:
             raise Iperf3Error(f"the iperf3 server {self.peer}: {e}") from None
@@ -193,10 +217,12 @@ async def admitted(
     *,
     laddr: str | None = None,
     timeout: float | None = None,
+    debug: Callable[[str], None] | None = None,
 ) -> tuple[Control, bytes]:
     """The control connection of a new test (from `laddr`, established within `timeout`
     s: iperf3's -B, --connect-timeout), its cookie sent and PARAM_EXCHANGE read; the
-    cookie. Raises the last attempt's error (ControllerError, Iperf3Error)."""
+    cookie (and the states, `debug`, Control's). Raises the last attempt's error
+    (ControllerError, Iperf3Error)."""
     attempt = 1
     wait = CONNECT_TIMEOUT_S if timeout is None else timeout
     while True:
@@ -211,8 +237,10 @@ async def admitted(
             continue
         key = iperf3.cookie()
         try:
+            if debug is not None:
+                debug(f"cookie sent: {key[:-1].decode('ascii', 'replace')}")
             stream.send(key)
-            ctl = Control(stream, timeout=10.0)
+            ctl = Control(stream, timeout=10.0, debug=debug)
             await ctl.expect(State.PARAM_EXCHANGE)
             return ctl, key
         except StreamError as e:

@@ -222,6 +222,14 @@ def document(
     doc: Record = {"start": start(connected, r, started, version)}
     doc["intervals"] = [interval(i) for i in intervals]
     doc["end"] = {} if "error" in r else end(r)
+    # the error before the title and the rest: 3.12's iperf_errexit adds it, then
+    # iperf_json_finish the title, extra_data and the server's output (a Ctrl-C too)
+    if "error" in r:  # iperf3's words for it, where it has its own
+        doc["error"] = r.get("iperf3_error", r["error"])
+    elif r.get("stopped"):  # Ctrl-C: as 3.12's document of an interrupted test
+        from packetlab.measure.iperf3 import INTERRUPTED
+
+        doc["error"] = INTERRUPTED
     if title is not None:
         doc["title"] = title
     if "extra_data" in r:
@@ -229,12 +237,6 @@ def document(
     for key in ("server_output_text", "server_output_json"):
         if key in r:
             doc[key] = r[key]
-    if "error" in r:  # iperf3's words for it, where it has its own
-        doc["error"] = r.get("iperf3_error", r["error"])
-    elif r.get("stopped"):  # Ctrl-C: as 3.12's document of an interrupted test
-        from packetlab.measure.iperf3 import INTERRUPTED
-
-        doc["error"] = INTERRUPTED
     return doc
 
 

@@ -12,7 +12,7 @@ from packetlab.measure.iperf3 import Iperf3Error
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import sleep
 from packetlab.measure.throughput_reads import end_all
-from packetlab.measure.throughput_streams import END_AHEAD_S, Flow, Streams
+from packetlab.measure.throughput_streams import CLOCK_CLOSE_S, END_AHEAD_S, Flow, Streams
 from packetlab.wire import Ndata, Nstat, NstatCode
 
 __all__ = ["Receiving"]
@@ -56,6 +56,10 @@ class Receiving(Streams):
             nbytes = flow.reads.take(nbytes, self._received_all)
         if self.spec.udp and len(note.data) >= (16 if self.spec.wide else 12):
             count, sent = iperf3.parse_udp_header(note.data, wide=self.spec.wide)
+            # the intervals this datagram closes, before it is in the loss figures (its
+            # bytes go to the next one: its Lost/Total counted it, 0/3 beside 2 datagrams'
+            # bytes, where native's lines agree)
+            self._close_until(note.time)
             if self.omit_ns and flow.omit_mark is None and note.time >= self.counted_from:
                 self._close_omitted()  # the pre-test's loss is not the test's (iperf3)
                 flow.omit_mark = (flow.udp.lost, flow.udp.packets, flow.udp.out_of_order)
@@ -119,6 +123,17 @@ class Receiving(Streams):
             native=IDLE,
         )
 
+    def _clock_intervals(self) -> None:
+        """Receiving: the intervals that passed with no data notification (a stalled
+        server), closed on the endpoint's clock (`close_by_clock`), estimated from
+        TEST_START's stamp and when it was read (behind the endpoint's, if anything)."""
+        if not self.t0 or self.spec.bidir:  # --bidir: its sending half's ntags may be late
+            return
+        here = self.session.reactor.seconds()
+        if here - max(self.heard, self.idle_from) < CLOCK_CLOSE_S:
+            return
+        self.close_by_clock(self.t0 + int((here - self.idle_from - CLOCK_CLOSE_S) * 1e9))
+
     def started(self, t0: int) -> None:
         self.t0 = t0
         self.idle_from = self.session.reactor.seconds()  # --rcv-timeout counts from here
@@ -141,6 +156,7 @@ class Receiving(Streams):
             self.done.addTimeout(timeout, clock)
             self._watch_stop()
             self._watch_idle()  # --rcv-timeout: the wait watched for it
+            self._watch_clock()  # intervals without data closed as they pass
             self.awaiting_done = True  # a server gone fails it (watch_control)
             if self.failure is not None and not self.done.called:  # gone already
                 self.done.errback(self.failure)
@@ -153,7 +169,7 @@ class Receiving(Streams):
                     f"only {got} of {want} bytes arrived within {timeout:g} s"
                 ) from None
             finally:
-                for timer in (self._stop_timer, self._idle_timer):
+                for timer in (self._stop_timer, self._idle_timer, self._clock_timer):
                     if timer is not None and timer.active():
                         timer.cancel()
             if not self.stopped:
@@ -175,6 +191,14 @@ class Receiving(Streams):
             self.done.callback(None)
             return
         self._stop_timer = self.session.reactor.callLater(0.05, self._watch_stop)
+
+    def _watch_clock(self) -> None:
+        """Download -n/-k: the intervals closed on the clock while the count is awaited
+        (polled, as -t's wait does)."""
+        if self.done.called:
+            return
+        self._clock_intervals()
+        self._clock_timer = self.session.reactor.callLater(0.1, self._watch_clock)
 
     def _watch_idle(self) -> None:
         """Download -n/-k with --rcv-timeout: fail `done` once idle that long (polled)."""
@@ -201,6 +225,7 @@ class Receiving(Streams):
             if self.failure is not None:  # the control connection closed (watch_control)
                 raise self.failure
             self._check_idle()
+            self._clock_intervals()
             if self.progress is not None:
                 done = clock.seconds() - here + (now - self.t0) / 1e9
                 self.progress(self.spec.progress(done))

@@ -81,6 +81,8 @@ class TimedResult:
         if self.error is not None:
             out["error"] = self.error
             out["iperf3_error"] = self.native_error or self.error  # -J's `error`, the text's
+            if s.extra_data is not None:  # 3.12's document of a failed test has it too
+                out["extra_data"] = s.extra_data
             return out
         if s.bidir:
             out["bidir"] = True

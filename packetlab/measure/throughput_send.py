@@ -15,7 +15,7 @@ from packetlab.controller import RequestFailed, SendFailed, read_time
 from packetlab.measure import iperf3
 from packetlab.measure.stream import StreamError
 from packetlab.measure.throughput_control import ThroughputError
-from packetlab.measure.throughput_streams import END_AHEAD_S, Flow, Streams
+from packetlab.measure.throughput_streams import CLOCK_CLOSE_S, END_AHEAD_S, Flow, Streams
 from packetlab.wire import Ntag
 
 __all__ = ["Sending"]
@@ -132,6 +132,12 @@ class Sending(Streams):
                 break
             if clock.seconds() > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
+            if (
+                not spec.bidir
+                and self.t0
+                and clock.seconds() - max(self.heard_ntag, base_here) >= CLOCK_CLOSE_S
+            ):  # no ntag for a while (a stalled server): the clock's
+                self.close_by_clock(endpoint_now() - int(CLOCK_CLOSE_S * 1e9))
             if self.progress is not None and self.spec.seconds is not None:
                 done = max(0, self.latest - self.t0) / 1e9
                 self.progress(self.spec.progress(done))
@@ -268,6 +274,7 @@ class Sending(Streams):
     def _sent(self, tag: Ntag, f: Flow, size: int, unit: int, when: int, head: bytes) -> Ntag:
         spec = self.spec
         self.awaiting -= 1
+        self.heard_ntag = self.session.reactor.seconds()
         if head and self.capture is not None:  # when it went to the kernel: unpaced, or
             # paced with every send tagged (up to TAGS_PER_S a stream: any upload under an
             # endpoint's default 10 Mb/s quota); it was the scheduled time, up to 18.7 ms

@@ -5,6 +5,7 @@ refused here with its words."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from packetlab.measure import iperf3
@@ -62,6 +63,9 @@ class TimedSpec:
     # long fails with iperf3 3.12's `idle timeout for receiving data` (native's default
     # 120 s; here, without it, --max-time bounds the test)
     rcv_timeout: float | None = None
+    # -d: told each control state and JSON message, a line each (ours, not iperf3's
+    # debug lines)
+    debug: Callable[[str], None] | None = None
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):

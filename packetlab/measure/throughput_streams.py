@@ -81,6 +81,16 @@ END_AHEAD_S = 0.25
 FINAL_SAMPLE_EVERY_S, FINAL_SAMPLE_FROM_S = 0.01, 0.03
 
 
+#: An interval no stamp closed is closed by the clock once the endpoint's time
+#: (estimated) is this far past its end and no data notification (receiving) or ntag
+#: (sending) came for as long: a stalled server, whose intervals iperf3's timer prints
+#: as they pass (`0.00 Bytes`); until session 26 (iperf26b) ours waited for the next
+#: stamp, printing them when the data resumed, at the end or before --rcv-timeout's
+#: error. While data flows its stamps close the intervals, as before: a notification
+#: late by less than this still counts in its own interval.
+CLOCK_CLOSE_S = 0.25
+
+
 class Streams:
     """One test's data streams once the server asked for them: the state both halves
     share."""
@@ -118,8 +128,10 @@ class Streams:
         self.tagged = self.late = self.late_max = 0  # scheduled sends: tagged, late, worst ns
         self.awaiting = 0  # upload: ntags asked for and not come yet
         self.heard = 0.0  # download: when the last data notification came (controller s)
+        self.heard_ntag = 0.0  # upload: when the last ntag came (controller s)
         self.idle_from = 0.0  # download: TEST_START's time here (--rcv-timeout's start)
         self._idle_timer: Any = None  # download -n/-k with --rcv-timeout: its poll
+        self._clock_timer: Any = None  # download -n/-k: the intervals' clock poll
         self.idle_seen = False  # --rcv-timeout: idle at the last check (confirmed next)
         self.counted = False  # the figures are final: later notifications are not counted
         self.early: list[tuple[Flow, Ndata]] = []  # download data seen before `started`
@@ -169,6 +181,36 @@ class Streams:
         if self.intervals is not None:
             for rec in self.intervals.add(flow.label, t, nbytes, packets):
                 self._emit(rec)
+
+    def _close_until(self, t: int) -> None:
+        """The intervals (the pre-test's while in it) that ended by the stamp `t`."""
+        if self.omit_ns and t < self.counted_from:
+            if self.omitted is not None:
+                for rec in self.omitted.until(t):
+                    self._emit(rec, omitted=True)
+            return
+        self._close_omitted()
+        if self.intervals is not None:
+            for rec in self.intervals.until(t):
+                self._emit(rec)
+
+    def close_by_clock(self, now: int) -> None:
+        """The intervals that ended by the endpoint time `now` (ns), shown as iperf3's
+        timer shows them, empty or not (`CLOCK_CLOSE_S`); a -t test's last one is left
+        for the test's end. The flows' totals are not touched: a stamp that comes later
+        counts in the open interval, as `Intervals` counts another stream's late one."""
+        if self.intervals is None or self.counted or self.read_all or self.end_sent:
+            return
+        if self.spec.seconds is not None:
+            now = min(now, self.stop_at - 1)
+        if self.omitted is not None:  # -O's pre-test
+            if now < self.counted_from:
+                for rec in self.omitted.until(now):
+                    self._emit(rec, omitted=True)
+                return
+            self._close_omitted()
+        for rec in self.intervals.until(now):
+            self._emit(rec)
 
     def _emit(self, rec: dict[str, Any], omitted: bool = False) -> None:
         if self.on_interval is not None:
@@ -316,7 +358,7 @@ class Streams:
         upload's last send is not followed by a controller round trip), and the streams'
         last TCP_INFO read until then (`last_sample_before`)."""
         self.end_queued = True
-        self.ctl.stream.send(iperf3.state_byte(State.TEST_END), time=self.stop_at)
+        self.ctl.send_state(State.TEST_END, time=self.stop_at)
         if self.sample_tcp:
             self.final = Deferred.fromCoroutine(self.last_sample_before(self.stop_at))
 

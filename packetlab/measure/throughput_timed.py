@@ -456,7 +456,7 @@ async def timed_test(
             return result
     try:
         ctl, key = await admitted(session, addr, port, recorder, laddr=spec.bind,
-                                   timeout=spec.connect_timeout)  # fmt: skip
+                                   timeout=spec.connect_timeout, debug=spec.debug)  # fmt: skip
     except Iperf3Error as e:
         result.error = str(e)
         result.native_error = native_error(e, result.error)
@@ -491,7 +491,7 @@ async def timed_test(
             repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
             title=spec.title, pacing_timer=spec.pacing_timer, burst=spec.burst,
         )  # fmt: skip
-        ctl.stream.send(iperf3.encode_json(params))
+        ctl.send_json(params)
         try:
             await ctl.expect(State.CREATE_STREAMS)
         except Iperf3Error as e:  # iperf3 3.12's server fails the test, saying nothing more
@@ -528,7 +528,7 @@ async def timed_test(
         ours = iperf3.timed_client_results(
             test.figures(tcp), has_retransmits=test.has_retransmits(tcp)
         )
-        ctl.stream.send(iperf3.encode_json(ours))
+        ctl.send_json(ours)
         theirs, output, result.remote = await ctl.read_json(_server_results)
         test.show_held(result.remote.pop("sender_has_retransmits", None))
         if spec.server_output:  # an iperf3 3.12 server keeps sending it after one asked

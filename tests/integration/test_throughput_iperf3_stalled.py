@@ -142,3 +142,67 @@ def test_a_udp_upload_to_a_killed_server_fails_at_once_as_native() -> None:
     assert ours.stderr.splitlines()[-1] == f"pktlab run throughput: {line}", ours.stderr
     assert theirs.stderr.splitlines()[-1] == f"iperf3: {line}", theirs.stderr
     assert theirs_s < 1 and ours_s < 2, (ours_s, theirs_s)
+
+
+def stalled_lines(
+    cmd: list[str], args: list[str], stall: float
+) -> tuple[list[tuple[float, str]], float]:
+    """As `stalled`, with each stdout line's arrival (s from the stop) and the resume's
+    (a timer: the client may print nothing meanwhile)."""
+    import threading
+
+    p = _free_port()
+    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    resumed: list[float] = []
+
+    def resume() -> None:
+        server.send_signal(signal.SIGCONT)
+        resumed.append(time.monotonic())
+
+    timer = threading.Timer(stall, resume)
+    try:
+        wait_tcp_listening(p, timeout=20)
+        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "--forceflush",
+                                 *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env=ENV, cwd=REPO, text=True, bufsize=1)  # fmt: skip
+        assert proc.stdout is not None
+        lines: list[tuple[float, str]] = []
+        stopped = 0.0
+        try:
+            for line in proc.stdout:
+                lines.append((time.monotonic(), line.rstrip("\n")))
+                if not stopped and " sec " in line:
+                    server.send_signal(signal.SIGSTOP)
+                    stopped = time.monotonic()
+                    timer.start()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
+            if stopped:
+                timer.join(stall + 1)
+        assert stopped and resumed, lines
+        return [(t - stopped, text) for t, text in lines], resumed[0] - stopped
+    finally:
+        timer.cancel()
+        if server.poll() is None:
+            server.send_signal(signal.SIGCONT)
+            server.kill()
+        server.wait(5)
+
+
+@pytest.mark.parametrize("direction", [["-R"], []], ids=["download", "upload"])
+def test_a_stalled_servers_empty_intervals_come_as_they_pass_as_native(
+    direction: list[str],
+) -> None:
+    """`-t 6 -b 100M`, the server stopped after the first interval line for 3.5 s: an
+    interval with `0.00 Bytes` is printed while it is still stopped, by both (session 26,
+    iperf26b; ours printed them when the data resumed, with the next one)."""
+    args = ["-t", "6", "-b", "100M"]
+    for cmd in (PKTLAB + (["--direction", "upload"] if not direction else []),
+                ["iperf3", *direction]):  # fmt: skip
+        lines, resumed = stalled_lines(cmd, args, stall=3.5)
+        empty = [(t, text) for t, text in lines if " sec  0.00 Bytes  0.00 bits/sec" in text]
+        assert empty, lines
+        assert empty[0][0] < resumed - 0.2, (cmd[:1], lines, resumed)
