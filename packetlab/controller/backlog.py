@@ -25,12 +25,17 @@ from packetlab import wire
 from packetlab.tls import PPKSClientCreator
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 
-__all__ = ["PREAMBLE", "BacklogConnection", "BacklogPool"]
+__all__ = ["PREAMBLE", "BacklogConnection", "BacklogPool", "backoff"]
 
 PREAMBLE = b"PKTLAB"
 _PREAMBLE_SCAN_CAP = 4096  # bytes read while looking for the preamble
 RECOVER_S = 60.0  # after a backlog last worked: a proxy gone now is likely restarting
 RECOVER_RETRY_S = 1.0  # ... and is tried this often meanwhile
+
+
+def backoff(n: int) -> float:
+    """The wait after the n-th failure in a row: 0.5 s doubling, at most 30 s."""
+    return min(30.0, 0.25 * 2 ** min(n, 8))
 
 
 class BacklogConnection(Protocol):
@@ -263,7 +268,7 @@ class BacklogPool:
         self.failures += 1
         if not self.running or self._retry is not None:
             return None
-        delay = min(30.0, 0.25 * 2 ** min(self.failures, 8))
+        delay = backoff(self.failures)
         since = self.last_working
         if since is not None and self.reactor.seconds() - since < RECOVER_S:
             delay = min(delay, RECOVER_RETRY_S)
@@ -306,7 +311,7 @@ class BacklogPool:
                     self.fill()
                     return
                 self.quick_closes += 1
-                delay = min(30.0, 0.25 * 2 ** min(self.quick_closes, 8))
+                delay = backoff(self.quick_closes)
                 self.log.warn(
                     "idle backlog to {proxy} closed by the proxy {t:.1f} s after its "
                     "registration ({n} in a row); the next one in {d:g} s",

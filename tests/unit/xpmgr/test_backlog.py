@@ -14,7 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from packetlab import wire
-from packetlab.controller.backlog import PREAMBLE, BacklogConnection, BacklogPool
+from packetlab.controller.backlog import PREAMBLE, BacklogConnection, BacklogPool, backoff
 from packetlab.ppks import generate_private_key, issue_certificate
 from packetlab.tls import (
     AuthMode,
@@ -305,3 +305,8 @@ def test_refused_connects_are_logged_at_1_2_4_8_in_a_row() -> None:
         "(1 in a row; the next try in 0.5 s)"
     ), seen[0]
     assert "(16 in a row; the next try in 30 s)" in seen[-1], seen[-1]
+
+
+def test_backoff_doubles_from_half_a_second_to_thirty() -> None:
+    assert [backoff(n) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert backoff(1000) == 30
