@@ -82,12 +82,17 @@ def test_udp_train_of_1000_is_queued_before_it_is_due() -> None:
 
 def test_udp_train_with_gaps_longer_than_an_nsend_starts_at_once() -> None:
     """2000 datagrams 1 ms apart: the nsends are queued while the first packets go out,
-    each before its own is due, so the lead is the 20 ms floor and a round trip or two,
-    not 2000 nsends' worth (~470 ms on this machine before session 19)."""
+    each before its own is due, so the lead is the 20 ms floor and two bursts' worth,
+    not 2000 nsends' worth (~470 ms on this machine before session 19). Compared with what
+    queueing all 2000 took in the same run, not with a fixed bound: both grow with the
+    machine's load (a 100 ms bound failed once in CI at 140 ms, session 26). Before
+    session 19 the lead was twice that time (a nsend's cost estimated with a factor of 2
+    to spare); now about a fifth (loaded) to a half (idle)."""
     out, err = run_example_both("udp_train.py", "--count", "2000", "--gap-us", "1000",
                                 "--rows", "0")  # fmt: skip
     m = re.search(r"^  lead ([\d.]+) ms: every nsend was queued at least [\d.]+ ms", out, re.M)
-    assert m and float(m[1]) < 100, out
+    took = re.search(r"^  the first 2000 nsends took ([\d.]+) ms to queue", out, re.M)
+    assert m and took and float(m[1]) < float(took[1]), out
     assert "sink received 2000 of 2000 datagrams" in out, out
     assert "queueing" not in err, err
 
