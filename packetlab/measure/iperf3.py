@@ -601,9 +601,12 @@ def udp_tail(jitter_s: float, lost: int, total: int) -> str:
 
 class Intervals:
     """Per-interval counts of several streams from endpoint stamps (ns), as iperf3's -i
-    reports: interval k spans [start + k*every, start + (k+1)*every); it is complete once a
-    stamp at or past its end is seen (or at `finish`). A stamp earlier than the open
-    interval (another stream's, reported late) counts in the open one."""
+    reports: interval k spans (start + k*every, start + (k+1)*every]; it is complete once a
+    stamp past its end is seen (or at `finish`). A stamp earlier than the open interval
+    (another stream's, reported late) counts in the open one. A stamp exactly at an end
+    counts in the interval it ends: until session 27 it opened the next one, and at the
+    test's end (-t's stop time, -n's last read) that one was never shown, its bytes in the
+    totals and in no line (a fake endpoint's stamps on whole milliseconds hit it)."""
 
     def __init__(
         self,
@@ -625,9 +628,9 @@ class Intervals:
         return out
 
     def until(self, t: int) -> list[dict[str, Any]]:
-        """Close every interval that ended by `t`."""
+        """Close every interval that ended before `t`."""
         out = []
-        while self.every > 0 and t >= self.start + (self.k + 1) * self.every:
+        while self.every > 0 and t > self.start + (self.k + 1) * self.every:
             out.append(self._close(self.start + (self.k + 1) * self.every))
         return out
 

@@ -501,6 +501,22 @@ def test_intervals() -> None:
     assert len(iv.finish(205 * ms)) == 2  # a 5 % tail without bytes is dropped, as iperf3
 
 
+def test_a_stamp_at_an_intervals_end_counts_in_it() -> None:
+    """A stamp exactly at an interval's end is in that interval, and at the test's end
+    (-t's stop time, -n's last read) in its last line: until session 27 it opened the
+    next interval, which `finish` at that very time dropped, its bytes in the totals and
+    in no line (seen in a --bidir test over the fake endpoint: 65,536 bytes short)."""
+    ms = 1_000_000
+    iv = Intervals(0, 100 * ms, [5])
+    assert iv.add(5, 50 * ms, 10) == []
+    assert iv.add(5, 100 * ms, 20) == []  # the first interval's end: still in it
+    out = iv.add(5, 150 * ms, 30)
+    assert [(r["start"], r["end"], r["sum"]["bytes"]) for r in out] == [(0.0, 0.1, 30)]
+    assert iv.add(5, 200 * ms, 40) == []  # the test's last stamp, at its end
+    last = iv.finish(200 * ms)
+    assert [(r["start"], r["end"], r["sum"]["bytes"]) for r in last] == [(0.1, 0.2, 70)]
+
+
 def test_iperf3_text_forms() -> None:
     """Lines as iperf3 3.12 printed them on this machine (see docs/throughput.md)."""
     line = iperf3.report_line(5, 0.0, 0.5, 1006 << 20, 0.5)
