@@ -192,7 +192,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.username is not None
         or args.file is not None
         or args.debug is not None
-        or any(getattr(args, attr) not in (None, False) for attr in SERVER_TOLD)
+        or any(getattr(args, attr, None) not in (None, False) for attr in SERVER_TOLD)
         or output.selected(args)
     )
 
