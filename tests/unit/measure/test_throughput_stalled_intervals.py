@@ -150,3 +150,21 @@ def test_a_stalled_bidir_shows_both_directions_empty_intervals_as_they_pass() ->
     rx = sum(rec["sum_reverse"]["bytes"] for _, rec in seen)
     tx = sum(rec["sum"]["bytes"] for _, rec in seen)
     assert (tx, rx) == (d["sum"]["sender"]["bytes"], d["sum_reverse"]["receiver"]["bytes"]), d
+
+
+def test_a_stalled_counted_bidir_too() -> None:
+    """--bidir -n: the wait for the count closes both roles' empty intervals on the
+    clock too (session 27)."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = 10e6
+    stall(rig, server, 0.5, 3.0)
+    hold_sends(rig, 0.5, 3.0)
+    d, seen = timed(rig, TimedSpec(direction="download", bidir=True, nbytes=30 << 20,
+                                   interval=1))  # fmt: skip
+    assert "error" not in d, d
+    at, empty = seen[1]
+    assert (empty["start"], empty["sum"]["bytes"], empty["sum_reverse"]["bytes"]) == (1, 0, 0)
+    assert at < 3.0, seen  # was: when the data came again
+    rx = sum(rec["sum_reverse"]["bytes"] for _, rec in seen)
+    tx = sum(rec["sum"]["bytes"] for _, rec in seen)
+    assert (tx, rx) == (d["sum"]["sender"]["bytes"], d["sum_reverse"]["receiver"]["bytes"]), d
