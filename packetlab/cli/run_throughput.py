@@ -50,6 +50,8 @@ Refused, one line each, exit 2 (iperf3's socket options: PacketLab's nopen carri
 -L N (IPV6_FLOWLABEL_MGR), --dont-fragment (IP_MTU_DISCOVER), -A N (the endpoint's
 process cannot be pinned to a CPU), -B ADDR%DEV and --bind-dev DEV (SO_BINDTODEVICE),
 --snd-timeout MS (TCP_USER_TIMEOUT), --sctp (nopen opens TCP and UDP only).
+With -R (the server alone sends) -Z, -C ALGO, -N, --fq-rate RATE and --dont-fragment are
+told the server, as iperf3 tells it (they act on the sender); refused where we send.
 -b RATE/BURST: iperf3's burst mode (BURST blocks back to back); --pacing-timer USEC is told
 the server; --rcv-timeout MS: a receiving test fails when idle that long, as iperf3.
 --username U --rsa-public-key-path K: iperf3's authtoken (password from $IPERF3_PASSWORD).
@@ -190,6 +192,7 @@ def timed(args: argparse.Namespace) -> bool:
         or args.username is not None
         or args.file is not None
         or args.debug is not None
+        or any(getattr(args, attr, None) not in (None, False) for attr in SERVER_TOLD)
         or output.selected(args)
     )
 
@@ -317,23 +320,28 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "buffers cannot be set through PacketLab")  # fmt: skip
     # iperf3's socket options: refused in one line each (SOCKET_REFUSED), not unknown
     p.add_argument("-Z", "--zerocopy", action="store_true",
-                   help="iperf3's zero-copy sends: refused (see below)")  # fmt: skip
+                   help="iperf3's zero-copy sends: with -R the server's (told), else "
+                   "refused")  # fmt: skip
     p.add_argument("-C", "--congestion", default=None, metavar="ALGO",
-                   help="TCP congestion control, as iperf3 -C: refused")  # fmt: skip
+                   help="TCP congestion control, as iperf3 -C: with -R the server's (told), "
+                   "else refused")  # fmt: skip
     p.add_argument("-M", "--set-mss", dest="mss", default=None, metavar="MSS",
                    help="TCP maximum segment size, as iperf3 -M: refused")  # fmt: skip
     p.add_argument("-N", "--no-delay", dest="nodelay", action="store_true",
-                   help="TCP_NODELAY, as iperf3 -N: refused")  # fmt: skip
+                   help="TCP_NODELAY, as iperf3 -N: with -R the server's (told), else "
+                   "refused")  # fmt: skip
     p.add_argument("-S", "--tos", default=None, metavar="TOS",
                    help="IP type of service, as iperf3 -S: refused")  # fmt: skip
     p.add_argument("--fq-rate", dest="fq_rate", default=None, metavar="RATE",
-                   help="fair-queuing pacing, as iperf3 --fq-rate: refused")  # fmt: skip
+                   help="fair-queuing pacing, as iperf3 --fq-rate: with -R the server's (told), "
+                   "else refused")  # fmt: skip
     p.add_argument("--dscp", default=None, metavar="N",
                    help="IP DSCP, as iperf3 --dscp: refused")  # fmt: skip
     p.add_argument("-L", "--flowlabel", default=None, metavar="N",
                    help="IPv6 flow label, as iperf3 -L: refused")  # fmt: skip
     p.add_argument("--dont-fragment", dest="dont_fragment", action="store_true",
-                   help="IPv4 Don't Fragment, as iperf3: refused")  # fmt: skip
+                   help="IPv4 Don't Fragment, as iperf3: with -R the server's (told), else "
+                   "refused")  # fmt: skip
     p.add_argument("--snd-timeout", dest="snd_timeout", default=None, metavar="MS",
                    help="TCP_USER_TIMEOUT, as iperf3 --snd-timeout: refused")  # fmt: skip
     p.add_argument("--bind-dev", dest="bind_dev", default=None, metavar="DEV",
@@ -435,6 +443,18 @@ SOCKET_REFUSED = (
 )
 
 
+#: The socket options iperf3 also tells its server (`iperf3.ServerSockopts`): with -R,
+#: where the server alone sends, telling it is all they do (session 27, iperf27); refused
+#: where the endpoint sends (upload, --bidir), with this said after the reason
+SERVER_TOLD = frozenset({"zerocopy", "congestion", "nodelay", "fq_rate", "dont_fragment"})
+SERVER_TOLD_NOTE = "; with -R, where the server alone sends, the server is told, as iperf3 tells it"
+
+
+def receives_only(args: argparse.Namespace) -> bool:
+    """The endpoint only receives (-R, our default direction; not --bidir)."""
+    return getattr(args, "direction", None) == "download" and not getattr(args, "bidir", False)
+
+
 def refused(args: argparse.Namespace) -> str | None:
     """The one-line refusal of the first iperf3 socket option given (-w, -Z, -C, -M,
     -N, -S, --fq-rate), or None."""
@@ -442,8 +462,12 @@ def refused(args: argparse.Namespace) -> str | None:
         return WINDOW_REFUSED.format(args.window)
     for attr, flag, what, cannot in SOCKET_OPTIONS:
         value = getattr(args, attr, None)
-        if value not in (None, False):
+        if value in (None, False):
+            continue
+        if attr not in SERVER_TOLD:
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)
+        if not receives_only(args):
+            return SOCKET_REFUSED.format(flag.format(value), what, cannot) + SERVER_TOLD_NOTE
     if getattr(args, "affinity", None) is not None:
         return AFFINITY_REFUSED.format(args.affinity)
     if getattr(args, "sctp", False):
@@ -538,6 +562,21 @@ def bind(args: argparse.Namespace, host: str) -> str | None:
     return str(local)
 
 
+def server_sockopts(args: argparse.Namespace) -> iperf3.ServerSockopts:
+    """-N, --fq-rate, -C, -Z, --dont-fragment for the server (`refused` let them through
+    with -R only). --fq-rate is read as iperf3 reads it (bits/s, K/M/G/T 10^3 steps)."""
+    fq = 0
+    if args.fq_rate is not None:
+        try:
+            fq = int(iperf3.parse_rate(args.fq_rate))
+        except ValueError as e:
+            raise RunError(f"--fq-rate: {e}") from None
+    return iperf3.ServerSockopts(
+        nodelay=args.nodelay, fq_rate=fq, congestion=args.congestion,
+        zerocopy=args.zerocopy, dont_fragment=args.dont_fragment,
+    )  # fmt: skip
+
+
 def authtoken(args: argparse.Namespace) -> str | None:
     """--username's token, as iperf3 3.12 builds it: the password from $IPERF3_PASSWORD or
     asked on the terminal, the key from --rsa-public-key-path."""
@@ -597,6 +636,7 @@ def timed_experiment(
         else args.pacing_timer,
         fd_offset=1 if args.logfile is not None else 0,  # iperf3's `[  6]` with --logfile
         debug=None if args.debug is None else debug_line,
+        server_sockopts=server_sockopts(args),
     )  # fmt: skip
     try:
         spec.check()
@@ -631,9 +671,28 @@ def timed_experiment(
                 stopping=lambda: progress.stopping,  # Ctrl-C: the totals so far, as iperf3
                 on_connected=connected, recorder=recorder,
             )  # fmt: skip
-            emit({**r.to_dict(), "host": named})
+            record = {**r.to_dict(), "host": named}
+            warning = congestion_warning(record, spec.server_sockopts.congestion)
+            if warning is not None:
+                import sys
+
+                sys.stderr.write(warning + "\n")
+                sys.stderr.flush()
+            emit(record)
 
     return pcapout.recording(args, recorder, run)
+
+
+def congestion_warning(r: Record, asked: str | None) -> str | None:
+    """-R -C ALGO: an iperf3 3.12 server that cannot set ALGO runs the test with its
+    default and says so only in its results (`congestion_used`); native's client fails
+    first on its own host (`unable to set TCP_CONGESTION: Supplied congestion control
+    algorithm not supported on this host`), ours sets nothing on the endpoint, so the
+    test ran: a warning, on stderr, that the server did not use it."""
+    used = r.get("server_info", {}).get("congestion_used")
+    if asked is None or used is None or used == asked:
+        return None
+    return f"warning: -C {asked}: the server used {used} (its host lacks {asked}, or refused it)"
 
 
 def debug_line(text: str) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "TERMINATED",
     "Intervals",
     "Iperf3Error",
+    "ServerSockopts",
     "State",
     "UdpReceiver",
     "client_results",
@@ -247,6 +249,25 @@ def display_ids(n: int, offset: int = 0) -> list[int]:
     return [5 + offset + 2 * i for i in range(n)]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerSockopts:
+    """iperf3's -N, --fq-rate, -C, -Z and --dont-fragment, as its client tells the server
+    (`nodelay`, `fqrate`, `congestion`, `zerocopy`, `dont_fragment` in the parameters: it
+    sets them on its own data sockets too). Only where the server alone sends (-R, not
+    --bidir) are they all that matters: nopen sets no option on the endpoint's sockets,
+    and a receiver's are moot (its congestion control, Nagle, pacing and sendfile act on
+    what it sends: ACKs, the UDP connect datagram)."""
+
+    nodelay: bool = False
+    fq_rate: int = 0  # bits/s
+    congestion: str | None = None
+    zerocopy: bool = False
+    dont_fragment: bool = False
+
+    def any(self) -> bool:
+        return self != ServerSockopts()
+
+
 def timed_parameters(
     *,
     udp: bool,
@@ -267,6 +288,7 @@ def timed_parameters(
     title: str | None = None,
     pacing_timer: int = DEFAULT_PACING_TIMER,
     burst: int = 0,
+    server_sockopts: ServerSockopts | None = None,
 ) -> dict[str, Any]:
     """The PARAM_EXCHANGE object of native `iperf3 -c` with -t, -n or -k, -P, -u, -b, -l, -R
     (checked with `iperf3 -d`): "time" a whole number of seconds (iperf3 takes -t as an
@@ -274,26 +296,33 @@ def timed_parameters(
     # iperf3 3.12's order (send_parameters; recorded beside native in
     # test_throughput_control_as_iperf3): reverse after parallel, bandwidth after len,
     # title, --extra-data, --get-server-output, --udp-counters-64bit, --repeating-payload
-    # (the server fills its blocks with the pattern when it sends), the token, the version
+    # (the server fills its blocks with the pattern when it sends), the token, the version;
+    # -N, --fq-rate, -C, -Z, --dont-fragment where 3.12 puts them (`ServerSockopts`)
+    opts = server_sockopts or ServerSockopts()
     return {
         "udp" if udp else "tcp": True,
         "omit": omit,
         "time": 0 if not seconds else max(1, int(seconds + 0.999)),  # 0: until Ctrl-C (-t 0)
         "num": nbytes or 0,
         "blockcount": blocks or 0,
+        **({"nodelay": True} if opts.nodelay else {}),
         "parallel": streams,
         **({"reverse": True} if reverse else {}),
         **({"bidirectional": True} if bidir else {}),
         "len": length,
         **({"bandwidth": int(bitrate)} if bitrate else {}),
+        **({"fqrate": opts.fq_rate} if opts.fq_rate else {}),
         # --pacing-timer: 3.12 leaves a 0 out; -b RATE/BURST: "burst" after it
         **({"pacing_timer": pacing_timer} if pacing_timer else {}),
         **({"burst": burst} if burst else {}),
         **({"title": title} if title is not None else {}),  # -T: the server's lines show it
         **({"extra_data": extra_data} if extra_data is not None else {}),
+        **({"congestion": opts.congestion} if opts.congestion is not None else {}),
         **({"get_server_output": 1} if get_server_output else {}),
         **({"udp_counters_64bit": 1} if wide_counters else {}),
         **({"repeating_payload": 1} if repeating_payload else {}),
+        **({"zerocopy": 1} if opts.zerocopy else {}),
+        **({"dont_fragment": 1} if opts.dont_fragment else {}),
         **({"authtoken": authtoken} if authtoken is not None else {}),
         "client_version": "3.12",
     }
@@ -601,9 +630,12 @@ def udp_tail(jitter_s: float, lost: int, total: int) -> str:
 
 class Intervals:
     """Per-interval counts of several streams from endpoint stamps (ns), as iperf3's -i
-    reports: interval k spans [start + k*every, start + (k+1)*every); it is complete once a
-    stamp at or past its end is seen (or at `finish`). A stamp earlier than the open
-    interval (another stream's, reported late) counts in the open one."""
+    reports: interval k spans (start + k*every, start + (k+1)*every]; it is complete once a
+    stamp past its end is seen (or at `finish`). A stamp earlier than the open interval
+    (another stream's, reported late) counts in the open one. A stamp exactly at an end
+    counts in the interval it ends: until session 27 it opened the next one, and at the
+    test's end (-t's stop time, -n's last read) that one was never shown, its bytes in the
+    totals and in no line (a fake endpoint's stamps on whole milliseconds hit it)."""
 
     def __init__(
         self,
@@ -625,9 +657,9 @@ class Intervals:
         return out
 
     def until(self, t: int) -> list[dict[str, Any]]:
-        """Close every interval that ended by `t`."""
+        """Close every interval that ended before `t`."""
         out = []
-        while self.every > 0 and t >= self.start + (self.k + 1) * self.every:
+        while self.every > 0 and t > self.start + (self.k + 1) * self.every:
             out.append(self._close(self.start + (self.k + 1) * self.every))
         return out
 

@@ -136,7 +136,8 @@ class Sending(Streams):
                 not spec.bidir
                 and self.t0
                 and clock.seconds() - max(self.heard_ntag, base_here) >= CLOCK_CLOSE_S
-            ):  # no ntag for a while (a stalled server): the clock's
+            ):  # no ntag for a while (a stalled server): the clock's (--bidir: the
+                # receiving half's wait does it, with no ndata nor ntag for as long)
                 self.close_by_clock(endpoint_now() - int(CLOCK_CLOSE_S * 1e9))
             if self.progress is not None and self.spec.seconds is not None:
                 done = max(0, self.latest - self.t0) / 1e9

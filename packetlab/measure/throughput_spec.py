@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packetlab.measure import iperf3
 
@@ -66,6 +66,9 @@ class TimedSpec:
     # -d: told each control state and JSON message, a line each (ours, not iperf3's
     # debug lines)
     debug: Callable[[str], None] | None = None
+    # -N, --fq-rate, -C, -Z, --dont-fragment: told the server, as native tells it; only
+    # where it alone sends (-R), since the endpoint's sockets take no option (`check`)
+    server_sockopts: iperf3.ServerSockopts = field(default_factory=iperf3.ServerSockopts)
 
     def check(self) -> None:
         if self.direction not in ("download", "upload"):
@@ -90,6 +93,12 @@ class TimedSpec:
             raise ValueError(
                 f"--cport must be 1..65535 with room for the {self.sockets} streams' ports "
                 f"(cport + 0..{self.sockets - 1}), got {self.cport}"
+            )
+        if self.server_sockopts.any() and (self.direction == "upload" or self.bidir):
+            raise ValueError(
+                "-N, --fq-rate, -C, -Z, --dont-fragment: only with -R (the server the only "
+                "sender, told as iperf3 tells it): PacketLab cannot set them on the "
+                "endpoint's sockets"
             )
         if self.seconds == 0:  # iperf3 -t 0: no end of its own, Ctrl-C ends it
             self.forever, self.seconds = True, FOREVER_S

@@ -490,6 +490,7 @@ async def timed_test(
             extra_data=spec.extra_data, get_server_output=spec.server_output,
             repeating_payload=spec.repeating_payload, authtoken=spec.authtoken,
             title=spec.title, pacing_timer=spec.pacing_timer, burst=spec.burst,
+            server_sockopts=spec.server_sockopts,
         )  # fmt: skip
         ctl.send_json(params)
         try:

@@ -7,7 +7,9 @@ masked), each TCP data stream's first bytes (the cookie) and a UDP stream's data
 
 Not here (pinned elsewhere): --cport's source ports (test_throughput_iperf3_options),
 -4/-6 (test_throughput_iperf3_output: the bytes are the same, the address is not), and
--w/-Z/-C/-M/-N/-S/--dscp, refused in one line before anything is sent.
+-w/-M/-S/--dscp, refused in one line before anything is sent (-Z/-C/-N/--fq-rate/
+--dont-fragment too where the endpoint sends; with -R they are told the server: cases
+R-sockopts, udp-R-df).
 Bounded: 1 s tests paced at 1-10 Mbit/s (or a few blocks), one server per test (the
 fixture of test_throughput_iperf3_options), the relay a thread of the test.
 """
@@ -198,6 +200,10 @@ CASES = {
     # session 26: -b RATE/BURST ("burst") and --pacing-timer (0: none sent), both ways
     "udp-burst": ["-u", "-b", "2M/10", "-t", "1", "-l", "1000", "--pacing-timer", "2000"],
     "burst-R": ["-t", "1", "-b", "10M/4", "-R", "--pacing-timer", "0"],
+    # session 27: -R's server-told socket options (nodelay, fqrate, congestion, zerocopy,
+    # dont_fragment in native's places; refused before)
+    "R-sockopts": ["-R", "-t", "1", "-b", "1M", "-N", "--fq-rate", "10M", "-C", "reno", "-Z"],
+    "udp-R-df": ["-R", "-u", "-t", "1", "-b", "1M", "--dont-fragment"],
 }  # fmt: skip
 
 

@@ -13,24 +13,21 @@ Bounded: tests of at most 4 s, one server per test (test_throughput_iperf3_optio
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from iperf3_beside import ENV, PKTLAB, client, first_interval, own_server, rest
 from test_throughput_iperf3_options import REPO, _free_port, port  # noqa: F401 (a fixture)
 from testkit.poll import wait_tcp_listening
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
 
 OURS, THEIRS = "pktlab run throughput: ", "iperf3: "
-PKTLAB = [sys.executable, "-m", "packetlab", "run", "throughput", "--insecure-plaintext"]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 
 def both(port: int, *args: str) -> tuple[subprocess.CompletedProcess[str], ...]:  # noqa: F811
@@ -184,32 +181,14 @@ def _killed_mid_test(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """`cmd -t 3 -b 10M` against its own `iperf3 -s`, SIGKILLed once the first interval
     line is out (a server that dies: the kernel closes its sockets, no SERVER_TERMINATE).
     Paced: unpaced on loopback, native 3.12 sometimes reads its data socket's end first
-    and exits 0 without a word."""
-    p = _free_port()
-    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_tcp_listening(p, timeout=20)
-        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "-t", "3", "-b", "10M"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=ENV, cwd=REPO)  # fmt: skip
-        assert proc.stdout is not None and proc.stderr is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while not any(" sec " in x for x in lines) and time.monotonic() < deadline:
-            lines.append(proc.stdout.readline())
+    and exits 0 without a word. `--forceflush` (iperf3_beside.client): native's first line
+    is out during the test, not at its exit (until session 27 native's pipe held it, so
+    its server was killed once native had finished)."""
+    with own_server() as (p, server):
+        proc = client(cmd, p, ["-t", "3", "-b", "10M"])
+        head = first_interval(proc)
         server.kill()
-        try:
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines) + out, err)
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait(5)
+        return rest(proc, head)
 
 
 def test_a_server_killed_mid_test_as_native() -> None:

@@ -348,14 +348,34 @@ def test_window_is_refused_in_one_line(port: int) -> None:
 )  # fmt: skip
 def test_socket_options_are_refused_in_one_line(port: int, words: list[str], head: str) -> None:
     """iperf3's socket options: one line each naming the option and why, exit 2, nothing
-    sent (were argparse's `unrecognized arguments` with its usage)."""
-    rc, out, err = pktlab(port, "-t", "1", *words, json_out=False)
+    sent (were argparse's `unrecognized arguments` with its usage). An upload: with -R
+    (session 27) -Z, -C, -N, --fq-rate are told the server, the only sender."""
+    rc, out, err = pktlab(port, "-t", "1", "--direction", "upload", *words, json_out=False)
     assert rc == 2 and out == "" and "Traceback" not in err and "usage:" not in err
     (line,) = err.strip().splitlines()
-    assert f"{head}: not supported: iperf3 " in line and line.endswith(
+    assert f"{head}: not supported: iperf3 " in line and line.removesuffix(
+        "; with -R, where the server alone sends, the server is told, as iperf3 tells it"
+    ).endswith(
         "(nopen takes only the protocol, the addresses and rbufsz; there is no socket option "
         "request)"
     )
+
+
+def test_server_told_socket_options_with_r_beside_native(port: int) -> None:
+    """`-R -t 1 -b 10M -C reno -N -J` (session 27; refused before): the server sends with
+    reno, as it does for native (-J's `sender_tcp_congestion`, the server's), and the
+    figures are near 10 Mbit/s both; `-C nosuch`: native fails on its own host, ours runs
+    and warns that the server used its default."""
+    words = ["-R", "-t", "1", "-b", "10M", "-C", "reno", "-N"]
+    rc, out, err = pktlab(port, *words, "-J", json_out=False)
+    assert rc == 0, (out, err)
+    ours = json.loads(out)
+    theirs = native(port, *words)
+    for doc in (ours, theirs):
+        assert doc["end"]["sender_tcp_congestion"] == "reno", doc["end"]
+        assert doc["end"]["sum_received"]["bits_per_second"] == pytest.approx(10e6, rel=0.1)
+    rc, out, err = pktlab(port, "-R", "-t", "1", "-b", "1M", "-C", "nosuch", json_out=False)
+    assert rc == 0 and "warning: -C nosuch: the server used " in err, (out, err)
 
 
 def test_bidir_beside_native_iperf3(port: int) -> None:

@@ -8,60 +8,31 @@ everything else is polled. One server per test (`-1`), its own port."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
+import threading
 import time
 
 import pytest
-from test_throughput_iperf3_options import REPO, _free_port
-from testkit.poll import wait_tcp_listening
+from iperf3_beside import PKTLAB, client, first_interval, own_server, rest
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
-
-PKTLAB = [sys.executable, "-m", "packetlab", "run", "throughput", "--insecure-plaintext"]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 
 def stalled(cmd: list[str], args: list[str], stall: float) -> subprocess.CompletedProcess[str]:
     """`cmd -c ... args` against its own `iperf3 -s`, stopped once the first interval line
     is out and resumed `stall` s later (or when the client is done, if sooner)."""
-    p = _free_port()
-    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_tcp_listening(p, timeout=20)
-        # --forceflush: native's stdout into a pipe is otherwise written at its exit
-        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "--forceflush",
-                                 *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=ENV, cwd=REPO)  # fmt: skip
-        assert proc.stdout is not None
-        head = b""  # read from the descriptor: communicate() reads the rest from it too
-        deadline = time.monotonic() + 20
-        while b" sec " not in head and time.monotonic() < deadline and proc.poll() is None:
-            head += os.read(proc.stdout.fileno(), 4096)
+    with own_server() as (p, server):
+        proc = client(cmd, p, args)
+        head = first_interval(proc)
         server.send_signal(signal.SIGSTOP)
         resume = time.monotonic() + stall
         while proc.poll() is None and time.monotonic() < resume:
             time.sleep(0.05)  # the stall: the client may fail first (--rcv-timeout)
         server.send_signal(signal.SIGCONT)
-        try:
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        return subprocess.CompletedProcess(cmd, proc.returncode, (head + out).decode(),
-                                           err.decode())  # fmt: skip
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGCONT)
-            server.kill()
-        server.wait(5)
+        return rest(proc, head)
 
 
 def test_rcv_timeout_on_a_stopped_server_as_native() -> None:
@@ -98,36 +69,13 @@ def test_a_server_resumed_after_the_end_shows_its_span_as_native() -> None:
 def killed(cmd: list[str], args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     """`cmd -c ... args` against its own `iperf3 -s`, SIGKILLed once the first interval
     line is out; with the seconds from the kill to the client's exit."""
-    p = _free_port()
-    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_tcp_listening(p, timeout=20)
-        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "--forceflush",
-                                 *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=ENV, cwd=REPO)  # fmt: skip
-        assert proc.stdout is not None
-        head = b""
-        deadline = time.monotonic() + 20
-        while b" sec " not in head and time.monotonic() < deadline and proc.poll() is None:
-            head += os.read(proc.stdout.fileno(), 4096)
+    with own_server() as (p, server):
+        proc = client(cmd, p, args)
+        head = first_interval(proc)
         server.kill()
         at = time.monotonic()
-        try:
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        took = time.monotonic() - at
-        run = subprocess.CompletedProcess(cmd, proc.returncode, (head + out).decode(),
-                                          err.decode())  # fmt: skip
-        return run, took
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait(5)
+        run = rest(proc, head)
+        return run, time.monotonic() - at
 
 
 def test_a_udp_upload_to_a_killed_server_fails_at_once_as_native() -> None:
@@ -149,47 +97,36 @@ def stalled_lines(
 ) -> tuple[list[tuple[float, str]], float]:
     """As `stalled`, with each stdout line's arrival (s from the stop) and the resume's
     (a timer: the client may print nothing meanwhile)."""
-    import threading
-
-    p = _free_port()
-    server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(p), "-B", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     resumed: list[float] = []
+    with own_server() as (p, server):
 
-    def resume() -> None:
-        server.send_signal(signal.SIGCONT)
-        resumed.append(time.monotonic())
-
-    timer = threading.Timer(stall, resume)
-    try:
-        wait_tcp_listening(p, timeout=20)
-        proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(p), "--forceflush",
-                                 *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env=ENV, cwd=REPO, text=True, bufsize=1)  # fmt: skip
-        assert proc.stdout is not None
-        lines: list[tuple[float, str]] = []
-        stopped = 0.0
-        try:
-            for line in proc.stdout:
-                lines.append((time.monotonic(), line.rstrip("\n")))
-                if not stopped and " sec " in line:
-                    server.send_signal(signal.SIGSTOP)
-                    stopped = time.monotonic()
-                    timer.start()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(30)
-            if stopped:
-                timer.join(stall + 1)
-        assert stopped and resumed, lines
-        return [(t - stopped, text) for t, text in lines], resumed[0] - stopped
-    finally:
-        timer.cancel()
-        if server.poll() is None:
+        def resume() -> None:
             server.send_signal(signal.SIGCONT)
-            server.kill()
-        server.wait(5)
+            resumed.append(time.monotonic())
+
+        timer = threading.Timer(stall, resume)
+        try:
+            proc = client(cmd, p, args, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            assert proc.stdout is not None
+            lines: list[tuple[float, str]] = []
+            stopped = 0.0
+            try:
+                for line in proc.stdout:
+                    lines.append((time.monotonic(), line.rstrip("\n")))
+                    if not stopped and " sec " in line:
+                        server.send_signal(signal.SIGSTOP)
+                        stopped = time.monotonic()
+                        timer.start()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(30)
+                if stopped:
+                    timer.join(stall + 1)
+            assert stopped and resumed, lines
+            return [(t - stopped, text) for t, text in lines], resumed[0] - stopped
+        finally:
+            timer.cancel()
 
 
 @pytest.mark.parametrize("direction", [["-R"], []], ids=["download", "upload"])
@@ -206,3 +143,18 @@ def test_a_stalled_servers_empty_intervals_come_as_they_pass_as_native(
         empty = [(t, text) for t, text in lines if " sec  0.00 Bytes  0.00 bits/sec" in text]
         assert empty, lines
         assert empty[0][0] < resumed - 0.2, (cmd[:1], lines, resumed)
+
+
+def test_a_stalled_servers_empty_bidir_intervals_come_as_they_pass_as_native() -> None:
+    """`--bidir -t 6 -b 100M`, the server stopped after the first interval line for 3.5 s:
+    both roles' `0.00 Bytes` lines (TX-C once the endpoint's socket buffer is full,
+    RX-C at once) are printed while it is still stopped, by both (session 27, iperf27;
+    ours printed --bidir's when the data resumed, iperf26b's clock left it out)."""
+    args = ["--bidir", "-t", "6", "-b", "100M"]
+    for cmd in (PKTLAB, ["iperf3"]):
+        lines, resumed = stalled_lines(cmd, args, stall=3.5)
+        for role in ("[TX-C]", "[RX-C]"):
+            empty = [t for t, text in lines
+                     if role in text and " sec  0.00 Bytes  0.00 bits/sec" in text]  # fmt: skip
+            assert empty, (cmd[:1], role, lines)
+            assert empty[0] < resumed - 0.2, (cmd[:1], role, lines, resumed)

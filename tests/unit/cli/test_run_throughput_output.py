@@ -165,8 +165,8 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "DSCP on its sockets, and PacketLab cannot set it on the endpoint's sockets"),
         (["-L", "7"], "-L 7: not supported: iperf3 sets IPV6_FLOWLABEL_MGR and "
          "IPV6_FLOWINFO_SEND on its sockets"),
-        (["--dont-fragment"], "--dont-fragment: not supported: iperf3 sets IP_MTU_DISCOVER "
-         "(IP_PMTUDISC_DO) on its sockets"),
+        (["--dont-fragment", "--direction", "upload"], "--dont-fragment: not supported: iperf3 "
+         "sets IP_MTU_DISCOVER (IP_PMTUDISC_DO) on its sockets"),  # -R: told (session 27)
         (["-A", "1"], "-A 1: not supported: iperf3 pins its own process to a CPU "
          "(sched_setaffinity), and PacketLab has no request that places the endpoint's"),
         (["-F", "f.bin", "--bidir"], "-F with --bidir is not built: iperf3 3.12 opens"),

@@ -126,3 +126,45 @@ def test_a_udp_intervals_datagram_total_matches_its_bytes() -> None:
     for _, rec in seen:
         st = rec["streams"][0]
         assert st["total"] - st["lost"] == st["bytes"] // 1000, rec
+
+
+def test_a_stalled_bidir_shows_both_directions_empty_intervals_as_they_pass() -> None:
+    """--bidir -t 5 -i 1, a server stopped from 1.2 s to 3.7 s: it sends nothing and
+    the endpoint's sends leave nothing (its window full). 2.00-3.00 comes with 0 bytes
+    on both roles before the data resumes, as native 3.12's timer prints it (until
+    session 27 --bidir was left out of the clock: the lines came at 3.7 s and later);
+    each role's intervals still add up to its total."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = 10e6  # bytes/s a stream: the link, not the fake's instant sends
+    stall(rig, server, 1.2, 3.7)
+    hold_sends(rig, 1.2, 3.7)
+    d, seen = timed(rig, TimedSpec(direction="download", bidir=True, seconds=5, interval=1))
+    assert "error" not in d, d
+    spans = [(rec["start"], rec["end"]) for _, rec in seen]
+    assert spans == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    at, empty = seen[2]
+    assert empty["sum"]["bytes"] == 0 and empty["sum_reverse"]["bytes"] == 0, empty
+    assert at < 3.7  # was: when the data came again
+    assert at - (server.started - T0[0]) < 3 + CLOCK_CLOSE_S + 0.15
+    assert seen[3][1]["sum_reverse"]["bytes"] > 0  # the server's data resumed in 3.00-4.00
+    rx = sum(rec["sum_reverse"]["bytes"] for _, rec in seen)
+    tx = sum(rec["sum"]["bytes"] for _, rec in seen)
+    assert (tx, rx) == (d["sum"]["sender"]["bytes"], d["sum_reverse"]["receiver"]["bytes"]), d
+
+
+def test_a_stalled_counted_bidir_too() -> None:
+    """--bidir -n: the wait for the count closes both roles' empty intervals on the
+    clock too (session 27)."""
+    rig, server = rig_with_server()
+    rig.endpoint.rate = 10e6
+    stall(rig, server, 0.5, 3.0)
+    hold_sends(rig, 0.5, 3.0)
+    d, seen = timed(rig, TimedSpec(direction="download", bidir=True, nbytes=30 << 20,
+                                   interval=1))  # fmt: skip
+    assert "error" not in d, d
+    at, empty = seen[1]
+    assert (empty["start"], empty["sum"]["bytes"], empty["sum_reverse"]["bytes"]) == (1, 0, 0)
+    assert at < 3.0, seen  # was: when the data came again
+    rx = sum(rec["sum_reverse"]["bytes"] for _, rec in seen)
+    tx = sum(rec["sum"]["bytes"] for _, rec in seen)
+    assert (tx, rx) == (d["sum"]["sender"]["bytes"], d["sum_reverse"]["receiver"]["bytes"]), d

@@ -501,6 +501,22 @@ def test_intervals() -> None:
     assert len(iv.finish(205 * ms)) == 2  # a 5 % tail without bytes is dropped, as iperf3
 
 
+def test_a_stamp_at_an_intervals_end_counts_in_it() -> None:
+    """A stamp exactly at an interval's end is in that interval, and at the test's end
+    (-t's stop time, -n's last read) in its last line: until session 27 it opened the
+    next interval, which `finish` at that very time dropped, its bytes in the totals and
+    in no line (seen in a --bidir test over the fake endpoint: 65,536 bytes short)."""
+    ms = 1_000_000
+    iv = Intervals(0, 100 * ms, [5])
+    assert iv.add(5, 50 * ms, 10) == []
+    assert iv.add(5, 100 * ms, 20) == []  # the first interval's end: still in it
+    out = iv.add(5, 150 * ms, 30)
+    assert [(r["start"], r["end"], r["sum"]["bytes"]) for r in out] == [(0.0, 0.1, 30)]
+    assert iv.add(5, 200 * ms, 40) == []  # the test's last stamp, at its end
+    last = iv.finish(200 * ms)
+    assert [(r["start"], r["end"], r["sum"]["bytes"]) for r in last] == [(0.1, 0.2, 70)]
+
+
 def test_iperf3_text_forms() -> None:
     """Lines as iperf3 3.12 printed them on this machine (see docs/throughput.md)."""
     line = iperf3.report_line(5, 0.0, 0.5, 1006 << 20, 0.5)
@@ -769,21 +785,99 @@ def test_iperf3_socket_options_are_refused_in_one_line(
 ) -> None:
     """iperf3's -Z, -C, -M, -N, -S, --fq-rate were unknown options (argparse's usage and
     exit 2); each is refused by name with the reason, as -w is: nopen carries no socket
-    options. The refusal comes before anything is sent (the run's exit status 2)."""
+    options. The refusal comes before anything is sent (the run's exit status 2). An
+    upload here: since session 27 -Z, -C, -N, --fq-rate with -R (our default) are told
+    the server, the only sender (`test_server_told_socket_options_with_r`)."""
     from packetlab.cli import run_throughput
     from packetlab.cli.run import RunError
 
     p = argparse.ArgumentParser(exit_on_error=False)
     run_throughput.configure(p)
-    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", *argv])
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "--direction", "upload", *argv])
     with pytest.raises(RunError) as e:
         run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
     assert str(e.value).startswith(f"{head}: not supported: iperf3 {what}")
-    assert str(e.value).endswith(
-        "(nopen takes only the protocol, the addresses and rbufsz; there is no socket option "
-        "request)"
+    told = head.split()[0] in ("-Z", "-C", "-N", "--fq-rate")  # with -R the server's
+    assert str(e.value).endswith(run_throughput.SERVER_TOLD_NOTE) == told
+    assert (
+        str(e.value)
+        .removesuffix(run_throughput.SERVER_TOLD_NOTE)
+        .endswith(
+            "(nopen takes only the protocol, the addresses and rbufsz; there is no socket option "
+            "request)"
+        )
     )
     assert "\n" not in str(e.value)
     assert "-Z (sendfile), -C ALGO (TCP_CONGESTION), -M MSS (TCP_MAXSEG)" in " ".join(
         run_throughput.EPILOG.split()
     )
+
+
+# native iperf3 3.12's parameters (recorded by test_throughput_control_as_iperf3's relay):
+# `-R -t 1 -b 1M -N --fq-rate 10M -C reno -Z -T hi --extra-data x --get-server-output
+# --repeating-payload`, and `-R -u -t 1 -b 1M --dont-fragment -Z --udp-counters-64bit`
+NATIVE_SOCKOPTS_TCP = (
+    '{"tcp":true,"omit":0,"time":1,"num":0,"blockcount":0,"nodelay":true,"parallel":1,'
+    '"reverse":true,"len":131072,"bandwidth":1000000,"fqrate":10000000,"pacing_timer":1000,'
+    '"title":"hi","extra_data":"x","congestion":"reno","get_server_output":1,'
+    '"repeating_payload":1,"zerocopy":1,"client_version":"3.12"}'
+)
+NATIVE_SOCKOPTS_UDP = (
+    '{"udp":true,"omit":0,"time":1,"num":0,"blockcount":0,"parallel":1,"reverse":true,'
+    '"len":32768,"bandwidth":1000000,"pacing_timer":1000,"udp_counters_64bit":1,'
+    '"zerocopy":1,"dont_fragment":1,"client_version":"3.12"}'
+)
+
+
+def test_server_told_socket_options_with_r() -> None:
+    """-R (the server the only sender): -N, --fq-rate, -C, -Z, --dont-fragment are told
+    the server in native's keys and places, byte for byte (session 27; refused before,
+    though on a receiver they act on nothing native sends but ACKs); --bidir and an
+    upload still refuse them, the endpoint's sockets taking no option."""
+    from packetlab.cli import run_throughput
+    from packetlab.cli.run import RunError
+
+    p = argparse.ArgumentParser(exit_on_error=False)
+    run_throughput.configure(p)
+    args = p.parse_args(["-c", "192.0.2.5", "-R", "-t", "1", "-b", "1M", "-N", "--fq-rate",
+                         "10M", "-C", "reno", "-Z"])  # fmt: skip
+    assert run_throughput.refused(args) is None
+    opts = run_throughput.server_sockopts(args)
+    assert opts == iperf3.ServerSockopts(nodelay=True, fq_rate=10_000_000, congestion="reno",
+                                         zerocopy=True)  # fmt: skip
+    tcp = iperf3.timed_parameters(
+        udp=False, seconds=1, nbytes=None, streams=1, reverse=True, length=131072,
+        bitrate=1e6, title="hi", extra_data="x", get_server_output=True,
+        repeating_payload=True, server_sockopts=opts,
+    )  # fmt: skip
+    assert json.dumps(tcp, separators=(",", ":")) == NATIVE_SOCKOPTS_TCP
+    udp = iperf3.timed_parameters(
+        udp=True, seconds=1, nbytes=None, streams=1, reverse=True, length=32768,
+        bitrate=1e6, wide_counters=True,
+        server_sockopts=iperf3.ServerSockopts(zerocopy=True, dont_fragment=True),
+    )  # fmt: skip
+    assert json.dumps(udp, separators=(",", ":")) == NATIVE_SOCKOPTS_UDP
+    assert run_throughput.timed(p.parse_args(["-c", "192.0.2.5", "-N"]))  # iperf3's test
+    for way in (["--bidir"], ["--direction", "upload"]):
+        args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "-C", "reno", *way])
+        with pytest.raises(RunError, match=r"-C reno: not supported: .* the server is told"):
+            run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only with -R"):  # the library says so too
+        TimedSpec(direction="upload", seconds=1,
+                  server_sockopts=iperf3.ServerSockopts(nodelay=True)).check()  # fmt: skip
+    args = p.parse_args(["-c", "192.0.2.5", "-t", "1", "--fq-rate", "fast"])
+    with pytest.raises(RunError, match="--fq-rate: expected a rate like 10M"):
+        run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+
+
+def test_a_congestion_control_the_server_did_not_use_is_warned() -> None:
+    """-R -C ALGO: a 3.12 server without ALGO runs the test with its default, saying so
+    only in its results; native fails first on its own host, ours warns on stderr."""
+    from packetlab.cli.run_throughput import congestion_warning
+
+    r = {"server_info": {"congestion_used": "bbr"}}
+    assert congestion_warning(r, "nosuch") == (
+        "warning: -C nosuch: the server used bbr (its host lacks nosuch, or refused it)"
+    )
+    assert congestion_warning(r, "bbr") is None and congestion_warning(r, None) is None
+    assert congestion_warning({}, "reno") is None  # not said: nothing to warn of
