@@ -17,6 +17,7 @@ examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
+  pktlab run alias --method tcp-syn-sport 10.77.3.10 10.77.3.11   # SYNs (ACKs dropped)
   pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
@@ -30,6 +31,8 @@ round-robin over (address, endpoint). Probe methods (--method, scamper dealias's
 icmp-echo (the echo reply's IP-ID), tcp-ack (a bare ACK to port 33435: the RST's),
 udp (to port 33435: the ICMP port unreachable's); auto (the default) probes with all
 three in estimation and keeps per address the method whose counter is usable, as MIDAR.
+scamper's variants, not in auto: udp-dport (the destination port one up per round),
+tcp-ack-sport and tcp-syn-sport (a new source port per round; a SYN's RST or SYN-ACK).
 indirect (MIDAR's, scamper's probe definition with -t TTL): an address given as
 ADDR@DST:TTL is probed with echo requests to DST whose TTL expires at ADDR, and the
 time exceeded ADDR sends gives the IP-ID; not in auto (it needs DST and TTL): add it,
@@ -56,8 +59,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "comments; - for stdin")  # fmt: skip
     p.add_argument("--method", default="auto", metavar="M[,M...]",
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
-                   "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
-                   "[auto]")  # fmt: skip
+                   "address), icmp-echo, tcp-ack, udp, indirect, scamper's udp-dport, "
+                   "tcp-ack-sport, tcp-syn-sport, or a comma-separated list [auto]")  # fmt: skip
     # (-q, -W, -w: scamper dealias radargun's attempts, wait-probe and wait-timeout)
     p.add_argument("-q", "--rounds", type=int, default=10, metavar="N",
                    help="probes per address (and method) [10]")  # fmt: skip
@@ -442,7 +445,7 @@ def budget(args: argparse.Namespace) -> float:
 COMMAND = Command(
     name="alias",
     help="MIDAR-style alias resolution (IP-ID monotonic bounds test)",
-    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK, UDP; or indirectly, "
+    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK or SYN, UDP; or indirectly, "
     "TTL-limited through them) from one or more "
     "endpoints at synchronised, interleaved times and report the pairs whose IP-ID series could "
     "come from one shared counter (MIDAR's monotonic bounds test).",

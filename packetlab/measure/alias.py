@@ -24,6 +24,12 @@ answer only some probes, or number some replies from a usable counter and others
 * ``icmp-echo``: an echo request; the echo reply's IP-ID.
 * ``tcp-ack``: a bare ACK to a (most likely closed) high port; the RST's IP-ID.
 * ``udp``: a datagram to a closed high port; the ICMP port unreachable's IP-ID.
+* scamper's variants (session 27; not in ``auto``, which is MIDAR's three): ``udp-dport``
+  (one source port, the destination port one up per round: 33435, 33436, ...; the port
+  unreachable's IP-ID), ``tcp-ack-sport`` (a bare ACK from a new source port each round;
+  the RST's) and ``tcp-syn-sport`` (a SYN from a new source port each round, to a most
+  likely closed port: the RST's, or a SYN-ACK's; for a stateful firewall that drops
+  stray ACKs but lets SYNs through).
 * ``indirect`` (MIDAR's indirect probing, scamper's probe definition with a TTL): an echo
   request to a destination beyond the router with a TTL that expires at it; the router's
   ICMP time exceeded's IP-ID. Only for an address given with that destination and TTL
@@ -69,7 +75,14 @@ from packetlab.measure.capture import (
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.pool import endpoint_names
-from packetlab.measure.probes import Probe, ProbeTable, echo_probe, tcp_ack_probe, udp_probe
+from packetlab.measure.probes import (
+    Probe,
+    ProbeTable,
+    echo_probe,
+    tcp_ack_probe,
+    tcp_syn_probe,
+    udp_probe,
+)
 from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
@@ -77,6 +90,7 @@ __all__ = [
     "ALL_METHODS",
     "INDIRECT",
     "METHODS",
+    "PORT_METHODS",
     "FlowProbe",
     "IdSample",
     "ProbeLog",
@@ -98,7 +112,11 @@ ID_SPACE = 1 << 16
 # many samples (ICMP echo first: what a single-method run used before).
 METHODS = ("icmp-echo", "tcp-ack", "udp")  # direct: `auto`
 INDIRECT = "indirect"  # TTL-limited echo requests through the address (needs `via`)
-ALL_METHODS = (*METHODS, INDIRECT)
+# scamper dealias's probe methods that change a port per probe (-P udp-dport|tcp-ack-sport|
+# tcp-syn-sport); not MIDAR's, so not in `auto`
+PORT_METHODS = ("udp-dport", "tcp-ack-sport", "tcp-syn-sport")
+ALL_METHODS = (*METHODS, INDIRECT, *PORT_METHODS)
+TCP_METHODS = ("tcp-ack", "tcp-ack-sport", "tcp-syn-sport")
 # An indirect probe through one flow: (src, dst, ttl, slot) -> a probe of that flow whose
 # key differs from slot to slot (Paris probes: the flow in the ports or the ICMP checksum)
 FlowProbe = Callable[[Any, Any, int, int], Probe]
@@ -355,7 +373,9 @@ async def _probe_from(
     first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
     expression = CAPTURE_FILTERS[4]
-    if any(m == "tcp-ack" for _, m in jobs):  # the targets' RSTs too (not our session's TCP)
+    if any(m == "tcp-syn-sport" for _, m in jobs):  # the targets' RSTs and SYN-ACKs too
+        expression += " or (tcp[tcpflags] & (tcp-rst|tcp-syn) != 0)"
+    elif any(m in TCP_METHODS for _, m in jobs):  # the targets' RSTs too (not our own TCP)
         expression += " or (tcp[tcpflags] & tcp-rst != 0)"
     cap = await open_capture(
         session, first, src=None, duration_s=span_s + wait + 1.0, expression=expression
@@ -461,7 +481,8 @@ async def _probe_from(
 
 def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, via: Via) -> Probe:
     """The probe of slot `index` (round `seq`). Every probe of one endpoint's run has its
-    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port; an
+    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port (udp-dport:
+    the destination port); tcp-*-sport the source port and sequence number; an
     indirect echo (to the destination beyond `dst`) its own ident and the slot."""
     if method == INDIRECT:
         beyond, ttl, *flow = via[str(dst)]
@@ -477,6 +498,20 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
         )
     if method == "udp":  # rounds <= 10,000 (the CLI's bound) keep the port in range
         return udp_probe(src, dst, sport=0x8000 + (ident + seq) % 0x8000, dport=PROBE_PORT)
+    # scamper's port-changing variants, as scamper 20211212 sends them (tcpdump): a port
+    # one up per round of the target; the source ports offset by 0x4000 from `udp`'s and
+    # from each other (rounds <= 10,000), so no two probes of one run share a flow
+    if method == "udp-dport":  # one source port; the destination port per round
+        return udp_probe(src, dst, sport=0x8000 + (ident + 0x4000) % 0x8000,
+                         dport=PROBE_PORT + seq)  # fmt: skip
+    if method in ("tcp-ack-sport", "tcp-syn-sport"):
+        shift = 0x4000 if method == "tcp-syn-sport" else 0
+        sport = 0x8000 + (ident + shift + seq) % 0x8000
+        number = (((~ident & 0xFFFF) << 16) + index) & 0xFFFFFFFF  # (not tcp-ack's)
+        if method == "tcp-ack-sport":  # its RST's sequence number is our acknowledgment
+            return tcp_ack_probe(src, dst, sport=sport, dport=PROBE_PORT, seq=number)
+        # (no options, as scamper's; a RST or SYN-ACK acknowledges number + 1)
+        return tcp_syn_probe(src, dst, sport=sport, dport=PROBE_PORT, seq=number, mss=None)
     raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(ALL_METHODS)}")
 
 
@@ -492,15 +527,17 @@ def _unreach_text(reply: Reply) -> str:
 
 def _answers(reply: Reply, addr: str, method: str) -> bool:
     """`reply` is what `method` waits for: the echo reply; the RST from the probed address
-    itself; the port unreachable, from any address of the node that holds the probed one;
+    itself (tcp-syn-sport: or its SYN-ACK); the port unreachable (udp, udp-dport), from any address of the node that holds the probed one;
     for an indirect probe the time exceeded from `addr`, not from another router after a
     change of path (whose IDs are another counter's)."""
     if method == INDIRECT:
         return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
         return reply.kind is ReplyKind.ECHO_REPLY
-    if method == "tcp-ack":
+    if method in ("tcp-ack", "tcp-ack-sport"):
         return reply.kind is ReplyKind.TCP_RST and reply.src == reply.key.dst
+    if method == "tcp-syn-sport":  # a closed port's RST, or an open one's SYN-ACK
+        return reply.kind in (ReplyKind.TCP_RST, ReplyKind.TCP_SYNACK) and reply.src == reply.key.dst
     # A port unreachable is sent by the node holding the probed address (a router on the
     # way sends no such thing for a datagram not addressed to it), so its ID is that
     # router's even when it comes from another of its addresses (Mercator's common source

@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 # dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
-PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
 PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
+# (scamper_dealias.h's probedef methods; the port-changing ones as scamper 20211212 writes
+# them for `-P udp-dport|tcp-ack-sport|tcp-syn-sport`, its base ports in the definition)
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1,  # (echo, TTL)
+                    "tcp-ack-sport": 4, "udp-dport": 5,
+                    "tcp-syn-sport": PROBEDEF_TCP_SYN_SPORT}  # fmt: skip
 TCP_SYN = 0x02
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
@@ -134,8 +138,10 @@ def dealias_object(
             pd[_PD_ICMP_ID] = u16(key.sport)
         else:
             pd[_PD_PORTS] = u16(key.sport) + u16(key.dport)
-        if p.method == "tcp-ack":
+        if p.method in ("tcp-ack", "tcp-ack-sport"):
             pd[_PD_TCP_FLAGS] = u8(TCP_ACK)
+        elif p.method == "tcp-syn-sport":
+            pd[_PD_TCP_FLAGS] = u8(TCP_SYN)
         pd[_PD_DST] = table.encode(str(p.probe.dst))  # (indirect: beyond p.addr)
         pd[_PD_SRC] = table.encode(p.src)
         out.append(params(pd))
@@ -167,9 +173,12 @@ def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
     if r.icmp_type is not None:
         fields[_DR_ICMP_TC] = u8(r.icmp_type) + u8(r.icmp_code or 0)
         fields[_DR_Q_TTL] = u8(r.quoted_ttl or 0)
-    else:  # TCP: the RST to a bare ACK
+    else:  # TCP: the RST to a bare ACK (flags R), to a SYN (R and A), or a SYN-ACK
         fields[_DR_PROTO] = u8(6)
-        fields[_DR_TCP_FLAGS] = u8(TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12)
+        flags = r.tcp_flags
+        if flags is None:  # (a Reply built without them)
+            flags = TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12
+        fields[_DR_TCP_FLAGS] = u8(flags & 0xFF)
     fields[_DR_SRC] = table.encode(str(r.src))
     return fields
 
