@@ -527,9 +527,10 @@ def _unreach_text(reply: Reply) -> str:
 
 def _answers(reply: Reply, addr: str, method: str) -> bool:
     """`reply` is what `method` waits for: the echo reply; the RST from the probed address
-    itself (tcp-syn-sport: or its SYN-ACK); the port unreachable (udp, udp-dport), from any address of the node that holds the probed one;
-    for an indirect probe the time exceeded from `addr`, not from another router after a
-    change of path (whose IDs are another counter's)."""
+    itself (tcp-syn-sport: or its SYN-ACK); the port unreachable (udp, udp-dport), from
+    any address of the node that holds the probed one; for an indirect probe the time
+    exceeded from `addr`, not from another router after a change of path (whose IDs are
+    another counter's)."""
     if method == INDIRECT:
         return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
@@ -537,7 +538,8 @@ def _answers(reply: Reply, addr: str, method: str) -> bool:
     if method in ("tcp-ack", "tcp-ack-sport"):
         return reply.kind is ReplyKind.TCP_RST and reply.src == reply.key.dst
     if method == "tcp-syn-sport":  # a closed port's RST, or an open one's SYN-ACK
-        return reply.kind in (ReplyKind.TCP_RST, ReplyKind.TCP_SYNACK) and reply.src == reply.key.dst
+        answer = reply.kind in (ReplyKind.TCP_RST, ReplyKind.TCP_SYNACK)
+        return answer and reply.src == reply.key.dst
     # A port unreachable is sent by the node holding the probed address (a router on the
     # way sends no such thing for a datagram not addressed to it), so its ID is that
     # router's even when it comes from another of its addresses (Mercator's common source

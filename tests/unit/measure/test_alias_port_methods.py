@@ -1,0 +1,211 @@
+"""scamper dealias's port-changing probe methods (session 27): ``udp-dport`` (one source
+port, the destination port one up per round), ``tcp-ack-sport`` and ``tcp-syn-sport`` (a
+new source port per round; a SYN's RST-ACK or SYN-ACK), over the scripted raw endpoint:
+what goes on the wire (as scamper 20211212 sends them, tcpdump in the alias testbed), the
+replies matched, a router behind a stateful firewall (SYNs through, stray ACKs dropped)
+resolved by ``tcp-syn-sport`` only, ``auto`` without them (MIDAR's three), and their
+warts probe definitions (scamper's method numbers, flags and base ports)."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from test_traceroute_fakes import RawRig
+from twisted.internet.defer import Deferred
+
+from packetlab.measure.alias import (
+    METHODS,
+    PORT_METHODS,
+    ProbeRun,
+    collect_ip_ids,
+    parse_methods,
+)
+from packetlab.measure.packets import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    inet_checksum,
+    ip_packet,
+)
+from packetlab.measure.packets_transport import tcp_segment
+
+FW_A, FW_B = "10.77.4.10", "10.77.4.11"  # one router behind a firewall: SYNs only
+OPEN_C = "10.77.4.12"  # its own counter; an open port: SYN-ACKs
+DP_D, DP_E = "10.77.4.20", "10.77.4.21"  # one router, answering UDP to any port
+ALL = [FW_A, FW_B, OPEN_C, DP_D, DP_E]
+
+
+@dataclass
+class Router:
+    answers: set[str]  # "syn", "ack", "udp"
+    value: int
+    rate: float = 300.0
+    last: float = 0.0
+    synack: bool = False  # an open port: SYN-ACK, not RST-ACK
+
+    def next_id(self, now: float) -> int:
+        self.value = (self.value + 1 + int(self.rate * (now - self.last))) & 0xFFFF
+        self.last = now
+        return self.value
+
+
+def routers() -> dict[str, Router]:
+    fw, dp = Router({"syn"}, 61000), Router({"udp"}, 9000)
+    return {FW_A: fw, FW_B: fw, OPEN_C: Router({"syn"}, 30000, synack=True), DP_D: dp, DP_E: dp}
+
+
+def rig_with(table: dict[str, Router]) -> RawRig:
+    rig = RawRig(["10.77.4.1"])
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        src, dst = (str(ipaddress.ip_address(probe[a : a + 4])) for a in (12, 16))
+        router = table.get(dst)
+        if router is None:
+            return []
+        if probe[9] == PROTO_TCP:
+            sport, dport, seq, ack, _off, flags = struct.unpack_from("!HHIIBB", probe, 20)
+            if flags & TCP_SYN and "syn" in router.answers:  # a closed port's RST-ACK
+                out = TCP_SYN | TCP_ACK if router.synack else TCP_RST | TCP_ACK
+                msg = tcp_segment(dst, src, dport, sport, seq=0, ack=(seq + 1) & 0xFFFFFFFF,
+                                  flags=out)  # fmt: skip
+            elif flags == TCP_ACK and "ack" in router.answers:
+                msg = tcp_segment(dst, src, dport, sport, seq=ack, flags=TCP_RST)
+            else:  # (the firewall drops a stray ACK)
+                return []
+            proto = PROTO_TCP
+        elif probe[9] == PROTO_UDP and "udp" in router.answers:
+            msg = bytes([3, 3, 0, 0, 0, 0, 0, 0]) + probe[:28]
+            msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+            proto = PROTO_ICMP
+        else:
+            return []
+        ident = router.next_id(rig.clock.seconds())
+        return [(0.001, ip_packet(dst, src, proto, msg, ttl=63, ident=ident))]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    return rig
+
+
+def _sent(rig: RawRig) -> list[tuple[str, int, int, int, int, int]]:
+    """(dst, proto, sport, dport, TCP flags, TCP seq) of every probe sent."""
+    out = []
+    for m in rig.endpoint.raw_sends:
+        p = m.data
+        sport, dport = struct.unpack_from("!HH", p, 20)
+        flags, seq = (p[33], struct.unpack_from("!I", p, 24)[0]) if p[9] == PROTO_TCP else (0, 0)
+        out.append((str(ipaddress.ip_address(p[16:20])), p[9], sport, dport, flags, seq))
+    return out
+
+
+def test_the_names_and_auto_leaves_them_out() -> None:
+    assert parse_methods("auto") == METHODS  # MIDAR's three: scamper's variants are not
+    assert parse_methods("udp-dport,tcp-ack-sport,tcp-syn-sport") == PORT_METHODS
+    assert parse_methods("auto,tcp-syn-sport") == (*METHODS, "tcp-syn-sport")
+    with pytest.raises(ValueError, match=r"valid: auto, .*udp-dport, tcp-ack-sport, tcp-syn"):
+        parse_methods("tcp-syn")
+
+
+def test_udp_dport_changes_the_destination_port_per_round() -> None:
+    # scamper's: one source port, the destination port 33435, 33436, ... per target
+    rig = rig_with(routers())
+    got = rig.run(collect_ip_ids([rig.session], [DP_D, DP_E], rounds=4, wait=0.5,
+                                 method="udp-dport"))  # fmt: skip
+    sent = _sent(rig)
+    assert {s[1] for s in sent} == {PROTO_UDP} and len({s[2] for s in sent}) == 1
+    for t in (DP_D, DP_E):
+        assert [s[3] for s in sent if s[0] == t] == [33435, 33436, 33437, 33438]
+    assert len(got) == 8 and {s.method for s in got} == {"udp-dport"}  # every one matched
+
+
+@pytest.mark.parametrize("method", ["tcp-ack-sport", "tcp-syn-sport"])
+def test_tcp_sport_methods_change_the_source_port_per_round(method: str) -> None:
+    table = {t: Router({"ack", "syn"}, 100 * i) for i, t in enumerate(ALL)}
+    rig = rig_with(table)
+    got = rig.run(collect_ip_ids([rig.session], ALL, rounds=3, wait=0.5, method=method))
+    sent = _sent(rig)
+    flags = TCP_ACK if method == "tcp-ack-sport" else TCP_SYN
+    assert {(s[1], s[3], s[4]) for s in sent} == {(PROTO_TCP, 33435, flags)}
+    for t in ALL:
+        ports = [s[2] for s in sent if s[0] == t]
+        assert [p - ports[0] for p in ports] == [0, 1, 2]
+    assert len({s[5] for s in sent}) == len(sent)  # a sequence number each too
+    assert len(got) == 3 * len(ALL) and {s.method for s in got} == {method}
+
+
+def test_the_two_tcp_variants_and_tcp_ack_never_share_a_flow() -> None:
+    rig = rig_with({t: Router({"ack", "syn"}, 7) for t in ALL})
+    got = rig.run(collect_ip_ids([rig.session], ALL, rounds=5, wait=0.5,
+                                 method=["tcp-ack", "tcp-ack-sport", "tcp-syn-sport"]))  # fmt: skip
+    flows = [(s[0], s[2], s[3]) for s in _sent(rig)]
+    per_flow: dict[Any, set[int]] = {}
+    for f, s in zip(flows, _sent(rig), strict=True):
+        per_flow.setdefault(f, set()).add(s[4])
+    assert all(len(v) == 1 for v in per_flow.values())  # no 4-tuple both an ACK and a SYN
+    assert len(got) == 3 * 5 * len(ALL)  # and every reply matched its own probe
+
+
+def test_a_router_behind_a_firewall_is_resolved_by_syns_only() -> None:
+    # FW_A and FW_B share a counter but drop stray ACKs and UDP: tcp-syn-sport pairs them
+    # (each RST-ACK from the counter); the open port's SYN-ACK counts too
+    from packetlab.measure.midar import midar
+
+    rig = rig_with(routers())
+    got = rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5,
+                        methods=["tcp-ack", "tcp-syn-sport", "udp-dport"]))  # fmt: skip
+    assert got.methods == {FW_A: "tcp-syn-sport", FW_B: "tcp-syn-sport",
+                           OPEN_C: "tcp-syn-sport", DP_D: "udp-dport",
+                           DP_E: "udp-dport"}  # fmt: skip
+    assert got.pairs == [(FW_A, FW_B), (DP_D, DP_E)]
+    rig = rig_with(routers())
+    auto = rig.run(midar([rig.session], ALL, spacing=0.002, wait=0.5))
+    assert auto.velocities[FW_A] is None and auto.pairs == [(DP_D, DP_E)]  # (udp answers)
+    assert not any(s[4] & TCP_SYN for s in _sent(rig))  # auto sends no SYN
+
+
+def test_warts_probe_definitions_are_scampers() -> None:
+    # sc_wartsdump of scamper's own radargun with -P udp-dport, tcp-ack-sport,
+    # tcp-syn-sport: methods 5, 4, 6; the first probe's ports (scamper's base ports);
+    # flags ACK and SYN; a SYN's reply with its flags (rst ack), a RST's (rst)
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    table = {t: Router({"ack", "syn", "udp"}, 100 * i) for i, t in enumerate(ALL)}
+    rig = rig_with(table)
+    runs: list[ProbeRun] = []
+    rig.run(collect_ip_ids([rig.session], [DP_D], rounds=3, wait=0.5, runs=runs,
+                           method=list(PORT_METHODS)))  # fmt: skip
+    (d,) = read_warts(dealias_object(runs[0]))
+    assert [(pd[4], pd.get(8)) for pd in d.probedefs] == [(5, None), (4, 0x10), (6, 0x02)]
+    sent = _sent(rig)
+    for pd, s in zip(d.probedefs, sent[:3], strict=True):  # sport:dport of its first probe
+        assert pd[7] == (s[2] << 16) | s[3] and pd[10] == DP_D
+    assert len(d.probes) == 9
+    replies = [p["replies"][0] for p in d.probes]
+    assert [(r.get(5), r.get(8), r.get(9)) for r in replies[:3]] == [
+        (0x0303, None, None), (None, 6, TCP_RST), (None, 6, TCP_RST | TCP_ACK),
+    ]  # fmt: skip
+
+
+def test_cli_method_names_and_rows() -> None:
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+
+    argv = ["alias", "--wait", "0.5", "--single-stage", "--method", "tcp-ack,tcp-syn-sport",
+            *ALL]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    records: list[dict[str, Any]] = []
+    rig = rig_with(routers())
+    run = run_alias.experiment(args, records.append, Progress())
+    rig.run(Deferred.fromCoroutine(run([rig.session])))
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    line = run_alias.row(series[FW_A])
+    assert line is not None and " by tcp-syn-sport (tcp-ack none)" in line
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(FW_A, FW_B)]
