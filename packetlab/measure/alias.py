@@ -115,7 +115,10 @@ INDIRECT = "indirect"  # TTL-limited echo requests through the address (needs `v
 # scamper dealias's probe methods that change a port per probe (-P udp-dport|tcp-ack-sport|
 # tcp-syn-sport); not MIDAR's, so not in `auto`
 PORT_METHODS = ("udp-dport", "tcp-ack-sport", "tcp-syn-sport")
-ALL_METHODS = (*METHODS, INDIRECT, *PORT_METHODS)
+# (the order of preference, as METHODS: TCP before UDP, whose port unreachable a Linux
+# host numbers from a counter per destination, usable but no router's shared one, where
+# its RSTs carry 0: a usable TCP series with as many samples is the better counter)
+ALL_METHODS = (*METHODS, INDIRECT, "tcp-ack-sport", "tcp-syn-sport", "udp-dport")
 TCP_METHODS = ("tcp-ack", "tcp-ack-sport", "tcp-syn-sport")
 # An indirect probe through one flow: (src, dst, ttl, slot) -> a probe of that flow whose
 # key differs from slot to slot (Paris probes: the flow in the ports or the ICMP checksum)

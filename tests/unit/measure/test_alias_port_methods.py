@@ -108,7 +108,7 @@ def test_the_names_and_auto_leaves_them_out() -> None:
     assert parse_methods("auto") == METHODS  # MIDAR's three: scamper's variants are not
     assert parse_methods("udp-dport,tcp-ack-sport,tcp-syn-sport") == PORT_METHODS
     assert parse_methods("auto,tcp-syn-sport") == (*METHODS, "tcp-syn-sport")
-    with pytest.raises(ValueError, match=r"valid: auto, .*udp-dport, tcp-ack-sport, tcp-syn"):
+    with pytest.raises(ValueError, match=r"valid: auto, .*tcp-ack-sport, tcp-syn-sport, udp-dport"):
         parse_methods("tcp-syn")
 
 
@@ -209,3 +209,44 @@ def test_cli_method_names_and_rows() -> None:
     line = run_alias.row(series[FW_A])
     assert line is not None and " by tcp-syn-sport (tcp-ack none)" in line
     assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(FW_A, FW_B)]
+
+
+def test_the_testbed_responder_answers_syns_and_a_range_of_udp_ports() -> None:
+    # ipid_responder's tcp-syn (a RST-ACK from the group's counter, acknowledging the
+    # SYN and its payload, as Linux's to scamper's 2-byte SYNs) and --udp-ports N
+    import socket
+
+    from packetlab.measure.probes import tcp_ack_probe, tcp_syn_probe, udp_probe
+    from packetlab.measure.replies import ReplyKind, parse_reply
+    from packetlab.testbed.ipid_responder import Counter, answer
+
+    shared = Counter(0.0, start=41)
+    a = socket.inet_aton("10.0.0.1")
+    counters, syn_only = {a: shared}, {a: {"tcp-syn", "udp"}}
+    syn = tcp_syn_probe("10.9.9.9", "10.0.0.1", sport=4000, dport=33435, seq=77, mss=None)
+    out = answer(syn.packet, counters, syn_only, 33435, udp_ports=3)
+    assert out is not None
+    r = parse_reply(out, verify_checksums=True)
+    assert (r.kind, r.tcp_flags, r.key, r.ip_id) == (ReplyKind.TCP_RST, 0x14, syn.key, 42)
+    ack = tcp_ack_probe("10.9.9.9", "10.0.0.1", sport=4000, dport=33435, seq=78)
+    assert answer(ack.packet, counters, syn_only, 33435) is None  # a firewall: no RST
+    assert answer(ack.packet, counters, {a: {"tcp-ack"}}, 33435) is not None
+    assert answer(syn.packet, counters, {a: {"tcp-ack"}}, 33435) is None
+    for port, answered in ((33435, True), (33437, True), (33438, False)):
+        dgram = udp_probe("10.9.9.9", "10.0.0.1", sport=4000, dport=port).packet
+        assert (answer(dgram, counters, syn_only, 33435, udp_ports=3) is not None) is answered
+
+
+def test_a_tie_prefers_the_tcp_variants_to_udp_dport() -> None:
+    # as tcp-ack before udp: a Linux host's port unreachables count per destination (a
+    # usable counter, no router's shared one), so with as many samples TCP's is kept
+    # (udp-dport first among the variants was kept for the testbed's SYN-only router,
+    # whose node's kernel answered UDP: its pair was lost)
+    from packetlab.measure.alias import IdSample, best_methods
+
+    def series(method: str) -> list[IdSample]:
+        return [IdSample("a", "ep", i * 10**7, 100 + 5 * i, 0, method) for i in range(5)]
+
+    for tcp in ("tcp-syn-sport", "tcp-ack-sport"):
+        got = best_methods([*series("udp-dport"), *series(tcp)], ["a"], PORT_METHODS)
+        assert got["a"][0] == tcp

@@ -1,0 +1,182 @@
+"""scamper dealias's port-changing probe methods (session 27) beside scamper 20211212 in a
+namespace testbed (`ep — r1 — tg`), docs/alias.md "Probe methods". The target node holds
+responder addresses (`packetlab.testbed.ipid_responder`), each router a group:
+
+* FW: one counter, behind a stateful firewall: answers SYNs (a RST-ACK), never a stray
+  ACK (`@tcp-syn`): only tcp-syn-sport reads it;
+* ACKS: one counter, answers bare ACKs (RST) only;
+* DPORT: one counter, answers UDP to 64 ports from 33435 (udp-dport's ports); ONE: the
+  same, its own counter (not DPORT's alias).
+
+The kernel's own RSTs (IP-ID 0) are dropped on tg's way out (a tc filter), as in
+test_measure_alias_methods.py. Ours (`--method udp-dport|tcp-ack-sport|tcp-syn-sport`)
+and scamper's `dealias -m ally -p '-P M'` must agree on every pair; ours' warts of the
+three methods must read in sc_warts2json and sc_wartsdump as scamper's own radargun of
+the same probe definitions (r1, Linux, answers all three).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from packetlab.testbed import Testbed, chain
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+FW = ("10.77.2.10", "10.77.2.11")
+ACKS = ("10.77.2.12", "10.77.2.13")
+DPORT = ("10.77.2.20", "10.77.2.21")
+ONE = "10.77.2.22"
+ALL = [*FW, *ACKS, *DPORT, ONE]
+R1 = "10.77.1.2"
+METHODS = "udp-dport,tcp-ack-sport,tcp-syn-sport"
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO))
+
+
+@pytest.fixture
+def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if any(shutil.which(t) is None for t in ("scamper", "sc_warts2json", "sc_wartsdump")):
+        pytest.skip("no scamper")
+    bed: Testbed = testbed_factory(chain(1))
+    for a in ALL:
+        bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
+    dev = ["dev", "to-r1"]  # (the kernel's RSTs, ID 0, off the wire: the responder's count)
+    for cmd in (
+        ["qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", "1"],
+        ["class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"],
+        ["class", "add", *dev, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"],
+        ["qdisc", "add", *dev, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"],
+        ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+         "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
+         "match", "u16", "0", "0xffff", "at", "4", "flowid", "1:2"],
+    ):  # fmt: skip
+        bed.run("tg", ["tc", *cmd])
+    argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
+            "--velocity", "300", "--udp-ports", "64", "--group", ",".join(FW) + "@tcp-syn",
+            "--group", ",".join(ACKS) + "@tcp-ack", "--group", ",".join(DPORT) + "@udp",
+            "--group", ONE + "@udp"]  # fmt: skip
+    proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return bed
+
+
+def ours(tb: Testbed, *args: str) -> list[dict[str, Any]]:
+    got = subprocess.run(
+        ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
+         "alias", "--json", *args],
+        capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    return [json.loads(x) for x in got.stdout.splitlines()]
+
+
+def tool(tb: Testbed, *argv: str) -> str:
+    got = subprocess.run(["ip", "netns", "exec", tb.netns_name("ep"), *argv],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    return got.stdout
+
+
+def ally(tb: Testbed, method: str, a: str, b: str) -> str:
+    out = tool(tb, "scamper", "-O", "json", "-I",
+               f"dealias -m ally -W 20 -q 5 -p '-P {method}' {a} {b}")  # fmt: skip
+    (d,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "dealias"]
+    return str(d["result"])
+
+
+def verdict(tb: Testbed, method: str, a: str, b: str) -> str:
+    records = ours(tb, "--single-stage", "--rounds", "5", "--method", method, a, b)
+    (summary,) = [r for r in records if r["type"] == "summary"]
+    return str(summary["verdict"])
+
+
+def test_pairs_beside_scampers_ally(tb: Testbed) -> None:
+    cases = [  # (method, pair, ours, scamper's ally)
+        ("tcp-syn-sport", FW, "aliases", "aliases"),
+        ("tcp-ack", FW, "unknown", "none"),  # (the firewall drops stray ACKs)
+        ("tcp-ack-sport", ACKS, "aliases", "aliases"),
+        ("udp-dport", DPORT, "aliases", "aliases"),
+        ("udp-dport", (DPORT[0], ONE), "not aliases", "not-aliases"),
+    ]
+    got = [(m, p, verdict(tb, m, *p), ally(tb, m, *p)) for m, p, _, _ in cases]
+    assert got == cases
+    # MIDAR's four stages over all of them with the three variants: FW and DPORT by
+    # their method (ACKS by tcp-ack-sport too; the node's Linux port unreachables count
+    # per destination, the tie goes to TCP); auto (MIDAR's three) cannot read FW's
+    records = ours(tb, "--method", METHODS, *ALL)
+    pairs = [(r["a"], r["b"]) for r in records if r["type"] == "alias"]
+    assert pairs == [FW, ACKS, DPORT], records
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert series[FW[0]]["method"] == "tcp-syn-sport" and series[ONE]["method"] == "udp-dport"
+    records = ours(tb, *ALL)
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [ACKS, DPORT]
+    fw = {r["addr"]: r for r in records if r["type"] == "ipid-series"}[FW[0]]
+    assert fw["method"] == "udp" and "tcp-syn-sport" not in fw["methods"]  # (tg's Linux)
+
+
+def _dealias(tb: Testbed, path: Path) -> dict[str, Any]:
+    objs = [json.loads(x) for x in tool(tb, "sc_warts2json", str(path)).splitlines()]
+    (d,) = [o for o in objs if o["type"] == "dealias"]
+    return d
+
+
+def _dump(tb: Testbed, path: Path) -> list[str]:
+    """sc_wartsdump's probe definitions and replies, without ports, times and IDs."""
+    keep = ("probedef", "  src:", "  udp-dport", "  tcp-", "  icmp-type", "   tcp flags")
+    out = [x for x in tool(tb, "sc_wartsdump", str(path)).splitlines() if x.startswith(keep)]
+    return [re.sub(r"ttl: \d+|\d+:\d+", "N", x) for x in out]
+
+
+def test_warts_of_the_three_methods_read_as_scampers(tb: Testbed, tmp_path: Path) -> None:
+    # r1 (Linux) answers all three: port unreachables, RSTs (IP-ID 0) to ACKs, RST-ACKs
+    # to SYNs; ours and scamper's radargun with the same probe definitions
+    src = str(tb.addr("ep"))
+    mine, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    records = ours(tb, "--single-stage", "--rounds", "3", "--samples", "--method", METHODS,
+                   "--warts", str(mine), R1, ONE)  # fmt: skip
+    defs = " ".join(f"-p '-P {m} -i {a}'" for a in (R1, ONE) for m in METHODS.split(","))
+    tool(tb, "scamper", "-O", "warts", "-o", str(theirs), "-I",
+         f"dealias -m radargun -q 3 -W 50 -w 1 {defs}")  # fmt: skip
+    a, b = _dealias(tb, mine), _dealias(tb, theirs)
+
+    def shape(d: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(p["src"], p["dst"], p["method"], p.get("tcp_flags"),
+                 p.get("tcp_dport", p.get("udp_dport"))) for p in d["probedefs"]]  # fmt: skip
+
+    assert shape(a) == shape(b)
+    assert shape(a)[:3] == [(src, R1, "udp-dport", None, 33435), (src, R1, "tcp-ack-sport", 16,
+                            33435), (src, R1, "tcp-syn-sport", 2, 33435)]  # fmt: skip
+    assert (a["attempts"], len(a["probes"])) == (b["attempts"], len(b["probes"])) == (3, 18)
+
+    def replies(d: dict[str, Any]) -> list[tuple[Any, ...]]:
+        defs = {p["id"]: p for p in d["probedefs"]}
+        return sorted((defs[p["probedef_id"]]["dst"], defs[p["probedef_id"]]["method"],
+                       r["src"], r.get("icmp_type"), r.get("tcp_flags"))
+                      for p in d["probes"] for r in p["replies"])  # fmt: skip
+
+    # ONE answers UDP only; r1 everything: the same replies, one for each answered probe
+    assert replies(a) == replies(b) and len(replies(a)) == 12
+    assert _dump(tb, mine) == _dump(tb, theirs)
+    # every sample of ours is a reply in the file (its IP-ID, its method)
+    samples = sorted((r["addr"], r["method"], r["ip_id"]) for r in records if r["type"] == "ipid")
+    defs = {p["id"]: p for p in a["probedefs"]}
+    got = sorted((defs[p["probedef_id"]]["dst"], defs[p["probedef_id"]]["method"],
+                  r.get("ipid", 0)) for p in a["probes"] for r in p["replies"])  # fmt: skip
+    assert got == samples
