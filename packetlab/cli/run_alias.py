@@ -36,7 +36,8 @@ tcp-ack-sport and tcp-syn-sport (a new source port per round; a SYN's RST or SYN
 indirect (MIDAR's, scamper's probe definition with -t TTL): an address given as
 ADDR@DST:TTL is probed with echo requests to DST whose TTL expires at ADDR, and the
 time exceeded ADDR sends gives the IP-ID; not in auto (it needs DST and TTL): add it,
---method auto,indirect or --method indirect.
+--method auto,indirect or --method indirect; --indirect-method udp|tcp-ack probes
+through ADDR with UDP or TCP ACKs instead (one flow: fixed ports, as scamper's).
 MIDAR's four stages: estimation (--rounds probes per address and method: its counter's
 velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
@@ -61,6 +62,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
                    "address), icmp-echo, tcp-ack, udp, indirect, scamper's udp-dport, "
                    "tcp-ack-sport, tcp-syn-sport, or a comma-separated list [auto]")  # fmt: skip
+    p.add_argument("--indirect-method", default="icmp-echo", metavar="P",
+                   choices=("icmp-echo", "udp", "tcp-ack"),
+                   help="the indirect method's probes: icmp-echo, udp or tcp-ack (scamper's "
+                   "-P P -i DST -t TTL: one flow, fixed ports) [icmp-echo]")  # fmt: skip
     # (-q, -W, -w: scamper dealias radargun's attempts, wait-probe and wait-timeout)
     p.add_argument("-q", "--rounds", type=int, default=10, metavar="N",
                    help="probes per address (and method) [10]")  # fmt: skip
@@ -173,6 +178,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         byte_swapped,
         collect_ip_ids,
         common_source_pairs,
+        indirect_flow,
         parse_methods,
         velocity,
     )
@@ -197,6 +203,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if "indirect" in methods and not via:
         raise RunError(f"--method indirect: give each address to probe indirectly as "
                        f"ADDR@DST:TTL (e.g. {targets[0]}@DST:TTL)")  # fmt: skip
+    probe = getattr(args, "indirect_method", "icmp-echo")
+    if probe != "icmp-echo" and "indirect" not in methods:
+        raise RunError(f"--indirect-method {probe}: no address is probed indirectly (--method "
+                       f"{args.method},indirect and ADDR@DST:TTL)")  # fmt: skip
     lacking = [t for t in targets if t not in via]
     if methods == ("indirect",) and lacking:
         raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
@@ -219,6 +229,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
+    )
+    flow = indirect_flow(probe)  # (None: the echo requests of the method itself)
+    probed_via: dict[str, Any] = (
+        {t: (dst, ttl, flow) for t, (dst, ttl) in via.items()} if flow else dict(via)
     )
     recorder = pcapout.recorder_for(args)
     runs: list[Any] | None = [] if args.warts else None
@@ -251,7 +265,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if v is not None and byte_swapped(series):  # (its velocity as it counts)
                 record["byte_swapped"] = True
             if t in via:
-                record["via"] = {"dst": via[t][0], "ttl": via[t][1]}
+                through: dict[str, Any] = {"dst": via[t][0], "ttl": via[t][1]}
+                if probe != "icmp-echo":  # (session 27: UDP or TCP ACK through it)
+                    through["probe"] = probe
+                record["via"] = through
             if len(methods) > 1 and by_method is not None:  # every method's velocity (None:
                 record["methods"] = {m: v for m, v in by_method[t].items()  # unusable)
                                      if m != "indirect" or t in via}  # fmt: skip
@@ -282,7 +299,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             probing("one stage", len(targets), len(targets) * len(methods) * args.rounds)
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
+                recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=probed_via,
                 unreached=unreached,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
@@ -299,7 +316,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
-                runs=runs, via=via, unreached=unreached, on_estimation=estimated,
+                runs=runs, via=probed_via, unreached=unreached, on_estimation=estimated,
             )  # fmt: skip
             sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
             pairs, every = got.pairs, got.samples
@@ -394,7 +411,8 @@ def row(r: Record) -> str | None:
             v += f" ({r['unreachable']})"
         addr = r["addr"]
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
-            addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"
+            by = f", {r['via']['probe']}" if "probe" in r["via"] else ""
+            addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']}{by})"
         return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is

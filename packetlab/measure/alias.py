@@ -79,6 +79,7 @@ from packetlab.measure.probes import (
     Probe,
     ProbeTable,
     echo_probe,
+    paris_udp_probe,
     tcp_ack_probe,
     tcp_syn_probe,
     udp_probe,
@@ -89,6 +90,7 @@ from packetlab.wire import Ndata, Ntag
 __all__ = [
     "ALL_METHODS",
     "INDIRECT",
+    "INDIRECT_PROBES",
     "METHODS",
     "PORT_METHODS",
     "FlowProbe",
@@ -103,6 +105,7 @@ __all__ = [
     "collect_ip_ids",
     "common_source_pairs",
     "counted",
+    "indirect_flow",
     "monotonic_bounds",
     "parse_methods",
 ]
@@ -126,6 +129,8 @@ FlowProbe = Callable[[Any, Any, int, int], Probe]
 # address -> (destination beyond it, TTL expiring there[, the flow to probe through])
 Via = Mapping[str, tuple[str, int] | tuple[str, int, FlowProbe]]
 PROBE_PORT = 33435  # TCP ACK and UDP destination port: scamper dealias's default
+# the probes of the indirect method (scamper's -P icmp-echo|udp|tcp-ack -i DST -t TTL)
+INDIRECT_PROBES = ("icmp-echo", "udp", "tcp-ack")
 MethodSpec = str | Sequence[str] | Mapping[str, str]  # one, every one, or per address
 LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
 
@@ -176,6 +181,35 @@ class ProbeRun:
     spacing: float  # s between global slots
     wait: float  # reply wait, s
     probes: list[ProbeLog]
+
+
+def indirect_flow(probe: str, sport: int | None = None) -> FlowProbe | None:
+    """The indirect method's probes by `probe` (INDIRECT_PROBES) as scamper sends them
+    for ``-P udp|tcp-ack -i DST -t TTL`` (session 27; tcpdump): one flow, both ports
+    fixed (`sport`, random by default; PROBE_PORT), so that a per-flow load balancer
+    keeps every probe on the path whose TTL expires at the router. A UDP probe is told
+    apart by its checksum (a Paris probe: scamper's too), a TCP ACK by its sequence
+    number (scamper's repeats its own), both quoted by the time exceeded. None for
+    icmp-echo: the method's own echo requests (an identifier per run, a sequence number
+    per probe)."""
+    if probe not in INDIRECT_PROBES:
+        raise ValueError(f"unknown indirect probe {probe!r}; valid: {', '.join(INDIRECT_PROBES)}")
+    port = random.randrange(0x8000, 0x10000) if sport is None else sport
+    if probe == "udp":
+
+        def udp(src: Any, dst: Any, ttl: int, slot: int) -> Probe:
+            return paris_udp_probe(src, dst, ttl, sport=port, dport=PROBE_PORT,
+                                   index=slot % 0xFFFE, payload=b"\0\0")  # fmt: skip
+
+        return udp
+    if probe == "tcp-ack":
+
+        def ack(src: Any, dst: Any, ttl: int, slot: int) -> Probe:
+            number = ((port << 16) + slot) & 0xFFFFFFFF
+            return tcp_ack_probe(src, dst, sport=port, dport=PROBE_PORT, seq=number, ttl=ttl)
+
+        return ack
+    return None
 
 
 def parse_methods(text: str) -> tuple[str, ...]:

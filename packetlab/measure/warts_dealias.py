@@ -55,13 +55,18 @@ TCP_ACK, TCP_RST = 0x10, 0x04
 
 def _flow_definition(p: Any) -> tuple[int, dict[int, bytes]]:
     """The method and fields of an indirect probe that is a Paris probe of a trace's flow
-    (`--multilevel`'s): as its packet is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``,
-    ``-P tcp-syn-sport``, or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
+    (`--multilevel`'s) or an alias run's `--indirect-method` udp or tcp-ack: as its packet
+    is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``, ``-P tcp-syn-sport`` (a SYN),
+    ``-P tcp-ack`` (an ACK), or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
     packet = p.probe.packet
     proto, at = packet[9], (packet[0] & 0x0F) * 4
     key = p.probe.key
     if proto == 17:
         return PROBEDEF_METHODS["udp"], {_PD_PORTS: u16(key.sport) + u16(key.dport)}
+    if proto == 6 and not packet[at + 13] & TCP_SYN:  # an ACK: scamper's -P tcp-ack -t TTL
+        return PROBEDEF_METHODS["tcp-ack"], {
+            _PD_PORTS: u16(key.sport) + u16(key.dport), _PD_TCP_FLAGS: u8(TCP_ACK),
+        }  # fmt: skip
     if proto == 6:
         return PROBEDEF_TCP_SYN_SPORT, {
             _PD_PORTS: u16(key.sport) + u16(key.dport), _PD_TCP_FLAGS: u8(TCP_SYN),
@@ -130,7 +135,11 @@ def dealias_object(
         if i:
             pd[_PD_ID] = u32(i)
         key = p.probe.key
-        if flows and p.method == "indirect" and p.probe.packet[0] >> 4 == 4:
+        # (an indirect UDP or TCP probe, `--indirect-method`'s, is defined as its packet
+        # is, as a Paris flow's: scamper's -P udp|tcp-ack -i DST -t TTL)
+        packet = p.probe.packet
+        flow = flows or (packet[0] >> 4 == 4 and packet[9] != 1)
+        if flow and p.method == "indirect" and packet[0] >> 4 == 4:
             method, more = _flow_definition(p)
             pd[_PD_METHOD] = u8(method)
             pd.update(more)

@@ -34,7 +34,8 @@ quoting it, numbered from ADDR's group's counter. ADDR need not be an address of
 node (then nothing answers it directly: only indirect probing reads its counter).
 ``DST=ADDR,ADDR2,...`` plays a per-flow load balancer's next hops one TTL before DST:
 each probe's flow (an echo request's ICMP checksum, as Paris traceroute's ICMP flows; a
-UDP datagram's source port, as its UDP flows, answered with TTL 1 too) picks one of the
+UDP datagram's or TCP segment's source port, as its UDP flows, answered with TTL 1
+too) picks one of the
 addresses by a hash, so a multipath trace finds them all at one hop, each numbering its
 time exceeded from its own group's counter (two of one group: one router's two
 interfaces). ``--mpls ADDR=LABEL[/LABEL...]`` extends ADDR's time exceeded with that MPLS
@@ -132,10 +133,11 @@ def answer(
     ihl = (packet[0] & 0x0F) * 4
     src, dst, proto = packet[12:16], packet[16:20], packet[9]
     routers = (expire or {}).get(dst)
-    if routers and packet[8] <= 1 and proto in (socket.IPPROTO_ICMP, socket.IPPROTO_UDP):
+    expiring = (socket.IPPROTO_ICMP, socket.IPPROTO_UDP, socket.IPPROTO_TCP)
+    if routers and packet[8] <= 1 and proto in expiring:
         if proto == socket.IPPROTO_ICMP and packet[ihl] != _ICMP_ECHO:
             return None
-        # the flow: the ICMP checksum, or the UDP source port
+        # the flow: the ICMP checksum, or the UDP (TCP: session 27) source port
         flow = packet[ihl + 2 : ihl + 4] if proto == socket.IPPROTO_ICMP else packet[ihl : ihl + 2]
         router = routers[zlib.crc32(flow) % len(routers)]
         icmp = bytes([_ICMP_TIMXCEED, 0, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]

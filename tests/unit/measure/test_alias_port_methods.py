@@ -250,3 +250,102 @@ def test_a_tie_prefers_the_tcp_variants_to_udp_dport() -> None:
     for tcp in ("tcp-syn-sport", "tcp-ack-sport"):
         got = best_methods([*series("udp-dport"), *series(tcp)], ["a"], PORT_METHODS)
         assert got["a"][0] == tcp
+
+
+# Indirect probing with UDP and TCP ACKs (scamper's -P udp|tcp-ack -i DST -t TTL): HIDDEN
+# answers nothing itself; it is the router two hops out on the way to FAR, where any
+# probe with TTL 2 expires: its time exceeded (quoting the probe) from the counter it
+# shares with ECHO_F, which answers echo requests.
+HIDDEN, ECHO_F, FAR = "10.77.4.50", "10.77.4.51", "10.77.9.9"
+
+
+def indirect_rig() -> RawRig:
+    shared = Router(set(), 30000)
+    rig = RawRig(["10.77.4.1"])
+
+    def answer(probe: bytes) -> list[tuple[float, bytes]]:
+        src, dst = (str(ipaddress.ip_address(probe[a : a + 4])) for a in (12, 16))
+        if dst == ECHO_F and probe[9] == PROTO_ICMP:
+            msg = bytes([0, 0, 0, 0]) + probe[24:]
+            origin = ECHO_F
+        elif dst == FAR and probe[8] == 2:
+            msg = bytes([11, 0, 0, 0, 0, 0, 0, 0]) + probe[:28]
+            origin = HIDDEN
+        else:
+            return []
+        msg = msg[:2] + struct.pack("!H", inet_checksum(msg)) + msg[4:]
+        ident = shared.next_id(rig.clock.seconds())
+        return [(0.001, ip_packet(origin, src, PROTO_ICMP, msg, ttl=62, ident=ident))]
+
+    rig.endpoint.answers = answer  # type: ignore[method-assign]
+    return rig
+
+
+@pytest.mark.parametrize("probe", ["udp", "tcp-ack"])
+def test_indirect_probing_with_udp_and_tcp_keeps_one_flow(probe: str) -> None:
+    from packetlab.measure.alias import indirect_flow
+    from packetlab.measure.midar import midar
+
+    rig = indirect_rig()
+    via = {HIDDEN: (FAR, 2, indirect_flow(probe, sport=40000))}
+    got = rig.run(midar([rig.session], [HIDDEN, ECHO_F], spacing=0.002, wait=0.5,
+                        methods=["icmp-echo", "indirect"], via=via))  # fmt: skip
+    assert got.methods == {HIDDEN: "indirect", ECHO_F: "icmp-echo"}
+    assert got.pairs == [(HIDDEN, ECHO_F)]
+    through = [s for s in _sent(rig) if s[0] == FAR]
+    proto = PROTO_UDP if probe == "udp" else PROTO_TCP
+    assert through and {s[1:4] for s in through} == {(proto, 40000, 33435)}  # one flow
+    if probe == "tcp-ack":
+        assert {s[4] for s in through} == {TCP_ACK} and len({s[5] for s in through}) > 1
+
+
+def test_indirect_udp_and_tcp_warts_definitions_are_scampers() -> None:
+    # sc_wartsdump of scamper's `-p "-P udp -i DST -t 2"` / "-P tcp-ack ...": method udp
+    # (3) or tcp-ack (2, flags ACK), both ports, TTL 2, dst the destination beyond
+    from packetlab.measure.alias import indirect_flow
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    for probe, method, flags in (("udp", 3, None), ("tcp-ack", 2, TCP_ACK)):
+        rig, runs = indirect_rig(), []
+        via = {HIDDEN: (FAR, 2, indirect_flow(probe, sport=40000))}
+        rig.run(collect_ip_ids([rig.session], [HIDDEN], rounds=3, wait=0.5, runs=runs,
+                               method="indirect", via=via))  # fmt: skip
+        (d,) = read_warts(dealias_object(runs[0]))
+        (pd,) = d.probedefs
+        assert (pd[4], pd.get(8), pd[5], pd[7], pd[10]) == (
+            method,
+            flags,
+            2,
+            (40000 << 16) | 33435,
+            FAR,
+        )
+        replies = [r for p in d.probes for r in p["replies"]]
+        assert len(replies) == 3 and {(r[5], r[10]) for r in replies} == {(0x0B00, HIDDEN)}
+
+
+def test_cli_indirect_method() -> None:
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    def experiment(*argv: str) -> list[dict[str, Any]]:
+        args = build_parser().parse_args(["alias", "--wait", "0.5", "--single-stage", *argv])
+        records: list[dict[str, Any]] = []
+        rig = indirect_rig()
+        run = run_alias.experiment(args, records.append, Progress())
+        rig.run(Deferred.fromCoroutine(run([rig.session])))
+        return records
+
+    records = experiment("--method", "icmp-echo,indirect", "--indirect-method", "udp",
+                         f"{HIDDEN}@{FAR}:2", ECHO_F)  # fmt: skip
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert series[HIDDEN]["via"] == {"dst": FAR, "ttl": 2, "probe": "udp"}
+    assert "via" not in series[ECHO_F]
+    line = run_alias.row(series[HIDDEN])
+    assert line is not None and line.startswith(f"# {HIDDEN} (TTL 2 to {FAR}, udp): ")
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(HIDDEN, ECHO_F)]
+    with pytest.raises(RunError, match="--indirect-method tcp-ack: no address is probed "):
+        experiment("--indirect-method", "tcp-ack", HIDDEN, ECHO_F)
+    with pytest.raises(SystemExit):  # (argparse: invalid choice)
+        build_parser().parse_args(["alias", "--indirect-method", "udp-dport", HIDDEN, ECHO_F])
