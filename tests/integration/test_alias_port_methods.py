@@ -40,6 +40,10 @@ ACKS = ("10.77.2.12", "10.77.2.13")
 DPORT = ("10.77.2.20", "10.77.2.21")
 ONE = "10.77.2.22"
 ALL = [*FW, *ACKS, *DPORT, ONE]
+# indirect: HIDDEN answers nothing itself; probes to BEYOND (tg) with TTL 2 expire "at" it
+# (the responder's --ttl-exceeded), its time exceeded from the counter ECHO_F's echo
+# replies share
+HIDDEN, ECHO_F, BEYOND = "10.77.2.50", "10.77.2.51", "10.77.2.52"
 R1 = "10.77.1.2"
 METHODS = "udp-dport,tcp-ack-sport,tcp-syn-sport"
 
@@ -55,7 +59,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     if any(shutil.which(t) is None for t in ("scamper", "sc_warts2json", "sc_wartsdump")):
         pytest.skip("no scamper")
     bed: Testbed = testbed_factory(chain(1))
-    for a in ALL:
+    for a in [*ALL, ECHO_F, BEYOND]:
         bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
     dev = ["dev", "to-r1"]  # (the kernel's RSTs, ID 0, off the wire: the responder's count)
     for cmd in (
@@ -66,12 +70,18 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
         ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
          "match", "u16", "0", "0xffff", "at", "4", "flowid", "1:2"],
+        # (and BEYOND's own port unreachables: the kernel takes a datagram addressed to
+        # it whatever its TTL, where a router would have dropped it at HIDDEN)
+        ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "2", "u32",
+         "match", "ip", "protocol", "1", "0xff", "match", "ip", "src", f"{BEYOND}/32",
+         "match", "u8", "3", "0xff", "at", "20", "flowid", "1:2"],
     ):  # fmt: skip
         bed.run("tg", ["tc", *cmd])
     argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
             "--velocity", "300", "--udp-ports", "64", "--group", ",".join(FW) + "@tcp-syn",
             "--group", ",".join(ACKS) + "@tcp-ack", "--group", ",".join(DPORT) + "@udp",
-            "--group", ONE + "@udp"]  # fmt: skip
+            "--group", ONE + "@udp", "--group", f"{HIDDEN},{ECHO_F}",
+            "--ttl-exceeded", f"{BEYOND}={HIDDEN}"]  # fmt: skip
     proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return bed
@@ -180,3 +190,46 @@ def test_warts_of_the_three_methods_read_as_scampers(tb: Testbed, tmp_path: Path
     got = sorted((defs[p["probedef_id"]]["dst"], defs[p["probedef_id"]]["method"],
                   r.get("ipid", 0)) for p in a["probes"] for r in p["replies"])  # fmt: skip
     assert got == samples
+
+
+@pytest.mark.parametrize("probe", ["udp", "tcp-ack"])
+def test_indirect_udp_and_tcp_beside_scamper(tb: Testbed, tmp_path: Path, probe: str) -> None:
+    # ours `--method icmp-echo,indirect --indirect-method P HIDDEN@BEYOND:2 ECHO_F` and
+    # scamper's ally of `-P P -i BEYOND -t 2` and `-P icmp-echo -i ECHO_F`: aliases; the
+    # warts of ours and of scamper's radargun of the same definition alike
+    records = ours(tb, "--single-stage", "--rounds", "5", "--method", "icmp-echo,indirect",
+                   "--indirect-method", probe, f"{HIDDEN}@{BEYOND}:2", ECHO_F)  # fmt: skip
+    (summary,) = [r for r in records if r["type"] == "summary"]
+    series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
+    assert summary["verdict"] == "aliases", records
+    assert series[HIDDEN]["method"] == "indirect" and series[HIDDEN]["via"]["probe"] == probe
+    got = tool(tb, "scamper", "-O", "json", "-I", f"dealias -m ally -W 20 -q 5 -p '-P {probe} "
+               f"-i {BEYOND} -t 2' -p '-P icmp-echo -i {ECHO_F}'")  # fmt: skip
+    (d,) = [r for r in map(json.loads, got.splitlines()) if r["type"] == "dealias"]
+    assert d["result"] == "aliases"
+
+    mine, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    ours(tb, "--single-stage", "--rounds", "3", "--method", "indirect", "--indirect-method",
+         probe, "--warts", str(mine), f"{HIDDEN}@{BEYOND}:2", f"{ECHO_F}@{BEYOND}:2")  # fmt: skip
+    # (scamper's radargun needs two definitions: the same one twice, as ours' two are)
+    pdef = f"-p '-P {probe} -i {BEYOND} -t 2'"
+    tool(tb, "scamper", "-O", "warts", "-o", str(theirs), "-I",
+         f"dealias -m radargun -q 3 -W 50 -w 1 {pdef} {pdef}")  # fmt: skip
+    a, b = _dealias(tb, mine), _dealias(tb, theirs)
+
+    def shape(d: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(p["src"], p["dst"], p["ttl"], p["method"], p.get("tcp_flags"),
+                 p.get("tcp_dport", p.get("udp_dport"))) for p in d["probedefs"]]  # fmt: skip
+
+    assert shape(a) == shape(b) and shape(b)[0][2:4] == (2, probe)
+    assert (a["attempts"], len(a["probes"])) == (b["attempts"], len(b["probes"])) == (3, 6)
+
+    def answered(d: dict[str, Any], which: int) -> list[tuple[Any, ...]]:
+        return [(r["src"], r["icmp_type"], r["icmp_q_ttl"]) for p in d["probes"]
+                for r in p["replies"] if p["probedef_id"] == which]  # fmt: skip
+
+    # every probe of the first definition answered by HIDDEN's time exceeded, in both;
+    # scamper counts HIDDEN's for the second as well, ours not: ECHO_F's probes get a
+    # time exceeded from another address (no router of ECHO_F on that path, no sample)
+    assert answered(a, 0) == answered(b, 0) == answered(b, 1) == [(HIDDEN, 11, 1)] * 3
+    assert answered(a, 1) == []
