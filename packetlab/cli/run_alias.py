@@ -19,6 +19,7 @@ examples:
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
   pktlab run alias --method tcp-syn-sport 10.77.3.10 10.77.3.11   # SYNs (ACKs dropped)
   pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
+  pktlab run alias --prefixscan 10.77.3.8/30 10.77.3.5  # an alias of .5 in .8/30 (not .8)
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
@@ -62,6 +63,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
                    "address), icmp-echo, tcp-ack, udp, indirect, scamper's udp-dport, "
                    "tcp-ack-sport, tcp-syn-sport, or a comma-separated list [auto]")  # fmt: skip
+    p.add_argument("--prefixscan", metavar="B/LEN",
+                   help="scamper's prefixscan: look for an alias of the one ADDR among the "
+                   "addresses of B's prefix (LEN 24..31; not B itself, B's router being "
+                   "ADDR's neighbour)")  # fmt: skip
     p.add_argument("--indirect-method", default="icmp-echo", metavar="P",
                    choices=("icmp-echo", "udp", "tcp-ack"),
                    help="the indirect method's probes: icmp-echo, udp or tcp-ack (scamper's "
@@ -136,7 +141,9 @@ def _listed(path: str) -> list[tuple[str, str]]:
     return out
 
 
-def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, int]]]:
+def _targets(
+    args: argparse.Namespace, least: int = 2
+) -> tuple[list[str], dict[str, tuple[str, int]]]:
     """The addresses (the command line's, then --file's), each once, and per ADDR@DST:TTL
     its destination and TTL (indirect probing). A token that is no address is an error
     naming it (and its file line), as is an IPv6 address (no IP-ID to compare)."""
@@ -162,7 +169,7 @@ def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, 
         except RunError as e:
             raise RunError(f"{where}{e}") from None
         out[a] = None
-    if len(out) < 2:
+    if len(out) < least:
         raise RunError("give at least two different addresses" + (" (ADDR... or --file FILE)"
                        if not given else ""))  # fmt: skip
     if len(out) > MAX_TARGETS:
@@ -184,7 +191,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     )
     from packetlab.measure.midar import StageReport, midar
 
-    targets, via = _targets(args)
+    scan = _prefixscan(args)
+    targets, via = _targets(args, least=1 if scan else 2)
+    if scan:  # A, then B's prefix in scamper's order
+        if len(targets) != 1:
+            raise RunError(f"--prefixscan {args.prefixscan}: give one address A (its alias is "
+                           f"looked for in {args.prefixscan}), not {len(targets)}")  # fmt: skip
+        from packetlab.measure.alias_prefixscan import candidates
+
+        scanned = candidates(targets[0], *scan)
+        if not scanned:
+            raise RunError(f"--prefixscan {args.prefixscan}: no address to test against "
+                           f"{targets[0]} (the prefix holds only it and B)")  # fmt: skip
+        targets += scanned
     # (the start-up's source address and the time budget read them; --file's included)
     args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
     endpoints = getattr(args, "endpoints", 1)  # (not an option of the xpmgr mlet)
@@ -330,6 +349,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         for (a, b), how in sorted(by.items()):
             emit({"type": "alias", "a": a, "b": b, "by": how})
         emit({"type": "alias-sets", "sets": alias_sets(sorted(by))})
+        if scan:  # scamper's answer: the aliases of A in B's prefix, in its order
+            a = targets[0]
+            found = {y if x == a else x for x, y in by if a in (x, y)}
+            emit({"type": "prefixscan", "a": a, "b": args.prefixscan,
+                  "aliases": [t for t in targets[1:] if t in found]})  # fmt: skip
 
     measured = pcapout.recording(args, recorder, run)
     if warts is None or runs is None:
@@ -344,6 +368,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 _write_warts(warts, runs, started, args)
 
     return with_warts
+
+
+def _prefixscan(args: argparse.Namespace) -> tuple[str, int] | None:
+    """--prefixscan B/LEN as (B, LEN), or None."""
+    text = getattr(args, "prefixscan", None)
+    if text is None:
+        return None
+    from packetlab.measure.alias_prefixscan import parse_prefix
+
+    try:
+        return parse_prefix(text)
+    except ValueError as e:
+        raise RunError(f"--prefixscan {e}") from None
 
 
 def _check_warts(path: str) -> str:
@@ -424,6 +461,9 @@ def row(r: Record) -> str | None:
         return (f"# {r['stage']}: {r['addresses']} addresses x {r['rounds']} rounds, "
                 f"{r['samples']} samples, {r['tested']} pairs tested, "
                 f"{r['pairs']} kept")  # fmt: skip
+    if t == "prefixscan":
+        found = " ".join(r["aliases"]) if r["aliases"] else "none"
+        return f"# prefixscan {r['a']} in {r['b']}: {found}"
     if t == "alias-inconsistent":
         return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
@@ -440,6 +480,10 @@ def summary(records: list[Record]) -> Record:
     out: Record = {"pairs": sum(1 for r in records if r["type"] == "alias")}
     series = [r for r in records if r["type"] == "ipid-series"]
     done = any(r["type"] == "alias-sets" for r in records)  # (not cut short: the last one)
+    scan = [r for r in records if r["type"] == "prefixscan"]
+    if scan:  # (scamper's prefixscan result: aliases or none)
+        out["verdict"] = "aliases" if scan[0]["aliases"] else "none"
+        return out
     if len(series) == 2 and done:  # one pair, as scamper's ally judges it: its verdicts
         if out["pairs"]:
             out["verdict"] = "aliases"

@@ -44,6 +44,8 @@ ALL = [*FW, *ACKS, *DPORT, ONE]
 # (the responder's --ttl-exceeded), its time exceeded from the counter ECHO_F's echo
 # replies share
 HIDDEN, ECHO_F, BEYOND = "10.77.2.50", "10.77.2.51", "10.77.2.52"
+# prefixscan: PS_A and PS_B one counter (echo), in 10.77.2.56/30 (.56 "the neighbour")
+PS_A, PS_B = "10.77.2.57", "10.77.2.58"
 R1 = "10.77.1.2"
 METHODS = "udp-dport,tcp-ack-sport,tcp-syn-sport"
 
@@ -59,7 +61,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     if any(shutil.which(t) is None for t in ("scamper", "sc_warts2json", "sc_wartsdump")):
         pytest.skip("no scamper")
     bed: Testbed = testbed_factory(chain(1))
-    for a in [*ALL, ECHO_F, BEYOND]:
+    for a in [*ALL, ECHO_F, BEYOND, PS_A, PS_B]:
         bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
     dev = ["dev", "to-r1"]  # (the kernel's RSTs, ID 0, off the wire: the responder's count)
     for cmd in (
@@ -81,7 +83,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
             "--velocity", "300", "--udp-ports", "64", "--group", ",".join(FW) + "@tcp-syn",
             "--group", ",".join(ACKS) + "@tcp-ack", "--group", ",".join(DPORT) + "@udp",
             "--group", ONE + "@udp", "--group", f"{HIDDEN},{ECHO_F}",
-            "--ttl-exceeded", f"{BEYOND}={HIDDEN}"]  # fmt: skip
+            "--ttl-exceeded", f"{BEYOND}={HIDDEN}", "--group", f"{PS_A},{PS_B}"]  # fmt: skip
     proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return bed
@@ -233,3 +235,27 @@ def test_indirect_udp_and_tcp_beside_scamper(tb: Testbed, tmp_path: Path, probe:
     # time exceeded from another address (no router of ECHO_F on that path, no sample)
     assert answered(a, 0) == answered(b, 0) == answered(b, 1) == [(HIDDEN, 11, 1)] * 3
     assert answered(a, 1) == []
+
+
+def test_prefixscan_beside_scampers(tb: Testbed) -> None:
+    # scamper's `dealias -m prefixscan -p '-P icmp-echo' A B/LEN` and ours `--prefixscan
+    # B/LEN A`: the alias of PS_A in .56/30 is PS_B (.59 does not answer; .56 is never
+    # probed); in .58/31 the partner of .58 is .59: none
+    def scamper(prefix: str) -> dict[str, Any]:
+        out = tool(tb, "scamper", "-O", "json", "-I",
+                   f"dealias -m prefixscan -W 100 -p '-P icmp-echo' {PS_A} {prefix}")  # fmt: skip
+        (d,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "dealias"]
+        return d
+
+    def mine(prefix: str, *how: str) -> dict[str, Any]:
+        records = ours(tb, "--method", "icmp-echo", *how, "--prefixscan", prefix, PS_A)
+        (scan,) = [r for r in records if r["type"] == "prefixscan"]
+        (summary,) = [r for r in records if r["type"] == "summary"]
+        return {"aliases": scan["aliases"], "verdict": summary["verdict"]}
+
+    theirs = scamper("10.77.2.56/30")
+    assert theirs["result"] == "aliases" and theirs["ab"].split("/")[0] == PS_B
+    for how in ([], ["--single-stage"]):
+        assert mine("10.77.2.56/30", *how) == {"aliases": [PS_B], "verdict": "aliases"}
+    assert scamper("10.77.2.58/31")["result"] == "none"
+    assert mine("10.77.2.58/31", "--single-stage") == {"aliases": [], "verdict": "none"}

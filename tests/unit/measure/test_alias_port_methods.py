@@ -349,3 +349,67 @@ def test_cli_indirect_method() -> None:
         experiment("--indirect-method", "tcp-ack", HIDDEN, ECHO_F)
     with pytest.raises(SystemExit):  # (argparse: invalid choice)
         build_parser().parse_args(["alias", "--indirect-method", "udp-dport", HIDDEN, ECHO_F])
+
+
+def test_prefixscan_candidates_in_scampers_order() -> None:
+    # scamper's dealias_prefixscan_array: the rest of B's /30 in a fixed order for B's
+    # place (the /31 partner first), then each larger block's half without B; never A, B
+    from packetlab.measure.alias_prefixscan import candidates, parse_prefix
+
+    def net(*hosts: int) -> list[str]:
+        return [f"10.0.0.{h}" for h in hosts]
+
+    assert candidates("10.0.1.1", "10.0.0.39", 28) == net(38, 37, 36, 32, 33, 34, 35,
+                                                           *range(40, 48))  # fmt: skip
+    assert candidates("10.0.1.1", "10.0.0.39", 31) == net(38)
+    assert candidates("10.0.0.38", "10.0.0.39", 30) == net(37, 36)  # (A left out)
+    assert candidates("10.0.0.1", "10.0.0.8", 30) == net(9, 10, 11)
+    every = candidates("10.0.1.1", "10.0.0.39", 24)
+    assert len(every) == 255 and "10.0.0.39" not in every and len(set(every)) == 255
+    assert parse_prefix("10.0.0.39/30") == ("10.0.0.39", 30)
+    for bad, said in (
+        ("10.0.0.39", "expected B/LEN"),
+        ("10.0.0.39/23", "must be 24..31"),
+        ("2001:db8::1/126", "IPv4 only"),
+        ("x/30", "not an IP address"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            parse_prefix(bad)
+
+
+def test_cli_prefixscan_reports_the_aliases_of_a_in_bs_prefix() -> None:
+    # scamper's `dealias -m prefixscan A B/LEN`: DP_D's alias in 10.77.4.22/30 (B .22
+    # itself not probed): DP_E; .23 does not answer
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    def run(*argv: str) -> list[dict[str, Any]]:
+        args = build_parser().parse_args(["alias", "--wait", "0.5", *argv])
+        records: list[dict[str, Any]] = []
+        rig = rig_with(routers())
+        go = run_alias.experiment(args, records.append, Progress())
+        rig.run(Deferred.fromCoroutine(go([rig.session])))
+        sent = {s[0] for s in _sent(rig)}
+        assert "10.77.4.22" not in sent and sent <= {DP_D, DP_E, "10.77.4.23"}
+        return records
+
+    for how in ([], ["--single-stage"]):
+        records = run(*how, "--method", "udp-dport", "--prefixscan", "10.77.4.22/30", DP_D)
+        (scan,) = [r for r in records if r["type"] == "prefixscan"]
+        assert scan == {"type": "prefixscan", "a": DP_D, "b": "10.77.4.22/30",
+                        "aliases": [DP_E]}  # fmt: skip
+        assert run_alias.row(scan) == f"# prefixscan {DP_D} in 10.77.4.22/30: {DP_E}"
+        assert run_alias.summary(records)["verdict"] == "aliases"
+    records = run("--method", "udp-dport", "--prefixscan", "10.77.4.22/31", DP_D)
+    (scan,) = [r for r in records if r["type"] == "prefixscan"]  # (.22's partner: .23)
+    assert scan["aliases"] == [] and run_alias.summary(records)["verdict"] == "none"
+    assert run_alias.row(scan) == f"# prefixscan {DP_D} in 10.77.4.22/31: none"
+    for argv, said in (
+        (["10.77.4.22/30", DP_D, DP_E], "--prefixscan 10.77.4.22/30: give one address A"),
+        (["10.77.4.22/31", "10.77.4.23"], "no address to test against 10\\.77\\.4\\.23"),
+        (["10.77.4.22/8", DP_D], "--prefixscan '?10.77.4.22/8'?: the prefix length must"),
+    ):
+        args = build_parser().parse_args(["alias", "--prefixscan", *argv])
+        with pytest.raises(RunError, match=said):
+            run_alias.experiment(args, lambda r: None, Progress())
