@@ -188,8 +188,8 @@ def test_warts_of_the_three_methods_read_as_scampers(tb: Testbed, tmp_path: Path
     assert _dump(tb, mine) == _dump(tb, theirs)
     # every sample of ours is a reply in the file (its IP-ID, its method)
     samples = sorted((r["addr"], r["method"], r["ip_id"]) for r in records if r["type"] == "ipid")
-    defs = {p["id"]: p for p in a["probedefs"]}
-    got = sorted((defs[p["probedef_id"]]["dst"], defs[p["probedef_id"]]["method"],
+    by_id = {p["id"]: p for p in a["probedefs"]}
+    got = sorted((by_id[p["probedef_id"]]["dst"], by_id[p["probedef_id"]]["method"],
                   r.get("ipid", 0)) for p in a["probes"] for r in p["replies"])  # fmt: skip
     assert got == samples
 

@@ -286,8 +286,9 @@ def test_indirect_probing_with_udp_and_tcp_keeps_one_flow(probe: str) -> None:
     from packetlab.measure.alias import indirect_flow
     from packetlab.measure.midar import midar
 
-    rig = indirect_rig()
-    via = {HIDDEN: (FAR, 2, indirect_flow(probe, sport=40000))}
+    rig, flow = indirect_rig(), indirect_flow(probe, sport=40000)
+    assert flow is not None
+    via = {HIDDEN: (FAR, 2, flow)}
     got = rig.run(midar([rig.session], [HIDDEN, ECHO_F], spacing=0.002, wait=0.5,
                         methods=["icmp-echo", "indirect"], via=via))  # fmt: skip
     assert got.methods == {HIDDEN: "indirect", ECHO_F: "icmp-echo"}
@@ -307,8 +308,10 @@ def test_indirect_udp_and_tcp_warts_definitions_are_scampers() -> None:
     from packetlab.measure.warts_read import read_warts
 
     for probe, method, flags in (("udp", 3, None), ("tcp-ack", 2, TCP_ACK)):
-        rig, runs = indirect_rig(), []
-        via = {HIDDEN: (FAR, 2, indirect_flow(probe, sport=40000))}
+        rig, flow = indirect_rig(), indirect_flow(probe, sport=40000)
+        runs: list[ProbeRun] = []
+        assert flow is not None
+        via = {HIDDEN: (FAR, 2, flow)}
         rig.run(collect_ip_ids([rig.session], [HIDDEN], rounds=3, wait=0.5, runs=runs,
                                method="indirect", via=via))  # fmt: skip
         (d,) = read_warts(dealias_object(runs[0]))
