@@ -78,6 +78,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
     p.add_argument("-w", "--wait", type=float, default=1.0, metavar="S",
                    help="reply wait after a run's last probe [1 s]")  # fmt: skip
+    p.add_argument("--shuffle", action="store_true",
+                   help="probe the addresses (and methods) in a new random order every round "
+                   "(scamper radargun's -O shuffle) [in the order given]")  # fmt: skip
     p.add_argument("--samples", action="store_true",
                    help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",
@@ -319,7 +322,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
                 recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=probed_via,
-                unreached=unreached,
+                unreached=unreached, shuffle=args.shuffle,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -336,6 +339,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
                 runs=runs, via=probed_via, unreached=unreached, on_estimation=estimated,
+                shuffle=args.shuffle,
             )  # fmt: skip
             sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
             pairs, every = got.pairs, got.samples

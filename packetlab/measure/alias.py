@@ -181,6 +181,7 @@ class ProbeRun:
     spacing: float  # s between global slots
     wait: float  # reply wait, s
     probes: list[ProbeLog]
+    shuffle: bool = False  # each round's order shuffled (scamper's radargun -O shuffle)
 
 
 def indirect_flow(probe: str, sport: int | None = None) -> FlowProbe | None:
@@ -629,6 +630,7 @@ async def collect_ip_ids(
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
     unreached: dict[str, str] | None = None,
+    shuffle: bool = False,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -640,7 +642,9 @@ async def collect_ip_ids(
     send order), for scamper's dealias record; `unreached` per target the first ICMP
     unreachable that answered a probe of it instead (who said what: "10.77.1.2 answered
     net unreachable"). `via`: per target probed ``indirect``, the
-    destination beyond it and the TTL that expires at it.
+    destination beyond it and the TTL that expires at it. `shuffle`: each round probes
+    the (target, method) pairs in a new random order (scamper's radargun ``-O shuffle``,
+    which shuffles its definitions every round), not always in the order given.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
@@ -661,7 +665,10 @@ async def collect_ip_ids(
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
     k = 0
     for r in range(rounds):
-        for ti in range(len(jobs)):
+        turn = list(range(len(jobs)))
+        if shuffle:
+            random.shuffle(turn)
+        for ti in turn:
             for ei in range(len(sessions)):
                 per[ei].append((start + int(k * spacing * 1e9), ti, r))
                 k += 1
@@ -683,5 +690,5 @@ async def collect_ip_ids(
     if runs is not None:
         every = itertools.chain.from_iterable(log for log in logs if log is not None)
         order = sorted(every, key=lambda p: (p.tx_ns is None, p.tx_ns or 0))
-        runs.append(ProbeRun(rounds, spacing, wait, order))
+        runs.append(ProbeRun(rounds, spacing, wait, order, shuffle))
     return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

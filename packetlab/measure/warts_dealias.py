@@ -42,6 +42,7 @@ PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1,  # (e
 TCP_SYN = 0x02
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
+_RG_FLAGS, RADARGUN_SHUFFLE = 6, 0x01  # (-O shuffle: sc_wartsdump's "flags: shuffle")
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
     3, 4, 5, 7, 8, 9, 10, 11,
 )  # fmt: skip
@@ -126,6 +127,8 @@ def dealias_object(
         _RG_WAIT_ROUND: u32(wait_probe * per_round),
         _RG_WAIT_TIMEOUT: u8(whole_seconds(run.wait)),
     }
+    if run.shuffle:
+        rg[_RG_FLAGS] = u8(RADARGUN_SHUFFLE)
     out = [params(fields), params(rg)]
     for i, p in enumerate(first):
         pd: dict[int, bytes] = {

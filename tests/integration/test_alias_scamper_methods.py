@@ -259,3 +259,25 @@ def test_prefixscan_beside_scampers(tb: Testbed) -> None:
         assert mine("10.77.2.56/30", *how) == {"aliases": [PS_B], "verdict": "aliases"}
     assert scamper("10.77.2.58/31")["result"] == "none"
     assert mine("10.77.2.58/31", "--single-stage") == {"aliases": [], "verdict": "none"}
+
+
+def test_shuffle_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:
+    # `-O shuffle` (scamper's radargun) and ours `--shuffle`: each round a new order of
+    # the definitions (ours: of the addresses), sc_wartsdump's "flags: shuffle" for both,
+    # and the pair found as without it
+    addrs = [PS_A, PS_B, ECHO_F, ONE]
+    mine, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    records = ours(tb, "--single-stage", "--shuffle", "--rounds", "8", "--method", "icmp-echo",
+                   "--warts", str(mine), *addrs)  # fmt: skip
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(PS_A, PS_B)]
+    defs = " ".join(f"-p '-P icmp-echo -i {a}'" for a in addrs)
+    tool(tb, "scamper", "-O", "warts", "-o", str(theirs), "-I",
+         f"dealias -m radargun -q 8 -W 10 -w 1 -O shuffle {defs}")  # fmt: skip
+    for path in (mine, theirs):
+        assert "  flags: shuffle" in tool(tb, "sc_wartsdump", str(path)).splitlines()
+        d = _dealias(tb, path)
+        dst = {p["id"]: p["dst"] for p in d["probedefs"]}
+        sent = [dst[p["probedef_id"]] for p in d["probes"]]
+        rounds = {tuple(sent[i : i + 4]) for i in range(0, 32, 4)}
+        assert len(sent) == 32 and all(sorted(r) == sorted(addrs) for r in rounds)
+        assert len(rounds) > 1  # (eight rounds of 4! orders all alike: 1 in 24^7)

@@ -416,3 +416,27 @@ def test_cli_prefixscan_reports_the_aliases_of_a_in_bs_prefix() -> None:
         args = build_parser().parse_args(["alias", "--prefixscan", *argv])
         with pytest.raises(RunError, match=said):
             run_alias.experiment(args, lambda r: None, Progress())
+
+
+def test_shuffle_probes_each_round_in_a_new_order() -> None:
+    # scamper's radargun -O shuffle (tcpdump/warts: a new order of its definitions every
+    # round); without it, every round in the order given; warts radargun flags "shuffle"
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    table = {t: Router({"udp"}, 1000 * i) for i, t in enumerate(ALL)}
+    orders = {}
+    for shuffle in (False, True):
+        rig = rig_with(table)
+        runs: list[ProbeRun] = []
+        got = rig.run(collect_ip_ids([rig.session], ALL, rounds=6, wait=0.5, runs=runs,
+                                     method="udp-dport", shuffle=shuffle))  # fmt: skip
+        sent = [s[0] for s in _sent(rig)]
+        rounds = [sent[i : i + len(ALL)] for i in range(0, len(sent), len(ALL))]
+        assert len(rounds) == 6 and all(sorted(r) == sorted(ALL) for r in rounds)
+        assert len(got) == 6 * len(ALL)  # every probe still matched
+        orders[shuffle] = {tuple(r) for r in rounds}
+        (d,) = read_warts(dealias_object(runs[0]))
+        assert d.method.get(6) == (1 if shuffle else None)
+    assert orders[False] == {tuple(ALL)}
+    assert len(orders[True]) > 1  # (six rounds of 5! orders all alike: 1 in 120^5)
