@@ -195,7 +195,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.midar import StageReport, midar
 
     scan = _prefixscan(args)
-    targets, via = _targets(args, least=1 if scan else 2)
+    try:
+        methods = parse_methods(args.method)
+    except ValueError as e:
+        raise RunError(f"--method: {e}") from None
+    # one address: Mercator's test alone (scamper's `dealias -m mercator A`), by a UDP
+    # method's port unreachable from another address; else pairs need two
+    mercator = any(m in ("udp", "udp-dport") for m in methods)
+    targets, via = _targets(args, least=1 if scan or mercator else 2)
     if scan:  # A, then B's prefix in scamper's order
         if len(targets) != 1:
             raise RunError(f"--prefixscan {args.prefixscan}: give one address A (its alias is "
@@ -214,10 +221,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if endpoints > 1 and getattr(args, "listen", None) is None:
         raise RunError(f"--endpoints {endpoints} needs --listen ADDR (the endpoints connect "
                        "there; the in-process endpoint is one)")  # fmt: skip
-    try:
-        methods = parse_methods(args.method)
-    except ValueError as e:
-        raise RunError(f"--method: {e}") from None
     if via and "indirect" not in methods:
         a, (dst, ttl) = next(iter(via.items()))
         raise RunError(f"{a}@{dst}:{ttl}: DST:TTL is for the indirect method, which --method "
@@ -488,6 +491,8 @@ def summary(records: list[Record]) -> Record:
     if scan:  # (scamper's prefixscan result: aliases or none)
         out["verdict"] = "aliases" if scan[0]["aliases"] else "none"
         return out
+    if len(series) == 1 and done:  # Mercator's test alone, scamper's mercator verdicts
+        out["verdict"] = "aliases" if out["pairs"] else "none"
     if len(series) == 2 and done:  # one pair, as scamper's ally judges it: its verdicts
         if out["pairs"]:
             out["verdict"] = "aliases"

@@ -46,6 +46,8 @@ ALL = [*FW, *ACKS, *DPORT, ONE]
 HIDDEN, ECHO_F, BEYOND = "10.77.2.50", "10.77.2.51", "10.77.2.52"
 # prefixscan: PS_A and PS_B one counter (echo), in 10.77.2.56/30 (.56 "the neighbour")
 PS_A, PS_B = "10.77.2.57", "10.77.2.58"
+# Mercator's: MERC[0]'s port unreachable from MERC[1] (one router's common source)
+MERC = ("10.77.2.44", "10.77.2.45")
 R1 = "10.77.1.2"
 METHODS = "udp-dport,tcp-ack-sport,tcp-syn-sport"
 
@@ -61,7 +63,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     if any(shutil.which(t) is None for t in ("scamper", "sc_warts2json", "sc_wartsdump")):
         pytest.skip("no scamper")
     bed: Testbed = testbed_factory(chain(1))
-    for a in [*ALL, ECHO_F, BEYOND, PS_A, PS_B]:
+    for a in [*ALL, ECHO_F, BEYOND, PS_A, PS_B, *MERC]:
         bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
     dev = ["dev", "to-r1"]  # (the kernel's RSTs, ID 0, off the wire: the responder's count)
     for cmd in (
@@ -83,7 +85,9 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
             "--velocity", "300", "--udp-ports", "64", "--group", ",".join(FW) + "@tcp-syn",
             "--group", ",".join(ACKS) + "@tcp-ack", "--group", ",".join(DPORT) + "@udp",
             "--group", ONE + "@udp", "--group", f"{HIDDEN},{ECHO_F}",
-            "--ttl-exceeded", f"{BEYOND}={HIDDEN}", "--group", f"{PS_A},{PS_B}"]  # fmt: skip
+            "--ttl-exceeded", f"{BEYOND}={HIDDEN}", "--group", f"{PS_A},{PS_B}",
+            "--group", ",".join(MERC) + "@udp",
+            "--errors-from", f"{MERC[0]}={MERC[1]}"]  # fmt: skip
     proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return bed
@@ -281,3 +285,17 @@ def test_shuffle_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:
         rounds = {tuple(sent[i : i + 4]) for i in range(0, 32, 4)}
         assert len(sent) == 32 and all(sorted(r) == sorted(addrs) for r in rounds)
         assert len(rounds) > 1  # (eight rounds of 4! orders all alike: 1 in 24^7)
+
+
+def test_one_address_beside_scampers_mercator(tb: Testbed) -> None:
+    # `dealias -m mercator A` and ours with one address (a UDP method: Mercator's test)
+    for addr, verdict in ((MERC[0], "aliases"), (DPORT[0], "none")):
+        out = tool(tb, "scamper", "-O", "json", "-I", f"dealias -m mercator {addr}")
+        (d,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "dealias"]
+        records = ours(tb, "--single-stage", "--method", "udp", "--rounds", "3", addr)
+        (summary,) = [r for r in records if r["type"] == "summary"]
+        assert (d["result"], summary["verdict"]) == (verdict, verdict)
+    records = ours(tb, "--method", "udp", "--rounds", "3", MERC[0])  # (MIDAR's stages)
+    assert [(r["a"], r["b"], r["by"]) for r in records if r["type"] == "alias"] == [
+        (*MERC, ["mercator"])
+    ]

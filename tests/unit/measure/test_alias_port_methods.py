@@ -49,6 +49,7 @@ class Router:
     rate: float = 300.0
     last: float = 0.0
     synack: bool = False  # an open port: SYN-ACK, not RST-ACK
+    errors_from: str | None = None  # the port unreachable's source (Mercator's)
 
     def next_id(self, now: float) -> int:
         self.value = (self.value + 1 + int(self.rate * (now - self.last))) & 0xFFFF
@@ -87,7 +88,8 @@ def rig_with(table: dict[str, Router]) -> RawRig:
         else:
             return []
         ident = router.next_id(rig.clock.seconds())
-        return [(0.001, ip_packet(dst, src, proto, msg, ttl=63, ident=ident))]
+        origin = router.errors_from if proto == PROTO_ICMP and router.errors_from else dst
+        return [(0.001, ip_packet(origin, src, proto, msg, ttl=63, ident=ident))]
 
     rig.endpoint.answers = answer  # type: ignore[method-assign]
     return rig
@@ -440,3 +442,37 @@ def test_shuffle_probes_each_round_in_a_new_order() -> None:
         assert d.method.get(6) == (1 if shuffle else None)
     assert orders[False] == {tuple(ALL)}
     assert len(orders[True]) > 1  # (six rounds of 5! orders all alike: 1 in 120^5)
+
+
+def test_one_address_is_mercators_test() -> None:
+    # scamper's `dealias -m mercator A`: one address, a UDP probe, aliases when the port
+    # unreachable comes from another address, else none; ours took two addresses at
+    # least ("give at least two different addresses"), with a UDP method one now
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    merc = "10.77.4.44"
+    table = {merc: Router({"udp"}, 500, errors_from="10.77.4.45"), DP_D: Router({"udp"}, 9)}
+
+    def run(*argv: str) -> list[dict[str, Any]]:
+        args = build_parser().parse_args(["alias", "--wait", "0.5", *argv])
+        records: list[dict[str, Any]] = []
+        rig = rig_with(table)
+        go = run_alias.experiment(args, records.append, Progress())
+        rig.run(Deferred.fromCoroutine(go([rig.session])))
+        return records
+
+    for how in (["--method", "udp"], ["--single-stage"], []):  # (auto has udp)
+        records = run(*how, merc)
+        pairs = [(r["a"], r["b"], r["by"]) for r in records if r["type"] == "alias"]
+        assert pairs == [(merc, "10.77.4.45", ["mercator"])]
+        assert run_alias.summary(records)["verdict"] == "aliases"
+        records = run(*how, DP_D)
+        assert not [r for r in records if r["type"] == "alias"]
+        assert run_alias.summary(records)["verdict"] == "none"
+        line = run_alias.row({"type": "summary", **run_alias.summary(records)})
+        assert line == "# 0 alias pairs: none"
+    args = build_parser().parse_args(["alias", "--method", "icmp-echo,tcp-ack", merc])
+    with pytest.raises(RunError, match="give at least two different addresses"):
+        run_alias.experiment(args, lambda r: None, Progress())
