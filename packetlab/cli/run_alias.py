@@ -45,8 +45,10 @@ velocity), discovery (neighbours in velocity, in windows of
 then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
 monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
 probing run. A UDP probe's port unreachable from another address of the router also
-makes the two aliases (Mercator's common source address). With two addresses the last
-line is scamper ally's verdict: aliases, not aliases, or unknown (no usable counter).
+makes the two aliases (Mercator's common source address); one address alone (with a
+UDP method) is that test only, scamper's dealias -m mercator: aliases or none. With two
+addresses the last line is scamper ally's verdict: aliases, not aliases, or unknown (no
+usable counter); with --prefixscan B/LEN, scamper prefixscan's: aliases or none.
 See docs/alias.md.
 """
 
