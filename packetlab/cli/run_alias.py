@@ -78,6 +78,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="probes per address (and method) [10]")  # fmt: skip
     p.add_argument("-W", "--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
+    p.add_argument("-r", "--round-wait", type=float, default=0.0, metavar="MS",
+                   help="ms from one round's start to the next at least (scamper radargun's "
+                   "-r: rounds spread out, for slow counters) [0: back to back]")  # fmt: skip
     p.add_argument("-w", "--wait", type=float, default=1.0, metavar="S",
                    help="reply wait after a run's last probe [1 s]")  # fmt: skip
     p.add_argument("--shuffle", action="store_true",
@@ -253,6 +256,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     check_ranges(
         *((name, n, least, 10_000) for name, n in rounds),
         ("--spacing", args.spacing, 0.05, 10_000),
+        ("--round-wait", args.round_wait, 0, 3_600_000),
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
@@ -313,6 +317,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         # (a stage of many addresses probes for minutes: what it is and about how long;
         # the line said the stage before it was done the while)
         secs = probes * args.spacing / 1000 + args.wait
+        if args.round_wait:  # (rounds: about the probes an address gets)
+            secs += probes / max(1, addresses) * args.round_wait / 1000
         progress(f"alias: {what}: {addresses} addresses, {probes} probes (~{secs:.0f} s)")
 
     def estimated(r: Any) -> None:
@@ -327,7 +333,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
                 recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=probed_via,
-                unreached=unreached, shuffle=args.shuffle,
+                unreached=unreached, shuffle=args.shuffle, round_wait=args.round_wait / 1000,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -344,7 +350,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
                 runs=runs, via=probed_via, unreached=unreached, on_estimation=estimated,
-                shuffle=args.shuffle,
+                shuffle=args.shuffle, round_wait=args.round_wait / 1000,
             )  # fmt: skip
             sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
             pairs, every = got.pairs, got.samples
@@ -512,7 +518,12 @@ def budget(args: argparse.Namespace) -> float:
         rounds += 2 * args.discovery_rounds + args.elimination_rounds
         rounds += args.corroboration_rounds
     stages = 1 if args.single_stage else 4
-    return len(args.targets) * rounds * args.spacing / 1000 * 4 + stages * (args.wait + 2) + 15
+    spread = 0.0  # --round-wait: every round of every probing run (discovery's windows)
+    if args.round_wait:
+        windows = 1 if args.single_stage else 2 * -(-len(args.targets) // args.window) + 1
+        spread = rounds * windows * args.round_wait / 1000
+    return (len(args.targets) * rounds * args.spacing / 1000 * 4 + spread
+            + stages * (args.wait + 2) + 15)  # fmt: skip
 
 
 COMMAND = Command(

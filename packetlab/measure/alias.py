@@ -182,6 +182,7 @@ class ProbeRun:
     wait: float  # reply wait, s
     probes: list[ProbeLog]
     shuffle: bool = False  # each round's order shuffled (scamper's radargun -O shuffle)
+    round_wait: float = 0.0  # s from one round's start to the next's at least (its -r)
 
 
 def indirect_flow(probe: str, sport: int | None = None) -> FlowProbe | None:
@@ -631,6 +632,7 @@ async def collect_ip_ids(
     via: Via | None = None,
     unreached: dict[str, str] | None = None,
     shuffle: bool = False,
+    round_wait: float = 0.0,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -645,6 +647,9 @@ async def collect_ip_ids(
     destination beyond it and the TTL that expires at it. `shuffle`: each round probes
     the (target, method) pairs in a new random order (scamper's radargun ``-O shuffle``,
     which shuffles its definitions every round), not always in the order given.
+    `round_wait`: each round starts at least this long (s) after the one before
+    (scamper's radargun ``-r wait-round``: rounds spread over a longer time, for a slow
+    counter), where by default a round follows the last one's last slot.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
@@ -663,14 +668,16 @@ async def collect_ip_ids(
                            [f"endpoint{i}" for i in range(len(infos))])  # fmt: skip
     start = _now_local(sessions[0]) + int(lead * 1e9)
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
-    k = 0
+    # (a round's slots back to back; the next round after them, or after `round_wait`)
+    gap = max(len(jobs) * len(sessions) * spacing, round_wait)
     for r in range(rounds):
         turn = list(range(len(jobs)))
         if shuffle:
             random.shuffle(turn)
+        k = 0
         for ti in turn:
             for ei in range(len(sessions)):
-                per[ei].append((start + int(k * spacing * 1e9), ti, r))
+                per[ei].append((start + int((r * gap + k * spacing) * 1e9), ti, r))
                 k += 1
     logs: list[list[ProbeLog] | None] = [[] if runs is not None else None for _ in sessions]
     try:
@@ -690,5 +697,5 @@ async def collect_ip_ids(
     if runs is not None:
         every = itertools.chain.from_iterable(log for log in logs if log is not None)
         order = sorted(every, key=lambda p: (p.tx_ns is None, p.tx_ns or 0))
-        runs.append(ProbeRun(rounds, spacing, wait, order, shuffle))
+        runs.append(ProbeRun(rounds, spacing, wait, order, shuffle, round_wait))
     return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

@@ -124,7 +124,8 @@ def dealias_object(
         _RG_DEFC: u32(len(defs)),
         _RG_ROUNDS: u16(min(0xFFFF, run.rounds)),
         _RG_WAIT_PROBE: u16(wait_probe),
-        _RG_WAIT_ROUND: u32(wait_probe * per_round),
+        # (the time from one round's start to the next: scamper's -r, or back to back)
+        _RG_WAIT_ROUND: u32(max(wait_probe * per_round, round(run.round_wait * 1000))),
         _RG_WAIT_TIMEOUT: u8(whole_seconds(run.wait)),
     }
     if run.shuffle:

@@ -299,3 +299,21 @@ def test_one_address_beside_scampers_mercator(tb: Testbed) -> None:
     assert [(r["a"], r["b"], r["by"]) for r in records if r["type"] == "alias"] == [
         (*MERC, ["mercator"])
     ]
+
+
+def test_round_wait_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:
+    # scamper's radargun `-W 10 -r 200` and ours `-W 10 -r 200`: rounds start 200 ms
+    # apart on the wire (the probes' tx in both warts), wait-round 200 in both records
+    mine, theirs = tmp_path / "ours.warts", tmp_path / "scamper.warts"
+    records = ours(tb, "--single-stage", "--rounds", "3", "-W", "10", "-r", "200", "--method",
+                   "icmp-echo", "--warts", str(mine), PS_A, PS_B)  # fmt: skip
+    assert [(r["a"], r["b"]) for r in records if r["type"] == "alias"] == [(PS_A, PS_B)]
+    tool(tb, "scamper", "-O", "warts", "-o", str(theirs), "-I",
+         f"dealias -m radargun -q 3 -W 10 -r 200 -w 1 -p '-P icmp-echo -i {PS_A}' "
+         f"-p '-P icmp-echo -i {PS_B}'")  # fmt: skip
+    for path in (mine, theirs):
+        d = _dealias(tb, path)
+        assert (d["wait_probe"], d["wait_round"]) == (10, 200)
+        tx = [p["tx"]["sec"] + p["tx"]["usec"] / 1e6 for p in d["probes"]]
+        starts = [tx[i] - tx[0] for i in (0, 2, 4)]  # each round's first probe
+        assert len(tx) == 6 and all(abs(s - 0.2 * r) < 0.05 for r, s in enumerate(starts))

@@ -476,3 +476,42 @@ def test_one_address_is_mercators_test() -> None:
     args = build_parser().parse_args(["alias", "--method", "icmp-echo,tcp-ack", merc])
     with pytest.raises(RunError, match="give at least two different addresses"):
         run_alias.experiment(args, lambda r: None, Progress())
+
+
+def test_round_wait_spreads_the_rounds_as_scampers_r() -> None:
+    # scamper's radargun `-W 10 -r 200`: rounds 200 ms apart (start to start), probes 10
+    # ms apart inside one; its warts wait-round 200. By default back to back (20 ms).
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    table = {t: Router({"udp"}, 1000 * i) for i, t in enumerate(ALL)}
+    for round_wait, want, wait_round in ((0.2, [0, 10, 200, 210, 400, 410], 200),
+                                         (0.0, [0, 10, 20, 30, 40, 50], 20)):  # fmt: skip
+        rig = rig_with(table)
+        runs: list[ProbeRun] = []
+        got = rig.run(collect_ip_ids([rig.session], [DP_D, DP_E], rounds=3, wait=0.5,
+                                     spacing=0.01, runs=runs, method="udp-dport",
+                                     round_wait=round_wait))  # fmt: skip
+        assert len(got) == 6
+        tx = [p.tx_ns for p in runs[0].probes]
+        assert all(t is not None for t in tx)
+        ms = [round((t - tx[0]) / 1e6) for t in tx if t is not None and tx[0] is not None]
+        assert ms == want
+        (d,) = read_warts(dealias_object(runs[0]))
+        assert (d.method[3], d.method[4]) == (10, wait_round)
+
+
+def test_cli_round_wait_option() -> None:
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    args = build_parser().parse_args(["alias", "-r", "-5", DP_D, DP_E])
+    with pytest.raises(RunError, match=r"--round-wait must be 0\.\.3600000, got -5"):
+        run_alias.experiment(args, lambda r: None, Progress())
+    quick = build_parser().parse_args(["alias", DP_D, DP_E])
+    slow = build_parser().parse_args(["alias", "--round-wait", "1000", DP_D, DP_E])
+    for a in (quick, slow):  # (experiment fills in args.targets the budget reads)
+        run_alias.experiment(a, lambda r: None, Progress())
+    # 10 + 2 x 10 (discovery, windows) + 20 + 20 rounds of 1 s each at least, more or less
+    assert run_alias.budget(slow) - run_alias.budget(quick) >= 70
