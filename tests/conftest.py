@@ -31,6 +31,7 @@ settings.load_profile("packetlab-ci" if os.environ.get("CI") else "packetlab")
 # entries name a whole file by its basename, or one test as "file.py::test_name".
 SERIAL = frozenset(
     {
+        "test_alias_scamper_methods.py::test_round_wait_as_scampers_radargun",  # rounds 200 ms
         "test_bench_throughput_wire.py",
         "test_broker_redis.py::test_publication_at_b_reaches_a_within_1s_and_ends_everywhere",
         "test_busypoll.py",

@@ -17,7 +17,9 @@ examples:
   pktlab run alias 10.77.3.10 10.77.3.11 10.77.3.12     # in-process endpoint (root)
   pktlab run alias --rounds 30 --json 192.0.2.1 192.0.2.9 198.51.100.7
   pktlab run alias --method udp 10.77.3.10 10.77.3.11   # UDP to a closed port only
+  pktlab run alias --method tcp-syn-sport 10.77.3.10 10.77.3.11   # SYNs (ACKs dropped)
   pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
+  pktlab run alias --prefixscan 10.77.3.8/30 10.77.3.5  # an alias of .5 in .8/30 (not .8)
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
@@ -30,18 +32,23 @@ round-robin over (address, endpoint). Probe methods (--method, scamper dealias's
 icmp-echo (the echo reply's IP-ID), tcp-ack (a bare ACK to port 33435: the RST's),
 udp (to port 33435: the ICMP port unreachable's); auto (the default) probes with all
 three in estimation and keeps per address the method whose counter is usable, as MIDAR.
+scamper's variants, not in auto: udp-dport (the destination port one up per round),
+tcp-ack-sport and tcp-syn-sport (a new source port per round; a SYN's RST or SYN-ACK).
 indirect (MIDAR's, scamper's probe definition with -t TTL): an address given as
 ADDR@DST:TTL is probed with echo requests to DST whose TTL expires at ADDR, and the
 time exceeded ADDR sends gives the IP-ID; not in auto (it needs DST and TTL): add it,
---method auto,indirect or --method indirect.
+--method auto,indirect or --method indirect; --indirect-method udp|tcp-ack probes
+through ADDR with UDP or TCP ACKs instead (one flow: fixed ports, as scamper's).
 MIDAR's four stages: estimation (--rounds probes per address and method: its counter's
 velocity), discovery (neighbours in velocity, in windows of
 --window addresses), elimination and corroboration (fresh probes of the candidate pairs,
 then of every pair inside each alias set). Pairs whose merged IP-ID series pass the
 monotonic bounds test in every stage are aliases; --single-stage tests every pair on one
 probing run. A UDP probe's port unreachable from another address of the router also
-makes the two aliases (Mercator's common source address). With two addresses the last
-line is scamper ally's verdict: aliases, not aliases, or unknown (no usable counter).
+makes the two aliases (Mercator's common source address); one address alone (with a
+UDP method) is that test only, scamper's dealias -m mercator: aliases or none. With two
+addresses the last line is scamper ally's verdict: aliases, not aliases, or unknown (no
+usable counter); with --prefixscan B/LEN, scamper prefixscan's: aliases or none.
 See docs/alias.md.
 """
 
@@ -56,15 +63,29 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "comments; - for stdin")  # fmt: skip
     p.add_argument("--method", default="auto", metavar="M[,M...]",
                    help="probe methods: auto (icmp-echo, tcp-ack and udp, the best kept per "
-                   "address), icmp-echo, tcp-ack, udp, indirect, or a comma-separated list "
-                   "[auto]")  # fmt: skip
+                   "address), icmp-echo, tcp-ack, udp, indirect, scamper's udp-dport, "
+                   "tcp-ack-sport, tcp-syn-sport, or a comma-separated list [auto]")  # fmt: skip
+    p.add_argument("--prefixscan", metavar="B/LEN",
+                   help="scamper's prefixscan: look for an alias of the one ADDR among the "
+                   "addresses of B's prefix (LEN 24..31; not B itself, B's router being "
+                   "ADDR's neighbour)")  # fmt: skip
+    p.add_argument("--indirect-method", default="icmp-echo", metavar="P",
+                   choices=("icmp-echo", "udp", "tcp-ack"),
+                   help="the indirect method's probes: icmp-echo, udp or tcp-ack (scamper's "
+                   "-P P -i DST -t TTL: one flow, fixed ports) [icmp-echo]")  # fmt: skip
     # (-q, -W, -w: scamper dealias radargun's attempts, wait-probe and wait-timeout)
     p.add_argument("-q", "--rounds", type=int, default=10, metavar="N",
                    help="probes per address (and method) [10]")  # fmt: skip
     p.add_argument("-W", "--spacing", type=float, default=2.0, metavar="MS",
                    help="ms between consecutive probes (all endpoints) [2]")  # fmt: skip
+    p.add_argument("-r", "--round-wait", type=float, default=0.0, metavar="MS",
+                   help="ms from one round's start to the next at least (scamper radargun's "
+                   "-r: rounds spread out, for slow counters) [0: back to back]")  # fmt: skip
     p.add_argument("-w", "--wait", type=float, default=1.0, metavar="S",
                    help="reply wait after a run's last probe [1 s]")  # fmt: skip
+    p.add_argument("--shuffle", action="store_true",
+                   help="probe the addresses (and methods) in a new random order every round "
+                   "(scamper radargun's -O shuffle) [in the order given]")  # fmt: skip
     p.add_argument("--samples", action="store_true",
                    help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",
@@ -128,7 +149,9 @@ def _listed(path: str) -> list[tuple[str, str]]:
     return out
 
 
-def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, int]]]:
+def _targets(
+    args: argparse.Namespace, least: int = 2
+) -> tuple[list[str], dict[str, tuple[str, int]]]:
     """The addresses (the command line's, then --file's), each once, and per ADDR@DST:TTL
     its destination and TTL (indirect probing). A token that is no address is an error
     naming it (and its file line), as is an IPv6 address (no IP-ID to compare)."""
@@ -154,7 +177,7 @@ def _targets(args: argparse.Namespace) -> tuple[list[str], dict[str, tuple[str, 
         except RunError as e:
             raise RunError(f"{where}{e}") from None
         out[a] = None
-    if len(out) < 2:
+    if len(out) < least:
         raise RunError("give at least two different addresses" + (" (ADDR... or --file FILE)"
                        if not given else ""))  # fmt: skip
     if len(out) > MAX_TARGETS:
@@ -170,12 +193,32 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         byte_swapped,
         collect_ip_ids,
         common_source_pairs,
+        indirect_flow,
         parse_methods,
         velocity,
     )
     from packetlab.measure.midar import StageReport, midar
 
-    targets, via = _targets(args)
+    scan = _prefixscan(args)
+    try:
+        methods = parse_methods(args.method)
+    except ValueError as e:
+        raise RunError(f"--method: {e}") from None
+    # one address: Mercator's test alone (scamper's `dealias -m mercator A`), by a UDP
+    # method's port unreachable from another address; else pairs need two
+    mercator = any(m in ("udp", "udp-dport") for m in methods)
+    targets, via = _targets(args, least=1 if scan or mercator else 2)
+    if scan:  # A, then B's prefix in scamper's order
+        if len(targets) != 1:
+            raise RunError(f"--prefixscan {args.prefixscan}: give one address A (its alias is "
+                           f"looked for in {args.prefixscan}), not {len(targets)}")  # fmt: skip
+        from packetlab.measure.alias_prefixscan import candidates
+
+        scanned = candidates(targets[0], *scan)
+        if not scanned:
+            raise RunError(f"--prefixscan {args.prefixscan}: no address to test against "
+                           f"{targets[0]} (the prefix holds only it and B)")  # fmt: skip
+        targets += scanned
     # (the start-up's source address and the time budget read them; --file's included)
     args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
     endpoints = getattr(args, "endpoints", 1)  # (not an option of the xpmgr mlet)
@@ -183,10 +226,6 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if endpoints > 1 and getattr(args, "listen", None) is None:
         raise RunError(f"--endpoints {endpoints} needs --listen ADDR (the endpoints connect "
                        "there; the in-process endpoint is one)")  # fmt: skip
-    try:
-        methods = parse_methods(args.method)
-    except ValueError as e:
-        raise RunError(f"--method: {e}") from None
     if via and "indirect" not in methods:
         a, (dst, ttl) = next(iter(via.items()))
         raise RunError(f"{a}@{dst}:{ttl}: DST:TTL is for the indirect method, which --method "
@@ -194,6 +233,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     if "indirect" in methods and not via:
         raise RunError(f"--method indirect: give each address to probe indirectly as "
                        f"ADDR@DST:TTL (e.g. {targets[0]}@DST:TTL)")  # fmt: skip
+    probe = getattr(args, "indirect_method", "icmp-echo")
+    if probe != "icmp-echo" and "indirect" not in methods:
+        raise RunError(f"--indirect-method {probe}: no address is probed indirectly (--method "
+                       f"{args.method},indirect and ADDR@DST:TTL)")  # fmt: skip
     lacking = [t for t in targets if t not in via]
     if methods == ("indirect",) and lacking:
         raise RunError(f"--method indirect: {lacking[0]} has no destination and TTL to be "
@@ -213,9 +256,14 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     check_ranges(
         *((name, n, least, 10_000) for name, n in rounds),
         ("--spacing", args.spacing, 0.05, 10_000),
+        ("--round-wait", args.round_wait, 0, 3_600_000),
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
+    )
+    flow = indirect_flow(probe)  # (None: the echo requests of the method itself)
+    probed_via: dict[str, Any] = (
+        {t: (dst, ttl, flow) for t, (dst, ttl) in via.items()} if flow else dict(via)
     )
     recorder = pcapout.recorder_for(args)
     runs: list[Any] | None = [] if args.warts else None
@@ -248,7 +296,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             if v is not None and byte_swapped(series):  # (its velocity as it counts)
                 record["byte_swapped"] = True
             if t in via:
-                record["via"] = {"dst": via[t][0], "ttl": via[t][1]}
+                through: dict[str, Any] = {"dst": via[t][0], "ttl": via[t][1]}
+                if probe != "icmp-echo":  # (session 27: UDP or TCP ACK through it)
+                    through["probe"] = probe
+                record["via"] = through
             if len(methods) > 1 and by_method is not None:  # every method's velocity (None:
                 record["methods"] = {m: v for m, v in by_method[t].items()  # unusable)
                                      if m != "indirect" or t in via}  # fmt: skip
@@ -266,6 +317,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         # (a stage of many addresses probes for minutes: what it is and about how long;
         # the line said the stage before it was done the while)
         secs = probes * args.spacing / 1000 + args.wait
+        if args.round_wait:  # (rounds: about the probes an address gets)
+            secs += probes / max(1, addresses) * args.round_wait / 1000
         progress(f"alias: {what}: {addresses} addresses, {probes} probes (~{secs:.0f} s)")
 
     def estimated(r: Any) -> None:
@@ -279,8 +332,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             probing("one stage", len(targets), len(targets) * len(methods) * args.rounds)
             tried = await collect_ip_ids(
                 sessions, targets, rounds=args.rounds, spacing=spacing, wait=args.wait,
-                recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=via,
-                unreached=unreached,
+                recorder=recorder, unsent=unsent, method=list(methods), runs=runs, via=probed_via,
+                unreached=unreached, shuffle=args.shuffle, round_wait=args.round_wait / 1000,
             )  # fmt: skip
             best = best_methods(tried, targets, methods)
             chosen = {t: m for t, (m, _) in best.items()}
@@ -296,7 +349,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 corroboration_rounds=args.corroboration_rounds, window=args.window,
                 velocity_ratio=args.velocity_ratio, spacing=spacing, wait=args.wait,
                 recorder=recorder, on_stage=stage, on_probe=probing, unsent=unsent, methods=methods,
-                runs=runs, via=via, unreached=unreached, on_estimation=estimated,
+                runs=runs, via=probed_via, unreached=unreached, on_estimation=estimated,
+                shuffle=args.shuffle, round_wait=args.round_wait / 1000,
             )  # fmt: skip
             sample_records(got.by_stage, skip="estimation")  # (estimation's came first)
             pairs, every = got.pairs, got.samples
@@ -310,6 +364,11 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         for (a, b), how in sorted(by.items()):
             emit({"type": "alias", "a": a, "b": b, "by": how})
         emit({"type": "alias-sets", "sets": alias_sets(sorted(by))})
+        if scan:  # scamper's answer: the aliases of A in B's prefix, in its order
+            a = targets[0]
+            found = {y if x == a else x for x, y in by if a in (x, y)}
+            emit({"type": "prefixscan", "a": a, "b": args.prefixscan,
+                  "aliases": [t for t in targets[1:] if t in found]})  # fmt: skip
 
     measured = pcapout.recording(args, recorder, run)
     if warts is None or runs is None:
@@ -324,6 +383,19 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 _write_warts(warts, runs, started, args)
 
     return with_warts
+
+
+def _prefixscan(args: argparse.Namespace) -> tuple[str, int] | None:
+    """--prefixscan B/LEN as (B, LEN), or None."""
+    text = getattr(args, "prefixscan", None)
+    if text is None:
+        return None
+    from packetlab.measure.alias_prefixscan import parse_prefix
+
+    try:
+        return parse_prefix(text)
+    except ValueError as e:
+        raise RunError(f"--prefixscan {e}") from None
 
 
 def _check_warts(path: str) -> str:
@@ -391,7 +463,8 @@ def row(r: Record) -> str | None:
             v += f" ({r['unreachable']})"
         addr = r["addr"]
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
-            addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']})"
+            by = f", {r['via']['probe']}" if "probe" in r["via"] else ""
+            addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']}{by})"
         return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is
@@ -403,6 +476,9 @@ def row(r: Record) -> str | None:
         return (f"# {r['stage']}: {r['addresses']} addresses x {r['rounds']} rounds, "
                 f"{r['samples']} samples, {r['tested']} pairs tested, "
                 f"{r['pairs']} kept")  # fmt: skip
+    if t == "prefixscan":
+        found = " ".join(r["aliases"]) if r["aliases"] else "none"
+        return f"# prefixscan {r['a']} in {r['b']}: {found}"
     if t == "alias-inconsistent":
         return "# split by corroboration (not every pair passed): " + " ".join(r["set"])
     if t == "summary":
@@ -419,6 +495,12 @@ def summary(records: list[Record]) -> Record:
     out: Record = {"pairs": sum(1 for r in records if r["type"] == "alias")}
     series = [r for r in records if r["type"] == "ipid-series"]
     done = any(r["type"] == "alias-sets" for r in records)  # (not cut short: the last one)
+    scan = [r for r in records if r["type"] == "prefixscan"]
+    if scan:  # (scamper's prefixscan result: aliases or none)
+        out["verdict"] = "aliases" if scan[0]["aliases"] else "none"
+        return out
+    if len(series) == 1 and done:  # Mercator's test alone, scamper's mercator verdicts
+        out["verdict"] = "aliases" if out["pairs"] else "none"
     if len(series) == 2 and done:  # one pair, as scamper's ally judges it: its verdicts
         if out["pairs"]:
             out["verdict"] = "aliases"
@@ -436,13 +518,18 @@ def budget(args: argparse.Namespace) -> float:
         rounds += 2 * args.discovery_rounds + args.elimination_rounds
         rounds += args.corroboration_rounds
     stages = 1 if args.single_stage else 4
-    return len(args.targets) * rounds * args.spacing / 1000 * 4 + stages * (args.wait + 2) + 15
+    spread = 0.0  # --round-wait: every round of every probing run (discovery's windows)
+    if args.round_wait:
+        windows = 1 if args.single_stage else 2 * -(-len(args.targets) // args.window) + 1
+        spread = rounds * windows * args.round_wait / 1000
+    return (len(args.targets) * rounds * args.spacing / 1000 * 4 + spread
+            + stages * (args.wait + 2) + 15)  # fmt: skip
 
 
 COMMAND = Command(
     name="alias",
     help="MIDAR-style alias resolution (IP-ID monotonic bounds test)",
-    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK, UDP; or indirectly, "
+    description="Probe candidate IPv4 addresses (ICMP echo, TCP ACK or SYN, UDP; or indirectly, "
     "TTL-limited through them) from one or more "
     "endpoints at synchronised, interleaved times and report the pairs whose IP-ID series could "
     "come from one shared counter (MIDAR's monotonic bounds test).",

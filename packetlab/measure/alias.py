@@ -24,6 +24,12 @@ answer only some probes, or number some replies from a usable counter and others
 * ``icmp-echo``: an echo request; the echo reply's IP-ID.
 * ``tcp-ack``: a bare ACK to a (most likely closed) high port; the RST's IP-ID.
 * ``udp``: a datagram to a closed high port; the ICMP port unreachable's IP-ID.
+* scamper's variants (session 27; not in ``auto``, which is MIDAR's three): ``udp-dport``
+  (one source port, the destination port one up per round: 33435, 33436, ...; the port
+  unreachable's IP-ID), ``tcp-ack-sport`` (a bare ACK from a new source port each round;
+  the RST's) and ``tcp-syn-sport`` (a SYN from a new source port each round, to a most
+  likely closed port: the RST's, or a SYN-ACK's; for a stateful firewall that drops
+  stray ACKs but lets SYNs through).
 * ``indirect`` (MIDAR's indirect probing, scamper's probe definition with a TTL): an echo
   request to a destination beyond the router with a TTL that expires at it; the router's
   ICMP time exceeded's IP-ID. Only for an address given with that destination and TTL
@@ -69,14 +75,24 @@ from packetlab.measure.capture import (
 from packetlab.measure.clocksync import ClockModel, clock_sync
 from packetlab.measure.pcap import PcapRecorder
 from packetlab.measure.pool import endpoint_names
-from packetlab.measure.probes import Probe, ProbeTable, echo_probe, tcp_ack_probe, udp_probe
+from packetlab.measure.probes import (
+    Probe,
+    ProbeTable,
+    echo_probe,
+    paris_udp_probe,
+    tcp_ack_probe,
+    tcp_syn_probe,
+    udp_probe,
+)
 from packetlab.measure.replies import ICMP_PORT_UNREACH, Reply, ReplyKind
 from packetlab.wire import Ndata, Ntag
 
 __all__ = [
     "ALL_METHODS",
     "INDIRECT",
+    "INDIRECT_PROBES",
     "METHODS",
+    "PORT_METHODS",
     "FlowProbe",
     "IdSample",
     "ProbeLog",
@@ -89,6 +105,7 @@ __all__ = [
     "collect_ip_ids",
     "common_source_pairs",
     "counted",
+    "indirect_flow",
     "monotonic_bounds",
     "parse_methods",
 ]
@@ -98,13 +115,22 @@ ID_SPACE = 1 << 16
 # many samples (ICMP echo first: what a single-method run used before).
 METHODS = ("icmp-echo", "tcp-ack", "udp")  # direct: `auto`
 INDIRECT = "indirect"  # TTL-limited echo requests through the address (needs `via`)
-ALL_METHODS = (*METHODS, INDIRECT)
+# scamper dealias's probe methods that change a port per probe (-P udp-dport|tcp-ack-sport|
+# tcp-syn-sport); not MIDAR's, so not in `auto`
+PORT_METHODS = ("udp-dport", "tcp-ack-sport", "tcp-syn-sport")
+# (the order of preference, as METHODS: TCP before UDP, whose port unreachable a Linux
+# host numbers from a counter per destination, usable but no router's shared one, where
+# its RSTs carry 0: a usable TCP series with as many samples is the better counter)
+ALL_METHODS = (*METHODS, INDIRECT, "tcp-ack-sport", "tcp-syn-sport", "udp-dport")
+TCP_METHODS = ("tcp-ack", "tcp-ack-sport", "tcp-syn-sport")
 # An indirect probe through one flow: (src, dst, ttl, slot) -> a probe of that flow whose
 # key differs from slot to slot (Paris probes: the flow in the ports or the ICMP checksum)
 FlowProbe = Callable[[Any, Any, int, int], Probe]
 # address -> (destination beyond it, TTL expiring there[, the flow to probe through])
 Via = Mapping[str, tuple[str, int] | tuple[str, int, FlowProbe]]
 PROBE_PORT = 33435  # TCP ACK and UDP destination port: scamper dealias's default
+# the probes of the indirect method (scamper's -P icmp-echo|udp|tcp-ack -i DST -t TTL)
+INDIRECT_PROBES = ("icmp-echo", "udp", "tcp-ack")
 MethodSpec = str | Sequence[str] | Mapping[str, str]  # one, every one, or per address
 LATE_S = 30.0  # how long the last probe may be late before its stage gives up on it
 
@@ -155,6 +181,37 @@ class ProbeRun:
     spacing: float  # s between global slots
     wait: float  # reply wait, s
     probes: list[ProbeLog]
+    shuffle: bool = False  # each round's order shuffled (scamper's radargun -O shuffle)
+    round_wait: float = 0.0  # s from one round's start to the next's at least (its -r)
+
+
+def indirect_flow(probe: str, sport: int | None = None) -> FlowProbe | None:
+    """The indirect method's probes by `probe` (INDIRECT_PROBES) as scamper sends them
+    for ``-P udp|tcp-ack -i DST -t TTL`` (session 27; tcpdump): one flow, both ports
+    fixed (`sport`, random by default; PROBE_PORT), so that a per-flow load balancer
+    keeps every probe on the path whose TTL expires at the router. A UDP probe is told
+    apart by its checksum (a Paris probe: scamper's too), a TCP ACK by its sequence
+    number (scamper's repeats its own), both quoted by the time exceeded. None for
+    icmp-echo: the method's own echo requests (an identifier per run, a sequence number
+    per probe)."""
+    if probe not in INDIRECT_PROBES:
+        raise ValueError(f"unknown indirect probe {probe!r}; valid: {', '.join(INDIRECT_PROBES)}")
+    port = random.randrange(0x8000, 0x10000) if sport is None else sport
+    if probe == "udp":
+
+        def udp(src: Any, dst: Any, ttl: int, slot: int) -> Probe:
+            return paris_udp_probe(src, dst, ttl, sport=port, dport=PROBE_PORT,
+                                   index=slot % 0xFFFE, payload=b"\0\0")  # fmt: skip
+
+        return udp
+    if probe == "tcp-ack":
+
+        def ack(src: Any, dst: Any, ttl: int, slot: int) -> Probe:
+            number = ((port << 16) + slot) & 0xFFFFFFFF
+            return tcp_ack_probe(src, dst, sport=port, dport=PROBE_PORT, seq=number, ttl=ttl)
+
+        return ack
+    return None
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -355,7 +412,9 @@ async def _probe_from(
     first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
     expression = CAPTURE_FILTERS[4]
-    if any(m == "tcp-ack" for _, m in jobs):  # the targets' RSTs too (not our session's TCP)
+    if any(m == "tcp-syn-sport" for _, m in jobs):  # the targets' RSTs and SYN-ACKs too
+        expression += " or (tcp[tcpflags] & (tcp-rst|tcp-syn) != 0)"
+    elif any(m in TCP_METHODS for _, m in jobs):  # the targets' RSTs too (not our own TCP)
         expression += " or (tcp[tcpflags] & tcp-rst != 0)"
     cap = await open_capture(
         session, first, src=None, duration_s=span_s + wait + 1.0, expression=expression
@@ -461,7 +520,8 @@ async def _probe_from(
 
 def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, via: Via) -> Probe:
     """The probe of slot `index` (round `seq`). Every probe of one endpoint's run has its
-    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port; an
+    own key: echo (ident, seq); TCP ACK the sequence number; UDP the source port (udp-dport:
+    the destination port); tcp-*-sport the source port and sequence number; an
     indirect echo (to the destination beyond `dst`) its own ident and the slot."""
     if method == INDIRECT:
         beyond, ttl, *flow = via[str(dst)]
@@ -477,6 +537,20 @@ def _probe(method: str, src: Any, dst: Any, ident: int, seq: int, index: int, vi
         )
     if method == "udp":  # rounds <= 10,000 (the CLI's bound) keep the port in range
         return udp_probe(src, dst, sport=0x8000 + (ident + seq) % 0x8000, dport=PROBE_PORT)
+    # scamper's port-changing variants, as scamper 20211212 sends them (tcpdump): a port
+    # one up per round of the target; the source ports offset by 0x4000 from `udp`'s and
+    # from each other (rounds <= 10,000), so no two probes of one run share a flow
+    if method == "udp-dport":  # one source port; the destination port per round
+        return udp_probe(src, dst, sport=0x8000 + (ident + 0x4000) % 0x8000,
+                         dport=PROBE_PORT + seq)  # fmt: skip
+    if method in ("tcp-ack-sport", "tcp-syn-sport"):
+        shift = 0x4000 if method == "tcp-syn-sport" else 0
+        sport = 0x8000 + (ident + shift + seq) % 0x8000
+        number = (((~ident & 0xFFFF) << 16) + index) & 0xFFFFFFFF  # (not tcp-ack's)
+        if method == "tcp-ack-sport":  # its RST's sequence number is our acknowledgment
+            return tcp_ack_probe(src, dst, sport=sport, dport=PROBE_PORT, seq=number)
+        # (no options, as scamper's; a RST or SYN-ACK acknowledges number + 1)
+        return tcp_syn_probe(src, dst, sport=sport, dport=PROBE_PORT, seq=number, mss=None)
     raise ValueError(f"unknown probe method {method!r}; valid: {', '.join(ALL_METHODS)}")
 
 
@@ -492,15 +566,19 @@ def _unreach_text(reply: Reply) -> str:
 
 def _answers(reply: Reply, addr: str, method: str) -> bool:
     """`reply` is what `method` waits for: the echo reply; the RST from the probed address
-    itself; the port unreachable, from any address of the node that holds the probed one;
-    for an indirect probe the time exceeded from `addr`, not from another router after a
-    change of path (whose IDs are another counter's)."""
+    itself (tcp-syn-sport: or its SYN-ACK); the port unreachable (udp, udp-dport), from
+    any address of the node that holds the probed one; for an indirect probe the time
+    exceeded from `addr`, not from another router after a change of path (whose IDs are
+    another counter's)."""
     if method == INDIRECT:
         return reply.kind is ReplyKind.TIME_EXCEEDED and str(reply.src) == addr
     if method == "icmp-echo":
         return reply.kind is ReplyKind.ECHO_REPLY
-    if method == "tcp-ack":
+    if method in ("tcp-ack", "tcp-ack-sport"):
         return reply.kind is ReplyKind.TCP_RST and reply.src == reply.key.dst
+    if method == "tcp-syn-sport":  # a closed port's RST, or an open one's SYN-ACK
+        answer = reply.kind in (ReplyKind.TCP_RST, ReplyKind.TCP_SYNACK)
+        return answer and reply.src == reply.key.dst
     # A port unreachable is sent by the node holding the probed address (a router on the
     # way sends no such thing for a datagram not addressed to it), so its ID is that
     # router's even when it comes from another of its addresses (Mercator's common source
@@ -553,6 +631,8 @@ async def collect_ip_ids(
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
     unreached: dict[str, str] | None = None,
+    shuffle: bool = False,
+    round_wait: float = 0.0,
 ) -> list[IdSample]:
     """Probe every target `rounds` times from every endpoint: one probe per global slot
     `spacing` s apart, slots dealt round-robin over (target, endpoint), so each target's
@@ -564,7 +644,12 @@ async def collect_ip_ids(
     send order), for scamper's dealias record; `unreached` per target the first ICMP
     unreachable that answered a probe of it instead (who said what: "10.77.1.2 answered
     net unreachable"). `via`: per target probed ``indirect``, the
-    destination beyond it and the TTL that expires at it.
+    destination beyond it and the TTL that expires at it. `shuffle`: each round probes
+    the (target, method) pairs in a new random order (scamper's radargun ``-O shuffle``,
+    which shuffles its definitions every round), not always in the order given.
+    `round_wait`: each round starts at least this long (s) after the one before
+    (scamper's radargun ``-r wait-round``: rounds spread over a longer time, for a slow
+    counter), where by default a round follows the last one's last slot.
     `recorder` gets every probe sent and every packet captured (all endpoints' times)."""
     if not sessions or not targets:
         raise ValueError("need at least one endpoint and one target")
@@ -583,11 +668,16 @@ async def collect_ip_ids(
                            [f"endpoint{i}" for i in range(len(infos))])  # fmt: skip
     start = _now_local(sessions[0]) + int(lead * 1e9)
     per: list[list[tuple[int, int, int]]] = [[] for _ in sessions]
-    k = 0
+    # (a round's slots back to back; the next round after them, or after `round_wait`)
+    gap = max(len(jobs) * len(sessions) * spacing, round_wait)
     for r in range(rounds):
-        for ti in range(len(jobs)):
+        turn = list(range(len(jobs)))
+        if shuffle:
+            random.shuffle(turn)
+        k = 0
+        for ti in turn:
             for ei in range(len(sessions)):
-                per[ei].append((start + int(k * spacing * 1e9), ti, r))
+                per[ei].append((start + int((r * gap + k * spacing) * 1e9), ti, r))
                 k += 1
     logs: list[list[ProbeLog] | None] = [[] if runs is not None else None for _ in sessions]
     try:
@@ -607,5 +697,5 @@ async def collect_ip_ids(
     if runs is not None:
         every = itertools.chain.from_iterable(log for log in logs if log is not None)
         order = sorted(every, key=lambda p: (p.tx_ns is None, p.tx_ns or 0))
-        runs.append(ProbeRun(rounds, spacing, wait, order))
+        runs.append(ProbeRun(rounds, spacing, wait, order, shuffle, round_wait))
     return sorted(itertools.chain.from_iterable(results), key=lambda s: s.time_ns)

@@ -134,14 +134,17 @@ async def midar(
     runs: list[ProbeRun] | None = None,
     via: Via | None = None,
     unreached: dict[str, str] | None = None,
+    shuffle: bool = False,
+    round_wait: float = 0.0,
 ) -> MidarResult:
     """Alias pairs of `targets` through MIDAR's four stages from every endpoint of
     `sessions` (probes interleaved after clock synchronisation, as `collect_ip_ids`;
     `unsent`, `unreached` as there). Estimation probes with every method of `methods`; the later
     stages probe each candidate with the one kept for it. `runs` gets every probing run's
     probes (`collect_ip_ids`), stage by stage; `via` the indirect targets' destinations
-    and TTLs (as there). `on_probe(what, addresses, probes)` before each probing run
-    ("discovery, window 2 of 5"), for a progress line. `on_estimation` gets what the
+    and TTLs (as there); `shuffle`, `round_wait` each round's order and start (as
+    there). `on_probe(what, addresses, probes)` before each probing run ("discovery,
+    window 2 of 5"), for a progress line. `on_estimation` gets what the
     estimation stage found (velocities, methods, its samples; no pairs yet) as soon as it
     is done, so that a run cut short later still has each address's counter."""
     if window < 2 or velocity_ratio < 1:
@@ -164,7 +167,7 @@ async def midar(
         got = await collect_ip_ids(
             sessions, list(addrs), rounds=rounds, spacing=spacing, wait=wait,
             recorder=recorder, unsent=unsent, method=how or {a: chosen[a] for a in addrs},
-            runs=runs, via=via, unreached=unreached,
+            runs=runs, via=via, unreached=unreached, shuffle=shuffle, round_wait=round_wait,
         )  # fmt: skip
         every.extend(got)
         by_stage.setdefault(stage, []).extend(got)

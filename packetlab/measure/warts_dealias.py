@@ -33,11 +33,16 @@ if TYPE_CHECKING:
 # dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
 # a reply's (flag ids)
 DEALIAS_RADARGUN = 3
-PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1}  # (echo, TTL)
 PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
+# (scamper_dealias.h's probedef methods; the port-changing ones as scamper 20211212 writes
+# them for `-P udp-dport|tcp-ack-sport|tcp-syn-sport`, its base ports in the definition)
+PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1,  # (echo, TTL)
+                    "tcp-ack-sport": 4, "udp-dport": 5,
+                    "tcp-syn-sport": PROBEDEF_TCP_SYN_SPORT}  # fmt: skip
 TCP_SYN = 0x02
 _D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
+_RG_FLAGS, RADARGUN_SHUFFLE = 6, 0x01  # (-O shuffle: sc_wartsdump's "flags: shuffle")
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
     3, 4, 5, 7, 8, 9, 10, 11,
 )  # fmt: skip
@@ -51,13 +56,18 @@ TCP_ACK, TCP_RST = 0x10, 0x04
 
 def _flow_definition(p: Any) -> tuple[int, dict[int, bytes]]:
     """The method and fields of an indirect probe that is a Paris probe of a trace's flow
-    (`--multilevel`'s): as its packet is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``,
-    ``-P tcp-syn-sport``, or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
+    (`--multilevel`'s) or an alias run's `--indirect-method` udp or tcp-ack: as its packet
+    is, scamper's ``-P udp -F SPORT -d DPORT -t TTL``, ``-P tcp-syn-sport`` (a SYN),
+    ``-P tcp-ack`` (an ACK), or ``-P icmp-echo -c CSUM`` (the flow in the ICMP checksum)."""
     packet = p.probe.packet
     proto, at = packet[9], (packet[0] & 0x0F) * 4
     key = p.probe.key
     if proto == 17:
         return PROBEDEF_METHODS["udp"], {_PD_PORTS: u16(key.sport) + u16(key.dport)}
+    if proto == 6 and not packet[at + 13] & TCP_SYN:  # an ACK: scamper's -P tcp-ack -t TTL
+        return PROBEDEF_METHODS["tcp-ack"], {
+            _PD_PORTS: u16(key.sport) + u16(key.dport), _PD_TCP_FLAGS: u8(TCP_ACK),
+        }  # fmt: skip
     if proto == 6:
         return PROBEDEF_TCP_SYN_SPORT, {
             _PD_PORTS: u16(key.sport) + u16(key.dport), _PD_TCP_FLAGS: u8(TCP_SYN),
@@ -114,9 +124,12 @@ def dealias_object(
         _RG_DEFC: u32(len(defs)),
         _RG_ROUNDS: u16(min(0xFFFF, run.rounds)),
         _RG_WAIT_PROBE: u16(wait_probe),
-        _RG_WAIT_ROUND: u32(wait_probe * per_round),
+        # (the time from one round's start to the next: scamper's -r, or back to back)
+        _RG_WAIT_ROUND: u32(max(wait_probe * per_round, round(run.round_wait * 1000))),
         _RG_WAIT_TIMEOUT: u8(whole_seconds(run.wait)),
     }
+    if run.shuffle:
+        rg[_RG_FLAGS] = u8(RADARGUN_SHUFFLE)
     out = [params(fields), params(rg)]
     for i, p in enumerate(first):
         pd: dict[int, bytes] = {
@@ -126,7 +139,11 @@ def dealias_object(
         if i:
             pd[_PD_ID] = u32(i)
         key = p.probe.key
-        if flows and p.method == "indirect" and p.probe.packet[0] >> 4 == 4:
+        # (an indirect UDP or TCP probe, `--indirect-method`'s, is defined as its packet
+        # is, as a Paris flow's: scamper's -P udp|tcp-ack -i DST -t TTL)
+        packet = p.probe.packet
+        flow = flows or (packet[0] >> 4 == 4 and packet[9] != 1)
+        if flow and p.method == "indirect" and packet[0] >> 4 == 4:
             method, more = _flow_definition(p)
             pd[_PD_METHOD] = u8(method)
             pd.update(more)
@@ -134,8 +151,10 @@ def dealias_object(
             pd[_PD_ICMP_ID] = u16(key.sport)
         else:
             pd[_PD_PORTS] = u16(key.sport) + u16(key.dport)
-        if p.method == "tcp-ack":
+        if p.method in ("tcp-ack", "tcp-ack-sport"):
             pd[_PD_TCP_FLAGS] = u8(TCP_ACK)
+        elif p.method == "tcp-syn-sport":
+            pd[_PD_TCP_FLAGS] = u8(TCP_SYN)
         pd[_PD_DST] = table.encode(str(p.probe.dst))  # (indirect: beyond p.addr)
         pd[_PD_SRC] = table.encode(p.src)
         out.append(params(pd))
@@ -167,9 +186,12 @@ def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
     if r.icmp_type is not None:
         fields[_DR_ICMP_TC] = u8(r.icmp_type) + u8(r.icmp_code or 0)
         fields[_DR_Q_TTL] = u8(r.quoted_ttl or 0)
-    else:  # TCP: the RST to a bare ACK
+    else:  # TCP: the RST to a bare ACK (flags R), to a SYN (R and A), or a SYN-ACK
         fields[_DR_PROTO] = u8(6)
-        fields[_DR_TCP_FLAGS] = u8(TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12)
+        flags = r.tcp_flags
+        if flags is None:  # (a Reply built without them)
+            flags = TCP_RST if r.kind == ReplyKind.TCP_RST else 0x12
+        fields[_DR_TCP_FLAGS] = u8(flags & 0xFF)
     fields[_DR_SRC] = table.encode(str(r.src))
     return fields
 

@@ -18,7 +18,11 @@ A group may name the probes it answers (alias resolution's probe methods), e.g.
 ``--group 10.77.3.20,10.77.3.21@tcp-ack,udp`` (default ``icmp-echo``): ``tcp-ack``
 answers a bare TCP ACK with a RST (its sequence number the ACK's acknowledgment number),
 ``udp`` a datagram to `--udp-port` with an ICMP port unreachable, both from the group's
-counter. The kernel's own answers must be kept out: for UDP the responder binds the port
+counter; ``tcp-syn`` (session 27: scamper's tcp-syn-sport) a SYN with a RST-ACK
+acknowledging it, as a closed port does (a group with ``tcp-syn`` and not ``tcp-ack`` is
+a router behind a stateful firewall that drops stray ACKs). `--udp-ports N` answers UDP
+to N ports from `--udp-port` on (scamper's udp-dport: one up per probe). The kernel's own
+answers must be kept out: for UDP the responder binds the port
 on those addresses (so the kernel has a socket and sends no port unreachable); the
 kernel's RSTs carry IP-ID 0 (DF, no connected destination), so the test drops RSTs with
 ID 0 on the way out (a tc filter), and the responder never numbers a reply 0.
@@ -30,7 +34,8 @@ quoting it, numbered from ADDR's group's counter. ADDR need not be an address of
 node (then nothing answers it directly: only indirect probing reads its counter).
 ``DST=ADDR,ADDR2,...`` plays a per-flow load balancer's next hops one TTL before DST:
 each probe's flow (an echo request's ICMP checksum, as Paris traceroute's ICMP flows; a
-UDP datagram's source port, as its UDP flows, answered with TTL 1 too) picks one of the
+UDP datagram's or TCP segment's source port, as its UDP flows, answered with TTL 1
+too) picks one of the
 addresses by a hash, so a multipath trace finds them all at one hop, each numbering its
 time exceeded from its own group's counter (two of one group: one router's two
 interfaces). ``--mpls ADDR=LABEL[/LABEL...]`` extends ADDR's time exceeded with that MPLS
@@ -63,7 +68,7 @@ from packetlab.testbed.probe import inet_checksum as checksum
 
 _ICMP_ECHO, _ICMP_REPLY, _ICMP_UNREACH, _PORT_UNREACH, _ICMP_TIMXCEED = 8, 0, 3, 3, 11
 _TCP_SYN, _TCP_RST, _TCP_ACK = 0x02, 0x04, 0x10
-METHODS = ("icmp-echo", "tcp-ack", "udp")
+METHODS = ("icmp-echo", "tcp-ack", "udp", "tcp-syn")
 
 
 KINDS = ("counter", "zero", "random", "swapped")  # how a group numbers its replies
@@ -115,6 +120,7 @@ def answer(
     expire: Mapping[bytes, Sequence[bytes]] | None = None,
     labels: Mapping[bytes, bytes] | None = None,
     sources: Mapping[bytes, bytes] | None = None,
+    udp_ports: int = 1,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
@@ -127,10 +133,11 @@ def answer(
     ihl = (packet[0] & 0x0F) * 4
     src, dst, proto = packet[12:16], packet[16:20], packet[9]
     routers = (expire or {}).get(dst)
-    if routers and packet[8] <= 1 and proto in (socket.IPPROTO_ICMP, socket.IPPROTO_UDP):
+    expiring = (socket.IPPROTO_ICMP, socket.IPPROTO_UDP, socket.IPPROTO_TCP)
+    if routers and packet[8] <= 1 and proto in expiring:
         if proto == socket.IPPROTO_ICMP and packet[ihl] != _ICMP_ECHO:
             return None
-        # the flow: the ICMP checksum, or the UDP source port
+        # the flow: the ICMP checksum, or the UDP (TCP: session 27) source port
         flow = packet[ihl + 2 : ihl + 4] if proto == socket.IPPROTO_ICMP else packet[ihl : ihl + 2]
         router = routers[zlib.crc32(flow) % len(routers)]
         icmp = bytes([_ICMP_TIMXCEED, 0, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
@@ -145,16 +152,22 @@ def answer(
     if proto == socket.IPPROTO_ICMP and "icmp-echo" in how:
         return reply(packet, counters)
     seg = packet[ihl:]
-    if proto == socket.IPPROTO_TCP and "tcp-ack" in how and len(seg) >= 20:
-        sport, dport, _seq, ack, _off, flags = struct.unpack_from("!HHIIBB", seg)
-        if flags & (_TCP_SYN | _TCP_RST) or not flags & _TCP_ACK:
+    if proto == socket.IPPROTO_TCP and how & {"tcp-ack", "tcp-syn"} and len(seg) >= 20:
+        sport, dport, seq, ack, off, flags = struct.unpack_from("!HHIIBB", seg)
+        if flags == _TCP_SYN and "tcp-syn" in how:  # a closed port's RST-ACK to a SYN
+            size = len(packet) - ihl - (off >> 4) * 4  # (its payload is acknowledged too)
+            ack_out = (seq + 1 + size) & 0xFFFFFFFF
+            tcp = struct.pack("!HHIIBBHHH", dport, sport, 0, ack_out, 5 << 4,
+                              _TCP_RST | _TCP_ACK, 0, 0, 0)  # fmt: skip
+        elif "tcp-ack" in how and not flags & (_TCP_SYN | _TCP_RST) and flags & _TCP_ACK:
+            tcp = struct.pack("!HHIIBBHHH", dport, sport, ack, 0, 5 << 4, _TCP_RST, 0, 0, 0)
+        else:
             return None
-        tcp = struct.pack("!HHIIBBHHH", dport, sport, ack, 0, 5 << 4, _TCP_RST, 0, 0, 0)
         pseudo = dst + src + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
         tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
         return _ip(dst, src, socket.IPPROTO_TCP, counter.next(), tcp)
     if proto == socket.IPPROTO_UDP and "udp" in how and len(seg) >= 8:
-        if struct.unpack_from("!H", seg, 2)[0] != udp_port:
+        if not 0 <= struct.unpack_from("!H", seg, 2)[0] - udp_port < udp_ports:
             return None
         icmp = bytes([_ICMP_UNREACH, _PORT_UNREACH, 0, 0, 0, 0, 0, 0]) + packet[: ihl + 8]
         icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
@@ -189,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--group", action="append", required=True,
                     metavar="ADDR[,ADDR...][@METHOD,...][:KIND]",
                     help="addresses answering from one shared counter (repeatable); the "
-                    "probes they answer: icmp-echo (default), tcp-ack, udp; KIND: counter "
+                    "probes they answer: icmp-echo (default), tcp-ack, udp, tcp-syn; KIND: counter "
                     "(default), zero (every IP-ID 0), random (a random IP-ID each), swapped "
                     "(a counter in little-endian byte order)")  # fmt: skip
     ap.add_argument("--errors-from", action="append", default=[], metavar="ADDR=SRC",
                     help="the port unreachable for a UDP probe to ADDR comes from SRC (a "
                     "router's common source address: Mercator's alias), repeatable")  # fmt: skip
     ap.add_argument("--udp-port", type=int, default=33435, help="UDP port answered [33435]")
+    ap.add_argument("--udp-ports", type=int, default=1, metavar="N",
+                    help="answer UDP to N ports from --udp-port on [1]")  # fmt: skip
     ap.add_argument("--ttl-exceeded", action="append", default=[],
                     metavar="DST=ADDR[,ADDR...]",
                     help="echo requests to DST arriving with TTL 1: a time exceeded from "
@@ -258,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     bound = []  # a socket on the UDP port: the kernel sends no port unreachable of its own
     for a, how in methods.items():
         if "udp" in how:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind((socket.inet_ntoa(a), args.udp_port))
-            bound.append(u)
+            for port in range(args.udp_port, args.udp_port + args.udp_ports):
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                u.bind((socket.inet_ntoa(a), port))
+                bound.append(u)
     tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     print("ready", flush=True)
     while True:
@@ -269,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             packet = rx.recv(65535)
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
-            out = answer(packet, counters, methods, args.udp_port, expire, labels, sources)
+            out = answer(packet, counters, methods, args.udp_port, expire, labels, sources,
+                         args.udp_ports)  # fmt: skip
             if out is not None:
                 tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 

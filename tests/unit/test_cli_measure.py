@@ -438,7 +438,8 @@ def test_alias_method_option_and_row() -> None:
 
     args = parse("alias", "--method", "tcp", "10.0.0.1", "10.0.0.2")
     with pytest.raises(RunError, match=r"^--method: unknown probe method 'tcp'; valid: auto, "
-                       r"icmp-echo, tcp-ack, udp, indirect$"):  # fmt: skip
+                       r"icmp-echo, tcp-ack, udp, indirect, tcp-ack-sport, tcp-syn-sport, "
+                       r"udp-dport$"):  # fmt: skip
         run_alias.experiment(args, lambda r: None, Progress())
     # indirect: each address it probes given as ADDR@DST:TTL; not in auto
     for argv, error in [
