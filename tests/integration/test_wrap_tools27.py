@@ -143,3 +143,63 @@ def test_ftp_get_as_natively(tmp_path: Path, mode: str) -> None:
         srv.wait()
     assert outs[0][0] == 0 and outs[0][1].endswith(b"hello ftp\nblob same\n"), outs[0]
     assert outs[1] == outs[0]
+
+
+_POLL = """\
+import select, socket, struct, time
+M = {select.POLLIN: "IN", select.POLLOUT: "OUT", select.POLLERR: "ERR",
+     select.POLLHUP: "HUP", select.POLLRDHUP: "RDHUP"}
+def ev(s, want):
+    p = select.poll()
+    p.register(s, select.POLLIN | select.POLLOUT | select.POLLRDHUP)
+    deadline = time.monotonic() + 10
+    while True:  # until the event the case waits for shows (a poll, not a sleep)
+        r = p.poll(100)
+        got = r[0][1] if r else 0
+        if got & want == want or time.monotonic() > deadline:
+            return "|".join(n for b, n in M.items() if got & b) or "-"
+srv = socket.create_server(("127.0.0.1", 0))
+def case(name, server_act, client_act=None):
+    c = socket.create_connection(srv.getsockname())
+    a, _ = srv.accept()
+    print(name, "idle", ev(c, select.POLLOUT))
+    server_act(a)
+    print(name, "after server", ev(c, select.POLLRDHUP))
+    if client_act:
+        client_act(c)
+        print(name, "after client", ev(c, select.POLLHUP))
+    try:
+        print(name, "recv", c.recv(10), c.recv(10))
+    except OSError as e:
+        print(name, "recv", type(e).__name__)
+    c.close()
+    a.close()
+def rst(a):
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+case("fin", lambda a: (a.sendall(b"hi"), a.shutdown(socket.SHUT_WR)),
+     lambda c: c.shutdown(socket.SHUT_WR))
+case("close", lambda a: (a.sendall(b"hi"), a.close()))
+case("rst", rst)
+c = socket.create_connection(srv.getsockname())
+a, _ = srv.accept()
+e = select.epoll()
+e.register(c, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+a.sendall(b"x")
+print("epoll data", e.poll(10))
+a.shutdown(socket.SHUT_WR)
+print("epoll fin", e.poll(10))
+print("select", [len(x) for x in select.select([c], [c], [c], 0)])
+"""
+
+
+def test_poll_and_epoll_readiness_after_a_peers_fin_or_reset_as_natively() -> None:
+    """poll/epoll/select on a wrapped socket (checked in session 27, already as
+    natively): POLLIN|POLLRDHUP after the server's FIN (its shutdown or close), POLLHUP
+    once the program shut down its side too, POLLERR|POLLHUP after a reset
+    (ECONNRESET on recv), edge-triggered EPOLLIN then EPOLLIN|EPOLLRDHUP."""
+    native, wrapped = native_and_wrapped(_POLL)
+    assert native.returncode == 0, native
+    assert b"fin after client IN|OUT|HUP|RDHUP\n" in native.stdout
+    assert b"rst after server IN|OUT|ERR|HUP|RDHUP\n" in native.stdout
+    assert wrapped.stdout == native.stdout, wrapped.stderr
