@@ -76,6 +76,10 @@ class TcpRelay:
         self._unacked = 0
         self._client_paused = False
         self._held = False
+        # NDATA was masked at some time: ndata the endpoint held can reach us after its
+        # PEERCLOSED (a masked type is held, an nstat is not: §2.4), so the FIN waits.
+        self._masked_once = False
+        self._peer_eof = False  # PEERCLOSED seen: nothing more to hold back
         self._fin_sent = False  # program's FIN forwarded
         self._peer_closed = False  # server's FIN forwarded to the program
         self._done = False
@@ -223,9 +227,10 @@ class TcpRelay:
         self._finish()
 
     def _set_held(self, held: bool) -> None:
-        if held == self._held or self.sktid is None or self._done:
+        if held == self._held or self.sktid is None or self._done or self._peer_eof:
             return
         self._held = held
+        self._masked_once = True
         mask = NotifMask.NDATA if held else NotifMask.NONE
         set_notifmask(self.session, self.sktid, mask).addErrback(lambda f: None)
 
@@ -242,13 +247,28 @@ class TcpRelay:
         elif isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
             if note.code == NstatCode.PEERCLOSED:
                 self.rec.peer_closed = note.time
-                self.timeline.at(note.time, self._peer_fin)
+                self._peer_closed_note(note.time)
             elif not self._connecting:
                 self.rec.error = self.rec.error or _code_name(note.code)
                 self.timeline.at(note.time, self.abort)
             # While connecting, wait_connected reports it: the program gets the SOCKS
             # failure reply. Aborting here reset the program's connection before that
             # reply and wrote the --timings line twice (session 25).
+
+    def _peer_closed_note(self, time: int) -> None:
+        """The server's FIN, after every byte it sent. While NDATA is masked the endpoint
+        holds ndata but not this nstat, so it can come before data still held: unmask, and
+        half-close the program's side once the mwrite is answered (the held ndata are
+        released ahead of that answer). Before (session 27), the FIN went first and
+        Twisted sent it only if its write buffer drained with our producer unpaused: an
+        `ftp` get of 300 kB, a client reading to EOF, waited for good."""
+        self._peer_eof = True
+        if not self._masked_once or self.sktid is None:
+            self.timeline.at(time, self._peer_fin)
+            return
+        self._held = False
+        d = set_notifmask(self.session, self.sktid, NotifMask.NONE)
+        d.addBoth(lambda _: self.timeline.at(time, self._peer_fin))
 
     def _write(self, data: bytes) -> None:
         if not self._started:
@@ -267,6 +287,12 @@ class TcpRelay:
         if self._done or self._peer_closed:
             return
         self._peer_closed = True
+        # Nothing more comes from the endpoint: stop being the program transport's
+        # producer first. Twisted half-closes only when its buffer drains while its
+        # producer is not paused; with it paused it resumes the producer instead, and the
+        # FIN was never sent when no more data followed.
+        if getattr(self.client, "producer", None) is self:
+            self.client.unregisterProducer()
         try:
             self.client.loseWriteConnection()
         except AttributeError:  # not half-closeable: close entirely

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_wrap_sockets25 import _proxychains
+from test_wrap_sockets25 import _ipv6, _proxychains, native_and_wrapped
 
 PKTLAB = [sys.executable, "-m", "packetlab"]
 
@@ -104,14 +104,7 @@ def test_an_unconnected_udp_socket_inherited_over_exec_sees_its_real_peers(
     port the answers come from. It now asks the wrapper ("D") for a loopback source of a
     socket it had when it started (known by inode: its dup too). Before: `recvfrom`
     showed the relay port (`from False`)."""
-    script = tmp_path / "handoff.py"
-    script.write_text(_UDP_HANDOFF)
-    _proxychains()
-    cmd = ["python3", str(script), "x"]
-    native = subprocess.run(cmd, capture_output=True, timeout=60)
-    wrapped = subprocess.run(
-        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
-    )
+    native, wrapped = native_and_wrapped(_UDP_HANDOFF, "x", path=tmp_path / "handoff.py")
     assert native.stdout == b"b'ping!' from True\nb'again!' from True\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
 
@@ -151,8 +144,6 @@ def test_a_connect_to_the_unspecified_address_reaches_this_host_as_natively() ->
     (`ECONNREFUSED`, nothing reached the endpoint; curl 7 "Couldn't connect", nc exit 1)
     and `::` showed as the peer. Now the shim gives the endpoint its loopback address,
     its own host as natively."""
-    from test_wrap_sockets25 import _ipv6, native_and_wrapped
-
     native, wrapped = native_and_wrapped(_THIS_HOST, "6" if _ipv6() else "4")
     assert native.returncode == 0, native
     assert b"0.0.0.0 connected True b'hi'\n" in native.stdout
@@ -173,8 +164,6 @@ def test_a_link_local_address_without_a_scope_is_einval_as_natively() -> None:
     """connect() to an IPv6 link-local address without a scope id (interface): the
     kernel's EINVAL at once. Before: TCP went to the endpoint, which could not connect
     either (`ECONNREFUSED`); UDP was connected to a relay port (0)."""
-    from test_wrap_sockets25 import _ipv6, native_and_wrapped
-
     if not _ipv6():
         pytest.skip("no IPv6 here")
     native, wrapped = native_and_wrapped(_LINK_LOCAL)
@@ -211,8 +200,6 @@ def test_ipv6_options_of_a_wrapped_ipv6_connection_as_natively() -> None:
     failure). Now `SO_DOMAIN` AF_INET6, `IPV6_V6ONLY` 0, and `IPV6_TCLASS` and
     `IPV6_UNICAST_HOPS` are the IPv4 socket's `IP_TOS` and `IP_TTL` (neither reaches the
     endpoint, as with an IPv4 socket's)."""
-    from test_wrap_sockets25 import _ipv6, native_and_wrapped
-
     if not _ipv6():
         pytest.skip("no IPv6 here")
     native, wrapped = native_and_wrapped(_V6_OPTIONS)

@@ -43,10 +43,17 @@ def _ipv6() -> bool:
 
 
 def native_and_wrapped(
-    script: str, *args: str, timeout: float = 60
+    script: str, *args: str, timeout: float = 60, path: Path | None = None
 ) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
+    """`python3 -c script args` natively, then under `pktlab wrap`. With `path` the
+    script is written there and run as a file (one that exec()s itself needs __file__);
+    test_wrap_tools_b25.py and test_wrap_s26.py's hand-offs share this (session 27)."""
     _proxychains()
-    cmd = ["python3", "-c", script, *args]
+    if path is None:
+        cmd = ["python3", "-c", script, *args]
+    else:
+        path.write_text(script)
+        cmd = ["python3", str(path), *args]
     native = subprocess.run(cmd, capture_output=True, timeout=timeout)
     wrapped = subprocess.run(
         [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=timeout + 30, cwd=REPO

@@ -214,14 +214,7 @@ def test_a_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) -> Non
     (subprocess with pass_fds). The new program's shim never saw the connect; it asks
     the wrapper by the socket's loopback port ("P"). Before: its getpeername showed our
     SOCKS server (127.0.0.1, its port): `peer False`."""
-    script = tmp_path / "handoff.py"
-    script.write_text(_HANDOFF)
-    _proxychains()
-    cmd = ["python3", str(script), "x"]
-    native = subprocess.run(cmd, capture_output=True, timeout=60)
-    wrapped = subprocess.run(
-        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
-    )
+    native, wrapped = native_and_wrapped(_HANDOFF, "x", path=tmp_path / "handoff.py")
     assert native.stdout == b"peer True\npeer True\nb'hi!'\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr
 
@@ -390,13 +383,6 @@ def test_a_udp_socket_inherited_over_exec_shows_its_real_peer(tmp_path: Path) ->
     reads: its shim never asked for the relay port the echo comes from and asks the
     wrapper what it stands for ("D"). Before: `getpeername` and `recvfrom` showed the
     relay port (`peer False`, `from False`)."""
-    script = tmp_path / "handoff.py"
-    script.write_text(_UDP_HANDOFF)
-    _proxychains()
-    cmd = ["python3", str(script), "x"]
-    native = subprocess.run(cmd, capture_output=True, timeout=60)
-    wrapped = subprocess.run(
-        [*PKTLAB, "wrap", "--", *cmd], capture_output=True, timeout=90, cwd=REPO
-    )
+    native, wrapped = native_and_wrapped(_UDP_HANDOFF, "x", path=tmp_path / "handoff.py")
     assert native.stdout == b"peer True\npeer True\nb'ping!' from True\n", native
     assert wrapped.stdout == native.stdout, wrapped.stderr

@@ -4,7 +4,8 @@
  * name from the endpoint, so the program gets the endpoint's answer: its addresses (the
  * getaddrinfo list is built by libc's own getaddrinfo from each address and the
  * program's service and hints), or "no such name"; names the wrapper leaves to this side
- * (/etc/hosts) go on to proxychains. getnameinfo() and gethostbyaddr*() ask it ("R"
+ * (/etc/hosts) and address literals get libc's own list (proxychains' when the wrapper
+ * cannot be reached: its placeholders then stand for the names). getnameinfo() and gethostbyaddr*() ask it ("R"
  * family addr) for the endpoint's PTR answer (proxychains' hooks give numbers only);
  * /etc/hosts addresses go to libc.
  */
@@ -137,6 +138,22 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         return EAI_NONAME;
     if (status == LOOKUP_FAILED)
         return EAI_AGAIN;
+    if (status == LOOKUP_LOCAL || (status < 0 && libc_gai != NULL &&
+                                   (node == NULL || numeric(node) ||
+                                    (hints != NULL && (hints->ai_flags & AI_NUMERICHOST))))) {
+        /* An address literal, no node, or an /etc/hosts name: libc's own answer, as
+         * natively (session 27). proxychains' gave one entry whatever the hints: socket
+         * type 0 for all (getent ahosts printed "0" for STREAM, DGRAM and RAW), protocol
+         * 0, ai_canonname always set, and ::1 for AF_INET instead of EAI_ADDRFAMILY. */
+        int rc = libc_gai(node, service, hints, res);
+        if (rc == 0 && !keep(*res)) { /* no room to note it: proxychains' free would leak */
+            freeaddrinfo_fn libc_free = (freeaddrinfo_fn)libc_sym("freeaddrinfo");
+            if (libc_free != NULL)
+                libc_free(*res);
+            return NEXT(getaddrinfo)(node, service, hints, res);
+        }
+        return rc;
+    }
     if (status != LOOKUP_OK)
         return NEXT(getaddrinfo)(node, service, hints, res);
     struct addrinfo h = {0};
