@@ -20,6 +20,7 @@ APT_PACKAGES=(
     nghttp2-server                    # nghttpd: the h2c server of the HTTP/2 curl side-by-side test
     publicsuffix                      # run http: cookies for a public suffix dropped, as curl with libpsl
     faketime                          # clocksync's tests: an endpoint clock off by a known amount
+    ftp python3-pyftpdlib             # pktlab wrap's FTP test: ftp (tnftp) against a pyftpdlib server
 )
 # Installed only when missing.
 missing=()
