@@ -11,6 +11,7 @@ import time
 from typing import IO, Any
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_http_etag as etag
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Emit, Experiment, Progress
@@ -133,6 +134,9 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     asked = _asked(args, warn)
     if args.dump_header is not None:
         _check_output(args.dump_header, "--dump-header")
+    etag.check(args.etag_compare, args.etag_save)
+    compared: list[tuple[str, str]] = []  # curl 7.88 adds each URL's If-None-Match to its -H list:
+    # a later URL sends the earlier ones' too (copied, so the requests compare)
     # curl: a warning after the last transfer, the extra ones unused (this refused the
     # run until session 24)
     extra_outputs = len(args.output) > len(args.urls)
@@ -294,6 +298,16 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         if dump is not None:  # -D: first, as curl's header callback
             dump.start()
             on_headers = _both(dump.write, on_headers)
+        fields = headers
+        if args.etag_compare is not None:  # read as each transfer starts, as curl's
+            compared.extend(_headers([etag.compare_field(args.etag_compare)]))
+            fields = [*headers, *compared]
+        saved = None if args.etag_save is None else etag.EtagSave(args.etag_save, stdout)
+        if saved is not None:
+            on_headers = _both(saved.headers, on_headers)
+        stamp = etag.RemoteTime() if args.remote_time else None
+        if stamp is not None:
+            on_headers = _both(stamp.headers, on_headers)
         failing = _Failing(on_body) if args.fail else None
         if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
@@ -310,7 +324,13 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if unopened is not None:
                 result = HttpResult(url, error=unopened, exitcode=failed_upload)
                 break
-            result = await attempt(session, pool, url, body, on_body, on_headers, xfer, offset)
+            try:
+                result = await attempt(session, pool, url, body, on_body, on_headers, xfer,
+                                       offset, fields)  # fmt: skip
+            except BaseException:
+                if saved is not None:
+                    saved.close()
+                raise
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
                     sink.write(b"".join(result.raw_headers))
@@ -319,9 +339,20 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if not await again(session, retry, result, sink):
                 break
         failed = failing is not None and failing.failed and result.error is None
-        why = None if sink is None else sink.close(result.error is None and not failed)
+        # curl makes an empty -o file for an empty body, never for a 304 (a -z condition
+        # unmet too): `-z page -o page` keeps the page it has (ours emptied it until
+        # session 27)
+        made = result.error is None and not failed and result.status != 304
+        why = None if sink is None else sink.close(made)
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
+        if saved is not None:
+            saved.close()
+        kept = not failed and not (args.fail_with_body and (result.status or 0) >= 400)
+        if stamp is not None and result.error is None and kept and sink is not None:
+            told = stamp.apply(sink.written)  # curl: after the file is closed, success only
+            if told is not None:
+                warn(told)
         record = result.to_dict()
         if path and not is_stdout(
             path
@@ -367,7 +398,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
     async def attempt(session: Any, pool: Any, url: str, body: Any, on_body: Any,
-                      on_headers: Any, xfer: Any, offset: int) -> Any:  # fmt: skip
+                      on_headers: Any, xfer: Any, offset: int, fields: Any) -> Any:  # fmt: skip
         return await http_get(
             session,
             url,
@@ -377,7 +408,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             timeout=args.max_time,
             connect_timeout=args.connect_timeout or CONNECT_TIMEOUT,
             asked=replace(asked, resume_from=offset),
-            headers=headers,
+            headers=fields,
             recorder=recorder,
             method=method,
             data=body,
