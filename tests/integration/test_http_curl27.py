@@ -1,0 +1,184 @@
+"""`pktlab run http` beside curl 7.88.1 where they differed before session 27 (http27):
+--etag-save, --etag-compare, -R/--remote-time (unknown options before) and the -o file
+of a 304 (ours emptied it). Each command line run by /usr/bin/curl and by ours (`-A x`
+for both) against the same raw loopback server, which records each request's bytes; the
+requests, stdout (-w), the files written, their times and the exit status compared."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
+
+LAST_MODIFIED = b"Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
+ANSWERS = {
+    b"/e": b'HTTP/1.1 200 OK\r\nETag: "abc"\r\n' + LAST_MODIFIED + b"Content-Length: 2\r\n\r\nok",
+    b"/w": b'HTTP/1.1 200 OK\r\nETag:   W/"x y"  \r\nContent-Length: 2\r\n\r\nok',
+    b"/two": b'HTTP/1.1 200 OK\r\nETag: "one"\r\netag: "two"\r\nContent-Length: 2\r\n\r\nok',
+    b"/r": b'HTTP/1.1 302 Found\r\nETag: "red"\r\nLocation: /e\r\nContent-Length: 0\r\n\r\n',
+    b"/none": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/304": b'HTTP/1.1 304 Not Modified\r\nETag: "abc"\r\n' + LAST_MODIFIED + b"\r\n",
+    b"/404": b'HTTP/1.1 404 Not Found\r\nETag: "nf"\r\n'
+    + LAST_MODIFIED
+    + b"Content-Length: 2\r\n\r\nno",
+    b"/badlm": b"HTTP/1.1 200 OK\r\nLast-Modified: garbage\r\nContent-Length: 2\r\n\r\nok",
+    b"/empty": b"HTTP/1.1 200 OK\r\n" + LAST_MODIFIED + b"Content-Length: 0\r\n\r\n",
+}
+
+
+class Recorder:
+    """Answers each path with its bytes (keep-alive), every request head kept."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    try:
+                        got = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not got:
+                        return
+                    data += got
+                head, _, data = data.partition(b"\r\n\r\n")
+                self.heads.append(head)
+                path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+                conn.sendall(ANSWERS.get(path, ANSWERS[b"/none"]))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Recorder]:
+    s = Recorder()
+    yield s
+    s.sock.close()
+
+
+def _run(who: str, cwd: Path, *args: str) -> tuple[int, bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run", "http"]
+    p = subprocess.run([*argv, "-s", "-A", "x", *args], capture_output=True, timeout=60,
+                       env=env, cwd=cwd)  # fmt: skip
+    return p.returncode, p.stdout
+
+
+def _both(server: Recorder, tmp: Path, files: dict[str, bytes], *args: str) -> list[object]:
+    """Each of curl and ours in a directory of its own holding `files`: (exit status,
+    stdout, the requests, each file's bytes and times) for both."""
+    seen = []
+    for who in ("curl", "ours"):
+        here = tmp / who
+        here.mkdir()
+        for name, data in files.items():
+            (here / name).write_bytes(data)
+            os.utime(here / name, (1500000000, 1500000000))
+        server.heads.clear()
+        code, out = _run(who, here, *(a.replace("URL", server.url) for a in args))
+        # (the times before the bytes: a read may change the access time)
+        stats = {p.name: p.stat() for p in sorted(here.iterdir())}
+        written = {name: ((here / name).read_bytes(), int(st.st_mtime) if st.st_mtime <
+                          1600000000 else "now", int(st.st_atime) if st.st_atime <
+                          1600000000 else "now") for name, st in stats.items()}  # fmt: skip
+        seen.append((code, out, list(server.heads), written))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--etag-save", "et", "-o", "/dev/null", "URL/e"),
+        ("--etag-save", "et", "-o", "/dev/null", "URL/w"),
+        ("--etag-save", "et", "-o", "/dev/null", "URL/two"),
+        ("--etag-save", "et", "-L", "-o", "/dev/null", "URL/r"),
+        ("--etag-save", "et", "-o", "/dev/null", "URL/r"),
+        ("--etag-save", "et", "-o", "/dev/null", "URL/404"),
+        ("--etag-save", "et", "-o", "/dev/null", "-o", "/dev/null", "URL/e", "URL/none"),
+        ("--etag-save", "-", "-o", "/dev/null", "URL/two"),
+        ("--etag-compare", "tag", "-o", "/dev/null", "-o", "/dev/null", "URL/e", "URL/none"),
+        ("--etag-compare", "joined", "-o", "/dev/null", "URL/e"),
+        ("--etag-compare", "blank", "-o", "/dev/null", "URL/e"),
+        ("--etag-compare", "spaced", "-o", "/dev/null", "URL/e"),
+        ("--etag-compare", "cr", "-o", "/dev/null", "URL/e"),
+        ("--etag-compare", "emptyfile", "-o", "/dev/null", "URL/e"),
+        (
+            "--etag-compare",
+            "new",
+            "--etag-save",
+            "new",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "URL/e",
+            "URL/w",
+        ),
+        ("--etag-compare", "tag", "--etag-save", "tag", "-o", "page", "URL/304"),
+        ("-o", "page", "URL/304"),
+        ("-z", "20200101", "-o", "page", "URL/e"),
+        ("-z", "page", "-o", "page", "URL/e"),
+        ("-o", "new", "URL/304"),
+        ("-R", "-o", "new", "URL/e"),
+        ("-R", "-o", "page", "URL/e"),
+        ("-R", "-o", "new", "URL/badlm"),
+        ("-R", "-o", "new", "URL/none"),
+        ("-R", "-I", "-o", "new", "URL/e"),
+        ("-R", "-L", "-o", "new", "URL/r"),
+        ("-R", "-o", "new", "URL/empty"),
+        ("-R", "-o", "page", "URL/304"),
+        ("-R", "-o", "new", "URL/404"),
+        ("-R", "-f", "-o", "new", "URL/404"),
+        ("-R", "--fail-with-body", "-o", "new", "URL/404"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_etags_remote_time_and_304s_as_curl(server: Recorder, tmp_path: Path,
+                                            args: tuple[str, ...]) -> None:  # fmt: skip
+    files = {"tag": b'"abc"\n', "joined": b'"abc"\n"x"\n', "blank": b"\n",
+             "spaced": b'  "sp" \r\n', "cr": b"a\rb\n", "emptyfile": b"",
+             "page": b"the page"}  # fmt: skip
+    curl, ours = _both(server, tmp_path, files, "-w", "%{http_code} %{exitcode}\\n", *args)
+    # (-f and --fail-with-body: curl 22, ours 1 unless --curl-exit-codes, as documented)
+    if "-f" in args or "--fail-with-body" in args:
+        assert (curl[0], ours[0]) == (22, 1)  # type: ignore[index]
+        curl = (0, *curl[1:])  # type: ignore[index]
+        ours = (0, *ours[1:])  # type: ignore[index]
+    assert ours == curl
+
+
+def test_etag_files_that_cannot_be_used(server: Recorder, tmp_path: Path) -> None:
+    # curl: `Failed to open FILE` (26) and `Failed creating file for saving etags`
+    # (`no transfer performed`, 26): nothing sent by either; ours says so in one line (2)
+    for args in (["--etag-compare", "missing"], ["--etag-save", "no/dir"]):
+        server.heads.clear()
+        code, _ = _run("curl", tmp_path, *args, server.url + "/e")
+        assert (code, server.heads) == (26, [])
+        p = subprocess.run([sys.executable, "-m", "packetlab", "run", "http", *args,
+                            server.url + "/e"], capture_output=True, timeout=60, cwd=tmp_path,
+                           env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+        assert (p.returncode, server.heads) == (2, [])
+        assert b"curl: 26, no transfer" in p.stderr or b"no transfer performed" in p.stderr
