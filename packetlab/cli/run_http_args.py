@@ -353,6 +353,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         "as curl (a gzip Transfer-Encoding is decoded with it or without, as curl 7.88)",
     )  # fmt: skip
     p.add_argument(
+        "-n", "--netrc", action="store_true",
+        help="credentials from ~/.netrc for each host without -u, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--netrc-file", metavar="FILE",
+        help="credentials from FILE for each host without -u, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--netrc-optional", action="store_true",
+        help="--netrc, but a URL's own USER:PASSWORD@ wins, as curl",
+    )  # fmt: skip
+    p.add_argument(
         "--oauth2-bearer", metavar="TOKEN",
         help="`Authorization: Bearer TOKEN` (over -u's; only to the URL's own scheme, "
         "host and port, as -u's), as curl",

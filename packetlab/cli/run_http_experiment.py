@@ -607,7 +607,17 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
                  request_target=args.request_target,
                  auth_scheme=auth_scheme(args.auth_schemes),
-                 tr_encoding=args.tr_encoding)  # fmt: skip
+                 tr_encoding=args.tr_encoding, netrc=_netrc(args))  # fmt: skip
+
+
+def _netrc(args: argparse.Namespace) -> Any:
+    """curl's --netrc, --netrc-file FILE, --netrc-optional as one http_netrc.Netrc (None:
+    none of them). -u wins over it (measure.http looks the file up without -u only)."""
+    from packetlab.measure.http_netrc import Netrc
+
+    if not (args.netrc or args.netrc_optional or args.netrc_file is not None):
+        return None
+    return Netrc(args.netrc_file, optional=args.netrc_optional)
 
 
 def auth_scheme(given: list[str]) -> str:

@@ -215,6 +215,9 @@ class Asked:
     # -w's %{local_ip}, %{local_port}: each new connection's own address read from the
     # endpoint's socket block (LADDR, LPORT; the ESTABLISHED nstat has the peer's only)
     local_address: bool = False
+    # --netrc, --netrc-file, --netrc-optional (http_netrc.Netrc): without -u, each hop's
+    # credentials from the file for its host (--location-trusted: the first URL's host)
+    netrc: Any = None
 
 
 @dataclass(frozen=True, slots=True)

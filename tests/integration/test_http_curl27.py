@@ -1,8 +1,9 @@
 """`pktlab run http` beside curl 7.88.1 where they differed before session 27 (http27):
---etag-save, --etag-compare, -R/--remote-time (unknown options before) and the -o file
-of a 304 (ours emptied it). Each command line run by /usr/bin/curl and by ours (`-A x`
-for both) against the same raw loopback server, which records each request's bytes; the
-requests, stdout (-w), the files written, their times and the exit status compared."""
+--etag-save, --etag-compare, -R/--remote-time, --netrc, --netrc-file, --netrc-optional
+(unknown options before) and the -o file of a 304 (ours emptied it). Each command line
+run by /usr/bin/curl and by ours (`-A x` for both) against the same raw loopback server,
+which records each request's bytes; the requests, stdout (-w), the files written, their
+times and the exit status compared."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
@@ -65,6 +67,11 @@ class Recorder:
                 head, _, data = data.partition(b"\r\n\r\n")
                 self.heads.append(head)
                 path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+                if path == b"/rl":  # to another host name: localhost
+                    port = self.sock.getsockname()[1]
+                    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://localhost:%d/e\r\n"
+                                 b"Content-Length: 0\r\n\r\n" % port)  # fmt: skip
+                    continue
                 conn.sendall(ANSWERS.get(path, ANSWERS[b"/none"]))
 
     @property
@@ -87,7 +94,7 @@ def _run(who: str, cwd: Path, *args: str) -> tuple[int, bytes]:
     return p.returncode, p.stdout
 
 
-def _both(server: Recorder, tmp: Path, files: dict[str, bytes], *args: str) -> list[object]:
+def _both(server: Recorder, tmp: Path, files: dict[str, bytes], *args: str) -> list[Any]:
     """Each of curl and ours in a directory of its own holding `files`: (exit status,
     stdout, the requests, each file's bytes and times) for both."""
     seen = []
@@ -164,9 +171,9 @@ def test_etags_remote_time_and_304s_as_curl(server: Recorder, tmp_path: Path,
     curl, ours = _both(server, tmp_path, files, "-w", "%{http_code} %{exitcode}\\n", *args)
     # (-f and --fail-with-body: curl 22, ours 1 unless --curl-exit-codes, as documented)
     if "-f" in args or "--fail-with-body" in args:
-        assert (curl[0], ours[0]) == (22, 1)  # type: ignore[index]
-        curl = (0, *curl[1:])  # type: ignore[index]
-        ours = (0, *ours[1:])  # type: ignore[index]
+        assert (curl[0], ours[0]) == (22, 1)
+        curl = (0, *curl[1:])
+        ours = (0, *ours[1:])
     assert ours == curl
 
 
@@ -182,3 +189,92 @@ def test_etag_files_that_cannot_be_used(server: Recorder, tmp_path: Path) -> Non
                            env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
         assert (p.returncode, server.heads) == (2, [])
         assert b"curl: 26, no transfer" in p.stderr or b"no transfer performed" in p.stderr
+
+
+NETRC = {
+    "n1": b"machine other login o password op\nmachine 127.0.0.1 login alice password "
+    b'"s e\\"cret"\ndefault login dflt password dp\n',
+    "n2": b"machine 127.0.0.1 login bob password bp\nmachine 127.0.0.1 login alice password ap\n",
+    "n3": b"macdef init\nmachine 127.0.0.1 login m password mp\n\n"
+    b"machine 127.0.0.1 login after password ap2\n",
+    "n4": b"default login d password dp\n",
+    "n5": b"machine 127.0.0.1 login onlylogin\n",
+    "n6": b"machine 127.0.0.1 password onlypw\n",
+    "n7": b'machine 127.0.0.1 login "unterminated\n',
+    "n8": b"default\n",
+    "n9": b"machine 127.0.0.1 login a password p\nmachine localhost login b password q\n",
+    "n10": b'machine 127.0.0.1 login "a\\tb" password "x\\ny"\n',
+    "n11": b"# comment\nmachine 127.0.0.1 login a password p # trailing\n",
+    "n12": b"machine 127.0.0.1\n login a\n password\n p\n",
+    "n13": b"MACHINE 127.0.0.1 LOGIN a PASSWORD p\n",
+    "n14": b"macdef x\nmachine 127.0.0.1 login m password mp\n  \n"
+    b"machine 127.0.0.1 login after password ap2\n",
+    "n15": b"machine 127.0.0.1 login a\n",
+    "n16": b'machine 127.0.0.1 login a password "p\nq"\n',
+    "n17": b'machine 127.0.0.1 login a password "p" machine other\n',
+    "n18": b'machine 127.0.0.1 login "a"x password p\n',
+    "n19": b"machine 127.0.0.1 login b password bp login a\n",
+}
+
+
+def _netrc_run(who: str, cwd: Path, *args: str) -> tuple[int, bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(cwd))
+    argv = (["curl"] if who == "curl" else
+            [sys.executable, "-m", "packetlab", "run", "http", "--curl-exit-codes"])  # fmt: skip
+    w = "%{http_code} %{exitcode} %{errormsg}\\n"
+    p = subprocess.run([*argv, "-s", "-A", "x", "-o", os.devnull, "-w", w, *args],
+                       capture_output=True, timeout=60, env=env, cwd=cwd)  # fmt: skip
+    return p.returncode, p.stdout
+
+
+@pytest.mark.parametrize("name", sorted(NETRC))
+def test_netrc_files_read_as_curl(server: Recorder, tmp_path: Path, name: str) -> None:
+    # curl 7.88.1 (Debian 12's, its netrc parser backported from 8.11.1) beside ours
+    # (unknown options before, exit 2): the Authorization each request carries, -w's
+    # code, exit code and errormsg (ours with --curl-exit-codes: 26 for a parser error)
+    (tmp_path / "nf").write_bytes(NETRC[name])
+    (tmp_path / ".netrc").write_bytes(NETRC[name])
+    port = server.url.rsplit(":", 1)[1]
+    cases = (
+        ["--netrc-file", "nf", f"{server.url}/e"],
+        ["--netrc-file", "nf", f"http://alice@127.0.0.1:{port}/e"],
+        ["--netrc-file", "nf", f"http://a:pw@127.0.0.1:{port}/e"],
+        ["--netrc-optional", "--netrc-file", "nf", f"http://a:pw@127.0.0.1:{port}/e"],
+        ["--netrc-optional", "--netrc-file", "nf", f"http://a@127.0.0.1:{port}/e"],
+        ["--netrc-file", "nf", "-L", f"{server.url}/rl"],  # localhost looked up
+        ["--netrc-file", "nf", "--location-trusted", f"{server.url}/rl"],  # the first's
+        ["--netrc-file", "nf", "-u", "x:y", f"{server.url}/e"],  # -u wins
+        ["--netrc", f"{server.url}/e"],  # $HOME/.netrc
+        ["-n", "--digest", f"{server.url}/e"],  # (no challenge: nothing sent)
+    )
+    for args in cases:
+        seen = []
+        for who in ("curl", "ours"):
+            server.heads.clear()
+            code, out = _netrc_run(who, tmp_path, *args)
+            fields = [line for head in server.heads for line in head.split(b"\r\n")
+                      if line.lower().startswith((b"authorization", b"get "))]  # fmt: skip
+            seen.append((code, out, fields))
+        assert seen[1] == seen[0], args
+
+
+def test_netrc_credentials_answer_a_digest_challenge_as_curl(tmp_path: Path) -> None:
+    # --netrc with --digest: curl answers the 401's challenge with the file's user and
+    # password (ours sent them as Basic at once before the fix of that hop loop)
+    import test_http_curl25 as c25
+
+    digest = c25.Recorder()
+    try:
+        (tmp_path / "nf").write_bytes(b"machine a.example login us password pw\n")
+        to = f"::127.0.0.1:{digest.sock.getsockname()[1]}"
+        for args in (["--digest"], ["--anyauth"], ["--digest", "-L"]):
+            url = "http://a.example/dr" if "-L" in args else "http://a.example/digest"
+            words = ["--netrc-file", "nf", "--connect-to", to, "-D", "-", *args, url]
+            want = _netrc_run("curl", tmp_path, *words)
+            theirs = c25._masked(digest.take())
+            got = _netrc_run("ours", tmp_path, *words)
+            assert got == want, args
+            assert c25._masked(digest.take()) == theirs, args
+            assert any(b'Authorization: Digest username="us"' in h for h in theirs)
+    finally:
+        digest.sock.close()

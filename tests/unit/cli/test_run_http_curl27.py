@@ -151,3 +151,28 @@ def test_a_304_leaves_the_output_file_as_it_was(tmp_path: Path) -> None:
     new = tmp_path / "new"  # no file before: none made
     run("-s", "-o", str(new), "-w", "", "http://192.0.2.80/304", handler=_not_modified)
     assert not new.exists()
+
+
+def test_netrc_options_as_curl(tmp_path: Path) -> None:
+    # curl 7.88.1's --netrc-file, --netrc (-n: $HOME/.netrc), --netrc-optional; ours:
+    # "unrecognized arguments" (2)
+    from test_run_http_options16 import _seen
+
+    nf = tmp_path / "nf"
+    nf.write_text("machine 192.0.2.80 login a password p\n")
+    code, _, raw, err, _ = run("--netrc-file", str(nf), "-o", "-", "-w", "",
+                               "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert code == 0, err
+    assert b"authorization: Basic YTpw\n" in raw  # a:p
+    # -u wins; --netrc-optional: a URL's password wins
+    _, _, raw, _, _ = run("--netrc-file", str(nf), "-u", "x:y", "-o", "-", "-w", "",
+                          "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert b"authorization: Basic eDp5\n" in raw
+    _, _, raw, _, _ = run("--netrc-optional", "--netrc-file", str(nf), "-o", "-", "-w", "",
+                          "http://a:pw@192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert b"authorization: Basic YTpwdw==\n" in raw  # a:pw
+    nf.write_text('machine 192.0.2.80 login "a\n')  # curl: (26) .netrc parser error
+    code, _, out, _, records = run("--netrc-file", str(nf), "-w", "%{http_code} %{errormsg}",
+                                   "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert (code, out) == (1, b"000 .netrc parser error")
+    assert records[0]["exitcode"] == 26
