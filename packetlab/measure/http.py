@@ -332,7 +332,7 @@ async def _fetch(
         pair = own[2] if same else None  # --digest, --anyauth: -u's
         if own[1] is None and own[0].netrc is not None:  # --netrc, without -u
             try:
-                pair = _netrc(own[0].netrc, current.host, current.userinfo)
+                pair = _netrc(own[0].netrc, current.host, current.userinfo, sink.trace)
                 if pair is None and own[0].trusted and current.host != first_host:
                     pair = _netrc(own[0].netrc, first_host, "")  # curl: the first's kept
             except NetrcError as e:  # curl: (26), nothing sent
@@ -447,18 +447,23 @@ async def _fetch(
     return result
 
 
-def _netrc(netrc: Netrc, host: str, userinfo: str) -> tuple[bytes, bytes] | None:
+def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
+           ) -> tuple[bytes, bytes] | None:  # fmt: skip
     """curl --netrc: the user and password a request to `host` sends, from the file and
-    the URL's USER[:PASSWORD] (None: none from the file)."""
+    the URL's USER[:PASSWORD] (None: none from the file, said in -v as curl's)."""
     user, sep, password = userinfo.partition(":")
     from urllib.parse import unquote
 
     def decoded(text: str) -> str:
         return unquote(text, errors="surrogateescape")
 
+    if netrc.optional and sep:  # --netrc-optional: the URL's password, no file read
+        return None
     got = netrc.credentials(host, decoded(user) if userinfo else None,
                             decoded(password) if sep else None)  # fmt: skip
-    if got is None:
+    if got is None:  # (curl 7.88.1 names --netrc's own file "(nil)")
+        info(trace, f"Couldn't find host {host} in the {netrc.path or '(nil)'} file; "
+             "using defaults")  # fmt: skip
         return None
     return field_bytes(got[0]), field_bytes(got[1])
 

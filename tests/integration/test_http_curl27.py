@@ -278,3 +278,31 @@ def test_netrc_credentials_answer_a_digest_challenge_as_curl(tmp_path: Path) -> 
             assert any(b'Authorization: Digest username="us"' in h for h in theirs)
     finally:
         digest.sock.close()
+
+
+def test_netrc_verbose_lines_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # curl -v: `Couldn't find host H in the FILE file; using defaults` for a host the
+    # file lacks (a redirect's too), a missing file, --netrc's own file named "(nil)"
+    (tmp_path / "nf").write_bytes(NETRC["n2"])
+    (tmp_path / "n8").write_bytes(NETRC["n8"])
+    port = server.url.rsplit(":", 1)[1]
+    for args in (
+        ["--netrc-file", "nf", "-L", f"{server.url}/rl"],
+        ["--netrc-file", "nf", "--location-trusted", f"{server.url}/rl"],
+        ["--netrc-file", "missing", f"{server.url}/e"],
+        ["--netrc-file", "n8", f"{server.url}/e"],
+        ["--netrc", f"{server.url}/e"],  # (no .netrc in HOME)
+        ["--netrc-optional", "--netrc-file", "nf", f"http://a:b@localhost:{port}/e"],
+    ):
+        seen = []
+        for who in ("curl", "ours"):
+            argv = ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run",
+                                                    "http", "-w", ""]  # fmt: skip
+            env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
+            p = subprocess.run([*argv, "-s", "-v", "-o", os.devnull, *args], timeout=60,
+                               capture_output=True, cwd=tmp_path, env=env)  # fmt: skip
+            seen.append([line for line in p.stderr.splitlines() if line.startswith(b"* ")])
+        assert seen[1] == seen[0], args
+        # (--netrc-optional with the URL's password: the file is not read)
+        said = any(b"Couldn't find host" in line for line in seen[0])
+        assert said == ("--netrc-optional" not in args)

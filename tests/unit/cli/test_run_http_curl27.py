@@ -176,3 +176,20 @@ def test_netrc_options_as_curl(tmp_path: Path) -> None:
                                    "http://192.0.2.80/p", handler=_seen)  # fmt: skip
     assert (code, out) == (1, b"000 .netrc parser error")
     assert records[0]["exitcode"] == 26
+
+
+def test_netrc_without_the_host_said_in_verbose_as_curl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_run_http_options16 import _seen
+
+    missing = str(tmp_path / "missing")
+    code, _, _, err, _ = run("-v", "--netrc-file", missing, "-o", os.devnull, "-w", "",
+                             "http://192.0.2.80/p", handler=_seen)  # fmt: skip
+    assert code == 0, err
+    assert f"* Couldn't find host 192.0.2.80 in the {missing} file; using defaults" in err
+    # --netrc's own file: curl 7.88.1 names it "(nil)"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _, _, _, err, _ = run("-v", "-n", "-o", os.devnull, "-w", "", "http://192.0.2.80/p",
+                          handler=_seen)  # fmt: skip
+    assert "* Couldn't find host 192.0.2.80 in the (nil) file; using defaults" in err
