@@ -306,3 +306,25 @@ def test_netrc_verbose_lines_as_curl(server: Recorder, tmp_path: Path) -> None:
         # (--netrc-optional with the URL's password: the file is not read)
         said = any(b"Couldn't find host" in line for line in seen[0])
         assert said == ("--netrc-optional" not in args)
+
+
+def test_config_file_comments_and_warnings_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # curl 7.88.1 passes over config lines starting with / or * (ours: unknown options,
+    # exit 2) and warns of an unquoted value with more after it (ours: nothing)
+    (tmp_path / "cfg").write_text(
+        '# c\n\nuser-agent a b\n--referer r s\n  -e x y # z\n-e "q r" s\n*star line\n'
+        f"/slash line\nurl {server.url}/e\n"
+    )
+    for before in ([], ["-s"]):
+        seen = []
+        for who in ("curl", "ours"):
+            argv = ["curl"] if who == "curl" else [sys.executable, "-m", "packetlab", "run",
+                                                    "http", "-w", ""]  # fmt: skip
+            server.heads.clear()
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            p = subprocess.run([*argv, *before, "-o", os.devnull, "-K", "cfg"], timeout=60,
+                               capture_output=True, cwd=tmp_path, env=env)  # fmt: skip
+            said = [line for line in p.stderr.splitlines() if line.startswith(b"Warning: ")]
+            seen.append((p.returncode, said, list(server.heads)))
+        assert seen[1] == seen[0], before
+        assert len(seen[0][1]) == (0 if before else 6)

@@ -193,3 +193,42 @@ def test_netrc_without_the_host_said_in_verbose_as_curl(
     _, _, _, err, _ = run("-v", "-n", "-o", os.devnull, "-w", "", "http://192.0.2.80/p",
                           handler=_seen)  # fmt: skip
     assert "* Couldn't find host 192.0.2.80 in the (nil) file; using defaults" in err
+
+
+def _takes(option: str) -> bool:
+    return option in {"-A", "--user-agent", "-e", "--referer", "-K", "--url", "-o"}
+
+
+def test_config_lines_curl_passes_over() -> None:
+    # curl 7.88.1's tool_parsecfg.c: a line whose first character (after blanks) is #,
+    # / or * is no option; ours read `*x` and `/x` as options --*x, --/x (exit 2)
+    from packetlab.cli.run_http_words import config_words
+
+    text = "*star line\n  /slash line\n# hash\n-A a\n"
+    assert config_words(text, _takes) == ["-A", "a"]
+
+
+def test_config_unquoted_whitespace_warned_as_curl(capsys: pytest.CaptureFixture[str]) -> None:
+    # curl 7.88.1: `FILE:LINE: warning: 'OPTION' uses unquoted whitespace in the line
+    # that may cause side-effects!` (the option as written), none after a -s
+    from packetlab.cli.run_http_words import expand
+
+    files = {"cfgF": '# c\n\nuser-agent a b\n--referer r s\n  -e x y # z\n-e "q r" s\n'}
+    words = expand(["-o", "o", "-K", "cfgF"], _takes, files.__getitem__)
+    assert words == ["-o", "o", "--user-agent", "a", "--referer", "r", "-e", "x", "-e", "q r"]
+    assert capsys.readouterr().err == (
+        "Warning: cfgF:3: warning: 'user-agent' uses unquoted whitespace in the line \n"
+        "Warning: that may cause side-effects!\n"
+        "Warning: cfgF:4: warning: '--referer' uses unquoted whitespace in the line \n"
+        "Warning: that may cause side-effects!\n"
+        "Warning: cfgF:5: warning: '-e' uses unquoted whitespace in the line that may \n"
+        "Warning: cause side-effects!\n"
+    )
+    for before in (["-s"], ["-fsS"], ["--silent"]):
+        expand([*before, "-K", "cfgF"], _takes, files.__getitem__)
+        assert capsys.readouterr().err == "", before
+    files["g"] = "silent\nuser-agent a b\n"  # (-s in the file first: muted too)
+    expand(["-K", "g"], _takes, files.__getitem__)
+    assert capsys.readouterr().err == ""
+    expand(["-A", "-s", "-K", "cfgF"], _takes, files.__getitem__)  # (-s a value: not -s)
+    assert capsys.readouterr().err.count("Warning: cfgF:") == 3
