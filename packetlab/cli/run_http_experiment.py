@@ -137,6 +137,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     etag.check(args.etag_compare, args.etag_save)
     compared: list[tuple[str, str]] = []  # curl 7.88 adds each URL's If-None-Match to its -H list:
     # a later URL sends the earlier ones' too (copied, so the requests compare)
+    read_early: set[int] = set()  # -Z: the transfers whose file curl read before any sent
     # curl: a warning after the last transfer, the extra ones unused (this refused the
     # run until session 24)
     extra_outputs = len(args.output) > len(args.urls)
@@ -239,6 +240,18 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 
         gate = DeferredSemaphore(args.parallel_max)
+        unread = [i for i, _, _ in jobs]
+
+        def made(count: int) -> None:
+            """curl -Z makes a transfer (and reads its --etag-compare file) ahead of its
+            send: twice --parallel-max of them at first, one more as each ends; each
+            sends the fields of all made so far (their -H list is one)."""
+            while args.etag_compare is not None and count > 0 and unread:
+                compared.extend(_headers([etag.compare_field(args.etag_compare)]))
+                read_early.add(unread.pop(0))
+                count -= 1
+
+        made(2 * args.parallel_max)
         done = [0]
         meter, stop = None, None
         if meter_wanted:  # curl's own parallel progress meter on stderr (see curl_meter)
@@ -256,6 +269,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             try:
                 await fetch(session, pool, i, url, up, xfer)
             finally:
+                made(1)
                 if meter is not None and xfer is not None:
                     meter.done(xfer)
             done[0] += 1
@@ -300,7 +314,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             on_headers = _both(dump.write, on_headers)
         fields = headers
         if args.etag_compare is not None:  # read as each transfer starts, as curl's
-            compared.extend(_headers([etag.compare_field(args.etag_compare)]))
+            if i not in read_early:
+                compared.extend(_headers([etag.compare_field(args.etag_compare)]))
             fields = [*headers, *compared]
         saved = None if args.etag_save is None else etag.EtagSave(args.etag_save, stdout)
         if saved is not None:

@@ -328,3 +328,19 @@ def test_config_file_comments_and_warnings_as_curl(server: Recorder, tmp_path: P
             seen.append((p.returncode, said, list(server.heads)))
         assert seen[1] == seen[0], before
         assert len(seen[0][1]) == (0 if before else 6)
+
+
+def test_etag_compare_with_parallel_as_curl(server: Recorder, tmp_path: Path) -> None:
+    # curl -Z makes transfers ahead of their sends, each adding its If-None-Match to the
+    # one -H list: the fields each request carries compared (the requests sorted: -Z's
+    # order is the server's)
+    files = {"tag": b'"abc"\n'}
+    # (up to 2 x --parallel-max transfers: made before any is sent, a fixed count; past
+    # that curl makes them as its poll loop turns, a count that depends on the timing)
+    for extra, paths in (([], ["e", "none", "w"]), (["--parallel-max", "1"], ["e", "none"])):
+        args = ["-Z", *extra, "--etag-compare", "tag", *["-o", "/dev/null"] * len(paths),
+                *[f"URL/{p}" for p in paths]]  # fmt: skip
+        here = tmp_path / "_".join(paths)
+        here.mkdir()
+        curl, ours = _both(server, here, files, "-w", "", *args)
+        assert (ours[0], sorted(ours[2])) == (curl[0], sorted(curl[2])), extra

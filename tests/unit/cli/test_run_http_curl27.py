@@ -232,3 +232,18 @@ def test_config_unquoted_whitespace_warned_as_curl(capsys: pytest.CaptureFixture
     assert capsys.readouterr().err == ""
     expand(["-A", "-s", "-K", "cfgF"], _takes, files.__getitem__)  # (-s a value: not -s)
     assert capsys.readouterr().err.count("Warning: cfgF:") == 3
+
+
+def test_etag_compare_with_parallel_as_curl(tmp_path: Path) -> None:
+    # curl 7.88.1 -Z makes its transfers (2 x --parallel-max at first, then one as each
+    # ends) before they send, each adding its If-None-Match to the one -H list: two URLs
+    # send two fields each (ours: 1 and 2), -Z --parallel-max 1 with three: 2, 3, 3
+    tag = tmp_path / "tag"
+    tag.write_bytes(b'"abc"\n')
+    for extra, urls, want in (([], 2, 4), (["--parallel-max", "1"], 3, 8)):
+        code, _, _, err, _ = run("-v", "-Z", *extra, "--etag-compare", str(tag), "-w", "",
+                                 *["-o", os.devnull] * urls,
+                                 *[f"http://192.0.2.80/u{n}" for n in range(urls)],
+                                 handler=_tagged)  # fmt: skip
+        assert code == 0, err
+        assert err.count('> If-None-Match: "abc"') == want, extra
