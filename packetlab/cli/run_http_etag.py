@@ -40,7 +40,7 @@ def check(compare: str | None, save: str | None) -> None:
 
 def compare_field(path: str) -> str:
     """The field an --etag-compare FILE makes, as curl 7.88's file2string reads FILE:
-    each fgets() piece cut at its first CR, then at its LF, the pieces joined (two lines
+    each fgets() piece cut at its first NUL, CR, then LF, the pieces joined (two lines
     are one value, `"a""b"`); a FILE that cannot be opened (--etag-save makes it later)
     or is empty: `If-None-Match: ""`. A value that is blanks only (a FILE of one empty
     line) makes curl's `If-None-Match: ` line, which removes the field: none is sent."""
@@ -53,7 +53,8 @@ def compare_field(path: str) -> str:
         raise RunError(f"--etag-compare {path}: over {MAX_COMPARE} bytes (not an ETag)")
     if not data:  # curl: no string at all (not even an empty one): two quotes
         return 'If-None-Match: ""'
-    value = b"".join(piece.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    # (C strings: a piece ends at a NUL too, as curl's strchr and strlen see it)
+    value = b"".join(piece.split(b"\0", 1)[0].split(b"\r", 1)[0].split(b"\n", 1)[0]
                      for piece in _FGETS.findall(data))  # fmt: skip
     return "If-None-Match: " + value.decode("utf-8", "surrogateescape")
 

@@ -83,6 +83,7 @@ def test_etag_compare_file_read_as_curls_file2string(tmp_path: Path) -> None:
         (b'W/"q"', 'If-None-Match: W/"q"'),
         (b"\n", "If-None-Match: "),  # (curl's field removal: nothing sent)
         (b"a\rb\n", "If-None-Match: a"),  # cut at the CR
+        (b"a\0b\nc\n", "If-None-Match: ac"),  # and at a NUL (ours sent it: 56)
         (b"x" * 300 + b"\ry\n", "If-None-Match: " + "x" * 300),
         (b"a\r" + b"b" * 253 + b"cd\n", "If-None-Match: acd"),  # fgets' 255 bytes a piece
     ]:
@@ -247,3 +248,17 @@ def test_etag_compare_with_parallel_as_curl(tmp_path: Path) -> None:
                                  handler=_tagged)  # fmt: skip
         assert code == 0, err
         assert err.count('> If-None-Match: "abc"') == want, extra
+
+
+def test_header_file_cut_as_curls_strtok(tmp_path: Path) -> None:
+    # curl 7.88.1 -H @FILE: strtok(text, "\r\n") over the file as a C string: a bare CR
+    # ends a line too, and the file ends at its first NUL. Ours sent `a\rX-B: b` (8) and
+    # the NUL (56: `Illegal header value`)
+    from packetlab.cli.run_http_body import _headers
+
+    f = tmp_path / "h"
+    f.write_bytes(b"X-A: a\rX-B: b\r\n\rX-C;\n")
+    assert [(k, str(v)) for k, v in _headers([f"@{f}"])] == [
+        ("X-A", "a"), ("X-B", "b"), ("X-C", str(_headers(["X-C;"])[0][1]))]  # fmt: skip
+    f.write_bytes(b"X-A: a\0b\nX-B: 1\n")
+    assert [(k, str(v)) for k, v in _headers([f"@{f}"])] == [("X-A", "a")]
