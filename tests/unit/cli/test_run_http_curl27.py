@@ -252,8 +252,8 @@ def test_etag_compare_with_parallel_as_curl(tmp_path: Path) -> None:
 
 def test_header_file_cut_as_curls_strtok(tmp_path: Path) -> None:
     # curl 7.88.1 -H @FILE: strtok(text, "\r\n") over the file as a C string: a bare CR
-    # ends a line too, and the file ends at its first NUL. Ours sent `a\rX-B: b` (8) and
-    # the NUL (56: `Illegal header value`)
+    # ends a line too, and the file ends at its first NUL. Ours failed the URL on both
+    # (56: `Illegal header value`)
     from packetlab.cli.run_http_body import _headers
 
     f = tmp_path / "h"
