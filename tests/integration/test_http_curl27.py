@@ -235,18 +235,21 @@ def test_netrc_files_read_as_curl(server: Recorder, tmp_path: Path, name: str) -
     (tmp_path / "nf").write_bytes(NETRC[name])
     (tmp_path / ".netrc").write_bytes(NETRC[name])
     port = server.url.rsplit(":", 1)[1]
-    cases = (
+    cases: tuple[list[str], ...] = (
         ["--netrc-file", "nf", f"{server.url}/e"],
         ["--netrc-file", "nf", f"http://alice@127.0.0.1:{port}/e"],
         ["--netrc-file", "nf", f"http://a:pw@127.0.0.1:{port}/e"],
         ["--netrc-optional", "--netrc-file", "nf", f"http://a:pw@127.0.0.1:{port}/e"],
         ["--netrc-optional", "--netrc-file", "nf", f"http://a@127.0.0.1:{port}/e"],
         ["--netrc-file", "nf", "-L", f"{server.url}/rl"],  # localhost looked up
-        ["--netrc-file", "nf", "--location-trusted", f"{server.url}/rl"],  # the first's
-        ["--netrc-file", "nf", "-u", "x:y", f"{server.url}/e"],  # -u wins
-        ["--netrc", f"{server.url}/e"],  # $HOME/.netrc
-        ["-n", "--digest", f"{server.url}/e"],  # (no challenge: nothing sent)
     )
+    if name in ("n1", "n2", "n9"):  # (the rest for three files: the suite's time)
+        cases += (
+            ["--netrc-file", "nf", "--location-trusted", f"{server.url}/rl"],  # the first's
+            ["--netrc-file", "nf", "-u", "x:y", f"{server.url}/e"],  # -u wins
+            ["--netrc", f"{server.url}/e"],  # $HOME/.netrc
+            ["-n", "--digest", f"{server.url}/e"],  # (no challenge: nothing sent)
+        )
     for args in cases:
         seen = []
         for who in ("curl", "ours"):
