@@ -179,7 +179,7 @@ def _header_files(items: list[str]) -> list[str]:
             out.append(item)
             continue
         # curl: strtok(text, "\r\n") over the file as a C string: lines end at a CR or
-        # an LF, and the file at its first NUL (ours sent a NUL: 56, or a CR: 8)
+        # an LF, and the file at its first NUL (ours failed the URL on either: 56)
         data = _read("--header", item[1:]).split(b"\0", 1)[0]
         lines = re.split(r"[\r\n]+", data.decode("utf-8", "surrogateescape"))
         out += [x for x in lines if ":" in x or (x.endswith(";") and x[:-1].strip())]

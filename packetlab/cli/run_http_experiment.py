@@ -135,8 +135,9 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     if args.dump_header is not None:
         _check_output(args.dump_header, "--dump-header")
     etag.check(args.etag_compare, args.etag_save)
-    compared: list[tuple[str, str]] = []  # curl 7.88 adds each URL's If-None-Match to its -H list:
-    # a later URL sends the earlier ones' too (copied, so the requests compare)
+    # curl 7.88 adds each URL's If-None-Match to its -H list: a later URL sends the
+    # earlier ones' too (copied, so the requests compare)
+    compared: list[tuple[str, str]] = []
     read_early: set[int] = set()  # -Z: the transfers whose file curl read before any sent
     # curl: a warning after the last transfer, the extra ones unused (this refused the
     # run until session 24)
@@ -357,8 +358,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         # curl makes an empty -o file for an empty body, never for a 304 (a -z condition
         # unmet too): `-z page -o page` keeps the page it has (ours emptied it until
         # session 27)
-        made = result.error is None and not failed and result.status != 304
-        why = None if sink is None else sink.close(made)
+        create = result.error is None and not failed and result.status != 304
+        why = None if sink is None else sink.close(create)
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
         if saved is not None:
