@@ -262,6 +262,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(mode 0750), as curl",
     )  # fmt: skip
     p.add_argument(
+        "-R", "--remote-time", action="store_true",
+        help="give each -o/-O file the server's Last-Modified time, as curl -R",
+    )  # fmt: skip
+    p.add_argument(
+        "--etag-save", metavar="FILE",
+        help="save each URL's ETag values in FILE (- stdout), as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--etag-compare", metavar="FILE",
+        help="send If-None-Match with the ETag in FILE, as curl",
+    )  # fmt: skip
+    p.add_argument(
         "-Z", "--parallel", action="store_true",
         help="fetch the URLs at the same time (at most --parallel-max), as curl -Z: each "
         "row when its URL ends",
@@ -339,6 +351,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--tr-encoding", action="store_true",
         help="ask for a gzip Transfer-Encoding (HTTP/1.x: `Connection: TE`, `TE: gzip`), "
         "as curl (a gzip Transfer-Encoding is decoded with it or without, as curl 7.88)",
+    )  # fmt: skip
+    p.add_argument(
+        "-n", "--netrc", action="store_true",
+        help="credentials from ~/.netrc for each host without -u, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--netrc-file", metavar="FILE",
+        help="credentials from FILE for each host without -u, as curl",
+    )  # fmt: skip
+    p.add_argument(
+        "--netrc-optional", action="store_true",
+        help="--netrc, but a URL's own USER:PASSWORD@ wins, as curl",
     )  # fmt: skip
     p.add_argument(
         "--oauth2-bearer", metavar="TOKEN",

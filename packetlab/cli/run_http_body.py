@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -168,16 +169,19 @@ def _headers(items: list[str], warn: Callable[[str], object] | None = None
 
 
 def _header_files(items: list[str]) -> list[str]:
-    """-H @FILE (curl 7.55+): FILE's lines (its line ends dropped), each a -H in its
-    place; @- stdin. A line that is no field (no `:`, no `NAME;`: an empty one too) is
-    not sent, as curl's (a -H given so is refused: `_headers`)."""
+    """-H @FILE (curl 7.55+): FILE's lines (up to its first NUL; CR and LF both end a
+    line, as curl's strtok), each a -H in its place; @- stdin. A line that is no field
+    (no `:`, no `NAME;`: an empty one too) is not sent, as curl's (a -H given so is
+    refused: `_headers`)."""
     out: list[str] = []
     for item in items:
         if not item.startswith("@"):
             out.append(item)
             continue
-        text = _read("--header", item[1:]).decode("utf-8", "surrogateescape")
-        lines = [line.rstrip("\r") for line in text.split("\n")]
+        # curl: strtok(text, "\r\n") over the file as a C string: lines end at a CR or
+        # an LF, and the file at its first NUL (ours failed the URL on either: 56)
+        data = _read("--header", item[1:]).split(b"\0", 1)[0]
+        lines = re.split(r"[\r\n]+", data.decode("utf-8", "surrogateescape"))
         out += [x for x in lines if ":" in x or (x.endswith(";") and x[:-1].strip())]
     return out
 

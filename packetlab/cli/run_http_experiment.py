@@ -11,6 +11,7 @@ import time
 from typing import IO, Any
 
 from packetlab.cli import pcapout
+from packetlab.cli import run_http_etag as etag
 from packetlab.cli.curl_output import Output, RemoteName, is_stdout
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Emit, Experiment, Progress
@@ -133,6 +134,11 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     asked = _asked(args, warn)
     if args.dump_header is not None:
         _check_output(args.dump_header, "--dump-header")
+    etag.check(args.etag_compare, args.etag_save)
+    # curl 7.88 adds each URL's If-None-Match to its -H list: a later URL sends the
+    # earlier ones' too (copied, so the requests compare)
+    compared: list[tuple[str, str]] = []
+    read_early: set[int] = set()  # -Z: the transfers whose file curl read before any sent
     # curl: a warning after the last transfer, the extra ones unused (this refused the
     # run until session 24)
     extra_outputs = len(args.output) > len(args.urls)
@@ -235,6 +241,18 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 
         gate = DeferredSemaphore(args.parallel_max)
+        unread = [i for i, _, _ in jobs]
+
+        def made(count: int) -> None:
+            """curl -Z makes a transfer (and reads its --etag-compare file) ahead of its
+            send: twice --parallel-max of them at first, one more as each ends; each
+            sends the fields of all made so far (their -H list is one)."""
+            while args.etag_compare is not None and count > 0 and unread:
+                compared.extend(_headers([etag.compare_field(args.etag_compare)]))
+                read_early.add(unread.pop(0))
+                count -= 1
+
+        made(2 * args.parallel_max)
         done = [0]
         meter, stop = None, None
         if meter_wanted:  # curl's own parallel progress meter on stderr (see curl_meter)
@@ -252,6 +270,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             try:
                 await fetch(session, pool, i, url, up, xfer)
             finally:
+                made(1)
                 if meter is not None and xfer is not None:
                     meter.done(xfer)
             done[0] += 1
@@ -294,6 +313,17 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         if dump is not None:  # -D: first, as curl's header callback
             dump.start()
             on_headers = _both(dump.write, on_headers)
+        fields = headers
+        if args.etag_compare is not None:  # read as each transfer starts, as curl's
+            if i not in read_early:
+                compared.extend(_headers([etag.compare_field(args.etag_compare)]))
+            fields = [*headers, *compared]
+        saved = None if args.etag_save is None else etag.EtagSave(args.etag_save, stdout)
+        if saved is not None:
+            on_headers = _both(saved.headers, on_headers)
+        stamp = etag.RemoteTime() if args.remote_time else None
+        if stamp is not None:
+            on_headers = _both(stamp.headers, on_headers)
         failing = _Failing(on_body) if args.fail else None
         if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
@@ -310,7 +340,13 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if unopened is not None:
                 result = HttpResult(url, error=unopened, exitcode=failed_upload)
                 break
-            result = await attempt(session, pool, url, body, on_body, on_headers, xfer, offset)
+            try:
+                result = await attempt(session, pool, url, body, on_body, on_headers, xfer,
+                                       offset, fields)  # fmt: skip
+            except BaseException:
+                if saved is not None:
+                    saved.close()
+                raise
             if sink is not None and args.head:  # curl -I: the headers are the output
                 try:
                     sink.write(b"".join(result.raw_headers))
@@ -319,9 +355,20 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             if not await again(session, retry, result, sink):
                 break
         failed = failing is not None and failing.failed and result.error is None
-        why = None if sink is None else sink.close(result.error is None and not failed)
+        # curl makes an empty -o file for an empty body, never for a 304 (a -z condition
+        # unmet too): `-z page -o page` keeps the page it has (ours emptied it until
+        # session 27)
+        create = result.error is None and not failed and result.status != 304
+        why = None if sink is None else sink.close(create)
         if why is not None and result.error is None:
             result.error, result.exitcode = why, 23
+        if saved is not None:
+            saved.close()
+        kept = not failed and not (args.fail_with_body and (result.status or 0) >= 400)
+        if stamp is not None and result.error is None and kept and sink is not None:
+            told = stamp.apply(sink.written)  # curl: after the file is closed, success only
+            if told is not None:
+                warn(told)
         record = result.to_dict()
         if path and not is_stdout(
             path
@@ -367,7 +414,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             _save(jar.dump(), args.cookie_jar, args, stderr)
 
     async def attempt(session: Any, pool: Any, url: str, body: Any, on_body: Any,
-                      on_headers: Any, xfer: Any, offset: int) -> Any:  # fmt: skip
+                      on_headers: Any, xfer: Any, offset: int, fields: Any) -> Any:  # fmt: skip
         return await http_get(
             session,
             url,
@@ -377,7 +424,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             timeout=args.max_time,
             connect_timeout=args.connect_timeout or CONNECT_TIMEOUT,
             asked=replace(asked, resume_from=offset),
-            headers=headers,
+            headers=fields,
             recorder=recorder,
             method=method,
             data=body,
@@ -576,7 +623,17 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
                  request_target=args.request_target,
                  auth_scheme=auth_scheme(args.auth_schemes),
-                 tr_encoding=args.tr_encoding)  # fmt: skip
+                 tr_encoding=args.tr_encoding, netrc=_netrc(args))  # fmt: skip
+
+
+def _netrc(args: argparse.Namespace) -> Any:
+    """curl's --netrc, --netrc-file FILE, --netrc-optional as one http_netrc.Netrc (None:
+    none of them). -u wins over it (measure.http looks the file up without -u only)."""
+    from packetlab.measure.http_netrc import Netrc
+
+    if not (args.netrc or args.netrc_optional or args.netrc_file is not None):
+        return None
+    return Netrc(args.netrc_file, optional=args.netrc_optional)
 
 
 def auth_scheme(given: list[str]) -> str:

@@ -25,18 +25,22 @@ def _read(name: str) -> str:
                        "the options not read)") from None  # fmt: skip
 
 
-def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
+def config_words(text: str, takes_value: Callable[[str], bool], name: str = "",
+                 warnings: list[tuple[int, str]] | None = None) -> list[str]:  # fmt: skip
     """The words of a curl config file as curl 7.88 reads it: a line is an option (a
     leading `--` optional; `-X` short ones too) and its value after blanks, `=` or `:`
     (a dashed option's after blanks: `-:` is --next, `--data=a=1` one word);
     a value in double quotes has \\t \\n \\r \\v and \\CHAR escapes, else it ends at a
-    blank; `#` lines and empty lines skipped. A value after an option that takes none
-    is not read (curl warns); `json` with a value is curl's --json DATA (`--json=DATA`),
-    without one our JSON-lines flag."""
+    blank; empty lines and lines starting with `#`, `/` or `*` skipped (curl's comment
+    characters). A value after an option that takes none is not read (curl warns);
+    `json` with a value is curl's --json DATA (`--json=DATA`), without one our
+    JSON-lines flag. An unquoted value with more after it on its line: curl's warning
+    (`FILE:LINE: warning: ... uses unquoted whitespace ...`) added to `warnings` with
+    the number of words before it (whether a -s came before: `expand`)."""
     words: list[str] = []
-    for raw in text.splitlines():
+    for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] in "#/*":
             continue
         end = 0  # curl's ISSEP: `=` and `:` end an option only without a leading dash
         stops = " \t" if line.startswith("-") else " \t=:"  # (`-:` is --next's)
@@ -62,11 +66,44 @@ def config_words(text: str, takes_value: Callable[[str], bool]) -> list[str]:
             value_text = "".join(value)
         else:
             value_text = rest.split()[0] if rest.split() else ""
+            after = rest[len(value_text) :].strip()
+            if after and not after.startswith("#") and warnings is not None:
+                warnings.append((len(words), f"{name}:{lineno}: warning: '{option_text(line)}' "
+                                 "uses unquoted whitespace in the line that may cause "
+                                 "side-effects!"))  # fmt: skip
         if words[-1] == "--json=":
             words[-1] += value_text
         else:
             words.append(value_text)
     return words
+
+
+def option_text(line: str) -> str:
+    """A config line's option as curl's warning names it: as written."""
+    stops = " \t" if line.startswith("-") else " \t=:"
+    end = 0
+    while end < len(line) and line[end] not in stops:
+        end += 1
+    return line[:end]
+
+
+def _silent(words: Sequence[str], takes_value: Callable[[str], bool]) -> bool:
+    """Whether -s/--silent is among `words` (curl mutes its warnings from then on)."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--silent":
+            return True
+        if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+            for c in word[1:]:
+                if c == "s":
+                    return True
+                if takes_value("-" + c):
+                    break
+        if takes_value(word):
+            i += 1
+        i += 1
+    return False
 
 
 def expand(words: Sequence[str], takes_value: Callable[[str], bool],
@@ -86,7 +123,14 @@ def expand(words: Sequence[str], takes_value: Callable[[str], bool],
         if (word in ("-K", "--config") and nxt is not None) or (eq and name == "--config"):
             if depth >= MAX_DEPTH:
                 raise RunError(f"-K/--config: over {MAX_DEPTH} config files inside each other")
-            inner = config_words(read(value if eq else nxt or ""), takes_value)
+            name = value if eq else nxt or ""
+            said: list[tuple[int, str]] = []
+            inner = config_words(read(name), takes_value, name, said)
+            for at, text in said:  # curl's warnings as it reads the file (-s before: none)
+                if not _silent([*out, *inner[:at]], takes_value):
+                    from packetlab.cli.run_http_opts import curl_warning
+
+                    print(curl_warning(text), end="", file=sys.stderr, flush=True)
             out += expand(inner, takes_value, read, depth + 1)
             i += 1 if eq else 2
             continue

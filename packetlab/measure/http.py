@@ -72,6 +72,7 @@ from packetlab.measure.http_message import (
     _Undecodable,
     wire_target,
 )
+from packetlab.measure.http_netrc import Netrc, NetrcError
 from packetlab.measure.http_rate import Pace, rbufsz_for
 from packetlab.measure.http_tls import (
     CertificateMismatch,
@@ -298,6 +299,7 @@ async def _fetch(
     referer = own[0].referer
     creds = own[1] is not None  # curl's URL holds -u's credentials (a relative hop keeps them)
     origin = Connections.key(current)
+    first_host = current.host
     public = [(k, v) for k, v in extra if k.lower() not in _PRIVATE]
     first_start: int | None = None
     # --digest/--anyauth: the 401's fields once one was answered, its cnonce, the next nc
@@ -327,17 +329,28 @@ async def _fetch(
         same = Connections.key(current) == origin or own[0].trusted
         custom = extra if same else public
         basic = own[1] if same else None  # -u's, else the URL's own USER:PASSWORD@
+        pair = own[2] if same else None  # --digest, --anyauth: -u's
+        if own[1] is None and own[0].netrc is not None:  # --netrc, without -u
+            try:
+                pair = _netrc(own[0].netrc, current.host, current.userinfo, sink.trace)
+                if pair is None and own[0].trusted and current.host != first_host:
+                    pair = _netrc(own[0].netrc, first_host, "")  # curl: the first's kept
+            except NetrcError as e:  # curl: (26), nothing sent
+                result.error, result.exitcode, result.said = str(e), 26, ".netrc parser error"
+                break
+            if pair is not None and own[0].auth_scheme == "basic":
+                basic, pair = basic_auth(*pair), None
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
         user = basic_user(basic)
         pending = None  # curl --digest/--anyauth: none before the server's challenge
         sending = body
-        if own[2] is not None and same:
+        if pair is not None:
             basic, pending = None, own[0].auth_scheme
             if challenge is not None:  # curl: each request answers it again, nc counted up
                 wire = wire_target(current.target) if own[0].request_target is None else (
                     own[0].request_target)  # fmt: skip
-                basic = answer(challenge[0], pending, *own[2], method or kind, wire,
+                basic = answer(challenge[0], pending, *pair, method or kind, wire,
                                challenge[1], challenge[2])  # fmt: skip
                 challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
@@ -382,10 +395,10 @@ async def _fetch(
         if hop.error is not None:
             result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
             break
-        if pending is not None and hop.status == 401 and own[2] is not None:
+        if pending is not None and hop.status == 401 and pair is not None:
             wire = wire_target(current.target) if own[0].request_target is None else (
                 own[0].request_target)  # fmt: skip
-            if answer(hop.headers, pending, *own[2], hop.method, wire) is not None:
+            if answer(hop.headers, pending, *pair, hop.method, wire) is not None:
                 challenge = (hop.headers, new_cnonce(), 1)
                 result.num_redirects += 1  # curl: the same URL again, counted so
                 info(sink.trace, f"Issue another request to this URL: '{current.written}'")
@@ -432,6 +445,27 @@ async def _fetch(
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
         result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
+
+
+def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
+           ) -> tuple[bytes, bytes] | None:  # fmt: skip
+    """curl --netrc: the user and password a request to `host` sends, from the file and
+    the URL's USER[:PASSWORD] (None: none from the file, said in -v as curl's)."""
+    user, sep, password = userinfo.partition(":")
+    from urllib.parse import unquote
+
+    def decoded(text: str) -> str:
+        return unquote(text, errors="surrogateescape")
+
+    if netrc.optional and sep:  # --netrc-optional: the URL's password, no file read
+        return None
+    got = netrc.credentials(host, decoded(user) if userinfo else None,
+                            decoded(password) if sep else None)  # fmt: skip
+    if got is None:  # (curl 7.88.1 names --netrc's own file "(nil)")
+        info(trace, f"Couldn't find host {host} in the {netrc.path or '(nil)'} file; "
+             "using defaults")  # fmt: skip
+        return None
+    return field_bytes(got[0]), field_bytes(got[1])
 
 
 def _add(sums: dict[str, int], hop: _Hop) -> None:

@@ -26,6 +26,7 @@ from packetlab.measure.http_decode import (
     transfer_codings,
 )
 from packetlab.measure.http_fields import field_bytes, field_line
+from packetlab.measure.http_netrc import Netrc
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -215,6 +216,9 @@ class Asked:
     # -w's %{local_ip}, %{local_port}: each new connection's own address read from the
     # endpoint's socket block (LADDR, LPORT; the ESTABLISHED nstat has the peer's only)
     local_address: bool = False
+    # --netrc, --netrc-file, --netrc-optional (http_netrc.Netrc): without -u, each hop's
+    # credentials from the file for its host (--location-trusted: the first URL's host)
+    netrc: Netrc | None = None
 
 
 @dataclass(frozen=True, slots=True)
