@@ -236,7 +236,14 @@ async def traceroute(
         budget = PACED_LEAD_S + n * pace + wait
     expression = None
     if method in TCP_METHODS:  # the target's SYN-ACK or RST as well as the routers' ICMP
-        expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
+        # Its ports too: `tcp and src host` alone took in every TCP segment the target's
+        # host sent, on loopback all of this host's (the endpoint's own session among
+        # them): under a loopback TCP flow the capture's queue overflowed and the RST was
+        # lost, every hop `*` (the CI flake of session 26).
+        expression = (
+            f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target}"
+            f" and src port {base_port} and dst port {sport})"
+        )
     elif method == "dccp":  # the target's Reset or Response
         ip = "ip" if target.version == 4 else "ip6"
         expression = f"{CAPTURE_FILTERS[target.version]} or ({ip} proto 33 and src host {target})"

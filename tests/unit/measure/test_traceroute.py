@@ -412,7 +412,8 @@ def test_a_stop_with_pace_returns_only_the_probes_due() -> None:
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     rig = RawRig(path)
-    result = rig.run(traceroute(rig.session, dst, method=method, pace=0.0, base_port=80))
+    d = traceroute(rig.session, dst, method=method, pace=0.0, base_port=80, sport=40000)
+    result = rig.run(d)
     assert result.path() == [(1, path[0]), (2, path[1]), (3, dst)]
     assert result.method == method and result.reached
     want = {"icmp": ReplyKind.ECHO_REPLY, "tcp": ReplyKind.TCP_SYNACK}.get(method)
@@ -421,10 +422,27 @@ def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
     (ncap,) = rig.endpoint.ncaps
     icmp = "icmp6" if ":" in dst else "icmp"
-    expr = icmp if method == "icmp" else f"{icmp} or (tcp and src host {dst})"
+    tcp = f"tcp and src host {dst} and src port 80 and dst port 40000"
+    expr = icmp if method == "icmp" else f"{icmp} or ({tcp})"
     assert ncap.filter == tcpdump_filter(expr)
     if method == "tcp":  # traceroute -T's SYN: 20 bytes of options, 60 (80) byte packets
         assert {len(m.data) for m in rig.endpoint.raw_sends} == {80 if ":" in dst else 60}
+
+
+@pytest.mark.parametrize("method", ["tcp", "tcp-ack"])
+def test_tcp_capture_takes_only_answers_to_the_probes_ports(method: str) -> None:
+    """The TCP capture names the target's port and the probes' source port: with `tcp and
+    src host TARGET` alone, on loopback every TCP segment of the host (a parallel pass's
+    flows, the endpoint's own session) filled the capture's queue and the target's RSTs
+    were lost, every hop `*` (session 26's CI flake; test_traceroute_sweep25_like_native
+    `test_tcp_probes_answered_beside_a_loopback_tcp_flow`)."""
+    rig = RawRig([R14, TG4])
+    rig.run(traceroute(rig.session, TG4, method=method, pace=0.0, max_ttl=2, base_port=80))
+    (ncap,) = rig.endpoint.ncaps
+    (sport,) = {udp_ports(m.data)[0] for m in rig.endpoint.raw_sends}  # (TCP's too)
+    tcp = f"tcp and src host {TG4} and src port 80 and dst port {sport}"
+    assert ncap.filter == tcpdump_filter(f"icmp or ({tcp})")
+    assert ncap.filter != tcpdump_filter(f"icmp or (tcp and src host {TG4})")
 
 
 @pytest.mark.parametrize("dst", [TG4, TG6])
