@@ -114,8 +114,9 @@ async def traceroute(
     `pace` apart, and a silent hop is waited for `wait` s, or only 10 times the RTT of a
     later hop that answered (at least 50 ms), like native traceroute. `queries` probes go
     to each TTL (traceroute -q). With `pace`, `squeries` (traceroute -N) keeps at most that
-    many probes in flight, sending the next as one is answered or `wait` s old (None: all
-    at once; `pace` is then ignored: each probe leaves as a place frees up). `here` and
+    many probes in flight, sending the next as one is answered or `wait` s old, and not
+    sooner than `pace` s after the one before (traceroute -N with -z; None: all at
+    once). `here` and
     `near` are traceroute -w's HERE and NEAR factors (3, 10; 0: no shortening).
 
     `on_hop(hop)` is called for each probe in TTL order as soon as it is settled (answered
@@ -231,7 +232,7 @@ async def traceroute(
     if pace is None:
         budget = n * (wait + 1.0)
     elif squeries:  # each place in the window held at most `wait` s per probe
-        budget = -(-n // squeries) * wait + wait
+        budget = -(-n // squeries) * wait + wait + n * pace
     else:
         budget = PACED_LEAD_S + n * pace + wait
     expression = None
@@ -276,7 +277,7 @@ async def traceroute(
             run.here, run.near = here, near
             if fragment_mtu is not None and not shape.dont_fragment:
                 run.rebuild, run.frag_mtu = rebuild, fragment_mtu
-            hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
+            hops = await run.run(wait, pace, stop, squeries)
     except SendFailed:
         if length <= 1280:
             raise

@@ -348,6 +348,28 @@ def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
     assert one.path() == [(1, R14), (2, None), (3, R34)]  # TTL 3 only after 2's wait
 
 
+def test_squeries_with_pace_sends_each_probe_pace_after_the_one_before() -> None:
+    """traceroute -N 16 -z 0.2: a place free in the window, the next probe still waits
+    until 0.2 s after the one before (its `last_send + send_secs`). -N with -z was
+    refused (`not with --sequential or --pace`), and the library ignored `pace` with
+    `squeries`: every probe of the window at once."""
+    rig = RawRig([R14, R24, R34, TG4])
+    sent: list[float] = []
+    start = rig.clock.seconds()
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        sent.append(rig.clock.seconds() - start)
+        real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    d = traceroute(rig.session, TG4, pace=0.2, squeries=16, wait=1.0, max_ttl=6)
+    result = rig.run(d)
+    assert result.path() == [(1, R14), (2, R24), (3, R34), (4, TG4)]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert len(sent) == 4 and gaps == pytest.approx([0.2] * 3, abs=0.002), sent
+
+
 def test_a_probe_the_endpoint_sends_late_is_waited_for_from_when_it_left() -> None:
     """A busy endpoint sends the last of many queued probes late: the shortened wait (a
     later hop answered) counts from the probe's ntag, not from when it was queued."""
