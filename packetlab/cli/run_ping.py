@@ -260,6 +260,21 @@ def add_parser(sub: Any) -> None:
         metavar="PRELOAD",
         help="send PRELOAD requests at once, then one per -i, as ping -l [1]",
     )
+    pg.add_argument(
+        "-e",
+        dest="ident",
+        type=in_range(int, "-e", 0, 0xFFFF),
+        default=None,
+        metavar="ID",
+        help="the requests' ICMP identifier, as ping -e [default: random]",
+    )
+    pg.add_argument(
+        "-B",
+        dest="sticky",
+        action="store_true",
+        help="sticky source address, as ping -B: the header says `from SRC :` (the source "
+        "never changes here: the endpoint sends every request from one address)",
+    )
     add_version(pg, "ping")
     refuse(pg, (
         (("-m",), "SO_MARK is not a PacketLab socket option", True),
@@ -268,7 +283,6 @@ def add_parser(sub: Any) -> None:
         (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
-        (("-B",), "not needed: the source address never changes here", False),
     ))  # fmt: skip
 
 

@@ -259,7 +259,10 @@ def ping_report(
         options=40 if (args.record_route or args.ip_timestamps or args.route_addrs)
         and dst.version == 4 else 0,
         audible=args.audible,
+        sticky=args.sticky,
     )  # fmt: skip
+    if args.ident is not None:  # (-e; else the report's random one)
+        ping_report.ident = args.ident
     if args.route_addrs:  # (HOST... TARGET: the requests' way)
         ping_report.summary_extra["gateways"] = list(args.route_addrs)
     if args.warts == "-":

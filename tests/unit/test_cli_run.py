@@ -466,6 +466,18 @@ def test_sport_is_one_probe_at_a_time_waited_max_as_traceroute() -> None:
     assert args.squeries is None
 
 
+def test_ping_identifier_and_sticky_source_as_iputils() -> None:
+    """ping -e ID (iputils 20221126: the requests' identifier, 0..65535) and -B (sticky
+    source) were refused: `unrecognized arguments: -e`, `-B: not needed ...`."""
+    assert parse("ping", "-e", "77", "x").ident == 77
+    assert parse("ping", "-e", "0", "x").ident == 0
+    assert parse("ping", "x").ident is None and not parse("ping", "x").sticky
+    assert parse("ping", "-B", "x").sticky
+    for bad in ("65536", "0x10", "-1"):
+        with pytest.raises(SystemExit):
+            parse("ping", "-e", bad, "x")
+
+
 def test_native_spellings_of_source_and_pacing() -> None:
     """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
     assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"

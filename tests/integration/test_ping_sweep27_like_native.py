@@ -1,0 +1,73 @@
+"""Session 27's sweep (icmp27): ping options earlier passes did not compare with iputils
+ping 20221126, side by side on loopback (root): `-e ID` (the requests' identifier; was
+`unrecognized arguments: -e`) and `-B` (sticky source; was refused as not needed).
+Lines (RTTs masked), status, and with tcpdump the identifier on the wire."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_pktlab_run import pktlab_run
+from test_run_like_native import beside_native, masked, native, tcpdump_listening
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"ping27s{os.getpid() % 10000}-")
+
+
+def requests_of(
+    argv: list[str], ours: bool, ident: int
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The tool's result and the tcpdump lines of the echo requests with `ident` on `lo`
+    while it ran (other tests' pings on `lo` have other identifiers)."""
+    cap = subprocess.Popen(
+        ["tcpdump", "-l", "-n", "-i", "lo", f"icmp[icmptype] = icmp-echo and icmp[4:2] = {ident}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        tcpdump_listening(cap)
+        done = pktlab_run("ping", *argv) if ours else native("ping", *argv)
+        time.sleep(0.2)
+        cap.send_signal(signal.SIGINT)
+        out, _ = cap.communicate(timeout=20)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    return done, [x for x in out.splitlines() if "echo request" in x]
+
+
+@pytest.mark.parametrize("ident", [77, 0, 65535])
+def test_identifier_as_iputils_sends_and_prints_it(ident: int) -> None:
+    """`-e ID -v`: both send the requests with identifier ID and print `ident=ID`."""
+    argv = ["-c", "2", "-i", "0.2", "-v", "-e", str(ident), "127.0.0.1"]
+    theirs, sent_theirs = requests_of(argv, False, ident)
+    ours, sent_ours = requests_of(argv, True, ident)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert f"icmp_seq=1 ident={ident} ttl=64" in ours.stdout
+    assert ours.stdout.count(f" ident={ident} ") == theirs.stdout.count(f" ident={ident} ") == 2
+    assert masked(ours.stdout)[1:] == masked(theirs.stdout)[1:]
+    assert len(sent_ours) == len(sent_theirs) == 2, (sent_ours, sent_theirs)
+    assert all(f"id {ident}, seq" in x for x in sent_ours + sent_theirs)
+
+
+@pytest.mark.parametrize("args", [["-B"], ["-B", "-n"], ["-6", "-B"], ["-B", "-I", "lo"]])
+def test_sticky_source_as_iputils(args: list[str]) -> None:
+    """`-B`: the header's `from SRC :` (with -I lo: `from SRC lo:`), the rest as before."""
+    argv = ["-c", "1", *args, "::1" if "-6" in args else "127.0.0.1"]
+    ours, theirs = pktlab_run("ping", *argv), native("ping", *argv)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert " from " in theirs.stdout.splitlines()[0]
+    assert masked(ours.stdout) == masked(theirs.stdout)
