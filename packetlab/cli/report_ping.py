@@ -102,6 +102,7 @@ class PingReport(Report):
         options: int = 0,
         audible: bool = False,
         sticky: bool = False,
+        preload: int = 1,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         # bytes of IPv4 options in the requests (-R, -T: 40), in the header's sizes as ping's
@@ -117,6 +118,7 @@ class PingReport(Report):
         self.flood, self.timestamps, self.pattern = flood, timestamps, pattern
         self.source = source
         self.sticky = sticky  # -B: `from SRC :` in the header, the source the run took
+        self.preload = preload  # -l: the statistics' `pipe` counts its burst as ping's
         self.dots = 0  # -f: the dots on the line not yet taken back (requests unanswered)
         self.received = 0
         self.errors = 0
@@ -310,6 +312,7 @@ class PingReport(Report):
                 errors=len(result.errors),
                 interval=0.0 if self.flood else self.interval,  # ipg/ewma: -i 0 or -f
                 timing=self.size >= PING_TIMING_MIN_SIZE,
+                preload=self.preload,
             ):
                 self.write(line)
             return

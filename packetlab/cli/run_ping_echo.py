@@ -260,6 +260,7 @@ def ping_report(
         and dst.version == 4 else 0,
         audible=args.audible,
         sticky=args.sticky,
+        preload=args.preload,
     )  # fmt: skip
     if args.ident is not None:  # (-e; else the report's random one)
         ping_report.ident = args.ident

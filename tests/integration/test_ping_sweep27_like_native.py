@@ -1,7 +1,8 @@
 """Session 27's sweep (icmp27): ping options earlier passes did not compare with iputils
 ping 20221126, side by side on loopback (root): `-e ID` (the requests' identifier; was
 `unrecognized arguments: -e`) and `-B` (sticky source; was refused as not needed).
-Lines (RTTs masked), status, and with tcpdump the identifier on the wire."""
+Lines (RTTs masked), status, and with tcpdump the identifier on the wire; `-l N`'s
+`pipe N` (none here on loopback)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,19 @@ def test_sticky_source_as_iputils(args: list[str]) -> None:
     assert ours.returncode == theirs.returncode == 0, ours.stderr
     assert " from " in theirs.stdout.splitlines()[0]
     assert masked(ours.stdout) == masked(theirs.stdout)
+
+
+@pytest.mark.parametrize(
+    "args", [["-c", "3", "-l", "3"], ["-c", "4", "-i", "0.2", "-l", "2"]], ids=["l3", "l2"]
+)
+def test_preload_pipe_as_iputils(args: list[str]) -> None:
+    """`-l N`: iputils' statistics end `pipe N` (it sends the N requests before it reads
+    a reply); ours printed none on loopback (each reply back before the next request
+    left by the endpoint kernel's times)."""
+    argv = [*args, "127.0.0.1"]
+    ours, theirs = pktlab_run("ping", *argv), native("ping", *argv)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)  # (masked: pipe not compared)
+    pipe = f", pipe {args[-1]}"
+    assert ours.stdout.splitlines()[-1].endswith(pipe), ours.stdout
+    assert theirs.stdout.splitlines()[-1].endswith(pipe), theirs.stdout
