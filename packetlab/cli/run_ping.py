@@ -168,6 +168,14 @@ def add_parser(sub: Any) -> None:
         "256 unanswered)",
     )
     pg.add_argument(
+        "-A",
+        dest="adaptive",
+        action="store_true",
+        help="adaptive ping, as ping -A: at most -l requests unanswered (1), the next sent "
+        "as soon as one is answered or older than the replies' smoothed RTT (-i before "
+        "the first reply); the statistics end with ipg/ewma",
+    )
+    pg.add_argument(
         "-O",
         dest="outstanding",
         action="store_true",

@@ -478,6 +478,14 @@ def test_ping_identifier_and_sticky_source_as_iputils() -> None:
             parse("ping", "-e", bad, "x")
 
 
+def test_ping_adaptive_as_iputils() -> None:
+    """ping -A (was `unrecognized arguments: -A`): with -w as many requests as the
+    deadline allows, as -i 0 (they go as fast as the replies come)."""
+    assert parse("ping", "-A", "x").adaptive and not parse("ping", "x").adaptive
+    assert run_ping_echo.ping_count(parse("ping", "-A", "-w", "2", "x")) == 10_000
+    assert run_ping_echo.ping_count(parse("ping", "-w", "2", "x")) == 2
+
+
 def test_native_spellings_of_source_and_pacing() -> None:
     """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
     assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"
