@@ -87,6 +87,27 @@ WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): 
 # control like ping -f, so that replies never pile up faster than they are read
 
 
+def capture_expression(version: int, ident: int) -> str:
+    """The ICMP(v6) messages iputils' sockets take, and echo replies only to `ident`
+    (its socket filter, ping4/ping6_install_filter): IPv4 unreachables, source quenches,
+    redirects, time exceeded, parameter problems (its ICMP_FILTER) and any type past 31
+    (which ICMP_FILTER cannot block: `-v`'s `Bad ICMP type`); ICMPv6 errors (types below
+    128: ping6 reads them, known or not, from its error queue). `icmp` alone took in
+    every ICMP message on the host (on loopback, this ping's own requests too): beside
+    a `ping -f` the capture's queue overflowed and replies were lost (0-40% in each of 5
+    runs where iputils lost none). A long reply's fragments pass whole: libpcap's
+    `icmp[N]` holds only in a first fragment (hence the offset test), `icmp6[N]` only
+    without extension headers (hence the fragment header, next header 44)."""
+    if version == 4:
+        kinds = " or ".join(f"icmp[0] = {t}" for t in (3, 4, 5, 11, 12))
+        return (
+            f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] = 0 and icmp[4:2] = {ident})"
+            f" or {kinds} or icmp[0] > 31)"
+        )
+    reply = f"(icmp6[0] = 129 and icmp6[4:2] = {ident})"
+    return f"icmp6 and (ip6[6] = 44 or icmp6[0] < 128 or {reply})"
+
+
 def _payload(size: int, pattern: bytes | None = None) -> bytes:
     """`size` bytes: `pattern` repeated (ping -p), else counting bytes."""
     if pattern:
@@ -301,7 +322,10 @@ async def ping(
         interval, span = 0.0, count * max(hold, wait)
     else:
         span = max(0, count - preload) * interval
-    cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
+    cap = await open_capture(
+        session, target, src=source, duration_s=LEAD_S + span + wait,
+        expression=capture_expression(target.version, ident),
+    )  # fmt: skip
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
     run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice

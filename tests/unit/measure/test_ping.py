@@ -22,7 +22,7 @@ from test_traceroute_fakes import (
 
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.ping import parse_pattern, ping
+from packetlab.measure.ping import capture_expression, parse_pattern, ping
 from packetlab.measure.probes import echo_probe
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.traceroute import MeasureError
@@ -54,8 +54,8 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     stamp = struct.pack("<qq", times[1] // 10**9, times[1] // 1000 % 10**6)
     probe = echo_probe(src, path[-1], ident=0x4242, seq=2, payload=stamp + bytes(range(16, 56)))
     assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
-    (ncap,) = rig.endpoint.ncaps
-    assert ncap.filter == tcpdump_filter(expr)
+    (ncap,) = rig.endpoint.ncaps  # (session 27: but echo replies to other identifiers)
+    assert ncap.filter == tcpdump_filter(capture_expression(4 if expr == "icmp" else 6, 0x4242))
     assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
     # it returns once every reply is in, without waiting out `wait`
     assert rig.clock.seconds() - start < 1.2
@@ -443,6 +443,25 @@ def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
     assert times[0] == times[1] == times[2]
     assert [times[3] - times[2], times[4] - times[3]] == [1_000_000_000] * 2
     assert result.received == 5
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_capture_takes_no_echo_replies_to_other_identifiers(version: int) -> None:
+    """As iputils' socket filters: the error types it takes, echo replies only to its
+    identifier (`icmp` alone took in every ICMP message on the host, other pings'
+    requests and replies: beside a `ping -f` on loopback ours lost 0-40% of its
+    replies, iputils none); fragments pass (a long reply's)."""
+    rig = RawRig([TG4] if version == 4 else [TG6])
+    rig.run(ping(rig.session, TG4 if version == 4 else TG6, count=1, ident=0x4242))
+    (ncap,) = rig.endpoint.ncaps
+    assert ncap.filter == tcpdump_filter(capture_expression(version, 0x4242))
+    assert ncap.filter != tcpdump_filter("icmp" if version == 4 else "icmp6")
+    expr = capture_expression(version, 0x4242)
+    assert "0x4242" not in expr and str(0x4242) in expr
+    if version == 4:  # (no echo request, type 8; no timestamp request, 13)
+        assert "ip[6:2] & 0x1fff != 0" in expr and "= 8 " not in expr and "13" not in expr
+    else:
+        assert "ip6[6] = 44" in expr and "icmp6[0] < 128" in expr
 
 
 def _transmits(rig: RawRig, drop: frozenset[int] = frozenset()) -> list[float]:
