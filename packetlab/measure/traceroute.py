@@ -43,6 +43,7 @@ from packetlab.measure.traceroute_probes import (
     Address,
     HopCallback,
     ProbeShape,
+    capture_expression,
     make_probe,
     probe_length,
     reply_key,
@@ -235,19 +236,7 @@ async def traceroute(
         budget = -(-n // squeries) * wait + wait + n * pace
     else:
         budget = PACED_LEAD_S + n * pace + wait
-    expression = None
-    if method in TCP_METHODS:  # the target's SYN-ACK or RST as well as the routers' ICMP
-        # Its ports too: `tcp and src host` alone took in every TCP segment the target's
-        # host sent, on loopback all of this host's (the endpoint's own session among
-        # them): under a loopback TCP flow the capture's queue overflowed and the RST was
-        # lost, every hop `*` (the CI flake of session 26).
-        expression = (
-            f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target}"
-            f" and src port {base_port} and dst port {sport})"
-        )
-    elif method == "dccp":  # the target's Reset or Response
-        ip = "ip" if target.version == 4 else "ip6"
-        expression = f"{CAPTURE_FILTERS[target.version]} or ({ip} proto 33 and src host {target})"
+    expression = capture_expression(method, target, sport, base_port)
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]

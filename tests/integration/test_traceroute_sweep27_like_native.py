@@ -4,6 +4,8 @@ and a silent probe waited the whole MAX: ours sent every probe at once and gave 
 hop up after NEAR x the next one's RTT), `-N` with `-z` (refused here), and `-z 10`
 (traceroute's milliseconds from 10 on: ours took it as 10 s). Lines (RTTs masked), how
 long each run took, and with tcpdump on the endpoint's link how many probes went out.
+And traceroute to 127.0.0.1 beside two `ping -f` on the same loopback: ours' capture
+took every ICMP message in and lost the answers (stars in 10 of 10 runs).
 
 The silent hop: r2 sends nothing of its own (its locally made packets, `iif lo`, routed
 to a blackhole in a table of their own) but forwards, so tg answers at TTL 3.
@@ -16,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,44 @@ def test_sendwait_of_10_is_10_ms_as_traceroute() -> None:
     assert ours.returncode == theirs.returncode == 0, ours.stderr
     assert masked(ours.stdout) == masked(theirs.stdout)
     assert s_theirs < 3.0 and s_ours < 5.0, (s_theirs, s_ours)
+
+
+@pytest.fixture
+def lone_lo() -> Iterator[str]:
+    """A namespace with only `lo`, up: loopback traffic of this test alone."""
+    name = f"trace27s{os.getpid() % 10000}-lo"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize("args", [[], ["-I"], ["-6"], ["-6", "-I"]], ids=["udp", "I", "6", "6I"])
+def test_every_answer_seen_beside_a_ping_flood(lone_lo: str, args: list[str]) -> None:
+    """`-q 3` to the loopback beside two `ping -f` there: traceroute's three answers;
+    ours printed stars in every run (its capture took the floods' requests and replies
+    in, and its queue overflowed), now none."""
+    target = "::1" if "-6" in args else "127.0.0.1"
+    flood = ["ip", "netns", "exec", lone_lo, "ping", "-f", "-q"]
+    quiet = subprocess.DEVNULL
+    floods = [
+        subprocess.Popen([*flood, *size, target], stdout=quiet, stderr=quiet)
+        for size in ([], ["-s", "1400"])
+    ]
+    try:
+        time.sleep(0.5)
+        # (-w 5,0,0: traceroute's HERE would give a hop's other probes 3 x 13 us once one
+        # is answered: descheduled that long, it prints `*` for answers that came)
+        argv = ["-n", "-q", "3", "-w", "5,0,0", *args, target]
+        theirs = native("traceroute", *argv, netns=lone_lo)
+        assert "*" not in theirs.stdout, theirs.stdout
+        for _ in range(4):
+            ours = pktlab_run("traceroute", *argv, netns=lone_lo)
+            assert ours.returncode == 0, ours.stderr
+            assert masked(ours.stdout) == masked(theirs.stdout)
+    finally:
+        for f in floods:
+            f.terminate()
+            f.wait(timeout=10)
