@@ -94,7 +94,7 @@ def capture_expression(version: int, ident: int) -> str:
     (which ICMP_FILTER cannot block: `-v`'s `Bad ICMP type`); ICMPv6 errors (types below
     128: ping6 reads them, known or not, from its error queue). `icmp` alone took in
     every ICMP message on the host (on loopback, this ping's own requests too): beside
-    a `ping -f` the capture's queue overflowed and replies were lost (0-40% in each of 5
+    a `ping -f` the capture's queue overflowed and replies were lost (20-100% in each of 5
     runs where iputils lost none). A long reply's fragments pass whole: libpcap's
     `icmp[N]` holds only in a first fragment (hence the offset test), `icmp6[N]` only
     without extension headers (hence the fragment header, next header 44)."""
