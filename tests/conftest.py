@@ -50,6 +50,12 @@ SERIAL = frozenset(
         "test_measure_throughput.py",
         "test_pktlab_run.py::test_traceroute_to_a_silent_target_streams_and_gives_up_like_native",
         "test_traceroute_sweep25_like_native.py::test_wait_max_alone_waits_for_a_silent_hop_as_traceroute",
+        # each run's time (-z/-w seconds); two `ping -f` on a namespace's loopback
+        "test_traceroute_sweep27_like_native.py",
+        # two `ping -f` on a namespace's loopback for ~5 s (a core busy)
+        "test_ping_sweep27_like_native.py::test_every_reply_counted_beside_a_ping_flood",
+        # a loopback TCP flow as fast as it goes for ~3 s (a core busy: not beside timings)
+        "test_traceroute_sweep25_like_native.py::test_tcp_probes_answered_beside_a_loopback_tcp_flow",
         "test_reflex_aimd.py",
         "test_reflex_breakdown.py",
         "test_run_interrupts.py",

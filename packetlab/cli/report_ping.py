@@ -101,6 +101,8 @@ class PingReport(Report):
         verbose: bool = False,
         options: int = 0,
         audible: bool = False,
+        sticky: bool = False,
+        preload: int = 1,
     ) -> None:
         super().__init__(reactor, as_json, dst, name)
         # bytes of IPv4 options in the requests (-R, -T: 40), in the header's sizes as ping's
@@ -115,6 +117,8 @@ class PingReport(Report):
         # each line), -p (the `PATTERN:` line), -I (`from ADDR IFNAME:` in the header)
         self.flood, self.timestamps, self.pattern = flood, timestamps, pattern
         self.source = source
+        self.sticky = sticky  # -B: `from SRC :` in the header, the source the run took
+        self.preload = preload  # -l: the statistics' `pipe` counts its burst as ping's
         self.dots = 0  # -f: the dots on the line not yet taken back (requests unanswered)
         self.received = 0
         self.errors = 0
@@ -141,7 +145,10 @@ class PingReport(Report):
         if self.pattern is not None and not self.quiet:
             self.write(f"PATTERN: 0x{self.pattern.hex()}")
         who = f"{self.name or self.dst} ({self.dst})"
-        frm = "" if self.source is None else f" from {self.source[0]} {self.source[1]}:"
+        source = self.source
+        if source is None and self.sticky and src is not None:
+            source = (src, "")  # (iputils prints it for -B as for -I ADDR)
+        frm = "" if source is None else f" from {source[0]} {source[1]}:"
         if ":" in self.dst:  # iputils: "PING ::1(::1) 56 data bytes", "PING h(h (ADDR)) ..."
             there = self.shown(self.dst)  # (ping6's pr_addr: the name too, unless -n)
             self.write(f"PING {self.name or self.dst}({there}){frm} {self.size} data bytes")
@@ -305,6 +312,7 @@ class PingReport(Report):
                 errors=len(result.errors),
                 interval=0.0 if self.flood else self.interval,  # ipg/ewma: -i 0 or -f
                 timing=self.size >= PING_TIMING_MIN_SIZE,
+                preload=self.preload,
             ):
                 self.write(line)
             return

@@ -168,6 +168,14 @@ def add_parser(sub: Any) -> None:
         "256 unanswered)",
     )
     pg.add_argument(
+        "-A",
+        dest="adaptive",
+        action="store_true",
+        help="adaptive ping, as ping -A: at most -l requests unanswered (1), the next sent "
+        "as soon as one is answered or older than the replies' smoothed RTT (-i before "
+        "the first reply); the statistics end with ipg/ewma",
+    )
+    pg.add_argument(
         "-O",
         dest="outstanding",
         action="store_true",
@@ -260,6 +268,21 @@ def add_parser(sub: Any) -> None:
         metavar="PRELOAD",
         help="send PRELOAD requests at once, then one per -i, as ping -l [1]",
     )
+    pg.add_argument(
+        "-e",
+        dest="ident",
+        type=in_range(int, "-e", 0, 0xFFFF),
+        default=None,
+        metavar="ID",
+        help="the requests' ICMP identifier, as ping -e [default: random]",
+    )
+    pg.add_argument(
+        "-B",
+        dest="sticky",
+        action="store_true",
+        help="sticky source address, as ping -B: the header says `from SRC :` (the source "
+        "never changes here: the endpoint sends every request from one address)",
+    )
     add_version(pg, "ping")
     refuse(pg, (
         (("-m",), "SO_MARK is not a PacketLab socket option", True),
@@ -268,7 +291,6 @@ def add_parser(sub: Any) -> None:
         (("-S",), "SO_SNDBUF is not a PacketLab socket option", True),
         (("-L",), "IP_MULTICAST_LOOP is not a PacketLab socket option", False),
         (("-U",), "the RTTs are the endpoint's kernel times already (no user-to-user mode)", False),
-        (("-B",), "not needed: the source address never changes here", False),
     ))  # fmt: skip
 
 

@@ -224,6 +224,7 @@ def experiment(
             tos=args.tos,
             pmtudisc=args.pmtudisc,
             preload=args.preload,
+            adaptive=args.adaptive,
             ident=report.ident,
             record_route=args.record_route,
             timestamps=args.ip_timestamps,
@@ -252,14 +253,19 @@ def ping_report(
     name = None if args.target == str(dst) else args.target
     ping_report = PingReport(
         reactor, args.json, str(dst), name=name, count=args.count or ping_count(args),
-        size=args.size, quiet=args.quiet, interval=args.interval, flood=args.flood,
+        size=args.size, quiet=args.quiet, interval=0.0 if args.adaptive else args.interval,
+        flood=args.flood,
         timestamps=args.timestamps, pattern=pattern,
         source=None if src is None else (str(src), ifname or ""),
         verbose=args.verbose,
         options=40 if (args.record_route or args.ip_timestamps or args.route_addrs)
         and dst.version == 4 else 0,
         audible=args.audible,
+        sticky=args.sticky,
+        preload=args.preload,
     )  # fmt: skip
+    if args.ident is not None:  # (-e; else the report's random one)
+        ping_report.ident = args.ident
     if args.route_addrs:  # (HOST... TARGET: the requests' way)
         ping_report.summary_extra["gateways"] = list(args.route_addrs)
     if args.warts == "-":
@@ -282,7 +288,7 @@ def ping_count(args: argparse.Namespace) -> int:
 
     if args.deadline is None:
         return 5 if args.count is None else int(args.count)
-    if args.interval == 0:
+    if args.interval == 0 or args.adaptive:  # (-A: as fast as the replies come)
         return MAX_COUNT
     # ping's deadline alarm comes before a request due at it: those due strictly before
     # (`ping -w 2` sends 2, `-w 2 -i 0.5` 4); the slack keeps 0.9/0.3 at 3, not 4

@@ -432,7 +432,8 @@ def add_parser(sub: Any) -> None:
         type=in_range(int, "--sport", 1, 65535),
         default=None,
         metavar="PORT",
-        help="UDP source port of the probes (default: random; the paper used 20556)",
+        help="source port of the probes (default: random; the paper used 20556); as "
+        "traceroute's, one probe at a time (-N 1), a silent one waited the whole -w MAX",
     )
     tr.add_argument(
         "--pace",
@@ -447,7 +448,7 @@ def add_parser(sub: Any) -> None:
         dest="pace",
         type=words.sendwait(tr, ("-z", "--sendwait")),
         metavar="S",
-        help="as traceroute -z: probes S seconds apart, or S ms if S > 10 (= --pace)",
+        help="as traceroute -z: probes S seconds apart, or S ms from 10 on (= --pace)",
     )
     tr.add_argument(
         "-p",

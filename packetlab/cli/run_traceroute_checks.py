@@ -87,8 +87,13 @@ def check_options(args: argparse.Namespace) -> tuple[int | None, int]:
             # traceroute stops at the first address it prints (the header and ` 1  ADDR`
             # first): so do the lines (`TracerouteReport.as_error`)
             args.as_whois_error = str(e)
-    if args.squeries and (args.sequential or args.pace):
-        raise RunError("-N sends each probe as a place frees up: not with --sequential or --pace")
+    if args.squeries and args.sequential:
+        raise RunError("-N sends each probe as a place frees up: not with --sequential")
+    if args.sport is not None and not (args.mda or args.sequential or args.mtu):
+        # traceroute's --sport implies -N 1 and a silent probe waited MAX s (it zeroes
+        # HERE and NEAR): its one port is one probe's socket at a time. All at once here,
+        # a silent hop was given up on after NEAR x the next hop's RTT.
+        args.squeries, args.here, args.near = 1, 0.0, 0.0
     return shape
 
 

@@ -313,7 +313,7 @@ def budget(args: argparse.Namespace) -> float:
     elif args.sequential or args.mtu:  # (--mtu: and a resend per size, a dozen at most)
         work = (n + (16 if args.mtu else 0)) * (args.wait + 0.5)
     elif args.squeries:
-        work = -(-n // args.squeries) * args.wait + args.wait
+        work = -(-n // args.squeries) * args.wait + args.wait + n * pace
     else:
         work = n * pace + args.wait
     return work + 30.0

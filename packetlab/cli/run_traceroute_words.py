@@ -98,7 +98,8 @@ def wait_spec(
 
 
 def sendwait(parser: argparse.ArgumentParser, flags: Sequence[str]) -> Callable[[str], float]:
-    """-z: seconds, or milliseconds when more than 10; a negative one `bad sendtime`."""
+    """-z: seconds, or milliseconds from 10 on (traceroute's `send_secs >= 10`: its man
+    page says "more than 10", but `-z 10` is 10 ms); a negative one `bad sendtime`."""
 
     def parse(text: str) -> float:
         try:
@@ -109,7 +110,7 @@ def sendwait(parser: argparse.ArgumentParser, flags: Sequence[str]) -> Callable[
             raise NativeValueError(f"bad sendtime `{value:g}' specified", USAGE)
         if value > 10_000:
             raise argparse.ArgumentTypeError(f"must be 0..10000, got {text}")
-        return value / 1000 if value > 10 else value
+        return value / 1000 if value >= 10 else value
 
     return parse
 

@@ -87,6 +87,27 @@ WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): 
 # control like ping -f, so that replies never pile up faster than they are read
 
 
+def capture_expression(version: int, ident: int) -> str:
+    """The ICMP(v6) messages iputils' sockets take, and echo replies only to `ident`
+    (its socket filter, ping4/ping6_install_filter): IPv4 unreachables, source quenches,
+    redirects, time exceeded, parameter problems (its ICMP_FILTER) and any type past 31
+    (which ICMP_FILTER cannot block: `-v`'s `Bad ICMP type`); ICMPv6 errors (types below
+    128: ping6 reads them, known or not, from its error queue). `icmp` alone took in
+    every ICMP message on the host (on loopback, this ping's own requests too): beside
+    a `ping -f` the capture's queue overflowed and replies were lost (20-100% in each of 5
+    runs where iputils lost none). A long reply's fragments pass whole: libpcap's
+    `icmp[N]` holds only in a first fragment (hence the offset test), `icmp6[N]` only
+    without extension headers (hence the fragment header, next header 44)."""
+    if version == 4:
+        kinds = " or ".join(f"icmp[0] = {t}" for t in (3, 4, 5, 11, 12))
+        return (
+            f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] = 0 and icmp[4:2] = {ident})"
+            f" or {kinds} or icmp[0] > 31)"
+        )
+    reply = f"(icmp6[0] = 129 and icmp6[4:2] = {ident})"
+    return f"icmp6 and (ip6[6] = 44 or icmp6[0] < 128 or {reply})"
+
+
 def _payload(size: int, pattern: bytes | None = None) -> bytes:
     """`size` bytes: `pattern` repeated (ping -p), else counting bytes."""
     if pattern:
@@ -210,6 +231,7 @@ async def ping(
     prespec: Sequence[str | Address] = (),
     route: Sequence[str | Address] = (),
     ends_at_once: frozenset[str] = frozenset(),
+    adaptive: bool = False,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -241,7 +263,10 @@ async def ping(
     -M: ``want`` (default, as ping's kernel) DF set (IPv4), fragments once an MTU is
     known; ``dont`` no DF, fragments; ``do`` DF set and never in fragments (a
     "fragmentation needed" is an error line each time). `preload`, iputils -l: the first `preload`
-    requests leave at once, the rest `interval` apart after them. `record_route`, iputils
+    requests leave at once, the rest `interval` apart after them. `adaptive`, iputils -A:
+    at most `preload` requests unanswered, the next sent as soon as one is answered, or
+    once the oldest is older than the replies' smoothed RTT (`interval` until the first
+    reply), as ping's interval follows the RTT. `record_route`, iputils
     -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
     `timestamps`, iputils -T (``tsonly``, ``tsandaddr``, ``tsprespec`` with up to 4
     `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
@@ -292,12 +317,21 @@ async def ping(
     elif not 0 <= ident <= 0xFFFF:
         raise ValueError(f"ident must be 0..65535, got {ident}")
     source = as_target(src) if src is not None else None
-    span = max(0, count - preload) * interval
-    cap = await open_capture(session, target, src=source, duration_s=LEAD_S + span + wait)
+    hold = interval  # -A: how long an unanswered request holds its place at first
+    if adaptive:  # (sent as places free up, not on a schedule)
+        interval, span = 0.0, count * max(hold, wait)
+    else:
+        span = max(0, count - preload) * interval
+    cap = await open_capture(
+        session, target, src=source, duration_s=LEAD_S + span + wait,
+        expression=capture_expression(target.version, ident),
+    )  # fmt: skip
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
     run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
+    if adaptive:
+        run.window, run.hold = preload, hold
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     if route:
         run.first_hop, run.options = loose_source_route(
@@ -382,6 +416,11 @@ class _PingRun:
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
+        # at most this many unanswered (-A: -l's, each held `hold` s at most, then the
+        # replies' smoothed RTT, iputils' rtt/8; None: `wait`)
+        self.window = WINDOW
+        self.hold: float | None = None
+        self.srtt_ns = 0  # iputils' rtt: x8, smoothed as each reply comes
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
         self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
         self.reverse: dict[int, SourceRoute | None] = {}  # seq -> its reply's source route
@@ -447,6 +486,10 @@ class _PingRun:
             self.stamps[seq] = ip_timestamps(here)
         self.settled.add(seq)
         self.open.pop(seq, None)
+        sent = self.sent_ns.get(seq)
+        if self.hold is not None and sent is not None:  # (-A: ping's update_interval)
+            rtt = max(0, got[1] - sent)
+            self.srtt_ns = rtt * 8 if not self.srtt_ns else self.srtt_ns + rtt - self.srtt_ns // 8
         self._tell(seq)
         self.waker.poke()
 
@@ -643,7 +686,7 @@ class _PingRun:
             self.table.add(p.key, seq)
             d = self._send(p, 0 if at_once else start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
-            self.open[seq] = max(self.reactor.seconds(), local_start + at) + wait
+            self.open[seq] = max(self.reactor.seconds(), local_start + at) + self._held(wait)
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
@@ -725,6 +768,12 @@ class _PingRun:
             self.session.nsend(self.cap.sktid, piece, time=at).addErrback(self._failed)
         return d
 
+    def _held(self, wait: float) -> float:
+        """How long a request just sent holds its place in the window unanswered."""
+        if self.hold is None:
+            return wait
+        return self.srtt_ns / 8e9 if self.srtt_ns else self.hold
+
     def _room(self) -> float | None:
         """None when another request may go, else when the oldest unanswered one is given
         up on (and makes room)."""
@@ -734,7 +783,7 @@ class _PingRun:
             if give_up > now:
                 break
             del self.open[seq]
-        if len(self.open) < WINDOW:
+        if len(self.open) < self.window:
             return None
         return next(iter(self.open.values()))
 

@@ -390,6 +390,7 @@ def ping_statistics(
     errors: int = 0,
     interval: float | None = None,
     timing: bool = True,
+    preload: int = 1,
 ) -> list[str]:
     """iputils ping's closing lines: the title (`name`: the target as given), the counts
     (``+N duplicates``, ``+N errors``: ICMP errors for the requests; the loss with %g,
@@ -422,7 +423,7 @@ def ping_statistics(
             + "/".join(f"{v // 1000}.{v % 1000:03d}" for v in (min(rtts), tmavg, max(rtts), tmdev))
             + " ms"
         )
-    pipe = ping_pipe(result)
+    pipe = ping_pipe(result, preload)
     if pipe > 1:
         parts.append(f"pipe {pipe}")
     if result.received and interval == 0 and result.sent > 1 and elapsed_ms is not None:
@@ -437,13 +438,16 @@ def ping_statistics(
     return lines
 
 
-def ping_pipe(result: PingResult) -> int:
+def ping_pipe(result: PingResult, preload: int = 1) -> int:
     """iputils' ``pipe``: the most requests outstanding when an answer (reply or ICMP
     error) came, i.e. requests sent by its arrival minus its sequence number plus one
     (0 without the send and arrival times); a duplicate is an answer too, as ping's
     acknowledge(). Over IPv6 only replies count: ping6 reads
     ICMPv6 errors from its error queue, which does not acknowledge the request (an
-    IPv4 error comes in on ping's raw socket and does)."""
+    IPv4 error comes in on ping's raw socket and does). With `preload` (-l) an answer
+    counts as come once the first `preload` requests were sent: ping sends them all
+    before it reads any (`-c 3 -l 3` to 127.0.0.1: `pipe 3`, where the kernel's times
+    have each reply back before the next request left)."""
     # One send a request: a (DUP!) record carries its request's send time again (it
     # counted twice: `pipe 2` after a duplicate that came before the next request left)
     sends = sorted(
@@ -453,9 +457,10 @@ def ping_pipe(result: PingResult) -> int:
     if ":" not in result.dst:
         arrivals += [(e.seq, e.reply_recv_ns) for e in result.errors]
     pipe = 0
+    burst = sends[min(preload, len(sends)) - 1] if sends else 0
     for seq, recv_ns in arrivals:
         if recv_ns is not None and sends:
-            pipe = max(pipe, bisect.bisect_right(sends, recv_ns) - seq + 1)
+            pipe = max(pipe, bisect.bisect_right(sends, max(recv_ns, burst)) - seq + 1)
     return pipe
 
 

@@ -43,6 +43,7 @@ from packetlab.measure.traceroute_probes import (
     Address,
     HopCallback,
     ProbeShape,
+    capture_expression,
     make_probe,
     probe_length,
     reply_key,
@@ -114,8 +115,9 @@ async def traceroute(
     `pace` apart, and a silent hop is waited for `wait` s, or only 10 times the RTT of a
     later hop that answered (at least 50 ms), like native traceroute. `queries` probes go
     to each TTL (traceroute -q). With `pace`, `squeries` (traceroute -N) keeps at most that
-    many probes in flight, sending the next as one is answered or `wait` s old (None: all
-    at once; `pace` is then ignored: each probe leaves as a place frees up). `here` and
+    many probes in flight, sending the next as one is answered or `wait` s old, and not
+    sooner than `pace` s after the one before (traceroute -N with -z; None: all at
+    once). `here` and
     `near` are traceroute -w's HERE and NEAR factors (3, 10; 0: no shortening).
 
     `on_hop(hop)` is called for each probe in TTL order as soon as it is settled (answered
@@ -231,15 +233,10 @@ async def traceroute(
     if pace is None:
         budget = n * (wait + 1.0)
     elif squeries:  # each place in the window held at most `wait` s per probe
-        budget = -(-n // squeries) * wait + wait
+        budget = -(-n // squeries) * wait + wait + n * pace
     else:
         budget = PACED_LEAD_S + n * pace + wait
-    expression = None
-    if method in TCP_METHODS:  # the target's SYN-ACK or RST as well as the routers' ICMP
-        expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
-    elif method == "dccp":  # the target's Reset or Response
-        ip = "ip" if target.version == 4 else "ip6"
-        expression = f"{CAPTURE_FILTERS[target.version]} or ({ip} proto 33 and src host {target})"
+    expression = capture_expression(method, target, sport, base_port)
     cap = await open_capture(session, target, src=source, duration_s=budget, expression=expression)
     try:
         ttls = [ttl for ttl in range(first_ttl, max_ttl + 1) for _ in range(queries)]
@@ -269,7 +266,7 @@ async def traceroute(
             run.here, run.near = here, near
             if fragment_mtu is not None and not shape.dont_fragment:
                 run.rebuild, run.frag_mtu = rebuild, fragment_mtu
-            hops = await run.run(wait, 0.0 if squeries else pace, stop, squeries)
+            hops = await run.run(wait, pace, stop, squeries)
     except SendFailed:
         if length <= 1280:
             raise

@@ -124,10 +124,15 @@ class ParallelRun:
         self, wait: float, pace: float, stop: StopSignal | None, window: int | None = None
     ) -> list[Hop]:
         """`window`: at most that many probes in flight (sent, neither answered nor
-        `wait` s old), the next one sent as one leaves (traceroute -N); None: all."""
+        `wait` s old), the next one sent as one leaves (traceroute -N), and with `pace`
+        not sooner than `pace` s after the one before (traceroute -N with -z, its
+        `last_send + send_secs`); None: all, `pace` s apart on the endpoint's clock."""
         try:
             t0 = self.reactor.seconds()
             n = len(self.probes)
+            gap = pace if window is not None else 0.0  # -N's sends are paced here
+            if window is not None:
+                pace = 0.0
             if pace == 0:  # all at once: time 0 sends as soon as the endpoint has them
                 clock = read_time(self.session)  # only to learn our distance to it
                 clock.addCallbacks(lambda _: self._distance(t0), self._failed)
@@ -156,12 +161,12 @@ class ParallelRun:
                     if last <= len(self.hops):
                         break
                 if window is not None and stop_by is None:
-                    self._fill(window, local, wait, now)
+                    self._fill(window, local, wait, now, gap)
                 due = self._settle(local, wait, self.floor, now, stop_by)
                 if due is None:
                     continue
                 if window is not None:
-                    due = min(due, self._next_expiry(local, wait))
+                    due = min(due, self._next_expiry(local, wait, gap))
                 until = None if due == INF else due
                 await self.waker.sleep(until, stop if stop_by is None else None)
             return self.hops
@@ -181,18 +186,28 @@ class ParallelRun:
             j for j in range(settled, self.next) if j not in self.answers and now < local[j] + wait
         ]
 
-    def _fill(self, window: int, local: list[float], wait: float, now: float) -> None:
-        """Send the next probes (at once) while fewer than `window` are in flight."""
+    def _fill(self, window: int, local: list[float], wait: float, now: float, gap: float) -> None:
+        """Send the next probes (at once, or one each `gap` s) while fewer than `window`
+        are in flight."""
         flying = len(self._in_flight(local, wait, now))
-        while self.next < self.end and flying < window:
+        while self.next < self.end and flying < window and now >= self._next_send(local, gap):
             local[self.next] = now
             self._send(self.next, 0)
             flying += 1
 
-    def _next_expiry(self, local: list[float], wait: float) -> float:
-        """When the next probe in flight stops holding its place in the window."""
-        flying = self._in_flight(local, wait, self.reactor.seconds())
-        return min((local[j] + wait for j in flying), default=INF)
+    def _next_send(self, local: list[float], gap: float) -> float:
+        """The earliest the next probe may leave: `gap` s after the one before."""
+        return local[self.next - 1] + gap if gap and self.next > 0 else 0.0
+
+    def _next_expiry(self, local: list[float], wait: float, gap: float = 0.0) -> float:
+        """When the next probe in flight stops holding its place in the window, or (with
+        a place free) the next may leave after `gap`."""
+        now = self.reactor.seconds()
+        flying = self._in_flight(local, wait, now)
+        due = min((local[j] + wait for j in flying), default=INF)
+        if gap and self.next < self.end:
+            due = min(due, max(now, self._next_send(local, gap)))
+        return due
 
     def _distance(self, t0: float) -> None:
         """A request answered, sent at `t0`: the floor of a shortened wait is twice that

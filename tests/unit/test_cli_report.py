@@ -498,6 +498,20 @@ def test_ping_timestamps_outstanding_pattern_and_source(
     assert capsys.readouterr().out == "PING ::1(::1) from ::1 : 56 data bytes\n"
 
 
+def test_ping_sticky_source_says_where_from_as_iputils(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """-B: iputils' header says `from SRC :` (its opt_strictsource, as -I ADDR); -B was
+    refused here (`not needed: the source address never changes here`)."""
+    r = PingReport(Clock(), False, "10.0.0.3", name="h", count=1, size=56, sticky=True)
+    r.start("10.0.0.1")
+    PingReport(Clock(), False, "::1", name=None, count=1, size=56, sticky=True).start("::1")
+    assert capsys.readouterr().out.splitlines() == [
+        "PING h (10.0.0.3) from 10.0.0.1 : 56(84) bytes of data.",
+        "PING ::1(::1) from ::1 : 56 data bytes",
+    ]
+
+
 def test_ping_truncated_and_wrong_data_replies_as_iputils(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -444,11 +444,60 @@ def test_traceroute_bad_numbers_in_traceroutes_words(
     assert capsys.readouterr().err == f"pktlab run traceroute: {line}\n"
 
 
+def test_sport_is_one_probe_at_a_time_waited_max_as_traceroute() -> None:
+    """traceroute 2.1.2's --sport: `sim_probes = 1; here_factor = near_factor = 0`
+    whatever -N and -w said (ours sent all 30 probes at once, and gave a silent hop up
+    after NEAR x the next one's RTT); -N with -z (traceroute paces its window) was
+    refused. --sequential, --mtu and --mda keep their own ways."""
+    from packetlab.cli.run_traceroute_checks import check_options
+
+    for argv in (["--sport=40000"], ["--sport", "40000", "-N", "5", "-w", "2,3,10"]):
+        args = parse("traceroute", *argv, "10.0.0.1")
+        check_options(args)
+        assert (args.squeries, args.here, args.near, args.sport) == (1, 0.0, 0.0, 40000)
+    args = parse("traceroute", "--sport=40000", "-z", "0.2", "10.0.0.1")
+    check_options(args)
+    assert (args.squeries, args.pace) == (1, 0.2)
+    args = parse("traceroute", "-N", "4", "-z", "50", "10.0.0.1")
+    check_options(args)
+    assert (args.squeries, args.pace, args.here, args.near) == (4, 0.05, 3.0, 10.0)
+    args = parse("traceroute", "--sport=40000", "--sequential", "10.0.0.1")
+    check_options(args)
+    assert args.squeries is None
+
+
+def test_ping_identifier_and_sticky_source_as_iputils() -> None:
+    """ping -e ID (iputils 20221126: the requests' identifier, 0..65535) and -B (sticky
+    source) were refused: `unrecognized arguments: -e`, `-B: not needed ...`."""
+    assert parse("ping", "-e", "77", "x").ident == 77
+    assert parse("ping", "-e", "0", "x").ident == 0
+    assert parse("ping", "x").ident is None and not parse("ping", "x").sticky
+    assert parse("ping", "-B", "x").sticky
+    for bad in ("65536", "0x10", "-1"):
+        with pytest.raises(SystemExit):
+            parse("ping", "-e", bad, "x")
+
+
+def test_ping_adaptive_as_iputils() -> None:
+    """ping -A (was `unrecognized arguments: -A`): with -w as many requests as the
+    deadline allows, as -i 0 (they go as fast as the replies come)."""
+    assert parse("ping", "-A", "x").adaptive and not parse("ping", "x").adaptive
+    assert run_ping_echo.ping_count(parse("ping", "-A", "-w", "2", "x")) == 10_000
+    assert run_ping_echo.ping_count(parse("ping", "-w", "2", "x")) == 2
+
+
 def test_native_spellings_of_source_and_pacing() -> None:
     """traceroute -s src_addr and -z sendwait (ms above 10), ping -I address."""
     assert parse("traceroute", "-s", "10.0.0.9", "x").src == "10.0.0.9"
     assert parse("traceroute", "-z", "0.5", "x").pace == 0.5
     assert parse("traceroute", "-z", "50", "x").pace == 0.05
+
+
+def test_sendwait_of_10_is_milliseconds_as_traceroute_reads_it() -> None:
+    """traceroute 2.1.2 takes -z as ms from 10 on (`send_secs >= 10`): `-z 10` was 10 s
+    here (a 2-probe trace of 127.0.0.1 took 10.6 s, traceroute's 0.02 s)."""
+    assert parse("traceroute", "-z", "10", "x").pace == 0.01
+    assert parse("traceroute", "-z", "9.99", "x").pace == 9.99
     assert parse("ping", "-I", "10.0.0.9", "x").src == "10.0.0.9"
 
 

@@ -349,6 +349,29 @@ def test_a_duplicate_before_the_next_request_makes_no_pipe() -> None:
     assert ping_pipe(PingResult(dst="10.225.0.2", sent=2, replies=(*result.replies, late))) == 2
 
 
+def test_preloaded_requests_are_all_out_before_a_reply_counts_as_ping_reads_them() -> None:
+    """`ping -c 3 -l 3 127.0.0.1`: iputils sends the 3 requests before it reads a reply
+    (`pipe 3`); on loopback the endpoint's kernel had each reply back before the next
+    request left, so ours printed no pipe. -l 2 of 4 requests 0.2 s apart: `pipe 2`."""
+    us = 1_000
+
+    def loopback(n: int, gaps: list[int]) -> PingResult:  # each reply 5 us after its request
+        sends = [sum(gaps[:i]) for i in range(n)]
+        replies = tuple(
+            PingReply(i + 1, "127.0.0.1", 5.0, 64, 64, probe_send_ns=t, reply_recv_ns=t + 5 * us)
+            for i, t in enumerate(sends)
+        )
+        return PingResult(dst="127.0.0.1", sent=n, replies=replies)
+
+    burst = loopback(3, [20 * us, 20 * us])
+    assert ping_pipe(burst) == 1  # (what the kernel's times alone say)
+    assert ping_pipe(burst, preload=3) == 3
+    assert ping_statistics(burst, 0, preload=3)[-1].endswith(", pipe 3")
+    paced = loopback(4, [20 * us, 200_000 * us, 200_000 * us])
+    assert ping_pipe(paced, preload=2) == 2
+    assert ping_pipe(loopback(2, [20 * us]), preload=5) == 2  # (-l past -c: all of them)
+
+
 def test_a_replys_wrong_data_round_trips_and_is_checked() -> None:
     from packetlab.measure.records_ping import WrongData
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from typing import Any
 
 import pytest
 from test_traceroute_fakes import (
@@ -21,7 +22,7 @@ from test_traceroute_fakes import (
 
 from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
-from packetlab.measure.ping import parse_pattern, ping
+from packetlab.measure.ping import capture_expression, parse_pattern, ping
 from packetlab.measure.probes import echo_probe
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.traceroute import MeasureError
@@ -53,8 +54,8 @@ def test_ping_all_answered(src: str, path: list[str], expr: str) -> None:
     stamp = struct.pack("<qq", times[1] // 10**9, times[1] // 1000 % 10**6)
     probe = echo_probe(src, path[-1], ident=0x4242, seq=2, payload=stamp + bytes(range(16, 56)))
     assert rig.endpoint.raw_sends[1].data[-64:] == probe.packet[-64:]  # ICMP(v6) part
-    (ncap,) = rig.endpoint.ncaps
-    assert ncap.filter == tcpdump_filter(expr)
+    (ncap,) = rig.endpoint.ncaps  # (session 27: but echo replies to other identifiers)
+    assert ncap.filter == tcpdump_filter(capture_expression(4 if expr == "icmp" else 6, 0x4242))
     assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
     # it returns once every reply is in, without waiting out `wait`
     assert rig.clock.seconds() - start < 1.2
@@ -442,6 +443,73 @@ def test_preload_sends_the_first_requests_at_once_as_ping_l() -> None:
     assert times[0] == times[1] == times[2]
     assert [times[3] - times[2], times[4] - times[3]] == [1_000_000_000] * 2
     assert result.received == 5
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_capture_takes_no_echo_replies_to_other_identifiers(version: int) -> None:
+    """As iputils' socket filters: the error types it takes, echo replies only to its
+    identifier (`icmp` alone took in every ICMP message on the host, other pings'
+    requests and replies: beside a `ping -f` on loopback ours lost 20-100% of its
+    replies, iputils none); fragments pass (a long reply's)."""
+    rig = RawRig([TG4] if version == 4 else [TG6])
+    rig.run(ping(rig.session, TG4 if version == 4 else TG6, count=1, ident=0x4242))
+    (ncap,) = rig.endpoint.ncaps
+    assert ncap.filter == tcpdump_filter(capture_expression(version, 0x4242))
+    assert ncap.filter != tcpdump_filter("icmp" if version == 4 else "icmp6")
+    expr = capture_expression(version, 0x4242)
+    assert "0x4242" not in expr and str(0x4242) in expr
+    if version == 4:  # (no echo request, type 8; no timestamp request, 13)
+        assert "ip[6:2] & 0x1fff != 0" in expr and "= 8 " not in expr and "13" not in expr
+    else:
+        assert "ip6[6] = 44" in expr and "icmp6[0] < 128" in expr
+
+
+def _transmits(rig: RawRig, drop: frozenset[int] = frozenset()) -> list[float]:
+    """The reactor times the fake endpoint sends each request at (`drop`: those seqs are
+    sent and lost)."""
+    sent: list[float] = []
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        sent.append(rig.clock.seconds())
+        if struct.unpack_from("!H", msg.data, 26)[0] not in drop:
+            real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    return sent
+
+
+@pytest.mark.parametrize("preload", [1, 2])
+def test_adaptive_sends_each_request_as_one_is_answered_as_ping_a(preload: int) -> None:
+    """iputils -A: at most -l requests unanswered, the next as soon as a reply comes
+    (its interval follows the RTT): 5 requests to a 20 ms target in ~0.1 s, where
+    `interval` (1 s) paced them before (-A was `unrecognized arguments`)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.02
+    sent = _transmits(rig)
+    result = rig.run(ping(rig.session, TG4, count=5, interval=1.0, adaptive=True, preload=preload))
+    assert result.received == 5 and result.rtts_us() == pytest.approx([20e3] * 5, abs=1)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    if preload == 2:  # two at once, then one as each reply comes (the two together)
+        assert gaps == pytest.approx([0, 0.02, 0, 0.02], abs=0.001), gaps
+    else:
+        assert gaps == pytest.approx([0.02] * 4, abs=0.001), gaps
+
+
+def test_adaptive_gives_a_lost_request_up_after_the_smoothed_rtt() -> None:
+    """-A, request 2 lost: request 3 leaves once 2 is older than the replies' smoothed
+    RTT (iputils' interval = rtt/8), not after `wait`; a loss before any reply holds
+    `interval` (ping's interval until an RTT is known)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.02
+    sent = _transmits(rig, frozenset({2}))
+    result = rig.run(ping(rig.session, TG4, count=3, interval=1.0, wait=5.0, adaptive=True))
+    assert [r.seq for r in result.replies if r.addr is not None] == [1, 3]
+    assert sent[2] - sent[1] == pytest.approx(0.02, abs=0.001), sent
+    rig = RawRig([TG4])
+    sent = _transmits(rig, frozenset({1}))
+    rig.run(ping(rig.session, TG4, count=2, interval=0.5, wait=5.0, adaptive=True))
+    assert sent[1] - sent[0] == pytest.approx(0.5, abs=0.01), sent
 
 
 @pytest.mark.parametrize(("count", "preload"), [(1, 1), (3, 3)])

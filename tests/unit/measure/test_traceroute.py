@@ -30,6 +30,7 @@ from packetlab.measure.probes import traceroute_probe
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.replies import ReplyKind
 from packetlab.measure.traceroute import MeasureError, pick_source, traceroute
+from packetlab.measure.traceroute_probes import capture_expression
 from packetlab.wire import Nclose, Proto, Status
 
 R34 = "10.0.3.1"  # a third router
@@ -75,7 +76,10 @@ def test_trace_to_target(src: str, path: list[str], expr: str) -> None:
     )
     (ncap,) = rig.endpoint.ncaps
     last = result.hops[-1].reply_recv_ns
-    assert ncap.filter == tcpdump_filter(expr) and last is not None and ncap.endtime > last
+    # (session 27: ICMP but echo requests and replies, `capture_expression`)
+    want = tcpdump_filter(capture_expression("udp", ipaddress.ip_address(path[-1]), 20556, 33434))
+    assert ncap.filter == want and ncap.filter != tcpdump_filter(expr)
+    assert last is not None and ncap.endtime > last
     assert any(isinstance(m, Nclose) for m in rig.endpoint.received)
     # Butskoy's probes: sport fixed, dport 33434 + n, TTL 1, 2, 3, one at a time
     sends = rig.endpoint.raw_sends
@@ -348,6 +352,28 @@ def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
     assert one.path() == [(1, R14), (2, None), (3, R34)]  # TTL 3 only after 2's wait
 
 
+def test_squeries_with_pace_sends_each_probe_pace_after_the_one_before() -> None:
+    """traceroute -N 16 -z 0.2: a place free in the window, the next probe still waits
+    until 0.2 s after the one before (its `last_send + send_secs`). -N with -z was
+    refused (`not with --sequential or --pace`), and the library ignored `pace` with
+    `squeries`: every probe of the window at once."""
+    rig = RawRig([R14, R24, R34, TG4])
+    sent: list[float] = []
+    start = rig.clock.seconds()
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:
+        sent.append(rig.clock.seconds() - start)
+        real(msg, when)
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    d = traceroute(rig.session, TG4, pace=0.2, squeries=16, wait=1.0, max_ttl=6)
+    result = rig.run(d)
+    assert result.path() == [(1, R14), (2, R24), (3, R34), (4, TG4)]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert len(sent) == 4 and gaps == pytest.approx([0.2] * 3, abs=0.002), sent
+
+
 def test_a_probe_the_endpoint_sends_late_is_waited_for_from_when_it_left() -> None:
     """A busy endpoint sends the last of many queued probes late: the shortened wait (a
     later hop answered) counts from the probe's ntag, not from when it was queued."""
@@ -412,7 +438,8 @@ def test_a_stop_with_pace_returns_only_the_probes_due() -> None:
 @pytest.mark.parametrize(("dst", "path"), [(TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])])
 def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     rig = RawRig(path)
-    result = rig.run(traceroute(rig.session, dst, method=method, pace=0.0, base_port=80))
+    d = traceroute(rig.session, dst, method=method, pace=0.0, base_port=80, sport=40000)
+    result = rig.run(d)
     assert result.path() == [(1, path[0]), (2, path[1]), (3, dst)]
     assert result.method == method and result.reached
     want = {"icmp": ReplyKind.ECHO_REPLY, "tcp": ReplyKind.TCP_SYNACK}.get(method)
@@ -420,11 +447,51 @@ def test_icmp_and_tcp_probes(method: str, dst: str, path: list[str]) -> None:
     assert result.hops[-1].reply_type == want
     assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
     (ncap,) = rig.endpoint.ncaps
-    icmp = "icmp6" if ":" in dst else "icmp"
-    expr = icmp if method == "icmp" else f"{icmp} or (tcp and src host {dst})"
+    if ":" in dst:
+        icmp = "icmp6 and (ip6[6] = 44 or (icmp6[0] != 128 and icmp6[0] != 129){})"
+        echo = " or (icmp6[0] = 129 and icmp6[4:2] = 40000)"
+    else:
+        icmp = "icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8){})"
+        echo = " or (icmp[0] = 0 and icmp[4:2] = 40000)"
+    tcp = f"tcp and src host {dst} and src port 80 and dst port 40000"
+    expr = icmp.format(echo) if method == "icmp" else f"({icmp.format('')}) or ({tcp})"
     assert ncap.filter == tcpdump_filter(expr)
     if method == "tcp":  # traceroute -T's SYN: 20 bytes of options, 60 (80) byte packets
         assert {len(m.data) for m in rig.endpoint.raw_sends} == {80 if ":" in dst else 60}
+
+
+@pytest.mark.parametrize("method", ["tcp", "tcp-ack"])
+def test_tcp_capture_takes_only_answers_to_the_probes_ports(method: str) -> None:
+    """The TCP capture names the target's port and the probes' source port: with `tcp and
+    src host TARGET` alone, on loopback every TCP segment of the host (a parallel pass's
+    flows, the endpoint's own session) filled the capture's queue and the target's RSTs
+    were lost, every hop `*` (session 26's CI flake; test_traceroute_sweep25_like_native
+    `test_tcp_probes_answered_beside_a_loopback_tcp_flow`)."""
+    rig = RawRig([R14, TG4])
+    rig.run(traceroute(rig.session, TG4, method=method, pace=0.0, max_ttl=2, base_port=80))
+    (ncap,) = rig.endpoint.ncaps
+    (sport,) = {udp_ports(m.data)[0] for m in rig.endpoint.raw_sends}  # (TCP's too)
+    tcp = f"tcp and src host {TG4} and src port 80 and dst port {sport}"
+    icmp = "icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8))"
+    assert ncap.filter == tcpdump_filter(f"({icmp}) or ({tcp})")
+    assert ncap.filter != tcpdump_filter(f"icmp or (tcp and src host {TG4})")
+
+
+@pytest.mark.parametrize("method", ["udp", "icmp", "tcp", "dccp"])
+@pytest.mark.parametrize("dst", [TG4, TG6])
+def test_the_capture_takes_no_echo_requests_nor_others_replies(method: str, dst: str) -> None:
+    """Neither echo requests nor echo replies to other identifiers (-I: its own): with
+    `icmp` alone, beside two `ping -f` on a namespace's loopback every run of ours to
+    127.0.0.1 had stars (10 of 10; traceroute 2.1.2 none): the capture's queue
+    overflowed with the floods' requests and replies."""
+    target = ipaddress.ip_address(dst)
+    expr = capture_expression(method, target, 40000, 33434)
+    req, rep = ("128", "129") if target.version == 6 else ("8", "0")
+    assert f"[0] != {req}" in expr and f"[0] != {rep}" in expr
+    assert ("[4:2] = 40000" in expr) == (method == "icmp")
+    rig = RawRig([R16, R26, dst] if target.version == 6 else [R14, R24, dst])
+    rig.run(traceroute(rig.session, dst, method=method, sport=40000, pace=0.0))
+    assert rig.endpoint.ncaps[0].filter == tcpdump_filter(expr)
 
 
 @pytest.mark.parametrize("dst", [TG4, TG6])

@@ -1,0 +1,159 @@
+"""Session 27's sweep (icmp27): traceroute options earlier passes did not compare with
+Butskoy traceroute 2.1.2, side by side (root): `--sport=N` (traceroute's implies `-N 1`
+and a silent probe waited the whole MAX: ours sent every probe at once and gave a silent
+hop up after NEAR x the next one's RTT), `-N` with `-z` (refused here), and `-z 10`
+(traceroute's milliseconds from 10 on: ours took it as 10 s). Lines (RTTs masked), how
+long each run took, and with tcpdump on the endpoint's link how many probes went out.
+And traceroute to 127.0.0.1 beside two `ping -f` on the same loopback: ours' capture
+took every ICMP message in and lost the answers (stars in 10 of 10 runs).
+
+The silent hop: r2 sends nothing of its own (its locally made packets, `iif lo`, routed
+to a blackhole in a table of their own) but forwards, so tg answers at TTL 3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from test_pktlab_run import pktlab_run
+from test_run_like_native import beside_native, masked, native, tcpdump_listening
+
+from packetlab.testbed import Testbed
+
+pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    beside_native(tmp_path, monkeypatch, f"trace27s{os.getpid() % 10000}-", home=False)
+
+
+Run = Callable[[], subprocess.CompletedProcess[str]]
+
+
+def probes_of(ns: str, tg: str, run: Run) -> tuple[subprocess.CompletedProcess[str], int, float]:
+    """`run`'s result, the UDP probes to `tg` seen on ep's link while it ran, and how
+    long it took (s)."""
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", "to-r1", f"udp and dst host {tg}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        tcpdump_listening(cap)
+        start = time.monotonic()
+        done = run()
+        took = time.monotonic() - start
+        time.sleep(0.2)  # (tcpdump's last lines; -l writes each as it comes)
+        cap.send_signal(signal.SIGINT)
+        out, _ = cap.communicate(timeout=20)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    return done, sum(f"> {tg}." in x for x in out.splitlines()), took
+
+
+def silent_r2(tb: Testbed) -> None:
+    tb.run("r2", ["ip", "rule", "add", "iif", "lo", "lookup", "100", "pref", "100"])
+    tb.run("r2", ["ip", "route", "add", "blackhole", "default", "table", "100"])
+
+
+def test_sport_is_one_probe_at_a_time_each_waited_max_as_traceroute(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """`--sport=40000 -w 1` past a silent r2: traceroute sends TTL 1, 2, then 3 once 2's
+    whole second is over (3 probes, >= 1 s); ours sent all 30 at once and gave r2 up
+    after 10 x tg's RTT (30 probes, 0.1 s)."""
+    tb: Testbed = testbed_factory(hops=2)
+    silent_r2(tb)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    argv = ["-n", "-q", "1", "--sport=40000", "-w", "1", tg]
+    theirs, n_theirs, s_theirs = probes_of(ns, tg, lambda: native("traceroute", *argv, netns=ns))
+    ours, n_ours, s_ours = probes_of(ns, tg, lambda: pktlab_run("traceroute", *argv, netns=ns))
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert masked(ours.stdout)[2] == " 2  *"
+    assert n_ours == n_theirs == 3, (n_ours, n_theirs)
+    assert s_theirs >= 1.0 and s_ours >= 1.0, (s_theirs, s_ours)
+
+
+def test_sim_queries_with_sendwait_as_traceroute(testbed_factory: Callable[..., Testbed]) -> None:
+    """`-N 16 -z 0.3`: traceroute sends a probe each 0.3 s while its window has room and
+    stops at tg (TTL 3, answered before TTL 4 was due: 3 probes, >= 0.6 s); ours refused
+    it (`-N ... not with --sequential or --pace`)."""
+    tb: Testbed = testbed_factory(hops=2)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg"))
+    argv = ["-n", "-q", "1", "-N", "16", "-z", "0.3", tg]
+    theirs, n_theirs, s_theirs = probes_of(ns, tg, lambda: native("traceroute", *argv, netns=ns))
+    ours, n_ours, s_ours = probes_of(ns, tg, lambda: pktlab_run("traceroute", *argv, netns=ns))
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert n_ours == n_theirs == 3, (n_ours, n_theirs)
+    assert s_theirs >= 0.6 and s_ours >= 0.6, (s_theirs, s_ours)
+
+
+def test_sendwait_of_10_is_10_ms_as_traceroute() -> None:
+    """`-z 10` is 10 ms to traceroute (`send_secs >= 10`): a 2-probe trace of 127.0.0.1
+    takes it 0.02 s; ours took 10 s as 10 seconds apart."""
+    argv = ["-n", "-q", "2", "-z", "10", "127.0.0.1"]
+    start = time.monotonic()
+    theirs = native("traceroute", *argv)
+    s_theirs, start = time.monotonic() - start, time.monotonic()
+    ours = pktlab_run("traceroute", *argv)
+    s_ours = time.monotonic() - start
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert s_theirs < 3.0 and s_ours < 5.0, (s_theirs, s_ours)
+
+
+@pytest.fixture
+def lone_lo() -> Iterator[str]:
+    """A namespace with only `lo`, up: loopback traffic of this test alone."""
+    name = f"trace27s{os.getpid() % 10000}-lo"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize("args", [[], ["-I"], ["-6"], ["-6", "-I"]], ids=["udp", "I", "6", "6I"])
+def test_every_answer_seen_beside_a_ping_flood(lone_lo: str, args: list[str]) -> None:
+    """`-q 3` to the loopback beside two `ping -f` there: ours printed stars in every run
+    (its capture took the floods' requests and replies in, and its queue overflowed);
+    now the lines traceroute prints without the flood. (Beside it traceroute's own `-I`
+    raw socket is flooded too: `1  * * *` down to hop 5 once under load, not compared.)"""
+    target = "::1" if "-6" in args else "127.0.0.1"
+    # (-w 5,0,0: traceroute's HERE would give a hop's other probes 3 x 13 us once one is
+    # answered: descheduled that long, it prints `*` for answers that came)
+    argv = ["-n", "-q", "3", "-w", "5,0,0", *args, target]
+    theirs = native("traceroute", *argv, netns=lone_lo)
+    assert "*" not in theirs.stdout, theirs.stdout
+    flood = ["ip", "netns", "exec", lone_lo, "ping", "-f", "-q"]
+    quiet = subprocess.DEVNULL
+    floods = [
+        subprocess.Popen([*flood, *size, target], stdout=quiet, stderr=quiet)
+        for size in ([], ["-s", "1400"])
+    ]
+    try:
+        time.sleep(0.5)
+        for _ in range(4):
+            ours = pktlab_run("traceroute", *argv, netns=lone_lo)
+            assert ours.returncode == 0, ours.stderr
+            assert masked(ours.stdout) == masked(theirs.stdout)
+    finally:
+        for f in floods:
+            f.terminate()
+            f.wait(timeout=10)
