@@ -27,7 +27,6 @@ from twisted.internet.task import deferLater
 
 from packetlab.controller import EndpointSession, StopSignal, deferred_api
 from packetlab.measure.capture import (
-    CAPTURE_FILTERS,
     as_target,
     close_capture,
     open_capture,
@@ -43,7 +42,7 @@ from packetlab.measure.probes import (
     tcp_syn_probe,
 )
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.traceroute_probes import reply_key
+from packetlab.measure.traceroute_probes import icmp_capture, reply_key
 
 __all__ = [
     "MDA_METHODS",
@@ -484,9 +483,12 @@ async def mda_trace(
         sport = random.randrange(32768, 61000)
     elif not 0 < sport <= 0xFFFF:
         raise ValueError(f"sport must be 1..65535, got {sport}")
-    expression = None
+    # Only what can answer a probe: `icmp` / `tcp and src host TARGET` took every such
+    # packet on the host, and beside a ping flood or a TCP flow on loopback the capture's
+    # queue overflowed (traceroute's, session 27). The flows vary the TCP source port.
+    expression = icmp_capture(target, sport if method == "icmp-paris" else None)
     if method == "tcp":
-        expression = f"{CAPTURE_FILTERS[target.version]} or (tcp and src host {target})"
+        expression = f"({expression}) or (tcp and src host {target} and src port {base_port})"
     # a capture long enough: rounds of a few per TTL, resends, the gaps between probes
     budget = (max_ttl - first_ttl + 1) * 8 * (wait + 1.0) * attempts + max_probes * wait_probe
     cap = await open_capture(

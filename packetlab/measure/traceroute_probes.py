@@ -217,12 +217,7 @@ def capture_expression(method: str, target: Address, sport: int, base_port: int)
     error is never fragmented, but fragments pass (libpcap's `icmp[N]` holds in a first
     fragment only; `icmp6[N]` without extension headers only)."""
     echo = method in ("icmp", "icmp-paris")  # (their identifier is `sport`)
-    if target.version == 4:
-        mine = f" or (icmp[0] = 0 and icmp[4:2] = {sport})" if echo else ""
-        icmp = f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8){mine})"
-    else:
-        mine = f" or (icmp6[0] = 129 and icmp6[4:2] = {sport})" if echo else ""
-        icmp = f"icmp6 and (ip6[6] = 44 or (icmp6[0] != 128 and icmp6[0] != 129){mine})"
+    icmp = icmp_capture(target, sport if echo else None)
     if method in TCP_METHODS:  # the target's SYN-ACK or RST, to the probes' ports
         tcp = f"tcp and src host {target} and src port {base_port} and dst port {sport}"
         return f"({icmp}) or ({tcp})"
@@ -230,6 +225,17 @@ def capture_expression(method: str, target: Address, sport: int, base_port: int)
         ip = "ip" if target.version == 4 else "ip6"
         return f"({icmp}) or ({ip} proto 33 and src host {target})"
     return icmp
+
+
+def icmp_capture(target: Address, ident: int | None) -> str:
+    """The ICMP(v6) part of a trace's capture filter (see `capture_expression`): every
+    ICMP message but echo requests and echo replies, except replies to `ident` (the
+    probes' echo identifier, when they are echo requests); fragments pass."""
+    if target.version == 4:
+        mine = "" if ident is None else f" or (icmp[0] = 0 and icmp[4:2] = {ident})"
+        return f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8){mine})"
+    mine = "" if ident is None else f" or (icmp6[0] = 129 and icmp6[4:2] = {ident})"
+    return f"icmp6 and (ip6[6] = 44 or (icmp6[0] != 128 and icmp6[0] != 129){mine})"
 
 
 def reply_key(

@@ -20,6 +20,7 @@ from packetlab.measure.mda import (
     mda_trace,
     stopping_points,
 )
+from packetlab.controller.filters import tcpdump_filter
 from packetlab.measure.probes import probe_key
 
 Net = Callable[[int, int], str | None]  # (flow, ttl) -> the interface that answers
@@ -334,3 +335,23 @@ def test_mda_lite_falls_back_to_the_mda_where_meshed() -> None:
 def test_mda_lite_keeps_to_the_probe_budget() -> None:
     lite, spent = run_lite(meshed(1), max_probes=40)
     assert spent == 40 and lite.stop_reason == "MAXPROBEC"
+
+
+@pytest.mark.parametrize("method", ["udp-paris", "icmp-paris", "tcp"])
+def test_the_capture_takes_only_what_can_answer_a_probe(method: str) -> None:
+    """Not every ICMP message and every TCP segment of the target (`icmp`, `icmp or (tcp
+    and src host TARGET)`): beside a ping flood or a TCP flow on loopback the capture's
+    queue overflowed and answers were lost, as traceroute's did (session 27, icmp27).
+    Echo replies only to the trace's own identifier; TCP only from the probed port (the
+    flows vary the source port)."""
+    rig = RawRig([R14, R24, TG4])
+    result = rig.run(mda_trace(rig.session, TG4, wait=1.0, sport=40000, method=method))
+    assert result.reached
+    (ncap,) = rig.endpoint.ncaps
+    icmp = "icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8)"
+    want = {
+        "udp-paris": f"{icmp})",
+        "icmp-paris": f"{icmp} or (icmp[0] = 0 and icmp[4:2] = 40000))",
+        "tcp": f"({icmp})) or (tcp and src host {TG4} and src port 33434)",
+    }[method]
+    assert ncap.filter == tcpdump_filter(want)
