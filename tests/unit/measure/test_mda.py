@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from test_traceroute_fakes import R14, R24, TG4, RawRig
 
+from packetlab.controller.filters import tcpdump_filter
 from packetlab.controller.stop import StopSignal
 from packetlab.measure.mda import (
     MdaHop,
@@ -20,7 +21,6 @@ from packetlab.measure.mda import (
     mda_trace,
     stopping_points,
 )
-from packetlab.controller.filters import tcpdump_filter
 from packetlab.measure.probes import probe_key
 
 Net = Callable[[int, int], str | None]  # (flow, ttl) -> the interface that answers
