@@ -64,7 +64,6 @@ from packetlab.controller import (
     read_system_info,
 )
 from packetlab.measure.capture import (
-    CAPTURE_FILTERS,
     as_target,
     close_capture,
     next_note,
@@ -79,6 +78,7 @@ from packetlab.measure.probes import (
     Probe,
     ProbeTable,
     echo_probe,
+    icmp_capture,
     paris_udp_probe,
     tcp_ack_probe,
     tcp_syn_probe,
@@ -411,7 +411,10 @@ async def _probe_from(
     via = via or {}
     first = as_target(jobs[0][0])
     span_s = (slots[-1][0] - slots[0][0]) / 1e9 if slots else 0.0
-    expression = CAPTURE_FILTERS[4]
+    ident = random.randrange(1, 0x10000)
+    # ICMP but echo requests and others' echo replies: `icmp` took a ping flood's too, and
+    # beside one on loopback the capture's queue overflowed (traceroute's, session 27)
+    expression = icmp_capture(first, ident)
     if any(m == "tcp-syn-sport" for _, m in jobs):  # the targets' RSTs and SYN-ACKs too
         expression += " or (tcp[tcpflags] & (tcp-rst|tcp-syn) != 0)"
     elif any(m in TCP_METHODS for _, m in jobs):  # the targets' RSTs too (not our own TCP)
@@ -419,7 +422,6 @@ async def _probe_from(
     cap = await open_capture(
         session, first, src=None, duration_s=span_s + wait + 1.0, expression=expression
     )
-    ident = random.randrange(1, 0x10000)
     table: ProbeTable[int] = ProbeTable()
     sends: list[Deferred[QueuedSend]] = []
     probes: list[Probe] = []

@@ -37,12 +37,13 @@ from packetlab.measure.probes import (
     TRACEROUTE_BASE_PORT,
     Probe,
     ProbeTable,
+    icmp_capture,
     paris_echo_probe,
     paris_udp_probe,
     tcp_syn_probe,
 )
 from packetlab.measure.replies import Reply, ReplyKind
-from packetlab.measure.traceroute_probes import icmp_capture, reply_key
+from packetlab.measure.traceroute_probes import reply_key
 
 __all__ = [
     "MDA_METHODS",

@@ -613,3 +613,16 @@ class ProbeTable(Generic[T]):
 
     def __iter__(self) -> Iterator[ProbeKey]:
         return iter(self._by_key)
+
+
+def icmp_capture(target: Address, ident: int | None) -> str:
+    """The ICMP(v6) part of a probing run's capture filter (traceroute's, MDA's, alias
+    resolution's): every ICMP message but echo requests and echo replies, except replies
+    to `ident` (the probes' echo identifier, when they are echo requests); fragments
+    pass. `icmp` alone took a ping flood's messages too, and beside one on loopback the
+    capture's queue overflowed (session 27)."""
+    if target.version == 4:
+        mine = "" if ident is None else f" or (icmp[0] = 0 and icmp[4:2] = {ident})"
+        return f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8){mine})"
+    mine = "" if ident is None else f" or (icmp6[0] = 129 and icmp6[4:2] = {ident})"
+    return f"icmp6 and (ip6[6] = 44 or (icmp6[0] != 128 and icmp6[0] != 129){mine})"

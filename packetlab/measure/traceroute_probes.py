@@ -21,6 +21,7 @@ from packetlab.measure.probes import (
     TcpFlavor,
     dccp_probe,
     echo_probe,
+    icmp_capture,
     paris_echo_probe,
     paris_udp_probe,
     tcp_probe,
@@ -225,17 +226,6 @@ def capture_expression(method: str, target: Address, sport: int, base_port: int)
         ip = "ip" if target.version == 4 else "ip6"
         return f"({icmp}) or ({ip} proto 33 and src host {target})"
     return icmp
-
-
-def icmp_capture(target: Address, ident: int | None) -> str:
-    """The ICMP(v6) part of a trace's capture filter (see `capture_expression`): every
-    ICMP message but echo requests and echo replies, except replies to `ident` (the
-    probes' echo identifier, when they are echo requests); fragments pass."""
-    if target.version == 4:
-        mine = "" if ident is None else f" or (icmp[0] = 0 and icmp[4:2] = {ident})"
-        return f"icmp and (ip[6:2] & 0x1fff != 0 or (icmp[0] != 0 and icmp[0] != 8){mine})"
-    mine = "" if ident is None else f" or (icmp6[0] = 129 and icmp6[4:2] = {ident})"
-    return f"icmp6 and (ip6[6] = 44 or (icmp6[0] != 128 and icmp6[0] != 129){mine})"
 
 
 def reply_key(
