@@ -1,6 +1,7 @@
 """A bounded slice of the fuzzing campaign (stress/fuzz.py runs 10^6 inputs per target
 with atheris): random bytes and mutated valid inputs through the framer, the endpoint's
-session dispatch and the PPKS certificate parser. The invariants are in fuzz_targets."""
+session dispatch, the PPKS certificate parser and (session 27) the other decoders hostile
+input reaches. The invariants are in fuzz_targets and fuzz_decoders."""
 
 from __future__ import annotations
 
@@ -10,7 +11,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # Budget per target: enough to reach deep states from the seeds, a few seconds in CI.
-EXAMPLES = {"framer": 1500, "session": 600, "cert": 1500}
+EXAMPLES = {
+    "framer": 1500,
+    "session": 600,
+    "cert": 1500,
+    # session 27's: ~1 s each on a quiet core (docs/reliability.md, "Fuzzing")
+    "clienthello": 600,
+    "broker": 300,
+    "controller": 400,
+    "dns": 300,
+    "http_head": 200,
+    "http1": 400,
+    "http_body": 400,
+    "http2": 300,
+    "iperf3": 600,
+    "replies": 600,
+    "warts": 600,
+    "config": 400,
+}
 
 
 @st.composite
@@ -54,3 +72,29 @@ def test_seeds_pass(target: str) -> None:
 @pytest.mark.parametrize("target", sorted(fuzz_targets.TARGETS))
 def test_fuzz_slice(target: str) -> None:
     _run(target)
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
+    "deflate falls back to raw deflate only on its first read's error",
+    strict=False,
+)
+def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> None:
+    """A raw deflate body (no zlib header, as some servers send it; curl takes it) decodes
+    whole, but not when its first read is a byte: the first byte is taken without error,
+    the header check fails on the second, and by then the fallback is no longer tried.
+    The fuzz target `http_body` found it (its cut comparison skips deflate
+    until it is fixed)."""
+    import zlib
+
+    from packetlab.measure.http_decode import decoder
+
+    text = b"the quick brown fox " * 4
+    raw = zlib.compress(text)[2:-4]
+    whole = decoder(["deflate"], 4096, "s")
+    assert whole is not None
+    assert whole.feed(raw) + whole.feed(b"", final=True) == text
+    cut = decoder(["deflate"], 4096, "s")
+    assert cut is not None
+    out = b"".join(cut.feed(raw[i : i + 1]) for i in range(len(raw)))
+    assert out + cut.feed(b"", final=True) == text
