@@ -140,12 +140,16 @@ def fuzz_broker(data: bytes) -> None:
     proto = factory.buildProtocol(None)
     t = Transport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1234))
     proto.makeConnection(t)
+    assert proto.session is not None
+    # the key TLS would have verified (the seeds' chains are for it): a link in a test
+    # has no TLS
+    proto.session.agent_key = _broker_agents()[role is Role.PUBLISH]
     sent = list(wire.Framer().feed(data[1:]))
     for piece in _pieces(data[1:]):
         if t.disconnecting:
             break
         proto.dataReceived(piece)
-        clock.advance(0.3)
+        clock.advance(0.05)  # (a cert in 3-byte pieces: well within the idle timeout)
         s = proto.session
         if s is not None:
             assert len(s.xcerts) <= MAX_CHAIN_CERTS, f"{len(s.xcerts)} xcerts held"
@@ -155,6 +159,8 @@ def fuzz_broker(data: bytes) -> None:
     answers = list(wire.Framer().feed(t.value()))
     assert all(isinstance(a, wire.Result) for a in answers), answers
     assert len(answers) <= len(sent), f"{len(answers)} answers to {len(sent)} frames"
+    if not t.disconnecting:  # (a link closed after an error answers nothing after it)
+        assert len(answers) == len(sent), f"{len(answers)} answers to {len(sent)} frames"
     proto.connectionLost(_lost())
     for _ in range(8):
         clock.advance(60)
@@ -172,16 +178,30 @@ def _lost() -> Any:
     return Failure(ConnectionDone())
 
 
-def _broker_seeds() -> list[bytes]:
+def _broker_key(name: str) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+
+
+def _broker_agents() -> tuple[bytes, bytes]:
+    """The raw keys of the seeds' subscriber (an endpoint) and publisher (a controller)."""
+    from packetlab.ppks import raw_public_key
+
+    if "agents" not in _BROKER:
+        _BROKER["agents"] = (raw_public_key(_broker_key("ep")), raw_public_key(_broker_key("xc")))
+    agents: tuple[bytes, bytes] = _BROKER["agents"]
+    return agents
+
+
+_BROKER: dict[str, Any] = {}
+
+
+def _broker_seeds() -> list[bytes]:
     from packetlab import wire
     from packetlab.ppks import issue_certificate, key_id, raw_public_key
 
-    def key(name: str) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
-
-    eop, ep, exper, xc = (key(n) for n in ("eop", "ep", "exper", "xc"))
+    eop, ep, exper, xc = (_broker_key(n) for n in ("eop", "ep", "exper", "xc"))
     nb, na = 0, 2**31 - 1
     sub = issue_certificate("subcmd", eop, ep, nb, na)
     pub = issue_certificate("pubcmd", exper, xc, nb, na)
@@ -192,12 +212,12 @@ def _broker_seeds() -> list[bytes]:
         b"\x00" + wire.encode(wire.Xsub([b"public"], zero, b"")),
         b"\x00"
         + wire.encode(wire.Xcert(sub.der))
-        + wire.encode(wire.Xsub([key_id(eop)], raw_public_key(ep), b"")),
+        + wire.encode(wire.Xsub([key_id(eop)], raw_public_key(eop), b"")),
         b"\x01" + wire.encode(wire.Xpub([b"public"], zero, xd)),
         b"\x01"
         + wire.encode(wire.Xcert(pub.der))
         + wire.encode(wire.Xcert(priv.der))
-        + wire.encode(wire.Xpub([key_id(eop)], raw_public_key(xc), xd)),
+        + wire.encode(wire.Xpub([key_id(eop)], raw_public_key(eop), xd)),
         b"\x01" + wire.encode(wire.Xpub([b"public", b"p2"], zero, xd)) * 2,
     ]
     return out
@@ -616,22 +636,27 @@ def _body_seeds() -> list[bytes]:
 
 
 def fuzz_http2(data: bytes) -> None:
-    """Any bytes from an HTTP/2 server after our request (cut as reads bring them):
-    `receive` takes them or raises H2Error, `take` hands Head/Body/End events or raises
-    H2Error, nothing else; the bytes that are not body stay within the exchange's
-    budget and every stream's queue is emptied by `take`."""
+    """Any bytes from an HTTP/2 server after our request (cut as reads bring them; for a
+    first byte of 1 mod 4, a server's response whose header list is the rest of the
+    input, NUL-separated: `:status`'s value, then names and values, framed and HPACK-
+    encoded by h2): `receive` takes them or raises H2Error, `take` hands Head/Body/End
+    events or raises H2Error, nothing else; an incomplete frame held is at most a frame,
+    and every stream's queue is emptied by `take`."""
     from packetlab.measure.http2 import Body, End, H2Error, H2Framing, Head
 
     f = H2Framing("s", max_headers=4096)
-    f.request("GET", "https", "a.test", "/", [("accept", "*/*")], None)
-    f.data_to_send()
+    request = f.request("GET", "https", "a.test", "/", [("accept", "*/*")], None)
+    stream = data[1:]
+    if data[:1] and data[0] % 4 == 1:
+        stream = _h2_response(request, data[1:])
     sid = f.stream_id
-    for piece in _pieces(data):
+    for piece in _pieces(stream):
         try:
             f.receive(piece)
         except H2Error as e:
             assert str(e)
             return
+        assert len(f.partial) <= f.h2.max_inbound_frame_size + 9, "a frame held unbounded"
         f.data_to_send()
         try:
             for _, ev in f.take(sid):
@@ -640,6 +665,33 @@ def fuzz_http2(data: bytes) -> None:
             assert str(e)
             return
         assert not f.queued(sid)
+
+
+def _h2_response(request: bytes, fields: bytes) -> bytes:
+    """A server's frames answering `request` with the header list `fields` (NUL-
+    separated: the status, then names and values), unchecked, then a body."""
+    import h2.config
+    import h2.connection
+
+    config = h2.config.H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+    )
+    server = h2.connection.H2Connection(config)
+    server.initiate_connection()
+    server.receive_data(request)
+    parts = fields.split(b"\0")
+    # Known (session 27, reported to the lead: http2 is http27's): a :status of digits
+    # str.isdigit takes and int() does not (b"\xb2", a superscript 2 in Latin-1) is a
+    # ValueError out of `receive`; test_fuzz.py pins it (xfail). ASCII here until fixed.
+    status = bytes(b & 0x7F for b in parts[0])
+    pairs = list(zip(parts[1::2], parts[2::2], strict=False))
+    server.send_headers(1, [(b":status", status), *pairs])
+    server.send_data(1, b"body", end_stream=True)
+    return server.data_to_send()
 
 
 def _h2_seeds() -> list[bytes]:
@@ -660,7 +712,12 @@ def _h2_seeds() -> list[bytes]:
     server2.send_headers(1, [(":status", "404")], end_stream=False)
     server2.ping(b"12345678")
     server2.reset_stream(1)
-    return [whole, server2.data_to_send()]
+    return [
+        b"\x00" + whole,
+        b"\x00" + server2.data_to_send(),
+        b"\x01200\0content-type\0text/plain\0content-length\x004",
+        b"\x01103\0link\0</a>",
+    ]
 
 
 def _h2_client_preface() -> bytes:
@@ -909,7 +966,7 @@ def decoder_seeds() -> dict[str, list[bytes]]:
         "http_head": _http_seeds(),
         "http1": _http1_seeds(),
         "http_body": _body_seeds(),
-        "http2": [b"\x00" + s for s in _h2_seeds()],
+        "http2": _h2_seeds(),
         "iperf3": _iperf3_seeds(),
         "replies": _replies_seeds(),
         "warts": _warts_seeds(),

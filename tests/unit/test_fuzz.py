@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packetlab.measure.http_decode import Undecodable
+
 # Budget per target: enough to reach deep states from the seeds, a few seconds in CI.
 EXAMPLES = {
     "framer": 1500,
@@ -77,6 +79,7 @@ def test_fuzz_slice(target: str) -> None:
 @pytest.mark.xfail(
     reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
     "deflate falls back to raw deflate only on its first read's error",
+    raises=Undecodable,
     strict=False,
 )
 def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> None:
@@ -98,3 +101,33 @@ def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> No
     assert cut is not None
     out = b"".join(cut.feed(raw[i : i + 1]) for i in range(len(raw)))
     assert out + cut.feed(b"", final=True) == text
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http2.py is http27's): a "
+    ":status str.isdigit() takes and int() refuses escapes receive() as a ValueError",
+    raises=ValueError,
+    strict=False,
+)
+def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
+    """`:status: ²²²` (bytes b2 b2 b2, read as Latin-1): `str.isdigit` is true for a
+    superscript two, `int` refuses it, and the ValueError left `receive` (an HTTP/2
+    server's traceback in `pktlab run http`), where any other bad status is an H2Error.
+    The fuzz target `http2` found it (its header-list mode keeps the status ASCII until
+    it is fixed)."""
+    import h2.config
+    import h2.connection
+
+    from packetlab.measure.http2 import H2Error, H2Framing
+
+    f = H2Framing("s", max_headers=4096)
+    request = f.request("GET", "https", "a.test", "/", [], None)
+    config = h2.config.H2Configuration(
+        client_side=False, header_encoding=None, validate_outbound_headers=False
+    )
+    s = h2.connection.H2Connection(config)
+    s.initiate_connection()
+    s.receive_data(request)
+    s.send_headers(1, [(b":status", b"\xb2\xb2\xb2")], end_stream=True)
+    with pytest.raises(H2Error, match="bad :status"):
+        f.receive(s.data_to_send())
