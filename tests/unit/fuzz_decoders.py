@@ -735,8 +735,8 @@ def fuzz_iperf3(data: bytes) -> None:
     (`parse_state`: a State or Iperf3Error), a u32 length (`json_length`: within
     MAX_JSON or Iperf3Error), that many bytes of JSON (`decode_json`), read as results
     (`stream_result`, `server_streams`, `server_output`, `remote`): each returns a
-    value of its type or raises Iperf3Error, nothing else; encode_json's message
-    decodes to the object it encoded."""
+    value of its type or raises Iperf3Error, nothing else; a server's JSON output prints
+    (--get-server-output); encode_json's message decodes to the object it encoded."""
     from packetlab.measure import iperf3
     from packetlab.measure.iperf3 import Iperf3Error
 
@@ -767,6 +767,13 @@ def fuzz_iperf3(data: bytes) -> None:
             assert str(e)
     out = iperf3.server_output(obj)
     assert out is None or isinstance(out, str | dict)
+    # Known (session 27, reported to the lead: iperf3 and throughput_cjson are iperf27's):
+    # a server's JSON output nested some 400 deep (MAX_JSON allows ~1000) is a
+    # RecursionError when printed (test_fuzz.py pins it, xfail). Checked within that.
+    if isinstance(out, dict) and _depth(out) <= 200:
+        from packetlab.measure.throughput_cjson import dumps
+
+        assert isinstance(dumps(out), str)
     assert isinstance(iperf3.remote(obj), dict)
     try:
         again = iperf3.encode_json(obj)
@@ -775,6 +782,19 @@ def fuzz_iperf3(data: bytes) -> None:
     (n,) = struct.unpack(">I", again[:4])
     assert n == len(again) - 4
     assert _same_json(iperf3.decode_json(again[4:]), obj), "decode(encode(x)) != x"
+
+
+def _depth(v: object) -> int:
+    """How deep a JSON value nests (iteratively: it may be deeper than recursion goes)."""
+    deepest, todo = 0, [(v, 1)]
+    while todo:
+        x, d = todo.pop()
+        deepest = max(deepest, d)
+        if isinstance(x, dict):
+            todo += [(y, d + 1) for y in x.values()]
+        elif isinstance(x, list):
+            todo += [(y, d + 1) for y in x]
+    return deepest
 
 
 def _same_json(a: object, b: object) -> bool:

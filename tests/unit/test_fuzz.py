@@ -131,3 +131,29 @@ def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
     s.send_headers(1, [(b":status", b"\xb2\xb2\xb2")], end_stream=True)
     with pytest.raises(H2Error, match="bad :status"):
         f.receive(s.data_to_send())
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/iperf3.py and "
+    "throughput_cjson.py are iperf27's): a server's JSON output nested ~500 deep decodes "
+    "but printing it is a RecursionError",
+    raises=RecursionError,
+    strict=False,
+)
+def test_a_deeply_nested_server_json_output_prints_or_is_refused() -> None:
+    """--get-server-output: a server's `server_output_json` nested 600 deep is within
+    MAX_JSON and decode_json's nesting (~1000, Python's recursion limit), but cJSON's
+    printer here (`throughput_cjson.dumps`, two Python frames a level) runs out of stack:
+    a traceback where a hostile server's report should be refused (or cut) with a clear
+    error. The fuzz target `iperf3` checks what nests at most 200 deep until it is fixed."""
+    from packetlab.measure import iperf3
+    from packetlab.measure.throughput_cjson import dumps
+
+    depth = 600
+    doc = '{"server_output_json":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    try:
+        out = iperf3.server_output(iperf3.decode_json(doc.encode()))
+    except iperf3.Iperf3Error:
+        return  # refused as a bad message: a fix
+    if out is not None:  # (None: not shown, also a fix)
+        assert isinstance(dumps(out), str)
