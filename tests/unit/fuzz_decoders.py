@@ -50,7 +50,7 @@ def fuzz_clienthello(data: bytes) -> None:
     cap = (64, 512, 4096, 16384)[data[0] % 4] if data else 16384
     body = data[1:]
 
-    def run(chunks: list[bytes]) -> tuple[object, bytes]:
+    def run(chunks: list[bytes]) -> tuple[tuple[Any, ...], bytes]:
         r = ClientHelloReader(cap)
         fed = b""
         for chunk in chunks:
@@ -99,7 +99,7 @@ def _proxy_refusals(cap: int, pieces: list[bytes]) -> dict[str, int]:
             pass
 
     proxy = Proxy(Clock(), _proxy_options(), hello_cap=cap)
-    ep = proxy.endpoint_factory().buildProtocol(None)
+    ep: Any = proxy.endpoint_factory().buildProtocol(None)
     t = Transport()
     ep.makeConnection(t)
     for piece in pieces:
