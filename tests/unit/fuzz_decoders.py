@@ -399,8 +399,8 @@ def fuzz_dns(data: bytes) -> None:
     first byte, so most inputs get past the ID check) read as BIND reads it: `_parse`
     returns the message or None, or raises `_Malformed` with a reason, nothing else; over
     a stream (`_stream_reply`) it is the reply or an error said; what parsed fills a
-    DnsResult and prints as dig prints it (plain, +multiline, +yaml, +short) and
-    its record reads back (`to_dict` is JSON) without an exception."""
+    DnsResult and prints as dig prints it (plain, +multiline, +yaml, +short, +idnout)
+    and its record reads back (`to_dict` is JSON) without an exception."""
     import dns.message
 
     from packetlab.measure.dnsparse import _fill, _Malformed, _parse, _stream_reply
@@ -451,7 +451,7 @@ def _dig_views() -> list[argparse.Namespace]:
         from packetlab.cli import run_dns_dig, run_dns_words
 
         made = []
-        for extra in ([], ["+multiline"], ["+yaml"], ["+short"]):
+        for extra in ([], ["+multiline"], ["+yaml"], ["+short"], ["+idnout", "+nottlid"]):
             a = cli.parse(["run", "dns", *extra, "a.test"])
             run_dns_words.dig_style(a)
             a.dig_text = run_dns_dig.DigText(a)
@@ -476,6 +476,9 @@ def _dns_seeds() -> list[bytes]:
         ("TXT", ['"hello" "world"']),
         ("SOA", ["ns.a.test. host.a.test. 1 2 3 4 5"]),
         ("CNAME", ["b.a.test."]),
+        ("CNAME", ["xn--bcher-kva.xn--a-.test."]),
+        ("HINFO", ['"\\255\\000" "x y"']),
+        ("NAPTR", ['100 10 "S" "SIP+D2U" "!^.*$!sip:a@b!" _sip._udp.a.test.']),
     ):
         r = dns.message.make_response(q)
         r.answer.append(dns.rrset.from_text("a.test.", 300, "IN", rtype, *rdatas))
