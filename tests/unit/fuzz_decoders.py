@@ -638,8 +638,13 @@ def fuzz_http_body(data: bytes) -> None:
     # so a raw stream whose first read is a byte or two, or a zlib header that passes by
     # chance, decodes whole but not cut (test_fuzz.py pins it, xfail). Checked
     # for the other codings only until it is fixed.
+    # A stream both over the limit and bad later may be either, by its reads: zstd meets
+    # the bad block before it writes out the output that was over the limit (one read),
+    # or after (reads cut before the bad block). Both refuse it: a refusal is compared
+    # as such.
     if "deflate" not in codings:
-        assert whole == cut, f"{whole!r} at once, {cut!r} cut in pieces"
+        same = whole == cut or ("ok" not in (whole[0], cut[0]))
+        assert same, f"{whole!r} at once, {cut!r} cut in pieces"
     if len(codings) == 1 and codings[0] in ("gzip", "deflate"):
         plain = body[: limit // 2]
         packed = _compress(codings[0], plain)
