@@ -392,6 +392,112 @@ def _controller_seeds() -> list[bytes]:
     ]  # fmt: skip
 
 
+# --------------------------------------------------------------------------- tls records
+
+
+def fuzz_tls_records(data: bytes) -> None:
+    """A TLS 1.3 peer's records after the handshake (`tls.records.RecordLayer`), the input
+    read as records the peer seals with its keys, so that they authenticate: each a
+    control byte (inner type: application data, handshake, alert, another; zero padding;
+    whether the next is in the same write) and a length byte, then that much content;
+    the peer's keys follow the KeyUpdates it sends, as a real peer's; a control byte of
+    0xFF sends the rest unsealed (noise in the record stream). Read at once and cut in
+    pieces: the same data, close and error (RecordError, its alert), nothing else; what
+    is buffered stays within a record and a post-handshake message; our KeyUpdate answers
+    at most one while we send no application data."""
+    from packetlab.tls.records import (
+        MAX_CIPHERTEXT,
+        RecordError,
+        RecordLayer,
+    )
+
+    stream = _peer_records(data)
+    max_buffered = MAX_CIPHERTEXT + 5 + (1 << 16) + 4
+
+    def run(chunks: list[bytes]) -> tuple[object, ...]:
+        suite, ours, theirs = _tls_keys()
+        layer = RecordLayer(suite, theirs, ours)
+        got, out = b"", b""
+        for chunk in chunks:
+            try:
+                r = layer.receive(chunk)
+            except RecordError as e:
+                assert str(e)
+                return ("error", e.alert, got)
+            got += r.data
+            out += r.out
+            assert layer.buffered <= max_buffered, f"{layer.buffered} bytes buffered"
+            assert len(out) <= 5 + 1 + 4 + 1 + 16, f"{len(out)} bytes of KeyUpdate answers"
+            if r.closed:
+                return ("closed", got)
+        return ("open", got)
+
+    whole = run([stream])
+    cut = run(_pieces(stream, 7))
+    if whole[0] == "error":  # (the data of the call that failed is not handed: compare
+        assert cut[0] == "error" and cut[1] == whole[1], f"{whole!r} vs {cut!r}"  # errors)
+    else:
+        assert whole == cut, f"{whole!r} at once, {cut!r} cut in pieces"
+
+
+def _peer_records(data: bytes) -> bytes:
+    from packetlab.tls.records import TrafficKeys
+
+    suite, _, theirs = _tls_keys()
+    peer = TrafficKeys(suite, theirs)
+    # (the low 3 bits: application data most often; 24 and 20 are no inner type of ours)
+    inner_types = (23, 23, 22, 21, 24, 20, 23, 22)
+    out = bytearray()
+    hs = b""  # the peer's handshake bytes not yet a whole message (it mirrors the reader)
+    pos = 0
+    while pos + 2 <= len(data):
+        control, n = data[pos], data[pos + 1]
+        pos += 2
+        if control == 0xFF:
+            out += data[pos:]
+            break
+        content = data[pos : pos + n]
+        pos += n
+        inner = inner_types[control & 7]
+        padding = bytes(control >> 3 & 7)
+        header_len = len(content) + 1 + len(padding) + 16
+        header = b"\x17\x03\x03" + header_len.to_bytes(2, "big")
+        nonce = peer._nonce()
+        out += header + peer.aead.encrypt(nonce, content + bytes((inner,)) + padding, header)
+        if inner == 22:  # a KeyUpdate it sends changes its keys after its record
+            hs += content
+            while len(hs) >= 4 and len(hs) >= 4 + int.from_bytes(hs[1:4], "big"):
+                end = 4 + int.from_bytes(hs[1:4], "big")
+                if hs[0] == 24:
+                    peer = peer.updated()
+                hs = hs[end:]
+    return bytes(out)
+
+
+def _tls_keys() -> tuple[Any, bytes, bytes]:
+    from packetlab.tls.records import SUITES
+
+    suite = SUITES["TLS_AES_128_GCM_SHA256"]
+    return suite, bytes(range(32)), bytes(range(100, 132))
+
+
+def _tls_seeds() -> list[bytes]:
+    def rec(control: int, content: bytes) -> bytes:
+        return bytes((control, len(content))) + content
+
+    update = b"\x18\x00\x00\x01\x01"  # KeyUpdate, update_requested
+    ticket = b"\x04\x00\x00\x04" + b"abcd"
+    return [
+        rec(0, b"hello") + rec(1, b"world"),
+        rec(2, ticket) + rec(0, b"after a ticket"),
+        rec(2, update) + rec(0, b"new keys") + rec(2, update) + rec(2, update),
+        rec(2, update[:3]) + rec(2, update[3:]) + rec(0, b"split"),
+        rec(0, b"x") + rec(3, b"\x01\x00"),  # close_notify
+        rec(8, b"padded") + rec(3, b"\x02\x28"),  # a fatal alert
+        rec(0, b"ok") + b"\xff" + b"\x17\x03\x03\x00\x20" + bytes(32),
+    ]
+
+
 # ---------------------------------------------------------------------------------- dns
 
 
@@ -1035,6 +1141,7 @@ DECODER_TARGETS: dict[str, Callable[[bytes], None]] = {
     "clienthello": fuzz_clienthello,
     "broker": fuzz_broker,
     "controller": fuzz_controller,
+    "tls_records": fuzz_tls_records,
     "dns": fuzz_dns,
     "http_head": fuzz_http_head,
     "http1": fuzz_http1,
@@ -1051,6 +1158,7 @@ DECODER_INSTRUMENT: dict[str, list[str]] = {
     "clienthello": ["packetlab.proxy.clienthello"],
     "broker": ["packetlab.broker", "packetlab.wire"],
     "controller": ["packetlab.controller", "packetlab.wire"],
+    "tls_records": ["packetlab.tls.records"],
     "dns": ["packetlab.measure.dnsparse", "packetlab.measure.dnstext", "packetlab.cli.run_dns"],
     "http_head": ["packetlab.measure.http_head", "packetlab.measure.http_decode"],
     "http1": ["packetlab.measure.http_lenient", "h11"],
@@ -1068,6 +1176,7 @@ def decoder_seeds() -> dict[str, list[bytes]]:
         "clienthello": _hello_seeds(),
         "broker": _broker_seeds(),
         "controller": _controller_seeds(),
+        "tls_records": _tls_seeds(),
         "dns": _dns_seeds(),
         "http_head": _http_seeds(),
         "http1": _http1_seeds(),

@@ -21,6 +21,7 @@ EXAMPLES = {
     "clienthello": 600,
     "broker": 300,
     "controller": 400,
+    "tls_records": 600,
     "dns": 300,
     "http_head": 200,
     "http1": 400,
