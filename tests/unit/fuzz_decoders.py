@@ -1094,29 +1094,41 @@ def _ping_file() -> bytes:
 
 
 def fuzz_config(data: bytes) -> None:
-    """Any text as endpt.conf, broker.conf or xpmgr.conf (the first byte picks which;
-    the rest as UTF-8 with surrogates, as the readers take a file): a config, or the
-    module's ConfigError naming the file and line (`FILE:LINE: `) or the file, nothing
-    else."""
+    """Any text as endpt.conf, broker.conf or xpmgr.conf (the first byte's low 7 bits
+    pick which;
+    the rest as UTF-8 with surrogates, as the readers take a file; a first byte of 0x80
+    or more makes it one line of a known key, picked by the next byte, and the rest its
+    value): a config, or the module's ConfigError naming the file (and the line, for a
+    line's fault: `FILE:LINE: `), nothing else. An endpt.conf that parses goes on to what
+    the daemon checks at startup (its capture filter compiled by libpcap: an error
+    naming the file too)."""
+    from packetlab.broker.config import KNOWN_KEYS as BROKER_KEYS
     from packetlab.broker.config import ConfigError as BrokerConfigError
     from packetlab.broker.config import parse_config as broker_config
+    from packetlab.controller.xpmgrconf import KNOWN_KEYS as XPMGR_KEYS
     from packetlab.controller.xpmgrconf import XpmgrConfigError, parse_xpmgr_config
+    from packetlab.endpoint import policy
+    from packetlab.endpoint.config import KNOWN_KEYS as ENDPOINT_KEYS
     from packetlab.endpoint.config import ConfigError as EndpointConfigError
     from packetlab.endpoint.config import parse_config as endpoint_config
 
     if not data:
         return
+    which = (data[0] & 0x7F) % 3
+    name = ("endpt.conf", "broker.conf", "xpmgr.conf")[which]
     text = data[1:].decode("utf-8", "surrogateescape")
-    which = data[0] % 3
+    if data[0] >= 0x80 and len(data) >= 2:
+        keys = (ENDPOINT_KEYS, BROKER_KEYS, XPMGR_KEYS)[which]
+        text = f"{keys[data[1] % len(keys)]} {data[2:].decode('utf-8', 'surrogateescape')}"
     try:
         if which == 0:
-            endpoint_config(text.splitlines(), "endpt.conf")
+            cfg = endpoint_config(text.splitlines(), name)
+            policy.from_config(cfg)
         elif which == 1:
-            broker_config(text.splitlines(), "broker.conf")
+            broker_config(text.splitlines(), name)
         else:
-            parse_xpmgr_config(text, "xpmgr.conf")
+            parse_xpmgr_config(text, name)
     except (EndpointConfigError, BrokerConfigError, XpmgrConfigError) as e:
-        name = ("endpt.conf", "broker.conf", "xpmgr.conf")[which]
         assert str(e).startswith(name), f"an error not naming the file: {e}"
 
 
@@ -1131,7 +1143,15 @@ def _config_seeds() -> list[bytes]:
         "PubAgentCertPath certs/a.cert\n"
         "ExpExec 1:ab:certs/exppriv.cert,certs/pubcmd.cert:certs/eop.pub:00ff:name=v:prog\n"
     )
-    return [b"\x00" + endpt.encode(), b"\x01" + broker.encode(), b"\x02" + xpmgr.encode()]
+    return [
+        b"\x00" + endpt.encode(),
+        b"\x01" + broker.encode(),
+        b"\x02" + xpmgr.encode(),
+        b"\x80\x08" + b"udp port 53 and not host 10.0.0.1",  # CaptureFilter
+        b"\x81\x00" + b"b.pem",
+        b"\x80\x00" + b"1",
+        b"\x82\x00" + b"1",
+    ]
 
 
 # -------------------------------------------------------------------------------- tables
