@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Coverage-guided fuzzing (atheris/libFuzzer) of the framer, the endpoint's session
 dispatch, the PPKS certificate parser and the other decoders hostile input reaches (the
-proxy's ClientHello reader, broker links, DNS replies, HTTP/1 heads and codings, HTTP/2
-frames, iperf3 control messages, ICMP replies, warts files, config files), 10^6 inputs
-per target by default.
+proxy's ClientHello reader, broker links, the controller's dispatch, DNS replies, HTTP/1
+heads and codings, HTTP/2 frames, iperf3 control messages, the TLS record layer, ICMP
+replies, warts files, config files), 10^6 inputs per target by default.
 
-The targets and their invariants are in tests/unit/fuzz_targets.py and
-tests/unit/fuzz_decoders.py (CI runs a bounded
-Hypothesis slice of the same targets in tests/unit/test_fuzz.py). A finding stops the run
+The targets and their invariants are in tests/unit/fuzz_targets.py and the modules
+tests/unit/fuzz_decoders.py lists (CI runs a bounded Hypothesis slice of the same
+targets in tests/unit/test_fuzz.py). A finding stops the run
 and leaves the input as OUT/crash-*; replay it with `--replay FILE`.
 
     .venv/bin/pip install atheris           # not a project dependency: long runs only

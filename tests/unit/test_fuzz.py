@@ -1,7 +1,7 @@
 """A bounded slice of the fuzzing campaign (stress/fuzz.py runs 10^6 inputs per target
 with atheris): random bytes and mutated valid inputs through the framer, the endpoint's
 session dispatch, the PPKS certificate parser and (session 27) the other decoders hostile
-input reaches. The invariants are in fuzz_targets and fuzz_decoders."""
+input reaches. The invariants are in fuzz_targets and the modules fuzz_decoders lists."""
 
 from __future__ import annotations
 
