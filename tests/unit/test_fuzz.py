@@ -5,6 +5,8 @@ input reaches. The invariants are in fuzz_targets and the modules fuzz_decoders 
 
 from __future__ import annotations
 
+import struct
+
 import fuzz_targets
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -158,3 +160,66 @@ def test_a_deeply_nested_server_json_output_prints_or_is_refused() -> None:
         return  # refused as a bad message: a fix
     if out is not None:  # (None: not shown, also a fix)
         assert isinstance(dumps(out), str)
+
+
+def _bomb(coding: str) -> bytes:
+    """16 MiB of zeros packed small: a body that inflates far past the targets' limit."""
+    import zlib
+
+    zeros = bytes(16 << 20)
+    if coding == "gzip":
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return c.compress(zeros) + c.flush()
+    if coding == "br":
+        import brotli
+
+        return bytes(brotli.compress(zeros))
+    import zstandard
+
+    return bytes(zstandard.ZstdCompressor().compress(zeros))
+
+
+def _hostile_lengths() -> list[tuple[str, bytes]]:
+    """Small inputs that announce huge lengths (or inflate without bound), one for each
+    length field a peer controls."""
+    return [
+        ("clienthello", b"\x03" + b"\x16\x03\x01\x40\x00" + b"\x01\xff\xff\xff" + bytes(64)),
+        ("broker", b"\x00" + struct.pack(">I", 0x30 << 24 | 0xFFFFFF) + bytes(64)),
+        ("controller", b"\x0c" + struct.pack(">I", 0x20 << 24 | 0xFFFFFF) + b"\xfc" + bytes(64)),
+        ("tls_records", b"\xff\x00" + b"\x17\x03\x03\xff\xff" + bytes(64)),
+        ("tls_records", b"\x02\x08" + b"\x04\xff\xff\xff" + bytes(4)),
+        ("http2", b"\x00" + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + bytes(64)),
+        ("iperf3", b"\x01" + b"\xff\xff\xff\xff" + b"{}"),
+        ("iperf3", b"\x01" + b"\x00\x0f\xff\xff" + b"[" * 1000),
+        ("warts", b"\x12\x05\x00\x01\xff\xff\xff\xff" + bytes(64)),
+        ("warts", b"\x12\x05\x00\x01\x00\x00\x00\x08" + b"\xff\xff\xff\xff\x00\x00\x00\x00"),
+        ("dns", b"\x00" + b"\x42\x42\x81\x80" + b"\xff\xff" * 4 + bytes(64)),
+        ("http1", b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nabc"),
+        ("http1", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffff\r\nab"),
+        ("http_body", b"\x00" + _bomb("gzip")),
+        ("http_body", b"\x02" + _bomb("br")),
+        ("http_body", b"\x03" + _bomb("zstd")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "data"),
+    _hostile_lengths(),
+    ids=lambda v: v if isinstance(v, str) else f"{len(v)}B",
+)
+def test_hostile_lengths_cost_little_memory(target: str, data: bytes) -> None:
+    """A length field a peer sets to its largest (a TLS record or handshake message, a
+    frame, an iperf3 JSON message, a warts object, DNS counts, an HTTP body or chunk) or
+    a body that inflates 16 MiB: the target holds its invariants and Python's peak
+    allocation while it reads stays under 2 MiB (the input is at most ~40 KiB)."""
+    import tracemalloc
+
+    run = fuzz_targets.TARGETS[target]
+    run(data)  # caches (the dig views, the proxy's TLS options) made before measuring
+    tracemalloc.start()
+    try:
+        run(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, f"{target}: {peak} bytes at the peak"
