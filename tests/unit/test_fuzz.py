@@ -107,6 +107,39 @@ def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> No
 
 
 @pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
+    "the end of a zstd body is not checked, so a corrupt last block header read on its own "
+    "is taken",
+    raises=AssertionError,
+    strict=False,
+)
+def test_a_corrupt_zstd_frame_is_refused_however_the_body_is_cut() -> None:
+    """A zstd frame whose header says 37,120 bytes and whose blocks hold 9 (its last
+    block header ends it early): refused read at once (`Data corruption detected`), but
+    taken, its 9 bytes, when the last block header comes in a read of its own (zstd
+    waits for more; `feed(final=True)` only flushes and never asks whether the frame
+    ended; a frame cut short is taken the same way). The fuzz target `http_body` found
+    it (atheris, 466,283 inputs in; its cut comparison skips zstd until it is fixed)."""
+    from packetlab.measure.http_decode import decoder
+
+    frame = bytes.fromhex("28b52ffd60908048000090cf756f71756f7780010000")
+    whole = decoder(["zstd"], 4096, "s")
+    assert whole is not None
+    with pytest.raises(Undecodable, match="zstd"):
+        whole.feed(frame)
+        whole.feed(b"", final=True)
+    cut = decoder(["zstd"], 4096, "s")
+    assert cut is not None
+    try:
+        cut.feed(frame[:19])
+        cut.feed(frame[19:])
+        cut.feed(b"", final=True)
+    except Undecodable:
+        return  # refused as at once: the fix
+    raise AssertionError("the corrupt frame was taken when its last header came apart")
+
+
+@pytest.mark.xfail(
     reason="session 27 finding, reported to the lead (measure/http2.py is http27's): a "
     ":status str.isdigit() takes and int() refuses escapes receive() as a ValueError",
     raises=ValueError,
