@@ -149,8 +149,9 @@ def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
     """`:status: ²²²` (bytes b2 b2 b2, read as Latin-1): `str.isdigit` is true for a
     superscript two, `int` refuses it, and the ValueError left `receive` (an HTTP/2
     server's traceback in `pktlab run http`), where any other bad status is an H2Error.
-    The fuzz target `http2` found it (its header-list mode keeps the status ASCII until
-    it is fixed)."""
+    Seen reading `_event` while writing the fuzz target `http2` (raw frames never built
+    such a header block); its header-list mode, which would reach it, keeps the status
+    ASCII until it is fixed."""
     import h2.config
     import h2.connection
 
