@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Coverage-guided fuzzing (atheris/libFuzzer) of the framer, the endpoint's session
-dispatch and the PPKS certificate parser, 10^6 inputs per target by default.
+dispatch, the PPKS certificate parser and the other decoders hostile input reaches (the
+proxy's ClientHello reader, broker links, the controller's dispatch, DNS replies, HTTP/1
+heads and codings, HTTP/2 frames, iperf3 control messages, the TLS record layer, ICMP
+replies, warts files, config files), 10^6 inputs per target by default.
 
-The targets and their invariants are in tests/unit/fuzz_targets.py (CI runs a bounded
-Hypothesis slice of the same targets in tests/unit/test_fuzz.py). A finding stops the run
+The targets and their invariants are in tests/unit/fuzz_targets.py and the modules
+tests/unit/fuzz_decoders.py lists (CI runs a bounded Hypothesis slice of the same
+targets in tests/unit/test_fuzz.py). A finding stops the run
 and leaves the input as OUT/crash-*; replay it with `--replay FILE`.
 
     .venv/bin/pip install atheris           # not a project dependency: long runs only
@@ -27,19 +31,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "unit")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "unit")]
 
+# (fuzz_decoders imports nothing of packetlab at its top: its table is read before the
+# code under test is imported, instrumented)
+from fuzz_decoders import DECODER_INSTRUMENT, DECODER_TARGETS  # noqa: E402
 
 INSTRUMENT = {
     "framer": ["packetlab.wire"],
     "session": ["packetlab.endpoint", "packetlab.wire"],
     "cert": ["packetlab.ppks"],
+    **DECODER_INSTRUMENT,
 }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("target", choices=["framer", "session", "cert"])
+    ap.add_argument("target", choices=["framer", "session", "cert", *DECODER_TARGETS])
     ap.add_argument("--runs", type=int, default=1_000_000, help="inputs to try [10^6]")
     ap.add_argument(
         "--max-len",
@@ -61,7 +69,9 @@ def main() -> int:
     with atheris.instrument_imports(include=INSTRUMENT[args.target]):
         import fuzz_targets
 
-    target = fuzz_targets.TARGETS[args.target]
+        target = fuzz_targets.TARGETS[args.target]
+        for seed in fuzz_targets.SEEDS[args.target]:
+            target(seed)  # the modules a target imports when it runs, instrumented too
     if args.replay is not None:
         target(args.replay.read_bytes())
         print(f"{args.replay}: no finding")

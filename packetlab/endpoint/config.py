@@ -259,7 +259,14 @@ def _set_dns6(cfg: EndpointConfig, value: str) -> None:
 
 
 def _set_host_id(cfg: EndpointConfig, value: str) -> None:
-    raw = value.encode("utf-8")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # bytes that are not UTF-8 on the command line (`--host-id $'\xff'`: Python
+        # holds them as surrogates) were a UnicodeEncodeError out of option parsing
+        ch = value[e.start]  # surrogateescape's U+DC80..U+DCFF stand for bytes 0x80..0xff
+        what = f" (byte 0x{ord(ch) - 0xDC00:02x})" if "\udc80" <= ch <= "\udcff" else ""
+        raise ConfigError(f"not UTF-8 text{what}") from None
     if len(raw) > MAX_HOSTID:
         raise ConfigError(f"{len(raw)} bytes long, at most {MAX_HOSTID} allowed")
     cfg.host_id = value

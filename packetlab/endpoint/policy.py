@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from packetlab.endpoint.checks import RequestGate
-from packetlab.endpoint.config import EndpointConfig
+from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.limits import BurstWindow
 from packetlab.endpoint.sockets import Network, Skt
 from packetlab.ppks import BurstRate
@@ -127,7 +127,14 @@ def from_config(cfg: EndpointConfig) -> tuple[CapturePolicy, BurstRate | None, B
     if cfg.capture_filter:
         from packetlab.endpoint.capturefilter import CaptureFilter
 
-        capture_filter = CaptureFilter(cfg.capture_filter)
+        try:
+            capture_filter = CaptureFilter(cfg.capture_filter)
+        except ConfigError as e:
+            # Compiled at startup, after parsing: say where it came from, as a bad value
+            # found while parsing does (`endpt.conf:7: CaptureFilter: ...`); the daemon's
+            # line named neither the file nor the key.
+            where = cfg.origins.get("CaptureFilter")
+            raise ConfigError(f"{where}: CaptureFilter: {e}" if where else str(e)) from None
     capture = CapturePolicy(
         filter=capture_filter,
         snaplen=cfg.capture_snaplen,

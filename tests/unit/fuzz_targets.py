@@ -1,4 +1,5 @@
-"""Fuzz targets: the framer, the endpoint's session dispatch, the PPKS certificate parser.
+"""Fuzz targets: the framer, the endpoint's session dispatch, the PPKS certificate parser,
+and (`fuzz_decoders`) the other decoders hostile input reaches.
 
 Each target takes arbitrary bytes and checks what must hold for every input; a broken
 invariant or an unexpected exception is a finding. The same targets run in two places:
@@ -25,6 +26,7 @@ for _p in (str(_HERE / "endpoint"),):
         sys.path.insert(0, _p)
 
 from ep_fakes import T0, FakeClock, FakeNetwork, FakeTimer, Rig  # noqa: E402
+from fuzz_decoders import DECODER_INSTRUMENT, DECODER_TARGETS, decoder_seeds  # noqa: E402
 from twisted.internet.testing import MemoryReactor  # noqa: E402
 
 from packetlab import wire  # noqa: E402
@@ -36,7 +38,7 @@ from packetlab.ppks import CertificateError, CertLimits, issue_certificate  # no
 from packetlab.ppks.cert import load_certificates, parse_certificate  # noqa: E402
 from packetlab.wire import vmem  # noqa: E402
 
-__all__ = ["SEEDS", "TARGETS", "fuzz_cert", "fuzz_framer", "fuzz_session"]
+__all__ = ["INSTRUMENT", "SEEDS", "TARGETS", "fuzz_cert", "fuzz_framer", "fuzz_session"]
 
 LO4 = b"\x7f\x00\x00\x01"
 _RESPONSES = frozenset({int(wire.MsgType.RESULT), int(wire.MsgType.MDATA)})
@@ -162,6 +164,15 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "framer": fuzz_framer,
     "session": fuzz_session,
     "cert": fuzz_cert,
+    **DECODER_TARGETS,
+}
+
+#: What atheris instruments for each target (stress/fuzz.py): the code under test only.
+INSTRUMENT: dict[str, list[str]] = {
+    "framer": ["packetlab.wire"],
+    "session": ["packetlab.endpoint", "packetlab.wire"],
+    "cert": ["packetlab.ppks"],
+    **DECODER_INSTRUMENT,
 }
 
 
@@ -209,7 +220,12 @@ def _frame_seeds() -> list[bytes]:
 
 def _seeds() -> dict[str, list[bytes]]:
     frames = _frame_seeds()
-    return {"framer": [f[1:] for f in frames], "session": frames, "cert": _cert_seeds()}
+    return {
+        "framer": [f[1:] for f in frames],
+        "session": frames,
+        "cert": _cert_seeds(),
+        **decoder_seeds(),
+    }
 
 
 SEEDS = _seeds()

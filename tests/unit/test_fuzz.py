@@ -1,16 +1,39 @@
 """A bounded slice of the fuzzing campaign (stress/fuzz.py runs 10^6 inputs per target
 with atheris): random bytes and mutated valid inputs through the framer, the endpoint's
-session dispatch and the PPKS certificate parser. The invariants are in fuzz_targets."""
+session dispatch, the PPKS certificate parser and (session 27) the other decoders hostile
+input reaches. The invariants are in fuzz_targets and the modules fuzz_decoders lists."""
 
 from __future__ import annotations
+
+import struct
 
 import fuzz_targets
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packetlab.measure.http_decode import Undecodable
+
 # Budget per target: enough to reach deep states from the seeds, a few seconds in CI.
-EXAMPLES = {"framer": 1500, "session": 600, "cert": 1500}
+EXAMPLES = {
+    "framer": 1500,
+    "session": 600,
+    "cert": 1500,
+    # session 27's: ~1 s each on a quiet core (docs/reliability.md, "Fuzzing")
+    "clienthello": 600,
+    "broker": 300,
+    "controller": 400,
+    "tls_records": 600,
+    "dns": 300,
+    "http_head": 200,
+    "http1": 400,
+    "http_body": 400,
+    "http2": 300,
+    "iperf3": 600,
+    "replies": 600,
+    "warts": 600,
+    "config": 400,
+}
 
 
 @st.composite
@@ -54,3 +77,183 @@ def test_seeds_pass(target: str) -> None:
 @pytest.mark.parametrize("target", sorted(fuzz_targets.TARGETS))
 def test_fuzz_slice(target: str) -> None:
     _run(target)
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
+    "deflate falls back to raw deflate only on its first read's error",
+    raises=Undecodable,
+    strict=False,
+)
+def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> None:
+    """A raw deflate body (no zlib header, as some servers send it; curl takes it) decodes
+    whole, but not when its first read is a byte: the first byte is taken without error,
+    the header check fails on the second, and by then the fallback is no longer tried.
+    The fuzz target `http_body` found it (its cut comparison skips deflate
+    until it is fixed)."""
+    import zlib
+
+    from packetlab.measure.http_decode import decoder
+
+    text = b"the quick brown fox " * 4
+    raw = zlib.compress(text)[2:-4]
+    whole = decoder(["deflate"], 4096, "s")
+    assert whole is not None
+    assert whole.feed(raw) + whole.feed(b"", final=True) == text
+    cut = decoder(["deflate"], 4096, "s")
+    assert cut is not None
+    out = b"".join(cut.feed(raw[i : i + 1]) for i in range(len(raw)))
+    assert out + cut.feed(b"", final=True) == text
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
+    "the end of a zstd body is not checked, so a corrupt last block header read on its own "
+    "is taken",
+    raises=AssertionError,
+    strict=False,
+)
+def test_a_corrupt_zstd_frame_is_refused_however_the_body_is_cut() -> None:
+    """A zstd frame whose header says 37,120 bytes and whose blocks hold 9 (its last
+    block header ends it early): refused read at once (`Data corruption detected`), but
+    taken, its 9 bytes, when the last block header comes in a read of its own (zstd
+    waits for more; `feed(final=True)` only flushes and never asks whether the frame
+    ended; a frame cut short is taken the same way). The fuzz target `http_body` found
+    it (atheris, 466,283 inputs in; its cut comparison skips zstd until it is fixed)."""
+    from packetlab.measure.http_decode import decoder
+
+    frame = bytes.fromhex("28b52ffd60908048000090cf756f71756f7780010000")
+    whole = decoder(["zstd"], 4096, "s")
+    assert whole is not None
+    with pytest.raises(Undecodable, match="zstd"):
+        whole.feed(frame)
+        whole.feed(b"", final=True)
+    cut = decoder(["zstd"], 4096, "s")
+    assert cut is not None
+    try:
+        cut.feed(frame[:19])
+        cut.feed(frame[19:])
+        cut.feed(b"", final=True)
+    except Undecodable:
+        return  # refused as at once: the fix
+    raise AssertionError("the corrupt frame was taken when its last header came apart")
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/http2.py is http27's): a "
+    ":status str.isdigit() takes and int() refuses escapes receive() as a ValueError",
+    raises=ValueError,
+    strict=False,
+)
+def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
+    """`:status: ²²²` (bytes b2 b2 b2, read as Latin-1): `str.isdigit` is true for a
+    superscript two, `int` refuses it, and the ValueError left `receive` (an HTTP/2
+    server's traceback in `pktlab run http`), where any other bad status is an H2Error.
+    Seen reading `_event` while writing the fuzz target `http2` (raw frames never built
+    such a header block); its header-list mode, which would reach it, keeps the status
+    ASCII until it is fixed."""
+    import h2.config
+    import h2.connection
+
+    from packetlab.measure.http2 import H2Error, H2Framing
+
+    f = H2Framing("s", max_headers=4096)
+    request = f.request("GET", "https", "a.test", "/", [], None)
+    config = h2.config.H2Configuration(
+        client_side=False, header_encoding=None, validate_outbound_headers=False
+    )
+    s = h2.connection.H2Connection(config)
+    s.initiate_connection()
+    s.receive_data(request)
+    s.send_headers(1, [(b":status", b"\xb2\xb2\xb2")], end_stream=True)
+    with pytest.raises(H2Error, match="bad :status"):
+        f.receive(s.data_to_send())
+
+
+@pytest.mark.xfail(
+    reason="session 27 finding, reported to the lead (measure/iperf3.py and "
+    "throughput_cjson.py are iperf27's): a server's JSON output nested ~500 deep decodes "
+    "but printing it is a RecursionError",
+    raises=RecursionError,
+    strict=False,
+)
+def test_a_deeply_nested_server_json_output_prints_or_is_refused() -> None:
+    """--get-server-output: a server's `server_output_json` nested 600 deep is within
+    MAX_JSON and decode_json's nesting (~1000, Python's recursion limit), but cJSON's
+    printer here (`throughput_cjson.dumps`, two Python frames a level) runs out of stack:
+    a traceback where a hostile server's report should be refused (or cut) with a clear
+    error. The fuzz target `iperf3` checks what nests at most 200 deep until it is fixed."""
+    from packetlab.measure import iperf3
+    from packetlab.measure.throughput_cjson import dumps
+
+    depth = 600
+    doc = '{"server_output_json":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    try:
+        out = iperf3.server_output(iperf3.decode_json(doc.encode()))
+    except iperf3.Iperf3Error:
+        return  # refused as a bad message: a fix
+    if out is not None:  # (None: not shown, also a fix)
+        assert isinstance(dumps(out), str)
+
+
+def _bomb(coding: str) -> bytes:
+    """16 MiB of zeros packed small: a body that inflates far past the targets' limit."""
+    import zlib
+
+    zeros = bytes(16 << 20)
+    if coding == "gzip":
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return c.compress(zeros) + c.flush()
+    if coding == "br":
+        import brotli
+
+        return bytes(brotli.compress(zeros))
+    import zstandard
+
+    return bytes(zstandard.ZstdCompressor().compress(zeros))
+
+
+def _hostile_lengths() -> list[tuple[str, bytes]]:
+    """Small inputs that announce huge lengths (or inflate without bound), one for each
+    length field a peer controls."""
+    return [
+        ("clienthello", b"\x03" + b"\x16\x03\x01\x40\x00" + b"\x01\xff\xff\xff" + bytes(64)),
+        ("broker", b"\x00" + struct.pack(">I", 0x30 << 24 | 0xFFFFFF) + bytes(64)),
+        ("controller", b"\x0c" + struct.pack(">I", 0x20 << 24 | 0xFFFFFF) + b"\xfc" + bytes(64)),
+        ("tls_records", b"\xff\x00" + b"\x17\x03\x03\xff\xff" + bytes(64)),
+        ("tls_records", b"\x02\x08" + b"\x04\xff\xff\xff" + bytes(4)),
+        ("http2", b"\x00" + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + bytes(64)),
+        ("iperf3", b"\x01" + b"\xff\xff\xff\xff" + b"{}"),
+        ("iperf3", b"\x01" + b"\x00\x0f\xff\xff" + b"[" * 1000),
+        ("warts", b"\x12\x05\x00\x01\xff\xff\xff\xff" + bytes(64)),
+        ("warts", b"\x12\x05\x00\x01\x00\x00\x00\x08" + b"\xff\xff\xff\xff\x00\x00\x00\x00"),
+        ("dns", b"\x00" + b"\x42\x42\x81\x80" + b"\xff\xff" * 4 + bytes(64)),
+        ("http1", b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nabc"),
+        ("http1", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffff\r\nab"),
+        ("http_body", b"\x00" + _bomb("gzip")),
+        ("http_body", b"\x02" + _bomb("br")),
+        ("http_body", b"\x03" + _bomb("zstd")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "data"),
+    _hostile_lengths(),
+    ids=lambda v: v if isinstance(v, str) else f"{len(v)}B",
+)
+def test_hostile_lengths_cost_little_memory(target: str, data: bytes) -> None:
+    """A length field a peer sets to its largest (a TLS record or handshake message, a
+    frame, an iperf3 JSON message, a warts object, DNS counts, an HTTP body or chunk) or
+    a body that inflates 16 MiB: the target holds its invariants and Python's peak
+    allocation while it reads stays under 2 MiB (the input is at most ~40 KiB)."""
+    import tracemalloc
+
+    run = fuzz_targets.TARGETS[target]
+    run(data)  # caches (the dig views, the proxy's TLS options) made before measuring
+    tracemalloc.start()
+    try:
+        run(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, f"{target}: {peak} bytes at the peak"

@@ -87,6 +87,24 @@ def test_bad_config_line_is_named(tmp_path: Path) -> None:
         parse("-c", str(conf), "--insecure-plaintext")
 
 
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [(["--host-id", "ep\udcff"], "--host-id"), (["--set", "HostID=\udcff"], "--set HostID")],
+    ids=["option", "set"],
+)
+def test_a_host_id_of_bytes_not_utf8_is_a_usage_error(
+    argv: list[str], where: str, tmp_path: Path
+) -> None:
+    """`--host-id $'ep\\xff'`: Python holds argv's non-UTF-8 bytes as surrogates, and
+    HostID's length check encoded them: a UnicodeEncodeError out of option parsing, a
+    traceback (fuzz27's config target, the value of each known key)."""
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("")
+    want = f"^{where}: HostID: not UTF-8 text \\(byte 0xff\\)$"
+    with pytest.raises(usage.UsageError, match=want):
+        parse("-c", str(conf), "--insecure-plaintext", *argv)
+
+
 def test_aux_monitors_are_checked_at_startup(tmp_path: Path) -> None:
     wasm = tmp_path / "m.wasm"
     wasm.write_bytes(b"\0asm")

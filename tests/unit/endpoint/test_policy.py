@@ -102,3 +102,20 @@ def test_rate_caps_refuse_over_the_window() -> None:
     assert send(11) == deny  # bytes: 11 > 10
     assert send(5) is None and send(5) is None and send(1) == deny
     assert gate.denied == 3
+
+
+def test_a_bad_capture_filter_names_the_file_line_and_key() -> None:
+    """A CaptureFilter is compiled at startup, after parsing: the daemon stopped with
+    `bad capture filter 'udp and and': syntax error`, naming neither the file, nor the
+    line, nor the key (every value refused while parsing names them: fuzz27's config
+    target). Now as those: `FILE:LINE: CaptureFilter: ...`."""
+    from packetlab.endpoint.policy import from_config
+
+    cfg = parse_config(["BufMax 65536", "CaptureFilter udp and and"], "/etc/endpt.conf")
+    with pytest.raises(ConfigError) as e:
+        from_config(cfg)
+    assert str(e.value).startswith("/etc/endpt.conf:2: CaptureFilter: bad capture filter")
+    cfg = parse_config([], "endpt.conf")
+    cfg.set("CaptureFilter", "udp and and", "--set CaptureFilter")  # (not from a file)
+    with pytest.raises(ConfigError, match=r"^--set CaptureFilter: CaptureFilter: bad capture"):
+        from_config(cfg)
