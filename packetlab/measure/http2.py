@@ -436,7 +436,8 @@ class H2Framing:
                 return []
             fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers]
             status = next((v for k, v in fields if k == ":status"), "")
-            if not status.isdigit():
+            # three ASCII digits, as nghttp2 wants: str.isdigit() takes "²²²", int() not
+            if not (len(status) == 3 and status.isascii() and status.isdigit()):
                 raise H2Error(f"HTTP/2: bad :status {status!r} from {self.server}")
             fields = [(k, v) for k, v in fields if not k.startswith(":")]
             return [(sid, Head(int(status), fields, render(int(status), fields)))]

@@ -123,7 +123,28 @@ def decode_json(data: bytes) -> dict[str, Any]:
         raise Iperf3Error("bad iperf3 JSON: nested too deep") from None
     if not isinstance(obj, dict):
         raise Iperf3Error("iperf3 JSON is not an object")
+    if _deeper_than(obj, MAX_NESTING):
+        raise Iperf3Error(f"bad iperf3 JSON: nested deeper than {MAX_NESTING}")
     return obj
+
+
+# A real server's messages nest 5 deep (its --get-server-output report); a hostile one
+# nested ~500 deep decoded, and printing it (cJSON's layout, two Python frames a level)
+# ran out of stack: a traceback (session 27, the fuzz target `iperf3`).
+MAX_NESTING = 64
+
+
+def _deeper_than(obj: object, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        for c in children:
+            if isinstance(c, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((c, depth + 1))
+    return False
 
 
 def parameters(nbytes: int, *, reverse: bool, block: int = BLOCK) -> dict[str, Any]:

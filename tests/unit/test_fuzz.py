@@ -139,19 +139,12 @@ def test_a_corrupt_zstd_frame_is_refused_however_the_body_is_cut() -> None:
     raise AssertionError("the corrupt frame was taken when its last header came apart")
 
 
-@pytest.mark.xfail(
-    reason="session 27 finding, reported to the lead (measure/http2.py is http27's): a "
-    ":status str.isdigit() takes and int() refuses escapes receive() as a ValueError",
-    raises=ValueError,
-    strict=False,
-)
 def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
     """`:status: ²²²` (bytes b2 b2 b2, read as Latin-1): `str.isdigit` is true for a
     superscript two, `int` refuses it, and the ValueError left `receive` (an HTTP/2
     server's traceback in `pktlab run http`), where any other bad status is an H2Error.
     Seen reading `_event` while writing the fuzz target `http2` (raw frames never built
-    such a header block); its header-list mode, which would reach it, keeps the status
-    ASCII until it is fixed."""
+    such a header block); its header-list mode reaches it since the fix."""
     import h2.config
     import h2.connection
 
@@ -170,30 +163,23 @@ def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:
         f.receive(s.data_to_send())
 
 
-@pytest.mark.xfail(
-    reason="session 27 finding, reported to the lead (measure/iperf3.py and "
-    "throughput_cjson.py are iperf27's): a server's JSON output nested ~500 deep decodes "
-    "but printing it is a RecursionError",
-    raises=RecursionError,
-    strict=False,
-)
 def test_a_deeply_nested_server_json_output_prints_or_is_refused() -> None:
     """--get-server-output: a server's `server_output_json` nested 600 deep is within
     MAX_JSON and decode_json's nesting (~1000, Python's recursion limit), but cJSON's
     printer here (`throughput_cjson.dumps`, two Python frames a level) runs out of stack:
     a traceback where a hostile server's report should be refused (or cut) with a clear
-    error. The fuzz target `iperf3` checks what nests at most 200 deep until it is fixed."""
+    error. Now refused by decode_json past MAX_NESTING (64; a real server's nest 5)."""
     from packetlab.measure import iperf3
     from packetlab.measure.throughput_cjson import dumps
 
     depth = 600
     doc = '{"server_output_json":' + '{"a":' * depth + "1" + "}" * depth + "}"
-    try:
-        out = iperf3.server_output(iperf3.decode_json(doc.encode()))
-    except iperf3.Iperf3Error:
-        return  # refused as a bad message: a fix
-    if out is not None:  # (None: not shown, also a fix)
-        assert isinstance(dumps(out), str)
+    with pytest.raises(iperf3.Iperf3Error, match="nested deeper than 64"):
+        iperf3.decode_json(doc.encode())
+    # what a server may nest is printed
+    doc = '{"server_output_json":' + '{"a":' * 62 + "1" + "}" * 62 + "}"
+    out = iperf3.server_output(iperf3.decode_json(doc.encode()))
+    assert isinstance(out, dict) and isinstance(dumps(out), str)
 
 
 def _bomb(coding: str) -> bytes:
