@@ -46,6 +46,9 @@ class _Stage(Protocol):
     def feed(self, data: bytes, final: bool) -> bytes: ...
 
 
+_HOLD_MAX = 65536  # deflate input held while no output came (see _Zlib.held)
+
+
 class _Zlib:
     """gzip, or deflate (zlib-wrapped, or raw as some servers send it: curl takes both)."""
 
@@ -53,19 +56,29 @@ class _Zlib:
         self.coding, self.limit, self.server, self.out = coding, limit, server, 0
         self.wbits = _GZIP if coding in ("gzip", "x-gzip") else _ZLIB
         self.z = zlib.decompressobj(self.wbits)
-        self.fed = False
+        # deflate: what was read while nothing came out yet, to be read again as raw
+        # deflate if the zlib header turns out wrong (curl switches while no data started;
+        # it reads again only the read at hand, so a first read of a byte lost it: the
+        # body decoded whole and was refused cut, the fuzz target `http_body`, session 27)
+        self.held: bytearray | None = bytearray() if self.wbits == _ZLIB else None
 
     def feed(self, data: bytes, final: bool) -> bytes:
         try:
             out = self.z.decompress(data, self.limit + 1 - self.out)
         except zlib.error as e:
-            if self.fed or self.wbits != _ZLIB:
+            if self.held is None:
                 told = f"Error while processing content unencoding: {str(e).split(': ', 1)[-1]}"
                 raise Undecodable(f"Content-Encoding {self.coding}: bad data ({e})",
                                   curl=told) from None  # fmt: skip
+            data = bytes(self.held) + data
+            self.held = None
             self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
             return self.feed(data, final)
-        self.fed = self.fed or bool(data)
+        if self.held is not None:
+            if out or len(self.held) + len(data) > _HOLD_MAX:
+                self.held = None  # data started (or too long without: no switch)
+            else:
+                self.held += data
         if final:
             out += self.z.flush()
         self.out += len(out)

@@ -79,18 +79,12 @@ def test_fuzz_slice(target: str) -> None:
     _run(target)
 
 
-@pytest.mark.xfail(
-    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
-    "deflate falls back to raw deflate only on its first read's error",
-    raises=Undecodable,
-    strict=False,
-)
 def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> None:
     """A raw deflate body (no zlib header, as some servers send it; curl takes it) decodes
     whole, but not when its first read is a byte: the first byte is taken without error,
     the header check fails on the second, and by then the fallback is no longer tried.
-    The fuzz target `http_body` found it (its cut comparison skips deflate
-    until it is fixed)."""
+    The fuzz target `http_body` found it; since the fix the input read while nothing
+    came out is read again as raw deflate."""
     import zlib
 
     from packetlab.measure.http_decode import decoder
@@ -107,7 +101,7 @@ def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> No
 
 
 @pytest.mark.xfail(
-    reason="session 27 finding, reported to the lead (measure/http_decode.py is http27's): "
+    reason="session 27 finding, left (curl 7.88.1 does not check either): "
     "the end of a zstd body is not checked, so a corrupt last block header read on its own "
     "is taken",
     raises=AssertionError,
