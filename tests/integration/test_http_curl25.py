@@ -11,7 +11,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import brotli
 import pytest
 import test_http_bytes_as_given_curl as given
 import zstandard
+from http_keepalive import serve_keepalive
 from test_http_bytes_as_given_curl import _answers_as_curl, _run
 from test_http_curl_side_by_side import pytestmark  # noqa: F401
 
@@ -91,36 +91,17 @@ class Recorder(given.Recorder):
     is given the head), keeping the connection unless the path has `close` in it."""
 
     def _serve(self) -> None:  # (the accept loop given.Recorder starts)
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+        serve_keepalive(self.sock, self._answer)
 
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(10)
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    try:
-                        got = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not got:
-                        return
-                    data += got
-                head, _, data = data.partition(b"\r\n\r\n")
-                self.heads.append(head + b"\r\n\r\n")
-                path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
-                answer = ANSWERS.get(path, OK)
-                given = answer(head) if callable(answer) else answer
-                if not given:  # (a callable's b"": closed without an answer)
-                    return
-                conn.sendall(given)
-                if b"close" in path:
-                    return
+    def _answer(self, conn: socket.socket, head: bytes) -> bool:
+        self.heads.append(head + b"\r\n\r\n")
+        path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+        answer = ANSWERS.get(path, OK)
+        given = answer(head) if callable(answer) else answer
+        if not given:  # (a callable's b"": closed without an answer)
+            return False
+        conn.sendall(given)
+        return b"close" not in path
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_keepalive import serve_keepalive
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 LAST_MODIFIED = b"Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
@@ -41,38 +42,20 @@ class Recorder:
     def __init__(self) -> None:
         self.heads: list[bytes] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(
+            target=serve_keepalive, args=(self.sock, self._answer), daemon=True
+        ).start()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(10)
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    try:
-                        got = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not got:
-                        return
-                    data += got
-                head, _, data = data.partition(b"\r\n\r\n")
-                self.heads.append(head)
-                path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
-                if path == b"/rl":  # to another host name: localhost
-                    port = self.sock.getsockname()[1]
-                    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://localhost:%d/e\r\n"
-                                 b"Content-Length: 0\r\n\r\n" % port)  # fmt: skip
-                    continue
-                conn.sendall(ANSWERS.get(path, ANSWERS[b"/none"]))
+    def _answer(self, conn: socket.socket, head: bytes) -> bool:
+        self.heads.append(head)
+        path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+        if path == b"/rl":  # to another host name: localhost
+            port = self.sock.getsockname()[1]
+            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://localhost:%d/e\r\n"
+                         b"Content-Length: 0\r\n\r\n" % port)  # fmt: skip
+            return True
+        conn.sendall(ANSWERS.get(path, ANSWERS[b"/none"]))
+        return True
 
     @property
     def url(self) -> str:

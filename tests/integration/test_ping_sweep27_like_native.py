@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lone_loopback import lone_loopback, ping_floods
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native, tcpdump_listening
 
@@ -117,13 +118,8 @@ def test_adaptive_as_iputils(args: list[str]) -> None:
 @pytest.fixture
 def lone_lo() -> Iterator[str]:
     """A namespace with only `lo`, up: loopback traffic of this test alone."""
-    name = f"ping27s{os.getpid() % 10000}-lo"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with lone_loopback("ping27s") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1", "::1"])
@@ -132,22 +128,11 @@ def test_every_reply_counted_beside_a_ping_flood(lone_lo: str, target: str) -> N
     of 5 runs (the capture took in every ICMP message, the flood's replies and requests
     too, and its queue overflowed); iputils, whose socket filter drops other pings'
     replies, none. Now ours' capture filters as iputils' (session 27)."""
-    flood = ["ip", "netns", "exec", lone_lo, "ping", "-f", "-q"]
-    quiet = subprocess.DEVNULL
     argv = ["-c", "5", "-i", "0.2", "-q", target]
     theirs = native("ping", *argv, netns=lone_lo)  # (iputils beside the flood: the same)
     assert theirs.returncode == 0 and " 0% packet loss" in theirs.stdout, theirs.stdout
-    floods = [
-        subprocess.Popen([*flood, *size, target], stdout=quiet, stderr=quiet)
-        for size in ([], ["-s", "1400"])
-    ]
-    try:
-        time.sleep(0.5)
+    with ping_floods(lone_lo, target):
         for _ in range(4):
             ours = pktlab_run("ping", *argv, netns=lone_lo)
             assert ours.returncode == 0, ours.stderr
             assert masked(ours.stdout) == masked(theirs.stdout)
-    finally:
-        for f in floods:
-            f.terminate()
-            f.wait(timeout=10)

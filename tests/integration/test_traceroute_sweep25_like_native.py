@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from helper_script import helper_script
+from lone_loopback import lone_loopback
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native
 
@@ -37,13 +38,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def lone_lo() -> Iterator[str]:
     """A namespace with only `lo`, up: loopback traffic of this test alone."""
-    name = f"trace25s{os.getpid() % 10000}-lo"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with lone_loopback("trace25s") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def timed(

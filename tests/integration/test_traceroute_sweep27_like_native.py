@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from lone_loopback import lone_loopback, ping_floods
 from test_pktlab_run import pktlab_run
 from test_run_like_native import beside_native, masked, native, tcpdump_listening
 
@@ -120,13 +121,8 @@ def test_sendwait_of_10_is_10_ms_as_traceroute() -> None:
 @pytest.fixture
 def lone_lo() -> Iterator[str]:
     """A namespace with only `lo`, up: loopback traffic of this test alone."""
-    name = f"trace27s{os.getpid() % 10000}-lo"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with lone_loopback("trace27s") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.mark.parametrize("args", [[], ["-I"], ["-6"], ["-6", "-I"]], ids=["udp", "I", "6", "6I"])
@@ -141,19 +137,8 @@ def test_every_answer_seen_beside_a_ping_flood(lone_lo: str, args: list[str]) ->
     argv = ["-n", "-q", "3", "-w", "5,0,0", *args, target]
     theirs = native("traceroute", *argv, netns=lone_lo)
     assert "*" not in theirs.stdout, theirs.stdout
-    flood = ["ip", "netns", "exec", lone_lo, "ping", "-f", "-q"]
-    quiet = subprocess.DEVNULL
-    floods = [
-        subprocess.Popen([*flood, *size, target], stdout=quiet, stderr=quiet)
-        for size in ([], ["-s", "1400"])
-    ]
-    try:
-        time.sleep(0.5)
+    with ping_floods(lone_lo, target):
         for _ in range(4):
             ours = pktlab_run("traceroute", *argv, netns=lone_lo)
             assert ours.returncode == 0, ours.stderr
             assert masked(ours.stdout) == masked(theirs.stdout)
-    finally:
-        for f in floods:
-            f.terminate()
-            f.wait(timeout=10)

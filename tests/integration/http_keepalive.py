@@ -1,0 +1,39 @@
+"""A loopback HTTP/1.1 server loop for the side-by-side curl tests: each connection in a
+thread of its own, its requests' heads read in turn (keep-alive) and handed to an
+answer function, which sends the reply and says whether the connection goes on."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+Answer = Callable[[socket.socket, bytes], bool]  # (conn, head without its CRLFCRLF) -> go on
+
+
+def serve_keepalive(sock: socket.socket, answer: Answer) -> None:
+    """Accept on `sock` until it is closed; run in a thread of its own."""
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:
+            return
+        threading.Thread(target=_connection, args=(conn, answer), daemon=True).start()
+
+
+def _connection(conn: socket.socket, answer: Answer) -> None:
+    with conn:
+        conn.settimeout(10)
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                try:
+                    got = conn.recv(65536)
+                except OSError:
+                    return
+                if not got:
+                    return
+                data += got
+            head, _, data = data.partition(b"\r\n\r\n")
+            if not answer(conn, head):
+                return
