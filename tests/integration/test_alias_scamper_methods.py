@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_alias_beside_scamper import ours
+from test_measure_alias_methods import drop_zero_id_rsts
 
 from packetlab.testbed import Testbed, chain
 
@@ -67,13 +69,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
         bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
     dev = ["dev", "to-r1"]  # (the kernel's RSTs, ID 0, off the wire: the responder's count)
     for cmd in (
-        ["qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", "1"],
-        ["class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"],
-        ["class", "add", *dev, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"],
-        ["qdisc", "add", *dev, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"],
-        ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-         "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
-         "match", "u16", "0", "0xffff", "at", "4", "flowid", "1:2"],
+        *drop_zero_id_rsts("to-r1"),
         # (and BEYOND's own port unreachables: the kernel takes a datagram addressed to
         # it whatever its TTL, where a router would have dropped it at HIDDEN)
         ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "2", "u32",
@@ -91,16 +87,6 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return bed
-
-
-def ours(tb: Testbed, *args: str) -> list[dict[str, Any]]:
-    got = subprocess.run(
-        ["ip", "netns", "exec", tb.netns_name("ep"), sys.executable, "-m", "packetlab", "run",
-         "alias", "--json", *args],
-        capture_output=True, text=True, timeout=120, env=env(), cwd=REPO,
-    )  # fmt: skip
-    assert got.returncode == 0, got.stderr
-    return [json.loads(x) for x in got.stdout.splitlines()]
 
 
 def tool(tb: Testbed, *argv: str) -> str:

@@ -46,21 +46,26 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO))
 
 
+def drop_zero_id_rsts(dev: str) -> list[list[str]]:
+    """`tc` commands that keep the kernel's own RSTs (IP-ID 0; the responder never sends
+    0) off the wire: an htb class 1:2 that drops everything, TCP RSTs with ID 0 filtered
+    into it (prio 1; a caller may send more there)."""
+    d = ["dev", dev]
+    return [
+        ["qdisc", "add", *d, "root", "handle", "1:", "htb", "default", "1"],
+        ["class", "add", *d, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"],
+        ["class", "add", *d, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"],
+        ["qdisc", "add", *d, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"],
+        ["filter", "add", *d, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+         "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
+         "match", "u16", "0", "0xffff", "at", "4", "flowid", "1:2"],
+    ]  # fmt: skip
+
+
 def setup(tb: Testbed) -> None:
     for a in [*TCP, *UDP, ECHO]:
         tb.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
-    # Keep the kernel's own RSTs (IP-ID 0; the responder never sends 0) off the wire:
-    # an htb class that drops everything, for TCP RSTs with ID 0.
-    dev = ["dev", "to-r1"]
-    for cmd in (
-        ["qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", "1"],
-        ["class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"],
-        ["class", "add", *dev, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"],
-        ["qdisc", "add", *dev, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"],
-        ["filter", "add", *dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-         "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
-         "match", "u16", "0", "0xffff", "at", "4", "flowid", "1:2"],
-    ):  # fmt: skip
+    for cmd in drop_zero_id_rsts("to-r1"):
         tb.run("tg", ["tc", *cmd])
     argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
             "--velocity", "300", "--group", ",".join(TCP) + "@tcp-ack",

@@ -328,11 +328,9 @@ def test_tcp_ack_probes_are_bare_acks_numbered_in_seq_and_ack() -> None:
         assert (sport, dport, seq, ack, flags) == (999, 443, i + 1, i + 1, 0x10)
 
 
-def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
-    """traceroute -N 2: two probes in flight; the next leaves as one is answered, or once
-    a silent one is `wait` s old."""
-    rig = RawRig([R14, None, R34, TG4])
-    rig.endpoint.delays = {1: 0.01, 3: 0.01, 4: 0.01}
+def send_times(rig: RawRig) -> list[float]:
+    """The times (s after now, the fake clock) at which the endpoint sends, filled in as
+    it does."""
     sent: list[float] = []
     start = rig.clock.seconds()
     real = rig.endpoint.transmit
@@ -342,6 +340,15 @@ def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
         real(msg, when)
 
     rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    return sent
+
+
+def test_squeries_keeps_at_most_n_probes_in_flight() -> None:
+    """traceroute -N 2: two probes in flight; the next leaves as one is answered, or once
+    a silent one is `wait` s old."""
+    rig = RawRig([R14, None, R34, TG4])
+    rig.endpoint.delays = {1: 0.01, 3: 0.01, 4: 0.01}
+    sent = send_times(rig)
     result = rig.run(traceroute(rig.session, TG4, pace=0.0, squeries=2, wait=0.5, max_ttl=6))
     assert result.path() == [(1, R14), (2, None), (3, R34), (4, TG4)]
     # TTL 1 and 2 at once; 3 once 1 is answered (~10 ms); 4 once 3 is; 5.. never, since
@@ -358,15 +365,7 @@ def test_squeries_with_pace_sends_each_probe_pace_after_the_one_before() -> None
     refused (`not with --sequential or --pace`), and the library ignored `pace` with
     `squeries`: every probe of the window at once."""
     rig = RawRig([R14, R24, R34, TG4])
-    sent: list[float] = []
-    start = rig.clock.seconds()
-    real = rig.endpoint.transmit
-
-    def transmit(msg: Any, when: int) -> None:
-        sent.append(rig.clock.seconds() - start)
-        real(msg, when)
-
-    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    sent = send_times(rig)
     d = traceroute(rig.session, TG4, pace=0.2, squeries=16, wait=1.0, max_ttl=6)
     result = rig.run(d)
     assert result.path() == [(1, R14), (2, R24), (3, R34), (4, TG4)]
