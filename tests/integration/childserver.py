@@ -80,3 +80,17 @@ def serve_dns(
     factory = protocol.Factory.forProtocol(Tcp)
     print(listen_udp_tcp(reactor, Udp(), factory, addr), flush=True)
     reactor.run()
+
+
+def query_of(wire: bytes) -> tuple[Any, str] | None:
+    """A DNS server's view of a datagram: (the dnspython query, its name's first label in
+    lower case), or None when it is no query with a question (no answer then)."""
+    import dns.message
+
+    try:
+        q = dns.message.from_wire(wire)
+    except Exception:  # not a query: no answer
+        return None
+    if not q.question:
+        return None
+    return q, q.question[0].name.labels[0].decode().lower()

@@ -28,7 +28,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.zone
-from childserver import serve_dns
+from childserver import query_of, serve_dns
 
 
 def _bytes(seed: str, n: int) -> bytes:
@@ -85,13 +85,10 @@ RAW = {"dup": [_A, _A], "interleave": [_A, _AAAA, _a(60, 10)], "ttls": [_A, _a(3
 
 
 def reply_to(wire: bytes) -> bytes | None:
-    try:
-        q = dns.message.from_wire(wire)
-    except Exception:  # not a query: no answer
+    got = query_of(wire)
+    if got is None:
         return None
-    if not q.question:
-        return None
-    label = q.question[0].name.labels[0].decode().lower()
+    q, label = got
     if label.startswith("x") and label.count("-") == 1:
         code, _, hexdata = label[1:].partition("-")
         data = b"" if hexdata == "none" else bytes.fromhex(hexdata)

@@ -28,7 +28,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
-from childserver import serve_dns
+from childserver import query_of, serve_dns
 
 SERVER_COOKIE = bytes.fromhex("00112233445566778899aabbccddeeff")
 COOKIE = dns.edns.OptionType.COOKIE
@@ -37,13 +37,10 @@ dns.edns.register_type(dns.edns.GenericOption, COOKIE)
 
 
 def reply_to(wire: bytes, tcp: bool) -> bytes | None:
-    try:
-        q = dns.message.from_wire(wire)
-    except Exception:  # not a query: no answer
+    got = query_of(wire)
+    if got is None:
         return None
-    if not q.question:
-        return None
-    label = q.question[0].name.labels[0].decode().lower()
+    q, label = got
     r = dns.message.make_response(q)
     r.flags |= dns.flags.AA
     sent = b"".join(bytes(o.to_wire() or b"") for o in q.options if o.otype == COOKIE)
