@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lone_loopback import lone_loopback, ping_floods
 from test_pktlab_run import pktlab_run
-from test_run_like_native import beside_native, masked, native, tcpdump_listening
+from test_run_like_native import beside_native, masked, native, tcpdump_while
 
 pytestmark = [
     pytest.mark.root,
@@ -37,22 +35,9 @@ def requests_of(
     """The tool's result and the tcpdump lines of the echo requests with `ident` on
     `netns`'s `lo` while it ran."""
     expr = f"icmp[icmptype] = icmp-echo and icmp[4:2] = {ident}"
-    cap = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "tcpdump", "-l", "-n", "-i", "lo", expr],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        tcpdump_listening(cap)
-        run = pktlab_run if ours else native
-        done = run("ping", *argv, netns=netns)
-        time.sleep(0.2)
-        cap.send_signal(signal.SIGINT)
-        out, _ = cap.communicate(timeout=20)
-    finally:
-        if cap.poll() is None:
-            cap.kill()
-            cap.wait()
-    return done, [x for x in out.splitlines() if "echo request" in x]
+    run = pktlab_run if ours else native
+    done, lines = tcpdump_while(netns, "lo", expr, lambda: run("ping", *argv, netns=netns))
+    return done, [x for x in lines if "echo request" in x]
 
 
 @pytest.mark.parametrize("ident", [77, 0, 65535])

@@ -10,15 +10,19 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from test_pktlab_run import RUN, env, pktlab_run
 
 from packetlab.testbed import Testbed
+
+T = TypeVar("T")
 
 pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
 pytestmark = pytest.mark.root
@@ -84,6 +88,26 @@ def tcpdump_listening(cap: subprocess.Popen[str], timeout: float = 30.0) -> None
             byte = os.read(fd, 1)
             assert byte, f"tcpdump exited before listening: {said.decode(errors='replace')}"
             said += byte
+
+
+def tcpdump_while(ns: str, dev: str, expr: str, run: Callable[[], T]) -> tuple[T, list[str]]:
+    """`run()`'s result and the lines tcpdump printed for `expr` on `ns`'s `dev` while it
+    ran (started once tcpdump listens; its last lines given 0.2 s, then SIGINT)."""
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", dev, expr],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        tcpdump_listening(cap)
+        done = run()
+        time.sleep(0.2)  # (tcpdump's last lines; -l writes each as it comes)
+        cap.send_signal(signal.SIGINT)
+        out, _ = cap.communicate(timeout=20)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    return done, out.splitlines()
 
 
 def masked(text: str) -> list[str]:

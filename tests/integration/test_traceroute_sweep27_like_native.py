@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from lone_loopback import lone_loopback, ping_floods
 from test_pktlab_run import pktlab_run
-from test_run_like_native import beside_native, masked, native, tcpdump_listening
+from test_run_like_native import beside_native, masked, native, tcpdump_while
 
 from packetlab.testbed import Testbed
 
@@ -46,23 +45,13 @@ Run = Callable[[], subprocess.CompletedProcess[str]]
 def probes_of(ns: str, tg: str, run: Run) -> tuple[subprocess.CompletedProcess[str], int, float]:
     """`run`'s result, the UDP probes to `tg` seen on ep's link while it ran, and how
     long it took (s)."""
-    cap = subprocess.Popen(
-        ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", "to-r1", f"udp and dst host {tg}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        tcpdump_listening(cap)
+
+    def timed() -> tuple[subprocess.CompletedProcess[str], float]:
         start = time.monotonic()
-        done = run()
-        took = time.monotonic() - start
-        time.sleep(0.2)  # (tcpdump's last lines; -l writes each as it comes)
-        cap.send_signal(signal.SIGINT)
-        out, _ = cap.communicate(timeout=20)
-    finally:
-        if cap.poll() is None:
-            cap.kill()
-            cap.wait()
-    return done, sum(f"> {tg}." in x for x in out.splitlines()), took
+        return run(), time.monotonic() - start
+
+    (done, took), lines = tcpdump_while(ns, "to-r1", f"udp and dst host {tg}", timed)
+    return done, sum(f"> {tg}." in x for x in lines), took
 
 
 def silent_r2(tb: Testbed) -> None:
