@@ -13,8 +13,6 @@ import re
 import sys
 from pathlib import Path
 
-import dns.message
-import dns.rrset
 import pytest
 from twisted.internet.defer import Deferred
 
@@ -23,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctl_fakes import Rig
 from test_cli_dns import parse
+from test_run_dns_batch_unresolved import answering
 
 from packetlab.cli import run_dns_exits
 from packetlab.cli.run import RunError
@@ -38,15 +37,7 @@ def _run(
     the run ended with."""
     rig = Rig()
     asked: list[str] = []
-
-    def server(query: bytes) -> list[bytes]:
-        q = dns.message.from_wire(query)
-        asked.append(q.question[0].name.to_text())
-        r = dns.message.make_response(q)
-        r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "192.0.2.1"))
-        return [r.to_wire()]
-
-    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    answering(rig, asked)
     f = tmp_path / "batch"
     f.write_text(text)
     both = io.StringIO()

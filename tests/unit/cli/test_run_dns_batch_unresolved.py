@@ -43,9 +43,14 @@ def no_such_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_module, "resolve_target", resolve)
 
 
-def answering(rig: Rig) -> None:
+def answering(rig: Rig, asked: list[str] | None = None) -> None:
+    """A server at 192.0.2.53 answering every name 192.0.2.1 (the names it was asked
+    appended to `asked`)."""
+
     def server(query: bytes) -> list[bytes]:
         q = dns.message.from_wire(query)
+        if asked is not None:
+            asked.append(q.question[0].name.to_text())
         r = dns.message.make_response(q)
         r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "192.0.2.1"))
         return [r.to_wire()]
