@@ -305,9 +305,14 @@ def start_proxy(home: Path, tmp: Path, relay: str) -> tuple[subprocess.Popen[byt
     argv = [str(twistd), "-n", "--pidfile=", f"--logfile={log}", "pktproxy", "--home", str(home),
             "--setup", "tcp:0:interface=127.0.0.1", "--endpoints", "tcp:0:interface=127.0.0.1",
             "--stats-interval", "0", "--relay", mode]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=tmp, env=env)
+    err = tmp / "pktproxy.stderr"  # a file, not a pipe: nothing to drain during the run
+    with err.open("wb") as err_file:
+        proc = subprocess.Popen(argv, cwd=tmp, env=env, stderr=err_file)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        if proc.poll() is not None:  # refused (e.g. a --relay mode it does not offer): say why now
+            why = err.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            raise SystemExit(f"pktproxy --relay {mode} exited at start: {why[0]}")
         text = log.read_text() if log.exists() else ""
         s = re.search(r"setup port listening on 127\.0\.0\.1:(\d+)", text)
         e = re.search(r"endpoints port listening on 127\.0\.0\.1:(\d+)", text)
