@@ -54,6 +54,7 @@ _FN_COOKIE, _FN_REDIRECT_HASH = 46, 72
 SO_COOKIE = 57
 HELLO = 517
 CHUNK = 1 << 20
+IDLE = 30.0  # an end that moves nothing for this long gives up (a relay that lost bytes)
 
 
 def _ins(op: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -197,12 +198,14 @@ def end_main(argv: list[str]) -> None:
         ls = socket.socket()
         ls.bind((host, 0))
         ls.listen(1)
+        ls.settimeout(IDLE)
         print(ls.getsockname()[1], flush=True)
         s, _ = ls.accept()
+        s.settimeout(IDLE)
         _recv_exact(s, HELLO)
         s.sendall(b"S")
     else:
-        s = socket.create_connection((host, port))
+        s = socket.create_connection((host, port), timeout=IDLE)
         s.sendall(bytes(HELLO))
         _recv_exact(s, 1)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,7 +213,6 @@ def end_main(argv: list[str]) -> None:
     sent, sha_sent, sha_recv = 0, "-", "-"
     if total == 0:  # memory: the source sends until the deadline, the sink reads nothing
         if role == "source":
-            s.setblocking(True)
             s.settimeout(0.5)
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
