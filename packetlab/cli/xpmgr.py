@@ -35,7 +35,7 @@ counts (seen/running/done/failed) go to stderr: on a terminal one line redrawn i
 (after a second), elsewhere a line per change; the final counts end the run. The first
 SIGINT wraps up (stop accepting, wait for running mlets), the second SIGTERMs the running
 mlets (SIGKILL 2 s later for any left), records them as failed ("interrupted") and exits
-130."""
+130. SIGTERM and SIGHUP do both at once, with exit status 143 and 129."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,6 +199,13 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
             print(f"pktlab xpmgr: {e}", file=sys.stderr)
             return
         signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(manager.interrupt))
+        # SIGTERM (kill, a supervisor) and SIGHUP (a closed terminal): at their default
+        # (or the reactor's SIGTERM stop) the running mlets were left orphaned, still
+        # running, and their result lines lost. Once the reactor runs: it installs its
+        # own SIGTERM handler as it starts, over one set before.
+        handler = _terminator(reactor, manager)
+        reactor.callWhenRunning(signal.signal, signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, handler)
         if screen is not None:
             # (none once the final counts are printed: a tick before the exit would
             # draw them again under themselves)
@@ -222,3 +229,13 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
         if results is not sys.stdout:
             results.close()
     return code[0]
+
+
+def _terminator(reactor: Any, manager: Any) -> Any:
+    """A signal handler: `manager.terminate` with the signal's name and 128 + its number."""
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        reactor.callFromThread(manager.terminate, name, 128 + signum)
+
+    return handler

@@ -11,7 +11,7 @@ results file. The final counts end the run in both cases.
 
 `-n` caps the endpoints that complete TLS setup; then the manager wraps up: it stops
 accepting, waits for the running mlets and exits. The first SIGINT wraps up the same way,
-the second exits at once (the running mlets get SIGTERM).
+the second exits at once (the running mlets get SIGTERM); SIGTERM and SIGHUP do both.
 """
 
 from __future__ import annotations
@@ -600,9 +600,30 @@ class Manager:
             self._kill_stragglers()
             self._finish()
             return
+        self._exit_now("xpmgr: exiting now", 130)
+
+    def terminate(self, signame: str, code: int) -> None:
+        """SIGTERM or SIGHUP (`kill`, a supervisor, a closed terminal): both SIGINTs at
+        once. Left to their default action the manager died at once: its running mlets
+        orphaned and still running, their result lines never written."""
+        if self.finished.called:
+            return
+        if self._exiting:  # again: as a third SIGINT
+            self._kill_stragglers()
+            self._finish()
+            return
+        self._say(f"xpmgr: {signame}: exiting ({self.running} mlet(s) running get SIGTERM)")
+        self._exit_code = self._exit_code or code
+        self.wrap_up()  # (finishes here when nothing runs)
+        if not self.finished.called:
+            self._exit_now(None, code)
+
+    def _exit_now(self, words: str | None, code: int) -> None:
+        """SIGTERM the running mlets, record them as interrupted, and finish."""
         self._exiting = True
-        self._say("xpmgr: exiting now")
-        self._exit_code = self._exit_code or 130
+        if words is not None:
+            self._say(words)
+        self._exit_code = self._exit_code or code
         procs = [w.process for w in self.workers if w.process is not None]
         procs += [self.single] if self.single is not None else []
         self._dying = [p for p in procs if p.running]

@@ -251,6 +251,38 @@ def test_second_sigint_exits_at_once(tmp_path: Path, home: Path, procs: list[obj
     assert r["status"] == "failed" and r["error"] == "interrupted"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_mlets_and_record_them(
+    tmp_path: Path, home: Path, procs: list[object], sig: signal.Signals
+) -> None:
+    """`kill` or a closed terminal: the manager died at the signal's default (SIGHUP, exit
+    129) or the reactor's SIGTERM stop (exit 1), silently, its running mlet orphaned and
+    still running and its result line never written (session 28). Now both SIGINTs at
+    once: the mlet gets SIGTERM, its line says `interrupted`, exit 128 + the signal."""
+    import os
+
+    mlet = tmp_path / "slow"
+    mlet.write_text('#!/bin/sh\necho "pid $$"\nexec sleep 60\n')
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)])
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1"))
+    pid = int(xp.wait_log(r"pid (\d+)").group(1))
+    xp.proc.send_signal(sig)
+    code = xp.wait_exit(10)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        os.kill(pid, signal.SIGKILL)  # do not leave the orphan behind
+        raise AssertionError(f"the mlet (pid {pid}) outlived the manager")
+    assert code == 128 + sig, xp.text()
+    assert f"xpmgr: {sig.name}: exiting (1 mlet(s) running get SIGTERM)" in xp.text()
+    [r] = xp.result_lines()
+    assert r["status"] == "failed" and r["error"] == "interrupted"
+
+
 def test_singleton_mode_passes_every_endpoint_to_one_mlet(
     tmp_path: Path, home: Path, web: int, procs: list[object]
 ) -> None:
