@@ -290,10 +290,17 @@ def test_singleton_mode_passes_every_endpoint_to_one_mlet(
     xp = XpmgrProc(tmp_path, home / "xpmgr.conf", mlet, "-s", "-n", "2")
     procs.append(xp)
     port = xp.port()
-    procs.extend(
-        EndpointProc(tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1", "--host-id", f"s{i}")
-        for i in range(2)
-    )
+    # s1 starts once s0 is done (it was handed to the singleton), so the order they are handed
+    # in is known (started together, whichever finishes its setup first goes first, and
+    # the lines' `started` is when each connected: the order could differ from that)
+    for i in range(2):
+        procs.append(
+            EndpointProc(
+                tmp_path, home, f"127.0.0.1:{port}", "--sessions", "1", "--host-id", f"s{i}"
+            )
+        )
+        if i == 0:
+            xp.wait_log(r"done 1, failed 0", timeout=60)
     assert xp.wait_exit(60) == 0, xp.text()
     out = xp.text()
     assert out.count("status      HTTP/1.0 200 OK") == 2
@@ -312,8 +319,9 @@ def test_singleton_mode_passes_every_endpoint_to_one_mlet(
     # the endpoints handed to it, in that order, as their own lines say
     handed = [(e["hostid"], e["status"]) for e in single["endpoints"]]
     assert sorted(handed) == [("s0", "done"), ("s1", "done")], single
+    assert [h for h, _ in handed] == ["s0", "s1"]
     order = [r["hostid"] for r in sorted(results, key=lambda r: r["started"])]
-    assert [h for h, _ in handed] == order
+    assert order == ["s0", "s1"]
     assert all(e["address"] == "127.0.0.1" for e in single["endpoints"])
     assert single["started"] <= min(r["started"] for r in results)
     assert single["finished"] >= max(r["finished"] for r in results)
