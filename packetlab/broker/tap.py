@@ -137,8 +137,7 @@ def _credentials(cfg: BrokerConfig) -> Any:
     once, for ever (BROKER-PROXY-OBSERVED.md §1.4)."""
     import time
 
-    from packetlab.ppks import CertType
-    from packetlab.tls import Credentials, TLSConfigError
+    from packetlab.tls import Credentials, TLSConfigError, agent_leaf_error
 
     assert cfg.private_key is not None
     hint = (
@@ -159,11 +158,9 @@ def _credentials(cfg: BrokerConfig) -> Any:
         raise usage.UsageError(f"{where}: broker agent certificate: {e}. {hint}") from None
     leaf = creds.leaf
     what = f"{cfg.origin('BrokerCertPath')}: broker agent certificate {', '.join(cfg.cert)}"
-    if leaf.cert_type is not CertType.AGENT:
-        raise usage.UsageError(
-            f"{what} is a {leaf.cert_type.label} certificate, not an agent certificate: "
-            f"every client checks the broker's certificate in agent mode and refuses it. {hint}"
-        )
+    wrong = agent_leaf_error(leaf, what, "client checks the broker's certificate")
+    if wrong is not None:
+        raise usage.UsageError(f"{wrong}. {hint}")
     now = time.time()
     if now > leaf.not_after:
         raise usage.UsageError(f"{what} expired at {_utc(leaf.not_after)}: clients refuse it.")

@@ -38,6 +38,7 @@ from packetlab.tls import (  # noqa: E402
     PPKSServerOptions,
     ServerEntry,
     TLSConfigError,
+    agent_leaf_error,
     chain_validity,
 )
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PROXY_SETUP_PORT  # noqa: E402
@@ -208,6 +209,15 @@ class Options(TapOptions):
                 f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "
                 f"and {AGENT_KEY}, or give --cert and --private-key)"
             ) from None
+        # Not an agent certificate: our managers check the proxy's in agent mode whatever
+        # their ProxyCertRootPath, so every registration would fail (it started silently).
+        wrong = agent_leaf_error(
+            self["credentials"].leaf,
+            f"{origin['cert'] if self['cert'] else cert}: proxy identity",
+            "manager checks the proxy's certificate",
+        )
+        if wrong is not None:
+            raise usage.UsageError(f"{wrong} (`pktlab init` writes {AGENT_CERT}.cert)")
         # An expired agent certificate: managers that check it (ProxyCertRootPath) refuse
         # every registration; the proxy used to start with it without a word.
         error, warning, _ = chain_validity(

@@ -5,7 +5,13 @@ message. See docs/tls.md."""
 from packetlab.ppks import AuthMode, generate_snikey, is_valid_snikey
 
 from .context import PeerPolicy, PPKSClientCreator, PPKSServerOptions
-from .credentials import Credentials, ServerEntry, TLSConfigError, chain_validity
+from .credentials import (
+    Credentials,
+    ServerEntry,
+    TLSConfigError,
+    agent_leaf_error,
+    chain_validity,
+)
 from .endpoints import PPKSClientEndpoint, PPKSServerEndpoint, PPKSTLSFactory, default_pending_max
 from .gate import PeerGate, peer_of
 from .peer import IPPKSPeerListener, PeerRefusal, PeerVerificationError, VerifiedPeer
@@ -28,6 +34,7 @@ __all__ = [
     "ServerEntry",
     "TLSConfigError",
     "VerifiedPeer",
+    "agent_leaf_error",
     "chain_validity",
     "default_pending_max",
     "gen_snikey",

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from packetlab.ppks import (
     AuthMode,
     Certificate,
+    CertType,
     PPKSError,
     load_certificates,
     raw_public_key,
@@ -179,6 +180,18 @@ def _utc(ts: int) -> str:
     import datetime
 
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def agent_leaf_error(leaf: Certificate, what: str, checker: str) -> str | None:
+    """An agent daemon's own leaf (the broker's, the proxy's) that is not an agent
+    certificate: the text saying so, for a refusal at start (`checker` names who checks
+    it: every such peer refuses it in the handshake, so starting would only spin them)."""
+    if leaf.cert_type is CertType.AGENT:
+        return None
+    return (
+        f"{what} is a {leaf.cert_type.label} certificate, not an agent certificate: "
+        f"every {checker} in agent mode and refuses it"
+    )
 
 
 def chain_validity(

@@ -293,3 +293,24 @@ def test_the_proxy_ports_are_bound_before_twistd_drops_privileges() -> None:
     assert ep.calls == 1 and "endpoints" in svc.listening
     svc.startService()
     assert ep.calls == 1
+
+
+@pytest.mark.parametrize("ctype", ["exppriv", "subcmd"])
+def test_a_certificate_other_than_an_agent_one_stops_the_proxy(
+    home: Path, tmp_path: Path, ctype: str
+) -> None:
+    """Was: the proxy started with it without a word (session 28, fresh28), and every
+    manager refused it in the handshake (ours check the proxy's chain in agent mode)."""
+    from packetlab.ppks import issue_certificate
+
+    h = PktlabHome.at(home)
+    key = h.private_key("k_prx")
+    cert = tmp_path / f"{ctype}.cert"
+    cert.write_bytes(issue_certificate(ctype, key, key, 0, 2**31 - 1).to_pem())
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--cert", str(cert))
+    assert str(e.value) == (
+        f"--cert: proxy identity is a {ctype} certificate, not an agent certificate: every "
+        "manager checks the proxy's certificate in agent mode and refuses it (`pktlab init` "
+        "writes agent_prx_prx.cert)"
+    )
