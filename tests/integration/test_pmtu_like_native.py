@@ -1,12 +1,14 @@
-"""Session 28 (icmp28): `pktlab run traceroute` beside traceroute 2.1.2 and iputils
-tracepath 20221126 on a 3-router chain whose r2-r3 link has an MTU of 1400 (IPv4 and
-IPv6). `-F` with a packetlen over the endpoint's own MTU: traceroute shows its kernel's
-local EMSGSIZE as `*  0.183 ms !F-1500` for each probe and ends (exit 0), ours failed the
-run (`could not send a 2000 byte probe`, exit 2). And `--mtu` finds the MTU tracepath's
-`Resume: pmtu N` reports, at the hop traceroute's `F=N` names.
+"""Session 28 (icmp28): `pktlab run traceroute` and `run ping` beside traceroute 2.1.2,
+iputils tracepath and ping 20221126 on a 3-router chain whose r2-r3 link has an MTU of
+1400 (IPv4 and IPv6). `-F` with a packetlen over the endpoint's own MTU: traceroute
+shows its kernel's local EMSGSIZE as `*  0.183 ms !F-1500` for each probe and ends (exit
+0), ours failed the run (`could not send a 2000 byte probe`, exit 2). `--mtu` finds the
+MTU tracepath's `Resume: pmtu N` reports, at the hop traceroute's `F=N` names. `ping -M
+do` over the endpoint's MTU: iputils' local errors (`+2 errors`, exit 1), ours failed the
+run (exit 2); ping6's after a "packet too big": ours lost the request its kernel refused.
 
-The route cache is flushed before each tool: a path MTU one learnt would be the other's
-start.
+Every node's route cache is flushed before each tool: a path MTU one run taught a kernel
+would be the next run's start.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ def narrow(testbed_factory: Callable[..., Testbed]) -> Testbed:
 
 
 def flushed(tb: Testbed) -> None:
-    for family in ("-4", "-6"):
-        tb.run("ep", ["ip", family, "route", "flush", "cache"])
+    """Every node's learnt path MTUs forgotten (tg's too: its replies cross the link)."""
+    for node in ("ep", "r1", "r2", "r3", "tg"):
+        for family in ("-4", "-6"):
+            tb.run(node, ["ip", family, "route", "flush", "cache"])
 
 
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
@@ -89,3 +93,28 @@ def test_mtu_discovery_finds_tracepaths_pmtu_where_traceroute_does(
     assert resume.groups() == ("1400", "4")
     r2 = re.escape(str(tb.addr("r2", family)))
     assert re.search(rf"^ 3:  {r2} .*pmtu 1400", path.stdout, re.M), path.stdout
+
+
+@pytest.mark.parametrize(
+    ("family", "size", "count"),
+    [(4, 1500, 2), (6, 1500, 2), (4, 1400, 3), (6, 1400, 3)],
+    ids=["ipv4-1500", "ipv6-1500", "ipv4-1400", "ipv6-1400"],
+)
+def test_pmtudisc_do_local_errors_as_iputils(
+    testbed_factory: Callable[..., Testbed], family: int, size: int, count: int
+) -> None:
+    """`-M do -s 1500`: every request over the interface's 1500, a local error each; `-s
+    1400`: the first answered "too big" by r2, the others local errors at 1400."""
+    tb = narrow(testbed_factory)
+    ns, tg = tb.netns_name("ep"), str(tb.addr("tg", family))
+    argv = ["-n", f"-{family}", "-M", "do", "-s", str(size), "-c", str(count), "-i", "0.2", tg]
+    flushed(tb)
+    theirs = native("ping", *argv, netns=ns)
+    flushed(tb)
+    ours = pktlab_run("ping", *argv, netns=ns)
+    assert ours.returncode == theirs.returncode == 1, ours.stderr
+    assert masked(ours.stdout) == masked(theirs.stdout)
+    assert f"{count} packets transmitted, 0 received, +{count} errors" in ours.stdout
+    mine = [x.removeprefix("pktlab run ") for x in ours.stderr.splitlines()]
+    assert mine == theirs.stderr.splitlines()
+    assert len(mine) == (count if size == 1500 else count - 1), mine
