@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # baselines that packetlab.measure compares with. The rest, one per line with its reason:
 APT_PACKAGES=(
     iproute2 libpcap0.8 traceroute scamper iputils-ping
+    iputils-tracepath                 # tracepath: the PMTU baseline beside run traceroute --mtu
     redis-server                      # broker scale-out (--store redis://) and its tests
     clang lld                         # pktlab monitor build: C monitors for wasm32
     proxychains4                      # pktlab wrap: TCP interception for non-SOCKS programs

@@ -265,7 +265,9 @@ class PingReport(Report):
             if not self.quiet:
                 self.write(self._flood_error(), end="")
         elif e.reply_type == "local-error":  # -M do, as ping's: on stderr
-            print(f"pktlab run ping: local error: message too long, mtu={e.mtu}", file=sys.stderr)
+            sep = ": " if ":" in e.addr else "="  # (ping6's words: `mtu: 1500`)
+            words = f"local error: message too long, mtu{sep}{e.mtu}"
+            print(f"pktlab run ping: {words}", file=sys.stderr)
         elif not self.quiet:
             line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"
             self._line(line, e.reply_recv_ns)

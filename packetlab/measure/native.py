@@ -254,7 +254,7 @@ def _parse_hop_line(ttl: int, rest: str, dst: str, v6: bool, method: str) -> lis
         if tok == "*":
             hops.append(Hop.timeout(ttl))
         elif tok.startswith("!"):
-            if not hops or hops[-1].addr is None:
+            if not hops or (hops[-1].addr is None and hops[-1].rtt_us is None):
                 raise NativeToolError(f"traceroute note {tok!r} without a reply at hop {ttl}")
             kind, code, icmp_type = _note_reply(tok, v6)
             said = _F_NOTE.fullmatch(tok)
@@ -265,6 +265,12 @@ def _parse_hop_line(ttl: int, rest: str, dst: str, v6: bool, method: str) -> lis
         elif (size := _F_SIZE.fullmatch(tok)) is not None and hops and hops[-1].addr:
             hops[-1] = dataclasses.replace(hops[-1], mtu=int(size.group(1)))
         elif _TR_RTT.match(tok) and i + 1 < len(tokens) and tokens[i + 1] == "ms":
+            if i > 0 and tokens[i - 1] == "*" and hops and hops[-1].addr is None:
+                # `*  0.183 ms !F-1500`: no address, an RTT: the local error of a probe its
+                # kernel refused (-F over the MTU), the note after it (`Hop.refused`)
+                hops[-1] = dataclasses.replace(hops[-1], rtt_us=float(tok) * 1000.0)
+                i += 2
+                continue
             if addr is None:
                 raise NativeToolError(f"traceroute RTT without an address at hop {ttl}")
             kind_s, code_v = _implied_reply(addr, dst, v6, method)

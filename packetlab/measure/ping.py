@@ -343,6 +343,11 @@ async def ping(
     run.dont_fragment = target.version == 4 and pmtudisc != "dont"
     run.fragments_ok = pmtudisc in ("want", "dont")
     run.fragment_mtu = fragment_mtu if run.fragments_ok else None
+    if not run.fragments_ok and fragment_mtu is not None:
+        # -M do over the route's MTU: ping's kernel refuses each request (`local error:
+        # message too long, mtu=1500`, counted as errors, exit 1); the run failed here
+        # (`could not send a 1528 byte echo request`, exit 2; session 28, icmp28)
+        run.local_mtu = fragment_mtu
     try:
         await run.send(count, interval, wait, stop)
         await run.collect(count, interval, wait, stop, linger_like_ping, ends_at_once)
@@ -803,6 +808,13 @@ class _PingRun:
                 self._resend(seq)
             else:
                 self.parked.add(seq)
+            return
+        if f.check(SendFailed) and not self.fragments_ok and self.local_mtu is not None:
+            # -M do, refused by the endpoint's kernel over the MTU a router named (IPv6
+            # raw sockets are held to path MTUs): ping's kernel's local error, counted;
+            # it was neither counted nor told (`2 packets transmitted, +2 errors` for 3)
+            self.in_flight -= 1
+            self._local_error(seq, self.due_ns.get(seq, 0))
             return
         if f.check(SessionClosed) and self.failure is None:
             self.failure = f.value

@@ -101,6 +101,15 @@ class Hop:
     def timeout(cls, ttl: int, *, probe_send_ns: int | None = None) -> Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
+    @classmethod
+    def refused(cls, ttl: int, mtu: int) -> Hop:
+        """A DF probe the endpoint's own kernel refused as longer than `mtu` (its route's
+        or a path MTU it learnt): no address, as traceroute -F shows its socket's local
+        EMSGSIZE (`*  0.183 ms !F-1500`). RTT 0: the probe never left (traceroute's is the
+        time until it read the error from its queue)."""
+        kind = str(ReplyKind.PACKET_TOO_BIG)
+        return cls(ttl=ttl, addr=None, rtt_us=0.0, reply_type=kind, next_mtu=mtu)
+
     def to_dict(self) -> dict[str, Any]:
         """The fields; `mtu`, `next_mtu`, `icmpext`, `tcp_flags` and `icmp_type` only when
         set (traceroute --mtu, !F, extensions, TCP replies, an unassigned ICMPv6 error)."""
@@ -331,6 +340,8 @@ def traceroute_line(
     for hop in hops:
         if hop.addr is None:
             line += " *"
+            if hop.reply_type is not None:  # refused by the endpoint's kernel (`Hop.refused`)
+                line += f"  {(hop.rtt_us or 0.0) / 1000:.3f} ms {hop_annotation(hop)}"
             continue
         ext = icmpext_text(hop.icmpext) if extensions and hop.icmpext else None
         if ext is None and tcp_info and hop.tcp_flags is not None:

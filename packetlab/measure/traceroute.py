@@ -151,7 +151,10 @@ async def traceroute(
     knows them) or of the common MTUs; the first hop answered at a new size has it in
     `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError;
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
-    longer than that without DF sent in fragments, as traceroute's kernel sends them.
+    longer than that without DF sent in fragments, as traceroute's kernel sends them;
+    with DF (and the default pace), a probe the endpoint refuses is then a hop
+    `Hop.refused` at that MTU (or a smaller one a "too big" named), no address, and the
+    trace ends there, as traceroute -F shows its kernel's local error (`*  0.2 ms !F-1500`).
     `flow_label` is the IPv6 probes' flow label (traceroute -l; ignored over IPv4, as
     traceroute ignores it). `tcp`: the TCP probes' flags, options and window (traceroute
     -T -O, `TcpFlavor`; default Linux's SYN as traceroute -T sends it, or a bare ACK for
@@ -266,6 +269,8 @@ async def traceroute(
             run.here, run.near = here, near
             if fragment_mtu is not None and not shape.dont_fragment:
                 run.rebuild, run.frag_mtu = rebuild, fragment_mtu
+            elif shape.dont_fragment:  # (-F: one the endpoint refuses is `* !F-MTU`)
+                run.df_mtu = fragment_mtu
             hops = await run.run(wait, pace, stop, squeries)
     except SendFailed:
         if length <= 1280:

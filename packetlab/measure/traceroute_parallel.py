@@ -64,6 +64,15 @@ class ParallelRun:
         self.rebuild: Callable[[int, int], Probe] | None = None
         self.frag_mtu: int | None = None
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
+        # DF probes (traceroute -F): the MTU the endpoint's kernel holds them to (its
+        # route's, lowered by a "too big" it heeded), when known; one it refuses is then
+        # a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local error
+        # (None: unknown, e.g. with --listen, and the refusal fails the run)
+        self.df_mtu: int | None = None
+        # probes so refused; their MTU is taken as each is told, in TTL order: the
+        # refusal's ntag may come before the "too big" (to an earlier probe) that taught
+        # the endpoint's kernel the MTU it refused it at
+        self.refused: set[int] = set()
         self.resent: set[int] = set()
         self.end = len(probes)  # probes past the TTL that ends the trace are not waited for
         self.here, self.near = HERE, NEAR  # traceroute -w's factors
@@ -88,8 +97,11 @@ class ParallelRun:
         if ends_trace(got[0]):
             self.end = min(self.end, end_of_ttl(self.probes, i))
         mtu = got[0].mtu or 0
-        if too_big(got[0]) and mtu >= MIN_MTU[got[0].src.version] and self.rebuild is not None:
-            self._learnt(mtu)
+        if too_big(got[0]) and mtu >= MIN_MTU[got[0].src.version]:
+            if self.rebuild is not None:
+                self._learnt(mtu)
+            if self.df_mtu is not None:
+                self.df_mtu = min(self.df_mtu, mtu)
         self.waker.poke()
 
     def _learnt(self, mtu: int) -> None:
@@ -239,6 +251,11 @@ class ParallelRun:
                 self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
             self.waker.poke()
             return
+        if self.df_mtu is not None:
+            self.refused.add(i)
+            self.end = min(self.end, end_of_ttl(self.probes, i))
+            self.waker.poke()
+            return
         assert f.value is not None
         self.unsent[i] = f.value
         self.waker.poke()
@@ -254,7 +271,9 @@ class ParallelRun:
             raise self.unsent[i]
         if i in self.parked and now >= local[i] + wait:
             raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
-        if i in self.answers and i in self.sent:
+        if i in self.refused and self.df_mtu is not None:
+            hop = Hop.refused(probe.ttl, self.df_mtu)
+        elif i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
                 probe.ttl,

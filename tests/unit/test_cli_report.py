@@ -191,6 +191,20 @@ def test_ping_text_names_errors_and_time_like_iputils(
     )
 
 
+@pytest.mark.parametrize(
+    ("src", "words"), [("10.0.0.9", "mtu=1500"), ("fd00::9", "mtu: 1500")], ids=["ipv4", "ipv6"]
+)
+def test_ping_local_error_in_pings_and_ping6s_words(
+    capsys: pytest.CaptureFixture[str], src: str, words: str
+) -> None:
+    """-M do over the MTU: iputils' `ping: local error: message too long, mtu=1500`,
+    ping6's `... mtu: 1500` (its own words; ours said `mtu=` for both; session 28)."""
+    dst = "fd00::3" if ":" in src else "10.0.0.3"
+    r = PingReport(Clock(), False, dst, name=None, count=1, size=1500)
+    r.error(PingError(1, src, "local-error", 0, 0, mtu=1500))
+    assert capsys.readouterr().err == f"pktlab run ping: local error: message too long, {words}\n"
+
+
 def test_ping_v6_header(capsys: pytest.CaptureFixture[str]) -> None:
     PingReport(Clock(), False, "::1", name=None, count=1, size=56).start("::1")
     assert capsys.readouterr().out == "PING ::1(::1) 56 data bytes\n"

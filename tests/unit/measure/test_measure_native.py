@@ -374,3 +374,18 @@ def test_an_unassigned_icmpv6_type_in_scampers_json_is_an_other_error() -> None:
     (r,) = native.parse_scamper_json(text)
     hop = r.hops[-1]
     assert (hop.ttl, hop.reply_type, hop.icmp_type, hop.code) == (2, "other-error", 100, 0)
+
+
+def test_a_probe_its_kernel_refused_reads_back_as_the_line_says() -> None:
+    """traceroute -F over the endpoint's MTU: `*  0.132 ms !F-1500`, no address, an RTT
+    and the note (its kernel's local EMSGSIZE), as ours prints a `Hop.refused`; was
+    `traceroute RTT without an address at hop 1` (session 28, icmp28)."""
+    from packetlab.measure.records_traceroute import traceroute_line
+
+    line = " 1  *  0.132 ms !F-1500 *  0.129 ms !F-1500 *"
+    text = "traceroute to 10.0.0.9 (10.0.0.9), 30 hops max, 2000 byte packets\n" + line + "\n"
+    hops = native.parse_traceroute(text).hops
+    assert [(h.addr, h.rtt_us, h.next_mtu) for h in hops] == [
+        (None, 132.0, 1500), (None, 129.0, 1500), (None, None, None),
+    ]  # fmt: skip
+    assert traceroute_line(1, hops) == line

@@ -13,6 +13,7 @@ from test_traceroute_fakes import (
     R14,
     R16,
     R24,
+    R26,
     TG4,
     TG6,
     RawRig,
@@ -388,6 +389,41 @@ def test_pmtudisc_do_a_request_sent_after_the_mtu_was_learnt_is_a_local_error() 
     )  # fmt: skip
     assert [e.reply_type for e in result.errors] == ["dest-unreachable"] + ["local-error"] * 2
     assert [len(m.data) for m in rig.endpoint.raw_sends] == [1428, 1428]  # the 2nd had left
+    assert result.sent == 3 and result.received == 0
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_pmtudisc_do_over_the_routes_mtu_is_a_local_error_each_time(v6: bool) -> None:
+    """ping -M do -s 1500 -c 2 (1528 / 1548 bytes over a 1500 byte interface): ping's
+    kernel refuses each request, `local error: message too long, mtu=1500` (ping6:
+    `mtu: 1500`), `2 packets transmitted, 0 received, +2 errors`, exit 1. Ours failed
+    the run: `could not send a 1528 byte echo request`, exit 2 (session 28, icmp28)."""
+    dst = TG6 if v6 else TG4
+    rig = RawRig([dst])
+    narrow_link(rig, 1500, 1500)
+    result = rig.run(
+        ping(rig.session, dst, count=2, interval=0.2, size=1500, pmtudisc="do",
+             fragment_mtu=1500)
+    )  # fmt: skip
+    assert [(e.reply_type, e.mtu) for e in result.errors] == [("local-error", 1500)] * 2
+    assert result.sent == 2 and result.received == 0 and rig.endpoint.raw_sends == []
+
+
+def test_pmtudisc_do_ipv6_a_request_its_kernel_refused_is_a_local_error() -> None:
+    """ping -6 -M do -s 1400 -c 3 -i 0.2 past a 1400 link: "packet too big" for the
+    first; the endpoint's kernel learns 1400 and refuses the second (an IPv6 raw socket
+    is held to path MTUs), the controller the third: ping6's two local errors, `3
+    packets transmitted, 0 received, +3 errors`. Ours dropped the refused one from
+    every count (`2 packets transmitted, +2 errors`; session 28, icmp28)."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=True)
+    result = rig.run(
+        ping(rig.session, TG6, count=3, interval=0.2, size=1400, pmtudisc="do",
+             fragment_mtu=1500)
+    )  # fmt: skip
+    assert [(e.reply_type, e.mtu) for e in result.errors] == [
+        ("packet-too-big", 1400), ("local-error", 1400), ("local-error", 1400),
+    ]  # fmt: skip
     assert result.sent == 3 and result.received == 0
 
 

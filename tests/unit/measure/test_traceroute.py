@@ -714,6 +714,57 @@ def test_frag_needed_is_shown_with_the_mtu_and_ends_the_trace() -> None:
         assert traceroute_line(2, result.hops[1:]).endswith("ms !F-1400")
 
 
+def test_a_df_probe_the_endpoint_refuses_is_a_local_frag_needed_as_traceroute_f() -> None:
+    """-F with packetlen 2000 over a 1500 byte link (IPv4 and IPv6): traceroute's kernel
+    refuses each probe (EMSGSIZE) and traceroute shows that local error,
+    ` 1  *  0.183 ms !F-1500 *  0.149 ms !F-1500 *  0.142 ms !F-1500`, and stops (exit
+    0); ours raised `could not send a 2000 byte probe` (exit 2; session 28, icmp28)."""
+    from packetlab.measure.records_traceroute import traceroute_line
+
+    for dst, path in ((TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])):
+        rig = RawRig(path)
+        narrow_link(rig, 1500, 1500)
+        result = rig.run(
+            traceroute(
+                rig.session,
+                dst,
+                pace=0.0,
+                queries=3,
+                packetlen=2000,
+                dont_fragment=True,
+                fragment_mtu=1500,
+            )
+        )
+        assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [(1, None, 1500)] * 3
+        assert traceroute_line(1, result.hops) == (
+            " 1  *  0.000 ms !F-1500 *  0.000 ms !F-1500 *  0.000 ms !F-1500"
+        )
+
+
+def test_df_probes_refused_after_a_too_big_name_the_mtu_it_taught() -> None:
+    """IPv6 -F packetlen 1450, a 1400 link past the first router: the first TTL-2 probe
+    is answered "packet too big" 1400, which the endpoint's kernel learns; it refuses the
+    other two, shown `*  0.000 ms !F-1400` (the MTU it refused them at), and the trace
+    ends with that TTL, as traceroute -F would show its local errors."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=True)
+    result = rig.run(
+        traceroute(
+            rig.session,
+            TG6,
+            pace=0.0,
+            queries=3,
+            packetlen=1450,
+            dont_fragment=True,
+            fragment_mtu=1500,
+        )
+    )
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, None, 1400), (2, None, 1400),
+    ]  # fmt: skip
+
+
 def test_long_probes_go_in_fragments_of_the_mtu_given() -> None:
     """packetlen over the endpoint's MTU (`fragment_mtu`, the in-process endpoint's route
     MTU): each probe leaves as fragments, the first tagged (its send time), as traceroute's
