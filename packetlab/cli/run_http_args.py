@@ -212,6 +212,17 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="as -L, and -u's credentials (and a -H Authorization or Cookie) also sent to "
         "the other hosts a redirect leads to, as curl",
     )  # fmt: skip
+    p.add_argument(
+        "--proto", metavar="PROTOCOLS",
+        help="the schemes a URL may have, as curl: comma-separated, each after + (allow), "
+        "- (deny) or = (only these), 'all' for every one (e.g. =https); another: curl's "
+        "(1) 'Protocol \"http\" not supported or disabled in libcurl', nothing sent",
+    )  # fmt: skip
+    p.add_argument(
+        "--proto-redir", metavar="PROTOCOLS",
+        help="as --proto, for the URLs -L's redirects lead to (from curl's default: "
+        "http, https, ftp, ftps), --proto's too",
+    )  # fmt: skip
     for code in (301, 302, 303):
         p.add_argument(
             f"--post{code}", action="append_const", dest="post30x", const=code, default=[],
@@ -599,7 +610,9 @@ NEXT = ("-:", "--next")
 
 def _groups(words: list[str], takes_value: Any) -> list[str]:
     """curl 7.88 ends a group of options at -:/--next only when it has a URL: a --next
-    before the group's first URL is passed over (`-w F --next URL` is one group)."""
+    before the group's first URL is passed over (`-w F --next URL` is one group). An
+    option's value that starts with a dash is joined to it (`--proto=-all,http`,
+    `-d-x`), as curl takes the next word whatever it is."""
     out: list[str] = []
     has_url, i = False, 0
     while i < len(words):
@@ -612,7 +625,11 @@ def _groups(words: list[str], takes_value: Any) -> list[str]:
             has_url = False
         elif word.startswith("-") and len(word) > 1:
             takes = "=" not in word and takes_value(word) and i + 1 < len(words)
-            out += words[i : i + 2] if takes else [word]
+            value = words[i + 1] if takes else ""
+            if value.startswith("-") and len(value) > 1:  # curl: the value all the same
+                out.append(f"{word}={value}" if word.startswith("--") else word + value)
+            else:  # (argparse would take `--proto -all,http`'s value for an option)
+                out += words[i : i + 2] if takes else [word]
             i += 1 if takes else 0
         else:
             out.append(word)

@@ -36,11 +36,14 @@ from packetlab.cli.run_http_body import (
 )
 from packetlab.cli.run_http_files import _check_output, _save, transfers
 from packetlab.cli.run_http_opts import (
+    CURL_PROTOCOLS,
+    REDIR_PROTOCOLS,
     HeaderDump,
     byte_range,
     connect_to_entries,
     curl_warning,
     custom_request_note,
+    protocols,
     referer,
     resolve_entries,
     time_cond,
@@ -623,7 +626,11 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
                  request_target=args.request_target,
                  auth_scheme=auth_scheme(args.auth_schemes),
-                 tr_encoding=args.tr_encoding, netrc=_netrc(args))  # fmt: skip
+                 tr_encoding=args.tr_encoding, netrc=_netrc(args),
+                 protocols=None if args.proto is None else protocols(
+                     args.proto, CURL_PROTOCOLS, warn),
+                 redir_protocols=None if args.proto_redir is None else protocols(
+                     args.proto_redir, REDIR_PROTOCOLS, warn, "--proto-redir"))  # fmt: skip
 
 
 def _netrc(args: argparse.Namespace) -> Any:

@@ -306,6 +306,7 @@ async def _fetch(
     challenge: tuple[list[tuple[str, str]], str, int] | None = None
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
+    redirected = False  # a Location followed: --proto-redir's too
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
@@ -320,6 +321,15 @@ async def _fetch(
                                            cert=own[0].client_cert)  # fmt: skip
         if sink.http not in ("1.0", "1.1") and (current.scheme == "https" or sink.http):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
+        if not _allowed(own[0], current.scheme, redirected):  # curl: (1), nothing sent
+            said = f'Protocol "{current.scheme}" not supported or disabled in libcurl'
+            info(sink.trace, said)
+            info(sink.trace, "Closing connection -1")
+            option = "--proto-redir" if redirected else "--proto"
+            result.error = f"{option}: {current.scheme}:// not allowed"
+            result.exitcode, result.said = 1, said
+            result.url_effective = current.effective
+            break
         hop = _Hop(current, method or kind)
         if sink.on_hop is not None:
             sink.on_hop(hop)
@@ -425,6 +435,7 @@ async def _fetch(
             result.exitcode, result.said = 47, f"Maximum ({max_redirs}) redirects followed"
             break
         result.num_redirects += 1
+        redirected = True
         creds = creds and "//" not in location.split("?", 1)[0]
         if sink.trace is not None:  # (curl's URL holds -u's: not our url_effective, a record's)
             shown = target.written
@@ -466,6 +477,13 @@ def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
              "using defaults")  # fmt: skip
         return None
     return field_bytes(got[0]), field_bytes(got[1])
+
+
+def _allowed(asked: Asked, scheme: str, redirected: bool) -> bool:
+    """curl's --proto (every URL) and --proto-redir (a redirect's, besides) allow it."""
+    if asked.protocols is not None and scheme not in asked.protocols:
+        return False
+    return not redirected or asked.redir_protocols is None or scheme in asked.redir_protocols
 
 
 def _add(sums: dict[str, int], hop: _Hop) -> None:

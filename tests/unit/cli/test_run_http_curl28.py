@@ -1,0 +1,118 @@
+"""curl 7.88.1's --proto and --proto-redir in `pktlab run http` (session 28, http28): each
+pinned from what curl did against a raw loopback server
+(tests/integration/test_http_curl28.py compares the two side by side). Before, ours did
+not know these options (exit 2, `unrecognized arguments`), and an option's value that
+starts with a dash (`--proto -all,http`, `-d -x`) was argparse's `expected one
+argument` (2) where curl takes it."""
+
+from __future__ import annotations
+
+import pytest
+from test_http_redirects import response
+from test_run_http_curl import run
+
+from packetlab.cli.run import RunError
+from packetlab.cli.run_http_opts import CURL_PROTOCOLS, REDIR_PROTOCOLS, protocols
+
+SAID = 'Protocol "http" not supported or disabled in libcurl'
+
+
+def _answer(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """/rel: a 302 to /ok (http://, the same server); /ok: 200 ok."""
+    if target == "/rel":
+        return response(302, b"", Location="/ok")
+    return response(200, b"ok")
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "allowed"),
+    [
+        ("=https", CURL_PROTOCOLS, {"https"}),
+        ("-http", CURL_PROTOCOLS, CURL_PROTOCOLS - {"http"}),
+        ("-all,http", CURL_PROTOCOLS, {"http"}),
+        ("-all,+HTTPS", CURL_PROTOCOLS, {"https"}),  # (no case, as curl's)
+        ("=http,bogus", CURL_PROTOCOLS, {"http"}),  # warned, passed over
+        ("=ws", CURL_PROTOCOLS, set()),  # an unknown name with =: the set emptied
+        ("-=http", CURL_PROTOCOLS, {"http"}),  # the last modifier counts
+        ("http,,https", REDIR_PROTOCOLS, REDIR_PROTOCOLS),  # empty tokens skipped
+        ("-all", CURL_PROTOCOLS, set()),
+        ("all", REDIR_PROTOCOLS, CURL_PROTOCOLS),
+        ("=http", REDIR_PROTOCOLS, {"http"}),
+    ],
+)
+def test_protocols_read_as_curls_proto2num(text: str, start: frozenset[str],
+                                           allowed: set[str]) -> None:  # fmt: skip
+    warned: list[str] = []
+    assert protocols(text, start, warned.append) == allowed
+    bogus = [t.lstrip("+-=") for t in text.split(",") if t.lstrip("+-=").lower() in ("bogus", "ws")]
+    assert warned == [f"unrecognized protocol '{t}'" for t in bogus]
+
+
+@pytest.mark.parametrize("text", ["=", "+", "http,-", "*http"])
+def test_protocols_of_modifiers_only_are_curls_bad_use(text: str) -> None:
+    with pytest.raises(RunError, match="is badly used here"):
+        protocols(text, CURL_PROTOCOLS, print)
+
+
+def test_proto_refuses_the_urls_scheme_before_anything_is_sent() -> None:
+    # curl 7.88.1 --proto =https http://...: (1), nothing sent, %{http_code} 000
+    came: list[str] = []
+
+    def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        came.append(target)
+        return _answer(method, target, headers, body)
+
+    code, _, out, err, records = run(
+        "-s", "-S", "--proto", "=https", "-w", "%{http_code} %{exitcode} %{errormsg}\n",
+        "http://192.0.2.80/ok", handler=answer,
+    )  # fmt: skip
+    assert code == 1 and came == []
+    assert out == f"000 1 {SAID}\n".encode()
+    assert "--proto: http:// not allowed" in err
+    assert records[0]["exitcode"] == 1
+
+
+@pytest.mark.parametrize("given", [("--proto", "-all,http"), ("--proto", "-=http")])
+def test_a_value_starting_with_a_dash_is_the_options_as_curl(given: tuple[str, ...]) -> None:
+    # argparse said `argument --proto: expected one argument` (2); curl takes the word
+    code, _, out, err, _ = run("-s", *given, "-w", "%{http_code}\n", "http://192.0.2.80/ok",
+                               handler=_answer)  # fmt: skip
+    assert code == 0, err
+    assert out == b"ok200\n"
+
+
+def test_data_starting_with_a_dash_is_sent_as_curl() -> None:
+    code, _, out, err, _ = run("-s", "-d", "-x", "-w", "", "http://192.0.2.80/echo")
+    assert code == 0, err
+    assert b'"body": "-x"' in out
+
+
+def test_proto_redir_refuses_the_redirects_scheme_after_the_302() -> None:
+    # curl: %{http_code} 302, %{num_redirects} 1, %{url_effective} the Location's URL
+    code, _, out, err, _ = run(
+        "-s", "-S", "-L", "--proto-redir", "=https",
+        "-w", "%{http_code} %{exitcode} %{num_redirects} %{url_effective}\n",
+        "http://192.0.2.80/rel", handler=_answer,
+    )  # fmt: skip
+    assert code == 1
+    assert out == b"302 1 1 http://192.0.2.80/ok\n"
+    assert "--proto-redir: http:// not allowed" in err
+    # --proto-redir =http lets it through; --proto's set counts for a redirect too
+    code, _, out, _, _ = run("-s", "-L", "--proto-redir", "=http", "-w", " %{http_code}\n",
+                             "http://192.0.2.80/rel", handler=_answer)  # fmt: skip
+    assert (code, out) == (0, b"ok 200\n")
+    code, _, out, _, _ = run("-s", "-L", "--proto", "=http", "--proto-redir", "=https",
+                             "-w", "%{http_code}\n", "http://192.0.2.80/rel",
+                             handler=_answer)  # fmt: skip
+    assert (code, out) == (1, b"302\n")
+
+
+def test_proto_lines_in_verbose_and_unknown_names_warned_as_curl() -> None:
+    code, _, _, err, _ = run("-v", "--proto", "=https,bogus", "-w", "",
+                             "http://192.0.2.80/ok", handler=_answer)  # fmt: skip
+    assert code == 1
+    assert err.startswith("Warning: unrecognized protocol 'bogus'\n")
+    assert f"* {SAID}\n* Closing connection -1\n" in err
+    _, _, _, err, _ = run("-s", "--proto", "bogus", "-w", "", "http://192.0.2.80/ok",
+                          handler=_answer)  # fmt: skip
+    assert err == ""  # -s: no warning, as curl's
