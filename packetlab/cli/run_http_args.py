@@ -503,6 +503,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         "transfer is ahead (the server sees the TCP window close), sends wait",
     )  # fmt: skip
     p.add_argument(
+        "-Y", "--speed-limit", metavar="BYTES", type=_count, default=0,
+        help="end a transfer slower than BYTES per second for --speed-time seconds "
+        "(default 30), as curl: its (28) 'Operation too slow' [default: 0, none]",
+    )  # fmt: skip
+    p.add_argument(
+        "-y", "--speed-time", metavar="S", type=_count, default=0,
+        help="with -Y: the seconds the speed may stay under -Y's [default: 30, as curl; "
+        "without -Y: no effect, as curl 7.88]",
+    )  # fmt: skip
+    p.add_argument(
         "--max-filesize", metavar="BYTES", type=_size,
         help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
         "an error before its body, curl 7.88's 63 (a body of unknown length is not "
@@ -667,8 +677,8 @@ class _NextAction(argparse.Action):
 
 
 def _count(text: str) -> int:
-    """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
-    words when not)."""
+    """--retry N, --retry-delay S, --retry-max-time S, -Y, -y: a whole number, 0 or more
+    (curl's words when not)."""
     if text.strip().lstrip("-").isdigit() and text.strip().startswith("-"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
     if not text.strip().isdigit():

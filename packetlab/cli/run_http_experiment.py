@@ -630,7 +630,9 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  protocols=None if args.proto is None else protocols(
                      args.proto, CURL_PROTOCOLS, warn),
                  redir_protocols=None if args.proto_redir is None else protocols(
-                     args.proto_redir, REDIR_PROTOCOLS, warn, "--proto-redir"))  # fmt: skip
+                     args.proto_redir, REDIR_PROTOCOLS, warn, "--proto-redir"),
+                 speed_limit=(args.speed_limit, args.speed_time or 30) if args.speed_limit
+                 else None)  # fmt: skip
 
 
 def _netrc(args: argparse.Namespace) -> Any:

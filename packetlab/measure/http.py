@@ -74,6 +74,7 @@ from packetlab.measure.http_message import (
 )
 from packetlab.measure.http_netrc import Netrc, NetrcError
 from packetlab.measure.http_rate import Pace, rbufsz_for
+from packetlab.measure.http_speed import LowSpeed, TooSlow
 from packetlab.measure.http_tls import (
     CertificateMismatch,
     TlsLink,
@@ -311,7 +312,7 @@ async def _fetch(
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
                    own[0].limit_rate, None if insecure else cafile or ca_file(),
-                   own[0].local_address)  # fmt: skip
+                   own[0].local_address, own[0].speed_limit)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -546,6 +547,7 @@ class _Route:
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
     local: bool = False  # each new connection's own address read (Asked.local_address)
+    speed: tuple[int, int] | None = None  # -Y/-y (Asked.speed_limit)
 
     def names_host(self, u: Url) -> bool:
         """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
@@ -781,6 +783,8 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     session = route.session
     pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
     conn.pace = pace
+    if route.speed is not None:  # -Y/-y: from the exchange's first read (the request's)
+        conn.slow = LowSpeed(*route.speed, lambda: hop.body_len + hop.uploaded)
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
                     route.follows, route.pool, (until, route.connect_timeout),
@@ -794,6 +798,7 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
             pace.release()
             if conn.pace is pace:
                 conn.pace = None
+        conn.slow = None
 
 
 def _rate(conn: _Conn) -> int:
@@ -890,6 +895,11 @@ async def _over(
         hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
         info(sink.trace, hop.said)
         hop.told = True
+    except TooSlow as e:  # curl: (28) Operation too slow (-Y/-y)
+        hop.error = (f"too slow: under {e.limit} bytes/s from {conn.server} for {e.time} s "
+                     f"({hop.body_len} body bytes received; -Y/-y)")  # fmt: skip
+        hop.exitcode, hop.said, hop.told = 28, e.said, True
+        info(sink.trace, e.said)
     except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
         hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)

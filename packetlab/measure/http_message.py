@@ -223,6 +223,8 @@ class Asked:
     # another is curl's (1) before anything is sent
     protocols: frozenset[str] | None = None
     redir_protocols: frozenset[str] | None = None
+    # -Y/-y: (LIMIT bytes/s, TIME s): a hop under LIMIT for TIME s is curl's (28)
+    speed_limit: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """`pktlab run http` beside curl 7.88.1 where they differed before session 28 (http28):
---proto and --proto-redir (unknown options before), and an option's value that starts
-with a dash (argparse's `expected one argument` before). Each command line run by
+--proto, --proto-redir, -Y/--speed-limit and -y/--speed-time (unknown options before),
+and an option's value that starts with a dash (argparse's `expected one argument`
+before). Each command line run by
 /usr/bin/curl and by ours (`-A x`, `--curl-exit-codes` for ours) against the same raw
 loopback server, which records each request's head; the requests, stdout (-w), stderr's
 warnings and the exit status compared."""
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +39,19 @@ class Recorder:
     def _answer(self, conn: socket.socket, head: bytes) -> bool:
         self.heads.append(head)
         path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+        if path == b"/silent":  # no answer (until the client goes)
+            conn.settimeout(15)
+            conn.recv(1)
+            return False
+        if path == b"/trickle":  # a byte every 0.25 s: 4 B/s for 2.5 s
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            for _ in range(10):
+                time.sleep(0.25)
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return False
+            return True
         conn.sendall(ANSWERS.get(path, ANSWERS[b"/ok"]))
         return True
 
@@ -63,7 +78,7 @@ def _both(server: Recorder, *args: str) -> list[tuple[int, bytes, list[str], lis
         p = subprocess.run([*argv, "-A", "x", "--no-progress-meter", *words],
                            capture_output=True, timeout=60, env=env)  # fmt: skip
         # curl's own lines: its warnings and -v's; ours adds a line in its words
-        mine = ("Warning: ", "* Protocol", "* Closing connection -1")
+        mine = ("Warning: ", "* Protocol", "* Closing connection -1", "* Operation too")
         told = [line for line in p.stderr.decode().splitlines() if line.startswith(mine)]
         seen.append((p.returncode, p.stdout, told, list(server.heads)))
     return seen
@@ -110,3 +125,25 @@ def test_proto_badly_used_as_curl(server: Recorder, value: str) -> None:
     curl, ours = _both(server, "--proto", value, "URL/ok")
     assert curl[0] == ours[0] == 2
     assert curl[3] == ours[3] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-Y", "1", "-y", "1", "URL/silent"),
+        ("-Y", "1", "-y", "1", "URL/trickle"),  # 4 B/s: over the limit
+        ("-Y", "100", "-y", "1", "URL/trickle"),
+        ("-Y", "100", "-y", "1", "-L", "URL/rel"),
+        ("-y", "1", "URL/trickle"),  # -y alone: no check (curl 7.88)
+        ("-Y", "1k", "URL/ok"),
+        ("-y", "-1", "URL/ok"),
+        ("-v", "-Y", "100", "-y", "1", "URL/trickle"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_speed_limit_as_curl(server: Recorder, args: tuple[str, ...]) -> None:
+    # the outcome and curl's words, not the moment (curl samples at wall-clock seconds)
+    curl, ours = _both(server, "-w", "%{http_code} %{exitcode} %{errormsg}\\n", *args)
+    assert ours[0] == curl[0] and ours[3] == curl[3]
+    assert ours[1].lstrip(b"xok") == curl[1].lstrip(b"xok")  # (how many body bytes: not)
+    assert ours[2] == curl[2]

@@ -116,3 +116,33 @@ def test_proto_lines_in_verbose_and_unknown_names_warned_as_curl() -> None:
     _, _, _, err, _ = run("-s", "--proto", "bogus", "-w", "", "http://192.0.2.80/ok",
                           handler=_answer)  # fmt: skip
     assert err == ""  # -s: no warning, as curl's
+
+
+def test_speed_limit_ends_a_stalled_transfer_as_curl() -> None:
+    # curl 7.88.1 -Y 1 -y 3 against a server that answers after 20 s: (28) after 3 s,
+    # "Operation too slow. ..."; ours: "unrecognized arguments: -Y" (2) before
+    from test_http_redirects import Server
+
+    w = "%{http_code} %{exitcode} %{errormsg}\n"
+    code, _, out, err, _ = run("-s", "-S", "-Y", "1", "-y", "3", "-w", w,
+                                     "http://192.0.2.80/ok",
+                                     server=lambda: Server(_answer, delay=20))  # fmt: skip
+    assert code == 1
+    said = "Operation too slow. Less than 1 bytes/sec transferred the last 3 seconds"
+    assert out == f"000 28 {said}\n".encode()  # (not -m's: "Operation timed out ...")
+    assert "too slow: under 1 bytes/s from 192.0.2.80:80 for 3 s" in err
+    # -y alone: no check, as curl 7.88's; -Y alone: 30 s, as curl's (the answer at 20 s)
+    for given in (("-y", "3"), ("-Y", "1")):
+        code, _, out, _, _ = run("-s", *given, "-w", "%{http_code}\n", "http://192.0.2.80/ok",
+                                 server=lambda: Server(_answer, delay=20))  # fmt: skip
+        assert (code, out) == (0, b"ok200\n")
+
+
+@pytest.mark.parametrize("given", [("-Y", "1k"), ("-y", "2.5"), ("-Y", "-1")])
+def test_speed_options_are_whole_numbers_as_curl(
+    given: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        run(*given, "http://192.0.2.80/ok")
+    assert e.value.code == 2
+    assert "numerical parameter" in capsys.readouterr().err
