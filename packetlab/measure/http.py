@@ -801,6 +801,17 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
         conn.slow = None
 
 
+async def _given_up(session: EndpointSession, last: int | None) -> int | None:
+    """When a hop that timed out (-m, -Y/-y) ended, on the endpoint's clock (read now: a
+    control round trip's half after): curl's time_total runs to its end, not to the last
+    byte that came (ours was 0 for a server that never answered)."""
+    try:
+        now = await read_time(session)
+    except Exception:  # (the session ended: the last byte's time, as before)
+        return last
+    return now if last is None else max(last, now)
+
+
 def _rate(conn: _Conn) -> int:
     """--limit-rate's rate on `conn` (0: none): an HTTP/2 connection holds each stream
     to it (`http2_exchange._StreamPace`), not the socket."""
@@ -895,11 +906,13 @@ async def _over(
         hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
         info(sink.trace, hop.said)
         hop.told = True
+        hop.last = await _given_up(session, hop.last)
     except TooSlow as e:  # curl: (28) Operation too slow (-Y/-y)
         hop.error = (f"too slow: under {e.limit} bytes/s from {conn.server} for {e.time} s "
                      f"({hop.body_len} body bytes received; -Y/-y)")  # fmt: skip
         hop.exitcode, hop.said, hop.told = 28, e.said, True
         info(sink.trace, e.said)
+        hop.last = await _given_up(session, hop.last)
     except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
         hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)

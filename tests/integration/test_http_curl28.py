@@ -147,3 +147,18 @@ def test_speed_limit_as_curl(server: Recorder, args: tuple[str, ...]) -> None:
     assert ours[0] == curl[0] and ours[3] == curl[3]
     assert ours[1].lstrip(b"xok") == curl[1].lstrip(b"xok")  # (how many body bytes: not)
     assert ours[2] == curl[2]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("-m", "1", "URL/silent"), ("-m", "1", "URL/trickle"), ("-Y", "1", "-y", "1", "URL/silent")],
+    ids=lambda a: " ".join(a),
+)
+def test_time_total_of_a_timeout_as_curl(server: Recorder, args: tuple[str, ...]) -> None:
+    # curl: the time to the give-up (1 s, -Y's up to a second later); ours was 0 for the
+    # silent server and the last byte's time (0.25 s) for the trickle
+    curl, ours = _both(server, "-s", "-w", "\\n%{exitcode} %{time_total}", *args)
+    for seen in (curl, ours):
+        exitcode, total = seen[1].split(b"\n")[-1].split()
+        assert exitcode == b"28"
+        assert 0.9 <= float(total) < 2.5  # (ours: the endpoint's stamps, from its start)

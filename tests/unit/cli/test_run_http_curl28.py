@@ -146,3 +146,17 @@ def test_speed_options_are_whole_numbers_as_curl(
         run(*given, "http://192.0.2.80/ok")
     assert e.value.code == 2
     assert "numerical parameter" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", [("-m", "2"), ("-Y", "1", "-y", "2")])
+def test_time_total_of_a_timeout_runs_to_its_end_as_curl(given: tuple[str, ...]) -> None:
+    # curl 7.88.1 -m 2 (or -Y 1 -y 2) against a server that never answers in time:
+    # %{time_total} 2.0; ours was 0 (no byte came: no last byte's stamp)
+    from test_http_redirects import Server
+
+    code, _, out, _, _ = run("-s", *given, "-w", "%{exitcode} %{time_total}\n",
+                             "http://192.0.2.80/ok",
+                             server=lambda: Server(_answer, delay=20))  # fmt: skip
+    exitcode, total = out.decode().split()
+    assert (code, exitcode) == (1, "28")
+    assert 2.0 <= float(total) < 2.1
