@@ -160,3 +160,31 @@ def test_time_total_of_a_timeout_runs_to_its_end_as_curl(given: tuple[str, ...])
     exitcode, total = out.decode().split()
     assert (code, exitcode) == (1, "28")
     assert 2.0 <= float(total) < 2.1
+
+
+def test_each_retried_try_has_its_error_line_as_curl() -> None:
+    # curl 7.88.1 --retry 2 -f against a 503: `curl: (22) ...` before each `Warning:
+    # Problem ...` line and after the last try; ours printed its line for the last only
+    seen: list[str] = []
+
+    def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        seen.append(target)
+        return response(503, b"bad", Connection="close")
+
+    code, _, out, err, records = run("--retry", "2", "--retry-delay", "1", "-f", "-w",
+                                     "%{http_code}\n", "http://192.0.2.80/x",
+                                     handler=answer)  # fmt: skip
+    assert (code, out, len(seen), len(records)) == (1, b"503\n", 3, 1)
+    line = "pktlab run http: http://192.0.2.80/x: the server answered 503 X (--fail)"
+    assert err.splitlines() == [
+        line, "Warning: Problem : HTTP error. Will retry in 1 seconds. 2 retries left.",
+        line, "Warning: Problem : HTTP error. Will retry in 1 seconds. 1 retries left.",
+        line,
+    ]  # fmt: skip
+    # -s: none; -s -S: the error lines alone, as curl's
+    _, _, _, err, _ = run("-s", "--retry", "1", "--retry-delay", "1", "-f", "-w", "",
+                          "http://192.0.2.80/x", handler=answer)  # fmt: skip
+    assert err == ""
+    _, _, _, err, _ = run("-s", "-S", "--retry", "1", "--retry-delay", "1", "-f", "-w", "",
+                          "http://192.0.2.80/x", handler=answer)  # fmt: skip
+    assert err.splitlines() == [line, line]
