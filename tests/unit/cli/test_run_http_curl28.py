@@ -188,3 +188,18 @@ def test_each_retried_try_has_its_error_line_as_curl() -> None:
     _, _, _, err, _ = run("-s", "-S", "--retry", "1", "--retry-delay", "1", "-f", "-w", "",
                           "http://192.0.2.80/x", handler=answer)  # fmt: skip
     assert err.splitlines() == [line, line]
+
+
+def test_speed_limit_over_http2_as_over_http1() -> None:
+    # the same check on an h2c stream (--http2-prior-knowledge): the answer after 20 s
+    from http_fake import H2Server
+
+    code, _, out, _, _ = run("-s", "--http2-prior-knowledge", "-Y", "1", "-y", "3", "-w",
+                             "%{exitcode} %{errormsg}\n", "http://192.0.2.80/",
+                             server=lambda: H2Server(delay=20))  # fmt: skip
+    said = "Operation too slow. Less than 1 bytes/sec transferred the last 3 seconds"
+    assert (code, out) == (1, f"28 {said}\n".encode())
+    code, _, out, _, _ = run("-s", "--http2-prior-knowledge", "-Y", "1", "-y", "3", "-w",
+                             " %{exitcode}\n", "http://192.0.2.80/",
+                             server=lambda: H2Server(delay=2))  # fmt: skip
+    assert code == 0 and out.endswith(b" 0\n")
