@@ -212,6 +212,17 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="as -L, and -u's credentials (and a -H Authorization or Cookie) also sent to "
         "the other hosts a redirect leads to, as curl",
     )  # fmt: skip
+    p.add_argument(
+        "--proto", metavar="PROTOCOLS",
+        help="the schemes a URL may have, as curl: comma-separated, each after + (allow), "
+        "- (deny) or = (only these), 'all' for every one (e.g. =https); another: curl's "
+        "(1) 'Protocol \"http\" not supported or disabled in libcurl', nothing sent",
+    )  # fmt: skip
+    p.add_argument(
+        "--proto-redir", metavar="PROTOCOLS",
+        help="as --proto, for the URLs -L's redirects lead to (from curl's default: "
+        "http, https, ftp, ftps), --proto's too",
+    )  # fmt: skip
     for code in (301, 302, 303):
         p.add_argument(
             f"--post{code}", action="append_const", dest="post30x", const=code, default=[],
@@ -492,6 +503,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         "transfer is ahead (the server sees the TCP window close), sends wait",
     )  # fmt: skip
     p.add_argument(
+        "-Y", "--speed-limit", metavar="BYTES", type=_count, default=0,
+        help="end a transfer slower than BYTES per second for --speed-time seconds "
+        "(default 30), as curl: its (28) 'Operation too slow' [default: 0, none]",
+    )  # fmt: skip
+    p.add_argument(
+        "-y", "--speed-time", metavar="S", type=_count, default=0,
+        help="with -Y: the seconds the speed may stay under -Y's [default: 30, as curl; "
+        "without -Y: no effect, as curl 7.88]",
+    )  # fmt: skip
+    p.add_argument(
         "--max-filesize", metavar="BYTES", type=_size,
         help="a response whose Content-Length is over BYTES (k, M, G: KiB, MiB, GiB) is "
         "an error before its body, curl 7.88's 63 (a body of unknown length is not "
@@ -599,7 +620,9 @@ NEXT = ("-:", "--next")
 
 def _groups(words: list[str], takes_value: Any) -> list[str]:
     """curl 7.88 ends a group of options at -:/--next only when it has a URL: a --next
-    before the group's first URL is passed over (`-w F --next URL` is one group)."""
+    before the group's first URL is passed over (`-w F --next URL` is one group). An
+    option's value that starts with a dash is joined to it (`--proto=-all,http`,
+    `-d-x`), as curl takes the next word whatever it is."""
     out: list[str] = []
     has_url, i = False, 0
     while i < len(words):
@@ -612,7 +635,11 @@ def _groups(words: list[str], takes_value: Any) -> list[str]:
             has_url = False
         elif word.startswith("-") and len(word) > 1:
             takes = "=" not in word and takes_value(word) and i + 1 < len(words)
-            out += words[i : i + 2] if takes else [word]
+            value = words[i + 1] if takes else ""
+            if value.startswith("-") and len(value) > 1:  # curl: the value all the same
+                out.append(f"{word}={value}" if word.startswith("--") else word + value)
+            else:  # (argparse would take `--proto -all,http`'s value for an option)
+                out += words[i : i + 2] if takes else [word]
             i += 1 if takes else 0
         else:
             out.append(word)
@@ -650,8 +677,8 @@ class _NextAction(argparse.Action):
 
 
 def _count(text: str) -> int:
-    """--retry N, --retry-delay S, --retry-max-time S: a whole number, 0 or more (curl's
-    words when not)."""
+    """--retry N, --retry-delay S, --retry-max-time S, -Y, -y: a whole number, 0 or more
+    (curl's words when not)."""
     if text.strip().lstrip("-").isdigit() and text.strip().startswith("-"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
     if not text.strip().isdigit():

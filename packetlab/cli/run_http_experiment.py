@@ -36,11 +36,14 @@ from packetlab.cli.run_http_body import (
 )
 from packetlab.cli.run_http_files import _check_output, _save, transfers
 from packetlab.cli.run_http_opts import (
+    CURL_PROTOCOLS,
+    REDIR_PROTOCOLS,
     HeaderDump,
     byte_range,
     connect_to_entries,
     curl_warning,
     custom_request_note,
+    protocols,
     referer,
     resolve_entries,
     time_cond,
@@ -352,7 +355,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                     sink.write(b"".join(result.raw_headers))
                 except OSError as e:
                     result.error = result.error or f"writing {path}: {e.strerror or e}"
-            if not await again(session, retry, result, sink):
+            if not await again(session, retry, result, sink, url):
                 break
         failed = failing is not None and failing.failed and result.error is None
         # curl makes an empty -o file for an empty body, never for a 304 (a -z condition
@@ -445,9 +448,12 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
             fail=args.fail,
         )
 
-    async def again(session: Any, retry: Any, result: Any, sink: Output | None) -> bool:
+    async def again(session: Any, retry: Any, result: Any, sink: Output | None,
+                    url: str) -> bool:  # fmt: skip
         """--retry: whether to fetch the URL again, after curl's warning and wait (a
-        file's bytes thrown away, as curl's; stdout's stay)."""
+        file's bytes thrown away, as curl's; stdout's stay). A try that failed and is
+        repeated gets its error line first (with -w, as the last try's), as curl prints
+        each try's `curl: (N) ...` before its warning."""
         from twisted.internet.task import deferLater
 
         from packetlab.cli.run_http_retry import retry_after, transient
@@ -459,6 +465,13 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                         args.retry_all_errors)  # fmt: skip
         now = session.reactor.seconds()
         wait, text = retry.next(why, retry_after(result.headers, time.time()), now)
+        error = result.error
+        if error is None and failed:
+            answer = f"{result.status} {result.reason or ''}".strip()
+            error = f"the server answered {answer} (--fail)"
+        told = fmt is not None and (not args.silent or args.show_error)  # (as the last's)
+        if wait is not None and error is not None and told:
+            print(f"pktlab run http: {url}: {error}", file=stderr, flush=True)
         if text is not None and not args.silent:  # curl's words (-s: none, as curl's)
             print(curl_warning(text), end="", file=stderr, flush=True)
         if wait is None or progress.stopping:
@@ -623,7 +636,13 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
                  request_target=args.request_target,
                  auth_scheme=auth_scheme(args.auth_schemes),
-                 tr_encoding=args.tr_encoding, netrc=_netrc(args))  # fmt: skip
+                 tr_encoding=args.tr_encoding, netrc=_netrc(args),
+                 protocols=None if args.proto is None else protocols(
+                     args.proto, CURL_PROTOCOLS, warn),
+                 redir_protocols=None if args.proto_redir is None else protocols(
+                     args.proto_redir, REDIR_PROTOCOLS, warn, "--proto-redir"),
+                 speed_limit=(args.speed_limit, args.speed_time or 30) if args.speed_limit
+                 else None)  # fmt: skip
 
 
 def _netrc(args: argparse.Namespace) -> Any:

@@ -160,6 +160,47 @@ def time_cond(text: str, warn: Callable[[str], object]) -> tuple[str, int] | Non
     return field, int(when)
 
 
+# curl 7.88.1's protocols (Debian 12's build, `curl --version`): the names --proto and
+# --proto-redir know; the redirect default is libcurl's (CURLOPT_REDIR_PROTOCOLS)
+CURL_PROTOCOLS = frozenset(
+    {"dict", "file", "ftp", "ftps", "gopher", "gophers", "http", "https", "imap", "imaps",
+     "ldap", "ldaps", "mqtt", "pop3", "pop3s", "rtmp", "rtsp", "scp", "sftp", "smb", "smbs",
+     "smtp", "smtps", "telnet", "tftp"}
+)  # fmt: skip
+REDIR_PROTOCOLS = frozenset({"http", "https", "ftp", "ftps"})
+
+
+def protocols(text: str, start: frozenset[str], warn: Callable[[str], object],
+              option: str = "--proto") -> frozenset[str]:  # fmt: skip
+    """--proto / --proto-redir PROTOCOLS as curl 7.88.1's proto2num reads it, from
+    `start` (all of curl's, or the redirect default): comma-separated names (no case,
+    empty ones skipped), each after modifiers + (allow), - (deny), = (only this; the
+    last modifier counts), `all` for every one; an unknown name warned about (and with =
+    it still empties the set, as curl's). A token of modifiers only: curl's 2."""
+    allowed = set(start)
+    for token in (t for t in text.split(",") if t):
+        action = "+"
+        while token[:1] and not token[:1].isalnum():
+            if token[0] not in "+-=":
+                break
+            action, token = token[0], token[1:]
+        if not token or not token[:1].isalnum():  # curl: PARAM_BAD_USE
+            raise RunError(f"option {option}: is badly used here (curl's words)")
+        name = token.lower()
+        if name == "all":
+            allowed = set() if action == "-" else set(CURL_PROTOCOLS)
+            continue
+        if action == "=":
+            allowed = set()
+        if name not in CURL_PROTOCOLS:
+            warn(f"unrecognized protocol '{token}'")
+        elif action == "-":
+            allowed.discard(name)
+        else:
+            allowed.add(name)
+    return frozenset(allowed)
+
+
 def referer(text: str | None) -> tuple[str | None, bool]:
     """-e URL, -e 'URL;auto', -e ';auto' as curl reads it: (the Referer to send or None,
     whether each redirect hop sends the URL it came from). What follows ;auto is

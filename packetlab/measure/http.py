@@ -74,6 +74,7 @@ from packetlab.measure.http_message import (
 )
 from packetlab.measure.http_netrc import Netrc, NetrcError
 from packetlab.measure.http_rate import Pace, rbufsz_for
+from packetlab.measure.http_speed import LowSpeed, TooSlow
 from packetlab.measure.http_tls import (
     CertificateMismatch,
     TlsLink,
@@ -306,11 +307,12 @@ async def _fetch(
     challenge: tuple[list[tuple[str, str]], str, int] | None = None
     began: int | None = None  # with -Z: before the wait for a first connection (pipewait)
     last_hop: _Hop | None = None
+    redirected = False  # a Location followed: --proto-redir's too
     sums = dict.fromkeys(("namelookup", "connect", "tls", "pretransfer", "first"), 0)
     route = _Route(session, connect_to, family, timeout, connect_timeout, sink, recorder,
                    follow, pool, own[0].resolve, own[0].connect,
                    own[0].limit_rate, None if insecure else cafile or ca_file(),
-                   own[0].local_address)  # fmt: skip
+                   own[0].local_address, own[0].speed_limit)  # fmt: skip
     while True:
         if current.scheme == "https" and current.scheme not in ctxs:
             alpn = {"1.1": [b"http/1.1"], "1.0": [b"http/1.0"]}.get(
@@ -320,6 +322,15 @@ async def _fetch(
                                            cert=own[0].client_cert)  # fmt: skip
         if sink.http not in ("1.0", "1.1") and (current.scheme == "https" or sink.http):
             import_module("packetlab.measure.http2")  # before the hop starts, not in its times
+        if not _allowed(own[0], current.scheme, redirected):  # curl: (1), nothing sent
+            said = f'Protocol "{current.scheme}" not supported or disabled in libcurl'
+            info(sink.trace, said)
+            info(sink.trace, "Closing connection -1")
+            option = "--proto-redir" if redirected else "--proto"
+            result.error = f"{option}: {current.scheme}:// not allowed"
+            result.exitcode, result.said = 1, said
+            result.url_effective = current.effective
+            break
         hop = _Hop(current, method or kind)
         if sink.on_hop is not None:
             sink.on_hop(hop)
@@ -425,6 +436,7 @@ async def _fetch(
             result.exitcode, result.said = 47, f"Maximum ({max_redirs}) redirects followed"
             break
         result.num_redirects += 1
+        redirected = True
         creds = creds and "//" not in location.split("?", 1)[0]
         if sink.trace is not None:  # (curl's URL holds -u's: not our url_effective, a record's)
             shown = target.written
@@ -466,6 +478,13 @@ def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
              "using defaults")  # fmt: skip
         return None
     return field_bytes(got[0]), field_bytes(got[1])
+
+
+def _allowed(asked: Asked, scheme: str, redirected: bool) -> bool:
+    """curl's --proto (every URL) and --proto-redir (a redirect's, besides) allow it."""
+    if asked.protocols is not None and scheme not in asked.protocols:
+        return False
+    return not redirected or asked.redir_protocols is None or scheme in asked.redir_protocols
 
 
 def _add(sums: dict[str, int], hop: _Hop) -> None:
@@ -528,6 +547,7 @@ class _Route:
     rate: int = 0  # --limit-rate (bytes/s)
     cafile: str | None = None  # the CA file certificates are verified with (None: -k)
     local: bool = False  # each new connection's own address read (Asked.local_address)
+    speed: tuple[int, int] | None = None  # -Y/-y (Asked.speed_limit)
 
     def names_host(self, u: Url) -> bool:
         """Whether a --connect-to (or http_get's `connect_to`) names the host a hop to `u`
@@ -763,6 +783,8 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     session = route.session
     pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
     conn.pace = pace
+    if route.speed is not None:  # -Y/-y: from the exchange's first read (the request's)
+        conn.slow = LowSpeed(*route.speed, lambda: hop.body_len + hop.uploaded)
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
                     route.follows, route.pool, (until, route.connect_timeout),
@@ -776,6 +798,18 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
             pace.release()
             if conn.pace is pace:
                 conn.pace = None
+        conn.slow = None
+
+
+async def _given_up(session: EndpointSession, last: int | None) -> int | None:
+    """When a hop that timed out (-m, -Y/-y) ended, on the endpoint's clock (read now: a
+    control round trip's half after): curl's time_total runs to its end, not to the last
+    byte that came (ours was 0 for a server that never answered)."""
+    try:
+        now = await read_time(session)
+    except Exception:  # (the session ended: the last byte's time, as before)
+        return last
+    return now if last is None else max(last, now)
 
 
 def _rate(conn: _Conn) -> int:
@@ -872,6 +906,13 @@ async def _over(
         hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
         info(sink.trace, hop.said)
         hop.told = True
+        hop.last = await _given_up(session, hop.last)
+    except TooSlow as e:  # curl: (28) Operation too slow (-Y/-y)
+        hop.error = (f"too slow: under {e.limit} bytes/s from {conn.server} for {e.time} s "
+                     f"({hop.body_len} body bytes received; -Y/-y)")  # fmt: skip
+        hop.exitcode, hop.said, hop.told = 28, e.said, True
+        info(sink.trace, e.said)
+        hop.last = await _given_up(session, hop.last)
     except HeadTooLarge as e:  # curl: (27) a line over 100 KiB, (56) over 300 KiB in all
         hop.error, hop.exitcode, hop.status = str(e), e.exitcode, e.status
     except StreamError as e:  # HTTP/2's H2Error: curl's 16 (framing), 92 (a stream reset)

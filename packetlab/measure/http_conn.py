@@ -19,6 +19,7 @@ from packetlab.controller import (
     deferred_api,
 )
 from packetlab.measure.http_rate import Pace, StreamPace
+from packetlab.measure.http_speed import LowSpeed
 from packetlab.measure.http_tls import TlsLink
 from packetlab.measure.http_url import Url
 from packetlab.measure.stream import (
@@ -70,6 +71,7 @@ class _Conn:
     closed: bool = False
     broken: bool = False
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
+    slow: LowSpeed | None = None  # -Y/-y: the exchange's speed check (one at a time)
     # --limit-rate over HTTP/2: each stream's upload on its own (by stream id)
     uploads: dict[int, StreamPace] = field(default_factory=dict)
     h2_timer: Any = None  # (an IDelayedCall) the next paced chunk's pump
@@ -339,10 +341,22 @@ async def _read(
         return conn.tls.last, plain, closed
     if conn.pace is not None and conn.h2 is not None:
         conn.pace.release()  # HTTP/2 (an h2c Upgrade's 101): each stream's window paces
-    if conn.pace is not None and conn.h2 is None:
-        chunk = await conn.pace.recv(deadline)
-    else:
-        chunk = await conn.stream.recv(max(deadline - session.reactor.seconds(), 0.0))
+    clock = session.reactor
+    slow = conn.slow if conn.active == 1 else None  # (-Z over one h2 connection: none)
+    while True:
+        until = deadline
+        if slow is not None:  # -Y/-y: raises TooSlow
+            slow.check(clock.seconds())
+            until = min(deadline, slow.next_check(clock.seconds()))
+        try:
+            if conn.pace is not None and conn.h2 is None:
+                chunk = await conn.pace.recv(until)
+            else:
+                chunk = await conn.stream.recv(max(until - clock.seconds(), 0.0))
+            break
+        except StreamTimeout:
+            if until >= deadline:
+                raise
     if conn.tls is not None:
         plain, closed = conn.tls.feed(chunk)
         return chunk, plain, closed

@@ -219,6 +219,12 @@ class Asked:
     # --netrc, --netrc-file, --netrc-optional (http_netrc.Netrc): without -u, each hop's
     # credentials from the file for its host (--location-trusted: the first URL's host)
     netrc: Netrc | None = None
+    # --proto, --proto-redir: the schemes a URL (and a redirect's) may have (None: any);
+    # another is curl's (1) before anything is sent
+    protocols: frozenset[str] | None = None
+    redir_protocols: frozenset[str] | None = None
+    # -Y/-y: (LIMIT bytes/s, TIME s): a hop under LIMIT for TIME s is curl's (28)
+    speed_limit: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

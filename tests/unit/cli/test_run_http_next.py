@@ -18,7 +18,9 @@ def takes(option: str) -> bool:
 def test_groups_as_curl_reads_them() -> None:
     assert _groups(["--next", "--next", "U"], takes) == ["U"]
     assert _groups(["-w", "F", "--next", "U"], takes) == ["-w", "F", "U"]
-    assert _groups(["U", "-:", "-o", "-:", "V"], takes) == ["U", "-:", "-o", "-:", "V"]
+    # -o's value "-:" is no group's end; joined to it (session 28), as argparse would
+    # otherwise take "-:" for the option -: and say -o `expected one argument`
+    assert _groups(["U", "-:", "-o", "-:", "V"], takes) == ["U", "-:", "-o-:", "V"]
     assert _groups(["U", "--", "--next"], takes) == ["U", "--", "--next"]
 
 
