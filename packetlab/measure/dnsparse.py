@@ -79,6 +79,10 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
         result.reply_qname = msg.question[0].name.to_text()  # (the same name but its case)
     if len(wire) >= 12 and not msg.flags & dns.flags.TC:
         pos, _, _, cut = _walk(wire)
+        if not cut and _fewer(msg, wire):  # a record's data cut short: read up to it
+            fault = rdata_fault(wire)
+            if fault is not None and fault[0] == "short":
+                pos, cut = fault[2], True
         result.extra_bytes = len(wire) - pos
         # what parsed of a message cut short, or with a TSIG out of its place, as dig shows
         # it (BIND's best effort)
@@ -93,6 +97,13 @@ def _fill(result: DnsResult, msg: dns.message.Message, wire: bytes) -> None:
         if option.get("cookie") == "bad":  # dig's process_cookie, before it prints the reply
             sent = result.cookie or b""
             result.notes.append(COOKIE_MISMATCH if len(sent) >= 8 else COOKIE_SHORT)
+
+
+def _fewer(msg: dns.message.Message, wire: bytes) -> bool:
+    """Whether `msg` holds fewer records than its header counts (one record an RRset)."""
+    held = sum(len(rrset) for rrset in [*msg.answer, *msg.authority, *msg.additional])
+    held += (msg.opt is not None) + (msg.tsig is not None)
+    return held < sum(struct.unpack(">3H", wire[6:12]))
 
 
 MALFORMED_NOTE = "Warning: Message parser reports malformed message packet."
@@ -222,7 +233,9 @@ def _with_big_tsig_errors(wire: bytes, parse: Any) -> dns.message.Message | None
 
 
 def _walk(
-    wire: bytes, heads: list[tuple[int, int, int, int]] | None = None
+    wire: bytes,
+    heads: list[tuple[int, int, int, int]] | None = None,
+    starts: list[int] | None = None,
 ) -> tuple[int, int, tuple[int, int, int, int], bool]:
     """Where BIND's parser stops in `wire` (12 bytes at least): (its position, the start
     of the record it stopped in, the records read whole per section, whether it ran out
@@ -231,7 +244,7 @@ def _walk(
     bytes at end" is the rest). A label of an unknown type stops it too (not cut short:
     then the message is bad, whatever it says). `heads`, when given, gets (section, index
     in it, the offset of its TYPE field, its CLASS) of each record read whole (not the
-    question's)."""
+    question's); `starts` the offset where each of them begins."""
     counts = struct.unpack(">4H", wire[4:12])
     done = [0, 0, 0, 0]
     end = len(wire)
@@ -293,6 +306,8 @@ def _walk(
             if heads is not None and section:
                 cls = struct.unpack(">H", wire[after + 2 : after + 4])[0]
                 heads.append((section, done[section], after, cls))
+                if starts is not None:
+                    starts.append(pos)
             pos = after + fixed + data
             done[section] += 1
     return pos, pos, (done[0], done[1], done[2], done[3]), False
@@ -376,6 +391,9 @@ def _parse(
             else:
                 kept = _best_effort(wire)
                 if kept is None:
+                    fault = rdata_fault(wire)
+                    if fault is not None and fault[0] == "long":
+                        why = "extra input data"  # BIND's DNS_R_EXTRADATA (dnspython's own)
                     raise _Malformed(why, wire) from None
                 msg = kept
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
@@ -513,12 +531,62 @@ def _parse_signed(wire: bytes) -> dns.message.Message | None:
         return _with_misplaced_tsigs(wire)
 
 
+#: how far past a record's RDLENGTH its data is tried (zeros) to tell data cut short
+#: within its RDLENGTH (BIND: unexpected end) from data that is wrong (a name is at most
+#: 255 bytes; SOA's fixed fields 20)
+_RDATA_REACH = 300
+
+
+def _reads(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
+    try:
+        kind = dns.rdataclass.RdataClass.make(cls), dns.rdatatype.RdataType.make(rtype)
+        dns.rdata.from_wire(*kind, wire, at, size)
+    except (dns.exception.DNSException, ValueError, IndexError, struct.error):
+        return False
+    return True
+
+
+def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] | None:
+    """The first record whose data BIND's rdata parser refuses within its RDLENGTH (the
+    records themselves read whole, `_walk`): ("short", its start, its data's start, the
+    records read whole before it per section) when the data needs more bytes than its
+    RDLENGTH (BIND's fromwire: ISC_R_UNEXPECTEDEND, which dig's best effort keeps the
+    records before, "N extra bytes at end" from its data on: a TXT string or an SOA past
+    the end of its data, an A of 3 bytes); ("long", ...) when a shorter RDLENGTH would
+    read (DNS_R_EXTRADATA, `extra input data`: an A of 5 bytes); None when each reads,
+    or its fault is neither. OPT and TSIG are read elsewhere."""
+    heads: list[tuple[int, int, int, int]] = []
+    starts: list[int] = []
+    _walk(wire, heads, starts)
+    done = [struct.unpack(">H", wire[4:6])[0], 0, 0, 0]  # (the question read whole, heads)
+    for (section, _, at, cls), start in zip(heads, starts, strict=True):
+        rtype, _, _, size = struct.unpack(">HHIH", wire[at : at + 10])
+        data = at + 10
+        if rtype in (dns.rdatatype.OPT, dns.rdatatype.TSIG) or _reads(cls, rtype, wire, data, size):
+            done[section] += 1
+            continue
+        before = (done[0], done[1], done[2], done[3])
+        ahead = wire[: data + size] + bytes(_RDATA_REACH)
+        if any(_reads(cls, rtype, ahead, data, size + n) for n in range(1, _RDATA_REACH)):
+            return "short", start, data, before
+        if any(_reads(cls, rtype, wire, data, n) for n in range(size)):
+            return "long", start, data, before
+        return None
+    return None
+
+
 def _best_effort(wire: bytes) -> dns.message.Message | None:
-    """A message cut short after its question (a record or the OPT ends early), as BIND's
-    parser keeps it for dig: the records read whole (its header's counts stay the wire's
-    in DnsResult.counts), or None when it is not merely cut short."""
+    """A message cut short after its question (a record or the OPT ends early), or with a
+    record whose data is cut short within its RDLENGTH (`rdata_fault`), as BIND's parser
+    keeps it for dig: the records read whole before it (its header's counts stay the
+    wire's in DnsResult.counts), or None when it is not merely cut short."""
     _, start, done, cut = _walk(wire)
     counts = struct.unpack(">4H", wire[4:12])
+    if not cut and done[0] == counts[0]:
+        fault = rdata_fault(wire)
+        if fault is not None and fault[0] == "short":
+            _, start, _, done = fault
+            cut = True
     if not cut or done[0] != counts[0]:
         return None
     try:
