@@ -20,6 +20,7 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.wire
 
 from packetlab.measure.dnsquery import CO_BIT, COOKIE, opcode_text
 from packetlab.measure.dnsresult import DnsAnswer, DnsResult
@@ -394,6 +395,8 @@ def _parse(
                     fault = rdata_fault(wire)
                     if fault is not None and fault[0] == "long":
                         why = "extra input data"  # BIND's DNS_R_EXTRADATA (dnspython's own)
+                    elif fault is not None and fault[0] == "formerr":
+                        why = "FORMERR"  # BIND's DNS_R_FORMERR
                     raise _Malformed(why, wire) from None
                 msg = kept
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
@@ -531,10 +534,28 @@ def _parse_signed(wire: bytes) -> dns.message.Message | None:
         return _with_misplaced_tsigs(wire)
 
 
+_RAN_OUT = str(dns.exception.FormError())  # dnspython's parser ran out of data
 #: how far past a record's RDLENGTH its data is tried (zeros) to tell data cut short
 #: within its RDLENGTH (BIND: unexpected end) from data that is wrong (a name is at most
 #: 255 bytes; SOA's fixed fields 20)
 _RDATA_REACH = 300
+
+
+#: types whose data BIND's fromwire refuses as FORMERR (not cut short: no best effort)
+#: once their fixed head is there: head bytes, or -1 for a name first (NSEC's next name)
+_FORMERR_HEAD: dict[int, int] = {
+    dns.rdatatype.EUI48: 0,
+    dns.rdatatype.EUI64: 0,
+    dns.rdatatype.X25: 0,
+    dns.rdatatype.NSEC3PARAM: 0,
+    dns.rdatatype.NSEC3: 0,
+    dns.rdatatype.HIP: 0,
+    dns.rdatatype.SSHFP: 2,
+    dns.rdatatype.AMTRELAY: 2,
+    dns.rdatatype.WKS: 5,
+    dns.rdatatype.CSYNC: 6,
+    dns.rdatatype.NSEC: -1,
+}
 
 
 def _reads(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
@@ -546,6 +567,37 @@ def _reads(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
     return True
 
 
+def _ran_out(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
+    """Whether dnspython's parser ran out of a record's data while it read it (BIND's
+    unexpected end), not data left over past what it read (BIND's extra input data: the
+    same FormError, raised as the restricted parser closes)."""
+    parser = dns.wire.Parser(wire, at)
+    kind = dns.rdataclass.RdataClass.make(cls), dns.rdatatype.RdataType.make(rtype)
+    ran_out = False
+    # (not returned from within: the restricted parser's close raises for data left,
+    # suppressed here once the flag is set)
+    errors = (dns.exception.DNSException, ValueError, IndexError, struct.error)
+    with contextlib.suppress(*errors), parser.restrict_to(size):
+        try:
+            dns.rdata.from_wire_parser(*kind, parser)
+        except dns.exception.FormError as e:
+            ran_out = type(e) is dns.exception.FormError and str(e) == _RAN_OUT
+    return ran_out
+
+
+def _formerr(rtype: int, wire: bytes, at: int, size: int) -> bool:
+    head = _FORMERR_HEAD.get(rtype)
+    if head is None:
+        return False
+    if head >= 0:
+        return size >= head
+    try:  # a name first: FORMERR once it ends within the data
+        _, used = dns.name.from_wire(wire[: at + size], at)
+    except dns.exception.DNSException:
+        return False
+    return used <= size
+
+
 def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] | None:
     """The first record whose data BIND's rdata parser refuses within its RDLENGTH (the
     records themselves read whole, `_walk`): ("short", its start, its data's start, the
@@ -553,8 +605,12 @@ def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] 
     RDLENGTH (BIND's fromwire: ISC_R_UNEXPECTEDEND, which dig's best effort keeps the
     records before, "N extra bytes at end" from its data on: a TXT string or an SOA past
     the end of its data, an A of 3 bytes); ("long", ...) when a shorter RDLENGTH would
-    read (DNS_R_EXTRADATA, `extra input data`: an A of 5 bytes); None when each reads,
-    or its fault is neither. OPT and TSIG are read elsewhere."""
+    read (DNS_R_EXTRADATA, `extra input data`: an A of 5 bytes); ("formerr", ...) for
+    the types BIND refuses as FORMERR past their head (`_FORMERR_HEAD`: an SSHFP whose
+    fingerprint is not its type's length, an EUI48 not of 6 bytes); None when each
+    reads, or its fault is none of these. OPT and TSIG are read elsewhere. Compared
+    with dig 9.18.49 on 196 records (49 types, each one byte short, one byte long, one
+    byte alone, empty; docs/dns.md "Session 28")."""
     heads: list[tuple[int, int, int, int]] = []
     starts: list[int] = []
     _walk(wire, heads, starts)
@@ -566,6 +622,10 @@ def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] 
             done[section] += 1
             continue
         before = (done[0], done[1], done[2], done[3])
+        if _formerr(rtype, wire, data, size):
+            return "formerr", start, data, before
+        if _ran_out(cls, rtype, wire, data, size):
+            return "short", start, data, before
         ahead = wire[: data + size] + bytes(_RDATA_REACH)
         if any(_reads(cls, rtype, ahead, data, size + n) for n in range(1, _RDATA_REACH)):
             return "short", start, data, before

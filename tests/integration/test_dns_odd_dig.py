@@ -55,7 +55,9 @@ CASES = [
     # session 28 (dns28): a record's data cut short within its RDLENGTH (BIND's best
     # effort: the records before it, "N extra bytes at end"), or too long for its type
     ["+nocookie", "r16-056162.odd", "r6-000000000000.odd", "r1-010203.odd", "r28-00.odd",
-     "r15-0001.odd", "r1-0102030405.odd", "r16-0361626303.odd", "r2-03616263.odd"],
+     "r15-0001.odd", "r1-0102030405.odd", "r16-0361626303.odd", "r2-03616263.odd",
+     "r64-00010000.odd", "r257-.odd", "r108-0000000000.odd", "r44-0101ab.odd",
+     "r47-01610000.odd", "r2-01610000.odd"],
     ["+nocookie", "+nobesteffort", "r16-056162.odd", "+short", "r6-000000000000.odd"],
 ]  # fmt: skip
 

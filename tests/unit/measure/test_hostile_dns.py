@@ -104,6 +104,35 @@ def test_a_record_s_data_cut_short_within_its_rdlength_is_best_effort_as_dig() -
     assert r.error_kind == "malformed" and r.reason == "extra input data"
 
 
+@pytest.mark.parametrize(
+    ("rtype", "data", "said"),
+    [
+        (2, b"\x01a\x00\x00", "extra input data"),  # NS, a byte past its name
+        (64, b"\x00\x01\x00\x00", None),  # SVCB, a key cut short: best effort
+        (257, b"", None),  # CAA, empty: cut short (dnspython refuses zeros too)
+        (108, bytes(5), "FORMERR"),  # EUI48 not of 6 bytes
+        (44, b"\x01\x01\xab", "FORMERR"),  # SSHFP of a SHA-1 of one byte
+        (44, b"\x01", None),  # SSHFP without its head: cut short
+        (47, b"\x01a\x00\x00\x07", "FORMERR"),  # NSEC, its bitmap cut
+    ],
+    ids=["ns-long", "svcb-short", "caa-empty", "eui48", "sshfp", "sshfp-head", "nsec"],
+)
+def test_record_data_faults_in_bind_s_words(rtype: int, data: bytes, said: str | None) -> None:
+    """Beside dig 9.18.49 (session 28): data cut short is best effort (None here), data
+    left over BIND's `extra input data`, and a few types' FORMERR past their head."""
+    q = dns.message.make_query("f.test.", "A")
+    wire = q.to_wire()
+    head = _header(wire, (1, 1, 0, 0)) + _question(wire)
+    bad = head + b"\xc0\x0c" + struct.pack(">HHIH", rtype, 1, 60, len(data)) + data
+    if said is None:
+        msg = _parse(q, bad)
+        assert msg is not None and not msg.answer
+        return
+    with pytest.raises(_Malformed) as e:
+        _parse(q, bad)
+    assert e.value.reason == said
+
+
 def test_huge_counts_with_no_records_are_the_header_alone_at_once() -> None:
     rig = Rig()
     rig.endpoint.udp_servers[SERVER] = lambda q: [
