@@ -443,9 +443,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                 if o.nssearch:  # dig +nssearch: the zone's NS, each one's SOA
                     await _nssearch(session, servers, name, out, **asked)
                     continue
-                names = switches.search_names(name, o)
+                names, origins = switches.search_plan(name, o)
                 showsearch = bool(getattr(args, "showsearch", False))
-                await _search(session, servers, names, qtype, out, showsearch, **asked)
+                await _search(session, servers, names, qtype, out, showsearch, origins, **asked)
 
     return pcapout.recording(args, recorder, run)
 

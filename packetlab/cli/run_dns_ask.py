@@ -150,15 +150,20 @@ async def _search(
     qtype: str,
     emit: Emit,
     show: bool,
+    origins: int = 0,
     **options: Any,
 ) -> Any:
-    """dig +search: each of `names` (`search_names`) while the answer is NXDOMAIN; the
+    """dig +search: each of `names` (`search_plan`) while the answer is NXDOMAIN; the
     last answer emitted, those before it only with +showsearch (each marked
     `search_step`: dig prints its whole banner again before the next). A name asked as
-    given first (`search_names`' "") whose answer is NXDOMAIN is marked `stats_twice`:
-    dig 9.18 prints its statistics twice then."""
+    given first (`search_plan`'s "") whose answer is NXDOMAIN is marked `stats_twice`:
+    dig 9.18 prints its statistics twice then. One of the first `origins` (asked under
+    a search domain) whose answer is neither NOERROR nor NXDOMAIN (REFUSED, SERVFAIL)
+    is marked `stats_none`: dig 9.18's recv_done prints a reply's statistics only when
+    it is NOERROR or the lookup has no search domain (or in its NXDOMAIN branch)."""
     as_is_first = names[1:] == [""]
     names = [n for n in names if n]
+    i = 0
     for i, name in enumerate(names):
         result = await _ask(session, servers, name, qtype, **options)
         if result.rcode != "NXDOMAIN" or i == len(names) - 1:
@@ -168,6 +173,8 @@ async def _search(
     record = result.to_dict()
     if as_is_first and result.rcode == "NXDOMAIN":
         record["stats_twice"] = True
+    if i < origins and result.rcode not in (None, "NOERROR", "NXDOMAIN"):
+        record["stats_none"] = True
     emit(record)
     return result
 

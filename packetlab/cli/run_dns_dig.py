@@ -38,6 +38,10 @@ class DigText:
         self.args = args
         self.bannered: argparse.Namespace | None = None  # whose banner was shown last
         self.tsig_failures = False  # a reply's TSIG did not verify (dig: every later says so)
+        # whose first lookup has ended (a record not a +showsearch step): dig keeps the
+        # banner (its lookup's cmdline) for the first lookup's search names only
+        self.looked_up: argparse.Namespace | None = None
+        self.banner_line = False  # the banner again after a later -f line's search step
 
     @property
     def view(self) -> argparse.Namespace:
@@ -96,8 +100,8 @@ class DigText:
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
-        first = self.bannered is None
-        self.bannered = view
+        first = self.bannered is None and not self.banner_line
+        self.bannered, self.banner_line = view, False
         if not always and (not self.cmd or (self.short and not failed)):
             return []
         from packetlab import __version__
@@ -122,6 +126,10 @@ class DigText:
     def __call__(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
+        ended = self.looked_up  # before this record
+        searched = ended is _base_of(self.view)
+        if not r.get("search_step"):
+            self.looked_up = _base_of(self.view)
         if getattr(self.view, "yaml", False):
             return "\n".join(self.yaml(r)) or None
         if r.get("xfr"):
@@ -170,8 +178,11 @@ class DigText:
         if self.trace:
             return "\n".join([*lines, *self.trace_step(r)])
         lines += self.message(r, self.xfr_show() if r["qtype"] == "IXFR" else None)  # +notcp
-        if r.get("search_step"):  # dig +showsearch: the next lookup's whole banner again
-            self.bannered = None
+        # dig +showsearch: the next lookup's whole banner again, in the first lookup only
+        # (dig.c gives the cmdline to the first lookup, requeue_lookup to its next names)
+        if r.get("search_step") and not searched:
+            # dig's banner again: whole in the run's first lookup, a later -f line's one line
+            self.bannered, self.banner_line = None, ended is not None
         return "\n".join(lines) if lines else None
 
     def badcookie_lines(self, r: Record) -> list[str]:
@@ -420,7 +431,7 @@ class DigText:
             lines += [";; TSIG PSEUDOSECTION:", *body, ""] if comments else body
         if r.get("sent"):  # dig +qr's query: its size, not the statistics
             return [*lines, f";; QUERY SIZE: {r['size']}", ""] if show["stats"] else lines
-        twice = 2 if r.get("stats_twice") else 1
+        twice = 2 if r.get("stats_twice") else 0 if r.get("stats_none") else 1
         if show["stats"]:
             lines += self.stats(r, f";; MSG SIZE  rcvd: {r['size']}") * twice
         elif getattr(self.view, "identify", False):  # dig +identify +nostats

@@ -142,25 +142,37 @@ def query_value(at: argparse.Namespace, key: str, value: str, word: str) -> None
 
 
 def search_names(name: str, args: argparse.Namespace) -> list[str]:
+    """The names dig 9.18 asks for `name`, in order: `search_plan`'s."""
+    return search_plan(name, args)[0]
+
+
+def search_plan(name: str, args: argparse.Namespace) -> tuple[list[str], int]:
     """The names dig 9.18 asks for `name`, in order (+search, +domain, +ndots; dig's
-    usesearch, domainopt and ndots are globals: the command line's): with fewer dots
-    than ndots (resolv.conf's `options ndots:N`, default 1), the name in each domain of
-    the search list (resolv.conf's `search`/`domain`, this host's as dig reads them;
-    +domain=D: D alone), then as given; else as given, first, and the search list never
-    (`[name, ""]`: dig prints such a name's NXDOMAIN statistics twice); absolute: as
-    given only. The next is asked only after an NXDOMAIN."""
+    usesearch, domainopt and ndots are globals: the command line's), and how many of
+    the first are asked under a search domain (dig's lookup->origin set): with fewer
+    dots than ndots (resolv.conf's `options ndots:N`, default 1), the name in each
+    domain of the search list (resolv.conf's `search`/`domain`, this host's as dig
+    reads them; +domain=D: D alone), then as given; else as given, first, and the
+    search list never (`[name, ""]`: dig prints such a name's NXDOMAIN statistics
+    twice). Absolute: as given only; dig counts its dots as typed (the root's one,
+    `www.`'s one), so with as many as ndots it is `[name, ""]` too, and with fewer it
+    is asked under the first search domain (which an absolute name ignores). The next
+    is asked only after an NXDOMAIN."""
     top = args  # a batch line's, or the command line's (a name's falls back to them)
-    if not getattr(top, "search", False) or name.endswith("."):
-        return [name]
+    if not getattr(top, "search", False):
+        return [name], 0
     from packetlab.measure.resolvconf import search_of
 
     domains, ndots = search_of(resolv_conf_text())
     if top.domain is not None:
         domains = [top.domain]
     ndots = top.ndots if top.ndots is not None else 1 if ndots is None else ndots
-    if name.count(".") >= ndots:
-        return [name, ""]
-    return [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains] + [name]
+    if name.count(".") >= ndots:  # dig's count_dots, the trailing dot counted
+        return [name, ""], 0
+    if name.endswith("."):
+        return [name], 1 if domains else 0
+    asked = [f"{name}.{d.strip('.')}." if d.strip(".") else f"{name}." for d in domains]
+    return [*asked, name], len(asked)
 
 
 def resolv_conf_text() -> str:

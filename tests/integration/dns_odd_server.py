@@ -8,6 +8,8 @@ By the query's first label:
 * `xCODE-HEX` (`x15-0001ff`, `x8-none`): an A record and an OPT whose one option is
   CODE with the bytes HEX (`none`: empty), as they are (dig: BIND's checks of them);
 * `rcN`: RCODE N, its upper bits in the OPT (the header's status in dig's words);
+* `rTYPE-HEX` (`r16-056162`): a record of TYPE whose data is HEX, as it is, then an A
+  (session 28: data cut short within its RDLENGTH, or too long, as BIND reads it);
 * `upperq`: the question back in upper case;
 * `dup`, `interleave`, `ttls`: A records twice, with an AAAA between two, of two TTLs
   (dig shows each record as it came);
@@ -99,6 +101,11 @@ def reply_to(wire: bytes) -> bytes | None:
         return head + name + b"\x00\x01\x00\x01" + _A
     if label in RAW:
         return _head(q, len(RAW[label]), with_opt=False) + b"".join(RAW[label])
+    if label.startswith("r") and label[1:].partition("-")[0].isdigit() and "-" in label:
+        code, _, hexdata = label[1:].partition("-")  # a record of type CODE, data HEX
+        data = bytes.fromhex(hexdata)
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", int(code), 1, 60, len(data)) + data
+        return _head(q, 2, with_opt=False) + rr + _A  # the A after it: dropped by BIND
     if label.startswith("rc") and label[2:].isdigit():
         number = int(label[2:])
         return _head(q, 0, number) + _opt(rcode_hi=number >> 4)

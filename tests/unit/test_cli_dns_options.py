@@ -296,14 +296,27 @@ def test_search_names_as_dig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert names("+search", "www") == ["www.a.test.", "www.b.test.", "www"]
     assert names("+search", "www.x") == ["www.x.a.test.", "www.x.b.test.", "www.x"]
     assert names("+search", "+ndots=1", "www.x") == ["www.x", ""]  # as given, first and only
-    assert names("+search", "www.") == ["www."]
+    assert names("+search", "www.") == ["www."]  # one dot, fewer than ndots:2
+    # dig's count_dots counts an absolute name's trailing dot: as many as ndots, it is
+    # asked as given with need_search (its NXDOMAIN statistics twice, dig 9.18.49)
+    assert names("+search", "www.x.") == ["www.x.", ""]
+    assert names("+domain=c.test", "+ndots=1", ".") == [".", ""]
+    assert names("+domain=c.test", "+ndots=2", ".") == ["."]
     assert names("+domain=c.test", "www") == ["www.c.test.", "www"]
     assert names("www", "+showsearch") == ["www.a.test.", "www.b.test.", "www"]  # global
     assert names("+showsearch", "+nosearch", "www") == ["www"]
     with pytest.raises(RunError, match=r"\+ndots=16: Couldn't parse ndots \(out of range\)"):
         parse("+ndots=16", "www")
+    # how many are asked under a search domain (dig's lookup->origin)
+    a = parse("+search", "www")
+    assert switches.search_plan("www", a)[1] == 2
+    assert switches.search_plan("www.x.", a)[1] == 0
+    assert switches.search_plan("www.", a)[1] == 1  # under a.test., which it ignores
     monkeypatch.setattr(switches, "RESOLV_CONF", str(tmp_path / "none"))
     assert names("+search", "www") == ["www"]  # no resolv.conf: no search list
+    assert switches.search_plan("www.", a) == (["www.", ""], 0)  # ndots 1 then
+    # fewer dots than ndots and no search domain: no origin (dig's empty search_list)
+    assert switches.search_plan("www.", parse("+search", "+ndots=2", "www")) == (["www."], 0)
 
 
 def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
@@ -343,6 +356,51 @@ def test_search_prints_the_last_answer_and_showsearch_each_as_dig() -> None:
     assert text.count("; (1 server found)\n;; global options: +cmd\n") == 2
     twice = text_of(parse("+noall", "+stats", "www"), {**A_DNSSEC, "stats_twice": True})
     assert twice.count(";; MSG SIZE  rcvd: 167\n") == 2
+    none = text_of(parse("+noall", "+stats", "www"), {**A_DNSSEC, "stats_none": True})
+    assert ";; MSG SIZE" not in none and ";; Query time" not in none
+
+
+def test_search_without_statistics_for_a_refusal_under_a_search_domain_as_dig() -> None:
+    """dig 9.18.49's recv_done prints a reply's statistics when it is NOERROR or its
+    lookup has no search domain: `+domain=t rf` answered REFUSED (or SERVFAIL) under
+    `t.` has none (session 28, dns28); asked as given, or NOERROR, it has them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
+    import dns.message
+    from ctl_fakes import Rig
+    from twisted.internet.defer import Deferred
+
+    rig = Rig()
+
+    def server(q: bytes) -> list[bytes]:
+        query = dns.message.from_wire(q)
+        r = dns.message.make_response(query)
+        if query.question[0].name.to_text().startswith("rf."):
+            r.set_rcode(dns.rcode.REFUSED)
+        return [r.to_wire()]
+
+    rig.endpoint.udp_servers[("192.0.2.53", 53)] = server
+    servers = [("192.0.2.53", 53)]
+    for names, origins, none in ((["rf.t.", "rf"], 1, True), (["ok.t.", "ok"], 1, False),
+                                 (["rf.x", ""], 0, False), (["rf."], 1, True),
+                                 (["rf."], 0, False)):  # fmt: skip
+        got: list[dict[str, object]] = []
+        ask = run_dns_ask._search(rig.session, servers, names, "A", got.append, False,
+                                  origins, attempts=1, timeout=1, icmp=False)  # fmt: skip
+        rig.run(Deferred.fromCoroutine(ask))
+        assert len(got) == 1 and bool(got[0].get("stats_none")) == none, (names, got)
+        assert not got[0].get("stats_twice")
+
+
+def test_showsearch_repeats_the_banner_in_the_first_lookup_only_as_dig() -> None:
+    """dig 9.18.49 gives its banner (the lookup's cmdline) to the first lookup, and
+    requeue_lookup to that lookup's next search names: `+showsearch zz zz` prints it
+    before the first name's second try, not before the second name's (it did before
+    session 28, dns28)."""
+    a = parse("@192.0.2.53", "+showsearch", "+domain=t", "zz", "zz")
+    step = {**A_DNSSEC, "search_step": True, "rcode": "NXDOMAIN", "answers": []}
+    text = text_of(a, step, A_DNSSEC, step, A_DNSSEC)
+    assert text.count("; <<>> pktlab") == 2
+    assert text.count("; (1 server found)\n;; global options: +cmd\n") == 2
 
 
 SECRET = "c2VjcmV0c2VjcmV0IGtleSBmb3IgdGVzdHM="
