@@ -356,6 +356,8 @@ class SocketWatcher:
     watched socket has an event; so a socket's ``EPOLLERR`` (TX timestamps waiting on its
     error queue) reaches `read_tx_timestamps` instead of Twisted's disconnect logic.
     Meant for datagram and raw sockets: a hang-up unwatches the socket after ``on_readable``.
+    TCP sockets past the peer's FIN are watched with ``on_error`` alone (no events asked,
+    netio.TcpIO): their reset arrives as EPOLLERR|EPOLLHUP, reported once (session 28).
 
     Per event: ``on_readable()`` when data is waiting (and reading is not paused);
     ``on_tx(stamps)`` with the drained TX timestamps; ``on_error(errno)`` for a pending

@@ -267,3 +267,46 @@ def test_tcp_data_and_fin_together_are_read_in_one_turn(net: Any) -> None:
     io.close()
     peer.close()
     server.close()
+
+
+@pytest.mark.parametrize("tx_stamps", [True, False], ids=["tx-stamp-watcher", "own-watcher"])
+def test_tcp_reset_after_eof_is_reported_when_it_arrives(tx_stamps: bool) -> None:
+    """Session 28 (epclose28): the server closes, our send after its close draws its RST.
+    The endpoint no longer reads the socket (a readable EOF would wake it forever), but
+    the RST now gives tcp_error(RESET) in the next reactor turn, not at our next send."""
+    reactor = MemoryReactor()
+    network, events = ReactorNetwork(reactor, tx_stamps=tx_stamps), Events()
+    io, peer, server = connected(network, reactor, events)
+    peer.close()  # FIN
+    until(lambda: "tcp_eof" in events.names(), reactor)
+    assert io not in reactor.readers
+    pump(reactor)  # a watched EOF socket wakes nobody: no event, no spin
+    assert events.names()[-1] == "tcp_eof"
+    assert io.send(PendingSend(io.skt, 1, b"x", None, 0)) is True  # goes out; RST back
+    until(lambda: "tcp_error" in events.names(), reactor)
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    io.close()
+    pump(reactor)
+    assert events.names().count("tcp_error") == 1
+    network.close()
+    server.close()
+
+
+def test_tcp_eof_then_our_fin_is_not_watched(net: Any) -> None:
+    """END (both directions shut) is EPOLLHUP for good: the socket leaves the watcher
+    at our FIN, and no reactor turn sees it again."""
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    peer.shutdown(socket.SHUT_WR)
+    until(lambda: "tcp_eof" in events.names(), reactor)
+    watcher = network._eof_watcher()
+    assert io.fileno() in watcher._watched
+    io.shutdown_write()
+    assert io.fileno() not in watcher._watched and "tcp_fin_sent" in events.names()
+    assert peer.recv(10) == b""
+    peer.close()
+    time.sleep(0.02)
+    pump(reactor)
+    assert "tcp_error" not in events.names()
+    io.close()
+    server.close()
