@@ -310,3 +310,23 @@ def test_tcp_eof_then_our_fin_is_not_watched(net: Any) -> None:
     assert "tcp_error" not in events.names()
     io.close()
     server.close()
+
+
+def test_tcp_reset_already_pending_at_eof_is_reported(net: Any) -> None:
+    """Data, FIN and RST all in before the endpoint reads: recv gives the data, then
+    EOF (never the error), and the RST waits in SO_ERROR; joining the epoll reports it
+    at once (level-triggered), after the data and the PEERCLOSED, in their order."""
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    peer.sendall(b"bye")
+    peer.shutdown(socket.SHUT_WR)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST after the FIN
+    time.sleep(0.02)
+    until(lambda: "tcp_error" in events.names(), reactor)
+    names = [n for n in events.names() if n != "tcp_established"]
+    assert names == ["tcp_received", "tcp_eof", "tcp_error"], names
+    assert events.args("tcp_received")[0] == b"bye"
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    io.close()
+    server.close()
