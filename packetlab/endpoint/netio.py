@@ -539,8 +539,8 @@ class TcpIO(_SockIO):
         send after the close makes the program's second send fail EPIPE. The socket joins
         the network's shared epoll registered for no events, where only EPOLLERR/EPOLLHUP
         are reported, so the RESET nstat leaves when the RST arrives instead of when the
-        next send fails (session 28). Each event wakes it once: the watcher reads SO_ERROR
-        (clearing EPOLLERR) and drops a hung-up socket. EPOLLRDHUP would not do: it is
+        next send fails (session 28). Each event wakes it once (edge-triggered; the
+        watcher also reads SO_ERROR and drops a hung-up socket). EPOLLRDHUP would not do: it is
         the FIN already read, as level-triggered as the readable EOF. Nothing is added per
         message: the socket joins at EOF and leaves at close."""
         if self._fd < 0 or self._fin_done or self._eof_watch is not None:
@@ -549,7 +549,7 @@ class TcpIO(_SockIO):
             return
         watcher = self._eof_watcher()
         try:
-            watcher.watch(self._sock, on_error=self._failed)
+            watcher.watch(self._sock, on_error=self._failed, edge=True)
         except (OSError, RuntimeError, ValueError) as e:  # no epoll, or the network closed
             # As before session 28: the reset is learnt when the next send fails.
             self.log.info("socket {sktid}: not watched after EOF: {e}", sktid=self.skt.sktid, e=e)

@@ -379,7 +379,11 @@ class SocketWatcher:
         on_readable: Callable[[], object] | None = None,
         on_tx: Callable[[list[TxTimestamp]], object] | None = None,
         on_error: Callable[[int], object] | None = None,
+        edge: bool = False,
     ) -> None:
+        """``edge``: EPOLLET, each error or hang-up reported once even if it stays (a TCP
+        socket past EOF: a kernel whose SO_ERROR read did not clear EPOLLERR must not make
+        the reactor spin)."""
         _check_socket(sock)
         epoll = self._live_epoll()
         fd = sock.fileno()
@@ -391,6 +395,8 @@ class SocketWatcher:
             del self._watched[fd]
         entry = _Watched(sock, on_readable, on_tx, on_error)
         entry.events = select.EPOLLIN if entry.reading else 0  # EPOLLERR/HUP: always
+        if edge:
+            entry.events |= select.EPOLLET
         epoll.register(fd, entry.events)
         self._watched[fd] = entry
 
@@ -400,7 +406,7 @@ class SocketWatcher:
         if entry.on_readable is None and reading:
             raise ValueError("socket was watched without on_readable")
         entry.reading = reading
-        events = select.EPOLLIN if reading else 0
+        events = (select.EPOLLIN if reading else 0) | (entry.events & select.EPOLLET)
         if events != entry.events:
             self._live_epoll().modify(sock.fileno(), events)
             entry.events = events
