@@ -17,6 +17,7 @@ from twisted.internet.testing import MemoryReactor
 
 from packetlab.endpoint.netio import ReactorNetwork, TcpIO, UdpIO
 from packetlab.endpoint.sockets import OpenError, PendingSend, Skt
+from packetlab.endpoint.timestamps import SocketWatcher
 from packetlab.wire.constants import SocketState, Status
 
 LO4 = socket.inet_aton("127.0.0.1")
@@ -330,3 +331,19 @@ def test_tcp_reset_already_pending_at_eof_is_reported(net: Any) -> None:
     assert events.args("tcp_error") == (SocketState.RESET,)
     io.close()
     server.close()
+
+
+def test_an_edge_watch_keeps_epollet_when_reading_is_paused() -> None:
+    """The after-EOF watch is edge-triggered (an error that stays set must not wake the
+    reactor on every turn); pausing a socket's reading keeps the flag."""
+    watcher = SocketWatcher(MemoryReactor())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        watcher.watch(sock, on_readable=lambda: None, edge=True)
+        entry = watcher._watched[sock.fileno()]
+        assert entry.events == select.EPOLLIN | select.EPOLLET
+        watcher.set_reading(sock, False)
+        assert entry.events == select.EPOLLET
+        watcher.set_reading(sock, True)
+        assert entry.events == select.EPOLLIN | select.EPOLLET
+        watcher.unwatch(sock)
+    watcher.close()

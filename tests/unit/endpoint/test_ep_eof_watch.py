@@ -11,7 +11,6 @@ tests/integration/test_endpoint_netio.py and test_wrap_eof28.py run the real soc
 from __future__ import annotations
 
 import errno
-import select
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -189,20 +188,3 @@ def test_with_tx_stamps_the_eof_watcher_is_the_tx_stamp_watcher() -> None:
     assert watchers(reactor) == [network._eof_watcher()]
     network.close()
     assert watchers(reactor) == []
-
-
-def test_an_edge_watch_keeps_epollet_when_reading_is_paused() -> None:
-    """The after-EOF watch is edge-triggered (an error that stays set must not wake the
-    reactor on every turn); pausing a socket's reading keeps the flag."""
-    reactor = FakeClock()
-    watcher = SocketWatcher(reactor)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        watcher.watch(sock, on_readable=lambda: None, edge=True)
-        entry = watcher._watched[sock.fileno()]
-        assert entry.events == select.EPOLLIN | select.EPOLLET
-        watcher.set_reading(sock, False)
-        assert entry.events == select.EPOLLET
-        watcher.set_reading(sock, True)
-        assert entry.events == select.EPOLLIN | select.EPOLLET
-        watcher.unwatch(sock)
-    watcher.close()
