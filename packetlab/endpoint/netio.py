@@ -540,13 +540,13 @@ class TcpIO(_SockIO):
         the network's shared epoll registered for no events, where only EPOLLERR/EPOLLHUP
         are reported, so the RESET nstat leaves when the RST arrives instead of when the
         next send fails (session 28). Each event wakes it once (edge-triggered; the
-        watcher also reads SO_ERROR and drops a hung-up socket). EPOLLRDHUP would not do: it is
-        the FIN already read, as level-triggered as the readable EOF. Nothing is added per
-        message: the socket joins at EOF and leaves at close."""
-        if self._fd < 0 or self._fin_done or self._eof_watch is not None:
-            return  # closed, or both directions shut: nothing can fail any more
-        if self._eof_watcher is None:
-            return
+        watcher also reads SO_ERROR and drops a hung-up socket). EPOLLRDHUP would not do:
+        it is the FIN already read, as level-triggered as the readable EOF. Nothing is
+        added per message: the socket joins at EOF and leaves at our FIN or the close."""
+        if self._fd < 0 or self._fin_done or self._eof_watcher is None:
+            return  # closed, both directions shut (nothing can fail), or no epoll to join
+        if self._eof_watch is not None:
+            return  # already watched
         watcher = self._eof_watcher()
         try:
             watcher.watch(self._sock, on_error=self._failed, edge=True)
@@ -710,10 +710,8 @@ class ReactorNetwork:
         # UDP ntag times from kernel TX timestamps; the stamped sockets live in the watcher.
         self._watcher = SocketWatcher(reactor) if tx_stamps else None
         self._shutdown_trigger: object = None
-        trigger = getattr(reactor, "addSystemEventTrigger", None)
-        if self._watcher is not None and trigger is not None:
-            # Leave before the reactor disconnects its readers (it would log a lost epoll).
-            self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
+        if self._watcher is not None:
+            self._leave_at_shutdown()
         self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
         # TCP sockets past the peer's FIN, watched for a reset (TcpIO._watch_after_eof):
         # the TX-stamp watcher's epoll, or one made at the first EOF without TX stamps.
@@ -722,10 +720,14 @@ class ReactorNetwork:
     def _eof_watcher(self) -> SocketWatcher:
         if self._eof_watch is None:
             self._eof_watch = SocketWatcher(self._reactor)
-            trigger = getattr(self._reactor, "addSystemEventTrigger", None)
-            if self._shutdown_trigger is None and trigger is not None:
-                self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
+            self._leave_at_shutdown()
         return self._eof_watch
+
+    def _leave_at_shutdown(self) -> None:
+        # Leave before the reactor disconnects its readers (it would log a lost epoll).
+        trigger = getattr(self._reactor, "addSystemEventTrigger", None)
+        if self._shutdown_trigger is None and trigger is not None:
+            self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
 
     def close(self) -> None:
         """Give back what the network holds in the reactor (the TX-stamp watcher, the EOF
