@@ -416,8 +416,11 @@ class TcpIO(_SockIO):
         events: SocketEvents,
         clock: Callable[[], int],
         listening: bool,
+        eof_watcher: Callable[[], SocketWatcher] | None = None,
     ) -> None:
         super().__init__(reactor, sock, skt, events, clock)
+        self._eof_watcher = eof_watcher
+        self._eof_watch: SocketWatcher | None = None  # watching for an error after EOF
         self._listening = listening
         self._connecting = not listening
         self._wbuf: deque[PendingSend] = deque()
@@ -519,6 +522,7 @@ class TcpIO(_SockIO):
             if not data:
                 self._stop_reading()
                 events.tcp_eof(skt)
+                self._watch_after_eof()
                 return
             events.tcp_received(skt, data, rx_time(anc, self._clock))
             if not self._reading:
@@ -528,6 +532,34 @@ class TcpIO(_SockIO):
             # and the PEERCLOSED leave in one write. Left to the next turn, the EOF
             # reached the controller 84-648 µs after the data, and a wrapped wget reused
             # the connection the server had already closed in between.
+
+    def _watch_after_eof(self) -> None:
+        """After the peer's FIN the socket is no longer read (a readable EOF would wake the
+        reactor forever), but its peer can still reset it: natively the RST to our first
+        send after the close makes the program's second send fail EPIPE. The socket joins
+        the network's shared epoll registered for no events, where only EPOLLERR/EPOLLHUP
+        are reported, so the RESET nstat leaves when the RST arrives instead of when the
+        next send fails (session 28). Each event wakes it once (edge-triggered; the
+        watcher also reads SO_ERROR and drops a hung-up socket). EPOLLRDHUP would not do:
+        it is the FIN already read, as level-triggered as the readable EOF. Nothing is
+        added per message: the socket joins at EOF and leaves at our FIN or the close."""
+        if self._fd < 0 or self._fin_done or self._eof_watcher is None:
+            return  # closed, both directions shut (nothing can fail), or no epoll to join
+        if self._eof_watch is not None:
+            return  # already watched
+        watcher = self._eof_watcher()
+        try:
+            watcher.watch(self._sock, on_error=self._failed, edge=True)
+        except (OSError, RuntimeError, ValueError) as e:  # no epoll, or the network closed
+            # As before session 28: the reset is learnt when the next send fails.
+            self.log.info("socket {sktid}: not watched after EOF: {e}", sktid=self.skt.sktid, e=e)
+            return
+        self._eof_watch = watcher
+
+    def _unwatch_eof(self) -> None:
+        watcher, self._eof_watch = self._eof_watch, None
+        if watcher is not None:
+            watcher.unwatch(self._sock)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -604,6 +636,7 @@ class TcpIO(_SockIO):
 
     def _do_fin(self) -> None:
         self._fin_done = True
+        self._unwatch_eof()  # END: a shut socket is always EPOLLHUP, and nothing can fail
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError as e:
@@ -629,6 +662,10 @@ class TcpIO(_SockIO):
             self._events.tcp_connect_failed(self.skt, _CONNECT_STATE.get(err, SocketState.UNKFAULT))
         else:
             self._failed(err)
+
+    def _shut(self) -> None:
+        self._unwatch_eof()  # before the close: the fd number may be reused at once
+        super()._shut()
 
     def close(self) -> list[PendingSend]:
         self._shut()
@@ -673,17 +710,30 @@ class ReactorNetwork:
         # UDP ntag times from kernel TX timestamps; the stamped sockets live in the watcher.
         self._watcher = SocketWatcher(reactor) if tx_stamps else None
         self._shutdown_trigger: object = None
-        trigger = getattr(reactor, "addSystemEventTrigger", None)
-        if self._watcher is not None and trigger is not None:
-            # Leave before the reactor disconnects its readers (it would log a lost epoll).
-            self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
+        if self._watcher is not None:
+            self._leave_at_shutdown()
         self._raw_in_use: set[tuple[str, int]] = set()  # (interface, family) with a raw socket
+        # TCP sockets past the peer's FIN, watched for a reset (TcpIO._watch_after_eof):
+        # the TX-stamp watcher's epoll, or one made at the first EOF without TX stamps.
+        self._eof_watch: SocketWatcher | None = self._watcher
+
+    def _eof_watcher(self) -> SocketWatcher:
+        if self._eof_watch is None:
+            self._eof_watch = SocketWatcher(self._reactor)
+            self._leave_at_shutdown()
+        return self._eof_watch
+
+    def _leave_at_shutdown(self) -> None:
+        # Leave before the reactor disconnects its readers (it would log a lost epoll).
+        trigger = getattr(self._reactor, "addSystemEventTrigger", None)
+        if self._shutdown_trigger is None and trigger is not None:
+            self._shutdown_trigger = trigger("before", "shutdown", self._close_at_shutdown)
 
     def close(self) -> None:
-        """Give back what the network holds in the reactor (the TX-stamp watcher): an
-        endpoint stopped while its reactor runs on (in-process) leaves nothing behind."""
-        if self._watcher is not None:
-            self._watcher.close()
+        """Give back what the network holds in the reactor (the TX-stamp watcher, the EOF
+        watcher): an endpoint stopped while its reactor runs on (in-process) leaves
+        nothing behind."""
+        self._close_watchers()
         if self._shutdown_trigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdown_trigger)  # type: ignore[attr-defined]
             self._shutdown_trigger = None
@@ -692,8 +742,13 @@ class ReactorNetwork:
         # Fired, the trigger is gone from the reactor: close() after the shutdown (pktlab run
         # stopped by a Ctrl-C as its endpoint starts) must not remove it again (ValueError).
         self._shutdown_trigger = None
+        self._close_watchers()
+
+    def _close_watchers(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
+        if self._eof_watch is not None and self._eof_watch is not self._watcher:
+            self._eof_watch.close()
 
     def _socket(self, family: int, kind: int, in_use: Status) -> socket.socket:
         try:
@@ -763,7 +818,7 @@ class ReactorNetwork:
                 sock.close()
                 raise OpenError(_open_status(e.errno or 0, Status.ETCPNOPORT), str(e)) from None
             self._record_local(sock, skt)
-            return TcpIO(self._reactor, sock, skt, events, self._clock, listening=True)
+            return TcpIO(self._reactor, sock, skt, events, self._clock, True, self._eof_watcher)
         if lport or any(laddr):
             self._bind(sock, skt, laddr, lport, Status.ETCPNOPORT)
         host = socket.inet_ntop(_AF[skt.family], raddr)
@@ -774,7 +829,7 @@ class ReactorNetwork:
             state = _CONNECT_STATE.get(err, SocketState.UNKFAULT)
             raise ConnectFailed(state, f"connect {host} port {rport}: {errno.errorcode.get(err)}")
         self._record_local(sock, skt)
-        return TcpIO(self._reactor, sock, skt, events, self._clock, listening=False)
+        return TcpIO(self._reactor, sock, skt, events, self._clock, False, self._eof_watcher)
 
     def open_raw(self, skt: Skt, laddr: bytes, events: SocketEvents) -> RawIO:
         from packetlab.endpoint.raw import open_raw

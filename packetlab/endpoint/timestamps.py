@@ -356,6 +356,8 @@ class SocketWatcher:
     watched socket has an event; so a socket's ``EPOLLERR`` (TX timestamps waiting on its
     error queue) reaches `read_tx_timestamps` instead of Twisted's disconnect logic.
     Meant for datagram and raw sockets: a hang-up unwatches the socket after ``on_readable``.
+    TCP sockets past the peer's FIN are watched with ``on_error`` alone (no events asked,
+    netio.TcpIO): their reset arrives as EPOLLERR|EPOLLHUP, reported once (session 28).
 
     Per event: ``on_readable()`` when data is waiting (and reading is not paused);
     ``on_tx(stamps)`` with the drained TX timestamps; ``on_error(errno)`` for a pending
@@ -377,7 +379,11 @@ class SocketWatcher:
         on_readable: Callable[[], object] | None = None,
         on_tx: Callable[[list[TxTimestamp]], object] | None = None,
         on_error: Callable[[int], object] | None = None,
+        edge: bool = False,
     ) -> None:
+        """``edge``: EPOLLET, each error or hang-up reported once even if it stays (a TCP
+        socket past EOF: a kernel whose SO_ERROR read did not clear EPOLLERR must not make
+        the reactor spin)."""
         _check_socket(sock)
         epoll = self._live_epoll()
         fd = sock.fileno()
@@ -389,6 +395,8 @@ class SocketWatcher:
             del self._watched[fd]
         entry = _Watched(sock, on_readable, on_tx, on_error)
         entry.events = select.EPOLLIN if entry.reading else 0  # EPOLLERR/HUP: always
+        if edge:
+            entry.events |= select.EPOLLET
         epoll.register(fd, entry.events)
         self._watched[fd] = entry
 
@@ -398,7 +406,7 @@ class SocketWatcher:
         if entry.on_readable is None and reading:
             raise ValueError("socket was watched without on_readable")
         entry.reading = reading
-        events = select.EPOLLIN if reading else 0
+        events = (select.EPOLLIN if reading else 0) | (entry.events & select.EPOLLET)
         if events != entry.events:
             self._live_epoll().modify(sock.fileno(), events)
             entry.events = events

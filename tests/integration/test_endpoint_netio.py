@@ -17,6 +17,7 @@ from twisted.internet.testing import MemoryReactor
 
 from packetlab.endpoint.netio import ReactorNetwork, TcpIO, UdpIO
 from packetlab.endpoint.sockets import OpenError, PendingSend, Skt
+from packetlab.endpoint.timestamps import SocketWatcher
 from packetlab.wire.constants import SocketState, Status
 
 LO4 = socket.inet_aton("127.0.0.1")
@@ -267,3 +268,82 @@ def test_tcp_data_and_fin_together_are_read_in_one_turn(net: Any) -> None:
     io.close()
     peer.close()
     server.close()
+
+
+@pytest.mark.parametrize("tx_stamps", [True, False], ids=["tx-stamp-watcher", "own-watcher"])
+def test_tcp_reset_after_eof_is_reported_when_it_arrives(tx_stamps: bool) -> None:
+    """Session 28 (epclose28): the server closes, our send after its close draws its RST.
+    The endpoint no longer reads the socket (a readable EOF would wake it forever), but
+    the RST now gives tcp_error(RESET) in the next reactor turn, not at our next send."""
+    reactor = MemoryReactor()
+    network, events = ReactorNetwork(reactor, tx_stamps=tx_stamps), Events()
+    io, peer, server = connected(network, reactor, events)
+    peer.close()  # FIN
+    until(lambda: "tcp_eof" in events.names(), reactor)
+    assert io not in reactor.readers
+    pump(reactor)  # a watched EOF socket wakes nobody: no event, no spin
+    assert events.names()[-1] == "tcp_eof"
+    assert io.send(PendingSend(io.skt, 1, b"x", None, 0)) is True  # goes out; RST back
+    until(lambda: "tcp_error" in events.names(), reactor)
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    io.close()
+    pump(reactor)
+    assert events.names().count("tcp_error") == 1
+    network.close()
+    server.close()
+
+
+def test_tcp_eof_then_our_fin_is_not_watched(net: Any) -> None:
+    """END (both directions shut) is EPOLLHUP for good: the socket leaves the watcher
+    at our FIN, and no reactor turn sees it again."""
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    peer.shutdown(socket.SHUT_WR)
+    until(lambda: "tcp_eof" in events.names(), reactor)
+    watcher = network._eof_watcher()
+    assert io.fileno() in watcher._watched
+    io.shutdown_write()
+    assert io.fileno() not in watcher._watched and "tcp_fin_sent" in events.names()
+    assert peer.recv(10) == b""
+    peer.close()
+    time.sleep(0.02)
+    pump(reactor)
+    assert "tcp_error" not in events.names()
+    io.close()
+    server.close()
+
+
+def test_tcp_reset_already_pending_at_eof_is_reported(net: Any) -> None:
+    """Data, FIN and RST all in before the endpoint reads: recv gives the data, then
+    EOF (never the error), and the RST waits in SO_ERROR; joining the epoll reports it
+    at once (level-triggered), after the data and the PEERCLOSED, in their order."""
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    peer.sendall(b"bye")
+    peer.shutdown(socket.SHUT_WR)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST after the FIN
+    time.sleep(0.02)
+    until(lambda: "tcp_error" in events.names(), reactor)
+    names = [n for n in events.names() if n != "tcp_established"]
+    assert names == ["tcp_received", "tcp_eof", "tcp_error"], names
+    assert events.args("tcp_received")[0] == b"bye"
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    io.close()
+    server.close()
+
+
+def test_an_edge_watch_keeps_epollet_when_reading_is_paused() -> None:
+    """The after-EOF watch is edge-triggered (an error that stays set must not wake the
+    reactor on every turn); pausing a socket's reading keeps the flag."""
+    watcher = SocketWatcher(MemoryReactor())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        watcher.watch(sock, on_readable=lambda: None, edge=True)
+        entry = watcher._watched[sock.fileno()]
+        assert entry.events == select.EPOLLIN | select.EPOLLET
+        watcher.set_reading(sock, False)
+        assert entry.events == select.EPOLLET
+        watcher.set_reading(sock, True)
+        assert entry.events == select.EPOLLIN | select.EPOLLET
+        watcher.unwatch(sock)
+    watcher.close()
