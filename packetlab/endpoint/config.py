@@ -140,6 +140,31 @@ class EndpointConfig:
             raise ConfigError(f"{where}: {key}: {e}") from None
         self.origins[key] = where
 
+    def named(self, key: str) -> str:
+        """`key` with where it was set (`endpt.conf:3: KEY`, or the option, which names
+        it), for an error found after parsing; the bare key for a default."""
+        where = self.origins.get(key)
+        if not where:
+            return key
+        return where if where.endswith(key) else f"{where}: {key}"
+
+    def credentials_fault(self, part: str, cert_key: str) -> str:
+        """Which keys a `TLSConfigError` of `part` (key, cert or pair) is about: the key
+        file, the certificate file, or both when they do not belong together."""
+        if part == "key":
+            return self.named("EndpointPrivKey")
+        if part == "pair":
+            return f"{self.named(cert_key)} and {self.named('EndpointPrivKey')}"
+        return self.named(cert_key)
+
+
+def file_fault(error: Exception) -> str:
+    """An error reading a file named in endpt.conf, without Python's `[Errno N]` and the
+    path repeated (the caller names both)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
 
 def nearest_key(key: str) -> str:
     """` (did you mean KEY?)` with the known key nearest to the unknown `key`, or ''."""

@@ -119,8 +119,8 @@ class ControllerProtocol(Protocol):
             self.session = session = self._make_session()
         except SessionRefused as e:  # the chain's limits allow no session now (§1.4)
             self._refused = e
-            self.log.warn(
-                "refusing controller {peer}: {rule}: {error}",
+            self.log.warn(  # the error starts with the rule (SessionRefused's text)
+                "refusing controller {peer}: {error}",
                 peer=transport.getPeer(),
                 rule=e.rule,
                 error=str(e),

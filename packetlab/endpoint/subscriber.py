@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application import service
 from twisted.internet.interfaces import IDelayedCall
@@ -26,7 +26,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.config import ConfigError, EndpointConfig, file_fault
 from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.service import ControllerAddress, PlaintextLink
 from packetlab.endpoint.subscription import (
@@ -43,6 +43,7 @@ from packetlab.tls import (
     PPKSClientCreator,
     PPKSClientEndpoint,
     TLSConfigError,
+    agent_leaf_error,
     chain_validity,
 )
 from packetlab.wire.constants import DEFAULT_SUB_PORT
@@ -241,13 +242,36 @@ class BrokerSettings:
             )
         try:
             creds = Credentials.load([cfg.agent_cert], cfg.private_key)
-            roots = [read_public_key(p) for p in cfg.broker_roots]
-            eops = [raw_public_key(read_public_key(p)) for p in cfg.eop_pubkeys]
-            chain = [c for p in cfg.subpriv_chain for c in load_certificates(_read(p))]
+        except TLSConfigError as e:
+            where = cfg.credentials_fault(e.part, "EndpointAgentCertPath")
+            raise ConfigError(f"broker mode: {where}: {e}") from None
+        # The broker takes our link in agent mode only (it refuses any other certificate
+        # in the handshake, and the endpoint would reconnect for ever).
+        wrong = agent_leaf_error(
+            creds.leaf, cfg.named("EndpointAgentCertPath"), "broker checks the endpoint's link"
+        )
+        if wrong is not None:
+            raise ConfigError(f"broker mode: {wrong}")
+        roots = _each(cfg, "BrokerChainRootPath", cfg.broker_roots, read_public_key)
+        eops = [
+            raw_public_key(k)
+            for k in _each(cfg, "EndpointOpPubKeyPath", cfg.eop_pubkeys, read_public_key)
+        ]
+        chain = [
+            c
+            for certs in _each(
+                cfg,
+                "SubPrivCertChainPath",
+                cfg.subpriv_chain,
+                lambda p: load_certificates(_read(p)),
+            )
+            for c in certs
+        ]
+        try:
             plan = plan_subscription(
                 chain, eops, cfg.broker_channels, cfg.auto_extract_channel, cfg.endpoint_attr
             )
-        except (TLSConfigError, OSError, PPKSError, ValueError) as e:
+        except (PPKSError, ValueError) as e:
             raise ConfigError(f"broker mode: {e}") from None
         # Expired: the broker refuses the link (agent cert) or the subscription (chain), and
         # the endpoint would retry for ever with nothing at its end saying why.
@@ -255,9 +279,7 @@ class BrokerSettings:
         for key, certs in (("EndpointAgentCertPath", creds.chain), ("SubPrivCertChainPath", chain)):
             if not certs:
                 continue
-            where = cfg.origins.get(key, key)
-            what = where if where.endswith(key) else f"{where}: {key}"
-            error, warning, _ = chain_validity(certs, what, now)
+            error, warning, _ = chain_validity(certs, cfg.named(key), now)
             if error is not None:
                 raise ConfigError(f"broker mode: {error}")
             if warning is not None:
@@ -272,6 +294,21 @@ class BrokerSettings:
             self.creator,
             handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),  # a silent broker: retried
         )
+
+
+T = TypeVar("T")
+
+
+def _each(cfg: EndpointConfig, key: str, paths: Sequence[str], read: Callable[[str], T]) -> list[T]:
+    """`read` of every file of `key`; a `ConfigError` naming the key, where it was set and
+    the file (was `broker mode: [Errno 2] No such file or directory: ...`, no key)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(read(path))
+        except (OSError, PPKSError, ValueError) as e:
+            raise ConfigError(f"broker mode: {cfg.named(key)}: {path}: {file_fault(e)}") from None
+    return out
 
 
 def _read(path: str) -> bytes:

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig
+from packetlab.endpoint.config import ConfigError, EndpointConfig, file_fault
 from packetlab.endpoint.limits import LimitsGate, SessionRefused, admit
 from packetlab.ppks import Accounting, PktlabHome, PPKSError, read_public_key
 from packetlab.tls import (
@@ -64,10 +64,10 @@ class TLSLink:
         try:
             creds = Credentials.load(cfg.controller_chain, cfg.private_key)
         except TLSConfigError as e:
-            raise ConfigError(f"ControllerCertChainPath/EndpointPrivKey: {e}") from None
-        what = cfg.origins.get("ControllerCertChainPath") or "ControllerCertChainPath"
-        if not what.endswith("ControllerCertChainPath"):
-            what += ": ControllerCertChainPath"
+            raise ConfigError(
+                f"{cfg.credentials_fault(e.part, 'ControllerCertChainPath')}: {e}"
+            ) from None
+        what = cfg.named("ControllerCertChainPath")
         error, warning, not_after = chain_validity(creds.chain, what, time.time())
         if error is not None:  # it used to start and fail every connection silently
             raise ConfigError(error)
@@ -78,7 +78,8 @@ class TLSLink:
             try:
                 roots.append(read_public_key(path))
             except (OSError, PPKSError, ValueError) as e:
-                raise ConfigError(f"EndpointOpPubKeyPath: {path}: {e}") from None
+                where = cfg.named("EndpointOpPubKeyPath")
+                raise ConfigError(f"{where}: {path}: {file_fault(e)}") from None
         creator = PPKSClientCreator(
             creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
         )

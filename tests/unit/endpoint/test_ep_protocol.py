@@ -332,3 +332,25 @@ def test_the_session_start_names_the_controller_as_host_port() -> None:
         globalLogPublisher.removeObserver(observer)
     (event,) = [e for e in seen if "session started" in e.get("log_format", "")]
     assert event["peer"] == "192.168.1.1:54321"  # StringTransport's peer
+
+
+def test_a_refused_session_is_logged_with_its_rule_once() -> None:
+    """Was `refusing controller peer: accounting: accounting: accounting database ...`:
+    the rule twice (the message already starts with it; fresh28, session 28)."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    from packetlab.endpoint.checks import SessionRefused
+
+    def refuse() -> Any:
+        raise SessionRefused("accounting", "accounting database x: disk full")
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        proto = ControllerProtocol(refuse, MemoryReactorClock())
+        transport = StringTransport(peerAddress="peer")  # type: ignore[arg-type]
+        proto.makeConnection(transport)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    lines = [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")]
+    assert lines == ["refusing controller peer: accounting: accounting database x: disk full"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
 from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
@@ -166,3 +167,53 @@ def test_the_broker_link_pipelines_its_messages_one_write_each_with_tcp_keepaliv
         == bytes.fromhex("3800002c" + "06" + b"public".hex() + "00") + bytes(32) + b"a=b;"
     )
     assert tls.transport.keepalive
+
+
+def _broker_conf(tmp_path: Any, extra: str) -> tuple[Any, Any, int]:
+    from packetlab.cli.init import init_home
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    conf = tmp_path / "endpt.conf"
+    text = (home.root / "endpt.conf").read_text()
+    conf.write_text(text + extra)
+    return home, conf, len(text.splitlines()) + 1
+
+
+@pytest.mark.parametrize(
+    "key", ["EndpointOpPubKeyPath", "BrokerChainRootPath", "SubPrivCertChainPath"]
+)
+def test_a_missing_file_in_broker_mode_names_its_key(tmp_path: Any, key: str) -> None:
+    """Was `broker mode: [Errno 2] No such file or directory: '...'`: the file, not which
+    key named it (session 28, fresh28)."""
+    from packetlab.endpoint.config import ConfigError, load_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+
+    _, conf, line = _broker_conf(tmp_path, f"{key} {tmp_path}/nosuch\n")
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(load_config(conf))
+    assert str(e.value) == (
+        f"broker mode: {conf}:{line}: {key}: {tmp_path}/nosuch: No such file or directory"
+    )
+
+
+def test_broker_mode_with_a_certificate_other_than_an_agent_one_does_not_start(
+    tmp_path: Any,
+) -> None:
+    """Was: the endpoint started and the broker refused its link at every reconnect."""
+    from packetlab.endpoint.config import ConfigError, load_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import issue_certificate
+
+    sub = tmp_path / "sub.cert"
+    home, conf, line = _broker_conf(tmp_path, f"EndpointAgentCertPath {sub}\n")
+    key = home.private_key("k_ep")
+    sub.write_bytes(issue_certificate("subcmd", key, key, 0, 2**31 - 1).to_pem())
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(load_config(conf))
+    assert str(e.value) == (
+        f"broker mode: {conf}:{line}: EndpointAgentCertPath is a subcmd certificate, not an "
+        "agent certificate: every broker checks the endpoint's link in agent mode and "
+        "refuses it"
+    )

@@ -261,15 +261,22 @@ def test_tls_link_errors_name_the_file(tmp_path: Path) -> None:
         issue_certificate("subcmd", generate_private_key(), key, 0, 2**31 - 1).to_pem()
     )
     cfg = EndpointConfig(controller_chain=[str(tmp_path / "missing")], private_key=str(priv))
-    with pytest.raises(ConfigError, match="missing"):
+    with pytest.raises(ConfigError, match=r"^ControllerCertChainPath: .*missing"):
+        TLSLink.from_config(cfg)
+    # the key file alone at fault: that key is named (was both, whichever was wrong)
+    cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(tmp_path / "nokey"))
+    cfg.origins["EndpointPrivKey"] = "endpt.conf:4"
+    with pytest.raises(ConfigError, match=r"^endpt\.conf:4: EndpointPrivKey: .*nokey"):
         TLSLink.from_config(cfg)
     cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
     cfg.eop_pubkeys = [str(tmp_path / "nope.pub")]
-    with pytest.raises(ConfigError, match=r"EndpointOpPubKeyPath.*nope\.pub"):
+    with pytest.raises(
+        ConfigError, match=r"^EndpointOpPubKeyPath: .*nope\.pub: No such file or directory$"
+    ):
         TLSLink.from_config(cfg)
     wrong, _ = write_key_pair(tmp_path / "k2", generate_private_key())
     cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(wrong))
-    with pytest.raises(ConfigError, match="ControllerCertChainPath/EndpointPrivKey"):
+    with pytest.raises(ConfigError, match=r"^ControllerCertChainPath and EndpointPrivKey: "):
         TLSLink.from_config(cfg)
     cfg = EndpointConfig(controller_chain=[str(cert)], private_key=str(priv))
     link = TLSLink.from_config(cfg)
