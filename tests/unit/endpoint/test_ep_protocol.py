@@ -337,7 +337,9 @@ def test_the_session_start_names_the_controller_as_host_port() -> None:
 def test_a_refused_session_is_logged_with_its_rule_once() -> None:
     """Was `refusing controller peer: accounting: accounting: accounting database ...`:
     the rule twice (the message already starts with it; fresh28, session 28)."""
-    from twisted.logger import formatEvent, globalLogPublisher
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     from packetlab.endpoint.checks import SessionRefused
 
@@ -345,12 +347,12 @@ def test_a_refused_session_is_logged_with_its_rule_once() -> None:
         raise SessionRefused("accounting", "accounting database x: disk full")
 
     seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
     try:
         proto = ControllerProtocol(refuse, MemoryReactorClock())
-        transport = StringTransport(peerAddress="peer")  # type: ignore[arg-type]
-        proto.makeConnection(transport)
+        proto.makeConnection(StringTransport(peerAddress=cast(Any, "peer")))
     finally:
-        globalLogPublisher.removeObserver(seen.append)
+        globalLogPublisher.removeObserver(observer)
     lines = [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")]
     assert lines == ["refusing controller peer: accounting: accounting database x: disk full"]
