@@ -285,8 +285,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "server's jitter, lost/total read back")  # fmt: skip
     p.add_argument("-b", "--bitrate", action=RateBurst, default=None, metavar="RATE[/BURST]",
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
-                   "[UDP 1M, TCP unlimited]; paced by scheduled sends; /BURST (1..1000): "
-                   "that many blocks back to back at a time, as iperf3's burst mode")  # fmt: skip
+                   "[UDP 1048576, iperf3's 1 Mbit/s; TCP unlimited]; paced by scheduled "
+                   "sends; /BURST (1..1000): that many blocks back to back at a time, as "
+                   "iperf3's burst mode")  # fmt: skip
     p.set_defaults(burst=0)
     p.add_argument("--pacing-timer", dest="pacing_timer", type=pacing_timer, default=None,
                    metavar="USEC",

@@ -407,6 +407,19 @@ def test_udp_upload_is_paced_by_scheduled_sends() -> None:
     assert sum(s["packets"] for i in intervals for s in i["streams"]) == len(data)
 
 
+def test_udp_without_b_is_iperf3s_default_rate() -> None:
+    """-u without -b: iperf3 3.12's UDP_RATE, 1024 * 1024 bit/s (`target_bitrate`
+    1048576 in native's -J, `bandwidth` in its parameters), told the server and paced at;
+    was 1,000,000 (session 28: 4.6 % fewer datagrams than native's `-u -l 1400 -t 10`)."""
+    rig, server = rig_with_server()
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, udp=True, length=1024,
+                              interval=0.25))  # fmt: skip
+    assert "error" not in d, d
+    assert server.params["bandwidth"] == 1_048_576
+    data = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1][1:]
+    assert {b.time - a.time for a, b in pairwise(data)} == {7_812_500}  # 8192 bits each
+
+
 def test_udp_download_loss_and_jitter_from_endpoint_stamps() -> None:
     rig, _ = rig_with_server(udp_gap=0.002, skip=(3, 7))
     d, intervals = run(rig, TimedSpec(direction="download", seconds=0.4, udp=True,
