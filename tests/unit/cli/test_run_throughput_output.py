@@ -174,7 +174,6 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
         (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
          "--rsa-public-key-path /nonexistent.pem: not a valid RSA public key"),
-        (["-6"], "--server 127.0.0.1: an IPv4 address, but -6 was given"),
         (["-B", "127.0.0.1%lo"], "-B 127.0.0.1%lo: the %lo part is iperf3's --bind-dev"),
         (["-B", "::1"], "-B ::1: an IPv6 address, but the server 127.0.0.1 is IPv4"),
         (["-J", "--json"], "-J and --json: choose one"),
