@@ -119,6 +119,11 @@ def test_verbose_lines_as_iperf3(at_native_time: None) -> None:
            "time": None}  # fmt: skip
     got = lines(args_of("-V"), udp)
     assert "      Target Bitrate: 5000000" in got and "      TCP MSS: 32768 (default)" not in got
+    assert not any(line.startswith("Setting UDP") for line in got)  # -l given
+    # native `iperf3 -c 127.0.0.1 -u -t 1 -V` (no -l): 3.12 says the block it took from
+    # the control connection's MSS, right after that (session 28; was missing)
+    got = lines(args_of("-V"), {**udp, "udp_block_chosen": True})
+    assert got[:2] == ["Control connection MSS 32768", "Setting UDP block size to 32768"]
     assert got[-1] == ("Starting Test: protocol: UDP, 1 streams, 32768 byte blocks, omitting 0 "
                        "seconds, 50 blocks to send, tos 0")  # fmt: skip
 

@@ -420,6 +420,20 @@ def test_udp_without_b_is_iperf3s_default_rate() -> None:
     assert {b.time - a.time for a, b in pairwise(data)} == {7_812_500}  # 8192 bits each
 
 
+@pytest.mark.parametrize("length", [None, 1000], ids=["chosen", "given"])
+def test_udp_block_chosen_is_said_to_v(length: int | None) -> None:
+    """UDP without -l: the block taken from the control connection is marked in the
+    `connected` record, so -V prints 3.12's `Setting UDP block size to N` (session 28)."""
+    rig, _ = rig_with_server()
+    opened: list[dict[str, Any]] = []
+    spec = TimedSpec(direction="upload", seconds=0.2, udp=True, bitrate=1e6, length=length,
+                     interval=0.1)  # fmt: skip
+    rig.run(timed_test(rig.session, SERVER[0], spec=spec, on_connected=opened.append))
+    (c,) = opened
+    assert c.get("udp_block_chosen", False) is (length is None), c
+    assert length is None or c["length"] == length
+
+
 def test_udp_download_loss_and_jitter_from_endpoint_stamps() -> None:
     rig, _ = rig_with_server(udp_gap=0.002, skip=(3, 7))
     d, intervals = run(rig, TimedSpec(direction="download", seconds=0.4, udp=True,
