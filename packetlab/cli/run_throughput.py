@@ -482,6 +482,16 @@ def receives_only(args: argparse.Namespace) -> bool:
     return getattr(args, "direction", None) == "download" and not getattr(args, "bidir", False)
 
 
+def zero_tos(value: str) -> bool:
+    """-S 0 (0x0, 00), --dscp 0 (cs0): iperf3 3.12 sets IP_TOS only when it is not 0, and
+    tells the server no TOS, so the test is the default one; accepted, as native's
+    (session 28; was `-S 0: not supported`)."""
+    try:
+        return int(value, 0) == 0
+    except (TypeError, ValueError):
+        return str(value).lower() == "cs0"
+
+
 def refused(args: argparse.Namespace) -> str | None:
     """The one-line refusal of the first iperf3 socket option given (-w, -Z, -C, -M,
     -N, -S, --fq-rate), or None."""
@@ -489,7 +499,7 @@ def refused(args: argparse.Namespace) -> str | None:
         return WINDOW_REFUSED.format(args.window)
     for attr, flag, what, cannot in SOCKET_OPTIONS:
         value = getattr(args, attr, None)
-        if value in (None, False):
+        if value in (None, False) or (attr in ("tos", "dscp") and zero_tos(value)):
             continue
         if attr not in SERVER_TOLD:
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)

@@ -205,6 +205,16 @@ def test_refused_in_one_line(
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "argv", [["-S", "0"], ["-S", "0x0"], ["-S", "00"], ["--dscp", "0"], ["--dscp", "CS0"]]
+)
+def test_a_zero_tos_is_iperf3s_default(argv: list[str]) -> None:
+    """-S 0, --dscp 0/cs0: native 3.12 sets no IP_TOS then and tells its server none (its
+    -J's `tos` 0), so they run as without them (session 28; were refused); -S 16 is."""
+    assert run_throughput.refused(args_of("-t", "1", *argv)) is None
+    assert run_throughput.refused(args_of("-t", "1", argv[0], "16")) is not None
+
+
 def test_help_documents_every_new_option() -> None:
     p = argparse.ArgumentParser(prog="t", formatter_class=argparse.RawDescriptionHelpFormatter)
     run_throughput.configure(p)
