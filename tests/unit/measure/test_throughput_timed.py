@@ -334,6 +334,35 @@ def test_time_limited_upload_ends_on_time_on_a_slow_link() -> None:
     assert d["mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
 
 
+def test_paced_upload_above_the_endpoints_rate_ends_on_time() -> None:
+    """-b far above what the endpoint sends (`-b 100G -t 1` on loopback): the stream falls
+    behind its schedule, and its due blocks are queued a window at a time, as unpaced
+    ones, so TEST_END goes at T (session 28: every due block was queued at once, 47,684
+    of them for 0.5 s here, and the test ran on for as long as that took; a real one
+    past 20 s)."""
+    import signal
+
+    def too_long(*_: Any) -> None:  # (before: still queueing after 100 s of real time)
+        raise TimeoutError("the test did not end within 30 s (sends queued without bound)")
+
+    slow = 1e8  # bytes/s: 800 Mbit/s
+    rig, server = rig_with_server()
+    rig.endpoint.rate = slow
+    before = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(30)
+    try:
+        d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, bitrate=1e11, interval=0))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert "error" not in d, d
+    assert server.ended - server.started == pytest.approx(0.5, abs=0.15)
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    # what went in 0.5 s at 800 Mbit/s (381 blocks) and the windows still queued
+    assert len(sends) <= 381 + 5 * 64, len(sends)
+    assert d["sender_mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
+
+
 def test_parallel_streams() -> None:
     """-P 3: three data connections, each opened with the cookie; iperf3's stream ids
     1, 3, 4 in the results exchange; [  5], [  7], [  9] and a sum."""
@@ -455,7 +484,7 @@ def test_spec_bounds_as_iperf3() -> None:
         TimedSpec(interval=0.05).check()
     spec = TimedSpec(udp=True)
     spec.check()
-    assert spec.seconds == 10 and spec.rate == 1e6 and spec.block == 1460
+    assert spec.seconds == 10 and spec.rate == 1 << 20 and spec.block == 1460
     assert TimedSpec(udp=True, bitrate=0).rate is None  # -b 0: unlimited
 
 
