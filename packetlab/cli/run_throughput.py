@@ -197,6 +197,17 @@ def timed(args: argparse.Namespace) -> bool:
     )
 
 
+class Unresolved(RunError):
+    """--server's host has no address (of -4/-6's family): in iperf3's test a failed test
+    in iperf3's words (`unable to connect to server: REASON`, -J's `error`, the log
+    file's line), as native fails its connect; elsewhere a usage error as any RunError."""
+
+    def __init__(self, text: str, reason: str, port: int) -> None:
+        super().__init__(text)
+        self.reason = reason  # getaddrinfo's words, as iperf3 prints them
+        self.port = port
+
+
 def split_host_port(
     text: str,
     default: int,
@@ -224,22 +235,37 @@ def split_host_port(
         port = port_option
     if not host:
         raise RunError(f"{option} {text}: no host")
+    if not 1 <= port <= 65535:  # (before the name is looked up: iperf3's parameter error)
+        raise RunError(f"{option} {text}: bad port (1..65535)")
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
         try:
             host = str(resolve_target(host, family))
-        except RunError as e:
-            raise RunError(f"{option} {text}: {e}") from None
+        except RunError as e:  # `cannot resolve 'NAME': REASON`
+            reason = str(e).partition(": ")[2] or "Name or service not known"
+            raise Unresolved(f"{option} {text}: {e}", reason, port) from None
     else:
         if family is not None and literal.version != family:
-            raise RunError(
+            raise Unresolved(
                 f"{option} {text}: an IPv{literal.version} address, but -{family} was given "
-                "(iperf3: Address family for hostname not supported)"
+                "(iperf3: Address family for hostname not supported)",
+                "Address family for hostname not supported",
+                port,
             )
-    if not 1 <= port <= 65535:
-        raise RunError(f"{option} {text}: bad port (1..65535)")
     return host, port
+
+
+def server_of(args: argparse.Namespace) -> tuple[str | None, int, str | None]:
+    """--server's address and port, and None; in iperf3's test a host without an address
+    gives (None, port, getaddrinfo's words) instead, a test that fails to connect."""
+    try:
+        host, port = split_host_port(args.server, 5201, args.port, family=args.family)
+    except Unresolved as e:
+        if not timed(args):
+            raise
+        return None, e.port, e.reason
+    return host, port, None
 
 
 def typed_host(text: str) -> str:
@@ -285,8 +311,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "server's jitter, lost/total read back")  # fmt: skip
     p.add_argument("-b", "--bitrate", action=RateBurst, default=None, metavar="RATE[/BURST]",
                    help="bits/s per stream, e.g. 10M (K/M/G, 0: unlimited), as iperf3 -b "
-                   "[UDP 1M, TCP unlimited]; paced by scheduled sends; /BURST (1..1000): "
-                   "that many blocks back to back at a time, as iperf3's burst mode")  # fmt: skip
+                   "[UDP 1048576, iperf3's 1 Mbit/s; TCP unlimited]; paced by scheduled "
+                   "sends; /BURST (1..1000): that many blocks back to back at a time, as "
+                   "iperf3's burst mode")  # fmt: skip
     p.set_defaults(burst=0)
     p.add_argument("--pacing-timer", dest="pacing_timer", type=pacing_timer, default=None,
                    metavar="USEC",
@@ -455,6 +482,16 @@ def receives_only(args: argparse.Namespace) -> bool:
     return getattr(args, "direction", None) == "download" and not getattr(args, "bidir", False)
 
 
+def zero_tos(value: str) -> bool:
+    """-S 0 (0x0, 00), --dscp 0 (cs0): iperf3 3.12 sets IP_TOS only when it is not 0, and
+    tells the server no TOS, so the test is the default one; accepted, as native's
+    (session 28; was `-S 0: not supported`)."""
+    try:
+        return int(value, 0) == 0
+    except (TypeError, ValueError):
+        return str(value).lower() == "cs0"
+
+
 def refused(args: argparse.Namespace) -> str | None:
     """The one-line refusal of the first iperf3 socket option given (-w, -Z, -C, -M,
     -N, -S, --fq-rate), or None."""
@@ -462,7 +499,7 @@ def refused(args: argparse.Namespace) -> str | None:
         return WINDOW_REFUSED.format(args.window)
     for attr, flag, what, cannot in SOCKET_OPTIONS:
         value = getattr(args, attr, None)
-        if value in (None, False):
+        if value in (None, False) or (attr in ("tos", "dscp") and zero_tos(value)):
             continue
         if attr not in SERVER_TOLD:
             return SOCKET_REFUSED.format(flag.format(value), what, cannot)
@@ -484,7 +521,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 def _experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.measure.throughput import throughput
 
-    host, port = split_host_port(args.server, 5201, args.port, family=args.family)
+    host, port, unresolved = server_of(args)
     why = refused(args) or output.check(args)
     if why is not None:
         raise RunError(why)
@@ -496,7 +533,8 @@ def _experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Exp
     if not 1 <= args.runs <= 10_000:
         raise RunError("--runs must be 1..10000")
     if timed(args):
-        return timed_experiment(args, host, port, emit, progress)
+        return timed_experiment(args, host, port, emit, progress, unresolved)
+    assert host is not None  # (server_of: an unresolved host only in iperf3's test)
     recorder = pcapout.recorder_for(args)  # all runs in one file (every byte: mind the size)
 
     async def run(session: Any) -> None:
@@ -607,9 +645,18 @@ def authtoken(args: argparse.Namespace) -> str | None:
 
 
 def timed_experiment(
-    args: argparse.Namespace, host: str, port: int, emit: Emit, progress: Progress
+    args: argparse.Namespace,
+    host: str | None,
+    port: int,
+    emit: Emit,
+    progress: Progress,
+    unresolved: str | None = None,
 ) -> Experiment:
-    from packetlab.measure.throughput_timed import TimedSpec, timed_test
+    """iperf3's test; `host` None: --server had no address (`unresolved` getaddrinfo's
+    words), each run a test that failed to connect, as native's (exit 1, `-J`'s document
+    with its `error`, the line in --logfile's file; was a usage error, exit 2, nothing on
+    stdout for a script reading -J)."""
+    from packetlab.measure.throughput_timed import TimedResult, TimedSpec, timed_test
 
     nbytes = args.bytes if given(args, "--bytes") else None
     if args.bidir and given(args, "-R"):
@@ -628,7 +675,8 @@ def timed_experiment(
         interval=1.0 if args.interval is None else args.interval,
         wide=args.wide, omit=args.omit, cport=args.cport, bidir=args.bidir,
         extra_data=args.extra_data, server_output=args.server_output, title=args.title,
-        repeating_payload=args.repeating_payload, bind=bind(args, host),
+        repeating_payload=args.repeating_payload,
+        bind=None if host is None else bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
         authtoken=authtoken(args), file=args.file, burst=args.burst,
         rcv_timeout=None if args.rcv_timeout is None else args.rcv_timeout / 1e3,
@@ -661,6 +709,13 @@ def timed_experiment(
         for i in range(args.runs):
             if progress.stopping:
                 return
+
+            if host is None:  # iperf3's connect fails: its words, a failed test's record
+                failed = TimedResult(spec, named, port)
+                failed.error = f"cannot resolve {named!r}: {unresolved}"
+                failed.native_error = f"unable to connect to server: {unresolved}"
+                emit({**failed.to_dict(), "host": named})
+                continue
 
             def show(text: str, i: int = i) -> None:
                 progress(f"{args.direction} {i + 1}/{args.runs}: {text}")
@@ -775,7 +830,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
-    target=lambda args: split_host_port(args.server, 5201, args.port, family=args.family)[0],
+    target=lambda args: server_of(args)[0],  # (None: the in-process endpoint's default)
     row_for=renderer,
 )
 

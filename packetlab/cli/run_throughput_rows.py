@@ -193,13 +193,15 @@ def starting_test(spec: Record) -> str:
 
 def connected_rows(r: Record, verbose: bool = False) -> str:
     """iperf3's opening lines (the local side is the endpoint's); `verbose`: iperf3 -V's
-    too (Control connection MSS, Time, Cookie, TCP MSS, Target Bitrate, Starting Test: the
-    record has the parameters)."""
+    too (Control connection MSS, Setting UDP block size, Time, Cookie, TCP MSS, Target
+    Bitrate, Starting Test: the record has the parameters)."""
     lines = [f"Connecting to host {r.get('host', r['server'])}, port {r['port']}"]
     if verbose:
         import email.utils
 
         lines.insert(0, f"Time: {email.utils.formatdate(usegmt=True)}")
+        if r.get("udp_block_chosen"):  # UDP without -l: 3.12 says what it took
+            lines.insert(0, f"Setting UDP block size to {r['length']}")
         if r.get("tcp_mss"):  # the endpoint's TCP_INFO of the control connection
             lines.insert(0, f"Control connection MSS {r['tcp_mss']}")
     if r["direction"] == "download":

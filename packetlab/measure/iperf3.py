@@ -241,7 +241,7 @@ def stream_result(results: dict[str, Any]) -> tuple[int, float]:
 MAX_STREAMS = 128
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 60.0
 DEFAULT_TIME = 10.0
-DEFAULT_UDP_RATE = 1_000_000  # bit/s: iperf3's -b default for UDP
+DEFAULT_UDP_RATE = 1 << 20  # bit/s: iperf3's -b default for UDP (iperf.h UDP_RATE, 1024 * 1024)
 DEFAULT_UDP_BLOCK = 1460  # iperf3's on a 1500-byte MTU path (it takes the control MSS)
 MAX_UDP_BLOCK = 65535 - 8 - 20  # one IPv4 datagram's payload (iperf.h MAX_UDP_BLOCKSIZE)
 MIN_UDP_BLOCK = 16  # its header: the send time and the datagram's number

@@ -33,6 +33,10 @@ MAX_QUEUED = 1024
 #: this long after the controller learnt the clock (the in-process endpoint shares the
 #: controller's CPU: 0.2 s ahead left 40 % of the sends at 20 Mbit/s late by up to 26 ms).
 HORIZON_S, FIRST_LEAD_S = 0.5, 0.02
+#: A scheduled stream whose last ntag came this late, or whose next send is due, is behind
+#: its schedule (-b above the endpoint's rate): a window in flight, as unpaced; ahead of
+#: it, AHEAD_WINDOWS windows at most (0.5 s of sends above ~540 Mbit/s; session 28)
+BEHIND_NS, AHEAD_WINDOWS = 20_000_000, 4
 #: Scheduled sends: ntags for about this many sends a second per stream (every k-th, and
 #: the last), enough for 0.1 s intervals without a notification per datagram.
 TAGS_PER_S = 1000
@@ -101,6 +105,14 @@ class Sending(Streams):
                         ahead = min(max(HORIZON_S, 4 * rtt), lead + clock.seconds() - base_here)
                         if f.next_time > endpoint_now() + int(ahead * 1e9):
                             continue
+                        behind = f.next_time <= endpoint_now() or f.lag > BEHIND_NS
+                        if f.backlog >= (window if behind else AHEAD_WINDOWS * window):
+                            # -b above what the endpoint sends (`-b 100G -t 1` queued
+                            # 0.5 s of blocks at 100 Gbit/s and ran on past T for as long
+                            # as that took): behind its schedule, a window in flight as
+                            # unpaced, as iperf3's throttle sends as fast as its socket
+                            # takes; ahead of it, a few windows (the horizon's bytes)
+                            continue
                     elif f.outstanding >= window:
                         continue
                     data = payload
@@ -110,7 +122,7 @@ class Sending(Streams):
                             f.eof = True
                             continue
                         data, f.eof = read, f.disk.done  # the last block: an ntag
-                    self._queue(f, data, gap, every, rate)
+                    self._queue(f, data, gap, every, rate, window // 2)
                     queued_any = more = True
                     if f.sent_packets % 64 == 0:
                         await session.wait_writable()
@@ -124,8 +136,8 @@ class Sending(Streams):
                 self.schedule_end()
             if self.end_queued and endpoint_now() >= self.stop_at:
                 self.ending = True  # TEST_END went: the server may close, sends fail
-            if self.ending and not rate:  # unpaced -t: the end went (the window is moot)
-                break
+            if self.ending:  # -t: the end went (an unpaced window, a paced stream behind
+                break  # its schedule: what is still queued is moot)
             if all(self._sent_all(f, rate) for f in tx) and (
                 self.end_queued or self.stopped or not schedules_end
             ):  # paced -t: all queued (0.5 s ahead), and TEST_END too once it is near
@@ -162,7 +174,9 @@ class Sending(Streams):
             await self._bidir_sent(limit)
             return
         eof = any(f.eof for f in tx)
-        if spec.seconds is not None and not rate and not self.stopped and not eof:
+        # a paced stream still behind its schedule when TEST_END went: as unpaced
+        behind = bool(rate) and self.ending and not all(self._sent_all(f, rate) for f in tx)
+        if spec.seconds is not None and (not rate or behind) and not self.stopped and not eof:
             # unpaced -t: TEST_END at the end, as iperf3's timer sends it with its socket
             # buffer still full; the blocks still queued at the endpoint are not waited for
             # (8 MiB took 0.7 s at 100 Mbit/s). The server counts only until TEST_END.
@@ -228,7 +242,10 @@ class Sending(Streams):
         return self.latest >= self.stop_at
 
     def _queue(self, f: Flow, payload: bytes, gap: int, every: int,
-               rate: float | None) -> None:  # fmt: skip
+               rate: float | None, tag_bytes: int = 0) -> None:  # fmt: skip
+        """Queue one block. Paced, an ntag every `every` sends or once `tag_bytes` went
+        untagged (above ~33 Gbit/s a stream's every-k-th tag is more than half its window
+        apart: a stream behind its schedule waits for a tag within its window)."""
         spec, session = self.spec, self.session
         size = len(payload)  # -n: whole blocks until N bytes went, as iperf3
         when = f.next_time if rate else 0
@@ -240,13 +257,15 @@ class Sending(Streams):
             data = payload[:size]
         f.queued += size
         f.outstanding += size
+        if rate:
+            f.backlog += size
         if rate and f.sent_packets % (spec.burst or 1) == 0:
             # -b RATE/BURST: a burst's blocks all at one time, the next a burst's time at
             # the rate later, as iperf3's multisend sends them back to back once its
             # throttle turns green (the endpoint sends equal times in their queued order)
             f.next_time += gap * (spec.burst or 1)
         last = self._sent_all(f, rate)
-        tag = not rate or last or f.sent_packets % every == 0
+        tag = not rate or last or f.sent_packets % every == 0 or 0 < tag_bytes <= f.outstanding
         unit = f.outstanding if tag else 0  # bytes this ntag stands for
         if tag:
             f.outstanding = 0 if rate else f.outstanding
@@ -283,11 +302,13 @@ class Sending(Streams):
             self.capture.sent(f.label, tag.time, size, head)
         if when:  # a scheduled send: did it leave on time?
             self.tagged += 1
+            f.lag = tag.time - when
             if tag.time - when > LATE_NS:
                 self.late += 1
                 self.late_max = max(self.late_max, tag.time - when)
         if spec.rate:
             nbytes, packets = unit, 0
+            f.backlog -= unit
         else:
             f.outstanding -= size
             nbytes, packets = size, 1 if spec.udp else 0
@@ -306,7 +327,10 @@ class Sending(Streams):
         e = failure.value
         # once TEST_END is queued, the server may close the connections as it reads it
         # (before we see the end pass): the queued sends then fail (EPKTNOTSENT), moot
-        moot = self.ending or (self.end_queued and isinstance(e, SendFailed))
+        # (or refuses them, the socket closed: a paced stream behind its schedule still
+        # queues sends up to T, after the endpoint sent TEST_END at it)
+        closed = isinstance(e, RequestFailed) and e.name == "ESKTNOTOPEN"
+        moot = self.ending or (self.end_queued and (isinstance(e, SendFailed) or closed))
         if self.failure is None and not moot:
             if isinstance(e, RequestFailed) and e.name == "ESKTPKTDENY":
                 self.failure = ThroughputError(

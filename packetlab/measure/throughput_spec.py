@@ -22,7 +22,7 @@ class TimedSpec:
     """What native `iperf3 -c` takes: `seconds` (-t), `nbytes` (-n, all streams
     together) or `blocks` (-k: blocks of `length` sent or received, all streams together;
     --bidir: per direction, the first to reach it ends the test), `streams`
-    (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default 1 Mbit/s, TCP unlimited),
+    (-P), `udp` (-u), `bitrate` (-b, bit/s per stream; UDP default 1048576, TCP unlimited),
     `interval` (-i; 0: one, the whole test), `length` (-l), `omit` (-O: that many whole
     seconds of pre-test before the T seconds counted), `cport` (--cport: stream k binds local port
     cport + k at the endpoint, as iperf3 3.12), `bidir` (--bidir: the endpoint sends on

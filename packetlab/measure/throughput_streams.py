@@ -46,6 +46,8 @@ class Flow:
     sent_packets: int = 0  # upload: sends queued
     outstanding: int = 0  # upload: bytes queued whose ntag has not come
     next_time: int = 0  # scheduled upload: the next send's endpoint time
+    backlog: int = 0  # scheduled upload: bytes queued whose (every k-th) ntag has not come
+    lag: int = 0  # scheduled upload: how late (ns) the last ntag came after its send's time
     closed: bool = False
     omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
     omitted_packets: int = 0

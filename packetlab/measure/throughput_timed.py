@@ -106,6 +106,9 @@ class _Test(Receiving, Sending):
     """One test's data streams once the server asked for them: both halves, opened, and
     the results."""
 
+    #: UDP's -l taken from the control connection (none given): iperf3 -V says so
+    udp_block_chosen = False
+
     async def open(self, key: bytes) -> None:
         spec, session = self.spec, self.session
         family = Family.IP6 if self.addr.version == 6 else Family.IP4
@@ -341,6 +344,7 @@ class _Test(Receiving, Sending):
             "parallel": self.spec.streams, "length": self.spec.block, "omit": self.spec.omit,
             "time": self.spec.told_seconds, "bytes_limit": self.spec.nbytes,
             "blocks": self.spec.blocks, "bitrate": self.spec.rate,
+            **({"udp_block_chosen": True} if self.udp_block_chosen else {}),
         }  # fmt: skip
 
     async def close(self) -> None:
@@ -482,6 +486,7 @@ async def timed_test(
     try:
         if spec.udp and spec.length is None:
             spec.length = await _udp_block(session, ctl.stream.sktid)
+            test.udp_block_chosen = True
         params = iperf3.timed_parameters(
             udp=spec.udp, seconds=spec.told_seconds, nbytes=spec.nbytes, blocks=spec.blocks,
             streams=spec.streams,

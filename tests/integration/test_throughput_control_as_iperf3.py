@@ -204,6 +204,8 @@ CASES = {
     # dont_fragment in native's places; refused before)
     "R-sockopts": ["-R", "-t", "1", "-b", "1M", "-N", "--fq-rate", "10M", "-C", "reno", "-Z"],
     "udp-R-df": ["-R", "-u", "-t", "1", "-b", "1M", "--dont-fragment"],
+    # session 28: -u without -b is 3.12's UDP_RATE, 1024 * 1024 bit/s (was 1,000,000)
+    "udp-default-rate": ["-R", "-u", "-t", "1"],
 }  # fmt: skip
 
 

@@ -240,12 +240,31 @@ def test_connect_timeout_beside_native(dropping: int) -> None:
 
 
 def test_address_family_beside_native(port: int) -> None:  # noqa: F811
+    """-c 127.0.0.1 -6: native's connect fails (exit 1, `error - unable to connect to
+    server: Address family for hostname not supported`, -J's `error`); since session 28
+    ours too (was our usage error, exit 2, and no -J document)."""
     got = ours(port, "-t", "1", "-6")
-    assert got.returncode == 2 and "an IPv4 address, but -6 was given" in got.stderr
     nat = native_run(port, "-t", "1", "-6")
-    assert nat.returncode == 1 and "Address family" in nat.stdout + nat.stderr
+    line = "error - unable to connect to server: Address family for hostname not supported\n"
+    assert nat.returncode == 1 and nat.stderr == f"iperf3: {line}", nat.stderr
+    assert got.returncode == 1 and got.stderr == f"pktlab run throughput: {line}", got.stderr
+    got, nat = ours(port, "-t", "1", "-6", "-J"), native_run(port, "-t", "1", "-6", "-J")
+    assert json.loads(got.stdout)["error"] == json.loads(nat.stdout)["error"], got.stdout
     got = ours(port, "-t", "1", "-4", "--json")  # -c 127.0.0.1 with -4: fine
     assert got.returncode == 0, got.stderr
+
+
+def test_a_name_without_an_address_beside_native(port: int) -> None:  # noqa: F811
+    """-c nosuch.invalid (an RFC 6761 name: no address anywhere): iperf3's failed test in
+    text, -J and --logfile, as native's (session 28; was a usage error, exit 2)."""
+    words = ["-c", "nosuch.invalid", "-t", "1"]
+    got, nat = ours(port, *words), native_run(port, *words)
+    assert nat.returncode == 1 and nat.stderr.startswith("iperf3: error - unable to connect")
+    assert got.returncode == 1, got.stderr
+    assert got.stderr.removeprefix("pktlab run throughput: ") == nat.stderr.removeprefix("iperf3: ")
+    got, nat = ours(port, *words, "-J"), native_run(port, *words, "-J")
+    doc, native = json.loads(got.stdout), json.loads(nat.stdout)
+    assert doc["error"] == native["error"] and paths(doc) == paths(native), got.stdout
 
 
 @pytest.fixture

@@ -119,6 +119,11 @@ def test_verbose_lines_as_iperf3(at_native_time: None) -> None:
            "time": None}  # fmt: skip
     got = lines(args_of("-V"), udp)
     assert "      Target Bitrate: 5000000" in got and "      TCP MSS: 32768 (default)" not in got
+    assert not any(line.startswith("Setting UDP") for line in got)  # -l given
+    # native `iperf3 -c 127.0.0.1 -u -t 1 -V` (no -l): 3.12 says the block it took from
+    # the control connection's MSS, right after that (session 28; was missing)
+    got = lines(args_of("-V"), {**udp, "udp_block_chosen": True})
+    assert got[:2] == ["Control connection MSS 32768", "Setting UDP block size to 32768"]
     assert got[-1] == ("Starting Test: protocol: UDP, 1 streams, 32768 byte blocks, omitting 0 "
                        "seconds, 50 blocks to send, tos 0")  # fmt: skip
 
@@ -174,7 +179,6 @@ def test_json_document_once_per_test_with_the_title() -> None:
          "or asked on a terminal) and --rsa-public-key-path, as iperf3"),
         (["--username", "u", "--rsa-public-key-path", "/nonexistent.pem"],
          "--rsa-public-key-path /nonexistent.pem: not a valid RSA public key"),
-        (["-6"], "--server 127.0.0.1: an IPv4 address, but -6 was given"),
         (["-B", "127.0.0.1%lo"], "-B 127.0.0.1%lo: the %lo part is iperf3's --bind-dev"),
         (["-B", "::1"], "-B ::1: an IPv6 address, but the server 127.0.0.1 is IPv4"),
         (["-J", "--json"], "-J and --json: choose one"),
@@ -199,6 +203,16 @@ def test_refused_in_one_line(
     with pytest.raises(RunError) as e:
         run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "argv", [["-S", "0"], ["-S", "0x0"], ["-S", "00"], ["--dscp", "0"], ["--dscp", "CS0"]]
+)
+def test_a_zero_tos_is_iperf3s_default(argv: list[str]) -> None:
+    """-S 0, --dscp 0/cs0: native 3.12 sets no IP_TOS then and tells its server none (its
+    -J's `tos` 0), so they run as without them (session 28; were refused); -S 16 is."""
+    assert run_throughput.refused(args_of("-t", "1", *argv)) is None
+    assert run_throughput.refused(args_of("-t", "1", argv[0], "16")) is not None
 
 
 def test_help_documents_every_new_option() -> None:

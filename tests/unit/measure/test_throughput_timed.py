@@ -334,6 +334,35 @@ def test_time_limited_upload_ends_on_time_on_a_slow_link() -> None:
     assert d["mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
 
 
+def test_paced_upload_above_the_endpoints_rate_ends_on_time() -> None:
+    """-b far above what the endpoint sends (`-b 100G -t 1` on loopback): the stream falls
+    behind its schedule, and its due blocks are queued a window at a time, as unpaced
+    ones, so TEST_END goes at T (session 28: every due block was queued at once, 47,684
+    of them for 0.5 s here, and the test ran on for as long as that took; a real one
+    past 20 s)."""
+    import signal
+
+    def too_long(*_: Any) -> None:  # (before: still queueing after 100 s of real time)
+        raise TimeoutError("the test did not end within 30 s (sends queued without bound)")
+
+    slow = 1e8  # bytes/s: 800 Mbit/s
+    rig, server = rig_with_server()
+    rig.endpoint.rate = slow
+    before = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(30)
+    try:
+        d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, bitrate=1e11, interval=0))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert "error" not in d, d
+    assert server.ended - server.started == pytest.approx(0.5, abs=0.15)
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1]
+    # what went in 0.5 s at 800 Mbit/s (381 blocks) and the windows still queued
+    assert len(sends) <= 381 + 5 * 64, len(sends)
+    assert d["sender_mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
+
+
 def test_parallel_streams() -> None:
     """-P 3: three data connections, each opened with the cookie; iperf3's stream ids
     1, 3, 4 in the results exchange; [  5], [  7], [  9] and a sum."""
@@ -407,6 +436,33 @@ def test_udp_upload_is_paced_by_scheduled_sends() -> None:
     assert sum(s["packets"] for i in intervals for s in i["streams"]) == len(data)
 
 
+def test_udp_without_b_is_iperf3s_default_rate() -> None:
+    """-u without -b: iperf3 3.12's UDP_RATE, 1024 * 1024 bit/s (`target_bitrate`
+    1048576 in native's -J, `bandwidth` in its parameters), told the server and paced at;
+    was 1,000,000 (session 28: 4.6 % fewer datagrams than native's `-u -l 1400 -t 10`)."""
+    rig, server = rig_with_server()
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, udp=True, length=1024,
+                              interval=0.25))  # fmt: skip
+    assert "error" not in d, d
+    assert server.params["bandwidth"] == 1_048_576
+    data = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1][1:]
+    assert {b.time - a.time for a, b in pairwise(data)} == {7_812_500}  # 8192 bits each
+
+
+@pytest.mark.parametrize("length", [None, 1000], ids=["chosen", "given"])
+def test_udp_block_chosen_is_said_to_v(length: int | None) -> None:
+    """UDP without -l: the block taken from the control connection is marked in the
+    `connected` record, so -V prints 3.12's `Setting UDP block size to N` (session 28)."""
+    rig, _ = rig_with_server()
+    opened: list[dict[str, Any]] = []
+    spec = TimedSpec(direction="upload", seconds=0.2, udp=True, bitrate=1e6, length=length,
+                     interval=0.1)  # fmt: skip
+    rig.run(timed_test(rig.session, SERVER[0], spec=spec, on_connected=opened.append))
+    (c,) = opened
+    assert c.get("udp_block_chosen", False) is (length is None), c
+    assert length is None or c["length"] == length
+
+
 def test_udp_download_loss_and_jitter_from_endpoint_stamps() -> None:
     rig, _ = rig_with_server(udp_gap=0.002, skip=(3, 7))
     d, intervals = run(rig, TimedSpec(direction="download", seconds=0.4, udp=True,
@@ -428,7 +484,7 @@ def test_spec_bounds_as_iperf3() -> None:
         TimedSpec(interval=0.05).check()
     spec = TimedSpec(udp=True)
     spec.check()
-    assert spec.seconds == 10 and spec.rate == 1e6 and spec.block == 1460
+    assert spec.seconds == 10 and spec.rate == 1 << 20 and spec.block == 1460
     assert TimedSpec(udp=True, bitrate=0).rate is None  # -b 0: unlimited
 
 
