@@ -37,3 +37,27 @@ def _connection(conn: socket.socket, answer: Answer) -> None:
             head, _, data = data.partition(b"\r\n\r\n")
             if not answer(conn, head):
                 return
+
+
+class Recorder:
+    """A keep-alive server on a loopback port that keeps every request head; subclasses
+    answer in `answer(conn, head, path)`. The `server` fixture of a test module closes it."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(
+            target=serve_keepalive, args=(self.sock, self._answer), daemon=True
+        ).start()
+
+    def _answer(self, conn: socket.socket, head: bytes) -> bool:
+        self.heads.append(head)
+        path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+        return self.answer(conn, head, path)
+
+    def answer(self, conn: socket.socket, head: bytes, path: bytes) -> bool:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"

@@ -11,13 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from http_keepalive import serve_keepalive
+from http_keepalive import Recorder as KeepaliveRecorder
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 LAST_MODIFIED = b"Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
@@ -36,19 +35,10 @@ ANSWERS = {
 }
 
 
-class Recorder:
+class Recorder(KeepaliveRecorder):
     """Answers each path with its bytes (keep-alive), every request head kept."""
 
-    def __init__(self) -> None:
-        self.heads: list[bytes] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(
-            target=serve_keepalive, args=(self.sock, self._answer), daemon=True
-        ).start()
-
-    def _answer(self, conn: socket.socket, head: bytes) -> bool:
-        self.heads.append(head)
-        path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+    def answer(self, conn: socket.socket, head: bytes, path: bytes) -> bool:
         if path == b"/rl":  # to another host name: localhost
             port = self.sock.getsockname()[1]
             conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: http://localhost:%d/e\r\n"
@@ -56,10 +46,6 @@ class Recorder:
             return True
         conn.sendall(ANSWERS.get(path, ANSWERS[b"/none"]))
         return True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")

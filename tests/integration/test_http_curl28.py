@@ -12,12 +12,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from http_keepalive import serve_keepalive
+from http_keepalive import Recorder as KeepaliveRecorder
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 ANSWERS = {
@@ -26,19 +25,10 @@ ANSWERS = {
 }
 
 
-class Recorder:
+class Recorder(KeepaliveRecorder):
     """Answers /rel (a 302 to /ok) and /ok (keep-alive), every request head kept."""
 
-    def __init__(self) -> None:
-        self.heads: list[bytes] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(
-            target=serve_keepalive, args=(self.sock, self._answer), daemon=True
-        ).start()
-
-    def _answer(self, conn: socket.socket, head: bytes) -> bool:
-        self.heads.append(head)
-        path = head.split(b" ", 2)[1] if head.count(b" ") > 1 else b""
+    def answer(self, conn: socket.socket, head: bytes, path: bytes) -> bool:
         if path == b"/silent":  # no answer (until the client goes)
             conn.settimeout(15)
             conn.recv(1)
@@ -54,10 +44,6 @@ class Recorder:
             return True
         conn.sendall(ANSWERS.get(path, ANSWERS[b"/ok"]))
         return True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
