@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
+#: The longest partial stdout line held back (so that mlets do not interleave mid-line):
+#: an mlet writing MBs without a newline grew the held line without bound (session 28).
+LINE_HOLD_MAX = 65536
 #: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
 #: the reference endpoint itself gives up after 10 s (PROTOCOL.md §1.4 step 3).
 SETUP_TIMEOUT = 30.0
@@ -152,6 +155,7 @@ class MletProcess(ProcessProtocol):
         self.output = bytearray()
         self.errors = bytearray()
         self._line = bytearray()
+        self._mid_line = False  # a long line was passed on before its end
         self.started = time.time()
         self.finished: float | None = None
         self.exit_code: int | None = None
@@ -184,6 +188,11 @@ class MletProcess(ProcessProtocol):
             del self.output[: len(self.output) - OUTPUT_KEEP]
         self._line += data
         cut = self._line.rfind(b"\n") + 1
+        if len(self._line) - cut > LINE_HOLD_MAX:  # no newline for long: pass it all on
+            cut = len(self._line)
+            self._mid_line = True
+        elif cut:
+            self._mid_line = False
         if cut:  # whole lines only, so that mlets running at once do not interleave mid-line
             outstream.write(sys.stdout, bytes(self._line[:cut]))
             del self._line[:cut]
@@ -197,7 +206,7 @@ class MletProcess(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         self.running = False
         self.finished = time.time()
-        if self._line:
+        if self._line or self._mid_line:  # the next output starts on a line of its own
             outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
         if reason.check(ProcessDone):
