@@ -1,0 +1,107 @@
+"""Hostile or broken mlets under a real `pktlab xpmgr` (passive mode), session 28.
+
+Each case runs a misbehaving mlet for three scripted TLS endpoints at once: every endpoint
+gets its one result line with the status the mlet earned, the progress counts add up, no
+traceback is logged, and afterwards the manager holds no more descriptors, no mlet
+process and no memory to speak of, not even at its peak.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from procstat import open_fds, rss_kib
+from pxworld import XpmgrProc
+from test_hostile_xpmgr import Endpoint
+from test_xpmgr_churn import children
+from tls_world import pktlab_init
+
+ENDPOINTS = 3
+#: The manager's RSS growth allowed over a case (an mlet's flood is 16 MB).
+RSS_GROWTH_KIB = 8 * 1024
+
+# name: (the mlet's shell script, the status every endpoint gets)
+MLETS = {
+    "exits_at_once": ("exit 0\n", "done"),
+    "crashes": ("kill -SEGV $$\n", "failed"),
+    "closes_fd0_and_keeps_running": ("exec 0<&-\nsleep 1\n", "done"),
+    "forks_a_child_that_holds_fd0": ("(sleep 1) &\nexit 0\n", "done"),
+    # 16 MB without a newline: the held partial line grew by all of it (session 28)
+    "floods_stdout_without_newlines": ("head -c 16000000 /dev/zero | tr '\\0' x\n", "done"),
+    "floods_stderr": ("head -c 16000000 /dev/zero | tr '\\0' x >&2\n", "done"),
+    # a frame header and body cut short by the exit
+    "sends_a_cut_frame": ("printf '\\050\\377\\377\\377abc'\n", "done"),
+}
+
+
+def peak_kib(pid: int) -> int:
+    """The highest resident set size so far (VmHWM): a flood held until the mlet's end
+    is freed by then."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def _wait(cond: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.05)
+
+
+def _drain(ep: Endpoint) -> None:
+    """Read what the relay sends until the manager closes the connection."""
+    ep.sock.settimeout(15)
+    try:
+        while ep.sock.recv(65536):
+            pass
+    except OSError:  # a timeout too
+        pass
+    ep.close()
+
+
+@pytest.mark.parametrize("name", sorted(MLETS))
+def test_a_hostile_mlet_costs_one_result_per_endpoint_and_leaves_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    script, status = MLETS[name]
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\n" + script)
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", "100000")
+    try:
+        port = xp.port()
+        time.sleep(0.3)  # start-up done: its descriptors and memory are the baseline
+        fds0, rss0 = open_fds(xp.proc.pid), rss_kib(xp.proc.pid)
+        peak0 = peak_kib(xp.proc.pid)
+        eps = [Endpoint(port, home) for _ in range(ENDPOINTS)]
+        for ep in eps:
+            ep.answer_setup()
+        for ep in eps:
+            _drain(ep)
+        _wait(lambda: len(xp.result_lines()) >= ENDPOINTS, 30)
+        time.sleep(0.3)  # the last descriptors
+        results = xp.result_lines()
+        assert [r["status"] for r in results] == [status] * ENDPOINTS, results
+        if name == "crashes":
+            assert {r["signal"] for r in results} == {signal.SIGSEGV}
+        counts = re.findall(r"seen (\d+), running (\d+), done (\d+), failed (\d+)", xp.text())
+        for s, r, d, f in (tuple(map(int, c)) for c in counts):
+            assert s == r + d + f
+        assert counts[-1][1] == "0"
+        assert "Traceback" not in xp.text()
+        assert open_fds(xp.proc.pid) == fds0
+        assert children(xp.proc.pid) == []
+        grown = rss_kib(xp.proc.pid) - rss0
+        assert grown < RSS_GROWTH_KIB, f"RSS grew {grown} KiB"
+        peak = peak_kib(xp.proc.pid) - peak0
+        assert peak < RSS_GROWTH_KIB, f"peak RSS grew {peak} KiB"
+        xp.proc.send_signal(signal.SIGINT)
+        assert xp.wait_exit(20) == 0
+    finally:
+        xp.stop()
