@@ -105,3 +105,29 @@ def test_a_hostile_mlet_costs_one_result_per_endpoint_and_leaves_nothing(
         assert xp.wait_exit(20) == 0
     finally:
         xp.stop()
+
+
+def test_a_singleton_that_closes_fd0_ends_the_greeting_in_words(tmp_path: Path) -> None:
+    """-s, the singleton closes its fd 0 and runs on: each endpoint failed with `cannot
+    start the mlet: [Errno 32] Broken pipe`, as many as kept coming, and the manager
+    listened on for ever. Now it says so once, wraps up and exits when the singleton does."""
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\nexec 0<&-\nsleep 1\n")
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-s")
+    try:
+        port = xp.port()
+        time.sleep(0.3)  # the singleton has closed its fd 0
+        ep = Endpoint(port, home)
+        ep.answer_setup()
+        _drain(ep)
+        assert xp.wait_exit(15) == 0
+        results = [r for r in xp.result_lines() if "hostid" in r]
+        assert [(r["status"], r["error"]) for r in results] == [
+            ("failed", "cannot start the mlet: the singleton mlet closed its fd 0")
+        ], results
+        assert xp.text().count("the singleton mlet closed its fd 0: it takes no more") == 1
+        assert "Traceback" not in xp.text()
+    finally:
+        xp.stop()
