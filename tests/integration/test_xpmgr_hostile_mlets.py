@@ -109,8 +109,8 @@ def test_a_hostile_mlet_costs_one_result_per_endpoint_and_leaves_nothing(
 
 def test_a_singleton_that_closes_fd0_ends_the_greeting_in_words(tmp_path: Path) -> None:
     """-s, the singleton closes its fd 0 and runs on: each endpoint failed with `cannot
-    start the mlet: [Errno 32] Broken pipe`, as many as kept coming, and the manager
-    listened on for ever. Now it says so once, wraps up and exits when the singleton does."""
+    start the mlet: [Errno 32] Broken pipe`, as many as kept coming for as long as the
+    singleton ran. Now it says so once, wraps up and exits when the singleton does."""
     home = pktlab_init(tmp_path / "home").root
     mlet = tmp_path / "mlet.sh"
     mlet.write_text("#!/bin/sh\nexec 0<&-\nsleep 1\n")
