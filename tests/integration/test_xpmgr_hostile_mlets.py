@@ -131,3 +131,87 @@ def test_a_singleton_that_closes_fd0_ends_the_greeting_in_words(tmp_path: Path) 
         assert "Traceback" not in xp.text()
     finally:
         xp.stop()
+
+
+def test_forty_endpoints_at_once_some_vanishing_or_garbling_each_one_result(
+    tmp_path: Path,
+) -> None:
+    """40 scripted endpoints at once (passive): 30 behave, 5 close mid-setup, 5 send
+    garbage after the TLS handshake. Every progress line adds up, each endpoint has one
+    result line, and the descriptors, children and memory are back afterwards."""
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\nsleep 0.5\necho ran for $EPADDR\n")
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", "100000")
+    try:
+        port = xp.port()
+        time.sleep(0.3)
+        fds0, rss0 = open_fds(xp.proc.pid), rss_kib(xp.proc.pid)
+        eps = [Endpoint(port, home) for _ in range(40)]
+        for i, ep in enumerate(eps):
+            if i % 8 == 1:
+                ep.close()  # gone mid-setup
+            elif i % 8 == 2:
+                ep.sock.sendall(b"\xff" * 64)  # a frame of 16 MiB - 1 announced: too large
+            else:
+                ep.answer_setup()
+        for i, ep in enumerate(eps):
+            if i % 8 != 1:
+                _drain(ep)
+        _wait(lambda: len(xp.result_lines()) >= 40, 30)
+        time.sleep(0.3)
+        results = xp.result_lines()
+        assert len(results) == 40
+        statuses = sorted(r["status"] for r in results)
+        assert statuses == ["done"] * 30 + ["failed"] * 10, results
+        errors = sorted(r["error"].split(":")[0] for r in results if r["status"] == "failed")
+        assert errors == ["endpoint closed during setup"] * 5 + ["endpoint sent a bad frame"] * 5
+        counts = re.findall(r"seen (\d+), running (\d+), done (\d+), failed (\d+)", xp.text())
+        for s, r, d, f in (tuple(map(int, c)) for c in counts):
+            assert s == r + d + f
+        assert counts[-1] == ("40", "0", "30", "10")
+        assert xp.text().count("ran for 127.0.0.1") == 30
+        assert "Traceback" not in xp.text()
+        assert open_fds(xp.proc.pid) == fds0
+        assert children(xp.proc.pid) == []
+        assert rss_kib(xp.proc.pid) - rss0 < RSS_GROWTH_KIB
+    finally:
+        xp.stop()
+
+
+def test_thirty_endpoints_through_pktproxy_each_one_result(tmp_path: Path) -> None:
+    """Active mode, `-n 30`: 30 `twistd pktendpoint` processes arrive at once through a
+    `twistd pktproxy` with a backlog of 8: every progress line adds up, each endpoint one
+    result line and its mlet's output, the manager exits 0 by itself and the proxy has
+    spliced 30 sessions with none left open (session 28: 30 in about 20 s)."""
+    from pxworld import EndpointProc, ProxyProc, active_conf
+
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\nsleep 1\necho ran for $EPADDR\n")
+    mlet.chmod(0o755)
+    proxy = ProxyProc(tmp_path, home)
+    conf = active_conf(home, tmp_path / "active.conf", "many28", "TargetBacklogConn 8")
+    xp = XpmgrProc(tmp_path, conf, [str(mlet)], "-n", "30", addr=f"127.0.0.1:{proxy.setup}")
+    eps: list[EndpointProc] = []
+    try:
+        proxy.counters("backlog == 8", timeout=20)
+        where = f"127.0.0.1:{proxy.endpoints}"
+        for _ in range(30):
+            eps.append(EndpointProc(tmp_path, home, where, "--snikey", "many28", "--sessions", "1"))
+        assert xp.wait_exit(120) == 0, xp.text()[-3000:]
+        results = xp.result_lines()
+        assert [r["status"] for r in results] == ["done"] * 30, results
+        counts = re.findall(r"seen (\d+), running (\d+), done (\d+), failed (\d+)", xp.text())
+        for s, r, d, f in (tuple(map(int, c)) for c in counts):
+            assert s == r + d + f
+        assert counts[-1] == ("30", "0", "30", "0")
+        assert xp.text().count("ran for 127.0.0.1") == 30
+        assert "Traceback" not in xp.text()
+        proxy.counters("splices == 30 and active_splices == 0 and backlog == 0")
+    finally:
+        for ep in eps:
+            ep.stop()
+        xp.stop()
+        proxy.stop()
