@@ -664,7 +664,15 @@ class Manager:
         kill = self.reactor.callLater(KILL_GRACE, self._kill_stragglers)
         gone = DeferredList([p.ended for p in self._dying])
         gone.addCallback(lambda _: kill.cancel() if kill.active() else None)
+        gone.addCallback(lambda _: self._kill_leftovers())
         gone.addCallback(lambda _: self._finish())
+
+    def _kill_leftovers(self) -> None:
+        """The mlets are gone and the manager exits: what they started and left running
+        (a child that ignores SIGTERM) would outlive it, orphaned: SIGKILL."""
+        for p in self._dying:
+            if p.leftovers():
+                p.kill("KILL")
 
     def _kill_stragglers(self) -> None:
         left = [p for p in self._dying if p.running]
@@ -673,6 +681,7 @@ class Manager:
                           n=len(left), s=KILL_GRACE)  # fmt: skip
         for p in left:
             p.kill("KILL")
+        self._kill_leftovers()
 
     def _maybe_finish(self) -> None:
         if not self.wrapping_up or self.running:

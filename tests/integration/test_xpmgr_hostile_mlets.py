@@ -8,6 +8,7 @@ process and no memory to speak of, not even at its peak.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -215,3 +216,82 @@ def test_thirty_endpoints_through_pktproxy_each_one_result(tmp_path: Path) -> No
             ep.stop()
         xp.stop()
         proxy.stop()
+
+
+def _running(marker: str) -> list[int]:
+    """Processes whose command line holds `marker` (`sleep 30.28NN`, unique per case)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker.encode() in cmd and state != "Z":
+                found.append(int(entry))
+    return found
+
+
+# what the mlet script runs, then the process it leaves behind (a unique `sleep`)
+ORPHANS = {
+    "plain": "sleep {t}\n",
+    "ignoring_sigterm": 'trap "" TERM\nsleep {t}\n',
+    "a_child_ignoring_sigterm": '(trap "" TERM; sleep {t}) &\nwait\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORPHANS))
+def test_sigterm_leaves_nothing_an_mlet_started_running(tmp_path: Path, name: str) -> None:
+    """SIGTERM to the manager: the mlets got SIGTERM, then SIGKILL, but a shell mlet's
+    `sleep` (its child) ran on, orphaned, after the manager had exited (session 28).
+    Now what each mlet started gets the same signals."""
+    marker = f"30.28{sorted(ORPHANS).index(name)}{os.getpid() % 1000}"
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\n" + ORPHANS[name].format(t=marker))
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", "100000")
+    try:
+        ep = Endpoint(xp.port(), home)
+        ep.answer_setup()
+        _wait(lambda: _running(marker), 10)
+        assert _running(marker)
+        xp.proc.send_signal(signal.SIGTERM)
+        assert xp.wait_exit(15) == 143
+        ep.close()
+        _wait(lambda: not _running(marker), 2)
+        assert _running(marker) == [], "the mlet's child outlived the manager"
+        assert [r["error"] for r in xp.result_lines()] == ["interrupted"]
+    finally:
+        for pid in _running(marker):
+            os.kill(pid, signal.SIGKILL)
+        xp.stop()
+
+
+def test_an_mlet_whose_child_holds_its_output_is_reported_when_it_exits(
+    tmp_path: Path,
+) -> None:
+    """The mlet exits and leaves a child holding fd 0, 1 and 2: its end (and its endpoint's
+    result) waited for the child's, 20 s here, for ever for a daemon (session 28). Now
+    its output is read PIPE_GRACE (1 s) more and the endpoint is reported; the child is
+    the mlet's business and runs on."""
+    marker = f"20.28{os.getpid() % 1000}"
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text(f"#!/bin/sh\necho started\n(sleep {marker}) &\nexit 0\n")
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-n", "1")
+    try:
+        ep = Endpoint(xp.port(), home)
+        ep.answer_setup()
+        _drain(ep)  # the manager closes it once the mlet has exited
+        assert xp.wait_exit(8) == 0
+        [r] = xp.result_lines()
+        assert (r["status"], r["output"]) == ("done", "started\n"), r
+        assert "still holds its stdout or stderr: no longer read" in xp.text()
+        assert _running(marker), "the child is not the manager's to kill"
+    finally:
+        for pid in _running(marker):
+            os.kill(pid, signal.SIGKILL)
+        xp.stop()
