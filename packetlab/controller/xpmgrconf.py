@@ -296,13 +296,13 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
             f"{defaults[1].where}: a second default ExpExec (at most one may have IS_DEFAULT 1)"
         )
     first: dict[str, ExpExec] = {}
-    for e in cfg.exp_exec:  # both lines named (was `two ExpExec lines have the same SNIKEY`)
-        if e.snikey and e.snikey in first:
+    for x in cfg.exp_exec:  # both lines named (was `two ExpExec lines have the same SNIKEY`)
+        if x.snikey and x.snikey in first:
             raise XpmgrConfigError(
-                f"{e.where}: ExpExec has the same SNIKEY {e.snikey!r} as {first[e.snikey].where}"
+                f"{x.where}: ExpExec has the same SNIKEY {x.snikey!r} as {first[x.snikey].where}"
             )
-        if e.snikey:
-            first[e.snikey] = e
+        if x.snikey:
+            first[x.snikey] = x
     if cfg.enable_publication:
         if not cfg.broker_addr:
             raise XpmgrConfigError(f"{path}: EnableExpPublication 1 needs BrokerAddr")
