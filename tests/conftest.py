@@ -66,6 +66,8 @@ SERIAL = frozenset(
         "test_run_like_native.py::test_traceroute_packetlen_udp_port_tos_df_and_mtu_as_traceroute",
         "test_run_reference_like.py",  # stamps < 1/4 of an 80 ms hold (ctlaudit23)
         "test_send_precision.py",
+        # 30 twistd pktendpoint processes at once through a pktproxy (~20 s of both cores)
+        "test_xpmgr_hostile_mlets.py::test_thirty_endpoints_through_pktproxy_each_one_result",
         "test_throughput_beside_native.py",
         "test_throughput_bidir_refused.py",
         "test_throughput_control_as_iperf3.py",

@@ -42,6 +42,13 @@ __all__ = [
 ]
 
 OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
+#: The longest partial stdout line held back (so that mlets do not interleave mid-line):
+#: an mlet writing MBs without a newline grew the held line without bound (session 28).
+LINE_HOLD_MAX = 65536
+#: Seconds an exited mlet's stdout and stderr are still read: a process it started that
+#: holds them (a background child) delayed its end, and its endpoint's result, until that
+#: process exited too, and a SIGTERMed manager never exited (session 28).
+PIPE_GRACE = 1.0
 #: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
 #: the reference endpoint itself gives up after 10 s (PROTOCOL.md §1.4 step 3).
 SETUP_TIMEOUT = 30.0
@@ -152,6 +159,7 @@ class MletProcess(ProcessProtocol):
         self.output = bytearray()
         self.errors = bytearray()
         self._line = bytearray()
+        self._mid_line = False  # a long line was passed on before its end
         self.started = time.time()
         self.finished: float | None = None
         self.exit_code: int | None = None
@@ -159,6 +167,9 @@ class MletProcess(ProcessProtocol):
         self.running = False
         self.pid: int | None = None
         self.ended: Deferred[None] = Deferred()  # fires once the process has exited
+        self._tree: dict[int, str] = {}  # descendants signalled by `kill`: pid -> start time
+        self.reactor: Any = None  # set by `spawn`: the pipes' grace after the exit
+        self._pipe_timer: Any = None
 
     @classmethod
     def spawn(
@@ -171,6 +182,7 @@ class MletProcess(ProcessProtocol):
         on_exit: Callable[[MletProcess], None],
     ) -> MletProcess:
         proto = cls(label, on_exit)
+        proto.reactor = reactor
         proc = reactor.spawnProcess(
             proto, argv[0], list(argv), env=env, childFDs={0: fd0, 1: "r", 2: "r"}
         )
@@ -184,6 +196,11 @@ class MletProcess(ProcessProtocol):
             del self.output[: len(self.output) - OUTPUT_KEEP]
         self._line += data
         cut = self._line.rfind(b"\n") + 1
+        if len(self._line) - cut > LINE_HOLD_MAX:  # no newline for long: pass it all on
+            cut = len(self._line)
+            self._mid_line = True
+        elif cut:
+            self._mid_line = False
         if cut:  # whole lines only, so that mlets running at once do not interleave mid-line
             outstream.write(sys.stdout, bytes(self._line[:cut]))
             del self._line[:cut]
@@ -194,10 +211,31 @@ class MletProcess(ProcessProtocol):
             del self.errors[: len(self.errors) - OUTPUT_KEEP]
         outstream.write(sys.stderr, data)
 
+    def processExited(self, reason: Failure) -> None:
+        if self.reactor is not None:  # its output, if still held open, gets PIPE_GRACE
+            self._pipe_timer = self.reactor.callLater(PIPE_GRACE, self._close_pipes)
+
+    def _close_pipes(self) -> None:
+        self._pipe_timer = None
+        self.log.warn(
+            "mlet {label} exited; a process it started still holds its stdout or stderr: "
+            "no longer read",
+            label=self.label,
+        )
+        t: Any = self.transport
+        for fd in (1, 2):
+            try:
+                t.closeChildFD(fd)  # processEnded follows once both are closed
+            except Exception:
+                pass
+
     def processEnded(self, reason: Failure) -> None:
+        timer, self._pipe_timer = self._pipe_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         self.running = False
         self.finished = time.time()
-        if self._line:
+        if self._line or self._mid_line:  # the next output starts on a line of its own
             outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
         if reason.check(ProcessDone):
@@ -211,12 +249,36 @@ class MletProcess(ProcessProtocol):
             self.ended.callback(None)
 
     def kill(self, sig: str = "TERM") -> None:
+        """Signal the mlet and every process it started (a shell script's `sleep`, a
+        child holding fd 0): the manager's SIGKILL after SIGTERM killed the mlet alone
+        and its children ran on, orphaned (session 28). The descendants found are kept,
+        so that those orphaned by the mlet's own exit are still reached by a later kill."""
+        import signal as _signal
+
+        if self.running and self.pid is not None:
+            for pid in _descendants(self.pid):
+                born = _start_time(pid)
+                if born is not None:
+                    self._tree[pid] = born
         t: Any = self.transport
         if self.running and t is not None:
             try:
                 t.signalProcess(sig)
             except Exception:  # exited in between
                 pass
+        number = getattr(_signal, f"SIG{sig}")
+        for pid, born in list(self._tree.items()):
+            if _start_time(pid) != born:  # gone (or its pid reused: not ours)
+                del self._tree[pid]
+                continue
+            try:
+                os.kill(pid, number)
+            except OSError:
+                del self._tree[pid]
+
+    def leftovers(self) -> bool:
+        """Whether a process the mlet started, found by `kill`, still runs."""
+        return any(_start_time(pid) == born for pid, born in self._tree.items())
 
 
 class _MletSide(Protocol):
@@ -533,6 +595,40 @@ class EndpointWorker(Protocol):
         if self.linfo:
             out["linfo"] = self.linfo
         return out
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, theirs too (Linux /proc; none elsewhere)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < 4096:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (/proc/PID/stat field 22): a pid and its
+    start time name one process, a reused pid another. None: no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 20 or fields[0] == "Z":  # a zombie is gone already
+        return None
+    return fields[19]
 
 
 def _failed(p: MletProcess) -> bool:

@@ -186,6 +186,7 @@ class Manager:
         self._setup: SetupCap[EndpointWorker] = SetupCap(self)
         self.single: MletProcess | None = None
         self._control: socket.socket | None = None
+        self._single_gone = "the singleton mlet is gone"  # why _control is None
         # -s: endpoints whose socket the singleton closed, reported after SINGLE_GRACE
         # unless its exit comes first (then its status is theirs: its death closed them).
         self._single_ended: dict[EndpointWorker, IDelayedCall] = {}
@@ -419,6 +420,20 @@ class Manager:
         self.wrap_up()
         self._maybe_finish()
 
+    def _single_deaf(self) -> None:
+        """-s: the singleton closed its fd 0 and runs on. Each endpoint after that failed
+        with `cannot start the mlet: [Errno 32] Broken pipe`, as many as kept coming:
+        it takes no more endpoints, so greeting them is over (it may still be serving
+        those it has; the manager ends once it exits)."""
+        self._single_gone = "the singleton mlet closed its fd 0"
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if not self.wrapping_up:
+            self.log.warn("the singleton mlet closed its fd 0: it takes no more endpoints; "
+                          "wrapping up")  # fmt: skip
+            self.wrap_up()
+
     # ---------------------------------------------------------------- per endpoint
 
     def _setup_for(self, worker: EndpointWorker) -> list[bytes]:
@@ -464,8 +479,12 @@ class Manager:
     def _launch(self, worker: EndpointWorker, sock: socket.socket) -> None:
         if self.singleton:
             if self._control is None:
-                raise RuntimeError("the singleton mlet is gone")
-            socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
+                raise RuntimeError(self._single_gone)
+            try:
+                socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
+            except (BrokenPipeError, ConnectionResetError):
+                self._single_deaf()
+                raise RuntimeError(self._single_gone) from None
             self._handed[worker] = None
             return
         worker.process = MletProcess.spawn(
@@ -645,7 +664,15 @@ class Manager:
         kill = self.reactor.callLater(KILL_GRACE, self._kill_stragglers)
         gone = DeferredList([p.ended for p in self._dying])
         gone.addCallback(lambda _: kill.cancel() if kill.active() else None)
+        gone.addCallback(lambda _: self._kill_leftovers())
         gone.addCallback(lambda _: self._finish())
+
+    def _kill_leftovers(self) -> None:
+        """The mlets are gone and the manager exits: what they started and left running
+        (a child that ignores SIGTERM) would outlive it, orphaned: SIGKILL."""
+        for p in self._dying:
+            if p.leftovers():
+                p.kill("KILL")
 
     def _kill_stragglers(self) -> None:
         left = [p for p in self._dying if p.running]
@@ -654,6 +681,7 @@ class Manager:
                           n=len(left), s=KILL_GRACE)  # fmt: skip
         for p in left:
             p.kill("KILL")
+        self._kill_leftovers()
 
     def _maybe_finish(self) -> None:
         if not self.wrapping_up or self.running:

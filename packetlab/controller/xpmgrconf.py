@@ -194,7 +194,17 @@ _KEYS: dict[str, tuple[str, object]] = {
 KNOWN_KEYS = (*_KEYS, "ExpExec")
 
 
+QUOTES = "\"'"
+
+
 def parse_exp_exec(value: str, where: str) -> ExpExec:
+    paths = [p for f in value.split(":", 5)[2:4] for p in _list(f)]  # the chain, TRUSTEDEOP
+    quoted = next((x for x in (value, *paths) if x and (x[0] in QUOTES or x[-1] in QUOTES)), None)
+    if quoted is not None:  # kept as they are: `file 'c.cert': No such file` misled
+        raise XpmgrConfigError(
+            f"{where}: ExpExec {quoted!r} is quoted: xpmgr.conf takes a value as it is (as "
+            "the reference does), so drop the quotes"
+        )
     parts = value.split(":", 5)  # the last field takes the rest of the line (§7.2)
     if len(parts) != 6:
         raise XpmgrConfigError(
@@ -285,9 +295,14 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
         raise XpmgrConfigError(
             f"{defaults[1].where}: a second default ExpExec (at most one may have IS_DEFAULT 1)"
         )
-    keys = [e.snikey for e in cfg.exp_exec if e.snikey]
-    if len(keys) != len(set(keys)):
-        raise XpmgrConfigError(f"{path}: two ExpExec lines have the same SNIKEY")
+    first: dict[str, ExpExec] = {}
+    for x in cfg.exp_exec:  # both lines named (was `two ExpExec lines have the same SNIKEY`)
+        if x.snikey and x.snikey in first:
+            raise XpmgrConfigError(
+                f"{x.where}: ExpExec has the same SNIKEY {x.snikey!r} as {first[x.snikey].where}"
+            )
+        if x.snikey:
+            first[x.snikey] = x
     if cfg.enable_publication:
         if not cfg.broker_addr:
             raise XpmgrConfigError(f"{path}: EnableExpPublication 1 needs BrokerAddr")

@@ -64,3 +64,22 @@ def test_an_mlet_whose_output_cannot_be_passed_on_still_ends(
     proc.processEnded(Failure(ProcessDone(0)))
     assert ended == [proc] and proc.exit_code == 0
     assert bytes(proc.output) == b"line 1\nline 2\npartial"  # kept for the results
+
+
+def test_stdout_without_newlines_is_passed_on_not_held_without_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An mlet writing MBs with no newline: the held partial line grew by every byte until
+    the mlet ended (8 MB of output, 8 MB held). Past LINE_HOLD_MAX it is passed on."""
+    from packetlab.controller.mlet import LINE_HOLD_MAX
+
+    out = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out))
+    proc = MletProcess("m", on_exit=lambda p: None)
+    for _ in range(128):
+        proc.outReceived(b"x" * 65536)
+    assert len(proc._line) <= LINE_HOLD_MAX
+    assert len(out.getvalue()) >= 128 * 65536 - LINE_HOLD_MAX
+    assert len(proc.output) <= 65536
+    proc.processEnded(Failure(ProcessDone(0)))
+    assert out.getvalue() == b"x" * (128 * 65536) + b"\n"

@@ -83,7 +83,15 @@ BASE = "EnableExpPublication 0\nControllerPrivkeyPath k\n"
         (BASE + "ExpExec 1:::::\n", "EXPPRIVCHAIN_PATH is required"),
         (BASE + "ExpExec 1::c:::\nExpExec 1::d:::\n", "a second default ExpExec"),
         (BASE + "ExpExec 0:k:c:::\nExpExec 0:k:d:::\n", "same SNIKEY"),
+        (  # both lines named (session 28: was `x.conf: two ExpExec lines have ...`)
+            BASE + "ExpExec 0:k:c:::\nExpExec 0:j:c:::\nExpExec 0:k:d:::\n",
+            "x.conf:5: ExpExec has the same SNIKEY 'k' as x.conf:3",
+        ),
         (BASE + "ExpExec 0::c::zz:\n", "PUB_CHANNEL 'zz' is not hex"),
+        # quotes kept: `certificate file 'c': No such file` read as the path c (session 28)
+        (BASE + "ExpExec 0::c,'d e':::\n", "x.conf:3: ExpExec \"'d e'\" is quoted"),
+        (BASE + 'ExpExec 0::c:"k.pub"::\n', "ExpExec '\"k.pub\"' is quoted"),
+        (BASE + 'ExpExec "0::c:::"\n', "ExpExec '\"0::c:::\"' is quoted: xpmgr.conf"),
         (BASE + "ExpExec 0::c:::sni_key=x;\n", "may not set 'sni_key'"),
         (BASE + "ExpExec 0::c:::hostid=h1;\n", "may not set 'hostid'"),
         (BASE + "ExpExec 0::c:::novalue;\n", "is not name=value"),
