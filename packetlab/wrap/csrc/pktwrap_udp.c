@@ -36,6 +36,13 @@ void pktwrap_mark(int slot);
 #define MARK_CONNECT 2
 #define MARK_SEND 3
 
+/* The failure of a non-blocking TCP connect, for SO_ERROR (session 28, wrap28): natively
+ * such a connect is EINPROGRESS and its failure comes through SO_ERROR; proxychains
+ * connects inside the call and failed it at once (ECONNREFUSED for a closed port, and
+ * SO_ERROR then read 0), so a program that waits for writability and asks SO_ERROR, as
+ * an event loop does, read a refused connect as made. Kept until read once. */
+static int pending_err[MAX_TRACKED_FD];
+
 /* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
 static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
 
@@ -694,6 +701,7 @@ int socket(int domain, int type, int protocol)
         __atomic_store_n(&udp_fd_port[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&inherited_fd[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
     }
     return fd;
 }
@@ -756,6 +764,14 @@ static int ipv4_twin(int name)
 
 int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
+    if (level == SOL_SOCKET && name == SO_ERROR && fd >= 0 && fd < MAX_TRACKED_FD &&
+        value != NULL && len != NULL && *len >= sizeof(int) &&
+        __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED) != 0) {
+        int e = __atomic_exchange_n(&pending_err[fd], 0, __ATOMIC_RELAXED); /* read once */
+        memcpy(value, &e, sizeof e);
+        *len = sizeof e;
+        return 0;
+    }
     int domain = level == SOL_SOCKET && name == SO_DOMAIN;
     if ((level == IPPROTO_IPV6 || domain) && shown_v6(fd)) {
         int twin = level == IPPROTO_IPV6 ? ipv4_twin(name) : -1;
@@ -1083,11 +1099,23 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         int wrapped = pktwrap_ctl_path() != NULL;
         if (wrapped)
             save_sockopts(fd, &opts);
+        if (fd >= 0 && fd < MAX_TRACKED_FD)
+            __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
         int rc = NEXT(connect)(fd, addr, len);
         if (wrapped)
             restore_sockopts(fd, &opts);
-        if (wrapped && rc != 0 && errno == ECONNREFUSED)
-            errno = connect_errno(addr);
+        if (wrapped && rc != 0 && errno == ECONNREFUSED) {
+            int why = connect_errno(addr);
+            int fl = fcntl(fd, F_GETFL);
+            /* Only what the kernel learns from the network after the SYN: no route
+             * (ENETUNREACH) and a local firewall (EPERM) fail at once natively too. */
+            int later = why == ECONNREFUSED || why == ETIMEDOUT || why == EHOSTUNREACH;
+            if (later && fl >= 0 && (fl & O_NONBLOCK) && fd >= 0 && fd < MAX_TRACKED_FD) {
+                __atomic_store_n(&pending_err[fd], why, __ATOMIC_RELAXED);
+                why = EINPROGRESS; /* as natively: the failure is SO_ERROR's */
+            }
+            errno = why;
+        }
         if (rc == 0)
             remember_peer(fd, addr, len);
         return rc;
