@@ -33,6 +33,11 @@ EXAMPLES = {
     "replies": 600,
     "warts": 600,
     "config": 400,
+    # session 28's (fuzz28)
+    "rdata": 400,
+    "http_opts": 300,
+    "throughput_opts": 600,
+    "broker_files": 150,
 }
 
 
@@ -237,3 +242,48 @@ def test_hostile_lengths_cost_little_memory(target: str, data: bytes) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2 << 20, f"{target}: {peak} bytes at the peak"
+
+
+# ------------------------------------------------------- session 28 (fuzz28)'s findings
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "1e400", "nan", "9" * 400 + "M"])
+def test_a_throughput_size_past_a_float_is_a_usage_error(text: str) -> None:
+    """`run throughput -n inf` (and -l, -k, --pacing-timer; `1e400`, 400 digits) was an
+    OverflowError traceback (`int()` of an infinite float), `-n nan` argparse's `invalid
+    nbytes value`. The throughput_opts target found it."""
+    import argparse
+
+    from packetlab.cli import run_throughput as rt
+
+    for parse in (rt.size_of, rt.nbytes, rt.size, rt.length, rt.count, rt.pacing_timer):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a"):
+            parse(text)
+
+
+def test_a_rate_infinite_with_its_unit_is_refused() -> None:
+    """`-b 1e308T`: finite before its unit, infinite after; it was taken, and the test
+    ended in `internal error: OverflowError`. The throughput_opts target found it."""
+    from packetlab.measure.iperf3 import parse_rate, parse_rate_burst
+
+    for read in (parse_rate, lambda t: parse_rate_burst(t)[0]):
+        with pytest.raises(ValueError, match="expected a rate like 10M"):
+            read("1e308T")
+    assert parse_rate("1e290T") == 1e290 * 1e12
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.0.0.2:\u00b2", "10.0.0.2:\u0663", "[::1]:\u0663\u0663", "10.0.0.2:" + "1" * 5000],
+    ids=["superscript", "arabic-indic", "v6-arabic-indic", "5000-digits"],
+)
+def test_a_server_port_not_of_ascii_digits_is_a_bad_port(text: str) -> None:
+    """--server HOST:PORT took `isdigit()` for a port: `²` then failed in int()'s words
+    (`invalid literal for int() with base 10`), `٣` was port 3, 5,000 digits Python's
+    digit-limit message. The throughput_opts target found it."""
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_throughput import split_host_port
+
+    with pytest.raises(RunError, match=r"bad port \(1\.\.65535\)"):
+        split_host_port(text, 5201)
+    assert split_host_port("10.0.0.2:05202", 5201) == ("10.0.0.2", 5202)
