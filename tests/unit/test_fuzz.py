@@ -287,3 +287,50 @@ def test_a_server_port_not_of_ascii_digits_is_a_bad_port(text: str) -> None:
     with pytest.raises(RunError, match=r"bad port \(1\.\.65535\)"):
         split_host_port(text, 5201)
     assert split_host_port("10.0.0.2:05202", 5201) == ("10.0.0.2", 5202)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("\u00b2", "expected a proper numerical parameter"),
+        ("\u0663", "expected a proper numerical parameter"),
+        ("5 ", "expected a proper numerical parameter"),
+        ("9223372036854775808", "too large number"),
+        ("1" * 5000, "too large number"),
+        (" -1", "expected a positive numerical parameter"),
+    ],
+    ids=["superscript", "arabic-indic", "trailing-blank", "past-long", "5000-digits", "negative"],
+)
+def test_a_curl_count_not_of_ascii_digits_is_refused_in_curls_words(text: str, said: str) -> None:
+    """run http's -Y/-y/--retry*: `isdigit` took `٣` (3) and let `²` and 5,000 digits
+    through to int()'s ValueError (argparse's `invalid _count value`); curl 7.88.1 says
+    these words (run side by side). The http_opts target found it."""
+    import argparse
+
+    from packetlab.cli.run_http_args import _count
+
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        _count(text)
+    assert _count("+5") == _count(" 5") == 5  # (strtol's, as curl takes them)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("\u0663K", "unsupported max-filesize unit"),
+        ("1" * 5000, "invalid number specified for max-filesize"),
+        ("8589934592G", "too large number"),
+    ],
+    ids=["arabic-indic", "5000-digits", "past-off-t"],
+)
+def test_a_curl_size_not_of_ascii_digits_or_past_off_t_is_refused(text: str, said: str) -> None:
+    """--max-filesize/--limit-rate: `\\d` took `٣K` (3072), 5,000 digits failed in int()
+    (argparse's `invalid _size value`), `8589934592G` was taken past curl_off_t. The
+    http_opts target found it."""
+    import argparse
+
+    from packetlab.cli.run_http_args import _size
+
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        _size(text)
+    assert _size("8589934591G") == 8589934591 << 30
