@@ -66,21 +66,21 @@ def size_of(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = t[-1:] if t[-1:] in units else ""
-    value = _finite(t[: len(t) - len(unit)], f"expected a size like 25M, got {text!r}")
-    return int(value * units[unit])
+    return _whole(t[: len(t) - len(unit)], units[unit], f"expected a size like 25M, got {text!r}")
 
 
-def _finite(number: str, said: str) -> float:
-    """`number` as a float, or ArgumentTypeError(said): `inf`, `nan` and a number past a
-    float's range (`1e400`, 400 digits) too, which `int()` of it met as an OverflowError
-    traceback (`-n inf`; fuzz28's throughput_opts target)."""
+def _whole(number: str, unit: int, said: str) -> int:
+    """`number` times `unit`, whole, or ArgumentTypeError(said): `inf`, `nan` and a
+    number past a float's range with its unit (`1e400`, 400 digits, `1e301G`) too, which
+    `int()` of it met as an OverflowError traceback (`-n inf`; fuzz28's throughput_opts
+    target)."""
     try:
-        value = float(number)
+        value = float(number) * unit
     except ValueError:
         raise argparse.ArgumentTypeError(said) from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(said)
-    return value
+    return int(value)
 
 
 def size(text: str) -> int:
@@ -158,7 +158,7 @@ def count(text: str) -> int:
     t = text.strip().upper()
     unit = t[-1:] if t[-1:] in units else ""
     said = f"expected a block count like 100 or 1K, got {text!r}"
-    n = int(_finite(t[: len(t) - len(unit)], said) * units[unit])
+    n = _whole(t[: len(t) - len(unit)], units[unit], said)
     if n <= 0:
         raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
     return n
@@ -169,7 +169,7 @@ def length(text: str) -> int:
     t = text.strip().upper()
     unit = t[-1:] if t[-1:] in units else ""
     said = f"expected a size like 1460 or 128K, got {text!r}"
-    return int(_finite(t[: len(t) - len(unit)], said) * units[unit])
+    return _whole(t[: len(t) - len(unit)], units[unit], said)
 
 
 def timed(args: argparse.Namespace) -> bool:

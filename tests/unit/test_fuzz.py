@@ -247,7 +247,9 @@ def test_hostile_lengths_cost_little_memory(target: str, data: bytes) -> None:
 # ------------------------------------------------------- session 28 (fuzz28)'s findings
 
 
-@pytest.mark.parametrize("text", ["inf", "-inf", "1e400", "nan", "9" * 400 + "M"])
+@pytest.mark.parametrize(
+    "text", ["inf", "-inf", "1e400", "nan", "9" * 400 + "M", "1e301GB", "1e306K"]
+)
 def test_a_throughput_size_past_a_float_is_a_usage_error(text: str) -> None:
     """`run throughput -n inf` (and -l, -k, --pacing-timer; `1e400`, 400 digits) was an
     OverflowError traceback (`int()` of an infinite float), `-n nan` argparse's `invalid
