@@ -140,12 +140,14 @@ _PARSER: Any = None
 def _http_parser() -> Any:
     global _PARSER
     if _PARSER is None:
-        import argparse
-
+        from packetlab.cli import _Parser
         from packetlab.cli.run_http_args import configure
 
-        p = argparse.ArgumentParser(prog="pktlab run http", exit_on_error=False)
+        p = _Parser(prog="pktlab run http", exit_on_error=False)  # (the command's class)
         configure(p)
+        # (the words grouped by the target itself: read_words would also read -K files,
+        # `-K -` stdin)
+        p.read_words = None  # type: ignore[attr-defined]
         _PARSER = p
     return _PARSER
 
