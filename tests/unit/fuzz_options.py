@@ -269,11 +269,12 @@ def _home() -> tuple[Path, str]:
 
 
 def fuzz_broker_files(data: bytes) -> None:
-    """Any bytes as one of broker mode's files (the first byte picks which: our agent
-    certificate, its key, a broker root key, an operator key, the subscription chain;
-    the others valid): `BrokerSettings.from_config` gives settings or a ConfigError that
-    starts `broker mode: ` and names the key, nothing else. The bytes as a certificate
-    that parses: `agent_leaf_error` None for an agent one, else a line naming it."""
+    """Any bytes as one of broker mode's files (a first byte under 0x80 picks which: our
+    agent certificate, its key, a broker root key, an operator key, the subscription
+    chain; the others valid): `BrokerSettings.from_config` gives settings or a
+    ConfigError that starts `broker mode: ` and names the key, nothing else. The bytes
+    as a certificate that parses: `agent_leaf_error` None for an agent one, else a line
+    naming it. A first byte of 0x80 or more: one more key line (`_broker_key_line`)."""
     from packetlab.endpoint.config import ConfigError, parse_config
     from packetlab.endpoint.subscriber import BrokerSettings
     from packetlab.ppks import CertificateError, load_certificates
@@ -282,6 +283,9 @@ def fuzz_broker_files(data: bytes) -> None:
     if not data:
         return
     scratch, text = _home()
+    if data[0] >= 0x80 and len(data) >= 2:
+        _broker_key_line(data, text)
+        return
     which = data[0] % len(_FILES)
     for i, (name, original) in enumerate(zip(_FILES, _HOME[2], strict=True)):
         (scratch / name).write_bytes(data[1:] if i == which else original)
@@ -301,6 +305,37 @@ def fuzz_broker_files(data: bytes) -> None:
         assert (wrong is None) == (c.cert_type.label == "agent"), (wrong, c.cert_type)
 
 
+_BROKER_KEYS = ("BrokerAddr", "BrokerChannel", "AutoExtractChannel", "EndpointAttr",
+                "BrokerChainRootPath", "EndpointOpPubKeyPath", "SubPrivCertChainPath",
+                "EndpointAgentCertPath", "NoSubMode")  # fmt: skip
+
+
+def _broker_key_line(data: bytes, text: str) -> None:
+    """One more endpt.conf line (a broker-mode key, picked by the second byte; the rest
+    its value) after the valid files' keys: a ConfigError naming the file and line, or
+    from the settings one starting `broker mode` or naming the key; nothing else."""
+    from packetlab.endpoint.config import ConfigError, parse_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+
+    for name, original in zip(_FILES, _HOME[2], strict=True):
+        (_HOME[0] / name).write_bytes(original)
+    key = _BROKER_KEYS[data[1] % len(_BROKER_KEYS)]
+    value = data[2:].decode("utf-8", "surrogateescape")
+    lines = [*text.splitlines(), f"{key} {value}"]
+    try:
+        cfg = parse_config(lines, "endpt.conf")
+    except ConfigError as e:
+        assert str(e).startswith("endpt.conf:"), str(e)
+        return
+    try:
+        BrokerSettings.from_config(cfg)
+    except ConfigError as e:
+        said = str(e)
+        assert said.startswith(("broker mode", "endpt.conf:")) or key in said, said
+
+
 def _broker_file_seeds() -> list[bytes]:
     _home()
-    return [bytes([i]) + original for i, original in enumerate(_HOME[2])]
+    keys = [b"\x80\x00127.0.0.1:20557", b"\x80\x01ab,,00ff", b"\x80\x02 1", b"\x80\x03k=v",
+            b"\x80\x04/nonexistent/root.pub", b"\x80\x08 1"]  # fmt: skip
+    return [bytes([i]) + original for i, original in enumerate(_HOME[2])] + keys
