@@ -352,3 +352,20 @@ def test_an_options_value_of_two_dashes_is_that_value() -> None:
     assert args.urls == ["http://192.0.2.80/"]
     args = p.parse_args(["run", "http", "--data=--", "http://192.0.2.80/"])
     assert args.data == [("data", "--")]
+
+
+@pytest.mark.parametrize(
+    "text", ["\u00e9", "http,\u00b2", "+\u00e9http"], ids=["e-acute", "superscript", "after-plus"]
+)
+def test_a_proto_name_starting_with_a_byte_not_ascii_is_curls_bad_use(text: str) -> None:
+    """--proto é: `isalnum` took it for a name (warned unknown, the run went on); curl
+    7.88.1's ISALNUM is ASCII: `option --proto: is badly used here`, exit 2 (run side by
+    side). Seen reading `protocols` while writing the http_opts target."""
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_http_opts import CURL_PROTOCOLS, protocols
+
+    with pytest.raises(RunError, match="is badly used here"):
+        protocols(text, frozenset(CURL_PROTOCOLS), lambda _: None)
+    warned: list[str] = []
+    protocols("http,a\u00b2", frozenset(CURL_PROTOCOLS), warned.append)  # (curl: ran, 7)
+    assert warned == ["unrecognized protocol 'a\u00b2'"]
