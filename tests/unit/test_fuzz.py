@@ -6,6 +6,7 @@ input reaches. The invariants are in fuzz_targets and the modules fuzz_decoders 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import fuzz_targets
 import pytest
@@ -369,3 +370,38 @@ def test_a_proto_name_starting_with_a_byte_not_ascii_is_curls_bad_use(text: str)
     warned: list[str] = []
     protocols("http,a\u00b2", frozenset(CURL_PROTOCOLS), warned.append)  # (curl: ran, 7)
     assert warned == ["unrecognized protocol 'a\u00b2'"]
+
+
+def test_an_agent_certificate_openssl_refuses_stops_broker_mode_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """An EndpointAgentCertPath whose issuer name string has a context-specific tag: the
+    PPKS parser takes it (it reads no names), OpenSSL does not, and broker mode stopped
+    at start with pyOpenSSL's `Error: [('asn1 encoding routines', ...)]` traceback out
+    of the TLS context (the proxy, the broker and controller mode load theirs the same
+    way). The broker_files target found it (atheris, 27,477 inputs into its second
+    run); `Credentials.load` now refuses it: a ConfigError naming the key, the file and
+    OpenSSL's reasons."""
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import ConfigError, load_config, parse_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome, load_certificates
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    cfg = load_config(home.root / "endpt.conf")
+    assert cfg.agent_cert is not None
+    der = load_certificates(Path(cfg.agent_cert).read_bytes())[0].der
+    at = der.index(b"\x06\x03\x55\x04\x03\x0c") + 5  # the issuer's CN: UTF8String
+    bad = der[:at] + b"\x8c" + der[at + 1 :]  # ... as a context-specific tag
+    assert load_certificates(bad)[0].der == bad
+    (tmp_path / "bad.cert").write_bytes(bad)
+    text = (home.root / "endpt.conf").read_text()
+    lines = [*text.splitlines(), f"EndpointAgentCertPath {tmp_path / 'bad.cert'}"]
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(parse_config(lines, "endpt.conf"))
+    assert str(e.value) == (
+        f"broker mode: endpt.conf:{len(lines)}: EndpointAgentCertPath: certificate file "
+        f"{tmp_path / 'bad.cert'}: OpenSSL refuses certificate #0 (agent): mstring not "
+        "universal; nested asn1 error"
+    )
