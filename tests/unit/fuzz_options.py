@@ -242,11 +242,15 @@ def _home() -> tuple[Path, str]:
     """A home made once per process (init_home), its broker-mode files copied to a
     scratch directory the target overwrites one of; endpt.conf's text pointing at them."""
     if not _HOME:
+        import atexit
+        import shutil
+
         from packetlab.cli.init import init_home
         from packetlab.endpoint.config import load_config
         from packetlab.ppks import PktlabHome
 
         scratch = Path(tempfile.mkdtemp(prefix="fuzz28-broker-"))
+        atexit.register(shutil.rmtree, scratch, True)  # (the CI slice's too: none left)
         home = PktlabHome.at(scratch / "home")
         init_home(home)
         cfg = load_config(home.root / "endpt.conf")
