@@ -176,6 +176,18 @@ class _Parser(argparse.ArgumentParser):
                     return None
         return None
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # An option's own value `--` (`-d--`, `--data=--`: `run http` joins a dash-leading
+        # value to its option, as curl takes it): Python 3.11's argparse drops a `--` from
+        # any values, and the action got [] (`pktlab run http -d -- URL`: an internal
+        # AttributeError; fuzz28's http_opts target). A one-value option is handed `--`
+        # only as its explicit value (a separate `--` never matches its argument).
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         try:
             super()._check_value(action, value)

@@ -676,24 +676,42 @@ class _NextAction(argparse.Action):
         setattr(ns, self.dest, [group, *later])
 
 
+_LONG_MAX = (1 << 63) - 1  # curl's long and curl_off_t (x86-64)
+_CURL_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")  # strtol's: ASCII digits
+
+
 def _count(text: str) -> int:
-    """--retry N, --retry-delay S, --retry-max-time S, -Y, -y: a whole number, 0 or more
-    (curl's words when not)."""
-    if text.strip().lstrip("-").isdigit() and text.strip().startswith("-"):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
-    if not text.strip().isdigit():
+    """--retry N, --retry-delay S, --retry-max-time S, -Y, -y: a whole number, 0 or more,
+    as curl 7.88's str2unum reads it (strtol: blanks and a sign before ASCII digits);
+    curl's words when not. `isdigit` took `٣` (3) and let `²` and 5,000 digits through
+    to int()'s ValueError (argparse's `invalid _count value`; fuzz28's http_opts)."""
+    m = _CURL_NUMBER.fullmatch(text)
+    if m is None:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
-    return int(text)
+    digits = m.group(2).lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > _LONG_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: too large number")
+    if m.group(1) == "-" and int(digits):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive numerical parameter")
+    return int(digits)
 
 
 def _size(text: str, which: str = "max-filesize") -> int:
     """--max-filesize BYTES (and --limit-rate's) as curl 7.88's GetSizeParameter: N, or N
-    with one of G, M, K, B (any case; 1024s)."""
-    m = re.fullmatch(r"(\d+)([gGmMkKbB]?)", text)
+    with one of G, M, K, B (any case; 1024s), ASCII digits; past curl_off_t curl's
+    words (`\\d` took `٣K` and int() failed 5,000 digits: fuzz28's http_opts)."""
+    m = re.fullmatch(r"([0-9]+)([gGmMkKbB]?)", text)
     if m is None:
         raise argparse.ArgumentTypeError(f"{text!r}: unsupported {which} unit. Use "
                                          "G, M, K or B!")  # fmt: skip
-    return int(m.group(1)) << {"g": 30, "m": 20, "k": 10}.get(m.group(2).lower(), 0)
+    digits = m.group(1).lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > _LONG_MAX:  # (curl: strtoofft's overflow)
+        raise argparse.ArgumentTypeError(f"{text!r}: invalid number specified for {which} "
+                                         "(curl: is badly used here)")  # fmt: skip
+    n = int(digits) << {"g": 30, "m": 20, "k": 10}.get(m.group(2).lower(), 0)
+    if n > _LONG_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: too large number")
+    return n
 
 
 def _rate(text: str) -> int:

@@ -180,11 +180,11 @@ def protocols(text: str, start: frozenset[str], warn: Callable[[str], object],
     allowed = set(start)
     for token in (t for t in text.split(",") if t):
         action = "+"
-        while token[:1] and not token[:1].isalnum():
+        while token[:1] and not _alnum(token[:1]):
             if token[0] not in "+-=":
                 break
             action, token = token[0], token[1:]
-        if not token or not token[:1].isalnum():  # curl: PARAM_BAD_USE
+        if not token or not _alnum(token[:1]):  # curl: PARAM_BAD_USE
             raise RunError(f"option {option}: is badly used here (curl's words)")
         name = token.lower()
         if name == "all":
@@ -199,6 +199,12 @@ def protocols(text: str, start: frozenset[str], warn: Callable[[str], object],
         else:
             allowed.add(name)
     return frozenset(allowed)
+
+
+def _alnum(char: str) -> bool:
+    """curl's ISALNUM: ASCII only (`isalnum` took `é` and `²`, warned as unknown names
+    where curl's --proto is badly used, exit 2; fuzz28's http_opts target)."""
+    return char.isascii() and char.isalnum()
 
 
 def referer(text: str | None) -> tuple[str | None, bool]:

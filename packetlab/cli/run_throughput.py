@@ -4,6 +4,7 @@ iperf3 server (packetlab.measure.throughput)."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -65,11 +66,21 @@ def size_of(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = t[-1:] if t[-1:] in units else ""
+    return _whole(t[: len(t) - len(unit)], units[unit], f"expected a size like 25M, got {text!r}")
+
+
+def _whole(number: str, unit: int, said: str) -> int:
+    """`number` times `unit`, whole, or ArgumentTypeError(said): `inf`, `nan` and a
+    number past a float's range with its unit (`1e400`, 400 digits, `1e301G`) too, which
+    `int()` of it met as an OverflowError traceback (`-n inf`; fuzz28's throughput_opts
+    target)."""
     try:
-        value = float(t[: len(t) - len(unit)])
+        value = float(number) * unit
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 25M, got {text!r}") from None
-    return int(value * units[unit])
+        raise argparse.ArgumentTypeError(said) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(said)
+    return int(value)
 
 
 def size(text: str) -> int:
@@ -146,11 +157,8 @@ def count(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper()
     unit = t[-1:] if t[-1:] in units else ""
-    try:
-        n = int(float(t[: len(t) - len(unit)]) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a block count like 100 or 1K, got {text!r}") \
-            from None  # fmt: skip
+    said = f"expected a block count like 100 or 1K, got {text!r}"
+    n = _whole(t[: len(t) - len(unit)], units[unit], said)
     if n <= 0:
         raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
     return n
@@ -160,11 +168,8 @@ def length(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20}
     t = text.strip().upper()
     unit = t[-1:] if t[-1:] in units else ""
-    try:
-        return int(float(t[: len(t) - len(unit)]) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 1460 or 128K, got {text!r}") \
-            from None  # fmt: skip
+    said = f"expected a size like 1460 or 128K, got {text!r}"
+    return _whole(t[: len(t) - len(unit)], units[unit], said)
 
 
 def timed(args: argparse.Namespace) -> bool:
@@ -227,10 +232,10 @@ def split_host_port(
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         if rest.startswith(":"):
-            port = int(rest[1:]) if rest[1:].isdigit() else -1
+            port = _port_number(rest[1:])
     elif text.count(":") == 1:
         host, p = text.split(":")
-        port = int(p) if p.isdigit() else -1
+        port = _port_number(p)
     if port_option is not None:
         port = port_option
     if not host:
@@ -254,6 +259,15 @@ def split_host_port(
                 port,
             )
     return host, port
+
+
+def _port_number(text: str) -> int:
+    """A port's ASCII digits as a number, -1 (out of range) for anything else: `isdigit`
+    alone took `²` (then int's ValueError in Python's words), `٣` (port 3) and 5,000
+    digits (int's digit limit) (fuzz28's throughput_opts target)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        return -1
+    return int(text)
 
 
 def server_of(args: argparse.Namespace) -> tuple[str | None, int, str | None]:

@@ -120,6 +120,9 @@ class Credentials:
                 certs.extend(load_certificates(Path(p).read_bytes()))
             except (OSError, PPKSError) as e:
                 raise TLSConfigError(f"certificate file {os.fspath(p)}: {e}") from None
+            refused = openssl_refusal(certs)
+            if refused is not None:
+                raise TLSConfigError(f"certificate file {os.fspath(p)}: {refused}")
         try:
             key = read_private_key(key_path, passphrase)
         except (OSError, PPKSError) as e:
@@ -180,6 +183,23 @@ def _utc(ts: int) -> str:
     import datetime
 
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def openssl_refusal(certs: Sequence[Certificate]) -> str | None:
+    """Why OpenSSL refuses one of `certs`, or None. The PPKS parser reads no names: an
+    issuer name string of a context-specific tag passed it and every daemon given such
+    a file stopped at start with pyOpenSSL's traceback out of its TLS context (fuzz28's
+    broker_files target)."""
+    from OpenSSL import crypto
+
+    for i, cert in enumerate(certs):
+        try:
+            crypto.load_certificate(crypto.FILETYPE_ASN1, cert.der)
+        except crypto.Error as e:
+            queue = e.args[0] if e.args and isinstance(e.args[0], list) else None
+            why = "; ".join(dict.fromkeys(str(r[-1]) for r in queue if r)) if queue else str(e)
+            return f"OpenSSL refuses certificate #{i} ({cert.cert_type.label}): {why}"
+    return None
 
 
 def agent_leaf_error(leaf: Certificate, what: str, checker: str) -> str | None:

@@ -26,6 +26,16 @@ from fuzz_links import (
     fuzz_controller,
     fuzz_tls_records,
 )
+from fuzz_options import (
+    _broker_file_seeds,
+    _http_opts_seeds,
+    _rdata_seeds,
+    _throughput_seeds,
+    fuzz_broker_files,
+    fuzz_http_opts,
+    fuzz_rdata,
+    fuzz_throughput_opts,
+)
 from fuzz_servers import (
     _body_seeds,
     _dns_seeds,
@@ -60,6 +70,11 @@ DECODER_TARGETS: dict[str, Callable[[bytes], None]] = {
     "replies": fuzz_replies,
     "warts": fuzz_warts,
     "config": fuzz_config,
+    # session 28 (fuzz28): the first round's parsing code
+    "rdata": fuzz_rdata,
+    "http_opts": fuzz_http_opts,
+    "throughput_opts": fuzz_throughput_opts,
+    "broker_files": fuzz_broker_files,
 }
 
 #: What atheris instruments for each (the code under test, not the harness).
@@ -77,6 +92,19 @@ DECODER_INSTRUMENT: dict[str, list[str]] = {
     "replies": ["packetlab.measure.replies", "packetlab.measure.icmpext"],
     "warts": ["packetlab.measure.warts_read"],
     "config": ["packetlab.endpoint.config", "packetlab.broker.config", "packetlab.controller"],
+    "rdata": ["packetlab.measure.dnsparse"],
+    "http_opts": [
+        "packetlab.cli.run_http_args",
+        "packetlab.cli.run_http_opts",
+        "packetlab.measure.http_speed",
+    ],
+    "throughput_opts": ["packetlab.cli.run_throughput", "packetlab.measure.iperf3"],
+    "broker_files": [
+        "packetlab.endpoint.subscriber",
+        "packetlab.endpoint.config",
+        "packetlab.tls.credentials",
+        "packetlab.ppks",
+    ],
 }
 
 
@@ -95,4 +123,8 @@ def decoder_seeds() -> dict[str, list[bytes]]:
         "replies": _replies_seeds(),
         "warts": _warts_seeds(),
         "config": _config_seeds(),
+        "rdata": _rdata_seeds(),
+        "http_opts": _http_opts_seeds(),
+        "throughput_opts": _throughput_seeds(),
+        "broker_files": _broker_file_seeds(),
     }

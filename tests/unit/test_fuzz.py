@@ -6,6 +6,7 @@ input reaches. The invariants are in fuzz_targets and the modules fuzz_decoders 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import fuzz_targets
 import pytest
@@ -33,6 +34,11 @@ EXAMPLES = {
     "replies": 600,
     "warts": 600,
     "config": 400,
+    # session 28's (fuzz28)
+    "rdata": 400,
+    "http_opts": 300,
+    "throughput_opts": 600,
+    "broker_files": 150,
 }
 
 
@@ -237,3 +243,165 @@ def test_hostile_lengths_cost_little_memory(target: str, data: bytes) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2 << 20, f"{target}: {peak} bytes at the peak"
+
+
+# ------------------------------------------------------- session 28 (fuzz28)'s findings
+
+
+@pytest.mark.parametrize(
+    "text", ["inf", "-inf", "1e400", "nan", "9" * 400 + "M", "1e301GB", "1e306K"]
+)
+def test_a_throughput_size_past_a_float_is_a_usage_error(text: str) -> None:
+    """`run throughput -n inf` (and -l, -k, --pacing-timer; `1e400`, 400 digits) was an
+    OverflowError traceback (`int()` of an infinite float), `-n nan` argparse's `invalid
+    nbytes value`. The throughput_opts target found it."""
+    import argparse
+
+    from packetlab.cli import run_throughput as rt
+
+    for parse in (rt.size_of, rt.nbytes, rt.size, rt.length, rt.count, rt.pacing_timer):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a"):
+            parse(text)
+
+
+def test_a_rate_infinite_with_its_unit_is_refused() -> None:
+    """`-b 1e308T`: finite before its unit, infinite after; it was taken, and the test
+    ended in `internal error: OverflowError`. The throughput_opts target found it."""
+    from packetlab.measure.iperf3 import parse_rate, parse_rate_burst
+
+    for read in (parse_rate, lambda t: parse_rate_burst(t)[0]):
+        with pytest.raises(ValueError, match="expected a rate like 10M"):
+            read("1e308T")
+    assert parse_rate("1e290T") == 1e290 * 1e12
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["10.0.0.2:\u00b2", "10.0.0.2:\u0663", "[::1]:\u0663\u0663", "10.0.0.2:" + "1" * 5000],
+    ids=["superscript", "arabic-indic", "v6-arabic-indic", "5000-digits"],
+)
+def test_a_server_port_not_of_ascii_digits_is_a_bad_port(text: str) -> None:
+    """--server HOST:PORT took `isdigit()` for a port: `²` then failed in int()'s words
+    (`invalid literal for int() with base 10`), `٣` was port 3, 5,000 digits Python's
+    digit-limit message. The throughput_opts target found it."""
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_throughput import split_host_port
+
+    with pytest.raises(RunError, match=r"bad port \(1\.\.65535\)"):
+        split_host_port(text, 5201)
+    assert split_host_port("10.0.0.2:05202", 5201) == ("10.0.0.2", 5202)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("\u00b2", "expected a proper numerical parameter"),
+        ("\u0663", "expected a proper numerical parameter"),
+        ("5 ", "expected a proper numerical parameter"),
+        ("9223372036854775808", "too large number"),
+        ("1" * 5000, "too large number"),
+        (" -1", "expected a positive numerical parameter"),
+    ],
+    ids=["superscript", "arabic-indic", "trailing-blank", "past-long", "5000-digits", "negative"],
+)
+def test_a_curl_count_not_of_ascii_digits_is_refused_in_curls_words(text: str, said: str) -> None:
+    """run http's -Y/-y/--retry*: `isdigit` took `٣` (3) and let `²` and 5,000 digits
+    through to int()'s ValueError (argparse's `invalid _count value`); curl 7.88.1 says
+    these words (run side by side). The http_opts target found it."""
+    import argparse
+
+    from packetlab.cli.run_http_args import _count
+
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        _count(text)
+    assert _count("+5") == _count(" 5") == 5  # (strtol's, as curl takes them)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("\u0663K", "unsupported max-filesize unit"),
+        ("1" * 5000, "invalid number specified for max-filesize"),
+        ("8589934592G", "too large number"),
+    ],
+    ids=["arabic-indic", "5000-digits", "past-off-t"],
+)
+def test_a_curl_size_not_of_ascii_digits_or_past_off_t_is_refused(text: str, said: str) -> None:
+    """--max-filesize/--limit-rate: `\\d` took `٣K` (3072), 5,000 digits failed in int()
+    (argparse's `invalid _size value`), `8589934592G` was taken past curl_off_t. The
+    http_opts target found it."""
+    import argparse
+
+    from packetlab.cli.run_http_args import _size
+
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        _size(text)
+    assert _size("8589934591G") == 8589934591 << 30
+
+
+def test_an_options_value_of_two_dashes_is_that_value() -> None:
+    """`pktlab run http -d -- URL` (curl posts `--`): run http joins a dash-leading value
+    to its option (`-d--`) and Python 3.11's argparse dropped the `--` from it: the
+    action got [] and the command ended in `internal error: AttributeError` (-H: a
+    header [] ). The http_opts target found it (atheris, 1,830 inputs)."""
+    from packetlab.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["run", "http", "-d", "--", "-H", "--", "http://192.0.2.80/"])
+    assert args.data == [("data", "--")]
+    assert args.header == ["--"]
+    assert args.urls == ["http://192.0.2.80/"]
+    args = p.parse_args(["run", "http", "--data=--", "http://192.0.2.80/"])
+    assert args.data == [("data", "--")]
+
+
+@pytest.mark.parametrize(
+    "text", ["\u00e9", "http,\u00b2", "+\u00e9http"], ids=["e-acute", "superscript", "after-plus"]
+)
+def test_a_proto_name_starting_with_a_byte_not_ascii_is_curls_bad_use(text: str) -> None:
+    """--proto é: `isalnum` took it for a name (warned unknown, the run went on); curl
+    7.88.1's ISALNUM is ASCII: `option --proto: is badly used here`, exit 2 (run side by
+    side). Seen reading `protocols` while writing the http_opts target."""
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_http_opts import CURL_PROTOCOLS, protocols
+
+    with pytest.raises(RunError, match="is badly used here"):
+        protocols(text, frozenset(CURL_PROTOCOLS), lambda _: None)
+    warned: list[str] = []
+    protocols("http,a\u00b2", frozenset(CURL_PROTOCOLS), warned.append)  # (curl: ran, 7)
+    assert warned == ["unrecognized protocol 'a\u00b2'"]
+
+
+def test_an_agent_certificate_openssl_refuses_stops_broker_mode_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """An EndpointAgentCertPath whose issuer name string has a context-specific tag: the
+    PPKS parser takes it (it reads no names), OpenSSL does not, and broker mode stopped
+    at start with pyOpenSSL's `Error: [('asn1 encoding routines', ...)]` traceback out
+    of the TLS context (the proxy, the broker and controller mode load theirs the same
+    way). The broker_files target found it (atheris, 27,477 inputs into its second
+    run); `Credentials.load` now refuses it: a ConfigError naming the key, the file and
+    OpenSSL's reasons."""
+    from packetlab.cli.init import init_home
+    from packetlab.endpoint.config import ConfigError, load_config, parse_config
+    from packetlab.endpoint.subscriber import BrokerSettings
+    from packetlab.ppks import PktlabHome, load_certificates
+
+    home = PktlabHome.at(tmp_path / "home")
+    init_home(home)
+    cfg = load_config(home.root / "endpt.conf")
+    assert cfg.agent_cert is not None
+    der = load_certificates(Path(cfg.agent_cert).read_bytes())[0].der
+    at = der.index(b"\x06\x03\x55\x04\x03\x0c") + 5  # the issuer's CN: UTF8String
+    bad = der[:at] + b"\x8c" + der[at + 1 :]  # ... as a context-specific tag
+    assert load_certificates(bad)[0].der == bad
+    (tmp_path / "bad.cert").write_bytes(bad)
+    text = (home.root / "endpt.conf").read_text()
+    lines = [*text.splitlines(), f"EndpointAgentCertPath {tmp_path / 'bad.cert'}"]
+    with pytest.raises(ConfigError) as e:
+        BrokerSettings.from_config(parse_config(lines, "endpt.conf"))
+    assert str(e.value) == (
+        f"broker mode: endpt.conf:{len(lines)}: EndpointAgentCertPath: certificate file "
+        f"{tmp_path / 'bad.cert'}: OpenSSL refuses certificate #0 (agent): mstring not "
+        "universal; nested asn1 error"
+    )
