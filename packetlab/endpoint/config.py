@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
@@ -42,6 +43,9 @@ _SNIKEY_RE = re.compile(r"[a-z0-9]{1,63}")
 
 IPv4If = ipaddress.IPv4Interface
 IPv6Addr = ipaddress.IPv6Address
+
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -157,13 +161,21 @@ class EndpointConfig:
             return f"{self.named(cert_key)} and {self.named('EndpointPrivKey')}"
         return self.named(cert_key)
 
+    def read_files(
+        self, key: str, paths: Iterable[str], read: Callable[[str], T], prefix: str = ""
+    ) -> list[T]:
+        """`read` of every file of `key`; a `ConfigError` naming the key, where it was set
+        and the file (was `broker mode: [Errno 2] No such file or directory: ...`)."""
+        from packetlab.ppks import PPKSError
 
-def file_fault(error: Exception) -> str:
-    """An error reading a file named in endpt.conf, without Python's `[Errno N]` and the
-    path repeated (the caller names both)."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error)
+        out = []
+        for path in paths:
+            try:
+                out.append(read(path))
+            except (OSError, PPKSError, ValueError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise ConfigError(f"{prefix}{self.named(key)}: {path}: {why}") from None
+        return out
 
 
 def nearest_key(key: str) -> str:

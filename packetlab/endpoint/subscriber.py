@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.application import service
 from twisted.internet.interfaces import IDelayedCall
@@ -26,7 +26,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig, file_fault
+from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.service import ControllerAddress, PlaintextLink
 from packetlab.endpoint.subscription import (
@@ -36,7 +36,13 @@ from packetlab.endpoint.subscription import (
     plan_subscription,
 )
 from packetlab.logbudget import LogBudget
-from packetlab.ppks import PPKSError, load_certificates, raw_public_key, read_public_key
+from packetlab.ppks import (
+    Certificate,
+    PPKSError,
+    load_certificates,
+    raw_public_key,
+    read_public_key,
+)
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -212,6 +218,9 @@ class BrokerSubscriber(service.Service):
             self.link.transport.loseConnection()
 
 
+BROKER = "broker mode: "  # what its start-up errors begin with
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     """Broker mode, loaded and checked from endpt.conf: where, with what, and the plan."""
@@ -252,21 +261,14 @@ class BrokerSettings:
         )
         if wrong is not None:
             raise ConfigError(f"broker mode: {wrong}")
-        roots = _each(cfg, "BrokerChainRootPath", cfg.broker_roots, read_public_key)
+        read = cfg.read_files
+        roots = read("BrokerChainRootPath", cfg.broker_roots, read_public_key, BROKER)
         eops = [
             raw_public_key(k)
-            for k in _each(cfg, "EndpointOpPubKeyPath", cfg.eop_pubkeys, read_public_key)
+            for k in read("EndpointOpPubKeyPath", cfg.eop_pubkeys, read_public_key, BROKER)
         ]
-        chain = [
-            c
-            for certs in _each(
-                cfg,
-                "SubPrivCertChainPath",
-                cfg.subpriv_chain,
-                lambda p: load_certificates(_read(p)),
-            )
-            for c in certs
-        ]
+        files = read("SubPrivCertChainPath", cfg.subpriv_chain, _certificates, BROKER)
+        chain = [c for certs in files for c in certs]
         try:
             plan = plan_subscription(
                 chain, eops, cfg.broker_channels, cfg.auto_extract_channel, cfg.endpoint_attr
@@ -296,19 +298,8 @@ class BrokerSettings:
         )
 
 
-T = TypeVar("T")
-
-
-def _each(cfg: EndpointConfig, key: str, paths: Sequence[str], read: Callable[[str], T]) -> list[T]:
-    """`read` of every file of `key`; a `ConfigError` naming the key, where it was set and
-    the file (was `broker mode: [Errno 2] No such file or directory: ...`, no key)."""
-    out = []
-    for path in paths:
-        try:
-            out.append(read(path))
-        except (OSError, PPKSError, ValueError) as e:
-            raise ConfigError(f"broker mode: {cfg.named(key)}: {path}: {file_fault(e)}") from None
-    return out
+def _certificates(path: str) -> list[Certificate]:
+    return load_certificates(_read(path))
 
 
 def _read(path: str) -> bytes:

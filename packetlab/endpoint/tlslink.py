@@ -19,9 +19,9 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from packetlab.endpoint.config import ConfigError, EndpointConfig, file_fault
+from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.limits import LimitsGate, SessionRefused, admit
-from packetlab.ppks import Accounting, PktlabHome, PPKSError, read_public_key
+from packetlab.ppks import Accounting, PktlabHome, read_public_key
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -73,13 +73,7 @@ class TLSLink:
             raise ConfigError(error)
         if warning is not None:
             log.warn("{warning}", warning=warning)
-        roots = []
-        for path in cfg.eop_pubkeys:
-            try:
-                roots.append(read_public_key(path))
-            except (OSError, PPKSError, ValueError) as e:
-                where = cfg.named("EndpointOpPubKeyPath")
-                raise ConfigError(f"{where}: {path}: {file_fault(e)}") from None
+        roots = cfg.read_files("EndpointOpPubKeyPath", cfg.eop_pubkeys, read_public_key)
         creator = PPKSClientCreator(
             creds, AuthMode.ENDPOINT_AUTH_CONTROLLER, roots, snikey=cfg.nosub_snikey
         )
