@@ -25,7 +25,9 @@ def test_bulk_both_ways_through_the_kernel_keeps_every_byte(attach: str) -> None
 
 
 def test_without_privileges_a_one_line_refusal() -> None:
-    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all")
+    # root without any capability (not `nobody`: a fresh clone under a 0700 mktemp
+    # directory is not readable by another user, and the probe could not be imported)
+    prefix = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all")
     r = probe("bulk", "--mib", "1", prefix=prefix)
     assert r.returncode == 1
     assert r.stderr == "probe_sockmap: no BPF sockmap here: Operation not permitted\n"
