@@ -641,8 +641,16 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                      args.proto, CURL_PROTOCOLS, warn),
                  redir_protocols=None if args.proto_redir is None else protocols(
                      args.proto_redir, REDIR_PROTOCOLS, warn, "--proto-redir"),
-                 speed_limit=(args.speed_limit, args.speed_time or 30) if args.speed_limit
-                 else None)  # fmt: skip
+                 speed_limit=_speed_limit(args))  # fmt: skip
+
+
+def _speed_limit(args: argparse.Namespace) -> tuple[int, int] | None:
+    """curl's -Y/-y as (bytes per second, seconds), None for no check: -Y alone checks
+    over 30 s, -y alone at 1 byte/s (curl's tool sets the one not given; libcurl checks
+    when both are above 0)."""
+    limit = args.speed_limit or (1 if args.speed_time else 0)
+    seconds = args.speed_time or (30 if args.speed_limit else 0)
+    return (limit, seconds) if limit and seconds else None
 
 
 def _netrc(args: argparse.Namespace) -> Any:

@@ -120,7 +120,7 @@ def test_proto_badly_used_as_curl(server: Recorder, value: str) -> None:
         ("-Y", "1", "-y", "1", "URL/trickle"),  # 4 B/s: over the limit
         ("-Y", "100", "-y", "1", "URL/trickle"),
         ("-Y", "100", "-y", "1", "-L", "URL/rel"),
-        ("-y", "1", "URL/trickle"),  # -y alone: no check (curl 7.88)
+        ("-y", "1", "URL/silent"),  # -y alone: 1 byte/s (curl's tool sets -Y 1)
         ("-Y", "1k", "URL/ok"),
         ("-y", "-1", "URL/ok"),
         ("-v", "-Y", "100", "-y", "1", "URL/trickle"),
