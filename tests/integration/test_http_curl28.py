@@ -42,6 +42,15 @@ class Recorder(KeepaliveRecorder):
                 except OSError:
                     return False
             return True
+        if path == b"/stream":  # 100 bytes every 0.1 s: 1,000 B/s for 2 s
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n")
+            for _ in range(20):
+                time.sleep(0.1)
+                try:
+                    conn.sendall(b"x" * 100)
+                except OSError:
+                    return False
+            return True
         conn.sendall(ANSWERS.get(path, ANSWERS[b"/ok"]))
         return True
 
@@ -117,7 +126,8 @@ def test_proto_badly_used_as_curl(server: Recorder, value: str) -> None:
     "args",
     [
         ("-Y", "1", "-y", "1", "URL/silent"),
-        ("-Y", "1", "-y", "1", "URL/trickle"),  # 4 B/s: over the limit
+        # far over the limit (1,000 B/s): at 4 B/s curl itself tripped now and then
+        ("-Y", "1", "-y", "1", "URL/stream"),
         ("-Y", "100", "-y", "1", "URL/trickle"),
         ("-Y", "100", "-y", "1", "-L", "URL/rel"),
         ("-y", "1", "URL/silent"),  # -y alone: 1 byte/s (curl's tool sets -Y 1)
