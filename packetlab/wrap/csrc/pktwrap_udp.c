@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -42,6 +43,11 @@ void pktwrap_mark(int slot);
  * SO_ERROR then read 0), so a program that waits for writability and asks SO_ERROR, as
  * an event loop does, read a refused connect as made. Kept until read once. */
 static int pending_err[MAX_TRACKED_FD];
+/* Or'ed into pending_err when the kernel holds an error on the socket too (arm_error). */
+#define KERNEL_ARMED 0x10000
+/* A non-blocking connect that succeeded and was answered EINPROGRESS (session 29): the
+ * next connect() on it is 0, as natively once the handshake is done, then EISCONN. */
+static unsigned char shown_pending[MAX_TRACKED_FD];
 
 /* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
 static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
@@ -702,6 +708,7 @@ int socket(int domain, int type, int protocol)
         __atomic_store_n(&opts_set[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&inherited_fd[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
     }
     return fd;
 }
@@ -762,12 +769,27 @@ static int ipv4_twin(int name)
     }
 }
 
+/* Take the pending failure of `fd` (read once), and the kernel's error that stands for
+ * it (so POLLERR goes, as natively). 0 if none, or if a read() or send() took the
+ * kernel's already (natively that clears it: SO_ERROR is then 0). */
+static int take_pending(int fd)
+{
+    int e = __atomic_exchange_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
+    if (e & KERNEL_ARMED) {
+        int k = 0;
+        socklen_t klen = sizeof k;
+        if (next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen) == 0 && k == 0)
+            return 0;
+    }
+    return e & ~KERNEL_ARMED;
+}
+
 int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
     if (level == SOL_SOCKET && name == SO_ERROR && fd >= 0 && fd < MAX_TRACKED_FD &&
         value != NULL && len != NULL && *len >= sizeof(int) &&
         __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED) != 0) {
-        int e = __atomic_exchange_n(&pending_err[fd], 0, __ATOMIC_RELAXED); /* read once */
+        int e = take_pending(fd);
         memcpy(value, &e, sizeof e);
         *len = sizeof e;
         return 0;
@@ -1062,6 +1084,66 @@ static int this_host(const struct sockaddr *addr, socklen_t len, struct sockaddr
     return 0;
 }
 
+/* Give the program's socket `fd` a real refused connect, so the kernel holds an error on
+ * it (session 29): POLLERR in poll(), EPOLLERR in epoll, and a read() that fails
+ * ECONNREFUSED, as after a refused connect natively. proxychains leaves the program's
+ * socket untouched when its connect fails, and an unconnected socket polls
+ * POLLOUT|POLLHUP only. The connect goes to a loopback port bound but not listening
+ * (a SYN to it is answered by a reset), made here for this and closed; system calls
+ * directly, past proxychains' hooks and ours. Waits (at most 1 s) until the reset has
+ * come, so the error is there before connect() returns. 1 if armed. */
+static int arm_error(int fd)
+{
+    int family = 0;
+    socklen_t flen = sizeof family;
+    if (next_getsockopt()(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) != 0 ||
+        (family != AF_INET && family != AF_INET6))
+        return 0;
+    /* An IPv6 socket tries an IPv4 port as ::ffff:127.0.0.1 (not with IPV6_V6ONLY),
+     * then [::1]. */
+    for (int helper_family = AF_INET; helper_family != 0;
+         helper_family = family == AF_INET6 && helper_family == AF_INET ? AF_INET6 : 0) {
+        int h = (int)syscall(SYS_socket, helper_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (h < 0)
+            continue;
+        struct sockaddr_storage at;
+        memset(&at, 0, sizeof at);
+        socklen_t alen = (socklen_t)addr_len(helper_family);
+        at.ss_family = (sa_family_t)helper_family;
+        if (helper_family == AF_INET)
+            ((struct sockaddr_in *)&at)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else
+            ((struct sockaddr_in6 *)&at)->sin6_addr = in6addr_loopback;
+        int ok = syscall(SYS_bind, h, &at, alen) == 0 &&
+                 syscall(SYS_getsockname, h, &at, &alen) == 0;
+        struct sockaddr_in6 to6;
+        const struct sockaddr *to = (const struct sockaddr *)&at;
+        socklen_t tolen = alen;
+        if (ok && family == AF_INET6 && helper_family == AF_INET) {
+            memset(&to6, 0, sizeof to6);
+            to6.sin6_family = AF_INET6;
+            to6.sin6_port = ((struct sockaddr_in *)&at)->sin_port;
+            memcpy(to6.sin6_addr.s6_addr + 10, "\xff\xff\x7f\0\0\x01", 6);
+            to = (const struct sockaddr *)&to6;
+            tolen = sizeof to6;
+        }
+        int armed = 0, rc = ok ? (int)syscall(SYS_connect, fd, to, tolen) : 0;
+        /* A socket whose earlier failure was read through SO_ERROR is still "connecting"
+         * to the kernel: its next connect() only says ECONNABORTED, then it may connect */
+        if (ok && rc != 0 && errno == ECONNABORTED)
+            rc = (int)syscall(SYS_connect, fd, to, tolen);
+        if (ok && rc != 0 && errno == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            struct timespec limit = {1, 0};
+            armed = syscall(SYS_ppoll, &p, 1, &limit, NULL, 0) == 1 && (p.revents & POLLERR);
+        }
+        syscall(SYS_close, h);
+        if (armed)
+            return 1;
+    }
+    return 0;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -1081,8 +1163,31 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
          * first one closed under the program (before session 25). */
         if (pktwrap_ctl_path() != NULL &&
             NEXT(getpeername)(fd, (struct sockaddr *)&peer, &plen) == 0) {
+            /* ... but the first connect() after an EINPROGRESS that was made is 0 */
+            if (fd < MAX_TRACKED_FD && __atomic_exchange_n(&shown_pending[fd], 0,
+                                                           __ATOMIC_RELAXED))
+                return 0;
             errno = EISCONN;
             return -1;
+        }
+        /* A connect() on a socket whose non-blocking connect failed, its failure not
+         * yet read: that failure, as natively (then the socket may connect again). */
+        if (fd >= 0 && fd < MAX_TRACKED_FD &&
+            __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED) != 0) {
+            int e = __atomic_exchange_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
+            if (!(e & KERNEL_ARMED)) {
+                errno = e;
+                return -1;
+            }
+            /* The kernel's own connect() says it and lets the socket connect again
+             * (reading SO_ERROR would not: the next connect is ECONNABORTED); if a
+             * read() took the error already, it says ECONNABORTED, as natively. It is
+             * "connecting" to the kernel, so nothing is sent. */
+            if (syscall(SYS_connect, fd, addr, len) != 0) {
+                if (errno == ECONNREFUSED)
+                    errno = e & ~KERNEL_ARMED;
+                return -1;
+            }
         }
         if (pktwrap_ctl_path() != NULL && tcp_unreachable(addr)) {
             errno = ENETUNREACH;
@@ -1099,25 +1204,38 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         int wrapped = pktwrap_ctl_path() != NULL;
         if (wrapped)
             save_sockopts(fd, &opts);
-        if (fd >= 0 && fd < MAX_TRACKED_FD)
+        if (fd >= 0 && fd < MAX_TRACKED_FD) {
             __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
+        }
+        int fl = wrapped ? fcntl(fd, F_GETFL) : -1;
+        int nonblocking = fl >= 0 && (fl & O_NONBLOCK) && fd >= 0 && fd < MAX_TRACKED_FD;
         int rc = NEXT(connect)(fd, addr, len);
         if (wrapped)
             restore_sockopts(fd, &opts);
         if (wrapped && rc != 0 && errno == ECONNREFUSED) {
             int why = connect_errno(addr);
-            int fl = fcntl(fd, F_GETFL);
             /* Only what the kernel learns from the network after the SYN: no route
              * (ENETUNREACH) and a local firewall (EPERM) fail at once natively too. */
             int later = why == ECONNREFUSED || why == ETIMEDOUT || why == EHOSTUNREACH;
-            if (later && fl >= 0 && (fl & O_NONBLOCK) && fd >= 0 && fd < MAX_TRACKED_FD) {
-                __atomic_store_n(&pending_err[fd], why, __ATOMIC_RELAXED);
+            if (later && nonblocking) {
+                int armed = arm_error(fd) ? KERNEL_ARMED : 0;
+                __atomic_store_n(&pending_err[fd], why | armed, __ATOMIC_RELAXED);
                 why = EINPROGRESS; /* as natively: the failure is SO_ERROR's */
             }
             errno = why;
         }
         if (rc == 0)
             remember_peer(fd, addr, len);
+        if (rc == 0 && wrapped && nonblocking) {
+            /* Made inside the call (proxychains connects before it returns), but a
+             * non-blocking connect is EINPROGRESS natively, then writable: programs
+             * that assert it, or take 0 for a connection to a local socket, differ
+             * (session 29; 0 before). The socket is writable already. */
+            __atomic_store_n(&shown_pending[fd], 1, __ATOMIC_RELAXED);
+            errno = EINPROGRESS;
+            return -1;
+        }
         return rc;
     }
     if (type == SOCK_DGRAM) {
