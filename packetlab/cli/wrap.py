@@ -209,6 +209,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         socks_env=args.socks_env,
         dns=dns,
         connect_timeout=args.connect_timeout,
+        detach=True,  # CMD's exit is ours, as natively; what it left goes on (docs/wrap.md)
     )
     started: list[bool] = []
 

@@ -80,3 +80,65 @@ def reap(pids: Iterable[int]) -> list[int]:
         if done == 0:
             alive.append(pid)
     return alive
+
+
+def running_marked(marker: bytes, exclude: Iterable[int] = (), proc: str = "/proc") -> list[int]:
+    """Every live process (not a zombie) whose environment holds `marker`, wherever it
+    is in the process tree: once `pktlab wrap` has detached (`detach`), what the program
+    left running is no longer its child (its parent exited) and may have forked again."""
+    skip = set(exclude)
+    out: list[int] = []
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit() or int(name) in skip:
+            continue
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[:1] in ([b"Z"], [b"X"]):  # ended, not yet reaped by its new parent
+            continue
+        if marked(int(name), marker, proc):
+            out.append(int(name))
+    return out
+
+
+def detach(status: int) -> bool:
+    """The wrapped program exited with `status` but left processes running (`ssh -f`,
+    `sh -c 'curl URL &'`). Natively the shell returns now, with the program's status; the
+    processes it left go on. They still need us (the SOCKS server, the relay ports, the
+    endpoint session), so we fork: the parent exits now with `status`, and the copy goes
+    on serving them in a session of its own (no Ctrl-C or hang-up of the terminal reaches
+    it, as none reaches `ssh -f`), with stdin and stdout on /dev/null (a shell's `$(...)`
+    does not wait for it); stderr stays, for its diagnostics, as a background job's.
+    Returns in the copy only (False where fork is not possible: nothing changed)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid != 0:
+        # No clean-up here: it would close the connections the copy goes on with
+        # (Twisted shuts a socket down for an orderly close, and both share it).
+        os._exit(status)
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+    return True

@@ -23,7 +23,14 @@ from packetlab.wrap.launch import (
     proxychains_conf,
     spawn,
 )
-from packetlab.wrap.orphans import become_subreaper, children, marked, reap
+from packetlab.wrap.orphans import (
+    become_subreaper,
+    children,
+    detach,
+    marked,
+    reap,
+    running_marked,
+)
 from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
@@ -42,6 +49,10 @@ class WrapOptions:
     dns: list[tuple[IPAddress, int]] = field(default_factory=list)  # instead of the endpoint's
     connect_timeout: float = 20.0
     drain: float = 2.0  # seconds to let relays finish after the program exits
+    # When the program exits leaving processes running (`ssh -f`): return its status at
+    # once from a parent that exits, and serve them from a forked copy (the CLI's way;
+    # a controller experiment waits for them instead). See orphans.detach.
+    detach: bool = False
 
 
 @dataclass
@@ -119,8 +130,12 @@ async def wrap(
             except ValueError:  # not the main thread (tests): leave signals alone
                 pass
         status = await child.ended
+        marker = f"PKTLAB_WRAP_SOCKS={env['PKTLAB_WRAP_SOCKS']}"
         if reaper:
-            await _orphans(reactor, left, f"PKTLAB_WRAP_SOCKS={env['PKTLAB_WRAP_SOCKS']}")
+            if opts.detach and _left_any(marker) and detach(status):
+                await _detached(reactor, left, marker)
+            else:
+                await _orphans(reactor, left, marker)
         await _drain(reactor, factory, opts.drain)
         return WrapResult(status, timings, clock.hidden if clock else 0)
     finally:
@@ -148,6 +163,27 @@ async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
         reactor.callLater(0.01, d.callback, None)
         await d
         waited += 0.01
+
+
+def _left_any(marker: str) -> bool:
+    from twisted.internet import process
+
+    known = set(process.reapProcessHandlers)
+    return any(p not in known and marked(p, marker.encode()) for p in children())
+
+
+async def _detached(reactor: Any, left: list[int], marker: str) -> None:
+    """In the copy that `detach` left: wait until no process of this run is left. They
+    are not our children (their parent was the process that exited), so they are found
+    by the run's marker anywhere; `left` is kept current for signals."""
+    me = os.getpid()
+    while True:
+        left[:] = running_marked(marker.encode(), exclude=(me,))
+        if not left:
+            return
+        d: Deferred[None] = Deferred()
+        reactor.callLater(0.1, d.callback, None)
+        await d
 
 
 async def _orphans(reactor: Any, left: list[int], marker: str) -> None:

@@ -5,9 +5,14 @@ how)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +93,85 @@ def test_many_refused_non_blocking_connects_each_poll_an_error(tmp_path: Path) -
     native, wrapped = _native_and_wrapped(["python3", str(probe)], timeout=120)
     assert native.stdout == b"[('EINPROGRESS', True, 'ECONNREFUSED')] 0\n", native.stderr
     assert wrapped.stdout == native.stdout, wrapped.stderr
+
+
+_DAEMON = """\
+import os, socket, sys, time
+port, out, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if os.fork():
+    os._exit(3)  # the parent's status is the command's, as `ssh -f` returns at once
+os.setsid()
+time.sleep(3)  # the shell has returned by now
+with socket.create_connection(("127.0.0.1", port)) as s:
+    data = s.recv(100)
+with open(out + ".tmp", "wb") as f:
+    f.write(data)
+os.rename(out + ".tmp", out)
+"""
+
+
+def _running_with(tag: str) -> list[int]:
+    """Pids whose command line holds `tag`."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if tag.encode() in f.read():
+                        pids.append(int(name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_program_that_daemonises_returns_at_once_and_its_daemon_stays_wrapped(
+    tmp_path: Path,
+) -> None:
+    """`ssh -f` (fork, the parent exits): `pktlab wrap` waited for the daemon, so the
+    shell did not return until it ended; natively it returns with the parent's status
+    at once. Now it does too, and the daemon's later connection still goes out from the
+    endpoint (a copy of `pktlab wrap` serves it, and ends with it)."""
+    _proxychains()
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    seen: list[tuple[str, int]] = []
+
+    def serve() -> None:
+        conn, peer = srv.accept()
+        with conn:
+            seen.append(peer)
+            conn.sendall(b"hello from the server\n")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    script = tmp_path / "daemonise.py"
+    script.write_text(_DAEMON)
+    out = tmp_path / "got"
+    tag = f"wrap29-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    log = (tmp_path / "stderr").open("wb")
+    started = time.monotonic()
+    wrapped = subprocess.Popen(
+        [*PKTLAB, "wrap", "--", "python3", str(script), str(port), str(out), tag],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
+    )  # fmt: skip
+    try:
+        status = wrapped.wait(timeout=60)
+        returned_after = time.monotonic() - started
+        fetched_yet = out.exists()
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while _running_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _running_with(tag)
+    finally:
+        log.close()
+        srv.close()
+        for pid in _running_with(tag):
+            os.kill(pid, signal.SIGTERM)
+    stderr = (tmp_path / "stderr").read_bytes()
+    assert status == 3, stderr
+    assert not fetched_yet, f"returned after the daemon's fetch ({returned_after:.1f} s)"
+    assert out.read_bytes() == b"hello from the server\n", stderr
+    assert seen and seen[0][0] == "127.0.0.1"
+    assert left == [], "the daemon or the wrapper's copy is still running"
