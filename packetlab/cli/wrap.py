@@ -210,6 +210,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         dns=dns,
         connect_timeout=args.connect_timeout,
         detach=True,  # CMD's exit is ours, as natively; what it left goes on (docs/wrap.md)
+        endpoint_times=args.timings is not None,  # two requests a connect less without
     )
     started: list[bool] = []
 

@@ -53,6 +53,9 @@ class WrapOptions:
     # once from a parent that exits, and serve them from a forked copy (the CLI's way;
     # a controller experiment waits for them instead). See orphans.detach.
     detach: bool = False
+    # Read the endpoint's TIME around each TCP connect for the timings' connect_start and
+    # connect_issued (always with `fidelity`); the CLI asks only with --timings FILE.
+    endpoint_times: bool = True
 
 
 @dataclass
@@ -91,6 +94,7 @@ async def wrap(
     factory = WrapFactory(
         session, reactor, dns_servers=dns, timings=timings, clock=clock,
         connect_timeout=opts.connect_timeout, names=names, notices=notices,
+        early_reply=not opts.socks_env, stamps=opts.endpoint_times,
     )  # fmt: skip
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     udpmap = UdpMap(session, reactor, timings, clock, names, notices)

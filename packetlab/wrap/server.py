@@ -82,8 +82,19 @@ class WrapFactory(Factory):
         connect_timeout: float = 20.0,
         names: Names | None = None,
         notices: Notices | None = None,
+        early_reply: bool = False,
+        stamps: bool = True,
     ) -> None:
         self.session = session
+        # Answer "no authentication" as a connection is accepted, before the greeting
+        # (session 29, wrap29): proxychains-ng always offers it, and waited a round trip
+        # through our event loop for the answer before it sent the CONNECT (one of two
+        # per wrapped connect). Only where proxychains alone talks to us (not with
+        # --socks-env, whose clients may offer other methods: RFC 1928 answers them).
+        self.early_reply = early_reply
+        # The endpoint's TIME around each nopen (TcpRelay.connect): needed for timing
+        # fidelity and the timings' connect_start/connect_issued only.
+        self.stamps = stamps or clock is not None
         self.names = names
         self.reactor = reactor
         self.dns_servers = dns_servers
@@ -169,6 +180,9 @@ class SocksProtocol(Protocol):
         f.by_port[self._port] = self
         self._accepted_v = f.clock.acted(CONNECT) if f.clock is not None else 0
         self._timer = f.reactor.callLater(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        if f.early_reply:
+            self.hs = Socks5Handshake(answered=True)
+            self.transport.write(socks5.METHOD_NO_AUTH)
 
     def _handshake_timeout(self) -> None:
         self._timer = None
@@ -238,7 +252,7 @@ class SocksProtocol(Protocol):
             else:
                 addr = req.host
             rec.addr = str(addr)
-            await relay.connect(addr, req.port, f.connect_timeout)
+            await relay.connect(addr, req.port, f.connect_timeout, f.stamps)
         except (ControllerError, ResolveError, ValueError) as e:
             rec.error = str(e) or type(e).__name__
             self.log.info(
@@ -269,10 +283,11 @@ class SocksProtocol(Protocol):
         self.transport.registerProducer(relay, True)
         # The program's connect() returns when it reads this reply: with timing fidelity,
         # at its accept time + the endpoint's DNS and connect intervals.
-        assert rec.connect_issued is not None and rec.connected is not None
         # The program's connect() maps to the endpoint's connect() (just after the nopen:
         # the endpoint's own handling of the request is not part of the handshake).
-        timeline.anchor(self._accepted_v, rec.connect_issued)
+        # (No stamps without a clock: the timeline then delivers at once.)
+        if rec.connect_issued is not None:
+            timeline.anchor(self._accepted_v, rec.connect_issued)
         if rec.dns_sent is not None and rec.dns_answered is not None:
             timeline.shift(rec.dns_answered - rec.dns_sent)
         timeline.at(rec.connected, self._connected)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 VERSION = 5
 NO_AUTH = 0x00
 NO_ACCEPTABLE = 0xFF
+# The method selection that accepts a client offering "no authentication".
+METHOD_NO_AUTH = bytes([VERSION, NO_AUTH])
 
 
 class Cmd(enum.IntEnum):
@@ -158,10 +160,13 @@ class Socks5Handshake:
     MAX_GREETING = 2 + 255
     MAX_REQUEST = 4 + 1 + 255 + 2
 
-    def __init__(self) -> None:
+    def __init__(self, answered: bool = False) -> None:
         self._buf = bytearray()
         self._state = "greeting"
         self.rest = b""
+        # The server sent "no authentication" before the greeting came (`early_reply`):
+        # the greeting is then only checked, not answered.
+        self._answered = answered
 
     @property
     def done(self) -> bool:
@@ -197,9 +202,12 @@ class Socks5Handshake:
             del buf[: 2 + n]
             if NO_AUTH not in methods:
                 return self._fail(
-                    bytes([VERSION, NO_ACCEPTABLE]), "client offers no 'no authentication'"
+                    b"" if self._answered else bytes([VERSION, NO_ACCEPTABLE]),
+                    "client offers no 'no authentication'",
                 )
             self._state = "request"
+            if self._answered:
+                return self._step()
             return Send(bytes([VERSION, NO_AUTH]))
         # request: VER CMD RSV ATYP DST.ADDR DST.PORT
         if not buf:

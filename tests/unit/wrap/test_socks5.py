@@ -179,3 +179,16 @@ def test_random_udp_datagrams_never_raise_anything_else() -> None:
             parse_udp(blob)
         except BadDatagram:
             pass
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_a_greeting_answered_before_it_came_is_checked_not_answered(bytewise: bool) -> None:
+    """`pktlab wrap` answers proxychains' greeting as it accepts (session 29): the parser
+    then sends nothing for it, still takes the request after it, and refuses a client
+    that does not offer "no authentication" without a second method selection."""
+    hs = Socks5Handshake(answered=True)
+    events = feed_all(hs, GREETING + request(1, encode_address(V4, 80)), bytewise=bytewise)
+    assert events == [Request(Cmd.CONNECT, V4, 80)]
+    hs = Socks5Handshake(answered=True)
+    (event,) = hs.feed(b"\x05\x01\x02")  # username/password only
+    assert isinstance(event, Refuse) and event.data == b"" and hs.done
