@@ -78,6 +78,8 @@ SERIAL = frozenset(
         "test_throughput_retr_cwnd.py",
         "test_timerfd.py",
         "test_wrap.py::test_fidelity_hides_a_slow_controller_link",
+        # the shell's status must come within 4 s of CMD's exit (wrap29)
+        "test_wrap_s29.py::test_a_program_that_daemonises_returns_at_once_and_its_daemon_stays_wrapped",
         "test_xpmgr_c_mlets_raw.py::test_icmp_echo_replies_counted_rtts_beside_native_ping",
     }
 )

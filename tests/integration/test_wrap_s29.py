@@ -101,7 +101,7 @@ port, out, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 if os.fork():
     os._exit(3)  # the parent's status is the command's, as `ssh -f` returns at once
 os.setsid()
-time.sleep(3)  # the shell has returned by now
+time.sleep(4)  # the shell has returned by now
 with socket.create_connection(("127.0.0.1", port)) as s:
     data = s.recv(100)
 with open(out + ".tmp", "wb") as f:
