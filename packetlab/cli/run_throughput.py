@@ -4,7 +4,6 @@ iperf3 server (packetlab.measure.throughput)."""
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -61,31 +60,47 @@ connection's states and JSON messages on stderr (ours, not iperf3's debug lines)
 """
 
 
-def size_of(text: str) -> int:
-    """A size like 25M (K/M/G as 1024, an optional B or iB)."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in units else ""
-    return _whole(t[: len(t) - len(unit)], units[unit], f"expected a size like 25M, got {text!r}")
+def size_of(text: str, option: str = "-n") -> int:
+    """A size like 25M, read as iperf3 3.12's unit_atoi reads it: the number `%lf` takes,
+    times 2^10/2^20/2^30/2^40 for a k/m/g/t right after it, other text ignored (`25MB`,
+    `25MiB` are 25M; `10Q` is 10, with a warning)."""
+    return _whole(text, option, "expected a size like 25M")
 
 
-def _whole(number: str, unit: int, said: str) -> int:
-    """`number` times `unit`, whole, or ArgumentTypeError(said): `inf`, `nan` and a
-    number past a float's range with its unit (`1e400`, 400 digits, `1e301G`) too, which
-    `int()` of it met as an OverflowError traceback (`-n inf`; fuzz28's throughput_opts
-    target)."""
+def _whole(text: str, option: str, said: str) -> int:
+    """`text` as iperf3's unit_atoi reads it, whole (C's cast: the fraction dropped), or
+    ArgumentTypeError(said, and why): no number, or a NaN or infinite one, has no value
+    in iperf3's C (`-n inf` was an OverflowError traceback until session 28; fuzz28's
+    throughput_opts target); a negative one is left to the option's range check. A unit
+    iperf3 does not know is ignored as iperf3 ignores it, with a warning (`ignored`)."""
+    from packetlab.measure.throughput_cnum import SIZE_STEPS, unit_number
+
     try:
-        value = float(number) * unit
-    except ValueError:
-        raise argparse.ArgumentTypeError(said) from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(said)
-    return int(value)
+        read = unit_number(text, SIZE_STEPS, signed=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{said}, got {text!r}: {e}") from None
+    ignored(option, text, read.value, read.ignored)
+    return int(read.value)
+
+
+def ignored(option: str, text: str, value: float, rest: str) -> None:
+    """A warning on stderr when text after a number without a unit was ignored (`-b 10Q`,
+    `-n 10 K`: iperf3 3.12 reads 10 and says nothing; a typo then runs a test at another
+    rate or size, so we say which). A trailing space, `b` or `B` changes nothing."""
+    if rest.strip() in ("", "b", "B"):
+        return
+    import sys
+
+    sys.stderr.write(
+        f"warning: {option} {text}: read as {value:g}, as iperf3 3.12 reads it ({rest!r} "
+        "after the number is no unit: only k, m, g or t right after it is)\n"
+    )
+    sys.stderr.flush()
 
 
 def size(text: str) -> int:
     """The paper's transfer size: 2M..4G (its first MiB is not timed)."""
-    n = size_of(text)
+    n = size_of(text, "--bytes")
     if not FIXED_MIN <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
     return n
@@ -104,13 +119,16 @@ def nbytes(text: str) -> int:
     return n
 
 
-def rate(text: str) -> float:
-    from packetlab.measure.iperf3 import parse_rate
+def rate(text: str, option: str = "--fq-rate") -> float:
+    """-b's RATE or --fq-rate (`iperf3.read_rate`), a warning for text iperf3 ignores."""
+    from packetlab.measure.iperf3 import read_rate
 
     try:
-        return parse_rate(text)
+        read = read_rate(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    ignored(option, text, read.value, read.ignored)
+    return read.value
 
 
 class RateBurst(argparse.Action):
@@ -123,15 +141,16 @@ class RateBurst(argparse.Action):
             bitrate, burst = parse_rate_burst(str(values))
         except ValueError as e:
             raise argparse.ArgumentError(self, str(e)) from None
+        rate(str(values).partition("/")[0], option or "-b")  # (its warning)
         namespace.bitrate, namespace.burst = bitrate, burst
 
 
 def rcv_timeout(text: str) -> int:
-    """--rcv-timeout: whole ms, 100..86400000, in iperf3 3.12's words if not."""
-    try:
-        n = int(text.strip())
-    except ValueError:
-        n = 0  # iperf3's atoi: not a number is 0, out of range
+    """--rcv-timeout: whole ms, 100..86400000, read by glibc's atoi as iperf3 3.12 reads
+    it (`500ms` is 500, `٣00` and `abc` 0), in its words if out of range."""
+    from packetlab.measure.throughput_cnum import c_atoi
+
+    n = c_atoi(text)
     if not 100 <= n <= 86_400_000:
         raise argparse.ArgumentTypeError(
             f"receive timeout value is incorrect or not in range (100..86400000 ms), got "
@@ -144,7 +163,7 @@ def pacing_timer(text: str) -> int:
     """--pacing-timer: µs, K/M as 1024 (iperf3's unit_atoi), 0 up to an int's top."""
     from packetlab.measure.iperf3 import MAX_PACING_TIMER
 
-    n = length(text)
+    n = length(text, "--pacing-timer")
     if not 0 <= n <= MAX_PACING_TIMER:
         raise argparse.ArgumentTypeError(
             f"--pacing-timer must be 0..{MAX_PACING_TIMER} µs, got {text}"
@@ -153,23 +172,16 @@ def pacing_timer(text: str) -> int:
 
 
 def count(text: str) -> int:
-    """iperf3's -k: a whole number of blocks, K/M/G as 1024 (its unit_atoi)."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper()
-    unit = t[-1:] if t[-1:] in units else ""
-    said = f"expected a block count like 100 or 1K, got {text!r}"
-    n = _whole(t[: len(t) - len(unit)], units[unit], said)
+    """iperf3's -k: a whole number of blocks, K/M/G/T as 1024 (its unit_atoi)."""
+    n = _whole(text, "-k", "expected a block count like 100 or 1K")
     if n <= 0:
         raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
     return n
 
 
-def length(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20}
-    t = text.strip().upper()
-    unit = t[-1:] if t[-1:] in units else ""
-    said = f"expected a size like 1460 or 128K, got {text!r}"
-    return _whole(t[: len(t) - len(unit)], units[unit], said)
+def length(text: str, option: str = "-l") -> int:
+    """iperf3's -l (and --pacing-timer): K/M/G/T as 1024 (its unit_atoi)."""
+    return _whole(text, option, "expected a size like 1460 or 128K")
 
 
 def timed(args: argparse.Namespace) -> bool:
@@ -620,8 +632,8 @@ def server_sockopts(args: argparse.Namespace) -> iperf3.ServerSockopts:
     fq = 0
     if args.fq_rate is not None:
         try:
-            fq = int(iperf3.parse_rate(args.fq_rate))
-        except ValueError as e:
+            fq = int(rate(args.fq_rate, "--fq-rate"))
+        except argparse.ArgumentTypeError as e:
             raise RunError(f"--fq-rate: {e}") from None
     return iperf3.ServerSockopts(
         nodelay=args.nodelay, fq_rate=fq, congestion=args.congestion,

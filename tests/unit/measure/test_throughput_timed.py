@@ -512,9 +512,12 @@ def test_sans_io_pieces() -> None:
     assert iperf3.display_ids(3) == [5, 7, 9]
     assert iperf3.parse_rate("10M") == 10e6 and iperf3.parse_rate("1.5g") == 1.5e9
     assert iperf3.parse_rate("0") == 0 and iperf3.parse_rate("800") == 800
-    for bad in ("xyz", "10Q", "-5", "10M/100", ""):
+    for bad in ("xyz", "-5", ""):
         with pytest.raises(ValueError, match="expected a rate"):
             iperf3.parse_rate(bad)
+    # (session 29: iperf3 3.12 reads these, the text after the number ignored; they
+    # were refused here: tests/unit/measure/test_throughput_cnum.py has its table)
+    assert iperf3.parse_rate("10Q") == 10 and iperf3.parse_rate("10M/100") == 10e6
     head = iperf3.udp_header(7, 1_700_000_001_234_567_891)
     assert head == struct.pack(">III", 1_700_000_001, 234_567, 7)
     assert iperf3.parse_udp_header(head) == (7, pytest.approx(1_700_000_001.234567))
