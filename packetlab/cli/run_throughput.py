@@ -682,6 +682,7 @@ def timed_experiment(
     words), each run a test that failed to connect, as native's (exit 1, `-J`'s document
     with its `error`, the line in --logfile's file; was a usage error, exit 2, nothing on
     stdout for a script reading -J)."""
+    from packetlab.cli.run_throughput_rows import pace_warning
     from packetlab.measure.throughput_timed import TimedResult, TimedSpec, timed_test
 
     nbytes = args.bytes if given(args, "--bytes") else None
@@ -720,6 +721,7 @@ def timed_experiment(
     recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
     named = typed_host(args.server)
+    paced = argparse.Namespace(warned=None)  # -b's rate not met (pace_warning): said once
 
     def connected(r: Record) -> None:
         r["host"] = named  # as typed: its line and -J say it, as iperf3's
@@ -753,8 +755,11 @@ def timed_experiment(
                 on_connected=connected, recorder=recorder,
             )  # fmt: skip
             record = {**r.to_dict(), "host": named}
-            warning = congestion_warning(record, spec.server_sockopts.congestion)
-            if warning is not None:
+            warnings = [congestion_warning(record, spec.server_sockopts.congestion)]
+            if not paced.warned:  # (once a command, not each run)
+                paced.warned = pace_warning(record)
+                warnings.append(paced.warned)
+            for warning in filter(None, warnings):
                 import sys
 
                 sys.stderr.write(warning + "\n")

@@ -363,6 +363,33 @@ def test_paced_upload_above_the_endpoints_rate_ends_on_time() -> None:
     assert d["sender_mbit_s"] == pytest.approx(slow * 8 / 1e6, rel=0.3)
 
 
+def test_a_paced_upload_the_endpoint_cannot_keep_up_with_is_warned() -> None:
+    """Session 29: `-b` above what the endpoint sends ran at the endpoint's rate with no
+    word but the late-sends note of the text (not with -J); now one stderr line with the
+    figure. At a rate the endpoint keeps up with (UDP and TCP), none."""
+    from packetlab.cli.run_throughput_rows import pace_warning
+
+    rig, _ = rig_with_server()
+    rig.endpoint.rate = 1e8  # bytes/s: 800 Mbit/s
+    d, _ = run(rig, TimedSpec(direction="upload", seconds=0.5, bitrate=1e10, interval=0))
+    assert "error" not in d, d
+    warning = pace_warning(d)
+    assert warning is not None and warning.startswith(
+        "warning: -b 10.0 Gbits/sec was not met: the endpoint sent "
+    ), warning
+    got = d["streams"][0]["sender"]
+    figure = iperf3.unit(got["bytes"] * 8 / got["seconds"], "bits").strip()
+    assert f"sent {figure}/sec (" in warning and "fell behind" in warning
+    for udp in (False, True):
+        rig, _ = rig_with_server()
+        rig.endpoint.rate = RATE
+        spec = TimedSpec(direction="upload", seconds=0.5, bitrate=8e6, udp=udp, interval=0)
+        d, _ = run(rig, spec)
+        assert "error" not in d and pace_warning(d) is None, d
+    assert pace_warning({**d, "stopped": True, "bitrate": 1e12}) is None
+    assert pace_warning({**d, "direction": "download", "bitrate": 1e12}) is None
+
+
 def test_parallel_streams() -> None:
     """-P 3: three data connections, each opened with the cookie; iperf3's stream ids
     1, 3, 4 in the results exchange; [  5], [  7], [  9] and a sum."""
