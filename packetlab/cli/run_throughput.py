@@ -4,6 +4,7 @@ iperf3 server (packetlab.measure.throughput)."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -143,6 +144,51 @@ class RateBurst(argparse.Action):
             raise argparse.ArgumentError(self, str(e)) from None
         rate(str(values).partition("/")[0], option or "-b")  # (its warning)
         namespace.bitrate, namespace.burst = bitrate, burst
+
+
+def c_int(option: str) -> Any:
+    """An argparse type for iperf3's whole-number options (-P, -O, -p, --cport), read by
+    glibc's atoi as iperf3 3.12 reads them (`-P 2x`, `-P 2.7` are 2; `٢` is no digit):
+    Python's int() took `٢` as 2 and refused `2x`. No digits at all (atoi's 0: native
+    `-P abc` hung with no stream, `-O abc` ran without -O) is refused here."""
+
+    def whole(text: str) -> int:
+        from packetlab.measure.throughput_cnum import c_atoi_rest
+
+        got = c_atoi_rest(text)
+        if got is None:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, got {text!r}: no number (iperf3 3.12's atoi reads 0)"
+            )
+        ignored(option, text, got[0], got[1])
+        return got[0]
+
+    whole.__name__ = option.lstrip("-")
+    return whole
+
+
+def c_seconds(option: str) -> Any:
+    """An argparse type for -t and -i, read as C's strtod reads them (iperf3 3.12: -i by
+    atof, -t by atoi: `-t 1.9` is 1 s there, 1.9 s here, as documented): `0.5s` is 0.5
+    with a warning, `1e0` 1; no number, NaN or infinity refused."""
+
+    def read(text: str) -> float:
+        from packetlab.measure.throughput_cnum import c_scan
+
+        got = c_scan(text)
+        if got is None or not math.isfinite(got.value):
+            why = "no number" if got is None else "not finite"
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}: {why}")
+        ignored(option, text, got.value, got.rest)
+        return got.value
+
+    read.__name__ = option.lstrip("-")
+    return read
+
+
+def connect_timeout(text: str) -> int:
+    """--connect-timeout MS: iperf3 3.12's unit_atoi (`1k` is 1024 ms)."""
+    return _whole(text, "--connect-timeout", "expected milliseconds like 500")
 
 
 def rcv_timeout(text: str) -> int:
@@ -307,7 +353,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-c", "--server", required=True, metavar="HOST[:PORT]",
         help="iperf3 server, address or name (port 5201), as iperf3 -c",
     )  # fmt: skip
-    p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port, as iperf3 -p")
+    p.add_argument(
+        "-p", "--port", type=c_int("-p"), metavar="PORT", help="server port, as iperf3 -p"
+    )
     p.add_argument(
         "--direction",
         choices=("download", "upload"),
@@ -321,7 +369,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="bytes per transfer, e.g. 25M, as iperf3 -n (below 2M: iperf3's "
                    "test and lines, as with -P) [default: 25M, the paper's; with "
                    "-t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
-    p.add_argument("-t", "--time", type=float, default=None, metavar="S",
+    p.add_argument("-t", "--time", type=c_seconds("-t"), default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S; 0: until Ctrl-C, as iperf3 (here at "
                    "most 86400 s)")  # fmt: skip
@@ -329,7 +377,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="blocks of -l bytes to send or receive (K/M/G: 1024), as iperf3 -k "
                    "(not with -t, -n); --bidir: the first direction to reach N ends the "
                    "test, as iperf3")  # fmt: skip
-    p.add_argument("-P", "--parallel", type=int, default=1, metavar="N",
+    p.add_argument("-P", "--parallel", type=c_int("-P"), default=1, metavar="N",
                    help="parallel streams (1..128), as iperf3 -P: per-stream and [SUM] "
                    "lines")  # fmt: skip
     p.add_argument("-u", "--udp", action="store_true",
@@ -345,7 +393,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    metavar="USEC",
                    help="told the server, which paces its sends (-R) with it, as iperf3 "
                    "[1000]; the endpoint's paced sends go at their scheduled times")  # fmt: skip
-    p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
+    p.add_argument("-i", "--interval", type=c_seconds("-i"), default=None, metavar="S",
                    help="report every S seconds (0.1..60; 0: one, the whole test), as "
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
                    "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
@@ -359,13 +407,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "bounds the test]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
-    p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
+    p.add_argument("-O", "--omit", type=c_int("-O"), default=0, metavar="N",
                    help="omit the first N seconds (0..60), as iperf3 -O: a pre-test of N s "
                    "before the -t seconds counted, its intervals marked (omitted)")  # fmt: skip
     p.add_argument("--bidir", action="store_true",
                    help="both ways at once, as iperf3 --bidir: -P streams from the endpoint "
                    "(TX-C) and -P to it (RX-C); with -t")  # fmt: skip
-    p.add_argument("--cport", type=int, default=None, metavar="PORT",
+    p.add_argument("--cport", type=c_int("--cport"), default=None, metavar="PORT",
                    help="the data streams' local ports at the endpoint: PORT, PORT+1, ... "
                    "(as iperf3 3.12 --cport)")  # fmt: skip
     p.add_argument("-w", "--window", default=None, metavar="N",
@@ -426,7 +474,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-B", "--bind", default=None, metavar="ADDR",
                    help="the endpoint's local address for every connection (one of its "
                    "addresses: else one line naming them), as iperf3 -B")  # fmt: skip
-    p.add_argument("--connect-timeout", dest="connect_timeout", type=int, default=None,
+    p.add_argument("--connect-timeout", dest="connect_timeout", type=connect_timeout, default=None,
                    metavar="MS",
                    help="give up on the control connection after MS ms, as iperf3 "
                    "[5000]")  # fmt: skip

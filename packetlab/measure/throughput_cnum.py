@@ -36,6 +36,13 @@ _LONG_MAX = (1 << 63) - 1
 _LONG_MIN = -(1 << 63)
 
 
+def c_atoi_rest(text: str) -> tuple[int, str] | None:
+    """`c_atoi` and the text after its digits; None where there are no digits (atoi's 0)."""
+    body = text.lstrip(_C_SPACE)
+    m = _ATOI.match(body)
+    return None if m is None else (c_atoi(body), body[m.end() :])
+
+
 def c_atoi(text: str) -> int:
     """glibc's `atoi`: `(int) strtol(text, NULL, 10)`: spaces skipped, a sign, ASCII
     digits up to the first other character; none is 0; past a long it is clamped to

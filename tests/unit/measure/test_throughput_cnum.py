@@ -140,3 +140,33 @@ def test_an_ignored_unit_is_warned_once_on_stderr(capsys: pytest.CaptureFixture[
     args = p.parse_args(["-c", "192.0.2.5", "-b", "10Mbit", "-n", "25MB", "-k", "1KiB"])
     assert (args.bitrate, args.bytes, args.blocks) == (10e6, 25 << 20, 1024)
     assert capsys.readouterr().err == ""
+
+
+#: iperf3 3.12's reading of its other numbers (its -d parameters: `parallel`, `omit`,
+#: `time`; the test run for --connect-timeout and -i): ours the same, but -t keeps its
+#: fraction (documented) and no digits at all is refused (native -P `٢` or `0x2`, read 0,
+#: hung with no stream)
+NATIVE_OTHERS = [
+    ("-P", " 2", 2), ("-P", "2.7", 2), ("-P", "2x", 2), ("-P", "+2", 2), ("-P", "\u0662", REFUSED),
+    ("-O", "1x", 1), ("-O", "1.5", 1),
+    ("-t", "1x", 1.0), ("-t", "1.9", 1.9),
+    ("--connect-timeout", "1k", 1024),
+    ("--connect-timeout", "500ms", 500 << 20),  # (unit_atoi's m: 2^20 ms, six days)
+    ("-i", "0.5s", 0.5), ("-i", "1e0", 1.0), ("-i", "0x1", 1.0),
+    ("--cport", "40100x", 40100), ("-p", "5202 ", 5202),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "native"), NATIVE_OTHERS, ids=[f"{o}={t!r}" for o, t, _ in NATIVE_OTHERS]
+)
+def test_other_numbers_read_as_iperf3(option: str, text: str, native: float | None) -> None:
+    p = argparse.ArgumentParser(exit_on_error=False)
+    rt.configure(p)
+    dest = {"-P": "parallel", "-O": "omit", "-t": "time", "-i": "interval", "-p": "port",
+            "--connect-timeout": "connect_timeout", "--cport": "cport"}[option]  # fmt: skip
+    if native is REFUSED:
+        with pytest.raises(argparse.ArgumentError, match=r"expected a whole number.*no number"):
+            p.parse_args(["-c", "192.0.2.5", option, text])
+    else:
+        assert getattr(p.parse_args(["-c", "192.0.2.5", option, text]), dest) == native
