@@ -115,8 +115,8 @@ def nbytes(text: str) -> int:
     """-n as iperf3 takes it (K/M/G as 1024): 1 byte to 4G; below 2M iperf3's test runs
     instead of the paper's transfer (`timed`)."""
     n = size_of(text)
-    if not 1 <= n <= 1 << 32:
-        raise argparse.ArgumentTypeError(f"-n must be 1..4G bytes, got {text}")
+    if not 0 <= n <= 1 << 32:  # (0: none, as iperf3 3.12 reads -n 0; see timed_experiment)
+        raise argparse.ArgumentTypeError(f"-n must be 0..4G bytes (0: none), got {text}")
     return n
 
 
@@ -220,8 +220,8 @@ def pacing_timer(text: str) -> int:
 def count(text: str) -> int:
     """iperf3's -k: a whole number of blocks, K/M/G/T as 1024 (its unit_atoi)."""
     n = _whole(text, "-k", "expected a block count like 100 or 1K")
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
+    if n < 0:  # (0: none, as iperf3 3.12 reads -k 0; see timed_experiment)
+        raise argparse.ArgumentTypeError(f"-k must be 0 (none) or more, got {text}")
     return n
 
 
@@ -733,7 +733,10 @@ def timed_experiment(
     from packetlab.cli.run_throughput_rows import pace_warning
     from packetlab.measure.throughput_timed import TimedResult, TimedSpec, timed_test
 
-    nbytes = args.bytes if given(args, "--bytes") else None
+    # -n 0, -k 0: no limit, as iperf3 3.12 reads them (its test runs -t's 10 s, and `-n 0
+    # -t 1` is no second end condition); they were refused here until session 29
+    nbytes = args.bytes if given(args, "--bytes") and args.bytes else None
+    args.blocks = args.blocks or None
     if args.bidir and given(args, "-R"):
         raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
