@@ -256,7 +256,8 @@ PACE_SHARE = 0.9
 
 def pace_warning(r: Record) -> str | None:
     """A paced upload (-b, UDP; --bidir's TX-C) whose endpoint sent below the rate asked:
-    its sends fell behind their schedule, the endpoint cannot send that fast (native
+    its sends fell behind their schedule, the endpoint (its CPU, or a TCP socket the path
+    fills: `-b 30M` through a 20 Mbit/s link) cannot send that fast (native
     iperf3 sends what its socket takes, as ours then does, and says nothing; the figures
     say it, the warning says why). One line for stderr with the slowest stream's rate; a
     failed or stopped test has none."""
@@ -275,6 +276,6 @@ def pace_warning(r: Record) -> str | None:
     want, got = iperf3.unit(asked, "bits").strip(), iperf3.unit(min(sent), "bits").strip()
     return (
         f"warning: -b {want}/sec{each} was not met: the endpoint sent {got}/sec{each} "
-        f"({min(sent) / asked:.0%}; its sends fell behind their schedule: it cannot send "
-        "faster)"
+        f"({min(sent) / asked:.0%}; its sends fell behind their schedule: its socket or the "
+        "path took them no faster)"
     )
