@@ -61,31 +61,47 @@ connection's states and JSON messages on stderr (ours, not iperf3's debug lines)
 """
 
 
-def size_of(text: str) -> int:
-    """A size like 25M (K/M/G as 1024, an optional B or iB)."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in units else ""
-    return _whole(t[: len(t) - len(unit)], units[unit], f"expected a size like 25M, got {text!r}")
+def size_of(text: str, option: str = "-n") -> int:
+    """A size like 25M, read as iperf3 3.12's unit_atoi reads it: the number `%lf` takes,
+    times 2^10/2^20/2^30/2^40 for a k/m/g/t right after it, other text ignored (`25MB`,
+    `25MiB` are 25M; `10Q` is 10, with a warning)."""
+    return _whole(text, option, "expected a size like 25M")
 
 
-def _whole(number: str, unit: int, said: str) -> int:
-    """`number` times `unit`, whole, or ArgumentTypeError(said): `inf`, `nan` and a
-    number past a float's range with its unit (`1e400`, 400 digits, `1e301G`) too, which
-    `int()` of it met as an OverflowError traceback (`-n inf`; fuzz28's throughput_opts
-    target)."""
+def _whole(text: str, option: str, said: str) -> int:
+    """`text` as iperf3's unit_atoi reads it, whole (C's cast: the fraction dropped), or
+    ArgumentTypeError(said, and why): no number, or a NaN or infinite one, has no value
+    in iperf3's C (`-n inf` was an OverflowError traceback until session 28; fuzz28's
+    throughput_opts target); a negative one is left to the option's range check. A unit
+    iperf3 does not know is ignored as iperf3 ignores it, with a warning (`ignored`)."""
+    from packetlab.measure.throughput_cnum import SIZE_STEPS, unit_number
+
     try:
-        value = float(number) * unit
-    except ValueError:
-        raise argparse.ArgumentTypeError(said) from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(said)
-    return int(value)
+        read = unit_number(text, SIZE_STEPS, signed=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{said}, got {text!r}: {e}") from None
+    ignored(option, text, read.value, read.ignored)
+    return int(read.value)
+
+
+def ignored(option: str, text: str, value: float, rest: str) -> None:
+    """A warning on stderr when text after a number without a unit was ignored (`-b 10Q`,
+    `-n 10 K`: iperf3 3.12 reads 10 and says nothing; a typo then runs a test at another
+    rate or size, so we say which). A trailing space, `b` or `B` changes nothing."""
+    if rest.strip() in ("", "b", "B"):
+        return
+    import sys
+
+    sys.stderr.write(
+        f"warning: {option} {text}: read as {value:g}, as iperf3 3.12 reads it ({rest!r} "
+        "after the number is no unit: only k, m, g or t right after it is)\n"
+    )
+    sys.stderr.flush()
 
 
 def size(text: str) -> int:
     """The paper's transfer size: 2M..4G (its first MiB is not timed)."""
-    n = size_of(text)
+    n = size_of(text, "--bytes")
     if not FIXED_MIN <= n <= 1 << 32:
         raise argparse.ArgumentTypeError(f"size must be 2M..4G, got {text}")
     return n
@@ -99,18 +115,21 @@ def nbytes(text: str) -> int:
     """-n as iperf3 takes it (K/M/G as 1024): 1 byte to 4G; below 2M iperf3's test runs
     instead of the paper's transfer (`timed`)."""
     n = size_of(text)
-    if not 1 <= n <= 1 << 32:
-        raise argparse.ArgumentTypeError(f"-n must be 1..4G bytes, got {text}")
+    if not 0 <= n <= 1 << 32:  # (0: none, as iperf3 3.12 reads -n 0; see timed_experiment)
+        raise argparse.ArgumentTypeError(f"-n must be 0..4G bytes (0: none), got {text}")
     return n
 
 
-def rate(text: str) -> float:
-    from packetlab.measure.iperf3 import parse_rate
+def rate(text: str, option: str = "--fq-rate") -> float:
+    """-b's RATE or --fq-rate (`iperf3.read_rate`), a warning for text iperf3 ignores."""
+    from packetlab.measure.iperf3 import read_rate
 
     try:
-        return parse_rate(text)
+        read = read_rate(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    ignored(option, text, read.value, read.ignored)
+    return read.value
 
 
 class RateBurst(argparse.Action):
@@ -123,15 +142,61 @@ class RateBurst(argparse.Action):
             bitrate, burst = parse_rate_burst(str(values))
         except ValueError as e:
             raise argparse.ArgumentError(self, str(e)) from None
+        rate(str(values).partition("/")[0], option or "-b")  # (its warning)
         namespace.bitrate, namespace.burst = bitrate, burst
 
 
+def c_int(option: str) -> Any:
+    """An argparse type for iperf3's whole-number options (-P, -O, -p, --cport), read by
+    glibc's atoi as iperf3 3.12 reads them (`-P 2x`, `-P 2.7` are 2; `٢` is no digit):
+    Python's int() took `٢` as 2 and refused `2x`. No digits at all (atoi's 0: native
+    `-P abc` hung with no stream, `-O abc` ran without -O) is refused here."""
+
+    def whole(text: str) -> int:
+        from packetlab.measure.throughput_cnum import c_atoi_rest
+
+        got = c_atoi_rest(text)
+        if got is None:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, got {text!r}: no number (iperf3 3.12's atoi reads 0)"
+            )
+        ignored(option, text, got[0], got[1])
+        return got[0]
+
+    whole.__name__ = option.lstrip("-")
+    return whole
+
+
+def c_seconds(option: str) -> Any:
+    """An argparse type for -t and -i, read as C's strtod reads them (iperf3 3.12: -i by
+    atof, -t by atoi: `-t 1.9` is 1 s there, 1.9 s here, as documented): `0.5s` is 0.5
+    with a warning, `1e0` 1; no number, NaN or infinity refused."""
+
+    def read(text: str) -> float:
+        from packetlab.measure.throughput_cnum import c_scan
+
+        got = c_scan(text)
+        if got is None or not math.isfinite(got.value):
+            why = "no number" if got is None else "not finite"
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}: {why}")
+        ignored(option, text, got.value, got.rest)
+        return got.value
+
+    read.__name__ = option.lstrip("-")
+    return read
+
+
+def connect_timeout(text: str) -> int:
+    """--connect-timeout MS: iperf3 3.12's unit_atoi (`1k` is 1024 ms)."""
+    return _whole(text, "--connect-timeout", "expected milliseconds like 500")
+
+
 def rcv_timeout(text: str) -> int:
-    """--rcv-timeout: whole ms, 100..86400000, in iperf3 3.12's words if not."""
-    try:
-        n = int(text.strip())
-    except ValueError:
-        n = 0  # iperf3's atoi: not a number is 0, out of range
+    """--rcv-timeout: whole ms, 100..86400000, read by glibc's atoi as iperf3 3.12 reads
+    it (`500ms` is 500, `٣00` and `abc` 0), in its words if out of range."""
+    from packetlab.measure.throughput_cnum import c_atoi
+
+    n = c_atoi(text)
     if not 100 <= n <= 86_400_000:
         raise argparse.ArgumentTypeError(
             f"receive timeout value is incorrect or not in range (100..86400000 ms), got "
@@ -144,7 +209,7 @@ def pacing_timer(text: str) -> int:
     """--pacing-timer: µs, K/M as 1024 (iperf3's unit_atoi), 0 up to an int's top."""
     from packetlab.measure.iperf3 import MAX_PACING_TIMER
 
-    n = length(text)
+    n = length(text, "--pacing-timer")
     if not 0 <= n <= MAX_PACING_TIMER:
         raise argparse.ArgumentTypeError(
             f"--pacing-timer must be 0..{MAX_PACING_TIMER} µs, got {text}"
@@ -153,23 +218,16 @@ def pacing_timer(text: str) -> int:
 
 
 def count(text: str) -> int:
-    """iperf3's -k: a whole number of blocks, K/M/G as 1024 (its unit_atoi)."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper()
-    unit = t[-1:] if t[-1:] in units else ""
-    said = f"expected a block count like 100 or 1K, got {text!r}"
-    n = _whole(t[: len(t) - len(unit)], units[unit], said)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"-k must be positive, got {text}")
+    """iperf3's -k: a whole number of blocks, K/M/G/T as 1024 (its unit_atoi)."""
+    n = _whole(text, "-k", "expected a block count like 100 or 1K")
+    if n < 0:  # (0: none, as iperf3 3.12 reads -k 0; see timed_experiment)
+        raise argparse.ArgumentTypeError(f"-k must be 0 (none) or more, got {text}")
     return n
 
 
-def length(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20}
-    t = text.strip().upper()
-    unit = t[-1:] if t[-1:] in units else ""
-    said = f"expected a size like 1460 or 128K, got {text!r}"
-    return _whole(t[: len(t) - len(unit)], units[unit], said)
+def length(text: str, option: str = "-l") -> int:
+    """iperf3's -l (and --pacing-timer): K/M/G/T as 1024 (its unit_atoi)."""
+    return _whole(text, option, "expected a size like 1460 or 128K")
 
 
 def timed(args: argparse.Namespace) -> bool:
@@ -295,7 +353,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "-c", "--server", required=True, metavar="HOST[:PORT]",
         help="iperf3 server, address or name (port 5201), as iperf3 -c",
     )  # fmt: skip
-    p.add_argument("-p", "--port", type=int, metavar="PORT", help="server port, as iperf3 -p")
+    p.add_argument(
+        "-p", "--port", type=c_int("-p"), metavar="PORT", help="server port, as iperf3 -p"
+    )
     p.add_argument(
         "--direction",
         choices=("download", "upload"),
@@ -309,7 +369,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="bytes per transfer, e.g. 25M, as iperf3 -n (below 2M: iperf3's "
                    "test and lines, as with -P) [default: 25M, the paper's; with "
                    "-t/-P/-u/-b/-i/-l: -t 10 as iperf3]")  # fmt: skip
-    p.add_argument("-t", "--time", type=float, default=None, metavar="S",
+    p.add_argument("-t", "--time", type=c_seconds("-t"), default=None, metavar="S",
                    help="seconds to transmit for, as iperf3 -t (not with -n); the endpoint "
                    "ends the test at TEST_START + S; 0: until Ctrl-C, as iperf3 (here at "
                    "most 86400 s)")  # fmt: skip
@@ -317,7 +377,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="blocks of -l bytes to send or receive (K/M/G: 1024), as iperf3 -k "
                    "(not with -t, -n); --bidir: the first direction to reach N ends the "
                    "test, as iperf3")  # fmt: skip
-    p.add_argument("-P", "--parallel", type=int, default=1, metavar="N",
+    p.add_argument("-P", "--parallel", type=c_int("-P"), default=1, metavar="N",
                    help="parallel streams (1..128), as iperf3 -P: per-stream and [SUM] "
                    "lines")  # fmt: skip
     p.add_argument("-u", "--udp", action="store_true",
@@ -333,7 +393,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    metavar="USEC",
                    help="told the server, which paces its sends (-R) with it, as iperf3 "
                    "[1000]; the endpoint's paced sends go at their scheduled times")  # fmt: skip
-    p.add_argument("-i", "--interval", type=float, default=None, metavar="S",
+    p.add_argument("-i", "--interval", type=c_seconds("-i"), default=None, metavar="S",
                    help="report every S seconds (0.1..60; 0: one, the whole test), as "
                    "iperf3 -i, from endpoint stamps, each as soon as it is complete [1 with "
                    "-t/-P/-u/-b/-l, as iperf3]")  # fmt: skip
@@ -347,13 +407,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "bounds the test]")  # fmt: skip
     p.add_argument("--udp-counters-64bit", dest="wide", action="store_true",
                    help="64-bit datagram counters, as iperf3")  # fmt: skip
-    p.add_argument("-O", "--omit", type=int, default=0, metavar="N",
+    p.add_argument("-O", "--omit", type=c_int("-O"), default=0, metavar="N",
                    help="omit the first N seconds (0..60), as iperf3 -O: a pre-test of N s "
                    "before the -t seconds counted, its intervals marked (omitted)")  # fmt: skip
     p.add_argument("--bidir", action="store_true",
                    help="both ways at once, as iperf3 --bidir: -P streams from the endpoint "
                    "(TX-C) and -P to it (RX-C); with -t")  # fmt: skip
-    p.add_argument("--cport", type=int, default=None, metavar="PORT",
+    p.add_argument("--cport", type=c_int("--cport"), default=None, metavar="PORT",
                    help="the data streams' local ports at the endpoint: PORT, PORT+1, ... "
                    "(as iperf3 3.12 --cport)")  # fmt: skip
     p.add_argument("-w", "--window", default=None, metavar="N",
@@ -414,7 +474,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-B", "--bind", default=None, metavar="ADDR",
                    help="the endpoint's local address for every connection (one of its "
                    "addresses: else one line naming them), as iperf3 -B")  # fmt: skip
-    p.add_argument("--connect-timeout", dest="connect_timeout", type=int, default=None,
+    p.add_argument("--connect-timeout", dest="connect_timeout", type=connect_timeout, default=None,
                    metavar="MS",
                    help="give up on the control connection after MS ms, as iperf3 "
                    "[5000]")  # fmt: skip
@@ -620,8 +680,8 @@ def server_sockopts(args: argparse.Namespace) -> iperf3.ServerSockopts:
     fq = 0
     if args.fq_rate is not None:
         try:
-            fq = int(iperf3.parse_rate(args.fq_rate))
-        except ValueError as e:
+            fq = int(rate(args.fq_rate, "--fq-rate"))
+        except argparse.ArgumentTypeError as e:
             raise RunError(f"--fq-rate: {e}") from None
     return iperf3.ServerSockopts(
         nodelay=args.nodelay, fq_rate=fq, congestion=args.congestion,
@@ -670,9 +730,13 @@ def timed_experiment(
     words), each run a test that failed to connect, as native's (exit 1, `-J`'s document
     with its `error`, the line in --logfile's file; was a usage error, exit 2, nothing on
     stdout for a script reading -J)."""
+    from packetlab.cli.run_throughput_rows import pace_warning
     from packetlab.measure.throughput_timed import TimedResult, TimedSpec, timed_test
 
-    nbytes = args.bytes if given(args, "--bytes") else None
+    # -n 0, -k 0: no limit, as iperf3 3.12 reads them (its test runs -t's 10 s, and `-n 0
+    # -t 1` is no second end condition); they were refused here until session 29
+    nbytes = args.bytes if given(args, "--bytes") and args.bytes else None
+    args.blocks = args.blocks or None
     if args.bidir and given(args, "-R"):
         raise RunError("-R and --bidir: cannot be both reverse and bidirectional, as iperf3")
     if sum(x is not None for x in (args.time, nbytes, args.blocks)) > 1:
@@ -708,6 +772,7 @@ def timed_experiment(
     recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
 
     named = typed_host(args.server)
+    paced = argparse.Namespace(warned=None)  # -b's rate not met (pace_warning): said once
 
     def connected(r: Record) -> None:
         r["host"] = named  # as typed: its line and -J say it, as iperf3's
@@ -741,8 +806,11 @@ def timed_experiment(
                 on_connected=connected, recorder=recorder,
             )  # fmt: skip
             record = {**r.to_dict(), "host": named}
-            warning = congestion_warning(record, spec.server_sockopts.congestion)
-            if warning is not None:
+            warnings = [congestion_warning(record, spec.server_sockopts.congestion)]
+            if not paced.warned:  # (once a command, not each run)
+                paced.warned = pace_warning(record)
+                warnings.append(paced.warned)
+            for warning in filter(None, warnings):
                 import sys
 
                 sys.stderr.write(warning + "\n")

@@ -156,7 +156,9 @@ def timed_rows(r: Record, fmt: str = "a", verbose: bool = False) -> str:
     else:
         theirs = "sender" if r["endpoint"] == "receiver" else "receiver"
         lines.append(f"# {r['endpoint']}: the endpoint's stamps; {theirs}: the iperf3 server's")
-    if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0):
+    # (not when the rate was not met at all: pace_warning's stderr line says why, and this
+    # note's cause and advice are wrong then: `-b 30M` through a 20 Mbit/s link, session 29)
+    if r.get("late_sends", 0) > LATE_SHARE * r.get("tagged_sends", 0) and not pace_warning(r):
         lines.append(
             f"# warning: {r['late_sends']} of {r['tagged_sends']} timed sends left over 1 ms "
             f"late (up to {r['late_max_ms']:g} ms): the sends did not reach the endpoint in "
@@ -246,4 +248,36 @@ def row(r: Record) -> str | None:
         f"{r['direction']:<9} {r['bytes']:>10}  {r['seconds']:>8.4f} s  "
         f"{r['mbit_s']:>10.1f} Mbit/s  [{r['method']}; "
         f"iperf3 server {r['server_mbit_s']:.1f}]{extra}"
+    )
+
+
+#: A sending stream below this share of -b's rate fell behind (on time it sends at least
+#: the rate: its first block goes at 0, and each next one at most one gap later).
+PACE_SHARE = 0.9
+
+
+def pace_warning(r: Record) -> str | None:
+    """A paced upload (-b, UDP; --bidir's TX-C) whose endpoint sent below the rate asked:
+    its sends fell behind their schedule, the endpoint (its CPU, or a TCP socket the path
+    fills: `-b 30M` through a 20 Mbit/s link) cannot send that fast (native
+    iperf3 sends what its socket takes, as ours then does, and says nothing; the figures
+    say it, the warning says why). One line for stderr with the slowest stream's rate; a
+    failed or stopped test has none."""
+    asked = r.get("bitrate")
+    if not asked or r.get("error") or r.get("stopped"):
+        return None
+    upload = r.get("direction") == "upload"
+    sent = [
+        s["sender"]["bytes"] * 8 / s["sender"]["seconds"]
+        for s in r.get("streams", [])
+        if (upload or s.get("role") == "TX-C") and s["sender"].get("seconds")
+    ]
+    if not sent or min(sent) >= PACE_SHARE * asked:
+        return None
+    each = " a stream" if r.get("parallel", 1) > 1 else ""
+    want, got = iperf3.unit(asked, "bits").strip(), iperf3.unit(min(sent), "bits").strip()
+    return (
+        f"warning: -b {want}/sec{each} was not met: the endpoint sent {got}/sec{each} "
+        f"({min(sent) / asked:.0%}; its sends fell behind their schedule: its socket or the "
+        "path took them no faster)"
     )

@@ -18,7 +18,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from packetlab.measure.throughput_cnum import UnitNumber
 
 __all__ = [
     "BUSY",
@@ -518,37 +521,36 @@ class UdpReceiver:
         self.jitter += (d - self.jitter) / 16.0
 
 
-_RATE_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+def read_rate(text: str) -> UnitNumber:
+    """iperf3's -b and --fq-rate as 3.12's unit_atof_rate reads them: bits/s, the number
+    `sscanf`'s `%lf` takes (`1.5M`, `1e3`, `0x10`), times 10^3/10^6/10^9/10^12 for a
+    k/m/g/t right after it; any other text after the number is ignored, as iperf3 ignores
+    it (`10Q` is 10 bit/s, `10 M` too, `10Mbit` 10 Mbit/s: `ignored` says what). No
+    number, or a negative, infinite or NaN one, has no value in iperf3's C: refused."""
+    from packetlab.measure.throughput_cnum import RATE_STEPS, unit_number
+
+    try:
+        return unit_number(text, RATE_STEPS)
+    except ValueError as e:
+        raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}: {e}") from None
 
 
 def parse_rate(text: str) -> float:
-    """iperf3's -b: bits/s with an optional K/M/G/T (10^3 steps); 0 is unlimited. Unlike
-    iperf3 (which reads garbage as 0, unlimited) anything else is refused."""
-    t = text.strip()
-    unit = t[-1:].upper() if t[-1:].upper() in _RATE_UNITS and t[-1:].isalpha() else ""
-    number = t[: len(t) - len(unit)]
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}") from None
-    # (the rate with its unit: `1e308T` is finite before it, infinite after: the test
-    # then stopped at `internal error: OverflowError`; fuzz28's throughput_opts target)
-    if "/" in t or not 0 <= value * _RATE_UNITS[unit] < float("inf"):
-        raise ValueError(f"expected a rate like 10M (bits/s), got {text!r}")
-    return value * _RATE_UNITS[unit]
+    """iperf3's -b: bits/s as `read_rate` reads it; 0 is unlimited."""
+    return read_rate(text).value
 
 
 def parse_rate_burst(text: str) -> tuple[float, int]:
-    """iperf3's -b RATE[/BURST]: the rate (`parse_rate`) and its burst (0: none), a whole
-    number of blocks 1..1000 sent back to back, in iperf3 3.12's words if not."""
+    """iperf3's -b RATE[/BURST]: the rate (`parse_rate`) and its burst (0: none), read
+    as 3.12 reads it (glibc's atoi: `3abc` and `+3` are 3, `010` is 10, `٣` and `3_00`'s
+    `_` end the number: 0 and 3), 1..1000 blocks sent back to back, in its words if not."""
+    from packetlab.measure.throughput_cnum import c_atoi
+
     rate_text, slash, burst_text = text.partition("/")
     value = parse_rate(rate_text)
     if not slash:
         return value, 0
-    try:
-        burst = int(burst_text.strip())
-    except ValueError:
-        burst = 0  # iperf3's atoi: garbage is 0, out of range
+    burst = c_atoi(burst_text)
     if not 1 <= burst <= MAX_BURST:
         raise ValueError(f"-b {text}: invalid burst count (maximum = {MAX_BURST}), as iperf3")
     return value, burst

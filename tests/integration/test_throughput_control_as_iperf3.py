@@ -206,6 +206,10 @@ CASES = {
     "udp-R-df": ["-R", "-u", "-t", "1", "-b", "1M", "--dont-fragment"],
     # session 28: -u without -b is 3.12's UDP_RATE, 1024 * 1024 bit/s (was 1,000,000)
     "udp-default-rate": ["-R", "-u", "-t", "1"],
+    # session 29: numbers read as 3.12 reads them (atoi, unit_atof's sscanf): 1 s, 10 bit/s
+    # (Q is no unit), a burst of 3, 2 streams, 1024-byte blocks, 1024 us (were refused)
+    "numbers": ["-R", "-t", "1x", "-b", "10Q/3abc", "-P", "2.7", "-l", "0x400",
+                "--pacing-timer", "1k"],
 }  # fmt: skip
 
 

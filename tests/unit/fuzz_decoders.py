@@ -36,6 +36,7 @@ from fuzz_options import (
     fuzz_rdata,
     fuzz_throughput_opts,
 )
+from fuzz_paced import fuzz_paced_send, paced_seeds
 from fuzz_servers import (
     _body_seeds,
     _dns_seeds,
@@ -74,6 +75,7 @@ DECODER_TARGETS: dict[str, Callable[[bytes], None]] = {
     "rdata": fuzz_rdata,
     "http_opts": fuzz_http_opts,
     "throughput_opts": fuzz_throughput_opts,
+    "paced_send": fuzz_paced_send,  # session 29 (iperf29)
     "broker_files": fuzz_broker_files,
 }
 
@@ -98,7 +100,12 @@ DECODER_INSTRUMENT: dict[str, list[str]] = {
         "packetlab.cli.run_http_opts",
         "packetlab.measure.http_speed",
     ],
-    "throughput_opts": ["packetlab.cli.run_throughput", "packetlab.measure.iperf3"],
+    "throughput_opts": [
+        "packetlab.cli.run_throughput",
+        "packetlab.measure.iperf3",
+        "packetlab.measure.throughput_cnum",
+    ],
+    "paced_send": ["packetlab.measure.throughput_send", "packetlab.measure.throughput_streams"],
     "broker_files": [
         "packetlab.endpoint.subscriber",
         "packetlab.endpoint.config",
@@ -126,5 +133,6 @@ def decoder_seeds() -> dict[str, list[bytes]]:
         "rdata": _rdata_seeds(),
         "http_opts": _http_opts_seeds(),
         "throughput_opts": _throughput_seeds(),
+        "paced_send": paced_seeds(),
         "broker_files": _broker_file_seeds(),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import fuzz_targets
 import pytest
@@ -39,6 +40,8 @@ EXAMPLES = {
     "http_opts": 300,
     "throughput_opts": 600,
     "broker_files": 150,
+    # session 29's (iperf29): ~25 ms an input (a simulated upload of up to 10 s)
+    "paced_send": 150,
 }
 
 
@@ -272,7 +275,11 @@ def test_a_rate_infinite_with_its_unit_is_refused() -> None:
     for read in (parse_rate, lambda t: parse_rate_burst(t)[0]):
         with pytest.raises(ValueError, match="expected a rate like 10M"):
             read("1e308T")
-    assert parse_rate("1e290T") == 1e290 * 1e12
+    # (session 29: a rate is iperf3 3.12's unsigned 64-bit number, so 2^64 and over is
+    # refused as well: `1e290T` was taken before)
+    assert parse_rate("1.8e19") == 1.8e19
+    with pytest.raises(ValueError, match="2\\^64 and over"):
+        parse_rate("1e290T")
 
 
 @pytest.mark.parametrize(
@@ -405,3 +412,69 @@ def test_an_agent_certificate_openssl_refuses_stops_broker_mode_in_one_line(
         f"{tmp_path / 'bad.cert'}: OpenSSL refuses certificate #0 (agent): mstring not "
         "universal; nested asn1 error"
     )
+
+
+# ------------------------------------------------------------- paced sends (session 29)
+
+
+def _paced(spec_kw: dict[str, Any], speed: float) -> tuple[Any, Any, Any, list[Any]]:
+    """A paced upload (`Sending.upload`) over the paced_send target's fake endpoint."""
+    from fuzz_paced import _Ctl, _Endpoint
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from packetlab.measure.throughput_send import Sending
+    from packetlab.measure.throughput_spec import TimedSpec
+    from packetlab.measure.throughput_streams import Flow
+
+    clock = Clock()
+    ep = _Endpoint(clock, speed, 0, 0)
+    spec = TimedSpec(direction="upload", interval=0.1, **spec_kw)
+    test = Sending(ep, spec, "192.0.2.9", 5201, _Ctl(), None, None)  # type: ignore[arg-type]
+    test.flows = [Flow(1, 5, 1, "upload")]
+    outcome: list[Any] = []
+    Deferred.fromCoroutine(test.upload(5.0)).addBoth(outcome.append)
+    return clock, ep, test, outcome
+
+
+def _advance(clock: Any, ep: Any, seconds: float, outcome: list[Any]) -> None:
+    for _ in range(int(seconds / 0.001)):
+        if outcome:
+            return
+        clock.advance(0.001)
+        ep.run()
+
+
+def test_a_paced_uploads_last_ntags_not_coming_is_its_timeout_line() -> None:
+    """`-u -b 1M -k 20` from an endpoint that sends 2 kB/s: the last ntags do not come
+    within the timeout. Each was given the timeout on its own Deferred, whose cancel went
+    into the sends' errback (`_refused`) as the test's failure: upload() raised
+    CancelledError (no ControllerError: `internal error` for the test) instead of its
+    line. The paced_send target found it."""
+    from twisted.python.failure import Failure
+
+    clock, ep, _, outcome = _paced(dict(udp=True, bitrate=1e6, length=1000, blocks=20), 2e3)
+    _advance(clock, ep, 12.0, outcome)
+    (got,) = outcome
+    assert isinstance(got, Failure), got
+    assert str(got.value) == "the endpoint had not sent the data within 5 s", got
+
+
+def test_a_send_failing_at_once_after_every_ntag_came_is_the_tests_error() -> None:
+    """A closed session fails an nsend at once (its Deferred called as it is returned).
+    When every earlier ntag had come, the sender's deque of awaited ntags emptied and its
+    `[0]` was an IndexError out of upload(); now the session's error ends the test. The
+    paced_send target's first fake (answers at once) found it."""
+    from twisted.python.failure import Failure
+
+    from packetlab.controller.errors import SessionClosed
+
+    # -b 8k -l 1000: a send a second, the first at 0.02 s, the next queued at ~0.52 s
+    clock, ep, _, outcome = _paced(dict(udp=True, bitrate=8e3, length=1000, seconds=3), 1e6)
+    _advance(clock, ep, 0.3, outcome)
+    assert len(ep.calls) == 1 and not ep.pending and not ep.answers and not outcome
+    ep.gone = True  # the session ended with nothing in flight
+    _advance(clock, ep, 1.0, outcome)
+    (got,) = outcome
+    assert isinstance(got, Failure) and isinstance(got.value, SessionClosed), got
+    assert len(ep.calls) == 2

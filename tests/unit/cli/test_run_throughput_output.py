@@ -236,12 +236,39 @@ def test_small_n_runs_iperf3s_test(n: str, want: int) -> None:
     assert not run_throughput.timed(args_of("-n", "2M"))
 
 
-@pytest.mark.parametrize("n", ["0", "5G"])
+@pytest.mark.parametrize("n", ["5G", "-1"])
 def test_n_out_of_range_is_one_line(n: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """(`-n 0` was a case here until session 29: iperf3 3.12 runs it as no -n.)"""
     with pytest.raises(SystemExit) as e:
         args_of("-n", n)
     assert e.value.code == 2
-    assert f"-n must be 1..4G bytes, got {n}" in capsys.readouterr().err
+    assert f"-n must be 0..4G bytes (0: none), got {n}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("words", "seconds"), [(["-n", "0"], 10), (["-k", "0"], 10), (["-n", "0", "-t", "1"], 1)]
+)
+def test_a_zero_count_is_no_count_as_iperf3(
+    words: list[str], seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """iperf3 3.12 reads `-n 0` and `-k 0` as no limit: its test runs -t's default 10 s,
+    and `-n 0 -t 1` one second, no second end condition (measured: exit 0, 10 and 1
+    intervals). Ours refused both (`-n must be 1..4G bytes`, `-k must be positive`)."""
+    from packetlab.measure import throughput_timed
+
+    specs: list[Any] = []
+
+    class Seen(throughput_timed.TimedSpec):
+        def check(self) -> None:
+            super().check()
+            specs.append(self)
+
+    monkeypatch.setattr(throughput_timed, "TimedSpec", Seen)
+    args = args_of(*words)
+    assert run_throughput.timed(args)
+    run_throughput.experiment(args, lambda r: None, None)  # type: ignore[arg-type]
+    (spec,) = specs
+    assert (spec.nbytes, spec.blocks, spec.seconds) == (None, None, seconds)
 
 
 def test_udp_block_over_the_mss_is_iperf3s_warning() -> None:
