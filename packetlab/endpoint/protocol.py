@@ -119,13 +119,14 @@ class ControllerProtocol(Protocol):
             self.session = session = self._make_session()
         except SessionRefused as e:  # the chain's limits allow no session now (§1.4)
             self._refused = e
+            self._closing = True  # what the controller sent already is read and dropped
             self.log.warn(  # the error starts with the rule (SessionRefused's text)
                 "refusing controller {peer}: {error}",
-                peer=transport.getPeer(),
+                peer=host_port(transport.getPeer()),  # was IPv4Address(type='TCP', ...)
                 rule=e.rule,
                 error=str(e),
             )
-            transport.abortConnection()
+            self._refuse()
             return
         transport.registerProducer(self, True)
         # Frames written by timers and socket events (ntag, ndata) leave once per reactor
@@ -403,6 +404,22 @@ class ControllerProtocol(Protocol):
         if self._read_paused:
             self._read_paused = False
             self._t.resumeProducing()
+        self._linger_timer = self._reactor.callLater(LINGER_TIMEOUT, fd.loseConnection)
+
+    def _refuse(self) -> None:
+        """A refused session ends as the reference's does (its `check_exp_priority`
+        refusal, beside `rlim_begin`, observed: close_notify, then FIN; the protocol has
+        no message saying why, BROKER-PROXY-OBSERVED.md §2.2). It was an abort: a reset,
+        which the controller saw as `lost in a non-clean fashion`. The close lingers as
+        `_lose`'s does: closing at once with the controller's first requests unread
+        would make the kernel send a reset all the same."""
+        fd = socket_connection(self.transport, FileDescriptor)
+        if fd is None:  # not a socket (tests)
+            self._t.loseConnection()
+            return
+        if fd is not self._t:
+            self._t.loseConnection()  # TLS: close_notify (no producer registered yet)
+        fd.loseWriteConnection()
         self._linger_timer = self._reactor.callLater(LINGER_TIMEOUT, fd.loseConnection)
 
     def _close_expired(self) -> None:
