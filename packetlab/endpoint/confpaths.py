@@ -30,7 +30,7 @@ def keys_for(cfg: EndpointConfig, *, tls: bool) -> tuple[tuple[str, ...], tuple[
     """(file keys, database keys) the daemon reads in its mode: TLS (NoSub or broker
     mode) reads the credentials and the accounting database, broker mode its own
     credentials too; every mode may open the monitors' persistent memory."""
-    files = _TLS_FILES if tls else ()
+    files: tuple[str, ...] = _TLS_FILES if tls else ()
     if tls and not cfg.nosub_mode:
         files += _BROKER_FILES
     databases = ("RLimDBPath", "MonitorPersistentPath") if tls else ("MonitorPersistentPath",)

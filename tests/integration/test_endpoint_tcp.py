@@ -201,7 +201,7 @@ def test_data_held_by_the_budget_comes_before_a_failed_sends_reset(
     conn.close()  # RST after the data
     c.ok(send(2, b"late", tag=7))  # queued; its write fails in the endpoint
     c.send(wire.Mwrite(addr=vmem.skt_addr(2, vmem.SKT_NOTIFMASK), data=b"\0\0"))
-    got, order = bytearray(), []
+    got, order = bytearray(), list[str]()
     while "ntag" not in order or "nstat" not in order:
         m = c.next(10)
         if isinstance(m, wire.Ndata):

@@ -357,7 +357,7 @@ def test_a_refused_session_closes_cleanly_as_the_reference_does(world: Any, tmp_
     c = ctl.accept()
     c.send(wire.Start())
     c.sock.settimeout(10.0)
-    c.sock.suppress_ragged_eofs = False  # type: ignore[attr-defined]
+    c.sock.suppress_ragged_eofs = False
     assert c.sock.recv(100) == b""  # close_notify (an abort: SSLEOFError or a reset)
     out = ep.wait_log("refusing controller")
     # the peer as host:port (was IPv4Address(type='TCP', ...)), the rule and the reason
