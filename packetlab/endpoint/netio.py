@@ -655,9 +655,9 @@ class TcpIO(_SockIO):
         """A send failed (the peer's reset, a timeout). The kernel may still hold bytes the
         peer sent before it, unread because reading was stopped for want of budget (or not
         yet reached this turn): failing now closed the socket and lost them. They are
-        read first, as ndata, and the failure (nstat, then the queued sends' ntags, in the
-        reference's order, §3.2) follows when the read reaches their end, as a read error
-        after data does. Later sends wait behind the failed one and are dropped with it."""
+        read first, as ndata, and the failure (the queued sends' ntags and the nstat,
+        §3.2) follows when the read reaches their end, as a read error after data does.
+        Later sends wait behind the failed one and are dropped with it."""
         if self._write_error:
             return
         # Only for an error that ends the connection: the kernel then gives what it holds,

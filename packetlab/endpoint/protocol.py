@@ -394,6 +394,11 @@ class ControllerProtocol(Protocol):
             self._t.unregisterProducer()
         except RuntimeError:
             pass
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Half-close (TLS: close_notify, then FIN) and close once the controller has
+        closed, or after LINGER_TIMEOUT."""
         fd = socket_connection(self.transport, FileDescriptor)
         if fd is None or self._read_eof:  # not a socket (tests), or nothing more will come
             self._t.loseConnection()
@@ -413,14 +418,7 @@ class ControllerProtocol(Protocol):
         which the controller saw as `lost in a non-clean fashion`. The close lingers as
         `_lose`'s does: closing at once with the controller's first requests unread
         would make the kernel send a reset all the same."""
-        fd = socket_connection(self.transport, FileDescriptor)
-        if fd is None:  # not a socket (tests)
-            self._t.loseConnection()
-            return
-        if fd is not self._t:
-            self._t.loseConnection()  # TLS: close_notify (no producer registered yet)
-        fd.loseWriteConnection()
-        self._linger_timer = self._reactor.callLater(LINGER_TIMEOUT, fd.loseConnection)
+        self._linger_close()  # no producer registered yet: TLS's close_notify goes now
 
     def _close_expired(self) -> None:
         self._close_timer = None
