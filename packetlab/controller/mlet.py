@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -520,10 +520,23 @@ class EndpointWorker(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.state == "setup":
-            self.error = self.error or f"endpoint closed during setup: {reason.getErrorMessage()}"
+            self.error = self.error or self._setup_closed(reason)
         self._end()
         if self.mlet is not None and self.mlet.transport is not None:
             self.mlet.transport.loseConnection()
+
+    def _setup_closed(self, reason: Failure) -> str:
+        text = f"endpoint closed during setup: {reason.getErrorMessage()}"
+        if reason.check(ConnectionDone) and self._awaiting:
+            # A clean close before the answer: how an endpoint refuses the session after
+            # the handshake (the reference's close_notify and FIN; no message says why).
+            text += (
+                f" (before answering {self._awaiting[0]}: an endpoint that refuses the "
+                "session closes so, e.g. the chain's limits used up, a priority above its "
+                "max_num_priority or its accounting database unable to record; its log "
+                "says which)"
+            )
+        return text
 
     # ---------------------------------------------------------------- ending
 

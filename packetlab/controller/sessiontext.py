@@ -55,8 +55,9 @@ def loss_hint(req: Message) -> str:
     if isinstance(req, Cdata | Start):
         return (
             " (an endpoint closes before answering the setup when it refuses the "
-            "experiment after TLS: exp_priority above the chain's max_num_priority, or the "
-            "certificates' experiment time or validity used up; §1.4 step 2)"
+            "experiment after TLS: exp_priority above the chain's max_num_priority, the "
+            "certificates' experiment time or validity used up, or (ours) its accounting "
+            "database unable to record; §1.4 step 2)"
         )
     if isinstance(req, Nopen) and req.proto == 6 and req.raddr is None:
         return " (a reference 1.1.0 endpoint exits on a TCP listen nopen: §3.1)"

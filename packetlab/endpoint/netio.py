@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
 from packetlab.endpoint.clock import realtime_ns, send_time
 from packetlab.endpoint.memory import tcp_info_region
 from packetlab.endpoint.sender import DENSE_NS
@@ -427,6 +428,9 @@ class TcpIO(_SockIO):
         self._woff = 0
         self._fin = False  # nctl FIN requested: shut down once wbuf is written
         self._fin_done = False
+        #: A send's error held while the kernel still has received bytes to read
+        #: (`_write_failed`); reported when the read reaches their end.
+        self._write_error = 0
         if listening:
             self._start_reading()
         else:
@@ -520,6 +524,8 @@ class TcpIO(_SockIO):
             except OSError as e:
                 return self._failed(e.errno or errno.EIO)
             if not data:
+                if self._write_error:  # the data before a failed send is out: now its error
+                    return self._failed(self._write_error)
                 self._stop_reading()
                 events.tcp_eof(skt)
                 self._watch_after_eof()
@@ -583,7 +589,7 @@ class TcpIO(_SockIO):
                 n = 0
             except OSError as e:
                 wbuf.append(pending)
-                self._failed(e.errno or errno.EIO)
+                self._write_failed(e.errno or errno.EIO)
                 return False
             if n < len(data):
                 wbuf.append(pending)
@@ -614,7 +620,7 @@ class TcpIO(_SockIO):
                     self._start_writing()
                     return
                 except OSError as e:
-                    return self._failed(e.errno or errno.EIO)
+                    return self._write_failed(e.errno or errno.EIO)
                 if n < left:
                     self._woff = off + n
                     self._start_writing()
@@ -645,7 +651,37 @@ class TcpIO(_SockIO):
 
     # -- failure and close -------------------------------------------------------------
 
+    def _write_failed(self, err: int) -> None:
+        """A send failed (the peer's reset, a timeout). The kernel may still hold bytes the
+        peer sent before it, unread because reading was stopped for want of budget (or not
+        yet reached this turn): failing now closed the socket and lost them. They are
+        read first, as ndata, and the failure (the queued sends' ntags and the nstat,
+        §3.2) follows when the read reaches their end, as a read error after data does.
+        Later sends wait behind the failed one and are dropped with it."""
+        if self._write_error:
+            return
+        # Only for an error that ends the connection: the kernel then gives what it holds,
+        # then the end (EOF), so the wait is bounded by that data.
+        gone = err in _CONNECTION_GONE
+        if gone and self.skt.rbufsz > RECV_BUF_OVERHEAD and self._unread():  # else none can go
+            self._write_error = err
+            self._stop_writing()
+            return
+        self._failed(err)
+
+    def _unread(self) -> int:
+        """Bytes received and not read yet (SIOCINQ); 0 if the kernel will not say."""
+        import fcntl  # a failed send's path alone
+        import termios
+
+        try:
+            raw = fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", raw)[0])
+
     def _failed(self, err: int) -> None:
+        self._write_error = 0
         self._stop_reading()
         self._stop_writing()
         self._events.tcp_error(self.skt, _CONNECT_STATE.get(err, SocketState.UNKFAULT))
@@ -673,6 +709,10 @@ class TcpIO(_SockIO):
         self._wbuf.clear()
         return unsent
 
+
+#: Send errors after which the kernel has nothing more to receive (a write error's wait
+#: for the data before it ends at their end: `TcpIO._write_failed`).
+_CONNECTION_GONE = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT})
 
 _RCVBUF_FLOOR = 1 << 20  # rbufsz above which the kernel buffer is sized, not autotuned
 _RCVBUF_MAX = 4 << 20

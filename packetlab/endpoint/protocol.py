@@ -119,13 +119,14 @@ class ControllerProtocol(Protocol):
             self.session = session = self._make_session()
         except SessionRefused as e:  # the chain's limits allow no session now (§1.4)
             self._refused = e
+            self._closing = True  # what the controller sent already is read and dropped
             self.log.warn(  # the error starts with the rule (SessionRefused's text)
                 "refusing controller {peer}: {error}",
-                peer=transport.getPeer(),
+                peer=host_port(transport.getPeer()),  # was IPv4Address(type='TCP', ...)
                 rule=e.rule,
                 error=str(e),
             )
-            transport.abortConnection()
+            self._refuse()
             return
         transport.registerProducer(self, True)
         # Frames written by timers and socket events (ntag, ndata) leave once per reactor
@@ -393,6 +394,11 @@ class ControllerProtocol(Protocol):
             self._t.unregisterProducer()
         except RuntimeError:
             pass
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Half-close (TLS: close_notify, then FIN) and close once the controller has
+        closed, or after LINGER_TIMEOUT."""
         fd = socket_connection(self.transport, FileDescriptor)
         if fd is None or self._read_eof:  # not a socket (tests), or nothing more will come
             self._t.loseConnection()
@@ -404,6 +410,15 @@ class ControllerProtocol(Protocol):
             self._read_paused = False
             self._t.resumeProducing()
         self._linger_timer = self._reactor.callLater(LINGER_TIMEOUT, fd.loseConnection)
+
+    def _refuse(self) -> None:
+        """A refused session ends as the reference's does (its `check_exp_priority`
+        refusal, beside `rlim_begin`, observed: close_notify, then FIN; the protocol has
+        no message saying why, BROKER-PROXY-OBSERVED.md §2.2). It was an abort: a reset,
+        which the controller saw as `lost in a non-clean fashion`. The close lingers as
+        `_lose`'s does: closing at once with the controller's first requests unread
+        would make the kernel send a reset all the same."""
+        self._linger_close()  # no producer registered yet: TLS's close_notify goes now
 
     def _close_expired(self) -> None:
         self._close_timer = None

@@ -189,7 +189,13 @@ class Options(TapOptions):
         if self["broker"] is not None:
             cfg.nosub_mode = False
         from packetlab.endpoint import policy
+        from packetlab.endpoint.confpaths import check_paths
         from packetlab.endpoint.monitors import MonitorHost
+
+        try:  # each path key of the mode: one line naming the file, line and key
+            check_paths(cfg, tls=not self["insecure-plaintext"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
         try:  # an unreadable aux monitor or a bad capture filter stops the daemon here
             self["monitor_host"] = MonitorHost.from_config(cfg, monitors)

@@ -40,6 +40,35 @@ RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUN
 HANDSHAKE_TIMEOUT = 10.0  # s for a controller (or a broker) to finish the TLS handshake
 
 
+_ROLE_OF = {
+    "agent": "an agent certificate is the identity of a broker, a proxy or the endpoint's "
+    "own broker link, EndpointAgentCertPath",
+    "pubcmd": "a pubcmd certificate is a controller's identity",
+    "exppriv": "an exppriv certificate belongs in a controller's chain",
+}
+
+
+def endpoint_chain_error(certs: Any, what: str) -> str | None:
+    """Why every controller refuses `certs` as an endpoint's chain, or None: checked
+    as the controller does (CONTROLLER_AUTH_ENDPOINT: a subcmd, then delpriv ones, each
+    signed by the next, §4.4) but against any root, which only the controller knows.
+    An agent or pubcmd certificate here used to start without a word, and every
+    controller refused it with `wrong_cert_type` in its own log alone."""
+    from packetlab.ppks import ChainError
+    from packetlab.ppks.verify import verify_chain
+
+    try:
+        verify_chain(AuthMode.CONTROLLER_AUTH_ENDPOINT, certs)
+    except ChainError as e:
+        label = certs[e.index].cert_type.label if e.index is not None else ""
+        role = f" ({_ROLE_OF[label]})" if label in _ROLE_OF else ""
+        return (
+            f"{what}: {e}{role}: every controller checks the endpoint's chain (a subcmd "
+            "certificate, then any delpriv ones, leaf first) and refuses this one"
+        )
+    return None
+
+
 @dataclass
 class TLSLink:
     """`ControllerLink` over TLS with PPKS chains."""
@@ -71,6 +100,9 @@ class TLSLink:
         error, warning, not_after = chain_validity(creds.chain, what, time.time())
         if error is not None:  # it used to start and fail every connection silently
             raise ConfigError(error)
+        shape = endpoint_chain_error(creds.chain, what)
+        if shape is not None:
+            raise ConfigError(shape)
         if warning is not None:
             log.warn("{warning}", warning=warning)
         roots = cfg.read_files("EndpointOpPubKeyPath", cfg.eop_pubkeys, read_public_key)

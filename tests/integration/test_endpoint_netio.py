@@ -146,6 +146,52 @@ def test_tcp_budget_stop_eof_and_reset(net: Any) -> None:
     server.close()
 
 
+def test_a_failed_send_comes_after_the_data_the_kernel_still_holds(net: Any) -> None:
+    """Session 29: reading stopped for want of budget, the peer sends N bytes then
+    resets, and a send fails. The failure closed the socket at once and the N bytes
+    in the kernel were never delivered. Now they are read once there is room, and the
+    failure (tcp_error RESET, the failed send still unsent for its ntag) follows them,
+    as a read error after data does."""
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    events.room = 0
+    blob = bytes(range(256)) * 200  # 51,200 bytes: within the kernel's receive buffer
+    peer.sendall(blob)
+    until(lambda: "tcp_blocked" in events.names(), reactor)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST after the data
+    p = PendingSend(io.skt, 9, b"late", None, 0)
+    assert io.send(p) is False  # ECONNRESET: held while the data waits
+    q = PendingSend(io.skt, 10, b"later", None, 0)
+    assert io.send(q) is False  # waits behind it
+    pump(reactor, 5)
+    assert "tcp_error" not in events.names()
+    events.room = 1 << 20
+    io.resume_reading()
+    until(lambda: "tcp_error" in events.names(), reactor)
+    names = events.names()
+    got = b"".join(a[1] for n, a in events.calls if n == "tcp_received")
+    assert got == blob
+    assert names.index("tcp_error") > max(i for i, n in enumerate(names) if n == "tcp_received")
+    assert "tcp_eof" not in names
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    assert io.close() == [p, q]  # dropped by the session: ntag(EPKTNOTSENT) each
+    server.close()
+
+
+def test_a_failed_send_with_nothing_unread_fails_at_once(net: Any) -> None:
+    network, reactor, events = net
+    io, peer, server = connected(network, reactor, events)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    io._stop_reading()  # not read: the reset is learnt by the send
+    peer.close()
+    p = PendingSend(io.skt, 9, b"late", None, 0)
+    assert io.send(p) is False
+    assert events.args("tcp_error") == (SocketState.RESET,)
+    assert io.close() == [p]
+    server.close()
+
+
 def test_bind_errors_map_to_status(net: Any) -> None:
     network, _, events = net
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

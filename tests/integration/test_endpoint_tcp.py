@@ -172,6 +172,53 @@ def test_small_budget_download_arrives_whole(
     assert len(got) == len(blob) and hashlib.sha256(got).digest() == hashlib.sha256(blob).digest()
 
 
+def test_data_held_by_the_budget_comes_before_a_failed_sends_reset(
+    controller: RawController, server: socket.socket
+) -> None:
+    """The server sends N bytes then resets; the endpoint's reading is stopped for want
+    of budget (NDATA masked), and an nsend then fails (ECONNRESET). The controller got
+    the nstat(RESET) and the ntag at once, and of the N bytes only what had been read
+    before the stop: the rest, in the kernel, went with the socket (session 29). Now:
+    every byte as ndata, then the write error's ntag(EPKTNOTSENT) and nstat(RESET) (the
+    endpoint's order for a failed socket, test_ep_session), as a read error follows
+    the data before it."""
+    c = controller
+    c.ok(connect(2, server.getsockname()[1], rbufsz=16 * 1024))
+    conn, _ = server.accept()
+    c.notification(wire.Nstat)
+    c.mwrite(vmem.skt_addr(2, vmem.SKT_NOTIFMASK), NotifMask.NDATA.to_bytes(2, "big"))
+    blob = hashlib.sha256(b"ep29").digest() * 1600  # 51,200 bytes: 3x rbufsz
+    conn.sendall(blob)
+
+    def rbufused() -> int:
+        return int.from_bytes(c.mread(vmem.skt_addr(2, vmem.SKT_RBUFUSED), 4), "big")
+
+    deadline = time.monotonic() + 10
+    while rbufused() < 8 * 1024:  # held ndata fill the socket's budget: reading stops
+        assert time.monotonic() < deadline, rbufused()
+        time.sleep(0.01)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # RST after the data
+    c.ok(send(2, b"late", tag=7))  # queued; its write fails in the endpoint
+    c.send(wire.Mwrite(addr=vmem.skt_addr(2, vmem.SKT_NOTIFMASK), data=b"\0\0"))
+    got, order = bytearray(), list[str]()
+    while "ntag" not in order or "nstat" not in order:
+        m = c.next(10)
+        if isinstance(m, wire.Ndata):
+            got += m.data
+            if not order or order[-1] != "ndata":
+                order.append("ndata")
+        elif isinstance(m, wire.Nstat):
+            assert m.code == NstatCode.RESET
+            order.append("nstat")
+        elif isinstance(m, wire.Ntag):
+            assert (m.tag, m.errid) == (7, S.EPKTNOTSENT)
+            order.append("ntag")
+    assert bytes(got) == blob
+    assert order == ["ndata", "ntag", "nstat"]
+    assert stat(c, 2) == SocketState.RESET
+
+
 def test_masked_ndata_stops_tcp_reading(controller: RawController, server: socket.socket) -> None:
     c = controller
     c.ok(connect(2, server.getsockname()[1], rbufsz=16 * 1024))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -336,6 +337,31 @@ def test_exp_period_ends_the_session(world: Any, tmp_path: Path) -> None:
     t0 = time.monotonic()
     assert c.closed_by_peer(timeout=10.0)
     assert 1.0 < time.monotonic() - t0 < 6.0
+    c.close()
+
+
+def test_a_refused_session_closes_cleanly_as_the_reference_does(world: Any, tmp_path: Path) -> None:
+    """A session refused after the handshake (here: a chain asking for 101 monitors;
+    disk-full accounting and a used-up max_exp_period take the same branch) ends with
+    close_notify and FIN, as the reference's check_exp_priority refusal beside rlim_begin
+    (BROKER-PROXY-OBSERVED.md §2.2). It was an abort: a reset, which a manager saw as
+    `lost in a non-clean fashion`; the controller's first request, unread by the
+    refusing endpoint, must not turn the close into a reset either."""
+    home, start = world
+    digests = tuple(bytes([i]) * 32 for i in range(101))
+    ctl, ep = start(
+        controller_chain(home, tmp_path / "c", limits=CertLimits(monitor_digests=digests))
+    )
+    # A bare FIN (no close_notify) is an error here, not an EOF like a clean close.
+    ctl.ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    c = ctl.accept()
+    c.send(wire.Start())
+    c.sock.settimeout(10.0)
+    c.sock.suppress_ragged_eofs = False
+    assert c.sock.recv(100) == b""  # close_notify (an abort: SSLEOFError or a reset)
+    out = ep.wait_log("refusing controller")
+    # the peer as host:port (was IPv4Address(type='TCP', ...)), the rule and the reason
+    assert f"refusing controller {ctl.address}: monitor: 101 digests (at most 100)" in out
     c.close()
 
 

@@ -356,3 +356,24 @@ def test_a_refused_session_is_logged_with_its_rule_once() -> None:
         globalLogPublisher.removeObserver(observer)
     lines = [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")]
     assert lines == ["refusing controller peer: accounting: accounting database x: disk full"]
+
+
+def test_a_refused_session_closes_and_drops_what_the_controller_sent() -> None:
+    """Refused after the handshake: a close (TLS: close_notify, then FIN), not an abort,
+    as the reference (session 29); requests that come meanwhile are read and dropped
+    (there is no session to give them to)."""
+    from packetlab.endpoint.checks import SessionRefused
+
+    class NoAbort(StringTransport):
+        def abortConnection(self) -> None:
+            raise AssertionError("aborted")
+
+    def refuse() -> Any:
+        raise SessionRefused("accounting", "accounting database x: disk full")
+
+    proto = ControllerProtocol(refuse, MemoryReactorClock())
+    t = NoAbort()
+    proto.makeConnection(t)
+    assert t.disconnecting
+    proto.dataReceived(wire.encode(wire.Start()))  # was: no session, no link
+    assert t.value() == b""

@@ -463,3 +463,27 @@ def test_a_controller_silent_in_the_handshake_is_given_up_on(tmp_path: Path) -> 
     reactor.advance(0.1)
     assert len(failures) == 1
     assert "TLS handshake not done in 10 s" in str(failures[0])
+
+
+@pytest.mark.parametrize("kind", ["agent", "pubcmd", "exppriv"])
+def test_a_chain_of_ours_of_another_role_is_refused_at_start(tmp_path: Path, kind: str) -> None:
+    """An agent, pubcmd or exppriv certificate at ControllerCertChainPath: the endpoint
+    started, and every controller refused it (`wrong_cert_type`, its log alone; session
+    29 tried each against a real `pktlab run --listen`). Now one line at start."""
+    key = generate_private_key()
+    priv, _ = write_key_pair(tmp_path / "k", key)
+    cert = tmp_path / f"{kind}.cert"
+    signer = key if kind == "agent" else generate_private_key()
+    cert.write_bytes(issue_certificate(kind, signer, key, 0, 2**31 - 1).to_pem())
+    path = tmp_path / "endpt.conf"
+    path.write_text(f"ControllerCertChainPath {cert}\nEndpointPrivKey {priv}\n")
+    with pytest.raises(ConfigError) as e:
+        TLSLink.from_config(load_config(path))
+    assert str(e.value).startswith(
+        f"{path}:1: ControllerCertChainPath: wrong_cert_type: cert #0: {kind} where subcmd is "
+        "expected ("
+    )
+    assert str(e.value).endswith(
+        "): every controller checks the endpoint's chain (a subcmd certificate, then any "
+        "delpriv ones, leaf first) and refuses this one"
+    )

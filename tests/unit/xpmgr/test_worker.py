@@ -170,3 +170,17 @@ def test_an_ipv4_endpoint_on_a_dual_stack_listener_is_its_ipv4_address() -> None
         worker.makeConnection(t)
         assert worker.address == want
         assert worker.result()["address"] == want
+
+
+def test_a_clean_close_before_the_setup_answers_says_what_it_means() -> None:
+    """An endpoint refusing the session after the handshake (limits used up, accounting
+    database full) closes cleanly, as the reference does: the result said only
+    `endpoint closed during setup: Connection ...` (session 29, ep29)."""
+    h = Harness([])
+    h.worker.connectionLost(Failure(ConnectionDone()))
+    assert h.worker.error is not None
+    assert h.worker.error.startswith(
+        "endpoint closed during setup: Connection was closed cleanly. (before answering start: "
+        "an endpoint that refuses the session closes so, e.g. the chain's limits used up, "
+    )
+    assert h.worker.error.endswith("its accounting database unable to record; its log says which)")
