@@ -39,6 +39,7 @@ from packetlab.controller.backlog import BacklogPool
 from packetlab.controller.mlet import (
     EndpointWorker,
     MletProcess,
+    TurnedAway,
     python_mlet_argv,
     python_mlet_problem,
 )
@@ -46,6 +47,7 @@ from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.setupcap import SetupCap
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.controller.xpmgrhand import Deaf, Full, HandOver
 from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
 from packetlab.ppks import (
     Certificate,
@@ -178,6 +180,8 @@ class Manager:
         self.wrapping_up = False
         self._exiting = False  # the second SIGINT came
         self._dying: list[MletProcess] = []  # mlets sent SIGTERM by it
+        # exited mlets whose output a process they started still holds (mlet.py PIPE_GRACE)
+        self._lingering: list[MletProcess] = []
         self.finished: Deferred[int] = Deferred()
         self.port: Any = None
         self.pools: list[BacklogPool] = []
@@ -185,7 +189,8 @@ class Manager:
         # Endpoints past TLS whose setup is unanswered (setupcap.py).
         self._setup: SetupCap[EndpointWorker] = SetupCap(self)
         self.single: MletProcess | None = None
-        self._control: socket.socket | None = None
+        self._control: HandOver[EndpointWorker] | None = None  # xpmgrhand.py
+        self._queue_full = 0  # -s: endpoints turned away since the hand-over's bound was hit
         self._single_gone = "the singleton mlet is gone"  # why _control is None
         # -s: endpoints whose socket the singleton closed, reported after SINGLE_GRACE
         # unless its exit comes first (then its status is theirs: its death closed them).
@@ -404,21 +409,48 @@ class Manager:
             )
         finally:
             theirs.close()
-        ours.settimeout(5.0)
-        self._control = ours
+        self._control = HandOver(self.reactor, ours, self._single_took, self._single_deaf,
+                                 self._single_refused)  # fmt: skip
+
+    def _single_took(self, worker: EndpointWorker) -> None:
+        """-s: a waiting endpoint's socket is the singleton's now."""
+        self._handed[worker] = None
+        if self._queue_full and self._control is not None and not len(self._control):
+            self.log.info(
+                "the singleton mlet took the endpoints that waited for it ({n} turned away "
+                "meanwhile)",
+                n=self._queue_full,
+            )
+            self._queue_full = 0
+
+    def _single_refused(self, worker: EndpointWorker, error: OSError) -> None:
+        worker.finish(f"cannot start the mlet: {error}")
+
+    def _close_control(self) -> None:
+        """EOF to the singleton; the endpoints still waiting for it fail."""
+        control, self._control = self._control, None
+        if control is None:
+            return
+        for worker in control.close():
+            worker.finish(f"cannot start the mlet: {self._single_gone}")
 
     def _single_exit(self, proc: MletProcess) -> None:
         self.log.info("singleton mlet exited (code {c})", c=proc.exit_code)
+        if proc.lingering:
+            self._linger(proc)
         if proc.exit_code:
             self._exit_code = 1
         for worker, call in list(self._single_ended.items()):
             call.cancel()
             self._report(worker)
-        if self._control is not None:
-            self._control.close()
-            self._control = None
+        self._close_control()
         self.wrap_up()
         self._maybe_finish()
+
+    def _linger(self, proc: MletProcess) -> None:
+        # those whose holders have closed since are dropped: a long run keeps no more
+        # than the ones lingering at once
+        self._lingering = [p for p in self._lingering if p.lingering] + [proc]
 
     def _single_deaf(self) -> None:
         """-s: the singleton closed its fd 0 and runs on. Each endpoint after that failed
@@ -426,12 +458,11 @@ class Manager:
         it takes no more endpoints, so greeting them is over (it may still be serving
         those it has; the manager ends once it exits)."""
         self._single_gone = "the singleton mlet closed its fd 0"
-        if self._control is not None:
-            self._control.close()
-            self._control = None
         if not self.wrapping_up:
             self.log.warn("the singleton mlet closed its fd 0: it takes no more endpoints; "
                           "wrapping up")  # fmt: skip
+        self._close_control()
+        if not self.wrapping_up:
             self.wrap_up()
 
     # ---------------------------------------------------------------- per endpoint
@@ -480,12 +511,22 @@ class Manager:
         if self.singleton:
             if self._control is None:
                 raise RuntimeError(self._single_gone)
+            payload = worker.address.encode() + b"\0"
             try:
-                socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
-            except (BrokenPipeError, ConnectionResetError):
+                if self._control.hand(worker, sock.fileno(), payload):
+                    self._handed[worker] = None
+            except Deaf:
                 self._single_deaf()
                 raise RuntimeError(self._single_gone) from None
-            self._handed[worker] = None
+            except Full as e:
+                if not self._queue_full:  # said once per episode, not once per endpoint
+                    self.log.warn(
+                        "the singleton mlet is not taking endpoints ({why}): turning away "
+                        "new ones until it does",
+                        why=e,
+                    )
+                self._queue_full += 1
+                raise TurnedAway(f"the singleton mlet is not taking endpoints ({e})") from None
             return
         worker.process = MletProcess.spawn(
             self.reactor,
@@ -497,12 +538,19 @@ class Manager:
         )
 
     def _mlet_exit(self, worker: EndpointWorker) -> None:
+        if worker.process is not None and worker.process.lingering:
+            self._linger(worker.process)
         if worker.state != "closed":  # it exited without closing fd 0 (a child holds it)
             worker.finish(None)
         else:
             self._report(worker)
 
     def _done(self, worker: EndpointWorker) -> None:
+        if self._control is not None and self._control.drop(worker):
+            # ended while waiting for the singleton: it never had it
+            worker.error = worker.error or "endpoint closed before the singleton mlet took it"
+            self._report(worker)
+            return
         if self.singleton and self.single is not None and self.single.running:
             # The singleton's exit closes every socket it holds, and that EOF can be seen
             # before the exit itself: wait briefly for it before calling this one done.
@@ -510,6 +558,8 @@ class Manager:
             return
         if worker.process is None or not worker.process.running:
             self._report(worker)
+        else:  # its fd 0 is closed: it has EOF_GRACE to exit (mlet.py)
+            worker.process.overdue_after()
 
     def _report(self, worker: EndpointWorker) -> None:
         if worker not in self.workers:
@@ -689,14 +739,20 @@ class Manager:
         if any(p.running for p in self._dying):  # SIGTERMed, not gone yet
             return
         if self.singleton and self.single is not None and self.single.running:
-            if self._control is not None:  # EOF on its control socket: no more endpoints
-                self._control.close()
-                self._control = None
+            self._close_control()  # EOF on its control socket: no more endpoints
+            self.single.overdue_after()  # and every endpoint's session is over
             return
         self._finish()
 
     def _finish(self) -> None:
         if not self.finished.called:
+            left = sum(p.lingering for p in self._lingering)
+            if left:  # their next line meets a closed pipe (SIGPIPE): say so, once
+                self.log.warn(
+                    "{n} exited mlet(s) left a process that still holds their output: not "
+                    "waited for nor killed (as pktxpmgr); its output is no longer read",
+                    n=left,
+                )
             self._record_singleton()
             if self._last != self.summary():
                 self._say(self.summary())

@@ -50,6 +50,11 @@ def singleton_record(
         out["error"] = "interrupted"
     elif not ok:
         out["error"] = f"the singleton mlet {exit_words(proc)}" if ended else "still running"
+        if ended and proc.overdue is not None:  # ended by the manager for running on
+            out["error"] = (
+                f"the singleton mlet ran on {proc.overdue:g} s after its last endpoint and "
+                f"the manager's EOF, and {exit_words(proc)}"
+            )
     out["exit_code"] = proc.exit_code
     if proc.signal is not None:
         out["signal"] = proc.signal
