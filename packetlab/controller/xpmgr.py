@@ -199,6 +199,7 @@ class Manager:
         # results line once each is reported (None until then; xpmgrsingle.py)
         self._handed: dict[EndpointWorker, dict[str, Any] | None] = {}
         self._exit_code = 0
+        self._results_failed = False  # the results file refused a line (_write_result)
         self._last = ""
         self._exps = self._load_exps()
         self._by_entry = {id(e.entry): e for e in self._exps}
@@ -268,25 +269,38 @@ class Manager:
         except (OSError, PPKSError, ValueError) as e:
             raise ManagerError(f"{cfg.where('ControllerPrivkeyPath')}: {e}") from None
         if cfg.enable_publication and cfg.pub_agent_cert:
+            # read now, not once listening and publishing (`exp publication to broker
+            # failed: not_pem_or_der: ...`, no file named)
             try:
                 agent = load_certificates(Path(cfg.pub_agent_cert).read_bytes())
-            except (OSError, PPKSError):
-                agent = []  # unreadable: said when the publication loads it
+            except (OSError, PPKSError, ValueError) as e:
+                raise ManagerError(f"{cfg.where('PubAgentCertPath')}: {e}") from None
+            if not agent:
+                raise ManagerError(f"{cfg.where('PubAgentCertPath')}: no certificate in it")
+            for root in cfg.broker_cert_roots:
+                try:
+                    read_public_key(root)
+                except (OSError, PPKSError, ValueError) as e:
+                    raise ManagerError(f"{cfg.where('BrokerCertRootPath')}: {e}") from None
             if agent:
                 self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
         try:
             programs = ProgramDir(cfg.program_dir)
-        except ValueError as e:
-            raise ManagerError(str(e)) from None
+        except ValueError as e:  # its line too (was `ProgramDirPath DIR: ...` alone)
+            why = str(e).removeprefix("ProgramDirPath ")
+            raise ManagerError(f"{cfg.where('ProgramDirPath')}: {why}") from None
         for s in programs.skipped:
             self.log.warn("ProgramDirPath: skipped {what}", what=s)
         exps = []
         for spec in cfg.exp_exec:
             try:
                 creds = Credentials.load(spec.chain, cfg.controller_privkey, any_order=True)
-                roots = [read_public_key(p) for p in spec.trusted_eop]
             except (TLSConfigError, OSError, PPKSError, ValueError) as e:
-                raise ManagerError(f"{spec.where}: {e}") from None
+                raise ManagerError(f"{spec.where}: ExpExec EXPPRIVCHAIN_PATH: {e}") from None
+            try:
+                roots = [read_public_key(p) for p in spec.trusted_eop]
+            except (OSError, PPKSError, ValueError) as e:
+                raise ManagerError(f"{spec.where}: ExpExec TRUSTEDEOP_PATH: {e}") from None
             self._check_validity(creds.chain, f"{spec.where}: ExpExec chain")
             entry = ServerEntry(creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, roots)
             digests = monitor_digests(creds.chain)
@@ -359,12 +373,12 @@ class Manager:
             try:
                 creds = Credentials.load([cfg.backlog_agent_cert], cfg.controller_privkey or "")
             except TLSConfigError as e:
-                raise ManagerError(f"BacklogConnAgentCertPath: {e}") from None
+                raise ManagerError(f"{cfg.where('BacklogConnAgentCertPath')}: {e}") from None
             self._check_validity(creds.chain, "BacklogConnAgentCertPath")
         try:
             roots = [read_public_key(p) for p in cfg.proxy_cert_roots]
         except (OSError, PPKSError, ValueError) as e:
-            raise ManagerError(f"ProxyCertRootPath: {e}") from None
+            raise ManagerError(f"{cfg.where('ProxyCertRootPath')}: {e}") from None
         creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
         server = PPKSTLSFactory(self.options, False, self.worker_factory(),
                                 handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor),
@@ -575,8 +589,7 @@ class Manager:
             self.done += 1
         else:
             self.failed += 1
-        if self.results is not None:
-            outstream.write(self.results, (json.dumps(result) + "\n").encode())
+        self._write_result(result)
         self._progress()
         self._maybe_finish()
 
@@ -769,7 +782,29 @@ class Manager:
         record = singleton_record(
             self.single, self.mlet_words, endpoints, interrupted=self._exiting
         )
-        outstream.write(self.results, (json.dumps(record) + "\n").encode())
+        self._write_result(record)
+
+    def _write_result(self, record: dict[str, Any]) -> None:
+        """One JSON line to the results. A file that cannot be written (a full disk) is
+        said once, and this line and the later ones go to stderr instead: ENOSPC raised
+        out of the report (a traceback per endpoint, the counts stuck, and a manager that
+        never exited at -n), and every line was lost."""
+        if self.results is None:
+            return
+        line = (json.dumps(record) + "\n").encode()
+        if not self._results_failed:
+            try:
+                outstream.write(self.results, line)
+                return
+            except OSError as e:
+                self._results_failed = True
+                self.log.error(
+                    "cannot write the results to {name}: {why}; this result line and the "
+                    "later ones go to stderr",
+                    name=getattr(self.results, "name", "?"),
+                    why=e.strerror or e,
+                )
+        outstream.write(sys.stderr, line)
 
     # ---------------------------------------------------------------- output
 

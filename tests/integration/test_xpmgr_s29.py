@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -229,3 +230,40 @@ def test_a_child_left_by_an_mlet_is_still_read_and_not_waited_for(tmp_path: Path
             except (OSError, ValueError):
                 pass
         xp.stop()
+
+
+def test_a_results_file_that_cannot_be_written_loses_no_line(tmp_path: Path) -> None:
+    """ResultsPath /dev/full (a full disk): each endpoint's line raised ENOSPC out of
+    the report (a traceback, the counts never updated). Now it is said once, and that line
+    and the later ones go to stderr, whole."""
+    home = pktlab_init(tmp_path / "home").root
+    conf = tmp_path / "full.conf"
+    conf.write_text((home / "xpmgr.conf").read_text() + "ResultsPath /dev/full\n")
+    mlet = tmp_path / "mlet.sh"
+    mlet.write_text("#!/bin/sh\necho ran\n")
+    mlet.chmod(0o755)
+    argv = [sys.executable, "-m", "packetlab", "xpmgr", "-c", str(conf), "-a", "127.0.0.1:0",
+            "-n", "2", str(mlet)]  # fmt: skip
+    log = tmp_path / "full.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        assert _wait(lambda: "listening on 127.0.0.1:" in log.read_text(), 20)
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()).group(1))  # type: ignore[union-attr]
+        for _ in range(2):
+            ep = Endpoint(port, home)
+            ep.answer_setup()
+            _closed(ep, 10)
+            ep.close()
+        assert _wait(lambda: proc.poll() is not None, 20), log.read_text()[-3000:]
+        assert proc.returncode == 0
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert text.count("cannot write the results to /dev/full: No space left on device") == 1
+        lines = [line for line in text.splitlines() if line.startswith('{"hostid"')]
+        assert len(lines) == 2 and all('"status": "done"' in line for line in lines), text
+        assert "done 2, failed 0" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
