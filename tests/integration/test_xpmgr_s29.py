@@ -24,6 +24,10 @@ from tls_world import pktlab_init
 from packetlab.controller.mlet import EOF_GRACE, KILL_GRACE
 from packetlab.controller.xpmgrhand import QUEUE_MAX
 
+# Times (the grace before SIGTERM, the greeting of 100 endpoints at once): alone, after
+# the parallel pass (conftest.py SERIAL: "a new such test is marked in its file").
+pytestmark = pytest.mark.serial
+
 #: The manager's RSS growth allowed (100 endpoints' TLS state: about 3 MB here).
 RSS_GROWTH_KIB = 8 * 1024
 
