@@ -282,8 +282,7 @@ class Manager:
                     read_public_key(root)
                 except (OSError, PPKSError, ValueError) as e:
                     raise ManagerError(f"{cfg.where('BrokerCertRootPath')}: {e}") from None
-            if agent:
-                self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
+            self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
         try:
             programs = ProgramDir(cfg.program_dir)
         except ValueError as e:  # its line too (was `ProgramDirPath DIR: ...` alone)
