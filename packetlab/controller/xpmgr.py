@@ -451,8 +451,8 @@ class Manager:
         self.log.info("singleton mlet exited (code {c})", c=proc.exit_code)
         if proc.lingering:
             self._linger(proc)
-        if proc.exit_code:
-            self._exit_code = 1
+        if (proc.exit_code or proc.signal is not None) and not self._exiting:
+            self._exit_code = 1  # a signal too (a crash); not ours at the second SIGINT
         for worker, call in list(self._single_ended.items()):
             call.cancel()
             self._report(worker)

@@ -37,7 +37,8 @@ def singleton_record(
 ) -> dict[str, Any]:
     """The singleton's line: `status` `done` when it exited 0 (`failed` with `error`
     otherwise: its status or signal in words, or `interrupted` by the second Ctrl-C)."""
-    ended = not proc.running and proc.exit_code is not None
+    # (a signal leaves exit_code None: a singleton killed by one was "still running")
+    ended = not proc.running and (proc.exit_code is not None or proc.signal is not None)
     ok = ended and proc.signal is None and proc.exit_code == 0 and not interrupted
     out: dict[str, Any] = {
         "singleton": True,

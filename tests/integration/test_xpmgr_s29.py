@@ -279,3 +279,31 @@ def test_a_results_file_that_cannot_be_written_loses_no_line(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_singleton_that_runs_on_after_the_wrap_up_is_ended(tmp_path: Path) -> None:
+    """-s -n 1: the endpoint is done and the manager has closed the singleton's control
+    socket (EOF: no more endpoints), but the singleton runs on: the manager waited for
+    ever. Now EOF_GRACE, then SIGTERM; its line says why."""
+    home = pktlab_init(tmp_path / "home").root
+    mlet = tmp_path / "single.sh"
+    mlet.write_text("#!/bin/sh\nsleep 60\n")
+    mlet.chmod(0o755)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(mlet)], "-s", "-n", "1")
+    try:
+        ep = Endpoint(xp.port(), home)
+        ep.answer_setup()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        ep.close()
+        assert xp.wait_exit(EOF_GRACE + 8) == 1  # the singleton failed, as for a status 3
+        assert EOF_GRACE - 0.5 < time.monotonic() - t0 < EOF_GRACE + 6
+        single = xp.result_lines()[-1]
+        assert single["singleton"] is True and single["status"] == "failed", single
+        assert single["error"] == (
+            f"the singleton mlet ran on {EOF_GRACE:g} s after its last endpoint and the "
+            "manager's EOF, and was killed by signal 15 (SIGTERM)"
+        )
+        assert "mlet singleton still running" in xp.text()
+    finally:
+        xp.stop()
