@@ -1,4 +1,5 @@
-"""The -s hand-over to the singleton (xpmgrhand.py): a real socketpair, a fake reactor."""
+"""The -s hand-over to the singleton (xpmgrhand.py): a real socketpair (so here, not in
+tests/unit), a fake reactor."""
 
 from __future__ import annotations
 
