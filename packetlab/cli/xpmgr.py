@@ -227,7 +227,10 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
         if screen is not None:
             screen.stop()
         if results is not sys.stdout:
-            results.close()
+            try:
+                results.close()
+            except OSError:  # what it could not take was said, and went to stderr
+                pass
     return code[0]
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "EndpointWorker",
     "FrameSplitter",
     "MletProcess",
+    "TurnedAway",
     "python_mlet_argv",
     "python_mlet_problem",
 ]
@@ -45,10 +46,22 @@ OUTPUT_KEEP = 65536  # bytes of each mlet's stdout kept for its result line
 #: The longest partial stdout line held back (so that mlets do not interleave mid-line):
 #: an mlet writing MBs without a newline grew the held line without bound (session 28).
 LINE_HOLD_MAX = 65536
-#: Seconds an exited mlet's stdout and stderr are still read: a process it started that
-#: holds them (a background child) delayed its end, and its endpoint's result, until that
-#: process exited too, and a SIGTERMed manager never exited (session 28).
+#: Seconds an exited mlet's output may still come before its endpoint is reported: a
+#: process it started that holds its stdout or stderr (a background child) delayed the
+#: result until that process exited too, and a SIGTERMed manager never exited (session
+#: 28). Such a process's output is still passed on afterwards, as the reference's mlets
+#: write to its own terminal and it neither waits for nor kills what they leave (session
+#: 29: from session 28 the pipes were closed, and the process died of SIGPIPE at its next
+#: line, which was lost).
 PIPE_GRACE = 1.0
+#: Seconds an mlet may run on after its session ended (the endpoint closed, or the mlet
+#: closed its fd 0) before SIGTERM, then `KILL_GRACE` more before SIGKILL: one that
+#: ignored the EOF held its endpoint's result, `-n`'s exit and the wrap-up for ever
+#: (session 29). Long enough for an mlet's own work after the session (writing its
+#: results); the reference waits for ever.
+EOF_GRACE = 5.0
+#: Seconds between that SIGTERM and the SIGKILL.
+KILL_GRACE = 2.0
 #: Seconds the endpoint gets to answer the whole setup (cdata, start, the HostID read);
 #: the reference endpoint itself gives up after 10 s (PROTOCOL.md §1.4 step 3).
 SETUP_TIMEOUT = 30.0
@@ -65,6 +78,12 @@ MAX_LINFO_BYTES = 1 << 20
 LINFO_FIELD_MAX = 256
 #: Characters of a linfo's info in its log line (the results file has all of it).
 LINFO_LOG_CHARS = 200
+
+
+class TurnedAway(RuntimeError):
+    """`launch` refused the endpoint and the manager has said why in a line of its own
+    (the singleton's full queue): the endpoint fails without a line of its own, as a flood
+    of them would be one line each."""
 
 
 class FrameSplitter:
@@ -170,6 +189,12 @@ class MletProcess(ProcessProtocol):
         self._tree: dict[int, str] = {}  # descendants signalled by `kill`: pid -> start time
         self.reactor: Any = None  # set by `spawn`: the pipes' grace after the exit
         self._pipe_timer: Any = None
+        self._exit_reason: Failure | None = None
+        #: Exited and reported while a process it started still holds its output (read on).
+        self.lingering = False
+        #: Signalled for running on `EOF_GRACE` after its session ended (`overdue_after`).
+        self.overdue: float | None = None
+        self._overdue_timer: Any = None
 
     @classmethod
     def spawn(
@@ -212,32 +237,44 @@ class MletProcess(ProcessProtocol):
         outstream.write(sys.stderr, data)
 
     def processExited(self, reason: Failure) -> None:
+        self._exit_reason = reason
         if self.reactor is not None:  # its output, if still held open, gets PIPE_GRACE
-            self._pipe_timer = self.reactor.callLater(PIPE_GRACE, self._close_pipes)
+            self._pipe_timer = self.reactor.callLater(PIPE_GRACE, self._linger)
 
-    def _close_pipes(self) -> None:
+    def _linger(self) -> None:
+        """PIPE_GRACE after the exit, its stdout or stderr still open: the mlet is
+        reported as exited, and what holds them is still read (processEnded comes once
+        that process has closed them, or with the manager's own exit)."""
         self._pipe_timer = None
+        if not self.running or self._exit_reason is None:
+            return
+        self.lingering = True
         self.log.warn(
             "mlet {label} exited; a process it started still holds its stdout or stderr: "
-            "no longer read",
+            "its output is still passed on (not in the results), and it is not waited for",
             label=self.label,
         )
-        t: Any = self.transport
-        for fd in (1, 2):
-            try:
-                t.closeChildFD(fd)  # processEnded follows once both are closed
-            except Exception:
-                pass
+        self._exited(self._exit_reason)
 
     def processEnded(self, reason: Failure) -> None:
         timer, self._pipe_timer = self._pipe_timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        self.running = False
-        self.finished = time.time()
         if self._line or self._mid_line:  # the next output starts on a line of its own
             outstream.write(sys.stdout, bytes(self._line) + b"\n")
             self._line.clear()
+            self._mid_line = False
+        if self.lingering:  # reported at the end of PIPE_GRACE already
+            self.lingering = False
+            return
+        self._exited(reason)
+
+    def _exited(self, reason: Failure) -> None:
+        timer, self._overdue_timer = self._overdue_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.running = False
+        self.finished = time.time()
         if reason.check(ProcessDone):
             self.exit_code = 0
         elif isinstance(reason.value, ProcessTerminated):
@@ -247,6 +284,35 @@ class MletProcess(ProcessProtocol):
             self.on_exit(self)
         finally:  # the second SIGINT's wait for the mlets must not hang on a failure here
             self.ended.callback(None)
+
+    def overdue_after(self, grace: float = EOF_GRACE) -> None:
+        """Its session is over (EOF on its fd 0) and it runs on: SIGTERM after `grace`,
+        SIGKILL `KILL_GRACE` after that, each said in a line."""
+        if self.running and self.reactor is not None and self._overdue_timer is None:
+            self._overdue_timer = self.reactor.callLater(grace, self._overdue, grace)
+
+    def _overdue(self, grace: float) -> None:
+        self._overdue_timer = None
+        if not self.running:
+            return
+        self.overdue = grace
+        self.log.warn(
+            "mlet {label} still running {grace:g} s after its session ended: SIGTERM",
+            label=self.label,
+            grace=grace,
+        )
+        self.kill("TERM")
+        self._overdue_timer = self.reactor.callLater(KILL_GRACE, self._overdue_kill)
+
+    def _overdue_kill(self) -> None:
+        self._overdue_timer = None
+        if self.running:
+            self.log.warn(
+                "mlet {label} still running {s:g} s after SIGTERM: SIGKILL",
+                label=self.label,
+                s=KILL_GRACE,
+            )
+            self.kill("KILL")
 
     def kill(self, sig: str = "TERM") -> None:
         """Signal the mlet and every process it started (a shell script's `sleep`, a
@@ -486,7 +552,11 @@ class EndpointWorker(Protocol):
         except Exception as e:
             ours.close()
             theirs.close()
-            self.fail(f"cannot start the mlet: {e}")
+            why = f"cannot start the mlet: {e}"
+            if isinstance(e, TurnedAway):
+                self.finish(why)
+            else:
+                self.fail(why)
             return
         finally:
             if theirs.fileno() != -1:
@@ -597,6 +667,11 @@ class EndpointWorker(Protocol):
             out["error"] = self.error
         elif not ok and self.process is not None:  # the mlet's own failure, in words
             out["error"] = f"the mlet {exit_words(self.process)}"
+            if self.process.overdue is not None:  # it was ended for running on
+                out["error"] = (
+                    f"the mlet ran on {self.process.overdue:g} s after its session ended "
+                    f"and {exit_words(self.process)}"
+                )
         elif ok and singleton is not None and not singleton.running and _failed(singleton):
             out["status"] = "failed"
             out["error"] = f"the singleton mlet {exit_words(singleton)} with this endpoint open"

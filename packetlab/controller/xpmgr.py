@@ -39,6 +39,7 @@ from packetlab.controller.backlog import BacklogPool
 from packetlab.controller.mlet import (
     EndpointWorker,
     MletProcess,
+    TurnedAway,
     python_mlet_argv,
     python_mlet_problem,
 )
@@ -46,6 +47,7 @@ from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.setupcap import SetupCap
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.controller.xpmgrhand import Deaf, Full, HandOver
 from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
 from packetlab.ppks import (
     Certificate,
@@ -178,6 +180,8 @@ class Manager:
         self.wrapping_up = False
         self._exiting = False  # the second SIGINT came
         self._dying: list[MletProcess] = []  # mlets sent SIGTERM by it
+        # exited mlets whose output a process they started still holds (mlet.py PIPE_GRACE)
+        self._lingering: list[MletProcess] = []
         self.finished: Deferred[int] = Deferred()
         self.port: Any = None
         self.pools: list[BacklogPool] = []
@@ -185,7 +189,8 @@ class Manager:
         # Endpoints past TLS whose setup is unanswered (setupcap.py).
         self._setup: SetupCap[EndpointWorker] = SetupCap(self)
         self.single: MletProcess | None = None
-        self._control: socket.socket | None = None
+        self._control: HandOver[EndpointWorker] | None = None  # xpmgrhand.py
+        self._queue_full = 0  # -s: endpoints turned away since the hand-over's bound was hit
         self._single_gone = "the singleton mlet is gone"  # why _control is None
         # -s: endpoints whose socket the singleton closed, reported after SINGLE_GRACE
         # unless its exit comes first (then its status is theirs: its death closed them).
@@ -194,6 +199,7 @@ class Manager:
         # results line once each is reported (None until then; xpmgrsingle.py)
         self._handed: dict[EndpointWorker, dict[str, Any] | None] = {}
         self._exit_code = 0
+        self._results_failed = False  # the results file refused a line (_write_result)
         self._last = ""
         self._exps = self._load_exps()
         self._by_entry = {id(e.entry): e for e in self._exps}
@@ -263,25 +269,37 @@ class Manager:
         except (OSError, PPKSError, ValueError) as e:
             raise ManagerError(f"{cfg.where('ControllerPrivkeyPath')}: {e}") from None
         if cfg.enable_publication and cfg.pub_agent_cert:
+            # read now, not once listening and publishing (`exp publication to broker
+            # failed: not_pem_or_der: ...`, no file named)
             try:
                 agent = load_certificates(Path(cfg.pub_agent_cert).read_bytes())
-            except (OSError, PPKSError):
-                agent = []  # unreadable: said when the publication loads it
-            if agent:
-                self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
+            except (OSError, PPKSError, ValueError) as e:
+                raise ManagerError(f"{cfg.where('PubAgentCertPath')}: {e}") from None
+            if not agent:
+                raise ManagerError(f"{cfg.where('PubAgentCertPath')}: no certificate in it")
+            for root in cfg.broker_cert_roots:
+                try:
+                    read_public_key(root)
+                except (OSError, PPKSError, ValueError) as e:
+                    raise ManagerError(f"{cfg.where('BrokerCertRootPath')}: {e}") from None
+            self._check_validity(agent[:1], f"{cfg.where('PubAgentCertPath')}")
         try:
             programs = ProgramDir(cfg.program_dir)
-        except ValueError as e:
-            raise ManagerError(str(e)) from None
+        except ValueError as e:  # its line too (was `ProgramDirPath DIR: ...` alone)
+            why = str(e).removeprefix("ProgramDirPath ")
+            raise ManagerError(f"{cfg.where('ProgramDirPath')}: {why}") from None
         for s in programs.skipped:
             self.log.warn("ProgramDirPath: skipped {what}", what=s)
         exps = []
         for spec in cfg.exp_exec:
             try:
                 creds = Credentials.load(spec.chain, cfg.controller_privkey, any_order=True)
-                roots = [read_public_key(p) for p in spec.trusted_eop]
             except (TLSConfigError, OSError, PPKSError, ValueError) as e:
-                raise ManagerError(f"{spec.where}: {e}") from None
+                raise ManagerError(f"{spec.where}: ExpExec EXPPRIVCHAIN_PATH: {e}") from None
+            try:
+                roots = [read_public_key(p) for p in spec.trusted_eop]
+            except (OSError, PPKSError, ValueError) as e:
+                raise ManagerError(f"{spec.where}: ExpExec TRUSTEDEOP_PATH: {e}") from None
             self._check_validity(creds.chain, f"{spec.where}: ExpExec chain")
             entry = ServerEntry(creds, AuthMode.CONTROLLER_AUTH_ENDPOINT, roots)
             digests = monitor_digests(creds.chain)
@@ -354,12 +372,12 @@ class Manager:
             try:
                 creds = Credentials.load([cfg.backlog_agent_cert], cfg.controller_privkey or "")
             except TLSConfigError as e:
-                raise ManagerError(f"BacklogConnAgentCertPath: {e}") from None
+                raise ManagerError(f"{cfg.where('BacklogConnAgentCertPath')}: {e}") from None
             self._check_validity(creds.chain, "BacklogConnAgentCertPath")
         try:
             roots = [read_public_key(p) for p in cfg.proxy_cert_roots]
         except (OSError, PPKSError, ValueError) as e:
-            raise ManagerError(f"ProxyCertRootPath: {e}") from None
+            raise ManagerError(f"{cfg.where('ProxyCertRootPath')}: {e}") from None
         creator = PPKSClientCreator(creds, AuthMode.AGENT, roots)
         server = PPKSTLSFactory(self.options, False, self.worker_factory(),
                                 handshake_timeout=(HANDSHAKE_TIMEOUT, self.reactor),
@@ -404,21 +422,48 @@ class Manager:
             )
         finally:
             theirs.close()
-        ours.settimeout(5.0)
-        self._control = ours
+        self._control = HandOver(self.reactor, ours, self._single_took, self._single_deaf,
+                                 self._single_refused)  # fmt: skip
+
+    def _single_took(self, worker: EndpointWorker) -> None:
+        """-s: a waiting endpoint's socket is the singleton's now."""
+        self._handed[worker] = None
+        if self._queue_full and self._control is not None and not len(self._control):
+            self.log.info(
+                "the singleton mlet took the endpoints that waited for it ({n} turned away "
+                "meanwhile)",
+                n=self._queue_full,
+            )
+            self._queue_full = 0
+
+    def _single_refused(self, worker: EndpointWorker, error: OSError) -> None:
+        worker.finish(f"cannot start the mlet: {error}")
+
+    def _close_control(self) -> None:
+        """EOF to the singleton; the endpoints still waiting for it fail."""
+        control, self._control = self._control, None
+        if control is None:
+            return
+        for worker in control.close():
+            worker.finish(f"cannot start the mlet: {self._single_gone}")
 
     def _single_exit(self, proc: MletProcess) -> None:
         self.log.info("singleton mlet exited (code {c})", c=proc.exit_code)
-        if proc.exit_code:
-            self._exit_code = 1
+        if proc.lingering:
+            self._linger(proc)
+        if (proc.exit_code or proc.signal is not None) and not self._exiting:
+            self._exit_code = 1  # a signal too (a crash); not ours at the second SIGINT
         for worker, call in list(self._single_ended.items()):
             call.cancel()
             self._report(worker)
-        if self._control is not None:
-            self._control.close()
-            self._control = None
+        self._close_control()
         self.wrap_up()
         self._maybe_finish()
+
+    def _linger(self, proc: MletProcess) -> None:
+        # those whose holders have closed since are dropped: a long run keeps no more
+        # than the ones lingering at once
+        self._lingering = [p for p in self._lingering if p.lingering] + [proc]
 
     def _single_deaf(self) -> None:
         """-s: the singleton closed its fd 0 and runs on. Each endpoint after that failed
@@ -426,12 +471,11 @@ class Manager:
         it takes no more endpoints, so greeting them is over (it may still be serving
         those it has; the manager ends once it exits)."""
         self._single_gone = "the singleton mlet closed its fd 0"
-        if self._control is not None:
-            self._control.close()
-            self._control = None
         if not self.wrapping_up:
             self.log.warn("the singleton mlet closed its fd 0: it takes no more endpoints; "
                           "wrapping up")  # fmt: skip
+        self._close_control()
+        if not self.wrapping_up:
             self.wrap_up()
 
     # ---------------------------------------------------------------- per endpoint
@@ -480,12 +524,22 @@ class Manager:
         if self.singleton:
             if self._control is None:
                 raise RuntimeError(self._single_gone)
+            payload = worker.address.encode() + b"\0"
             try:
-                socket.send_fds(self._control, [worker.address.encode() + b"\0"], [sock.fileno()])
-            except (BrokenPipeError, ConnectionResetError):
+                if self._control.hand(worker, sock.fileno(), payload):
+                    self._handed[worker] = None
+            except Deaf:
                 self._single_deaf()
                 raise RuntimeError(self._single_gone) from None
-            self._handed[worker] = None
+            except Full as e:
+                if not self._queue_full:  # said once per episode, not once per endpoint
+                    self.log.warn(
+                        "the singleton mlet is not taking endpoints ({why}): turning away "
+                        "new ones until it does",
+                        why=e,
+                    )
+                self._queue_full += 1
+                raise TurnedAway(f"the singleton mlet is not taking endpoints ({e})") from None
             return
         worker.process = MletProcess.spawn(
             self.reactor,
@@ -497,12 +551,19 @@ class Manager:
         )
 
     def _mlet_exit(self, worker: EndpointWorker) -> None:
+        if worker.process is not None and worker.process.lingering:
+            self._linger(worker.process)
         if worker.state != "closed":  # it exited without closing fd 0 (a child holds it)
             worker.finish(None)
         else:
             self._report(worker)
 
     def _done(self, worker: EndpointWorker) -> None:
+        if self._control is not None and self._control.drop(worker):
+            # ended while waiting for the singleton: it never had it
+            worker.error = worker.error or "endpoint closed before the singleton mlet took it"
+            self._report(worker)
+            return
         if self.singleton and self.single is not None and self.single.running:
             # The singleton's exit closes every socket it holds, and that EOF can be seen
             # before the exit itself: wait briefly for it before calling this one done.
@@ -510,6 +571,8 @@ class Manager:
             return
         if worker.process is None or not worker.process.running:
             self._report(worker)
+        else:  # its fd 0 is closed: it has EOF_GRACE to exit (mlet.py)
+            worker.process.overdue_after()
 
     def _report(self, worker: EndpointWorker) -> None:
         if worker not in self.workers:
@@ -525,8 +588,7 @@ class Manager:
             self.done += 1
         else:
             self.failed += 1
-        if self.results is not None:
-            outstream.write(self.results, (json.dumps(result) + "\n").encode())
+        self._write_result(result)
         self._progress()
         self._maybe_finish()
 
@@ -689,14 +751,20 @@ class Manager:
         if any(p.running for p in self._dying):  # SIGTERMed, not gone yet
             return
         if self.singleton and self.single is not None and self.single.running:
-            if self._control is not None:  # EOF on its control socket: no more endpoints
-                self._control.close()
-                self._control = None
+            self._close_control()  # EOF on its control socket: no more endpoints
+            self.single.overdue_after()  # and every endpoint's session is over
             return
         self._finish()
 
     def _finish(self) -> None:
         if not self.finished.called:
+            left = sum(p.lingering for p in self._lingering)
+            if left:  # their next line meets a closed pipe (SIGPIPE): say so, once
+                self.log.warn(
+                    "{n} exited mlet(s) left a process that still holds their output: not "
+                    "waited for nor killed (as pktxpmgr); its output is no longer read",
+                    n=left,
+                )
             self._record_singleton()
             if self._last != self.summary():
                 self._say(self.summary())
@@ -713,7 +781,29 @@ class Manager:
         record = singleton_record(
             self.single, self.mlet_words, endpoints, interrupted=self._exiting
         )
-        outstream.write(self.results, (json.dumps(record) + "\n").encode())
+        self._write_result(record)
+
+    def _write_result(self, record: dict[str, Any]) -> None:
+        """One JSON line to the results. A file that cannot be written (a full disk) is
+        said once, and this line and the later ones go to stderr instead: ENOSPC raised
+        out of the report (a traceback per endpoint, the counts stuck, and a manager that
+        never exited at -n), and every line was lost."""
+        if self.results is None:
+            return
+        line = (json.dumps(record) + "\n").encode()
+        if not self._results_failed:
+            try:
+                outstream.write(self.results, line)
+                return
+            except OSError as e:
+                self._results_failed = True
+                self.log.error(
+                    "cannot write the results to {name}: {why}; this result line and the "
+                    "later ones go to stderr",
+                    name=getattr(self.results, "name", "?"),
+                    why=e.strerror or e,
+                )
+        outstream.write(sys.stderr, line)
 
     # ---------------------------------------------------------------- output
 

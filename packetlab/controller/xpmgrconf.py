@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,13 @@ PREDEFINED_XDESCR_NAMES = frozenset(
 
 class XpmgrConfigError(ValueError):
     pass
+
+
+#: The largest key or certificate file taken (pktlab init's are under 1 KiB): /dev/zero
+#: given as one was read until memory ran out, a FIFO blocked the start for ever.
+FILE_MAX = 1 << 20
+#: The largest xpmgr.conf taken (a FIFO or /dev/zero as `-c`, likewise).
+CONFIG_MAX = 16 << 20
 
 
 @dataclass
@@ -138,11 +146,52 @@ def _country(v: str) -> list[str]:
     out = _list(v)
     for c in out:
         if len(c) != 3 or not c.isalpha() or not c.isupper():
-            raise ValueError(f"{c!r} is not an ISO 3166-1 alpha-3 code (e.g. USA)")
+            raise ValueError(f"{_shown(c)} is not an ISO 3166-1 alpha-3 code (e.g. USA)")
     return out
 
 
+def _shown(v: str, top: int = 60) -> str:
+    """`v` quoted for an error line, cut to `top` characters: a 100,000-character value
+    was echoed whole (twice, for PubCountry)."""
+    if len(v) <= top:
+        return repr(v)
+    return f"{v[:top]!r}... ({len(v)} characters)"
+
+
+def _broker_addr(v: str) -> str:
+    """HOST[:PORT], as the publication reads it (port 20556 by default): a bad one was
+    found only once the manager listened and published (`exp publication to broker
+    failed: bad broker address`)."""
+    import ipaddress
+
+    _nonempty(v)
+    host, sep, port = v.rpartition(":")
+    if not sep or (":" in host and not host.startswith("[")):
+        host, port = v, "20556"
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host != bare or ":" in bare:  # [v6] or a bare v6 address
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            raise ValueError("expected HOST[:PORT] ([IPv6]:PORT for an IPv6 address)") from None
+    if not bare or any(c.isspace() or c in "[]/" for c in bare):
+        raise ValueError("expected HOST[:PORT]")
+    if len(bare) > 253:  # a DNS name's bound
+        raise ValueError(f"a host of {len(bare)} characters (at most 253)")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST[:PORT] with PORT 1..65535")
+    return v
+
+
 def _str(v: str) -> str:
+    return v
+
+
+def _nonempty(v: str) -> str:
+    """A path or an address: `Key` alone read as the current directory (ProgramDirPath),
+    the default results file (ResultsPath) or `... is required` without the line."""
+    if not v:
+        raise ValueError("empty (give a value, or drop the line)")
     return v
 
 
@@ -154,15 +203,29 @@ def _xdescr_values(glob: bool) -> object:
     def parse(v: str) -> list[str]:
         out = _list(v)
         for x in out:
+            if len(x) > XDESCR_VALUE_MAX:
+                raise ValueError(
+                    f"{_shown(x)}: {len(x)} characters (an xdescr value holds at most "
+                    f"{XDESCR_VALUE_MAX})"
+                )
             bad = sorted({c for c in x if c not in allowed})
             if bad:
-                raise ValueError(f"{x!r}: characters an xdescr value cannot hold: {''.join(bad)!r}")
+                raise ValueError(
+                    f"{_shown(x)}: characters an xdescr value cannot hold: {''.join(bad)!r}"
+                )
         return out
 
     return parse
 
 
+#: The longest xdescr value (a u8 length; `-p` and `-i` have the same bound): a longer one
+#: failed the publication once the manager listened.
+XDESCR_VALUE_MAX = 255
+
+
 def _xdescr_value(v: str) -> str:
+    if len(v) > XDESCR_VALUE_MAX:
+        raise ValueError(f"{len(v)} characters (an xdescr value holds at most {XDESCR_VALUE_MAX})")
     bad = sorted({c for c in v if c not in VALUE_CHARS})
     if bad:
         raise ValueError(f"characters an xdescr value cannot hold: {''.join(bad)!r}")
@@ -172,8 +235,8 @@ def _xdescr_value(v: str) -> str:
 # key -> (attribute, parser)
 _KEYS: dict[str, tuple[str, object]] = {
     "EnableExpPublication": ("enable_publication", _bool),
-    "BrokerAddr": ("broker_addr", _str),
-    "PubAgentCertPath": ("pub_agent_cert", _str),
+    "BrokerAddr": ("broker_addr", _broker_addr),
+    "PubAgentCertPath": ("pub_agent_cert", _nonempty),
     "BrokerCertRootPath": ("broker_cert_roots", _list),
     "PubControllerAddr": ("pub_controller_addr", _xdescr_value),
     "PubPeriod": ("pub_period_ns", _uint),
@@ -181,15 +244,15 @@ _KEYS: dict[str, tuple[str, object]] = {
     "PubCountry": ("pub_country", _country),
     "PubLocation": ("pub_location", _xdescr_values(glob=True)),
     "GreetPeriodAfterPubEnd": ("greet_after_pub_end_ns", _uint),
-    "ControllerPrivkeyPath": ("controller_privkey", _str),
-    "ProgramDirPath": ("program_dir", _str),
+    "ControllerPrivkeyPath": ("controller_privkey", _nonempty),
+    "ProgramDirPath": ("program_dir", _nonempty),
     "EnableProxyMode": ("enable_proxy", _bool),
-    "BacklogConnAgentCertPath": ("backlog_agent_cert", _str),
+    "BacklogConnAgentCertPath": ("backlog_agent_cert", _nonempty),
     "ProxyCertRootPath": ("proxy_cert_roots", _list),
     "TargetBacklogConn": ("target_backlog", _backlogs),
     "BacklogConnTimeout": ("backlog_timeout_ns", _pos),
     "BootstrapBacklogTimeout": ("bootstrap_timeout_ns", _pos),
-    "ResultsPath": ("results_path", _str),
+    "ResultsPath": ("results_path", _nonempty),
 }
 KNOWN_KEYS = (*_KEYS, "ExpExec")
 
@@ -217,7 +280,8 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
         raise XpmgrConfigError(f"{where}: ExpExec IS_DEFAULT must be 0 or 1, got {is_default!r}")
     if snikey and not is_valid_snikey(snikey):
         raise XpmgrConfigError(
-            f"{where}: ExpExec SNIKEY {snikey!r} must be 1..63 of [a-z0-9] (lowercase), or empty"
+            f"{where}: ExpExec SNIKEY {_shown(snikey)} must be 1..63 of [a-z0-9] "
+            "(lowercase), or empty"
         )
     if not _list(chain):
         raise XpmgrConfigError(f"{where}: ExpExec EXPPRIVCHAIN_PATH is required")
@@ -227,14 +291,14 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
         try:
             raw = bytes.fromhex(entry)
         except ValueError:
-            raise XpmgrConfigError(f"{where}: PUB_CHANNEL {entry!r} is not hex") from None
+            raise XpmgrConfigError(f"{where}: PUB_CHANNEL {_shown(entry)} is not hex") from None
         if len(raw) > 32:
-            raise XpmgrConfigError(f"{where}: PUB_CHANNEL {entry!r} longer than 32 bytes")
+            raise XpmgrConfigError(f"{where}: PUB_CHANNEL {_shown(entry)} longer than 32 bytes")
         chans.append(raw)
     for pair in filter(None, override.split(";")):
         name = pair.split("=", 1)[0]
         if "=" not in pair or not name:
-            raise XpmgrConfigError(f"{where}: OVERRIDE_XDESCRNVP {pair!r} is not name=value")
+            raise XpmgrConfigError(f"{where}: OVERRIDE_XDESCRNVP {_shown(pair)} is not name=value")
         if name in PREDEFINED_XDESCR_NAMES:
             raise XpmgrConfigError(
                 f"{where}: OVERRIDE_XDESCRNVP may not set {name!r} (the manager sets it)"
@@ -246,7 +310,8 @@ def parse_exp_exec(value: str, where: str) -> ExpExec:
             parse_nvlist(text, allow_duplicates=True, allow_glob=True)
         except NVListError as e:
             raise XpmgrConfigError(
-                f"{where}: OVERRIDE_XDESCRNVP {override!r} is not an xdescr name=value; list: {e}"
+                f"{where}: OVERRIDE_XDESCRNVP {_shown(override)} is not an xdescr "
+                f"name=value; list: {e}"
             ) from None
     return ExpExec(is_default == "1", snikey or None, _list(chain), _list(eop), chans,
                    override, where)  # fmt: skip
@@ -262,6 +327,8 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
         key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
         value = rest[0].strip() if rest else ""
         where = f"{path}:{n}"
+        if "\0" in line:  # no path nor value holds one (a path's open failed with a traceback)
+            raise XpmgrConfigError(f"{where}: {key.split(chr(0))[0]}: the line holds a NUL byte")
         if key == "ExpExec":
             cfg.exp_exec.append(parse_exp_exec(value, where))
             continue
@@ -269,12 +336,12 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
         if spec is None:
             hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
             more = f" (did you mean {hint[0]}?)" if hint else ""
-            raise XpmgrConfigError(f"{where}: unknown key {key!r}{more}")
+            raise XpmgrConfigError(f"{where}: unknown key {_shown(key)}{more}")
         attr, parse = spec
         try:
             setattr(cfg, attr, parse(value))  # type: ignore[operator]
         except ValueError as e:
-            raise XpmgrConfigError(f"{where}: {key} {value!r}: {e}") from None
+            raise XpmgrConfigError(f"{where}: {key} {_shown(value)}: {e}") from None
         repeated.note(key, n, value)
     seen = cfg.lines = repeated.last_lines()
     cfg.warnings += repeated.warnings()
@@ -321,15 +388,82 @@ def parse_xpmgr_config(text: str, path: str = "xpmgr.conf") -> XpmgrConfig:
 
 
 def load_xpmgr_config(path: str | os.PathLike[str]) -> XpmgrConfig:
+    name = os.fspath(path)
+    why = _file_problem(name, CONFIG_MAX, "a config")
+    if why:
+        raise XpmgrConfigError(f"cannot read {why}")
     try:
         # any bytes, as the reference's C reader: paths keep theirs (os functions take
         # surrogate-escaped strings), a stray Latin-1 comment does no harm
         text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     except OSError as e:
-        raise XpmgrConfigError(f"cannot read {os.fspath(path)}: {e.strerror}") from None
-    cfg = parse_xpmgr_config(text, os.fspath(path))
+        raise XpmgrConfigError(f"cannot read {name}: {e.strerror}") from None
+    cfg = parse_xpmgr_config(text, name)
     _resolve_relative(cfg, Path(path).parent)
+    _check_files(cfg)
     return cfg
+
+
+def _file_problem(p: str, top: int, what: str, *, missing: bool = False) -> str | None:
+    """Why `p` cannot be read as a file of at most `top` bytes (`what`: "a key or
+    certificate"), or None. A missing file is left to the reader (its own words, as
+    before) unless `missing`."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return f"{p}: No such file or directory" if missing else None
+    except OSError as e:  # a name too long (a traceback before), a loop, no permission
+        return f"{p[:200]}{'...' * (len(p) > 200)}: {e.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{p}: Is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        return f"{p}: not a regular file ({kind})"
+    if st.st_size > top:
+        return f"{p}: {st.st_size} bytes, too large for {what} (at most {top})"
+    return None
+
+
+def _check_files(cfg: XpmgrConfig) -> None:
+    """The files the manager reads, checked before it reads them: each problem names
+    the file, line and key. The publication's and the proxy's are checked only when
+    used, and then a missing one too (it was found only once the manager listened)."""
+    what = "a key or certificate"
+    single = [("ControllerPrivkeyPath", cfg.controller_privkey, False)]
+    lists: list[tuple[str, list[str], bool]] = []
+    if cfg.enable_publication:
+        single.append(("PubAgentCertPath", cfg.pub_agent_cert, True))
+        lists.append(("BrokerCertRootPath", cfg.broker_cert_roots, True))
+    if cfg.enable_proxy:
+        single.append(("BacklogConnAgentCertPath", cfg.backlog_agent_cert, True))
+        lists.append(("ProxyCertRootPath", cfg.proxy_cert_roots, True))
+    for key, value, missing in single:
+        lists.append((key, [value] if value else [], missing))
+    for key, paths, missing in lists:
+        for p in paths:
+            why = _file_problem(p, FILE_MAX, what, missing=missing)
+            if why:
+                raise XpmgrConfigError(f"{cfg.where(key)}: {why}")
+    if cfg.program_dir:
+        try:
+            st = os.stat(cfg.program_dir)
+        except FileNotFoundError:
+            st = None  # ProgramDir says it
+        except OSError as e:
+            raise XpmgrConfigError(f"{cfg.where('ProgramDirPath')}: {e.strerror}") from None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise XpmgrConfigError(
+                f"{cfg.where('ProgramDirPath')}: {cfg.program_dir}: Not a directory"
+            )
+    for x in cfg.exp_exec:
+        for field_name, paths in (
+            ("EXPPRIVCHAIN_PATH", x.chain),
+            ("TRUSTEDEOP_PATH", x.trusted_eop),
+        ):
+            for p in paths:
+                why = _file_problem(p, FILE_MAX, what)
+                if why:
+                    raise XpmgrConfigError(f"{x.where}: ExpExec {field_name}: {why}")
 
 
 def _resolve_relative(cfg: XpmgrConfig, base: Path) -> None:
@@ -341,8 +475,8 @@ def _resolve_relative(cfg: XpmgrConfig, base: Path) -> None:
     def fix(p: str) -> str:
         if not p or os.path.isabs(p) or os.path.exists(p):
             return p
-        there = base / p
-        return str(there) if there.exists() else p
+        there = os.path.join(base, p)  # os.path.exists: False, not an OSError, for a
+        return there if os.path.exists(there) else p  # name too long
 
     for attr in ("pub_agent_cert", "controller_privkey", "program_dir", "backlog_agent_cert"):
         value = getattr(cfg, attr)

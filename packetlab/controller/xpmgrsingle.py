@@ -37,7 +37,8 @@ def singleton_record(
 ) -> dict[str, Any]:
     """The singleton's line: `status` `done` when it exited 0 (`failed` with `error`
     otherwise: its status or signal in words, or `interrupted` by the second Ctrl-C)."""
-    ended = not proc.running and proc.exit_code is not None
+    # (a signal leaves exit_code None: a singleton killed by one was "still running")
+    ended = not proc.running and (proc.exit_code is not None or proc.signal is not None)
     ok = ended and proc.signal is None and proc.exit_code == 0 and not interrupted
     out: dict[str, Any] = {
         "singleton": True,
@@ -50,6 +51,11 @@ def singleton_record(
         out["error"] = "interrupted"
     elif not ok:
         out["error"] = f"the singleton mlet {exit_words(proc)}" if ended else "still running"
+        if ended and proc.overdue is not None:  # ended by the manager for running on
+            out["error"] = (
+                f"the singleton mlet ran on {proc.overdue:g} s after its last endpoint and "
+                f"the manager's EOF, and {exit_words(proc)}"
+            )
     out["exit_code"] = proc.exit_code
     if proc.signal is not None:
         out["signal"] = proc.signal

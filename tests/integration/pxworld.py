@@ -128,7 +128,10 @@ class XpmgrProc(Proc):
 
         if not self.results.exists():
             return []
-        return [json.loads(line) for line in self.results.read_text().splitlines() if line]
+        # whole lines only: a line of 100 KB (an mlet's 64 KiB output) read while the
+        # manager writes it was cut, a JSONDecodeError (session 29, a loaded machine)
+        whole = self.results.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in whole if line]
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         try:

@@ -15,6 +15,7 @@ import pytest
 from packetlab.cli.init import init_home
 from packetlab.controller.xpmgr import Manager
 from packetlab.controller.xpmgrconf import parse_xpmgr_config
+from packetlab.controller.xpmgrhand import HandOver
 from packetlab.ppks import PktlabHome
 
 
@@ -73,7 +74,8 @@ def test_singleton_mode_sends_the_socket_with_its_nul_terminated_address(
 ) -> None:
     m = manager(home, SpawnRecorder(), singleton=True)
     control, mlet_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    m._control = control
+    # session 29: the control socket is written through a non-blocking HandOver
+    m._control = HandOver(m.reactor, control, m._single_took, m._single_deaf, m._single_refused)
     ours, theirs = socket.socketpair()
     with control, mlet_end, ours, theirs:
         m._launch(Worker(), theirs)  # type: ignore[arg-type]

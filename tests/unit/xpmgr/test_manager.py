@@ -165,8 +165,9 @@ def test_a_controller_key_that_is_not_one_names_its_own_line(home: PktlabHome) -
 def test_the_publication_agent_certificate_is_checked_at_start(
     home: PktlabHome, tmp_path: Path
 ) -> None:
-    """PubAgentCertPath: expired, a stop at start naming its line; unreadable or no
-    certificate, left to the publication to say (it raised ValueError from `min()` here)."""
+    """PubAgentCertPath: expired, unreadable or no certificate: a stop at start naming its
+    line (before session 29 the last two were left to the publication to say; before that
+    they raised ValueError from `min()` here)."""
     r = home.root
     old = tmp_path / "agent_old.cert"
     xc = read_private_key(r / "keys/k_xc")
@@ -187,8 +188,12 @@ def test_the_publication_agent_certificate_is_checked_at_start(
     assert str(e.value).startswith(
         "xpmgr.conf:4: PubAgentCertPath: certificate #0 (agent) expired at 2023-11-14T22:13:20Z"
     )
-    for unusable in (tmp_path / "none.cert", r / "keys/k_xc.pub"):
-        assert manager(unusable).snikeys  # started; the publication will say why
+    # session 29: unreadable or no certificate stops the start too, naming file, line and
+    # key (it was left to the publication, which said it once listening, naming neither)
+    for unusable, why in ((tmp_path / "none.cert", "No such file"), (r / "keys/k_xc.pub", "no")):
+        with pytest.raises(ManagerError) as e:
+            manager(unusable)
+        assert str(e.value).startswith("xpmgr.conf:4: PubAgentCertPath: ") and why in str(e.value)
     assert manager(r / "certs/agent_xc_xc.cert").snikeys
 
 
