@@ -64,6 +64,7 @@ class ParallelRun:
         self.rebuild: Callable[[int, int], Probe] | None = None
         self.frag_mtu: int | None = None
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
+        self.taught: int | None = None  # the least MTU a "too big" named (fragments allowed)
         # DF probes (traceroute -F): the MTU the endpoint's kernel holds them to (its
         # route's, lowered by a "too big" it heeded), when known; one it refuses is then
         # a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local error
@@ -93,16 +94,37 @@ class ParallelRun:
         i = self.table.pop(got[0].key)
         if i is None:  # not ours, or a duplicate
             return
+        if self._left_before_the_news(i, got[0]):
+            self.table.add(self.probes[i].key, i)
+            self._again(i)
+            self.waker.poke()
+            return
         self.answers[i] = got
         if ends_trace(got[0]):
             self.end = min(self.end, end_of_ttl(self.probes, i))
         mtu = got[0].mtu or 0
         if too_big(got[0]) and mtu >= MIN_MTU[got[0].src.version]:
             if self.rebuild is not None:
+                self.taught = min(self.taught or mtu, mtu)
                 self._learnt(mtu)
             if self.df_mtu is not None:
                 self.df_mtu = min(self.df_mtu, mtu)
         self.waker.poke()
+
+    def _left_before_the_news(self, i: int, reply: Reply) -> bool:
+        """Probe i (fragments allowed) was answered "too big" though an earlier one had
+        already taught a smaller MTU than it was sent at: it left before that answer came.
+        Traceroute's probes leave one by one, each a socket and a send apart (~50 µs),
+        so on a short path its kernel has the first "too big" before the next probe and
+        fragments it: one `!F-1400`, then the next router's answers (session 29). Ours
+        leave back to back; such a probe goes again in fragments of the MTU learnt, as
+        the later ones traceroute's kernel sent. (Past the TTL that ends the trace
+        nothing waits for it.)"""
+        if self.rebuild is None or self.taught is None or i >= self.end:
+            return False
+        if not too_big(reply) or i in self.resent:
+            return False
+        return self.taught < max(map(len, self._pieces(i)))
 
     def _learnt(self, mtu: int) -> None:
         """A "too big" named `mtu`: probes refused since (the endpoint's kernel learnt it
@@ -117,6 +139,7 @@ class ParallelRun:
         self.probes[i] = probe = self.rebuild(i, self.frag_mtu)
         self.resent.add(i)
         self.tagged_at.pop(i, None)
+        self.sent.pop(i, None)  # (the first send's time is not this one's)
         d = self.session.nsend(self.cap.sktid, probe.packet, ntag=True)
         d.addCallbacks(self._queued(i), self._failed)
         for piece in probe.more:

@@ -797,3 +797,26 @@ def test_probes_refused_after_a_too_big_go_again_in_smaller_fragments() -> None:
         (2, R16, 1400), (2, R26, None), (2, R26, None),
     ]  # fmt: skip
     assert max(len(m.data) for m in rig.endpoint.raw_sends[-4:]) <= 1400
+
+
+@pytest.mark.parametrize("learns", [False, True], ids=["sent-before-the-news", "kernel-learns"])
+def test_probes_answered_too_big_after_one_taught_the_mtu_go_again_in_fragments(
+    learns: bool,
+) -> None:
+    """IPv6 packetlen 1450 without -F, a 1400 link past the first router (session 29):
+    traceroute's probes leave one by one, so its kernel has the first "too big" before it
+    sends the next and fragments them: `2  r1  !F-1400 r2  X ms  X ms`. Ours left back
+    to back, each answered "too big" (`!F-1400` three times); the ones answered so after
+    the first now go again in fragments of 1400 and reach the second router."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=learns)
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, queries=3, packetlen=1450, fragment_mtu=1500)
+    )
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, R26, None), (2, R26, None),
+    ]  # fmt: skip
+    assert all(h.rtt_us is not None and h.rtt_us > 0 for h in result.hops)
+    resent = [m for m in rig.endpoint.raw_sends if m.data[7] == 2 and len(m.data) <= 1400]
+    assert len(resent) == 4  # the second and third TTL-2 probes, two fragments each
