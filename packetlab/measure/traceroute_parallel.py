@@ -31,6 +31,9 @@ PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock w
 # same hop (HERE) answered: that many times their RTT (Butskoy traceroute's -w 5,3,10).
 HERE, NEAR = 3.0, 10.0
 INF = float("inf")
+# A DF probe longer than this that the endpoint refused, its MTU not known (--listen), is
+# taken as over that MTU (no usual path has a smaller one; IPv6's least MTU)
+REFUSABLE = 1280
 
 
 class ParallelRun:
@@ -65,10 +68,12 @@ class ParallelRun:
         self.frag_mtu: int | None = None
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.taught: int | None = None  # the least MTU a "too big" named (fragments allowed)
-        # DF probes (traceroute -F): the MTU the endpoint's kernel holds them to (its
-        # route's, lowered by a "too big" it heeded), when known; one it refuses is then
-        # a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local error
-        # (None: unknown, e.g. with --listen, and the refusal fails the run)
+        # DF probes (traceroute -F, `df`): the MTU the endpoint's kernel holds them to
+        # (its route's, lowered by a "too big" it heeded), when known; one it refuses is
+        # then a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local
+        # error (None: unknown, e.g. with --listen: `!F`, when the probe is longer than
+        # REFUSABLE; a shorter one's refusal is not its size: it fails the run)
+        self.df = False
         self.df_mtu: int | None = None
         # probes so refused; their MTU is taken as each is told, in TTL order: the
         # refusal's ntag may come before the "too big" (to an earlier probe) that taught
@@ -107,8 +112,8 @@ class ParallelRun:
             if self.rebuild is not None:
                 self.taught = min(self.taught or mtu, mtu)
                 self._learnt(mtu)
-            if self.df_mtu is not None:
-                self.df_mtu = min(self.df_mtu, mtu)
+            if self.df:
+                self.df_mtu = min(self.df_mtu or mtu, mtu)
         self.waker.poke()
 
     def _left_before_the_news(self, i: int, reply: Reply) -> bool:
@@ -274,7 +279,7 @@ class ParallelRun:
                 self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
             self.waker.poke()
             return
-        if self.df_mtu is not None:
+        if self.df and (self.df_mtu is not None or len(self.probes[i]) > REFUSABLE):
             self.refused.add(i)
             self.end = min(self.end, end_of_ttl(self.probes, i))
             self.waker.poke()
@@ -294,7 +299,7 @@ class ParallelRun:
             raise self.unsent[i]
         if i in self.parked and now >= local[i] + wait:
             raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
-        if i in self.refused and self.df_mtu is not None:
+        if i in self.refused:
             hop = Hop.refused(probe.ttl, self.df_mtu)
         elif i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]
