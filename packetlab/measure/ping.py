@@ -55,6 +55,7 @@ from packetlab.measure.packets_ip_options import (
 from packetlab.measure.ping_notice import PingNotice, parse_notice
 from packetlab.measure.probes import (
     PING_PAYLOAD,
+    REFUSABLE,
     Probe,
     ProbeKey,
     ProbeTable,
@@ -829,10 +830,13 @@ class _PingRun:
             else:
                 self.parked.add(seq)
             return
-        if f.check(SendFailed) and not self.fragments_ok and self.local_mtu is not None:
+        unknown = self.local_mtu is None and self.built.get(seq, 0) > REFUSABLE
+        if f.check(SendFailed) and not self.fragments_ok and (self.local_mtu or unknown):
             # -M do, refused by the endpoint's kernel over the MTU a router named (IPv6
             # raw sockets are held to path MTUs): ping's kernel's local error, counted;
-            # it was neither counted nor told (`2 packets transmitted, +2 errors` for 3)
+            # it was neither counted nor told (`2 packets transmitted, +2 errors` for 3).
+            # Its MTU not known (--listen), a request over REFUSABLE bytes is taken as
+            # over it (session 29: the run failed, `could not send a 1528 byte ...`)
             self.in_flight -= 1
             self._local_error(seq, self.due_ns.get(seq, 0))
             return

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from packetlab.controller import EndpointSession, QueuedSend, SendFailed, StopSignal, read_time
 from packetlab.measure.capture import RawCapture, parse_ndata
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.probes import Probe, ProbeTable
+from packetlab.measure.probes import REFUSABLE, Probe, ProbeTable
 from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
@@ -31,9 +31,6 @@ PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock w
 # same hop (HERE) answered: that many times their RTT (Butskoy traceroute's -w 5,3,10).
 HERE, NEAR = 3.0, 10.0
 INF = float("inf")
-# A DF probe longer than this that the endpoint refused, its MTU not known (--listen), is
-# taken as over that MTU (no usual path has a smaller one; IPv6's least MTU)
-REFUSABLE = 1280
 
 
 class ParallelRun:

@@ -9,10 +9,9 @@ from collections.abc import Callable, Sequence
 
 from packetlab.controller import EndpointSession, SendFailed, StopSignal
 from packetlab.measure.capture import MeasureError, RawCapture, next_note, ntag_time, parse_ndata
-from packetlab.measure.probes import Probe
+from packetlab.measure.probes import REFUSABLE, Probe
 from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
-from packetlab.measure.traceroute_parallel import REFUSABLE
 from packetlab.measure.traceroute_probes import (
     MIN_MTU,
     Adopt,

@@ -97,24 +97,19 @@ def listening(ns: str, port: int) -> bool:
     )
 
 
-@pytest.mark.parametrize("sequential", [False, True], ids=["paced", "sequential"])
-def test_df_over_a_listen_endpoints_mtu_is_a_refused_hop(
-    testbed_factory: Callable[..., Testbed], tmp_path: Path, sequential: bool
-) -> None:
-    """`--listen`, an external endpoint in ep, `-F TARGET 2000`: traceroute's line for a
-    probe its kernel refused, the MTU not known to the controller (`!F`), exit 0."""
-    tb = narrow(testbed_factory)
-    ns, tg = tb.netns_name("ep"), str(tb.addr("tg", 4))
+def run_with_listen(tb: Testbed, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
+    """`pktlab run ARGV... --listen` in ep with an external endpoint there (its IPv4
+    address exported): the run's status, stdout and stderr."""
+    ns = tb.netns_name("ep")
     conf = tmp_path / "endpt.conf"
     conf.write_text(f"TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 {tb.addr('ep', 4)}\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     in_ns = ["ip", "netns", "exec", ns]
-    argv = ["-n", "-F", *(["--sequential"] if sequential else []), tg, "2000"]
+    tool, *rest = argv
     run = subprocess.Popen(
-        [*in_ns, *RUN, "traceroute", "--insecure-plaintext", "--listen", f"127.0.0.1:{port}",
-         *argv],
+        [*in_ns, *RUN, tool, "--insecure-plaintext", "--listen", f"127.0.0.1:{port}", *rest],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
     )  # fmt: skip
     ep_argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
@@ -129,6 +124,38 @@ def test_df_over_a_listen_endpoints_mtu_is_a_refused_hop(
         if run.poll() is None:
             run.kill()
             run.wait()
-    assert run.returncode == 0, err
+    return run.returncode, out, err
+
+
+@pytest.mark.parametrize("sequential", [False, True], ids=["paced", "sequential"])
+def test_df_over_a_listen_endpoints_mtu_is_a_refused_hop(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path, sequential: bool
+) -> None:
+    """`--listen`, an external endpoint in ep, `-F TARGET 2000`: traceroute's line for a
+    probe its kernel refused, the MTU not known to the controller (`!F`), exit 0."""
+    tb = narrow(testbed_factory)
+    tg = str(tb.addr("tg", 4))
+    argv = ["-n", "-F", *(["--sequential"] if sequential else []), tg, "2000"]
+    status, out, err = run_with_listen(tb, tmp_path, "traceroute", *argv)
+    assert status == 0, err
     assert masked(out)[1:] == [" 1  *  R ms !F *  R ms !F *  R ms !F"]
     assert "could not send" not in err
+
+
+def test_ping_pmtudisc_do_over_a_listen_endpoints_mtu_as_iputils(
+    testbed_factory: Callable[..., Testbed], tmp_path: Path
+) -> None:
+    """`ping -M do -s 1500 -c 2` over a --listen endpoint: iputils' local error for each
+    request (its MTU not known here, so said so), `+2 errors`, exit 1; the run failed
+    (`could not send a 1528 byte echo request`, exit 2)."""
+    tb = narrow(testbed_factory)
+    argv = ["-n", "-M", "do", "-s", "1500", "-c", "2", "-i", "0.2", str(tb.addr("tg", 4))]
+    theirs = native("ping", *argv, netns=tb.netns_name("ep"))
+    status, out, err = run_with_listen(tb, tmp_path, "ping", *argv)
+    assert status == theirs.returncode == 1, err
+    assert masked(out) == masked(theirs.stdout)
+    assert "2 packets transmitted, 0 received, +2 errors" in out
+    mine = [x for x in err.splitlines() if "waiting for an endpoint" not in x]
+    assert mine == ["pktlab run ping: local error: message too long (the endpoint's MTU is "
+                    "not known here)"] * 2  # fmt: skip
+    assert theirs.stderr.splitlines() == ["ping: local error: message too long, mtu=1500"] * 2

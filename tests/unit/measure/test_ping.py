@@ -409,6 +409,25 @@ def test_pmtudisc_do_over_the_routes_mtu_is_a_local_error_each_time(v6: bool) ->
     assert result.sent == 2 and result.received == 0 and rig.endpoint.raw_sends == []
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_pmtudisc_do_over_an_unknown_mtu_is_a_local_error_each_time(v6: bool) -> None:
+    """The same over an endpoint whose MTU the controller does not know (--listen:
+    `fragment_mtu` None): each request the endpoint refuses is a local error, its MTU
+    not known (exit 1 as ping's); the run failed, `could not send a 1528 byte echo
+    request`, exit 2 (session 29). A request of 1280 bytes or less refused so is not
+    taken for one over the MTU: that run still fails."""
+    dst = TG6 if v6 else TG4
+    rig = RawRig([dst])
+    narrow_link(rig, 1500, 1500)
+    result = rig.run(ping(rig.session, dst, count=2, interval=0.2, size=1500, pmtudisc="do"))
+    assert [(e.reply_type, e.mtu) for e in result.errors] == [("local-error", None)] * 2
+    assert result.sent == 2 and result.received == 0
+    small = RawRig([dst])
+    narrow_link(small, 1000, 1000)
+    with pytest.raises(MeasureError, match="could not send a 1200 byte"):
+        small.run(ping(small.session, dst, count=1, size=1200 - (48 if v6 else 28), pmtudisc="do"))
+
+
 def test_pmtudisc_do_ipv6_a_request_its_kernel_refused_is_a_local_error() -> None:
     """ping -6 -M do -s 1400 -c 3 -i 0.2 past a 1400 link: "packet too big" for the
     first; the endpoint's kernel learns 1400 and refuses the second (an IPv6 raw socket
