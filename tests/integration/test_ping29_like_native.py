@@ -55,3 +55,23 @@ def test_the_first_timestamp_difference_as_iputils(
     assert len(replies) == 6, got.stderr
     for r in replies:
         assert r["ip_timestamps"]["entries"][0][1] == ms_of_day(r["probe_send_ns"]), r
+
+
+def test_adaptive_keeps_one_request_in_flight_as_iputils(
+    testbed_factory: Callable[..., Testbed],
+) -> None:
+    """`ping -A -w 1` over a namespace path of ~10 µs RTT: iputils' interval rounds to 0
+    and it sends the next request as the reply comes (or 10 ms after), one in flight.
+    Ours freed the place after the smoothed RTT, so the controller sent as fast as it
+    could: `pipe 115`, 3.5 % of the requests unanswered at the deadline (session 29)."""
+    tb = testbed_factory(hops=1)
+    ns, dst = tb.netns_name("ep"), str(tb.addr("tg", 4))
+    argv = ["-n", "-A", "-q", "-w", "1", dst]
+    for got in (native("ping", *argv, netns=ns), pktlab_run("ping", *argv, netns=ns)):
+        assert got.returncode == 0, got.stderr
+        counts = re.search(r"(\d+) packets transmitted, (\d+) received", got.stdout)
+        assert counts is not None, got.stdout
+        sent, received = map(int, counts.groups())
+        assert sent - received <= 1, got.stdout  # (one may be in flight at the deadline)
+        pipe = re.search(r"pipe (\d+)", got.stdout)
+        assert pipe is None or int(pipe[1]) <= 2, got.stdout

@@ -567,6 +567,39 @@ def test_adaptive_gives_a_lost_request_up_after_the_smoothed_rtt() -> None:
     assert sent[1] - sent[0] == pytest.approx(0.5, abs=0.01), sent
 
 
+def test_adaptive_interval_is_the_rtt_in_whole_ms_answered_or_not_as_ping_a() -> None:
+    """iputils -A (root): its interval is the smoothed RTT rounded to whole ms, and its
+    tokens send one request each interval whether the last was answered or not: at 2.6
+    ms of RTT a request each 3 ms (session 29: ours sent each as the reply came, 2.6 ms
+    apart), at 3.4 ms each 3 ms too (two in flight for a while; ours waited the reply).
+    The test's clock steps 50 µs."""
+    for rtt in (0.0026, 0.0034):
+        rig = RawRig([TG4])
+        rig.endpoint.delays[1] = rtt
+        sent = _transmits(rig)
+        result = rig.run(ping(rig.session, TG4, count=6, interval=1.0, adaptive=True), step=0.00005)
+        assert result.received == 6
+        gaps = [b - a for a, b in itertools.pairwise(sent)]
+        # (the first waits for the first reply: the interval is -i's until then)
+        assert gaps == pytest.approx([max(rtt, 0.003)] + [0.003] * 4, abs=1e-4), (rtt, gaps)
+
+
+def test_adaptive_below_half_a_ms_waits_10_ms_for_a_lost_one_as_ping_a() -> None:
+    """An RTT under 0.5 ms rounds ping -A's interval to 0: the next request goes as the
+    reply comes, or 10 ms (MININTERVAL) after the last when none does. Ours freed the
+    place after the smoothed RTT (0.1 ms here), so on a loopback the controller sent as
+    fast as it could (`pipe 115`, 3.5 % unanswered at -w's end; session 29)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.0001
+    sent = _transmits(rig, frozenset({3}))
+    result = rig.run(
+        ping(rig.session, TG4, count=6, interval=1.0, wait=1.0, adaptive=True), step=0.00005
+    )
+    assert [r.seq for r in result.replies if r.addr is not None] == [1, 2, 4, 5, 6]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([0.0001, 0.0001, 0.01, 0.0001, 0.0001], abs=6e-5), gaps
+
+
 @pytest.mark.parametrize(("count", "preload"), [(1, 1), (3, 3)])
 def test_requests_all_due_at_once_go_with_time_0_without_the_lead(count: int, preload: int) -> None:
     """`run ping -c 1` (or -c N -l N): nothing after the first needs its time ahead, so
