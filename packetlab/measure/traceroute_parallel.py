@@ -134,6 +134,7 @@ class ParallelRun:
         self.frag_mtu = min(self.frag_mtu or mtu, mtu)
         for i in sorted(self.parked):
             self.parked.discard(i)
+            self.unsent.pop(i, None)
             self._again(i)
 
     def _again(self, i: int) -> None:
@@ -274,6 +275,9 @@ class ParallelRun:
                 self._again(i)
             else:
                 self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
+                if self.frag_mtu is None and f.value is not None:  # (no MTU known,
+                    self.unsent[i] = f.value  # --listen: it fails at its turn, unless a
+                    # "too big" names one first)
             self.waker.poke()
             return
         if self.df and (self.df_mtu is not None or len(self.probes[i]) > REFUSABLE):

@@ -879,3 +879,16 @@ def test_sequential_probes_after_a_too_big_go_in_fragments_of_the_mtu_it_named(
         (2, R16, 1400), (2, R26, None), (2, R26, None),
     ]  # fmt: skip
     assert [len(m.data) for m in rig.endpoint.raw_sends][-4:] == [1400, 106, 1400, 106]
+
+
+def test_a_long_probe_refused_with_no_mtu_known_fails_at_once() -> None:
+    """--listen (no `fragment_mtu`), packetlen 2000 over the endpoint's 1500: no "too big"
+    can name an MTU to send it in fragments of, so the run fails when that hop's turn
+    comes (`could not send a 2000 byte probe`), not after waiting `-w` for one (session
+    29 parks refused probes for a "too big" with --listen too: only while one may come)."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1500)
+    start = rig.clock.seconds()
+    with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
+        rig.run(traceroute(rig.session, TG6, pace=0.0, packetlen=2000, wait=5.0))
+    assert rig.clock.seconds() - start < 1.0
