@@ -267,6 +267,8 @@ class PingReport(Report):
         elif e.reply_type == "local-error":  # -M do, as ping's: on stderr
             sep = ": " if ":" in e.addr else "="  # (ping6's words: `mtu: 1500`)
             words = f"local error: message too long, mtu{sep}{e.mtu}"
+            if e.mtu is None:  # (--listen: the endpoint's MTU is not known here)
+                words = "local error: message too long (the endpoint's MTU is not known here)"
             print(f"pktlab run ping: {words}", file=sys.stderr)
         elif not self.quiet:
             line = f"From {self.shown(e.addr)} icmp_seq={e.seq} {e.describe()}"

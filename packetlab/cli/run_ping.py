@@ -171,9 +171,10 @@ def add_parser(sub: Any) -> None:
         "-A",
         dest="adaptive",
         action="store_true",
-        help="adaptive ping, as ping -A: at most -l requests unanswered (1), the next sent "
-        "as soon as one is answered or older than the replies' smoothed RTT (-i before "
-        "the first reply); the statistics end with ipg/ewma",
+        help="adaptive ping, as ping -A (root's): the interval is the smoothed RTT in whole "
+        "ms (-i before the first reply), -l requests (1) each interval; under 0.5 ms of "
+        "RTT the next as a reply comes, or 10 ms after the last; the statistics end with "
+        "ipg/ewma",
     )
     pg.add_argument(
         "-O",

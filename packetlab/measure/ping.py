@@ -39,10 +39,12 @@ from packetlab.measure.flight import GRACE_S, Waker
 from packetlab.measure.packets_ip_options import (
     MAX_PING_ROUTE,
     TIMESTAMP_KINDS,
+    TS_PRESPEC,
     IpTimestamps,
     SourceRoute,
     ip_timestamps,
     loose_source_route,
+    ms_of_day,
     received_timestamps,
     record_route_option,
     recorded_route,
@@ -53,6 +55,7 @@ from packetlab.measure.packets_ip_options import (
 from packetlab.measure.ping_notice import PingNotice, parse_notice
 from packetlab.measure.probes import (
     PING_PAYLOAD,
+    REFUSABLE,
     Probe,
     ProbeKey,
     ProbeTable,
@@ -85,6 +88,7 @@ WANTED_AHEAD_S = 0.02  # ...or this long with `answers_wanted`: whether it goes 
 # depends on the answers in by its time (iputils decides at the moment of sending)
 WINDOW = 256  # ...and at most this many are unanswered (for less than `wait`): flow
 # control like ping -f, so that replies never pile up faster than they are read
+ADAPTIVE_FLOOD_S = 0.01  # -A below 0.5 ms of RTT: unanswered, the next after this (ping's)
 
 
 def capture_expression(version: int, ident: int) -> str:
@@ -263,10 +267,12 @@ async def ping(
     -M: ``want`` (default, as ping's kernel) DF set (IPv4), fragments once an MTU is
     known; ``dont`` no DF, fragments; ``do`` DF set and never in fragments (a
     "fragmentation needed" is an error line each time). `preload`, iputils -l: the first `preload`
-    requests leave at once, the rest `interval` apart after them. `adaptive`, iputils -A:
-    at most `preload` requests unanswered, the next sent as soon as one is answered, or
-    once the oldest is older than the replies' smoothed RTT (`interval` until the first
-    reply), as ping's interval follows the RTT. `record_route`, iputils
+    requests leave at once, the rest `interval` apart after them. `adaptive`, iputils -A (as
+    root): its interval is the replies' smoothed RTT rounded to whole ms (`interval`
+    until the first reply); 1 ms or more: `preload` requests each interval, answered or
+    not; 0: the next as soon as fewer than `preload` are unanswered, or 10 ms after the
+    last (a controller round trip after each reply: the endpoint cannot be told to send
+    on one). `record_route`, iputils
     -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
     `timestamps`, iputils -T (``tsonly``, ``tsandaddr``, ``tsprespec`` with up to 4
     `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
@@ -421,10 +427,11 @@ class _PingRun:
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
         self.failure: BaseException | None = None
         self.tos, self.preload = 0, 1  # iputils -Q, -l
-        # at most this many unanswered (-A: -l's, each held `hold` s at most, then the
-        # replies' smoothed RTT, iputils' rtt/8; None: `wait`)
+        # at most this many unanswered (None: each held `wait`); -A: `_adaptive_room`,
+        # `hold` the interval before the first reply (-i)
         self.window = WINDOW
         self.hold: float | None = None
+        self.sent_at: dict[int, float] = {}  # -A: the last `window` requests' send times
         self.srtt_ns = 0  # iputils' rtt: x8, smoothed as each reply comes
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
         self.first_hop: Address | None = None  # HOST... TARGET: the requests' IP destination
@@ -642,11 +649,29 @@ class _PingRun:
             probe_send_ns=sent_ns,
             reply_recv_ns=recv_ns,
             route=self.routes.get(seq),
-            ip_timestamps=self.stamps.get(seq),
+            ip_timestamps=self._sent_stamp(seq, sent_ns),
             source_route=self.reverse.get(seq),
             wrong_data=self.wrong.get(seq),
             different_address=seq in self.elsewhere,
         )
+
+    def _sent_stamp(self, seq: int, sent_ns: int | None) -> IpTimestamps | None:
+        """Request `seq`'s timestamps with the entry ping's kernel writes as it sends
+        (which the controller wrote: the time the request was due at) made the time it
+        left, its ntag's. ping's kernel stamps the moment of sending; the endpoint sends
+        a little after the due time, 0.3-9 ms on a loaded machine (session 29: iputils'
+        first difference 0-1 ms, ours up to 9 before). The wire keeps the due time."""
+        stamps = self.stamps.get(seq)
+        due = self.due_ns.get(seq)
+        if stamps is None or sent_ns is None or due is None or not stamps.entries:
+            return stamps
+        if self.ts_kind == TS_PRESPEC and self.prespec[:1] != (str(self.cap.src),):
+            return stamps  # (its first slot names another host: not ours to stamp)
+        addr, ms = stamps.entries[0]
+        if ms != ms_of_day(due) or addr not in (None, str(self.cap.src)):
+            return stamps
+        first = (addr, ms_of_day(sent_ns))
+        return dataclasses.replace(stamps, entries=(first, *stamps.entries[1:]))
 
     # -- sending --
 
@@ -691,7 +716,12 @@ class _PingRun:
             self.table.add(p.key, seq)
             d = self._send(p, 0 if at_once else start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
-            self.open[seq] = max(self.reactor.seconds(), local_start + at) + self._held(wait)
+            leaves = max(self.reactor.seconds(), local_start + at)  # (the first: the lead)
+            self.open[seq] = leaves + self._held(wait)
+            if self.hold is not None:
+                self.sent_at[seq] = leaves
+                while len(self.sent_at) > self.window:
+                    del self.sent_at[next(iter(self.sent_at))]
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
@@ -779,10 +809,37 @@ class _PingRun:
             return wait
         return self.srtt_ns / 8e9 if self.srtt_ns else self.hold
 
+    def _adaptive_step(self) -> float:
+        """iputils -A's interval (s): the replies' smoothed RTT rounded to whole ms, as
+        ping's update_interval ((rtt/8 + 500) / 1000); `hold` (-i) before the first."""
+        if not self.srtt_ns:
+            return self.hold or 0.0
+        return (self.srtt_ns // 8_000 + 500) // 1000 / 1000
+
+    def _adaptive_room(self, now: float) -> float | None:
+        """iputils -A as root (pinger's tokens): an interval of 1 ms or more, one request
+        each interval, answered or not (`window`, -l, at once); 0 (an RTT under 0.5 ms),
+        the next as soon as fewer than `window` are unanswered, or 10 ms (MININTERVAL)
+        after the last. (Session 29: each place was freed by its reply or after the
+        smoothed RTT, so at 10 µs of RTT the controller sent as fast as it could, `pipe
+        115`, 3.5 % of them unanswered at -w's end, where ping kept one in flight.)"""
+        step = self._adaptive_step()
+        if step > 0:
+            held = [t + step for t in self.sent_at.values() if t + step > now]
+        else:
+            held = [
+                t + ADAPTIVE_FLOOD_S
+                for seq, t in self.sent_at.items()
+                if seq not in self.replies and t + ADAPTIVE_FLOOD_S > now
+            ]
+        return None if len(held) < self.window else min(held)
+
     def _room(self) -> float | None:
         """None when another request may go, else when the oldest unanswered one is given
         up on (and makes room)."""
         now = self.reactor.seconds()
+        if self.hold is not None:
+            return self._adaptive_room(now)
         while self.open:
             seq, give_up = next(iter(self.open.items()))
             if give_up > now:
@@ -809,10 +866,13 @@ class _PingRun:
             else:
                 self.parked.add(seq)
             return
-        if f.check(SendFailed) and not self.fragments_ok and self.local_mtu is not None:
+        unknown = self.local_mtu is None and self.built.get(seq, 0) > REFUSABLE
+        if f.check(SendFailed) and not self.fragments_ok and (self.local_mtu or unknown):
             # -M do, refused by the endpoint's kernel over the MTU a router named (IPv6
             # raw sockets are held to path MTUs): ping's kernel's local error, counted;
-            # it was neither counted nor told (`2 packets transmitted, +2 errors` for 3)
+            # it was neither counted nor told (`2 packets transmitted, +2 errors` for 3).
+            # Its MTU not known (--listen), a request over REFUSABLE bytes is taken as
+            # over it (session 29: the run failed, `could not send a 1528 byte ...`)
             self.in_flight -= 1
             self._local_error(seq, self.due_ns.get(seq, 0))
             return

@@ -88,6 +88,10 @@ def traceroute_payload(size: int) -> bytes:
 
 # iputils ping's 56-byte payload after its 8-byte timestamp, here as plain counting bytes.
 PING_PAYLOAD = bytes(range(56))
+# A DF probe or -M do request longer than this that the endpoint refused, its MTU not
+# known to the controller (--listen), is taken as over that MTU (no usual path has a
+# smaller one: IPv6's least); a shorter one's refusal is something else (session 29)
+REFUSABLE = 1280
 _SUM = struct.Struct("!H")
 
 T = TypeVar("T")

@@ -102,11 +102,12 @@ class Hop:
         return cls(ttl=ttl, addr=None, rtt_us=None, probe_send_ns=probe_send_ns)
 
     @classmethod
-    def refused(cls, ttl: int, mtu: int) -> Hop:
+    def refused(cls, ttl: int, mtu: int | None) -> Hop:
         """A DF probe the endpoint's own kernel refused as longer than `mtu` (its route's
         or a path MTU it learnt): no address, as traceroute -F shows its socket's local
         EMSGSIZE (`*  0.183 ms !F-1500`). RTT 0: the probe never left (traceroute's is the
-        time until it read the error from its queue)."""
+        time until it read the error from its queue). `mtu` None: not known (an endpoint
+        reached with --listen), shown `!F`."""
         kind = str(ReplyKind.PACKET_TOO_BIG)
         return cls(ttl=ttl, addr=None, rtt_us=0.0, reply_type=kind, next_mtu=mtu)
 

@@ -50,7 +50,7 @@ from packetlab.measure.traceroute_probes import (
     run_tcp_options,
     unseen_by_traceroute,
 )
-from packetlab.measure.traceroute_sequential import run_mtu_sequential, run_sequential
+from packetlab.measure.traceroute_sequential import Refusals, run_mtu_sequential, run_sequential
 
 __all__ = [
     "CAPTURE_FILTERS",
@@ -152,9 +152,13 @@ async def traceroute(
     `Hop.mtu`. Without it, a probe longer than the endpoint can send raises MeasureError;
     `fragment_mtu` (the MTU the endpoint can send, when the caller knows it) has probes
     longer than that without DF sent in fragments, as traceroute's kernel sends them;
-    with DF (and the default pace), a probe the endpoint refuses is then a hop
-    `Hop.refused` at that MTU (or a smaller one a "too big" named), no address, and the
-    trace ends there, as traceroute -F shows its kernel's local error (`*  0.2 ms !F-1500`).
+    with DF, a probe the endpoint refuses is then a hop `Hop.refused` at that MTU (or a
+    smaller one a "too big" named), no address, and the trace ends there, as traceroute
+    -F shows its kernel's local error (`*  0.2 ms !F-1500`); with `fragment_mtu` None (an
+    endpoint reached with --listen) and no "too big" yet, at an MTU not known (`!F`), for
+    a probe over 1280 bytes. Without DF, once a "too big" named an MTU, the probes it
+    finds still whole go (again) in fragments of it, as traceroute's kernel sends the
+    ones after that answer (session 29).
     `flow_label` is the IPv6 probes' flow label (traceroute -l; ignored over IPv4, as
     traceroute ignores it). `tcp`: the TCP probes' flags, options and window (traceroute
     -T -O, `TcpFlavor`; default Linux's SYN as traceroute -T sends it, or a bare ACK for
@@ -263,14 +267,16 @@ async def traceroute(
                 session, cap, build, adopt, ttls, length, least, mtu_hints, wait, on_hop, stop
             )
         elif pace is None:
-            hops = await run_sequential(session, cap, probes, adopt, wait, on_hop, stop)
+            df = shape.dont_fragment
+            how = Refusals(df, fragment_mtu, None if df else rebuild)
+            hops = await run_sequential(session, cap, probes, adopt, wait, on_hop, stop, how)
         else:
             run = ParallelRun(session, cap, probes, adopt, on_hop)
             run.here, run.near = here, near
-            if fragment_mtu is not None and not shape.dont_fragment:
+            if not shape.dont_fragment:  # (fragments of the MTU a "too big" names, too)
                 run.rebuild, run.frag_mtu = rebuild, fragment_mtu
-            elif shape.dont_fragment:  # (-F: one the endpoint refuses is `* !F-MTU`)
-                run.df_mtu = fragment_mtu
+            else:  # (-F: one the endpoint refuses is `* !F-MTU`)
+                run.df, run.df_mtu = True, fragment_mtu
             hops = await run.run(wait, pace, stop, squeries)
     except SendFailed:
         if length <= 1280:

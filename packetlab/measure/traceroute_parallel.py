@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from packetlab.controller import EndpointSession, QueuedSend, SendFailed, StopSignal, read_time
 from packetlab.measure.capture import RawCapture, parse_ndata
 from packetlab.measure.flight import GRACE_S, Waker
-from packetlab.measure.probes import Probe, ProbeTable
+from packetlab.measure.probes import REFUSABLE, Probe, ProbeTable
 from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
@@ -64,10 +64,13 @@ class ParallelRun:
         self.rebuild: Callable[[int, int], Probe] | None = None
         self.frag_mtu: int | None = None
         self.parked: set[int] = set()  # refused, waiting for a smaller MTU to be named
-        # DF probes (traceroute -F): the MTU the endpoint's kernel holds them to (its
-        # route's, lowered by a "too big" it heeded), when known; one it refuses is then
-        # a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local error
-        # (None: unknown, e.g. with --listen, and the refusal fails the run)
+        self.taught: int | None = None  # the least MTU a "too big" named (fragments allowed)
+        # DF probes (traceroute -F, `df`): the MTU the endpoint's kernel holds them to
+        # (its route's, lowered by a "too big" it heeded), when known; one it refuses is
+        # then a hop `*  0.000 ms !F-MTU` that ends the trace, as traceroute -F's local
+        # error (None: unknown, e.g. with --listen: `!F`, when the probe is longer than
+        # REFUSABLE; a shorter one's refusal is not its size: it fails the run)
+        self.df = False
         self.df_mtu: int | None = None
         # probes so refused; their MTU is taken as each is told, in TTL order: the
         # refusal's ntag may come before the "too big" (to an earlier probe) that taught
@@ -93,16 +96,37 @@ class ParallelRun:
         i = self.table.pop(got[0].key)
         if i is None:  # not ours, or a duplicate
             return
+        if self._left_before_the_news(i, got[0]):
+            self.table.add(self.probes[i].key, i)
+            self._again(i)
+            self.waker.poke()
+            return
         self.answers[i] = got
         if ends_trace(got[0]):
             self.end = min(self.end, end_of_ttl(self.probes, i))
         mtu = got[0].mtu or 0
         if too_big(got[0]) and mtu >= MIN_MTU[got[0].src.version]:
             if self.rebuild is not None:
+                self.taught = min(self.taught or mtu, mtu)
                 self._learnt(mtu)
-            if self.df_mtu is not None:
-                self.df_mtu = min(self.df_mtu, mtu)
+            if self.df:
+                self.df_mtu = min(self.df_mtu or mtu, mtu)
         self.waker.poke()
+
+    def _left_before_the_news(self, i: int, reply: Reply) -> bool:
+        """Probe i (fragments allowed) was answered "too big" though an earlier one had
+        already taught a smaller MTU than it was sent at: it left before that answer came.
+        Traceroute's probes leave one by one, each a socket and a send apart (~50 µs),
+        so on a short path its kernel has the first "too big" before the next probe and
+        fragments it: one `!F-1400`, then the next router's answers (session 29). Ours
+        leave back to back; such a probe goes again in fragments of the MTU learnt, as
+        the later ones traceroute's kernel sent. (Past the TTL that ends the trace
+        nothing waits for it.)"""
+        if self.rebuild is None or self.taught is None or i >= self.end:
+            return False
+        if not too_big(reply) or i in self.resent:
+            return False
+        return self.taught < max(map(len, self._pieces(i)))
 
     def _learnt(self, mtu: int) -> None:
         """A "too big" named `mtu`: probes refused since (the endpoint's kernel learnt it
@@ -110,6 +134,7 @@ class ParallelRun:
         self.frag_mtu = min(self.frag_mtu or mtu, mtu)
         for i in sorted(self.parked):
             self.parked.discard(i)
+            self.unsent.pop(i, None)
             self._again(i)
 
     def _again(self, i: int) -> None:
@@ -117,6 +142,7 @@ class ParallelRun:
         self.probes[i] = probe = self.rebuild(i, self.frag_mtu)
         self.resent.add(i)
         self.tagged_at.pop(i, None)
+        self.sent.pop(i, None)  # (the first send's time is not this one's)
         d = self.session.nsend(self.cap.sktid, probe.packet, ntag=True)
         d.addCallbacks(self._queued(i), self._failed)
         for piece in probe.more:
@@ -249,9 +275,12 @@ class ParallelRun:
                 self._again(i)
             else:
                 self.parked.add(i)  # until a "too big" names a smaller MTU, or its wait ends
+                if self.frag_mtu is None and f.value is not None:  # (no MTU known,
+                    self.unsent[i] = f.value  # --listen: it fails at its turn, unless a
+                    # "too big" names one first)
             self.waker.poke()
             return
-        if self.df_mtu is not None:
+        if self.df and (self.df_mtu is not None or len(self.probes[i]) > REFUSABLE):
             self.refused.add(i)
             self.end = min(self.end, end_of_ttl(self.probes, i))
             self.waker.poke()
@@ -271,7 +300,7 @@ class ParallelRun:
             raise self.unsent[i]
         if i in self.parked and now >= local[i] + wait:
             raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
-        if i in self.refused and self.df_mtu is not None:
+        if i in self.refused:
             hop = Hop.refused(probe.ttl, self.df_mtu)
         elif i in self.answers and i in self.sent:
             reply, recv_ns = self.answers[i]

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 
 from packetlab.controller import EndpointSession, SendFailed, StopSignal
 from packetlab.measure.capture import MeasureError, RawCapture, next_note, ntag_time, parse_ndata
-from packetlab.measure.probes import Probe
+from packetlab.measure.probes import REFUSABLE, Probe
 from packetlab.measure.records_traceroute import Hop
 from packetlab.measure.replies import Reply
 from packetlab.measure.traceroute_probes import (
+    MIN_MTU,
     Adopt,
     HopCallback,
     end_of_ttl,
@@ -46,6 +47,21 @@ async def answer_to(
             return reply, got[1]
 
 
+@dataclasses.dataclass
+class Refusals:
+    """What a sequential trace does with a long probe (session 29). `df` (traceroute
+    -F): one the endpoint refuses is a hop `*  0.000 ms !F-MTU` that ends the trace, as
+    traceroute -F's local EMSGSIZE; `mtu` the MTU the endpoint's kernel holds it to (its
+    route's, lowered by a "too big"), None when not known (--listen: `!F`, for a probe
+    over REFUSABLE bytes). Without DF, `rebuild(i, mtu)` makes probe i in fragments of
+    `mtu`: once a "too big" named an MTU, the later probes go so, as traceroute -N 1's
+    kernel sends them after that answer."""
+
+    df: bool = False
+    mtu: int | None = None
+    rebuild: Callable[[int, int], Probe] | None = None
+
+
 async def run_sequential(
     session: EndpointSession,
     cap: RawCapture,
@@ -54,27 +70,50 @@ async def run_sequential(
     wait: float,
     on_hop: HopCallback | None,
     stop: StopSignal | None,
+    refusals: Refusals | None = None,
 ) -> list[Hop]:
-    """One probe in flight: send, wait for its answer (or `wait` s), then the next."""
+    """One probe in flight: send, wait for its answer (or `wait` s), then the next. Its
+    ntag is awaited first: a probe the endpoint refused waits for no answer."""
     reactor = session.reactor
+    how = refusals or Refusals()
+    mtu, taught = how.mtu, None
     hops: list[Hop] = []
     end = len(probes)
     i = 0
     while i < end and not (stop is not None and stop.requested):
         probe = probes[i]
+        if how.rebuild is not None and taught is not None and taught < _longest(probe):
+            probe = probes[i] = how.rebuild(i, taught)
+        deadline = reactor.seconds() + wait
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         for piece in probe.more:  # the rest of a fragmented probe
             await session.nsend(cap.sktid, piece)
-        answer = await answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
-        sent = await ntag_time(queued.ntag, reactor, wait)
-        hop = hop_of(probe, answer, sent)
-        if answer is not None and ends_trace(answer[0]):
-            end = min(end, end_of_ttl(probes, i))  # the rest of this TTL's probes
+        try:
+            sent = await ntag_time(queued.ntag, reactor, wait)
+        except SendFailed:
+            if not how.df or (mtu is None and len(probe) <= REFUSABLE):
+                raise
+            hop, end = Hop.refused(probe.ttl, mtu), min(end, end_of_ttl(probes, i))
+        else:
+            answer = await answer_to(cap, probe, adopt, deadline, stop)
+            if answer is not None and ends_trace(answer[0]):
+                end = min(end, end_of_ttl(probes, i))  # the rest of this TTL's probes
+            reply = answer[0] if answer is not None else None
+            said = reply.mtu if reply is not None and too_big(reply) else None
+            if reply is not None and said is not None and said >= MIN_MTU[reply.src.version]:
+                taught = min(taught or said, said)
+                mtu = min(mtu or said, said) if how.df else mtu
+            hop = hop_of(probe, answer, sent)
         hops.append(hop)
         if on_hop is not None:
             on_hop(hop)
         i += 1
     return hops
+
+
+def _longest(probe: Probe) -> int:
+    """The longest packet a probe leaves as (itself, or its first fragment)."""
+    return max([len(probe.packet), *(len(p) for p in probe.more)])
 
 
 def _named_smaller(reply: Reply, size: int, least: int) -> int | None:

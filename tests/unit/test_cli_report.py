@@ -205,6 +205,16 @@ def test_ping_local_error_in_pings_and_ping6s_words(
     assert capsys.readouterr().err == f"pktlab run ping: local error: message too long, {words}\n"
 
 
+def test_ping_local_error_of_an_unknown_mtu_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """-M do over a --listen endpoint's MTU, which the controller does not know (session
+    29): not `mtu=None`."""
+    r = PingReport(Clock(), False, "10.0.0.3", name=None, count=1, size=1500)
+    r.error(PingError(1, "10.0.0.1", "local-error", 0, 0, mtu=None))
+    assert capsys.readouterr().err == (
+        "pktlab run ping: local error: message too long (the endpoint's MTU is not known here)\n"
+    )
+
+
 def test_ping_v6_header(capsys: pytest.CaptureFixture[str]) -> None:
     PingReport(Clock(), False, "::1", name=None, count=1, size=56).start("::1")
     assert capsys.readouterr().out == "PING ::1(::1) 56 data bytes\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from typing import Any
 
 import pytest
 from test_traceroute_fakes import EP4, R14, R24, TG4, RawRig, icmp_packet
@@ -406,3 +407,43 @@ def test_traceroute_matches_the_targets_answer_to_any_flags(flags: int) -> None:
     )
     assert result.path() == [(1, R14), (1, R14), (2, TG4), (2, TG4)]
     assert result.probe_size == 20 + TcpFlavor(flags).length
+
+
+@pytest.mark.parametrize("kind", ["tsonly", "tsandaddr"])
+def test_the_senders_stamp_is_when_the_request_left_as_pings_kernel_writes_it(
+    kind: str,
+) -> None:
+    """ping -T: ping's kernel stamps a request as it sends it, so on loopback iputils'
+    first difference is 0-1 ms. The controller writes the time the request is due at;
+    an endpoint that sends it 5 ms late (a loaded machine: 0.3-9 ms measured, session 29)
+    made ours `5`. The entry is now the ntag's, the time it left: 0, as ping's."""
+    rig = RawRig([TG4])
+    endpoint = rig.endpoint
+    late_ns = 5_000_000
+
+    def raw_send(msg: Any) -> None:
+        endpoint.result()
+        when = max(msg.time, endpoint.now()) + late_ns
+        endpoint.clock.callLater((when - endpoint.now()) / 1e9, endpoint.transmit, msg, when)
+
+    def answers(probe: bytes) -> list[tuple[float, bytes]]:  # stamped as it arrives
+        ihl = (probe[0] & 0x0F) * 4
+        option = bytearray(probe[20:ihl])
+        here = ipaddress.IPv4Address(TG4)
+        for _ in range(2):
+            stamp_option(option, here, endpoint.now(), lambda a: a == here)
+        echo = probe[ihl:]
+        reply = icmp_packet(TG4, EP4, 0, 0, bytes(echo[4:8]), bytes(echo[8:]))
+        return [(0.0001, with_ip_options(reply, bytes(option)))]
+
+    endpoint.raw_send = raw_send  # type: ignore[method-assign]
+    endpoint.answers = answers  # type: ignore[method-assign]
+    result = rig.run(ping(rig.session, TG4, count=3, interval=0.2, timestamps=kind))
+    assert result.received == 3
+    for m, r in zip(rig.endpoint.raw_sends, result.replies, strict=True):
+        assert r.ip_timestamps is not None and r.probe_send_ns is not None
+        written = int.from_bytes(m.data[24:28] if kind == "tsonly" else m.data[28:32], "big")
+        assert r.probe_send_ns - late_ns == m.time and written == ms_of_day(m.time)
+        first, second = r.ip_timestamps.entries[:2]
+        assert first == (None if kind == "tsonly" else EP4, ms_of_day(r.probe_send_ns))
+        assert second[1] is not None and 0 <= second[1] - (first[1] or 0) <= 1

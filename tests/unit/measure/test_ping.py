@@ -409,6 +409,25 @@ def test_pmtudisc_do_over_the_routes_mtu_is_a_local_error_each_time(v6: bool) ->
     assert result.sent == 2 and result.received == 0 and rig.endpoint.raw_sends == []
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_pmtudisc_do_over_an_unknown_mtu_is_a_local_error_each_time(v6: bool) -> None:
+    """The same over an endpoint whose MTU the controller does not know (--listen:
+    `fragment_mtu` None): each request the endpoint refuses is a local error, its MTU
+    not known (exit 1 as ping's); the run failed, `could not send a 1528 byte echo
+    request`, exit 2 (session 29). A request of 1280 bytes or less refused so is not
+    taken for one over the MTU: that run still fails."""
+    dst = TG6 if v6 else TG4
+    rig = RawRig([dst])
+    narrow_link(rig, 1500, 1500)
+    result = rig.run(ping(rig.session, dst, count=2, interval=0.2, size=1500, pmtudisc="do"))
+    assert [(e.reply_type, e.mtu) for e in result.errors] == [("local-error", None)] * 2
+    assert result.sent == 2 and result.received == 0
+    small = RawRig([dst])
+    narrow_link(small, 1000, 1000)
+    with pytest.raises(MeasureError, match="could not send a 1200 byte"):
+        small.run(ping(small.session, dst, count=1, size=1200 - (48 if v6 else 28), pmtudisc="do"))
+
+
 def test_pmtudisc_do_ipv6_a_request_its_kernel_refused_is_a_local_error() -> None:
     """ping -6 -M do -s 1400 -c 3 -i 0.2 past a 1400 link: "packet too big" for the
     first; the endpoint's kernel learns 1400 and refuses the second (an IPv6 raw socket
@@ -546,6 +565,39 @@ def test_adaptive_gives_a_lost_request_up_after_the_smoothed_rtt() -> None:
     sent = _transmits(rig, frozenset({1}))
     rig.run(ping(rig.session, TG4, count=2, interval=0.5, wait=5.0, adaptive=True))
     assert sent[1] - sent[0] == pytest.approx(0.5, abs=0.01), sent
+
+
+def test_adaptive_interval_is_the_rtt_in_whole_ms_answered_or_not_as_ping_a() -> None:
+    """iputils -A (root): its interval is the smoothed RTT rounded to whole ms, and its
+    tokens send one request each interval whether the last was answered or not: at 2.6
+    ms of RTT a request each 3 ms (session 29: ours sent each as the reply came, 2.6 ms
+    apart), at 3.4 ms each 3 ms too (two in flight for a while; ours waited the reply).
+    The test's clock steps 50 µs."""
+    for rtt in (0.0026, 0.0034):
+        rig = RawRig([TG4])
+        rig.endpoint.delays[1] = rtt
+        sent = _transmits(rig)
+        result = rig.run(ping(rig.session, TG4, count=6, interval=1.0, adaptive=True), step=0.00005)
+        assert result.received == 6
+        gaps = [b - a for a, b in itertools.pairwise(sent)]
+        # (the first waits for the first reply: the interval is -i's until then)
+        assert gaps == pytest.approx([max(rtt, 0.003)] + [0.003] * 4, abs=1e-4), (rtt, gaps)
+
+
+def test_adaptive_below_half_a_ms_waits_10_ms_for_a_lost_one_as_ping_a() -> None:
+    """An RTT under 0.5 ms rounds ping -A's interval to 0: the next request goes as the
+    reply comes, or 10 ms (MININTERVAL) after the last when none does. Ours freed the
+    place after the smoothed RTT (0.1 ms here), so on a loopback the controller sent as
+    fast as it could (`pipe 115`, 3.5 % unanswered at -w's end; session 29)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.0001
+    sent = _transmits(rig, frozenset({3}))
+    result = rig.run(
+        ping(rig.session, TG4, count=6, interval=1.0, wait=1.0, adaptive=True), step=0.00005
+    )
+    assert [r.seq for r in result.replies if r.addr is not None] == [1, 2, 4, 5, 6]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert gaps == pytest.approx([0.0001, 0.0001, 0.01, 0.0001, 0.0001], abs=6e-5), gaps
 
 
 @pytest.mark.parametrize(("count", "preload"), [(1, 1), (3, 3)])

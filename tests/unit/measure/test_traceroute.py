@@ -797,3 +797,98 @@ def test_probes_refused_after_a_too_big_go_again_in_smaller_fragments() -> None:
         (2, R16, 1400), (2, R26, None), (2, R26, None),
     ]  # fmt: skip
     assert max(len(m.data) for m in rig.endpoint.raw_sends[-4:]) <= 1400
+
+
+@pytest.mark.parametrize(
+    ("learns", "mtu"),
+    [(False, 1500), (True, 1500), (False, None), (True, None)],
+    ids=["sent-before-the-news", "kernel-learns", "listen-before-the-news", "listen-learns"],
+)
+def test_probes_answered_too_big_after_one_taught_the_mtu_go_again_in_fragments(
+    learns: bool, mtu: int | None
+) -> None:
+    """IPv6 packetlen 1450 without -F, a 1400 link past the first router (session 29):
+    traceroute's probes leave one by one, so its kernel has the first "too big" before it
+    sends the next and fragments them: `2  r1  !F-1400 r2  X ms  X ms`. Ours left back
+    to back, each answered "too big" (`!F-1400` three times); the ones answered so after
+    the first now go again in fragments of 1400 and reach the second router."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400, learns=learns)
+    result = rig.run(
+        traceroute(rig.session, TG6, pace=0.0, queries=3, packetlen=1450, fragment_mtu=mtu)
+    )
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, R26, None), (2, R26, None),
+    ]  # fmt: skip
+    assert all(h.rtt_us is not None and h.rtt_us > 0 for h in result.hops)
+    resent = [m for m in rig.endpoint.raw_sends if m.data[7] == 2 and len(m.data) <= 1400]
+    assert len(resent) == 4  # the second and third TTL-2 probes, two fragments each
+
+
+@pytest.mark.parametrize(
+    ("pace", "mtu", "note"),
+    [(None, 1500, "!F-1500"), (None, None, "!F"), (0.0, None, "!F")],
+    ids=["sequential", "sequential-listen", "paced-listen"],
+)
+def test_df_probes_the_endpoint_refuses_end_the_trace_sequential_or_mtu_unknown(
+    pace: float | None, mtu: int | None, note: str
+) -> None:
+    """-F packetlen 2000 over a 1500 byte interface (session 29): with --sequential the
+    loop awaited each probe's answer before its ntag, then failed the run (`could not send
+    a 2000 byte probe`, exit 2), and so did a paced one whose endpoint's MTU the controller
+    does not know (--listen). Now the local refusal is traceroute -F's `*  0.000 ms
+    !F-1500`, `!F` when the MTU is not known, and the trace ends, without waiting -w."""
+    from packetlab.measure.records_traceroute import traceroute_line
+
+    for dst, path in ((TG4, [R14, R24, TG4]), (TG6, [R16, R26, TG6])):
+        rig = RawRig(path)
+        narrow_link(rig, 1500, 1500)
+        start = rig.clock.seconds()
+        trace = traceroute(
+            rig.session, dst, pace=pace, queries=3, packetlen=2000, wait=5.0,
+            dont_fragment=True, fragment_mtu=mtu,
+        )  # fmt: skip
+        result = rig.run(trace)
+        assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [(1, None, mtu)] * 3
+        assert traceroute_line(1, result.hops) == f" 1 {f' *  0.000 ms {note}' * 3}"
+        assert rig.clock.seconds() - start < 1.0
+
+
+def test_a_short_df_probe_refused_with_the_mtu_unknown_still_fails_the_run() -> None:
+    """A DF probe no longer than 1280 bytes is under any usual MTU: its refusal by an
+    endpoint whose MTU is not known is something else, and stays an error."""
+    rig = RawRig([R14, TG4])
+    narrow_link(rig, 1000, 1000)
+    with pytest.raises(SendFailed):
+        rig.run(traceroute(rig.session, TG4, pace=0.0, packetlen=1200, dont_fragment=True))
+
+
+@pytest.mark.parametrize("mtu", [1500, None], ids=["in-process", "listen"])
+def test_sequential_probes_after_a_too_big_go_in_fragments_of_the_mtu_it_named(
+    mtu: int | None,
+) -> None:
+    """IPv6 --sequential packetlen 1450, no -F, a 1400 link past the first router
+    (session 29): traceroute -N 1 `2  r1  !F-1400 r2  X ms  X ms` (its kernel fragments
+    the probes after the "too big"); ours sent each whole: `!F-1400` three times."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1400)
+    result = rig.run(traceroute(rig.session, TG6, queries=3, packetlen=1450, fragment_mtu=mtu))
+    assert [(h.ttl, h.addr, h.next_mtu) for h in result.hops] == [
+        (1, R16, None), (1, R16, None), (1, R16, None),
+        (2, R16, 1400), (2, R26, None), (2, R26, None),
+    ]  # fmt: skip
+    assert [len(m.data) for m in rig.endpoint.raw_sends][-4:] == [1400, 106, 1400, 106]
+
+
+def test_a_long_probe_refused_with_no_mtu_known_fails_at_once() -> None:
+    """--listen (no `fragment_mtu`), packetlen 2000 over the endpoint's 1500: no "too big"
+    can name an MTU to send it in fragments of, so the run fails when that hop's turn
+    comes (`could not send a 2000 byte probe`), not after waiting `-w` for one (session
+    29 parks refused probes for a "too big" with --listen too: only while one may come)."""
+    rig = RawRig([R16, R26, TG6])
+    narrow_link(rig, 1500, 1500)
+    start = rig.clock.seconds()
+    with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
+        rig.run(traceroute(rig.session, TG6, pace=0.0, packetlen=2000, wait=5.0))
+    assert rig.clock.seconds() - start < 1.0
