@@ -27,6 +27,7 @@ from packetlab.measure.http_decode import (
 )
 from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_netrc import Netrc
+from packetlab.measure.http_speed import LowSpeed
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -302,6 +303,7 @@ class _Hop:
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
     auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered
+    slow: LowSpeed | None = None  # -Y/-y: its speed check (each transfer's, as curl's)
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
