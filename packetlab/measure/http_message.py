@@ -558,9 +558,10 @@ class _Response:
 
     def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
         """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,
-        checked at the end of its header block, before that block's last line end)."""
+        checked at the end of its header block, before that block's last line end; a
+        HEAD's too, whose body never comes: measured, session 29)."""
         limit, hop = self.sink.max_filesize, self.hop
-        if not (self.keep and limit and hop.method != "HEAD"):
+        if not (self.keep and limit):
             return None
         length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
         if not (length.isdigit() and int(length) > limit):
