@@ -978,6 +978,7 @@ async def _over(
             info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
+        hop.said = str(e).partition(" (")[0]  # curl's words alone (%{errormsg})
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
         hop.error, hop.exitcode, hop.said = str(e), 63, "Maximum file size exceeded"
     except _Failed as e:  # curl: (22) The requested URL returned error

@@ -4,6 +4,8 @@ to a Location of another scheme."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from test_http_redirects import response
 from test_run_http_curl import run
 
@@ -40,3 +42,15 @@ def test_a_redirect_to_another_scheme_as_curl() -> None:
         _, _, raw, _, _ = run("-s", flag, "-w", w, f"http://192.0.2.80/r?to={to}",
                               handler=_head)  # fmt: skip
         assert raw == f"{said}\n".encode(), (flag, to)
+
+
+def test_a_resume_the_server_ignores_says_curls_words_alone(tmp_path: Path) -> None:
+    # curl 7.88.1 -C 50 against a 200 without Content-Range: %{errormsg} its words;
+    # ours added "(SERVER: no Content-Range from byte 50)" (the stderr line keeps it)
+    out = tmp_path / "f"
+    out.write_bytes(b"x" * 50)
+    code, _, raw, _, records = run("-s", "-C", "-", "-o", str(out), "-w", "%{exitcode} "
+                                   "%{errormsg}", "http://192.0.2.80/", handler=_head)  # fmt: skip
+    assert code == 1 and raw == (b"33 HTTP server doesn't seem to support byte ranges. "
+                                 b"Cannot resume.")  # fmt: skip
+    assert records[0]["error"].endswith("(192.0.2.80:80: no Content-Range from byte 50)")
