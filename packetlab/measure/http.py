@@ -403,6 +403,7 @@ async def _fetch(
         result.url_effective = current.effective
         if hop.server is not None:
             result.server, result.local = hop.server, hop.local
+            result.scheme = current.scheme
         if hop.status is not None or last_hop is None:
             last_hop = hop
         if hop.error is not None:

@@ -87,6 +87,7 @@ class HttpResult:
     ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
     local: str | None = None  # the endpoint's address:port of the last hop (Asked.local_address)
+    scheme: str | None = None  # the last connection's (curl's %{scheme}: none if none was made)
     said: str | None = None  # the error in curl's words, when known (its %{errormsg})
     num_certs: int = 0  # certificates the server sent in the transfer's last handshake
 

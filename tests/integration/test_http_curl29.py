@@ -246,3 +246,14 @@ def test_a_redirect_to_ftp_is_refused_in_curls_words(server: Recorder) -> None:
     assert curl[0] == 7
     assert ours == (1, f'302 1 1 {ftp}  Protocol "ftp" not supported or disabled in '
                        "libcurl\n".encode())  # fmt: skip
+
+
+def test_scheme_of_a_transfer_that_made_no_connection_as_curl(server: Recorder) -> None:
+    # curl: %{scheme} empty (null in %{json}) when no connection was made; ours: HTTP
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    w = "[%{scheme}] %{exitcode} %{num_connects}\\n"
+    curl, ours = _both("-w", w, f"http://127.0.0.1:{port}/", "-L",
+                       f"{server.url}/r?to=http://127.0.0.1:{port}/")  # fmt: skip
+    assert curl == ours == (7, b"[] 7 0\n[HTTP] 7 1\n")

@@ -54,3 +54,16 @@ def test_a_resume_the_server_ignores_says_curls_words_alone(tmp_path: Path) -> N
     assert code == 1 and raw == (b"33 HTTP server doesn't seem to support byte ranges. "
                                  b"Cannot resume.")  # fmt: skip
     assert records[0]["error"].endswith("(192.0.2.80:80: no Content-Range from byte 50)")
+
+
+def test_scheme_is_the_last_connections_as_curl() -> None:
+    # curl 7.88.1's %{scheme}: the scheme of the last connection made (null in %{json},
+    # empty in text, when none was: a refused connect, a name not found); after -L to
+    # a file:// it cannot follow, the HTTP one's. Ours: the URL's, always
+    from packetlab.cli.run_http_writeout import write_out_values
+    from packetlab.measure.http_message import HttpResult
+
+    r = HttpResult("http://h/", url_effective="http://h/")
+    assert write_out_values(r, r.url, None, 7, "refused")["scheme"] is None
+    r.scheme, r.url_effective = "http", "file:///x"
+    assert write_out_values(r, r.url, None, 1, "no")["scheme"] == "HTTP"
