@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from http_keepalive import Recorder as KeepaliveRecorder
+from http_keepalive import recorder_fixture
 from test_http2_curl_side_by_side import servers  # noqa: F401 (a fixture)
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
@@ -76,11 +76,7 @@ class Recorder(KeepaliveRecorder):
         return False
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Recorder]:
-    s = Recorder()
-    yield s
-    s.sock.close()
+server = recorder_fixture(Recorder)
 
 
 def _both(*args: str) -> list[tuple[int, bytes]]:
