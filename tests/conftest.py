@@ -49,6 +49,8 @@ SERIAL = frozenset(
         # -Y/-y: a 4 B/s trickle against 1 and 100 B/s limits, 1 s each (http28)
         "test_http_curl28.py::test_speed_limit_as_curl",
         "test_http_curl28.py::test_time_total_of_a_timeout_as_curl",
+        # -Y/-y: give-up moments against curl's within 0.1 s, an upload stalled (curl29)
+        "test_http_curl29.py",
         "test_http_upload_curl_side_by_side.py::test_parallel_as_curl",
         "test_measure_throughput.py",
         "test_pktlab_run.py::test_traceroute_to_a_silent_target_streams_and_gives_up_like_native",

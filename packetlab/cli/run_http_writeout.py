@@ -42,6 +42,8 @@ def write_out_values(r: Any, url: str, filename: str | None, exitcode: int,
     them; `urlnum` the URL's place among the command's (0 first; a glob's URLs share it)."""
     total = _sec(r.total_us)
     scheme = (r.url_effective or url).split("://", 1)[0].upper()
+    if hasattr(r, "scheme"):  # curl's: the last connection's, null when none was made
+        scheme = None if r.scheme is None else r.scheme.upper()
     return {
         # (a received field: its bytes as they came, as the ones given on the command line)
         "content_type": None if r.content_type is None else received_text(r.content_type),

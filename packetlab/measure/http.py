@@ -74,7 +74,7 @@ from packetlab.measure.http_message import (
 )
 from packetlab.measure.http_netrc import Netrc, NetrcError
 from packetlab.measure.http_rate import Pace, rbufsz_for
-from packetlab.measure.http_speed import LowSpeed, TooSlow
+from packetlab.measure.http_speed import LowSpeed, TooSlow, clock_phase
 from packetlab.measure.http_tls import (
     CertificateMismatch,
     TlsLink,
@@ -106,9 +106,11 @@ from packetlab.measure.http_trace import (
     with_credentials,
 )
 from packetlab.measure.http_url import (
+    CURL_SCHEMES,
     MAX_REDIRS,
     HttpError,
     Url,
+    foreign_target,
     next_method,
     parse_url,
     redirect_target,
@@ -401,6 +403,7 @@ async def _fetch(
         result.url_effective = current.effective
         if hop.server is not None:
             result.server, result.local = hop.server, hop.local
+            result.scheme = current.scheme
         if hop.status is not None or last_hop is None:
             last_hop = hop
         if hop.error is not None:
@@ -417,6 +420,14 @@ async def _fetch(
         location = hop.location()
         if location is None:
             break
+        foreign = foreign_target(location)
+        if foreign is not None and (not follow or followed):  # ftp:// and the like
+            if not follow:  # curl's %{redirect_url}
+                result.redirect_url = foreign[1]
+            else:
+                result.num_redirects += 1
+                _refuse_scheme(result, own[0], *foreign, location, sink.trace)
+            break
         try:
             target = redirect_target(current, location, followed)
         except HttpError as e:
@@ -426,6 +437,8 @@ async def _fetch(
             elif follow:
                 result.error, result.exitcode = f"maximum ({max_redirs}) redirects followed", 47
                 result.said = f"Maximum ({max_redirs}) redirects followed"
+                if foreign is not None:  # (curl's %{redirect_url}: where it pointed)
+                    result.redirect_url = foreign[1]
             break
         if not follow:
             result.redirect_url = target.text
@@ -478,6 +491,33 @@ def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
              "using defaults")  # fmt: skip
         return None
     return field_bytes(got[0]), field_bytes(got[1])
+
+
+def _refuse_scheme(result: HttpResult, asked: Asked, scheme: str, text: str,
+                   location: str, trace: Trace | None) -> None:  # fmt: skip
+    """-L to a Location of a scheme other than http(s), as curl 7.88.1 ends it when it
+    cannot go there: one it does not know, its (1) "Unsupported URL scheme" (the URL
+    stays the last one); one --proto/--proto-redir leave out (file://, dict://; its
+    redirect default allows ftp and ftps alone), its (1) `Protocol "X" not supported or
+    disabled in libcurl` after the redirect. ftp:// and ftps:// curl speaks; ours has no
+    FTP and ends the same way (a curl built without it says so), in its words."""
+    if scheme not in CURL_SCHEMES:
+        said = "The redirect target URL could not be parsed: Unsupported URL scheme"
+        info(trace, said)
+        result.error = f"redirect: Location {location!r}: an unsupported URL scheme"
+        result.exitcode, result.said = 1, said
+        return
+    info(trace, f"Issue another request to this URL: '{text}'")
+    said = f'Protocol "{scheme}" not supported or disabled in libcurl'
+    info(trace, said)
+    info(trace, "Closing connection -1")
+    if scheme in ("ftp", "ftps") and _allowed(asked, scheme, True):
+        result.error = (f"redirect to {text}: pktlab run http speaks HTTP and HTTPS only "
+                        f"(curl would try {scheme.upper()})")  # fmt: skip
+    else:
+        result.error = f"--proto-redir: {scheme}:// not allowed (redirect to {text})"
+    result.exitcode, result.said = 1, said
+    result.url_effective = text
 
 
 def _allowed(asked: Asked, scheme: str, redirected: bool) -> bool:
@@ -694,6 +734,7 @@ async def _connect(
     # --resolve HOST:PORT:A1,A2 and a name's addresses: each in turn until one connects,
     # as curl's (a refusal moves on at once; each but the last has half the time left)
     addrs = [parse_address(a) for a in str(connect_to).split(",")]
+    opened = clock.seconds()  # (curl's happy eyeballs timer: -Y/-y checks at its end too)
     for n, addr in enumerate(addrs):
         server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
         info(trace, f"  Trying {server}...")
@@ -754,7 +795,7 @@ async def _connect(
         tls.stepwise = True
     conn = _Conn(stream, tls, server, None, number=number, host=u.host, shown=shown)
     looked = None if not route.local else _local_address(session, stream.sktid, conn)
-    await _paced(route, hop, conn, data, headers, until)
+    await _paced(route, hop, conn, data, headers, until, opened + HAPPY_EYEBALLS_S)
     if looked is not None:
         await looked
         hop.local = conn.local
@@ -777,14 +818,17 @@ def _local_address(session: EndpointSession, sktid: int, conn: _Conn) -> Deferre
 
 
 async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
-                 headers: _Fields, until: float = math.inf) -> None:  # fmt: skip
+                 headers: _Fields, until: float = math.inf,
+                 wake: float | None = None) -> None:  # fmt: skip
     """The hop over `conn`, its reads and sends held to --limit-rate's rate (if any);
-    `until`: when the connection phase (its TLS handshake) must be done."""
+    `until`: when the connection phase (its TLS handshake) must be done; `wake`: when
+    a new connection's happy eyeballs timer ends (a -Y/-y check, as curl's)."""
     session = route.session
     pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
     conn.pace = pace
-    if route.speed is not None:  # -Y/-y: from the exchange's first read (the request's)
-        conn.slow = LowSpeed(*route.speed, lambda: hop.body_len + hop.uploaded)
+    if route.speed is not None:  # -Y/-y: from the request's send on, at each read and send
+        hop.slow = LowSpeed(*route.speed, lambda: hop.body_len + hop.uploaded,
+                            clock_phase(session.reactor), wake=wake)  # fmt: skip
     try:
         await _over(session, hop, conn, data, headers, route.timeout, route.sink,
                     route.follows, route.pool, (until, route.connect_timeout),
@@ -798,7 +842,7 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
             pace.release()
             if conn.pace is pace:
                 conn.pace = None
-        conn.slow = None
+        hop.slow = None
 
 
 async def _given_up(session: EndpointSession, last: int | None) -> int | None:
@@ -935,6 +979,7 @@ async def _over(
             info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges
         hop.error, hop.exitcode = str(e), 33
+        hop.said = str(e).partition(" (")[0]  # curl's words alone (%{errormsg})
     except _TooLarge as e:  # curl: (63) Maximum file size exceeded
         hop.error, hop.exitcode, hop.said = str(e), 63, "Maximum file size exceeded"
     except _Failed as e:  # curl: (22) The requested URL returned error

@@ -17,7 +17,7 @@ from packetlab.controller import (
     RequestFailed,
 )
 from packetlab.measure.http2_exchange import _h2_framing, _h2_response
-from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send
+from packetlab.measure.http_conn import _Conn, _read, _Ready, _refused, _send, _sent
 from packetlab.measure.http_head import HeadLimits, HeadTooLarge
 from packetlab.measure.http_lenient import LenientHeads, UnsupportedVersion, supported
 from packetlab.measure.http_message import (
@@ -99,7 +99,7 @@ async def _exchange(
             if event is not h11.NEED_DATA:
                 return event
             try:
-                chunk, plain, closed = await _read(session, conn, until)
+                chunk, plain, closed = await _read(session, conn, until, hop.slow)
             except StreamTimeout:  # curl: the status line's code, the lines read, kept
                 if hop.status is None and until >= deadline and limits.status is not None:
                     hop.status = limits.status
@@ -259,7 +259,10 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
     runs on: Ctrl-C, SIGTERM and the time limit act). A send the endpoint refuses (the
     server closed) stops it: the response, if one came, is read next."""
     inflight: list[Deferred[Ntag]] = []
-    ready = _Ready(conn.stream.session.reactor)
+    clock = conn.stream.session.reactor
+    ready = _Ready(clock)
+    if hop.slow is not None:  # -Y/-y: from the request's send, at each send the body made
+        hop.slow.check(clock.seconds())
     try:
         for piece in data.chunks(ready.notify):
             if not piece:  # the pipe has nothing yet
@@ -278,7 +281,7 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
             if sent is not None:
                 inflight.append(sent)
             if len(inflight) > UPLOAD_WINDOW:
-                await inflight.pop(0)
+                await _sent(clock, inflight.pop(0), deadline, hop.slow)
         out = h.send(h11.EndOfMessage())
         if out:  # chunked: its last chunk (counted in size_upload, as curl's)
             _send(conn, out)

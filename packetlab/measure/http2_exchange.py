@@ -30,6 +30,7 @@ from packetlab.measure.http_message import (
     wire_target,
 )
 from packetlab.measure.http_rate import StreamPace
+from packetlab.measure.http_speed import TooSlow
 from packetlab.measure.http_trace import DATA_OUT, auth, h2_head, h2_request, info
 from packetlab.measure.stream import (
     StreamError,
@@ -174,19 +175,23 @@ async def _h2_response(
             if conn.closed:
                 what = "without a response" if hop.first is None else "before a complete response"
                 raise StreamError(f"the server {hop.server} closed the connection {what}")
+            if hop.slow is not None:  # -Y/-y: this transfer's own check (raises TooSlow)
+                hop.slow.check(clock.seconds())
             if conn.reading:  # another stream's exchange reads: wait for it to wake us
                 left = deadline - clock.seconds()
                 if left <= 0:
                     raise StreamTimeout(f"nothing from {conn.server} within the time")
+                if hop.slow is not None:  # (and look again a second after the check)
+                    left = min(left, hop.slow.next_check(clock.seconds()) - clock.seconds())
                 await _woken(conn, clock, left)
                 continue
             conn.reading = True
             try:
-                chunk, plain, closed = await _read(session, conn, deadline)
+                chunk, plain, closed = await _read(session, conn, deadline, hop.slow)
                 if plain:
                     framing.receive(plain, chunk.time if chunk is not None else hop.last)
-            except StreamTimeout:
-                raise  # this stream's time: the others have theirs
+            except (StreamTimeout, TooSlow):
+                raise  # this stream's time (or speed): the others have theirs
             except Exception as e:  # the connection's end: every stream's
                 conn.failed = e
                 raise

@@ -71,7 +71,6 @@ class _Conn:
     closed: bool = False
     broken: bool = False
     pace: Pace | None = None  # --limit-rate: the hop's reads and sends held to a rate
-    slow: LowSpeed | None = None  # -Y/-y: the exchange's speed check (one at a time)
     # --limit-rate over HTTP/2: each stream's upload on its own (by stream id)
     uploads: dict[int, StreamPace] = field(default_factory=dict)
     h2_timer: Any = None  # (an IDelayedCall) the next paced chunk's pump
@@ -332,17 +331,17 @@ async def _resolve(
 
 
 async def _read(
-    session: EndpointSession, conn: _Conn, deadline: float
+    session: EndpointSession, conn: _Conn, deadline: float, slow: LowSpeed | None = None
 ) -> tuple[Chunk | None, bytes, bool]:
     """The next chunk, its plaintext and whether the server ended the connection (TCP
-    EOF, or TLS close_notify)."""
+    EOF, or TLS close_notify); `slow`: the hop's -Y/-y check, at once and each second
+    nothing comes (raises TooSlow)."""
     if conn.tls is not None and conn.tls.more():  # (-v: a record at a time, as curl's)
         plain, closed = conn.tls.next()
         return conn.tls.last, plain, closed
     if conn.pace is not None and conn.h2 is not None:
         conn.pace.release()  # HTTP/2 (an h2c Upgrade's 101): each stream's window paces
     clock = session.reactor
-    slow = conn.slow if conn.active == 1 else None  # (-Z over one h2 connection: none)
     while True:
         until = deadline
         if slow is not None:  # -Y/-y: raises TooSlow
@@ -417,6 +416,41 @@ class _Ready:
             if timer.active():
                 timer.cancel()
         self.fired = False
+
+
+async def _sent(clock: Any, sent: Deferred[Ntag], deadline: float,
+                slow: LowSpeed | None = None) -> None:  # fmt: skip
+    """An upload chunk's ntag (the endpoint's send done: the server's window took it),
+    within -m's `deadline` (then StreamTimeout) and with the hop's -Y/-y check each second
+    it does not come (TooSlow), as curl checks while its socket takes nothing. The ntag's
+    failure is raised; left behind, it is handled."""
+    while not sent.called:
+        until = deadline if slow is None else min(deadline, slow.next_check(clock.seconds()))
+        woken: Deferred[None] = Deferred()
+
+        def wake(result: Any, woken: Deferred[None] = woken) -> Any:
+            if not woken.called:
+                woken.callback(None)
+            return result
+
+        sent.addBoth(wake)
+        timer = clock.callLater(max(until - clock.seconds(), 0.0), wake, None)
+        await woken
+        if timer.active():
+            timer.cancel()
+        if sent.called:
+            break
+        try:
+            if clock.seconds() >= deadline:
+                raise StreamTimeout("upload: the server took nothing more within the time")
+            if slow is not None:
+                slow.check(clock.seconds())
+        except Exception:
+            sent.addErrback(lambda _: None)
+            raise
+    await sent
+    if slow is not None:
+        slow.check(clock.seconds())
 
 
 class _SendRefused(StreamError):

@@ -27,6 +27,7 @@ from packetlab.measure.http_decode import (
 )
 from packetlab.measure.http_fields import field_bytes, field_line
 from packetlab.measure.http_netrc import Netrc
+from packetlab.measure.http_speed import LowSpeed
 from packetlab.measure.http_trace import DATA_IN, Trace, header_in, info
 from packetlab.measure.http_url import REDIRECTS, Url
 from packetlab.measure.stream import StreamError
@@ -86,6 +87,7 @@ class HttpResult:
     ssl_verify_result: int = 0  # the chain's X509_V_ERR_* (0: verified, http://, or -k)
     referer: str | None = None  # the Referer the last request sent (curl's %{referer})
     local: str | None = None  # the endpoint's address:port of the last hop (Asked.local_address)
+    scheme: str | None = None  # the last connection's (curl's %{scheme}: none if none was made)
     said: str | None = None  # the error in curl's words, when known (its %{errormsg})
     num_certs: int = 0  # certificates the server sent in the transfer's last handshake
 
@@ -302,6 +304,7 @@ class _Hop:
     verify_result: int = 0  # OpenSSL's X509_V_ERR_* when the chain failed (curl's)
     referer: str | None = None  # the Referer it sent
     auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered
+    slow: LowSpeed | None = None  # -Y/-y: its speed check (each transfer's, as curl's)
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -556,9 +559,10 @@ class _Response:
 
     def _too_large(self, headers: list[tuple[str, str]]) -> _TooLarge | None:
         """--max-filesize: a final answer's Content-Length over it (curl 7.88's 63,
-        checked at the end of its header block, before that block's last line end)."""
+        checked at the end of its header block, before that block's last line end; a
+        HEAD's too, whose body never comes: measured, session 29)."""
         limit, hop = self.sink.max_filesize, self.hop
-        if not (self.keep and limit and hop.method != "HEAD"):
+        if not (self.keep and limit):
             return None
         length = next((v.strip() for k, v in headers if k.lower() == "content-length"), "")
         if not (length.isdigit() and int(length) > limit):

@@ -2,21 +2,34 @@
 whose speed stays under LIMIT bytes/s for TIME seconds ends with curl's (28) "Operation
 too slow. Less than LIMIT bytes/sec transferred the last TIME seconds".
 
-As libcurl 7.88's speedcheck.c over progress.c's current speed: the speed is the body's
-bytes (received and sent) over the last 5 s (less at the start: from the request), taken
-at each read and once a second from the request on; the first time it is under LIMIT
-starts the count, any time at LIMIT or over ends it. At the request the speed is 0, so a
-server that never answers ends after TIME s, as curl's. curl takes its samples at wall
-clock seconds, ours at whole seconds from the request: the end may come up to a second
-apart from curl's (`test_http_curl28.py` pins the outcome, not the millisecond)."""
+As libcurl 7.88.1's progress.c and speedcheck.c under the curl tool's loop: the speed
+(curl's current_speed) is recomputed only when a check falls in a new second of curl's
+clock (CLOCK_MONOTONIC, whose whole seconds are the same for every process on the host,
+`clock_phase`): the body's bytes, received and sent, since the oldest of the last six
+such samples (about 5 s) over the milliseconds between, in whole bytes/s; the first
+sample's is the average from the start. A check happens at each read or send and at
+curl's timer: a second after the first check, then each second after that timer's last
+wake (a read between does not move it), and once at a new connection's happy eyeballs
+timeout (0.2 s after its connect began: `wake`), which sets the cadence when it comes
+after the request (measured: `-y 2` against a silent server ends 2.2 s after the
+request on a new connection, 2.0 on a reused one, 2.5 with
+--happy-eyeballs-timeout-ms 500). The first check under the limit starts the count,
+one at the limit or over ends it, and a check `time` s or more after the count's start
+ends the transfer: the same moment as curl's, within the timers' lateness
+(`test_http_curl29.py`)."""
 
 from __future__ import annotations
 
+import math
+import time as _time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-WINDOW = 5  # s: curl's CURR_TIME - 1, the span its current speed is averaged over
+from twisted.python import runtime
+
+SAMPLES = 6  # curl's CURR_TIME: the speed spans the last 5 of them (about 5 s)
 
 
 class TooSlow(Exception):
@@ -29,40 +42,63 @@ class TooSlow(Exception):
         super().__init__(self.said)
 
 
+def clock_phase(clock: Any) -> float:
+    """What added to `clock`'s time gives curl's clock, CLOCK_MONOTONIC (its samples
+    follow that clock's whole seconds; measured: curl 7.88.1 on Linux reads clock id 1,
+    not CLOCK_MONOTONIC_RAW, whose seconds may fall 0.25 s apart). 0 for a fake clock
+    (tests): its whole seconds are the samples'."""
+    if getattr(clock, "seconds", None) is not runtime.seconds:
+        return 0.0
+    return _time.monotonic() - clock.seconds()
+
+
 @dataclass(slots=True)
 class LowSpeed:
-    """One hop's speed check from its first read (the request sent); `count` gives the
-    body's bytes so far (both ways)."""
+    """One hop's speed check from its first check (the request sent); `count` gives the
+    body's bytes so far (both ways), `phase` is `clock_phase` of the times checked,
+    `wake` when a new connection's happy eyeballs timer fires (None: reused)."""
 
     limit: int
     time: int
     count: Callable[[], int]
-    start: float | None = None  # (reactor s) the first check's
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=WINDOW + 1))
+    phase: float = 0.0
+    start: float | None = None  # (reactor s) the first check's: the first speed's start
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    second: int | None = None  # curl's lastshow: the clock second of the last sample
+    speed: int = 0  # curl's current_speed, as of the last sample (bytes/s)
+    wake: float | None = None  # a new connection's happy eyeballs timeout (reactor s)
     below: float | None = None  # when the speed went under the limit (curl's keeps_speed)
+    timer: float | None = None  # curl's next timer check
 
     def check(self, now: float) -> None:
         """Raise TooSlow when the speed was under the limit for the time."""
-        count = self.count()
         if self.start is None:
             self.start = now
-        if not self.samples:
+            woken = self.wake is not None and self.wake > now  # (else it came before)
+            self.timer = self.wake if woken else now + 1
+        elif self.timer is not None and now >= self.timer:  # the timer's wake: the next
+            self.timer = now + 1  # a second after it (curl's: from when it ran)
+        second = math.floor(now + self.phase)
+        if second != self.second:  # (curl: at most one sample a second of its clock)
+            self.second = second
+            count = self.count()
             self.samples.append((now, count))
-        if now - self.samples[-1][0] >= 1:  # (a sample a second at most, as curl's)
-            self.samples.append((now, count))
-        since, then = next(s for s in self.samples if s[0] >= now - WINDOW)
-        speed = (count - then) / (now - since) if now > since else 0.0
-        if speed >= self.limit:
+            since, then = self.samples[0]
+            if len(self.samples) == 1:  # the first: the average from the start
+                since, then = self.start, 0
+            span = max(int((now - since) * 1000), 1)  # (ms, as curl's: at least 1)
+            self.speed = (count - then) * 1000 // span
+        if self.speed < 0:  # (curl skips the check; a count never goes down here)
+            return
+        if self.speed >= self.limit:
             self.below = None
             return
         if self.below is None:
             self.below = now
-        if now - self.below >= self.time:
+        elif now - self.below >= self.time:
             raise TooSlow(self.limit, self.time)
 
     def next_check(self, now: float) -> float:
-        """When to look again if nothing comes: the next whole second from the request,
-        or the end of the time when the speed is under the limit already."""
-        start = now if self.start is None else self.start
-        tick = start + int(now - start) + 1
-        return tick if self.below is None else min(tick, self.below + self.time)
+        """When to look again if nothing comes: curl's timer (a second from now before
+        the first check)."""
+        return now + 1 if self.timer is None else max(self.timer, now)

@@ -192,6 +192,32 @@ def redirect_target(base: Url, location: str, followed: bool = True) -> Url:
         raise HttpError(f"Location {location!r}: {str(e).split(': ', 1)[-1]}") from None
 
 
+# curl 7.88.1's schemes (Debian 12's build; `run_http_opts.CURL_PROTOCOLS`, --proto's):
+# a redirect to one but http(s) is curl's (1) `Protocol "X" not supported or disabled`
+# when --proto/--proto-redir leave it out (its redirect default: ftp and ftps besides),
+# else curl speaks it; a scheme it does not know is its (1) "Unsupported URL scheme"
+CURL_SCHEMES = frozenset(
+    {"dict", "file", "ftp", "ftps", "gopher", "gophers", "http", "https", "imap", "imaps",
+     "ldap", "ldaps", "mqtt", "pop3", "pop3s", "rtmp", "rtsp", "scp", "sftp", "smb", "smbs",
+     "smtp", "smtps", "telnet", "tftp"}
+)  # fmt: skip
+
+
+def foreign_target(location: str) -> tuple[str, str] | None:
+    """(scheme, the URL as curl writes it) for a Location naming a scheme other than
+    http(s) (`ftp://...`), else None. curl's %{redirect_url}/%{url_effective}: a known
+    scheme lower-cased and the fragment dropped (its URL parser's); an unknown one's
+    Location as it came."""
+    text = received_text(location).strip()
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if found is None or found[1].lower() in ("http", "https"):
+        return None
+    scheme = found[1].lower()
+    if scheme not in CURL_SCHEMES:
+        return scheme, text
+    return scheme, scheme + text[len(found[1]) :].split("#", 1)[0]
+
+
 def _curl_urlencode(url: str) -> str:
     """A Location as curl 7.88 follows it (urlapi.c's urlencode_str with CURLU_URLENCODE):
     the scheme and host as they are, then each byte above 127 as %xx (lower-case hex), a

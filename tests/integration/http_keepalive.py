@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 Answer = Callable[[socket.socket, bytes], bool]  # (conn, head without its CRLFCRLF) -> go on
 
@@ -61,3 +64,16 @@ class Recorder:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+
+def recorder_fixture(cls: type[Recorder]) -> Any:
+    """A module-scoped `server` fixture serving a `cls` (a Recorder subclass), closed
+    after the module: `server = recorder_fixture(Recorder)` (the curl27-29 files)."""
+
+    @pytest.fixture(scope="module", name="server")
+    def server() -> Iterator[Recorder]:
+        s = cls()
+        yield s
+        s.sock.close()
+
+    return server

@@ -11,12 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from http_keepalive import Recorder as KeepaliveRecorder
+from http_keepalive import recorder_fixture
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 LAST_MODIFIED = b"Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n"
@@ -48,11 +48,7 @@ class Recorder(KeepaliveRecorder):
         return True
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Recorder]:
-    s = Recorder()
-    yield s
-    s.sock.close()
+server = recorder_fixture(Recorder)
 
 
 def _run(who: str, cwd: Path, *args: str) -> tuple[int, bytes]:

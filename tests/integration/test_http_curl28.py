@@ -13,10 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from http_keepalive import Recorder as KeepaliveRecorder
+from http_keepalive import recorder_fixture
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 ANSWERS = {
@@ -55,11 +55,7 @@ class Recorder(KeepaliveRecorder):
         return True
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Recorder]:
-    s = Recorder()
-    yield s
-    s.sock.close()
+server = recorder_fixture(Recorder)
 
 
 def _both(server: Recorder, *args: str) -> list[tuple[int, bytes, list[str], list[bytes]]]:

@@ -152,10 +152,14 @@ def test_speed_options_are_whole_numbers_as_curl(
     assert "numerical parameter" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("given", [("-m", "2"), ("-Y", "1", "-y", "2")])
-def test_time_total_of_a_timeout_runs_to_its_end_as_curl(given: tuple[str, ...]) -> None:
-    # curl 7.88.1 -m 2 (or -Y 1 -y 2) against a server that never answers in time:
-    # %{time_total} 2.0; ours was 0 (no byte came: no last byte's stamp)
+@pytest.mark.parametrize(("given", "ends"), [(("-m", "2"), 2.0), (("-Y", "1", "-y", "2"), 2.2)])
+def test_time_total_of_a_timeout_runs_to_its_end_as_curl(
+    given: tuple[str, ...], ends: float
+) -> None:
+    # curl 7.88.1 -m 2 against a server that never answers in time: %{time_total} 2.0;
+    # ours was 0 (no byte came: no last byte's stamp). -Y 1 -y 2 on a new connection:
+    # 2.2, its happy eyeballs timer's check 0.2 s in setting the speed check's cadence
+    # (measured, session 29; this test said 2.0 for both until then)
     from test_http_redirects import Server
 
     code, _, out, _, _ = run("-s", *given, "-w", "%{exitcode} %{time_total}\n",
@@ -163,7 +167,7 @@ def test_time_total_of_a_timeout_runs_to_its_end_as_curl(given: tuple[str, ...])
                              server=lambda: Server(_answer, delay=20))  # fmt: skip
     exitcode, total = out.decode().split()
     assert (code, exitcode) == (1, "28")
-    assert 2.0 <= float(total) < 2.1
+    assert ends <= float(total) < ends + 0.1
 
 
 def test_each_retried_try_has_its_error_line_as_curl() -> None:

@@ -173,12 +173,13 @@ def test_max_redirs_and_loops() -> None:
     ("location", "why"),
     [
         ("http://[::1/x", "Invalid IPv6 URL"),
-        ("ftp://192.0.2.80/x", "only http:// and https:// URLs"),
         ("http://:80/x", "no host"),
         ("http://192.0.2.80:99999/", "bad port"),
     ],
 )
 def test_garbage_location_is_the_urls_error(location: str, why: str) -> None:
+    # (an ftp:// Location was one until session 29: curl's is no (3) but its (1) or
+    # FTP's own outcome, test_run_http_curl29.py)
     def bad(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
         return response(302, Location=location)
 
