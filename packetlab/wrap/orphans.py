@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -35,14 +35,13 @@ def become_subreaper(on: bool = True) -> bool:
         return False
 
 
-def children(parent: int | None = None, proc: str = "/proc") -> list[int]:
-    """Pids whose parent is `parent` (default: us)."""
-    parent = os.getpid() if parent is None else parent
-    out: list[int] = []
+def _stats(proc: str) -> Iterator[tuple[int, list[bytes]]]:
+    """Each process's pid and the fields of its /proc stat after `(comm)` (state, ppid,
+    ...): comm may hold spaces and parentheses, so the fields start after the last `)`."""
     try:
         names = os.listdir(proc)
     except OSError:
-        return out
+        return
     for name in names:
         if not name.isdigit():
             continue
@@ -51,11 +50,13 @@ def children(parent: int | None = None, proc: str = "/proc") -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            out.append(int(name))
-    return out
+        yield int(name), stat[stat.rfind(b")") + 2 :].split()
+
+
+def children(parent: int | None = None, proc: str = "/proc") -> list[int]:
+    """Pids whose parent is `parent` (default: us)."""
+    parent = os.getpid() if parent is None else parent
+    return [pid for pid, fields in _stats(proc) if len(fields) > 1 and int(fields[1]) == parent]
 
 
 def marked(pid: int, marker: bytes, proc: str = "/proc") -> bool:
@@ -87,25 +88,13 @@ def running_marked(marker: bytes, exclude: Iterable[int] = (), proc: str = "/pro
     is in the process tree: once `pktlab wrap` has detached (`detach`), what the program
     left running is no longer its child (its parent exited) and may have forked again."""
     skip = set(exclude)
-    out: list[int] = []
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit() or int(name) in skip:
-            continue
-        try:
-            with open(f"{proc}/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[:1] in ([b"Z"], [b"X"]):  # ended, not yet reaped by its new parent
-            continue
-        if marked(int(name), marker, proc):
-            out.append(int(name))
-    return out
+    return [
+        pid
+        for pid, fields in _stats(proc)
+        if pid not in skip
+        and fields[:1] not in ([b"Z"], [b"X"])  # ended, not yet reaped by its new parent
+        and marked(pid, marker, proc)
+    ]
 
 
 def detach(status: int) -> bool:
