@@ -23,6 +23,7 @@ import dns.rdatatype
 import dns.wire
 
 from packetlab.measure.dnsquery import CO_BIT, COOKIE, opcode_text
+from packetlab.measure.dnsrdata import WKS_MOST, bind_rdata
 from packetlab.measure.dnsresult import DnsAnswer, DnsResult
 from packetlab.measure.dnstext import presentation
 
@@ -373,7 +374,8 @@ def _parse(
     # wire's order with its own TTL, a duplicate kept (dnspython would merge an RRset's
     # records, dropping duplicates, grouping them and giving all the smallest TTL); an
     # IXFR over UDP's SOAs each as it came
-    with generic_options():  # the options as BIND reads them (bind_opt_error)
+    # the options and the records' data as BIND reads them (bind_opt_error, dnsrdata)
+    with generic_options(), bind_rdata():
         try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
             msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
                                         keyring=False, one_rr_per_rrset=True)  # fmt: skip
@@ -587,7 +589,7 @@ def _ran_out(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
 
 def _formerr(rtype: int, wire: bytes, at: int, size: int) -> bool:
     head = _FORMERR_HEAD.get(rtype)
-    if head is None:
+    if head is None or (rtype == dns.rdatatype.WKS and size > WKS_MOST):  # (WKS: extra data)
         return False
     if head >= 0:
         return size >= head
@@ -611,6 +613,11 @@ def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] 
     reads, or its fault is none of these. OPT and TSIG are read elsewhere. Compared
     with dig 9.18.49 on 196 records (49 types, each one byte short, one byte long, one
     byte alone, empty; docs/dns.md "Session 28")."""
+    with bind_rdata():  # (each record's data as BIND reads it)
+        return _rdata_fault(wire)
+
+
+def _rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] | None:
     heads: list[tuple[int, int, int, int]] = []
     starts: list[int] = []
     _walk(wire, heads, starts)

@@ -207,6 +207,8 @@ def presentation(
         return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
     if rtype == "NSEC3":
         return " ".join(_nsec3_words(rd))
+    if rtype == "WKS":  # BIND: no blank after the protocol when no port is set
+        return str(rd.to_text()).rstrip(" ")
     return str(rd.to_text())
 
 

@@ -59,6 +59,19 @@ CASES = [
      "r64-00010000.odd", "r257-.odd", "r108-0000000000.odd", "r44-0101ab.odd",
      "r47-01610000.odd", "r2-01610000.odd"],
     ["+nocookie", "+nobesteffort", "r16-056162.odd", "+short", "r6-000000000000.odd"],
+    # session 29 (dig29): a name compressed in any type's data (BIND reads it), a TLSA or
+    # SMIMEA of another length than its matching type's, an empty OPENPGPKEY/NSAP/DHCID
+    # (cut short), a WKS without a port or with a zero byte last (FORMERR), MD/MB/MINFO
+    ["+nocookie", "r36-0001c00c.odd", "r39-c00c.odd", "r23-c00c.odd", "r64-0001c00c.odd",
+     "r107-0001c00c.odd", "r260-0a03c00c.odd", "r47-c00c000140.odd",
+     "r46-0001080200000e1000000000000000001234c00cab.odd",
+     "r52-030101abababababababababababababababababab.odd", "r52-03010100.odd",
+     "r53-030102abab.odd", "r61-.odd", "r22-.odd", "r49-.odd", "r11-c000020106.odd",
+     "r11-c00002010600.odd", "r3-c00c.odd", "r7-016100.odd", "r14-c00cc00c.odd"],
+    ["+nocookie", "+short", "r36-0001c00c.odd", "r52-03010100.odd", "r11-c000020106.odd",
+     "+multiline", "+noshort", "r14-c00cc00c.odd"],
+    ["+nocookie", "-c", "CH", "r1-c00c002a.odd", "r1-016100002a.odd", "r1-c00c00.odd",
+     "r1-4000002a.odd"],
 ]  # fmt: skip
 
 
