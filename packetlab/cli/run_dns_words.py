@@ -352,9 +352,10 @@ def _batch_lines(args: argparse.Namespace) -> None:
         raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
     n, started = 0, False
     # dig's global switches: set on a line, they stay for the lines after it
-    # (and -p: dig's `port` is a global, the line's port and every later line's)
+    # (and -p: dig's `port` is a global, the line's port and every later line's;
+    # +[no]search, +[no]showsearch, +domain, +ndots too, since session 29)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
-              "port": args.port, "tsig_unused": False}  # fmt: skip
+              "port": args.port, "tsig_unused": False, **_search_globals(args)}  # fmt: skip
     with f:
         while line := f.readline(line_bytes + 1):
             n += 1
@@ -369,6 +370,8 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
+            for key in SEARCH_GLOBALS:
+                setattr(mine, key, sticky[key])
             if sticky["tsig_unused"]:
                 mine.tsig_unused = True
             mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
@@ -393,7 +396,25 @@ def _batch_lines(args: argparse.Namespace) -> None:
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
             unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
-                      "port": mine.port, "tsig_unused": unused}  # fmt: skip
+                      "port": mine.port, "tsig_unused": unused,
+                      **_search_globals(mine)}  # fmt: skip
+
+
+#: dig's search globals (usesearch, showsearch, domainopt, ndots): a -f line's stay for
+#: the lines after it
+SEARCH_GLOBALS = ("search", "showsearch", "domain", "ndots")
+
+
+def _later_line(ns: argparse.Namespace) -> bool:
+    """Whether `ns` is a -f line after the first one (dig 9.18 reads the command line and
+    the first line before it sets its search list up, setup_system: a later line's
+    +domain changes nothing, neither the list nor +search)."""
+    line = _base_of(ns)
+    return isinstance(line, BatchLine) and not vars(line).get("first_line", True)
+
+
+def _search_globals(ns: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(ns, key, None) for key in SEARCH_GLOBALS}
 
 
 def stop_line(line: argparse.Namespace, error: RunError, printed: str = "") -> BatchLine:
@@ -602,6 +623,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.ednsopts = ()
             elif key in ("+showsearch", "+noshowsearch"):
                 args.showsearch = args.search = key == "+showsearch"  # as dig: both
+            elif key == "+domain" and eq and _later_line(args):
+                pass  # dig 9.18 makes its search list once, after the first -f line
             elif key == "+domain" and eq:  # as dig: the search list of one, search on
                 _check_name(value or ".")
                 args.domain, args.search = value, True

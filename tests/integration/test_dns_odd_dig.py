@@ -87,3 +87,27 @@ def test_odd_answers_as_dig(port: int, words: list[str]) -> None:
     assert ours == theirs, (words, a.stderr)
     assert b.returncode == 0  # ours: 1 when a reply was a bad packet (dig 0; documented)
     assert a.returncode == (1 if "Got bad packet" in a.stdout else 0)
+
+
+#: session 29 (dig29): a -f line's +showsearch, +search, +ndots stay for the later
+#: lines (dig's globals); a later line's +domain changes nothing (dig makes its search
+#: list after the first line); the first line's is the run's
+BATCHES = [
+    "zz\n+showsearch zz\nzz\n+noshowsearch zz\n+search +ndots=2 a.zz\na.zz\n+domain=x zz\n"
+    "+showsearch zz\n",
+    "+domain=odd a.zz\nzz\n+showsearch zz\n+ndots=1 +domain=x a.zz\n",
+]
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=["globals", "first-line-domain"])
+@pytest.mark.parametrize("before", [[], ["+domain=odd"]], ids=["alone", "domain"])
+def test_batch_search_globals_as_dig(
+    port: int, batch: str, before: list[str], tmp_path: Path
+) -> None:
+    lines = tmp_path / "q"
+    lines.write_text(batch)
+    words = ["@127.0.0.1", "-p", str(port), "+nocookie", *before, "-f", str(lines)]
+    a, b = both(words, words)
+    assert "Traceback" not in a.stderr, a.stderr
+    assert normal(a.stdout) == normal(b.stdout), a.stderr
+    assert a.returncode == b.returncode == 0

@@ -774,3 +774,30 @@ def test_doh_switches_as_dig() -> None:
     assert [DohClient(t, get=g).proto.upper() for t in (True, False) for g in (False, True)] == [
         "HTTPS", "HTTPS-GET", "HTTP", "HTTP-GET",
     ]  # fmt: skip
+
+
+#: a -f file whose lines set dig's search globals (session 29, dig29)
+SEARCH_BATCH = ("zz\n+showsearch zz\nzz\n+noshowsearch zz\n+search +ndots=2 a.zz\na.zz\n"
+                "+domain=other zz\n")  # fmt: skip
+
+
+def test_a_batch_line_s_search_switches_stay_for_the_lines_after_it_as_dig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dig 9.18.49's usesearch, showsearch and ndots are globals: a -f line's stay for
+    the later lines (ours were that line's only: `+showsearch` on line 2 showed nothing
+    there or after, `+ndots=2` was 1 again on the next line); its search list is made
+    once, after the command line and the first line: a later line's `+domain` changes
+    nothing (ours searched it). Beside dig: `test_dns_odd_dig.py`'s batch case."""
+    monkeypatch.setattr(switches, "RESOLV_CONF", str(tmp_path / "none"))
+    batch = tmp_path / "q"
+    batch.write_text(SEARCH_BATCH)
+    a = parse("@192.0.2.53", "+domain=t", "-f", str(batch))
+    lines = [line for _, _, _, line in a.plan]
+    asked = [switches.search_names(name, line) for name, _, _, line in a.plan]
+    assert asked == [["zz.t.", "zz"], ["zz.t.", "zz"], ["zz.t.", "zz"], ["zz"],
+                     ["a.zz.t.", "a.zz"], ["a.zz.t.", "a.zz"], ["zz.t.", "zz"]]  # fmt: skip
+    assert [bool(line.showsearch) for line in lines] == [False, True, True] + [False] * 4
+    batch.write_text("+domain=other zz\nzz\n")  # the first line's: the run's list
+    a = parse("@192.0.2.53", "-f", str(batch))
+    assert [switches.search_names(n, line) for n, _, _, line in a.plan] == [["zz.other.", "zz"]] * 2
