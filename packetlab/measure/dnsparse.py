@@ -403,7 +403,29 @@ def _parse(
                 msg = kept
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
         raise _Malformed(OPT_ERROR, wire)  # BIND's DNS_R_OPTERR: not even best effort
+    if any(rrset.rdtype == dns.rdatatype.NSEC3 and not _hash_owner(rrset.name)
+           for rrset in [*msg.answer, *msg.authority, *msg.additional]):  # fmt: skip
+        raise _Malformed(BAD_OWNER, wire)  # BIND's DNS_R_BADOWNERNAME
     return msg if _same_question(query, msg, said) else None
+
+
+BAD_OWNER = "bad owner name (check-names)"  # BIND's words for DNS_R_BADOWNERNAME
+_BASE32HEX = {c: i for i, c in enumerate(b"0123456789abcdefghijklmnopqrstuv")}  # its values
+#: base32hex without padding: the bits its last digit holds past the bytes, by the
+#: digits' count modulo 8 (another count does not decode)
+_SPARE_BITS = {0: 0, 2: 0x03, 4: 0x0F, 5: 0x01, 7: 0x07}
+
+
+def _hash_owner(name: dns.name.Name) -> bool:
+    """Whether an NSEC3's owner starts with a label that decodes as base32hex without
+    padding, the bits past its bytes zero (BIND's checkowner_nsec3, which its message
+    parser applies to every NSEC3: dig's `Got bad packet: bad owner name (check-names)`;
+    dnspython took any name; session 29, dig29)."""
+    label = name.labels[0].lower() if name.labels else b""
+    spare = _SPARE_BITS.get(len(label) % 8)
+    if spare is None or any(c not in _BASE32HEX for c in label):
+        return False
+    return not label or not _BASE32HEX[label[-1]] & spare
 
 
 OPT_ERROR = "malformed OPT option"  # BIND's words for DNS_R_OPTERR

@@ -401,6 +401,28 @@ def _meta_from_text(rtype: str, cls: str, data: str) -> Any:
         return None
 
 
+#: RFC 1035's types of names BIND writes as names (`dnsrdata`): dnspython reads no text
+#: of them
+_NAME_TYPES = ("MD", "MF", "MB", "MG", "MR", "MINFO")
+
+
+def _names_unknown(data: str, split: int | None, linebreak: str | None) -> str:
+    """MD..MINFO's names in RFC 3597's form (+unknownformat), as BIND writes them."""
+    try:
+        wire = b"".join(dns.name.from_text(w).to_wire() or b"" for w in data.split())
+    except dns.exception.DNSException:
+        return data
+    return _unknown(wire, split, linebreak)
+
+
+def _locator_groups(data: str) -> str:
+    """An NID's or L64's text as dnspython reads it: each group of 4 hex digits."""
+    words = data.split(" ")
+    if len(words) == 2:
+        words[1] = ":".join(g.rjust(4, "0") for g in words[1].split(":"))
+    return " ".join(words)
+
+
 def restyle(
     data: str,
     rtype: str,
@@ -427,6 +449,10 @@ def restyle(
         return data if rd is None else presentation(rd, split, linebreak, **how)
     if rtype in ("RRSIG", "SIG"):
         data = _sig_times_as_numbers(data)
+    if rtype in _NAME_TYPES:  # (dnspython reads no text of them; BIND: one line always)
+        return _names_unknown(data, split, linebreak) if unknown else data
+    if rtype in ("NID", "L64"):  # BIND's groups without their leading zeros: dnspython's
+        data = _locator_groups(data)
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read

@@ -72,6 +72,15 @@ CASES = [
      "+multiline", "+noshort", "r14-c00cc00c.odd"],
     ["+nocookie", "-c", "CH", "r1-c00c002a.odd", "r1-016100002a.odd", "r1-c00c00.odd",
      "r1-4000002a.odd"],
+    # session 29 (dig29): +yaml's IPv6 ending in `::` (a 0), +unknownformat of NID, L64, MB
+    ["+nocookie", "+yaml", "+noall", "+answer", "v6.odd", "AAAA", "v6.odd", "APL"],
+    ["+nocookie", "+yaml", "+short", "v6.odd", "AAAA"],  # (+short's lines: not YAML's)
+    ["+nocookie", "+unknownformat", "nid.odd", "NID", "l64.odd", "L64", "r7-016100.odd",
+     "r14-016100016200.odd"],
+    # session 29 (dig29): an NSEC3 whose owner is no base32hex hash: BIND's check-names
+    [*(w for n in ("2t7b4g4vsa5smi47k61mv5bv1a22bojr", "nsec3", "nsec3w", "c0", "c1", "c000",
+                   "c001", "c0000", "c0001", "c000000", "c000004", "c00", "cccccccc")
+       for w in (f"{n}.odd", "NSEC3"))],
 ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import dns.message
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import dns.wire
 import pytest
 
@@ -113,3 +114,47 @@ def test_bind_rdata_puts_dnspython_back_after_the_block() -> None:
         dns.rdata.from_wire(IN, TLSA, bad_tlsa, 0, 4)
     rd = dns.rdata.from_wire(IN, MB, b"\x01a\x00", 0, 3)
     assert isinstance(rd, dns.rdata.GenericRdata)
+
+
+OWNERS = {"2t7b4g4vsa5smi47k61mv5bv1a22bojr": True, "nsec3": False, "nsec3w": False,
+          "c0": True, "c1": False, "c000": True, "c001": False, "c0000": True, "c0001": False,
+          "c000000": True, "c000004": False, "c00": False, "CCCCCCCC": True}  # fmt: skip
+
+
+@pytest.mark.parametrize(("owner", "good"), OWNERS.items(), ids=list(OWNERS))
+def test_an_nsec3_whose_owner_is_no_hash_is_bind_s_bad_owner(owner: str, good: bool) -> None:
+    """BIND's message parser checks each NSEC3's owner: its first label base32hex
+    without padding, the bits past its bytes zero (dig 9.18.49 on each of these names:
+    `Got bad packet: bad owner name (check-names)`; dnspython took any)."""
+    q = dns.message.make_query(f"{owner}.test.", "NSEC3")
+    r = dns.message.make_response(q)
+    nsec3 = "1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A"
+    r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "NSEC3", nsec3))
+    if good:
+        assert _parse(q, r.to_wire()) is not None
+        return
+    with pytest.raises(_Malformed) as e:
+        _parse(q, r.to_wire())
+    assert e.value.reason == "bad owner name (check-names)"
+
+
+@pytest.mark.parametrize(
+    ("rtype", "text", "unknown"),
+    [
+        ("NID", "10 14:4fff:ff20:ee64", "\\# 10 000A00144FFFFF20EE64"),
+        ("L64", "10 2001:db8:1140:1000", "\\# 10 000A20010DB811401000"),
+        ("MB", "a.", "\\# 3 016100"),
+        ("MINFO", "a. b.", "\\# 6 016100016200"),
+    ],
+    ids=["nid", "l64", "mb", "minfo"],
+)
+def test_unknownformat_of_types_dnspython_reads_no_bind_text_of(
+    rtype: str, text: str, unknown: str
+) -> None:
+    """+unknownformat rewrites a record's text: an NID's or L64's as BIND writes it
+    (groups without their leading zeros) and MB/MINFO's did not read back, so they
+    stayed in words (dig 9.18.49: RFC 3597's form, as here)."""
+    from packetlab.measure.dnstext import restyle
+
+    assert restyle(text, rtype, unknown=True) == unknown
+    assert restyle(text, rtype, linebreak="\n\t") == text  # (+multiline: one line, as BIND)
