@@ -165,6 +165,10 @@ def presentation(
         return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} [omitted]"
     if rtype in ("HIP", "TKEY", "TSIG"):
         return _bind_meta(rd, rtype, split, " ", False)
+    if not crypto and rtype == "OPENPGPKEY":  # BIND's +nocrypto (session 29)
+        return "[omitted]"
+    if not crypto and rtype == "ZONEMD":
+        return f"{rd.serial} {rd.scheme} {rd.hash_algorithm} [omitted]"
     if rtype == "OPENPGPKEY":  # dnspython's does not cut it
         import base64
 
@@ -289,8 +293,8 @@ def _multiline(
     if rtype == "NSEC3":
         words = _nsec3_words(rd)
         return f"{' '.join(words[:4])} ({lb}{words[4]}{lb}{' '.join(words[5:])} )"
-    if rtype == "OPENPGPKEY":
-        return f"( {b64(rd.key)} )"
+    if rtype == "OPENPGPKEY":  # (+nocrypto: BIND omits the key, session 29)
+        return f"( {b64(rd.key) if crypto else '[omitted]'} )"
     if rtype == "CERT":
         head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:3])
         return f"{head} ({lb}{b64(rd.certificate)} )"
@@ -307,7 +311,7 @@ def _multiline(
         return f"( {b64(data)} ){note}"
     if rtype == "ZONEMD":
         head = f"{rd.serial} {rd.scheme} {rd.hash_algorithm}"
-        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+        return f"{head} ({lb}{_hexwords(rd.digest, split, lb) if crypto else '[omitted]'} )"
     if rtype in ("HIP", "TKEY", "TSIG"):
         return _bind_meta(rd, rtype, split, lb, True)
     return None

@@ -158,3 +158,16 @@ def test_unknownformat_of_types_dnspython_reads_no_bind_text_of(
 
     assert restyle(text, rtype, unknown=True) == unknown
     assert restyle(text, rtype, linebreak="\n\t") == text  # (+multiline: one line, as BIND)
+
+
+def test_nocrypto_omits_openpgpkey_s_key_and_zonemd_s_digest() -> None:
+    """As dig 9.18.49's +nocrypto (ours showed them whole), +multiline's too."""
+    from packetlab.measure.dnstext import presentation
+
+    pgp = dns.rdata.from_text("IN", "OPENPGPKEY", "AwEAAaz/tAm8yTn4Mfeh5eyI")
+    zmd = dns.rdata.from_text("IN", "ZONEMD", "2026120401 1 1 " + "AB" * 48)
+    assert presentation(pgp, crypto=False) == "[omitted]"
+    assert presentation(zmd, crypto=False) == "2026120401 1 1 [omitted]"
+    assert presentation(pgp, linebreak="\n\t", crypto=False) == "( [omitted] )"
+    assert presentation(zmd, linebreak="\n\t", crypto=False) == "2026120401 1 1 (\n\t[omitted] )"
+    assert presentation(pgp) == "AwEAAaz/tAm8yTn4Mfeh5eyI"
