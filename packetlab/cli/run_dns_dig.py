@@ -237,6 +237,12 @@ class DigText:
             sent = {**query_record(bytes.fromhex(r["query"])), "server": r["server"],
                     "port": r["port"], "proto": r["proto"], "rtt_us": r.get("rtt_us")}  # fmt: skip
             lines += y.message(sent, self.show, data, opt_lines, now=now)
+        if self.short and getattr(self.view, "identify", False):  # dig +identify: where
+            where, plain = f" from server {r['server']} in {self.took(r)}.", data
+
+            def data(a: Record) -> str:  # (+short's lines only: no record then)
+                return plain(a) + where
+
         return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
     def took(self, r: Record) -> str:

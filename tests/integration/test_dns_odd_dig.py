@@ -80,6 +80,7 @@ CASES = [
     # session 29 (dig29): +nocrypto omits OPENPGPKEY's key and ZONEMD's digest
     ["+nocookie", "+nocrypto", "pgp.odd", "OPENPGPKEY", "zmd.odd", "ZONEMD"],
     ["+nocookie", "+nocrypto", "+multiline", "pgp.odd", "OPENPGPKEY", "zmd.odd", "ZONEMD"],
+    ["+nocookie", "+yaml", "+short", "+identify", "dup.odd"],  # (session 29: where)
     # session 29 (dig29): an NSEC3 whose owner is no base32hex hash: BIND's check-names
     [*(w for n in ("2t7b4g4vsa5smi47k61mv5bv1a22bojr", "nsec3", "nsec3w", "c0", "c1", "c000",
                    "c001", "c0000", "c0001", "c000000", "c000004", "c00", "cccccccc")

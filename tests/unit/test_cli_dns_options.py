@@ -542,6 +542,15 @@ def test_yaml_is_digs_item() -> None:
     ]  # fmt: skip
 
 
+def test_yaml_short_identify_says_where_each_answer_came_from() -> None:
+    """dig 9.18.49 +yaml +short +identify: each answer's line ends `from server ADDR in
+    N ms.`, as without +yaml (ours wrote the data alone; session 29, dig29)."""
+    a = parse("@127.0.0.1", "+yaml", "+short", "+identify", "a.test")
+    lines = run_dns_dig.DigText(a).yaml({**A_DNSSEC, "rtt_us": 3000.0})
+    data = [line for line in lines if not line.startswith((" ", "-"))]
+    assert data and all(re.fullmatch(r".+\S from server 127.0.0.1 in 3 ms\.", d) for d in data)
+
+
 def test_qr_shows_each_query_before_what_came_of_it() -> None:
     """dig +qr: a `;; Sending:` block before each try's communications error, before a
     truncated reply's retry and before the answer; a BADVERS round's query its own;
