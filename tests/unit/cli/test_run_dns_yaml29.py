@@ -26,3 +26,18 @@ def test_ipv6_ending_in_two_colons_gets_a_zero_in_yaml(rtype: str, text: str, ya
     assert v6_zero(rtype, text) == yaml
     record = {"name": "x.test.", "ttl": 300, "type": rtype, "data": text}
     assert _record(record, lambda a: str(a["data"])) == f"'x.test. 300 IN {rtype} {yaml}'"
+
+
+def test_qr_yaml_shows_each_query_sent() -> None:
+    """dig 9.18.49 +yaml +qr: an item for each query, to its server over its transport
+    (a refused server's, the truncated UDP query before TCP's, BADVERS's round); ours
+    showed the last alone."""
+    from packetlab.cli.run_dns_dig import sent_queries
+
+    r = {"query": "bb", "query_before": ["aa"], "server": "127.0.0.1", "proto": "tcp",
+         "notes": ["communications error to ::1#53: connection refused",
+                   "BADVERS, retrying with EDNS version 0.",
+                   "Truncated, retrying in TCP mode."]}  # fmt: skip
+    assert sent_queries(r) == [("aa", "::1", "udp"), ("aa", "127.0.0.1", "udp"),
+                               ("bb", "127.0.0.1", "udp"), ("bb", "127.0.0.1", "tcp")]  # fmt: skip
+    assert sent_queries({"query": "aa", "server": "::1", "proto": "udp"}) == [("aa", "::1", "udp")]
