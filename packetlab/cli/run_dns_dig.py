@@ -67,6 +67,7 @@ class DigText:
         # banner (its lookup's cmdline) for the first lookup's search names only
         self.looked_up: argparse.Namespace | None = None
         self.banner_line = False  # the banner again after a later -f line's search step
+        self.banner_made = False  # a banner printed yet (the first is whole)
 
     @property
     def view(self) -> argparse.Namespace:
@@ -125,10 +126,13 @@ class DigText:
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
-        first = self.bannered is None and not self.banner_line
+        # (dig: the run's first banner made is whole, whichever -f line makes it: a line
+        # of +nocmd or +short makes none; session 29)
+        first = (self.bannered is None and not self.banner_line) or not self.banner_made
         self.bannered, self.banner_line = view, False
         if not always and (not self.cmd or (self.short and not failed)):
             return []
+        self.banner_made = True
         from packetlab import __version__
 
         # dig: each word after a space (none: the line ends with `<<>>`)

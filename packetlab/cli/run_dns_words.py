@@ -353,7 +353,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
     n, started = 0, False
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's;
-    # +[no]search, +[no]showsearch, +domain, +ndots too, since session 29)
+    # +[no]search, +[no]showsearch, +domain, +ndots, +[no]yaml too, since session 29)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
               "port": args.port, "tsig_unused": False, **_search_globals(args)}  # fmt: skip
     with f:
@@ -400,9 +400,9 @@ def _batch_lines(args: argparse.Namespace) -> None:
                       **_search_globals(mine)}  # fmt: skip
 
 
-#: dig's search globals (usesearch, showsearch, domainopt, ndots): a -f line's stay for
-#: the lines after it
-SEARCH_GLOBALS = ("search", "showsearch", "domain", "ndots")
+#: dig's search globals (usesearch, showsearch, domainopt, ndots) and yaml: a -f line's
+#: stay for the lines after it
+SEARCH_GLOBALS = ("search", "showsearch", "domain", "ndots", "yaml")  # (and +[no]yaml)
 
 
 def _later_line(ns: argparse.Namespace) -> bool:
@@ -671,6 +671,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                         _tls_off(at)
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
+                if key == "+yaml" and on:  # dig 9.18: +yaml turns printcmd off (a global:
+                    # a later -f line's +noyaml has no banner) and the lookup's stats
+                    args.show["cmd"] = args.show["stats"] = False
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
                     _short_sections(args, scope() if names else args)
