@@ -350,7 +350,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
         raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
-    n, started = 0, False
+    n, started, n_query = 0, False, 0
     # dig's global switches: set on a line, they stay for the lines after it
     # (and -p: dig's `port` is a global, the line's port and every later line's;
     # +[no]search, +[no]showsearch, +domain, +ndots, +[no]yaml too, since session 29)
@@ -374,7 +374,10 @@ def _batch_lines(args: argparse.Namespace) -> None:
                 setattr(mine, key, sticky[key])
             if sticky["tsig_unused"]:
                 mine.tsig_unused = True
-            mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
+            # dig reads the file's first query line with the command line (its names
+            # too), before it makes its TSIG key and search list
+            mine.first_line = n_query == 0
+            n_query += 1
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             printed = io.StringIO()  # dig's stdout line for a bad number: in its turn

@@ -113,7 +113,7 @@ BATCHES = [
 
 
 @pytest.mark.parametrize("batch", BATCHES, ids=["globals", "first-line-domain"])
-@pytest.mark.parametrize("before", [[], ["+domain=odd"]], ids=["alone", "domain"])
+@pytest.mark.parametrize("before", [[], ["+domain=odd"], ["zz"]], ids=["alone", "domain", "name"])
 def test_batch_search_globals_as_dig(
     port: int, batch: str, before: list[str], tmp_path: Path
 ) -> None:

@@ -810,3 +810,18 @@ def test_a_batch_line_s_search_switches_stay_for_the_lines_after_it_as_dig(
     batch.write_text("+domain=other zz\nzz\n")  # the first line's: the run's list
     a = parse("@192.0.2.53", "-f", str(batch))
     assert [switches.search_names(n, line) for n, _, _, line in a.plan] == [["zz.other.", "zz"]] * 2
+    a = parse("@192.0.2.53", "a.test", "-f", str(batch))  # (names before it: still the first)
+    assert [switches.search_names(n, line) for n, _, _, line in a.plan][1:] == [
+        ["zz.other.", "zz"]
+    ] * 2
+
+
+def test_the_first_batch_line_is_read_with_the_command_line_s_names(tmp_path: Path) -> None:
+    """dig 9.18.49 reads the file's first query line with the command line, names on it
+    or not: that line's -y is the run's key (the command line's a.test signed too, as
+    dig; ours made no key when a name came before -f)."""
+    batch = tmp_path / "q"
+    batch.write_text(f"-y hmac-sha256:tk.test:{SECRET} b.test\nc.test\n")
+    a = parse("@127.0.0.1", "a.test", "-f", str(batch))
+    assert a.tsig_y == f"hmac-sha256:tk.test:{SECRET}"
+    assert not any(getattr(line, "tsig_unused", False) for _, _, _, line in a.plan)
