@@ -11,7 +11,8 @@
 * an empty OPENPGPKEY, NSAP or DHCID: BIND runs out of data (its best effort: the
   records before it and dig's malformed-packet warning); dnspython took it as empty;
 * MD, MF, MB, MG, MR (a name) and MINFO (two): BIND writes their names, dnspython
-  (having no class for them) their data in RFC 3597's form;
+  (having no class for them) their data in RFC 3597's form; an HS-class A likewise
+  (BIND: its IPv4 address);
 * a WKS whose bitmap ends in a zero byte: BIND's FORMERR (`Got bad packet: FORMERR`);
   dnspython took it. (A WKS of no port at all BIND writes without dnspython's trailing
   blank: `dnstext.presentation`.)
@@ -34,6 +35,7 @@ import dns.rdtypes.ANY.OPENPGPKEY
 import dns.rdtypes.ANY.RP
 import dns.rdtypes.ANY.SMIMEA
 import dns.rdtypes.ANY.TLSA
+import dns.rdtypes.IN.A
 import dns.rdtypes.IN.DHCID
 import dns.rdtypes.IN.NSAP
 import dns.rdtypes.IN.WKS
@@ -107,6 +109,7 @@ _CLASSES: dict[tuple[int, int], type[dns.rdata.Rdata]] = {
     (dns.rdataclass.IN, dns.rdatatype.NSAP): _NSAP,
     (dns.rdataclass.IN, dns.rdatatype.DHCID): _DHCID,
     (dns.rdataclass.IN, dns.rdatatype.WKS): _WKS,
+    (dns.rdataclass.HS, dns.rdatatype.A): dns.rdtypes.IN.A.A,  # BIND's hs_4/a_1: IN's A
 }
 
 

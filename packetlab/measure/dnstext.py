@@ -457,6 +457,8 @@ def restyle(
         return _names_unknown(data, split, linebreak) if unknown else data
     if rtype in ("NID", "L64"):  # BIND's groups without their leading zeros: dnspython's
         data = _locator_groups(data)
+    if (cls, rtype) == ("HS", "A"):  # BIND's HS A is IN's (dnspython has none: dnsrdata)
+        cls = "IN"
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read

@@ -72,6 +72,7 @@ CASES = [
      "+multiline", "+noshort", "r14-c00cc00c.odd"],
     ["+nocookie", "-c", "CH", "r1-c00c002a.odd", "r1-016100002a.odd", "r1-c00c00.odd",
      "r1-4000002a.odd"],
+    ["+nocookie", "-c", "HS", "r1-c0000201.odd", "+unknownformat", "r1-c0000201.odd"],
     # session 29 (dig29): +yaml's IPv6 ending in `::` (a 0), +unknownformat of NID, L64, MB
     ["+nocookie", "+yaml", "+noall", "+answer", "v6.odd", "AAAA", "v6.odd", "APL"],
     ["+nocookie", "+yaml", "+short", "v6.odd", "AAAA"],  # (+short's lines: not YAML's)

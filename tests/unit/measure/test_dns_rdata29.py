@@ -58,6 +58,7 @@ SHOWN = [
     (8, 1, "016100", "a."),
     (9, 1, "c00c", "f.test."),
     (14, 1, "016100016200", "a. b."),
+    (1, 4, "c0000201", "192.0.2.1"),  # HS A: BIND's IPv4 address (dnspython: \\# 4 HEX)
     # WKS without a port: no blank after the protocol
     (11, 1, "c000020106", "192.0.2.1 6"),
     (11, 1, "c00002010640", "192.0.2.1 6 1"),
@@ -171,3 +172,9 @@ def test_nocrypto_omits_openpgpkey_s_key_and_zonemd_s_digest() -> None:
     assert presentation(pgp, linebreak="\n\t", crypto=False) == "( [omitted] )"
     assert presentation(zmd, linebreak="\n\t", crypto=False) == "2026120401 1 1 (\n\t[omitted] )"
     assert presentation(pgp) == "AwEAAaz/tAm8yTn4Mfeh5eyI"
+
+
+def test_an_hs_a_in_rfc_3597_form_with_unknownformat() -> None:
+    from packetlab.measure.dnstext import restyle
+
+    assert restyle("192.0.2.1", "A", "HS", unknown=True) == "\\# 4 C0000201"
