@@ -579,7 +579,13 @@ _FORMERR_HEAD: dict[int, int] = {
     dns.rdatatype.WKS: 5,
     dns.rdatatype.CSYNC: 6,
     dns.rdatatype.NSEC: -1,
+    dns.rdatatype.NID: 0,  # (session 29: BIND's FORMERR for any other length than 10,
+    dns.rdatatype.L32: 0,  # 6 and 10 bytes, even empty)
+    dns.rdatatype.L64: 0,
 }
+#: AMTRELAY's data length by its relay type (0 none, 1 IPv4, 2 IPv6; 3 a name: read as
+#: one, cut short or followed by data as any name is)
+_AMTRELAY_SIZES = {0: 2, 1: 6, 2: 18}
 
 
 def _reads(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
@@ -613,6 +619,12 @@ def _formerr(rtype: int, wire: bytes, at: int, size: int) -> bool:
     head = _FORMERR_HEAD.get(rtype)
     if head is None or (rtype == dns.rdatatype.WKS and size > WKS_MOST):  # (WKS: extra data)
         return False
+    if rtype == dns.rdatatype.AMTRELAY and size >= 2:  # BIND's amtrelay fromwire (session 29)
+        wanted = _AMTRELAY_SIZES.get(wire[at + 1] & 0x7F)
+        return wanted is not None and size != wanted
+    if rtype == dns.rdatatype.HIP and size >= 4:  # BIND: FORMERR while the HIT and key do
+        hit, key = wire[at], struct.unpack(">H", wire[at + 2 : at + 4])[0]  # not fit; a
+        return size < 4 + hit + key  # rendezvous server's name cut: unexpected end
     if head >= 0:
         return size >= head
     try:  # a name first: FORMERR once it ends within the data

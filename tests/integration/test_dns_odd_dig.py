@@ -73,6 +73,9 @@ CASES = [
     ["+nocookie", "-c", "CH", "r1-c00c002a.odd", "r1-016100002a.odd", "r1-c00c00.odd",
      "r1-4000002a.odd"],
     ["+nocookie", "-c", "HS", "r1-c0000201.odd", "+unknownformat", "r1-c0000201.odd"],
+    ["+nocookie", "r104-000a00144fffff20ee.odd", "r104-.odd", "r105-000a0a0102.odd",
+     "r106-000a20010db81140100000.odd", "r260-00030161.odd", "r260-000301610000.odd",
+     "r260-000101020304ff.odd", "r55-01020001aabb0161.odd", "r55-01020005aabb.odd"],
     # session 29 (dig29): +yaml's IPv6 ending in `::` (a 0), +unknownformat of NID, L64, MB
     ["+nocookie", "+yaml", "+noall", "+answer", "v6.odd", "AAAA", "v6.odd", "APL"],
     ["+nocookie", "+yaml", "+short", "v6.odd", "AAAA"],  # (+short's lines: not YAML's)

@@ -178,3 +178,32 @@ def test_an_hs_a_in_rfc_3597_form_with_unknownformat() -> None:
     from packetlab.measure.dnstext import restyle
 
     assert restyle("192.0.2.1", "A", "HS", unknown=True) == "\\# 4 C0000201"
+
+
+FAULTS = [
+    (104, "000a00144fffff20ee", "FORMERR"),  # NID of 9 bytes (BIND: 10 or FORMERR)
+    (104, "000a00144fffff20ee6400", "FORMERR"),
+    (104, "", "FORMERR"),
+    (105, "000a0a0102", "FORMERR"),  # L32 of 5
+    (106, "000a20010db81140100000", "FORMERR"),  # L64 of 11
+    (260, "00030161", None),  # AMTRELAY, its relay name cut: best effort
+    (260, "000301610000", "extra input data"),  # a byte past its name
+    (260, "000101020304ff", "FORMERR"),  # an IPv4 relay of 5 bytes
+    (55, "01020001aabb0161", None),  # HIP, its rendezvous server's name cut
+    (55, "01020005aabb", "FORMERR"),  # HIP, a key longer than the data
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rtype", "data", "said"), FAULTS, ids=[f"{t}-{d}" for t, d, _ in FAULTS])
+def test_more_record_data_faults_in_bind_s_words(rtype: int, data: str, said: str | None) -> None:
+    """dig 9.18.49 on 260 faulty records (each of 65 types one byte short, one byte
+    long, one byte alone, empty): these 23 differed before (NID, L32, L64: FORMERR
+    whatever the length; AMTRELAY's and HIP's names read as names)."""
+    q, wire = _reply(rtype, bytes.fromhex(data))
+    if said is None:
+        msg = _parse(q, wire)
+        assert msg is not None and not msg.answer
+        return
+    with pytest.raises(_Malformed) as e:
+        _parse(q, wire)
+    assert e.value.reason == said
