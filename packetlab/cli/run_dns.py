@@ -444,7 +444,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                     await _nssearch(session, servers, name, out, **asked)
                     continue
                 names, origins = switches.search_plan(name, o)
-                showsearch = bool(getattr(args, "showsearch", False))
+                showsearch = bool(getattr(o, "showsearch", False))  # (a -f line's: global)
                 await _search(session, servers, names, qtype, out, showsearch, origins, **asked)
 
     return pcapout.recording(args, recorder, run)

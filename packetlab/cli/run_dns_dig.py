@@ -30,6 +30,31 @@ COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "BADCOOKIE, retrying",
 REQUEUED = ("Truncated, retrying", "BADVERS", "BADCOOKIE, retrying")
 
 
+def sent_queries(r: Record) -> list[tuple[str, str, str]]:
+    """dig +qr +yaml: each query a lookup sent (its hex, server, transport), an item
+    each in dig 9.18.49's YAML: one a communications error (to that server), one before
+    each remark after which dig asks again (TCP after `retrying in TCP mode`), then the
+    one answered (session 29, dig29: ours showed the last alone)."""
+    wires = [*r.get("query_before", []), r["query"]]
+    k = 0
+    notes = r.get("notes", [])
+    tcp_later = any("retrying in TCP mode" in n for n in notes)
+    proto = "udp" if tcp_later else str(r["proto"])
+    out: list[tuple[str, str, str]] = []
+    for note in notes:
+        wire = wires[min(k, len(wires) - 1)]
+        if note.startswith("communications error to "):
+            out.append((wire, note.removeprefix("communications error to ").rsplit("#", 1)[0],
+                        proto))  # fmt: skip
+        elif note.startswith("Got SERVFAIL reply from ") and note.endswith("trying next server"):
+            out.append((wire, note.removeprefix("Got SERVFAIL reply from ").split(",")[0], proto))
+        elif note.startswith(REQUEUED):
+            out.append((wire, str(r["server"]), proto))
+            k += 1
+            proto = "tcp" if "TCP mode" in note else proto
+    return [*out, (wires[min(k, len(wires) - 1)], str(r["server"]), str(r["proto"]))]
+
+
 class DigText:
     """dig's output for each record (its default sections, the +[no]SECTION switches,
     +short), the `; <<>>` banner before the first one."""
@@ -42,6 +67,7 @@ class DigText:
         # banner (its lookup's cmdline) for the first lookup's search names only
         self.looked_up: argparse.Namespace | None = None
         self.banner_line = False  # the banner again after a later -f line's search step
+        self.banner_made = False  # a banner printed yet (the first is whole)
 
     @property
     def view(self) -> argparse.Namespace:
@@ -100,10 +126,13 @@ class DigText:
         words = getattr(view, "batch_words", None)
         if view is self.bannered or (self.bannered is not None and words is None):
             return []
-        first = self.bannered is None and not self.banner_line
+        # (dig: the run's first banner made is whole, whichever -f line makes it: a line
+        # of +nocmd or +short makes none; session 29)
+        first = (self.bannered is None and not self.banner_line) or not self.banner_made
         self.bannered, self.banner_line = view, False
         if not always and (not self.cmd or (self.short and not failed)):
             return []
+        self.banner_made = True
         from packetlab import __version__
 
         # dig: each word after a space (none: the line ends with `<<>>`)
@@ -234,9 +263,16 @@ class DigText:
         if "query" in r:
             from packetlab.measure.dns import query_record
 
-            sent = {**query_record(bytes.fromhex(r["query"])), "server": r["server"],
-                    "port": r["port"], "proto": r["proto"], "rtt_us": r.get("rtt_us")}  # fmt: skip
-            lines += y.message(sent, self.show, data, opt_lines, now=now)
+            for wire, server, proto in sent_queries(r):
+                sent = {**query_record(bytes.fromhex(wire)), "server": server,
+                        "port": r["port"], "proto": proto, "rtt_us": r.get("rtt_us")}  # fmt: skip
+                lines += y.message(sent, self.show, data, opt_lines, now=now)
+        if self.short and getattr(self.view, "identify", False):  # dig +identify: where
+            where, plain = f" from server {r['server']} in {self.took(r)}.", data
+
+            def data(a: Record) -> str:  # (+short's lines only: no record then)
+                return plain(a) + where
+
         return lines + y.message(r, self.show, data, opt_lines, short=self.short, now=now)
 
     def took(self, r: Record) -> str:

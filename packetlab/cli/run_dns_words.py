@@ -350,11 +350,12 @@ def _batch_lines(args: argparse.Namespace) -> None:
         f = sys.stdin if args.batch == "-" else open(args.batch, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as e:
         raise dig_error(f"-f {args.batch}: cannot open: {e.strerror}", 8) from None
-    n, started = 0, False
+    n, started, n_query = 0, False, 0
     # dig's global switches: set on a line, they stay for the lines after it
-    # (and -p: dig's `port` is a global, the line's port and every later line's)
+    # (and -p: dig's `port` is a global, the line's port and every later line's;
+    # +[no]search, +[no]showsearch, +domain, +ndots, +[no]yaml too, since session 29)
     sticky = {"short": args.short, "cmd": args.show["cmd"], "split": args.split,
-              "port": args.port, "tsig_unused": False}  # fmt: skip
+              "port": args.port, "tsig_unused": False, **_search_globals(args)}  # fmt: skip
     with f:
         while line := f.readline(line_bytes + 1):
             n += 1
@@ -369,9 +370,14 @@ def _batch_lines(args: argparse.Namespace) -> None:
             mine = BatchLine(args)  # the command line's options, then the line's own
             mine.show = {**args.show, "cmd": sticky["cmd"]}
             mine.short, mine.split, mine.port = sticky["short"], sticky["split"], sticky["port"]
+            for key in SEARCH_GLOBALS:
+                setattr(mine, key, sticky[key])
             if sticky["tsig_unused"]:
                 mine.tsig_unused = True
-            mine.first_line = not args.plan  # dig reads it before it makes its TSIG key
+            # dig reads the file's first query line with the command line (its names
+            # too), before it makes its TSIG key and search list
+            mine.first_line = n_query == 0
+            n_query += 1
             mine.plan, mine.types, mine.reverse, mine.qclass = [], args.types, None, args.qclass
             mine.warnings = []  # shown when the line's query is (_show_line_warnings)
             printed = io.StringIO()  # dig's stdout line for a bad number: in its turn
@@ -393,7 +399,25 @@ def _batch_lines(args: argparse.Namespace) -> None:
             args.plan += [(name, types, cls, o or mine) for name, types, cls, o in mine.plan]
             unused = vars(mine).get("tsig_unused", False)
             sticky = {"short": mine.short, "cmd": mine.show["cmd"], "split": mine.split,
-                      "port": mine.port, "tsig_unused": unused}  # fmt: skip
+                      "port": mine.port, "tsig_unused": unused,
+                      **_search_globals(mine)}  # fmt: skip
+
+
+#: dig's search globals (usesearch, showsearch, domainopt, ndots) and yaml: a -f line's
+#: stay for the lines after it
+SEARCH_GLOBALS = ("search", "showsearch", "domain", "ndots", "yaml")  # (and +[no]yaml)
+
+
+def _later_line(ns: argparse.Namespace) -> bool:
+    """Whether `ns` is a -f line after the first one (dig 9.18 reads the command line and
+    the first line before it sets its search list up, setup_system: a later line's
+    +domain changes nothing, neither the list nor +search)."""
+    line = _base_of(ns)
+    return isinstance(line, BatchLine) and not vars(line).get("first_line", True)
+
+
+def _search_globals(ns: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(ns, key, None) for key in SEARCH_GLOBALS}
 
 
 def stop_line(line: argparse.Namespace, error: RunError, printed: str = "") -> BatchLine:
@@ -602,6 +626,8 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                 at.ednsopts = ()
             elif key in ("+showsearch", "+noshowsearch"):
                 args.showsearch = args.search = key == "+showsearch"  # as dig: both
+            elif key == "+domain" and eq and _later_line(args):
+                pass  # dig 9.18 makes its search list once, after the first -f line
             elif key == "+domain" and eq:  # as dig: the search list of one, search on
                 _check_name(value or ".")
                 args.domain, args.search = value, True
@@ -648,6 +674,9 @@ def _dig_words(args: argparse.Namespace, words: list[str | Dash], top: bool = Tr
                         _tls_off(at)
                 if key in ("+nsid", "+cookie"):
                     at.edns = max(at.edns, 0)
+                if key == "+yaml" and on:  # dig 9.18: +yaml turns printcmd off (a global:
+                    # a later -f line's +noyaml has no banner) and the lookup's stats
+                    args.show["cmd"] = args.show["stats"] = False
                 if key == "+short" and on:  # dig: +short turns the lookup's rrcomments off
                     at.rrcomments = False
                     _short_sections(args, scope() if names else args)

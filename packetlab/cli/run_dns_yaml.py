@@ -25,8 +25,26 @@ def error_item(text: str) -> list[str]:
     return ["- type: DIG_ERROR", "  message: |", f"    {text}"]
 
 
+def v6_zero(rtype: str, text: str) -> str:
+    """A record's data as dig's YAML style writes its IPv6 addresses (BIND's inet_totext:
+    one ending in `::` gets a `0`, so no YAML reader takes its colon for a mapping's):
+    AAAA, an IPSECKEY's or AMTRELAY's gateway of type 2, APL's family-2 items (session
+    29, dig29: dig 9.18.49 `2001:db8::0`, ours was `2001:db8::`)."""
+    if rtype == "AAAA":
+        return text + "0" if text.endswith(":") else text
+    words = text.split(" ")
+    at = {"IPSECKEY": 3, "AMTRELAY": 3}.get(rtype)
+    if at is not None and len(words) > at and words[at - 1] == "2" and words[at].endswith(":"):
+        words[at] += "0"
+    elif rtype == "APL":
+        words = [w.replace("::/", "::0/") if w.lstrip("!").startswith("2:") else w
+                 for w in words]  # fmt: skip
+    return " ".join(words)
+
+
 def _record(a: Record, data: Callable[[Record], str]) -> str:
-    return f"'{a['name']} {a['ttl']} {a.get('class', 'IN')} {a['type']} {data(a)}'"
+    text = v6_zero(str(a["type"]), data(a))  # (+short's lines are not YAML: as they are)
+    return f"'{a['name']} {a['ttl']} {a.get('class', 'IN')} {a['type']} {text}'"
 
 
 def _opt(opt_lines: list[str]) -> list[str]:

@@ -23,6 +23,7 @@ import dns.rdatatype
 import dns.wire
 
 from packetlab.measure.dnsquery import CO_BIT, COOKIE, opcode_text
+from packetlab.measure.dnsrdata import WKS_MOST, bind_rdata
 from packetlab.measure.dnsresult import DnsAnswer, DnsResult
 from packetlab.measure.dnstext import presentation
 
@@ -373,7 +374,8 @@ def _parse(
     # wire's order with its own TTL, a duplicate kept (dnspython would merge an RRset's
     # records, dropping duplicates, grouping them and giving all the smallest TTL); an
     # IXFR over UDP's SOAs each as it came
-    with generic_options():  # the options as BIND reads them (bind_opt_error)
+    # the options and the records' data as BIND reads them (bind_opt_error, dnsrdata)
+    with generic_options(), bind_rdata():
         try:  # keyring=False: a TSIG is kept unchecked (dig without a key prints it so)
             msg = dns.message.from_wire(wire, ignore_trailing=True, question_only=False,
                                         keyring=False, one_rr_per_rrset=True)  # fmt: skip
@@ -401,7 +403,29 @@ def _parse(
                 msg = kept
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
         raise _Malformed(OPT_ERROR, wire)  # BIND's DNS_R_OPTERR: not even best effort
+    if any(rrset.rdtype == dns.rdatatype.NSEC3 and not _hash_owner(rrset.name)
+           for rrset in [*msg.answer, *msg.authority, *msg.additional]):  # fmt: skip
+        raise _Malformed(BAD_OWNER, wire)  # BIND's DNS_R_BADOWNERNAME
     return msg if _same_question(query, msg, said) else None
+
+
+BAD_OWNER = "bad owner name (check-names)"  # BIND's words for DNS_R_BADOWNERNAME
+_BASE32HEX = {c: i for i, c in enumerate(b"0123456789abcdefghijklmnopqrstuv")}  # its values
+#: base32hex without padding: the bits its last digit holds past the bytes, by the
+#: digits' count modulo 8 (another count does not decode)
+_SPARE_BITS = {0: 0, 2: 0x03, 4: 0x0F, 5: 0x01, 7: 0x07}
+
+
+def _hash_owner(name: dns.name.Name) -> bool:
+    """Whether an NSEC3's owner starts with a label that decodes as base32hex without
+    padding, the bits past its bytes zero (BIND's checkowner_nsec3, which its message
+    parser applies to every NSEC3: dig's `Got bad packet: bad owner name (check-names)`;
+    dnspython took any name; session 29, dig29)."""
+    label = name.labels[0].lower() if name.labels else b""
+    spare = _SPARE_BITS.get(len(label) % 8)
+    if spare is None or any(c not in _BASE32HEX for c in label):
+        return False
+    return not label or not _BASE32HEX[label[-1]] & spare
 
 
 OPT_ERROR = "malformed OPT option"  # BIND's words for DNS_R_OPTERR
@@ -555,7 +579,13 @@ _FORMERR_HEAD: dict[int, int] = {
     dns.rdatatype.WKS: 5,
     dns.rdatatype.CSYNC: 6,
     dns.rdatatype.NSEC: -1,
+    dns.rdatatype.NID: 0,  # (session 29: BIND's FORMERR for any other length than 10,
+    dns.rdatatype.L32: 0,  # 6 and 10 bytes, even empty)
+    dns.rdatatype.L64: 0,
 }
+#: AMTRELAY's data length by its relay type (0 none, 1 IPv4, 2 IPv6; 3 a name: read as
+#: one, cut short or followed by data as any name is)
+_AMTRELAY_SIZES = {0: 2, 1: 6, 2: 18}
 
 
 def _reads(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
@@ -587,8 +617,14 @@ def _ran_out(cls: int, rtype: int, wire: bytes, at: int, size: int) -> bool:
 
 def _formerr(rtype: int, wire: bytes, at: int, size: int) -> bool:
     head = _FORMERR_HEAD.get(rtype)
-    if head is None:
+    if head is None or (rtype == dns.rdatatype.WKS and size > WKS_MOST):  # (WKS: extra data)
         return False
+    if rtype == dns.rdatatype.AMTRELAY and size >= 2:  # BIND's amtrelay fromwire (session 29)
+        wanted = _AMTRELAY_SIZES.get(wire[at + 1] & 0x7F)
+        return wanted is not None and size != wanted
+    if rtype == dns.rdatatype.HIP and size >= 4:  # BIND: FORMERR while the HIT and key do
+        hit, key = wire[at], struct.unpack(">H", wire[at + 2 : at + 4])[0]  # not fit; a
+        return size < 4 + hit + key  # rendezvous server's name cut: unexpected end
     if head >= 0:
         return size >= head
     try:  # a name first: FORMERR once it ends within the data
@@ -611,6 +647,11 @@ def rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] 
     reads, or its fault is none of these. OPT and TSIG are read elsewhere. Compared
     with dig 9.18.49 on 196 records (49 types, each one byte short, one byte long, one
     byte alone, empty; docs/dns.md "Session 28")."""
+    with bind_rdata():  # (each record's data as BIND reads it)
+        return _rdata_fault(wire)
+
+
+def _rdata_fault(wire: bytes) -> tuple[str, int, int, tuple[int, int, int, int]] | None:
     heads: list[tuple[int, int, int, int]] = []
     starts: list[int] = []
     _walk(wire, heads, starts)

@@ -165,6 +165,10 @@ def presentation(
         return f"{rd.key_tag} {int(rd.algorithm)} {rd.digest_type} [omitted]"
     if rtype in ("HIP", "TKEY", "TSIG"):
         return _bind_meta(rd, rtype, split, " ", False)
+    if not crypto and rtype == "OPENPGPKEY":  # BIND's +nocrypto (session 29)
+        return "[omitted]"
+    if not crypto and rtype == "ZONEMD":
+        return f"{rd.serial} {rd.scheme} {rd.hash_algorithm} [omitted]"
     if rtype == "OPENPGPKEY":  # dnspython's does not cut it
         import base64
 
@@ -207,6 +211,8 @@ def presentation(
         return f"{rd.algorithm} {rd.flags} {rd.iterations} {salt}"
     if rtype == "NSEC3":
         return " ".join(_nsec3_words(rd))
+    if rtype == "WKS":  # BIND: no blank after the protocol when no port is set
+        return str(rd.to_text()).rstrip(" ")
     return str(rd.to_text())
 
 
@@ -287,8 +293,8 @@ def _multiline(
     if rtype == "NSEC3":
         words = _nsec3_words(rd)
         return f"{' '.join(words[:4])} ({lb}{words[4]}{lb}{' '.join(words[5:])} )"
-    if rtype == "OPENPGPKEY":
-        return f"( {b64(rd.key)} )"
+    if rtype == "OPENPGPKEY":  # (+nocrypto: BIND omits the key, session 29)
+        return f"( {b64(rd.key) if crypto else '[omitted]'} )"
     if rtype == "CERT":
         head = " ".join(str(rd.to_text(chunksize=0)).split(" ")[:3])
         return f"{head} ({lb}{b64(rd.certificate)} )"
@@ -305,7 +311,7 @@ def _multiline(
         return f"( {b64(data)} ){note}"
     if rtype == "ZONEMD":
         head = f"{rd.serial} {rd.scheme} {rd.hash_algorithm}"
-        return f"{head} ({lb}{_hexwords(rd.digest, split, lb)} )"
+        return f"{head} ({lb}{_hexwords(rd.digest, split, lb) if crypto else '[omitted]'} )"
     if rtype in ("HIP", "TKEY", "TSIG"):
         return _bind_meta(rd, rtype, split, lb, True)
     return None
@@ -399,6 +405,28 @@ def _meta_from_text(rtype: str, cls: str, data: str) -> Any:
         return None
 
 
+#: RFC 1035's types of names BIND writes as names (`dnsrdata`): dnspython reads no text
+#: of them
+_NAME_TYPES = ("MD", "MF", "MB", "MG", "MR", "MINFO")
+
+
+def _names_unknown(data: str, split: int | None, linebreak: str | None) -> str:
+    """MD..MINFO's names in RFC 3597's form (+unknownformat), as BIND writes them."""
+    try:
+        wire = b"".join(dns.name.from_text(w).to_wire() or b"" for w in data.split())
+    except dns.exception.DNSException:
+        return data
+    return _unknown(wire, split, linebreak)
+
+
+def _locator_groups(data: str) -> str:
+    """An NID's or L64's text as dnspython reads it: each group of 4 hex digits."""
+    words = data.split(" ")
+    if len(words) == 2:
+        words[1] = ":".join(g.rjust(4, "0") for g in words[1].split(":"))
+    return " ".join(words)
+
+
 def restyle(
     data: str,
     rtype: str,
@@ -425,6 +453,12 @@ def restyle(
         return data if rd is None else presentation(rd, split, linebreak, **how)
     if rtype in ("RRSIG", "SIG"):
         data = _sig_times_as_numbers(data)
+    if rtype in _NAME_TYPES:  # (dnspython reads no text of them; BIND: one line always)
+        return _names_unknown(data, split, linebreak) if unknown else data
+    if rtype in ("NID", "L64"):  # BIND's groups without their leading zeros: dnspython's
+        data = _locator_groups(data)
+    if (cls, rtype) == ("HS", "A"):  # BIND's HS A is IN's (dnspython has none: dnsrdata)
+        cls = "IN"
     try:
         rd = dns.rdata.from_text(cls, rtype, data)
     except Exception:  # dnspython raises many kinds for text it cannot read

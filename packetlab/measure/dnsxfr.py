@@ -54,6 +54,7 @@ from packetlab.measure.dnsparse import (
     generic_options,
 )
 from packetlab.measure.dnsquery import _make_query, _render, as_ixfr
+from packetlab.measure.dnsrdata import bind_rdata
 from packetlab.measure.dnsresult import version_of
 from packetlab.measure.dnstransport import _default_server
 from packetlab.measure.pcap import PcapRecorder
@@ -275,7 +276,7 @@ def xfr_query(
 def _parse_message(wire: bytes) -> dns.message.Message:
     """A transfer's message, its records one by one in the wire's order, its EDNS
     options read as BIND reads them (a query's reply's: `dnsparse.bind_opt_error`)."""
-    with generic_options():
+    with generic_options(), bind_rdata():
         msg = dns.message.from_wire(wire, keyring=False, one_rr_per_rrset=True,
                                     ignore_trailing=True)  # fmt: skip
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):

@@ -9,7 +9,8 @@ By the query's first label:
   CODE with the bytes HEX (`none`: empty), as they are (dig: BIND's checks of them);
 * `rcN`: RCODE N, its upper bits in the OPT (the header's status in dig's words);
 * `rTYPE-HEX` (`r16-056162`): a record of TYPE whose data is HEX, as it is, then an A
-  (session 28: data cut short within its RDLENGTH, or too long, as BIND reads it);
+  (session 28: data cut short within its RDLENGTH, or too long, as BIND reads it); of
+  the question's class, and alone when that is not IN (session 29: `-c CH`);
 * `upperq`: the question back in upper case;
 * `dup`, `interleave`, `ttls`: A records twice, with an AAAA between two, of two TTLs
   (dig shows each record as it came);
@@ -63,6 +64,23 @@ svc IN HTTPS 1 . dohpath=/dns-query{{?dns}} alpn=h2
 svc IN HTTPS 1 . ohttp alpn=h3
 svc IN HTTPS 1 . docpath=/a/b alpn=h2
 svc IN HTTPS 2 svc.odd. ech={_ECH} ipv6hint=2001:db8::1
+v6 IN AAAA 2001:db8::
+pgp IN OPENPGPKEY {_b64("pgp", 40)}
+zmd IN ZONEMD 2026120401 1 1 {_bytes("zmd", 48).hex()}
+v6 IN APL 1:192.0.2.0/24 !2:2001:db8::/32
+2t7b4g4vsa5smi47k61mv5bv1a22bojr IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+nsec3 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+nsec3w IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c0 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c1 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c000 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c001 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c0000 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c0001 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c000000 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c000004 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+c00 IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
+cccccccc IN NSEC3 1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A
 """
 zone = dns.zone.from_text(ZONE, origin="odd.", relativize=False)
 
@@ -74,7 +92,8 @@ def _opt(data: bytes = b"", rcode_hi: int = 0) -> bytes:
 def _head(q: dns.message.Message, answers: int, rcode: int = 0, with_opt: bool = True) -> bytes:
     question = q.question[0]
     head = struct.pack(">6H", q.id, 0x8500 | rcode & 0xF, 1, answers, 0, int(with_opt))
-    return head + (question.name.to_wire() or b"") + struct.pack(">HH", question.rdtype, 1)
+    name = question.name.to_wire() or b""
+    return head + name + struct.pack(">HH", question.rdtype, question.rdclass)
 
 
 def _a(ttl: int = 60, last: int = 9) -> bytes:
@@ -103,8 +122,10 @@ def reply_to(wire: bytes) -> bytes | None:
         return _head(q, len(RAW[label]), with_opt=False) + b"".join(RAW[label])
     if label.startswith("r") and label[1:].partition("-")[0].isdigit() and "-" in label:
         code, _, hexdata = label[1:].partition("-")  # a record of type CODE, data HEX
-        data = bytes.fromhex(hexdata)
-        rr = b"\xc0\x0c" + struct.pack(">HHIH", int(code), 1, 60, len(data)) + data
+        data, cls = bytes.fromhex(hexdata), q.question[0].rdclass  # (the question's class)
+        rr = b"\xc0\x0c" + struct.pack(">HHIH", int(code), cls, 60, len(data)) + data
+        if cls != 1:  # (session 29: a CH record alone, an IN A after it being FORMERR)
+            return _head(q, 1, with_opt=False) + rr
         return _head(q, 2, with_opt=False) + rr + _A  # the A after it: dropped by BIND
     if label.startswith("rc") and label[2:].isdigit():
         number = int(label[2:])

@@ -59,6 +59,36 @@ CASES = [
      "r64-00010000.odd", "r257-.odd", "r108-0000000000.odd", "r44-0101ab.odd",
      "r47-01610000.odd", "r2-01610000.odd"],
     ["+nocookie", "+nobesteffort", "r16-056162.odd", "+short", "r6-000000000000.odd"],
+    # session 29 (dig29): a name compressed in any type's data (BIND reads it), a TLSA or
+    # SMIMEA of another length than its matching type's, an empty OPENPGPKEY/NSAP/DHCID
+    # (cut short), a WKS without a port or with a zero byte last (FORMERR), MD/MB/MINFO
+    ["+nocookie", "r36-0001c00c.odd", "r39-c00c.odd", "r23-c00c.odd", "r64-0001c00c.odd",
+     "r107-0001c00c.odd", "r260-0a03c00c.odd", "r47-c00c000140.odd",
+     "r46-0001080200000e1000000000000000001234c00cab.odd",
+     "r52-030101abababababababababababababababababab.odd", "r52-03010100.odd",
+     "r53-030102abab.odd", "r61-.odd", "r22-.odd", "r49-.odd", "r11-c000020106.odd",
+     "r11-c00002010600.odd", "r3-c00c.odd", "r7-016100.odd", "r14-c00cc00c.odd"],
+    ["+nocookie", "+short", "r36-0001c00c.odd", "r52-03010100.odd", "r11-c000020106.odd",
+     "+multiline", "+noshort", "r14-c00cc00c.odd"],
+    ["+nocookie", "-c", "CH", "r1-c00c002a.odd", "r1-016100002a.odd", "r1-c00c00.odd",
+     "r1-4000002a.odd"],
+    ["+nocookie", "-c", "HS", "r1-c0000201.odd", "+unknownformat", "r1-c0000201.odd"],
+    ["+nocookie", "r104-000a00144fffff20ee.odd", "r104-.odd", "r105-000a0a0102.odd",
+     "r106-000a20010db81140100000.odd", "r260-00030161.odd", "r260-000301610000.odd",
+     "r260-000101020304ff.odd", "r55-01020001aabb0161.odd", "r55-01020005aabb.odd"],
+    # session 29 (dig29): +yaml's IPv6 ending in `::` (a 0), +unknownformat of NID, L64, MB
+    ["+nocookie", "+yaml", "+noall", "+answer", "v6.odd", "AAAA", "v6.odd", "APL"],
+    ["+nocookie", "+yaml", "+short", "v6.odd", "AAAA"],  # (+short's lines: not YAML's)
+    ["+nocookie", "+unknownformat", "nid.odd", "NID", "l64.odd", "L64", "r7-016100.odd",
+     "r14-016100016200.odd"],
+    # session 29 (dig29): +nocrypto omits OPENPGPKEY's key and ZONEMD's digest
+    ["+nocookie", "+nocrypto", "pgp.odd", "OPENPGPKEY", "zmd.odd", "ZONEMD"],
+    ["+nocookie", "+nocrypto", "+multiline", "pgp.odd", "OPENPGPKEY", "zmd.odd", "ZONEMD"],
+    ["+nocookie", "+yaml", "+short", "+identify", "dup.odd"],  # (session 29: where)
+    # session 29 (dig29): an NSEC3 whose owner is no base32hex hash: BIND's check-names
+    [*(w for n in ("2t7b4g4vsa5smi47k61mv5bv1a22bojr", "nsec3", "nsec3w", "c0", "c1", "c000",
+                   "c001", "c0000", "c0001", "c000000", "c000004", "c00", "cccccccc")
+       for w in (f"{n}.odd", "NSEC3"))],
 ]  # fmt: skip
 
 
@@ -74,3 +104,27 @@ def test_odd_answers_as_dig(port: int, words: list[str]) -> None:
     assert ours == theirs, (words, a.stderr)
     assert b.returncode == 0  # ours: 1 when a reply was a bad packet (dig 0; documented)
     assert a.returncode == (1 if "Got bad packet" in a.stdout else 0)
+
+
+#: session 29 (dig29): a -f line's +showsearch, +search, +ndots stay for the later
+#: lines (dig's globals); a later line's +domain changes nothing (dig makes its search
+#: list after the first line); the first line's is the run's
+BATCHES = [
+    "zz\n+showsearch zz\nzz\n+noshowsearch zz\n+search +ndots=2 a.zz\na.zz\n+domain=x zz\n"
+    "+showsearch zz\n",
+    "+domain=odd a.zz\nzz\n+showsearch zz\n+ndots=1 +domain=x a.zz\n",
+]
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=["globals", "first-line-domain"])
+@pytest.mark.parametrize("before", [[], ["+domain=odd"], ["zz"]], ids=["alone", "domain", "name"])
+def test_batch_search_globals_as_dig(
+    port: int, batch: str, before: list[str], tmp_path: Path
+) -> None:
+    lines = tmp_path / "q"
+    lines.write_text(batch)
+    words = ["@127.0.0.1", "-p", str(port), "+nocookie", *before, "-f", str(lines)]
+    a, b = both(words, words)
+    assert "Traceback" not in a.stderr, a.stderr
+    assert normal(a.stdout) == normal(b.stdout), a.stderr
+    assert a.returncode == b.returncode == 0

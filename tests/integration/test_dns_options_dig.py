@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_dns_dig import both, dig, ours, side_by_side, zone_server
+from test_dns_dig import both, dig, normal, ours, side_by_side, zone_server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -282,7 +282,11 @@ def test_yaml_as_dig(port: int) -> None:
                   ["+qr", "+header-only", "a.test"], ["garbage.test"],
                   ["+zflag", "+qr", "a.test", "+norec"], ["ednsopts.test"],
                   ["+subnet=192.0.2.0/24", "+keepalive", "+expire", "+tcp", "+qr", "a.test"],
-                  ["@127.0.0.2", "a.test"]):  # fmt: skip
+                  ["@127.0.0.2", "a.test"],
+                  # session 29 (dig29): +qr's item for each query sent (a TC retry's UDP
+                  # query, then TCP's; BADVERS's; a refused server's)
+                  ["+qr", "+bufsize=512", "+dnssec", "test", "DNSKEY"],
+                  ["+qr", "+edns=1", "a.test"], ["+qr", "+tries=1", "@::1", "a.test"]):  # fmt: skip
         a, b = both([*at, "+yaml", *words], [*at, "+yaml", *words])
         assert "Traceback" not in a.stderr, a.stderr
         assert yaml_normal(a.stdout) == yaml_normal(b.stdout), words
@@ -320,3 +324,34 @@ def test_idn_names_as_dig(port: int) -> None:
     a, b = both([*at, "+idnin", "bü%cher.test"], [*at, "+idnin", "bü%cher.test"])
     assert (a.returncode, b.returncode) == (2, 1)
     assert "is not a legal IDNA2008 name" in a.stderr and "use +noidnin" in a.stderr
+
+
+#: session 29 (dig29): dig's printcmd and yaml are globals: a -f line's +yaml stays for
+#: the lines after it and turns the banner off for good (and the line's statistics); the
+#: run's first banner made is whole, whichever line makes it (+nocmd, +short make none)
+YAML_BATCHES = [
+    "a.test\n+yaml a.test\na.test\n+noyaml a.test\na.test\n",
+    "+yaml a.test\n+noyaml +cmd a.test\n",
+    "+nocmd a.test\na.test\n+cmd a.test\n",
+    "+short a.test\n+noshort a.test\n",
+]
+
+
+@pytest.mark.parametrize("batch", YAML_BATCHES, ids=["yaml", "yaml-cmd", "nocmd", "short"])
+def test_batch_yaml_and_first_banner_as_dig(port: int, batch: str, tmp_path: Path) -> None:
+    lines = tmp_path / "q"
+    lines.write_text(batch)
+    words = ["@127.0.0.1", "-p", str(port), "-f", str(lines)]
+    a, b = both(words, words)
+    ours_text, theirs = normal(a.stdout), normal(b.stdout)
+    for pattern, repl in YAML_NATURE:  # (+yaml's times and IDs)
+        ours_text, theirs = pattern.sub(repl, ours_text), pattern.sub(repl, theirs)
+    assert "Traceback" not in a.stderr and ours_text == theirs, a.stderr
+
+
+def test_yaml_then_noyaml_as_dig(port: int) -> None:
+    """`+yaml +noyaml`: dig's text without the banner or statistics (+yaml turned
+    printcmd and the lookup's stats off); ours printed both."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    for words in (["+yaml", "+noyaml", "a.test"], ["+yaml", "+stats", "+noyaml", "a.test"]):
+        side_by_side(*at, *words)

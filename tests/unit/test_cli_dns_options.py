@@ -542,6 +542,15 @@ def test_yaml_is_digs_item() -> None:
     ]  # fmt: skip
 
 
+def test_yaml_short_identify_says_where_each_answer_came_from() -> None:
+    """dig 9.18.49 +yaml +short +identify: each answer's line ends `from server ADDR in
+    N ms.`, as without +yaml (ours wrote the data alone; session 29, dig29)."""
+    a = parse("@127.0.0.1", "+yaml", "+short", "+identify", "a.test")
+    lines = run_dns_dig.DigText(a).yaml({**A_DNSSEC, "rtt_us": 3000.0})
+    data = [line for line in lines if not line.startswith((" ", "-"))]
+    assert data and all(re.fullmatch(r".+\S from server 127.0.0.1 in 3 ms\.", d) for d in data)
+
+
 def test_qr_shows_each_query_before_what_came_of_it() -> None:
     """dig +qr: a `;; Sending:` block before each try's communications error, before a
     truncated reply's retry and before the answer; a BADVERS round's query its own;
@@ -774,3 +783,45 @@ def test_doh_switches_as_dig() -> None:
     assert [DohClient(t, get=g).proto.upper() for t in (True, False) for g in (False, True)] == [
         "HTTPS", "HTTPS-GET", "HTTP", "HTTP-GET",
     ]  # fmt: skip
+
+
+#: a -f file whose lines set dig's search globals (session 29, dig29)
+SEARCH_BATCH = ("zz\n+showsearch zz\nzz\n+noshowsearch zz\n+search +ndots=2 a.zz\na.zz\n"
+                "+domain=other zz\n")  # fmt: skip
+
+
+def test_a_batch_line_s_search_switches_stay_for_the_lines_after_it_as_dig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dig 9.18.49's usesearch, showsearch and ndots are globals: a -f line's stay for
+    the later lines (ours were that line's only: `+showsearch` on line 2 showed nothing
+    there or after, `+ndots=2` was 1 again on the next line); its search list is made
+    once, after the command line and the first line: a later line's `+domain` changes
+    nothing (ours searched it). Beside dig: `test_dns_odd_dig.py`'s batch case."""
+    monkeypatch.setattr(switches, "RESOLV_CONF", str(tmp_path / "none"))
+    batch = tmp_path / "q"
+    batch.write_text(SEARCH_BATCH)
+    a = parse("@192.0.2.53", "+domain=t", "-f", str(batch))
+    lines = [line for _, _, _, line in a.plan]
+    asked = [switches.search_names(name, line) for name, _, _, line in a.plan]
+    assert asked == [["zz.t.", "zz"], ["zz.t.", "zz"], ["zz.t.", "zz"], ["zz"],
+                     ["a.zz.t.", "a.zz"], ["a.zz.t.", "a.zz"], ["zz.t.", "zz"]]  # fmt: skip
+    assert [bool(line.showsearch) for line in lines] == [False, True, True] + [False] * 4
+    batch.write_text("+domain=other zz\nzz\n")  # the first line's: the run's list
+    a = parse("@192.0.2.53", "-f", str(batch))
+    assert [switches.search_names(n, line) for n, _, _, line in a.plan] == [["zz.other.", "zz"]] * 2
+    a = parse("@192.0.2.53", "a.test", "-f", str(batch))  # (names before it: still the first)
+    assert [switches.search_names(n, line) for n, _, _, line in a.plan][1:] == [
+        ["zz.other.", "zz"]
+    ] * 2
+
+
+def test_the_first_batch_line_is_read_with_the_command_line_s_names(tmp_path: Path) -> None:
+    """dig 9.18.49 reads the file's first query line with the command line, names on it
+    or not: that line's -y is the run's key (the command line's a.test signed too, as
+    dig; ours made no key when a name came before -f)."""
+    batch = tmp_path / "q"
+    batch.write_text(f"-y hmac-sha256:tk.test:{SECRET} b.test\nc.test\n")
+    a = parse("@127.0.0.1", "a.test", "-f", str(batch))
+    assert a.tsig_y == f"hmac-sha256:tk.test:{SECRET}"
+    assert not any(getattr(line, "tsig_unused", False) for _, _, _, line in a.plan)
