@@ -55,30 +55,27 @@ class _LaxSMIMEA(dns.rdtypes.ANY.SMIMEA.SMIMEA):
     _cert_length_by_mtype: dict[int, int] = {}
 
 
-def _not_empty(parser: Any) -> None:
-    if parser.remaining() == 0:
-        raise dns.exception.FormError  # (its plain form: ran out, as BIND's unexpected end)
+class _NotEmpty:
+    """Record data BIND refuses when empty (OPENPGPKEY, NSAP, DHCID): its plain form, ran
+    out, as BIND's unexpected end; dnspython took empty data."""
 
-
-class _OPENPGPKEY(dns.rdtypes.ANY.OPENPGPKEY.OPENPGPKEY):
     @classmethod
     def from_wire_parser(cls, rdclass: Any, rdtype: Any, parser: Any, origin: Any = None) -> Any:
-        _not_empty(parser)
-        return super().from_wire_parser(rdclass, rdtype, parser, origin)
+        if parser.remaining() == 0:
+            raise dns.exception.FormError
+        return super().from_wire_parser(rdclass, rdtype, parser, origin)  # type: ignore[misc]
 
 
-class _NSAP(dns.rdtypes.IN.NSAP.NSAP):
-    @classmethod
-    def from_wire_parser(cls, rdclass: Any, rdtype: Any, parser: Any, origin: Any = None) -> Any:
-        _not_empty(parser)
-        return super().from_wire_parser(rdclass, rdtype, parser, origin)
+class _OPENPGPKEY(_NotEmpty, dns.rdtypes.ANY.OPENPGPKEY.OPENPGPKEY):
+    pass
 
 
-class _DHCID(dns.rdtypes.IN.DHCID.DHCID):
-    @classmethod
-    def from_wire_parser(cls, rdclass: Any, rdtype: Any, parser: Any, origin: Any = None) -> Any:
-        _not_empty(parser)
-        return super().from_wire_parser(rdclass, rdtype, parser, origin)
+class _NSAP(_NotEmpty, dns.rdtypes.IN.NSAP.NSAP):
+    pass
+
+
+class _DHCID(_NotEmpty, dns.rdtypes.IN.DHCID.DHCID):
+    pass
 
 
 class _WKS(dns.rdtypes.IN.WKS.WKS):
