@@ -15,6 +15,7 @@ endpoint's socket then passed over fd 0 with SCM_RIGHTS and the NUL-terminated a
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import sys
@@ -54,6 +55,12 @@ LINE_HOLD_MAX = 65536
 #: 29: from session 28 the pipes were closed, and the process died of SIGPIPE at its next
 #: line, which was lost).
 PIPE_GRACE = 1.0
+#: A busy manager (fifty endpoints at once, load 12) may not have read an exited mlet's
+#: last output, or the EOF behind it, within PIPE_GRACE: the mlet was then reported as
+#: lingering and its output missed its result (session 29). While its pipes still hold
+#: unread bytes or an unread EOF, the grace is extended, up to this many seconds in all
+#: (a lingering child that writes without pause keeps its pipe readable too).
+PIPE_GRACE_MAX = 10.0
 #: Seconds an mlet may run on after its session ended (the endpoint closed, or the mlet
 #: closed its fd 0) before SIGTERM, then `KILL_GRACE` more before SIGKILL: one that
 #: ignored the EOF held its endpoint's result, `-n`'s exit and the wrap-up for ever
@@ -189,6 +196,7 @@ class MletProcess(ProcessProtocol):
         self._tree: dict[int, str] = {}  # descendants signalled by `kill`: pid -> start time
         self.reactor: Any = None  # set by `spawn`: the pipes' grace after the exit
         self._pipe_timer: Any = None
+        self._pipe_waited = 0.0  # seconds of PIPE_GRACE and its extensions so far
         self._exit_reason: Failure | None = None
         #: Exited and reported while a process it started still holds its output (read on).
         self.lingering = False
@@ -239,7 +247,21 @@ class MletProcess(ProcessProtocol):
     def processExited(self, reason: Failure) -> None:
         self._exit_reason = reason
         if self.reactor is not None:  # its output, if still held open, gets PIPE_GRACE
+            self._pipe_waited = PIPE_GRACE
             self._pipe_timer = self.reactor.callLater(PIPE_GRACE, self._linger)
+
+    def _unread_pipes(self) -> bool:
+        """Whether stdout or stderr has bytes or an EOF the reactor has not read yet."""
+        pipes = getattr(self.transport, "pipes", None) or {}
+        for child_fd in (1, 2):
+            fd = getattr(pipes.get(child_fd), "fd", None)
+            if isinstance(fd, int) and fd >= 0:
+                try:
+                    if select.select([fd], [], [], 0)[0]:  # data, or EOF: either is unread
+                        return True
+                except (OSError, ValueError):
+                    continue
+        return False
 
     def _linger(self) -> None:
         """PIPE_GRACE after the exit, its stdout or stderr still open: the mlet is
@@ -247,6 +269,11 @@ class MletProcess(ProcessProtocol):
         that process has closed them, or with the manager's own exit)."""
         self._pipe_timer = None
         if not self.running or self._exit_reason is None:
+            return
+        if self._pipe_waited < PIPE_GRACE_MAX and self._unread_pipes():
+            step = min(0.25, PIPE_GRACE_MAX - self._pipe_waited)  # the reactor is behind
+            self._pipe_waited += step
+            self._pipe_timer = self.reactor.callLater(step, self._linger)
             return
         self.lingering = True
         self.log.warn(
