@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import readline
-from testkit.poll import wait_tcp_listening
+from testkit.poll import poll_until, tcp_listening
 
 from packetlab.controller.local import twistd_command
 from packetlab.measure import native
@@ -133,22 +133,36 @@ def test_ping_loopback() -> None:
     assert "2 packets transmitted, 2 received" in got.stdout
 
 
-def _listen_and_endpoint(
-    tmp_path: Path, run_argv: list[str], endpoint_argv: list[str]
+def listen_and_endpoint(
+    tmp_path: Path,
+    run_argv: list[str],
+    endpoint_argv: list[str],
+    after: Sequence[str] = ("127.0.0.1",),
+    netns: str | None = None,
 ) -> tuple[int, str, str]:
-    """`run_argv` + `--listen 127.0.0.1:PORT 127.0.0.1` with a `twistd -n pktendpoint
-    ENDPOINT_ARGV... 127.0.0.1:PORT` connecting to it: the run's status, stdout, stderr."""
+    """`run_argv` + `--listen 127.0.0.1:PORT` + `after` with a `twistd -n pktendpoint
+    ENDPOINT_ARGV... 127.0.0.1:PORT` connecting to it, both in `netns` when given: the
+    run's status, stdout, stderr."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    in_ns = ["ip", "netns", "exec", netns] if netns else []
     run = subprocess.Popen(
-        [*run_argv, "--listen", f"127.0.0.1:{port}", "127.0.0.1"],
+        [*in_ns, *run_argv, "--listen", f"127.0.0.1:{port}", *after],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
     )  # fmt: skip
-    argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
+    argv = [*in_ns, *twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
     argv += ["pktendpoint", *endpoint_argv, f"127.0.0.1:{port}"]
-    wait_tcp_listening(port, timeout=30)  # the endpoint would retry, but a second later
-    ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
+    # the run's own /proc tables: its namespace's listeners (`ip netns exec` execs the run)
+    tables = (f"/proc/{run.pid}/net/tcp", f"/proc/{run.pid}/net/tcp6")
+    try:  # the endpoint would retry, but a second later
+        poll_until(lambda: tcp_listening(port, tables) or run.poll() is not None, timeout=30,
+                   what=f"a listener on TCP {port}")  # fmt: skip
+        ep = subprocess.Popen(argv, env=env(), cwd=tmp_path)
+    except BaseException:
+        run.kill()
+        run.wait()
+        raise
     try:
         out, err = run.communicate(timeout=40)
     finally:
@@ -164,7 +178,7 @@ def test_listen_with_an_external_endpoint(tmp_path: Path) -> None:
     conf = tmp_path / "endpt.conf"
     conf.write_text("TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n")
     ping = [*RUN, "ping", "--json", "-c", "2", "-i", "0.05", "--timeout", "30"]
-    status, out, err = _listen_and_endpoint(
+    status, out, err = listen_and_endpoint(
         tmp_path, [*ping, "--insecure-plaintext"], ["-c", str(conf), "--insecure-plaintext"]
     )
     assert status == 0, err
@@ -183,7 +197,7 @@ def test_listen_over_tls_from_the_pktlab_command(tmp_path: Path) -> None:
     made = subprocess.run([*pktlab, "init"], capture_output=True, text=True, env=env(),
                           cwd=REPO, timeout=60, check=False)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    status, out, err = _listen_and_endpoint(
+    status, out, err = listen_and_endpoint(
         tmp_path,
         [*pktlab, "run", "ping", "-c", "1", "--timeout", "30"],
         ["-c", str(home / "endpt.conf"), "--transproto", "raw,tcp,udp", "--ipv4", "127.0.0.1"],

@@ -18,18 +18,14 @@ hop in 2 runs of 4, `1  r1  X ms * *`: left out here.)
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_pktlab_run import REPO, RUN, env, pktlab_run
+from test_pktlab_run import RUN, listen_and_endpoint, pktlab_run
 from test_pmtu_like_native import flushed, narrow
 from test_run_like_native import beside_native, masked, native
-from testkit.poll import poll_until
 
-from packetlab.controller.local import twistd_command
 from packetlab.testbed import Testbed
 
 pytest_plugins = ["packetlab.testbed.pytest_fixtures"]
@@ -86,45 +82,16 @@ def test_sequential_as_traceroute_n_1(
     assert masked(ours.stdout) == masked(theirs.stdout), (ours.stdout, theirs.stdout)
 
 
-def listening(ns: str, port: int) -> bool:
-    """Whether a TCP socket of namespace `ns` listens on `port` (its /proc/net/tcp)."""
-    tables = subprocess.run(
-        ["ip", "netns", "exec", ns, "cat", "/proc/net/tcp"], capture_output=True, text=True
-    ).stdout
-    return any(
-        len(f) > 3 and f[3] == "0A" and f[1].endswith(f":{port:04X}")
-        for f in (line.split() for line in tables.splitlines()[1:])
-    )
-
-
 def run_with_listen(tb: Testbed, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
     """`pktlab run ARGV... --listen` in ep with an external endpoint there (its IPv4
     address exported): the run's status, stdout and stderr."""
-    ns = tb.netns_name("ep")
     conf = tmp_path / "endpt.conf"
     conf.write_text(f"TransprotoSup raw,tcp,udp\nVMemLocalAddrStrIPv4 {tb.addr('ep', 4)}\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    in_ns = ["ip", "netns", "exec", ns]
     tool, *rest = argv
-    run = subprocess.Popen(
-        [*in_ns, *RUN, tool, "--insecure-plaintext", "--listen", f"127.0.0.1:{port}", *rest],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO,
+    return listen_and_endpoint(
+        tmp_path, [*RUN, tool, "--insecure-plaintext"],
+        ["-c", str(conf), "--insecure-plaintext"], after=rest, netns=tb.netns_name("ep"),
     )  # fmt: skip
-    ep_argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={tmp_path / 'ep.log'}"]
-    ep_argv += ["pktendpoint", "-c", str(conf), "--insecure-plaintext", f"127.0.0.1:{port}"]
-    poll_until(lambda: listening(ns, port), timeout=30, what=f"a listener on {port} in {ns}")
-    ep = subprocess.Popen([*in_ns, *ep_argv], env=env(), cwd=tmp_path)
-    try:
-        out, err = run.communicate(timeout=40)
-    finally:
-        ep.terminate()
-        ep.wait(10)
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    return run.returncode, out, err
 
 
 @pytest.mark.parametrize("sequential", [False, True], ids=["paced", "sequential"])
