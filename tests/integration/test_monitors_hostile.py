@@ -117,7 +117,7 @@ OVERSIZED = w(extra=f'(data "{"x" * ((1 << 20) + 1)}")')
 LOAD_CASES: dict[str, tuple[bytes, wire.Result | None, str]] = {
     # name: (module, start's answer (None: the cdata is refused), a line of the log)
     "not wasm": (b"hello, not wasm", None, "not a valid WebAssembly module"),
-    "empty": (b"", None, "not a valid WebAssembly module"),
+    "empty": (b"", None, "not a valid WebAssembly module: it is empty (0 bytes)"),
     "truncated": (w()[:-7], None, "unexpected end"),
     "webassembly text": (monitor_wat(ALLOW).encode(), None, "binary magic"),
     "over 1 MiB": (OVERSIZED, None, f"is {len(OVERSIZED)} bytes (at most 1048576)"),

@@ -29,3 +29,23 @@ def test_an_unreadable_wat_source_is_one_line_too(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as e:
         build(missing)
     assert "\n" not in str(e.value) and str(e.value).startswith(f"cannot read {missing}")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("(module (fnc))", "{src}:1:10: expected valid module field"),
+        ("", "{src}:1:1: expected at least one module field"),
+        ("(module\n  (func (param i33)))", "{src}:2:16: unexpected token, expected one of: `i32`"),
+    ],
+)
+def test_a_wat_syntax_error_is_one_line_with_its_place(
+    tmp_path: Path, text: str, want: str
+) -> None:
+    """wasmtime's assembler draws the place under the line (`--> <anon>:1:10`, the line,
+    a caret): five lines of a one-line error; now FILE:LINE:COL: message, as a compiler."""
+    src = tmp_path / "bad.wat"
+    src.write_text(text)
+    with pytest.raises(BuildError) as e:
+        build(src)
+    assert "\n" not in str(e.value) and str(e.value).startswith(want.format(src=src))
