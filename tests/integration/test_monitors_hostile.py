@@ -14,8 +14,9 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from wasmtime import wat2wasm
 from packetlab import wire
 from packetlab.monitor import abi
 from packetlab.monitor.template import monitor_wat
-from packetlab.ppks import CertLimits, PktlabHome
+from packetlab.ppks import Accounting, CertLimits, Counter, PktlabHome, load_certificates
 from packetlab.wire.constants import Status
 
 S = Status
@@ -67,18 +68,23 @@ class World:
     ep: TLSEndpoint
     n: int = 0
 
-    def session(self, *wasms: bytes) -> RawController:
+    chain: list[Path] = field(default_factory=list)  # the last session's
+
+    def session(self, *wasms: bytes, **limits_kw: Any) -> RawController:
         self.n += 1
-        limits = CertLimits(monitor_digests=tuple(abi.digest(m) for m in wasms))
+        digests = tuple(abi.digest(m) for m in wasms)
+        limits = CertLimits(monitor_digests=digests, **limits_kw)
         out = self.tmp / f"c{self.n}"
-        chain = controller_chain(self.home, out, limits=limits if wasms else None)
+        chain = self.chain = controller_chain(
+            self.home, out, limits=limits if wasms or limits_kw else None
+        )
         bundle = out / "bundle.pem"
         bundle.write_bytes(b"".join(p.read_bytes() for p in chain))
         self.ctl.ctx.load_cert_chain(str(bundle), str(self.home.key_path("k_xc")))
         return self.ctl.accept(timeout=60)
 
-    def started(self, *wasms: bytes) -> RawController:
-        c = self.session(*wasms)
+    def started(self, *wasms: bytes, **limits_kw: Any) -> RawController:
+        c = self.session(*wasms, **limits_kw)
         c.send(*[wire.Cdata(b"monitor", abi.encode(m)) for m in wasms], wire.Start())
         got = [c.response(timeout=60) for _ in range(len(wasms) + 1)]
         assert got == [OK] * (len(wasms) + 1), got
@@ -297,6 +303,52 @@ def test_hostile_checks_get_their_answers_and_fail_closed(world: World) -> None:
     ) in out
     assert "check_pktlab_message_nopen (4 crash(es) so far): returned 65535 (65535 or more" in out
     assert "check_pktlab_message_ncap (8 crash(es) so far): wasm trap: call stack exhausted" in out
+    world.alive()
+
+
+# ------------------------------------------------------------------------ accounting
+
+# nsend: 500 bytes allowed, 1500 rejected (reason 5), 777 trap, 778 spin past the deadline
+SEND_POLICY = w(
+    {
+        "nsend": "(if (i32.eq (local.get $len) (i32.const 777)) (then unreachable))"
+        f" (if (i32.eq (local.get $len) (i32.const 778)) (then {SPIN}))"
+        " (select (i32.const 5) (i32.const 0) (i32.gt_u (local.get $len) (i32.const 1000)))",
+    },
+    results={"nsend": "(drop (i32.div_u (i32.const 1) (i32.const 0)))"},  # traps after
+)
+
+
+def test_accounting_keeps_what_a_hostile_monitor_let_out_and_nothing_else(world: World) -> None:
+    """§4.5 accounting behind a monitor that rejects, traps and spins on nsends, and
+    traps in every nsend_result: what went out is debited to the certificate at session
+    end, exactly; what the monitor stopped is not."""
+    quota = 100_000
+    c = world.started(SEND_POLICY, max_send_byte=quota)
+    chain = world.chain
+    sink, port = udp_sink_on(odd=False)
+    try:
+        assert nopen(c, 1) == OK
+        sizes = [500, 1500, 777, 500, 778, 500]
+        want = [OK, wire.Result(MONREJ, 0, 5), wire.Result(MONUKN, 0), OK,
+                wire.Result(MONUKN, 0), OK]  # fmt: skip
+        for n, expect in zip(sizes, want, strict=True):
+            m = wire.Nsend(sktid=1, family=4, proto=17, time=0, tag=n, data=b"x" * n,
+                           raddr=LO, rport=port)  # fmt: skip
+            assert c.request(m, timeout=30) == expect, n
+        got = sorted(len(sink.recv(2000)) for _ in range(3))
+        assert got == [500] * 3
+        sessions_over = world.ep.output().count("session over")
+        c.close()
+        deadline = time.monotonic() + 30
+        while world.ep.output().count("session over") == sessions_over:
+            assert time.monotonic() < deadline, world.ep.output()[-3000:]
+            time.sleep(0.05)
+    finally:
+        sink.close()
+    certs = [load_certificates(p.read_bytes())[0] for p in chain]
+    with Accounting(world.home.root / "endpt.rlim.sqlite3") as acct:
+        assert acct.budget(certs).remaining(Counter.SEND_BYTE) == quota - 3 * 500
     world.alive()
 
 
