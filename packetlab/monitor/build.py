@@ -151,6 +151,14 @@ def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
             hint = ""
             if "wasm-ld" in proc.stderr and "not found" in proc.stderr:
                 hint = "\n(wasm-ld is missing: apt-get install lld)"
+            elif "initial memory too small" in proc.stderr:
+                hint = (
+                    "\n(the monitor's stack and static data must fit in the "
+                    f"{abi.MEMORY_MIN_PAGES} pages ({abi.MEMORY_MIN_PAGES * 65536} bytes) of "
+                    "memory the endpoint gives it at load, as in the reference (a module "
+                    "asking for more fails to load): make big tables smaller, or malloc them "
+                    "at run time)"
+                )
             elif "undefined symbol" in proc.stderr and argv[-1] == str(PKTMON_LIBC):
                 hint = (
                     "\n(a pktmon-style monitor gets a small libc, not wasi-libc: see "
