@@ -306,6 +306,70 @@ def test_hostile_checks_get_their_answers_and_fail_closed(world: World) -> None:
     world.alive()
 
 
+# ------------------------------------------------------- traps in the other hooks
+
+FREE = '(func (export "free") (param i32))'
+MALLOC_TRAPS = bytes(
+    wat2wasm(
+        monitor_wat(ALLOW).replace(
+            "(local.set $p (global.get $heap))", "unreachable (local.set $p (global.get $heap))"
+        )
+    )
+)
+TRAP = "(drop (i32.div_u (i32.const 1) (i32.const 0)))"
+FREE_AND_RESULTS_TRAP = bytes(
+    wat2wasm(
+        monitor_wat(
+            ALLOW,
+            initialize="(i32.store8 (local.get $info) (i32.const 33)) (i32.const 1)",
+            results={k: TRAP for k in abi.REQUESTS},
+        ).replace(FREE, '(func (export "free") (param i32) unreachable)')
+    )
+)
+
+
+def test_a_trap_in_malloc_free_or_a_result_callback(world: World) -> None:
+    """The hooks the host calls besides the checks: a malloc that traps when the host
+    places the persistent memory is a load failure (start answers ECTLMONUKN(0) and the
+    session ends); a free that traps after initialize, or any *_result callback that
+    traps, is a logged crash that changes no answer."""
+    c = world.session(MALLOC_TRAPS)
+    assert c.request(wire.Cdata(b"monitor", abi.encode(MALLOC_TRAPS)), timeout=60) == OK
+    assert c.request(wire.Start(), timeout=30) == wire.Result(MONUKN, 0)
+    assert c.closed_by_peer(timeout=30)
+    world.ep.wait_log("failed to load: malloc failed: wasm trap: wasm `unreachable`")
+
+    c = world.session(FREE_AND_RESULTS_TRAP)
+    c.send(wire.Cdata(b"monitor", abi.encode(FREE_AND_RESULTS_TRAP)), wire.Start())
+    assert [c.response(timeout=60) for _ in range(2)] == [OK, OK]
+    assert c.notification(wire.Linfo, timeout=30).info == b"!"
+    sink, port = udp_sink_on(odd=False)
+    try:
+        assert nopen(c, 1) == OK
+        assert c.request(udp_send(1, port), timeout=30) == OK
+        assert c.notification(wire.Ntag, timeout=30).tag == port & 0xFFFF
+        assert sink.recv(100) == b"x"
+        cap = wire.Ncap(sktid=1, family=4, proto=17, endtime=0, filter=bytes(12))
+        answer = c.request(cap, timeout=30)  # the endpoint's own (no monitor's errid)
+        assert isinstance(answer, wire.Result) and answer.errid not in (MONREJ, MONUKN)
+        assert c.request(wire.Nclose(sktid=1), timeout=30) == OK
+        assert c.request(wire.Nclose(sktid=1), timeout=30) == wire.Result(int(S.ESKTNOTOPEN))
+        assert nopen(c, 2) == OK
+        assert c.request(wire.Nclose(sktid=2), timeout=30) == OK
+    finally:
+        sink.close()
+    c.close()
+    # Crashes 1 (free), 2 (nopen_result), 4 (ncap_result) and 8 (nclose_result) are
+    # logged (1st, 2nd, 4th, 8th...), with the hook and the trap.
+    out = world.ep.wait_log("(8 crash(es) so far)")
+    lines = [ln for ln in out.splitlines() if abi.digest(FREE_AND_RESULTS_TRAP).hex()[:16] in ln]
+    hooks = ["free", "pktlab_message_nopen_result", "pktlab_message_ncap_result",
+             "pktlab_message_nclose_result"]  # fmt: skip
+    for n, hook in zip((1, 2, 4, 8), hooks, strict=True):
+        assert any(f"crashed in {hook} ({n} crash(es) so far): wasm trap" in ln for ln in lines)
+    world.alive()
+
+
 # ------------------------------------------------------------------------ accounting
 
 # nsend: 500 bytes allowed, 1500 rejected (reason 5), 777 trap, 778 spin past the deadline
