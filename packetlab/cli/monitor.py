@@ -180,6 +180,9 @@ def _build(args: argparse.Namespace, kit: Toolkit) -> int:
     return 0
 
 
+_NO_MAGIC = ": it does not begin with the binary magic \\0asm"
+
+
 def _digest(args: argparse.Namespace) -> int:
     """The digests, once every file is known to be a module: a C source or any other
     file was digested as it was (`pktlab reflex digest prog.c`: a digest no certificate
@@ -199,9 +202,6 @@ def _digest(args: argparse.Namespace) -> int:
     for path, data in modules:
         print(f"{abi.digest(data).hex()}  {path}")
     return 0
-
-
-_NO_MAGIC = ": it does not begin with the binary magic \\0asm"
 
 
 class VmemHost:
