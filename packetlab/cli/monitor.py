@@ -180,6 +180,9 @@ def _build(args: argparse.Namespace, kit: Toolkit) -> int:
     return 0
 
 
+_NO_MAGIC = ": it does not begin with the binary magic \\0asm"
+
+
 def _digest(args: argparse.Namespace) -> int:
     """The digests, once every file is known to be a module: a C source or any other
     file was digested as it was (`pktlab reflex digest prog.c`: a digest no certificate
@@ -191,8 +194,11 @@ def _digest(args: argparse.Namespace) -> int:
     modules = [(path, path.read_bytes()) for path in args.files]
     for path, data in modules:
         if not data.startswith(b"\0asm"):
-            hint = f"build it first: pktlab {kit.name} build {path} -o OUT.wasm"
-            return fail(args, f"{path}: not a WebAssembly module ({hint})", 1)
+            if path.suffix in (".c", ".wat"):
+                hint = f" (build it first: pktlab {kit.name} build {path} -o OUT.wasm)"
+            else:  # `build` takes sources only: say what is wrong with the file
+                hint = ": it is empty (0 bytes)" if not data else _NO_MAGIC
+            return fail(args, f"{path}: not a WebAssembly module{hint}", 1)
     for path, data in modules:
         print(f"{abi.digest(data).hex()}  {path}")
     return 0

@@ -217,7 +217,15 @@ class ReceivePath:
         if verdict == NDATA_DROP_COUNTED:  # a receive quota ran out (§4.5)
             self.count_drop(skt, time, len(data))
         elif verdict != NDATA_DROP:
-            # The monitor's reason (§8.3).
+            if min(skt.rbufsz - skt.rbufused, self.budget.free) < RECV_BUF_OVERHEAD:
+                # No room left for its nblock: dropped and counted, as a datagram that
+                # does not fit.
+                self.count_drop(skt, time, len(data))
+                return False
+            # The monitor's reason (§8.3). The nblock keeps buffer space like the ndata
+            # it stands for until it is written (queued for a slow controller, or held
+            # while NBLOCK is masked, §2.4), so a peer's traffic cannot grow either
+            # without bound (§3.5).
             nblock = Nblock(
                 sktid=skt.sktid,
                 family=skt.family,
@@ -225,17 +233,9 @@ class ReceivePath:
                 monerrid=verdict & 0xFFFF,
                 time=time,
             )
-            frame = codec.encode(nblock)
-            if not skt.notifmask & _NBLOCK:
-                self.outbox.put(frame)
-            elif min(skt.rbufsz - skt.rbufused, self.budget.free) >= RECV_BUF_OVERHEAD:
-                # Held (§2.4): it keeps buffer space like the ndata it stands for, so a
-                # peer's traffic cannot grow the held list without bound (§3.5).
-                skt.rbufused += RECV_BUF_OVERHEAD
-                self.budget.used += RECV_BUF_OVERHEAD
-                skt.held.append((_NBLOCK, frame, RECV_BUF_OVERHEAD))
-            else:  # no room left for it: dropped and counted, as a datagram that does not fit
-                self.count_drop(skt, time, len(data))
+            skt.rbufused += RECV_BUF_OVERHEAD
+            self.budget.used += RECV_BUF_OVERHEAD
+            self.notify(skt, _NBLOCK, codec.encode(nblock), RECV_BUF_OVERHEAD)
         return False
 
     # -- drop episodes (beyond 1.1.0: one ndrop per episode) ------------------------------

@@ -96,7 +96,7 @@ def build(source: Path, extra_flags: tuple[str, ...] = ()) -> bytes:
         try:
             return bytes(wasmtime.wat2wasm(text))
         except wasmtime.WasmtimeError as e:
-            raise BuildError(f"{source}: {e}") from None
+            raise BuildError(_wat_error(source, str(e))) from None
     if suffix == ".c":
         try:  # (clang's own words came on a second line, after `clang failed:`)
             source.open("rb").close()
@@ -104,6 +104,18 @@ def build(source: Path, extra_flags: tuple[str, ...] = ()) -> bytes:
             raise BuildError(f"cannot read {source}: {e.strerror}") from None
         return retarget_memory_import(_build_c(source, extra_flags))
     raise BuildError(f"{source}: expected a .c or .wat source")
+
+
+_WAT_PLACE = re.compile(r"-->\s*<anon>:(\d+):(\d+)")
+
+
+def _wat_error(source: Path, text: str) -> str:
+    """The assembler's error in one line, FILE:LINE:COL: message (it draws the place
+    under the source line: `--> <anon>:1:10`, the line, a caret)."""
+    lines = text.strip().splitlines()
+    place = _WAT_PLACE.search(text)
+    where = f"{source}:{place[1]}:{place[2]}" if place else str(source)
+    return f"{where}: {lines[0] if lines else 'invalid text'}"
 
 
 def is_pktmon_source(source: Path) -> bool:
@@ -139,6 +151,14 @@ def _build_c(source: Path, extra_flags: tuple[str, ...]) -> bytes:
             hint = ""
             if "wasm-ld" in proc.stderr and "not found" in proc.stderr:
                 hint = "\n(wasm-ld is missing: apt-get install lld)"
+            elif "initial memory too small" in proc.stderr:
+                hint = (
+                    "\n(the monitor's stack and static data must fit in the "
+                    f"{abi.MEMORY_MIN_PAGES} pages ({abi.MEMORY_MIN_PAGES * 65536} bytes) of "
+                    "memory the endpoint gives it at load, as in the reference (a module "
+                    "asking for more fails to load): make big tables smaller, or malloc them "
+                    "at run time)"
+                )
             elif "undefined symbol" in proc.stderr and argv[-1] == str(PKTMON_LIBC):
                 hint = (
                     "\n(a pktmon-style monitor gets a small libc, not wasi-libc: see "

@@ -110,6 +110,8 @@ def load_module(wasm: bytes) -> wasmtime.Module:
     Only the binary format: `wasmtime.Module` would parse anything else as WebAssembly
     text, which the reference's `wasmtime_module_new` refuses, and whose bytes the
     section checks here (tables, own memories) cannot read."""
+    if not wasm:  # a truncated file or an empty cdata: no text to assemble either
+        raise MonitorLoadError("not a valid WebAssembly module: it is empty (0 bytes)", decode=True)
     if wasm[:4] != _MAGIC:
         raise MonitorLoadError(
             "not a valid WebAssembly module: it does not begin with the binary magic "

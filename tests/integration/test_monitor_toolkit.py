@@ -131,6 +131,16 @@ def test_build_errors_are_clear(tmp_path: Path) -> None:
     proc = pktlab("monitor", "build", str(own), "-o", str(tmp_path / "x.wasm"), check=False)
     assert "must import its memory as monitor.memory" in proc.stderr
     assert not (tmp_path / "x.wasm").exists()
+    # pktmon style, 200 KB of static tables: past the 2-page host memory (session 30)
+    tables = tmp_path / "tables.c"
+    tables.write_text(
+        '#include "monitor_helper.h"\nstatic const unsigned char t[200000] = {1};\n'
+        "int check_pktlab_message_nclose(unsigned char s, void *pm, unsigned pmlen)"
+        " { return t[s * 777]; }\n"
+    )
+    proc = pktlab("monitor", "build", str(tables), "-o", str(tmp_path / "x.wasm"), check=False)
+    assert proc.returncode == 1 and "initial memory too small" in proc.stderr
+    assert "must fit in the 2 pages (131072 bytes)" in proc.stderr
 
 
 def test_init_requires_the_monitor(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from wasmtime import wat2wasm
 from packetlab import wire
 from packetlab.monitor import abi
 from packetlab.monitor.template import monitor_wat
-from packetlab.ppks import CertLimits, PktlabHome
+from packetlab.ppks import Accounting, CertLimits, Counter, PktlabHome, load_certificates
 from packetlab.wire.constants import Status
 
 S = Status
@@ -67,18 +68,23 @@ class World:
     ep: TLSEndpoint
     n: int = 0
 
-    def session(self, *wasms: bytes) -> RawController:
+    chain: list[Path] = field(default_factory=list)  # the last session's
+
+    def session(self, *wasms: bytes, **limits_kw: Any) -> RawController:
         self.n += 1
-        limits = CertLimits(monitor_digests=tuple(abi.digest(m) for m in wasms))
+        digests = tuple(abi.digest(m) for m in wasms)
+        limits = CertLimits(monitor_digests=digests, **limits_kw)
         out = self.tmp / f"c{self.n}"
-        chain = controller_chain(self.home, out, limits=limits if wasms else None)
+        chain = self.chain = controller_chain(
+            self.home, out, limits=limits if wasms or limits_kw else None
+        )
         bundle = out / "bundle.pem"
         bundle.write_bytes(b"".join(p.read_bytes() for p in chain))
         self.ctl.ctx.load_cert_chain(str(bundle), str(self.home.key_path("k_xc")))
         return self.ctl.accept(timeout=60)
 
-    def started(self, *wasms: bytes) -> RawController:
-        c = self.session(*wasms)
+    def started(self, *wasms: bytes, **limits_kw: Any) -> RawController:
+        c = self.session(*wasms, **limits_kw)
         c.send(*[wire.Cdata(b"monitor", abi.encode(m)) for m in wasms], wire.Start())
         got = [c.response(timeout=60) for _ in range(len(wasms) + 1)]
         assert got == [OK] * (len(wasms) + 1), got
@@ -117,7 +123,7 @@ OVERSIZED = w(extra=f'(data "{"x" * ((1 << 20) + 1)}")')
 LOAD_CASES: dict[str, tuple[bytes, wire.Result | None, str]] = {
     # name: (module, start's answer (None: the cdata is refused), a line of the log)
     "not wasm": (b"hello, not wasm", None, "not a valid WebAssembly module"),
-    "empty": (b"", None, "not a valid WebAssembly module"),
+    "empty": (b"", None, "not a valid WebAssembly module: it is empty (0 bytes)"),
     "truncated": (w()[:-7], None, "unexpected end"),
     "webassembly text": (monitor_wat(ALLOW).encode(), None, "binary magic"),
     "over 1 MiB": (OVERSIZED, None, f"is {len(OVERSIZED)} bytes (at most 1048576)"),
@@ -297,6 +303,116 @@ def test_hostile_checks_get_their_answers_and_fail_closed(world: World) -> None:
     ) in out
     assert "check_pktlab_message_nopen (4 crash(es) so far): returned 65535 (65535 or more" in out
     assert "check_pktlab_message_ncap (8 crash(es) so far): wasm trap: call stack exhausted" in out
+    world.alive()
+
+
+# ------------------------------------------------------- traps in the other hooks
+
+FREE = '(func (export "free") (param i32))'
+MALLOC_TRAPS = bytes(
+    wat2wasm(
+        monitor_wat(ALLOW).replace(
+            "(local.set $p (global.get $heap))", "unreachable (local.set $p (global.get $heap))"
+        )
+    )
+)
+TRAP = "(drop (i32.div_u (i32.const 1) (i32.const 0)))"
+FREE_AND_RESULTS_TRAP = bytes(
+    wat2wasm(
+        monitor_wat(
+            ALLOW,
+            initialize="(i32.store8 (local.get $info) (i32.const 33)) (i32.const 1)",
+            results={k: TRAP for k in abi.REQUESTS},
+        ).replace(FREE, '(func (export "free") (param i32) unreachable)')
+    )
+)
+
+
+def test_a_trap_in_malloc_free_or_a_result_callback(world: World) -> None:
+    """The hooks the host calls besides the checks: a malloc that traps when the host
+    places the persistent memory is a load failure (start answers ECTLMONUKN(0) and the
+    session ends); a free that traps after initialize, or any *_result callback that
+    traps, is a logged crash that changes no answer."""
+    c = world.session(MALLOC_TRAPS)
+    assert c.request(wire.Cdata(b"monitor", abi.encode(MALLOC_TRAPS)), timeout=60) == OK
+    assert c.request(wire.Start(), timeout=30) == wire.Result(MONUKN, 0)
+    assert c.closed_by_peer(timeout=30)
+    world.ep.wait_log("failed to load: malloc failed: wasm trap: wasm `unreachable`")
+
+    c = world.session(FREE_AND_RESULTS_TRAP)
+    c.send(wire.Cdata(b"monitor", abi.encode(FREE_AND_RESULTS_TRAP)), wire.Start())
+    assert [c.response(timeout=60) for _ in range(2)] == [OK, OK]
+    assert c.notification(wire.Linfo, timeout=30).info == b"!"
+    sink, port = udp_sink_on(odd=False)
+    try:
+        assert nopen(c, 1) == OK
+        assert c.request(udp_send(1, port), timeout=30) == OK
+        assert c.notification(wire.Ntag, timeout=30).tag == port & 0xFFFF
+        assert sink.recv(100) == b"x"
+        cap = wire.Ncap(sktid=1, family=4, proto=17, endtime=0, filter=bytes(12))
+        answer = c.request(cap, timeout=30)  # the endpoint's own (no monitor's errid)
+        assert isinstance(answer, wire.Result) and answer.errid not in (MONREJ, MONUKN)
+        assert c.request(wire.Nclose(sktid=1), timeout=30) == OK
+        assert c.request(wire.Nclose(sktid=1), timeout=30) == wire.Result(int(S.ESKTNOTOPEN))
+        assert nopen(c, 2) == OK
+        assert c.request(wire.Nclose(sktid=2), timeout=30) == OK
+    finally:
+        sink.close()
+    c.close()
+    # Crashes 1 (free), 2 (nopen_result), 4 (ncap_result) and 8 (nclose_result) are
+    # logged (1st, 2nd, 4th, 8th...), with the hook and the trap.
+    out = world.ep.wait_log("(8 crash(es) so far)")
+    lines = [ln for ln in out.splitlines() if abi.digest(FREE_AND_RESULTS_TRAP).hex()[:16] in ln]
+    hooks = ["free", "pktlab_message_nopen_result", "pktlab_message_ncap_result",
+             "pktlab_message_nclose_result"]  # fmt: skip
+    for n, hook in zip((1, 2, 4, 8), hooks, strict=True):
+        assert any(f"crashed in {hook} ({n} crash(es) so far): wasm trap" in ln for ln in lines)
+    world.alive()
+
+
+# ------------------------------------------------------------------------ accounting
+
+# nsend: 500 bytes allowed, 1500 rejected (reason 5), 777 trap, 778 spin past the deadline
+SEND_POLICY = w(
+    {
+        "nsend": "(if (i32.eq (local.get $len) (i32.const 777)) (then unreachable))"
+        f" (if (i32.eq (local.get $len) (i32.const 778)) (then {SPIN}))"
+        " (select (i32.const 5) (i32.const 0) (i32.gt_u (local.get $len) (i32.const 1000)))",
+    },
+    results={"nsend": "(drop (i32.div_u (i32.const 1) (i32.const 0)))"},  # traps after
+)
+
+
+def test_accounting_keeps_what_a_hostile_monitor_let_out_and_nothing_else(world: World) -> None:
+    """§4.5 accounting behind a monitor that rejects, traps and spins on nsends, and
+    traps in every nsend_result: what went out is debited to the certificate at session
+    end, exactly; what the monitor stopped is not."""
+    quota = 100_000
+    c = world.started(SEND_POLICY, max_send_byte=quota)
+    chain = world.chain
+    sink, port = udp_sink_on(odd=False)
+    try:
+        assert nopen(c, 1) == OK
+        sizes = [500, 1500, 777, 500, 778, 500]
+        want = [OK, wire.Result(MONREJ, 0, 5), wire.Result(MONUKN, 0), OK,
+                wire.Result(MONUKN, 0), OK]  # fmt: skip
+        for n, expect in zip(sizes, want, strict=True):
+            m = wire.Nsend(sktid=1, family=4, proto=17, time=0, tag=n, data=b"x" * n,
+                           raddr=LO, rport=port)  # fmt: skip
+            assert c.request(m, timeout=30) == expect, n
+        got = sorted(len(sink.recv(2000)) for _ in range(3))
+        assert got == [500] * 3
+        sessions_over = world.ep.output().count("session over")
+        c.close()
+        deadline = time.monotonic() + 30
+        while world.ep.output().count("session over") == sessions_over:
+            assert time.monotonic() < deadline, world.ep.output()[-3000:]
+            time.sleep(0.05)
+    finally:
+        sink.close()
+    certs = [load_certificates(p.read_bytes())[0] for p in chain]
+    with Accounting(world.home.root / "endpt.rlim.sqlite3") as acct:
+        assert acct.budget(certs).remaining(Counter.SEND_BYTE) == quota - 3 * 500
     world.alive()
 
 

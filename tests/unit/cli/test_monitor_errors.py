@@ -61,6 +61,29 @@ def test_digest_refuses_what_is_not_a_module(
                        f"(build it first: pktlab {name} build {bad} -o OUT.wasm)\n")  # fmt: skip
 
 
+@pytest.mark.parametrize("module", [monitor, reflex])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "it is empty (0 bytes)"),
+        (b"MZ\x90\0", "it does not begin with the binary magic \\0asm"),
+    ],
+)
+def test_digest_of_a_broken_wasm_file_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: object, data: bytes, why: str
+) -> None:
+    """`pktlab monitor digest x.wasm` of an empty or foreign .wasm file said `build it
+    first: pktlab monitor build x.wasm -o OUT.wasm`, which `build` refuses (`expected a .c
+    or .wat source`): the build hint is for sources; a .wasm file is told what is wrong."""
+    bad = tmp_path / "x.wasm"
+    bad.write_bytes(data)
+    name = "reflex" if module is reflex else "monitor"
+    assert _run(module, ["digest", str(bad)]) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab {name} digest: error: {bad}: not a WebAssembly module: {why}\n"
+    )
+
+
 def test_digest_of_modules_as_before(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from packetlab.monitor import abi
 

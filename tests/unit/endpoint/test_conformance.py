@@ -243,6 +243,34 @@ def test_held_nblocks_keep_buffer_space_like_the_ndata_they_replace() -> None:
     assert skt.rbufused == r.session.budget.used == 0
 
 
+def test_nblocks_waiting_for_a_slow_controller_keep_buffer_space_too() -> None:
+    """Unmasked, an nblock went into the outbox at no cost: while the controller read
+    slowly (its transport paused) every datagram a monitor rejected queued one more, so a
+    peer's flood grew the endpoint's memory without bound (session 30, mon30: 68 -> 220
+    MiB of RSS over 2,000,000 datagrams of 16 bytes; bounded without the monitor). Like
+    the ndata it stands for, a queued nblock now keeps RECV_BUF_OVERHEAD of the socket's
+    budget until it is written; past that a rejected datagram is dropped and counted."""
+    r = gated(lambda clock: _RejectingMonitor())
+    assert errids(r.send(udp_open(rbufsz=1000))) == [0]
+    skt = r.skt(1)
+    r.session.outbox.pause()  # the controller reads nothing for now
+    for _ in range(100):
+        r.session.udp_received(skt, b"x" * 10, r.clock.now, LO4, 53)
+    assert r.new() == []
+    queued = len(r.session.outbox)
+    assert queued == 1000 // RECV_BUF_OVERHEAD, f"{queued} nblocks queued"
+    assert skt.drop_pkts == 100 - queued
+    assert skt.rbufused == r.session.budget.used == queued * RECV_BUF_OVERHEAD
+    r.session.outbox.resume()
+    *blocks, ndrop = r.new()  # the nblocks, then the drops' ndrop once there is room
+    assert [m.NAME for m in blocks] == ["nblock"] * queued
+    assert {m.monerrid for m in blocks} == {7}
+    assert isinstance(ndrop, wire.Ndrop) and ndrop.unitcnt == 100 - queued
+    assert skt.rbufused == r.session.budget.used == 0
+    r.session.udp_received(skt, b"x" * 10, r.clock.now, LO4, 53)
+    assert [m.NAME for m in r.new()] == ["nblock"]
+
+
 # ---------------------------------------------------------- §3.3 order of nsend checks
 
 

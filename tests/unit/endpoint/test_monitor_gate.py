@@ -753,3 +753,36 @@ def test_session_end_frees_the_monitors_store_at_once(tmp_path: Path) -> None:
         assert store() is None  # the session and its gate are still alive here
     finally:
         gc.enable()
+
+
+def test_debug_lines_of_a_session_are_budgeted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MonitorEnableDebug 1, monitor_debug was bounded per call only (64 lines of
+    4 KiB): a monitor logging on every received datagram wrote 250 MB of log (260 rotated
+    files) for 1,000 datagrams of 1 byte on a real endpoint (session 30). A session's
+    monitors now log at most DEBUG_LINES lines per DEBUG_WINDOW seconds; the last line
+    let through says so, and the next one after the window how many were left out."""
+    from twisted.logger import capturedLogs
+
+    from packetlab.endpoint import monitors
+
+    now = [1000.0]
+    monkeypatch.setattr(monitors, "DEBUG_LINES", 20, raising=False)
+    monkeypatch.setattr(monitors, "_monotonic", lambda: now[0], raising=False)
+    five = " ".join(["(call $monitor_debug (i32.const 0))"] * 5) + " (i32.const 0)"
+    mod = w({"nopen": five}, extra='(data (i32.const 0) "hello\\00")')
+    r = aux_rig(tmp_path, mod, debug=True)
+    started(r, 1)
+    with capturedLogs() as events:
+        for sktid in range(1, 11):  # 50 lines asked for
+            assert r.send(udp_open(sktid=sktid)) == [wire.Result(0)]
+    lines = [ln for ln in messages(events).splitlines() if "debug: hello" in ln]
+    assert len(lines) == 20
+    assert lines[-1].endswith("[20 such lines in 60 s: the next ones are counted, not logged, "
+                              "until 60 s have passed]")  # fmt: skip
+    now[0] += 60
+    with capturedLogs() as events:
+        assert r.send(udp_open(sktid=11)) == [wire.Result(0)]
+    lines = [ln for ln in messages(events).splitlines() if "debug: hello" in ln]
+    assert len(lines) == 5 and lines[0].endswith("[30 not logged before this one]")

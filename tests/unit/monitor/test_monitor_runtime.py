@@ -74,6 +74,16 @@ def test_invalid_bytes_are_refused() -> None:
     refused(b"", "not a valid WebAssembly module")
 
 
+def test_an_empty_module_is_called_empty() -> None:
+    """0 bytes (an aux monitor file truncated, a cdata with nothing after 0x01) were
+    told to assemble their text first: `it does not begin with the binary magic \\0asm
+    (text must be assembled first ...)`."""
+    with pytest.raises(MonitorLoadError) as e:
+        compile_monitor(b"")
+    assert str(e.value) == "not a valid WebAssembly module: it is empty (0 bytes)"
+    assert e.value.decode
+
+
 @pytest.mark.parametrize(
     ("memory", "match"),
     [
