@@ -16,6 +16,7 @@ from packetlab.cli.monitor import (
     emit,
     fail,
     load,
+    named,
 )
 
 _DESCRIPTION = """\
@@ -73,7 +74,7 @@ def _test(args: argparse.Namespace) -> int:
     from packetlab.reflex.runtime import ReflexInstance
     from packetlab.wire.messages import Ndata
 
-    compiled = _compile(load(args.file))
+    compiled = named(args.file, _compile, load(args.file))
     try:
         params = bytes.fromhex(args.params)
     except ValueError:
@@ -83,7 +84,7 @@ def _test(args: argparse.Namespace) -> int:
     box = Box(Settings(args.deadline_ms, args.memory_max, args.debug, False))
     out = sys.stdout
     try:
-        inst = ReflexInstance(box, compiled, _Host())
+        inst = named(args.file, ReflexInstance, box, compiled, _Host())
         inst.setup(b"")
         inst.set_params(0, params)
         try:

@@ -91,3 +91,18 @@ def test_digest_of_modules_as_before(tmp_path: Path, capsys: pytest.CaptureFixtu
     good.write_bytes(b"\0asm\x01\0\0\0")
     assert _run(reflex, ["digest", str(good)]) == 0
     assert capsys.readouterr().out == f"{abi.digest(good.read_bytes()).hex()}  {good}\n"
+
+
+@pytest.mark.parametrize("module", [monitor, reflex])
+def test_test_of_an_empty_module_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: object
+) -> None:
+    """`pktlab reflex test empty.wasm` said `not a valid WebAssembly module: it is empty
+    (0 bytes)` without the file, where `pktlab monitor test` names it (session 30, mon30's
+    finding)."""
+    bad = tmp_path / "empty.wasm"
+    bad.write_bytes(b"")
+    name = "reflex" if module is reflex else "monitor"
+    assert _run(module, ["test", str(bad), "--messages", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pktlab {name} test: error: {bad}: not a valid WebAssembly module")
