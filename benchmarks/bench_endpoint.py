@@ -45,7 +45,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from benchmarks.common import environment, markdown_table, median, percentile, write_json
+from benchmarks.common import (
+    environment,
+    markdown_table,
+    median,
+    percentile,
+    vcpu_ns,
+    write_json,
+)
 from benchmarks.raw_flow import (
     NSTAT_CODE_BODY,
     NTAG_BODY,
@@ -1150,6 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
             keys = [f"mread-{w}" if len(wakes) > 1 else "mread" for w in wakes]
             keys += [*udp_keys, "tcp"]
             for rnd in range(args.rounds):
+                results.setdefault("vcpu_ns", []).append(vcpu_ns())
                 for key in keys:
                     if key.split("-")[0] not in only:
                         continue
@@ -1315,9 +1323,14 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if p50 <= GOALS["mread"] else f"missed by {p50 - GOALS['mread']:.1f} µs"
         print(f"mread p50 with CpuLatencyUs {args.cpu_latency_us}: {p50:.1f} µs, goal "
               f"≤ {GOALS['mread']:.0f} µs: {verdict}")  # fmt: skip
+    if results.get("vcpu_ns"):
+        speeds = results["vcpu_ns"]
+        print("\nvCPU speed per round (calibration loop, ns per iteration; higher is slower): "
+              + ", ".join(f"{ns:.0f}" for ns in speeds))  # fmt: skip
     for key in udp_keys:
-        # Per round: a rate that moves with the CPU per nsend is the endpoint's work; one
-        # that moves with the preemptions is where the scheduler put the controller.
+        # Per round: a rate that moves with the CPU per nsend is the endpoint's work (and
+        # the vCPU's speed, above); one that moves with the preemptions is where the
+        # scheduler put the controller.
         for name in ("ours-tls", "base-tls"):
             samples = rounds.get(name, {}).get(key)
             if samples:

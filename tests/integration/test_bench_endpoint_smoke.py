@@ -122,7 +122,10 @@ def test_bench_endpoint_places_the_udp_measure_and_reports_preemptions(tmp_path:
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "udp-split rounds, ours-tls" not in proc.stdout  # TLS not asked for
     assert "(split)" in proc.stdout and "(shared)" in proc.stdout
-    run = json.loads(out.read_text())["runs"]["ours-tcp"]
+    data = json.loads(out.read_text())
+    assert len(data["vcpu_ns"]) == 1 and data["vcpu_ns"][0] > 0  # one calibration per round
+    assert "vCPU speed per round" in proc.stdout
+    run = data["runs"]["ours-tcp"]
     for place in ("split", "shared"):
         udp = run[f"udp-{place}"]
         assert udp["place"] == place and udp["nsends"] == 700 and udp["errors"] == 0
