@@ -527,6 +527,9 @@ def nsend_frames(sktid: int, port: int, tags: list[int], size: int = 64) -> list
 #: decides, as in use), "split" (endpoint on the first CPU, controller on the second),
 #: "shared" (both on the first CPU).
 PLACES = ("free", "split", "shared")
+#: A run whose calibration moved this much between rounds says so (docs/performance.md,
+#: session 30: 95-103 ns in three rounds, 150-154 ns in the next three of one run).
+VCPU_MOVED = 1.2
 
 
 def _placed(pid: int, place: str) -> tuple[set[int], set[int]] | None:
@@ -546,6 +549,18 @@ def _pin(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(tid), cpus)
         except OSError:  # a thread that ended meanwhile
             pass
+
+
+def vcpu_line(speeds: list[float]) -> str:
+    """The rounds' calibrations (`vcpu_ns`), and a warning when they moved: the medians of
+    such a run mix rounds of a fast and a slow vCPU."""
+    line = "vCPU speed per round (calibration loop, ns per iteration; higher is slower): "
+    line += ", ".join(f"{ns:.0f}" for ns in speeds)
+    moved = max(speeds) / min(speeds)
+    if moved >= VCPU_MOVED:
+        line += f": it moved {moved:.2f}x during the run, so compare rounds of the same speed"
+        line += ", not the medians"
+    return line
 
 
 def switches(pid: int) -> tuple[int, int]:
@@ -1324,9 +1339,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mread p50 with CpuLatencyUs {args.cpu_latency_us}: {p50:.1f} µs, goal "
               f"≤ {GOALS['mread']:.0f} µs: {verdict}")  # fmt: skip
     if results.get("vcpu_ns"):
-        speeds = results["vcpu_ns"]
-        print("\nvCPU speed per round (calibration loop, ns per iteration; higher is slower): "
-              + ", ".join(f"{ns:.0f}" for ns in speeds))  # fmt: skip
+        print("\n" + vcpu_line(results["vcpu_ns"]))
     for key in udp_keys:
         # Per round: a rate that moves with the CPU per nsend is the endpoint's work (and
         # the vCPU's speed, above); one that moves with the preemptions is where the
