@@ -45,7 +45,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from benchmarks.common import environment, markdown_table, median, percentile, write_json
+from benchmarks.common import (
+    environment,
+    markdown_table,
+    median,
+    percentile,
+    vcpu_ns,
+    write_json,
+)
 from benchmarks.raw_flow import (
     NSTAT_CODE_BODY,
     NTAG_BODY,
@@ -516,11 +523,66 @@ def nsend_frames(sktid: int, port: int, tags: list[int], size: int = 64) -> list
     return [head + tag.to_bytes(2, "big") + tail for tag in tags]
 
 
-def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
+#: Where the udp measure puts the two processes (`--place`): "free" (the scheduler
+#: decides, as in use), "split" (endpoint on the first CPU, controller on the second),
+#: "shared" (both on the first CPU).
+PLACES = ("free", "split", "shared")
+#: A run whose calibration moved this much between rounds says so (docs/performance.md,
+#: session 30: 95-103 ns in three rounds, 150-154 ns in the next three of one run).
+VCPU_MOVED = 1.2
+
+
+def _placed(pid: int, place: str) -> tuple[set[int], set[int]] | None:
+    """Pin this process and the endpoint (every thread) for `place`; what to restore."""
+    if place == "free":
+        return None
+    mine, theirs = os.sched_getaffinity(0), os.sched_getaffinity(pid)
+    first, *rest = sorted(mine)
+    _pin(pid, {first})
+    os.sched_setaffinity(0, {rest[0] if place == "split" and rest else first})
+    return mine, theirs
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
+def vcpu_line(speeds: list[float]) -> str:
+    """The rounds' calibrations (`vcpu_ns`), and a warning when they moved: the medians of
+    such a run mix rounds of a fast and a slow vCPU."""
+    line = "vCPU speed per round (calibration loop, ns per iteration; higher is slower): "
+    line += ", ".join(f"{ns:.0f}" for ns in speeds)
+    moved = max(speeds) / min(speeds)
+    if moved >= VCPU_MOVED:
+        line += f": it moved {moved:.2f}x during the run, so compare rounds of the same speed"
+        line += ", not the medians"
+    return line
+
+
+def switches(pid: int) -> tuple[int, int]:
+    """A process's (voluntary, involuntary) context switches so far, all threads."""
+    vol = invol = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            vol = int(line.split()[1])
+        elif line.startswith("nonvoluntary_ctxt_switches:"):
+            invol = int(line.split()[1])
+    return vol, invol
+
+
+def bench_udp(ep: Endpoint, count: int, window: int = 64, place: str = "free") -> dict[str, Any]:
     """Immediate nsends, `window` outstanding: the request stream is sealed before the
     clock starts; the timed loop only reads (counting ntags by their record size, or
     frame type on plain TCP) and sends the next slice of whole records; every answer is
-    opened and checked after the clock stops (FlowMismatch if one is wrong)."""
+    opened and checked after the clock stops (FlowMismatch if one is wrong).
+
+    Also per nsend: the endpoint's involuntary context switches (about one per answer
+    batch when the controller, woken by it, runs on the endpoint's CPU; near none when
+    they run on two CPUs: docs/performance.md, session 30) and the controller's reads."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))  # never read: the kernel drops what overflows
     port = sink.getsockname()[1]
@@ -542,32 +604,41 @@ def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
     view = memoryview(stream)
     send, recv, walk = flow.sock.sendall, flow.recv, flow.walk
     batch = 16
-    sent = tagged = 0
-    cpu = cpu_seconds(ep.proc.pid)
-    times = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
-    send(view[: window * size])
-    sent = window
-    while tagged < count:
-        if not recv():
-            try:
-                _wait(flow)
-            except FlowMismatch as silent:
-                # A refused nsend (an error result, no ntag) stops the window: name it.
+    sent = tagged = reads = 0
+    restore = _placed(ep.proc.pid, place)
+    try:
+        vol, invol = switches(ep.proc.pid)
+        cpu = cpu_seconds(ep.proc.pid)
+        times = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        send(view[: window * size])
+        sent = window
+        while tagged < count:
+            reads += 1
+            if not recv():
                 try:
-                    check_nsend_answers(flow.frames(), 1, tags[:sent])
-                except FlowMismatch as refused:
-                    raise FlowMismatch(f"{refused} ({REFUSAL_HINT})") from silent
-                raise
-        tagged += walk(ntag).matched
-        free = window - (sent - tagged)
-        if free >= batch and sent < count:
-            n = min(free, count - sent)
-            send(view[sent * size : (sent + n) * size])
-            sent += n
-    elapsed = time.perf_counter() - start
-    mine = _cpu_share(times, elapsed)
-    cpu = cpu_seconds(ep.proc.pid) - cpu
+                    _wait(flow)
+                except FlowMismatch as silent:
+                    # A refused nsend (an error result, no ntag) stops the window: name it.
+                    try:
+                        check_nsend_answers(flow.frames(), 1, tags[:sent])
+                    except FlowMismatch as refused:
+                        raise FlowMismatch(f"{refused} ({REFUSAL_HINT})") from silent
+                    raise
+            tagged += walk(ntag).matched
+            free = window - (sent - tagged)
+            if free >= batch and sent < count:
+                n = min(free, count - sent)
+                send(view[sent * size : (sent + n) * size])
+                sent += n
+        elapsed = time.perf_counter() - start
+        mine = _cpu_share(times, elapsed)
+        cpu = cpu_seconds(ep.proc.pid) - cpu
+        vol_after, invol_after = switches(ep.proc.pid)
+    finally:
+        if restore is not None:
+            os.sched_setaffinity(0, restore[0])
+            _pin(ep.proc.pid, restore[1])
     check_nsend_answers(flow.frames(), 1, tags)  # after the clock: every answer
     flow.finish()
     ep.request(wire.Nclose(sktid=1))
@@ -582,6 +653,10 @@ def bench_udp(ep: Endpoint, count: int, window: int = 64) -> dict[str, Any]:
         "controller_cpu": mine,
         "window": window,
         "payload": 64,
+        "place": place,
+        "endpoint_sleeps_per_nsend": (vol_after - vol) / count,
+        "endpoint_preempted_per_nsend": (invol_after - invol) / count,
+        "controller_reads_per_nsend": reads / count,
     }
 
 
@@ -1007,6 +1082,14 @@ def main(argv: list[str] | None = None) -> int:
         "reported as mread-MODE); see benchmarks/bench_wakeup.py",
     )
     ap.add_argument(
+        "--place",
+        choices=PLACES,
+        action="append",
+        help="udp: where the controller and the endpoint run: free (default: the scheduler "
+        "decides), split (one CPU each), shared (both on one CPU); more than one: each, "
+        "reported as udp-PLACE",
+    )
+    ap.add_argument(
         "--link",
         choices=["tls", "tcp"],
         action="append",
@@ -1084,8 +1167,12 @@ def main(argv: list[str] | None = None) -> int:
             # Rounds: every endpoint takes each measure in turn, so all of them see the
             # same machine (which other jobs load); medians and ranges over rounds.
             wakes = args.wake or ["split"]
-            keys = [f"mread-{w}" if len(wakes) > 1 else "mread" for w in wakes] + ["udp", "tcp"]
+            places = args.place or ["free"]
+            udp_keys = [f"udp-{p}" if len(places) > 1 else "udp" for p in places]
+            keys = [f"mread-{w}" if len(wakes) > 1 else "mread" for w in wakes]
+            keys += [*udp_keys, "tcp"]
             for rnd in range(args.rounds):
+                results.setdefault("vcpu_ns", []).append(vcpu_ns())
                 for key in keys:
                     if key.split("-")[0] not in only:
                         continue
@@ -1093,8 +1180,9 @@ def main(argv: list[str] | None = None) -> int:
                         if key.startswith("mread"):
                             wake = key.split("-")[1] if "-" in key else wakes[0]
                             r = bench_mread(ep, args.mread_count, wake)
-                        elif key == "udp":
-                            r = bench_udp(ep, args.udp_count)
+                        elif key.startswith("udp"):
+                            place = key.split("-")[1] if "-" in key else places[0]
+                            r = bench_udp(ep, args.udp_count, place=place)
                         else:
                             plain = name == "ours-tls"
                             r = bench_tcp(ep, args.tcp_bytes, args.rbufsz, plain_client=plain)
@@ -1128,7 +1216,7 @@ def main(argv: list[str] | None = None) -> int:
         if r is None:
             return "-"
         lo, hi = r["range"]
-        if key == "udp":
+        if key.startswith("udp"):
             return (
                 f"{r['per_second']:,.0f}/s ({lo / 1e3:.1f}k-{hi / 1e3:.1f}k), "
                 f"{r['endpoint_cpu_us']:.1f} µs CPU/nsend"
@@ -1141,7 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
         ours, null = runs.get(f"ours-{link}", {}).get(key), runs.get(f"null-{link}", {}).get(key)
         if ours is None or null is None:
             return "-"
-        value = {"udp": "per_second", "tcp": "mb_per_s"}.get(key)
+        value = {"udp": "per_second", "tcp": "mb_per_s"}.get(key.split("-")[0])
         if value is None:  # latency: the controller's share of the round trip
             return f"{null['p50_us']:.1f} µs ({null['p50_us'] / ours['p50_us']:.0%} of ours)"
         ratio = null[value] / ours[value]
@@ -1159,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
             full = null[value] / share if share > 0 else float("inf")
             entry["controller_cpu_share"] = share
             entry["one_cpu_rate"] = full
-            unit = "/s" if key == "udp" else " MB/s"
+            unit = "/s" if value == "per_second" else " MB/s"
             spent = (
                 f"; controller CPU {busy['user']:.0%} + {busy['system']:.0%} kernel: one CPU "
                 f"at {full:,.0f}{unit}, {full / ours[value]:.1f}x ours"
@@ -1173,7 +1261,7 @@ def main(argv: list[str] | None = None) -> int:
         "tcp": "TCP download delivered as ndata",
         "mread": "mread(TIME, 8) round trip p50 / p99",
     }
-    for key in ("udp", "tcp", *(k for k in keys if k.startswith("mread"))):
+    for key in (*udp_keys, "tcp", *(k for k in keys if k.startswith("mread"))):
         base = key.split("-")[0]
         if base not in only:
             continue
@@ -1183,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = runs.get("ours-tls", {}).get(key)
         good: bool | None = None
         if tls is not None:
-            if key == "udp":
+            if base == "udp":
                 good = tls["per_second"] >= GOALS["udp"] and not tls["errors"]
                 goal = f"≥ {GOALS['udp']:,.0f}/s (1.5x ref)"
             elif key == "tcp":
@@ -1196,7 +1284,7 @@ def main(argv: list[str] | None = None) -> int:
             goal = "(over TLS)"
         ok &= good is not False
         rows.append([
-            names[base] + (f" ({key[6:]})" if "-" in key else ""), ref,
+            names[base] + (f" ({key.split('-', 1)[1]})" if "-" in key else ""), ref,
             cell("ours-tls", key), cell("ours-tcp", key),
             cell("base-tls", key), ceiling(key, "tls"), goal,
             "" if good is None else "yes" if good else "**no**",
@@ -1250,6 +1338,20 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if p50 <= GOALS["mread"] else f"missed by {p50 - GOALS['mread']:.1f} µs"
         print(f"mread p50 with CpuLatencyUs {args.cpu_latency_us}: {p50:.1f} µs, goal "
               f"≤ {GOALS['mread']:.0f} µs: {verdict}")  # fmt: skip
+    if results.get("vcpu_ns"):
+        print("\n" + vcpu_line(results["vcpu_ns"]))
+    for key in udp_keys:
+        # Per round: a rate that moves with the CPU per nsend is the endpoint's work (and
+        # the vCPU's speed, above); one that moves with the preemptions is where the
+        # scheduler put the controller.
+        for name in ("ours-tls", "base-tls"):
+            samples = rounds.get(name, {}).get(key)
+            if samples:
+                print(f"\n{key} rounds, {name} (nsend/s, endpoint CPU µs/nsend, endpoint "
+                      "preempted / controller reads per 100 nsends): " + "; ".join(
+                    f"{r['per_second'] / 1e3:.1f}k {r['endpoint_cpu_us']:.1f} "
+                    f"{100 * r['endpoint_preempted_per_nsend']:.1f}/"
+                    f"{100 * r['controller_reads_per_nsend']:.1f}" for r in samples))  # fmt: skip
     if "loopback" in runs:
         floor = runs["loopback"]["tcp"]
         lo, hi = floor["range"]

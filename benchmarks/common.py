@@ -88,6 +88,23 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
+def vcpu_ns(iterations: int = 100_000, repeats: int = 3) -> float:
+    """CPU time of one iteration of a fixed pure-Python loop (dict stores, integer
+    arithmetic), best of `repeats`: how fast this vCPU runs Python right now. This VM's
+    vCPUs change speed by up to 1.5x over minutes with nothing else running in it (the
+    host's doing; no steal time is reported), and every endpoint figure moves with them,
+    so a round's figures are read beside its calibration (docs/performance.md,
+    session 30)."""
+    best = math.inf
+    for _ in range(repeats):
+        table: dict[int, int] = {}
+        start = time.thread_time()
+        for i in range(iterations):
+            table[i & 1023] = (i * 7) ^ (i >> 3)
+        best = min(best, time.thread_time() - start)
+    return best / iterations * 1e9
+
+
 def environment() -> dict[str, Any]:
     """Facts a reader needs to compare runs: host, kernel, Python, CPUs, git commit, time."""
     commit = "unknown"

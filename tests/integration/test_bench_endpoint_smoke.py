@@ -109,3 +109,42 @@ def test_bench_udp_accepts_right_answers() -> None:
         assert r["nsends"] == 1000 and r["errors"] == 0
     finally:
         peer.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="split needs two CPUs")
+def test_bench_endpoint_places_the_udp_measure_and_reports_preemptions(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "benchmarks.bench_endpoint", "--rounds", "1",
+            "--udp-count", "700", "--only", "udp", "--link", "tcp", "--no-null",
+            "--place", "split", "--place", "shared", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "udp-split rounds, ours-tls" not in proc.stdout  # TLS not asked for
+    assert "(split)" in proc.stdout and "(shared)" in proc.stdout
+    data = json.loads(out.read_text())
+    assert len(data["vcpu_ns"]) == 1 and data["vcpu_ns"][0] > 0  # one calibration per round
+    assert "vCPU speed per round" in proc.stdout
+    run = data["runs"]["ours-tcp"]
+    for place in ("split", "shared"):
+        udp = run[f"udp-{place}"]
+        assert udp["place"] == place and udp["nsends"] == 700 and udp["errors"] == 0
+        assert udp["controller_reads_per_nsend"] > 0
+        assert udp["endpoint_preempted_per_nsend"] >= 0 <= udp["endpoint_sleeps_per_nsend"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="split needs two CPUs")
+@pytest.mark.parametrize("place", ["split", "shared"])
+def test_bench_udp_gives_the_cpus_back_after_a_placed_run(place: str) -> None:
+    mine = os.sched_getaffinity(0)
+    for bad in (-1, 300):  # a good run, then one voided by a wrong answer
+        peer = WrongPeer(bad, False)
+        try:
+            if bad < 0:
+                assert bench_udp(peer, 1000, place=place)["place"] == place  # type: ignore[arg-type]
+            else:
+                with pytest.raises(FlowMismatch):
+                    bench_udp(peer, 1000, place=place)  # type: ignore[arg-type]
+        finally:
+            peer.close()
+        assert os.sched_getaffinity(0) == mine
