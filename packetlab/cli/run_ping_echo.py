@@ -166,8 +166,6 @@ def experiment(
         if names is not None and dst.version == 6:  # ping6's header names the target too
             await names.lookup(str(dst))
         report.start(str(frm))
-        if args.deadline is not None:  # -w: seconds of measuring, as ping -w
-            session.reactor.callLater(args.deadline, stop.request, "deadline")
         shown: Deferred[object] = succeed(None)
 
         def in_order(show: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -232,6 +230,7 @@ def experiment(
             route=args.route_addrs,
             # ping -w stops at its deadline (and at its first error) without a linger
             ends_at_once=frozenset({"deadline", "error"}),
+            deadline=args.deadline,  # -w: from the first request's time, as ping's alarm
         )
         await shown
         return result

@@ -14,7 +14,8 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from packetlab.controller import (
@@ -236,6 +237,7 @@ async def ping(
     route: Sequence[str | Address] = (),
     ends_at_once: frozenset[str] = frozenset(),
     adaptive: bool = False,
+    deadline: float | None = None,
 ) -> PingResult:
     """Send `count` echo requests `interval` seconds apart from the endpoint and wait up to
     `wait` seconds after the last one for replies. Sequence numbers count from 1 (like
@@ -284,6 +286,13 @@ async def ping(
     to `dst`, as ping's kernel sends them; each reply's `source_route` is the option it
     came back with (the route reversed, from a Linux target).
 
+    `deadline`, iputils -w (needs `stop`): seconds from the first request's time to
+    `stop.request("deadline")`; a reply or error the endpoint's kernel received after that
+    moment is not taken (ping has exited by then), and one received before it is awaited
+    however late it reaches the controller (the endpoint's clock is read until it has
+    passed the deadline: a run stopped by it had taken the last request as lost, `100
+    packets transmitted, 99 received, 1% packet loss` for ping's 0% at -i 0.01 -w 1).
+
     When `stop` is requested, no further request is sent, replies in flight are awaited
     for up to `GRACE_S` (or `wait`, if shorter), and the result holds what was sent;
     a stop whose reason is in `ends_at_once` awaits only the sent requests' ntags (iputils'
@@ -318,6 +327,8 @@ async def ping(
         raise ValueError("a source route (hosts before the target) is not with -R or -T")
     if route and target.version != 4:
         raise ValueError("a source route (hosts before the target) is built over IPv4 only")
+    if deadline is not None and (stop is None or not deadline > 0):
+        raise ValueError("deadline needs a stop signal and a positive number of seconds")
     if ident is None:
         ident = random.randrange(1, 0x10000)
     elif not 0 <= ident <= 0xFFFF:
@@ -334,6 +345,7 @@ async def ping(
     )  # fmt: skip
     run = _PingRun(session, cap, target, ident, ttl, _payload(size, pattern), on_reply, on_error)
     run.wanted = answers_wanted
+    run.deadline = deadline
     run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
     if adaptive:
@@ -360,6 +372,8 @@ async def ping(
     finally:
         run.detach()
         await close_capture(cap)
+        if run.deadline_call is not None and run.deadline_call.active():
+            run.deadline_call.cancel()
     sent = [seq for seq in range(1, run.queued + 1) if seq not in run.unsent]
     if not sent and run.refused:
         n = len(run.payload) + 8 + (20 if target.version == 4 else 40)
@@ -403,6 +417,10 @@ class _PingRun:
         self.on_reply, self.on_error = on_reply, on_error
         self.errors: dict[int, PingError] = {}  # seq -> the ICMP error a router sent
         self.wanted: int | None = None  # stop once this many are answered (ping -c with -w)
+        self.deadline: float | None = None  # -w: seconds from the first request's time
+        self.deadline_call: IDelayedCall | None = None  # ... the stop's timer
+        self.cutoff_ns: int | None = None  # ... that moment in endpoint time
+        self.past_cutoff = False  # the endpoint's clock was read past it (replies in)
         self.answered: dict[object, int] = {}  # key -> seq of answered requests (dups)
         self.duplicates: list[PingReply] = []
         self.reactor = session.reactor
@@ -461,6 +479,8 @@ class _PingRun:
     def _note(self, note: object) -> None:
         if not isinstance(note, Ndata):
             return
+        if self.cutoff_ns is not None and note.time > self.cutoff_ns:
+            return  # after -w's deadline: ping has exited, it never reads this
         got = parse_ndata(note)
         if got is None:
             if self.on_notice is not None and self.target.version == 4:
@@ -611,6 +631,9 @@ class _PingRun:
 
     def _ntag(self, seq: int, tag: Ntag | None) -> None:
         self.in_flight -= 1
+        late = tag is not None and self.cutoff_ns is not None and tag.time > self.cutoff_ns
+        if late and seq not in self.sent_ns:  # left after -w's deadline: ping's had not
+            tag = None
         if tag is None:
             self.unsent.add(seq)
             self.settled.add(seq)
@@ -687,6 +710,13 @@ class _PingRun:
         lead = 0.0 if at_once else LEAD_S
         start = await read_time(self.session) + int(lead * 1e9)
         local_start = self.reactor.seconds() + lead
+        if self.deadline is not None and stop is not None:
+            self.cutoff_ns = start + int(self.deadline * 1e9)
+            self.deadline_call = self.reactor.callLater(
+                max(0.0, local_start + self.deadline - self.reactor.seconds()),
+                stop.request,
+                "deadline",
+            )
         for i in range(count):
             at = max(0, i - self.preload + 1) * interval  # -l: the first ones at once
             due = local_start + at - (AHEAD_S if self.wanted is None else WANTED_AHEAD_S)
@@ -725,6 +755,24 @@ class _PingRun:
             d.addCallbacks(self._queued(seq), self._failed)
             if seq % 64 == 0:
                 await self.session.wait_writable()
+
+    def _awaiting_cutoff(self) -> bool:
+        """-w's deadline came with a request sent and unanswered, and the endpoint's clock
+        has not yet been read past it (its reply may be on its way)."""
+        if self.cutoff_ns is None or self.past_cutoff:
+            return False
+        return any(seq not in self.settled for seq in self.sent_ns)
+
+    async def _read_past_cutoff(self) -> None:
+        """Read the endpoint's clock until it is past -w's deadline, then once more (the
+        capture read in the same turn as the first answer is in by the second): every
+        reply the endpoint's kernel had by the deadline has reached `_note` then."""
+        assert self.cutoff_ns is not None
+        while await read_time(self.session) <= self.cutoff_ns:
+            pass
+        await read_time(self.session)
+        self.past_cutoff = True
+        self.waker.poke()
 
     def _local_error(self, seq: int, at_ns: int) -> None:
         """-M do: ping's kernel, having learnt a smaller MTU, refuses a request longer
@@ -917,6 +965,7 @@ class _PingRun:
             linger = min(wait, max(2 * max(rtts), interval))
         deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
         stopped_at: float | None = None
+        reading: Deferred[None] | None = None
         while True:
             if self.failure is not None:
                 raise self.failure
@@ -926,9 +975,13 @@ class _PingRun:
                 deadline = min(deadline, now + min(wait, GRACE_S))
             if now >= deadline or (self.in_flight == 0 and len(self.settled) >= self.queued):
                 break
-            if self.in_flight == 0 and (  # (the sent ones' ntags are in)
-                self.enough() or (stopped_at is not None and stop_reason(stop) in ends_at_once)
-            ):
+            at_once = stopped_at is not None and stop_reason(stop) in ends_at_once
+            if at_once and stop_reason(stop) == "deadline" and self._awaiting_cutoff():
+                if reading is None:  # replies the endpoint had by the deadline: awaited
+                    reading = ensureDeferred(self._read_past_cutoff())
+                    reading.addErrback(lambda _: None)
+                at_once = False
+            if self.in_flight == 0 and (self.enough() or at_once):  # (the ntags are in)
                 break
             await self.waker.sleep(deadline, stop if stopped_at is None else None)
         self.refused += len(self.parked)  # (refused, and no smaller MTU came)
