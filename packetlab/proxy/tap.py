@@ -22,6 +22,7 @@ from twisted.application.service import IService  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 
+from packetlab import fdcap  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
@@ -250,25 +251,12 @@ def _number(kind: type, value: Any, origin: str) -> Any:
 # Descriptors per backlog once it is spliced, by relay: the endpoint's and the manager's
 # sockets; the copy and splice relays drive duplicates of both; splice adds a pipe a way.
 _LINK_FDS = {"python": 2, "copy": 4, "splice": 8}
-_FD_RESERVE = 64  # listening sockets, epoll, logs, the stats file, Twisted's EMFILE spare
-
-
-def nofile_limit() -> int | None:
-    """The soft descriptor limit, None if unlimited."""
-    import resource
-
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def link_budget(nofile: int | None, pending_max: int, relay: str) -> int | None:
     """Backlogs plus splices that fit in `nofile` descriptors beside both ports' pending
-    connections (None: no limit). Past it accept() fails with EMFILE and Twisted closes
-    every new connection, real endpoints and managers too, with 3 log lines each."""
-    if nofile is None:
-        return None
-    reserve = min(_FD_RESERVE, nofile // 4)
-    return max(1, (nofile - 2 * pending_max - reserve) // _LINK_FDS[relay])
+    connections (None: no limit)."""
+    return fdcap.link_budget(nofile, 2 * pending_max, _LINK_FDS[relay])
 
 
 def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
@@ -428,7 +416,7 @@ def makeService(options: Options) -> IService:
         ep = server_endpoint(reactor, where, origin, "tcp:20557:interface=127.0.0.1")
         ports.append((name, ep, factory))
     distinct_ports([(options["origins"][name], ep) for name, ep, _ in ports])
-    nofile = nofile_limit()
+    nofile = fdcap.nofile_limit()
     proxy.link_max = link_budget(nofile, options["pending-max"], proxy.relay)
     if proxy.link_max is not None and proxy.link_max < options["backlog-max"]:
         log.info(
