@@ -352,6 +352,10 @@ class BrokerProtocol(Protocol):
         self.f.admit(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # No more notifications: a fan-out turn still queued for this link wrote to the
+        # lost connection and counted the publication as delivered to the endpoint key,
+        # so the endpoint, subscribed again, was never offered it.
+        ours, self._closing = self._closing, True
         self.f.connections.discard(self)
         self.f.settled(self)
         timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
@@ -366,7 +370,8 @@ class BrokerProtocol(Protocol):
         self._abort = None
         if self.session is None:
             return
-        self._log_cut_frame()
+        if not ours:
+            self._log_cut_frame()
         why = "broker stopping" if self.f.stopping else "publisher closed the connection"
         for pub in self.session.close():
             self._log_end(pub, why)
@@ -381,7 +386,7 @@ class BrokerProtocol(Protocol):
         """The peer closed with part of a frame sent (a publisher gone mid-xpub): that
         frame is dropped unanswered, so say so (within the factory's budget)."""
         cut = self.framer.partial
-        if self._closing or cut is None:
+        if cut is None:
             return
         code, held, length = cut
         if 0 <= length <= held:  # whole frames waiting (backpressure), not a cut one

@@ -734,3 +734,35 @@ def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
         done()
     said = [formatEvent(e) for e in events if "from the descriptor limit" in formatEvent(e)]
     assert len(said) == 1 and "refuse xsub" in said[0] and "ESUBBADCHN" in said[0], said
+
+
+def test_a_subscriber_gone_mid_fan_out_gets_the_publication_when_it_comes_back() -> None:
+    """Session 30: a fan-out turn wrote to a link whose connection was already lost (the
+    turn comes after the publish, in batches), and counted the publication as delivered
+    to that endpoint key: when the endpoint reconnected and subscribed again it was never
+    offered it (the rule that each endpoint gets an xdescr once). A lost link takes no
+    more notifications, so the publication is still its to get."""
+    w = World()
+    w.factories[Role.SUBSCRIBE].fanout.batch = 1
+    subs = []
+    for i in range(4):
+        p, t = w.connect(Role.SUBSCRIBE, f"10.0.0.{i + 1}")
+        p.session.agent_key = bytes([65 + i]) * 32  # type: ignore[union-attr]
+        p.dataReceived(sub_frames())
+        frames(t)
+        subs.append((p, t))
+    pp, _ = w.connect(Role.PUBLISH, "10.0.1.1")
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    waiting = [(p, t) for p, t in subs if not frames(t)]  # the first went out at once
+    assert len(waiting) == 3
+    gone, gone_t = waiting[0]
+    key = gone.session.agent_key  # type: ignore[union-attr]
+    gone.connectionLost(connectionDone)
+    for _ in range(4):
+        w.clock.advance(0)
+    assert gone_t.value() == b""  # nothing written to the lost link
+    assert all(frames(t) == [Xnotify(b"public", XD)] for _, t in waiting[1:])
+    back, bt = w.connect(Role.SUBSCRIBE, "10.0.0.9")
+    back.session.agent_key = key  # type: ignore[union-attr]
+    back.dataReceived(sub_frames())
+    assert frames(bt) == [Result(0), Xnotify(b"public", XD)]
