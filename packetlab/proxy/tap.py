@@ -130,7 +130,9 @@ class Options(TapOptions):
         ["hello-timeout", None, None, "Seconds an endpoint has to send its ClientHello [10]."],
         ["setup-timeout", None, None, "Seconds a manager has to finish registering [10]."],
         ["backlog-per-snikey", None, None, "Idle backlog connections per snikey [64]."],
-        ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
+        ["backlog-max", None, None,
+         "Idle backlog connections in all [4096; backlogs and splices together fewer if "
+         "the descriptor limit allows fewer: the log says so when it starts]."],
         ["pending-max", None, None,
          "Connections per port still without a complete ClientHello (endpoints) or "
          "registration (managers); each new one beyond closes the oldest [1024, or "
