@@ -26,7 +26,7 @@ from urllib.request import urlopen
 
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
-from procstat import Sample, sample, settle
+from procstat import Sample, open_fds, sample, settle
 from pxworld import client_hello, closed_by_peer
 from testkit.net import paced
 from tls_world import pktlab_init
@@ -546,3 +546,26 @@ def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_stil
             c.close()
     finally:
         b.stop()
+
+
+def test_idle_connections_to_the_status_page_are_capped(broker: BrokerProcess) -> None:
+    """200 silent connections to the status page: twisted.web held each for 60 s,
+    uncapped, so a thousand within a minute took the descriptors of the broker's own
+    ports (EMFILE). Now the page holds at most STATUS_MAX_CONNECTIONS, closing the oldest
+    for each new one, and still answers a real reader."""
+    from packetlab.broker.status import STATUS_MAX_CONNECTIONS
+
+    pid = broker.proc.pid  # type: ignore[union-attr]
+    before = open_fds(pid)
+    idle = [socket.create_connection(("127.0.0.1", broker.status_port)) for _ in range(200)]
+    try:
+        deadline = time.monotonic() + 10
+        while open_fds(pid) > before + STATUS_MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_fds(pid) <= before + STATUS_MAX_CONNECTIONS
+        page = json.loads(urlopen(f"http://127.0.0.1:{broker.status_port}/", timeout=10).read())
+        assert "connections" in page
+        broker.wait_log("status page: 32 connections open (at most 32): closing the oldest")
+    finally:
+        for s in idle:
+            s.close()
