@@ -208,6 +208,21 @@ class Proxy:
             "descriptor limit: raise `ulimit -n`)"
         )
 
+    def xreg_refusal(self, snikey: str, manager: str) -> tuple[str, str] | None:
+        """(cause, why) `manager`'s xreg of `snikey` gets ENORES, or None. Causes: `held`
+        by another manager, `per_snikey` or `backlog_max` (the registry's caps),
+        `descriptors` (`links_full`)."""
+        other = self.held_by_another(snikey, manager)
+        if other is not None:
+            mine, theirs = _shown(manager, other)
+            return "held", f"snikey {snikey} is held by another manager ({theirs}; this is {mine})"
+        full = self.registry.full(snikey)
+        if full is not None:
+            whole = self.registry.total >= self.registry.total_cap
+            return ("backlog_max" if whole else "per_snikey"), full
+        full = self.links_full()
+        return None if full is None else ("descriptors", full)
+
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
         self.owners.seen(snikey, self.reactor.seconds(), owner)
 
@@ -468,13 +483,12 @@ class SetupProtocol(_Conn):
                 return b""
             snikey = item.snikey.decode("ascii")
             status = Status.SUCCESS
-            full = self.proxy.registry.full(snikey) or self.proxy.links_full()
-            other = self.proxy.held_by_another(snikey, self.manager)
-            if other is not None:
-                mine, theirs = _shown(self.manager, other)
-                full = f"snikey {snikey} is held by another manager ({theirs}; this is {mine})"
-            if full:  # a soft failure for the manager: it warns and tries again
-                # (as often as it likes: in the setup port's log budget, as its refusals)
+            refusal = self.proxy.xreg_refusal(snikey, self.manager)
+            if refusal is not None:  # a soft failure for the manager: it warns and tries
+                # again (as often as it likes: in the setup port's log budget, as its
+                # refusals; counted by cause, since the lines are budgeted)
+                cause, full = refusal
+                self.proxy.stats.enores[cause] += 1
                 self.proxy.warn_refusal(
                     "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
                 )

@@ -282,6 +282,7 @@ def test_setup_timeout_and_registry_cap(options: PPKSServerOptions) -> None:
     with pytest.raises(AssertionError):
         register(proxy)
     assert proxy.registry.count("k1") == 2
+    assert proxy.stats.enores == {"per_snikey": 1} and "enores=per_snikey:1" in proxy.stats_line()
 
 
 def test_idle_backlog_that_talks_is_dropped(options: PPKSServerOptions) -> None:
@@ -844,6 +845,7 @@ def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOption
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES
     clock.advance(10)  # not used for 10 minutes: free again
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.SUCCESS
+    assert proxy.stats.enores == {"held": 3}
 
 
 def refused_lines(proxy: Proxy, key: bytes, snikey: bytes) -> list[str]:
@@ -1045,6 +1047,10 @@ def test_backlogs_and_splices_are_capped_by_the_descriptor_budget(
     clock.advance(ENORES_DELAY)
     got = tls.receive(t.value()).data
     assert list(wire.Framer().feed(got)) == [wire.Result(int(Status.ENORES))]
+    # counted by cause: the lines are budgeted (20 a minute)
+    assert proxy.stats.enores == {"descriptors": 1}
+    assert "enores=descriptors:1" in proxy.stats_line()
+    assert json.loads(proxy.stats_json())["enores"] == {"descriptors": 1}
     ep, _ = endpoint(proxy, "a")  # a splice counts as the backlog it was
     assert ep.spliced and proxy.links_full() == full
     granted.connectionLost(Failure(ConnectionDone()))  # gone before its echo
