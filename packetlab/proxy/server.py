@@ -199,9 +199,11 @@ class Proxy:
         the asking manager's xreg was granted, so it is one of those counted. A backlog
         counts as the splice it becomes, so the endpoints it serves fit too; a granted
         xreg counts as its backlog (12 managers at once all passed the check first)."""
+        if self.link_max is None:
+            return None
         granted = sum(1 for c in self.pending["setup"] if getattr(c, "snikey", None))
         n = self.registry.total + self.stats.active_splices + granted - mine
-        if self.link_max is None or n < self.link_max:
+        if n < self.link_max:
             return None
         return (
             f"{n} backlog and spliced connections (cap {self.link_max}, from the "
