@@ -182,6 +182,12 @@ class BrokerFactory(Factory):
         self.counters = PortCounters()  # since start (some log lines are budgeted)
         self.stopping = False  # the service closes every link: not the peers' doing
         self.queued = 0  # notifications queued at links since the last count (an estimate)
+        # Subscribed (publishing) links of this port at most (None: no cap): what the
+        # descriptor limit leaves after the handshake's and the unproven links' caps
+        # (BrokerService). Without it 115 subscriptions under `ulimit -n 128` took every
+        # descriptor, and Twisted then closed every new connection at accept (EMFILE), a
+        # real publisher's too.
+        self.link_max: int | None = None
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
@@ -220,6 +226,16 @@ class BrokerFactory(Factory):
         )
         for c, _ in closed:
             c.drop_unread()
+
+    def links_full(self) -> str | None:
+        """Why one more link may not subscribe (publish) here, or None."""
+        n = len(self.connections) - len(self.unproven)
+        if self.link_max is None or n < self.link_max:
+            return None
+        verb = "subscribed" if self.role is Role.SUBSCRIBE else "publishing"
+        return (
+            f"{n} {verb} links (cap {self.link_max}, from the descriptor limit: raise `ulimit -n`)"
+        )
 
     def admit(self, link: BrokerProtocol) -> None:
         waiting = self.unproven
@@ -336,6 +352,10 @@ class BrokerProtocol(Protocol):
         self.f.admit(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # No more notifications: a fan-out turn still queued for this link wrote to the
+        # lost connection and counted the publication as delivered to the endpoint key,
+        # so the endpoint, subscribed again, was never offered it.
+        ours, self._closing = self._closing, True
         self.f.connections.discard(self)
         self.f.settled(self)
         timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
@@ -350,7 +370,8 @@ class BrokerProtocol(Protocol):
         self._abort = None
         if self.session is None:
             return
-        self._log_cut_frame()
+        if not ours:
+            self._log_cut_frame()
         why = "broker stopping" if self.f.stopping else "publisher closed the connection"
         for pub in self.session.close():
             self._log_end(pub, why)
@@ -365,7 +386,7 @@ class BrokerProtocol(Protocol):
         """The peer closed with part of a frame sent (a publisher gone mid-xpub): that
         frame is dropped unanswered, so say so (within the factory's budget)."""
         cut = self.framer.partial
-        if self._closing or cut is None:
+        if cut is None:
             return
         code, held, length = cut
         if 0 <= length <= held:  # whole frames waiting (backpressure), not a cut one
@@ -475,7 +496,7 @@ class BrokerProtocol(Protocol):
             # Entered only while reading and no answer is held (the callers check); a pause
             # that comes with one of our writes stops the loop after that item.
             for item in self._items:
-                answer = session.handle(item)
+                answer = self._over_budget(item) or session.handle(item)
                 if not answer.ok or (answer.what == "xsub" and self._subscribed):
                     self._hold(answer)  # an error, or a repeated xsub: after the delay
                     return
@@ -488,6 +509,19 @@ class BrokerProtocol(Protocol):
                 Answer(Status.ECTLBADMSG, "frame", str(e), close=True),
                 send=False,
             )
+
+    def _over_budget(self, item: Item) -> Answer | None:
+        """The refusal of a first xsub/xpub past the link budget (then the link closes,
+        giving its descriptor back), or None."""
+        kind = getattr(item, "TYPE", None)
+        if kind not in (MsgType.XSUB, MsgType.XPUB) or self not in self.f.unproven:
+            return None
+        full = self.f.links_full()
+        if full is None:
+            return None
+        if kind is MsgType.XSUB:  # the codes a table full of publications gets
+            return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True)
+        return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True)
 
     def _accepted(self, answer: Answer) -> None:
         session = self.session

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from packetlab.fdcap import link_budget, nofile_limit
 from packetlab.hostport import host_port
 from packetlab.tapoptions import stop_daemon
 from packetlab.tls import (
@@ -99,6 +100,14 @@ class BrokerService(service.Service):
             role: BrokerFactory(role, self.registry, self.throttle, reactor, idle_timeout)
             for role in Role
         }
+        # Each port's handshakes and unproven links are capped (default_pending_max);
+        # the subscribed and publishing links share what descriptors are left, a quarter
+        # for the publishers: a flood of subscriptions must not lock experimenters out.
+        self.nofile = nofile_limit()
+        links = link_budget(self.nofile, 4 * default_pending_max(self.nofile), 1)
+        if links is not None:
+            self.factories[Role.PUBLISH].link_max = max(1, links // 4)
+            self.factories[Role.SUBSCRIBE].link_max = max(1, links - links // 4)
         for f in self.factories.values():
             f.fanout.batch = fanout_batch
         self.idle_timeout = idle_timeout
@@ -178,6 +187,16 @@ class BrokerService(service.Service):
                 role=role.value,
                 host=host_port(port.getHost()),
             )
+        sub, pub = (self.factories[r].link_max for r in (Role.SUBSCRIBE, Role.PUBLISH))
+        if sub is not None:
+            self.log.info(
+                "pktbroker: descriptor limit {nofile}: at most {sub} subscribed and {pub} "
+                "publishing links at once; past it an xsub or xpub is refused. Raise "
+                "`ulimit -n` for more",
+                nofile=self.nofile,
+                sub=sub,
+                pub=pub,
+            )
         if self.status_where is not None:
             from .status import status_site
 
@@ -225,6 +244,8 @@ class BrokerService(service.Service):
     def status(self) -> dict[str, object]:
         out = self.registry.status()
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
+        # (from the descriptor limit; None: no cap)
+        out["link_max"] = {r.value: f.link_max for r, f in self.factories.items()}
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         out["since"] = self.started
         out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}

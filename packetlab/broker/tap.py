@@ -57,7 +57,9 @@ class Options(TapOptions):
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress, "
         "IdleTimeout, StatsInterval; "
-        "options win."
+        "options win. The subscribed and publishing links are capped by what the "
+        "descriptor limit (`ulimit -n`) allows, a quarter for the publishers; the log "
+        "says how many when it starts."
     )
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],

@@ -58,11 +58,17 @@ def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 def render(st: dict[str, Any]) -> str:
     conns = st.get("connections", {})
+    cap = st.get("link_max") or {}  # from the descriptor limit (session 30)
+
+    def most(port: str) -> str:
+        return f" (at most {cap[port]} past the handshake)" if cap.get(port) else ""
+
     lines = [
         f"listening: {', '.join(f'{k} {v}' for k, v in st.get('listening', {}).items())}",
-        f"connections: {conns.get('publish', 0)} publisher(s), "
-        f"{conns.get('subscribe', 0)} subscriber(s); {st.get('endpoints', 0)} endpoint key(s) "
-        f"subscribed; {st.get('notified', 0)} notification(s) sent",
+        f"connections: {conns.get('publish', 0)} publisher(s){most('publish')}, "
+        f"{conns.get('subscribe', 0)} subscriber(s){most('subscribe')}; "
+        f"{st.get('endpoints', 0)} endpoint key(s) subscribed; "
+        f"{st.get('notified', 0)} notification(s) sent",
         "",
         f"{'CHANNEL':<66} {'KIND':<8} {'SUBS':>6} {'PUBS':>6}",
     ]

@@ -87,6 +87,7 @@ class ProxyStats:
     bytes_to_manager: int = 0  # endpoint -> manager
     bytes_to_endpoint: int = 0
     refusals: Counter[str] = field(default_factory=Counter)  # endpoint refusals by reason
+    enores: Counter[str] = field(default_factory=Counter)  # xregs answered ENORES, by cause
 
     def as_dict(
         self,
@@ -103,6 +104,7 @@ class ProxyStats:
             "bytes_to_manager": self.bytes_to_manager,
             "bytes_to_endpoint": self.bytes_to_endpoint,
             "refusals": dict(sorted(self.refusals.items())),
+            "enores": dict(sorted(self.enores.items())),
         }
         if registry is not None:
             d["backlog"] = registry.total
@@ -114,7 +116,8 @@ class ProxyStats:
         self, registry: BacklogRegistry[object] | None = None, now: dict[str, int] | None = None
     ) -> str:
         d = self.as_dict(registry, now)
-        ref = d.pop("refusals")
+        by_cause = {name: d.pop(name) for name in ("refusals", "enores")}
         parts = [f"{k}={v}" for k, v in d.items()]
-        parts.append("refusals=" + (",".join(f"{k}:{v}" for k, v in ref.items()) or "0"))  # type: ignore[attr-defined]
+        for name, counts in by_cause.items():
+            parts.append(f"{name}=" + (",".join(f"{k}:{v}" for k, v in counts.items()) or "0"))  # type: ignore[attr-defined]
         return " ".join(parts)

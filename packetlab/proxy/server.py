@@ -84,6 +84,7 @@ class Proxy:
         pending_max: int = DEFAULT_PENDING_MAX,
         keepalive: float = DEFAULT_KEEPALIVE,
         backlog_wait: float = DEFAULT_BACKLOG_WAIT,
+        link_max: int | None = None,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -97,6 +98,11 @@ class Proxy:
         # first: each holds up to a ClientHello or a TLS session, so their number is
         # capped; a new one evicts the oldest (a slow-loris peer; a real one is quick).
         self.pending_max = pending_max
+        # Backlogs and splices at once (None: no cap but the registry's), from the
+        # descriptor limit (tap.link_budget): past it accept() fails with EMFILE and
+        # Twisted closes every new connection at once, endpoints and real managers too
+        # (117 backlogs of one stranger without a certificate did it under ulimit -n 128).
+        self.link_max = link_max
         self.keepalive = keepalive
         # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
         # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
@@ -187,6 +193,37 @@ class Proxy:
                 busy=self.stats.refusals["busy"],
                 setups=self.stats.setup_busy,
             )
+
+    def links_full(self, mine: bool = False) -> str | None:
+        """Why one more backlog would not fit in the descriptor limit, or None; `mine`:
+        the asking manager's xreg was granted, so it is one of those counted. A backlog
+        counts as the splice it becomes, so the endpoints it serves fit too; a granted
+        xreg counts as its backlog (12 managers at once all passed the check first)."""
+        if self.link_max is None:
+            return None
+        granted = sum(1 for c in self.pending["setup"] if getattr(c, "snikey", None))
+        n = self.registry.total + self.stats.active_splices + granted - mine
+        if n < self.link_max:
+            return None
+        return (
+            f"{n} backlog and spliced connections (cap {self.link_max}, from the "
+            "descriptor limit: raise `ulimit -n`)"
+        )
+
+    def xreg_refusal(self, snikey: str, manager: str) -> tuple[str, str] | None:
+        """(cause, why) `manager`'s xreg of `snikey` gets ENORES, or None. Causes: `held`
+        by another manager, `per_snikey` or `backlog_max` (the registry's caps),
+        `descriptors` (`links_full`)."""
+        other = self.held_by_another(snikey, manager)
+        if other is not None:
+            mine, theirs = _shown(manager, other)
+            return "held", f"snikey {snikey} is held by another manager ({theirs}; this is {mine})"
+        full = self.registry.full(snikey)
+        if full is not None:
+            whole = self.registry.total >= self.registry.total_cap
+            return ("backlog_max" if whole else "per_snikey"), full
+        full = self.links_full()
+        return None if full is None else ("descriptors", full)
 
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
         self.owners.seen(snikey, self.reactor.seconds(), owner)
@@ -448,13 +485,12 @@ class SetupProtocol(_Conn):
                 return b""
             snikey = item.snikey.decode("ascii")
             status = Status.SUCCESS
-            full = self.proxy.registry.full(snikey)
-            other = self.proxy.held_by_another(snikey, self.manager)
-            if other is not None:
-                mine, theirs = _shown(self.manager, other)
-                full = f"snikey {snikey} is held by another manager ({theirs}; this is {mine})"
-            if full:  # a soft failure for the manager: it warns and tries again
-                # (as often as it likes: in the setup port's log budget, as its refusals)
+            refusal = self.proxy.xreg_refusal(snikey, self.manager)
+            if refusal is not None:  # a soft failure for the manager: it warns and tries
+                # again (as often as it likes: in the setup port's log budget, as its
+                # refusals; counted by cause, since the lines are budgeted)
+                cause, full = refusal
+                self.proxy.stats.enores[cause] += 1
                 self.proxy.warn_refusal(
                     "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
                 )
@@ -505,6 +541,10 @@ class SetupProtocol(_Conn):
                 f"snikey {self.snikey} was taken by another manager ({theirs}; this is "
                 f"{mine}) during this registration",
             )
+            return
+        full = self.proxy.links_full(mine=True)  # splices may have begun since the xreg
+        if full is not None:
+            self.refuse("full", full)
             return
         waiter = self.proxy.waiter(self.snikey)
         if waiter is None:

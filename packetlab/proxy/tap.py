@@ -22,6 +22,8 @@ from twisted.application.service import IService  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 
+from packetlab import fdcap  # noqa: E402
+from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
@@ -128,7 +130,9 @@ class Options(TapOptions):
         ["hello-timeout", None, None, "Seconds an endpoint has to send its ClientHello [10]."],
         ["setup-timeout", None, None, "Seconds a manager has to finish registering [10]."],
         ["backlog-per-snikey", None, None, "Idle backlog connections per snikey [64]."],
-        ["backlog-max", None, None, "Idle backlog connections in all [4096]."],
+        ["backlog-max", None, None,
+         "Idle backlog connections in all [4096; backlogs and splices together fewer if "
+         "the descriptor limit allows fewer: the log says so when it starts]."],
         ["pending-max", None, None,
          "Connections per port still without a complete ClientHello (endpoints) or "
          "registration (managers); each new one beyond closes the oldest [1024, or "
@@ -246,17 +250,15 @@ def _number(kind: type, value: Any, origin: str) -> Any:
     return kind(text)
 
 
-def default_pending_max(nofile: int | None = None) -> int:
-    """1024 pending connections per port, fewer under a low descriptor limit: both ports'
-    pending ones, the backlogs and the splices (two descriptors each) must fit, or accept()
-    fails with EMFILE and Twisted retries it in a busy loop."""
-    if nofile is None:
-        import resource
+# Descriptors per backlog once it is spliced, by relay: the endpoint's and the manager's
+# sockets; the copy and splice relays drive duplicates of both; splice adds a pipe a way.
+_LINK_FDS = {"python": 2, "copy": 4, "splice": 8}
 
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if nofile == resource.RLIM_INFINITY:
-            return 1024
-    return max(16, min(1024, nofile // 8))
+
+def link_budget(nofile: int | None, pending_max: int, relay: str) -> int | None:
+    """Backlogs plus splices that fit in `nofile` descriptors beside both ports' pending
+    connections (None: no limit)."""
+    return fdcap.link_budget(nofile, 2 * pending_max, _LINK_FDS[relay])
 
 
 def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
@@ -416,6 +418,19 @@ def makeService(options: Options) -> IService:
         ep = server_endpoint(reactor, where, origin, "tcp:20557:interface=127.0.0.1")
         ports.append((name, ep, factory))
     distinct_ports([(options["origins"][name], ep) for name, ep, _ in ports])
+    nofile = fdcap.nofile_limit()
+    proxy.link_max = link_budget(nofile, options["pending-max"], proxy.relay)
+    if proxy.link_max is not None and proxy.link_max < options["backlog-max"]:
+        log.info(
+            "descriptor limit {nofile}: at most {n} backlog and spliced connections at once "
+            "({per} descriptors each with the {relay} relay; --backlog-max {cap}); past it "
+            "xreg gets ENORES. Raise `ulimit -n` for more",
+            nofile=nofile,
+            n=proxy.link_max,
+            per=_LINK_FDS[proxy.relay],
+            relay=proxy.relay,
+            cap=options["backlog-max"],
+        )
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]
     if interval:

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from conftest import REPO, stop_process, twistd
@@ -56,8 +57,11 @@ class BrokerProcess:
         pub_port: int | None = None,
         sub_port: int | None = None,
         error_delay: float = 0.5,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """`prefix`: a command that runs twistd, e.g. `prlimit --nofile=N --`."""
         self.home = home
+        self.prefix = list(prefix)
         self.error_delay = error_delay
         self.workdir = workdir
         ports = free_ports(2)
@@ -83,6 +87,7 @@ class BrokerProcess:
         conf = self.workdir / "broker.conf"
         conf.write_text(f"StatusListen tcp:0:interface=127.0.0.1\nErrorDelay {self.error_delay}\n")
         argv = [
+            *self.prefix,
             *twistd(),
             "-n",
             "--pidfile=",

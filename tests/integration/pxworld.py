@@ -79,9 +79,11 @@ class Proc:
 
 
 class ProxyProc(Proc):
-    def __init__(self, tmp: Path, home: Path, *args: str) -> None:
+    def __init__(self, tmp: Path, home: Path, *args: str, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: a command that runs twistd, e.g. `prlimit --nofile=N --`."""
         self.stats = tmp / f"proxy-stats-{id(self)}.json"
-        argv = [*twistd(), "-n", "--pidfile=", "--logfile=-", "pktproxy", "--home", str(home),
+        argv = [*prefix, *twistd(), "-n", "--pidfile=", "--logfile=-", "pktproxy",
+                "--home", str(home),
                 "--setup", "tcp:0:interface=127.0.0.1", "--endpoints", "tcp:0:interface=127.0.0.1",
                 "--stats-interval", "0.2", "--stats-file", str(self.stats), *args]  # fmt: skip
         super().__init__(argv, tmp / f"pktproxy-{id(self)}.log", tmp)

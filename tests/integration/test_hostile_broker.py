@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
-from procstat import Sample, sample, settle
+from procstat import Sample, open_fds, sample, settle
 from pxworld import client_hello, closed_by_peer
 from testkit.net import paced
 from tls_world import pktlab_init
@@ -488,3 +491,81 @@ def test_an_xdescr_number_past_its_size_is_refused_without_a_traceback(
     out = broker.output()[mark:]
     assert "Traceback" not in out and "Unhandled" not in out, out[-3000:]
     assert broker.running
+
+
+NOFILE = 128  # descriptors for the next test's broker: 24 subscribers, 8 publishers
+
+
+def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_still_served(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Anyone with a self-made agent certificate may subscribe to a public channel: 115
+    such links under `ulimit -n 128` took every descriptor, then accept() failed with
+    EMFILE and Twisted closed every new connection (3 log lines each), a real
+    publisher's too. Now the subscribed links are capped by what the descriptor limit
+    leaves (a quarter kept for publishers): past it an xsub gets ESUBBADCHN, a line
+    naming the limit, and the link is closed; a publisher is served and a subscriber
+    from before the flood is notified."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit")
+    b = BrokerProcess(home, tmp_path, error_delay=0, prefix=["prlimit", f"--nofile={NOFILE}", "--"])
+    try:
+        found = re.search(
+            r"descriptor limit 128: at most (\d+) subscribed and (\d+) publishing",
+            b.wait_log("descriptor limit"),
+        )
+        assert found is not None
+        sub_max = int(found.group(1))
+        good = Identity(home, tmp_path, "good").subscribe(b.sub_port)
+        flood = Identity(home, tmp_path, "flood")
+        subs, refused = [], 0
+        for _ in range(NOFILE):
+            c = RawClient(b.sub_port, flood.cert_path, flood.key_path)
+            c.send(wire.Xsub([b"public"], bytes(32), b""))
+            if c.recv() == wire.Result(0):
+                subs.append(c)
+                continue
+            assert c.closed_by_peer()
+            c.close()
+            refused += 1
+        assert len(subs) == sub_max - 1 and refused == NOFILE - len(subs)
+        b.wait_log(f"reason={sub_max} subscribed links (cap {sub_max}, from the descriptor limit")
+        assert "EMFILE" not in b.output()
+        pub = RawClient(b.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+            pub.send(wire.Xcert(home.certificate(name).der))
+            assert pub.recv() == wire.Result(0)
+        eop = home.public_key("k_eop")
+        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), XD))
+        assert pub.recv() == wire.Result(0)
+        note = good.recv()
+        assert isinstance(note, wire.Xnotify) and note.xdescr == XD
+        status = json.loads(urlopen(f"http://127.0.0.1:{b.status_port}/").read())
+        assert status["link_max"] == {"publish": int(found.group(2)), "subscribe": sub_max}
+        for c in [good, pub, *subs]:
+            c.close()
+    finally:
+        b.stop()
+
+
+def test_idle_connections_to_the_status_page_are_capped(broker: BrokerProcess) -> None:
+    """200 silent connections to the status page: twisted.web held each for 60 s,
+    uncapped, so a thousand within a minute took the descriptors of the broker's own
+    ports (EMFILE). Now the page holds at most STATUS_MAX_CONNECTIONS, closing the oldest
+    for each new one, and still answers a real reader."""
+    from packetlab.broker.status import STATUS_MAX_CONNECTIONS
+
+    pid = broker.proc.pid  # type: ignore[union-attr]
+    before = open_fds(pid)
+    idle = [socket.create_connection(("127.0.0.1", broker.status_port)) for _ in range(200)]
+    try:
+        deadline = time.monotonic() + 10
+        while open_fds(pid) > before + STATUS_MAX_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_fds(pid) <= before + STATUS_MAX_CONNECTIONS
+        page = json.loads(urlopen(f"http://127.0.0.1:{broker.status_port}/", timeout=10).read())
+        assert "connections" in page
+        broker.wait_log("status page: 32 connections open (at most 32): closing the oldest")
+    finally:
+        for s in idle:
+            s.close()

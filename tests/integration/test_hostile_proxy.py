@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -430,3 +433,52 @@ def test_a_manager_that_sends_xreg_close_notify_and_echo_at_once_is_registered(
     ep.close()
     s.close()
     assert "Traceback" not in proxy.text()
+
+
+NOFILE = 64  # descriptors for the next test's proxy: 4 backlogs (tap.link_budget)
+
+
+def test_backlogs_past_the_descriptor_limit_get_enores_and_endpoints_are_still_served(
+    tmp_path: Path,
+) -> None:
+    """A stranger without a certificate registering backlogs until the proxy runs out
+    of descriptors (under `ulimit -n 64`, 53 did it): accept() then failed with
+    EMFILE and Twisted closed every new connection at once, real endpoints and managers
+    too, with 3 log lines each. Now the registrations past what fits get ENORES with one
+    line naming the descriptor limit, and an endpoint of a registered snikey is spliced."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit")
+    home = pktlab_init(tmp_path / "home").root
+    px = ProxyProc(tmp_path, home, prefix=["prlimit", f"--nofile={NOFILE}", "--"])
+    try:
+        px.wait_log(r"descriptor limit 64: at most (\d+) backlog and spliced connections")
+
+        def one(i: int) -> socket.socket | None:
+            try:
+                return register(px.setup, "k0", timeout=20)
+            except (AssertionError, OSError):  # ENORES (or, before, closed at accept)
+                return None
+
+        # 12 at once (each ENORES is held 1 s), about the setup port's pending cap (16
+        # here), whose evictions are another refusal
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(one, range(NOFILE + 6)))
+        backlogs = [s for s in got if s is not None]
+        assert 0 < len(backlogs) < NOFILE // 4
+        assert "EMFILE" not in px.text()
+        px.wait_log(r"refusing xreg: \d+ backlog and spliced connections \(cap \d+, from the "
+                    r"descriptor limit")  # fmt: skip
+        stats = px.counters(f"registration_failures >= {len(got) - len(backlogs)}")
+        assert stats["backlog"] == len(backlogs)
+        ep = socket.create_connection(("127.0.0.1", px.endpoints), timeout=10)
+        hello = client_hello("k0")
+        ep.sendall(hello)
+        ready, _, _ = select.select(backlogs, [], [], 10)  # the oldest one, unknown here
+        assert len(ready) == 1
+        receive_hello(ready[0], hello)  # routed, unchanged
+        ready[0].sendall(b"server flight")
+        assert ep.recv(100) == b"server flight"
+        for s in [ep, *backlogs]:
+            s.close()
+    finally:
+        px.stop()

@@ -85,6 +85,10 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
     assert f"since {st['since']}:" in text
     assert "  subscribe port: links 1, xsub 1" in text and "  publish port: links 0" in text
     assert "since" not in render({k: v for k, v in st.items() if k != "counters"})
+    assert st["link_max"] == {r.value: svc.factories[r].link_max for r in Role}
+    capped = render({**st, "link_max": {"publish": 8, "subscribe": 24}})
+    assert "publisher(s) (at most 8 past the handshake), " in capped
+    assert "subscriber(s) (at most 24 past the handshake);" in capped
     seen: list[dict[str, Any]] = []
     observer = cast(ILogObserver, seen.append)
     globalLogPublisher.addObserver(observer)

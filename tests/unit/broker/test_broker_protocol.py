@@ -694,3 +694,75 @@ def test_links_silent_after_tls_are_capped_oldest_out() -> None:
         done()
     said = [formatEvent(e) for e in events if "without an xsub/xpub" in formatEvent(e)]
     assert len(said) == 1 and "(cap 3)" in said[0], said
+
+
+def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
+    """Session 30: anyone with a self-made agent certificate subscribes to a public
+    channel; 115 such links under `ulimit -n 128` took every descriptor, and Twisted then
+    closed every new connection at accept (EMFILE). Past `link_max` subscribed links on a
+    port, a first xsub gets ESUBBADCHN (after the throttle's delay, as every refusal)
+    and the link is closed; a repeated xsub on a subscribed link is no new link, and the
+    publish port has its own count."""
+    w = World()
+    f = w.factories[Role.SUBSCRIBE]
+    f.link_max = 2
+    events, done = _events()
+    try:
+        (a, at), (b, _) = w.connect(Role.SUBSCRIBE), w.connect(Role.SUBSCRIBE)
+        a.dataReceived(sub_frames())
+        b.dataReceived(sub_frames())
+        assert f.links_full() == (
+            "2 subscribed links (cap 2, from the descriptor limit: raise `ulimit -n`)"
+        )
+        c, ct = w.connect(Role.SUBSCRIBE, "10.0.0.3")
+        c.dataReceived(sub_frames())
+        w.clock.advance(1.0)
+        assert frames(ct) == [Result(0x61)] and ct.disconnecting
+        frames(at)
+        a.dataReceived(sub_frames())  # a's second xsub: still its one link
+        w.clock.advance(8.0)
+        assert frames(at) == [Result(0)] and not at.disconnecting
+        pp, pt = w.connect(Role.PUBLISH)
+        pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+        assert frames(pt) == [Result(0)]
+        b.connectionLost(connectionDone)  # a link gone: room for one more
+        d, dt = w.connect(Role.SUBSCRIBE, "10.0.0.4")
+        d.session.agent_key = b"D" * 32  # type: ignore[union-attr]  # (not a's: XD again)
+        d.dataReceived(sub_frames())
+        assert frames(dt) == [Result(0), Xnotify(b"public", XD)]
+    finally:
+        done()
+    said = [formatEvent(e) for e in events if "from the descriptor limit" in formatEvent(e)]
+    assert len(said) == 1 and "refuse xsub" in said[0] and "ESUBBADCHN" in said[0], said
+
+
+def test_a_subscriber_gone_mid_fan_out_gets_the_publication_when_it_comes_back() -> None:
+    """Session 30: a fan-out turn wrote to a link whose connection was already lost (the
+    turn comes after the publish, in batches), and counted the publication as delivered
+    to that endpoint key: when the endpoint reconnected and subscribed again it was never
+    offered it (the rule that each endpoint gets an xdescr once). A lost link takes no
+    more notifications, so the publication is still its to get."""
+    w = World()
+    w.factories[Role.SUBSCRIBE].fanout.batch = 1
+    subs = []
+    for i in range(4):
+        p, t = w.connect(Role.SUBSCRIBE, f"10.0.0.{i + 1}")
+        p.session.agent_key = bytes([65 + i]) * 32  # type: ignore[union-attr]
+        p.dataReceived(sub_frames())
+        frames(t)
+        subs.append((p, t))
+    pp, _ = w.connect(Role.PUBLISH, "10.0.1.1")
+    pp.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    waiting = [(p, t) for p, t in subs if not frames(t)]  # the first went out at once
+    assert len(waiting) == 3
+    gone, gone_t = waiting[0]
+    key = gone.session.agent_key  # type: ignore[union-attr]
+    gone.connectionLost(connectionDone)
+    for _ in range(4):
+        w.clock.advance(0)
+    assert gone_t.value() == b""  # nothing written to the lost link
+    assert all(frames(t) == [Xnotify(b"public", XD)] for _, t in waiting[1:])
+    back, bt = w.connect(Role.SUBSCRIBE, "10.0.0.9")
+    back.session.agent_key = key  # type: ignore[union-attr]
+    back.dataReceived(sub_frames())
+    assert frames(bt) == [Result(0), Xnotify(b"public", XD)]

@@ -282,6 +282,7 @@ def test_setup_timeout_and_registry_cap(options: PPKSServerOptions) -> None:
     with pytest.raises(AssertionError):
         register(proxy)
     assert proxy.registry.count("k1") == 2
+    assert proxy.stats.enores == {"per_snikey": 1} and "enores=per_snikey:1" in proxy.stats_line()
 
 
 def test_idle_backlog_that_talks_is_dropped(options: PPKSServerOptions) -> None:
@@ -844,6 +845,7 @@ def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOption
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.ENORES
     clock.advance(10)  # not used for 10 minutes: free again
     assert xreg_from(proxy, clock, "10.9.9.9") == Status.SUCCESS
+    assert proxy.stats.enores == {"held": 3}
 
 
 def refused_lines(proxy: Proxy, key: bytes, snikey: bytes) -> list[str]:
@@ -1006,3 +1008,54 @@ def test_a_stopping_proxy_says_so_once_and_does_not_blame_the_managers(
         globalLogPublisher.removeObserver(observer)
     assert seen == ["stopping: closing 2 connection(s), 2 of them idle backlogs"]
     assert proxy.registry.count("k1") == 0 and proxy.stats.registration_failures == 0
+
+
+def xreg_granted(
+    proxy: Proxy, snikey: str
+) -> tuple[SetupProtocol, HalfCloseTransport, TLSHandoff, bytes]:
+    """A manager's xreg up to its result (what came back, decrypted), before its
+    close_notify and echo."""
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey.encode()))))
+    answer = tls.receive(t.value()).data
+    t.clear()
+    return proto, t, tls, answer
+
+
+def test_backlogs_and_splices_are_capped_by_the_descriptor_budget(
+    options: PPKSServerOptions,
+) -> None:
+    """Was: only the registry's caps (4096 in all), beyond what `ulimit -n` allows: one
+    stranger's backlogs took every descriptor, and Twisted then closed every new
+    connection at accept (EMFILE). Now `link_max` backlogs plus splices: past it, xreg
+    gets ENORES (held back as every refusal) with a line naming the descriptor limit."""
+    proxy, clock = make_proxy(options, link_max=2)
+    full = "2 backlog and spliced connections (cap 2, from the descriptor limit: raise `ulimit -n`)"
+    register(proxy, "a")
+    granted, _, _, answer = xreg_granted(proxy, "b")  # counted from its result on
+    assert list(wire.Framer().feed(answer)) == [wire.Result()]
+    assert proxy.links_full() == full
+    _, t, tls, answer = xreg_granted(proxy, "c")
+    assert answer == b""  # held back
+    clock.advance(ENORES_DELAY)
+    got = tls.receive(t.value()).data
+    assert list(wire.Framer().feed(got)) == [wire.Result(int(Status.ENORES))]
+    # counted by cause: the lines are budgeted (20 a minute)
+    assert proxy.stats.enores == {"descriptors": 1}
+    assert "enores=descriptors:1" in proxy.stats_line()
+    assert json.loads(proxy.stats_json())["enores"] == {"descriptors": 1}
+    ep, _ = endpoint(proxy, "a")  # a splice counts as the backlog it was
+    assert ep.spliced and proxy.links_full() == full
+    granted.connectionLost(Failure(ConnectionDone()))  # gone before its echo
+    assert proxy.links_full() is None
+    register(proxy, "d")
+    assert proxy.links_full() == full
+    ep.connectionLost(Failure(ConnectionDone()))  # the splice ends: room for one more
+    assert proxy.links_full() is None

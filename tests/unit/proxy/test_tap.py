@@ -111,6 +111,20 @@ def test_pending_max_default_fits_the_descriptor_limit(home: Path) -> None:
     assert parse("--home", str(home), "--pending-max", "5000")["pending-max"] == 5000
 
 
+def test_backlogs_and_splices_fit_the_descriptor_limit() -> None:
+    """Was: 4096 backlogs allowed whatever `ulimit -n` (1024 is usual): past it accept()
+    failed with EMFILE and Twisted closed every new connection, real ones too."""
+    from packetlab.proxy.tap import link_budget
+
+    assert link_budget(None, 1024, "copy") is None
+    # 1024: both ports' 128 pending, 64 spare, 4 descriptors a splice (2 sockets, 2 dups)
+    assert link_budget(1024, 128, "copy") == 176
+    assert link_budget(1024, 128, "splice") == 88  # and a pipe each way
+    assert link_budget(1024, 128, "python") == 352
+    assert link_budget(64, 16, "copy") == 4
+    assert link_budget(16, 16, "copy") == 1
+
+
 def test_an_expired_agent_certificate_stops_the_proxy(home: Path, tmp_path: Path) -> None:
     """Was: the proxy started with it, and every manager that checks it
     (ProxyCertRootPath) refused every registration."""
