@@ -160,9 +160,9 @@ async def wrap(
 
 async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
     """The program is gone; its connections close within moments. Wait for that (so their
-    timings are complete), at most `seconds`."""
+    timings are complete), at most `seconds` (not for connects still pending: `settling`)."""
     waited = 0.0
-    while factory.live and waited < seconds:
+    while factory.settling() and waited < seconds:
         d: Deferred[None] = Deferred()
         reactor.callLater(0.01, d.callback, None)
         await d

@@ -149,6 +149,15 @@ class WrapFactory(Factory):
         not lately)."""
         return self.failures.get((str(addr), port))
 
+    def settling(self) -> int:
+        """Connections the program may still be closing, which the end of a run waits for
+        (their timings complete). Not those still waiting for the endpoint's connect: once
+        the program is gone nobody takes them (a program that gave up on a connect, as
+        wget's -T alarm does, and exited kept `pktlab wrap` for the whole drain, 2 s, before
+        session 30: reading their socket is paused until the connect is answered, so its
+        close is not seen)."""
+        return sum(1 for p in self.live if not p.awaiting_connect)
+
     def abort_all(self) -> None:
         """The session is gone: reset every wrapped connection."""
         for p in list(self.live):
@@ -183,6 +192,11 @@ class SocksProtocol(Protocol):
         if f.early_reply:
             self.hs = Socks5Handshake(answered=True)
             self.transport.write(socks5.METHOD_NO_AUTH)
+
+    @property
+    def awaiting_connect(self) -> bool:
+        """A CONNECT asked for and not yet answered by the endpoint."""
+        return self.rec is not None and self.relay is None and self.udp is None and not self._gone
 
     def _handshake_timeout(self) -> None:
         self._timer = None
