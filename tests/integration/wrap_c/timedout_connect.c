@@ -2,7 +2,7 @@
  * sees once it has timed out: how long connect() itself blocked, poll's revents, then
  * read / write / SO_ERROR in the order argv[3] gives ("r" read, "w" write, "R" recv,
  * "S" send, "e" SO_ERROR, "p" poll, "c" connect again). Printed, to compare a native run with a wrapped one.
- * argv: address port order [blocking]. */
+ * argv: address port order [flags: "b" a blocking socket, "n" no TCP_SYNCNT]. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -54,24 +54,26 @@ int main(int argc, char **argv)
     if (argc < 4)
         return 2;
     signal(SIGPIPE, SIG_IGN);
-    int blocking = argc > 4;
+    const char *flags = argc > 4 ? argv[4] : "";
+    int blocking = strchr(flags, 'b') != NULL;
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
     inet_pton(AF_INET, argv[1], &to.sin_addr);
     int s = socket(AF_INET, SOCK_STREAM | (blocking ? 0 : SOCK_NONBLOCK), 0);
     int once = 1; /* one SYN retry: natively the connect times out after ~3 s, not 127 */
-    setsockopt(s, IPPROTO_TCP, TCP_SYNCNT, &once, sizeof once);
+    if (strchr(flags, 'n') == NULL)
+        setsockopt(s, IPPROTO_TCP, TCP_SYNCNT, &once, sizeof once);
     double t0 = now();
     int rc = connect(s, (struct sockaddr *)&to, sizeof to);
     int e = errno;
     double blocked = now() - t0;
     /* a bucket, not the time: under load the figures vary, the order of magnitude not */
     printf("connect %s %s", rc ? name(e) : "0", blocked < 0.5 ? "at-once" : "blocked");
-    fprintf(stderr, "connect blocked %.3f s\n", blocked);
+    fprintf(stderr, "connect blocked %.6f s\n", blocked);
     if (!blocking && rc != 0 && e == EINPROGRESS) {
         struct pollfd p = {s, POLLOUT, 0};
         int n = poll(&p, 1, 60000);
         printf(" poll %d", n);
-        fprintf(stderr, "ready after %.3f s\n", now() - t0);
+        fprintf(stderr, "ready after %.6f s\n", now() - t0);
     }
     for (const char *o = argv[3]; *o; o++) {
         char b[4];
