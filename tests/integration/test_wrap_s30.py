@@ -61,8 +61,11 @@ def test_reads_and_sends_after_a_timed_out_connect_fail_as_natively(tmp_path: Pa
     # No TCP_SYNCNT (it does not reach the endpoint). Natively POLLERR stays after this
     # error was read; wrapped it goes (docs/wrap.md): not compared.
     runs.append("10.99.0.3,80,prwe,n")
+    # The number closed and given to a unix socket: its own ECONNREFUSED is not the
+    # connect's error (the shim does not see close())
+    runs.append("10.99.0.2,80,pu")
     native, wrapped = _in_blackhole_namespace(exe, runs)
-    assert len(native) == 6, native
+    assert len(native) == 7, native
     # what the native run shows, so the comparison means something
     assert "read ETIMEDOUT write EPIPE SO_ERROR 0" in native[0]
     assert "write ETIMEDOUT read EOF" in native[1]
@@ -70,5 +73,6 @@ def test_reads_and_sends_after_a_timed_out_connect_fail_as_natively(tmp_path: Pa
     assert "SO_ERROR ETIMEDOUT read EOF write EPIPE" in native[3]
     assert "poll 1 revents IN OUT ERR HUP connect ETIMEDOUT" in native[4]
     assert "read EHOSTUNREACH write EPIPE SO_ERROR 0" in native[5]
+    assert "unix send ECONNREFUSED" in native[6]
     # connect() itself blocks while the endpoint connects (docs/wrap.md): not compared
     assert [line.replace(" blocked ", " at-once ") for line in wrapped] == native

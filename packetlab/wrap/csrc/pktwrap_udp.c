@@ -814,9 +814,22 @@ static ssize_t kernel_error_as_connects(int fd, ssize_t rc)
     if (rc >= 0 || errno != ECONNREFUSED || fd < 0 || fd >= MAX_TRACKED_FD)
         return rc;
     int e = __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED);
-    if ((e & KERNEL_ARMED) && __atomic_compare_exchange_n(&pending_err[fd], &e, 0, 0,
-                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    if (!(e & KERNEL_ARMED))
+        return rc;
+    /* Still the TCP socket it was armed on (close() is not hooked: the number may have
+     * gone to a unix socket, whose sends can fail ECONNREFUSED too) */
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (next_getsockopt()(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+        own_port(fd, NULL) == 0) {
+        errno = ECONNREFUSED;
+        return rc;
+    }
+    if (__atomic_compare_exchange_n(&pending_err[fd], &e, 0, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
         errno = e & ~KERNEL_ARMED;
+    else
+        errno = ECONNREFUSED;
     return rc;
 }
 

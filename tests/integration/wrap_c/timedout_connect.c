@@ -1,7 +1,8 @@
 /* A connect to an address whose SYNs are dropped (a blackhole), and what the program
  * sees once it has timed out: how long connect() itself blocked, poll's revents, then
  * read / write / SO_ERROR in the order argv[3] gives ("r" read, "w" write, "R" recv,
- * "S" send, "e" SO_ERROR, "p" poll, "c" connect again). Printed, to compare a native run with a wrapped one.
+ * "S" send, "e" SO_ERROR, "p" poll, "c" connect again, "u" close it and send on a unix
+ * socket given the same number, whose peer is gone). Printed, to compare a native run with a wrapped one.
  * argv: address port order [flags: "b" a blocking socket, "n" no TCP_SYNCNT]. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,6 +105,16 @@ int main(int argc, char **argv)
         case 'p':
             revents(s);
             break;
+        case 'u': {
+            int pair[2];
+            close(s);
+            if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) != 0 || (pair[0] != s && pair[1] != s))
+                return 3;
+            close(pair[0] == s ? pair[1] : pair[0]);
+            n = send(s, "x", 1, 0);
+            printf(" unix send %s", n < 0 ? name(errno) : "sent");
+            break;
+        }
         case 'c':
             rc = connect(s, (struct sockaddr *)&to, sizeof to);
             printf(" connect %s", rc ? name(errno) : "0");
