@@ -148,6 +148,7 @@ async def wrap(
         for signo, handler in old_handlers.items():
             signal.signal(signo, handler)
         await port.stopListening()
+        factory.abandon_pending()
         factory.abort_all()
         closing = udpmap.close()
         if closing is not None:

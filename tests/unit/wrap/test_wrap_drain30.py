@@ -10,6 +10,7 @@ from test_wrap_server import GREETING, connect_req, settle, setup
 from twisted.internet.defer import Deferred
 
 from packetlab.wrap.runner import _drain
+from packetlab.wrap.server import ABANDONED
 from packetlab.wrap.socks5 import Rep, reply
 
 
@@ -43,3 +44,19 @@ def test_the_drain_still_waits_for_a_connection_that_was_made(tmp_path: Path) ->
     for _ in range(60):
         rig.clock.advance(0.01)
     assert done.called
+
+
+def test_a_connect_the_program_gave_up_on_is_one_timings_line(tmp_path: Path) -> None:
+    """It had none: it ended only with the session, after the file was closed."""
+    rig, factory, proto, _t = setup(tmp_path)
+    factory.connect_timeout = 0.05
+    rig.endpoint.tcp_silent.add(("192.0.2.9", 9))
+    proto.dataReceived(GREETING + connect_req(ipaddress.ip_address("192.0.2.9"), 9))
+    settle(rig, 5)
+    factory.abandon_pending()
+    factory.timings.close()
+    settle(rig, 200)  # the connect's own end later: no second record
+    (rec,) = factory.timings.records
+    assert rec.error == ABANDONED and rec.addr == "192.0.2.9"
+    (line,) = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert '"abandoned: ' in line
