@@ -148,6 +148,7 @@ async def wrap(
         for signo, handler in old_handlers.items():
             signal.signal(signo, handler)
         await port.stopListening()
+        factory.abandon_pending()
         factory.abort_all()
         closing = udpmap.close()
         if closing is not None:
@@ -160,9 +161,9 @@ async def wrap(
 
 async def _drain(reactor: Any, factory: WrapFactory, seconds: float) -> None:
     """The program is gone; its connections close within moments. Wait for that (so their
-    timings are complete), at most `seconds`."""
+    timings are complete), at most `seconds` (not for connects still pending: `settling`)."""
     waited = 0.0
-    while factory.live and waited < seconds:
+    while factory.settling() and waited < seconds:
         d: Deferred[None] = Deferred()
         reactor.callLater(0.01, d.callback, None)
         await d

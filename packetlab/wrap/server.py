@@ -38,6 +38,8 @@ from packetlab.wrap.vclock import CONNECT, VirtualClock
 
 HANDSHAKE_TIMEOUT = 30.0
 MAX_FAILURES = 256  # destinations whose latest connect failure is kept (for "E")
+# The timings' error of a connect the program gave up on before the endpoint's ended
+ABANDONED = "abandoned: the program ended before the endpoint's connect did"
 
 _STATE_REPLY = {
     "REFUSED": Rep.CONNECTION_REFUSED,
@@ -149,6 +151,24 @@ class WrapFactory(Factory):
         not lately)."""
         return self.failures.get((str(addr), port))
 
+    def settling(self) -> int:
+        """Connections the program may still be closing, which the end of a run waits for
+        (their timings complete). Not those still waiting for the endpoint's connect: once
+        the program is gone nobody takes them (a program that gave up on a connect, as
+        wget's -T alarm does, and exited kept `pktlab wrap` for the whole drain, 2 s, before
+        session 30: reading their socket is paused until the connect is answered, so its
+        close is not seen)."""
+        return sum(1 for p in self.live if not p.awaiting_connect)
+
+    def abandon_pending(self) -> None:
+        """The run ends: a connect still waiting for the endpoint (the program gave up on
+        it, and exited) is a timings line now, with why; it would end only with the
+        session, after the file is closed (no line before session 30)."""
+        for p in list(self.live):
+            if p.awaiting_connect and p.rec is not None:
+                p.rec.error = p.rec.error or ABANDONED
+                self.timings.finished(p.rec)
+
     def abort_all(self) -> None:
         """The session is gone: reset every wrapped connection."""
         for p in list(self.live):
@@ -183,6 +203,11 @@ class SocksProtocol(Protocol):
         if f.early_reply:
             self.hs = Socks5Handshake(answered=True)
             self.transport.write(socks5.METHOD_NO_AUTH)
+
+    @property
+    def awaiting_connect(self) -> bool:
+        """A CONNECT asked for and not yet answered by the endpoint."""
+        return self.rec is not None and self.relay is None and self.udp is None and not self._gone
 
     def _handshake_timeout(self) -> None:
         self._timer = None
@@ -254,6 +279,8 @@ class SocksProtocol(Protocol):
             rec.addr = str(addr)
             await relay.connect(addr, req.port, f.connect_timeout, f.stamps)
         except (ControllerError, ResolveError, ValueError) as e:
+            if rec.error == ABANDONED:
+                return  # the run is over, its line written (abandon_pending)
             rec.error = str(e) or type(e).__name__
             self.log.info(
                 "connect to {host}:{port} failed: {e}", host=req.host, port=req.port, e=rec.error

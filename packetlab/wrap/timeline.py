@@ -76,12 +76,16 @@ class TimingLog:
         self._file = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
         self._next = 0
         self.records: list[ConnTiming] = []
+        self._finished: set[int] = set()  # ids: a record is one line, however it ends
 
     def new(self, proto: str, host: str, port: int) -> ConnTiming:
         self._next += 1
         return ConnTiming(self._next, proto, host, port)
 
     def finished(self, rec: ConnTiming) -> None:
+        if rec.id in self._finished:
+            return
+        self._finished.add(rec.id)
         self.records.append(rec)
         if self._file is not None:
             self._file.write(rec.to_json() + "\n")

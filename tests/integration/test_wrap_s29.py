@@ -5,14 +5,11 @@ how)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -97,7 +94,7 @@ def test_many_refused_non_blocking_connects_each_poll_an_error(tmp_path: Path) -
 
 _DAEMON = """\
 import os, socket, sys, time
-port, out, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, out = int(sys.argv[1]), sys.argv[2]
 if os.fork():
     os._exit(3)  # the parent's status is the command's, as `ssh -f` returns at once
 os.setsid()
@@ -110,18 +107,29 @@ os.rename(out + ".tmp", out)
 """
 
 
-def _running_with(tag: str) -> list[int]:
-    """Pids whose command line holds `tag`."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if tag.encode() in f.read():
-                        pids.append(int(name))
-            except OSError:
-                continue
-    return pids
+# Runs the command as the shell would, but as the child subreaper of what it leaves
+# (PR_SET_CHILD_SUBREAPER): those processes become this launcher's children, so it knows
+# them by pid, waits for them, and ends any still running by pid (session 30: the test
+# found them by a tag in their command line before, and killed what matched).
+_LAUNCHER = """\
+import ctypes, os, subprocess, sys, time
+from packetlab.wrap.orphans import children
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+out, cmd = sys.argv[1], sys.argv[2:]
+started = time.monotonic()
+status = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL).wait()
+print("status", status, os.path.exists(out), round(time.monotonic() - started, 1), flush=True)
+left = children()  # the daemon and the wrapper's copy: ours now that their parents exited
+print("left", len(left), flush=True)
+deadline = time.monotonic() + 30
+while left and time.monotonic() < deadline:
+    time.sleep(0.05)
+    left = [pid for pid in left if os.waitpid(pid, os.WNOHANG)[0] == 0]
+for pid in left:
+    os.kill(pid, 15)
+    os.waitpid(pid, 0)
+print("still running", len(left), flush=True)
+"""
 
 
 def test_a_program_that_daemonises_returns_at_once_and_its_daemon_stays_wrapped(
@@ -147,31 +155,20 @@ def test_a_program_that_daemonises_returns_at_once_and_its_daemon_stays_wrapped(
     script = tmp_path / "daemonise.py"
     script.write_text(_DAEMON)
     out = tmp_path / "got"
-    tag = f"wrap29-daemon-{os.getpid()}-{time.monotonic_ns()}"
-    log = (tmp_path / "stderr").open("wb")
-    started = time.monotonic()
-    wrapped = subprocess.Popen(
-        [*PKTLAB, "wrap", "--", "python3", str(script), str(port), str(out), tag],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
-    )  # fmt: skip
+    cmd = [*PKTLAB, "wrap", "--", "python3", str(script), str(port), str(out)]
     try:
-        status = wrapped.wait(timeout=60)
-        returned_after = time.monotonic() - started
-        fetched_yet = out.exists()
-        deadline = time.monotonic() + 30
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while _running_with(tag) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = _running_with(tag)
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(out), *cmd],
+            capture_output=True, timeout=120, cwd=REPO,
+        )  # fmt: skip
     finally:
-        log.close()
         srv.close()
-        for pid in _running_with(tag):
-            os.kill(pid, signal.SIGTERM)
-    stderr = (tmp_path / "stderr").read_bytes()
-    assert status == 3, stderr
-    assert not fetched_yet, f"returned after the daemon's fetch ({returned_after:.1f} s)"
-    assert out.read_bytes() == b"hello from the server\n", stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 3, done
+    status, fetched_yet, returned_after = lines[0].split()[1:]
+    assert status == "3", done.stderr
+    assert fetched_yet == "False", f"returned after the daemon's fetch ({returned_after} s)"
+    assert lines[1] == "left 2", done  # the daemon and the wrapper's copy
+    assert out.read_bytes() == b"hello from the server\n", done.stderr
     assert seen and seen[0][0] == "127.0.0.1"
-    assert left == [], "the daemon or the wrapper's copy is still running"
+    assert lines[2] == "still running 0", "the daemon or the wrapper's copy did not end"

@@ -149,6 +149,26 @@ typedef int (*getpeername_fn)(int, struct sockaddr *, socklen_t *);
 typedef ssize_t (*send_fn)(int, const void *, size_t, int);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef ssize_t (*writev_fn)(int, const struct iovec *, int);
+typedef ssize_t (*read_fn)(int, void *, size_t);
+typedef ssize_t (*readv_fn)(int, const struct iovec *, int);
+typedef ssize_t (*recv_fn)(int, void *, size_t, int);
+typedef ssize_t (*__read_chk_fn)(int, void *, size_t, size_t);
+typedef ssize_t (*__recv_chk_fn)(int, void *, size_t, size_t, int);
+typedef ssize_t (*__recvfrom_chk_fn)(int, void *, size_t, size_t, int, struct sockaddr *,
+                                     socklen_t *);
+
+/* NEXT(name), looked up once: for hooks on every read and write of a program (a dlsym()
+ * costs ~0.15 us a call, getsockopt's note below). */
+#define NEXT_ONCE(name)                                                                    \
+    ({                                                                                     \
+        static name##_fn found_;                                                           \
+        name##_fn f_ = __atomic_load_n(&found_, __ATOMIC_RELAXED);                         \
+        if (f_ == NULL) {                                                                  \
+            f_ = NEXT(name);                                                               \
+            __atomic_store_n(&found_, f_, __ATOMIC_RELAXED);                               \
+        }                                                                                  \
+        f_;                                                                                \
+    })
 
 const char *pktwrap_ctl_path(void)
 {
@@ -784,6 +804,35 @@ static int take_pending(int fd)
     return e & ~KERNEL_ARMED;
 }
 
+/* A read or send on `fd` that failed with the kernel's error arm_error() put there: that
+ * error is always ECONNREFUSED (a reset from a loopback port), whatever the connect's
+ * failure was. Natively the first read() or send() after a connect that timed out fails
+ * ETIMEDOUT (EHOSTUNREACH for no host), and the socket's error is then gone; wrapped it
+ * said ECONNREFUSED before session 30 (wrap30). `rc` is the call's result, passed on. */
+static ssize_t kernel_error_as_connects(int fd, ssize_t rc)
+{
+    if (rc >= 0 || errno != ECONNREFUSED || fd < 0 || fd >= MAX_TRACKED_FD)
+        return rc;
+    int e = __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED);
+    if (!(e & KERNEL_ARMED))
+        return rc;
+    /* Still the TCP socket it was armed on (close() is not hooked: the number may have
+     * gone to a unix socket, whose sends can fail ECONNREFUSED too) */
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (next_getsockopt()(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
+        own_port(fd, NULL) == 0) {
+        errno = ECONNREFUSED;
+        return rc;
+    }
+    if (__atomic_compare_exchange_n(&pending_err[fd], &e, 0, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        errno = e & ~KERNEL_ARMED;
+    else
+        errno = ECONNREFUSED;
+    return rc;
+}
+
 int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
     if (level == SOL_SOCKET && name == SO_ERROR && fd >= 0 && fd < MAX_TRACKED_FD &&
@@ -1263,21 +1312,49 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     pktwrap_mark(MARK_SEND);
-    return NEXT(send)(fd, buf, n, flags);
+    return kernel_error_as_connects(fd, NEXT_ONCE(send)(fd, buf, n, flags));
 }
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
     if (tracked(fd))
         pktwrap_mark(MARK_SEND);
-    return NEXT(write)(fd, buf, n);
+    return kernel_error_as_connects(fd, NEXT_ONCE(write)(fd, buf, n));
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int n)
 {
     if (tracked(fd))
         pktwrap_mark(MARK_SEND);
-    return NEXT(writev)(fd, iov, n);
+    return kernel_error_as_connects(fd, NEXT_ONCE(writev)(fd, iov, n));
+}
+
+/* The receive calls are hooked only for kernel_error_as_connects (and recvfrom/recvmsg
+ * for UDP peers, below); the _chk forms are what a program built with _FORTIFY_SOURCE
+ * calls instead (glibc's own read() inside them is not interposed). */
+ssize_t read(int fd, void *buf, size_t n)
+{
+    return kernel_error_as_connects(fd, NEXT_ONCE(read)(fd, buf, n));
+}
+
+ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+    return kernel_error_as_connects(fd, NEXT_ONCE(readv)(fd, iov, n));
+}
+
+ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    return kernel_error_as_connects(fd, NEXT_ONCE(recv)(fd, buf, n, flags));
+}
+
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t room)
+{
+    return kernel_error_as_connects(fd, NEXT_ONCE(__read_chk)(fd, buf, n, room));
+}
+
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t room, int flags)
+{
+    return kernel_error_as_connects(fd, NEXT_ONCE(__recv_chk)(fd, buf, n, room, flags));
 }
 
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
@@ -1301,7 +1378,7 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
             return rc;
         }
     }
-    return NEXT(sendto)(fd, buf, n, flags, addr, len);
+    return kernel_error_as_connects(fd, NEXT_ONCE(sendto)(fd, buf, n, flags, addr, len));
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -1327,7 +1404,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             return rc;
         }
     }
-    return NEXT(sendmsg)(fd, msg, flags);
+    return kernel_error_as_connects(fd, NEXT_ONCE(sendmsg)(fd, msg, flags));
 }
 
 int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
@@ -1371,7 +1448,17 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
 
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len)
 {
-    ssize_t rc = NEXT(recvfrom)(fd, buf, n, flags, addr, len);
+    ssize_t rc = kernel_error_as_connects(fd, NEXT_ONCE(recvfrom)(fd, buf, n, flags, addr, len));
+    if (rc >= 0 && from_relay_of(fd, addr, len) < 0)
+        remember_direct(fd, addr, *len);
+    return rc;
+}
+
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t room, int flags,
+                       struct sockaddr *addr, socklen_t *len)
+{
+    ssize_t rc = kernel_error_as_connects(
+        fd, NEXT_ONCE(__recvfrom_chk)(fd, buf, n, room, flags, addr, len));
     if (rc >= 0 && from_relay_of(fd, addr, len) < 0)
         remember_direct(fd, addr, *len);
     return rc;
@@ -1379,7 +1466,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, 
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ssize_t rc = NEXT(recvmsg)(fd, msg, flags);
+    ssize_t rc = kernel_error_as_connects(fd, NEXT_ONCE(recvmsg)(fd, msg, flags));
     if (rc >= 0 && msg != NULL && from_relay_of(fd, msg->msg_name, &msg->msg_namelen) < 0)
         remember_direct(fd, msg->msg_name, msg->msg_namelen);
     return rc;
