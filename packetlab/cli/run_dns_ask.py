@@ -41,7 +41,8 @@ def _tsig_key(args: argparse.Namespace) -> Any:
         print("\n".join(made.warnings), file=sys.stderr, flush=True)
     if made.failed is not None:  # dig: on stdout, before anything; then each reply says so
         print(made.failed, flush=True)
-    if made.key is None and y is not None:  # dig: a -y secret and no key (-k's failed too)
+    # dig: a secret read (-y's, a key file's) and no key made: each reply says so
+    if made.failed is not None or (made.key is None and y is not None):
         args.tsig_unused = True
     return made.key
 
