@@ -344,8 +344,6 @@ def _batch_lines(args: argparse.Namespace) -> None:
     a time (never the whole file at once). As dig 9.18, a line over BATCH_LINE_BYTES is
     read as several, of its first BATCH_WORDS words (session 30, dig30: it was refused
     over 4,096 bytes, and each word read)."""
-    import shlex
-
     lines_max, line_bytes = switches.BATCH_LINES, switches.BATCH_LINE_BYTES
 
     try:
@@ -384,10 +382,7 @@ def _batch_lines(args: argparse.Namespace) -> None:
             printed = io.StringIO()  # dig's stdout line for a bad number: in its turn
             try:
                 with contextlib.redirect_stdout(printed):
-                    try:
-                        words = shlex.split(line, comments=False)[: switches.BATCH_WORDS]
-                    except ValueError as e:
-                        raise RunError(f"-f {args.batch}:{n}: {e}") from None
+                    words = batch_words(line)
                     where = f"-f {args.batch}:{n}"
                     _dig_words(mine, _batch_options(mine, words, where), top=False)
             except RunError as e:  # dig 9.18 reads a line when the one before is done:
@@ -450,6 +445,14 @@ def _same_line(other: argparse.Namespace, line: argparse.Namespace, error: RunEr
     if getattr(error, "at_name", False):
         return False
     return _base_of(other) is _base_of(line)
+
+
+def batch_words(line: str) -> list[str]:
+    """A -f line's words as dig 9.18's split_batchline makes them: split at blanks, tabs
+    and line ends alone (quotes and backslashes are the words' own: `a\\.b` is a name
+    of a label `a.b`, `"x"` a name with quotes), BATCH_WORDS at most (session 30, dig30:
+    they were split as a shell splits)."""
+    return [w for w in re.split(r"[ \t\r\n]+", line) if w][: switches.BATCH_WORDS]
 
 
 def _batch_options(mine: argparse.Namespace, words: list[str], where: str) -> list[str | Dash]:

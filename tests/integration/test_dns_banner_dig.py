@@ -1,7 +1,8 @@
 """`pktlab run dns` side by side with dig (BIND 9.18) on command lines whose banner is over
 dig's 1,023 bytes, against dns_zone_server.py on loopback: dig cuts its banner there (a
 buffer of 1,024 bytes) and what follows runs on from the cut line; and batch files' long
-lines, which dig reads 1,023 bytes and 13 words at a time (session 30, dig30).
+lines, which dig reads 1,023 bytes and 13 words (split at blanks) at a time (session 30,
+dig30).
 
 The cut falls at the same byte of each program's banner; the banners' program names are
 not of one length, so each cuts its words elsewhere: compared are the banners' words (the
@@ -63,6 +64,10 @@ def test_a_long_banner_is_cut_as_digs(port: int, tmp_path: Path) -> None:
     batch.write_text("a.test" + " " * 1017 + "b.test +norec\nmx.test MX\n")
     out = side_by_side(*at, "-f", str(batch))
     assert out.count("; <<>> ") == 3 and ";b.test.\t\t\t\tIN\tA" in out
+    # words split at blanks alone: a backslash and quotes are the name's own
+    batch.write_text('a\\.b.test\n"a.test" +short\nmx.test\tMX +nocmd\n')
+    out = side_by_side(*at, "+nocomments", "+nostats", "-f", str(batch))
+    assert ";a\\.b.test.\t\t\tIN\tA" in out and "\n192.0.2.1\n" not in out
     # a closed port: what follows the cut banner is `no servers could be reached`
     with __import__("socket").socket(type=2) as s:  # a UDP port nobody reads: closed
         s.bind(("127.0.0.1", 0))

@@ -495,6 +495,9 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     got = parse("-f", str(f)).plan
     assert [(n, t) for n, t, _, _ in got] == [("a.test", ["MX"])]
     assert len(got[0][3].batch_words) == 13 and got[0][3].batch_words[-1] == "MX"
+    # split at blanks alone, as dig (were a shell's words: `a.b.test`, `a.test`)
+    f.write_text('a\\.b.test\t+short\n"a.test"\n')
+    assert [n for n, _, _, _ in parse("-f", str(f)).plan] == ["a\\.b.test", '"a.test"']
     with pytest.raises(RunError, match=r"-f /nonexistent/x: cannot open: No such file"):
         parse("-f", "/nonexistent/x")
     f.write_text("a.test -z\n")  # the run ends at it in its turn, as dig 9.18 (session 26,
