@@ -165,7 +165,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-k", dest="tsig_file", metavar="FILE",
         help='the TSIG key from a BIND key file (key "NAME" { algorithm hmac-sha256; '
-        'secret "BASE64"; };), as dig -k',
+        'secret "BASE64"; };), as dig -k (with -y too: this key, as dig 9.18)',
     )  # fmt: skip
     p.add_argument(
         "--xfr-max", type=_xfr_max, default=XFR_MAX_RECORDS, metavar="N",

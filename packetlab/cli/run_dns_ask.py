@@ -15,23 +15,34 @@ from packetlab.cli.run_dns_text import error_lines
 
 
 def _tsig_key(args: argparse.Namespace) -> Any:
-    """dig's -y/-k key (-y when both), or None: what dig cannot make is its warning on
-    stderr and no key (the queries go unsigned, as dig's); a -y without name and secret,
-    a key file without algorithm or secret, an error (dig: exit 1)."""
+    """dig's -y/-k key, or None: what dig cannot make is its warning on stderr and no
+    key (the queries go unsigned, as dig's); a -y without name and secret, a key file
+    without algorithm or secret, an error (dig: exit 1). Both: -k's key, as dig 9.18 (its
+    setup_file_key before setup_text_key; ours took -y's until session 30, dig30), -y's
+    words read all the same (its usage, digest bits, algorithm warning: dig's parse)."""
     y, path = getattr(args, "tsig_y", None), getattr(args, "tsig_file", None)
     if y is None and path is None:
         return None
-    from packetlab.measure.dnstsig import KeyUsageError, key_from_file, key_from_y
+    from packetlab.measure.dnstsig import BAD_ALGORITHM, KeyUsageError, key_from_file, key_from_y
 
+    parsed: list[str] = []
+    made = None
     try:
-        made = key_from_y(y) if y is not None else key_from_file(str(path))
+        made = key_from_y(y) if y is not None else None
+        if path is not None:
+            parsed = [w for w in made.warnings if w.startswith(BAD_ALGORITHM)] if made else []
+            made = key_from_file(str(path))
     except KeyUsageError as e:
-        raise RunError(str(e) if y is not None else f"-k {path}: {e} (dig's words)") from None
+        raise RunError(f"-k {path}: {e} (dig's words)" if made else str(e)) from None
+    assert made is not None
+    made.warnings[:0] = parsed
     if made.warnings:
         sys.stdout.flush()
         print("\n".join(made.warnings), file=sys.stderr, flush=True)
     if made.failed is not None:  # dig: on stdout, before anything; then each reply says so
         print(made.failed, flush=True)
+    # dig: a secret read (-y's, a key file's) and no key made: each reply says so
+    if made.failed is not None or (made.key is None and y is not None):
         args.tsig_unused = True
     return made.key
 

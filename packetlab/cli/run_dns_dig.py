@@ -144,15 +144,21 @@ class DigText:
         )
         text = "".join(f" {w}" for w in given)
         if not first:
-            return [f"; <<>> pktlab {__version__} <<>>{text}"]
+            return _cut([f"; <<>> pktlab {__version__} <<>>{text}"])
         lines = ["", f"; <<>> pktlab {__version__} <<>>{text}"]
         if self.user_server is not None:
             lines.append("; (1 server found)")
         # dig's short_form when it made the banner (`always`: before a +short after the name)
         short = (self.short and not always) or bool(getattr(self.view, "nssearch", False))
-        return [*lines, f";; global options: {'+short ' if short else ''}+cmd"]
+        return _cut([*lines, f";; global options: {'+short ' if short else ''}+cmd"])
 
     def __call__(self, r: Record) -> str | None:
+        text = self.text(r)
+        if text is None or GLUE not in text:
+            return text
+        return text.replace(GLUE + "\n", "").replace(GLUE, "")  # a cut banner runs on
+
+    def text(self, r: Record) -> str | None:
         if r["type"] != "dns":
             return None
         ended = self.looked_up  # before this record
@@ -526,6 +532,23 @@ class DigText:
 
         lines = self.message(query_record(bytes.fromhex(r["query"])))
         return lines[:1] and [";; Sending:", *lines[1:]] if self.show["comments"] else lines
+
+
+#: dig makes its banner in a buffer of 1,024 bytes (dig.h's `cmdline`, strlcat): a longer
+#: one is cut at 1,023 bytes, its last line with no newline: what follows runs on from it
+#: (`...aaaa;; Got answer:`; session 30, dig30)
+BANNER_BYTES = 1023
+GLUE = "\0"  # ends a cut banner's last line (no argument holds a NUL): DigText drops it
+
+
+def _cut(lines: list[str]) -> list[str]:
+    """The banner's lines as dig's buffer holds them: cut at BANNER_BYTES (a character
+    cut in two: dropped), the last one then marked to run on."""
+    raw = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    if len(raw) <= BANNER_BYTES:
+        return lines
+    *whole, last = raw[:BANNER_BYTES].decode("utf-8", "ignore").split("\n")
+    return [*whole, last + GLUE]
 
 
 def _echoed(word: str) -> str:

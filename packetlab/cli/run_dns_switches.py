@@ -16,7 +16,11 @@ from packetlab.cli.run_dns_exits import bad_number
 
 NDOTS_MAX = 15  # BIND's MAXNDOTS
 BATCH_LINES = 10_000  # -f FILE: query lines at most (each answer is kept for the summary)
-BATCH_LINE_BYTES = 4096  # -f FILE: a longer line is refused
+# -f FILE: dig 9.18 reads a line with fgets into MXNAME (1,024) bytes: a longer one is
+# read as several lines of 1,023 bytes (each then a query line); and splits it into 13
+# words at most (split_batchline's 14 argv entries, argv[0] dig's): the rest is ignored
+BATCH_LINE_BYTES = 1023
+BATCH_WORDS = 13
 RESOLV_CONF = "/etc/resolv.conf"  # dig's search list and ndots: this host's, as dig reads them
 #: another resolv.conf for dig's reads of it (tests: one whose servers are on loopback)
 RESOLV_CONF_ENV = "PKTLAB_RESOLV_CONF"

@@ -403,8 +403,7 @@ def _parse(
                 msg = kept
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
         raise _Malformed(OPT_ERROR, wire)  # BIND's DNS_R_OPTERR: not even best effort
-    if any(rrset.rdtype == dns.rdatatype.NSEC3 and not _hash_owner(rrset.name)
-           for rrset in [*msg.answer, *msg.authority, *msg.additional]):  # fmt: skip
+    if bad_owner(msg):
         raise _Malformed(BAD_OWNER, wire)  # BIND's DNS_R_BADOWNERNAME
     return msg if _same_question(query, msg, said) else None
 
@@ -414,6 +413,13 @@ _BASE32HEX = {c: i for i, c in enumerate(b"0123456789abcdefghijklmnopqrstuv")}  
 #: base32hex without padding: the bits its last digit holds past the bytes, by the
 #: digits' count modulo 8 (another count does not decode)
 _SPARE_BITS = {0: 0, 2: 0x03, 4: 0x0F, 5: 0x01, 7: 0x07}
+
+
+def bad_owner(msg: dns.message.Message) -> bool:
+    """Whether a record of `msg` is an NSEC3 whose owner is no hash (`_hash_owner`): BIND
+    refuses the message (a reply's, a zone transfer's: session 30, dig30)."""
+    return any(rrset.rdtype == dns.rdatatype.NSEC3 and not _hash_owner(rrset.name)
+               for rrset in [*msg.answer, *msg.authority, *msg.additional])  # fmt: skip
 
 
 def _hash_owner(name: dns.name.Name) -> bool:

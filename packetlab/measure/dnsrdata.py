@@ -13,6 +13,9 @@
 * MD, MF, MB, MG, MR (a name) and MINFO (two): BIND writes their names, dnspython
   (having no class for them) their data in RFC 3597's form; an HS-class A likewise
   (BIND: its IPv4 address);
+* an NSEC3 of hash algorithm 1 (SHA-1) whose next hash is not 20 bytes: BIND's FORMERR
+  (`Got bad packet: FORMERR`, before its owner's check); dnspython took it (session 30,
+  dig30: lengths 1, 2, 8, 19, 21 refused, 20 read; algorithms 0 and 2 any length);
 * a WKS whose bitmap ends in a zero byte: BIND's FORMERR (`Got bad packet: FORMERR`);
   dnspython took it. (A WKS of no port at all BIND writes without dnspython's trailing
   blank: `dnstext.presentation`.)
@@ -31,6 +34,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.OPENPGPKEY
 import dns.rdtypes.ANY.RP
 import dns.rdtypes.ANY.SMIMEA
@@ -87,6 +91,18 @@ class _WKS(dns.rdtypes.IN.WKS.WKS):
         return rd
 
 
+class _NSEC3(dns.rdtypes.ANY.NSEC3.NSEC3):
+    @classmethod
+    def from_wire_parser(cls, rdclass: Any, rdtype: Any, parser: Any, origin: Any = None) -> Any:
+        rd = super().from_wire_parser(rdclass, rdtype, parser, origin)
+        if rd.algorithm == SHA1 and len(rd.next) != SHA1_BYTES:  # BIND 9.18: DNS_R_FORMERR
+            raise dns.exception.FormError("NSEC3 SHA-1 hash not of 20 bytes")
+        return rd
+
+
+SHA1, SHA1_BYTES = 1, 20  # NSEC3's hash algorithm 1 and its digest's length
+
+
 class _OneName(dns.rdtypes.nsbase.NSBase):
     """MD, MF, MB, MG, MR: a name (RFC 1035's; dnspython has no class for them and showed
     their data as `\\# N HEX`, BIND as the name)."""
@@ -106,6 +122,7 @@ _CLASSES: dict[tuple[int, int], type[dns.rdata.Rdata]] = {
     (dns.rdataclass.IN, dns.rdatatype.NSAP): _NSAP,
     (dns.rdataclass.IN, dns.rdatatype.DHCID): _DHCID,
     (dns.rdataclass.IN, dns.rdatatype.WKS): _WKS,
+    (dns.rdataclass.ANY, dns.rdatatype.NSEC3): _NSEC3,
     (dns.rdataclass.HS, dns.rdatatype.A): dns.rdtypes.IN.A.A,  # BIND's hs_4/a_1: IN's A
 }
 

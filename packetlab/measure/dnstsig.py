@@ -80,6 +80,9 @@ class KeyResult:
     failed: str | None = None
 
 
+BAD_ALGORITHM = ";; Warning, ignoring invalid TSIG algorithm"  # dig's, as it parses -y
+
+
 def _make(name: str, algorithm: str, secret: str, warnings: list[str], bits: int = 0) -> KeyResult:
     """dig's key from its parts: the algorithm's warning, then `Couldn't create key`
     when it cannot be made (no key: the query goes unsigned, as dig's)."""
@@ -87,7 +90,7 @@ def _make(name: str, algorithm: str, secret: str, warnings: list[str], bits: int
 
     word = algorithm.lower()
     if word not in ALGORITHMS:
-        warnings.append(f";; Warning, ignoring invalid TSIG algorithm {algorithm}")
+        warnings.append(f"{BAD_ALGORITHM} {algorithm}")
     try:
         dns.name.from_text(name)
     except Exception as e:

@@ -44,12 +44,14 @@ from packetlab.controller import (
 )
 from packetlab.measure.dns import EDNS_PAYLOAD, DnsAnswer, DnsError, parse_qclass
 from packetlab.measure.dnsparse import (
+    BAD_OWNER,
     MALFORMED_NOTE,
     OPT_ERROR,
     _bind_reason,
     _edns_of,
     _other_class,
     _records,
+    bad_owner,
     bind_opt_error,
     generic_options,
 )
@@ -281,6 +283,8 @@ def _parse_message(wire: bytes) -> dns.message.Message:
                                     ignore_trailing=True)  # fmt: skip
     if any(bind_opt_error(int(o.otype), o.to_wire() or b"") for o in msg.options):
         raise dns.exception.FormError(OPT_ERROR)  # (its words: _bind_reason keeps them)
+    if bad_owner(msg):  # dig: `Got bad packet: bad owner name (check-names)` (dig30)
+        raise dns.exception.FormError(BAD_OWNER)
     return msg
 
 

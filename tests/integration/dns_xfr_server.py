@@ -15,6 +15,8 @@ Zones (each transfer is sent in messages of `PER_MESSAGE` records, the zone's or
   serial 1 or 2 gets the incremental reply (RFC 1995, differences in messages of 3
   records), from 3 or later the current SOA alone (up to date), from any other serial
   the AXFR-style reply (the whole zone between two SOAs).
+* `nsec3.xfr.`: NSEC3 records whose owners are hashes; `badnsec3.xfr.` one whose owner
+  is none (`zz`, in the third message: BIND refuses the message).
 * Over UDP an IXFR gets the incremental reply when it fits in 512 bytes, else the SOA
   alone (RFC 1995 §2); an IXFR of `tc.xfr.` a truncated (TC) reply without records
   (over TCP the whole of `tc.xfr.`, AXFR-style); of `silent.xfr.` no reply; any other
@@ -105,6 +107,18 @@ IX_DIFFS = {  # serial -> (deleted, added) going to it from serial - 1
     3: ([(f"b.{IX}", 300, "A", "192.0.2.2")], [(f"d.{IX}", 300, "TXT", '"new in 3"')]),
 }
 IX_SERIAL = 3
+# nsec3.xfr.: NSEC3 owners (base32hex hashes, upper and lower case); badnsec3.xfr.: the
+# third message's owner is no hash (BIND's check-names: `bad owner name`)
+N3 = "1 1 12 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"
+NSEC3Z = [_soa("nsec3.xfr.", 3), ("nsec3.xfr.", 3600, "NS", "ns.nsec3.xfr."),
+          ("ns.nsec3.xfr.", 3600, "A", "127.0.0.1"),
+          ("2t7b4g4vsa5smi47k61mv5bv1a22bojr.nsec3.xfr.", 300, "NSEC3", N3),
+          ("0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TOM.nsec3.xfr.", 300, "NSEC3", N3),
+          ("www.nsec3.xfr.", 60, "A", "192.0.2.3")]  # fmt: skip
+BADN3 = [_soa("badnsec3.xfr.", 3), ("badnsec3.xfr.", 3600, "NS", "ns.badnsec3.xfr."),
+         ("a.badnsec3.xfr.", 60, "A", "192.0.2.1"), ("b.badnsec3.xfr.", 60, "A", "192.0.2.2"),
+         ("zz.badnsec3.xfr.", 300, "NSEC3", N3),
+         ("c.badnsec3.xfr.", 60, "A", "192.0.2.3")]  # fmt: skip
 IX_NOW = [_soa(IX, IX_SERIAL), *IX_BASE, (f"c.{IX}", 300, "A", "192.0.2.3"),
           (f"d.{IX}", 300, "TXT", '"new in 3"')]  # fmt: skip
 
@@ -125,7 +139,8 @@ def ixfr_records(serial: int) -> list[RR]:
 def axfr_of(zone: str) -> tuple[list[RR], int] | None:
     """A zone's AXFR records (SOA, the rest, SOA) and how many go in a message."""
     records = {"test.": (TEST, 7), "big.xfr.": (BIG, 100), "one.xfr.": (ONE, 1000),
-               IX: (IX_NOW, 3), "tc.xfr.": (TC, 2)}.get(zone)  # fmt: skip
+               IX: (IX_NOW, 3), "tc.xfr.": (TC, 2),
+               "nsec3.xfr.": (NSEC3Z, 2), "badnsec3.xfr.": (BADN3, 2)}.get(zone)  # fmt: skip
     if records is None:
         return None
     rrs, per = records

@@ -89,6 +89,14 @@ CASES = [
     [*(w for n in ("2t7b4g4vsa5smi47k61mv5bv1a22bojr", "nsec3", "nsec3w", "c0", "c1", "c000",
                    "c001", "c0000", "c0001", "c000000", "c000004", "c00", "cccccccc")
        for w in (f"{n}.odd", "NSEC3"))],
+    # session 30 (dig30): an NSEC3 of SHA-1 whose hash is not 20 bytes: BIND's FORMERR
+    # (before its owner's check); other algorithms: any length (then the owner's check)
+    ["+nocookie", *(f"r50-{h}.odd" for h in (
+        "0101000c0001aa", "0101000c0008aabbccddeeff00110006400000000002",
+        "0101000c0013174eb2409fe28bcb4887a1836f957f0a8425e2",
+        "0101000c0015174eb2409fe28bcb4887a1836f957f0a8425e27baa",
+        "0101000c0014174eb2409fe28bcb4887a1836f957f0a8425e27b",
+        "0201000c0008aabbccddeeff0011", "0001000c0001aa"))],
 ]  # fmt: skip
 
 

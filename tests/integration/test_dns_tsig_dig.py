@@ -122,6 +122,27 @@ def test_key_files_as_dig(port: int, tmp_path: Path) -> None:
         assert a.stdout == ""
 
 
+def test_k_and_y_as_dig(port: int, tmp_path: Path) -> None:
+    """-k and -y both: -k's key whatever their order (dig 9.18's setup_file_key first),
+    -y's words read all the same (its algorithm warning, its usage); a -k that cannot be
+    read and a -y: no key, `;; WARNING -- TSIG key was not used.` (ours signed with -y's
+    key until session 30, dig30)."""
+    at = ["@127.0.0.1", "-p", str(port)]
+    good = tmp_path / "good.key"
+    good.write_text(f'key "tk.test" {{ algorithm hmac-sha256; secret "{SECRET}"; }};\n')
+    for words in (["-y", "tk.test:c2VjcmV0", "-k", str(good)],
+                  ["-k", str(good), "-y", "hmac-foo:tk.test:!!!"]):  # fmt: skip
+        a, b = same(*at, *words, "a.test")
+        assert "Couldn't" not in a.stdout and ";; TSIG PSEUDOSECTION:" in a.stdout, words
+        assert a.stderr == b.stderr and a.returncode == b.returncode == 0, words
+    a, b = same(*at, "-k", str(tmp_path / "missing.key"), "-y", f"tk.test:{SECRET}", "a.test")
+    assert a.stdout.count(";; WARNING -- TSIG key was not used.") == 1
+    assert a.stderr == b.stderr and a.returncode == b.returncode == 0
+    a, b = both([*at, "-k", str(good), "-y", "tk.test", "a.test"],
+                [*at, "-k", str(good), "-y", "tk.test", "a.test"])  # fmt: skip
+    assert b.returncode == 1 and a.returncode == 2 and "-y tk.test" in a.stderr
+
+
 def test_bad_y_keys_as_dig(port: int) -> None:
     """What dig cannot make of a -y: its warnings on stderr, the query unsigned."""
     at = ["@127.0.0.1", "-p", str(port)]

@@ -79,6 +79,22 @@ def test_axfr_as_dig(server: tuple[int, Path]) -> None:
     assert ";; XFR size: 3003 records (messages 31, bytes " in out
 
 
+def test_nsec3_owners_in_a_transfer_as_dig(server: tuple[int, Path]) -> None:
+    """NSEC3 owners in a transfer: hashes (either case) shown as dig shows them; a message
+    with an owner that is no hash ends the transfer with dig's `Got bad packet: bad owner
+    name (check-names)` and its hex dump (ours showed the record and went on; session 30,
+    dig30). Exit status: ours 1 (dig 0; ours as dig's with --dig-exit-codes)."""
+    port, _ = server
+    for zone in ("nsec3.xfr", "badnsec3.xfr"):
+        for extra in ([], ["+onesoa"], ["+multiline"], ["-t", "AXFR", "+nocmd"]):
+            got, out = same(port, zone, "AXFR", *extra)
+            bad = zone == "badnsec3.xfr"
+            assert got.returncode == int(bad), (zone, extra)
+            assert ("Got bad packet: bad owner name (check-names)" in out) is bad
+    got = ours("@127.0.0.1", "-p", str(port), "badnsec3.xfr", "AXFR", "--dig-exit-codes")
+    assert got.returncode == 0, got.stderr
+
+
 def test_axfr_json_is_one_record_a_transfer(server: tuple[int, Path]) -> None:
     port, _ = server
     got = ours("@127.0.0.1", "-p", str(port), "big.xfr", "AXFR", "refused.xfr", "AXFR", "--json")

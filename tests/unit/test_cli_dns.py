@@ -101,6 +101,40 @@ def test_default_output_is_digs_byte_for_byte() -> None:
     assert a.dnssec and a.user_server == "127.0.0.1"
 
 
+def _padding(n: int) -> list[str]:
+    """Words that make `n` bytes of a banner (each after a space): +norec, +noad."""
+    sevens = next(k for k in range(n // 7, -1, -1) if (n - 7 * k) % 6 == 0)
+    return ["+norec"] * sevens + ["+noad"] * ((n - 7 * sevens) // 6)
+
+
+def test_a_banner_over_1023_bytes_is_cut_and_runs_on_as_digs() -> None:
+    """dig makes its banner in a 1,024-byte buffer: cut at 1,023 bytes, no line end, the
+    next line runs on from it (`dig @127.0.0.1 -p 53029 +dnssec a.test +norec ...`,
+    9.18.49: `...+norec +no;; Got answer:`); its last lines cut too (`; (1 server
+    foun;; Got answer:`); a banner that fits: whole (ours printed it whole; session 30,
+    dig30)."""
+    from packetlab import __version__
+
+    start = f"\n; <<>> pktlab {__version__} <<>> @127.0.0.1 -p 53029 +dnssec a.test"
+    found, options = "\n; (1 server found)\n", ";; global options: +cmd\n"
+    rest = DIG_A_DNSSEC.split(";; global options: +cmd\n", 1)[1]
+    for n, tail in ((1100, None), (1023 - len(start) - len(found) - 7, "\n;; glob"),
+                    (1023 - len(start) - 17, "\n; (1 server foun"),
+                    (1023 - len(start) - len(found) - len(options), "+cmd\n")):  # fmt: skip
+        words = ["@127.0.0.1", "-p", "53029", "+dnssec", "a.test", *_padding(n)]
+        a = parse(*words)
+        a.cmdline = words
+        out = text_of(a, A_DNSSEC)
+        whole = start + "".join(f" {w}" for w in words[5:]) + found + options
+        head = whole[:1023]
+        assert out.startswith(head) and out[len(head) :].startswith(";; Got answer:\n"), n
+        assert tail is None or head.endswith(tail), n
+        same(out[len(head) :], rest)
+    # a character cut in two: dropped (dig prints its first bytes)
+    assert run_dns_dig._cut(["", "\u00e9" * 600]) == ["", "\u00e9" * 511 + run_dns_dig.GLUE]
+    assert run_dns_dig._cut(["", "a" * 1021]) == ["", "a" * 1021]
+
+
 def test_the_banner_comes_once_and_display_switches_cut_as_dig() -> None:
     a = parse("@127.0.0.1", "-p", "53029", "a.test", "b.test")
     out = text_of(a, A_DNSSEC, A_DNSSEC)
@@ -452,9 +486,18 @@ def test_batch_file_lines_and_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     f.write_text("a.test\n" * 4)
     with pytest.raises(RunError, match=r"-f .*batch: more than 3 lines \(the cap"):
         parse("-f", str(f))
-    f.write_text("a" * 5000 + "\n")
-    with pytest.raises(RunError, match=r"-f .*batch:1: line longer than 4096 bytes"):
-        parse("-f", str(f))
+    # as dig 9.18 reads a line (fgets, 1,024 bytes): over 1,023 bytes, the rest is a line
+    # of its own; 13 words at most (split_batchline), the rest ignored (session 30, dig30:
+    # a line over 4,096 bytes was refused, every word read)
+    f.write_text("a.test" + " " * 1017 + "b.test +norec\n")
+    assert [n for n, _, _, _ in parse("-f", str(f)).plan] == ["a.test", "b.test"]
+    f.write_text("a.test " + "+norec " * 11 + "MX c.test\n")
+    got = parse("-f", str(f)).plan
+    assert [(n, t) for n, t, _, _ in got] == [("a.test", ["MX"])]
+    assert len(got[0][3].batch_words) == 13 and got[0][3].batch_words[-1] == "MX"
+    # split at blanks alone, as dig (were a shell's words: `a.b.test`, `a.test`)
+    f.write_text('a\\.b.test\t+short\n"a.test"\n')
+    assert [n for n, _, _, _ in parse("-f", str(f)).plan] == ["a\\.b.test", '"a.test"']
     with pytest.raises(RunError, match=r"-f /nonexistent/x: cannot open: No such file"):
         parse("-f", "/nonexistent/x")
     f.write_text("a.test -z\n")  # the run ends at it in its turn, as dig 9.18 (session 26,

@@ -207,3 +207,26 @@ def test_more_record_data_faults_in_bind_s_words(rtype: int, data: str, said: st
     with pytest.raises(_Malformed) as e:
         _parse(q, wire)
     assert e.value.reason == said
+
+
+NSEC3_HASHES = {  # (algorithm, next hash's bytes): BIND 9.18.49 reads it (dig: FORMERR if not)
+    (1, 20): True, (1, 1): False, (1, 8): False, (1, 19): False, (1, 21): False,
+    (2, 8): True, (0, 1): True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("alg", "size"), NSEC3_HASHES, ids=[f"{a}-{n}" for a, n in NSEC3_HASHES])
+def test_an_nsec3_of_sha1_whose_hash_is_not_20_bytes_is_bind_s_formerr(alg: int, size: int) -> None:
+    """BIND 9.18 refuses an NSEC3 of hash algorithm 1 (SHA-1) whose next hash is not its
+    digest's 20 bytes: dig's `Got bad packet: FORMERR`, before the owner's check; another
+    algorithm's any length (session 30, dig30: dnspython took each; `dns_odd_server.py`'s
+    `r50-HEX` beside dig)."""
+    data = bytes([alg, 1, 0, 12, 0, size]) + bytes(range(size))
+    q, wire = _reply(50, data)
+    if NSEC3_HASHES[(alg, size)]:  # read: then the owner's check (f.test. is no hash)
+        with pytest.raises(_Malformed, match="bad owner name"):
+            _parse(q, wire)
+        return
+    with pytest.raises(_Malformed) as e:
+        _parse(q, wire)
+    assert e.value.reason == "FORMERR"
