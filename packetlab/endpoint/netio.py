@@ -25,6 +25,7 @@ from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
 from packetlab.endpoint.clock import realtime_ns, send_time
 from packetlab.endpoint.memory import tcp_info_region
 from packetlab.endpoint.sender import DENSE_NS
+from packetlab.endpoint.sndbuf import send_while_writable
 from packetlab.endpoint.sockets import (
     ConnectFailed,
     OpenError,
@@ -733,22 +734,6 @@ def _size_rcvbuf(sock: socket.socket, rbufsz: int) -> None:
         sock.setsockopt(_SOL_SOCKET, socket.SO_RCVBUF, size)  # capped at net.core.rmem_max
 
 
-def _send_while_writable(sock: socket.socket) -> None:
-    """Let a UDP send succeed only while the socket polls writable, as a sender that
-    waits for POLLOUT (iperf3's select) sends: the kernel takes a datagram while the
-    socket's queued bytes (skb truesize, held until the device takes them) are under
-    SO_SNDBUF, but POLLOUT says writable under half of it. Sending up to the full buffer
-    put ~92 full-size datagrams (136 kB) in a 20 Mbit/s tbf whose queue holds 129 kB (50
-    ms): the qdisc dropped 34 % of a `-b 30M` upload with no error (the kernel hides
-    ENOBUFS from UDP without IP_RECVERR), where iperf3 lost none. Halving SO_SNDBUF
-    makes the non-blocking send's EAGAIN come where a polling sender would wait."""
-    try:
-        size = sock.getsockopt(_SOL_SOCKET, socket.SO_SNDBUF)  # the kernel's doubled value
-        sock.setsockopt(_SOL_SOCKET, socket.SO_SNDBUF, size // 4)  # doubled again: half
-    except OSError:
-        pass
-
-
 def _tune_tcp(sock: socket.socket) -> None:
     # Segments leave when the controller says so (no Nagle); receive times from the kernel.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -845,7 +830,7 @@ class ReactorNetwork:
             sock.setsockopt(_SOL_SOCKET, SO_RXQ_OVFL, 1)
         except OSError:  # not Linux: kernel drops go uncounted, as before
             pass
-        _send_while_writable(sock)
+        send_while_writable(sock)
         self._bind(sock, skt, laddr, lport, Status.EUDPNOPORT)
         self._record_local(sock, skt)
         io = UdpIO(self._reactor, sock, skt, events, self._clock)
