@@ -25,6 +25,7 @@ from packetlab.endpoint.budget import RECV_BUF_OVERHEAD
 from packetlab.endpoint.clock import realtime_ns, send_time
 from packetlab.endpoint.memory import tcp_info_region
 from packetlab.endpoint.sender import DENSE_NS
+from packetlab.endpoint.sndbuf import send_while_writable
 from packetlab.endpoint.sockets import (
     ConnectFailed,
     OpenError,
@@ -829,6 +830,7 @@ class ReactorNetwork:
             sock.setsockopt(_SOL_SOCKET, SO_RXQ_OVFL, 1)
         except OSError:  # not Linux: kernel drops go uncounted, as before
             pass
+        send_while_writable(sock)
         self._bind(sock, skt, laddr, lport, Status.EUDPNOPORT)
         self._record_local(sock, skt)
         io = UdpIO(self._reactor, sock, skt, events, self._clock)

@@ -438,13 +438,25 @@ class ControllerProtocol(Protocol):
             )
         return text
 
-    def end_session(self, why: str = "the endpoint is stopping") -> None:
-        """Close from our side (service stopping, the experiment's end time): like a
-        controller EOF, no more frames. `why` is the session's end reason in the log (it
-        said `controller closed the connection` when the endpoint was stopped)."""
-        if self.transport is not None:
-            self._ending = self._ending or why
-            self._t.abortConnection()
+    def end_session(self, why: str = "the endpoint is stopping", *, drain: bool = False) -> None:
+        """Close from our side. `why` is the session's end reason in the log (it said
+        `controller closed the connection` when the endpoint was stopped). The endpoint
+        stopping aborts: no more frames. With `drain` (the experiment's end time, §4.5)
+        the session ends as at the controller's EOF: sockets freed, what is queued goes
+        out, then close_notify and FIN as a refusal's (`_lose`). It aborted too: a reset,
+        which lost the queued answers and notifications and which the controller saw as
+        a connection lost, not closed."""
+        if self.transport is None:
+            return
+        self._ending = self._ending or why
+        session = self.session
+        if drain and session is not None and not self.suspended:
+            if not self._closing:
+                session.input_ended(f"closed by the endpoint: {why}")
+                assert session.ended is not None
+                self._end(session.ended)
+            return
+        self._t.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         for timer in (self._setup_timer, self._close_timer, self._linger_timer):

@@ -626,13 +626,14 @@ class Session:
             return True
         return False
 
-    def input_ended(self) -> None:
-        """The controller closed its sending side (EOF, §1.4 step 7): the session ends as
-        at a close (sockets freed, queued sends dropped), but what is already in the
-        outbox still goes out: a controller that half-closes reads its answers."""
+    def input_ended(self, reason: str = "controller closed the connection") -> None:
+        """The controller closed its sending side (EOF, §1.4 step 7), or the endpoint ends
+        the session (`reason`: the experiment's end time): the session ends as at a close
+        (sockets freed, queued sends dropped), but what is already in the outbox still
+        goes out: a controller that half-closes reads its answers."""
         if self.waiting is not None:  # a cdata's program compiling: nobody asks any more
             self.waiting.cancel()
-        self._finish(SessionEnd("controller closed the connection"))
+        self._finish(SessionEnd(reason))
 
     def close(self) -> None:
         """The controller connection is gone: free everything, drop what was not sent."""

@@ -201,7 +201,7 @@ class Admission:
 
         def expire(why: str) -> None:
             log.warn("experiment end time reached ({why}): disconnecting", why=why)
-            proto.end_session(f"experiment end time reached ({why})")
+            proto.end_session(f"experiment end time reached ({why})", drain=True)
 
         def tick() -> None:
             if not gate.charge_runtime():

@@ -214,6 +214,18 @@ def agent_leaf_error(leaf: Certificate, what: str, checker: str) -> str | None:
     )
 
 
+# (below this many seconds, unit, its seconds): 89 s, 89 min, 47.9 h, then days
+_UNITS_LEFT = ((90, "s", 1), (90 * 60, "min", 60), (48 * 3600, "h", 3600))
+
+
+def time_left(seconds: float) -> str:
+    """`seconds` to go in the unit a reader wants: "42 s", "12 min", "3.5 h", "2 d" (hours
+    alone said "0.0 h" with a minute left)."""
+    unit, size = next(((u, n) for limit, u, n in _UNITS_LEFT if seconds < limit), ("d", 86400))
+    value = max(seconds, 0) / size
+    return f"{value:.0f} {unit}" if size <= 60 else f"{round(value, 1):g} {unit}"
+
+
 def chain_validity(
     certs: Sequence[Certificate], what: str, now: float
 ) -> tuple[str | None, str | None, int]:
@@ -239,10 +251,10 @@ def chain_validity(
     first = min(certs, key=lambda c: c.not_after)
     warning = None
     if first.not_after - now < EXPIRY_WARNING:
-        hours = (first.not_after - now) / 3600
         warning = (
             f"{what}: certificate #{list(certs).index(first)} ({first.cert_type.label}) "
-            f"expires at {_utc(first.not_after)}, in {hours:.1f} h: renew it before then "
+            f"expires at {_utc(first.not_after)}, in {time_left(first.not_after - now)}: "
+            "renew it before then "
             "(every peer refuses an expired chain) and restart"
         )
     return None, warning, first.not_after

@@ -340,6 +340,37 @@ def test_exp_period_ends_the_session(world: Any, tmp_path: Path) -> None:
     c.close()
 
 
+def test_the_end_time_sends_what_is_queued_then_closes_cleanly(world: Any, tmp_path: Path) -> None:
+    """At the experiment's end time the endpoint aborted the session: a reset, the
+    answers it had queued lost, and the controller saw the connection lost. Now the
+    session ends as at the controller's EOF: every answer already queued goes out, then
+    close_notify and FIN (session 30, ep30)."""
+    home, start = world
+    ctl, ep = start(
+        controller_chain(home, tmp_path / "c", limits=CertLimits(max_exp_period=2_000_000_000))
+    )
+    ctl.ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a bare FIN is an error, not an EOF
+    c = ctl.accept()
+    c.sock.suppress_ragged_eofs = False
+    c.start()
+    # 64 KiB answers, unread until the end time passed: the endpoint's outbox is full
+    c.send(*[wire.Mread(addr=0, len=0xFFFF) for _ in range(300)])
+    out = ep.wait_log("experiment end time reached")
+    answers, end = 0, ""
+    try:
+        while True:
+            assert isinstance(c.recv(10.0), wire.Mdata)
+            answers += 1
+    except EOFError:
+        end = "close_notify"
+    except (ssl.SSLError, OSError) as e:  # an abort: SSLEOFError, a reset
+        end = repr(e)
+    assert (end, answers >= 100) == ("close_notify", True), (end, answers)  # MAX_QUEUED
+    out = ep.wait_log("session over: closed by the endpoint: experiment end time reached")
+    assert "controller did not take the last frames" not in out
+    c.close()
+
+
 def test_a_refused_session_closes_cleanly_as_the_reference_does(world: Any, tmp_path: Path) -> None:
     """A session refused after the handshake (here: a chain asking for 101 monitors;
     disk-full accounting and a used-up max_exp_period take the same branch) ends with

@@ -328,7 +328,7 @@ def test_an_expired_or_expiring_chain_of_ours_is_said_at_start(tmp_path: Path) -
     said = [str(e.get("warning") or e.get("text")) for e in seen if e.get("log_level") in
             (LogLevel.warn, LogLevel.error)]  # fmt: skip
     assert len(said) == 2, said
-    assert "expires at" in said[0] and "in 2.0 h: renew it before then" in said[0]
+    assert "expires at" in said[0] and "in 2 h: renew it before then" in said[0]
     assert said[1].endswith("the chain expired now; every controller will refuse this "
                             "endpoint until it is renewed and the endpoint restarted")  # fmt: skip
     assert TLSLink.from_config(conf(0, 2**31 - 1)) is not None  # far off: nothing said

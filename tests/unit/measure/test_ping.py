@@ -27,7 +27,7 @@ from packetlab.measure.ping import capture_expression, parse_pattern, ping
 from packetlab.measure.probes import echo_probe
 from packetlab.measure.records_fields import Stamp
 from packetlab.measure.traceroute import MeasureError
-from packetlab.wire import Nclose
+from packetlab.wire import Nclose, Nsend
 
 
 @pytest.mark.parametrize(
@@ -826,3 +826,26 @@ def test_a_path_mtu_below_the_least_is_taken_as_linux_takes_it(
     result = rig.run(ping(rig.session, dst, count=3, interval=0.3, size=size))
     assert [len(m.data) for m in rig.endpoint.raw_sends] == sizes
     assert [(e.seq, e.mtu) for e in result.errors] == [(1, mtu), (2, mtu), (3, mtu)]
+
+
+def test_requests_the_endpoint_holds_are_waited_for_before_the_linger() -> None:
+    """Requests held at the endpoint (its raw socket's buffer full: the sends wait, session
+    30) leave after their times; ping's exit counts from the last one's leaving, as
+    iputils' after its last send. They were counted unsent: `ping -l 200 -s 1400 -c 300`
+    through a 20 Mbit/s tbf under load 14 said 254 transmitted."""
+    rig = RawRig([TG4])
+    endpoint = rig.endpoint
+    free = [0]  # when the bottleneck takes the next send (ns): 2 ms a request
+
+    def held(msg: Nsend) -> None:
+        endpoint.result()
+        when = max(msg.time, endpoint.now(), free[0])
+        free[0] = when + 2_000_000
+        endpoint.clock.callLater((when - endpoint.now()) / 1e9, endpoint.transmit, msg, when)
+
+    endpoint.raw_send = held  # type: ignore[method-assign]
+    result = rig.run(
+        ping(rig.session, TG4, count=300, interval=0.0, wait=10.0, linger_like_ping=True,
+             preload=300)
+    )  # fmt: skip
+    assert (result.sent, result.received) == (300, 300)  # 0.6 s of sends, all counted
