@@ -849,3 +849,56 @@ def test_requests_the_endpoint_holds_are_waited_for_before_the_linger() -> None:
              preload=300)
     )  # fmt: skip
     assert (result.sent, result.received) == (300, 300)  # 0.6 s of sends, all counted
+
+
+def _read_late(rig: RawRig, late_seqs: set[int]) -> None:
+    """Replies to `late_seqs` reach the endpoint's kernel on time but the endpoint reads
+    them late (a starved process, or an in-process endpoint's extra hops): they go out
+    with their kernel time only when the controller's next request wakes the endpoint,
+    before that request's answer."""
+    endpoint = rig.endpoint
+    held: list[tuple[Any, bytes, int]] = []
+    deliver, handle = endpoint.deliver, endpoint.handle
+
+    def hold(msg: Nsend, packet: bytes, at: int) -> None:
+        seq = int.from_bytes(packet[26:28], "big")
+        (held.append((msg, packet, at)) if seq in late_seqs else deliver(msg, packet, at))
+
+    def woken(msg: Any) -> None:
+        while held:
+            deliver(*held.pop(0))
+        handle(msg)
+
+    endpoint.deliver = hold  # type: ignore[method-assign]
+    endpoint.handle = woken  # type: ignore[method-assign]
+
+
+def test_a_reply_the_endpoint_had_by_the_lingers_end_is_counted() -> None:
+    """ping exits at its linger's end; a reply its kernel got before then is counted. Ours
+    ended on the controller's own timer and took the last request as lost when the reply
+    had not reached it yet (`-l 200` through a tbf at load 14: 268-300 of 300, session 30,
+    ep30); now the endpoint's clock is read past the linger's end first."""
+    rig = RawRig([R14, TG4])
+    _read_late(rig, {3})
+    result = rig.run(
+        ping(rig.session, TG4, count=3, interval=0.2, wait=10.0, linger_like_ping=True)
+    )
+    assert (result.sent, result.received) == (3, 3)
+
+
+def test_a_deadline_counts_what_came_before_it_and_nothing_after() -> None:
+    """-w: a reply the endpoint read late but had before the deadline counts; requests due
+    after the deadline are not sent (ping's alarm comes first), and the run ends at the
+    deadline, not a linger after it."""
+    rig = RawRig([R14, TG4])
+    _read_late(rig, {4})
+    start = rig.clock.seconds()
+    stop = StopSignal()
+    result = rig.run(
+        ping(rig.session, TG4, count=10, interval=0.2, wait=10.0, linger_like_ping=True,
+             stop=stop, ends_at_once=frozenset({"deadline"}), deadline=0.7)
+    )  # fmt: skip
+    assert (result.sent, result.received) == (4, 4)  # due at 0, 0.2, 0.4, 0.6
+    assert rig.clock.seconds() - start < 1.2
+    with pytest.raises(ValueError, match="deadline needs a stop signal"):
+        rig.run(ping(rig.session, TG4, count=1, deadline=1.0))
