@@ -110,6 +110,7 @@ from packetlab.measure.http_url import (
     MAX_REDIRS,
     HttpError,
     Url,
+    clear_auth_note,
     foreign_target,
     next_method,
     parse_url,
@@ -333,7 +334,7 @@ async def _fetch(
             result.exitcode, result.said = 1, said
             result.url_effective = current.effective
             break
-        hop = _Hop(current, method or kind)
+        hop = _Hop(current, method or kind, nobody=kind == "HEAD")
         if sink.on_hop is not None:
             sink.on_hop(hop)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
@@ -426,7 +427,7 @@ async def _fetch(
                 result.redirect_url = foreign[1]
             else:
                 result.num_redirects += 1
-                _refuse_scheme(result, own[0], *foreign, location, sink.trace)
+                _refuse_scheme(result, own[0], current, *foreign, location, sink.trace)
             break
         try:
             target = redirect_target(current, location, followed)
@@ -455,6 +456,9 @@ async def _fetch(
             shown = target.written
             if creds and not target.userinfo:
                 shown = with_credentials(target.text, own[1])
+            note = None if own[0].trusted else clear_auth_note(current, target.scheme, target.text)
+            if note is not None:
+                info(sink.trace, note)
             info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
@@ -493,7 +497,7 @@ def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
     return field_bytes(got[0]), field_bytes(got[1])
 
 
-def _refuse_scheme(result: HttpResult, asked: Asked, scheme: str, text: str,
+def _refuse_scheme(result: HttpResult, asked: Asked, current: Url, scheme: str, text: str,
                    location: str, trace: Trace | None) -> None:  # fmt: skip
     """-L to a Location of a scheme other than http(s), as curl 7.88.1 ends it when it
     cannot go there: one it does not know, its (1) "Unsupported URL scheme" (the URL
@@ -507,6 +511,9 @@ def _refuse_scheme(result: HttpResult, asked: Asked, scheme: str, text: str,
         result.error = f"redirect: Location {location!r}: an unsupported URL scheme"
         result.exitcode, result.said = 1, said
         return
+    note = None if asked.trusted else clear_auth_note(current, scheme, text)
+    if note is not None:
+        info(trace, note)
     info(trace, f"Issue another request to this URL: '{text}'")
     said = f'Protocol "{scheme}" not supported or disabled in libcurl'
     info(trace, said)

@@ -1,0 +1,124 @@
+"""`pktlab run http` where it differed from curl 7.88.1 before session 30 (curl30), on
+the in-memory endpoint: `-X HEAD` (curl reads the answer as a GET's: a body, or a wait
+for one) and `-I -X GET` (no body read, whatever the method), the moment a transfer
+the server ends by closing ends (%{time_total}), and curl's `{ [0 bytes data]` line
+for that close when no body byte came."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_http_redirects import Server
+from test_run_http_curl import run
+
+W = "[%{http_code} %{exitcode} %{size_download} %{num_connects} %{errormsg}]\n"
+
+
+def _length_10(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """Content-Length 10 and, unless the request was a HEAD, its 10 bytes."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    return head if method == "HEAD" else head + b"0123456789"
+
+
+def test_x_head_reads_the_answer_as_a_gets_as_curl() -> None:
+    # curl 7.88.1 -X HEAD: HEAD on the wire, the answer read as a GET's: a Content-Length
+    # 10 without its bytes is (18) at the close ((28) at -m while it stays open). Ours
+    # read no body (0, at once)
+    code, _, raw, err, records = run("-X", "HEAD", "-w", W, "http://192.0.2.80/",
+                                     handler=_length_10)  # fmt: skip
+    assert code == 1 and records[0]["method"] == "HEAD"
+    assert raw == b"[200 18 0 1 transfer closed with 10 bytes remaining to read]\n"
+    assert err.startswith("Warning: Setting custom HTTP method to HEAD with -X/--request")
+    # a server that sends a body anyway: curl reads it, as a GET's
+    code, _, raw, _, _ = run("-s", "-X", "HEAD", "-w", W, "http://192.0.2.80/",
+                             handler=lambda *a: _length_10("GET", "/", {}, b""))  # fmt: skip
+    assert code == 0 and raw == b"0123456789[200 0 10 1 ]\n"
+
+
+def test_i_with_x_get_reads_no_body_as_curl() -> None:
+    # curl 7.88.1 -I -X GET: GET on the wire, the answer's body not read (size_download
+    # 0, the head alone the output); ours read the 10 bytes
+    code, _, raw, _, records = run("-s", "-I", "-X", "GET", "-w", W, "http://192.0.2.80/",
+                                   handler=_length_10)  # fmt: skip
+    assert code == 0 and records[0]["method"] == "GET"
+    assert raw == b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n[200 0 0 1 ]\n"
+
+
+class _ClosesLater(Server):
+    """Sends the handler's answer at once and closes 0.5 s later."""
+
+    def arrived(self) -> None:
+        if b"\r\n\r\n" in bytes(self.got) and not self.done:
+            self.done = True
+            self.send(self.handler("GET", "/", {}, b""))
+            self.close(0.5)
+
+
+def _server(answer: bytes) -> Any:
+    return lambda: _ClosesLater(lambda *a: answer)
+
+
+def test_a_transfer_the_close_ends_ends_at_the_close_as_curl() -> None:
+    # curl 7.88.1 against a head (Content-Length 10, chunked, or close-delimited) and a
+    # close 0.5 s later: time_total 0.50-0.51 (its EOF read ends the transfer); ours
+    # 0.002-0.009 (the head's). Exit 18, 18, 0 as before
+    heads = {
+        b"Content-Length: 10": "18 transfer closed with 10 bytes remaining to read",
+        b"Transfer-Encoding: chunked": "18 transfer closed with outstanding read data "
+        "remaining",
+        b"Connection: close": "0 ",
+    }
+    for field, said in heads.items():
+        answer = b"HTTP/1.1 200 OK\r\n" + field + b"\r\n\r\n"
+        _, _, raw, _, _ = run("-s", "-w", "%{exitcode} %{errormsg}|%{time_total}",
+                              "http://192.0.2.80/", server=_server(answer))  # fmt: skip
+        text, total = raw.decode().split("|")
+        assert text == said and 0.5 <= float(total) < 0.6, (field, raw)
+
+
+def test_the_close_after_a_head_is_told_as_curls_zero_bytes_data() -> None:
+    # curl 7.88.1 -v: its EOF read after a head and no body byte is `{ [0 bytes data]`
+    # (--trace: `<= Recv data, 0 bytes (0x0)`); after some body bytes, nothing. Ours:
+    # no line
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    _, _, _, err, _ = run("-s", "-v", "http://192.0.2.80/", server=_server(answer))
+    assert "< \r\n{ [0 bytes data]\n* transfer closed with 10 bytes remaining" in err
+    _, _, raw, _, _ = run("-s", "--trace", "-", "http://192.0.2.80/", server=_server(answer))
+    assert b"<= Recv data, 0 bytes (0x0)\n== Info: transfer closed with 10" in raw
+    _, _, _, err, _ = run("-s", "-v", "http://192.0.2.80/", server=_server(answer + b"abc"))
+    assert "{ [3 bytes data]\n* transfer closed with 7 bytes remaining" in err
+    assert "0 bytes data" not in err
+
+
+def _redirect(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+    """/r?to=WHERE: a 302 there; else 200 `ok`."""
+    if target.startswith("/r?to="):
+        where = target.split("=", 1)[1]
+        return f"HTTP/1.1 302 Found\r\nLocation: {where}\r\nContent-Length: 0\r\n\r\n".encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_a_redirect_to_another_port_or_scheme_clears_auth_as_curl() -> None:
+    # curl 7.88.1 -v -L (with or without -u; not with --location-trusted): before its
+    # `Issue another request` line, `Clear auth, redirects to port from P to Q` (Q: the
+    # scheme's own port when the Location names none; file: 0), else for another scheme
+    # `Clear auth, redirects scheme from HTTP to S`; a host of its own: no line. Ours:
+    # none
+    lines = {
+        "http://192.0.2.80:8080/x": "* Clear auth, redirects to port from 80 to 8080\n",
+        "https://192.0.2.80:80/x": "* Clear auth, redirects scheme from HTTP to https\n",
+        "ftp://192.0.2.80/x": "* Clear auth, redirects to port from 80 to 21\n",
+        "dict://192.0.2.80:80/x": "* Clear auth, redirects scheme from HTTP to dict\n",
+        "file:///etc/x": "* Clear auth, redirects to port from 80 to 0\n",
+        "http://other.example:80/x": "",
+        "/y": "",
+    }
+    peers = {("192.0.2.80", 8080): _redirect}
+    for to, said in lines.items():
+        for extra in ([], ["-u", "a:b"], ["--location-trusted", "-u", "a:b"]):
+            _, _, _, err, _ = run("-s", "-v", "-L", *extra, f"http://192.0.2.80/r?to={to}",
+                                  "--resolve", "other.example:80:192.0.2.80",
+                                  handler=_redirect, peers=peers)  # fmt: skip
+            issue = err.index("* Issue another request to this URL")
+            told = "" if "--location-trusted" in extra else said
+            assert err[:issue].endswith("intact\n" + told), (to, extra, err)
