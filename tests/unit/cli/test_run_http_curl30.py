@@ -64,8 +64,7 @@ def test_a_transfer_the_close_ends_ends_at_the_close_as_curl() -> None:
     # 0.002-0.009 (the head's). Exit 18, 18, 0 as before
     heads = {
         b"Content-Length: 10": "18 transfer closed with 10 bytes remaining to read",
-        b"Transfer-Encoding: chunked": "18 transfer closed with outstanding read data "
-        "remaining",
+        b"Transfer-Encoding: chunked": "18 transfer closed with outstanding read data remaining",
         b"Connection: close": "0 ",
     }
     for field, said in heads.items():
