@@ -1009,7 +1009,7 @@ async def _over(
         hop.exitcode = 23
     finally:
         conn.active -= 1
-        if not (keep and (hop.error is None or hop.exitcode == 22)):  # (-f on HTTP/2: kept)
+        if not (keep and (hop.error is None or hop.exitcode in (18, 22))):  # (HTTP/2: kept)
             conn.broken = True  # HTTP/2: no new stream; the others in flight go on
         if sink.trace is not None:
             ended(sink.trace, hop, conn)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from http_keepalive import Recorder as KeepaliveRecorder
 from http_keepalive import recorder_fixture
+from test_http2_curl_side_by_side import servers  # noqa: F401 (a fixture)
 from test_http_curl29 import Recorder as DrainRecorder
 from test_http_curl29 import _aligned, _curl_ends
 from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
@@ -85,6 +86,26 @@ def test_x_head_and_i_x_get_read_as_curl(server: Recorder) -> None:
         assert curl.stdout.startswith(said) and ours.stdout.startswith(said), (curl, ours)
         urls = sum(w.startswith("http") for w in words)
         assert len(server.heads) == 2 * urls and server.heads[0] == server.heads[urls]
+
+
+def test_x_head_and_i_x_get_over_http2_as_curl(
+    servers: tuple[str, str, Path],  # noqa: F811 (the fixture)
+) -> None:
+    # over HTTP/2 (TLS, ALPN h2): -X HEAD ends (18) at the stream's end, content-length
+    # short, the connection kept; -I -X GET reads no DATA. Ours: 0, and 1,000 bytes read
+    https, _, ca = servers
+    port = https.rsplit(":", 1)[1]
+    for flags, said in [(("-X", "HEAD"), b"200 18 0 %s transfer closed with %s bytes "
+                                          b"remaining to read\n"),
+                        (("-I", "-X", "GET"), b"200 0 0 %s \n")]:  # fmt: skip
+        curl, ours = _both("-s", "--cacert", str(ca), "--resolve", f"localhost:{port}:127.0.0.1",
+                           *flags, "-o", "/dev/null", "-o", "/dev/null", "-w", W,
+                           f"{https}/n/1000", f"{https}/n/10")  # fmt: skip
+        assert curl.stdout == ours.stdout, (flags, curl, ours)
+        if flags[0] == "-X":
+            assert curl.stdout == said % (b"1", b"1000") + said % (b"0", b"10")
+        else:
+            assert curl.stdout == said % b"1" + said % b"0"
 
 
 def test_a_close_ends_the_transfer_at_curls_moment_and_lines(server: Recorder) -> None:

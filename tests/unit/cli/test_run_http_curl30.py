@@ -121,3 +121,22 @@ def test_a_redirect_to_another_port_or_scheme_clears_auth_as_curl() -> None:
             issue = err.index("* Issue another request to this URL")
             told = "" if "--location-trusted" in extra else said
             assert err[:issue].endswith("intact\n" + told), (to, extra, err)
+
+
+def test_x_head_and_i_x_get_over_http2_as_curl() -> None:
+    # curl 7.88.1 over HTTP/2: -X HEAD, a HEADERS with content-length 12 and END_STREAM:
+    # (18) `transfer closed with 12 bytes remaining to read` after `{ [0 bytes data]`,
+    # the connection kept (num_connects 0 next); ours 0. -I -X GET: the DATA not read
+    # (size_download 0), `Excess found` in -v; ours read it (11 bytes: `ok GET /a 0`)
+    from http_fake import H2Server
+
+    url = "http://192.0.2.80/a"
+    args = ("-s", "-v", "--http2-prior-knowledge", "-o", "/dev/null", "-o", "/dev/null")
+    code, _, raw, err, _ = run(*args, "-X", "HEAD", "-w", W, url, url, server=H2Server)
+    said = b"[200 18 0 %d transfer closed with 12 bytes remaining to read]\n"
+    assert code == 1 and raw == said % 1 + said % 0, raw
+    assert "< \r\n{ [0 bytes data]\n* transfer closed with 12 bytes remaining to read\n" in err
+    assert "* Connection #0 to host 192.0.2.80 left intact" in err
+    code, _, raw, err, _ = run(*args, "-I", "-X", "GET", "-w", W, url, url, server=H2Server)
+    assert code == 0 and raw == b"[200 0 0 1 ]\n[200 0 0 0 ]\n"
+    assert "* Excess found: excess = 11 url = /a (zero-length body)\n" in err
