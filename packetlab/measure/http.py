@@ -240,7 +240,7 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = basic_auth(field_bytes(auth[0]), field_bytes(auth[1]))
     pair = None  # --digest, --anyauth: -u's, answered to a 401's challenge (http_auth)
-    if auth is not None and asked.auth_scheme != "basic":
+    if auth is not None and (asked.auth_scheme != "basic" or _waits(asked)):
         pair = (field_bytes(auth[0]), field_bytes(auth[1]))
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
@@ -352,26 +352,29 @@ async def _fetch(
             except NetrcError as e:  # curl: (26), nothing sent
                 result.error, result.exitcode, result.said = str(e), 26, ".netrc parser error"
                 break
-            if pair is not None and own[0].auth_scheme == "basic":
+            if pair is not None and own[0].auth_scheme == "basic" and not _waits(own[0]):
                 basic, pair = basic_auth(*pair), None
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
         user = basic_user(basic)
         pending = None  # curl --digest/--anyauth: none before the server's challenge
         sending = body
-        if pair is not None:
-            basic, pending = None, own[0].auth_scheme
+        waits = _waits(own[0]) and same
+        if pair is not None or waits:
+            scheme = own[0].auth_scheme if pair is not None else "none"
+            basic, pending = None, scheme + ("+bearer" if waits else "")
             if challenge is not None:  # curl: each request answers it again, nc counted up
                 wire = wire_target(current.target) if own[0].request_target is None else (
                     own[0].request_target)  # fmt: skip
-                basic = answer(challenge[0], pending, *pair, method or kind, wire,
-                               challenge[1], challenge[2])  # fmt: skip
+                basic = answer(challenge[0], pending, *(pair or (b"", b"")), method or kind,
+                               wire, challenge[1], challenge[2], own[0].bearer)  # fmt: skip
                 challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
-            if pending and body is not None and body.length:  # curl: an empty body first
+            multipass = pending in ("digest", "anyauth")  # (curl: Basic|Bearer sends it all)
+            if multipass and body is not None and body.length:  # curl: an empty body first
                 kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
                 sending = Upload([b""], body.method, kind_of, inline=True)
-        if own[0].bearer is not None and same:  # curl: the Bearer wins over them
+        if own[0].bearer is not None and same and not waits:  # curl: the Bearer wins
             basic = f"Bearer {own[0].bearer}"
         mine = _own(own[0], basic, sink.compressed, referer, kind, sending)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
@@ -410,10 +413,11 @@ async def _fetch(
         if hop.error is not None:
             result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
             break
-        if pending is not None and hop.status == 401 and pair is not None:
+        if pending is not None and hop.status == 401 and (pair is not None or waits):
             wire = wire_target(current.target) if own[0].request_target is None else (
                 own[0].request_target)  # fmt: skip
-            if answer(hop.headers, pending, *pair, hop.method, wire) is not None:
+            if answer(hop.headers, pending, *(pair or (b"", b"")), hop.method, wire,
+                      bearer=own[0].bearer) is not None:  # fmt: skip
                 challenge = (hop.headers, new_cnonce(), 1)
                 result.num_redirects += 1  # curl: the same URL again, counted so
                 info(sink.trace, f"Issue another request to this URL: '{current.written}'")
@@ -474,6 +478,12 @@ async def _fetch(
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
         result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
+
+
+def _waits(asked: Asked) -> bool:
+    """--oauth2-bearer beside --basic/--digest/--anyauth: curl 7.88.1 wants two schemes
+    (its authtype bits add up), so its first request carries none; a 401 picks one."""
+    return asked.bearer is not None and asked.bearer_waits
 
 
 def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None

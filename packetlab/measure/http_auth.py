@@ -60,7 +60,14 @@ def _digest_params(headers: list[tuple[str, str]]) -> dict[str, str] | None:
 
 def offered(headers: list[tuple[str, str]], scheme: str) -> bool:
     """Whether a 401 with these fields is answered again (curl's "Issue another request
-    to this URL") under -u's `scheme`."""
+    to this URL") under -u's `scheme`. `SCHEME+bearer` (--oauth2-bearer beside --basic,
+    --digest or --anyauth; `none+bearer` without -u): a Bearer challenge first, as curl
+    7.88.1's pickoneauth, else SCHEME's (`basic`: a Basic challenge)."""
+    scheme, _, bearer = scheme.partition("+")
+    if bearer and _challenges(headers, "bearer"):
+        return True
+    if scheme == "basic" and bearer:
+        return bool(_challenges(headers, "basic"))
     if scheme == "digest":
         return _digest_params(headers) is not None
     if scheme == "anyauth":
@@ -79,14 +86,19 @@ def new_cnonce() -> str:
 
 
 def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: bytes,
-           method: str, uri: str, cnonce: str | None = None,
-           nc: int = 1) -> str | None:  # fmt: skip
+           method: str, uri: str, cnonce: str | None = None, nc: int = 1,
+           bearer: str | None = None) -> str | None:  # fmt: skip
     """The Authorization value for a request to `uri` under the 401's challenge
     (`headers`; None: none curl would send). Later requests to the origin answer the
-    same challenge again, as curl: the same cnonce, `nc` counted up."""
+    same challenge again, as curl: the same cnonce, `nc` counted up. `bearer`: the
+    token of a `SCHEME+bearer` scheme (`offered`), sent when a Bearer challenge came."""
+    scheme, _, wants = scheme.partition("+")
+    if wants and bearer is not None and _challenges(headers, "bearer"):
+        return f"Bearer {bearer}"
     p = _digest_params(headers) if scheme in ("digest", "anyauth") else None
     if p is None:
-        if scheme == "anyauth" and _challenges(headers, "basic"):
+        basic = scheme == "anyauth" or (scheme == "basic" and wants)
+        if basic and _challenges(headers, "basic"):
             return basic_auth(user, password)
         return None
     algorithm = p.get("algorithm", "MD5")

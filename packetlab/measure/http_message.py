@@ -210,6 +210,9 @@ class Asked:
     time_cond: tuple[str, int] | None = None
     path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
     bearer: str | None = None  # --oauth2-bearer: `Authorization: Bearer TOKEN`, over -u's
+    # --oauth2-bearer with --basic/--digest/--anyauth: curl wants two schemes and sends no
+    # Authorization until a 401 names one (Bearer first; http_auth's "+bearer" schemes)
+    bearer_waits: bool = False
     request_target: str | None = None  # --request-target: every request line's target
     # -u's scheme (http_auth.SCHEMES): "basic" sent at once; "digest", "anyauth" answer a
     # 401's challenge with one more request (curl --digest, --anyauth)

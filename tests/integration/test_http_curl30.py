@@ -26,7 +26,9 @@ from test_http_curl_side_by_side import REPO, pytestmark  # noqa: F401
 
 class Recorder(KeepaliveRecorder):
     """/cl10: Content-Length 10, its bytes unless the request is a HEAD; /short: that
-    head alone, the close 0.5 s later; /r?to=WHERE: a 302 there; else 200 `ok`."""
+    head alone, the close 0.5 s later; /auth?SCHEME_PARAMS: a 401 with that challenge
+    (`_` a blank) until a request has Authorization; /r?to=WHERE: a 302 there; else 200
+    `ok`."""
 
     def answer(self, conn: socket.socket, head: bytes, path: bytes) -> bool:
         head10 = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
@@ -36,6 +38,13 @@ class Recorder(KeepaliveRecorder):
             conn.sendall(head10)
             time.sleep(0.5)
             return False
+        elif path.startswith(b"/auth?"):  # a 401 offering what follows `?`, until answered
+            if b"\r\nauthorization:" in head.lower():
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            else:
+                offer = path.split(b"?", 1)[1].replace(b"_", b" ")
+                conn.sendall(b"HTTP/1.1 401 No\r\nWWW-Authenticate: " + offer +
+                             b"\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
         elif path.startswith(b"/r?to="):
             to = path.split(b"=", 1)[1]
             conn.sendall(
@@ -56,14 +65,16 @@ def drain() -> Iterator[DrainRecorder]:
     s.sock.close()
 
 
-def _both(*args: str) -> list[subprocess.CompletedProcess[bytes]]:
-    """curl's run and ours (`-A curl/7.88.1`: the same request bytes)."""
+def _run(tool: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """curl's run, or ours (`-A curl/7.88.1`: the same request bytes)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    runs = []
-    for argv in (["curl"], [sys.executable, "-m", "packetlab", "run", "http",
-                            "--curl-exit-codes", "-A", "curl/7.88.1"]):  # fmt: skip
-        runs.append(subprocess.run([*argv, *args], capture_output=True, timeout=60, env=env))
-    return runs
+    argv = ["curl"] if tool == "curl" else [sys.executable, "-m", "packetlab", "run", "http",
+                                            "--curl-exit-codes", "-A", "curl/7.88.1"]  # fmt: skip
+    return subprocess.run([*argv, *args], capture_output=True, timeout=60, env=env)
+
+
+def _both(*args: str) -> list[subprocess.CompletedProcess[bytes]]:
+    return [_run("curl", *args), _run("ours", *args)]
 
 
 W = "%{http_code} %{exitcode} %{size_download} %{num_connects} %{errormsg}\\n"
@@ -135,6 +146,28 @@ def test_clear_auth_lines_of_a_redirect_as_curl(server: Recorder) -> None:
             return [x for x in run.stderr.splitlines() if x.startswith((b"* Clear", b"* Issue"))]
 
         assert told(curl) == told(ours) and told(curl), (to, curl.stderr, ours.stderr)
+
+
+def test_bearer_beside_another_scheme_as_curl(server: Recorder) -> None:
+    # --oauth2-bearer with --basic/--digest/--anyauth: curl sends no Authorization until
+    # a 401 names a scheme it wants (Bearer first); ours sent the Bearer at once
+    for flags in (("--basic",), ("--digest",), ("--anyauth",), ()):
+        for offer in ("Bearer", "Basic_realm=x", 'Digest_realm=x,_nonce="n"'):
+            seen = []
+            server.heads.clear()
+            for tool in ("curl", "ours"):
+                run = _run(tool, "-s", "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
+                           *flags, "--oauth2-bearer", "tok", "-u", "a:b",
+                           f"{server.url}/auth?{offer}")  # fmt: skip
+                fields = [
+                    line.split(b" username")[0]
+                    for h in server.heads
+                    for line in h.split(b"\r\n")
+                    if line.startswith(b"Authorization")
+                ]
+                seen.append((run.stdout, len(server.heads), fields))  # fmt: skip
+                server.heads.clear()
+            assert seen[0] == seen[1], (flags, offer, seen)
 
 
 @pytest.mark.serial

@@ -140,3 +140,36 @@ def test_x_head_and_i_x_get_over_http2_as_curl() -> None:
     code, _, raw, err, _ = run(*args, "-I", "-X", "GET", "-w", W, url, url, server=H2Server)
     assert code == 0 and raw == b"[200 0 0 1 ]\n[200 0 0 0 ]\n"
     assert "* Excess found: excess = 11 url = /a (zero-length body)\n" in err
+
+
+def test_bearer_beside_another_scheme_waits_for_a_401_as_curl() -> None:
+    # curl 7.88.1: --oauth2-bearer with --basic, --digest or --anyauth wants two schemes
+    # (its authtype bits add up): no Authorization first; a 401 naming Bearer gets it,
+    # one naming a scheme of the flags gets that (with -u), another ends at the 401.
+    # Alone or with -u: the Bearer at once. Ours sent the Bearer at once always
+    cases = {  # (flags, the 401's challenge): (-w, the Authorization fields sent)
+        (("--basic",), "Bearer"): ("200 1", ["", "Bearer tok"]),
+        (("--basic",), "Basic realm=x"): ("200 1", ["", "Basic YTpi"]),
+        (("--basic",), 'Digest realm=x, nonce="n"'): ("401 0", [""]),
+        (("--digest",), "Bearer"): ("200 1", ["", "Bearer tok"]),
+        (("--digest",), "Basic realm=x"): ("401 0", [""]),
+        (("--digest",), 'Digest realm=x, nonce="n"'): ("200 1", ["", "Digest"]),
+        (("--anyauth",), "Basic realm=x"): ("200 1", ["", "Basic YTpi"]),
+        (("--anyauth",), "Bearer"): ("200 1", ["", "Bearer tok"]),
+        ((), "Basic realm=x"): ("200 0", ["Bearer tok"]),
+    }
+    for (flags, offer), (said, fields) in cases.items():
+        seen: list[str] = []
+
+        def challenge(method: str, target: str, headers: dict[str, str], body: bytes,
+                      offer: str = offer, seen: list[str] = seen) -> bytes:  # fmt: skip
+            seen.append(headers.get("authorization", "").split(" username")[0])
+            if headers.get("authorization"):
+                return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            return (f"HTTP/1.1 401 No\r\nWWW-Authenticate: {offer}\r\n"
+                    "Content-Length: 0\r\n\r\n").encode()  # fmt: skip
+
+        _, _, raw, _, _ = run("-s", "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
+                              *flags, "--oauth2-bearer", "tok", "-u", "a:b",
+                              "http://192.0.2.80/", handler=challenge)  # fmt: skip
+        assert (raw.decode(), seen) == (said, fields), (flags, offer)
