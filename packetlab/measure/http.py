@@ -370,7 +370,8 @@ async def _fetch(
                                wire, challenge[1], challenge[2], own[0].bearer)  # fmt: skip
                 challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
-            multipass = pending in ("digest", "anyauth")  # (curl: Basic|Bearer sends it all)
+            # (curl: a Bearer beside them, two schemes, the body whole: measured, session 30)
+            multipass = pending in ("digest", "anyauth")
             if multipass and body is not None and body.length:  # curl: an empty body first
                 kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
                 sending = Upload([b""], body.method, kind_of, inline=True)

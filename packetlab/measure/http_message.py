@@ -589,9 +589,9 @@ class _Response:
     def closed(self) -> None:
         """The server closed after the head: curl 7.88 traces its EOF read when no body
         byte came before it (transfer.c's is_empty_data: `{ [0 bytes data]`)."""
-        told = self.sink.trace is not None and self.failed is None and not self.untold
-        if told and not self.wired and self.sink.trace is not None:
-            self.sink.trace(DATA_IN, b"")
+        trace = self.sink.trace
+        if trace is not None and not self.wired and self.failed is None and not self.untold:
+            trace(DATA_IN, b"")
         self.wired = True
 
     def data(self, data: bytes) -> None:
