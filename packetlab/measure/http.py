@@ -360,14 +360,15 @@ async def _fetch(
         pending = None  # curl --digest/--anyauth: none before the server's challenge
         sending = body
         waits = _waits(own[0]) and same
+        # (no -u beside --oauth2-bearer: curl's Digest for an empty user, no Basic field)
+        who: tuple[bytes, bytes | None] = pair if pair is not None else (b"", None)
         if pair is not None or waits:
-            scheme = own[0].auth_scheme if pair is not None else "none"
-            basic, pending = None, scheme + ("+bearer" if waits else "")
+            basic, pending = None, own[0].auth_scheme + ("+bearer" if waits else "")
             if challenge is not None:  # curl: each request answers it again, nc counted up
                 wire = wire_target(current.target) if own[0].request_target is None else (
                     own[0].request_target)  # fmt: skip
-                basic = answer(challenge[0], pending, *(pair or (b"", b"")), method or kind,
-                               wire, challenge[1], challenge[2], own[0].bearer)  # fmt: skip
+                basic = answer(challenge[0], pending, who[0], who[1], method or kind, wire,
+                               challenge[1], challenge[2], own[0].bearer) or None  # fmt: skip
                 challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
             # (curl: a Bearer beside them, two schemes, the body whole: measured, session 30)
@@ -417,7 +418,7 @@ async def _fetch(
         if pending is not None and hop.status == 401 and (pair is not None or waits):
             wire = wire_target(current.target) if own[0].request_target is None else (
                 own[0].request_target)  # fmt: skip
-            if answer(hop.headers, pending, *(pair or (b"", b"")), hop.method, wire,
+            if answer(hop.headers, pending, who[0], who[1], hop.method, wire,
                       bearer=own[0].bearer) is not None:  # fmt: skip
                 challenge = (hop.headers, new_cnonce(), 1)
                 result.num_redirects += 1  # curl: the same URL again, counted so

@@ -151,14 +151,24 @@ def test_clear_auth_lines_of_a_redirect_as_curl(server: Recorder) -> None:
 def test_bearer_beside_another_scheme_as_curl(server: Recorder) -> None:
     # --oauth2-bearer with --basic/--digest/--anyauth: curl sends no Authorization until
     # a 401 names a scheme it wants (Bearer first); ours sent the Bearer at once
-    for flags in (("--basic",), ("--digest",), ("--anyauth",), ()):
+    for flags in (("--basic", "-u", "a:b"), ("--digest", "-u", "a:b"), ("--anyauth", "-u",
+                  "a:b"), ("-u", "a:b"), ("--basic",), ("--digest",), ("--anyauth",)):  # fmt: skip
         for offer in ("Bearer", "Basic_realm=x", 'Digest_realm=x,_nonce="n"'):
             seen = []
             server.heads.clear()
             for tool in ("curl", "ours"):
-                run = _run(tool, "-s", "-o", "/dev/null", "-w", "%{http_code} %{num_redirects}",
-                           *flags, "--oauth2-bearer", "tok", "-u", "a:b",
-                           f"{server.url}/auth?{offer}")  # fmt: skip
+                run = _run(
+                    tool,
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{num_redirects}",
+                    *flags,
+                    "--oauth2-bearer",
+                    "tok",
+                    f"{server.url}/auth?{offer}",
+                )
                 fields = [
                     line.split(b" username")[0]
                     for h in server.heads
