@@ -683,7 +683,7 @@ async def _hop(
         # curl: "Connection died, retrying a fresh connect" (closed while idle), then the
         # same URL again through create_conn: its --connect-to lines again
         was = hop.queued, hop.referer
-        hop.__init__(hop.url, hop.method)  # type: ignore[misc]
+        hop.__init__(hop.url, hop.method, hop.nobody)  # type: ignore[misc]
         hop.queued, hop.referer = was
         info(route.sink.trace, f"Issue another request to this URL: '{u.written}'")
         connecting_to(route.sink.trace, u, (host, port), connect_to,

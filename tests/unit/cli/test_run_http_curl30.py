@@ -177,3 +177,21 @@ def test_bearer_beside_another_scheme_waits_for_a_401_as_curl() -> None:
                               *flags, "--oauth2-bearer", "tok", "http://192.0.2.80/",
                               handler=challenge)  # fmt: skip
         assert (raw.decode(), seen) == (said, fields), (flags, offer)
+
+
+def test_a_head_retried_on_a_fresh_connection_stays_bodiless() -> None:
+    # -I on a kept connection the server closes as the request comes (curl's "Connection
+    # died, retrying a fresh connect"): the second try is still -I's (its body not read);
+    # the hop made anew had lost it (a GET's answer read)
+    from test_http_keepalive import serving
+
+    from packetlab.measure.http import http_get
+    from packetlab.measure.http_conn import Connections
+
+    rig, made = serving()
+    pool = Connections()
+    rig.run(http_get(rig.session, "http://192.0.2.80/then-drop", connections=pool))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/b", head=True, connections=pool))
+    rig.run(pool.close())
+    assert (r.error, r.status, r.reused, len(made)) == (None, 200, False, 2)
+    assert r.body_len == 0 and made[1].requests[0].startswith(b"HEAD /b ")
