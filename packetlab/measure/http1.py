@@ -189,7 +189,8 @@ async def _exchange(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()],
                 bytes(fed[: len(fed) - len(h.trailing_data[0])]),
             )
-            resp.wire(bytes(h.trailing_data[0]))  # the body's first bytes, read with the head
+            if not (hop.nobody or hop.status in (204, 304)):  # (else excess: curl tells none)
+                resp.wire(bytes(h.trailing_data[0]))  # the body's first bytes, with the head
         elif isinstance(event, h11.Data):
             resp.data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
