@@ -634,6 +634,7 @@ def _asked(args: argparse.Namespace, warn: Any) -> Any:
                  time_cond=None if args.time_cond is None else time_cond(args.time_cond,
                                                                          warn),
                  path_as_is=args.path_as_is, bearer=args.oauth2_bearer,
+                 bearer_waits=bool(args.auth_schemes),
                  request_target=args.request_target,
                  auth_scheme=auth_scheme(args.auth_schemes),
                  tr_encoding=args.tr_encoding, netrc=_netrc(args),

@@ -110,6 +110,7 @@ from packetlab.measure.http_url import (
     MAX_REDIRS,
     HttpError,
     Url,
+    clear_auth_note,
     foreign_target,
     next_method,
     parse_url,
@@ -239,7 +240,7 @@ async def http_get(
     if auth is not None:  # a -H Authorization wins (_own)
         basic = basic_auth(field_bytes(auth[0]), field_bytes(auth[1]))
     pair = None  # --digest, --anyauth: -u's, answered to a 401's challenge (http_auth)
-    if auth is not None and asked.auth_scheme != "basic":
+    if auth is not None and (asked.auth_scheme != "basic" or _waits(asked)):
         pair = (field_bytes(auth[0]), field_bytes(auth[1]))
     ranged = asked.byte_range is not None or asked.resume_from > 0  # curl: no -z check
     jar = _Cookies(cookies, cookie, any(k.lower() == "cookie" for k, _ in extra))
@@ -333,7 +334,7 @@ async def _fetch(
             result.exitcode, result.said = 1, said
             result.url_effective = current.effective
             break
-        hop = _Hop(current, method or kind)
+        hop = _Hop(current, method or kind, nobody=kind == "HEAD")
         if sink.on_hop is not None:
             sink.on_hop(hop)
         followed = follow and (max_redirs < 0 or result.num_redirects < max_redirs)
@@ -351,26 +352,31 @@ async def _fetch(
             except NetrcError as e:  # curl: (26), nothing sent
                 result.error, result.exitcode, result.said = str(e), 26, ".netrc parser error"
                 break
-            if pair is not None and own[0].auth_scheme == "basic":
+            if pair is not None and own[0].auth_scheme == "basic" and not _waits(own[0]):
                 basic, pair = basic_auth(*pair), None
         if basic is None and current.userinfo:
             basic = url_basic(current.userinfo)
         user = basic_user(basic)
         pending = None  # curl --digest/--anyauth: none before the server's challenge
         sending = body
-        if pair is not None:
-            basic, pending = None, own[0].auth_scheme
+        waits = _waits(own[0]) and same
+        # (no -u beside --oauth2-bearer: curl's Digest for an empty user, no Basic field)
+        who: tuple[bytes, bytes | None] = pair if pair is not None else (b"", None)
+        if pair is not None or waits:
+            basic, pending = None, own[0].auth_scheme + ("+bearer" if waits else "")
             if challenge is not None:  # curl: each request answers it again, nc counted up
                 wire = wire_target(current.target) if own[0].request_target is None else (
                     own[0].request_target)  # fmt: skip
-                basic = answer(challenge[0], pending, *pair, method or kind, wire,
-                               challenge[1], challenge[2])  # fmt: skip
+                basic = answer(challenge[0], pending, who[0], who[1], method or kind, wire,
+                               challenge[1], challenge[2], own[0].bearer) or None  # fmt: skip
                 challenge, pending = (challenge[0], challenge[1], challenge[2] + 1), None
             hop.auth_retry = pending
-            if pending and body is not None and body.length:  # curl: an empty body first
+            # (curl: a Bearer beside them, two schemes, the body whole: measured, session 30)
+            multipass = pending in ("digest", "anyauth")
+            if multipass and body is not None and body.length:  # curl: an empty body first
                 kind_of = body.content_type if body.inline else None  # (-F's: none, as curl)
                 sending = Upload([b""], body.method, kind_of, inline=True)
-        if own[0].bearer is not None and same:  # curl: the Bearer wins over them
+        if own[0].bearer is not None and same and not waits:  # curl: the Bearer wins
             basic = f"Bearer {own[0].bearer}"
         mine = _own(own[0], basic, sink.compressed, referer, kind, sending)
         hop.referer = referer or None  # curl's %{referer}: -e's (not a -H Referer)
@@ -409,10 +415,11 @@ async def _fetch(
         if hop.error is not None:
             result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
             break
-        if pending is not None and hop.status == 401 and pair is not None:
+        if pending is not None and hop.status == 401 and (pair is not None or waits):
             wire = wire_target(current.target) if own[0].request_target is None else (
                 own[0].request_target)  # fmt: skip
-            if answer(hop.headers, pending, *pair, hop.method, wire) is not None:
+            if answer(hop.headers, pending, who[0], who[1], hop.method, wire,
+                      bearer=own[0].bearer) is not None:  # fmt: skip
                 challenge = (hop.headers, new_cnonce(), 1)
                 result.num_redirects += 1  # curl: the same URL again, counted so
                 info(sink.trace, f"Issue another request to this URL: '{current.written}'")
@@ -426,7 +433,7 @@ async def _fetch(
                 result.redirect_url = foreign[1]
             else:
                 result.num_redirects += 1
-                _refuse_scheme(result, own[0], *foreign, location, sink.trace)
+                _refuse_scheme(result, own[0], current, *foreign, location, sink.trace)
             break
         try:
             target = redirect_target(current, location, followed)
@@ -455,6 +462,9 @@ async def _fetch(
             shown = target.written
             if creds and not target.userinfo:
                 shown = with_credentials(target.text, own[1])
+            note = None if own[0].trusted else clear_auth_note(current, target.scheme, target.text)
+            if note is not None:
+                info(sink.trace, note)
             info(sink.trace, f"Issue another request to this URL: '{shown}'")
         if hop.last is not None and first_start is not None:
             result.redirect_us = (hop.last - first_start) / 1000
@@ -470,6 +480,12 @@ async def _fetch(
     if last_hop is not None and last_hop is not hop:  # a redirect followed, then a failure
         result.body_len, result.body_sha256, result.body = 0, None, None  # curl resets them
     return result
+
+
+def _waits(asked: Asked) -> bool:
+    """--oauth2-bearer beside --basic/--digest/--anyauth: curl 7.88.1 wants two schemes
+    (its authtype bits add up), so its first request carries none; a 401 picks one."""
+    return asked.bearer is not None and asked.bearer_waits
 
 
 def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
@@ -493,7 +509,7 @@ def _netrc(netrc: Netrc, host: str, userinfo: str, trace: Trace | None = None
     return field_bytes(got[0]), field_bytes(got[1])
 
 
-def _refuse_scheme(result: HttpResult, asked: Asked, scheme: str, text: str,
+def _refuse_scheme(result: HttpResult, asked: Asked, current: Url, scheme: str, text: str,
                    location: str, trace: Trace | None) -> None:  # fmt: skip
     """-L to a Location of a scheme other than http(s), as curl 7.88.1 ends it when it
     cannot go there: one it does not know, its (1) "Unsupported URL scheme" (the URL
@@ -507,6 +523,9 @@ def _refuse_scheme(result: HttpResult, asked: Asked, scheme: str, text: str,
         result.error = f"redirect: Location {location!r}: an unsupported URL scheme"
         result.exitcode, result.said = 1, said
         return
+    note = None if asked.trusted else clear_auth_note(current, scheme, text)
+    if note is not None:
+        info(trace, note)
     info(trace, f"Issue another request to this URL: '{text}'")
     said = f'Protocol "{scheme}" not supported or disabled in libcurl'
     info(trace, said)
@@ -664,7 +683,7 @@ async def _hop(
         # curl: "Connection died, retrying a fresh connect" (closed while idle), then the
         # same URL again through create_conn: its --connect-to lines again
         was = hop.queued, hop.referer
-        hop.__init__(hop.url, hop.method)  # type: ignore[misc]
+        hop.__init__(hop.url, hop.method, hop.nobody)  # type: ignore[misc]
         hop.queued, hop.referer = was
         info(route.sink.trace, f"Issue another request to this URL: '{u.written}'")
         connecting_to(route.sink.trace, u, (host, port), connect_to,
@@ -1002,7 +1021,7 @@ async def _over(
         hop.exitcode = 23
     finally:
         conn.active -= 1
-        if not (keep and (hop.error is None or hop.exitcode == 22)):  # (-f on HTTP/2: kept)
+        if not (keep and (hop.error is None or hop.exitcode in (18, 22))):  # (HTTP/2: kept)
             conn.broken = True  # HTTP/2: no new stream; the others in flight go on
         if sink.trace is not None:
             ended(sink.trace, hop, conn)

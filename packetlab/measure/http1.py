@@ -67,7 +67,8 @@ async def _exchange(
             ("HTTP2-Settings", upgrade.upgrade_settings())])  # fmt: skip
     expect = _expects(data, headers) and sink.http != "1.0"  # (curl: HTTP/1.1's alone)
     try:
-        h, request, complete = _request(u, hop.method, data, headers, expect, sink.http)
+        h, request, complete = _request(u, hop.method, data, headers, expect, sink.http,
+                                       hop.nobody)  # fmt: skip
     except h11.LocalProtocolError as e:
         raise StreamError(f"bad request: {e}") from None
     hop.request_size = len(request)
@@ -117,6 +118,9 @@ async def _exchange(
                     h.receive_data(held)
                 h.receive_data(b"")
                 ended = True
+                if hop.status is not None:  # curl: its EOF read, traced; the transfer's end
+                    resp.closed()
+                    hop.last = chunk.time if chunk is not None else stream.eof_time
             if hop.status is None:
                 fed.extend(plain)
                 try:
@@ -185,7 +189,8 @@ async def _exchange(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()],
                 bytes(fed[: len(fed) - len(h.trailing_data[0])]),
             )
-            resp.wire(bytes(h.trailing_data[0]))  # the body's first bytes, read with the head
+            if not (hop.nobody or hop.status in (204, 304)):  # (else excess: curl tells none)
+                resp.wire(bytes(h.trailing_data[0]))  # the body's first bytes, with the head
         elif isinstance(event, h11.Data):
             resp.data(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -200,7 +205,7 @@ async def _exchange(
             )
     resp.end()
     excess = len(h.trailing_data[0])
-    zero = hop.method == "HEAD" or hop.status in (204, 304)  # (no body, whatever came)
+    zero = hop.nobody or hop.status in (204, 304)  # (no body, whatever came)
     if excess and zero and not ended:  # curl: dropped, the connection kept (7.88's)
         info(sink.trace, f"Excess found: excess = {excess} url = "
                          f"{hop.url.target.partition('?')[0]} (zero-length body)")  # fmt: skip

@@ -60,7 +60,14 @@ def _digest_params(headers: list[tuple[str, str]]) -> dict[str, str] | None:
 
 def offered(headers: list[tuple[str, str]], scheme: str) -> bool:
     """Whether a 401 with these fields is answered again (curl's "Issue another request
-    to this URL") under -u's `scheme`."""
+    to this URL") under -u's `scheme`. `SCHEME+bearer` (--oauth2-bearer beside --basic,
+    --digest or --anyauth; `none+bearer` without -u): a Bearer challenge first, as curl
+    7.88.1's pickoneauth, else SCHEME's (`basic`: a Basic challenge)."""
+    scheme, _, bearer = scheme.partition("+")
+    if bearer and _challenges(headers, "bearer"):
+        return True
+    if scheme == "basic" and bearer:
+        return bool(_challenges(headers, "basic"))
     if scheme == "digest":
         return _digest_params(headers) is not None
     if scheme == "anyauth":
@@ -78,16 +85,23 @@ def new_cnonce() -> str:
     return base64.b64encode(secrets.token_hex(16).encode()).decode()
 
 
-def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: bytes,
-           method: str, uri: str, cnonce: str | None = None,
-           nc: int = 1) -> str | None:  # fmt: skip
+def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: bytes | None,
+           method: str, uri: str, cnonce: str | None = None, nc: int = 1,
+           bearer: str | None = None) -> str | None:  # fmt: skip
     """The Authorization value for a request to `uri` under the 401's challenge
     (`headers`; None: none curl would send). Later requests to the origin answer the
-    same challenge again, as curl: the same cnonce, `nc` counted up."""
+    same challenge again, as curl: the same cnonce, `nc` counted up. `bearer`: the
+    token of a `SCHEME+bearer` scheme (`offered`), sent when a Bearer challenge came.
+    `password` None: no -u (beside a Bearer): Basic is "" (curl asks again without the
+    field), Digest answers for an empty user and password (measured, session 30)."""
+    scheme, _, wants = scheme.partition("+")
+    if wants and bearer is not None and _challenges(headers, "bearer"):
+        return f"Bearer {bearer}"
     p = _digest_params(headers) if scheme in ("digest", "anyauth") else None
     if p is None:
-        if scheme == "anyauth" and _challenges(headers, "basic"):
-            return basic_auth(user, password)
+        basic = scheme == "anyauth" or (scheme == "basic" and wants)
+        if basic and _challenges(headers, "basic"):
+            return "" if password is None else basic_auth(user, password)
         return None
     algorithm = p.get("algorithm", "MD5")
     name = _HASHES[algorithm.upper().removesuffix("-SESS")]
@@ -99,7 +113,7 @@ def answer(headers: list[tuple[str, str]], scheme: str, user: bytes, password: b
     cnonce = new_cnonce() if cnonce is None else cnonce
     qop = "auth" if p.get("qop") else None
     raw_realm = realm.encode("utf-8", "surrogateescape")
-    ha1 = h(user + b":" + raw_realm + b":" + password)
+    ha1 = h(user + b":" + raw_realm + b":" + (password or b""))
     if algorithm.upper().endswith("-SESS"):
         ha1 = h(f"{ha1}:{nonce}:{cnonce}".encode())
     ha2 = h(f"{method}:{uri}".encode("utf-8", "surrogateescape"))

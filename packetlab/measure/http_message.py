@@ -210,6 +210,9 @@ class Asked:
     time_cond: tuple[str, int] | None = None
     path_as_is: bool = False  # --path-as-is: the URL's /../ and /./ sent as written
     bearer: str | None = None  # --oauth2-bearer: `Authorization: Bearer TOKEN`, over -u's
+    # --oauth2-bearer with --basic/--digest/--anyauth: curl wants two schemes and sends no
+    # Authorization until a 401 names one (Bearer first; http_auth's "+bearer" schemes)
+    bearer_waits: bool = False
     request_target: str | None = None  # --request-target: every request line's target
     # -u's scheme (http_auth.SCHEMES): "basic" sent at once; "digest", "anyauth" answer a
     # 401's challenge with one more request (curl --digest, --anyauth)
@@ -273,7 +276,8 @@ class _Hop:
     """One request/response of a fetch: endpoint stamps (ns) and what came back."""
 
     url: Url
-    method: str
+    method: str  # the request line's (-X's, else the kind's)
+    nobody: bool = False  # curl's opt_no_body (-I): the response has no body, any method
     start: int | None = None  # TIME before the resolve (or the nopen)
     resolved: int | None = None  # TIME just before the nopen
     connected: int | None = None
@@ -412,11 +416,13 @@ def _expects(data: Upload | None, fields: _Fields) -> bool:
 
 def _request(
     u: Url, method: str, data: Upload | None, fields: _Fields, expect: bool = False,
-    version: str | None = None,
+    version: str | None = None, nobody: bool = False,
 ) -> tuple[h11.Connection, bytes, bool]:  # fmt: skip
     """h11's connection, the request's head (with the body when curl sends it in the
     same write: -d below 64 KiB, no Expect), and whether the body went with it.
-    `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only)."""
+    `version` "1.0" (curl -0): the request line says HTTP/1.0 (h11 writes 1.1 only).
+    Whether the response has a body is curl's -I (`nobody`), not the method's: h11 is
+    told HEAD for -I (`-I -X GET`), GET for `-X HEAD`, and the line says `method`."""
     h = h11.Connection(h11.CLIENT, max_incomplete_event_size=H11_CAP)
     headers = _request_headers(u, data, fields, expect, fields.tr_encoding)
     wire = wire_target(u.target) if fields.target is None else fields.target
@@ -431,7 +437,10 @@ def _request(
     # and writes `NAME: VALUE` where curl sends a -H line as typed (`X:v`): h11 writes
     # the trimmed fields, each line is then put back as curl's
     trimmed = [(k, v.strip(b" \t")) for k, v in sent]
-    out = h.send(h11.Request(method=method, target=target, headers=trimmed))
+    told = "HEAD" if nobody else "GET" if method == "HEAD" else method  # (h11's framing)
+    out = h.send(h11.Request(method=told, target=target, headers=trimmed))
+    if told != method:
+        out = method.encode() + out.removeprefix(told.encode())
     head, sep, rest = out.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     wanted = [field_line(k, v) for k, v in headers]
@@ -487,6 +496,7 @@ class _Response:
         self.told = 0  # header bytes told to the trace already (1xx blocks)
         self.failed: str | None = None  # -f over HTTP/2: the error, at the stream's end
         self.untold = False  # a redirect's body curl would not read: no DATA_IN for it
+        self.wired = False  # body bytes came (curl's bodywrite)
 
     def inform(self, block: bytes) -> None:
         """1xx header blocks came (all of them so far: `block`): the new lines to the
@@ -503,7 +513,7 @@ class _Response:
         notes = [] if self.sink.cookies is None else self.sink.cookies.receive(hop.url, headers)
         retried = status == 401 and hop.auth_retry is not None and offered(headers, hop.auth_retry)
         self.keep = not ((self.follows and hop.location() is not None) or retried)
-        if self.keep and self.sink.resume and hop.method != "HEAD":
+        if self.keep and self.sink.resume and not hop.nobody:
             self.ignore = _resumed(self.sink.resume, status, headers, hop.server)
         if self.keep and not self._meets(status, headers):  # curl: "Simulate an HTTP 304"
             self.ignore, hop.status = "done", 304
@@ -574,6 +584,15 @@ class _Response:
         """Body bytes as they came (chunked: with the framing), for curl's DATA_IN."""
         if data and self.sink.trace is not None and self.failed is None and not self.untold:
             self.sink.trace(DATA_IN, data)
+        self.wired = self.wired or bool(data)
+
+    def closed(self) -> None:
+        """The server closed after the head: curl 7.88 traces its EOF read when no body
+        byte came before it (transfer.c's is_empty_data: `{ [0 bytes data]`)."""
+        trace = self.sink.trace
+        if trace is not None and not self.wired and self.failed is None and not self.untold:
+            trace(DATA_IN, b"")
+        self.wired = True
 
     def data(self, data: bytes) -> None:
         hop, sink = self.hop, self.sink

@@ -218,6 +218,30 @@ def foreign_target(location: str) -> tuple[str, str] | None:
     return scheme, scheme + text[len(found[1]) :].split("#", 1)[0]
 
 
+# each scheme's port when the URL names none (curl 7.88's handlers; file:// none, 0)
+_PORTS = {"dict": 2628, "file": 0, "ftp": 21, "ftps": 990, "gopher": 70, "gophers": 70,
+          "http": 80, "https": 443, "imap": 143, "imaps": 993, "ldap": 389, "ldaps": 636,
+          "mqtt": 1883, "pop3": 110, "pop3s": 995, "rtmp": 1935, "rtsp": 554, "scp": 22,
+          "sftp": 22, "smb": 445, "smbs": 445, "smtp": 25, "smtps": 465, "telnet": 23,
+          "tftp": 69}  # fmt: skip
+
+
+def clear_auth_note(current: Url, scheme: str, text: str) -> str | None:
+    """curl 7.88's -v line when -L follows a Location (scheme, the URL as `text`) from
+    `current` without --location-trusted (transfer.c's Curl_follow): another port than
+    the connection's (the scheme's own when the URL names none), else another scheme.
+    Said whether or not there are credentials to clear (measured, session 30)."""
+    authority = text.partition("://")[2]
+    authority = re.split(r"[/?#]", authority, maxsplit=1)[0].rpartition("@")[2]
+    given = re.search(r":(\d+)$", authority.rpartition("]")[2])
+    port = int(given[1]) if given and scheme != "file" else _PORTS.get(scheme, 0)
+    if port != current.port:
+        return f"Clear auth, redirects to port from {current.port} to {port}"
+    if scheme != current.scheme:
+        return f"Clear auth, redirects scheme from {current.scheme.upper()} to {scheme}"
+    return None
+
+
 def _curl_urlencode(url: str) -> str:
     """A Location as curl 7.88 follows it (urlapi.c's urlencode_str with CURLU_URLENCODE):
     the scheme and host as they are, then each byte above 127 as %xx (lower-case hex), a

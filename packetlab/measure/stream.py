@@ -98,6 +98,7 @@ class TcpStream:
     started_at: int  # endpoint TIME just before the nopen was handled
     established_at: int  # the ESTABLISHED nstat
     eof: bool = False  # the peer closed its side
+    eof_time: int | None = None  # when (endpoint ns: the PEERCLOSED nstat's)
     received: int = 0  # payload bytes read so far
     flow: TcpFlow | None = None  # set when recording to a pcap
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
@@ -206,7 +207,7 @@ class TcpStream:
                 return Chunk(note.data, note.time)
             if isinstance(note, Nstat) and note.code != NstatCode.ESTABLISHED:
                 if note.code == NstatCode.PEERCLOSED:
-                    self.eof = True
+                    self.eof, self.eof_time = True, note.time
                     if self.flow is not None:
                         self.flow.closed(note.time, by_peer=True)
                         self.flow = None
