@@ -297,10 +297,8 @@ def makeService(options: Options) -> IService:
     # at a time for both (a 1 MiB module takes seconds: docs/performance.md "Monitors").
     compiler = CompileWorker(deferToThread)
     monitors.worker = compiler
-    for aux in monitors.aux:
-        if isinstance(aux.compiled, Exception):  # every start answers ECTLMONUKN
-            log.error("aux monitor {path} cannot load: {e}", path=aux.path, e=aux.compiled)
-        else:
+    for aux in monitors.aux:  # (one that cannot load was logged by `from_config`, once)
+        if not isinstance(aux.compiled, Exception):
             log.info("aux monitor {path} ({d})", path=aux.path, d=aux.digest.hex())
 
     capture, rate_pkt, rate_byte = options["policy"]
