@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from packetlab.cli.campaign import MEASUREMENTS, command_of
+from packetlab.cli.campaign_run import pcap_file
 from packetlab.cli.run_command import Command, Progress, Record
 
 __all__ = ["mlet", "parser"]
@@ -48,16 +49,20 @@ async def mlet(session: Any, argv: list[str]) -> None:
     cmd: Command = args._command
     info = await read_system_info(session)
     name = info.hostid or str(session.peer)
+    # As pktlab campaign's records: where each was measured from (endpoints sharing a
+    # HOSTID, all at the default `pktendpt`, were one "endpoint" in the output)
+    tags = {"endpoint": name, "hostid": info.hostid, "address": str(session.peer)}
     records: list[Record] = []
 
     def emit(record: Record) -> None:
         records.append(record)
-        print(json.dumps({**record, "endpoint": name}, sort_keys=True), flush=True)
+        print(json.dumps({**record, **tags}, sort_keys=True), flush=True)
 
     if getattr(args, "pcap", None):  # one file per endpoint, as pktlab campaign
-        stem, dot, ext = str(args.pcap).rpartition(".")
-        args.pcap = f"{stem}-{name}.{ext}" if dot else f"{args.pcap}-{name}"
+        args.pcap = pcap_file(str(args.pcap), name, exclusive=True)
     await cmd.experiment(args, emit, Progress())(session)
     summary: Record = {"type": "summary", "measurement": cmd.name, **cmd.summary(records)}
     summary.setdefault("errors", sum(1 for r in records if "error" in r))
-    print(json.dumps({**summary, "endpoint": name}, sort_keys=True), file=sys.stdout, flush=True)
+    if getattr(args, "pcap", None):
+        summary["pcap"] = args.pcap  # (FILE-NAME-2.pcap when another had the name)
+    print(json.dumps({**summary, **tags}, sort_keys=True), file=sys.stdout, flush=True)

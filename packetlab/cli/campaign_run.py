@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +41,33 @@ class Spares:
     hostid: Callable[[Any], str]
 
 
+def pcap_file(path: str, name: str, *, exclusive: bool = False) -> str:
+    """FILE-NAME.pcap, the `--pcap FILE` of the endpoint `name`. A `/` (or NUL) in the
+    name, which comes from the endpoint's HOSTID, is `_`: the file stays in FILE's
+    directory. `exclusive` (the xpmgr mlet: one process per endpoint, none sees another's
+    name) makes the file now, FILE-NAME-2.pcap, ... when the name is taken (by an endpoint
+    sharing the HOSTID, or an earlier run: never written over)."""
+    name = name.replace("/", "_").replace("\0", "_")
+    stem, dot, ext = path.rpartition(".")
+    if not dot or "/" in ext:
+        stem, ext = path, ""
+    for k in range(1, 10_000 if exclusive else 2):
+        made = f"{stem}-{name}{f'-{k}' if k > 1 else ''}{f'.{ext}' if ext else ''}"
+        if not exclusive:
+            return made
+        try:
+            os.close(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            continue
+        return made
+    raise OSError(f"--pcap {path}: no free name for {name} (up to -{k})")
+
+
 def per_endpoint(args: argparse.Namespace, name: str) -> argparse.Namespace:
     """`args` for the endpoint `name`: its own `--pcap` file (FILE-NAME.pcap)."""
     a = copy.copy(args)
     if getattr(a, "pcap", None):
-        stem, dot, ext = str(a.pcap).rpartition(".")
-        a.pcap = f"{stem}-{name}.{ext}" if dot else f"{a.pcap}-{name}"
+        a.pcap = pcap_file(str(a.pcap), name)
     return a
 
 

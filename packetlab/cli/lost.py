@@ -48,7 +48,9 @@ class Arrivals:
     before its HOSTID came or while it waited, is one `lost` record given to `told`, its
     place left for another; `here(latest)` hears of each arrival and loss then (the
     campaign's progress line). Once `started`, a loss is the runs' to tell (and a spare
-    gone before its HOSTID is not one). `hostids` keeps only those the pool holds."""
+    gone before its HOSTID is not one); nor is one cut by the reactor's own shutdown
+    (Ctrl-C or SIGTERM while waiting: the command quit, the endpoint did not go).
+    `hostids` keeps only those the pool holds."""
 
     def __init__(
         self,
@@ -65,6 +67,13 @@ class Arrivals:
         self.hostids: dict[Any, str] = {}
         self.started = False
         self._told, self._here = told, here
+        self._quitting = False
+        # The shutdown's "during" phase cuts every connection before the command's own
+        # teardown runs: those are not endpoints lost (each was a `lost` record)
+        reactor.addSystemEventTrigger("before", "shutdown", self._quit)
+
+    def _quit(self) -> None:
+        self._quitting = True
 
     async def arrive(self, session: Any) -> None:
         """The `Controller`'s experiment: who the endpoint is, then into the pool."""
@@ -89,7 +98,7 @@ class Arrivals:
         self._lost(session, self.hostids.pop(session, ""))
 
     def _lost(self, session: Any, hostid: str) -> None:
-        if self.started:
+        if self.started or self._quitting:
             return
         peer = str(session.peer)
         self._told(lost_record(hostid or peer, hostid, peer, "before the start",
@@ -97,5 +106,5 @@ class Arrivals:
         self._heard(f"{hostid or peer} lost")
 
     def _heard(self, latest: str) -> None:
-        if self._here is not None and not self.started:
+        if self._here is not None and not (self.started or self._quitting):
             self._here(latest)
