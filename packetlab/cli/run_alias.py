@@ -69,6 +69,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="scamper's prefixscan: look for an alias of the one ADDR among the "
                    "addresses of B's prefix (LEN 24..31; not B itself, B's router being "
                    "ADDR's neighbour)")  # fmt: skip
+    p.add_argument("-x", "--exclude", action="append", default=[], metavar="ADDR",
+                   help="with --prefixscan: an address of the prefix not to test (scamper's "
+                   "prefixscan -x; repeatable)")  # fmt: skip
     p.add_argument("--indirect-method", default="icmp-echo", metavar="P",
                    choices=("icmp-echo", "udp", "tcp-ack"),
                    help="the indirect method's probes: icmp-echo, udp or tcp-ack (scamper's "
@@ -200,6 +203,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.midar import StageReport, midar
 
     scan = _prefixscan(args)
+    if getattr(args, "exclude", None) and not scan:  # (scamper: -x for prefixscan only)
+        raise RunError(f"-x/--exclude {args.exclude[0]}: only with --prefixscan B/LEN (scamper's "
+                       "prefixscan -x)")  # fmt: skip
     try:
         methods = parse_methods(args.method)
     except ValueError as e:
@@ -214,10 +220,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                            f"looked for in {args.prefixscan}), not {len(targets)}")  # fmt: skip
         from packetlab.measure.alias_prefixscan import candidates
 
-        scanned = candidates(targets[0], *scan)
+        # (-x: scamper's exclude list, left out of the candidates as its prefixscan does)
+        excluded = set()
+        for x in getattr(args, "exclude", None) or ():
+            try:
+                excluded.add(_ipv4(x, x))
+            except RunError as e:
+                raise RunError(f"-x {e}") from None
+        scanned = [t for t in candidates(targets[0], *scan) if t not in excluded]
         if not scanned:
             raise RunError(f"--prefixscan {args.prefixscan}: no address to test against "
-                           f"{targets[0]} (the prefix holds only it and B)")  # fmt: skip
+                           f"{targets[0]} (the prefix holds only it and B"
+                           f"{', and -x excluded the rest' if excluded else ''})")  # fmt: skip
         targets += scanned
     # (the start-up's source address and the time budget read them; --file's included)
     args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
@@ -465,7 +479,8 @@ def row(r: Record) -> str | None:
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
             by = f", {r['via']['probe']}" if "probe" in r["via"] else ""
             addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']}{by})"
-        return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
+        n = r["samples"]  # ("1 samples" before session 30)
+        return f"# {addr}: {n} sample{'' if n == 1 else 's'} from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is
             return f"{r['a']} {r['b']}  # common source address (Mercator)"

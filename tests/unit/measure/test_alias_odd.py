@@ -1,0 +1,32 @@
+"""Session 30 (alias30): the odd responders beside scamper's dealias (the testbed's
+`ipid_responder` answering some probes only, rate-limited, duplicating) and the address
+line's count of samples."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from packetlab.cli import run_alias
+from packetlab.testbed.ipid_responder import Odd
+
+A, B, C = (ipaddress.IPv4Address(f"10.77.2.{h}").packed for h in (12, 14, 16))
+
+
+def test_the_responders_odd_ways() -> None:
+    odd = Odd(every={A: 2}, rate={B: 20}, duplicate={C})
+    assert [odd.copies(A, 0.0) for _ in range(6)] == [0, 1, 0, 1, 0, 1]
+    # 20 a second: a burst of 20, then one every 50 ms
+    assert sum(odd.copies(B, 0.0) for _ in range(30)) == 20
+    assert odd.copies(B, 0.01) == 0 and odd.copies(B, 0.06) == 1
+    assert [odd.copies(C, 0.0) for _ in range(3)] == [2, 2, 2]
+    assert Odd().copies(A, 0.0) == 1
+
+
+def test_one_sample_is_said_in_the_singular() -> None:
+    # a rate-limited router's one answer: "1 samples from 1 endpoint(s)" before session 30
+    def line(n: int) -> str | None:
+        return run_alias.row({"type": "ipid-series", "addr": "10.77.2.18", "samples": n,
+                              "endpoints": 1, "usable": False, "ids_per_s": None})  # fmt: skip
+
+    assert line(1) == "# 10.77.2.18: 1 sample from 1 endpoint(s), no usable counter"
+    assert line(2) == "# 10.77.2.18: 2 samples from 1 endpoint(s), no usable counter"
