@@ -146,7 +146,10 @@ def _listed(path: str) -> list[tuple[str, str]]:
                     if len(out) > MAX_TARGETS:
                         raise RunError(f"{name}:{n}: more than {MAX_TARGETS} addresses")
     except OSError as e:
-        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}") from None
+        # (scamper dealias's -f is its fudge, a number: say so where it was meant)
+        fudge = " (scamper's -f fudge is not offered: --file lists addresses)"
+        hint = fudge if path.isdigit() and isinstance(e, FileNotFoundError) else ""
+        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}{hint}") from None
     if not out:
         raise RunError(f"--file {path}: no addresses in it")
     return out

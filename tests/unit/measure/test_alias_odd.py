@@ -5,6 +5,9 @@ line's count of samples."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
+
+import pytest
 
 from packetlab.cli import run_alias
 from packetlab.testbed.ipid_responder import Odd
@@ -30,3 +33,24 @@ def test_one_sample_is_said_in_the_singular() -> None:
 
     assert line(1) == "# 10.77.2.18: 1 sample from 1 endpoint(s), no usable counter"
     assert line(2) == "# 10.77.2.18: 2 samples from 1 endpoint(s), no usable counter"
+
+
+def test_scampers_f_fudge_is_named_where_it_was_meant(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scamper dealias's `-f 200` is its fudge; ours `-f` is the list file: the error
+    # said only "No such file or directory" (session 30: and that the fudge is not ours)
+    from packetlab.cli.run import RunError
+    from packetlab.cli.run_alias import COMMAND, _targets
+    from packetlab.cli.run_command import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError) as e:
+        _targets(parse_args(COMMAND, ["-f", "200", "10.0.0.1", "10.0.0.2"]))
+    assert str(e.value) == (
+        "--file 200: cannot read it: No such file or directory (scamper's -f fudge is not "
+        "offered: --file lists addresses)"
+    )
+    with pytest.raises(RunError) as e:  # (a file name: as before)
+        _targets(parse_args(COMMAND, ["-f", "list.txt"]))
+    assert str(e.value) == "--file list.txt: cannot read it: No such file or directory"
