@@ -54,3 +54,30 @@ def test_scampers_f_fudge_is_named_where_it_was_meant(
     with pytest.raises(RunError) as e:  # (a file name: as before)
         _targets(parse_args(COMMAND, ["-f", "list.txt"]))
     assert str(e.value) == "--file list.txt: cannot read it: No such file or directory"
+
+
+def test_scampers_O_words() -> None:
+    # scamper dealias's `-O shuffle` (radargun) was `unrecognized arguments: -O`, exit 2;
+    # now --shuffle; inseq and nobs (ally's) refused in one line with the reason
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_alias import experiment
+    from packetlab.cli.run_command import Progress
+
+    def args(*argv: str) -> Any:
+        return build_parser().parse_args(["alias", *argv, "10.0.0.1", "10.0.0.2"])
+
+    for word in ("shuffle", "SHUFFLE"):
+        got = args("-O", word)
+        experiment(got, lambda r: None, Progress())  # (checks only: nothing probed yet)
+        assert got.shuffle is True
+    plain = args()
+    experiment(plain, lambda r: None, Progress())
+    assert plain.shuffle is False
+    for word, said in (
+        ("inseq", "-O inseq: not offered (ally's IDs strictly in sequence"),
+        ("nobs", "-O nobs: not offered (ours takes a counter byte-swapped only when"),
+        ("fast", "-O fast: scamper dealias's options are shuffle, inseq, nobs"),
+    ):
+        with pytest.raises(RunError) as e:
+            experiment(args("-O", word), lambda r: None, Progress())
+        assert str(e.value).startswith(said), e.value
