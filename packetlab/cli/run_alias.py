@@ -109,6 +109,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warts", metavar="FILE",
                    help="also write every probing run as scamper's dealias (radargun) records "
                    "to FILE, for sc_warts2json, sc_warts2text, sc_wartsdump")  # fmt: skip
+    p.add_argument("-U", "--userid", type=int, default=0, metavar="N",
+                   help="a number kept in --warts' records (scamper's -U userid) [0]")  # fmt: skip
     pcapout.add_option(p)
 
 
@@ -281,6 +283,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
+        ("--userid", getattr(args, "userid", 0), 0, 0xFFFFFFFF),  # (scamper's: a uint32)
     )
     flow = indirect_flow(probe)  # (None: the echo requests of the method itself)
     probed_via: dict[str, Any] = (
@@ -463,7 +466,8 @@ def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Name
     from packetlab.measure.warts import alias_warts
 
     host = socket.gethostname() if Link.from_args(args).in_process else ""
-    data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host)
+    data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host,
+                       userid=getattr(args, "userid", 0))  # fmt: skip
     with open(path, "wb") as out:
         out.write(data)
 

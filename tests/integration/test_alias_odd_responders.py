@@ -88,10 +88,11 @@ def test_odd_responders_beside_scampers_ally(tb: Testbed, tmp_path: Path) -> Non
     assert theirs["result"] == "none" and len(theirs["probes"][0]["replies"]) == 2
     warts = tmp_path / "dup.warts"
     records = ours(tb, "--single-stage", "--rounds", "5", "--method", "icmp-echo",
-                   "--warts", str(warts), *DUP)  # fmt: skip
+                   "-U", "7", "--warts", str(warts), *DUP)  # fmt: skip
     (summary,) = [r for r in records if r["type"] == "summary"]
     assert summary["verdict"] == "aliases"
     read = subprocess.run(["sc_warts2json", str(warts)], capture_output=True, text=True,
                           timeout=30, check=True)  # fmt: skip
     (d,) = [r for r in map(json.loads, read.stdout.splitlines()) if r["type"] == "dealias"]
+    assert d["userid"] == 7  # (scamper's -U)
     assert len(d["probes"]) == 10 and all(len(p.get("replies", [])) == 1 for p in d["probes"])

@@ -290,6 +290,27 @@ def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
     assert sorted(got) == sorted(samples) and len(samples) > 10
 
 
+def test_cli_warts_userid_is_scampers_U(tmp_path: Any) -> None:
+    # scamper dealias's `-U userid` (its warts record's userid, flag 7): ours had no -U
+    # (`unrecognized arguments`, exit 2); written when not 0, as scamper's (session 30)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+    from packetlab.measure.warts_format import OBJ_DEALIAS
+    from packetlab.measure.warts_read import read_warts
+
+    for given, written in (([], None), (["-U", "4294967295"], 4294967295)):
+        out = tmp_path / "u.warts"
+        argv = ["alias", "--wait", "0.5", "--single-stage", "--warts", str(out), *given, *ALL]
+        rig = rig_with(routers())
+        run = run_alias.experiment(build_parser().parse_args(argv), lambda r: None, Progress())
+        rig.run(Deferred.fromCoroutine(run([rig.session])))
+        (d,) = [o for o in read_warts(out.read_bytes()) if o.kind == OBJ_DEALIAS]
+        assert d.fields.get(7) == written
+
+
 # Indirect probing (MIDAR's; scamper's probe definitions with a TTL): HIDDEN answers no
 # probe to itself, but it is the router two hops out on the way to FAR, where echo
 # requests with TTL 2 expire: its time exceeded is numbered from the counter it shares
