@@ -89,6 +89,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle", action="store_true",
                    help="probe the addresses (and methods) in a new random order every round "
                    "(scamper radargun's -O shuffle) [in the order given]")  # fmt: skip
+    p.add_argument("-m", dest="scamper_method", metavar="METHOD",
+                   help="scamper dealias's -m: radargun or ally (= --single-stage), mercator "
+                   "(one ADDR), prefixscan (A B/LEN: --prefixscan B/LEN A) [MIDAR's]")  # fmt: skip
     p.add_argument("-O", dest="scamper_options", action="append", default=[], metavar="OPT",
                    help="scamper dealias's -O: shuffle (= --shuffle); inseq and nobs are "
                    "refused (ally's tests, which ours replaces)")  # fmt: skip
@@ -211,6 +214,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     from packetlab.measure.midar import StageReport, midar
 
     _scamper_options(args)
+    _scamper_method(args)
     scan = _prefixscan(args)
     if getattr(args, "exclude", None) and not scan:  # (scamper: -x for prefixscan only)
         raise RunError(f"-x/--exclude {args.exclude[0]}: only with --prefixscan B/LEN (scamper's "
@@ -428,6 +432,40 @@ def _scamper_options(args: argparse.Namespace) -> None:
         else:
             raise RunError(f"-O {word}: scamper dealias's options are shuffle, inseq, nobs "
                            "(only shuffle is offered)")  # fmt: skip
+
+
+# scamper dealias's -m methods ours has no counterpart for, and why
+_REFUSED_M = {
+    "bump": "another algorithm than MIDAR's",
+    "midarest": "not in scamper 20211212 either; MIDAR's stages are ours without -m",
+    "midardisc": "not in scamper 20211212 either; MIDAR's stages are ours without -m",
+}
+
+
+def _scamper_method(args: argparse.Namespace) -> None:
+    """scamper's `dealias -m METHOD ...` read as ours (session 30; it was `unrecognized
+    arguments: -m`): radargun and ally probe once and test every pair (--single-stage);
+    mercator takes one address; prefixscan takes `A B/LEN` as scamper's."""
+    method = getattr(args, "scamper_method", None)
+    if method is None:
+        return
+    m = method.lower()  # (scamper's are case-insensitive)
+    if m in ("radargun", "ally"):
+        args.single_stage = True
+    elif m == "mercator":
+        if len(args.targets) != 1 or getattr(args, "file", None):
+            raise RunError("-m mercator: give one address (scamper's dealias -m mercator A)")
+    elif m == "prefixscan":
+        if getattr(args, "prefixscan", None) is None:
+            if len(args.targets) != 2 or "/" not in args.targets[1]:
+                raise RunError("-m prefixscan: give A B/LEN (scamper's dealias -m prefixscan "
+                               "A B/LEN; or --prefixscan B/LEN A)")  # fmt: skip
+            args.prefixscan = args.targets.pop()
+    elif m in _REFUSED_M:
+        raise RunError(f"-m {method}: not offered ({_REFUSED_M[m]})")
+    else:
+        raise RunError(f"-m {method}: scamper dealias's methods are ally, bump, mercator, "
+                       "prefixscan, radargun")  # fmt: skip
 
 
 def _prefixscan(args: argparse.Namespace) -> tuple[str, int] | None:

@@ -253,6 +253,10 @@ def test_prefixscan_beside_scampers(tb: Testbed) -> None:
     theirs = scamper("10.77.2.56/30", f"-x {PS_B} ")
     assert theirs["result"] == "none" and theirs["xs"] == [PS_B]
     assert mine("10.77.2.56/30", "--single-stage", "-x", PS_B) == {"aliases": [], "verdict": "none"}
+    # scamper's own words (session 30): -m prefixscan A B/LEN, -W, -x
+    records = ours(tb, "--method", "icmp-echo", "-m", "prefixscan", "-W", "10", "-x", "10.77.2.59",
+                   PS_A, "10.77.2.56/30")  # fmt: skip
+    assert [r["aliases"] for r in records if r["type"] == "prefixscan"] == [[PS_B]]
 
 
 def test_shuffle_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:

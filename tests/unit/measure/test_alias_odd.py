@@ -81,3 +81,35 @@ def test_scampers_O_words() -> None:
         with pytest.raises(RunError) as e:
             experiment(args("-O", word), lambda r: None, Progress())
         assert str(e.value).startswith(said), e.value
+
+
+def test_scampers_m_methods() -> None:
+    # scamper's `dealias -m METHOD ...` was `unrecognized arguments: -m`, exit 2; now
+    # radargun and ally are --single-stage, mercator one address, prefixscan `A B/LEN`;
+    # bump (and midarest, midardisc: not in scamper 20211212) refused with the reason
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_alias import experiment
+    from packetlab.cli.run_command import Progress
+
+    def checked(*argv: str) -> Any:
+        args = build_parser().parse_args(["alias", *argv])
+        experiment(args, lambda r: None, Progress())  # (checks only: nothing probed yet)
+        return args
+
+    for m in ("radargun", "ally", "RADARGUN"):
+        assert checked("-m", m, "10.0.0.1", "10.0.0.2").single_stage is True
+    assert checked("10.0.0.1", "10.0.0.2").single_stage is False
+    scan = checked("-m", "prefixscan", "10.0.0.1", "10.0.0.8/30")
+    assert scan.prefixscan == "10.0.0.8/30" and scan.targets[0] == "10.0.0.1"
+    assert scan.targets[1:] == ["10.0.0.9", "10.0.0.10", "10.0.0.11"]  # (scamper's order)
+    assert checked("-m", "mercator", "10.0.0.1").targets == ["10.0.0.1"]
+    for argv, said in (
+        (["-m", "bump", "10.0.0.1", "10.0.0.2"], "-m bump: not offered (another algorithm"),
+        (["-m", "midarest", "10.0.0.1", "10.0.0.2"], "-m midarest: not offered (not in "),
+        (["-m", "mercator", "10.0.0.1", "10.0.0.2"], "-m mercator: give one address"),
+        (["-m", "prefixscan", "10.0.0.1"], "-m prefixscan: give A B/LEN"),
+        (["-m", "x", "10.0.0.1", "10.0.0.2"], "-m x: scamper dealias's methods are ally, "),
+    ):
+        with pytest.raises(RunError) as e:
+            checked(*argv)
+        assert str(e.value).startswith(said), e.value
