@@ -167,23 +167,23 @@ def dealias_object(
         pf: dict[int, bytes] = {_DP_TX: timeval(p.tx_ns)}
         if which:
             pf[_DP_DEF] = u32(which)
-        if p.reply is not None:
-            pf[_DP_REPLYC] = u16(1)
+        if p.reply is not None:  # (and its copies: a duplicating link's, as scamper's)
+            pf[_DP_REPLYC] = u16(min(0xFFFF, 1 + len(p.more)))
         if ipaddress.ip_address(p.addr).version == 4:
             pf[_DP_IPID] = u16(p.probe.ip_id or 0)
         if p.seq:
             pf[_DP_SEQ] = u32(p.seq)
         out.append(params(pf))
         if p.reply is not None:
-            out.append(params(_dealias_reply(p, table)))
+            for r, rx_ns in ((p.reply, p.rx_ns), *p.more[:0xFFFE]):
+                out.append(params(_dealias_reply(r, rx_ns, table)))
     return record(OBJ_DEALIAS, b"".join(out))
 
 
-def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
-    r = p.reply
+def _dealias_reply(r: Any, rx_ns: int | None, table: AddressTable) -> dict[int, bytes]:
     fields: dict[int, bytes] = {_DR_TTL: u8(r.ttl)}
-    if p.rx_ns is not None:
-        fields[_DR_RX] = timeval(p.rx_ns)
+    if rx_ns is not None:
+        fields[_DR_RX] = timeval(rx_ns)
     if r.ip_id:  # scamper leaves an ID of 0 out
         fields[_DR_IPID] = u16(r.ip_id)
     if r.icmp_type is not None:

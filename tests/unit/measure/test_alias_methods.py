@@ -290,6 +290,39 @@ def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
     assert sorted(got) == sorted(samples) and len(samples) > 10
 
 
+@pytest.mark.parametrize("method", ["icmp-echo", "tcp-ack", "udp"])
+def test_a_duplicated_reply_is_one_sample_and_two_warts_replies(method: str) -> None:
+    # a duplicating link (every reply twice, the same packet): one sample a probe, as
+    # before; scamper's dealias keeps both replies in its warts record (replyc 2, seen
+    # in the testbed); ours wrote the first only (session 30)
+    from packetlab.measure.alias import ProbeRun
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    rig = rig_with(routers())
+    once = rig.endpoint.answers
+
+    def twice(probe: bytes) -> list[tuple[float, bytes]]:
+        return [x for d, pkt in once(probe) for x in ((d, pkt), (d + 0.0005, pkt))]
+
+    rig.endpoint.answers = twice  # type: ignore[method-assign]
+    pair = {"icmp-echo": [ICMP_C, TCP_A], "tcp-ack": [TCP_A, TCP_B], "udp": [UDP_A, UDP_B]}
+    runs: list[ProbeRun] = []
+    got = rig.run(collect_ip_ids([rig.session], pair[method], rounds=4, wait=0.5, runs=runs,
+                                 method=method))  # fmt: skip
+    answered = [p for p in runs[0].probes if p.reply is not None]
+    assert len(got) == len(answered) == 4 * (1 if method == "icmp-echo" else 2)
+    # (the run stops waiting once every probe is answered: the last copy may be left)
+    copies = [len(p.more) for p in answered]
+    assert copies[:-1] == [1] * (len(answered) - 1) and copies[-1] in (0, 1)
+    assert all(
+        p.reply is not None and p.reply.ip_id == r.ip_id for p in answered for r, _ in p.more
+    )
+    (d,) = read_warts(dealias_object(runs[0]))
+    replies = [len(p["replies"]) for p in d.probes if p["replies"]]
+    assert replies == [1 + n for n in copies]
+
+
 def test_cli_warts_userid_is_scampers_U(tmp_path: Any) -> None:
     # scamper dealias's `-U userid` (its warts record's userid, flag 7): ours had no -U
     # (`unrecognized arguments`, exit 2); written when not 0, as scamper's (session 30)
