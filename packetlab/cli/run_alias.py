@@ -451,6 +451,9 @@ def _scamper_method(args: argparse.Namespace) -> None:
         return
     m = method.lower()  # (scamper's are case-insensitive)
     if m in ("radargun", "ally"):
+        if m == "ally" and len(args.targets) != 2 and not getattr(args, "file", None):
+            raise RunError(f"-m ally: give two addresses (scamper's ally tests one pair), not "
+                           f"{len(args.targets)}")  # fmt: skip
         args.single_stage = True
     elif m == "mercator":
         if len(args.targets) != 1 or getattr(args, "file", None):

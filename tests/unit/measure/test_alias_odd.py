@@ -108,6 +108,7 @@ def test_scampers_m_methods() -> None:
         (["-m", "midarest", "10.0.0.1", "10.0.0.2"], "-m midarest: not offered (not in "),
         (["-m", "mercator", "10.0.0.1", "10.0.0.2"], "-m mercator: give one address"),
         (["-m", "prefixscan", "10.0.0.1"], "-m prefixscan: give A B/LEN"),
+        (["-m", "ally", "10.0.0.1", "10.0.0.2", "10.0.0.3"], "-m ally: give two addresses"),
         (["-m", "x", "10.0.0.1", "10.0.0.2"], "-m x: scamper dealias's methods are ally, "),
     ):
         with pytest.raises(RunError) as e:
