@@ -153,6 +153,7 @@ def answer(
     labels: Mapping[bytes, bytes] | None = None,
     sources: Mapping[bytes, bytes] | None = None,
     udp_ports: int = 1,
+    echo_from: Mapping[bytes, bytes] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
@@ -182,7 +183,7 @@ def answer(
     if counter is None:
         return None
     if proto == socket.IPPROTO_ICMP and "icmp-echo" in how:
-        return reply(packet, counters)
+        return reply(packet, counters, (echo_from or {}).get(dst))
     seg = packet[ihl:]
     if proto == socket.IPPROTO_TCP and how & {"tcp-ack", "tcp-syn"} and len(seg) >= 20:
         sport, dport, seq, ack, off, flags = struct.unpack_from("!HHIIBB", seg)
@@ -208,8 +209,11 @@ def answer(
     return None
 
 
-def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
-    """The echo reply to an IPv4 echo request for one of our addresses, else None."""
+def reply(
+    packet: bytes, counters: dict[bytes, Counter], source: bytes | None = None
+) -> bytes | None:
+    """The echo reply to an IPv4 echo request for one of our addresses, else None; from
+    `source` when given (a host answering from another address)."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -224,7 +228,7 @@ def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     ident = counter.next()
     head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, _df(ident), 64,
-                       socket.IPPROTO_ICMP, 0, dst, src)  # fmt: skip
+                       socket.IPPROTO_ICMP, 0, source or dst, src)  # fmt: skip
     head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
     return head + body
 
@@ -251,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mpls", action="append", default=[], metavar="ADDR=LABEL[/LABEL...]",
                     help="ADDR's time exceeded (--ttl-exceeded) carries this MPLS label "
                     "stack, top first (repeatable)")  # fmt: skip
+    ap.add_argument("--echo-from", action="append", default=[], metavar="ADDR=SRC",
+                    help="the echo reply for ADDR comes from SRC (repeatable)")  # fmt: skip
     ap.add_argument("--answer-every", action="append", default=[], metavar="ADDR=N",
                     help="answer only every N-th probe to ADDR (repeatable)")  # fmt: skip
     ap.add_argument("--rate-limit", action="append", default=[], metavar="ADDR=N",
@@ -305,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--errors-from {spec}: {addr} is in no --group")
         sources[a] = o
 
+    echo_from = {ipaddress.IPv4Address(a.strip()).packed: ipaddress.IPv4Address(o.strip()).packed
+                 for a, _, o in (x.partition("=") for x in args.echo_from)}  # fmt: skip
+
     def addr_n(spec: str) -> tuple[bytes, float]:
         addr, _, n = spec.partition("=")
         return ipaddress.IPv4Address(addr.strip()).packed, float(n)
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
             out = answer(packet, counters, methods, args.udp_port, expire, labels, sources,
-                         args.udp_ports)  # fmt: skip
+                         args.udp_ports, echo_from)  # fmt: skip
             if out is not None:
                 for _ in range(odd.copies(packet[16:20], time.monotonic())):
                     tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))

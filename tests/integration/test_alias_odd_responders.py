@@ -3,10 +3,11 @@ docs/alias.md "Odd responders"): a router that answers every other probe only (H
 one that rate-limits its answers to 20 a second (RATE) or to one (SLOW), one whose every
 reply comes twice (DUP: a duplicating link), each a pair of addresses on one counter
 (`packetlab.testbed.ipid_responder`, on tg of a `chain(1)` testbed), and SHARED as it
-should be. MIDAR's stages find the four pairs the replies allow; SLOW has no usable
-counter. scamper's ally stops at DUP's first probe (two replies: `none`), where ours
-takes the first reply of each probe and says aliases; ours' warts hold both (scamper's
-too).
+should be; ELSE's first address answers echo from its second. MIDAR's stages find the
+four pairs the replies allow; SLOW has no usable counter, nor has ELSE's first (an echo
+reply from another address is matched by neither tool). scamper's ally stops at DUP's
+first probe (two replies: `none`), where ours takes the first reply of each probe and
+says aliases; ours' warts hold both (scamper's too).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ HALF = ("10.77.2.12", "10.77.2.13")
 RATE = ("10.77.2.14", "10.77.2.15")
 DUP = ("10.77.2.16", "10.77.2.17")
 SLOW = ("10.77.2.18", "10.77.2.19")
+ELSE = ("10.77.2.20", "10.77.2.21")  # ELSE[0]'s echo replies come from ELSE[1]
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
     bed: Testbed = testbed_factory(chain(1))
     argv = [sys.executable, "-m", "packetlab.testbed.ipid_responder", "--quiet-kernel",
             "--velocity", "300"]  # fmt: skip
-    for pair in (SHARED, HALF, RATE, DUP, SLOW):
+    for pair in (SHARED, HALF, RATE, DUP, SLOW, ELSE):
         for a in pair:
             bed.run("tg", ["ip", "addr", "add", f"{a}/24", "dev", "to-r1"])
         argv += ["--group", ",".join(pair) + "@icmp-echo,udp"]
@@ -57,6 +59,7 @@ def tb(testbed_factory: Callable[..., Testbed]) -> Testbed:
         argv += ["--rate-limit", f"{a}=1"]
     for a in DUP:
         argv += ["--duplicate", a]
+    argv += ["--echo-from", f"{ELSE[0]}={ELSE[1]}"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = bed.popen("tg", argv, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -75,13 +78,16 @@ def ally(tb: Testbed, a: str, b: str) -> dict[str, Any]:
 
 
 def test_odd_responders_beside_scampers_ally(tb: Testbed, tmp_path: Path) -> None:
-    every = [*SHARED, *HALF, *RATE, *DUP, *SLOW]
+    every = [*SHARED, *HALF, *RATE, *DUP, *SLOW, *ELSE]
     records = ours(tb, "--method", "icmp-echo", *every)
     explain = [r for r in records if r["type"] != "ipid"]
     pairs = {(r["a"], r["b"]) for r in records if r["type"] == "alias"}
     assert pairs == {SHARED, HALF, RATE, DUP}, explain
     series = {r["addr"]: r for r in records if r["type"] == "ipid-series"}
-    assert not any(series[a]["usable"] for a in SLOW), explain
+    assert not any(series[a]["usable"] for a in (*SLOW, ELSE[0])), explain
+    # an echo reply from another address is no sample (nor Mercator's); ally: none too
+    assert series[ELSE[0]]["samples"] == 0 and series[ELSE[1]]["usable"], explain
+    assert ally(tb, *ELSE)["result"] == "none"
     assert all(series[a]["samples"] <= 6 for a in HALF), explain  # (half of 10 rounds)
 
     # DUP: scamper's ally ends at its first probe's two replies; ours keeps the first

@@ -114,3 +114,25 @@ def test_scampers_m_methods() -> None:
         with pytest.raises(RunError) as e:
             checked(*argv)
         assert str(e.value).startswith(said), e.value
+
+
+def test_the_responder_answers_echo_from_another_address() -> None:
+    # --echo-from ADDR=SRC: ADDR's echo reply from SRC (the testbed's "ELSE" router)
+    import socket
+    import struct
+
+    from packetlab.testbed.ipid_responder import Counter, answer
+    from packetlab.testbed.probe import inet_checksum
+
+    me, there, other = (ipaddress.IPv4Address(a).packed for a in ("10.77.1.9", "10.77.2.20",
+                                                                    "10.77.2.21"))  # fmt: skip
+    icmp = bytes([8, 0, 0, 0, 0x12, 0x34, 0, 1])
+    icmp = icmp[:2] + struct.pack("!H", inet_checksum(icmp)) + icmp[4:]
+    probe = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, socket.IPPROTO_ICMP, 0, me,
+                        there) + icmp  # fmt: skip
+    counters = {there: Counter(0.0, 100)}
+    methods = {there: {"icmp-echo"}}
+    plain = answer(probe, counters, methods, 33435)
+    moved = answer(probe, counters, methods, 33435, echo_from={there: other})
+    assert plain is not None and plain[12:16] == there and plain[20] == 0
+    assert moved is not None and moved[12:16] == other and moved[16:20] == me
