@@ -20,6 +20,7 @@ examples:
   pktlab run alias --method tcp-syn-sport 10.77.3.10 10.77.3.11   # SYNs (ACKs dropped)
   pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
   pktlab run alias --prefixscan 10.77.3.8/30 10.77.3.5  # an alias of .5 in .8/30 (not .8)
+  pktlab run alias -m prefixscan -x 10.77.3.10 10.77.3.5 10.77.3.8/30   # scamper's words
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
