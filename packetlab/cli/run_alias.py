@@ -20,6 +20,7 @@ examples:
   pktlab run alias --method tcp-syn-sport 10.77.3.10 10.77.3.11   # SYNs (ACKs dropped)
   pktlab run alias -f candidates.txt --json             # a list: blanks, lines, # comments
   pktlab run alias --prefixscan 10.77.3.8/30 10.77.3.5  # an alias of .5 in .8/30 (not .8)
+  pktlab run alias -m prefixscan -x 10.77.3.10 10.77.3.5 10.77.3.8/30   # scamper's words
   pktlab run alias --method auto,indirect 10.77.2.2@10.77.3.2:2 10.77.2.9
       # 10.77.2.2 also probed indirectly: echo requests to 10.77.3.2 with TTL 2, whose
       # time exceeded 10.77.2.2 sends (MIDAR's indirect probing)
@@ -69,6 +70,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="scamper's prefixscan: look for an alias of the one ADDR among the "
                    "addresses of B's prefix (LEN 24..31; not B itself, B's router being "
                    "ADDR's neighbour)")  # fmt: skip
+    p.add_argument("-x", "--exclude", action="append", default=[], metavar="ADDR",
+                   help="with --prefixscan: an address of the prefix not to test (scamper's "
+                   "prefixscan -x; repeatable)")  # fmt: skip
     p.add_argument("--indirect-method", default="icmp-echo", metavar="P",
                    choices=("icmp-echo", "udp", "tcp-ack"),
                    help="the indirect method's probes: icmp-echo, udp or tcp-ack (scamper's "
@@ -86,6 +90,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shuffle", action="store_true",
                    help="probe the addresses (and methods) in a new random order every round "
                    "(scamper radargun's -O shuffle) [in the order given]")  # fmt: skip
+    p.add_argument("-m", dest="scamper_method", metavar="METHOD",
+                   help="scamper dealias's -m: radargun or ally (= --single-stage), mercator "
+                   "(one ADDR), prefixscan (A B/LEN: --prefixscan B/LEN A) [MIDAR's]")  # fmt: skip
+    p.add_argument("-O", dest="scamper_options", action="append", default=[], metavar="OPT",
+                   help="scamper dealias's -O: shuffle (= --shuffle); inseq and nobs are "
+                   "refused (ally's tests, which ours replaces)")  # fmt: skip
     p.add_argument("--samples", action="store_true",
                    help="also print every IP-ID sample, with its MIDAR stage")  # fmt: skip
     p.add_argument("--single-stage", action="store_true",
@@ -103,6 +113,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warts", metavar="FILE",
                    help="also write every probing run as scamper's dealias (radargun) records "
                    "to FILE, for sc_warts2json, sc_warts2text, sc_wartsdump")  # fmt: skip
+    p.add_argument("-U", "--userid", type=int, default=0, metavar="N",
+                   help="a number kept in --warts' records (scamper's -U userid) [0]")  # fmt: skip
     pcapout.add_option(p)
 
 
@@ -143,7 +155,10 @@ def _listed(path: str) -> list[tuple[str, str]]:
                     if len(out) > MAX_TARGETS:
                         raise RunError(f"{name}:{n}: more than {MAX_TARGETS} addresses")
     except OSError as e:
-        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}") from None
+        # (scamper dealias's -f is its fudge, a number: say so where it was meant)
+        fudge = " (scamper's -f fudge is not offered: --file lists addresses)"
+        hint = fudge if path.isdigit() and isinstance(e, FileNotFoundError) else ""
+        raise RunError(f"--file {path}: cannot read it: {e.strerror or e}{hint}") from None
     if not out:
         raise RunError(f"--file {path}: no addresses in it")
     return out
@@ -199,7 +214,12 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     )
     from packetlab.measure.midar import StageReport, midar
 
+    _scamper_options(args)
+    _scamper_method(args)
     scan = _prefixscan(args)
+    if getattr(args, "exclude", None) and not scan:  # (scamper: -x for prefixscan only)
+        raise RunError(f"-x/--exclude {args.exclude[0]}: only with --prefixscan B/LEN (scamper's "
+                       "prefixscan -x)")  # fmt: skip
     try:
         methods = parse_methods(args.method)
     except ValueError as e:
@@ -214,10 +234,18 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
                            f"looked for in {args.prefixscan}), not {len(targets)}")  # fmt: skip
         from packetlab.measure.alias_prefixscan import candidates
 
-        scanned = candidates(targets[0], *scan)
+        # (-x: scamper's exclude list, left out of the candidates as its prefixscan does)
+        excluded = set()
+        for x in getattr(args, "exclude", None) or ():
+            try:
+                excluded.add(_ipv4(x, x))
+            except RunError as e:
+                raise RunError(f"-x {e}") from None
+        scanned = [t for t in candidates(targets[0], *scan) if t not in excluded]
         if not scanned:
             raise RunError(f"--prefixscan {args.prefixscan}: no address to test against "
-                           f"{targets[0]} (the prefix holds only it and B)")  # fmt: skip
+                           f"{targets[0]} (the prefix holds only it and B"
+                           f"{', and -x excluded the rest' if excluded else ''})")  # fmt: skip
         targets += scanned
     # (the start-up's source address and the time budget read them; --file's included)
     args.targets = [f"{t}@{via[t][0]}:{via[t][1]}" if t in via else t for t in targets]
@@ -260,6 +288,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         ("--wait", args.wait, 0, 3600),
         ("--window", args.window, 2, float("inf")),
         ("--velocity-ratio", args.velocity_ratio, 1, float("inf")),
+        ("--userid", getattr(args, "userid", 0), 0, 0xFFFFFFFF),  # (scamper's: a uint32)
     )
     flow = indirect_flow(probe)  # (None: the echo requests of the method itself)
     probed_via: dict[str, Any] = (
@@ -385,6 +414,64 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     return with_warts
 
 
+# scamper dealias's -O words ours does not take, and why (one line, exit 2)
+_REFUSED_O = {
+    "inseq": "ally's IDs strictly in sequence; ours orders them within each sample's time "
+    "error (the monotonic bounds test)",
+    "nobs": "ours takes a counter byte-swapped only when swapped it counts 16 times slower",
+}
+
+
+def _scamper_options(args: argparse.Namespace) -> None:
+    """scamper's `-O shuffle` is --shuffle (session 30; it was `unrecognized arguments:
+    -O`); `inseq` and `nobs` tune ally's test, not offered."""
+    for word in getattr(args, "scamper_options", None) or ():
+        if word.lower() == "shuffle":  # (scamper's words are case-insensitive)
+            args.shuffle = True
+        elif word.lower() in _REFUSED_O:
+            raise RunError(f"-O {word}: not offered ({_REFUSED_O[word.lower()]})")
+        else:
+            raise RunError(f"-O {word}: scamper dealias's options are shuffle, inseq, nobs "
+                           "(only shuffle is offered)")  # fmt: skip
+
+
+# scamper dealias's -m methods ours has no counterpart for, and why
+_REFUSED_M = {
+    "bump": "another algorithm than MIDAR's",
+    "midarest": "not in scamper 20211212 either; MIDAR's stages are ours without -m",
+    "midardisc": "not in scamper 20211212 either; MIDAR's stages are ours without -m",
+}
+
+
+def _scamper_method(args: argparse.Namespace) -> None:
+    """scamper's `dealias -m METHOD ...` read as ours (session 30; it was `unrecognized
+    arguments: -m`): radargun and ally probe once and test every pair (--single-stage);
+    mercator takes one address; prefixscan takes `A B/LEN` as scamper's."""
+    method = getattr(args, "scamper_method", None)
+    if method is None:
+        return
+    m = method.lower()  # (scamper's are case-insensitive)
+    if m in ("radargun", "ally"):
+        if m == "ally" and len(args.targets) != 2 and not getattr(args, "file", None):
+            raise RunError(f"-m ally: give two addresses (scamper's ally tests one pair), not "
+                           f"{len(args.targets)}")  # fmt: skip
+        args.single_stage = True
+    elif m == "mercator":
+        if len(args.targets) != 1 or getattr(args, "file", None):
+            raise RunError("-m mercator: give one address (scamper's dealias -m mercator A)")
+    elif m == "prefixscan":
+        if getattr(args, "prefixscan", None) is None:
+            if len(args.targets) != 2 or "/" not in args.targets[1]:
+                raise RunError("-m prefixscan: give A B/LEN (scamper's dealias -m prefixscan "
+                               "A B/LEN; or --prefixscan B/LEN A)")  # fmt: skip
+            args.prefixscan = args.targets.pop()
+    elif m in _REFUSED_M:
+        raise RunError(f"-m {method}: not offered ({_REFUSED_M[m]})")
+    else:
+        raise RunError(f"-m {method}: scamper dealias's methods are ally, bump, mercator, "
+                       "prefixscan, radargun")  # fmt: skip
+
+
 def _prefixscan(args: argparse.Namespace) -> tuple[str, int] | None:
     """--prefixscan B/LEN as (B, LEN), or None."""
     text = getattr(args, "prefixscan", None)
@@ -421,7 +508,8 @@ def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Name
     from packetlab.measure.warts import alias_warts
 
     host = socket.gethostname() if Link.from_args(args).in_process else ""
-    data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host)
+    data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host,
+                       userid=getattr(args, "userid", 0))  # fmt: skip
     with open(path, "wb") as out:
         out.write(data)
 
@@ -465,7 +553,8 @@ def row(r: Record) -> str | None:
         if "via" in r:  # probed indirectly (too): through which destination, at which TTL
             by = f", {r['via']['probe']}" if "probe" in r["via"] else ""
             addr += f" (TTL {r['via']['ttl']} to {r['via']['dst']}{by})"
-        return f"# {addr}: {r['samples']} samples from {r['endpoints']} endpoint(s), {v}"
+        n = r["samples"]  # ("1 samples" before session 30)
+        return f"# {addr}: {n} sample{'' if n == 1 else 's'} from {r['endpoints']} endpoint(s), {v}"
     if t == "alias":
         if r.get("by") == ["mercator"]:  # no IP-ID evidence: say what is
             return f"{r['a']} {r['b']}  # common source address (Mercator)"

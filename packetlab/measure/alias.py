@@ -171,6 +171,9 @@ class ProbeLog:
     tx_ns: int | None
     reply: Reply | None = None
     rx_ns: int | None = None
+    # later copies of the reply (a duplicating link: (reply, rx ns)), kept for the warts
+    # as scamper's dealias keeps every reply; the sample is the first's
+    more: tuple[tuple[Reply, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -434,6 +437,8 @@ async def _probe_from(
         if i % 64 == 63:
             await session.wait_writable()
     got: dict[int, tuple[int, int, Reply]] = {}  # slot -> (recv endpoint ns, ip id, reply)
+    done: dict[Any, int] = {}  # the key of an answered probe -> its slot
+    again: dict[int, list[tuple[int, Reply]]] = defaultdict(list)  # slot -> later copies
     try:
         queued = [await d for d in sends]
         reactor = session.reactor
@@ -467,17 +472,22 @@ async def _probe_from(
                 continue
             key = parsed[0].key
             which = table.get(key)
+            answered = done.get(key)
             if which is None and key.proto == 17 and parsed[0].quoted_sum is not None:
                 # (a Paris UDP probe, `FlowProbe`'s: told by its checksum)
                 key = dataclasses.replace(key, seq=parsed[0].quoted_sum)
                 which = table.get(key)
             if which is None:
+                answered = answered if answered is not None else done.get(key)
+                if answered in got and _answers(parsed[0], *jobs[slots[answered][1]]):
+                    again[answered].append((parsed[1], parsed[0]))  # (the same reply again)
                 continue
             if not _answers(parsed[0], *jobs[slots[which][1]]):
                 if unreached is not None and parsed[0].kind is ReplyKind.DEST_UNREACHABLE:
                     unreached.setdefault(jobs[slots[which][1]][0], _unreach_text(parsed[0]))
                 continue
             table.pop(key)
+            done[key] = which
             if parsed[0].ip_id is not None:
                 got[which] = (parsed[1], parsed[0].ip_id, parsed[0])
         sent = []
@@ -505,6 +515,7 @@ async def _probe_from(
                 None if tx is None else model.to_local(tx),
                 None if answer is None else answer[2],
                 None if answer is None else model.to_local(answer[0]),
+                tuple((r, model.to_local(ns)) for ns, r in again.get(i, ())),
             ))  # fmt: skip
     out = []
     clock_err = min(r.error_ns for r in model.rounds)

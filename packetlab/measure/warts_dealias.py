@@ -40,7 +40,7 @@ PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1,  # (e
                     "tcp-ack-sport": 4, "udp-dport": 5,
                     "tcp-syn-sport": PROBEDEF_TCP_SYN_SPORT}  # fmt: skip
 TCP_SYN = 0x02
-_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC = 1, 2, 3, 4, 6
+_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC, _D_USERID = 1, 2, 3, 4, 6, 7
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _RG_FLAGS, RADARGUN_SHUFFLE = 6, 0x01  # (-O shuffle: sc_wartsdump's "flags: shuffle")
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
@@ -84,6 +84,7 @@ def dealias_object(
     cycle_id: int = 1,
     start_ns: int | None = None,
     flows: bool = False,
+    userid: int = 0,
 ) -> bytes:
     """scamper's dealias record (method radargun) of one probing run: the run's fields,
     one probe definition per (endpoint's source, target, method) in order of first use,
@@ -94,7 +95,7 @@ def dealias_object(
     -i DST -t TTL``: method icmp-echo, the destination beyond the router and the TTL;
     its replies are the router's time exceeded messages; with `flows` (IPv4) each is a
     Paris probe of a trace's flow (`--multilevel`'s), defined as its packet is
-    (`_flow_definition`)."""
+    (`_flow_definition`). `userid`: scamper's `-U`, written when not 0 (as scamper)."""
     table = AddressTable()
     defs: dict[tuple[str, str, str], int] = {}
     first: list[Any] = []
@@ -118,6 +119,8 @@ def dealias_object(
     }
     if sent:
         fields[_D_PROBEC] = u32(len(sent))
+    if userid:
+        fields[_D_USERID] = u32(userid)
     wait_probe = min(0xFFFF, max(1, round(run.spacing * 1000)))
     per_round = len(defs)
     rg = {
@@ -164,23 +167,23 @@ def dealias_object(
         pf: dict[int, bytes] = {_DP_TX: timeval(p.tx_ns)}
         if which:
             pf[_DP_DEF] = u32(which)
-        if p.reply is not None:
-            pf[_DP_REPLYC] = u16(1)
+        if p.reply is not None:  # (and its copies: a duplicating link's, as scamper's)
+            pf[_DP_REPLYC] = u16(min(0xFFFF, 1 + len(p.more)))
         if ipaddress.ip_address(p.addr).version == 4:
             pf[_DP_IPID] = u16(p.probe.ip_id or 0)
         if p.seq:
             pf[_DP_SEQ] = u32(p.seq)
         out.append(params(pf))
         if p.reply is not None:
-            out.append(params(_dealias_reply(p, table)))
+            for r, rx_ns in ((p.reply, p.rx_ns), *p.more[:0xFFFE]):
+                out.append(params(_dealias_reply(r, rx_ns, table)))
     return record(OBJ_DEALIAS, b"".join(out))
 
 
-def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
-    r = p.reply
+def _dealias_reply(r: Any, rx_ns: int | None, table: AddressTable) -> dict[int, bytes]:
     fields: dict[int, bytes] = {_DR_TTL: u8(r.ttl)}
-    if p.rx_ns is not None:
-        fields[_DR_RX] = timeval(p.rx_ns)
+    if rx_ns is not None:
+        fields[_DR_RX] = timeval(rx_ns)
     if r.ip_id:  # scamper leaves an ID of 0 out
         fields[_DR_IPID] = u16(r.ip_id)
     if r.icmp_type is not None:
@@ -197,11 +200,11 @@ def _dealias_reply(p: Any, table: AddressTable) -> dict[int, bytes]:
 
 
 def alias_warts(
-    runs: Iterable[ProbeRun], *, start_s: int, stop_s: int, hostname: str = ""
+    runs: Iterable[ProbeRun], *, start_s: int, stop_s: int, hostname: str = "", userid: int = 0
 ) -> bytes:
     """A whole warts file for an alias run: list, cycle start, one dealias record per
     probing run (a MIDAR stage's, or each discovery window's), cycle stop."""
-    body = b"".join(dealias_object(run) for run in runs if run.probes)
+    body = b"".join(dealias_object(run, userid=userid) for run in runs if run.probes)
     return (
         list_object()
         + cycle_start_object(start_s, hostname=hostname)

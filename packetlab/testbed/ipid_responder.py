@@ -100,6 +100,38 @@ class Counter:
         return self.value
 
 
+class Odd:
+    """How the responder misbehaves for some addresses (session 30, the odd responders
+    beside scamper's dealias): `every[ADDR] = N` sends only every N-th reply for ADDR
+    (a router that answers some probes only), `rate[ADDR] = N` at most N a second (a
+    token bucket holding N, as a router rate-limiting its ICMP), `duplicate`: each reply
+    sent twice (a duplicating link: the same packet, one IP-ID). A reply not sent was
+    numbered all the same (as one lost on the way back: its counter moved one on)."""
+
+    def __init__(self, every: Mapping[bytes, int] | None = None,
+                 rate: Mapping[bytes, float] | None = None,
+                 duplicate: set[bytes] | None = None) -> None:  # fmt: skip
+        self.every, self.rate = dict(every or {}), dict(rate or {})
+        self.duplicate = set(duplicate or ())
+        self.seen: dict[bytes, int] = {}
+        self.tokens: dict[bytes, tuple[float, float]] = {}  # addr -> (tokens, at)
+
+    def copies(self, dst: bytes, now: float) -> int:
+        """How many times to send the reply to a probe for `dst` (0: none)."""
+        n = self.seen[dst] = self.seen.get(dst, 0) + 1
+        if dst in self.every and n % self.every[dst] != 0:
+            return 0
+        if dst in self.rate:
+            per_s = self.rate[dst]
+            tokens, at = self.tokens.get(dst, (per_s, now))
+            tokens = min(per_s, tokens + (now - at) * per_s)
+            if tokens < 1:
+                self.tokens[dst] = (tokens, now)
+                return 0
+            self.tokens[dst] = (tokens - 1, now)
+        return 2 if dst in self.duplicate else 1
+
+
 def _df(ident: int) -> int:
     """The fragment field: DF with an IP-ID of 0, as Linux numbers its DF replies 0 (and
     a raw socket's header with ID 0 and no DF gets an ID from the kernel, not 0)."""
@@ -121,6 +153,7 @@ def answer(
     labels: Mapping[bytes, bytes] | None = None,
     sources: Mapping[bytes, bytes] | None = None,
     udp_ports: int = 1,
+    echo_from: Mapping[bytes, bytes] | None = None,
 ) -> bytes | None:
     """The reply to an IPv4 probe for one of our addresses by a method its group answers
     (echo reply, RST to a bare ACK, port unreachable to `udp_port`), or to an echo
@@ -150,7 +183,7 @@ def answer(
     if counter is None:
         return None
     if proto == socket.IPPROTO_ICMP and "icmp-echo" in how:
-        return reply(packet, counters)
+        return reply(packet, counters, (echo_from or {}).get(dst))
     seg = packet[ihl:]
     if proto == socket.IPPROTO_TCP and how & {"tcp-ack", "tcp-syn"} and len(seg) >= 20:
         sport, dport, seq, ack, off, flags = struct.unpack_from("!HHIIBB", seg)
@@ -176,8 +209,11 @@ def answer(
     return None
 
 
-def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
-    """The echo reply to an IPv4 echo request for one of our addresses, else None."""
+def reply(
+    packet: bytes, counters: dict[bytes, Counter], source: bytes | None = None
+) -> bytes | None:
+    """The echo reply to an IPv4 echo request for one of our addresses, else None; from
+    `source` when given (a host answering from another address)."""
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -192,7 +228,7 @@ def reply(packet: bytes, counters: dict[bytes, Counter]) -> bytes | None:
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     ident = counter.next()
     head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), ident, _df(ident), 64,
-                       socket.IPPROTO_ICMP, 0, dst, src)  # fmt: skip
+                       socket.IPPROTO_ICMP, 0, source or dst, src)  # fmt: skip
     head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
     return head + body
 
@@ -219,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mpls", action="append", default=[], metavar="ADDR=LABEL[/LABEL...]",
                     help="ADDR's time exceeded (--ttl-exceeded) carries this MPLS label "
                     "stack, top first (repeatable)")  # fmt: skip
+    ap.add_argument("--echo-from", action="append", default=[], metavar="ADDR=SRC",
+                    help="the echo reply for ADDR comes from SRC (repeatable)")  # fmt: skip
+    ap.add_argument("--answer-every", action="append", default=[], metavar="ADDR=N",
+                    help="answer only every N-th probe to ADDR (repeatable)")  # fmt: skip
+    ap.add_argument("--rate-limit", action="append", default=[], metavar="ADDR=N",
+                    help="answer at most N probes to ADDR a second (repeatable)")  # fmt: skip
+    ap.add_argument("--duplicate", action="append", default=[], metavar="ADDR",
+                    help="send each reply to a probe of ADDR twice (repeatable)")  # fmt: skip
     ap.add_argument("--velocity", type=float, default=100.0, help="IDs per second [100]")
     ap.add_argument("--quiet-kernel", action="store_true",
                     help="set net.ipv4.icmp_echo_ignore_all=1 here first")  # fmt: skip
@@ -266,6 +310,17 @@ def main(argv: list[str] | None = None) -> int:
         if a not in counters:
             ap.error(f"--errors-from {spec}: {addr} is in no --group")
         sources[a] = o
+
+    echo_from = {ipaddress.IPv4Address(a.strip()).packed: ipaddress.IPv4Address(o.strip()).packed
+                 for a, _, o in (x.partition("=") for x in args.echo_from)}  # fmt: skip
+
+    def addr_n(spec: str) -> tuple[bytes, float]:
+        addr, _, n = spec.partition("=")
+        return ipaddress.IPv4Address(addr.strip()).packed, float(n)
+
+    odd = Odd({a: int(n) for a, n in map(addr_n, args.answer_every)},
+              dict(map(addr_n, args.rate_limit)),
+              {ipaddress.IPv4Address(a).packed for a in args.duplicate})  # fmt: skip
     if args.quiet_kernel:
         subprocess.run(["sysctl", "-q", "-w", "net.ipv4.icmp_echo_ignore_all=1"], check=True)
     rxs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, p)
@@ -286,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             if rx in bound:
                 continue  # the datagram itself, answered from its raw copy
             out = answer(packet, counters, methods, args.udp_port, expire, labels, sources,
-                         args.udp_ports)  # fmt: skip
+                         args.udp_ports, echo_from)  # fmt: skip
             if out is not None:
-                tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
+                for _ in range(odd.copies(packet[16:20], time.monotonic())):
+                    tx.sendto(out, (socket.inet_ntoa(packet[12:16]), 0))
 
 
 if __name__ == "__main__":

@@ -231,9 +231,9 @@ def test_prefixscan_beside_scampers(tb: Testbed) -> None:
     # scamper's `dealias -m prefixscan -p '-P icmp-echo' A B/LEN` and ours `--prefixscan
     # B/LEN A`: the alias of PS_A in .56/30 is PS_B (.59 does not answer; .56 is never
     # probed); in .58/31 the partner of .58 is .59: none
-    def scamper(prefix: str) -> dict[str, Any]:
-        out = tool(tb, "scamper", "-O", "json", "-I",
-                   f"dealias -m prefixscan -W 100 -p '-P icmp-echo' {PS_A} {prefix}")  # fmt: skip
+    def scamper(prefix: str, x: str = "") -> dict[str, Any]:
+        command = f"dealias -m prefixscan -W 100 {x}-p '-P icmp-echo' {PS_A} {prefix}"
+        out = tool(tb, "scamper", "-O", "json", "-I", command)
         (d,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "dealias"]
         return d
 
@@ -249,6 +249,14 @@ def test_prefixscan_beside_scampers(tb: Testbed) -> None:
         assert mine("10.77.2.56/30", *how) == {"aliases": [PS_B], "verdict": "aliases"}
     assert scamper("10.77.2.58/31")["result"] == "none"
     assert mine("10.77.2.58/31", "--single-stage") == {"aliases": [], "verdict": "none"}
+    # -x (session 30): PS_B excluded, only .59 (silent) is left: none by both
+    theirs = scamper("10.77.2.56/30", f"-x {PS_B} ")
+    assert theirs["result"] == "none" and theirs["xs"] == [PS_B]
+    assert mine("10.77.2.56/30", "--single-stage", "-x", PS_B) == {"aliases": [], "verdict": "none"}
+    # scamper's own words (session 30): -m prefixscan A B/LEN, -W, -x
+    records = ours(tb, "--method", "icmp-echo", "-m", "prefixscan", "-W", "10", "-x", "10.77.2.59",
+                   PS_A, "10.77.2.56/30")  # fmt: skip
+    assert [r["aliases"] for r in records if r["type"] == "prefixscan"] == [[PS_B]]
 
 
 def test_shuffle_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:

@@ -290,6 +290,60 @@ def test_cli_warts_holds_every_probe_and_the_ip_ids_of_the_samples(
     assert sorted(got) == sorted(samples) and len(samples) > 10
 
 
+@pytest.mark.parametrize("method", ["icmp-echo", "tcp-ack", "udp"])
+def test_a_duplicated_reply_is_one_sample_and_two_warts_replies(method: str) -> None:
+    # a duplicating link (every reply twice, the same packet): one sample a probe, as
+    # before; scamper's dealias keeps both replies in its warts record (replyc 2, seen
+    # in the testbed); ours wrote the first only (session 30)
+    from packetlab.measure.alias import ProbeRun
+    from packetlab.measure.warts_dealias import dealias_object
+    from packetlab.measure.warts_read import read_warts
+
+    rig = rig_with(routers())
+    once = rig.endpoint.answers
+
+    def twice(probe: bytes) -> list[tuple[float, bytes]]:
+        return [x for d, pkt in once(probe) for x in ((d, pkt), (d + 0.0005, pkt))]
+
+    rig.endpoint.answers = twice  # type: ignore[method-assign]
+    pair = {"icmp-echo": [ICMP_C, TCP_A], "tcp-ack": [TCP_A, TCP_B], "udp": [UDP_A, UDP_B]}
+    runs: list[ProbeRun] = []
+    got = rig.run(collect_ip_ids([rig.session], pair[method], rounds=4, wait=0.5, runs=runs,
+                                 method=method))  # fmt: skip
+    answered = [p for p in runs[0].probes if p.reply is not None]
+    assert len(got) == len(answered) == 4 * (1 if method == "icmp-echo" else 2)
+    # (the run stops waiting once every probe is answered: the last copy may be left)
+    copies = [len(p.more) for p in answered]
+    assert copies[:-1] == [1] * (len(answered) - 1) and copies[-1] in (0, 1)
+    assert all(
+        p.reply is not None and p.reply.ip_id == r.ip_id for p in answered for r, _ in p.more
+    )
+    (d,) = read_warts(dealias_object(runs[0]))
+    replies = [len(p["replies"]) for p in d.probes if p["replies"]]
+    assert replies == [1 + n for n in copies]
+
+
+def test_cli_warts_userid_is_scampers_U(tmp_path: Any) -> None:
+    # scamper dealias's `-U userid` (its warts record's userid, flag 7): ours had no -U
+    # (`unrecognized arguments`, exit 2); written when not 0, as scamper's (session 30)
+    from twisted.internet.defer import Deferred
+
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import build_parser
+    from packetlab.cli.run_command import Progress
+    from packetlab.measure.warts_format import OBJ_DEALIAS
+    from packetlab.measure.warts_read import read_warts
+
+    for given, written in (([], None), (["-U", "4294967295"], 4294967295)):
+        out = tmp_path / "u.warts"
+        argv = ["alias", "--wait", "0.5", "--single-stage", "--warts", str(out), *given, *ALL]
+        rig = rig_with(routers())
+        run = run_alias.experiment(build_parser().parse_args(argv), lambda r: None, Progress())
+        rig.run(Deferred.fromCoroutine(run([rig.session])))
+        (d,) = [o for o in read_warts(out.read_bytes()) if o.kind == OBJ_DEALIAS]
+        assert d.fields.get(7) == written
+
+
 # Indirect probing (MIDAR's; scamper's probe definitions with a TTL): HIDDEN answers no
 # probe to itself, but it is the router two hops out on the way to FAR, where echo
 # requests with TTL 2 expire: its time exceeded is numbered from the counter it shares

@@ -420,6 +420,40 @@ def test_cli_prefixscan_reports_the_aliases_of_a_in_bs_prefix() -> None:
             run_alias.experiment(args, lambda r: None, Progress())
 
 
+def test_prefixscan_exclude_leaves_addresses_out_as_scampers_x() -> None:
+    # scamper's `dealias -m prefixscan -x X A B/LEN` (session 30): X is not probed (its
+    # JSON `xs`); ours had no -x: `-x: unrecognized arguments` ... exit 2
+    from packetlab.cli import run_alias
+    from packetlab.cli.run import RunError, build_parser
+    from packetlab.cli.run_command import Progress
+
+    def run(*argv: str) -> tuple[list[dict[str, Any]], set[str]]:
+        args = build_parser().parse_args(["alias", "--wait", "0.5", *argv])
+        records: list[dict[str, Any]] = []
+        rig = rig_with(routers())
+        go = run_alias.experiment(args, records.append, Progress())
+        rig.run(Deferred.fromCoroutine(go([rig.session])))
+        return records, {s[0] for s in _sent(rig)}
+
+    scan = ["--single-stage", "--method", "udp-dport", "--prefixscan", "10.77.4.22/30"]
+    records, sent = run(*scan, "-x", DP_E, DP_D)
+    assert DP_E not in sent and sent == {DP_D, "10.77.4.23"}
+    (found,) = [r for r in records if r["type"] == "prefixscan"]
+    assert found["aliases"] == [] and run_alias.summary(records)["verdict"] == "none"
+    records, sent = run(*scan, "--exclude", "10.77.4.23", "-x", "10.9.9.9", DP_D)
+    assert sent == {DP_D, DP_E}  # (an address outside the prefix: nothing to leave out)
+    assert [r["aliases"] for r in records if r["type"] == "prefixscan"] == [[DP_E]]
+    for argv, said in (
+        (["-x", DP_E, DP_D, DP_E], "-x/--exclude 10.77.4.21: only with --prefixscan"),
+        ([*scan[3:], "-x", "hello", DP_D], "-x 'hello' is not an IP address"),
+        ([*scan[3:], "-x", DP_E, "-x", "10.77.4.23", DP_D],
+         "no address to test against 10.77.4.20 \\(the prefix holds only it and B, and -x"),
+    ):  # fmt: skip
+        args = build_parser().parse_args(["alias", *argv])
+        with pytest.raises(RunError, match=said):
+            run_alias.experiment(args, lambda r: None, Progress())
+
+
 def test_shuffle_probes_each_round_in_a_new_order() -> None:
     # scamper's radargun -O shuffle (tcpdump/warts: a new order of its definitions every
     # round); without it, every round in the order given; warts radargun flags "shuffle"
