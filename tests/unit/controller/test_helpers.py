@@ -3,6 +3,7 @@ exchanges, scheduled trains."""
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import itertools
 import struct
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from ctl_fakes import BASE_NS, FakeEndpoint, Rig, result_of
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from packetlab.controller import (
     ClockSample,
@@ -177,6 +179,41 @@ def test_udp_exchange_timeout_without_replies() -> None:
     assert got.replies == [] and got.end == "timeout"
     assert got.sent[0].time is not None
     assert rig.clock.seconds() >= 0.5
+
+
+def unhandled_errors(run: Any) -> list[str]:
+    """The failures logged (as "Unhandled error in Deferred") while `run()` and a
+    collection ran."""
+    seen: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if "log_failure" in event:  # (Twisted logs the words, then the failure alone)
+            seen.append(event["log_failure"].getErrorMessage())
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        run()
+        gc.collect()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    return seen
+
+
+def test_udp_exchange_of_a_str_is_one_type_error_and_sends_nothing() -> None:
+    # session 30 (eyes30): udp_exchange(s, h, p, "hello") sent one nsend per character,
+    # raised the first's TypeError and logged four "Unhandled error in Deferred" tracebacks
+    requests: list[str] = []
+
+    def run() -> None:  # the rig is dropped with it: an unhandled failure is logged then
+        rig = Rig()
+        with pytest.raises(TypeError, match=r"payloads must be bytes, got str \(encode it"):
+            rig.run(udp_exchange(rig.session, "127.0.0.1", 9, "hello"))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"udp_exchange payloads\[1\] must be bytes, got str"):
+            rig.run(udp_exchange(rig.session, "127.0.0.1", 9, [b"ok", "no"]))  # type: ignore[list-item]
+        requests.extend(rig.endpoint.requests())
+
+    assert unhandled_errors(run) == []
+    assert "nsend" not in requests and "nopen" not in requests
 
 
 def test_send_train_reports_intended_and_sent_times() -> None:
