@@ -186,6 +186,10 @@ def _ns(value: float, what: str) -> int:
     if isinstance(value, float):
         if value in (float("inf"), float("-inf")):
             raise ValueError(f"{what} must be a finite number of ns, got {value!r}")
+        if value and not round(value):  # gap=0.001 meant a ms: it was a silent 0 ns
+            raise ValueError(
+                f"{what} is in ns: {value!r} ns rounds to 0 (1 ms is 1e6; give 0 for none)"
+            )
         return round(value)
     return value
 

@@ -428,6 +428,18 @@ def test_send_train_takes_a_gap_written_as_a_float() -> None:
         rig.run(send_train(rig.session, "127.0.0.1", 9, 3, "1ms"))  # type: ignore[arg-type]
 
 
+def test_a_gap_in_the_wrong_unit_that_rounds_to_no_gap_says_the_unit() -> None:
+    # session 30 (eyes30): send_train(s, h, p, 50, 0.001) (a ms written in seconds) sent
+    # its 50 packets at once, a report with gap=0 and no word
+    rig = Rig()
+    with pytest.raises(ValueError, match=r"gap is in ns: 0\.001 ns rounds to 0 \(1 ms is 1e6"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 0.001))
+    with pytest.raises(ValueError, match=r"lead is in ns: 0\.02 ns rounds to 0"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1e6, lead=0.02))
+    assert "nsend" not in rig.endpoint.requests()
+    assert rig.run(send_train(rig.session, "127.0.0.1", 9, 2, 0.0, lead=0.0)).gap == 0
+
+
 def test_wait_connected_on_a_udp_socket_says_it_is_for_tcp() -> None:
     # Was "TCP connect on socket 0 failed: not established within 5 s", 5 s later.
     rig = Rig()
