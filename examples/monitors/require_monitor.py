@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, task
-
+from packetlab.cli.interrupt import run_reactor
 from packetlab.controller import ControllerError, EndpointSession, RequestFailed
 from packetlab.controller.local import run_with_local_endpoint
 from packetlab.monitor.abi import encode
@@ -47,24 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     programs = [encode(m.read_bytes()) for m in args.monitors]
 
-    code = [0]
-
-    async def run(reactor: Any) -> None:
+    async def run(reactor: Any, stop: Any) -> int:
         try:
             lines = await run_with_local_endpoint(
                 reactor, experiment, home=args.home, programs=programs
             )
         except ControllerError as e:
             print(f"experiment refused: {e}")
-            code[0] = 1  # a refused experiment is a failure (it exited 0)
-            return
+            return 1  # a refused experiment is a failure (it exited 0)
         print("\n".join(lines))
+        return 0
 
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
-    except SystemExit:  # react's own exit, always 0 here
-        pass
-    return code[0]
+    # run_reactor, as the other examples: a Ctrl-C is one line and status 130 (with
+    # task.react it was status 0 and nothing said)
+    return run_reactor(run, prog=Path(sys.argv[0]).name)
 
 
 if __name__ == "__main__":

@@ -73,13 +73,21 @@ __all__ = [
 class Link:
     """Where the endpoint is and how the link is secured (see the module docstring).
 
-    `listen`: None for an in-process endpoint, else the Twisted server endpoint string to
-    wait on. `home`: the `--home` given (None: the default home). `plaintext`: no TLS.
+    `listen`: None for an in-process endpoint, else where to wait: a Twisted server
+    endpoint string (`tcp:20556:interface=127.0.0.1`) or what --listen takes (`20556`,
+    `127.0.0.1:20556`, `[::1]:20556`). `home`: the `--home` given (a `pktlab init`
+    directory; None: the default home). `plaintext`: no TLS.
     """
 
     listen: str | None = None
     home: Path | None = None
     plaintext: bool = False
+
+    def __post_init__(self) -> None:
+        # `listen` also takes what --listen takes (PORT, HOST:PORT, [V6]:PORT): in code
+        # those were Twisted's "Unknown endpoint type: '127.0.0.1'" (session 30, eyes30).
+        if self.listen is not None and _bare_listen(self.listen):
+            object.__setattr__(self, "listen", listen_description(self.listen))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Link:
@@ -108,6 +116,18 @@ class Link:
             if lacking(h.root, DEMO_LINK_FILES):
                 return f"TLS 1.3, demo PPKS certificates from {demo_link_cache()}"
         return f"TLS 1.3, PPKS certificates from {self.home or ppks.default_home()}"
+
+
+def _bare_listen(text: str) -> bool:
+    """PORT, HOST:PORT or [V6]:PORT rather than a Twisted endpoint string."""
+    text = text.strip()
+    if text.isdigit() or text.startswith("["):
+        return True
+    try:
+        ipaddress.ip_address(text.rpartition(":")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def route_source(dst: Address) -> Address:

@@ -21,7 +21,13 @@ def parse_address(addr: AddressLike) -> IPAddress:
     try:
         return ipaddress.ip_address(addr)
     except ValueError:
-        raise ValueError(f"not an IP address: {addr!r}") from None
+        # A host name is the first thing a newcomer passes ("localhost"): say why it fails.
+        hint = (
+            " (a host name? the controller API takes IP addresses and resolves no names)"
+            if isinstance(addr, str) and any(c.isalpha() for c in addr) and ":" not in addr
+            else ""
+        )
+        raise ValueError(f"not an IP address: {addr!r}{hint}") from None
 
 
 def family_of(addr: IPAddress) -> Family:

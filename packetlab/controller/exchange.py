@@ -17,7 +17,7 @@ from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
 from packetlab.controller.errors import ConnectFailed, ControllerError
 from packetlab.controller.info import read_socket_state
-from packetlab.controller.requests import DEFAULT_RBUFSZ
+from packetlab.controller.requests import DEFAULT_RBUFSZ, as_bytes
 from packetlab.controller.sockets import _nstat_name
 from packetlab.wire import Ndata, Nstat, NstatCode, Ntag, Proto, SocketState, vmem
 
@@ -319,7 +319,14 @@ async def udp_exchange(
     until `expect` replies came (default: one per datagram) or `timeout` seconds (local)
     after the sends were queued. Every datagram's send time comes from its ntag."""
     ra = parse_address(host)
-    items = [payloads] if isinstance(payloads, bytes | bytearray) else list(payloads)
+    # Checked before anything is sent: a str was iterated as one datagram per character,
+    # and each nsend past the first failed unawaited ("Unhandled error in Deferred").
+    if isinstance(payloads, bytes | bytearray | memoryview):
+        items = [bytes(payloads)]
+    elif isinstance(payloads, str):
+        items = [as_bytes(payloads, "udp_exchange payloads")]  # TypeError: encode it
+    else:
+        items = [as_bytes(p, f"udp_exchange payloads[{i}]") for i, p in enumerate(payloads)]
     want = len(items) if expect is None else expect
     if sktid is None:
         sktid = session.free_sktid()

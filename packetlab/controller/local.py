@@ -246,6 +246,17 @@ async def run_with_local_endpoint(
         ep_args = ["-c", str(h.root / "endpt.conf"), "--snikey", snikey, *ep_args]
     addr: Any = port.getHost()
     ep = LocalEndpoint.spawn(reactor, f"{addr.host}:{addr.port}", args=ep_args, plaintext=plaintext)
+
+    async def shutdown() -> None:  # the endpoint goes with the run, or with the reactor
+        await ep.stop(reactor)
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # A reactor stopped under the run (a Ctrl-C or SIGTERM to this process alone, as
+    # `timeout` sends it) never resumes it: the child endpoint was left running, orphaned.
+    trigger = reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: defer.ensureDeferred(shutdown())
+    )
     try:
         # Wait for the outcome (or its timeout); an endpoint exit before any connection
         # ends the wait early.
@@ -283,7 +294,6 @@ async def run_with_local_endpoint(
             value.raiseException()
         return cast(Outcome[T], value).unwrap()
     finally:
+        reactor.removeSystemEventTrigger(trigger)
         await ctl.stop()
-        await ep.stop(reactor)
-        for path in cleanup:
-            shutil.rmtree(path, ignore_errors=True)
+        await shutdown()

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
 from packetlab.controller.clock import read_time
-from packetlab.controller.errors import RequestFailed, SessionClosed
+from packetlab.controller.errors import RequestFailed, SessionClosed, SocketClosed
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.stop import StopSignal
@@ -186,6 +186,10 @@ def _ns(value: float, what: str) -> int:
     if isinstance(value, float):
         if value in (float("inf"), float("-inf")):
             raise ValueError(f"{what} must be a finite number of ns, got {value!r}")
+        if value and not round(value):  # gap=0.001 meant a ms: it was a silent 0 ns
+            raise ValueError(
+                f"{what} is in ns: {value!r} ns rounds to 0 (1 ms is 1e6; give 0 for none)"
+            )
         return round(value)
     return value
 
@@ -307,6 +311,11 @@ async def send_train(
         while flow.pending and flow.failure is None:
             if stop is not None and stop.requested:
                 await _wind_down(flow, session, offset, stop_wait)
+                # Closed before the report is written: a packet that leaves before the
+                # endpoint takes the nclose has its ntag ahead of the answer, so it counts
+                # as sent (it said "stopped" while the sink had it: session 30, eyes30).
+                flow.closing = True
+                await _close_quietly(session, sktid)
                 break
             # One wait for every ntag, not a timer per packet: with the endpoint in this
             # process, that per-packet work ran in the gaps of the train it measures.
@@ -443,6 +452,7 @@ class _Flow:
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
         self.settled = False  # the report is written: later ntags and errors are ignored
+        self.closing = False  # a stop closes the socket: its SocketClosed ends no packet
         self._room: list[tuple[int, Deferred[None]]] = []
 
     @property
@@ -496,7 +506,7 @@ class _Flow:
         self._done(i)
 
     def _not_sent(self, f: Failure, i: int) -> None:
-        if not self.settled:
+        if not self.settled and not (self.closing and f.check(SocketClosed)):
             err = f.value  # a short reason, the same for every packet it cut
             why = err.reason if isinstance(err, SessionClosed) else None
             self.report.errors[i] = why or getattr(err, "name", None) or str(err)

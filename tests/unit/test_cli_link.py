@@ -65,6 +65,10 @@ def test_route_source() -> None:
 )
 def test_listen_description(text: str, expected: str) -> None:
     assert listen_description(text) == expected
+    # session 30 (eyes30): Link(listen="127.0.0.1:20556") in code failed with Twisted's
+    # "Unknown endpoint type: '127.0.0.1'" once run_on_link listened
+    assert Link(listen=text).listen == expected
+    assert Link(text, None, True) == Link(expected, None, True)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ exchanges, scheduled trains."""
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import itertools
 import struct
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from ctl_fakes import BASE_NS, FakeEndpoint, Rig, result_of
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from packetlab.controller import (
     ClockSample,
@@ -179,6 +181,42 @@ def test_udp_exchange_timeout_without_replies() -> None:
     assert rig.clock.seconds() >= 0.5
 
 
+def unhandled_errors(run: Any) -> list[str]:
+    """The failures logged (as "Unhandled error in Deferred") while `run()` and a
+    collection ran."""
+    seen: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "log_failure" in event:  # (Twisted logs the words, then the failure alone)
+            seen.append(event["log_failure"].getErrorMessage())
+
+    observer: Any = observe  # an ILogObserver: a callable taking the event dict
+    globalLogPublisher.addObserver(observer)
+    try:
+        run()
+        gc.collect()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    return seen
+
+
+def test_udp_exchange_of_a_str_is_one_type_error_and_sends_nothing() -> None:
+    # session 30 (eyes30): udp_exchange(s, h, p, "hello") sent one nsend per character,
+    # raised the first's TypeError and logged four "Unhandled error in Deferred" tracebacks
+    requests: list[str] = []
+
+    def run() -> None:  # the rig is dropped with it: an unhandled failure is logged then
+        rig = Rig()
+        with pytest.raises(TypeError, match=r"payloads must be bytes, got str \(encode it"):
+            rig.run(udp_exchange(rig.session, "127.0.0.1", 9, "hello"))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"udp_exchange payloads\[1\] must be bytes, got str"):
+            rig.run(udp_exchange(rig.session, "127.0.0.1", 9, [b"ok", "no"]))  # type: ignore[list-item]
+        requests.extend(rig.endpoint.requests())
+
+    assert unhandled_errors(run) == []
+    assert "nsend" not in requests and "nopen" not in requests
+
+
 def test_send_train_reports_intended_and_sent_times() -> None:
     rig = Rig()
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 10, 1_000_000))
@@ -307,6 +345,33 @@ def test_a_stopped_train_ends_early_with_what_was_sent() -> None:
     assert ep.requests()[-1] == "nclose"
 
 
+class _SlowCloseEndpoint(_SchedulingEndpoint):
+    """Takes an nclose 25 ms after it came: the packets due meanwhile still go out."""
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nclose):
+            self.clock.callLater(0.025, super().handle, msg)
+            return
+        super().handle(msg)
+
+
+def test_a_stopped_train_counts_the_packets_that_left_before_the_close() -> None:
+    # session 30 (eyes30): udp_train.py stopped by Ctrl-C said "sent 2066 ... 2934 not
+    # sent" while its sink had 2072: the ntags of packets that left after the stop's wait,
+    # before the endpoint took the nclose, came after the report was written
+    rig = Rig(endpoint=_SlowCloseEndpoint)
+    ep = rig.endpoint
+    assert isinstance(ep, _SlowCloseEndpoint)
+    stop = StopSignal()
+    start = BASE_NS + 100_000_000
+    d = send_train(rig.session, "127.0.0.1", 9000, 100, 10_000_000, start=start, stop=stop)
+    rig.clock.callLater(0.405, stop.request)
+    report = rig.run(d)
+    assert report.stopped and 31 < len(ep.sent) < 100
+    assert report.sent_count == len(ep.sent) and report.offsets() == [0] * len(ep.sent)
+    assert report.errors == [None] * len(ep.sent) + ["stopped"] * (100 - len(ep.sent))
+
+
 def test_a_stop_while_the_train_is_queued_queues_no_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -389,6 +454,18 @@ def test_send_train_takes_a_gap_written_as_a_float() -> None:
         rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1000, start=1.7e18))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="gap must be a number of ns"):
         rig.run(send_train(rig.session, "127.0.0.1", 9, 3, "1ms"))  # type: ignore[arg-type]
+
+
+def test_a_gap_in_the_wrong_unit_that_rounds_to_no_gap_says_the_unit() -> None:
+    # session 30 (eyes30): send_train(s, h, p, 50, 0.001) (a ms written in seconds) sent
+    # its 50 packets at once, a report with gap=0 and no word
+    rig = Rig()
+    with pytest.raises(ValueError, match=r"gap is in ns: 0\.001 ns rounds to 0 \(1 ms is 1e6"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 0.001))
+    with pytest.raises(ValueError, match=r"lead is in ns: 0\.02 ns rounds to 0"):
+        rig.run(send_train(rig.session, "127.0.0.1", 9, 3, 1e6, lead=0.02))
+    assert "nsend" not in rig.endpoint.requests()
+    assert rig.run(send_train(rig.session, "127.0.0.1", 9, 2, 0.0, lead=0.0)).gap == 0
 
 
 def test_wait_connected_on_a_udp_socket_says_it_is_for_tcp() -> None:

@@ -266,8 +266,12 @@ def test_suspd_then_resumd_carries_on() -> None:
 
 def test_bad_arguments_fail_without_sending() -> None:
     s, t, _ = on_string_transport()
-    with pytest.raises(ValueError, match="not an IP address"):
-        result_of(s.nopen_tcp_connect(1, "nowhere", 80))
+    # session 30 (eyes30): a name said only "not an IP address: 'localhost'"
+    named = r"^not an IP address: 'localhost' \(a host name\? the controller API takes IP add"
+    with pytest.raises(ValueError, match=named):
+        result_of(s.nopen_tcp_connect(1, "localhost", 80))
+    with pytest.raises(ValueError, match=r"^not an IP address: '10\.0\.0\.300'$"):
+        result_of(s.nsend(1, b"x", to=("10.0.0.300", 9), family=4, proto=17))
     with pytest.raises(ValueError, match="rport"):
         result_of(s.nopen_tcp_connect(1, "127.0.0.1", 70000))
     # was sent, and came back as a refused connect (the kernel's ECONNREFUSED for port 0)
