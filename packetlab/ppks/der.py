@@ -86,18 +86,29 @@ def children(value: bytes) -> list[TLV]:
     return out
 
 
+# Longest arc taken, in bytes of base 128: 140 bits, past the 128 of a UUID arc
+# (2.25.N), the largest any registry hands out. An arc of a certificate's ~100 KB
+# (OpenSSL's TLS stack takes it) built a 700,000-bit integer seven bits at a time
+# (quadratic: 0.7 s of the reactor per handshake) and then failed to print.
+MAX_OID_ARC_BYTES = 20
+
+
 def decode_oid(value: bytes) -> str:
     if not value:
         raise DERError("empty OBJECT IDENTIFIER")
     arcs: list[int] = []
     acc = 0
+    start = 0
     for i, b in enumerate(value):
         if acc == 0 and b == 0x80:
             raise DERError("non-minimal OBJECT IDENTIFIER arc")
+        if i - start >= MAX_OID_ARC_BYTES:
+            raise DERError(f"OBJECT IDENTIFIER arc of over {MAX_OID_ARC_BYTES} bytes")
         acc = (acc << 7) | (b & 0x7F)
         if not b & 0x80:
             arcs.append(acc)
             acc = 0
+            start = i + 1
         elif i == len(value) - 1:
             raise DERError("truncated OBJECT IDENTIFIER")
     first = arcs[0]

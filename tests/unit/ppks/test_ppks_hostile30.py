@@ -1,0 +1,95 @@
+"""Session 30 (ppks30): certificates an outside tester forges, refused in one clear line
+at a bounded cost, and `pktlab ppks show` of what a stranger can sign."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ppks_factory import NOW, ext_raw, good, resign, tlv
+from test_ppks_cli import pktlab
+
+from packetlab.ppks import AuthMode, CertificateError, CertType, parse_certificate, verify_chain
+from packetlab.ppks import der as pder
+from packetlab.ppks.cert import certificate_pem
+from packetlab.ppks.errors import ChainError, Reason
+
+
+def _with_oid(oid_der: bytes) -> bytes:
+    base = good(CertType.AGENT, "a30", "a30")
+    return resign(base, "a30", mutate_exts=lambda e: [*e, ext_raw(oid_der, b"\x04\x01x")])
+
+
+def test_an_oid_arc_of_a_uuid_is_read_and_one_past_140_bits_is_refused() -> None:
+    """A 20-byte arc (2.25.<UUID> needs 19) is an OID like any other: this one is not
+    allowed in PPKS. One more byte is malformed, before any integer is built of it."""
+    twenty = b"\x69" + b"\xff" * 19 + b"\x7f"  # 2.25.N, N of 140 bits
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(_with_oid(twenty))
+    assert e.value.reason is Reason.DISALLOWED_EXTENSION
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(_with_oid(b"\x69" + b"\xff" * 20 + b"\x7f"))
+    assert e.value.reason is Reason.MALFORMED_DER
+    assert "OBJECT IDENTIFIER arc of over 20 bytes" in e.value.detail
+
+
+def test_a_90_kb_oid_arc_is_one_clear_refusal() -> None:
+    """OpenSSL's TLS stack takes a certificate with an extension OID of one 90 KB arc
+    (under its 100 KB certificate list). The check built a 630,000-bit integer from it,
+    7 bits at a time (0.7 s of the reactor per handshake), and then refused it as
+    `undecodable field: Exceeds the limit (4300 digits) for integer string conversion;
+    use sys.set_int_max_str_digits() to increase the limit`."""
+    bad = _with_oid(b"\x2a" + b"\xff" * 90_000 + b"\x7f")
+    with pytest.raises(ChainError) as e:
+        verify_chain(AuthMode.AGENT, [bad], now=NOW)
+    assert str(e.value) == "malformed_der: cert #0: OBJECT IDENTIFIER arc of over 20 bytes"
+
+
+def test_many_short_arcs_are_still_an_oid() -> None:
+    """Only an arc's length is bounded: an OID of many small arcs is read (and this one
+    refused as not allowed in PPKS)."""
+    assert pder.decode_oid(b"\x2a" + b"\x01" * 1000).count(".") == 1001
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(_with_oid(b"\x2a" + b"\x01" * 1000))
+    assert e.value.reason is Reason.DISALLOWED_EXTENSION
+
+
+def test_show_prints_a_serial_of_2000_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """§4.3 asks only for a non-empty serial, and any stranger may sign one of 2,000
+    bytes. `show` printed the header and then `error: Exceeds the limit (4300 digits) for
+    integer string conversion; ...` (exit 1): a decimal of over 4,300 digits."""
+    base = good(CertType.EXPPRIV, "eop30", "exper30")
+
+    def big(fields: list[bytes]) -> list[bytes]:
+        fields[1] = tlv(0x02, b"\x01" + b"\x00" * 2000)
+        return fields
+
+    path = tmp_path / "big.cert"
+    path.write_bytes(certificate_pem(resign(base, "eop30", mutate_fields=big)))
+    assert pktlab("ppks", "show", path) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("serial:"))
+    assert line.split() == ["serial:", f"0x1{'00' * 2000}", "(2001", "bytes)"]
+
+
+def test_show_prints_a_pathlen_of_2000_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pathlen is an INTEGER of any size (and allows any chain): `show` failed on it
+    as on the serial above, after printing half the certificate."""
+    bc = ext_raw(
+        b"\x55\x1d\x13", tlv(0x30, b"\x01\x01\xff" + tlv(0x02, b"\x01" + bytes(2000))), True
+    )
+
+    def huge_pathlen(exts: list[bytes]) -> list[bytes]:
+        return [bc if b"\x06\x03\x55\x1d\x13" in e else e for e in exts]
+
+    der = resign(good(CertType.EXPPRIV, "eop30", "exper30"), "eop30", mutate_exts=huge_pathlen)
+    assert parse_certificate(der).pathlen == 1 << 16000
+    path = tmp_path / "pathlen.cert"
+    path.write_bytes(certificate_pem(der))
+    assert pktlab("ppks", "show", path) == 0
+    out = capsys.readouterr().out
+    assert f"pathlen:        0x1{'0' * 4000}\n" in out
