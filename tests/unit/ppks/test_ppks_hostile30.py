@@ -11,7 +11,7 @@ from test_ppks_cli import pktlab
 
 from packetlab.ppks import AuthMode, CertificateError, CertType, parse_certificate, verify_chain
 from packetlab.ppks import der as pder
-from packetlab.ppks.cert import certificate_pem
+from packetlab.ppks.cert import certificate_pem, load_certificates
 from packetlab.ppks.errors import ChainError, Reason
 
 
@@ -93,3 +93,23 @@ def test_show_prints_a_pathlen_of_2000_bytes(
     assert pktlab("ppks", "show", path) == 0
     out = capsys.readouterr().out
     assert f"pathlen:        0x1{'0' * 4000}\n" in out
+
+
+@pytest.mark.parametrize("pathlen", [2**64, 10**30])
+def test_sign_refuses_a_pathlen_past_64_bits_in_one_line(
+    pathlen: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab ppks sign exppriv ... --pathlen 18446744073709551616` ended in a traceback
+    (`TypeError: failed to extract field PyBasicConstraints.path_length` from
+    `cryptography`); 2^64 - 1 is written."""
+    assert pktlab("ppks", "genkey", tmp_path / "eop") == 0
+    assert pktlab("ppks", "genkey", tmp_path / "exper") == 0
+    capsys.readouterr()
+    argv = ["ppks", "sign", "exppriv", tmp_path / "eop", "0", "100", tmp_path / "out"]
+    argv += ["-k", tmp_path / "exper.pub"]
+    assert pktlab(*argv, "--pathlen", str(pathlen)) == 1
+    err = capsys.readouterr().err
+    assert err == "error: pathlen does not fit in 64 bits (at most 18446744073709551615)\n"
+    assert not (tmp_path / "out").exists()
+    assert pktlab(*argv, "--pathlen", str(2**64 - 1)) == 0
+    assert load_certificates((tmp_path / "out").read_bytes())[0].pathlen == 2**64 - 1
