@@ -59,14 +59,6 @@ __all__ = [
 REFUSAL_LOG = LogBudget(time.monotonic)  # refused TLS clients, for the whole process
 
 
-# What OpenSSL's `excessive message size` means in a handshake: a certificate list over
-# its 100 KB max_cert_list (a chain of 1,000 certificates, one of 16 MiB). It said no more.
-_TOO_LARGE_HINT = (
-    " (the peer's certificate list is over OpenSSL's 100 KB limit; a PPKS chain is a"
-    " few KB, and at most 32 certificates are read)"
-)
-
-
 @implementer(IHandshakeListener)
 class PeerGate(Protocol):
     """Sits between `TLSMemoryBIOProtocol` and the application protocol; connects the
@@ -276,8 +268,6 @@ class PeerGate(Protocol):
                     PeerRefusal.NO_PEER_CERTIFICATE,
                     "the client sent no certificate and this entry requires one",
                 )
-            if "excessive message size" in text:
-                text += _TOO_LARGE_HINT
             if self.is_client and "unrecognized name" in text and self.transport is not None:
                 text += _sni_hint(_servername(self._connection()))
             return PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, text)

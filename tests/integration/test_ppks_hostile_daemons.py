@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from broker_world import BrokerProcess, Identity
 from ppks_factory import build, ext_raw, key, resign, std_exts, tlv
+from pxworld import ProxyProc, register
 from tls_world import pktlab_init
 
 from packetlab.ppks import CertType, PktlabHome, write_key_pair
@@ -78,7 +80,7 @@ HOSTILE: dict[str, tuple[Callable[[str], list[bytes]], str]] = {
     ),
     "a chain of 1,000 certificates": (
         lambda n: [_agent(n)] + [_agent(f"{n}-{i}") for i in range(999)],
-        "handshake_failed: excessive message size (the peer's certificate list is over",
+        "excessive message size (the peer's certificate list is over",
     ),
     "a chain of 250 certificates (under OpenSSL's 100 KB)": (
         lambda n: [_agent(n)] + [_agent(f"{n}-{i}") for i in range(249)],
@@ -90,7 +92,7 @@ HOSTILE: dict[str, tuple[Callable[[str], list[bytes]], str]] = {
                 _agent(n), n, mutate_exts=_extra_ext(b"\x2a\x03\x09", tlv(0x04, bytes(15 << 20)))
             )
         ],
-        "handshake_failed: excessive message size (the peer's certificate list is over",
+        "excessive message size (the peer's certificate list is over",
     ),
 }
 
@@ -106,8 +108,8 @@ def _rss_mb(broker: BrokerProcess) -> float:
     return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
 
 
-def _present(broker: BrokerProcess, certs: list[bytes], key_path: Path) -> str:
-    """Connect with `certs` (leaf first) and read until the broker closes; the alert."""
+def _present(port: int, certs: list[bytes], key_path: Path) -> str:
+    """Connect with `certs` (leaf first) and read until the daemon closes; the alert."""
     chain = key_path.with_suffix(".chain")
     chain.write_bytes(b"".join(certificate_pem(c) for c in certs))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -115,11 +117,11 @@ def _present(broker: BrokerProcess, certs: list[bytes], key_path: Path) -> str:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.load_cert_chain(str(chain), str(key_path))
-    raw = socket.create_connection(("127.0.0.1", broker.sub_port), timeout=20)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
     try:
         tls = ctx.wrap_socket(raw)
         data = tls.recv(1)  # TLS 1.3: a refused client certificate shows at the first read
-        return f"read {data!r}"
+        return f"read {data!r}" if data else "closed"
     except (ssl.SSLError, OSError) as e:
         return str(e)
     finally:
@@ -136,7 +138,7 @@ def test_a_hostile_agent_certificate_is_one_line_and_the_broker_serves_on(
     write_key_pair(key_path, key(name))
     since = len(broker.output())
     # an alert, or a broken pipe when the broker stops reading a list too large
-    assert not _present(broker, make(name), key_path).startswith("read")
+    assert not _present(broker.sub_port, make(name), key_path).startswith("read")
     out = broker.wait_log(line, since=since)
     refusals = [x for x in out[since:].splitlines() if "refused TLS peer" in x]
     assert len(refusals) == 1 and line in refusals[0] and len(refusals[0]) < 400, refusals
@@ -144,3 +146,33 @@ def test_a_hostile_agent_certificate_is_one_line_and_the_broker_serves_on(
     ident = Identity(home, broker.workdir, "ppks30-good")
     ident.subscribe(broker.sub_port).close()
     assert broker.running
+
+
+@pytest.fixture(scope="module")
+def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
+    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home.root)
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize(
+    "case", ["an extension OID of one 90 KB arc", "a chain of 1,000 certificates"]
+)
+def test_a_hostile_manager_certificate_at_the_proxy_setup_port(
+    case: str, proxy: ProxyProc, tmp_path: Path
+) -> None:
+    """The proxy's setup port checks a manager's certificate in its own hand-off (not
+    the gate): the same one line, and a manager registers after it."""
+    make, line = HOSTILE[case]
+    name = f"ppks30-px-{case}"
+    key_path = tmp_path / "k.key"
+    write_key_pair(key_path, key(name))
+    before = proxy.text().count(line)
+    assert not _present(proxy.setup, make(name), key_path).startswith("read")
+    deadline = time.monotonic() + 15
+    while proxy.text().count(line) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [x for x in proxy.text().splitlines() if line in x]
+    assert len(lines) == before + 1 and len(lines[-1]) < 400, proxy.text()[-2000:]
+    assert proxy.rss_kib() < RSS_BOUND_MB * 1024
+    register(proxy.setup, "ppks30good").close()
