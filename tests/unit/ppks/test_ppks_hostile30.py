@@ -105,7 +105,15 @@ def test_sign_refuses_a_pathlen_past_64_bits_in_one_line(
     assert pktlab("ppks", "genkey", tmp_path / "eop") == 0
     assert pktlab("ppks", "genkey", tmp_path / "exper") == 0
     capsys.readouterr()
-    argv: list[str | Path] = ["ppks", "sign", "exppriv", tmp_path / "eop", "0", "100", tmp_path / "out"]
+    argv: list[str | Path] = [
+        "ppks",
+        "sign",
+        "exppriv",
+        tmp_path / "eop",
+        "0",
+        "100",
+        tmp_path / "out",
+    ]
     argv += ["-k", tmp_path / "exper.pub"]
     assert pktlab(*argv, "--pathlen", str(pathlen)) == 1
     err = capsys.readouterr().err
