@@ -7,6 +7,7 @@ rule of PROTOCOL.md §4.3 can be checked on the exact bytes and refused with its
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Universal tags used by X.509.
@@ -76,14 +77,18 @@ def read_single(data: bytes, tag: int | None = None) -> TLV:
     return tlv
 
 
-def children(value: bytes) -> list[TLV]:
-    """Split the contents of a constructed element into its elements."""
-    out = []
+def iter_children(value: bytes) -> Iterator[TLV]:
+    """The elements of a constructed element's contents, read one at a time (a caller
+    that bounds how many it takes reads no more)."""
     pos = 0
     while pos < len(value):
         tlv, pos = read_tlv(value, pos)
-        out.append(tlv)
-    return out
+        yield tlv
+
+
+def children(value: bytes) -> list[TLV]:
+    """Split the contents of a constructed element into its elements."""
+    return list(iter_children(value))
 
 
 # Longest arc taken, in bytes of base 128: 140 bits, past the 128 of a UUID arc

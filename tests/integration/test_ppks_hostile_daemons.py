@@ -47,6 +47,11 @@ def _extra_ext(
     return lambda exts: [*exts, ext_raw(oid, value, critical)]
 
 
+def _long_issuer(fields: list[bytes]) -> list[bytes]:
+    rdn = tlv(0x31, tlv(0x30, tlv(0x06, b"\x55\x04\x03") + tlv(0x0C, b" ")))
+    return [*fields[:3], tlv(0x30, rdn * 8000), *fields[4:]]
+
+
 def _info(text: bytes) -> bytes:
     return tlv(0x04, text)
 
@@ -77,6 +82,10 @@ HOSTILE: dict[str, tuple[Callable[[str], list[bytes]], str]] = {
             )
         ],
         "duplicate_extension: cert #0: extension 1.2.3.1 appears twice",
+    ),
+    "an issuer name of 8,000 attributes": (
+        lambda n: [resign(_agent(n), n, mutate_fields=_long_issuer)],
+        "too_many_name_parts: cert #0: issuer name of over 64 attributes",
     ),
     "a chain of 1,000 certificates": (
         lambda n: [_agent(n)] + [_agent(f"{n}-{i}") for i in range(999)],

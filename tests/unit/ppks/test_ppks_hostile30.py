@@ -3,6 +3,7 @@ at a bounded cost, and `pktlab ppks show` of what a stranger can sign."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,67 @@ def test_sign_refuses_a_pathlen_past_64_bits_in_one_line(
     assert not (tmp_path / "out").exists()
     assert pktlab(*argv, "--pathlen", str(2**64 - 1)) == 0
     assert load_certificates((tmp_path / "out").read_bytes())[0].pathlen == 2**64 - 1
+
+
+RDN = tlv(0x31, tlv(0x30, tlv(0x06, b"\x55\x04\x03") + tlv(0x0C, b" ")))
+
+
+def _with_issuer_rdns(n: int) -> bytes:
+    def name(fields: list[bytes]) -> list[bytes]:
+        fields[3] = tlv(0x30, RDN * n)  # version, serial, algorithm, issuer
+        return fields
+
+    return resign(good(CertType.AGENT, "a30", "a30"), "a30", mutate_fields=name)
+
+
+def test_a_name_of_8000_attributes_is_refused_after_64() -> None:
+    """Names are ignored, but every attribute was read: an issuer of 8,000 (96 KB,
+    OpenSSL takes it) was accepted at 90 ms per handshake. 64 are taken (ppksman writes
+    one), 65 refused by name, and the rest never read."""
+    assert parse_certificate(_with_issuer_rdns(64)).cert_type is CertType.AGENT
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(_with_issuer_rdns(65))
+    assert e.value.reason is Reason.TOO_MANY_NAME_PARTS
+    assert e.value.detail == "issuer name of over 64 attributes (ppksman's has one)"
+    reads = _counting_reads(lambda: parse_certificate(_with_issuer_rdns(8000)))
+    assert reads < 400
+
+
+def _counting_reads(fn: Callable[[], object]) -> int:
+    """How many DER elements `fn` reads (it is expected to raise a CertificateError)."""
+    calls = 0
+    real = pder.read_tlv
+
+    def counted(data: bytes, pos: int = 0) -> tuple[pder.TLV, int]:
+        nonlocal calls
+        calls += 1
+        return real(data, pos)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pder, "read_tlv", counted)
+        with pytest.raises(CertificateError):
+            fn()
+    return calls
+
+
+def test_a_90_kb_key_usage_is_refused_unread() -> None:
+    """KeyUsage has nine named bits (2 bytes); each bit of a 90 KB one was looked at
+    (70-97 ms per handshake) before `got bits {0, 720015}`."""
+    ku = ext_raw(b"\x55\x1d\x0f", tlv(0x03, b"\x00\x80" + bytes(90_000) + b"\x01"), True)
+    bad = resign(
+        good(CertType.AGENT, "a30", "a30"),
+        "a30",
+        mutate_exts=lambda e: [ku if b"\x06\x03\x55\x1d\x0f" in x else x for x in e],
+    )
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(bad)
+    assert e.value.reason is Reason.BAD_KEY_USAGE
+    assert e.value.detail == "90002 bytes of bits (its nine named bits fit in 2)"
+
+
+def test_extensions_are_read_up_to_the_first_refused_one() -> None:
+    """9,000 copies of an allowed extension (99 KB): refused at the second, and the
+    list was read whole first (35 ms per handshake)."""
+    crl = ext_raw(b"\x55\x1d\x1f", tlv(0x30, b""))
+    bad = resign(good(CertType.AGENT, "a30", "a30"), "a30", mutate_exts=lambda e: e + [crl] * 9000)
+    assert _counting_reads(lambda: parse_certificate(bad)) < 400
