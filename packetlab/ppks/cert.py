@@ -192,7 +192,7 @@ def _fail(reason: Reason, detail: str = "", field: str | None = None) -> Certifi
 def _algorithm_is_ed25519(tlv: der.TLV) -> bool:
     if tlv.tag != der.SEQUENCE:
         return False
-    parts = der.children(tlv.value)
+    parts = der.children(tlv.value, most=1)
     return (
         len(parts) == 1
         and parts[0].tag == der.OID
@@ -217,7 +217,7 @@ def _check_name(tlv: der.TLV, what: str) -> None:
                         Reason.TOO_MANY_NAME_PARTS,
                         f"{what} name of over {MAX_NAME_PARTS} attributes (ppksman's has one)",
                     )
-                parts = der.children(atv.value) if atv.tag == der.SEQUENCE else []
+                parts = der.children(atv.value, most=2) if atv.tag == der.SEQUENCE else []
                 if len(parts) != 2 or parts[0].tag != der.OID or parts[1].tag & 0x20:
                     raise der.DERError("a name attribute is not SEQUENCE {OID, value}")
                 der.decode_oid(parts[0].value)
@@ -228,7 +228,7 @@ def _check_name(tlv: der.TLV, what: str) -> None:
 def _parse_spki(tlv: der.TLV) -> bytes:
     if tlv.tag != der.SEQUENCE:
         raise _fail(Reason.MALFORMED_DER, "subjectPublicKeyInfo is not a SEQUENCE")
-    parts = der.children(tlv.value)
+    parts = der.children(tlv.value, most=2)
     if len(parts) != 2 or not _algorithm_is_ed25519(parts[0]) or parts[1].tag != der.BIT_STRING:
         raise _fail(Reason.BAD_PUBLIC_KEY, "subject public key is not Ed25519")
     key, unused = der.decode_bit_string(parts[1].value)
@@ -304,7 +304,7 @@ def _parse_extensions(tlv: der.TLV) -> _Exts:
     for item in der.iter_children(outer.value):
         if item.tag != der.SEQUENCE:
             raise _fail(Reason.MALFORMED_DER, "extension is not a SEQUENCE")
-        parts = der.children(item.value)
+        parts = der.children(item.value, most=3)
         if len(parts) not in (2, 3) or parts[0].tag != der.OID:
             raise _fail(Reason.MALFORMED_DER, "bad extension structure")
         oid = der.decode_oid(parts[0].value)
@@ -355,7 +355,7 @@ def _parse_extensions(tlv: der.TLV) -> _Exts:
 def _parse_aki(value: bytes) -> bytes:
     try:
         seq = der.read_single(value, der.SEQUENCE)
-        parts = der.children(seq.value)
+        parts = der.children(seq.value, most=1)
     except der.DERError as e:
         raise _fail(Reason.BAD_AKI, str(e)) from None
     if len(parts) != 1 or parts[0].tag != 0x80:
@@ -381,7 +381,7 @@ def _parse_key_usage(value: bytes) -> set[int]:
 
 def _parse_basic_constraints(value: bytes) -> tuple[bool, int | None]:
     try:
-        parts = der.children(der.read_single(value, der.SEQUENCE).value)
+        parts = der.children(der.read_single(value, der.SEQUENCE).value, most=2)
         ca = False
         pathlen = None
         rest = parts
@@ -499,7 +499,7 @@ _SIGNED: LRU[tuple[bytes, bytes], bool] = LRU(512)
 
 def _parse(data: bytes) -> Certificate:
     cert = der.read_single(data, der.SEQUENCE)
-    top = der.children(cert.value)
+    top = der.children(cert.value, most=3)
     if len(top) != 3 or top[0].tag != der.SEQUENCE or top[2].tag != der.BIT_STRING:
         raise _fail(Reason.MALFORMED_DER, "not an X.509 Certificate")
     tbs_tlv, outer_alg, sig_tlv = top
@@ -509,7 +509,8 @@ def _parse(data: bytes) -> Certificate:
     if unused or len(signature) != 64:
         raise _fail(Reason.BAD_SIGNATURE_ALGORITHM, "Ed25519 signature must be 64 bytes")
 
-    fields = der.children(tbs_tlv.value)
+    # version, serial, algorithm, issuer, validity, subject, key, 2 unique ids, extensions
+    fields = der.children(tbs_tlv.value, most=10)
     i = 0
     if not fields or fields[0].tag != 0xA0:
         raise _fail(Reason.BAD_VERSION, "no explicit version (v1 certificate)")
@@ -534,7 +535,7 @@ def _parse(data: bytes) -> Certificate:
         raise _fail(Reason.BAD_SIGNATURE_ALGORITHM, "tbs signature algorithm is not Ed25519")
     _check_name(take(der.SEQUENCE, "issuer"), "issuer")
     validity = take(der.SEQUENCE, "validity")
-    times = der.children(validity.value)
+    times = der.children(validity.value, most=2)
     if len(times) != 2:
         raise _fail(Reason.BAD_VALIDITY, "validity needs notBefore and notAfter")
     try:

@@ -65,7 +65,7 @@ HOSTILE: dict[str, tuple[Callable[[str], list[bytes]], str]] = {
                 mutate_exts=_extra_ext(b"\x2a" + b"\xff" * 90_000 + b"\x7f", b"\x04\x01x"),
             )
         ],
-        "malformed_der: cert #0: OBJECT IDENTIFIER arc of over 20 bytes",
+        "malformed_der: cert #0: OBJECT IDENTIFIER of over 64 bytes",
     ),
     "a leaf not yet valid": (
         lambda n: [_agent(n, nb=NOW_NA - 10)],
