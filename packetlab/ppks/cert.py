@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from packetlab.wire.nvlist import NVListError, NVPair, NVRule, parse_nvlist
+from packetlab.wire.nvlist import NVListError, NVPair, NVRule, parse_nvlist, quoted
 
 from . import der
 from .certcache import LRU, MAX_CACHED_DER
@@ -88,7 +88,7 @@ class CertType(enum.IntEnum):
         for t in cls:
             if t.label == text:
                 return t
-        raise ValueError(f"unknown cert_type {text!r}")
+        raise ValueError(f"unknown cert_type {quoted(text)}")
 
 
 class DelType(enum.IntFlag):
@@ -111,7 +111,7 @@ class DelType(enum.IntFlag):
         for item in text.split(","):
             flag = {"exppriv": cls.EXPPRIV, "reppriv": cls.REPPRIV}.get(item)
             if flag is None or flag in out:
-                raise ValueError(f"bad del_type {text!r}")
+                raise ValueError(f"bad del_type {quoted(text)}")
             out |= flag
         return out
 

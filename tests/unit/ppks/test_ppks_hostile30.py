@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ppks_factory import NOW, ext_raw, good, resign, tlv
+from ppks_factory import NOW, build, ext_raw, good, resign, std_exts, tlv
 from test_ppks_cli import pktlab
 
 from packetlab.ppks import AuthMode, CertificateError, CertType, parse_certificate, verify_chain
@@ -224,3 +224,27 @@ def test_45000_empty_elements_are_refused_unread(where: str, detail: str) -> Non
     with pytest.raises(CertificateError) as e:
         parse_certificate(bad)
     assert str(e.value) == detail
+
+
+BIG = b"A" * 90_000
+LONG_LINES = {
+    "a pair without '='": (CertType.AGENT, b"cert_type=agent;" + BIG + b";", None),
+    "an unknown cert_type": (CertType.AGENT, b"cert_type=" + BIG + b";", None),
+    "a bad del_type": (CertType.DELPRIV, b"cert_type=delpriv;del_type=" + BIG + b";", None),
+    "a long name twice": (CertType.AGENT, b"cert_type=agent;" + (BIG + b"=1;") * 2, None),
+    "one valid_dest of 90 KB": (CertType.EXPPRIV, None, b"valid_dest=" + BIG + b";"),
+    "one burst window of 90 KB": (CertType.EXPPRIV, None, b"max_burst_rate_pkt=" + BIG + b";"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_LINES))
+def test_a_refusal_quotes_at_most_80_characters_of_a_field(case: str) -> None:
+    """A stranger's cert_info or cert_limit put its whole 90 KB into the refusal (the
+    line a daemon logs for each refused handshake): `missing_equals at offset 16:
+    'AAAA...` of 90,073 characters, `unknown cert_type 'AAAA...` of 90,048."""
+    ctype, info, limit = LONG_LINES[case]
+    exts = std_exts(ctype, "s30", "s30", info=info, limit=limit)
+    with pytest.raises(CertificateError) as e:
+        parse_certificate(build("s30", "s30", exts))
+    assert len(str(e.value)) < 400, str(e.value)[:400]
+    assert "(90000 characters)" in str(e.value) or "(90002 characters)" in str(e.value)
