@@ -590,13 +590,22 @@ def _ts(t: int) -> str:
     return f"{t} ({iso})"
 
 
+def _number(n: int) -> str:
+    """Decimal, or hex past 64 bits: a signer may write any size, and str() of an int of
+    over 4,300 digits raises."""
+    return str(n) if n.bit_length() <= 64 else f"0x{n:x}"
+
+
 def _print_cert(cert: Certificate, signer: bytes | None) -> None:
     print(f"  type:           {cert.cert_type.label}")
     if cert.cert_type is CertType.DELPRIV:
         print(f"  del_type:       {cert.del_type.label}")
     if cert.cert_type.is_ca:
-        print(f"  pathlen:        {'unlimited' if cert.pathlen is None else cert.pathlen}")
-    print(f"  serial:         {cert.serial} (0x{cert.serial:x})")
+        print(f"  pathlen:        {'unlimited' if cert.pathlen is None else _number(cert.pathlen)}")
+    if len(cert.serial_bytes) <= 20:
+        print(f"  serial:         {cert.serial} (0x{cert.serial:x})")
+    else:  # a decimal of over 4,300 digits raises; RFC 5280 serials are <= 20 bytes
+        print(f"  serial:         0x{cert.serial:x} ({len(cert.serial_bytes)} bytes)")
     print(f"  public key:     {cert.public_key.hex()}")
     print(f"  subject key id: {cert.subject_key_id.hex()}")
     print(f"  issuer key id:  {cert.authority_key_id.hex()}")
@@ -617,7 +626,7 @@ def _print_csr(csr: CertRequest) -> None:
     if csr.del_type:
         print(f"  del_type:       {csr.del_type.label}")
     if csr.pathlen is not None:
-        print(f"  pathlen:        {csr.pathlen}")
+        print(f"  pathlen:        {_number(csr.pathlen)}")
     print(f"  public key:     {csr.public_key.hex()}")
     print(f"  key id:         {key_id(csr.public_key).hex()}")
     if csr.cert_desc is not None:

@@ -63,6 +63,7 @@ class Reason(enum.Enum):
     TOO_MANY_NV_PAIRS = "too_many_nv_pairs"
     TOO_MANY_VALID_DEST = "too_many_valid_dest"
     TOO_MANY_BURST_RATES = "too_many_burst_rates"
+    TOO_MANY_NAME_PARTS = "too_many_name_parts"
     # chain validation (§4.4)
     EMPTY_CHAIN = "empty_chain"
     NOT_YET_VALID = "not_yet_valid"

@@ -38,7 +38,7 @@ from .cert import (
 )
 from .errors import CertificateError, CSRError, PPKSError, Reason
 from .keys import key_id, raw_public_key
-from .limits import CertLimits
+from .limits import U64_MAX, CertLimits
 
 __all__ = [
     "CertRequest",
@@ -119,6 +119,8 @@ def _check_args(
         raise ValueError(f"pathlen is only for exppriv/delpriv, not {cert_type.label}")
     if pathlen is not None and pathlen < 0:
         raise ValueError("pathlen must be >= 0")
+    if pathlen is not None and pathlen > U64_MAX:  # `cryptography` raised a TypeError
+        raise ValueError(f"pathlen does not fit in 64 bits (at most {U64_MAX})")
     if not cert_type.is_ca and limit_pairs:
         raise ValueError(f"limits are only for exppriv/delpriv, not {cert_type.label}")
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from packetlab.wire.nvlist import NVPair
+from packetlab.wire.nvlist import NVPair, quoted
 
 from .errors import CertificateError, Reason
 
@@ -58,8 +58,7 @@ _DECIMALS = ("max_num_priority", "max_socket_count", *COUNTERS)
 
 
 def _bad(reason: Reason, name: str, value: str, why: str) -> CertificateError:
-    shown = value if len(value) <= 80 else f"{value[:80]}... ({len(value)} characters)"
-    return CertificateError(reason, f"{name}={shown!r}: {why}", field=name)
+    return CertificateError(reason, f"{name}={quoted(value)}: {why}", field=name)
 
 
 def parse_digests(name: str, value: str) -> tuple[bytes, ...]:
@@ -96,7 +95,7 @@ def parse_burst_rates(name: str, value: str) -> tuple[BurstRate, ...]:
         cnt, sep, win = item.partition("/")
         ok = sep and cnt.isascii() and cnt.isdigit() and win.isascii() and win.isdigit()
         if not ok:
-            raise _bad(Reason.BAD_BURST_RATE, name, value, f"{item!r} is not COUNT/WINDOW")
+            raise _bad(Reason.BAD_BURST_RATE, name, value, f"{quoted(item)} is not COUNT/WINDOW")
         cnt, win = cnt.lstrip("0") or "0", win.lstrip("0") or "0"
         if len(cnt) > 20 or len(win) > 20:  # int() refuses over 4,300 digits
             raise _bad(Reason.BAD_BURST_RATE, name, value, "does not fit in 64 bits")
@@ -118,12 +117,12 @@ def _dest_entry(text: str) -> tuple[int, int, int]:
     try:
         packed = socket.inet_pton(family, addr)
     except OSError:
-        raise ValueError(f"{addr!r} is not an IPv{version} address") from None
+        raise ValueError(f"{quoted(addr)} is not an IPv{version} address") from None
     if not sep:
         return version, int.from_bytes(packed, "big"), full
     if not (plen.isascii() and plen.isdigit()) or len(plen) > 3 or int(plen) > full:
         hint = " (a prefix length, not a netmask)" if "." in plen or ":" in plen else ""
-        raise ValueError(f"bad prefix length {plen!r}{hint}")
+        raise ValueError(f"bad prefix length {quoted(plen)}{hint}")
     return version, int.from_bytes(packed, "big"), int(plen)
 
 
@@ -196,7 +195,7 @@ def parse_valid_dest(name: str, value: str) -> DestList:
         try:
             entries.append(_dest_entry(item))
         except ValueError as e:
-            raise _bad(Reason.BAD_VALID_DEST, name, value, f"{item!r}: {e}") from None
+            raise _bad(Reason.BAD_VALID_DEST, name, value, f"{quoted(item)}: {e}") from None
     return DestList(entries)
 
 

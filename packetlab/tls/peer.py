@@ -200,9 +200,19 @@ def _sni_hint(sni: str | None) -> str:
     )
 
 
+# What OpenSSL's `excessive message size` means in a handshake: a certificate list over
+# its 100 KB max_cert_list (a chain of 1,000 certificates, one of 16 MiB). It said no more.
+_TOO_LARGE_HINT = (
+    " (the peer's certificate list is over OpenSSL's 100 KB limit; a PPKS chain is a"
+    " few KB, and at most 32 certificates are read)"
+)
+
+
 def _ssl_error_text(err: SSL.Error) -> str:
+    """OpenSSL's reasons in one line (the gate's and the proxy hand-off's)."""
     parts = []
     for item in err.args[0] if err.args and isinstance(err.args[0], list) else ():
         if isinstance(item, tuple) and item:
             parts.append(str(item[-1]))
-    return "; ".join(p for p in parts if p) or str(err) or type(err).__name__
+    text = "; ".join(p for p in parts if p) or str(err) or type(err).__name__
+    return text + _TOO_LARGE_HINT if "excessive message size" in text else text

@@ -24,6 +24,7 @@ __all__ = [
     "encode_nvlist",
     "glob_match",
     "parse_nvlist",
+    "quoted",
 ]
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -33,6 +34,14 @@ GLOB_CHARS = frozenset("*?")
 _BAD_NAME = re.compile(r"[^A-Za-z0-9_\-]")
 _BAD_VALUE = re.compile(r"[^A-Za-z0-9_\-.:\[\],/() \t]")
 _BAD_GLOB_VALUE = re.compile(r"[^A-Za-z0-9_\-.:\[\],/() \t*?]")
+
+
+def quoted(text: str, most: int = 80) -> str:
+    """`text` in quotes for an error line, cut at `most` characters with its length: a
+    stranger's certificate put 90 KB of one name or value into a refusal's log line."""
+    if len(text) <= most:
+        return repr(text)
+    return f"{text[:most]!r}... ({len(text)} characters)"
 
 
 class NVRule(enum.Enum):
@@ -96,7 +105,7 @@ def parse_nvlist(
             raise NVListError(NVRule.MISSING_TERMINATOR, len(text), "pair does not end with ';'")
         eq = text.find("=", pos, end)
         if eq < 0:
-            raise NVListError(NVRule.MISSING_EQUALS, pos, f"{text[pos:end]!r} has no '='")
+            raise NVListError(NVRule.MISSING_EQUALS, pos, f"{quoted(text[pos:end])} has no '='")
         name_start = pos
         optional = False
         if text[pos] == "*":
@@ -121,7 +130,7 @@ def parse_nvlist(
             i = eq + 1 + bad.start()
             raise NVListError(NVRule.BAD_VALUE_CHAR, i, f"{text[i]!r} is not allowed in a value")
         if name in seen and not allow_duplicates:
-            raise NVListError(NVRule.DUPLICATE_NAME, pos, f"name {name!r} appears twice")
+            raise NVListError(NVRule.DUPLICATE_NAME, pos, f"name {quoted(name)} appears twice")
         seen.add(name)
         pairs.append(NVPair(name, value, optional))
         pos = end + 1

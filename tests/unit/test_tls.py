@@ -1240,3 +1240,34 @@ def test_pinned_tls_memory_bio_internals(world: World) -> None:
     assert "self._flushSendBIO()" in inspect.getsource(TLSMemoryBIOProtocol._flushReceiveBIO)
     # write() is the public entry the base class routes through _write.
     assert "self._write(" in inspect.getsource(TLSMemoryBIOProtocol.write)
+
+
+@pytest.mark.parametrize("is_client", [False, True])
+def test_an_oversized_certificate_list_is_named(is_client: bool) -> None:
+    """A peer presenting 1,000 certificates, or one of 15 MiB, is stopped by OpenSSL
+    (max_cert_list, 100 KB) before any PPKS check: `twistd pktbroker` logged only
+    `handshake_failed: excessive message size` (tests/integration/test_ppks_hostile_daemons.py)."""
+
+    class Context:
+        def get_app_data(self) -> None:
+            return None
+
+    class Handle:
+        def get_context(self) -> Context:
+            return Context()
+
+        def get_servername(self) -> bytes | None:
+            return None
+
+    class TLS:
+        def getHandle(self) -> Handle:
+            return Handle()
+
+    gate = PeerGate(Protocol(), is_client=is_client)
+    gate.transport = TLS()  # type: ignore[assignment]
+    err = gate._classify_loss(Failure(SSL.Error([("SSL routines", "", "excessive message size")])))
+    assert err.refusal is PeerRefusal.HANDSHAKE_FAILED
+    assert str(err) == (
+        "handshake_failed: excessive message size (the peer's certificate list is over"
+        " OpenSSL's 100 KB limit; a PPKS chain is a few KB, and at most 32 certificates are read)"
+    )
