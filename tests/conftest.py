@@ -13,7 +13,9 @@ replays one (docs/testing.md).
 """
 
 import os
+import sys
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("packetlab", deadline=None, print_blob=True)
@@ -94,3 +96,20 @@ def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]
         base = item.path.name
         if base in SERIAL or f"{base}::{item.originalname}" in SERIAL:
             item.add_marker("serial")
+
+
+# Process-wide log budgets (so many lines a minute for all connections of a daemon): each
+# test starts with a full one. Tests sharing a worker process used them up for the next
+# ones: `test_endpoint_tls.py::test_controller_refuses_endpoint_with_untrusted_chain`
+# found no refusal line after `tests/unit/test_tls.py` in the same process (ppks30).
+# Reset only where the module is loaded already (a test that loads it gets a fresh one).
+_BUDGETS = (("packetlab.tls.gate", "REFUSAL_LOG"), ("packetlab.endpoint.raw", "_PERMISSION_LOG"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module, name in _BUDGETS:
+        mod = sys.modules.get(module)
+        if mod is not None:
+            old = getattr(mod, name)
+            monkeypatch.setattr(mod, name, type(old)(old.clock, old.burst, old.window))
