@@ -255,9 +255,17 @@ class Refusals:
         if not fmt.startswith("refused TLS peer"):
             return
         peer, rule, error = _peer_text(event.get("peer")), event.get("rule"), event.get("error")
+        from packetlab.tls.gate import SILENT_PEER  # (loaded: it logged this event)
+
         ours = f" ({self.creds.describe()})" if self.creds is not None else ""
         if event.get("side") == "server":  # the endpoint refused the controller: our chain
             text = f"the endpoint refused our certificate chain: {rule}: {error}{ours}"
+        elif rule == "connection_lost" and str(error).endswith(SILENT_PEER):
+            text = (
+                f"endpoint {peer} sent nothing and closed the link: an endpoint run with "
+                "--insecure-plaintext waits 10 s for a plaintext controller, then closes: "
+                "give --insecure-plaintext here too (or run the endpoint without it)"
+            )
         elif rule == "connection_lost":
             text = (
                 f"endpoint {peer} closed the TLS link before its chain was checked: that is "

@@ -57,6 +57,9 @@ __all__ = [
 
 
 REFUSAL_LOG = LogBudget(time.monotonic)  # refused TLS clients, for the whole process
+#: A client that closed without one byte of TLS: a plaintext peer waiting for us to speak
+#: (an endpoint run with --insecure-plaintext closes after 10 s), or a port scan.
+SILENT_PEER = " (it sent no TLS at all: a plaintext peer?)"
 
 
 @implementer(IHandshakeListener)
@@ -271,8 +274,11 @@ class PeerGate(Protocol):
             if self.is_client and "unrecognized name" in text and self.transport is not None:
                 text += _sni_hint(_servername(self._connection()))
             return PeerVerificationError(PeerRefusal.HANDSHAKE_FAILED, text)
+        silent = not self.is_client and getattr(self.transport, "heard", None) is False
         return PeerVerificationError(
-            PeerRefusal.CONNECTION_LOST, f"before the peer was verified: {reason.getErrorMessage()}"
+            PeerRefusal.CONNECTION_LOST,
+            f"before the peer was verified: {reason.getErrorMessage()}"
+            + (SILENT_PEER if silent else ""),
         )
 
     def _peer_address_obj(self) -> Any:

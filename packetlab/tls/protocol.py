@@ -83,6 +83,9 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
     _sealing = False  # _emit is feeding OpenSSL: read its BIO once, after the last record
     _records: RecordLayer | None = None  # the Python record layer, once it took over
     _rx = b""  # the start of a handshake record not yet whole
+    #: The peer sent a byte before the handshake ended (a refusal of a peer that sent
+    #: nothing names a plaintext peer, `PeerGate._classify_loss`).
+    heard = False
     _alerted = False  # our refusal's alert is sent (failVerification lingers)
     _linger: Any = None  # the abort that ends a lingering close
     _lingering = 0  # links lingering after an alert, process-wide (MAX_LINGERING)
@@ -132,6 +135,7 @@ class PPKSTLSProtocol(Corked, TLSMemoryBIOProtocol):
 
     def _receive_handshake(self, data: bytes) -> None:
         # Whole records, one at a time, so OpenSSL never takes a byte past its handshake.
+        self.heard = True
         buf = self._rx + data if self._rx else data
         pos, end_all = 0, len(buf)
         conn = self._tlsConnection

@@ -178,6 +178,24 @@ def test_refusal_messages_name_the_cause_once_per_kind() -> None:
     assert told[2].startswith("the endpoint refused our certificate chain: untrusted_root")
 
 
+def test_an_endpoint_that_sent_nothing_is_told_as_a_plaintext_one_first() -> None:
+    """A TLS controller and an --insecure-plaintext endpoint: the endpoint speaks no TLS
+    and closes after 10 s; the message blamed our chain first (the key ids matching) and
+    the plaintext cause second (session 30, eyes30)."""
+    from packetlab.tls.gate import SILENT_PEER
+
+    told: list[str] = []
+    box = Refusals(None, told.append)
+    box.observe(
+        _event("client", "connection_lost", "before the peer was verified: x" + SILENT_PEER)
+    )
+    assert told == [
+        "endpoint 127.0.0.1:4321 sent nothing and closed the link: an endpoint run with "
+        "--insecure-plaintext waits 10 s for a plaintext controller, then closes: give "
+        "--insecure-plaintext here too (or run the endpoint without it)"
+    ]
+
+
 def test_the_demo_link_home_is_made_once_and_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

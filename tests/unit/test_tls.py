@@ -808,6 +808,44 @@ def test_a_flood_of_bad_handshakes_is_a_bounded_number_of_log_lines(
     assert "handshake_failed: handshake_failed" not in line
 
 
+def test_a_client_that_sent_no_tls_at_all_is_named_a_plaintext_peer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint run with --insecure-plaintext connects to a TLS controller and waits for
+    it to speak, then closes after 10 s: the refusal said only "before the peer was
+    verified", and the controller blamed its own chain first (session 30, eyes30). A
+    client that sent bytes and then closed is not called silent."""
+    from twisted.internet.address import IPv4Address
+    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+
+    from packetlab.logbudget import LogBudget
+    from packetlab.tls import gate
+
+    monkeypatch.setattr(gate, "REFUSAL_LOG", LogBudget(lambda: 0.0, burst=100))
+    seen: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") is LogLevel.warn and event.get("rule") == "connection_lost":
+            seen.append(str(event["error"]))
+
+    sf = PPKSTLSFactory(
+        PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
+    )
+    globalLogPublisher.addObserver(cast(ILogObserver, observer))
+    try:
+        for first in (b"", b"\x16\x03\x01\x02\x00\x01"):  # nothing; half a ClientHello
+            server = sf.buildProtocol(None)
+            assert server is not None
+            server.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 1)))
+            if first:
+                server.dataReceived(first)
+            server.connectionLost(Failure(ConnectionDone()))
+    finally:
+        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
+    assert len(seen) == 2, seen
+    assert seen[0].endswith(gate.SILENT_PEER) and not seen[1].endswith(gate.SILENT_PEER)
+
+
 # --------------------------------------------------------------------------- SNI map
 
 
