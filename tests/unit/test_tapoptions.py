@@ -122,8 +122,7 @@ def test_a_log_or_pid_file_in_a_missing_directory_is_one_line(
             make(under_twistd(nodaemon=False, **{option: str(where)}))
         assert e.value.code == 1
         assert capsys.readouterr().err.splitlines()[-1] == (
-            f"twistd pktdemo: --{option} {where}: {why} (create it, or give another "
-            f"--{option})"
+            f"twistd pktdemo: --{option} {where}: {why} (create it, or give another --{option})"
         )
     for fine in ["-", "", str(tmp_path / "d.x")]:  # stdout, none, a directory that is
         assert make(under_twistd(nodaemon=True, **{option: fine})) == "service"
