@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from packetlab.endpoint.config import ConfigError, EndpointConfig
@@ -70,7 +71,9 @@ def check_paths(cfg: EndpointConfig, *, tls: bool) -> None:
                 raise ConfigError(f"{cfg.named(key)}: {path}: {why}")
 
 
-def check_databases_as(cfg: EndpointConfig, *, tls: bool, uid: int, gid: int) -> None:
+def check_databases_as(
+    cfg: EndpointConfig, *, tls: bool, uid: int, gid: int, defaults: Sequence[str] = ()
+) -> None:
     """`ConfigError` for the first database key of the mode that user `uid` (group `gid`)
     cannot use: twistd's ``-u``/``--uid`` switches to it after the start, where
     `check_paths`, run as root, passed. Before, `twistd -u nobody pktendpoint` with the
@@ -79,7 +82,10 @@ def check_databases_as(cfg: EndpointConfig, *, tls: bool, uid: int, gid: int) ->
     Python lies under /root) and left the connect cycle stuck. Asked in a child that
     switches to the user, so that the kernel decides as it will for the daemon."""
     _, databases = keys_for(cfg, tls=tls)
-    paths = [(key, path) for key in databases for path in _files_of(cfg, key)]
+    paths = [(cfg.named(key), path) for key in databases for path in _files_of(cfg, key)]
+    # `defaults`: ``RLimDBPath`` left unset, the pktlab home's file (when its directory
+    # exists; else root makes it at start, as without -u).
+    paths += [("RLimDBPath (unset: the pktlab home's)", p) for p in defaults]
     if not paths:
         return
     read, write = os.pipe()
@@ -97,7 +103,7 @@ def check_databases_as(cfg: EndpointConfig, *, tls: bool, uid: int, gid: int) ->
             for key, path in paths:
                 why = _database_fault(path)
                 if why:
-                    os.write(write, f"{cfg.named(key)}: {path}: {why}".encode())
+                    os.write(write, f"{key}: {path}: {why}".encode())
                     break
             else:  # made by the user, empty (SQLite's empty database): made by root at
                 for _, path in paths:  # start, it was read-only to the daemon

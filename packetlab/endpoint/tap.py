@@ -258,7 +258,14 @@ class Options(TapOptions):
         from packetlab.endpoint.confpaths import check_databases_as
 
         tls = not self["insecure-plaintext"]
-        check_databases_as(cfg, tls=tls, uid=uid, gid=gid)
+        defaults: list[str] = []
+        if tls and cfg.rlim_db is None:
+            from packetlab.ppks.store import PktlabHome
+
+            default = PktlabHome.at().accounting_db
+            if default.parent.is_dir():
+                defaults.append(str(default))
+        check_databases_as(cfg, tls=tls, uid=uid, gid=gid, defaults=defaults)
         if tls:
             import sqlite3  # noqa: F401  (the accounting's, loaded before the drop)
 

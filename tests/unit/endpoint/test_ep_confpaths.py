@@ -163,5 +163,16 @@ def test_under_twistd_u_the_databases_are_checked_as_that_user(
         start(top / "theirs" / "pm.sqlite3")
         made = (top / "theirs" / "pm.sqlite3").stat()
         assert (made.st_uid, made.st_size) == (65534, 0)
+        # RLimDBPath unset: the pktlab home's file, made by root at start before.
+        from packetlab.endpoint.confpaths import check_databases_as
+
+        cfg = parse_config(["NoSubMode 1"], "e.conf")
+        home_db = str(top / "root" / "endpt.rlim.sqlite3")
+        with pytest.raises(ConfigError) as err:
+            check_databases_as(cfg, tls=True, uid=65534, gid=65534, defaults=[home_db])
+        assert str(err.value) == (
+            f"RLimDBPath (unset: the pktlab home's): {home_db}: Permission denied; the "
+            "daemon runs as uid 65534 once started"
+        )
     finally:
         shutil.rmtree(top)
