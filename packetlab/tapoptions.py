@@ -129,6 +129,29 @@ class TapOptions(usage.Options):
         sys.stderr.flush()
         raise SystemExit(1)
 
+    def check_own_files(self) -> None:
+        """Under twistd: a `usage.UsageError` naming ``--logfile``/``--pidfile`` when the
+        directory twistd would write it in does not exist or is not a writable directory
+        (twistd found it only while opening the file: a 20-line FileNotFoundError
+        traceback for the log, ``An error has occurred: b"FileNotFoundError: ..."`` for
+        the pid file of a daemon). Checked before the service is made: as the user that
+        starts twistd, which opens both before ``--uid`` drops privileges."""
+        parent = getattr(self, "parent", None)
+        if parent is None:
+            return
+        # Both relative to the directory twistd starts in (it makes the pid file's path
+        # absolute before its chdir to --rundir, and opens the log before it).
+        for option in ("logfile", "pidfile"):
+            name = parent.get(option)
+            if not name or name == "-":  # none, or stdout
+                continue
+            path = Path(name).absolute()
+            why = _unwritable_dir(path.parent)
+            if why:
+                raise usage.UsageError(
+                    f"--{option} {path}: {why} (create it, or give another --{option})"
+                )
+
     def announce_background(self) -> None:
         """Under twistd without -n: say where the log and the pid file go, and how to stay
         in the foreground, before twistd detaches from the terminal."""
@@ -145,6 +168,17 @@ class TapOptions(usage.Options):
             "in the foreground\n"
         )
         sys.stderr.flush()
+
+
+def _unwritable_dir(directory: Path) -> str | None:
+    """Why a file cannot be created in `directory`, or None."""
+    if not directory.exists():
+        return f"directory '{directory}' does not exist"
+    if not directory.is_dir():
+        return f"'{directory}' is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"directory '{directory}' is not writable by this user"
+    return None
 
 
 def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
@@ -199,6 +233,7 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
     @functools.wraps(make)
     def wrapper(options: Opts) -> S:
         try:
+            options.check_own_files()
             made = make(options)
         except usage.UsageError as e:
             options.fail(e)

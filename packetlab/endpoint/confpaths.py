@@ -14,12 +14,14 @@ file of an endpoint run in NoSub mode is not read, so it is not an error.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 
-__all__ = ["check_paths", "keys_for"]
+__all__ = ["check_databases_as", "check_paths", "keys_for"]
 
 #: Keys whose files are read at start (certificates, keys): each must be a readable file.
 _TLS_FILES = ("ControllerCertChainPath", "EndpointPrivKey", "EndpointOpPubKeyPath")
@@ -67,6 +69,59 @@ def check_paths(cfg: EndpointConfig, *, tls: bool) -> None:
             why = _database_fault(path)
             if why:
                 raise ConfigError(f"{cfg.named(key)}: {path}: {why}")
+
+
+def check_databases_as(
+    cfg: EndpointConfig, *, tls: bool, uid: int, gid: int, defaults: Sequence[str] = ()
+) -> None:
+    """`ConfigError` for the first database key of the mode that user `uid` (group `gid`)
+    cannot use: twistd's ``-u``/``--uid`` switches to it after the start, where
+    `check_paths`, run as root, passed. Before, `twistd -u nobody pktendpoint` with the
+    home's ``RLimDBPath`` in root's 0700 ``~/.pktlab`` started, and the first session
+    with limits failed with two tracebacks (the first `No module named 'sqlite3'` when
+    Python lies under /root) and left the connect cycle stuck. Asked in a child that
+    switches to the user, so that the kernel decides as it will for the daemon."""
+    _, databases = keys_for(cfg, tls=tls)
+    paths = [(cfg.named(key), path) for key in databases for path in _files_of(cfg, key)]
+    # `defaults`: ``RLimDBPath`` left unset, the pktlab home's file (when its directory
+    # exists; else root makes it at start, as without -u).
+    paths += [("RLimDBPath (unset: the pktlab home's)", p) for p in defaults]
+    if not paths:
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: switch, look, say the first fault, exit at once
+        status = 0
+        try:
+            os.close(read)
+            try:
+                os.initgroups(pwd.getpwuid(uid).pw_name, gid)
+            except (KeyError, OSError):
+                os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            for key, path in paths:
+                why = _database_fault(path)
+                if why:
+                    os.write(write, f"{key}: {path}: {why}".encode())
+                    break
+            else:  # made by the user, empty (SQLite's empty database): made by root at
+                for _, path in paths:  # start, it was read-only to the daemon
+                    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    said = b"".join(chunks).decode("utf-8", "replace")
+    if said:
+        said = said.replace("by this user", f"by uid {uid} (twistd -u/--uid)")
+        raise ConfigError(f"{said}; the daemon runs as uid {uid} once started")
 
 
 def _readable_file_fault(path: str) -> str | None:

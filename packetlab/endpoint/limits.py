@@ -311,10 +311,12 @@ class LimitsGate:
         self.denied += 1
         note = self._deny_log.allow()  # a controller can be refused by the million
         if note is not None:
+            # `dest=192.0.2.1`, not `{'dest': '192.0.2.1'}`; max_send_pkt said `{}`.
+            detail = "".join(f" {k}={v}" for k, v in kw.items())
             self.rule_log.info(
-                "request refused by certificate limit {rule} {kw}{note}",
+                "request refused by certificate limit {rule}{detail}{note}",
                 rule=rule,
-                kw=kw,
+                detail=detail,
                 note=note,
             )
         return result
@@ -348,13 +350,15 @@ class LimitsGate:
         if self._send_pkts is not None and not self._send_pkts.consume(1):
             if self._not_recorded(self._send_pkts, "nsend (ESKTPKTDENY)"):
                 return _DENY_PKT
-            return self._deny(_DENY_PKT, "max_send_pkt")
+            return self._deny(_DENY_PKT, "max_send_pkt", limit=self.limits.max_send_pkt, left=0)
         if self._send_bytes is not None and not self._send_bytes.consume(n):
             if self._send_pkts is not None:
                 _unspend(self._send_pkts, 1)
             if self._not_recorded(self._send_bytes, "nsend (ESKTPKTDENY)"):
                 return _DENY_PKT
-            return self._deny(_DENY_PKT, "max_send_byte")
+            return self._deny(
+                _DENY_PKT, "max_send_byte", limit=self.limits.max_send_byte, nsend=f"{n}B"
+            )
         for w in self._byte_windows:
             w.add(when, n)
         for w in self._pkt_windows:

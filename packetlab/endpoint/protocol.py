@@ -116,7 +116,16 @@ class ControllerProtocol(Protocol):
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = TRANSPORT_BUFFER
         try:
-            self.session = session = self._make_session()
+            try:
+                self.session = session = self._make_session()
+            except SessionRefused:
+                raise
+            except Exception as e:
+                # Not the chain's fault (a module unreadable after `twistd -u`, a bug):
+                # refused the same way, its traceback logged once. Raised out of here, it
+                # left the connect cycle (ClientService) stuck: no session, no reconnect.
+                self.log.failure("cannot make a session for this controller")
+                raise SessionRefused("internal", f"{type(e).__name__}: {e}") from e
         except SessionRefused as e:  # the chain's limits allow no session now (§1.4)
             self._refused = e
             self._closing = True  # what the controller sent already is read and dropped

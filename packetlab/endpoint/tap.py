@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +195,7 @@ class Options(TapOptions):
 
         try:  # each path key of the mode: one line naming the file, line and key
             check_paths(cfg, tls=not self["insecure-plaintext"])
+            self._check_as_the_daemon_user(cfg)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -236,6 +238,36 @@ class Options(TapOptions):
             self["tls_link"] = TLSLink.from_config(cfg)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _check_as_the_daemon_user(self, cfg: EndpointConfig) -> None:
+        """Under twistd run as root with ``-u USER``: the databases checked as USER, and
+        SQLite loaded now (its import is lazy, and after the drop a Python installed
+        under /root cannot be read: `No module named 'sqlite3'` at the first session)."""
+        parent = getattr(self, "parent", None)
+        uid = parent.get("uid") if parent is not None else None
+        if not isinstance(uid, int) or os.geteuid() != 0 or uid == 0:
+            return
+        gid = parent.get("gid") if parent is not None else None
+        if not isinstance(gid, int):
+            import pwd
+
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                gid = uid
+        from packetlab.endpoint.confpaths import check_databases_as
+
+        tls = not self["insecure-plaintext"]
+        defaults: list[str] = []
+        if tls and cfg.rlim_db is None:
+            from packetlab.ppks.store import PktlabHome
+
+            default = PktlabHome.at().accounting_db
+            if default.parent.is_dir():
+                defaults.append(str(default))
+        check_databases_as(cfg, tls=tls, uid=uid, gid=gid, defaults=defaults)
+        if tls:
+            import sqlite3  # noqa: F401  (the accounting's, loaded before the drop)
 
     def build_config(self) -> EndpointConfig:
         try:

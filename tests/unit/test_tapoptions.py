@@ -106,6 +106,28 @@ def test_going_to_the_background_is_announced(capsys: pytest.CaptureFixture[str]
     assert f"log in {Path.cwd() / 'twistd.log'}, pid in none;" in err
 
 
+@pytest.mark.parametrize("option", ["logfile", "pidfile"])
+def test_a_log_or_pid_file_in_a_missing_directory_is_one_line(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """broker.md's `twistd --pidfile=/run/pktlab/... --logfile=/var/log/pktlab/...` before
+    the directory was made: twistd's FileNotFoundError traceback (20 lines) for the log,
+    `An error has occurred: b"FileNotFoundError: ..."` for the pid file."""
+    (tmp_path / "file").write_text("")
+    for where, why in [
+        (tmp_path / "gone" / "d.x", f"directory '{tmp_path / 'gone'}' does not exist"),
+        (tmp_path / "file" / "d.x", f"'{tmp_path / 'file'}' is not a directory"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            make(under_twistd(nodaemon=False, **{option: str(where)}))
+        assert e.value.code == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"twistd pktdemo: --{option} {where}: {why} (create it, or give another --{option})"
+        )
+    for fine in ["-", "", str(tmp_path / "d.x")]:  # stdout, none, a directory that is
+        assert make(under_twistd(nodaemon=True, **{option: fine})) == "service"
+
+
 class Reactor(MemoryReactor):
     """Whose `stop` raises when not running, as a real reactor's."""
 

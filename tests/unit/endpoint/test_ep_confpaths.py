@@ -123,3 +123,56 @@ def test_twistd_stops_at_a_bad_monitor_persistent_path(tmp_path: Path) -> None:
         Options().parseOptions(
             ["-c", str(conf), "--insecure-plaintext", "--set", f"MonitorPersistentPath={tmp_path}"]
         )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_under_twistd_u_the_databases_are_checked_as_that_user(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`twistd -u nobody pktendpoint` with the home's RLimDBPath in root's 0700 directory:
+    it started (every check ran as root), and the first session with limits failed with
+    two tracebacks (`No module named 'sqlite3'` with Python under /root; else `attempt to
+    write a readonly database`: the file was made by root at start). Now one line at
+    start, and a usable directory gets the databases made by that user."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="pktlab-ops30-"))  # /tmp: nobody can reach it
+    try:
+        top.chmod(0o755)
+        (top / "root").mkdir(mode=0o700)
+        (top / "theirs").mkdir()
+        os.chown(top / "theirs", 65534, 65534)
+        conf = top / "endpt.conf"
+
+        def start(db: Path) -> Options:
+            conf.write_text(f"NoSubMode 1\nMonitorPersistentPath {db}\n")
+            opts = Options()
+            opts.parent = usage.Options()  # twistd's, with -u 65534 -g 65534 parsed
+            opts.parent.update(uid=65534, gid=65534)
+            opts.parseOptions(["-c", str(conf), "--insecure-plaintext"])
+            return opts
+
+        with pytest.raises(SystemExit) as e:
+            start(top / "root" / "pm.sqlite3")
+        assert e.value.code == 1
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"twistd pktendpoint: {conf}:2: MonitorPersistentPath: {top}/root/pm.sqlite3: "
+            "Permission denied; the daemon runs as uid 65534 once started"
+        )
+        start(top / "theirs" / "pm.sqlite3")
+        made = (top / "theirs" / "pm.sqlite3").stat()
+        assert (made.st_uid, made.st_size) == (65534, 0)
+        # RLimDBPath unset: the pktlab home's file, made by root at start before.
+        from packetlab.endpoint.confpaths import check_databases_as
+
+        cfg = parse_config(["NoSubMode 1"], "e.conf")
+        home_db = str(top / "root" / "endpt.rlim.sqlite3")
+        with pytest.raises(ConfigError) as err:
+            check_databases_as(cfg, tls=True, uid=65534, gid=65534, defaults=[home_db])
+        assert str(err.value) == (
+            f"RLimDBPath (unset: the pktlab home's): {home_db}: Permission denied; the "
+            "daemon runs as uid 65534 once started"
+        )
+    finally:
+        shutil.rmtree(top)

@@ -377,3 +377,30 @@ def test_a_refused_session_closes_and_drops_what_the_controller_sent() -> None:
     assert t.disconnecting
     proto.dataReceived(wire.encode(wire.Start()))  # was: no session, no link
     assert t.value() == b""
+
+
+def test_a_session_that_cannot_be_made_is_refused_not_raised() -> None:
+    """`twistd -u nobody pktendpoint` with Python under /root: `No module named 'sqlite3'`
+    out of connectionMade left ClientService stuck (`NoTransition`; a second controller
+    waited in vain). Now refused like a chain's limits, the traceback logged once."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    def broken() -> Any:
+        raise ModuleNotFoundError("No module named 'sqlite3'")
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        proto = ControllerProtocol(broken, MemoryReactorClock())
+        t = StringTransport(peerAddress=cast(Any, "peer"))
+        proto.makeConnection(t)  # was: ModuleNotFoundError raised out of it
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert t.disconnecting
+    assert [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")] == [
+        "refusing controller peer: internal: ModuleNotFoundError: No module named 'sqlite3'"
+    ]
+    assert sum("log_failure" in e for e in seen) == 1

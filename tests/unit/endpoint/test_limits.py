@@ -487,3 +487,33 @@ def test_a_chain_of_ours_of_another_role_is_refused_at_start(tmp_path: Path, kin
         "): every controller checks the endpoint's chain (a subcmd certificate, then any "
         "delpriv ones, leaf first) and refuses this one"
     )
+
+
+def test_a_refusal_line_says_the_limit_in_words(tmp_path: Path) -> None:
+    """An operator's log read `request refused by certificate limit max_send_pkt {}`, and
+    valid_dest `{'dest': '192.0.2.9'}` (a dict's repr, or an empty one)."""
+    from typing import Any
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    for d in "abc":
+        (tmp_path / d).mkdir()
+    try:
+        g = gate(tmp_path / "a", CertLimits(max_send_pkt=1))
+        assert g.check(nsend(b"x")) is None
+        assert g.check(nsend(b"x")) == DENY
+        g = gate(tmp_path / "b", CertLimits(max_send_byte=3))
+        assert g.check(nsend(b"xxxx")) == DENY
+        g = gate(tmp_path / "c", CertLimits(valid_dest=parse_valid_dest("v", "192.0.2.0/24")))
+        assert g.check(nsend(b"x")) == DENY
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [formatEvent(e) for e in seen if "refused by certificate" in e.get("log_format", "")]
+    assert lines == [
+        "request refused by certificate limit max_send_pkt limit=1 left=0",
+        "request refused by certificate limit max_send_byte limit=3 nsend=4B",
+        "request refused by certificate limit valid_dest dest=127.0.0.1",
+    ]
