@@ -262,7 +262,7 @@ async def ping(
     endpoint could send no request at all, MeasureError says so.
     With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
     only when no reply came before it was sent; otherwise the run ends twice the largest
-    RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
+    RTT so far (at least `interval`, longer than `wait` too) after it. With `answers_wanted`, no
     request is sent once that many were answered (replies and ICMP errors), and the run
     ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
     `tos`: the requests' TOS byte (IPv6: traffic class), iputils -Q. `pmtudisc`, iputils
@@ -978,8 +978,8 @@ class _PingRun:
             for seq, got in self.replies.items()
             if seq in self.sent_ns
         ]
-        if like_ping and rtts:  # iputils' __schedule_exit
-            linger = min(wait, max(2 * max(rtts), interval))
+        if like_ping and rtts:  # iputils' __schedule_exit: -W plays no part then
+            linger = max(2 * max(rtts), interval)
         deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
         held_until = deadline + wait  # a bound on waiting for sends the endpoint holds
         hard_end = held_until + GRACE_S  # ... and on reading the endpoint's clock after it

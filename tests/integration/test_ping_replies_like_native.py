@@ -117,6 +117,9 @@ def _responder(far: str, mode: str, family: int = 4) -> AbstractContextManager[o
         ("delay:0.7", ["-c", "3", "-i", "0.3", "-W", "1"], "3 received"),
         ("delay:1.3", ["-c", "2", "-i", "0.5", "-W", "1"], "1 received"),
         ("delay:1.2", ["-c", "3", "-i", "0.2", "-w", "1"], "0 received"),
+        # a reply before the last request: 2 x the largest RTT after it, -W or not
+        # (session 30, pingedge30: ours stopped at -W, `4 received`)
+        ("delay:0.3", ["-c", "5", "-i", "0.2", "-W", "0.1"], "5 received"),
     ],
 )  # fmt: skip
 def test_crafted_replies_as_iputils_prints_them(

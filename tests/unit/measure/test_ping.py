@@ -902,3 +902,16 @@ def test_a_deadline_counts_what_came_before_it_and_nothing_after() -> None:
     assert rig.clock.seconds() - start < 1.2
     with pytest.raises(ValueError, match="deadline needs a stop signal"):
         rig.run(ping(rig.session, TG4, count=1, deadline=1.0))
+
+
+def test_linger_after_replies_is_two_rtts_even_past_w_as_ping() -> None:
+    """iputils' __schedule_exit waits 2 x the largest RTT (at least -i) after the last
+    request once a reply came, -W or not: `ping -c 5 -W 0.1 -i 0.2` to a target 300 ms
+    away counts 5 of 5 (session 30, pingedge30: ours capped that at -W and said `5
+    packets transmitted, 4 received, 20% packet loss`)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.3
+    start = rig.clock.seconds()
+    result = rig.run(ping(rig.session, TG4, count=5, interval=0.2, wait=0.1, linger_like_ping=True))
+    assert (result.sent, result.received) == (5, 5)
+    assert rig.clock.seconds() - start < 0.8 + 0.6 + 0.5  # (the last reply ends it)
