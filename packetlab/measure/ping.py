@@ -274,7 +274,8 @@ async def ping(
     until the first reply); 1 ms or more: `preload` requests each interval, answered or
     not; 0: the next as soon as fewer than `preload` are unanswered, or 10 ms after the
     last (a controller round trip after each reply: the endpoint cannot be told to send
-    on one). `record_route`, iputils
+    on one); `interval` 0 without `adaptive` (-i 0, -f) sends by that rule too, as
+    ping's pinger. `record_route`, iputils
     -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
     `timestamps`, iputils -T (``tsonly``, ``tsandaddr``, ``tsprespec`` with up to 4
     `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
@@ -335,8 +336,13 @@ async def ping(
         raise ValueError(f"ident must be 0..65535, got {ident}")
     source = as_target(src) if src is not None else None
     hold = interval  # -A: how long an unanswered request holds its place at first
+    # -i 0 (-f): as -A at an interval of 0, iputils' pinger for both (session 30: ours
+    # sent every request at once, `-f -c 30` to a target 20 ms away `pipe 30` for ping's 2)
+    paced_by_replies = adaptive or (interval == 0 and count > preload)
     if adaptive:  # (sent as places free up, not on a schedule)
         interval, span = 0.0, count * max(hold, wait)
+    elif paced_by_replies:  # (at most one each ADAPTIVE_FLOOD_S when none is answered)
+        span = count * ADAPTIVE_FLOOD_S
     else:
         span = max(0, count - preload) * interval
     cap = await open_capture(
@@ -348,8 +354,8 @@ async def ping(
     run.deadline = deadline
     run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
-    if adaptive:
-        run.window, run.hold = preload, hold
+    if paced_by_replies:
+        run.window, run.hold, run.adaptive = preload, hold, adaptive
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     if route:
         run.first_hop, run.options = loose_source_route(
@@ -450,6 +456,7 @@ class _PingRun:
         # `hold` the interval before the first reply (-i)
         self.window = WINDOW
         self.hold: float | None = None
+        self.adaptive = False  # -A (else, with `hold`, -i 0: its interval stays 0)
         self.sent_at: dict[int, float] = {}  # -A: the last `window` requests' send times
         self.srtt_ns = 0  # iputils' rtt: x8, smoothed as each reply comes
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
@@ -877,6 +884,8 @@ class _PingRun:
     def _adaptive_step(self) -> float:
         """iputils -A's interval (s): the replies' smoothed RTT rounded to whole ms, as
         ping's update_interval ((rtt/8 + 500) / 1000); `hold` (-i) before the first."""
+        if not self.adaptive:
+            return 0.0
         if not self.srtt_ns:
             return self.hold or 0.0
         return (self.srtt_ns // 8_000 + 500) // 1000 / 1000

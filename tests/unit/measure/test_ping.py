@@ -915,3 +915,19 @@ def test_linger_after_replies_is_two_rtts_even_past_w_as_ping() -> None:
     result = rig.run(ping(rig.session, TG4, count=5, interval=0.2, wait=0.1, linger_like_ping=True))
     assert (result.sent, result.received) == (5, 5)
     assert rig.clock.seconds() - start < 0.8 + 0.6 + 0.5  # (the last reply ends it)
+
+
+@pytest.mark.parametrize("delay", [0.0001, 0.02, None], ids=["answered", "20ms", "lost"])
+def test_interval_0_sends_as_replies_come_or_10_ms_apart_as_ping_f(delay: float | None) -> None:
+    """iputils -i 0 (and -f): the next request as the reply comes, or 10 ms (MININTERVAL)
+    after the last while one is unanswered: 100 a second to a target that never answers.
+    Ours sent every request at once (session 30, pingedge30: `-f -c 30` to a target 20 ms
+    away `pipe 30, ipg 0.012 ms` for ping's `pipe 2, ipg 18`; `-f -c 50` unanswered in 1
+    ms for ping's 800)."""
+    rig = RawRig([TG4])
+    sent = _transmits(rig, frozenset(range(1, 7)) if delay is None else frozenset())
+    rig.endpoint.delays[1] = delay or 0.001
+    rig.run(ping(rig.session, TG4, count=6, interval=0, wait=0.5), step=0.00005)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    step = 0.0001 if delay == 0.0001 else 0.01
+    assert gaps == pytest.approx([step] * 5, abs=6e-5), gaps
