@@ -969,6 +969,21 @@ class _PingRun:
 
     # -- waiting --
 
+    def _linger(self, wait: float, interval: float) -> float:
+        """iputils' __schedule_exit as its last request leaves: 2 x the largest RTT (at
+        least `interval`, -W or not) if a reply had come by then, else `wait` (-W). The
+        replies the endpoint received before the last request's ntag time count (all in
+        so far while that ntag is not); decided at queueing (0.2 s ahead), `-c 3 -i 0.2
+        -W 0.1` at 250 ms lost its 3rd reply and `-c 2 -i 0.2`, the 2nd lost, waited 10 s
+        (session 30)."""
+        last = self.sent_ns.get(self.queued)
+        rtts = [
+            got[1] - self.sent_ns[seq]
+            for seq, got in self.replies.items()
+            if seq in self.sent_ns and (last is None or got[1] <= last)
+        ]
+        return max(2 * max(rtts) / 1e9, interval) if rtts else wait
+
     async def collect(
         self,
         count: int,
@@ -981,16 +996,10 @@ class _PingRun:
         """Wait for the replies: until every request sent is answered, `wait` s after the
         last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
         briefly once a stop was requested."""
-        linger = wait
-        rtts = [
-            (got[1] - self.sent_ns[seq]) / 1e9
-            for seq, got in self.replies.items()
-            if seq in self.sent_ns
-        ]
-        if like_ping and rtts:  # iputils' __schedule_exit: -W plays no part then
-            linger = max(2 * max(rtts), interval)
-        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
-        held_until = deadline + wait  # a bound on waiting for sends the endpoint holds
+        linger = self._linger(wait, interval) if like_ping else wait
+        since = self.reactor.seconds() + LEAD_S + AHEAD_S  # (the last request's time)
+        deadline = since + linger
+        held_until = since + wait + wait  # a bound on waiting for sends the endpoint holds
         hard_end = held_until + GRACE_S  # ... and on reading the endpoint's clock after it
         stopped_at: float | None = None
         reading: Deferred[None] | None = None
@@ -998,6 +1007,9 @@ class _PingRun:
             if self.failure is not None:
                 raise self.failure
             now = self.reactor.seconds()
+            if like_ping and stopped_at is None:  # (replies that came in the meantime)
+                linger = self._linger(wait, interval)
+                deadline = since + linger
             if stop is not None and stop.requested and stopped_at is None:
                 stopped_at = now
                 deadline = min(deadline, now + min(wait, GRACE_S))
@@ -1006,6 +1018,7 @@ class _PingRun:
                 # ping's own send blocks): the linger counts from the last one's leaving,
                 # as iputils schedules its exit after its last send. They were counted
                 # unsent (`-l 200` through a 20 Mbit/s tbf under load: 254 of 300).
+                since = now
                 deadline = now + linger
             if self.in_flight == 0 and len(self.settled) >= self.queued:
                 break

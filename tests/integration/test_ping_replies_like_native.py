@@ -120,6 +120,8 @@ def _responder(far: str, mode: str, family: int = 4) -> AbstractContextManager[o
         # a reply before the last request: 2 x the largest RTT after it, -W or not
         # (session 30, pingedge30: ours stopped at -W, `4 received`)
         ("delay:0.3", ["-c", "5", "-i", "0.2", "-W", "0.1"], "5 received"),
+        # ... a reply that came after the last request was queued, before it left
+        ("delay:0.25", ["-c", "3", "-i", "0.2", "-W", "0.1"], "3 received"),
     ],
 )  # fmt: skip
 def test_crafted_replies_as_iputils_prints_them(

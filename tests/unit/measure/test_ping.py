@@ -931,3 +931,32 @@ def test_interval_0_sends_as_replies_come_or_10_ms_apart_as_ping_f(delay: float 
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     step = 0.0001 if delay == 0.0001 else 0.01
     assert gaps == pytest.approx([step] * 5, abs=6e-5), gaps
+
+
+@pytest.mark.parametrize(
+    ("count", "delay", "lost", "received"),
+    [(3, 0.25, frozenset(), 3), (2, 0.001, frozenset({2}), 1)],
+    ids=["reply-after-queued-before-sent", "last-lost-w-10"],
+)
+def test_linger_counts_the_replies_in_before_the_last_request_left_as_ping(
+    count: int, delay: float, lost: frozenset[int], received: int
+) -> None:
+    """iputils decides its linger as its last request leaves: 2 x the largest RTT if a
+    reply came by then, else -W. Ours decided when the last was queued (0.2 s ahead):
+    `-c 3 -i 0.2 -W 0.1` at 250 ms lost the 3rd reply (ping: 3 received); `-c 2 -i 0.2`
+    with the 2nd lost waited -W's 10 s (ping: 0.4 s). Session 30, pingedge30."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = delay
+    answers = rig.endpoint.answers
+
+    def lossy(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") in lost else answers(probe)
+
+    rig.endpoint.answers = lossy  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    wait = 0.1 if delay > 0.1 else 10.0
+    result = rig.run(
+        ping(rig.session, TG4, count=count, interval=0.2, wait=wait, linger_like_ping=True)
+    )
+    assert result.received == received
+    assert rig.clock.seconds() - start < 2.0
