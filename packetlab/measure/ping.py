@@ -262,7 +262,7 @@ async def ping(
     endpoint could send no request at all, MeasureError says so.
     With `linger_like_ping`, `wait` is iputils ping's -W: waited after the last request
     only when no reply came before it was sent; otherwise the run ends twice the largest
-    RTT so far (at least `interval`, at most `wait`) after it. With `answers_wanted`, no
+    RTT so far (at least `interval`, longer than `wait` too) after it. With `answers_wanted`, no
     request is sent once that many were answered (replies and ICMP errors), and the run
     ends then: iputils' -c with -w (`count` is then the most that fit the deadline).
     `tos`: the requests' TOS byte (IPv6: traffic class), iputils -Q. `pmtudisc`, iputils
@@ -274,7 +274,8 @@ async def ping(
     until the first reply); 1 ms or more: `preload` requests each interval, answered or
     not; 0: the next as soon as fewer than `preload` are unanswered, or 10 ms after the
     last (a controller round trip after each reply: the endpoint cannot be told to send
-    on one). `record_route`, iputils
+    on one); `interval` 0 without `adaptive` (-i 0, -f) sends by that rule too, as
+    ping's pinger. `record_route`, iputils
     -R: IPv4 requests carry a record route option; each reply's `route` is what it holds.
     `timestamps`, iputils -T (``tsonly``, ``tsandaddr``, ``tsprespec`` with up to 4
     `prespec` addresses): IPv4 requests carry a timestamp option with the entry ping's
@@ -335,8 +336,13 @@ async def ping(
         raise ValueError(f"ident must be 0..65535, got {ident}")
     source = as_target(src) if src is not None else None
     hold = interval  # -A: how long an unanswered request holds its place at first
+    # -i 0 (-f): as -A at an interval of 0, iputils' pinger for both (session 30: ours
+    # sent every request at once, `-f -c 30` to a target 20 ms away `pipe 30` for ping's 2)
+    paced_by_replies = adaptive or (interval == 0 and count > preload)
     if adaptive:  # (sent as places free up, not on a schedule)
         interval, span = 0.0, count * max(hold, wait)
+    elif paced_by_replies:  # (at most one each ADAPTIVE_FLOOD_S when none is answered)
+        span = count * ADAPTIVE_FLOOD_S
     else:
         span = max(0, count - preload) * interval
     cap = await open_capture(
@@ -348,8 +354,8 @@ async def ping(
     run.deadline = deadline
     run.on_sent, run.on_outstanding, run.on_notice = on_sent, on_outstanding, on_notice
     run.tos, run.preload = tos, preload
-    if adaptive:
-        run.window, run.hold = preload, hold
+    if paced_by_replies:
+        run.window, run.hold, run.adaptive = preload, hold, adaptive
     run.options = record_route_option(cap.src) if record_route and target.version == 4 else b""
     if route:
         run.first_hop, run.options = loose_source_route(
@@ -450,6 +456,7 @@ class _PingRun:
         # `hold` the interval before the first reply (-i)
         self.window = WINDOW
         self.hold: float | None = None
+        self.adaptive = False  # -A (else, with `hold`, -i 0: its interval stays 0)
         self.sent_at: dict[int, float] = {}  # -A: the last `window` requests' send times
         self.srtt_ns = 0  # iputils' rtt: x8, smoothed as each reply comes
         self.options = b""  # IPv4 options of the requests (iputils -R, HOST... TARGET)
@@ -877,6 +884,8 @@ class _PingRun:
     def _adaptive_step(self) -> float:
         """iputils -A's interval (s): the replies' smoothed RTT rounded to whole ms, as
         ping's update_interval ((rtt/8 + 500) / 1000); `hold` (-i) before the first."""
+        if not self.adaptive:
+            return 0.0
         if not self.srtt_ns:
             return self.hold or 0.0
         return (self.srtt_ns // 8_000 + 500) // 1000 / 1000
@@ -960,6 +969,21 @@ class _PingRun:
 
     # -- waiting --
 
+    def _linger(self, wait: float, interval: float) -> float:
+        """iputils' __schedule_exit as its last request leaves: 2 x the largest RTT (at
+        least `interval`, -W or not) if a reply had come by then, else `wait` (-W). The
+        replies the endpoint received before the last request's ntag time count (all in
+        so far while that ntag is not); decided at queueing (0.2 s ahead), `-c 3 -i 0.2
+        -W 0.1` at 250 ms lost its 3rd reply and `-c 2 -i 0.2`, the 2nd lost, waited 10 s
+        (session 30)."""
+        last = self.sent_ns.get(self.queued)
+        rtts = [
+            got[1] - self.sent_ns[seq]
+            for seq, got in self.replies.items()
+            if seq in self.sent_ns and (last is None or got[1] <= last)
+        ]
+        return max(2 * max(rtts) / 1e9, interval) if rtts else wait
+
     async def collect(
         self,
         count: int,
@@ -972,16 +996,10 @@ class _PingRun:
         """Wait for the replies: until every request sent is answered, `wait` s after the
         last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
         briefly once a stop was requested."""
-        linger = wait
-        rtts = [
-            (got[1] - self.sent_ns[seq]) / 1e9
-            for seq, got in self.replies.items()
-            if seq in self.sent_ns
-        ]
-        if like_ping and rtts:  # iputils' __schedule_exit
-            linger = min(wait, max(2 * max(rtts), interval))
-        deadline = self.reactor.seconds() + LEAD_S + AHEAD_S + linger
-        held_until = deadline + wait  # a bound on waiting for sends the endpoint holds
+        linger = self._linger(wait, interval) if like_ping else wait
+        since = self.reactor.seconds() + LEAD_S + AHEAD_S  # (the last request's time)
+        deadline = since + linger
+        held_until = since + wait + wait  # a bound on waiting for sends the endpoint holds
         hard_end = held_until + GRACE_S  # ... and on reading the endpoint's clock after it
         stopped_at: float | None = None
         reading: Deferred[None] | None = None
@@ -989,6 +1007,9 @@ class _PingRun:
             if self.failure is not None:
                 raise self.failure
             now = self.reactor.seconds()
+            if like_ping and stopped_at is None:  # (replies that came in the meantime)
+                linger = self._linger(wait, interval)
+                deadline = since + linger
             if stop is not None and stop.requested and stopped_at is None:
                 stopped_at = now
                 deadline = min(deadline, now + min(wait, GRACE_S))
@@ -997,6 +1018,7 @@ class _PingRun:
                 # ping's own send blocks): the linger counts from the last one's leaving,
                 # as iputils schedules its exit after its last send. They were counted
                 # unsent (`-l 200` through a 20 Mbit/s tbf under load: 254 of 300).
+                since = now
                 deadline = now + linger
             if self.in_flight == 0 and len(self.settled) >= self.queued:
                 break

@@ -14,7 +14,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -117,6 +117,11 @@ def _responder(far: str, mode: str, family: int = 4) -> AbstractContextManager[o
         ("delay:0.7", ["-c", "3", "-i", "0.3", "-W", "1"], "3 received"),
         ("delay:1.3", ["-c", "2", "-i", "0.5", "-W", "1"], "1 received"),
         ("delay:1.2", ["-c", "3", "-i", "0.2", "-w", "1"], "0 received"),
+        # a reply before the last request: 2 x the largest RTT after it, -W or not
+        # (session 30, pingedge30: ours stopped at -W, `4 received`)
+        ("delay:0.3", ["-c", "5", "-i", "0.2", "-W", "0.1"], "5 received"),
+        # ... a reply that came after the last request was queued, before it left
+        ("delay:0.25", ["-c", "3", "-i", "0.2", "-W", "0.1"], "3 received"),
     ],
 )  # fmt: skip
 def test_crafted_replies_as_iputils_prints_them(
@@ -275,3 +280,27 @@ def test_pmtudisc_do_after_a_router_mtu_below_552_as_iputils(
     assert masked(ours.stdout) == masked(theirs.stdout)
     local = "local error: message too long, mtu=552"
     assert theirs.stderr.count(local) == ours.stderr.count(local) == (2 if size == "1000" else 0)
+
+
+@pytest.mark.parametrize("mode", ["delay:0.02", None], ids=["20ms", "unanswered"])
+def test_interval_0_keeps_one_request_in_flight_as_iputils(
+    pair: tuple[str, str], mode: str | None
+) -> None:
+    """-i 0 (as -f): the next request as the reply comes, or 10 ms after the last while
+    one is unanswered. Ours sent all 20 at once (session 30, pingedge30: `pipe 20` and
+    `time 0ms` against a target 20 ms away, where ping said `pipe 2`, ~340 ms); the 10 ms
+    are a floor under the run's time whatever the load."""
+    near, far = pair
+    args = ["-c", "20", "-i", "0", "-W", "0.3", "-q", FAR]
+    with _responder(far, mode) if mode else nullcontext():
+        runs = {
+            "theirs": native("ping", *args, netns=near),
+            "ours": pktlab_run("ping", *args, netns=near),
+        }
+    for name, run in runs.items():
+        assert "20 packets transmitted" in run.stdout, (name, run.stdout, run.stderr)
+        m = re.search(r"time (\d+)ms", run.stdout)
+        assert m is not None and int(m.group(1)) >= 19 * 9, (name, run.stdout)
+        pipe = re.search(r"pipe (\d+)", run.stdout)
+        assert pipe is None or int(pipe.group(1)) <= 3, (name, run.stdout)
+    assert runs["ours"].returncode == runs["theirs"].returncode

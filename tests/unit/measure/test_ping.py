@@ -902,3 +902,61 @@ def test_a_deadline_counts_what_came_before_it_and_nothing_after() -> None:
     assert rig.clock.seconds() - start < 1.2
     with pytest.raises(ValueError, match="deadline needs a stop signal"):
         rig.run(ping(rig.session, TG4, count=1, deadline=1.0))
+
+
+def test_linger_after_replies_is_two_rtts_even_past_w_as_ping() -> None:
+    """iputils' __schedule_exit waits 2 x the largest RTT (at least -i) after the last
+    request once a reply came, -W or not: `ping -c 5 -W 0.1 -i 0.2` to a target 300 ms
+    away counts 5 of 5 (session 30, pingedge30: ours capped that at -W and said `5
+    packets transmitted, 4 received, 20% packet loss`)."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = 0.3
+    start = rig.clock.seconds()
+    result = rig.run(ping(rig.session, TG4, count=5, interval=0.2, wait=0.1, linger_like_ping=True))
+    assert (result.sent, result.received) == (5, 5)
+    assert rig.clock.seconds() - start < 0.8 + 0.6 + 0.5  # (the last reply ends it)
+
+
+@pytest.mark.parametrize("delay", [0.0001, 0.02, None], ids=["answered", "20ms", "lost"])
+def test_interval_0_sends_as_replies_come_or_10_ms_apart_as_ping_f(delay: float | None) -> None:
+    """iputils -i 0 (and -f): the next request as the reply comes, or 10 ms (MININTERVAL)
+    after the last while one is unanswered: 100 a second to a target that never answers.
+    Ours sent every request at once (session 30, pingedge30: `-f -c 30` to a target 20 ms
+    away `pipe 30, ipg 0.012 ms` for ping's `pipe 2, ipg 18`; `-f -c 50` unanswered in 1
+    ms for ping's 800)."""
+    rig = RawRig([TG4])
+    sent = _transmits(rig, frozenset(range(1, 7)) if delay is None else frozenset())
+    rig.endpoint.delays[1] = delay or 0.001
+    rig.run(ping(rig.session, TG4, count=6, interval=0, wait=0.5), step=0.00005)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    step = 0.0001 if delay == 0.0001 else 0.01
+    assert gaps == pytest.approx([step] * 5, abs=6e-5), gaps
+
+
+@pytest.mark.parametrize(
+    ("count", "delay", "lost", "received"),
+    [(3, 0.25, frozenset(), 3), (2, 0.001, frozenset({2}), 1)],
+    ids=["reply-after-queued-before-sent", "last-lost-w-10"],
+)
+def test_linger_counts_the_replies_in_before_the_last_request_left_as_ping(
+    count: int, delay: float, lost: frozenset[int], received: int
+) -> None:
+    """iputils decides its linger as its last request leaves: 2 x the largest RTT if a
+    reply came by then, else -W. Ours decided when the last was queued (0.2 s ahead):
+    `-c 3 -i 0.2 -W 0.1` at 250 ms lost the 3rd reply (ping: 3 received); `-c 2 -i 0.2`
+    with the 2nd lost waited -W's 10 s (ping: 0.4 s). Session 30, pingedge30."""
+    rig = RawRig([TG4])
+    rig.endpoint.delays[1] = delay
+    answers = rig.endpoint.answers
+
+    def lossy(probe: bytes) -> list[tuple[float, bytes]]:
+        return [] if int.from_bytes(probe[26:28], "big") in lost else answers(probe)
+
+    rig.endpoint.answers = lossy  # type: ignore[method-assign]
+    start = rig.clock.seconds()
+    wait = 0.1 if delay > 0.1 else 10.0
+    result = rig.run(
+        ping(rig.session, TG4, count=count, interval=0.2, wait=wait, linger_like_ping=True)
+    )
+    assert result.received == received
+    assert rig.clock.seconds() - start < 2.0
