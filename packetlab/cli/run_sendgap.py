@@ -85,7 +85,12 @@ def _q(q: dict[str, float]) -> str:
 
 def row(r: Record) -> str | None:
     if r["type"] == "summary":
-        return f"# {r['trains']} trains, {r['sent']} of {r['count']} sent"
+        trains = f"{r['trains']} train{'s' if r['trains'] != 1 else ''}"
+        p50 = r.get("abs_gap_error_us_p50_median")
+        gap = "" if p50 is None else f", |gap error| p50 {p50:.2f} us (median of trains)"
+        cut = {"INTERRUPTED": " (interrupted)", "ERROR": " (stopped by an error)"}
+        cut_short = cut.get(r.get("stop_reason", ""), "")
+        return f"# {trains}, {r['sent']} of {r['count']} sent{gap}{cut_short}"
     if r["type"] != "sendgap":
         return None
     ahead = r.get("queued_ahead_ms")
@@ -107,6 +112,16 @@ def summary(records: list[Record]) -> Record:
         "abs_gap_error_us_p50_median": p50s[len(p50s) // 2] if p50s else None,
         "errors": sum(r["count"] - r["sent"] for r in got),
     }
+
+
+def status(args: argparse.Namespace, records: list[Record], code: int) -> int:
+    """1 when a datagram was not sent (the summary's `errors`), else 0: the same with
+    --packets, whose per-datagram records carry `"error": null` (run_command's default
+    counted those as failures: exit 1 with `errors: 0`)."""
+    from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
+
+    unsent = any(r["type"] == "sendgap" and r["sent"] < r["count"] for r in records)
+    return EXIT_NO_REPLY if unsent else EXIT_OK
 
 
 # The adaptive lead's budget per nsend queued before the first datagram: an nsend takes
@@ -136,6 +151,7 @@ COMMAND = Command(
     row=row,
     summary=summary,
     budget=budget,
+    status=status,
     epilog=EPILOG,
     target=lambda args: args.to.rsplit(":", 1)[0].strip("[]"),
 )

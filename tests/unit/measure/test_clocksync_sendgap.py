@@ -285,3 +285,62 @@ def test_pktlab_run_sendgaps_budget_covers_the_adaptive_lead() -> None:
     assert run_sendgap.budget(long) > 2 * 16
     fixed = p.parse_args(["--count", "100", "--trains", "1", "--lead-ms", "200"])
     assert run_sendgap.budget(fixed) == 100 * 100 / 1e6 + 0.2 + 6
+
+
+def _exit_status(argv: list[str], records: list[dict[str, object]]) -> int:
+    """What `pktlab run sendgap ARGV` exits with when its run emits `records`."""
+    import io
+    from typing import Any
+
+    from twisted.internet.task import Clock
+
+    import packetlab.cli as cli
+    from packetlab.cli.run_command import measure
+    from packetlab.controller.stop import StopSignal
+
+    args = cli.parse(["run", "sendgap", *argv])
+
+    async def fake(reactor: Any, a: Any, emit: Any, progress: Any) -> None:
+        for r in records:
+            emit(r)
+
+    got: list[int] = []
+    out = io.StringIO()
+    Deferred.fromCoroutine(measure(Clock(), args, StopSignal(), out, run=fake)).addCallback(
+        got.append
+    )
+    return got[0]
+
+
+def test_run_sendgap_s_exit_status_does_not_depend_on_packets() -> None:
+    """`pktlab run sendgap --packets` exited 1 with every datagram sent and `errors: 0` in
+    its summary (each per-datagram record has `"error": null`, which run_command counted as
+    a failure); without --packets 0. Now 0 both ways, and 1 both ways when a datagram was
+    not sent (session 31: `--to 10.77.2.2:9 --packets --json` in a testbed, exit 1)."""
+    argv = ["--count", "3", "--trains", "2", "--packets"]
+    records = run_sendgap_records(*argv)
+    assert {r["type"] for r in records} == {"sendgap", "sendgap-packet"}
+    assert all(r["error"] is None for r in records if r["type"] == "sendgap-packet")
+    trains = [r for r in records if r["type"] == "sendgap"]
+    assert _exit_status(["--json", *argv], records) == 0
+    assert _exit_status(["--json", *argv[:-1]], trains) == 0
+    unsent = [{**trains[0], "sent": 2, "errors": ["ESYSNOBUFS"]}, trains[1]]
+    packets = [{**records[0], "sent_ns": None, "offset_us": None, "error": "ESYSNOBUFS"}]
+    assert _exit_status(["--json", *argv], packets + unsent) == 1
+    assert _exit_status(["--json", *argv[:-1]], unsent) == 1
+
+
+def test_run_sendgap_s_text_summary_says_what_the_json_has_and_a_cut() -> None:
+    """The text summary was `# 1 trains, 20000 of 20000 sent` after a Ctrl-C (3 planned):
+    no word that the run was cut, nor of the median gap error the JSON summary has."""
+    from packetlab.cli import run_sendgap
+
+    summary = {"type": "summary", "trains": 1, "count": 20000, "sent": 20000, "errors": 0,
+               "abs_gap_error_us_p50_median": 0.452, "stop_reason": "INTERRUPTED"}  # fmt: skip
+    assert run_sendgap.row(summary) == (
+        "# 1 train, 20000 of 20000 sent, |gap error| p50 0.45 us (median of trains) (interrupted)"
+    )
+    done = {**summary, "trains": 5, "stop_reason": "COMPLETED"}
+    assert run_sendgap.row(done) == (
+        "# 5 trains, 20000 of 20000 sent, |gap error| p50 0.45 us (median of trains)"
+    )
