@@ -439,6 +439,15 @@ def check_plot(path: str, spec: Spec, name: str) -> None:
         raise RunError(f"--plot {path}: cannot write it: {e.strerror or e}") from None
 
 
+def ecdf_steps(xs: list[float], right: float) -> tuple[list[float], list[float]]:
+    """The points of a sorted sample's empirical CDF for a `where="post"` step: from 0 at
+    its first value (drawn from 1/n, a sample of 3 lost its first step, its line starting
+    at 0.33 on an axis that began there too), held at 1 up to `right` (the other side's
+    largest value), as the paper's Figs 2-3 draw them."""
+    n = len(xs)
+    return [xs[0], *xs, max(right, xs[-1])], [0.0, *((i + 1) / n for i in range(n)), 1.0]
+
+
 def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -> None:
     """Empirical CDFs of both sides' values, like the paper's Figs 2-3."""
     import matplotlib
@@ -447,11 +456,16 @@ def plot(path: str, spec: Spec, name: str, pl: list[Sample], nt: list[Sample]) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, samples, style in (("PacketLab", pl, "-"), ("native", nt, "--")):
-        xs = sorted(v for s in samples for v in s["values"])
+    sides = [
+        (label, sorted(v for s in side for v in s["values"] if math.isfinite(v)), style)
+        for label, side, style in (("PacketLab", pl, "-"), ("native", nt, "--"))
+    ]
+    right = max((xs[-1] for _, xs, _ in sides if xs), default=0.0)
+    for label, xs, style in sides:
         if xs:
-            ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], style, where="post",
-                    label=label)  # fmt: skip
+            x, y = ecdf_steps(xs, right)
+            ax.step(x, y, style, where="post", label=label)
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"{name} ({spec.unit})")
     ax.set_ylabel("CDF")
     ax.legend()

@@ -74,6 +74,30 @@ def test_plot_writes_a_file(tmp_path: Path) -> None:
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
 
 
+def test_plot_draws_each_cdf_from_0_to_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pktlab compare throughput --runs 3 --plot tput.png`: each side's CDF began at 1/3
+    (the first step, 0 to 1/3, was not drawn) on an axis that began at 0.3, and the side
+    with the smaller largest value stopped short of the other. Now each side's line starts
+    at 0 on its first value and runs at 1 to the largest value of both; a NaN is left out,
+    as from C1 and C2."""
+    from matplotlib.axes import Axes
+
+    drawn: dict[str, tuple[list[float], list[float]]] = {}
+    step = Axes.step
+
+    def spy(self: Axes, x: Any, y: Any, *args: Any, **kw: Any) -> Any:
+        drawn[kw["label"]] = (list(x), list(y))
+        return step(self, x, y, *args, **kw)
+
+    monkeypatch.setattr(Axes, "step", spy)
+    pl, nt = samples([[3650.0, 5360.0, 5670.0]]), samples([[4550.0, 5590.0, math.nan]])
+    plot(str(tmp_path / "cdf.png"), SPECS["throughput"], "throughput", pl, nt)
+    x, y = drawn["PacketLab"]
+    assert (x[0], y[0]) == (3650.0, 0.0) and y[1:] == pytest.approx([1 / 3, 2 / 3, 1, 1])
+    x, y = drawn["native"]
+    assert x == [4550.0, 4550.0, 5590.0, 5670.0] and y == [0.0, 0.5, 1.0, 1.0]
+
+
 def test_no_values_on_a_side_fails_c1_and_c2_and_says_so() -> None:
     # a target that answers nobody (echo ignored): C1 and C2 were once left out of the
     # table and the exit status 0, "every criterion holds" over nothing
