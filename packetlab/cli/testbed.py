@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from packetlab.cli.exits import EXIT_INTERRUPTED
 from packetlab.cli.interrupt import interrupts_raise
@@ -14,6 +15,7 @@ from packetlab.testbed import (
     Shape,
     Testbed,
     TestbedError,
+    Topology,
     TopologyError,
     chain,
     down_all,
@@ -128,12 +130,28 @@ def check_capabilities(action: str, status: str = "/proc/self/status") -> None:
         )
 
 
+def interfaces(topology: Topology) -> dict[str, list[dict[str, Any]]]:
+    """Each node's interfaces as `up`'s text shows them (name, addresses, the link's tbf
+    rate): `--json` had only the nodes and links, so a script had to work the addresses
+    out from the base and the link numbers (docs/testbed.md's table)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for node in topology.nodes:
+        out[node] = []
+        for i in topology.interfaces(node):
+            shape = topology.link(i.link).shape
+            out[node].append({
+                "name": i.name, "peer": i.peer, "link": i.link, "ipv4": str(i.ipv4),
+                "ipv6": str(i.ipv6), "rate_bit": None if shape is None else shape.rate_bit,
+            })  # fmt: skip
+    return out
+
+
 def _up(args: argparse.Namespace) -> int:
     check_capabilities("testbed up")
     topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
     tb = Testbed(topology, name=args.name).up(persist=True)
     if args.json:
-        print(json.dumps(tb.to_dict(), indent=2))
+        print(json.dumps({**tb.to_dict(), "interfaces": interfaces(tb.topology)}, indent=2))
         return 0
     ep, tg = tb.netns_name("ep"), tb.topology.address("tg")
     print(tb.describe())
@@ -168,6 +186,7 @@ def _status(args: argparse.Namespace) -> int:
                     "persist": i.persist,
                     "namespaces": {n: f"{i.name}-{n}" for n in i.topology.nodes},
                     "topology": i.topology.to_dict(),
+                    "interfaces": interfaces(i.topology),
                 }
                 for i in infos
             ],

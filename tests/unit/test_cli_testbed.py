@@ -180,3 +180,31 @@ def test_entering_a_namespace_that_is_gone_is_a_testbed_error() -> None:
     with pytest.raises(netns.TestbedError) as e, netns.NetNS("ut-gone-x").enter():
         pass
     assert str(e.value) == "cannot enter namespace ut-gone-x: No such file or directory"
+
+
+def test_json_has_the_interfaces_and_addresses_the_text_shows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab testbed up --json` (and `status --json`) had the nodes and links but none
+    of the interfaces and addresses `up`'s text lists (`to-r1 10.77.1.1/24
+    fd00:77:1::1/64  tbf 10000000 bit/s`): a script had to work them out (session 31)."""
+
+    class Made(tbmod.Testbed):  # a Testbed whose up() records it and makes nothing
+        def up(self, persist: bool = False) -> Made:
+            self.persist = persist
+            self._write_state()
+            return self
+
+    monkeypatch.setattr(cli_testbed, "Testbed", Made)
+    monkeypatch.setattr(tbmod, "list_netns", lambda: [])
+    assert _run(_parse("up", "--name", "js", "--hops", "1", "--shape", "2=10mbit", "--json")) == 0
+    up = json.loads(capsys.readouterr().out)
+    ep = {"name": "to-r1", "peer": "r1", "link": 1, "ipv4": "10.77.1.1/24",
+          "ipv6": "fd00:77:1::1/64", "rate_bit": None}  # fmt: skip
+    tg = {"name": "to-r1", "peer": "r1", "link": 2, "ipv4": "10.77.2.2/24",
+          "ipv6": "fd00:77:2::2/64", "rate_bit": 10_000_000}  # fmt: skip
+    assert up["interfaces"]["ep"] == [ep] and up["interfaces"]["tg"] == [tg]
+    assert [i["name"] for i in up["interfaces"]["r1"]] == ["to-ep", "to-tg"]
+    assert _run(_parse("status", "--json")) == 0
+    (listed,) = json.loads(capsys.readouterr().out)["testbeds"]
+    assert listed["name"] == "ut-js" and listed["interfaces"] == up["interfaces"]
