@@ -39,12 +39,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     pcapout.add_option(p)
 
 
-def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
+def _to(args: argparse.Namespace) -> tuple[str, int]:
+    """--to's address (a name resolved) and port. The in-process endpoint's route target
+    once split the text at its last colon: `--to ::1` or `--to fd00:77:2::2` (a bare IPv6
+    address, port 9) failed with `':' does not appear to be an IPv4 or IPv6 address`, and
+    `--to localhost:9` likewise though the experiment resolves names."""
     from packetlab.cli.run_throughput import split_host_port
+
+    return split_host_port(args.to, 9, option="--to")
+
+
+def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
     from packetlab.controller.train import lead_note
     from packetlab.measure.sendgap import send_gap
 
-    host, port = split_host_port(args.to, 9, option="--to")
+    host, port = _to(args)
     check_ranges(
         ("--count", args.count, 1, 100_000),
         ("--trains", args.trains, 1, 10_000),
@@ -153,7 +162,7 @@ COMMAND = Command(
     budget=budget,
     status=status,
     epilog=EPILOG,
-    target=lambda args: args.to.rsplit(":", 1)[0].strip("[]"),
+    target=lambda args: _to(args)[0],
 )
 
 

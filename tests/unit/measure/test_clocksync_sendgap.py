@@ -344,3 +344,23 @@ def test_run_sendgap_s_text_summary_says_what_the_json_has_and_a_cut() -> None:
     assert run_sendgap.row(done) == (
         "# 5 trains, 20000 of 20000 sent, |gap error| p50 0.45 us (median of trains)"
     )
+
+
+@pytest.mark.parametrize(
+    ("to", "target"),
+    [("127.0.0.1:9", "127.0.0.1"), ("10.77.2.2", "10.77.2.2"), ("::1", "::1"),
+     ("fd00:77:2::2", "fd00:77:2::2"), ("[fd00:77:2::2]:9", "fd00:77:2::2"),
+     ("localhost:9", "127.0.0.1")],
+)  # fmt: skip
+def test_run_sendgap_routes_from_where_to_says(to: str, target: str) -> None:
+    """The in-process endpoint's address is chosen by a route to --to's host, which was
+    --to split at its last colon: `--to ::1`, `--to fd00:77:2::2` (a bare IPv6 address:
+    port 9, as the experiment reads it) and `--to localhost:9` failed before anything was
+    sent, `':' does not appear to be an IPv4 or IPv6 address`, exit 2 (session 31)."""
+    import argparse
+
+    from packetlab.cli import run_sendgap
+
+    p = argparse.ArgumentParser()
+    run_sendgap.configure(p)
+    assert run_sendgap.COMMAND.target(p.parse_args(["--to", to])) == target
