@@ -140,6 +140,18 @@ def _dns_items(r: Any) -> list[Hashable]:
     ]
 
 
+def _dns_sample(results: list[Any]) -> Sample:
+    """A run's C3 items (one per answer record, or per query without one) and its record:
+    the queries asked, the answer records, the failures. A query's answers are several
+    items, so the items were no count of queries: `failed queries PacketLab: 2 of 8` for
+    6 queries (two answers to a.test), and `answers` counted the failures too."""
+    items = [i for r in results for i in _dns_items(r)]
+    answers = sum(len(r.answer_set()) for r in results if r.error is None)
+    failed = sum(1 for r in results if r.error is not None)
+    record = {"queries": len(results), "answers": answers, "failed": failed}
+    return {"values": [], "items": items, "record": record}
+
+
 def _dns_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
     from packetlab.cli.run_dns_words import split_server
     from packetlab.measure.dns import dns_query
@@ -147,12 +159,12 @@ def _dns_pl(args: argparse.Namespace) -> Callable[[Any], Any]:
     server, port = split_server(args.server)
 
     async def run(session: Any) -> Sample:
-        items: list[Hashable] = []
+        results = []
         for name in args.names:
             for t in args.types or ["A"]:
                 r = await dns_query(session, name, t, server=server, port=port or 53, tcp=args.tcp)
-                items += _dns_items(r)
-        return {"values": [], "items": items, "record": {"answers": len(items)}}
+                results.append(r)
+        return _dns_sample(results)
 
     return run
 
@@ -165,12 +177,13 @@ def _dns_nt(args: argparse.Namespace) -> Callable[[], Sample]:
     server, port = split_server(args.server)
 
     def run() -> Sample:
-        items: list[Hashable] = []
+        results = []
         for name in args.names:
             for t in args.types or ["A"]:
-                r = run_dig(name, parse_qtype(t), server=server, port=port or 53, tcp=args.tcp)
-                items += _dns_items(r)
-        return {"values": [], "items": items, "record": {"answers": len(items)}}
+                results.append(
+                    run_dig(name, parse_qtype(t), server=server, port=port or 53, tcp=args.tcp)
+                )
+        return _dns_sample(results)
 
     return run
 
@@ -402,7 +415,7 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
     if items_pl or items_nt:
         bad_pl, bad_nt = failed_items(items_pl), failed_items(items_nt)
         out.update(items_pl=len(items_pl), items_nt=len(items_nt), failed_items_pl=len(bad_pl),
-                   failed_items_nt=len(bad_nt),
+                   failed_items_nt=len(bad_nt), asked_pl=_asked(pl), asked_nt=_asked(nt),
                    failure_pl=bad_pl[0].reason if bad_pl else None,
                    failure_nt=bad_nt[0].reason if bad_nt else None)  # fmt: skip
         if len(bad_pl) == len(items_pl) and len(bad_nt) == len(items_nt):
@@ -415,6 +428,11 @@ def criteria(spec: Spec, pl: list[Sample], nt: list[Sample]) -> dict[str, Any]:
             out.update(c3=v3.value, c3_holds=v3.holds, only_pl=v3.detail["only_pl"],
                        only_nt=v3.detail["only_nt"])  # fmt: skip
     return out
+
+
+def _asked(samples: list[Sample]) -> int:
+    """The queries or fetches a side made: a DNS query is as many C3 items as answers."""
+    return sum(s["record"].get("queries", len(s["items"])) for s in samples)
 
 
 # What a C3 item of each set measurement is, for the table's words
@@ -575,7 +593,8 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     if summary.get("failed_items_pl") or summary.get("failed_items_nt"):
         what = ITEM_WORDS.get(name, "items")
         for who, side in (("PacketLab", "pl"), ("native", "nt")):
-            bad, of, why = (summary[f"{k}_{side}"] for k in ("failed_items", "items", "failure"))
+            bad, why = summary[f"failed_items_{side}"], summary[f"failure_{side}"]
+            of = summary.get(f"asked_{side}", summary[f"items_{side}"])
             if bad:
                 rows.append(f"  failed {what:<7} {who}: {bad} of {of} ({why})")
     if summary.get("c3_nothing"):

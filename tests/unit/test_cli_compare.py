@@ -392,3 +392,34 @@ def test_dns_failures_are_failed_items_that_match_by_name_and_type() -> None:
     b = _dns_items(SimpleNamespace(error="dig: no reply", qname="a.test", qtype=1))
     assert a == b and isinstance(a[0], Failed) and hash(a[0]) == hash(b[0])
     assert _dns_items(SimpleNamespace(error="x", qname="a.test", qtype=28)) != a
+
+
+def test_failed_dns_queries_are_counted_of_the_queries_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pktlab compare dns a.test silent.test nx.test --runs 2` (a.test has two A records):
+    `failed queries native: 2 of 8` for 6 queries a side, the denominator being C3's items
+    (one per answer record), and each run's `answers` 4 with one answer-less NXDOMAIN and
+    one failure among them. Now `2 of 6`, and the run's record says queries, answers and
+    failures apart (session 31)."""
+    from packetlab.measure import baselines
+
+    class Result:
+        def __init__(self, qname: str, rcode: str, data: list[str], error: str | None) -> None:
+            self.qname, self.qtype, self.rcode, self.error = qname, 1, rcode, error
+            self.data = data
+
+        def answer_set(self) -> set[tuple[str, str, str]]:
+            return {(self.qname, "A", d) for d in self.data}
+
+    answers = {"a.test": Result("a.test", "NOERROR", ["192.0.2.1", "192.0.2.2"], None),
+               "silent.test": Result("silent.test", "", [], "no reply from the server"),
+               "nx.test": Result("nx.test", "NXDOMAIN", [], None)}  # fmt: skip
+    monkeypatch.setattr(baselines, "run_dig", lambda name, *a, **kw: answers[name])
+    args = parse("dns", "--server", "127.0.0.1:5353", "a.test", "silent.test", "nx.test")
+    runs = [SPECS["dns"].native(args)() for _ in range(2)]
+    assert runs[0]["record"] == {"queries": 3, "answers": 2, "failed": 1}
+    got = criteria(SPECS["dns"], runs, runs)
+    assert (got["items_pl"], got["asked_pl"], got["failed_items_nt"]) == (8, 6, 2)
+    text = table("dns", SPECS["dns"], {"runs": 2, **got})
+    assert "  failed queries native: 2 of 6 (no reply from the server)" in text
