@@ -146,9 +146,28 @@ def interfaces(topology: Topology) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Name the option that is wrong, as `pktlab run` does (was `hops 21 outside 0..20`,
+    `address base 300 outside 0..255`, `testbed name 'BAD': ...`, `no link 9 ...`)."""
+    prefix()  # $PKTLAB_TESTBED_PREFIX's own error first
+    for option, value, low, high in (("--hops", args.hops, 0, 20), ("--base", args.base, 0, 255)):
+        if not low <= value <= high:
+            raise TopologyError(f"{option} must be {low}..{high}, got {value}")
+    if args.name is not None:
+        try:
+            full_name(args.name)
+        except TestbedError:
+            raise TestbedError(f"--name {args.name!r}: 1-12 lowercase letters or digits") from None
+
+
 def _up(args: argparse.Namespace) -> int:
+    _check_options(args)
     check_capabilities("testbed up")
-    topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
+    try:
+        topology = chain(args.hops, shape=_shapes(args.shape), base=args.base)
+    except TopologyError as e:  # --hops and --base are checked: it is --shape's
+        said = str(e)
+        raise TopologyError(said if said.startswith("--shape") else f"--shape: {said}") from None
     tb = Testbed(topology, name=args.name).up(persist=True)
     if args.json:
         print(json.dumps({**tb.to_dict(), "interfaces": interfaces(tb.topology)}, indent=2))

@@ -208,3 +208,26 @@ def test_json_has_the_interfaces_and_addresses_the_text_shows(
     assert _run(_parse("status", "--json")) == 0
     (listed,) = json.loads(capsys.readouterr().out)["testbeds"]
     assert listed["name"] == "ut-js" and listed["interfaces"] == up["interfaces"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--hops", "21"], "--hops must be 0..20, got 21"),
+        (["--base", "300"], "--base must be 0..255, got 300"),
+        (["--name", "BAD"], "--name 'BAD': 1-12 lowercase letters or digits"),
+        (["--shape", "2=10qbit"], "--shape: bad rate '10qbit': use e.g. 500kbit, 10mbit, 1gbit"),
+        (["--shape", "9=10mbit"], "--shape: no link 9 (links are 1..3)"),
+        (["--shape", "1mbit", "--shape", "2=1mbit"],
+         "--shape RATE (all links) cannot be combined with others"),
+    ],
+)  # fmt: skip
+def test_up_names_the_option_that_is_wrong(
+    argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pktlab testbed up --hops 21` said `hops 21 outside 0..20` (`--base 300`: `address
+    base 300 outside 0..255`, `--name BAD`: `testbed name 'BAD': ...`, `--shape 9=10mbit`:
+    `no link 9 ...`): the option unnamed, where `pktlab run` names it (session 31)."""
+    monkeypatch.setattr(cli_testbed, "Testbed", lambda *a, **kw: pytest.fail("made"))
+    assert _run(_parse("up", *argv)) == 1
+    assert capsys.readouterr().err == f"pktlab testbed: {said}\n"
