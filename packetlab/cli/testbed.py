@@ -187,6 +187,21 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def left_behind(pid: int, persist: bool) -> bool:
+    """A testbed whose process was to remove it (not `persist`: a `with Testbed(...)`, a
+    fixture) and is gone without doing so (SIGKILL, a crash): nothing will remove it now.
+    `status` said `live` of one as of any other."""
+    if persist or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: there, another user's
+        return False
+    return False
+
+
 def _status(args: argparse.Namespace) -> int:
     infos = list_testbeds()
     orphans = orphan_namespaces()
@@ -199,6 +214,7 @@ def _status(args: argparse.Namespace) -> int:
                 {
                     "name": i.name,
                     "live": not missing[i.name],
+                    "left_behind": left_behind(i.pid, i.persist),
                     "missing": missing[i.name],
                     "created": i.created,
                     "pid": i.pid,
@@ -217,11 +233,15 @@ def _status(args: argparse.Namespace) -> int:
         print("no testbeds")
     for i in infos:
         gone = missing[i.name]
-        state = "live"
         if len(gone) == len(i.topology.nodes) and all(":" not in g for g in gone):
             state = f"gone: none of its namespaces exist (pktlab testbed down {i.name} forgets it)"
-        elif gone:
-            state = f"broken: {' '.join(gone)} missing (pktlab testbed down {i.name} removes it)"
+        else:
+            said = [f"broken: {' '.join(gone)} missing" if gone else "live"]
+            if left_behind(i.pid, i.persist):
+                said.append(f"left behind: process {i.pid}, which was to remove it, is gone")
+            state = ", ".join(said)
+            if said != ["live"]:
+                state += f" (pktlab testbed down {i.name} removes it)"
         nodes = " ".join(i.topology.nodes)
         print(f"{i.name}  {i.topology.kind}  {state}  created {i.created}  nodes: {nodes}")
     if orphans:

@@ -231,3 +231,35 @@ def test_up_names_the_option_that_is_wrong(
     monkeypatch.setattr(cli_testbed, "Testbed", lambda *a, **kw: pytest.fail("made"))
     assert _run(_parse("up", *argv)) == 1
     assert capsys.readouterr().err == f"pktlab testbed: {said}\n"
+
+
+def test_status_says_a_testbed_whose_process_died_is_left_behind(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `with Testbed(...)` (or a fixture's) whose process was SIGKILLed leaves its
+    namespaces and its state file: `status` said `live`, as of a testbed in use, though
+    nothing will remove it now. `pktlab testbed up` testbeds persist: their process is
+    meant to be gone (session 31)."""
+    import subprocess
+
+    done = subprocess.Popen(["true"])
+    done.wait()  # a pid no process has (reaped)
+    topo = cli_testbed.chain(1).to_dict()
+    for name, pid, persist in (("ut-dead", done.pid, False), ("ut-mine", os.getpid(), False),
+                               ("ut-cli", done.pid, True)):  # fmt: skip
+        state = Path(os.environ["PKTLAB_TESTBED_DIR"]) / f"{name}.json"
+        state.write_text(json.dumps({"name": name, "pid": pid, "persist": persist,
+                                     "topology": topo}))  # fmt: skip
+    monkeypatch.setattr(cli_testbed, "missing_parts", lambda info: [])
+    monkeypatch.setattr(cli_testbed, "orphan_namespaces", lambda: [])
+    assert cli_testbed.run(_parse("status")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split("  ")[2] for ln in lines] == [
+        "live",
+        f"live, left behind: process {done.pid}, which was to remove it, is gone "
+        "(pktlab testbed down ut-dead removes it)",
+        "live",
+    ]
+    assert cli_testbed.run(_parse("status", "--json")) == 0
+    listed = json.loads(capsys.readouterr().out)["testbeds"]
+    assert [t["left_behind"] for t in listed] == [False, True, False]
