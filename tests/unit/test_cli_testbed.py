@@ -189,7 +189,7 @@ def test_json_has_the_interfaces_and_addresses_the_text_shows(
     of the interfaces and addresses `up`'s text lists (`to-r1 10.77.1.1/24
     fd00:77:1::1/64  tbf 10000000 bit/s`): a script had to work them out (session 31)."""
 
-    class Made(tbmod.Testbed):  # a Testbed whose up() records it and makes nothing
+    class Made(cli_testbed.Testbed):  # a Testbed whose up() records it and makes nothing
         def up(self, persist: bool = False) -> Made:
             self.persist = persist
             self._write_state()
