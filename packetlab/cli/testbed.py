@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--topology", choices=["chain"], default="chain", help="(default: chain)")
     up.add_argument(
-        "--hops", type=int, default=2, help="routers between endpoint and target (default: 2)"
-    )
+        "--hops", type=int, default=2, metavar="N",
+        help="routers between endpoint and target, 0..20 (default: 2)",
+    )  # fmt: skip
     up.add_argument("--name", help=f"testbed name ({pre}NAME; default: 6 random hex digits)")
     up.add_argument(
         "--shape",
@@ -63,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tbf-shape link LINK (1 = ep-r1; all links if LINK is left out) to RATE, "
         "e.g. 2=10mbit; repeatable (default: no shaping)",
     )
-    up.add_argument("--base", type=int, default=77, help="addresses 10.BASE.L.x (default: 77)")
+    up.add_argument("--base", type=int, default=77, metavar="B",
+                    help="addresses 10.B.L.x, 0..255 (default: 77)")  # fmt: skip
     up.add_argument("--json", action="store_true", help="print the testbed as JSON")
     down = sub.add_parser(
         "down",

@@ -142,6 +142,9 @@ def test_help_names_the_prefix_the_state_directory_and_the_defaults(
     assert "recorded in /run/ut/ut-NAME.json" in out
     assert "(ut-NAME; default: 6 random hex digits)" in out
     assert "(default: 2)" in out and "(default: 77)" in out and "(default: no shaping)" in out
+    # the ranges `up` checks (session 31: `--hops 21` was refused by a help silent on it)
+    assert "--hops N routers between endpoint and target, 0..20 (default: 2)" in out
+    assert "--base B addresses 10.B.L.x, 0..255 (default: 77)" in out
     assert "every ut-* namespace, live testbeds too" in out
 
 
