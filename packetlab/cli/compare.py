@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from packetlab.cli.exits import EXIT_OK
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
-from packetlab.cli.run import RunError
+from packetlab.cli.run import RunError, check_ranges
 from packetlab.cli.run_command import Progress, in_process_options
 from packetlab.cli.run_host import check_raw_permission
 
@@ -317,6 +317,20 @@ def _trace_nt(args: argparse.Namespace) -> Callable[[], Sample]:
     return run
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Each value in range, named as given, before the first run: `-c 0` was the library's
+    `count must be 1..10000, got 0`, `-m 0` traceroute's `need 1 <= first_ttl <= max_ttl
+    <= 255, got 1, 0`, `--runs 0` `--runs must be 1..10000` (without the value)."""
+    from packetlab.measure.ping import MAX_COUNT
+
+    checks: list[tuple[str, float, float, float]] = [("--runs", args.runs, 1, 10_000)]
+    if args.measurement == "ping":
+        checks += [("-c", args.count, 1, MAX_COUNT), ("-i", args.interval, 0, 60)]
+    elif args.measurement == "traceroute":
+        checks.append(("-m", args.max_ttl, 1, 255))
+    check_ranges(*checks)
+
+
 def one_line(text: str) -> str:
     """A native tool's error (its command and stderr) as one line: the first and the
     last of its lines (dig: the command, then `;; no servers could be reached`)."""
@@ -558,7 +572,8 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
         return "-" if v is None else ("holds" if v else "FAILS")
 
     done = (summary.get("runs_pl", summary["runs"]), summary.get("runs_nt", summary["runs"]))
-    head = f"{done[0]} runs per side" if done[0] == done[1] else f"{done[0]} and {done[1]} runs"
+    runs = "run" if done == (1, 1) else "runs"
+    head = f"{done[0]} {runs} per side" if done[0] == done[1] else f"{done[0]} and {done[1]} runs"
     cut = summary.get("stop_reason") == "INTERRUPTED"
     rows = [f"{name}: {head}, alternating" + (f" (interrupted; {summary['runs']} planned)"
                                                 if cut else "")]  # fmt: skip
@@ -629,8 +644,7 @@ def run(args: argparse.Namespace) -> int:
         if args.listen is not None:
             raise RunError("compare runs the native tool on this host, so the endpoint "
                            "must be the in-process one: drop --listen")  # fmt: skip
-        if not 1 <= args.runs <= 10_000:
-            raise RunError("--runs must be 1..10000")
+        check_options(args)
         if args.plot:
             check_plot(args.plot, spec, name)
         link = Link.from_args(args)

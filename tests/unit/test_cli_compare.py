@@ -150,7 +150,7 @@ def test_ctrl_c_keeps_the_runs_done() -> None:
     assert order == ["packetlab", "native", "native"] and (len(pl), len(nt)) == (1, 1)
     got = criteria(SPECS["ping"], samples([[1.0]]), samples([[2.0]]))
     text = table("ping", SPECS["ping"], {"runs": 10, "stop_reason": "INTERRUPTED", **got})
-    assert text.splitlines()[0] == "ping: 1 runs per side, alternating (interrupted; 10 planned)"
+    assert text.splitlines()[0] == "ping: 1 run per side, alternating (interrupted; 10 planned)"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -423,3 +423,38 @@ def test_failed_dns_queries_are_counted_of_the_queries_asked(
     assert (got["items_pl"], got["asked_pl"], got["failed_items_nt"]) == (8, 6, 2)
     text = table("dns", SPECS["dns"], {"runs": 2, **got})
     assert "  failed queries native: 2 of 6 (no reply from the server)" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["ping", "127.0.0.1", "-c", "0"], "-c must be 1..10000, got 0"),
+        (["ping", "127.0.0.1", "-i", "-1"], "-i must be 0..60, got -1"),
+        (["traceroute", "127.0.0.1", "-m", "0"], "-m must be 1..255, got 0"),
+        (["traceroute", "127.0.0.1", "-m", "300"], "-m must be 1..255, got 300"),
+        (["ping", "127.0.0.1", "--runs", "0"], "--runs must be 1..10000, got 0"),
+    ],
+)
+def test_a_value_out_of_range_names_its_option(
+    argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pktlab compare ping 127.0.0.1 -c 0` said the library's `count must be 1..10000, got
+    0` (`-i -1`: `interval must be 0..60 seconds, got -1.0`; traceroute `-m 0`: `need 1 <=
+    first_ttl <= max_ttl <= 255, got 1, 0`; `--runs 0`: no value): now each names its
+    option and value, as `pktlab run` does, before the endpoint starts (session 31)."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from packetlab.cli import compare, interrupt
+    from packetlab.cli.run import RunError
+    from packetlab.controller.stop import StopSignal
+
+    def run_reactor(main: Any, prog: str, verbose: bool) -> int:
+        got: list[Any] = []
+        Deferred.fromCoroutine(main(Clock(), StopSignal())).addBoth(got.append)
+        raise got[0].value
+
+    monkeypatch.setattr(interrupt, "run_reactor", run_reactor)
+    with pytest.raises(RunError) as e:
+        compare.run(parse(*argv))
+    assert str(e.value) == said
