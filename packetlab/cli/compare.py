@@ -567,6 +567,17 @@ def shown(
     return f"{text:>8}"
 
 
+def run_failures(failed: dict[str, list[str]]) -> dict[str, Any]:
+    """The summary's count of each side's failed runs, and the first one's error: the
+    table said only `failed runs  PacketLab 1, native 0 (left out; see their --json
+    records)`, so a text run (an hour of them) had to be run again to learn why (an
+    upload refused by the endpoint's send window, say)."""
+    pl, nt = failed["packetlab"], failed["native"]
+    return {"failed_pl": len(pl), "failed_nt": len(nt),
+            "failure_run_pl": pl[0] if pl else None,
+            "failure_run_nt": nt[0] if nt else None}  # fmt: skip
+
+
 def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     def verdict(v: bool | None) -> str:
         return "-" if v is None else ("holds" if v else "FAILS")
@@ -580,6 +591,9 @@ def table(name: str, spec: Spec, summary: dict[str, Any]) -> str:
     if summary.get("failed_pl") or summary.get("failed_nt"):
         rows.append(f"  failed runs  PacketLab {summary['failed_pl']}, native "
                     f"{summary['failed_nt']} (left out; see their --json records)")  # fmt: skip
+        for who, side in (("PacketLab", "pl"), ("native", "nt")):
+            if summary.get(f"failure_run_{side}"):
+                rows.append(f"    the first {who} one: {summary[f'failure_run_{side}']}")
     if summary.get("nonfinite_pl") or summary.get("nonfinite_nt"):
         rows.append(f"  left out     PacketLab {summary['nonfinite_pl']}, native "
                     f"{summary['nonfinite_nt']} values not finite (NaN, inf)")  # fmt: skip
@@ -675,8 +689,7 @@ def run(args: argparse.Namespace) -> int:
         reason = "INTERRUPTED" if stop.requested else "COMPLETED"
         summary = {"type": "summary", "measurement": name, "runs": args.runs,
                    "stop_reason": reason, **criteria(spec, pl, nt),
-                   "failed_pl": len(failed["packetlab"]),
-                   "failed_nt": len(failed["native"])}  # fmt: skip
+                   **run_failures(failed)}  # fmt: skip
         if args.json:
             emit(summary)
         else:
