@@ -561,3 +561,59 @@ def test_a_second_down_leaves_a_new_testbed_of_the_name_alone() -> None:
     finally:
         second.down()
     assert not any(ns.exists() for ns in second.namespaces())
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("cleanup_cli")
+def test_a_testbed_whose_process_was_killed_is_left_behind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A process holding a (non-persistent) testbed SIGKILLed: its namespaces, its state
+    file and what it started in them stay. `status` said `live`; now `left behind`, with
+    the command that removes it, and that command stops what still runs there
+    (session 31)."""
+    pre = os.environ["PKTLAB_TESTBED_PREFIX"]
+    code = (
+        "import os, sys\n"
+        "from packetlab.testbed import Testbed, chain\n"
+        "tb = Testbed(chain(1), name='lb').up()\n"
+        "p = tb.popen('ep', ['sleep', '60'])\n"
+        "print(p.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert owner.stdout is not None
+        sleeper = int(owner.stdout.readline())
+        owner.kill()  # SIGKILL: no atexit, no down()
+        owner.wait(timeout=30)
+        assert _cli("status") == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(pre))
+        assert line.startswith(
+            f"{pre}lb  chain  live, left behind: process {owner.pid}, which was to remove "
+            f"it, is gone (pktlab testbed down {pre}lb removes it)  created "
+        ), line
+        assert _cli("down", f"{pre}lb") == 0
+        assert not [n for n in list_netns() if n.startswith(f"{pre}lb-")]
+        assert _stopped(sleeper, within=10), f"sleep {sleeper} still runs"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+
+def _stopped(pid: int, within: float) -> bool:
+    """Whether `pid` is gone or a zombie (killed; its parent, gone, cannot reap it and this
+    machine's pid 1 may not) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][:1]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
