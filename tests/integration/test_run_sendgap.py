@@ -50,3 +50,21 @@ def test_sendgap_trains_take_the_adaptive_lead_and_learn_the_nsends_cost(
     if cost * 4000 >= 30_000:  # LEARN_MIN_NS: the queueing was long enough to learn from
         bound = max(4000 * 2 * cost - 3872 * 10, 128 * 2 * cost) / 1e3
         assert second["lead_ms"] <= 20 + bound + 100, (first, second)
+
+
+@pytest.mark.parametrize("to", ["::1", "localhost:9", "127.0.0.1:9"])
+def test_packets_to_any_form_of_to_exit_0_when_all_went_out(tmp_path: Path, to: str) -> None:
+    """`pktlab run sendgap --packets` exited 1 with every datagram sent (`"error": null`
+    counted as a failure); `--to ::1` and `--to localhost:9` failed before sending
+    (`':' does not appear to be an IPv4 or IPv6 address`, exit 2). Session 31."""
+    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    argv = ["run", "sendgap", "--to", to, "--count", "5", "--trains", "1", "--packets", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "packetlab", *argv],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["type"] for r in records] == ["sendgap-packet"] * 5 + ["sendgap", "summary"]
+    assert (records[-1]["sent"], records[-1]["errors"]) == (5, 0)
