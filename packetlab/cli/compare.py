@@ -39,8 +39,8 @@ examples:
   pktlab compare ping 10.77.3.2 --runs 10 --json
   pktlab compare traceroute 10.77.3.2 --runs 5 --plot rtt.svg
 
-Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors.
-See docs/congruence.md.
+Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors, 130 after
+Ctrl-C (the criteria of the runs done are printed). See docs/congruence.md.
 """
 
 # Wrapped by hand, as the `run` commands' link group.
@@ -366,8 +366,12 @@ SPECS: dict[str, Spec] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    about = __doc__.split("\n\n")[0].split("``: ", 1)[-1]
-    parser.description = about[:1].upper() + about[1:]
+    import textwrap
+
+    # the docstring's first paragraph, refilled (its first line was cut where the module
+    # name stood: `Congruence built in. Runs the PacketLab` alone on a line)
+    about = " ".join(__doc__.split("\n\n")[0].split("``: ", 1)[-1].split())
+    parser.description = textwrap.fill(about[:1].upper() + about[1:], width=88)
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="measurement", metavar="MEASUREMENT")

@@ -463,3 +463,17 @@ def test_a_value_out_of_range_names_its_option(
     with pytest.raises(RunError) as e:
         compare.run(parse(*argv))
     assert str(e.value) == said
+
+
+def test_compare_help_is_filled_and_says_every_exit_status(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`pktlab compare --help` began `Congruence built in. Runs the PacketLab` alone on
+    its line (the docstring's first line, cut where the module name stood), and its exit
+    statuses left out Ctrl-C's 130, which docs/congruence.md gives (session 31)."""
+    with pytest.raises(SystemExit):
+        parse("--help")
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[lines.index("") + 1]
+    assert first.startswith("Congruence built in. Runs the PacketLab measurement (through")
+    assert "2 on errors, 130 after" in " ".join(lines)
