@@ -10,6 +10,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -243,10 +244,8 @@ def test_status_says_a_testbed_whose_process_died_is_left_behind(
     namespaces and its state file: `status` said `live`, as of a testbed in use, though
     nothing will remove it now. `pktlab testbed up` testbeds persist: their process is
     meant to be gone (session 31)."""
-    import subprocess
-
-    done = subprocess.Popen(["true"])
-    done.wait()  # a pid no process has (reaped)
+    gone = 4_194_305  # a pid no process has (above the kernel's PID_MAX_LIMIT)
+    done = SimpleNamespace(pid=gone)
     topo = cli_testbed.chain(1).to_dict()
     for name, pid, persist in (("ut-dead", done.pid, False), ("ut-mine", os.getpid(), False),
                                ("ut-cli", done.pid, True)):  # fmt: skip
