@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.addrshare import AddressShare
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
@@ -188,6 +189,9 @@ class BrokerFactory(Factory):
         # descriptor, and Twisted then closed every new connection at accept (EMFILE), a
         # real publisher's too.
         self.link_max: int | None = None
+        # One source address's share of `link_max` (addrshare.py says why and how much):
+        # else one stranger's subscriptions took them all and real endpoints were refused.
+        self.share = AddressShare(reactor.seconds)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
@@ -281,6 +285,7 @@ class BrokerProtocol(Protocol):
         "_expiry",
         "_held",
         "_idle",
+        "_in_share",
         "_items",
         "_lean",
         "_paused",
@@ -316,6 +321,7 @@ class BrokerProtocol(Protocol):
         self._expiry: dict[int, IDelayedCall] = {}
         self._sub_expiry: IDelayedCall | None = None  # the subscription's chain ends
         self._lean: IDelayedCall | None = None
+        self._in_share = False  # counted in the factory's AddressShare (subscribed/published)
         self.peer = "?"
         self.who: bytes | str = "?"
 
@@ -358,6 +364,9 @@ class BrokerProtocol(Protocol):
         ours, self._closing = self._closing, True
         self.f.connections.discard(self)
         self.f.settled(self)
+        if self._in_share:
+            self._in_share = False
+            self.f.share.remove(self.peer)
         timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
         for timer in (*timers, *self._expiry.values()):
             if timer is not None and timer.active():
@@ -516,17 +525,27 @@ class BrokerProtocol(Protocol):
         kind = getattr(item, "TYPE", None)
         if kind not in (MsgType.XSUB, MsgType.XPUB) or self not in self.f.unproven:
             return None
-        full = self.f.links_full()
+        verb = "subscribed links" if kind is MsgType.XSUB else "publishing links"
+        source = None
+        full = self.f.share.refusal(self.peer, self.f.link_max, verb)
+        if full is not None:
+            self.f.counters.refused_share += 1
+            source = self.peer
+        else:
+            full = self.f.links_full()
         if full is None:
             return None
         if kind is MsgType.XSUB:  # the codes a table full of publications gets
-            return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True)
-        return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True)
+            return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True, source=source)
+        return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True, source=source)
 
     def _accepted(self, answer: Answer) -> None:
         session = self.session
         assert session is not None
         self.f.counters.taken[answer.what] += 1
+        if answer.what in ("xsub", "xpub") and not self._in_share:
+            self._in_share = True
+            self.f.share.add(self.peer)
         if answer.what == "xsub":
             self._cancel_idle()
             if not self._subscribed:  # repeated xsubs wait longer and longer
@@ -660,7 +679,12 @@ class BrokerProtocol(Protocol):
             return
         self.f.counters.refused[answer.status.name] += 1
         more = ""
-        if answer.budgeted:
+        if answer.source is not None:  # a flood of one address: one line a minute
+            allowed = self.f.share.log_line(answer.source)
+            if allowed is None:
+                return
+            more = allowed
+        elif answer.budgeted:
             allowed = self.f.refusal_log.allow()
             if allowed is None:
                 return
