@@ -527,14 +527,13 @@ class BrokerProtocol(Protocol):
             return None
         verb = "subscribed links" if kind is MsgType.XSUB else "publishing links"
         source = None
-        full = self.f.share.refusal(self.peer, self.f.link_max, verb)
-        if full is not None:
+        full = self.f.links_full()
+        if full is None:  # room on the port, maybe not for this address
+            full = self.f.share.refusal(self.peer, self.f.link_max, verb)
+            if full is None:
+                return None
             self.f.counters.refused_share += 1
             source = self.peer
-        else:
-            full = self.f.links_full()
-        if full is None:
-            return None
         if kind is MsgType.XSUB:  # the codes a table full of publications gets
             return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True, source=source)
         return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True, source=source)

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.addrshare import DEFAULT_SHARE, AddressShare
 from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
@@ -85,6 +86,7 @@ class Proxy:
         keepalive: float = DEFAULT_KEEPALIVE,
         backlog_wait: float = DEFAULT_BACKLOG_WAIT,
         link_max: int | None = None,
+        per_address_share: float = DEFAULT_SHARE,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -103,6 +105,9 @@ class Proxy:
         # Twisted closes every new connection at once, endpoints and real managers too
         # (117 backlogs of one stranger without a certificate did it under ulimit -n 128).
         self.link_max = link_max
+        # One manager address's share of those (addrshare.py): one stranger without a
+        # certificate registered backlogs until no manager from elsewhere could.
+        self.share = AddressShare(reactor.seconds, per_address_share)
         self.keepalive = keepalive
         # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
         # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
@@ -210,10 +215,17 @@ class Proxy:
             "descriptor limit: raise `ulimit -n`)"
         )
 
-    def xreg_refusal(self, snikey: str, manager: str) -> tuple[str, str] | None:
-        """(cause, why) `manager`'s xreg of `snikey` gets ENORES, or None. Causes: `held`
-        by another manager, `per_snikey` or `backlog_max` (the registry's caps),
-        `descriptors` (`links_full`)."""
+    @property
+    def link_budget(self) -> int:
+        """Backlogs and splices at once: the descriptor limit's, or --backlog-max."""
+        cap = self.registry.total_cap
+        return cap if self.link_max is None else min(cap, self.link_max)
+
+    def xreg_refusal(self, snikey: str, manager: str, host: str = "?") -> tuple[str, str] | None:
+        """(cause, why) `manager`'s xreg of `snikey` from `host` gets ENORES, or None.
+        Causes: `held` by another manager, `per_snikey` or `backlog_max` (the registry's
+        caps), `per_address` (the address holds its share of `link_budget`: backlogs,
+        splices and granted xregs), `descriptors` (`links_full`)."""
         other = self.held_by_another(snikey, manager)
         if other is not None:
             mine, theirs = _shown(manager, other)
@@ -223,7 +235,10 @@ class Proxy:
             whole = self.registry.total >= self.registry.total_cap
             return ("backlog_max" if whole else "per_snikey"), full
         full = self.links_full()
-        return None if full is None else ("descriptors", full)
+        if full is not None:
+            return "descriptors", full
+        full = self.share.refusal(host, self.link_budget, "backlog and spliced connections")
+        return None if full is None else ("per_address", full)
 
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
         self.owners.seen(snikey, self.reactor.seconds(), owner)
@@ -282,6 +297,7 @@ class _Conn(RelayEnd):
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.peer_text = "?"
+        self.host = "?"  # the peer's address, as its share counts it
         self._timer: IDelayedCall | None = None
         self._closing = False
         self.kernel = False  # relayed by SpliceRelay: the transport only closes
@@ -292,6 +308,7 @@ class _Conn(RelayEnd):
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer_text = host_port(peer)
+        self.host = str(getattr(peer, "host", "?"))
         self.proxy.admit(self)
         keepalive(self.transport, self.proxy.keepalive)
 
@@ -392,6 +409,7 @@ class SetupProtocol(_Conn):
         self._echo = b""
         self._held: IDelayedCall | None = None  # an ENORES answer waiting (ENORES_DELAY)
         self.manager = "?"  # who registers: its agent key if it showed one, else its address
+        self._in_share = False  # counted in the proxy's AddressShare (granted xreg on)
 
     port = "setup"
 
@@ -485,17 +503,26 @@ class SetupProtocol(_Conn):
                 return b""
             snikey = item.snikey.decode("ascii")
             status = Status.SUCCESS
-            refusal = self.proxy.xreg_refusal(snikey, self.manager)
+            refusal = self.proxy.xreg_refusal(snikey, self.manager, self.host)
             if refusal is not None:  # a soft failure for the manager: it warns and tries
                 # again (as often as it likes: in the setup port's log budget, as its
                 # refusals; counted by cause, since the lines are budgeted)
                 cause, full = refusal
                 self.proxy.stats.enores[cause] += 1
-                self.proxy.warn_refusal(
-                    "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
-                )
+                if cause != "per_address":
+                    self.proxy.warn_refusal(
+                        "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
+                    )
+                else:  # one address's flood: one line a minute for it
+                    more = self.proxy.share.log_line(self.host)
+                    if more is not None:
+                        self.proxy.log.warn("setup {peer}: refusing xreg: {e}{more}",
+                                            peer=self.peer_text, e=full, more=more)  # fmt: skip
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
+            if self.snikey is not None and not self._in_share:
+                self._in_share = True  # until its connection is gone, spliced or not
+                self.proxy.share.add(self.host)
             self.state = "close_notify"
             if status != Status.SUCCESS:
                 self.proxy.stats.registration_failures += 1
@@ -579,6 +606,9 @@ class SetupProtocol(_Conn):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._drop_held()
+        if self._in_share:
+            self._in_share = False
+            self.proxy.share.remove(self.host)
         if not self.spliced:
             self._gone_early()
             self._leave()
