@@ -159,8 +159,15 @@ class RawClient:
     """One TLS connection to a broker port, presenting `cert` with `key` (an agent cert)."""
 
     def __init__(
-        self, port: int, cert: Path, key: Path, timeout: float = 10.0, rcvbuf: int | None = None
+        self,
+        port: int,
+        cert: Path,
+        key: Path,
+        timeout: float = 10.0,
+        rcvbuf: int | None = None,
+        source: str | None = None,
     ) -> None:
+        """`source`: the local address to connect from (127.0.0.2 is another address)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.check_hostname = False
@@ -170,6 +177,8 @@ class RawClient:
         if rcvbuf is not None:  # before connect, so the window is small from the start
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(timeout)
+        if source is not None:
+            raw.bind((source, 0))
         raw.connect(("127.0.0.1", port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw)
