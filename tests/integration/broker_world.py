@@ -1,6 +1,12 @@
 """Helpers for the broker tests: a real `twistd pktbroker` process, and a blocking TLS
 client (stdlib ssl) that speaks raw frames to it as the reference clients do (agent cert,
-no SNI, each message split into records)."""
+no SNI, each message split into records). The module fixtures `home`, `broker` and
+`proxy` (a `pktlab init` home, a broker with ErrorDelay 0 and a proxy with its identity,
+one each per test module) are for the modules that bind them at their top:
+`home, broker, proxy = broker_world.home, broker_world.broker, broker_world.proxy`
+(`from broker_world import home` makes ruff take each test's argument for a
+redefinition, F811; `pytest_plugins` warns that this module, imported already, cannot
+be assertion-rewritten)."""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
 from conftest import REPO, stop_process, twistd
+from pxworld import ProxyProc
+from tls_world import pktlab_init
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
@@ -307,3 +316,25 @@ def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawCl
     p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
     assert p.recv() == wire.Result(0)
     return p
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
+    """A `pktlab init` home, one per test module."""
+    return pktlab_init(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker of `home` with ErrorDelay 0 (a refusal costs no wait), one per module."""
+    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
+    """A proxy with the identity of `home`, one per module."""
+    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home.root)
+    yield p
+    p.stop()
