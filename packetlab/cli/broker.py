@@ -106,6 +106,8 @@ def _counts_text(c: dict[str, Any]) -> str:
         parts += [f"{name.replace('_', ' ')} {k} {n}" for k, n in c.get(name, {}).items()]
     if c.get("cut_frames"):
         parts.append(f"cut frames {c['cut_frames']}")
+    if c.get("refused_share"):  # (also in `refused`, by status)
+        parts.append(f"refused for the address share {c['refused_share']}")
     return ", ".join(parts)
 
 

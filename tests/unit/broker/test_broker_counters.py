@@ -94,6 +94,7 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
     assert "publisher(s) (at most 8 past the handshake), " in capped
     assert "subscriber(s) (at most 24 past the handshake);" in capped
     st["counters"]["subscribe"]["refused_share"] = 5
+    assert "  subscribe port: links 1, xsub 1, refused for the address share 5" in render(st)
     shared = render({**st, "link_max": {"publish": 8, "subscribe": 24},
                      "address_share": {"publish": 4, "subscribe": 12}})  # fmt: skip
     assert "publisher(s) (at most 8 past the handshake, 4 from one address), " in shared
