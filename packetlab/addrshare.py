@@ -20,12 +20,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-__all__ = ["DEFAULT_SHARE", "SHARE_FLOOR", "AddressShare", "parse_share", "source_of"]
+__all__ = [
+    "DEFAULT_SHARE",
+    "SHARE_FLOOR",
+    "AddressShare",
+    "oldest_of_busiest",
+    "parse_share",
+    "source_of",
+]
 
 DEFAULT_SHARE = 0.25
 SHARE_FLOOR = 64  # links: a snikey's default backlog (--backlog-per-snikey)
+T = TypeVar("T")
 _LOGGED_MAX = 4096  # addresses whose last refusal line is remembered (oldest forgotten)
 
 
@@ -41,6 +50,21 @@ def source_of(address: str) -> str:
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+
+
+def oldest_of_busiest(pending: Iterable[T], counts: AddressShare, address: Callable[[T], str]) -> T:
+    """The connection to close for a new one when `pending` (oldest first) is full: the
+    oldest of the source holding the most (`counts`: pending per source). The oldest of
+    all was a real client's whenever a flood from one address had come after it."""
+    busiest = max(counts.held, key=counts.held.__getitem__, default=None)
+    first = None
+    for conn in pending:
+        if busiest is None or source_of(address(conn)) == busiest:
+            return conn
+        first = conn if first is None else first
+    if first is None:
+        raise ValueError("nothing pending")
+    return first  # (counts out of step with pending: the oldest of all)
 
 
 def parse_share(text: str) -> float:

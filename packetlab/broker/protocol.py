@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from packetlab.addrshare import AddressShare
+from packetlab.addrshare import AddressShare, oldest_of_busiest
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
@@ -172,6 +172,9 @@ class BrokerFactory(Factory):
         # uncapped, until none was left for real clients. Past the cap (as the handshake's)
         # the oldest is closed for each new one.
         self.unproven: dict[BrokerProtocol, None] = {}
+        # those per source address: the one closed is the oldest of the address holding
+        # the most, so a flood from one address closes its own (`oldest_of_busiest`)
+        self.unproven_by = AddressShare(reactor.seconds)
         self.unproven_max = default_pending_max()
         self.evicted = 0
         self._saturated = False
@@ -242,28 +245,32 @@ class BrokerFactory(Factory):
         )
 
     def admit(self, link: BrokerProtocol) -> None:
-        waiting = self.unproven
+        waiting, by = self.unproven, self.unproven_by
         while len(waiting) >= self.unproven_max:
-            oldest = next(iter(waiting))
+            oldest = oldest_of_busiest(waiting, by, lambda c: c.peer)
             del waiting[oldest]
+            by.remove(oldest.peer)
             if not self._saturated:
                 self._saturated = True
                 BrokerProtocol.log.warn(
                     "{role} port: {n} links without an xsub/xpub (cap {cap}): closing the "
-                    "oldest one for each new one",
+                    "oldest one of the address holding the most ({host}) for each new one",
                     role=self.role.value,
                     n=len(waiting) + 1,
                     cap=self.unproven_max,
+                    host=oldest.peer,
                 )
             self.evicted += 1
             oldest.evict()
         waiting[link] = None
+        by.add(link.peer)
 
     def settled(self, link: BrokerProtocol) -> None:
         """`link` subscribed, published or ended: it no longer counts."""
         if link not in self.unproven:
             return
         del self.unproven[link]
+        self.unproven_by.remove(link.peer)
         if self._saturated and len(self.unproven) < self.unproven_max * 3 // 4:
             self._saturated = False
             BrokerProtocol.log.info(

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
-from packetlab.addrshare import DEFAULT_SHARE, AddressShare
+from packetlab.addrshare import DEFAULT_SHARE, AddressShare, oldest_of_busiest
 from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
@@ -118,6 +118,9 @@ class Proxy:
         # bounded by the caps
         self.owners = SnikeyOwners(2 * self.registry.total_cap, self.registry.count)
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
+        # pending connections per source address and port: the one closed for a new one
+        # is the oldest of the address holding the most (`oldest_of_busiest`)
+        self.pending_by = {port: AddressShare(reactor.seconds) for port in self.pending}
         self._saturated = {"endpoints": False, "setup": False}
         # Refusals come as fast as anyone connects: so many lines a minute per port (a
         # flood of 1,500 bad registrations was 1,500 lines); the counters count them all.
@@ -165,29 +168,35 @@ class Proxy:
                 conn.transport.loseConnection()
 
     def admit(self, conn: _Conn) -> None:
-        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one
-        there is closed first (logged once per episode, counted each time)."""
-        pending = self.pending[conn.port]
+        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one of
+        the address holding the most there is closed first (logged once per episode,
+        counted each time): a flood from one address closes its own."""
+        pending, by = self.pending[conn.port], self.pending_by[conn.port]
         if len(pending) >= self.pending_max:
-            oldest = next(iter(pending))
+            oldest = oldest_of_busiest(pending, by, lambda c: c.host)
             del pending[oldest]
+            by.remove(oldest.host)
             if not self._saturated[conn.port]:
                 self._saturated[conn.port] = True
                 self.log.warn(
                     "{port} port: {n} connections pending (cap {cap}, --pending-max): "
-                    "closing the oldest pending one for each new one",
+                    "closing the oldest pending one of the address holding the most "
+                    "({host}) for each new one",
                     port=conn.port,
                     n=len(pending) + 1,
                     cap=self.pending_max,
+                    host=oldest.host,
                 )
             oldest.evict()
         pending[conn] = None
+        by.add(conn.host)
 
     def release(self, conn: _Conn) -> None:
         pending = self.pending[conn.port]
         if conn not in pending:
             return
         del pending[conn]
+        self.pending_by[conn.port].remove(conn.host)
         if self._saturated[conn.port] and len(pending) < self.pending_max * 3 // 4:
             self._saturated[conn.port] = False
             self.log.info(

@@ -534,3 +534,34 @@ def test_one_address_flooding_backlogs_does_not_starve_another_manager(tmp_path:
         for s in held:
             s.close()
         px.stop()
+
+
+def test_a_pending_flood_from_one_address_does_not_close_an_endpoint_from_another(
+    tmp_path: Path,
+) -> None:
+    """Session 31: at --pending-max the oldest connection without a ClientHello was
+    closed for each new one, so 30 silent connections from 127.0.0.2 closed an endpoint
+    from 127.0.0.1 that had connected before them. Now the oldest of the address holding
+    the most goes: the endpoint sends its hello after the flood and is spliced."""
+    home = pktlab_init(tmp_path / "home").root
+    px = ProxyProc(tmp_path, home, "--pending-max", "8")
+    held: list[socket.socket] = []
+    try:
+        backlog = register(px.setup, "k0", source="127.0.0.1")
+        held.append(backlog)
+        ep = socket.create_connection(("127.0.0.1", px.endpoints), 10, ("127.0.0.1", 0))
+        held.append(ep)
+        px.counters("pending_endpoints >= 1")
+        for _ in range(30):
+            held.append(socket.create_connection(("127.0.0.1", px.endpoints), 10, ("127.0.0.2", 0)))
+        px.counters("refusals.get('busy', 0) >= 23")
+        hello = client_hello("k0")
+        ep.sendall(hello)
+        receive_hello(backlog, hello)  # routed, unchanged
+        line = px.wait_log(r"closing the oldest pending one of the address holding the most "
+                           r"\((127\.0\.0\.\d)\)")  # fmt: skip
+        assert line.group(1) == "127.0.0.2"
+    finally:
+        for s in held:
+            s.close()
+        px.stop()

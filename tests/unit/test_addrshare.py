@@ -67,3 +67,21 @@ def test_a_share_must_be_a_fraction(text: str) -> None:
 
 def test_a_share_is_parsed() -> None:
     assert parse_share("0.25") == 0.25 and parse_share("1") == 1.0
+
+
+def test_the_one_closed_for_a_new_one_is_the_oldest_of_the_busiest_address() -> None:
+    from packetlab.addrshare import oldest_of_busiest
+
+    counts = AddressShare(Clock().seconds)
+    pending = ["10.0.0.1/a", "10.0.0.2/b", "10.0.0.2/c", "10.0.0.3/d"]  # oldest first
+    for p in pending:
+        counts.add(p.split("/")[0])
+
+    def host(p: str) -> str:
+        return p.split("/")[0]
+
+    assert oldest_of_busiest(pending, counts, host) == "10.0.0.2/b"
+    counts.add("10.0.0.3")
+    pending.append("10.0.0.3/e")  # a tie: the address counted first
+    assert oldest_of_busiest(pending, counts, host) == "10.0.0.2/b"
+    assert oldest_of_busiest(pending, AddressShare(Clock().seconds), host) == "10.0.0.1/a"

@@ -696,6 +696,31 @@ def test_links_silent_after_tls_are_capped_oldest_out() -> None:
     assert len(said) == 1 and "(cap 3)" in said[0], said
 
 
+def test_a_flood_of_silent_links_from_one_address_closes_its_own() -> None:
+    """Session 31: past `unproven_max` the oldest link without an xsub was closed for
+    each new one, so a flood from one address closed a real endpoint's link between its
+    TLS handshake and its xsub. Now the oldest of the address holding the most goes."""
+    w = World()
+    f = w.factories[Role.SUBSCRIBE]
+    f.unproven_max = 3
+    events, done = _events()
+    try:
+        real, rt = w.connect(Role.SUBSCRIBE, "10.0.0.1")  # its xsub not yet in
+        flood = [w.connect(Role.SUBSCRIBE, "10.0.0.2") for _ in range(8)]
+        assert [t.disconnecting for _, t in flood] == [True] * 6 + [False] * 2
+        assert not rt.disconnecting
+        real.dataReceived(sub_frames())
+        assert frames(rt) == [Result(0)]
+        assert f.unproven_by.held == {"10.0.0.2": 2}
+        for p, _ in flood:
+            p.connectionLost(connectionDone)
+        assert f.unproven_by.held == {} and f.unproven == {}
+    finally:
+        done()
+    said = [formatEvent(e) for e in events if "closing the oldest" in formatEvent(e)]
+    assert len(said) == 1 and "holding the most (10.0.0.2)" in said[0], said
+
+
 def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
     """Session 30: anyone with a self-made agent certificate subscribes to a public
     channel; 115 such links under `ulimit -n 128` took every descriptor, and Twisted then

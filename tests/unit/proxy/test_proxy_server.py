@@ -518,6 +518,37 @@ def test_pending_connections_are_capped_per_port_with_one_log_line(
     assert any("under the cap again" in e["log_format"] for e in events)
 
 
+def test_a_pending_flood_from_one_address_closes_its_own(options: PPKSServerOptions) -> None:
+    """Session 31: at `pending_max` the oldest pending connection was closed for each
+    new one, so a flood from one address (no ClientHello, or no registration) closed a
+    real endpoint's or manager's connection before its first bytes had come. Now the
+    oldest of the address holding the most goes; the real one is served."""
+    proxy, _ = make_proxy(options, pending_max=4)
+    register(proxy)
+
+    def conn(factory: Any, host: str) -> tuple[Any, HalfCloseTransport]:
+        p = factory.buildProtocol(None)
+        t = HalfCloseTransport()
+        t.peerAddr = IPv4Address("TCP", host, 40000)
+        p.makeConnection(t)
+        return p, t
+
+    ep, et = conn(proxy.endpoint_factory(), "10.0.0.1")  # its hello not yet in
+    slow = [conn(proxy.endpoint_factory(), "10.0.0.2") for _ in range(9)]
+    assert [t.disconnecting for _, t in slow] == [True] * 6 + [False] * 3
+    assert not et.disconnecting and proxy.stats.refusals["busy"] == 6
+    ep.dataReceived(client_hello("k1"))
+    assert ep.spliced and not et.disconnecting
+    assert proxy.pending_by["endpoints"].held == {"10.0.0.2": 3}
+    manager, mt = conn(proxy.setup_factory(), "10.0.0.1")
+    setups = [conn(proxy.setup_factory(), "10.0.0.3") for _ in range(6)]
+    assert [t.disconnecting for _, t in setups] == [True] * 3 + [False] * 3
+    assert not mt.disconnecting and proxy.stats.setup_busy == 3
+    for p, _ in slow[6:] + setups[3:] + [(manager, mt)]:
+        p.connectionLost(Failure(ConnectionDone()))
+    assert proxy.pending_by["endpoints"].held == {} == proxy.pending_by["setup"].held
+
+
 def test_keepalive_on_both_ports(options: PPKSServerOptions) -> None:
     """An idle backlog waits indefinitely, often behind the manager's NAT: TCP keepalive
     keeps the mapping and notices a vanished manager (or endpoint) instead of splicing an
