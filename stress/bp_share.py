@@ -80,6 +80,8 @@ def run(tmp: Path, nofile: int, root: str) -> None:
             print(f"  a manager from {GOOD}: registered; its endpoint: {splice(proxy, good)}")
         except (AssertionError, OSError) as e:
             print(f"  a manager from {GOOD}: refused ({e})")
+        time.sleep(0.5)  # a stats interval (0.2 s)
+        print(f"  counters: enores={proxy.counters().get('enores')}")
         text = proxy.text()
         print(f"  refusal lines: {text.count('refusing xreg')} (`its share`: "
               f"{text.count('its share')}); EMFILE lines: {text.count('EMFILE')}")  # fmt: skip
@@ -115,6 +117,7 @@ def run(tmp: Path, nofile: int, root: str) -> None:
             print(f"  an endpoint from {GOOD}: subscribed; a publisher: {got}")
         except (AssertionError, OSError, ConnectionError) as e:
             print(f"  an endpoint from {GOOD}: refused ({e!r})")
+        print(f"  status page: {status(broker)}")
         text = broker.output()
         print(f"  refusal lines: {text.count('refuse xsub')} (`its share`: "
               f"{text.count('its share')}); EMFILE lines: {text.count('EMFILE')}")  # fmt: skip
@@ -122,6 +125,17 @@ def run(tmp: Path, nofile: int, root: str) -> None:
         for c in subs:
             c.close()
         broker.stop()
+
+
+def status(broker: Any) -> str:
+    import json
+    from urllib.request import urlopen
+
+    st = json.loads(urlopen(f"http://127.0.0.1:{broker.status_port}/", timeout=10).read())
+    sub = st["counters"]["subscribe"]
+    return (f"link_max {st.get('link_max')}, address_share {st.get('address_share')}, "
+            f"subscribe refused {sub.get('refused')}, "
+            f"refused_share {sub.get('refused_share')}")  # fmt: skip
 
 
 def wire() -> Any:
