@@ -13,7 +13,8 @@ An IPv6 address counts by its /64 (one host gets a whole /64), as the broker's
 per-address publication share.
 
 Refusals are logged once per address per `interval` (a refused flood retries at once),
-with the number refused since that address's last line.
+with the number refused since that address's last line, and within the port's own
+`LogBudget` (many addresses, a /48 of /64s, would otherwise be a line each).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TypeVar
+
+from packetlab.logbudget import LogBudget
 
 __all__ = [
     "DEFAULT_SHARE",
@@ -134,20 +137,24 @@ class AddressShare:
             f"{self.fraction:g} of {budget}, at least {min(self.floor, budget // 2)})"
         )
 
-    def log_line(self, address: str) -> str | None:
-        """None: a line for `address` went out within `interval` (this one is counted).
-        Else log it, with the returned text appended: empty, or how many refusals of
-        that address were not logged before it."""
+    def log_line(self, address: str, budget: LogBudget | None = None) -> str | None:
+        """None: a line for `address` went out within `interval`, or `budget` (the
+        port's) has no line left (this one is counted). Else log it, with the returned
+        text appended: how many refusals of that address were not logged before it."""
         source = source_of(address)
         now = self.clock()
         last = self._logged.get(source)
+        hidden = 0 if last is None else last[1]
         if last is not None and now - last[0] < self.interval:
-            self._logged[source] = (last[0], last[1] + 1)
+            self._logged[source] = (last[0], hidden + 1)
             return None
-        self._logged[source] = (now, 0)
+        more = "" if budget is None else budget.allow()
+        # (refused by the budget: due again at once, its count kept)
+        self._logged[source] = (now, 0) if more is not None else (now - self.interval, hidden + 1)
         self._logged.move_to_end(source)
         while len(self._logged) > _LOGGED_MAX:
             self._logged.popitem(last=False)
-        hidden = last[1] if last is not None else 0
+        if more is None:
+            return None
         note = f" [one line per address a {self.interval:g} s"
-        return note + (f"; {hidden} not logged before this one]" if hidden else "]")
+        return note + (f"; {hidden} not logged before this one]" if hidden else "]") + more

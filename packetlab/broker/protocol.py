@@ -686,7 +686,7 @@ class BrokerProtocol(Protocol):
         self.f.counters.refused[answer.status.name] += 1
         more = ""
         if answer.source is not None:  # a flood of one address: one line a minute
-            allowed = self.f.share.log_line(answer.source)
+            allowed = self.f.share.log_line(answer.source, self.f.refusal_log)
             if allowed is None:
                 return
             more = allowed

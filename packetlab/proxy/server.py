@@ -523,7 +523,7 @@ class SetupProtocol(_Conn):
                         "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
                     )
                 else:  # one address's flood: one line a minute for it
-                    more = self.proxy.share.log_line(self.host)
+                    more = self.proxy.share.log_line(self.host, self.proxy.refusal_log["setup"])
                     if more is not None:
                         self.proxy.log.warn("setup {peer}: refusing xreg: {e}{more}",
                                             peer=self.peer_text, e=full, more=more)  # fmt: skip

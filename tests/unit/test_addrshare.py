@@ -59,6 +59,20 @@ def test_refusals_are_logged_once_per_address_per_interval() -> None:
     assert s.log_line("10.0.0.2") == " [one line per address a 60 s; 3 not logged before this one]"
 
 
+def test_refusal_lines_of_many_addresses_stay_within_the_port_budget() -> None:
+    from packetlab.logbudget import LogBudget
+
+    clock = Clock()
+    s = AddressShare(clock.seconds)
+    port = LogBudget(clock.seconds, burst=2)
+    lines = [s.log_line(f"2001:db8:0:{i:x}::1", port) for i in range(5)]  # five /64s
+    assert [line is not None for line in lines] == [True, True, False, False, False]
+    assert s.log_line("2001:db8:0:2::1", port) is None  # still out of the port's budget
+    clock.advance(60)
+    line = s.log_line("2001:db8:0:2::1", port)  # its two refusals before, said now
+    assert line is not None and "; 2 not logged before this one]" in line
+
+
 @pytest.mark.parametrize("text", ["0", "-0.5", "1.5", "nan", "inf", "a quarter", ""])
 def test_a_share_must_be_a_fraction(text: str) -> None:
     with pytest.raises(ValueError):
