@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packetlab.addrshare import DEFAULT_SHARE, parse_share
 from packetlab.paths import RepeatedKeys, config_text, expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
@@ -47,6 +48,8 @@ class BrokerConfig:
     max_publications: int = 10_000
     max_per_key: int = 1_000
     max_per_address: int = 5_000
+    # of each port's link budget (from the descriptor limit) one source address may hold
+    per_address_share: float = DEFAULT_SHARE
     idle_timeout: float = 30.0  # s from connect (handshake included) to the first xsub/xpub
     stats_interval: float = 3600.0  # s between two counters lines in the log (0: never)
     warnings: list[str] = field(default_factory=list)
@@ -191,6 +194,13 @@ def _set_max_per_address(c: BrokerConfig, v: str) -> None:
     c.max_per_address = _count(v)
 
 
+def _set_share(c: BrokerConfig, v: str) -> None:
+    try:
+        c.per_address_share = parse_share(v)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "BrokerCertPath": _set_cert,
     "BrokerPrivKey": _set_key,
@@ -205,6 +215,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "MaxPublications": _set_max_pubs,
     "MaxPublicationsPerKey": _set_max_per_key,
     "MaxPublicationsPerAddress": _set_max_per_address,
+    "PerAddressShare": _set_share,
     "IdleTimeout": _set_idle,
     "StatsInterval": _set_stats_interval,
 }

@@ -22,6 +22,9 @@ class PortCounters:
     # aborted (no close_notify or FIN after our close)
     closed: Counter[str] = field(default_factory=Counter)
     cut_frames: int = 0  # peers gone in the middle of a frame
+    # first xsubs/xpubs refused for their address's share of the links (AddressShare),
+    # also counted in `refused` by status
+    refused_share: int = 0
     ended: Counter[str] = field(default_factory=Counter)  # publications ended, by reason
 
     def as_dict(self) -> dict[str, object]:
@@ -31,6 +34,7 @@ class PortCounters:
             "refused": dict(sorted(self.refused.items())),
             "closed": dict(sorted(self.closed.items())),
             "cut_frames": self.cut_frames,
+            "refused_share": self.refused_share,
             "publications_ended": dict(sorted(self.ended.items())),
         }
 
@@ -44,4 +48,6 @@ class PortCounters:
                 parts.append(f"{name}=" + ",".join(f"{k}:{n}" for k, n in sorted(counts.items())))
         if self.cut_frames:
             parts.append(f"cut_frames={self.cut_frames}")
+        if self.refused_share:
+            parts.append(f"refused_share={self.refused_share}")
         return " ".join(parts)

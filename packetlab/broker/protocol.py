@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.addrshare import AddressShare, oldest_of_busiest
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
@@ -171,6 +172,9 @@ class BrokerFactory(Factory):
         # uncapped, until none was left for real clients. Past the cap (as the handshake's)
         # the oldest is closed for each new one.
         self.unproven: dict[BrokerProtocol, None] = {}
+        # those per source address: the one closed is the oldest of the address holding
+        # the most, so a flood from one address closes its own (`oldest_of_busiest`)
+        self.unproven_by = AddressShare(reactor.seconds)
         self.unproven_max = default_pending_max()
         self.evicted = 0
         self._saturated = False
@@ -188,6 +192,9 @@ class BrokerFactory(Factory):
         # descriptor, and Twisted then closed every new connection at accept (EMFILE), a
         # real publisher's too.
         self.link_max: int | None = None
+        # One source address's share of `link_max` (addrshare.py says why and how much):
+        # else one stranger's subscriptions took them all and real endpoints were refused.
+        self.share = AddressShare(reactor.seconds)
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
@@ -238,28 +245,32 @@ class BrokerFactory(Factory):
         )
 
     def admit(self, link: BrokerProtocol) -> None:
-        waiting = self.unproven
+        waiting, by = self.unproven, self.unproven_by
         while len(waiting) >= self.unproven_max:
-            oldest = next(iter(waiting))
+            oldest = oldest_of_busiest(waiting, by, lambda c: c.peer)
             del waiting[oldest]
+            by.remove(oldest.peer)
             if not self._saturated:
                 self._saturated = True
                 BrokerProtocol.log.warn(
                     "{role} port: {n} links without an xsub/xpub (cap {cap}): closing the "
-                    "oldest one for each new one",
+                    "oldest one of the address holding the most ({host}) for each new one",
                     role=self.role.value,
                     n=len(waiting) + 1,
                     cap=self.unproven_max,
+                    host=oldest.peer,
                 )
             self.evicted += 1
             oldest.evict()
         waiting[link] = None
+        by.add(link.peer)
 
     def settled(self, link: BrokerProtocol) -> None:
         """`link` subscribed, published or ended: it no longer counts."""
         if link not in self.unproven:
             return
         del self.unproven[link]
+        self.unproven_by.remove(link.peer)
         if self._saturated and len(self.unproven) < self.unproven_max * 3 // 4:
             self._saturated = False
             BrokerProtocol.log.info(
@@ -281,6 +292,7 @@ class BrokerProtocol(Protocol):
         "_expiry",
         "_held",
         "_idle",
+        "_in_share",
         "_items",
         "_lean",
         "_paused",
@@ -316,6 +328,7 @@ class BrokerProtocol(Protocol):
         self._expiry: dict[int, IDelayedCall] = {}
         self._sub_expiry: IDelayedCall | None = None  # the subscription's chain ends
         self._lean: IDelayedCall | None = None
+        self._in_share = False  # counted in the factory's AddressShare (subscribed/published)
         self.peer = "?"
         self.who: bytes | str = "?"
 
@@ -358,6 +371,9 @@ class BrokerProtocol(Protocol):
         ours, self._closing = self._closing, True
         self.f.connections.discard(self)
         self.f.settled(self)
+        if self._in_share:
+            self._in_share = False
+            self.f.share.remove(self.peer)
         timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
         for timer in (*timers, *self._expiry.values()):
             if timer is not None and timer.active():
@@ -516,17 +532,26 @@ class BrokerProtocol(Protocol):
         kind = getattr(item, "TYPE", None)
         if kind not in (MsgType.XSUB, MsgType.XPUB) or self not in self.f.unproven:
             return None
+        verb = "subscribed links" if kind is MsgType.XSUB else "publishing links"
+        source = None
         full = self.f.links_full()
-        if full is None:
-            return None
+        if full is None:  # room on the port, maybe not for this address
+            full = self.f.share.refusal(self.peer, self.f.link_max, verb)
+            if full is None:
+                return None
+            self.f.counters.refused_share += 1
+            source = self.peer
         if kind is MsgType.XSUB:  # the codes a table full of publications gets
-            return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True)
-        return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True)
+            return Answer(Status.ESUBBADCHN, "xsub", full, close=True, budgeted=True, source=source)
+        return Answer(Status.EPUBBADXD, "xpub", full, close=True, budgeted=True, source=source)
 
     def _accepted(self, answer: Answer) -> None:
         session = self.session
         assert session is not None
         self.f.counters.taken[answer.what] += 1
+        if answer.what in ("xsub", "xpub") and not self._in_share:
+            self._in_share = True
+            self.f.share.add(self.peer)
         if answer.what == "xsub":
             self._cancel_idle()
             if not self._subscribed:  # repeated xsubs wait longer and longer
@@ -660,7 +685,12 @@ class BrokerProtocol(Protocol):
             return
         self.f.counters.refused[answer.status.name] += 1
         more = ""
-        if answer.budgeted:
+        if answer.source is not None:  # a flood of one address: one line a minute
+            allowed = self.f.share.log_line(answer.source, self.f.refusal_log)
+            if allowed is None:
+                return
+            more = allowed
+        elif answer.budgeted:
             allowed = self.f.refusal_log.allow()
             if allowed is None:
                 return

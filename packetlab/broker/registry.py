@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import itertools
 import time
 from collections import OrderedDict
@@ -35,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from twisted.logger import Logger
 
+from packetlab.addrshare import source_of
 from packetlab.wire.codec import encode
 from packetlab.wire.messages import Xnotify
 from packetlab.wire.nvlist import NVPair, dattr_match
@@ -443,20 +443,6 @@ class Registry:
             "channels": chans,
             "notified": self.notified,
         }
-
-
-def source_of(address: str) -> str:
-    """The source an address counts under for the per-address share: an IPv6 address's
-    /64 (an IPv4-mapped one is its IPv4 address), any other address as it is."""
-    if ":" not in address:
-        return address
-    try:
-        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 def _bump(counts: dict[K, int], key: K, step: int) -> None:

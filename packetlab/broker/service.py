@@ -18,6 +18,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from packetlab.addrshare import DEFAULT_SHARE
 from packetlab.fdcap import link_budget, nofile_limit
 from packetlab.hostport import host_port
 from packetlab.tapoptions import stop_daemon
@@ -79,6 +80,7 @@ class BrokerService(service.Service):
         max_per_address: int = MAX_PER_ADDRESS,
         idle_timeout: float = IDLE_TIMEOUT,
         stats_interval: float = 0.0,
+        per_address_share: float = DEFAULT_SHARE,
     ) -> None:
         self.reactor = reactor
         self.stats_interval = stats_interval
@@ -110,6 +112,7 @@ class BrokerService(service.Service):
             self.factories[Role.SUBSCRIBE].link_max = max(1, links - links // 4)
         for f in self.factories.values():
             f.fanout.batch = fanout_batch
+            f.share.fraction = per_address_share
         self.idle_timeout = idle_timeout
         self.ports: dict[str, Any] = {}
         self.store_url = store
@@ -187,15 +190,19 @@ class BrokerService(service.Service):
                 role=role.value,
                 host=host_port(port.getHost()),
             )
-        sub, pub = (self.factories[r].link_max for r in (Role.SUBSCRIBE, Role.PUBLISH))
-        if sub is not None:
+        sub, pub = (self.factories[r] for r in (Role.SUBSCRIBE, Role.PUBLISH))
+        if sub.link_max is not None:
             self.log.info(
                 "pktbroker: descriptor limit {nofile}: at most {sub} subscribed and {pub} "
-                "publishing links at once; past it an xsub or xpub is refused. Raise "
+                "publishing links at once, {sub_share} and {pub_share} from one address "
+                "(--per-address-share {share:g}); past it an xsub or xpub is refused. Raise "
                 "`ulimit -n` for more",
                 nofile=self.nofile,
-                sub=sub,
-                pub=pub,
+                sub=sub.link_max,
+                pub=pub.link_max,
+                sub_share=sub.share.cap(sub.link_max),
+                pub_share=pub.share.cap(pub.link_max),
+                share=sub.share.fraction,
             )
         if self.status_where is not None:
             from .status import status_site
@@ -246,6 +253,8 @@ class BrokerService(service.Service):
         out["connections"] = {r.value: len(f.connections) for r, f in self.factories.items()}
         # (from the descriptor limit; None: no cap)
         out["link_max"] = {r.value: f.link_max for r, f in self.factories.items()}
+        # of those, one source address's share (counters.refused_share: refusals for it)
+        out["address_share"] = {r.value: f.share.cap(f.link_max) for r, f in self.factories.items()}
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         out["since"] = self.started
         out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}

@@ -51,6 +51,9 @@ class Answer:
     reason: str = ""
     close: bool = False
     budgeted: bool = False  # logged within the link factory's LogBudget
+    # a refusal for this source address's share of the links: logged once per address
+    # per interval (AddressShare.log_line) instead
+    source: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -40,7 +40,7 @@ class Options(TapOptions):
         "[--config FILE] [--cert AGENT_CERT] [--private-key KEY] [--publish ENDPOINT] "
         "[--subscribe ENDPOINT] [--store URL] [--max-publications N] "
         "[--max-publications-per-key N] [--max-publications-per-address N] "
-        "[--idle-timeout SECONDS]"
+        "[--idle-timeout SECONDS] [--per-address-share FRACTION]"
     )
     longdesc = (
         "Run a PacketLab broker: controllers publish experiments on the publish port, "
@@ -56,10 +56,11 @@ class Options(TapOptions):
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress, "
-        "IdleTimeout, StatsInterval; "
+        "IdleTimeout, StatsInterval, PerAddressShare; "
         "options win. The subscribed and publishing links are capped by what the "
-        "descriptor limit (`ulimit -n`) allows, a quarter for the publishers; the log "
-        "says how many when it starts."
+        "descriptor limit (`ulimit -n`) allows, a quarter for the publishers, and one "
+        "source address holds at most --per-address-share of them; the log says how many "
+        "when it starts."
     )
     optParameters: list[list[Any]] = [
         ["config", "c", None, "broker.conf path (default ~/.pktlab/broker.conf if it exists)."],
@@ -89,6 +90,12 @@ class Options(TapOptions):
         ["idle-timeout", None, None,
          "Seconds a client has from its connect (the TLS handshake included) to its first "
          "successful xsub or xpub before it is closed, 1..3600 [default: 30]."],
+        ["per-address-share", None, None,
+         "Fraction of each port's links (capped by the descriptor limit) one source "
+         "address may hold, all its keys together: endpoints behind one NAT share it, an "
+         "IPv6 address counts by its /64; past it a first xsub gets ESUBBADCHN (xpub "
+         "EPUBBADXD) and the link is closed. Never fewer than 64 links, or half the port's "
+         "if that is less; 1: no share [default: 0.25]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:
@@ -109,6 +116,7 @@ class Options(TapOptions):
             ("max-publications-per-key", "MaxPublicationsPerKey"),
             ("max-publications-per-address", "MaxPublicationsPerAddress"),
             ("idle-timeout", "IdleTimeout"),
+            ("per-address-share", "PerAddressShare"),
         ):
             if self[opt] is not None:
                 try:
@@ -238,6 +246,7 @@ def makeService(options: Options) -> IService:
         max_per_key=cfg.max_per_key,
         idle_timeout=cfg.idle_timeout,
         max_per_address=cfg.max_per_address,
+        per_address_share=cfg.per_address_share,
         stats_interval=cfg.stats_interval,
     )
     return svc

@@ -59,9 +59,15 @@ def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
 def render(st: dict[str, Any]) -> str:
     conns = st.get("connections", {})
     cap = st.get("link_max") or {}  # from the descriptor limit (session 30)
+    share = st.get("address_share") or {}  # one address's part of it (session 31)
+    refused = {p: (c or {}).get("refused_share", 0) for p, c in st.get("counters", {}).items()}
 
     def most(port: str) -> str:
-        return f" (at most {cap[port]} past the handshake)" if cap.get(port) else ""
+        if not cap.get(port):
+            return ""
+        one = f", {share[port]} from one address" if share.get(port) else ""
+        gone = f", {refused[port]} refused for it" if refused.get(port) else ""
+        return f" (at most {cap[port]} past the handshake{one}{gone})"
 
     lines = [
         f"listening: {', '.join(f'{k} {v}' for k, v in st.get('listening', {}).items())}",
@@ -100,6 +106,8 @@ def _counts_text(c: dict[str, Any]) -> str:
         parts += [f"{name.replace('_', ' ')} {k} {n}" for k, n in c.get(name, {}).items()]
     if c.get("cut_frames"):
         parts.append(f"cut frames {c['cut_frames']}")
+    if c.get("refused_share"):  # (also in `refused`, by status)
+        parts.append(f"refused for the address share {c['refused_share']}")
     return ", ".join(parts)
 
 

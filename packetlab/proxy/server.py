@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.addrshare import DEFAULT_SHARE, AddressShare, oldest_of_busiest
 from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
@@ -85,6 +86,7 @@ class Proxy:
         keepalive: float = DEFAULT_KEEPALIVE,
         backlog_wait: float = DEFAULT_BACKLOG_WAIT,
         link_max: int | None = None,
+        per_address_share: float = DEFAULT_SHARE,
     ) -> None:
         self.reactor = reactor
         self.tls_options = tls_options
@@ -103,6 +105,9 @@ class Proxy:
         # Twisted closes every new connection at once, endpoints and real managers too
         # (117 backlogs of one stranger without a certificate did it under ulimit -n 128).
         self.link_max = link_max
+        # One manager address's share of those (addrshare.py): one stranger without a
+        # certificate registered backlogs until no manager from elsewhere could.
+        self.share = AddressShare(reactor.seconds, per_address_share)
         self.keepalive = keepalive
         # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
         # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
@@ -113,6 +118,9 @@ class Proxy:
         # bounded by the caps
         self.owners = SnikeyOwners(2 * self.registry.total_cap, self.registry.count)
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
+        # pending connections per source address and port: the one closed for a new one
+        # is the oldest of the address holding the most (`oldest_of_busiest`)
+        self.pending_by = {port: AddressShare(reactor.seconds) for port in self.pending}
         self._saturated = {"endpoints": False, "setup": False}
         # Refusals come as fast as anyone connects: so many lines a minute per port (a
         # flood of 1,500 bad registrations was 1,500 lines); the counters count them all.
@@ -160,29 +168,35 @@ class Proxy:
                 conn.transport.loseConnection()
 
     def admit(self, conn: _Conn) -> None:
-        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one
-        there is closed first (logged once per episode, counted each time)."""
-        pending = self.pending[conn.port]
+        """Count `conn` as pending on its port; at `pending_max`, the oldest pending one of
+        the address holding the most there is closed first (logged once per episode,
+        counted each time): a flood from one address closes its own."""
+        pending, by = self.pending[conn.port], self.pending_by[conn.port]
         if len(pending) >= self.pending_max:
-            oldest = next(iter(pending))
+            oldest = oldest_of_busiest(pending, by, lambda c: c.host)
             del pending[oldest]
+            by.remove(oldest.host)
             if not self._saturated[conn.port]:
                 self._saturated[conn.port] = True
                 self.log.warn(
                     "{port} port: {n} connections pending (cap {cap}, --pending-max): "
-                    "closing the oldest pending one for each new one",
+                    "closing the oldest pending one of the address holding the most "
+                    "({host}) for each new one",
                     port=conn.port,
                     n=len(pending) + 1,
                     cap=self.pending_max,
+                    host=oldest.host,
                 )
             oldest.evict()
         pending[conn] = None
+        by.add(conn.host)
 
     def release(self, conn: _Conn) -> None:
         pending = self.pending[conn.port]
         if conn not in pending:
             return
         del pending[conn]
+        self.pending_by[conn.port].remove(conn.host)
         if self._saturated[conn.port] and len(pending) < self.pending_max * 3 // 4:
             self._saturated[conn.port] = False
             self.log.info(
@@ -210,10 +224,17 @@ class Proxy:
             "descriptor limit: raise `ulimit -n`)"
         )
 
-    def xreg_refusal(self, snikey: str, manager: str) -> tuple[str, str] | None:
-        """(cause, why) `manager`'s xreg of `snikey` gets ENORES, or None. Causes: `held`
-        by another manager, `per_snikey` or `backlog_max` (the registry's caps),
-        `descriptors` (`links_full`)."""
+    @property
+    def link_budget(self) -> int:
+        """Backlogs and splices at once: the descriptor limit's, or --backlog-max."""
+        cap = self.registry.total_cap
+        return cap if self.link_max is None else min(cap, self.link_max)
+
+    def xreg_refusal(self, snikey: str, manager: str, host: str = "?") -> tuple[str, str] | None:
+        """(cause, why) `manager`'s xreg of `snikey` from `host` gets ENORES, or None.
+        Causes: `held` by another manager, `per_snikey` or `backlog_max` (the registry's
+        caps), `per_address` (the address holds its share of `link_budget`: backlogs,
+        splices and granted xregs), `descriptors` (`links_full`)."""
         other = self.held_by_another(snikey, manager)
         if other is not None:
             mine, theirs = _shown(manager, other)
@@ -223,7 +244,10 @@ class Proxy:
             whole = self.registry.total >= self.registry.total_cap
             return ("backlog_max" if whole else "per_snikey"), full
         full = self.links_full()
-        return None if full is None else ("descriptors", full)
+        if full is not None:
+            return "descriptors", full
+        full = self.share.refusal(host, self.link_budget, "backlog and spliced connections")
+        return None if full is None else ("per_address", full)
 
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
         self.owners.seen(snikey, self.reactor.seconds(), owner)
@@ -282,6 +306,7 @@ class _Conn(RelayEnd):
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.peer_text = "?"
+        self.host = "?"  # the peer's address, as its share counts it
         self._timer: IDelayedCall | None = None
         self._closing = False
         self.kernel = False  # relayed by SpliceRelay: the transport only closes
@@ -292,6 +317,7 @@ class _Conn(RelayEnd):
         self.proxy.live.add(self)
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer_text = host_port(peer)
+        self.host = str(getattr(peer, "host", "?"))
         self.proxy.admit(self)
         keepalive(self.transport, self.proxy.keepalive)
 
@@ -392,6 +418,7 @@ class SetupProtocol(_Conn):
         self._echo = b""
         self._held: IDelayedCall | None = None  # an ENORES answer waiting (ENORES_DELAY)
         self.manager = "?"  # who registers: its agent key if it showed one, else its address
+        self._in_share = False  # counted in the proxy's AddressShare (granted xreg on)
 
     port = "setup"
 
@@ -485,17 +512,26 @@ class SetupProtocol(_Conn):
                 return b""
             snikey = item.snikey.decode("ascii")
             status = Status.SUCCESS
-            refusal = self.proxy.xreg_refusal(snikey, self.manager)
+            refusal = self.proxy.xreg_refusal(snikey, self.manager, self.host)
             if refusal is not None:  # a soft failure for the manager: it warns and tries
                 # again (as often as it likes: in the setup port's log budget, as its
                 # refusals; counted by cause, since the lines are budgeted)
                 cause, full = refusal
                 self.proxy.stats.enores[cause] += 1
-                self.proxy.warn_refusal(
-                    "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
-                )
+                if cause != "per_address":
+                    self.proxy.warn_refusal(
+                        "setup", "setup {peer}: refusing xreg: {e}", peer=self.peer_text, e=full
+                    )
+                else:  # one address's flood: one line a minute for it
+                    more = self.proxy.share.log_line(self.host, self.proxy.refusal_log["setup"])
+                    if more is not None:
+                        self.proxy.log.warn("setup {peer}: refusing xreg: {e}{more}",
+                                            peer=self.peer_text, e=full, more=more)  # fmt: skip
                 status = Status.ENORES
             self.snikey = snikey if status == Status.SUCCESS else None
+            if self.snikey is not None and not self._in_share:
+                self._in_share = True  # until its connection is gone, spliced or not
+                self.proxy.share.add(self.host)
             self.state = "close_notify"
             if status != Status.SUCCESS:
                 self.proxy.stats.registration_failures += 1
@@ -579,6 +615,9 @@ class SetupProtocol(_Conn):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._drop_held()
+        if self._in_share:
+            self._in_share = False
+            self.proxy.share.remove(self.host)
         if not self.spliced:
             self._gone_early()
             self._leave()

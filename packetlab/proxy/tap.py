@@ -23,6 +23,7 @@ from twisted.logger import Logger  # noqa: E402
 from twisted.python import usage  # noqa: E402
 
 from packetlab import fdcap  # noqa: E402
+from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
@@ -69,6 +70,7 @@ _CONFIG_KEYS = {
     "StatsInterval": "stats-interval",
     "StatsFile": "stats-file",
     "Relay": "relay",
+    "PerAddressShare": "per-address-share",
 }
 _RELAYS = ("copy", "splice", "python")  # packetlab.proxy.splice.RELAY_MODES + RelayEnd
 _DEFAULTS: dict[str, Any] = {
@@ -137,6 +139,12 @@ class Options(TapOptions):
          "Connections per port still without a complete ClientHello (endpoints) or "
          "registration (managers); each new one beyond closes the oldest [1024, or "
          "1/8 of the descriptor limit if lower]."],
+        ["per-address-share", None, None,
+         "Fraction of the backlog and spliced connections (--backlog-max, or fewer from "
+         "the descriptor limit) one manager address may hold, all its keys together: "
+         "managers behind one NAT share it, an IPv6 address counts by its /64; past it "
+         f"xreg gets ENORES. Never fewer than {SHARE_FLOOR}, or half if that is less; 1: "
+         f"no share [{DEFAULT_SHARE:g}]."],
         ["backlog-wait", None, None,
          "Seconds an endpoint whose snikey has no idle backlog, but had one in the last "
          "10 minutes, waits for the manager to register one; 0: refuse at once [5]."],
@@ -178,6 +186,11 @@ class Options(TapOptions):
                 raise usage.UsageError(f"{origin[opt]}: must be positive, got {self[opt]:g}")
             if self[opt] < 0:  # the others' 0 means off, never or at once
                 raise usage.UsageError(f"{origin[opt]}: must be 0 or more, got {self[opt]:g}")
+        share = self["per-address-share"]
+        try:
+            self["per-address-share"] = DEFAULT_SHARE if share is None else parse_share(share)
+        except ValueError as e:
+            raise usage.UsageError(f"{origin['per-address-share']}: {e}") from None
         if self["no-splice"]:
             if self["relay"] not in (None, "python"):
                 raise usage.UsageError(f"--no-splice contradicts {origin['relay']} {self['relay']}")
@@ -404,6 +417,7 @@ def makeService(options: Options) -> IService:
         pending_max=options["pending-max"],
         keepalive=options["keepalive"],
         backlog_wait=options["backlog-wait"],
+        per_address_share=options["per-address-share"],
         registry=BacklogRegistry(
             per_snikey=options["backlog-per-snikey"], total=options["backlog-max"]
         ),
@@ -420,16 +434,28 @@ def makeService(options: Options) -> IService:
     distinct_ports([(options["origins"][name], ep) for name, ep, _ in ports])
     nofile = fdcap.nofile_limit()
     proxy.link_max = link_budget(nofile, options["pending-max"], proxy.relay)
+    one = proxy.share.cap(proxy.link_budget)
     if proxy.link_max is not None and proxy.link_max < options["backlog-max"]:
         log.info(
             "descriptor limit {nofile}: at most {n} backlog and spliced connections at once "
-            "({per} descriptors each with the {relay} relay; --backlog-max {cap}); past it "
-            "xreg gets ENORES. Raise `ulimit -n` for more",
+            "({per} descriptors each with the {relay} relay; --backlog-max {cap}), {one} "
+            "from one manager address (--per-address-share {share:g}); past it xreg gets "
+            "ENORES. Raise `ulimit -n` for more",
             nofile=nofile,
             n=proxy.link_max,
             per=_LINK_FDS[proxy.relay],
             relay=proxy.relay,
             cap=options["backlog-max"],
+            one=one,
+            share=proxy.share.fraction,
+        )
+    else:
+        log.info(
+            "at most {one} backlog and spliced connections from one manager address "
+            "(--per-address-share {share:g} of {n}); past it xreg gets ENORES",
+            one=one,
+            share=proxy.share.fraction,
+            n=proxy.link_budget,
         )
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]

@@ -1,6 +1,12 @@
 """Helpers for the broker tests: a real `twistd pktbroker` process, and a blocking TLS
 client (stdlib ssl) that speaks raw frames to it as the reference clients do (agent cert,
-no SNI, each message split into records)."""
+no SNI, each message split into records). The module fixtures `home`, `broker` and
+`proxy` (a `pktlab init` home, a broker with ErrorDelay 0 and a proxy with its identity,
+one each per test module) are for the modules that bind them at their top:
+`home, broker, proxy = broker_world.home, broker_world.broker, broker_world.proxy`
+(`from broker_world import home` makes ruff take each test's argument for a
+redefinition, F811; `pytest_plugins` warns that this module, imported already, cannot
+be assertion-rewritten)."""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
 from conftest import REPO, stop_process, twistd
+from pxworld import ProxyProc
+from tls_world import pktlab_init
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
@@ -159,8 +168,15 @@ class RawClient:
     """One TLS connection to a broker port, presenting `cert` with `key` (an agent cert)."""
 
     def __init__(
-        self, port: int, cert: Path, key: Path, timeout: float = 10.0, rcvbuf: int | None = None
+        self,
+        port: int,
+        cert: Path,
+        key: Path,
+        timeout: float = 10.0,
+        rcvbuf: int | None = None,
+        source: str | None = None,
     ) -> None:
+        """`source`: the local address to connect from (127.0.0.2 is another address)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.check_hostname = False
@@ -170,6 +186,8 @@ class RawClient:
         if rcvbuf is not None:  # before connect, so the window is small from the start
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(timeout)
+        if source is not None:
+            raw.bind((source, 0))
         raw.connect(("127.0.0.1", port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw)
@@ -298,3 +316,25 @@ def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawCl
     p.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xdescr))
     assert p.recv() == wire.Result(0)
     return p
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
+    """A `pktlab init` home, one per test module."""
+    return pktlab_init(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker of `home` with ErrorDelay 0 (a refusal costs no wait), one per module."""
+    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
+    """A proxy with the identity of `home`, one per module."""
+    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home.root)
+    yield p
+    p.stop()

@@ -219,11 +219,18 @@ def receive_hello(backlog: socket.socket, hello: bytes) -> None:
 
 
 def register(
-    port: int, snikey: str, *, echo: bytes = b"PKTLAB", timeout: float = 10.0
+    port: int,
+    snikey: str,
+    *,
+    echo: bytes = b"PKTLAB",
+    timeout: float = 10.0,
+    source: str | None = None,
 ) -> socket.socket:
     """Register one backlog connection for `snikey` as a manager does (blocking); the
-    returned socket is the idle backlog, after the preamble and its echo."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    returned socket is the idle backlog, after the preamble and its echo. `source`: the
+    local address to connect from (another loopback address is another manager's)."""
+    bind = None if source is None else (source, 0)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=bind)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     tls = TLSHandoff(
         PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]

@@ -27,39 +27,21 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
+import broker_world
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
 from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
-from tls_world import pktlab_init
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome, issue_certificate, key_id, raw_public_key
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator
 from packetlab.tls.handoff import TLSHandoff
 
+home, broker, proxy = broker_world.home, broker_world.broker, broker_world.proxy  # fixtures
+
 ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 ZERO = bytes(32)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
-    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home.root)
-    yield p
-    p.stop()
 
 
 def xdescr(snikey: str) -> bytes:

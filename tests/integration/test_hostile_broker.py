@@ -508,7 +508,15 @@ def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_stil
     from before the flood is notified."""
     if shutil.which("prlimit") is None:
         pytest.skip("no prlimit")
-    b = BrokerProcess(home, tmp_path, error_delay=0, prefix=["prlimit", f"--nofile={NOFILE}", "--"])
+    # one address floods here: the port's cap alone (the next test has the address share)
+    b = BrokerProcess(
+        home,
+        tmp_path,
+        "--per-address-share",
+        "1",
+        error_delay=0,
+        prefix=["prlimit", f"--nofile={NOFILE}", "--"],
+    )
     try:
         found = re.search(
             r"descriptor limit 128: at most (\d+) subscribed and (\d+) publishing",
@@ -545,6 +553,64 @@ def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_stil
         for c in [good, pub, *subs]:
             c.close()
     finally:
+        b.stop()
+
+
+def test_one_address_flooding_subscriptions_does_not_starve_another(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Session 31: one stranger (self-made keys, one address) subscribing to a public
+    channel took every subscribed link the descriptor limit leaves, and an endpoint from
+    another address got ESUBBADCHN. Now 127.0.0.2 holds at most its share (under
+    `ulimit -n 128`: 12 of 24), the rest refused with one line for the address; an
+    endpoint from 127.0.0.1 subscribes and is notified; the status page counts it."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit")
+    b = BrokerProcess(home, tmp_path, error_delay=0, prefix=["prlimit", f"--nofile={NOFILE}", "--"])
+    subs: list[RawClient] = []
+    try:
+        found = re.search(
+            r"at most (\d+) subscribed and \d+ publishing links at once, (\d+) and \d+ from "
+            r"one address \(--per-address-share 0.25\)",
+            b.wait_log("descriptor limit"),
+        )
+        assert found is not None
+        sub_max, share = int(found.group(1)), int(found.group(2))
+        assert share < sub_max
+        flood = Identity(home, tmp_path, "flood")
+        refused = 0
+        for _ in range(sub_max + 4):
+            c = RawClient(b.sub_port, flood.cert_path, flood.key_path, source="127.0.0.2")
+            c.send(wire.Xsub([b"public"], bytes(32), b""))
+            if c.recv() == wire.Result(0):
+                subs.append(c)
+                continue
+            assert c.closed_by_peer()
+            c.close()
+            refused += 1
+        assert len(subs) == share and refused == sub_max + 4 - share
+        good = Identity(home, tmp_path, "good").subscribe(b.sub_port)  # from 127.0.0.1
+        subs.append(good)
+        out = b.wait_log("its share")
+        lines = [line for line in out.splitlines() if "its share" in line]
+        assert len(lines) == 1, lines  # one line for the address a minute
+        assert f"address 127.0.0.2 holds {share} subscribed links" in lines[0]
+        status = json.loads(urlopen(f"http://127.0.0.1:{b.status_port}/").read())
+        assert status["address_share"]["subscribe"] == share
+        assert status["counters"]["subscribe"]["refused_share"] == refused
+        pub = RawClient(b.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        subs.append(pub)
+        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
+            pub.send(wire.Xcert(home.certificate(name).der))
+            assert pub.recv() == wire.Result(0)
+        eop = home.public_key("k_eop")
+        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), XD))
+        assert pub.recv() == wire.Result(0)
+        note = good.recv()
+        assert isinstance(note, wire.Xnotify) and note.xdescr == XD
+    finally:
+        for c in subs:
+            c.close()
         b.stop()
 
 

@@ -449,7 +449,10 @@ def test_backlogs_past_the_descriptor_limit_get_enores_and_endpoints_are_still_s
     if shutil.which("prlimit") is None:
         pytest.skip("no prlimit")
     home = pktlab_init(tmp_path / "home").root
-    px = ProxyProc(tmp_path, home, prefix=["prlimit", f"--nofile={NOFILE}", "--"])
+    # one address floods here: the cap alone (the next test has the address share)
+    px = ProxyProc(
+        tmp_path, home, "--per-address-share", "1", prefix=["prlimit", f"--nofile={NOFILE}", "--"]
+    )
     try:
         px.wait_log(r"descriptor limit 64: at most (\d+) backlog and spliced connections")
 
@@ -481,4 +484,84 @@ def test_backlogs_past_the_descriptor_limit_get_enores_and_endpoints_are_still_s
         for s in [ep, *backlogs]:
             s.close()
     finally:
+        px.stop()
+
+
+def test_one_address_flooding_backlogs_does_not_starve_another_manager(tmp_path: Path) -> None:
+    """Session 31: a stranger without a certificate registering backlogs from one
+    address took every backlog the descriptor limit allows (16 under `ulimit -n 128`),
+    and a manager from another address got ENORES. Now 127.0.0.2 holds at most its
+    share (8 of 16), the rest ENORES (`enores=per_address`) with one line for the
+    address; a manager from 127.0.0.1 registers and its endpoint is spliced."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("no prlimit")
+    home = pktlab_init(tmp_path / "home").root
+    px = ProxyProc(tmp_path, home, prefix=["prlimit", "--nofile=128", "--"])
+    held: list[socket.socket] = []
+    try:
+        found = px.wait_log(
+            r"descriptor limit 128: at most (\d+) backlog and spliced connections at once "
+            r".*, (\d+) from one manager address \(--per-address-share 0.25\)"
+        )
+        cap, share = int(found.group(1)), int(found.group(2))
+        assert share < cap
+
+        def one(i: int) -> socket.socket | None:
+            try:
+                return register(px.setup, "flood", timeout=20, source="127.0.0.2")
+            except (AssertionError, OSError):  # ENORES
+                return None
+
+        with ThreadPoolExecutor(8) as pool:  # each ENORES is held 1 s
+            got = list(pool.map(one, range(cap + 8)))
+        held = [s for s in got if s is not None]
+        assert len(held) == share
+        stats = px.counters(f"enores.get('per_address', 0) >= {cap + 8 - share}")
+        assert stats["backlog"] == share
+        good = register(px.setup, "k0", timeout=20, source="127.0.0.1")
+        held.append(good)
+        lines = [line for line in px.text().splitlines() if "its share" in line]
+        assert len(lines) == 1, lines  # one line for the address a minute
+        assert f"address 127.0.0.2 holds {share} backlog and spliced connections" in lines[0]
+        ep = socket.create_connection(("127.0.0.1", px.endpoints), timeout=10)
+        held.append(ep)
+        hello = client_hello("k0")
+        ep.sendall(hello)
+        receive_hello(good, hello)  # routed, unchanged
+        good.sendall(b"server flight")
+        assert ep.recv(100) == b"server flight"
+    finally:
+        for s in held:
+            s.close()
+        px.stop()
+
+
+def test_a_pending_flood_from_one_address_does_not_close_an_endpoint_from_another(
+    tmp_path: Path,
+) -> None:
+    """Session 31: at --pending-max the oldest connection without a ClientHello was
+    closed for each new one, so 30 silent connections from 127.0.0.2 closed an endpoint
+    from 127.0.0.1 that had connected before them. Now the oldest of the address holding
+    the most goes: the endpoint sends its hello after the flood and is spliced."""
+    home = pktlab_init(tmp_path / "home").root
+    px = ProxyProc(tmp_path, home, "--pending-max", "8")
+    held: list[socket.socket] = []
+    try:
+        backlog = register(px.setup, "k0", source="127.0.0.1")
+        held.append(backlog)
+        ep = socket.create_connection(("127.0.0.1", px.endpoints), 10, ("127.0.0.1", 0))
+        held.append(ep)
+        px.counters("pending_endpoints >= 1")
+        for _ in range(30):
+            held.append(socket.create_connection(("127.0.0.1", px.endpoints), 10, ("127.0.0.2", 0)))
+        px.counters("refusals.get('busy', 0) >= 23")
+        hello = client_hello("k0")
+        ep.sendall(hello)
+        receive_hello(backlog, hello)  # routed, unchanged
+        line = px.wait_log(r"closing the oldest pending one of the address holding the most "
+                           r"\((127\.0\.0\.\d)\)")  # fmt: skip
+        assert line.group(1) == "127.0.0.2"
+    finally:
+        for s in held:
+            s.close()
         px.stop()

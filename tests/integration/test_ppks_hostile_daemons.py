@@ -7,32 +7,22 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import broker_world
 import pytest
 from broker_world import BrokerProcess, Identity
 from ppks_factory import build, ext_raw, key, resign, std_exts, tlv
 from pxworld import ProxyProc, register
-from tls_world import pktlab_init
 
 from packetlab.ppks import CertType, PktlabHome, write_key_pair
 from packetlab.ppks.cert import certificate_pem
 
+home, broker, proxy = broker_world.home, broker_world.broker, broker_world.proxy  # fixtures
+
 NOW_NB, NOW_NA = 0, 2**31 - 1  # the demo world's validity (§4.1)
 OID_INFO = b"\x2a\x03\x01"
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("home"))
-
-
-@pytest.fixture(scope="module")
-def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
-    yield b
-    b.stop()
 
 
 def _agent(name: str, **kw: object) -> bytes:
@@ -155,13 +145,6 @@ def test_a_hostile_agent_certificate_is_one_line_and_the_broker_serves_on(
     ident = Identity(home, broker.workdir, "ppks30-good")
     ident.subscribe(broker.sub_port).close()
     assert broker.running
-
-
-@pytest.fixture(scope="module")
-def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
-    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home.root)
-    yield p
-    p.stop()
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ def test_a_day_of_churn_adds_up_on_each_port() -> None:
         "refused": {"ESUBBADCHN": 25},
         "closed": {"idle": 26},  # the refused ones never subscribed either
         "cut_frames": 0,
+        "refused_share": 0,
         "publications_ended": {},
     }
     pub_c = fs[Role.PUBLISH].counters
@@ -86,9 +87,21 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
     assert "  subscribe port: links 1, xsub 1" in text and "  publish port: links 0" in text
     assert "since" not in render({k: v for k, v in st.items() if k != "counters"})
     assert st["link_max"] == {r.value: svc.factories[r].link_max for r in Role}
-    capped = render({**st, "link_max": {"publish": 8, "subscribe": 24}})
+    assert st["address_share"] == {
+        r.value: svc.factories[r].share.cap(svc.factories[r].link_max) for r in Role
+    }
+    capped = render({**st, "link_max": {"publish": 8, "subscribe": 24}, "address_share": {}})
     assert "publisher(s) (at most 8 past the handshake), " in capped
     assert "subscriber(s) (at most 24 past the handshake);" in capped
+    st["counters"]["subscribe"]["refused_share"] = 5
+    assert "  subscribe port: links 1, xsub 1, refused for the address share 5" in render(st)
+    shared = render({**st, "link_max": {"publish": 8, "subscribe": 24},
+                     "address_share": {"publish": 4, "subscribe": 12}})  # fmt: skip
+    assert "publisher(s) (at most 8 past the handshake, 4 from one address), " in shared
+    assert (
+        "subscriber(s) (at most 24 past the handshake, 12 from one address, 5 refused for "
+        "it);" in shared
+    )
     seen: list[dict[str, Any]] = []
     observer = cast(ILogObserver, seen.append)
     globalLogPublisher.addObserver(observer)

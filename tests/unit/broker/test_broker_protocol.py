@@ -696,6 +696,31 @@ def test_links_silent_after_tls_are_capped_oldest_out() -> None:
     assert len(said) == 1 and "(cap 3)" in said[0], said
 
 
+def test_a_flood_of_silent_links_from_one_address_closes_its_own() -> None:
+    """Session 31: past `unproven_max` the oldest link without an xsub was closed for
+    each new one, so a flood from one address closed a real endpoint's link between its
+    TLS handshake and its xsub. Now the oldest of the address holding the most goes."""
+    w = World()
+    f = w.factories[Role.SUBSCRIBE]
+    f.unproven_max = 3
+    events, done = _events()
+    try:
+        real, rt = w.connect(Role.SUBSCRIBE, "10.0.0.1")  # its xsub not yet in
+        flood = [w.connect(Role.SUBSCRIBE, "10.0.0.2") for _ in range(8)]
+        assert [t.disconnecting for _, t in flood] == [True] * 6 + [False] * 2
+        assert not rt.disconnecting
+        real.dataReceived(sub_frames())
+        assert frames(rt) == [Result(0)]
+        assert f.unproven_by.held == {"10.0.0.2": 2}
+        for p, _ in flood:
+            p.connectionLost(connectionDone)
+        assert f.unproven_by.held == {} and f.unproven == {}
+    finally:
+        done()
+    said = [formatEvent(e) for e in events if "closing the oldest" in formatEvent(e)]
+    assert len(said) == 1 and "holding the most (10.0.0.2)" in said[0], said
+
+
 def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
     """Session 30: anyone with a self-made agent certificate subscribes to a public
     channel; 115 such links under `ulimit -n 128` took every descriptor, and Twisted then
@@ -706,6 +731,7 @@ def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
     w = World()
     f = w.factories[Role.SUBSCRIBE]
     f.link_max = 2
+    f.share.fraction = 1.0  # the port's cap alone (the address share has its own test)
     events, done = _events()
     try:
         (a, at), (b, _) = w.connect(Role.SUBSCRIBE), w.connect(Role.SUBSCRIBE)
@@ -734,6 +760,71 @@ def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
         done()
     said = [formatEvent(e) for e in events if "from the descriptor limit" in formatEvent(e)]
     assert len(said) == 1 and "refuse xsub" in said[0] and "ESUBBADCHN" in said[0], said
+
+
+def test_one_address_holds_at_most_its_share_of_the_links() -> None:
+    """Session 31: one stranger (one address, any number of self-made keys) took every
+    subscribed link the descriptor limit allows, and real endpoints from other addresses
+    got ESUBBADCHN. Now an address holds at most its share (a quarter of `link_max`, at
+    least 64 or half): a first xsub past it gets ESUBBADCHN and a close, one line per
+    address a minute, a counter; another address still subscribes, and a link gone gives
+    its address room again."""
+    w = World()
+    f = w.factories[Role.SUBSCRIBE]
+    f.link_max = 400  # share: 100 (a quarter)
+    events, done = _events()
+    try:
+        held = []
+        for _ in range(100):
+            p, t = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+            p.dataReceived(sub_frames())
+            assert frames(t) == [Result(0)]
+            held.append(p)
+        refused = []
+        for _ in range(3):
+            p, t = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+            p.dataReceived(sub_frames())
+            refused.append((p, t))
+        for _ in range(3):  # the throttle's delays: 1, 2, 4 s (one peer)
+            w.clock.advance(4.0)
+        for _, t in refused:
+            assert frames(t) == [Result(0x61)] and t.disconnecting
+        good, gt = w.connect(Role.SUBSCRIBE, "10.0.0.1")
+        good.dataReceived(sub_frames())
+        assert frames(gt) == [Result(0)]
+        assert f.counters.refused_share == 3 and f.share.refused == 3
+        assert f.counters.as_dict()["refused_share"] == 3
+        assert "refused_share=3" in f.counters.line()
+        held[0].connectionLost(connectionDone)  # room for one more from 10.0.0.2
+        again, at = w.connect(Role.SUBSCRIBE, "10.0.0.2")
+        again.dataReceived(sub_frames())
+        assert frames(at) == [Result(0)]
+        pub, pt = w.connect(Role.PUBLISH, "10.0.0.2")  # the publish port counts its own
+        pub.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+        assert frames(pt) == [Result(0)]
+    finally:
+        done()
+    said = [formatEvent(e) for e in events if "its share" in formatEvent(e)]
+    assert len(said) == 1, said  # three refusals, one line for the address in a minute
+    assert "address 10.0.0.2 holds 100 subscribed links" in said[0], said
+    assert "ESUBBADCHN" in said[0] and "one line per address a 60 s" in said[0], said
+
+
+def test_the_address_share_of_publishing_links_answers_epubbadxd() -> None:
+    w = World()
+    f = w.factories[Role.PUBLISH]
+    f.link_max = 4  # share: half of it under the floor of 64
+    for i in range(2):
+        p, t = w.connect(Role.PUBLISH, f"2001:db8::{i + 1}")
+        p.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % i)))
+        assert frames(t) == [Result(0)]
+    p, t = w.connect(Role.PUBLISH, "2001:db8::99")  # the same /64
+    p.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    w.clock.advance(1.0)
+    assert frames(t) == [Result(0x54)] and t.disconnecting  # EPUBBADXD
+    other, ot = w.connect(Role.PUBLISH, "2001:db8:1::1")
+    other.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
+    assert frames(ot) == [Result(0)]
 
 
 def test_a_subscriber_gone_mid_fan_out_gets_the_publication_when_it_comes_back() -> None:

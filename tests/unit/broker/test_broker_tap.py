@@ -139,6 +139,25 @@ def test_idle_timeout_reaches_both_ports() -> None:
             parse("--idle-timeout", bad)
 
 
+def test_per_address_share_option_and_key_reach_both_ports(tmp_path: Path) -> None:
+    from twisted.internet.task import Clock
+
+    from packetlab.broker.config import load_config
+    from packetlab.broker.service import BrokerService
+
+    cfg = parse("--per-address-share", "0.5")["broker_config"]
+    assert cfg.per_address_share == 0.5 and parse()["broker_config"].per_address_share == 0.25
+    conf = tmp_path / "broker.conf"
+    conf.write_text("PerAddressShare 1\n")
+    assert load_config(str(conf)).per_address_share == 1.0
+    svc = BrokerService(Clock(), parse()["credentials"], publish="tcp:0", subscribe="tcp:0",
+                        per_address_share=cfg.per_address_share)  # fmt: skip
+    assert {f.share.fraction for f in svc.factories.values()} == {0.5}
+    for bad in ("0", "2", "half"):
+        with pytest.raises(usage.UsageError, match="--per-address-share: PerAddressShare: "):
+            parse("--per-address-share", bad)
+
+
 @pytest.mark.parametrize(
     ("line", "why"),
     [

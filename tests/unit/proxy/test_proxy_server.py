@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -130,11 +131,18 @@ class KeyedTLS:
 
 
 def register(
-    proxy: Proxy, snikey: str = "k1", *, echo: bytes = PREAMBLE, key: bytes | None = None
+    proxy: Proxy,
+    snikey: str = "k1",
+    *,
+    echo: bytes = PREAMBLE,
+    key: bytes | None = None,
+    host: str | None = None,
 ) -> tuple[SetupProtocol, HalfCloseTransport]:
     proto = proxy.setup_factory().buildProtocol(None)
     assert isinstance(proto, SetupProtocol)
     t = HalfCloseTransport()
+    if host is not None:
+        t.peerAddr = IPv4Address("TCP", host, 40000)
     proto.makeConnection(t)
     if key is not None:
         proto.tls = KeyedTLS(proto.tls, key)  # type: ignore[assignment,arg-type]
@@ -508,6 +516,37 @@ def test_pending_connections_are_capped_per_port_with_one_log_line(
         p.connectionLost(Failure(ConnectionDone()))
     assert proxy.pending["endpoints"] == {} and proxy.stats.refusals["busy"] == 4
     assert any("under the cap again" in e["log_format"] for e in events)
+
+
+def test_a_pending_flood_from_one_address_closes_its_own(options: PPKSServerOptions) -> None:
+    """Session 31: at `pending_max` the oldest pending connection was closed for each
+    new one, so a flood from one address (no ClientHello, or no registration) closed a
+    real endpoint's or manager's connection before its first bytes had come. Now the
+    oldest of the address holding the most goes; the real one is served."""
+    proxy, _ = make_proxy(options, pending_max=4)
+    register(proxy)
+
+    def conn(factory: Any, host: str) -> tuple[Any, HalfCloseTransport]:
+        p = factory.buildProtocol(None)
+        t = HalfCloseTransport()
+        t.peerAddr = IPv4Address("TCP", host, 40000)
+        p.makeConnection(t)
+        return p, t
+
+    ep, et = conn(proxy.endpoint_factory(), "10.0.0.1")  # its hello not yet in
+    slow = [conn(proxy.endpoint_factory(), "10.0.0.2") for _ in range(9)]
+    assert [t.disconnecting for _, t in slow] == [True] * 6 + [False] * 3
+    assert not et.disconnecting and proxy.stats.refusals["busy"] == 6
+    ep.dataReceived(client_hello("k1"))
+    assert ep.spliced and not et.disconnecting
+    assert proxy.pending_by["endpoints"].held == {"10.0.0.2": 3}
+    manager, mt = conn(proxy.setup_factory(), "10.0.0.1")
+    setups = [conn(proxy.setup_factory(), "10.0.0.3") for _ in range(6)]
+    assert [t.disconnecting for _, t in setups] == [True] * 3 + [False] * 3
+    assert not mt.disconnecting and proxy.stats.setup_busy == 3
+    for p, _ in slow[6:] + setups[3:] + [(manager, mt)]:
+        p.connectionLost(Failure(ConnectionDone()))
+    assert proxy.pending_by["endpoints"].held == {} == proxy.pending_by["setup"].held
 
 
 def test_keepalive_on_both_ports(options: PPKSServerOptions) -> None:
@@ -1011,13 +1050,15 @@ def test_a_stopping_proxy_says_so_once_and_does_not_blame_the_managers(
 
 
 def xreg_granted(
-    proxy: Proxy, snikey: str
+    proxy: Proxy, snikey: str, host: str | None = None
 ) -> tuple[SetupProtocol, HalfCloseTransport, TLSHandoff, bytes]:
     """A manager's xreg up to its result (what came back, decrypted), before its
     close_notify and echo."""
     proto = proxy.setup_factory().buildProtocol(None)
     assert isinstance(proto, SetupProtocol)
     t = HalfCloseTransport()
+    if host is not None:
+        t.peerAddr = IPv4Address("TCP", host, 40000)
     proto.makeConnection(t)
     tls = client()
     proto.dataReceived(tls.start())
@@ -1036,7 +1077,7 @@ def test_backlogs_and_splices_are_capped_by_the_descriptor_budget(
     stranger's backlogs took every descriptor, and Twisted then closed every new
     connection at accept (EMFILE). Now `link_max` backlogs plus splices: past it, xreg
     gets ENORES (held back as every refusal) with a line naming the descriptor limit."""
-    proxy, clock = make_proxy(options, link_max=2)
+    proxy, clock = make_proxy(options, link_max=2, per_address_share=1.0)  # (one address)
     full = "2 backlog and spliced connections (cap 2, from the descriptor limit: raise `ulimit -n`)"
     register(proxy, "a")
     granted, _, _, answer = xreg_granted(proxy, "b")  # counted from its result on
@@ -1059,3 +1100,61 @@ def test_backlogs_and_splices_are_capped_by_the_descriptor_budget(
     assert proxy.links_full() == full
     ep.connectionLost(Failure(ConnectionDone()))  # the splice ends: room for one more
     assert proxy.links_full() is None
+
+
+def test_one_manager_address_holds_at_most_its_share(options: PPKSServerOptions) -> None:
+    """Session 31: one stranger without a certificate (the proxy asks for none unless
+    ManagerRootPath is set) registered backlogs from one address until the descriptor
+    budget was full, and managers from elsewhere got ENORES. Now one address holds at
+    most its share (a quarter of the budget, at least 64 or half) of backlogs, splices
+    and granted xregs, whatever keys it shows: past it ENORES (held back), counted as
+    `per_address`, one line per address a minute; another address registers, and a
+    backlog gone gives room back."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    proxy, clock = make_proxy(options, link_max=8)  # share: 4
+    proxy.registry.per_snikey = 64
+    seen: list[str] = []
+    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
+    globalLogPublisher.addObserver(observer)
+    try:
+        mine = [register(proxy, "s", host="10.0.0.2")[0] for _ in range(3)]
+        granted, _, _, answer = xreg_granted(proxy, "s", "10.0.0.2")  # the 4th: counted
+        assert list(wire.Framer().feed(answer)) == [wire.Result()]
+        for _ in range(3):
+            _, t, tls, answer = xreg_granted(proxy, "s", "10.0.0.2")
+            assert answer == b""  # held back
+            clock.advance(ENORES_DELAY)
+            got = tls.receive(t.value()).data
+            assert list(wire.Framer().feed(got)) == [wire.Result(int(Status.ENORES))]
+        assert proxy.stats.enores == {"per_address": 3}
+        assert "enores=per_address:3" in proxy.stats_line()
+        assert proxy.share.refused == 3
+        register(proxy, "t", host="10.0.0.1")  # another address
+        ep, _ = endpoint(proxy, "s")  # a splice still counts for the manager's address
+        assert ep.spliced
+        assert proxy.xreg_refusal("s", "address 10.0.0.2", "10.0.0.2") is not None
+        mine[1].connectionLost(Failure(ConnectionDone()))
+        assert proxy.xreg_refusal("s", "address 10.0.0.2", "10.0.0.2") is None
+        granted.connectionLost(Failure(ConnectionDone()))
+        assert proxy.share.held == {"10.0.0.2": 2, "10.0.0.1": 1}  # mine[0] spliced, mine[2]
+        mine[0].connectionLost(Failure(ConnectionDone()))  # the splice's manager end
+        assert proxy.share.held == {"10.0.0.2": 1, "10.0.0.1": 1}
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    said = [line for line in seen if "its share" in line]
+    assert len(said) == 1, said
+    assert "refusing xreg: address 10.0.0.2 holds 4 backlog and spliced connections" in said[0]
+    assert "(4: per-address share 0.25 of 8, at least 4)" in said[0], said
+
+
+def test_without_a_descriptor_limit_the_share_is_of_backlog_max(
+    options: PPKSServerOptions,
+) -> None:
+    proxy, _ = make_proxy(options)
+    assert proxy.link_max is None and proxy.link_budget == proxy.registry.total_cap == 4096
+    assert proxy.share.cap(proxy.link_budget) == 1024
+    proxy.link_max = 176
+    assert proxy.link_budget == 176 and proxy.share.cap(176) == 64

@@ -125,6 +125,20 @@ def test_backlogs_and_splices_fit_the_descriptor_limit() -> None:
     assert link_budget(16, 16, "copy") == 1
 
 
+def test_per_address_share_from_option_or_config(home: Path, tmp_path: Path) -> None:
+    assert parse("--home", str(home))["per-address-share"] == 0.25
+    assert parse("--home", str(home), "--per-address-share", "0.5")["per-address-share"] == 0.5
+    conf = tmp_path / "proxy.conf"
+    conf.write_text("PerAddressShare 1\n")
+    assert parse("--home", str(home), "--config", str(conf))["per-address-share"] == 1.0
+    for bad in ("0", "1.5", "nan", "x"):
+        with pytest.raises(usage.UsageError, match="--per-address-share: "):
+            parse("--home", str(home), "--per-address-share", bad)
+    conf.write_text("PerAddressShare 0\n")
+    with pytest.raises(usage.UsageError, match=r"proxy.conf:1: PerAddressShare: 0 is out"):
+        parse("--home", str(home), "--config", str(conf))
+
+
 def test_an_expired_agent_certificate_stops_the_proxy(home: Path, tmp_path: Path) -> None:
     """Was: the proxy started with it, and every manager that checks it
     (ProxyCertRootPath) refused every registration."""
