@@ -897,7 +897,11 @@ def test_a_long_probe_refused_with_no_mtu_known_fails_at_once() -> None:
 def _far_endpoint(rig: RawRig, one_way: float) -> None:
     """What the endpoint says (ntags, captured replies) reaches us `one_way` s later."""
     real = rig.endpoint.send
-    rig.endpoint.send = lambda msg: rig.clock.callLater(one_way, real, msg)  # type: ignore[method-assign]
+
+    def later(msg: Any) -> None:
+        rig.clock.callLater(one_way, real, msg)
+
+    rig.endpoint.send = later  # type: ignore[method-assign]
 
 
 def test_wait_is_kept_on_the_endpoints_clock_as_traceroute_keeps_it_on_its_own() -> None:
