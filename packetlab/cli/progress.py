@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["Progress", "erase_lines"]
+__all__ = ["Progress", "erase_lines", "write_text"]
 
 CLEAR = "\r\x1b[K"
 
@@ -71,7 +71,7 @@ class Progress:
             return
         self._clear()
         try:
-            self.out.write(line + end)
+            write_text(self.out, line + end)
             self.out.flush()
         except BrokenPipeError:
             self.closed = True
@@ -120,3 +120,17 @@ class Progress:
             if self._call is not None and self._call.active():
                 self._call.cancel()
             self._call = None
+
+
+def write_text(out: TextIO, text: str) -> None:
+    """`text` on `out`; bytes that are no UTF-8 (held as lone surrogates: a word of the
+    command line, a dig banner's character cut in two) written as they came, as the
+    native tools write their bytes, where the stream's encoding is strict."""
+    try:
+        out.write(text)
+    except UnicodeEncodeError:
+        raw = getattr(out, "buffer", None)
+        if raw is None:
+            raise
+        out.flush()
+        raw.write(text.encode(out.encoding or "utf-8", "surrogateescape"))

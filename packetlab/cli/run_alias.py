@@ -296,6 +296,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
     )
     recorder = pcapout.recorder_for(args)
     runs: list[Any] | None = [] if args.warts else None
+    scanned_alias: list[str] = []  # --prefixscan: A's first alias in scamper's order
     warts = _check_warts(args.warts) if args.warts else None
     unsent: dict[str, str] = {}  # address -> why the endpoint could not send to it
     unreached: dict[str, str] = {}  # address -> the ICMP unreachable that answered it
@@ -396,8 +397,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         if scan:  # scamper's answer: the aliases of A in B's prefix, in its order
             a = targets[0]
             found = {y if x == a else x for x, y in by if a in (x, y)}
-            emit({"type": "prefixscan", "a": a, "b": args.prefixscan,
-                  "aliases": [t for t in targets[1:] if t in found]})  # fmt: skip
+            aliases = [t for t in targets[1:] if t in found]
+            emit({"type": "prefixscan", "a": a, "b": args.prefixscan, "aliases": aliases})
+            scanned_alias[:] = aliases[:1]
 
     measured = pcapout.recording(args, recorder, run)
     if warts is None or runs is None:
@@ -409,7 +411,7 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             await measured(sessions)
         finally:  # the runs done so far, also when stopped half way
             if runs:  # (none: a run that failed first leaves FILE as it was, or none)
-                _write_warts(warts, runs, started, args)
+                _write_warts(warts, runs, started, args, _scan_of(args, targets, scanned_alias))
 
     return with_warts
 
@@ -500,8 +502,23 @@ def _check_warts(path: str) -> str:
     return path
 
 
-def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Namespace) -> None:
-    """The runs as warts: the cycle's host named only when this host probed (in-process)."""
+def _scan_of(args: argparse.Namespace, targets: list[str], alias: list[str]) -> Any:
+    """--prefixscan's question and answer for its warts record (scamper's prefixscan
+    record, not a radargun record per MIDAR stage: session 31, odds31); None without it."""
+    scan = _prefixscan(args)
+    if scan is None:
+        return None
+    from packetlab.measure.warts import PrefixScan
+
+    xs = tuple(dict.fromkeys(_ipv4(x, x) for x in getattr(args, "exclude", None) or ()))
+    return PrefixScan(targets[0], scan[0], scan[1], alias[0] if alias else None, xs)
+
+
+def _write_warts(
+    path: str, runs: list[Any], started: float, args: argparse.Namespace, scan: Any = None
+) -> None:
+    """The runs as warts (with `scan`, a PrefixScan: scamper's one prefixscan record of
+    them): the cycle's host named only when this host probed (in-process)."""
     import socket
 
     from packetlab.cli.link import Link
@@ -509,7 +526,7 @@ def _write_warts(path: str, runs: list[Any], started: float, args: argparse.Name
 
     host = socket.gethostname() if Link.from_args(args).in_process else ""
     data = alias_warts(runs, start_s=int(started), stop_s=int(time.time()), hostname=host,
-                       userid=getattr(args, "userid", 0))  # fmt: skip
+                       userid=getattr(args, "userid", 0), scan=scan)  # fmt: skip
     with open(path, "wb") as out:
         out.write(data)
 

@@ -83,7 +83,9 @@ class Progress:
         if self._line is not None:
             self._line.write(line)
         else:
-            out.write(line + "\n")
+            from packetlab.cli.progress import write_text
+
+            write_text(out, line + "\n")
             out.flush()
 
     def note(self, text: str) -> None:

@@ -543,11 +543,12 @@ GLUE = "\0"  # ends a cut banner's last line (no argument holds a NUL): DigText 
 
 def _cut(lines: list[str]) -> list[str]:
     """The banner's lines as dig's buffer holds them: cut at BANNER_BYTES (a character
-    cut in two: dropped), the last one then marked to run on."""
+    cut in two: its first bytes kept, as lone surrogates written as bytes, as dig writes
+    them), the last one then marked to run on."""
     raw = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     if len(raw) <= BANNER_BYTES:
         return lines
-    *whole, last = raw[:BANNER_BYTES].decode("utf-8", "ignore").split("\n")
+    *whole, last = raw[:BANNER_BYTES].decode("utf-8", "surrogateescape").split("\n")
     return [*whole, last + GLUE]
 
 

@@ -88,10 +88,8 @@ def wait_spec(
         if any(x < 0 for x in got):
             shown = ",".join(f"{x:g}" for x in got)
             raise NativeValueError(f"bad wait specifications `{shown}' used", USAGE)
-        if not 0.001 <= got[0] <= 60 or any(x > 1000 for x in got[1:]):
-            raise argparse.ArgumentTypeError(
-                f"must be 0.001..60 s (HERE, NEAR 0..1000), got {text}"
-            )
+        if not got[0] <= 60 or any(x > 1000 for x in got[1:]):  # (0: traceroute's too)
+            raise argparse.ArgumentTypeError(f"must be 0..60 s (HERE, NEAR 0..1000), got {text}")
         return tuple(got)
 
     return parse

@@ -89,6 +89,7 @@ from packetlab.measure.http_told import (
     dead,
     died,
     ended,
+    found_bundle,
     moved_on,
     reusing,
     timed_out,
@@ -654,7 +655,13 @@ async def _hop(
     u = hop.url
     host, port, connect_to = route.target(u)
     connecting_to(route.sink.trace, u, (host, port), connect_to, route.connect_to is not None)
-    conn = await pool.take(u, lambda c: dead(route.sink, c, pool.bundle(u)))
+    looked: list[object] = []  # a dead connection told (with curl's bundle lines)
+
+    def seems_dead(c: Any) -> None:
+        looked.append(c)
+        dead(route.sink, c, pool.bundle(u))
+
+    conn = await pool.take(u, seems_dead)
     # curl's pipewait (its -Z default): while a first connection to the origin is being
     # made, wait to learn whether it multiplexes (HTTP/2: at its handshake; HTTP/1.1: at
     # its first exchange's end, when it can be reused)
@@ -688,6 +695,9 @@ async def _hop(
         info(route.sink.trace, f"Issue another request to this URL: '{u.written}'")
         connecting_to(route.sink.trace, u, (host, port), connect_to,
                       route.connect_to is not None)  # fmt: skip
+    other = pool.other_scheme(u) if conn is None and not pending and not looked else None
+    if other is not None and route.sink.trace is not None:  # (-L from http to https)
+        found_bundle(route.sink, other, pool.bundle(u))
     mine = multiplexed and Connections.key(u) not in pool.connecting
     if mine:  # the next transfers to this origin wait to learn whether it multiplexes
         pool.connecting[Connections.key(u)] = []

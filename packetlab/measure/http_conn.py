@@ -161,11 +161,20 @@ class Connections:
         self.made = 0  # connections begun (curl's next connection id)
         self.transfers = 0  # http_get calls made with this pool (curl's transfers)
         self.looked_up: set[tuple[str, int]] = set()  # curl's DNS cache: names it holds
-        self.bundles: dict[tuple[str, str, int], object] = {}  # (curl's bundle, for -v)
+        self.bundles: dict[tuple[str, int], object] = {}  # (curl's bundle, for -v)
 
     def bundle(self, u: Url) -> object:
-        """An origin's connections as one thing (curl's bundle: its %p in -v lines)."""
-        return self.bundles.setdefault(self.key(u), object())
+        """A host and port's connections as one thing (curl's bundle: its %p in -v
+        lines; by host and port, whatever the scheme, as curl's connection cache)."""
+        return self.bundles.setdefault(self.key(u)[1:], object())
+
+    def other_scheme(self, u: Url) -> _Conn | None:
+        """A connection kept to `u`'s host and port by another scheme (http beside
+        https): in curl's bundle, looked at and not reused."""
+        for (scheme, *where), conn in [*self.idle.items(), *self.busy.items()]:
+            if scheme != u.scheme and tuple(where) == self.key(u)[1:]:
+                return conn
+        return None
 
     def number(self) -> int:
         """The next connection's id (curl's #N: 0, 1, ... over the run)."""

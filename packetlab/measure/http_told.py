@@ -23,16 +23,25 @@ def reusing(sink: _Sink, conn: _Conn, bundle: object, pending: bool = False) -> 
     trace = sink.trace
     if trace is None:
         return
-    multiplex = conn.h2 is not None
-    info(trace, f"Found bundle for host: {pointer(bundle)} "
-                f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
-    if not multiplex and sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
-        info(trace, "Can not multiplex, even if we wanted to")
+    multiplex = found_bundle(sink, conn, bundle)
     if multiplex and conn.active > 0:
         info(trace, "Multiplexed connection found")
     info(trace, f"Re-using existing connection #{conn.number} with host {conn.host}")
     if pending:
         info(trace, "Transfer was pending, now try another")
+
+
+def found_bundle(sink: _Sink, conn: _Conn, bundle: object) -> bool:
+    """curl's first lines when its cache holds a connection to the host and port
+    (url.c's ConnectionExists; its bundles are by host and port, whatever the scheme:
+    `-L` from http to https on one port tells them too, then connects anew); whether
+    `conn` multiplexes (HTTP/2)."""
+    multiplex = conn.h2 is not None
+    info(sink.trace, f"Found bundle for host: {pointer(bundle)} "
+                     f"[{'can multiplex' if multiplex else 'serially'}]")  # fmt: skip
+    if not multiplex and sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
+        info(sink.trace, "Can not multiplex, even if we wanted to")
+    return multiplex
 
 
 def dead(sink: _Sink, conn: _Conn, bundle: object) -> None:
@@ -41,9 +50,7 @@ def dead(sink: _Sink, conn: _Conn, bundle: object) -> None:
     trace = sink.trace
     if trace is None:
         return
-    info(trace, f"Found bundle for host: {pointer(bundle)} [serially]")
-    if sink.http not in ("1.0", "1.1"):  # curl wanted HTTP/2
-        info(trace, "Can not multiplex, even if we wanted to")
+    found_bundle(sink, conn, bundle)
     info(trace, f"Connection {conn.number} seems to be dead")
     info(trace, f"Closing connection {conn.number}")
 

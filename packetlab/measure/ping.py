@@ -427,6 +427,7 @@ class _PingRun:
         self.deadline_call: IDelayedCall | None = None  # ... the stop's timer
         self.cutoff_ns: int | None = None  # ... that moment in endpoint time
         self.past_cutoff = False  # the endpoint's clock was read past it (replies in)
+        self.reading: Deferred[None] | None = None  # ... being read so (`_await_cutoff`)
         self.clock_pair: tuple[float, int] | None = None  # (reactor s, endpoint ns) at once
         self.answered: dict[object, int] = {}  # key -> seq of answered requests (dups)
         self.duplicates: list[PingReply] = []
@@ -785,6 +786,13 @@ class _PingRun:
             self.cutoff_ns = at if self.cutoff_ns is None else min(self.cutoff_ns, at)
         return self._awaiting_cutoff()
 
+    def _await_cutoff(self) -> None:
+        """Start reading the endpoint's clock past the cutoff (once: the -w stop and the
+        linger's end both await the replies its kernel had by then)."""
+        if self.reading is None:
+            self.reading = ensureDeferred(self._read_past_cutoff())
+            self.reading.addErrback(lambda _: None)
+
     async def _read_past_cutoff(self) -> None:
         """Read the endpoint's clock until it is past -w's deadline, then once more (the
         capture read in the same turn as the first answer is in by the second): every
@@ -1002,7 +1010,6 @@ class _PingRun:
         held_until = since + wait + wait  # a bound on waiting for sends the endpoint holds
         hard_end = held_until + GRACE_S  # ... and on reading the endpoint's clock after it
         stopped_at: float | None = None
-        reading: Deferred[None] | None = None
         while True:
             if self.failure is not None:
                 raise self.failure
@@ -1025,16 +1032,12 @@ class _PingRun:
             if now >= deadline:
                 if stopped_at is not None or not self._cut_at(deadline) or now >= hard_end:
                     break
-                if reading is None:  # replies the endpoint had by the linger's end: awaited
-                    reading = ensureDeferred(self._read_past_cutoff())
-                    reading.addErrback(lambda _: None)
+                self._await_cutoff()  # replies the endpoint had by the linger's end
                 await self.waker.sleep(hard_end, stop)
                 continue
             at_once = stopped_at is not None and stop_reason(stop) in ends_at_once
             if at_once and stop_reason(stop) == "deadline" and self._awaiting_cutoff():
-                if reading is None:  # replies the endpoint had by the deadline: awaited
-                    reading = ensureDeferred(self._read_past_cutoff())
-                    reading.addErrback(lambda _: None)
+                self._await_cutoff()  # replies the endpoint had by the deadline
                 at_once = False
             if self.in_flight == 0 and (self.enough() or at_once):  # (the ntags are in)
                 break

@@ -175,8 +175,8 @@ async def traceroute(
     target = as_target(dst)
     if not 1 <= first_ttl <= max_ttl <= 255:
         raise ValueError(f"need 1 <= first_ttl <= max_ttl <= 255, got {first_ttl}, {max_ttl}")
-    if not 0 < wait <= 60:
-        raise ValueError(f"wait must be in (0, 60] seconds, got {wait}")
+    if not 0 <= wait <= 60:
+        raise ValueError(f"wait must be in [0, 60] seconds, got {wait}")
     if pace is not None and not 0 <= pace <= 10:
         raise ValueError(f"pace must be 0..10 seconds, got {pace}")
     if sport is None:

@@ -31,6 +31,12 @@ PACED_LEAD_S = 0.05  # paced: the first probe leaves this long after the clock w
 # same hop (HERE) answered: that many times their RTT (Butskoy traceroute's -w 5,3,10).
 HERE, NEAR = 3.0, 10.0
 INF = float("inf")
+# -w is kept on the endpoint's clock, as traceroute keeps it on its own: a reply counts
+# when the endpoint's kernel had it within -w of the probe's leaving, and its news is
+# awaited this much past -w after the probe's ntag came (the way back to us). Before,
+# -w counted from the probe's queueing here: `-w 0.001` to 127.0.0.1 was `* * *` on
+# every hop where traceroute shows `localhost  0.024 ms` (session 31, odds31).
+NEWS_S = 0.05
 
 
 class ParallelRun:
@@ -56,6 +62,10 @@ class ParallelRun:
         self.answers: dict[int, tuple[Reply, int]] = {}
         self.sent: dict[int, int] = {}
         self.tagged_at: dict[int, float] = {}  # when each probe's ntag came (reactor time)
+        # the last probe sent with each (at once, or in one -N window's fill): with
+        # `-w 0` a reply the endpoint had before that one left counts, as traceroute's
+        # poll(0) after its batch of sends reads what its kernel already holds
+        self.batch_end: dict[int, int] = {}
         self.failure: BaseException | None = None
         self.unsent: dict[int, BaseException] = {}  # probes the endpoint did not send
         # fragmented probes: `rebuild(i, mtu)` cuts probe i in fragments of mtu, to send
@@ -184,6 +194,7 @@ class ParallelRun:
             if window is None:
                 for i in range(n):
                     self._send(i, times[i])
+                    self.batch_end[i] = n - 1
             else:
                 local = [INF] * n  # when each was sent; not yet
             stop_by: float | None = None
@@ -228,10 +239,14 @@ class ParallelRun:
         """Send the next probes (at once, or one each `gap` s) while fewer than `window`
         are in flight."""
         flying = len(self._in_flight(local, wait, now))
+        batch: list[int] = []
         while self.next < self.end and flying < window and now >= self._next_send(local, gap):
             local[self.next] = now
+            batch.append(self.next)
             self._send(self.next, 0)
             flying += 1
+        for i in batch:
+            self.batch_end[i] = batch[-1]
 
     def _next_send(self, local: list[float], gap: float) -> float:
         """The earliest the next probe may leave: `gap` s after the one before."""
@@ -302,7 +317,7 @@ class ParallelRun:
             raise SendFailed(self.cap.sktid, 0, 0, int(Status.EPKTNOTSENT))
         if i in self.refused:
             hop = Hop.refused(probe.ttl, self.df_mtu)
-        elif i in self.answers and i in self.sent:
+        elif i in self.answers and i in self.sent and self._in_time(i, wait):
             reply, recv_ns = self.answers[i]
             hop = Hop.from_reply(
                 probe.ttl,
@@ -316,14 +331,19 @@ class ParallelRun:
             # came): a busy endpoint may send the last of many queued probes late.
             give_up = local[i] + wait
             if i in self.tagged_at:
-                give_up = min(give_up, self.tagged_at[i] + self._patience(i, wait, floor))
-            if i in self.answers:  # answered, its ntag not in yet: it cannot be long
+                give_up = max(give_up, self.tagged_at[i] + wait + NEWS_S)
+                patience = self._patience(i, wait, floor)
+                if patience < wait:
+                    give_up = min(give_up, self.tagged_at[i] + patience)
+            elif i in self.answers or wait < NEWS_S:  # its ntag not in yet: not long
                 give_up = local[i] + wait + 1.0
+            if i in self.answers and i in self.sent and self._batch_sent(i):
+                give_up = now  # (answered after -w: a `*`, as traceroute's)
             if stop_by is not None:
                 give_up = min(give_up, stop_by)
             if now < give_up:
                 return give_up
-            if i in self.answers:
+            if i in self.answers and i not in self.sent:
                 reply, recv_ns = self.answers[i]
                 hop = Hop.from_reply(
                     probe.ttl,
@@ -338,6 +358,20 @@ class ParallelRun:
         if self.on_hop is not None:
             self.on_hop(hop)
         return None
+
+    def _in_time(self, i: int, wait: float) -> bool:
+        """Probe i's reply came within `wait` of its leaving, on the endpoint's clock; or
+        before the last probe sent with it left (traceroute reads what its kernel holds
+        after a batch of sends before it gives any probe up: with `-w 0`, all it gets)."""
+        recv_ns, sent = self.answers[i][1], self.sent[i]
+        if recv_ns - sent <= wait * 1e9:
+            return True
+        last = self.sent.get(self.batch_end.get(i, i))
+        return last is not None and recv_ns <= last
+
+    def _batch_sent(self, i: int) -> bool:
+        """The last probe sent with probe i has left (its ntag came)."""
+        return self.batch_end.get(i, i) in self.sent
 
     def _patience(self, i: int, wait: float, floor: float) -> float:
         """`wait`, shortened once the same hop (HERE) or a later hop (NEAR) answered: that

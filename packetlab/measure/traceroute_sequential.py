@@ -89,7 +89,7 @@ async def run_sequential(
         for piece in probe.more:  # the rest of a fragmented probe
             await session.nsend(cap.sktid, piece)
         try:
-            sent = await ntag_time(queued.ntag, reactor, wait)
+            sent = await ntag_time(queued.ntag, reactor, max(wait, 1.0))  # (-w 0 too)
         except SendFailed:
             if not how.df or (mtu is None and len(probe) <= REFUSABLE):
                 raise
@@ -158,7 +158,7 @@ async def run_mtu_sequential(
         probe = build(i, size)
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         try:
-            sent = await ntag_time(queued.ntag, reactor, wait)
+            sent = await ntag_time(queued.ntag, reactor, max(wait, 1.0))  # (-w 0 too)
         except SendFailed:  # too big for the endpoint's interface (EMSGSIZE)
             smaller = smaller_mtu(size, least, hints=hints)
             if smaller is None:

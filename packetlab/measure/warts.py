@@ -34,7 +34,12 @@ This module names them all; each record kind is a module of its own: `warts_form
 
 from __future__ import annotations
 
-from packetlab.measure.warts_dealias import alias_warts, dealias_object
+from packetlab.measure.warts_dealias import (
+    PrefixScan,
+    alias_warts,
+    dealias_object,
+    prefixscan_object,
+)
 from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
@@ -70,6 +75,7 @@ __all__ = [
     "STOP_REASONS",
     "TRACE_TYPES",
     "WARTS_MAGIC",
+    "PrefixScan",
     "WartsError",
     "WartsObject",
     "alias_warts",
@@ -79,6 +85,7 @@ __all__ = [
     "list_object",
     "ping_object",
     "ping_warts",
+    "prefixscan_object",
     "read_warts",
     "trace_object",
     "tracelb_object",

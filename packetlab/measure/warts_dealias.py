@@ -1,12 +1,13 @@
-"""scamper's warts dealias record (radargun), for `pktlab run alias --warts` and
---multilevel's probing rounds (`alias_warts`: a whole file, list, cycle start, a record
-per probing run, cycle stop): its fields, the radargun's, each probe definition's, then
-each probe's followed by its replies'."""
+"""scamper's warts dealias record (radargun, prefixscan), for `pktlab run alias --warts`
+and --multilevel's probing rounds (`alias_warts`: a whole file, list, cycle start, a
+record per probing run, or one prefixscan record, cycle stop): its fields, the method's,
+each probe definition's, then each probe's followed by its replies'."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from packetlab.measure.replies import ReplyKind
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 # dealias (radargun): the record's fields, the radargun's, a probe definition's, a probe's,
 # a reply's (flag ids)
-DEALIAS_RADARGUN = 3
+DEALIAS_RADARGUN, DEALIAS_PREFIXSCAN = 3, 4
+RESULT_ALIASES = 1  # (scamper leaves a result of 0, none, out)
 PROBEDEF_TCP_SYN_SPORT = 6  # scamper's tcp-syn-sport (an MDA tcp flow's SYN, with a TTL)
 # (scamper_dealias.h's probedef methods; the port-changing ones as scamper 20211212 writes
 # them for `-P udp-dport|tcp-ack-sport|tcp-syn-sport`, its base ports in the definition)
@@ -40,9 +42,13 @@ PROBEDEF_METHODS = {"icmp-echo": 1, "tcp-ack": 2, "udp": 3, "indirect": 1,  # (e
                     "tcp-ack-sport": 4, "udp-dport": 5,
                     "tcp-syn-sport": PROBEDEF_TCP_SYN_SPORT}  # fmt: skip
 TCP_SYN = 0x02
-_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_PROBEC, _D_USERID = 1, 2, 3, 4, 6, 7
+_D_LIST, _D_CYCLE, _D_START, _D_METHOD, _D_RESULT, _D_PROBEC, _D_USERID = 1, 2, 3, 4, 5, 6, 7
 _RG_DEFC, _RG_ROUNDS, _RG_WAIT_PROBE, _RG_WAIT_ROUND, _RG_WAIT_TIMEOUT = 1, 2, 3, 4, 5
 _RG_FLAGS, RADARGUN_SHUFFLE = 6, 0x01  # (-O shuffle: sc_wartsdump's "flags: shuffle")
+# prefixscan's fields (scamper_dealias_warts.c); FLAGS (0) and REPLYC (5) left out as
+# scamper leaves its defaults out
+_PS_A, _PS_B, _PS_AB, _PS_XS, _PS_PREFIX, _PS_ATTEMPTS, _PS_FUDGE = 1, 2, 3, 4, 5, 6, 7
+_PS_WAIT_PROBE, _PS_WAIT_TIMEOUT, _PS_PROBEDEFC = 8, 9, 10
 _PD_ID, _PD_METHOD, _PD_TTL, _PD_PORTS, _PD_TCP_FLAGS, _PD_ICMP_ID, _PD_DST, _PD_SRC = (
     3, 4, 5, 7, 8, 9, 10, 11,
 )  # fmt: skip
@@ -97,30 +103,10 @@ def dealias_object(
     Paris probe of a trace's flow (`--multilevel`'s), defined as its packet is
     (`_flow_definition`). `userid`: scamper's `-U`, written when not 0 (as scamper)."""
     table = AddressTable()
-    defs: dict[tuple[str, str, str], int] = {}
-    first: list[Any] = []
-    for p in run.probes:
-        key = (p.src, p.addr, p.method)
-        if key not in defs:
-            if p.method not in PROBEDEF_METHODS:
-                raise WartsError(f"no warts dealias probe method for {p.method!r}")
-            defs[key] = len(defs)
-            first.append(p)
-    if not defs:
-        raise WartsError("a dealias record needs at least one probe")
-    sent = [p for p in run.probes if p.tx_ns is not None]
+    defs, first, sent = _definitions(run.probes)
     if start_ns is None:
         start_ns = min((p.tx_ns for p in sent if p.tx_ns is not None), default=0)
-    fields: dict[int, bytes] = {
-        _D_LIST: u32(list_id),
-        _D_CYCLE: u32(cycle_id),
-        _D_START: timeval(start_ns),
-        _D_METHOD: u8(DEALIAS_RADARGUN),
-    }
-    if sent:
-        fields[_D_PROBEC] = u32(len(sent))
-    if userid:
-        fields[_D_USERID] = u32(userid)
+    fields = _fields(list_id, cycle_id, start_ns, DEALIAS_RADARGUN, len(sent), userid)
     wait_probe = min(0xFFFF, max(1, round(run.spacing * 1000)))
     per_round = len(defs)
     rg = {
@@ -134,6 +120,55 @@ def dealias_object(
     if run.shuffle:
         rg[_RG_FLAGS] = u8(RADARGUN_SHUFFLE)
     out = [params(fields), params(rg)]
+    out += _defs_and_probes(first, sent, defs, table, flows)
+    return record(OBJ_DEALIAS, b"".join(out))
+
+
+def _fields(
+    list_id: int, cycle_id: int, start_ns: int, method: int, probec: int, userid: int,
+    result: int = 0,
+) -> dict[int, bytes]:  # fmt: skip
+    """The dealias record's own fields; a count, user id or result of 0 left out."""
+    fields = {_D_LIST: u32(list_id), _D_CYCLE: u32(cycle_id), _D_START: timeval(start_ns),
+              _D_METHOD: u8(method)}  # fmt: skip
+    if result:
+        fields[_D_RESULT] = u8(result)
+    if probec:
+        fields[_D_PROBEC] = u32(probec)
+    if userid:
+        fields[_D_USERID] = u32(userid)
+    return fields
+
+
+def _definitions(
+    probes: Sequence[Any],
+) -> tuple[dict[tuple[str, str, str], int], list[Any], list[Any]]:
+    """One probe definition per (endpoint's source, target, method), in order of first
+    use (its first probe), and the probes sent."""
+    defs: dict[tuple[str, str, str], int] = {}
+    first: list[Any] = []
+    for p in probes:
+        key = (p.src, p.addr, p.method)
+        if key not in defs:
+            if p.method not in PROBEDEF_METHODS:
+                raise WartsError(f"no warts dealias probe method for {p.method!r}")
+            defs[key] = len(defs)
+            first.append(p)
+    if not defs:
+        raise WartsError("a dealias record needs at least one probe")
+    return defs, first, [p for p in probes if p.tx_ns is not None]
+
+
+def _defs_and_probes(
+    first: list[Any],
+    sent: list[Any],
+    defs: dict[tuple[str, str, str], int],
+    table: AddressTable,
+    flows: bool,
+) -> list[bytes]:
+    """The probe definitions (each from its first probe), then every probe sent, in
+    send order, each followed by its replies."""
+    out: list[bytes] = []
     for i, p in enumerate(first):
         pd: dict[int, bytes] = {
             _PD_METHOD: u8(PROBEDEF_METHODS[p.method]),
@@ -177,6 +212,56 @@ def dealias_object(
         if p.reply is not None:
             for r, rx_ns in ((p.reply, p.rx_ns), *p.more[:0xFFFE]):
                 out.append(params(_dealias_reply(r, rx_ns, table)))
+    return out
+
+
+@dataclass(frozen=True)
+class PrefixScan:
+    """scamper's ``dealias -m prefixscan [-x X] A B/LEN`` as asked and answered: `ab` the
+    alias of A found (the first in scamper's order), None when none was. scamper's
+    ``attempts`` (-q) and ``fudge`` (-f) are not ours: 1 (each address probed in one
+    run) and 0 (MIDAR's tests, not a fudge on the IP-IDs' distance)."""
+
+    a: str
+    b: str
+    prefix: int
+    ab: str | None = None
+    xs: tuple[str, ...] = ()
+    attempts: int = 1
+    fudge: int = 0
+
+
+def prefixscan_object(
+    runs: Sequence[ProbeRun], scan: PrefixScan, *, userid: int = 0, list_id: int = 1,
+    cycle_id: int = 1, start_ns: int | None = None,
+) -> bytes:  # fmt: skip
+    """scamper's prefixscan record of the whole scan: A, B, the alias found (``ab``, the
+    result ``aliases``; else no result: none), the excluded (``xs``), the prefix length,
+    one probe definition per address probed (A's first) and every probe of every run
+    (MIDAR's stages, or the one run of --single-stage); `list_id`, `cycle_id`, `start_ns`
+    (default: the first probe's time) as `dealias_object`'s."""
+    probes = [p for run in runs for p in run.probes]
+    table = AddressTable()
+    defs, first, sent = _definitions(probes)
+    if start_ns is None:
+        start_ns = min((p.tx_ns for p in sent if p.tx_ns is not None), default=0)
+    result = RESULT_ALIASES if scan.ab is not None else 0
+    fields = _fields(list_id, cycle_id, start_ns, DEALIAS_PREFIXSCAN, len(sent), userid, result)
+    ps: dict[int, bytes] = {_PS_A: table.encode(scan.a), _PS_B: table.encode(scan.b)}
+    if scan.ab is not None:
+        ps[_PS_AB] = table.encode(scan.ab)
+    if scan.xs:
+        ps[_PS_XS] = u16(len(scan.xs)) + b"".join(table.encode(x) for x in scan.xs)
+    run = runs[0]
+    ps.update({
+        _PS_PREFIX: u8(scan.prefix),
+        _PS_ATTEMPTS: u8(scan.attempts),
+        _PS_FUDGE: u16(scan.fudge),
+        _PS_WAIT_PROBE: u16(min(0xFFFF, max(1, round(run.spacing * 1000)))),
+        _PS_WAIT_TIMEOUT: u8(whole_seconds(run.wait)),
+        _PS_PROBEDEFC: u16(min(0xFFFF, len(defs))),
+    })  # fmt: skip
+    out = [params(fields), params(ps), *_defs_and_probes(first, sent, defs, table, False)]
     return record(OBJ_DEALIAS, b"".join(out))
 
 
@@ -200,11 +285,22 @@ def _dealias_reply(r: Any, rx_ns: int | None, table: AddressTable) -> dict[int, 
 
 
 def alias_warts(
-    runs: Iterable[ProbeRun], *, start_s: int, stop_s: int, hostname: str = "", userid: int = 0
+    runs: Iterable[ProbeRun],
+    *,
+    start_s: int,
+    stop_s: int,
+    hostname: str = "",
+    userid: int = 0,
+    scan: PrefixScan | None = None,
 ) -> bytes:
     """A whole warts file for an alias run: list, cycle start, one dealias record per
-    probing run (a MIDAR stage's, or each discovery window's), cycle stop."""
-    body = b"".join(dealias_object(run, userid=userid) for run in runs if run.probes)
+    probing run (a MIDAR stage's, or each discovery window's), or with `scan` one
+    prefixscan record of them all (scamper's), cycle stop."""
+    done = [run for run in runs if run.probes]
+    if scan is not None:
+        body = prefixscan_object(done, scan, userid=userid) if done else b""
+    else:
+        body = b"".join(dealias_object(run, userid=userid) for run in done)
     return (
         list_object()
         + cycle_start_object(start_s, hostname=hostname)

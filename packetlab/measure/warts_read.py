@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from packetlab.measure.warts_dealias import DEALIAS_RADARGUN
+from packetlab.measure.warts_dealias import DEALIAS_PREFIXSCAN, DEALIAS_RADARGUN
 from packetlab.measure.warts_format import (
     OBJ_CYCLE_START,
     OBJ_CYCLE_STOP,
@@ -49,6 +49,10 @@ _CYCLE_SIZES: dict[int, int | str] = {1: 4, 2: "str"}
 
 _DEALIAS_SIZES: dict[int, int | str] = {1: 4, 2: 4, 3: 8, 4: 1, 5: 1, 6: 4, 7: 4}
 _RADARGUN_SIZES: dict[int, int | str] = {1: 4, 2: 2, 3: 2, 4: 4, 5: 1, 6: 1}
+_PREFIXSCAN_SIZES: dict[int, int | str] = {
+    1: "addr", 2: "addr", 3: "addr", 4: "addrs", 5: 1, 6: 1, 7: 2, 8: 2, 9: 1, 10: 2, 11: 1,
+    12: 1,
+}  # fmt: skip
 _PROBEDEF_SIZES: dict[int, int | str] = {
     1: 4, 2: 4, 3: 4, 4: 1, 5: 1, 6: 1, 7: 4, 8: 1, 9: 2, 10: "addr", 11: "addr", 12: 2,
     13: 2, 14: 2,
@@ -152,6 +156,8 @@ class _Reader:
                 out[i] = self.take(out.get(8, 0))
             elif size == "ext":
                 out[i] = self.take(self.uint(2))
+            elif size == "addrs":  # a count (2 bytes), the addresses: prefixscan's xs
+                out[i] = [self.addr() for _ in range(self.uint(2))]
             elif size == "v4rr":  # a count, the addresses
                 out[i] = [self.addr() for _ in range(self.uint(1))]
             elif size == "v4ts":  # counts of times and addresses, the times, the addresses
@@ -169,7 +175,8 @@ class _Reader:
 
 def read_warts(data: bytes) -> list[WartsObject]:
     """The objects of a warts file (list, cycle start/stop, trace, ping: a ping's reply
-    records in `WartsObject.hops`; a radargun dealias; others' bodies skipped)."""
+    records in `WartsObject.hops`; a radargun or prefixscan dealias; others' bodies
+    skipped)."""
     out = []
     off = 0
     while off < len(data):
@@ -217,9 +224,12 @@ def read_warts(data: bytes) -> list[WartsObject]:
                 obj.probes.append(link)
         elif kind == OBJ_DEALIAS:
             obj.fields = r.params(_DEALIAS_SIZES)
-            if obj.fields.get(4) == DEALIAS_RADARGUN:
-                obj.method = r.params(_RADARGUN_SIZES)
-                obj.probedefs = [r.params(_PROBEDEF_SIZES) for _ in range(obj.method.get(1, 0))]
+            method = obj.fields.get(4)
+            if method in (DEALIAS_RADARGUN, DEALIAS_PREFIXSCAN):
+                radargun = method == DEALIAS_RADARGUN
+                obj.method = r.params(_RADARGUN_SIZES if radargun else _PREFIXSCAN_SIZES)
+                defc = obj.method.get(1 if radargun else 10, 0)
+                obj.probedefs = [r.params(_PROBEDEF_SIZES) for _ in range(defc)]
                 for _ in range(obj.fields.get(6, 0)):
                     probe: dict[Any, Any] = r.params(_DPROBE_SIZES)
                     probe["replies"] = [r.params(_DREPLY_SIZES) for _ in range(probe.get(3, 0))]

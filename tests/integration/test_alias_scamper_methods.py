@@ -259,6 +259,39 @@ def test_prefixscan_beside_scampers(tb: Testbed) -> None:
     assert [r["aliases"] for r in records if r["type"] == "prefixscan"] == [[PS_B]]
 
 
+def test_prefixscan_warts_as_scampers(tb: Testbed, tmp_path: Path) -> None:
+    # `--prefixscan B/LEN A --warts FILE` wrote a radargun record per MIDAR stage (session
+    # 30's leftover); scamper writes one prefixscan record: a, b, ab, the result, its
+    # probe definitions (A's first) and probes. Both read by sc_warts2json alike (session
+    # 31, odds31); ours defines every address it probed (scamper stops at the alias)
+    theirs, mine = tmp_path / "scamper.warts", tmp_path / "ours.warts"
+    tool(tb, "scamper", "-O", "warts", "-o", str(theirs), "-I",
+         f"dealias -m prefixscan -W 100 -p '-P icmp-echo' {PS_A} 10.77.2.56/30")  # fmt: skip
+    for how in ([], ["--single-stage"]):
+        ours(tb, "--method", "icmp-echo", *how, "--warts", str(mine), "--prefixscan",
+             "10.77.2.56/30", PS_A)  # fmt: skip
+        a, b = _dealias(tb, mine), _dealias(tb, theirs)
+        for d in (a, b):
+            assert (d["method"], d["result"], d["a"], d["b"]) == (
+                "prefixscan", "aliases", PS_A, "10.77.2.56/30",
+            )  # fmt: skip
+            assert d["ab"].split("/")[0] == PS_B
+            assert [p["dst"] for p in d["probedefs"]][:2] == [PS_A, PS_B]
+        assert set(a) == set(b)
+        assert [p["dst"] for p in a["probedefs"]] == [PS_A, PS_B, "10.77.2.59"]
+        dump = tool(tb, "sc_wartsdump", str(mine)).splitlines()
+        assert f" method: prefixscan, {PS_A}:10.77.2.56/30, alias: {PS_B}/28" in dump
+    # none: in .58/31 (.59, silent) no alias; -x listed (scamper 20211212's own warts of
+    # a prefixscan with -x holds no record at all: not compared)
+    ours(tb, "--method", "icmp-echo", "--single-stage", "-x", "10.77.2.59", "--warts", str(mine),
+         "--prefixscan", "10.77.2.56/30", PS_A)  # fmt: skip
+    assert _dealias(tb, mine)["xs"] == ["10.77.2.59"]
+    ours(tb, "--method", "icmp-echo", "--single-stage", "--warts", str(mine), "--prefixscan",
+         "10.77.2.58/31", PS_A)  # fmt: skip
+    d = _dealias(tb, mine)
+    assert d["result"] == "none" and "ab" not in d
+
+
 def test_shuffle_as_scampers_radargun(tb: Testbed, tmp_path: Path) -> None:
     # `-O shuffle` (scamper's radargun) and ours `--shuffle`: each round a new order of
     # the definitions (ours: of the addresses), sc_wartsdump's "flags: shuffle" for both,

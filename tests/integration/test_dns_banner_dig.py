@@ -75,3 +75,33 @@ def test_a_long_banner_is_cut_as_digs(port: int, tmp_path: Path) -> None:
     words = ["@127.0.0.1", "-p", closed, "a.test", "+tries=1", *pad]
     tail = cut_alike(words, words)
     assert tail[1] == ";; no servers could be reached\n"
+
+
+def test_a_character_cut_at_the_1023rd_byte_keeps_its_first_byte_as_digs() -> None:
+    """Words of `é` (2 bytes) to a closed port: where the cut falls inside one, dig
+    9.18.49 writes its first byte, then what follows (`...\\xc3;; no servers could be
+    reached`); ours dropped it (the cut 1,022 bytes in: session 30's leftover, fixed in
+    session 31, odds31). The programs' names differ in length: lead words of 4 lengths
+    move each program's cut into a character; ours under a strict UTF-8 stdout too."""
+    import os
+    import socket
+    import subprocess
+
+    from test_dns_dig import REPO, RUN
+
+    with socket.socket(type=socket.SOCK_DGRAM) as s:  # a UDP port nobody reads: closed
+        s.bind(("127.0.0.1", 0))
+        closed = str(s.getsockname()[1])
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8:strict")
+    split = {}
+    for name in ("a.test", "ab.test", "abc.test", "abcd.test"):  # (the cut: 4 places)
+        words = ["@127.0.0.1", "-p", closed, "+tries=1", name, *["\u00e9" * 10] * 60]
+        for who, argv in (("ours", [*RUN, *words]), ("dig", ["dig", *words])):
+            p = subprocess.run(argv, capture_output=True, timeout=120, env=env, cwd=REPO)
+            raw = p.stdout
+            start = raw.index(b"\n; <<>> ")
+            after = raw[start + CUT :]
+            assert after.startswith(b";; no servers could be reached\n"), (who, name, p.stderr)
+            if raw[start + CUT - 1] == 0xC3:  # the first byte of a cut character
+                split[who] = name
+    assert set(split) == {"ours", "dig"}, split

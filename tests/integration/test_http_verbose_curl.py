@@ -224,3 +224,25 @@ def test_verbose_h2c_upgrade_as_curl(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_redirect_to_https_on_the_same_port_tells_curls_bundle(
+    http: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # -L from http://127.0.0.1:P to https://127.0.0.1:P (a plain server: the handshake
+    # fails, each its own words, not compared): curl looks at its bundle for the host and
+    # port, holding the http connection, and connects anew. Ours wrote no bundle lines
+    # (session 30's leftover; session 31, odds31)
+    to = http.replace("http://", "https://") + "/"
+    for how in ([], ["--http1.1"]):
+        told = []
+        for who in ("curl", "ours"):
+            p = run(who, "-s", "-v", "-L", "-m", "5", *how, *UA, f"{http}/r/302?to={to}",
+                    cwd=tmp_path)  # fmt: skip
+            lines = norm(p.stderr)
+            at = lines.index(f"* Issue another request to this URL: '{to}'".encode())
+            told.append(lines[at : at + 5])
+        assert told[0] == told[1], told
+        assert (b"* Can not multiplex, even if we wanted to" in told[0]) == (not how)
+        assert told[0][1] == b"* Found bundle for host: 0xPTR [serially]"

@@ -130,7 +130,10 @@ def test_a_banner_over_1023_bytes_is_cut_and_runs_on_as_digs() -> None:
         assert out.startswith(head) and out[len(head) :].startswith(";; Got answer:\n"), n
         assert tail is None or head.endswith(tail), n
         same(out[len(head) :], rest)
-    # a character cut in two: dropped (dig prints its first bytes)
+    # a character cut in two: its first byte kept, as dig prints it (`...\xc3;; no
+    # servers could be reached`; it was dropped: session 31, odds31)
+    cut = ["", "a" + "\u00e9" * 510 + "\udcc3" + run_dns_dig.GLUE]
+    assert run_dns_dig._cut(["", "a" + "\u00e9" * 600]) == cut
     assert run_dns_dig._cut(["", "\u00e9" * 600]) == ["", "\u00e9" * 511 + run_dns_dig.GLUE]
     assert run_dns_dig._cut(["", "a" * 1021]) == ["", "a" * 1021]
 

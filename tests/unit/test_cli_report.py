@@ -655,3 +655,16 @@ def test_ping_v_prints_a_quoted_headers_options_as_iputils(
         + told.format(4) + dump + "\nNOP\nNOP"
         + told.format(5) + dump + "\nunknown option 9e"
     )  # fmt: skip
+
+
+def test_bytes_that_are_no_utf8_are_written_as_they_came_on_a_strict_stream() -> None:
+    """A dig banner cut in a character keeps its first byte (`\\udcc3`, a lone surrogate):
+    written as the byte 0xc3 where stdout's encoding is strict (a UTF-8 locale), as dig
+    writes it; `PYTHONIOENCODING=utf-8:strict` raised before (session 31, odds31)."""
+    from packetlab.cli.progress import write_text
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    write_text(out, "\u00e9\udcc3;; no servers could be reached\n")
+    out.flush()
+    assert raw.getvalue() == b"\xc3\xa9\xc3;; no servers could be reached\n"

@@ -79,7 +79,7 @@ def test_help(what: str, capsys: pytest.CaptureFixture[str]) -> None:
             ["traceroute", "--first-ttl", "abc", "x"],
             "Cannot handle `--first-ttl' option with arg `abc' (argc 2)",
         ),
-        (["traceroute", "--wait", "0", "x"], "--wait: must be"),
+        (["traceroute", "--wait", "61", "x"], "--wait: must be 0..60 s"),  # (0: traceroute's too)
         (["traceroute", "--sport", "70000", "x"], "--sport: must be 1..65535"),
         (["traceroute", "-4", "-6", "x"], "not allowed with argument"),
         (["traceroute", "--pace", "11", "x"], "--pace: must be 0..10"),
@@ -869,3 +869,11 @@ def test_source_routed_ping_without_replies_says_why() -> None:
     assert source_route_hint(args, answered) is None
     args.route_addrs = []
     assert source_route_hint(args, far) is None
+
+
+def test_traceroute_w_0_is_taken_as_traceroutes() -> None:
+    """traceroute 2.1.2 takes `-w 0` (no wait: what its kernel holds after a batch of
+    sends); ours refused it, exit 2 (`must be 0.001..60 s`; session 31, odds31)."""
+    args = parse("traceroute", "-w", "0", "x")
+    assert (args.wait, args.here, args.near) == (0.0, 0.0, 0.0)
+    assert parse("traceroute", "-w", "0,3,10", "x").wait == 0.0

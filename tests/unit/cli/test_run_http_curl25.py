@@ -256,3 +256,34 @@ def test_excess_after_a_zero_length_body_keeps_the_connection() -> None:
                           handler=extra)  # fmt: skip
     assert "* Excess found in a read: excess = 5, size = 2, maxdownload = 2, bytecount = 0\n" in err
     assert "* Closing connection 0" in err
+
+
+def test_a_redirect_to_another_scheme_on_the_port_tells_curls_bundle() -> None:
+    # curl 7.88.1 -v -L, http://127.0.0.1:P/ answering 302 to https://127.0.0.1:P/: its
+    # cache's bundle (by host and port) holds the http connection, looked at, not reused:
+    # `Found bundle for host: 0x... [serially]`, `Can not multiplex, even if we wanted
+    # to`, then a new connection (ours wrote neither: session 30's leftover; session 31)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_run_http_curl import run
+
+    _, _, _, err, _ = run("-v", "-L", "-m", "3", "-o", "/dev/null",
+                          "http://192.0.2.80/r/302?to=https://192.0.2.80:80/")  # fmt: skip
+    told = [re.sub(r"0x[0-9a-f]+", "0xX", x) for x in err.splitlines() if x.startswith("* ")]
+    at = told.index("* Issue another request to this URL: 'https://192.0.2.80:80/'")
+    assert told[at + 1 : at + 5] == [
+        "* Found bundle for host: 0xX [serially]",
+        "* Can not multiplex, even if we wanted to",
+        "* Hostname 192.0.2.80 was found in DNS cache",
+        "*   Trying 192.0.2.80:80...",
+    ], told
+    # --http1.1: curl wants no HTTP/2, so no "Can not multiplex"
+    _, _, _, err, _ = run("-v", "-L", "-m", "3", "--http1.1", "-o", "/dev/null",
+                          "http://192.0.2.80/r/302?to=https://192.0.2.80:80/")  # fmt: skip
+    told = [re.sub(r"0x[0-9a-f]+", "0xX", x) for x in err.splitlines() if x.startswith("* ")]
+    at = told.index("* Issue another request to this URL: 'https://192.0.2.80:80/'")
+    assert told[at + 1 : at + 3] == [
+        "* Found bundle for host: 0xX [serially]",
+        "* Hostname 192.0.2.80 was found in DNS cache",
+    ], told

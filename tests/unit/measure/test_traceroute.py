@@ -194,7 +194,7 @@ def test_session_lost_mid_trace() -> None:
         ({"first_ttl": 0}, "first_ttl"),
         ({"first_ttl": 5, "max_ttl": 4}, "first_ttl"),
         ({"max_ttl": 256}, "max_ttl"),
-        ({"wait": 0}, "wait"),
+        ({"wait": -0.5}, "wait"),
         ({"wait": 61}, "wait"),
         ({"sport": 0}, "sport"),
         ({"sport": 70000}, "sport"),
@@ -892,3 +892,53 @@ def test_a_long_probe_refused_with_no_mtu_known_fails_at_once() -> None:
     with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
         rig.run(traceroute(rig.session, TG6, pace=0.0, packetlen=2000, wait=5.0))
     assert rig.clock.seconds() - start < 1.0
+
+
+def _far_endpoint(rig: RawRig, one_way: float) -> None:
+    """What the endpoint says (ntags, captured replies) reaches us `one_way` s later."""
+    real = rig.endpoint.send
+
+    def later(msg: Any) -> None:
+        rig.clock.callLater(one_way, real, msg)
+
+    rig.endpoint.send = later  # type: ignore[method-assign]
+
+
+def test_wait_is_kept_on_the_endpoints_clock_as_traceroute_keeps_it_on_its_own() -> None:
+    """-w 0.01 with hops 1-3 ms away and the endpoint 20 ms from us: every hop answered
+    (traceroute -w 0.001 to 127.0.0.1: `localhost  0.024 ms`); before, the wait counted
+    from queueing the probe here and ended before its news came: `* * *` (session 31)."""
+    rig = RawRig([R14, R24, TG4])
+    _far_endpoint(rig, 0.02)
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=0.01, max_ttl=5))
+    assert result.path() == [(1, R14), (2, R24), (3, TG4)]
+    assert [h.rtt_us for h in result.hops] == pytest.approx([1000, 2000, 3000], abs=0.01)
+    # a reply the endpoint had after -w is a `*` (traceroute's: it gave the probe up)
+    rig = RawRig([R14, R24, TG4])
+    _far_endpoint(rig, 0.02)
+    rig.endpoint.delays = {1: 0.001, 2: 0.015, 3: 0.003}
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=0.01, max_ttl=5))
+    assert result.path() == [(1, R14), (2, None), (3, TG4)]
+
+
+def test_wait_0_takes_the_replies_in_before_the_last_probe_of_its_batch_left() -> None:
+    """traceroute -w 0 sends its batch of probes, then reads what its kernel holds
+    (poll(0)) and gives every other probe up: to 127.0.0.1 `localhost  0.024 ms  0.005
+    ms  0.004 ms`, to a router 1 ms away `* * *` per hop. Ours took no -w 0 (exit 2)."""
+    rig = RawRig([R14, R24, TG4])
+    real = rig.endpoint.transmit
+
+    def transmit(msg: Any, when: int) -> None:  # the endpoint sends one each 1 ms
+        late = ttl_of(msg.data) * 0.001
+        rig.clock.callLater(late, real, msg, when + int(late * 1e9))
+
+    rig.endpoint.transmit = transmit  # type: ignore[method-assign]
+    rig.endpoint.delays = {1: 0.0005, 2: 0.0005, 3: 0.0005}
+    start = rig.clock.seconds()
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=0.0, max_ttl=3))
+    # hops 1 and 2 answered before the last probe left; the last one's answer came after
+    assert result.path() == [(1, R14), (2, R24), (3, None)]
+    assert rig.clock.seconds() - start < 0.2
+    rig = RawRig([R14, R24, TG4])  # all sent at once: nothing in before the last left
+    result = rig.run(traceroute(rig.session, TG4, pace=0.0, wait=0.0, max_ttl=3))
+    assert result.path() == [(1, None), (2, None), (3, None)]

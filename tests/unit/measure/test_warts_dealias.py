@@ -220,3 +220,68 @@ def test_tracelb_file_holds_the_alias_rounds_after_the_trace() -> None:
     kinds = [o.kind for o in read_warts(tracelb_warts(trace, stop_s=10**9, alias_runs=runs))]
     assert kinds == [OBJ_LIST, OBJ_CYCLE_START, OBJ_TRACELB, OBJ_DEALIAS, OBJ_DEALIAS,
                      OBJ_CYCLE_STOP]  # fmt: skip
+
+
+# scamper 20211212 in the alias testbed (test_alias_scamper_methods.py's): `scamper -O
+#   warts -I "dealias -m prefixscan -W 100 -p '-P icmp-echo' 10.77.2.57 10.77.2.56/30"`:
+# A .57, B .56/30, the alias found .58 (one counter), after 5 probes
+SCAMPERS_PREFIXSCAN = bytes.fromhex(
+    "120500010000001b000000010000000064656661756c740001000864656661756c74001205000200"
+    "0000160000000100000001000000006b1652d4020003766d0012050009000001333f001600000001"
+    "000000016b1652d4000ab79a040100000005f707001b04010a4d023904010a4d023804010a4d023a"
+    "1e0200c80064050002980e000f01fffde7000000000004010a4d01019c0e00120000000101fffde7"
+    "000000000200000000030e000c6b1652d4000ab85b0001ffffbe0400136b1652d4000ab9ed9c4d3f"
+    "00000000000000000f0010000000016b1652d4000c4be00001fefebe0400136b1652d4000c4d4b9c"
+    "6c3f00000000000000021e00106b1652d4000dd5480001fdfd00000001be0400136b1652d4000dd6"
+    "939c8b3f00000000000000001f0014000000016b1652d500001c710001fcfc00000001be0400136b"
+    "1652d500001e579caa3f00000000000000021e00106b1652d50001a6f20001fbfb00000002be0400"
+    "136b1652d50001a8b69cc93f00000000000000001205000400000009000000016b1652d500"
+)
+PS_SRC, PS_A, PS_B, PS_AB = "10.77.1.1", "10.77.2.57", "10.77.2.56", "10.77.2.58"
+
+
+def _prefixscan_from_scampers() -> tuple[ProbeRun, bytes, int]:
+    """The probes and replies of scamper's prefixscan record as our alias run logs
+    them, scamper's record itself and its start time."""
+    objs = read_warts(SCAMPERS_PREFIXSCAN)
+    (obj,) = [o for o in objs if o.kind == OBJ_DEALIAS]
+    dst = [d[10] for d in obj.probedefs]
+    probes = []
+    for p in obj.probes:
+        which, seq, ip_id = p.get(1, 0), p.get(5, 0), p[4]
+        probe = echo_probe(PS_SRC, dst[which], ident=0xFDE7, seq=seq, ttl=255, ip_id=ip_id)
+        (r,) = p["replies"]
+        reply = Reply(ReplyKind.ECHO_REPLY, ipaddress.ip_address(r[10]),
+                      ipaddress.ip_address(PS_SRC), probe.key, r[4], 84, 0, 0, r[3])  # fmt: skip
+        probes.append(ProbeLog(dst[which], "icmp-echo", "vm", PS_SRC, seq, probe, _ns(p[2]),
+                               reply, _ns(r[2])))  # fmt: skip
+    head = SCAMPERS_PREFIXSCAN.index(b"\x12\x05\x00\x09")  # (list, cycle start before)
+    body = SCAMPERS_PREFIXSCAN[head:-17]  # (the cycle stop after)
+    return ProbeRun(3, 0.1, 5.0, probes), body, _ns(obj.fields[3])
+
+
+def test_scampers_prefixscan_record_byte_for_byte() -> None:
+    """`--prefixscan B/LEN A --warts FILE` wrote a radargun record per MIDAR stage where
+    scamper writes one prefixscan record (A, B, the alias found, the prefix length, its
+    probe definitions and probes: session 30's leftover; session 31, odds31)."""
+    from packetlab.measure.warts_dealias import PrefixScan, prefixscan_object
+
+    run, scampers, start = _prefixscan_from_scampers()
+    scan = PrefixScan(PS_A, PS_B, 30, PS_AB, attempts=2, fudge=200)  # (scamper's -q, -f)
+    assert prefixscan_object([run], scan, start_ns=start) == scampers
+
+
+def test_prefixscan_file_reads_back_with_xs_and_no_alias() -> None:
+    from packetlab.measure.warts_dealias import PrefixScan
+
+    run, _, _ = _prefixscan_from_scampers()
+    data = alias_warts([run, run], start_s=1, stop_s=2,
+                       scan=PrefixScan(PS_A, PS_B, 30, None, xs=("10.77.2.59",)))  # fmt: skip
+    objs = read_warts(data)
+    assert [o.kind for o in objs] == [OBJ_LIST, OBJ_CYCLE_START, OBJ_DEALIAS, OBJ_CYCLE_STOP]
+    d = objs[2]
+    assert d.fields[4] == 4 and 5 not in d.fields  # prefixscan; result none (left out)
+    assert d.method[1] == PS_A and d.method[2] == PS_B and 3 not in d.method
+    assert d.method[4] == ["10.77.2.59"] and (d.method[5], d.method[6], d.method[7]) == (30, 1, 0)
+    assert [x[10] for x in d.probedefs] == [PS_A, PS_AB]  # one each, A's first
+    assert len(d.probes) == 2 * len(run.probes)  # both runs' probes in one record
