@@ -114,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
+    from packetlab.controller.pymletcheck import precheck
+
+    refused = precheck(args.mlet, list(args.mlet_args))  # (a Python mlet's own `check`)
+    if refused:
+        print(f"pktlab xpmgr: the mlet's check(args) refused them: {refused}", file=sys.stderr)
+        return 2
     return _serve(args, cfg, results_path)
 
 
