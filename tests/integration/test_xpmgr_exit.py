@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from pxworld import ENV, EndpointProc, XpmgrProc
 from tls_world import pktlab_init
 
@@ -116,3 +117,21 @@ def test_a_python_mlets_check_refuses_bad_arguments_before_listening(
     assert "listening" not in done.stdout + done.stderr
     assert not (tmp_path / "r.jsonl").exists()
     assert time.monotonic() - t0 < 60
+
+
+def test_the_tutorials_python_mlet_refuses_a_bad_url_before_listening(
+    tmp_path: Path, home: Path
+) -> None:
+    """docs/xpmgr.md tutorial 1, step 3b, with a URL mistyped: the manager listened and
+    each endpoint's mlet failed (`only http:// URLs are supported`, status 1), the
+    manager exiting 0 (3 since this session). examples/http_get.py has a `check` now."""
+    argv = [sys.executable, "-m", "packetlab", "xpmgr", "-c", str(home / "xpmgr.conf"),
+            "-a", "127.0.0.1:0", "--results", str(tmp_path / "r.jsonl"),
+            str(REPO / "examples/http_get.py"), "https://127.0.0.1:8000/"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=ENV,
+                          cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "pktlab xpmgr: the mlet's check(args) refused them: only http:// URLs are supported, "
+        "got 'https://127.0.0.1:8000/'\n"
+    )
