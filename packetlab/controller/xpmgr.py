@@ -544,6 +544,9 @@ class Manager:
                 self._queue_full += 1
                 raise TurnedAway(f"the singleton mlet is not taking endpoints ({e})") from None
             return
+        if self.usage_stop:  # (an endpoint already in its setup when the stop came)
+            raise TurnedAway("not started: the mlet's arguments were refused at the first "
+                             "endpoint (its usage error, exit status 2)")  # fmt: skip
         worker.process = MletProcess.spawn(
             self.reactor,
             self.mlet_argv,
