@@ -16,7 +16,7 @@ import ast
 import subprocess
 import sys
 
-from packetlab.controller.mlet import python_mlet_source
+from packetlab.controller.mlet import python_mlet_argv, python_mlet_source
 
 __all__ = ["CHECK_TIMEOUT", "defines_check", "precheck"]
 
@@ -43,8 +43,8 @@ def defines_check(mlet: str) -> bool:
 def precheck(mlet: str, args: list[str]) -> str | None:
     """What `mlet`'s `check(args)` said was wrong (its last line on stderr), or None when
     it has none or took the arguments."""
-    if not defines_check(mlet):
-        return None
+    if python_mlet_argv(mlet, args) is None or not defines_check(mlet):
+        return None  # (a program, run as it is: an executable Python script too)
     argv = [sys.executable, "-m", "packetlab.controller.pymlet", "--check", mlet, *args]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=CHECK_TIMEOUT,

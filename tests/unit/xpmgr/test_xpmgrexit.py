@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from packetlab.controller.mlet import MletProcess
-from packetlab.controller.pymletcheck import defines_check
+from packetlab.controller.pymletcheck import defines_check, precheck
 from packetlab.controller.xpmgrexit import usage_refusal, verdict
 
 
@@ -42,3 +42,18 @@ def test_a_check_is_found_in_the_source_without_importing(tmp_path: Path) -> Non
     assert not defines_check(str(tmp_path / "nested.py"))
     assert defines_check("packetlab.cli.campaign_mlet")
     assert not defines_check("packetlab.cli.no_such_module")
+
+
+def test_an_executable_script_is_a_program_and_not_checked(tmp_path: Path) -> None:
+    """The manager runs it with execve, not pymlet: its `check` is not ours to call (it
+    was loaded as a Python mlet, which a file without `.py` is not: a false refusal)."""
+    script = tmp_path / "mlet"
+    script.write_text("#!/usr/bin/env python3\ndef check(args):\n    raise SystemExit(2)\n")
+    script.chmod(0o755)
+    assert precheck(str(script), ["x"]) is None
+    refusing = tmp_path / "exp.py"
+    refusing.write_text(
+        "import sys\nasync def mlet(session, args): pass\n"
+        "def check(args):\n    sys.exit('no: ' + args[0])\n"
+    )
+    assert precheck(str(refusing), ["x"]) == "no: x"
