@@ -135,3 +135,28 @@ def test_the_tutorials_python_mlet_refuses_a_bad_url_before_listening(
         "pktlab xpmgr: the mlet's check(args) refused them: only http:// URLs are supported, "
         "got 'https://127.0.0.1:8000/'\n"
     )
+
+
+def test_an_argparse_error_in_a_python_mlet_is_its_usage_status(tmp_path: Path) -> None:
+    """pymlet, as the manager runs it (EPADDR, fd 0 a socket): argparse's `error` in the
+    mlet exits 2, the status the manager stops at (so it did before session 31: a guard;
+    packetlab.cli.campaign_mlet turned it into a ValueError, status 1)."""
+    import socket
+
+    exp = tmp_path / "exp.py"
+    exp.write_text(
+        "import argparse\n"
+        "p = argparse.ArgumentParser(prog='exp')\n"
+        "p.add_argument('n', type=int)\n"
+        "async def mlet(session, args):\n"
+        "    p.parse_args(args)\n"
+    )
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        done = subprocess.run(
+            [sys.executable, "-m", "packetlab.controller.pymlet", str(exp), "x"],
+            stdin=theirs, capture_output=True, text=True, timeout=120,
+            env=dict(ENV, EPADDR="127.0.0.1"), cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.splitlines()[-1] == "exp: error: argument n: invalid int value: 'x'"
