@@ -66,7 +66,13 @@ def test_a_usage_error_at_the_first_endpoint_stops_the_manager_with_status_2(
     results = xp.result_lines()
     # the other endpoint's mlet may have started beside the first: no more than that
     assert 1 <= len(results) <= 2, results
-    assert all(r["status"] == "failed" and r["exit_code"] == 2 for r in results)
+    assert all(r["status"] == "failed" for r in results)
+    # the other: its own mlet's status 2, or, still in its setup then, no mlet
+    assert all(
+        r.get("exit_code") == 2 or "the mlet's arguments were refused" in r["error"]
+        for r in results
+    ), results
+    assert sum(r.get("exit_code") == 2 for r in results) >= 1
     assert text.count("mlet.sh: bad port") <= 3  # its line(s), and the stop line once
     last = [x for x in text.splitlines() if x.startswith("xpmgr: endpoints seen")][-1]
     assert last.endswith(f"running 0, done 0, failed {len(results)}"), last
