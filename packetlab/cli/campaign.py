@@ -195,6 +195,8 @@ def _share_words(record: Record) -> str:
     if "share" not in record:
         return ""
     targets = ", ".join(record["share"])
+    if record["type"] == "lost":  # (a spare may measure it yet: the summary says)
+        return f"; its share: {targets}"
     if not record.get("records"):
         return f"; its share not measured: {targets}"
     return f"; its share not measured to the end: {targets}"

@@ -161,7 +161,7 @@ def test_an_argparse_error_in_a_python_mlet_is_its_usage_status(tmp_path: Path) 
     with ours, theirs:
         done = subprocess.run(
             [sys.executable, "-m", "packetlab.controller.pymlet", str(exp), "x"],
-            stdin=theirs, capture_output=True, text=True, timeout=120,
+            stdin=theirs.fileno(), capture_output=True, text=True, timeout=120,
             env=dict(ENV, EPADDR="127.0.0.1"), cwd=tmp_path,
         )  # fmt: skip
     assert done.returncode == EXIT_USAGE, done.stderr

@@ -447,6 +447,11 @@ def test_split_the_text_names_the_share_left_and_says_the_split_is_incomplete() 
     cut = cmd.row({"type": "error", "endpoint": "lab-3", "error": "x", "share": ["n"],
                    "records": 2})  # fmt: skip
     assert cut == "[lab-3] error: x; its share not measured to the end: n"
+    lost = cmd.row({"type": "lost", "endpoint": "lab-2", "hostid": "lab-2", "address": "a:1",
+                    "when": "mid-campaign", "records": 1, "error": "gone",
+                    "share": ["m", "n"]})  # fmt: skip
+    assert lost == ("[lab-2] lost mid-campaign (hostid lab-2, a:1): gone; its 1 record kept "
+                    "(partial); its share: m, n")  # (a spare may measure it yet)  # fmt: skip
     row = cmd.row({"type": "summary", "asked": 3, "used": 3, "lost": 0, "replaced": 0,
                    "records": 5, "errors": 1,
                    "incomplete": {"lab-3": ["ns1.test", "c.test"]}})  # fmt: skip
