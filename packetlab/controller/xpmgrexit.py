@@ -1,8 +1,9 @@
 """The experiment manager's exit status from its endpoints' outcomes (docs/xpmgr.md).
 
-The reference pktxpmgr exits 0 whatever its mlets do (PROTOCOL.md §7.3 says nothing of
-their status; its workers only log). A script running `pktlab xpmgr` could not tell an
-experiment that ran nowhere from one that ran everywhere, so:
+The spec does not say what the reference pktxpmgr does with its mlets' statuses
+(PROTOCOL.md §7.3; BROKER-PROXY-OBSERVED.md: exit 1 on a broker's error result or a
+failed bootstrap). This manager exited 0 whatever its mlets did, and a script running it
+could not tell an experiment that ran nowhere from one that ran everywhere, so:
 
 * 0: at least one endpoint's mlet succeeded (or no endpoint came);
 * 2 (`EXIT_USAGE`, as argparse and the example C mlets): the first mlet to end, before
