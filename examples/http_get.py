@@ -21,7 +21,8 @@ import _startup  # noqa: F401  (first: a Ctrl-C while starting is one line, 130)
 # isort: split
 import argparse
 import socket
-from typing import Any
+import sys
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from _common import add_link_args, react, run_experiment
@@ -145,15 +146,27 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: list[str]) -> tuple[str, int, str]:
+    """The mlet's arguments: URL's address, port and path. `pktlab xpmgr` calls this once
+    before it listens (docs/xpmgr.md, "Python experiments"): a bad URL is one line and
+    exit status 2 there, not the same failure at every endpoint."""
+    if len(args) != 1:
+        _usage("usage: pktlab xpmgr ... examples/http_get.py http://IP[:PORT]/PATH")
+    try:
+        return http_target(args[0])
+    except ValueError as e:
+        _usage(str(e))
+
+
+def _usage(text: str) -> NoReturn:
+    print(text, file=sys.stderr)
+    raise SystemExit(2)  # the usage-error status: the manager stops at the first endpoint
+
+
 async def mlet(session: EndpointSession, args: list[str]) -> None:
     """As an mlet of `pktlab xpmgr` (docs/xpmgr.md): `pktlab xpmgr examples/http_get.py URL`
     fetches URL from every endpoint that connects to the manager."""
-    if len(args) != 1:
-        raise SystemExit("usage: pktlab xpmgr ... examples/http_get.py http://IP[:PORT]/PATH")
-    try:
-        host, port, path = http_target(args[0])
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    host, port, path = check(args)
     experiment = make_experiment(host, port, path)
     report(args[0], await experiment(session))
 

@@ -164,6 +164,7 @@ async def campaign(
                                 [str(s.peer) for s in sessions])  # fmt: skip
         split = getattr(args, "split", False)
         parts = deal(list(getattr(args, cmd.split)), n) if split and cmd.split else None
+        tally.split = cmd.split if parts is not None else None
         runs = []
         for i, (s, name) in enumerate(zip(sessions, names, strict=True)):
             a = copy.copy(args)
@@ -189,6 +190,18 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _share_words(record: Record) -> str:
+    """`--split`: what an endpoint that failed or was lost leaves unmeasured."""
+    if "share" not in record:
+        return ""
+    targets = ", ".join(record["share"])
+    if record["type"] == "lost":  # (a spare may measure it yet: the summary says)
+        return f"; its share: {targets}"
+    if not record.get("records"):
+        return f"; its share not measured: {targets}"
+    return f"; its share not measured to the end: {targets}"
+
+
 def campaign_command(cmd: Command, tally: Tally) -> Command:
     """`cmd` as `pktlab run` prints it, for a campaign: rows tagged `[NAME]`, an endpoint's
     error, loss and replacement as its rows, and the campaign's summary (`tally`: the
@@ -203,13 +216,17 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
                     f"{_count(record['errors'], 'error')}")  # fmt: skip
             if record.get("partial"):
                 text += f"; partial: {', '.join(record['partial'])}"
+            if record.get("incomplete"):
+                shares = "; ".join(f"{who} ({', '.join(t)})"
+                                   for who, t in record["incomplete"].items())  # fmt: skip
+                text += f"; split incomplete: {shares}"
             if record.get("stop_reason") in ("INTERRUPTED", "ERROR"):
                 text += " (cut short)"
             return text
         if t == "error":
-            shown: str | None = f"error: {record['error']}"
+            shown: str | None = f"error: {record['error']}" + _share_words(record)
         elif t == "lost":
-            shown = lost_row(record)
+            shown = lost_row(record) + _share_words(record)
         elif t == "replaced":
             shown = f"replaces {record['replaces']} ({record['address']})"
         else:
@@ -227,6 +244,7 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
             "lost": tally.lost,
             "replaced": tally.replaced,
             "partial": sorted(tally.partial),
+            **({"incomplete": dict(sorted(tally.incomplete.items()))} if tally.split else {}),
             "records": len(records),
             "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
         }

@@ -17,11 +17,12 @@ import json
 import sys
 from typing import Any
 
-from packetlab.cli.campaign import MEASUREMENTS, command_of
+from packetlab.cli.campaign import MEASUREMENTS, check_options, command_of
 from packetlab.cli.campaign_run import pcap_file
+from packetlab.cli.linkargs import RunError
 from packetlab.cli.run_command import Command, Progress, Record
 
-__all__ = ["mlet", "parser"]
+__all__ = ["check", "mlet", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,14 +39,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check(argv: list[str]) -> argparse.Namespace:
+    """The arguments, checked as `pktlab campaign` checks them before it listens (the
+    manager runs this once at start: pymletcheck.py). A bad one is one line on stderr and
+    exit status 2 (argparse's usage error; the manager's sign that every endpoint would
+    fail alike)."""
+    args = parser().parse_args(argv)  # (exits 2 with argparse's line)
+    try:
+        check_options(args._command, args)
+    except RunError as e:
+        print(f"packetlab.cli.campaign_mlet {args.measurement}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return args
+
+
 async def mlet(session: Any, argv: list[str]) -> None:
     """Run the measurement `argv` names on `session` (called by pymlet per endpoint)."""
     from packetlab.controller import read_system_info
 
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as e:  # argparse said why on stderr
-        raise ValueError(f"bad mlet arguments {argv!r}") from e
+    args = check(argv)
     cmd: Command = args._command
     info = await read_system_info(session)
     name = info.hostid or str(session.peer)

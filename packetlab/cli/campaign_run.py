@@ -29,6 +29,11 @@ class Tally:
     lost: int = 0
     replaced: int = 0
     partial: list[str] = field(default_factory=list)
+    #: `--split`: the option dealt out (`names`, `urls`), and the shares of the endpoints
+    #: whose run failed or was lost, not replaced: name -> its targets (the summary's
+    #: `incomplete`; session 30 left them unnamed)
+    split: str | None = None
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,16 +178,29 @@ async def measure_on(
             settle()
         return None, kept[0], failed[0]
 
+    def unmeasured(name: str, share: argparse.Namespace) -> Record:
+        """`--split`: the share of `name`, whose run failed or was lost: `"share"` in its
+        record, and in the summary's `incomplete` until a replacement measures it."""
+        if tally.split is None:
+            return {}
+        targets = [str(t) for t in getattr(share, tally.split)]
+        tally.incomplete[name] = targets
+        return {"share": targets}
+
     async def slot(name: str, share: argparse.Namespace, session: Any) -> None:
         while True:
             tally.used += 1
             why, kept, failed = await once(name, per_endpoint(share, name), session)
             if not (session.ended and (why is not None or failed)):
                 if why is not None:
-                    emit({"type": "error", **tags(name, session), "error": why})
+                    part = unmeasured(name, share)
+                    if part:  # (how much of the share was measured)
+                        part["records"] = kept
+                    emit({"type": "error", **tags(name, session), "error": why, **part})
                 return
             why = why_closed(session, why)
-            emit(lost_record(name, hostid_of(session), session.peer, "mid-campaign", why, kept))
+            lost = lost_record(name, hostid_of(session), session.peer, "mid-campaign", why, kept)
+            emit({**lost, **unmeasured(name, share)})
             tally.lost += 1
             if kept:
                 tally.partial.append(name)
@@ -191,6 +209,7 @@ async def measure_on(
             fresh = await replacement()
             if fresh is None:
                 return
+            tally.incomplete.pop(name, None)  # the replacement runs the share again
             old, name, session = name, spares.name(fresh), fresh
             tally.replaced += 1
             emit({"type": "replaced", "endpoint": name, "replaces": old,

@@ -35,7 +35,12 @@ counts (seen/running/done/failed) go to stderr: on a terminal one line redrawn i
 (after a second), elsewhere a line per change; the final counts end the run. The first
 SIGINT wraps up (stop accepting, wait for running mlets), the second SIGTERMs the running
 mlets (SIGKILL 2 s later for any left), records them as failed ("interrupted") and exits
-130. SIGTERM and SIGHUP do both at once, with exit status 143 and 129."""
+130. SIGTERM and SIGHUP do both at once, with exit status 143 and 129.
+
+Exit status otherwise: 0 when an endpoint's mlet succeeded (or none came); 2 when the
+first mlet to end exited 2 (a usage error: the manager stops at once), or a Python mlet's
+check(args) refused them before listening; 3 when every endpoint failed; 1 for the
+manager's own failure (config, publication, -s's singleton)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     results_path = args.results or cfg.results_path or "xpmgr-results.jsonl"
+    from packetlab.controller.pymletcheck import precheck
+
+    refused = precheck(args.mlet, list(args.mlet_args))  # (a Python mlet's own `check`)
+    if refused:
+        print(f"pktlab xpmgr: the mlet's check(args) refused them: {refused}", file=sys.stderr)
+        return 2
     return _serve(args, cfg, results_path)
 
 

@@ -140,9 +140,6 @@ def python_mlet_problem(mlet: str) -> str | None:
     imported: the manager must not run the experiment's code. Checked at start, since
     otherwise every endpoint's mlet fails the same way (`FileNotFoundError`,
     `SyntaxError`, `ModuleNotFoundError`)."""
-    import importlib.machinery
-    import importlib.util
-
     name = mlet if os.path.isfile(mlet) else mlet.split(":", 1)[0]  # as pymlet.load_mlet
     if name.endswith(".py") or os.path.isfile(name):
         if not os.path.isfile(name):
@@ -155,6 +152,27 @@ def python_mlet_problem(mlet: str) -> str | None:
         except OSError as e:
             return f"cannot read {name}: {e.strerror}"
         return None
+    if _module_spec(name) is not None:
+        return None
+    return f"no file or Python module {name} (in {os.getcwd()} or the installed packages)"
+
+
+def python_mlet_source(mlet: str) -> str | None:
+    """The source file of the Python experiment `mlet` (found as `python_mlet_problem`
+    finds it, nothing imported), or None."""
+    name = mlet if os.path.isfile(mlet) else mlet.split(":", 1)[0]
+    if name.endswith(".py") or os.path.isfile(name):
+        return name if os.path.isfile(name) else None
+    spec = _module_spec(name)
+    origin = spec.origin if spec is not None else None
+    return origin if origin and origin.endswith(".py") else None
+
+
+def _module_spec(name: str) -> Any:
+    """The module `name`'s spec as `python -m` in the child finds it, or None."""
+    import importlib.machinery
+    import importlib.util
+
     parts = name.split(".")
     try:  # the child runs `python -m`: the current directory first, then sys.path
         spec = importlib.util.find_spec(parts[0])
@@ -165,12 +183,9 @@ def python_mlet_problem(mlet: str) -> str | None:
     for i in range(1, len(parts)):
         where = spec.submodule_search_locations if spec is not None else None
         if not where:
-            break
-        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(where))
-    else:
-        if spec is not None:
             return None
-    return f"no file or Python module {name} (in {os.getcwd()} or the installed packages)"
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(where))
+    return spec
 
 
 class MletProcess(ProcessProtocol):

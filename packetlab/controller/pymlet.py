@@ -166,9 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     # an mlet ends (its first SIGINT lets running mlets finish, the second SIGTERMs them).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    if argv[0] == "--check":
+        sys.exit(_check(argv[1:]))
+
     async def entry(reactor: Any) -> None:
         try:
             code = await _main(reactor, argv[0], argv[1:])
+        except SystemExit as e:  # argparse's usage error (2) in the mlet: its status
+            code = _exit_status(e)
         except Exception as e:
             print(f"mlet {argv[0]}: {describe_error(e)}", file=sys.stderr)
             code = 1
@@ -176,6 +181,33 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(code)
 
     task.react(lambda reactor: Deferred.fromCoroutine(entry(reactor)))
+
+
+def _check(argv: list[str]) -> int:
+    """``--check TARGET ARGS``: TARGET's ``check(args)``, if it has one (pymletcheck.py):
+    0 when it took them, else 2 (or the status it exited with) and why on stderr."""
+    if not argv:
+        print("usage: python -m packetlab.controller.pymlet --check TARGET [ARGS...]",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        check = getattr(load_mlet(argv[0]), "__globals__", {}).get("check")
+        if callable(check):
+            check(argv[1:])
+    except SystemExit as e:
+        return _exit_status(e)
+    except Exception as e:
+        print(f"mlet {argv[0]}: {describe_error(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _exit_status(e: SystemExit) -> int:
+    """The status `sys.exit(code)` asks for (a text is said on stderr, status 1)."""
+    if e.code is None or isinstance(e.code, int):
+        return e.code or 0
+    print(e.code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

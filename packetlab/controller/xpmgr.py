@@ -47,6 +47,7 @@ from packetlab.controller.mletpath import program_problem
 from packetlab.controller.programs import ProgramDir, monitor_digests
 from packetlab.controller.setupcap import SetupCap
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.controller.xpmgrexit import all_failed_words, usage_refusal, verdict
 from packetlab.controller.xpmgrhand import Deaf, Full, HandOver
 from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
 from packetlab.ppks import (
@@ -198,7 +199,9 @@ class Manager:
         # -s: the endpoints handed to the singleton, in that order: their entries in its
         # results line once each is reported (None until then; xpmgrsingle.py)
         self._handed: dict[EndpointWorker, dict[str, Any] | None] = {}
-        self._exit_code = 0
+        self._exit_code = 0  # the manager's own failure or signal (xpmgrexit.py)
+        self.usage_stop = False  # the first mlet's usage error stopped the greeting
+        self._mlets_ended = 0  # endpoints whose mlet ran and ended
         self._results_failed = False  # the results file refused a line (_write_result)
         self._last = ""
         self._exps = self._load_exps()
@@ -541,6 +544,9 @@ class Manager:
                 self._queue_full += 1
                 raise TurnedAway(f"the singleton mlet is not taking endpoints ({e})") from None
             return
+        if self.usage_stop:  # (an endpoint already in its setup when the stop came)
+            raise TurnedAway("not started: the mlet's arguments were refused at the first "
+                             "endpoint (its usage error, exit status 2)")  # fmt: skip
         worker.process = MletProcess.spawn(
             self.reactor,
             self.mlet_argv,
@@ -590,6 +596,13 @@ class Manager:
             self.failed += 1
         self._write_result(result)
         self._progress()
+        stop = None if self.singleton else usage_refusal(worker.process, self._mlets_ended)
+        self._mlets_ended += worker.process is not None
+        if stop:
+            # (camp30: a bad argument failed each endpoint's mlet, the manager exited 0)
+            self.usage_stop = True
+            self._say(stop)
+            self.wrap_up()
         self._maybe_finish()
 
     # ---------------------------------------------------------------- publication
@@ -768,7 +781,13 @@ class Manager:
             self._record_singleton()
             if self._last != self.summary():
                 self._say(self.summary())
-            self.finished.callback(self._exit_code)
+            if self.singleton:
+                self.finished.callback(self._exit_code)
+                return
+            code = verdict(self._exit_code, self.done, self.failed, self.usage_stop)
+            if code and not self._exit_code and not self.usage_stop:
+                self._say(all_failed_words(self.failed))
+            self.finished.callback(code)
 
     def _record_singleton(self) -> None:
         """-s: the singleton's own line, last in the results (xpmgrsingle.py)."""

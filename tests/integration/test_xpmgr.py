@@ -199,7 +199,8 @@ def test_failed_mlet_is_counted_and_reported(
     procs.append(xp)
     ep = EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}", "--sessions", "1")
     procs.append(ep)
-    assert wait_exit_or_explain(xp, ep) == 0
+    assert wait_exit_or_explain(xp, ep) == 3  # no endpoint succeeded (session 31; was 0)
+    assert "xpmgr: no endpoint succeeded (1 failed): exit status 3" in xp.text()
     [r] = xp.result_lines()
     assert r["status"] == "failed" and r["exit_code"] == 1
     assert r["error"] == "the mlet exited with status 1"  # (was: no error field)

@@ -91,8 +91,11 @@ def results_of(xp: Proc, results: Path, timeout: float = 90.0) -> list[dict[str,
         code = xp.proc.wait(timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"xpmgr still running:\n{xp.text()[-4000:]}") from None
-    assert code == 0, xp.text()[-4000:]
-    return [json.loads(line) for line in results.read_text().splitlines() if line]
+    lines = [json.loads(line) for line in results.read_text().splitlines() if line]
+    # every endpoint failed: exit status 3 (session 31; was 0); -s: the singleton's status
+    failed = not any(r["status"] == "done" or r.get("singleton") for r in lines)
+    assert code == (3 if failed else 0), xp.text()[-4000:]
+    return lines
 
 
 def run_passive(

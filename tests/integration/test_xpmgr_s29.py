@@ -184,7 +184,7 @@ def test_an_mlet_that_runs_on_after_its_session_ended_is_ended(tmp_path: Path, n
         t0 = time.monotonic()
         ep.close()
         bound = EOF_GRACE + (KILL_GRACE if sig == signal.SIGKILL else 0)
-        assert xp.wait_exit(bound + 8) == 0
+        assert xp.wait_exit(bound + 8) == 3  # its one endpoint failed (session 31; was 0)
         waited = time.monotonic() - t0
         assert bound - 0.5 < waited < bound + 6, waited
         [r] = xp.result_lines()

@@ -401,6 +401,64 @@ def test_the_replacement_runs_the_lost_ones_share_with_a_pcap_file_of_its_own() 
     assert lost["records"] == 2 and lost["partial"]
 
 
+def _split_lost(spares: int) -> tuple[list[Any], Tally]:
+    """--split over epA and epB, epB lost after two of its names; `spares` waiting."""
+    two = Two(2 + spares)
+    cmd = _targets_command(two.clock)
+    share = {n: argparse.Namespace(names=t, pcap=None)
+             for n, t in (("epA", ["a1", "a2", "a3"]), ("epB", ["b1", "b2", "b3"]))}  # fmt: skip
+    pool = SessionPool(2, two.clock, spares=spares, watch=True)
+    for s in two.sessions:
+        Deferred.fromCoroutine(pool.experiment(s))
+    sessions = result_of(Deferred.fromCoroutine(pool.wait()))
+    runs = [(n, share[n], s) for n, s in zip(("epA", "epB"), sessions, strict=True)]
+    records: list[Any] = []
+    tally = Tally(asked=2, split="names")
+    spare = Spares(take=pool.take, name=lambda s: "epC", hostid=lambda s: "c") if spares else None
+    d = Deferred.fromCoroutine(measure_on(two.clock, cmd, runs, records.append, Progress(),
+                                          spares=spare, tally=tally))  # fmt: skip
+    while two.clock.seconds() < 0.7:  # epB has seen b1 and b2
+        two.step()
+    two.endpoints[1].transport.loseConnection()  # type: ignore[union-attr]
+    two.until(d)
+    pool.release()
+    return records, tally
+
+
+def test_split_a_lost_endpoints_share_is_named_until_a_replacement_measures_it() -> None:
+    """Session 30 left an unmeasured share unnamed (`--split`): the lost record carries
+    the endpoint's share; the summary's `incomplete` keeps it unless a spare measured it."""
+    records, tally = _split_lost(spares=0)
+    (lost,) = [r for r in records if r["type"] == "lost"]
+    assert lost["share"] == ["b1", "b2", "b3"] and lost["records"] == 2
+    assert tally.incomplete == {"epB": ["b1", "b2", "b3"]}
+    records, tally = _split_lost(spares=1)
+    (lost,) = [r for r in records if r["type"] == "lost"]
+    assert lost["share"] == ["b1", "b2", "b3"]
+    assert tally.incomplete == {}  # epC measured b1..b3 from the start
+
+
+def test_split_the_text_names_the_share_left_and_says_the_split_is_incomplete() -> None:
+    cmd = campaign_command(parse("dns", "--endpoints", "3", "--listen", "1")._command,
+                           Tally(asked=3, split="names"))  # fmt: skip
+    refused = cmd.row({"type": "error", "endpoint": "lab-3", "error": "nopen failed",
+                       "share": ["ns1.test", "c.test"], "records": 0})  # fmt: skip
+    assert refused == "[lab-3] error: nopen failed; its share not measured: ns1.test, c.test"
+    cut = cmd.row({"type": "error", "endpoint": "lab-3", "error": "x", "share": ["n"],
+                   "records": 2})  # fmt: skip
+    assert cut == "[lab-3] error: x; its share not measured to the end: n"
+    lost = cmd.row({"type": "lost", "endpoint": "lab-2", "hostid": "lab-2", "address": "a:1",
+                    "when": "mid-campaign", "records": 1, "error": "gone",
+                    "share": ["m", "n"]})  # fmt: skip
+    assert lost == ("[lab-2] lost mid-campaign (hostid lab-2, a:1): gone; its 1 record kept "
+                    "(partial); its share: m, n")  # (a spare may measure it yet)  # fmt: skip
+    row = cmd.row({"type": "summary", "asked": 3, "used": 3, "lost": 0, "replaced": 0,
+                   "records": 5, "errors": 1,
+                   "incomplete": {"lab-3": ["ns1.test", "c.test"]}})  # fmt: skip
+    assert row == ("# 3 endpoints asked, 3 used, 0 lost, 0 replaced; 5 records, 1 error; "
+                   "split incomplete: lab-3 (ns1.test, c.test)")  # fmt: skip
+
+
 def test_ctrl_c_ends_the_wait_for_a_spare_at_once() -> None:
     # (epA here takes no notice of Ctrl-C: the wait must end by itself, not with epA)
     two = Two(2)

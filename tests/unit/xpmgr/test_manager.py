@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -235,3 +235,19 @@ def test_endpoints_silent_after_the_handshake_are_capped_oldest_out(
     assert not ts[7].disconnecting and not ts[8].disconnecting
     m.worker_factory().buildProtocol(None).makeConnection(StringTransport())
     assert not ts[7].disconnecting and ts[8].disconnecting
+
+
+def test_after_a_usage_stop_an_endpoint_still_in_its_setup_gets_no_mlet(
+    home: PktlabHome, tmp_path: Path
+) -> None:
+    """Session 31: the first mlet's usage error wraps the manager up; an endpoint whose
+    setup was under way then is turned away (`failed`, in words), not run."""
+    import socket
+
+    from packetlab.controller.mlet import TurnedAway
+
+    m = _manager_with(home, ["/bin/true"])
+    m.usage_stop = True
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(TurnedAway, match="arguments were refused at the first endpoint"):
+        m._launch(cast(Any, object()), b)
