@@ -124,10 +124,12 @@ class _MapRequest(Protocol):
         if kind == b"A":
             size = {4: 18, 6: 30}.get(self.buf[1]) if len(self.buf) >= 2 else None
             if size is None and len(self.buf) >= 2:
+                self.busy = True  # answered: what follows is not read
                 self.transport.write(b"\0")
                 self.transport.loseConnection()
                 return
             if size is not None and len(self.buf) >= size:
+                self.busy = True
                 dport, addr = struct.unpack_from(">H", self.buf, 2)[0], self.buf[4 : size - 10]
                 port, inode = struct.unpack_from(">HQ", self.buf, size - 10)
                 try:
@@ -140,6 +142,7 @@ class _MapRequest(Protocol):
             return
         if kind == b"F":
             if len(self.buf) >= 3:
+                self.busy = True
                 try:
                     port = struct.unpack_from(">H", self.buf, 1)[0]
                     state = self.factory.owner.parked_status(port)
