@@ -1,8 +1,9 @@
 """The shim's requests over its unix socket (csrc/pktwrap_*.c ⇄ `UdpMap`): UDP relay
-ports, name and reverse-name lookups, and the endpoint's end of a socket for
-getsockname. One request per connection, answered and closed; a malformed one gets an
-answer or a closed connection, never an exception, and a failing handler still answers
-(the program's call must not wait for ever)."""
+ports, name and reverse-name lookups, the endpoint's end of a socket for getsockname,
+and the non-blocking TCP connects the shim parks (session 31). One request per
+connection, answered and closed; a malformed one gets an answer or a closed connection,
+never an exception, and a failing handler still answers (the program's call must not
+wait for ever)."""
 
 from __future__ import annotations
 
