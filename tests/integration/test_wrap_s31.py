@@ -197,3 +197,37 @@ def test_a_connect_the_program_gives_up_leaves_no_endpoint_socket(tmp_path: Path
     # one socket connecting to it: natively the program's, wrapped the endpoint's (the
     # program's is parked on loopback); none after the close either way
     assert lines == ["TimeoutError after 1 s connecting 1", "left 0"] * 2, lines
+
+
+_AGAIN = r"""
+import errno, select, socket
+s = socket.socket()
+s.setblocking(False)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+out = [errno.errorcode.get(s.connect_ex(("10.99.0.2", 80)))]
+select.select([], [s], [], 30)
+out.append(errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0"))
+for _ in range(2):  # an event loop's retry, on the same socket
+    rc = s.connect_ex(("127.0.0.1", 18031))
+    out.append(errno.errorcode.get(rc, "0"))
+    if rc == errno.EINPROGRESS:
+        select.select([], [s], [], 30)
+        out.append(errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0"))
+        out.append("%s:%d" % s.getpeername())
+print(" ".join(out))
+"""
+
+
+def test_a_connect_again_after_a_failure_is_as_natively(tmp_path: Path) -> None:
+    """A connect that timed out, its error read through SO_ERROR, then connect() again on
+    the same socket: natively ECONNABORTED once, then the new connect. Before: the
+    failure was made inside the call (proxychains), and the second connect() started a
+    new one at once (EINPROGRESS)."""
+    (tmp_path / "again.py").write_text(_AGAIN)
+    lines = _in_namespace(
+        f'"$PY" {tmp_path}/again.py\n'
+        f'"$PY" -m packetlab wrap --connect-timeout 1 -- "$PY" {tmp_path}/again.py\n',
+        tmp_path,
+    )
+    native = "EINPROGRESS ETIMEDOUT ECONNABORTED EINPROGRESS 0 127.0.0.1:18031"
+    assert lines == [native, native], lines

@@ -1293,7 +1293,9 @@ static int arm_error(int fd)
  * connecting: EINPROGRESS now, writable when the wrapper connects back once the endpoint
  * has connected to `addr`), and ask the wrapper for that connect ("A"). proxychains
  * connected inside the call, so the program's own connect timeout fired only with the
- * wrapper's. 0 if parked; -1: not (the socket untouched: proxychains' way). */
+ * wrapper's. 0 if parked; -1: not (the socket untouched: proxychains' way); -2: the
+ * kernel's answer to this connect, whatever the address (errno: ECONNABORTED once after a
+ * failed connect whose error was read, as natively), to be returned. */
 static int park(int fd, const struct sockaddr *addr)
 {
     in_port_t q = park_port();
@@ -1352,7 +1354,11 @@ static int park(int fd, const struct sockaddr *addr)
     if (family != AF_INET && family != AF_INET6)
         return -1;
     /* Past proxychains' hook; an IPV6_V6ONLY socket fails here (ENETUNREACH), untouched */
-    if (syscall(SYS_connect, fd, to, tolen) == 0 || errno != EINPROGRESS)
+    if (syscall(SYS_connect, fd, to, tolen) == 0)
+        return -1;
+    if (errno == ECONNABORTED)
+        return -2;
+    if (errno != EINPROGRESS)
         return -1;
     in_port_t port = own_port(fd, NULL);
     struct stat st;
@@ -1453,11 +1459,14 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         }
         int fl = wrapped ? fcntl(fd, F_GETFL) : -1;
         int nonblocking = fl >= 0 && (fl & O_NONBLOCK) && fd >= 0 && fd < MAX_TRACKED_FD;
-        if (nonblocking && park(fd, addr) == 0) {
+        int parking = nonblocking ? park(fd, addr) : -1;
+        if (parking == 0) {
             remember_peer(fd, addr, len);
             errno = EINPROGRESS;
             return -1;
         }
+        if (parking == -2)
+            return -1; /* errno: the kernel's */
         if (wrapped)
             save_sockopts(fd, &opts);
         int rc = NEXT(connect)(fd, addr, len);
