@@ -105,7 +105,10 @@ async def wrap(
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
         # Non-blocking TCP connects parked by the shim (session 31): EINPROGRESS at once
-        factory.parked = udpmap.parked = ParkedConnects(factory)
+        try:
+            factory.parked = udpmap.parked = ParkedConnects(factory)
+        except OSError as e:  # no parking port: proxychains connects inside the call
+            log.warn("non-blocking connects are made inside the call: {e}", e=e)
     session.when_closed().addCallback(lambda _: factory.abort_all())
     old_handlers: dict[signal.Signals, Any] = {}
     reaper = False
