@@ -186,6 +186,7 @@ class Parked:
         self._relay = TcpRelay(f.session, None, rec, self.timeline, self._relay_done, f.notices)
         self.state = PENDING
         self._finished = False
+        self._later: Any = None  # gone() again, once the nopen is answered
         self._connecting: Deferred[None] = Deferred.fromCoroutine(self._connect())
 
     @property
@@ -249,7 +250,18 @@ class Parked:
         self._finish()
 
     def gone(self) -> None:
-        """The program closed its socket while the endpoint connects: cancel that."""
+        """The program closed its socket while the endpoint connects: cancel that. Not
+        while the nopen is unanswered (the endpoint's socket, opened after, would be left
+        to the session's end): a moment later, once it is."""
+        if self.state != PENDING:
+            return
+        if self._relay.sktid is None and not self._connecting.called:
+            if self._later is None or not self._later.active():
+                self._later = self.lot.factory.reactor.callLater(WATCH_INTERVAL, self.gone)
+            return
+        self._cancel()
+
+    def _cancel(self) -> None:
         if self.state == PENDING:
             self.state = UNKNOWN
             self._connecting.cancel()
@@ -268,7 +280,7 @@ class Parked:
             self.relay.abort()
         elif self.state == PENDING:
             self.lot.failed_as(self.port, int(Rep.GENERAL_FAILURE))
-            self.gone()
+            self._cancel()  # the session is gone: nothing is left at the endpoint
             try:
                 self.lot.lot.reset(self.port)
             except OSError:

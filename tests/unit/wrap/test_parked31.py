@@ -31,6 +31,7 @@ class FakeRelay:
         self.rec, self.on_done = rec, on_done
         self.answer: Deferred[None] = Deferred()
         self.failed_at_once = False
+        self.sktid: int | None = 3  # the nopen answered
         self.ended: list[str] = []
         FakeRelay.made.append(self)
 
@@ -178,3 +179,21 @@ def test_park_and_state_requests() -> None:
     assert ask(udpmap, b"F" + struct.pack(">H", 50001)) == (b"\xff", True)
     assert ask(udpmap, b"F" + struct.pack(">H", 50002)) == (b"\x00", True)
     assert ask(udpmap, b"F" + struct.pack(">H", 50003)) == (b"\x04", True)  # EHOSTUNREACH
+
+
+def test_a_socket_closed_before_the_nopen_is_answered_is_cancelled_after_it(
+    lot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling the connect while its nopen is unanswered would leave the endpoint's
+    socket, opened after, to the session's end: it waits until the nopen is answered."""
+    connects, reactor = lot
+    monkeypatch.setattr(parked, "live_inodes", set)
+    connects.park(80, V4, 50005, 11)
+    relay = FakeRelay.made[0]
+    relay.sktid = None
+    reactor.advance(parked.WATCH_INTERVAL)  # seen gone
+    reactor.advance(parked.WATCH_INTERVAL)
+    assert relay.ended == [] and connects.status(50005) == PENDING
+    relay.sktid = 3
+    reactor.advance(parked.WATCH_INTERVAL)
+    assert relay.ended == ["endpoint socket closed"] and connects.status(50005) == UNKNOWN
