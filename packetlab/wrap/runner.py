@@ -31,6 +31,7 @@ from packetlab.wrap.orphans import (
     reap,
     running_marked,
 )
+from packetlab.wrap.parked import ParkedConnects
 from packetlab.wrap.resolve import Names
 from packetlab.wrap.server import WrapFactory
 from packetlab.wrap.shim import ShimError, proxychains_lib, wrap_shim
@@ -103,6 +104,11 @@ async def wrap(
     udpmap.peer_of = factory.peer_address
     if udp:
         udpmap.listen(os.path.join(tmp, "udp.sock"))
+        # Non-blocking TCP connects parked by the shim (session 31): EINPROGRESS at once
+        try:
+            factory.parked = udpmap.parked = ParkedConnects(factory)
+        except OSError as e:  # no parking port: proxychains connects inside the call
+            log.warn("non-blocking connects are made inside the call: {e}", e=e)
     session.when_closed().addCallback(lambda _: factory.abort_all())
     old_handlers: dict[signal.Signals, Any] = {}
     reaper = False
@@ -119,6 +125,8 @@ async def wrap(
         )  # fmt: skip
         if udp:
             env["PKTLAB_WRAP_UDP"] = os.path.join(tmp, "udp.sock")
+        if factory.parked is not None:
+            env["PKTLAB_WRAP_PARK"] = str(factory.parked.lot.port)
         reaper = become_subreaper()
         child = spawn(reactor, argv, env)
         left: list[int] = []  # the program's orphans, once it has ended
@@ -150,6 +158,8 @@ async def wrap(
         await port.stopListening()
         factory.abandon_pending()
         factory.abort_all()
+        if factory.parked is not None:
+            factory.parked.close()
         closing = udpmap.close()
         if closing is not None:
             await closing

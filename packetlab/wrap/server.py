@@ -11,7 +11,7 @@ whose datagrams leave from endpoint UDP sockets (`UdpRelay`); BIND is refused wi
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -35,6 +35,9 @@ from packetlab.wrap.timeline import ConnTiming, Notices, Timeline, TimingLog, se
 from packetlab.wrap.udp import UdpRelay, bind_host
 from packetlab.wrap.udpmap import MAX_DATAGRAM
 from packetlab.wrap.vclock import CONNECT, VirtualClock
+
+if TYPE_CHECKING:
+    from packetlab.wrap.parked import Parked, ParkedConnects
 
 HANDSHAKE_TIMEOUT = 30.0
 MAX_FAILURES = 256  # destinations whose latest connect failure is kept (for "E")
@@ -105,6 +108,8 @@ class WrapFactory(Factory):
         self.connect_timeout = connect_timeout
         self.live: set[SocksProtocol] = set()
         self.by_port: dict[int, SocksProtocol] = {}  # the program's loopback port
+        # Non-blocking connects the shim parked ("A", session 31), when it may
+        self.parked: ParkedConnects | None = None
         self.refused = 0
         self.notices = notices if notices is not None else Notices()
         # Why the latest connect to each destination failed (the SOCKS reply), for the
@@ -116,11 +121,17 @@ class WrapFactory(Factory):
         p.factory = self
         return p
 
+    def _conn(self, port: int) -> SocksProtocol | Parked | None:
+        p = self.by_port.get(port)
+        if p is None and self.parked is not None:
+            return self.parked.parked.get(port)
+        return p
+
     async def local_address(self, port: int) -> tuple[IPAddress, int] | None:
         """The endpoint-side address and port of the wrapped TCP connection the program
         made from loopback port `port` (what its getsockname would show natively); None
         if there is none or the endpoint does not say."""
-        p = self.by_port.get(port)
+        p = self._conn(port)
         if p is None or p.relay is None:
             return None
         info = await p.relay.local_info()
@@ -133,7 +144,7 @@ class WrapFactory(Factory):
         port `port` (what its getpeername shows natively); None if there is none or it is
         not connected yet. For a socket inherited over exec(): the new program's shim did
         not see its connect."""
-        p = self.by_port.get(port)
+        p = self._conn(port)
         if p is None or p.relay is None or p.rec is None or p.rec.addr is None:
             return None
         return ipaddress.ip_address(p.rec.addr), p.rec.port
@@ -145,6 +156,24 @@ class WrapFactory(Factory):
             self.failures[key] = rep
             while len(self.failures) > MAX_FAILURES:  # the oldest first (insertion order)
                 del self.failures[next(iter(self.failures))]
+
+    def connect_failed(self, host: object, port: int, error: BaseException, at_once: bool) -> Rep:
+        """A wrapped connect to host:port failed with `error`: its SOCKS reply, kept for
+        "E" (before the reply: the shim asks after it), and a line when the endpoint's
+        rules refused it."""
+        rep = reply_for(error, at_once)
+        self.connect_ended(host, port, rep)
+        if rep == Rep.NOT_ALLOWED:
+            # The program only sees EPERM ("Operation not permitted"): say whose rule.
+            name = f"[{host}]" if ":" in str(host) else str(host)
+            self.notices.say(
+                "tcp-open",
+                f"the endpoint refused a connection to {name}:{port} "
+                f"({getattr(error, 'name', 'refused')}: a destination its certificate or a "
+                "monitor does not allow; --timings has the error); the program sees "
+                "EPERM (Operation not permitted), as from a local firewall",
+            )
+        return rep
 
     def connect_failure(self, addr: IPAddress, port: int) -> Rep | None:
         """Why the latest wrapped connect to `addr`:`port` failed (None: it did not, or
@@ -158,7 +187,8 @@ class WrapFactory(Factory):
         wget's -T alarm does, and exited kept `pktlab wrap` for the whole drain, 2 s, before
         session 30: reading their socket is paused until the connect is answered, so its
         close is not seen)."""
-        return sum(1 for p in self.live if not p.awaiting_connect)
+        parked = self.parked.parked.values() if self.parked is not None else ()
+        return sum(1 for p in (*self.live, *parked) if not p.awaiting_connect)
 
     def abandon_pending(self) -> None:
         """The run ends: a connect still waiting for the endpoint (the program gave up on
@@ -168,11 +198,15 @@ class WrapFactory(Factory):
             if p.awaiting_connect and p.rec is not None:
                 p.rec.error = p.rec.error or ABANDONED
                 self.timings.finished(p.rec)
+        for q in list(self.parked.parked.values()) if self.parked is not None else ():
+            q.abandon(ABANDONED)
 
     def abort_all(self) -> None:
         """The session is gone: reset every wrapped connection."""
         for p in list(self.live):
             p.transport.abortConnection()
+        for q in list(self.parked.parked.values()) if self.parked is not None else ():
+            q.abort()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -285,18 +319,7 @@ class SocksProtocol(Protocol):
             self.log.info(
                 "connect to {host}:{port} failed: {e}", host=req.host, port=req.port, e=rec.error
             )
-            rep = reply_for(e, relay.failed_at_once)
-            f.connect_ended(req.host, req.port, rep)  # before the reply: the shim asks after it
-            if rep == Rep.NOT_ALLOWED:
-                # The program only sees EPERM ("Operation not permitted"): say whose rule.
-                host = f"[{req.host}]" if ":" in str(req.host) else str(req.host)
-                f.notices.say(
-                    "tcp-open",
-                    f"the endpoint refused a connection to {host}:{req.port} "
-                    f"({getattr(e, 'name', 'refused')}: a destination its certificate or a "
-                    "monitor does not allow; --timings has the error); the program sees "
-                    "EPERM (Operation not permitted), as from a local firewall",
-                )
+            rep = f.connect_failed(req.host, req.port, e, relay.failed_at_once)
             if not self._gone:
                 self.transport.write(socks5.reply(rep))
                 self.transport.loseConnection()

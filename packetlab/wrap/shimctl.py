@@ -1,8 +1,9 @@
 """The shim's requests over its unix socket (csrc/pktwrap_*.c ⇄ `UdpMap`): UDP relay
-ports, name and reverse-name lookups, and the endpoint's end of a socket for
-getsockname. One request per connection, answered and closed; a malformed one gets an
-answer or a closed connection, never an exception, and a failing handler still answers
-(the program's call must not wait for ever)."""
+ports, name and reverse-name lookups, the endpoint's end of a socket for getsockname,
+and the non-blocking TCP connects the shim parks (session 31). One request per
+connection, answered and closed; a malformed one gets an answer or a closed connection,
+never an exception, and a failing handler still answers (the program's call must not
+wait for ever)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class ShimAnswers(Interface):
 
     def relay_ports(self) -> list[int]: ...
 
+    def park(self, dport: int, addr: bytes, port: int, inode: int) -> bool: ...
+
+    def parked_status(self, port: int) -> int: ...
+
 
 class _MapRequest(Protocol):
     """One request of the shim over the unix socket, answered and closed:
@@ -74,7 +79,12 @@ class _MapRequest(Protocol):
     * "L" → count(2) then port(2) each: every relay port of this run (at most
       udpmap.MAX_DESTINATIONS), so that the shim of a process with a UDP socket inherited
       over exec() asks "D" only about those: asking about every new loopback source cost
-      such a socket serving local clients 2/3 of a burst of 1000."""
+      such a socket serving local clients 2/3 of a burst of 1000;
+    * "A" family(1: 4, 6) port(2) address(4|16) loopback port(2) inode(8) → 1 (0: not
+      taken): the program's non-blocking TCP socket from that loopback port is parked
+      (`parked.ParkedConnects`) and waits for the endpoint's connect to that destination;
+    * "F" loopback port(2) → the parked connect's state (`parked.PENDING`, `CONNECTED`,
+      `UNKNOWN`, or the SOCKS reply code of its failure: the socket's errno)."""
 
     factory: MapServer
     transport: Any
@@ -110,6 +120,37 @@ class _MapRequest(Protocol):
                     self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
                     code = 0
                 self.transport.write(bytes([code & 0xFF]))
+                self.transport.loseConnection()
+            return
+        if kind == b"A":
+            size = {4: 18, 6: 30}.get(self.buf[1]) if len(self.buf) >= 2 else None
+            if size is None and len(self.buf) >= 2:
+                self.busy = True  # answered: what follows is not read
+                self.transport.write(b"\0")
+                self.transport.loseConnection()
+                return
+            if size is not None and len(self.buf) >= size:
+                self.busy = True
+                dport, addr = struct.unpack_from(">H", self.buf, 2)[0], self.buf[4 : size - 10]
+                port, inode = struct.unpack_from(">HQ", self.buf, size - 10)
+                try:
+                    took = self.factory.owner.park(dport, addr, port, inode)
+                except Exception:  # a bug: the program's connect() must still return
+                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    took = False
+                self.transport.write(b"\1" if took else b"\0")
+                self.transport.loseConnection()
+            return
+        if kind == b"F":
+            if len(self.buf) >= 3:
+                self.busy = True
+                try:
+                    port = struct.unpack_from(">H", self.buf, 1)[0]
+                    state = self.factory.owner.parked_status(port)
+                except Exception:  # a bug: the program's call must still return
+                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    state = 0xFE
+                self.transport.write(bytes([state & 0xFF]))
                 self.transport.loseConnection()
             return
         if kind == b"L":

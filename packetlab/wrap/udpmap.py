@@ -30,6 +30,7 @@ from packetlab.controller import (
     unpack_address,
 )
 from packetlab.wire import Ndata, Ntag
+from packetlab.wrap.parked import ParkedConnects
 from packetlab.wrap.resolve import Names, NoSuchName, ResolveError, source_for
 from packetlab.wrap.shimctl import (
     LOOKUP_FAILED,
@@ -275,6 +276,7 @@ class UdpMap:
         # Why the latest wrapped TCP connect to a destination failed (a SOCKS reply code)
         self.failure_of: Callable[[IPAddress, int], int | None] | None = None
         self.peer_of: Callable[[int], tuple[IPAddress, int] | None] | None = None
+        self.parked: ParkedConnects | None = None  # the shim's parked TCP connects
         self.dropped = 0
         self.stray = 0
         self.reused = 0  # endpoint sockets closed for newer program sockets
@@ -332,6 +334,14 @@ class UdpMap:
         """The destination of the program's TCP connection from loopback port `port`
         ("P"), None if unknown."""
         return self.peer_of(port) if self.peer_of is not None else None
+
+    def park(self, dport: int, addr: bytes, port: int, inode: int) -> bool:
+        """A non-blocking TCP connect the shim parked ("A"); False: not taken."""
+        return self.parked is not None and self.parked.park(dport, addr, port, inode)
+
+    def parked_status(self, port: int) -> int:
+        """The state of the connect parked from loopback port `port` ("F")."""
+        return self.parked.status(port) if self.parked is not None else 0xFE
 
     async def tcp_local(self, port: int) -> tuple[IPAddress | None, int] | None:
         return await self.local_of(port) if self.local_of is not None else None

@@ -49,6 +49,11 @@ static int pending_err[MAX_TRACKED_FD];
  * next connect() on it is 0, as natively once the handshake is done, then EISCONN. */
 static unsigned char shown_pending[MAX_TRACKED_FD];
 
+/* Non-blocking TCP connects parked on the wrapper's parking port (session 31): the
+ * loopback port (network order) of each fd's socket while the endpoint connects, 0 when
+ * none (parked.py has the why). */
+static in_port_t parked_port[MAX_TRACKED_FD];
+
 /* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
 static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
 
@@ -729,6 +734,7 @@ int socket(int domain, int type, int protocol)
         __atomic_store_n(&inherited_fd[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
     }
     return fd;
 }
@@ -789,6 +795,58 @@ static int ipv4_twin(int name)
     }
 }
 
+static int rep_errno(int rep);
+
+/* The loopback port of fd's parked connect, if fd is still that socket; else 0 (and the
+ * mark goes: close() is not hooked, the number may be another socket's now). */
+static in_port_t parked_of(int fd)
+{
+    if (fd < 0 || fd >= MAX_TRACKED_FD)
+        return 0;
+    in_port_t p = __atomic_load_n(&parked_port[fd], __ATOMIC_RELAXED);
+    if (p != 0 && own_port(fd, NULL) != p) {
+        __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return p;
+}
+
+/* The parked connect's state, asked of the wrapper ("F"): -1 still connecting, 0 made
+ * (or not known), else the errno of its failure (the kernel's error on the socket is the
+ * parking port's reset, ECONNRESET). Once known, fd is no longer marked. */
+static int parked_state(int fd, in_port_t port)
+{
+    unsigned char req[3] = {'F'}, ans[1];
+    size_t got;
+    memcpy(req + 1, &port, 2);
+    if (pktwrap_call(req, sizeof req, ans, 1, &got) == 0 && got == 1 && ans[0] == 0xFF)
+        return -1;
+    __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+    if (got != 1 || ans[0] == 0 || ans[0] == 0xFE)
+        return 0;
+    return rep_errno(ans[0]);
+}
+
+/* Before a read or send on a parked socket: its connect's failure (errno set, 1), if it
+ * failed. The parking port's reset may reach the socket just after it polled writable, so
+ * without asking a first read could say EAGAIN, a write succeed (measured: a C program
+ * polling, reading and writing did so). The kernel's reset is taken with it: the next
+ * calls see EOF and EPIPE, as natively once a failed connect's error was read. */
+static int parked_fails(int fd)
+{
+    if (fd < 0 || fd >= MAX_TRACKED_FD || __atomic_load_n(&parked_port[fd], __ATOMIC_RELAXED) == 0)
+        return 0;
+    in_port_t p = parked_of(fd);
+    int why = p != 0 ? parked_state(fd, p) : 0;
+    if (why <= 0)
+        return 0;
+    int k;
+    socklen_t klen = sizeof k;
+    next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen);
+    errno = why;
+    return 1;
+}
+
 /* Take the pending failure of `fd` (read once), and the kernel's error that stands for
  * it (so POLLERR goes, as natively). 0 if none, or if a read() or send() took the
  * kernel's already (natively that clears it: SO_ERROR is then 0). */
@@ -811,6 +869,12 @@ static int take_pending(int fd)
  * said ECONNREFUSED before session 30 (wrap30). `rc` is the call's result, passed on. */
 static ssize_t kernel_error_as_connects(int fd, ssize_t rc)
 {
+    if (rc < 0 && errno == ECONNRESET) { /* a parked connect that failed: its errno */
+        in_port_t p = parked_of(fd);
+        int why = p != 0 ? parked_state(fd, p) : 0;
+        errno = why > 0 ? why : ECONNRESET;
+        return rc;
+    }
     if (rc >= 0 || errno != ECONNREFUSED || fd < 0 || fd >= MAX_TRACKED_FD)
         return rc;
     int e = __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED);
@@ -835,6 +899,18 @@ static ssize_t kernel_error_as_connects(int fd, ssize_t rc)
 
 int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
+    in_port_t parked = level == SOL_SOCKET && name == SO_ERROR ? parked_of(fd) : 0;
+    if (parked != 0 && value != NULL && len != NULL && *len >= sizeof(int)) {
+        int why = parked_state(fd, parked);
+        if (why > 0) { /* failed: its errno, the kernel's reset taken with it */
+            int k;
+            socklen_t klen = sizeof k;
+            next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen);
+            memcpy(value, &why, sizeof why);
+            *len = sizeof why;
+            return 0;
+        }
+    }
     if (level == SOL_SOCKET && name == SO_ERROR && fd >= 0 && fd < MAX_TRACKED_FD &&
         value != NULL && len != NULL && *len >= sizeof(int) &&
         __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED) != 0) {
@@ -952,7 +1028,15 @@ static void remember_peer(int fd, const struct sockaddr *addr, socklen_t len)
     pthread_mutex_unlock(&pktwrap_lock);
 }
 
-/* Is `sa` our SOCKS server ($PKTLAB_WRAP_SOCKS = "127.0.0.1:PORT")? */
+/* The wrapper's parking port ($PKTLAB_WRAP_PARK), network order; 0 if none. */
+static in_port_t park_port(void)
+{
+    const char *env = getenv("PKTLAB_WRAP_PARK");
+    return env != NULL && pktwrap_ctl_path() != NULL ? htons((in_port_t)atoi(env)) : 0;
+}
+
+/* Is `sa` our SOCKS server ($PKTLAB_WRAP_SOCKS = "127.0.0.1:PORT") or the parking port
+ * (a parked socket's peer once connected)? */
 static int is_socks_server(const struct sockaddr *sa)
 {
     const char *env = getenv("PKTLAB_WRAP_SOCKS");
@@ -960,6 +1044,9 @@ static int is_socks_server(const struct sockaddr *sa)
     if (colon == NULL)
         return 0;
     in_port_t port = htons((in_port_t)atoi(colon + 1));
+    in_port_t park = park_port();
+    if (park != 0 && port_of(sa) == park)
+        port = park;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const void *)sa;
         return a->sin_port == port && a->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
@@ -1038,6 +1125,8 @@ static int tcp_unreachable(const struct sockaddr *dst)
  * out") and an unreachable network or host read as refused before session 25. The
  * wrapper keeps the SOCKS reply of the latest failed connect to each destination ("E").
  */
+static int rep_errno(int rep);
+
 static int connect_errno(const struct sockaddr *dst)
 {
     unsigned char req[20], ans[1];
@@ -1058,7 +1147,13 @@ static int connect_errno(const struct sockaddr *dst)
     }
     if (pktwrap_call(req, n, ans, 1, &got) != 0 || got != 1)
         return ECONNREFUSED;
-    switch (ans[0]) {
+    return rep_errno(ans[0]);
+}
+
+/* The errno a SOCKS reply code of a failed connect stands for. */
+static int rep_errno(int rep)
+{
+    switch (rep) {
     case 3: /* network unreachable */
         return ENETUNREACH;
     case 4: /* host unreachable */
@@ -1193,6 +1288,95 @@ static int arm_error(int fd)
     return 0;
 }
 
+/* Park the program's non-blocking TCP socket `fd` (session 31): connect it to the
+ * wrapper's parking port, whose full accept queue drops its SYNs (so the kernel keeps it
+ * connecting: EINPROGRESS now, writable when the wrapper connects back once the endpoint
+ * has connected to `addr`), and ask the wrapper for that connect ("A"). proxychains
+ * connected inside the call, so the program's own connect timeout fired only with the
+ * wrapper's. 0 if parked; -1: not (the socket untouched: proxychains' way); -2: the
+ * kernel's answer to this connect, whatever the address (errno: ECONNABORTED once after a
+ * failed connect whose error was read, as natively), to be returned. */
+static int park(int fd, const struct sockaddr *addr)
+{
+    in_port_t q = park_port();
+    int family = 0;
+    socklen_t flen = sizeof family;
+    struct sockaddr_storage own;
+    socklen_t olen = sizeof own;
+    if (q == 0 || fd < 0 || fd >= MAX_TRACKED_FD ||
+        next_getsockopt()(fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) != 0 ||
+        NEXT(getsockname)(fd, (struct sockaddr *)&own, &olen) != 0)
+        return -1;
+    /* Bound to an address of its own (not the wildcard, not loopback): the connect-back
+     * to 127.0.0.1 would not find it */
+    if (own.ss_family == AF_INET) {
+        in_addr_t a = ntohl(((struct sockaddr_in *)&own)->sin_addr.s_addr);
+        if (a != INADDR_ANY && (a >> 24) != 127)
+            return -1;
+    } else if (own.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&own)->sin6_addr;
+        if (!IN6_IS_ADDR_UNSPECIFIED(a) &&
+            !(IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127))
+            return -1;
+    }
+    unsigned char req[30];
+    size_t n;
+    req[0] = 'A';
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *d = (const void *)addr;
+        req[1] = 4;
+        memcpy(req + 2, &d->sin_port, 2);
+        memcpy(req + 4, &d->sin_addr, 4);
+        n = 8;
+    } else if (IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)addr)->sin6_addr)) {
+        const struct sockaddr_in6 *d = (const void *)addr;
+        req[1] = 4; /* goes out as IPv4, as natively */
+        memcpy(req + 2, &d->sin6_port, 2);
+        memcpy(req + 4, d->sin6_addr.s6_addr + 12, 4);
+        n = 8;
+    } else {
+        const struct sockaddr_in6 *d = (const void *)addr;
+        req[1] = 6;
+        memcpy(req + 2, &d->sin6_port, 2);
+        memcpy(req + 4, &d->sin6_addr, 16);
+        n = 20;
+    }
+    /* One of proxychains' placeholder addresses: only its connect knows the name */
+    if (req[1] == 4 && req[4] == 224 && __atomic_load_n(&pktwrap_fake_names, __ATOMIC_RELAXED))
+        return -1;
+    struct sockaddr_in to4 = {.sin_family = AF_INET, .sin_port = q};
+    struct sockaddr_in6 to6 = {.sin6_family = AF_INET6, .sin6_port = q};
+    to4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memcpy(to6.sin6_addr.s6_addr + 10, "\xff\xff\x7f\0\0\x01", 6);
+    const struct sockaddr *to = family == AF_INET6 ? (const struct sockaddr *)&to6
+                                                   : (const struct sockaddr *)&to4;
+    socklen_t tolen = family == AF_INET6 ? sizeof to6 : sizeof to4;
+    if (family != AF_INET && family != AF_INET6)
+        return -1;
+    /* Past proxychains' hook; an IPV6_V6ONLY socket fails here (ENETUNREACH), untouched */
+    if (syscall(SYS_connect, fd, to, tolen) == 0)
+        return -1;
+    if (errno == ECONNABORTED)
+        return -2;
+    if (errno != EINPROGRESS)
+        return -1;
+    in_port_t port = own_port(fd, NULL);
+    struct stat st;
+    uint64_t inode = fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    memcpy(req + n, &port, 2);
+    for (int i = 0; i < 8; i++)
+        req[n + 2 + i] = (unsigned char)(inode >> (56 - 8 * i));
+    unsigned char ans[1];
+    size_t got;
+    if (pktwrap_call(req, n + 10, ans, 1, &got) != 0 || got != 1 || ans[0] != 1) {
+        struct sockaddr unspec = {.sa_family = AF_UNSPEC}; /* undone: connecting no more */
+        syscall(SYS_connect, fd, &unspec, sizeof unspec);
+        return -1;
+    }
+    __atomic_store_n(&parked_port[fd], port, __ATOMIC_RELAXED);
+    return 0;
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_storage relay;
@@ -1205,6 +1389,24 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
+        /* A parked socket connecting (EALREADY), made (0, then EISCONN) or failed (its
+         * errno, then it may connect again): the kernel's own answers, as natively */
+        in_port_t parked = pktwrap_ctl_path() != NULL ? parked_of(fd) : 0;
+        if (parked != 0) {
+            if (syscall(SYS_connect, fd, addr, len) == 0) {
+                __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+                return 0;
+            }
+            int e = errno;
+            if (e == ECONNRESET) {
+                int why = parked_state(fd, parked);
+                e = why > 0 ? why : e;
+            }
+            if (e != EALREADY)
+                __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+            errno = e;
+            return -1;
+        }
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         /* Connected already: the kernel says EISCONN. proxychains would put a new
@@ -1251,14 +1453,22 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
             addr = (const struct sockaddr *)&here;
         struct sockopts opts;
         int wrapped = pktwrap_ctl_path() != NULL;
-        if (wrapped)
-            save_sockopts(fd, &opts);
         if (fd >= 0 && fd < MAX_TRACKED_FD) {
             __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
             __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
         }
         int fl = wrapped ? fcntl(fd, F_GETFL) : -1;
         int nonblocking = fl >= 0 && (fl & O_NONBLOCK) && fd >= 0 && fd < MAX_TRACKED_FD;
+        int parking = nonblocking ? park(fd, addr) : -1;
+        if (parking == 0) {
+            remember_peer(fd, addr, len);
+            errno = EINPROGRESS;
+            return -1;
+        }
+        if (parking == -2)
+            return -1; /* errno: the kernel's */
+        if (wrapped)
+            save_sockopts(fd, &opts);
         int rc = NEXT(connect)(fd, addr, len);
         if (wrapped)
             restore_sockopts(fd, &opts);
@@ -1312,6 +1522,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     pktwrap_mark(MARK_SEND);
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(send)(fd, buf, n, flags));
 }
 
@@ -1319,6 +1531,8 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
     if (tracked(fd))
         pktwrap_mark(MARK_SEND);
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(write)(fd, buf, n));
 }
 
@@ -1326,6 +1540,8 @@ ssize_t writev(int fd, const struct iovec *iov, int n)
 {
     if (tracked(fd))
         pktwrap_mark(MARK_SEND);
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(writev)(fd, iov, n));
 }
 
@@ -1334,26 +1550,36 @@ ssize_t writev(int fd, const struct iovec *iov, int n)
  * calls instead (glibc's own read() inside them is not interposed). */
 ssize_t read(int fd, void *buf, size_t n)
 {
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(read)(fd, buf, n));
 }
 
 ssize_t readv(int fd, const struct iovec *iov, int n)
 {
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(readv)(fd, iov, n));
 }
 
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(recv)(fd, buf, n, flags));
 }
 
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t room)
 {
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(__read_chk)(fd, buf, n, room));
 }
 
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t room, int flags)
 {
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(__recv_chk)(fd, buf, n, room, flags));
 }
 
@@ -1378,6 +1604,8 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
             return rc;
         }
     }
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(sendto)(fd, buf, n, flags, addr, len));
 }
 
@@ -1404,6 +1632,8 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
             return rc;
         }
     }
+    if (parked_fails(fd))
+        return -1;
     return kernel_error_as_connects(fd, NEXT_ONCE(sendmsg)(fd, msg, flags));
 }
 
@@ -1448,6 +1678,8 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags)
 
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len)
 {
+    if (parked_fails(fd))
+        return -1;
     ssize_t rc = kernel_error_as_connects(fd, NEXT_ONCE(recvfrom)(fd, buf, n, flags, addr, len));
     if (rc >= 0 && from_relay_of(fd, addr, len) < 0)
         remember_direct(fd, addr, *len);
@@ -1457,6 +1689,8 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, 
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t room, int flags,
                        struct sockaddr *addr, socklen_t *len)
 {
+    if (parked_fails(fd))
+        return -1;
     ssize_t rc = kernel_error_as_connects(
         fd, NEXT_ONCE(__recvfrom_chk)(fd, buf, n, room, flags, addr, len));
     if (rc >= 0 && from_relay_of(fd, addr, len) < 0)
@@ -1466,6 +1700,8 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t room, int flags,
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
+    if (parked_fails(fd))
+        return -1;
     ssize_t rc = kernel_error_as_connects(fd, NEXT_ONCE(recvmsg)(fd, msg, flags));
     if (rc >= 0 && msg != NULL && from_relay_of(fd, msg->msg_name, &msg->msg_namelen) < 0)
         remember_direct(fd, msg->msg_name, msg->msg_namelen);
