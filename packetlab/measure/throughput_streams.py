@@ -48,6 +48,9 @@ class Flow:
     next_time: int = 0  # scheduled upload: the next send's endpoint time
     backlog: int = 0  # scheduled upload: bytes queued whose (every k-th) ntag has not come
     lag: int = 0  # scheduled upload: how late (ns) the last ntag came after its send's time
+    stamp: int = 0  # paced UDP upload: the time in the last iperf3 header queued
+    tag_mark: tuple[int, int] = (0, 0)  # paced UDP: (`queued` through a tagged send, its time)
+    ns_per_byte: float = 0.0  # paced UDP: the pace of the sends its ntags show
     closed: bool = False
     omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
     omitted_packets: int = 0
