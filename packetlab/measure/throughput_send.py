@@ -305,7 +305,7 @@ class Sending(Streams):
     def _stamp(f: Flow, when: int, size: int, gap: int) -> int:
         """The send time for a paced UDP block's iperf3 header: its scheduled time, or,
         while its stream is behind its schedule (its last ntag late, its ntags slower
-        than its pace), the one before plus the block at the pace the ntags show.
+        than its pace), the one before plus the block at the pace its last ntags show.
         iperf3 writes the time of its write(); the header goes with the nsend, before
         the endpoint knows when its socket will take it. A block due at its time, behind
         a backlog waiting for buffer space, carried the time it was due: through a 20
@@ -329,11 +329,12 @@ class Sending(Streams):
     ) -> Ntag:
         spec = self.spec
         if spec.udp and when:  # the pace the endpoint sends at (behind: its path's)
-            mark, at = f.tag_mark
-            if mark and through > mark and tag.time > at:
-                pace = (tag.time - at) / (through - mark)
-                f.ns_per_byte += (pace - f.ns_per_byte) / 8 if f.ns_per_byte else pace
-            f.tag_mark = (through, tag.time)
+            marks = f.tag_marks
+            if not marks or (through > marks[-1][0] and tag.time > marks[-1][1]):
+                marks.append((through, tag.time))
+                mark, at = marks[0]
+                if through > mark:
+                    f.ns_per_byte = (tag.time - at) / (through - mark)
         self.awaiting -= 1
         self.heard_ntag = self.session.reactor.seconds()
         if head and self.capture is not None:  # when it went to the kernel: unpaced, or
