@@ -129,7 +129,7 @@ def test_udp_jitter_of_an_upload_above_the_tbfs_rate_as_iperf3s(
     while they reached the server 13.1-13.4 ms apart: the server's jitter was that
     mismatch, 4.67-4.68 ms in 3 runs where iperf3 (the time of its write()) said
     0.65-1.65. Now the headers of a stream behind its schedule follow the pace its ntags
-    show: 0.15-1.65 ms (session 31, ep31; load 3). Judged on what tcpdump sees arrive:
+    show: 0.47-1.80 ms in 7 runs at load 7-10, native 0.13-2.44 (session 31, ep31). Judged on what tcpdump sees arrive:
     the headers' median step is the path's (before: 8.74 ms, the schedule's, at any
     load). The median change in transit time between datagrams (the jitter's step) was
     4.68 ms before, 1.0-1.1 ms now at load 3 (native 0.02), but 3.2-4.7 ms at load 17-27,
