@@ -129,12 +129,13 @@ def test_udp_jitter_of_an_upload_above_the_tbfs_rate_as_iperf3s(
     while they reached the server 13.1-13.4 ms apart: the server's jitter was that
     mismatch, 4.67-4.68 ms in 3 runs where iperf3 (the time of its write()) said
     0.65-1.65. Now the headers of a stream behind its schedule follow the pace its ntags
-    show: 0.47-1.80 ms in 7 runs at load 7-10, native 0.13-2.44 (session 31, ep31). Judged on what tcpdump sees arrive:
-    the headers' median step is the path's (before: 8.74 ms, the schedule's, at any
-    load). The median change in transit time between datagrams (the jitter's step) was
-    4.68 ms before, 1.0-1.1 ms now at load 3 (native 0.02), but 3.2-4.7 ms at load 17-27,
-    where the in-process endpoint, short of CPU, sends in bursts no header can foretell
-    (native 0.1-0.4): so only reported."""
+    show: 0.47-1.80 ms in 7 runs at load 7-10, native 0.13-2.44 (session 31, ep31).
+    Judged on what tcpdump sees arrive: the headers' median step is the path's (before:
+    8.74 ms, the schedule's, at any load). The median change in transit time between
+    datagrams (the jitter's step) was 4.68 ms before, 1.0-1.1 ms now at load 3-15
+    (native 0.01-0.14), but 3.2-4.7 ms at load 17-27, where the in-process endpoint,
+    short of CPU, sends in bursts no header can foretell (native 0.1-0.4): only
+    reported."""
     if os.geteuid() != 0:
         pytest.skip("needs root: network namespaces")
     tb = testbed_factory(chain(0, shape={1: SHAPE}))
