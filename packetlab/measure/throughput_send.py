@@ -69,6 +69,8 @@ class Sending(Streams):
         def endpoint_now() -> int:
             return now + int((clock.seconds() - base_here) * 1e9)
 
+        self.now_ns = endpoint_now
+
         gap = 0
         every = 1
         lead = 0.0
@@ -301,9 +303,8 @@ class Sending(Streams):
         while self.ntags and self.ntags[0].called:
             self.ntags.popleft()
 
-    @staticmethod
-    def _stamp(f: Flow, when: int, size: int, gap: int) -> int:
-        """The send time for a paced UDP block's iperf3 header: its scheduled time, or,
+    def _stamp(self, f: Flow, when: int, size: int, gap: int) -> int:
+        """The send time for a UDP block's iperf3 header: its scheduled time, or,
         while its stream is behind its schedule (its last ntag late, its ntags slower
         than its pace), the one before plus the block at the pace its last ntags show.
         iperf3 writes the time of its write(); the header goes with the nsend, before
@@ -311,9 +312,14 @@ class Sending(Streams):
         a backlog waiting for buffer space, carried the time it was due: through a 20
         Mbit/s tbf, `-u -b 30M -l 32768` datagrams 8.7 ms apart by their headers reached
         the server 13.1 ms apart, and its jitter was that mismatch (4.68 ms; iperf3
-        0.39-2.55)."""
+        0.39-2.55). Unpaced (-b 0), no time is due: the endpoint's clock as the block
+        is queued, then the pace (every header said 0 s, and the server's jitter was
+        the arrival gaps)."""
         pace = f.ns_per_byte * size
-        if not when or not f.stamp or f.lag <= BEHIND_NS or pace <= gap:
+        if not when:  # unpaced (-b 0): the endpoint's clock as it was queued, then the pace
+            now = self.now_ns() if self.now_ns is not None else 0  # (the header said 0 s)
+            return max(now, f.stamp + int(pace)) if f.stamp and pace else now
+        if not f.stamp or f.lag <= BEHIND_NS or pace <= gap:
             return when
         return max(when, f.stamp + int(pace))
 
@@ -328,7 +334,7 @@ class Sending(Streams):
         self, tag: Ntag, f: Flow, size: int, unit: int, when: int, head: bytes, through: int
     ) -> Ntag:
         spec = self.spec
-        if spec.udp and when:  # the pace the endpoint sends at (behind: its path's)
+        if spec.udp:  # the pace the endpoint sends at (behind or unpaced: its path's)
             marks = f.tag_marks
             if not marks or (through > marks[-1][0] and tag.time > marks[-1][1]):
                 marks.append((through, tag.time))

@@ -134,6 +134,7 @@ class Streams:
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
+        self.now_ns: Callable[[], int] | None = None  # upload: the endpoint's clock, estimated
         self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
         self.stopped = False
         self.ending = False  # TEST_END went with sends still queued: their failures are moot

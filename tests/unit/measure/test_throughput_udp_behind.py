@@ -54,3 +54,23 @@ def test_a_stream_on_schedule_carries_its_scheduled_times() -> None:
     for m in sends:
         assert iperf3.parse_udp_header(m.data)[1] == pytest.approx(m.time / 1e9, abs=1e-6)
     assert d["streams"][0]["receiver"]["jitter_ms"] == pytest.approx(0, abs=1e-3)
+
+
+def test_unpaced_datagrams_carry_a_send_time() -> None:
+    """`-u -b 0`: every header said 0 s (the time of a send queued "now"), so the server's
+    jitter was the datagrams' arrival gaps (13.4 ms through a 20 Mbit/s tbf with `-l
+    32768`, native 1.0). Now the endpoint's clock when it was queued, then, once ntags
+    came, the one before plus the block at their pace: the path's jitter once the first
+    window (queued before any ntag) has gone."""
+    rig, _ = rig_with_server()
+    assert isinstance(rig.endpoint, UdpFakeEndpoint)
+    rig.endpoint.udp_rate = 20e6 / 8
+    spec = TimedSpec(direction="upload", seconds=1, udp=True, bitrate=0, length=1448, interval=0)
+    d, _ = run(rig, spec)
+    assert "error" not in d, d
+    sends = [m for m in rig.endpoint.received if isinstance(m, Nsend) and m.sktid == 1][1:]
+    first = iperf3.parse_udp_header(sends[0].data)[1]
+    assert first > 1e9, first  # the endpoint's clock, not 0
+    rx = d["streams"][0]["receiver"]
+    assert rx["lost"] == 0 and rx["packets"] > 1000, rx
+    assert rx["jitter_ms"] < 0.1, rx  # before: 0.58, the arrival gaps
