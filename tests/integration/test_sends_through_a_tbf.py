@@ -131,10 +131,11 @@ def test_udp_jitter_of_an_upload_above_the_tbfs_rate_as_iperf3s(
     0.65-1.65. Now the headers of a stream behind its schedule follow the pace its ntags
     show: 0.47-1.80 ms in 7 runs at load 7-10, native 0.13-2.44 (session 31, ep31).
     Judged on what tcpdump sees arrive: the headers' median step is the path's (before:
-    8.74 ms, the schedule's, at any load). The median change in transit time between
-    datagrams (the jitter's step) was 4.68 ms before, 1.0-1.1 ms now at load 3-15
-    (native 0.01-0.14), but 3.2-4.7 ms at load 17-27, where the in-process endpoint,
-    short of CPU, sends in bursts no header can foretell (native 0.1-0.4): only
+    8.74 ms, the schedule's, at any load; now 13.36-13.42 at load 3-19, 24.4-32.8 where
+    the endpoint, short of CPU, sent slower than the path). The median change in transit
+    time between datagrams (the jitter's step) in the same second half: 4.69 before,
+    0.06-0.11 ms now at load 3 (native 0.01), 0.06-19.4 at load 18-19 (native 0.01-1.8),
+    where the in-process endpoint sends in bursts no header can foretell: only
     reported."""
     if os.geteuid() != 0:
         pytest.skip("needs root: network namespaces")
@@ -156,14 +157,16 @@ def test_udp_jitter_of_an_upload_above_the_tbfs_rate_as_iperf3s(
         assert got["packets"] > 50, got
         points = _arrivals(out.read_text(), got["packets"])
         assert len(points) > 50, (got, len(points))
-        heads = [(b[1] - a[1]) * 1e3 for a, b in pairwise(points)]
-        jumps = [abs((b[0] - a[0]) - (b[1] - a[1])) * 1e3 for a, b in pairwise(points)]
+        # the second half: the first sends were queued (0.5 s ahead) before any ntag
+        # showed the stream behind, and keep the schedule's times
+        later = points[len(points) // 2 :]
+        heads = [(b[1] - a[1]) * 1e3 for a, b in pairwise(later)]
+        jumps = [abs((b[0] - a[0]) - (b[1] - a[1])) * 1e3 for a, b in pairwise(later)]
         steps[name] = (statistics.median(heads), statistics.median(jumps))
     print("median header step, median |D| (ms):", steps)
     # the path's step: 32,768 bytes (23 fragments, 33,412 on the wire) at 20 Mbit/s is
-    # 13.4 ms (the first 0.5 s, queued before the ntags showed the stream behind, keep the
-    # schedule's: 12.4 ms at load 3); slower under load, the endpoint's own pace
-    assert 10.5 < steps["ours"][0] < 40.0, steps
+    # 13.4 ms; slower under load, the endpoint's own pace (32.8 ms at load 19)
+    assert 10.5 < steps["ours"][0] < 80.0, steps
 
 
 def _tbf_drops(tb: Testbed) -> int:
