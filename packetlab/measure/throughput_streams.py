@@ -32,6 +32,12 @@ OnInterval = Callable[[dict[str, Any]], None]
 OnProgress = Callable[[str], None]
 
 
+#: A UDP upload stream's send pace is read over its last PACE_TAGS ntags (at -b 30M with
+#: 32 KiB blocks, 0.4 s): an endpoint short of CPU sends in bursts, and the pace between
+#: two ntags then spread 0.7-1.7x the path's (load 11).
+PACE_TAGS = 32
+
+
 @dataclass(slots=True)
 class Flow:
     """One data stream: its ids and what was counted on it (within the test)."""
@@ -48,6 +54,11 @@ class Flow:
     next_time: int = 0  # scheduled upload: the next send's endpoint time
     backlog: int = 0  # scheduled upload: bytes queued whose (every k-th) ntag has not come
     lag: int = 0  # scheduled upload: how late (ns) the last ntag came after its send's time
+    stamp: int = 0  # UDP upload: the time in the last iperf3 header queued
+    # UDP upload: (`queued` through a tagged send, its ntag's time) of the last PACE_TAGS,
+    # and the pace they show (ns a byte)
+    tag_marks: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=PACE_TAGS))
+    ns_per_byte: float = 0.0
     closed: bool = False
     omitted_bytes: int = 0  # -O: counted in the pre-test (not in the totals)
     omitted_packets: int = 0
@@ -123,6 +134,7 @@ class Streams:
         self.failure: Exception | None = None
         self.wake: Deferred[None] | None = None
         self.latest = 0  # upload: the latest ntag time
+        self.now_ns: Callable[[], int] | None = None  # upload: the endpoint's clock, estimated
         self.should_stop: Callable[[], bool] | None = None  # polled: wrap up (Ctrl-C)
         self.stopped = False
         self.ending = False  # TEST_END went with sends still queued: their failures are moot

@@ -42,6 +42,7 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
         self.links: dict[int, int] = {}  # sktid -> endpoint ns when its link is free
         self.window: int | None = None  # data bytes the endpoint lets go, then ESKTPKTDENY
         self.udp_late = 0  # ns a datagram leaves after its time (a loaded endpoint)
+        self.udp_rate: float | None = None  # bytes/s a UDP socket's datagrams leave at
 
     def handle(self, msg: Any) -> None:
         if isinstance(msg, Nopen) and self.quota is not None and len(self.sockets) >= self.quota:
@@ -55,6 +56,9 @@ class UdpFakeEndpoint(StreamFakeEndpoint):
         if isinstance(msg, Nsend) and msg.proto == Proto.UDP:
             self.result()
             when = max(msg.time, self.now()) + self.udp_late
+            if self.udp_rate is not None:  # a bottleneck: it waits for the one before
+                when = max(when, self.links.get(msg.sktid, 0))
+                self.links[msg.sktid] = when + int(len(msg.data) / self.udp_rate * 1e9)
             if msg.tag:
                 self.clock.callLater((when - self.now()) / 1e9, self._tag, msg, when)
             self.clock.callLater((when - self.now()) / 1e9, self.udp_peer, msg.sktid,
