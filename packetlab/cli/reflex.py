@@ -139,6 +139,14 @@ def _test(args: argparse.Namespace) -> int:
                     verdict = f"another socket's (the reflex is on socket {sktid})"
                     emit(out, {"line": lineno, "verdict": verdict})
                     continue
+                if len(msg.data) > abi.PKT_BUF:  # a traceback before: no endpoint reads one
+                    print(
+                        f"{args.messages}:{lineno}: an ndata of {len(msg.data)} bytes: "
+                        f"endpoints read at most {abi.PKT_BUF} (NDATA_MAX)",
+                        file=sys.stderr,
+                    )
+                    messages.bad += 1
+                    continue
                 row: dict[str, Any] = {"line": lineno}
                 try:
                     flags = inst.packet(

@@ -89,3 +89,17 @@ def test_sends_and_reports_past_the_bounds_are_shown_refused(tmp_path: Path, row
     row = rows()[1]
     assert status == 0
     assert (len(row["sends"]), len(row["reports"]), row["refused"]) == (64, 16, 40)
+
+
+def test_a_packet_no_endpoint_reads_is_a_bad_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ndata line of 70,000 bytes ended in `ValueError: memoryview assignment` (an
+    endpoint reads at most NDATA_MAX, 65,536, into the reflex's packet buffer)."""
+    status = run(tmp_path, FLOOD, [ndata(1, "00" * 70_000), ndata(1, "00aa")])
+    got = capsys.readouterr()
+    assert status == 2
+    want = "an ndata of 70000 bytes: endpoints read at most 65536 (NDATA_MAX)"
+    assert got.err == f"{tmp_path / 'm.jsonl'}:1: {want}\n"
+    rows = [json.loads(line) for line in got.out.splitlines()]
+    assert [r.get("line") for r in rows] == [None, 2, None]  # the rest still run
