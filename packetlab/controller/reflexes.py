@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from packetlab.controller.errors import ControllerError, RequestFailed
+from packetlab.controller.errors import ControllerError, RequestFailed, status_text
 from packetlab.reflex import abi
 from packetlab.wire import Message, Result
 from packetlab.wire.constants import MsgType
@@ -109,6 +109,12 @@ class ReflexStatus:
     @property
     def running(self) -> bool:
         return self.stat == _rw().STAT_RUNNING
+
+    @property
+    def lasterr_text(self) -> str:
+        """The last refused send's errid as an nsend of the controller's would be told it
+        (`lasterr` alone is a bare number, 57 for the send window); "" when none was."""
+        return status_text(self.lasterr) if self.lasterr else ""
 
 
 class Reflex:

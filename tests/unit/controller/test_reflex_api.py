@@ -151,3 +151,13 @@ def test_detaching_a_reflex_the_endpoint_detached_says_so() -> None:
     with pytest.raises(RequestFailed, match=r"^no reflex is attached to socket 4 \(ESKTNOTOPEN\)$"):
         result_of(d3)
     assert s.close_reason is None
+
+
+def test_a_refused_sends_errid_is_named() -> None:
+    """A flooding reflex against a real endpoint: `status()` gave `denied=48,
+    lasterr=57`, a number to look up; `lasterr_text` names it as an nsend's refusal."""
+    from packetlab.controller.reflexes import ReflexStatus
+
+    st = ReflexStatus(1, 2, 80, 48, 0, 0, int(Status.ESKTPKTDENY), bytes(32))
+    assert st.lasterr_text.startswith("ESKTPKTDENY (0x39): send denied")
+    assert ReflexStatus(1, 2, 80, 0, 0, 0, 0, bytes(32)).lasterr_text == ""
