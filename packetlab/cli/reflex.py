@@ -130,7 +130,11 @@ def _test(args: argparse.Namespace) -> int:
             except MonitorCrash as e:
                 emit(out, {"init": "crash", "why": str(e)})
                 return 1
-            emit(out, {"init": "ok" if rv == 0 else f"refused ({rv})", **_effects(inst)})
+            if rv != 0:  # the endpoint drops it: nothing init asked for is done
+                why = "an endpoint answers the rattach EUNKFAULT and runs nothing it asked for"
+                emit(out, {"init": f"refused ({rv})", "why": why})
+                return 1
+            emit(out, {"init": "ok", **_effects(inst)})
             for lineno, msg in itertools.chain(ahead, lines):
                 if not isinstance(msg, Ndata):
                     emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not a packet"})

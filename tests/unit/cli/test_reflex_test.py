@@ -103,3 +103,14 @@ def test_a_packet_no_endpoint_reads_is_a_bad_line_not_a_traceback(
     assert got.err == f"{tmp_path / 'm.jsonl'}:1: {want}\n"
     rows = [json.loads(line) for line in got.out.splitlines()]
     assert [r.get("line") for r in rows] == [None, 2, None]  # the rest still run
+
+
+def test_a_reflex_whose_init_refuses_handles_no_packet(tmp_path: Path, rows: Any) -> None:
+    """reflex_init returning 7: `{"init": "refused (7)"}`, then every packet shown
+    handled ("deliver") and exit 0, while an endpoint answers the rattach EUNKFAULT and
+    never runs the reflex. Now the run ends there, exit 1, as for a crashing init."""
+    wat = reflex_wat("(i32.const 1)", init="(i32.const 7)")
+    status = run(tmp_path, wat, [ndata(1, "00aa")])
+    assert status == 1
+    got = rows()
+    assert len(got) == 1 and got[0]["init"] == "refused (7)" and "EUNKFAULT" in got[0]["why"]
