@@ -4,7 +4,9 @@ toolkit (`packetlab.cli.monitor`) with the reflex ABI."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+from collections.abc import Iterator
 from ipaddress import ip_address
 from typing import Any
 
@@ -35,11 +37,12 @@ C sources include pktlab_reflex.h (pktlab reflex build --print-include shows whe
 clang and lld: apt-get install clang lld."""
 
 _TEST_EPILOG = """\
-input: JSON lines as `pktlab decode` prints them; each ndata is a packet the reflex's
-socket receives (other lines are passed over). Output: one JSON line per packet with
-"deliver" (the packet goes on to the controller) or "consume", the sends the reflex
-asked for (which the endpoint then checks as nsends), its reports, an armed timer, or
-the crash that would detach it."""
+input: JSON lines as `pktlab decode` prints them; each ndata of the reflex's socket
+(--sktid, else the first ndata's) is a packet it receives (other lines are passed over).
+Output: one JSON line per packet with "deliver" (the packet goes on to the controller)
+or "consume", the sends the reflex asked for (which the endpoint then checks as nsends),
+"refused": the sends and reports answered -1 (past 64 sends or 16 reports a call, bad
+arguments), its reports, an armed timer, or the crash that would detach it."""
 
 
 def _compile(wasm: bytes) -> Any:
@@ -52,6 +55,35 @@ def _test_options(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--params", default="", metavar="HEX", help="the parameters to attach with (hex)"
     )
+    t.add_argument(
+        "--sktid",
+        type=_sktid,
+        metavar="N",
+        help="the socket the reflex is attached to: reflex_init gets it, and only this "
+        "socket's ndata reach the reflex, as at an endpoint [the first ndata's]",
+    )
+
+
+def _sktid(text: str) -> int:
+    n = int(text)
+    if not 0 <= n < 256:
+        raise argparse.ArgumentTypeError(f"{text} is not a socket id (0 to 255)")
+    return n
+
+
+def _attached_to(sktid: int | None, lines: Iterator[tuple[int, Any]]) -> tuple[int, list[Any]]:
+    """The reflex's socket: `sktid`, or the first ndata's (the lines read to find it are
+    handed back; 0 when there is none)."""
+    from packetlab.wire.messages import Ndata
+
+    ahead: list[tuple[int, Any]] = []
+    if sktid is None:
+        for item in lines:
+            ahead.append(item)
+            if isinstance(item[1], Ndata):
+                sktid = item[1].sktid
+                break
+    return (0 if sktid is None else sktid), ahead
 
 
 class _Host(VmemHost):
@@ -87,17 +119,37 @@ def _test(args: argparse.Namespace) -> int:
         inst = named(args.file, ReflexInstance, box, compiled, _Host())
         inst.setup(b"")
         inst.set_params(0, params)
-        try:
-            rv = inst.call("reflex_init", (inst.ctx, 0))
-        except MonitorCrash as e:
-            emit(out, {"init": "crash", "why": str(e)})
-            return 1
-        emit(out, {"init": "ok" if rv == 0 else f"refused ({rv})", **_effects(inst)})
         messages = MessageLines(args.messages)
         with messages:
-            for lineno, msg in messages:
+            lines = iter(messages)
+            # The endpoint calls reflex_init with the socket's id (it was 0 here, so a
+            # reflex that keeps it sent on socket 0 here and on its own socket there).
+            sktid, ahead = _attached_to(args.sktid, lines)
+            try:
+                rv = inst.call("reflex_init", (inst.ctx, sktid))
+            except MonitorCrash as e:
+                emit(out, {"init": "crash", "why": str(e)})
+                return 1
+            if rv != 0:  # the endpoint drops it: nothing init asked for is done
+                why = "an endpoint answers the rattach EUNKFAULT and runs nothing it asked for"
+                emit(out, {"init": f"refused ({rv})", "why": why})
+                return 1
+            emit(out, {"init": "ok", **_effects(inst)})
+            for lineno, msg in itertools.chain(ahead, lines):
                 if not isinstance(msg, Ndata):
                     emit(out, {"line": lineno, "type": msg.NAME, "verdict": "not a packet"})
+                    continue
+                if msg.sktid != sktid:
+                    verdict = f"another socket's (the reflex is on socket {sktid})"
+                    emit(out, {"line": lineno, "verdict": verdict})
+                    continue
+                if len(msg.data) > abi.PKT_BUF:  # a traceback before: no endpoint reads one
+                    print(
+                        f"{args.messages}:{lineno}: an ndata of {len(msg.data)} bytes: "
+                        f"endpoints read at most {abi.PKT_BUF} (NDATA_MAX)",
+                        file=sys.stderr,
+                    )
+                    messages.bad += 1
                     continue
                 row: dict[str, Any] = {"line": lineno}
                 try:
@@ -119,6 +171,9 @@ def _test(args: argparse.Namespace) -> int:
 
 def _effects(inst: Any) -> dict[str, Any]:
     row: dict[str, Any] = {}
+    if inst.refused:  # reflex_send/reflex_report answered -1: past the per-call bounds
+        row["refused"] = inst.refused
+        inst.refused = 0
     if inst.emits:
         sends = []
         for e in inst.emits:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from packetlab.controller.errors import ControllerError, RequestFailed
+from packetlab.controller.errors import ControllerError, RequestFailed, status_text
 from packetlab.reflex import abi
 from packetlab.wire import Message, Result
 from packetlab.wire.constants import MsgType
@@ -52,10 +52,12 @@ class ReflexRefused(RequestFailed):
     """An `rattach` the endpoint refused, said in the reflex's terms (the generic texts
     spoke of "bad eBPF" and raw sockets)."""
 
-    def __init__(self, failed: RequestFailed, sktid: int) -> None:
+    def __init__(self, failed: RequestFailed, sktid: int, text: str | None = None) -> None:
         super().__init__(failed.request, int(failed.status), failed.monindx, failed.monerrid)
-        why = _REFUSALS.get(failed.name, str(failed))
-        Exception.__init__(self, f"reflex on socket {sktid} refused: {why} ({failed.name})")
+        if text is None:
+            why = _REFUSALS.get(failed.name, str(failed))
+            text = f"reflex on socket {sktid} refused: {why}"
+        Exception.__init__(self, f"{text} ({failed.name})")
 
 
 _REFUSALS = {
@@ -108,6 +110,12 @@ class ReflexStatus:
     def running(self) -> bool:
         return self.stat == _rw().STAT_RUNNING
 
+    @property
+    def lasterr_text(self) -> str:
+        """The last refused send's errid as an nsend of the controller's would be told it
+        (`lasterr` alone is a bare number, 57 for the send window); "" when none was."""
+        return status_text(self.lasterr) if self.lasterr else ""
+
 
 class Reflex:
     """The controller's handle on one attached reflex."""
@@ -124,6 +132,7 @@ class Reflex:
         self.on_report: Callable[[rw.Report], object] | None = None
         #: Fires with the `rw.Detached` notice when the endpoint detaches the reflex.
         self.detached: Deferred[rw.Detached] = Deferred()
+        self.notice: rw.Detached | None = None  # that notice, once it came
         self._waiters: deque[Deferred[rw.Report]] = deque()
 
     def _report(self, rep: rw.Report) -> None:
@@ -163,7 +172,11 @@ class Reflex:
         return self.session.reflex_status(self.sktid)
 
     def detach(self) -> Deferred[Result]:
-        return self.session.detach_reflex(self.sktid)
+        """Detach it (an `rdetach`). After the endpoint detached it (`detached` fired), a
+        `ReflexRefused` that says so: there is nothing left to detach."""
+        note = self.notice
+        why = f"the endpoint detached it: {note.text}" if note is not None else None
+        return self.session.detach_reflex(self.sktid, why=why)
 
 
 def _rw() -> Any:
@@ -248,10 +261,20 @@ class ReflexMethods:
         d = self.reflex_caps().addCallback(check)
         return d.addCallbacks(attached, refused)
 
-    def detach_reflex(self, sock: Socket | int) -> Deferred[Result]:
+    def detach_reflex(self, sock: Socket | int, *, why: str | None = None) -> Deferred[Result]:
+        """Detach the socket's reflex. ESKTNOTOPEN (no reflex there) is a `ReflexRefused`
+        saying so, with `why` (the generic text said the socket was not open)."""
         sktid = _sktid(sock)
         d: Deferred[Result] = self.request(PrivateRequest("rdetach", _rw().detach_frame(sktid)))
-        return d
+
+        def refused(failure: Any) -> Any:
+            failure.trap(RequestFailed)
+            if failure.value.name != "ESKTNOTOPEN":
+                return failure
+            text = f"no reflex is attached to socket {sktid}"
+            raise ReflexRefused(failure.value, sktid, f"{text} ({why})" if why else text)
+
+        return d.addErrback(refused)
 
     def configure_reflex(
         self, sock: Socket | int, params: bytes, offset: int = 0
@@ -300,5 +323,6 @@ class ReflexMethods:
             return False
         handle = self._reflex_handles.pop(det.sktid, None)
         if handle is not None and not handle.detached.called:
+            handle.notice = det
             handle.detached.callback(det)
         return handle is not None

@@ -162,3 +162,34 @@ async def test_operator_forbids_reflexes(tmp_path: Path, responder: bytes) -> No
     home = home_with(tmp_path, responder, conf="ReflexEnable 0\n")
     why = await run_with_local_endpoint(reactor, experiment, home=home, timeout=TIMEOUT)
     assert why is not None and "forbids" in why
+
+
+def test_the_example_experiment_attaches_probes_and_detaches(
+    tmp_path: Path, responder: bytes
+) -> None:
+    """examples/reflex_responder.py as docs/reflexes.md runs it (session 31: the page had
+    the API's lines but no program that runs), in-process over TLS with a home whose
+    certificate lists the reflex; and the hint when the home does not list it."""
+    import subprocess
+    import sys
+
+    wasm = tmp_path / "udp_responder.wasm"
+    wasm.write_bytes(responder)
+    home = home_with(tmp_path, responder)
+    cmd = [sys.executable, str(REPO / "examples" / "reflex_responder.py"), str(wasm)]
+    ok = subprocess.run(
+        [*cmd, "--home", str(home.root), "--count", "3"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    replies = [line for line in ok.stdout.splitlines() if ": reply " in line]
+    assert len(replies) == 3
+    assert "status: runs 3, sent 3, denied 0, passed 3, reports 0" in ok.stdout
+    assert ok.stdout.rstrip().endswith("detached")
+    other = PktlabHome.at(tmp_path / "other")
+    init_home(other)  # lists no reflex
+    refused = subprocess.run(
+        [*cmd, "--home", str(other.root)], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert refused.returncode == 1
+    assert "(ECRTBADHDAT)" in refused.stderr and "pktlab init --reflex" in refused.stderr

@@ -122,3 +122,42 @@ def test_reports_nobody_takes_are_kept_within_a_byte_budget() -> None:
     assert sum(len(r.data) for r in reflex.reports) <= MAX_REPORT_BYTES
     assert result_of(reflex.next_report()).time == 100  # the oldest kept
     assert s.close_reason is None
+
+
+def test_detaching_a_reflex_the_endpoint_detached_says_so() -> None:
+    """After a reflex crashed (rdetached), `reflex.detach()` failed with `rdetach failed:
+    ESKTNOTOPEN (0x33): that socket is not open` (seen against a real endpoint, session
+    31): the socket was open, only the reflex was gone. Now the words are the reflex's,
+    with the endpoint's reason."""
+    s, t, _ = on_string_transport()
+    d = s.attach_reflex(1, WASM)
+    caps = rw.Caps(flags=rw.CAPS_ALLOWED, params_len=1024, state_len=1024, max_emits=64)
+    s.dataReceived(frames(Mdata(rw.CAPS, caps.encode()), Result()))
+    reflex = result_of(d)
+    s.dataReceived(rw.Detached(1, 6, rw.STAT_SLOW, "deadline of 100 ms exceeded").frame())
+    d2 = reflex.detach()
+    assert t.writes[-1] == rw.detach_frame(1)
+    s.dataReceived(frames(Result(int(Status.ESKTNOTOPEN))))
+    with pytest.raises(RequestFailed) as caught:
+        result_of(d2)
+    text = str(caught.value)
+    assert text == (
+        "no reflex is attached to socket 1 (the endpoint detached it: deadline of 100 ms "
+        "exceeded) (ESKTNOTOPEN)"
+    )
+    assert caught.value.status == Status.ESKTNOTOPEN
+    d3 = s.detach_reflex(4)  # never attached: no reason to give
+    s.dataReceived(frames(Result(int(Status.ESKTNOTOPEN))))
+    with pytest.raises(RequestFailed, match=r"^no reflex is attached to socket 4 \(ESKTNOTOPEN\)$"):
+        result_of(d3)
+    assert s.close_reason is None
+
+
+def test_a_refused_sends_errid_is_named() -> None:
+    """A flooding reflex against a real endpoint: `status()` gave `denied=48,
+    lasterr=57`, a number to look up; `lasterr_text` names it as an nsend's refusal."""
+    from packetlab.controller.reflexes import ReflexStatus
+
+    st = ReflexStatus(1, 2, 80, 48, 0, 0, int(Status.ESKTPKTDENY), bytes(32))
+    assert st.lasterr_text.startswith("ESKTPKTDENY (0x39): send denied")
+    assert ReflexStatus(1, 2, 80, 0, 0, 0, 0, bytes(32)).lasterr_text == ""
