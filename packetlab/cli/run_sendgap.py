@@ -19,7 +19,8 @@ Each datagram is an nsend with its own endpoint time (start + i * gap); the actu
 time is its ntag (a kernel TX stamp on this project's endpoint). Reported: |actual -
 intended| and |actual gap - gap| quantiles in us, with each train's lead: long enough
 for every nsend to be queued before its datagram is due (measured; a later long train
-counts what the earlier one's nsends took). See docs/clocksync.md.
+counts what the earlier one's nsends took). A Ctrl-C stops the train in flight: it is
+printed as partial (what went out, with its times), exit 130. See docs/clocksync.md.
 """
 
 
