@@ -11,6 +11,8 @@ and diagnostics to stderr (the progress line only on a terminal).
 The first Ctrl-C once a measurement runs: no new query, URL, run, ... is started
 (`progress.stopping`), the one in flight gets `GRACE_S` to finish, then the run ends
 with what it gathered and the summary (`stop_reason` INTERRUPTED), exit status 130.
+What is still in flight then is cancelled; a command that `answers_cancel` (sendgap)
+reports what it answers the cancel with (the part of a train that went out).
 """
 
 from __future__ import annotations
@@ -139,6 +141,9 @@ class Command:
     status: Callable[[argparse.Namespace, list[Record], int], int] | None = None
     error_status: Callable[[argparse.Namespace, BaseException], int | None] | None = None
     usage_status: Callable[[Sequence[str]], int] | None = None
+    # the experiment answers the cancel at the grace's end at once with what it gathered
+    # (the records it emits within the cancel are results: a sendgap train cut mid-way)
+    answers_cancel: bool = False
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -352,10 +357,13 @@ async def measure(
     progress.stop = stop
     shown_header = [False]
     cut = [False]  # the run was cancelled: what its teardown emits is not a result
+    # ... but what a measurement that `answers_cancel` emits within the cancel is (a
+    # sendgap train cut mid-way: what went out before the cut)
+    cutting = [False]
     started = time.time()
 
     def emit(record: Record) -> None:
-        if cut[0]:
+        if cut[0] or (cutting[0] and not cmd.answers_cancel):
             return
         records.append(record)
         line = render(cmd, record, args.json, args)
@@ -371,7 +379,7 @@ async def measure(
     running: list[Deferred[None]] = []
 
     def settle(result: Any) -> None:
-        if not outcome.called:
+        if not outcome.called and not cutting[0]:
             outcome.callback(result)  # a Failure goes down the errback chain
         # after the grace: the cancelled run's late end (or error) is not a result
 
@@ -380,9 +388,11 @@ async def measure(
         # cancelled too, but cancelling need not end it at once (some waits end only at
         # their timeout), so the result is not waited for.
         if not outcome.called:
-            cut[0] = True
-            outcome.callback(None)
+            cutting[0] = True  # (the cancel's partial records come within it)
             running[0].cancel()
+            cut[0] = True
+            if not outcome.called:
+                outcome.callback(None)
 
     def wrap_up(reason: str) -> None:
         if not outcome.called:

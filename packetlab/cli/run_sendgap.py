@@ -19,7 +19,8 @@ Each datagram is an nsend with its own endpoint time (start + i * gap); the actu
 time is its ntag (a kernel TX stamp on this project's endpoint). Reported: |actual -
 intended| and |actual gap - gap| quantiles in us, with each train's lead: long enough
 for every nsend to be queued before its datagram is due (measured; a later long train
-counts what the earlier one's nsends took). See docs/clocksync.md.
+counts what the earlier one's nsends took). A Ctrl-C stops the train in flight: it is
+printed as partial (what went out, with its times), exit 130. See docs/clocksync.md.
 """
 
 
@@ -50,6 +51,7 @@ def _to(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Experiment:
+    from packetlab.cli.run_command import GRACE_S
     from packetlab.controller.train import lead_note
     from packetlab.measure.sendgap import send_gap
 
@@ -78,8 +80,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             r = await send_gap(session, host, port, count=args.count,
                                gap_ns=int(args.gap_us * 1000), size=args.size, train=t,
                                lead_ns=None if args.lead_ms is None else int(args.lead_ms * 1e6),
-                               recorder=recorder,
-                               on_lead=on_lead)  # fmt: skip
+                               recorder=recorder, on_lead=on_lead,
+                               # Ctrl-C: the train ends within the run's grace, the part
+                               # sent reported (cut at its end: still reported, partial)
+                               stop=progress.stop, stop_wait=GRACE_S / 2)  # fmt: skip
             if args.packets:
                 for rec in r.packets():
                     emit(rec)
@@ -104,8 +108,9 @@ def row(r: Record) -> str | None:
         return None
     ahead = r.get("queued_ahead_ms")
     late = f" (nsends queued up to {-ahead:.1f} ms late)" if ahead is not None and ahead < 0 else ""
+    partial = " (partial: stopped)" if r.get("partial") else ""
     return (
-        f"train {r['train']}: {r['sent']}/{r['count']} sent, gap {r['gap_us']:g} us, "
+        f"train {r['train']}: {r['sent']}/{r['count']} sent{partial}, gap {r['gap_us']:g} us, "
         f"lead {r.get('lead_ms', 0):.1f} ms{late} | "
         f"|offset| us {_q(r['abs_offset_us'])} | |gap error| us {_q(r['abs_gap_error_us'])}"
     )
@@ -161,6 +166,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     status=status,
+    answers_cancel=True,  # a train cut at the grace's end: the part that went out
     epilog=EPILOG,
     target=lambda args: _to(args)[0],
 )

@@ -18,7 +18,12 @@ from twisted.python.failure import Failure
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
 from packetlab.controller.clock import read_time
-from packetlab.controller.errors import RequestFailed, SessionClosed, SocketClosed
+from packetlab.controller.errors import (
+    ControllerError,
+    RequestFailed,
+    SessionClosed,
+    SocketClosed,
+)
 from packetlab.controller.exchange import _close_quietly, _fired_within
 from packetlab.controller.requests import DEFAULT_RBUFSZ, QueuedSend
 from packetlab.controller.stop import StopSignal
@@ -135,8 +140,12 @@ class TrainReport:
     #: ns by which every nsend was queued before its packet was due: the smallest margin
     #: (endpoint clock, ± half a round trip); negative: part of the train was queued late
     queued_ahead: int | None = None
-    #: a `StopSignal` ended the train early: the packets not sent say "stopped"
+    #: a `StopSignal` or a cancel ended the train early: the packets not sent say
+    #: "stopped" (or "no ntag": due, their ntag not come)
     stopped: bool = False
+    #: it was cancelled (not stopped): the report was written at once, without waiting
+    #: for the ntags of the packets due (a partial report, `send_train`)
+    cancelled: bool = False
     #: ns it took, per nsend, to have the first min(count, MAX_PENDING) queued (from the
     #: first nsend to the last one's answer); None if they were not all answered
     queue_cost: int | None = None
@@ -240,6 +249,12 @@ async def send_train(
     endpoint. The report holds what was sent so far, `stopped` is True, and a packet not
     due when the train was stopped says "stopped" (one that was due and whose ntag did not
     come: "no ntag").
+
+    Cancelled (its Deferred's `cancel()`, as `pktlab run` does to what is still in flight
+    after its grace) once the first nsend is queued, the train fires at once with the
+    report so far, `stopped` and `cancelled` True (the ntags still missing are not waited
+    for: a packet due says "no ntag"); the socket is closed without waiting for the
+    answer. Cancelled before, it fails with `CancelledError`, as it did.
     """
     gap, lead = _ns(gap, "gap"), None if lead is None else _ns(lead, "lead")
     if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
@@ -270,6 +285,8 @@ async def send_train(
     # traversing them were ~40 % of a 100,000-packet train's CPU (packetlab.gcpolicy).
     hold = contextlib.ExitStack()
     hold.enter_context(fewer_collections())
+    flow: _Flow | None = None
+    cancelled = written = False
     try:
         t0 = session.clock_ns()
         now = await read_time(session)
@@ -326,24 +343,58 @@ async def send_train(
                 break
         if flow.failure is not None:
             raise flow.failure
-        report.queued_ahead = flow.ahead
-        report.queue_cost = flow.queue_cost
         if flow.queue_cost is not None and flow.learnable():
             _learned[session] = flow.queue_cost
-        ended = session.clock_ns() + offset  # endpoint time (± rtt/2)
-        flow.settled = True  # what the close does to the ntags still awaited is not news
-        # (a stop once every packet was sent did not end the train early)
-        report.stopped = stop is not None and stop.requested and report.sent_count < count
-        for i, when in enumerate(report.sent):
-            if when is None and report.errors[i] is None:
-                due = report.intended[i] <= ended
-                report.errors[i] = "no ntag" if due or not report.stopped else STOPPED
+        _write(flow, session.clock_ns() + offset, stop is not None and stop.requested)
+        written = True
+    except CancelledError:
+        # `pktlab run`'s grace ran out (a long train's Ctrl-C): what went out is still
+        # a result, and is reported at once (it said "0 trains" though datagrams went
+        # out: session 31, sg31). Before the first nsend there is nothing to report.
+        if flow is None or written:
+            raise
+        cancelled = True
+        flow.report.cancelled = True
+        _write(flow, session.clock_ns() + offset, True)
     finally:
         hold.close()
         if watch is not None:
             watch.cancel()
-        await _close_quietly(session, sktid)
-    return report
+        if cancelled:
+            _close_later(session, sktid)
+        else:
+            try:
+                await _close_quietly(session, sktid)
+            except CancelledError:
+                if not written:  # (the report is whole: the close is not its business)
+                    raise
+                _close_later(session, sktid)
+    assert flow is not None
+    return flow.report
+
+
+def _write(flow: _Flow, ended: int, stopping: bool) -> None:
+    """Write the report's last fields once the train is over, `ended` the endpoint's
+    time then (± rtt/2); `stopping`: a stop or a cancel came."""
+    report = flow.report
+    report.queued_ahead = flow.ahead
+    report.queue_cost = flow.queue_cost
+    flow.settled = True  # what the close does to the ntags still awaited is not news
+    # (a stop once every packet was sent did not end the train early)
+    report.stopped = stopping and report.sent_count < report.count
+    for i, when in enumerate(report.sent):
+        if when is None and report.errors[i] is None:
+            due = report.intended[i] <= ended
+            report.errors[i] = "no ntag" if due or not report.stopped else STOPPED
+
+
+def _close_later(session: EndpointSession, sktid: int) -> None:
+    """Close `sktid` without waiting for the answer (a cancelled train returns at once;
+    the endpoint drops the sends still queued on it)."""
+    if session.find_socket(sktid) is None:
+        return
+    d: Deferred[Any] = session.nclose(sktid)
+    d.addErrback(lambda f: f.trap(ControllerError))
 
 
 def queue_lead(count: int, gap: int, cost: int) -> int:
@@ -518,13 +569,15 @@ class _Flow:
         ready = [d for n, d in self._room if self.waiting < n]
         self._room = [(n, d) for n, d in self._room if self.waiting >= n]
         for d in ready:
-            d.callback(None)
+            if not d.called:  # (cancelled: the train was)
+                d.callback(None)
 
     def wake(self) -> None:
         """Fire every `below()` waiting (a stop: the train looks at what to do next)."""
         room, self._room = self._room, []
         for _, d in room:
-            d.callback(None)
+            if not d.called:
+                d.callback(None)
 
     def below(self, n: int) -> Deferred[None]:
         d: Deferred[None] = Deferred()

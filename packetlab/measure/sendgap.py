@@ -12,10 +12,12 @@ from typing import Any
 from packetlab.controller import (
     AddressLike,
     EndpointSession,
+    StopSignal,
     TrainReport,
     deferred_api,
     send_train,
 )
+from packetlab.controller.train import STOP_WAIT_S
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
 
 __all__ = ["SendGapResult", "send_gap"]
@@ -56,6 +58,8 @@ class SendGapResult:
             "lead_ms": r.lead / 1e6,
             "queued_ahead_ms": None if r.queued_ahead is None else r.queued_ahead / 1e6,
             "queue_cost_us": None if r.queue_cost is None else r.queue_cost / 1e3,
+            # stopped (Ctrl-C) before every datagram was sent: what went out, with its times
+            "partial": r.stopped,
         }
 
     def packets(self) -> list[dict[str, Any]]:
@@ -81,11 +85,15 @@ async def send_gap(
     lead_ns: int | None = None,
     recorder: PcapRecorder | None = None,
     on_lead: Callable[[int], object] | None = None,
+    stop: StopSignal | None = None,
+    stop_wait: float = STOP_WAIT_S,
 ) -> SendGapResult:
     """One train of `count` datagrams `gap_ns` apart to `host:port`, the first `lead_ns`
     after the endpoint's clock was read (default: send_train's adaptive lead).
     `recorder` gets every datagram sent, at its ntag time (from a port chosen here);
-    `on_lead` the lead used (ns), before the first datagram is queued."""
+    `on_lead` the lead used (ns), before the first datagram is queued. `stop` and
+    `stop_wait` are send_train's: a stop (or a cancel) gives the train sent so far,
+    `partial` in its record."""
 
     def payload(i: int) -> bytes:  # the sequence number, zero-padded (send_train's default)
         return i.to_bytes(4, "big").ljust(max(size, 4), b"\0")
@@ -93,7 +101,7 @@ async def send_gap(
     local, lport = await local_udp_end(session, host) if recorder is not None else ("", 0)
     report = await send_train(
         session, host, port, count, gap_ns, payload=payload, lead=lead_ns, lport=lport,
-        on_lead=on_lead,
+        on_lead=on_lead, stop=stop, stop_wait=stop_wait,
     )  # fmt: skip
     if recorder is not None:
         for i, sent in enumerate(report.sent):

@@ -6,6 +6,7 @@ handshake, `default_pending_max`).
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
@@ -18,6 +19,7 @@ from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
+from packetlab.addrshare import AddressShare, oldest_of_busiest
 from packetlab.fdcap import default_pending_max
 from packetlab.hostport import host_port
 
@@ -90,12 +92,14 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
         self.handshake_timeout = handshake_timeout
         self.refusal_delay = refusal_delay
         # At most so many connections in the handshake at once (None: no cap): each new
-        # one past it closes the oldest. Silent connections otherwise each hold a
-        # descriptor and an OpenSSL session until the handshake deadline, and once the
-        # descriptors run out Twisted closes every new connection at accept (EMFILE),
-        # a real peer's too.
+        # one past it closes the oldest of the address holding the most. Silent
+        # connections otherwise each hold a descriptor and an OpenSSL session until the
+        # handshake deadline, and once the descriptors run out Twisted closes every new
+        # connection at accept (EMFILE), a real peer's too. The oldest of all was a real
+        # peer's whenever a flood from one address came after it (`oldest_of_busiest`).
         self.pending_max = pending_max
-        self.pending: dict[PeerGate, None] = {}
+        self.pending: dict[PeerGate, str] = {}  # oldest first -> the peer's host
+        self.pending_by = AddressShare(time.monotonic)  # (its counts only)
         self.evicted = 0
         self._saturated = False
         self._where = "?"  # the port's address, for the episode's lines
@@ -112,31 +116,40 @@ class PPKSTLSFactory(TLSMemoryBIOFactory):
             refusal_delay=self.refusal_delay,
         )
         if self.pending_max is not None:
-            self._admit(gate)
+            self._admit(gate, str(getattr(addr, "host", "?")))
         return self.protocol(self, gate)
 
-    def _admit(self, gate: PeerGate) -> None:
+    def _admit(self, gate: PeerGate, host: str) -> None:
         assert self.pending_max is not None
-        while len(self.pending) >= self.pending_max:
-            oldest = next(iter(self.pending))
+        pending, by = self.pending, self.pending_by
+        while pending and len(pending) >= self.pending_max:
+            oldest = oldest_of_busiest(pending, by, pending.__getitem__)
             if not self._saturated:
                 self._saturated = True
                 self._where = _local(oldest)
                 PeerGate.log.warn(
                     "TLS port {port}: {n} connections in the handshake (cap {cap}): "
-                    "closing the oldest one for each new one",
+                    "closing the oldest one of the address holding the most ({host}) "
+                    "for each new one",
                     port=self._where,
-                    n=len(self.pending),
+                    n=len(pending),
                     cap=self.pending_max,
+                    host=pending[oldest],
                 )
             self.evicted += 1
+            self._forget(oldest)
             oldest.evict(f"closed for a newer connection ({self.pending_max} in the handshake)")
-            self.pending.pop(oldest, None)
-        self.pending[gate] = None
+        pending[gate] = host
+        by.add(host)
         gate.on_settled = self._settled
 
+    def _forget(self, gate: PeerGate) -> None:
+        host = self.pending.pop(gate, None)
+        if host is not None:
+            self.pending_by.remove(host)
+
     def _settled(self, gate: PeerGate) -> None:
-        self.pending.pop(gate, None)
+        self._forget(gate)
         if self._saturated and len(self.pending) < (self.pending_max or 0) * 3 // 4:
             self._saturated = False
             PeerGate.log.info(

@@ -162,3 +162,33 @@ def test_a_verified_connection_leaves_the_pending_set() -> None:
     tls: Any = sf.buildProtocol(None)  # a second one: under the cap, the first not evicted
     tls.makeConnection(StringTransport())
     assert sf.evicted == 0 and len(sf.pending) == 1
+
+
+def test_at_the_cap_the_busiest_address_loses_its_oldest_handshake() -> None:
+    """At the cap the oldest handshake of all was closed: a flood of silent clients from
+    one address (127.0.0.2) closed a real peer's handshake (127.0.0.1) that began before
+    it. Now the one closed is the oldest of the address holding the most."""
+    from twisted.internet.address import IPv4Address
+
+    clock = Clock()
+    f = PPKSTLSFactory(
+        server_options(),
+        False,
+        Factory.forProtocol(App),
+        handshake_timeout=(30.0, clock),
+        pending_max=4,
+    )
+
+    def connect(host: str, port: int) -> StringTransport:
+        tls: Any = f.buildProtocol(IPv4Address("TCP", host, port))
+        t = StringTransport()
+        tls.makeConnection(t)
+        return t
+
+    real = connect("127.0.0.1", 40000)
+    flood = [connect("127.0.0.2", 50000 + i) for i in range(20)]
+    assert not (real.disconnecting or real.disconnected)
+    closed = [t.disconnecting or t.disconnected for t in flood]
+    assert closed == [True] * 17 + [False] * 3  # the flood's own oldest, in order
+    assert f.evicted == 17 and sorted(f.pending.values()) == ["127.0.0.1"] + ["127.0.0.2"] * 3
+    assert f.pending_by.held == {"127.0.0.1": 1, "127.0.0.2": 3}

@@ -299,3 +299,33 @@ def gone_before_hostid(reactor: MemoryReactorClock, ep: Protocol,
     ep.transport.loseConnection()
     pump.flush()
     return pump
+
+
+class SchedulingEndpoint(FakeEndpoint):
+    """Sends each datagram at its time, with its ntag then, as a real endpoint does; an
+    nclose drops the sends still queued on the socket without a word (§3.1)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.queued: dict[int, list[Any]] = {}
+        self.sent: list[int] = []  # the first 4 bytes of each datagram sent
+
+    def nsend(self, msg: Nsend) -> None:
+        if msg.sktid not in self.sockets:
+            self.result(0x20)
+            return
+        self.result()
+        when = max(msg.time, self.now())
+        call = self.clock.callLater((when - self.now()) / 1e9, self._send, msg, when)
+        self.queued.setdefault(msg.sktid, []).append(call)
+
+    def _send(self, msg: Nsend, when: int) -> None:
+        self.sent.append(struct.unpack(">I", msg.data[:4])[0])
+        self.send(Ntag(msg.sktid, msg.tag, when))
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, Nclose):
+            for call in self.queued.pop(msg.sktid, []):
+                if call.active():
+                    call.cancel()
+        super().handle(msg)

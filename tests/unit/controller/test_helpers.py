@@ -10,7 +10,8 @@ import struct
 from typing import Any
 
 import pytest
-from ctl_fakes import BASE_NS, FakeEndpoint, Rig, result_of
+from ctl_fakes import BASE_NS, FakeEndpoint, Rig, SchedulingEndpoint, result_of
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
@@ -258,7 +259,6 @@ def test_send_train_bounds_the_packets_waiting_for_their_ntag(
     all waiting at once. The fake endpoint sends each ntag at the packet's time, like a
     real one."""
     from packetlab.controller import train
-    from packetlab.wire import Ntag
 
     monkeypatch.setattr(train, "MAX_PENDING", 16)
     rig = Rig()
@@ -285,36 +285,6 @@ def test_send_train_bounds_the_packets_waiting_for_their_ntag(
     assert 8 <= most[0] <= 16
 
 
-class _SchedulingEndpoint(FakeEndpoint):
-    """Sends each datagram at its time, with its ntag then, as a real endpoint does; an
-    nclose drops the sends still queued on the socket without a word (§3.1)."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(clock)
-        self.queued: dict[int, list[Any]] = {}
-        self.sent: list[int] = []  # the first 4 bytes of each datagram sent
-
-    def nsend(self, msg: Nsend) -> None:
-        if msg.sktid not in self.sockets:
-            self.result(0x20)
-            return
-        self.result()
-        when = max(msg.time, self.now())
-        call = self.clock.callLater((when - self.now()) / 1e9, self._send, msg, when)
-        self.queued.setdefault(msg.sktid, []).append(call)
-
-    def _send(self, msg: Nsend, when: int) -> None:
-        self.sent.append(struct.unpack(">I", msg.data[:4])[0])
-        self.send(Ntag(msg.sktid, msg.tag, when))
-
-    def handle(self, msg: Any) -> None:
-        if isinstance(msg, Nclose):
-            for call in self.queued.pop(msg.sktid, []):
-                if call.active():
-                    call.cancel()
-        super().handle(msg)
-
-
 def test_a_packet_whose_ntag_never_came_says_no_ntag() -> None:
     """The close after the train errs the ntags still awaited (SocketClosed): that is not
     news, the report keeps "no ntag" (it said "socket 0 was closed before its ntag 1")."""
@@ -329,9 +299,9 @@ def test_a_stopped_train_ends_early_with_what_was_sent() -> None:
     """A stop half-way through a 100-packet, 1 s train: no wait for the rest of it; the
     packets sent keep their times, the later ones say "stopped" (the close dropped them
     at the endpoint), and the report says it was stopped."""
-    rig = Rig(endpoint=_SchedulingEndpoint)
+    rig = Rig(endpoint=SchedulingEndpoint)
     ep = rig.endpoint
-    assert isinstance(ep, _SchedulingEndpoint)
+    assert isinstance(ep, SchedulingEndpoint)
     stop = StopSignal()
     start = BASE_NS + 100_000_000  # 0.1 s from now; packet i at 0.1 + i/100 s
     d = send_train(rig.session, "127.0.0.1", 9000, 100, 10_000_000, start=start, stop=stop)
@@ -345,7 +315,43 @@ def test_a_stopped_train_ends_early_with_what_was_sent() -> None:
     assert ep.requests()[-1] == "nclose"
 
 
-class _SlowCloseEndpoint(_SchedulingEndpoint):
+def test_a_cancelled_train_fires_at_once_with_what_was_sent() -> None:
+    """`pktlab run sendgap` cancels the train in flight when its Ctrl-C grace (1 s) runs
+    out: send_train failed with CancelledError, and the run said "0 trains" though 31
+    datagrams had gone out. Now the cancel fires the train's Deferred at once (no wait
+    for the close's answer) with the report so far, stopped and cancelled."""
+    rig = Rig(endpoint=SchedulingEndpoint)
+    ep = rig.endpoint
+    assert isinstance(ep, SchedulingEndpoint)
+    start = BASE_NS + 100_000_000  # 0.1 s from now; packet i at 0.1 + i/100 s
+    d = send_train(rig.session, "127.0.0.1", 9000, 100, 10_000_000, start=start)
+    while rig.clock.seconds() < 0.405:  # packets 0..30 go out
+        rig.pump.flush()
+        rig.clock.advance(0.001)
+    assert not d.called
+    d.cancel()
+    assert d.called  # synchronously: the caller's own deadline is up
+    report = result_of(d)
+    assert report.stopped and report.cancelled
+    assert report.sent_count == 31 and report.offsets() == [0] * 31
+    assert report.errors == [None] * 31 + ["stopped"] * 69
+    rig.pump.flush()
+    assert ep.requests()[-1] == "nclose"  # closed (not waited for): the rest dropped
+    rig.clock.advance(2.0)
+    rig.pump.flush()
+    assert ep.sent == list(range(31))
+    assert report.sent_count == 31  # later ntags or closes do not change the report
+
+
+def test_a_train_cancelled_before_its_first_nsend_fails_as_before() -> None:
+    rig = Rig(endpoint=SchedulingEndpoint)
+    d = send_train(rig.session, "127.0.0.1", 9000, 10, 1_000_000)
+    d.cancel()  # still reading the endpoint's clock: nothing sent, nothing to report
+    with pytest.raises(CancelledError):
+        result_of(d)
+
+
+class _SlowCloseEndpoint(SchedulingEndpoint):
     """Takes an nclose 25 ms after it came: the packets due meanwhile still go out."""
 
     def handle(self, msg: Any) -> None:
@@ -379,7 +385,7 @@ def test_a_stop_while_the_train_is_queued_queues_no_more(
     from packetlab.controller import train
 
     monkeypatch.setattr(train, "MAX_PENDING", 16)
-    rig = Rig(endpoint=_SchedulingEndpoint)
+    rig = Rig(endpoint=SchedulingEndpoint)
     ep = rig.endpoint
     stop = StopSignal()
     start = BASE_NS + 100_000_000
@@ -395,7 +401,7 @@ def test_a_stop_while_the_train_is_queued_queues_no_more(
 
 
 def test_an_unstopped_train_with_a_stop_signal_is_a_whole_train() -> None:
-    rig = Rig(endpoint=_SchedulingEndpoint)
+    rig = Rig(endpoint=SchedulingEndpoint)
     stop = StopSignal()
     report = rig.run(send_train(rig.session, "127.0.0.1", 9000, 20, 1_000_000, stop=stop))
     assert not report.stopped and report.sent_count == 20
