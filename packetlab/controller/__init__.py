@@ -76,7 +76,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "session": ("EndpointSession",),
     "sockets": ("Note", "Socket"),
     "stop": ("StopSignal",),
-    "train": ("TrainReport", "send_train"),
+    "train": ("STOP_WAIT_S", "TrainReport", "send_train"),
 }
 __getattr__, __dir__ = lazy_attributes(globals(), _MODULES)
 
@@ -151,10 +151,10 @@ if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
     from packetlab.controller.sockets import Note, Socket
     from packetlab.controller.stop import StopSignal
-    from packetlab.controller.train import TrainReport, send_train
+    from packetlab.controller.train import STOP_WAIT_S, TrainReport, send_train
 
 __all__ = [
-    "DEFAULT_RBUFSZ", "AddressLike", "AnswerTimeout", "ClockEstimate", "ClockSample",
+    "DEFAULT_RBUFSZ", "STOP_WAIT_S", "AddressLike", "AnswerTimeout", "ClockEstimate", "ClockSample",
     "ConnectFailed",
     "Controller", "ControllerError", "Datagram", "EndpointSession", "IPAddress", "Note",
     "Outcome", "ProtocolViolation", "Publication", "PublishCredentials", "PublishError",

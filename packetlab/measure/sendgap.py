@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from packetlab.controller import (
+    STOP_WAIT_S,
     AddressLike,
     EndpointSession,
     StopSignal,
@@ -17,7 +18,6 @@ from packetlab.controller import (
     deferred_api,
     send_train,
 )
-from packetlab.controller.train import STOP_WAIT_S
 from packetlab.measure.pcap import PcapRecorder, local_udp_end
 
 __all__ = ["SendGapResult", "send_gap"]
