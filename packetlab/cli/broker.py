@@ -7,8 +7,11 @@ import argparse
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
+
+from packetlab.cli.exits import EXIT_ERROR
 
 DEFAULT_URL = "http://127.0.0.1:20558/"
 
@@ -24,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st = sub.add_parser("status", help="print the broker's status")
     st.add_argument(
         "--url",
-        help="status page (default: where StatusListen of the home's broker.conf puts it, "
-        f"else {DEFAULT_URL})",
+        help="status page, http://HOST:PORT/ or HOST:PORT (default: where StatusListen of "
+        f"the home's broker.conf puts it, else {DEFAULT_URL})",
     )
     st.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -48,6 +51,35 @@ def default_url() -> str:
         return DEFAULT_URL
     host = "127.0.0.1" if iface in ("", "0.0.0.0") else "[::1]" if iface == "::" else iface
     return f"http://{f'[{host}]' if ':' in host and not host.startswith('[') else host}:{port}/"
+
+
+def page_url(given: str) -> str:
+    """The status page's URL from `--url`: `HOST:PORT` is `http://HOST:PORT/`, as curl
+    reads it. ValueError for what no broker serves (urllib said `unknown url type` or,
+    for ftp://, `Name or service not known`, then asked whether the broker was running)."""
+    url = given if "://" in given else f"http://{given}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError past 65535 (it was looked up as a service name)
+    except ValueError as e:
+        raise ValueError(f"--url {given!r}: {e}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"--url {given!r}: not an http:// URL (StatusListen serves HTTP)")
+    if not parts.hostname or any(c.isspace() for c in parts.netloc):
+        raise ValueError(f"--url {given!r}: no host name (http://HOST:PORT/)")
+    if port == 0:
+        raise ValueError(f"--url {given!r}: port 0")
+    return url if parts.path else f"{url}/"
+
+
+def page_problem(st: dict[str, Any]) -> str | None:
+    """Why a JSON object is not a broker's status page (`registry.status` always has these
+    two lists), else None: another service's JSON printed an empty status, exit 0, and a
+    wrong type in it a traceback."""
+    for key in ("channels", "publications"):
+        if not isinstance(st.get(key), list):
+            return f'no "{key}" list'
+    return None
 
 
 def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -112,7 +144,11 @@ def _counts_text(c: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.url or default_url()
+    try:
+        url = page_url(args.url) if args.url else default_url()
+    except ValueError as e:
+        print(f"pktlab broker status: {e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         st = fetch(url)
         if not isinstance(st, dict):
@@ -134,5 +170,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(st, indent=2) if args.json else render(st))
+    problem, text = page_problem(st), ""
+    if problem is None:
+        try:
+            text = json.dumps(st, indent=2) if args.json else render(st)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            problem = f"no {e} in an entry" if isinstance(e, KeyError) else str(e)
+    if problem is not None:
+        print(
+            f"pktlab broker status: {url} is not a broker's status page ({problem}); "
+            "StatusListen in broker.conf says where it is",
+            file=sys.stderr,
+        )
+        return 1
+    print(text)
     return 0
