@@ -194,11 +194,12 @@ def test_every_message_example_round_trips(
     [
         ('{"type": "start"}\n{"type": "nclose", sktid: 3}\n',
          "line 2: bad JSON: Expecting property name"),
-        ('{"type": "start"}\n\n[1, 2]\n', "line 3: type: expected a JSON object, got list"),
+        ('{"type": "start"}\n\n[1, 2]\n', "line 3: type: expected a JSON object, got an array"),
         ('{"type": "start"}\n{"type": "nosuch"}\n',
          "line 2: type: unknown message type name 'nosuch'"),
         ('{"type": "start"}\n{"type": "nclose"}\n', "line 2: sktid: missing (required by nclose)"),
-        ('{"type": "start"}\n{"type": "xcert", "cert": "0g"}\n', "line 2: cert: bad hex '0g'"),
+        ('{"type": "start"}\n{"type": "xcert", "cert": "0g"}\n',
+         "line 2: cert: bad hex '0g': 'g' at character 1"),
         ('{"type": "start"}\n{"type": "nopen", "sktid": 0, "family": 4, "proto": 0, '
          '"rbufsz": 0, "laddr": "::1"}\n', "line 2: laddr: '::1' is not an IPv4 address"),
         ('{"type": "start"}\n{"type": "mread", "addr": 0, "len": 0}\n',
@@ -317,7 +318,26 @@ def test_hex_lines_and_columns_across_chunks(
          "line 2: bad JSON: a number of more than 4300 digits"),  # was a ValueError traceback
         ("[" * 100_000 + "]" * 100_000, "line 2: bad JSON: nested too deeply"),  # RecursionError
         ('{"type": "nclose", "sktid": 1, "sktid": 2}', "line 2: key 'sktid' given twice"),
-        ('{"type": "nclose", "sktid": NaN}', "line 2: sktid: expected an integer, got float"),
+        ('{"type": "nclose", "sktid": NaN}', "line 2: sktid: expected an integer, got NaN"),
+        # a value of megabytes in the line: quoted whole (10 MB of stderr), now cut
+        ('{"type": "mwrite", "addr": 0, "data": "' + "0" * 10**7 + 'zz"}',
+         "line 2: data: bad hex '0000000000000000000000000000000... (10000004 characters): "
+         "'z' at character 10000000"),
+        ('{"type": "' + "x" * 10**6 + '"}',
+         "line 2: type: unknown message type name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... "
+         "(1000002 characters)"),
+        ('{"type": "start", "' + "k" * 10**6 + '": 1}',
+         "line 2: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk... (1000000 characters): not a field of start"),
+        ('{"type": "start", "' + "k" * 10**6 + '": 1, "' + "k" * 10**6 + '": 2}',
+         "line 2: key 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk... (1000002 characters) given twice"),
+        ('{"type": "nsend", "sktid": 1, "family": 4, "proto": 17, "time": 0, "tag": 0, '
+         '"raddr": "' + "1" * 10**6 + '", "rport": 1}',
+         "line 2: raddr: '1111111111111111111111111111111... (1000002 characters) is not an "
+         "IPv4 address (family 4)"),
+        ('{"type": "nsend", "sktid": 1, "family": "' + "f" * 10**6 + '", "proto": 17, '
+         '"time": 0, "tag": 0, "raddr": "1.2.3.4", "rport": 1}',
+         'line 2: family: expected an integer, got "fffffffffffffffffffffffffffffff... '
+         '(1000002 characters)'),
         ('{"type": "unknown", "code": 144, "body": "' + "00" * 0x1000000 + '"}',
          "line 2: body: 16777216 bytes > 0xFFFFFF"),
         ('{"type": "mwrite", "addr": 0, "data": "' + "00" * 0x1000000 + '"}',
