@@ -135,6 +135,46 @@ def test_decode_malformed_in_raw_mode(
     assert "snikey must be 1..63 characters of [a-z0-9]" in err
 
 
+@pytest.mark.parametrize(
+    ("stream", "hex_", "hint"),
+    [
+        (b"21000000\n", False, " (the input looks like hex text: pktlab decode --hex)"),
+        (b"210", False, " (the input looks like hex text: pktlab decode --hex)"),
+        (b"# http_get\n# (comment)\n2100 0000 # start\n40000000\n", False,
+         " (the input looks like hex text: pktlab decode --hex)"),
+        (b'{"type": "start"}\n', False,
+         " (the input looks like JSON lines: pktlab encode turns them into frames)"),
+        (b'{"type": "start"}\n', True,
+         "; the input looks like JSON lines: pktlab encode turns them into frames"),
+        (b'\n [{"dir": "xpmgr->endpt", "name": "start", "hex": "21000000"}]', False,
+         " (the input looks like a JSON list; of frames as {\"hex\": ...}: "
+         "jq -r '.[].hex' FILE | pktlab decode --hex)"),
+        (b'[{"hex": "21000000"}]', True,
+         "; the input looks like a JSON list; of frames as {\"hex\": ...}: "
+         "jq -r '.[].hex' FILE | pktlab decode --hex"),
+        # frames, or hex text with --hex: no hint
+        (bytes.fromhex("2c00000f0304"), False, "them"),
+        (b"3132333435", True, "them"),  # decodes to b"12345", which is not the input
+        (b"21000000 [", True, "(line 1, column 10)"),
+    ],
+)  # fmt: skip
+def test_decode_of_text_says_what_the_text_looks_like(
+    stream: bytes,
+    hex_: bool,
+    hint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`echo 21000000 | pktlab decode` (no --hex) said `truncated frame at byte offset 0:
+    the header (type 0x32 unknown) announces a 3223600-byte body, the stream ends after 5
+    of them`, and the reference sessions' JSON (PROTOCOL.md's traces) alike: nothing said
+    --hex, encode or how to get the frames out of a session file."""
+    set_stdin(monkeypatch, stream)
+    assert main(["decode", "--hex"] if hex_ else ["decode"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(hint + "\n") and err.count("\n") == 1, err
+
+
 def test_decode_non_ascii_in_hex(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
