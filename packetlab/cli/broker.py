@@ -82,10 +82,38 @@ def page_problem(st: dict[str, Any]) -> str | None:
     return None
 
 
-def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+# Above any broker's page: 10,000 live publications (MaxPublications' default) of a 4 KiB
+# xdescr whose every byte JSON escapes (\ufffd) is ~250 MB.
+MAX_PAGE = 512 << 20
+PAGE_SECONDS = 60.0  # for the whole page (`timeout` is each read's)
+
+
+class NotAPage(ValueError):
+    """What came from the URL is no broker's status page; the message says why."""
+
+
+def fetch(url: str, timeout: float = 5.0) -> Any:
+    """The JSON of the page at `url`. An endless page was read into memory until a
+    MemoryError, one sent a byte at a time was waited for forever, JSON nested deep was
+    a RecursionError traceback: NotAPage, each."""
+    import time
+
+    deadline, data = time.monotonic() + PAGE_SECONDS, bytearray()
     with urllib.request.urlopen(url, timeout=timeout) as r:
-        data: dict[str, Any] = json.loads(r.read())
-    return data
+        while chunk := r.read1(1 << 16):
+            data += chunk
+            if len(data) > MAX_PAGE:
+                raise NotAPage(f"over {MAX_PAGE >> 20} MiB")
+            if time.monotonic() > deadline:
+                raise NotAPage(f"not whole after {PAGE_SECONDS:.0f} s")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise NotAPage("not JSON: nested too deeply") from None
+    except ValueError as e:
+        if "integer string conversion" in str(e):  # (and then sys.set_int_max_str_digits)
+            raise NotAPage("not JSON: a number of more than 4300 digits") from None
+        raise NotAPage(f"not JSON: {e}") from None
 
 
 def render(st: dict[str, Any]) -> str:
@@ -152,10 +180,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         st = fetch(url)
         if not isinstance(st, dict):
-            raise json.JSONDecodeError("not a JSON object", "", 0)
-    except json.JSONDecodeError as e:  # it was "Expecting value: line 1 column 1 (char 0)"
+            raise NotAPage("JSON, but not an object")
+    except (json.JSONDecodeError, NotAPage) as e:  # was "Expecting value: line 1 ..."
+        said = e if isinstance(e, NotAPage) else f"not JSON: {e}"
         print(
-            f"pktlab broker status: {url} is not a broker's status page (not JSON: {e}); "
+            f"pktlab broker status: {url} is not a broker's status page ({said}); "
             "StatusListen in broker.conf says where it is",
             file=sys.stderr,
         )

@@ -103,3 +103,57 @@ def test_a_url_no_broker_serves_is_a_usage_error(
     asked, rc = _run(monkeypatch, PAGE, "--url", given)
     assert (asked, rc) == ([], 2)
     assert capsys.readouterr().err == f"pktlab broker status: --url {given!r}: {said}\n"
+
+
+class _Response:
+    """What urlopen returns, reading `chunks` one by one."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read1(self, n: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def read(self) -> bytes:  # (all of it: what fetch used to call)
+        return b"".join(self.chunks)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "limits", "said"),
+    [
+        ([b"[" * 100_000], {}, "not JSON: nested too deeply"),  # was a RecursionError
+        ([b"9" * 5000], {}, "not JSON: a number of more than 4300 digits"),
+        ([b"[1, 2]"], {}, "JSON, but not an object"),
+        ([b"{}", b" " * 100, b" "], {"MAX_PAGE": 100}, "over 0 MiB"),  # was read whole
+        ([b"{", b" ", b"}"], {"PAGE_SECONDS": -1.0}, "not whole after -1 s"),  # byte by byte
+    ],
+)
+def test_a_page_no_broker_sends_is_bounded_and_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    chunks: list[bytes],
+    limits: dict[str, float],
+    said: str,
+) -> None:
+    """An endless page was read until a MemoryError (545 MB at most now, under `ulimit -v`
+    2 GB it was the traceback), one sent a byte at a time was waited for without end, and
+    JSON nested 100,000 deep was a RecursionError traceback."""
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(chunks))
+    for name, value in limits.items():
+        monkeypatch.setattr(broker, name, value)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    url = "http://127.0.0.1:8000/"
+    assert broker.run(parser.parse_args(["status", "--url", url])) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab broker status: {url} is not a broker's status page ({said}); "
+        "StatusListen in broker.conf says where it is\n"
+    )
