@@ -7,8 +7,11 @@ import argparse
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
+
+from packetlab.cli.exits import EXIT_ERROR
 
 DEFAULT_URL = "http://127.0.0.1:20558/"
 
@@ -24,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st = sub.add_parser("status", help="print the broker's status")
     st.add_argument(
         "--url",
-        help="status page (default: where StatusListen of the home's broker.conf puts it, "
-        f"else {DEFAULT_URL})",
+        help="status page, http://HOST:PORT/ or HOST:PORT (default: where StatusListen of "
+        f"the home's broker.conf puts it, else {DEFAULT_URL})",
     )
     st.add_argument("--json", action="store_true", help="print the raw JSON")
 
@@ -50,10 +53,67 @@ def default_url() -> str:
     return f"http://{f'[{host}]' if ':' in host and not host.startswith('[') else host}:{port}/"
 
 
-def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+def page_url(given: str) -> str:
+    """The status page's URL from `--url`: `HOST:PORT` is `http://HOST:PORT/`, as curl
+    reads it. ValueError for what no broker serves (urllib said `unknown url type` or,
+    for ftp://, `Name or service not known`, then asked whether the broker was running)."""
+    url = given if "://" in given else f"http://{given}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError past 65535 (it was looked up as a service name)
+    except ValueError as e:
+        raise ValueError(f"--url {given!r}: {e}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"--url {given!r}: not an http:// URL (StatusListen serves HTTP)")
+    if not parts.hostname or any(c.isspace() for c in parts.netloc):
+        raise ValueError(f"--url {given!r}: no host name (http://HOST:PORT/)")
+    if port == 0:
+        raise ValueError(f"--url {given!r}: port 0")
+    return url if parts.path else f"{url}/"
+
+
+def page_problem(st: dict[str, Any]) -> str | None:
+    """Why a JSON object is not a broker's status page (`registry.status` always has these
+    two lists), else None: another service's JSON printed an empty status, exit 0, and a
+    wrong type in it a traceback."""
+    for key in ("channels", "publications"):
+        if not isinstance(st.get(key), list):
+            return f'no "{key}" list'
+    return None
+
+
+# Above any broker's page: 10,000 live publications (MaxPublications' default) of a 4 KiB
+# xdescr whose every byte JSON escapes (\ufffd) is ~250 MB.
+MAX_PAGE = 512 << 20
+PAGE_SECONDS = 60.0  # for the whole page (`timeout` is each read's)
+
+
+class NotAPage(ValueError):
+    """What came from the URL is no broker's status page; the message says why."""
+
+
+def fetch(url: str, timeout: float = 5.0) -> Any:
+    """The JSON of the page at `url`. An endless page was read into memory until a
+    MemoryError, one sent a byte at a time was waited for forever, JSON nested deep was
+    a RecursionError traceback: NotAPage, each."""
+    import time
+
+    deadline, data = time.monotonic() + PAGE_SECONDS, bytearray()
     with urllib.request.urlopen(url, timeout=timeout) as r:
-        data: dict[str, Any] = json.loads(r.read())
-    return data
+        while chunk := r.read1(1 << 16):
+            data += chunk
+            if len(data) > MAX_PAGE:
+                raise NotAPage(f"over {MAX_PAGE >> 20} MiB")
+            if time.monotonic() > deadline:
+                raise NotAPage(f"not whole after {PAGE_SECONDS:.0f} s")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise NotAPage("not JSON: nested too deeply") from None
+    except ValueError as e:
+        if "integer string conversion" in str(e):  # (and then sys.set_int_max_str_digits)
+            raise NotAPage("not JSON: a number of more than 4300 digits") from None
+        raise NotAPage(f"not JSON: {e}") from None
 
 
 def render(st: dict[str, Any]) -> str:
@@ -112,14 +172,19 @@ def _counts_text(c: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.url or default_url()
+    try:
+        url = page_url(args.url) if args.url else default_url()
+    except ValueError as e:
+        print(f"pktlab broker status: {e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         st = fetch(url)
         if not isinstance(st, dict):
-            raise json.JSONDecodeError("not a JSON object", "", 0)
-    except json.JSONDecodeError as e:  # it was "Expecting value: line 1 column 1 (char 0)"
+            raise NotAPage("JSON, but not an object")
+    except (json.JSONDecodeError, NotAPage) as e:  # was "Expecting value: line 1 ..."
+        said = e if isinstance(e, NotAPage) else f"not JSON: {e}"
         print(
-            f"pktlab broker status: {url} is not a broker's status page (not JSON: {e}); "
+            f"pktlab broker status: {url} is not a broker's status page ({said}); "
             "StatusListen in broker.conf says where it is",
             file=sys.stderr,
         )
@@ -134,5 +199,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(st, indent=2) if args.json else render(st))
+    problem, text = page_problem(st), ""
+    if problem is None:
+        try:
+            text = json.dumps(st, indent=2) if args.json else render(st)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            problem = f"no {e} in an entry" if isinstance(e, KeyError) else str(e)
+    if problem is not None:
+        print(
+            f"pktlab broker status: {url} is not a broker's status page ({problem}); "
+            "StatusListen in broker.conf says where it is",
+            file=sys.stderr,
+        )
+        return 1
+    print(text)
     return 0

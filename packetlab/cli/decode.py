@@ -100,9 +100,11 @@ def read_hex(stream: Input) -> Iterator[bytes]:
                         yield bytes(out)
                     ch = bad[0][0]
                     shown = chr(ch) if 0x20 < ch < 0x7F else f"\\x{ch:02x}"
+                    first = offset + len(out) == 0 and not carry
                     raise BadInput(
                         f"bad hex digit '{shown}' at byte offset {offset + len(out)} "
                         f"(line {lineno}, column {column + bad.start() + 1})"
+                        + (f"; {JSON_HINTS[ch]}" if first and ch in JSON_HINTS else "")
                     )
             column += len(piece)
         if out:
@@ -112,19 +114,50 @@ def read_hex(stream: Input) -> Iterator[bytes]:
         raise BadInput(f"odd number of hex digits: a lone digit at byte offset {offset}")
 
 
+# --------------------------------------------------------------- text given as frames
+
+HEAD = 4096  # of the stream, kept to tell text from frames when decoding fails
+_HEX_TEXT = re.compile(rb"(?:[0-9a-fA-F \t\r\f\v]*(?:#[^\n]*)?\n)*[0-9a-fA-F \t\r\f\v]*")
+JSON_HINTS = {
+    ord("{"): "the input looks like JSON lines: pktlab encode turns them into frames",
+    # the reference sessions (PROTOCOL.md's traces/*.session.json) are lists of frames
+    ord("["): 'the input looks like a JSON list; of frames as {"hex": ...}: '
+    "jq -r '.[].hex' FILE | pktlab decode --hex",
+}
+
+
+def text_hint(head: bytes) -> str:
+    """What the start of a stream that failed to decode as frames looks like instead:
+    `echo 21000000 | pktlab decode` said `the header (type 0x32 unknown) announces a
+    3223600-byte body`, and a JSON file alike, with nothing about --hex or encode."""
+    start = head.lstrip()
+    if start and start[0] in JSON_HINTS:
+        return f" ({JSON_HINTS[start[0]]})"
+    if re.search(rb"[0-9a-fA-F]", head) and _HEX_TEXT.fullmatch(head):
+        return " (the input looks like hex text: pktlab decode --hex)"
+    return ""
+
+
 # ------------------------------------------------------------------------- decoding
 
 
-def decode_stream(chunks: Iterator[bytes], out: IO[str]) -> None:
-    """Print each frame of the stream as a JSON line. Raises BadInput."""
+def decode_stream(chunks: Iterator[bytes], out: IO[str], raw: bool = True) -> None:
+    """Print each frame of the stream as a JSON line. Raises BadInput, which says what
+    the stream looks like instead when it is `raw` input that is text."""
     framer = Framer()
     total = 0
     pending = bytearray()  # our copy of the bytes the framer still holds (one frame at most)
+    head = b""
     try:
         for chunk in chunks:
+            if raw and len(head) < HEAD:
+                head = (head + chunk)[:HEAD]
             total += len(chunk)
             pending += chunk
-            _emit(framer, chunk, out)
+            try:
+                _emit(framer, chunk, out)
+            except BadInput as e:
+                raise BadInput(f"{e}{text_hint(head)}") from None
             del pending[: len(pending) - framer.buffered]
             if len(chunk) < CHUNK:  # the input may wait now: what it gave is shown
                 out.flush()
@@ -135,13 +168,13 @@ def decode_stream(chunks: Iterator[bytes], out: IO[str]) -> None:
         if len(pending) < HEADER_LEN:
             raise BadInput(
                 f"truncated frame at byte offset {start}: only {len(pending)} of the "
-                f"{HEADER_LEN} header bytes"
+                f"{HEADER_LEN} header bytes{text_hint(head)}"
             )
         code, length = pending[0], int.from_bytes(pending[1:4], "big")
         raise BadInput(
             f"truncated frame at byte offset {start}: the header (type 0x{code:02x} "
             f"{_name(code)}) announces a {length}-byte body, the stream ends after "
-            f"{len(pending) - HEADER_LEN} of them"
+            f"{len(pending) - HEADER_LEN} of them{text_hint(head)}"
         )
 
 
@@ -178,6 +211,7 @@ def _emit(framer: Framer, chunk: bytes, out: IO[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     def work(stream: Input) -> None:
-        decode_stream(read_hex(stream) if args.hex else read_raw(stream), sys.stdout)
+        chunks = read_hex(stream) if args.hex else read_raw(stream)
+        decode_stream(chunks, sys.stdout, raw=not args.hex)
 
     return run_filter("decode", args.file, work, BadInput)

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from packetlab.cli.filterio import EXIT_STATUS_HELP, Input, run_filter
 from packetlab.wire import WireError
-from packetlab.wire.jsonform import JsonFormError, frame_from_json
+from packetlab.wire.jsonform import JsonFormError, frame_from_json, shorten
 
 EPILOG = """\
 input: one JSON object per line, as `pktlab decode` prints them: {"type": NAME, FIELD:
@@ -64,7 +64,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:  # json.loads keeps the last: a typo'd line would encode silently
-            raise BadLine(f"key {key!r} given twice")
+            raise BadLine(f"key {shorten(repr(key))} given twice")
         obj[key] = value
     return obj
 

@@ -221,9 +221,14 @@ def _why(e: OSError, root: Path) -> str:
     """`e` in a few words: its file named unless it is the home itself (named already) or
     one of the staging directory (a name the operator never sees)."""
     where = os.fspath(e.filename) if e.filename is not None else ""
+    why = e.strerror or str(e)
+    if isinstance(e, FileExistsError) and not os.path.isdir(where or root):
+        # mkdir's own word for a file (or a dangling symlink) where a directory goes
+        kind = "a dangling symlink" if os.path.islink(where or root) else "a file"
+        why = f"{kind}, not a directory"
     if not where or _STAGE_PREFIX in where or Path(where) == root:
-        return e.strerror or str(e)
-    return f"{where}: {e.strerror or e}"
+        return why
+    return f"{where}: {why}"
 
 
 def _wasm(path: Path, kind: str) -> bytes:

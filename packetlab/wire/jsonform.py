@@ -16,6 +16,8 @@ A frame whose type code is not a message has the form
 from __future__ import annotations
 
 import ipaddress
+import json
+import string
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "frame_from_json",
     "message_from_json",
     "message_to_json",
+    "shorten",
     "unknown_to_json",
 ]
 
@@ -44,7 +47,7 @@ class JsonFormError(WireError):
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
         self.problem = problem
-        super().__init__(f"{key}: {problem}")
+        super().__init__(f"{shorten(key)}: {problem}")
 
 
 # ------------------------------------------------------------------ field kinds, derived
@@ -160,18 +163,41 @@ def unknown_to_json(code: int, body: bytes) -> dict[str, Any]:
 # ------------------------------------------------------------------------ from JSON
 
 
+def _got(value: Any) -> str:
+    """A JSON value as its writer wrote it, for an error (it said Python's type names:
+    `got NoneType`, `got str`, `got list`)."""
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return shorten(json.dumps(value))
+
+
+def shorten(text: str, most: int = 40) -> str:
+    """`text` cut to its first characters: an error line quoted a 64 MiB value whole."""
+    return text if len(text) <= most else f"{text[: most - 8]}... ({len(text)} characters)"
+
+
+def _bad_hex(text: str) -> str:
+    """What is wrong with hex text `bytes.fromhex` refused, and where."""
+    for i, c in enumerate(text):
+        if c not in string.hexdigits and not c.isspace():
+            return f"bad hex {shorten(repr(text))}: {c!r} at character {i}"
+    return f"bad hex {shorten(repr(text))}: an odd number of digits or a space inside a byte"
+
+
 def _hex(key: str, value: Any) -> bytes:
     if not isinstance(value, str):
-        raise JsonFormError(key, f"expected a hex string, got {type(value).__name__}")
+        raise JsonFormError(key, f"expected a hex string, got {_got(value)}")
     try:
         return bytes.fromhex(value)
     except ValueError:
-        raise JsonFormError(key, f"bad hex {value!r}") from None
+        raise JsonFormError(key, _bad_hex(value)) from None
 
 
 def _int(key: str, value: Any, bits: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise JsonFormError(key, f"expected an integer, got {type(value).__name__}")
+        raise JsonFormError(key, f"expected an integer, got {_got(value)}")
     if bits is not None and not 0 <= value < 1 << bits:
         raise JsonFormError(key, f"{value} does not fit in an unsigned {bits}-bit field")
     return value
@@ -179,16 +205,16 @@ def _int(key: str, value: Any, bits: int | None) -> int:
 
 def _addr(key: str, value: Any, family: Any) -> bytes:
     if not isinstance(value, str):
-        raise JsonFormError(key, f"expected an address string, got {type(value).__name__}")
+        raise JsonFormError(key, f"expected an address string, got {_got(value)}")
     if family not in (4, 6) or isinstance(family, bool):
-        raise JsonFormError(key, f"an address needs family 4 or 6, not {family!r}")
+        raise JsonFormError(key, f"an address needs family 4 or 6, not {shorten(repr(family))}")
     try:
         if family == 4:
             return ipaddress.IPv4Address(value).packed
         return ipaddress.IPv6Address(value).packed
     except ValueError:
         raise JsonFormError(
-            key, f"{value!r} is not an IPv{family} address (family {family})"
+            key, f"{shorten(repr(value))} is not an IPv{family} address (family {family})"
         ) from None
 
 
@@ -199,13 +225,13 @@ def message_from_json(obj: Mapping[str, Any]) -> Message:
     (lengths, forms) are the encoder's, which raises EncodeError.
     """
     if not isinstance(obj, Mapping):
-        raise JsonFormError("type", f"expected a JSON object, got {type(obj).__name__}")
+        raise JsonFormError("type", f"expected a JSON object, got {_got(obj)}")
     name = obj.get("type")
     if name is None:
         raise JsonFormError("type", "missing")
     cls = BY_NAME.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise JsonFormError("type", f"unknown message type name {name!r}")
+        raise JsonFormError("type", f"unknown message type name {shorten(repr(name))}")
     spec = _FIELDS[cls.NAME]
     extra = set(obj) - {"type"} - {f for f, _, _ in spec}
     if extra:
@@ -224,7 +250,7 @@ def message_from_json(obj: Mapping[str, Any]) -> Message:
             kwargs[fname] = _addr(fname, value, obj.get("family"))
         elif kind == "chlist":
             if not isinstance(value, list):
-                raise JsonFormError(fname, f"expected a list, got {type(value).__name__}")
+                raise JsonFormError(fname, f"expected an array of hex strings, got {_got(value)}")
             kwargs[fname] = [_hex(f"{fname}[{i}]", ch) for i, ch in enumerate(value)]
         else:
             kwargs[fname] = _hex(fname, value)

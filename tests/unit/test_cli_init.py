@@ -8,6 +8,7 @@ import errno
 import os
 import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -355,4 +356,30 @@ def test_ctrl_c_while_the_files_are_listed_says_the_home_is_set_up(
     assert len(files(root)) == 28
     assert capsys.readouterr().err == (
         f"\npktlab init: interrupted; {root} is set up (every file was written)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "where", "said"),
+    [
+        (lambda p: p.write_text(""), "", "a file, not a directory"),
+        (lambda p: p.symlink_to(p.parent / "gone"), "", "a dangling symlink, not a directory"),
+        (lambda p: (p.mkdir(), (p / "keys").write_text("")), "keys", "a file, not a directory"),
+    ],
+)
+def test_a_file_where_a_directory_goes_is_named_so(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], object],
+    where: str,
+    said: str,
+) -> None:
+    """`pktlab init --home FILE` said `cannot set up FILE: File exists` (mkdir's word),
+    as if a home were there already (session 31)."""
+    root = tmp_path / "h"
+    make(root)
+    assert pktlab("init", "--home", root) == 1
+    named = f"{root / where}: " if where else ""
+    assert capsys.readouterr().err == (
+        f"error: cannot set up {root}: {named}{said}; no file written\n"
     )

@@ -135,6 +135,46 @@ def test_decode_malformed_in_raw_mode(
     assert "snikey must be 1..63 characters of [a-z0-9]" in err
 
 
+@pytest.mark.parametrize(
+    ("stream", "hex_", "hint"),
+    [
+        (b"21000000\n", False, " (the input looks like hex text: pktlab decode --hex)"),
+        (b"210", False, " (the input looks like hex text: pktlab decode --hex)"),
+        (b"# http_get\n# (comment)\n2100 0000 # start\n40000000\n", False,
+         " (the input looks like hex text: pktlab decode --hex)"),
+        (b'{"type": "start"}\n', False,
+         " (the input looks like JSON lines: pktlab encode turns them into frames)"),
+        (b'{"type": "start"}\n', True,
+         "; the input looks like JSON lines: pktlab encode turns them into frames"),
+        (b'\n [{"dir": "xpmgr->endpt", "name": "start", "hex": "21000000"}]', False,
+         " (the input looks like a JSON list; of frames as {\"hex\": ...}: "
+         "jq -r '.[].hex' FILE | pktlab decode --hex)"),
+        (b'[{"hex": "21000000"}]', True,
+         "; the input looks like a JSON list; of frames as {\"hex\": ...}: "
+         "jq -r '.[].hex' FILE | pktlab decode --hex"),
+        # frames, or hex text with --hex: no hint
+        (bytes.fromhex("2c00000f0304"), False, "them"),
+        (b"3132333435", True, "them"),  # decodes to b"12345", which is not the input
+        (b"21000000 [", True, "(line 1, column 10)"),
+    ],
+)  # fmt: skip
+def test_decode_of_text_says_what_the_text_looks_like(
+    stream: bytes,
+    hex_: bool,
+    hint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`echo 21000000 | pktlab decode` (no --hex) said `truncated frame at byte offset 0:
+    the header (type 0x32 unknown) announces a 3223600-byte body, the stream ends after 5
+    of them`, and the reference sessions' JSON (PROTOCOL.md's traces) alike: nothing said
+    --hex, encode or how to get the frames out of a session file."""
+    set_stdin(monkeypatch, stream)
+    assert main(["decode", "--hex"] if hex_ else ["decode"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(hint + "\n") and err.count("\n") == 1, err
+
+
 def test_decode_non_ascii_in_hex(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -194,11 +234,12 @@ def test_every_message_example_round_trips(
     [
         ('{"type": "start"}\n{"type": "nclose", sktid: 3}\n',
          "line 2: bad JSON: Expecting property name"),
-        ('{"type": "start"}\n\n[1, 2]\n', "line 3: type: expected a JSON object, got list"),
+        ('{"type": "start"}\n\n[1, 2]\n', "line 3: type: expected a JSON object, got an array"),
         ('{"type": "start"}\n{"type": "nosuch"}\n',
          "line 2: type: unknown message type name 'nosuch'"),
         ('{"type": "start"}\n{"type": "nclose"}\n', "line 2: sktid: missing (required by nclose)"),
-        ('{"type": "start"}\n{"type": "xcert", "cert": "0g"}\n', "line 2: cert: bad hex '0g'"),
+        ('{"type": "start"}\n{"type": "xcert", "cert": "0g"}\n',
+         "line 2: cert: bad hex '0g': 'g' at character 1"),
         ('{"type": "start"}\n{"type": "nopen", "sktid": 0, "family": 4, "proto": 0, '
          '"rbufsz": 0, "laddr": "::1"}\n', "line 2: laddr: '::1' is not an IPv4 address"),
         ('{"type": "start"}\n{"type": "mread", "addr": 0, "len": 0}\n',
@@ -317,7 +358,26 @@ def test_hex_lines_and_columns_across_chunks(
          "line 2: bad JSON: a number of more than 4300 digits"),  # was a ValueError traceback
         ("[" * 100_000 + "]" * 100_000, "line 2: bad JSON: nested too deeply"),  # RecursionError
         ('{"type": "nclose", "sktid": 1, "sktid": 2}', "line 2: key 'sktid' given twice"),
-        ('{"type": "nclose", "sktid": NaN}', "line 2: sktid: expected an integer, got float"),
+        ('{"type": "nclose", "sktid": NaN}', "line 2: sktid: expected an integer, got NaN"),
+        # a value of megabytes in the line: quoted whole (10 MB of stderr), now cut
+        ('{"type": "mwrite", "addr": 0, "data": "' + "0" * 10**7 + 'zz"}',
+         "line 2: data: bad hex '0000000000000000000000000000000... (10000004 characters): "
+         "'z' at character 10000000"),
+        ('{"type": "' + "x" * 10**6 + '"}',
+         "line 2: type: unknown message type name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... "
+         "(1000002 characters)"),
+        ('{"type": "start", "' + "k" * 10**6 + '": 1}',
+         "line 2: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk... (1000000 characters): not a field of start"),
+        ('{"type": "start", "' + "k" * 10**6 + '": 1, "' + "k" * 10**6 + '": 2}',
+         "line 2: key 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk... (1000002 characters) given twice"),
+        ('{"type": "nsend", "sktid": 1, "family": 4, "proto": 17, "time": 0, "tag": 0, '
+         '"raddr": "' + "1" * 10**6 + '", "rport": 1}',
+         "line 2: raddr: '1111111111111111111111111111111... (1000002 characters) is not an "
+         "IPv4 address (family 4)"),
+        ('{"type": "nsend", "sktid": 1, "family": "' + "f" * 10**6 + '", "proto": 17, '
+         '"time": 0, "tag": 0, "raddr": "1.2.3.4", "rport": 1}',
+         'line 2: family: expected an integer, got "fffffffffffffffffffffffffffffff... '
+         '(1000002 characters)'),
         ('{"type": "unknown", "code": 144, "body": "' + "00" * 0x1000000 + '"}',
          "line 2: body: 16777216 bytes > 0xFFFFFF"),
         ('{"type": "mwrite", "addr": 0, "data": "' + "00" * 0x1000000 + '"}',

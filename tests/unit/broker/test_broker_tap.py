@@ -286,7 +286,7 @@ def test_broker_status_looks_where_broker_conf_puts_the_page(
 
     def fetch(u: str) -> dict[str, object]:
         asked.append(u)
-        return {}
+        return {"channels": [], "publications": []}  # (the least a broker's page has)
 
     monkeypatch.setattr(broker, "fetch", fetch)
     parser = __import__("argparse").ArgumentParser()

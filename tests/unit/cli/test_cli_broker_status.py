@@ -1,0 +1,159 @@
+"""`pktlab broker status` against what is not a broker's status page, and `--url`s no
+broker serves (session 31, codec31; docs/broker.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from packetlab.cli import broker
+
+PAGE = {"subscribers": 0, "endpoints": 0, "publications": [], "channels": [], "notified": 0}
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, page: object, *words: str) -> tuple[list[str], int]:
+    asked: list[str] = []
+
+    def fetch(url: str) -> object:
+        asked.append(url)
+        return page
+
+    monkeypatch.setattr(broker, "fetch", fetch)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    return asked, broker.run(parser.parse_args(["status", *words]))
+
+
+@pytest.mark.parametrize(
+    ("page", "said", "raw"),
+    [
+        ({"a": 1}, 'no "channels" list', []),
+        ({"a": 1}, 'no "channels" list', ["--json"]),
+        ({**PAGE, "channels": 5}, 'no "channels" list', []),
+        ({"channels": []}, 'no "publications" list', ["--json"]),
+        ({**PAGE, "channels": [{"x": 1}]}, "no 'private' in an entry", []),
+        ({**PAGE, "publications": [{"id": 1}]}, "no 'priority' in an entry", []),
+        ({**PAGE, "connections": 3}, "'int' object has no attribute 'get'", []),
+    ],
+)
+def test_a_json_page_that_is_not_the_brokers_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    page: dict[str, object],
+    said: str,
+    raw: list[str],
+) -> None:
+    """Another service's JSON at --url: `{"a": 1}` printed an empty broker status, exit 0;
+    a field of the wrong type or an entry without its keys a traceback (TypeError,
+    KeyError, AttributeError), exit 1."""
+    url = "http://127.0.0.1:8000/"
+    assert _run(monkeypatch, page, "--url", url, *raw)[1] == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"pktlab broker status: {url} is not a broker's status page ({said}); "
+        "StatusListen in broker.conf says where it is\n"
+    )
+
+
+def test_a_brokers_page_still_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _run(monkeypatch, PAGE, "--url", "http://127.0.0.1:20558/")[1] == 0
+    assert capsys.readouterr().out.startswith("listening: \nconnections: 0 publisher(s), ")
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("127.0.0.1:20600", "http://127.0.0.1:20600/"),
+        ("localhost:20600/x", "http://localhost:20600/x"),
+        ("[::1]:20600", "http://[::1]:20600/"),
+        ("http://127.0.0.1:20600", "http://127.0.0.1:20600/"),
+        ("https://b.example:443/status", "https://b.example:443/status"),
+    ],
+)
+def test_url_without_a_scheme_is_http(
+    monkeypatch: pytest.MonkeyPatch, given: str, url: str
+) -> None:
+    """`--url 127.0.0.1:20600` (as curl takes it) was `unknown url type: 127.0.0.1`, and
+    then asked whether the broker was running."""
+    assert _run(monkeypatch, PAGE, "--url", given) == ([url], 0)
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("ftp://x/", "not an http:// URL (StatusListen serves HTTP)"),
+        ("file:///etc/passwd", "not an http:// URL (StatusListen serves HTTP)"),
+        ("http://127.0.0.1:99999/", "Port out of range 0-65535"),
+        ("http://127.0.0.1:0/", "port 0"),
+        ("http://:20558/", "no host name (http://HOST:PORT/)"),
+        ("not a url", "no host name (http://HOST:PORT/)"),
+        ("http://[::1", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_url_no_broker_serves_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, given: str, said: str
+) -> None:
+    """Each was looked for and said `no broker status at URL: ... (is twistd pktbroker
+    running ...)`, exit 1: ftp:// `Name or service not known`, port 99999 `Connection
+    refused` (a service name lookup), a bare word `unknown url type`."""
+    asked, rc = _run(monkeypatch, PAGE, "--url", given)
+    assert (asked, rc) == ([], 2)
+    assert capsys.readouterr().err == f"pktlab broker status: --url {given!r}: {said}\n"
+
+
+class _Response:
+    """What urlopen returns, reading `chunks` one by one."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read1(self, n: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def read(self) -> bytes:  # (all of it: what fetch used to call)
+        return b"".join(self.chunks)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "limits", "said"),
+    [
+        ([b"[" * 100_000], {}, "not JSON: nested too deeply"),  # was a RecursionError
+        ([b"9" * 5000], {}, "not JSON: a number of more than 4300 digits"),
+        ([b"[1, 2]"], {}, "JSON, but not an object"),
+        ([b"{}", b" " * 100, b" "], {"MAX_PAGE": 100}, "over 0 MiB"),  # was read whole
+        ([b"{", b" ", b"}"], {"PAGE_SECONDS": -1.0}, "not whole after -1 s"),  # byte by byte
+    ],
+)
+def test_a_page_no_broker_sends_is_bounded_and_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    chunks: list[bytes],
+    limits: dict[str, float],
+    said: str,
+) -> None:
+    """An endless page was read until a MemoryError (545 MB at most now, under `ulimit -v`
+    2 GB it was the traceback), one sent a byte at a time was waited for without end, and
+    JSON nested 100,000 deep was a RecursionError traceback."""
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(chunks))
+    for name, value in limits.items():
+        monkeypatch.setattr(broker, name, value)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    url = "http://127.0.0.1:8000/"
+    assert broker.run(parser.parse_args(["status", "--url", url])) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab broker status: {url} is not a broker's status page ({said}); "
+        "StatusListen in broker.conf says where it is\n"
+    )
