@@ -3,10 +3,12 @@
 Each round runs ``pktlab run ping -q -f -c SMALL 127.0.0.1`` and ``-c LARGE`` for every
 tree and takes the CPU time (user + system of the child, `os.wait4`); the CPU per request is
 (CPU(LARGE) - CPU(SMALL)) / (LARGE - SMALL), so start-up and capture set-up cancel out.
-Trees alternate within each round (the order flips every round); medians are reported.
+Trees alternate within each round (the order flips every round); medians are reported,
+and with two trees the median of the rounds' ratios.
 ``--before DIR`` adds a checkout of an earlier commit (its ``packetlab`` first on
-``PYTHONPATH``), for an A/B under the same load. ``--command traceroute``/``dns`` measure
-the same way on ``run traceroute -n -q 3 -m N 127.0.0.1`` / ``run dns`` (N repeats).
+``PYTHONPATH``), for an A/B under the same load. ``--command traceroute`` measures
+the same way on ``run traceroute -n -q N -m 1 127.0.0.1`` (N probes at one hop, at most
+10: compare the whole run's CPU, the last column, there).
 
 Run as root from the repository root::
 
@@ -61,12 +63,14 @@ def main() -> None:
     if args.before is not None:
         trees = {"before": args.before.resolve(), **trees}
     per: dict[str, list[float]] = {name: [] for name in trees}
+    whole: dict[str, list[float]] = {name: [] for name in trees}  # CPU of the large run
     for r in range(args.rounds):
         order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))
         for name, tree in order:
             small = cpu_of(argv_for(args.command, args.small), tree)
             large = cpu_of(argv_for(args.command, args.large), tree)
             per[name].append((large - small) / (args.large - args.small))
+            whole[name].append(large)
         load = os.getloadavg()[0]
         print(
             f"round {r + 1}: "
@@ -75,14 +79,21 @@ def main() -> None:
             file=sys.stderr,
         )
     rows = [
-        [name, fmt(median(v) * 1e6, 1, 0), " ".join(fmt(x * 1e6, 1, 0) for x in v)]
+        [
+            name,
+            fmt(median(v) * 1e6, 1, 0),
+            " ".join(fmt(x * 1e6, 1, 0) for x in v),
+            fmt(median(whole[name]) * 1e3, 1, 0),
+        ]
         for name, v in per.items()
     ]
-    if args.before is not None:
-        ratio = median(per["this tree"]) / median(per["before"])
-        rows.append(["this / before", f"{ratio:.2f}", ""])
+    if args.before is not None:  # (the ratio of each round: both trees under its load)
+        ratios = [a / b for a, b in zip(per["this tree"], per["before"], strict=True)]
+        rows.append(
+            ["this / before", f"{median(ratios):.2f}", " ".join(f"{x:.2f}" for x in ratios)]
+        )
     print(f"{args.command}: CPU per request (us), -c {args.large} less -c {args.small}")
-    print(markdown_table(["tree", "median", "rounds"], rows))
+    print(markdown_table(["tree", "median", "rounds", f"CPU of -c {args.large} (ms)"], rows))
 
 
 if __name__ == "__main__":
