@@ -89,8 +89,16 @@ def main() -> None:
     ]
     if args.before is not None:  # (the ratio of each round: both trees under its load)
         ratios = [a / b for a, b in zip(per["this tree"], per["before"], strict=True)]
+        whole_ratio = median(
+            a / b for a, b in zip(whole["this tree"], whole["before"], strict=True)
+        )
         rows.append(
-            ["this / before", f"{median(ratios):.2f}", " ".join(f"{x:.2f}" for x in ratios)]
+            [
+                "this / before",
+                f"{median(ratios):.2f}",
+                " ".join(f"{x:.2f}" for x in ratios),
+                f"{whole_ratio:.2f}",
+            ]
         )
     print(f"{args.command}: CPU per request (us), -c {args.large} less -c {args.small}")
     print(markdown_table(["tree", "median", "rounds", f"CPU of -c {args.large} (ms)"], rows))
