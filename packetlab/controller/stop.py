@@ -21,7 +21,7 @@ class StopSignal:
     def __init__(self) -> None:
         self.requested = False
         self.reason = ""
-        self.watched = False  # a measurement called when_requested()
+        self.watched = False  # a measurement called when_requested() or listen()
         # called in the order they came (a Deferred's callback, or a `listen` function)
         self._waiters: dict[int, Callable[[str], object]] = {}
         self._key = 0
