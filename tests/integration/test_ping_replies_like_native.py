@@ -302,5 +302,9 @@ def test_interval_0_keeps_one_request_in_flight_as_iputils(
         m = re.search(r"time (\d+)ms", run.stdout)
         assert m is not None and int(m.group(1)) >= 19 * 9, (name, run.stdout)
         pipe = re.search(r"pipe (\d+)", run.stdout)
-        assert pipe is None or int(pipe.group(1)) <= 3, (name, run.stdout)
+        # One more in flight each 10 ms a reply is late: at 20 ms, 3; a loaded responder's
+        # 38 ms reply made it 4 in CI (session 31), for either tool.
+        rtt = re.search(r"= [\d.]+/[\d.]+/([\d.]+)/", run.stdout)
+        most = max(3, 1 + int(float(rtt.group(1)) // 10)) if rtt else 3
+        assert pipe is None or int(pipe.group(1)) <= most, (name, run.stdout)
     assert runs["ours"].returncode == runs["theirs"].returncode
