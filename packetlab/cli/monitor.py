@@ -311,9 +311,12 @@ def named(path: Path, fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)`, a `MonitorLoadError` from it naming `path` (the one-line error says
     which file, as for a file that cannot be read)."""
     from packetlab.monitor.abi import MonitorLoadError
+    from packetlab.monitor.load import NoMemoryImport
 
     try:
         return fn(*args)
+    except NoMemoryImport:  # the fix in the source's language
+        raise MonitorLoadError(f"{path}: {NoMemoryImport(path.suffix)}") from None
     except MonitorLoadError as e:
         raise MonitorLoadError(f"{path}: {e}", decode=e.decode) from None
 

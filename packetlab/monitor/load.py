@@ -170,6 +170,23 @@ def _section_count(wasm: bytes, section_id: int) -> int:
     return 0
 
 
+class NoMemoryImport(MonitorLoadError):
+    """No `monitor.memory` import, with the fix in the module's source language: the one
+    fix said was the C linker's `--import-memory=monitor,memory`, also to a WAT author
+    (session 31)."""
+
+    FIX = {
+        ".c": "link with --import-memory=monitor,memory",
+        ".wat": 'add (import "monitor" "memory" (memory 2)) to the module',
+    }
+
+    def __init__(self, source_suffix: str = "") -> None:
+        fix = self.FIX.get(source_suffix.lower()) or "; ".join(
+            f"{lang.upper()[1:]}: {how}" for lang, how in self.FIX.items()
+        )
+        super().__init__(f"the module must import its memory as monitor.memory ({fix})")
+
+
 def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> None:
     """The memory import and only known, correctly typed host functions (monitors and
     reflexes share this; `host_funcs` is the table of the kind of program)."""
@@ -197,9 +214,7 @@ def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> No
         else:
             raise MonitorLoadError(f"imports {where}, which the host does not provide")
     if not has_memory:
-        raise MonitorLoadError(
-            "the module must import its memory as monitor.memory (--import-memory=monitor,memory)"
-        )
+        raise NoMemoryImport()
 
 
 def check_alloc(exports: dict[str, abi.Sig]) -> None:

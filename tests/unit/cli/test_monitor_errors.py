@@ -106,3 +106,37 @@ def test_test_of_an_empty_module_names_the_file(
     assert _run(module, ["test", str(bad), "--messages", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"pktlab {name} test: error: {bad}: not a valid WebAssembly module")
+
+
+NO_MEMORY = (
+    '(module (func (export "malloc") (param i32) (result i32) i32.const 0)'
+    ' (func (export "free") (param i32)))'
+)
+WAT_FIX = 'add (import "monitor" "memory" (memory 2)) to the module'
+C_FIX = "link with --import-memory=monitor,memory"
+
+
+@pytest.mark.parametrize("module", [monitor, reflex])
+def test_no_memory_import_says_the_fix_in_the_sources_language(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: object
+) -> None:
+    """`pktlab reflex build x.wat` of a module without the memory import said to use
+    `--import-memory=monitor,memory`, a C linker flag (reflex31's finding): a WAT source
+    now gets the WAT import; a .wasm of unknown source both fixes."""
+    import wasmtime
+
+    name = module.__name__.rsplit(".", 1)[1]  # type: ignore[attr-defined]
+    wat, wasm = tmp_path / "m.wat", tmp_path / "m.wasm"
+    wat.write_text(NO_MEMORY)
+    wasm.write_bytes(bytes(wasmtime.wat2wasm(NO_MEMORY)))
+    assert _run(module, ["build", str(wat), "-o", str(tmp_path / "out.wasm")]) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab {name} build: error: {wat}: the module must import its memory as "
+        f"monitor.memory ({WAT_FIX})\n"
+    )
+    assert not (tmp_path / "out.wasm").exists()
+    assert _run(module, ["test", str(wasm)]) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab {name} test: error: {wasm}: the module must import its memory as "
+        f"monitor.memory (C: {C_FIX}; WAT: {WAT_FIX})\n"
+    )
