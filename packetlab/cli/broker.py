@@ -4,7 +4,9 @@ page, `StatusListen` in broker.conf; docs/broker.md)."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -33,24 +35,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
+def home_listens() -> dict[str, str | None]:
+    """The home broker.conf's `PublishListen`, `SubscribeListen`, `StatusListen` (None
+    when unset); {} without a readable broker.conf."""
+    from packetlab.broker.config import DEFAULT_CONFIG_NAME, load_config
+    from packetlab.ppks import PktlabHome
+
+    try:
+        if not (PktlabHome.at().root / DEFAULT_CONFIG_NAME).is_file():
+            return {}
+        c = load_config(None)
+    except (ValueError, OSError, KeyError, TypeError):
+        return {}
+    return {"PublishListen": c.publish, "SubscribeListen": c.subscribe, "StatusListen": c.status}
+
+
 def default_url() -> str:
     """The page StatusListen of the pktlab home's broker.conf puts up (the broker reads
     that file too), else `DEFAULT_URL`: a broker.conf with `StatusListen tcp:20600` made
     `pktlab broker status` look at 20558 and say no broker was there."""
-    from twisted.internet.endpoints import serverFromString
+    return status_url(home_listens()) or DEFAULT_URL
 
-    from packetlab.broker.config import load_config
 
-    try:
-        where = load_config(None).status
-        ep = serverFromString(None, where) if where else None
-    except (ValueError, OSError, KeyError, TypeError):
-        return DEFAULT_URL
-    port, iface = getattr(ep, "_port", None), getattr(ep, "_interface", "")
-    if not isinstance(port, int) or port == 0:
-        return DEFAULT_URL
-    host = "127.0.0.1" if iface in ("", "0.0.0.0") else "[::1]" if iface == "::" else iface
-    return f"http://{f'[{host}]' if ':' in host and not host.startswith('[') else host}:{port}/"
+def status_url(listens: dict[str, str | None]) -> str | None:
+    from packetlab.cli.broker_probe import listen_at
+
+    at = listen_at(listens.get("StatusListen"))
+    return None if at is None else f"http://{at[0]}:{at[1]}/"
 
 
 def page_url(given: str) -> str:
@@ -171,6 +182,35 @@ def _counts_text(c: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _unreachable(url: str, given: str | None, e: Exception, why: object) -> str:
+    """The error line's text for a page that did not come: what answered instead when a
+    server did (a TLS port, a plain HTTP server), else the reason and what to check."""
+    from packetlab.cli.broker_probe import what_answered
+
+    listens = home_listens()
+    reason = getattr(e, "reason", e)
+    # A TLS port closes on the plain request; a plain server waits for the line a TLS
+    # hello never ends (a silent port, refused or unknown host: not probed, no wait)
+    if url.startswith("https:"):
+        odd = isinstance(reason, TimeoutError | ssl.SSLError)
+    else:
+        odd = isinstance(reason, ConnectionResetError | http.client.HTTPException)
+    if odd:
+        found = what_answered(url, listens, status_url(listens))
+        if found is not None:
+            return f"{url}: {found}"
+    if given is None and listens and listens.get("StatusListen") is None:
+        return (
+            f"no broker status at {url}: {why} (StatusListen is not set in the home's "
+            "broker.conf: the broker serves no status page; pktlab init sets "
+            "tcp:20558:interface=127.0.0.1)"
+        )
+    return (
+        f"no broker status at {url}: {why} (is twistd pktbroker running, with "
+        "StatusListen set in its broker.conf?)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         url = page_url(args.url) if args.url else default_url()
@@ -193,11 +233,7 @@ def run(args: argparse.Namespace) -> int:
         # "<urlopen error [Errno 111] Connection refused>": the reason, in words
         reason = getattr(e, "reason", None)
         why = getattr(reason, "strerror", None) or reason or e
-        print(
-            f"pktlab broker status: no broker status at {url}: {why} (is twistd "
-            "pktbroker running, with StatusListen set in its broker.conf?)",
-            file=sys.stderr,
-        )
+        print(f"pktlab broker status: {_unreachable(url, args.url, e, why)}", file=sys.stderr)
         return 1
     problem, text = page_problem(st), ""
     if problem is None:

@@ -157,3 +157,52 @@ def test_a_page_no_broker_sends_is_bounded_and_one_line(
         f"pktlab broker status: {url} is not a broker's status page ({said}); "
         "StatusListen in broker.conf says where it is\n"
     )
+
+
+HOME_CONF = {
+    "PublishListen": "tcp:20556",
+    "SubscribeListen": "tcp:20557",
+    "StatusListen": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("listens", "words", "hint"),
+    [
+        (HOME_CONF, [], "(StatusListen is not set in the home's broker.conf: the broker "
+         "serves no status page; pktlab init sets tcp:20558:interface=127.0.0.1)"),
+        ({}, [], "(is twistd pktbroker running, with StatusListen set in its broker.conf?)"),
+        (HOME_CONF, ["--url", "127.0.0.1:20558"],
+         "(is twistd pktbroker running, with StatusListen set in its broker.conf?)"),
+    ],
+)  # fmt: skip
+def test_a_page_the_home_does_not_set_up_says_so(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    listens: dict[str, str | None],
+    words: list[str],
+    hint: str,
+) -> None:
+    """A home whose broker.conf sets no StatusListen (the broker then serves no page):
+    `Connection refused (is twistd pktbroker running, ...?)` though it was; now the line
+    says the page is off. Refused or an unknown host are not probed (no wait)."""
+    import urllib.error
+
+    from packetlab.cli import broker_probe
+
+    def refused(url: str) -> object:
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    def probed(*a: object) -> None:
+        raise AssertionError("probed a refused port")
+
+    monkeypatch.setattr(broker, "fetch", refused)
+    monkeypatch.setattr(broker, "home_listens", lambda: listens)
+    monkeypatch.setattr(broker_probe, "what_answered", probed)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status", *words])) == 1
+    assert capsys.readouterr().err == (
+        "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection "
+        f"refused {hint}\n"
+    )
