@@ -199,6 +199,11 @@ def check_imports(module: wasmtime.Module, host_funcs: dict[str, abi.Sig]) -> No
                 raise MonitorLoadError(f"import {where} must be a memory")
             _check_memory(ty)
             has_memory = True
+        elif isinstance(ty, wasmtime.MemoryType):  # env.memory: lld's name without =monitor
+            raise MonitorLoadError(
+                f"imports its memory as {where}; the host's is monitor.memory "
+                f'(import "monitor" "memory" (memory 2))'
+            )
         elif imp.module == abi.HOST_MODULE:
             want = host_funcs.get(imp.name or "")
             if want is None:

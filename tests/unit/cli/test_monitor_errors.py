@@ -140,3 +140,17 @@ def test_no_memory_import_says_the_fix_in_the_sources_language(
         f"pktlab {name} test: error: {wasm}: the module must import its memory as "
         f"monitor.memory (C: {C_FIX}; WAT: {WAT_FIX})\n"
     )
+
+
+def test_memory_imported_under_lld_s_default_name_says_the_hosts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`(import "env" "memory" (memory 2))` (lld's name without `=monitor,memory`) said
+    `imports unknown host function env.memory`: it is a memory, and its name is wrong."""
+    wat = tmp_path / "env.wat"
+    wat.write_text(NO_MEMORY.replace("(module", '(module (import "env" "memory" (memory 2))'))
+    assert _run(reflex, ["build", str(wat), "-o", str(tmp_path / "out.wasm")]) == 1
+    assert capsys.readouterr().err == (
+        f"pktlab reflex build: error: {wat}: imports its memory as env.memory; the host's "
+        'is monitor.memory (import "monitor" "memory" (memory 2))\n'
+    )
