@@ -246,8 +246,9 @@ class _Later:
         return len(self.real) + len(self.frames)
 
     def flush(self) -> None:
+        frames, self.frames = self.frames, []
         put = self.real.put
-        for frame, skt, cost in self.frames:
+        for frame, skt, cost in frames:
             put(frame, skt, cost)
 
 
@@ -286,6 +287,7 @@ class ReflexGate:
         self.by_sktid: dict[int, Attached] = {}
         self.snapshots: dict[int, _Snapshot] = {}
         self.lost_reports = 0
+        self._later = _Later(None)  # one for every packet passed on (`_after_passed`)
         # Refused requests, as many as the controller sends: a line each filled the log
         # (5,000 4-byte frames, 5,000 lines); 20 a minute, the rest counted.
         self.refusal_log = LogBudget(time.monotonic)
@@ -620,8 +622,8 @@ class ReflexGate:
         reports) kept back for the receive path to queue after the passed packet's ndata."""
         session = self.session
         sending = session.sending
-        real = session.outbox
-        later = _Later(real)
+        later = self._later
+        real = later.real = session.outbox
         # Both routes to the outbox: the session's (reports, results) and the send path's
         # own reference (ntags).
         session.outbox = sending._outbox = later  # type: ignore[assignment]
