@@ -13,6 +13,8 @@ masks their type and releases them in order when the mask is cleared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import RECV_BUF_OVERHEAD, Budget
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, NDATA_DROP_COUNTED, RequestGate
@@ -46,6 +48,9 @@ class ReceivePath:
         # read nothing more until it drains, or their ndata, paid for by their budgets,
         # kept it full for good and the controller's requests were never read again.
         self.held_back = False
+        # What a gate's check of an ndata deferred until that ndata is queued: a reflex's
+        # sends and reports for the packet it passes on (their ntag after its cause).
+        self.after_ndata: list[Callable[[], None]] = []
 
     # -- notifications and masks (§2.4) ---------------------------------------------------
 
@@ -148,6 +153,8 @@ class ReceivePath:
             return
         frame = frames.ndata_tcp(skt.sktid, skt.family, skt.proto, time, data)
         self.deliver(skt, frame, len(data) + RECV_BUF_OVERHEAD)
+        if self.after_ndata:
+            self.run_after_ndata()
 
     def udp_received(self, skt: Skt, data: bytes, time: int, raddr: bytes, rport: int) -> None:
         self.datagram(skt, data, time, RECV_BUF_OVERHEAD + skt.alen + 2, raddr, rport)
@@ -198,6 +205,8 @@ class ReceivePath:
         else:
             frame = frames.ndata_udp(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
         self.deliver(skt, frame, len(data) + extra)
+        if self.after_ndata:
+            self.run_after_ndata()
 
     def deliver(self, skt: Skt, frame: bytes, cost: int) -> None:
         """Charge an ndata's budget and queue it, or hold it while NDATA is masked (§2.4)."""
@@ -207,6 +216,11 @@ class ReceivePath:
             skt.held.append((_NDATA, frame, cost))
         else:
             self.outbox.put(frame, skt, cost)
+
+    def run_after_ndata(self) -> None:
+        after = self.after_ndata
+        while after:
+            after.pop(0)()
 
     def _ndata_allowed(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None

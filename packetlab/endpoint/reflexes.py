@@ -229,6 +229,29 @@ class _Capture:
         return len(self.real)
 
 
+class _Later:
+    """Outbox stand-in while a reflex's sends and reports for a packet it passes on are
+    made: keeps their frames until `flush`, once the packet's ndata is queued."""
+
+    __slots__ = ("frames", "real")
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.frames: list[tuple[bytes, Skt | None, int]] = []
+
+    def put(self, frame: bytes, skt: Skt | None = None, cost: int = 0) -> None:
+        self.frames.append((frame, skt, cost))
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.frames)
+
+    def flush(self) -> None:
+        frames, self.frames = self.frames, []
+        put = self.real.put
+        for frame, skt, cost in frames:
+            put(frame, skt, cost)
+
+
 def submit_nsend(session: Session, msg: Nsend) -> int:
     """Run `msg` through the session's nsend path, as if the controller sent it; its errid
     (0: queued or sent). The result frame goes to the caller instead of the controller."""
@@ -264,6 +287,7 @@ class ReflexGate:
         self.by_sktid: dict[int, Attached] = {}
         self.snapshots: dict[int, _Snapshot] = {}
         self.lost_reports = 0
+        self._later = _Later(None)  # one for every packet passed on (`_after_passed`)
         # Refused requests, as many as the controller sends: a line each filled the log
         # (5,000 4-byte frames, 5,000 lines); 20 a minute, the rest counted.
         self.refusal_log = LogBudget(time.monotonic)
@@ -369,7 +393,13 @@ class ReflexGate:
             self._fail(a, str(e))
             return NDATA_DELIVER
         a.runs += 1
-        self._after(a)
+        inst = a.inst
+        if flags & abi.PASS and (inst.emits or inst.reports) and self.pass_verdict == NDATA_DELIVER:
+            # The reply leaves now, but what the controller hears of it (ntag, rreport)
+            # waits until the receive path has queued this packet's ndata: cause first.
+            self._after_passed(a)
+        else:
+            self._after(a)
         if a.rehearsal is not None:  # after the sends: replayed by the busy-poll spin
             a.rehearsal.feed(data, time, raddr, rport)
         if flags & abi.PASS:
@@ -586,6 +616,23 @@ class ReflexGate:
         if when is not None:
             inst.timer_request = None
             self._arm(a, when)
+
+    def _after_passed(self, a: Attached) -> None:
+        """`_after` with the frames it puts (an ntag of a send that went out at once,
+        reports) kept back for the receive path to queue after the passed packet's ndata."""
+        session = self.session
+        sending = session.sending
+        later = self._later
+        real = later.real = session.outbox
+        # Both routes to the outbox: the session's (reports, results) and the send path's
+        # own reference (ntags).
+        session.outbox = sending._outbox = later  # type: ignore[assignment]
+        try:
+            self._after(a)
+        finally:
+            session.outbox = sending._outbox = real
+        if later.frames:
+            session.receiving.after_ndata.append(later.flush)
 
     def _arm(self, a: Attached, when: int) -> None:
         key = ("reflex", a.skt.sktid)

@@ -98,9 +98,12 @@ async def test_udp_responder_over_tls(tmp_path: Path, responder: bytes) -> None:
     client.close()
     for payload, reply in replies:
         assert reply == checksum(payload)
+    # Each probe's ndata, then its reply's ntag: cause before effect (before session 31,
+    # order31, the ntag came first, 5 of 5).
+    assert [type(n) for n in notes] == [Ndata, Ntag] * 5
     ndata = [n for n in notes if isinstance(n, Ndata)]
     ntags = [n for n in notes if isinstance(n, Ntag)]
-    assert len(ndata) == len(ntags) == 5
+    assert [n.data for n in ndata] == [p for p, _ in replies]
     for nd, nt in zip(ndata, ntags, strict=True):
         assert nt.tag == 1 and nt.time >= nd.time  # kernel RX stamp, then the reply's TX
     assert (status.stat, status.runs, status.sent, status.denied, status.passed) == (1, 5, 5, 0, 5)

@@ -210,6 +210,32 @@ def test_pass_flag_delivers_the_ndata_too() -> None:
     assert len(r.io(1).sent) == 1
 
 
+# ECHO with a tag (an ntag for the reply) and a report: the effects of one packet.
+TAGGED = reflex_wat(
+    """
+    (i32.store8 (local.get $data) (i32.const 0x52))
+    (drop (call $reflex_send (local.get $sktid) (local.get $data) (local.get $len)
+       (local.get $raddr) (local.get $raddrlen) (local.get $rport) (i64.const 0) (i32.const 7)))
+    (drop (call $reflex_report (local.get $data) (local.get $len)))
+    (i32.const 1)"""
+)
+
+
+def test_a_passed_packets_ndata_comes_before_the_ntag_and_report_it_caused() -> None:
+    # Before session 31 (order31) the reply's ntag and the report left inside the
+    # reflex's call, ahead of the ndata of the probe they answer (5 of 5 over TLS).
+    r, _ = make_rig()
+    opened(r)
+    assert send(r, attach(1, w(TAGGED))) == [wire.Result(0)]
+    for i in range(3):
+        r.session.udp_received(r.skt(1), b"probe%d" % i, T0 + 5 + i, FAR4, 4242)
+        nd, nt, rep = frames(r)
+        assert isinstance(nd, wire.Ndata) and nd.data == b"probe%d" % i
+        assert isinstance(nt, wire.Ntag) and nt.tag == 7
+        assert isinstance(rep, rw.Report) and rep.data == b"Rrobe%d" % i
+    assert r.session.receiving.after_ndata == []
+
+
 def test_params_written_by_mwrite_and_state_read_by_mread() -> None:
     r, _ = make_rig()
     opened(r)
