@@ -45,7 +45,6 @@ from packetlab.measure.packets import (
     ParseError,
     inet_checksum,
     ipv4_header_fields,
-    parse_ipv4_header,
     parse_ipv6_header,
     pseudo_header,
     skip_ipv6_extensions,
@@ -265,8 +264,7 @@ def _parse_icmp(
     if v6:
         quoted_ttl, quoted_id = parse_ipv6_header(quote).hop_limit, None
     else:
-        inner = parse_ipv4_header(quote)
-        quoted_ttl, quoted_id = inner.ttl, inner.ident
+        _hl, _tos, _len, quoted_id, _frag, quoted_ttl, *_rest = ipv4_header_fields(quote)
     return Reply(
         kind,
         src,
