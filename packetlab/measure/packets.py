@@ -186,24 +186,31 @@ def ipv4_header(
     s, d = as_address(src), as_address(dst)
     if s.version != 4 or d.version != 4:
         raise ValueError(f"IPv4 header needs IPv4 addresses, not {s} -> {d}")
-    for name, value, bits in (
-        ("proto", proto, 8),
-        ("ttl", ttl, 8),
-        ("tos", tos, 8),
-        ("ident", ident, 16),
-        ("flags", flags, 3),
-        ("frag_offset", frag_offset, 13),
-    ):
-        check_range(name, value, bits)
+    # one chained test first (a probe per request: the loop below cost ~1 us each time);
+    # the loop only to name the first field out of range, as before
+    if not (
+        0 <= proto < 0x100 and 0 <= ttl < 0x100 and 0 <= tos < 0x100
+        and 0 <= ident < 0x10000 and 0 <= flags < 8 and 0 <= frag_offset < 0x2000
+    ):  # fmt: skip
+        for name, value, bits in (
+            ("proto", proto, 8),
+            ("ttl", ttl, 8),
+            ("tos", tos, 8),
+            ("ident", ident, 16),
+            ("flags", flags, 3),
+            ("frag_offset", frag_offset, 13),
+        ):
+            check_range(name, value, bits)
     if len(options) % 4 or len(options) > 40:
         raise ValueError(f"IPv4 options are whole words, at most 40 bytes, not {len(options)}")
     total = IPV4_HEADER_LEN + len(options) + payload_length
     if not 0 <= payload_length or total > 0xFFFF:
         raise ValueError(f"IPv4 packet of {total} bytes does not fit the 16-bit total length")
     vihl = 0x40 | (5 + len(options) // 4)
-    fields = (vihl, tos, total, ident, flags << 13 | frag_offset, ttl, proto, 0, s.packed, d.packed)
-    checksum = inet_checksum(_IPV4.pack(*fields) + options)
-    return _IPV4.pack(*fields[:7], checksum, s.packed, d.packed) + options
+    sp, dp = s.packed, d.packed  # (properties in Python: once each)
+    fields = (vihl, tos, total, ident, flags << 13 | frag_offset, ttl, proto)
+    checksum = inet_checksum(_IPV4.pack(*fields, 0, sp, dp) + options)
+    return _IPV4.pack(*fields, checksum, sp, dp) + options
 
 
 def ipv6_header(
@@ -232,12 +239,15 @@ def ipv6_header(
     return _IPV6.pack(first, payload_length, next_header, hop_limit, s.packed, d.packed)
 
 
-def parse_ipv4_header(data: bytes) -> IPv4Header:
-    """The IPv4 header at the start of ``data`` (which may be a truncated quote).
+IPv4Fields: TypeAlias = tuple[int, int, int, int, int, int, int, int, bytes, bytes]
 
-    The total length is not checked against ``data``: quotes are cut short, and some routers
-    quote a mangled total length.
-    """
+
+def ipv4_header_fields(data: bytes) -> IPv4Fields:
+    """The IPv4 header at the start of ``data`` as a tuple, checked as `parse_ipv4_header`
+    checks it: (header length in bytes, tos, total length, ident, flags << 13 | fragment
+    offset, ttl, proto, checksum, packed source, packed destination). For the per-reply
+    paths (`parse_reply`, `probe_key`), which need a few fields and not the 11-field
+    frozen `IPv4Header` (~1.5 us to build)."""
     if len(data) < IPV4_HEADER_LEN:
         raise ParseError(f"IPv4 header needs 20 bytes, got {len(data)}")
     vihl, tos, total, ident, frag, ttl, proto, csum, s, d = _IPV4.unpack_from(data)
@@ -248,6 +258,16 @@ def parse_ipv4_header(data: bytes) -> IPv4Header:
         raise ParseError(f"IPv4 header length {ihl} is below 20")
     if len(data) < ihl:
         raise ParseError(f"IPv4 header with options needs {ihl} bytes, got {len(data)}")
+    return ihl, tos, total, ident, frag, ttl, proto, csum, s, d
+
+
+def parse_ipv4_header(data: bytes) -> IPv4Header:
+    """The IPv4 header at the start of ``data`` (which may be a truncated quote).
+
+    The total length is not checked against ``data``: quotes are cut short, and some routers
+    quote a mangled total length.
+    """
+    ihl, tos, total, ident, frag, ttl, proto, csum, s, d = ipv4_header_fields(data)
     return IPv4Header(
         src=ipaddress.IPv4Address(s),
         dst=ipaddress.IPv4Address(d),

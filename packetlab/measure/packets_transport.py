@@ -94,8 +94,9 @@ def dccp_request(
 
 def icmp_echo(ident: int, seq: int, payload: bytes = b"") -> bytes:
     """An ICMPv4 echo request (type 8) with its checksum; ICMPv4 has no pseudo-header."""
-    check_range("ident", ident, 16)
-    check_range("seq", seq, 16)
+    if not (0 <= ident < 0x10000 and 0 <= seq < 0x10000):  # (ping's per-request path)
+        check_range("ident", ident, 16)
+        check_range("seq", seq, 16)
     body = _ICMP_ECHO.pack(ICMP_ECHO, 0, 0, ident, seq) + payload
     return _ICMP_ECHO.pack(ICMP_ECHO, 0, inet_checksum(body), ident, seq) + payload
 

@@ -39,6 +39,7 @@ import random
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Generic, TypeVar
 
 from packetlab.measure.packets import (
@@ -60,7 +61,7 @@ from packetlab.measure.packets import (
     as_address,
     fragment,
     ip_packet,
-    parse_ipv4_header,
+    ipv4_header_fields,
     parse_ipv6_header,
     skip_ipv6_extensions,
 )
@@ -111,6 +112,11 @@ class ProbeKey:
     sport: int
     dport: int
     seq: int = 0
+
+    def __hash__(self) -> int:
+        # the generated hash went through IPv4Address.__hash__ (hash(hex(int(ip))), Python
+        # code) and a key is hashed ~5 times per request; equal keys have equal `_ip`
+        return hash((self.proto, self.dst._ip, self.sport, self.dport, self.seq))  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,10 +542,10 @@ def _quoted_transport(packet: bytes) -> tuple[int, Address, bytes]:
     version = packet[0] >> 4
     dst: Address
     if version == 4:
-        h4 = parse_ipv4_header(packet)
-        if h4.frag_offset:
+        offset, _tos, _len, _id, frag, _ttl, proto, _sum, _s, d4 = ipv4_header_fields(packet)
+        if frag & 0x1FFF:
             raise ParseError("a non-first IPv4 fragment has no transport header")
-        proto, offset, dst = h4.proto, h4.header_length, h4.dst
+        dst = IPv4Address(d4)
     elif version == 6:
         h6 = parse_ipv6_header(packet)
         proto, offset, _frag = skip_ipv6_extensions(packet, h6.next_header)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from packetlab.measure.icmpext import EXTENSION_OFFSET
 from packetlab.measure.packets import (
@@ -43,7 +44,7 @@ from packetlab.measure.packets import (
     Address,
     ParseError,
     inet_checksum,
-    parse_ipv4_header,
+    ipv4_header_fields,
     parse_ipv6_header,
     pseudo_header,
     skip_ipv6_extensions,
@@ -165,33 +166,32 @@ def parse_reply(packet: bytes, *, verify_checksums: bool = False) -> Reply:
 
 
 def _parse_v4(data: bytes, verify: bool) -> Reply:
-    ip = parse_ipv4_header(data)
-    if ip.total_length < ip.header_length:
-        raise ParseError(
-            f"IPv4 total length {ip.total_length} is shorter than its header ({ip.header_length})"
-        )
-    if verify and inet_checksum(data[: ip.header_length]) != 0:
+    hlen, _tos, total, ident, frag, ttl, proto, _sum, s, d = ipv4_header_fields(data)
+    if total < hlen:
+        raise ParseError(f"IPv4 total length {total} is shorter than its header ({hlen})")
+    if verify and inet_checksum(data[:hlen]) != 0:
         raise ParseError("bad IPv4 header checksum")
-    if ip.frag_offset:
+    if frag & 0x1FFF:
         raise NotAReply("a non-first IPv4 fragment (no ICMP or TCP header)")
     # The first fragment of a long reply (an echo reply to a long request, sent in
     # fragments): its header identifies it; its checksum covers bytes not here.
-    whole = not ip.flags & 0x1
-    body = data[ip.header_length : ip.total_length]
+    whole = not frag & 0x2000  # MF clear
+    src, dst = IPv4Address(s), IPv4Address(d)
+    body = data[hlen:total]
     # Parse first, so that a malformed packet is reported as such rather than as a bad sum.
-    if ip.proto == PROTO_ICMP:
-        reply = _parse_icmp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident, v6=False)
-        if verify and whole and len(body) == ip.payload_length and inet_checksum(body) != 0:
+    if proto == PROTO_ICMP:
+        reply = _parse_icmp(body, src, dst, ttl, total, ident, v6=False)
+        if verify and whole and len(body) == total - hlen and inet_checksum(body) != 0:
             raise ParseError("bad ICMP checksum")
         return reply
-    if ip.proto == PROTO_TCP:
-        reply = _parse_tcp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident)
+    if proto == PROTO_TCP:
+        reply = _parse_tcp(body, src, dst, ttl, total, ident)
         if verify and whole:
-            _verify_transport(ip.src, ip.dst, PROTO_TCP, body, ip.payload_length)
+            _verify_transport(src, dst, PROTO_TCP, body, total - hlen)
         return reply
-    if ip.proto == PROTO_DCCP:
-        return _parse_dccp(body, ip.src, ip.dst, ip.ttl, ip.total_length, ip.ident)
-    raise NotAReply(f"IPv4 protocol {ip.proto} is not ICMP, TCP or DCCP")
+    if proto == PROTO_DCCP:
+        return _parse_dccp(body, src, dst, ttl, total, ident)
+    raise NotAReply(f"IPv4 protocol {proto} is not ICMP, TCP or DCCP")
 
 
 def _parse_v6(data: bytes, verify: bool) -> Reply:
@@ -264,8 +264,7 @@ def _parse_icmp(
     if v6:
         quoted_ttl, quoted_id = parse_ipv6_header(quote).hop_limit, None
     else:
-        inner = parse_ipv4_header(quote)
-        quoted_ttl, quoted_id = inner.ttl, inner.ident
+        _hl, _tos, _len, quoted_id, _frag, quoted_ttl, *_rest = ipv4_header_fields(quote)
     return Reply(
         kind,
         src,
