@@ -160,20 +160,11 @@ def splice(proxy: Any, backlog: Any) -> str:
 
 
 def publish(home: Any, broker: Any, good: Any) -> str:
-    from broker_world import RawClient
-
-    from packetlab import wire
-    from packetlab.ppks import key_id, raw_public_key
+    from broker_world import publish_raw
 
     try:
-        pub = RawClient(broker.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
-        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-            pub.send(wire.Xcert(home.certificate(name).der))
-            assert pub.recv() == wire.Result(0)
-        eop = home.public_key("k_eop")
         xd = b"controller_addr=127.0.0.1:9;sni_key=share;"
-        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), xd))
-        assert pub.recv() == wire.Result(0)
+        pub = publish_raw(home, broker, xd)
         note = good.recv()
         pub.close()
         return "its subscriber notified" if note.xdescr == xd else f"got {note}"

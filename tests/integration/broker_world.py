@@ -1,8 +1,9 @@
 """Helpers for the broker tests: a real `twistd pktbroker` process, and a blocking TLS
 client (stdlib ssl) that speaks raw frames to it as the reference clients do (agent cert,
 no SNI, each message split into records). The module fixtures `home`, `broker` and
-`proxy` (a `pktlab init` home, a broker with ErrorDelay 0 and a proxy with its identity,
-one each per test module) are for the modules that bind them at their top:
+`proxy` (a `pktlab init` home, tls_world.home_fixture(); a broker with ErrorDelay 0 and
+a proxy with its identity; one each per test module) are for the modules that bind them
+at their top:
 `home, broker, proxy = broker_world.home, broker_world.broker, broker_world.proxy`
 (`from broker_world import home` makes ruff take each test's argument for a
 redefinition, F811; `pytest_plugins` warns that this module, imported already, cannot
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, stop_process, twistd
 from pxworld import ProxyProc
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
@@ -318,10 +319,7 @@ def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawCl
     return p
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    """A `pktlab init` home, one per test module."""
-    return pktlab_init(tmp_path_factory.mktemp("home"))
+home = home_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@ controller speaking raw wire frames on loopback.
   log is then printed).
 * `shared_endpoint` is one module-wide endpoint (default config plus ::1) that reconnects
   0.05 s after each session; `controller` is a started session on it for one test.
+* `procs`: a list a test appends the processes it starts to (anything with `stop()`);
+  each is stopped at the test's end, the last first, also on failure.
+* A module's `pktlab init` home: `home = tls_world.home_fixture(...)` at its top.
 * `clean_reactor` (testkit.dirty, autouse): a test that leaves delayed calls or open
   sockets on the global reactor fails, naming them.
 """
@@ -22,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from testkit.dirty import clean_reactor  # noqa: F401 (autouse: every test leaves the reactor clean)
@@ -293,6 +296,20 @@ def endpoint_factory(
         if failed is not None and failed.failed:
             print(f"--- endpoint log ({' '.join(ep.argv)}) ---\n{ep.output()}")
         ep.stop()
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Stoppable]]:
+    """The processes a test starts (appended by the test), stopped at its end, the last
+    first, also when it fails."""
+    started: list[Stoppable] = []
+    yield started
+    for p in reversed(started):
+        p.stop()
 
 
 @pytest.fixture(scope="module")

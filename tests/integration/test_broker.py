@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from broker_world import BrokerProcess, Identity, RawClient, publish_raw
 from testkit.poll import poll_until
-from tls_world import pktlab_init
+from tls_world import home_fixture
 from twisted.internet import reactor, threads
 
 from packetlab import wire
@@ -22,9 +22,7 @@ from packetlab.ppks import PktlabHome, key_id
 XD = b"controller_addr=127.0.0.1:20600;sni_key=exp1;"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("home"))
+home = home_fixture()
 
 
 @pytest.fixture(scope="module")

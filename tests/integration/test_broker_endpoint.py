@@ -13,16 +13,13 @@ from pathlib import Path
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
 from testkit.poll import poll_until
-from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
+from tls_world import TLSController, TLSEndpoint, controller_chain, home_fixture
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome, key_id, raw_public_key
 from packetlab.wire.vmem import SYS_BASE
 
-
-@pytest.fixture
-def home(tmp_path: Path) -> PktlabHome:
-    return pktlab_init(tmp_path / "home")
+home = home_fixture(scope="function")
 
 
 @pytest.fixture

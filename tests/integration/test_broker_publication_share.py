@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome, key_id, raw_public_key
@@ -20,9 +20,7 @@ TABLE = 10_000  # MaxPublications (default)
 PER_LINK = 64  # publications per link
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("home"))
+home = home_fixture()
 
 
 @pytest.fixture

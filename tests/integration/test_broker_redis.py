@@ -15,7 +15,7 @@ import pytest
 from broker_world import BrokerProcess, Identity, free_port
 from broker_world import publish_raw as publish
 from conftest import stop_process
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab import wire
 from packetlab.broker.redis_store import TTL
@@ -57,9 +57,7 @@ def start_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> PktlabHome:
-    return pktlab_init(tmp_path / "home")
+home = home_fixture(scope="function")
 
 
 @pytest.fixture

@@ -19,14 +19,11 @@ import pytest
 from broker_world import BrokerProcess, Identity, free_ports, pythonpath_env
 from conftest import twistd
 from pxworld import EndpointProc, Proc, XpmgrProc, active_conf
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab.ppks import PktlabHome
 
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("opshome") / "home")
+home = home_fixture()
 
 
 def alive(pid: int) -> bool:

@@ -24,12 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.request import urlopen
 
+import broker_world
 import pytest
-from broker_world import BrokerProcess, Identity, RawClient
+from broker_world import BrokerProcess, Identity, RawClient, publish_raw
 from procstat import Sample, open_fds, sample, settle
 from pxworld import client_hello, closed_by_peer
 from testkit.net import paced
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab import wire
 from packetlab.broker.protocol import MAX_FRAME
@@ -41,19 +42,13 @@ STATUSES = {int(s) for s in wire.Status}
 XD = b"controller_addr=127.0.0.1:9;sni_key=hostile;"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("home"))
+home = home_fixture()
 
 
 IDLE_TIMEOUT = 5.0
 
 
-@pytest.fixture(scope="module")
-def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path_factory.mktemp("broker"), error_delay=0)
-    yield b
-    b.stop()
+broker = broker_world.broker  # fixture: ErrorDelay 0, one per module
 
 
 @pytest.fixture
@@ -539,13 +534,7 @@ def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_stil
         assert len(subs) == sub_max - 1 and refused == NOFILE - len(subs)
         b.wait_log(f"reason={sub_max} subscribed links (cap {sub_max}, from the descriptor limit")
         assert "EMFILE" not in b.output()
-        pub = RawClient(b.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
-        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-            pub.send(wire.Xcert(home.certificate(name).der))
-            assert pub.recv() == wire.Result(0)
-        eop = home.public_key("k_eop")
-        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), XD))
-        assert pub.recv() == wire.Result(0)
+        pub = publish_raw(home, b, XD)
         note = good.recv()
         assert isinstance(note, wire.Xnotify) and note.xdescr == XD
         status = json.loads(urlopen(f"http://127.0.0.1:{b.status_port}/").read())
@@ -598,14 +587,8 @@ def test_one_address_flooding_subscriptions_does_not_starve_another(
         status = json.loads(urlopen(f"http://127.0.0.1:{b.status_port}/").read())
         assert status["address_share"]["subscribe"] == share
         assert status["counters"]["subscribe"]["refused_share"] == refused
-        pub = RawClient(b.pub_port, home.cert_path("agent_xc_xc"), home.key_path("k_xc"))
+        pub = publish_raw(home, b, XD)
         subs.append(pub)
-        for name in ("pubcmd_exper_xc", "exppriv_eop_exper"):
-            pub.send(wire.Xcert(home.certificate(name).der))
-            assert pub.recv() == wire.Result(0)
-        eop = home.public_key("k_eop")
-        pub.send(wire.Xpub([key_id(eop)], raw_public_key(eop), XD))
-        assert pub.recv() == wire.Result(0)
         note = good.recv()
         assert isinstance(note, wire.Xnotify) and note.xdescr == XD
     finally:

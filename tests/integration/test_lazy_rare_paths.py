@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, stop_process
 from pxworld import EndpointProc, XpmgrProc
-from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init
+from tls_world import TLSController, TLSEndpoint, controller_chain, home_fixture, pktlab_init
 
-from packetlab.cli.init import init_home
 from packetlab.controller.local import twistd_command
-from packetlab.ppks import PktlabHome
 from packetlab.wire import vmem
 
 LOOPBACK_ANY = "tcp:0:interface=127.0.0.1"
@@ -35,11 +33,7 @@ LOOPBACK_ANY = "tcp:0:interface=127.0.0.1"
 TROUBLE = ("Traceback", "Unhandled", "AttributeError", "ImportError", "NameError")
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lazy-rare") / "home"
-    init_home(PktlabHome.at(root))
-    return root
+home = home_fixture(root=True, command=False)
 
 
 def env(home: Path) -> dict[str, str]:

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
 from testkit.net import paced
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pktlab_init(tmp_path_factory.mktemp("pxhome") / "home").root
+home = home_fixture(root=True)
 
 
 @pytest.fixture(scope="module")

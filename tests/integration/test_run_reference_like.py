@@ -26,6 +26,7 @@ import pytest
 from conftest import EndpointProcess
 from reference_like import ReferenceLike, udp_responder
 from testkit.poll import wait_tcp_listening
+from tls_world import home_fixture
 
 from packetlab.wire import vmem
 
@@ -49,12 +50,7 @@ def env(home: Path) -> dict[str, str]:
     return e
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    h = tmp_path / "pktlab-home"
-    subprocess.run([*PKTLAB, "init", "--home", str(h)], check=True, capture_output=True,
-                   cwd=REPO, timeout=60)  # fmt: skip
-    return h
+home = home_fixture(scope="function", root=True)
 
 
 def run_listening(

@@ -23,18 +23,27 @@ def _root() -> None:
         pytest.skip("needs root: the in-process endpoint's raw sockets")
 
 
+def pktlab_env(tmp_path: Path) -> dict[str, str]:
+    """This checkout's packetlab; PKTLAB_HOME a directory of the test's own, not this host's."""
+    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def pktlab(tmp_path: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "packetlab", *argv],
+        capture_output=True, text=True, env=pktlab_env(tmp_path), cwd=REPO, timeout=120,
+    )  # fmt: skip
+
+
 def test_sendgap_trains_take_the_adaptive_lead_and_learn_the_nsends_cost(
     tmp_path: Path,
 ) -> None:
-    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     # 4,000 nsends: enough to teach the second train's lead (LEARN_MIN_SENDS, and ~100 ms
     # of queueing against LEARN_MIN_NS)
     argv = ["run", "sendgap", "--count", "4000", "--gap-us", "10", "--trains", "2", "--json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "packetlab", *argv],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
-    )  # fmt: skip
+    done = pktlab(tmp_path, argv)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     trains = [r for r in records if r["type"] == "sendgap"]
@@ -57,13 +66,8 @@ def test_packets_to_any_form_of_to_exit_0_when_all_went_out(tmp_path: Path, to: 
     """`pktlab run sendgap --packets` exited 1 with every datagram sent (`"error": null`
     counted as a failure); `--to ::1` and `--to localhost:9` failed before sending
     (`':' does not appear to be an IPv4 or IPv6 address`, exit 2). Session 31."""
-    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     argv = ["run", "sendgap", "--to", to, "--count", "5", "--trains", "1", "--packets", "--json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "packetlab", *argv],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
-    )  # fmt: skip
+    done = pktlab(tmp_path, argv)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [r["type"] for r in records] == ["sendgap-packet"] * 5 + ["sendgap", "summary"]
@@ -82,8 +86,7 @@ def test_a_ctrl_c_mid_train_reports_the_part_that_went_out(tmp_path: Path, form:
 
     from testkit.poll import poll_until
 
-    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = pktlab_env(tmp_path)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     # room for every datagram of the train's first seconds, whatever net.core.rmem_max
     # (SO_RCVBUFFORCE, 33 on Linux: root), so that the sink's count is the wire's

@@ -19,10 +19,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tls_world import home_fixture
 
-from packetlab.cli.init import init_home
 from packetlab.controller.local import twistd_command
-from packetlab.ppks import PktlabHome
 
 KILL_AT = (
     "import importlib.abc, os, signal, sys\n"
@@ -42,11 +41,7 @@ ARGS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("twistd-early") / "home"
-    init_home(PktlabHome.at(root))
-    return root
+home = home_fixture(root=True, command=False)
 
 
 @pytest.mark.parametrize("tap", list(ARGS))

@@ -17,20 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import readline
+from tls_world import home_fixture
 
-from packetlab.cli.init import init_home
 from packetlab.controller.local import twistd_command
-from packetlab.ppks import PktlabHome
 
 LOOPBACK_ANY = "tcp:0:interface=127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `pktlab init` home, so that only the error under test stops a daemon."""
-    root = tmp_path_factory.mktemp("twistd-messages") / "home"
-    init_home(PktlabHome.at(root))
-    return root
+home = home_fixture(root=True, command=False)
 
 
 def twistd(cwd: Path, home: Path | None, *args: str) -> subprocess.CompletedProcess[str]:

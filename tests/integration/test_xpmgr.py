@@ -21,14 +21,12 @@ from pxworld import (
     compile_c_mlet,
     http_server,
 )
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 BODY = b"hello from the xpmgr test server\n"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pktlab_init(tmp_path_factory.mktemp("xphome") / "home").root
+home = home_fixture(root=True)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +38,6 @@ def c_mlet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def web() -> Iterator[int]:
     with http_server(BODY) as port:
         yield port
-
-
-@pytest.fixture
-def procs() -> Iterator[list[object]]:
-    started: list[object] = []
-    yield started
-    for p in reversed(started):
-        p.stop()  # type: ignore[attr-defined]
 
 
 def test_passive_c_mlet_on_our_endpoint(

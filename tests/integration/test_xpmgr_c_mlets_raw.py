@@ -12,14 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REPO, twistd
 from pxworld import ENV, Proc, ProxyProc, active_conf
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab.measure import native
 from packetlab.testbed import Testbed
@@ -50,17 +50,7 @@ def mlets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pktlab_init(tmp_path_factory.mktemp("home") / "home").root
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
+home = home_fixture(root=True)
 
 
 def in_ns(tb: Testbed, node: str, argv: Sequence[str], log: Path, cwd: Path) -> Proc:

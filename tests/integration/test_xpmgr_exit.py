@@ -10,28 +10,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import REPO
 from pxworld import ENV, EndpointProc, XpmgrProc
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab.controller.xpmgrexit import EXIT_ALL_FAILED, EXIT_USAGE
 
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pktlab_init(tmp_path_factory.mktemp("xp31home") / "home").root
-
-
-@pytest.fixture
-def procs() -> Iterator[list[object]]:
-    started: list[object] = []
-    yield started
-    for p in reversed(started):
-        p.stop()  # type: ignore[attr-defined]
+home = home_fixture(root=True)
 
 
 def shell_mlet(tmp: Path, body: str) -> Path:

@@ -10,9 +10,8 @@ import os
 import socket
 from typing import Any
 
-import pytest
+from tls_world import home_fixture
 
-from packetlab.cli.init import init_home
 from packetlab.controller.xpmgr import Manager
 from packetlab.controller.xpmgrconf import parse_xpmgr_config
 from packetlab.controller.xpmgrhand import HandOver
@@ -40,11 +39,7 @@ class Worker:
     process: Any = None
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    h = PktlabHome.at(tmp_path_factory.mktemp("mlet") / "home")
-    init_home(h)
-    return h
+home = home_fixture(command=False)
 
 
 def manager(home: PktlabHome, reactor: Any, *, singleton: bool = False) -> Manager:

@@ -12,27 +12,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pxworld import ENV, Proc, stop_process
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 N = 5
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return pktlab_init(tmp_path_factory.mktemp("xptty") / "home").root
-
-
-@pytest.fixture
-def procs() -> Iterator[list[object]]:
-    started: list[object] = []
-    yield started
-    for p in reversed(started):
-        p.stop()  # type: ignore[attr-defined]
+home = home_fixture(root=True)
 
 
 class Terminal:

@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 from broker_world import BrokerProcess, Identity
 from pxworld import EndpointProc, XpmgrProc, compile_c_mlet, http_server
-from tls_world import pktlab_init
+from tls_world import home_fixture
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
 
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome:
-    return pktlab_init(tmp_path_factory.mktemp("pubhome") / "home")
+home = home_fixture()
 
 
 @pytest.fixture

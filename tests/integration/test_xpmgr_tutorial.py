@@ -72,14 +72,6 @@ def web() -> Iterator[int]:
         yield port
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
-
-
 def _xpmgr(world: dict[str, Path], tmp: Path, *args: str) -> Proc:
     env = dict(ENV, HOME=str(world["home"]))
     env.pop("PKTLAB_HOME", None)

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Literal
 
+import pytest
 from conftest import REPO, RawController, stop_process, twistd
 
+from packetlab.cli.init import init_home
 from packetlab.ppks import (
     CertLimits,
     PktlabHome,
@@ -34,6 +37,29 @@ def pktlab_init(home: Path) -> PktlabHome:
         cwd=REPO,
     )
     return PktlabHome.at(home)
+
+
+def home_fixture(
+    *, scope: Literal["module", "function"] = "module", root: bool = False, command: bool = True
+) -> Any:
+    """The `home` fixture of a test module, bound at its top as `home = home_fixture(...)`
+    (an import of a fixture makes ruff take each test's argument for a redefinition,
+    F811): a `pktlab init` home, one per module (`scope="function"`: one per test).
+    `root`: the fixture gives the home's Path, not its PktlabHome. `command`: made by the
+    real `pktlab init` command; False: by `init_home` in this process (no interpreter to
+    start, for the modules that test no part of `pktlab init`)."""
+
+    @pytest.fixture(scope=scope, name="home")
+    def home(tmp_path_factory: pytest.TempPathFactory) -> PktlabHome | Path:
+        where = tmp_path_factory.mktemp("home") / "home"
+        if command:
+            made = pktlab_init(where)
+        else:
+            made = PktlabHome.at(where)
+            init_home(made)
+        return made.root if root else made
+
+    return home
 
 
 def controller_chain(
