@@ -93,7 +93,7 @@ def run(tmp: Path, nofile: int, attempts: int, root: str) -> None:
         subs, refused, stopped = subscribe(broker, broker_world.Identity(home, tmp, "f"), attempts)
         print(f"  {attempts} subscriptions: {len(subs)} taken, {refused} refused"
               f"{', then ' + stopped if stopped else ''}; flood open: {state(pid)}")  # fmt: skip
-        print(f"  a real publisher: {publish(home, broker, good)}")
+        print(f"  a real publisher: {broker_world.publisher_heard(home, broker, good, 'fdlimit')}")
         for c in subs:
             c.close()
         good.close()
@@ -138,19 +138,6 @@ def subscribe(broker: Any, who: Any, attempts: int) -> tuple[list[Any], int, str
         except (OSError, ConnectionError) as e:
             return subs, refused, repr(e)
     return subs, refused, ""
-
-
-def publish(home: Any, broker: Any, good: Any) -> str:
-    from broker_world import publish_raw
-
-    try:
-        xd = b"controller_addr=127.0.0.1:9;sni_key=fdlimit;"
-        pub = publish_raw(home, broker, xd)
-        note = good.recv()
-        pub.close()
-        return "its subscriber notified" if note.xdescr == xd else f"got {note}"
-    except (OSError, ConnectionError, AssertionError) as e:
-        return f"refused ({e!r})"
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def run(tmp: Path, nofile: int, root: str) -> None:
         try:
             good = who.subscribe(broker.sub_port)  # from 127.0.0.1
             subs.append(good)
-            got = publish(home, broker, good)
+            got = broker_world.publisher_heard(home, broker, good, "share")
             print(f"  an endpoint from {GOOD}: subscribed; a publisher: {got}")
         except (AssertionError, OSError, ConnectionError) as e:
             print(f"  an endpoint from {GOOD}: refused ({e!r})")
@@ -157,19 +157,6 @@ def splice(proxy: Any, backlog: Any) -> str:
         return "spliced"
     except (OSError, AssertionError) as e:
         return f"not spliced ({e})"
-
-
-def publish(home: Any, broker: Any, good: Any) -> str:
-    from broker_world import publish_raw
-
-    try:
-        xd = b"controller_addr=127.0.0.1:9;sni_key=share;"
-        pub = publish_raw(home, broker, xd)
-        note = good.recv()
-        pub.close()
-        return "its subscriber notified" if note.xdescr == xd else f"got {note}"
-    except (OSError, ConnectionError, AssertionError) as e:
-        return f"refused ({e!r})"
 
 
 if __name__ == "__main__":

@@ -319,6 +319,19 @@ def publish_raw(home: PktlabHome, broker: BrokerProcess, xdescr: bytes) -> RawCl
     return p
 
 
+def publisher_heard(home: PktlabHome, broker: BrokerProcess, good: RawClient, snikey: str) -> str:
+    """What the stress scripts print of a real publisher after a flood: `good` (a
+    subscriber) is notified of a `publish_raw`, or the words of its refusal."""
+    try:
+        xd = f"controller_addr=127.0.0.1:9;sni_key={snikey};".encode()
+        pub = publish_raw(home, broker, xd)
+        note = good.recv()
+        pub.close()
+        return "its subscriber notified" if getattr(note, "xdescr", None) == xd else f"got {note}"
+    except (OSError, ConnectionError, AssertionError) as e:
+        return f"refused ({e!r})"
+
+
 home = home_fixture()
 
 
