@@ -491,6 +491,24 @@ def test_an_xdescr_number_past_its_size_is_refused_without_a_traceback(
 NOFILE = 128  # descriptors for the next test's broker: 24 subscribers, 8 publishers
 
 
+def subscribe_flood(
+    b: BrokerProcess, who: Identity, count: int, source: str | None = None
+) -> tuple[list[RawClient], int]:
+    """`count` links of one identity each subscribing to the public channel: the ones
+    answered result 0 (kept open), and how many the broker refused and closed."""
+    subs, refused = [], 0
+    for _ in range(count):
+        c = RawClient(b.sub_port, who.cert_path, who.key_path, source=source)
+        c.send(wire.Xsub([b"public"], bytes(32), b""))
+        if c.recv() == wire.Result(0):
+            subs.append(c)
+            continue
+        assert c.closed_by_peer()
+        c.close()
+        refused += 1
+    return subs, refused
+
+
 def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_still_served(
     home: PktlabHome, tmp_path: Path
 ) -> None:
@@ -521,16 +539,7 @@ def test_subscriptions_past_the_descriptor_limit_are_refused_and_publishers_stil
         sub_max = int(found.group(1))
         good = Identity(home, tmp_path, "good").subscribe(b.sub_port)
         flood = Identity(home, tmp_path, "flood")
-        subs, refused = [], 0
-        for _ in range(NOFILE):
-            c = RawClient(b.sub_port, flood.cert_path, flood.key_path)
-            c.send(wire.Xsub([b"public"], bytes(32), b""))
-            if c.recv() == wire.Result(0):
-                subs.append(c)
-                continue
-            assert c.closed_by_peer()
-            c.close()
-            refused += 1
+        subs, refused = subscribe_flood(b, flood, NOFILE)
         assert len(subs) == sub_max - 1 and refused == NOFILE - len(subs)
         b.wait_log(f"reason={sub_max} subscribed links (cap {sub_max}, from the descriptor limit")
         assert "EMFILE" not in b.output()
@@ -567,16 +576,8 @@ def test_one_address_flooding_subscriptions_does_not_starve_another(
         sub_max, share = int(found.group(1)), int(found.group(2))
         assert share < sub_max
         flood = Identity(home, tmp_path, "flood")
-        refused = 0
-        for _ in range(sub_max + 4):
-            c = RawClient(b.sub_port, flood.cert_path, flood.key_path, source="127.0.0.2")
-            c.send(wire.Xsub([b"public"], bytes(32), b""))
-            if c.recv() == wire.Result(0):
-                subs.append(c)
-                continue
-            assert c.closed_by_peer()
-            c.close()
-            refused += 1
+        accepted, refused = subscribe_flood(b, flood, sub_max + 4, source="127.0.0.2")
+        subs += accepted
         assert len(subs) == share and refused == sub_max + 4 - share
         good = Identity(home, tmp_path, "good").subscribe(b.sub_port)  # from 127.0.0.1
         subs.append(good)

@@ -33,12 +33,15 @@ class App(Protocol):
         self.made = True
 
 
-def server(clock: Clock, seconds: float | None = 30.0) -> PPKSTLSFactory:
+def server(
+    clock: Clock, seconds: float | None = 30.0, pending_max: int | None = None
+) -> PPKSTLSFactory:
     return PPKSTLSFactory(
         server_options(),
         False,
         Factory.forProtocol(App),
         handshake_timeout=None if seconds is None else (seconds, clock),
+        pending_max=pending_max,
     )
 
 
@@ -110,13 +113,7 @@ def test_connections_in_the_handshake_are_capped_oldest_closed_first() -> None:
     from twisted.logger import ILogObserver, globalLogPublisher
 
     clock = Clock()
-    f = PPKSTLSFactory(
-        server_options(),
-        False,
-        Factory.forProtocol(App),
-        handshake_timeout=(30.0, clock),
-        pending_max=3,
-    )
+    f = server(clock, pending_max=3)
     seen: list[dict[str, Any]] = []
     observer = cast(ILogObserver, seen.append)
     globalLogPublisher.addObserver(observer)
@@ -147,13 +144,7 @@ def test_a_verified_connection_leaves_the_pending_set() -> None:
     clock = Clock()
     creator = PPKSClientCreator(None, AuthMode.NO_VERIFY)
     cf = PPKSTLSFactory(creator, True, Factory.forProtocol(App))
-    sf = PPKSTLSFactory(
-        server_options(),
-        False,
-        Factory.forProtocol(App),
-        handshake_timeout=(30.0, clock),
-        pending_max=1,
-    )
+    sf = server(clock, pending_max=1)
     s, _c, pump = connectedServerAndClient(
         lambda: sf.buildProtocol(None), lambda: cf.buildProtocol(None)
     )
@@ -171,13 +162,7 @@ def test_at_the_cap_the_busiest_address_loses_its_oldest_handshake() -> None:
     from twisted.internet.address import IPv4Address
 
     clock = Clock()
-    f = PPKSTLSFactory(
-        server_options(),
-        False,
-        Factory.forProtocol(App),
-        handshake_timeout=(30.0, clock),
-        pending_max=4,
-    )
+    f = server(clock, pending_max=4)
 
     def connect(host: str, port: int) -> StringTransport:
         tls: Any = f.buildProtocol(IPv4Address("TCP", host, port))
