@@ -7,8 +7,12 @@ reconnecting at once, so that a manager that does not stop keeps getting endpoin
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
+from conftest import REPO
 from pxworld import EndpointProc, XpmgrProc
 from tls_world import home_fixture
 
@@ -85,3 +89,40 @@ def test_a_python_mlets_argparse_error_at_the_first_endpoint_still_stops_it(
     ], text[-3000:]
     results = xp.result_lines()
     assert len(results) == 1 and results[0]["exit_code"] == 2, results
+
+
+@pytest.fixture(scope="module")
+def example_mlets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("no make or cc on this machine")
+    mlets = tmp_path_factory.mktemp("mlets") / "mlets"
+    shutil.copytree(REPO / "examples/mlets", mlets)
+    subprocess.run(["make", "-s", "-C", str(mlets), "CFLAGS=-O2 -Wall -Werror"], check=True)
+    return mlets
+
+
+@pytest.mark.parametrize(
+    ("mlet", "args", "said"),
+    [
+        ("test_http_get", ["127.0.0.1:9", "/" + "x" * 1100],
+         "test_http_get: request too long (PATH of 1101 characters)"),
+        ("test_dns", ["a" * 70 + ".test", "127.0.0.1:9"],
+         f"test_dns: {'a' * 70}.test is not a domain name"),
+    ],
+)  # fmt: skip
+def test_the_example_c_mlets_refuse_their_arguments_before_their_first_message(
+    tmp_path: Path, home: Path, procs: list[object], example_mlets: Path,
+    mlet: str, args: list[str], said: str,
+) -> None:  # fmt: skip
+    """test_http_get's over-long PATH and test_dns's over-long label were found only after
+    their nopen (test_http_get's after its connect: toward a closed port it failed with
+    `connect to 127.0.0.1 failed` and never said the PATH), exit 2 after a message: with
+    the rule above the manager ran them at every endpoint (`-n 3`: three failed results,
+    exit 3). They check first now: stopped at the first, exit 2."""
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(example_mlets / mlet), *args], "-n", "3")
+    procs.append(xp)
+    procs.append(EndpointProc(tmp_path, home, f"127.0.0.1:{xp.port()}"))
+    assert xp.wait_exit(120) == EXIT_USAGE, xp.text()[-3000:]
+    stop = [x for x in xp.text().splitlines() if STOP in x]
+    assert len(stop) == 1 and f"at the first endpoint: {said};" in stop[0], xp.text()[-3000:]
+    assert [r["exit_code"] for r in xp.result_lines()] == [2]
