@@ -103,12 +103,7 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* nopen sktid 1, IPv4, UDP, rbufsz 64 KiB, laddr 0.0.0.0:0 */
-    uint8_t m[13] = {1, 4, UDP, 0, 1, 0, 0};
-    uint32_t len;
-    if (send_msg(NOPEN, m, sizeof m) || expect_result("nopen")) return 1;
-
-    /* nsend: sktid, family, proto, time u64 (0 = now), tag u16, raddr, rport, query */
+    /* the query, first (nsend: sktid, family, proto, time u64, tag u16, raddr, rport, query) */
     uint8_t s[13 + 6 + 512];
     memset(s, 0, sizeof s);
     s[0] = 1; s[1] = 4; s[2] = UDP; s[12] = 1;
@@ -124,6 +119,12 @@ int main(int argc, char **argv) {
     }
     uint8_t tail[4] = {0, 1, 0, 1}; /* A, IN */
     memcpy(q + 12 + n, tail, 4);
+
+    /* nopen only now: a DOMAIN that cannot work exits 2 having sent nothing, which
+       pktlab xpmgr takes as a usage error */
+    uint8_t m[13] = {1, 4, UDP, 0, 1, 0, 0};
+    uint32_t len;
+    if (send_msg(NOPEN, m, sizeof m) || expect_result("nopen")) return 1;
     if (send_msg(NSEND, s, (uint32_t)(19 + 12 + n + 4)) || expect_result("nsend")) return 1;
 
     int found = -1;

@@ -52,6 +52,15 @@ int main(int argc, char **argv) {
     memcpy(&sin, ai->ai_addr, sizeof sin);
     freeaddrinfo(ai);
 
+    /* The request is built before the first message: an argument that cannot work
+       exits 2 having sent nothing, which pktlab xpmgr takes as a usage error. */
+    char req[1024];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+    if (n < 0 || n >= (int)sizeof req) {
+        fprintf(stderr, MLET_NAME ": request too long (PATH of %zu characters)\n", strlen(path));
+        return 2;
+    }
+
     /* nopen sktid 1, IPv4, TCP, rbufsz 64 KiB, laddr 0.0.0.0:0, raddr */
     uint8_t m[19];
     uint32_t len;
@@ -72,13 +81,7 @@ int main(int argc, char **argv) {
         if (t == NSTAT) break; /* ESTABLISHED carries the peer's address */
     }
 
-    /* nsend: sktid, family, proto, time u64 (0 = now), tag u16, data */
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
-    if (n < 0 || n >= (int)sizeof req) {
-        fprintf(stderr, MLET_NAME ": request too long\n");
-        return 2;
-    }
+    /* nsend: sktid, family, proto, time u64 (0 = now), tag u16, data (built above) */
     uint8_t s[13 + sizeof req];
     memset(s, 0, 13);
     s[0] = 1; s[1] = 4; s[2] = 6; s[12] = 1;

@@ -38,9 +38,10 @@ mlets (SIGKILL 2 s later for any left), records them as failed ("interrupted") a
 130. SIGTERM and SIGHUP do both at once, with exit status 143 and 129.
 
 Exit status otherwise: 0 when an endpoint's mlet succeeded (or none came); 2 when the
-first mlet to end exited 2 (a usage error: the manager stops at once), or a Python mlet's
-check(args) refused them before listening; 3 when every endpoint failed; 1 for the
-manager's own failure (config, publication, -s's singleton)."""
+first mlet to end exited 2 having written nothing on its fd 0 (a usage error: the manager
+stops at once; an mlet that spoke to its endpoint and then exits 2 is an ordinary
+failure), or a Python mlet's check(args) refused them before listening; 3 when every
+endpoint failed; 1 for the manager's own failure (config, publication, -s's singleton)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

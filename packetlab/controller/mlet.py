@@ -405,6 +405,7 @@ class _MletSide(Protocol):
         except wire.WireError as e:
             self.worker.finish(f"mlet sent a bad frame: {e}")
             return
+        self.worker.mlet_bytes += len(data)
         for _, frame in frames:
             self.worker.to_endpoint(frame)
 
@@ -445,6 +446,8 @@ class EndpointWorker(Protocol):
         self.finished: float | None = None
         self.mlet: _MletSide | None = None
         self.process: MletProcess | None = None
+        # Bytes the mlet wrote on its fd 0: an exit 2 before any is a usage error (xpmgrexit)
+        self.mlet_bytes = 0
         self._splitter = FrameSplitter(ENDPOINT_FRAME_MAX)
         self._awaiting: list[str] = []  # what each pending setup answer is for
         self._held: list[bytes] = []  # endpoint frames that came before the mlet

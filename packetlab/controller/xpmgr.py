@@ -596,7 +596,8 @@ class Manager:
             self.failed += 1
         self._write_result(result)
         self._progress()
-        stop = None if self.singleton else usage_refusal(worker.process, self._mlets_ended)
+        said = worker.mlet_bytes
+        stop = None if self.singleton else usage_refusal(worker.process, self._mlets_ended, said)
         self._mlets_ended += worker.process is not None
         if stop:
             # (camp30: a bad argument failed each endpoint's mlet, the manager exited 0)

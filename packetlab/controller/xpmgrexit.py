@@ -7,8 +7,11 @@ could not tell an experiment that ran nowhere from one that ran everywhere, so:
 
 * 0: at least one endpoint's mlet succeeded (or no endpoint came);
 * 2 (`EXIT_USAGE`, as argparse and the example C mlets): the first mlet to end, before
-  any had succeeded, exited 2, the usage-error status: its arguments are wrong and would
-  be wrong at every endpoint, so the manager stops greeting endpoints at once;
+  any had succeeded, exited 2, the usage-error status, having written nothing on its
+  fd 0: its arguments are wrong and would be wrong at every endpoint, so the manager
+  stops greeting endpoints at once. An mlet that exits 2 after it spoke to its endpoint
+  (a Python mlet's `sys.exit(2)` because that endpoint refused something) exits 2 for
+  that endpoint's reason: an ordinary failure (session 32: it stopped the manager too);
 * 3 (`EXIT_ALL_FAILED`): endpoints came and every one failed (its mlet, or its setup);
 * the manager's own failures (1: config, publication, bootstrap, a failed singleton) and
   signals (130, 143, 129) come first.
@@ -27,11 +30,12 @@ EXIT_USAGE = 2
 EXIT_ALL_FAILED = 3
 
 
-def usage_refusal(process: Any, earlier: int) -> str | None:
+def usage_refusal(process: Any, earlier: int, spoke: int) -> str | None:
     """The line that stops the manager when this mlet, the first to end (`earlier`: how
-    many mlets ended before it), exited with the usage-error status, else None. Its last
-    stderr line (what it said was wrong) is quoted."""
-    if process is None or earlier:
+    many mlets ended before it), exited with the usage-error status before it wrote
+    anything on its fd 0 (`spoke`: bytes it wrote there), else None. Its last stderr line
+    (what it said was wrong) is quoted."""
+    if process is None or earlier or spoke:
         return None
     if process.signal is not None or process.exit_code != EXIT_USAGE:
         return None

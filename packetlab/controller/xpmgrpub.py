@@ -7,8 +7,9 @@ keyid, in place), and the xdescr in pktxpmgr's field order with `controller_addr
 
 * ``-p``, else ``PubControllerAddr``;
 * proxy mode: the proxy host without port (endpoints use the default port 20556);
-* ``-a ADDR:PORT`` in passive mode (the port actually bound when it was 0);
-* else the local address toward the broker, without port.
+* ``-a ADDR:PORT`` in passive mode (the port actually bound when it was 0); a wildcard
+  ADDR (``0.0.0.0``, ``::``) is replaced by the local address toward the broker;
+* else (no ``-a``) the local address toward the broker, without port.
 
 ExpExec entries are published in reverse config order, each on its own broker link; a
 publication lives exactly as long as its link.
@@ -79,8 +80,12 @@ def controller_addr(
         return cfg.pub_controller_addr
     if active and address is not None:
         return address[0]
-    if address_given and address is not None and address[0] not in ("0.0.0.0", "::"):
+    if address_given and address is not None:
         host, port = address
+        if host in ("0.0.0.0", "::"):
+            # a wildcard is no address to publish, but its port is where we listen:
+            # without it the endpoints went to 20556 and gave up (session 32)
+            host = local_address_toward(cfg.broker_addr or "")
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return local_address_toward(cfg.broker_addr or "")
 

@@ -26,12 +26,14 @@ def ended(code: int | None, sig: int | None = None, err: bytes = b"") -> MletPro
 
 
 def test_a_usage_refusal_is_the_first_mlet_to_end_with_status_2_quoting_its_last_line() -> None:
-    line = usage_refusal(ended(2, err=b"warming up\nusage: m ARG\n\n"), 0)
+    line = usage_refusal(ended(2, err=b"warming up\nusage: m ARG\n\n"), 0, 0)
     assert line is not None and "at the first endpoint: usage: m ARG; its arguments" in line
-    assert usage_refusal(ended(2), 1) is None  # another mlet ended before it
-    assert usage_refusal(ended(1), 0) is None
-    assert usage_refusal(ended(None, sig=2), 0) is None  # killed by SIGINT, not exit 2
-    assert usage_refusal(None, 0) is None  # its setup failed: no mlet ran
+    assert usage_refusal(ended(2), 1, 0) is None  # another mlet ended before it
+    assert usage_refusal(ended(1), 0, 0) is None
+    assert usage_refusal(ended(None, sig=2), 0, 0) is None  # killed by SIGINT, not exit 2
+    assert usage_refusal(None, 0, 0) is None  # its setup failed: no mlet ran
+    # it spoke to its endpoint first: status 2 for that endpoint's reason (session 32)
+    assert usage_refusal(ended(2, err=b"endpoint refused nopen\n"), 0, 11) is None
 
 
 def test_a_check_is_found_in_the_source_without_importing(tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ def test_controller_addr_rules(home: PktlabHome) -> None:
         "address_given": False,
     }
     assert controller_addr(cfg, publish_arg=None, **anyaddr) == "127.0.0.1"  # toward broker
+    # `-a 0.0.0.0:PORT`: the address toward the broker with the port we listen on; it was
+    # `127.0.0.1` alone, and the endpoints went to port 20556 and gave up (session 32)
+    for wild in ("0.0.0.0", "::"):
+        given = dict(anyaddr, address=(wild, 36383), address_given=True)
+        assert controller_addr(cfg, publish_arg=None, **given) == "127.0.0.1:36383"
     cfg.pub_controller_addr = "203.0.113.1"
     assert controller_addr(cfg, publish_arg=None, **kw) == "203.0.113.1"
 
