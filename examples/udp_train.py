@@ -25,6 +25,7 @@ import argparse
 import socket
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "to the measured cost of a request and the gap, so every nsend is queued before its "
         "packet is due; a wait over 1 s is said on stderr)",
     )
-    add_link_args(p, timeout=60.0)
+    add_link_args(p, timeout=60.0, beyond="the train's own length (count x gap)")
     return p.parse_args(argv)
+
+
+def run_timeout(args: argparse.Namespace) -> float:
+    """The whole run's limit (s): --timeout plus the train's own length. A train longer
+    than --timeout (10000 x 10 ms: 100 s, default 60 s) ended in "no result within 60 s:
+    the experiment did not end", exit 2, with nothing of what it had sent (session 32)."""
+    return float(args.timeout + args.count * args.gap_us / 1e6)
 
 
 def us(ns: float | int | None) -> str:
@@ -92,6 +100,8 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     )
     if rep.stopped:
         print(f"  stopped early: {rep.count - rep.sent_count} datagrams not sent")
+    elif rep.sent_count < rep.count:  # why, once (an endpoint killed mid-train said nothing)
+        print(f"  not sent: {rep.count - rep.sent_count} datagrams ({unsent_reasons(rep)})")
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
         print(
@@ -133,16 +143,41 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
                 f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
                 f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
             )
-    off: Any = s["offset"]
-    if off and off["p50"] > LATE_NS and (rep.queued_ahead or 0) >= 0:
-        print(
-            "  note: late although every nsend was queued in time: the endpoint lost its CPU "
-            "during the train (a busy machine); `chrt -f 10` before the command gives it "
-            "priority"
-        )
+    note = late_note(rep)
+    if note is not None:
+        print(f"  note: {note}")
     if sink is not None:
         print(f"  sink received {len(sink.seen)} of {rep.count} datagrams")
     return 0 if rep.sent_count == rep.count else 1
+
+
+def unsent_reasons(rep: TrainReport) -> str:
+    """The reasons of the packets not sent, most frequent first: "no ntag x829"."""
+    why = Counter(e or "no ntag" for e, t in zip(rep.errors, rep.sent, strict=True) if t is None)
+    return ", ".join(f"{e} x{n}" for e, n in why.most_common())
+
+
+def late_note(rep: TrainReport) -> str | None:
+    """Why a train whose nsends were all queued in time went out late (p50 offset over
+    LATE_NS), or None. A gap shorter than what the endpoint takes per datagram (a gap of
+    0: every packet due at once) is late by design; it said "the endpoint lost its CPU"
+    and to use chrt, which cannot help (session 32)."""
+    s = rep.summary()
+    off: Any = s["offset"]
+    if not off or off["p50"] <= LATE_NS or (rep.queued_ahead or 0) < 0:
+        return None
+    pace: Any = s["actual_gap"]
+    if pace and pace["p50"] > rep.gap:  # back to back most of the train, and still behind
+        return (
+            f"late although every nsend was queued in time: the endpoint sent one datagram "
+            f"every {pace['p50'] / 1e3:.1f} µs (actual gap p50), slower than the "
+            f"{rep.gap / 1e3:g} µs asked, so the train fell behind its schedule"
+        )
+    return (
+        "late although every nsend was queued in time: the endpoint lost its CPU "
+        "during the train (a busy machine); `chrt -f 10` before the command gives it "
+        "priority"
+    )
 
 
 async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None) -> int:
@@ -171,6 +206,7 @@ async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None =
             on_lead=on_lead,
         )  # fmt: skip
 
+    args.timeout = run_timeout(args)  # (run_experiment's limit: the train's length too)
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])
         if sink is not None:  # let the last datagrams land
