@@ -65,3 +65,19 @@ def test_the_timeout_covers_the_trains_own_length() -> None:
 
     assert run_timeout(parse_args(["--count", "10000", "--gap-us", "10000"])) == 160.0
     assert run_timeout(parse_args(["--count", "40", "--gap-us", "100000", "--timeout", "2"])) == 6.0
+
+
+def test_the_chrt_advice_names_the_endpoints_command_when_it_is_another_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With --listen the endpoint is `twistd -n pktendpoint`: `chrt -f 10` before
+    # udp_train.py, as the note said, left 1000 x 100 µs at offset p50 0.36-14 ms; before
+    # twistd, 0.3 µs (load 7-9, session 32).
+    from udp_train import report
+
+    sent = [i * 100_000 for i in range(20)] + [5_000_000 + 5_000 * k for k in range(40)]
+    report(train(100_000, list(sent)), 0, None, remote=True)
+    out = capsys.readouterr().out
+    assert "`chrt -f 10` before the endpoint's command (`chrt -f 10 twistd -n pktendpoint" in out
+    report(train(100_000, list(sent)), 0, None)
+    assert "`chrt -f 10` before this command gives it priority" in capsys.readouterr().out
