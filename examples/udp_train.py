@@ -152,10 +152,19 @@ def report(rep: TrainReport, rows: int, sink: Sink | None, *, remote: bool = Fal
     return 0 if rep.sent_count == rep.count else 1
 
 
+# what an nsend's error means to whoever ran the train
+REASONS = {
+    "ESKTPKTDENY": "refused by a certificate limit, an operator's rate cap or a monitor: "
+    "the endpoint's log says which",
+}
+
+
 def unsent_reasons(rep: TrainReport) -> str:
     """The reasons of the packets not sent, most frequent first: "no ntag x829"."""
     why = Counter(e or "no ntag" for e, t in zip(rep.errors, rep.sent, strict=True) if t is None)
-    return ", ".join(f"{e} x{n}" for e, n in why.most_common())
+    return "; ".join(
+        f"{e} x{n}" + (f": {REASONS[e]}" if e in REASONS else "") for e, n in why.most_common()
+    )
 
 
 def late_note(rep: TrainReport, *, remote: bool = False) -> str | None:

@@ -55,7 +55,18 @@ def test_packets_not_sent_say_why(capsys: pytest.CaptureFixture[str]) -> None:
     errors: list[str | None] = [None, None, "connection lost", "connection lost", "EPKTNOTSENT"]
     status, out = printed(train(1_000_000, sent, errors), capsys)
     assert status == 1
-    assert "  not sent: 3 datagrams (connection lost x2, EPKTNOTSENT x1)" in out
+    assert "  not sent: 3 datagrams (connection lost x2; EPKTNOTSENT x1)" in out
+
+
+def test_a_refusal_says_where_to_look(capsys: pytest.CaptureFixture[str]) -> None:
+    # 3000 x 100 µs under a 100 kB/10 s max_burst_rate_byte (pktlab init
+    # --max-burst-rate-byte): 1562 sent, 1438 refused, and nothing said so.
+    sent: list[int | None] = [0, None]
+    _, out = printed(train(100_000, sent, [None, "ESKTPKTDENY"]), capsys)
+    assert (
+        "  not sent: 1 datagrams (ESKTPKTDENY x1: refused by a certificate limit, an "
+        "operator's rate cap or a monitor: the endpoint's log says which)"
+    ) in out
 
 
 def test_the_timeout_covers_the_trains_own_length() -> None:
