@@ -41,7 +41,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
-from packetlab.controller.train import MAX_PENDING, lead_note
+from packetlab.controller.train import lead_note
 
 LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
@@ -114,7 +114,7 @@ def report(rep: TrainReport, rows: int, sink: Sink | None, *, remote: bool = Fal
             )
         )
     if rep.queue_cost is not None:  # what the lead had to cover (it counts ~2-10x that)
-        first = min(rep.count, MAX_PENDING)
+        first = min(rep.count, rep.window)
         print(
             f"  the first {first} nsends took {rep.queue_cost * first / 1e6:.1f} ms to queue "
             f"({rep.queue_cost / 1e3:.1f} µs each)"
