@@ -102,7 +102,8 @@ def report(rep: TrainReport, rows: int, sink: Sink | None, *, remote: bool = Fal
     if rep.stopped:
         print(f"  stopped early: {rep.count - rep.sent_count} datagrams not sent")
     elif rep.sent_count < rep.count:  # why, once (an endpoint killed mid-train said nothing)
-        print(f"  not sent: {rep.count - rep.sent_count} datagrams ({unsent_reasons(rep)})")
+        n = rep.count - rep.sent_count
+        print(f"  not sent: {n} datagram{'s' * (n != 1)} ({unsent_reasons(rep)})")
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
         print(

@@ -64,7 +64,7 @@ def test_a_refusal_says_where_to_look(capsys: pytest.CaptureFixture[str]) -> Non
     sent: list[int | None] = [0, None]
     _, out = printed(train(100_000, sent, [None, "ESKTPKTDENY"]), capsys)
     assert (
-        "  not sent: 1 datagrams (ESKTPKTDENY x1: refused by a certificate limit, an "
+        "  not sent: 1 datagram (ESKTPKTDENY x1: refused by a certificate limit, an "
         "operator's rate cap or a monitor: the endpoint's log says which)"
     ) in out
 
