@@ -24,11 +24,15 @@ from packetlab.controller import EndpointSession, StopSignal
 T = TypeVar("T")
 
 
-def add_link_args(p: argparse.ArgumentParser, *, timeout: float = 30.0) -> None:
-    """The link options, --timeout (`timeout` is the default) and -v."""
+def add_link_args(
+    p: argparse.ArgumentParser, *, timeout: float = 30.0, beyond: str | None = None
+) -> None:
+    """The link options, --timeout (`timeout` is the default; `beyond`: what the example
+    adds to it, said in the help) and -v."""
     add_link_arguments(p)
+    more = "" if beyond is None else f", beyond {beyond}"
     p.add_argument(
-        "--timeout", type=seconds, default=timeout, help="seconds (default: %(default)s)"
+        "--timeout", type=seconds, default=timeout, help=f"seconds{more} (default: %(default)s)"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
 

@@ -25,6 +25,7 @@ import argparse
 import socket
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
-from packetlab.controller.train import MAX_PENDING, lead_note
+from packetlab.controller.train import lead_note
 
 LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
 
@@ -76,15 +77,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "to the measured cost of a request and the gap, so every nsend is queued before its "
         "packet is due; a wait over 1 s is said on stderr)",
     )
-    add_link_args(p, timeout=60.0)
+    add_link_args(p, timeout=60.0, beyond="the train's own length (count x gap)")
     return p.parse_args(argv)
+
+
+def run_timeout(args: argparse.Namespace) -> float:
+    """The whole run's limit (s): --timeout plus the train's own length. A train longer
+    than --timeout (10000 x 10 ms: 100 s, default 60 s) ended in "no result within 60 s:
+    the experiment did not end", exit 2, with nothing of what it had sent (session 32)."""
+    return float(args.timeout + args.count * args.gap_us / 1e6)
 
 
 def us(ns: float | int | None) -> str:
     return "-" if ns is None else f"{ns / 1e3:10.1f}"
 
 
-def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
+def report(rep: TrainReport, rows: int, sink: Sink | None, *, remote: bool = False) -> int:
+    """Print the report; `remote`: the endpoint is another process (--listen)."""
     gap = rep.gap
     print(
         f"UDP train to {host_port(rep.raddr, rep.rport)}: {rep.count} datagrams, "
@@ -92,6 +101,9 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
     )
     if rep.stopped:
         print(f"  stopped early: {rep.count - rep.sent_count} datagrams not sent")
+    elif rep.sent_count < rep.count:  # why, once (an endpoint killed mid-train said nothing)
+        n = rep.count - rep.sent_count
+        print(f"  not sent: {n} datagram{'s' * (n != 1)} ({unsent_reasons(rep)})")
     if rep.queued_ahead is not None:
         ahead = rep.queued_ahead / 1e6
         print(
@@ -103,7 +115,7 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
             )
         )
     if rep.queue_cost is not None:  # what the lead had to cover (it counts ~2-10x that)
-        first = min(rep.count, MAX_PENDING)
+        first = min(rep.count, rep.window)
         print(
             f"  the first {first} nsends took {rep.queue_cost * first / 1e6:.1f} ms to queue "
             f"({rep.queue_cost / 1e3:.1f} µs each)"
@@ -133,16 +145,57 @@ def report(rep: TrainReport, rows: int, sink: Sink | None) -> int:
                 f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
                 f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
             )
-    off: Any = s["offset"]
-    if off and off["p50"] > LATE_NS and (rep.queued_ahead or 0) >= 0:
-        print(
-            "  note: late although every nsend was queued in time: the endpoint lost its CPU "
-            "during the train (a busy machine); `chrt -f 10` before the command gives it "
-            "priority"
-        )
+    note = late_note(rep, remote=remote)
+    if note is not None:
+        print(f"  note: {note}")
     if sink is not None:
         print(f"  sink received {len(sink.seen)} of {rep.count} datagrams")
     return 0 if rep.sent_count == rep.count else 1
+
+
+# what an nsend's error means to whoever ran the train
+REASONS = {
+    "ESKTPKTDENY": "refused by a certificate limit, an operator's rate cap or a monitor: "
+    "the endpoint's log says which",
+}
+
+
+def unsent_reasons(rep: TrainReport) -> str:
+    """The reasons of the packets not sent, most frequent first: "no ntag x829"."""
+    why = Counter(e or "no ntag" for e, t in zip(rep.errors, rep.sent, strict=True) if t is None)
+    return "; ".join(
+        f"{e} x{n}" + (f": {REASONS[e]}" if e in REASONS else "") for e, n in why.most_common()
+    )
+
+
+def late_note(rep: TrainReport, *, remote: bool = False) -> str | None:
+    """Why a train whose nsends were all queued in time went out late (p50 offset over
+    LATE_NS), or None. A gap shorter than what the endpoint takes per datagram (a gap of
+    0: every packet due at once) is late by design; it said "the endpoint lost its CPU"
+    and to use chrt, which cannot help (session 32). `remote`: the endpoint is another
+    process (--listen), which is the one chrt must start: before this command it did
+    nothing for the endpoint's sends (1000 x 100 µs, offset p50 0.36-14 ms either way,
+    0.3 µs with the endpoint under chrt; session 32)."""
+    s = rep.summary()
+    off: Any = s["offset"]
+    if not off or off["p50"] <= LATE_NS or (rep.queued_ahead or 0) < 0:
+        return None
+    pace: Any = s["actual_gap"]
+    if pace and pace["p50"] > rep.gap:  # back to back most of the train, and still behind
+        return (
+            f"late although every nsend was queued in time: the endpoint sent one datagram "
+            f"every {pace['p50'] / 1e3:.1f} µs (actual gap p50), slower than the "
+            f"{rep.gap / 1e3:g} µs asked, so the train fell behind its schedule"
+        )
+    where = (
+        "the endpoint's command (`chrt -f 10 twistd -n pktendpoint ...`)"
+        if remote
+        else "this command"
+    )
+    return (
+        "late although every nsend was queued in time: the endpoint lost its CPU "
+        f"during the train (a busy machine); `chrt -f 10` before {where} gives it priority"
+    )
 
 
 async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None = None) -> int:
@@ -171,6 +224,7 @@ async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None =
             on_lead=on_lead,
         )  # fmt: skip
 
+    args.timeout = run_timeout(args)  # (run_experiment's limit: the train's length too)
     try:
         rep = await run_experiment(reactor, args, experiment, targets=[host])
         if sink is not None:  # let the last datagrams land
@@ -178,7 +232,7 @@ async def main(reactor: Any, args: argparse.Namespace, stop: StopSignal | None =
     finally:
         if udp is not None:
             await defer.maybeDeferred(udp.stopListening)
-    return report(rep, args.rows, sink)
+    return report(rep, args.rows, sink, remote=args.listen is not None)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -37,6 +37,15 @@ _SEQ = struct.Struct(">I")
 # per session: the queue_cost of its last train that was long enough (see LEARN_SPARE)
 _learned: WeakKeyDictionary[EndpointSession, int] = WeakKeyDictionary()
 MAX_PENDING = 32768  # packets waiting for their ntag at most (tags are 16 bits)
+# ... and their bytes: the endpoint charges each queued send to its buffer budget (BUFMAX,
+# endpt.conf BufMax, §3.5) and refuses past it (ESYSNOBUFS): a 10,000 x 1,400 B train at
+# 100 µs against the default 8 MiB had 4,467 nsends refused (session 32). So a train
+# whose sends would pass BUF_CHECK bytes reads BUFMAX first, and keeps at most
+# 1/BUF_SHARE of it waiting, counting each send as its payload + SEND_CHARGE (this
+# endpoint charges 116 bytes beyond the payload: endpoint/budget.py SEND_BUF_OVERHEAD).
+BUF_CHECK = 1 << 20
+BUF_SHARE = 2
+SEND_CHARGE = 128
 
 # The adaptive lead (no `start`, no `lead`): every nsend should be queued at the endpoint
 # before its packet is due, however loaded the link and the two hosts are. So the
@@ -146,9 +155,12 @@ class TrainReport:
     #: it was cancelled (not stopped): the report was written at once, without waiting
     #: for the ntags of the packets due (a partial report, `send_train`)
     cancelled: bool = False
-    #: ns it took, per nsend, to have the first min(count, MAX_PENDING) queued (from the
+    #: ns it took, per nsend, to have the first min(count, window) queued (from the
     #: first nsend to the last one's answer); None if they were not all answered
     queue_cost: int | None = None
+    #: packets waiting for their ntag at most: MAX_PENDING, or fewer to fit the endpoint's
+    #: buffer budget (BUF_SHARE)
+    window: int = MAX_PENDING
 
     @property
     def count(self) -> int:
@@ -240,8 +252,10 @@ async def send_train(
     bytes. A packet whose ntag has not come
     `ntag_timeout` s after the train's last moment, and after the last ntag that did come
     (an endpoint that is behind still gets its time), is reported as "no ntag". At most
-    `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits); notifications are
-    read while the train is queued.
+    `MAX_PENDING` packets wait for their ntag at once (tags are 16 bits), and no more than
+    fit in half the endpoint's buffer budget (BUFMAX, read when the train's sends would
+    pass BUF_CHECK bytes; `TrainReport.window`); notifications are read while the train
+    is queued.
 
     When `stop` is requested (a `StopSignal`: the first Ctrl-C of a command), no further
     nsend is queued; the ntags of the packets already due by then are awaited for up to
@@ -288,6 +302,8 @@ async def send_train(
     flow: _Flow | None = None
     cancelled = written = False
     try:
+        first = make(0) if callable(make) else make  # (made once: it stands for them all)
+        window = await _window(session, count, len(first))
         t0 = session.clock_ns()
         now = await read_time(session)
         t3 = session.clock_ns()
@@ -296,7 +312,7 @@ async def send_train(
         offset = now - t3
         if start is None:
             if lead is None:
-                lead = await measure_lead(session, count, gap=gap, rtt=t3 - t0)
+                lead = await measure_lead(session, count, gap=gap, rtt=t3 - t0, most=window)
                 now += session.clock_ns() - t3  # the endpoint's time after the probe
             start = now + lead
         clock = session.reactor
@@ -306,6 +322,7 @@ async def send_train(
         report.sent = [None] * count
         report.errors = [None] * count
         report.lead = start - now
+        report.window = window
         if on_lead is not None:
             on_lead(report.lead)
         flow = _Flow(report, clock, session.clock_ns, offset)
@@ -313,11 +330,11 @@ async def send_train(
         for i, t in enumerate(report.intended):
             if stop is not None and stop.requested:
                 break
-            data = make(i) if callable(make) else make
+            data = make(i) if i and callable(make) else first
             d = session.nsend(sktid, data, time=t, to=(ra, port), ntag=True)
             flow.track(i, d)
-            if flow.waiting >= MAX_PENDING:  # ntags are tracked per tag: never run out
-                await flow.below(MAX_PENDING // 2)
+            if flow.waiting >= window:  # ntags are tracked per tag: never run out
+                await flow.below(max(1, window // 2))
             elif i % LEAD_BURST == LEAD_BURST - 1:
                 await session.wait_writable()
                 # a turn of the reactor: these are written, and the endpoint queues them
@@ -397,15 +414,15 @@ def _close_later(session: EndpointSession, sktid: int) -> None:
     d.addErrback(lambda f: f.trap(ControllerError))
 
 
-def queue_lead(count: int, gap: int, cost: int) -> int:
+def queue_lead(count: int, gap: int, cost: int, window: int = MAX_PENDING) -> int:
     """The part of the lead (ns) that lets each nsend of a train of `count` packets `gap`
     ns apart be queued before its packet is due, one nsend taking `cost` ns to queue at
-    the endpoint (see the comment above LEAD_PROBES)."""
-    n = min(count, MAX_PENDING)
+    the endpoint, at most `window` waiting (see the comment above LEAD_PROBES)."""
+    n = min(count, window)
     burst = min(n, 2 * LEAD_BURST)
     need = max(burst * cost, n * cost - (n - burst) * gap)
-    if count > MAX_PENDING and cost > gap:
-        need = max(need, MAX_PENDING * cost - MAX_PENDING // 2 * gap)
+    if count > window and cost > gap:
+        need = max(need, window * cost - window // 2 * gap)
     return need
 
 
@@ -420,16 +437,35 @@ def lead_note(lead: int, count: int) -> str | None:
     )
 
 
+async def _window(session: EndpointSession, count: int, size: int) -> int:
+    """How many packets may wait for their ntag at once: MAX_PENDING, or fewer when
+    their sends would not fit in 1/BUF_SHARE of the endpoint's BUFMAX (read only for a
+    train whose sends pass BUF_CHECK bytes; payload 0's `size` stands for all)."""
+    each = size + SEND_CHARGE
+    if min(count, MAX_PENDING) * each <= BUF_CHECK:
+        return MAX_PENDING
+    (bufmax,) = struct.unpack(">I", await session.mread(vmem.BUFMAX.addr, vmem.BUFMAX.size))
+    if not bufmax:  # not said: the tags are the only bound
+        return MAX_PENDING
+    return max(1, min(MAX_PENDING, bufmax // BUF_SHARE // each))
+
+
 @deferred_api
 async def measure_lead(
-    session: EndpointSession, count: int, *, gap: int = 0, rtt: int | None = None
+    session: EndpointSession,
+    count: int,
+    *,
+    gap: int = 0,
+    rtt: int | None = None,
+    most: int = MAX_PENDING,
 ) -> int:
     """A lead (ns) for a train of `count` nsends `gap` ns apart: long enough for each to
     be queued at the endpoint before its packet is due, from the cost of a request
     estimated from `LEAD_PROBES` pipelined mreads of TIME (see LEAD_NSEND_COST), within
     1-LEARN_SPARE x what this session's last long train's nsends took, if one ran.
-    `rtt` is one measured round trip (ns), if the caller has one."""
-    ahead = min(count, MAX_PENDING)  # queued before the first ntag at most
+    `rtt` is one measured round trip (ns), if the caller has one; `most`: packets that
+    may wait for their ntag at once (`TrainReport.window`)."""
+    ahead = min(count, most)  # queued before the first ntag at most
     # The round trip subtracted below: the fastest of LEAD_RTTS single mreads (and `rtt`,
     # measured by the caller). One sample that lost its CPU (4 ms instead of 0.2) made the
     # cost per request 0 and the lead the 20 ms floor.
@@ -453,7 +489,7 @@ async def measure_lead(
     seen = _learned.get(session)
     if seen is not None:  # what this session's nsends really cost (see LEARN_SPARE)
         cost = max(seen, min(cost, LEARN_SPARE * seen))
-    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + queue_lead(count, gap, cost)
+    return LEAD_MIN_NS + 2 * max(rtt, took // LEAD_PROBES) + queue_lead(count, gap, cost, most)
 
 
 async def _wind_down(flow: _Flow, session: EndpointSession, offset: int, stop_wait: float) -> None:
@@ -494,7 +530,7 @@ class _Flow:
         self.offset = offset  # endpoint clock minus ours
         self.ahead: int | None = None  # the smallest (due - answered) of an nsend so far
         self.began = clock_ns()  # the first nsend (ours, ns)
-        self._first = min(report.count, MAX_PENDING)  # queued before any flow control
+        self._first = min(report.count, report.window)  # queued before any flow control
         self._answered = 0  # of those
         self._refusals = 0  # of those
         self.queue_took = 0  # ns to have them all answered
