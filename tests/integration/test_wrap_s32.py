@@ -104,7 +104,8 @@ for target in sys.argv[1:]:
                 seen = "data %r" % d.recv(10)
             except OSError as e:
                 seen = name(e.errno)
-        print(target, "dup", first, seen, "then", name(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
+        then = name(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        print(target, "dup", first, seen, "then", then)
         s.close(); d.close()
 """
 
