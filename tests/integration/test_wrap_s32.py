@@ -198,3 +198,31 @@ def test_a_connect_the_endpoints_rules_refuse_fails_in_the_call(tmp_path: Path) 
         "connect_ex EPERM",
         "PermissionError [Errno 1] Operation not permitted",
     ], done.stderr
+
+
+_AGAIN = r"""
+import errno, socket
+s = socket.socket()
+s.setblocking(False)
+print(errno.errorcode.get(s.connect_ex(("10.98.0.1", 80))), *s.getsockname())
+s.setblocking(True)
+try:
+    s.connect(("127.0.0.1", 18031))
+    print("again", s.getsockname()[1] != 0, *s.getpeername())
+except OSError as e:
+    print("again", type(e).__name__, e)
+"""
+
+
+def test_a_socket_whose_connect_failed_in_the_call_is_unbound_and_connects(
+    tmp_path: Path,
+) -> None:
+    """After a connect that failed in the call (no route) the socket is unbound
+    (`getsockname` `0.0.0.0 0`: Node prints it, `connect ENETUNREACH ... - Local
+    (0.0.0.0:0)`) and connects again to a listening port. Before: `EINPROGRESS` and the
+    parking port shown, then the second connect failed `Network is unreachable`; with
+    the failure in the call but no getsockname fix, `0.0.0.0 49994` (this kernel, gVisor,
+    keeps the port the parking took)."""
+    lines = _native_and_wrapped(tmp_path, "again.py", _AGAIN, "")
+    assert lines[:2] == ["ENETUNREACH 0.0.0.0 0", "again True 127.0.0.1 18031"], lines
+    assert lines[3:] == lines[:2], lines

@@ -53,6 +53,11 @@ static unsigned char shown_pending[MAX_TRACKED_FD];
  * loopback port (network order) of each fd's socket while the endpoint connects, 0 when
  * none (parked.py has the why). */
 static in_port_t parked_port[MAX_TRACKED_FD];
+/* The port a socket without one took for a parking that then failed in the call (session
+ * 32): natively such a connect fails before the socket is bound (getsockname 0.0.0.0:0,
+ * which Node prints); this machine's kernel (gVisor) keeps the port over the undoing
+ * connect(AF_UNSPEC). getsockname shows 0 while the socket still has it. */
+static in_port_t unparked_port[MAX_TRACKED_FD];
 
 /* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
 static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
@@ -735,6 +740,7 @@ int socket(int domain, int type, int protocol)
         __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
     }
     return fd;
 }
@@ -1418,6 +1424,8 @@ static int park(int fd, const struct sockaddr *addr)
             int k;
             socklen_t klen = sizeof k;
             next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen);
+            if (port_of((struct sockaddr *)&own) == 0)
+                __atomic_store_n(&unparked_port[fd], port, __ATOMIC_RELAXED);
             errno = rep_errno(ans[0] & 0x7F);
             return -2;
         }
@@ -1487,6 +1495,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
+        if (fd >= 0 && fd < MAX_TRACKED_FD) /* connecting again: its port is its own now */
+            __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
         /* A parked socket connecting (EALREADY), made (0, then EISCONN) or failed (its
          * errno, then it may connect again): the kernel's own answers, as natively */
         in_port_t parked = pktwrap_ctl_path() != NULL ? parked_of(fd) : 0;
@@ -2025,6 +2035,19 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || pktwrap_ctl_path() == NULL)
         return rc;
+    in_port_t unparked = fd >= 0 && fd < MAX_TRACKED_FD
+                             ? __atomic_load_n(&unparked_port[fd], __ATOMIC_RELAXED)
+                             : 0;
+    if (unparked != 0 && room >= addr_len(addr->sa_family)) {
+        if (port_of(addr) == unparked) { /* still the parking's port: unbound natively */
+            if (addr->sa_family == AF_INET)
+                ((struct sockaddr_in *)addr)->sin_port = 0;
+            else
+                ((struct sockaddr_in6 *)addr)->sin6_port = 0;
+            return rc;
+        }
+        __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
+    }
     if ((udp_tracked(fd) || udp_port_tracked(addr)) && inet_type(fd, addr) == SOCK_DGRAM)
         return udp_getsockname(fd, addr, len, room);
     struct sockaddr_storage peer, local;
