@@ -11,7 +11,11 @@ connect is made, a socket bound to the parking port (SO_REUSEPORT) connects to t
 program's port: a TCP simultaneous open, after which the program's socket is writable and
 is one end of an ordinary `TcpRelay`. When it fails, that socket resets at once (the
 program's socket gets POLLERR; the shim asks "F" for the errno the endpoint's failure
-stands for). A program that closes its socket first (its own timeout) leaves no trace on
+stands for). The answer to "A" waits (at most `AT_ONCE_WAIT`) until the endpoint has
+answered the nopen (session 32): a failure of the endpoint's connect() call itself (no
+route, its rules) fails the program's connect() call, as natively, and any other early
+failure (a loopback port's refusal) is on the program's socket before connect() returns.
+A program that closes its socket first (its own timeout) leaves no trace on
 the wire (SYNs are dropped): its socket's inode is looked for in /proc/net/tcp* while
 connects are parked, and the endpoint's connect is cancelled when it is gone.
 """
@@ -46,6 +50,16 @@ _DROP_ALL = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
 _DROP_PROG = struct.pack("@HP", 1, ctypes.addressof(_DROP_ALL))
 # "F" answers besides a SOCKS reply code (a failure)
 PENDING, CONNECTED, UNKNOWN = 0xFF, 0x00, 0xFE
+# How long "A" waits for the endpoint's first answer (the nopen and the STAT after it)
+# before the shim returns EINPROGRESS: an endpoint round trip (0.3-1 ms in-process, ~RTT
+# for a remote one) is spent inside a non-blocking connect() so that a connect the
+# endpoint's kernel refuses at once fails in the call, as natively (session 32).
+AT_ONCE_WAIT = 0.2
+# "A" answers: parked (EINPROGRESS), or AT_ONCE | the SOCKS reply of a failure the
+# program's connect() call returns (the shim undoes its parking)
+TAKEN, AT_ONCE = 0x01, 0x80
+# Failures natively inside the connect() call: no route (ENETUNREACH), a local rule (EPERM)
+_IN_THE_CALL = (Rep.NETWORK_UNREACHABLE, Rep.NOT_ALLOWED)
 MAX_FAILED = 1024  # failures kept for "F" (the oldest forgotten first)
 # The timings' error of a connect whose program closed its socket first
 GONE = "abandoned: the program closed its socket before the endpoint's connect ended"
@@ -187,7 +201,36 @@ class Parked:
         self.state = PENDING
         self._finished = False
         self._later: Any = None  # gone() again, once the nopen is answered
+        self._relay.on_open = self._opened
+        # The shim's "A", waiting for the endpoint's first answer (`answer`)
+        self._asked: Deferred[int] | None = None
+        self._ask_timer: Any = None
         self._connecting: Deferred[None] = Deferred.fromCoroutine(self._connect())
+
+    def answer(self) -> Deferred[int]:
+        """What "A" answers: TAKEN once the endpoint is connecting (or after
+        `AT_ONCE_WAIT`), AT_ONCE | reply if its connect() call failed."""
+        d: Deferred[int] = Deferred()
+        if self._finished or self.state != PENDING:  # decided already
+            d.callback(TAKEN)
+            return d
+        self._asked = d
+        self._ask_timer = self.lot.factory.reactor.callLater(AT_ONCE_WAIT, self._answer, TAKEN)
+        return d
+
+    def _answer(self, code: int) -> None:
+        d, self._asked = self._asked, None
+        if self._ask_timer is not None and self._ask_timer.active():
+            self._ask_timer.cancel()
+        self._ask_timer = None
+        if d is not None:
+            d.callback(code)
+
+    def _opened(self) -> None:
+        # A loopback destination answers the endpoint at once (natively its refusal or
+        # connection is there as connect() returns): "A" waits for the end instead
+        if not self.host.is_loopback:
+            self._answer(TAKEN)
 
     @property
     def awaiting_connect(self) -> bool:
@@ -207,9 +250,16 @@ class Parked:
             rec.error = str(e) or type(e).__name__
             self.log.info("connect to {host}:{port} failed: {e}", host=self.host,
                           port=self.dport, e=rec.error)  # fmt: skip
-            self.state = int(f.connect_failed(self.host, self.dport, e, self._relay.failed_at_once))
+            rep = f.connect_failed(self.host, self.dport, e, self._relay.failed_at_once)
+            self.state = int(rep)
+            if self._asked is not None and rep in _IN_THE_CALL:
+                # The program's connect() fails with it (the shim undoes the parking): no
+                # reset, nothing for "F"
+                self._answer(AT_ONCE | int(rep))
+                self._finish()
+                return
             self.lot.failed_as(self.port, self.state)
-            self._refuse()
+            self._refuse()  # on the program's socket before its connect() returns
             return
         if self.state != PENDING:
             self._relay.client_gone()  # nobody takes it now: closes the endpoint's socket
@@ -240,6 +290,7 @@ class Parked:
             )
         finally:
             s.close()  # adopted as a duplicate
+        self._answer(TAKEN)  # the program's socket is connected
 
     def _refuse(self) -> None:
         """Reset the program's socket: POLLERR, and "F" says why."""
@@ -296,6 +347,7 @@ class Parked:
         if not self._finished:
             self._finished = True
             lot.factory.timings.finished(self.rec)
+        self._answer(TAKEN)
 
 
 class ParkedConnects:
@@ -308,18 +360,18 @@ class ParkedConnects:
         self.failed: dict[int, int] = {}  # program port → SOCKS reply of its failure
         self._watch: Any = None
 
-    def park(self, dport: int, addr: bytes, port: int, inode: int) -> bool:
+    def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int]:
         """ "A": the program's socket from loopback `port` (its inode `inode`) waits for
-        a connect to addr:dport."""
+        a connect to addr:dport; fires with the answer (`Parked.answer`)."""
         host = ipaddress.ip_address(addr)
         old = self.parked.pop(port, None)
         if old is not None:  # its socket closed unseen, the port taken again
             old.gone()
         self.failed.pop(port, None)
-        self.parked[port] = Parked(self, port, inode, host, dport)
+        p = self.parked[port] = Parked(self, port, inode, host, dport)
         if self._watch is None:
             self._watch = self.factory.reactor.callLater(WATCH_INTERVAL, self._look)
-        return True
+        return p.answer()
 
     def failed_as(self, port: int, rep: int) -> None:
         self.failed[port] = rep
@@ -327,11 +379,14 @@ class ParkedConnects:
             del self.failed[next(iter(self.failed))]
 
     def status(self, port: int) -> int:
-        """ "F": PENDING, CONNECTED, the SOCKS reply of its failure, or UNKNOWN."""
+        """ "F": PENDING, CONNECTED, the SOCKS reply of its failure, or UNKNOWN. A
+        failure is said once, as a socket's error is read once: the shim asks on the fd it
+        parked, or on a dup() of it whose SO_ERROR or read said the parking port's reset
+        (session 32), whichever first; the other then finds the kernel's error read."""
         p = self.parked.get(port)
         if p is not None:
             return p.state
-        return self.failed.get(port, UNKNOWN)
+        return self.failed.pop(port, UNKNOWN)
 
     def _look(self) -> None:
         self._watch = None

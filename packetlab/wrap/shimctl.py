@@ -12,8 +12,9 @@ import struct
 from typing import Any
 from typing import Protocol as Interface
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
 
 from packetlab.controller import IPAddress
 
@@ -47,7 +48,7 @@ class ShimAnswers(Interface):
 
     def relay_ports(self) -> list[int]: ...
 
-    def park(self, dport: int, addr: bytes, port: int, inode: int) -> bool: ...
+    def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int] | bool: ...
 
     def parked_status(self, port: int) -> int: ...
 
@@ -83,6 +84,9 @@ class _MapRequest(Protocol):
     * "A" family(1: 4, 6) port(2) address(4|16) loopback port(2) inode(8) → 1 (0: not
       taken): the program's non-blocking TCP socket from that loopback port is parked
       (`parked.ParkedConnects`) and waits for the endpoint's connect to that destination;
+      answered once the endpoint is connecting (at most `parked.AT_ONCE_WAIT`), or 0x80 |
+      the SOCKS reply code when its connect() call failed at once (session 32: the
+      program's connect() fails with that errno, as natively);
     * "F" loopback port(2) → the parked connect's state (`parked.PENDING`, `CONNECTED`,
       `UNKNOWN`, or the SOCKS reply code of its failure: the socket's errno)."""
 
@@ -133,13 +137,19 @@ class _MapRequest(Protocol):
                 self.busy = True
                 dport, addr = struct.unpack_from(">H", self.buf, 2)[0], self.buf[4 : size - 10]
                 port, inode = struct.unpack_from(">HQ", self.buf, size - 10)
+                owner, req = self.factory.owner, self.buf
                 try:
-                    took = self.factory.owner.park(dport, addr, port, inode)
+                    took = owner.park(dport, addr, port, inode)
                 except Exception:  # a bug: the program's connect() must still return
-                    self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
+                    owner.log.failure("shim request {req!r}", req=req)
                     took = False
-                self.transport.write(b"\1" if took else b"\0")
-                self.transport.loseConnection()
+                d = took if isinstance(took, Deferred) else succeed(int(took))
+
+                def failed(f: Failure) -> int:  # a bug: the program's connect() must return
+                    owner.log.failure("shim request {req!r}", f, req=req)
+                    return 0
+
+                d.addErrback(failed).addCallback(self._reply)
             return
         if kind == b"F":
             if len(self.buf) >= 3:
@@ -187,6 +197,10 @@ class _MapRequest(Protocol):
             return
         port = self.factory.owner.relay_port(self.buf)
         self.transport.write(struct.pack(">H", port))
+        self.transport.loseConnection()
+
+    def _reply(self, code: int) -> None:
+        self.transport.write(bytes([code & 0xFF]))
         self.transport.loseConnection()
 
     async def _answer(self, kind: bytes, req: bytes) -> None:

@@ -12,6 +12,7 @@ TIMEOUT → the program's socket is reset. Both sides done → nclose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -90,6 +91,9 @@ class TcpRelay:
         # The endpoint's connect() call itself failed (STAT failed as the nopen was
         # answered): UNREACH then is a network without a route, the kernel's ENETUNREACH.
         self.failed_at_once = False
+        # Called once the nopen and the STAT after it say the endpoint is connecting (its
+        # connect() call did not fail): a parked connect's shim waits for that (session 32)
+        self.on_open: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ connecting
 
@@ -129,6 +133,8 @@ class TcpRelay:
             if state in _FAILED_AT_ONCE:
                 self.failed_at_once = True
                 raise ConnectFailed(sktid, _FAILED_AT_ONCE[SocketState(state)], self.sock.remote)
+            if self.on_open is not None:
+                self.on_open()
             est = await wait_connected(s, sktid, timeout=timeout)
         except BaseException:
             self._close_endpoint()

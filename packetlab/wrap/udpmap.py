@@ -335,9 +335,12 @@ class UdpMap:
         ("P"), None if unknown."""
         return self.peer_of(port) if self.peer_of is not None else None
 
-    def park(self, dport: int, addr: bytes, port: int, inode: int) -> bool:
-        """A non-blocking TCP connect the shim parked ("A"); False: not taken."""
-        return self.parked is not None and self.parked.park(dport, addr, port, inode)
+    def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int] | bool:
+        """A non-blocking TCP connect the shim parked ("A"): its answer (parked.TAKEN, or
+        AT_ONCE | the reply of a failure in the call); False: not taken."""
+        if self.parked is None:
+            return False
+        return self.parked.park(dport, addr, port, inode)
 
     def parked_status(self, port: int) -> int:
         """The state of the connect parked from loopback port `port` ("F")."""

@@ -53,6 +53,11 @@ static unsigned char shown_pending[MAX_TRACKED_FD];
  * loopback port (network order) of each fd's socket while the endpoint connects, 0 when
  * none (parked.py has the why). */
 static in_port_t parked_port[MAX_TRACKED_FD];
+/* The port a socket without one took for a parking that then failed in the call (session
+ * 32): natively such a connect fails before the socket is bound (getsockname 0.0.0.0:0,
+ * which Node prints); this machine's kernel (gVisor) keeps the port over the undoing
+ * connect(AF_UNSPEC). getsockname shows 0 while the socket still has it. */
+static in_port_t unparked_port[MAX_TRACKED_FD];
 
 /* fds that connect()ed over TCP/IP: their write()s are sends worth marking */
 static unsigned char tcp_fd[MAX_TRACKED_FD / 8];
@@ -735,6 +740,7 @@ int socket(int domain, int type, int protocol)
         __atomic_store_n(&pending_err[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&shown_pending[fd], 0, __ATOMIC_RELAXED);
         __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
     }
     return fd;
 }
@@ -822,7 +828,30 @@ static int parked_state(int fd, in_port_t port)
     if (pktwrap_call(req, sizeof req, ans, 1, &got) == 0 && got == 1 && ans[0] == 0xFF)
         return -1;
     __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
+    if (got == 1 && ans[0] == 0) /* made: the next connect() is 0 once, as natively */
+        __atomic_store_n(&shown_pending[fd], 1, __ATOMIC_RELAXED);
     if (got != 1 || ans[0] == 0 || ans[0] == 0xFE)
+        return 0;
+    return rep_errno(ans[0]);
+}
+
+static in_port_t park_port(void);
+
+/* A dup() (dup2, F_DUPFD) of a parked socket is not marked: its number is not the one the
+ * shim parked, and the kernel's error on it after a failure is the parking port's reset,
+ * ECONNRESET. Natively a dup reads the same SO_ERROR. Asked of the wrapper by the
+ * socket's loopback port when the kernel says ECONNRESET (session 32): the connect's
+ * errno if that port's parked connect failed and nobody read it yet, else 0. */
+static int parked_failure_by_port(int fd)
+{
+    in_port_t p = park_port() != 0 ? own_port(fd, NULL) : 0;
+    if (p == 0)
+        return 0;
+    unsigned char req[3] = {'F'}, ans[1];
+    size_t got;
+    memcpy(req + 1, &p, 2);
+    if (pktwrap_call(req, sizeof req, ans, 1, &got) != 0 || got != 1 || ans[0] == 0 ||
+        ans[0] == 0xFF || ans[0] == 0xFE)
         return 0;
     return rep_errno(ans[0]);
 }
@@ -871,7 +900,7 @@ static ssize_t kernel_error_as_connects(int fd, ssize_t rc)
 {
     if (rc < 0 && errno == ECONNRESET) { /* a parked connect that failed: its errno */
         in_port_t p = parked_of(fd);
-        int why = p != 0 ? parked_state(fd, p) : 0;
+        int why = p != 0 ? parked_state(fd, p) : parked_failure_by_port(fd);
         errno = why > 0 ? why : ECONNRESET;
         return rc;
     }
@@ -908,6 +937,21 @@ int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
             next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen);
             memcpy(value, &why, sizeof why);
             *len = sizeof why;
+            return 0;
+        }
+    }
+    if (parked == 0 && level == SOL_SOCKET && name == SO_ERROR && value != NULL &&
+        len != NULL && *len >= sizeof(int) && pktwrap_ctl_path() != NULL &&
+        (fd < 0 || fd >= MAX_TRACKED_FD || __atomic_load_n(&pending_err[fd], __ATOMIC_RELAXED) == 0)) {
+        int k = 0;
+        socklen_t klen = sizeof k;
+        if (next_getsockopt()(fd, level, name, &k, &klen) == 0) {
+            if (k == ECONNRESET) { /* a dup of a parked socket that failed? */
+                int why = parked_failure_by_port(fd);
+                k = why > 0 ? why : k;
+            }
+            memcpy(value, &k, sizeof k);
+            *len = sizeof k;
             return 0;
         }
     }
@@ -1295,7 +1339,8 @@ static int arm_error(int fd)
  * connected inside the call, so the program's own connect timeout fired only with the
  * wrapper's. 0 if parked; -1: not (the socket untouched: proxychains' way); -2: the
  * kernel's answer to this connect, whatever the address (errno: ECONNABORTED once after a
- * failed connect whose error was read, as natively), to be returned. */
+ * failed connect whose error was read, as natively; or the endpoint's connect() call
+ * failed at once: its errno, session 32), to be returned. */
 static int park(int fd, const struct sockaddr *addr)
 {
     in_port_t q = park_port();
@@ -1368,12 +1413,73 @@ static int park(int fd, const struct sockaddr *addr)
         req[n + 2 + i] = (unsigned char)(inode >> (56 - 8 * i));
     unsigned char ans[1];
     size_t got;
-    if (pktwrap_call(req, n + 10, ans, 1, &got) != 0 || got != 1 || ans[0] != 1) {
+    int ok = pktwrap_call(req, n + 10, ans, 1, &got) == 0 && got == 1;
+    if (!ok || ans[0] != 1) {
         struct sockaddr unspec = {.sa_family = AF_UNSPEC}; /* undone: connecting no more */
         syscall(SYS_connect, fd, &unspec, sizeof unspec);
+        if (ok && (ans[0] & 0x80)) {
+            /* The endpoint's connect() call failed (no route, its rules): so does this
+             * one, as natively (session 32; before, EINPROGRESS and SO_ERROR a round trip
+             * later). The undoing's own error (ECONNRESET) is not the program's. */
+            int k;
+            socklen_t klen = sizeof k;
+            next_getsockopt()(fd, SOL_SOCKET, SO_ERROR, &k, &klen);
+            if (port_of((struct sockaddr *)&own) == 0)
+                __atomic_store_n(&unparked_port[fd], port, __ATOMIC_RELAXED);
+            errno = rep_errno(ans[0] & 0x7F);
+            return -2;
+        }
         return -1;
     }
     __atomic_store_n(&parked_port[fd], port, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* A blocking connect bounded by the program's SO_SNDTIMEO (session 32): the kernel gives
+ * up waiting after it and says EINPROGRESS (the connect goes on). proxychains connects
+ * inside the call and waited for the endpoint's connect (`--connect-timeout`) whatever
+ * the program set. Parked instead (O_NONBLOCK for the call), then waited for as the
+ * kernel would: 0, the connect's errno, or EINPROGRESS at the timeout. -1: not parked
+ * (no SO_SNDTIMEO, or park() declined): proxychains' way. */
+static int bounded_connect(int fd, int fl, const struct sockaddr *addr, socklen_t len, int *rc)
+{
+    struct timeval tv = {0, 0};
+    socklen_t tlen = sizeof tv;
+    if (next_getsockopt()(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &tlen) != 0 ||
+        (tv.tv_sec == 0 && tv.tv_usec == 0) || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return -1;
+    int parking = park(fd, addr), e = errno;
+    if (parking == -1) {
+        fcntl(fd, F_SETFL, fl);
+        return -1;
+    }
+    if (parking == -2) { /* failed in the call (errno: its) */
+        fcntl(fd, F_SETFL, fl);
+        errno = e;
+        *rc = -1;
+        return 0;
+    }
+    remember_peer(fd, addr, len);
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    struct timespec limit = {tv.tv_sec, tv.tv_usec * 1000};
+    int ready = (int)syscall(SYS_ppoll, &pf, 1, &limit, NULL, 0);
+    e = errno;
+    fcntl(fd, F_SETFL, fl);
+    if (ready < 0) { /* a signal: EINTR, the connect going on, as natively */
+        errno = e;
+        *rc = -1;
+        return 0;
+    }
+    if (ready == 0) {
+        errno = EINPROGRESS;
+        *rc = -1;
+        return 0;
+    }
+    int why = 0;
+    socklen_t wlen = sizeof why;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &why, &wlen); /* ours: the connect's errno */
+    errno = why;
+    *rc = why != 0 ? -1 : 0;
     return 0;
 }
 
@@ -1389,6 +1495,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (type == SOCK_STREAM) {
         pktwrap_mark(MARK_CONNECT);
         track_fd(fd);
+        if (fd >= 0 && fd < MAX_TRACKED_FD) /* connecting again: its port is its own now */
+            __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
         /* A parked socket connecting (EALREADY), made (0, then EISCONN) or failed (its
          * errno, then it may connect again): the kernel's own answers, as natively */
         in_port_t parked = pktwrap_ctl_path() != NULL ? parked_of(fd) : 0;
@@ -1467,6 +1575,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
         }
         if (parking == -2)
             return -1; /* errno: the kernel's */
+        int bounded_rc = 0;
+        if (!nonblocking && fl >= 0 && fd >= 0 && fd < MAX_TRACKED_FD &&
+            bounded_connect(fd, fl, addr, len, &bounded_rc) == 0)
+            return bounded_rc;
         if (wrapped)
             save_sockopts(fd, &opts);
         int rc = NEXT(connect)(fd, addr, len);
@@ -1923,6 +2035,19 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     if (rc != 0 || addr == NULL || len == NULL || room < sizeof(sa_family_t) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || pktwrap_ctl_path() == NULL)
         return rc;
+    in_port_t unparked = fd >= 0 && fd < MAX_TRACKED_FD
+                             ? __atomic_load_n(&unparked_port[fd], __ATOMIC_RELAXED)
+                             : 0;
+    if (unparked != 0 && room >= addr_len(addr->sa_family)) {
+        if (port_of(addr) == unparked) { /* still the parking's port: unbound natively */
+            if (addr->sa_family == AF_INET)
+                ((struct sockaddr_in *)addr)->sin_port = 0;
+            else
+                ((struct sockaddr_in6 *)addr)->sin6_port = 0;
+            return rc;
+        }
+        __atomic_store_n(&unparked_port[fd], 0, __ATOMIC_RELAXED);
+    }
     if ((udp_tracked(fd) || udp_port_tracked(addr)) && inet_type(fd, addr) == SOCK_DGRAM)
         return udp_getsockname(fd, addr, len, room);
     struct sockaddr_storage peer, local;

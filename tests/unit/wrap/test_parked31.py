@@ -197,3 +197,90 @@ def test_a_socket_closed_before_the_nopen_is_answered_is_cancelled_after_it(
     relay.sktid = 3
     reactor.advance(parked.WATCH_INTERVAL)
     assert relay.ended == ["endpoint socket closed"] and connects.status(50005) == UNKNOWN
+
+
+# Session 32 (wrap32): "A" waits for the endpoint's first answer (parked.AT_ONCE_WAIT)
+
+
+def _answers(d: Deferred[int]) -> list[int]:
+    got: list[int] = []
+    d.addCallback(got.append)
+    return got
+
+
+def test_a_connect_the_endpoint_refuses_at_once_fails_in_the_call(lot: Any) -> None:
+    """No route at the endpoint (its connect() call failed: STAT UNREACH as the nopen is
+    answered): "A" says AT_ONCE | NETWORK_UNREACHABLE (the shim's connect() fails
+    ENETUNREACH, as natively), the program's socket is not reset, nothing is kept for
+    "F". Before: "A" said 1 at once (EINPROGRESS), then a reset and "F" said it."""
+    connects, _ = lot
+    got = _answers(connects.park(80, V4, 50010, 12))
+    assert got == []  # waiting for the endpoint
+    relay = FakeRelay.made[0]
+    relay.failed_at_once = True
+    relay.answer.errback(ConnectFailed(3, "UNREACH"))
+    assert got == [parked.AT_ONCE | Rep.NETWORK_UNREACHABLE]
+    assert connects.lot.resets == [] and connects.status(50010) == UNKNOWN
+    assert len(connects.factory.timings.records) == 1
+
+
+def test_a_connect_that_goes_on_is_answered_once_the_endpoint_connects(lot: Any) -> None:
+    """The nopen answered and the endpoint connecting (TcpRelay.on_open): "A" says 1 then;
+    a later failure resets the socket and "F" says it once (a dup's question or the
+    parked fd's, whichever asks first: natively the socket's error is read once)."""
+    connects, _ = lot
+    got = _answers(connects.park(80, V4, 50011, 13))
+    relay = FakeRelay.made[0]
+    relay.on_open()  # type: ignore[attr-defined]
+    assert got == [parked.TAKEN] and connects.status(50011) == PENDING
+    relay.answer.errback(ConnectFailed(3, "REFUSED"))
+    assert connects.lot.resets == [50011]
+    assert connects.status(50011) == Rep.CONNECTION_REFUSED
+    assert connects.status(50011) == UNKNOWN  # read once
+
+
+def test_a_slow_endpoint_gets_einprogress_after_the_wait(
+    lot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connects, reactor = lot
+    monkeypatch.setattr(parked, "live_inodes", lambda: {14})  # the program's socket lives
+    got = _answers(connects.park(80, V4, 50012, 14))
+    reactor.advance(parked.AT_ONCE_WAIT - 0.01)
+    assert got == []
+    reactor.advance(0.01)
+    assert got == [parked.TAKEN]
+    relay = FakeRelay.made[0]
+    relay.failed_at_once = True  # too late for the call: as session 31, a reset and "F"
+    relay.answer.errback(ConnectFailed(3, "UNREACH"))
+    assert got == [parked.TAKEN] and connects.lot.resets == [50012]
+    assert connects.status(50012) == Rep.NETWORK_UNREACHABLE
+
+
+def test_a_loopback_destination_is_answered_when_its_connect_ends(lot: Any) -> None:
+    """Natively a loopback port's refusal is on the socket as connect() returns: "A" for
+    127.0.0.1 waits past the nopen for the end (the reset done before the answer)."""
+    connects, _ = lot
+    got = _answers(connects.park(9, ipaddress.ip_address("127.0.0.1").packed, 50013, 15))
+    relay = FakeRelay.made[0]
+    relay.on_open()  # type: ignore[attr-defined]
+    assert got == []
+    relay.answer.errback(ConnectFailed(3, "REFUSED"))
+    assert connects.lot.resets == [50013] and got == [parked.TAKEN]
+
+
+def test_the_shim_is_answered_what_park_decides() -> None:
+    udpmap = UdpMap(None, None, TimingLog(None), None)  # type: ignore[arg-type]
+    later: Deferred[int] = Deferred()
+
+    class Lot:
+        def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int]:
+            return later
+
+    udpmap.parked = Lot()  # type: ignore[assignment]
+    proto: Any = MapServer(udpmap).buildProtocol(None)
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(b"A\x04" + struct.pack(">H", 80) + V4 + struct.pack(">HQ", 50014, 1))
+    assert t.value() == b"" and not t.disconnecting
+    later.callback(parked.AT_ONCE | Rep.NOT_ALLOWED)
+    assert (t.value(), t.disconnecting) == (b"\x82", True)
