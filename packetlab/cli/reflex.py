@@ -49,7 +49,7 @@ armed ("timer": endpoint time in ns), or the crash that would detach it.
 Timers run on a simulated endpoint clock: reflex_now() is the attach time (the first
 ndata's), then each packet's time; an armed timer runs ({"reflex_timer": NOW, ...}, with
 what it sent) before the first packet at or after its time, and after the last packet
-for --timers-ms more."""
+for --timers-ms more; --timer-late-us runs each one late, as a busy endpoint may."""
 
 
 def _compile(wasm: bytes) -> Any:
@@ -77,6 +77,14 @@ def _test_options(t: argparse.ArgumentParser) -> None:
         help="after the last packet, run the timers the reflex arms over this much more "
         "endpoint time (the clock is simulated: no waiting) [1000]",
     )
+    t.add_argument(
+        "--timer-late-us",
+        type=_millis,
+        default=0.0,
+        metavar="US",
+        help="run every timer this many microseconds after its time, as a busy endpoint "
+        "does (reflex_timer's now says when it ran) [0]",
+    )
 
 
 def _millis(text: str) -> float:
@@ -85,7 +93,7 @@ def _millis(text: str) -> float:
     except ValueError:
         ms = -1.0
     if not 0 <= ms <= 86_400_000:
-        raise argparse.ArgumentTypeError(f"{text} is not a time in ms (0 to 86400000)")
+        raise argparse.ArgumentTypeError(f"{text} is not a time (0 to 86400000)")
     return ms
 
 
@@ -130,10 +138,11 @@ class _Host(VmemHost):
 class _Timers:
     """Runs `reflex_timer` as the endpoint's scheduler would, on the simulated clock."""
 
-    def __init__(self, inst: Any, host: _Host, out: Any) -> None:
+    def __init__(self, inst: Any, host: _Host, out: Any, late_ns: int) -> None:
         self.inst = inst
         self.host = host
         self.out = out
+        self.late_ns = late_ns
         self.runs = 0
 
     def run_until(self, until: int) -> bool:
@@ -149,7 +158,7 @@ class _Timers:
                 host.armed = None
                 return True
             self.runs += 1
-            host.clock = max(host.clock, host.armed)
+            host.clock = max(host.clock, host.armed + self.late_ns)
             host.armed = None
             row: dict[str, Any] = {"reflex_timer": host.clock}
             if not inst.has("reflex_timer"):
@@ -184,7 +193,7 @@ def _test(args: argparse.Namespace) -> int:
         inst = named(args.file, ReflexInstance, box, compiled, host)
         inst.setup(b"")
         inst.set_params(0, params)
-        timers = _Timers(inst, host, out)
+        timers = _Timers(inst, host, out, round(args.timer_late_us * 1000))
         messages = MessageLines(args.messages)
         with messages:
             lines = iter(messages)

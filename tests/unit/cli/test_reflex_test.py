@@ -182,3 +182,11 @@ def test_a_timer_that_crashes_or_never_stops(tmp_path: Path, rows: Any) -> None:
     stopped = "stopped after 10000 runs of reflex_timer (an endpoint goes on)"
     assert got[1 + reflex.MAX_TIMER_RUNS] == {"timers": stopped}
     assert got[-2:] == [{"line": 1, "verdict": "consume"}, {"state": ""}]
+
+
+def test_timers_late_as_on_a_busy_endpoint(tmp_path: Path, rows: Any) -> None:
+    """An endpoint runs a timer at or after its time; a reflex that re-arms from `now`
+    drifts. --timer-late-us shows it: each run 0.3 ms late, the next armed from there."""
+    run(tmp_path, TICKER, [at(T, "00")], "--timer-late-us", "300")
+    ran = [r["reflex_timer"] for r in rows() if "reflex_timer" in r]
+    assert ran == [T + 1_300_000, T + 2_600_000, T + 3_900_000]
