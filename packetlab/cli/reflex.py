@@ -124,7 +124,7 @@ class _Host(VmemHost):
     the packets' times move, and the timer the reflex armed."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(lambda: self.clock)  # vmem's TIME is the same clock
         self.clock = 0  # ns, endpoint time
         self.armed: int | None = None  # when reflex_timer runs next
 

@@ -190,3 +190,16 @@ def test_timers_late_as_on_a_busy_endpoint(tmp_path: Path, rows: Any) -> None:
     run(tmp_path, TICKER, [at(T, "00")], "--timer-late-us", "300")
     ran = [r["reflex_timer"] for r in rows() if "reflex_timer" in r]
     assert ran == [T + 1_300_000, T + 2_600_000, T + 3_900_000]
+
+
+def test_vmem_time_is_the_simulated_clock(tmp_path: Path, rows: Any) -> None:
+    """vmem's TIME (read_vmem_region) was the wall clock while reflex_now() was the
+    packets' clock: a reflex reading it saw a new value each run. Now the same clock."""
+    from packetlab.wire import vmem
+
+    keep_time = reflex_wat(
+        f"(drop (call $read_vmem_region (i32.const {vmem.TIME.addr}) "
+        "(i32.add (local.get $ctx) (i32.const 1024)) (i32.const 8))) (i32.const 0)"
+    )
+    run(tmp_path, keep_time, [at(T + 1, "00")])
+    assert rows()[-1] == {"state": (T + 1).to_bytes(8, "big").hex()}
