@@ -94,7 +94,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> int:
                 print(f"  probe {i}: reply {reply.hex()}")
         st = await reflex.status()
         print(f"status: runs {st.runs}, sent {st.sent}, denied {st.denied}, "
-              f"passed {st.passed}, reports {st.reports}")  # fmt: skip
+              f"passed {st.passed}, reports {st.reports}, refused {st.refused}")  # fmt: skip
         if st.denied:
             print(f"  last refused send: {st.lasterr_text}")
         print(f"state: {(await reflex.state(0, 16)).hex()}")

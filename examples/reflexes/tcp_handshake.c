@@ -10,8 +10,10 @@
  *
  * A RST instead is reported with the same layout (flags 0x14). Everything else is passed
  * on to the controller. The kernel answers a SYN-ACK for a port it has no socket on
- * with a RST of its own: drop outgoing RSTs on the endpoint's interface for the
- * measurement (a tc filter; docs/reflexes.md), as native SYN tools do.
+ * with a RST of its own: native SYN tools drop outgoing RSTs with a firewall rule;
+ * benchmarks/bench_reflex_handshake.py instead sends from an address the endpoint
+ * exports but its kernel does not own, so the kernel drops the SYN-ACK silently
+ * (docs/reflexes.md, "a TCP three-way handshake").
  *
  * params (network order): saddr[4] daddr[4] sport:u16 dport:u16 isn:u32
  * state: state[0] = 1 SYN sent, 2 done

@@ -207,7 +207,8 @@ def _digest(args: argparse.Namespace) -> int:
 class VmemHost:
     """The vmem of a default endpoint with no socket open; debug lines to stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        """`clock`: vmem's TIME (ns), the wall clock unless given."""
         from packetlab.endpoint.budget import Budget
         from packetlab.endpoint.clock import realtime_ns
         from packetlab.endpoint.config import EndpointConfig
@@ -215,7 +216,7 @@ class VmemHost:
 
         cfg = EndpointConfig()
         self.memory = VirtualMemory(
-            system_image(cfg), [None] * 256, Budget(cfg.buf_max), realtime_ns,
+            system_image(cfg), [None] * 256, Budget(cfg.buf_max), clock or realtime_ns,
             lambda s, n: None, lambda s, m: None,
         )  # fmt: skip
         self.flushes = 0

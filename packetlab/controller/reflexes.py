@@ -8,7 +8,6 @@ detach notices (``rdetached``) of a reflex come to its `Reflex` handle.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from twisted.logger import Logger
 
 from packetlab.controller.errors import ControllerError, RequestFailed, status_text
 from packetlab.reflex import abi
+from packetlab.reflex.region import BLOCK_HEAD as _HEAD
 from packetlab.wire import Message, Result
 from packetlab.wire.constants import MsgType
 
@@ -36,7 +36,6 @@ __all__ = [
     "private_frame",
 ]
 
-_HEAD = struct.Struct(">B3xIIIIIH6x32s")
 MAX_REPORTS = 100_000  # kept per reflex until taken (older ones are dropped)
 #: Bytes of report data kept per reflex until taken (older ones dropped, counted): a
 #: report is at most `abi.MAX_REPORT` (1 KiB) from a real endpoint; one sending 1 MiB
@@ -105,6 +104,10 @@ class ReflexStatus:
     reports: int
     lasterr: int
     digest: bytes
+    #: Sends and reports the reflex was answered -1 for (past 64 sends or 16 reports in
+    #: one call, bad arguments): neither sent nor denied (0 from an endpoint before
+    #: session 32, which counted them nowhere).
+    refused: int = 0
 
     @property
     def running(self) -> bool:
@@ -294,7 +297,10 @@ class ReflexMethods:
 
     def reflex_status(self, sock: Socket | int) -> Deferred[ReflexStatus]:
         def parse(data: bytes) -> ReflexStatus:
-            return ReflexStatus(*_HEAD.unpack_from(data))
+            stat, runs, sent, denied, passed, reports, err, refused, digest = _HEAD.unpack_from(
+                data
+            )
+            return ReflexStatus(stat, runs, sent, denied, passed, reports, err, digest, refused)
 
         return self.mread(_rw().block_addr(_sktid(sock)), _HEAD.size).addCallback(parse)
 

@@ -63,7 +63,6 @@ UDP = int(Proto.UDP)
 MAX_OUTBOX_REPORTS = 10_000  # reports are dropped (counted) while the outbox is this long
 _R = {s: struct.pack(">IH", 0x40 << 24 | 2, int(s)) for s in Status}
 _OK = struct.pack(">I", 0x40 << 24)
-_BLOCK_HEAD = struct.Struct(">B3xIIIIIH6x32s")
 _perf = time.perf_counter
 
 
@@ -183,8 +182,8 @@ class Attached:
     """One socket's reflex and its counters."""
 
     __slots__ = (
-        "box", "denied", "digest", "inst", "lasterr", "passed", "rehearsal", "reports", "runs",
-        "sent", "skt", "stat", "timer",
+        "box", "denied", "digest", "inst", "lasterr", "passed", "refused", "rehearsal", "reports",
+        "runs", "sent", "skt", "stat", "timer",
     )  # fmt: skip
 
     def __init__(self, skt: Skt, digest: bytes, box: Box, inst: ReflexInstance) -> None:
@@ -195,6 +194,7 @@ class Attached:
         self.stat = rw.STAT_RUNNING
         self.runs = self.sent = self.denied = self.passed = self.reports = 0
         self.lasterr = 0
+        self.refused = 0  # sends/reports answered -1 in the reflex (past the per-call bounds)
         self.timer: Any = None
         self.rehearsal: Rehearsal | None = None  # its shadow while the endpoint busy-polls
 
@@ -583,6 +583,9 @@ class ReflexGate:
     def _after(self, a: Attached) -> None:
         inst = a.inst
         session = self.session
+        if inst.refused:  # never reached the nsend path: counted here, or nowhere
+            a.refused += inst.refused
+            inst.refused = 0
         if inst.emits:
             emits, inst.emits = inst.emits, []
             for e in emits:
@@ -728,9 +731,10 @@ class ReflexGate:
 
 
 def _head(a: Attached) -> bytes:
-    return _BLOCK_HEAD.pack(
+    return rw.BLOCK_HEAD.pack(
         a.stat, a.runs & 0xFFFFFFFF, a.sent & 0xFFFFFFFF, a.denied & 0xFFFFFFFF,
-        a.passed & 0xFFFFFFFF, a.reports & 0xFFFFFFFF, a.lasterr, a.digest,
+        a.passed & 0xFFFFFFFF, a.reports & 0xFFFFFFFF, a.lasterr, a.refused & 0xFFFFFFFF,
+        a.digest,
     )  # fmt: skip
 
 

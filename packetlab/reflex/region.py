@@ -10,11 +10,13 @@ from typing import Final
 
 __all__ = [
     "BLOCK_BASE",
+    "BLOCK_HEAD",
     "BLOCK_SPAN",
     "BLOCK_STRIDE",
     "B_COUNTERS",
     "B_DIGEST",
     "B_PARAMS",
+    "B_REFUSED",
     "B_STAT",
     "B_STATE",
     "CAPS",
@@ -45,6 +47,9 @@ REGION_END: Final = BLOCK_BASE + BLOCK_SPAN
 # Offsets in a socket's reflex block.
 B_STAT: Final = 0x000  # u8: DetachReason (0 none attached, 1 running, ...)
 B_COUNTERS: Final = 0x004  # u32 runs, sends, denied, passed, reports; u16 last denial errid
+# u32: sends and reports the reflex was answered -1 for (past MAX_EMITS sends or 16
+# reports in one call, bad arguments); zeros from an endpoint before session 32.
+B_REFUSED: Final = 0x01C
 B_DIGEST: Final = 0x020  # 32 bytes
 B_PARAMS: Final = 0x400  # 1024 bytes, RW
 B_STATE: Final = 0x800  # 1024 bytes, R
@@ -55,6 +60,8 @@ STAT_CRASHED: Final = 2  # detached: trap or ABI violation
 STAT_SLOW: Final = 3  # detached: deadline exceeded
 STAT_DETACHED: Final = 4  # detached by the controller (or its socket closed)
 
+#: A block's head: stat, runs, sent, denied, passed, reports, lasterr, refused, digest.
+BLOCK_HEAD: Final = struct.Struct(">B3xIIIIIH2xI32s")
 #: CAPS: magic, version, flags, params_len, state_len, max_emits, reserved.
 CAPS_RECORD: Final = struct.Struct(">4sHHHHHH")
 

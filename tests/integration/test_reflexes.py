@@ -111,6 +111,49 @@ async def test_udp_responder_over_tls(tmp_path: Path, responder: bytes) -> None:
     assert isinstance(after, Ndata) and after.data == b"after"  # detached: plain ndata
 
 
+# 100 sends back to the sender per datagram: 64 leave, 36 are answered -1 in the reflex
+FLOOD = bytes(
+    wat2wasm(
+        reflex_wat(
+            """(local $i i32)
+            (block $done (loop $l
+              (br_if $done (i32.ge_u (local.get $i) (i32.const 100)))
+              (drop (call $reflex_send (local.get $sktid) (local.get $data) (local.get $len)
+                (local.get $raddr) (local.get $raddrlen) (local.get $rport) (i64.const 0)
+                (i32.const 0)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $l)))
+            (i32.const 0)"""
+        )
+    )
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sends_past_64_are_in_the_status(tmp_path: Path) -> None:
+    """A real endpoint showed `sent=64, denied=0` for the 100 sends asked: the 36 past the
+    per-call bound were counted nowhere (session 31). Now `status.refused` has them."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setblocking(False)
+
+    async def experiment(session: EndpointSession) -> Any:
+        sock = await session.nopen_udp(1, laddr="127.0.0.1")
+        reflex = await session.attach_reflex(sock, FLOOD)
+        client.sendto(b"x", ("127.0.0.1", await lport_of(session, 1)))
+        got = [await poll_recv(client) for _ in range(abi.MAX_EMITS)]
+        status = await reflex.status()
+        await reflex.detach()
+        return got, status
+
+    got, status = await run_with_local_endpoint(
+        reactor, experiment, home=home_with(tmp_path, FLOOD), timeout=TIMEOUT
+    )
+    client.close()
+    assert got == [b"x"] * 64
+    assert (status.runs, status.sent, status.denied, status.refused) == (1, 64, 0, 36)
+
+
 @pytest_twisted.ensureDeferred
 async def test_trapping_reflex_is_detached_and_the_session_goes_on(tmp_path: Path) -> None:
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

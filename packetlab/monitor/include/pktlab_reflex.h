@@ -23,16 +23,19 @@
 #define PKTLAB_STATE(ctx) ((uint8_t *)(ctx) + PKTLAB_PARAMS_LEN)
 
 /* Queue a send on socket `sktid` (UDP: to raddr[raddrlen]:rport; TCP and raw: those are
- * ignored) at endpoint time `time` (ns since the epoch; 0 = now). At most 64 per call;
- * 0 when queued, -1 when refused here. The endpoint's checks come after the call
- * returns: their refusals are counted in the socket's reflex block (denied, lasterr). */
+ * ignored; raw: `data` is the whole IP packet) at endpoint time `time` (ns since the
+ * epoch; 0 = now). At most 64 per call; 0 when queued, -1 when refused here (counted in
+ * the socket's reflex block: refused). The endpoint's checks come after the call
+ * returns: their refusals are counted there too (denied, lasterr). */
 PKTLAB_IMPORT(reflex_send) int32_t reflex_send(uint32_t sktid, const void *data, uint32_t len,
     const uint8_t *raddr, uint32_t raddrlen, uint32_t rport, uint64_t time, uint32_t tag);
-/* A record (<= 1024 bytes, at most 16 per call) for the controller (rreport). */
+/* A record (<= 1024 bytes, at most 16 per call; -1 past that, counted in refused) for
+ * the controller (rreport). */
 PKTLAB_IMPORT(reflex_report) int32_t reflex_report(const void *data, uint32_t len);
 /* The endpoint clock, ns since the epoch. */
 PKTLAB_IMPORT(reflex_now) uint64_t reflex_now(void);
-/* Call reflex_timer at `time` (replaces an armed timer). */
+/* Call reflex_timer at `time` (replaces an armed timer); it may run late: its `now`
+ * says when it ran. */
 PKTLAB_IMPORT(reflex_timer_at) int32_t reflex_timer_at(uint64_t time);
 
 /* reflex_packet (required): one received packet, `data[len]` (a copy: writable); UDP

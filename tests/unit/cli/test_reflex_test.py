@@ -114,3 +114,92 @@ def test_a_reflex_whose_init_refuses_handles_no_packet(tmp_path: Path, rows: Any
     assert status == 1
     got = rows()
     assert len(got) == 1 and got[0]["init"] == "refused (7)" and "EUNKFAULT" in got[0]["why"]
+
+
+# reflex_init arms a timer 1 ms on; each run sends "t" + the run count to 192.0.2.7:4242
+# on socket 1 and re-arms 1 ms on, three runs in all
+TICKER = reflex_wat(
+    "(i32.const 0)",
+    init="(drop (call $reflex_timer_at (i64.add (call $reflex_now) (i64.const 1000000))))"
+    " (i32.const 0)",
+    timer="""(i32.store8 offset=1024 (local.get $ctx)
+      (i32.add (i32.load8_u offset=1024 (local.get $ctx)) (i32.const 1)))
+    (i32.store (i32.const 16) (i32.const 0x070200c0))
+    (i32.store8 (i32.const 20) (i32.const 0x74))
+    (i32.store8 (i32.const 21) (i32.load8_u offset=1024 (local.get $ctx)))
+    (drop (call $reflex_send (i32.const 1) (i32.const 20) (i32.const 2) (i32.const 16)
+      (i32.const 4) (i32.const 4242) (i64.const 0) (i32.const 0)))
+    (if (i32.lt_u (i32.load8_u offset=1024 (local.get $ctx)) (i32.const 3))
+      (then (drop (call $reflex_timer_at (i64.add (local.get $now) (i64.const 1000000))))))
+    (i32.const 0)""",
+)
+T = 1_700_000_000_000_000_000
+
+
+def at(time: int, data: str) -> str:
+    return ndata(1, data).replace('"time": 1', f'"time": {time}')
+
+
+def test_timers_run_on_a_simulated_clock_between_and_after_packets(
+    tmp_path: Path, rows: Any
+) -> None:
+    """`reflex test` showed an armed timer (`"timer": T`, T from the wall clock) and never
+    ran `reflex_timer`: a timer-driven reflex could not be tried. Now the clock is the
+    packets' (from the first ndata's time), a timer due runs before the first packet at
+    or after it, the rest after the last packet (--timers-ms), each with what it sent."""
+    send = {"sktid": 1, "raddr": "192.0.2.7", "rport": 4242, "time": 0, "tag": 0}
+    status = run(tmp_path, TICKER, [at(T, "00"), at(T + 2_500_000, "01")])
+    assert status == 0
+    assert rows() == [
+        {"init": "ok", "timer": T + 1_000_000},
+        {"line": 1, "verdict": "consume"},
+        {"reflex_timer": T + 1_000_000, "sends": [send | {"data": "7401"}], "timer": T + 2_000_000},
+        {"reflex_timer": T + 2_000_000, "sends": [send | {"data": "7402"}], "timer": T + 3_000_000},
+        {"line": 2, "verdict": "consume"},
+        {"reflex_timer": T + 3_000_000, "sends": [send | {"data": "7403"}]},
+        {"state": "03"},
+    ]
+    # --timers-ms bounds the run after the last packet: the third run is 0.5 ms on
+    run(tmp_path, TICKER, [at(T, "00"), at(T + 2_500_000, "01")], "--timers-ms", "0.4")
+    got = rows()
+    ran = [r.get("reflex_timer") for r in got]
+    assert ran == [None, None, T + 1_000_000, T + 2_000_000, None, None]
+    assert got[-1] == {"state": "02"}
+
+
+def test_a_timer_that_crashes_or_never_stops(tmp_path: Path, rows: Any) -> None:
+    """A crashing reflex_timer is a crash (exit 1, as a packet's); one re-armed at its own
+    time forever stops after MAX_TIMER_RUNS, said on a line."""
+    arm = "(drop (call $reflex_timer_at (call $reflex_now))) (i32.const 0)"
+    crash = reflex_wat("(i32.const 0)", init=arm, timer="(unreachable)")
+    assert run(tmp_path, crash, [at(T, "00")]) == 1
+    got = rows()
+    assert got[-1]["reflex_timer"] == T and got[-1]["verdict"] == "crash (detached)"
+    forever = reflex_wat("(i32.const 0)", init=arm, timer=arm)
+    assert run(tmp_path, forever, [at(T, "00")]) == 0
+    got = rows()
+    assert sum("reflex_timer" in r for r in got) == reflex.MAX_TIMER_RUNS
+    stopped = "stopped after 10000 runs of reflex_timer (an endpoint goes on)"
+    assert got[1 + reflex.MAX_TIMER_RUNS] == {"timers": stopped}
+    assert got[-2:] == [{"line": 1, "verdict": "consume"}, {"state": ""}]
+
+
+def test_timers_late_as_on_a_busy_endpoint(tmp_path: Path, rows: Any) -> None:
+    """An endpoint runs a timer at or after its time; a reflex that re-arms from `now`
+    drifts. --timer-late-us shows it: each run 0.3 ms late, the next armed from there."""
+    run(tmp_path, TICKER, [at(T, "00")], "--timer-late-us", "300")
+    ran = [r["reflex_timer"] for r in rows() if "reflex_timer" in r]
+    assert ran == [T + 1_300_000, T + 2_600_000, T + 3_900_000]
+
+
+def test_vmem_time_is_the_simulated_clock(tmp_path: Path, rows: Any) -> None:
+    """vmem's TIME (read_vmem_region) was the wall clock while reflex_now() was the
+    packets' clock: a reflex reading it saw a new value each run. Now the same clock."""
+    from packetlab.wire import vmem
+
+    keep_time = reflex_wat(
+        f"(drop (call $read_vmem_region (i32.const {vmem.TIME.addr}) "
+        "(i32.add (local.get $ctx) (i32.const 1024)) (i32.const 8))) (i32.const 0)"
+    )
+    run(tmp_path, keep_time, [at(T + 1, "00")])
+    assert rows()[-1] == {"state": (T + 1).to_bytes(8, "big").hex()}

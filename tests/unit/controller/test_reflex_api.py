@@ -161,3 +161,19 @@ def test_a_refused_sends_errid_is_named() -> None:
     st = ReflexStatus(1, 2, 80, 48, 0, 0, int(Status.ESKTPKTDENY), bytes(32))
     assert st.lasterr_text.startswith("ESKTPKTDENY (0x39): send denied")
     assert ReflexStatus(1, 2, 80, 0, 0, 0, 0, bytes(32)).lasterr_text == ""
+
+
+def test_status_shows_the_sends_the_reflex_was_refused() -> None:
+    """`status()` had no field for the sends past 64 a call (answered -1 to the reflex):
+    a flooding reflex showed `sent=128, denied=0` for 200 asked. Now `refused`, read
+    from the block's u32 at 0x01C (zeros from an older endpoint: 0)."""
+    s, _t, _ = on_string_transport()
+    d = s.reflex_status(1)
+    head = rw.BLOCK_HEAD.pack(1, 2, 128, 0, 0, 32, 0, 80, bytes(32))
+    s.dataReceived(frames(Mdata(rw.block_addr(1), head)))
+    st = result_of(d)
+    assert (st.runs, st.sent, st.denied, st.reports, st.refused) == (2, 128, 0, 32, 80)
+    d = s.reflex_status(1)
+    old = bytes(head[: rw.B_REFUSED]) + bytes(4) + head[rw.B_REFUSED + 4 :]
+    s.dataReceived(frames(Mdata(rw.block_addr(1), old)))
+    assert result_of(d).refused == 0

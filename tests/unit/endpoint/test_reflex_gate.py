@@ -360,6 +360,37 @@ def test_emits_per_call_are_bounded() -> None:
     assert len(r.io(1).sent) == abi.MAX_EMITS
 
 
+def test_sends_past_the_per_call_bound_are_counted_in_the_block() -> None:
+    """A reflex asking for 100 sends a packet: 64 went out (`sent`), the 36 answered -1
+    were counted nowhere the controller sees (neither `sent` nor `denied`; session 31).
+    Now the block's REFUSED counter (0x01C) has them, and the 4 reports past 16 too."""
+    flood = reflex_wat(
+        """(local $i i32)
+        (block $done (loop $l
+          (br_if $done (i32.ge_u (local.get $i) (i32.const 100)))
+          (drop (call $reflex_send (local.get $sktid) (local.get $data) (local.get $len)
+            (local.get $raddr) (local.get $raddrlen) (local.get $rport) (i64.const 0)
+            (i32.const 0)))
+          (if (i32.lt_u (local.get $i) (i32.const 20))
+            (then (drop (call $reflex_report (local.get $data) (local.get $len)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))
+        (i32.const 0)"""
+    )
+    r, _ = make_rig()
+    opened(r)
+    assert send(r, attach(1, w(flood))) == [wire.Result(0)]
+    for i in range(2):
+        r.session.udp_received(r.skt(1), b"a", T0 + 1 + i, FAR4, 1)
+    assert len([f for f in frames(r) if isinstance(f, rw.Report)]) == 2 * 16
+    (m,) = send(r, wire.Mread(rw.block_addr(1), 0x40))
+    head = rw.BLOCK_HEAD.unpack_from(m.data)
+    runs, nsent, denied, reports, refused = head[1], head[2], head[3], head[5], head[7]
+    assert (runs, nsent, denied, reports) == (2, 2 * abi.MAX_EMITS, 0, 2 * 16)
+    assert refused == 2 * (100 - abi.MAX_EMITS) + 2 * (20 - 16)
+    assert struct.unpack_from(">I", m.data, rw.B_REFUSED) == (refused,)
+
+
 def test_init_refusal_and_crash() -> None:
     r, _ = make_rig()
     opened(r)
