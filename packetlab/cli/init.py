@@ -71,8 +71,8 @@ endpoints and controllers trust k_bop.pub as their broker root). All are valid f
 {NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
 privileges (pktlab ppks sign -r FILE ...).
 All or nothing: the files are written in a staging directory in the home, then renamed
-into place; a full disk or a Ctrl-C leaves the home as it was. Private keys are 0600 from
-their creation, the directories 0700."""
+into place; a full disk or a Ctrl-C leaves the home as it was (not there, if it was
+not). Private keys are 0600 from their creation, the directories 0700."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -331,11 +331,15 @@ def init_home(
     interrupt (KeyboardInterrupt) leaves `home` as it was: files were written one by one
     into it, and a full disk left a home with some keys, a truncated certificate and no
     configs, which the daemons then failed on (session 24)."""
-    home.create_dirs()
+    # keys/ certs/ csrs/ are made with the files they get: made first, an interrupt left
+    # them empty, and the home (made by us) with them
+    made = _new_dirs(home.root)
     # named before it is made, so that an interrupt right after the mkdir finds it
     stage = home.root / f"{_STAGE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     moved = [False]  # set once every file is in place
     try:
+        home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_stale_stages(home.root)
         stage.mkdir(mode=0o700)
         staged = PktlabHome(stage)
         staged.create_dirs()
@@ -353,8 +357,37 @@ def init_home(
             raise
         with _signals_deferred():  # a second Ctrl-C must not leave the staging directory
             shutil.rmtree(stage, ignore_errors=True)
+            for d in reversed(made):  # the home as it was: not there
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         raise
     return keys
+
+
+def _new_dirs(root: Path) -> list[Path]:
+    """`root` and those of its parents that do not exist yet, outermost first."""
+    made: list[Path] = []
+    for d in (root, *root.parents):
+        if os.path.lexists(d):
+            break
+        made.insert(0, d)
+    return made
+
+
+def _remove_stale_stages(root: Path) -> None:
+    """Remove the staging directories of inits that were killed (SIGKILL, a power cut):
+    the process their name holds is gone. One of a running init is left to it."""
+    for stage in root.glob(f"{_STAGE_PREFIX}*"):
+        pid = stage.name[len(_STAGE_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not stage.is_dir() or stage.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # running (or another user's, which we may not signal)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 class InterruptedWhenDone(KeyboardInterrupt):
@@ -454,6 +487,12 @@ def _move_into_place(
     directory was removed was whole but said `no file written`, the directory left."""
     with _signals_deferred():  # noted, and let go: too late to stop anything
         try:
+            dirs = [root / d for d in ("keys", "certs", "csrs")]
+            for d in dirs:  # none made when one cannot be
+                if os.path.lexists(d) and not d.is_dir():
+                    raise FileExistsError(errno.EEXIST, "File exists", str(d))
+            for d in dirs:
+                d.mkdir(mode=0o700, exist_ok=True)
             staged = sorted(p for p in stage.rglob("*") if p.is_file())
             moves = [
                 (p, root / p.relative_to(stage))
