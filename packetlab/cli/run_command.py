@@ -277,7 +277,8 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     srcs: list[Any] = []  # one a family: the first target's of it (run dns @v4 @v6)
     for each in [target] if isinstance(target, str) else target or []:
         addr = ipaddress.ip_address(each)
-        src = addr if addr.is_loopback else route_source(addr)
+        src = route_source(addr)  # (also for loopback's: its broadcast is refused)
+        src = addr if addr.is_loopback else src
         if all(s.version != src.version for s in srcs):
             srcs.append(src)
     srcs = srcs or [ipaddress.ip_address("127.0.0.1")]
