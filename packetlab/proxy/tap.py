@@ -204,6 +204,11 @@ class Options(TapOptions):
         stats_dir = Path(self["stats-file"] or ".").absolute().parent
         if self["stats-file"] and not stats_dir.is_dir():
             raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
+        if self["stats-file"] and Path(self["stats-file"]).is_dir():  # never writable:
+            raise usage.UsageError(  # a warning a minute for good (session 32)
+                f"{origin['stats-file']} {self['stats-file']}: a directory, not a file "
+                "(give the file's name, e.g. DIR/pktproxy-stats.json)"
+            )
         # Where it listens before its identity: a mistyped --setup was hidden behind a
         # missing certificate, and said only once `pktlab init` had been run.
         listen = [

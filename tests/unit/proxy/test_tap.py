@@ -62,6 +62,9 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
         (("--stats-file", "/nonexistent/s.json"), None, "--stats-file: no directory /nonexistent"),
+        # was taken: a `cannot write it (Is a directory)` warning each interval (session 32)
+        (("--stats-file", "/"), None, "--stats-file /: a directory, not a file"),
+        ((), "StatsFile /\n", "bad.conf:1: StatsFile /: a directory, not a file"),
     ],
 )
 def test_errors(home: Path, tmp_path: Path, args: tuple[str, ...], text: str | None,
