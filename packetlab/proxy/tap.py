@@ -227,10 +227,11 @@ class Options(TapOptions):
         except TLSConfigError as e:
             opt = "private-key" if e.part == "key" else "cert"
             given = origin[opt] + ": " if self[opt] else ""
-            raise usage.UsageError(
-                f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "
-                f"and {AGENT_KEY}, or give --cert and --private-key)"
-            ) from None
+            fix = e.unreadable() or (  # there, not readable: `pktlab init` would not help
+                f"run `pktlab init`, which writes {AGENT_CERT}.cert and {AGENT_KEY}, or give "
+                "--cert and --private-key"
+            )
+            raise usage.UsageError(f"{given}proxy identity: {e} ({fix})") from None
         # Not an agent certificate: our managers check the proxy's in agent mode whatever
         # their ProxyCertRootPath, so every registration would fail (it started silently).
         wrong = agent_leaf_error(
