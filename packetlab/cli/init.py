@@ -167,10 +167,16 @@ def run(args: argparse.Namespace) -> int:
             lacks = f", but not all pktlab init writes ({shown} {how}: an interrupted init?)"
         # A reference home lacks the broker's and proxy's identities, which their daemons
         # tell the operator to get from `pktlab init`: --force would replace its keys.
-        add = "--add-missing writes only what is missing, " if missing else ""
+        fix = "use --force to replace them"
+        if missing and _add_refused(home):  # (what a SIGKILL among the renames leaves)
+            fix = (
+                "--add-missing cannot: a certificate goes with the keys it names; "
+                "--force writes the whole home again"
+            )
+        elif missing:
+            fix = f"--add-missing writes only what is missing, {fix}"
         print(
-            f"error: {home.root} already holds keys, certs or CSRs{lacks}; "
-            f"nothing changed ({add}use --force to replace them)",
+            f"error: {home.root} already holds keys, certs or CSRs{lacks}; nothing changed ({fix})",
             file=sys.stderr,
         )
         return 1
@@ -215,6 +221,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"\npktlab init: interrupted; {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _add_refused(home: PktlabHome) -> bool:
+    """`--add-missing` would refuse `home` (a group only partly there): pointing to it
+    only sent the operator to a second error (session 32)."""
+    try:
+        files_to_add(home)
+    except IncompleteGroup:
+        return True
+    return False
 
 
 def _why(e: OSError, root: Path) -> str:

@@ -419,3 +419,23 @@ def test_an_interrupted_init_leaves_a_home_it_did_not_make(
     monkeypatch.setattr(cli_init, "make_csr", interrupted)
     assert pktlab("init", "--home", root) == 130
     assert list(root.iterdir()) == []
+
+
+def test_a_home_add_missing_cannot_complete_is_sent_to_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an init SIGKILLed among its renames leaves (certs/ in place, keys/ half): the
+    error sent the operator to --add-missing, which then refused it (a certificate without
+    its keys): now straight to --force (session 32)."""
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    for name in ("k_xc", "k_xc.pub", "k_prx", "k_prx.pub"):
+        (root / "keys" / name).unlink()
+    capsys.readouterr()
+    assert pktlab("init", "--home", root) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "nothing changed (--add-missing cannot: a certificate goes with the keys it names; "
+        "--force writes the whole home again)\n"
+    )
+    assert pktlab("init", "--home", root, "--force") == 0
