@@ -165,7 +165,9 @@ def _credentials(cfg: BrokerConfig) -> Any:
                 f"not belong together: {e}. {hint}"
             ) from None
         where = cfg.origin("BrokerPrivKey" if e.part == "key" else "BrokerCertPath")
-        raise usage.UsageError(f"{where}: broker agent certificate: {e}. {hint}") from None
+        fix = e.unreadable()  # there, not readable: `pktlab init` would not help
+        said = f" ({fix})" if fix else f". {hint}"
+        raise usage.UsageError(f"{where}: broker agent certificate: {e}{said}") from None
     leaf = creds.leaf
     what = f"{cfg.origin('BrokerCertPath')}: broker agent certificate {', '.join(cfg.cert)}"
     wrong = agent_leaf_error(leaf, what, "client checks the broker's certificate")

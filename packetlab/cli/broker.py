@@ -189,10 +189,11 @@ def _unreachable(url: str, given: str | None, e: Exception, why: object) -> str:
 
     listens = home_listens()
     reason = getattr(e, "reason", e)
-    # A TLS port closes on the plain request; a plain server waits for the line a TLS
-    # hello never ends (a silent port, refused or unknown host: not probed, no wait)
+    # A TLS port closes on the plain request, and its certificate is no web CA's (a silent
+    # port, refused or unknown host: not probed, no wait); a plain server at https:// was
+    # told before the fetch
     if url.startswith("https:"):
-        odd = isinstance(reason, TimeoutError | ssl.SSLError)
+        odd = isinstance(reason, ssl.SSLCertVerificationError)
     else:
         odd = isinstance(reason, ConnectionResetError | http.client.HTTPException)
     if odd:
@@ -217,6 +218,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"pktlab broker status: {e}", file=sys.stderr)
         return EXIT_ERROR
+    from packetlab.cli.broker_probe import plain_http_at
+
+    if (plain := plain_http_at(url)) is not None:  # else the handshake's 5 s timeout
+        print(f"pktlab broker status: {url}: {plain}", file=sys.stderr)
+        return 1
     try:
         st = fetch(url)
         if not isinstance(st, dict):

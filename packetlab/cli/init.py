@@ -71,8 +71,8 @@ endpoints and controllers trust k_bop.pub as their broker root). All are valid f
 {NOT_BEFORE} to {NOT_AFTER} (Unix seconds). The CSRs are for asking other operators for
 privileges (pktlab ppks sign -r FILE ...).
 All or nothing: the files are written in a staging directory in the home, then renamed
-into place; a full disk or a Ctrl-C leaves the home as it was. Private keys are 0600 from
-their creation, the directories 0700."""
+into place; a full disk or a Ctrl-C leaves the home as it was (not there, if it was
+not). Private keys are 0600 from their creation, the directories 0700."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,10 +167,16 @@ def run(args: argparse.Namespace) -> int:
             lacks = f", but not all pktlab init writes ({shown} {how}: an interrupted init?)"
         # A reference home lacks the broker's and proxy's identities, which their daemons
         # tell the operator to get from `pktlab init`: --force would replace its keys.
-        add = "--add-missing writes only what is missing, " if missing else ""
+        fix = "use --force to replace them"
+        if missing and _add_refused(home):  # (what a SIGKILL among the renames leaves)
+            fix = (
+                "--add-missing cannot: a certificate goes with the keys it names; "
+                "--force writes the whole home again"
+            )
+        elif missing:
+            fix = f"--add-missing writes only what is missing, {fix}"
         print(
-            f"error: {home.root} already holds keys, certs or CSRs{lacks}; "
-            f"nothing changed ({add}use --force to replace them)",
+            f"error: {home.root} already holds keys, certs or CSRs{lacks}; nothing changed ({fix})",
             file=sys.stderr,
         )
         return 1
@@ -215,6 +221,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"\npktlab init: interrupted; {what}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _add_refused(home: PktlabHome) -> bool:
+    """`--add-missing` would refuse `home` (a group only partly there): pointing to it
+    only sent the operator to a second error (session 32)."""
+    try:
+        files_to_add(home)
+    except IncompleteGroup:
+        return True
+    return False
 
 
 def _why(e: OSError, root: Path) -> str:
@@ -331,11 +347,15 @@ def init_home(
     interrupt (KeyboardInterrupt) leaves `home` as it was: files were written one by one
     into it, and a full disk left a home with some keys, a truncated certificate and no
     configs, which the daemons then failed on (session 24)."""
-    home.create_dirs()
+    # keys/ certs/ csrs/ are made with the files they get: made first, an interrupt left
+    # them empty, and the home (made by us) with them
+    made = _new_dirs(home.root)
     # named before it is made, so that an interrupt right after the mkdir finds it
     stage = home.root / f"{_STAGE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     moved = [False]  # set once every file is in place
     try:
+        home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_stale_stages(home.root)
         stage.mkdir(mode=0o700)
         staged = PktlabHome(stage)
         staged.create_dirs()
@@ -353,8 +373,37 @@ def init_home(
             raise
         with _signals_deferred():  # a second Ctrl-C must not leave the staging directory
             shutil.rmtree(stage, ignore_errors=True)
+            for d in reversed(made):  # the home as it was: not there
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         raise
     return keys
+
+
+def _new_dirs(root: Path) -> list[Path]:
+    """`root` and those of its parents that do not exist yet, outermost first."""
+    made: list[Path] = []
+    for d in (root, *root.parents):
+        if os.path.lexists(d):
+            break
+        made.insert(0, d)
+    return made
+
+
+def _remove_stale_stages(root: Path) -> None:
+    """Remove the staging directories of inits that were killed (SIGKILL, a power cut):
+    the process their name holds is gone. One of a running init is left to it."""
+    for stage in root.glob(f"{_STAGE_PREFIX}*"):
+        pid = stage.name[len(_STAGE_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not stage.is_dir() or stage.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # running (or another user's, which we may not signal)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 class InterruptedWhenDone(KeyboardInterrupt):
@@ -454,6 +503,12 @@ def _move_into_place(
     directory was removed was whole but said `no file written`, the directory left."""
     with _signals_deferred():  # noted, and let go: too late to stop anything
         try:
+            dirs = [root / d for d in ("keys", "certs", "csrs")]
+            for d in dirs:  # none made when one cannot be
+                if os.path.lexists(d) and not d.is_dir():
+                    raise FileExistsError(errno.EEXIST, "File exists", str(d))
+            for d in dirs:
+                d.mkdir(mode=0o700, exist_ok=True)
             staged = sorted(p for p in stage.rglob("*") if p.is_file())
             moves = [
                 (p, root / p.relative_to(stage))

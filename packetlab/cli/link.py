@@ -46,7 +46,12 @@ from packetlab.cli.link_tls import (
     lacking,
     watch_refusals,
 )
-from packetlab.cli.linkargs import LinkError, add_link_arguments, listen_description
+from packetlab.cli.linkargs import (
+    BroadcastTarget,
+    LinkError,
+    add_link_arguments,
+    listen_description,
+)
 from packetlab.paths import expand_path
 
 if TYPE_CHECKING:
@@ -57,6 +62,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Experiment = Callable[[Any], Awaitable[T]]
 
 __all__ = [
+    "BroadcastTarget",
     "ControllerCredentials",
     "Link",
     "LinkError",
@@ -137,6 +143,11 @@ def route_source(dst: Address) -> Address:
     with socket.socket(af, socket.SOCK_DGRAM) as s:
         try:
             s.connect((str(dst), 33434))
+        except PermissionError:  # EACCES: the kernel's answer for a broadcast route only
+            raise BroadcastTarget(
+                f"{dst} is a broadcast address (sending there takes SO_BROADCAST, which is "
+                "not a PacketLab socket option)"
+            ) from None
         except OSError as e:
             raise LinkError(f"no route to {dst}: {e.strerror or e}") from None
         return ipaddress.ip_address(str(s.getsockname()[0]).split("%", 1)[0])

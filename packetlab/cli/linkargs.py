@@ -22,6 +22,14 @@ class RunError(LinkError):
     the modules `run` imports can raise it (`run_host`) without importing `run`."""
 
 
+class BroadcastTarget(RunError):
+    """The target is a broadcast address of this host's network (the in-process endpoint's
+    route lookup is refused: sending there takes SO_BROADCAST). `exit_status`: the
+    native tool's for it (ping 2, traceroute 1), where a command says it in its words."""
+
+    exit_status = 2
+
+
 # -- options -------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from packetlab.cli.exits import EXIT_NO_REPLY, EXIT_OK
 from packetlab.cli.link import (
+    BroadcastTarget,
     Link,
+    LinkError,
     add_link_arguments,
     listen_on,
     listening_endpoint,
@@ -278,6 +280,13 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     for each in [target] if isinstance(target, str) else target or []:
         addr = ipaddress.ip_address(each)
         src = addr if addr.is_loopback else route_source(addr)
+        if addr.is_loopback:  # 127.255.255.255 went on to `0 of N sent`, exit 1
+            try:
+                route_source(addr)
+            except BroadcastTarget:
+                raise
+            except LinkError:  # its address is the source, as before
+                pass
         if all(s.version != src.version for s in srcs):
             srcs.append(src)
     srcs = srcs or [ipaddress.ip_address("127.0.0.1")]

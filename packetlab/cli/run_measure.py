@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 from packetlab.cli.interrupt import run_reactor
-from packetlab.cli.link import Link, route_source, run_on_link
+from packetlab.cli.link import BroadcastTarget, Link, route_source, run_on_link
 from packetlab.cli.run import Address, RunError
 from packetlab.cli.run_host import check_local_address, check_raw_permission, interface_address
 
@@ -104,7 +104,7 @@ async def on_link(
         return result, report
     check_raw_permission()
     if src is None:
-        src = route_source(dst)
+        src = broadcast_in_words(args.measurement, dst)
     elif ifname is None:
         check_local_address(src)
     report = report_for(src if args.src else None, ifname)
@@ -123,6 +123,23 @@ async def on_link(
     finally:
         report.close()
     return result, report
+
+
+def broadcast_in_words(measurement: str, dst: Address) -> Address:
+    """`route_source(dst)`; a broadcast target is refused in the native tool's words and
+    exit status: iputils ping's question (2), traceroute's `connect: Permission denied` (1).
+    Was `no route to 255.255.255.255: Permission denied` (session 32, ops32)."""
+    try:
+        return route_source(dst)
+    except BroadcastTarget as e:
+        if measurement == "ping":
+            raise BroadcastTarget(
+                f"Do you want to ping broadcast? {dst} is one, and ping -b's SO_BROADCAST "
+                "is not a PacketLab socket option"
+            ) from e
+        broad = BroadcastTarget(f"connect: Permission denied ({dst} is a broadcast address)")
+        broad.exit_status = 1
+        raise broad from e
 
 
 async def session_source(
@@ -174,7 +191,12 @@ def run_with_warts(
                 if new and empty:  # the run failed before writing: leave no empty file
                     os.unlink(path)
 
-    return run_reactor(main, prog=f"pktlab run {args.measurement}", verbose=args.verbose)
+    return run_reactor(
+        main,
+        prog=f"pktlab run {args.measurement}",
+        verbose=args.verbose,
+        error_status=lambda e: getattr(e, "exit_status", None),
+    )
 
 
 def open_warts(args: argparse.Namespace) -> BinaryIO | None:

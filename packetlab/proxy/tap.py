@@ -204,6 +204,11 @@ class Options(TapOptions):
         stats_dir = Path(self["stats-file"] or ".").absolute().parent
         if self["stats-file"] and not stats_dir.is_dir():
             raise usage.UsageError(f"{origin['stats-file']}: no directory {stats_dir}")
+        if self["stats-file"] and Path(self["stats-file"]).is_dir():  # never writable:
+            raise usage.UsageError(  # a warning a minute for good (session 32)
+                f"{origin['stats-file']} {self['stats-file']}: a directory, not a file "
+                "(give the file's name, e.g. DIR/pktproxy-stats.json)"
+            )
         # Where it listens before its identity: a mistyped --setup was hidden behind a
         # missing certificate, and said only once `pktlab init` had been run.
         listen = [
@@ -222,10 +227,11 @@ class Options(TapOptions):
         except TLSConfigError as e:
             opt = "private-key" if e.part == "key" else "cert"
             given = origin[opt] + ": " if self[opt] else ""
-            raise usage.UsageError(
-                f"{given}proxy identity: {e} (run `pktlab init`, which writes {AGENT_CERT}.cert "
-                f"and {AGENT_KEY}, or give --cert and --private-key)"
-            ) from None
+            fix = e.unreadable() or (  # there, not readable: `pktlab init` would not help
+                f"run `pktlab init`, which writes {AGENT_CERT}.cert and {AGENT_KEY}, or give "
+                "--cert and --private-key"
+            )
+            raise usage.UsageError(f"{given}proxy identity: {e} ({fix})") from None
         # Not an agent certificate: our managers check the proxy's in agent mode whatever
         # their ProxyCertRootPath, so every registration would fail (it started silently).
         wrong = agent_leaf_error(

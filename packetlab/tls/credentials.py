@@ -6,6 +6,7 @@ is one row of a server's SNI map: credentials, verification mode and trusted roo
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +35,29 @@ class TLSConfigError(ValueError):
     are each fine but do not belong together, else "cert", so that a caller can name the
     option or config key that gave it."""
 
-    def __init__(self, message: str, part: str = "cert") -> None:
+    def __init__(self, message: str, part: str = "cert", errno: int | None = None) -> None:
         super().__init__(message)
         self.part = part
+        self.errno = errno  # the OSError's, when a file could not be read
+
+    def unreadable(self) -> str | None:
+        """For a file that is there but cannot be read: what to do about it, where a
+        daemon's `run pktlab init` (which writes missing files) would mislead; else None."""
+        if self.errno in (errno.EACCES, errno.EPERM):
+            return (
+                f"the user twistd starts as (uid {os.geteuid()}) cannot read it: twistd "
+                "reads it before -u drops privileges; run twistd as a user who can"
+            )
+        if self.errno == errno.EISDIR:
+            return "give the file, not its directory"
+        return None
+
+
+def _file_error(what: str, path: StrPath, e: OSError | PPKSError, part: str) -> TLSConfigError:
+    """`what PATH: why`, the path once (an OSError's text repeats it after `[Errno N]`)."""
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    code = e.errno if isinstance(e, OSError) else None
+    return TLSConfigError(f"{what} {os.fspath(path)}: {why}", part, code)
 
 
 def _describe(cert: Certificate) -> str:
@@ -119,14 +140,14 @@ class Credentials:
             try:
                 certs.extend(load_certificates(Path(p).read_bytes()))
             except (OSError, PPKSError) as e:
-                raise TLSConfigError(f"certificate file {os.fspath(p)}: {e}") from None
+                raise _file_error("certificate file", p, e, "cert") from None
             refused = openssl_refusal(certs)
             if refused is not None:
                 raise TLSConfigError(f"certificate file {os.fspath(p)}: {refused}")
         try:
             key = read_private_key(key_path, passphrase)
         except (OSError, PPKSError) as e:
-            raise TLSConfigError(f"private key file {os.fspath(key_path)}: {e}", "key") from None
+            raise _file_error("private key file", key_path, e, "key") from None
         return cls.from_unordered(certs, key) if any_order else cls(certs, key)
 
     def __repr__(self) -> str:

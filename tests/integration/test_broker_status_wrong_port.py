@@ -68,3 +68,18 @@ def test_https_at_the_status_page_says_it_is_plain_http(
         f"pktlab broker status: {url}: a plain HTTP server answered the TLS hello (the "
         f"status page serves HTTP: http://127.0.0.1:{broker.status_port}/)\n",
     )
+
+
+def test_https_at_the_tls_port_names_the_status_page(broker: BrokerProcess, tmp_path: Path) -> None:
+    """Was `[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local
+    issuer certificate (_ssl.c:1006) (is twistd pktbroker running ...?)` (session 32)."""
+    url = f"https://127.0.0.1:{broker.pub_port}/"
+    conf = (
+        f"PublishListen tcp:{broker.pub_port}:interface=127.0.0.1\n"
+        f"StatusListen tcp:{broker.status_port}:interface=127.0.0.1\n"
+    )
+    assert status(broker, conf, url, tmp_path) == (
+        1,
+        f"pktlab broker status: {url}: a TLS port (PublishListen of the home's broker.conf), "
+        f"not the status page; the status page is http://127.0.0.1:{broker.status_port}/\n",
+    )

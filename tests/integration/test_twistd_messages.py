@@ -88,6 +88,14 @@ CASES = [
      "0..65535"),
     ("pktproxy", ["--stats-file", "{tmp}/no/such/dir/stats.json"], None,
      "--stats-file: no directory {tmp}/no/such/dir"),
+    # a directory where a file goes (session 32): was `[Errno 21] Is a directory: 'DIR'.
+    # Run pktlab init ...`, and --stats-file DIR ran, with a warning each interval
+    ("pktbroker", ["--private-key", "{tmp}"], None, "private key file {tmp}: Is a directory "
+     "(give the file, not its directory)"),
+    ("pktproxy", ["--cert", "{tmp}"], None, "certificate file {tmp}: Is a directory (give the "
+     "file, not its directory)"),
+    ("pktproxy", ["--stats-file", "{tmp}"], None, "--stats-file {tmp}: a directory, not a file "
+     "(give the file's name, e.g. DIR/pktproxy-stats.json)"),
     # one port for both: `Address already in use` once running, with nothing else there
     ("pktbroker", ["--subscribe", "tcp:21991"], "PublishListen tcp:21991\n",
      "--subscribe and {conf}:1: PublishListen both listen on port 21991: give each its own"),

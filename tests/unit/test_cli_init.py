@@ -73,8 +73,7 @@ def test_a_full_disk_writes_nothing(
     out, err = capsys.readouterr()
     assert err == f"error: cannot set up {root}: No space left on device; no file written\n"
     assert out == ""  # no `key ...` line for a key that is not there
-    assert files(root) == {}
-    assert sorted(p.name for p in root.iterdir()) == ["certs", "csrs", "keys"]  # empty
+    assert not root.exists()  # made by init, then removed: no empty keys/ certs/ csrs/
     monkeypatch.undo()  # room again: a plain re-run, no --force needed
     assert pktlab("init", "--home", root) == 0
 
@@ -117,8 +116,7 @@ def test_ctrl_c_writes_nothing(
         pytest.fail("KeyboardInterrupt escaped pktlab init")
     assert rc == 130
     assert capsys.readouterr().err == f"\npktlab init: interrupted; no file written in {root}\n"
-    assert files(root) == {}
-    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    assert not root.exists()  # nor the staging directory, nor empty keys/ certs/ csrs/
 
 
 def test_configs_of_an_operators_own_are_not_replaced(
@@ -383,3 +381,61 @@ def test_a_file_where_a_directory_goes_is_named_so(
     assert capsys.readouterr().err == (
         f"error: cannot set up {root}: {named}{said}; no file written\n"
     )
+
+
+def test_a_killed_inits_staging_directory_is_removed_and_a_running_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed init left `.pktlab-init-PID-XXXX` (its private keys inside) for good: the
+    next init removes it when PID is gone. One whose process runs is another init's."""
+    root = tmp_path / "h"
+    dead, alive = root / ".pktlab-init-4000001-0badcafe", root / ".pktlab-init-4000002-cafe0bad"
+    for stage in (dead, alive):
+        (stage / "keys").mkdir(parents=True)
+        (stage / "keys" / "k_exper").write_bytes(b"secret")
+
+    def kill(pid: int, sig: int) -> None:
+        assert sig == 0
+        if pid == 4000001:
+            raise ProcessLookupError(pid)
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert pktlab("init", "--home", root) == 0
+    assert not dead.exists()
+    assert (alive / "keys" / "k_exper").read_bytes() == b"secret"
+    assert cli_init.missing_files(PktlabHome.at(root)) == []
+
+
+def test_an_interrupted_init_leaves_a_home_it_did_not_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty directory given as the home stays, empty (it had keys/ certs/ csrs/ after)."""
+    root = tmp_path / "h"
+    root.mkdir()
+
+    def interrupted(*args: object, **kwargs: object) -> bytes:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_init, "make_csr", interrupted)
+    assert pktlab("init", "--home", root) == 130
+    assert list(root.iterdir()) == []
+
+
+def test_a_home_add_missing_cannot_complete_is_sent_to_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an init SIGKILLed among its renames leaves (certs/ in place, keys/ half): the
+    error sent the operator to --add-missing, which then refused it (a certificate without
+    its keys): now straight to --force (session 32)."""
+    root = tmp_path / "h"
+    assert pktlab("init", "--home", root) == 0
+    for name in ("k_xc", "k_xc.pub", "k_prx", "k_prx.pub"):
+        (root / "keys" / name).unlink()
+    capsys.readouterr()
+    assert pktlab("init", "--home", root) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "nothing changed (--add-missing cannot: a certificate goes with the keys it names; "
+        "--force writes the whole home again)\n"
+    )
+    assert pktlab("init", "--home", root, "--force") == 0

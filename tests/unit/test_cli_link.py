@@ -258,3 +258,61 @@ def test_a_port_in_use_is_one_line_for_every_listener() -> None:
     (e,) = failures
     assert isinstance(e, LinkError)
     assert str(e) == "cannot listen on 127.0.0.1:20556: [Errno 98] Address already in use"
+
+
+class _RefusedSocket:
+    """A UDP socket whose connect the kernel refuses as for a broadcast route (EACCES)."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def __enter__(self) -> _RefusedSocket:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def connect(self, addr: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+
+def test_a_broadcast_target_is_named_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run ping|traceroute|sendgap 255.255.255.255`: `no route to 255.255.255.255:
+    Permission denied` (session 32): the route lookup's EACCES is the kernel's answer for
+    a broadcast route without SO_BROADCAST, and nothing else."""
+    from packetlab.cli import link
+    from packetlab.cli.linkargs import BroadcastTarget
+
+    monkeypatch.setattr(link.socket, "socket", _RefusedSocket)
+    with pytest.raises(BroadcastTarget) as e:
+        route_source(ipaddress.IPv4Address("255.255.255.255"))
+    assert str(e.value) == (
+        "255.255.255.255 is a broadcast address (sending there takes SO_BROADCAST, which is "
+        "not a PacketLab socket option)"
+    )
+    assert e.value.exit_status == 2
+
+
+@pytest.mark.parametrize(
+    ("measurement", "said", "status"),
+    [
+        (
+            "ping",  # iputils: `ping: Do you want to ping broadcast? Then -b. ...`, 2
+            "Do you want to ping broadcast? 192.0.2.255 is one, and ping -b's SO_BROADCAST "
+            "is not a PacketLab socket option",
+            2,
+        ),
+        # traceroute 2.1: `connect: Permission denied`, 1
+        ("traceroute", "connect: Permission denied (192.0.2.255 is a broadcast address)", 1),
+    ],
+)
+def test_ping_and_traceroute_refuse_broadcast_in_their_words(
+    monkeypatch: pytest.MonkeyPatch, measurement: str, said: str, status: int
+) -> None:
+    from packetlab.cli import link, run_measure
+    from packetlab.cli.linkargs import BroadcastTarget
+
+    monkeypatch.setattr(link.socket, "socket", _RefusedSocket)
+    with pytest.raises(BroadcastTarget) as e:
+        run_measure.broadcast_in_words(measurement, ipaddress.IPv4Address("192.0.2.255"))
+    assert (str(e.value), e.value.exit_status) == (said, status)

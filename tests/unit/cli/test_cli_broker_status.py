@@ -12,6 +12,22 @@ from packetlab.cli import broker
 PAGE = {"subscribers": 0, "endpoints": 0, "publications": [], "channels": [], "notified": 0}
 
 
+@pytest.fixture(autouse=True)
+def _no_socket(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The probes' one socket call, faked: a unit test opens none. A TLS server's answer
+    (a handshake record) unless a test says otherwise; what was sent is listed."""
+    from packetlab.cli import broker_probe
+
+    sent: list[bytes] = []
+
+    def first_bytes(host: str, port: int, hello: bytes, timeout: float) -> bytes:
+        sent.append(hello)
+        return b"\x16\x03\x03"
+
+    monkeypatch.setattr(broker_probe, "_first_bytes", first_bytes)
+    return sent
+
+
 def _run(monkeypatch: pytest.MonkeyPatch, page: object, *words: str) -> tuple[list[str], int]:
     asked: list[str] = []
 
@@ -206,3 +222,58 @@ def test_a_page_the_home_does_not_set_up_says_so(
         "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection "
         f"refused {hint}\n"
     )
+
+
+def test_https_at_a_plain_http_server_is_told_before_the_fetch(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, _no_socket: list[bytes]
+) -> None:
+    """`--url https://...` at the plain status page waited the handshake's 5 s timeout
+    (Twisted's HTTP server waits for the end of the line the hello began): now the hello
+    goes with a blank line after it, which such a server answers at once (session 32)."""
+    from packetlab.cli import broker_probe
+
+    def fetch(url: str) -> object:
+        raise AssertionError("fetched: the handshake's 5 s timeout")
+
+    def first_bytes(host: str, port: int, hello: bytes, timeout: float) -> bytes:
+        assert (host, port, hello[:1], hello[-4:]) == ("127.0.0.1", 20558, b"\x16", b"\r\n\r\n")
+        return b"HTTP/1.1 400 Bad Request\r\n"
+
+    monkeypatch.setattr(broker, "fetch", fetch)
+    monkeypatch.setattr(broker_probe, "_first_bytes", first_bytes)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:20558/"])) == 1
+    assert capsys.readouterr().err == (
+        "pktlab broker status: https://127.0.0.1:20558/: a plain HTTP server answered the "
+        "TLS hello (the status page serves HTTP: http://127.0.0.1:20558/)\n"
+    )
+
+
+def test_https_at_the_brokers_tls_port_names_the_status_page(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--url https://` at PublishListen's port: `certificate verify failed: unable to get
+    local issuer certificate (_ssl.c:1006) (is twistd pktbroker running ...?)`."""
+    import ssl
+    import urllib.error
+
+    def fetch(url: str) -> object:
+        raise urllib.error.URLError(
+            ssl.SSLCertVerificationError(1, "certificate verify failed: unable to get local issuer")
+        )
+
+    listens = {"PublishListen": "tcp:20556", "StatusListen": "tcp:20558:interface=127.0.0.1"}
+    monkeypatch.setattr(broker, "fetch", fetch)
+    monkeypatch.setattr(broker, "home_listens", lambda: listens)
+    parser = argparse.ArgumentParser()
+    broker.add_arguments(parser)
+    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:20556/"])) == 1
+    assert capsys.readouterr().err == (
+        "pktlab broker status: https://127.0.0.1:20556/: a TLS port (PublishListen of the "
+        "home's broker.conf), not the status page; the status page is "
+        "http://127.0.0.1:20558/\n"
+    )
+    # another https server whose certificate is not trusted: not the broker's to name
+    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:8443/"])) == 1
+    assert "certificate verify failed" in capsys.readouterr().err

@@ -110,9 +110,11 @@ def test_init_names_what_an_incomplete_home_lacks(
     assert capsys.readouterr().err == (
         f"error: {home.root} already holds keys, certs or CSRs, but not all pktlab init "
         "writes (certs/subcmd_eop_ep.cert, endpt.conf missing: an interrupted init?); "
-        "nothing changed (--add-missing writes only what is missing, use --force to replace "
-        "them)\n"
+        "nothing changed (--add-missing cannot: a certificate goes with the keys it names; "
+        "--force writes the whole home again)\n"  # (it refuses a cert beside its keys)
     )
+    (home.root / "endpt.conf").write_text("")
+    assert pktlab("init", "--home", home.root, "--add-missing") == 1  # as the line says
     for p in home.csrs_dir.iterdir():
         p.unlink()
     assert pktlab("init", "--home", home.root) == 1
@@ -124,7 +126,8 @@ def test_init_names_what_an_incomplete_home_lacks(
     assert capsys.readouterr().err == (
         f"error: {home.root} already holds keys, certs or CSRs (a reference pktlab_init "
         "home: ppks_conf; its keys/ and certs/ are used as they are); nothing changed "
-        "(--add-missing writes only what is missing, use --force to replace them)\n"
+        "(--add-missing cannot: a certificate goes with the keys it names; --force writes "
+        "the whole home again)\n"  # (subcmd_eop_ep.cert still missing beside its keys)
     )
 
 

@@ -62,6 +62,9 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
         (("--relay", "zero"), None, "--relay: 'zero' is not one of copy, splice, python"),
         (("--relay", "copy", "--no-splice"), None, "--no-splice contradicts --relay copy"),
         (("--stats-file", "/nonexistent/s.json"), None, "--stats-file: no directory /nonexistent"),
+        # was taken: a `cannot write it (Is a directory)` warning each interval (session 32)
+        (("--stats-file", "/"), None, "--stats-file /: a directory, not a file"),
+        ((), "StatsFile /\n", "bad.conf:1: StatsFile /: a directory, not a file"),
     ],
 )
 def test_errors(home: Path, tmp_path: Path, args: tuple[str, ...], text: str | None,
@@ -341,4 +344,37 @@ def test_a_certificate_other_than_an_agent_one_stops_the_proxy(
         f"--cert: proxy identity is a {ctype} certificate, not an agent certificate: every "
         "manager checks the proxy's certificate in agent mode and refuses it (`pktlab init` "
         "writes agent_prx_prx.cert)"
+    )
+
+
+def test_an_identity_file_there_but_unreadable_is_not_sent_to_pktlab_init(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate twistd's user cannot read (root's 0700 home, twistd started as
+    another user), or a directory: `[Errno 13] Permission denied: 'PATH'` after the path,
+    then `run pktlab init, which writes agent_prx_prx.cert ...`, which it had (session 32)."""
+    import os
+
+    cert = home / "certs" / "agent_prx_prx.cert"
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == cert:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home))
+    assert str(e.value) == (
+        f"proxy identity: certificate file {cert}: Permission denied (the user twistd starts "
+        f"as (uid {os.geteuid()}) cannot read it: twistd reads it before -u drops "
+        "privileges; run twistd as a user who can)"
+    )
+    monkeypatch.undo()
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--private-key", str(tmp_path))
+    assert str(e.value) == (
+        f"--private-key: proxy identity: private key file {tmp_path}: Is a directory (give "
+        "the file, not its directory)"
     )
