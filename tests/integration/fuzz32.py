@@ -20,6 +20,7 @@ __all__ = [
     "LOG_ALARMS",
     "every_type_and_size",
     "log_alarms",
+    "memory_requests",
     "mutate",
     "rng_for",
     "trace_frames",
@@ -100,6 +101,38 @@ def every_type_and_size(rng: random.Random, sizes: int) -> Iterator[bytes]:
     for t in range(256):
         for n in range(sizes):
             yield _frame(t, rng.randbytes(n))
+
+
+def _vmem_bases() -> list[int]:
+    from packetlab.wire import vmem
+
+    bases = [r.addr for r in vars(vmem).values() if isinstance(r, vmem.Region) and r.addr >> 24]
+    for sktid in (0, 1, 2, 255):
+        for field in (vmem.SKT_FAMILY, vmem.SKT_RBUFSZ, vmem.SKT_CTFL, vmem.SKT_TCPINFO):
+            bases.append(vmem.skt_addr(sktid, field))
+    return [*bases, 0, vmem.SYS_BASE, vmem.SKT_BASE, vmem.SKT_BASE + vmem.SKT_SPAN]
+
+
+def memory_requests(rng: random.Random, count: int) -> Iterator[bytes]:
+    """mread/mwrite at the vmem regions' edges (PROTOCOL.md §2) and anywhere, of lengths
+    from 0 to the field's 65535 (mwrite 64 KiB): what mutations of the traces (which
+    have none) seldom reach."""
+    bases = _vmem_bases()
+    lengths = [0, 1, 2, 3, 4, 8, 16, 255, 256, 257, 4096, 65535]
+    for _ in range(count):
+        addr = rng.choice(bases) + rng.choice([0, 0, -1, 1, -8, 8, rng.randrange(-64, 64)])
+        addr = addr & 0xFFFFFFFF if rng.randrange(8) else rng.randrange(1 << 32)
+        if rng.randrange(2):
+            length = rng.choice(lengths) if rng.randrange(4) else rng.randrange(1 << 16)
+            # by hand: the codec refuses to write an mread of length 0
+            yield (
+                bytes([0x28, 0, 0, 6])
+                + addr.to_bytes(4, "big")
+                + min(length, 0xFFFF).to_bytes(2, "big")
+            )
+        else:
+            data = rng.randbytes(rng.choice(lengths))
+            yield _frame(0x29, addr.to_bytes(4, "big") + data)  # past 2^32 too
 
 
 _LO = {4: b"\x7f\x00\x00\x01", 6: b"\x00" * 15 + b"\x01"}

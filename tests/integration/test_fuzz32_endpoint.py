@@ -3,14 +3,15 @@
 
 The inputs are the reference sessions' controller frames (shared/spec/traces) mutated by
 `fuzz32.mutate` (flipped bytes, cut, lying length fields, wrong and unknown types,
-headers that claim more or less), then frames of every type with every body size 0..23
-(each read by the endpoint: after a session ended by a malformed one, the next session
-goes on with the frame after it).
-Each session gets a valid `start` or a mutated one, a batch of mutated frames, then our
-half-close: the endpoint must answer only with well-formed frames, close the session
-within the deadline, log no traceback, and afterwards serve a fresh session, hold no
-more descriptors than before and at most `RSS_BOUND_KIB` more memory. Addresses that
-decode are pointed back at loopback first (`fuzz32.wire_safe`).
+headers that claim more or less), then mread/mwrite at the edges of every vmem region
+(`fuzz32.memory_requests`), then frames of every type with every body size 0..23 (each
+read by the endpoint: after a session ended by a malformed one, the next session goes on
+with the frame after it). Each session gets a valid `start` or a mutated one, a batch of
+mutated frames, then our half-close: the endpoint must answer only with well-formed
+frames, close the session within the deadline, log no traceback, and afterwards serve a
+fresh session, hold no more descriptors than before and at most `RSS_BOUND_KIB` more
+memory. Addresses that decode are pointed back at loopback first (`fuzz32.wire_safe`),
+at a responder that answers each TCP segment and UDP datagram.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import pytest
 from conftest import EndpointProcess, RawController
-from fuzz32 import every_type_and_size, log_alarms, mutate, rng_for, trace_sessions, wire_safe
+from fuzz32 import (
+    every_type_and_size,
+    log_alarms,
+    memory_requests,
+    mutate,
+    rng_for,
+    trace_sessions,
+    wire_safe,
+)
 from procstat import Sample, sample, settle
 from record_controller import RecordController, RecordSocket
 from tls_world import TLSEndpoint, pktlab_init
@@ -37,6 +46,7 @@ RSS_BOUND_KIB = 16 * 1024
 SESSIONS = 600  # per target: each a start and BATCH mutated frames
 BATCH = 16
 SIZES = 24  # every type with bodies of 0..SIZES-1 bytes
+MEMORY_SESSIONS = 40  # each 64 mread/mwrite at the vmem regions' edges
 START = wire.encode(wire.Start())
 
 
@@ -163,6 +173,10 @@ def _fuzz(t: Target, name: str) -> str:
         session = rng.choice(sessions)
         prefix = session[1 : rng.randrange(1, len(session) + 1)] if i % 3 == 1 else []
         t.throw([first, *prefix] + [mutate(rng, rng.choice(seeds)) for _ in range(BATCH)])
+    # Memory requests at every region's edges, a UDP socket open to the responder first.
+    udp = trace_sessions()[1][1]  # the dns session's nopen
+    for _ in range(MEMORY_SESSIONS):
+        t.throw([START, udp, *memory_requests(rng, 64)])
     # A malformed request ends its session: the sweep goes on in the next session from
     # the frame after the last one answered (all its frames' lengths are true).
     sweep = list(every_type_and_size(rng, SIZES))

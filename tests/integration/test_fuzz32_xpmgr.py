@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fuzz32 import log_alarms
+from fuzz32 import log_alarms, rng_for
 from procstat import rss_kib
 from pxworld import EndpointProc, XpmgrProc
 from tls_world import pktlab_init
@@ -32,11 +32,11 @@ HERE = Path(__file__).resolve().parent
 MLET = """\
 import os, random, socket, sys, time
 sys.path.insert(0, {here!r})
-from fuzz32 import every_type_and_size, mutate, rng_for, trace_frames, wire_safe
+from fuzz32 import every_type_and_size, mutate, trace_frames, wire_safe
 from packetlab import wire
 from packetlab.wire import vmem
 
-state, rounds = sys.argv[1], int(sys.argv[2])
+state, rounds, seed = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(state) as f:
     n = int(f.read() or 0)
 with open(state, "w") as f:
@@ -64,8 +64,7 @@ if n >= rounds:  # the well-behaved one
     answers(2.0)
     print("healthy mlet", n)
     sys.exit(0)
-rng, seed = rng_for("xpmgr-mlet")
-rng.seed(f"{{seed}}-{{n}}")
+rng = random.Random(f"{{seed}}-{{n}}")
 kind = n % 4
 if kind == 0:
     seeds = trace_frames()
@@ -93,7 +92,9 @@ def test_fuzz_xpmgr_from_a_hostile_mlet(tmp_path: Path) -> None:
     mlet.write_text(MLET.format(here=str(HERE)))
     state = tmp_path / "round"
     state.write_text("0")
-    argv = [sys.executable, str(mlet), str(state), str(ROUNDS)]
+    # the mlet's environment is EPADDR alone (docs/xpmgr.md): its seed comes as argument
+    _, seed = rng_for("xpmgr-mlet")
+    argv = [sys.executable, str(mlet), str(state), str(ROUNDS), seed]
     xp = XpmgrProc(tmp_path, home / "xpmgr.conf", argv, "-n", str(ROUNDS + 1))
     ep = None
     try:
@@ -119,7 +120,7 @@ def test_fuzz_xpmgr_from_a_hostile_mlet(tmp_path: Path) -> None:
         assert not alarms, alarms[:5]
         assert ep.proc.poll() is None
         statuses = [r["status"] for r in results]
-        print(f"xpmgr: seed 'fuzz32-xpmgr-mlet-N', {ROUNDS} hostile mlets; {statuses}")
+        print(f"xpmgr: seed {seed!r}-ROUND, {ROUNDS} hostile mlets; {statuses}")
     finally:
         if ep is not None:
             ep.proc.send_signal(signal.SIGTERM)
