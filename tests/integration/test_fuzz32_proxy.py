@@ -34,7 +34,7 @@ from tls_world import pktlab_init
 
 from packetlab import wire
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # deadlines of 0.5-1 s + 5 s
 
 XREGS = 200  # mutated xregs; plus every type with sizes 0..XREG_SIZES-1
 XREG_SIZES = 8
