@@ -16,6 +16,7 @@ at a responder that answers each TCP segment and UDP datagram.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -50,6 +51,17 @@ MEMORY_SESSIONS = 40  # each 64 mread/mwrite at the vmem regions' edges
 START = wire.encode(wire.Start())
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What each descriptor of `pid` is (for a leak's message)."""
+    out = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            out.append(f"{fd}:{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return out
+
+
 class Target:
     """An endpoint and how to get a session of it (plaintext or TLS)."""
 
@@ -59,12 +71,16 @@ class Target:
         self.answers = 0
         self.port = 0  # the responder's (TCP and UDP): every decoded rport is set to it
 
-    def served(self) -> Sample:
+    def served(self, fds: int | None = None) -> Sample:
+        """A fresh session answers; the endpoint's figures taken while it is open (after
+        its close the endpoint's next connection comes at any moment: a descriptor more
+        or less), once it holds at most `fds` descriptors (bounded wait)."""
         c = self.accept()
         c.start()
         assert c.mread(vmem.HOSTID.addr, 4) != b""
+        s = sample(self.pid) if fds is None else settle(self.pid, fds=fds, seconds=10)
         c.close()
-        return sample(self.pid)
+        return s
 
     def throw(self, frames: list[bytes]) -> int:
         """One session: the frames, our half-close, then every answer until its close;
@@ -185,9 +201,8 @@ def _fuzz(t: Target, name: str) -> str:
         read = t.throw([START, *sweep[at : at + 256]]) - 1  # less the start's
         t.inputs -= len(sweep[at : at + 256]) - max(1, read)
         at += max(1, read)
-    after = t.served()
-    after = settle(t.pid, fds=before.fds, seconds=10)
-    assert after.fds <= before.fds, (before, after)
+    after = t.served(fds=before.fds)
+    assert after.fds <= before.fds, (before, after, fd_targets(t.pid), seed)
     grew = after.rss_kib - before.rss_kib
     assert grew <= RSS_BOUND_KIB, f"RSS grew by {grew} KiB (seed {seed})"
     alarms = log_alarms(t.log())
