@@ -7,11 +7,12 @@ headers that claim more or less), then mread/mwrite at the edges of every vmem r
 (`fuzz32.memory_requests`), then frames of every type with every body size 0..23 (each
 read by the endpoint: after a session ended by a malformed one, the next session goes on
 with the frame after it). Each session gets a valid `start` or a mutated one, a batch of
-mutated frames, then our half-close: the endpoint must answer only with well-formed
-frames, close the session within the deadline, log no traceback, and afterwards serve a
-fresh session, hold no more descriptors than before and at most `RSS_BOUND_KIB` more
-memory. Addresses that decode are pointed back at loopback first (`fuzz32.wire_safe`),
-at a responder that answers each TCP segment and UDP datagram.
+mutated frames (over TLS, in three sessions of five, cut into records of 1-64 bytes),
+then our half-close: the endpoint must answer only with well-formed frames, close the
+session within the deadline, log no traceback, and afterwards serve a fresh session,
+hold no more descriptors than before and at most `RSS_BOUND_KIB` more memory. Addresses
+that decode are pointed back at loopback first (`fuzz32.wire_safe`), at a responder that
+answers each TCP segment and UDP datagram.
 """
 
 from __future__ import annotations
@@ -82,14 +83,18 @@ class Target:
         c.close()
         return s
 
-    def throw(self, frames: list[bytes]) -> int:
-        """One session: the frames, our half-close, then every answer until its close;
-        the number of responses (one per request read, PROTOCOL.md §1.1)."""
+    def throw(self, frames: list[bytes], record: int = 0) -> int:
+        """One session: the frames (over TLS in records of `record` bytes, 0: one), our
+        half-close, then every answer until its close; the number of responses (one per
+        request read, PROTOCOL.md §1.1)."""
         c = self.accept()
         data = wire_safe(b"".join(frames), self.port)
         self.inputs += len(frames)
         try:
-            c.sock.sendall(data)
+            if isinstance(c.sock, RecordSocket) and record:
+                c.sock.send_records(data, record)  # frames cut across records
+            else:
+                c.sock.sendall(data)
             if isinstance(c.sock, RecordSocket):
                 c.sock.close_notify()  # TLS 1.3 closes one side at a time
             else:
@@ -188,7 +193,8 @@ def _fuzz(t: Target, name: str) -> str:
         # the mutations meet open sockets and pending sends
         session = rng.choice(sessions)
         prefix = session[1 : rng.randrange(1, len(session) + 1)] if i % 3 == 1 else []
-        t.throw([first, *prefix] + [mutate(rng, rng.choice(seeds)) for _ in range(BATCH)])
+        frames = [first, *prefix] + [mutate(rng, rng.choice(seeds)) for _ in range(BATCH)]
+        t.throw(frames, record=rng.choice([0, 0, 1, 3, rng.randint(1, 64)]))
     # Memory requests at every region's edges, a UDP socket open to the responder first.
     udp = trace_sessions()[1][1]  # the dns session's nopen
     for _ in range(MEMORY_SESSIONS):
