@@ -7,14 +7,16 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from packetlab.measure.pcap import PcapRecorder
 
 HELP = (
     "also write the packets the endpoint sent and received, at the endpoint's times, as a "
-    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md)"
+    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md); - is "
+    "standard output, as tcpdump -w - (| tcpdump -r -), the command's own output then on "
+    "standard error"
 )
 
 
@@ -32,11 +34,9 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
     from packetlab.cli.run import RunError
     from packetlab.measure.pcap import PcapRecorder, pcap_header
 
-    if args.pcap == "-":  # tcpdump -w -'s stdout: ours carries the command's own output
-        raise RunError(
-            "--pcap -: standard output carries the command's output; give a file name "
-            "(tcpdump -r FILE reads it)"
-        )
+    if args.pcap == "-":  # tcpdump -w -: the pcap on stdout, what we print on stderr
+        args._pcap_stream = _stdout_for_pcap()
+        return PcapRecorder()
     try:
         with open(args.pcap, "wb") as f:
             if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not twice down a FIFO
@@ -45,6 +45,31 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
         raise RunError(f"--pcap {args.pcap}: cannot write it: {e.strerror or e}") from None
 
     return PcapRecorder()
+
+
+def _stdout_for_pcap() -> BinaryIO:
+    """Standard output taken for the pcap, as `tcpdump -w -` takes it: the header written
+    now (`tcpdump -r -` starts; a run killed later leaves a stream it reads), the
+    records at the end; what the command prints goes to standard error from here on (fd 1
+    pointed there, so that no line of text lands among the packets)."""
+    from packetlab.cli.run import RunError
+    from packetlab.measure.pcap import pcap_header
+
+    if os.isatty(sys.stdout.fileno()):  # binary on a terminal: as gzip, refused
+        raise RunError(
+            "--pcap -: standard output is a terminal; pipe it (| tcpdump -r -) or give a file name"
+        )
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        out.write(pcap_header())
+        out.flush()
+    except BrokenPipeError:  # `| true`: quietly 141, as the other output's readers gone
+        raise
+    except OSError as e:
+        raise RunError(f"--pcap -: cannot write standard output: {e.strerror or e}") from None
+    return out
 
 
 def recording(
@@ -60,7 +85,13 @@ def recording(
         try:
             await run(session)
         finally:
-            n = recorder.save(args.pcap)
-            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+            stream: BinaryIO | None = getattr(args, "_pcap_stream", None)
+            if stream is None:
+                n = recorder.save(args.pcap)
+                print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+            else:
+                with stream:
+                    n = recorder.write(stream, header=False)
+                print(f"wrote {n} packets to standard output", file=sys.stderr)
 
     return wrapped

@@ -179,8 +179,10 @@ class PcapRecorder:
         as_address(local), as_address(remote)  # validate now
         return TcpFlow(self, local, lport, remote, rport)
 
-    def write(self, out: BinaryIO) -> int:
-        out.write(pcap_header())
+    def write(self, out: BinaryIO, *, header: bool = True) -> int:
+        """The file (`header=False`: its records alone, after a header written before)."""
+        if header:
+            out.write(pcap_header())
         lengths = self.lengths
         for i in sorted(range(len(self.packets)), key=lambda i: self.packets[i][0]):
             time, pkt = self.packets[i]

@@ -62,11 +62,34 @@ def test_no_header_down_a_fifo(tmp_path: Path) -> None:
     assert got == [b""]
 
 
-def test_a_dash_is_refused_not_a_file_named_dash(
+def test_a_dash_is_standard_output_as_tcpdump_w_dash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`--pcap -` (tcpdump -w -'s standard output) made a file named `-`."""
+    """`--pcap -` was refused ("standard output carries the command's output"), where
+    `tcpdump -w - | tcpdump -r -` works: now the pcap goes to standard output (taken by
+    `_stdout_for_pcap`, its header written there at once), the records after the run, no
+    second header, and no file named `-`."""
+    import io
+
+    from packetlab.measure.pcap import pcap_header, pcap_records
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(RunError, match=r"^--pcap -: standard output carries the command.s output"):
-        pcapout.recorder_for(argparse.Namespace(pcap="-"))
+    out = io.BytesIO()
+    out.close = lambda: None  # type: ignore[method-assign]  # (read after the run)
+    monkeypatch.setattr(
+        pcapout, "_stdout_for_pcap", lambda: out.write(pcap_header()) and out, raising=False
+    )
+    args = argparse.Namespace(pcap="-")
+    recorder = pcapout.recorder_for(args)
+    assert recorder is not None and out.getvalue() == pcap_header()
+
+    async def run(session: object) -> None:
+        recorder.udp(5_000_000_123, "127.0.0.1", 5000, "127.0.0.1", 53, b"q")
+
+    done = pcapout.recording(args, recorder, run)(None)
+    with pytest.raises(StopIteration):
+        done.send(None)
+    linktype, records = pcap_records(out.getvalue())
+    assert linktype == 101 and [t for t, _ in records] == [5_000_000_123]
+    assert out.getvalue().count(pcap_header()) == 1
     assert list(tmp_path.iterdir()) == []
