@@ -34,17 +34,29 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
     from packetlab.cli.run import RunError
     from packetlab.measure.pcap import PcapRecorder, pcap_header
 
-    if args.pcap == "-":  # tcpdump -w -: the pcap on stdout, what we print on stderr
+    if args.pcap == "-" or _is_stdout(args.pcap):  # tcpdump -w -: text then on stderr
         args._pcap_stream = _stdout_for_pcap()
         return PcapRecorder()
     try:
-        with open(args.pcap, "wb") as f:
-            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not twice down a FIFO
-                f.write(pcap_header())
+        f = open(args.pcap, "wb")  # noqa: SIM115  (a FIFO's kept open: below)
+        f.write(pcap_header())
+        f.flush()
     except OSError as e:
         raise RunError(f"--pcap {args.pcap}: cannot write it: {e.strerror or e}") from None
-
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()  # written whole at the end (`PcapRecorder.save`)
+    else:  # a FIFO, a device: kept open, as tcpdump -w keeps it (closed, the reader
+        args._pcap_stream = f  # took the end of the file and the run hung opening it again)
     return PcapRecorder()
+
+
+def _is_stdout(path: str) -> bool:
+    """`path` is our standard output (/dev/stdout, /dev/fd/1): written there beside the
+    command's text, `| tcpdump -r -` said `unknown file format`."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
 
 
 def _stdout_for_pcap() -> BinaryIO:
@@ -92,6 +104,7 @@ def recording(
             else:
                 with stream:
                     n = recorder.write(stream, header=False)
-                print(f"wrote {n} packets to standard output", file=sys.stderr)
+                where = "standard output" if args.pcap == "-" else args.pcap
+                print(f"wrote {n} packets to {where}", file=sys.stderr)
 
     return wrapped

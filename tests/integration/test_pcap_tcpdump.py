@@ -196,12 +196,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_pcap_dash_pipes_into_tcpdump_r_dash(tmp_path: Path) -> None:
-    """`--pcap -` was refused in one line, where `tcpdump -w - | tcpdump -r -` works. Now
-    the pcap is standard output, read by `tcpdump -r -` at the other end of a pipe, and
-    what the command prints goes to standard error."""
+@pytest.mark.parametrize("where", ["-", "/dev/stdout"])
+def test_pcap_dash_pipes_into_tcpdump_r_dash(tmp_path: Path, where: str) -> None:
+    """`--pcap -` was refused in one line, where `tcpdump -w - | tcpdump -r -` works, and
+    `--pcap /dev/stdout` put the pcap among the command's text (`tcpdump: unknown file
+    format`). Now the pcap is standard output, read by `tcpdump -r -` at the other end of
+    a pipe, and what the command prints goes to standard error."""
     ours = subprocess.Popen(
-        _pktlab_argv("sendgap", "--trains", "1", "--count", "20", "--pcap", "-"),
+        _pktlab_argv("sendgap", "--trains", "1", "--count", "20", "--pcap", where),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=tmp_path,
     )  # fmt: skip
     assert ours.stdout is not None
@@ -221,7 +223,7 @@ def test_pcap_dash_pipes_into_tcpdump_r_dash(tmp_path: Path) -> None:
     assert (ours.returncode, reader.returncode) == (0, 0), (said, err)
     assert err == "reading from file -, link-type RAW (Raw IP), snapshot length 262144\n"
     assert len(out.splitlines()) == 20 and out.count("UDP, length") == 20, out
-    assert "wrote 20 packets to standard output" in said, said
+    assert f"wrote 20 packets to {'standard output' if where == '-' else where}" in said, said
     assert "# 1 train, 20 of 20 sent" in said, said  # the command's output: stderr
     assert list(tmp_path.glob("-*")) == []
 
