@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import stat
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -38,7 +40,7 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
         args._pcap_stream = _stdout_for_pcap()
         return PcapRecorder()
     try:
-        f = open(args.pcap, "wb")  # noqa: SIM115  (a FIFO's kept open: below)
+        f = _open(args.pcap)
         f.write(pcap_header())
         f.flush()
     except OSError as e:
@@ -48,6 +50,25 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
     else:  # a FIFO, a device: kept open, as tcpdump -w keeps it (closed, the reader
         args._pcap_stream = f  # took the end of the file and the run hung opening it again)
     return PcapRecorder()
+
+
+def _open(path: str) -> BinaryIO:
+    """`path` opened for writing (a FIFO's kept open: `recorder_for`). A FIFO's open waits
+    for a reader, in the reactor's thread, where our SIGTERM and Ctrl-C handlers only ask
+    the reactor to stop: it did not end on either (killed with -9). While it waits, the
+    default actions end it, as they end `tcpdump -w FIFO`."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if not fifo or threading.current_thread() is not threading.main_thread():
+        return open(path, "wb")
+    kept = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return open(path, "wb")
+    finally:
+        for s, handler in kept.items():
+            signal.signal(s, handler)
 
 
 def _is_stdout(path: str) -> bool:

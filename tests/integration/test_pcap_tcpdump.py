@@ -264,3 +264,38 @@ def test_pcap_dash_into_a_pipe_closed_ends_quietly_141(tmp_path: Path) -> None:
             ours.kill()
             ours.wait(30)
     assert (ours.returncode, err) == (141, "")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_waiting_for_a_fifos_reader_ends_on_sigterm_and_ctrl_c(
+    tmp_path: Path, signum: int
+) -> None:
+    """`--pcap FIFO` with no reader waits in the open (as `tcpdump -w FIFO`), in the
+    reactor's thread, where our handlers only ask the reactor to stop: SIGTERM and SIGINT
+    did not end it (killed with -9). Now the default actions end it while it waits."""
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        _pktlab_argv("sendgap", "--trains", "1", "--count", "2", "--pcap", str(fifo)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _waits_in_open(proc.pid):  # in the FIFO's open, not still starting
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == -signum
+
+
+def _waits_in_open(pid: int) -> bool:
+    """The process's main thread is asleep in the kernel's FIFO open."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() in ("fifo_open", "wait_for_partner")
+    except OSError:
+        return False
