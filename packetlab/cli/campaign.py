@@ -93,6 +93,9 @@ def check_options(cmd: Command, args: argparse.Namespace) -> None:
     --rounds is refused at once, not once every endpoint has connected): its experiment
     made once and dropped (no --pcap file made: those are per endpoint)."""
     a = copy.copy(args)
+    if getattr(a, "pcap", None) == "-":  # (it made a file named `--HOSTID` each)
+        raise RunError("--pcap -: a campaign writes one file per endpoint (FILE-HOSTID.pcap); "
+                       "give a file name")  # fmt: skip
     if getattr(a, "pcap", None):  # FILE-HOSTID.pcap: at least its directory, now
         where = os.path.dirname(a.pcap) or "."
         if not os.path.isdir(where) or not os.access(where, os.W_OK | os.X_OK):

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import stat
 import sys
+import threading
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from packetlab.measure.pcap import PcapRecorder
 
 HELP = (
     "also write the packets the endpoint sent and received, at the endpoint's times, as a "
-    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md)"
+    "pcap file (ns stamps, raw IP: tcpdump -r FILE, Wireshark; docs/wire.md); - is "
+    "standard output, as tcpdump -w - (| tcpdump -r -), the command's own output then on "
+    "standard error"
 )
 
 
@@ -32,19 +36,73 @@ def recorder_for(args: argparse.Namespace) -> PcapRecorder | None:
     from packetlab.cli.run import RunError
     from packetlab.measure.pcap import PcapRecorder, pcap_header
 
-    if args.pcap == "-":  # tcpdump -w -'s stdout: ours carries the command's own output
-        raise RunError(
-            "--pcap -: standard output carries the command's output; give a file name "
-            "(tcpdump -r FILE reads it)"
-        )
+    if args.pcap == "-" or _is_stdout(args.pcap):  # tcpdump -w -: text then on stderr
+        args._pcap_stream = _stdout_for_pcap()
+        return PcapRecorder()
     try:
-        with open(args.pcap, "wb") as f:
-            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # not twice down a FIFO
-                f.write(pcap_header())
+        f = _open(args.pcap)
+        f.write(pcap_header())
+        f.flush()
     except OSError as e:
         raise RunError(f"--pcap {args.pcap}: cannot write it: {e.strerror or e}") from None
-
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()  # written whole at the end (`PcapRecorder.save`)
+    else:  # a FIFO, a device: kept open, as tcpdump -w keeps it (closed, the reader
+        args._pcap_stream = f  # took the end of the file and the run hung opening it again)
     return PcapRecorder()
+
+
+def _open(path: str) -> BinaryIO:
+    """`path` opened for writing (a FIFO's kept open: `recorder_for`). A FIFO's open waits
+    for a reader, in the reactor's thread, where our SIGTERM and Ctrl-C handlers only ask
+    the reactor to stop: it did not end on either (killed with -9). While it waits, the
+    default actions end it, as they end `tcpdump -w FIFO`."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False
+    if not fifo or threading.current_thread() is not threading.main_thread():
+        return open(path, "wb")
+    kept = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return open(path, "wb")
+    finally:
+        for s, handler in kept.items():
+            signal.signal(s, handler)
+
+
+def _is_stdout(path: str) -> bool:
+    """`path` is our standard output (/dev/stdout, /dev/fd/1): written there beside the
+    command's text, `| tcpdump -r -` said `unknown file format`."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
+
+
+def _stdout_for_pcap() -> BinaryIO:
+    """Standard output taken for the pcap, as `tcpdump -w -` takes it: the header written
+    now (`tcpdump -r -` starts; a run killed later leaves a stream it reads), the
+    records at the end; what the command prints goes to standard error from here on (fd 1
+    pointed there, so that no line of text lands among the packets)."""
+    from packetlab.cli.run import RunError
+    from packetlab.measure.pcap import pcap_header
+
+    if os.isatty(sys.stdout.fileno()):  # binary on a terminal: as gzip, refused
+        raise RunError(
+            "--pcap -: standard output is a terminal; pipe it (| tcpdump -r -) or give a file name"
+        )
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        out.write(pcap_header())
+        out.flush()
+    except BrokenPipeError:  # `| true`: quietly 141, as the other output's readers gone
+        raise
+    except OSError as e:
+        raise RunError(f"--pcap -: cannot write standard output: {e.strerror or e}") from None
+    return out
 
 
 def recording(
@@ -60,7 +118,14 @@ def recording(
         try:
             await run(session)
         finally:
-            n = recorder.save(args.pcap)
-            print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+            stream: BinaryIO | None = getattr(args, "_pcap_stream", None)
+            if stream is None:
+                n = recorder.save(args.pcap)
+                print(f"wrote {n} packets to {args.pcap}", file=sys.stderr)
+            else:
+                with stream:
+                    n = recorder.write(stream, header=False)
+                where = "standard output" if args.pcap == "-" else args.pcap
+                print(f"wrote {n} packets to {where}", file=sys.stderr)
 
     return wrapped

@@ -30,6 +30,7 @@ __all__ = [
     "ClassicInsn",
     "FilterError",
     "FilterSyntaxError",
+    "FilterTooLarge",
     "FilterTranslationError",
     "LibpcapUnavailable",
     "accept_all_filter",
@@ -79,6 +80,26 @@ class FilterTranslationError(FilterError, ValueError):
     def __init__(self, message: str, index: int) -> None:
         super().__init__(f"classic BPF instruction {index}: {message}")
         self.index = index
+
+
+class FilterTooLarge(FilterError, ValueError):
+    """The encoded program is past ncap's limit (the endpoint's FILT_BUFSZ): said here, by
+    size and count, rather than as a bare ESKTBADFILT from the endpoint."""
+
+    def __init__(self, size: int, insns: int) -> None:
+        super().__init__(
+            f"the filter is {size} bytes of eBPF ({insns} instructions), more than the "
+            f"{P.MAX_FILTER_LEN} an endpoint accepts in ncap ({P.MAX_FILTER_LEN // P.INSN_LEN - 1}"
+            " instructions): a shorter expression (a net instead of many hosts) fits"
+        )
+        self.size = size
+        self.insns = insns
+
+
+def _fits(encoded: bytes) -> bytes:
+    if len(encoded) > P.MAX_FILTER_LEN:
+        raise FilterTooLarge(len(encoded), (len(encoded) - 1) // P.INSN_LEN)
+    return encoded
 
 
 class LibpcapUnavailable(FilterError, RuntimeError):
@@ -278,14 +299,16 @@ def compile_ebpf(expression: str, *, snaplen: int = SNAPLEN, optimize: bool = Tr
 def tcpdump_filter(expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True) -> bytes:
     """tcpdump expression -> encoded PacketLab program for ncap's ``filter`` field.
 
-    Raises FilterSyntaxError with libpcap's message for a bad expression.
+    Raises FilterSyntaxError with libpcap's message for a bad expression, FilterTooLarge
+    for one past ncap's limit.
     """
-    return P.encode_ebpf(compile_ebpf(expression, snaplen=snaplen, optimize=optimize))
+    return _fits(P.encode_ebpf(compile_ebpf(expression, snaplen=snaplen, optimize=optimize)))
 
 
 def text_filter(text: str) -> bytes:
-    """Hand-written eBPF in the text form -> encoded program (ProgramTextError if bad)."""
-    return P.load_text_program(text)
+    """Hand-written eBPF in the text form -> encoded program (ProgramTextError if bad,
+    FilterTooLarge if past ncap's limit)."""
+    return _fits(P.load_text_program(text))
 
 
 def accept_all_filter(snaplen: int = SNAPLEN) -> bytes:

@@ -65,6 +65,18 @@ def _ip_header(src: AddressLike, dst: AddressLike, proto: int, length: int) -> b
     return ipv6_header(src, dst, proto, length)
 
 
+def _ip_length(packet: bytes) -> int:
+    """The length an IP packet's header gives (0: none to read). A packet captured cut
+    short and written with its cut length as its length made `tcpdump -r` say
+    `truncated-ip - 20 bytes missing!` and tshark show the cut length as the frame's."""
+    if len(packet) >= 4 and packet[0] >> 4 == 4:
+        return int.from_bytes(packet[2:4], "big")
+    if len(packet) >= 6 and packet[0] >> 4 == 6:
+        payload = int.from_bytes(packet[4:6], "big")
+        return 40 + payload if payload else 0  # (0: a jumbogram's, RFC 2675)
+    return 0
+
+
 @dataclass
 class TcpFlow:
     """One connection's state in a recorder: addresses, ports, next sequence numbers."""
@@ -145,6 +157,10 @@ class PcapRecorder:
     lengths: dict[int, int] = field(default_factory=dict)
 
     def add(self, time: int, packet: bytes, length: int | None = None) -> int:
+        """`packet` sent or received at `time`; `length` its whole length when cut short
+        (by default its IP header's: a capture cut by the endpoint's CaptureSnaplen)."""
+        if length is None:
+            length = max(len(packet), _ip_length(packet))
         self.packets.append((time, packet))
         if length is not None and length != len(packet):
             self.lengths[len(self.packets) - 1] = length
@@ -179,8 +195,10 @@ class PcapRecorder:
         as_address(local), as_address(remote)  # validate now
         return TcpFlow(self, local, lport, remote, rport)
 
-    def write(self, out: BinaryIO) -> int:
-        out.write(pcap_header())
+    def write(self, out: BinaryIO, *, header: bool = True) -> int:
+        """The file (`header=False`: its records alone, after a header written before)."""
+        if header:
+            out.write(pcap_header())
         lengths = self.lengths
         for i in sorted(range(len(self.packets)), key=lambda i: self.packets[i][0]):
             time, pkt = self.packets[i]

@@ -184,3 +184,118 @@ def test_a_run_killed_half_way_leaves_a_pcap_tcpdump_reads(tmp_path: Path) -> No
     assert len(data) == 24 and struct.unpack("<I", data[:4])[0] == 0xA1B23C4D
     out, err = tcpdump_read(ours)
     assert out == "" and "link-type RAW (Raw IP)" in err
+
+
+def _pktlab_argv(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "packetlab", "run", *argv]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, PKTLAB_HOME=str(tmp_path / "home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.mark.parametrize("where", ["-", "/dev/stdout"])
+def test_pcap_dash_pipes_into_tcpdump_r_dash(tmp_path: Path, where: str) -> None:
+    """`--pcap -` was refused in one line, where `tcpdump -w - | tcpdump -r -` works, and
+    `--pcap /dev/stdout` put the pcap among the command's text (`tcpdump: unknown file
+    format`). Now the pcap is standard output, read by `tcpdump -r -` at the other end of
+    a pipe, and what the command prints goes to standard error."""
+    ours = subprocess.Popen(
+        _pktlab_argv("sendgap", "--trains", "1", "--count", "20", "--pcap", where),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert ours.stdout is not None
+    reader = subprocess.Popen(
+        ["tcpdump", "-r", "-", "-nn", "-tt", "--time-stamp-precision=nano"],
+        stdin=ours.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ours.stdout.close()  # (the reader's now)
+    try:
+        out, err = reader.communicate(timeout=120)
+        said = ours.communicate(timeout=120)[1].decode()
+    finally:
+        for p in (ours, reader):
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+    assert (ours.returncode, reader.returncode) == (0, 0), (said, err)
+    assert err == "reading from file -, link-type RAW (Raw IP), snapshot length 262144\n"
+    assert len(out.splitlines()) == 20 and out.count("UDP, length") == 20, out
+    assert f"wrote 20 packets to {'standard output' if where == '-' else where}" in said, said
+    assert "# 1 train, 20 of 20 sent" in said, said  # the command's output: stderr
+    assert list(tmp_path.glob("-*")) == []
+
+
+def test_pcap_dash_on_a_terminal_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Binary pcap on a terminal would be garbage on the screen (gzip refuses likewise)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            _pktlab_argv("sendgap", "--trains", "1", "--count", "2", "--pcap", "-"),
+            stdout=follower, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "pktlab run sendgap: --pcap -: standard output is a terminal; pipe it "
+        "(| tcpdump -r -) or give a file name\n"
+    )
+
+
+def test_pcap_dash_into_a_pipe_closed_ends_quietly_141(tmp_path: Path) -> None:
+    """The reader gone (`| true`): 141 and no word, as the commands' other outputs."""
+    ours = subprocess.Popen(
+        _pktlab_argv("sendgap", "--trains", "1", "--count", "2", "--pcap", "-"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert ours.stdout is not None
+    ours.stdout.close()  # no reader at all
+    try:
+        err = ours.communicate(timeout=120)[1].decode()
+    finally:
+        if ours.poll() is None:
+            ours.kill()
+            ours.wait(30)
+    assert (ours.returncode, err) == (141, "")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_waiting_for_a_fifos_reader_ends_on_sigterm_and_ctrl_c(
+    tmp_path: Path, signum: int
+) -> None:
+    """`--pcap FIFO` with no reader waits in the open (as `tcpdump -w FIFO`), in the
+    reactor's thread, where our handlers only ask the reactor to stop: SIGTERM and SIGINT
+    did not end it (killed with -9). Now the default actions end it while it waits."""
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        _pktlab_argv("sendgap", "--trains", "1", "--count", "2", "--pcap", str(fifo)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _waits_in_open(proc.pid):  # in the FIFO's open, not still starting
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == -signum
+
+
+def _waits_in_open(pid: int) -> bool:
+    """The process's main thread is asleep in the kernel's FIFO open."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() in ("fifo_open", "wait_for_partner")
+    except OSError:
+        return False

@@ -484,3 +484,17 @@ def test_ctrl_c_ends_the_wait_for_a_spare_at_once() -> None:
     two.step()
     assert not pool._takers and not d.called  # the wait given up; epA still at it
     pool.release()
+
+
+def test_pcap_dash_is_refused_before_waiting(tmp_path: Path) -> None:
+    """`--pcap -` (standard output for `pktlab run`) made a file named `--HOSTID` per
+    endpoint in a campaign, whose pcap files are one per endpoint."""
+    args = parse("sendgap", "--endpoints", "2", "--listen", "127.0.0.1:0", "--pcap", "-",
+                 "--insecure-plaintext")  # fmt: skip
+    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(RunError), failures
+    assert str(failures[0].value) == (
+        "--pcap -: a campaign writes one file per endpoint (FILE-HOSTID.pcap); give a file name"
+    )

@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from packetlab.controller.filters import (
     ClassicInsn,
+    FilterError,
     FilterSyntaxError,
+    FilterTooLarge,
     FilterTranslationError,
     accept_all_filter,
     classic_to_ebpf,
@@ -503,3 +505,20 @@ def test_text_and_fixed_filters() -> None:
     assert run_ebpf(decode_ebpf(drop_all_filter()), ipv4(17, udp(1, 2))) == 0
     with pytest.raises(ProgramTextError, match="line 2"):
         text_filter("0x95 0 0 0 0\nexit\n")
+
+
+@needs_libpcap
+def test_a_filter_past_ncaps_limit_is_refused_here_by_size() -> None:
+    """3000 hosts or'ed compiled to 94,057 bytes of eBPF and went out in the ncap, which
+    the endpoint answers with a bare ESKTBADFILT (its FILT_BUFSZ is 65,536 bytes): now a
+    FilterTooLarge naming the size, the limit and what fits."""
+    many = " or ".join(f"host 10.0.{i // 250}.{i % 250}" for i in range(3000))
+    with pytest.raises(FilterTooLarge) as info:
+        tcpdump_filter(many)
+    assert info.value.size == 94057 and "more than the 65536" in str(info.value)
+    assert isinstance(info.value, FilterError) and isinstance(info.value, ValueError)
+    # The largest that fits (8191 instructions) is sent; one more is refused.
+    fits = "\n".join(["0xb7 0 0 0 0"] * 8190 + ["0x95 0 0 0 0"])
+    assert len(text_filter(fits)) == 65529
+    with pytest.raises(FilterTooLarge):
+        text_filter(fits + "\n0x95 0 0 0 0" * 2)

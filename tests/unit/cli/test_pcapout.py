@@ -46,27 +46,75 @@ def test_the_file_made_at_once_is_a_pcap_with_no_packets(tmp_path: Path) -> None
     assert (linktype, list(records)) == (101, [])
 
 
-def test_no_header_down_a_fifo(tmp_path: Path) -> None:
-    """A FIFO (or /dev/stdout) is not made at once: the header would come twice, once now
-    and once with the packets."""
+def test_a_fifo_gets_the_header_at_once_and_the_records_after_the_run(
+    tmp_path: Path,
+) -> None:
+    """A FIFO (`mkfifo f; tcpdump -r f & pktlab run ... --pcap f`) was opened and closed
+    with nothing written at the start: the reader took the end of the file (`tcpdump:
+    truncated dump file; tried to read 4 file header bytes, only got 0`, exit 1) and the
+    run hung at its end opening the FIFO again with no reader. Now it is opened once and
+    kept, as tcpdump -w keeps it: the header at once, the records after the run."""
     import os
     import threading
 
+    from packetlab.measure.pcap import pcap_header, pcap_records
+
     fifo = tmp_path / "p"
     os.mkfifo(fifo)
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    head, got, started = bytearray(), bytearray(), threading.Event()
+
+    def read() -> None:  # as tcpdump -r: the file header first, then the records
+        with open(fifo, "rb") as f:
+            while len(head) < 24 and (more := f.read(24 - len(head))):
+                head.extend(more)
+            started.set()
+            got.extend(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    pcapout.recorder_for(argparse.Namespace(pcap=str(fifo)))
+    args = argparse.Namespace(pcap=str(fifo))
+    recorder = pcapout.recorder_for(args)
+    assert recorder is not None
+    assert started.wait(10) and head == pcap_header()  # (was b"": the end of the file)
+
+    async def run(session: object) -> None:
+        recorder.udp(7_000_000_000, "::1", 5000, "::1", 53, b"q")
+
+    with pytest.raises(StopIteration):
+        pcapout.recording(args, recorder, run)(None).send(None)
     reader.join(10)
-    assert got == [b""]
+    assert [t for t, _ in pcap_records(bytes(head + got))[1]] == [7_000_000_000]
+    assert pcap_header() not in got
 
 
-def test_a_dash_is_refused_not_a_file_named_dash(
+def test_a_dash_is_standard_output_as_tcpdump_w_dash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`--pcap -` (tcpdump -w -'s standard output) made a file named `-`."""
+    """`--pcap -` was refused ("standard output carries the command's output"), where
+    `tcpdump -w - | tcpdump -r -` works: now the pcap goes to standard output (taken by
+    `_stdout_for_pcap`, its header written there at once), the records after the run, no
+    second header, and no file named `-`."""
+    import io
+
+    from packetlab.measure.pcap import pcap_header, pcap_records
+
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(RunError, match=r"^--pcap -: standard output carries the command.s output"):
-        pcapout.recorder_for(argparse.Namespace(pcap="-"))
+    out = io.BytesIO()
+    out.close = lambda: None  # type: ignore[method-assign]  # (read after the run)
+    monkeypatch.setattr(
+        pcapout, "_stdout_for_pcap", lambda: out.write(pcap_header()) and out, raising=False
+    )
+    args = argparse.Namespace(pcap="-")
+    recorder = pcapout.recorder_for(args)
+    assert recorder is not None and out.getvalue() == pcap_header()
+
+    async def run(session: object) -> None:
+        recorder.udp(5_000_000_123, "127.0.0.1", 5000, "127.0.0.1", 53, b"q")
+
+    done = pcapout.recording(args, recorder, run)(None)
+    with pytest.raises(StopIteration):
+        done.send(None)
+    linktype, records = pcap_records(out.getvalue())
+    assert linktype == 101 and [t for t, _ in records] == [5_000_000_123]
+    assert out.getvalue().count(pcap_header()) == 1
     assert list(tmp_path.iterdir()) == []

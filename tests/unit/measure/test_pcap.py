@@ -349,3 +349,33 @@ def test_a_flow_closed_after_the_peer_shows_its_fin_first_and_what_it_sent() -> 
         (True, 0x11, b""),  # theirs first
         (False, 0x11, b""),
     ]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "whole"), [("127.0.0.1", "127.0.0.2", 84), ("::1", "::2", 104)]
+)
+def test_a_packet_captured_cut_short_keeps_its_length_from_its_ip_header(
+    src: str, dst: str, whole: int
+) -> None:
+    """A captured packet cut by the endpoint's CaptureSnaplen (alias --pcap records them as
+    captured) was written with the cut length as its length: `tcpdump -r -v` said
+    `IP truncated-ip - 20 bytes missing!` and tshark showed a 64-byte frame. Now its
+    length is its IP header's (84: `length 84`, no warning), as `tcpdump -s 64` writes."""
+    from packetlab.measure.packets import ip_packet
+
+    echo = struct.pack("!BBHHH", 0, 0, 0, 1, 1) + bytes(56)
+    pkt = ip_packet(src, dst, 1 if ":" not in src else 58, echo)
+    assert len(pkt) == whole
+    rec = PcapRecorder()
+    rec.add(10**9, pkt[:64])
+    rec.add(2 * 10**9, pkt)  # whole: as before
+    rec.add(3 * 10**9, pkt + bytes(6))  # trailing padding: the bytes there, as before
+    rec.add(4 * 10**9, b"\x00garbage")  # not IP: as before
+    out = io.BytesIO()
+    rec.write(out)
+    data, off, lengths = out.getvalue(), 24, []
+    while off < len(data):
+        _, _, incl, orig = struct.unpack_from("<IIII", data, off)
+        lengths.append((incl, orig))
+        off += 16 + incl
+    assert lengths == [(64, whole), (whole, whole), (whole + 6, whole + 6), (8, 8)]
