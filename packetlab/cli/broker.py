@@ -69,6 +69,9 @@ def page_url(given: str) -> str:
     reads it. ValueError for what no broker serves (urllib said `unknown url type` or,
     for ftp://, `Name or service not known`, then asked whether the broker was running)."""
     url = given if "://" in given else f"http://{given}"
+    if "://" not in given and given.count(":") > 1 and "[" not in given:
+        # urllib said `Port could not be cast to integer value as ':1:20558'`
+        raise ValueError(f"--url {given!r}: an IPv6 address goes in brackets, [ADDR]:PORT")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # ValueError past 65535 (it was looked up as a service name)

@@ -47,6 +47,7 @@ from packetlab.cli.link_tls import (
     watch_refusals,
 )
 from packetlab.cli.linkargs import LinkError, add_link_arguments, listen_description
+from packetlab.hostport import cannot_listen
 from packetlab.paths import expand_path
 
 if TYPE_CHECKING:
@@ -323,6 +324,4 @@ async def listen_on(ctl: Any, where: Any) -> Any:
     try:
         return await ctl.listen(where)
     except CannotListenError as e:
-        raise LinkError(
-            f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
-        ) from None
+        raise LinkError(cannot_listen(e)) from None

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.hostport import join_host_port
 from packetlab.tls import PPKSClientCreator
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 
@@ -189,7 +190,7 @@ class BacklogPool:
     ) -> None:
         self.reactor = reactor
         self.host, self.port = host, port
-        self.where = f"{host}:{port}"
+        self.where = join_host_port(host, port)
         self.snikey = snikey
         self.creator = creator
         self.server_factory = server_factory
