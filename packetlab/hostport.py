@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cannot_listen", "host_port", "join_host_port"]
+__all__ = ["cannot_listen", "client_endpoint", "host_port", "join_host_port", "zone_problem"]
 
 
 def host_port(addr: Any) -> str:
@@ -26,3 +26,42 @@ def cannot_listen(e: Any) -> str:
     """A `CannotListenError` in one line, its address as `join_host_port` writes it
     (Twisted's own says ``Couldn't listen on ::1:20556: ...``)."""
     return f"cannot listen on {join_host_port(e.interface or '*', e.port)}: {e.socketError}"
+
+
+def zone_problem(host: str) -> str | None:
+    """Why an IPv6 `host` cannot be connected to or listened on here, else None: a
+    link-local address without its zone (the kernel's `Invalid argument`, retried for
+    ever), or a zone naming no interface of this host (`Name or service not known`)."""
+    import ipaddress
+    import socket
+
+    try:
+        ip = ipaddress.IPv6Address(host)
+    except ValueError:
+        return None
+    if ip.scope_id is None:
+        if ip.is_link_local:
+            return f"the link-local address {host} needs its interface: {host}%IFNAME"
+        return None
+    if not ip.scope_id.isdigit():
+        try:
+            socket.if_nametoindex(ip.scope_id)
+        except OSError:
+            return f"no interface {ip.scope_id!r} here (in {host})"
+    return None
+
+
+def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """A TCP client endpoint to `host`: an IP address directly (Twisted's
+    `HostnameEndpoint` drops an IPv6 zone, `fe80::1%eth0`, and its connect failed with
+    `Invalid argument`), a name through `HostnameEndpoint`."""
+    import ipaddress
+
+    from twisted.internet import endpoints
+
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    kind = endpoints.TCP6ClientEndpoint if version == 6 else endpoints.TCP4ClientEndpoint
+    return kind(reactor, host, port, timeout=timeout)

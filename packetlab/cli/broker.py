@@ -83,6 +83,12 @@ def page_url(given: str) -> str:
         raise ValueError(f"--url {given!r}: no host name (http://HOST:PORT/)")
     if port == 0:
         raise ValueError(f"--url {given!r}: port 0")
+    if "%" not in parts.netloc:  # (hostname is lower-cased: a zone's case is lost)
+        from packetlab.hostport import zone_problem
+
+        problem = zone_problem(parts.hostname)
+        if problem is not None:  # urlopen said `Invalid argument (is twistd pktbroker ...`
+            raise ValueError(f"--url {given!r}: {problem}")
     return url if parts.path else f"{url}/"
 
 

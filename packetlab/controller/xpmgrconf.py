@@ -180,6 +180,11 @@ def _broker_addr(v: str) -> str:
         raise ValueError(f"a host of {len(bare)} characters (at most 253)")
     if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("expected HOST[:PORT] with PORT 1..65535")
+    from packetlab.hostport import zone_problem
+
+    problem = zone_problem(bare)
+    if problem is not None:  # else `cannot reach broker ...: Invalid argument` on publishing
+        raise ValueError(problem)
     return v
 
 

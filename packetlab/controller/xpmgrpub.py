@@ -89,15 +89,15 @@ def controller_addr(
     if cfg.pub_controller_addr:
         return reference_form(cfg.pub_controller_addr)
     if active and address is not None:
-        return _host_only(address[0])
+        return _host_only(_publishable(address[0]))
     if address_given and address is not None:
         host, port = address
         if host in ("0.0.0.0", "::"):
             # a wildcard is no address to publish, but its port is where we listen:
             # without it the endpoints went to 20556 and gave up (session 32)
             host = local_address_toward(cfg.broker_addr or "")
-        return f"{host}:{port}"
-    return _host_only(local_address_toward(cfg.broker_addr or ""))
+        return f"{_publishable(host)}:{port}"
+    return _host_only(_publishable(local_address_toward(cfg.broker_addr or "")))
 
 
 def reference_form(addr: str) -> str:
@@ -112,6 +112,24 @@ def reference_form(addr: str) -> str:
         if sep and rest.startswith(":") and rest[1:].isdigit():
             return f"{host}{rest}"
     return addr
+
+
+def _publishable(host: str) -> str:
+    """`host`, unless it is a link-local IPv6 address: its zone names one of this host's
+    interfaces, not the endpoint's, and an xdescr value has no '%' (the broker said
+    `bad_value_char at offset 69: '%' is not allowed in a value`)."""
+    import ipaddress
+
+    try:
+        link_local = ipaddress.IPv6Address(host).is_link_local
+    except ValueError:
+        return host
+    if link_local:
+        raise ValueError(
+            f"{host} is link-local, no address to publish (an endpoint would need its own "
+            "interface's name): listen on a global address, or give one with -p"
+        )
+    return host
 
 
 def _host_only(host: str) -> str:

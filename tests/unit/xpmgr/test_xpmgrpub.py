@@ -131,3 +131,14 @@ def test_an_ipv6_controller_addr_in_the_form_the_reference_endpoint_reads(
     cfg.pub_controller_addr = "[fe80::1%eth0]:20600"
     assert controller_addr(cfg, publish_arg=None, **passive) == "fe80::1%eth0:20600"
     assert controller_addr(cfg, publish_arg="[x", **passive) == "[x"  # no address: as given
+
+
+def test_a_link_local_address_is_not_published(home: PktlabHome) -> None:
+    """`-a [fe80::1%eth0]:0` was sent, and the broker refused it (`'%' is not allowed in
+    a value`); without its zone no endpoint could reach it. Session 32 (dual32)."""
+    cfg = parse_xpmgr_config(conf(home, "ExpExec 0::CHAIN:EOP::"))
+    for active in (False, True):
+        kw: dict[str, Any] = {"active": active, "address": ("fe80::1%eth0", 5),
+                              "address_given": True}  # fmt: skip
+        with pytest.raises(ValueError, match="fe80::1%eth0 is link-local, no address to publish"):
+            controller_addr(cfg, publish_arg=None, **kw)
