@@ -7,11 +7,15 @@ brackets, PROTOCOL.md §1.4), and `[::1]:PORT` in the lines an operator reads.""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -172,3 +176,82 @@ def test_run_listen_ipv6_says_bracketed_addresses() -> None:
     finally:
         waiting.kill()
         waiting.wait(10)
+
+
+@contextmanager
+def veth_pair() -> Iterator[tuple[str, str, str, str, str]]:
+    """Namespaces `dual32a<pid>`, `dual32b<pid>` joined by a veth pair (fd32::1/64,
+    fd32::2/64 and their link-local addresses), removed after. Yields the two namespaces,
+    A's link-local address (no zone) and the veth ends' names in A and in B."""
+    tag = os.getpid() % 100000
+    a, b, va, vb = f"dual32a{tag}", f"dual32b{tag}", f"d32a{tag}", f"d32b{tag}"
+    ip = ["ip"]
+    made: list[str] = []
+    try:
+        for ns in (a, b):
+            subprocess.run([*ip, "netns", "add", ns], check=True)
+            made.append(ns)
+        subprocess.run([*ip, "link", "add", va, "netns", a, "type", "veth", "peer", "name",
+                        vb, "netns", b], check=True)  # fmt: skip
+        for ns, dev, addr in ((a, va, "fd32::1/64"), (b, vb, "fd32::2/64")):
+            subprocess.run([*ip, "-n", ns, "addr", "add", addr, "dev", dev, "nodad"], check=True)
+            subprocess.run([*ip, "-n", ns, "link", "set", dev, "up"], check=True)
+            subprocess.run([*ip, "-n", ns, "link", "set", "lo", "up"], check=True)
+        deadline = time.monotonic() + 20
+        while True:  # the link-local address is usable once its DAD is over
+            out = subprocess.run([*ip, "-n", a, "-6", "addr", "show", "dev", va, "scope", "link"],
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            found = re.search(r"inet6 (fe80::[0-9a-f:]+)/64", out)
+            if found and "tentative" not in out:
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(0.1)
+        yield a, b, found.group(1), va, vb
+    finally:
+        for ns in made:
+            subprocess.run([*ip, "netns", "del", ns], check=False)
+
+
+@pytest.mark.root
+def test_over_a_veth_pair_with_a_zoned_link_local_broker(home: PktlabHome, tmp_path: Path) -> None:
+    """Broker and manager in one namespace, the endpoint in the other, subscribed to the
+    broker's link-local address with its zone, `BrokerAddr [fe80::...%dev]:PORT` for the
+    manager (it failed: `Invalid argument`, Twisted's HostnameEndpoint drops the zone)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and ip(8) for network namespaces")
+    with veth_pair() as (a, b, link_local, va, vb):
+        pub, sub = free_v6_ports(2)  # (fresh namespaces: any port is free there)
+        broker = BrokerProcess(home, tmp_path, "--publish", f"tcp6:{pub}",
+                               "--subscribe", f"tcp6:{sub}", pub_port=pub, sub_port=sub,
+                               error_delay=0, prefix=["ip", "netns", "exec", a])  # fmt: skip
+        procs: list[Proc] = []
+        try:
+            ident = Identity(home, tmp_path, "ep")
+            procs.append(Proc(["ip", "netns", "exec", b, *twistd(), "-n", "--pidfile=",
+                               "--logfile=-", "pktendpoint", "-c", str(home.root / "endpt.conf"),
+                               "--reconnect-delay", "0.1", "--broker", f"[{link_local}%{vb}]:{sub}",
+                               "--ipv6", "fd32::2", *ident.endpoint_args()],
+                              tmp_path / "ep.log", tmp_path))  # fmt: skip
+            procs[-1].wait_log("Broker subscription finished")
+            conf = pub_conf(home, tmp_path / "pub.conf", broker)
+            zoned = f"BrokerAddr [{link_local}%{va}]:{pub}"
+            conf.write_text(conf.read_text().replace(f"BrokerAddr [::1]:{pub}", zoned))
+            c_mlet = compile_c_mlet(tmp_path)
+            results = tmp_path / "results.jsonl"
+            procs.append(Proc(["ip", "netns", "exec", a, sys.executable, "-m", "packetlab",
+                               "xpmgr", "-c", str(conf), "-a", "[fd32::1]:0", "-n", "1",
+                               "--results", str(results), str(c_mlet), "192.0.2.1", "9"],
+                              tmp_path / "xpmgr.log", tmp_path))  # fmt: skip
+            xp = procs[-1]
+            xp.proc.wait(60)
+            text = xp.text()
+            port = re.search(r"listening on \[fd32::1\]:(\d+)", text)
+            assert port is not None, text
+            assert f";controller_addr=fd32::1:{port.group(1)};" in text, text
+            # the endpoint connected back over the veth pair (the mlet's own target,
+            # 192.0.2.1 from namespace B, is unreachable: its result does not matter)
+            procs[0].wait_log(rf"controller session started with \[fd32::1\]:{port.group(1)}")
+        finally:
+            for p in procs:
+                p.stop()
+            broker.stop()
