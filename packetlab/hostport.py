@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["cannot_listen", "client_endpoint", "host_port", "join_host_port", "zone_problem"]
+__all__ = [
+    "cannot_listen",
+    "client_endpoint",
+    "host_port",
+    "join_host_port",
+    "shown_host",
+    "zone_problem",
+]
 
 
 def host_port(addr: Any) -> str:
@@ -16,9 +23,26 @@ def host_port(addr: Any) -> str:
     return join_host_port(str(host), port)
 
 
+def shown_host(host: str) -> str:
+    """An IPv4-mapped IPv6 address (an IPv4 client of a dual-stack `tcp6:PORT` port,
+    ``::ffff:192.0.2.9``) as its IPv4 address, the key its per-address share counts it
+    under (`addrshare.source_of`); any other host as it is."""
+    if host.startswith("::ffff:") and "." in host:
+        import ipaddress
+
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        return host if mapped is None else str(mapped)
+    return host
+
+
 def join_host_port(host: str, port: object) -> str:
     """``HOST:PORT``, an IPv6 host in brackets (``[::1]:20556``, not ``::1:20556``,
-    whose port a reader cannot tell from the address's last group)."""
+    whose port a reader cannot tell from the address's last group); an IPv4-mapped one
+    as its IPv4 address (`shown_host`)."""
+    host = shown_host(host)
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 

@@ -216,7 +216,8 @@ def veth_pair() -> Iterator[tuple[str, str, str, str, str]]:
 def test_over_a_veth_pair_with_a_zoned_link_local_broker(home: PktlabHome, tmp_path: Path) -> None:
     """Broker and manager in one namespace, the endpoint in the other, subscribed to the
     broker's link-local address with its zone, `BrokerAddr [fe80::...%dev]:PORT` for the
-    manager (it failed: `Invalid argument`, Twisted's HostnameEndpoint drops the zone)."""
+    manager (it failed: `Invalid argument`, Twisted's HostnameEndpoint drops the zone);
+    an IPv4 endpoint on the broker's dual-stack port is logged as its IPv4 address."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and ip(8) for network namespaces")
     with veth_pair() as (a, b, link_local, va, vb):
@@ -251,6 +252,12 @@ def test_over_a_veth_pair_with_a_zoned_link_local_broker(home: PktlabHome, tmp_p
             # the endpoint connected back over the veth pair (the mlet's own target,
             # 192.0.2.1 from namespace B, is unreachable: its result does not matter)
             procs[0].wait_log(rf"controller session started with \[fd32::1\]:{port.group(1)}")
+            # an IPv4 client of the dual-stack port: `peer=::ffff:127.0.0.1` before
+            procs.append(Proc(["ip", "netns", "exec", a, *twistd(), "-n", "--pidfile=",
+                               "--logfile=-", "pktendpoint", "-c", str(home.root / "endpt.conf"),
+                               "--broker", f"127.0.0.1:{sub}", *ident.endpoint_args()],
+                              tmp_path / "ep4.log", tmp_path))  # fmt: skip
+            broker.wait_log("subscribe peer=127.0.0.1 ")
         finally:
             for p in procs:
                 p.stop()

@@ -14,6 +14,7 @@ from packetlab.hostport import (
     client_endpoint,
     host_port,
     join_host_port,
+    shown_host,
     zone_problem,
 )
 
@@ -66,3 +67,12 @@ def test_client_endpoint_keeps_the_zone() -> None:
     assert reactor.tcpClients[0][:2] == ("fe80::1%eth0", 20556)
     assert isinstance(client_endpoint(reactor, "192.0.2.1", 1, 5), TCP4ClientEndpoint)
     assert isinstance(client_endpoint(reactor, "broker.example", 1, 5), HostnameEndpoint)
+
+
+def test_an_ipv4_client_of_a_dual_stack_port_is_its_ipv4_address() -> None:
+    """A broker on `tcp6:PORT` said `subscribe peer=::ffff:127.0.0.1` and the TLS layer
+    `[::ffff:127.0.0.1]:PORT`, where the per-address share counts 127.0.0.1."""
+    assert shown_host("::ffff:192.0.2.9") == "192.0.2.9"
+    assert host_port(IPv6Address("TCP", "::ffff:127.0.0.1", 5)) == "127.0.0.1:5"
+    assert shown_host("::ffff:1:2") == "::ffff:1:2"  # not mapped
+    assert shown_host("2001:db8::1") == "2001:db8::1"
