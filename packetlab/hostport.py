@@ -10,6 +10,7 @@ __all__ = [
     "host_port",
     "join_host_port",
     "shown_host",
+    "v6_then_port",
     "zone_problem",
 ]
 
@@ -89,3 +90,18 @@ def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
         return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
     kind = endpoints.TCP6ClientEndpoint if version == 6 else endpoints.TCP4ClientEndpoint
     return kind(reactor, host, port, timeout=timeout)
+
+
+def v6_then_port(host: str, port: str) -> bool:
+    """Whether `HOST:PORT` split on its last ':' is an IPv6 address and a port
+    (``::1:20556``), as the reference reads an unbracketed address (PROTOCOL.md §1.4);
+    else the whole text is one IPv6 address (``2001:db8::1``: ``2001:db8:`` is none)."""
+    import ipaddress
+
+    if not (port.isascii() and port.isdigit()):
+        return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True

@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError, as_status, status_name
-from packetlab.hostport import client_endpoint
+from packetlab.hostport import client_endpoint, v6_then_port
 from packetlab.ppks import (
     Certificate,
     PktlabHome,
@@ -307,7 +307,7 @@ def _broker_endpoint(reactor: Any, broker: str | Any) -> Any:
     if not isinstance(broker, str):
         return broker
     host, sep, port = broker.rpartition(":")
-    if not sep or (":" in host and not host.startswith("[")):
+    if not sep or (":" in host and not host.startswith("[") and not v6_then_port(host, port)):
         host, port = broker, str(DEFAULT_PUB_PORT)
     host = host.strip("[]")
     if not port.isdigit():

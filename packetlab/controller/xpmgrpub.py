@@ -28,6 +28,7 @@ from pathlib import Path
 
 from packetlab.controller.publish import PublishCredentials, make_xdescr
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.hostport import v6_then_port
 from packetlab.ppks import key_id, load_certificates, raw_public_key, read_public_key
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PUB_PORT
 
@@ -59,7 +60,8 @@ def override_pairs(text: str) -> list[tuple[str, str]]:
 
 def _split(addr: str, default_port: int) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or (":" in host and not host.startswith("[")):
+    bare_v6 = ":" in host and not host.startswith("[") and not v6_then_port(host, port)
+    if not sep or not port.isdigit() or bare_v6:
         return addr.strip("[]"), default_port
     return host.strip("[]"), int(port)
 
