@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["host_port"]
+__all__ = [
+    "cannot_listen",
+    "client_endpoint",
+    "host_port",
+    "join_host_port",
+    "shown_host",
+    "v6_then_port",
+    "zone_problem",
+]
 
 
 def host_port(addr: Any) -> str:
@@ -13,4 +21,87 @@ def host_port(addr: Any) -> str:
     host, port = getattr(addr, "host", None), getattr(addr, "port", None)
     if host is None or port is None:
         return "?" if addr is None else str(addr)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return join_host_port(str(host), port)
+
+
+def shown_host(host: str) -> str:
+    """An IPv4-mapped IPv6 address (an IPv4 client of a dual-stack `tcp6:PORT` port,
+    ``::ffff:192.0.2.9``) as its IPv4 address, the key its per-address share counts it
+    under (`addrshare.source_of`); any other host as it is."""
+    if host.startswith("::ffff:") and "." in host:
+        import ipaddress
+
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        return host if mapped is None else str(mapped)
+    return host
+
+
+def join_host_port(host: str, port: object) -> str:
+    """``HOST:PORT``, an IPv6 host in brackets (``[::1]:20556``, not ``::1:20556``,
+    whose port a reader cannot tell from the address's last group); an IPv4-mapped one
+    as its IPv4 address (`shown_host`)."""
+    host = shown_host(host)
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def cannot_listen(e: Any) -> str:
+    """A `CannotListenError` in one line, its address as `join_host_port` writes it
+    (Twisted's own says ``Couldn't listen on ::1:20556: ...``)."""
+    return f"cannot listen on {join_host_port(e.interface or '*', e.port)}: {e.socketError}"
+
+
+def zone_problem(host: str) -> str | None:
+    """Why an IPv6 `host` cannot be connected to or listened on here, else None: a
+    link-local address without its zone (the kernel's `Invalid argument`, retried for
+    ever), or a zone naming no interface of this host (`Name or service not known`)."""
+    import ipaddress
+    import socket
+
+    try:
+        ip = ipaddress.IPv6Address(host)
+    except ValueError:
+        return None
+    if ip.scope_id is None:
+        if ip.is_link_local:
+            return f"the link-local address {host} needs its interface: {host}%IFNAME"
+        return None
+    if not ip.scope_id.isdigit():
+        try:
+            socket.if_nametoindex(ip.scope_id)
+        except OSError:
+            return f"no interface {ip.scope_id!r} here (in {host})"
+    return None
+
+
+def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """A TCP client endpoint to `host`: an IP address directly (Twisted's
+    `HostnameEndpoint` drops an IPv6 zone, `fe80::1%eth0`, and its connect failed with
+    `Invalid argument`), a name through `HostnameEndpoint`."""
+    import ipaddress
+
+    from twisted.internet import endpoints
+
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    kind = endpoints.TCP6ClientEndpoint if version == 6 else endpoints.TCP4ClientEndpoint
+    return kind(reactor, host, port, timeout=timeout)
+
+
+def v6_then_port(host: str, port: str) -> bool:
+    """Whether `HOST:PORT` split on its last ':' is an IPv6 address and a port
+    (``::1:20556``), as the reference reads an unbracketed address (PROTOCOL.md §1.4);
+    else the whole text is one IPv6 address (``2001:db8::1``: ``2001:db8:`` is none)."""
+    import ipaddress
+
+    if not (port.isascii() and port.isdigit()):
+        return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True

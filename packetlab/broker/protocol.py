@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.addrshare import AddressShare, oldest_of_busiest
+from packetlab.hostport import shown_host
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
 from packetlab.tls.directwrite import socket_connection
@@ -342,7 +343,7 @@ class BrokerProtocol(Protocol):
         _keepalive(self.transport)
         verified = peer_of(self)
         try:
-            self.peer = str(self._t.getPeer().host)
+            self.peer = shown_host(str(self._t.getPeer().host))
         except Exception:
             pass
         key = verified.public_key if verified is not None else None

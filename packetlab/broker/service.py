@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from packetlab.addrshare import DEFAULT_SHARE
 from packetlab.fdcap import link_budget, nofile_limit
-from packetlab.hostport import host_port
+from packetlab.hostport import cannot_listen, host_port
 from packetlab.tapoptions import stop_daemon
 from packetlab.tls import (
     AuthMode,
@@ -155,12 +155,17 @@ class BrokerService(service.Service):
             self.log.critical("pktbroker {why}; stopping", why=failure.value)
             stop_daemon(self.reactor, str(failure.value))
             return
+        e = failure.value
+        if isinstance(e, CannotListenError):  # a port in use: its address as we write it
+            why = cannot_listen(e)
+        else:
+            why = f"cannot listen: {failure.getErrorMessage()}"
         if failure.check(CannotListenError, ValueError):  # a port in use, a bad address
-            self.log.critical("pktbroker cannot listen: {why}; stopping", why=failure.value)
+            self.log.critical("pktbroker {why}; stopping", why=why)
         else:
             self.log.failure("pktbroker cannot listen; stopping", failure)
         # Under twistd: that line on stderr too, and exit status 1.
-        stop_daemon(self.reactor, f"cannot listen: {failure.getErrorMessage()}")
+        stop_daemon(self.reactor, why)
 
     async def _listen(self) -> None:
         if self.store_url.startswith("redis://"):

@@ -69,6 +69,9 @@ def page_url(given: str) -> str:
     reads it. ValueError for what no broker serves (urllib said `unknown url type` or,
     for ftp://, `Name or service not known`, then asked whether the broker was running)."""
     url = given if "://" in given else f"http://{given}"
+    if "://" not in given and given.count(":") > 1 and "[" not in given:
+        # urllib said `Port could not be cast to integer value as ':1:20558'`
+        raise ValueError(f"--url {given!r}: an IPv6 address goes in brackets, [ADDR]:PORT")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # ValueError past 65535 (it was looked up as a service name)
@@ -80,6 +83,12 @@ def page_url(given: str) -> str:
         raise ValueError(f"--url {given!r}: no host name (http://HOST:PORT/)")
     if port == 0:
         raise ValueError(f"--url {given!r}: port 0")
+    if "%" not in parts.netloc:  # (hostname is lower-cased: a zone's case is lost)
+        from packetlab.hostport import zone_problem
+
+        problem = zone_problem(parts.hostname)
+        if problem is not None:  # urlopen said `Invalid argument (is twistd pktbroker ...`
+            raise ValueError(f"--url {given!r}: {problem}")
     return url if parts.path else f"{url}/"
 
 

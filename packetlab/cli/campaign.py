@@ -21,6 +21,7 @@ from packetlab.cli.link import Link, add_link_arguments, listen_on, listening_en
 from packetlab.cli.lost import Arrivals, lost_row
 from packetlab.cli.run import RunError
 from packetlab.cli.run_command import Command, Progress, Record, add_log_option
+from packetlab.hostport import host_port
 
 MEASUREMENTS = ("dns", "http", "throughput", "sendgap", "clocksync")
 
@@ -156,8 +157,7 @@ async def campaign(
     ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await listen_on(ctl, where)
-    h: Any = port.getHost()
-    print(f"waiting for {n} endpoint{'s' if n > 1 else ''} on {h.host}:{h.port} "
+    print(f"waiting for {n} endpoint{'s' if n > 1 else ''} on {host_port(port.getHost())} "
           f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)

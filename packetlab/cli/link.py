@@ -52,6 +52,7 @@ from packetlab.cli.linkargs import (
     add_link_arguments,
     listen_description,
 )
+from packetlab.hostport import cannot_listen
 from packetlab.paths import expand_path
 
 if TYPE_CHECKING:
@@ -334,6 +335,4 @@ async def listen_on(ctl: Any, where: Any) -> Any:
     try:
         return await ctl.listen(where)
     except CannotListenError as e:
-        raise LinkError(
-            f"cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
-        ) from None
+        raise LinkError(cannot_listen(e)) from None

@@ -9,6 +9,7 @@ import argparse
 import ipaddress
 
 from packetlab.controller.errors import ControllerError
+from packetlab.hostport import v6_then_port, zone_problem
 
 __all__ = ["LinkError", "add_link_arguments", "listen_description"]
 
@@ -82,6 +83,8 @@ def listen_description(text: str) -> str:
         host, sep, port = text.rpartition(":")
         if not sep:
             raise LinkError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
+        if ":" in host and not v6_then_port(host, port):  # `::1` said `':' is not an IP address`
+            raise LinkError(f"--listen {text}: expected [IPv6]:PORT")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise LinkError(f"--listen {text}: bad port {port!r}")
     if not host:
@@ -90,6 +93,9 @@ def listen_description(text: str) -> str:
         ip = ipaddress.ip_address(host)
     except ValueError:
         raise LinkError(f"--listen {text}: {host!r} is not an IP address") from None
+    problem = zone_problem(host)
+    if problem is not None:  # else `cannot listen on ...: [Errno 22] Invalid argument`
+        raise LinkError(f"--listen {text}: {problem}")
     if ip.version == 6:
         return f"tcp6:{port}:interface={str(ip).replace(':', chr(92) + ':')}"
     return f"tcp:{port}:interface={ip}"

@@ -39,6 +39,7 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
+from packetlab.hostport import host_port
 
 if TYPE_CHECKING:
     from packetlab.controller.stop import StopSignal
@@ -263,8 +264,7 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     if not link.in_process:
 
         def listening(port: Any) -> None:
-            h = port.getHost()
-            print(f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+            print(f"waiting for an endpoint on {host_port(port.getHost())} ({link.describe()}) ...",
                   file=sys.stderr)  # fmt: skip
 
         await run_on_link(reactor, link, experiment, timeout=args.timeout,
@@ -332,8 +332,8 @@ async def _with_pool(
     ctl: Controller[None] = Controller(arrivals.arrive, reactor=reactor)
     where, _creds = listening_endpoint(reactor, link)
     port = await listen_on(ctl, where)
-    h: Any = port.getHost()
-    print(f"waiting for {args.endpoints} endpoints on {h.host}:{h.port} ({link.describe()}) ...",
+    where_at = host_port(port.getHost())
+    print(f"waiting for {args.endpoints} endpoints on {where_at} ({link.describe()}) ...",
           file=sys.stderr)  # fmt: skip
     try:
         sessions = await pool.wait(args.timeout)

@@ -20,6 +20,7 @@ from packetlab.cli.interrupt import run_reactor
 from packetlab.cli.link import BroadcastTarget, Link, route_source, run_on_link
 from packetlab.cli.run import Address, RunError
 from packetlab.cli.run_host import check_local_address, check_raw_permission, interface_address
+from packetlab.hostport import host_port
 
 if TYPE_CHECKING:
     from packetlab.controller.stop import StopSignal
@@ -82,9 +83,8 @@ async def on_link(
     if not link.in_process:
 
         def listening(port: Any) -> None:
-            h = port.getHost()
             print(
-                f"waiting for an endpoint on {h.host}:{h.port} ({link.describe()}) ...",
+                f"waiting for an endpoint on {host_port(port.getHost())} ({link.describe()}) ...",
                 file=sys.stderr,
             )
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from packetlab.cli.link import Link, LinkError, add_link_arguments, run_on_link
+from packetlab.hostport import host_port
 
 EXIT_WRAP_FAILED = 125
 
@@ -225,8 +226,7 @@ async def wrap_command(reactor: Any, args: argparse.Namespace) -> int:
         return result.status
 
     def listening(port: Any) -> None:
-        h = port.getHost()
-        print(f"pktlab wrap: waiting for an endpoint on {h.host}:{h.port} "
+        print(f"pktlab wrap: waiting for an endpoint on {host_port(port.getHost())} "
               f"({link.describe()}) ...", file=sys.stderr)  # fmt: skip
 
     def refused(text: str) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.hostport import client_endpoint, join_host_port
 from packetlab.tls import PPKSClientCreator
 from packetlab.tls.handoff import HandoffError, TLSHandoff
 
@@ -189,7 +189,7 @@ class BacklogPool:
     ) -> None:
         self.reactor = reactor
         self.host, self.port = host, port
-        self.where = f"{host}:{port}"
+        self.where = join_host_port(host, port)
         self.snikey = snikey
         self.creator = creator
         self.server_factory = server_factory
@@ -247,7 +247,7 @@ class BacklogPool:
         self.pending += 1
         factory = Factory.forProtocol(lambda: BacklogConnection(self))
         factory.noisy = False
-        ep = HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.step_timeout)
+        ep = client_endpoint(self.reactor, self.host, self.port, self.step_timeout)
         ep.connect(factory).addErrback(self._connect_failed)
 
     def _connect_failed(self, f: Failure) -> None:

@@ -32,6 +32,7 @@ from packetlab.controller.errors import (
 )
 from packetlab.controller.session import EndpointSession
 from packetlab.controller.setupcap import SetupCap
+from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.wire import Cdata
 
@@ -152,8 +153,7 @@ class Controller(Generic[T]):
             ep = serverFromString(self.reactor, where)
         port: Any = await ep.listen(_SessionFactory(self))
         self.port = port
-        host = port.getHost()
-        self.log.info("controller listening on {host}", host=host)
+        self.log.info("controller listening on {where}", where=host_port(port.getHost()))
         return port
 
     def next_outcome(self) -> Deferred[Outcome[T]]:

@@ -32,13 +32,13 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError, as_status, status_name
+from packetlab.hostport import client_endpoint, v6_then_port
 from packetlab.ppks import (
     Certificate,
     PktlabHome,
@@ -307,12 +307,12 @@ def _broker_endpoint(reactor: Any, broker: str | Any) -> Any:
     if not isinstance(broker, str):
         return broker
     host, sep, port = broker.rpartition(":")
-    if not sep or (":" in host and not host.startswith("[")):
+    if not sep or (":" in host and not host.startswith("[") and not v6_then_port(host, port)):
         host, port = broker, str(DEFAULT_PUB_PORT)
     host = host.strip("[]")
     if not port.isdigit():
         raise PublishError(f"bad broker address {broker!r}: expected HOST[:PORT]")
-    return HostnameEndpoint(reactor, host, int(port), timeout=15)
+    return client_endpoint(reactor, host, int(port), 15)
 
 
 @deferred_api

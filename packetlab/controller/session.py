@@ -47,6 +47,7 @@ from packetlab.controller.sessiontext import field_error, loss_text, type_name
 from packetlab.controller.sockets import DEFAULT_MAX_BYTES, DEFAULT_MAX_NOTES, Note, Socket
 from packetlab.controller.socktable import SocketTable
 from packetlab.controller.watchdog import SessionTimers
+from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls.directwrite import frame_writer, socket_connection
 from packetlab.wire import (
@@ -234,8 +235,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
             self.on_connected(self)
         self._out = self.transport  # typed Any: zope interfaces confuse mypy
         peer = self._out.getPeer()
-        host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-        self.peer = str(peer) if host is None else f"{host}:{port}"
+        self.peer = host_port(peer)
         nodelay = getattr(self._out, "setTcpNoDelay", None)
         if nodelay is not None:
             try:

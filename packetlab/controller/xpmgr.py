@@ -50,6 +50,7 @@ from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
 from packetlab.controller.xpmgrexit import all_failed_words, usage_refusal, verdict
 from packetlab.controller.xpmgrhand import Deaf, Full, HandOver
 from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
+from packetlab.hostport import zone_problem
 from packetlab.ppks import (
     Certificate,
     PPKSError,
@@ -121,6 +122,9 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
             )
     if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError(f"bad address {text!r}: expected ADDR[:PORT] with PORT 0..65535")
+    problem = zone_problem(host)
+    if problem is not None:  # else `Couldn't listen on ...: Invalid argument`
+        raise ValueError(f"bad address {text!r}: {problem}")
     return HostPort(host, int(port))
 
 

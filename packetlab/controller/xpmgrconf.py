@@ -164,9 +164,12 @@ def _broker_addr(v: str) -> str:
     failed: bad broker address`)."""
     import ipaddress
 
+    from packetlab.hostport import v6_then_port, zone_problem
+
     _nonempty(v)
     host, sep, port = v.rpartition(":")
-    if not sep or (":" in host and not host.startswith("[")):
+    # `::1:20556` as the reference reads it; `::1` a bare address
+    if not sep or (":" in host and not host.startswith("[") and not v6_then_port(host, port)):
         host, port = v, "20556"
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if host != bare or ":" in bare:  # [v6] or a bare v6 address
@@ -180,6 +183,9 @@ def _broker_addr(v: str) -> str:
         raise ValueError(f"a host of {len(bare)} characters (at most 253)")
     if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("expected HOST[:PORT] with PORT 1..65535")
+    problem = zone_problem(bare)
+    if problem is not None:  # else `cannot reach broker ...: Invalid argument` on publishing
+        raise ValueError(problem)
     return v
 
 

@@ -11,6 +11,9 @@ keyid, in place), and the xdescr in pktxpmgr's field order with `controller_addr
   ADDR (``0.0.0.0``, ``::``) is replaced by the local address toward the broker;
 * else (no ``-a``) the local address toward the broker, without port.
 
+An IPv6 address goes without brackets and always with its port (``::1:20600``,
+``::1:20556``): the reference endpoint splits controller_addr on its last ':' (session 32).
+
 ExpExec entries are published in reverse config order, each on its own broker link; a
 publication lives exactly as long as its link.
 """
@@ -25,10 +28,17 @@ from pathlib import Path
 
 from packetlab.controller.publish import PublishCredentials, make_xdescr
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
+from packetlab.hostport import v6_then_port
 from packetlab.ppks import key_id, load_certificates, raw_public_key, read_public_key
-from packetlab.wire.constants import DEFAULT_PUB_PORT
+from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PUB_PORT
 
-__all__ = ["PubItem", "controller_addr", "override_pairs", "publication_items"]
+__all__ = [
+    "PubItem",
+    "controller_addr",
+    "override_pairs",
+    "publication_items",
+    "reference_form",
+]
 
 
 @dataclass
@@ -50,7 +60,8 @@ def override_pairs(text: str) -> list[tuple[str, str]]:
 
 def _split(addr: str, default_port: int) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or (":" in host and not host.startswith("[")):
+    bare_v6 = ":" in host and not host.startswith("[") and not v6_then_port(host, port)
+    if not sep or not port.isdigit() or bare_v6:
         return addr.strip("[]"), default_port
     return host.strip("[]"), int(port)
 
@@ -73,21 +84,60 @@ def controller_addr(
     address: tuple[str, int] | None,
     address_given: bool,
 ) -> str:
-    """`address` is the proxy (active) or where we listen (passive, bound port)."""
+    """`address` is the proxy (active) or where we listen (passive, bound port). An IPv6
+    address is published as the reference endpoint reads it (`reference_form`)."""
     if publish_arg:
-        return publish_arg
+        return reference_form(publish_arg)
     if cfg.pub_controller_addr:
-        return cfg.pub_controller_addr
+        return reference_form(cfg.pub_controller_addr)
     if active and address is not None:
-        return address[0]
+        return _host_only(_publishable(address[0]))
     if address_given and address is not None:
         host, port = address
         if host in ("0.0.0.0", "::"):
             # a wildcard is no address to publish, but its port is where we listen:
             # without it the endpoints went to 20556 and gave up (session 32)
             host = local_address_toward(cfg.broker_addr or "")
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return local_address_toward(cfg.broker_addr or "")
+        return f"{_publishable(host)}:{port}"
+    return _host_only(_publishable(local_address_toward(cfg.broker_addr or "")))
+
+
+def reference_form(addr: str) -> str:
+    """``[v6]:PORT`` as ``v6:PORT``, ``[v6]`` as ``v6:20556``: the reference endpoint
+    splits controller_addr on its last ':' and has no brackets (PROTOCOL.md §1.4), so a
+    bracket was part of the host it looked up (ours reads both forms). Other text as
+    written (``::1:20600`` is already the reference's form)."""
+    if addr.startswith("["):
+        host, sep, rest = addr[1:].partition("]")
+        if sep and not rest:
+            return _host_only(host)
+        if sep and rest.startswith(":") and rest[1:].isdigit():
+            return f"{host}{rest}"
+    return addr
+
+
+def _publishable(host: str) -> str:
+    """`host`, unless it is a link-local IPv6 address: its zone names one of this host's
+    interfaces, not the endpoint's, and an xdescr value has no '%' (the broker said
+    `bad_value_char at offset 69: '%' is not allowed in a value`)."""
+    import ipaddress
+
+    try:
+        link_local = ipaddress.IPv6Address(host).is_link_local
+    except ValueError:
+        return host
+    if link_local:
+        raise ValueError(
+            f"{host} is link-local, no address to publish (an endpoint would need its own "
+            "interface's name): listen on a global address, or give one with -p"
+        )
+    return host
+
+
+def _host_only(host: str) -> str:
+    """A host published without port, as pktxpmgr does (endpoints take 20556); but an
+    IPv6 address gets the port: a reference endpoint reads ``::1`` as host ``:`` port 1."""
+    return f"{host}:{DEFAULT_CONTROLLER_PORT}" if ":" in host else host
 
 
 def _credentials(cfg: XpmgrConfig, spec: ExpExec) -> tuple[PublishCredentials, bytes | None]:

@@ -40,6 +40,7 @@ from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
 from packetlab.endpoint.tcpclient import TCPClientEndpoint
+from packetlab.hostport import zone_problem
 from packetlab.tls import peer_of
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT
 
@@ -76,6 +77,14 @@ class ControllerAddress:
         bad = f"bad {what} address {text!r}"
         if not text:
             raise ValueError(f"empty {what} address")
+        address = cls._split(text, default_port, bad)
+        problem = zone_problem(address.host)
+        if problem is not None:  # else retried for ever: `Invalid argument`
+            raise ValueError(f"{bad}: {problem}")
+        return address
+
+    @classmethod
+    def _split(cls, text: str, default_port: int, bad: str) -> ControllerAddress:
         if text.startswith("["):
             host, sep, rest = text[1:].partition("]")
             if not sep or (rest and not rest.startswith(":")):

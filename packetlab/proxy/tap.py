@@ -25,6 +25,7 @@ from twisted.python import usage  # noqa: E402
 from packetlab import fdcap  # noqa: E402
 from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
+from packetlab.hostport import cannot_listen, host_port  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
@@ -373,13 +374,15 @@ class ProxyService(service.MultiService):
     def _listening(self, port: Any, name: str) -> None:
         self.listening[name] = port
         host = port.getHost()
-        log.info("{name} port listening on {host}:{port}", name=name, host=host.host,
-                 port=host.port)  # fmt: skip
+        log.info("{name} port listening on {where}", name=name, where=host_port(host))
 
     def _failed(self, f: Any, name: str) -> None:
         from twisted.internet import reactor
+        from twisted.internet.error import CannotListenError
 
-        why = f"cannot listen on the {name} port: {f.getErrorMessage()}"
+        e = f.value
+        said = cannot_listen(e) if isinstance(e, CannotListenError) else f.getErrorMessage()
+        why = f"cannot listen on the {name} port: {said}"
         log.error("{why}", why=why)
         stop_daemon(reactor, why)  # under twistd: that line on stderr too, exit status 1
 

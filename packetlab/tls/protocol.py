@@ -28,6 +28,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
+from packetlab.hostport import host_port
+
 from .backlog import OwnBacklog
 from .directwrite import Corked, DirectWriter, socket_connection, unsent
 from .gate import PeerGate
@@ -523,5 +525,4 @@ def _address_of(transport: Any) -> str:
         peer = transport.getPeer()
     except Exception:
         return "?"
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    return f"{host}:{port}" if host is not None else str(peer)
+    return host_port(peer)

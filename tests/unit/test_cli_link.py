@@ -60,6 +60,7 @@ def test_route_source() -> None:
         ("20556", "tcp:20556"),
         ("127.0.0.1:20556", "tcp:20556:interface=127.0.0.1"),
         ("[::1]:20556", "tcp6:20556:interface=\\:\\:1"),
+        ("::1:20556", "tcp6:20556:interface=\\:\\:1"),  # as the endpoint reads it
         ("tcp:20556:interface=127.0.0.1", "tcp:20556:interface=127.0.0.1"),
     ],
 )
@@ -79,6 +80,11 @@ def test_listen_description(text: str, expected: str) -> None:
         ("127.0.0.1:70000", "bad port"),
         ("[::1]20556", "expected \\[IPv6\\]:PORT"),
         ("example.com:20556", "is not an IP address"),
+        # session 32 (dual32): `--listen ::1` said `':' is not an IP address`, and a
+        # link-local address without its zone `[Errno 22] Invalid argument` on listening
+        ("::1", "expected \\[IPv6\\]:PORT"),
+        ("2001:db8::1", "expected \\[IPv6\\]:PORT"),
+        ("[fe80::1]:20556", "the link-local address fe80::1 needs its interface"),
     ],
 )
 def test_bad_listen(text: str, message: str) -> None:

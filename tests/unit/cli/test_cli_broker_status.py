@@ -108,6 +108,11 @@ def test_url_without_a_scheme_is_http(
         ("http://:20558/", "no host name (http://HOST:PORT/)"),
         ("not a url", "no host name (http://HOST:PORT/)"),
         ("http://[::1", "Invalid IPv6 URL"),
+        # was urllib's `Port could not be cast to integer value as ':1:20558'` (session 32)
+        ("::1:20558", "an IPv6 address goes in brackets, [ADDR]:PORT"),
+        ("2001:db8::1", "an IPv6 address goes in brackets, [ADDR]:PORT"),
+        # was `no broker status at ...: Invalid argument (is twistd pktbroker running ...`
+        ("[fe80::1]:20558", "the link-local address fe80::1 needs its interface: fe80::1%IFNAME"),
     ],
 )
 def test_a_url_no_broker_serves_is_a_usage_error(

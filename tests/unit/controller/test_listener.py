@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from ctl_fakes import FakeEndpoint, result_of
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, globalLogPublisher
@@ -35,9 +35,12 @@ class Net:
         self.pumps: list[iosim.IOPump] = []
         self.connected = 0
 
-    def connect(self, start_status: int = 0) -> tuple[EndpointSession, FakeEndpoint]:
+    def connect(
+        self, start_status: int = 0, host: str = "127.0.0.1"
+    ) -> tuple[EndpointSession, FakeEndpoint]:
         _port, factory, _backlog, _iface = self.reactor.tcpServers[-1]
-        peer = IPv4Address("TCP", "127.0.0.1", 40000 + self.connected)
+        kind = IPv6Address if ":" in host else IPv4Address
+        peer = kind("TCP", host, 40000 + self.connected)
         self.connected += 1
         session = factory.buildProtocol(peer)
         fake = FakeEndpoint(self.reactor)
@@ -63,6 +66,18 @@ class Net:
 
 async def time_experiment(session: EndpointSession) -> int:
     return await read_time(session)
+
+
+def test_an_ipv6_endpoint_is_bracketed_in_its_outcome() -> None:
+    """`Outcome.peer` (xpmgr's and `pktlab run --endpoints`'s lines and JSON) was
+    `::1:40000` before session 32 (dual32): its port not told from the address."""
+    net = Net()
+    ctl = result_of(listen(net.reactor, "tcp6:20556:interface=\\:\\:1", time_experiment))
+    session, _fake = net.connect(host="::1")
+    assert session.peer == "[::1]:40000"
+    outcome = ctl.next_outcome()
+    net.settle()
+    assert result_of(outcome).peer == "[::1]:40000"
 
 
 def test_experiment_runs_per_endpoint_and_session_closes() -> None:

@@ -161,7 +161,9 @@ def test_stop_service_while_connecting() -> None:
         ("[::1]", "::1", 20556),
         ("::1", "::1", 20556),
         ("::1:20557", "::1", 20557),  # split on the last ':' like the reference
-        ("fe80::1", "fe80::1", 20556),
+        ("fe80::1%1", "fe80::1%1", 20556),  # a link-local address with its zone
+        ("[fe80::1%1]:7", "fe80::1%1", 7),
+        ("fe80::1%1:7", "fe80::1%1", 7),
         ("controller.example.org:1", "controller.example.org", 1),
     ],
 )
@@ -175,6 +177,30 @@ def test_address_parsing(text: str, host: str, port: int) -> None:
 def test_bad_addresses(text: str) -> None:
     with pytest.raises(ValueError, match="controller address"):
         ControllerAddress.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("fe80::1", "the link-local address fe80::1 needs its interface: fe80::1%IFNAME"),
+        ("[fe80::1]:5", "the link-local address fe80::1 needs its interface: fe80::1%IFNAME"),
+        ("[fe80::1%nosuch0]:5", "no interface 'nosuch0' here (in fe80::1%nosuch0)"),
+    ],
+)
+def test_a_link_local_address_needs_a_zone_of_this_host(
+    monkeypatch: pytest.MonkeyPatch, text: str, said: str
+) -> None:
+    """Session 32 (dual32): `--broker [fe80::1]:5` was retried for ever (`Invalid
+    argument`), and with an unknown zone (`Name or service not known`)."""
+    import socket
+
+    def if_nametoindex(name: str) -> int:
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(socket, "if_nametoindex", if_nametoindex)
+    with pytest.raises(ValueError) as e:
+        ControllerAddress.parse(text, what="broker")
+    assert str(e.value) == f"bad broker address {text!r}: {said}"
 
 
 def test_loopback_and_str() -> None:

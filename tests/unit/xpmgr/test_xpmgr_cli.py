@@ -40,6 +40,8 @@ def test_addresses(text: str, want: HostPort) -> None:
         ("[localhost]:1", "is not an IPv6 address"),
         ("::1:20556x", "is written [ADDR]:PORT"),
         ("1:2:3", "is written [ADDR]:PORT"),
+        # session 32: `Couldn't listen on fe80::1:0: [Errno 22] Invalid argument.`
+        ("[fe80::1]:0", "the link-local address fe80::1 needs its interface"),
     ],
 )
 def test_bad_addresses(text: str, message: str) -> None:

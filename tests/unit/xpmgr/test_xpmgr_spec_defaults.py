@@ -166,3 +166,26 @@ def test_a_broker_eof_is_not_republished_and_greeting_goes_on(
     assert len(made) == 1 and not m.wrapping_up and m.port is not None
     reactor.advance(1.1)
     assert m.wrapping_up and len(made) == 1
+
+
+@pytest.mark.parametrize(
+    ("broker", "host", "port"),
+    [
+        ("::1:3333", "::1", 3333),  # the reference's form: split on the last ':'
+        ("[::1]:3333", "::1", 3333),
+        ("::1", "::1", 20556),
+        ("2001:db8::1", "2001:db8::1", 20556),
+        ("[fe80::1%eth0]:3333", "fe80::1%eth0", 3333),
+    ],
+)
+def test_an_ipv6_broker_address(broker: str, host: str, port: int) -> None:
+    """`BrokerAddr ::1:3333`, as a reference xpmgr.conf writes it, was refused (`expected
+    HOST[:PORT] ([IPv6]:PORT for an IPv6 address)`); session 32 (dual32)."""
+    from packetlab.controller.xpmgrconf import parse_xpmgr_config
+
+    ep = _broker_endpoint(MemoryReactorClock(), broker)
+    assert (ep._host, ep._port) == (host, port)
+    if "%" not in broker:  # (a zone needs an interface of the machine running the test)
+        text = f"EnableExpPublication 0\nBrokerAddr {broker}\nControllerPrivkeyPath k\n"
+        cfg = parse_xpmgr_config(text + "ExpExec 1::c:::\n")
+        assert cfg.broker_addr == broker

@@ -113,6 +113,7 @@ def test_a_file_no_key_can_be_is_named_with_its_line(
         ("BrokerAddr 127.0.0.1:99999", "PORT 1..65535"),  # all four were found only
         ("BrokerAddr 127.0.0.1:-1", "PORT 1..65535"),  # when publishing
         ("BrokerAddr ::::", "([IPv6]:PORT for an IPv6 address)"),
+        ("BrokerAddr [fe80::1]:5", "the link-local address fe80::1 needs its interface"),
         ("BrokerAddr " + "h" * 300, "a host of 300 characters (at most 253)"),
         ("PubControllerAddr " + "x" * 300, "300 characters (an xdescr value holds at most 255)"),
         ("PubLocation a," + "x" * 300, "300 characters (an xdescr value holds at most 255)"),

@@ -104,3 +104,41 @@ def test_publishing_needs_the_agent_cert(home: PktlabHome, tmp_path: Path) -> No
     cfg.pub_agent_cert = None  # and where publishing is asked anyway
     with pytest.raises(ValueError, match="needs PubAgentCertPath"):
         publication_items(cfg, {id(cfg.exp_exec[0]): "k"}, addr="a")
+
+
+def test_an_ipv6_controller_addr_in_the_form_the_reference_endpoint_reads(
+    home: PktlabHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference endpoint splits controller_addr on its last ':' and has no brackets
+    (PROTOCOL.md §1.4): `[::1]:37585` was published (its host `[::1]`, no address) and a
+    bare `::1` in proxy mode and toward the broker (its host `:`, port 1). Ours reads
+    both forms; session 32 (dual32)."""
+    from packetlab.controller import xpmgrpub
+
+    monkeypatch.setattr(xpmgrpub, "local_address_toward", lambda broker: "2001:db8::7")
+    cfg = parse_xpmgr_config(conf(home, "ExpExec 0::CHAIN:EOP::"))
+    passive: dict[str, Any] = {"active": False, "address": ("::1", 37585), "address_given": True}
+    assert controller_addr(cfg, publish_arg=None, **passive) == "::1:37585"
+    assert controller_addr(cfg, publish_arg="[::1]:3333", **passive) == "::1:3333"
+    assert controller_addr(cfg, publish_arg="[2001:db8::9]", **passive) == "2001:db8::9:20556"
+    assert controller_addr(cfg, publish_arg="::1:3333", **passive) == "::1:3333"  # as given
+    active: dict[str, Any] = {"active": True, "address": ("::1", 20557), "address_given": True}
+    assert controller_addr(cfg, publish_arg=None, **active) == "::1:20556"
+    wild = dict(passive, address=("::", 36383))
+    assert controller_addr(cfg, publish_arg=None, **wild) == "2001:db8::7:36383"
+    none = dict(passive, address=("0.0.0.0", 20556), address_given=False)
+    assert controller_addr(cfg, publish_arg=None, **none) == "2001:db8::7:20556"
+    cfg.pub_controller_addr = "[fe80::1%eth0]:20600"
+    assert controller_addr(cfg, publish_arg=None, **passive) == "fe80::1%eth0:20600"
+    assert controller_addr(cfg, publish_arg="[x", **passive) == "[x"  # no address: as given
+
+
+def test_a_link_local_address_is_not_published(home: PktlabHome) -> None:
+    """`-a [fe80::1%eth0]:0` was sent, and the broker refused it (`'%' is not allowed in
+    a value`); without its zone no endpoint could reach it. Session 32 (dual32)."""
+    cfg = parse_xpmgr_config(conf(home, "ExpExec 0::CHAIN:EOP::"))
+    for active in (False, True):
+        kw: dict[str, Any] = {"active": active, "address": ("fe80::1%eth0", 5),
+                              "address_given": True}  # fmt: skip
+        with pytest.raises(ValueError, match="fe80::1%eth0 is link-local, no address to publish"):
+            controller_addr(cfg, publish_arg=None, **kw)
