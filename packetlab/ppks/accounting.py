@@ -354,6 +354,7 @@ class Meter:
         #: The database's last `AccountingError` (then `consume` grants nothing more
         #: than is held, and `release` could not refund).
         self.error: AccountingError | None = None
+        self._failed = False  # the last reservation failed: retried in the background
 
     def consume(self, n: int) -> bool:
         """Spend `n` if the budget allows; False (nothing spent) otherwise."""
@@ -363,6 +364,8 @@ class Meter:
             if not self._budget.is_limited(self.counter):
                 self.spent += n
                 return True
+            if self._retrying(n):
+                return False
             if self.spent:  # ran dry after the first reservation: the top-ups are too small
                 self.chunk = min(2 * self.chunk, self.max_chunk)
             try:
@@ -372,6 +375,7 @@ class Meter:
                     self.held += self._budget.reserve(self.counter, want, partial=True)
             except AccountingError as e:  # nothing recorded: nothing granted
                 self.error = e
+                self._failed = True
             if n > self.held:
                 return False
         self.held -= n
@@ -381,6 +385,35 @@ class Meter:
                 self._prefetch()
             except AccountingError as e:  # the next consume reserves (or fails) itself
                 self.error = e
+                self._failed = True
+        return True
+
+    def _retrying(self, n: int) -> bool:
+        """After the database failed, with a worker: True (refuse `n` at once) while a
+        retry runs in the background. Before, every request waited on the caller's thread
+        for SQLite's busy timeout (an endpoint's reactor froze 30 s per nsend while another
+        process held the database's write lock); now only the first one after a success
+        does, and the requests meanwhile are refused as before, without the wait."""
+        acct_worker = self._budget._acct._worker
+        if not self._failed or acct_worker is None:
+            return False
+        nxt = self._next
+        if nxt is not None:
+            if not nxt.done():
+                return True
+            try:
+                self._take_next(wait=False)
+            except AccountingError as e:
+                self.error = e
+            else:
+                self._failed = False  # recorded again: the normal path from here
+                return False
+        # Ask for what this request needs as well as a chunk (held + asked may then pass a
+        # chunk: only after a failure, and the surplus is refunded at release as ever).
+        self._asked = max(self.chunk - self.held, n - self.held)
+        self._next = acct_worker.submit(
+            self._budget.reserve, self.counter, self._asked, partial=True
+        )
         return True
 
     def _prefetch(self) -> None:
