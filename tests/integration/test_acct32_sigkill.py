@@ -202,7 +202,7 @@ def test_sigkill_at_random_moments_never_sends_undebited(tmp_path: Path) -> None
         c = ctl.accept(timeout=60)
         c.start()
         open_socket(c, "udp", sinks)
-        statuses = []
+        statuses: list[int] = []
         # Small datagrams: the built-in burst window (10 Mb/s over 10 s, 17857 of PKT)
         # must not be what refuses first.
         msg = wire.Nsend(1, 4, int(Proto.UDP), 0, 0, b"s" * 64, LO, port)
