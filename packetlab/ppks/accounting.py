@@ -121,6 +121,7 @@ class Accounting:
         if prefetch:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="pktlab-accounting")
         self._conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         if lazy:
             _precheck(self.path)
         else:
@@ -147,6 +148,7 @@ class Accounting:
             db.close()
             raise
         self._conn = db
+        self._file = _identity(self.path)
         self.clear_expired()
         return db
 
@@ -206,7 +208,25 @@ class Accounting:
     # -- used by Budget ---------------------------------------------------------------
 
     def _transaction(self) -> _Txn:
-        return _Txn(self._db, self._lock)
+        db = self._db
+        self._check_file()
+        return _Txn(db, self._lock)
+
+    def _check_file(self) -> None:
+        """Refuse to record into a file no longer at `path`. SQLite goes on writing to a
+        database deleted (or replaced) under it, so its debits vanished with the process
+        and the next endpoint started from a new, empty file: its limits reset (found by
+        acct32: 3100 packets sent after an `rm` were forgotten). One stat per commit."""
+        try:
+            now = _identity(self.path)
+        except OSError:
+            now = None
+        if now != self._file:
+            raise AccountingError(
+                f"accounting database {self.path}: the file was deleted or replaced while "
+                "in use; nothing more is recorded in it (restart to use the file now at "
+                "that path: what the old one recorded is lost)"
+            )
 
     def _used(self, key: bytes, counter: Counter) -> int:
         row = self._db.execute(
@@ -223,6 +243,11 @@ class Accounting:
             "INSERT OR REPLACE INTO rlim (key, counter, used, exptime) VALUES (?, ?, ?, ?)",
             (key, counter.value, used, exptime),
         )
+
+
+def _identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _precheck(path: str) -> None:

@@ -87,11 +87,48 @@ def test_a_locked_database_refuses_at_once_and_resumes(tmp_path: Path) -> None:
         )
         out = ep.output()
         assert out.count("database is locked; every request") == 1  # one line, not 1 per nsend
+        assert "another process holds the database's write lock" in out
         assert "Traceback" not in out
     finally:
         if shell is not None:
             shell.kill()
             shell.wait()
+        ep.stop()
+        ctl.close()
+        sink.close()
+
+
+def test_a_database_deleted_in_use_is_refused_not_forgotten(tmp_path: Path) -> None:
+    """The database (and its -wal, -shm) removed under a running endpoint. Before, SQLite
+    went on recording into the unlinked file: all 3000 nsends after the `rm` were sent,
+    and the restarted endpoint began from a new, empty file (limits reset, 3100 packets
+    forgotten). Now what is already debited is spent and the rest refused, with one line
+    that says what happened; the endpoint keeps answering."""
+    home = pktlab_init(tmp_path / "home")
+    db = home.root / "endpt.rlim.sqlite3"
+    chain = controller_chain(home, tmp_path / "c", limits=LIMITS)
+    sink, port = udp_sink()
+    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
+    ep = TLSEndpoint(home, ctl.address, tmp_path)
+    try:
+        c = ctl.accept()
+        c.start()
+        _udp_open(c, 1)
+        for _ in range(10):
+            assert send(c, port) == 0
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        statuses = [send(c, port) for _ in range(1000)]
+        # At most what was reserved before the rm (one chunk of 64 KiB, 64+ packets).
+        assert statuses.count(0) < 200, statuses.count(0)
+        assert statuses[-100:] == [int(Status.ESKTPKTDENY)] * 100
+        c.close()
+        ep.wait_log("session over")
+        out = ep.output()
+        assert out.count("deleted or replaced while in use") == 2  # the refusal, the close
+        assert "restart the endpoint" in out and "Traceback" not in out
+        assert ep.proc.poll() is None
+    finally:
         ep.stop()
         ctl.close()
         sink.close()

@@ -302,3 +302,24 @@ def test_a_locked_database_is_retried_in_the_background(
         assert used(db) >= m.spent == 2110
         m.release()
         assert used(db) == m.spent
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_in_use_records_nothing_more(
+    tmp_path: Path, how: str
+) -> None:
+    """SQLite writes on into a file unlinked under it: the debits were lost with the
+    process and the next start began from an empty file (limits reset). Now a debit
+    into a file no longer at the path is refused (AccountingError, fail closed)."""
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW) as acct:
+        b = acct.budget(chain(10_000))
+        assert b.reserve(Counter.SEND_BYTE, 1000) == 1000
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            Accounting(db, clock=lambda: NOW).close()  # a new, empty database at the path
+        with pytest.raises(AccountingError, match="deleted or replaced while in use"):
+            b.reserve(Counter.SEND_BYTE, 1000)
+        with pytest.raises(AccountingError, match="deleted or replaced"):
+            acct.budget(chain(10_000))
