@@ -281,10 +281,11 @@ class LimitsGate:
         if self._unrecorded == 1:
             self.rule_log.error(
                 "{what} refused: {e}; every request of a chain with limits is refused while "
-                "its debit cannot be recorded (free space there, or move RLimDBPath); this "
-                "session's next refusals are counted, not logged",
+                "its debit cannot be recorded ({remedy}); this session's next refusals are "
+                "counted, not logged",
                 what=what,
                 e=meter.error,
+                remedy=remedy(meter.error),
             )
         return True
 
@@ -372,6 +373,19 @@ class LimitsGate:
             _unspend(self._send_bytes, n)
 
 
+def remedy(e: AccountingError) -> str:
+    """What the operator can do about `e` (every failure said "free space there, or move
+    RLimDBPath", also for a database locked by another process or deleted)."""
+    text = str(e)
+    if "database is locked" in text:
+        return "another process holds the database's write lock: end its transaction"
+    if "deleted or replaced" in text:
+        return "restart the endpoint"
+    if "readonly" in text or "read-only" in text or "Permission denied" in text:
+        return "make the database and its directory writable by the endpoint, or move RLimDBPath"
+    return "free space there, or move RLimDBPath"
+
+
 def _meter(
     budget: Budget | None, counter: Counter, chunk: int, max_chunk: int | None = None
 ) -> Meter | None:
@@ -424,7 +438,7 @@ def admit(
     try:
         budget = accounting.budget(certs) if accounting is not None else None
     except AccountingError as e:
-        raise SessionRefused("accounting", f"{e} (free space there, or move RLimDBPath)") from e
+        raise SessionRefused("accounting", f"{e} ({remedy(e)})") from e
     now = clock()
     remaining = budget.remaining(Counter.RUNTIME) if budget is not None else None
     if remaining is None and limits.max_exp_period is not None:
@@ -438,4 +452,4 @@ def admit(
             limits, budget, clock, end_ns, rule_log=log or Logger(), certs=tuple(certs)
         )
     except AccountingError as e:  # the runtime paid ahead could not be recorded
-        raise SessionRefused("accounting", f"{e} (free space there, or move RLimDBPath)") from e
+        raise SessionRefused("accounting", f"{e} ({remedy(e)})") from e

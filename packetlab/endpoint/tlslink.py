@@ -36,6 +36,7 @@ from packetlab.tls.credentials import _utc
 __all__ = ["Admission", "TLSLink", "open_accounting"]
 
 log = Logger(namespace="pktendpoint")
+ACCOUNTING_BUSY_TIMEOUT = 1.0  # s; SQLite's default here was 30 s: the reactor froze
 RUNTIME_TICK = 1.0  # s between runtime debits (each reserves up to RUNTIME_CHUNK ahead)
 HANDSHAKE_TIMEOUT = 10.0  # s for a controller (or a broker) to finish the TLS handshake
 
@@ -164,7 +165,11 @@ def open_accounting(cfg: EndpointConfig) -> Accounting:
         # prefetch: the next quota chunk is committed (fsync) by a worker thread, not by
         # the reactor in the middle of a scheduled train.
         # lazy: SQLite is loaded when a chain with limits first needs it (docs/performance.md)
-        return Accounting(path, prefetch=True, lazy=True)
+        # timeout: what the reactor may wait for another process's write lock on the
+        # file (a second endpoint's commit takes milliseconds; an operator's open
+        # `sqlite3` shell, forever): past it the request is refused (fail closed), and
+        # while it lasts the retries run in the worker (Meter), not in the reactor.
+        return Accounting(path, prefetch=True, lazy=True, timeout=ACCOUNTING_BUSY_TIMEOUT)
     except Exception as e:  # sqlite3.Error, OSError, ValueError: a clear one-line error
         raise ConfigError(f"RLimDBPath: cannot open accounting database {path!r}: {e}") from None
 

@@ -121,6 +121,7 @@ class Accounting:
         if prefetch:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="pktlab-accounting")
         self._conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         if lazy:
             _precheck(self.path)
         else:
@@ -147,6 +148,7 @@ class Accounting:
             db.close()
             raise
         self._conn = db
+        self._file = _identity(self.path)
         self.clear_expired()
         return db
 
@@ -206,7 +208,25 @@ class Accounting:
     # -- used by Budget ---------------------------------------------------------------
 
     def _transaction(self) -> _Txn:
-        return _Txn(self._db, self._lock)
+        db = self._db
+        self._check_file()
+        return _Txn(db, self._lock)
+
+    def _check_file(self) -> None:
+        """Refuse to record into a file no longer at `path`. SQLite goes on writing to a
+        database deleted (or replaced) under it, so its debits vanished with the process
+        and the next endpoint started from a new, empty file: its limits reset (found by
+        acct32: 3100 packets sent after an `rm` were forgotten). One stat per commit."""
+        try:
+            now = _identity(self.path)
+        except OSError:
+            now = None
+        if now != self._file:
+            raise AccountingError(
+                f"accounting database {self.path}: the file was deleted or replaced while "
+                "in use; nothing more is recorded in it (restart to use the file now at "
+                "that path: what the old one recorded is lost)"
+            )
 
     def _used(self, key: bytes, counter: Counter) -> int:
         row = self._db.execute(
@@ -223,6 +243,11 @@ class Accounting:
             "INSERT OR REPLACE INTO rlim (key, counter, used, exptime) VALUES (?, ?, ?, ?)",
             (key, counter.value, used, exptime),
         )
+
+
+def _identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _precheck(path: str) -> None:
@@ -354,6 +379,7 @@ class Meter:
         #: The database's last `AccountingError` (then `consume` grants nothing more
         #: than is held, and `release` could not refund).
         self.error: AccountingError | None = None
+        self._failed = False  # the last reservation failed: retried in the background
 
     def consume(self, n: int) -> bool:
         """Spend `n` if the budget allows; False (nothing spent) otherwise."""
@@ -363,6 +389,8 @@ class Meter:
             if not self._budget.is_limited(self.counter):
                 self.spent += n
                 return True
+            if self._retrying(n):
+                return False
             if self.spent:  # ran dry after the first reservation: the top-ups are too small
                 self.chunk = min(2 * self.chunk, self.max_chunk)
             try:
@@ -372,6 +400,7 @@ class Meter:
                     self.held += self._budget.reserve(self.counter, want, partial=True)
             except AccountingError as e:  # nothing recorded: nothing granted
                 self.error = e
+                self._failed = True
             if n > self.held:
                 return False
         self.held -= n
@@ -381,6 +410,35 @@ class Meter:
                 self._prefetch()
             except AccountingError as e:  # the next consume reserves (or fails) itself
                 self.error = e
+                self._failed = True
+        return True
+
+    def _retrying(self, n: int) -> bool:
+        """After the database failed, with a worker: True (refuse `n` at once) while a
+        retry runs in the background. Before, every request waited on the caller's thread
+        for SQLite's busy timeout (an endpoint's reactor froze 30 s per nsend while another
+        process held the database's write lock); now only the first one after a success
+        does, and the requests meanwhile are refused as before, without the wait."""
+        acct_worker = self._budget._acct._worker
+        if not self._failed or acct_worker is None:
+            return False
+        nxt = self._next
+        if nxt is not None:
+            if not nxt.done():
+                return True
+            try:
+                self._take_next(wait=False)
+            except AccountingError as e:
+                self.error = e
+            else:
+                self._failed = False  # recorded again: the normal path from here
+                return False
+        # Ask for what this request needs as well as a chunk (held + asked may then pass a
+        # chunk: only after a failure, and the surplus is refunded at release as ever).
+        self._asked = max(self.chunk - self.held, n - self.held)
+        self._next = acct_worker.submit(
+            self._budget.reserve, self.counter, self._asked, partial=True
+        )
         return True
 
     def _prefetch(self) -> None:

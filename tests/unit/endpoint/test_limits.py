@@ -517,3 +517,18 @@ def test_a_refusal_line_says_the_limit_in_words(tmp_path: Path) -> None:
         "request refused by certificate limit max_send_byte limit=3 nsend=4B",
         "request refused by certificate limit valid_dest dest=127.0.0.1",
     ]
+
+
+def test_the_remedy_fits_the_accounting_failure() -> None:
+    """Every database failure said "free space there, or move RLimDBPath", also for a
+    lock held by another process and a file deleted in use (acct32)."""
+    from packetlab.endpoint.limits import remedy
+    from packetlab.ppks import AccountingError
+
+    def r(text: str) -> str:
+        return remedy(AccountingError(f"accounting database /x.db: {text}"))
+
+    assert "write lock" in r("database is locked")
+    assert r("the file was deleted or replaced while in use; ...") == "restart the endpoint"
+    assert "writable" in r("attempt to write a readonly database")
+    assert r("database or disk is full") == "free space there, or move RLimDBPath"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import wait
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,70 @@ def test_lazy_still_refuses_a_bad_path_at_once(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(OSError):
         Accounting(tmp_path / "dir.db", lazy=True)
+
+
+def test_a_locked_database_is_retried_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the write lock (an operator's `sqlite3` shell in BEGIN
+    IMMEDIATE): the first request that needs a reservation waits out the busy timeout and
+    is refused; the next ones are refused at once while a worker retries, instead of each
+    waiting the busy timeout again on the caller's thread (the endpoint's reactor: 30 s
+    per nsend before, found by acct32). Once the lock is gone, spending resumes; what was
+    spent never exceeds what is debited."""
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW, prefetch=True, timeout=0.05) as acct:
+        b = acct.budget(chain(10_000))
+        m = b.meter(Counter.SEND_BYTE, 1000)
+        assert m.consume(100)  # held 900: no top-up yet
+        callers: list[str] = []
+        reserve = b.reserve
+
+        def spy(counter: Counter, amount: int, *, partial: bool = False) -> int:
+            callers.append(threading.current_thread().name)
+            return reserve(counter, amount, partial=partial)
+
+        monkeypatch.setattr(b, "reserve", spy)
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            for _ in range(6):
+                assert not m.consume(2000)  # needs a reservation: refused
+            assert m.consume(10)  # already debited: spent without the database
+            assert m.error is not None and "locked" in str(m.error)
+            on_caller = [c for c in callers if c == threading.current_thread().name]
+            assert len(on_caller) == 1, callers  # only the first waited (6 before)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        for _ in range(3):  # a retry that ran under the lock fails; the next one lands
+            if m._next is not None:
+                wait([m._next], timeout=30)
+            if m.consume(2000):
+                break
+        else:
+            raise AssertionError("spending never resumed")
+        assert used(db) >= m.spent == 2110
+        m.release()
+        assert used(db) == m.spent
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_in_use_records_nothing_more(
+    tmp_path: Path, how: str
+) -> None:
+    """SQLite writes on into a file unlinked under it: the debits were lost with the
+    process and the next start began from an empty file (limits reset). Now a debit
+    into a file no longer at the path is refused (AccountingError, fail closed)."""
+    db = tmp_path / "a.db"
+    with Accounting(db, clock=lambda: NOW) as acct:
+        b = acct.budget(chain(10_000))
+        assert b.reserve(Counter.SEND_BYTE, 1000) == 1000
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            Accounting(db, clock=lambda: NOW).close()  # a new, empty database at the path
+        with pytest.raises(AccountingError, match="deleted or replaced while in use"):
+            b.reserve(Counter.SEND_BYTE, 1000)
+        with pytest.raises(AccountingError, match="deleted or replaced"):
+            acct.budget(chain(10_000))
