@@ -1,0 +1,157 @@
+"""Walk-throughs of the docs run as a newcomer types them (session 32, fresh32): the
+blocks are read from the pages, not copied here, and run in a network namespace of their
+own (only `lo`), with a fresh `$HOME`, so that the pages' fixed ports (20556-20558, 8000)
+are the test's alone. test_docs_code.py runs the complete programs that need nothing
+beside them and test_docs_shell.py the commands that end at once; these need daemons.
+
+* controller.md "A complete experiment against a remote endpoint": the program, then the
+  page's web server and plaintext endpoint; its output as the page shows it.
+* tutorial-publish.md, steps 1-5: `pktlab init`, the broker, the subscribed endpoint, the
+  step 4 program (its line as the page shows it), and `pktlab broker status`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lone_loopback import lone_loopback
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.root
+
+
+def section(page: str, heading: str) -> str:
+    """The text of `page` from the heading line `heading` to the next heading of its level."""
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ", 1)[0]
+    end = text.find(f"\n{level} ", start + len(heading) + 2)
+    return text[start : end if end > 0 else len(text)]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    """The fenced blocks of `lang` ("" for a bare fence) in `text`, in order."""
+    found: list[tuple[str, list[str]]] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if not inside:
+                found.append((line[3:].strip(), []))
+            inside = not inside
+        elif inside:
+            found[-1][1].append(line)
+    return ["\n".join(body) + "\n" for kind, body in found if kind == lang]
+
+
+def commands(block: str) -> list[str]:
+    """The command lines of an sh block, comments dropped."""
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [shlex.join(words) for words in lines if words]
+
+
+def matches(shown: str, got: str) -> bool:
+    """`got` is `shown` but for the numbers (times, ports, offsets)."""
+    parts = re.split(r"-?\d+", shown.strip())
+    return re.fullmatch(r"-?\d+".join(map(re.escape, parts)), got.strip()) is not None
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    env.pop("PKTLAB_HOME", None)
+    with lone_loopback("f32tut") as netns:
+        yield netns, env, tmp_path
+
+
+class Shell:
+    """Commands in the namespace; the ones left running are stopped by their pid."""
+
+    def __init__(self, netns: str, env: dict[str, str], cwd: Path) -> None:
+        self.netns, self.env, self.cwd = netns, env, cwd
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def argv(self, line: str) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, "sh", "-c", f"exec {line}"]
+
+    def run(self, line: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(line), env=self.env, cwd=self.cwd, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+
+    def start(self, line: str) -> Path:
+        log = self.cwd / f"bg{len(self.running)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                self.argv(line), env=self.env, cwd=self.cwd, stdout=out, stderr=out
+            )
+        self.running.append(proc)
+        return log
+
+    def stop(self) -> None:
+        for proc in self.running:
+            proc.terminate()
+        for proc in self.running:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(log: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no {text!r} in {log}:\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+def test_controller_remote_experiment_runs_as_written(
+    world: tuple[str, dict[str, str], Path],
+) -> None:
+    text = section("controller.md", "## A complete experiment against a remote endpoint")
+    program = blocks(text, "python")[0]
+    shell = Shell(*world)
+    (shell.cwd / "remote.py").write_text(program)
+    try:
+        for line in commands(blocks(text, "sh")[0]):  # the web server, the endpoint
+            shell.start(line)
+        got = shell.run(f"{sys.executable} remote.py")
+    finally:
+        shell.stop()
+    assert got.returncode == 0, got.stderr  # before session 32: ConnectFailed, 192.0.2.80
+    shown = blocks(text, "")[0]
+    assert matches(shown, got.stdout), (shown, got.stdout)
+
+
+def test_tutorial_publish_runs_as_written(world: tuple[str, dict[str, str], Path]) -> None:
+    text = (REPO / "docs" / "tutorial-publish.md").read_text(encoding="utf-8")
+    sh = [commands(b) for b in blocks(text, "sh")]
+    (init,), (broker,), (endpoint,), (status,) = sh
+    shell = Shell(*world)
+    (shell.cwd / "publish.py").write_text(blocks(text, "python")[0])
+    try:
+        assert shell.run(init).returncode == 0
+        wait_for(shell.start(broker), "status page on")
+        wait_for(shell.start(endpoint), "Broker subscription finished: 127.0.0.1:20557")
+        got = shell.run(f"{sys.executable} publish.py")
+        after = shell.run(status)
+    finally:
+        shell.stop()
+    assert got.returncode == 0, got.stderr
+    assert "hostid='lab1')" in got.stdout  # before session 32: 'pktendpt' (no --host-id)
+    assert matches(blocks(text, "")[0], got.stdout), got.stdout
+    assert after.returncode == 0, after.stderr
+    assert re.search(r"^[0-9a-f]{64}\s+private\s+1\s+0$", after.stdout, re.M), after.stdout
+    assert "\n0 live publication(s)\n" in after.stdout
