@@ -7,7 +7,9 @@ beside them and test_docs_shell.py the commands that end at once; these need dae
 * controller.md "A complete experiment against a remote endpoint": the program, then the
   page's web server and plaintext endpoint; its output as the page shows it.
 * tutorial-publish.md, steps 1-5: `pktlab init`, the broker, the subscribed endpoint, the
-  step 4 program (its line as the page shows it), and `pktlab broker status`."""
+  step 4 program (its line as the page shows it), and `pktlab broker status`.
+* traceroute.md "Library": the program and its raw-socket endpoint in the `ep` namespace
+  of a `pktlab testbed up` chain, as the page says."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import pytest
 from lone_loopback import lone_loopback
+
+from packetlab.testbed import Testbed, chain
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -53,8 +57,8 @@ def blocks(text: str, lang: str) -> list[str]:
 
 
 def commands(block: str) -> list[str]:
-    """The command lines of an sh block, comments dropped."""
-    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    """The command lines of an sh block (continuations joined), comments dropped."""
+    lines = [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines()]
     return [shlex.join(words) for words in lines if words]
 
 
@@ -155,3 +159,21 @@ def test_tutorial_publish_runs_as_written(world: tuple[str, dict[str, str], Path
     assert after.returncode == 0, after.stderr
     assert re.search(r"^[0-9a-f]{64}\s+private\s+1\s+0$", after.stdout, re.M), after.stdout
     assert "\n0 live publication(s)\n" in after.stdout
+
+
+def test_traceroute_library_example_runs_in_a_testbed(tmp_path: Path) -> None:
+    text = section("traceroute.md", "## Library")
+    (tmp_path / "tr.py").write_text(blocks(text, "python")[0])
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    with Testbed(chain(2), name=f"f32t{os.getpid() % 10000}") as tb:
+        shell = Shell(tb.netns_name("ep"), env, tmp_path)
+        try:
+            shell.start(commands(blocks(text, "sh")[0])[0])  # the raw-socket endpoint
+            got = shell.run(f"{sys.executable} tr.py")
+        finally:
+            shell.stop()
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert lines[0].startswith("traceroute to 10.77.3.2 (10.77.3.2), 16 hops max"), lines
+    assert [line.split()[1] for line in lines[1:4]] == ["10.77.1.2", "10.77.2.2", "10.77.3.2"]
+    assert lines[4].strip().startswith("RttStats(min_us="), lines
