@@ -249,7 +249,10 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
             "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
         }
 
-    return dataclasses.replace(cmd, row=row, summary=summary, header=None, row_for=None,
+    # The table's column names, once, tagged as the rows are (http's; none had them
+    # before session 32: `[lab1]  404  335  0.593 ...` said nothing of its columns).
+    header = f"[endpoint] {cmd.header}" if cmd.header and cmd.row_for is None else None
+    return dataclasses.replace(cmd, row=row, summary=summary, header=header, row_for=None,
                                status=None)  # fmt: skip
 
 
