@@ -193,3 +193,18 @@ def test_what_the_walk_throughs_leave_in_the_checkout_is_ignored_by_git() -> Non
     kept = subprocess.run(["git", "check-ignore", "--no-index", "examples/x.log", "docs/a.pid"],
                           cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert kept.stdout == ""  # only the checkout's top level
+
+
+def test_every_page_that_says_what_the_quickstart_runs_names_its_script() -> None:
+    """controller.md said `scripts/quickstart.sh` ran the HTTP and DNS examples, and
+    security.md that it used `run_with_local_endpoint`; it runs `examples/system_demo.py`
+    (real daemons and a broker). Each prose paragraph (README, docs/, but usability.md's
+    history) naming the script names the example it runs."""
+    script = (REPO / "scripts" / "quickstart.sh").read_text(encoding="utf-8")
+    (demo,) = re.findall(r"^exec .*?(examples/\w+\.py)", script, re.M)
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for page in (p for p in pages if p.name != "usability.md"):
+        prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for para in prose.split("\n\n"):
+            if "quickstart.sh" in para:
+                assert demo in para, (page.name, para)
