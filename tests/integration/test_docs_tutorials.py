@@ -8,14 +8,18 @@ beside them and test_docs_shell.py the commands that end at once; these need dae
   page's web server and plaintext endpoint; its output as the page shows it.
 * tutorial-publish.md, steps 1-5: `pktlab init`, the broker, the subscribed endpoint, the
   step 4 program (its line as the page shows it), and `pktlab broker status`.
+* xpmgr.md tutorial 1: `pktlab init`, the C mlet and the page to fetch, the manager with
+  the C mlet and then with the Python one (3b), the endpoint; the output as shown.
 * traceroute.md "Library": the program and its raw-socket endpoint in the `ep` namespace
   of a `pktlab testbed up` chain, as the page says."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -45,14 +49,16 @@ def section(page: str, heading: str) -> str:
 def blocks(text: str, lang: str) -> list[str]:
     """The fenced blocks of `lang` ("" for a bare fence) in `text`, in order."""
     found: list[tuple[str, list[str]]] = []
-    inside = False
+    inside, indent = False, 0
     for line in text.splitlines():
-        if line.startswith("```"):
-            if not inside:
-                found.append((line[3:].strip(), []))
+        fence = line.lstrip()
+        if fence.startswith("```"):
+            if not inside:  # (a block in a list item is indented with it)
+                found.append((fence[3:].strip(), []))
+                indent = len(line) - len(fence)
             inside = not inside
         elif inside:
-            found[-1][1].append(line)
+            found[-1][1].append(line[indent:])
     return ["\n".join(body) + "\n" for kind, body in found if kind == lang]
 
 
@@ -95,6 +101,7 @@ class Shell:
         )  # fmt: skip
 
     def start(self, line: str) -> Path:
+        line = line.removesuffix(" '&'")  # `CMD &` in the page: started in the background
         log = self.cwd / f"bg{len(self.running)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -208,3 +215,35 @@ def test_every_page_that_says_what_the_quickstart_runs_names_its_script() -> Non
         for para in prose.split("\n\n"):
             if "quickstart.sh" in para:
                 assert demo in para, (page.name, para)
+
+
+def test_xpmgr_tutorial_1_runs_as_written(world: tuple[str, dict[str, str], Path]) -> None:
+    text = section("xpmgr.md", "## Tutorial 1: a first local experiment")
+    (init,), (build, web), (c_mlet,), (python_mlet,), (endpoint,) = [
+        commands(b) for b in blocks(text, "sh")
+    ]
+    shell = Shell(*world)
+    (shell.cwd / "examples").symlink_to(REPO / "examples")  # the page runs in the checkout
+    try:
+        assert shell.run(init).returncode == 0
+        assert shell.run(build).returncode == 0, build
+        shell.start(web)
+        manager = shell.start(c_mlet)
+        xpmgr = shell.running[-1]
+        wait_for(manager, "listening on 127.0.0.1:20556")
+        shell.start(endpoint)
+        wait_for(manager, "done 1, failed 0")
+        xpmgr.send_signal(signal.SIGINT)  # "stop it with Ctrl-C"
+        wait_for(manager, "(TCP Port 20556 Closed)")
+        python = shell.run(python_mlet.replace("pktlab xpmgr ", "pktlab xpmgr -n 1 ", 1))
+    finally:
+        shell.stop()
+    shown = blocks(text, "")[0]
+    log = manager.read_text()  # the mlet's lines among the manager's log and counts
+    out = [x for x in log.splitlines() if not x.startswith(("20", "xpmgr:"))]
+    assert matches(shown, "\n".join(out[:2])), (shown, log)
+    results = (shell.cwd / "xpmgr-results.jsonl").read_text().splitlines()
+    assert json.loads(results[0])["status"] == "done"
+    assert matches(shown, json.loads(results[0])["output"])
+    assert python.returncode == 0, python.stderr
+    assert "status      HTTP/1.0 200 OK" in python.stdout
