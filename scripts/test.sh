@@ -8,8 +8,21 @@
 # The exit code is pytest's: the first failing pass's, 5 only when neither ran a test.
 # Given a path (`bash scripts/test.sh tests/unit/test_x.py`), a -m/-k/-n selection, or
 # PKTLAB_TEST_WORKERS=0, it is one plain pytest run with the arguments as given.
+# -h/--help: this usage, then pytest's options (which it passes on) once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help)
+            # Before session 32 pytest's help came twice (once per pass), this never.
+            echo "usage: bash scripts/test.sh [PYTEST_OPTIONS] [PATH ...]: set up .venv, then run the tests"
+            sed -n '4,/^# -h/s/^# \{0,1\}//p' scripts/test.sh
+            echo
+            bash scripts/setup.sh
+            exec .venv/bin/python -m pytest --help
+            ;;
+    esac
+done
 bash scripts/setup.sh
 
 workers=${PKTLAB_TEST_WORKERS:-3}

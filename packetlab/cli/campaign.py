@@ -209,6 +209,11 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
     """`cmd` as `pktlab run` prints it, for a campaign: rows tagged `[NAME]`, an endpoint's
     error, loss and replacement as its rows, and the campaign's summary (`tally`: the
     endpoints asked for, used, lost and replaced)."""
+    # The table's column names, tagged as the rows are, once, before the first of the
+    # measurement's rows (http's; none before session 32: `[lab1]  404  335  0.593 ...`
+    # said nothing of its columns). Not before an endpoint's error or loss: with -w the
+    # rows print nothing, and the header would head no table.
+    headed = [cmd.header is None or cmd.row_for is not None]
 
     def row(record: Record) -> str | None:
         t = record["type"]
@@ -236,7 +241,11 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
             shown = cmd.row(record)
         if shown is None:
             return None
-        return "\n".join(f"[{record['endpoint']}] {x}" for x in shown.splitlines())
+        tagged = "\n".join(f"[{record['endpoint']}] {x}" for x in shown.splitlines())
+        if t not in ("error", "lost", "replaced") and not headed[0]:
+            headed[0] = True
+            return f"[endpoint] {cmd.header}\n{tagged}"
+        return tagged
 
     def summary(records: list[Record]) -> Record:
         tags = sorted({str(r.get("endpoint")) for r in records})

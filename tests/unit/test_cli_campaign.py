@@ -81,6 +81,38 @@ def _campaign(two: Two, args: argparse.Namespace, stop: StopSignal) -> tuple[Def
     return d, out
 
 
+def test_the_http_table_names_its_columns_once_as_pktlab_run_http_does() -> None:
+    cmd = campaign_command(parse("http", "--endpoints", "2", "--listen", "1", "http://a/")
+                           ._command, Tally(asked=2))  # fmt: skip
+    out, stop = io.StringIO(), StopSignal()
+    shown = parse("http", "--endpoints", "2", "--listen", "1", "http://a/")
+    shown._command = cmd
+    gone = {"type": "error", "endpoint": "c", "error": "connection lost"}
+    rows = [gone] + [{"type": "http", "endpoint": e, "status": 200, "body_len": 5,
+                      "connect_us": 400, "first_byte_us": 900, "total_us": 1000,
+                      "url": "http://a/"} for e in ("a", "b")]  # fmt: skip
+
+    async def two_rows(_r: Any, _a: Any, emit: Any, _p: Progress) -> None:
+        for r in rows:
+            emit(r)
+
+    assert result_of(Deferred.fromCoroutine(measure(Clock(), shown, stop, out, run=two_rows))) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[c] error: connection lost"  # no header over an endpoint's loss
+    assert lines[1].split() == ["[endpoint]", "code", "bytes", "conn", "ms", "tls", "ms",
+                                "ttfb", "ms", "total", "ms", "url"]  # fmt: skip
+    assert [x.split()[:2] for x in lines[2:4]] == [["[a]", "200"], ["[b]", "200"]]
+    assert sum("code" in x for x in lines) == 1
+
+
+def test_with_w_the_http_rows_are_curl_s_and_no_header_comes() -> None:
+    args = parse("http", "--endpoints", "1", "--listen", "1", "-w", "%{http_code}", "http://a/")
+    cmd = campaign_command(args._command, Tally(asked=1))
+    assert cmd.row({"type": "error", "endpoint": "c", "error": "x"}) == "[c] error: x"
+    assert cmd.row({"type": "http", "endpoint": "a", "_quiet": True, "url": "http://a/"}) is None
+    assert cmd.header is None
+
+
 def test_an_endpoint_gone_mid_campaign_is_reported_once_and_the_others_go_on() -> None:
     two = Two()
     args = parse("clocksync", "--endpoints", "2", "--listen", "20556", "--rounds", "6",
