@@ -41,9 +41,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 
 from packetlab.controller import EndpointSession, StopSignal, TrainReport, send_train
-from packetlab.controller.train import lead_note
-
-LATE_NS = 100_000  # a p50 send offset beyond this gets an explanation
+from packetlab.controller.train import ENDPOINT_COMMAND, HERE, late_note, lead_note
 
 
 class Sink(DatagramProtocol):
@@ -145,7 +143,7 @@ def report(rep: TrainReport, rows: int, sink: Sink | None, *, remote: bool = Fal
                 f"  {label:<30} p50 {q['p50'] / 1e3:.1f} µs  p90 {q['p90'] / 1e3:.1f} µs  "
                 f"p99 {q['p99'] / 1e3:.1f} µs  max {q['max'] / 1e3:.1f} µs"
             )
-    note = late_note(rep, remote=remote)
+    note = late_note(rep, where=ENDPOINT_COMMAND if remote else HERE)
     if note is not None:
         print(f"  note: {note}")
     if sink is not None:
@@ -165,36 +163,6 @@ def unsent_reasons(rep: TrainReport) -> str:
     why = Counter(e or "no ntag" for e, t in zip(rep.errors, rep.sent, strict=True) if t is None)
     return "; ".join(
         f"{e} x{n}" + (f": {REASONS[e]}" if e in REASONS else "") for e, n in why.most_common()
-    )
-
-
-def late_note(rep: TrainReport, *, remote: bool = False) -> str | None:
-    """Why a train whose nsends were all queued in time went out late (p50 offset over
-    LATE_NS), or None. A gap shorter than what the endpoint takes per datagram (a gap of
-    0: every packet due at once) is late by design; it said "the endpoint lost its CPU"
-    and to use chrt, which cannot help (session 32). `remote`: the endpoint is another
-    process (--listen), which is the one chrt must start: before this command it did
-    nothing for the endpoint's sends (1000 x 100 µs, offset p50 0.36-14 ms either way,
-    0.3 µs with the endpoint under chrt; session 32)."""
-    s = rep.summary()
-    off: Any = s["offset"]
-    if not off or off["p50"] <= LATE_NS or (rep.queued_ahead or 0) < 0:
-        return None
-    pace: Any = s["actual_gap"]
-    if pace and pace["p50"] > rep.gap:  # back to back most of the train, and still behind
-        return (
-            f"late although every nsend was queued in time: the endpoint sent one datagram "
-            f"every {pace['p50'] / 1e3:.1f} µs (actual gap p50), slower than the "
-            f"{rep.gap / 1e3:g} µs asked, so the train fell behind its schedule"
-        )
-    where = (
-        "the endpoint's command (`chrt -f 10 twistd -n pktendpoint ...`)"
-        if remote
-        else "this command"
-    )
-    return (
-        "late although every nsend was queued in time: the endpoint lost its CPU "
-        f"during the train (a busy machine); `chrt -f 10` before {where} gives it priority"
     )
 
 

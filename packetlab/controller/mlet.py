@@ -460,6 +460,11 @@ class EndpointWorker(Protocol):
         # logged, the rest counted (one line each was a log flood at the endpoint's will).
         self.ignored = 0
         self._ignored_kinds: set[str] = set()
+        # The endpoint's last frame toward the mlet, if a result: its errid (read from the
+        # header's length and 2 bytes; the relay decodes nothing else).
+        self.last_result: int | None = None
+        #: Set when the endpoint closed the session while the mlet still had it: how.
+        self.endpoint_closed: str | None = None
 
     # ---------------------------------------------------------------- endpoint side
 
@@ -511,8 +516,10 @@ class EndpointWorker(Protocol):
             elif self.state == "setup" and self._awaiting:
                 self._setup_answer(frame)
             elif self.mlet is not None and self.mlet.transport is not None:
+                self.last_result = _errid(frame) if mtype == MsgType.RESULT else None
                 self.mlet.transport.write(frame)
             else:
+                self.last_result = _errid(frame) if mtype == MsgType.RESULT else None
                 self._held.append(frame)
             if self.state == "closed":
                 return
@@ -636,7 +643,24 @@ class EndpointWorker(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.state == "setup":
             self.error = self.error or self._setup_closed(reason)
+        elif self.state == "relay":  # the endpoint ended it: the mlet had not
+            self._endpoint_ended(reason)
         self._end()
+
+    def _endpoint_ended(self, reason: Failure) -> None:
+        """The endpoint closed first, which the reference's sessions end with only when
+        the endpoint stops (PROTOCOL.md §7.3: the mlet's exit closes the connection).
+        After an ECTLBADMSG it ended the session for a malformed message of the mlet's:
+        the mlet may still exit 0 (a hostile one did, and was counted done), so the run
+        failed whatever its status. Any other close is said in the result, the status the
+        mlet's (the experiment's end time also closes it so; the mlet may expect it)."""
+        clean = reason.check(ConnectionDone) is not None
+        self.endpoint_closed = "closed" if clean else f"lost: {reason.getErrorMessage()}"
+        if self.last_result == wire.Status.ECTLBADMSG:
+            self.fail(
+                "the endpoint ended the session after answering ECTLBADMSG: a message "
+                "from the mlet was malformed (the endpoint's log says which)"
+            )
         if self.mlet is not None and self.mlet.transport is not None:
             self.mlet.transport.loseConnection()
 
@@ -725,9 +749,25 @@ class EndpointWorker(Protocol):
             if self.process.signal is not None:
                 out["signal"] = self.process.signal
             out["output"] = self.process.output.decode("utf-8", "replace")
+        if self.endpoint_closed is not None:  # before the mlet ended its session
+            out["endpoint_closed"] = self.endpoint_closed
+            if self.last_result is not None:
+                out["endpoint_last_result"] = _status_name(self.last_result)
         if self.linfo:
             out["linfo"] = self.linfo
         return out
+
+
+def _errid(frame: bytes) -> int:
+    """A result frame's errid (an empty body: SUCCESS), without decoding it."""
+    return int.from_bytes(frame[HEADER_LEN : HEADER_LEN + 2], "big") if len(frame) > 5 else 0
+
+
+def _status_name(errid: int) -> str:
+    try:
+        return wire.Status(errid).name
+    except ValueError:
+        return f"0x{errid:04x}"
 
 
 def _descendants(pid: int) -> list[int]:

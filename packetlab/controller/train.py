@@ -437,6 +437,40 @@ def lead_note(lead: int, count: int) -> str | None:
     )
 
 
+#: A train whose p50 send offset passes this gets `late_note`'s explanation.
+LATE_NS = 100_000
+#: `late_note(where=...)`'s words for an endpoint this command runs in-process.
+HERE = "this command"
+#: ... and for an endpoint run as its own process (--listen): chrt must start that one.
+ENDPOINT_COMMAND = "the endpoint's command (`chrt -f 10 twistd -n pktendpoint ...`)"
+
+
+def late_note(rep: TrainReport, *, where: str = HERE) -> str | None:
+    """Why a train whose nsends were all queued in time went out late (p50 offset over
+    LATE_NS), or None; `where` is what `chrt -f 10` must start (HERE or ENDPOINT_COMMAND).
+    A gap shorter than what the endpoint takes per datagram (a gap of 0: every packet due
+    at once) is late by design: blaming the CPU and advising chrt cannot help there. Shared
+    by examples/udp_train.py and `pktlab run sendgap` (session 32: sendgap said nothing of
+    p50 offsets of ms at load). With an endpoint of its own (--listen), chrt before the
+    controller's command did nothing for the sends (1000 x 100 µs: offset p50 0.36-14 ms
+    either way, 0.3 µs with the endpoint under chrt; session 32, train32)."""
+    s = rep.summary()
+    off: Any = s["offset"]
+    if not off or off["p50"] <= LATE_NS or (rep.queued_ahead or 0) < 0:
+        return None
+    pace: Any = s["actual_gap"]
+    if pace and pace["p50"] > rep.gap:  # back to back most of the train, still behind
+        return (
+            f"late although every nsend was queued in time: the endpoint sent one datagram "
+            f"every {pace['p50'] / 1e3:.1f} µs (actual gap p50), slower than the "
+            f"{rep.gap / 1e3:g} µs asked, so the train fell behind its schedule"
+        )
+    return (
+        "late although every nsend was queued in time: the endpoint lost its CPU "
+        f"during the train (a busy machine); `chrt -f 10` before {where} gives it priority"
+    )
+
+
 async def _window(session: EndpointSession, count: int, size: int) -> int:
     """How many packets may wait for their ntag at once: MAX_PENDING, or fewer when
     their sends would not fit in 1/BUF_SHARE of the endpoint's BUFMAX (read only for a

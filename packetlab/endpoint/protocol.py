@@ -93,6 +93,7 @@ class ControllerProtocol(Protocol):
         self._close_timer: IDelayedCall | None = None
         self._linger_timer: IDelayedCall | None = None
         self._refused: SessionRefused | None = None
+        self._peer = "?"  # the controller as host:port (connectionMade)
         self._heard = False  # any byte from the controller yet
         self._ending: str | None = None  # why we closed it ourselves (end_session)
         self.suspended = False  # pre-empted: see suspend()
@@ -115,6 +116,7 @@ class ControllerProtocol(Protocol):
             set_nodelay(True)
         if hasattr(transport, "bufferSize"):
             transport.bufferSize = TRANSPORT_BUFFER
+        self._peer = host_port(transport.getPeer())
         try:
             try:
                 self.session = session = self._make_session()
@@ -131,7 +133,7 @@ class ControllerProtocol(Protocol):
             self._closing = True  # what the controller sent already is read and dropped
             self.log.warn(  # the error starts with the rule (SessionRefused's text)
                 "refusing controller {peer}: {error}",
-                peer=host_port(transport.getPeer()),  # was IPv4Address(type='TCP', ...)
+                peer=self._peer,  # was IPv4Address(type='TCP', ...)
                 rule=e.rule,
                 error=str(e),
             )
@@ -147,7 +149,7 @@ class ControllerProtocol(Protocol):
         session.on_ready = self._ready
         session.outbox.attach(link.write)
         self._setup_timer = self._reactor.callLater(SETUP_TIMEOUT, self._setup_expired)
-        self.log.info("controller session started with {peer}", peer=host_port(transport.getPeer()))
+        self.log.info("controller session started with {peer}", peer=self._peer)
 
     # -- requests in -------------------------------------------------------------------
 
@@ -333,7 +335,6 @@ class ControllerProtocol(Protocol):
             self._setup_late = True
             return
         if self.session is not None and self.session.expire_setup():
-            self.log.warn("no start within {t} s: closing", t=SETUP_TIMEOUT)
             self._t.abortConnection()
 
     def _end(self, end: SessionEnd) -> None:
@@ -341,7 +342,8 @@ class ControllerProtocol(Protocol):
         if self._closing:
             return
         self._closing = True
-        self.log.info("session ending: {reason}", reason=end.reason)
+        # (no line: `session over` says the reason once the close is done; `session
+        # ending: REASON` before it said it a second time)
         self._flush_then_close()
 
     def _flush_then_close(self) -> None:
@@ -467,6 +469,24 @@ class ControllerProtocol(Protocol):
             return
         self._t.abortConnection()
 
+    def _log_over(self, end: SessionEnd) -> None:
+        """The session's last line. One the endpoint ended (a malformed request, no
+        start in time, start refused) is a warning with what an operator greps for: the
+        controller, the status answered, the request's type (a field). The reason was
+        said 3 times in 5 lines (a warning, `session ending`, `session over`)."""
+        if end.clean:
+            self.log.info("session over: {reason}", reason=end.reason)
+            return
+        answered = "" if end.answered is None else f", answered {end.answered}"
+        self.log.warn(
+            "session over: {reason} (controller {peer}{answered})",
+            reason=end.reason,
+            peer=self._peer,
+            answered=answered,
+            code=end.answered,
+            msgtype=end.msgtype,
+        )
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         for timer in (self._setup_timer, self._close_timer, self._linger_timer):
             if timer is not None and timer.active():
@@ -486,7 +506,7 @@ class ControllerProtocol(Protocol):
             if session.ended is not None:
                 end = session.ended
             session.close()
-            self.log.info("session over: {reason}", reason=end.reason)
+            self._log_over(end)
         if self.transport is not None:
             try:
                 self._t.unregisterProducer()

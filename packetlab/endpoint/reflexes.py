@@ -278,8 +278,8 @@ class ReflexGate:
         self.log = log  # a rehearsal's shadow gate logs nothing (reflexwarm.py)
         self.pass_verdict = NDATA_DELIVER  # a shadow's: NDATA_DROP (reflexwarm.py)
         self.listed = listed_digests(inner)
-        n = "any" if self.listed is None else len(self.listed)
-        log.debug("reflex digests the chain lists: {n}", n=n)
+        if self.listed is not None:  # (twistd writes debug lines: "any" was one a session)
+            log.debug("reflex digests the chain lists: {n}", n=len(self.listed))
         self.preloaded: dict[bytes, ReflexCompiled] = {}
         self._preloaded_bytes = 0  # modules preloaded by cdata: at most MAX_SESSION_MODULES
         self._pending: Deferred[ReflexCompiled] | None = None  # a cdata's module compiling

@@ -166,6 +166,10 @@ class SessionEnd:
     reason: str
     rhint: int | None = None
     clean: bool = True  # False: a protocol error or timeout, not the controller's choice
+    #: The status the session answered before it ended (ECTLBADMSG), for the log line.
+    answered: str | None = None
+    #: The type of the request that ended it (a malformed one's), for the log's fields.
+    msgtype: int | None = None
 
 
 class Session:
@@ -273,9 +277,13 @@ class Session:
             if nctl is not None:  # answered as the nctl of its first 12 bytes
                 self.handle(nctl)
                 return
-            self.log.warn("malformed request, ending the session: {error}", error=item.error)
+            # Logged once, by the protocol's `session over` line (with the controller and
+            # the answer): a line here and `session ending` said the reason 3 times in 5
+            # lines (fuzz32: 1,005 such sessions, 6,862 lines, 985 KB).
             self.outbox.put(_R[Status.ECTLBADMSG])
-            self._finish(SessionEnd(f"malformed request: {item.error}", clean=False))
+            end = SessionEnd(f"malformed request: {item.error}", clean=False,
+                             answered="ECTLBADMSG", msgtype=item.msgtype)  # fmt: skip
+            self._finish(end)
         elif self.extension is not None and type(item) is Unknown:  # reflex hook
             self.extension(item)
         else:
@@ -354,7 +362,9 @@ class Session:
         error, extra = self.gate.start()
         if error is not None:
             self.outbox.put(codec.encode(error))
-            self._finish(SessionEnd(f"start refused (errid 0x{error.errid:x})", clean=False))
+            end = SessionEnd(f"start refused (errid 0x{error.errid:x})", clean=False,
+                             answered=_status_name(error.errid), msgtype=Start.TYPE)  # fmt: skip
+            self._finish(end)
             return
         self._move("started")
         self.outbox.put(_OK)
@@ -650,3 +660,10 @@ class Session:
     @property
     def open_sockets(self) -> int:
         return sum(1 for s in self.sockets if s is not None)
+
+
+def _status_name(errid: int) -> str:
+    try:
+        return Status(errid).name
+    except ValueError:
+        return f"0x{errid:x}"

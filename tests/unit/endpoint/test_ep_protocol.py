@@ -404,3 +404,59 @@ def test_a_session_that_cannot_be_made_is_refused_not_raised() -> None:
         "refusing controller peer: internal: ModuleNotFoundError: No module named 'sqlite3'"
     ]
     assert sum("log_failure" in e for e in seen) == 1
+
+
+def test_a_session_ended_for_a_malformed_request_is_one_log_line() -> None:
+    """The reason was said 3 times in 5 lines per such session (`malformed request,
+    ending the session: R`, `session ending: malformed request: R`, `session over:
+    malformed request: R`; fuzz32: 1,005 sessions, 6,862 lines). Now one warning with the
+    controller, the status answered and the request's type (session 32, odds32)."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        c = Conn()
+        c.feed(wire.Start(), b"\x28\x00\x00\x06" + bytes(6))  # an mread of length 0
+        c.proto.connectionLost(Failure(Exception("closed")))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [(e["log_level"], formatEvent(e)) for e in seen if "ControllerProtocol" in
+             e.get("log_namespace", "") or "Session" in e.get("log_namespace", "")]  # fmt: skip
+    assert lines[0][1] == "controller session started with 192.168.1.1:54321"
+    over = [line for line in lines[1:] if "malformed" in line[1]]
+    assert over == [
+        (
+            LogLevel.warn,
+            "session over: malformed request: malformed message type 0x28 at body offset 6: "
+            "mread len must be > 0 (controller 192.168.1.1:54321, answered ECTLBADMSG)",
+        )
+    ], lines
+    (event,) = [e for e in seen if "session over" in e.get("log_format", "")]
+    assert (event["peer"], event["code"], event["msgtype"]) == (
+        "192.168.1.1:54321", "ECTLBADMSG", 0x28)  # fmt: skip
+
+
+def test_the_setup_window_passing_is_one_log_line() -> None:
+    """`no start within 10.0 s: closing`, then `session over: no start within the setup
+    window`: now the second alone, a warning naming the controller."""
+    from typing import cast
+
+    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        c = Conn()
+        c.clock.advance(SETUP_TIMEOUT)
+        c.proto.connectionLost(Failure(Exception("aborted")))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [formatEvent(e) for e in seen if "no start" in formatEvent(e)]
+    assert lines == [
+        "session over: no start within the setup window (controller 192.168.1.1:54321)"
+    ]

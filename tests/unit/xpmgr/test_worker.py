@@ -184,3 +184,43 @@ def test_a_clean_close_before_the_setup_answers_says_what_it_means() -> None:
         "an endpoint that refuses the session closes so, e.g. the chain's limits used up, "
     )
     assert h.worker.error.endswith("its accounting database unable to record; its log says which)")
+
+
+def test_the_endpoint_ending_the_session_after_ectlbadmsg_fails_it() -> None:
+    """fuzz32: a hostile mlet's frame made the endpoint answer ECTLBADMSG and close; the
+    mlet exited 0 and the run was `done` (session 32, odds32)."""
+    h = started()
+    h.worker.dataReceived(wire.encode(wire.Result(int(wire.Status.ECTLBADMSG))))
+    h.worker.connectionLost(Failure(ConnectionDone()))
+    assert h.done == [h.worker]
+    result = h.worker.result()
+    assert result["status"] == "failed"
+    assert result["error"].startswith("the endpoint ended the session after answering ECTLBADMSG")
+    assert (result["endpoint_closed"], result["endpoint_last_result"]) == ("closed", "ECTLBADMSG")
+
+
+def test_another_close_by_the_endpoint_is_said_not_failed() -> None:
+    """Its last frame an ntag or a success (the experiment's end time closes it so): the
+    mlet's status stands, the result says the endpoint closed first and how."""
+    from twisted.internet.error import ConnectionLost
+
+    for last, closed, how, code in (
+        (wire.Result(), Failure(ConnectionDone()), "closed", "SUCCESS"),
+        (wire.Ntag(1, 2, 3), Failure(ConnectionLost("reset")), "lost: ", None),
+    ):
+        h = started()
+        h.worker.dataReceived(wire.encode(last))
+        h.worker.connectionLost(closed)
+        result = h.worker.result()
+        assert result["status"] == "done" and "error" not in result, result
+        assert result["endpoint_closed"].startswith(how), result
+        assert result.get("endpoint_last_result") == code, result
+
+
+def test_the_mlet_ending_first_is_no_endpoint_close() -> None:
+    h = started()
+    h.worker.dataReceived(wire.encode(wire.Result(int(wire.Status.ECTLBADMSG))))
+    h.worker.mlet_gone()  # the mlet closed its fd 0 first
+    h.worker.connectionLost(Failure(ConnectionDone()))
+    result = h.worker.result()
+    assert "endpoint_closed" not in result and result["status"] == "done", result
