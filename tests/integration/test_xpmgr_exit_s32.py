@@ -87,8 +87,16 @@ def test_a_python_mlets_argparse_error_at_the_first_endpoint_still_stops_it(
         "error: argument port: invalid int value: 'x'; its arguments would fail at every "
         "endpoint: not starting it on more (exit status 2)"
     ], text[-3000:]
-    results = xp.result_lines()
-    assert len(results) == 1 and results[0]["exit_code"] == 2, results
+    # The endpoint reconnects as soon as its session closes, which can be before the
+    # manager has reaped the first mlet: that second endpoint is then turned away, or its
+    # mlet was already started and fails the same way. Never a third: the manager stopped.
+    first, *rest = xp.result_lines()
+    assert first["exit_code"] == 2, first
+    assert len(rest) <= 1, rest
+    assert all(
+        "not started: the mlet's arguments were refused" in r["error"] or r["exit_code"] == 2
+        for r in rest
+    ), rest
 
 
 @pytest.fixture(scope="module")
