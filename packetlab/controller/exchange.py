@@ -223,7 +223,14 @@ async def tcp_exchange(
     # Pipelined: TIME is sampled by the endpoint just before it handles the nopen.
     t0 = session.mread(vmem.TIME.addr, vmem.TIME.size)
     opened = session.nopen_tcp_connect(sktid, ra, port, rbufsz=rbufsz)
-    started = await _endpoint_time(t0)
+    try:
+        started = await _endpoint_time(t0)
+    except BaseException:
+        # Cancelled, or the session ended: the nopen goes too (a cancelled nopen closes
+        # what it opened), or its failure was an "Unhandled error in Deferred".
+        opened.addErrback(lambda _: None)
+        opened.cancel()
+        raise
     sock = await opened
     sent_at: list[int] = []
     chunks: list[bytes] = []

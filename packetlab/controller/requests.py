@@ -141,13 +141,17 @@ class RequestMethods:
         out: list[Socket] = []
         self._nopen_sent(msg)
         answer = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
-        # Cancelling only stops the caller's wait: the sktid stays taken until the answer
-        # comes (else free_sktid() could hand it out again while the endpoint opens it).
+        # Cancelling stops the caller's wait at once; the sktid stays taken until the
+        # answer comes (else free_sktid() could hand it out again while the endpoint opens
+        # it), and a socket the endpoint opened all the same is closed then: nobody holds
+        # it (it stayed open on the endpoint until the session ended, up to session 31).
         d: Deferred[Socket] = Deferred(lambda _: None)
 
         def done(result: object) -> None:
             self._nopen_done(msg.sktid)
-            if d.called:  # cancelled: the socket (if opened) is the session's; nclose it
+            if d.called:  # cancelled
+                if not isinstance(result, Failure):
+                    self.nclose(msg.sktid).addErrback(lambda _: None)  # the session ended
                 return
             if isinstance(result, Failure):
                 d.errback(result)

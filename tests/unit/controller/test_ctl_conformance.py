@@ -397,7 +397,7 @@ def test_a_callback_that_raises_does_not_cut_the_session() -> None:
     ("call", "text"),
     [
         (lambda s: s.nclose(300), "nclose: sktid must be 0..255, got 300"),
-        (lambda s: s.mread(0, 70000), "mread: len must be 0..65535, got 70000"),
+        (lambda s: s.mread(0, 70000), "mread: len must be 1..65535, got 70000"),
         (lambda s: s.yield_(-1), "yield: rhint must be 0..18446744073709551615, got -1"),
         (lambda s: s.nopen_udp(1, rbufsz=1 << 32), "nopen: rbufsz must be 0..4294967295"),
         (

@@ -1,0 +1,199 @@
+"""The controller API's failure paths as a Twisted programmer meets them (session 32,
+ctl32): cancelled Deferreds free what they held, an endpoint lost mid-call fails every
+wait with an error of its own and logs nothing unhandled, misuse gets one clear error."""
+
+from __future__ import annotations
+
+import gc
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ctl_fakes import frames, on_string_transport, result_of
+from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from zope.interface import provider
+
+from packetlab import wire
+from packetlab.controller import EndpointSession, SessionClosed, read_time, tcp_exchange
+from packetlab.wire import Mdata, Result, Status, vmem
+
+
+def sent(data: bytes) -> list[str]:
+    return [m.NAME for m in wire.Framer().feed(data) if isinstance(m, wire.Message)]
+
+
+@pytest.fixture
+def unhandled() -> Iterator[list[str]]:
+    """The 'Unhandled error in Deferred' lines logged while the test runs (and by its
+    garbage, collected at the end)."""
+    lines: list[str] = []
+    gc.collect()  # the garbage of earlier tests logs before we listen
+
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        if "Unhandled error in Deferred" in str(event.get("log_format", "")):
+            lines.append(repr(event.get("log_failure")))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield lines
+        gc.collect()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+
+
+# ------------------------------------------------------------------ cancellation
+
+
+def test_a_cancelled_nopen_closes_the_socket_the_endpoint_opened() -> None:
+    # up to session 31 it stayed open on the endpoint (and its Socket took notifications)
+    # until the session ended: cancelling freed nothing
+    s, t, _ = on_string_transport()
+    d = s.nopen_udp(0)
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    t.clear()
+    s.dataReceived(frames(Result()))  # the endpoint opened it all the same
+    assert sent(t.value()) == ["nclose"]
+    assert s.free_sktid() == 1  # taken until the nclose is answered
+    s.dataReceived(frames(Result()))
+    assert s.find_socket(0) is None and s.free_sktid() == 0
+    refused = s.nopen_udp(0)  # a refused one has nothing to close
+    refused.cancel()
+    t.clear()
+    s.dataReceived(frames(Result(Status.ESKTNOADDR)))
+    assert t.value() == b"" and s.pending == 0 and s.free_sktid() == 0
+
+
+def test_a_cancelled_tcp_exchange_closes_its_socket(unhandled: list[str]) -> None:
+    # cancelled while its TIME read was answered, the nopen behind it was never cancelled:
+    # the connection stayed open on the endpoint until the session ended
+    s, t, _ = on_string_transport()
+    d = tcp_exchange(s, "192.0.2.80", 80, b"GET /")
+    assert sent(t.value()) == ["mread", "nopen"]
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    t.clear()
+    s.dataReceived(frames(Mdata(vmem.TIME.addr, bytes(8)), Result()))
+    assert sent(t.value()) == ["nclose"]
+    s.dataReceived(frames(Result()))
+    assert s.find_socket(0) is None and s.pending == 0 and unhandled == []
+
+
+def test_a_request_with_a_timeout_leaves_the_pipeline_in_order() -> None:
+    s, _, clock = on_string_transport()
+    slow = s.mread(0x100, 4).addTimeout(1.0, clock)
+    after = s.mread(0x200, 4)
+    clock.advance(1.0)
+    with pytest.raises(defer.TimeoutError):
+        result_of(slow)
+    s.dataReceived(frames(Mdata(0x100, b"late"), Mdata(0x200, b"mine")))
+    assert result_of(after) == b"mine" and s.pending == 0 and not s.ended
+
+
+# ------------------------------------------------------------------ the endpoint gone
+
+
+def test_a_tcp_exchange_cut_before_its_connect_logs_no_unhandled_error(
+    unhandled: list[str],
+) -> None:
+    # its nopen failed unawaited when the TIME read before it failed: "Unhandled error in
+    # Deferred: SessionClosed: connection lost ..." after the experiment had its error
+    s, _, _ = on_string_transport()
+    d = tcp_exchange(s, "192.0.2.80", 80, b"GET /")
+    s.connectionLost(Failure(ConnectionLost()))
+    assert "connection lost with 2 requests unanswered" in str(_error(d))
+    del d
+    gc.collect()
+    assert unhandled == []
+
+
+def test_every_wait_cut_by_the_loss_gets_an_exception_of_its_own() -> None:
+    # one SessionClosed instance was raised into every waiting coroutine, so each one's
+    # traceback grew the frames of all the others (tcp_exchange's showed read_time's)
+    s, _, _ = on_string_transport()
+    s.nopen_udp(1)
+    s.dataReceived(frames(Result()))
+    sock = s.find_socket(1)
+    assert sock is not None
+
+    async def alpha_waits() -> None:
+        await s.mread(0, 8)
+
+    async def beta_waits() -> None:
+        await read_time(s)
+
+    async def gamma_reads() -> None:
+        await sock.get()
+
+    waits = [Deferred.fromCoroutine(f()) for f in (alpha_waits, beta_waits, gamma_reads)]
+    s.connectionLost(Failure(ConnectionLost()))
+    errors: list[Any] = []
+    for d in waits:
+        with pytest.raises(SessionClosed) as e:
+            result_of(d)
+        errors.append(e.value)
+    errors += [_error(s.mread(0, 8)), _error(s.mread(0, 8)), _error(sock.get())]
+    assert len({id(e) for e in errors}) == len(errors)
+    assert {str(e) for e in errors} == {str(errors[0])}
+    tb = "".join(traceback.format_tb(errors[0].__traceback__))
+    assert "alpha_waits" in tb and "beta_waits" not in tb and "gamma_reads" not in tb
+    assert isinstance(errors[-1].cause, ConnectionLost) and s.ended
+
+
+def _error(d: Deferred[Any]) -> BaseException:
+    box: list[Failure] = []
+    d.addErrback(box.append)
+    assert box and box[0].value is not None
+    return box[0].value
+
+
+# ------------------------------------------------------------------ misuse
+
+
+def test_a_request_before_the_connection_says_it_is_not_connected() -> None:
+    # it said "session closed", of a session that had not begun
+    s = EndpointSession()
+    with pytest.raises(SessionClosed, match=r"^the session is not connected yet: "):
+        result_of(s.mread(0, 8))
+    assert not s.ended
+
+
+def test_a_field_of_the_wrong_type_or_an_empty_mread_is_named() -> None:
+    # mread("a", 4) failed "EncodeError: Mread: can only concatenate str (not "int") to
+    # str", mread(0, 0) "Mread: mread len must be > 0"
+    s, t, _ = on_string_transport()
+    with pytest.raises(TypeError, match=r"^mread: addr must be an int, got str$"):
+        result_of(s.mread("a", 4))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^mread: len must be 1\.\.65535, got 0$"):
+        result_of(s.mread(0, 0))
+    with pytest.raises(TypeError, match=r"^nclose: sktid must be an int, got float$"):
+        result_of(s.nclose(1.0))  # type: ignore[arg-type]
+    assert t.value() == b"" and s.pending == 0
+
+
+def test_the_same_sktid_twice_is_refused_by_the_endpoint_and_named() -> None:
+    s, _, _ = on_string_transport()
+    first, second = s.nopen_udp(3), s.nopen_udp(3)
+    s.dataReceived(frames(Result(), Result(Status.ESKTINUSE)))
+    assert result_of(first).sktid == 3
+    with pytest.raises(Exception, match=r"ESKTINUSE .*\(asked: UDP socket 3\)"):
+        result_of(second)
+    sock = s.find_socket(3)
+    assert sock is not None and not sock.ended  # the first one is untouched
+
+
+def test_requests_after_close_fail_at_once() -> None:
+    s, t, _ = on_string_transport()
+    s.close()
+    t.clear()
+    with pytest.raises(SessionClosed, match=r"^session closed$"):
+        result_of(s.mread(0, 8))
+    assert t.value() == b""
