@@ -24,7 +24,7 @@ class Silent(Protocol):
     """Accepts and never answers: the exchange waits for its reply."""
 
 
-def _failure_of(d: Deferred[Any]) -> Deferred[BaseException | None]:
+def _failure_of(d: Deferred[Any]) -> Deferred[Any]:
     return d.addCallbacks(lambda _: None, lambda f: f.value)
 
 
@@ -48,12 +48,13 @@ async def test_an_endpoint_killed_mid_call_fails_every_wait(
         if "Unhandled error in Deferred" in str(event.get("log_format", "")):
             unhandled.append(repr(event.get("log_failure")))
 
-    port = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+    clock: Any = reactor
+    port = clock.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
     target = port.getHost().port
 
     async def experiment(session: EndpointSession) -> dict[str, Any]:
         await read_time(session)  # the session works
-        exchange = tcp_exchange(session, "127.0.0.1", target, b"hello", timeout=30)
+        exchange: Deferred[Any] = tcp_exchange(session, "127.0.0.1", target, b"hello", timeout=30)
         reads = [session.mread(0, 8) for _ in range(3)]
         (ep,) = spawned
         assert ep.transport is not None
