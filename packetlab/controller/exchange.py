@@ -58,12 +58,14 @@ class _Watch:
 
         call = self._reactor.callLater(max(seconds, 0.0), timeout)
 
-        def settled(r: bool) -> bool:
+        def settled(r: Any) -> Any:
             if call.active():
                 call.cancel()
             return r
 
-        w.addCallback(settled)
+        # Both: a cancelled wait (wait_connected cancelled, or under addTimeout) left its
+        # timer behind (up to session 31), a DelayedCall trial calls a dirty reactor.
+        w.addBoth(settled)
         self._wake.append(w)
         return w
 

@@ -19,7 +19,13 @@ from twisted.python.failure import Failure
 from zope.interface import provider
 
 from packetlab import wire
-from packetlab.controller import EndpointSession, SessionClosed, read_time, tcp_exchange
+from packetlab.controller import (
+    EndpointSession,
+    SessionClosed,
+    read_time,
+    tcp_exchange,
+    wait_connected,
+)
 from packetlab.wire import Mdata, Result, Status, vmem
 
 
@@ -197,3 +203,19 @@ def test_requests_after_close_fail_at_once() -> None:
     with pytest.raises(SessionClosed, match=r"^session closed$"):
         result_of(s.mread(0, 8))
     assert t.value() == b""
+
+
+def test_a_cancelled_wait_connected_leaves_no_timer() -> None:
+    # its poll timer (0.05 s) stayed scheduled after the cancel: a DelayedCall left over
+    s, _, clock = on_string_transport()
+    s.nopen_tcp_connect(3, "192.0.2.1", 80)
+    s.dataReceived(frames(Result()))
+    before = set(clock.getDelayedCalls())
+    d = wait_connected(s, 3)
+    assert set(clock.getDelayedCalls()) - before
+    d.cancel()
+    with pytest.raises(CancelledError):
+        result_of(d)
+    assert set(clock.getDelayedCalls()) <= before
+    sock = s.find_socket(3)
+    assert sock is not None and sock._estab_waiters == []
