@@ -220,6 +220,9 @@ async def tcp_exchange(
     closes, `limit` bytes arrived, or `timeout` seconds (local) passed since the connect.
     `half_close` sends a FIN after the request. The socket is closed at the end."""
     ra = parse_address(host)
+    # Checked before the connect: a str failed only once connected (its nsend), a
+    # connection opened for nothing.
+    request = as_bytes(request, "tcp_exchange request")
     if sktid is None:
         sktid = session.free_sktid()
     # Pipelined: TIME is sampled by the endpoint just before it handles the nopen.

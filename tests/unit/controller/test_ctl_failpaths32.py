@@ -22,7 +22,12 @@ from packetlab import wire
 from packetlab.controller import (
     EndpointSession,
     SessionClosed,
+    read_socket_info,
+    read_socket_state,
+    read_tcp_info,
     read_time,
+    set_notifmask,
+    set_rbufsz,
     tcp_exchange,
     wait_connected,
 )
@@ -219,3 +224,32 @@ def test_a_cancelled_wait_connected_leaves_no_timer() -> None:
     assert set(clock.getDelayedCalls()) <= before
     sock = s.find_socket(3)
     assert sock is not None and sock._estab_waiters == []
+
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        (lambda s: read_socket_info(s, 300), "read_socket_info: sktid must be 0..255, got 300"),
+        (lambda s: read_socket_state(s, -1), "read_socket_state: sktid must be 0..255, got -1"),
+        (lambda s: read_tcp_info(s, 256), "read_tcp_info: sktid must be 0..255, got 256"),
+        (lambda s: set_rbufsz(s, 300, 1024), "set_rbufsz: sktid must be 0..255, got 300"),
+        (lambda s: set_rbufsz(s, 1, 1 << 32), "set_rbufsz: size must be 0..4294967295, got"),
+        (lambda s: set_notifmask(s, 1, 1 << 16), "set_notifmask: mask must be 0..65535, got"),
+    ],
+)
+def test_a_socket_helper_with_no_such_socket_fails_before_sending(call: Any, text: str) -> None:
+    # read_socket_info(s, 300) read the memory after the socket table and returned a
+    # FREE socket 300; set_rbufsz(s, 300, n) wrote there; a size or mask beyond its field
+    # raised struct.error out of the call instead of failing its Deferred
+    s, t, _ = on_string_transport()
+    with pytest.raises(ValueError) as e:
+        result_of(call(s))
+    assert str(e.value).startswith(text) and t.value() == b"" and s.pending == 0
+
+
+def test_a_tcp_exchange_request_that_is_no_bytes_fails_before_the_connect() -> None:
+    # a str connected first, then failed at its nsend: a connection opened for nothing
+    s, t, _ = on_string_transport()
+    with pytest.raises(TypeError, match=r"^tcp_exchange request must be bytes, got str"):
+        result_of(tcp_exchange(s, "192.0.2.80", 80, "GET /"))  # type: ignore[arg-type]
+    assert t.value() == b"" and s.pending == 0
