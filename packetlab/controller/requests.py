@@ -248,8 +248,21 @@ class RequestMethods:
         return self.nopen(msg, buffer=buffer)
 
     def nclose(self, sktid: int) -> Deferred[Result]:
-        """Close a socket; its `Socket` ends and its untold ntags errback SocketClosed."""
-        return self.request(Nclose(sktid))  # type: ignore[return-value]
+        """Close a socket; its `Socket` ends and its untold ntags errback SocketClosed.
+        Its queue, full or not, no longer holds reads back meanwhile: what is queued can
+        still be read."""
+        d: Deferred[Result] = self.request(Nclose(sktid))  # type: ignore[assignment]
+        sock = self.find_socket(sktid)
+        if sock is not None and not d.called:  # sent: then reads may resume (and answer it)
+            sock.set_closing(True)
+
+            def refused(f: Failure) -> Failure:
+                if not sock.ended:  # still open: its queue holds reads back again
+                    sock.set_closing(False)
+                return f
+
+            d.addErrback(refused)
+        return d
 
     def nsend(
         self,

@@ -93,6 +93,10 @@ class Socket:
         self._estab_waiters: list[Deferred[Nstat]] = []
         self._ended = False
         self._end_reason: Failure | None = None
+        #: An nclose is on its way: a full queue no longer holds reads back (its answer
+        #: waited behind the unread notifications until the answer watchdog cut the
+        #: session, up to session 31).
+        self.closing = False
 
     def __repr__(self) -> str:
         return (
@@ -246,13 +250,20 @@ class Socket:
             self._bytes -= len(note.data)
         self._check_pressure()
 
+    def set_closing(self, closing: bool) -> None:
+        """An nclose was sent (True), or failed (False): see `closing`."""
+        self.closing = closing
+        self._check_pressure()
+
     def _check_pressure(self) -> None:
         n, b = len(self._queue), self._bytes
-        if not self._full and (n >= self.max_notes or b >= self.max_bytes):
+        if not self._full and not self.closing and (n >= self.max_notes or b >= self.max_bytes):
             self._full = True
             if self._on_pressure is not None:
                 self._on_pressure(self, True)
-        elif self._full and n <= self.max_notes // 2 and b <= self.max_bytes // 2:
+        elif self._full and (
+            self.closing or (n <= self.max_notes // 2 and b <= self.max_bytes // 2)
+        ):
             self._full = False
             if self._on_pressure is not None:
                 self._on_pressure(self, False)

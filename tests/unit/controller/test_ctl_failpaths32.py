@@ -21,6 +21,7 @@ from zope.interface import provider
 from packetlab import wire
 from packetlab.controller import (
     EndpointSession,
+    RequestFailed,
     SessionClosed,
     read_socket_info,
     read_socket_state,
@@ -31,7 +32,7 @@ from packetlab.controller import (
     tcp_exchange,
     wait_connected,
 )
-from packetlab.wire import Mdata, Result, Status, vmem
+from packetlab.wire import Mdata, Ndata, Result, Status, vmem
 
 
 def sent(data: bytes) -> list[str]:
@@ -253,3 +254,41 @@ def test_a_tcp_exchange_request_that_is_no_bytes_fails_before_the_connect() -> N
     with pytest.raises(TypeError, match=r"^tcp_exchange request must be bytes, got str"):
         result_of(tcp_exchange(s, "192.0.2.80", 80, "GET /"))  # type: ignore[arg-type]
     assert t.value() == b"" and s.pending == 0
+
+
+def _ndata(i: int) -> Ndata:
+    return Ndata(1, 4, 17, i, b"x", bytes(4), 9)
+
+
+def test_an_nclose_of_a_full_socket_is_answered() -> None:
+    # a socket closed with its queue full (a flood the experiment no longer wants): reads
+    # stayed paused, the nclose's answer waited behind the unread notifications, and the
+    # answer watchdog cut the whole session 60 s later ("socket 1 has 4 unread
+    # notifications and the experiment took none for 60 s ... (first: nclose)")
+    s, _, clock = on_string_transport(max_notes=4)
+    s.nopen_udp(1)
+    s.dataReceived(frames(Result()))
+    s.dataReceived(frames(*[_ndata(i) for i in range(6)]))
+    sock = s.find_socket(1)
+    assert sock is not None and s.paused and sock.queued == 4
+    closed = s.nclose(1)
+    s.dataReceived(frames(_ndata(7), Result()))
+    assert result_of(closed) == Result() and not s.paused and s.pending == 0
+    clock.advance(200)
+    assert not s.ended
+    got = [result_of(sock.get()) for _ in range(8)]  # what was queued is still there
+    assert [n.time for n in got if n is not None] == [0, 1, 2, 3, 4, 5, 7] and got[-1] is None
+
+
+def test_a_refused_nclose_lets_the_full_queue_hold_reads_again() -> None:
+    s, _, _ = on_string_transport(max_notes=4)
+    s.nopen_udp(1)
+    s.dataReceived(frames(Result()))
+    s.dataReceived(frames(*[_ndata(i) for i in range(4)]))
+    assert s.paused
+    closed = s.nclose(1)
+    assert not s.paused
+    s.dataReceived(frames(Result(Status.ESKTNOTOPEN)))
+    with pytest.raises(RequestFailed):
+        result_of(closed)
+    assert s.paused  # the socket is still open with its 4 unread notifications
