@@ -189,6 +189,14 @@ class SessionClosed(ControllerError):
         self.reason = why if cause is None else f"{why}: {cause}"
         super().__init__(self.reason if waiting is None else f"{waiting} never came: {self.reason}")
 
+    def again(self) -> SessionClosed:
+        """The same error as a new exception, for one more Deferred: an exception raised
+        into several coroutines collects all their frames in its one traceback."""
+        copy = SessionClosed.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        Exception.__init__(copy, *self.args)
+        return copy
+
 
 class Suspended(ControllerError):
     """The endpoint pre-empted this experiment (`suspd`, §1.4 step 6)."""

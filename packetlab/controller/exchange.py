@@ -58,12 +58,14 @@ class _Watch:
 
         call = self._reactor.callLater(max(seconds, 0.0), timeout)
 
-        def settled(r: bool) -> bool:
+        def settled(r: Any) -> Any:
             if call.active():
                 call.cancel()
             return r
 
-        w.addCallback(settled)
+        # Both: a cancelled wait (wait_connected cancelled, or under addTimeout) left its
+        # timer behind (up to session 31), a DelayedCall trial calls a dirty reactor.
+        w.addBoth(settled)
         self._wake.append(w)
         return w
 
@@ -218,12 +220,22 @@ async def tcp_exchange(
     closes, `limit` bytes arrived, or `timeout` seconds (local) passed since the connect.
     `half_close` sends a FIN after the request. The socket is closed at the end."""
     ra = parse_address(host)
+    # Checked before the connect: a str failed only once connected (its nsend), a
+    # connection opened for nothing.
+    request = as_bytes(request, "tcp_exchange request")
     if sktid is None:
         sktid = session.free_sktid()
     # Pipelined: TIME is sampled by the endpoint just before it handles the nopen.
     t0 = session.mread(vmem.TIME.addr, vmem.TIME.size)
     opened = session.nopen_tcp_connect(sktid, ra, port, rbufsz=rbufsz)
-    started = await _endpoint_time(t0)
+    try:
+        started = await _endpoint_time(t0)
+    except BaseException:
+        # Cancelled, or the session ended: the nopen goes too (a cancelled nopen closes
+        # what it opened), or its failure was an "Unhandled error in Deferred".
+        opened.addErrback(lambda _: None)
+        opened.cancel()
+        raise
     sock = await opened
     sent_at: list[int] = []
     chunks: list[bytes] = []

@@ -11,11 +11,12 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import IPAddress, unpack_address
 from packetlab.wire import Family, NotifMask, NsendErr, Result, SocketState, TransSup, vmem
+from packetlab.wire.constants import MAX_SKT_CNT
 
 if TYPE_CHECKING:
     from packetlab.controller.session import EndpointSession
@@ -122,9 +123,25 @@ _SKT = struct.Struct(">BBb13x16s16sHH12xII8xII8xbH13xH")
 assert _SKT.size == _SKT_SPAN
 
 
+def _skt_addr(sktid: int, field: vmem.Region, what: str) -> int:
+    """The field's address in socket `sktid`'s block; ValueError for an sktid that has no
+    block (300 read the memory after the table, and set_rbufsz wrote there, up to
+    session 31)."""
+    if not isinstance(sktid, int) or isinstance(sktid, bool) or not 0 <= sktid < MAX_SKT_CNT:
+        raise ValueError(f"{what}: sktid must be 0..{MAX_SKT_CNT - 1}, got {sktid!r}")
+    return vmem.skt_addr(sktid, field)
+
+
+def _check_uint(value: int, bits: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{what} must be 0..{(1 << bits) - 1}, got {value!r}")
+    return value
+
+
 @deferred_api
 async def read_socket_info(session: EndpointSession, sktid: int) -> SocketInfo:
-    raw = await session.mread(vmem.skt_addr(sktid, vmem.SKT_FAMILY), _SKT_SPAN)
+    addr = _skt_addr(sktid, vmem.SKT_FAMILY, "read_socket_info")
+    raw = await session.mread(addr, _SKT_SPAN)
     raw = raw.ljust(_SKT_SPAN, b"\0")
     (fam, proto, stat, la, ra, lport, rport, rbufsz, rbufused, dbytes, dpkts, nerr, ntag, mask) = (
         _SKT.unpack(raw)
@@ -152,7 +169,7 @@ async def read_socket_info(session: EndpointSession, sktid: int) -> SocketInfo:
 @deferred_api
 async def read_socket_state(session: EndpointSession, sktid: int) -> SocketState | int:
     """STAT alone (one byte): what a TCP connect came to when no nstat says (§3.1)."""
-    raw = await session.mread(vmem.skt_addr(sktid, vmem.SKT_STAT), 1)
+    raw = await session.mread(_skt_addr(sktid, vmem.SKT_STAT, "read_socket_state"), 1)
     return _enum(SocketState, struct.unpack(">b", raw[:1].ljust(1, b"\0"))[0])
 
 
@@ -195,15 +212,25 @@ def decode_tcp_info(raw: bytes) -> TcpInfo | None:
 @deferred_api
 async def read_tcp_info(session: EndpointSession, sktid: int) -> TcpInfo | None:
     """Socket `sktid`'s TCP_INFO sample (one mread); None if the endpoint has none."""
-    return decode_tcp_info(await session.mread(vmem.skt_addr(sktid, vmem.SKT_TCPINFO),
-                                               vmem.SKT_TCPINFO.size))  # fmt: skip
+    addr = _skt_addr(sktid, vmem.SKT_TCPINFO, "read_tcp_info")
+    return decode_tcp_info(await session.mread(addr, vmem.SKT_TCPINFO.size))
 
 
 def set_notifmask(session: EndpointSession, sktid: int, mask: NotifMask | int) -> Deferred[Result]:
     """Hold back (set bits) or release (clear bits) notification types of a socket (§2.4)."""
-    return session.mwrite(vmem.skt_addr(sktid, vmem.SKT_NOTIFMASK), struct.pack(">H", int(mask)))
+    try:  # a bad argument fails the Deferred (struct.error was raised out of the call)
+        addr = _skt_addr(sktid, vmem.SKT_NOTIFMASK, "set_notifmask")
+        data = struct.pack(">H", _check_uint(int(mask), 16, "set_notifmask: mask"))
+    except ValueError as e:
+        return fail(e)
+    return session.mwrite(addr, data)
 
 
 def set_rbufsz(session: EndpointSession, sktid: int, size: int) -> Deferred[Result]:
     """Change a socket's receive budget (RBUFSZ)."""
-    return session.mwrite(vmem.skt_addr(sktid, vmem.SKT_RBUFSZ), struct.pack(">I", size))
+    try:
+        addr = _skt_addr(sktid, vmem.SKT_RBUFSZ, "set_rbufsz")
+        data = struct.pack(">I", _check_uint(size, 32, "set_rbufsz: size"))
+    except ValueError as e:
+        return fail(e)
+    return session.mwrite(addr, data)

@@ -141,13 +141,17 @@ class RequestMethods:
         out: list[Socket] = []
         self._nopen_sent(msg)
         answer = self.request(msg, on_success=lambda: out.append(self._opened(msg, buffer)))
-        # Cancelling only stops the caller's wait: the sktid stays taken until the answer
-        # comes (else free_sktid() could hand it out again while the endpoint opens it).
+        # Cancelling stops the caller's wait at once; the sktid stays taken until the
+        # answer comes (else free_sktid() could hand it out again while the endpoint opens
+        # it), and a socket the endpoint opened all the same is closed then: nobody holds
+        # it (it stayed open on the endpoint until the session ended, up to session 31).
         d: Deferred[Socket] = Deferred(lambda _: None)
 
         def done(result: object) -> None:
             self._nopen_done(msg.sktid)
-            if d.called:  # cancelled: the socket (if opened) is the session's; nclose it
+            if d.called:  # cancelled
+                if not isinstance(result, Failure):
+                    self.nclose(msg.sktid).addErrback(lambda _: None)  # the session ended
                 return
             if isinstance(result, Failure):
                 d.errback(result)
@@ -244,8 +248,21 @@ class RequestMethods:
         return self.nopen(msg, buffer=buffer)
 
     def nclose(self, sktid: int) -> Deferred[Result]:
-        """Close a socket; its `Socket` ends and its untold ntags errback SocketClosed."""
-        return self.request(Nclose(sktid))  # type: ignore[return-value]
+        """Close a socket; its `Socket` ends and its untold ntags errback SocketClosed.
+        Its queue, full or not, no longer holds reads back meanwhile: what is queued can
+        still be read."""
+        d: Deferred[Result] = self.request(Nclose(sktid))  # type: ignore[assignment]
+        sock = self.find_socket(sktid)
+        if sock is not None and not d.called:  # sent: then reads may resume (and answer it)
+            sock.set_closing(True)
+
+            def refused(f: Failure) -> Failure:
+                if not sock.ended:  # still open: its queue holds reads back again
+                    sock.set_closing(False)
+                return f
+
+            d.addErrback(refused)
+        return d
 
     def nsend(
         self,

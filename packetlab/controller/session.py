@@ -94,6 +94,11 @@ MAX_LINFO = 128
 #: Bytes of `linfo` kept (name, aux and info): the reference's are a few bytes each; 128
 #: of 1 MiB (the frame bound) held 128 MiB for as long as the session lived.
 MAX_LINFO_BYTES = 1 << 20
+#: What a request made before the session has its connection fails with.
+NOT_CONNECTED = (
+    "the session is not connected yet: requests can be made from connectionMade on "
+    "(await session.ready, or use the session an experiment is given)"
+)
 #: Unknown message types (and notifications for sockets that are not open) logged one by
 #: one; the rest are only counted.
 UNKNOWN_LOGGED = 10
@@ -318,7 +323,9 @@ class EndpointSession(  # reflex hook: ReflexMethods
         A non-SUCCESS result errbacks with RequestFailed; `on_success` runs just before the
         Deferred fires on success.
         """
-        if self._dead or self._closing or self._out is None:
+        if self._out is None and not self._dead:
+            return fail(SessionClosed(NOT_CONNECTED))
+        if self._dead or self._closing:
             return fail(self._closed_error())
         try:
             frame = private_frame(msg) or wire.encode(msg)  # reflex hook: private requests
@@ -601,10 +608,14 @@ class EndpointSession(  # reflex hook: ReflexMethods
         self.abort(err)
 
     def _closed_error(self) -> SessionClosed:
-        if self.close_reason is not None:
-            if isinstance(self.close_reason, SessionClosed):
-                return self.close_reason
-            return SessionClosed("session ended", self.close_reason)
+        """A new exception each time: one instance raised into several coroutines grew one
+        traceback with all their frames (up to session 31, tcp_exchange's showed
+        udp_exchange's and read_time's lines)."""
+        reason = self.close_reason
+        if isinstance(reason, SessionClosed):
+            return reason.again()
+        if reason is not None:
+            return SessionClosed("session ended", reason)
         return SessionClosed("session closed")
 
     def _finish(self, error: ControllerError | None) -> None:
@@ -619,7 +630,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
         closed = self._closed_error()
         pending, self._pending = self._pending, deque()
         for p in pending:
-            p.deferred.errback(closed)
+            p.deferred.errback(closed.again())
         tags, self._tags = self._tags, {}
         for tag, (sktid, d) in tags.items():
             # which send it was: an unawaited one is logged as an unhandled error

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from packetlab import wire
-from packetlab.wire import Cdata, Message, Nopen, Nsend, Start
+from packetlab.wire import Cdata, Message, Mread, Nopen, Nsend, Start
 
 # The width of every integer field a request carries (PROTOCOL.md §1.2).
 _WIDTHS = {
@@ -15,12 +15,19 @@ _WIDTHS = {
 }  # fmt: skip
 
 
-def field_error(msg: Message) -> wire.EncodeError | None:
-    """`nclose: sktid must be 0..255, got 300` for a field out of its wire range."""
+def field_error(msg: Message) -> ValueError | TypeError | None:
+    """`nclose: sktid must be 0..255, got 300` for a field out of its wire range; a
+    TypeError for one that is no int (`mread("a", 4)` said "can only concatenate str")."""
     for name, bits in _WIDTHS.items():
         value = getattr(msg, name, None)
-        if isinstance(value, int) and not 0 <= value < 1 << bits:
-            return wire.EncodeError(f"{msg.NAME}: {name} must be 0..{(1 << bits) - 1}, got {value}")
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            return TypeError(f"{msg.NAME}: {name} must be an int, got {type(value).__name__}")
+        low = 1 if isinstance(msg, Mread) and name == "len" else 0  # one byte at least
+        if not low <= value < 1 << bits:
+            top = (1 << bits) - 1
+            return wire.EncodeError(f"{msg.NAME}: {name} must be {low}..{top}, got {value}")
     return None
 
 

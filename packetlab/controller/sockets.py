@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab.afterinput import timeout_after_input
-from packetlab.controller.errors import ConnectFailed, SocketClosed
+from packetlab.controller.errors import ConnectFailed, SessionClosed, SocketClosed
 from packetlab.wire import Nblock, Ndata, Ndrop, Nstat, NstatCode, Ntag, Proto
 
 Note: TypeAlias = Ntag | Nstat | Ndata | Ndrop | Nblock
@@ -34,6 +34,15 @@ def _nstat_name(code: int) -> str:
         return NstatCode(code).name
     except ValueError:
         return f"nstat code {code}"
+
+
+def _fresh(reason: Failure) -> Failure:
+    """`reason` with a new exception of its own when it is a SessionClosed: one instance
+    raised into several coroutines collects all their frames in its traceback."""
+    value = reason.value
+    if isinstance(value, SessionClosed):
+        return Failure(value.again())
+    return reason
 
 
 class Socket:
@@ -84,6 +93,10 @@ class Socket:
         self._estab_waiters: list[Deferred[Nstat]] = []
         self._ended = False
         self._end_reason: Failure | None = None
+        #: An nclose is on its way: a full queue no longer holds reads back (its answer
+        #: waited behind the unread notifications until the answer watchdog cut the
+        #: session, up to session 31).
+        self.closing = False
 
     def __repr__(self) -> str:
         return (
@@ -134,7 +147,7 @@ class Socket:
             return succeed(note)
         if self._ended:
             if self._end_reason is not None:
-                return fail(self._end_reason)
+                return fail(_fresh(self._end_reason))
             return succeed(None)
         d: Deferred[Note | None] = Deferred(lambda d: self._waiters.remove(d))
         self._waiters.append(d)
@@ -163,7 +176,9 @@ class Socket:
         if self.last_nstat is not None:
             return fail(ConnectFailed(self.sktid, _nstat_name(self.last_nstat.code)))
         if self._ended:
-            return fail(self._end_reason or Failure(SocketClosed(self.sktid, "TCP connect")))
+            if self._end_reason is not None:
+                return fail(_fresh(self._end_reason))
+            return fail(SocketClosed(self.sktid, "TCP connect"))
         d: Deferred[Nstat] = Deferred(lambda d: self._estab_waiters.remove(d))
         self._estab_waiters.append(d)
         return d
@@ -211,10 +226,10 @@ class Socket:
             if reason is None:
                 d.callback(None)
             else:
-                d.errback(reason)
+                d.errback(_fresh(reason))
         estab, self._estab_waiters = self._estab_waiters, []
         for e in estab:
-            e.errback(reason or Failure(SocketClosed(self.sktid, "TCP connect")))
+            e.errback(SocketClosed(self.sktid, "TCP connect") if reason is None else _fresh(reason))
 
     def _saw_nstat(self, note: Nstat) -> None:
         self.last_nstat = note
@@ -235,13 +250,20 @@ class Socket:
             self._bytes -= len(note.data)
         self._check_pressure()
 
+    def set_closing(self, closing: bool) -> None:
+        """An nclose was sent (True), or failed (False): see `closing`."""
+        self.closing = closing
+        self._check_pressure()
+
     def _check_pressure(self) -> None:
         n, b = len(self._queue), self._bytes
-        if not self._full and (n >= self.max_notes or b >= self.max_bytes):
+        if not self._full and not self.closing and (n >= self.max_notes or b >= self.max_bytes):
             self._full = True
             if self._on_pressure is not None:
                 self._on_pressure(self, True)
-        elif self._full and n <= self.max_notes // 2 and b <= self.max_bytes // 2:
+        elif self._full and (
+            self.closing or (n <= self.max_notes // 2 and b <= self.max_bytes // 2)
+        ):
             self._full = False
             if self._on_pressure is not None:
                 self._on_pressure(self, False)

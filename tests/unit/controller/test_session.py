@@ -457,9 +457,11 @@ def test_a_cancelled_nopen_keeps_its_sktid_until_answered() -> None:
     sock = s.find_socket(0)
     assert sock is not None and sock.proto == 0x11  # opened: the session knows it
     assert s.free_sktid() == 1
+    s.dataReceived(frames(Result()))  # session 32: the nclose of the cancelled nopen's socket
+    assert s.find_socket(0) is None and s.free_sktid() == 0
     failed = s.nopen_udp(1)
     failed.cancel()
     s.dataReceived(frames(Result(Status.ESKTNOADDR)))  # dropped: nobody waits
-    assert s.find_socket(1) is None and s.free_sktid() == 1
+    assert s.find_socket(1) is None and s.free_sktid() == 0
     with pytest.raises(CancelledError):
         result_of(failed)
