@@ -66,7 +66,8 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
         check_ranges(("--lead-ms", args.lead_ms, 0, 60_000))
     recorder = pcapout.recorder_for(args)
 
-    where = ENDPOINT_COMMAND if args.listen else HERE
+    # (campaign and the tests build these args without the link options)
+    where = ENDPOINT_COMMAND if getattr(args, "listen", None) else HERE
     said_late: list[int] = []
 
     async def run(session: Any) -> None:

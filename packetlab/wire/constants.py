@@ -88,7 +88,13 @@ class Status(IntEnum):
     ESKTNOADDR = 0x36, "the local address is not one the endpoint exports, or cannot be bound"
     ESKTNOMATCH = 0x37, "family or protocol differ from the socket's"
     ESKTBADFILT = 0x38, "capture filter refused (too large, undecodable, or by the kernel)"
-    ESKTPKTDENY = 0x39, "send denied: destination not allowed, spoofed source, or over limits"
+    ESKTPKTDENY = (
+        0x39,
+        (
+            "send denied: destination not allowed, spoofed source, over limits, or the "
+            "endpoint's accounting database failing (its log says which)"
+        ),
+    )
     ESKTOPNDENY = 0x3A, "connection denied: destination not allowed (valid_dest)"
     ETCPNOPORT = 0x40, "TCP port already in use"
     EPKTNOTSENT = 0x41, "the queued packet was not sent"
