@@ -120,3 +120,4 @@ def test_compare_on_a_delayed_path_fair_and_deliberately_wrong(
                           path=str(tmp_path))  # fmt: skip
     assert code == 1 and not wrong["c1_holds"] and wrong["c1"] > 0.2, wrong
     assert wrong["mean_pl"] - wrong["mean_nt"] > 1500  # 2 ms more a round trip
+    assert wrong["stamp_offset"] is False  # no send-stamp note excuses a real difference

@@ -477,3 +477,34 @@ def test_compare_help_is_filled_and_says_every_exit_status(
     first = lines[lines.index("") + 1]
     assert first.startswith("Congruence built in. Runs the PacketLab measurement (through")
     assert "2 on errors, 130 after" in " ".join(lines)
+
+
+def test_a_failure_by_the_native_send_stamp_says_so() -> None:
+    # `pktlab compare ping 127.0.0.1` printed a bare FAILS for means of 16.2 and 28.9 us:
+    # ping's RTT starts at its clock read before sendmsg(), ours at the kernel's TX stamp
+    pl = samples([[16.0, 16.5, 15.8, 16.2, 16.3]] * 2)
+    nt = samples([[28.0, 29.0, 30.0, 28.5, 29.5]] * 2)
+    got = criteria(SPECS["ping"], pl, nt)
+    assert got["c1_holds"] is False and got["c2_holds"] is False
+    assert got["stamp_offset"] is True and got["native_above_us"] == pytest.approx(12.84)
+    text = table("ping", SPECS["ping"], {"runs": 2, **got})
+    assert "  note         native 12.8 us above PacketLab: ping reads the clock before" in text
+    assert "under C1's 10 % only at RTTs of 128 us or more" in " ".join(text.split())
+    # C1 holding, C2 failing by the offset alone (a jitter-free 4 ms path)
+    far = criteria(SPECS["traceroute"], samples([[4127.0 + i / 10 for i in range(20)]]),
+                   samples([[4143.0 + i / 10 for i in range(20)]]))  # fmt: skip
+    assert far["c1_holds"] is True and far["c2_holds"] is False and far["stamp_offset"]
+    text = table("traceroute", SPECS["traceroute"], {"runs": 1, **far})
+    assert "traceroute reads the clock before send()" in text and "KS test" in text
+    # no note: PacketLab above native, a gap no send path makes, criteria that hold,
+    # a measurement without a user-space send stamp
+    for a, b in ((29.0, 16.0), (16.0, 160.0)):
+        other = criteria(SPECS["ping"], samples([[a, a + 1, a + 2]] * 3),
+                         samples([[b, b + 1, b + 2]] * 3))  # fmt: skip
+        assert other["stamp_offset"] is False
+        assert "note" not in table("ping", SPECS["ping"], {"runs": 3, **other})
+    same = criteria(SPECS["ping"], samples([[16.0, 17.0, 18.0]] * 3),
+                    samples([[16.5, 17.5, 17.0]] * 3))  # fmt: skip
+    assert same["stamp_offset"] is False
+    tput = criteria(SPECS["throughput"], samples([[50.0]] * 5), samples([[60.0]] * 5))
+    assert "stamp_offset" not in tput
