@@ -15,7 +15,6 @@ __all__ = [
     "port_number",
     "shown_host",
     "split_host_port",
-    "v6_then_port",
     "zone_problem",
 ]
 
@@ -97,7 +96,7 @@ def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     return kind(reactor, host, port, timeout=timeout)
 
 
-def v6_then_port(host: str, port: str) -> bool:
+def _v6_then_port(host: str, port: str) -> bool:
     """Whether `HOST:PORT` split on its last ':' is an IPv6 address and a port
     (``::1:20556``), as the reference reads an unbracketed address (PROTOCOL.md §1.4);
     else the whole text is one IPv6 address (``2001:db8::1``: ``2001:db8:`` is none)."""
@@ -142,7 +141,7 @@ def split_host_port(text: str, *, reference: bool) -> tuple[str, str | None]:
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, None
-    if ":" not in host or (reference and v6_then_port(host, port)):
+    if ":" not in host or (reference and _v6_then_port(host, port)):
         return host, port
     return text, None
 

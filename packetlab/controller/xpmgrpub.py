@@ -108,13 +108,15 @@ def reference_form(addr: str) -> str:
     splits controller_addr on its last ':' and has no brackets (PROTOCOL.md §1.4), so a
     bracket was part of the host it looked up (ours reads both forms). Other text as
     written (``::1:20600`` is already the reference's form)."""
-    if addr.startswith("["):
-        host, sep, rest = addr[1:].partition("]")
-        if sep and not rest:
-            return _host_only(host)
-        if sep and rest.startswith(":") and rest[1:].isdigit():
-            return f"{host}{rest}"
-    return addr
+    if not addr.startswith("["):
+        return addr
+    try:
+        host, port = split_host_port(addr, reference=True)
+    except HostPortError:
+        return addr
+    if port is None:
+        return _host_only(host)
+    return addr if port_number(port) is None else f"{host}:{port}"
 
 
 def _publishable(host: str) -> str:

@@ -173,3 +173,19 @@ def test_the_broker_refuses_a_controller_addr_no_endpoint_can_reach(addr: str) -
     assert isinstance(got, Refusal) and got.status == Status.EPUBBADADDR
     for good in ("::1:7", "[::1]:7", "::1", "2001:db8::1:2", "127.0.0.1"):
         assert not isinstance(_xdescr_fields([NVPair("controller_addr", good)], 0), Refusal)
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:\u00b2", "[::1]x", "[::1]:0"])
+def test_the_examples_target_reads_as_run_server(text: str) -> None:
+    """examples/_common.py's --target: `127.0.0.1:²` raised int's ValueError (argparse:
+    `invalid parse value`), `[::1]x` took the default port."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from _common import address_port
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        address_port(9)(text)
+    assert address_port(9)("::1") == ("::1", 9)
+    assert address_port(9)("[::1]:53") == ("::1", 53)
