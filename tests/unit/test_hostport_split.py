@@ -189,3 +189,24 @@ def test_the_examples_target_reads_as_run_server(text: str) -> None:
         address_port(9)(text)
     assert address_port(9)("::1") == ("::1", 9)
     assert address_port(9)("[::1]:53") == ("::1", 53)
+
+
+def test_xpmgr_p_in_the_reference_form_passes_the_command_line_check(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-p ::1:20600` was refused before anything ran (`-p '::1:20600': bad address ...:
+    not an IPv6 address`, exit 2), though it is the form the endpoint reads."""
+    from packetlab.cli.init import init_home
+    from packetlab.cli.xpmgr import add_arguments, run
+    from packetlab.ppks import PktlabHome
+
+    home = PktlabHome.at(tmp_path_factory.mktemp("p") / "home")
+    init_home(home)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    conf = str(home.root / "xpmgr.conf")
+    # (-a [::1]:x stops it after the -p check: nothing listens)
+    argv = ["-c", conf, "-p", "::1:20600", "-a", "[::1]:x", "x"]
+    assert run(parser.parse_args(argv)) == 2
+    err = capsys.readouterr().err
+    assert "-a: bad address" in err and "-p '" not in err, err
