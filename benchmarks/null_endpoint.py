@@ -18,7 +18,7 @@ next to nothing per request:
 * TCP nopen: the source is read to its end first, then its byte count goes out as
   sealed 64 KiB ndata frames in one `sendall`, then an nstat PEERCLOSED.
 
-    python -m benchmarks.null_endpoint HOST:PORT [--tls]
+    python -m benchmarks.null_endpoint HOST[:PORT] [--tls]   (as the endpoint reads it)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import cast
 from benchmarks.common import help_requested
 from benchmarks.raw_flow import FrameSplitter, RecordOpener, nsend_tags, seal_frames, walk_units
 from packetlab.endpoint import frames
+from packetlab.hostport import split_host_port
 
 T_NSEND, T_MREAD, T_NOPEN = 0x2C, 0x28, 0x2A
 _OK = frames.result(0)
@@ -143,8 +144,8 @@ def plan() -> int:
 def main(argv: list[str]) -> None:
     if help_requested(argv, __doc__):
         return
-    host, _, port = argv[0].rpartition(":")
-    link = Link(socket.create_connection((host, int(port))), "--tls" in argv)
+    host, port = split_host_port(argv[0], reference=True)  # as the endpoint: `[::1]:P` too
+    link = Link(socket.create_connection((host, int(port or 20556))), "--tls" in argv)
     link.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     while True:
         data = link.take_one()

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from packetlab.cli.interrupt import run_reactor
 from packetlab.cli.link import Link, add_link_arguments, route_source, run_on_link
 from packetlab.controller import EndpointSession, StopSignal
+from packetlab.hostport import HostPortError, port_number, split_host_port
 
 T = TypeVar("T")
 
@@ -53,22 +54,20 @@ def address_port(default: int | None) -> Callable[[str], tuple[str, int]]:
     `default` None: the port must be given."""
 
     def parse(text: str) -> tuple[str, int]:
-        host, port = text, default
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            port = int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else -1
-        elif text.count(":") == 1:
-            host, p = text.split(":")
-            port = int(p) if p.isdigit() else -1
+        try:  # (`²` raised int's ValueError: argparse said `invalid parse value`)
+            host, given = split_host_port(text, reference=False)
+        except HostPortError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+        port = default if given is None else port_number(given)
         try:
             ipaddress.ip_address(host)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r}: not an IP address (names are not resolved here)"
             ) from None
-        if port is None:
+        if given is None and port is None:
             raise argparse.ArgumentTypeError(f"{text!r}: give the port, IP:PORT")
-        if not 1 <= port <= 65535:
+        if port is None:
             raise argparse.ArgumentTypeError(f"{text!r}: the port must be 1..65535")
         return host, port
 

@@ -1,16 +1,20 @@
-"""A Twisted address as an operator reads it in a log line or on a status page."""
+"""Addresses as text: a Twisted address as an operator reads it in a log line or on a
+status page, and the one reader of ``HOST[:PORT]`` every option and config line uses."""
 
 from __future__ import annotations
 
 from typing import Any
 
 __all__ = [
+    "HostPortError",
     "cannot_listen",
     "client_endpoint",
     "host_port",
+    "is_ipv6",
     "join_host_port",
+    "port_number",
     "shown_host",
-    "v6_then_port",
+    "split_host_port",
     "zone_problem",
 ]
 
@@ -92,7 +96,7 @@ def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     return kind(reactor, host, port, timeout=timeout)
 
 
-def v6_then_port(host: str, port: str) -> bool:
+def _v6_then_port(host: str, port: str) -> bool:
     """Whether `HOST:PORT` split on its last ':' is an IPv6 address and a port
     (``::1:20556``), as the reference reads an unbracketed address (PROTOCOL.md §1.4);
     else the whole text is one IPv6 address (``2001:db8::1``: ``2001:db8:`` is none)."""
@@ -100,6 +104,61 @@ def v6_then_port(host: str, port: str) -> bool:
 
     if not (port.isascii() and port.isdigit()):
         return False
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HostPortError(ValueError):
+    """`HOST[:PORT]` text no reading makes sense of; its text names no option (the
+    caller's message does)."""
+
+
+def split_host_port(text: str, *, reference: bool) -> tuple[str, str | None]:
+    """(host, port text or None) of ``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``;
+    the caller checks the host's kind and the port (`port_number`) in its own words.
+
+    Unbracketed text with several ':' (an IPv6 address) is read two ways:
+
+    * ``reference=True``, as the reference splits `controller_addr`, `BrokerAddr`, and
+      xpmgr's ``-a``/``-p`` (PROTOCOL.md §1.4: on the last ':', no brackets): an IPv6
+      address and digits after the last ':' are a host and a port (``::1:20556``,
+      ``2001:db8::1:2`` is port 2 of ``2001:db8::1``); else the text is one address
+      (``2001:db8::1``, whose ``2001:db8:`` is none; ``::1``).
+    * ``reference=False``, as the native tool our option stands in for reads its host
+      (iperf3 ``-c``, dig's ``@``): the whole text is the host, a port goes after brackets.
+
+    Raises HostPortError for a bracket that is not ``[IPv6]`` or ``[IPv6]:...``."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise HostPortError("expected [IPv6]:PORT")
+        if not is_ipv6(host):
+            raise HostPortError(f"{host!r} is not an IPv6 address")
+        return host, rest[1:] if rest else None
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, None
+    if ":" not in host or (reference and _v6_then_port(host, port)):
+        return host, port
+    return text, None
+
+
+def port_number(text: str, lowest: int = 1) -> int | None:
+    """A port's ASCII digits as a number in `lowest`..65535, else None: `isdigit` alone
+    took ``²`` (then int's ValueError in Python's words) and ``٣`` (port 3)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
+        return None
+    port = int(text)
+    return port if lowest <= port <= 65535 else None
+
+
+def is_ipv6(host: str) -> bool:
+    """Whether `host` is an IPv6 address (a zone, ``%eth0``, allowed)."""
+    import ipaddress
+
     try:
         ipaddress.IPv6Address(host)
     except ValueError:

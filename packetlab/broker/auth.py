@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from packetlab.hostport import HostPortError, port_number, split_host_port
 from packetlab.ppks import (
     ChainError,
     PPKSError,
@@ -148,9 +149,13 @@ def _xdescr_fields(pairs: Sequence[NVPair], now_ns: int) -> tuple[int, int | Non
     addr = addrs[0]
     if not addr or len(addr) > MAX_CONTROLLER_ADDR or "*" in addr or "?" in addr:
         return Refusal(Status.EPUBBADADDR, f"controller_addr {addr[:64]!r} is not HOST[:PORT]")
-    host, sep, port = addr.rpartition(":")
-    # HOST:PORT needs a good port; a bare IPv6 address (several ':') takes the default.
-    if sep and ":" not in host and not (port.isdigit() and 0 < int(port) < 65536):
+    # as an endpoint reads it: HOST:PORT needs a good port (`::1:0` too); a bare IPv6
+    # address takes the default
+    try:
+        _host, port = split_host_port(addr, reference=True)
+    except HostPortError as e:
+        return Refusal(Status.EPUBBADADDR, f"controller_addr {addr!r}: {e}")
+    if port is not None and port_number(port) is None:
         return Refusal(Status.EPUBBADADDR, f"controller_addr {addr!r}: bad port")
     snikeys = [p for p in pairs if p.name == "sni_key"]
     if len(snikeys) > 1:

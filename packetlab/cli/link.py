@@ -52,7 +52,7 @@ from packetlab.cli.linkargs import (
     add_link_arguments,
     listen_description,
 )
-from packetlab.hostport import cannot_listen
+from packetlab.hostport import cannot_listen, split_host_port
 from packetlab.paths import expand_path
 
 if TYPE_CHECKING:
@@ -130,11 +130,12 @@ def _bare_listen(text: str) -> bool:
     text = text.strip()
     if text.isdigit() or text.startswith("["):
         return True
+    host, port = split_host_port(text, reference=True)  # (raises only for a '[')
     try:
-        ipaddress.ip_address(text.rpartition(":")[0])
+        ipaddress.ip_address(host)
     except ValueError:
         return False
-    return True
+    return port is not None
 
 
 def route_source(dst: Address) -> Address:

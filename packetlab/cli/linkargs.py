@@ -9,7 +9,7 @@ import argparse
 import ipaddress
 
 from packetlab.controller.errors import ControllerError
-from packetlab.hostport import v6_then_port, zone_problem
+from packetlab.hostport import HostPortError, port_number, split_host_port, zone_problem
 
 __all__ = ["LinkError", "add_link_arguments", "listen_description"]
 
@@ -75,17 +75,16 @@ def listen_description(text: str) -> str:
         return text
     if text.isdigit():
         host, port = "", text
-    elif text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise LinkError(f"--listen {text}: expected [IPv6]:PORT")
     else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise LinkError(f"--listen {text}: expected PORT, HOST:PORT or an endpoint string")
-        if ":" in host and not v6_then_port(host, port):  # `::1` said `':' is not an IP address`
-            raise LinkError(f"--listen {text}: expected [IPv6]:PORT")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        try:  # `::1:20556` as the endpoint reads its --broker (`::1` said `':' is not ...`)
+            host, maybe = split_host_port(text, reference=True)
+        except HostPortError as e:
+            raise LinkError(f"--listen {text}: {e}") from None
+        if maybe is None:
+            wanted = "[IPv6]:PORT" if ":" in text else "PORT, HOST:PORT or an endpoint string"
+            raise LinkError(f"--listen {text}: expected {wanted}")
+        port = maybe
+    if port_number(port, 0) is None:  # (`²` raised int's ValueError)
         raise LinkError(f"--listen {text}: bad port {port!r}")
     if not host:
         return f"tcp:{port}"

@@ -48,14 +48,13 @@ def split_server(text: str, family: int | None = None) -> tuple[str, int | None]
     import ipaddress
 
     text = text.strip()
-    host, port = text, None
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise RunError(f"--server {text}: expected [IPv6]:PORT")
-        port = rest[1:] or None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
+    from packetlab.hostport import HostPortError, port_number
+    from packetlab.hostport import split_host_port as split_text
+
+    try:  # dig's @SERVER: `2001:db8::1:2` is one address
+        host, port = split_text(text, reference=False)
+    except HostPortError as e:
+        raise RunError(f"--server {text}: {e}") from None
     try:
         ipaddress.ip_address(host)
     except ValueError:  # a name, as dig's @ns.example: resolved on this host, as dig does
@@ -69,9 +68,10 @@ def split_server(text: str, family: int | None = None) -> tuple[str, int | None]
             raise Unresolved(f"couldn't get address for '{host}': not found", host) from None
     if port is None:
         return host, None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    number = port_number(port)
+    if number is None:  # (`²` raised int's ValueError)
         raise RunError(f"--server {text}: bad port {port!r}")
-    return host, int(port)
+    return host, number
 
 
 # dig's query options (`+tcp`, `+time=2`, ...) that map onto ours; the others are refused
@@ -791,10 +791,13 @@ def _is_class(word: str, rdataclass: Any, loose: bool = True) -> bool:
 
 def _host_text(text: str) -> str:
     """The host part of ADDR, ADDR:PORT or [V6]:PORT, as typed."""
-    text = text.strip()
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    return text.split(":")[0] if text.count(":") == 1 else text
+    from packetlab.hostport import HostPortError
+    from packetlab.hostport import split_host_port as split_text
+
+    try:
+        return split_text(text.strip(), reference=False)[0]
+    except HostPortError:  # (split_server said why first)
+        return text.strip()
 
 
 def _check_name(name: str) -> None:

@@ -285,15 +285,14 @@ def split_host_port(
     import ipaddress
 
     from packetlab.cli.run import resolve_target
+    from packetlab.hostport import HostPortError
+    from packetlab.hostport import split_host_port as split_text
 
-    host, port = text, default
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port_number(rest[1:])
-    elif text.count(":") == 1:
-        host, p = text.split(":")
-        port = _port_number(p)
+    try:  # iperf3 -c's host: `2001:db8::1:2` is one address
+        host, given = split_text(text, reference=False)
+    except HostPortError as e:  # `[::1]x` took port 5201, `[name]` the name
+        raise RunError(f"{option} {text}: {e}") from None
+    port = default if given is None else _port_number(given)
     if port_option is not None:
         port = port_option
     if not host:
@@ -323,9 +322,10 @@ def _port_number(text: str) -> int:
     """A port's ASCII digits as a number, -1 (out of range) for anything else: `isdigit`
     alone took `²` (then int's ValueError in Python's words), `٣` (port 3) and 5,000
     digits (int's digit limit) (fuzz28's throughput_opts target)."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        return -1
-    return int(text)
+    from packetlab.hostport import port_number
+
+    number = port_number(text)
+    return -1 if number is None else number
 
 
 def server_of(args: argparse.Namespace) -> tuple[str | None, int, str | None]:
@@ -343,9 +343,13 @@ def server_of(args: argparse.Namespace) -> tuple[str | None, int, str | None]:
 def typed_host(text: str) -> str:
     """The host of --server as typed (`localhost`, not the address it resolves to): iperf3
     prints `Connecting to host localhost, port 5201` and puts it in -J's `connecting_to`."""
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    return text.split(":")[0] if text.count(":") == 1 else text
+    from packetlab.hostport import HostPortError
+    from packetlab.hostport import split_host_port as split_text
+
+    try:
+        return split_text(text, reference=False)[0]
+    except HostPortError:  # (split_host_port said why first)
+        return text
 
 
 def configure(p: argparse.ArgumentParser) -> None:

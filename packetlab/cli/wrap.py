@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from packetlab.cli.link import Link, LinkError, add_link_arguments, run_on_link
-from packetlab.hostport import host_port
+from packetlab.hostport import HostPortError, host_port, port_number, split_host_port
 
 EXIT_WRAP_FAILED = 125
 
@@ -54,19 +54,18 @@ def _seconds(text: str) -> float:
 
 def dns_server(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
     """ADDR, ADDR:PORT or [V6]:PORT (default port 53)."""
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "53"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
+    try:  # as dig's @SERVER: `2001:db8::1:2` is one address
+        host, port = split_host_port(text, reference=False)
+    except HostPortError as e:  # `[::1]x` took port 53
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    number = 53 if port is None else port_number(port)
+    if number is None:  # (`²` raised int's ValueError: argparse said `invalid dns_server`)
         raise argparse.ArgumentTypeError(f"bad port in {text!r}")
-    return addr, int(port)
+    return addr, number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

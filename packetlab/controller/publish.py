@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError, as_status, status_name
-from packetlab.hostport import client_endpoint, v6_then_port
+from packetlab.hostport import HostPortError, client_endpoint, port_number, split_host_port
 from packetlab.ppks import (
     Certificate,
     PktlabHome,
@@ -306,13 +306,14 @@ class Publication:
 def _broker_endpoint(reactor: Any, broker: str | Any) -> Any:
     if not isinstance(broker, str):
         return broker
-    host, sep, port = broker.rpartition(":")
-    if not sep or (":" in host and not host.startswith("[") and not v6_then_port(host, port)):
-        host, port = broker, str(DEFAULT_PUB_PORT)
-    host = host.strip("[]")
-    if not port.isdigit():
+    try:
+        host, port = split_host_port(broker, reference=True)  # `::1:20556`, `[::1]:20556`
+    except HostPortError:
+        host, port = "", None
+    number = DEFAULT_PUB_PORT if port is None else port_number(port)
+    if not host or number is None:
         raise PublishError(f"bad broker address {broker!r}: expected HOST[:PORT]")
-    return client_endpoint(reactor, host, int(port), 15)
+    return client_endpoint(reactor, host, number, 15)
 
 
 @deferred_api

@@ -16,7 +16,6 @@ the second exits at once (the running mlets get SIGTERM); SIGTERM and SIGHUP do 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -50,7 +49,13 @@ from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
 from packetlab.controller.xpmgrexit import all_failed_words, usage_refusal, verdict
 from packetlab.controller.xpmgrhand import Deaf, Full, HandOver
 from packetlab.controller.xpmgrsingle import endpoint_entry, singleton_record
-from packetlab.hostport import zone_problem
+from packetlab.hostport import (
+    HostPortError,
+    is_ipv6,
+    port_number,
+    split_host_port,
+    zone_problem,
+)
 from packetlab.ppks import (
     Certificate,
     PPKSError,
@@ -101,39 +106,26 @@ class HostPort:
 
 
 def parse_host_port(text: str, default_port: int) -> HostPort:
-    """``ADDR[:PORT]`` (``[v6]:PORT`` or a bare IPv6 address too); port 0 picks a free
-    port (passive mode prints it). Raises ValueError."""
+    """``ADDR[:PORT]`` as the reference reads `-a` and `BrokerAddr` (`split_host_port`:
+    ``::1:20600`` is port 20600, ``2001:db8::1:2`` port 2; ``[v6]:PORT`` too); port 0
+    picks a free port (passive mode prints it). Raises ValueError."""
     text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
-        port = rest[1:] if rest else str(default_port)
-        if not _is_ipv6(host):
-            raise ValueError(f"bad address {text!r}: {host!r} is not an IPv6 address")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, str(default_port)
-        if ":" in host and not _is_ipv6(host):
-            raise ValueError(
-                f"bad address {text!r}: not an IPv6 address (an IPv6 address with a port "
-                "is written [ADDR]:PORT)"
-            )
-    if not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
+    try:
+        host, port = split_host_port(text, reference=True)
+    except HostPortError as e:
+        raise ValueError(f"bad address {text!r}: {e}") from None
+    if ":" in host and not is_ipv6(host):
+        raise ValueError(
+            f"bad address {text!r}: not an IPv6 address (an IPv6 address with a port "
+            "is written [ADDR]:PORT)"
+        )
+    number = default_port if port is None else port_number(port, 0)
+    if not host or number is None:
         raise ValueError(f"bad address {text!r}: expected ADDR[:PORT] with PORT 0..65535")
     problem = zone_problem(host)
     if problem is not None:  # else `Couldn't listen on ...: Invalid argument`
         raise ValueError(f"bad address {text!r}: {problem}")
-    return HostPort(host, int(port))
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
+    return HostPort(host, number)
 
 
 @dataclass

@@ -162,26 +162,26 @@ def _broker_addr(v: str) -> str:
     """HOST[:PORT], as the publication reads it (port 20556 by default): a bad one was
     found only once the manager listened and published (`exp publication to broker
     failed: bad broker address`)."""
-    import ipaddress
-
-    from packetlab.hostport import v6_then_port, zone_problem
+    from packetlab.hostport import (
+        HostPortError,
+        is_ipv6,
+        port_number,
+        split_host_port,
+        zone_problem,
+    )
 
     _nonempty(v)
-    host, sep, port = v.rpartition(":")
-    # `::1:20556` as the reference reads it; `::1` a bare address
-    if not sep or (":" in host and not host.startswith("[") and not v6_then_port(host, port)):
-        host, port = v, "20556"
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if host != bare or ":" in bare:  # [v6] or a bare v6 address
-        try:
-            ipaddress.IPv6Address(bare)
-        except ValueError:
-            raise ValueError("expected HOST[:PORT] ([IPv6]:PORT for an IPv6 address)") from None
+    try:
+        bare, port = split_host_port(v, reference=True)  # `::1:20556` as the reference
+    except HostPortError:
+        raise ValueError("expected HOST[:PORT] ([IPv6]:PORT for an IPv6 address)") from None
+    if ":" in bare and not is_ipv6(bare):
+        raise ValueError("expected HOST[:PORT] ([IPv6]:PORT for an IPv6 address)")
     if not bare or any(c.isspace() or c in "[]/" for c in bare):
         raise ValueError("expected HOST[:PORT]")
     if len(bare) > 253:  # a DNS name's bound
         raise ValueError(f"a host of {len(bare)} characters (at most 253)")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if port is not None and port_number(port) is None:
         raise ValueError("expected HOST[:PORT] with PORT 1..65535")
     problem = zone_problem(bare)
     if problem is not None:  # else `cannot reach broker ...: Invalid argument` on publishing

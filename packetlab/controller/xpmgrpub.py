@@ -28,7 +28,7 @@ from pathlib import Path
 
 from packetlab.controller.publish import PublishCredentials, make_xdescr
 from packetlab.controller.xpmgrconf import ExpExec, XpmgrConfig
-from packetlab.hostport import v6_then_port
+from packetlab.hostport import HostPortError, port_number, split_host_port
 from packetlab.ppks import key_id, load_certificates, raw_public_key, read_public_key
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT, DEFAULT_PUB_PORT
 
@@ -59,11 +59,12 @@ def override_pairs(text: str) -> list[tuple[str, str]]:
 
 
 def _split(addr: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    bare_v6 = ":" in host and not host.startswith("[") and not v6_then_port(host, port)
-    if not sep or not port.isdigit() or bare_v6:
+    try:
+        host, port = split_host_port(addr, reference=True)
+    except HostPortError:  # (BrokerAddr was checked when the config was read)
         return addr.strip("[]"), default_port
-    return host.strip("[]"), int(port)
+    number = None if port is None else port_number(port)
+    return host, default_port if number is None else number
 
 
 def local_address_toward(broker: str) -> str:
@@ -107,13 +108,15 @@ def reference_form(addr: str) -> str:
     splits controller_addr on its last ':' and has no brackets (PROTOCOL.md §1.4), so a
     bracket was part of the host it looked up (ours reads both forms). Other text as
     written (``::1:20600`` is already the reference's form)."""
-    if addr.startswith("["):
-        host, sep, rest = addr[1:].partition("]")
-        if sep and not rest:
-            return _host_only(host)
-        if sep and rest.startswith(":") and rest[1:].isdigit():
-            return f"{host}{rest}"
-    return addr
+    if not addr.startswith("["):
+        return addr
+    try:
+        host, port = split_host_port(addr, reference=True)
+    except HostPortError:
+        return addr
+    if port is None:
+        return _host_only(host)
+    return addr if port_number(port) is None else f"{host}:{port}"
 
 
 def _publishable(host: str) -> str:

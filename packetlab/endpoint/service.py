@@ -40,7 +40,7 @@ from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
 from packetlab.endpoint.tcpclient import TCPClientEndpoint
-from packetlab.hostport import zone_problem
+from packetlab.hostport import HostPortError, port_number, split_host_port, zone_problem
 from packetlab.tls import peer_of
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT
 
@@ -85,21 +85,15 @@ class ControllerAddress:
 
     @classmethod
     def _split(cls, text: str, default_port: int, bad: str) -> ControllerAddress:
-        if text.startswith("["):
-            host, sep, rest = text[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise ValueError(f"{bad}: expected [IPv6]:PORT")
+        try:
+            host, port = split_host_port(text, reference=True)
+        except HostPortError as e:
+            raise ValueError(f"{bad}: {e}") from None
+        if ":" in host:
             _ip(host, bad)
-            return cls(host, _port(rest[1:], bad) if rest else default_port)
-        host, sep, port = text.rpartition(":")
-        if sep and _valid_host(host) and (port.isdigit() or ":" not in host):
-            return cls(host, _port(port, bad))  # `127.0.0.1:abc`: the port is wrong
-        if ":" in text:
-            _ip(text, bad)  # a bare IPv6 address
-            return cls(text, default_port)
-        if not _valid_host(text):
+        elif not _valid_host(host):
             raise ValueError(bad)
-        return cls(text, default_port)
+        return cls(host, default_port if port is None else _port(port, bad))
 
     @property
     def is_loopback(self) -> bool:
@@ -123,9 +117,10 @@ def _ip(host: str, bad: str) -> None:
 
 
 def _port(port: str, bad: str) -> int:
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    number = port_number(port)
+    if number is None:  # `²` said `invalid literal for int() with base 10`
         raise ValueError(f"{bad}: port must be 1..65535, got {port!r}")
-    return int(port)
+    return number
 
 
 def _valid_host(host: str) -> bool:
