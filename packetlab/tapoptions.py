@@ -13,6 +13,9 @@ docs/usability.md.
 Only under twistd: parsed anywhere else (the in-process endpoint of ``pktlab run``, tests)
 the options raise `usage.UsageError` as always. twistd is recognised by the parent it
 gives its sub-command's options before parsing them.
+
+``--log-level`` (and each role's ``LogLevel`` config key) filters twistd's log observer:
+events below it are not written (`packetlab.loglevel`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
-from packetlab import tapinterrupt
+from packetlab import loglevel, tapinterrupt
 
 __all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
 
@@ -47,6 +50,15 @@ class TapOptions(usage.Options):
         super().__init__()
         # An opt_ method's docstring wrapped over lines keeps its indentation in --help.
         self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
+        self["log-level"] = None  # the option's, else the role's config sets it
+
+    def opt_log_level(self, name: str) -> None:
+        """Write the log events of this level and above: debug, info, warn, error or
+        critical; overrides the config's LogLevel [default: info]."""
+        try:
+            self["log-level"] = loglevel.level_name(name)
+        except ValueError as e:
+            raise usage.UsageError(f"--log-level: {e}") from None
 
     def opt_help(self) -> None:
         """
@@ -72,6 +84,20 @@ class TapOptions(usage.Options):
         except usage.UsageError as e:
             self.fail(e)
             raise
+        self._filter_log()
+
+    def _filter_log(self) -> None:
+        """Under twistd: its log observer (the one it would make from --logfile/--syslog,
+        or --logger's) behind a filter at the log level. Set as twistd's --logger: twistd
+        makes its logger from its options before the service, and reads --logger then."""
+        parent = getattr(self, "parent", None)
+        if parent is None:
+            return
+        name = self["log-level"] or loglevel.DEFAULT
+        if self["log-level"] is None:
+            self["log-level"] = name
+        made = parent.get("logger")  # --logger's factory, if one was given
+        parent["logger"] = functools.partial(_filtered_observer, parent, made, name)
 
     def _own_files(self) -> None:
         """Under twistd, twistd's default pid file (``twistd.pid`` in the current
@@ -168,6 +194,20 @@ class TapOptions(usage.Options):
             "in the foreground\n"
         )
         sys.stderr.flush()
+
+
+def _filtered_observer(twistd: Any, made: Callable[[], Any] | None, name: str) -> Any:
+    """The observer twistd would log to, given only the events at `name` and above."""
+    from twisted.logger import ILogObserver, LegacyLogObserverWrapper
+    from twisted.scripts.twistd import _SomeApplicationRunner
+
+    if made is not None:
+        observer = made()
+    else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
+        observer = _SomeApplicationRunner.loggerFactory(twistd)._getLogObserver()
+    if not ILogObserver.providedBy(observer):  # a legacy one: the syslog observer's emit
+        observer = LegacyLogObserverWrapper(observer)
+    return loglevel.filtered(observer, name)
 
 
 def _unwritable_dir(directory: Path) -> str | None:
