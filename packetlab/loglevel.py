@@ -5,7 +5,7 @@ the names are Twisted's (`twisted.logger.LogLevel`). See docs/endpoint.md."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when the filter is made: the configs parse names only
     from twisted.logger import ILogObserver
@@ -27,8 +27,17 @@ def level_name(text: str) -> str:
 
 
 def filtered(observer: ILogObserver, name: str) -> ILogObserver:
-    """`observer` given only the events at the level `name` or above."""
-    from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate
+    """`observer` given only the events at the level `name` or above, and those without
+    a level (Twisted's `LogLevelFilterPredicate` drops those, and every event without a
+    namespace: an event written by hand to the publisher would be lost unseen)."""
+    from twisted.logger import FilteringLogObserver, LogLevel, PredicateResult
 
-    level = LogLevel.levelWithName(name)
-    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=level)])
+    least = LogLevel.levelWithName(name)
+
+    def at_least(event: dict[str, object]) -> PredicateResult:
+        level = event.get("log_level")
+        below = level is not None and level < least
+        return PredicateResult.no if below else PredicateResult.maybe
+
+    predicates: list[Any] = [at_least]  # (a callable is all FilteringLogObserver asks)
+    return FilteringLogObserver(observer, predicates)

@@ -88,16 +88,13 @@ class TapOptions(usage.Options):
 
     def _filter_log(self) -> None:
         """Under twistd: its log observer (the one it would make from --logfile/--syslog,
-        or --logger's) behind a filter at the log level. Set as twistd's --logger: twistd
-        makes its logger from its options before the service, and reads --logger then."""
+        or --logger's) behind a filter at the log level (`_LogFilter`)."""
         parent = getattr(self, "parent", None)
         if parent is None:
             return
-        name = self["log-level"] or loglevel.DEFAULT
         if self["log-level"] is None:
-            self["log-level"] = name
-        made = parent.get("logger")  # --logger's factory, if one was given
-        parent["logger"] = functools.partial(_filtered_observer, parent, made, name)
+            self["log-level"] = loglevel.DEFAULT
+        _LogFilter.arm(parent, self["log-level"])
 
     def _own_files(self) -> None:
         """Under twistd, twistd's default pid file (``twistd.pid`` in the current
@@ -196,18 +193,49 @@ class TapOptions(usage.Options):
         sys.stderr.flush()
 
 
-def _filtered_observer(twistd: Any, made: Callable[[], Any] | None, name: str) -> Any:
-    """The observer twistd would log to, given only the events at `name` and above."""
-    from twisted.logger import ILogObserver, LegacyLogObserverWrapper
-    from twisted.scripts.twistd import _SomeApplicationRunner
+class _LogFilter:
+    """twistd's log observer behind the level filter, made by twistd as its --logger.
 
-    if made is not None:
-        observer = made()
-    else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
-        observer = _SomeApplicationRunner.loggerFactory(twistd)._getLogObserver()
-    if not ILogObserver.providedBy(observer):  # a legacy one: the syslog observer's emit
-        observer = LegacyLogObserverWrapper(observer)
-    return loglevel.filtered(observer, name)
+    twistd makes its logger from its options before the service, once the sub-command's
+    options are parsed; its own postOptions then imports --logger by name (`namedAny`).
+    So the name given is that of `observer` here, which makes the observer twistd would
+    have made (or the one of the --logger given, imported now: twistd's error if not)
+    and filters it. Class state, as twistd's one logger: one daemon a process."""
+
+    name = "packetlab.tapoptions._LogFilter.observer"
+    level = loglevel.DEFAULT
+    twistd: Any = None  # twistd's options
+    given: Callable[[], Any] | None = None  # --logger's factory
+
+    @classmethod
+    def arm(cls, twistd: Any, level: str) -> None:
+        given = twistd.get("logger")
+        if given != cls.name:  # (else armed already: options parsed again)
+            cls.given = None
+        if isinstance(given, str) and given != cls.name:
+            from twisted.python.reflect import namedAny
+
+            try:  # (twistd's own check and words, which would see only our name now)
+                cls.given = namedAny(given)
+            except Exception as e:
+                raise usage.UsageError(f"Logger '{given}' could not be imported: {e}") from None
+        elif callable(given):
+            cls.given = given
+        cls.twistd, cls.level = twistd, level
+        twistd["logger"] = cls.name
+
+    @classmethod
+    def observer(cls) -> Any:
+        from twisted.logger import ILogObserver, LegacyLogObserverWrapper
+        from twisted.scripts.twistd import _SomeApplicationRunner
+
+        if cls.given is not None:
+            made = cls.given()
+        else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
+            made = _SomeApplicationRunner.loggerFactory(cls.twistd)._getLogObserver()
+        if not ILogObserver.providedBy(made):  # a legacy one: the syslog observer's emit
+            made = LegacyLogObserverWrapper(made)
+        return loglevel.filtered(made, cls.level)
 
 
 def _unwritable_dir(directory: Path) -> str | None:
