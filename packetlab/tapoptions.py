@@ -13,6 +13,9 @@ docs/usability.md.
 Only under twistd: parsed anywhere else (the in-process endpoint of ``pktlab run``, tests)
 the options raise `usage.UsageError` as always. twistd is recognised by the parent it
 gives its sub-command's options before parsing them.
+
+``--log-level`` (and each role's ``LogLevel`` config key) filters twistd's log observer:
+events below it are not written (`packetlab.loglevel`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
-from packetlab import tapinterrupt
+from packetlab import loglevel, tapinterrupt
 
 __all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
 
@@ -47,6 +50,15 @@ class TapOptions(usage.Options):
         super().__init__()
         # An opt_ method's docstring wrapped over lines keeps its indentation in --help.
         self.docs = {k: " ".join(v.split()) if v else v for k, v in self.docs.items()}
+        self["log-level"] = None  # the option's, else the role's config sets it
+
+    def opt_log_level(self, name: str) -> None:
+        """Write the log events of this level and above: debug, info, warn, error or
+        critical; overrides the config's LogLevel [default: info]."""
+        try:
+            self["log-level"] = loglevel.level_name(name)
+        except ValueError as e:
+            raise usage.UsageError(f"--log-level: {e}") from None
 
     def opt_help(self) -> None:
         """
@@ -72,6 +84,17 @@ class TapOptions(usage.Options):
         except usage.UsageError as e:
             self.fail(e)
             raise
+        self._filter_log()
+
+    def _filter_log(self) -> None:
+        """Under twistd: its log observer (the one it would make from --logfile/--syslog,
+        or --logger's) behind a filter at the log level (`_LogFilter`)."""
+        parent = getattr(self, "parent", None)
+        if parent is None:
+            return
+        if self["log-level"] is None:
+            self["log-level"] = loglevel.DEFAULT
+        _LogFilter.arm(parent, self["log-level"])
 
     def _own_files(self) -> None:
         """Under twistd, twistd's default pid file (``twistd.pid`` in the current
@@ -168,6 +191,51 @@ class TapOptions(usage.Options):
             "in the foreground\n"
         )
         sys.stderr.flush()
+
+
+class _LogFilter:
+    """twistd's log observer behind the level filter, made by twistd as its --logger.
+
+    twistd makes its logger from its options before the service, once the sub-command's
+    options are parsed; its own postOptions then imports --logger by name (`namedAny`).
+    So the name given is that of `observer` here, which makes the observer twistd would
+    have made (or the one of the --logger given, imported now: twistd's error if not)
+    and filters it. Class state, as twistd's one logger: one daemon a process."""
+
+    name = "packetlab.tapoptions._LogFilter.observer"
+    level = loglevel.DEFAULT
+    twistd: Any = None  # twistd's options
+    given: Callable[[], Any] | None = None  # --logger's factory
+
+    @classmethod
+    def arm(cls, twistd: Any, level: str) -> None:
+        given = twistd.get("logger")
+        if given != cls.name:  # (else armed already: options parsed again)
+            cls.given = None
+        if isinstance(given, str) and given != cls.name:
+            from twisted.python.reflect import namedAny
+
+            try:  # (twistd's own check and words, which would see only our name now)
+                cls.given = namedAny(given)
+            except Exception as e:
+                raise usage.UsageError(f"Logger '{given}' could not be imported: {e}") from None
+        elif callable(given):
+            cls.given = given
+        cls.twistd, cls.level = twistd, level
+        twistd["logger"] = cls.name
+
+    @classmethod
+    def observer(cls) -> Any:
+        from twisted.logger import ILogObserver, LegacyLogObserverWrapper
+        from twisted.scripts.twistd import _SomeApplicationRunner
+
+        if cls.given is not None:
+            made = cls.given()
+        else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
+            made = _SomeApplicationRunner.loggerFactory(cls.twistd)._getLogObserver()
+        if not ILogObserver.providedBy(made):  # a legacy one: the syslog observer's emit
+            made = LegacyLogObserverWrapper(made)
+        return loglevel.filtered(made, cls.level)
 
 
 def _unwritable_dir(directory: Path) -> str | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.addrshare import DEFAULT_SHARE, parse_share
+from packetlab.loglevel import level_name
 from packetlab.paths import RepeatedKeys, config_text, expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
@@ -52,6 +53,7 @@ class BrokerConfig:
     per_address_share: float = DEFAULT_SHARE
     idle_timeout: float = 30.0  # s from connect (handshake included) to the first xsub/xpub
     stats_interval: float = 3600.0  # s between two counters lines in the log (0: never)
+    log_level: str | None = None  # LogLevel (None: --log-level's default; packetlab.loglevel)
     warnings: list[str] = field(default_factory=list)
     # key -> where its value came from ("broker.conf:3", "--cert"), for error messages
     origins: dict[str, str] = field(default_factory=dict)
@@ -201,6 +203,13 @@ def _set_share(c: BrokerConfig, v: str) -> None:
         raise ConfigError(str(e)) from None
 
 
+def _set_log_level(c: BrokerConfig, v: str) -> None:
+    try:
+        c.log_level = level_name(v)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "BrokerCertPath": _set_cert,
     "BrokerPrivKey": _set_key,
@@ -218,6 +227,7 @@ _HANDLERS: dict[str, Callable[[BrokerConfig, str], None]] = {
     "PerAddressShare": _set_share,
     "IdleTimeout": _set_idle,
     "StatsInterval": _set_stats_interval,
+    "LogLevel": _set_log_level,
 }
 KNOWN_KEYS = tuple(_HANDLERS)
 

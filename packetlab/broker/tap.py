@@ -56,7 +56,7 @@ class Options(TapOptions):
         "it exists) use the keys BrokerCertPath, BrokerPrivKey, PublishListen, "
         "SubscribeListen, Store, StatusListen, ErrorDelay, ErrorDelayMax, FanOutBatch, "
         "DeliveryLinger, MaxPublications, MaxPublicationsPerKey, MaxPublicationsPerAddress, "
-        "IdleTimeout, StatsInterval, PerAddressShare; "
+        "IdleTimeout, StatsInterval, PerAddressShare, LogLevel; "
         "options win. The subscribed and publishing links are capped by what the "
         "descriptor limit (`ulimit -n`) allows, a quarter for the publishers, and one "
         "source address holds at most --per-address-share of them; the log says how many "
@@ -124,6 +124,8 @@ class Options(TapOptions):
                 except ConfigError as e:
                     raise usage.UsageError(str(e)) from None
         cfg.apply_home_defaults(PktlabHome.at())
+        if self["log-level"] is None:  # the option wins over the config's LogLevel
+            self["log-level"] = cfg.log_level
         self["broker_config"] = cfg
         # Where it listens and its store first: a mistyped --publish was hidden behind a
         # missing certificate, and said only once `pktlab init` had been run.

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
+from packetlab.loglevel import level_name
 from packetlab.paths import RepeatedKeys, config_text, expand_path, pktlab_home
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
@@ -102,6 +103,9 @@ class EndpointConfig:
     #: ReflexWarmUs: while busy-polling, rehearse attached reflexes every N µs to keep
     #: their path warm (0: off; packetlab.endpoint.reflexwarm, docs/reflexes.md).
     reflex_warm_us: int = 100
+    #: LogLevel: the least level twistd's log writes (None: --log-level's default, info;
+    #: packetlab.loglevel, docs/endpoint.md).
+    log_level: str | None = None
     #: Operator policy on every experiment (docs/endpoint.md, packetlab.endpoint.policy).
     capture_filter: str | None = None
     capture_snaplen: int | None = None
@@ -421,6 +425,13 @@ def _set_monitor_debug(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_debug = _bool(value)
 
 
+def _set_log_level(cfg: EndpointConfig, value: str) -> None:
+    try:
+        cfg.log_level = level_name(value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _set_reflex_enable(cfg: EndpointConfig, value: str) -> None:
     cfg.reflex_enable = _bool(value)
 
@@ -531,6 +542,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "BusyPollUs": _set_busy_poll,  # reactor busy-poll (docs/endpoint.md)
     "CpuLatencyUs": _set_cpu_latency,  # PM QoS while a session is open (docs/endpoint.md)
     "ReflexWarmUs": _set_reflex_warm,  # reflex rehearsal while busy-polling (docs/reflexes.md)
+    "LogLevel": _set_log_level,  # twistd's log filter (packetlab.loglevel)
     "CaptureFilter": _set_capture_filter,
     "CaptureSnaplen": _set_snaplen,
     "CaptureAnonMask4": _set_mask4,

@@ -179,6 +179,8 @@ class Options(TapOptions):
                 why = "a directory, not a file" if Path(path).is_dir() else "no such file"
                 raise usage.UsageError(f"--monitor {path}: {why}")
         self["endpoint_config"] = cfg = self.build_config()
+        if self["log-level"] is None:  # the option wins over the config's LogLevel
+            self["log-level"] = cfg.log_level
         reactor = sys.modules.get("twisted.internet.reactor")  # twistd installed it already
         if cfg.busy_poll_us and reactor is not None:
             from packetlab.endpoint.busypoll import BusyPollUnsupported, check

@@ -26,6 +26,7 @@ from packetlab import fdcap  # noqa: E402
 from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.hostport import cannot_listen, host_port  # noqa: E402
+from packetlab.loglevel import level_name  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
@@ -72,6 +73,7 @@ _CONFIG_KEYS = {
     "StatsFile": "stats-file",
     "Relay": "relay",
     "PerAddressShare": "per-address-share",
+    "LogLevel": "log-level",
 }
 _RELAYS = ("copy", "splice", "python")  # packetlab.proxy.splice.RELAY_MODES + RelayEnd
 _DEFAULTS: dict[str, Any] = {
@@ -172,6 +174,11 @@ class Options(TapOptions):
                 if self[opt] is None:
                     self[opt], origin[opt] = value, f"{where}: {key}"
         self["origins"] = origin
+        if self["log-level"] is not None:  # the option's is checked already; the config's:
+            try:
+                self["log-level"] = level_name(self["log-level"])
+            except ValueError as e:
+                raise usage.UsageError(f"{origin['log-level']}: {e}") from None
         if self["pending-max"] is None:
             self["pending-max"] = default_pending_max()
         for opt, value in _DEFAULTS.items():

@@ -52,6 +52,7 @@ def endpoint(home: Path, port: int, log: Path, tmp_path: Path) -> subprocess.Pop
     argv = [*twistd_command(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint"]
     argv += ["-c", str(home / "endpt.conf"), "--transproto", "raw,tcp,udp"]
     argv += ["--ipv4", "127.0.0.1", "--retry-delay", "0.2", f"127.0.0.1:{port}"]
+    argv += ["--log-level", "debug"]  # the TLS peer's mode is a debug line
     return subprocess.Popen(argv, env=env(tmp_path), cwd=tmp_path)
 
 

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.testing import MemoryReactor
+from twisted.logger import ILogObserver
 from twisted.python import usage
+from zope.interface import implementer
 
 from packetlab.tapoptions import TapOptions, _Exit, distinct_ports, stop_daemon, tap_service
 
@@ -308,3 +310,98 @@ def test_every_daemon_option_says_its_default(tap: str) -> None:
         if not ("[" in said or "default" in said.lower() or "repeatable" in said):
             silent.append(name)
     assert not silent, silent
+
+
+# --log-level (session 32, loglvl32): twistd wrote every event, debug ones too.
+
+
+@pytest.fixture
+def log_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_LogFilter` is process state (twistd's one logger): each test its own."""
+    from packetlab.tapoptions import _LogFilter
+
+    for name in ("level", "twistd", "given"):
+        monkeypatch.setattr(_LogFilter, name, getattr(_LogFilter, name))
+
+
+def event(level: str, text: str) -> dict[str, Any]:
+    from twisted.logger import LogLevel
+
+    return {"log_level": LogLevel.levelWithName(level), "log_format": text, "log_time": 0.0}
+
+
+@implementer(ILogObserver)
+class Seen(list[dict[str, Any]]):
+    """An observer keeping the events it is given."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.append(event)
+
+
+def twistd_observer(o: Opts) -> Any:
+    """The observer twistd makes: from the name it finds in its --logger."""
+    from twisted.python.reflect import namedAny
+
+    return namedAny(parent(o)["logger"])()
+
+
+@pytest.mark.parametrize(
+    ("argv", "kept"),
+    [
+        ([], ["info", "warn", "error", "critical"]),  # info: the default
+        (["--log-level", "debug"], ["debug", "info", "warn", "error", "critical"]),
+        (["--log-level", "WARN"], ["warn", "error", "critical"]),
+        (["--log-level=error"], ["error", "critical"]),
+    ],
+)
+def test_the_log_level_filters_the_observer_twistd_makes(
+    log_filter: None, argv: list[str], kept: list[str]
+) -> None:
+    seen = Seen()
+    o = under_twistd(logger=lambda: seen)  # a --logger twistd imported already
+    o.parseOptions(argv)
+    observer = twistd_observer(o)
+    for level in ("debug", "info", "warn", "error", "critical"):
+        observer(event(level, f"a {level} line"))
+    observer({"log_format": "no level", "log_time": 0.0})  # written, not lost unseen
+    assert [e["log_format"] for e in seen] == [f"a {level} line" for level in kept] + ["no level"]
+
+
+def test_the_default_observer_is_twistds_own(
+    log_filter: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-n and no --logfile: stdout, as twistd; the debug event is not written."""
+    o = under_twistd(nodaemon=True, logfile=None, logger=None)
+    o.parseOptions([])
+    observer = twistd_observer(o)
+    observer(event("debug", "socket 3: ECONNREFUSED"))
+    observer(event("info", "session over"))
+    out = capsys.readouterr().out
+    assert "session over" in out and "socket 3" not in out
+
+
+def test_a_logger_given_by_name_is_imported_and_filtered(log_filter: None) -> None:
+    o = under_twistd(logger="twisted.logger.globalLogPublisher.__class__")
+    o.parseOptions(["--log-level", "error"])
+    assert parent(o)["logger"] == "packetlab.tapoptions._LogFilter.observer"
+    from twisted.logger import FilteringLogObserver
+
+    assert isinstance(twistd_observer(o), FilteringLogObserver)
+
+
+def test_a_bad_log_level_is_one_line(log_filter: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        under_twistd().parseOptions(["--log-level", "loud"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "twistd pktdemo: --log-level: expected one of debug, info, warn, error, critical, "
+        "got 'loud'"
+    )
+    with pytest.raises(usage.UsageError, match="--log-level: expected one of"):
+        Opts().parseOptions(["--log-level", "verbose"])  # outside twistd: raised
+
+
+def test_outside_twistd_the_log_is_left_alone(log_filter: None) -> None:
+    o = Opts()
+    o.parseOptions(["--log-level", "warn"])
+    assert o["log-level"] == "warn"  # (the in-process endpoint of `pktlab run`: its own log)

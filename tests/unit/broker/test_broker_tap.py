@@ -362,3 +362,14 @@ def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts() -> None:
     assert cfg.error_delay == 2.0
     assert cfg.warnings == ["b.conf:3: ErrorDelay repeated (line 1); the last one wins: 2"]
     assert cfg.origin("ErrorDelay") == "b.conf:3: ErrorDelay"
+
+
+def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
+    """LogLevel in broker.conf, --log-level over it (session 32, loglvl32)."""
+    conf = tmp_path / "broker.conf"
+    conf.write_text("LogLevel warn\n")
+    assert parse("-c", str(conf))["log-level"] == "warn"
+    assert parse("-c", str(conf), "--log-level", "debug")["log-level"] == "debug"
+    conf.write_text("# levels\nLogLevel loud\n")
+    with pytest.raises(usage.UsageError, match=r"broker.conf:2: LogLevel: expected one of "):
+        parse("-c", str(conf))

@@ -215,3 +215,17 @@ def test_a_bad_broker_address_names_where_it_was_given(
         parse("-c", str(path), *argv)
     assert str(e.value).startswith(said if argv else f"{path.parent}/{said}")
     assert "port must be 1..65535" in str(e.value)
+
+
+def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
+    """LogLevel in endpt.conf (or --set), --log-level over it (session 32, loglvl32)."""
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("LogLevel warn\n")
+    assert parse("-c", str(conf), "--insecure-plaintext")["log-level"] == "warn"
+    assert parse("-c", str(conf), "--log-level", "debug", "--insecure-plaintext")["log-level"] == (
+        "debug"
+    )
+    assert parse("--set", "LogLevel=Error", "--insecure-plaintext")["log-level"] == "error"
+    conf.write_text("# levels\nLogLevel loud\n")
+    with pytest.raises(usage.UsageError, match=r"endpt.conf:2: LogLevel: expected one of debug, "):
+        parse("-c", str(conf), "--insecure-plaintext")

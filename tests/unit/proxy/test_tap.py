@@ -378,3 +378,16 @@ def test_an_identity_file_there_but_unreadable_is_not_sent_to_pktlab_init(
         f"--private-key: proxy identity: private key file {tmp_path}: Is a directory (give "
         "the file, not its directory)"
     )
+
+
+def test_log_level_from_the_config_or_the_option(home: Path, tmp_path: Path) -> None:
+    """LogLevel in the proxy's config, --log-level over it (session 32, loglvl32)."""
+    conf = tmp_path / "proxy.conf"
+    conf.write_text("LogLevel WARN\n")
+    assert parse("--home", str(home), "-c", str(conf))["log-level"] == "warn"
+    assert parse("--home", str(home), "-c", str(conf), "--log-level", "debug")["log-level"] == (
+        "debug"
+    )
+    conf.write_text("# levels\nLogLevel loud\n")
+    with pytest.raises(usage.UsageError, match=r"proxy.conf:2: LogLevel: expected one of "):
+        parse("--home", str(home), "-c", str(conf))
