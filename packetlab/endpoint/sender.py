@@ -34,6 +34,7 @@ from packetlab.endpoint.clock import ReaderReactor, Timer, TimerFd, realtime_ns,
 
 __all__ = [
     "DENSE_NS",
+    "MAX_WAKE_MARGIN_NS",
     "PreciseScheduler",
     "RollingQuantile",
     "ScheduledSend",
@@ -63,6 +64,13 @@ DENSE_NS = 30_000
 # a MSG_PROBE sendto that sends nothing) REHEARSE_NS before its time: the first send then
 # took ~12 µs. Not in trains (a 100 µs train rehearsed per packet had a gap error p50 of
 # 0.87 µs against 0.74 without, same run): their path is warm.
+#: The learned wake-up margin never exceeds this. Under CPU contention the wake-ups come
+#: late, the margin used to climb to its old 1 ms cap, and the scheduler then spun through
+#: every gap up to 1.1 ms: a process that never sleeps is what the kernel preempts, for a
+#: whole tick (4 ms at HZ=250), so it came later still. At 200 µs a 1 ms train sleeps ~0.8
+#: ms of each gap and its wake-ups are a sleeper's, taken promptly (docs/sending.md,
+#: performance.md "Session 32 (spin32)"); quiet machines learn 45-90 µs, below the cap.
+MAX_WAKE_MARGIN_NS = 200_000
 COLD_AFTER_NS = 5_000_000
 COLD_MARGIN_NS = 500_000
 REHEARSE_NS = 25_000
@@ -189,7 +197,7 @@ class WakeupEstimator:
         quantile: float = 0.95,
         pad_ns: int = 10_000,
         min_ns: int = 20_000,
-        max_ns: int = 1_000_000,
+        max_ns: int = MAX_WAKE_MARGIN_NS,
         update_every: int = 16,
     ) -> None:
         if not 0 <= min_ns <= max_ns:
