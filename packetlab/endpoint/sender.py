@@ -67,9 +67,9 @@ DENSE_NS = 30_000
 #: The learned wake-up margin never exceeds this. Under CPU contention the wake-ups come
 #: late, the margin used to climb to its old 1 ms cap, and the scheduler then spun through
 #: every gap up to 1.1 ms: a process that never sleeps is what the kernel preempts, for a
-#: whole tick (4 ms at HZ=250), so it came later still. At 200 µs a 1 ms train sleeps ~0.8
-#: ms of each gap and its wake-ups are a sleeper's, taken promptly (docs/sending.md,
-#: performance.md "Session 32 (spin32)"); quiet machines learn 45-90 µs, below the cap.
+#: whole tick (4 ms at HZ=250), so it came later still. At 200 µs a 1 ms train sleeps most
+#: of each gap, and a sleeper's wake-ups are run sooner (docs/sending.md, "Under CPU
+#: contention"); quiet machines learn 45-90 µs, below the cap.
 MAX_WAKE_MARGIN_NS = 200_000
 COLD_AFTER_NS = 5_000_000
 COLD_MARGIN_NS = 500_000
