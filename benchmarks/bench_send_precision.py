@@ -220,6 +220,8 @@ class EndpointSender(TrainSender):
             )
             for i, (when, data) in enumerate(items)
         )
+        switches_before = _sched_counters(ep.proc.pid)
+        wall_before = time.monotonic_ns()
         ep.ctl.sendall(blob)
         reported: list[int | None] = [None] * count
         results = tags = errors = 0
@@ -238,6 +240,10 @@ class EndpointSender(TrainSender):
                     reported[tag - 1] = when
                 else:
                     errors += 1
+        switches = {
+            k: v - switches_before.get(k, 0) for k, v in _sched_counters(ep.proc.pid).items()
+        }
+        switches["wall_ns"] = time.monotonic_ns() - wall_before
         self._request(wire.Nclose(sktid=1))
         if results < count or tags < count:
             raise RuntimeError(f"endpoint train: {results} results, {tags} ntags of {count}")
@@ -248,6 +254,9 @@ class EndpointSender(TrainSender):
                 "errors": errors,
                 # > 0: every nsend was queued before the first was due (same host clock)
                 "queued_ahead_ns": start - last_result_ns,
+                # the endpoint's reactor thread over the train (queueing to last ntag):
+                # involuntary = taken off the CPU while runnable (the holes of a spin)
+                **switches,
             },
         )
 
@@ -290,6 +299,64 @@ SENDERS: dict[str, TrainSender] = {
         EndpointBaseSender(),
     )
 }
+
+
+def _sched_counters(pid: int) -> dict[str, int]:
+    """Scheduler counters of `pid`'s main thread (the reactor's), from /proc ({} elsewhere):
+    voluntary/nonvoluntary context switches (a sleep / taken off the CPU while runnable),
+    run_ns on the CPU and wait_ns runnable but waiting for it (schedstat)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                    out[name.split("_")[0]] = int(value)
+        with open(f"/proc/{pid}/schedstat") as f:
+            run_ns, wait_ns, _slices = f.read().split()
+        out.update(run_ns=int(run_ns), wait_ns=int(wait_ns))
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
+class Contention:
+    """`n` busy-loop processes (``while 1: pass``) competing for the CPUs, as other work on
+    a shared machine does; started and killed by PID, never by name."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Contention:
+        try:
+            for _ in range(self.n):
+                self.procs.append(subprocess.Popen([sys.executable, "-S", "-c", "while 1: pass"]))
+            # Spinning before the train starts: each has used CPU time (poll, deadline).
+            deadline = time.monotonic() + 10
+            for proc in self.procs:
+                while _cpu_ticks(proc.pid) == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs.clear()
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 # -- child side ------------------------------------------------------------------------------
@@ -612,34 +679,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.base:
             raise SystemExit("mode endpoint-base needs --base PATH (a checkout to compare)")
         cast(EndpointSender, SENDERS["endpoint-base"]).repo = Path(args.base).resolve()
-    samples: dict[tuple[str, int], Samples] = {(m, g): Samples() for m in modes for g in gaps_ns}
+    contends = [int(n) for n in str(args.contend).split(",")]
+    samples: dict[tuple[str, int, int], Samples] = {
+        (m, g, c): Samples() for c in contends for m in modes for g in gaps_ns
+    }
     train_id = 1
     try:
         for rep in range(args.repeats):
-            for gap in gaps_ns:
-                for mode in modes:  # interleaved, so every mode sees the same machine
-                    spec = TrainSpec(
-                        receiver.address, train_id, args.packets, gap, args.size, args.rt
-                    )
-                    result = SENDERS[mode].send_train(spec)
-                    rx = receiver.collect(train_id, args.packets)
-                    samples[(mode, gap)].add(spec, result, rx)
-                    train_id += 1
-                    print(
-                        f"repeat {rep + 1}/{args.repeats} gap {gap} ns {mode}: done",
-                        file=sys.stderr,
-                    )
+            for contend in contends:
+                with Contention(contend):
+                    for gap in gaps_ns:
+                        for mode in modes:  # interleaved: every mode sees the same machine
+                            spec = TrainSpec(
+                                receiver.address, train_id, args.packets, gap, args.size, args.rt
+                            )
+                            result = SENDERS[mode].send_train(spec)
+                            rx = receiver.collect(train_id, args.packets)
+                            samples[(mode, gap, contend)].add(spec, result, rx)
+                            train_id += 1
+                            print(
+                                f"repeat {rep + 1}/{args.repeats} contend {contend} "
+                                f"gap {gap} ns {mode}: done",
+                                file=sys.stderr,
+                            )
     finally:
         for mode in modes:
             SENDERS[mode].close()
     report: dict[str, Any] = {"environment": environment(), "args": vars(args), "trains": []}
-    for (mode, gap), s in samples.items():
+    for (mode, gap, contend), s in samples.items():
         if not s.raw_err:
-            report["trains"].append({"mode": mode, "gap_ns": gap, "sent": s.sent, "received": 0})
+            report["trains"].append(
+                {
+                    "mode": mode,
+                    "gap_ns": gap,
+                    "contend": contend,
+                    "sent": s.sent,
+                    "received": 0,
+                }
+            )
             continue
         row = {
             "mode": mode,
             "gap_ns": gap,
+            "contend": contend,
             "sent": s.sent,
             "received": s.received,
             "raw_err_p10_ns": percentile(s.raw_err, 10),
@@ -659,9 +741,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "per_train": s.per_train,
         }
         report["trains"].append(row)
-    native = {r["gap_ns"]: r for r in report["trains"] if r["mode"] == "native"}
+    native = {(r["gap_ns"], r["contend"]): r for r in report["trains"] if r["mode"] == "native"}
     for r in report["trains"]:
-        base = native.get(r["gap_ns"])
+        base = native.get((r["gap_ns"], r["contend"]))
         if base and base.get("gap_err_p50_ns") and "gap_err_p50_ns" in r:
             r["gap_err_ratio_to_native"] = r["gap_err_p50_ns"] / base["gap_err_p50_ns"]
     if not args.no_extra:
@@ -681,28 +763,33 @@ def render_per_train(report: dict[str, Any]) -> str:
             continue
         late = sum(1 for t in pt if t["raw_err_p50_ns"] > 100_000)
         first = [t["first_raw_err_ns"] for t in pt if t.get("first_raw_err_ns") is not None]
+        preempted = [e["nonvoluntary"] for e in r.get("extras", []) if "nonvoluntary" in e]
         rows.append(
             [
                 r["mode"],
                 fmt(r["gap_ns"], us),
+                r.get("contend", 0),
                 len(pt),
                 fmt(median(t["raw_err_p50_ns"] for t in pt), us),
                 fmt(median(t["gap_err_p50_ns"] for t in pt), us, 3),
                 fmt(median(t["median_gap_ns"] for t in pt), us, 3),
                 late,
                 ", ".join(fmt(f, us) for f in first) or "-",
+                ", ".join(str(n) for n in preempted) or "-",
             ]
         )
     return markdown_table(
         [
             "mode",
             "gap µs",
+            "busy loops",
             "trains",
             "raw err p50 µs (median of trains)",
             "gap err p50 µs (median of trains)",
             "median gap µs (median of trains)",
             "trains with raw err p50 > 100 µs",
             "first packet raw err µs (each train)",
+            "endpoint preempted (involuntary switches, each train)",
         ],
         rows,
     )
@@ -714,7 +801,9 @@ def render(report: dict[str, Any]) -> str:
     for r in report["trains"]:
         if "raw_err_p50_ns" not in r:
             rows.append(
-                [r["mode"], fmt(r["gap_ns"], us), f"{r['received']}/{r['sent']}"] + ["-"] * 14
+                [r["mode"], fmt(r["gap_ns"], us), r.get("contend", 0)]
+                + [f"{r['received']}/{r['sent']}"]
+                + ["-"] * 14
             )
             continue
         busy = [e["max_busy_ns"] for e in r["extras"] if "max_busy_ns" in e]
@@ -722,6 +811,7 @@ def render(report: dict[str, Any]) -> str:
             [
                 r["mode"],
                 fmt(r["gap_ns"], us),
+                r.get("contend", 0),
                 f"{r['received']}/{r['sent']}",
                 fmt(r["raw_err_p10_ns"], us),
                 fmt(r["raw_err_p50_ns"], us),
@@ -744,6 +834,7 @@ def render(report: dict[str, Any]) -> str:
             [
                 "mode",
                 "gap µs",
+                "busy loops",
                 "rx/sent",
                 "raw err p10 µs",
                 "raw err p50 µs",
@@ -825,6 +916,14 @@ def main(argv: list[str] | None = None) -> None:
         help="run every sender under SCHED_FIFO at this priority (needs root; for a shared, "
         "busy machine; default 0 = normal scheduling)",
     )
+    parser.add_argument(
+        "--contend",
+        default="0",
+        metavar="N[,N...]",
+        help="run every train beside N busy-loop processes (`while 1: pass`, killed by PID "
+        "after the trains of that level); a list measures each level in every repeat "
+        "(e.g. 0,2,4; default 0 = none of ours)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the full results as JSON")
     parser.add_argument(
         "--base",
@@ -842,6 +941,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child_main(args.child)
         return
+    try:
+        bad = any(int(n) < 0 for n in args.contend.split(","))
+    except ValueError:
+        bad = True
+    if bad:
+        parser.error(f"--contend takes counts >= 0 separated by commas, got {args.contend!r}")
     if args.packets < 2 or args.repeats < 1 or args.size < HEADER.size:
         parser.error(f"need --packets >= 2, --repeats >= 1, --size >= {HEADER.size}")
     report = run(args)

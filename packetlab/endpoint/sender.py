@@ -34,6 +34,7 @@ from packetlab.endpoint.clock import ReaderReactor, Timer, TimerFd, realtime_ns,
 
 __all__ = [
     "DENSE_NS",
+    "MAX_WAKE_MARGIN_NS",
     "PreciseScheduler",
     "RollingQuantile",
     "ScheduledSend",
@@ -55,6 +56,13 @@ _LEAD_QUANTILE = 0.05
 #: plain ``sendto`` reaches the device ~1.3-1.6 µs sooner than a stamped ``sendmsg`` (and
 #: sooner again when the path is warm), so with the lead it would leave before its time.
 DENSE_NS = 30_000
+#: The learned wake-up margin never exceeds this. Under CPU contention the wake-ups come
+#: late, the margin used to climb to its old 1 ms cap, and the scheduler then spun through
+#: every gap up to 1.1 ms: a process that never sleeps is what the kernel preempts, for a
+#: whole tick (4 ms at HZ=250), so it came later still. At 200 µs a 1 ms train sleeps most
+#: of each gap, and a sleeper's wake-ups are run sooner (docs/sending.md, "Under CPU
+#: contention"); quiet machines learn 45-90 µs, below the cap.
+MAX_WAKE_MARGIN_NS = 200_000
 # A send more than COLD_AFTER_NS after now finds the CPU idle and the send path cold: the
 # first wake-up after a long sleep comes later than the learned margin, and the first send
 # of a train took ~27 µs to reach the device here against ~1.5 µs warm. So such a wake-up
@@ -189,7 +197,7 @@ class WakeupEstimator:
         quantile: float = 0.95,
         pad_ns: int = 10_000,
         min_ns: int = 20_000,
-        max_ns: int = 1_000_000,
+        max_ns: int = MAX_WAKE_MARGIN_NS,
         update_every: int = 16,
     ) -> None:
         if not 0 <= min_ns <= max_ns:

@@ -16,6 +16,7 @@ from packetlab.endpoint.sender import (
     COLD_AFTER_NS,
     COLD_MARGIN_NS,
     DENSE_NS,
+    MAX_WAKE_MARGIN_NS,
     REHEARSE_NS,
     PreciseScheduler,
     ScheduledSend,
@@ -176,6 +177,26 @@ def test_short_gaps_are_spun_long_gaps_sleep(rig: Rig) -> None:
     assert rig.timer.armed_at == base + 2_000_000 - rig.wakeup.margin_ns
     rig.fire()
     assert rig.sends() == ["a", "b", "c"]
+    assert rig.sched.stats.wakeups == 2
+
+
+def test_late_wake_ups_never_make_a_millisecond_gap_spin() -> None:
+    # Under CPU contention every wake-up came ms late; the learned margin then reached
+    # 1 ms and the scheduler spun through 1 ms gaps, a CPU hog the kernel preempts for a
+    # tick at a time. The margin is capped, so such gaps still sleep.
+    rig = Rig()
+    rig.sched.wakeup = WakeupEstimator()  # the endpoint's defaults
+    for _ in range(256):
+        rig.sched.wakeup.observe(4_000_000)  # one tick late at HZ=250, every time
+    assert rig.sched.wakeup.margin_ns == MAX_WAKE_MARGIN_NS
+    base = T0 + 10_000_000
+    rig.sched.schedule(base, rig.action("a"))
+    rig.sched.schedule(base + 1_000_000, rig.action("b"))
+    rig.fire()
+    assert rig.sends() == ["a"]  # slept through the gap, did not spin it
+    assert rig.timer.armed_at == base + 1_000_000 - MAX_WAKE_MARGIN_NS
+    rig.fire()
+    assert rig.sends() == ["a", "b"]
     assert rig.sched.stats.wakeups == 2
 
 
