@@ -435,8 +435,16 @@ def test_memory_of_ended_sessions_is_freed_at_once(world: World) -> None:
     samples = []
     for _ in range(40):
         c = world.started(*mods)
-        assert nopen(c, 1) == OK
-        c.close()
+        try:  # closed also on a failure: a session left open held up the next test's
+            got = nopen(c, 1)
+        finally:
+            c.close()
+        if got != OK:
+            # The deadline is wall-clock time (epoch ticks): on a loaded machine (CI at
+            # load 15) a monitor descheduled mid-grow can pass its 100 ms. The session's
+            # stores are freed the same way, which is what this test measures.
+            assert isinstance(got, wire.Result) and got.errid == MONUKN, got
+            assert "deadline of 100 ms exceeded" in world.ep.output()[-20000:], got
         samples.append(rss_kib(pid))
     base = samples[4]  # after the compile cache and the allocator warmed up
     assert max(samples[5:]) - base < 48 * 1024, samples
@@ -452,11 +460,13 @@ def test_rss_is_flat_over_200_hostile_submissions(world: World) -> None:
     for i in range(200):
         wasm = mods[i % len(mods)]
         c = world.session(wasm)
-        c.send(wire.Cdata(b"monitor", abi.encode(wasm)), wire.Start())
-        if c.response(timeout=60) == OK and c.response(timeout=60) == OK:
-            want = wire.Result(MONREJ, 0, 16) if wasm is HOSTILE else OK
-            assert nopen(c, 10) == want
-        c.close()
+        try:
+            c.send(wire.Cdata(b"monitor", abi.encode(wasm)), wire.Start())
+            if c.response(timeout=60) == OK and c.response(timeout=60) == OK:
+                want = wire.Result(MONREJ, 0, 16) if wasm is HOSTILE else OK
+                assert nopen(c, 10) == want
+        finally:
+            c.close()
         samples.append(rss_kib(pid))
     base = samples[len(mods)]
     assert max(samples) - base < 24 * 1024, samples
