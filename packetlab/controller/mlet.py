@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.controller import outstream
+from packetlab.controller.errors import status_name
 from packetlab.wire import vmem
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN, LINFO_INFO_MAX, MsgType
 
@@ -752,7 +753,7 @@ class EndpointWorker(Protocol):
         if self.endpoint_closed is not None:  # before the mlet ended its session
             out["endpoint_closed"] = self.endpoint_closed
             if self.last_result is not None:
-                out["endpoint_last_result"] = _status_name(self.last_result)
+                out["endpoint_last_result"] = status_name(self.last_result)
         if self.linfo:
             out["linfo"] = self.linfo
         return out
@@ -761,13 +762,6 @@ class EndpointWorker(Protocol):
 def _errid(frame: bytes) -> int:
     """A result frame's errid (an empty body: SUCCESS), without decoding it."""
     return int.from_bytes(frame[HEADER_LEN : HEADER_LEN + 2], "big") if len(frame) > 5 else 0
-
-
-def _status_name(errid: int) -> str:
-    try:
-        return wire.Status(errid).name
-    except ValueError:
-        return f"0x{errid:04x}"
 
 
 def _descendants(pid: int) -> list[int]:

@@ -271,6 +271,12 @@ class LimitsGate:
                 n=self._unrecorded,
                 e=errors[-1],
             )
+        elif self._unrecorded:  # its first refusal was logged, the rest only counted
+            self.rule_log.warn(
+                "session's accounting: {n} request(s) refused while the database could not "
+                "record them; recorded again since",
+                n=self._unrecorded,
+            )
 
     def _not_recorded(self, meter: Meter, what: str) -> bool:
         """After a refused `consume`: True when the database failed (logged once per

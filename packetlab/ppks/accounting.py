@@ -377,7 +377,8 @@ class Meter:
         self._next: Future[int] | None = None  # the background reservation in flight
         self._asked = 0  # ... and what it asked for
         #: The database's last `AccountingError` (then `consume` grants nothing more
-        #: than is held, and `release` could not refund).
+        #: than is held, and `release` could not refund); None again once a reservation
+        #: is recorded (a refusal after that is the limit's).
         self.error: AccountingError | None = None
         self._failed = False  # the last reservation failed: retried in the background
 
@@ -401,6 +402,8 @@ class Meter:
             except AccountingError as e:  # nothing recorded: nothing granted
                 self.error = e
                 self._failed = True
+            else:  # recorded: a refusal from here is the limit's, not the database's
+                self.error = None
             if n > self.held:
                 return False
         self.held -= n
@@ -430,8 +433,9 @@ class Meter:
                 self._take_next(wait=False)
             except AccountingError as e:
                 self.error = e
-            else:
-                self._failed = False  # recorded again: the normal path from here
+            else:  # recorded again: the normal path from here
+                self._failed = False
+                self.error = None
                 return False
         # Ask for what this request needs as well as a chunk (held + asked may then pass a
         # chunk: only after a failure, and the surplus is refunded at release as ever).

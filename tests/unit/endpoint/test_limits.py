@@ -532,3 +532,37 @@ def test_the_remedy_fits_the_accounting_failure() -> None:
     assert r("the file was deleted or replaced while in use; ...") == "restart the endpoint"
     assert "writable" in r("attempt to write a readonly database")
     assert r("database or disk is full") == "free space there, or move RLimDBPath"
+
+
+def test_after_the_database_recovers_a_limit_refusal_is_the_limit_s(tmp_path: Path) -> None:
+    """A Meter kept its database error after a reservation succeeded again (acct32 made
+    recovery a feature: "refuses then resumes"), so the limit's own refusal later was
+    taken for the database's: no `refused by certificate limit` line, not counted in
+    `denied`, and the close warned that the accounting "could not all be recorded"
+    though every debit and the refund were (review32A)."""
+    from typing import Any
+
+    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+
+    g = gate(tmp_path, CertLimits(max_send_pkt=3))
+    assert g.budget is not None
+    db = g.budget._acct._db
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        db.execute("PRAGMA query_only = 1")  # the database cannot record: refused
+        assert g.check(nsend(b"x")) == DENY
+        db.execute("PRAGMA query_only = 0")  # it can again: sends resume
+        for _ in range(3):
+            assert g.check(nsend(b"x")) is None
+        assert g.check(nsend(b"x")) == DENY  # the limit's
+        g.close()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert g.denied == 1
+    lines = [formatEvent(e) for e in seen]
+    assert "request refused by certificate limit max_send_pkt limit=3 left=0" in lines, lines
+    assert not [line for line in lines if "could not all be recorded" in line], lines
+    warned = [formatEvent(e) for e in seen if e["log_level"] == LogLevel.warn]
+    assert any("1 request(s) refused" in w and "recorded again" in w for w in warned), lines

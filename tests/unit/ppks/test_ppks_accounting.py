@@ -302,6 +302,7 @@ def test_a_locked_database_is_retried_in_the_background(
                 break
         else:
             raise AssertionError("spending never resumed")
+        assert m.error is None  # recorded again: a refusal now is the limit's (review32A)
         assert used(db) >= m.spent == 2110
         m.release()
         assert used(db) == m.spent
