@@ -73,11 +73,15 @@ def _open(path: str) -> BinaryIO:
 
 def _is_stdout(path: str) -> bool:
     """`path` is our standard output (/dev/stdout, /dev/fd/1): written there beside the
-    command's text, `| tcpdump -r -` said `unknown file format`."""
+    command's text, `| tcpdump -r -` said `unknown file format`. A device other than a
+    terminal is shared, not ours: `--pcap /dev/null >/dev/null` moved the text to stderr."""
     try:
-        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+        st, out = os.stat(path), os.fstat(sys.stdout.fileno())
     except (OSError, ValueError):
         return False
+    if stat.S_ISCHR(out.st_mode) and not os.isatty(sys.stdout.fileno()):
+        return False
+    return os.path.samestat(st, out)
 
 
 def _stdout_for_pcap() -> BinaryIO:

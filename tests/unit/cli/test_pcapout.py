@@ -118,3 +118,22 @@ def test_a_dash_is_standard_output_as_tcpdump_w_dash(
     assert linktype == 101 and [t for t, _ in records] == [5_000_000_123]
     assert out.getvalue().count(pcap_header()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_null_is_not_taken_for_standard_output_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--pcap /dev/null` with standard output on /dev/null too (a cron line, `>/dev/null`)
+    is the same device, not our standard output: taken as `--pcap -` (review32B), the
+    command's text went to standard error (measured: `pktlab run sendgap --count 10
+    --trains 1 --pcap /dev/null >/dev/null` printed its train lines on stderr)."""
+    import os
+    import sys
+
+    with open(os.devnull, "w") as null:
+        monkeypatch.setattr(sys, "stdout", null)
+        assert not pcapout._is_stdout(os.devnull)
+    r, w = os.pipe()  # a pipe still is (`--pcap /dev/stdout | tcpdump -r -`)
+    with os.fdopen(r, "rb"), os.fdopen(w, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert pcapout._is_stdout(f"/dev/fd/{w}")
