@@ -16,12 +16,9 @@ if TYPE_CHECKING:
 
 def status_name(code: int) -> str:
     """`ESKTINUSE` for 0x32; `0x1234` for a code the protocol does not define."""
-    from packetlab.wire.constants import Status  # (`pktlab run --help` needs no wire enums)
+    from packetlab.wire.constants import status_name  # (`pktlab run --help`: no wire enums)
 
-    try:
-        return Status(code).name
-    except ValueError:
-        return f"0x{code:04x}"
+    return status_name(code)
 
 
 def status_text(code: int) -> str:

@@ -59,6 +59,7 @@ from packetlab.wire.constants import (
     Proto,
     SocketState,
     Status,
+    status_name,
 )
 from packetlab.wire.errors import MalformedMessage
 from packetlab.wire.framer import Item, Malformed, Unknown
@@ -363,7 +364,7 @@ class Session:
         if error is not None:
             self.outbox.put(codec.encode(error))
             end = SessionEnd(f"start refused (errid 0x{error.errid:x})", clean=False,
-                             answered=_status_name(error.errid), msgtype=Start.TYPE)  # fmt: skip
+                             answered=status_name(error.errid), msgtype=Start.TYPE)  # fmt: skip
             self._finish(end)
             return
         self._move("started")
@@ -660,10 +661,3 @@ class Session:
     @property
     def open_sockets(self) -> int:
         return sum(1 for s in self.sockets if s is not None)
-
-
-def _status_name(errid: int) -> str:
-    try:
-        return Status(errid).name
-    except ValueError:
-        return f"0x{errid:x}"

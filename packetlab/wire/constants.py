@@ -113,6 +113,15 @@ class Status(IntEnum):
     EUNKFAULT = 0xFFFF, "failure on the endpoint (e.g. a raw socket could not be opened)"
 
 
+def status_name(code: int) -> str:
+    """`ESKTINUSE` for 0x32; `0x1234` for a code the protocol does not define (the
+    controller's errors and the endpoint's session-end lines both say it this way)."""
+    try:
+        return Status(code).name
+    except ValueError:
+        return f"0x{code:04x}"
+
+
 class Family(IntEnum):
     IP4 = 4
     IP6 = 6
