@@ -144,6 +144,7 @@ class _Timers:
         self.out = out
         self.late_ns = late_ns
         self.runs = 0
+        self.stopped = False
 
     def run_until(self, until: int) -> bool:
         """Every armed timer due at or before `until`, in time order (a timer re-armed
@@ -153,8 +154,12 @@ class _Timers:
         host, inst = self.host, self.inst
         while host.armed is not None and host.armed <= until:
             if self.runs >= MAX_TIMER_RUNS:
-                why = f"stopped after {MAX_TIMER_RUNS} runs of reflex_timer (an endpoint goes on)"
-                emit(self.out, {"timers": why})
+                if not self.stopped:  # said once: later packets may re-arm it again
+                    why = (
+                        f"stopped after {MAX_TIMER_RUNS} runs of reflex_timer (an endpoint goes on)"
+                    )
+                    emit(self.out, {"timers": why})
+                    self.stopped = True
                 host.armed = None
                 return True
             self.runs += 1

@@ -184,6 +184,19 @@ def test_a_timer_that_crashes_or_never_stops(tmp_path: Path, rows: Any) -> None:
     assert got[-2:] == [{"line": 1, "verdict": "consume"}, {"state": ""}]
 
 
+def test_the_timers_stop_is_said_once_though_later_packets_re_arm(
+    tmp_path: Path, rows: Any
+) -> None:
+    """After MAX_TIMER_RUNS each later packet that re-armed the timer printed the
+    `timers: stopped` line again (review32A); once is enough."""
+    arm = "(drop (call $reflex_timer_at (call $reflex_now))) (i32.const 0)"
+    forever = reflex_wat(arm, init=arm, timer=arm)
+    assert run(tmp_path, forever, [at(T, "00"), at(T + 1, "00"), at(T + 2, "00")]) == 0
+    got = rows()
+    assert sum("timers" in r for r in got) == 1, [r for r in got if "timers" in r]
+    assert sum("reflex_timer" in r for r in got) == reflex.MAX_TIMER_RUNS
+
+
 def test_timers_late_as_on_a_busy_endpoint(tmp_path: Path, rows: Any) -> None:
     """An endpoint runs a timer at or after its time; a reflex that re-arms from `now`
     drifts. --timer-late-us shows it: each run 0.3 ms late, the next armed from there."""
