@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             from packetlab.controller.xpmgr import parse_host_port
 
             try:
-                parse_host_port(value, 20556)
+                if parse_host_port(value, 20556).port == 0:  # the broker would refuse it
+                    why = "port 0 cannot be published: endpoints connect to the port given"
             except ValueError as e:
                 why = str(e)
         if why:

@@ -83,6 +83,8 @@ def test_a_huge_attempt_count_is_taken() -> None:
         (("-n", "0", "m"), "-n must be at least 1"),
         (("-p", "1.2.3.4;sni_key=x", "m"), "-p '1.2.3.4;sni_key=x': characters"),
         (("-p", "1.2.3.4:99999", "m"), "PORT 0..65535"),
+        (("-p", "127.0.0.1:0", "m"), "-p '127.0.0.1:0': port 0 cannot be published"),
+        (("-p", "::1:0", "m"), "port 0 cannot be published"),
         (("-p", "", "m"), "-p '': empty"),
         (("-p", "h" * 256, "m"), "256 characters (at most 255)"),
         (("-i", "host!", "m"), "-i 'host!': characters"),
