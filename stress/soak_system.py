@@ -236,6 +236,7 @@ class SystemWorld:
             self.publications.pop(0).close()
 
     def pids(self) -> dict[str, int]:
+        assert self.broker.proc is not None
         out = {"broker": self.broker.proc.pid, "proxy": self.proxy.proc.pid}
         out |= {f"ep{i}": ep.proc.pid for i, ep in enumerate(self.endpoints, 1)}
         out["xpmgr"] = self.xpmgr.proc.pid
