@@ -469,9 +469,27 @@ def main() -> int:
         help="with --probe: trace allocations (FRAMES deep); each probe names what grew "
         "since the end of warm-up [0: off]",
     )
+    ap.add_argument(
+        "--system",
+        action="store_true",
+        help="the whole system: broker, proxy, two broker-mode endpoints with accounting "
+        "and pktlab xpmgr running a Python mlet, on loopback (stress/soak_system.py); "
+        "--probe and --tracemalloc then probe the manager",
+    )
+    ap.add_argument(
+        "--round",
+        type=float,
+        default=3.0,
+        help="with --system: seconds between the driver's publications, each run by both "
+        "endpoints through the proxy and the manager's mlet; sets the pace [3]",
+    )
     args = ap.parse_args()
     # SIGTERM (kill, timeout) must still stop the endpoint and write the plot.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if args.system:
+        import soak_system
+
+        return soak_system.run(args)
 
     root = os.geteuid() == 0
     if root and not args.no_netns and not os.environ.get(_NETNS_ENV):

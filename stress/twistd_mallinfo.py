@@ -15,6 +15,10 @@ then (what was allocated since and is still alive), by source line (one frame) o
 traceback (more), and which object types grew in number.
 
     python stress/twistd_mallinfo.py OUTFILE [twistd arguments...]
+    python stress/twistd_mallinfo.py OUTFILE -m MODULE [arguments...]
+
+The second form runs a module as `python -m` would (`-m packetlab xpmgr ...`: the
+manager, which is no twistd plugin; stress/soak.py --system --probe).
 """
 
 from __future__ import annotations
@@ -132,6 +136,12 @@ def main() -> None:
             f.write(json.dumps(row) + "\n")
 
     signal.signal(signal.SIGUSR1, dump)
+    if sys.argv[2:3] == ["-m"]:
+        import runpy
+
+        sys.argv = [sys.argv[3], *sys.argv[4:]]
+        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+        return
     from twisted.scripts.twistd import run
 
     sys.argv = ["twistd", *sys.argv[2:]]
