@@ -376,15 +376,10 @@ def probe_summary(probe: Path, warmup_s: float) -> str:
 def slope_mb_per_hour(
     rows: list[dict[str, float]], warmup_s: float, key: str = "rss_kib"
 ) -> float | None:
-    pts = [(r["t_s"], r[key] / 1024) for r in rows if r["t_s"] >= warmup_s and key in r]
-    if len(pts) < 3:
-        return None
-    n = len(pts)
-    mx = sum(t for t, _ in pts) / n
-    my = sum(v for _, v in pts) / n
-    sxx = sum((t - mx) ** 2 for t, _ in pts)
-    sxy = sum((t - mx) * (v - my) for t, v in pts)
-    return sxy / sxx * 3600 if sxx else None
+    from soak_system import slope_per_hour  # the one least-squares fit of both modes
+
+    per_hour = slope_per_hour(rows, key, warmup_s)
+    return None if per_hour is None else per_hour / 1024
 
 
 def plot(rows: list[dict[str, float]], warmup_s: float, slope: float | None, png: Path) -> None:
