@@ -19,7 +19,6 @@ See docs/reliability.md for the last results.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -540,12 +539,9 @@ def main() -> int:
         if args.preempt:  # the broker too: it sees every publication and subscription
             b = sample(world.broker_pid)
             row |= {"broker_rss_kib": b.rss_kib, "broker_fds": b.fds}
-        rows.append(row)
-        with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if len(rows) == 1:
-                w.writeheader()
-            w.writerow(row)
+        from soak_system import append_row  # (one CSV writer for both modes)
+
+        append_row(csv_path, rows, row)
         print(
             f"[{row['t_s']:7.0f} s] rss {s.rss_kib / 1024:6.1f} MiB  fds {s.fds:3d}  "
             f"cpu {cpu:5.1f} %  sessions {k.sessions}  pre-emptions {k.preemptions}  "

@@ -89,6 +89,16 @@ def _size(*paths: Path) -> int:
     return sum(p.stat().st_size for p in paths if p.exists())
 
 
+def append_row(csv_path: Path, rows: list[dict[str, float]], row: dict[str, float]) -> None:
+    """`row` kept in `rows` and written to the CSV (its header with the first row)."""
+    rows.append(row)
+    with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if len(rows) == 1:
+            w.writeheader()
+        w.writerow(row)
+
+
 def slope_per_hour(rows: list[dict[str, float]], key: str, since_s: float) -> float | None:
     pts = [(r["t_s"], r[key]) for r in rows if r["t_s"] >= since_s and key in r]
     if len(pts) < 3:
@@ -316,12 +326,7 @@ def run(args: Any) -> int:
             row["publications"] = rounds
             row["results"] = len(res)
             row["done"] = sum(r.get("status") == "done" for r in res)
-            rows.append(row)
-            with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                if len(rows) == 1:
-                    w.writeheader()
-                w.writerow(row)
+            append_row(csv_path, rows, row)
             print(
                 f"[{now:5.0f} s] publications {rounds} results {row['results']:.0f} "
                 f"(done {row['done']:.0f})  "
