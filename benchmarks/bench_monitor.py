@@ -43,7 +43,9 @@ class TLSEndpoint:
     """A twistd pktendpoint over TLS; `ctl` is the controller's TLS socket, `reader` its
     frame reader (the interface bench_endpoint's measurements use)."""
 
-    def __init__(self, home: PktlabHome, workdir: Path, name: str, *args: str) -> None:
+    def __init__(
+        self, home: PktlabHome, workdir: Path, name: str, *args: str, repo: Path = REPO
+    ) -> None:
         chain = [home.cert_path("pubcmd_exper_xc"), home.cert_path("exppriv_eop_exper")]
         bundle = workdir / f"bundle-{name}.pem"
         bundle.write_bytes(b"".join(p.read_bytes() for p in chain))
@@ -63,7 +65,7 @@ class TLSEndpoint:
             "--set", f"MonitorPersistentPath={workdir / f'{name}.pm'}",
             "--reconnect-delay", "0.05", *args, f"127.0.0.1:{port}",
         ]  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(repo))  # `repo`: a baseline checkout's code
         self.proc = subprocess.Popen(argv, env=env, cwd=workdir)
         self.listener.settimeout(30)
         self.ctl: Any = None

@@ -88,6 +88,8 @@ class EndpointConfig:
     #: MonitorEnableDebug; where persistent monitor memory lives (None: under ~/.pktlab).
     monitor_report_crash: bool = False
     monitor_deadline_ms: int = 100
+    #: ms of monitor time a session may use per second of the reactor (0: no cap)
+    monitor_time_ms: int = 500
     monitor_memory_max: int = 1048576
     monitor_debug: bool = False
     monitor_persistent_path: str | None = None
@@ -414,6 +416,10 @@ def _set_deadline(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_deadline_ms = _int(value, 1, 60000)
 
 
+def _set_monitor_time(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_time_ms = _int(value, 0, 1000)
+
+
 def _set_memory_max(cfg: EndpointConfig, value: str) -> None:
     n = _int(value, 0, U32_MAX)
     if n < MONITOR_MEMORY_MIN:
@@ -535,6 +541,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MaxConcurrentExperiments": _set_max_experiments,
     "MonitorReportCrash": _set_report_crash,
     "MonitorDeadlineMillsec": _set_deadline,
+    "MonitorTimeMillsec": _set_monitor_time,  # ours: a session's monitor time a second
     "MonitorMemoryMax": _set_memory_max,
     "MonitorEnableDebug": _set_monitor_debug,
     "MonitorPersistentPath": _set_persistent_path,

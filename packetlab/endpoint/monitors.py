@@ -22,6 +22,10 @@ limits, or none) in a `MonitorGate`:
   the controller gets: a socket error comes before a limit's ESKTPKTDENY).
 * ndata: checked before delivery: nblock(rv) for 1 <= rv < 65535, nblock(low 16 bits)
   for rv < 0 (§8.5), a crash drops it (nblock(0) with MonitorReportCrash 1).
+* Monitor time (`MonitorTime`, MonitorTimeMillsec): while the session's monitors have
+  used up their share of the reactor, received chunks are dropped and counted (DROPSTAT,
+  ndrop) without a check, and checked requests are answered as a crash of the monitor
+  that used it up (ECTLMONUKN, or ECTLMONREJ with monerrid 0), without entering it.
 * Persistent memory: loaded when the monitor is instantiated, stored on
   ``persistent_memory_flush()`` and at session end.
 """
@@ -42,12 +46,14 @@ from twisted.logger import Logger
 from packetlab.endpoint.checks import (
     NDATA_DELIVER,
     NDATA_DROP,
+    NDATA_DROP_COUNTED,
     NOPEN_LIMITS,
     RequestGate,
     socket_error,
 )
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
+from packetlab.endpoint.montime import MonitorTime
 from packetlab.endpoint.sockets import Skt
 from packetlab.logbudget import LogBudget
 from packetlab.monitor import abi
@@ -100,6 +106,8 @@ PM_LEN = abi.PM_LEN
 #: monitor logging on every datagram wrote 250 MB of log for 1,000 datagrams.
 DEBUG_LINES = 1200
 DEBUG_WINDOW = 60.0
+#: A session's monitor time saves up at most this many deadlines (MonitorTime's burst).
+TIME_BURST_DEADLINES = 2
 _monotonic = time.monotonic
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
@@ -113,6 +121,7 @@ def settings_of(cfg: EndpointConfig) -> Settings:
         memory_max=cfg.monitor_memory_max,
         debug=cfg.monitor_debug,
         report_crash=cfg.monitor_report_crash,
+        time_ms=cfg.monitor_time_ms,
     )
 
 
@@ -143,8 +152,10 @@ class MonitorHost:
         aux: Sequence[AuxMonitor] = (),
         persistent_path: str | None = None,
         worker: CompileWorker | None = None,
+        clock: Callable[[], float] = _monotonic,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # what monitor calls cost is measured on it (MonitorTime)
         self.aux = list(aux)
         self.persistent_path = persistent_path or str(default_home() / "endpt.persistent.sqlite3")
         self.worker = worker
@@ -280,6 +291,8 @@ class MonitorGate:
         self._pending: Deferred[Compiled] | None = None  # a cdata's module compiling
         self._closed = False
         self._debug_log = LogBudget(lambda: _monotonic(), DEBUG_LINES, DEBUG_WINDOW)
+        self._time: MonitorTime | None = None  # from start, unless MonitorTimeMillsec 0
+        self._spender = 0  # monindx of the call that last used up the monitor time
 
     def attach(
         self,
@@ -415,7 +428,19 @@ class MonitorGate:
         if not any(self._with_results.values()):
             self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
         self.checks_ndata = True
+        ms = self.settings.time_ms
+        if ms > 0:  # initialize is not counted: once per session, under its deadline
+            # Two deadlines saved up: after one call cut off at its deadline (and the tick
+            # past it) the monitors run again at once (§8.5: the same instance keeps
+            # working); a second spin soon after spends it.
+            burst = TIME_BURST_DEADLINES * self.settings.deadline_ms / 1000
+            self._time = MonitorTime(self.host.clock, ms / 1000, burst, self._time_note)
         return None, extra + frames
+
+    def _time_note(self, text: str) -> None:
+        i = self._spender
+        d = self.monitors[i].compiled.digest.hex()[:16] if i < len(self.monitors) else "?"
+        log.warn("monitor {i} ({digest}): {text}", i=i, digest=d, text=text)
 
     def _bypass(self) -> None:
         """No monitor runs in this session: the inner gate's methods straight through."""
@@ -431,10 +456,22 @@ class MonitorGate:
         plan = _PLAN.get(type(msg))
         if plan is not None:
             kind, run = plan[0], plan[3]
-            for idx, inst in enumerate(self.monitors):
-                rv = run(inst, msg)
-                if rv:
-                    return self._rejected(idx, inst, kind, rv)
+            budget = self._time
+            if budget is None:
+                for idx, inst in enumerate(self.monitors):
+                    rv = run(inst, msg)
+                    if rv:
+                        return self._rejected(idx, inst, kind, rv)
+            else:
+                t = budget.start()
+                if t is None:  # not entered: as a crash of the monitor that spent it
+                    budget.refuse()
+                    return self._crash_answer(self._spender)
+                for idx, inst in enumerate(self.monitors):
+                    rv = run(inst, msg)
+                    t = self._charge(budget, idx, t)
+                    if rv:
+                        return self._rejected(idx, inst, kind, rv)
         verdict = self.inner.check(msg)
         if verdict is not None and plan is not None:
             errid = verdict.errid
@@ -452,10 +489,21 @@ class MonitorGate:
     def _rejected(self, idx: int, inst: Instance, kind: str, rv: int) -> Result:
         if rv >= CRASH:
             _log_crash(idx, inst, abi.CHECK_PREFIX + kind)
-            if self.settings.report_crash:
-                return Result(_MONUKN, idx)
-            return Result(_MONREJ, idx, 0)
+            return self._crash_answer(idx)
         return Result(_MONREJ, idx, rv if rv > 0 else 0)
+
+    def _crash_answer(self, idx: int) -> Result:
+        if self.settings.report_crash:
+            return Result(_MONUKN, idx)
+        return Result(_MONREJ, idx, 0)
+
+    def _charge(self, budget: MonitorTime, idx: int, start: float) -> float:
+        """Take the cost of monitor `idx`'s call begun at `start`; the time now."""
+        before = budget.tokens
+        now = budget.spent(start)
+        if before > 0.0 >= budget.tokens:
+            self._spender = idx
+        return now
 
     def done(self, msg: Message, errid: int) -> None:
         self.inner.done(msg, errid)
@@ -469,17 +517,32 @@ class MonitorGate:
         watchers = self._with_results.get(kind)
         if watchers:
             curpkt = curpkt_of(msg)
+            budget = self._time
+            # Called for a request already handled: not refused, but what they cost counts.
+            t = budget.clock() if budget is not None else 0.0
             for idx, inst in watchers:
                 crashes = inst.crashes
                 inst.result(kind, args_of(inst, msg), errid, curpkt)
+                if budget is not None:
+                    t = self._charge(budget, idx, t)
                 if inst.crashes != crashes:
                     _log_crash(idx, inst, abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
     ) -> int:
+        budget = self._time
+        t = 0.0
+        if budget is not None:
+            start = budget.start()
+            if start is None:  # not entered: dropped and counted, as a full queue's
+                budget.drop()
+                return NDATA_DROP_COUNTED
+            t = start
         for idx, inst in enumerate(self.monitors):
             rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
+            if budget is not None:
+                t = self._charge(budget, idx, t)
             if rv:
                 if rv >= CRASH:
                     _log_crash(idx, inst, abi.CHECK_PREFIX + "ndata")
@@ -526,6 +589,8 @@ class MonitorGate:
         if self._closed:
             return
         self._closed = True
+        if self._time is not None:
+            self._time.close()
         if self._pending is not None:  # the session ended while its module compiled
             self._pending.cancel()
             self._pending = None

@@ -54,6 +54,7 @@ _KEY_OPTIONS = {
     "rlim-db": "RLimDBPath",
     "broker": "BrokerAddr",
     "max-experiments": "MaxConcurrentExperiments",
+    "monitor-time-ms": "MonitorTimeMillsec",
 }
 # What each of them is when neither the config nor the option sets it (EndpointConfig).
 _KEY_DEFAULTS = {
@@ -71,6 +72,7 @@ _KEY_DEFAULTS = {
     "rlim-db": "[~/.pktlab/endpt.rlim.sqlite3]",
     "broker": "HOST[:PORT]: broker mode [none: NoSub mode]",
     "max-experiments": "1..64 [1]",
+    "monitor-time-ms": "ms of monitor time a session may use a second, 0..1000; 0: no cap [500]",
 }
 
 

@@ -55,6 +55,9 @@ class Settings:
     memory_max: int = 1048576  # MonitorMemoryMax (bytes per monitor memory)
     debug: bool = False  # MonitorEnableDebug
     report_crash: bool = False  # MonitorReportCrash
+    #: MonitorTimeMillsec: ms of monitor time a session may use per second (0: no cap),
+    #: with two deadlines saved up at most (packetlab.endpoint.montime)
+    time_ms: int = 500
 
 
 I32: Final = "i32"

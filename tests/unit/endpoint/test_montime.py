@@ -1,0 +1,103 @@
+"""`MonitorTime`, a session's monitor time (docs/monitors.md, "Monitor time"), over a
+fake clock."""
+
+from __future__ import annotations
+
+from packetlab.endpoint.montime import MonitorTime
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budget(rate: float = 0.1, burst: float = 0.1) -> tuple[MonitorTime, Clock, list[str]]:
+    clock, notes = Clock(), list[str]()
+    return MonitorTime(clock, rate, burst, notes.append), clock, notes
+
+
+def call(b: MonitorTime, clock: Clock, cost: float) -> bool:
+    """One monitor call costing `cost` s, if the budget lets it in."""
+    t = b.start()
+    if t is None:
+        return False
+    clock.now += cost
+    b.spent(t)
+    return True
+
+
+def test_a_spinning_call_puts_the_session_in_debt_until_it_is_paid_back() -> None:
+    b, clock, notes = budget()
+    assert call(b, clock, 0.11)  # a full bucket lets one deadline (and its tick) in
+    # 100 - 110 ms, and 11 ms came back while it ran: 1 ms left, so in once more
+    assert call(b, clock, 0.11)
+    assert abs(b.tokens - -0.109) < 1e-9
+    assert not call(b, clock, 0.11) and len(notes) == 1 and "spent" in notes[0]
+    assert "in 0.98 s" in notes[0]  # 98 ms of debt at 100 ms a second
+    clock.now += 0.97
+    assert b.start() is None  # still 1 ms short
+    clock.now += 0.02
+    assert call(b, clock, 0.11)  # entered again once the debt is paid
+    assert len(notes) == 1  # ... in the same episode: no line per call
+
+
+def test_over_time_a_spinner_gets_the_rate_and_no_more() -> None:
+    b, clock, _ = budget(rate=0.1)
+    spent = 0.0
+    while clock.now < 1100.0:  # 100 s of a peer's datagrams, one every 10 ms
+        if call(b, clock, 0.11):
+            spent += 0.11
+        else:
+            b.drop()
+        clock.now += 0.01
+    assert 9.5 < spent < 10.6  # 10 % of 100 s, give or take one call and the burst
+
+
+def test_a_well_behaved_monitor_is_never_refused() -> None:
+    b, clock, notes = budget(rate=0.1)
+    for _ in range(100_000):  # 50 us a call every 1 ms: 5 % of the time
+        assert call(b, clock, 50e-6)
+        clock.now += 0.001 - 50e-6
+    assert notes == []
+
+
+def test_one_episode_one_line_at_each_end_with_the_counts() -> None:
+    b, clock, notes = budget()
+    call(b, clock, 0.15)
+    for _ in range(3):
+        assert b.start() is None
+        b.drop()
+    assert b.start() is None
+    b.refuse()
+    clock.now += 0.6  # 60 ms back, 10 ms above zero: entered, spins again
+    assert call(b, clock, 0.15)
+    assert b.start() is None
+    b.drop()
+    assert len(notes) == 1
+    clock.now += 10.0  # full again: the episode ends at the next check
+    assert call(b, clock, 0.001)
+    assert len(notes) == 2
+    assert "4 received chunk(s) dropped, 1 request(s) refused" in notes[1]
+    assert "entered 1 time(s)" in notes[1]
+    b.close()
+    assert len(notes) == 2  # no episode going on
+
+
+def test_close_ends_an_episode_still_going_on() -> None:
+    b, clock, notes = budget()
+    call(b, clock, 0.5)
+    assert b.start() is None
+    b.drop()
+    b.close()
+    assert len(notes) == 2 and "at the session's end" in notes[1]
+    assert "1 received chunk(s) dropped" in notes[1]
+
+
+def test_the_bucket_saves_up_the_burst_at_most() -> None:
+    b, clock, _ = budget(rate=0.1, burst=0.1)
+    clock.now += 3600.0  # an hour idle saves 100 ms, not 360 s
+    assert call(b, clock, 0.2)
+    assert b.start() is None
