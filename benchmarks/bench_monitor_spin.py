@@ -181,7 +181,7 @@ def _rows(part: str, runs: dict[str, list[dict[str, float]]], args: Any) -> list
         what = f"peer {args.rate:g} datagrams/s for {args.seconds:g} s at a spinning check"
         return [
             [what, "", "", ""],
-            row("  mread latency, median (ms)", "median_ms", ",.0f"),
+            row("  mread latency, median (ms)", "median_ms", ",.1f"),
             row("  mread latency, max (ms)", "max_ms", ",.0f"),
             row("  mreads answered while it sent", "mreads", ",.0f"),
             row("  until the mread after the last datagram (s)", "after_s", ".1f"),
