@@ -79,7 +79,7 @@ def test_a_flood_at_a_spinning_ndata_monitor_does_not_hold_the_session(
         lat = flood_and_mread(c, peer, lport, RATE, SECONDS)
         # Before: the reactor read the flood in one batch of up to 64 datagrams, each
         # checked for a deadline at least (wall clock: a loaded machine only makes it
-        # longer), so an mread waited for about all 60 (6.6 s measured). Now: the calls
+        # longer), so an mread waited for about all 60 (6.8 s measured). Now: the calls
         # the saved-up time allows (3 of ~110 ms), then one every ~0.2 s.
         assert max(lat) < N * DEADLINE / 2, f"mread latencies {sorted(lat)[-5:]}"
         # The same instance keeps working once the time has refilled (~0.2 s at 500 ms a
@@ -93,8 +93,8 @@ def test_a_flood_at_a_spinning_ndata_monitor_does_not_hold_the_session(
             except TimeoutError:
                 assert time.monotonic() < end, c.notes
         assert got.data == b"ok"
-        drops = [m for m in c.notes if isinstance(m, wire.Ndrop)]
-        assert len(drops) == 1 and 0 < drops[0].unitcnt < N, c.notes
+        dropped = sum(m.unitcnt for m in c.notes if isinstance(m, wire.Ndrop))
+        assert 0 < dropped < N, c.notes  # (one ndrop, unless an episode ended early)
     finally:
         peer.close()
     c.close()
