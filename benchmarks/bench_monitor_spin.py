@@ -11,7 +11,8 @@ alternating rounds of one run:
   controller sends mreads one after the other: their latency (median, max). Endpoints:
   ``cap`` (MonitorTimeMillsec at its default), ``nocap`` (MonitorTimeMillsec 0, i.e. as
   before the cap), ``base`` (a checkout given by ``--baseline``, before the change).
-* well: ``examples/monitors/pass_all.wat`` on ``cap`` and ``nocap`` (and ``base``):
+* well: ``examples/monitors/pass_all.wat`` (``--monitors`` times) on ``cap`` and
+  ``nocap`` (and ``base``):
   immediate UDP nsends a second, TCP ndata MB/s, and the endpoint's CPU per message
   (bench_monitor's measures); the ratios cap/nocap are paired per round.
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--udp-count", type=int, default=5000, help="well: nsends a round [5000]")
     ap.add_argument("--tcp-bytes", type=int, default=64 << 20, help="well: TCP bytes [64 MiB]")
     ap.add_argument("--only", choices=("spin", "well"), help="one of the two parts")
+    ap.add_argument("--monitors", type=int, default=1, help="well: allow-all monitors [1]")
     ap.add_argument("--baseline", type=Path, help="a checkout of the code before the change")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_monitor_spin-") as tmp:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = [p for p in ("spin", "well") if args.only in (None, p)]
         rows: list[list[str]] = []
         for part in parts:
-            wasm = spin if part == "spin" else allow
+            mons = ["-m", str(spin)] if part == "spin" else ["-m", str(allow)] * args.monitors
             variants: dict[str, tuple[list[str], Path | None]] = {
                 "cap": ([], None),
                 "nocap": (["--set", "MonitorTimeMillsec=0"], None),
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             eps = {}
             for name, (extra, repo) in variants.items():
                 kw = {"repo": repo} if repo is not None else {}
-                eps[name] = TLSEndpoint(home, work, f"{part}-{name}", "-m", str(wasm), *extra, **kw)
+                eps[name] = TLSEndpoint(home, work, f"{part}-{name}", *mons, *extra, **kw)
             runs: dict[str, list[dict[str, float]]] = {k: [] for k in eps}
             try:
                 if part == "well":
@@ -192,7 +194,7 @@ def _rows(part: str, runs: dict[str, list[dict[str, float]]], args: Any) -> list
         return f"{median(c[key] / n[key] for c, n in pairs):.3f}"
 
     return [
-        ["allow-all monitor (pass_all.wat)", "", "", ""],
+        [f"{args.monitors} allow-all monitor(s) (pass_all.wat)", "", "", ""],
         row("  UDP nsend/s", "udp", ",.0f"),
         row("  endpoint CPU per nsend (µs)", "udp_cpu_us", ".1f"),
         row("  TCP ndata MB/s", "tcp", ",.0f"),
