@@ -246,6 +246,41 @@ def test_the_wrap_shim_builds_from_the_installed_sources(installed: Install) -> 
     assert Path(done.stdout.strip()).name == "libpktwrap.so"
 
 
+def _without_root_file_access() -> list[str] | None:
+    """The prefix that runs a command unable to write where only its mode forbids it (as a
+    user who does not own the install); None where that cannot be had."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no cc")
+def test_the_wrap_shim_is_built_in_the_cache_when_the_install_is_read_only(
+    installed: Install,
+) -> None:
+    # A system-wide install run by a user: before, the linker's "cannot open output file
+    # .../site-packages/packetlab/wrap/libpktwrap.*.tmp: Permission denied" stopped
+    # `pktlab wrap`, although the next place, ~/.cache/packetlab, was writable.
+    prefix = _without_root_file_access()
+    if prefix is None:
+        pytest.skip("running as root without setpriv")
+    where = "import packetlab.wrap.shim as s; print(s.CSRC)"
+    done = _run([installed.bindir / "python", "-c", where], cwd=ROOT, env=installed.env)
+    package = Path(done.stdout.strip()).parent
+    mode = package.stat().st_mode
+    package.chmod(0o555)
+    try:
+        done = _run([*prefix, installed.bindir / "python", "-m", "packetlab.wrap.shim"],
+                    cwd=ROOT, env=installed.env)  # fmt: skip
+    finally:
+        package.chmod(mode)
+    cache = Path(installed.env["XDG_CACHE_HOME"]) / "packetlab" / "libpktwrap.so"
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", f"{cache}\n")
+    assert not list(package.glob("*.tmp"))
+
+
 @pytest.mark.skipif(find_clang() is None, reason="clang/lld not installed")
 def test_a_pktmon_monitor_builds_with_the_installed_headers(
     installed: Install, tmp_path: Path
