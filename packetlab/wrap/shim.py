@@ -58,10 +58,15 @@ def build_shim() -> Path:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            # Made here first: a directory we cannot write (an install in site-packages
+            # owned by root, run by a user) is then an OSError and the next place is
+            # tried; the linker's "cannot open output file" was a ShimError that stopped.
+            tmp.touch()
             cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), *map(str, SOURCES)]
             cmd += ["-ldl", "-lpthread"]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
+                tmp.unlink(missing_ok=True)
                 raise ShimError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
             os.replace(tmp, out)
             return out
