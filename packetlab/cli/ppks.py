@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import getpass
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from packetlab.numtext import FINITE, float_in
 from packetlab.ppks import (
     AuthMode,
     Certificate,
@@ -309,11 +309,8 @@ def _serial(text: str) -> int:
 
 
 def _unix_time(text: str) -> float:
-    try:
-        t = float(text)
-    except ValueError:
-        t = math.nan
-    if not math.isfinite(t):
+    t = float_in(text, -FINITE, FINITE)
+    if t is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a Unix time in seconds")
     return t
 

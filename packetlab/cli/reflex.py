@@ -20,6 +20,7 @@ from packetlab.cli.monitor import (
     load,
     named,
 )
+from packetlab.numtext import float_in
 
 MAX_TIMER_RUNS = 10_000  # reflex_timer runs in one test (a reflex may re-arm it forever)
 
@@ -88,11 +89,8 @@ def _test_options(t: argparse.ArgumentParser) -> None:
 
 
 def _millis(text: str) -> float:
-    try:
-        ms = float(text)
-    except ValueError:
-        ms = -1.0
-    if not 0 <= ms <= 86_400_000:
+    ms = float_in(text, 0, 86_400_000)
+    if ms is None:
         raise argparse.ArgumentTypeError(f"{text} is not a time (0 to 86400000)")
     return ms
 

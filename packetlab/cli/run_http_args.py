@@ -9,6 +9,7 @@ from typing import Any
 
 from packetlab.cli import curl_trace, pcapout
 from packetlab.cli.run import RunError
+from packetlab.numtext import FINITE, float_in
 
 MAX_REDIRS = 50  # curl's default --max-redirs (packetlab.measure.http's, not imported here)
 
@@ -727,11 +728,8 @@ def _offset(text: str) -> str:
 
 def _seconds(text: str) -> float:
     """--connect-timeout S: seconds, 0 or more (curl's words when not)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
+    value = float_in(text, 0, FINITE)
+    if value is None:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a proper numerical parameter")
     return value
 

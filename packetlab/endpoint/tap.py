@@ -28,6 +28,7 @@ from packetlab.endpoint.config import (  # noqa: E402
     nearest_key,
 )
 from packetlab.endpoint.service import ControllerAddress  # noqa: E402
+from packetlab.numtext import float_in  # noqa: E402
 from packetlab.tapoptions import TapOptions, tap_service  # noqa: E402
 
 if TYPE_CHECKING:  # imported when a service is made (keeps `twistd --help` light)
@@ -81,11 +82,8 @@ def _said(default: str) -> str:
 
 
 def _seconds(option: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
+    value = float_in(text, 0, 86400)
+    if value is None:
         raise usage.UsageError(f"--{option}: expected seconds from 0 to 86400, got {text!r}")
     return value
 

@@ -162,6 +162,19 @@ def active_conf(home: Path, out: Path, snikey: str, *extra: str) -> Path:
     return out
 
 
+def built_mlets(tmp: Path, cflags: str = "-O2 -Wall -Werror") -> Path:
+    """examples/mlets copied into TMP/mlets and built by its Makefile with `cflags`
+    (the test is skipped on a machine without make or cc)."""
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        import pytest
+
+        pytest.skip("no make or cc on this machine")
+    mlets = tmp / "mlets"
+    shutil.copytree(REPO / "examples/mlets", mlets)
+    subprocess.run(["make", "-s", "-C", str(mlets), f"CFLAGS={cflags}"], check=True)
+    return mlets
+
+
 def compile_c_mlet(tmp: Path) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:

@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_endpoint_tls import LO, _udp_open, _udp_send
-from tls_world import (
-    TLSController,
-    TLSEndpoint,
-    controller_chain,
-    drain,
-    pktlab_init,
-    udp_sink,
-)
+from test_endpoint_tls import LO, _udp_send
+from tls_world import drain, send_world
 
 from packetlab.endpoint.limits import QUOTA_CHUNK
 from packetlab.ppks import Accounting, CertLimits, Counter, load_certificates
@@ -43,71 +36,43 @@ def send_until_denied(c: object, port: int, limit: int) -> int:
 
 
 def test_kill9_mid_experiment_never_overspends(tmp_path: Path) -> None:
-    home = pktlab_init(tmp_path / "home")
-    db = home.root / "endpt.rlim.sqlite3"  # RLimDBPath in the endpt.conf pktlab init wrote
-    chain = controller_chain(home, tmp_path / "c", limits=CertLimits(max_send_byte=QUOTA))
-    sink, port = udp_sink()
-    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
-    ep = TLSEndpoint(home, ctl.address, tmp_path)
-    ep2 = None
-    try:
+    with send_world(tmp_path, CertLimits(max_send_byte=QUOTA)) as w:
         # Session 1: spend FIRST packets, then kill -9 the endpoint with the session open.
-        c = ctl.accept()
-        c.start()
-        _udp_open(c, 1)
+        ep = w.endpoint()
+        c = w.udp_session()
         for _ in range(FIRST):
-            assert _udp_send(c, 1, LO, port, b"x" * PKT) == 0
+            assert _udp_send(c, 1, LO, w.port, b"x" * PKT) == 0
         c.mread(0x10000000, 8)  # every send before this was handed to the kernel
         ep.kill9()
         c.close()
-        left = remaining(db, chain)
+        left = remaining(w.db, w.chain)
         assert left is not None
         # Debited before use: the spent bytes and at most one unspent reservation.
         assert QUOTA - FIRST * PKT - QUOTA_CHUNK <= left <= QUOTA - FIRST * PKT
 
         # Session 2 on a restarted endpoint: exactly what is left, never more.
-        ep2 = TLSEndpoint(home, ctl.address, tmp_path)
-        c = ctl.accept()
-        c.start()
-        _udp_open(c, 1)
-        second = send_until_denied(c, port, QUOTA // PKT + 10)
+        ep2 = w.endpoint()
+        c = w.udp_session()
+        second = send_until_denied(c, w.port, QUOTA // PKT + 10)
         c.close()
         assert second == left // PKT
         assert (FIRST + second) * PKT <= QUOTA
-        received = drain(sink)
+        received = drain(w.sink)
         assert received <= FIRST + second
         # After a clean end, the unspent reservation is refunded: what is left is below
         # one packet.
         ep2.wait_log("session over")
-        after = remaining(db, chain)
+        after = remaining(w.db, w.chain)
         assert after is not None and after < PKT
-    finally:
-        for e in (ep, ep2):
-            if e is not None:
-                e.stop()
-        ctl.close()
-        sink.close()
 
 
 def test_quota_carries_over_between_clean_sessions(tmp_path: Path) -> None:
-    home = pktlab_init(tmp_path / "home")
-    chain = controller_chain(home, tmp_path / "c", limits=CertLimits(max_send_byte=5 * PKT))
-    sink, port = udp_sink()
-    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
-    ep = TLSEndpoint(home, ctl.address, tmp_path)
-    try:
-        c = ctl.accept()
-        c.start()
-        _udp_open(c, 1)
+    with send_world(tmp_path, CertLimits(max_send_byte=5 * PKT)) as w:
+        w.endpoint()
+        c = w.udp_session()
         for _ in range(3):
-            assert _udp_send(c, 1, LO, port, b"x" * PKT) == 0
+            assert _udp_send(c, 1, LO, w.port, b"x" * PKT) == 0
         c.close()
-        c = ctl.accept()  # the endpoint reconnects for the next session
-        c.start()
-        _udp_open(c, 1)
-        assert send_until_denied(c, port, 10) == 2
+        c = w.udp_session()  # the endpoint reconnects for the next session
+        assert send_until_denied(c, w.port, 10) == 2
         c.close()
-    finally:
-        ep.stop()
-        ctl.close()
-        sink.close()

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 from conftest import RawController
 from test_endpoint_tls import LO, _udp_open
-from tls_world import TLSController, TLSEndpoint, controller_chain, drain, pktlab_init, udp_sink
+from tls_world import (
+    SendWorld,
+    TLSController,
+    TLSEndpoint,
+    controller_chain,
+    drain,
+    pktlab_init,
+    send_world,
+    udp_sink,
+)
 
 from packetlab import wire
 from packetlab.ppks import CertLimits
@@ -29,6 +38,26 @@ def send(c: RawController, port: int, timeout: float = 15.0) -> int:
     r = c.request(wire.Nsend(1, 4, int(Proto.UDP), 0, 0, b"x" * PKT, LO, port), timeout)
     assert isinstance(r, wire.Result), r
     return r.errid
+
+
+def spending(w: SendWorld) -> RawController:
+    """A session on a new endpoint of `w` that has sent 10 packets (debited, recorded)."""
+    w.endpoint()
+    c = w.udp_session()
+    for _ in range(10):
+        assert send(c, w.port) == 0
+    return c
+
+
+def resumes(c: RawController, port: int) -> None:
+    """Sends succeed again, 20 in a row, within 30 s: the packet and byte meters each
+    retry on their own, so a few refusals may come between the first success and the
+    last retry's landing."""
+    deadline = time.monotonic() + 30
+    run = 0
+    while run < 20:
+        run = run + 1 if send(c, port) == 0 else 0
+        assert time.monotonic() < deadline, "the endpoint never sent again"
 
 
 def debited(db: Path) -> dict[str, int]:
@@ -49,56 +78,42 @@ def test_a_locked_database_refuses_at_once_and_resumes(tmp_path: Path) -> None:
     SQLite's 30 s busy timeout, and every later one again (the second was unanswered
     after 60 s); now the first waits the endpoint's 1 s and the rest are refused at once
     (measured: 2000 nsends in 1.4 s, p50 0.14 ms), and spending resumes on unlock."""
-    home = pktlab_init(tmp_path / "home")
-    db = home.root / "endpt.rlim.sqlite3"
-    chain = controller_chain(home, tmp_path / "c", limits=LIMITS)
-    sink, port = udp_sink()
-    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
-    ep = TLSEndpoint(home, ctl.address, tmp_path)
     shell: subprocess.Popen[str] | None = None
-    try:
-        c = ctl.accept()
-        c.start()
-        _udp_open(c, 1)
-        for _ in range(10):
-            assert send(c, port) == 0
-        shell = subprocess.Popen(
-            ["sqlite3", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert shell.stdin is not None and shell.stdout is not None
-        shell.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n")
-        shell.stdin.flush()
-        assert shell.stdout.readline().strip() == "locked"
-        # Each answered within 15 s (before: the first after 30 s, the second never).
-        statuses = [send(c, port) for _ in range(300)]
-        assert set(statuses) <= {0, int(Status.ESKTPKTDENY)}
-        assert statuses.count(int(Status.ESKTPKTDENY)) >= 200  # only what was held is sent
-        shell.stdin.write("ROLLBACK;\n.quit\n")
-        shell.stdin.flush()
-        shell.wait(10)
-        shell = None
-        deadline = time.monotonic() + 30
-        run = 0
-        while run < 20:  # the packet and byte meters' retries land one after the other
-            run = run + 1 if send(c, port) == 0 else 0
-            assert time.monotonic() < deadline, "the endpoint never sent again"
-        c.close()
-        ep.wait_log("session over")
-        got = debited(db)
-        assert (
-            drain(sink) <= got["max_send_pkt"] and got["max_send_byte"] == PKT * got["max_send_pkt"]
-        )
-        out = ep.output()
-        assert out.count("database is locked; every request") == 1  # one line, not 1 per nsend
-        assert "another process holds the database's write lock" in out
-        assert "Traceback" not in out
-    finally:
-        if shell is not None:
-            shell.kill()
-            shell.wait()
-        ep.stop()
-        ctl.close()
-        sink.close()
+    with send_world(tmp_path, LIMITS) as w:
+        try:
+            c = spending(w)
+            shell = subprocess.Popen(
+                ["sqlite3", str(w.db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert shell.stdin is not None and shell.stdout is not None
+            shell.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+            shell.stdin.flush()
+            assert shell.stdout.readline().strip() == "locked"
+            # Each answered within 15 s (before: the first after 30 s, the second never).
+            statuses = [send(c, w.port) for _ in range(300)]
+            assert set(statuses) <= {0, int(Status.ESKTPKTDENY)}
+            assert statuses.count(int(Status.ESKTPKTDENY)) >= 200  # only what was held is sent
+            shell.stdin.write("ROLLBACK;\n.quit\n")
+            shell.stdin.flush()
+            shell.wait(10)
+            shell = None
+            resumes(c, w.port)
+            c.close()
+            ep = w.eps[0]
+            ep.wait_log("session over")
+            got = debited(w.db)
+            assert (
+                drain(w.sink) <= got["max_send_pkt"]
+                and got["max_send_byte"] == PKT * got["max_send_pkt"]
+            )
+            out = ep.output()
+            assert out.count("database is locked; every request") == 1  # one line, not 1 per nsend
+            assert "another process holds the database's write lock" in out
+            assert "Traceback" not in out
+        finally:
+            if shell is not None:
+                shell.kill()
+                shell.wait()
 
 
 def test_a_database_deleted_in_use_is_refused_not_forgotten(tmp_path: Path) -> None:
@@ -107,34 +122,21 @@ def test_a_database_deleted_in_use_is_refused_not_forgotten(tmp_path: Path) -> N
     and the restarted endpoint began from a new, empty file (limits reset, 3100 packets
     forgotten). Now what is already debited is spent and the rest refused, with one line
     that says what happened; the endpoint keeps answering."""
-    home = pktlab_init(tmp_path / "home")
-    db = home.root / "endpt.rlim.sqlite3"
-    chain = controller_chain(home, tmp_path / "c", limits=LIMITS)
-    sink, port = udp_sink()
-    ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
-    ep = TLSEndpoint(home, ctl.address, tmp_path)
-    try:
-        c = ctl.accept()
-        c.start()
-        _udp_open(c, 1)
-        for _ in range(10):
-            assert send(c, port) == 0
+    with send_world(tmp_path, LIMITS) as w:
+        c = spending(w)
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        statuses = [send(c, port) for _ in range(1000)]
+            Path(f"{w.db}{suffix}").unlink(missing_ok=True)
+        statuses = [send(c, w.port) for _ in range(1000)]
         # At most what was reserved before the rm (one chunk of 64 KiB, 64+ packets).
         assert statuses.count(0) < 200, statuses.count(0)
         assert statuses[-100:] == [int(Status.ESKTPKTDENY)] * 100
         c.close()
+        ep = w.eps[0]
         ep.wait_log("session over")
         out = ep.output()
         assert out.count("deleted or replaced while in use") == 2  # the refusal, the close
         assert "restart the endpoint" in out and "Traceback" not in out
         assert ep.proc.poll() is None
-    finally:
-        ep.stop()
-        ctl.close()
-        sink.close()
 
 
 def test_two_endpoints_on_one_database_share_the_limit(tmp_path: Path) -> None:
@@ -219,16 +221,8 @@ def test_a_full_disk_refuses_then_resumes(tmp_path: Path) -> None:
         db = mnt / "rlim.sqlite3"
         conf = home.root / "endpt.conf"
         conf.write_text(conf.read_text().replace(str(home.root / "endpt.rlim.sqlite3"), str(db)))
-        chain = controller_chain(home, tmp_path / "c", limits=LIMITS)
-        sink, port = udp_sink()
-        ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
-        ep = TLSEndpoint(home, ctl.address, tmp_path)
-        try:
-            c = ctl.accept()
-            c.start()
-            _udp_open(c, 1)
-            for _ in range(10):
-                assert send(c, port) == 0
+        with send_world(tmp_path, LIMITS, home) as w:
+            c = spending(w)
             fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
             try:  # fill the file system
                 while os.write(fd, b"\0" * 4096):
@@ -237,26 +231,17 @@ def test_a_full_disk_refuses_then_resumes(tmp_path: Path) -> None:
                 pass
             finally:
                 os.close(fd)
-            statuses = [send(c, port) for _ in range(1000)]
+            statuses = [send(c, w.port) for _ in range(1000)]
             assert statuses.count(0) < 200 and statuses[-1] == int(Status.ESKTPKTDENY)
             (mnt / "filler").unlink()
-            # Each meter (packets, bytes) retries on its own: a few refusals may come
-            # between the first success and the last retry's landing.
-            deadline = time.monotonic() + 30
-            run = 0
-            while run < 20:
-                run = run + 1 if send(c, port) == 0 else 0
-                assert time.monotonic() < deadline, "the endpoint never sent again"
+            resumes(c, w.port)
             c.close()
+            ep = w.eps[0]
             ep.wait_log("session over")
             got = debited(db)
-            assert drain(sink) <= got["max_send_pkt"]
+            assert drain(w.sink) <= got["max_send_pkt"]
             out = ep.output()
             assert out.count("database or disk is full; every request") == 1
             assert "Traceback" not in out
-        finally:
-            ep.stop()
-            ctl.close()
-            sink.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=False)

@@ -38,14 +38,18 @@ def status(broker: BrokerProcess, conf: str, url: str, tmp_path: Path) -> tuple[
     return proc.returncode, proc.stderr
 
 
-def test_http_at_the_tls_port_names_the_status_page(broker: BrokerProcess, tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{broker.pub_port}/"
-    page = f"http://127.0.0.1:{broker.status_port}/"
-    conf = (
+def naming(broker: BrokerProcess) -> str:
+    """A broker.conf that names this broker's publish port and status page."""
+    return (
         f"PublishListen tcp:{broker.pub_port}:interface=127.0.0.1\n"
         f"StatusListen tcp:{broker.status_port}:interface=127.0.0.1\n"
     )
-    assert status(broker, conf, url, tmp_path) == (
+
+
+def test_http_at_the_tls_port_names_the_status_page(broker: BrokerProcess, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{broker.pub_port}/"
+    page = f"http://127.0.0.1:{broker.status_port}/"
+    assert status(broker, naming(broker), url, tmp_path) == (
         1,
         f"pktlab broker status: {url}: a TLS port (PublishListen of the home's "
         f"broker.conf), not the status page; the status page is {page}\n",
@@ -74,11 +78,7 @@ def test_https_at_the_tls_port_names_the_status_page(broker: BrokerProcess, tmp_
     """Was `[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local
     issuer certificate (_ssl.c:1006) (is twistd pktbroker running ...?)` (session 32)."""
     url = f"https://127.0.0.1:{broker.pub_port}/"
-    conf = (
-        f"PublishListen tcp:{broker.pub_port}:interface=127.0.0.1\n"
-        f"StatusListen tcp:{broker.status_port}:interface=127.0.0.1\n"
-    )
-    assert status(broker, conf, url, tmp_path) == (
+    assert status(broker, naming(broker), url, tmp_path) == (
         1,
         f"pktlab broker status: {url}: a TLS port (PublishListen of the home's broker.conf), "
         f"not the status page; the status page is http://127.0.0.1:{broker.status_port}/\n",

@@ -22,6 +22,7 @@ import pytest
 from broker_world import BrokerProcess, Identity
 from conftest import REPO, twistd
 from pxworld import ENV, EndpointProc, Proc, XpmgrProc, compile_c_mlet, http_server
+from testkit.net import has_ipv6_loopback
 from tls_world import home_fixture
 
 from packetlab.ppks import PktlabHome
@@ -31,16 +32,7 @@ home = home_fixture()
 V6 = "\\:\\:1"  # ::1 in a Twisted endpoint string
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 here")
+pytestmark = pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here")
 
 
 def free_v6_ports(n: int) -> list[int]:

@@ -14,8 +14,9 @@ descriptors than before and at most `RSS_BOUND_KIB` more memory.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fuzz32 import every_type_and_size, log_alarms, mutate, rng_for
@@ -29,8 +30,8 @@ from test_hostile_proxy import (
     check,
     connect,
     mutate_hello,
+    proxy_fixture,
 )
-from tls_world import pktlab_init
 
 from packetlab import wire
 
@@ -41,68 +42,66 @@ XREG_SIZES = 8
 HELLOS = 600
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
-    home = pktlab_init(tmp_path_factory.mktemp("fuzz32px") / "home").root
-    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home, "--hello-cap", "4096",
-                  "--hello-timeout", str(HELLO_TIMEOUT),
-                  "--setup-timeout", str(SETUP_TIMEOUT))  # fmt: skip
-    yield p
-    p.stop()
+proxy = proxy_fixture()
+
+
+def each_closed(
+    proxy: ProxyProc,
+    name: str,
+    seed: object,
+    inputs: list[bytes],
+    opened: Callable[[bytes], tuple[socket.socket, bytes]],
+    bound: float,
+    counter: str,
+    least: int,
+) -> None:
+    """Each input on a connection of its own (`opened`: the socket and the bytes to send
+    on it): the proxy closes every one within `bound` s, its `counter` (an expression
+    over its stats) grows by `least` at least, its log has no alarm, and it is back at
+    rest after (`check`: a pair served, no more descriptors, bounded memory)."""
+    before = baseline(proxy)
+    was = eval(counter, {}, proxy.counters())  # test-written, as ProxyProc.counters
+
+    def one(data: bytes) -> float:
+        s, out = opened(data)
+        try:
+            s.sendall(out)
+        except OSError:
+            pass
+        t0 = time.monotonic()
+        closed_by_peer(s, timeout=bound + 5)
+        s.close()
+        return time.monotonic() - t0
+
+    for took in at_once(one, inputs):
+        assert took < bound, f"open {took:.1f} s (seed {seed})"
+    proxy.counters(f"{counter} >= {was + least}")
+    assert not log_alarms(proxy.text()), log_alarms(proxy.text())[:5]
+    check(name, proxy, before)
+    print(f"{name}: seed {seed!r}, {len(inputs)} inputs")
 
 
 def test_fuzz_proxy_setup_port(proxy: ProxyProc) -> None:
     rng, seed = rng_for("proxy-xreg")
-    before = baseline(proxy)
-    was = proxy.counters()["registration_failures"]
     good = wire.encode(wire.Xreg(b"fuzzkey"))
     frames = [mutate(rng, good) for _ in range(XREGS)]
     frames += list(every_type_and_size(rng, XREG_SIZES))
 
-    def one(frame: bytes) -> float:
+    def opened(frame: bytes) -> tuple[socket.socket, bytes]:
         s, tls = _tls_setup(proxy.setup)
-        try:
-            s.sendall(tls.send(frame))
-        except OSError:
-            pass
-        t0 = time.monotonic()
-        closed_by_peer(s, timeout=SETUP_TIMEOUT + 10)
-        s.close()
-        return time.monotonic() - t0
+        return s, tls.send(frame)
 
-    for took in at_once(one, frames):
-        assert took < SETUP_TIMEOUT + 8, f"open {took:.1f} s (seed {seed})"
     # a mutation may still be a valid xreg of another snikey: registered, not a failure
-    proxy.counters(f"registration_failures >= {was + len(frames) * 9 // 10}")
-    assert not log_alarms(proxy.text()), log_alarms(proxy.text())[:5]
-    check("fuzz32 xreg", proxy, before)
-    print(f"proxy setup: seed {seed!r}, {len(frames)} inputs")
+    each_closed(proxy, "fuzz32 xreg", seed, frames, opened, SETUP_TIMEOUT + 8,
+                "registration_failures", len(frames) * 9 // 10)  # fmt: skip
 
 
 def test_fuzz_proxy_endpoints_port(proxy: ProxyProc) -> None:
     rng, seed = rng_for("proxy-hello")
-    before = baseline(proxy)
-    was = sum(proxy.counters()["refusals"].values())
     hellos = [client_hello(f"nobody{i}") for i in range(3)] + [client_hello(None)]
     cases = []
     for i in range(HELLOS):
         h = rng.choice(hellos)
         cases.append(mutate_hello(rng, h) if i % 2 else mutate(rng, h))
-
-    def one(data: bytes) -> float:
-        s = connect(proxy.endpoints)
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
-        t0 = time.monotonic()
-        closed_by_peer(s, timeout=10)
-        s.close()
-        return time.monotonic() - t0
-
-    for took in at_once(one, cases):
-        assert took < HELLO_TIMEOUT + 5, f"open {took:.1f} s (seed {seed})"
-    proxy.counters(f"sum(refusals.values()) >= {was + HELLOS}")
-    assert not log_alarms(proxy.text()), log_alarms(proxy.text())[:5]
-    check("fuzz32 hellos", proxy, before)
-    print(f"proxy endpoints: seed {seed!r}, {HELLOS} inputs")
+    each_closed(proxy, "fuzz32 hellos", seed, cases, lambda h: (connect(proxy.endpoints), h),
+                HELLO_TIMEOUT + 5, "sum(refusals.values())", HELLOS)  # fmt: skip

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from procstat import Sample, settle
@@ -44,14 +44,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
-    home = pktlab_init(tmp_path_factory.mktemp("pxhome") / "home").root
-    p = ProxyProc(tmp_path_factory.mktemp("proxy"), home, "--hello-cap", "4096",
-                  "--hello-timeout", str(HELLO_TIMEOUT),
-                  "--setup-timeout", str(SETUP_TIMEOUT))  # fmt: skip
-    yield p
-    p.stop()
+def proxy_fixture() -> Any:
+    """The module-scoped `proxy` fixture of a module, bound at its top as
+    `proxy = proxy_fixture()` (as `tls_world.home_fixture`: an imported fixture reads as a
+    redefinition to ruff, F811): a real pktproxy with short hello and setup timeouts."""
+
+    @pytest.fixture(scope="module", name="proxy")
+    def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
+        home = pktlab_init(tmp_path_factory.mktemp("pxhome") / "home").root
+        p = ProxyProc(tmp_path_factory.mktemp("proxy"), home, "--hello-cap", "4096",
+                      "--hello-timeout", str(HELLO_TIMEOUT),
+                      "--setup-timeout", str(SETUP_TIMEOUT))  # fmt: skip
+        yield p
+        p.stop()
+
+    return proxy
+
+
+proxy = proxy_fixture()
 
 
 def connect(port: int) -> socket.socket:

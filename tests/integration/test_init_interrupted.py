@@ -21,13 +21,19 @@ from packetlab.ppks import PktlabHome
 DEADLINE = 60.0
 
 
+INIT = [sys.executable, "-m", "packetlab", "init", "--home"]
+
+
 def start(home: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+        [*INIT, str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+
+
+def init(home: Path) -> subprocess.CompletedProcess[str]:
+    """`pktlab init --home HOME` run to its end (the re-run after an interrupted one)."""
+    return subprocess.run(
+        [*INIT, str(home)], capture_output=True, text=True, cwd=REPO, timeout=DEADLINE
     )
 
 
@@ -69,13 +75,7 @@ def test_a_signal_once_the_home_appears_leaves_none_or_all_of_it(
         assert proc.returncode == 0, err
         assert missing_files(PktlabHome.at(home)) == [] and stages(home) == []
     # either way a re-run needs no --force when nothing was written
-    rerun = subprocess.run(
-        [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=DEADLINE,
-    )
+    rerun = init(home)
     assert rerun.returncode == (0 if proc.returncode == 130 else 1), rerun.stderr
 
 
@@ -93,13 +93,7 @@ def test_a_killed_inits_staging_directory_is_removed_by_the_next(tmp_path: Path)
     if not staged:
         pytest.skip("pktlab init ended before its staging directory was seen")
     assert stages(home) and missing_files(PktlabHome.at(home))  # the killed one's, no home
-    rerun = subprocess.run(
-        [sys.executable, "-m", "packetlab", "init", "--home", str(home)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=DEADLINE,
-    )
+    rerun = init(home)
     assert rerun.returncode == 0, rerun.stderr
     assert stages(home) == []  # before: the killed one's stayed, with its private keys
     assert missing_files(PktlabHome.at(home)) == []

@@ -80,6 +80,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         stop_process(proc)
 
 
+def home_limited(tmp_path: Path, valid_dest: str = "192.0.2.0/24") -> Path:
+    """A home made by the real `pktlab init` whose exppriv, signed again by `pktlab ppks
+    sign`, allows only `valid_dest`: its endpoint refuses a connect elsewhere."""
+    home = tmp_path / "home"
+    subprocess.run([*PKTLAB, "init", "--home", str(home)], check=True, capture_output=True)
+    subprocess.run(
+        [*PKTLAB, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
+         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
+         "--valid-dest", valid_dest],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return home
+
+
 def wrap(
     tmp_path: Path,
     cmd: Sequence[str],
@@ -305,15 +319,7 @@ def test_certificate_limits_apply_to_wrapped_traffic(tmp_path: Path, servers: Se
     connect elsewhere fails in the program as a connection error and never leaves the
     endpoint; a UDP query elsewhere is dropped (dig times out)."""
     _need("curl", "dig")
-    home = tmp_path / "home"
-    run = [*PKTLAB]
-    subprocess.run([*run, "init", "--home", str(home)], check=True, capture_output=True)
-    subprocess.run(
-        [*run, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
-         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
-         "--valid-dest", "192.0.2.0/24"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    home = home_limited(tmp_path)
     with socket.socket() as lsn:  # a server nobody may reach
         lsn.bind(("127.0.0.1", 0))
         lsn.listen(8)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_wrap import home_limited
 from test_wrap_s31 import _in_namespace
 from test_wrap_sockets25 import _proxychains
 
@@ -182,14 +183,7 @@ def test_a_connect_the_endpoints_rules_refuse_fails_in_the_call(tmp_path: Path) 
     asyncio says the kernel's words. Before: `EINPROGRESS`, then "PermissionError [Errno
     1] Connect call failed ('127.0.0.1', PORT)"."""
     _proxychains()
-    home = tmp_path / "home"
-    subprocess.run([*PKTLAB, "init", "--home", str(home)], check=True, capture_output=True)
-    subprocess.run(
-        [*PKTLAB, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
-         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
-         "--valid-dest", "192.0.2.0/24"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    home = home_limited(tmp_path)
     done = subprocess.run(
         [*PKTLAB, "wrap", "--home", str(home), "--", sys.executable, "-c", _EPERM, "9"],
         capture_output=True, timeout=90, cwd=REPO, stdin=subprocess.DEVNULL,

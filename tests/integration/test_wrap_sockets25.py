@@ -20,26 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_wrap import _proxychains
+from testkit.net import has_ipv6_loopback as _ipv6
 
 PKTLAB = [sys.executable, "-m", "packetlab"]
-
-
-def _proxychains() -> None:
-    from packetlab.wrap.shim import ShimError, proxychains_lib
-
-    try:
-        proxychains_lib()
-    except ShimError as e:
-        pytest.skip(str(e))
-
-
-def _ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def native_and_wrapped(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import test_wrap
 from conftest import REPO
-from test_wrap import NAME, Servers, wrap
+from test_wrap import NAME, Servers, home_limited, wrap
 from test_wrap_sockets25 import _ipv6, _proxychains, native_and_wrapped
 
 servers = test_wrap.servers  # its recording HTTP/HTTPS/DNS servers (a module fixture)
@@ -98,14 +98,7 @@ def test_a_connect_the_certificate_forbids_is_eperm(tmp_path: Path) -> None:
     ("Operation not permitted", what a local firewall's DROP gives) and one line on
     stderr saying whose rule it was; nothing leaves the endpoint."""
     _proxychains()
-    home = tmp_path / "home"
-    subprocess.run([*PKTLAB, "init", "--home", str(home)], check=True, capture_output=True)
-    subprocess.run(
-        [*PKTLAB, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), "0", "1900000000",
-         str(home / "certs/exppriv_eop_exper.cert"), "-r", str(home / "csrs/exppriv_exper.csr"),
-         "--valid-dest", "192.0.2.0/24"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    home = home_limited(tmp_path)
     with socket.socket() as lsn:
         lsn.bind(("127.0.0.1", 0))
         lsn.listen(8)

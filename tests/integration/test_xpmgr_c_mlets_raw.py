@@ -9,7 +9,6 @@ same namespace; traceroute hops identical to native `traceroute -n -q 1` on the 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -17,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, twistd
-from pxworld import ENV, Proc, ProxyProc, active_conf
+from conftest import twistd
+from pxworld import ENV, Proc, ProxyProc, active_conf, built_mlets
 from tls_world import home_fixture
 
 from packetlab.measure import native
@@ -40,14 +39,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def mlets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("make") is None or shutil.which("cc") is None:
-        pytest.skip("no make or cc on this machine")
-    out = tmp_path_factory.mktemp("mlets") / "mlets"
-    shutil.copytree(REPO / "examples/mlets", out)
     # C99 + POSIX, -Wall -Wextra clean, as the brief of these mlets says
-    flags = "CFLAGS=-std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror"
-    subprocess.run(["make", "-s", "-C", str(out), flags], check=True, capture_output=True)
-    return out
+    flags = "-std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror"
+    return built_mlets(tmp_path_factory.mktemp("mlets"), flags)
 
 
 home = home_fixture(root=True)

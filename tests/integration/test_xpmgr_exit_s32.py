@@ -7,13 +7,10 @@ reconnecting at once, so that a manager that does not stop keeps getting endpoin
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from pxworld import EndpointProc, XpmgrProc
+from pxworld import EndpointProc, XpmgrProc, built_mlets
 from tls_world import home_fixture
 
 from packetlab.controller.xpmgrexit import EXIT_ALL_FAILED, EXIT_USAGE
@@ -101,12 +98,7 @@ def test_a_python_mlets_argparse_error_at_the_first_endpoint_still_stops_it(
 
 @pytest.fixture(scope="module")
 def example_mlets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("make") is None or shutil.which("cc") is None:
-        pytest.skip("no make or cc on this machine")
-    mlets = tmp_path_factory.mktemp("mlets") / "mlets"
-    shutil.copytree(REPO / "examples/mlets", mlets)
-    subprocess.run(["make", "-s", "-C", str(mlets), "CFLAGS=-O2 -Wall -Werror"], check=True)
-    return mlets
+    return built_mlets(tmp_path_factory.mktemp("mlets"))
 
 
 @pytest.mark.parametrize(

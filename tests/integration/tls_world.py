@@ -11,12 +11,16 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from conftest import REPO, RawController, stop_process, twistd
 
+from packetlab import wire
 from packetlab.cli.init import init_home
 from packetlab.ppks import (
     CertLimits,
@@ -24,8 +28,10 @@ from packetlab.ppks import (
     issue_certificate,
     read_private_key,
 )
+from packetlab.wire.constants import Proto
 
 NB, NA = 0, 2**31 - 1
+LO4 = socket.inet_aton("127.0.0.1")
 
 
 def pktlab_init(home: Path) -> PktlabHome:
@@ -193,3 +199,57 @@ def drain(sock: socket.socket) -> int:
             n += 1
         except (TimeoutError, BlockingIOError):
             return n
+
+
+@dataclass
+class SendWorld:
+    """A `pktlab init` home whose controller chain carries `limits`, a UDP sink, a TLS
+    controller, and the endpoints started for it (`send_world` stops them)."""
+
+    home: PktlabHome
+    chain: list[Path]
+    sink: socket.socket
+    port: int
+    ctl: TLSController
+    workdir: Path
+    eps: list[TLSEndpoint] = field(default_factory=list)
+
+    @property
+    def db(self) -> Path:
+        """The accounting database (RLimDBPath of the endpt.conf `pktlab init` wrote)."""
+        return self.home.root / "endpt.rlim.sqlite3"
+
+    def endpoint(self, *args: str) -> TLSEndpoint:
+        """A real endpoint that connects to this world's controller."""
+        ep = TLSEndpoint(self.home, self.ctl.address, self.workdir, *args)
+        self.eps.append(ep)
+        return ep
+
+    def udp_session(self, timeout: float = 15.0) -> RawController:
+        """The next endpoint's session, started, with UDP socket 1 open on 127.0.0.1."""
+        c = self.ctl.accept(timeout)
+        c.start()
+        c.ok(wire.Nopen(1, 4, int(Proto.UDP), 65536, LO4, 0))
+        return c
+
+
+@contextmanager
+def send_world(
+    tmp_path: Path, limits: CertLimits | None = None, home: PktlabHome | None = None
+) -> Iterator[SendWorld]:
+    """A `SendWorld` in `tmp_path` (on `home` if given: one whose endpt.conf the test
+    changed), every endpoint, the controller and the sink closed after, also on failure."""
+    home = home or pktlab_init(tmp_path / "home")
+    chain = controller_chain(home, tmp_path / "c", limits=limits)
+    sink, port = udp_sink()
+    try:
+        ctl = TLSController(chain, home.key_path("k_xc"), tmp_path)
+        world = SendWorld(home, chain, sink, port, ctl, tmp_path)
+        try:
+            yield world
+        finally:
+            for ep in world.eps:
+                ep.stop()
+            ctl.close()
+    finally:
+        sink.close()

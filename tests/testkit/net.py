@@ -3,6 +3,7 @@ opened at the pace a listener accepts them."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,6 +13,16 @@ from twisted.internet.interfaces import IListeningPort
 from testkit.poll import accept_queue, poll_until
 
 T = TypeVar("T")
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (a container without IPv6 cannot)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def port_of(listening: IListeningPort) -> int:

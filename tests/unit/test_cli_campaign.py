@@ -64,6 +64,15 @@ class Two:
         return result_of(d)
 
 
+def refused_at_once(args: argparse.Namespace) -> str:
+    """The RunError a campaign of `args` fails with before it needs a reactor."""
+    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(RunError), failures
+    return str(failures[0].value)
+
+
 def _campaign(two: Two, args: argparse.Namespace, stop: StopSignal) -> tuple[Deferred[int], Any]:
     """`pktlab campaign` (its printing: run_command.measure) over the two sessions."""
     out = io.StringIO()
@@ -217,11 +226,7 @@ def test_a_bad_option_is_refused_before_waiting_for_endpoints() -> None:
     args = parse("clocksync", "--endpoints", "2", "--listen", "127.0.0.1:0", "--rounds", "1",
                  "--insecure-plaintext")  # fmt: skip
     # no reactor at all: listening would need one, so the error must come first
-    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
-    failures: list[Any] = []
-    d.addErrback(failures.append)
-    assert failures and failures[0].check(RunError), failures
-    assert str(failures[0].value) == "--rounds must be 2..100000, got 1"
+    assert refused_at_once(args) == "--rounds must be 2..100000, got 1"
 
 
 def test_help_says_the_endpoints_connect_to_listen(capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,11 +245,7 @@ def test_help_says_the_endpoints_connect_to_listen(capsys: pytest.CaptureFixture
 def test_a_pcap_file_that_cannot_be_written_is_refused_before_waiting(tmp_path: Path) -> None:
     args = parse("sendgap", "--endpoints", "2", "--listen", "127.0.0.1:0", "--pcap",
                  str(tmp_path / "no" / "gaps.pcap"), "--insecure-plaintext")  # fmt: skip
-    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
-    failures: list[Any] = []
-    d.addErrback(failures.append)
-    assert failures and failures[0].check(RunError), failures
-    assert str(failures[0].value) == (
+    assert refused_at_once(args) == (
         f"--pcap {tmp_path}/no/gaps.pcap: cannot write there ({tmp_path}/no is not a "
         "writable directory)"
     )
@@ -378,11 +379,7 @@ def test_the_lost_and_replaced_rows() -> None:
 def test_bad_values_are_one_line_before_listening(option: tuple[str, ...], error: str) -> None:
     args = parse("dns", "--endpoints", "2", "--listen", "127.0.0.1:0", "--insecure-plaintext",
                  *option, "example.com")  # fmt: skip
-    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
-    failures: list[Any] = []
-    d.addErrback(failures.append)
-    assert failures and failures[0].check(RunError), failures
-    assert str(failures[0].value) == error
+    assert refused_at_once(args) == error
 
 
 def _targets_command(clock: Clock) -> Any:
@@ -523,10 +520,6 @@ def test_pcap_dash_is_refused_before_waiting(tmp_path: Path) -> None:
     endpoint in a campaign, whose pcap files are one per endpoint."""
     args = parse("sendgap", "--endpoints", "2", "--listen", "127.0.0.1:0", "--pcap", "-",
                  "--insecure-plaintext")  # fmt: skip
-    d = Deferred.fromCoroutine(campaign(None, args, lambda r: None, Progress()))
-    failures: list[Any] = []
-    d.addErrback(failures.append)
-    assert failures and failures[0].check(RunError), failures
-    assert str(failures[0].value) == (
+    assert refused_at_once(args) == (
         "--pcap -: a campaign writes one file per endpoint (FILE-HOSTID.pcap); give a file name"
     )

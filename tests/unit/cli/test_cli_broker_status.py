@@ -36,9 +36,14 @@ def _run(monkeypatch: pytest.MonkeyPatch, page: object, *words: str) -> tuple[li
         return page
 
     monkeypatch.setattr(broker, "fetch", fetch)
+    return asked, status(*words)
+
+
+def status(*words: str) -> int:
+    """`pktlab broker status WORDS`, parsed and run in this process."""
     parser = argparse.ArgumentParser()
     broker.add_arguments(parser)
-    return asked, broker.run(parser.parse_args(["status", *words]))
+    return broker.run(parser.parse_args(["status", *words]))
 
 
 @pytest.mark.parametrize(
@@ -170,10 +175,8 @@ def test_a_page_no_broker_sends_is_bounded_and_one_line(
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _Response(chunks))
     for name, value in limits.items():
         monkeypatch.setattr(broker, name, value)
-    parser = argparse.ArgumentParser()
-    broker.add_arguments(parser)
     url = "http://127.0.0.1:8000/"
-    assert broker.run(parser.parse_args(["status", "--url", url])) == 1
+    assert status("--url", url) == 1
     assert capsys.readouterr().err == (
         f"pktlab broker status: {url} is not a broker's status page ({said}); "
         "StatusListen in broker.conf says where it is\n"
@@ -220,9 +223,7 @@ def test_a_page_the_home_does_not_set_up_says_so(
     monkeypatch.setattr(broker, "fetch", refused)
     monkeypatch.setattr(broker, "home_listens", lambda: listens)
     monkeypatch.setattr(broker_probe, "what_answered", probed)
-    parser = argparse.ArgumentParser()
-    broker.add_arguments(parser)
-    assert broker.run(parser.parse_args(["status", *words])) == 1
+    assert status(*words) == 1
     assert capsys.readouterr().err == (
         "pktlab broker status: no broker status at http://127.0.0.1:20558/: Connection "
         f"refused {hint}\n"
@@ -246,9 +247,7 @@ def test_https_at_a_plain_http_server_is_told_before_the_fetch(
 
     monkeypatch.setattr(broker, "fetch", fetch)
     monkeypatch.setattr(broker_probe, "_first_bytes", first_bytes)
-    parser = argparse.ArgumentParser()
-    broker.add_arguments(parser)
-    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:20558/"])) == 1
+    assert status("--url", "https://127.0.0.1:20558/") == 1
     assert capsys.readouterr().err == (
         "pktlab broker status: https://127.0.0.1:20558/: a plain HTTP server answered the "
         "TLS hello (the status page serves HTTP: http://127.0.0.1:20558/)\n"
@@ -271,14 +270,12 @@ def test_https_at_the_brokers_tls_port_names_the_status_page(
     listens = {"PublishListen": "tcp:20556", "StatusListen": "tcp:20558:interface=127.0.0.1"}
     monkeypatch.setattr(broker, "fetch", fetch)
     monkeypatch.setattr(broker, "home_listens", lambda: listens)
-    parser = argparse.ArgumentParser()
-    broker.add_arguments(parser)
-    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:20556/"])) == 1
+    assert status("--url", "https://127.0.0.1:20556/") == 1
     assert capsys.readouterr().err == (
         "pktlab broker status: https://127.0.0.1:20556/: a TLS port (PublishListen of the "
         "home's broker.conf), not the status page; the status page is "
         "http://127.0.0.1:20558/\n"
     )
     # another https server whose certificate is not trusted: not the broker's to name
-    assert broker.run(parser.parse_args(["status", "--url", "https://127.0.0.1:8443/"])) == 1
+    assert status("--url", "https://127.0.0.1:8443/") == 1
     assert "certificate verify failed" in capsys.readouterr().err
