@@ -18,6 +18,7 @@ Register use of the translation (eBPF socket filters return the accepted length 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from packetlab.pcap import libpcap
@@ -38,6 +39,7 @@ __all__ = [
     "compile_classic",
     "compile_ebpf",
     "drop_all_filter",
+    "netmask_value",
     "tcpdump_filter",
     "text_filter",
 ]
@@ -109,16 +111,54 @@ class LibpcapUnavailable(FilterError, RuntimeError):
 # --- libpcap (packetlab.pcap) ---------------------------------------------------------
 
 
+Netmask = str | int | ipaddress.IPv4Address | None
+
+
+def netmask_value(netmask: Netmask) -> int:
+    """pcap_compile's netmask argument: `ip broadcast` tests a destination's host bits
+    under it. None: not known (libpcap refuses `ip broadcast`); "255.255.255.0", "24" or
+    an IPv4Address; an int is the 32-bit value itself (0xFFFFFF00). tcpdump 4.99.3 gives
+    0 (measured, also capturing live: docs/filters.md)."""
+    if netmask is None:
+        return libpcap.PCAP_NETMASK_UNKNOWN
+    if isinstance(netmask, ipaddress.IPv4Address):
+        return int(netmask)
+    if isinstance(netmask, int) and not isinstance(netmask, bool):
+        if not 0 <= netmask <= 0xFFFF_FFFF:
+            raise ValueError(f"netmask {netmask:#x} is not a 32-bit value")
+        return netmask
+    try:
+        return int(ipaddress.IPv4Network(f"0.0.0.0/{netmask}").netmask)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"netmask {netmask!r}: not an IPv4 netmask (255.255.255.0) or prefix length (24)"
+        ) from None
+
+
 def compile_classic(
-    expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True, linktype: int = DLT_RAW
+    expression: str,
+    *,
+    snaplen: int = SNAPLEN,
+    optimize: bool = True,
+    linktype: int = DLT_RAW,
+    netmask: Netmask = None,
 ) -> list[ClassicInsn]:
-    """Compile a tcpdump expression with libpcap into classic BPF for ``linktype``."""
+    """Compile a tcpdump expression with libpcap into classic BPF for ``linktype``;
+    `netmask` as pcap_compile takes it (`netmask_value`), for `ip broadcast`."""
+    mask = netmask_value(netmask)
     try:
         return libpcap.compile_classic(
-            expression, snaplen=snaplen, optimize=optimize, linktype=linktype
+            expression, snaplen=snaplen, optimize=optimize, linktype=linktype, netmask=mask
         )
     except libpcap.PcapSyntaxError as e:
-        raise FilterSyntaxError(expression, e.pcap_message) from None
+        message = e.pcap_message
+        if netmask is None and message.startswith("netmask not known"):
+            # the endpoint's interfaces are not known here: the caller says it
+            message += (
+                " (say the endpoint interface's netmask: netmask='255.255.255.0'; "
+                "tcpdump 4.99.3 compiles it with 0)"
+            )
+        raise FilterSyntaxError(expression, message) from None
     except libpcap.LibpcapUnavailable as e:
         raise LibpcapUnavailable(str(e)) from None
 
@@ -291,18 +331,27 @@ def classic_to_ebpf(classic: Sequence[ClassicInsn]) -> list[Insn]:
 # --- encoded ncap filters --------------------------------------------------------------
 
 
-def compile_ebpf(expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True) -> list[Insn]:
+def compile_ebpf(
+    expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True, netmask: Netmask = None
+) -> list[Insn]:
     """tcpdump expression -> eBPF instructions for a capture socket (offset 0 = IP header)."""
-    return classic_to_ebpf(compile_classic(expression, snaplen=snaplen, optimize=optimize))
+    return classic_to_ebpf(
+        compile_classic(expression, snaplen=snaplen, optimize=optimize, netmask=netmask)
+    )
 
 
-def tcpdump_filter(expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True) -> bytes:
+def tcpdump_filter(
+    expression: str, *, snaplen: int = SNAPLEN, optimize: bool = True, netmask: Netmask = None
+) -> bytes:
     """tcpdump expression -> encoded PacketLab program for ncap's ``filter`` field.
+    `netmask`: the endpoint interface's, for `ip broadcast` (`netmask_value`).
 
-    Raises FilterSyntaxError with libpcap's message for a bad expression, FilterTooLarge
-    for one past ncap's limit.
+    Raises FilterSyntaxError with libpcap's message for a bad expression (`ip broadcast`
+    without a netmask says to give one), FilterTooLarge for one past ncap's limit,
+    ValueError for a netmask that is not one.
     """
-    return _fits(P.encode_ebpf(compile_ebpf(expression, snaplen=snaplen, optimize=optimize)))
+    insns = compile_ebpf(expression, snaplen=snaplen, optimize=optimize, netmask=netmask)
+    return _fits(P.encode_ebpf(insns))
 
 
 def text_filter(text: str) -> bytes:

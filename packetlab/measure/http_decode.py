@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from typing import Protocol
 
 from packetlab.measure.stream import StreamError
@@ -127,6 +128,110 @@ class _Bounded:
         return out
 
 
+_ZSTD_MAGIC = 0xFD2FB528
+_FCS_SIZE = (0, 2, 4, 8)  # by Frame_Content_Size_flag (0: 1 byte in a single segment)
+_DICT_ID_SIZE = (0, 1, 2, 4)
+
+
+class _ZstdFrames:
+    """Where a zstd body's frames end (RFC 8878 §3.1: magic, header, blocks, checksum;
+    skippable frames), read as the bytes come. libzstd does not tell it through a writer,
+    and streamed it checks a frame's content size only at a last block with data: a last
+    empty block read on its own ended the frame whatever its header said (session 33)."""
+
+    def __init__(self) -> None:
+        self.held = bytearray()  # a field being read
+        self.need = 4  # bytes of it still to come (`skip`: of a block's data, skipped)
+        self.skip = 0
+        self.step: Callable[[int], None] = self._magic
+        self.size: int | None = None  # the frame's content size, if its header says
+        self.fcs = 0  # the header's bytes that say it
+        self.checksum = False
+        self.ends: list[tuple[int, int | None]] = []
+
+    @property
+    def between(self) -> bool:
+        """At a frame's end (or before any byte)."""
+        return self.step == self._magic and not self.held and not self.skip
+
+    def feed(self, data: bytes) -> list[tuple[int, int | None]]:
+        """The offsets in `data` just past each frame that ends in it, with that frame's
+        content size (None: not said, or a skippable frame)."""
+        self.ends, at = [], 0
+        while at < len(data):
+            if self.skip:
+                n = min(self.skip, len(data) - at)
+                self.skip -= n
+                at += n
+                if self.skip == 0:
+                    self.step(at)
+                continue
+            n = min(self.need - len(self.held), len(data) - at)
+            self.held += data[at : at + n]
+            at += n
+            if len(self.held) == self.need:
+                self.step(at)
+        return self.ends
+
+    def _read(self, need: int, step: Callable[[int], None], at: int) -> None:
+        self.held.clear()
+        if need == 0:
+            step(at)
+        else:
+            self.need, self.step = need, step
+
+    def _skip(self, n: int, step: Callable[[int], None], at: int) -> None:
+        self.held.clear()
+        self.step = step
+        if n == 0:
+            step(at)
+        else:
+            self.skip = n
+
+    def _magic(self, at: int) -> None:
+        magic = int.from_bytes(self.held, "little")
+        if magic == _ZSTD_MAGIC:
+            self._read(1, self._descriptor, at)
+        elif magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable: its length, then that much
+            self._read(4, self._skippable, at)
+        else:  # not a frame (libzstd refuses it): no end comes
+            self._skip(1 << 62, self._magic, at)
+
+    def _descriptor(self, at: int) -> None:
+        fhd = self.held[0]
+        single, self.checksum = fhd >> 5 & 1, bool(fhd >> 2 & 1)
+        self.fcs = _FCS_SIZE[fhd >> 6] or single
+        self._read((not single) + _DICT_ID_SIZE[fhd & 3] + self.fcs, self._header, at)
+
+    def _header(self, at: int) -> None:
+        fcs = int.from_bytes(self.held[len(self.held) - self.fcs :], "little") if self.fcs else None
+        self.size = fcs + 256 if fcs is not None and self.fcs == 2 else fcs
+        self._read(3, self._block, at)
+
+    def _block(self, at: int) -> None:
+        head = int.from_bytes(self.held, "little")
+        last, kind, size = head & 1, head >> 1 & 3, head >> 3
+        after = self._next_block if not last else self._checksum if self.checksum else self._ended
+        self._skip(1 if kind == 1 else size, after, at)  # (an RLE block: one byte)
+
+    def _next_block(self, at: int) -> None:
+        self._read(3, self._block, at)
+
+    def _checksum(self, at: int) -> None:
+        self._skip(4, self._ended, at)
+
+    def _ended(self, at: int) -> None:
+        self.ends.append((at, self.size))
+        self._read(4, self._magic, at)
+
+    def _skippable(self, at: int) -> None:
+        self._skip(int.from_bytes(self.held, "little"), self._ended_skippable, at)
+
+    def _ended_skippable(self, at: int) -> None:
+        self.ends.append((at, None))
+        self._read(4, self._magic, at)
+
+
 class _Zstd:
     def __init__(self, limit: int, server: str | None) -> None:
         import zstandard
@@ -135,16 +240,31 @@ class _Zstd:
         self.sink = _Bounded(limit, server)
         d = zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW)
         self.w = d.stream_writer(self.sink, write_size=64 << 10, closefd=False)  # type: ignore[arg-type]  # (a writer: write() is all it calls)
+        self.frames = _ZstdFrames()
+        self.frame_start = 0  # the decoded bytes before the frame at hand
 
     def feed(self, data: bytes, final: bool) -> bytes:
         try:
-            for at in range(0, len(data), ZSTD_PIECE):
-                self.w.write(data[at : at + ZSTD_PIECE])
+            at = 0
+            for end, size in self.frames.feed(data):  # each frame's end written alone
+                self._write(data[at:end])
+                at, made = end, self.sink.total - self.frame_start
+                if size is not None and made != size:
+                    raise Undecodable(f"Content-Encoding zstd: a frame of {made} bytes whose "
+                                      f"header says {size}")  # fmt: skip
+                self.frame_start = self.sink.total
+            self._write(data[at:])
             if final:
                 self.w.flush()
         except self.error as e:
             raise Undecodable(f"Content-Encoding zstd: bad data ({e})") from None
+        if final and not self.frames.between:  # (curl 7.88.1 takes it: docs/http.md)
+            raise Undecodable("Content-Encoding zstd: the body ends within a frame")
         return self.sink.take()
+
+    def _write(self, data: bytes) -> None:
+        for at in range(0, len(data), ZSTD_PIECE):
+            self.w.write(data[at : at + ZSTD_PIECE])
 
 
 class Decoder:

@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "DLT_RAW",
+    "PCAP_NETMASK_UNKNOWN",
     "ClassicInsn",
     "LibpcapUnavailable",
     "OfflineFilter",
@@ -119,8 +120,12 @@ def libpcap() -> Any:
     )
 
 
-def _compile(expression: str, snaplen: int, optimize: bool, linktype: int) -> _Program:
-    """A compiled program the caller frees with ``pcap_freecode``."""
+def _compile(
+    expression: str, snaplen: int, optimize: bool, linktype: int, netmask: int
+) -> _Program:
+    """A compiled program the caller frees with ``pcap_freecode``; `netmask` is
+    pcap_compile's (a 32-bit value, 255.255.255.0 = 0xFFFFFF00; PCAP_NETMASK_UNKNOWN:
+    `ip broadcast` is refused)."""
     try:
         raw = expression.encode("ascii")
     except UnicodeEncodeError:
@@ -134,9 +139,7 @@ def _compile(expression: str, snaplen: int, optimize: bool, linktype: int) -> _P
             raise LibpcapUnavailable(f"pcap_open_dead({linktype}, {snaplen}) failed")
         try:
             prog = _Program()
-            rc = lib.pcap_compile(
-                handle, ctypes.byref(prog), raw, int(optimize), PCAP_NETMASK_UNKNOWN
-            )
+            rc = lib.pcap_compile(handle, ctypes.byref(prog), raw, int(optimize), netmask)
             if rc != 0:
                 message = (lib.pcap_geterr(handle) or b"unknown error").decode(errors="replace")
                 raise PcapSyntaxError(expression, message)
@@ -146,10 +149,15 @@ def _compile(expression: str, snaplen: int, optimize: bool, linktype: int) -> _P
 
 
 def compile_classic(
-    expression: str, *, snaplen: int = 0xFFFF, optimize: bool = True, linktype: int = DLT_RAW
+    expression: str,
+    *,
+    snaplen: int = 0xFFFF,
+    optimize: bool = True,
+    linktype: int = DLT_RAW,
+    netmask: int = PCAP_NETMASK_UNKNOWN,
 ) -> list[ClassicInsn]:
     """Compile a tcpdump expression with libpcap into classic BPF for ``linktype``."""
-    prog = _compile(expression, snaplen, optimize, linktype)
+    prog = _compile(expression, snaplen, optimize, linktype, netmask)
     try:
         return [ClassicInsn(i.code, i.jt, i.jf, i.k) for i in prog.bf_insns[: prog.bf_len]]
     finally:
@@ -159,10 +167,12 @@ def compile_classic(
 class OfflineFilter:
     """A tcpdump expression compiled once for raw IP packets, run on packets in memory."""
 
-    def __init__(self, expression: str, *, linktype: int = DLT_RAW) -> None:
+    def __init__(
+        self, expression: str, *, linktype: int = DLT_RAW, netmask: int = PCAP_NETMASK_UNKNOWN
+    ) -> None:
         self.expression = expression
         self._lib = lib = libpcap()
-        self._prog = _compile(expression, MAX_SNAPLEN, True, linktype)
+        self._prog = _compile(expression, MAX_SNAPLEN, True, linktype, netmask)
         self._hdr = _PktHdr()
         self._prog_addr = ctypes.addressof(self._prog)
         self._hdr_addr = ctypes.addressof(self._hdr)

@@ -258,7 +258,7 @@ class Parked:
                 self._answer(AT_ONCE | int(rep))
                 self._finish()
                 return
-            self.lot.failed_as(self.port, self.state)
+            self.lot.failed_as(self.port, self.state, self.inode)
             self._refuse()  # on the program's socket before its connect() returns
             return
         if self.state != PENDING:
@@ -330,7 +330,7 @@ class Parked:
         if self.relay is not None:
             self.relay.abort()
         elif self.state == PENDING:
-            self.lot.failed_as(self.port, int(Rep.GENERAL_FAILURE))
+            self.lot.failed_as(self.port, int(Rep.GENERAL_FAILURE), self.inode)
             self._cancel()  # the session is gone: nothing is left at the endpoint
             try:
                 self.lot.lot.reset(self.port)
@@ -357,7 +357,8 @@ class ParkedConnects:
         self.factory = factory  # server.WrapFactory
         self.lot = ParkingLot()
         self.parked: dict[int, Parked] = {}
-        self.failed: dict[int, int] = {}  # program port → SOCKS reply of its failure
+        # program port → the SOCKS reply of its failure, and the parked socket's inode
+        self.failed: dict[int, tuple[int, int]] = {}
         self._watch: Any = None
 
     def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int]:
@@ -373,20 +374,29 @@ class ParkedConnects:
             self._watch = self.factory.reactor.callLater(WATCH_INTERVAL, self._look)
         return p.answer()
 
-    def failed_as(self, port: int, rep: int) -> None:
-        self.failed[port] = rep
+    def failed_as(self, port: int, rep: int, inode: int = 0) -> None:
+        self.failed[port] = (rep, inode)
         while len(self.failed) > MAX_FAILED:
             del self.failed[next(iter(self.failed))]
 
-    def status(self, port: int) -> int:
+    def status(self, port: int, inode: int = 0) -> int:
         """ "F": PENDING, CONNECTED, the SOCKS reply of its failure, or UNKNOWN. A
         failure is said once, as a socket's error is read once: the shim asks on the fd it
         parked, or on a dup() of it whose SO_ERROR or read said the parking port's reset
-        (session 32), whichever first; the other then finds the kernel's error read."""
+        (session 32), whichever first; the other then finds the kernel's error read.
+        Said only to the socket that was parked, by its inode (`inode`, 0: not known;
+        session 33): a failure nobody read (the program closed its socket at POLLERR) is
+        not another socket's that was reset later from the same ephemeral port (its own
+        ECONNRESET stays); kept for the parked one, which may still live beside it (two
+        connections may share a local port), until the port is parked again."""
         p = self.parked.get(port)
         if p is not None:
             return p.state
-        return self.failed.pop(port, UNKNOWN)
+        rep, parked_inode = self.failed.get(port, (UNKNOWN, 0))
+        if inode and parked_inode and inode != parked_inode:
+            return UNKNOWN  # not the socket that failed
+        self.failed.pop(port, None)
+        return rep
 
     def _look(self) -> None:
         self._watch = None

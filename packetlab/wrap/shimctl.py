@@ -50,7 +50,7 @@ class ShimAnswers(Interface):
 
     def park(self, dport: int, addr: bytes, port: int, inode: int) -> Deferred[int] | bool: ...
 
-    def parked_status(self, port: int) -> int: ...
+    def parked_status(self, port: int, inode: int) -> int: ...
 
 
 class _MapRequest(Protocol):
@@ -87,8 +87,10 @@ class _MapRequest(Protocol):
       answered once the endpoint is connecting (at most `parked.AT_ONCE_WAIT`), or 0x80 |
       the SOCKS reply code when its connect() call failed at once (session 32: the
       program's connect() fails with that errno, as natively);
-    * "F" loopback port(2) → the parked connect's state (`parked.PENDING`, `CONNECTED`,
-      `UNKNOWN`, or the SOCKS reply code of its failure: the socket's errno)."""
+    * "F" loopback port(2) inode(8; 0 not known) → the parked connect's state
+      (`parked.PENDING`, `CONNECTED`, `UNKNOWN`, or the SOCKS reply code of its failure:
+      the socket's errno; a failure is said only to the socket that was parked, by its
+      inode: session 33)."""
 
     factory: MapServer
     transport: Any
@@ -152,11 +154,11 @@ class _MapRequest(Protocol):
                 d.addErrback(failed).addCallback(self._reply)
             return
         if kind == b"F":
-            if len(self.buf) >= 3:
+            if len(self.buf) >= 11:
                 self.busy = True
                 try:
-                    port = struct.unpack_from(">H", self.buf, 1)[0]
-                    state = self.factory.owner.parked_status(port)
+                    port, inode = struct.unpack_from(">HQ", self.buf, 1)
+                    state = self.factory.owner.parked_status(port, inode)
                 except Exception:  # a bug: the program's call must still return
                     self.factory.owner.log.failure("shim request {req!r}", req=self.buf)
                     state = 0xFE

@@ -342,9 +342,9 @@ class UdpMap:
             return False
         return self.parked.park(dport, addr, port, inode)
 
-    def parked_status(self, port: int) -> int:
+    def parked_status(self, port: int, inode: int = 0) -> int:
         """The state of the connect parked from loopback port `port` ("F")."""
-        return self.parked.status(port) if self.parked is not None else 0xFE
+        return self.parked.status(port, inode) if self.parked is not None else 0xFE
 
     async def tcp_local(self, port: int) -> tuple[IPAddress | None, int] | None:
         return await self.local_of(port) if self.local_of is not None else None

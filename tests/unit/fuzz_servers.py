@@ -256,17 +256,13 @@ def fuzz_http_body(data: bytes) -> None:
 
     whole = run([body])
     cut = run(pieces(body, 3))
-    # Known (session 27): zstd's end is never checked (nor is it by curl 7.88.1): a
-    # frame whose last block header comes in a read of its own is taken even when that
-    # header shows it corrupt (its content size), refused in one read (test_fuzz.py pins
-    # it, xfail). Checked for the other codings.
+    # (zstd too since session 33: its frames' ends are read, test_fuzz.py pins it.)
     # A stream both over the limit and bad later may be either, by its reads: zstd meets
     # the bad block before it writes out the output that was over the limit (one read),
     # or after (reads cut before the bad block). Both refuse it: a refusal is compared
     # as such.
-    if "zstd" not in codings:
-        same = whole == cut or ("ok" not in (whole[0], cut[0]))
-        assert same, f"{whole!r} at once, {cut!r} cut in pieces"
+    same = whole == cut or ("ok" not in (whole[0], cut[0]))
+    assert same, f"{whole!r} at once, {cut!r} cut in pieces"
     if len(codings) == 1 and codings[0] in ("gzip", "deflate"):
         plain = body[: limit // 2]
         packed = _compress(codings[0], plain)

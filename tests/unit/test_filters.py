@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from packetlab.controller import filters
 from packetlab.controller.filters import (
     ClassicInsn,
     FilterError,
@@ -522,3 +523,39 @@ def test_a_filter_past_ncaps_limit_is_refused_here_by_size() -> None:
     assert len(text_filter(fits)) == 65529
     with pytest.raises(FilterTooLarge):
         text_filter(fits + "\n0x95 0 0 0 0" * 2)
+
+
+@needs_libpcap
+def test_ip_broadcast_compiles_with_the_netmask_given() -> None:
+    """`ip broadcast` was refused (libpcap's `netmask not known`): the controller cannot
+    know the endpoint interface's netmask, and no filter function took one. Now each
+    (compile_classic, compile_ebpf, tcpdump_filter) takes `netmask=` as pcap_compile
+    does; without it the refusal says to give it. Under /24 a destination whose host
+    bits are all ones or all zeros matches (libpcap's test), under 0 (what tcpdump 4.99.3
+    gives pcap_compile) only 255.255.255.255 and 0.0.0.0; the translation agrees with
+    the classic program and with libpcap's own run of it (pcap_offline_filter)."""
+    with pytest.raises(FilterSyntaxError, match=r"netmask='255\.255\.255\.0'") as info:
+        tcpdump_filter("ip broadcast")
+    assert info.value.pcap_message.startswith("netmask not known")
+    dsts = ["10.33.7.255", "10.33.7.0", "255.255.255.255", "0.0.0.0", "10.33.7.9", "10.33.8.255"]
+    pkts = [ipv4(17, udp(1, 9), dst=d) for d in dsts] + [ipv6(17, udp(1, 9), dst="ff02::1")]
+    matches: dict[filters.Netmask, list[bool]] = {
+        "24": [True, True, True, True, False, True, False],
+        "255.255.255.0": [True, True, True, True, False, True, False],
+        0xFFFFFF00: [True, True, True, True, False, True, False],
+        ipaddress.IPv4Address("255.255.0.0"): [False, False, True, True, False, False, False],
+        0: [False, False, True, True, False, False, False],
+    }
+    for mask, want in matches.items():
+        classic = compile_classic("ip broadcast", netmask=mask)
+        ebpf = decode_ebpf(tcpdump_filter("ip broadcast", netmask=mask))
+        assert ebpf == compile_ebpf("ip broadcast", netmask=mask)
+        pcap = libpcap.OfflineFilter("ip broadcast", netmask=filters.netmask_value(mask))
+        for pkt, match in zip(pkts, want, strict=True):
+            assert (run_ebpf(ebpf, pkt) == 0xFFFF) is match, (mask, pkt[16:20])
+            assert run_classic(classic, pkt) == run_ebpf(ebpf, pkt)
+            assert pcap.matches(pkt) is match
+    bads: list[filters.Netmask] = ["255.0.255.0", "33", "x", -1, 1 << 32]
+    for bad in bads:
+        with pytest.raises(ValueError, match="netmask"):
+            tcpdump_filter("ip broadcast", netmask=bad)

@@ -109,20 +109,13 @@ def test_deflate_without_its_zlib_header_decodes_however_the_body_is_cut() -> No
     assert out + cut.feed(b"", final=True) == text
 
 
-@pytest.mark.xfail(
-    reason="session 27 finding, left (curl 7.88.1 does not check either): "
-    "the end of a zstd body is not checked, so a corrupt last block header read on its own "
-    "is taken",
-    raises=AssertionError,
-    strict=False,
-)
 def test_a_corrupt_zstd_frame_is_refused_however_the_body_is_cut() -> None:
-    """A zstd frame whose header says 37,120 bytes and whose blocks hold 9 (its last
-    block header ends it early): refused read at once (`Data corruption detected`), but
-    taken, its 9 bytes, when the last block header comes in a read of its own (zstd
-    waits for more; `feed(final=True)` only flushes and never asks whether the frame
-    ended; a frame cut short is taken the same way). The fuzz target `http_body` found
-    it (atheris, 466,283 inputs in; its cut comparison skips zstd until it is fixed)."""
+    """A zstd frame whose header says 33,168 bytes and whose blocks hold 9 (its last
+    block, empty, ends it early): refused read at once (`Data corruption detected`), but
+    taken, its 9 bytes, when the last block header came in a read of its own (libzstd,
+    streamed, checks the content size only at a last block with data). The fuzz target
+    `http_body` found it (atheris, 466,283 inputs in); an xfail from session 27 to 33,
+    when the decoder came to read the frames' ends itself (`_ZstdFrames`)."""
     from packetlab.measure.http_decode import decoder
 
     frame = bytes.fromhex("28b52ffd60908048000090cf756f71756f7780010000")
@@ -140,6 +133,40 @@ def test_a_corrupt_zstd_frame_is_refused_however_the_body_is_cut() -> None:
     except Undecodable:
         return  # refused as at once: the fix
     raise AssertionError("the corrupt frame was taken when its last header came apart")
+
+
+def test_a_zstd_body_cut_short_is_refused_but_at_a_frames_end() -> None:
+    """A zstd body cut anywhere but between frames was taken, what its first blocks
+    held (`feed(final=True)` only flushed; curl 7.88.1 takes it too, exit 0): now refused
+    (curl's 61), however cut. Two frames (one with a checksum, one without a content
+    size) and a skippable frame between: each of its cuts but the 2 at a frame's end is
+    refused, and the whole body decodes however it comes (reads of 1, 2, 7 bytes)."""
+    import zstandard
+
+    from packetlab.measure.http_decode import decoder
+
+    one, two = b"hello " * 300, bytes(range(256)) * 4
+    body = (zstandard.ZstdCompressor(write_checksum=True).compress(one)
+            + b"\x5f\x2a\x4d\x18\x02\x00\x00\x00hi"
+            + zstandard.ZstdCompressor(write_content_size=False).compress(two))  # fmt: skip
+    for step in (1, 2, 7, len(body)):
+        d = decoder(["zstd"], 1 << 20, "s")
+        assert d is not None
+        out = b"".join(d.feed(body[i : i + step]) for i in range(0, len(body), step))
+        assert out + d.feed(b"", final=True) == one + two
+    taken = []
+    for cut in range(1, len(body)):
+        d = decoder(["zstd"], 1 << 20, "s")
+        assert d is not None
+        try:
+            d.feed(body[:cut])
+            d.feed(b"", final=True)
+        except Undecodable as e:
+            assert "zstd" in str(e)
+        else:
+            taken.append(cut)
+    first = len(zstandard.ZstdCompressor(write_checksum=True).compress(one))
+    assert taken == [first, first + 10]
 
 
 def test_an_http2_status_of_superscript_digits_is_an_h2error() -> None:

@@ -817,14 +817,26 @@ static in_port_t parked_of(int fd)
     return p;
 }
 
+/* fd's socket inode, big-endian in 8 bytes at `at` (0: not known): "A" names the parked
+ * socket by it, "F" asks by it, so that a failure nobody read is never another socket's
+ * that took the same loopback port later (session 33). */
+static void put_inode(unsigned char *at, int fd)
+{
+    struct stat st;
+    uint64_t inode = fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    for (int i = 0; i < 8; i++)
+        at[i] = (unsigned char)(inode >> (56 - 8 * i));
+}
+
 /* The parked connect's state, asked of the wrapper ("F"): -1 still connecting, 0 made
  * (or not known), else the errno of its failure (the kernel's error on the socket is the
  * parking port's reset, ECONNRESET). Once known, fd is no longer marked. */
 static int parked_state(int fd, in_port_t port)
 {
-    unsigned char req[3] = {'F'}, ans[1];
+    unsigned char req[11] = {'F'}, ans[1];
     size_t got;
     memcpy(req + 1, &port, 2);
+    put_inode(req + 3, fd);
     if (pktwrap_call(req, sizeof req, ans, 1, &got) == 0 && got == 1 && ans[0] == 0xFF)
         return -1;
     __atomic_store_n(&parked_port[fd], 0, __ATOMIC_RELAXED);
@@ -847,9 +859,10 @@ static int parked_failure_by_port(int fd)
     in_port_t p = park_port() != 0 ? own_port(fd, NULL) : 0;
     if (p == 0)
         return 0;
-    unsigned char req[3] = {'F'}, ans[1];
+    unsigned char req[11] = {'F'}, ans[1];
     size_t got;
     memcpy(req + 1, &p, 2);
+    put_inode(req + 3, fd); /* another socket's port now: its inode is not the failed one's */
     if (pktwrap_call(req, sizeof req, ans, 1, &got) != 0 || got != 1 || ans[0] == 0 ||
         ans[0] == 0xFF || ans[0] == 0xFE)
         return 0;
@@ -1406,11 +1419,8 @@ static int park(int fd, const struct sockaddr *addr)
     if (errno != EINPROGRESS)
         return -1;
     in_port_t port = own_port(fd, NULL);
-    struct stat st;
-    uint64_t inode = fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
     memcpy(req + n, &port, 2);
-    for (int i = 0; i < 8; i++)
-        req[n + 2 + i] = (unsigned char)(inode >> (56 - 8 * i));
+    put_inode(req + n + 2, fd);
     unsigned char ans[1];
     size_t got;
     int ok = pktwrap_call(req, n + 10, ans, 1, &got) == 0 && got == 1;

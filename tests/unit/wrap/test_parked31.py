@@ -150,7 +150,7 @@ def ask(udpmap: UdpMap, data: bytes) -> tuple[bytes, bool]:
 
 def test_park_and_state_requests() -> None:
     """ "A" family port address loopback-port inode → 1 (0 when not taken, a bad family,
-    no parking here, a bug); "F" loopback port → the state byte."""
+    no parking here, a bug); "F" loopback port inode → the state byte."""
     udpmap = UdpMap(None, None, TimingLog(None), None)  # type: ignore[arg-type]
     seen: list[tuple[Any, ...]] = []
 
@@ -159,14 +159,15 @@ def test_park_and_state_requests() -> None:
             seen.append((dport, addr, port, inode))
             return port != 1
 
-        def status(self, port: int) -> int:
+        def status(self, port: int, inode: int) -> int:
+            seen.append((port, inode))
             return {50001: PENDING, 50002: CONNECTED}.get(port, 4)
 
     a4 = b"A\x04" + struct.pack(">H", 80) + V4 + struct.pack(">HQ", 50001, 2**40 + 5)
     six = ipaddress.ip_address("2001:db8::1").packed
     a6 = b"A\x06" + struct.pack(">H", 443) + six + struct.pack(">HQ", 50002, 9)
     assert ask(udpmap, a4) == (b"\x00", True)  # no parking in this run
-    assert ask(udpmap, b"F" + struct.pack(">H", 50001)) == (b"\xfe", True)
+    assert ask(udpmap, b"F" + struct.pack(">HQ", 50001, 7)) == (b"\xfe", True)
     udpmap.parked = Lot()  # type: ignore[assignment]
     assert ask(udpmap, a4) == (b"\x01", True)
     assert ask(udpmap, a6) == (b"\x01", True)
@@ -176,9 +177,10 @@ def test_park_and_state_requests() -> None:
         True,
     )
     assert ask(udpmap, b"A\x05\x00") == (b"\x00", True)  # no such family
-    assert ask(udpmap, b"F" + struct.pack(">H", 50001)) == (b"\xff", True)
-    assert ask(udpmap, b"F" + struct.pack(">H", 50002)) == (b"\x00", True)
-    assert ask(udpmap, b"F" + struct.pack(">H", 50003)) == (b"\x04", True)  # EHOSTUNREACH
+    assert ask(udpmap, b"F" + struct.pack(">HQ", 50001, 7)) == (b"\xff", True)
+    assert ask(udpmap, b"F" + struct.pack(">HQ", 50002, 7)) == (b"\x00", True)
+    assert ask(udpmap, b"F" + struct.pack(">HQ", 50003, 7)) == (b"\x04", True)  # EHOSTUNREACH
+    assert seen[-3:] == [(50001, 7), (50002, 7), (50003, 7)]  # the asking socket's inode
 
 
 def test_a_socket_closed_before_the_nopen_is_answered_is_cancelled_after_it(
@@ -237,6 +239,21 @@ def test_a_connect_that_goes_on_is_answered_once_the_endpoint_connects(lot: Any)
     assert connects.lot.resets == [50011]
     assert connects.status(50011) == Rep.CONNECTION_REFUSED
     assert connects.status(50011) == UNKNOWN  # read once
+
+
+def test_a_failure_nobody_read_is_not_another_sockets_on_the_same_port(lot: Any) -> None:
+    """A parked connect failed and the program closed its socket at POLLERR without
+    reading why: a later socket of the program from the same ephemeral port (a loopback
+    connect, not parked) reset there asks "F" by port for its ECONNRESET. Before session
+    33 it read the dead socket's errno (ECONNREFUSED here); now the failure is said only
+    to the parked socket's inode, and still to that one (a dup asking by port)."""
+    connects, _ = lot
+    _answers(connects.park(80, V4, 50013, 21))
+    FakeRelay.made[0].answer.errback(ConnectFailed(3, "REFUSED"))
+    assert connects.lot.resets == [50013]
+    assert connects.status(50013, 99) == UNKNOWN  # another socket: its own ECONNRESET
+    assert connects.status(50013, 21) == Rep.CONNECTION_REFUSED  # the parked one's
+    assert connects.status(50013, 21) == UNKNOWN  # read once
 
 
 def test_a_slow_endpoint_gets_einprogress_after_the_wait(
