@@ -153,5 +153,5 @@ def test_an_ipv6_source_is_its_slash_64() -> None:
     assert "address 2001:db8:0:1::/64 holds 3" in (r.refusal(b"K" * 32, hosts[0]) or "")
     assert r.refusal(b"K" * 32, "2001:db8:0:2::1") is None  # another /64
     assert source_of("::ffff:192.0.2.7") == "192.0.2.7" == source_of("192.0.2.7")
-    assert source_of("fe80::1%eth0") == "fe80::/64"
+    assert source_of("fe80::1%eth0") == "fe80::1%eth0"  # a link-local peer: itself, its zone
     assert source_of("not an address") == "not an address"
