@@ -98,11 +98,12 @@ def broker_in(name: str, home: PktlabHome, tmp: Path, nofile: int) -> BrokerProc
 
 
 def subscribe(
-    run: Callable[[Callable[[], T]], T], who: Identity, source: str, host: str = "::1"
+    pool: ThreadPoolExecutor, who: Identity, source: str, host: str = "::1"
 ) -> RawClient | None:
     """One link from `source` subscribing to the public channel: kept open if answered
     result 0, else (refused, closed by the broker) None."""
-    c = run(lambda: RawClient(SUB_PORT, who.cert_path, who.key_path, source=source, host=host))
+    made = pool.submit(RawClient, SUB_PORT, who.cert_path, who.key_path, source=source, host=host)
+    c = made.result()
     c.send(wire.Xsub([b"public"], bytes(32), b""))
     if c.recv() == wire.Result(0):
         return c
@@ -141,7 +142,7 @@ def test_the_64s_of_one_48_hold_two_shares_and_another_48_subscribes(
         refused = 0
         for n in (1, 2, 3):
             for i in range(50):
-                c = subscribe(run, flood, f"{FLOOD}:{n}::{i % 10 + 1:x}")
+                c = subscribe(pool, flood, f"{FLOOD}:{n}::{i % 10 + 1:x}")
                 refused += c is None
                 links += [c] if c is not None else []
         assert (len(links), refused) == (128, 22)
@@ -181,12 +182,12 @@ def test_link_local_peers_are_each_their_own_address(
         b.wait_log("descriptor limit")
         who = Identity(home, tmp_path, "lan")
         server = f"fe80::33:1%{VETH}"
-        first = [subscribe(run, who, f"fe80::33:2%{VETH}", server) for _ in range(14)]
+        first = [subscribe(pool, who, f"fe80::33:2%{VETH}", server) for _ in range(14)]
         links += [c for c in first if c is not None]
         assert len(links) == 12
         lines = share_lines(b)
         assert len(lines) == 1 and f"address fe80::33:2%{VETH} holds 12 " in lines[0], lines
-        second = [subscribe(run, who, f"fe80::33:3%{VETH}", server) for _ in range(12)]
+        second = [subscribe(pool, who, f"fe80::33:3%{VETH}", server) for _ in range(12)]
         links += [c for c in second if c is not None]
         assert len(links) == 24, b.output()[-2000:]
     finally:
