@@ -200,13 +200,15 @@ class BrokerService(service.Service):
             self.log.info(
                 "pktbroker: descriptor limit {nofile}: at most {sub} subscribed and {pub} "
                 "publishing links at once, {sub_share} and {pub_share} from one address "
-                "(--per-address-share {share:g}); past it an xsub or xpub is refused. Raise "
-                "`ulimit -n` for more",
+                "(--per-address-share {share:g}), {sub_site} and {pub_site} from one IPv6 /48; "
+                "past it an xsub or xpub is refused. Raise `ulimit -n` for more",
                 nofile=self.nofile,
                 sub=sub.link_max,
                 pub=pub.link_max,
                 sub_share=sub.share.cap(sub.link_max),
                 pub_share=pub.share.cap(pub.link_max),
+                sub_site=sub.share.site_cap(sub.link_max),
+                pub_site=pub.share.site_cap(pub.link_max),
                 share=sub.share.fraction,
             )
         if self.status_where is not None:
