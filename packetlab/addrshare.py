@@ -31,6 +31,7 @@ and within the port's own `LogBudget` (many /48s would otherwise be a line each)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -43,6 +44,7 @@ __all__ = [
     "SHARE_FLOOR",
     "SITE_MULTIPLE",
     "AddressShare",
+    "keys_of",
     "oldest_of_busiest",
     "parse_share",
     "site_of",
@@ -56,40 +58,42 @@ T = TypeVar("T")
 _LOGGED_MAX = 4096  # sites whose last refusal line is remembered (oldest forgotten)
 
 
-def _ipv6(address: str) -> ipaddress.IPv6Address | None:
-    if ":" not in address:
-        return None
-    try:
-        return ipaddress.IPv6Address(address)
-    except ValueError:
-        return None
+@functools.lru_cache(maxsize=4096)
+def keys_of(address: str) -> tuple[str, str]:
+    """(source, site) of an address, parsed once: a link is counted at its add, remove,
+    refusal and log line, and a reconnecting client comes from the same address."""
+    ip = None
+    if ":" in address:
+        try:
+            ip = ipaddress.IPv6Address(address)
+        except ValueError:
+            pass
+    if ip is None:
+        return address, address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped), str(ip.ipv4_mapped)
+    if ip.is_link_local:  # fe80::/64 is every link's: the host is the whole address
+        zone = "" if ip.scope_id is None else f"%{ip.scope_id}"
+        return str(ip), f"fe80::{zone}/64"
+    n = int(ip)
+    return (
+        str(ipaddress.IPv6Network((n >> 64 << 64, 64))),
+        str(ipaddress.IPv6Network((n >> 80 << 80, 48))),
+    )
 
 
 def source_of(address: str) -> str:
     """The source an address counts under: an IPv6 address's /64 (an IPv4-mapped one is
     its IPv4 address, a link-local one itself with its zone), any other address as it
     is."""
-    ip = _ipv6(address)
-    if ip is None:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    if ip.is_link_local:  # fe80::/64 is every link's: the host is the whole address
-        return str(ip)
-    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return keys_of(address)[0]
 
 
 def site_of(address: str) -> str:
     """The site an address counts under above its source: an IPv6 address's /48, a
     link-local one's link (``fe80::%eth0/64``, RFC 4007's form); an IPv4 address (or
     anything else) is its own site."""
-    ip = _ipv6(address)
-    if ip is None or ip.ipv4_mapped is not None:
-        return source_of(address)
-    if ip.is_link_local:
-        zone = "" if ip.scope_id is None else f"%{ip.scope_id}"
-        return f"fe80::{zone}/64"
-    return str(ipaddress.IPv6Network((int(ip) >> 80 << 80, 48)))
+    return keys_of(address)[1]
 
 
 def oldest_of_busiest(pending: Iterable[T], counts: AddressShare, address: Callable[[T], str]) -> T:
@@ -175,12 +179,14 @@ class AddressShare:
         return min(budget, SITE_MULTIPLE * cap)
 
     def add(self, address: str) -> None:
-        _bump(self.held, source_of(address), 1)
-        _bump(self.sites, site_of(address), 1)
+        source, site = keys_of(address)
+        _bump(self.held, source, 1)
+        _bump(self.sites, site, 1)
 
     def remove(self, address: str) -> None:
-        _bump(self.held, source_of(address), -1)
-        _bump(self.sites, site_of(address), -1)
+        source, site = keys_of(address)
+        _bump(self.held, source, -1)
+        _bump(self.sites, site, -1)
 
     def refusal(self, address: str, budget: int | None, what: str) -> str | None:
         """Why one more link from `address` does not fit its share of `budget` (`what`
@@ -189,7 +195,7 @@ class AddressShare:
         cap = self.cap(budget)
         if budget is None or cap is None:
             return None
-        source, site = source_of(address), site_of(address)
+        source, site = keys_of(address)
         n = self.held.get(source, 0)
         floor = min(self.floor, budget // 2)
         if n >= cap:
