@@ -262,6 +262,10 @@ class BrokerService(service.Service):
         out["link_max"] = {r.value: f.link_max for r, f in self.factories.items()}
         # of those, one source address's share (counters.refused_share: refusals for it)
         out["address_share"] = {r.value: f.share.cap(f.link_max) for r, f in self.factories.items()}
+        # and one site's (an IPv6 /48, one interface's link-local peers; session 33)
+        out["site_share"] = {
+            r.value: f.share.site_cap(f.link_max) for r, f in self.factories.items()
+        }
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         out["since"] = self.started
         out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}
