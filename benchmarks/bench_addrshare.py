@@ -1,7 +1,10 @@
 """What counting one link in its address's share costs (`packetlab.addrshare`): a
 `refusal` check, an `add` and a `remove`, as the broker and the proxy do per link, for
 the same address each time (a reconnecting client) and for distinct addresses of one
-/48 (a flood; 20,000 addresses, more than the parse cache holds).
+/48 (a flood; 20,000 addresses, more than the parse cache holds). And what choosing the
+connection to close for a new one costs when 1,024 wait (`oldest_of_busiest`, once per
+new connection past a pending cap): a flood from one address ("evict one"), and from 256
+/64s of one /48 after a real client's two ("evict /48").
 
 A/B in one run: ``--baseline FILE`` is another tree's addrshare.py (for instance
 ``git show e1b95db9:packetlab/addrshare.py > /tmp/old_addrshare.py``), loaded beside
@@ -34,7 +37,25 @@ def _load(path: str, name: str) -> ModuleType:
     return module
 
 
+def _evict(module: ModuleType, kind: str) -> Callable[[], None]:
+    counts = module.AddressShare(lambda: 0.0)
+    if kind == "evict one":
+        pending = ["192.0.2.1"] + ["198.51.100.7"] * 1023
+    else:
+        pending = ["2001:db8:1:1::1", "2001:db8:1:1::2"]
+        pending += [f"2001:db8:2:{i % 256:x}::{i:x}" for i in range(1022)]
+    for p in pending:
+        counts.add(p)
+
+    def one() -> None:
+        module.oldest_of_busiest(pending, counts, str)
+
+    return one
+
+
 def _case(module: ModuleType, kind: str) -> Callable[[], None]:
+    if kind.startswith("evict"):
+        return _evict(module, kind)
     share = module.AddressShare(lambda: 0.0)
     addresses = iter(FLOOD * 100) if kind == "distinct" else None
 
@@ -62,14 +83,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     got: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
         for name, module in trees.items():
-            for kind in ("same", "distinct"):
-                t = timeit.timeit(_case(module, kind), number=args.number)
-                got.setdefault((name, kind), []).append(t / args.number * 1e6)
+            for kind in ("same", "distinct", "evict one", "evict /48"):
+                number = args.number // 10 if kind.startswith("evict") else args.number
+                t = timeit.timeit(_case(module, kind), number=number)
+                got.setdefault((name, kind), []).append(t / number * 1e6)
     rows = [
         [name, kind, f"{median(v):.1f}", " ".join(f"{x:.1f}" for x in v)]
         for (name, kind), v in got.items()
     ]
-    print(markdown_table(["tree", "addresses", "µs per link (median)", "rounds"], rows))
+    print(markdown_table(["tree", "case", "µs per link or choice (median)", "rounds"], rows))
     if args.json:
         out: dict[str, Any] = {"environment": environment(), "us_per_link": {}}
         for (name, kind), v in got.items():

@@ -19,10 +19,10 @@ together. A /48 is what one site is assigned (RFC 6177: /48 to /64; a tunnel bro
 one away: its 65,536 /64s cost a stranger no more than one /64), and a link-local address
 is made at will. A /48 is about as dear as an IPv4 address, so it gets a bounded multiple
 of one address's share (a site of several /64s, a LAN of several endpoints, get more than
-one address, never the port). No /32
-level: a /32 is an ISP's allocation, thousands of unrelated sites (the descriptor cap of
-the port is the last bound). IPv4 has no site level: behind NAT one address already is a
-site, and a /24 is many unrelated hosts at a hosting provider.
+one address, never the port). No /32 level: a /32 is an ISP's allocation, thousands of
+unrelated sites (the descriptor cap of the port is the last bound). IPv4 has no site
+level: behind NAT one address already is a site, and a /24 is many unrelated hosts at a
+hosting provider.
 
 Refusals are logged once per site (an IPv4 address, an IPv6 /48, a link) per `interval`
 (a refused flood retries at once), with the number refused since that site's last line,
@@ -101,22 +101,12 @@ def oldest_of_busiest(pending: Iterable[T], counts: AddressShare, address: Calla
     oldest of the source holding the most within the site holding the most (`counts`:
     pending per source). The oldest of all was a real client's whenever a flood from one
     address had come after it; a flood from many /64s of one /48 holds one each."""
-    site = max(counts.sites, key=counts.sites.__getitem__, default=None)
-    best: T | None = None
-    most = 0
+    busiest = counts.busiest()
     first = None
     for conn in pending:
-        first = conn if first is None else first
-        if site is None:
+        if busiest is None or keys_of(address(conn))[0] == busiest:
             return conn
-        peer = address(conn)
-        if site_of(peer) != site:
-            continue
-        n = counts.held.get(source_of(peer), 0)
-        if n > most:  # (strictly: the oldest of equals)
-            best, most = conn, n
-    if best is not None:
-        return best
+        first = conn if first is None else first
     if first is None:
         raise ValueError("nothing pending")
     return first  # (counts out of step with pending: the oldest of all)
@@ -159,6 +149,7 @@ class AddressShare:
         self.interval = interval
         self.held: dict[str, int] = {}  # per source (`source_of`)
         self.sites: dict[str, int] = {}  # per site (`site_of`)
+        self._site: dict[str, str] = {}  # site of each source in `held`
         self.refused = 0  # since start: links refused for their address's share
         # site -> (when its last refusal line went out, refusals since), oldest first
         self._logged: OrderedDict[str, tuple[float, int]] = OrderedDict()
@@ -182,11 +173,21 @@ class AddressShare:
         source, site = keys_of(address)
         _bump(self.held, source, 1)
         _bump(self.sites, site, 1)
+        self._site[source] = site
 
     def remove(self, address: str) -> None:
         source, site = keys_of(address)
         _bump(self.held, source, -1)
         _bump(self.sites, site, -1)
+        if source not in self.held:
+            self._site.pop(source, None)
+
+    def busiest(self) -> str | None:
+        """The source holding the most within the site holding the most (of equals, the
+        one counted first), or None: nothing held."""
+        site = max(self.sites, key=self.sites.__getitem__, default=None)
+        mine = (s for s in self.held if self._site.get(s) == site)
+        return max(mine, key=self.held.__getitem__, default=None)
 
     def refusal(self, address: str, budget: int | None, what: str) -> str | None:
         """Why one more link from `address` does not fit its share of `budget` (`what`
