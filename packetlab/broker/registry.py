@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from twisted.logger import Logger
 
-from packetlab.addrshare import source_of
+from packetlab.addrshare import SITE_MULTIPLE, site_of, source_of
 from packetlab.wire.codec import encode
 from packetlab.wire.messages import Xnotify
 from packetlab.wire.nvlist import NVPair, dattr_match
@@ -69,7 +69,10 @@ MAX_PER_ADDRESS = 5_000
 # holding fewer than SMALL_SOURCE publications: filling it takes RESERVE / SMALL_SOURCE
 # more sources (63 at the defaults), and a publisher with a few experiments still gets
 # in past a flood from a handful of addresses. An IPv6 source is its /64 (one host
-# holds a whole /64 of addresses), an IPv4 one its address.
+# holds a whole /64 of addresses), an IPv4 one its address, a link-local one itself and
+# its zone. A site (an IPv6 /48, one link's link-local peers: addrshare.py) holds at most
+# SITE_MULTIPLE addresses' shares, and "small" for the reserve is the site's count: else
+# one /48 (65,536 /64s) filled the reserve too, 15 a /64.
 RESERVE_FRACTION = 10
 SMALL_SOURCE = 16
 FRAME_CACHE = 4  # xnotify frames kept per publication (one per channel used)
@@ -184,6 +187,7 @@ class Registry:
         self.small_source = SMALL_SOURCE  # "small": holding fewer than this many
         self._per_key: dict[bytes, int] = {}  # this broker's own publications only
         self._per_address: dict[str, int] = {}
+        self._per_site: dict[str, int] = {}  # (`site_of`: an IPv4 address is its own)
         self.linger = linger
         self.max_lingering = max_lingering
         self.clock = clock
@@ -262,11 +266,19 @@ class Registry:
                 f"address {source} holds {held} live publications, "
                 f"its share (MaxPublicationsPerAddress {self.max_per_address})"
             )
+        site = site_of(address)
+        held = self._per_site.get(site, 0)
+        most = min(self.max_publications, SITE_MULTIPLE * self.max_per_address)
+        if site != source and held >= most:
+            return (
+                f"address {site} holds {held} live publications, its share (a site's: "
+                f"{SITE_MULTIPLE} addresses' of MaxPublicationsPerAddress {self.max_per_address})"
+            )
         if held >= self.small_source and len(self.publications) >= (
             self.max_publications - self.reserve
         ):
             return (
-                f"address {source} holds {held} live publications and the broker "
+                f"address {site} holds {held} live publications and the broker "
                 f"{len(self.publications)}: its last {self.reserve} places are kept for "
                 f"addresses holding fewer than {self.small_source}"
             )
@@ -277,6 +289,7 @@ class Registry:
             return
         _bump(self._per_key, pub.publisher, step)
         _bump(self._per_address, source_of(pub.address), step)
+        _bump(self._per_site, site_of(pub.address), step)
 
     def publish(
         self,

@@ -200,13 +200,15 @@ class BrokerService(service.Service):
             self.log.info(
                 "pktbroker: descriptor limit {nofile}: at most {sub} subscribed and {pub} "
                 "publishing links at once, {sub_share} and {pub_share} from one address "
-                "(--per-address-share {share:g}); past it an xsub or xpub is refused. Raise "
-                "`ulimit -n` for more",
+                "(--per-address-share {share:g}), {sub_site} and {pub_site} from one IPv6 /48; "
+                "past it an xsub or xpub is refused. Raise `ulimit -n` for more",
                 nofile=self.nofile,
                 sub=sub.link_max,
                 pub=pub.link_max,
                 sub_share=sub.share.cap(sub.link_max),
                 pub_share=pub.share.cap(pub.link_max),
+                sub_site=sub.share.site_cap(sub.link_max),
+                pub_site=pub.share.site_cap(pub.link_max),
                 share=sub.share.fraction,
             )
         if self.status_where is not None:
@@ -260,6 +262,10 @@ class BrokerService(service.Service):
         out["link_max"] = {r.value: f.link_max for r, f in self.factories.items()}
         # of those, one source address's share (counters.refused_share: refusals for it)
         out["address_share"] = {r.value: f.share.cap(f.link_max) for r, f in self.factories.items()}
+        # and one site's (an IPv6 /48, one interface's link-local peers; session 33)
+        out["site_share"] = {
+            r.value: f.share.site_cap(f.link_max) for r, f in self.factories.items()
+        }
         out["listening"] = {k: host_port(p.getHost()) for k, p in self.ports.items()}
         out["since"] = self.started
         out["counters"] = {r.value: f.counters.as_dict() for r, f in self.factories.items()}

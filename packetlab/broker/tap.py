@@ -84,18 +84,20 @@ class Options(TapOptions):
          "EPUBBADXD [default: 1000]."],
         ["max-publications-per-address", None, None,
          "Live publications from one source address, all its keys together (publishers "
-         "behind one NAT share it; an IPv6 address counts by its /64); past it, "
-         "EPUBBADXD. The last tenth of --max-publications is kept for addresses holding "
-         "fewer than 16 [default: 5000]."],
+         "behind one NAT share it; an IPv6 address counts by its /64, a link-local one by "
+         "itself and its interface; a /48, or one interface's link-local peers, holds two "
+         "shares); past it, EPUBBADXD. The last tenth of --max-publications is kept for "
+         "addresses (/48s) holding fewer than 16 [default: 5000]."],
         ["idle-timeout", None, None,
          "Seconds a client has from its connect (the TLS handshake included) to its first "
          "successful xsub or xpub before it is closed, 1..3600 [default: 30]."],
         ["per-address-share", None, None,
          "Fraction of each port's links (capped by the descriptor limit) one source "
          "address may hold, all its keys together: endpoints behind one NAT share it, an "
-         "IPv6 address counts by its /64; past it a first xsub gets ESUBBADCHN (xpub "
-         "EPUBBADXD) and the link is closed. Never fewer than 64 links, or half the port's "
-         "if that is less; 1: no share [default: 0.25]."],
+         "IPv6 address counts by its /64 (a link-local one by itself and its interface), "
+         "and a /48 (one interface's link-local peers) holds twice the share; past it a "
+         "first xsub gets ESUBBADCHN (xpub EPUBBADXD) and the link is closed. Never fewer "
+         "than 64 links, or half the port's if that is less; 1: no share [default: 0.25]."],
     ]  # fmt: skip
 
     def postOptions(self) -> None:

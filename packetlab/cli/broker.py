@@ -140,12 +140,15 @@ def render(st: dict[str, Any]) -> str:
     conns = st.get("connections", {})
     cap = st.get("link_max") or {}  # from the descriptor limit (session 30)
     share = st.get("address_share") or {}  # one address's part of it (session 31)
+    site = st.get("site_share") or {}  # one IPv6 /48's (session 33)
     refused = {p: (c or {}).get("refused_share", 0) for p, c in st.get("counters", {}).items()}
 
     def most(port: str) -> str:
         if not cap.get(port):
             return ""
         one = f", {share[port]} from one address" if share.get(port) else ""
+        if share.get(port) and share[port] < site.get(port, 0) < cap[port]:  # (else no news)
+            one += f", {site[port]} from one IPv6 /48"
         gone = f", {refused[port]} refused for it" if refused.get(port) else ""
         return f" (at most {cap[port]} past the handshake{one}{gone})"
 

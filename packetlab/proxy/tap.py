@@ -145,9 +145,10 @@ class Options(TapOptions):
         ["per-address-share", None, None,
          "Fraction of the backlog and spliced connections (--backlog-max, or fewer from "
          "the descriptor limit) one manager address may hold, all its keys together: "
-         "managers behind one NAT share it, an IPv6 address counts by its /64; past it "
-         f"xreg gets ENORES. Never fewer than {SHARE_FLOOR}, or half if that is less; 1: "
-         f"no share [{DEFAULT_SHARE:g}]."],
+         "managers behind one NAT share it, an IPv6 address counts by its /64 (a "
+         "link-local one by itself and its interface), and a /48 (one interface's "
+         "link-local peers) holds twice the share; past it xreg gets ENORES. Never fewer "
+         f"than {SHARE_FLOOR}, or half if that is less; 1: no share [{DEFAULT_SHARE:g}]."],
         ["backlog-wait", None, None,
          "Seconds an endpoint whose snikey has no idle backlog, but had one in the last "
          "10 minutes, waits for the manager to register one; 0: refuse at once [5]."],
@@ -455,8 +456,8 @@ def makeService(options: Options) -> IService:
         log.info(
             "descriptor limit {nofile}: at most {n} backlog and spliced connections at once "
             "({per} descriptors each with the {relay} relay; --backlog-max {cap}), {one} "
-            "from one manager address (--per-address-share {share:g}); past it xreg gets "
-            "ENORES. Raise `ulimit -n` for more",
+            "from one manager address (--per-address-share {share:g}), {site} from one IPv6 "
+            "/48; past it xreg gets ENORES. Raise `ulimit -n` for more",
             nofile=nofile,
             n=proxy.link_max,
             per=_LINK_FDS[proxy.relay],
@@ -464,14 +465,17 @@ def makeService(options: Options) -> IService:
             cap=options["backlog-max"],
             one=one,
             share=proxy.share.fraction,
+            site=proxy.share.site_cap(proxy.link_budget),
         )
     else:
         log.info(
             "at most {one} backlog and spliced connections from one manager address "
-            "(--per-address-share {share:g} of {n}); past it xreg gets ENORES",
+            "(--per-address-share {share:g} of {n}), {site} from one IPv6 /48; past it xreg "
+            "gets ENORES",
             one=one,
             share=proxy.share.fraction,
             n=proxy.link_budget,
+            site=proxy.share.site_cap(proxy.link_budget),
         )
     top = ProxyService(proxy, ports)
     interval = options["stats-interval"]

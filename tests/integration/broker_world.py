@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, stop_process, twistd
@@ -54,6 +55,12 @@ def pythonpath_env(home: PktlabHome | None = None) -> dict[str, str]:
     if home is not None:
         env["PKTLAB_HOME"] = str(home.root)
     return env
+
+
+def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
+    """`(host, port)` as a socket takes it: a link-local address's zone (``%eth0``) in its
+    scope id, which a 2-tuple drops (bind/connect then fail with EINVAL)."""
+    return tuple(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4])
 
 
 class BrokerProcess:
@@ -176,20 +183,23 @@ class RawClient:
         timeout: float = 10.0,
         rcvbuf: int | None = None,
         source: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """`source`: the local address to connect from (127.0.0.2 is another address)."""
+        """`source`: the local address to connect from (127.0.0.2 is another address);
+        `host`: the broker's (an IPv6 one, ``fe80::1%eth0`` with its zone, too)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # the broker's agent cert is PPKS, checked elsewhere
         ctx.load_cert_chain(str(cert), str(key))
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        raw = socket.socket(family, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         raw.settimeout(timeout)
         if source is not None:
-            raw.bind((source, 0))
-        raw.connect(("127.0.0.1", port))
+            raw.bind(_sockaddr(source, 0))
+        raw.connect(_sockaddr(host, port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = ctx.wrap_socket(raw)
         self.framer = wire.Framer()

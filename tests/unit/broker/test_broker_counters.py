@@ -207,3 +207,27 @@ def test_the_ports_are_bound_before_twistd_drops_privileges() -> None:
                           store="redis://127.0.0.1:6399/0")  # fmt: skip
     later.privilegedStartService()
     assert redis.tcpServers == []
+
+
+def test_the_status_page_and_its_text_carry_a_sites_share() -> None:
+    """Session 33: a /48 (one interface's link-local peers) holds two addresses' shares;
+    the page says it per port as `site_share`, `pktlab broker status` beside the
+    address's when it bounds anything (not when it is the address's or the port's)."""
+    from broker_fakes import agent
+
+    from packetlab.broker.service import BrokerService
+    from packetlab.cli.broker import render
+
+    svc = BrokerService(MemoryReactorClock(), agent(), publish="tcp:1", subscribe="tcp:2")
+    f = svc.factories
+    assert svc.status()["site_share"] == {r.value: f[r].share.site_cap(f[r].link_max) for r in Role}
+    st: dict[str, Any] = {
+        "link_max": {"publish": 112, "subscribe": 336},
+        "address_share": {"publish": 56, "subscribe": 84},
+        "site_share": {"publish": 112, "subscribe": 168},
+    }
+    text = render(st)
+    assert "(at most 336 past the handshake, 84 from one address, 168 from one IPv6 /48)" in text
+    assert "(at most 112 past the handshake, 56 from one address)" in text  # the port's
+    low = render({**st, "site_share": {"publish": 56, "subscribe": 84}})
+    assert "84 from one address)" in low and "/48" not in low

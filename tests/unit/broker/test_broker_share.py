@@ -153,5 +153,32 @@ def test_an_ipv6_source_is_its_slash_64() -> None:
     assert "address 2001:db8:0:1::/64 holds 3" in (r.refusal(b"K" * 32, hosts[0]) or "")
     assert r.refusal(b"K" * 32, "2001:db8:0:2::1") is None  # another /64
     assert source_of("::ffff:192.0.2.7") == "192.0.2.7" == source_of("192.0.2.7")
-    assert source_of("fe80::1%eth0") == "fe80::/64"
+    assert source_of("fe80::1%eth0") == "fe80::1%eth0"  # a link-local peer: itself, its zone
     assert source_of("not an address") == "not an address"
+
+
+def test_the_64s_of_one_48_hold_two_addresses_shares() -> None:
+    """Before: each /64 of a /48 had its own 3, so a /48 had 3 x 65,536."""
+    r = Registry(max_publications=100, max_per_key=100, max_per_address=3)
+    nets = [f"2001:db8:0:{i:x}::1" for i in range(1, 5)]
+    assert [_fill(r, h, 3, b"n%d" % i) for i, h in enumerate(nets)] == [3, 3, 0, 0]
+    assert (r.refusal(b"K" * 32, nets[2]) or "").startswith(
+        "address 2001:db8::/48 holds 6 live publications, its share (a site's: 2 addresses'"
+    )
+    assert _fill(r, "2001:db8:1::1", 3, b"o") == 3  # another /48
+    lan = [f"fe80::{i:x}%eth0" for i in range(1, 5)]  # one link: two shares too
+    assert [_fill(r, h, 3, b"l%d" % i) for i, h in enumerate(lan)] == [3, 3, 0, 0]
+    assert _fill(r, "fe80::1%eth1", 3, b"e1") == 3  # another interface's peer
+
+
+def test_the_64s_of_one_48_do_not_fill_the_reserve() -> None:
+    """Before: after two /64s took 9,000, 63 more /64s of the same /48 took the last
+    1,000 (16 each: each /64 was small) and a real publisher got EPUBBADXD."""
+    r = Registry()
+    taken = sum(_fill(r, f"2001:db8:0:{i}::1", MAX_PER_ADDRESS, b"f%d" % i) for i in (1, 2))
+    assert taken == 9_000
+    more = sum(_fill(r, f"2001:db8:0:{i:x}::1", 100, b"m%d" % i) for i in range(3, 70))
+    assert more == 0
+    why = r.refusal(b"F" * 32, "2001:db8:0:99::1") or ""
+    assert why.startswith("address 2001:db8::/48 holds 9000 live publications and the")
+    assert _fill(r, "198.51.100.1", 100, b"s") == 16  # a small publisher elsewhere

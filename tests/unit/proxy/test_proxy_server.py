@@ -1150,6 +1150,27 @@ def test_one_manager_address_holds_at_most_its_share(options: PPKSServerOptions)
     assert "(4: per-address share 0.25 of 8, at least 4)" in said[0], said
 
 
+def test_the_64s_of_one_48_hold_two_addresses_shares(options: PPKSServerOptions) -> None:
+    """Session 33: each /64 of a /48 had its own share, so a /48 (65,536 /64s) took the
+    whole budget. Now the /48 holds two addresses' shares (8 of 16 here), another /48
+    registers; a link-local manager is its address and zone, not every LAN's fe80::/64."""
+    proxy, _ = make_proxy(options, link_max=16)
+    proxy.share.floor = 1  # a quarter: 4 per address, 8 per /48
+    proxy.registry.per_snikey = 64
+    for n in (1, 2):  # a snikey each: the managers have no key, each its address
+        for i in range(4):
+            assert proxy.xreg_refusal(f"s{n}{i}", "m", f"2001:db8:5:{n}::{i + 1}") is None
+            register(proxy, f"s{n}{i}", host=f"2001:db8:5:{n}::{i + 1}")
+    cause, why = proxy.xreg_refusal("s3", "m", "2001:db8:5:3::1") or ("", "")
+    assert cause == "per_address" and why.startswith(
+        "address 2001:db8:5::/48 holds 8 backlog and spliced connections, its share (8: "
+    )
+    assert proxy.xreg_refusal("s3", "m", "2001:db8:6:1::1") is None  # another /48
+    for i in range(4):
+        register(proxy, f"l{i}", host=f"fe80::{i + 1}%eth0")
+    assert proxy.share.held["fe80::4%eth0"] == 1 and proxy.share.sites["fe80::%eth0/64"] == 4
+
+
 def test_without_a_descriptor_limit_the_share_is_of_backlog_max(
     options: PPKSServerOptions,
 ) -> None:
