@@ -218,10 +218,10 @@ class BrokerSubscriber(service.Service):
         self.failures += 1
         say = self._outage.failed(now)
         reason = _reason(why)
-        fresh = reason not in self._reasons and len(self._reasons) <= NEW_REASONS
-        if say is Say.NOTHING and fresh:  # a new state: refused -> TLS refused
-            say = Say.EACH
-        self._reasons.add(reason)
+        if reason not in self._reasons and len(self._reasons) <= NEW_REASONS:
+            self._reasons.add(reason)  # (bounded: a reason may vary at every attempt)
+            if say is Say.NOTHING:  # a new state: refused -> TLS refused
+                say = Say.EACH
         if say is Say.EACH:
             self.log.info(
                 "broker {addr}: {why}; reconnecting in {d:.2f} s{then}",

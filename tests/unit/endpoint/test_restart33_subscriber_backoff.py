@@ -92,3 +92,24 @@ def test_a_subscription_that_lasted_resets_the_backoff() -> None:
     assert all(round(g, 2) == round(0.01 + STABLE + 1 + 0.25, 2) for g in gaps), gaps
     lost = [ln for ln in lines if "link lost" in ln]
     assert len(lost) >= len(gaps) and all("reconnecting in 0.25 s" in ln for ln in lost), lines
+
+
+def test_reasons_that_vary_at_every_attempt_are_said_a_bounded_number_of_times() -> None:
+    """A reason with a different text each time (a TLS alert with a peer's bytes): one line
+    per new reason up to NEW_REASONS, then the reminders; the set of them stays small."""
+
+    class Varying:
+        n = 0
+
+        def connect(self, factory: Any) -> defer.Deferred[Any]:
+            Varying.n += 1
+            return defer.fail(ValueError(f"bad record {'xyz'[Varying.n % 3] * Varying.n}"))
+
+    reactor = MemoryReactorClock()
+    plan = cast(Any, types.SimpleNamespace(chlist=[b"c"], dattr=b""))
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", Varying, plan, print)
+    fake = Flapping(reactor)
+    lines = run(500, fake, sub)
+    assert Varying.n > 90
+    assert len(lines) == 1 + subscriber.NEW_REASONS, lines
+    assert len(sub._reasons) <= subscriber.NEW_REASONS + 1
