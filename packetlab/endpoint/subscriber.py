@@ -151,6 +151,7 @@ class BrokerSubscriber(service.Service):
         self._reasons: set[str] = set()  # said in this outage
         self._subscribed_at: float | None = None  # the current subscription's start
         self._flaps = 0  # subscriptions made during this outage (each lost before STABLE)
+        self._lasting: IDelayedCall | None = None  # says a subscription not said, if it lasts
         # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
         self.ignored_log = LogBudget(reactor.seconds)
 
@@ -188,8 +189,9 @@ class BrokerSubscriber(service.Service):
             )
         if self._outage.failures:
             self._flaps += 1
-            if self._flaps > FLAPS_SAID:
-                return  # lost each time before STABLE: the reminders say it
+            if self._flaps > FLAPS_SAID:  # lost each time before STABLE: said if this lasts
+                self._lasting = self.reactor.callLater(STABLE, self._lasted, back)
+                return
         self.log.info(
             "Broker subscription finished: {addr}, {n} channel(s), dattr {dattr!r}{back}",
             addr=self.address,
@@ -197,6 +199,23 @@ class BrokerSubscriber(service.Service):
             dattr=self.plan.dattr.decode("ascii", "replace"),
             back=back,
         )
+
+    def _lasted(self, back: str) -> None:
+        self._lasting = None
+        self.log.info(
+            "Broker subscription finished and lasted {stable:g} s: {addr}, {n} channel(s), "
+            "dattr {dattr!r}{back}",
+            stable=STABLE,
+            addr=self.address,
+            n=len(self.plan.chlist),
+            dattr=self.plan.dattr.decode("ascii", "replace"),
+            back=back,
+        )
+
+    def _cancel_lasting(self) -> None:
+        if self._lasting is not None and self._lasting.active():
+            self._lasting.cancel()
+        self._lasting = None
 
     def lost(self, link: _BrokerLink, reason: Failure) -> None:
         self._connecting = None
@@ -208,6 +227,7 @@ class BrokerSubscriber(service.Service):
     def _retry(self, why: str) -> None:
         now = self.reactor.seconds()
         since, self._subscribed_at = self._subscribed_at, None
+        self._cancel_lasting()
         if since is not None and now - since >= STABLE:  # it lasted: a new outage
             self.failures = 0
             self._outage.reached()
@@ -246,6 +266,7 @@ class BrokerSubscriber(service.Service):
 
     def stopService(self) -> None:
         super().stopService()
+        self._cancel_lasting()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

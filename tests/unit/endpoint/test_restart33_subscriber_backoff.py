@@ -113,3 +113,25 @@ def test_reasons_that_vary_at_every_attempt_are_said_a_bounded_number_of_times()
     assert Varying.n > 90
     assert len(lines) == 1 + subscriber.NEW_REASONS, lines
     assert len(sub._reasons) <= subscriber.NEW_REASONS + 1
+
+
+def test_after_flapping_a_subscription_that_lasts_is_said() -> None:
+    """Past FLAPS_SAID, a subscription is not said when made (it may be lost at once); one
+    that then lasts STABLE s is said: the operator sees the broker is back."""
+    reactor = MemoryReactorClock()
+    fake = Flapping(reactor)
+    sub = subscriber_with(fake)
+    real_connect = fake.connect
+
+    def connect(factory: Any) -> defer.Deferred[Any]:
+        if len(fake.attempts) >= 5:  # the broker is fixed: this one lasts
+            fake.hold = 1e9
+        return real_connect(factory)
+
+    fake.connect = connect  # type: ignore[method-assign]
+    lines = run(120, fake, sub)
+    assert len(fake.attempts) == 6, fake.attempts
+    assert sum("Broker subscription finished: " in ln for ln in lines) == 3, lines
+    lasted = [ln for ln in lines if "Broker subscription finished and lasted 10 s" in ln]
+    assert len(lasted) == 1 and "back after 5 failed attempt(s)" in lasted[0], lines
+    assert not reactor.getDelayedCalls()  # (stopped: nothing left)
