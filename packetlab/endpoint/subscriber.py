@@ -187,7 +187,6 @@ class BrokerSubscriber(service.Service):
                 f"; back after {self._outage.failures} failed attempt(s) over "
                 f"{self._outage.elapsed(now):.1f} s"
             )
-        if self._outage.failures:
             self._flaps += 1
             if self._flaps > FLAPS_SAID:  # lost each time before STABLE: said if this lasts
                 self._lasting = self.reactor.callLater(STABLE, self._lasted, back)
