@@ -8,7 +8,8 @@ test_daemon_operations.py.
   within the 5 s backoff cap of the broker listening, each saying it in two lines (lost,
   back after N attempts over T s; before, a line per attempt), and xpmgr says its
   publication is over (OBSERVED §3.4: pktxpmgr never republishes);
-* an endpoint: its result is `failed` with `endpoint_closed`, the other is `done`; back, it
+* an endpoint (SIGKILL or SIGTERM): its result is `failed` with `endpoint_closed` (`lost`,
+  `closed`), the other is `done`; back, it
   subscribes again and is not offered the experiment again (the broker's delivery record
   by agent key: OBSERVED §2.3, a reference endpoint crashes on the same bytes twice);
 * xpmgr: the endpoints' sessions end, its mlets do not outlive it, and a new xpmgr's
@@ -175,14 +176,22 @@ def test_a_broker_killed_mid_session_and_started_again(system: System) -> None:
     assert "Traceback" not in xp.text() + ep0.text() + ep1.text()
 
 
-def test_an_endpoint_killed_mid_session_and_started_again(system: System) -> None:
+@pytest.mark.parametrize(("stop", "closed"), [(signal.SIGKILL, "lost"), (signal.SIGTERM, "closed")],
+                         ids=["SIGKILL", "SIGTERM"])  # fmt: skip
+def test_an_endpoint_killed_mid_session_and_started_again(
+    system: System, stop: signal.Signals, closed: str
+) -> None:
     ep0, _, xp = running_on_both(system)
-    ep0.proc.kill()
-    ep0.proc.wait(10)
-    poll(lambda: len(xp.result_lines()) >= 1, 30, "the killed endpoint's result")
+    ep0.proc.send_signal(stop)
+    ep0.proc.wait(20)
+    poll(lambda: len(xp.result_lines()) >= 1, 30, "the stopped endpoint's result")
     first = xp.result_lines()[0]
     assert (first["hostid"], first["status"]) == ("rs33ep0", "failed"), first
-    assert first["endpoint_closed"].startswith("lost"), first
+    # SIGKILL: the kernel's FIN or RST; SIGTERM: the endpoint's close_notify, and its log
+    # says why (`session over: closed by the endpoint: the endpoint is stopping`)
+    assert first["endpoint_closed"].startswith(closed), first
+    if stop == signal.SIGTERM:
+        assert "closed by the endpoint: the endpoint is stopping" in ep0.text()
     mark = len(system.broker.output())
     again = system.endpoint(0)
     again.wait_log("Broker subscription finished", timeout=30)
