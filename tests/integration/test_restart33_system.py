@@ -12,7 +12,8 @@ test_daemon_operations.py.
   `closed`), the other is `done`; back, it
   subscribes again and is not offered the experiment again (the broker's delivery record
   by agent key: OBSERVED §2.3, a reference endpoint crashes on the same bytes twice);
-* xpmgr: the endpoints' sessions end, its mlets do not outlive it, and a new xpmgr's
+* xpmgr: the endpoints' sessions end, its mlets (talking to their endpoints) do not
+  outlive it (one that neither reads nor writes does: docs/usability.md), and a new xpmgr's
   publication runs on both;
 * a broker (behind a balancer) that drops each subscription a second after it: the
   endpoint backs off to its 5 s cap (before, it was back every ~1.3 s for ever).
