@@ -4,9 +4,9 @@ one line every `OUTAGE_REMINDER` seconds for as long as it lasts.
 Both of the endpoint's outgoing links use it: NoSub mode's connect cycle to its controller
 (`service.py`: a failure is a connect cycle given up; the first is logged attempt by
 attempt) and broker mode's subscription link (`subscriber.py`: a failure is an attempt;
-the first 8, while the backoff grows, are logged). A controller or broker down for a
-day logged a line every few seconds (tens of thousands of lines). The callers word the
-lines; this only says which failure gets one.
+the first is logged, and a new reason; session 33: the first 8 were). A controller or
+broker down for a day logged a line every few seconds (tens of thousands of lines). The
+callers word the lines; this only says which failure gets one.
 """
 
 from __future__ import annotations

@@ -8,8 +8,15 @@ pipelined, each message its own TLS record; then every xnotify is handed to the 
 
 Unlike the reference (which reconnects at once, forever, after any error), every
 failure waits: `backoff_base` doubling up to `backoff_cap` (5 s, the reference's pause
-after a refused connect), with jitter; a subscription confirmed by the broker resets it.
-So a restarted broker has every endpoint back within `backoff_cap` plus a handshake.
+after a refused connect), with jitter. A subscription that lasted `STABLE` seconds resets
+it; one lost sooner is one more failure of the same outage (session 33: a broker that
+confirmed the xsub and then dropped the link, as one in a crash loop does, had every
+endpoint back at it every 0.2-0.25 s, with two log lines each time). So a restarted
+broker has every endpoint back within `backoff_cap` plus a handshake.
+
+Logged per state change, not per attempt: the link lost (or the first refusal), a new
+reason during the outage (at most `NEW_REASONS` of them), one reminder every
+`OUTAGE_REMINDER` s, and the subscription again with how long the outage was.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ from packetlab.wire.messages import Xnotify
 __all__ = ["BrokerSettings", "BrokerSubscriber"]
 
 MAX_FRAME = 65536  # an xnotify is a channel and an xdescr of a few hundred bytes
+STABLE = 10.0  # s a subscription must last for its loss to start a new outage
+NEW_REASONS = 4  # distinct reasons logged per outage beyond its first line
+FLAPS_SAID = 2  # subscriptions logged per outage when each is lost before STABLE
 
 OnNotify = Callable[[bytes, bytes], None]  # (channel, xdescr)
 
@@ -134,9 +144,14 @@ class BrokerSubscriber(service.Service):
         self.link: _BrokerLink | None = None
         self._timer: IDelayedCall | None = None
         self._connecting: Any = None
-        # Each failure while the backoff grows, then one line every OUTAGE_REMINDER s: a
-        # broker down for a day logged a line every ~5 s (~17,000 lines).
-        self._outage = Outage(loud=8)
+        # The outage's first failure, then one line every OUTAGE_REMINDER s: a broker down
+        # for a day logged a line every ~5 s (~17,000 lines); a restart of a few seconds,
+        # one line per attempt (session 33: one when lost, one when back).
+        self._outage = Outage(loud=1)
+        self._reasons: set[str] = set()  # said in this outage
+        self._subscribed_at: float | None = None  # the current subscription's start
+        self._flaps = 0  # subscriptions made during this outage (each lost before STABLE)
+        self._lasting: IDelayedCall | None = None  # says a subscription not said, if it lasts
         # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
         self.ignored_log = LogBudget(reactor.seconds)
 
@@ -161,15 +176,45 @@ class BrokerSubscriber(service.Service):
         self._retry(f"cannot connect: {failure.getErrorMessage()}")
 
     def subscribed(self) -> None:
-        self.failures = 0
-        self._outage.reached()
+        # The backoff and the outage end once this subscription has lasted STABLE s
+        # (`_retry`): a broker that drops each one at once stays an outage.
+        now = self.reactor.seconds()
+        self._subscribed_at = now
         self.subscriptions += 1
+        back = ""
+        if self._outage.failures:
+            back = (
+                f"; back after {self._outage.failures} failed attempt(s) over "
+                f"{self._outage.elapsed(now):.1f} s"
+            )
+            self._flaps += 1
+            if self._flaps > FLAPS_SAID:  # lost each time before STABLE: said if this lasts
+                self._lasting = self.reactor.callLater(STABLE, self._lasted, back)
+                return
         self.log.info(
-            "Broker subscription finished: {addr}, {n} channel(s), dattr {dattr!r}",
+            "Broker subscription finished: {addr}, {n} channel(s), dattr {dattr!r}{back}",
             addr=self.address,
             n=len(self.plan.chlist),
             dattr=self.plan.dattr.decode("ascii", "replace"),
+            back=back,
         )
+
+    def _lasted(self, back: str) -> None:
+        self._lasting = None
+        self.log.info(
+            "Broker subscription finished and lasted {stable:g} s: {addr}, {n} channel(s), "
+            "dattr {dattr!r}{back}",
+            stable=STABLE,
+            addr=self.address,
+            n=len(self.plan.chlist),
+            dattr=self.plan.dattr.decode("ascii", "replace"),
+            back=back,
+        )
+
+    def _cancel_lasting(self) -> None:
+        if self._lasting is not None and self._lasting.active():
+            self._lasting.cancel()
+        self._lasting = None
 
     def lost(self, link: _BrokerLink, reason: Failure) -> None:
         self._connecting = None
@@ -179,11 +224,23 @@ class BrokerSubscriber(service.Service):
             self._retry(f"link lost: {reason.getErrorMessage()}")
 
     def _retry(self, why: str) -> None:
+        now = self.reactor.seconds()
+        since, self._subscribed_at = self._subscribed_at, None
+        self._cancel_lasting()
+        if since is not None and now - since >= STABLE:  # it lasted: a new outage
+            self.failures = 0
+            self._outage.reached()
+            self._reasons.clear()
+            self._flaps = 0
         delay = min(self.backoff_cap, self.backoff_base * 2 ** min(self.failures, 16))
         delay *= random.uniform(0.8, 1.0)  # spread a crowd of endpoints after a restart
         self.failures += 1
-        now = self.reactor.seconds()
         say = self._outage.failed(now)
+        reason = _reason(why)
+        if reason not in self._reasons and len(self._reasons) <= NEW_REASONS:
+            self._reasons.add(reason)  # (bounded: a reason may vary at every attempt)
+            if say is Say.NOTHING:  # a new state: refused -> TLS refused
+                say = Say.EACH
         if say is Say.EACH:
             self.log.info(
                 "broker {addr}: {why}; reconnecting in {d:.2f} s{then}",
@@ -208,6 +265,7 @@ class BrokerSubscriber(service.Service):
 
     def stopService(self) -> None:
         super().stopService()
+        self._cancel_lasting()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -296,6 +354,11 @@ class BrokerSettings:
             self.creator,
             handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),  # a silent broker: retried
         )
+
+
+def _reason(why: str) -> str:
+    """`why` without what varies between attempts of one state (a port, a number)."""
+    return "".join(c for c in why if not c.isdigit())
 
 
 def _certificates(path: str) -> list[Certificate]:
