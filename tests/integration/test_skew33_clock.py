@@ -95,3 +95,48 @@ def test_a_train_is_scheduled_on_the_endpoints_clock(tmp_path: Path) -> None:
     (train,) = [r for r in map(json.loads, out.splitlines()) if r["type"] == "sendgap"]
     assert 0 < train["lead_ms"] < 5_000, train  # not 600,000 ms
     assert train["abs_offset_us"]["p50"] < 1e6, train
+
+
+def test_a_chain_refused_by_an_endpoint_10_min_behind_names_its_clock(tmp_path: Path) -> None:
+    # An operator's exppriv certificate valid from now for an hour; the endpoint's clock
+    # 10 min behind (libfaketime on the endpoint: its chain check reads only the
+    # user-space clock). Before: "...certificate_expired (the peer refused our certificate
+    # chain: a certificate has expired or is not valid yet; ...)" and no word of clocks.
+    home = tmp_path / "home"
+    pktlab = [sys.executable, "-m", "packetlab"]
+    subprocess.run([*pktlab, "init", "--home", str(home)], env=ENV, cwd=REPO, check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    now = int(time.time())
+    subprocess.run(
+        [*pktlab, "ppks", "sign", "exppriv", str(home / "keys/k_eop"), str(now - 5),
+         str(now + 3600), str(home / "certs/exppriv_eop_exper.cert"), "-k",
+         str(home / "keys/k_exper.pub")],
+        env=ENV, cwd=REPO, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    ctl = subprocess.Popen(
+        [*pktlab, "run", "clocksync", "-c", "2", "--listen", "127.0.0.1:0", "--home",
+         str(home), "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO,
+    )  # fmt: skip
+    ep: subprocess.Popen[bytes] | None = None
+    try:
+        assert ctl.stderr is not None
+        said = readline(ctl.stderr)
+        port = re.search(r"127\.0\.0\.1:(\d+)", said)
+        assert port, said
+        fake = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "-600s"}
+        ep = subprocess.Popen(
+            [*twistd(), "-n", "--pidfile=", "pktendpoint", "--config",
+             str(home / "endpt.conf"), "--reconnect-delay", "60", f"127.0.0.1:{port.group(1)}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **fake}, cwd=REPO,
+        )  # fmt: skip
+        _, err = ctl.communicate(timeout=90)
+    finally:
+        for p in (ctl, ep):
+            if p is not None:
+                stop_process(p)
+    text = err.decode()
+    assert ctl.returncode == 2, text
+    assert "the peer sent the TLS alert certificate_expired" in text, text
+    assert "our chain is valid by this host's clock" in text, text
+    assert "the endpoint's clock is likely off" in text, text
