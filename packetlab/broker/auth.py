@@ -188,7 +188,13 @@ def _xdescr_fields(pairs: Sequence[NVPair], now_ns: int) -> tuple[int, int | Non
             )
         pub_end = int(ends[0])
         if pub_end <= now_ns:
-            return Refusal(Status.EPUBBADXD, "pub_end is already past")
+            # both times: a publisher's clock behind ours by more than its period sends
+            # a pub_end already past here (it said only "already past": session 33)
+            return Refusal(
+                Status.EPUBBADXD,
+                f"pub_end {pub_end} is already past: {(now_ns - pub_end) / 1e9:.3f} s before "
+                f"this broker's clock ({now_ns}); is the publisher's clock behind?",
+            )
     return priority, pub_end
 
 

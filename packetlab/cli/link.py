@@ -32,6 +32,7 @@ import argparse
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from packetlab.cli.link_tls import (
     demo_link_cache,
     in_process_home,
     lacking,
+    peer_clock_hint,
     watch_refusals,
 )
 from packetlab.cli.linkargs import (
@@ -262,7 +264,15 @@ async def _run(
                     if refusals.seen:
                         why += "; " + refusals.seen[-1]
                 raise LinkError(f"no result within {timeout:g} s: {why}") from None
-            return outcome.unwrap()
+            try:
+                return outcome.unwrap()
+            except Exception as e:
+                hint = (
+                    None if creds is None else peer_clock_hint(e, creds.certificates(), time.time())
+                )
+                if hint is None:
+                    raise
+                raise LinkError(f"{e}{hint}") from e
         finally:
             await ctl.stop()
             if service is not None:

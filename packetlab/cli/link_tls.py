@@ -33,6 +33,7 @@ __all__ = [
     "demo_link_cache",
     "in_process_home",
     "lacking",
+    "peer_clock_hint",
     "watch_refusals",
 ]
 
@@ -152,6 +153,16 @@ class ControllerCredentials:
                                   handshake_timeout=(HANDSHAKE_TIMEOUT, reactor),
                                   pending_max=default_pending_max())  # fmt: skip
 
+    def certificates(self) -> list[Any]:
+        """Our chain's certificates, leaf first ([] when a file does not load: the TLS
+        context reports that)."""
+        from packetlab.ppks import load_certificates
+
+        try:
+            return [c for p in self.chain for c in load_certificates(p.read_bytes())]
+        except Exception:
+            return []
+
     def describe(self) -> str:
         """Which chain we present and which EOp root it ends at, for refusal messages."""
         from packetlab.ppks import CertType, key_id, load_certificates, read_public_key
@@ -174,6 +185,52 @@ class ControllerCredentials:
         if trusted:
             return text + f"; we trust endpoints under {', '.join(trusted)}"
         return text + "; we accept any endpoint"
+
+
+def _peer_refused_validity(error: BaseException) -> bool:
+    """Whether `error` (or what it was raised from) is the endpoint's TLS alert
+    certificate_expired: by its clock, a certificate of ours expired or is not valid yet."""
+    from packetlab.tls.records import CERTIFICATE_EXPIRED, PeerAlert
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, PeerAlert) and e.description == CERTIFICATE_EXPIRED:
+            return True
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return False
+
+
+def _utc(ts: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def peer_clock_hint(error: BaseException, chain: Sequence[Any], now: float) -> str | None:
+    """For an endpoint that refused our chain as expired or not yet valid while it is
+    valid by our clock (`chain`: our certificates, `now`: our Unix seconds): the likely
+    cause, its clock, and by how much it must be off for each (a refusal on the
+    endpoint's clock said only "a certificate has expired or is not valid yet"). None
+    for another error, or a chain that is not valid here either (ours to renew)."""
+    if not chain or not _peer_refused_validity(error):
+        return None
+    from packetlab.tls.credentials import time_left
+
+    if any(not c.not_before <= now <= c.not_after for c in chain):
+        return None  # (not the endpoint's clock: the chain check at start says so)
+    since = max(c.not_before for c in chain)
+    until = min(c.not_after for c in chain)
+    return (
+        f"; our chain is valid by this host's clock, from {_utc(since)} to {_utc(until)}: "
+        'the endpoint\'s clock is likely off. "Not valid yet" there means it is more than '
+        f'{time_left(now - since)} behind ours, "expired" more than '
+        f"{time_left(until - now)} ahead; its log names the rule and the time it read"
+    )
 
 
 def _quiet_demo_home(root: Path) -> PktlabHome:

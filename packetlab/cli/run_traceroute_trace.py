@@ -342,15 +342,14 @@ def _endpoint_extra(args: argparse.Namespace) -> list[str]:
 def write_warts(
     out: BinaryIO, args: argparse.Namespace, result: TracerouteResult, interrupted: bool
 ) -> None:
-    """`result` as a warts file (list, cycle, trace, cycle stop) with the run's options."""
-    import time
-
+    """`result` as a warts file (list, cycle, trace, cycle stop) with the run's options.
+    The cycle stops at the last probe or reply: on the endpoint's clock, as every other
+    time in the file (ours was 600 s off with the endpoint's clock 10 min ahead)."""
     from packetlab.measure.warts_trace import traceroute_warts
 
     local = Link.from_args(args).in_process
     data = traceroute_warts(
         result,
-        stop_s=int(time.time()),
         hostname=socket.gethostname() if local else "",
         attempts=args.queries,
         first_ttl=args.first_ttl,
@@ -369,15 +368,12 @@ def write_tracelb_warts(
     """An --mda `result` as a warts file (list, cycle, tracelb, cycle stop); with
     --multilevel's result, its probing rounds as dealias records after the tracelb, and
     a note on stderr that the routers they make are not in it (warts has no record of
-    them)."""
-    import time
-
+    them). The cycle stops at the last reply, on the endpoint's clock (see write_warts)."""
     from packetlab.measure.warts_tracelb import tracelb_warts
 
     runs = [] if multilevel is None else multilevel.runs
     data = tracelb_warts(
         result,
-        stop_s=int(time.time()),
         hostname=socket.gethostname() if Link.from_args(args).in_process else "",
         first_ttl=args.first_ttl,
         wait_s=args.wait,

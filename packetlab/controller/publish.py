@@ -52,7 +52,7 @@ from packetlab.ppks.keys import PublicKeyLike
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSClientEndpoint
 from packetlab.tls.directwrite import socket_connection
 from packetlab.wire import Framer, Result, WireError, Xcert, Xpub, encode
-from packetlab.wire.constants import DEFAULT_PUB_PORT, KEYID_LEN
+from packetlab.wire.constants import DEFAULT_PUB_PORT, KEYID_LEN, Status
 from packetlab.wire.nvlist import NVPair, encode_nvlist
 
 __all__ = [
@@ -75,12 +75,32 @@ class PublishError(ControllerError):
 class PublishRefused(PublishError):
     """The broker answered an xcert or xpub with a non-SUCCESS `result`."""
 
-    def __init__(self, what: str, errid: int) -> None:
+    def __init__(self, what: str, errid: int, hint: str = "") -> None:
         self.what = what
         self.status = as_status(errid)
         self.name = status_name(errid)
         # pktxpmgr prints the code in decimal ("Broker returned error: 81"): both here
-        super().__init__(f"broker refused the {what}: {self.name} (0x{errid:02x}, error {errid})")
+        super().__init__(
+            f"broker refused the {what}: {self.name} (0x{errid:02x}, error {errid}){hint}"
+        )
+
+
+def pub_end_hint(xdescr: bytes, now_ns: int) -> str:
+    """For an xpub refused as a bad xdescr: its pub_end by our clock, since a broker
+    whose clock is ahead of ours by more than that refuses it as already past (the
+    refusal said only "bad experiment description"). "" without a pub_end."""
+    for pair in xdescr.split(b";"):
+        name, _, value = pair.partition(b"=")
+        if name.strip() == b"pub_end" and value.strip().isdigit():
+            left = (int(value) - now_ns) / 1e9
+            if left <= 0:
+                return f" (its pub_end is {-left:.3f} s past by our clock)"
+            return (
+                f" (one cause: its pub_end is {left:.3f} s ahead by our clock; a broker "
+                "whose clock is ahead of ours by more refuses it as already past: compare "
+                "the clocks, or lengthen PubPeriod)"
+            )
+    return ""
 
 
 def make_xdescr(
@@ -287,7 +307,8 @@ class Publication:
                 raise PublishRefused("xcert", errid)
         errid = await self._link.request(encode(Xpub(chans, eopkey, data)))
         if errid:
-            raise PublishRefused("xpub", errid)
+            hint = pub_end_hint(data, time.time_ns()) if errid == Status.EPUBBADXD else ""
+            raise PublishRefused("xpub", errid, hint)
         self.xdescrs.append(data)
         self.channels.append(chans)
 

@@ -195,10 +195,12 @@ def ping_warts(
     result: PingResult, *, stop_s: int | None = None, hostname: str = "", **ping: Any
 ) -> bytes:
     """A whole warts file for one ping: list, cycle start, ping, cycle stop; `ping`:
-    `ping_object`'s keywords (count, size, interval_s, timeout_s, ttl, interrupted)."""
+    `ping_object`'s keywords (count, size, interval_s, timeout_s, ttl, interrupted).
+    `stop_s` (Unix seconds): default the last reply or request, on the endpoint's clock."""
     start_s = (result.start_ns or 0) // 1_000_000_000
     if stop_s is None:
-        times = [r.reply_recv_ns or 0 for r in result.replies] + [start_s * 1_000_000_000]
+        times = [start_s * 1_000_000_000]
+        times += [r.reply_recv_ns or r.probe_send_ns or 0 for r in result.replies]
         stop_s = max(times) // 1_000_000_000
     return (
         list_object()
