@@ -507,7 +507,9 @@ def check_extra(spec: Spec, plot: str | None) -> None:
     after them (the runs' figures lost with it). dns and http (C3 only) need neither."""
     from packetlab.extras import ANALYSIS, MissingExtra, require
 
-    needs = (["scipy.stats"] if spec.c1_bound is not None else []) + (["matplotlib"] if plot else [])
+    needs = ["scipy.stats"] if spec.c1_bound is not None else []
+    if plot:
+        needs.append("matplotlib")
     try:
         require(ANALYSIS, *needs)
     except MissingExtra as e:

@@ -12,9 +12,9 @@ import types
 import pytest
 from test_cli_compare import parse, samples
 
+from packetlab import extras
 from packetlab.cli.compare import SPECS, check_extra, criteria
 from packetlab.cli.run import RunError
-from packetlab import extras
 from packetlab.extras import ANALYSIS, MissingExtra, require
 from packetlab.measure.congruence import c2
 
