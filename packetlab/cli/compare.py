@@ -39,6 +39,9 @@ examples:
   pktlab compare ping 10.77.3.2 --runs 10 --json
   pktlab compare traceroute 10.77.3.2 --runs 5 --plot rtt.svg
 
+C2 (throughput, ping, traceroute) needs scipy and --plot matplotlib: the analysis extra,
+pip install 'packetlab[analysis]' (dns and http run without it).
+
 Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors, 130 after
 Ctrl-C (the criteria of the runs done are printed). See docs/congruence.md.
 """
