@@ -39,6 +39,8 @@ fi
 stamp=.venv/.packetlab-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+    # dev includes test and analysis (scipy, matplotlib: pktlab compare), so the tests and
+    # the README's commands run everything; a user's install may leave analysis out
     .venv/bin/python -m pip install -q --disable-pip-version-check \
         -e ".[dev]" --config-settings editable_mode=compat
     touch "$stamp"

@@ -39,6 +39,9 @@ examples:
   pktlab compare ping 10.77.3.2 --runs 10 --json
   pktlab compare traceroute 10.77.3.2 --runs 5 --plot rtt.svg
 
+C2 (throughput, ping, traceroute) needs scipy and --plot matplotlib: the analysis extra,
+pip install 'packetlab[analysis]' (dns and http run without it).
+
 Exit status: 0 when every criterion holds, 1 when one does not, 2 on errors, 130 after
 Ctrl-C (the criteria of the runs done are printed). See docs/congruence.md.
 """
@@ -501,6 +504,21 @@ def check_plot(path: str, spec: Spec, name: str) -> None:
         raise RunError(f"--plot {path}: cannot write it: {e.strerror or e}") from None
 
 
+def check_extra(spec: Spec, plot: str | None) -> None:
+    """scipy (C2) and matplotlib (--plot) are the `analysis` extra, which an endpoint
+    install leaves out: said before the runs, in one line, rather than as a traceback
+    after them (the runs' figures lost with it). dns and http (C3 only) need neither."""
+    from packetlab.extras import ANALYSIS, MissingExtra, require
+
+    needs = ["scipy.stats"] if spec.c1_bound is not None else []
+    if plot:
+        needs.append("matplotlib")
+    try:
+        require(ANALYSIS, *needs)
+    except MissingExtra as e:
+        raise RunError(str(e)) from None
+
+
 def ecdf_steps(xs: list[float], right: float) -> tuple[list[float], list[float]]:
     """The points of a sorted sample's empirical CDF for a `where="post"` step: from 0 at
     its first value (drawn from 1/n, a sample of 3 lost its first step, its line starting
@@ -718,6 +736,7 @@ def run(args: argparse.Namespace) -> int:
         check_options(args)
         if args.plot:
             check_plot(args.plot, spec, name)
+        check_extra(spec, args.plot)
         link = Link.from_args(args)
         packetlab, native = spec.packetlab(args), spec.native(args)
 

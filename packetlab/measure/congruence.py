@@ -7,7 +7,8 @@
 * C3: the Jaccard index of the two result sets >= 0.9.
 
 C1 and C2 refuse a NaN or an infinity (ValueError naming the side): neither is a
-measurement. Sans-IO; scipy is imported only by `c2`.
+measurement. Sans-IO; scipy (the `analysis` extra) is imported only by `c2`, which
+raises `packetlab.extras.MissingExtra` without it.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def c2(packetlab: Sequence[float], native: Sequence[float], alpha: float = C2_AL
     if not packetlab or not native:
         raise ValueError("C2 needs samples on both sides")
     check_finite("C2", packetlab, native)
+    from packetlab.extras import ANALYSIS, require
+
+    require(ANALYSIS, "scipy.stats")
     from scipy.stats import ks_2samp
 
     # scipy falls back to the asymptotic p where its exact recursion fails (5 against 5 at

@@ -188,6 +188,10 @@ def test_the_metadata(installed: Install) -> None:
     requires = fields.get_all("Requires-Dist") or []
     needs = {re.split(r"[\[<>=!; ]", r, maxsplit=1)[0].lower() for r in requires}
     assert {"twisted", "pyopenssl", "cryptography", "construct", "wasmtime"} <= needs
+    # scipy and matplotlib (~300 MB with numpy) come only with the `analysis` extra
+    assert not [r for r in requires if r.startswith(("scipy", "matplotlib")) and "extra" not in r]
+    assert 'scipy>=1.10; extra == "analysis"' in requires
+    assert "analysis" in (fields.get_all("Provides-Extra") or [])
     assert "pktlab = packetlab.__main__:main" in points
 
 
