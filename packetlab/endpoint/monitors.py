@@ -24,7 +24,8 @@ limits, or none) in a `MonitorGate`:
   for rv < 0 (§8.5), a crash drops it (nblock(0) with MonitorReportCrash 1).
 * Monitor time (`MonitorTime`, MonitorTimeMillsec): while the session's monitors have
   used up their share of the reactor, received chunks are dropped and counted (DROPSTAT,
-  ndrop) without a check, and checked requests are answered as a crash of the monitor
+  ndrop) without a check (a TCP socket stops reading instead: `ndata_wait`, §3.5's
+  flow control), and checked requests are answered as a crash of the monitor
   that used it up (ECTLMONUKN, or ECTLMONREJ with monerrid 0), without entering it.
 * Persistent memory: loaded when the monitor is instantiated, stored on
   ``persistent_memory_flush()`` and at session end.
@@ -441,6 +442,11 @@ class MonitorGate:
         i = self._spender
         d = self.monitors[i].compiled.digest.hex()[:16] if i < len(self.monitors) else "?"
         log.warn("monitor {i} ({digest}): {text}", i=i, digest=d, text=text)
+
+    def ndata_wait(self, stopped: bool = False) -> float:
+        """Seconds until received data can be checked again (0: now, or no cap);
+        `stopped`: a TCP socket stopped reading for it (the episode's log counts it)."""
+        return 0.0 if self._time is None else self._time.wait(stopped)
 
     def _bypass(self) -> None:
         """No monitor runs in this session: the inner gate's methods straight through."""

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 __all__ = ["MonitorTime"]
 
+WAIT_MARGIN = 0.001  # s past the debt's end: a timer set for `wait` finds it paid
+
 
 class MonitorTime:
     """`rate` s of monitor time per s of `clock`, `burst` s saved up at most."""
@@ -32,6 +34,7 @@ class MonitorTime:
         "dropped",
         "entered",
         "note",
+        "paused",
         "rate",
         "refused",
         "since",
@@ -52,6 +55,7 @@ class MonitorTime:
         self.dropped = 0  # received chunks dropped in this episode
         self.refused = 0  # requests refused in this episode
         self.entered = 0  # times the monitors were entered again in this episode
+        self.paused = 0  # times a TCP socket stopped reading for it in this episode
 
     def start(self) -> float | None:
         """The time now if the monitors may be entered (give it to `spent` after the
@@ -70,14 +74,31 @@ class MonitorTime:
                 self.entered += 1
             return now
         if self.since is None:
-            self.since = now
-            self.note(
-                f"the session's monitor time is spent ({self.rate * 1000:g} ms a second, "
-                f"{self.burst * 1000:g} ms saved up at most): received data is dropped and "
-                "counted, and checked requests are refused, until it refills "
-                f"(in {-tokens / self.rate:.2f} s)"
-            )
+            self._began(now, tokens)
         return None
+
+    def _began(self, now: float, tokens: float) -> None:
+        self.since = now
+        self.note(
+            f"the session's monitor time is spent ({self.rate * 1000:g} ms a second, "
+            f"{self.burst * 1000:g} ms saved up at most): received datagrams are dropped "
+            "and counted, TCP sockets stop reading, and checked requests are refused, "
+            f"until it refills (in {-tokens / self.rate:.2f} s)"
+        )
+
+    def wait(self, stopped: bool = False) -> float:
+        """Seconds until `start` lets the monitors in again (0: now). A TCP socket stops
+        reading so long (flow control, not a hole in the stream); `stopped`: one did,
+        counted in the episode, which this begins if none is going on."""
+        now = self.clock()
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > 0.0:
+            return 0.0
+        if stopped:
+            if self.since is None:
+                self._began(now, tokens)
+            self.paused += 1
+        return -tokens / self.rate + WAIT_MARGIN
 
     def spent(self, start: float) -> float:
         """Take what the calls begun at `start` cost; the time now."""
@@ -101,7 +122,8 @@ class MonitorTime:
         self.note(
             f"the session's monitor time refilled{how} after {now - self.since:.2f} s: "
             f"{self.dropped} received chunk(s) dropped, {self.refused} request(s) refused, "
-            f"the monitors entered {self.entered} time(s) meanwhile"
+            f"the monitors entered {self.entered} time(s) meanwhile, "
+            f"TCP reading paused {self.paused} time(s)"
         )
         self.since = None
-        self.dropped = self.refused = self.entered = 0
+        self.dropped = self.refused = self.entered = self.paused = 0

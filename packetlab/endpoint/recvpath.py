@@ -14,6 +14,7 @@ masks their type and releases them in order when the mask is cleared.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from packetlab.endpoint import frames
 from packetlab.endpoint.budget import RECV_BUF_OVERHEAD, Budget
@@ -21,7 +22,7 @@ from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP, NDATA_DROP_COUN
 from packetlab.endpoint.outbox import Outbox
 from packetlab.endpoint.sockets import DropEpisode, Skt
 from packetlab.wire import codec
-from packetlab.wire.constants import NDATA_MAX, NotifMask
+from packetlab.wire.constants import NDATA_MAX, NotifMask, Proto
 from packetlab.wire.messages import Nblock
 
 __all__ = ["ReceivePath"]
@@ -31,6 +32,7 @@ _NDATA = int(NotifMask.NDATA)
 _NDROP = int(NotifMask.NDROP)
 _NBLOCK = int(NotifMask.NBLOCK)
 _NTAG = int(NotifMask.NTAG)
+_TCP = int(Proto.TCP)
 
 
 class ReceivePath:
@@ -51,6 +53,11 @@ class ReceivePath:
         # What a gate's check of an ndata deferred until that ndata is queued: a reflex's
         # sends and reports for the packet it passes on (their ntag after its cause).
         self.after_ndata: list[Callable[[], None]] = []
+        # `pace_tcp`: while the gate's ndata checks wait (a session's monitor time spent),
+        # TCP sockets read nothing (§3.5: flow control), and a timer wakes them after.
+        self.ndata_wait: Callable[[bool], float] | None = None
+        self._call_later: Callable[[float, Callable[[], None]], Any] | None = None
+        self._wake: Any = None  # the timer's delayed call, while one is set
 
     # -- notifications and masks (§2.4) ---------------------------------------------------
 
@@ -115,8 +122,25 @@ class ReceivePath:
             if room > 0 and not skt.notifmask & _NDROP:
                 self._end_episode(skt)
 
+    def pace_tcp(
+        self, wait: Callable[[bool], float], call_later: Callable[[float, Callable[[], None]], Any]
+    ) -> None:
+        """TCP sockets read nothing while `wait(stopped)` > 0 s (the gate cannot check what
+        they read: dropped, it would be a hole in the stream; `stopped`: one stopped for
+        it); `call_later(s, f)` wakes them."""
+        self.ndata_wait = wait
+        self._call_later = call_later
+
+    def stop_pacing(self) -> None:
+        """At the session's end: no timer left behind."""
+        wake, self._wake = self._wake, None
+        if wake is not None and wake.active():
+            wake.cancel()
+
     def recv_room(self, skt: Skt) -> int:
         if self.held_back:
+            return 0
+        if skt.proto == _TCP and self.ndata_wait is not None and self.ndata_wait(False) > 0.0:
             return 0
         budget = self.budget
         return min(skt.rbufsz - skt.rbufused, budget.max - budget.used) - RECV_BUF_OVERHEAD
@@ -124,6 +148,21 @@ class ReceivePath:
     def tcp_blocked(self, skt: Skt) -> None:
         skt.read_blocked = True
         self.blocked.add(skt)
+        self._wake_later(True)
+
+    def _wake_later(self, stopped: bool = False) -> None:
+        """If the gate's checks are what stopped the reading, a timer for their return
+        (nothing else may come to call `unblock`: an idle controller, no sends)."""
+        if self.ndata_wait is None or self._call_later is None:
+            return
+        wait = self.ndata_wait(stopped)
+        if wait > 0.0 and self._wake is None:
+            self._wake = self._call_later(wait, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        if self.blocked:
+            self.unblock()
 
     def unblock(self) -> None:
         for skt in list(self.blocked):
@@ -133,6 +172,8 @@ class ReceivePath:
                 self.blocked.discard(skt)
                 skt.read_blocked = False
                 skt.io.resume_reading()
+        if self.blocked and self.ndata_wait is not None:
+            self._wake_later()  # room came back while the checks wait: wake after them
 
     def forget(self, skt: Skt) -> int:
         """The socket is freed: drop its held notifications silently; returns their cost

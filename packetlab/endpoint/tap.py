@@ -371,6 +371,8 @@ def makeService(options: Options) -> IService:
         session = Session(cfg, network, scheduler, realtime_ns, gate=gate, image=image)
         if isinstance(gate, MonitorGate):
             gate.attach(session.memory, session.sockets, session.nopen_error)
+            session.receiving.pace_tcp(gate.ndata_wait, reactor.callLater)
+            session.close_hooks.append(session.receiving.stop_pacing)
         reflexes.install(session)  # reflex hook (docs/reflexes.md)
         session.close_hooks.append(idle.opened())  # trim the heap when none is left
         if cpu_latency is not None:

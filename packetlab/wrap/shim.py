@@ -10,6 +10,7 @@ first use when a C compiler is there.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -33,9 +34,22 @@ class ShimError(RuntimeError):
     pass
 
 
+def _sources_digest() -> str:
+    """What the shim is built from, as 16 hex digits of a SHA-256 of the sources."""
+    h = hashlib.sha256()
+    for src in (*SOURCES, *HEADERS):
+        data = src.read_bytes()
+        h.update(b"%s %d\n" % (src.name.encode(), len(data)))
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
 def _candidates() -> list[Path]:
+    """Beside the sources, then the user's cache. The cache is shared by every install
+    the user runs (two versions, an upgrade): its shim is named by the sources it was
+    built from, so one built from other sources is never taken, however new it is."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "packetlab"
-    return [CSRC.parent / LIBNAME, cache / LIBNAME]
+    return [CSRC.parent / LIBNAME, cache / f"libpktwrap-{_sources_digest()}.so"]
 
 
 def wrap_shim(build: bool = True) -> Path:
@@ -56,7 +70,7 @@ def build_shim() -> Path:
     errors = []
     for out in _candidates():
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # preloaded: ours only
             tmp = out.with_suffix(f".{os.getpid()}.tmp")
             # Made here first: a directory we cannot write (an install in site-packages
             # owned by root, run by a user) is then an OSError and the next place is

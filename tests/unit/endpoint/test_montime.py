@@ -101,3 +101,14 @@ def test_the_bucket_saves_up_the_burst_at_most() -> None:
     clock.now += 3600.0  # an hour idle saves 100 ms, not 360 s
     assert call(b, clock, 0.2)
     assert b.start() is None
+
+
+def test_wait_says_when_the_monitors_may_be_entered_again() -> None:
+    b, clock, _ = budget(rate=0.1, burst=0.1)
+    assert b.wait() == 0.0
+    call(b, clock, 0.2)  # 80 ms of debt (20 ms came back as it ran) at 100 ms a second
+    assert abs(b.wait() - 0.801) < 1e-9  # the debt's end, and a margin
+    clock.now += 0.8
+    assert b.start() is None  # not yet: the timer must not fire before it is paid
+    clock.now += 0.001
+    assert b.wait() == 0.0 and b.start() is not None
