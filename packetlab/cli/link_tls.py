@@ -214,9 +214,10 @@ def _utc(ts: float) -> str:
 def peer_clock_hint(error: BaseException, chain: Sequence[Any], now: float) -> str | None:
     """For an endpoint that refused our chain as expired or not yet valid while it is
     valid by our clock (`chain`: our certificates, `now`: our Unix seconds): the likely
-    cause, its clock, and by how much it must be off for each (a refusal on the
-    endpoint's clock said only "a certificate has expired or is not valid yet"). None
-    for another error, or a chain that is not valid here either (ours to renew)."""
+    cause, the two clocks' difference (ours may be the wrong one), and by how much for
+    each (a refusal on the endpoint's clock said only "a certificate has expired or is not
+    valid yet"). None for another error, or a chain that is not valid here either (ours
+    to renew)."""
     if not chain or not _peer_refused_validity(error):
         return None
     from packetlab.tls.credentials import time_left
@@ -227,7 +228,8 @@ def peer_clock_hint(error: BaseException, chain: Sequence[Any], now: float) -> s
     until = min(c.not_after for c in chain)
     return (
         f"; our chain is valid by this host's clock, from {_utc(since)} to {_utc(until)}: "
-        'the endpoint\'s clock is likely off. "Not valid yet" there means it is more than '
+        "the endpoint's clock and ours differ (either may be wrong: a certificate issued "
+        'here took this host\'s clock). "Not valid yet" there means it is more than '
         f'{time_left(now - since)} behind ours, "expired" more than '
         f"{time_left(until - now)} ahead; its log names the rule and the time it read"
     )

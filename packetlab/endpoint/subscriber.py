@@ -227,7 +227,10 @@ class BrokerSubscriber(service.Service):
         now = self.reactor.seconds()
         since, self._subscribed_at = self._subscribed_at, None
         self._cancel_lasting()
-        if since is not None and now - since >= STABLE:  # it lasted: a new outage
+        # it lasted: a new outage (also when the clock, the wall's, was stepped back
+        # under it: how long it lasted is not known; the old outage kept had the backoff
+        # at its cap and "back after" counting the attempts before the subscription)
+        if since is not None and not 0 <= now - since < STABLE:
             self.failures = 0
             self._outage.reached()
             self._reasons.clear()

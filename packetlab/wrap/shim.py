@@ -6,6 +6,12 @@ libpktwrap.so = csrc/pktwrap_udp.c (UDP datagrams through the endpoint, via rela
 what they share; each part acts only when its environment variable is set. `python -m
 packetlab.wrap.shim` builds it (scripts/setup.sh runs it); `pktlab wrap` builds it on
 first use when a C compiler is there.
+
+A built shim is used only if it was built from these sources: the linker's build id is
+their digest (`sources_digest`). The wrapper and the shim speak one request format (the
+"F" request grew from 3 to 11 bytes in session 33: a wrapper waiting for 11 bytes and a
+shim of 3 waiting for its answer hung the program's connect); a file's time alone took a
+shim built later by another packetlab install sharing ~/.cache/packetlab.
 """
 
 from __future__ import annotations
@@ -34,29 +40,37 @@ class ShimError(RuntimeError):
     pass
 
 
-def _sources_digest() -> str:
-    """What the shim is built from, as 16 hex digits of a SHA-256 of the sources."""
-    h = hashlib.sha256()
-    for src in (*SOURCES, *HEADERS):
-        data = src.read_bytes()
-        h.update(b"%s %d\n" % (src.name.encode(), len(data)))
-        h.update(data)
-    return h.hexdigest()[:16]
-
-
 def _candidates() -> list[Path]:
     """Beside the sources, then the user's cache. The cache is shared by every install
     the user runs (two versions, an upgrade): its shim is named by the sources it was
     built from, so one built from other sources is never taken, however new it is."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "packetlab"
-    return [CSRC.parent / LIBNAME, cache / f"libpktwrap-{_sources_digest()}.so"]
+    return [CSRC.parent / LIBNAME, cache / f"libpktwrap-{sources_digest().hex()[:16]}.so"]
+
+
+def sources_digest() -> bytes:
+    """The shim's build id: SHA-1 (the linker's own build id's size) of its sources."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for src in (*SOURCES, *HEADERS):
+        data = src.read_bytes()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.digest()
+
+
+def built_from(path: Path, digest: bytes) -> bool:
+    """Whether the shim at `path` carries `digest` as its build id (its ELF note)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return b"GNU\0" + digest in data  # (the note's name, then its descriptor)
 
 
 def wrap_shim(build: bool = True) -> Path:
-    """The built shim, newer than its sources; built now if missing (and `build`)."""
-    newest = max(src.stat().st_mtime for src in (*SOURCES, *HEADERS))
+    """The shim built from these sources; built now if missing (and `build`)."""
+    digest = sources_digest()
     for path in _candidates():
-        if path.exists() and path.stat().st_mtime >= newest:
+        if built_from(path, digest):
             return path
     if not build:
         raise ShimError(f"libpktwrap.so is not built: run {sys.executable} -m packetlab.wrap.shim")
@@ -77,7 +91,7 @@ def build_shim() -> Path:
             # tried; the linker's "cannot open output file" was a ShimError that stopped.
             tmp.touch()
             cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(tmp), *map(str, SOURCES)]
-            cmd += ["-ldl", "-lpthread"]
+            cmd += ["-ldl", "-lpthread", f"-Wl,--build-id=0x{sources_digest().hex()}"]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ test_daemon_operations.py.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -293,16 +294,19 @@ def test_a_broker_that_drops_each_subscription_gets_the_capped_backoff(
                           "--ipv4", "127.0.0.1/8", *ident.endpoint_args())  # fmt: skip
         ep.wait_log("Broker subscription finished", timeout=30)
         start = relay.accepted[0]
-        time.sleep(20)  # the rate of reconnects is what is measured
-        n = len(relay.accepted)
-        gaps = [b - a for a, b in zip(relay.accepted, relay.accepted[1:], strict=False)]
+        # the rate of reconnects is what is measured, over 20 s from the first connection
+        # (not from the log line: seen 1 s or more after it at load 15, a reconnect at the
+        # end of the sleep fell past start + 21 s, the window's old bound)
+        time.sleep(max(0.0, start + 20 - time.monotonic()))
+        accepted = [t for t in relay.accepted if t - start <= 20]
+        n = len(accepted)
+        gaps = [b - a for a, b in itertools.pairwise(accepted)]
         # 1 s held + 0.25 s doubling to 5 s: ~7 in 20 s; before, every ~1.3 s: ~15
         assert n <= 10, (n, [round(g, 2) for g in gaps])
         assert max(gaps) > 4.0, gaps  # reached the cap
         said = [ln for ln in ep.text().splitlines() if "broker 127.0.0.1:" in ln
                 or "Broker subscription finished" in ln]  # fmt: skip
         assert len(said) <= 6, said  # lost once, back twice, then quiet (before: 2 each time)
-        assert relay.accepted[-1] - start < 21
     finally:
         if ep is not None:
             ep.stop()

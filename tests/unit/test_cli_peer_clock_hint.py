@@ -23,7 +23,7 @@ def test_a_validity_refusal_of_a_chain_valid_here_names_the_endpoints_clock() ->
     hint = peer_clock_hint(error, CHAIN, NOW)
     assert hint is not None
     assert "our chain is valid by this host's clock, from 2026-12-07T13:23:40Z to " in hint
-    assert "2026-12-07T14:25:00Z: the endpoint's clock is likely off" in hint
+    assert "2026-12-07T14:25:00Z: the endpoint's clock and ours differ" in hint
     assert '"Not valid yet" there means it is more than 80 s behind ours' in hint
     assert '"expired" more than 60 min ahead' in hint
 
@@ -44,3 +44,14 @@ def test_no_hint_for_another_refusal_or_a_chain_not_valid_here() -> None:
     refused = SessionClosed("connection lost", PeerAlert(CERTIFICATE_EXPIRED))
     assert peer_clock_hint(refused, CHAIN, NOW + 7200) is None  # expired here too: ours
     assert peer_clock_hint(refused, [], NOW) is None
+
+
+def test_the_hint_does_not_blame_the_endpoint_when_ours_may_be_wrong() -> None:
+    # Our clock 10 min ahead, the endpoint's right: a chain issued here a minute ago (by
+    # our clock) is "not valid yet" there, and valid here. From here the two cases are
+    # the same refusal: the hint said "the endpoint's clock is likely off" (review33B).
+    error = SessionClosed("connection lost", PeerAlert(CERTIFICATE_EXPIRED))
+    hint = peer_clock_hint(error, CHAIN, NOW)
+    assert hint is not None
+    assert "either may be wrong" in hint
+    assert "the endpoint's clock is likely off" not in hint

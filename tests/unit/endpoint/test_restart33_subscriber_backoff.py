@@ -135,3 +135,32 @@ def test_after_flapping_a_subscription_that_lasts_is_said() -> None:
     lasted = [ln for ln in lines if "Broker subscription finished and lasted 10 s" in ln]
     assert len(lasted) == 1 and "back after 5 failed attempt(s)" in lasted[0], lines
     assert not reactor.getDelayedCalls()  # (stopped: nothing left)
+
+
+def test_a_clock_stepped_back_under_a_subscription_starts_a_new_outage() -> None:
+    """The reactor's clock is the wall's: stepped back (NTP) 10 min under a subscription
+    of 5 min, its loss was taken for a flap of the outage before it (review33B): the
+    backoff went on from where that outage left it (4 s, not 0.25 s), its reminders and
+    "back after" counted from it."""
+    reactor = MemoryReactorClock()
+    fake = Flapping(reactor)
+    sub = subscriber_with(fake)
+    fake.connect = lambda factory: defer.Deferred()  # type: ignore[method-assign]
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        sub.startService()
+        for _ in range(4):  # an outage of four failures before the broker came
+            sub._retry("cannot connect: Connection was refused by other side: 111")
+        sub.subscribed()
+        reactor.advance(300)
+        reactor.rightNow -= 600  # the step back
+        before = len(seen)
+        sub.lost(cast(Any, sub.link), Failure(ConnectionLost("broker restarted")))
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        sub.stopService()
+    lines = [formatEvent(e) for e in seen[before:]]
+    assert any("link lost" in ln and "reconnecting in 0.25 s" in ln for ln in lines), lines
+    assert sub.failures == 1
