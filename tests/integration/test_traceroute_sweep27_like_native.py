@@ -50,7 +50,7 @@ def probes_of(ns: str, tg: str, run: Run) -> tuple[subprocess.CompletedProcess[s
         start = time.monotonic()
         return run(), time.monotonic() - start
 
-    (done, took), lines = tcpdump_while(ns, "to-r1", f"udp and dst host {tg}", timed)
+    (done, took), lines = tcpdump_while(ns, "to-r1", f"udp and dst host {tg}", timed, lines=3)
     return done, sum(f"> {tg}." in x for x in lines), took
 
 
