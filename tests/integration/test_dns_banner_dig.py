@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import closed_udp_port
 from test_dns_dig import both, normal, pytestmark, side_by_side, zone_server  # noqa: F401  (dig missing)
 
 CUT = 1023
@@ -69,9 +70,7 @@ def test_a_long_banner_is_cut_as_digs(port: int, tmp_path: Path) -> None:
     out = side_by_side(*at, "+nocomments", "+nostats", "-f", str(batch))
     assert ";a\\.b.test.\t\t\tIN\tA" in out and "\n192.0.2.1\n" not in out
     # a closed port: what follows the cut banner is `no servers could be reached`
-    with __import__("socket").socket(type=2) as s:  # a UDP port nobody reads: closed
-        s.bind(("127.0.0.1", 0))
-        closed = str(s.getsockname()[1])
+    closed = str(closed_udp_port())  # a UDP port nobody reads
     words = ["@127.0.0.1", "-p", closed, "a.test", "+tries=1", *pad]
     tail = cut_alike(words, words)
     assert tail[1] == ";; no servers could be reached\n"
@@ -84,14 +83,11 @@ def test_a_character_cut_at_the_1023rd_byte_keeps_its_first_byte_as_digs() -> No
     session 31, odds31). The programs' names differ in length: lead words of 4 lengths
     move each program's cut into a character; ours under a strict UTF-8 stdout too."""
     import os
-    import socket
     import subprocess
 
     from test_dns_dig import REPO, RUN
 
-    with socket.socket(type=socket.SOCK_DGRAM) as s:  # a UDP port nobody reads: closed
-        s.bind(("127.0.0.1", 0))
-        closed = str(s.getsockname()[1])
+    closed = str(closed_udp_port())  # a UDP port nobody reads
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8:strict")
     split = {}
     for name in ("a.test", "ab.test", "abc.test", "abcd.test"):  # (the cut: 4 places)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from childserver import serve_child
+from ports import closed_udp_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -144,12 +145,8 @@ def test_ipv6_only(port6: int) -> None:
 def test_closed_udp_port_is_connection_refused_at_once(port: int) -> None:
     """dig sees the ICMP port unreachable on its connected socket; we capture it with
     the endpoint's raw socket. Both say so at once (not after the tries' waits)."""
-    import socket
 
-    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    closed.bind(("127.0.0.1", 0))
-    free = closed.getsockname()[1]
-    closed.close()  # a port nothing listens on
+    free = closed_udp_port()  # a port nothing listens on
     words = ["@127.0.0.1", "-p", str(free), "+tries=1", "+time=5", "a.test"]
     t0 = time.monotonic()
     a = ours(*words)
@@ -219,12 +216,8 @@ def test_without_raw_sockets_a_closed_port_is_no_answer_saying_why() -> None:
     """The in-process endpoint without CAP_NET_RAW: the query still works, a closed port
     is `timed out` after the try, and the line after says why it cannot tell."""
     import shlex
-    import socket
 
-    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    closed.bind(("127.0.0.1", 0))
-    free = closed.getsockname()[1]
-    closed.close()
+    free = closed_udp_port()
     cmd = shlex.join([*RUN, "@127.0.0.1", "-p", str(free), "+tries=1", "+time=1", "a.test"])
     env = dict(os.environ, PYTHONPATH=str(REPO))
     got = subprocess.run(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from childserver import serve_child
+from ports import closed_udp_port
 from test_dns_dig import (  # noqa: F401
     RUN,
     both,
@@ -34,9 +34,7 @@ def port() -> Iterator[int]:
 
 
 def closed_port() -> int:
-    with socket.socket() as s:  # a port nothing listens on (TCP; UDP likewise here)
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return closed_udp_port()  # (over TCP too: nothing listens there)
 
 
 def same_status(*words: str) -> int:

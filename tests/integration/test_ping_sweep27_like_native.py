@@ -36,7 +36,10 @@ def requests_of(
     `netns`'s `lo` while it ran."""
     expr = f"icmp[icmptype] = icmp-echo and icmp[4:2] = {ident}"
     run = pktlab_run if ours else native
-    done, lines = tcpdump_while(netns, "lo", expr, lambda: run("ping", *argv, netns=netns))
+    count = int(argv[argv.index("-c") + 1])  # (the requests: tcpdump's lines)
+    done, lines = tcpdump_while(
+        netns, "lo", expr, lambda: run("ping", *argv, netns=netns), lines=count
+    )
     return done, [x for x in lines if "echo request" in x]
 
 

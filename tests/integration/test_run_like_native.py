@@ -90,9 +90,14 @@ def tcpdump_listening(cap: subprocess.Popen[str], timeout: float = 30.0) -> None
             said += byte
 
 
-def tcpdump_while(ns: str, dev: str, expr: str, run: Callable[[], T]) -> tuple[T, list[str]]:
+def tcpdump_while(
+    ns: str, dev: str, expr: str, run: Callable[[], T], lines: int
+) -> tuple[T, list[str]]:
     """`run()`'s result and the lines tcpdump printed for `expr` on `ns`'s `dev` while it
-    ran (started once tcpdump listens; its last lines given 0.2 s, then SIGINT)."""
+    ran (started once tcpdump listens). Once `run()` is done, tcpdump is given until it
+    has printed `lines` lines (at most 20 s), then 0.2 s for any beyond, then SIGINT: a
+    packet it has not printed by then is lost (it stops at once), and under load a fixed
+    0.2 s was not always enough for the last ones (shown by stopping it meanwhile)."""
     cap = subprocess.Popen(
         ["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", dev, expr],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -100,9 +105,18 @@ def tcpdump_while(ns: str, dev: str, expr: str, run: Callable[[], T]) -> tuple[T
     try:
         tcpdump_listening(cap)
         done = run()
-        time.sleep(0.2)  # (tcpdump's last lines; -l writes each as it comes)
+        assert cap.stdout is not None
+        fd, head = cap.stdout.fileno(), b""
+        deadline = time.monotonic() + 20
+        while head.count(b"\n") < lines and (left := deadline - time.monotonic()) > 0:
+            if select.select([fd], [], [], left)[0]:
+                if not (chunk := os.read(fd, 65536)):
+                    break  # (it ended)
+                head += chunk
+        time.sleep(0.2)  # (any lines beyond `lines`: -l writes each as it comes)
         cap.send_signal(signal.SIGINT)
-        out, _ = cap.communicate(timeout=20)
+        rest, _ = cap.communicate(timeout=20)
+        out = head.decode() + rest
     finally:
         if cap.poll() is None:
             cap.kill()

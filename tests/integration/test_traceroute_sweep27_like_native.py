@@ -50,7 +50,7 @@ def probes_of(ns: str, tg: str, run: Run) -> tuple[subprocess.CompletedProcess[s
         start = time.monotonic()
         return run(), time.monotonic() - start
 
-    (done, took), lines = tcpdump_while(ns, "to-r1", f"udp and dst host {tg}", timed)
+    (done, took), lines = tcpdump_while(ns, "to-r1", f"udp and dst host {tg}", timed, lines=3)
     return done, sum(f"> {tg}." in x for x in lines), took
 
 
@@ -95,16 +95,20 @@ def test_sim_queries_with_sendwait_as_traceroute(testbed_factory: Callable[..., 
 
 def test_sendwait_of_10_is_10_ms_as_traceroute() -> None:
     """`-z 10` is 10 ms to traceroute (`send_secs >= 10`): a 2-probe trace of 127.0.0.1
-    takes it 0.02 s; ours took 10 s as 10 seconds apart."""
+    takes it 0.02 s; ours took 10 s as 10 seconds apart. Ours is timed beside the same
+    run without `-z` (its start-up alone took 5.8 and 7.9 s at load 13: a bound of 5 s
+    on the whole run failed 2 runs of 3 there)."""
     argv = ["-n", "-q", "2", "-z", "10", "127.0.0.1"]
     start = time.monotonic()
     theirs = native("traceroute", *argv)
     s_theirs, start = time.monotonic() - start, time.monotonic()
     ours = pktlab_run("traceroute", *argv)
-    s_ours = time.monotonic() - start
+    s_ours, start = time.monotonic() - start, time.monotonic()
+    assert pktlab_run("traceroute", *argv[:3], argv[-1]).returncode == 0
+    s_plain = time.monotonic() - start
     assert ours.returncode == theirs.returncode == 0, ours.stderr
     assert masked(ours.stdout) == masked(theirs.stdout)
-    assert s_theirs < 3.0 and s_ours < 5.0, (s_theirs, s_ours)
+    assert s_theirs < 3.0 and s_ours - s_plain < 5.0, (s_theirs, s_ours, s_plain)
 
 
 @pytest.fixture
