@@ -1,0 +1,205 @@
+"""`pktlab run sslcert` side by side with `openssl s_client -showcerts` against a local
+TLS server (Python's ssl, a chain made here: leaf and intermediate, the leaf expired)
+over the in-process endpoint: the same chain (fingerprints of the PEMs each printed),
+the same s:/i:/v: lines, version and cipher; a server's alert, a non-TLS server and a
+refused port as one-line errors with exit status 1."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, "-m", "packetlab", "run", "sslcert"]
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing")
+PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", re.S)
+
+
+Key = ec.EllipticCurvePrivateKey
+
+
+def _make(cn: str, key: Key, issuer: x509.Name, signer: Key, days: tuple[int, int],
+          ca: bool) -> x509.Certificate:  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sslcert33"),
+                                  x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now + datetime.timedelta(days=days[0]))
+         .not_valid_after(now + datetime.timedelta(days=days[1]))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))  # fmt: skip
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+    return b.sign(signer, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[bytes]]:
+    """leaf.test (expired yesterday) signed by an intermediate: the chain file as served."""
+    where = tmp_path_factory.mktemp("sslcert33")
+    ca_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    inter = _make("sslcert33 intermediate", ca_key, x509.Name([x509.NameAttribute(
+        NameOID.COMMON_NAME, "sslcert33 root")]), ca_key, (-10, 10), True)  # fmt: skip
+    leaf = _make("leaf.test", leaf_key, inter.subject, ca_key, (-10, -1), False)
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, inter)]
+    cert, key = where / "chain.pem", where / "key.pem"
+    cert.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, inter)))
+    key.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    return cert, key, ders
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
+    """A loopback server running `answer` for each connection (a thread; closed after)."""
+    socks: list[socket.socket] = []
+
+    def start(answer: Callable[[socket.socket], None]) -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        s.settimeout(60)
+        socks.append(s)
+
+        def loop() -> None:
+            while True:
+                try:
+                    c, _ = s.accept()
+                except OSError:
+                    return
+                with c:
+                    try:
+                        answer(c)
+                    except (OSError, ssl.SSLError):
+                        pass
+
+        threading.Thread(target=loop, daemon=True).start()
+        return int(s.getsockname()[1])
+
+    yield start
+    for s in socks:
+        s.close()
+
+
+def tls_server(cert: Path, key: Path, alert: int | None = None) -> Callable[[socket.socket], None]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    if alert is not None:
+        ctx.sni_callback = lambda *a: alert
+
+    def answer(c: socket.socket) -> None:
+        with ctx.wrap_socket(c, server_side=True) as t:
+            t.settimeout(10)
+            t.recv(1)  # until the client closes
+
+    return answer
+
+
+def ours(*words: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [*RUN, *words], capture_output=True, text=True, timeout=120, env=env, cwd=REPO
+    )
+
+
+def s_client(port: int, name: str) -> subprocess.CompletedProcess[str]:
+    words = ["-connect", f"127.0.0.1:{port}", "-servername", name, "-showcerts"]
+    return subprocess.run(["openssl", "s_client", *words], input="", capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if re.match(r"^( \d s:|   [iv]:|New, )", ln)]
+
+
+def test_the_chain_as_s_client_shows_it(
+    chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]
+) -> None:
+    cert, key, ders = chain
+    port = serve(tls_server(cert, key))
+    a, b = (
+        ours(f"127.0.0.1:{port}", "--sni", "leaf.test", "--showcerts"),
+        s_client(port, "leaf.test"),
+    )
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    assert _lines(a.stdout) == _lines(b.stdout) and len(_lines(a.stdout)) == 7, (a.stdout, b.stdout)
+    fps = [hashlib.sha256(ssl.PEM_cert_to_DER_cert(p)).hexdigest() for p in PEM.findall(a.stdout)]
+    assert fps == [
+        hashlib.sha256(ssl.PEM_cert_to_DER_cert(p)).hexdigest() for p in PEM.findall(b.stdout)
+    ]
+    assert fps == [hashlib.sha256(d).hexdigest() for d in ders]
+    shown = re.findall(r"sha256 Fingerprint=(\S+)", a.stdout)
+    assert [f.replace(":", "").lower() for f in shown] == fps
+
+
+def test_the_json_record(chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]) -> None:
+    import json
+
+    cert, key, ders = chain
+    port = serve(tls_server(cert, key))
+    a = ours(f"127.0.0.1:{port}", "--sni", "leaf.test", "--json", "--verify")
+    assert a.returncode == 0, a.stderr
+    rec, summary = (json.loads(ln) for ln in a.stdout.splitlines())
+    assert (rec["method"], rec["ver"], rec["dst_addr"], rec["dst_port"]) == (
+        "TLS",
+        "1.3",
+        "127.0.0.1",
+        port,
+    )
+    assert [ssl.PEM_cert_to_DER_cert(p) for p in rec["cert"]] == ders
+    assert 0 < rec["ttc"] <= rec["rt"] and rec["sni"] == "leaf.test"
+    assert rec["verified"] is False and "error" not in rec  # (not in the system store: reported)
+    assert summary["type"] == "summary" and summary["handshakes"] == 1
+
+
+def test_errors_in_one_line(
+    chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]
+) -> None:
+    cert, key, _ = chain
+    alerting = serve(tls_server(cert, key, alert=ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE))
+    b = s_client(alerting, "leaf.test")
+    assert "SSL alert number 40" in b.stderr + b.stdout
+    a = ours(f"127.0.0.1:{alerting}", "--sni", "leaf.test")
+    assert (
+        a.stdout.splitlines()[-1]
+        == "error: the server sent the TLS alert handshake_failure (40, fatal)"
+    )
+    assert a.returncode == 1
+
+    def http(c: socket.socket) -> None:
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    plain = serve(http)
+    a = ours(f"127.0.0.1:{plain}")
+    assert a.stdout.splitlines()[-1] == (
+        "error: not a TLS server: its first bytes are not a TLS record: 'HTTP/1.1 400 Bad Request'"
+    )
+    assert a.returncode == 1
+    with socket.socket() as s:  # a port nothing listens on (bound, never listening)
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+        a = ours(f"127.0.0.1:{closed}")
+    assert a.stdout.splitlines()[-1].startswith(
+        f"error: connect to 127.0.0.1:{closed}: connection refused"
+    )
+    assert a.returncode == 1 and "Traceback" not in a.stderr
