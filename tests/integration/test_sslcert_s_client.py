@@ -100,9 +100,13 @@ def serve() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
         s.close()
 
 
-def tls_server(cert: Path, key: Path, alert: int | None = None) -> Callable[[socket.socket], None]:
+def tls_server(
+    cert: Path, key: Path, alert: int | None = None, tls12: bool = False
+) -> Callable[[socket.socket], None]:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
+    if tls12:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if alert is not None:
         ctx.sni_callback = lambda *a: alert
 
@@ -149,6 +153,17 @@ def test_the_chain_as_s_client_shows_it(
     assert fps == [hashlib.sha256(d).hexdigest() for d in ders]
     shown = re.findall(r"sha256 Fingerprint=(\S+)", a.stdout)
     assert [f.replace(":", "").lower() for f in shown] == fps
+
+
+def test_tls_1_2_as_s_client_shows_it(
+    chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]
+) -> None:
+    cert, key, _ = chain
+    port = serve(tls_server(cert, key, tls12=True))
+    a, b = ours(f"127.0.0.1:{port}", "--sni", "leaf.test"), s_client(port, "leaf.test")
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    assert _lines(a.stdout) == _lines(b.stdout), (a.stdout, b.stdout)
+    assert "New, TLSv1.2, Cipher is ECDHE-ECDSA-AES256-GCM-SHA384" in _lines(a.stdout)
 
 
 def test_the_json_record(chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]) -> None:
@@ -203,3 +218,52 @@ def test_errors_in_one_line(
         f"error: connect to 127.0.0.1:{closed}: connection refused"
     )
     assert a.returncode == 1 and "Traceback" not in a.stderr
+
+
+def test_a_silent_server_is_a_timeout_in_one_line(serve: Callable[..., int]) -> None:
+    quiet = threading.Event()
+    port = serve(lambda c: quiet.wait(30))  # accepts, reads nothing, says nothing
+    try:
+        a = ours(f"127.0.0.1:{port}", "--timeout", "3")
+    finally:
+        quiet.set()
+    assert a.stdout.splitlines()[-1] == "error: timeout: no answer to the ClientHello within 2.5 s"
+    assert a.returncode == 1, a.stderr
+
+
+def _has_v6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_v6(), reason="no ::1")
+def test_ipv6(chain: tuple[Path, Path, list[bytes]]) -> None:
+    import json
+
+    cert, key, ders = chain
+    s = socket.socket(socket.AF_INET6)
+    s.bind(("::1", 0))
+    s.listen(1)
+    s.settimeout(60)
+    answer = tls_server(cert, key)
+
+    def one() -> None:
+        try:
+            c, _ = s.accept()
+            with c:
+                answer(c)
+        except (OSError, ssl.SSLError):
+            pass
+
+    threading.Thread(target=one, daemon=True).start()
+    try:
+        a = ours(f"[::1]:{s.getsockname()[1]}", "-6", "--sni", "leaf.test", "--json")
+    finally:
+        s.close()
+    rec = json.loads(a.stdout.splitlines()[0])
+    assert (rec["af"], rec["dst_addr"], rec["ver"]) == (6, "::1", "1.3"), a.stderr
+    assert [ssl.PEM_cert_to_DER_cert(p) for p in rec["cert"]] == ders
