@@ -24,8 +24,9 @@ one `sslcert` record with RIPE Atlas' fields (method, ver, cert: the chain in PE
 sent, ttc: ms to connect, rt: ms from the connect's start to the certificates, alert,
 dst_addr, dst_port). Times are the endpoint's. The chain is reported as sent, never
 refused (self-signed, expired); --verify says whether it verifies against the system
-store and names HOST (or --sni). A failure (refused, timeout, an alert, a server that
-does not speak TLS) is the record's one-line `error`, exit status 1. See docs/sslcert.md.
+store (--cafile FILE: FILE's) and names HOST (or --sni). A failure (refused, timeout,
+an alert, a server that does not speak TLS) is the record's one-line `error`, exit
+status 1. See docs/sslcert.md.
 """
 
 
@@ -41,6 +42,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true",
                    help="also say whether the chain verifies against the system store and "
                    "names HOST (or --sni)")  # fmt: skip
+    p.add_argument("--cafile", metavar="FILE",
+                   help="--verify against the CA certificates in PEM file FILE instead of "
+                   "the system store (s_client -CAfile)")  # fmt: skip
     p.add_argument("--showcerts", action="store_true",
                    help="print each certificate in PEM too (s_client -showcerts)")  # fmt: skip
 
@@ -88,8 +92,9 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
 
     async def run(session: Any) -> None:
         progress(f"sslcert {args.target}")
+        limit = handshake_timeout(args.timeout)
         emit(await sslcert(session, addr, port, sni=sni, verify=args.verify, name=host,
-                           timeout=handshake_timeout(args.timeout)))  # fmt: skip
+                           cafile=args.cafile, timeout=limit))  # fmt: skip
 
     return run
 

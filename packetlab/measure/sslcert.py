@@ -15,7 +15,7 @@ from typing import Any
 
 from packetlab.controller import ControllerError, EndpointSession, IPAddress
 
-__all__ = ["ALERTS", "alert_of", "cert_info", "not_tls", "sslcert"]
+__all__ = ["ALERTS", "Verdict", "alert_of", "cert_info", "not_tls", "sslcert"]
 
 DEFAULT_PORT = 443
 
@@ -131,13 +131,22 @@ async def sslcert(
     sni: str | None = None,
     timeout: float = 10.0,
     verify: bool = False,
+    cafile: str | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
     """The `sslcert` record of one handshake with ADDR:PORT from the endpoint; a failure
-    is its `error` (and `alert`), never an exception but the session's own."""
+    is its `error` (and `alert`), never an exception but the session's own. `verify`
+    (or a `cafile`): whether the chain verifies against the system store (`cafile`),
+    noted by OpenSSL in the handshake, which it never fails (`Verdict`)."""
     from OpenSSL import SSL
 
-    from packetlab.measure.http_tls import HandshakeClosed, TlsLink, client_context, tls_error
+    from packetlab.measure.http_tls import (
+        HandshakeClosed,
+        TlsLink,
+        ca_file,
+        client_context,
+        tls_error,
+    )
     from packetlab.measure.http_url import Url
     from packetlab.measure.stream import StreamError, StreamTimeout, TcpStream, connect_failure
 
@@ -160,6 +169,13 @@ async def sslcert(
     rec["ttc"] = _ms(stream.established_at - stream.started_at)
     ctx = client_context(insecure=True)
     ctx.set_min_proto_version(0)  # what the server has (TLS 1.0 too, as Atlas asks)
+    verdict = None
+    if verify or cafile:
+        verdict = Verdict()
+        trusted = cafile or ca_file()
+        if trusted is not None:  # (none: no root, "unable to get local issuer ...")
+            ctx.load_verify_locations(trusted)
+        ctx.set_verify(SSL.VERIFY_PEER, verdict)
     # (no --sni: the address, which TlsLink sends no SNI for, as s_client -noservername)
     link = TlsLink(ctx, Url("https", sni or str(addr), port, "/"), stream)
     seen = _Seen(link)
@@ -180,8 +196,8 @@ async def sslcert(
         conn = link.conn
         rec["ver"] = (conn.get_protocol_version_name() or "").removeprefix("TLSv")
         rec["cipher"] = conn.get_cipher_name()
-        if verify:
-            rec.update(_verify(conn, sni or name or str(addr)))
+        if verdict is not None:
+            rec.update(verdict.fields(conn.get_peer_certificate(), sni or name or str(addr)))
     finally:
         await stream.close()
     chain = link.conn.get_peer_cert_chain(as_cryptography=True) or []
@@ -206,36 +222,45 @@ def _failed(rec: dict[str, Any], seen: _Seen, text: str, reasons: list[str]) -> 
     rec["error"] = bad or text
 
 
-def _verify(conn: Any, host: str) -> dict[str, Any]:
-    """Whether the chain as sent verifies against the system store and names `host`
-    (curl's name rules): `verified`, and `verify_error` when it does not."""
-    from OpenSSL import crypto
+class Verdict:
+    """OpenSSL's chain check during the handshake, as s_client runs it: each error
+    noted, none refusing the chain; the last one is the result (s_client's `Verify
+    return code`, SSL_get_verify_result)."""
 
-    from packetlab.measure.certname import name_check
-    from packetlab.measure.http_tls import ca_file
+    def __init__(self) -> None:
+        self.error: int | None = None
 
-    chain = conn.get_peer_cert_chain() or []
-    if not chain:
-        return {"verified": False, "verify_error": "no certificate"}
-    store = crypto.X509Store()
-    found = ca_file()
-    if found is not None:  # (none: an empty store, "unable to get local issuer ...")
-        store.load_locations(found)
-    try:
-        crypto.X509StoreContext(store, chain[0], chain[1:]).verify_certificate()
-    except crypto.X509StoreContextError as e:
-        return {"verified": False, "verify_error": str(e.args[0] if e.args else e)}
+    def __call__(self, conn: Any, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok:
+            self.error = errno
+        return True
+
+    def fields(self, leaf: Any, host: str) -> dict[str, Any]:
+        """`verified`, and `verify_error` in OpenSSL's words (s_client's `Verification
+        error:`) when the chain did not verify or `leaf` does not name `host` (curl's
+        rules)."""
+        from packetlab.measure.certname import name_check
+        from packetlab.measure.http_tls import VERIFY_ERRORS
+
+        if self.error is not None:
+            why = VERIFY_ERRORS.get(self.error, f"X509 verify error {self.error}")
+            return {"verified": False, "verify_error": why, "verify_result": self.error}
+        if leaf is None:
+            return {"verified": False, "verify_error": "no certificate"}
+        matched, lines = name_check(leaf, host, _is_address(host))
+        if not matched:
+            return {"verified": False, "verify_error": lines[-1].strip()}
+        return {"verified": True}
+
+
+def _is_address(host: str) -> bool:
     import ipaddress
 
     try:
         ipaddress.ip_address(host)
-        is_address = True
     except ValueError:
-        is_address = False
-    matched, lines = name_check(chain[0], host, is_address)
-    if not matched:
-        return {"verified": False, "verify_error": lines[-1].strip()}
-    return {"verified": True}
+        return False
+    return True
 
 
 def _ms(ns: int) -> float:

@@ -51,20 +51,24 @@ def _make(cn: str, key: Key, issuer: x509.Name, signer: Key, days: tuple[int, in
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[bytes]]:
-    """leaf.test (expired yesterday) signed by an intermediate: the chain file as served."""
+    """leaf.test (expired yesterday) signed by an intermediate that a root signed: the
+    chain file as served (leaf, intermediate), its key; root.pem beside them."""
     where = tmp_path_factory.mktemp("sslcert33")
-    ca_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    inter = _make("sslcert33 intermediate", ca_key, x509.Name([x509.NameAttribute(
-        NameOID.COMMON_NAME, "sslcert33 root")]), ca_key, (-10, 10), True)  # fmt: skip
-    leaf = _make("leaf.test", leaf_key, inter.subject, ca_key, (-10, -1), False)
+    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    own = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sslcert33"),
+                     x509.NameAttribute(NameOID.COMMON_NAME, "sslcert33 root")])  # fmt: skip
+    root = _make("sslcert33 root", root_key, own, root_key, (-10, 10), True)
+    inter = _make("sslcert33 intermediate", inter_key, root.subject, root_key, (-10, 10), True)
+    leaf = _make("leaf.test", leaf_key, inter.subject, inter_key, (-10, -1), False)
     ders = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, inter)]
     cert, key = where / "chain.pem", where / "key.pem"
     cert.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, inter)))
     key.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    (where / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    ok = _make("ok.test", leaf_key, inter.subject, inter_key, (-1, 10), False)  # (valid)
+    (where / "ok.pem").write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
+                                            for c in (ok, inter)))  # fmt: skip
     return cert, key, ders
 
 
@@ -125,8 +129,8 @@ def ours(*words: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def s_client(port: int, name: str) -> subprocess.CompletedProcess[str]:
-    words = ["-connect", f"127.0.0.1:{port}", "-servername", name, "-showcerts"]
+def s_client(port: int, name: str, *more: str) -> subprocess.CompletedProcess[str]:
+    words = ["-connect", f"127.0.0.1:{port}", "-servername", name, "-showcerts", *more]
     return subprocess.run(["openssl", "s_client", *words], input="", capture_output=True,
                           text=True, timeout=60)  # fmt: skip
 
@@ -164,6 +168,28 @@ def test_tls_1_2_as_s_client_shows_it(
     assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
     assert _lines(a.stdout) == _lines(b.stdout), (a.stdout, b.stdout)
     assert "New, TLSv1.2, Cipher is ECDHE-ECDSA-AES256-GCM-SHA384" in _lines(a.stdout)
+
+
+def test_verify_against_a_cafile_as_s_client_says_it(
+    chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]
+) -> None:
+    """s_client's verdict is OpenSSL's last error over the chain (the expired leaf's, past
+    the unknown root's): ours is the same, taken the same way during the handshake."""
+    cert, key, _ = chain
+    root = str(cert.parent / "root.pem")
+    expired, valid = serve(tls_server(cert, key)), serve(tls_server(cert.parent / "ok.pem", key))
+    for port, name, words, said in (
+        (expired, "leaf.test", ["-CAfile", root], "Verification error: certificate has expired"),
+        (expired, "leaf.test", [], "Verification error: certificate has expired"),
+        (valid, "ok.test", ["-CAfile", root], "Verification: OK"),
+        (valid, "ok.test", [], "Verification error: unable to get local issuer certificate"),
+    ):
+        a = ours(
+            f"127.0.0.1:{port}", "--sni", name, *(["--cafile", root] if words else ["--verify"])
+        )
+        b = s_client(port, name, *words)
+        assert said in a.stdout.splitlines() and said in b.stdout.splitlines(), (a.stdout, b.stdout)
+        assert a.returncode == 0  # (the chain was got: the measurement did not fail)
 
 
 def test_the_json_record(chain: tuple[Path, Path, list[bytes]], serve: Callable[..., int]) -> None:

@@ -104,3 +104,25 @@ def test_the_text_form() -> None:
     failed = {"type": "sslcert", "af": 6, "dst_addr": "::1", "dst_port": 1, "error": "refused"}
     assert text(failed) == "error: refused"
     assert text({"type": "summary"}) is None
+
+
+def test_the_verdict_is_the_last_chain_error_and_never_refuses() -> None:
+    from OpenSSL import crypto
+
+    from packetlab.measure.sslcert import Verdict
+
+    leaf = crypto.X509.from_cryptography(x509.load_der_x509_certificate(_cert()))
+    v = Verdict()
+    assert v(None, None, 20, 1, 0) and v(None, None, 0, 1, 1) and v(None, None, 10, 0, 0)
+    assert v.fields(leaf, "leaf.test") == {
+        "verified": False, "verify_error": "certificate has expired", "verify_result": 10,
+    }  # fmt: skip
+    ok = Verdict()
+    assert ok(None, None, 0, 0, 1)
+    assert ok.fields(leaf, "leaf.test") == {"verified": True}
+    assert ok.fields(leaf, "other.test") == {
+        "verified": False,
+        "verify_error": "SSL: certificate subject name 'leaf.test' does not match "
+        "target host name 'other.test'",
+    }
+    assert ok.fields(None, "leaf.test")["verify_error"] == "no certificate"
