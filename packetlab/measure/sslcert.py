@@ -199,6 +199,7 @@ async def sslcert(
         if verdict is not None:
             rec.update(verdict.fields(conn.get_peer_certificate(), sni or name or str(addr)))
     finally:
+        await _source(rec, stream)  # (after the handshake: its mread delays no time)
         await stream.close()
     chain = link.conn.get_peer_cert_chain(as_cryptography=True) or []
     if chain:
@@ -210,6 +211,19 @@ async def sslcert(
     if seen.certs_at is not None:
         rec["rt"] = _ms(seen.certs_at - stream.started_at)
     return rec
+
+
+async def _source(rec: dict[str, Any], stream: Any) -> None:
+    """Atlas' `src_addr`: the endpoint's address of the connection (left out when the
+    endpoint cannot say)."""
+    from packetlab.controller import read_socket_info
+
+    try:
+        info = await read_socket_info(stream.session, stream.sktid)
+    except ControllerError:
+        return
+    if info.laddr is not None:
+        rec["src_addr"] = str(info.laddr)
 
 
 def _failed(rec: dict[str, Any], seen: _Seen, text: str, reasons: list[str]) -> None:

@@ -208,6 +208,7 @@ def test_the_json_record(chain: tuple[Path, Path, list[bytes]], serve: Callable[
     )
     assert [ssl.PEM_cert_to_DER_cert(p) for p in rec["cert"]] == ders
     assert 0 < rec["ttc"] <= rec["rt"] and rec["sni"] == "leaf.test"
+    assert rec["src_addr"] == "127.0.0.1"
     assert rec["verified"] is False and "error" not in rec  # (not in the system store: reported)
     assert summary["type"] == "summary" and summary["handshakes"] == 1
 
@@ -292,4 +293,5 @@ def test_ipv6(chain: tuple[Path, Path, list[bytes]]) -> None:
         s.close()
     rec = json.loads(a.stdout.splitlines()[0])
     assert (rec["af"], rec["dst_addr"], rec["ver"]) == (6, "::1", "1.3"), a.stderr
+    assert rec["src_addr"] == "::1"
     assert [ssl.PEM_cert_to_DER_cert(p) for p in rec["cert"]] == ders
