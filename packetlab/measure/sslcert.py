@@ -180,7 +180,14 @@ async def sslcert(
     link = TlsLink(ctx, Url("https", sni or str(addr), port, "/"), stream)
     seen = _Seen(link)
     link.on_chunk = seen
+    hello = None
     try:
+        try:  # the ClientHello sent here, for its send time (ntag): `rt` counts from the
+            link.conn.do_handshake()  # connect's start, a controller round trip in it
+        except SSL.WantReadError:
+            hello = link.flush(ntag=True)
+            if hello is not None:  # (an nsend refused: no time, and no unhandled error)
+                hello.addErrback(lambda _: None)
         await link.handshake(deadline, check_name=False)
     except SSL.Error as e:
         reasons = [str(a[2]) for a in (e.args[0] if e.args and isinstance(e.args[0], list) else [])]
@@ -210,7 +217,18 @@ async def sslcert(
         rec["certs"] = [cert_info(d) for d in ders]
     if seen.certs_at is not None:
         rec["rt"] = _ms(seen.certs_at - stream.started_at)
+        sent = await _sent_at(hello)
+        if sent is not None:
+            rec["hello_rt"] = _ms(seen.certs_at - sent)
     return rec
+
+
+async def _sent_at(hello: Any) -> int | None:
+    """The ClientHello's send time (its ntag's), None when the endpoint did not say."""
+    if hello is None:
+        return None
+    tag = await hello
+    return None if tag is None or tag.errid else int(tag.time)
 
 
 async def _source(rec: dict[str, Any], stream: Any) -> None:

@@ -208,7 +208,7 @@ def test_the_json_record(chain: tuple[Path, Path, list[bytes]], serve: Callable[
     )
     assert [ssl.PEM_cert_to_DER_cert(p) for p in rec["cert"]] == ders
     assert 0 < rec["ttc"] <= rec["rt"] and rec["sni"] == "leaf.test"
-    assert rec["src_addr"] == "127.0.0.1"
+    assert rec["src_addr"] == "127.0.0.1" and 0 < rec["hello_rt"] < rec["rt"]
     assert rec["verified"] is False and "error" not in rec  # (not in the system store: reported)
     assert summary["type"] == "summary" and summary["handshakes"] == 1
 
