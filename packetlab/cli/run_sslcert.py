@@ -134,7 +134,8 @@ def text(r: Record, showcerts: bool = False) -> str | None:
         if showcerts:
             lines.append(r["cert"][n].rstrip("\n"))
     if "ver" in r:
-        lines += ["---", f"New, TLSv{r['ver']}, Cipher is {r['cipher']}"]
+        name = "TLSv1" if r["ver"] == "1.0" else f"TLSv{r['ver']}"  # (OpenSSL's names)
+        lines += ["---", f"New, {name}, Cipher is {r['cipher']}"]
     if "rt" in r:
         lines.append(f"certificates {r['rt']:.3f} ms after the connect began")
     if "verified" in r:

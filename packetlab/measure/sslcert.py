@@ -201,7 +201,7 @@ async def sslcert(
         _failed(rec, seen, str(e), [])
     else:
         conn = link.conn
-        rec["ver"] = (conn.get_protocol_version_name() or "").removeprefix("TLSv")
+        rec["ver"] = version_number(conn.get_protocol_version_name())
         rec["cipher"] = conn.get_cipher_name()
         if verdict is not None:
             rec.update(verdict.fields(conn.get_peer_certificate(), sni or name or str(addr)))
@@ -221,6 +221,12 @@ async def sslcert(
         if sent is not None:
             rec["hello_rt"] = _ms(seen.certs_at - sent)
     return rec
+
+
+def version_number(name: str | None) -> str:
+    """OpenSSL's TLSv1, TLSv1.2, TLSv1.3 as Atlas' `ver`: 1.0, 1.2, 1.3."""
+    number = (name or "").removeprefix("TLSv")
+    return f"{number}.0" if number.isdigit() else number
 
 
 async def _sent_at(hello: Any) -> int | None:

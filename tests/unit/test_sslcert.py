@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from packetlab.cli.run import RunError
 from packetlab.cli.run_sslcert import handshake_timeout, split_target, text
-from packetlab.measure.sslcert import alert_of, cert_info, not_tls, pem
+from packetlab.measure.sslcert import alert_of, cert_info, not_tls, pem, version_number
 
 
 def _cert() -> bytes:
@@ -126,3 +126,9 @@ def test_the_verdict_is_the_last_chain_error_and_never_refuses() -> None:
         "target host name 'other.test'",
     }
     assert ok.fields(None, "leaf.test")["verify_error"] == "no certificate"
+
+
+def test_the_version_as_atlas_writes_it() -> None:
+    assert [version_number(v) for v in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")] == [
+        "1.0", "1.1", "1.2", "1.3",
+    ]  # fmt: skip
