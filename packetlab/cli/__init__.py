@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
         "packetlab.cli.run",
         "a measurement through an endpoint: traceroute, ping, dns, http, throughput, "
-        "sendgap, clocksync, alias",
+        "sendgap, clocksync, alias, sslcert",
     ),
     "broker": ("packetlab.cli.broker", "a running broker's channels and publications"),
     "monitor": ("packetlab.cli.monitor", "build, digest and test WebAssembly monitors"),

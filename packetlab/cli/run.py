@@ -42,6 +42,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # and either a `run(args)` (traceroute, ping) or a `Command` (see run_command.py).
 MODULE_COMMANDS = (
     "traceroute", "ping", "dns", "http", "throughput", "sendgap", "clocksync", "alias",
+    "sslcert",
 )  # fmt: skip
 MEASUREMENTS = MODULE_COMMANDS
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
@@ -127,6 +128,9 @@ class TlsLink:
         self.stepwise = False
         self.pending = bytearray()
         self.last: Chunk | None = None
+        # each chunk the handshake takes in, once OpenSSL has taken it in (`run sslcert`:
+        # when the certificates came; the raw records, for a plaintext alert or non-TLS)
+        self.on_chunk: Callable[[Chunk], object] | None = None
 
     def flush(self, ntag: bool = False) -> Deferred[Ntag] | None:
         """Send what OpenSSL has to send; with `ntag`, the Deferred of the last nsend's
@@ -147,6 +151,7 @@ class TlsLink:
         later)."""
         clock = self.stream.session.reactor
         when = self.stream.established_at
+        fed: Chunk | None = None
         while True:
             try:
                 self.conn.do_handshake()
@@ -160,12 +165,15 @@ class TlsLink:
                 text = f"TLS: certificate verify failed: {why[1]}"
                 curl = f"SSL certificate problem: {why[0]}"
                 raise CertificateMismatch(text, curl, verify_result=why[2]) from None
+            finally:  # (OpenSSL has taken `fed` in: its certificates are known, or not)
+                if fed is not None and self.on_chunk is not None:
+                    self.on_chunk(fed)
             self.flush()
             chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
             if chunk is None:
                 raise HandshakeClosed("the server closed the connection during the TLS handshake")
             self.conn.bio_write(chunk.data)
-            when = chunk.time
+            when, fed = chunk.time, chunk
         self.flush()  # the client Finished
         if check_name:
             self.check_name()
