@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from iperf3_beside import ENV, PKTLAB, client, first_interval, own_server, rest
 from test_throughput_iperf3_options import REPO, _free_port, port  # noqa: F401 (a fixture)
-from testkit.poll import wait_tcp_listening
+from testkit.poll import poll_until, tcp_established_at, wait_tcp_listening
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
 
@@ -86,11 +86,14 @@ def test_refused_with_logfile_and_timestamps(tmp_path: Path) -> None:
 
 def test_busy_server_as_native(port: int) -> None:  # noqa: F811
     """A test runs: ours and native get the server's ACCESS_DENIED, the same line."""
-    busy = subprocess.Popen(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "4",
+    # The busy test lasts until it is stopped, and is running (its control connection and
+    # its stream accepted) before ours: a 4 s test after a 1 s sleep had ended, at load 15
+    # (CI), before the -J pair ran (KeyError: 'error').
+    busy = subprocess.Popen(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "60",
                              "-b", "10M"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(1.0)
+        poll_until(lambda: tcp_established_at(port) >= 2, timeout=30, what="the busy test")
         ours, theirs = both(port, "-t", "1")
         assert ours.returncode == theirs.returncode == 1
         assert "busy" not in ours.stdout and theirs.stdout == ""
@@ -99,6 +102,7 @@ def test_busy_server_as_native(port: int) -> None:  # noqa: F811
         ours, theirs = both(port, "-t", "1", "-J")
         assert json.loads(ours.stdout)["error"] == json.loads(theirs.stdout)["error"]
     finally:
+        busy.send_signal(signal.SIGINT)
         busy.wait(10)
 
 
@@ -137,14 +141,16 @@ def test_ctrl_c_as_native(port: int, json_doc: bool) -> None:  # noqa: F811
     """SIGINT in `-t 5 -b 10M -i 0.5`: the totals on stdout, then the interrupt line last
     on stderr (ours first says it is stopping); -J: `error` as native's."""
     words = ["-t", "5", "-b", "10M", "-i", "0.5", "--forceflush", *(["-J"] if json_doc else [])]
-    if json_doc:  # -J prints at the end: a fixed wait instead of the first line
+    if json_doc:  # -J prints at the end: SIGINT once the test's stream is accepted, and 1 s on
         runs = []
         for cmd in ([*PKTLAB, "--direction", "upload"], ["iperf3"]):
             wait_tcp_listening(port, timeout=20)
             proc = subprocess.Popen([*cmd, "-c", "127.0.0.1", "-p", str(port), *words],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     env=ENV, cwd=REPO)  # fmt: skip
-            time.sleep(2.0)
+            # (a fixed 2 s: at load 15 ours was still starting, its output empty)
+            poll_until(lambda: tcp_established_at(port) >= 2, timeout=30, what="the stream")
+            time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
             out, _err = proc.communicate(timeout=30)
             runs.append((proc.returncode, json.loads(out)))

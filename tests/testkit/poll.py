@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
+ESTABLISHED = "01"
 
 
 class PollTimeout(AssertionError):
@@ -99,3 +100,15 @@ def accept_queue(port: int, tables: tuple[str, ...] = PROC_TCP) -> int:
 def wait_tcp_listening(port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Return once something listens on TCP `port` (a server just spawned is not ready)."""
     poll_until(lambda: tcp_listening(port), timeout=timeout, what=f"a listener on TCP {port}")
+
+
+def tcp_established_at(port: int, tables: tuple[str, ...] = PROC_TCP) -> int:
+    """Established TCP connections whose local port is `port` (a server's accepted ones)."""
+    n = 0
+    for table in tables:
+        path = Path(table)
+        if path.exists():
+            for line in path.read_text().splitlines()[1:]:
+                fields = line.split()
+                n += fields[3] == ESTABLISHED and int(fields[1].rsplit(":", 1)[1], 16) == port
+    return n
