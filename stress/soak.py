@@ -19,6 +19,7 @@ See docs/reliability.md for the last results.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -50,6 +51,28 @@ FAR = (1 << 64) - 1
 LO = b"\x7f\x00\x00\x01"
 ANY = bytes(4)
 _NETNS_ENV = "PKTLAB_SOAK_IN_NETNS"
+
+
+def append_row(csv_path: Path, rows: list[dict[str, float]], row: dict[str, float]) -> None:
+    """`row` kept in `rows` and written to the CSV (its header with the first row)."""
+    rows.append(row)
+    with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if len(rows) == 1:
+            w.writeheader()
+        w.writerow(row)
+
+
+def slope_per_hour(rows: list[dict[str, float]], key: str, since_s: float) -> float | None:
+    pts = [(r["t_s"], r[key]) for r in rows if r["t_s"] >= since_s and key in r]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx = sum(t for t, _ in pts) / n
+    my = sum(v for _, v in pts) / n
+    sxx = sum((t - mx) ** 2 for t, _ in pts)
+    sxy = sum((t - mx) * (v - my) for t, v in pts)
+    return sxy / sxx * 3600 if sxx else None
 
 
 def config(raw: bool) -> str:
@@ -375,7 +398,6 @@ def probe_summary(probe: Path, warmup_s: float) -> str:
 def slope_mb_per_hour(
     rows: list[dict[str, float]], warmup_s: float, key: str = "rss_kib"
 ) -> float | None:
-    from soak_system import slope_per_hour  # the one least-squares fit of both modes
 
     per_hour = slope_per_hour(rows, key, warmup_s)
     return None if per_hour is None else per_hour / 1024
@@ -539,7 +561,6 @@ def main() -> int:
         if args.preempt:  # the broker too: it sees every publication and subscription
             b = sample(world.broker_pid)
             row |= {"broker_rss_kib": b.rss_kib, "broker_fds": b.fds}
-        from soak_system import append_row  # (one CSV writer for both modes)
 
         append_row(csv_path, rows, row)
         print(

@@ -18,7 +18,6 @@ credentials and closes the previous one, and both endpoints run it again.
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 import threading
@@ -87,28 +86,6 @@ def take(pid: int) -> dict[str, float]:
 
 def _size(*paths: Path) -> int:
     return sum(p.stat().st_size for p in paths if p.exists())
-
-
-def append_row(csv_path: Path, rows: list[dict[str, float]], row: dict[str, float]) -> None:
-    """`row` kept in `rows` and written to the CSV (its header with the first row)."""
-    rows.append(row)
-    with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if len(rows) == 1:
-            w.writeheader()
-        w.writerow(row)
-
-
-def slope_per_hour(rows: list[dict[str, float]], key: str, since_s: float) -> float | None:
-    pts = [(r["t_s"], r[key]) for r in rows if r["t_s"] >= since_s and key in r]
-    if len(pts) < 3:
-        return None
-    n = len(pts)
-    mx = sum(t for t, _ in pts) / n
-    my = sum(v for _, v in pts) / n
-    sxx = sum((t - mx) ** 2 for t, _ in pts)
-    sxy = sum((t - mx) * (v - my) for t, v in pts)
-    return sxy / sxx * 3600 if sxx else None
 
 
 def _probed_xpmgr(workdir: Path, probe: Path, trace: int, after: float, make: Any) -> Any:
@@ -326,7 +303,7 @@ def run(args: Any) -> int:
             row["publications"] = rounds
             row["results"] = len(res)
             row["done"] = sum(r.get("status") == "done" for r in res)
-            append_row(csv_path, rows, row)
+            soak.append_row(csv_path, rows, row)
             print(
                 f"[{now:5.0f} s] publications {rounds} results {row['results']:.0f} "
                 f"(done {row['done']:.0f})  "
@@ -354,6 +331,8 @@ def run(args: Any) -> int:
 
 
 def report(rows: list[dict[str, float]], errors: list[str], world: SystemWorld, args: Any) -> int:
+    import soak  # (its fit; soak.py imports this module only through `--system`)
+
     half = rows[-1]["t_s"] / 2
     res = world.xpmgr.result_lines()
     failed = [r for r in res if r.get("status") != "done"]
@@ -362,14 +341,14 @@ def report(rows: list[dict[str, float]], errors: list[str], world: SystemWorld, 
     names = list(world.pids())
     for n in names:
         first, last = rows[0], rows[-1]
-        rss = slope_per_hour(rows, f"{n}_rss_kib", half)
-        fds = slope_per_hour(rows, f"{n}_fds", half)
-        thr = slope_per_hour(rows, f"{n}_threads", half)
-        log = slope_per_hour(rows, f"{n}_log_b", half)
+        rss = soak.slope_per_hour(rows, f"{n}_rss_kib", half)
+        fds = soak.slope_per_hour(rows, f"{n}_fds", half)
+        thr = soak.slope_per_hour(rows, f"{n}_threads", half)
+        log = soak.slope_per_hour(rows, f"{n}_log_b", half)
         cpu = (last[f"{n}_cpu_s"] - first[f"{n}_cpu_s"]) / max(1.0, last["t_s"] - first["t_s"])
         db = ""
         if f"{n}_db_b" in last:
-            d = slope_per_hour(rows, f"{n}_db_b", half)
+            d = soak.slope_per_hour(rows, f"{n}_db_b", half)
             a, b = first[f"{n}_db_b"] / 1024, last[f"{n}_db_b"] / 1024
             db = f"; db {a:.0f} -> {b:.0f} KiB ({(d or 0) / 1024:+.0f} KiB/h)"
         r0, r1 = first[f"{n}_rss_kib"] / 1024, last[f"{n}_rss_kib"] / 1024
