@@ -19,13 +19,10 @@ See docs/reliability.md for the last results.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
 import signal
-import socket
-import socketserver
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration"), str(REPO / "tests")]
 
 import conftest  # noqa: E402
+from _soak_parts import EchoTcp, TcpEcho, append_row, slope_per_hour, udp_echo  # noqa: E402
 from conftest import EndpointProcess, RawController  # noqa: E402
 from procstat import Sample, sample  # noqa: E402
 
@@ -51,28 +49,6 @@ FAR = (1 << 64) - 1
 LO = b"\x7f\x00\x00\x01"
 ANY = bytes(4)
 _NETNS_ENV = "PKTLAB_SOAK_IN_NETNS"
-
-
-def append_row(csv_path: Path, rows: list[dict[str, float]], row: dict[str, float]) -> None:
-    """`row` kept in `rows` and written to the CSV (its header with the first row)."""
-    rows.append(row)
-    with csv_path.open("a" if len(rows) > 1 else "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if len(rows) == 1:
-            w.writeheader()
-        w.writerow(row)
-
-
-def slope_per_hour(rows: list[dict[str, float]], key: str, since_s: float) -> float | None:
-    pts = [(r["t_s"], r[key]) for r in rows if r["t_s"] >= since_s and key in r]
-    if len(pts) < 3:
-        return None
-    n = len(pts)
-    mx = sum(t for t, _ in pts) / n
-    my = sum(v for _, v in pts) / n
-    sxx = sum((t - mx) ** 2 for t, _ in pts)
-    sxy = sum((t - mx) * (v - my) for t, v in pts)
-    return sxy / sxx * 3600 if sxx else None
 
 
 def config(raw: bool) -> str:
@@ -86,42 +62,6 @@ def config(raw: bool) -> str:
 
 
 # ---------------------------------------------------------------------- echo servers
-
-
-class _TcpEcho(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        sock.settimeout(30)
-        try:
-            while data := sock.recv(65536):
-                sock.sendall(data)
-        except OSError:
-            pass
-
-
-class _Tcp(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def udp_echo(stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                data, addr = sock.recvfrom(65536)
-                sock.sendto(data, addr)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return sock, t
 
 
 # ------------------------------------------------------------------------- workload
@@ -519,7 +459,7 @@ def main() -> int:
 
     stop = threading.Event()
     udp_sock, _ = udp_echo(stop)
-    tcp = _Tcp(("127.0.0.1", 0), _TcpEcho)
+    tcp = EchoTcp(("127.0.0.1", 0), TcpEcho)
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
     udp_port, tcp_port = udp_sock.getsockname()[1], tcp.server_address[1]
 

@@ -251,14 +251,14 @@ class SystemWorld:
 
 def run(args: Any) -> int:
     """The --system soak; `args` are soak.py's (duration, interval, out)."""
-    import soak
+    import _soak_parts as soak_parts
 
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / "system.csv"
     stop = threading.Event()
-    udp_sock, _ = soak.udp_echo(stop)
-    tcp = soak._Tcp(("127.0.0.1", 0), soak._TcpEcho)
+    udp_sock, _ = soak_parts.udp_echo(stop)
+    tcp = soak_parts.EchoTcp(("127.0.0.1", 0), soak_parts.TcpEcho)
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
     workdir = Path(tempfile.mkdtemp(prefix="pktlab-soak32-system-"))
     probe = args.out / "xpmgr-probe.jsonl" if args.probe else None
@@ -303,7 +303,7 @@ def run(args: Any) -> int:
             row["publications"] = rounds
             row["results"] = len(res)
             row["done"] = sum(r.get("status") == "done" for r in res)
-            soak.append_row(csv_path, rows, row)
+            soak_parts.append_row(csv_path, rows, row)
             print(
                 f"[{now:5.0f} s] publications {rounds} results {row['results']:.0f} "
                 f"(done {row['done']:.0f})  "
@@ -331,7 +331,7 @@ def run(args: Any) -> int:
 
 
 def report(rows: list[dict[str, float]], errors: list[str], world: SystemWorld, args: Any) -> int:
-    import soak  # (its fit; soak.py imports this module only through `--system`)
+    import _soak_parts as soak_parts
 
     half = rows[-1]["t_s"] / 2
     res = world.xpmgr.result_lines()
@@ -341,14 +341,14 @@ def report(rows: list[dict[str, float]], errors: list[str], world: SystemWorld, 
     names = list(world.pids())
     for n in names:
         first, last = rows[0], rows[-1]
-        rss = soak.slope_per_hour(rows, f"{n}_rss_kib", half)
-        fds = soak.slope_per_hour(rows, f"{n}_fds", half)
-        thr = soak.slope_per_hour(rows, f"{n}_threads", half)
-        log = soak.slope_per_hour(rows, f"{n}_log_b", half)
+        rss = soak_parts.slope_per_hour(rows, f"{n}_rss_kib", half)
+        fds = soak_parts.slope_per_hour(rows, f"{n}_fds", half)
+        thr = soak_parts.slope_per_hour(rows, f"{n}_threads", half)
+        log = soak_parts.slope_per_hour(rows, f"{n}_log_b", half)
         cpu = (last[f"{n}_cpu_s"] - first[f"{n}_cpu_s"]) / max(1.0, last["t_s"] - first["t_s"])
         db = ""
         if f"{n}_db_b" in last:
-            d = soak.slope_per_hour(rows, f"{n}_db_b", half)
+            d = soak_parts.slope_per_hour(rows, f"{n}_db_b", half)
             a, b = first[f"{n}_db_b"] / 1024, last[f"{n}_db_b"] / 1024
             db = f"; db {a:.0f} -> {b:.0f} KiB ({(d or 0) / 1024:+.0f} KiB/h)"
         r0, r1 = first[f"{n}_rss_kib"] / 1024, last[f"{n}_rss_kib"] / 1024
@@ -366,10 +366,9 @@ def report(rows: list[dict[str, float]], errors: list[str], world: SystemWorld, 
     return 1 if errors or failed else 0
 
 
-if __name__ == "__main__":  # the same as `stress/soak.py --system ...`
+if __name__ == "__main__":  # the same as `stress/soak.py --system ...` (run, not imported)
+    import runpy
     import sys
 
-    import soak
-
     sys.argv.insert(1, "--system")
-    sys.exit(soak.main())
+    runpy.run_path(str(Path(__file__).with_name("soak.py")), run_name="__main__")
