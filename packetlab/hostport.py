@@ -164,3 +164,15 @@ def is_ipv6(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_address(host: str) -> bool:
+    """Whether `host` is an IP address, either family (``[...]`` and a zone allowed), not a
+    name: curl's test for SNI, certificate names and cookie domains."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

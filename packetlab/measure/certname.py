@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from packetlab.hostport import is_address
+
 __all__ = ["host_match", "name_check"]
 
 
@@ -16,20 +18,10 @@ def host_match(pattern: str, host: str) -> bool:
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
     if pattern == host:
         return True
-    if not pattern.startswith("*.") or pattern.count(".") < 2 or _is_address(host):
+    if not pattern.startswith("*.") or pattern.count(".") < 2 or is_address(host):
         return False
     rest = host.partition(".")[2]
     return bool(rest) and rest == pattern[2:] and not host.startswith(".")
-
-
-def _is_address(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def name_check(cert: Any, host: str, is_address: bool) -> tuple[bool, list[str]]:

@@ -13,12 +13,12 @@ installed).
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import time
 from dataclasses import dataclass
 from http.cookiejar import http2time  # type: ignore[attr-defined]  # stdlib, lenient dates
 
+from packetlab.hostport import is_address
 from packetlab.measure.http_fields import received_text
 
 __all__ = ["JAR_HEADER", "Cookie", "CookieJar"]
@@ -56,14 +56,6 @@ class Cookie:
                           "TRUE" if self.tailmatch else "FALSE", self.path,
                           "TRUE" if self.secure else "FALSE", str(self.expires), self.name,
                           self.value])  # fmt: skip
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def secure_context(scheme: str, host: str) -> bool:
@@ -139,10 +131,10 @@ class CookieJar:
             if key == "domain" and val:
                 d = val.lstrip(".").lower()
                 if d != host:
-                    if _is_address(host) or not host.endswith("." + d) or "." not in d:
+                    if is_address(host) or not host.endswith("." + d) or "." not in d:
                         return None  # not this host's, or a top-level domain: refused as curl
                     domain, tailmatch = d, True
-                elif not _is_address(host):
+                elif not is_address(host):
                     tailmatch = True
             elif key == "path" and val.startswith("/"):
                 cpath = val

@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 from packetlab.controller import (
     ControllerError,
 )
+from packetlab.hostport import is_address
 from packetlab.measure.http_fields import received_text
 
 
@@ -52,11 +53,7 @@ class Url:
 
     @property
     def host_is_address(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return is_address(self.host)
 
     @property
     def authority(self) -> str:

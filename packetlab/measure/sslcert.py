@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packetlab.controller import ControllerError, EndpointSession, IPAddress
+from packetlab.hostport import is_address
 
 __all__ = ["ALERTS", "Verdict", "alert_of", "cert_info", "not_tls", "sslcert"]
 
@@ -285,20 +286,10 @@ class Verdict:
             return {"verified": False, "verify_error": why, "verify_result": self.error}
         if leaf is None:
             return {"verified": False, "verify_error": "no certificate"}
-        matched, lines = name_check(leaf, host, _is_address(host))
+        matched, lines = name_check(leaf, host, is_address(host))
         if not matched:
             return {"verified": False, "verify_error": lines[-1].strip()}
         return {"verified": True}
-
-
-def _is_address(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _ms(ns: int) -> float:
