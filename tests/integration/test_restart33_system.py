@@ -178,10 +178,13 @@ def test_a_broker_killed_mid_session_and_started_again(system: System) -> None:
     assert "Traceback" not in xp.text() + ep0.text() + ep1.text()
 
 
-@pytest.mark.parametrize(("stop", "closed"), [(signal.SIGKILL, "lost"), (signal.SIGTERM, "closed")],
+# SIGTERM: a stopping endpoint aborts its sessions (endpoint/protocol.py `end_session`):
+# xpmgr read `closed` in restart33's runs and `lost` (a reset) in one CI run, both right.
+@pytest.mark.parametrize(("stop", "closed"), [(signal.SIGKILL, ("lost",)),
+                                              (signal.SIGTERM, ("closed", "lost"))],
                          ids=["SIGKILL", "SIGTERM"])  # fmt: skip
 def test_an_endpoint_killed_mid_session_and_started_again(
-    system: System, stop: signal.Signals, closed: str
+    system: System, stop: signal.Signals, closed: tuple[str, ...]
 ) -> None:
     ep0, _, xp = running_on_both(system)
     ep0.proc.send_signal(stop)
@@ -189,7 +192,7 @@ def test_an_endpoint_killed_mid_session_and_started_again(
     poll(lambda: len(xp.result_lines()) >= 1, 30, "the stopped endpoint's result")
     first = xp.result_lines()[0]
     assert (first["hostid"], first["status"]) == ("rs33ep0", "failed"), first
-    # SIGKILL: the kernel's FIN or RST; SIGTERM: the endpoint's close_notify, and its log
+    # SIGKILL: the kernel's FIN or RST; SIGTERM: the endpoint's close or reset, and its log
     # says why (`session over: closed by the endpoint: the endpoint is stopping`)
     assert first["endpoint_closed"].startswith(closed), first
     if stop == signal.SIGTERM:
