@@ -225,109 +225,123 @@ def test_redis_lost_and_back_is_said_in_words(home: PktlabHome, tmp_path: Path) 
         stop_process(redis)
 
 
-def test_a_redis_restart_loses_nothing(home: PktlabHome, tmp_path: Path) -> None:
+class OwnRedis:
+    """A Redis of the test's own, to stop and start again on its port."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port, self.tmp_path = free_port(), tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/3"
+        self.proc = start_redis(self.port, tmp_path)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def start(self) -> None:
+        self.proc = start_redis(self.port, self.tmp_path)
+
+
+AB = tuple[OwnRedis, BrokerProcess, BrokerProcess]
+
+
+@pytest.fixture
+def own_redis(home: PktlabHome, tmp_path: Path) -> Iterator[AB]:
+    """Two brokers A and B sharing a Redis the test may stop and start again."""
+    redis = OwnRedis(tmp_path)
+    brokers: list[BrokerProcess] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            brokers.append(BrokerProcess(home, tmp_path / name, "--store", redis.url))
+        for x in brokers:
+            x.wait_log("shared state in redis://")
+        yield redis, brokers[0], brokers[1]
+    finally:
+        for x in brokers:
+            x.stop()
+        redis.stop()
+
+
+def _pub_keys(url: str) -> list[str]:
+    """The publications' keys in Redis (`pktlab:pub:BROKER:ID`)."""
+    return [k for k in _redis_keys(url, "pktlab:pub:*") if k.count(":") == 3]
+
+
+def test_a_redis_restart_loses_nothing(home: PktlabHome, tmp_path: Path, own_redis: AB) -> None:
     """Redis restarted (empty: no persistence) under two running brokers (session 20):
     * while it is down, a publication made at A still reaches A's own subscriber (the
       shared delivery record failed, and a failed claim sent nothing, ever);
     * once it is back, A's publications, the one from before and the one made meanwhile,
       reach B's subscribers again and keep refreshed (A's refresh loop stopped for good at
       its first failure, and nothing wrote A's publications into the new Redis)."""
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/3"
-    redis = start_redis(port, tmp_path)
-    brokers = []
+    redis, a, b = own_redis
+    url = redis.url
+    before = publish(home, a, b"controller_addr=127.0.0.1:20603;sni_key=before;")
+    b.wait_log("from another broker")
+    redis.stop()
+    a.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
+    ep = Identity(home, tmp_path, "ep")
+    sub = ep.subscribe(a.sub_port)
+    assert sub.recv(timeout=2.0) == wire.Xnotify(
+        ep.channel, b"controller_addr=127.0.0.1:20603;sni_key=before;"
+    )
+    during_xd = b"controller_addr=127.0.0.1:20604;sni_key=during;"
+    during = publish(home, a, during_xd)
+    assert sub.recv(timeout=2.0) == wire.Xnotify(ep.channel, during_xd)
+    time.sleep(4)  # A's refresh (3 s) ran while Redis was down
+    redis.start()
+    a.wait_log("is back", timeout=60)
+    b.wait_log("is back", timeout=60)
+    at_b = Identity(home, tmp_path, "at_b").subscribe(b.sub_port)
     try:
-        for name in ("a", "b"):
-            (tmp_path / name).mkdir()
-            brokers.append(BrokerProcess(home, tmp_path / name, "--store", url))
-        a, b = brokers
-        for x in brokers:
-            x.wait_log("shared state in redis://")
-        before = publish(home, a, b"controller_addr=127.0.0.1:20603;sni_key=before;")
-        b.wait_log("from another broker")
-        stop_process(redis)
-        a.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
-        ep = Identity(home, tmp_path, "ep")
-        sub = ep.subscribe(a.sub_port)
-        assert sub.recv(timeout=2.0) == wire.Xnotify(
-            ep.channel, b"controller_addr=127.0.0.1:20603;sni_key=before;"
-        )
-        during_xd = b"controller_addr=127.0.0.1:20604;sni_key=during;"
-        during = publish(home, a, during_xd)
-        assert sub.recv(timeout=2.0) == wire.Xnotify(ep.channel, during_xd)
-        time.sleep(4)  # A's refresh (3 s) ran while Redis was down
-        redis = start_redis(port, tmp_path)
-        a.wait_log("is back", timeout=60)
-        b.wait_log("is back", timeout=60)
-        at_b = Identity(home, tmp_path, "at_b").subscribe(b.sub_port)
-        try:
-            got = [at_b.recv(timeout=15.0), at_b.recv(timeout=15.0)]
-        except TimeoutError:  # (CI, session 33, once: the second never came) say why
-            tails = [x.output().splitlines()[-25:] for x in (a, b)]
-            raise AssertionError(f"B sent one publication of two; A, B: {tails}") from None
-        assert {m.xdescr for m in got if isinstance(m, wire.Xnotify)} == {
-            b"controller_addr=127.0.0.1:20603;sni_key=before;",
-            during_xd,
-        }
-        # and they stay: A refreshes them (else they expire at B after TTL)
-        assert at_b.quiet(TTL + 3) == []
-        mark = len(b.output())
-        keys = [k for k in _redis_keys(url, "pktlab:pub:*") if k.count(":") == 3]
-        assert len(keys) == 2 and all(0 < _redis_int(url, "TTL", k) <= TTL for k in keys)
-        assert "stopped refreshing" not in b.output()[mark:]
-        # the one from before, put back once (the refresh after the reconnect and a
-        # periodic one both found it gone: it was added, and counted, twice); read while
-        # its publisher is still connected: closing it withdraws the publication and
-        # takes the count to 0 (CI, session 28: closed first, the count was read after A
-        # had seen the close)
-        assert a.output().count("was gone from Redis; put back") == 1
-        h = hashlib.sha256(b"controller_addr=127.0.0.1:20603;sni_key=before;").hexdigest()
-        assert _redis_int(url, "INCRBY", f"pktlab:xref:{h}", "0") == 1
-        for c in (sub, at_b, before, during):
-            c.close()
-        assert "Traceback" not in a.output() + b.output()
-    finally:
-        for x in brokers:
-            x.stop()
-        stop_process(redis)
+        got = [at_b.recv(timeout=15.0), at_b.recv(timeout=15.0)]
+    except TimeoutError:  # (CI, session 33, once: the second never came) say why
+        tails = [x.output().splitlines()[-25:] for x in (a, b)]
+        raise AssertionError(f"B sent one publication of two; A, B: {tails}") from None
+    assert {m.xdescr for m in got if isinstance(m, wire.Xnotify)} == {
+        b"controller_addr=127.0.0.1:20603;sni_key=before;",
+        during_xd,
+    }
+    # and they stay: A refreshes them (else they expire at B after TTL)
+    assert at_b.quiet(TTL + 3) == []
+    mark = len(b.output())
+    keys = _pub_keys(url)
+    assert len(keys) == 2 and all(0 < _redis_int(url, "TTL", k) <= TTL for k in keys)
+    assert "stopped refreshing" not in b.output()[mark:]
+    # the one from before, put back once (the refresh after the reconnect and a
+    # periodic one both found it gone: it was added, and counted, twice); read while
+    # its publisher is still connected: closing it withdraws the publication and
+    # takes the count to 0 (CI, session 28: closed first, the count was read after A
+    # had seen the close)
+    assert a.output().count("was gone from Redis; put back") == 1
+    h = hashlib.sha256(b"controller_addr=127.0.0.1:20603;sni_key=before;").hexdigest()
+    assert _redis_int(url, "INCRBY", f"pktlab:xref:{h}", "0") == 1
+    for c in (sub, at_b, before, during):
+        c.close()
+    assert "Traceback" not in a.output() + b.output()
 
 
-def test_sweeps_go_on_after_a_redis_outage(home: PktlabHome, tmp_path: Path) -> None:
+def test_sweeps_go_on_after_a_redis_outage(home: PktlabHome, tmp_path: Path, own_redis: AB) -> None:
     """After a Redis outage a broker's sweeps go on (txredisapi holds a command made while
     Redis is away until it is back, so the sweep's LoopingCall is not failed and stopped):
     A is killed once Redis is back, its keys expire, and B ends A's publication (a
     suspect of session 33's one CI failure of the test above, checked and cleared)."""
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/3"
-    redis = start_redis(port, tmp_path)
-    brokers = []
-    try:
-        for name in ("a", "b"):
-            (tmp_path / name).mkdir()
-            brokers.append(BrokerProcess(home, tmp_path / name, "--store", url))
-        a, b = brokers
-        for x in brokers:
-            x.wait_log("shared state in redis://")
-        pub = publish(home, a, b"controller_addr=127.0.0.1:20605;sni_key=sweep;")
-        b.wait_log("from another broker")
-        stop_process(redis)
-        b.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
-        time.sleep(2.5)  # a window holding one of B's sweeps (every 2 s), made while away
-        redis = start_redis(port, tmp_path)
-        for x in brokers:
-            x.wait_log("is back", timeout=60)
-        # A puts its publication back into the new Redis (its refresh)
-        poll_until(lambda: [k for k in _redis_keys(url, "pktlab:pub:*") if k.count(":") == 3],
-                   timeout=20, what="A's publication back in Redis")  # fmt: skip
-        mark = len(b.output())
-        assert a.proc is not None
-        a.proc.kill()  # no goodbye: only B's sweep can end its publication now
-        a.proc.wait(5)
-        for key in [k for k in _redis_keys(url, "pktlab:pub:*") if k.count(":") == 3]:
-            _redis_int(url, "PEXPIRE", key, "1")
-        b.wait_log("its broker stopped refreshing it", timeout=20, since=mark)
-        pub.close()
-    finally:
-        for x in brokers:
-            x.stop()
-        stop_process(redis)
+    redis, a, b = own_redis
+    url = redis.url
+    pub = publish(home, a, b"controller_addr=127.0.0.1:20605;sni_key=sweep;")
+    b.wait_log("from another broker")
+    redis.stop()
+    b.wait_log("shared state: lost Redis at 127.0.0.1:", timeout=15)
+    time.sleep(2.5)  # a window holding one of B's sweeps (every 2 s), made while away
+    redis.start()
+    for x in (a, b):
+        x.wait_log("is back", timeout=60)
+    # A puts its publication back into the new Redis (its refresh)
+    poll_until(lambda: _pub_keys(url), timeout=20, what="A's publication back in Redis")
+    mark = len(b.output())
+    assert a.proc is not None
+    a.proc.kill()  # no goodbye: only B's sweep can end its publication now
+    a.proc.wait(5)
+    for key in _pub_keys(url):
+        _redis_int(url, "PEXPIRE", key, "1")
+    b.wait_log("its broker stopped refreshing it", timeout=20, since=mark)
+    pub.close()
