@@ -20,15 +20,13 @@ from pathlib import Path
 
 import pytest
 from conftest import readline, stop_process, twistd
+from test_clocksync_faketime import LIBFAKETIME
 
 from packetlab.measure.warts_format import OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_PING
 from packetlab.measure.warts_read import read_warts
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
-LIBFAKETIME = next(
-    (p for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1") if p.exists()), None
-)
 pytestmark = pytest.mark.skipif(
     LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
 )
