@@ -170,7 +170,7 @@ def test_the_sdist_holds_what_building_and_the_readme_need(installed: Install) -
     with tarfile.open(installed.sdist) as t:
         top = f"{installed.sdist.name.removesuffix('.tar.gz')}/"
         names = {m.name.removeprefix(top) for m in t.getmembers() if m.isfile()}
-    wanted = {"README.md", "CHANGELOG.md", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
+    wanted = {"README.md", "CHANGELOG.md", "LICENSE", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
     wanted |= set(_tracked("packetlab", "twisted/plugins", "examples"))
     wanted -= {"examples/mlets/.gitignore"}
     assert sorted(wanted - names) == []
@@ -182,6 +182,11 @@ def test_the_metadata(installed: Install) -> None:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         fields = email.message_from_bytes(z.read(meta))
         points = z.read(meta.replace("METADATA", "entry_points.txt")).decode()
+        # BSD-3-Clause asks that binary redistributions reproduce the notice (session 34)
+        licence = [n for n in z.namelist() if n.split("/")[0].endswith(".dist-info")
+                   and n.rsplit("/", 1)[-1] == "LICENSE"]  # fmt: skip
+        assert licence, "the wheel lacks LICENSE"
+        assert z.read(licence[0]) == (REPO / "LICENSE").read_bytes()
     assert fields["Name"] == "packetlab"
     assert fields["Version"] == packetlab.__version__
     assert fields["Requires-Python"] == ">=3.11"
