@@ -67,9 +67,14 @@ class RunClock:
         read_time(session).addCallbacks(got, lambda _: None)
 
     async def end(self, session: Any) -> None:
-        from packetlab.controller import read_time
+        """Read TIME once the experiment is done. A session it closed itself fails the read
+        at once: the stop is then our clock's + the offset (the run's result stands)."""
+        from packetlab.controller import ControllerError, read_time
 
-        self.last = await read_time(session)
+        try:
+            self.last = await read_time(session)
+        except ControllerError:  # (not a cancel: that ends the run as before)
+            pass
 
     @property
     def offset_ns(self) -> int | None:

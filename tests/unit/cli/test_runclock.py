@@ -70,6 +70,19 @@ def test_a_failed_experiment_keeps_the_offset_and_reads_no_more() -> None:
     assert f["stop_time"] * 1e9 >= BASE_NS + AHEAD_NS
 
 
+def test_an_experiment_that_closed_its_session_keeps_its_result() -> None:
+    rig = Rig(AHEAD_NS)
+    clock = RunClock(now_ns=rig.session.clock_ns)
+
+    async def experiment(session: Any) -> str:
+        await read_time(session)
+        await session.close()
+        return "done"
+
+    assert _run(rig, clock, experiment) == "done"
+    assert clock.last is None and clock.fields()["clock"] == "endpoint"
+
+
 def test_without_an_answer_the_summary_stays_on_our_clock() -> None:
     ours = [BASE_NS]
     clock = RunClock(now_ns=lambda: ours[0])
