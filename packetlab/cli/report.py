@@ -7,8 +7,8 @@ Each hop or reply is written the moment it is known, as the native tool would pr
 (Butskoy traceroute, iputils ping) or as one JSON line (`"type": "hop"` / `"reply"`), and
 the run ends with its summary: ping's statistics, or in JSON a `"type": "summary"` record
 in the spirit of scamper's (start and stop times, on the endpoint's clock as every stamp
-of the records when it is known: `packetlab.cli.runclock`; stop reason, hop count, whether the
-target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
+of the records when it is known: `packetlab.cli.runclock`; stop reason, hop count,
+whether the target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every time in a run's records is the endpoint's (its kernel's packet stamps, its TIME);
 scamper keeps one clock too, the vantage point's. So with one endpoint the summary's
-times are put on the endpoint's clock, which may be minutes off ours:
+times are put on the endpoint's clock, which may be minutes off ours (with --json: the
+text shows no such times, and its callers then make no reads):
 
 * When the experiment gets its session, TIME is read first, before the experiment's first
   request (pipelined: nothing waits for it). The endpoint handles requests in order, so
@@ -15,8 +16,9 @@ times are put on the endpoint's clock, which may be minutes off ours:
   summary brackets every stamp of its records, whatever the offset's error.
 
 Without a known offset (the run failed before the first read was answered, a command
-with several endpoints, one whose records are on our clock: `run alias`) both stay on
-our clock. The summary says which (`clock`), with the offset seen and its error.
+with several endpoints, one whose records carry our clock's times: `run alias`, `run
+clocksync`) both stay on our clock. The summary says which (`clock`), with the offset
+seen and its error.
 """
 
 from __future__ import annotations
@@ -76,22 +78,13 @@ class RunClock:
         except ControllerError:  # (not a cancel: that ends the run as before)
             pass
 
-    @property
-    def offset_ns(self) -> int | None:
-        """The endpoint's clock minus ours (ns), None before the first read's answer."""
-        if self.first is None:
-            return None
-        t0, te, t1 = self.first
-        return te - (t0 + t1) // 2
-
     def fields(self) -> dict[str, Any]:
         """The summary's `start_time` and `stop_time` (s since the epoch), `clock` (whose
         they are: "endpoint" or "controller"), `clock_offset_us` (endpoint - controller,
         from the first read) and `clock_error_us` (its ± bound); the last two None on
         our clock."""
         start, stop = self.started_ns, self.now_ns()
-        offset = self.offset_ns
-        if self.first is None or offset is None:
+        if self.first is None:
             return {
                 "start_time": round(start / 1e9, 6),
                 "stop_time": round(stop / 1e9, 6),
@@ -100,6 +93,7 @@ class RunClock:
                 "clock_error_us": None,
             }
         t0, te0, t1 = self.first
+        offset = te0 - (t0 + t1) // 2
         start = min(start + offset, te0)
         stop = stop + offset if self.last is None else max(stop + offset, self.last)
         return {  # (to the µs, down and up: still around the stamps, in ns)
