@@ -6,8 +6,9 @@ and `packetlab.cli.report_ping` are the reports themselves.
 Each hop or reply is written the moment it is known, as the native tool would print it
 (Butskoy traceroute, iputils ping) or as one JSON line (`"type": "hop"` / `"reply"`), and
 the run ends with its summary: ping's statistics, or in JSON a `"type": "summary"` record
-in the spirit of scamper's (start and stop times, stop reason, hop count, whether the
-target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
+in the spirit of scamper's (start and stop times, on the endpoint's clock as every stamp
+of the records when it is known: `packetlab.cli.runclock`; stop reason, hop count,
+whether the target was reached; sent, received, loss and RTT min/avg/max/mdev in µs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from packetlab.cli.progress import Progress
+from packetlab.cli.runclock import RunClock
 
 __all__ = ["Report", "dumps"]
 
@@ -29,7 +31,9 @@ class Report:
     def __init__(self, reactor: Any, as_json: bool, dst: str, name: str | None) -> None:
         self.as_json = as_json
         self.dst, self.name = dst, name if name and name != dst else None
-        self.started = time.time()
+        # the summary's start and stop, on the endpoint's clock (on_link reads it)
+        self.clock = RunClock()
+        self.started = self.clock.started_ns / 1e9
         self.progress = Progress(reactor, self.describe)
         self.src: str | None = None
         # more fields of the --json summary (a source route's addresses: "gateways")

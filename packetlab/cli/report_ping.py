@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -331,8 +330,7 @@ class PingReport(Report):
             "dst": result.dst,
             "name": self.name,
             "src": result.src,
-            "start_time": round(self.started, 6),
-            "stop_time": round(time.time(), 6),
+            **self.clock.fields(),
             "stop_reason": "INTERRUPTED" if interrupted else "COMPLETED",
             "sent": result.sent,
             "received": result.received,

@@ -5,7 +5,6 @@ summary in the spirit of scamper's trace and tracelb records."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -130,8 +129,7 @@ class TracerouteReport(Report):
                     "dst": result.dst,
                     "name": self.name,
                     "src": result.src,
-                    "start_time": round(self.started, 6),
-                    "stop_time": round(time.time(), 6),
+                    **self.clock.fields(),
                     "stop_reason": traceroute_stop_reason(result, interrupted),
                     "hop_count": len({h.ttl for h in result.hops}),
                     "probe_count": len(result.hops),
@@ -250,8 +248,7 @@ class MdaReport(Report):
                     "dst": result.dst,
                     "name": self.name,
                     "src": result.src,
-                    "start_time": round(self.started, 6),
-                    "stop_time": round(time.time(), 6),
+                    **self.clock.fields(),
                     "stop_reason": reason,
                     "hop_count": len(result.hops),
                     "node_count": len(nodes),

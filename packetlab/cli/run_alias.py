@@ -647,6 +647,7 @@ COMMAND = Command(
     epilog=EPILOG,
     target=lambda args: _routed(args.targets),
     multi=True,
+    endpoint_clock=False,  # its probe times are mapped onto our clock (clocksync.md)
     raw=True,
     raw_needed=True,
 )

@@ -166,6 +166,7 @@ COMMAND = Command(
     summary=summary,
     budget=budget,
     epilog=EPILOG,
+    endpoint_clock=False,  # its rounds' times (local_ns) are ours; no TIME read beside them
 )
 
 

@@ -22,7 +22,6 @@ import functools
 import ipaddress
 import json
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from packetlab.cli.link import (
     route_source,
     run_on_link,
 )
+from packetlab.cli.runclock import RunClock
 from packetlab.hostport import host_port
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ class Progress:
         self._line: Any = None
         self.stop: StopSignal | None = None
         self.on_begin: Callable[[], object] | None = None
+        # the summary's start and stop: on the endpoint's clock once `begun` read it
+        self.clock = RunClock()
 
     @property
     def stopping(self) -> bool:
@@ -147,6 +149,9 @@ class Command:
     # the experiment answers the cancel at the grace's end at once with what it gathered
     # (the records it emits within the cancel are results: a sendgap train cut mid-way)
     answers_cancel: bool = False
+    # its records' times are the endpoint's, and so are the summary's start and stop
+    # (`packetlab.cli.runclock`); False: ours (`run alias` maps its stamps onto our clock)
+    endpoint_clock: bool = True
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -233,12 +238,17 @@ def render(
     return cmd.row(record)
 
 
-def begun(experiment: Any, progress: Progress) -> Any:
-    """`experiment`, telling `progress` when it starts on its session(s)."""
+def begun(experiment: Any, progress: Progress, endpoint_clock: bool = True) -> Any:
+    """`experiment`, telling `progress` when it starts on its session(s); on one session
+    (not a list: --endpoints), with `endpoint_clock`, `progress.clock` reads the
+    endpoint's clock around it."""
 
     async def run(sessions: Any) -> None:
         progress.begin()
-        await experiment(sessions)
+        if endpoint_clock and not isinstance(sessions, list):
+            await progress.clock.around(experiment)(sessions)
+        else:
+            await experiment(sessions)
 
     return run
 
@@ -248,7 +258,9 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    experiment = begun(cmd.experiment(args, emit, progress), progress)
+    # (the summary's times are printed with --json only: no read for the text)
+    timed = cmd.endpoint_clock and args.json
+    experiment = begun(cmd.experiment(args, emit, progress), progress, timed)
     if cmd.multi:
         many = experiment
         if not link.in_process and args.endpoints > 1:
@@ -369,7 +381,6 @@ async def measure(
     # ... but what a measurement that `answers_cancel` emits within the cancel is (a
     # sendgap train cut mid-way: what went out before the cut)
     cutting = [False]
-    started = time.time()
 
     def emit(record: Record) -> None:
         if cut[0] or (cutting[0] and not cmd.answers_cancel):
@@ -423,7 +434,7 @@ async def measure(
         # still gets its summary, then the error is the command's (one line, status 2).
         if watching and not isinstance(e, BrokenPipeError):
             cut[0] = True
-            _summarise(cmd, records, started, "ERROR", args, out, error=str(e))
+            _summarise(cmd, records, progress.clock, "ERROR", args, out, error=str(e))
         raise
     finally:
         for d in watching:
@@ -432,7 +443,7 @@ async def measure(
         progress.clear()
     interrupted = stop.requested and stop.reason == "interrupted"
     reason = "INTERRUPTED" if interrupted else "COMPLETED"
-    failed = _summarise(cmd, records, started, reason, args, out)
+    failed = _summarise(cmd, records, progress.clock, reason, args, out)
     code = EXIT_NO_REPLY if failed else EXIT_OK
     return code if cmd.status is None else cmd.status(args, records, code)
 
@@ -440,7 +451,7 @@ async def measure(
 def _summarise(
     cmd: Command,
     records: list[Record],
-    started: float,
+    clock: RunClock,
     reason: str,
     args: argparse.Namespace,
     out: TextIO,
@@ -451,8 +462,7 @@ def _summarise(
         "type": "summary",
         "measurement": cmd.name,
         "tool": "packetlab",
-        "start_time": round(started, 6),
-        "stop_time": round(time.time(), 6),
+        **clock.fields(),
         "stop_reason": reason,
         **cmd.summary(records),
     }

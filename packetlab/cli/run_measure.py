@@ -23,11 +23,15 @@ from packetlab.cli.run_host import check_local_address, check_raw_permission, in
 from packetlab.hostport import host_port
 
 if TYPE_CHECKING:
+    from packetlab.cli.runclock import RunClock
     from packetlab.controller.stop import StopSignal
     from packetlab.measure.rdns import LocalNames, ReverseNames
 
 
 class _Report(Protocol):
+    as_json: bool
+    clock: RunClock
+
     def close(self) -> None: ...
 
 
@@ -71,8 +75,8 @@ async def on_link(
 ) -> tuple[Any, R]:
     """Run the experiment on `link`, its report printing as it goes; the result and the
     report. `report_for(src, ifname)` makes the report; `experiment_for(src, stamp,
-    report, local, ifname)` the experiment; `budget()` is the default --timeout of the
-    in-process endpoint and `extra()` more of its options."""
+    report, local, ifname)` the experiment (`timed`); `budget()` is the default --timeout
+    of the in-process endpoint and `extra()` more of its options."""
     from packetlab.measure.records_fields import Stamp
 
     prog = f"pktlab run {args.measurement}"
@@ -89,7 +93,7 @@ async def on_link(
             )
 
         report = report_for(src, ifname)
-        experiment = experiment_for(src, Stamp.UNKNOWN, report, False, ifname)
+        experiment = timed(report, experiment_for(src, Stamp.UNKNOWN, report, False, ifname))
         try:
             result: Any = await run_on_link(
                 reactor,
@@ -108,7 +112,7 @@ async def on_link(
     elif ifname is None:
         check_local_address(src)
     report = report_for(src if args.src else None, ifname)
-    experiment = experiment_for(src, Stamp.KERNEL, report, True, None)
+    experiment = timed(report, experiment_for(src, Stamp.KERNEL, report, True, None))
     timeout = args.timeout if args.timeout is not None else budget()
     try:
         result = await run_on_link(
@@ -123,6 +127,13 @@ async def on_link(
     finally:
         report.close()
     return result, report
+
+
+def timed(report: _Report, experiment: Experiment) -> Experiment:
+    """`experiment`, with the report's clock read on the endpoint around it when the
+    report has a --json summary (its times are then the endpoint's, as its records'
+    stamps); the text has no such times (iputils, Butskoy's traceroute): no read."""
+    return report.clock.around(experiment) if report.as_json else experiment
 
 
 def broadcast_in_words(measurement: str, dst: Address) -> Address:

@@ -11,78 +11,20 @@ faketime'd endpoint are meaningful (clocksync reads nothing else)."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import readline
-
-from packetlab.controller.local import twistd_command
-
-REPO = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
-#: the library `faketime` preloads (Debian's path). Preloaded here directly: the
-#: `faketime` wrapper does not pass SIGTERM on, and its endpoint outlived the test.
-LIBFAKETIME = next(
-    (p for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1") if p.exists()), None
-)
-needs_faketime = pytest.mark.skipif(
-    LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
-)
+from faketime_pair import Pair, libfaketime, needs_faketime
 
 
-class Run:
-    """`pktlab run clocksync ARGV --listen 127.0.0.1:0` and one endpoint whose clock is
-    libfaketime's FAKETIME=SPEC (no SPEC: the host's own clock); `env` for the endpoint."""
-
-    def __init__(
-        self,
-        *argv: str,
-        spec: str | None = None,
-        json_lines: bool = True,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.ctl = subprocess.Popen(
-            [sys.executable, "-m", "packetlab", "run", "clocksync", *argv, "--listen",
-             "127.0.0.1:0", "--insecure-plaintext", "--timeout", "60",
-             *(["--json"] if json_lines else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO,
-        )  # fmt: skip
-        assert self.ctl.stderr is not None
-        said = readline(self.ctl.stderr)
-        port = re.search(r"127\.0\.0\.1:(\d+)", said)
-        assert port, said
-        fake = {} if spec is None else {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": spec}
-        self.ep = subprocess.Popen(
-            [*twistd_command(), "-n", "--pidfile=", "pktendpoint",
-             "--insecure-plaintext", "--config", os.devnull, "--reconnect-delay", "60",
-             f"127.0.0.1:{port.group(1)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**ENV, **fake, **(env or {})}, cwd=REPO,
-        )  # fmt: skip
-
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        try:
-            out, err = self.ctl.communicate(timeout=timeout)
-        finally:
-            self.stop()
-        return self.ctl.returncode, out.decode(), err.decode()
-
-    def records(self) -> list[dict[str, Any]]:
-        rc, out, err = self.finish()
-        assert rc == 0, err
-        return [json.loads(x) for x in out.splitlines()]
-
-    def stop(self) -> None:
-        for p in (self.ctl, self.ep):
-            if p.poll() is None:
-                p.terminate()
-            p.wait(10)
+def clocksync(*argv: str, fake: dict[str, str] | None = None, json_lines: bool = True) -> Pair:
+    """`pktlab run clocksync ARGV` and one endpoint, under libfaketime's `fake` (none:
+    the host's own clock)."""
+    more = ["--timeout", "60", *(["--json"] if json_lines else [])]
+    return Pair("clocksync", *argv, *more, fake=fake)
 
 
 def rounds_and_model(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -91,7 +33,7 @@ def rounds_and_model(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 
 def test_an_endpoint_on_this_host_is_level_with_us() -> None:
-    rounds, model = rounds_and_model(Run("-c", "4", "-i", "0.2").records())
+    rounds, model = rounds_and_model(clocksync("-c", "4", "-i", "0.2").records())
     assert [r["round"] for r in rounds] == [1, 2, 3, 4]
     assert all(abs(r["offset_us"]) <= r["error_us"] for r in rounds), rounds
     assert abs(model["offset_last_us"]) <= max(r["error_us"] for r in rounds)
@@ -101,7 +43,9 @@ def test_an_endpoint_on_this_host_is_level_with_us() -> None:
 @pytest.mark.parametrize("shift_s", [1.5, -0.75])
 def test_a_shifted_endpoint_clock_is_found_with_its_sign(shift_s: float) -> None:
     # endpoint - controller: +1.5 s when the endpoint's clock is 1.5 s ahead
-    rounds, model = rounds_and_model(Run("-c", "4", "-i", "0.2", spec=f"{shift_s:+}s").records())
+    rounds, model = rounds_and_model(
+        clocksync("-c", "4", "-i", "0.2", fake=libfaketime(f"{shift_s:+}s")).records()
+    )
     truth_us = shift_s * 1e6
     assert all(abs(r["offset_us"] - truth_us) <= r["error_us"] for r in rounds), rounds
     assert abs(model["offset_last_us"] - truth_us) <= max(r["error_us"] for r in rounds), model
@@ -111,7 +55,9 @@ def test_a_shifted_endpoint_clock_is_found_with_its_sign(shift_s: float) -> None
 def test_a_drifting_endpoint_clock_is_reported_as_drift() -> None:
     # x1.0001: the endpoint's clock gains 100 us a second (+100 ppm); measured +99.7 +- 9.8
     # and +101.3 +- 9.5 ppm over 10 rounds 0.5 s apart (session 24)
-    rounds, model = rounds_and_model(Run("-c", "8", "-i", "0.3", spec="+0 x1.0001").records())
+    rounds, model = rounds_and_model(
+        clocksync("-c", "8", "-i", "0.3", fake=libfaketime("+0 x1.0001")).records()
+    )
     assert abs(model["drift_ppm"] - 100) <= model["drift_error_ppm"], model
     assert model["drift_ppm"] > model["drift_error_ppm"]  # a drift, not noise
     # the offset grows over the run: the last round's is the one to correct by
@@ -127,9 +73,8 @@ def test_a_clock_stepped_mid_run_is_said_and_left_out_of_the_model(tmp_path: Pat
     # clock read): once fitted through as "+1056 +- 26 ppm (the endpoint's clock runs fast)"
     stamp = tmp_path / "faketime"
     stamp.write_text("+0\n")
-    env = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(stamp),
-           "FAKETIME_NO_CACHE": "1"}  # fmt: skip
-    run = Run("-c", "8", "-i", "0.2", env=env)
+    fake = libfaketime(FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_NO_CACHE="1")
+    run = clocksync("-c", "8", "-i", "0.2", fake=fake)
     assert run.ctl.stdout is not None
     before = [json.loads(readline(run.ctl.stdout)) for _ in range(3)]
     stamp.write_text("+0.002\n")
@@ -148,7 +93,7 @@ def test_a_clock_stepped_mid_run_is_said_and_left_out_of_the_model(tmp_path: Pat
 
 @needs_faketime
 def test_ctrl_c_prints_the_model_in_words_and_exits_130() -> None:
-    run = Run("-c", "100", "-i", "0.2", spec="+1.5s", json_lines=False)
+    run = clocksync("-c", "100", "-i", "0.2", fake=libfaketime("+1.5s"), json_lines=False)
     assert run.ctl.stdout is not None
     first = readline(run.ctl.stdout)
     readline(run.ctl.stdout)
@@ -168,8 +113,8 @@ def test_ctrl_c_prints_the_model_in_words_and_exits_130() -> None:
 
 
 def test_an_endpoint_gone_mid_run_is_one_error_line_after_the_model() -> None:
-    run = Run("-c", "100", "-i", "0.2", json_lines=False)
-    assert run.ctl.stdout is not None
+    run = clocksync("-c", "100", "-i", "0.2", json_lines=False)
+    assert run.ctl.stdout is not None and run.ep is not None
     readline(run.ctl.stdout)
     run.ep.kill()
     rc, out, err = run.finish()

@@ -92,6 +92,8 @@ def test_one_endpoint_cli(testbed_factory: Callable[..., Testbed], tmp_path: Pat
     assert {k: v for k, v in summary.items() if k not in ("start_time", "stop_time")} == {
         "type": "summary", "measurement": "alias", "tool": "packetlab",
         "stop_reason": "COMPLETED", "pairs": 3, "errors": 0,
+        # its probe times are mapped onto our clock: so is its summary (session 34)
+        "clock": "controller", "clock_offset_us": None, "clock_error_us": None,
     }  # fmt: skip
     stages = {r["stage"]: r for r in records if r["type"] == "alias-stage"}
     assert list(stages) == ["estimation", "discovery", "elimination", "corroboration"]

@@ -12,56 +12,27 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import readline, stop_process, twistd
-from test_clocksync_faketime import LIBFAKETIME
+from faketime_pair import ENV, RAW_CONF, REPO, Pair, libfaketime, needs_faketime
 
 from packetlab.measure.warts_format import OBJ_CYCLE_START, OBJ_CYCLE_STOP, OBJ_PING
 from packetlab.measure.warts_read import read_warts
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
-pytestmark = pytest.mark.skipif(
-    LIBFAKETIME is None, reason="libfaketime.so.1 not found (apt-get install faketime)"
-)
-CONF = "BufMax 8388608\nTransprotoSup tcp,udp,raw\nVMemLocalAddrStrIPv4 127.0.0.1/8\n"
+pytestmark = needs_faketime
 
 
 def run_behind(tmp_path: Path, *argv: str, shift: str = "-600s") -> tuple[int, str, str]:
     """`pktlab run ARGV` with our clock shifted by `shift` (the endpoint, on the real
     clock, is that much ahead of us), and one endpoint for it."""
-    fake = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": shift,
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
-    ctl = subprocess.Popen(
-        [sys.executable, "-m", "packetlab", "run", *argv, "--listen", "127.0.0.1:0",
-         "--insecure-plaintext"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, **fake}, cwd=REPO,
-    )  # fmt: skip
     conf = tmp_path / "endpt.conf"
-    conf.write_text(CONF)
-    ep: subprocess.Popen[bytes] | None = None
-    try:
-        assert ctl.stderr is not None
-        said = readline(ctl.stderr)
-        port = re.search(r"127\.0\.0\.1:(\d+)", said)
-        assert port, said
-        ep = subprocess.Popen(
-            [*twistd(), "-n", "--pidfile=", "pktendpoint", "--insecure-plaintext", "--config",
-             str(conf), "--reconnect-delay", "60", f"127.0.0.1:{port.group(1)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO,
-        )  # fmt: skip
-        out, err = ctl.communicate(timeout=90)
-        return ctl.returncode, out.decode(), err.decode()
-    finally:
-        for p in (ctl, ep):
-            if p is not None:
-                stop_process(p)
+    conf.write_text(RAW_CONF)
+    fake = libfaketime(shift, FAKETIME_DONT_FAKE_MONOTONIC="1")
+    return Pair(*argv, fake=fake, faked="controller", config=conf).finish()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the endpoint's raw socket needs root")
@@ -111,30 +82,10 @@ def test_a_chain_refused_by_an_endpoint_10_min_behind_names_its_clock(tmp_path: 
          str(home / "keys/k_exper.pub")],
         env=ENV, cwd=REPO, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    ctl = subprocess.Popen(
-        [*pktlab, "run", "clocksync", "-c", "2", "--listen", "127.0.0.1:0", "--home",
-         str(home), "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO,
-    )  # fmt: skip
-    ep: subprocess.Popen[bytes] | None = None
-    try:
-        assert ctl.stderr is not None
-        said = readline(ctl.stderr)
-        port = re.search(r"127\.0\.0\.1:(\d+)", said)
-        assert port, said
-        fake = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "-600s"}
-        ep = subprocess.Popen(
-            [*twistd(), "-n", "--pidfile=", "pktendpoint", "--config",
-             str(home / "endpt.conf"), "--reconnect-delay", "60", f"127.0.0.1:{port.group(1)}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **fake}, cwd=REPO,
-        )  # fmt: skip
-        _, err = ctl.communicate(timeout=90)
-    finally:
-        for p in (ctl, ep):
-            if p is not None:
-                stop_process(p)
-    text = err.decode()
-    assert ctl.returncode == 2, text
+    pair = Pair("clocksync", "-c", "2", "--timeout", "60", home=home,
+                config=home / "endpt.conf", fake=libfaketime("-600s"))  # fmt: skip
+    rc, _, text = pair.finish()
+    assert rc == 2, text
     assert "the peer sent the TLS alert certificate_expired" in text, text
     assert "our chain is valid by this host's clock" in text, text
     assert "the endpoint's clock and ours differ (either may be wrong" in text, text
