@@ -161,3 +161,20 @@ def test_a_cut_body_from_a_server_is_61_with_its_decoded_bytes_handed_out() -> N
     r = rig.run(http_get(rig.session, "http://192.0.2.80/whole", compressed=True, keep_body=True))
     assert (r.error, r.body, r.truncated) == (None, TEXT, None)
     assert "truncated" not in r.to_dict()
+
+
+def test_a_cut_body_over_http2_is_61_the_same() -> None:
+    """The same over HTTP/2 (h2c with prior knowledge): a br body cut a byte short is
+    61 with `truncated` "br" and the bytes it decoded kept. Before: taken, exit 0."""
+    from http_fake import Answer, H2Server, serve
+
+    cut = brotli.compress(TEXT)[:-1]
+
+    def br(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        return 200, [("content-encoding", "br"), ("content-length", str(len(cut)))], cut
+
+    rig, _ = serve(lambda _: H2Server(br))
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/", http_version="2-prior",
+                         compressed=True, keep_body=True))  # fmt: skip
+    assert (r.http_version, r.exitcode, r.truncated, r.body_len) == ("2", 61, "br", len(cut))
+    assert r.body is not None and TEXT.startswith(r.body)
