@@ -104,10 +104,10 @@ class _Zlib(_Stage):
         while data and self.fault is None:
             if self.z.eof:  # a next gzip member, or data past the end
                 self.rest += data
-                if len(self.rest) < 2 and self.wbits == _GZIP:
-                    break
-                if self.wbits != _GZIP or self.rest[:2] != _GZIP_MAGIC:
+                if self.wbits != _GZIP or not _GZIP_MAGIC.startswith(self.rest[:2]):
                     self.fault = _trailing(self.coding)
+                    break
+                if len(self.rest) < 2:  # (a member's first byte: its second to come)
                     break
                 data, self.rest, self.z = bytes(self.rest), bytearray(), zlib.decompressobj(31)
             parts.append(self._inflate(data))

@@ -116,6 +116,11 @@ def test_gzip_members_one_after_another_are_one_body() -> None:
             assert out.startswith(TEXT)
     _, fault = _decode(["deflate"], [zlib.compress(TEXT) * 2])
     assert fault is not None and "data after the end" in str(fault)
+    # a byte that cannot start a member is data after the end at once, not a member cut
+    for reads in ([_gz(TEXT) + b"\n"], [_gz(TEXT), b"\n"]):
+        out, fault = _decode(["gzip"], reads)
+        assert fault is not None and fault.truncated is None and out == TEXT
+        assert "data after the end" in str(fault)
 
 
 def test_an_empty_body_is_empty_whatever_its_coding() -> None:
