@@ -366,7 +366,8 @@ class Decoder:
         """What `data` decodes to (`final`: the body's end). A fault in any stage is
         raised once what came before it went through the stages after it (its `out`):
         the outermost first, a body cut short in an outer coding told as such."""
-        if self.fault is not None:
+        if self.fault is not None:  # (fed again after it: nothing more comes out)
+            self.fault.out = b""
             raise self.fault
         for stage in self.stages:
             data = stage.feed(data, final and self.fault is None)
