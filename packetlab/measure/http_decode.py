@@ -46,21 +46,13 @@ class TooMuchDecoded(StreamError):
     """A decoded body over the limit (curl's 56, as its "Too large")."""
 
 
-def _cut(coding: str) -> Undecodable:
-    return Undecodable(f"Content-Encoding {coding}: the body ends within its compressed "
-                       "stream (cut short)", truncated=coding)  # fmt: skip
-
-
-def _trailing(coding: str) -> Undecodable:
-    return Undecodable(f"Content-Encoding {coding}: data after the end of its compressed stream")
-
-
 class _Stage:
     """One coding undone. `feed` returns what it decoded; a fault in the stream (bad
     data, data past its end, at the body's end a stream not ended) is kept in `fault`
     with what came out before it returned, so that the bytes decoded are written."""
 
     coding = ""
+    field = "Content-Encoding"  # (or Transfer-Encoding: the words of its errors)
     fault: Undecodable | None = None
     fed = False  # any byte came: a body of none is empty whatever its coding says
 
@@ -68,8 +60,15 @@ class _Stage:
         self.fed = self.fed or bool(data)
         out = self.decode(data, final)
         if final and self.fault is None and self.fed and not self.ended():
-            self.fault = _cut(self.coding)
+            self.fault = self.bad("the body ends within its compressed stream (cut short)")
+            self.fault.truncated = self.coding
         return out
+
+    def bad(self, why: str, curl: str | None = None) -> Undecodable:
+        return Undecodable(f"{self.field} {self.coding}: {why}", curl=curl)
+
+    def after_end(self) -> Undecodable:
+        return self.bad("data after the end of its compressed stream")
 
     def decode(self, data: bytes, final: bool) -> bytes:
         raise NotImplementedError
@@ -105,7 +104,7 @@ class _Zlib(_Stage):
             if self.z.eof:  # a next gzip member, or data past the end
                 self.rest += data
                 if self.wbits != _GZIP or not _GZIP_MAGIC.startswith(self.rest[:2]):
-                    self.fault = _trailing(self.coding)
+                    self.fault = self.after_end()
                     break
                 if len(self.rest) < 2:  # (a member's first byte: its second to come)
                     break
@@ -126,8 +125,7 @@ class _Zlib(_Stage):
         except zlib.error as e:
             if self.held is None:
                 told = f"Error while processing content unencoding: {str(e).split(': ', 1)[-1]}"
-                self.fault = Undecodable(f"Content-Encoding {self.coding}: bad data ({e})",
-                                         curl=told)  # fmt: skip
+                self.fault = self.bad(f"bad data ({e})", told)
                 return b""
             data = bytes(self.held) + data
             self.held = None
@@ -156,7 +154,7 @@ class _Brotli(_Stage):
 
     def decode(self, data: bytes, final: bool) -> bytes:
         if data and self.d.is_finished():  # (brotli refuses it: "decoder failed")
-            self.fault = _trailing(self.coding)
+            self.fault = self.after_end()
             return b""
         room = self.limit + 1 - self.out
         try:
@@ -164,7 +162,7 @@ class _Brotli(_Stage):
             more = not self.d.can_accept_more_data()
         except self.error as e:  # (data past the end in the read that ended it too: the
             # binding refuses the read whole, its output with it)
-            self.fault = Undecodable(f"Content-Encoding br: bad data ({e})")
+            self.fault = self.bad(f"bad data ({e})")
             return b""
         self.out += len(out)
         if self.out > self.limit or (more and len(out) >= room):
@@ -326,15 +324,14 @@ class _Zstd(_Stage):
                 self._write(data[at:end])
                 at, made = end, self.sink.total - self.frame_start
                 if size is not None and made != size:
-                    raise Undecodable(f"Content-Encoding zstd: a frame of {made} bytes whose "
-                                      f"header says {size}")  # fmt: skip
+                    raise self.bad(f"a frame of {made} bytes whose header says {size}")
                 self.frame_start = self.sink.total
             self._write(data[at:])
             if final:
                 self.w.flush()
         except self.error as e:
-            bad = Undecodable(f"Content-Encoding zstd: bad data ({e})")
-            self.fault = _trailing("zstd") if self.frames.after else bad  # (libzstd: "Unknown
+            bad = self.bad(f"bad data ({e})")
+            self.fault = self.after_end() if self.frames.after else bad  # (libzstd: "Unknown
             # frame descriptor", as soon as a byte cannot start a frame)
         except Undecodable as e:
             self.fault = e
@@ -351,7 +348,8 @@ class _Zstd(_Stage):
 class Decoder:
     """A body's codings undone in turn, the last applied first."""
 
-    def __init__(self, codings: list[str], limit: int, server: str | None) -> None:
+    def __init__(self, codings: list[str], limit: int, server: str | None,
+                 transfer: int = 0) -> None:  # fmt: skip
         self.stages: list[_Stage] = []
         self.fault: Undecodable | None = None
         for coding in reversed(codings):
@@ -361,6 +359,8 @@ class Decoder:
                 self.stages.append(_Brotli(limit, server))
             else:
                 self.stages.append(_Zstd(limit, server))
+        for stage in self.stages[:transfer]:  # (the last codings, undone first)
+            stage.field = "Transfer-Encoding"
 
     def feed(self, data: bytes, final: bool = False) -> bytes:
         """What `data` decodes to (`final`: the body's end). A fault in any stage is
@@ -392,9 +392,12 @@ def transfer_codings(raw: bytes) -> list[str]:
     return [c for c in codings if c and c != "chunked"]
 
 
-def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | None:
+def decoder(codings: list[str], limit: int, server: str | None,
+            transfer: int = 0) -> Decoder | None:  # fmt: skip
     """The decoder for a body's codings, transfer and content ones in the order applied
-    (None: nothing to undo)."""
+    (None: nothing to undo); the last `transfer` are Transfer-Encoding's (so its errors
+    say)."""
+    transfer = sum(c != "identity" for c in codings[len(codings) - transfer :]) if transfer else 0
     codings = [c for c in codings if c != "identity"]
     if not codings:
         return None
@@ -409,4 +412,4 @@ def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | Non
             curl="Unrecognized content encoding type. libcurl understands deflate, gzip, br, "
             "zstd content encodings.",
         )
-    return Decoder(codings, limit, server)
+    return Decoder(codings, limit, server, transfer)

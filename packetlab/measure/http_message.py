@@ -604,9 +604,10 @@ class _Response:
             # curl 7.88: a Transfer-Encoding's codings always, Content-Encoding's with
             # --compressed; the transfer ones undone first
             codings = content_codings(hop.headers) if sink.compressed else []
-            codings = [*codings, *transfer_codings(hop.raw_headers)]
+            transfer = transfer_codings(hop.raw_headers)
             try:
-                self.decoder = decoder(codings, sink.max_body, hop.server)
+                self.decoder = decoder([*codings, *transfer], sink.max_body, hop.server,
+                                       len(transfer))  # fmt: skip
             except Undecodable as e:  # curl: (61), the bytes read counted in size_download
                 hop.body_len += 0 if e.at_head else len(data)  # (over 5: refused at the head)
                 raise

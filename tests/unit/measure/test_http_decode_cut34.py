@@ -147,11 +147,16 @@ def test_a_chained_body_cut_short_names_the_coding_cut() -> None:
 
 def test_a_cut_body_from_a_server_is_61_with_its_decoded_bytes_handed_out() -> None:
     """http_get: a gzip body 4 bytes short (its length field) is the URL's 61 with
-    `truncated` in its record, the text it decoded handed to on_body and kept. Before:
-    no error (exit 0), no sign it was cut."""
+    `truncated` in its record, the text it decoded handed to on_body and kept; under
+    `Transfer-Encoding: gzip, chunked` too, its error naming that field (a transfer
+    coding's errors said Content-Encoding). Before: no error (exit 0), no sign it was
+    cut."""
     cut = _gz(TEXT)[:-4]
 
     def handler(method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
+        if target == "/te":  # (a transfer coding: decoded with or without --compressed)
+            return (b"HTTP/1.1 200 X\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                    b"%x\r\n%s\r\n0\r\n\r\n" % (len(cut), cut))  # fmt: skip
         return response(200, cut if target == "/cut" else _gz(TEXT), Content_Encoding="gzip")
 
     rig, _ = serving(handler)
@@ -166,6 +171,10 @@ def test_a_cut_body_from_a_server_is_61_with_its_decoded_bytes_handed_out() -> N
     r = rig.run(http_get(rig.session, "http://192.0.2.80/whole", compressed=True, keep_body=True))
     assert (r.error, r.body, r.truncated) == (None, TEXT, None)
     assert "truncated" not in r.to_dict()
+    # a Transfer-Encoding's stream cut short: the same, told as its field's
+    r = rig.run(http_get(rig.session, "http://192.0.2.80/te", keep_body=True))
+    assert (r.exitcode, r.truncated, r.body) == (61, "gzip", TEXT)
+    assert r.error == "Transfer-Encoding gzip: " + CUT
 
 
 def test_a_cut_body_over_http2_is_61_the_same() -> None:
