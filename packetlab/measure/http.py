@@ -415,6 +415,7 @@ async def _fetch(
             last_hop = hop
         if hop.error is not None:
             result.error, result.exitcode, result.said = hop.error, hop.exitcode, hop.said
+            result.truncated = hop.truncated
             break
         if pending is not None and hop.status == 401 and (pair is not None or waits):
             wire = wire_target(current.target) if own[0].request_target is None else (
@@ -1004,6 +1005,7 @@ async def _over(
         hop.error, hop.exitcode = str(e), e.exitcode
     except _Undecodable as e:  # curl: (61) Unrecognized content encoding type
         hop.error, hop.exitcode, hop.told, hop.said = str(e), 61, True, e.curl
+        hop.truncated = e.truncated  # (a compressed stream the body ended within)
         if e.curl is not None:  # its -v line (none for a br or zstd stream)
             info(sink.trace, e.curl)
     except _NoResume as e:  # curl: (33) HTTP server doesn't seem to support byte ranges

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable
-from typing import Protocol
 
 from packetlab.measure.stream import StreamError
 
@@ -32,63 +31,120 @@ ZSTD_PIECE = 1024  # input bytes per zstd call (each call's output is bounded by
 class Undecodable(Exception):
     """A Content-Encoding that cannot be decoded (curl's 61); `at_head`: refused on the
     head alone (curl reads none of the body); `curl`: curl 7.88.1's -v line for it
-    (None: it tells none, a br or zstd stream it cannot read)."""
+    (None: it tells none, a br or zstd stream it cannot read); `out`: what the body
+    decoded to before the fault, to be written out all the same (as curl writes it);
+    `truncated`: the coding whose stream the body ended within (a body cut short)."""
 
-    def __init__(self, why: str, at_head: bool = False, curl: str | None = None) -> None:
+    def __init__(self, why: str, at_head: bool = False, curl: str | None = None,
+                 truncated: str | None = None) -> None:  # fmt: skip
         super().__init__(why)
-        self.at_head, self.curl = at_head, curl
+        self.at_head, self.curl, self.truncated = at_head, curl, truncated
+        self.out = b""
 
 
 class TooMuchDecoded(StreamError):
     """A decoded body over the limit (curl's 56, as its "Too large")."""
 
 
-class _Stage(Protocol):
-    def feed(self, data: bytes, final: bool) -> bytes: ...
+class _Stage:
+    """One coding undone. `feed` returns what it decoded; a fault in the stream (bad
+    data, data past its end, at the body's end a stream not ended) is kept in `fault`
+    with what came out before it returned, so that the bytes decoded are written."""
+
+    coding = ""
+    field = "Content-Encoding"  # (or Transfer-Encoding: the words of its errors)
+    fault: Undecodable | None = None
+    fed = False  # any byte came: a body of none is empty whatever its coding says
+
+    def feed(self, data: bytes, final: bool) -> bytes:
+        self.fed = self.fed or bool(data)
+        out = self.decode(data, final)
+        if final and self.fault is None and self.fed and not self.ended():
+            self.fault = self.bad("the body ends within its compressed stream (cut short)")
+            self.fault.truncated = self.coding
+        return out
+
+    def bad(self, why: str, curl: str | None = None) -> Undecodable:
+        return Undecodable(f"{self.field} {self.coding}: {why}", curl=curl)
+
+    def after_end(self) -> Undecodable:
+        return self.bad("data after the end of its compressed stream")
+
+    def decode(self, data: bytes, final: bool) -> bytes:
+        raise NotImplementedError
+
+    def ended(self) -> bool:
+        """The stream came to its end (and nothing is left of a next one)."""
+        raise NotImplementedError
 
 
 _HOLD_MAX = 65536  # deflate input held while no output came (see _Zlib.held)
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
-class _Zlib:
-    """gzip, or deflate (zlib-wrapped, or raw as some servers send it: curl takes both)."""
+class _Zlib(_Stage):
+    """gzip, or deflate (zlib-wrapped, or raw as some servers send it: curl takes both).
+    gzip members one after another are one body (RFC 1952 2.2, as gunzip; curl 7.88.1
+    decodes the first and fails 23); anything else after a stream's end is refused."""
 
     def __init__(self, coding: str, limit: int, server: str | None) -> None:
         self.coding, self.limit, self.server, self.out = coding, limit, server, 0
         self.wbits = _GZIP if coding in ("gzip", "x-gzip") else _ZLIB
         self.z = zlib.decompressobj(self.wbits)
+        self.rest = bytearray()  # what came after a stream's end (a member's first bytes)
         # deflate: what was read while nothing came out yet, to be read again as raw
         # deflate if the zlib header turns out wrong (curl switches while no data started;
         # it reads again only the read at hand, so a first read of a byte lost it: the
         # body decoded whole and was refused cut, the fuzz target `http_body`, session 27)
         self.held: bytearray | None = bytearray() if self.wbits == _ZLIB else None
 
-    def feed(self, data: bytes, final: bool) -> bytes:
+    def decode(self, data: bytes, final: bool) -> bytes:
+        parts = []
+        while data and self.fault is None:
+            if self.z.eof:  # a next gzip member, or data past the end
+                self.rest += data
+                if self.wbits != _GZIP or not _GZIP_MAGIC.startswith(self.rest[:2]):
+                    self.fault = self.after_end()
+                    break
+                if len(self.rest) < 2:  # (a member's first byte: its second to come)
+                    break
+                data, self.rest, self.z = bytes(self.rest), bytearray(), zlib.decompressobj(31)
+            parts.append(self._inflate(data))
+            data = self.z.unused_data if self.z.eof else b""
+        if final and self.fault is None and not self.z.eof:
+            parts.append(self.z.flush())
+            self.out += len(parts[-1])
+        return b"".join(parts)
+
+    def ended(self) -> bool:
+        return self.z.eof and not self.rest
+
+    def _inflate(self, data: bytes) -> bytes:
         try:
             out = self.z.decompress(data, self.limit + 1 - self.out)
         except zlib.error as e:
             if self.held is None:
                 told = f"Error while processing content unencoding: {str(e).split(': ', 1)[-1]}"
-                raise Undecodable(f"Content-Encoding {self.coding}: bad data ({e})",
-                                  curl=told) from None  # fmt: skip
+                self.fault = self.bad(f"bad data ({e})", told)
+                return b""
             data = bytes(self.held) + data
             self.held = None
             self.wbits, self.z = _RAW, zlib.decompressobj(_RAW)  # deflate without its header
-            return self.feed(data, final)
+            return self._inflate(data)
         if self.held is not None:
             if out or len(self.held) + len(data) > _HOLD_MAX:
                 self.held = None  # data started (or too long without: no switch)
             else:
                 self.held += data
-        if final:
-            out += self.z.flush()
         self.out += len(out)
         if self.out > self.limit or self.z.unconsumed_tail:
             raise TooMuchDecoded(f"decoded body from {self.server} larger than {self.limit} bytes")
         return out
 
 
-class _Brotli:
+class _Brotli(_Stage):
+    coding = "br"
+
     def __init__(self, limit: int, server: str | None) -> None:
         import brotli  # (only a br body pays for the import)
 
@@ -96,17 +152,25 @@ class _Brotli:
         self.d = brotli.Decompressor()
         self.limit, self.server, self.out = limit, server, 0
 
-    def feed(self, data: bytes, final: bool) -> bytes:
+    def decode(self, data: bytes, final: bool) -> bytes:
+        if data and self.d.is_finished():  # (brotli refuses it: "decoder failed")
+            self.fault = self.after_end()
+            return b""
         room = self.limit + 1 - self.out
         try:
             out = self.d.process(data, output_buffer_limit=room)
             more = not self.d.can_accept_more_data()
-        except self.error as e:
-            raise Undecodable(f"Content-Encoding br: bad data ({e})") from None
+        except self.error as e:  # (data past the end in the read that ended it too: the
+            # binding refuses the read whole, its output with it)
+            self.fault = self.bad(f"bad data ({e})")
+            return b""
         self.out += len(out)
         if self.out > self.limit or (more and len(out) >= room):
             raise TooMuchDecoded(f"decoded body from {self.server} larger than {self.limit} bytes")
         return out
+
+    def ended(self) -> bool:
+        return bool(self.d.is_finished())
 
 
 class _Bounded:
@@ -148,11 +212,17 @@ class _ZstdFrames:
         self.fcs = 0  # the header's bytes that say it
         self.checksum = False
         self.ends: list[tuple[int, int | None]] = []
+        self.frames = 0  # frames that ended
 
     @property
     def between(self) -> bool:
         """At a frame's end (or before any byte)."""
         return self.step == self._magic and not self.held and not self.skip
+
+    @property
+    def after(self) -> bool:
+        """Past a frame's end, at what should be the next one's magic number."""
+        return self.frames > 0 and self.step == self._magic
 
     def feed(self, data: bytes) -> list[tuple[int, int | None]]:
         """The offsets in `data` just past each frame that ends in it, with that frame's
@@ -221,6 +291,7 @@ class _ZstdFrames:
         self._skip(4, self._ended, at)
 
     def _ended(self, at: int) -> None:
+        self.frames += 1
         self.ends.append((at, self.size))
         self._read(4, self._magic, at)
 
@@ -228,11 +299,14 @@ class _ZstdFrames:
         self._skip(int.from_bytes(self.held, "little"), self._ended_skippable, at)
 
     def _ended_skippable(self, at: int) -> None:
+        self.frames += 1
         self.ends.append((at, None))
         self._read(4, self._magic, at)
 
 
-class _Zstd:
+class _Zstd(_Stage):
+    coding = "zstd"
+
     def __init__(self, limit: int, server: str | None) -> None:
         import zstandard
 
@@ -243,24 +317,28 @@ class _Zstd:
         self.frames = _ZstdFrames()
         self.frame_start = 0  # the decoded bytes before the frame at hand
 
-    def feed(self, data: bytes, final: bool) -> bytes:
+    def decode(self, data: bytes, final: bool) -> bytes:
         try:
             at = 0
             for end, size in self.frames.feed(data):  # each frame's end written alone
                 self._write(data[at:end])
                 at, made = end, self.sink.total - self.frame_start
                 if size is not None and made != size:
-                    raise Undecodable(f"Content-Encoding zstd: a frame of {made} bytes whose "
-                                      f"header says {size}")  # fmt: skip
+                    raise self.bad(f"a frame of {made} bytes whose header says {size}")
                 self.frame_start = self.sink.total
             self._write(data[at:])
             if final:
                 self.w.flush()
         except self.error as e:
-            raise Undecodable(f"Content-Encoding zstd: bad data ({e})") from None
-        if final and not self.frames.between:  # (curl 7.88.1 takes it: docs/http.md)
-            raise Undecodable("Content-Encoding zstd: the body ends within a frame")
+            bad = self.bad(f"bad data ({e})")
+            self.fault = self.after_end() if self.frames.after else bad  # (libzstd: "Unknown
+            # frame descriptor", as soon as a byte cannot start a frame)
+        except Undecodable as e:
+            self.fault = e
         return self.sink.take()
+
+    def ended(self) -> bool:
+        return self.frames.between
 
     def _write(self, data: bytes) -> None:
         for at in range(0, len(data), ZSTD_PIECE):
@@ -270,8 +348,10 @@ class _Zstd:
 class Decoder:
     """A body's codings undone in turn, the last applied first."""
 
-    def __init__(self, codings: list[str], limit: int, server: str | None) -> None:
+    def __init__(self, codings: list[str], limit: int, server: str | None,
+                 transfer: int = 0) -> None:  # fmt: skip
         self.stages: list[_Stage] = []
+        self.fault: Undecodable | None = None
         for coding in reversed(codings):
             if coding in ("gzip", "x-gzip", "deflate"):
                 self.stages.append(_Zlib(coding, limit, server))
@@ -279,10 +359,22 @@ class Decoder:
                 self.stages.append(_Brotli(limit, server))
             else:
                 self.stages.append(_Zstd(limit, server))
+        for stage in self.stages[:transfer]:  # (the last codings, undone first)
+            stage.field = "Transfer-Encoding"
 
     def feed(self, data: bytes, final: bool = False) -> bytes:
+        """What `data` decodes to (`final`: the body's end). A fault in any stage is
+        raised once what came before it went through the stages after it (its `out`):
+        the outermost first, a body cut short in an outer coding told as such."""
+        if self.fault is not None:  # (fed again after it: nothing more comes out)
+            self.fault.out = b""
+            raise self.fault
         for stage in self.stages:
-            data = stage.feed(data, final)
+            data = stage.feed(data, final and self.fault is None)
+            self.fault = self.fault or stage.fault
+        if self.fault is not None:
+            self.fault.out = data
+            raise self.fault
         return data
 
 
@@ -300,9 +392,12 @@ def transfer_codings(raw: bytes) -> list[str]:
     return [c for c in codings if c and c != "chunked"]
 
 
-def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | None:
+def decoder(codings: list[str], limit: int, server: str | None,
+            transfer: int = 0) -> Decoder | None:  # fmt: skip
     """The decoder for a body's codings, transfer and content ones in the order applied
-    (None: nothing to undo)."""
+    (None: nothing to undo); the last `transfer` are Transfer-Encoding's (so its errors
+    say)."""
+    transfer = sum(c != "identity" for c in codings[len(codings) - transfer :]) if transfer else 0
     codings = [c for c in codings if c != "identity"]
     if not codings:
         return None
@@ -317,4 +412,4 @@ def decoder(codings: list[str], limit: int, server: str | None) -> Decoder | Non
             curl="Unrecognized content encoding type. libcurl understands deflate, gzip, br, "
             "zstd content encodings.",
         )
-    return Decoder(codings, limit, server)
+    return Decoder(codings, limit, server, transfer)

@@ -90,6 +90,7 @@ class HttpResult:
     scheme: str | None = None  # the last connection's (curl's %{scheme}: none if none was made)
     said: str | None = None  # the error in curl's words, when known (its %{errormsg})
     num_certs: int = 0  # certificates the server sent in the transfer's last handshake
+    truncated: str | None = None  # the coding whose stream the body ended within (61)
 
     @property
     def local_ip(self) -> str:
@@ -137,6 +138,8 @@ class HttpResult:
             out.update(tls_us=self.tls_us, tls_version=self.tls_version)
         if self.error is not None:
             out.update(error=self.error, exitcode=self.exitcode)
+            if self.truncated is not None:
+                out["truncated"] = self.truncated
             if self.status is not None:  # a redirect that could not be followed
                 out.update(status=self.status, reason=self.reason, body_len=self.body_len,
                            first_byte_us=self.first_byte_us)  # fmt: skip
@@ -309,6 +312,7 @@ class _Hop:
     referer: str | None = None  # the Referer it sent
     auth_retry: str | None = None  # --digest/--anyauth: a 401 with a challenge is answered
     slow: LowSpeed | None = None  # -Y/-y: its speed check (each transfer's, as curl's)
+    truncated: str | None = None  # the coding whose stream the body ended within
 
     def location(self) -> str | None:
         if self.status not in REDIRECTS:
@@ -600,9 +604,10 @@ class _Response:
             # curl 7.88: a Transfer-Encoding's codings always, Content-Encoding's with
             # --compressed; the transfer ones undone first
             codings = content_codings(hop.headers) if sink.compressed else []
-            codings = [*codings, *transfer_codings(hop.raw_headers)]
+            transfer = transfer_codings(hop.raw_headers)
             try:
-                self.decoder = decoder(codings, sink.max_body, hop.server)
+                self.decoder = decoder([*codings, *transfer], sink.max_body, hop.server,
+                                       len(transfer))  # fmt: skip
             except Undecodable as e:  # curl: (61), the bytes read counted in size_download
                 hop.body_len += 0 if e.at_head else len(data)  # (over 5: refused at the head)
                 raise
@@ -612,7 +617,18 @@ class _Response:
         if hop.body_len > sink.max_body:
             raise _TooMuch(f"body from {hop.server} larger than {sink.max_body} bytes")
         self.digest.update(data)
-        self._out(data if self.decoder is None else self.decoder.feed(data))
+        self._out(data if self.decoder is None else self._decode(data, False))
+
+    def _decode(self, data: bytes, final: bool) -> bytes:
+        """The decoder's output; on a fault, what it decoded before it is written (as
+        curl writes it) and the body so far kept before the fault is raised."""
+        assert self.decoder is not None
+        try:
+            return self.decoder.feed(data, final)
+        except Undecodable as e:
+            self._out(e.out)
+            self._settle()
+            raise
 
     def _out(self, out: bytes) -> None:
         if self.keep and self.sink.keep_body:
@@ -625,7 +641,10 @@ class _Response:
             self.hop.error, self.hop.exitcode, self.hop.body_len = self.failed, 22, 0
             return
         if self.decoder is not None:
-            self._out(self.decoder.feed(b"", final=True))
+            self._out(self._decode(b"", True))
+        self._settle()
+
+    def _settle(self) -> None:
         self.hop.body_sha256 = self.digest.hexdigest()
         self.hop.body = b"".join(self.body) if self.sink.keep_body and self.keep else None
 
