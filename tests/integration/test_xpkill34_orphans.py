@@ -1,0 +1,167 @@
+"""Nothing outlives a `pktlab xpmgr` killed outright (session 34, xpkill34).
+
+Session 33 left: an xpmgr killed with SIGKILL (the OOM killer, a crash) left its mlets
+running, one per endpoint, orphans holding their sockets for good when they were not
+reading fd 0. Now each mlet gets SIGTERM from the kernel when the manager dies
+(`packetlab.controller.deathsig`). A real manager, two real TLS endpoints, long-running
+mlets that neither read nor write: a Python experiment (pymlet) and a C program, in the
+default mode and with `-s`; SIGKILL the manager; every mlet is gone within a bounded poll,
+each endpoint's session over, and the results written before the kill still there: the
+manager's line for the endpoint whose mlet had finished, and the Python mlet's own file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pxworld import EndpointProc, XpmgrProc
+from tls_world import home_fixture
+
+home = home_fixture(root=True)
+
+#: The Python experiment: the first call (the marker file is new) ends at once, so its
+#: endpoint has a results line before the kill; each later one writes a line to its own
+#: results file (not flushed: still in the file object's buffer) and waits for ever.
+PY_MLET = """\
+import os
+
+from twisted.internet.defer import Deferred
+
+
+async def mlet(session, args):
+    marker, out = args
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        first = True
+    except FileExistsError:
+        first = False
+    print(f"py mlet {os.getpid()} {'first' if first else 'waiting'}", flush=True)
+    if first:
+        return
+    with open(out, "a") as f:
+        f.write(f"result of {os.getpid()}\\n")
+        await Deferred()  # neither reads nor writes
+"""
+
+#: A C program, as any C mlet (nothing of its own about the manager's death): with a
+#: marker argument the first one ends at once; the others (and the -s singleton, given no
+#: argument) pause for ever.
+C_MLET = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int first = argc > 1 && open(argv[1], O_CREAT | O_EXCL | O_WRONLY, 0644) >= 0;
+    printf("c mlet %d %s\n", (int)getpid(), first ? "first" : "waiting");
+    fflush(stdout);
+    if (first) return 0;
+    for (;;) pause();
+}
+"""
+
+GONE_WITHIN = 20.0  # seconds: a SIGTERMed Python mlet stops its reactor at load 15
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (/proc stat field 22), None once it is gone or a zombie
+    (an orphan's zombie waits for its new parent: it runs no more)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _poll(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _mlet(tmp: Path, kind: str, single: bool) -> list[str]:
+    marker, out = tmp / "first", tmp / "mlet-results.txt"
+    if kind == "python":
+        exp = tmp / "exp.py"
+        exp.write_text(PY_MLET)
+        return [str(exp), str(marker), str(out)]
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler (cc) on this machine")
+    exe = tmp / "pausing_mlet"
+    src = tmp / "pausing_mlet.c"
+    src.write_text(C_MLET)
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(src)], check=True,
+                   capture_output=True)  # fmt: skip
+    return [str(exe)] if single else [str(exe), str(marker)]
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["default", "singleton"])
+@pytest.mark.parametrize("kind", ["python", "c"])
+def test_a_killed_manager_leaves_no_mlet_running(
+    tmp_path: Path, home: Path, kind: str, single: bool
+) -> None:
+    argv = _mlet(tmp_path, kind, single)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", argv, *(["-s"] if single else []))
+    eps: list[EndpointProc] = []
+    mlets: dict[int, str | None] = {}
+    try:
+        port = xp.port()
+        eps = [EndpointProc(tmp_path, home, f"127.0.0.1:{port}") for _ in range(2)]
+        # Two mlets (or two calls of the singleton) wait; one finished before them, except
+        # the C singleton's, which takes no endpoint and so finishes none.
+        waiting = 1 if (single and kind == "c") else 2
+        xp.wait_log(r"(?s)(mlet \d+ waiting.*){" + str(waiting) + "}", timeout=60)
+        if waiting == 2:
+            assert _poll(lambda: len(xp.result_lines()) == 1, 20), xp.text()[-3000:]
+            before = xp.result_lines()
+            assert before[0]["status"] == "done", before
+        else:  # the C singleton took nothing: both endpoints have a session open
+            xp.wait_log(r"endpoints seen 2", timeout=60)
+        sessions = [ep.text().count("controller session started") for ep in eps]
+        mlets = {pid: _start_time(pid) for pid in _children(xp.proc.pid)}
+        assert len(mlets) == (1 if single else 2), (mlets, xp.text()[-3000:])
+
+        xp.proc.kill()  # SIGKILL: the manager runs nothing of its own
+        xp.proc.wait(10)
+
+        def gone() -> bool:
+            return all(_start_time(pid) != born for pid, born in mlets.items())
+
+        assert _poll(gone, GONE_WITHIN), (
+            f"mlets {sorted(mlets)} still running {GONE_WITHIN:g} s after the manager's "
+            f"SIGKILL:\n{xp.text()[-3000:]}"
+        )
+        # each endpoint's sessions are over (the kernel closed the manager's sockets)
+        for ep, started in zip(eps, sessions, strict=True):
+            assert _poll(lambda ep=ep, n=started: ep.text().count("session over") >= n, 20), (
+                ep.text()[-3000:]
+            )
+        if waiting == 2:  # what was written before the kill is kept
+            assert xp.result_lines() == before
+        if kind == "python":  # the mlets' own lines, flushed as they stopped
+            lines = (tmp_path / "mlet-results.txt").read_text().splitlines()
+            assert len(lines) == 2 and all(x.startswith("result of ") for x in lines), lines
+    finally:
+        for ep in eps:
+            ep.stop()
+        xp.stop()
+        for pid, born in mlets.items():  # those the manager left (before session 34)
+            if _start_time(pid) == born:
+                os.kill(pid, signal.SIGKILL)
