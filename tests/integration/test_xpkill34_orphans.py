@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,11 @@ def _poll(cond: Callable[[], bool], timeout: float) -> bool:
     return cond()
 
 
+def _over(ep: EndpointProc, sessions: int) -> bool:
+    """Whether `sessions` sessions of the endpoint are over (its log says so)."""
+    return ep.text().count("session over") >= sessions
+
+
 def _mlet(tmp: Path, kind: str, single: bool) -> list[str]:
     marker, out = tmp / "first", tmp / "mlet-results.txt"
     if kind == "python":
@@ -150,9 +156,7 @@ def test_a_killed_manager_leaves_no_mlet_running(
         )
         # each endpoint's sessions are over (the kernel closed the manager's sockets)
         for ep, started in zip(eps, sessions, strict=True):
-            assert _poll(lambda ep=ep, n=started: ep.text().count("session over") >= n, 20), (
-                ep.text()[-3000:]
-            )
+            assert _poll(partial(_over, ep, started), 20), ep.text()[-3000:]
         if waiting == 2:  # what was written before the kill is kept
             assert xp.result_lines() == before
         if kind == "python":  # the mlets' own lines, flushed as they stopped
