@@ -13,8 +13,11 @@ manager's line for the endpoint whose mlet had finished, and the Python mlet's o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,33 +26,41 @@ from pathlib import Path
 
 import pytest
 from pxworld import EndpointProc, XpmgrProc
-from tls_world import home_fixture
+from tls_world import controller_chain, home_fixture
 
-home = home_fixture(root=True)
+from packetlab.ppks import CertLimits, PktlabHome
 
+home = home_fixture(scope="function", root=True, command=False)  # a database each
+
+SENT = 4  # datagrams each waiting Python mlet sends
 #: The Python experiment: the first call (the marker file is new) ends at once, so its
-#: endpoint has a results line before the kill; each later one writes a line to its own
-#: results file (not flushed: still in the file object's buffer) and waits for ever.
+#: endpoint has a results line before the kill; each later one sends SENT datagrams (the
+#: endpoint accounts for them: the chain has limits), writes a line to its own results
+#: file (not flushed: still in the file object's buffer) and waits for ever.
 PY_MLET = """\
 import os
 
 from twisted.internet.defer import Deferred
 
+from packetlab.controller import udp_exchange
+
 
 async def mlet(session, args):
-    marker, out = args
+    marker, out, port = args
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         first = True
     except FileExistsError:
         first = False
-    print(f"py mlet {os.getpid()} {'first' if first else 'waiting'}", flush=True)
     if first:
+        print(f"py mlet {os.getpid()} first", flush=True)
         return
+    await udp_exchange(session, "127.0.0.1", int(port), [b"x" * 500] * SENT, timeout=0.2)
     with open(out, "a") as f:
         f.write(f"result of {os.getpid()}\\n")
+        print(f"py mlet {os.getpid()} waiting", flush=True)
         await Deferred()  # neither reads nor writes
-"""
+""".replace("SENT", str(SENT))
 
 #: A C program, as any C mlet (nothing of its own about the manager's death): with a
 #: marker argument the first one ends at once; the others (and the -s singleton, given no
@@ -101,12 +112,36 @@ def _over(ep: EndpointProc, sessions: int) -> bool:
     return ep.text().count("session over") >= sessions
 
 
-def _mlet(tmp: Path, kind: str, single: bool) -> list[str]:
+def _debited(db: Path) -> dict[str, int]:
+    """What the endpoints' accounting database holds as spent, per counter."""
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return dict(con.execute("SELECT counter, max(used) FROM rlim GROUP BY counter"))
+    finally:
+        con.close()
+
+
+def _limited_conf(home: Path, tmp: Path) -> Path:
+    """The demo xpmgr.conf with an exppriv that has send limits: the endpoint accounts
+    for each session's datagrams in its database."""
+    limits = CertLimits(max_send_pkt=1000, max_send_byte=1_000_000)
+    chain = controller_chain(PktlabHome.at(home), tmp / "chain", limits=limits)
+    text = (home / "xpmgr.conf").read_text()
+    text = re.sub(r"(?m)^(ExpExec 1::)[^:]*", lambda m: m.group(1) + ",".join(map(str, chain)),
+                  text)  # fmt: skip
+    conf = tmp / "xpmgr.conf"
+    conf.write_text(text)
+    return conf
+
+
+def _mlet(tmp: Path, kind: str, single: bool, sink: int) -> list[str]:
     marker, out = tmp / "first", tmp / "mlet-results.txt"
     if kind == "python":
         exp = tmp / "exp.py"
         exp.write_text(PY_MLET)
-        return [str(exp), str(marker), str(out)]
+        return [str(exp), str(marker), str(out), str(sink)]
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler (cc) on this machine")
@@ -123,8 +158,11 @@ def _mlet(tmp: Path, kind: str, single: bool) -> list[str]:
 def test_a_killed_manager_leaves_no_mlet_running(
     tmp_path: Path, home: Path, kind: str, single: bool
 ) -> None:
-    argv = _mlet(tmp_path, kind, single)
-    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", argv, *(["-s"] if single else []))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the datagrams land here
+    sink.bind(("127.0.0.1", 0))
+    argv = _mlet(tmp_path, kind, single, sink.getsockname()[1])
+    db = home / "endpt.rlim.sqlite3"
+    xp = XpmgrProc(tmp_path, _limited_conf(home, tmp_path), argv, *(["-s"] if single else []))
     eps: list[EndpointProc] = []
     mlets: dict[int, str | None] = {}
     try:
@@ -159,10 +197,16 @@ def test_a_killed_manager_leaves_no_mlet_running(
             assert _poll(partial(_over, ep, started), 20), ep.text()[-3000:]
         if waiting == 2:  # what was written before the kill is kept
             assert xp.result_lines() == before
-        if kind == "python":  # the mlets' own lines, flushed as they stopped
+        if kind == "python":
+            # the mlets' own lines, flushed as they stopped
             lines = (tmp_path / "mlet-results.txt").read_text().splitlines()
             assert len(lines) == 2 and all(x.startswith("result of ") for x in lines), lines
+            # the endpoints accounted for what the two sent, exactly (the reservations
+            # not spent given back at the session's end)
+            got = _debited(db)
+            assert got["max_send_pkt"] == 2 * SENT, got
     finally:
+        sink.close()
         for ep in eps:
             ep.stop()
         xp.stop()
