@@ -5,9 +5,11 @@ running, one per endpoint, orphans holding their sockets for good when they were
 reading fd 0. Now each mlet gets SIGTERM from the kernel when the manager dies
 (`packetlab.controller.deathsig`). A real manager, two real TLS endpoints, long-running
 mlets that neither read nor write: a Python experiment (pymlet) and a C program, in the
-default mode and with `-s`; SIGKILL the manager; every mlet is gone within a bounded poll,
-each endpoint's session over, and the results written before the kill still there: the
-manager's line for the endpoint whose mlet had finished, and the Python mlet's own file.
+default mode and with `-s`, and the C example singleton (examples/mlets/test_single_mlet,
+which ties its sub-mlets to itself the same way); SIGKILL the manager; every mlet is gone
+within a bounded poll, each endpoint's session over, and what was written before the kill
+still there: the manager's line for the endpoint whose mlet had finished, the Python
+mlets' own file, and the endpoints' accounting of the datagrams the mlets sent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from pxworld import EndpointProc, XpmgrProc
 from tls_world import controller_chain, home_fixture
 
@@ -142,19 +145,38 @@ def _mlet(tmp: Path, kind: str, single: bool, sink: int) -> list[str]:
         exp = tmp / "exp.py"
         exp.write_text(PY_MLET)
         return [str(exp), str(marker), str(out), str(sink)]
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler (cc) on this machine")
-    exe = tmp / "pausing_mlet"
-    src = tmp / "pausing_mlet.c"
-    src.write_text(C_MLET)
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(src)], check=True,
-                   capture_output=True)  # fmt: skip
+    exe = _cc(tmp, "pausing_mlet", C_MLET)
+    if kind == "c_example":  # the example singleton, a sub-mlet per endpoint
+        single_c = (REPO / "examples/mlets/test_single_mlet.c").read_text()
+        return [str(_cc(tmp, "test_single_mlet", single_c)), str(exe), str(marker)]
     return [str(exe)] if single else [str(exe), str(marker)]
 
 
-@pytest.mark.parametrize("single", [False, True], ids=["default", "singleton"])
-@pytest.mark.parametrize("kind", ["python", "c"])
+def _cc(tmp: Path, name: str, source: str) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler (cc) on this machine")
+    exe, src = tmp / name, tmp / f"{name}.c"
+    src.write_text(source)
+    flags = ["-std=c99", "-D_POSIX_C_SOURCE=200809L", "-O2", "-Wall", "-Wextra", "-Werror"]
+    subprocess.run([cc, *flags, "-o", str(exe), str(src)], check=True, capture_output=True)
+    return exe
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+@pytest.mark.parametrize(
+    ("kind", "single"),
+    [("python", False), ("python", True), ("c", False), ("c", True), ("c_example", True)],
+    ids=["python", "python-s", "c", "c-s", "c-example-s"],
+)
 def test_a_killed_manager_leaves_no_mlet_running(
     tmp_path: Path, home: Path, kind: str, single: bool
 ) -> None:
@@ -179,18 +201,20 @@ def test_a_killed_manager_leaves_no_mlet_running(
         else:  # the C singleton took nothing: both endpoints have a session open
             xp.wait_log(r"endpoints seen 2", timeout=60)
         sessions = [ep.text().count("controller session started") for ep in eps]
-        mlets = {pid: _start_time(pid) for pid in _children(xp.proc.pid)}
-        assert len(mlets) == (1 if single else 2), (mlets, xp.text()[-3000:])
+        mlets = {pid: _start_time(pid) for pid in _descendants(xp.proc.pid)}
+        # the singleton and, of the C example, its two sub-mlets (grandchildren)
+        count = {"c_example": 3}.get(kind, 1 if single else 2)
+        assert len(mlets) == count, (mlets, xp.text()[-3000:])
 
         xp.proc.kill()  # SIGKILL: the manager runs nothing of its own
         xp.proc.wait(10)
 
-        def gone() -> bool:
-            return all(_start_time(pid) != born for pid, born in mlets.items())
+        def running() -> list[int]:
+            return sorted(pid for pid, born in mlets.items() if _start_time(pid) == born)
 
-        assert _poll(gone, GONE_WITHIN), (
-            f"mlets {sorted(mlets)} still running {GONE_WITHIN:g} s after the manager's "
-            f"SIGKILL:\n{xp.text()[-3000:]}"
+        assert _poll(lambda: not running(), GONE_WITHIN), (
+            f"mlets {running()} of {sorted(mlets)} still running {GONE_WITHIN:g} s after "
+            f"the manager's SIGKILL:\n{xp.text()[-3000:]}"
         )
         # each endpoint's sessions are over (the kernel closed the manager's sockets)
         for ep, started in zip(eps, sessions, strict=True):
