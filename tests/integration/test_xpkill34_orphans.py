@@ -237,3 +237,45 @@ def test_a_killed_manager_leaves_no_mlet_running(
         for pid, born in mlets.items():  # those the manager left (before session 34)
             if _start_time(pid) == born:
                 os.kill(pid, signal.SIGKILL)
+
+
+CHECK_HANGS = """\
+import time
+
+
+def check(args):
+    time.sleep(600)  # a check that never ends: the manager is killed meanwhile
+
+
+async def mlet(session, args):
+    pass
+"""
+
+
+def test_a_killed_manager_leaves_no_check_running(tmp_path: Path, home: Path) -> None:
+    """The Python experiment's `check(args)` runs in a child before the manager listens
+    (pymletcheck.py, a 120 s timeout the manager enforces): it ran on after the manager's
+    SIGKILL, for as long as it liked."""
+    exp = tmp_path / "exp.py"
+    exp.write_text(CHECK_HANGS)
+    xp = XpmgrProc(tmp_path, home / "xpmgr.conf", [str(exp)])
+    checks: dict[int, str | None] = {}
+    try:
+
+        def found() -> bool:
+            for pid in _children(xp.proc.pid):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"--check" in cmd:
+                    checks[pid] = _start_time(pid)
+            return bool(checks)
+
+        assert _poll(found, 60), xp.text()[-3000:]
+        xp.proc.kill()
+        xp.proc.wait(10)
+        gone = _poll(lambda: all(_start_time(p) != b for p, b in checks.items()), GONE_WITHIN)
+        assert gone, f"check {sorted(checks)} still running {GONE_WITHIN:g} s after the SIGKILL"
+    finally:
+        xp.stop()
+        for pid, born in checks.items():
+            if _start_time(pid) == born:
+                os.kill(pid, signal.SIGKILL)
