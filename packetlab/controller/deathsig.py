@@ -7,11 +7,12 @@ not reading fd 0 never saw the EOF. `spawn` starts the child as `reactor.spawnPr
 does, with Linux's parent-death signal (`prctl(PR_SET_PDEATHSIG, SIGTERM)`) set in the
 child between fork and exec, so the kernel sends it SIGTERM when we die, however we die.
 
-* Twisted's `spawnProcess` has no hook before exec, and its `posix_spawnp` path (the
-  default since Twisted 23) runs no Python in the child; `_TiedProcess` takes its fork
-  path, as Twisted does on systems without `posix_spawnp`, and calls prctl in
-  `_execChild`. The signal survives the exec: a C mlet needs nothing of its own (SIGTERM's
-  default action ends it); a Python mlet (pymlet) stops its reactor and exits.
+* Twisted's `spawnProcess` has no hook before exec, and its `posix_spawnp` path (taken
+  whenever it can be) runs no Python in the child; `_TiedProcess` takes its fork path,
+  as Twisted does on systems without `posix_spawnp`, and calls prctl in `_execChild`.
+  The price is a fork of our heap per child (docs/performance.md, session 34). The
+  signal survives the exec: a C mlet needs nothing of its own (SIGTERM's default action
+  ends it); a Python mlet (pymlet) stops its reactor and exits.
 * The race: a parent that dies between the fork and the prctl sends nothing. The child
   then checks that its parent is still the process that forked it; if not (it was
   reparented), it exits at once (status 143, as if by SIGTERM).
