@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -122,6 +123,8 @@ def spawn(
     environ = dict(env) if env is not None else None
     if not supported(reactor):
         return reactor.spawnProcess(proto, executable, list(args), env=environ, childFDs=fds)
+    if os.sep not in executable:  # posix_spawnp searches our PATH; the fork path's
+        executable = shutil.which(executable) or executable  # execvpe the child's (env's)
     return _tied_class()(reactor, executable, list(args), environ, None, proto, None, None, fds)
 
 

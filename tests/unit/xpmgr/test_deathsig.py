@@ -115,3 +115,22 @@ def test_exec_child_arms_then_execs(monkeypatch: Any) -> None:
     tied._tied_prctl, tied._tied_parent = Prctl(), 77
     tied._execChild(None, None, None, "/bin/x", ["x"], {})
     assert order == ["arm 77", "exec /bin/x"]
+
+
+def test_a_bare_name_is_found_on_our_path_as_posix_spawnp_finds_it(monkeypatch: Any) -> None:
+    """The fork path's execvpe searches the child's PATH (an mlet's environment has
+    none); Twisted's posix_spawnp searched ours."""
+    made: list[tuple[Any, ...]] = []
+
+    def tied(*args: Any) -> str:
+        made.append(args)
+        return "process"
+
+    monkeypatch.setattr(deathsig, "supported", lambda reactor: True)
+    monkeypatch.setattr(deathsig, "_tied_class", lambda: tied)
+    monkeypatch.setattr(deathsig.shutil, "which", lambda name: f"/usr/bin/{name}")
+    reactor = FakeReactor()
+    assert deathsig.spawn(reactor, "proto", "true", ["true"], env={}) == "process"
+    assert made == [(reactor, "/usr/bin/true", ["true"], {}, None, "proto", None, None, None)]
+    deathsig.spawn(reactor, "proto", "/opt/x", ["x"], env=None, childFDs={0: 3})
+    assert made[1] == (reactor, "/opt/x", ["x"], None, None, "proto", None, None, {0: 3})
