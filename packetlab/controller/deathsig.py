@@ -29,7 +29,6 @@ fakes), `spawn` is `reactor.spawnProcess` unchanged.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -47,20 +46,24 @@ DEATH_SIGNAL = signal.SIGTERM
 ORPHAN_STATUS = 128 + int(DEATH_SIGNAL)
 
 _prctl: Callable[..., int] | None = None
+_errno: Callable[[], int] = lambda: 0  # noqa: E731 (ctypes.get_errno once loaded)
 _looked = False
 
 
 def _libc_prctl() -> Callable[..., int] | None:
-    """libc's prctl, looked up once in the parent (nothing is loaded in the child)."""
-    global _prctl, _looked
+    """libc's prctl, looked up once in the parent (nothing is loaded in the child; ctypes
+    only once a child is started)."""
+    global _prctl, _errno, _looked
     if not _looked:
         _looked = True
         if sys.platform.startswith("linux"):
             try:
+                import ctypes
+
                 fn = ctypes.CDLL(None, use_errno=True).prctl
                 fn.restype = ctypes.c_int
-                _prctl = fn
-            except (OSError, AttributeError):
+                _prctl, _errno = fn, ctypes.get_errno
+            except (ImportError, OSError, AttributeError):
                 _prctl = None
     return _prctl
 
@@ -70,7 +73,7 @@ def _arm(prctl: Callable[..., int], parent: int) -> None:
     process that forked) is still there. No imports, little allocation: another thread
     of the parent may have held a lock at the fork."""
     if prctl(PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0):
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        raise OSError(_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:  # it died before the prctl: reparented, nobody sends it
         os._exit(ORPHAN_STATUS)
 
