@@ -12,15 +12,23 @@
  * an mlet) and execv MLET with MLET_ARGS. Ends when the manager closes fd 0, after its
  * sub-mlets; exit 0 when each of them exited 0.
  *
+ * On Linux each sub-mlet gets SIGTERM when this process dies (PR_SET_PDEATHSIG), as this
+ * process gets it from `pktlab xpmgr` when the manager dies: a killed manager leaves no
+ * sub-mlet running (docs/xpmgr.md, "When the manager dies").
+ *
  * Build: make (in this directory), or cc -O2 -Wall -o test_single_mlet test_single_mlet.c
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 static int failed, running;
 
@@ -71,8 +79,14 @@ int main(int argc, char **argv) {
     int fd;
     while ((fd = receive_endpoint(addr, sizeof addr)) >= 0) {
         fflush(stdout);
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid == 0) {
+#ifdef __linux__
+            /* ends with us; gone already if we died before the prctl */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(143);
+#endif
             char epaddr[sizeof addr + 8];
             snprintf(epaddr, sizeof epaddr, "EPADDR=%s", addr);
             char *env[] = {epaddr, NULL};

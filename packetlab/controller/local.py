@@ -26,6 +26,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab.controller import deathsig
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import ControllerError
 from packetlab.controller.listener import Controller, Experiment, Outcome
@@ -148,7 +149,8 @@ class LocalEndpoint(ProcessProtocol):
         mode = ["--insecure-plaintext", controller] if plaintext else [controller]
         argv = [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "pktendpoint", *args, *mode]
         proto.argv = argv
-        reactor.spawnProcess(proto, argv[0], argv, env=dict(os.environ if env is None else env))
+        # tied to us: a controller killed outright left its endpoint running (deathsig)
+        deathsig.spawn(reactor, proto, argv[0], argv, env=dict(os.environ if env is None else env))
         proto.running = True
         return proto
 

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
-from packetlab.controller import outstream
+from packetlab.controller import deathsig, outstream
 from packetlab.controller.errors import status_name
 from packetlab.wire import vmem
 from packetlab.wire.constants import BODY_MAX, HEADER_LEN, LINFO_INFO_MAX, MsgType
@@ -232,8 +232,9 @@ class MletProcess(ProcessProtocol):
     ) -> MletProcess:
         proto = cls(label, on_exit)
         proto.reactor = reactor
-        proc = reactor.spawnProcess(
-            proto, argv[0], list(argv), env=env, childFDs={0: fd0, 1: "r", 2: "r"}
+        # tied to us: a manager killed outright (SIGKILL, OOM) left it running (deathsig)
+        proc = deathsig.spawn(
+            reactor, proto, argv[0], argv, env=env, childFDs={0: fd0, 1: "r", 2: "r"}
         )
         proto.pid = proc.pid
         proto.running = True

@@ -16,6 +16,7 @@ import ast
 import subprocess
 import sys
 
+from packetlab.controller.deathsig import preexec
 from packetlab.controller.mlet import python_mlet_argv, python_mlet_source
 
 __all__ = ["CHECK_TIMEOUT", "defines_check", "precheck"]
@@ -47,8 +48,9 @@ def precheck(mlet: str, args: list[str]) -> str | None:
         return None  # (a program, run as it is: an executable Python script too)
     argv = [sys.executable, "-m", "packetlab.controller.pymlet", "--check", mlet, *args]
     try:
+        # preexec: a check still running when the manager is killed ends with it
         done = subprocess.run(argv, capture_output=True, text=True, timeout=CHECK_TIMEOUT,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+                              stdin=subprocess.DEVNULL, preexec_fn=preexec())  # fmt: skip
     except subprocess.TimeoutExpired:
         return f"its check(args) took more than {CHECK_TIMEOUT:g} s"
     if done.returncode == 0:

@@ -98,3 +98,14 @@ def test_ctrl_c_on_require_monitor_is_one_line_and_130(tmp_path: Path) -> None:
     argv = [sys.executable, str(EXAMPLES / "monitors" / "require_monitor.py"), "--home", str(home)]
     code, out, _ = interrupt_once_the_endpoint_runs(argv, signal.SIGINT)
     assert code == 130 and out.strip() == "require_monitor.py: interrupted", (code, out)
+
+
+def test_a_killed_controller_takes_the_local_endpoint_with_it(tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a crash): no shutdown trigger runs. Before session 34
+    (xpkill34) the `twistd pktendpoint` child ran on, reconnecting to a controller that was
+    gone; now the kernel sends it SIGTERM (PR_SET_PDEATHSIG, controller/deathsig.py). The
+    kill comes as soon as the child exists: also between its fork and its exec."""
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS)
+    code, _, _ = interrupt_once_the_endpoint_runs([sys.executable, str(script)], signal.SIGKILL)
+    assert code == -signal.SIGKILL
