@@ -18,9 +18,9 @@ at most one chunk of budget, as before.
 The write-ahead log is checkpointed by us, not by SQLite: every `CHECKPOINT_COMMITS`
 commits a PASSIVE checkpoint runs in that same worker (inline without prefetch), and
 `journal_size_limit` cuts the log back to `WAL_LIMIT` when SQLite reuses it. SQLite's own
-checkpoint ran inside whichever COMMIT reached 1000 pages (one in twelve of the endpoint's
-on the reactor thread) and never shrank the file: the WAL sat at ~4 MiB beside a database
-of 4-100 KiB. A checkpoint only copies committed pages into the database (crash-safe by
+checkpoint ran inside whichever COMMIT reached 1000 pages (about one commit in twelve of
+the endpoint's is the reactor's) and never shrank the file: the WAL sat at ~4 MiB beside a
+database of 4-100 KiB. A checkpoint only copies committed pages into the database (crash-safe by
 SQLite's design, kill -9 tested): the guarantee above is unchanged. See docs/ppks.md.
 """
 
@@ -53,7 +53,8 @@ __all__ = [
 _SQLITE_MAX = 2**63 - 1  # SQLite INTEGER is signed 64-bit; larger limits are clamped
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database
 # A commit appends ~1 page (4 KiB + 24 B) to the WAL: a checkpoint every 32 commits keeps
-# it near 130 KiB, and a log grown past WAL_LIMIT (a reader held it) is cut back to it.
+# it at ~34 pages (140,112 B measured), and a log grown past WAL_LIMIT (a reader held it
+# open) is cut back to it.
 CHECKPOINT_COMMITS = 32
 WAL_LIMIT = 256 * 1024
 
