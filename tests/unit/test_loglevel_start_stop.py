@@ -52,3 +52,42 @@ def test_twisteds_own_start_and_stop_lines(namespace: str, fmt: str, kept: bool)
     got: list[dict[str, Any]] = []
     filtered(cast(ILogObserver, got.append), "warn")(event)
     assert bool(got) is kept
+
+
+def start_lines(start: Any) -> list[str]:
+    """The START_STOP events `start()` logs, formatted."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        start()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    return [formatEvent(e) for e in seen if start_stop(e)]
+
+
+def test_the_endpoint_says_where_it_connects_when_it_starts() -> None:
+    import types
+
+    from twisted.internet import defer
+    from twisted.internet.testing import MemoryReactorClock
+
+    from packetlab.endpoint.service import ControllerAddress, NoSubService, PlaintextLink
+    from packetlab.endpoint.subscriber import BrokerSubscriber
+
+    reactor = MemoryReactorClock()
+    address = ControllerAddress("127.0.0.1", 20556)
+    nosub = NoSubService(reactor, address, PlaintextLink(), lambda: None)  # type: ignore[arg-type,return-value]
+    assert start_lines(nosub.startService) == [
+        "pktendpoint: NoSub mode, connecting to controller 127.0.0.1:20556 over plain TCP"
+    ]
+    nosub.stopService()
+    plan: Any = types.SimpleNamespace(chlist=[b"c"], dattr=b"")
+    pending = types.SimpleNamespace(connect=lambda factory: defer.Deferred())  # never answers
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: pending, plan, print)
+    assert start_lines(sub.startService) == [
+        "pktendpoint: broker mode, subscribing to broker 127.0.0.1:20557"
+    ]
+    sub.stopService()
