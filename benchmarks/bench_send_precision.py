@@ -287,6 +287,11 @@ class EndpointLimitsSender(EndpointSender):
     description = "the same over TLS with certificate limits (every send debited, SQLite)"
 
 
+class EndpointLimitsBaseSender(EndpointSender):
+    name = "endpoint-limits-base"
+    description = "endpoint-limits running the code at --base PATH (accounting before/after)"
+
+
 SENDERS: dict[str, TrainSender] = {
     s.name: s
     for s in (
@@ -297,6 +302,7 @@ SENDERS: dict[str, TrainSender] = {
         EndpointTCPSender(tls=False),
         EndpointLimitsSender(limits=True),
         EndpointBaseSender(),
+        EndpointLimitsBaseSender(limits=True),
     )
 }
 
@@ -675,10 +681,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [m for m in modes if m not in SENDERS]
     if unknown:
         raise SystemExit(f"unknown mode(s) {unknown}; choose from {sorted(SENDERS)}")
-    if "endpoint-base" in modes:
-        if not args.base:
-            raise SystemExit("mode endpoint-base needs --base PATH (a checkout to compare)")
-        cast(EndpointSender, SENDERS["endpoint-base"]).repo = Path(args.base).resolve()
+    for based in ("endpoint-base", "endpoint-limits-base"):
+        if based in modes:
+            if not args.base:
+                raise SystemExit(f"mode {based} needs --base PATH (a checkout to compare)")
+            cast(EndpointSender, SENDERS[based]).repo = Path(args.base).resolve()
     contends = [int(n) for n in str(args.contend).split(",")]
     samples: dict[tuple[str, int, int], Samples] = {
         (m, g, c): Samples() for c in contends for m in modes for g in gaps_ns
@@ -905,8 +912,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64, help="UDP payload bytes (64, min 16)")
     parser.add_argument(
         "--modes",
-        default=",".join(n for n in SENDERS if n != "endpoint-base"),
-        help="comma-separated senders (default: all but endpoint-base)",
+        default=",".join(n for n in SENDERS if not n.endswith("-base")),
+        help="comma-separated senders (default: all but the -base ones)",
     )
     parser.add_argument(
         "--rt",
@@ -928,8 +935,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--base",
         metavar="PATH",
-        help="for mode endpoint-base: a tree holding another version's packetlab/ and "
-        "twisted/plugins/ (e.g. `git archive main packetlab twisted | tar -x -C PATH`)",
+        help="for modes endpoint-base, endpoint-limits-base: a tree holding another "
+        "version's packetlab/ and twisted/plugins/ (e.g. `git archive main packetlab "
+        "twisted | tar -x -C PATH`)",
     )
     parser.add_argument(
         "--no-extra",

@@ -16,6 +16,8 @@ from typing import Any
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 
+from packetlab.loglevel import START_STOP
+
 __all__ = ["install_sigterm"]
 
 log = Logger()
@@ -41,10 +43,11 @@ def _stop(reactor: Any, signum: int = signal.SIGTERM) -> None:
     if signum == signal.SIGHUP:
         log.info(
             "Received SIGHUP, shutting down (packetlab's daemons do not reload their "
-            "configuration: start it again to read a changed one)."
+            "configuration: start it again to read a changed one).",
+            **START_STOP,
         )
     else:
-        log.info("Received SIGTERM, shutting down.")
+        log.info("Received SIGTERM, shutting down.", **START_STOP)
     try:
         reactor.stop()
     except ReactorNotRunning:  # a second SIGTERM while stopping

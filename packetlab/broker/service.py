@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from packetlab.addrshare import DEFAULT_SHARE
 from packetlab.fdcap import link_budget, nofile_limit
 from packetlab.hostport import cannot_listen, host_port
+from packetlab.loglevel import START_STOP
 from packetlab.tapoptions import stop_daemon
 from packetlab.tls import (
     AuthMode,
@@ -194,6 +195,7 @@ class BrokerService(service.Service):
                 "pktbroker {role} port listening on {host}",
                 role=role.value,
                 host=host_port(port.getHost()),
+                **START_STOP,
             )
         sub, pub = (self.factories[r] for r in (Role.SUBSCRIBE, Role.PUBLISH))
         if sub.link_max is not None:
@@ -224,7 +226,11 @@ class BrokerService(service.Service):
                 )
                 return
             self.ports["status"] = port
-            self.log.info("pktbroker status page on http://{host}/", host=host_port(port.getHost()))
+            self.log.info(
+                "pktbroker status page on http://{host}/",
+                host=host_port(port.getHost()),
+                **START_STOP,
+            )
 
     async def _probe_store(self, host: str, port: int) -> None:
         """Redis must answer at start. Its client retries for ever, and the ports open
@@ -283,7 +289,7 @@ class BrokerService(service.Service):
             self._stats.stop()
         # what a week of churn added up to (some refusal lines are budgeted)
         self.log.info("pktbroker stopping; since {since}: {counters}", since=self.started,
-                      counters=self.counters_line())  # fmt: skip
+                      counters=self.counters_line(), **START_STOP)  # fmt: skip
         ports, self.ports = self.ports, {}
         ds = [defer.maybeDeferred(p.stopListening) for p in ports.values()]
         links = {r.value: len(f.connections) for r, f in self.factories.items()}

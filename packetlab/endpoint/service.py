@@ -41,6 +41,7 @@ from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
 from packetlab.endpoint.tcpclient import TCPClientEndpoint
 from packetlab.hostport import HostPortError, port_number, split_host_port, zone_problem
+from packetlab.loglevel import START_STOP
 from packetlab.tls import peer_of
 from packetlab.wire.constants import DEFAULT_CONTROLLER_PORT
 
@@ -279,6 +280,10 @@ class _CycleEndpoint:
         return d.addErrback(self._cycle.attempt_failed)
 
 
+# The daemon's own lines, as the tap's (``[pktendpoint#info]``): not the service's.
+_daemon_log = Logger(namespace="pktendpoint")
+
+
 class NoSubService(service.Service):
     log = Logger()
 
@@ -324,6 +329,13 @@ class NoSubService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # The line that says the endpoint is up and where it goes (kept at warn: loglevel)
+        _daemon_log.info(
+            "pktendpoint: NoSub mode, connecting to controller {addr} over {how}",
+            addr=str(self.address),
+            how="plain TCP" if isinstance(self.link, PlaintextLink) else "TLS",
+            **START_STOP,
+        )
         if self.scheduler is not None:
             self.scheduler.start()
         self._client.startService()
@@ -353,7 +365,7 @@ class NoSubService(service.Service):
         if not self.running:
             return
         if self.max_sessions and self.sessions >= self.max_sessions:
-            self.log.info("ran {n} session(s) as asked; stopping", n=self.sessions)
+            self.log.info("ran {n} session(s) as asked; stopping", n=self.sessions, **START_STOP)
             self._client.stopService()
             self.reactor.stop()
             return

@@ -43,6 +43,7 @@ from packetlab.endpoint.subscription import (
     plan_subscription,
 )
 from packetlab.logbudget import LogBudget
+from packetlab.loglevel import START_STOP
 from packetlab.ppks import (
     Certificate,
     PPKSError,
@@ -118,6 +119,10 @@ class _BrokerLink(Protocol):
         self.owner.lost(self, reason)
 
 
+# The daemon's own lines, as the tap's (``[pktendpoint#info]``): not the subscriber's.
+_daemon_log = Logger(namespace="pktendpoint")
+
+
 class BrokerSubscriber(service.Service):
     log = Logger(namespace="pktendpoint")
 
@@ -157,6 +162,12 @@ class BrokerSubscriber(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # The line that says the endpoint is up and where it goes (kept at warn: loglevel)
+        _daemon_log.info(
+            "pktendpoint: broker mode, subscribing to broker {addr}",
+            addr=self.address,
+            **START_STOP,
+        )
         self._connect()
 
     def _connect(self) -> None:

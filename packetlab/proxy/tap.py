@@ -26,7 +26,7 @@ from packetlab import fdcap  # noqa: E402
 from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.hostport import cannot_listen, host_port  # noqa: E402
-from packetlab.loglevel import level_name  # noqa: E402
+from packetlab.loglevel import START_STOP, level_name  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
@@ -382,7 +382,7 @@ class ProxyService(service.MultiService):
     def _listening(self, port: Any, name: str) -> None:
         self.listening[name] = port
         host = port.getHost()
-        log.info("{name} port listening on {where}", name=name, where=host_port(host))
+        log.info("{name} port listening on {where}", name=name, where=host_port(host), **START_STOP)
 
     def _failed(self, f: Any, name: str) -> None:
         from twisted.internet import reactor
@@ -396,7 +396,7 @@ class ProxyService(service.MultiService):
 
     def stopService(self) -> Any:
         super().stopService()
-        log.info("stopping: {stats}", stats=self.proxy.stats_line())
+        log.info("stopping: {stats}", stats=self.proxy.stats_line(), **START_STOP)
         ports, self.listening = list(self.listening.values()), {}
         self.proxy.close_all()
         from twisted.internet.defer import DeferredList, maybeDeferred
