@@ -162,6 +162,9 @@ class TLSSocket:
         self._push()
         self.unread(self.incoming.read())  # records sent right after the handshake
 
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)  # as a plain socket's: bounds each read and send
+
     def _push(self) -> None:
         if self.outgoing.pending:
             self.sock.sendall(self.outgoing.read())
