@@ -54,7 +54,7 @@ from packetlab.endpoint.checks import (
 )
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
-from packetlab.endpoint.montime import MonitorTime
+from packetlab.endpoint.montime import GRACE, MonitorTime
 from packetlab.endpoint.sockets import Skt
 from packetlab.logbudget import LogBudget
 from packetlab.monitor import abi
@@ -107,8 +107,6 @@ PM_LEN = abi.PM_LEN
 #: monitor logging on every datagram wrote 250 MB of log for 1,000 datagrams.
 DEBUG_LINES = 1200
 DEBUG_WINDOW = 60.0
-#: A session's monitor time saves up at most this many deadlines (MonitorTime's burst).
-TIME_BURST_DEADLINES = 2
 _monotonic = time.monotonic
 _MONUKN = int(Status.ECTLMONUKN)
 _MONREJ = int(Status.ECTLMONREJ)
@@ -123,6 +121,7 @@ def settings_of(cfg: EndpointConfig) -> Settings:
         debug=cfg.monitor_debug,
         report_crash=cfg.monitor_report_crash,
         time_ms=cfg.monitor_time_ms,
+        time_burst_ms=cfg.monitor_time_burst_ms,
     )
 
 
@@ -293,6 +292,7 @@ class MonitorGate:
         self._closed = False
         self._debug_log = LogBudget(lambda: _monotonic(), DEBUG_LINES, DEBUG_WINDOW)
         self._time: MonitorTime | None = None  # from start, unless MonitorTimeMillsec 0
+        self._limit: Callable[[float], None] = _no_limit  # the box's, with `_time`
         self._spender = 0  # monindx of the call that last used up the monitor time
 
     def attach(
@@ -431,11 +431,9 @@ class MonitorGate:
         self.checks_ndata = True
         ms = self.settings.time_ms
         if ms > 0:  # initialize is not counted: once per session, under its deadline
-            # Two deadlines saved up: after one call cut off at its deadline (and the tick
-            # past it) the monitors run again at once (§8.5: the same instance keeps
-            # working); a second spin soon after spends it.
-            burst = TIME_BURST_DEADLINES * self.settings.deadline_ms / 1000
+            burst = self.settings.time_burst
             self._time = MonitorTime(self.host.clock, ms / 1000, burst, self._time_note)
+            self._limit = box.limit  # each entry's calls cut off at what is left
         return None, extra + frames
 
     def _time_note(self, text: str) -> None:
@@ -473,11 +471,13 @@ class MonitorGate:
                 if t is None:  # not entered: as a crash of the monitor that spent it
                     budget.refuse()
                     return self._crash_answer(self._spender)
+                self._limit(budget.tokens + GRACE)  # = budget.allowance(t)
                 for idx, inst in enumerate(self.monitors):
                     rv = run(inst, msg)
-                    t = self._charge(budget, idx, t)
                     if rv:
+                        self._charge(budget, idx, t)
                         return self._rejected(idx, inst, kind, rv)
+                self._charge(budget, len(self.monitors) - 1, t)
         verdict = self.inner.check(msg)
         if verdict is not None and plan is not None:
             errid = verdict.errid
@@ -503,13 +503,15 @@ class MonitorGate:
             return Result(_MONUKN, idx)
         return Result(_MONREJ, idx, 0)
 
-    def _charge(self, budget: MonitorTime, idx: int, start: float) -> float:
-        """Take the cost of monitor `idx`'s call begun at `start`; the time now."""
+    def _charge(self, budget: MonitorTime, idx: int, start: float) -> None:
+        """Take the cost of the calls begun at `start`, one clock read for them all
+        (session 34: one per call cost 0.3 µs each, 2.4 µs a request with 8 monitors).
+        If they spent the time, monitor `idx` did: the one cut off (a crash ends the
+        calls of a check), else the last one entered."""
         before = budget.tokens
-        now = budget.spent(start)
+        budget.spent(start)
         if before > 0.0 >= budget.tokens:
             self._spender = idx
-        return now
 
     def done(self, msg: Message, errid: int) -> None:
         self.inner.done(msg, errid)
@@ -525,14 +527,19 @@ class MonitorGate:
             curpkt = curpkt_of(msg)
             budget = self._time
             # Called for a request already handled: not refused, but what they cost counts.
-            t = budget.clock() if budget is not None else 0.0
+            t = 0.0
+            if budget is not None:
+                t = budget.clock()
+                self._limit(budget.allowance(t))
+            spender = watchers[-1][0]
             for idx, inst in watchers:
                 crashes = inst.crashes
                 inst.result(kind, args_of(inst, msg), errid, curpkt)
-                if budget is not None:
-                    t = self._charge(budget, idx, t)
                 if inst.crashes != crashes:
+                    spender = idx  # cut off, if any was
                     _log_crash(idx, inst, abi.RESULT_PREFIX + kind + abi.RESULT_SUFFIX)
+            if budget is not None:
+                self._charge(budget, spender, t)
 
     def check_ndata(
         self, skt: Skt, data: bytes, time: int, raddr: bytes | None, rport: int | None
@@ -545,15 +552,18 @@ class MonitorGate:
                 budget.drop()
                 return NDATA_DROP_COUNTED
             t = start
+            self._limit(budget.tokens + GRACE)  # = budget.allowance(t)
         for idx, inst in enumerate(self.monitors):
             rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
-            if budget is not None:
-                t = self._charge(budget, idx, t)
             if rv:
+                if budget is not None:
+                    self._charge(budget, idx, t)
                 if rv >= CRASH:
                     _log_crash(idx, inst, abi.CHECK_PREFIX + "ndata")
                     return 0 if self.settings.report_crash else NDATA_DROP
                 return rv & 0xFFFF  # a negative rv: its low 16 bits (§8.5)
+        if budget is not None:
+            self._charge(budget, len(self.monitors) - 1, t)
         if self.inner.checks_ndata:
             return self.inner.check_ndata(skt, data, time, raddr, rport)
         return NDATA_DELIVER
@@ -622,11 +632,16 @@ class MonitorGate:
             # Nothing of the box stays reachable from the gate (the session may hold it
             # in a cycle): its store and memories are freed now (Box.close).
             self.box = None
+            self._limit = _no_limit  # the box's bound method
             self.monitors = []
             self._pm_keys = {}
             self._stored = {}
             self._with_results = {}
             self.inner.close()
+
+
+def _no_limit(seconds: float) -> None:
+    pass
 
 
 def _log_crash(idx: int, inst: Instance, kind: str) -> None:

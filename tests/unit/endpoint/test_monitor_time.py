@@ -83,19 +83,20 @@ def test_a_spinning_ndata_monitor_costs_at_most_its_time_then_data_is_dropped_an
     r, slow = rig(tmp_path, SLOW, time_ms=100)
     slow.cost = 0.11  # each check: a deadline of 100 ms and a tick past it
     with capturedLogs() as events:
-        # Two deadlines (200 ms) saved up: three checks run (the third on the 33 ms that
-        # came back during them); the 47 after them are dropped without entering it.
-        assert flood(r, 50) == ["ndata"] * 3
-        assert slow.now == pytest.approx(1000.33)  # 50 such checks cost 5.5 s before
+        # Two deadlines (200 ms) saved up: two checks run (the second on the 90 ms left;
+        # nothing comes back while they run); the 48 after them are dropped without
+        # entering it.
+        assert flood(r, 50) == ["ndata"] * 2
+        assert slow.now == pytest.approx(1000.22)  # 50 such checks cost 5.5 s before
         sid = r.skt(1)
-        assert (sid.drop_pkts, sid.drop_bytes) == (47, 47 * 16)
+        assert (sid.drop_pkts, sid.drop_bytes) == (48, 48 * 16)
         # A request to be checked is answered as a crash of the monitor, not entered.
         assert r.send(udp_send(tag=3)) == [wire.Result(MONUKN, 0)]
-        assert slow.now == pytest.approx(1000.33)
+        assert slow.now == pytest.approx(1000.22)
         assert r.send(wire.Mread(addr=0x20000000, len=4))[0].NAME == "mdata"  # not checked
-        # Paid back (97 ms of debt at 100 ms a second): entered again, and the episode's
-        # drops go out as one ndrop before the next ndata.
-        slow.now += 2.0
+        # Paid back (20 ms of debt at 111 ms a second), not yet full: entered again, and
+        # the episode's drops go out as one ndrop before the next ndata.
+        slow.now += 0.5
         slow.cost = 0.0
         assert flood(r, 1, t0=500) == ["ndrop", "ndata"]
     lines = [formatEvent(e) for e in events if "monitor time" in formatEvent(e)]
@@ -105,7 +106,7 @@ def test_a_spinning_ndata_monitor_costs_at_most_its_time_then_data_is_dropped_an
         slow.now += 10.0  # full again: the episode ends, with its counts
         assert flood(r, 1, t0=600) == ["ndata"]
     lines = [formatEvent(e) for e in events if "monitor time" in formatEvent(e)]
-    assert len(lines) == 1 and "47 received chunk(s) dropped, 1 request(s) refused" in lines[0]
+    assert len(lines) == 1 and "48 received chunk(s) dropped, 1 request(s) refused" in lines[0]
 
 
 @pytest.mark.parametrize("report", [False, True])
@@ -147,6 +148,37 @@ def test_no_cap_with_monitor_time_0(tmp_path: Path) -> None:
     assert slow.now == pytest.approx(1002.2)
 
 
+SPIN = "(loop (br 0)) (i32.const 0)"
+
+
+def test_a_spinning_call_is_cut_off_at_the_time_saved_up_not_at_a_long_deadline(
+    tmp_path: Path,
+) -> None:
+    # 20 ms saved up at most, a deadline of 5 s: the call is cut off 30 ms (the time and
+    # the grace) and up to a tick after it began. Before session 34 it ran 5 s, to its
+    # deadline (with MonitorDeadlineMillsec 60000, 60 s of a reactor the other sessions
+    # share). The wasm spins for real; the budget's clock is the fake one.
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=5000, time_burst_ms=20)
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]  # as a crash (§8.5)
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == "the session's monitor time ran out"
+
+
+def test_a_result_callback_of_a_session_in_debt_gets_the_grace_only(tmp_path: Path) -> None:
+    r, slow = rig(
+        tmp_path, {"nsend": f"{READ} (i32.const 0)"}, results={"nsend": "(loop (br 0))"},
+        deadline_ms=5000,
+    )  # fmt: skip
+    slow.cost = 0.25  # the check spends the 200 ms saved up, and 50 ms more
+    # Checked and sent; its result callback (called for a request already handled, so
+    # not refused) spins and is cut off at the grace, not at the deadline.
+    assert r.send(udp_send(tag=1))[0] == wire.Result(0)
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == "the session's monitor time ran out"
+
+
 def test_config_key_and_option() -> None:
     from packetlab.endpoint.config import ConfigError, EndpointConfig, parse_config
     from packetlab.endpoint.monitors import settings_of
@@ -157,6 +189,12 @@ def test_config_key_and_option() -> None:
     assert cfg.monitor_time_ms == 0 and settings_of(cfg).time_ms == 0
     with pytest.raises(ConfigError):
         parse_config(["MonitorTimeMillsec 1001"])
+    assert EndpointConfig().monitor_time_burst_ms == 0 == Settings().time_burst_ms
+    cfg = parse_config(["MonitorTimeBurstMillsec 5000", "MonitorDeadlineMillsec 60000"])
+    assert settings_of(cfg).time_burst == 5.0
+    assert settings_of(parse_config(["MonitorDeadlineMillsec 60000"])).time_burst == 1.0
+    with pytest.raises(ConfigError):
+        parse_config(["MonitorTimeBurstMillsec 60001"])
     opts = Options()
     opts.parseOptions(["--insecure-plaintext", "--monitor-time-ms", "250"])
     assert opts["endpoint_config"].monitor_time_ms == 250
