@@ -27,6 +27,8 @@ limits, or none) in a `MonitorGate`:
   ndrop) without a check (a TCP socket stops reading instead: `ndata_wait`, §3.5's
   flow control), and checked requests are answered as a crash of the monitor
   that used it up (ECTLMONUKN, or ECTLMONREJ with monerrid 0), without entering it.
+  No call runs past the burst (the box's cut-off) whatever its deadline, and the calls
+  of one entry are charged with one clock read.
 * Persistent memory: loaded when the monitor is instantiated, stored on
   ``persistent_memory_flush()`` and at session end.
 """
@@ -54,7 +56,7 @@ from packetlab.endpoint.checks import (
 )
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.memory import VirtualMemory
-from packetlab.endpoint.montime import GRACE, MonitorTime
+from packetlab.endpoint.montime import MonitorTime
 from packetlab.endpoint.sockets import Skt
 from packetlab.logbudget import LogBudget
 from packetlab.monitor import abi
@@ -292,7 +294,6 @@ class MonitorGate:
         self._closed = False
         self._debug_log = LogBudget(lambda: _monotonic(), DEBUG_LINES, DEBUG_WINDOW)
         self._time: MonitorTime | None = None  # from start, unless MonitorTimeMillsec 0
-        self._limit: Callable[[float], None] = _no_limit  # the box's, with `_time`
         self._spender = 0  # monindx of the call that last used up the monitor time
 
     def attach(
@@ -387,7 +388,10 @@ class MonitorGate:
             return None, extra
         from packetlab.monitor.runtime import Box
 
-        box = self.box = Box(self.settings)
+        # Capped monitor time: no call runs past the burst (the box's cut-off), whatever
+        # the deadline: the longest the reactor is held (session 34).
+        cap = self.settings.time_ms > 0
+        box = self.box = Box(self.settings, round(self.settings.time_burst * 1000) if cap else 0)
         for idx, (d, compiled, key) in enumerate(entries):
             if isinstance(compiled, MonitorLoadError):  # not raised: aux ones are shared
                 log.warn("monitor {i} ({d}) cannot load: {e}", i=idx, d=d.hex()[:16], e=compiled)
@@ -433,7 +437,6 @@ class MonitorGate:
         if ms > 0:  # initialize is not counted: once per session, under its deadline
             burst = self.settings.time_burst
             self._time = MonitorTime(self.host.clock, ms / 1000, burst, self._time_note)
-            self._limit = box.limit  # each entry's calls cut off at what is left
         return None, extra + frames
 
     def _time_note(self, text: str) -> None:
@@ -471,7 +474,6 @@ class MonitorGate:
                 if t is None:  # not entered: as a crash of the monitor that spent it
                     budget.refuse()
                     return self._crash_answer(self._spender)
-                self._limit(budget.tokens + GRACE)  # = budget.allowance(t)
                 for idx, inst in enumerate(self.monitors):
                     rv = run(inst, msg)
                     if rv:
@@ -506,8 +508,9 @@ class MonitorGate:
     def _charge(self, budget: MonitorTime, idx: int, start: float) -> None:
         """Take the cost of the calls begun at `start`, one clock read for them all
         (session 34: one per call cost 0.3 µs each, 2.4 µs a request with 8 monitors).
-        If they spent the time, monitor `idx` did: the one cut off (a crash ends the
-        calls of a check), else the last one entered."""
+        If they spent the time, monitor `idx` did: the one that crashed (a spinning
+        call is cut off, and a crash ends the calls of a check), else the last one
+        entered."""
         before = budget.tokens
         budget.spent(start)
         if before > 0.0 >= budget.tokens:
@@ -530,7 +533,6 @@ class MonitorGate:
             t = 0.0
             if budget is not None:
                 t = budget.clock()
-                self._limit(budget.allowance(t))
             spender = watchers[-1][0]
             for idx, inst in watchers:
                 crashes = inst.crashes
@@ -552,7 +554,6 @@ class MonitorGate:
                 budget.drop()
                 return NDATA_DROP_COUNTED
             t = start
-            self._limit(budget.tokens + GRACE)  # = budget.allowance(t)
         for idx, inst in enumerate(self.monitors):
             rv = inst.check_ndata(skt.sktid, skt.family, skt.proto, time, raddr, rport, data)
             if rv:
@@ -632,16 +633,11 @@ class MonitorGate:
             # Nothing of the box stays reachable from the gate (the session may hold it
             # in a cycle): its store and memories are freed now (Box.close).
             self.box = None
-            self._limit = _no_limit  # the box's bound method
             self.monitors = []
             self._pm_keys = {}
             self._stored = {}
             self._with_results = {}
             self.inner.close()
-
-
-def _no_limit(seconds: float) -> None:
-    pass
 
 
 def _log_crash(idx: int, inst: Instance, kind: str) -> None:

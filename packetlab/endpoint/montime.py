@@ -10,13 +10,16 @@ so the bucket may go below zero: the debt is paid back before the next call); wh
 is empty the caller drops received data (counted) and refuses checked requests, and
 counts them here (`refused`).
 
-The longest the monitors hold the reactor at once is the burst (plus `GRACE` and one
-epoch tick), however long `MonitorDeadlineMillsec` lets one call run (session 34):
+The longest the monitors hold the reactor at once is about the burst (and an epoch
+tick), however long `MonitorDeadlineMillsec` lets one call run (session 34):
 
-* a call never runs past the time saved up when it is entered (`allowance`; the caller
-  cuts it off there, `packetlab.monitor.runtime.Box.limit`). Before, a call entered
-  with a crumb of time left ran to its deadline, and two deadlines were saved up: 120 s
-  with `MonitorDeadlineMillsec 60000`.
+* no call runs past the burst (the caller's box cuts it off there, as at a deadline:
+  `packetlab.monitor.runtime.Box`). Before, the burst was two deadlines, 120 s with
+  `MonitorDeadlineMillsec 60000`, and one call could take 60 s of it. A call is not cut
+  off for the bucket being nearly empty: a usual check entered with a crumb left
+  finishes, and a TCP chunk it checks is not lost (cut off, it would be a crash, and a
+  hole in the stream); the debt is paid back by the next entries' refusals. So at worst
+  two bursts back to back: an entry that left a crumb, then one that spins.
 * time comes back only while no monitor runs (`refill` = rate / (1 - rate) a second of
   it, so over time the share is still `rate`): the datagrams read in one reactor turn
   are checked one after the other, and a spinner would otherwise go on with what came
@@ -37,10 +40,6 @@ __all__ = ["MonitorTime"]
 
 NO_CAP = 1e12  # `refill` of `rate` 1: a second of monitor time back in a picosecond
 WAIT_MARGIN = 0.001  # s past the debt's end: a timer set for `wait` finds it paid
-#: s a call may run past the time left (`allowance`): a usual check of a few ms entered
-#: with a crumb of time left finishes (the debt is paid back before the next call)
-#: instead of being cut off as a crash.
-GRACE = 0.010
 
 
 class MonitorTime:
@@ -66,8 +65,8 @@ class MonitorTime:
     ) -> None:
         self.clock = clock
         self.rate = rate
-        # per second while no monitor runs: rate (1 - rate) of every second, in time the
-        # monitors do not run; 1000 ms a second: no cap (whatever they took, back at once)
+        # back per second while no monitor runs: over time the monitors then get `rate`
+        # of every second; 1000 ms a second: no cap (whatever they took, back at once)
         self.refill = rate / (1.0 - rate) if rate < 1.0 else NO_CAP
         self.burst = burst
         self.note = note  # one line at an episode's start and one at its end
@@ -121,13 +120,6 @@ class MonitorTime:
                 self._began(now, tokens)
             self.paused += 1
         return -tokens / self.refill + WAIT_MARGIN
-
-    def allowance(self, now: float) -> float:
-        """Seconds the calls entered at `now` may take together: the time saved up then
-        (nothing when in debt, as for result callbacks of a request already handled)
-        and `GRACE`. Reads no clock."""
-        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.refill)
-        return max(tokens, 0.0) + GRACE
 
     def spent(self, start: float) -> float:
         """Take what the calls begun at `start` cost; the time now. What came back

@@ -14,10 +14,10 @@
 The epoch ticks only while a box is open (`packetlab.monitor.engine.ticker`). A call's
 start time is recorded in Python (one attribute store); the store's epoch-deadline
 callback, which wasmtime runs at most once per tick while wasm code runs, traps the call
-once it is older than the deadline, or once the monotonic clock passes `Box.until` (the
-end of the session's saved-up monitor time, `Box.limit`: a call never runs past what
-the session may still spend, whatever the deadline). So the hot path has no extra ctypes
-call for the deadline.
+once it is older than the deadline. So the hot path has no extra ctypes call for the
+deadline. A box of a session whose monitor time is capped cuts calls off at the burst
+when that is shorter (`Box` `burst_ms`, `packetlab.endpoint.montime`): no call holds the
+reactor longer than the session may save up, whatever the deadline.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ SCRATCH_LEN = 64  # laddr[16] raddr[16] lport[2] rport[2] of a check, staged in 
 MAX_TABLE_ELEMENTS = 100_000
 MAX_DEBUG_LEN = 4096
 MAX_DEBUG_LINES = 64  # monitor_debug lines logged per call; the rest are dropped
-NEVER = float("inf")  # `Box.until` while no limit is set
 
 
 # ----------------------------------------------------------------------- raw calls
@@ -143,7 +142,7 @@ _I = TypeVar("_I", bound="Instance")
 class Box:
     """One wasmtime store: the memory cap, the deadline, the instances of one session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, burst_ms: int = 0) -> None:
         self._open = False
         self.settings = settings
         self.store = wasmtime.Store(engine())
@@ -155,8 +154,15 @@ class Box:
         self.trap = _VP()
         self.trap_addr = _c.addressof(self.trap)
         self.deadline_ns = settings.deadline_ms * 1_000_000
+        # what a call is cut off at, said in its crash
+        self.cutoff = f"deadline of {settings.deadline_ms} ms exceeded".encode()
+        if 0 < burst_ms < settings.deadline_ms:
+            self.deadline_ns = burst_ms * 1_000_000
+            self.cutoff = (
+                f"ran past {burst_ms} ms, the most monitor time a session saves up "
+                "(MonitorTimeBurstMillsec)"
+            ).encode()
         self.started = 0
-        self.until = NEVER  # monotonic ns past which any call is cut off (`limit`)
         self.instances: list[Instance] = []
         self._epoch_cb = _EPOCH_CB(_deadline_callback(weakref.ref(self)))
         store_ptr = _c.cast(self.store.ptr(), _VP).value
@@ -164,12 +170,6 @@ class Box:
         self.store.set_epoch_deadline(1)
         ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
         self._open = True
-
-    def limit(self, seconds: float) -> None:
-        """Cut off the calls made from now on once `seconds` have passed (the session's
-        monitor time left, `packetlab.endpoint.montime`), or at their deadline if that
-        comes first. Late by up to one epoch tick, as the deadline."""
-        self.until = _now() + seconds * 1e9  # a float: one int() less a request
 
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
         """Call `raw` with `args`; its i32 result (0 if none). Raises `MonitorCrash`."""
@@ -245,12 +245,8 @@ def _deadline_callback(box_ref: weakref.ref[Box]) -> Callable[..., int]:
     def on_deadline(ctx: Any, data: Any, delta: Any, kind: Any) -> int:
         # Runs inside wasm once the epoch passed the deadline (at most once per tick).
         box = box_ref()
-        now = _now()
-        if box is None or now - box.started > box.deadline_ns:
-            ms = box.settings.deadline_ms if box is not None else "?"
-            return int(_error_new(f"deadline of {ms} ms exceeded".encode()) or 0)
-        if now > box.until:
-            return int(_error_new(b"the session's monitor time ran out") or 0)
+        if box is None or _now() - box.started > box.deadline_ns:
+            return int(_error_new(box.cutoff if box is not None else b"deadline exceeded") or 0)
         delta[0] = 1
         kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
         return 0

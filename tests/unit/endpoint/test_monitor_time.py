@@ -149,34 +149,53 @@ def test_no_cap_with_monitor_time_0(tmp_path: Path) -> None:
 
 
 SPIN = "(loop (br 0)) (i32.const 0)"
+BURST_CUT = "ran past 20 ms, the most monitor time a session saves up (MonitorTimeBurstMillsec)"
 
 
-def test_a_spinning_call_is_cut_off_at_the_time_saved_up_not_at_a_long_deadline(
-    tmp_path: Path,
-) -> None:
-    # 20 ms saved up at most, a deadline of 5 s: the call is cut off 30 ms (the time and
-    # the grace) and up to a tick after it began. Before session 34 it ran 5 s, to its
-    # deadline (with MonitorDeadlineMillsec 60000, 60 s of a reactor the other sessions
-    # share). The wasm spins for real; the budget's clock is the fake one.
+def test_a_spinning_call_is_cut_off_at_the_burst_not_at_a_long_deadline(tmp_path: Path) -> None:
+    # 20 ms saved up at most, a deadline of 5 s: the call is cut off 20 ms (and up to a
+    # tick) after it began. Before session 34 it ran 5 s, to its deadline (with
+    # MonitorDeadlineMillsec 60000, 60 s of a reactor the other sessions share). The wasm
+    # spins for real; the budget's clock is the fake one.
     r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=5000, time_burst_ms=20)
     assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]  # as a crash (§8.5)
     gate = r.session.gate
     assert isinstance(gate, MonitorGate)
-    assert gate.monitors[0].last_crash == "the session's monitor time ran out"
+    assert gate.monitors[0].last_crash == BURST_CUT
+    r, _ = rig(tmp_path, ALLOW, results={"nsend": "(loop (br 0))"}, deadline_ms=5000,
+               time_burst_ms=20)  # fmt: skip
+    assert r.send(udp_send(tag=1))[0] == wire.Result(0)  # a result callback: the same
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate) and gate.monitors[0].last_crash == BURST_CUT
 
 
-def test_a_result_callback_of_a_session_in_debt_gets_the_grace_only(tmp_path: Path) -> None:
-    r, slow = rig(
-        tmp_path, {"nsend": f"{READ} (i32.const 0)"}, results={"nsend": "(loop (br 0))"},
-        deadline_ms=5000,
-    )  # fmt: skip
-    slow.cost = 0.25  # the check spends the 200 ms saved up, and 50 ms more
-    # Checked and sent; its result callback (called for a request already handled, so
-    # not refused) spins and is cut off at the grace, not at the deadline.
-    assert r.send(udp_send(tag=1))[0] == wire.Result(0)
+def test_a_call_runs_to_its_deadline_when_that_is_shorter_than_the_burst(
+    tmp_path: Path,
+) -> None:
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=20, time_burst_ms=5000)
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]
     gate = r.session.gate
     assert isinstance(gate, MonitorGate)
-    assert gate.monitors[0].last_crash == "the session's monitor time ran out"
+    assert gate.monitors[0].last_crash == "deadline of 20 ms exceeded"
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=20, time_ms=0, time_burst_ms=10)
+    gate = r.session.gate
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]  # no cap: no burst either
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == "deadline of 20 ms exceeded"
+
+
+def test_a_call_entered_with_a_crumb_left_is_not_cut_off(tmp_path: Path) -> None:
+    """Only the burst cuts a call off, not the bucket being nearly empty: a usual check
+    finishes (a TCP chunk it checks is not lost); the debt is paid back afterwards."""
+    r, slow = rig(tmp_path, {"ndata": f"{READ} (i32.const 0)"}, time_burst_ms=200)
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate) and gate._time is not None
+    gate._time.tokens = 1e-6  # a crumb
+    slow.cost = 0.05
+    assert flood(r, 1) == ["ndata"]  # checked and delivered, not a crash
+    assert gate.monitors[0].crashes == 0
+    assert gate._time.tokens == pytest.approx(1e-6 - 0.05)
+    assert flood(r, 1, t0=200) == []  # then dropped and counted until it is paid back
 
 
 def test_config_key_and_option() -> None:

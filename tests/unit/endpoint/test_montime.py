@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from packetlab.endpoint.montime import GRACE, MonitorTime
+from packetlab.endpoint.montime import MonitorTime
 
 
 class Clock:
@@ -115,27 +115,6 @@ def test_wait_says_when_the_monitors_may_be_entered_again() -> None:
     assert b.start() is None  # not yet: the timer must not fire before it is paid
     clock.now += 0.011
     assert b.wait() == 0.0 and b.start() is not None
-
-
-def test_a_call_may_take_what_is_saved_up_and_the_grace_no_more() -> None:
-    b, clock, _ = budget(rate=0.5, burst=0.2)
-    t = b.start()
-    assert t is not None and b.allowance(t) == pytest.approx(0.2 + GRACE)  # full: the burst
-    clock.now += 0.15
-    b.spent(t)  # 150 ms used, none back meanwhile: 50 ms left
-    t = b.start()
-    assert t is not None and b.allowance(t) == pytest.approx(0.05 + GRACE)
-    clock.now += 0.3
-    b.spent(t)  # (were it not cut off there) 250 ms of debt
-    assert b.allowance(clock.now) == pytest.approx(GRACE)  # a result callback in debt
-    clock.now += 100.0
-    assert b.allowance(clock.now) == pytest.approx(0.2 + GRACE)  # never past the burst
-
-
-def test_the_allowance_reads_no_clock() -> None:
-    b, clock, _ = budget(rate=0.5, burst=0.2)
-    b.clock = lambda: pytest.fail("read the clock")
-    assert b.allowance(clock.now) == pytest.approx(0.2 + GRACE)
 
 
 def test_the_default_burst_is_two_deadlines_at_most_one_second() -> None:
