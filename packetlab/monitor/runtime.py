@@ -153,22 +153,23 @@ class Box:
         self.ctx = _c.cast(self.store._context(), _VP).value
         self.trap = _VP()
         self.trap_addr = _c.addressof(self.trap)
-        self.deadline_ns = settings.deadline_ms * 1_000_000
+        cut_ms = settings.deadline_ms
         # what a call is cut off at, said in its crash
         self.cutoff = f"deadline of {settings.deadline_ms} ms exceeded".encode()
         if 0 < burst_ms < settings.deadline_ms:
-            self.deadline_ns = burst_ms * 1_000_000
+            cut_ms = burst_ms
             self.cutoff = (
                 f"ran past {burst_ms} ms, the most monitor time a session saves up "
                 "(MonitorTimeBurstMillsec)"
             ).encode()
+        self.deadline_ns = cut_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
         self._epoch_cb = _EPOCH_CB(_deadline_callback(weakref.ref(self)))
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _fnptr(self._epoch_cb), None, None)
         self.store.set_epoch_deadline(1)
-        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
+        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, cut_ms / 5000)))
         self._open = True
 
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
