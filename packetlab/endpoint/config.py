@@ -90,6 +90,9 @@ class EndpointConfig:
     monitor_deadline_ms: int = 100
     #: ms of monitor time a session may use per second of the reactor (0: no cap)
     monitor_time_ms: int = 500
+    #: ms of it saved up at most, the longest its monitors hold the reactor at once
+    #: (0: twice MonitorDeadlineMillsec, at most 1000; monitor.abi.Settings.time_burst)
+    monitor_time_burst_ms: int = 0
     monitor_memory_max: int = 1048576
     monitor_debug: bool = False
     monitor_persistent_path: str | None = None
@@ -420,6 +423,10 @@ def _set_monitor_time(cfg: EndpointConfig, value: str) -> None:
     cfg.monitor_time_ms = _int(value, 0, 1000)
 
 
+def _set_monitor_time_burst(cfg: EndpointConfig, value: str) -> None:
+    cfg.monitor_time_burst_ms = _int(value, 0, 60000)
+
+
 def _set_memory_max(cfg: EndpointConfig, value: str) -> None:
     n = _int(value, 0, U32_MAX)
     if n < MONITOR_MEMORY_MIN:
@@ -542,6 +549,7 @@ _HANDLERS: dict[str, Callable[[EndpointConfig, str], None]] = {
     "MonitorReportCrash": _set_report_crash,
     "MonitorDeadlineMillsec": _set_deadline,
     "MonitorTimeMillsec": _set_monitor_time,  # ours: a session's monitor time a second
+    "MonitorTimeBurstMillsec": _set_monitor_time_burst,  # ours: ... saved up at most
     "MonitorMemoryMax": _set_memory_max,
     "MonitorEnableDebug": _set_monitor_debug,
     "MonitorPersistentPath": _set_persistent_path,

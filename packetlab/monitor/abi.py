@@ -47,6 +47,10 @@ class MonitorCrash(Exception):
     """A call into a monitor trapped, ran past its deadline, or broke the ABI."""
 
 
+#: The default burst of a session's monitor time is at most this (s; `Settings.time_burst`).
+TIME_BURST_AUTO_MAX = 1.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """The endpoint's monitor settings (§7.4)."""
@@ -55,9 +59,21 @@ class Settings:
     memory_max: int = 1048576  # MonitorMemoryMax (bytes per monitor memory)
     debug: bool = False  # MonitorEnableDebug
     report_crash: bool = False  # MonitorReportCrash
-    #: MonitorTimeMillsec: ms of monitor time a session may use per second (0: no cap),
-    #: with two deadlines saved up at most (packetlab.endpoint.montime)
+    #: MonitorTimeMillsec: ms of monitor time a session may use per second (0: no cap)
+    #: (packetlab.endpoint.montime)
     time_ms: int = 500
+    #: MonitorTimeBurstMillsec: ms of it saved up at most (0: `time_burst`'s default)
+    time_burst_ms: int = 0
+
+    @property
+    def time_burst(self) -> float:
+        """Seconds of monitor time a session saves up at most: the longest its monitors
+        hold the reactor at once. By default twice the deadline (one call cut off at its
+        deadline leaves the monitors working at once, §8.5), at most
+        `TIME_BURST_AUTO_MAX` s: the deadline goes up to 60 s."""
+        if self.time_burst_ms:
+            return self.time_burst_ms / 1000
+        return min(2 * self.deadline_ms / 1000, TIME_BURST_AUTO_MAX)
 
 
 I32: Final = "i32"

@@ -15,7 +15,9 @@ The epoch ticks only while a box is open (`packetlab.monitor.engine.ticker`). A 
 start time is recorded in Python (one attribute store); the store's epoch-deadline
 callback, which wasmtime runs at most once per tick while wasm code runs, traps the call
 once it is older than the deadline. So the hot path has no extra ctypes call for the
-deadline.
+deadline. A box of a session whose monitor time is capped cuts calls off at the burst
+when that is shorter (`Box` `burst_ms`, `packetlab.endpoint.montime`): no call holds the
+reactor longer than the session may save up, whatever the deadline.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ _I = TypeVar("_I", bound="Instance")
 class Box:
     """One wasmtime store: the memory cap, the deadline, the instances of one session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, burst_ms: int = 0) -> None:
         self._open = False
         self.settings = settings
         self.store = wasmtime.Store(engine())
@@ -151,14 +153,23 @@ class Box:
         self.ctx = _c.cast(self.store._context(), _VP).value
         self.trap = _VP()
         self.trap_addr = _c.addressof(self.trap)
-        self.deadline_ns = settings.deadline_ms * 1_000_000
+        cut_ms = settings.deadline_ms
+        # what a call is cut off at, said in its crash
+        self.cutoff = f"deadline of {settings.deadline_ms} ms exceeded".encode()
+        if 0 < burst_ms < settings.deadline_ms:
+            cut_ms = burst_ms
+            self.cutoff = (
+                f"ran past {burst_ms} ms, the most monitor time a session saves up "
+                "(MonitorTimeBurstMillsec)"
+            ).encode()
+        self.deadline_ns = cut_ms * 1_000_000
         self.started = 0
         self.instances: list[Instance] = []
         self._epoch_cb = _EPOCH_CB(_deadline_callback(weakref.ref(self)))
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _fnptr(self._epoch_cb), None, None)
         self.store.set_epoch_deadline(1)
-        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, settings.deadline_ms / 5000)))
+        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, cut_ms / 5000)))
         self._open = True
 
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
@@ -236,8 +247,7 @@ def _deadline_callback(box_ref: weakref.ref[Box]) -> Callable[..., int]:
         # Runs inside wasm once the epoch passed the deadline (at most once per tick).
         box = box_ref()
         if box is None or _now() - box.started > box.deadline_ns:
-            ms = box.settings.deadline_ms if box is not None else "?"
-            return int(_error_new(f"deadline of {ms} ms exceeded".encode()) or 0)
+            return int(_error_new(box.cutoff if box is not None else b"deadline exceeded") or 0)
         delta[0] = 1
         kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
         return 0

@@ -83,19 +83,20 @@ def test_a_spinning_ndata_monitor_costs_at_most_its_time_then_data_is_dropped_an
     r, slow = rig(tmp_path, SLOW, time_ms=100)
     slow.cost = 0.11  # each check: a deadline of 100 ms and a tick past it
     with capturedLogs() as events:
-        # Two deadlines (200 ms) saved up: three checks run (the third on the 33 ms that
-        # came back during them); the 47 after them are dropped without entering it.
-        assert flood(r, 50) == ["ndata"] * 3
-        assert slow.now == pytest.approx(1000.33)  # 50 such checks cost 5.5 s before
+        # Two deadlines (200 ms) saved up: two checks run (the second on the 90 ms left;
+        # nothing comes back while they run); the 48 after them are dropped without
+        # entering it.
+        assert flood(r, 50) == ["ndata"] * 2
+        assert slow.now == pytest.approx(1000.22)  # 50 such checks cost 5.5 s before
         sid = r.skt(1)
-        assert (sid.drop_pkts, sid.drop_bytes) == (47, 47 * 16)
+        assert (sid.drop_pkts, sid.drop_bytes) == (48, 48 * 16)
         # A request to be checked is answered as a crash of the monitor, not entered.
         assert r.send(udp_send(tag=3)) == [wire.Result(MONUKN, 0)]
-        assert slow.now == pytest.approx(1000.33)
+        assert slow.now == pytest.approx(1000.22)
         assert r.send(wire.Mread(addr=0x20000000, len=4))[0].NAME == "mdata"  # not checked
-        # Paid back (97 ms of debt at 100 ms a second): entered again, and the episode's
-        # drops go out as one ndrop before the next ndata.
-        slow.now += 2.0
+        # Paid back (20 ms of debt at 111 ms a second), not yet full: entered again, and
+        # the episode's drops go out as one ndrop before the next ndata.
+        slow.now += 0.5
         slow.cost = 0.0
         assert flood(r, 1, t0=500) == ["ndrop", "ndata"]
     lines = [formatEvent(e) for e in events if "monitor time" in formatEvent(e)]
@@ -105,7 +106,7 @@ def test_a_spinning_ndata_monitor_costs_at_most_its_time_then_data_is_dropped_an
         slow.now += 10.0  # full again: the episode ends, with its counts
         assert flood(r, 1, t0=600) == ["ndata"]
     lines = [formatEvent(e) for e in events if "monitor time" in formatEvent(e)]
-    assert len(lines) == 1 and "47 received chunk(s) dropped, 1 request(s) refused" in lines[0]
+    assert len(lines) == 1 and "48 received chunk(s) dropped, 1 request(s) refused" in lines[0]
 
 
 @pytest.mark.parametrize("report", [False, True])
@@ -147,6 +148,56 @@ def test_no_cap_with_monitor_time_0(tmp_path: Path) -> None:
     assert slow.now == pytest.approx(1002.2)
 
 
+SPIN = "(loop (br 0)) (i32.const 0)"
+BURST_CUT = "ran past 20 ms, the most monitor time a session saves up (MonitorTimeBurstMillsec)"
+
+
+def test_a_spinning_call_is_cut_off_at_the_burst_not_at_a_long_deadline(tmp_path: Path) -> None:
+    # 20 ms saved up at most, a deadline of 5 s: the call is cut off 20 ms (and up to a
+    # tick) after it began. Before session 34 it ran 5 s, to its deadline (with
+    # MonitorDeadlineMillsec 60000, 60 s of a reactor the other sessions share). The wasm
+    # spins for real; the budget's clock is the fake one.
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=5000, time_burst_ms=20)
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]  # as a crash (§8.5)
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == BURST_CUT
+    r, _ = rig(tmp_path, ALLOW, results={"nsend": "(loop (br 0))"}, deadline_ms=5000,
+               time_burst_ms=20)  # fmt: skip
+    assert r.send(udp_send(tag=1))[0] == wire.Result(0)  # a result callback: the same
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate) and gate.monitors[0].last_crash == BURST_CUT
+
+
+def test_a_call_runs_to_its_deadline_when_that_is_shorter_than_the_burst(
+    tmp_path: Path,
+) -> None:
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=20, time_burst_ms=5000)
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == "deadline of 20 ms exceeded"
+    r, _ = rig(tmp_path, {"nsend": SPIN}, deadline_ms=20, time_ms=0, time_burst_ms=10)
+    gate = r.session.gate
+    assert r.send(udp_send(tag=1)) == [wire.Result(MONUKN, 0)]  # no cap: no burst either
+    assert isinstance(gate, MonitorGate)
+    assert gate.monitors[0].last_crash == "deadline of 20 ms exceeded"
+
+
+def test_a_call_entered_with_a_crumb_left_is_not_cut_off(tmp_path: Path) -> None:
+    """Only the burst cuts a call off, not the bucket being nearly empty: a usual check
+    finishes (a TCP chunk it checks is not lost); the debt is paid back afterwards."""
+    r, slow = rig(tmp_path, {"ndata": f"{READ} (i32.const 0)"}, time_burst_ms=200)
+    gate = r.session.gate
+    assert isinstance(gate, MonitorGate) and gate._time is not None
+    gate._time.tokens = 1e-6  # a crumb
+    slow.cost = 0.05
+    assert flood(r, 1) == ["ndata"]  # checked and delivered, not a crash
+    assert gate.monitors[0].crashes == 0
+    assert gate._time.tokens == pytest.approx(1e-6 - 0.05)
+    assert flood(r, 1, t0=200) == []  # then dropped and counted until it is paid back
+
+
 def test_config_key_and_option() -> None:
     from packetlab.endpoint.config import ConfigError, EndpointConfig, parse_config
     from packetlab.endpoint.monitors import settings_of
@@ -157,6 +208,12 @@ def test_config_key_and_option() -> None:
     assert cfg.monitor_time_ms == 0 and settings_of(cfg).time_ms == 0
     with pytest.raises(ConfigError):
         parse_config(["MonitorTimeMillsec 1001"])
+    assert EndpointConfig().monitor_time_burst_ms == 0 == Settings().time_burst_ms
+    cfg = parse_config(["MonitorTimeBurstMillsec 5000", "MonitorDeadlineMillsec 60000"])
+    assert settings_of(cfg).time_burst == 5.0
+    assert settings_of(parse_config(["MonitorDeadlineMillsec 60000"])).time_burst == 1.0
+    with pytest.raises(ConfigError):
+        parse_config(["MonitorTimeBurstMillsec 60001"])
     opts = Options()
     opts.parseOptions(["--insecure-plaintext", "--monitor-time-ms", "250"])
     assert opts["endpoint_config"].monitor_time_ms == 250

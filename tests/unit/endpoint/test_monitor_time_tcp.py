@@ -65,14 +65,15 @@ def read(r: Rig, chunks: list[bytes]) -> list[bytes]:
 def test_tcp_stops_reading_while_the_monitor_time_is_spent_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
-    # Before: each chunk read while the time was spent was dropped and counted (7 of 10
-    # here: 7,000 bytes out of the middle of the stream), and the socket kept reading.
+    # Before review33A: each chunk read while the time was spent was dropped and counted
+    # (7 of 10 here: 7,000 bytes out of the middle of the stream), and the socket kept
+    # reading. Two checks now (nothing comes back while the monitors run, session 34).
     r, slow, timers = paced(tmp_path)
     slow.cost = 0.11  # each check: a deadline and a tick (two deadlines saved up)
     stream = [bytes([65 + i]) * 1000 for i in range(10)]
     with capturedLogs() as events:
         left = read(r, list(stream))
-        assert len(left) == 7 and r.skt(2).read_blocked
+        assert len(left) == 8 and r.skt(2).read_blocked
         assert len(timers.set) == 1  # one wake-up, when the debt is paid
         got = [m.data for m in r.new() if isinstance(m, wire.Ndata)]
         stops = 1

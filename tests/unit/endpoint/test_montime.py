@@ -3,6 +3,8 @@ fake clock."""
 
 from __future__ import annotations
 
+import pytest
+
 from packetlab.endpoint.montime import MonitorTime
 
 
@@ -32,12 +34,13 @@ def call(b: MonitorTime, clock: Clock, cost: float) -> bool:
 def test_a_spinning_call_puts_the_session_in_debt_until_it_is_paid_back() -> None:
     b, clock, notes = budget()
     assert call(b, clock, 0.11)  # a full bucket lets one deadline (and its tick) in
-    # 100 - 110 ms, and 11 ms came back while it ran: 1 ms left, so in once more
-    assert call(b, clock, 0.11)
-    assert abs(b.tokens - -0.109) < 1e-9
+    # 100 - 110 ms; nothing comes back while the monitors run (session 34: before, 11 ms
+    # did, and a spinner went on with it)
+    assert abs(b.tokens - -0.01) < 1e-9
     assert not call(b, clock, 0.11) and len(notes) == 1 and "spent" in notes[0]
-    assert "in 0.98 s" in notes[0]  # 98 ms of debt at 100 ms a second
-    clock.now += 0.97
+    # 10 ms of debt, paid back at 100/900 s a second of the other 900 ms of each second
+    assert "in 0.09 s" in notes[0]
+    clock.now += 0.08
     assert b.start() is None  # still 1 ms short
     clock.now += 0.02
     assert call(b, clock, 0.11)  # entered again once the debt is paid
@@ -106,9 +109,21 @@ def test_the_bucket_saves_up_the_burst_at_most() -> None:
 def test_wait_says_when_the_monitors_may_be_entered_again() -> None:
     b, clock, _ = budget(rate=0.1, burst=0.1)
     assert b.wait() == 0.0
-    call(b, clock, 0.2)  # 80 ms of debt (20 ms came back as it ran) at 100 ms a second
-    assert abs(b.wait() - 0.801) < 1e-9  # the debt's end, and a margin
-    clock.now += 0.8
+    call(b, clock, 0.2)  # 100 ms of debt, paid back at 100/900 s a second
+    assert abs(b.wait() - 0.901) < 1e-9  # the debt's end, and a margin
+    clock.now += 0.89
     assert b.start() is None  # not yet: the timer must not fire before it is paid
-    clock.now += 0.001
+    clock.now += 0.011
     assert b.wait() == 0.0 and b.start() is not None
+
+
+def test_the_default_burst_is_two_deadlines_at_most_one_second() -> None:
+    from packetlab.monitor.abi import Settings
+
+    assert Settings().time_burst == pytest.approx(0.2)  # 2 x MonitorDeadlineMillsec 100
+    assert Settings(deadline_ms=400).time_burst == pytest.approx(0.8)
+    # A long deadline no longer lets a spinning monitor hold the reactor 2 x 60 s.
+    assert Settings(deadline_ms=60000).time_burst == pytest.approx(1.0)
+    # An operator who wants monitors' long calls to run says how long, on its own key.
+    assert Settings(deadline_ms=60000, time_burst_ms=5000).time_burst == pytest.approx(5.0)
+    assert Settings(time_burst_ms=50).time_burst == pytest.approx(0.05)
