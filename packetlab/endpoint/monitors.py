@@ -434,7 +434,7 @@ class MonitorGate:
             self.done = self.inner.done  # type: ignore[method-assign]  # nothing to call
         self.checks_ndata = True
         ms = self.settings.time_ms
-        if ms > 0:  # initialize is not counted: once per session, under its deadline
+        if ms > 0:  # initialize is not counted (once per session), cut off as any call
             burst = self.settings.time_burst
             self._time = MonitorTime(self.host.clock, ms / 1000, burst, self._time_note)
         return None, extra + frames

@@ -107,8 +107,14 @@ class _Ticker:
 
     def acquire(self, tick_s: float) -> None:
         with self._lock:
+            shorter = self._users > 0 and tick_s < self.tick_s
             self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
             self._users += 1
+            if shorter and self._timer is not None:
+                # A box that needs a finer tick than the running timer's (a capped
+                # session's burst under a reflex's or another config's box): re-armed,
+                # else its calls were cut off up to a whole old tick (20 ms) late.
+                self._set_period(self._timer)
             if self._users == 1 and not self._start_timer():
                 self._stop = threading.Event()
                 t = threading.Thread(
@@ -141,16 +147,20 @@ class _Ticker:
             libc.timer_delete.argtypes = [_VP]
             if libc.timer_create(_CLOCK_MONOTONIC, _c.byref(ev), _c.byref(timer)) != 0:
                 return False
-            ns = int(self.tick_s * 1e9)
-            period = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
-            spec = _Itimerspec(period, period)
-            if libc.timer_settime(timer, 0, _c.byref(spec), None) != 0:
+            if not self._set_period(timer):
                 libc.timer_delete(timer)
                 return False
         except (OSError, AttributeError):
             return False
         self._timer = timer
         return True
+
+    def _set_period(self, timer: Any) -> bool:
+        """(Re)arm `timer` to fire every `tick_s`, the first tick one period from now."""
+        ns = int(self.tick_s * 1e9)
+        period = _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
+        spec = _Itimerspec(period, period)
+        return bool(self._libc.timer_settime(timer, 0, _c.byref(spec), None) == 0)
 
     def _run(self, stop: threading.Event) -> None:
         eng = engine()
