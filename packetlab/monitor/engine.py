@@ -100,6 +100,7 @@ class _Ticker:
     def __init__(self) -> None:
         self.tick_s = MAX_TICK_S
         self._users = 0
+        self._ticks: list[float] = []  # the tick each open box asked for
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None
         self._timer: ctypes.c_void_p | None = None
@@ -107,31 +108,48 @@ class _Ticker:
 
     def acquire(self, tick_s: float) -> None:
         with self._lock:
-            shorter = self._users > 0 and tick_s < self.tick_s
-            self.tick_s = tick_s if self._users == 0 else min(self.tick_s, tick_s)
+            self._ticks.append(tick_s)
             self._users += 1
-            if shorter and self._timer is not None:
-                # A box that needs a finer tick than the running timer's (a capped
-                # session's burst under a reflex's or another config's box): re-armed,
-                # else its calls were cut off up to a whole old tick (20 ms) late.
-                self._set_period(self._timer)
-            if self._users == 1 and not self._start_timer():
-                self._stop = threading.Event()
-                t = threading.Thread(
-                    target=self._run, args=(self._stop,), name="monitor-epoch", daemon=True
-                )
-                t.start()
+            if self._users == 1:
+                self.tick_s = tick_s
+                if not self._start_timer():
+                    self._stop = threading.Event()
+                    t = threading.Thread(
+                        target=self._run, args=(self._stop,), name="monitor-epoch", daemon=True
+                    )
+                    t.start()
+            else:
+                self._retick()
 
-    def release(self) -> None:
+    def release(self, tick_s: float | None = None) -> None:
+        """One box closed; `tick_s`: the tick it asked for (None: a user of old)."""
         with self._lock:
+            if tick_s is not None and tick_s in self._ticks:
+                self._ticks.remove(tick_s)
+            elif self._ticks:
+                self._ticks.remove(max(self._ticks))
             self._users -= 1
             if self._users == 0:
+                self._ticks.clear()
                 if self._timer is not None:
                     self._libc.timer_delete(self._timer)
                     self._timer = None
                 if self._stop is not None:
                     self._stop.set()
                     self._stop = None
+            else:
+                self._retick()
+
+    def _retick(self) -> None:
+        """The finest tick of the boxes open, the POSIX timer re-armed when it changed
+        (review34: its period was the first box's for as long as any box was open, so a
+        capped session's short burst opened beside a reflex's box was cut off up to a
+        whole 20 ms tick late; and a fine tick stayed after its box closed)."""
+        tick_s = min(self._ticks) if self._ticks else self.tick_s
+        if tick_s != self.tick_s:
+            self.tick_s = tick_s
+            if self._timer is not None:
+                self._set_period(self._timer)
 
     def _start_timer(self) -> bool:
         try:

@@ -169,7 +169,8 @@ class Box:
         store_ptr = _c.cast(self.store.ptr(), _VP).value
         _set_epoch_callback(store_ptr, _fnptr(self._epoch_cb), None, None)
         self.store.set_epoch_deadline(1)
-        ticker.acquire(min(MAX_TICK_S, max(MIN_TICK_S, cut_ms / 5000)))
+        self._tick = min(MAX_TICK_S, max(MIN_TICK_S, cut_ms / 5000))
+        ticker.acquire(self._tick)
         self._open = True
 
     def call(self, raw: _Raw, args: Sequence[int]) -> int:
@@ -225,7 +226,7 @@ class Box:
         x MonitorMemoryMax) stayed resident until then."""
         if self._open:
             self._open = False
-            ticker.release()
+            ticker.release(self._tick)
             for inst in self.instances:
                 inst.release()
             self.instances.clear()
@@ -236,7 +237,7 @@ class Box:
         # reads the persistent memory: a segfault, seen in the unit suite).
         if self._open:
             self._open = False
-            ticker.release()
+            ticker.release(self._tick)
 
 
 def _deadline_callback(box_ref: weakref.ref[Box]) -> Callable[..., int]:

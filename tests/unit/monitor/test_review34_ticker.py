@@ -64,12 +64,27 @@ def test_a_coarser_box_leaves_the_timer_as_it_is() -> None:
     t.acquire(0.020)
     t.acquire(0.004)
     assert libc.periods == [4_000_000]
-    for _ in range(3):
-        t.release()
+    t.release(0.020)
+    t.release(0.004)  # one 4 ms box still open
+    assert libc.periods == [4_000_000]
+    t.release(0.004)
     assert libc.deleted == 1 and t._timer is None
     t.acquire(0.020)  # a new first box: its own tick again
     assert libc.periods == [4_000_000, 20_000_000]
-    t.release()
+    t.release(0.020)
+
+
+def test_the_fine_tick_goes_when_its_box_closes() -> None:
+    """A 1 ms tick is a timer thread call a millisecond: not kept for a reflex's box
+    that stays open after the capped session that needed it has ended."""
+    t, libc = ticker()
+    t.acquire(0.020)
+    t.acquire(0.001)
+    t.release(0.001)
+    assert libc.periods == [20_000_000, 1_000_000, 20_000_000]
+    assert t.tick_s == 0.020
+    t.release(0.020)
+    assert libc.deleted == 1
 
 
 def test_without_the_timer_the_thread_reads_the_tick_each_time() -> None:
