@@ -120,7 +120,7 @@ def test_programs_own_connect_timeouts_fire_as_natively(tmp_path: Path) -> None:
         (tmp_path / name).write_text(f"exec {tools[name]}\n")
     # a target's runs all at once (each its own time, its line to a file of its own;
     # one after the other the test took 36 s of the serial pass at load 5-18: suite34)
-    outs = []
+    outs: list[str] = []
     for target in ("10.99.0.2 80", "127.0.0.1 9", "127.0.0.1 18031"):
         script += 'pids=""\n'
         for name in present:
@@ -152,7 +152,7 @@ def test_nonblocking_connects_wait_and_end_as_natively(tmp_path: Path) -> None:
     ETIMEDOUT (the endpoint's connect gave up: `--connect-timeout 1`; natively after
     TCP_SYNCNT 1's 3 s). Before: connect() itself took the endpoint's connect (blocked
     1 s to the blackhole; `ready` at once after it)."""
-    script, outs = 'pids=""\n', []
+    script, outs = 'pids=""\n', list[str]()
     for target, wrap in (
         ("127.0.0.1 18031 0", ""),
         ("127.0.0.1 9 0", ""),
