@@ -120,7 +120,9 @@ def test_every_reply_counted_beside_a_ping_flood(lone_lo: str, target: str) -> N
     theirs = native("ping", *argv, netns=lone_lo)  # (iputils beside the flood: the same)
     assert theirs.returncode == 0 and " 0% packet loss" in theirs.stdout, theirs.stdout
     with ping_floods(lone_lo, target):
-        for _ in range(4):
+        # 2 runs a case: the defect failed every run (10 of 10 and 5 of 5); 4 took 2x the
+        # serial pass's time with the floods holding both cores (suite34)
+        for _ in range(2):
             ours = pktlab_run("ping", *argv, netns=lone_lo)
             assert ours.returncode == 0, ours.stderr
             assert masked(ours.stdout) == masked(theirs.stdout)

@@ -4,7 +4,9 @@ receiving data` (was ours: an unrecognized argument, and without it `nothing fro
 within 63 s`); a server stopped past the test's end and resumed: both print its sender
 line over its own span, as 3.12's sender_time (was ours: `0.00-2.00` with the rate over
 the server's longer span). The stall itself is the stimulus (a sleep of its length);
-everything else is polled. One server per test (`-1`), its own port."""
+everything else is polled. One server per run (`-1`), its own port: ours and native run
+at once (`at_once`), each against its own server and stall (one after the other, the
+file took 56 s of the serial pass at load 5-18; suite34)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,23 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pytest
 from iperf3_beside import PKTLAB, client, first_interval, own_server, rest
 
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 missing")
+
+T = TypeVar("T")
+
+
+def at_once(ours: Callable[[], T], theirs: Callable[[], T]) -> tuple[T, T]:
+    """Both calls in threads of their own, at once; their results (ours, theirs)."""
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.submit(ours), pool.submit(theirs)
+        return a.result(), b.result()
 
 
 def stalled(cmd: list[str], args: list[str], stall: float) -> subprocess.CompletedProcess[str]:
@@ -39,10 +53,12 @@ def test_rcv_timeout_on_a_stopped_server_as_native() -> None:
     """`-R -t 6 -b 100M --rcv-timeout 1000`, the server stopped after the first second:
     iperf3's line, exit 1, both, in about a second (not at 6 s)."""
     args = ["-t", "6", "-b", "100M", "--rcv-timeout", "1000"]
-    began = time.monotonic()
-    ours = stalled(PKTLAB, args, stall=5)
-    took = time.monotonic() - began
-    theirs = stalled(["iperf3", "-R"], args, stall=5)
+
+    def timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+        began = time.monotonic()
+        return stalled(cmd, args, stall=5), time.monotonic() - began
+
+    (ours, took), (theirs, _) = at_once(lambda: timed(PKTLAB), lambda: timed(["iperf3", "-R"]))
     line = "error - idle timeout for receiving data"
     assert ours.returncode == theirs.returncode == 1, (ours, theirs)
     assert ours.stderr.splitlines()[-1] == f"pktlab run throughput: {line}", ours.stderr
@@ -55,8 +71,9 @@ def test_a_server_resumed_after_the_end_shows_its_span_as_native() -> None:
     TEST_END late and reports its longer span; the sender line ends there (3.12's
     sender_time: native 4.05 here), the receiver line at 2.00 (native 2.00-2.01)."""
     args = ["-t", "2", "-b", "100M"]
-    ours = stalled(PKTLAB, args, stall=3)
-    theirs = stalled(["iperf3", "-R"], args, stall=3)
+    ours, theirs = at_once(
+        lambda: stalled(PKTLAB, args, stall=3), lambda: stalled(["iperf3", "-R"], args, stall=3)
+    )
     for run in (ours, theirs):
         assert run.returncode == 0, run
         sender = re.search(r"\[  5\]   0\.00-(\S+)\s+sec .* sender$", run.stdout, re.M)
@@ -83,8 +100,9 @@ def test_a_udp_upload_to_a_killed_server_fails_at_once_as_native() -> None:
     socket has closed unexpectedly`, exit 1, within a second of the kill, both (was ours:
     at the end of the 8 s, the datagrams' sends never failing)."""
     args = ["-u", "-b", "1M", "-t", "8"]
-    ours, ours_s = killed([*PKTLAB, "--direction", "upload"], args)
-    theirs, theirs_s = killed(["iperf3"], args)
+    (ours, ours_s), (theirs, theirs_s) = at_once(
+        lambda: killed([*PKTLAB, "--direction", "upload"], args), lambda: killed(["iperf3"], args)
+    )
     line = "error - control socket has closed unexpectedly"
     assert ours.returncode == theirs.returncode == 1, (ours, theirs)
     assert ours.stderr.splitlines()[-1] == f"pktlab run throughput: {line}", ours.stderr
@@ -137,9 +155,10 @@ def test_a_stalled_servers_empty_intervals_come_as_they_pass_as_native(
     interval with `0.00 Bytes` is printed while it is still stopped, by both (session 26,
     iperf26b; ours printed them when the data resumed, with the next one)."""
     args = ["-t", "6", "-b", "100M"]
-    for cmd in (PKTLAB + (["--direction", "upload"] if not direction else []),
-                ["iperf3", *direction]):  # fmt: skip
-        lines, resumed = stalled_lines(cmd, args, stall=3.5)
+    cmds = (PKTLAB + (["--direction", "upload"] if not direction else []),
+            ["iperf3", *direction])  # fmt: skip
+    runs = at_once(*(lambda c=c: stalled_lines(c, args, stall=3.5) for c in cmds))
+    for cmd, (lines, resumed) in zip(cmds, runs, strict=True):
         empty = [(t, text) for t, text in lines if " sec  0.00 Bytes  0.00 bits/sec" in text]
         assert empty, lines
         assert empty[0][0] < resumed - 0.2, (cmd[:1], lines, resumed)
@@ -151,8 +170,9 @@ def test_a_stalled_servers_empty_bidir_intervals_come_as_they_pass_as_native() -
     RX-C at once) are printed while it is still stopped, by both (session 27, iperf27;
     ours printed --bidir's when the data resumed, iperf26b's clock left it out)."""
     args = ["--bidir", "-t", "6", "-b", "100M"]
-    for cmd in (PKTLAB, ["iperf3"]):
-        lines, resumed = stalled_lines(cmd, args, stall=3.5)
+    cmds = (PKTLAB, ["iperf3"])
+    runs = at_once(*(lambda c=c: stalled_lines(c, args, stall=3.5) for c in cmds))
+    for cmd, (lines, resumed) in zip(cmds, runs, strict=True):
         for role in ("[TX-C]", "[RX-C]"):
             empty = [t for t, text in lines
                      if role in text and " sec  0.00 Bytes  0.00 bits/sec" in text]  # fmt: skip

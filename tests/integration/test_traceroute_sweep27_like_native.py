@@ -131,7 +131,9 @@ def test_every_answer_seen_beside_a_ping_flood(lone_lo: str, args: list[str]) ->
     theirs = native("traceroute", *argv, netns=lone_lo)
     assert "*" not in theirs.stdout, theirs.stdout
     with ping_floods(lone_lo, target):
-        for _ in range(4):
+        # 2 runs a case: the defect failed every run (10 of 10 and 5 of 5); 4 took 2x the
+        # serial pass's time with the floods holding both cores (suite34)
+        for _ in range(2):
             ours = pktlab_run("traceroute", *argv, netns=lone_lo)
             assert ours.returncode == 0, ours.stderr
             assert masked(ours.stdout) == masked(theirs.stdout)

@@ -118,10 +118,18 @@ def test_programs_own_connect_timeouts_fire_as_natively(tmp_path: Path) -> None:
     script = _RUN
     for name in present:  # a script each, which exec()s the tool: the same process
         (tmp_path / name).write_text(f"exec {tools[name]}\n")
+    # a target's runs all at once (each its own time, its line to a file of its own;
+    # one after the other the test took 36 s of the serial pass at load 5-18: suite34)
+    outs: list[str] = []
     for target in ("10.99.0.2 80", "127.0.0.1 9", "127.0.0.1 18031"):
+        script += 'pids=""\n'
         for name in present:
             run = f"bash {tmp_path / name} {target}"
-            script += f"run native {run}; run wrapped {run}\n"
+            for how in ("native", "wrapped"):
+                outs.append(f'"$HOME/run{len(outs)}"')
+                script += f'run {how} {run} >{outs[-1]} & pids="$pids $!"\n'
+        script += "wait $pids\n"  # (not the HTTP server's)
+    script += f"cat {' '.join(outs)}\n"
     lines = _in_namespace(script, tmp_path)
     assert len(lines) == 2 * 3 * len(present), lines
     for native, wrapped in zip(lines[::2], lines[1::2], strict=True):
@@ -144,15 +152,18 @@ def test_nonblocking_connects_wait_and_end_as_natively(tmp_path: Path) -> None:
     ETIMEDOUT (the endpoint's connect gave up: `--connect-timeout 1`; natively after
     TCP_SYNCNT 1's 3 s). Before: connect() itself took the endpoint's connect (blocked
     1 s to the blackhole; `ready` at once after it)."""
-    script = ""
+    script, outs = 'pids=""\n', list[str]()
     for target, wrap in (
         ("127.0.0.1 18031 0", ""),
         ("127.0.0.1 9 0", ""),
         ("10.99.0.3 80 0", "--connect-timeout 10"),
         ("10.99.0.2 80 1", "--connect-timeout 1"),
     ):
-        script += f'"$PY" "$PROBE" {target}\n'
-        script += f'"$PY" -m packetlab wrap {wrap} -- "$PY" "$PROBE" {target}\n'
+        for run in (f'"$PY" "$PROBE" {target}',
+                    f'"$PY" -m packetlab wrap {wrap} -- "$PY" "$PROBE" {target}'):  # fmt: skip
+            outs.append(f'"$HOME/probe{len(outs)}"')  # all at once, as above
+            script += f'{run} >{outs[-1]} & pids="$pids $!"\n'
+    script += f"wait $pids\ncat {' '.join(outs)}\n"
     lines = _in_namespace(script, tmp_path)
     assert lines[0] == "EINPROGRESS at-once ready OUT 0 127.0.0.1:18031 HTTP/1.0 200", lines
     assert lines[2] == "EINPROGRESS at-once ready OUT ERR HUP ECONNREFUSED", lines
