@@ -36,6 +36,18 @@ RATE, SECONDS = 20, 3.0  # the peer's datagrams a second, for so long
 N = int(RATE * SECONDS)
 
 
+def ok_once_time_is_back(c: RawController, peer: socket.socket, lport: int) -> wire.Ndata:
+    """The peer sends "ok" every 0.5 s until the endpoint delivers an ndata (within 30 s):
+    the same monitor instance works again once the session's monitor time is back."""
+    end = time.monotonic() + 30
+    while True:
+        peer.sendto(b"ok", ("127.0.0.1", lport))
+        try:
+            return c.notification(wire.Ndata, timeout=0.5)
+        except TimeoutError:
+            assert time.monotonic() < end, c.notes
+
+
 def flood_and_mread(
     c: RawController, peer: socket.socket, lport: int, rate: float, seconds: float
 ) -> list[float]:
@@ -84,15 +96,7 @@ def test_a_flood_at_a_spinning_ndata_monitor_does_not_hold_the_session(
         assert max(lat) < N * DEADLINE / 2, f"mread latencies {sorted(lat)[-5:]}"
         # The same instance keeps working once the time has refilled (~0.2 s at 500 ms a
         # second): "ok" is delivered, after one ndrop for the datagrams not checked.
-        end = time.monotonic() + 30
-        while True:
-            peer.sendto(b"ok", ("127.0.0.1", lport))
-            try:
-                got = c.notification(wire.Ndata, timeout=0.5)
-                break
-            except TimeoutError:
-                assert time.monotonic() < end, c.notes
-        assert got.data == b"ok"
+        assert ok_once_time_is_back(c, peer, lport).data == b"ok"
         dropped = sum(m.unitcnt for m in c.notes if isinstance(m, wire.Ndrop))
         assert 0 < dropped < N, c.notes  # (one ndrop, unless an episode ended early)
     finally:
