@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEFAULT_CONFIG
-from test_monitor_time_flood import LPORT, SPIN_ON_S, flood_and_mread, ok_once_time_is_back
-from test_monitors import ALLOW, LO, module, started
-
-from packetlab import wire
+from test_monitor_time_flood import flood_and_mread, ok_once_time_is_back, spinning_udp_session
 
 pytestmark = pytest.mark.serial
 
@@ -29,15 +25,9 @@ DEADLINE = 60.0  # MonitorDeadlineMillsec 60000, its maximum
 def test_a_long_deadline_does_not_let_a_spinning_monitor_hold_the_reactor(
     endpoint_factory: Any, tmp_path: Path
 ) -> None:
-    mon = module(tmp_path, "spin_on_s", ALLOW | SPIN_ON_S)
-    config = DEFAULT_CONFIG + (
-        f"MonitorPersistentPath {tmp_path / 'pm.sqlite3'}\nMonitorDeadlineMillsec 60000\n"
+    ep, c, lport = spinning_udp_session(
+        endpoint_factory, tmp_path, "MonitorDeadlineMillsec 60000\n"
     )
-    ep = endpoint_factory(config, args=["-m", str(mon)])
-    c = ep.accept()
-    started(c, 1)
-    c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
-    lport = int.from_bytes(c.mread(LPORT, 2), "big")
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         # 6 "s" datagrams in 1.5 s; the controller's mreads (never checked, so never

@@ -36,6 +36,20 @@ RATE, SECONDS = 20, 3.0  # the peer's datagrams a second, for so long
 N = int(RATE * SECONDS)
 
 
+def spinning_udp_session(
+    endpoint_factory: Any, tmp_path: Path, config: str = ""
+) -> tuple[Any, RawController, int]:
+    """An endpoint whose ndata check spins on "s" datagrams, its session started and a UDP
+    socket 1 open: (the endpoint, the controller, the socket's local port)."""
+    mon = module(tmp_path, "spin_on_s", ALLOW | SPIN_ON_S)
+    config = DEFAULT_CONFIG + f"MonitorPersistentPath {tmp_path / 'pm.sqlite3'}\n" + config
+    ep = endpoint_factory(config, args=["-m", str(mon)])
+    c = ep.accept()
+    started(c, 1)
+    c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
+    return ep, c, int.from_bytes(c.mread(LPORT, 2), "big")
+
+
 def ok_once_time_is_back(c: RawController, peer: socket.socket, lport: int) -> wire.Ndata:
     """The peer sends "ok" every 0.5 s until the endpoint delivers an ndata (within 30 s):
     the same monitor instance works again once the session's monitor time is back."""
@@ -79,13 +93,7 @@ def flood_and_mread(
 def test_a_flood_at_a_spinning_ndata_monitor_does_not_hold_the_session(
     endpoint_factory: Any, tmp_path: Path
 ) -> None:
-    mon = module(tmp_path, "spin_on_s", ALLOW | SPIN_ON_S)
-    config = DEFAULT_CONFIG + f"MonitorPersistentPath {tmp_path / 'pm.sqlite3'}\n"
-    ep = endpoint_factory(config, args=["-m", str(mon)])
-    c = ep.accept()
-    started(c, 1)
-    c.ok(wire.Nopen(sktid=1, family=4, proto=17, rbufsz=1 << 20, laddr=LO, lport=0))
-    lport = int.from_bytes(c.mread(LPORT, 2), "big")
+    ep, c, lport = spinning_udp_session(endpoint_factory, tmp_path)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         lat = flood_and_mread(c, peer, lport, RATE, SECONDS)
