@@ -51,6 +51,10 @@ return out
 """
 REFRESH = 3.0  # s between TTL refreshes
 SWEEP = 2.0  # s between sweeps for publications of dead brokers
+# s after Redis came back during which a mirror missing from it is kept: its broker puts
+# it back once its own command connection is back (txredisapi retries at most every 10 s,
+# with jitter), then at once; twice the TTL covers that with room to spare.
+REGRACE = 2 * TTL
 P = "pktlab:"
 
 
@@ -118,6 +122,8 @@ class RedisStore:
         self._claims: dict[str, list[tuple[str, defer.Deferred[bool]]]] = {}
         self._claim_flush: Any = None
         self._down_since: float | None = None  # the pub/sub link to Redis is down since
+        # Until then a mirror missing from a Redis that came back is not ended (`REGRACE`)
+        self._regrace_until = 0.0
         self._stopping = False
 
     async def start(self) -> None:
@@ -159,6 +165,7 @@ class RedisStore:
                 port=self.port,
                 t=self.reactor.seconds() - self._down_since,
             )
+            self._regrace_until = self.reactor.seconds() + REGRACE
         self._down_since = None
         self._write_offline_claims()
         # A restarted Redis holds none of our publications: put them back now (the
@@ -335,6 +342,8 @@ class RedisStore:
                 self._unmirror(key, "its broker stopped refreshing it")
             elif key not in self._mirrors:
                 await self._mirror(key)
+        if self.reactor.seconds() < self._regrace_until:
+            return  # Redis came back empty: its broker has until then to put it back
         for key in list(self._mirrors):
             if key not in keys:
                 self._unmirror(key, "gone from the shared store")
