@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from testkit.logs import captured_events
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
-from zope.interface import provider
 
 from packetlab.controller import EndpointSession, SessionClosed, read_time, tcp_exchange
 from packetlab.controller.local import LocalEndpoint, run_with_local_endpoint
@@ -44,13 +43,6 @@ async def test_an_endpoint_killed_mid_call_fails_every_wait(
         return spawned[-1]
 
     monkeypatch.setattr(LocalEndpoint, "spawn", classmethod(keep))
-    unhandled: list[str] = []
-
-    @provider(ILogObserver)
-    def observe(event: LogEvent) -> None:
-        if "Unhandled error in Deferred" in str(event.get("log_format", "")):
-            unhandled.append(repr(event.get("log_failure")))
-
     clock: Any = reactor
     port = clock.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
     target = port.getHost().port
@@ -68,12 +60,13 @@ async def test_an_endpoint_killed_mid_call_fails_every_wait(
         later = await _failure_of(session.mread(0, 8))
         return {"errors": errors, "later": later, "ended": session.ended}
 
-    globalLogPublisher.addObserver(observe)
     try:
-        got = await run_with_local_endpoint(reactor, experiment, plaintext=plaintext, timeout=60)
-        gc.collect()
+        with captured_events(fmt="Unhandled error in Deferred") as unhandled:
+            got = await run_with_local_endpoint(
+                reactor, experiment, plaintext=plaintext, timeout=60
+            )
+            gc.collect()
     finally:
-        globalLogPublisher.removeObserver(observe)
         await port.stopListening()
     assert got["ended"]
     for err in [*got["errors"], got["later"]]:

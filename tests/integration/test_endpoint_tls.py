@@ -8,16 +8,16 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import pytest_twisted
 from conftest import RawController
+from testkit.logs import captured_events
 from testkit.net import port_of
 from testkit.poll import poll_until_async
 from tls_world import TLSController, TLSEndpoint, controller_chain, pktlab_init, udp_sink
 from twisted.internet import reactor
-from twisted.logger import ILogObserver, globalLogPublisher
 
 from packetlab import wire
 from packetlab.controller import Controller, EndpointSession, read_system_info
@@ -58,30 +58,28 @@ async def test_session_over_tls_with_pktlab_init_certificates(tmp_path: Path) ->
 async def test_controller_refuses_endpoint_with_untrusted_chain(tmp_path: Path) -> None:
     a = pktlab_init(tmp_path / "a")
     b = pktlab_init(tmp_path / "b")  # another EOp: its subcmd chain is not trusted by a
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
 
     async def experiment(session: EndpointSession) -> None:
         raise AssertionError("no experiment may run on a refused endpoint")
 
     ctl: Controller[None] = Controller(experiment, reactor=reactor)
-    port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", a, "exp"))
-    # The endpoint of b trusts a's EOp key, so it accepts the controller; not vice versa.
-    ep = LocalEndpoint.spawn(
-        reactor,
-        f"127.0.0.1:{port_of(port)}",
-        args=["-c", str(b.root / "endpt.conf"), "--eop-pubkey", str(a.pubkey_path("k_eop"))],
-        plaintext=False,
-    )
+    args = ["-c", str(b.root / "endpt.conf"), "--eop-pubkey", str(a.pubkey_path("k_eop"))]
+    ep: LocalEndpoint | None = None
     try:
-        await poll_until_async(
-            lambda: any(e.get("rule") == "untrusted_root" for e in events),
-            what="the endpoint's refusal of the untrusted root",
-        )
+        with captured_events() as events:
+            port = await ctl.listen(tls_server(reactor, "tcp:0:interface=127.0.0.1", a, "exp"))
+            # The endpoint of b trusts a's EOp key, so it accepts the controller; not vice versa.
+            ep = LocalEndpoint.spawn(
+                reactor, f"127.0.0.1:{port_of(port)}", args=args, plaintext=False
+            )
+            await poll_until_async(
+                lambda: any(e.get("rule") == "untrusted_root" for e in events),
+                what="the endpoint's refusal of the untrusted root",
+            )
     finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
         await ctl.stop()
-        await ep.stop(reactor)
+        if ep is not None:
+            await ep.stop(reactor)
     refusals = [e for e in events if e.get("rule") == "untrusted_root"]
     assert refusals and refusals[0]["side"] == "client"
     assert ctl.outcomes == []  # no session ran

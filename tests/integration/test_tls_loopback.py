@@ -11,15 +11,16 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import pytest_twisted
+from testkit.logs import captured_events
 from twisted.internet import reactor, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from packetlab.ppks import generate_private_key, issue_certificate, private_key_pem
@@ -217,17 +218,6 @@ def s_client(port: int, tmp: Path, *extra: str) -> Deferred[subprocess.Completed
     )
 
 
-def warnings_with_rule() -> tuple[list[dict[str, Any]], Any]:
-    seen: list[dict[str, Any]] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.warn and "rule" in event:
-            seen.append(event)
-
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    return seen, observer
-
-
 @pytest.mark.skipif(OPENSSL is None, reason="no openssl command line tool")
 @pytest_twisted.ensureDeferred
 async def test_openssl_s_client_with_sni_and_chain(servers: Servers, tmp_path: Path) -> None:
@@ -242,12 +232,9 @@ async def test_openssl_s_client_with_sni_and_chain(servers: Servers, tmp_path: P
 @pytest_twisted.ensureDeferred
 async def test_openssl_s_client_refusals(servers: Servers, tmp_path: Path) -> None:
     port = await servers.listen(controller_options(), Greeter)
-    seen, observer = warnings_with_rule()
-    try:
+    with captured_events(level=LogLevel.warn, has="rule") as seen:
         tls12 = await s_client(port, tmp_path, "-servername", "exp1", "-tls1_2")
         unknown = await s_client(port, tmp_path, "-servername", "nosuchkey")
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
     assert b"PPKS-OK" not in tls12.stdout and b"PPKS-OK" not in unknown.stdout
     rules = [e["rule"] for e in seen]
     assert rules == ["handshake_failed", "unknown_snikey"], rules

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from testkit.logs import events_while
 from twisted.logger import ILogObserver, Logger, LogLevel
 
 from packetlab.loglevel import START_STOP, filtered, start_stop
@@ -56,16 +57,9 @@ def test_twisteds_own_start_and_stop_lines(namespace: str, fmt: str, kept: bool)
 
 def start_lines(start: Any) -> list[str]:
     """The START_STOP events `start()` logs, formatted."""
-    from twisted.logger import formatEvent, globalLogPublisher
+    from twisted.logger import formatEvent
 
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
-        start()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    return [formatEvent(e) for e in seen if start_stop(e)]
+    return [formatEvent(e) for e in events_while(start) if start_stop(e)]
 
 
 def test_the_endpoint_says_where_it_connects_when_it_starts() -> None:

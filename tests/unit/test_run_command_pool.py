@@ -7,13 +7,13 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from testkit.logs import captured_events
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.test import iosim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
@@ -130,12 +130,7 @@ def test_one_gone_before_its_hostid_is_read_is_said_with_its_address(
     f.step()
     result_of(f.done)
     assert len(f.given) == 1
-    seen: list[Any] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         del f, ep, pump
         gc.collect()  # the HOSTID read's other mreads failed too: were 5 unhandled errors
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    assert not [e for e in seen if "Unhandled error" in str(e.get("log_format"))]
+    assert not seen.where(fmt="Unhandled error")

@@ -52,27 +52,21 @@ def test_sighup_stops_cleanly_with_a_line_saying_why() -> None:
     """SIGHUP killed a daemon outright (the default action): no log line, no clean end,
     twistd's pid file left behind. Now it stops the reactor as SIGTERM does, saying that
     the daemons do not reload."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from testkit.logs import captured_events
+    from twisted.logger import LogLevel
 
     before = signal.getsignal(signal.SIGTERM)
     before_hup = signal.getsignal(signal.SIGHUP)
     reactor = FakeReactor()
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
     try:
         install_sigterm(reactor)
         signal.raise_signal(signal.SIGHUP)  # the test process lives on: handled
     finally:
         signal.signal(signal.SIGTERM, before)
         signal.signal(signal.SIGHUP, before_hup)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         for f, args in reactor.from_thread:
             f(*args)
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert reactor.stops == 1
-    (line,) = [e["log_format"] for e in seen if e.get("log_level") == LogLevel.info]
+    (line,) = seen.where(level=LogLevel.info).formats()
     assert line.startswith("Received SIGHUP, shutting down") and "do not reload" in line

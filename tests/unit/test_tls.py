@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
+from testkit.logs import captured_events
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone
@@ -747,22 +748,13 @@ def test_garbage_instead_of_a_client_hello(world: World, seed: int) -> None:
 
 
 def test_refusal_is_logged_with_rule(world: World, caplog: pytest.LogCaptureFixture) -> None:
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from twisted.logger import LogLevel
 
-    seen: list[dict[str, Any]] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.warn and "rule" in event:
-            seen.append(event)
-
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    try:
+    with captured_events(level=LogLevel.warn, has="rule") as seen:
         link(
             endpoint_creator(world, roots=[world.eop2]),
             PPKSServerOptions({"exp1": controller_entry(world)}),
         )
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
     assert any(e["rule"] == "untrusted_root" and e["side"] == "server" for e in seen)
 
 
@@ -775,24 +767,17 @@ def test_a_flood_of_bad_handshakes_is_a_bounded_number_of_log_lines(
     HOST:PORT and the rule said once."""
     from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from twisted.logger import LogLevel
 
     from packetlab.logbudget import LogBudget
     from packetlab.tls import gate
 
     clock = Clock()
     monkeypatch.setattr(gate, "REFUSAL_LOG", LogBudget(clock.seconds))
-    seen: list[dict[str, Any]] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.warn and "rule" in event:
-            seen.append(event)
-
     sf = PPKSTLSFactory(
         PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
     )
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    try:
+    with captured_events(level=LogLevel.warn, has="rule") as seen:
         for _ in range(200):
             server = sf.buildProtocol(None)
             assert server is not None
@@ -800,8 +785,6 @@ def test_a_flood_of_bad_handshakes_is_a_bounded_number_of_log_lines(
             server.makeConnection(transport)
             server.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
             server.connectionLost(Failure(ConnectionDone()))
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
     assert len(seen) == 20
     line = seen[0]["log_format"].format(**seen[0])
     assert line.startswith("refused TLS peer 192.0.2.9:4242 (client): handshake_failed: "), line
@@ -816,23 +799,16 @@ def test_a_client_that_sent_no_tls_at_all_is_named_a_plaintext_peer(
     verified", and the controller blamed its own chain first (session 30, eyes30). A
     client that sent bytes and then closed is not called silent."""
     from twisted.internet.address import IPv4Address
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from twisted.logger import LogLevel
 
     from packetlab.logbudget import LogBudget
     from packetlab.tls import gate
 
     monkeypatch.setattr(gate, "REFUSAL_LOG", LogBudget(lambda: 0.0, burst=100))
-    seen: list[str] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.warn and event.get("rule") == "connection_lost":
-            seen.append(str(event["error"]))
-
     sf = PPKSTLSFactory(
         PPKSServerOptions({"exp1": controller_entry(world)}), False, Factory.forProtocol(App)
     )
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    try:
+    with captured_events(level=LogLevel.warn) as events:
         for first in (b"", b"\x16\x03\x01\x02\x00\x01"):  # nothing; half a ClientHello
             server = sf.buildProtocol(None)
             assert server is not None
@@ -840,8 +816,7 @@ def test_a_client_that_sent_no_tls_at_all_is_named_a_plaintext_peer(
             if first:
                 server.dataReceived(first)
             server.connectionLost(Failure(ConnectionDone()))
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
+    seen = [str(e["error"]) for e in events if e.get("rule") == "connection_lost"]
     assert len(seen) == 2, seen
     assert seen[0].endswith(gate.SILENT_PEER) and not seen[1].endswith(gate.SILENT_PEER)
 

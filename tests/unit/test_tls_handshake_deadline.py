@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from testkit.logs import captured_events
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -108,16 +109,10 @@ def test_connections_in_the_handshake_are_capped_oldest_closed_first() -> None:
     made Twisted close every new connection at accept (EMFILE), a real endpoint's too,
     for 22 s. With `pending_max`, each connection past the cap closes the oldest one still
     in the handshake (once-per-episode log line), so a quick client still gets through."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     clock = Clock()
     f = server(clock, pending_max=3)
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         conns = []
         for _ in range(10):
             tls: Any = f.buildProtocol(None)
@@ -127,17 +122,15 @@ def test_connections_in_the_handshake_are_capped_oldest_closed_first() -> None:
         closed = [t.disconnecting or t.disconnected for _, t in conns]
         assert closed == [True] * 7 + [False] * 3
         assert f.evicted == 7 and len(f.pending) == 3
-        capped = [e for e in seen if "in the handshake (cap" in e.get("log_format", "")]
+        capped = seen.where(fmt="in the handshake (cap")
         assert len(capped) == 1, seen  # one line per episode, not one per eviction
-        refusals = [e for e in seen if "refused TLS peer" in e.get("log_format", "")]
+        refusals = seen.where(fmt="refused TLS peer")
         assert refusals == []  # an eviction is not also logged as a refusal
         for tls, _ in conns:  # the evicted ones' connections end; the rest go away
             tls.connectionLost(Exception("gone"))
         assert len(f.pending) == 0
-        assert any("under the cap again" in e.get("log_format", "") for e in seen)
+        assert seen.where(fmt="under the cap again")
         assert clock.getDelayedCalls() == []
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 def test_a_verified_connection_leaves_the_pending_set() -> None:

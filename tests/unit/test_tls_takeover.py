@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from testkit.logs import Events, captured_events
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
 
@@ -106,16 +107,9 @@ def link(
 
 
 @pytest.fixture
-def warnings() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.warn:
-            seen.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    yield seen
-    globalLogPublisher.removeObserver(cast(ILogObserver, observer))
+def warnings() -> Iterator[Events]:
+    with captured_events(level=LogLevel.warn) as seen:
+        yield seen
 
 
 def exchange(lk: Link) -> None:
@@ -138,7 +132,7 @@ def test_both_sides_take_over_after_the_handshake() -> None:
     assert s.read.seq == c.write.seq == 1
 
 
-def test_no_secrets_falls_back_to_pyopenssl(warnings: list[str]) -> None:
+def test_no_secrets_falls_back_to_pyopenssl(warnings: Events) -> None:
     blind = creator()
     blind._ctx.set_keylog_callback(lambda conn, line: None)  # the lines never come
     lk = link(blind)
@@ -156,13 +150,13 @@ def test_unknown_cipher_falls_back_to_pyopenssl(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_forced_python_warns_when_it_cannot(
-    monkeypatch: pytest.MonkeyPatch, warnings: list[str]
+    monkeypatch: pytest.MonkeyPatch, warnings: Events
 ) -> None:
     monkeypatch.setenv(takeover.ENV, "python")
     monkeypatch.setattr(takeover, "SUITES", {})
     lk = link()
     assert lk.client.record_path == "openssl"
-    assert any("staying on pyOpenSSL" in w for w in warnings)
+    assert any("staying on pyOpenSSL" in w for w in warnings.lines())
 
 
 def test_forced_openssl_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,7 +191,7 @@ def test_lose_connection_is_close_notify_both_ways() -> None:
     assert lk.server._records is not None and lk.server._records.closed
 
 
-def test_tampered_record_sends_bad_record_mac_and_closes(warnings: list[str]) -> None:
+def test_tampered_record_sends_bad_record_mac_and_closes(warnings: Events) -> None:
     lk = link()
     exchange(lk)
     records = lk.client._records
@@ -209,7 +203,7 @@ def test_tampered_record_sends_bad_record_mac_and_closes(warnings: list[str]) ->
     lost = lk.server_app.lost
     assert lost is not None and lost.check(RecordError)
     assert cast(RecordError, lost.value).alert == BAD_RECORD_MAC
-    assert any("bad_record_mac" in w and "sent the fatal alert" in w for w in warnings)
+    assert any("bad_record_mac" in w and "sent the fatal alert" in w for w in warnings.lines())
     # the client opened our alert and reports it
     peer = lk.client_app.lost
     assert peer is not None and peer.check(PeerAlert)
@@ -311,18 +305,11 @@ def test_records_are_cut_as_openssl_cuts_them(monkeypatch: pytest.MonkeyPatch, s
 def test_a_bad_mode_in_the_environment_is_logged_and_auto_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[str] = []
-
-    def observer(event: dict[str, Any]) -> None:
-        if event.get("log_level") is LogLevel.error:
-            seen.append(formatEvent(event))
-
     monkeypatch.setenv(takeover.ENV, "gnutls")
-    globalLogPublisher.addObserver(cast(ILogObserver, observer))
-    try:
+    with captured_events() as events:
         lk = link()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, observer))
     assert lk.client.record_path == lk.server.record_path == "python"
-    assert any("PACKETLAB_TLS_RECORDS='gnutls'" in line for line in seen)
+    assert any(
+        "PACKETLAB_TLS_RECORDS='gnutls'" in line for line in events.lines(level=LogLevel.error)
+    )
     exchange(lk)

@@ -5,13 +5,13 @@ the operator no number of them."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
+from testkit.logs import captured_events
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -102,14 +102,9 @@ def test_the_status_page_and_the_last_log_line_carry_them() -> None:
         "subscriber(s) (at most 24 past the handshake, 12 from one address, 5 refused for "
         "it);" in shared
     )
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         svc.stopService()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    [line] = [formatEvent(e) for e in seen if "pktbroker stopping;" in formatEvent(e)]
+    [line] = events.lines("pktbroker stopping;")
     assert line == (
         f"pktbroker stopping; since {st['since']}: publish: links=0; subscribe: links=1 xsub=1"
     )
@@ -135,21 +130,16 @@ def test_the_counters_are_logged_every_stats_interval() -> None:
     reactor = MemoryReactorClock()
     svc = BrokerService(reactor, agent(), publish="tcp:20556", subscribe="tcp:20557",
                         stats_interval=600)  # fmt: skip
-    seen: list[str] = []
-    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         svc.startService()
         connect(svc.factories[Role.SUBSCRIBE])[0].dataReceived(encode(Xsub([b"p"], ZERO, b"")))
         reactor.advance(599)
-        assert not [t for t in seen if t.startswith("counters since")]
+        assert not [t for t in events.lines() if t.startswith("counters since")]
         reactor.advance(1)
         reactor.advance(600)
         svc.stopService()
         reactor.advance(600)
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    assert [t for t in seen if t.startswith("counters since")] == [
+    assert [t for t in events.lines() if t.startswith("counters since")] == [
         f"counters since {svc.started}: publish: links=0; subscribe: links=1 xsub=1"
     ] * 2
 
@@ -171,15 +161,11 @@ def test_a_stopping_broker_says_so_once_and_does_not_blame_its_peers() -> None:
     subs = [connect(svc.factories[Role.SUBSCRIBE], f"10.0.0.{i}")[0] for i in range(3)]
     for s in subs:
         s.dataReceived(encode(Xsub([b"public"], ZERO, b"")))
-    seen: list[str] = []
-    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         svc.stopService()
         for link in (pub, *subs):  # the transports' ends, as the reactor reports them
             link.connectionLost(connectionDone)
-    finally:
-        globalLogPublisher.removeObserver(observer)
+    seen = events.lines()
     assert "pktbroker stopping: closing 3 subscribe and 1 publish link(s)" in seen
     assert not [t for t in seen if t.startswith("unsubscribe")], seen
     [end] = [t for t in seen if t.startswith("publication end")]

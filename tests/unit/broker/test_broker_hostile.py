@@ -4,13 +4,12 @@ tests/integration/test_hostile_broker.py), each pinned over fakes."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
 
+from testkit.logs import events_while
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import CLOSE_TIMEOUT, BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -79,14 +78,7 @@ def test_the_configured_throttle_is_used() -> None:
 
 
 def _said(run: Callable[[], None]) -> list[str]:
-    events: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
-        run()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    return [formatEvent(e) for e in events if "middle of a frame" in (e.get("log_format") or "")]
+    return events_while(run).lines(fmt="middle of a frame")
 
 
 def closed_after(p: BrokerProtocol, data: bytes) -> None:

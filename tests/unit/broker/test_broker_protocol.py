@@ -4,15 +4,14 @@ fan-out with backpressure, publication lifetime, bounded input."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from broker_fakes import tls_pair
+from testkit.logs import captured_events
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME, BrokerFactory, BrokerProtocol
 from packetlab.broker.registry import Registry
@@ -268,13 +267,6 @@ def test_idle_link_gives_back_its_tls_bio_buffers_after_the_result() -> None:
     assert not w.clock.getDelayedCalls() or all(c.getTime() > 0 for c in w.clock.getDelayedCalls())
 
 
-def _events() -> tuple[list[dict[str, Any]], Callable[[], None]]:
-    events: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    return events, lambda: globalLogPublisher.removeObserver(observer)
-
-
 def test_a_subscriber_that_never_reads_is_not_read_and_queues_each_publication_once() -> None:
     # Its transport is full (it does not read). It pipelines 200 xsubs: each would be
     # answered into the full transport and re-offer every live publication to its queue
@@ -289,17 +281,14 @@ def test_a_subscriber_that_never_reads_is_not_read_and_queues_each_publication_o
     assert frames(st)[0] == Result(0)
     pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=late;")))
     assert frames(st) == [Xnotify(b"public", b"controller_addr=late;")]
-    events, stop = _events()
-    try:
+    with captured_events() as events:
         sp.pauseProducing()  # the transport is full
         pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=later;")))
         pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=last;")))
         sp.dataReceived(sub_frames() * 200)
-    finally:
-        stop()
     assert st.value() == b"" and st.producerState == "paused"
     assert len(sp._queue or ()) <= len(w.registry.publications)
-    said = [formatEvent(e) for e in events if "does not read" in (e.get("log_format") or "")]
+    said = events.lines(fmt="does not read")
     assert len(said) == 1 and "10.0.0.1" in said[0], said
     sp.resumeProducing()
     w.clock.advance(0)  # the frames already read are handled in a turn of their own
@@ -576,15 +565,12 @@ def test_a_subscription_ends_when_its_certificate_chain_expires() -> None:
     assert frames(st) == [Xnotify(b"public", b"controller_addr=h1;")]
     w.clock.advance(99.9)
     assert not st.disconnecting and len(w.registry.subscribers) == 1
-    events, stop = _events()
-    try:
+    with captured_events() as events:
         w.clock.advance(0.2)
-    finally:
-        stop()
     assert st.disconnecting and not w.registry.subscribers
     pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h2;")))
     assert frames(st) == []  # no longer delivered
-    [line] = [formatEvent(e) for e in events if "subscription expired" in formatEvent(e)]
+    [line] = events.lines("subscription expired")
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 100))
     assert f"its certificate chain expired at {now + 100} ({when}); closing" in line
     assert not [
@@ -628,17 +614,14 @@ def test_a_publication_ends_when_its_experiment_chain_expires() -> None:
     later = b"pub_end=%d;" % ((now + 50) * 10**9) + XD
     pp.dataReceived(chain + encode(xpub) + chain + encode(Xpub(xpub.chlist, xpub.eopkey, later)))
     assert frames(pt) == [Result(0)] * 6 and len(w.registry.publications) == 2
-    events, stop = _events()
-    try:
+    with captured_events() as events:
         w.clock.advance(50.1)
         assert [p.xdescr for p in w.registry.publications.values()] == [XD]
         w.clock.advance(49.8)
         assert len(w.registry.publications) == 1
         w.clock.advance(0.2)
-    finally:
-        stop()
     assert not w.registry.publications and not pt.disconnecting
-    ends = [formatEvent(e) for e in events if "publication end" in formatEvent(e)]
+    ends = events.lines("publication end")
     assert [e.rsplit("reason=", 1)[1] for e in ends] == [
         "pub_end reached",
         "its certificate chain expired",
@@ -676,8 +659,7 @@ def test_links_silent_after_tls_are_capped_oldest_out() -> None:
     w = World()
     f = w.factories[Role.SUBSCRIBE]
     f.unproven_max = 3
-    events, done = _events()
-    try:
+    with captured_events() as events:
         sub, st = w.connect(Role.SUBSCRIBE)
         sub.dataReceived(sub_frames())  # subscribed: not counted
         links = [w.connect(Role.SUBSCRIBE) for _ in range(8)]
@@ -690,9 +672,7 @@ def test_links_silent_after_tls_are_capped_oldest_out() -> None:
         assert links[5][1].disconnecting and not links[6][1].disconnecting
         w.connect(Role.PUBLISH)  # the other port has its own count
         assert not links[7][1].disconnecting
-    finally:
-        done()
-    said = [formatEvent(e) for e in events if "without an xsub/xpub" in formatEvent(e)]
+    said = events.lines("without an xsub/xpub")
     assert len(said) == 1 and "(cap 3)" in said[0], said
 
 
@@ -703,8 +683,7 @@ def test_a_flood_of_silent_links_from_one_address_closes_its_own() -> None:
     w = World()
     f = w.factories[Role.SUBSCRIBE]
     f.unproven_max = 3
-    events, done = _events()
-    try:
+    with captured_events() as events:
         real, rt = w.connect(Role.SUBSCRIBE, "10.0.0.1")  # its xsub not yet in
         flood = [w.connect(Role.SUBSCRIBE, "10.0.0.2") for _ in range(8)]
         assert [t.disconnecting for _, t in flood] == [True] * 6 + [False] * 2
@@ -715,9 +694,7 @@ def test_a_flood_of_silent_links_from_one_address_closes_its_own() -> None:
         for p, _ in flood:
             p.connectionLost(connectionDone)
         assert f.unproven_by.held == {} and f.unproven == {}
-    finally:
-        done()
-    said = [formatEvent(e) for e in events if "closing the oldest" in formatEvent(e)]
+    said = events.lines("closing the oldest")
     assert len(said) == 1 and "holding the most (10.0.0.2)" in said[0], said
 
 
@@ -732,8 +709,7 @@ def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
     f = w.factories[Role.SUBSCRIBE]
     f.link_max = 2
     f.share.fraction = 1.0  # the port's cap alone (the address share has its own test)
-    events, done = _events()
-    try:
+    with captured_events() as events:
         (a, at), (b, _) = w.connect(Role.SUBSCRIBE), w.connect(Role.SUBSCRIBE)
         a.dataReceived(sub_frames())
         b.dataReceived(sub_frames())
@@ -756,9 +732,7 @@ def test_links_past_the_descriptor_budget_are_refused_and_closed() -> None:
         d.session.agent_key = b"D" * 32  # type: ignore[union-attr]  # (not a's: XD again)
         d.dataReceived(sub_frames())
         assert frames(dt) == [Result(0), Xnotify(b"public", XD)]
-    finally:
-        done()
-    said = [formatEvent(e) for e in events if "from the descriptor limit" in formatEvent(e)]
+    said = events.lines("from the descriptor limit")
     assert len(said) == 1 and "refuse xsub" in said[0] and "ESUBBADCHN" in said[0], said
 
 
@@ -772,8 +746,7 @@ def test_one_address_holds_at_most_its_share_of_the_links() -> None:
     w = World()
     f = w.factories[Role.SUBSCRIBE]
     f.link_max = 400  # share: 100 (a quarter)
-    events, done = _events()
-    try:
+    with captured_events() as events:
         held = []
         for _ in range(100):
             p, t = w.connect(Role.SUBSCRIBE, "10.0.0.2")
@@ -802,9 +775,7 @@ def test_one_address_holds_at_most_its_share_of_the_links() -> None:
         pub, pt = w.connect(Role.PUBLISH, "10.0.0.2")  # the publish port counts its own
         pub.dataReceived(encode(Xpub([b"public"], ZERO, XD)))
         assert frames(pt) == [Result(0)]
-    finally:
-        done()
-    said = [formatEvent(e) for e in events if "its share" in formatEvent(e)]
+    said = events.lines("its share")
     assert len(said) == 1, said  # three refusals, one line for the address in a minute
     assert "address 10.0.0.2 holds 100 subscribed links" in said[0], said
     assert "ESUBBADCHN" in said[0] and "one line per address a 60 s" in said[0], said

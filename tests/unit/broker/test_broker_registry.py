@@ -4,6 +4,7 @@ BROKER-PROXY-OBSERVED.md §2.3)."""
 from __future__ import annotations
 
 import pytest
+from testkit.logs import captured_events
 
 from packetlab.broker.registry import DELIVERY_LINGER, Publication, Registry, Subscriber
 from packetlab.wire.nvlist import parse_nvlist
@@ -152,27 +153,19 @@ def test_bytes_published_again_soon_after_they_ended_skip_endpoints_that_got_the
 
 
 def test_records_of_ended_xdescrs_are_bounded_oldest_first_with_one_log_line() -> None:
-    from typing import Any, cast
-
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     clock = FakeClock()
     reg = Registry(clock=clock, max_lingering=2 * (256 + 10 * 32))
     for i in range(10):
         sub(reg, bytes([i]) * 32, [b"pub"])
-    events: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         for n in range(5):  # 10 endpoints each: 5 records, room for 2
             clock.now += 1
             reg.withdraw(pub(reg, [b"pub"], b"controller_addr=h%d;" % n))
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert reg._lingering <= reg.max_lingering and len(reg._ended) == 2
     assert not reg.holds(b"controller_addr=h2;", b"\0" * 32)
     assert reg.holds(b"controller_addr=h3;", b"\0" * 32)
-    lines = [formatEvent(e) for e in events if "delivery record" in formatEvent(e)]
+    lines = events.lines("delivery record")
     assert len(lines) == 1 and "take more than 1 KiB; dropping the oldest" in lines[0]
 
 

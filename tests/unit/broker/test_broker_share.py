@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_broker_protocol import ZERO, World, _events, frames
-from twisted.logger import formatEvent
+from test_broker_protocol import ZERO, World, frames
+from testkit.logs import captured_events
 
 from packetlab.broker.config import ConfigError, parse_config
 from packetlab.broker.registry import (
@@ -71,17 +71,14 @@ def test_one_address_holds_its_share_whatever_its_keys() -> None:
 def test_share_refusals_by_the_hundred_log_a_few_lines() -> None:
     w = World()
     w.registry.max_per_key = 1
-    events, stop = _events()
-    try:
+    with captured_events() as events:
         links = [_link(w, b"F" * 32, f"10.0.3.{i}") for i in range(101)]
         for i, (p, _) in enumerate(links):
             _xpub(p, i)
         w.clock.advance(30)
-    finally:
-        stop()
     answers = [frames(t) for _, t in links]
     assert answers.count([Result(EPUBBADXD)]) == 100
-    lines = [formatEvent(e) for e in events if "refuse xpub" in formatEvent(e)]
+    lines = events.lines("refuse xpub")
     assert len(lines) == 20, lines[:3]
     assert "its share (MaxPublicationsPerKey 1)" in lines[0]
     assert "the next ones are counted, not logged" in lines[-1]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
+from testkit.logs import captured_events
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from packetlab.broker.status import STATUS_MAX_CONNECTIONS, STATUS_TIMEOUT, status_site
 
@@ -34,17 +34,12 @@ def test_idle_connections_to_the_status_page_are_capped_and_timed_out() -> None:
     each."""
     clock = Clock()
     site = status_site(lambda: {"ok": 1}, clock=clock)
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         held = [connect(site) for _ in range(STATUS_MAX_CONNECTIONS)]
         more = [connect(site) for _ in range(10)]
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert [t.aborted for t in held] == [True] * 10 + [False] * (STATUS_MAX_CONNECTIONS - 10)
     assert not any(t.disconnecting for t in more)  # the newest are served
-    said = [formatEvent(e) for e in seen if "status page" in formatEvent(e)]
+    said = seen.lines("status page")
     assert len(said) == 1 and f"{STATUS_MAX_CONNECTIONS} connections" in said[0], said
     assert STATUS_TIMEOUT <= 10
     clock.advance(STATUS_TIMEOUT + 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testkit.logs import captured_events
 from twisted.python import usage
 
 from packetlab.broker.tap import Options
@@ -239,18 +240,10 @@ def test_a_broker_certificate_expiring_within_a_week_is_warned_about(
 ) -> None:
     """Was silent until the day clients refused it (and then spun, reconnecting)."""
     import time
-    from typing import Any, cast
-
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     cert = _cert(home, tmp_path, "agent", 0, int(time.time()) + 3 * 86400)
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         parse("--cert", str(cert))  # starts
-    finally:
-        globalLogPublisher.removeObserver(observer)
     (w,) = [str(e["w"]) for e in seen if "w" in e]
     assert w.startswith("--cert: certificate #0 (agent) expires at ") and "in 3 d: renew" in w, w
 

@@ -6,8 +6,8 @@ closed, down to nine tenths, and a subscriber that reads is untouched."""
 
 from __future__ import annotations
 
-from test_broker_protocol import ZERO, World, _events, frames, sub_frames
-from twisted.logger import formatEvent
+from test_broker_protocol import ZERO, World, frames, sub_frames
+from testkit.logs import captured_events
 
 from packetlab.broker.session import Role
 from packetlab.wire import Result, Xnotify, Xpub, encode
@@ -31,15 +31,12 @@ def test_links_that_never_read_hold_a_bounded_number_of_notifications() -> None:
     reader.dataReceived(sub_frames())
     assert frames(rt) == [Result(0)]
     pubs = [w.connect(Role.PUBLISH, f"10.2.0.{j + 1}")[0] for j in range(4)]
-    events, stop = _events()
-    try:
+    with captured_events() as events:
         for n in range(40):  # 20 silent links x 40 publications: 800 entries without a cap
             pubs[n % 4].dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h%d;" % n)))
             w.clock.advance(0)
             queued = sum(len(sp._queue or ()) for sp, _ in silent)
             assert queued < sf.max_queued
-    finally:
-        stop()
     closed = [sp for sp, st in silent if st.disconnecting or sp._closing]
     assert closed and len(closed) < len(silent)
     assert all(sp._queue is None for sp in closed)
@@ -47,6 +44,6 @@ def test_links_that_never_read_hold_a_bounded_number_of_notifications() -> None:
     got = frames(rt)
     assert len(got) == 40 and all(isinstance(m, Xnotify) for m in got)
     assert not reader._closing
-    said = [formatEvent(e) for e in events if "do not read" in (e.get("log_format") or "")]
+    said = events.lines(fmt="do not read")
     assert said and "the links of this port held 100, at most 100" in said[0], said
     assert len(said) < len(closed) + 1  # one line per trim, not per link

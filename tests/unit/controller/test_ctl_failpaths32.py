@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 from ctl_fakes import frames, on_string_transport, result_of
+from testkit.logs import Events, captured_events
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from zope.interface import provider
 
 from packetlab import wire
 from packetlab.controller import (
@@ -40,23 +39,13 @@ def sent(data: bytes) -> list[str]:
 
 
 @pytest.fixture
-def unhandled() -> Iterator[list[str]]:
-    """The 'Unhandled error in Deferred' lines logged while the test runs (and by its
+def unhandled() -> Iterator[Events]:
+    """The 'Unhandled error in Deferred' events logged while the test runs (and by its
     garbage, collected at the end)."""
-    lines: list[str] = []
     gc.collect()  # the garbage of earlier tests logs before we listen
-
-    @provider(ILogObserver)
-    def observe(event: LogEvent) -> None:
-        if "Unhandled error in Deferred" in str(event.get("log_format", "")):
-            lines.append(repr(event.get("log_failure")))
-
-    globalLogPublisher.addObserver(observe)
-    try:
-        yield lines
+    with captured_events(fmt="Unhandled error in Deferred") as events:
+        yield events
         gc.collect()
-    finally:
-        globalLogPublisher.removeObserver(observe)
 
 
 # ------------------------------------------------------------------ cancellation
@@ -83,7 +72,7 @@ def test_a_cancelled_nopen_closes_the_socket_the_endpoint_opened() -> None:
     assert t.value() == b"" and s.pending == 0 and s.free_sktid() == 0
 
 
-def test_a_cancelled_tcp_exchange_closes_its_socket(unhandled: list[str]) -> None:
+def test_a_cancelled_tcp_exchange_closes_its_socket(unhandled: Events) -> None:
     # cancelled while its TIME read was answered, the nopen behind it was never cancelled:
     # the connection stayed open on the endpoint until the session ended
     s, t, _ = on_string_transport()
@@ -114,7 +103,7 @@ def test_a_request_with_a_timeout_leaves_the_pipeline_in_order() -> None:
 
 
 def test_a_tcp_exchange_cut_before_its_connect_logs_no_unhandled_error(
-    unhandled: list[str],
+    unhandled: Events,
 ) -> None:
     # its nopen failed unawaited when the TIME read before it failed: "Unhandled error in
     # Deferred: SessionClosed: connection lost ..." after the experiment had its error

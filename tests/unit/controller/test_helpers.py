@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from ctl_fakes import BASE_NS, FakeEndpoint, Rig, SchedulingEndpoint, result_of
+from testkit.logs import captured_events
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 
 from packetlab.controller import (
     ClockSample,
@@ -185,20 +185,11 @@ def test_udp_exchange_timeout_without_replies() -> None:
 def unhandled_errors(run: Any) -> list[str]:
     """The failures logged (as "Unhandled error in Deferred") while `run()` and a
     collection ran."""
-    seen: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if "log_failure" in event:  # (Twisted logs the words, then the failure alone)
-            seen.append(event["log_failure"].getErrorMessage())
-
-    observer: Any = observe  # an ILogObserver: a callable taking the event dict
-    globalLogPublisher.addObserver(observer)
-    try:
+    # the events with a failure (Twisted logs the words, then the failure alone)
+    with captured_events(has="log_failure") as failed:
         run()
         gc.collect()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    return seen
+    return [e["log_failure"].getErrorMessage() for e in failed]
 
 
 def test_udp_exchange_of_a_str_is_one_type_error_and_sends_nothing() -> None:

@@ -3,15 +3,15 @@ not stop the listener, limit/run_once, stop()."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from ctl_fakes import FakeEndpoint, result_of
+from testkit.logs import captured_events
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.test import iosim
 
 from packetlab.controller import (
@@ -107,16 +107,12 @@ def test_failing_experiment_is_logged_and_listener_carries_on() -> None:
             raise RuntimeError("boom")
         return "fine"
 
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
-    try:
+    with captured_events() as events:
         ctl = result_of(listen(net.reactor, "tcp:0", flaky))
         net.connect()
         net.settle()
         net.connect()
         net.settle()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
     bad, good = ctl.outcomes
     assert not bad.ok and bad.failure is not None and bad.failure.check(RuntimeError)
     with pytest.raises(RuntimeError, match="boom"):
@@ -222,18 +218,14 @@ def test_run_once_raises_a_failure_without_logging_its_traceback_too() -> None:
     async def boom(session: EndpointSession) -> None:
         raise RuntimeError("boom")
 
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
-    try:
+    with captured_events() as events:
         d = run_once(net.reactor, "tcp:0", boom)
         net.connect()
         net.settle()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
     with pytest.raises(RuntimeError, match="boom"):
         result_of(d)
     assert not any(e.get("log_failure") for e in events)
-    said = [e for e in events if "failed: {error}" in e.get("log_format", "")]
+    said = events.where(fmt="failed: {error}")
     assert [e["error"] for e in said] == ["boom"]
 
 
@@ -447,9 +439,7 @@ def test_silent_endpoints_past_setup_max_close_the_oldest_and_a_real_one_is_serv
     descriptor. Now at most `setup_max` wait in the setup, the oldest closed for each new
     one, in one log line for the episode."""
     net = Net()
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
-    try:
+    with captured_events() as events:
         ctl = result_of(listen(net.reactor, "tcp:0", time_experiment, setup_max=4))
         silent: list[Any] = []
         for _ in range(10):
@@ -467,8 +457,6 @@ def test_silent_endpoints_past_setup_max_close_the_oldest_and_a_real_one_is_serv
         assert ctl.setup_evicted == 6
         net.connect()  # a real one: the oldest silent one goes for it
         net.settle()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
     assert silent[6].ended and not silent[7].ended
     served = [o for o in ctl.outcomes if o.ok]
     assert len(served) == 1 and isinstance(served[0].unwrap(), int)
@@ -478,7 +466,7 @@ def test_silent_endpoints_past_setup_max_close_the_oldest_and_a_real_one_is_serv
     err = evicted[0].failure.value
     assert isinstance(err, SessionClosed) and isinstance(err.cause, SetupFailed)
     assert str(err.cause) == "closed for a newer endpoint (4 in the setup)"
-    caps = [e for e in events if "(cap {cap})" in e.get("log_format", "")]
+    caps = events.where(fmt="(cap {cap})")
     assert len(caps) == 1 and caps[0]["cap"] == 4
     stopped = ctl.stop()
     net.settle()
@@ -497,9 +485,7 @@ def test_a_flood_of_bad_endpoints_logs_one_line_each_within_a_budget_no_tracebac
     "experiment ... failed" with a traceback), one set per connection at the endpoints'
     will. Now one line each, at most 20 a minute over all sessions, then counted."""
     net = Net()
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
-    try:
+    with captured_events() as events:
         ctl = result_of(listen(net.reactor, "tcp:0", time_experiment))
         for i in range(50):
             _port, factory, _b, _i = net.reactor.tcpServers[-1]
@@ -514,11 +500,9 @@ def test_a_flood_of_bad_endpoints_logs_one_line_each_within_a_budget_no_tracebac
         net.reactor.advance(61)
         net.connect()
         net.settle()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
     assert ctl.finished == 51 and len([o for o in ctl.outcomes if o.ok]) == 1
     assert not [e for e in events if e.get("log_failure")]
-    said = [e for e in events if "closing the session" in e.get("log_format", "")]
+    said = events.where(fmt="closing the session")
     assert len(said) == 20
     assert "malformed mdata from the endpoint (0-byte body)" in str(said[0]["error"])
     assert "the next ones are counted" in said[-1]["budget_note"]
@@ -539,9 +523,7 @@ def test_an_endpoint_gone_under_the_experiment_is_one_line_not_a_traceback() -> 
     "experiment on endpoint X failed" with a traceback of the controller's own frames;
     it is the endpoint's doing, one line with its reason."""
     net = Net()
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(cast(ILogObserver, events.append))
-    try:
+    with captured_events() as events:
         ctl = result_of(listen(net.reactor, "tcp:0", time_experiment))
         _port, factory, _b, _i = net.reactor.tcpServers[-1]
         peer = IPv4Address("TCP", "10.0.0.3", 30000)
@@ -552,10 +534,8 @@ def test_an_endpoint_gone_under_the_experiment_is_one_line_not_a_traceback() -> 
             fake, iosim.makeFakeClient(fake), clock=net.reactor,
         ))  # fmt: skip
         net.settle()
-    finally:
-        globalLogPublisher.removeObserver(cast(ILogObserver, events.append))
     (out,) = ctl.outcomes
     assert out.failure is not None and out.failure.check(SessionClosed)
     assert not [e for e in events if e.get("log_failure")]
-    (line,) = [e for e in events if "ended with its session" in e.get("log_format", "")]
+    (line,) = events.where(fmt="ended with its session")
     assert "the endpoint closed the connection with 1 request unanswered" in str(line["error"])

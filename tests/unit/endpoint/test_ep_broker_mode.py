@@ -5,6 +5,7 @@ experiment pool (one run per xdescr, yield, priorities, pre-emption, several at 
 from __future__ import annotations
 
 import pytest
+from testkit.logs import captured_events
 
 from packetlab.endpoint.pool import Action, ExperimentPool, PoolError, State
 from packetlab.endpoint.subscription import (
@@ -196,21 +197,13 @@ def test_pool_numbers_too_long_for_int_are_clear_refusals_not_value_errors() -> 
 
 
 def test_pool_unusable_pub_end_is_logged_and_ignored_as_the_reference_does() -> None:
-    from typing import cast
 
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
-    events: list[dict[str, object]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         pool = ExperimentPool()
         a = pool.add(b"pub_end=" + b"9" * 4000 + b";" + xd(1))
         b = pool.add(b"pub_end=abc;" + xd(2))
         c = pool.add(b"pub_end=" + b"9" * 21 + b";" + xd(3))  # over u64
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    seen = [formatEvent(e) for e in events]
+    seen = events.lines()
     assert a is not None and b is not None and c is not None
     assert a.pub_end_ns is None and b.pub_end_ns is None and c.pub_end_ns is None
     assert len([s for s in seen if "is not a u64 (ns); ignored" in s]) == 3
@@ -240,10 +233,9 @@ def test_pool_bounds_what_it_keeps_from_the_broker() -> None:
 
 def test_runner_logs_a_refused_xdescr_cut_short() -> None:
     # a broker may send 64 KiB of anything: the refusal's log line shows its start and size
-    from typing import Any, cast
+    from typing import Any
 
     from twisted.internet.testing import MemoryReactorClock
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     from packetlab.endpoint.runner import ExperimentRunner
 
@@ -251,15 +243,10 @@ def test_runner_logs_a_refused_xdescr_cut_short() -> None:
         raise AssertionError("a refused xdescr connects nowhere")
 
     runner = ExperimentRunner(MemoryReactorClock(), ExperimentPool(), unused, unused)
-    events: list[dict[str, object]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         hostile = b"controller_addr=h;x=" + b"y" * 65000 + b";"
         runner.notify(b"ch", hostile)
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    seen = [formatEvent(e) for e in events]
+    seen = events.lines()
     assert len(seen) == 1 and f"refused: xdescr of {len(hostile)} bytes" in seen[0], seen
     assert f"... ({len(hostile)} characters)" in seen[0] and len(seen[0]) < 400
 
@@ -267,10 +254,9 @@ def test_runner_logs_a_refused_xdescr_cut_short() -> None:
 def test_a_broker_sending_refused_xdescrs_floods_no_log() -> None:
     """A broker (or whoever holds its key) may send bad xdescrs as fast as it likes: a
     line each. Now 20 a minute, the rest counted; the next minute's first line says so."""
-    from typing import Any, cast
+    from typing import Any
 
     from twisted.internet.testing import MemoryReactorClock
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     from packetlab.endpoint.runner import ExperimentRunner
 
@@ -279,16 +265,11 @@ def test_a_broker_sending_refused_xdescrs_floods_no_log() -> None:
 
     clock = MemoryReactorClock()
     runner = ExperimentRunner(clock, ExperimentPool(), unused, unused)
-    events: list[dict[str, object]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         for i in range(5000):
             runner.notify(b"ch", b"exp_priority=" + b"9" * 30 + f";n={i};".encode())
         clock.advance(60)
         runner.notify(b"ch", b"exp_priority=" + b"9" * 30 + b";")
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    seen = [formatEvent(e) for e in events]
+    seen = events.lines()
     assert len(seen) == 21, len(seen)
     assert seen[-1].endswith("[4980 not logged before this one]"), seen[-1]

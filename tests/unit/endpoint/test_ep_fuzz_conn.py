@@ -23,14 +23,13 @@ and close, and the send timer fires. After every step:
 from __future__ import annotations
 
 import struct
-from typing import Any, cast
+from typing import Any
 
 from ep_fakes import LO4, Rig
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, globalLogPublisher
 
 from packetlab import wire
 from packetlab.endpoint.budget import SEND_BUF_OVERHEAD
@@ -231,9 +230,6 @@ class HostileController(RuleBasedStateMachine):
         self.handled: list[tuple[wire.Item, Phase]] = []
         self.fed = 0  # bytes given to the protocol
         self.events = 0  # socket events played (each may queue one notification)
-        self.logs: list[dict[str, Any]] = []
-        self.observer = cast(ILogObserver, self.logs.append)
-        globalLogPublisher.addObserver(self.observer)
         record_handled(session, self.handled)
 
     # -- the controller ----------------------------------------------------------------
@@ -399,7 +395,6 @@ class HostileController(RuleBasedStateMachine):
         assert free <= self.events, (free, self.events)
 
     def teardown(self) -> None:
-        globalLogPublisher.removeObserver(self.observer)
         try:
             self.check_answers()
         finally:

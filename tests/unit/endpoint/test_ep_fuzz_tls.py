@@ -9,16 +9,14 @@ byte of the budget."""
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from ep_fakes import Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ep_fuzz_conn import ALLOWED, ODD_NOPEN, SETUP_ONLY, bad_frame, record_handled, request
 from test_tls import World, controller_entry, endpoint_creator
+from testkit.logs import captured_events
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 
@@ -91,15 +89,7 @@ class Conn:
 def test_hostile_stream_over_tls(
     start: bool, msgs: list[wire.Message], bad: bytes | None, cuts: list[int]
 ) -> None:
-    failures: list[dict[str, Any]] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_failure") is not None or event.get("isError"):
-            failures.append(event)
-
-    observer = cast(ILogObserver, observe)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         c = Conn()
         stream = b"".join(wire.encode(m) for m in ([wire.Start()] if start else []) + msgs)
         c.write(stream + (bad or b""), cuts)
@@ -128,6 +118,5 @@ def test_hostile_stream_over_tls(
         c.pump.flush()
         assert c.rig.session.ended is not None
         assert c.rig.session.budget.used == 0
-    finally:
-        globalLogPublisher.removeObserver(observer)
+    failures = [e for e in events if e.get("log_failure") is not None or e.get("isError")]
     assert failures == [], failures[:1]

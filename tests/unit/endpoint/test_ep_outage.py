@@ -9,11 +9,12 @@ import types
 from typing import Any, cast
 
 import pytest
+from testkit.logs import events_while
 from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from packetlab.endpoint import subscriber
@@ -62,18 +63,8 @@ def test_loud_must_be_positive() -> None:
 
 
 def lines_of(run: Any, cls: str) -> list[tuple[str, str]]:
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
-        run()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    return [
-        (e["log_level"].name, formatEvent(e))
-        for e in seen
-        if e.get("log_namespace", "").endswith(cls)
-    ]
+    seen = events_while(run).where(namespace=cls)
+    return [(e["log_level"].name, formatEvent(e)) for e in seen]
 
 
 REFUSED = "Connection was refused by other side."

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ep_fakes import Rig, names, tcp_open, udp_open
+from testkit.logs import captured_events
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -319,18 +320,10 @@ def test_after_badmsg_the_endpoint_half_closes_reads_on_then_closes() -> None:
 def test_the_session_start_names_the_controller_as_host_port() -> None:
     """Was `controller session started with IPv4Address(type='TCP', host='10.0.0.1',
     port=20556)`."""
-    from typing import cast
 
-    from twisted.logger import ILogObserver, globalLogPublisher
-
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         Conn()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    (event,) = [e for e in seen if "session started" in e.get("log_format", "")]
+    (event,) = seen.where(fmt="session started")
     assert event["peer"] == "192.168.1.1:54321"  # StringTransport's peer
 
 
@@ -339,22 +332,15 @@ def test_a_refused_session_is_logged_with_its_rule_once() -> None:
     the rule twice (the message already starts with it; fresh28, session 28)."""
     from typing import cast
 
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
     from packetlab.endpoint.checks import SessionRefused
 
     def refuse() -> Any:
         raise SessionRefused("accounting", "accounting database x: disk full")
 
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         proto = ControllerProtocol(refuse, MemoryReactorClock())
         proto.makeConnection(StringTransport(peerAddress=cast(Any, "peer")))
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    lines = [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")]
+    lines = seen.lines(fmt="refusing")
     assert lines == ["refusing controller peer: accounting: accounting database x: disk full"]
 
 
@@ -385,22 +371,15 @@ def test_a_session_that_cannot_be_made_is_refused_not_raised() -> None:
     waited in vain). Now refused like a chain's limits, the traceback logged once."""
     from typing import cast
 
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
     def broken() -> Any:
         raise ModuleNotFoundError("No module named 'sqlite3'")
 
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         proto = ControllerProtocol(broken, MemoryReactorClock())
         t = StringTransport(peerAddress=cast(Any, "peer"))
         proto.makeConnection(t)  # was: ModuleNotFoundError raised out of it
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert t.disconnecting
-    assert [formatEvent(e) for e in seen if "refusing" in e.get("log_format", "")] == [
+    assert seen.lines(fmt="refusing") == [
         "refusing controller peer: internal: ModuleNotFoundError: No module named 'sqlite3'"
     ]
     assert sum("log_failure" in e for e in seen) == 1
@@ -411,19 +390,13 @@ def test_a_session_ended_for_a_malformed_request_is_one_log_line() -> None:
     ending the session: R`, `session ending: malformed request: R`, `session over:
     malformed request: R`; fuzz32: 1,005 sessions, 6,862 lines). Now one warning with the
     controller, the status answered and the request's type (session 32, odds32)."""
-    from typing import cast
 
-    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+    from twisted.logger import LogLevel, formatEvent
 
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         c = Conn()
         c.feed(wire.Start(), b"\x28\x00\x00\x06" + bytes(6))  # an mread of length 0
         c.proto.connectionLost(Failure(Exception("closed")))
-    finally:
-        globalLogPublisher.removeObserver(observer)
     lines = [(e["log_level"], formatEvent(e)) for e in seen if "ControllerProtocol" in
              e.get("log_namespace", "") or "Session" in e.get("log_namespace", "")]  # fmt: skip
     assert lines[0][1] == "controller session started with 192.168.1.1:54321"
@@ -435,7 +408,7 @@ def test_a_session_ended_for_a_malformed_request_is_one_log_line() -> None:
             "mread len must be > 0 (controller 192.168.1.1:54321, answered ECTLBADMSG)",
         )
     ], lines
-    (event,) = [e for e in seen if "session over" in e.get("log_format", "")]
+    (event,) = seen.where(fmt="session over")
     assert (event["peer"], event["code"], event["msgtype"]) == (
         "192.168.1.1:54321", "ECTLBADMSG", 0x28)  # fmt: skip
 
@@ -443,20 +416,12 @@ def test_a_session_ended_for_a_malformed_request_is_one_log_line() -> None:
 def test_the_setup_window_passing_is_one_log_line() -> None:
     """`no start within 10.0 s: closing`, then `session over: no start within the setup
     window`: now the second alone, a warning naming the controller."""
-    from typing import cast
 
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         c = Conn()
         c.clock.advance(SETUP_TIMEOUT)
         c.proto.connectionLost(Failure(Exception("aborted")))
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    lines = [formatEvent(e) for e in seen if "no start" in formatEvent(e)]
+    lines = seen.lines("no start")
     assert lines == [
         "session over: no start within the setup window (controller 192.168.1.1:54321)"
     ]

@@ -7,11 +7,11 @@ session, then one line saying how many were left out; the answers are unchanged.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Iterator
 
 import pytest
 from ep_fakes import Rig, udp_open
-from twisted.logger import ILogObserver, globalLogPublisher
+from testkit.logs import Events, captured_events
 
 from packetlab import wire
 from packetlab.endpoint.limits import LimitsGate
@@ -21,19 +21,16 @@ from packetlab.wire.constants import Status
 
 
 @pytest.fixture
-def lines() -> Any:
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    yield seen
-    globalLogPublisher.removeObserver(observer)
+def lines() -> Iterator[Events]:
+    with captured_events() as seen:
+        yield seen
 
 
-def refusals(seen: list[dict[str, Any]], word: str) -> list[str]:
-    return [e["log_format"] for e in seen if word in e.get("log_format", "")]
+def refusals(seen: Events, word: str) -> list[str]:
+    return seen.where(fmt=word).formats()
 
 
-def test_nopens_that_cannot_bind_log_twenty_lines_a_minute(lines: list[dict[str, Any]]) -> None:
+def test_nopens_that_cannot_bind_log_twenty_lines_a_minute(lines: Events) -> None:
     rig = Rig().started()
     rig.net.fail = OpenError(Status.ESKTNOADDR, "bind: address not available")
     for _ in range(5000):
@@ -41,11 +38,11 @@ def test_nopens_that_cannot_bind_log_twenty_lines_a_minute(lines: list[dict[str,
     assert len(refusals(lines, "refused")) == 20  # was 5,000
     rig.clock.now += 61 * 10**9  # a minute later: lines again, with the count
     rig.send(udp_open(1))
-    got = [e for e in lines if "refused" in e.get("log_format", "")]
+    got = lines.where(fmt="refused")
     assert len(got) == 21 and got[-1]["note"] == " [4980 not logged before this one]"
 
 
-def test_odd_nopens_share_the_budget(lines: list[dict[str, Any]]) -> None:
+def test_odd_nopens_share_the_budget(lines: Events) -> None:
     rig = Rig().started()
     odd = wire.Framer().feed(b"\x2a\x00\x00\x08" + bytes([5, 4, 17]) + bytes(5))
     (item,) = list(odd)
@@ -55,7 +52,7 @@ def test_odd_nopens_share_the_budget(lines: list[dict[str, Any]]) -> None:
 
 
 def test_requests_over_a_certificate_limit_log_twenty_lines_a_minute(
-    lines: list[dict[str, Any]],
+    lines: Events,
 ) -> None:
     rig = Rig()
     clock = rig.clock

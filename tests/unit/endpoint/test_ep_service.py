@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from ep_fakes import Rig
+from testkit.logs import captured_events
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
@@ -264,31 +265,25 @@ def test_an_unreachable_controller_is_logged_in_words_and_not_at_every_attempt()
     ClientService's "Scheduling retry N to connect <..._CycleEndpoint object at 0x...>"),
     ~5 lines every 9 s for as long as it lasts. Now: the first cycle attempt by attempt,
     then one line every 10 minutes; after a session, a new outage is logged in full."""
-    from typing import cast
 
-    from twisted.logger import ILogObserver, globalLogPublisher
-
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
     try:
-        svc, link, reactor, _ = service(retry_delay=5.0)
-        while reactor.seconds() < 3600:
+        with captured_events() as seen:
+            svc, link, reactor, _ = service(retry_delay=5.0)
+            while reactor.seconds() < 3600:
+                link.refuse_last()
+                reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
+            lines = seen.where(has="log_format").formats()
+            assert not [ln for ln in lines if "Scheduling retry" in ln]
+            assert len(link.attempts) > 1500
+            ours = [ln for ln in lines if "controller {addr}" in ln]
+            assert 10 <= len(ours) <= 12, ours  # 4 + 1 + one per 10 min
+            assert sum("still cannot reach" in ln for ln in ours) == 5
+            seen.clear()
+            proto, _transport = link.accept_last()  # reached: a session
+            proto.connectionLost(Failure(ConnectionRefusedError()))
+            reactor.advance(1.0)
             link.refuse_last()
-            reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
-        lines = [e["log_format"] for e in seen if "log_format" in e]
-        assert not [ln for ln in lines if "Scheduling retry" in ln]
-        assert len(link.attempts) > 1500
-        ours = [ln for ln in lines if "controller {addr}" in ln]
-        assert 10 <= len(ours) <= 12, ours  # 4 + 1 + one per 10 min
-        assert sum("still cannot reach" in ln for ln in ours) == 5
-        seen.clear()
-        proto, _transport = link.accept_last()  # reached: a session
-        proto.connectionLost(Failure(ConnectionRefusedError()))
-        reactor.advance(1.0)
-        link.refuse_last()
-        lines = [e["log_format"] for e in seen if "log_format" in e]
-        assert any(ln.startswith("cannot reach controller") for ln in lines), lines
+            lines = seen.where(has="log_format").formats()
+            assert any(ln.startswith("cannot reach controller") for ln in lines), lines
     finally:
-        globalLogPublisher.removeObserver(observer)
         svc.stopService()

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from testkit.logs import captured_events
 from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, globalLogPublisher
 
 from packetlab.endpoint.outage import OUTAGE_REMINDER
 from packetlab.endpoint.subscriber import BrokerSubscriber
@@ -27,18 +27,15 @@ class Refusing:
 def test_a_broker_down_for_an_hour_is_not_logged_every_five_seconds() -> None:
     reactor = MemoryReactorClock()
     ep = Refusing()
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
     sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, cast(Any, None), print)
-    globalLogPublisher.addObserver(observer)
     try:
-        sub.startService()
-        while reactor.seconds() < 3600:
-            reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
+        with captured_events() as seen:
+            sub.startService()
+            while reactor.seconds() < 3600:
+                reactor.advance(reactor.getDelayedCalls()[0].getTime() - reactor.seconds())
     finally:
-        globalLogPublisher.removeObserver(observer)
         sub.stopService()
-    lines = [e["log_format"] for e in seen if e.get("log_namespace", "").endswith("Subscriber")]
+    lines = seen.where(namespace="Subscriber").formats()
     assert ep.attempts > 700  # it keeps trying every ~5 s
     # the first failure, then one reminder per OUTAGE_REMINDER (session 33: was 8 first)
     assert 3600 // OUTAGE_REMINDER <= len(lines) <= 1 + 3600 // OUTAGE_REMINDER, lines
@@ -103,15 +100,10 @@ def test_a_broker_flooding_empty_xnotify_costs_a_few_log_lines() -> None:
     sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: None, cast(Any, plan), print)
     link = _BrokerLink(sub)
     link.makeConnection(StringTransport())
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         link.dataReceived(encode(Result(0)) + b"\x70\x00\x00\x02\x01a" * 20000)
         reactor.advance(61)
         link.dataReceived(b"\x70\x00\x00\x02\x01a")
-    finally:
-        globalLogPublisher.removeObserver(observer)
     lines = [e["log_format"] for e in seen if "xnotify" in e.get("why", "")]
     assert len(lines) == 21, len(lines)
     assert "19980" in str([e.get("more") for e in seen][-1])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import cast
 
 import pytest
 from testkit.clock import FakeClock
+from testkit.logs import captured_events
 from twisted.python import usage
 
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
@@ -312,21 +312,16 @@ def test_an_expired_or_expiring_chain_of_ours_is_said_at_start(tmp_path: Path) -
         TLSLink.from_config(conf(0, 100))
     with pytest.raises(ConfigError, match=r"is not valid before .*is this host's clock right"):
         TLSLink.from_config(conf(now + 3600, 2**31 - 1))
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from twisted.logger import LogLevel
 
-    seen: list[dict[str, object]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         link = TLSLink.from_config(conf(0, now + 7200))  # starts, with a warning
         clock = Clock()
         clock.advance(time.time())
         link.watch_expiry(clock)
         clock.advance(7201)  # ... and one line when it expires
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    said = [str(e.get("warning") or e.get("text")) for e in seen if e.get("log_level") in
-            (LogLevel.warn, LogLevel.error)]  # fmt: skip
+    warned = seen.where(level=(LogLevel.warn, LogLevel.error))
+    said = [str(e.get("warning") or e.get("text")) for e in warned]
     assert len(said) == 2, said
     assert "expires at" in said[0] and "in 2 h: renew it before then" in said[0]
     assert said[1].endswith("the chain expired now; every controller will refuse this "
@@ -389,23 +384,17 @@ def test_sends_that_cannot_be_recorded_are_refused_and_logged_once(tmp_path: Pat
     (sqlite3's error escaped from the gate into the reactor), and the session's close
     raised again. Now each such nsend is ESKTPKTDENY, one error line per session says why
     and what to do, and the close logs what it could not refund."""
-    from typing import Any, cast
 
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from twisted.logger import LogLevel
 
     g = gate(tmp_path, CertLimits(max_send_pkt=10**9))
     assert g.budget is not None
     g.budget._acct._db.execute("PRAGMA query_only = 1")  # every write now fails
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         for _ in range(20):
             assert g.check(nsend(b"x")) == DENY
         g.close()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    errors = [e for e in seen if e["log_level"] in (LogLevel.error, LogLevel.warn)]
+    errors = seen.where(level=(LogLevel.error, LogLevel.warn))
     assert len(errors) == 2, [e["log_format"] for e in seen]
     first = errors[0]["log_format"].format(**errors[0])
     assert first.startswith("nsend (ESKTPKTDENY) refused: accounting database ")
@@ -416,19 +405,12 @@ def test_the_admission_line_says_when_the_experiment_ends() -> None:
     """Was "experiment ends in 351054399.4 s" alone (the demo chain's 2038)."""
     from types import SimpleNamespace
 
-    from twisted.logger import ILogObserver, globalLogPublisher
-
     from packetlab.endpoint.tlslink import Admission
 
-    seen: list[dict[str, object]] = []
-    observer = cast(ILogObserver, seen.append)
     peer = SimpleNamespace(chain=SimpleNamespace(certs=chain()))
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         Admission(None, still_clock()).gate_for(peer)  # type: ignore[arg-type]
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    (event,) = [e for e in seen if "admitted" in str(e.get("log_format"))]
+    (event,) = seen.where(fmt="admitted")
     line = str(event["log_format"]).format(**event)
     assert "experiment ends in 347483647.0 s (2038-01-19T03:14:07Z)" in line, line
 
@@ -492,16 +474,9 @@ def test_a_chain_of_ours_of_another_role_is_refused_at_start(tmp_path: Path, kin
 def test_a_refusal_line_says_the_limit_in_words(tmp_path: Path) -> None:
     """An operator's log read `request refused by certificate limit max_send_pkt {}`, and
     valid_dest `{'dest': '192.0.2.9'}` (a dict's repr, or an empty one)."""
-    from typing import Any
-
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
     for d in "abc":
         (tmp_path / d).mkdir()
-    try:
+    with captured_events() as seen:
         g = gate(tmp_path / "a", CertLimits(max_send_pkt=1))
         assert g.check(nsend(b"x")) is None
         assert g.check(nsend(b"x")) == DENY
@@ -509,9 +484,7 @@ def test_a_refusal_line_says_the_limit_in_words(tmp_path: Path) -> None:
         assert g.check(nsend(b"xxxx")) == DENY
         g = gate(tmp_path / "c", CertLimits(valid_dest=parse_valid_dest("v", "192.0.2.0/24")))
         assert g.check(nsend(b"x")) == DENY
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    lines = [formatEvent(e) for e in seen if "refused by certificate" in e.get("log_format", "")]
+    lines = seen.lines(fmt="refused by certificate")
     assert lines == [
         "request refused by certificate limit max_send_pkt limit=1 left=0",
         "request refused by certificate limit max_send_byte limit=3 nsend=4B",
@@ -540,17 +513,13 @@ def test_after_the_database_recovers_a_limit_refusal_is_the_limit_s(tmp_path: Pa
     taken for the database's: no `refused by certificate limit` line, not counted in
     `denied`, and the close warned that the accounting "could not all be recorded"
     though every debit and the refund were (review32A)."""
-    from typing import Any
 
-    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+    from twisted.logger import LogLevel
 
     g = gate(tmp_path, CertLimits(max_send_pkt=3))
     assert g.budget is not None
     db = g.budget._acct._db
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         db.execute("PRAGMA query_only = 1")  # the database cannot record: refused
         assert g.check(nsend(b"x")) == DENY
         db.execute("PRAGMA query_only = 0")  # it can again: sends resume
@@ -558,11 +527,9 @@ def test_after_the_database_recovers_a_limit_refusal_is_the_limit_s(tmp_path: Pa
             assert g.check(nsend(b"x")) is None
         assert g.check(nsend(b"x")) == DENY  # the limit's
         g.close()
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert g.denied == 1
-    lines = [formatEvent(e) for e in seen]
+    lines = seen.lines()
     assert "request refused by certificate limit max_send_pkt limit=3 left=0" in lines, lines
     assert not [line for line in lines if "could not all be recorded" in line], lines
-    warned = [formatEvent(e) for e in seen if e["log_level"] == LogLevel.warn]
+    warned = seen.lines(level=LogLevel.warn)
     assert any("1 request(s) refused" in w and "recorded again" in w for w in warned), lines

@@ -9,10 +9,10 @@ import types
 from typing import Any, cast
 
 import pytest
+from testkit.logs import captured_events
 from twisted.internet import defer
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from packetlab.endpoint import subscriber
@@ -42,18 +42,15 @@ class Flapping:
 
 
 def run(seconds: float, fake: Flapping, sub: BrokerSubscriber) -> list[str]:
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
     try:
-        sub.startService()
-        while fake.reactor.seconds() < seconds:
-            calls = fake.reactor.getDelayedCalls()
-            fake.reactor.advance(min(c.getTime() for c in calls) - fake.reactor.seconds())
+        with captured_events() as seen:
+            sub.startService()
+            while fake.reactor.seconds() < seconds:
+                calls = fake.reactor.getDelayedCalls()
+                fake.reactor.advance(min(c.getTime() for c in calls) - fake.reactor.seconds())
     finally:
-        globalLogPublisher.removeObserver(observer)
         sub.stopService()
-    return [formatEvent(e) for e in seen if e.get("log_namespace", "").endswith("Subscriber")]
+    return seen.lines(namespace="Subscriber")
 
 
 def subscriber_with(fake: Flapping) -> BrokerSubscriber:
@@ -146,21 +143,18 @@ def test_a_clock_stepped_back_under_a_subscription_starts_a_new_outage() -> None
     fake = Flapping(reactor)
     sub = subscriber_with(fake)
     fake.connect = lambda factory: defer.Deferred()  # type: ignore[method-assign]
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
     try:
-        sub.startService()
-        for _ in range(4):  # an outage of four failures before the broker came
-            sub._retry("cannot connect: Connection was refused by other side: 111")
-        sub.subscribed()
-        reactor.advance(300)
-        reactor.rightNow -= 600  # the step back
-        before = len(seen)
-        sub.lost(cast(Any, sub.link), Failure(ConnectionLost("broker restarted")))
+        with captured_events() as seen:
+            sub.startService()
+            for _ in range(4):  # an outage of four failures before the broker came
+                sub._retry("cannot connect: Connection was refused by other side: 111")
+            sub.subscribed()
+            reactor.advance(300)
+            reactor.rightNow -= 600  # the step back
+            before = len(seen)
+            sub.lost(cast(Any, sub.link), Failure(ConnectionLost("broker restarted")))
     finally:
-        globalLogPublisher.removeObserver(observer)
         sub.stopService()
-    lines = [formatEvent(e) for e in seen[before:]]
+    lines = seen.lines()[before:]
     assert any("link lost" in ln and "reconnecting in 0.25 s" in ln for ln in lines), lines
     assert sub.failures == 1

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 from test_traceroute_fakes import EP4, EP6, R14, R16, R24, R26, TG4, TG6, RawRig, icmp_packet
+from testkit.logs import captured_events
 
 from packetlab.measure.ping import ping
 from packetlab.measure.replies import ParseError, parse_reply
@@ -96,22 +97,15 @@ def test_a_too_big_naming_an_mtu_below_the_minimum_is_not_believed() -> None:
     big, MTU 40" and the endpoint refuses the next probes. 40 leaves no room for a
     fragment (it raised in the capture's callback, logged as a traceback): below IPv6's
     1280 it is not believed, and the trace ends with the usual error."""
-    from typing import cast
 
     from test_traceroute_fakes import narrow_link
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     from packetlab.measure.capture import MeasureError
 
-    events: list[dict[str, object]] = []
-    observer = cast(ILogObserver, events.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         rig = RawRig([R16, R26, TG6])
         narrow_link(rig, 1500, 40, learns=True)
         with pytest.raises(MeasureError, match="could not send a 2000 byte probe"):
             rig.run(traceroute(rig.session, TG6, pace=0.0, queries=3, packetlen=2000,
                                fragment_mtu=1500, wait=1.0))  # fmt: skip
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert [e for e in events if "log_failure" in e] == []

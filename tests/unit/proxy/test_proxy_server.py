@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
+from testkit.logs import captured_events
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -239,24 +240,17 @@ def test_a_long_sni_is_cut_short_in_the_refusal_line(options: PPKSServerOptions)
     such lines a minute: 14 MB of log an hour). A snikey has at most 63 characters: the
     line shows the first 64 and the length. (Since session 21 a name over 255 bytes,
     which OpenSSL refuses, is `bad_sni` with its length only.)"""
-    from typing import cast
 
     from test_clienthello import hello_bytes, sni_ext
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     proxy, _ = make_proxy(options, hello_cap=16384)
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         for n in (255, 12000):
             ep = proxy.endpoint_factory().buildProtocol(None)
             t = HalfCloseTransport()
             ep.makeConnection(t)
             ep.dataReceived(hello_bytes([sni_ext((0, b"a" * n))]))
             assert t.disconnecting
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert proxy.stats.refusals == {"unknown_snikey": 1, "bad_sni": 1}
     [line] = [e for e in seen if e.get("reason") == "unknown_snikey"]
     want = f"no backlog connection for snikey {'a' * 64!r}... (255 characters)"
@@ -359,30 +353,22 @@ def test_a_flood_of_refused_xregs_is_a_bounded_number_of_log_lines(
     soft failure: it tries again) and each one was a warning line, outside the setup
     port's log budget: 1,000 registrations for one snikey were 936 lines. Now they share
     the port's 20 lines a minute, and the counter counts them all."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     proxy, clock = make_proxy(options, setup_timeout=600.0)  # (fakes never close)
     register(proxy)
     register(proxy)  # the cap (2) reached
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         for _ in range(40):
             with pytest.raises(AssertionError):  # answered ENORES, not SUCCESS
                 register(proxy)
         assert proxy.stats.registration_failures == 40
-        refused = [e for e in seen if "refusing xreg" in e.get("log_format", "")]
+        refused = seen.where(fmt="refusing xreg")
         assert len(refused) == 20, len(refused)
         assert "the next ones are counted, not logged" in refused[-1]["more"]
         clock.advance(60)
         with pytest.raises(AssertionError):
             register(proxy)
         assert seen[-1]["more"] == " [20 not logged before this one]", seen[-1]
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 @pytest.mark.parametrize("how", ["fin", "reset"])
@@ -394,9 +380,6 @@ def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
     closed without a line and without a count (the endpoints port says `refused (eof):
     closed before a complete ClientHello`). Now one line (in the setup port's budget)
     naming the step, and `registration_failures`."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     proxy, _ = make_proxy(options)
     proto = proxy.setup_factory().buildProtocol(None)
@@ -415,15 +398,10 @@ def test_a_manager_gone_before_its_registration_finished_is_logged_and_counted(
     if phase == "echo":
         proto.dataReceived(tls.close())
         assert t.value() == PREAMBLE
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         if how == "fin":
             proto.readConnectionLost()
         proto.connectionLost(Failure(ConnectionDone()))
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert proxy.stats.registration_failures == 1
     [line] = [e for e in seen if e.get("text", "").startswith("closed by the manager")]
     assert (
@@ -677,15 +655,9 @@ def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
     connection, as fast as the peer connected (the log grew with the flood). Now 20 lines
     a minute per port, the counters counting them all, and the first line of the next
     minute says how many were left out."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, globalLogPublisher
 
     proxy, clock = make_proxy(options)
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         for factory, junk in (
             (proxy.endpoint_factory, b"GET / HTTP/1.0\r\n\r\n"),
             (proxy.setup_factory, b"\x16\x03\x01\x00\x05hello"),  # a TLS record, not a hello
@@ -696,19 +668,13 @@ def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
                 p.dataReceived(junk)
         assert proxy.stats.refusals["not_tls"] == 1500
         assert proxy.stats.registration_failures >= 1500  # (+ evictions: the fakes never close)
-        refused = [
-            e
-            for e in seen
-            if e.get("log_level") is not None and "{more}" in e.get("log_format", "")
-        ]
+        refused = seen.where(fmt="{more}", has="log_level")
         assert len(refused) == 40, len(refused)
         clock.advance(60)
         p = proxy.endpoint_factory().buildProtocol(None)
         p.makeConnection(HalfCloseTransport())
         p.dataReceived(b"\x00" * 10)
         assert seen[-1]["more"] == " [1480 not logged before this one]"
-    finally:
-        globalLogPublisher.removeObserver(observer)
 
 
 def test_an_xreg_refusal_is_held_back_so_a_reference_manager_does_not_spin(
@@ -889,14 +855,8 @@ def test_a_snikey_in_use_is_refused_to_another_manager(options: PPKSServerOption
 
 def refused_lines(proxy: Proxy, key: bytes, snikey: bytes) -> list[str]:
     """A manager showing `key` sends xreg `snikey`: the log lines of a snikey held."""
-    from typing import cast
 
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
-
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         proto = proxy.setup_factory().buildProtocol(None)
         t = HalfCloseTransport()
         proto.makeConnection(t)
@@ -906,9 +866,7 @@ def refused_lines(proxy: Proxy, key: bytes, snikey: bytes) -> list[str]:
         step = tls.receive(t.value())
         t.clear()
         proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey))))
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    return [formatEvent(e) for e in seen if "held by another" in formatEvent(e)]
+    return seen.lines("held by another")
 
 
 def test_two_managers_whose_keys_share_a_64_bit_prefix_are_two(
@@ -986,10 +944,8 @@ def test_an_endpoint_reset_before_it_is_routed_is_counted_and_logged(
     """A connection reset (no FIN) before its ClientHello was routed never ran
     readConnectionLost: 300 reset connections were neither counted nor logged, so the
     operator's `refusals` did not add up (session 26: 900 connections, 600 counted)."""
-    from typing import cast
 
     from twisted.internet.error import ConnectionLost
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     proxy, _ = make_proxy(options)
     if waiting:
@@ -1000,16 +956,11 @@ def test_an_endpoint_reset_before_it_is_routed_is_counted_and_logged(
         ep = proxy.endpoint_factory().buildProtocol(None)
         ep.makeConnection(HalfCloseTransport())
         ep.dataReceived(client_hello("k1")[:20])
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as seen:
         ep.connectionLost(Failure(ConnectionLost()))
-    finally:
-        globalLogPublisher.removeObserver(observer)
     assert proxy.stats.refusals == {"eof": 1} and proxy.waiting == {}
     when = "while waiting for a backlog" if waiting else "before a complete ClientHello"
-    [line] = [formatEvent(e) for e in seen if "refused (eof)" in formatEvent(e)]
+    [line] = seen.lines("refused (eof)")
     assert f"refused (eof): connection lost {when} (Connection to the other side" in line
     assert proxy.pending["endpoints"] == {}
 
@@ -1030,22 +981,14 @@ def test_a_stopping_proxy_says_so_once_and_does_not_blame_the_managers(
 ) -> None:
     """At SIGTERM every idle backlog was `backlog ... for snikey k1 closed by the manager`
     (up to 4,096 lines), though the proxy closed them itself."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     proxy, _ = make_proxy(options)
     backlogs = [register(proxy)[0] for _ in range(2)]
-    seen: list[str] = []
-    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         proxy.close_all()
         for b in backlogs:
             b.connectionLost(Failure(ConnectionDone()))
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    assert seen == ["stopping: closing 2 connection(s), 2 of them idle backlogs"]
+    assert events.lines() == ["stopping: closing 2 connection(s), 2 of them idle backlogs"]
     assert proxy.registry.count("k1") == 0 and proxy.stats.registration_failures == 0
 
 
@@ -1110,16 +1053,10 @@ def test_one_manager_address_holds_at_most_its_share(options: PPKSServerOptions)
     and granted xregs, whatever keys it shows: past it ENORES (held back), counted as
     `per_address`, one line per address a minute; another address registers, and a
     backlog gone gives room back."""
-    from typing import cast
-
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     proxy, clock = make_proxy(options, link_max=8)  # share: 4
     proxy.registry.per_snikey = 64
-    seen: list[str] = []
-    observer = cast(ILogObserver, lambda e: seen.append(formatEvent(e)))
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         mine = [register(proxy, "s", host="10.0.0.2")[0] for _ in range(3)]
         granted, _, _, answer = xreg_granted(proxy, "s", "10.0.0.2")  # the 4th: counted
         assert list(wire.Framer().feed(answer)) == [wire.Result()]
@@ -1142,9 +1079,7 @@ def test_one_manager_address_holds_at_most_its_share(options: PPKSServerOptions)
         assert proxy.share.held == {"10.0.0.2": 2, "10.0.0.1": 1}  # mine[0] spliced, mine[2]
         mine[0].connectionLost(Failure(ConnectionDone()))  # the splice's manager end
         assert proxy.share.held == {"10.0.0.2": 1, "10.0.0.1": 1}
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    said = [line for line in seen if "its share" in line]
+    said = events.lines("its share")
     assert len(said) == 1, said
     assert "refusing xreg: address 10.0.0.2 holds 4 backlog and spliced connections" in said[0]
     assert "(4: per-address share 0.25 of 8, at least 4)" in said[0], said

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testkit.logs import captured_events
 from twisted.python import usage
 
 from packetlab.cli.init import init_home
@@ -248,10 +249,8 @@ def test_a_stats_file_that_cannot_be_written_stops_neither_the_counters_nor_the_
     full): the write raised out of the timer (`Unhandled Error`, a traceback) and Twisted
     stopped the timer, so no counters line was logged again for the rest of the run."""
     import json
-    from typing import Any, cast
 
     from twisted.internet.task import Clock, LoopingCall
-    from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
     from packetlab.proxy.tap import StatsReport
 
@@ -271,21 +270,18 @@ def test_a_stats_file_that_cannot_be_written_stops_neither_the_counters_nor_the_
     clock = Clock()
     loop = LoopingCall(StatsReport(FakeProxy(), str(stats)))
     loop.clock = clock
-    seen: list[dict[str, Any]] = []
-    observer = cast(ILogObserver, seen.append)
-    globalLogPublisher.addObserver(observer)
     try:
-        loop.start(60)
-        clock.advance(60)
-        clock.advance(60)
-        blocker.rmdir()
-        clock.advance(60)
-        assert loop.running
+        with captured_events() as seen:
+            loop.start(60)
+            clock.advance(60)
+            clock.advance(60)
+            blocker.rmdir()
+            clock.advance(60)
+            assert loop.running
     finally:
-        globalLogPublisher.removeObserver(observer)
         if loop.running:
             loop.stop()
-    lines = [formatEvent(e) for e in seen]
+    lines = seen.lines()
     assert [t for t in lines if t.startswith("counters:")] == [
         f"counters: registrations={n}" for n in (1, 2, 3, 4)
     ]

@@ -277,28 +277,17 @@ def test_a_proxy_that_worked_and_went_away_is_tried_every_second_for_a_minute() 
 
 
 def test_refused_connects_are_logged_at_1_2_4_8_in_a_row() -> None:
-    from typing import cast
 
-    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+    from testkit.logs import captured_events
+    from twisted.logger import LogLevel
 
-    seen: list[str] = []
-
-    def record(event: dict[str, Any]) -> None:
-        if event.get("log_level") == LogLevel.warn and "cannot connect" in event.get(
-            "log_format", ""
-        ):
-            seen.append(formatEvent(event))
-
-    observer = cast(ILogObserver, record)
-    globalLogPublisher.addObserver(observer)
-    try:
+    with captured_events() as events:
         pool = FailingPool()
         pool.target, pool.max_claims = 1, None
         pool.refuse = True
         pool.start()
         _retry_waits(pool, 19)  # 20 refused connects in all
-    finally:
-        globalLogPublisher.removeObserver(observer)
+    seen = events.lines(level=LogLevel.warn, fmt="cannot connect")
     assert len(seen) == 5, seen  # the 1st, 2nd, 4th, 8th and 16th
     assert seen[0] == (
         "backlog to 127.0.0.1:20557: cannot connect: Connection refused "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from typing import IO, cast
+from typing import IO
 
 import pytest
 from twisted.internet.error import ProcessDone
@@ -28,21 +28,13 @@ def broken() -> Iterator[IO[str]]:
 
 
 def test_a_write_to_a_pipe_without_reader_is_dropped_and_said_once(broken: IO[str]) -> None:
-    from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+    from testkit.logs import captured_events
+    from twisted.logger import LogLevel
 
-    said: list[str] = []
-
-    def record(event: dict[str, object]) -> None:
-        if event.get("log_level") == LogLevel.warn:
-            said.append(str(event.get("log_format")))
-
-    observe = cast(ILogObserver, record)
-    globalLogPublisher.addObserver(observe)
-    try:
+    with captured_events(level=LogLevel.warn) as warned:
         outstream.write(broken, b"line 1\n")
         outstream.write(broken, b"line 2\n")
-    finally:
-        globalLogPublisher.removeObserver(observe)
+    said = warned.formats()
     assert len(said) == 1 and "is closed" in said[0]
     broken.write("after\n")  # the fd is /dev/null now: the interpreter's exit will not fail
     broken.flush()
