@@ -14,36 +14,43 @@ The filters (all optional, all given must hold): `contains`, a part of the forma
 line (`formatEvent`); `fmt`, a part of the event's ``log_format``; `level`, a `LogLevel` or
 a tuple of them; `namespace`, the end of ``log_namespace`` (a class's `Logger()` is
 ``module.Class``), or a tuple of ends; `has`, a key the event has. Given to
-`captured_events` they keep only the matching events (a fixture's live list).
+`captured_events` (all but `contains`) they keep only the matching events: a fixture's
+live list of warnings, say.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import TypedDict, Unpack, cast
 
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 
-__all__ = ["Events", "captured_events", "events_while"]
+__all__ = ["Events", "Filters", "captured_events", "events_while"]
 
 
-def _matches(
-    event: LogEvent,
-    contains: str | None,
-    fmt: str | None,
-    level: LogLevel | tuple[LogLevel, ...] | None,
-    namespace: str | tuple[str, ...] | None,
-    has: str | None,
-) -> bool:
-    if level is not None:
-        levels = level if isinstance(level, tuple) else (level,)
-        if event.get("log_level") not in levels:
-            return False
+class Filters(TypedDict, total=False):
+    """What an event must match (each given)."""
+
+    fmt: str  # a part of its log_format
+    level: LogLevel | tuple[LogLevel, ...]
+    namespace: str | tuple[str, ...]  # the end of its log_namespace
+    has: str  # a key it has
+
+
+def _matches(event: LogEvent, contains: str | None, filters: Filters) -> bool:
+    level = filters.get("level")
+    if level is not None and event.get("log_level") not in (
+        level if isinstance(level, tuple) else (level,)
+    ):
+        return False
+    namespace = filters.get("namespace")
     if namespace is not None and not str(event.get("log_namespace", "")).endswith(namespace):
         return False
+    has = filters.get("has")
     if has is not None and has not in event:
         return False
+    fmt = filters.get("fmt")
     if fmt is not None and fmt not in str(event.get("log_format") or ""):
         return False
     return contains is None or contains in formatEvent(event)
@@ -52,30 +59,13 @@ def _matches(
 class Events(list[LogEvent]):
     """Log events in the order they were logged; a plain list otherwise."""
 
-    def where(
-        self,
-        contains: str | None = None,
-        *,
-        fmt: str | None = None,
-        level: LogLevel | tuple[LogLevel, ...] | None = None,
-        namespace: str | tuple[str, ...] | None = None,
-        has: str | None = None,
-    ) -> Events:
-        """The events that match every filter given."""
-        return Events(e for e in self if _matches(e, contains, fmt, level, namespace, has))
+    def where(self, contains: str | None = None, **filters: Unpack[Filters]) -> Events:
+        """The events that match: `contains` in the formatted line, and `filters`."""
+        return Events(e for e in self if _matches(e, contains, filters))
 
-    def lines(
-        self,
-        contains: str | None = None,
-        *,
-        fmt: str | None = None,
-        level: LogLevel | tuple[LogLevel, ...] | None = None,
-        namespace: str | tuple[str, ...] | None = None,
-        has: str | None = None,
-    ) -> list[str]:
+    def lines(self, contains: str | None = None, **filters: Unpack[Filters]) -> list[str]:
         """The matching events formatted as the log file shows them (without the prefix)."""
-        found = self.where(contains, fmt=fmt, level=level, namespace=namespace, has=has)
-        return [formatEvent(e) for e in found]
+        return [formatEvent(e) for e in self.where(contains, **filters)]
 
     def text(self) -> str:
         """Every event formatted, a line each (for an assertion's message)."""
@@ -87,18 +77,12 @@ class Events(list[LogEvent]):
 
 
 @contextmanager
-def captured_events(
-    *,
-    fmt: str | None = None,
-    level: LogLevel | tuple[LogLevel, ...] | None = None,
-    namespace: str | tuple[str, ...] | None = None,
-    has: str | None = None,
-) -> Iterator[Events]:
-    """The events logged while the block runs (only those matching the filters given)."""
+def captured_events(**filters: Unpack[Filters]) -> Iterator[Events]:
+    """The events logged while the block runs (only those matching `filters`, if given)."""
     events = Events()
 
     def observe(event: LogEvent) -> None:
-        if _matches(event, None, fmt, level, namespace, has):
+        if _matches(event, None, filters):
             events.append(event)
 
     observer = cast(ILogObserver, observe)
