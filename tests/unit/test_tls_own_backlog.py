@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from test_tls_takeover import Link, link, warnings
+from testkit.logs import Events
 from twisted.internet.testing import MemoryReactorClock
 
 from packetlab.tls import backlog
@@ -99,7 +100,7 @@ def test_reading_stops_once_our_answers_pile_up_and_resumes_when_read(
 
 
 def test_a_peer_that_never_reads_is_cut_with_a_log_line(
-    world: tuple[Link, Reading, MemoryReactorClock], warnings: list[str]
+    world: tuple[Link, Reading, MemoryReactorClock], warnings: Events
 ) -> None:
     lk, reading, clock = world
     flood(lk, cycles_for(backlog.OWN_BOUND) + 1)
@@ -108,8 +109,9 @@ def test_a_peer_that_never_reads_is_cut_with_a_log_line(
     assert not lk.client._aborted
     clock.advance(backlog.CHECK_EVERY)
     assert lk.client._aborted
-    assert len(warnings) == 1 and "unread for 30 s" in warnings[0], warnings
-    assert "answers to its KeyUpdates" in warnings[0]
+    said = warnings.lines()
+    assert len(said) == 1 and "unread for 30 s" in said[0], said
+    assert "answers to its KeyUpdates" in said[0]
 
 
 def test_the_applications_own_writes_do_not_count(
