@@ -152,6 +152,10 @@ class Command:
     # its records' times are the endpoint's, and so are the summary's start and stop
     # (`packetlab.cli.runclock`); False: ours (`run alias` maps its stamps onto our clock)
     endpoint_clock: bool = True
+    # its text form prints times the native tool takes from its host's clock (dig's
+    # WHEN, iperf3's --timestamps, curl's --trace-time): with an endpoint_clock, the
+    # endpoint's clock is read before the experiment for them (`runclock.now_of`)
+    text_clock: Callable[[argparse.Namespace], bool] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -238,15 +242,17 @@ def render(
     return cmd.row(record)
 
 
-def begun(experiment: Any, progress: Progress, endpoint_clock: bool = True) -> Any:
+def begun(
+    experiment: Any, progress: Progress, endpoint_clock: bool = True, text: bool = False
+) -> Any:
     """`experiment`, telling `progress` when it starts on its session(s); on one session
     (not a list: --endpoints), with `endpoint_clock`, `progress.clock` reads the
-    endpoint's clock around it."""
+    endpoint's clock around it (`text`: once, before it, for the text's times)."""
 
     async def run(sessions: Any) -> None:
         progress.begin()
         if endpoint_clock and not isinstance(sessions, list):
-            await progress.clock.around(experiment)(sessions)
+            await progress.clock.around(experiment, first=text)(sessions)
         else:
             await experiment(sessions)
 
@@ -258,9 +264,11 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    # (the summary's times are printed with --json only: no read for the text)
-    timed = cmd.endpoint_clock and args.json
-    experiment = begun(cmd.experiment(args, emit, progress), progress, timed)
+    # (the summary's times are printed with --json only: no read for the text but for
+    # the times of its own it prints, `text_clock`)
+    text = not args.json and cmd.text_clock is not None and cmd.text_clock(args)
+    timed = cmd.endpoint_clock and (args.json or text)
+    experiment = begun(cmd.experiment(args, emit, progress), progress, timed, text)
     if cmd.multi:
         many = experiment
         if not link.in_process and args.endpoints > 1:
@@ -376,6 +384,7 @@ async def measure(
     records: list[Record] = []
     progress = Progress() if progress is None else progress
     progress.stop = stop
+    args._clock = progress.clock  # the text forms' times (`runclock.now_of`)
     shown_header = [False]
     cut = [False]  # the run was cancelled: what its teardown emits is not a result
     # ... but what a measurement that `answers_cancel` emits within the cancel is (a

@@ -559,6 +559,19 @@ def row_for(args: argparse.Namespace) -> Any:
     return args.dig_text
 
 
+def prints_times(args: argparse.Namespace) -> bool:
+    """dig's text shows a time of its host's clock: `;; WHEN:` (+stats) or +yaml's, on
+    the command line or a -f line (`Command.text_clock`: the endpoint's clock is read)."""
+    if getattr(args, "compact", False) and not getattr(args, "short", False):
+        return False
+    plan = getattr(args, "plan", None) or []
+    for o in [entry[3] or args for entry in plan] or [args]:  # (as `experiment` reads it)
+        stats = (getattr(o, "show", None) or {}).get("stats", True)
+        if getattr(o, "yaml", False) or (stats and not getattr(o, "short", False)):
+            return True
+    return False
+
+
 def summary(records: list[Record]) -> Record:
     got = [r for r in records if r["type"] == "dns"]
     ok = [r for r in got if "error" not in r and "nssearch_error" not in r]
@@ -634,6 +647,7 @@ COMMAND = Command(
     epilog=EPILOG,
     split="names",
     row_for=row_for,
+    text_clock=prints_times,
     status=exits.status,  # --dig-exit-codes
     error_status=exits.error_status,
     usage_status=exits.usage_status,

@@ -918,6 +918,7 @@ COMMAND = Command(
     epilog=EPILOG,
     target=lambda args: server_of(args)[0],  # (None: the in-process endpoint's default)
     row_for=renderer,
+    text_clock=output.prints_times,
 )
 
 
