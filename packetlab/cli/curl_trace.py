@@ -195,7 +195,7 @@ def tracer(args: argparse.Namespace, stdout: IO[bytes], stderr: Any, warn: Any,
 
 def prints_times(args: argparse.Namespace) -> bool:
     """--trace-time with -v or --trace: times of curl's host's clock, the endpoint's
-    (`Command.text_clock`)."""
+    (`Command.clock_first`)."""
     return bool(getattr(args, "trace_time", False)) and chosen(args.trace_opts)[0] != NONE
 
 

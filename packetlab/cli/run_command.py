@@ -152,10 +152,11 @@ class Command:
     # its records' times are the endpoint's, and so are the summary's start and stop
     # (`packetlab.cli.runclock`); False: ours (`run alias` maps its stamps onto our clock)
     endpoint_clock: bool = True
-    # its text form prints times the native tool takes from its host's clock (dig's
-    # WHEN, iperf3's --timestamps, curl's --trace-time): with an endpoint_clock, the
-    # endpoint's clock is read before the experiment for them (`runclock.now_of`)
-    text_clock: Callable[[argparse.Namespace], bool] | None = None
+    # the run needs the endpoint's clock from its start (`progress.clock.now()`,
+    # `runclock.now_of`): times its output prints where the native tool prints its host's
+    # (dig's WHEN, iperf3's --timestamps, curl's --trace-time), iperf3's authtoken; with
+    # an endpoint_clock, it is read, and answered, before the experiment
+    clock_first: Callable[[argparse.Namespace], bool] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -243,16 +244,21 @@ def render(
 
 
 def begun(
-    experiment: Any, progress: Progress, endpoint_clock: bool = True, text: bool = False
+    experiment: Any,
+    progress: Progress,
+    endpoint_clock: bool = True,
+    first: bool = False,
+    last: bool = True,
 ) -> Any:
     """`experiment`, telling `progress` when it starts on its session(s); on one session
     (not a list: --endpoints), with `endpoint_clock`, `progress.clock` reads the
-    endpoint's clock around it (`text`: once, before it, for the text's times)."""
+    endpoint's clock around it (`first`: answered before it starts; `last`: read after
+    it, for a --json summary)."""
 
     async def run(sessions: Any) -> None:
         progress.begin()
         if endpoint_clock and not isinstance(sessions, list):
-            await progress.clock.around(experiment, first=text)(sessions)
+            await progress.clock.around(experiment, first=first, last=last)(sessions)
         else:
             await experiment(sessions)
 
@@ -264,11 +270,11 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    # (the summary's times are printed with --json only: no read for the text but for
-    # the times of its own it prints, `text_clock`)
-    text = not args.json and cmd.text_clock is not None and cmd.text_clock(args)
-    timed = cmd.endpoint_clock and (args.json or text)
-    experiment = begun(cmd.experiment(args, emit, progress), progress, timed, text)
+    # (the summary's times are printed with --json only: no read for the text but what
+    # the run needs from its start, `clock_first`)
+    first = cmd.clock_first is not None and cmd.clock_first(args)
+    timed = cmd.endpoint_clock and (args.json or first)
+    experiment = begun(cmd.experiment(args, emit, progress), progress, timed, first, args.json)
     if cmd.multi:
         many = experiment
         if not link.in_process and args.endpoints > 1:

@@ -561,8 +561,8 @@ def row_for(args: argparse.Namespace) -> Any:
 
 def prints_times(args: argparse.Namespace) -> bool:
     """dig's text shows a time of its host's clock: `;; WHEN:` (+stats) or +yaml's, on
-    the command line or a -f line (`Command.text_clock`: the endpoint's clock is read)."""
-    if getattr(args, "compact", False) and not getattr(args, "short", False):
+    the command line or a -f line (`Command.clock_first`: the endpoint's clock is read)."""
+    if args.json or (getattr(args, "compact", False) and not getattr(args, "short", False)):
         return False
     plan = getattr(args, "plan", None) or []
     for o in [entry[3] or args for entry in plan] or [args]:  # (as `experiment` reads it)
@@ -647,7 +647,7 @@ COMMAND = Command(
     epilog=EPILOG,
     split="names",
     row_for=row_for,
-    text_clock=prints_times,
+    clock_first=prints_times,
     status=exits.status,  # --dig-exit-codes
     error_status=exits.error_status,
     usage_status=exits.usage_status,

@@ -123,7 +123,7 @@ COMMAND = Command(
     header=HEADER,
     both_families=True,
     status=status,
-    text_clock=prints_times,  # --trace-time
+    clock_first=prints_times,  # --trace-time
 )
 
 

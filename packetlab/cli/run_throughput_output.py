@@ -234,7 +234,7 @@ class Output:
 
 def prints_times(args: argparse.Namespace) -> bool:
     """-J (`start.timestamp`) or --timestamps: times of iperf3's host's clock, the
-    endpoint's (`Command.text_clock`)."""
+    endpoint's (`Command.clock_first`)."""
     return bool(args.json_doc) or args.timestamps is not None
 
 

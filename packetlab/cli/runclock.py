@@ -22,10 +22,11 @@ seen and its error.
 
 The same offset puts on the endpoint's clock the times a native tool run there would
 print from its host's clock (`now`, `now_of`): dig's `;; WHEN:` and +yaml's times,
-iperf3's -J `start.timestamp` and --timestamps, curl's --trace-time. A text form that
-prints one has the first read made (and answered) before the experiment starts
-(`around(..., first=True)`: one round trip, so that its first line has it), and no last
-read (no summary to bound). Each such time is then ours + the offset: no more reads.
+iperf3's -J `start.timestamp` and --timestamps, curl's --trace-time; and iperf3's
+authtoken (its server refuses one 10 s off its clock). A run that needs one has the
+first read made and answered before the experiment starts (`around(..., first=True)`:
+one round trip, so that its first line has it), and without --json no last read (no
+summary to bound). Each such time is then ours + the offset: no more reads.
 """
 
 from __future__ import annotations
@@ -50,19 +51,20 @@ class RunClock:
         self.last: int | None = None  # te1, the endpoint's clock once the run was done
 
     def around(
-        self, experiment: Callable[[Any], Awaitable[T]], *, first: bool = False
-    ) -> Callable[[Any], Coroutine[Any, Any, T]]:
-        """`experiment(session)`, with TIME read before its first request and after it
-        returns (not when it fails or is cancelled: the session may be gone). `first`:
-        for the times a text form prints (`now`), the first read's answer is waited for
-        before the experiment starts, and no last read is made."""
+        self, experiment: Callable[[Any], Awaitable[T]], *, first: bool = False,
+        last: bool = True,
+    ) -> Callable[[Any], Coroutine[Any, Any, T]]:  # fmt: skip
+        """`experiment(session)`, with TIME read before its first request and (`last`)
+        after it returns (not when it fails or is cancelled: the session may be gone).
+        `first`: the first read's answer is waited for before the experiment starts (for
+        what it stamps with `now` from its start)."""
 
         async def timed(session: Any) -> T:
             read = self.begin(session)
             if first:
                 await read
             result = await experiment(session)
-            if not first:
+            if last:
                 await self.end(session)
             return result
 

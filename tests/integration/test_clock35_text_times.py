@@ -2,7 +2,8 @@
 curl print their host's clock are the endpoint's (the vantage point's), with our clock 10
 min off it either way (libfaketime preloaded into `pktlab run`, the endpoint on the real
 clock: see faketime_pair). Each printed time must fall within the real time around the
-run, not 600 s away (session 35, clock35; before, each was 600 s off)."""
+run, not 600 s away (session 35, clock35; before, each was 600 s off); so must iperf3's
+--username token's, which its server checks (before: refused)."""
 
 from __future__ import annotations
 
@@ -19,18 +20,22 @@ from pathlib import Path
 import pytest
 from childserver import serve_child
 from faketime_pair import RAW_CONF, Pair, libfaketime, needs_faketime
+from test_throughput_iperf3_output import auth_server  # noqa: F401 (its fixture, asked below)
 
 HERE = Path(__file__).resolve().parent
 pytestmark = needs_faketime
 SLACK_S = 2.0  # whole seconds printed, a run's start-up: far below the 600 s shift
 
 
-def run_skewed(tmp_path: Path, shift_s: int, *argv: str) -> tuple[float, float, str, str]:
-    """`pktlab run ARGV` with our clock `shift_s` off the endpoint's: the real time before
-    and after it, its stdout and stderr (it must end with status 0)."""
+def run_skewed(
+    tmp_path: Path, shift_s: int, *argv: str, **env: str
+) -> tuple[float, float, str, str]:
+    """`pktlab run ARGV` (`env` in its environment) with our clock `shift_s` off the
+    endpoint's: the real time before and after it, its stdout and stderr (it must end
+    with status 0)."""
     conf = tmp_path / "endpt.conf"
     conf.write_text(RAW_CONF)
-    fake = libfaketime(f"{shift_s:+d}s", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    fake = {**libfaketime(f"{shift_s:+d}s", FAKETIME_DONT_FAKE_MONOTONIC="1"), **env}
     before = time.time()
     rc, out, err = Pair(*argv, fake=fake, faked="controller", config=conf).finish()
     assert rc == 0, (out, err)
@@ -96,6 +101,19 @@ def test_iperf3_timestamps_are_the_endpoints(tmp_path: Path, iperf3_port: int) -
     for line in lines:
         if line.strip():
             assert_within(int(line.split(" ", 1)[0]), before, after)
+
+
+@pytest.mark.parametrize("shift_s", [-600, 600])
+def test_iperf3_username_token_is_on_the_endpoints_clock(
+    tmp_path: Path, request: pytest.FixtureRequest, shift_s: int
+) -> None:
+    # the server refuses a token 10 s off its clock (the endpoint's here). Before: exit 1,
+    # `pktlab run throughput: error - test authorization failed`
+    port, public = request.getfixturevalue("auth_server")
+    _, _, out, _ = run_skewed(tmp_path, shift_s, "throughput", "-c", "127.0.0.1", "-p", str(port),
+                              "-t", "1", "--username", "alice", "--rsa-public-key-path",
+                              str(public), IPERF3_PASSWORD="s3cret")  # fmt: skip
+    assert out.rstrip().splitlines()[-1].startswith("# 1 of 1 runs"), out
 
 
 class _Hello(BaseHTTPRequestHandler):

@@ -65,7 +65,7 @@ def test_now_is_ours_plus_the_offset_once_read() -> None:
     assert now_of(args) == ENDPOINT_S + 2
 
 
-def test_a_text_clock_read_is_answered_before_the_experiment_and_made_once() -> None:
+def test_a_first_read_is_answered_before_the_experiment_and_made_once() -> None:
     # (the first line may carry a time: iperf3's `Connecting to host`, curl's `Trying`)
     rig = Rig(AHEAD_NS, start=1.0)
     progress = Progress()
@@ -75,7 +75,8 @@ def test_a_text_clock_read_is_answered_before_the_experiment_and_made_once() -> 
     async def experiment(session: Any) -> None:
         seen.append(progress.clock.now())
 
-    rig.run(Deferred.fromCoroutine(begun(experiment, progress, True, text=True)(rig.session)))
+    run = begun(experiment, progress, True, first=True, last=False)
+    rig.run(Deferred.fromCoroutine(run(rig.session)))
     assert seen[0] == pytest.approx((BASE_NS + AHEAD_NS) / 1e9 + 1.0, abs=0.01)
     assert rig.endpoint.time_reads == 1  # no last read: no summary to bound
 
@@ -106,6 +107,7 @@ def test_digs_yaml_times_are_the_endpoints(cet: None) -> None:
         (["+short", "+yaml"], True),
         (["+nostats"], False),
         (["--compact"], False),
+        (["--json"], False),  # (the summary's reads: begun's `last`)
     ],
 )
 def test_dns_reads_the_clock_when_its_text_prints_a_time(argv: list[str], reads: bool) -> None:
@@ -132,6 +134,7 @@ def test_iperf3_timestamps_and_json_start_are_the_endpoints(cet: None) -> None:
         (run_throughput.COMMAND, ["-c", "h", "-J"], True),
         (run_throughput.COMMAND, ["-c", "h", "--timestamps=%T "], True),
         (run_throughput.COMMAND, ["-c", "h", "-T", "x"], False),
+        (run_throughput.COMMAND, ["-c", "h", "--username", "u"], True),  # (each test's token)
         (run_http.COMMAND, ["--trace-time", "-v", "http://h/"], True),
         (run_http.COMMAND, ["--trace-time", "--trace-ascii", "t", "http://h/"], True),
         (run_http.COMMAND, ["--trace-time", "http://h/"], False),  # (curl: no trace drawn)
@@ -141,8 +144,8 @@ def test_iperf3_timestamps_and_json_start_are_the_endpoints(cet: None) -> None:
 def test_throughput_and_http_read_the_clock_for_their_times(
     cmd: Command, argv: list[str], reads: bool
 ) -> None:
-    assert cmd.text_clock is not None
-    assert cmd.text_clock(parse_args(cmd, argv)) is reads
+    assert cmd.clock_first is not None
+    assert cmd.clock_first(parse_args(cmd, argv)) is reads
 
 
 def test_curls_trace_time_is_the_endpoints(cet: None) -> None:
@@ -186,3 +189,44 @@ RESULT = {
     "streams": [{"id": 5, "sender": {**SIDE, "retransmits": 0}, "receiver": dict(SIDE)}],
     "sum": {"sender": {**SIDE, "retransmits": 0}, "receiver": dict(SIDE)},
 }  # fmt: skip
+
+
+def test_each_iperf3_test_sends_its_own_token_on_the_endpoints_clock(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--username: iperf3 stamps its token with its host's clock as it sends its
+    parameters; the server refuses one 10 s off its own. Each test makes its own, on the
+    endpoint's clock. Before: one token at the start, on our clock (a second run of -t
+    12 and every run with our clock 600 s off: `test authorization failed`)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from packetlab.measure import throughput_timed
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp_path / "k.pub"
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    monkeypatch.setenv("IPERF3_PASSWORD", "s3cret")
+    ours = [OURS_NS]
+    progress = Progress()
+    progress.clock = RunClock(now_ns=lambda: ours[0])
+    progress.clock.first = (OURS_NS, OURS_NS + AHEAD_NS, OURS_NS)
+    stamps: list[int] = []
+
+    async def test(session: Any, host: str, port: int, *, spec: Any, **_: Any) -> Any:
+        text = key.decrypt(base64.b64decode(spec.authtoken), padding.PKCS1v15()).decode()
+        stamps.append(int(text.rsplit(" ", 1)[1]))
+        ours[0] += 12 * 10**9  # (a test of -t 12)
+        return throughput_timed.TimedResult(spec, host, port)
+
+    monkeypatch.setattr(throughput_timed, "timed_test", test)
+    args = parse_args(run_throughput.COMMAND, ["-c", "127.0.0.1", "-t", "12", "--runs", "2",
+                                               "--username", "alice", "--rsa-public-key-path",
+                                               str(public)])  # fmt: skip
+    run = run_throughput.experiment(args, lambda r: None, progress)
+    result = Deferred.fromCoroutine(run(object()))
+    assert result.called  # (nothing waited for)
+    assert stamps == [int(ENDPOINT_S), int(ENDPOINT_S) + 12]
