@@ -3,7 +3,8 @@ curl print their host's clock are the endpoint's (the vantage point's), with our
 min off it either way (libfaketime preloaded into `pktlab run`, the endpoint on the real
 clock: see faketime_pair). Each printed time must fall within the real time around the
 run, not 600 s away (session 35, clock35; before, each was 600 s off); so must iperf3's
---username token's, which its server checks (before: refused)."""
+--username token's and a TSIG's time signed, which their servers check (before:
+refused)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,20 @@ def test_digs_when_is_the_endpoints(tmp_path: Path, dns_port: int, shift_s: int)
     when = re.search(r"^;; WHEN: (.*)$", out, re.M)
     assert when, out
     assert_within(time.mktime(time.strptime(when[1], "%a %b %d %H:%M:%S %Z %Y")), before, after)
+
+
+@pytest.mark.parametrize("shift_s", [-600, 600])
+def test_a_tsig_signed_query_is_signed_on_the_endpoints_clock(
+    tmp_path: Path, dns_port: int, shift_s: int
+) -> None:
+    # the server refuses a time signed 300 s off its clock (the endpoint's here). Before:
+    # `status: NOTAUTH`, its TSIG `BADTIME`, `;; Couldn't verify signature: clocks are
+    # unsynchronized`
+    secret = "c2VjcmV0c2VjcmV0IGtleSBmb3IgdGVzdHM="  # dns_zone_server's tk.test.
+    _, _, out, _ = run_skewed(tmp_path, shift_s, "dns", "@127.0.0.1", "-p", str(dns_port),
+                              "-y", f"hmac-sha256:tk.test:{secret}", "a.test")  # fmt: skip
+    assert "status: NOERROR" in out and "Couldn't verify" not in out, out
+    assert re.search(r"\tTSIG\thmac-sha256\. \d+ 300 32 \S+ \d+ NOERROR 0 ", out), out
 
 
 def test_digs_yaml_times_are_the_endpoints(tmp_path: Path, dns_port: int) -> None:
