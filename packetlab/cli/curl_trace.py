@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from packetlab.cli.run import RunError
@@ -79,18 +80,20 @@ def chosen(opts: list[tuple[str, str | None]]) -> tuple[str, str | None, list[st
 class CurlTrace:
     """curl's tool_debug_cb: `kind` PLAIN (-v), BIN (--trace) or ASCII (--trace-ascii),
     written to `out` (bytes). `hide_data`: curl's -v on a terminal that gets the body
-    draws no `{ [N bytes data]` lines."""
+    draws no `{ [N bytes data]` lines. `now`: --trace-time's clock (s since the epoch),
+    the run's: the endpoint's, curl's host (`RunClock.now`)."""
 
-    def __init__(self, kind: str, out: IO[bytes], stamp: bool = False,
-                 hide_data: bool = False) -> None:  # fmt: skip
+    def __init__(self, kind: str, out: IO[bytes], stamp: bool = False, hide_data: bool = False,
+                 now: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.kind, self.out, self.stamp, self.hide_data = kind, out, stamp, hide_data
+        self.now = now
         self.newl = False  # the last text did not end its line (curl's statics)
         self.traced_data = False  # a data line was drawn since the last text
 
     def _time(self) -> bytes:
         if not self.stamp:
             return b""
-        now = time.time()
+        now = self.now()
         t = time.localtime(now)
         return b"%02d:%02d:%02d.%06d " % (t.tm_hour, t.tm_min, t.tm_sec,
                                           int(now * 1_000_000) % 1_000_000)  # fmt: skip
@@ -166,10 +169,11 @@ def dump(data: bytes, ascii_only: bool) -> bytes:
 
 
 def tracer(args: argparse.Namespace, stdout: IO[bytes], stderr: Any, warn: Any,
-           body_on_terminal: bool) -> CurlTrace | None:  # fmt: skip
-    """The run's CurlTrace from its options (None: no -v nor --trace); curl's override
-    warnings through `warn`. A FILE that cannot be made is refused before anything is
-    sent (curl: a warning at each event, the trace lost)."""
+           body_on_terminal: bool, now: Callable[[], float] = time.time,
+           ) -> CurlTrace | None:  # fmt: skip
+    """The run's CurlTrace from its options (None: no -v nor --trace), its times from
+    `now`; curl's override warnings through `warn`. A FILE that cannot be made is
+    refused before anything is sent (curl: a warning at each event, the trace lost)."""
     kind, target, warnings = chosen(getattr(args, "trace_opts", []))
     for text in warnings:
         warn(text)
@@ -186,7 +190,13 @@ def tracer(args: argparse.Namespace, stdout: IO[bytes], stderr: Any, warn: Any,
         except OSError as e:
             raise RunError(f"{_OPTION[kind]} {target}: {e.strerror or e}") from None
     hide = kind == PLAIN and body_on_terminal and target in ("-", "%")
-    return CurlTrace(kind, out, getattr(args, "trace_time", False), hide)
+    return CurlTrace(kind, out, getattr(args, "trace_time", False), hide, now)
+
+
+def prints_times(args: argparse.Namespace) -> bool:
+    """--trace-time with -v or --trace: times of curl's host's clock, the endpoint's
+    (`Command.clock_first`)."""
+    return bool(getattr(args, "trace_time", False)) and chosen(args.trace_opts)[0] != NONE
 
 
 class _Text:

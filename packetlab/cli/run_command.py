@@ -152,6 +152,11 @@ class Command:
     # its records' times are the endpoint's, and so are the summary's start and stop
     # (`packetlab.cli.runclock`); False: ours (`run alias` maps its stamps onto our clock)
     endpoint_clock: bool = True
+    # the run needs the endpoint's clock from its start (`progress.clock.now()`,
+    # `runclock.now_of`): times its output prints where the native tool prints its host's
+    # (dig's WHEN, iperf3's --timestamps, curl's --trace-time), iperf3's authtoken; with
+    # an endpoint_clock, it is read, and answered, before the experiment
+    clock_first: Callable[[argparse.Namespace], bool] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -238,15 +243,22 @@ def render(
     return cmd.row(record)
 
 
-def begun(experiment: Any, progress: Progress, endpoint_clock: bool = True) -> Any:
+def begun(
+    experiment: Any,
+    progress: Progress,
+    endpoint_clock: bool = True,
+    first: bool = False,
+    last: bool = True,
+) -> Any:
     """`experiment`, telling `progress` when it starts on its session(s); on one session
     (not a list: --endpoints), with `endpoint_clock`, `progress.clock` reads the
-    endpoint's clock around it."""
+    endpoint's clock around it (`first`: answered before it starts; `last`: read after
+    it, for a --json summary)."""
 
     async def run(sessions: Any) -> None:
         progress.begin()
         if endpoint_clock and not isinstance(sessions, list):
-            await progress.clock.around(experiment)(sessions)
+            await progress.clock.around(experiment, first=first, last=last)(sessions)
         else:
             await experiment(sessions)
 
@@ -258,9 +270,11 @@ async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: 
     --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    # (the summary's times are printed with --json only: no read for the text)
-    timed = cmd.endpoint_clock and args.json
-    experiment = begun(cmd.experiment(args, emit, progress), progress, timed)
+    # (the summary's times are printed with --json only: no read for the text but what
+    # the run needs from its start, `clock_first`)
+    first = cmd.clock_first is not None and cmd.clock_first(args)
+    timed = cmd.endpoint_clock and (args.json or first)
+    experiment = begun(cmd.experiment(args, emit, progress), progress, timed, first, args.json)
     if cmd.multi:
         many = experiment
         if not link.in_process and args.endpoints > 1:
@@ -376,6 +390,7 @@ async def measure(
     records: list[Record] = []
     progress = Progress() if progress is None else progress
     progress.stop = stop
+    args._clock = progress.clock  # the text forms' times (`runclock.now_of`)
     shown_header = [False]
     cut = [False]  # the run was cancelled: what its teardown emits is not a result
     # ... but what a measurement that `answers_cancel` emits within the cancel is (a

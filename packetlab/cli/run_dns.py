@@ -347,6 +347,10 @@ def experiment(args: argparse.Namespace, emit: Emit, progress: Progress) -> Expe
             break
 
     tsig = _tsig_key(args)
+    if tsig is not None:  # signed and checked on dig's host's clock: the endpoint's
+        from dataclasses import replace
+
+        tsig = replace(tsig, now=progress.clock.now)
     recorder = pcapout.recorder_for(args)
 
     async def run(session: Any) -> None:
@@ -559,6 +563,28 @@ def row_for(args: argparse.Namespace) -> Any:
     return args.dig_text
 
 
+def clock_first(args: argparse.Namespace) -> bool:
+    """The endpoint's clock from the run's start (`Command.clock_first`): a TSIG key
+    (-y, -k: its time signed and the replies' checked), or a time dig's text shows of
+    its host's clock (`prints_times`)."""
+    if getattr(args, "tsig_y", None) is not None or getattr(args, "tsig_file", None):
+        return True
+    return prints_times(args)
+
+
+def prints_times(args: argparse.Namespace) -> bool:
+    """dig's text shows a time of its host's clock: `;; WHEN:` (+stats) or +yaml's, on
+    the command line or a -f line."""
+    if args.json or (getattr(args, "compact", False) and not getattr(args, "short", False)):
+        return False
+    plan = getattr(args, "plan", None) or []
+    for o in [entry[3] or args for entry in plan] or [args]:  # (as `experiment` reads it)
+        stats = (getattr(o, "show", None) or {}).get("stats", True)
+        if getattr(o, "yaml", False) or (stats and not getattr(o, "short", False)):
+            return True
+    return False
+
+
 def summary(records: list[Record]) -> Record:
     got = [r for r in records if r["type"] == "dns"]
     ok = [r for r in got if "error" not in r and "nssearch_error" not in r]
@@ -634,6 +660,7 @@ COMMAND = Command(
     epilog=EPILOG,
     split="names",
     row_for=row_for,
+    clock_first=clock_first,
     status=exits.status,  # --dig-exit-codes
     error_status=exits.error_status,
     usage_status=exits.usage_status,

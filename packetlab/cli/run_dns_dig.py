@@ -22,6 +22,7 @@ from packetlab.cli.run_dns_text import (
     rr_line,
 )
 from packetlab.cli.run_dns_words import SECTIONS, _base_of
+from packetlab.cli.runclock import now_of
 
 #: the remarks dig prints before a reply only with +comments (+short turns them off)
 COMMENTS = ("Truncated, retrying", "BADVERS, retrying", "BADCOOKIE, retrying",
@@ -53,6 +54,12 @@ def sent_queries(r: Record) -> list[tuple[str, str, str]]:
             k += 1
             proto = "tcp" if "TCP mode" in note else proto
     return [*out, (wires[min(k, len(wires) - 1)], str(r["server"]), str(r["proto"]))]
+
+
+def when(seconds: float) -> str:
+    """dig's `;; WHEN:` time: `seconds` (the endpoint's clock, `now_of`) in the local
+    zone, in its strftime format (its zone's abbreviation: `UTC`, `CET`)."""
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(seconds))
 
 
 class DigText:
@@ -262,7 +269,7 @@ class DigText:
         def opt_lines(edns: Record) -> list[str]:
             return _opt_lines(edns, yaml=True)
 
-        now = time.time()
+        now = now_of(self.args)  # (the vantage point's clock, as dig's)
         lines: list[str] = []
         for shown in r.get("badcookies", []):  # +showbadcookie: each a MESSAGE item first
             lines += y.message(shown, self.show, data, opt_lines, short=self.short, now=now)
@@ -400,7 +407,7 @@ class DigText:
         return [
             *lines,
             f";; SERVER: {r['server']}#{r['port']}({user}) ({r['proto'].upper()})",
-            f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}",
+            f";; WHEN: {when(now_of(self.args))}",
             size_line,
             *(
                 [";; WARNING -- Some TSIG could not be validated"] if self.tsig_failed(r) else []

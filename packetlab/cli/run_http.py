@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from packetlab.cli.curl_trace import prints_times
 from packetlab.cli.run_command import Command, Emit, Experiment, Progress, Record
 from packetlab.cli.run_http_args import EPILOG, configure
 
@@ -122,6 +123,7 @@ COMMAND = Command(
     header=HEADER,
     both_families=True,
     status=status,
+    clock_first=prints_times,  # --trace-time
 )
 
 

@@ -215,7 +215,8 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
     from packetlab.cli.curl_trace import tracer
 
     if "trace" not in shared:  # -v, --trace: one for the run (its groups share it)
-        shared["trace"] = tracer(args, stdout, stderr, warn, to_stdout and stdout_tty)
+        shared["trace"] = tracer(args, stdout, stderr, warn, to_stdout and stdout_tty,
+                                 progress.clock.now)  # fmt: skip
     trace = shared["trace"]
 
     async def run(session: Any, pool: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 from packetlab.cli import pcapout
@@ -693,9 +694,13 @@ def server_sockopts(args: argparse.Namespace) -> iperf3.ServerSockopts:
     )  # fmt: skip
 
 
-def authtoken(args: argparse.Namespace) -> str | None:
-    """--username's token, as iperf3 3.12 builds it: the password from $IPERF3_PASSWORD or
-    asked on the terminal, the key from --rsa-public-key-path."""
+def authtoken(args: argparse.Namespace) -> Callable[[float], str] | None:
+    """--username's token as iperf3 3.12 builds it, for the time given (s): the password
+    from $IPERF3_PASSWORD or asked on the terminal, the key from --rsa-public-key-path,
+    both read (and the key checked) now. iperf3 stamps it with its host's clock as it
+    sends its parameters, and the server refuses one more than 10 s off its own clock:
+    each test makes its own, on the endpoint's clock (`runclock`; one made at the start
+    was refused to a second run of -t 12, and to every run with our clock 600 s off)."""
     import os
     import sys
     import time
@@ -715,11 +720,13 @@ def authtoken(args: argparse.Namespace) -> str | None:
     try:
         with open(args.rsa_public_key, "rb") as f:
             pem = f.read(1 << 16)
-        return iperf3.authtoken(args.username, password, pem, int(time.time()))
+        iperf3.authtoken(args.username, password, pem, int(time.time()))  # (the key checked)
     except (OSError, ValueError, TypeError) as e:
         raise RunError(
             f"--rsa-public-key-path {args.rsa_public_key}: not a valid RSA public key ({e})"
         ) from None
+    user, secret = args.username, password
+    return lambda now: iperf3.authtoken(user, secret, pem, int(now))
 
 
 def timed_experiment(
@@ -760,7 +767,7 @@ def timed_experiment(
         repeating_payload=args.repeating_payload,
         bind=None if host is None else bind(args, host),
         connect_timeout=None if args.connect_timeout is None else args.connect_timeout / 1e3,
-        authtoken=authtoken(args), file=args.file, burst=args.burst,
+        file=args.file, burst=args.burst,
         rcv_timeout=None if args.rcv_timeout is None else args.rcv_timeout / 1e3,
         pacing_timer=iperf3.DEFAULT_PACING_TIMER if args.pacing_timer is None
         else args.pacing_timer,
@@ -774,6 +781,7 @@ def timed_experiment(
         raise RunError(str(e)) from None
 
     recorder = pcapout.recorder_for(args)  # all runs in one file, payloads cut short
+    token = authtoken(args)  # (each test's own, on the endpoint's clock)
 
     named = typed_host(args.server)
     paced = argparse.Namespace(warned=None)  # -b's rate not met (pace_warning): said once
@@ -803,6 +811,8 @@ def timed_experiment(
             def show(text: str, i: int = i) -> None:
                 progress(f"{args.direction} {i + 1}/{args.runs}: {text}")
 
+            if token is not None:
+                spec.authtoken = token(progress.clock.now())
             r = await timed_test(
                 session, host, port, spec=spec, on_interval=emit, progress=show,
                 timeout=(spec.seconds or 0) + args.max_time,
@@ -904,6 +914,12 @@ def renderer(args: argparse.Namespace) -> Any:
     return output.renderer(args, rows)
 
 
+def clock_first(args: argparse.Namespace) -> bool:
+    """The endpoint's clock from the run's start: -J's and --timestamps' times, each
+    test's --username token (`Command.clock_first`)."""
+    return output.prints_times(args) or args.username is not None
+
+
 COMMAND = Command(
     name="throughput",
     help="TCP throughput against an iperf3 server (paper §5.2)",
@@ -918,6 +934,7 @@ COMMAND = Command(
     epilog=EPILOG,
     target=lambda args: server_of(args)[0],  # (None: the in-process endpoint's default)
     row_for=renderer,
+    clock_first=clock_first,
 )
 
 

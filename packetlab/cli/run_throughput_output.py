@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple
 
+from packetlab.cli.runclock import now_of
 from packetlab.measure.iperf3 import INTERRUPTED
 
 Record = dict[str, Any]
@@ -116,7 +117,7 @@ class Output:
         self.rows = rows
         self.connected: Record | None = None
         self.intervals: list[Record] = []
-        self.started = time.time()
+        self.started = now_of(args)
         self.file: IO[str] | None = None
         self.interrupted = False  # a test stopped by Ctrl-C: its line after the summary
 
@@ -155,7 +156,7 @@ class Output:
         stamps them (`--timestamps='%Y '`: `Sat Dec  5 18:00:50 2026 iperf3: error - `)."""
         head = ""
         if self.args.timestamps is not None:
-            head = time.strftime(TIMESTAMP_FORMAT, time.localtime())
+            head = time.strftime(TIMESTAMP_FORMAT, time.localtime(now_of(self.args)))
         line = f"{head}{PROG}: {text}\n"
         if self.args.logfile is not None:
             self.logged().write(line)
@@ -206,7 +207,7 @@ class Output:
 
         if r["type"] == "connected":
             self.connected, self.intervals = r, []
-            self.started = time.time()
+            self.started = now_of(self.args)  # (iperf3's host's)
             return None
         if r["type"] == "interval":
             self.intervals.append(r)
@@ -223,12 +224,18 @@ class Output:
         a = self.args
         head = ""
         if a.timestamps is not None:
-            head = time.strftime(a.timestamps, time.localtime())
+            head = time.strftime(a.timestamps, time.localtime(now_of(a)))
         if a.title is not None:
             head += f"{a.title}:  "
         if not head:
             return text
         return "\n".join(head + line for line in text.split("\n"))
+
+
+def prints_times(args: argparse.Namespace) -> bool:
+    """-J (`start.timestamp`) or --timestamps: times of iperf3's host's clock, the
+    endpoint's (`Command.clock_first`)."""
+    return bool(args.json_doc) or args.timestamps is not None
 
 
 def renderer(args: argparse.Namespace, rows: Rows) -> Any:
@@ -249,6 +256,7 @@ __all__ = [
     "check",
     "failed_test",
     "printable",
+    "prints_times",
     "renderer",
     "selected",
     "unit_format",

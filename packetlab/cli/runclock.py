@@ -19,6 +19,14 @@ Without a known offset (the run failed before the first read was answered, a com
 with several endpoints, one whose records carry our clock's times: `run alias`, `run
 clocksync`) both stay on our clock. The summary says which (`clock`), with the offset
 seen and its error.
+
+The same offset puts on the endpoint's clock the times a native tool run there would
+print from its host's clock (`now`, `now_of`): dig's `;; WHEN:` and +yaml's times,
+iperf3's -J `start.timestamp` and --timestamps, curl's --trace-time; and iperf3's
+authtoken (its server refuses one 10 s off its clock). A run that needs one has the
+first read made and answered before the experiment starts (`around(..., first=True)`:
+one round trip, so that its first line has it), and without --json no last read (no
+summary to bound). Each such time is then ours + the offset: no more reads.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["RunClock"]
+__all__ = ["RunClock", "now_of"]
 
 T = TypeVar("T")
 
@@ -43,21 +51,28 @@ class RunClock:
         self.last: int | None = None  # te1, the endpoint's clock once the run was done
 
     def around(
-        self, experiment: Callable[[Any], Awaitable[T]]
-    ) -> Callable[[Any], Coroutine[Any, Any, T]]:
-        """`experiment(session)`, with TIME read before its first request and after it
-        returns (not when it fails or is cancelled: the session may be gone)."""
+        self, experiment: Callable[[Any], Awaitable[T]], *, first: bool = False,
+        last: bool = True,
+    ) -> Callable[[Any], Coroutine[Any, Any, T]]:  # fmt: skip
+        """`experiment(session)`, with TIME read before its first request and (`last`)
+        after it returns (not when it fails or is cancelled: the session may be gone).
+        `first`: the first read's answer is waited for before the experiment starts (for
+        what it stamps with `now` from its start)."""
 
         async def timed(session: Any) -> T:
-            self.begin(session)
+            read = self.begin(session)
+            if first:
+                await read
             result = await experiment(session)
-            await self.end(session)
+            if last:
+                await self.end(session)
             return result
 
         return timed
 
-    def begin(self, session: Any) -> None:
-        """Read TIME now, pipelined (the request goes out before this returns)."""
+    def begin(self, session: Any) -> Any:
+        """Read TIME now, pipelined (the request goes out before this returns); the
+        Deferred fires (None) once it is answered or failed."""
         from packetlab.controller import read_time
 
         t0 = self.now_ns()
@@ -66,7 +81,7 @@ class RunClock:
             self.first = (t0, te, self.now_ns())
 
         # A failed read (the session gone) leaves the summary on our clock.
-        read_time(session).addCallbacks(got, lambda _: None)
+        return read_time(session).addCallbacks(got, lambda _: None)
 
     async def end(self, session: Any) -> None:
         """Read TIME once the experiment is done. A session it closed itself fails the read
@@ -77,6 +92,19 @@ class RunClock:
             self.last = await read_time(session)
         except ControllerError:  # (not a cancel: that ends the run as before)
             pass
+
+    @property
+    def offset_ns(self) -> int | None:
+        """The endpoint's clock minus ours (ns), from the first read; None before it."""
+        if self.first is None:
+            return None
+        t0, te0, t1 = self.first
+        return te0 - (t0 + t1) // 2
+
+    def now(self) -> float:
+        """Now (s since the epoch) on the endpoint's clock once the first read was
+        answered; on ours before it, or without one."""
+        return (self.now_ns() + (self.offset_ns or 0)) / 1e9
 
     def fields(self) -> dict[str, Any]:
         """The summary's `start_time` and `stop_time` (s since the epoch), `clock` (whose
@@ -93,7 +121,7 @@ class RunClock:
                 "clock_error_us": None,
             }
         t0, te0, t1 = self.first
-        offset = te0 - (t0 + t1) // 2
+        offset = te0 - (t0 + t1) // 2  # (the same as offset_ns)
         start = min(start + offset, te0)
         stop = stop + offset if self.last is None else max(stop + offset, self.last)
         return {  # (to the µs, down and up: still around the stamps, in ns)
@@ -103,3 +131,10 @@ class RunClock:
             "clock_offset_us": round(offset / 1000, 3),
             "clock_error_us": round((t1 - t0) / 2000, 3),
         }
+
+
+def now_of(args: Any) -> float:
+    """Now on the run's clock (`run_command.measure` puts its RunClock in `args._clock`):
+    the endpoint's once known, else ours (a text form rendered outside a run: ours)."""
+    clock = getattr(args, "_clock", None)
+    return clock.now() if isinstance(clock, RunClock) else time.time()

@@ -23,7 +23,8 @@ import binascii
 import hmac
 import struct
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 #: dig's algorithm words -> (TSIG algorithm name, hashlib name, digest bytes)
@@ -53,6 +54,11 @@ class TsigKey:
     # dig's `hmac-sha256-128`: the MAC cut to these bits (rounded up to bytes, as BIND's
     # parse_bits); 0: the whole digest
     bits: int = 0
+    # the clock of the host that signs and checks (s since the epoch; None: ours,
+    # time.time): dig's, whose signatures the server takes within its fudge (300 s) of
+    # its own; `run dns` gives the endpoint's (`RunClock.now`: ours was 600 s off, and
+    # every reply BADTIME)
+    now: Callable[[], float] | None = field(default=None, compare=False, repr=False)
 
     @property
     def mac_size(self) -> int:
@@ -255,9 +261,12 @@ def sign(query: Any, key: TsigKey) -> None:
     dkey = dns.tsig.Key(key.name, key.secret, key.algorithm_name)
     query.use_tsig(dkey, fudge=FUDGE, original_id=query.id)
     setattr(query, _MAC_SIZE, key.mac_size)  # dnspython's Message: unhashable
+    if key.now is not None:
+        setattr(query, _NOW, key.now)
 
 
 _MAC_SIZE = "pktlab_mac_size"  # a signed query's MAC bytes, on the query (unhashable)
+_NOW = "pktlab_now"  # the clock its time signed is read from (dnspython: time.time)
 
 
 def render(query: Any) -> bytes:
@@ -267,6 +276,9 @@ def render(query: Any) -> bytes:
     wire = bytes(query.to_wire())
     if query.tsig is None:
         return wire
+    now = getattr(query, _NOW, None)
+    if now is not None:
+        wire = _signed_at(query, wire, now())
     found = _tsig_at(wire)
     if found is None:  # pragma: no cover (dnspython wrote it last)
         return wire
@@ -285,6 +297,27 @@ def render(query: Any) -> bytes:
     rdlen = struct.unpack(">H", out[p + 8 : p + 10])[0] - (len(t["mac"]) - size)
     head = out[: p + 8] + struct.pack(">H", rdlen) + out[p + 10 : mac_at - 2]
     return head + struct.pack(">H", size) + t["mac"][:size] + out[mac_at + len(t["mac"]) :]
+
+
+def _signed_at(query: Any, wire: bytes, now: float) -> bytes:
+    """`query`'s wire signed again at `now` (dnspython signs at time.time(), with no way
+    to say another time): the message before its TSIG, as dnspython signed it, signed
+    with its TSIG's fields and `now`, then rendered with that TSIG as it is."""
+    import dns.tsig
+
+    found = _tsig_at(wire)
+    if found is None:  # pragma: no cover (dnspython wrote it last)
+        return wire
+    additional = struct.unpack(">H", wire[10:12])[0]
+    unsigned = wire[:10] + struct.pack(">H", additional - 1) + wire[12 : found[0]]
+    tsig, _ = dns.tsig.sign(unsigned, query.keyring, query.tsig[0], int(now), query.request_mac)
+    query.tsig.clear()
+    query.tsig.add(tsig)
+    query.want_tsig_sign = False
+    try:
+        return bytes(query.to_wire())
+    finally:
+        query.want_tsig_sign = True
 
 
 def query_mac(query: Any) -> bytes:
@@ -354,9 +387,10 @@ class Verifier:
     not signed)."""
 
     def __init__(
-        self, key: TsigKey, request_mac: bytes, now: Any = time.time, strict: bool = False
+        self, key: TsigKey, request_mac: bytes, now: Any = None, strict: bool = False
     ) -> None:
-        self.key, self.prior, self.now, self.strict = key, request_mac, now, strict
+        self.key, self.prior, self.strict = key, request_mac, strict
+        self.now = now or key.now or time.time  # (the signer's clock: dig's host's)
         self.first = True
         self.pending: list[bytes] = []  # unsigned messages since the last signed one
         self.unsigned = 0

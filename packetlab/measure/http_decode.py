@@ -142,15 +142,29 @@ class _Zlib(_Stage):
         return out
 
 
+#: a br body's compressed bytes kept to find where its stream ended in a read the binding
+#: refused whole (`_Brotli.refused`); past it, such a read is told as bad data
+BR_HISTORY_MAX = 8 << 20
+
+
 class _Brotli(_Stage):
+    """br. brotli's Python binding refuses a read with data after the stream's end whole
+    (`decoder failed`, its output lost) and cannot be copied or asked where the stream
+    ended: the compressed bytes are kept (up to BR_HISTORY_MAX) so that such a read is
+    decoded again on a new decoder, a byte at a time, to the stream's end (as curl's
+    libbrotli tells it: the text written, the rest data after the end)."""
+
     coding = "br"
 
     def __init__(self, limit: int, server: str | None) -> None:
         import brotli  # (only a br body pays for the import)
 
+        self.brotli = brotli
         self.error = brotli.error
         self.d = brotli.Decompressor()
         self.limit, self.server, self.out = limit, server, 0
+        self.history: list[bytes] | None = []  # the reads decoded so far (None: too many)
+        self.kept = 0
 
     def decode(self, data: bytes, final: bool) -> bytes:
         if data and self.d.is_finished():  # (brotli refuses it: "decoder failed")
@@ -160,14 +174,51 @@ class _Brotli(_Stage):
         try:
             out = self.d.process(data, output_buffer_limit=room)
             more = not self.d.can_accept_more_data()
-        except self.error as e:  # (data past the end in the read that ended it too: the
-            # binding refuses the read whole, its output with it)
-            self.fault = self.bad(f"bad data ({e})")
-            return b""
+        except self.error as e:
+            out, more = self.refused(data, e), False
+        else:
+            self.keep(data)
         self.out += len(out)
         if self.out > self.limit or (more and len(out) >= room):
             raise TooMuchDecoded(f"decoded body from {self.server} larger than {self.limit} bytes")
         return out
+
+    def keep(self, data: bytes) -> None:
+        if self.history is None or not data:
+            return
+        self.kept += len(data)
+        if self.kept > BR_HISTORY_MAX:
+            self.history = None
+        else:
+            self.history.append(bytes(data))
+
+    def refused(self, data: bytes, e: Exception) -> bytes:
+        """A read the binding refused whole (`e`): what it decodes to up to the stream's
+        end or the fault, on a new decoder brought to the state before it (the reads
+        kept, their output dropped: it was handed out); the fault kept."""
+        if self.history is None:
+            self.fault = self.bad(f"bad data ({e})")
+            return b""
+        d = self.brotli.Decompressor()
+        for piece in self.history:
+            d.process(piece)
+        self.d, self.history, parts, made = d, None, [], self.out
+        for at in range(len(data)):
+            if d.is_finished():
+                self.fault = self.after_end()
+                break
+            try:
+                parts.append(d.process(data[at : at + 1]))
+            except self.error as bad:
+                self.fault = self.bad(f"bad data ({bad})")
+                break
+            made += len(parts[-1])
+            if made > self.limit:
+                break  # (decode: too much)
+        else:
+            if not d.is_finished():  # (not refused a byte at a time: as it said)
+                self.fault = self.bad(f"bad data ({e})")
+        return b"".join(parts)
 
     def ended(self) -> bool:
         return bool(self.d.is_finished())
