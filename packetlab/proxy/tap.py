@@ -27,7 +27,7 @@ from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa:
 from packetlab.fdcap import default_pending_max  # noqa: E402
 from packetlab.hostport import cannot_listen, host_port  # noqa: E402
 from packetlab.loglevel import START_STOP, level_name  # noqa: E402
-from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
+from packetlab.paths import RepeatedKeys, config_line, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
 from packetlab.tapoptions import (  # noqa: E402
@@ -301,11 +301,13 @@ def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
     cfg: dict[str, tuple[str, str]] = {}
     keys = RepeatedKeys(str(path))
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        try:
+            kv = config_line(raw)  # any run of blanks (spaces, tabs) separates
+        except ValueError as e:
+            raise usage.UsageError(f"{path}:{n}: {e}") from None
+        if kv is None:
             continue
-        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
-        value = rest[0] if rest else ""
+        key, value = kv
         if key not in _CONFIG_KEYS:
             hint = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
             known = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_CONFIG_KEYS)

@@ -364,6 +364,20 @@ def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts() -> None:
     assert cfg.origin("ErrorDelay") == "b.conf:3: ErrorDelay"
 
 
+def test_a_key_written_with_an_equals_sign_names_the_line_as_it_should_be() -> None:
+    """`Store=memory:` was "unknown key 'Store=memory:' (did you mean Store?)", the key
+    meant being the one written (session 35, op35)."""
+    from packetlab.broker.config import ConfigError, parse_config
+
+    for line in ("Store=memory:", "Store = memory:"):
+        with pytest.raises(ConfigError) as e:
+            parse_config(["ErrorDelay 1", line], "b.conf")
+        assert str(e.value) == (
+            f"b.conf:2: {line!r}: a key and its value are separated by blanks, not '=': "
+            "write Store memory:"
+        )
+
+
 def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
     """LogLevel in broker.conf, --log-level over it (session 32, loglvl32)."""
     conf = tmp_path / "broker.conf"

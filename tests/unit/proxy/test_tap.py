@@ -47,6 +47,13 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
     ("args", "text", "message"),
     [
         ((), "Nope 1\n", "bad.conf:1: unknown key 'Nope' (keys: SetupEndpoint,"),
+        # was "unknown key 'HelloCap=4096' (did you mean HelloCap?)" (session 35, op35)
+        (
+            (),
+            "HelloCap=4096\n",
+            "bad.conf:1: 'HelloCap=4096': a key and its value are "
+            "separated by blanks, not '=': write HelloCap 4096",
+        ),  # fmt: skip
         ((), "HelloCap\n", "bad.conf:1: HelloCap: no value"),
         ((), "\nHelloCap x\n", "bad.conf:2: HelloCap: not a number: 'x'"),
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
