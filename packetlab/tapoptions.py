@@ -260,6 +260,12 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     try:
         ep = serverFromString(reactor, where)
     except (ValueError, KeyError, TypeError) as e:
+        escaped = _colons_escaped(where)
+        if escaped != where:  # (Twisted: "_parseTCP() got multiple values for argument")
+            raise usage.UsageError(
+                f"{origin}: {where!r}: a ':' inside a value must be written '\\:' (in a "
+                f"shell, in quotes): '{escaped}'"
+            ) from None
         raise usage.UsageError(
             f"{origin}: {where!r} is not a Twisted endpoint string ({e}); e.g. {example}"
         ) from None
@@ -271,6 +277,19 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")
     return ep
+
+
+def _colons_escaped(where: str) -> str:
+    """`where` with the bare colons inside a ``key=value`` escaped, as meant: in
+    ``tcp:20556:interface=::1`` the colons split the address into fields, and Twisted
+    said only ``_parseTCP() got multiple values for argument 'interface'``."""
+    out: list[str] = []
+    for part in re.split(r"(?<!\\):", where):
+        if out and "=" in out[-1] and "=" not in part:  # a piece of the value before it
+            out[-1] += "\\:" + part
+        else:
+            out.append(part)
+    return ":".join(out)
 
 
 _ANY = ("", "0.0.0.0", "::")

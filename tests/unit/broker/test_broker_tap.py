@@ -335,6 +335,32 @@ def test_a_bad_option_is_said_before_a_missing_certificate(
     assert str(e.value).startswith(said)
 
 
+@pytest.mark.parametrize(
+    ("args", "conf", "said"),
+    [
+        (["--publish", "tcp:21001:interface=::1x"], None,
+         "--publish: 'tcp:21001:interface=::1x': a ':' inside a value must be written '\\:' "
+         "(in a shell, in quotes): 'tcp:21001:interface=\\:\\:1x'"),
+        (["--subscribe", "tcp6:21002:backlog=9:interface=::1"], None,
+         "'tcp6:21002:backlog=9:interface=\\:\\:1'"),
+        ([], "StatusListen tcp:21003:interface=::1\n",
+         "b.conf:1: StatusListen: 'tcp:21003:interface=::1': a ':' inside a value"),
+    ],
+)  # fmt: skip
+def test_an_unescaped_colon_in_an_endpoint_string_is_shown_escaped(
+    args: list[str], conf: str | None, said: str, tmp_path: Path
+) -> None:
+    """`interface=::1` as an operator writes it was "not a Twisted endpoint string
+    (_parseTCP() got multiple values for argument 'interface')" (session 35, op35)."""
+    if conf is not None:
+        (tmp_path / "b.conf").write_text(conf)
+        args = ["--config", str(tmp_path / "b.conf")]
+    with pytest.raises(usage.UsageError) as e:
+        parse(*args)
+    assert said in str(e.value)
+    assert "multiple values" not in str(e.value)
+
+
 def test_a_broker_conf_that_is_not_utf8_names_its_line(
     home: PktlabHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,7 +53,20 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
             "HelloCap=4096\n",
             "bad.conf:1: 'HelloCap=4096': a key and its value are "
             "separated by blanks, not '=': write HelloCap 4096",
-        ),  # fmt: skip
+        ),
+        # was "... (_parseTCP() got multiple values for argument 'interface')" (op35)
+        (
+            ("--setup", "tcp:3000:interface=::1"),
+            None,
+            "--setup: 'tcp:3000:interface=::1': a "
+            "':' inside a value must be written '\\:' (in a shell, in quotes): "
+            "'tcp:3000:interface=\\:\\:1'",
+        ),
+        (
+            (),
+            "EndpointsEndpoint tcp6:3001:interface=fe80::1%lo\n",
+            "bad.conf:1: EndpointsEndpoint: 'tcp6:3001:interface=fe80::1%lo': a ':' inside",
+        ),
         ((), "HelloCap\n", "bad.conf:1: HelloCap: no value"),
         ((), "\nHelloCap x\n", "bad.conf:2: HelloCap: not a number: 'x'"),
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
