@@ -35,7 +35,7 @@ from twisted.python import usage
 
 from packetlab import loglevel, tapinterrupt
 
-__all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
+__all__ = ["TapOptions", "listen_failure", "server_endpoint", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
 S = TypeVar("S")
@@ -290,6 +290,26 @@ def _colons_escaped(where: str) -> str:
         else:
             out.append(part)
     return ":".join(out)
+
+
+def listen_failure(name: str, e: Any) -> str:
+    """A daemon's port `name` (``publish``, ``setup``, ...) that cannot be bound, from
+    its `CannotListenError` `e`: the address, which port it is, the OS error and, for the
+    two an operator meets on a first day, what to do (the broker said only ``cannot
+    listen on *:80: [Errno 13] Permission denied``). Short: without -n the shell is
+    told its first 98 bytes (`_Exit.tell_the_shell`)."""
+    import errno
+
+    from packetlab.hostport import join_host_port
+
+    where = join_host_port(e.interface or "*", e.port)
+    text = f"cannot listen on {where} ({name} port): {e.socketError}"
+    code = getattr(e.socketError, "errno", None)
+    if code == errno.EACCES and isinstance(e.port, int) and 0 < e.port < 1024:
+        text += "; below 1024: root or CAP_NET_BIND_SERVICE"
+    elif code == errno.EADDRINUSE:
+        text += "; another program has it (ss -ltnp shows which)"
+    return text
 
 
 _ANY = ("", "0.0.0.0", "::")

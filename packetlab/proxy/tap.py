@@ -25,7 +25,7 @@ from twisted.python import usage  # noqa: E402
 from packetlab import fdcap  # noqa: E402
 from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
-from packetlab.hostport import cannot_listen, host_port  # noqa: E402
+from packetlab.hostport import host_port  # noqa: E402
 from packetlab.loglevel import START_STOP, level_name  # noqa: E402
 from packetlab.paths import RepeatedKeys, config_line, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
@@ -33,6 +33,7 @@ from packetlab.proxy.splice import available as splice_available  # noqa: E402
 from packetlab.tapoptions import (  # noqa: E402
     TapOptions,
     distinct_ports,
+    listen_failure,
     server_endpoint,
     stop_daemon,
     tap_service,
@@ -391,8 +392,10 @@ class ProxyService(service.MultiService):
         from twisted.internet.error import CannotListenError
 
         e = f.value
-        said = cannot_listen(e) if isinstance(e, CannotListenError) else f.getErrorMessage()
-        why = f"cannot listen on the {name} port: {said}"
+        if isinstance(e, CannotListenError):
+            why = listen_failure(name, e)
+        else:
+            why = f"cannot listen on the {name} port: {f.getErrorMessage()}"
         log.error("{why}", why=why)
         stop_daemon(reactor, why)  # under twistd: that line on stderr too, exit status 1
 

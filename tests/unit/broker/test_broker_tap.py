@@ -188,6 +188,43 @@ def test_listening_ports_are_said_as_host_port() -> None:
     assert svc.status()["listening"] == {"publish": "0.0.0.0:20556", "subscribe": "0.0.0.0:20557"}
 
 
+@pytest.mark.parametrize(
+    ("port", "code", "said"),
+    [
+        (80, 13, "cannot listen on *:80 (publish port): [Errno 13] Permission denied; "
+         "below 1024: root or CAP_NET_BIND_SERVICE"),
+        (20556, 98, "cannot listen on *:20556 (publish port): [Errno 98] Address already in "
+         "use; another program has it (ss -ltnp shows which)"),
+    ],
+)  # fmt: skip
+def test_a_port_that_cannot_be_bound_is_named_with_what_to_do(
+    port: int, code: int, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--publish tcp:80` as a user without CAP_NET_BIND_SERVICE was `twistd pktbroker:
+    cannot listen on *:80: [Errno 13] Permission denied`: not which port, nor what to do
+    (session 35, op35). The proxy's ports go through the same `listen_failure`."""
+    import os
+
+    from twisted.internet.error import CannotListenError
+    from twisted.internet.testing import MemoryReactorClock
+
+    from packetlab.broker import service
+
+    class Refusing(MemoryReactorClock):
+        def listenTCP(self, port: int, *args: object, **kw: object) -> object:
+            if port != 20557:
+                raise CannotListenError("", port, OSError(code, os.strerror(code)))
+            return super().listenTCP(port, *args, **kw)
+
+    stopped: list[str | None] = []
+    monkeypatch.setattr(service, "stop_daemon", lambda reactor, why: stopped.append(why))
+    reactor = Refusing()
+    svc = service.BrokerService(reactor, parse()["credentials"], publish=f"tcp:{port}",
+                                subscribe="tcp:20557")  # fmt: skip
+    svc.startService()
+    assert stopped == [said]
+
+
 def test_a_redis_store_that_does_not_answer_stops_the_broker_in_one_line(
     capfd: pytest.CaptureFixture[str],
 ) -> None:

@@ -411,3 +411,30 @@ def test_log_level_from_the_config_or_the_option(home: Path, tmp_path: Path) -> 
     conf.write_text("# levels\nLogLevel loud\n")
     with pytest.raises(usage.UsageError, match=r"proxy.conf:2: LogLevel: expected one of "):
         parse("--home", str(home), "-c", str(conf))
+
+
+def test_a_port_that_cannot_be_bound_is_named_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--setup tcp:81` without CAP_NET_BIND_SERVICE: `cannot listen on the setup port:
+    cannot listen on *:81: [Errno 13] Permission denied`, with no word of what to do
+    (session 35, op35)."""
+    import errno
+
+    from twisted.internet.error import CannotListenError
+    from twisted.python.failure import Failure
+
+    from packetlab.proxy import tap
+
+    stopped: list[str] = []
+    monkeypatch.setattr(tap, "stop_daemon", lambda reactor, why: stopped.append(why))
+    svc = tap.ProxyService.__new__(tap.ProxyService)  # (only _failed is used)
+    e = CannotListenError("", 81, PermissionError(errno.EACCES, "Permission denied"))
+    svc._failed(Failure(e), "setup")
+    e = CannotListenError("127.0.0.1", 2000, OSError(errno.EACCES, "Permission denied"))
+    svc._failed(Failure(e), "endpoints")  # above 1024: not a privilege matter
+    assert stopped == [
+        "cannot listen on *:81 (setup port): [Errno 13] Permission denied; below 1024: root "
+        "or CAP_NET_BIND_SERVICE",
+        "cannot listen on 127.0.0.1:2000 (endpoints port): [Errno 13] Permission denied",
+    ]
