@@ -292,3 +292,46 @@ def test_an_unreachable_controller_is_logged_in_words_and_not_at_every_attempt()
     finally:
         globalLogPublisher.removeObserver(observer)
         svc.stopService()
+
+
+class _Linking:
+    """A broker endpoint whose connect makes the link at once over a StringTransport."""
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(self.transport)
+        return defer.succeed(proto)
+
+
+@pytest.mark.parametrize("broker_closes", [True, False])
+def test_a_stopping_endpoint_waits_for_its_broker_link_to_close(broker_closes: bool) -> None:
+    """SIGTERM in broker mode: the reactor stopped right after loseConnection, before the
+    TLS close_notify and the FIN left, and the broker logged each endpoint stopped as
+    `unsubscribe ... reason=Connection to the other side was lost in a non-clean fashion`
+    (session 35, op35). Now the stop waits for the close, at most CLOSE_WAIT s, then
+    aborts."""
+    from types import SimpleNamespace
+
+    from packetlab.endpoint.subscriber import CLOSE_WAIT, BrokerSubscriber
+
+    reactor = MemoryReactorClock()
+    ep = _Linking()
+    plan = SimpleNamespace(frames=lambda: [], results_expected=1, chlist=[], dattr=b"")
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, plan, print)  # type: ignore[arg-type]
+    sub.startService()
+    link = sub.link
+    assert link is not None
+    stopped = sub.stopService()
+    assert stopped is not None and not stopped.called  # the reactor waits for it
+    assert ep.transport.disconnecting
+    if broker_closes:
+        reactor.advance(0.1)
+        link.connectionLost(Failure(ConnectionRefusedError()))
+    else:  # a broker that never closes: aborted after CLOSE_WAIT s
+        reactor.advance(CLOSE_WAIT)
+        assert ep.transport.disconnected  # StringTransport's abortConnection
+        link.connectionLost(Failure(ConnectionRefusedError()))
+    assert stopped.called and reactor.getDelayedCalls() == []
