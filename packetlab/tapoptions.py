@@ -348,6 +348,11 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         options.announce_background()
         if getattr(options, "parent", None) is not None:
             _Exit.arm(options.tapname, options.parent)
+            from twisted.internet import reactor as running
+
+            from packetlab.sigterm import install_now
+
+            install_now(running)  # SIGTERM while twistd starts: a clean stop, not a kill
         if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
             from twisted.internet import reactor
 
