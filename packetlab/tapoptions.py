@@ -28,7 +28,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
@@ -235,7 +235,53 @@ class _LogFilter:
             made = _SomeApplicationRunner.loggerFactory(cls.twistd)._getLogObserver()
         if not ILogObserver.providedBy(made):  # a legacy one: the syslog observer's emit
             made = LegacyLogObserverWrapper(made)
-        return loglevel.filtered(made, cls.level)
+        return loglevel.filtered(cast(ILogObserver, _Unwritten(made)), cls.level)
+
+
+class _Unwritten:
+    """The daemon's log observer, saying what it could not write. A log file on a full
+    disk raised OSError at each event; Twisted's publisher then dropped the event (its
+    "Temporarily disabling observer" line goes to the other observers: there are none),
+    and once space was free again the log went on as if nothing had been lost (measured:
+    a broker logging to a 12 KiB tmpfs). Now the first event written again is preceded by
+    ``N log event(s) not written from TIME on: [Errno 28] No space left on device``."""
+
+    def __init__(self, observer: Any) -> None:
+        self.observer = observer
+        self.lost = 0
+        self.since = 0.0
+        self.why = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.lost:
+            try:
+                self.observer(self._note(event))
+            except OSError:
+                self.lost += 1  # this one too
+                return
+            self.lost = 0
+        try:
+            self.observer(event)
+        except OSError as e:
+            if not self.lost:
+                self.since, self.why = float(event.get("log_time") or 0.0), str(e)
+            self.lost += 1
+
+    def _note(self, event: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        from twisted.logger import LogLevel
+
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        return {
+            "log_format": "{lost} log event(s) not written from {since} on: {why}",
+            "log_level": LogLevel.warn,
+            "log_namespace": "packetlab.log",
+            "log_time": event.get("log_time"),
+            "lost": self.lost,
+            "since": since,
+            "why": self.why,
+        }
 
 
 def _unwritable_dir(directory: Path) -> str | None:

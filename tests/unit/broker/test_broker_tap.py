@@ -450,3 +450,37 @@ def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
     conf.write_text("# levels\nLogLevel loud\n")
     with pytest.raises(usage.UsageError, match=r"broker.conf:2: LogLevel: expected one of "):
         parse("-c", str(conf))
+
+
+def test_the_daemon_log_says_how_many_events_a_full_disk_lost() -> None:
+    """A log file on a full disk (a 12 KiB tmpfs): each event raised OSError, Twisted's
+    publisher dropped it, and once there was space the log went on as if nothing had
+    been lost (session 35, op35). Now the first event written again comes after a line
+    saying how many were not, from when, and why. (The three daemons' log observer.)"""
+    import errno
+
+    from packetlab.tapoptions import _Unwritten
+
+    written: list[dict[str, object]] = []
+    full = [False]
+
+    def observer(event: dict[str, object]) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(event)
+
+    log = _Unwritten(observer)
+    log({"log_format": "a", "log_time": 0.0})
+    full[0] = True
+    for t in (1.0, 2.0, 3.0):
+        log({"log_format": "lost", "log_time": t})
+    full[0] = False
+    log({"log_format": "b", "log_time": 4.0})
+    log({"log_format": "c", "log_time": 5.0})
+    assert [e["log_format"] for e in written] == [
+        "a", "{lost} log event(s) not written from {since} on: {why}", "b", "c",
+    ]  # fmt: skip
+    note = written[1]
+    assert (note["lost"], note["since"], note["why"]) == (
+        3, "1970-01-01T00:00:01Z", "[Errno 28] No space left on device",
+    )  # fmt: skip
