@@ -233,9 +233,35 @@ class _LogFilter:
             made = cls.given()
         else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
             made = _SomeApplicationRunner.loggerFactory(cls.twistd)._getLogObserver()
+            _appending(getattr(made, "_outFile", None))
         if not ILogObserver.providedBy(made):  # a legacy one: the syslog observer's emit
             made = LegacyLogObserverWrapper(made)
         return loglevel.filtered(cast(ILogObserver, _Unwritten(made)), cls.level)
+
+
+def _appending(file: Any) -> None:
+    """twistd's --logfile (a `LogFile`) written in append mode. twistd opens it ``rb+``
+    and seeks to its end, so after logrotate's ``copytruncate`` (which empties the file
+    under the daemon) each line went to the old offset: the new log began with a hole of
+    that many NUL bytes (3937 after a 3937-byte log; `grep` then calls it a binary
+    file). With O_APPEND every write lands at the end, wherever that is now. twistd's
+    own rotation (1 MB, SIGUSR1) is unchanged: it reopens through `_openFile`."""
+    from twisted.python.logfile import LogFile
+
+    if type(file) is not LogFile:  # stdout, or a --logger of one's own
+        return
+
+    class AppendLogFile(LogFile):
+        def _openFile(self) -> None:
+            self.closed = False
+            self._file = open(self.path, "ab", 0)  # noqa: SIM115 (LogFile closes it)
+            if self.defaultMode is not None:
+                os.chmod(self.path, self.defaultMode)
+            self.size = self._file.tell()
+
+    file._file.close()
+    file.__class__ = AppendLogFile
+    file._openFile()
 
 
 class _Unwritten:
