@@ -93,6 +93,8 @@ class _BrokerLink(Protocol):
             self.transport.write(frame)  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
+        if self.owner.stopping:  # its close awaited: no experiment started now
+            return
         try:
             items = list(self.framer.feed(data))
         except Exception as e:  # FrameTooLarge: the stream is lost
@@ -160,11 +162,13 @@ class BrokerSubscriber(service.Service):
         self._flaps = 0  # subscriptions made during this outage (each lost before STABLE)
         self._lasting: IDelayedCall | None = None  # says a subscription not said, if it lasts
         self._closed: Deferred[None] | None = None  # fired when the link closed at stop
+        self.stopping = False  # stopService called
         # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
         self.ignored_log = LogBudget(reactor.seconds)
 
     def startService(self) -> None:
         super().startService()
+        self.stopping = False
         # The line that says the endpoint is up and where it goes (kept at warn: loglevel)
         _daemon_log.info(
             "pktendpoint: broker mode, subscribing to broker {addr}",
@@ -290,6 +294,7 @@ class BrokerSubscriber(service.Service):
         upgrade) as `unsubscribe ... reason=Connection to the other side was lost in a
         non-clean fashion`."""
         super().stopService()
+        self.stopping = True
         self._cancel_lasting()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

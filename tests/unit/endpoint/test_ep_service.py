@@ -316,17 +316,25 @@ def test_a_stopping_endpoint_waits_for_its_broker_link_to_close(broker_closes: b
     from types import SimpleNamespace
 
     from packetlab.endpoint.subscriber import CLOSE_WAIT, BrokerSubscriber
+    from packetlab.wire import Result, Xnotify, encode
 
     reactor = MemoryReactorClock()
     ep = _Linking()
     plan = SimpleNamespace(frames=lambda: [], results_expected=1, chlist=[], dattr=b"")
-    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, plan, print)  # type: ignore[arg-type]
+    notified: list[bytes] = []
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, plan,  # type: ignore[arg-type]
+                           lambda channel, xdescr: notified.append(xdescr))  # fmt: skip
     sub.startService()
     link = sub.link
     assert link is not None
+    link.dataReceived(encode(Result(0)) + encode(Xnotify(b"a", b"k=v;")))
+    assert notified == [b"k=v;"]
+    notified.clear()
     stopped = sub.stopService()
     assert stopped is not None and not stopped.called  # the reactor waits for it
     assert ep.transport.disconnecting
+    link.dataReceived(encode(Xnotify(b"a", b"k=v;")))  # no experiment while stopping
+    assert notified == []
     if broker_closes:
         reactor.advance(0.1)
         link.connectionLost(Failure(ConnectionRefusedError()))
