@@ -236,11 +236,18 @@ class Options(TapOptions):
             self["credentials"] = Credentials.load([cert], keyfile)
         except TLSConfigError as e:
             opt = "private-key" if e.part == "key" else "cert"
+            if e.part == "pair" and self["private-key"]:  # the one given names it
+                opt = "private-key"
             given = origin[opt] + ": " if self[opt] else ""
             fix = e.unreadable() or (  # there, not readable: `pktlab init` would not help
                 f"run `pktlab init`, which writes {AGENT_CERT}.cert and {AGENT_KEY}, or give "
                 "--cert and --private-key"
             )
+            if e.part == "pair":  # both there, of two keys: nor would it here
+                fix = (
+                    "give the key the certificate was issued for, or a certificate of this "
+                    "key: pktlab ppks sign agent SIGNER_KEY NOT_BEFORE NOT_AFTER OUT -k KEY.pub"
+                )
             raise usage.UsageError(f"{given}proxy identity: {e} ({fix})") from None
         # Not an agent certificate: our managers check the proxy's in agent mode whatever
         # their ProxyCertRootPath, so every registration would fail (it started silently).

@@ -76,6 +76,8 @@ def test_a_key_that_does_not_match_names_both_sources(home: PktlabHome) -> None:
     text = str(e.value)
     assert text.startswith("--private-key: "), text
     assert "does not match" in text and "BrokerCertPath" in text, text
+    # both files are there: `pktlab init` was the hint, which writes a new home (op35)
+    assert "pktlab init" not in text and "a certificate of this key (pktlab ppks sign" in text
 
 
 def test_delivery_linger_key(tmp_path: Path) -> None:

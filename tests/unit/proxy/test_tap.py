@@ -438,3 +438,16 @@ def test_a_port_that_cannot_be_bound_is_named_with_what_to_do(
         "or CAP_NET_BIND_SERVICE",
         "cannot listen on 127.0.0.1:2000 (endpoints port): [Errno 13] Permission denied",
     ]
+
+
+def test_a_key_that_does_not_match_says_what_to_give(home: Path) -> None:
+    """`--private-key` of another key: `... does not match the leaf ... (run `pktlab
+    init`, which writes agent_prx_prx.cert and k_prx ...)`, though both files were there
+    and init writes a new home (session 35, op35)."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--private-key", str(home / "keys/k_brk"))
+    text = str(e.value)
+    assert (
+        text.startswith("--private-key: proxy identity: private key") and "does not match" in text
+    )
+    assert "pktlab init" not in text and "a certificate of this key: pktlab ppks sign" in text
