@@ -82,9 +82,22 @@ class TapOptions(usage.Options):
         try:
             super().parseOptions(self._options_first(options))
         except usage.UsageError as e:
+            e = self._nearest_option(e)
             self.fail(e)
-            raise
+            raise e from None
         self._filter_log()
+
+    def _nearest_option(self, error: usage.UsageError) -> usage.UsageError:
+        """`error` with the option meant when it is a mistyped one: `--pubish` was only
+        ``option --pubish not recognized``."""
+        found = re.fullmatch(r"option --([\w-]+) not recognized", str(error))
+        if found is None:
+            return error
+        import difflib  # only for this message
+
+        names = [o.rstrip("=") for o in self.longOpt]
+        hint = difflib.get_close_matches(found.group(1), names, n=1)
+        return usage.UsageError(f"{error} (did you mean --{hint[0]}?)") if hint else error
 
     def _filter_log(self) -> None:
         """Under twistd: its log observer (the one it would make from --logfile/--syslog,

@@ -509,3 +509,14 @@ def test_the_daemon_log_file_survives_logrotate_copytruncate(tmp_path: Path) -> 
     assert (tmp_path / "pktbroker.log.1").read_bytes() == b"after\n"
     assert path.read_bytes() == b"rotated\n"
     log.close()
+
+
+def test_a_mistyped_option_names_the_one_meant() -> None:
+    """`--pubish tcp:21001` was only `option --pubish not recognized` (session 35, op35);
+    the three daemons share it (tapoptions)."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--pubish", "tcp:21001")
+    assert str(e.value) == "option --pubish not recognized (did you mean --publish?)"
+    with pytest.raises(usage.UsageError) as e:
+        parse("--zzzzzz")
+    assert str(e.value) == "option --zzzzzz not recognized"

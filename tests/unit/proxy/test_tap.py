@@ -67,6 +67,8 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
             "EndpointsEndpoint tcp6:3001:interface=fe80::1%lo\n",
             "bad.conf:1: EndpointsEndpoint: 'tcp6:3001:interface=fe80::1%lo': a ':' inside",
         ),
+        # was only "option --setp not recognized" (session 35, op35)
+        (("--setp", "tcp:3000"), None, "option --setp not recognized (did you mean --setup?)"),
         ((), "HelloCap\n", "bad.conf:1: HelloCap: no value"),
         ((), "\nHelloCap x\n", "bad.conf:2: HelloCap: not a number: 'x'"),
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
