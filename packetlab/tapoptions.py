@@ -175,6 +175,13 @@ class TapOptions(usage.Options):
         parent = getattr(self, "parent", None)
         if parent is None:
             return
+        if not parent.get("nodaemon", True) and parent.get("logfile") == "-":
+            # (twistd's "Daemons cannot log to stdout, exiting!", after our line saying the
+            # log went to a file named '-')
+            raise usage.UsageError(
+                "--logfile -: a daemon (twistd without -n) cannot log to stdout: give -n to "
+                "stay in the foreground, or a file"
+            )
         # Both relative to the directory twistd starts in (it makes the pid file's path
         # absolute before its chdir to --rundir, and opens the log before it).
         for option in ("logfile", "pidfile"):
@@ -196,12 +203,14 @@ class TapOptions(usage.Options):
             return
         rundir = Path(parent.get("rundir") or ".")
         log = Path(parent.get("logfile") or "twistd.log")  # opened before twistd's chdir
+        logs = f"log in {log.absolute()}"
+        if parent.get("syslog"):  # (it said "log in ./twistd.log", a file never written)
+            logs = f"log to syslog as {parent.get('prefix') or 'twistd'}"
         pid = parent.get("pidfile")
         where = str((rundir / pid).absolute()) if pid else "none"
         sys.stderr.write(
-            f"{self.tapname}: going to the background (twistd without -n): log in "
-            f"{log.absolute()}, pid in {where}; use `twistd -n {self.tapname} ...` to stay "
-            "in the foreground\n"
+            f"{self.tapname}: going to the background (twistd without -n): {logs}, pid in "
+            f"{where}; use `twistd -n {self.tapname} ...` to stay in the foreground\n"
         )
         sys.stderr.flush()
 
@@ -433,11 +442,7 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         options.announce_background()
         if getattr(options, "parent", None) is not None:
             _Exit.arm(options.tapname, options.parent)
-            from twisted.internet import reactor as running
-
-            from packetlab.sigterm import install_now
-
-            install_now(running)  # SIGTERM while twistd starts: a clean stop, not a kill
+            _stop_on_sigterm_now(options.parent)
         if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
             from twisted.internet import reactor
 
@@ -445,6 +450,21 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         return made
 
     return wrapper
+
+
+def _stop_on_sigterm_now(twistd: Any) -> None:
+    """SIGTERM/SIGHUP as a clean stop from now on (`sigterm.install_now`), when `twistd`
+    is twistd's own options: a test's stand-in parent leaves the test process's signals
+    alone."""
+    from twisted.application.app import ServerOptions
+
+    if not isinstance(twistd, ServerOptions):
+        return
+    from twisted.internet import reactor
+
+    from packetlab.sigterm import install_now
+
+    install_now(reactor)  # SIGTERM while twistd starts: a clean stop, not a kill
 
 
 class _Exit:

@@ -11,6 +11,7 @@ from twisted.python import usage
 from packetlab.broker.tap import Options
 from packetlab.cli.init import init_home
 from packetlab.ppks import PktlabHome, issue_certificate
+from packetlab.tapoptions import TapOptions, tap_service
 
 
 @pytest.fixture(scope="module")
@@ -520,3 +521,39 @@ def test_a_mistyped_option_names_the_one_meant() -> None:
     with pytest.raises(usage.UsageError) as e:
         parse("--zzzzzz")
     assert str(e.value) == "option --zzzzzz not recognized"
+
+
+class _Tap(TapOptions):
+    tapname = "pktbroker"
+
+
+@tap_service
+def _make(options: _Tap) -> str:
+    return "service"
+
+
+def _under_twistd(**twistd: object) -> _Tap:
+    o = _Tap()
+    o.parent = usage.Options()  # twistd's ServerOptions, set before its sub-command parses
+    o.parent.update(twistd)
+    return o
+
+
+def test_a_daemon_logging_to_stdout_is_one_line_and_syslog_is_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`twistd --logfile=- pktbroker` (the systemd line without -n) said `log in ./-`,
+    then twistd's `Daemons cannot log to stdout, exiting!`; `twistd --syslog pktbroker`
+    said `log in ./twistd.log`, a file it never writes (session 35, op35)."""
+    with pytest.raises(SystemExit) as e:
+        _make(_under_twistd(nodaemon=False, logfile="-"))
+    assert e.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "twistd pktbroker: --logfile -: a daemon (twistd without -n) cannot log to stdout: "
+        "give -n to stay in the foreground, or a file"
+    )
+    assert _make(_under_twistd(nodaemon=True, logfile="-")) == "service"  # the unit's line
+    _make(_under_twistd(nodaemon=False, syslog=True, prefix="pktbroker", pidfile=""))
+    assert "(twistd without -n): log to syslog as pktbroker, pid in none;" in (
+        capsys.readouterr().err
+    )
