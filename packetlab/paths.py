@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-__all__ = ["RepeatedKeys", "config_text", "expand_path", "home_dir", "pktlab_home"]
+__all__ = [
+    "RepeatedKeys",
+    "config_line",
+    "config_text",
+    "expand_path",
+    "home_dir",
+    "pktlab_home",
+]
 
 
 def expand_path(value: str | os.PathLike[str]) -> Path:
@@ -63,6 +71,34 @@ def config_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def config_line(line: str) -> tuple[str, str] | None:
+    """The key and the value of one line of a ``Key value`` config file (endpt.conf,
+    broker.conf, the proxy's), None for a blank or comment line (``#`` starts a comment).
+    A line written ``Key=value`` or ``Key = value`` is a ValueError that shows the line
+    as it should be: the endpoint ignored ``BufMax=100`` as an unknown key (a warning
+    in the log, the default used), the broker and the proxy refused it as an unknown
+    key, "did you mean BufMax?"."""
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        return None
+    key, value = [*text.split(None, 1), ""][:2]
+    value = value.strip()
+    before, eq, after = key.partition("=")
+    if eq and _WORD.fullmatch(before):  # Key=value (Key= value)
+        value = f"{after} {value}".strip()
+    elif re.match(r"=(\s|$)", value):  # Key = value
+        before, value = key, value[1:].strip()
+    else:
+        return key, value
+    raise ValueError(
+        f"{text!r}: a key and its value are separated by blanks, not '=': "
+        f"write {before} {value or 'VALUE'}"
+    )
 
 
 class RepeatedKeys:

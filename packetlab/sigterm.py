@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from packetlab.loglevel import START_STOP
 
-__all__ = ["install_sigterm"]
+__all__ = ["install_now", "install_sigterm"]
 
 log = Logger()
 
@@ -29,14 +29,23 @@ def install_sigterm(reactor: Any) -> None:
     daemon on the spot (a closed terminal, or an operator asking a "reload" as of other
     daemons), without a log line, a clean session end, or removing twistd's pid file."""
 
+    reactor.callWhenRunning(install_now, reactor)
+
+
+def install_now(reactor: Any) -> None:
+    """`install_sigterm`'s handlers at once: under twistd, from the moment the service is
+    made (`tapoptions.tap_service`). Until the reactor ran, SIGTERM had its default
+    action, and one sent while twistd started (its pid file written, the ports being
+    bound: a `systemctl restart` right after a start) killed the daemon outright,
+    status -15, its pid file left behind. The stop it queues runs once the reactor runs
+    (the reactor's own SIGTERM handler, installed as it starts, is replaced again then).
+    Not outside twistd: a test process would no longer die of SIGTERM."""
+
     def handler(signum: int, frame: object) -> None:
         reactor.callFromThread(_stop, reactor, signum)
 
-    def install() -> None:
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGHUP, handler)
-
-    reactor.callWhenRunning(install)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def _stop(reactor: Any, signum: int = signal.SIGTERM) -> None:

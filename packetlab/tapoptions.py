@@ -28,14 +28,14 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from twisted.internet.error import ReactorNotRunning
 from twisted.python import usage
 
 from packetlab import loglevel, tapinterrupt
 
-__all__ = ["TapOptions", "server_endpoint", "stop_daemon", "tap_service"]
+__all__ = ["TapOptions", "listen_failure", "server_endpoint", "stop_daemon", "tap_service"]
 
 Opts = TypeVar("Opts", bound="TapOptions")
 S = TypeVar("S")
@@ -82,9 +82,22 @@ class TapOptions(usage.Options):
         try:
             super().parseOptions(self._options_first(options))
         except usage.UsageError as e:
+            e = self._nearest_option(e)
             self.fail(e)
-            raise
+            raise e from None
         self._filter_log()
+
+    def _nearest_option(self, error: usage.UsageError) -> usage.UsageError:
+        """`error` with the option meant when it is a mistyped one: `--pubish` was only
+        ``option --pubish not recognized``."""
+        found = re.fullmatch(r"option --([\w-]+) not recognized", str(error))
+        if found is None:
+            return error
+        import difflib  # only for this message
+
+        names = [o.rstrip("=") for o in self.longOpt]
+        hint = difflib.get_close_matches(found.group(1), names, n=1)
+        return usage.UsageError(f"{error} (did you mean --{hint[0]}?)") if hint else error
 
     def _filter_log(self) -> None:
         """Under twistd: its log observer (the one it would make from --logfile/--syslog,
@@ -162,6 +175,13 @@ class TapOptions(usage.Options):
         parent = getattr(self, "parent", None)
         if parent is None:
             return
+        if not parent.get("nodaemon", True) and parent.get("logfile") == "-":
+            # (twistd's "Daemons cannot log to stdout, exiting!", after our line saying the
+            # log went to a file named '-')
+            raise usage.UsageError(
+                "--logfile -: a daemon (twistd without -n) cannot log to stdout: give -n to "
+                "stay in the foreground, or a file"
+            )
         # Both relative to the directory twistd starts in (it makes the pid file's path
         # absolute before its chdir to --rundir, and opens the log before it).
         for option in ("logfile", "pidfile"):
@@ -183,12 +203,14 @@ class TapOptions(usage.Options):
             return
         rundir = Path(parent.get("rundir") or ".")
         log = Path(parent.get("logfile") or "twistd.log")  # opened before twistd's chdir
+        logs = f"log in {log.absolute()}"
+        if parent.get("syslog"):  # (it said "log in ./twistd.log", a file never written)
+            logs = f"log to syslog as {parent.get('prefix') or 'twistd'}"
         pid = parent.get("pidfile")
         where = str((rundir / pid).absolute()) if pid else "none"
         sys.stderr.write(
-            f"{self.tapname}: going to the background (twistd without -n): log in "
-            f"{log.absolute()}, pid in {where}; use `twistd -n {self.tapname} ...` to stay "
-            "in the foreground\n"
+            f"{self.tapname}: going to the background (twistd without -n): {logs}, pid in "
+            f"{where}; use `twistd -n {self.tapname} ...` to stay in the foreground\n"
         )
         sys.stderr.flush()
 
@@ -233,9 +255,81 @@ class _LogFilter:
             made = cls.given()
         else:  # twistd's own: its --logfile (rotated on SIGUSR1), --syslog, or stdout
             made = _SomeApplicationRunner.loggerFactory(cls.twistd)._getLogObserver()
+            _appending(getattr(made, "_outFile", None))
         if not ILogObserver.providedBy(made):  # a legacy one: the syslog observer's emit
             made = LegacyLogObserverWrapper(made)
-        return loglevel.filtered(made, cls.level)
+        return loglevel.filtered(cast(ILogObserver, _Unwritten(made)), cls.level)
+
+
+def _appending(file: Any) -> None:
+    """twistd's --logfile (a `LogFile`) written in append mode. twistd opens it ``rb+``
+    and seeks to its end, so after logrotate's ``copytruncate`` (which empties the file
+    under the daemon) each line went to the old offset: the new log began with a hole of
+    that many NUL bytes (3937 after a 3937-byte log; `grep` then calls it a binary
+    file). With O_APPEND every write lands at the end, wherever that is now. twistd's
+    own rotation (1 MB, SIGUSR1) is unchanged: it reopens through `_openFile`."""
+    from twisted.python.logfile import LogFile
+
+    if type(file) is not LogFile:  # stdout, or a --logger of one's own
+        return
+
+    class AppendLogFile(LogFile):
+        def _openFile(self) -> None:
+            self.closed = False
+            self._file = open(self.path, "ab", 0)  # noqa: SIM115 (LogFile closes it)
+            if self.defaultMode is not None:
+                os.chmod(self.path, self.defaultMode)
+            self.size = self._file.tell()
+
+    file._file.close()
+    file.__class__ = AppendLogFile
+    file._openFile()
+
+
+class _Unwritten:
+    """The daemon's log observer, saying what it could not write. A log file on a full
+    disk raised OSError at each event; Twisted's publisher then dropped the event (its
+    "Temporarily disabling observer" line goes to the other observers: there are none),
+    and once space was free again the log went on as if nothing had been lost (measured:
+    a broker logging to a 12 KiB tmpfs). Now the first event written again is preceded by
+    ``N log event(s) not written from TIME on: [Errno 28] No space left on device``."""
+
+    def __init__(self, observer: Any) -> None:
+        self.observer = observer
+        self.lost = 0
+        self.since = 0.0
+        self.why = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.lost:
+            try:
+                self.observer(self._note(event))
+            except OSError:
+                self.lost += 1  # this one too
+                return
+            self.lost = 0
+        try:
+            self.observer(event)
+        except OSError as e:
+            if not self.lost:
+                self.since, self.why = float(event.get("log_time") or 0.0), str(e)
+            self.lost += 1
+
+    def _note(self, event: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        from twisted.logger import LogLevel
+
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        return {
+            "log_format": "{lost} log event(s) not written from {since} on: {why}",
+            "log_level": LogLevel.warn,
+            "log_namespace": "packetlab.log",
+            "log_time": event.get("log_time"),
+            "lost": self.lost,
+            "since": since,
+            "why": self.why,
+        }
 
 
 def _unwritable_dir(directory: Path) -> str | None:
@@ -260,6 +354,12 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     try:
         ep = serverFromString(reactor, where)
     except (ValueError, KeyError, TypeError) as e:
+        escaped = _colons_escaped(where)
+        if escaped != where:  # (Twisted: "_parseTCP() got multiple values for argument")
+            raise usage.UsageError(
+                f"{origin}: {where!r}: a ':' inside a value must be written '\\:' (in a "
+                f"shell, in quotes): '{escaped}'"
+            ) from None
         raise usage.UsageError(
             f"{origin}: {where!r} is not a Twisted endpoint string ({e}); e.g. {example}"
         ) from None
@@ -271,6 +371,39 @@ def server_endpoint(reactor: Any, where: str, origin: str, example: str) -> Any:
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"{origin}: {where!r}: port {port} is not 0..65535")
     return ep
+
+
+def _colons_escaped(where: str) -> str:
+    """`where` with the bare colons inside a ``key=value`` escaped, as meant: in
+    ``tcp:20556:interface=::1`` the colons split the address into fields, and Twisted
+    said only ``_parseTCP() got multiple values for argument 'interface'``."""
+    out: list[str] = []
+    for part in re.split(r"(?<!\\):", where):
+        if out and "=" in out[-1] and "=" not in part:  # a piece of the value before it
+            out[-1] += "\\:" + part
+        else:
+            out.append(part)
+    return ":".join(out)
+
+
+def listen_failure(name: str, e: Any) -> str:
+    """A daemon's port `name` (``publish``, ``setup``, ...) that cannot be bound, from
+    its `CannotListenError` `e`: the address, which port it is, the OS error and, for the
+    two an operator meets on a first day, what to do (the broker said only ``cannot
+    listen on *:80: [Errno 13] Permission denied``). Short: without -n the shell is
+    told its first 98 bytes (`_Exit.tell_the_shell`)."""
+    import errno
+
+    from packetlab.hostport import join_host_port
+
+    where = join_host_port(e.interface or "*", e.port)
+    text = f"cannot listen on {where} ({name} port): {e.socketError}"
+    code = getattr(e.socketError, "errno", None)
+    if code == errno.EACCES and isinstance(e.port, int) and 0 < e.port < 1024:
+        text += "; below 1024: root or CAP_NET_BIND_SERVICE"
+    elif code == errno.EADDRINUSE:
+        text += "; another program has it (ss -ltnp shows which)"
+    return text
 
 
 _ANY = ("", "0.0.0.0", "::")
@@ -309,6 +442,7 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         options.announce_background()
         if getattr(options, "parent", None) is not None:
             _Exit.arm(options.tapname, options.parent)
+            _stop_on_sigterm_now(options.parent)
         if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
             from twisted.internet import reactor
 
@@ -316,6 +450,21 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         return made
 
     return wrapper
+
+
+def _stop_on_sigterm_now(twistd: Any) -> None:
+    """SIGTERM/SIGHUP as a clean stop from now on (`sigterm.install_now`), when `twistd`
+    is twistd's own options: a test's stand-in parent leaves the test process's signals
+    alone."""
+    from twisted.application.app import ServerOptions
+
+    if not isinstance(twistd, ServerOptions):
+        return
+    from twisted.internet import reactor
+
+    from packetlab.sigterm import install_now
+
+    install_now(reactor)  # SIGTERM while twistd starts: a clean stop, not a kill
 
 
 class _Exit:

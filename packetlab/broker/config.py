@@ -11,14 +11,13 @@ ports 20556 (publish) and 20557 (subscribe), state in memory.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.addrshare import DEFAULT_SHARE, parse_share
 from packetlab.loglevel import level_name
-from packetlab.paths import RepeatedKeys, config_text, expand_path
+from packetlab.paths import RepeatedKeys, config_line, config_text, expand_path
 from packetlab.ppks import PktlabHome
 from packetlab.wire.constants import DEFAULT_PUB_PORT, DEFAULT_SUB_PORT
 
@@ -236,12 +235,15 @@ def parse_config(lines: Iterable[str], source: str) -> BrokerConfig:
     cfg = BrokerConfig()
     keys = RepeatedKeys(source)
     for lineno, line in enumerate(lines, 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
+        try:
+            kv = config_line(line)
+        except ValueError as e:
+            raise ConfigError(f"{source}:{lineno}: {e}") from None
+        if kv is None:
             continue
-        key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
+        key, value = kv
         cfg.set(key, value, f"{source}:{lineno}")
-        keys.note(key, lineno, value.strip())
+        keys.note(key, lineno, value)
     cfg.warnings += keys.warnings()
     return cfg
 

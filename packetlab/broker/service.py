@@ -20,9 +20,9 @@ from twisted.logger import Logger
 
 from packetlab.addrshare import DEFAULT_SHARE
 from packetlab.fdcap import link_budget, nofile_limit
-from packetlab.hostport import cannot_listen, host_port
+from packetlab.hostport import host_port
 from packetlab.loglevel import START_STOP
-from packetlab.tapoptions import stop_daemon
+from packetlab.tapoptions import listen_failure, stop_daemon
 from packetlab.tls import (
     AuthMode,
     Credentials,
@@ -51,6 +51,10 @@ STORE_TIMEOUT = 10.0  # s for Redis to accept the first connection at start
 
 class StoreUnreachable(Exception):
     """The Redis of `--store` did not answer at start."""
+
+
+class _PortFailed(Exception):
+    """A port that cannot be bound, said as `listen_failure` says it."""
 
 
 def server_options(credentials: Credentials) -> PPKSServerOptions:
@@ -157,11 +161,11 @@ class BrokerService(service.Service):
             stop_daemon(self.reactor, str(failure.value))
             return
         e = failure.value
-        if isinstance(e, CannotListenError):  # a port in use: its address as we write it
-            why = cannot_listen(e)
+        if isinstance(e, _PortFailed):  # a port in use: its address as we write it
+            why = str(e)
         else:
             why = f"cannot listen: {failure.getErrorMessage()}"
-        if failure.check(CannotListenError, ValueError):  # a port in use, a bad address
+        if failure.check(_PortFailed, ValueError):  # a port in use, a bad address
             self.log.critical("pktbroker {why}; stopping", why=why)
         else:
             self.log.failure("pktbroker cannot listen; stopping", failure)
@@ -189,7 +193,10 @@ class BrokerService(service.Service):
                 # then Twisted closes each new connection at accept, real ones too)
                 pending_max=default_pending_max(),
             )
-            port = await ep.listen(self.factories[role])
+            try:
+                port = await ep.listen(self.factories[role])
+            except CannotListenError as e:
+                raise _PortFailed(listen_failure(role.value, e)) from e
             self.ports[role.value] = port
             self.log.info(
                 "pktbroker {role} port listening on {host}",

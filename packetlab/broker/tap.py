@@ -144,6 +144,14 @@ class Options(TapOptions):
         self["credentials"] = _credentials(cfg)
 
 
+# A key and a certificate of different keys: give the certificate's own key, or one
+# made for this key (`pktlab init` would not help: it writes a new home, not this pair).
+PAIR_HINT = (
+    "Give the key the certificate was issued for, or a certificate of this key "
+    "(pktlab ppks sign agent SIGNER_KEY NOT_BEFORE NOT_AFTER OUT -k KEY.pub)."
+)
+
+
 def _credentials(cfg: BrokerConfig) -> Any:
     """The broker's agent credentials, refused here (one line naming the option or
     FILE:LINE: Key) where every reference client would refuse them: not a key pair, not an
@@ -164,9 +172,9 @@ def _credentials(cfg: BrokerConfig) -> Any:
         if e.part == "pair":  # name both, the one given on the command line first
             key, cert = cfg.origin("BrokerPrivKey"), cfg.origin("BrokerCertPath")
             first, second = (cert, key) if cert.startswith("--") else (key, cert)
-            raise usage.UsageError(
+            raise usage.UsageError(  # (not `pktlab init`'s hint: both files are there)
                 f"{first}: the broker's private key and certificate (see also {second}) do "
-                f"not belong together: {e}. {hint}"
+                f"not belong together: {e}. {PAIR_HINT}"
             ) from None
         where = cfg.origin("BrokerPrivKey" if e.part == "key" else "BrokerCertPath")
         fix = e.unreadable()  # there, not readable: `pktlab init` would not help

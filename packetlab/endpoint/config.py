@@ -18,7 +18,7 @@ from typing import TypeVar
 from packetlab.endpoint import netif
 from packetlab.endpoint.busypoll import MAX_BUSY_POLL_US
 from packetlab.loglevel import level_name
-from packetlab.paths import RepeatedKeys, config_text, expand_path, pktlab_home
+from packetlab.paths import RepeatedKeys, config_line, config_text, expand_path, pktlab_home
 from packetlab.ppks.limits import NS_PER_S, BurstRate
 
 __all__ = [
@@ -580,12 +580,15 @@ def parse_config(
     cfg = cfg if cfg is not None else EndpointConfig()
     keys = RepeatedKeys(source)
     for lineno, line in enumerate(lines, 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
+        try:
+            kv = config_line(line)
+        except ValueError as e:
+            raise ConfigError(f"{source}:{lineno}: {e}") from None
+        if kv is None:
             continue
-        key, value = [*re.split(r"\s+", text, maxsplit=1), ""][:2]
-        cfg.set(key, value.strip(), f"{source}:{lineno}")
-        keys.note(key, lineno, value.strip())
+        key, value = kv
+        cfg.set(key, value, f"{source}:{lineno}")
+        keys.note(key, lineno, value)
     cfg.warnings += keys.warnings()
     return cfg
 

@@ -92,8 +92,10 @@ class ControllerAddress:
             raise ValueError(f"{bad}: {e}") from None
         if ":" in host:
             _ip(host, bad)
+        elif not host:  # `:20556`: was the bare `bad controller address ':20556'`
+            raise ValueError(f"{bad}: no host before the port")
         elif not _valid_host(host):
-            raise ValueError(bad)
+            raise ValueError(f"{bad}: {host!r} is neither an IP address nor a host name")
         return cls(host, default_port if port is None else _port(port, bad))
 
     @property

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -70,6 +71,7 @@ MAX_FRAME = 65536  # an xnotify is a channel and an xdescr of a few hundred byte
 STABLE = 10.0  # s a subscription must last for its loss to start a new outage
 NEW_REASONS = 4  # distinct reasons logged per outage beyond its first line
 FLAPS_SAID = 2  # subscriptions logged per outage when each is lost before STABLE
+CLOSE_WAIT = 2.0  # s a stopping endpoint waits for its broker link to close, then aborts
 
 OnNotify = Callable[[bytes, bytes], None]  # (channel, xdescr)
 
@@ -91,6 +93,8 @@ class _BrokerLink(Protocol):
             self.transport.write(frame)  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
+        if self.owner.stopping:  # its close awaited: no experiment started now
+            return
         try:
             items = list(self.framer.feed(data))
         except Exception as e:  # FrameTooLarge: the stream is lost
@@ -157,11 +161,14 @@ class BrokerSubscriber(service.Service):
         self._subscribed_at: float | None = None  # the current subscription's start
         self._flaps = 0  # subscriptions made during this outage (each lost before STABLE)
         self._lasting: IDelayedCall | None = None  # says a subscription not said, if it lasts
+        self._closed: Deferred[None] | None = None  # fired when the link closed at stop
+        self.stopping = False  # stopService called
         # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
         self.ignored_log = LogBudget(reactor.seconds)
 
     def startService(self) -> None:
         super().startService()
+        self.stopping = False
         # The line that says the endpoint is up and where it goes (kept at warn: loglevel)
         _daemon_log.info(
             "pktendpoint: broker mode, subscribing to broker {addr}",
@@ -231,6 +238,9 @@ class BrokerSubscriber(service.Service):
         self._connecting = None
         if self.link is link:
             self.link = None
+            closed, self._closed = self._closed, None
+            if closed is not None:  # stopService waits for this
+                closed.callback(None)
         if self.running:
             self._retry(f"link lost: {reason.getErrorMessage()}")
 
@@ -277,8 +287,14 @@ class BrokerSubscriber(service.Service):
             )
         self._timer = self.reactor.callLater(delay, self._connect)
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None] | None:
+        """Close the broker link and wait (at most `CLOSE_WAIT` s) for it to be closed:
+        the reactor stopped right after loseConnection, before the TLS close_notify and
+        the FIN went out, and the broker logged every endpoint stopped (a restart, an
+        upgrade) as `unsubscribe ... reason=Connection to the other side was lost in a
+        non-clean fashion`."""
         super().stopService()
+        self.stopping = True
         self._cancel_lasting()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -286,8 +302,17 @@ class BrokerSubscriber(service.Service):
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
-        if self.link is not None and self.link.transport is not None:
-            self.link.transport.loseConnection()
+        link = self.link
+        if link is None or link.transport is None:
+            return None
+        closed: Deferred[None] = Deferred()
+        self._closed = closed
+        link.transport.loseConnection()
+        if closed.called:
+            return None
+        abort = getattr(link.transport, "abortConnection", link.transport.loseConnection)
+        late = self.reactor.callLater(CLOSE_WAIT, abort)  # a broker that does not answer
+        return closed.addBoth(lambda _: late.cancel() if late.active() else None)
 
 
 BROKER = "broker mode: "  # what its start-up errors begin with

@@ -25,14 +25,15 @@ from twisted.python import usage  # noqa: E402
 from packetlab import fdcap  # noqa: E402
 from packetlab.addrshare import DEFAULT_SHARE, SHARE_FLOOR, parse_share  # noqa: E402
 from packetlab.fdcap import default_pending_max  # noqa: E402
-from packetlab.hostport import cannot_listen, host_port  # noqa: E402
+from packetlab.hostport import host_port  # noqa: E402
 from packetlab.loglevel import START_STOP, level_name  # noqa: E402
-from packetlab.paths import RepeatedKeys, config_text  # noqa: E402
+from packetlab.paths import RepeatedKeys, config_line, config_text  # noqa: E402
 from packetlab.ppks import PktlabHome, PPKSError, read_public_key  # noqa: E402
 from packetlab.proxy.splice import available as splice_available  # noqa: E402
 from packetlab.tapoptions import (  # noqa: E402
     TapOptions,
     distinct_ports,
+    listen_failure,
     server_endpoint,
     stop_daemon,
     tap_service,
@@ -235,11 +236,18 @@ class Options(TapOptions):
             self["credentials"] = Credentials.load([cert], keyfile)
         except TLSConfigError as e:
             opt = "private-key" if e.part == "key" else "cert"
+            if e.part == "pair" and self["private-key"]:  # the one given names it
+                opt = "private-key"
             given = origin[opt] + ": " if self[opt] else ""
             fix = e.unreadable() or (  # there, not readable: `pktlab init` would not help
                 f"run `pktlab init`, which writes {AGENT_CERT}.cert and {AGENT_KEY}, or give "
                 "--cert and --private-key"
             )
+            if e.part == "pair":  # both there, of two keys: nor would it here
+                fix = (
+                    "give the key the certificate was issued for, or a certificate of this "
+                    "key: pktlab ppks sign agent SIGNER_KEY NOT_BEFORE NOT_AFTER OUT -k KEY.pub"
+                )
             raise usage.UsageError(f"{given}proxy identity: {e} ({fix})") from None
         # Not an agent certificate: our managers check the proxy's in agent mode whatever
         # their ProxyCertRootPath, so every registration would fail (it started silently).
@@ -301,11 +309,13 @@ def _read_config(path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
     cfg: dict[str, tuple[str, str]] = {}
     keys = RepeatedKeys(str(path))
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        try:
+            kv = config_line(raw)  # any run of blanks (spaces, tabs) separates
+        except ValueError as e:
+            raise usage.UsageError(f"{path}:{n}: {e}") from None
+        if kv is None:
             continue
-        key, *rest = line.split(None, 1)  # any run of blanks (spaces, tabs) separates
-        value = rest[0] if rest else ""
+        key, value = kv
         if key not in _CONFIG_KEYS:
             hint = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
             known = f"did you mean {hint[0]}?" if hint else "keys: " + ", ".join(_CONFIG_KEYS)
@@ -389,8 +399,10 @@ class ProxyService(service.MultiService):
         from twisted.internet.error import CannotListenError
 
         e = f.value
-        said = cannot_listen(e) if isinstance(e, CannotListenError) else f.getErrorMessage()
-        why = f"cannot listen on the {name} port: {said}"
+        if isinstance(e, CannotListenError):
+            why = listen_failure(name, e)
+        else:
+            why = f"cannot listen on the {name} port: {f.getErrorMessage()}"
         log.error("{why}", why=why)
         stop_daemon(reactor, why)  # under twistd: that line on stderr too, exit status 1
 

@@ -12,6 +12,7 @@ from twisted.python import usage
 from packetlab.broker.tap import Options
 from packetlab.cli.init import init_home
 from packetlab.ppks import PktlabHome, issue_certificate
+from packetlab.tapoptions import TapOptions, tap_service
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,8 @@ def test_a_key_that_does_not_match_names_both_sources(home: PktlabHome) -> None:
     text = str(e.value)
     assert text.startswith("--private-key: "), text
     assert "does not match" in text and "BrokerCertPath" in text, text
+    # both files are there: `pktlab init` was the hint, which writes a new home (op35)
+    assert "pktlab init" not in text and "a certificate of this key (pktlab ppks sign" in text
 
 
 def test_delivery_linger_key(tmp_path: Path) -> None:
@@ -187,6 +190,43 @@ def test_listening_ports_are_said_as_host_port() -> None:
                         subscribe="tcp:20557")  # fmt: skip
     svc.startService()
     assert svc.status()["listening"] == {"publish": "0.0.0.0:20556", "subscribe": "0.0.0.0:20557"}
+
+
+@pytest.mark.parametrize(
+    ("port", "code", "said"),
+    [
+        (80, 13, "cannot listen on *:80 (publish port): [Errno 13] Permission denied; "
+         "below 1024: root or CAP_NET_BIND_SERVICE"),
+        (20556, 98, "cannot listen on *:20556 (publish port): [Errno 98] Address already in "
+         "use; another program has it (ss -ltnp shows which)"),
+    ],
+)  # fmt: skip
+def test_a_port_that_cannot_be_bound_is_named_with_what_to_do(
+    port: int, code: int, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--publish tcp:80` as a user without CAP_NET_BIND_SERVICE was `twistd pktbroker:
+    cannot listen on *:80: [Errno 13] Permission denied`: not which port, nor what to do
+    (session 35, op35). The proxy's ports go through the same `listen_failure`."""
+    import os
+
+    from twisted.internet.error import CannotListenError
+    from twisted.internet.testing import MemoryReactorClock
+
+    from packetlab.broker import service
+
+    class Refusing(MemoryReactorClock):
+        def listenTCP(self, port: int, *args: object, **kw: object) -> object:
+            if port != 20557:
+                raise CannotListenError("", port, OSError(code, os.strerror(code)))
+            return super().listenTCP(port, *args, **kw)
+
+    stopped: list[str | None] = []
+    monkeypatch.setattr(service, "stop_daemon", lambda reactor, why: stopped.append(why))
+    reactor = Refusing()
+    svc = service.BrokerService(reactor, parse()["credentials"], publish=f"tcp:{port}",
+                                subscribe="tcp:20557")  # fmt: skip
+    svc.startService()
+    assert stopped == [said]
 
 
 def test_a_redis_store_that_does_not_answer_stops_the_broker_in_one_line(
@@ -328,6 +368,32 @@ def test_a_bad_option_is_said_before_a_missing_certificate(
     assert str(e.value).startswith(said)
 
 
+@pytest.mark.parametrize(
+    ("args", "conf", "said"),
+    [
+        (["--publish", "tcp:21001:interface=::1x"], None,
+         "--publish: 'tcp:21001:interface=::1x': a ':' inside a value must be written '\\:' "
+         "(in a shell, in quotes): 'tcp:21001:interface=\\:\\:1x'"),
+        (["--subscribe", "tcp6:21002:backlog=9:interface=::1"], None,
+         "'tcp6:21002:backlog=9:interface=\\:\\:1'"),
+        ([], "StatusListen tcp:21003:interface=::1\n",
+         "b.conf:1: StatusListen: 'tcp:21003:interface=::1': a ':' inside a value"),
+    ],
+)  # fmt: skip
+def test_an_unescaped_colon_in_an_endpoint_string_is_shown_escaped(
+    args: list[str], conf: str | None, said: str, tmp_path: Path
+) -> None:
+    """`interface=::1` as an operator writes it was "not a Twisted endpoint string
+    (_parseTCP() got multiple values for argument 'interface')" (session 35, op35)."""
+    if conf is not None:
+        (tmp_path / "b.conf").write_text(conf)
+        args = ["--config", str(tmp_path / "b.conf")]
+    with pytest.raises(usage.UsageError) as e:
+        parse(*args)
+    assert said in str(e.value)
+    assert "multiple values" not in str(e.value)
+
+
 def test_a_broker_conf_that_is_not_utf8_names_its_line(
     home: PktlabHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -357,6 +423,20 @@ def test_a_key_given_twice_is_a_warning_naming_the_value_that_counts() -> None:
     assert cfg.origin("ErrorDelay") == "b.conf:3: ErrorDelay"
 
 
+def test_a_key_written_with_an_equals_sign_names_the_line_as_it_should_be() -> None:
+    """`Store=memory:` was "unknown key 'Store=memory:' (did you mean Store?)", the key
+    meant being the one written (session 35, op35)."""
+    from packetlab.broker.config import ConfigError, parse_config
+
+    for line in ("Store=memory:", "Store = memory:"):
+        with pytest.raises(ConfigError) as e:
+            parse_config(["ErrorDelay 1", line], "b.conf")
+        assert str(e.value) == (
+            f"b.conf:2: {line!r}: a key and its value are separated by blanks, not '=': "
+            "write Store memory:"
+        )
+
+
 def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
     """LogLevel in broker.conf, --log-level over it (session 32, loglvl32)."""
     conf = tmp_path / "broker.conf"
@@ -366,3 +446,107 @@ def test_log_level_from_the_config_or_the_option(tmp_path: Path) -> None:
     conf.write_text("# levels\nLogLevel loud\n")
     with pytest.raises(usage.UsageError, match=r"broker.conf:2: LogLevel: expected one of "):
         parse("-c", str(conf))
+
+
+def test_the_daemon_log_says_how_many_events_a_full_disk_lost() -> None:
+    """A log file on a full disk (a 12 KiB tmpfs): each event raised OSError, Twisted's
+    publisher dropped it, and once there was space the log went on as if nothing had
+    been lost (session 35, op35). Now the first event written again comes after a line
+    saying how many were not, from when, and why. (The three daemons' log observer.)"""
+    import errno
+
+    from packetlab.tapoptions import _Unwritten
+
+    written: list[dict[str, object]] = []
+    full = [False]
+
+    def observer(event: dict[str, object]) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(event)
+
+    log = _Unwritten(observer)
+    log({"log_format": "a", "log_time": 0.0})
+    full[0] = True
+    for t in (1.0, 2.0, 3.0):
+        log({"log_format": "lost", "log_time": t})
+    full[0] = False
+    log({"log_format": "b", "log_time": 4.0})
+    log({"log_format": "c", "log_time": 5.0})
+    assert [e["log_format"] for e in written] == [
+        "a", "{lost} log event(s) not written from {since} on: {why}", "b", "c",
+    ]  # fmt: skip
+    note = written[1]
+    assert (note["lost"], note["since"], note["why"]) == (
+        3, "1970-01-01T00:00:01Z", "[Errno 28] No space left on device",
+    )  # fmt: skip
+
+
+def test_the_daemon_log_file_survives_logrotate_copytruncate(tmp_path: Path) -> None:
+    """logrotate's copytruncate (broker.md's advice) empties the log under the daemon:
+    twistd wrote on at its old offset, and the new log began with a hole of NUL bytes
+    as long as the old one (3937 B measured; session 35, op35). Appended now; twistd's
+    own rotation (SIGUSR1, 1 MB) still works. (The three daemons' --logfile.)"""
+    from twisted.python.logfile import LogFile
+
+    from packetlab.tapoptions import _appending
+
+    path = tmp_path / "pktbroker.log"
+    log = LogFile.fromFullPath(str(path))
+    _appending(log)
+    log.write("a" * 100 + "\n")
+    path.write_bytes(b"")  # copytruncate: copied away, then emptied in place
+    log.write("after\n")
+    assert path.read_bytes() == b"after\n"
+    log.rotate()  # kill -USR1
+    log.write("rotated\n")
+    assert (tmp_path / "pktbroker.log.1").read_bytes() == b"after\n"
+    assert path.read_bytes() == b"rotated\n"
+    log.close()
+
+
+def test_a_mistyped_option_names_the_one_meant() -> None:
+    """`--pubish tcp:21001` was only `option --pubish not recognized` (session 35, op35);
+    the three daemons share it (tapoptions)."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--pubish", "tcp:21001")
+    assert str(e.value) == "option --pubish not recognized (did you mean --publish?)"
+    with pytest.raises(usage.UsageError) as e:
+        parse("--zzzzzz")
+    assert str(e.value) == "option --zzzzzz not recognized"
+
+
+class _Tap(TapOptions):
+    tapname = "pktbroker"
+
+
+@tap_service
+def _make(options: _Tap) -> str:
+    return "service"
+
+
+def _under_twistd(**twistd: object) -> _Tap:
+    o = _Tap()
+    o.parent = usage.Options()  # twistd's ServerOptions, set before its sub-command parses
+    o.parent.update(twistd)
+    return o
+
+
+def test_a_daemon_logging_to_stdout_is_one_line_and_syslog_is_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`twistd --logfile=- pktbroker` (the systemd line without -n) said `log in ./-`,
+    then twistd's `Daemons cannot log to stdout, exiting!`; `twistd --syslog pktbroker`
+    said `log in ./twistd.log`, a file it never writes (session 35, op35)."""
+    with pytest.raises(SystemExit) as e:
+        _make(_under_twistd(nodaemon=False, logfile="-"))
+    assert e.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "twistd pktbroker: --logfile -: a daemon (twistd without -n) cannot log to stdout: "
+        "give -n to stay in the foreground, or a file"
+    )
+    assert _make(_under_twistd(nodaemon=True, logfile="-")) == "service"  # the unit's line
+    _make(_under_twistd(nodaemon=False, syslog=True, prefix="pktbroker", pidfile=""))
+    assert "(twistd without -n): log to syslog as pktbroker, pid in none;" in (
+        capsys.readouterr().err
+    )

@@ -121,6 +121,21 @@ def test_a_misspelled_key_stops_with_the_key_meant() -> None:
         parse("Hostid x\n")  # case alone
 
 
+@pytest.mark.parametrize(
+    "line", ["BufMax=100", "BufMax = 100", "BufMax= 100", "BufMax =  100  # bytes"]
+)
+def test_a_key_written_with_an_equals_sign_stops_with_the_line_as_it_should_be(
+    line: str,
+) -> None:
+    """`BufMax=100` (the KEY=VALUE of most config files) was an unknown key 'BufMax=100',
+    a warning in the log, and the endpoint ran on the default (session 35, op35)."""
+    with pytest.raises(ConfigError) as e:
+        parse(f"HostID h\n{line}\n")
+    assert str(e.value).startswith("t.conf:2: ")
+    assert str(e.value).endswith("not '=': write BufMax 100")
+    assert parse("EndpointAttr os=linux;\n").endpoint_attr == "os=linux;"  # "=" in a value
+
+
 def test_a_key_only_like_a_known_one_warns() -> None:
     """xpmgr.conf's BrokerCertRootPath in endpt.conf, or another version's key: ignored
     with a warning and the nearest key, not a stop."""

@@ -287,3 +287,54 @@ def test_an_unreachable_controller_is_logged_in_words_and_not_at_every_attempt()
             assert any(ln.startswith("cannot reach controller") for ln in lines), lines
     finally:
         svc.stopService()
+
+
+class _Linking:
+    """A broker endpoint whose connect makes the link at once over a StringTransport."""
+
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(self.transport)
+        return defer.succeed(proto)
+
+
+@pytest.mark.parametrize("broker_closes", [True, False])
+def test_a_stopping_endpoint_waits_for_its_broker_link_to_close(broker_closes: bool) -> None:
+    """SIGTERM in broker mode: the reactor stopped right after loseConnection, before the
+    TLS close_notify and the FIN left, and the broker logged each endpoint stopped as
+    `unsubscribe ... reason=Connection to the other side was lost in a non-clean fashion`
+    (session 35, op35). Now the stop waits for the close, at most CLOSE_WAIT s, then
+    aborts."""
+    from types import SimpleNamespace
+
+    from packetlab.endpoint.subscriber import CLOSE_WAIT, BrokerSubscriber
+    from packetlab.wire import Result, Xnotify, encode
+
+    reactor = MemoryReactorClock()
+    ep = _Linking()
+    plan = SimpleNamespace(frames=lambda: [], results_expected=1, chlist=[], dattr=b"")
+    notified: list[bytes] = []
+    sub = BrokerSubscriber(reactor, "127.0.0.1:20557", lambda: ep, plan,  # type: ignore[arg-type]
+                           lambda channel, xdescr: notified.append(xdescr))  # fmt: skip
+    sub.startService()
+    link = sub.link
+    assert link is not None
+    link.dataReceived(encode(Result(0)) + encode(Xnotify(b"a", b"k=v;")))
+    assert notified == [b"k=v;"]
+    notified.clear()
+    stopped = sub.stopService()
+    assert stopped is not None and not stopped.called  # the reactor waits for it
+    assert ep.transport.disconnecting
+    link.dataReceived(encode(Xnotify(b"a", b"k=v;")))  # no experiment while stopping
+    assert notified == []
+    if broker_closes:
+        reactor.advance(0.1)
+        link.connectionLost(Failure(ConnectionRefusedError()))
+    else:  # a broker that never closes: aborted after CLOSE_WAIT s
+        reactor.advance(CLOSE_WAIT)
+        assert ep.transport.disconnected  # StringTransport's abortConnection
+        link.connectionLost(Failure(ConnectionRefusedError()))
+    assert stopped.called and reactor.getDelayedCalls() == []

@@ -69,6 +69,9 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         # The port named as what is wrong (was: "'127.0.0.1:abc' is not an IPv6 address").
         (["--insecure-plaintext", "127.0.0.1:abc"], "port must be 1..65535, got 'abc'"),
         (["--insecure-plaintext", "localhost:"], "port must be 1..65535, got ''"),
+        # was the bare `bad controller address ':20556'` (session 35, op35)
+        (["--insecure-plaintext", ":20556"], "':20556': no host before the port$"),
+        (["--broker", "bad_host!:5"], "'bad_host!' is neither an IP address nor a host name$"),
     ],
 )
 def test_refusals(

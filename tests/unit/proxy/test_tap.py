@@ -48,6 +48,28 @@ def test_config_file_and_options_override_it(home: Path, tmp_path: Path) -> None
     ("args", "text", "message"),
     [
         ((), "Nope 1\n", "bad.conf:1: unknown key 'Nope' (keys: SetupEndpoint,"),
+        # was "unknown key 'HelloCap=4096' (did you mean HelloCap?)" (session 35, op35)
+        (
+            (),
+            "HelloCap=4096\n",
+            "bad.conf:1: 'HelloCap=4096': a key and its value are "
+            "separated by blanks, not '=': write HelloCap 4096",
+        ),
+        # was "... (_parseTCP() got multiple values for argument 'interface')" (op35)
+        (
+            ("--setup", "tcp:3000:interface=::1"),
+            None,
+            "--setup: 'tcp:3000:interface=::1': a "
+            "':' inside a value must be written '\\:' (in a shell, in quotes): "
+            "'tcp:3000:interface=\\:\\:1'",
+        ),
+        (
+            (),
+            "EndpointsEndpoint tcp6:3001:interface=fe80::1%lo\n",
+            "bad.conf:1: EndpointsEndpoint: 'tcp6:3001:interface=fe80::1%lo': a ':' inside",
+        ),
+        # was only "option --setp not recognized" (session 35, op35)
+        (("--setp", "tcp:3000"), None, "option --setp not recognized (did you mean --setup?)"),
         ((), "HelloCap\n", "bad.conf:1: HelloCap: no value"),
         ((), "\nHelloCap x\n", "bad.conf:2: HelloCap: not a number: 'x'"),
         (("--no-splice",), "Relay copy\n", "bad.conf:1: Relay copy"),
@@ -387,3 +409,43 @@ def test_log_level_from_the_config_or_the_option(home: Path, tmp_path: Path) -> 
     conf.write_text("# levels\nLogLevel loud\n")
     with pytest.raises(usage.UsageError, match=r"proxy.conf:2: LogLevel: expected one of "):
         parse("--home", str(home), "-c", str(conf))
+
+
+def test_a_port_that_cannot_be_bound_is_named_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--setup tcp:81` without CAP_NET_BIND_SERVICE: `cannot listen on the setup port:
+    cannot listen on *:81: [Errno 13] Permission denied`, with no word of what to do
+    (session 35, op35)."""
+    import errno
+
+    from twisted.internet.error import CannotListenError
+    from twisted.python.failure import Failure
+
+    from packetlab.proxy import tap
+
+    stopped: list[str] = []
+    monkeypatch.setattr(tap, "stop_daemon", lambda reactor, why: stopped.append(why))
+    svc = tap.ProxyService.__new__(tap.ProxyService)  # (only _failed is used)
+    e = CannotListenError("", 81, PermissionError(errno.EACCES, "Permission denied"))
+    svc._failed(Failure(e), "setup")
+    e = CannotListenError("127.0.0.1", 2000, OSError(errno.EACCES, "Permission denied"))
+    svc._failed(Failure(e), "endpoints")  # above 1024: not a privilege matter
+    assert stopped == [
+        "cannot listen on *:81 (setup port): [Errno 13] Permission denied; below 1024: root "
+        "or CAP_NET_BIND_SERVICE",
+        "cannot listen on 127.0.0.1:2000 (endpoints port): [Errno 13] Permission denied",
+    ]
+
+
+def test_a_key_that_does_not_match_says_what_to_give(home: Path) -> None:
+    """`--private-key` of another key: `... does not match the leaf ... (run `pktlab
+    init`, which writes agent_prx_prx.cert and k_prx ...)`, though both files were there
+    and init writes a new home (session 35, op35)."""
+    with pytest.raises(usage.UsageError) as e:
+        parse("--home", str(home), "--private-key", str(home / "keys/k_brk"))
+    text = str(e.value)
+    assert (
+        text.startswith("--private-key: proxy identity: private key") and "does not match" in text
+    )
+    assert "pktlab init" not in text and "a certificate of this key: pktlab ppks sign" in text
