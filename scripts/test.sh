@@ -2,9 +2,9 @@
 # README command 2: set up, then run the whole test suite (unit + integration).
 #
 # The whole suite runs in two passes (docs/testing.md "Suite time (session 22, suite22)"):
-#   1. every test not marked `serial` on $PKTLAB_TEST_WORKERS pytest-xdist workers (4: the
-#      tests wait more than they compute; 3 left a quarter of CI's 2 cores idle, session
-#      35), each test file kept on one worker (module fixtures are started once per file);
+#   1. every test not marked `serial` on $PKTLAB_TEST_WORKERS pytest-xdist workers (4 since
+#      session 35; 3 before), each test file kept on one worker (module fixtures are
+#      started once per file);
 #   2. the `serial` tests (they measure time or rates), one at a time, nothing beside them.
 # Before pass 1, two `pytest --collect-only` write pytest's rewritten test modules for
 # both passes to read (PYTHONDONTWRITEBYTECODE set: each collection rewrote them anew).
