@@ -61,6 +61,9 @@ SERIAL = frozenset(
         "test_http_curl29.py::test_speed_limit_during_an_upload_the_server_stopped_reading",
         "test_http_curl29.py::test_speed_limit_on_a_stream_of_a_shared_http2_connection",
         "test_http_upload_curl_side_by_side.py::test_parallel_as_curl",
+        # curl's "timed out after 200x milliseconds" at -m 2, ours to the same 10 ms: 2074
+        # in pass 1 on 4 workers at load 5 (suite35)
+        "test_http_curl30.py::test_x_head_and_i_x_get_read_as_curl",
         "test_measure_throughput.py",
         "test_pktlab_run.py::test_traceroute_to_a_silent_target_streams_and_gives_up_like_native",
         "test_traceroute_sweep25_like_native.py::test_wait_max_alone_waits_for_a_silent_hop_as_traceroute",

@@ -284,7 +284,9 @@ class CuttingRelay:
             t.join(5)
 
 
-@pytest.mark.serial
+# Not `serial` (pass 1 since session 35): 21 s of waiting on 1 s of CPU, and a neighbour's
+# load only slows the reconnects (fewer, wider apart), never past the bounds; the defect
+# (every ~1.3 s, ~15 in 20 s, no gap over 4 s) still fails both.
 def test_a_broker_that_drops_each_subscription_gets_the_capped_backoff(
     home: PktlabHome, tmp_path: Path
 ) -> None:

@@ -149,9 +149,12 @@ class TLSEndpoint:
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        # SIGINT as a terminal's: a suite started in the background (`cmd &`: SIGINT
+        # ignored, inherited) left twistd without its handler, and a test's SIGINT did nothing
         self.proc = subprocess.Popen(
-            self.argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+            self.argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
 
     def output(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
