@@ -62,7 +62,7 @@ class RunClock:
         async def timed(session: Any) -> T:
             read = self.begin(session)
             if first:
-                await read
+                await _answered(read)
             result = await experiment(session)
             if last:
                 await self.end(session)
@@ -131,6 +131,22 @@ class RunClock:
             "clock_offset_us": round(offset / 1000, 3),
             "clock_error_us": round((t1 - t0) / 2000, 3),
         }
+
+
+async def _answered(read: Any) -> None:
+    """Once `read` (`RunClock.begin`'s) fired. A cancel of the run while it waits is
+    raised here, and cancels the read: awaiting `read` itself, the cancel reached the
+    read, whose errback (a failed read leaves the run on our clock) took it for a failed
+    read, and the experiment started anyway."""
+    from twisted.internet.defer import CancelledError, Deferred
+
+    waiting: Deferred[None] = Deferred()
+    read.addBoth(lambda _: None if waiting.called else waiting.callback(None))
+    try:
+        await waiting
+    except CancelledError:
+        read.cancel()
+        raise
 
 
 def now_of(args: Any) -> float:
