@@ -23,9 +23,11 @@ seen and its error.
 The same offset puts on the endpoint's clock the times a native tool run there would
 print from its host's clock (`now`, `now_of`): dig's `;; WHEN:` and +yaml's times,
 iperf3's -J `start.timestamp` and --timestamps, curl's --trace-time; and iperf3's
-authtoken (its server refuses one 10 s off its clock). A run that needs one has the
-first read made and answered before the experiment starts (`around(..., first=True)`:
-one round trip, so that its first line has it), and without --json no last read (no
+authtoken (its server refuses one 10 s off its clock). A run that needs one before the
+endpoint answered anything (a TSIG signature, the authtoken, curl's `Trying` line) has
+the first read answered before the experiment starts (`around(..., first=True)`: one
+round trip); one that prints it only from answers (dig's WHEN, iperf3's -J) has it read,
+pipelined, not waited for (its answer comes first); without --json no last read (no
 summary to bound). Each such time is then ours + the offset: no more reads.
 """
 
