@@ -153,10 +153,15 @@ class Command:
     # (`packetlab.cli.runclock`); False: ours (`run alias` maps its stamps onto our clock)
     endpoint_clock: bool = True
     # the run needs the endpoint's clock from its start (`progress.clock.now()`,
-    # `runclock.now_of`): times its output prints where the native tool prints its host's
-    # (dig's WHEN, iperf3's --timestamps, curl's --trace-time), iperf3's authtoken; with
-    # an endpoint_clock, it is read, and answered, before the experiment
+    # `runclock.now_of`): before the endpoint answered anything (curl's --trace-time
+    # `Trying` line, iperf3's authtoken, a TSIG signature); with an endpoint_clock, it is
+    # read, and answered, before the experiment
     clock_first: Callable[[argparse.Namespace], bool] | None = None
+    # the run prints times of the endpoint's clock, each once the endpoint answered (dig's
+    # WHEN and +yaml's, iperf3's -J and --timestamps): it is read before the experiment,
+    # pipelined, not waited for (its answer comes before any later request's; waiting
+    # put a round trip before every default `run dns`)
+    clock_read: Callable[[argparse.Namespace], bool] | None = None
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
@@ -265,15 +270,22 @@ def begun(
     return run
 
 
+def clock_reads(cmd: Command, args: argparse.Namespace) -> tuple[bool, bool]:
+    """Whether a run of `cmd` reads the endpoint's clock around its experiment, and
+    whether the first read is answered before it starts (`begun`). The summary's times
+    are printed with --json only: no read for the text but what it prints
+    (`clock_read`) or needs from its start (`clock_first`)."""
+    first = cmd.clock_first is not None and cmd.clock_first(args)
+    read = cmd.clock_read is not None and cmd.clock_read(args)
+    return cmd.endpoint_clock and (args.json or first or read), first
+
+
 async def execute(reactor: Any, args: argparse.Namespace, emit: Emit, progress: Progress) -> None:
     """Run the command's experiment on the link of `args` (in-process endpoint or
     --listen), records to `emit`."""
     cmd: Command = args._command
     link = Link.from_args(args)
-    # (the summary's times are printed with --json only: no read for the text but what
-    # the run needs from its start, `clock_first`)
-    first = cmd.clock_first is not None and cmd.clock_first(args)
-    timed = cmd.endpoint_clock and (args.json or first)
+    timed, first = clock_reads(cmd, args)
     experiment = begun(cmd.experiment(args, emit, progress), progress, timed, first, args.json)
     if cmd.multi:
         many = experiment

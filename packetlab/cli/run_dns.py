@@ -565,11 +565,9 @@ def row_for(args: argparse.Namespace) -> Any:
 
 def clock_first(args: argparse.Namespace) -> bool:
     """The endpoint's clock from the run's start (`Command.clock_first`): a TSIG key
-    (-y, -k: its time signed and the replies' checked), or a time dig's text shows of
-    its host's clock (`prints_times`)."""
-    if getattr(args, "tsig_y", None) is not None or getattr(args, "tsig_file", None):
-        return True
-    return prints_times(args)
+    (-y, -k: its time signed and the replies' checked). The times dig's text shows
+    (`prints_times`) are of replies: read, not waited for (`Command.clock_read`)."""
+    return getattr(args, "tsig_y", None) is not None or bool(getattr(args, "tsig_file", None))
 
 
 def prints_times(args: argparse.Namespace) -> bool:
@@ -661,6 +659,7 @@ COMMAND = Command(
     split="names",
     row_for=row_for,
     clock_first=clock_first,
+    clock_read=prints_times,
     status=exits.status,  # --dig-exit-codes
     error_status=exits.error_status,
     usage_status=exits.usage_status,

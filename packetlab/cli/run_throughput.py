@@ -915,9 +915,10 @@ def renderer(args: argparse.Namespace) -> Any:
 
 
 def clock_first(args: argparse.Namespace) -> bool:
-    """The endpoint's clock from the run's start: -J's and --timestamps' times, each
-    test's --username token (`Command.clock_first`)."""
-    return output.prints_times(args) or args.username is not None
+    """The endpoint's clock from the run's start: each test's --username token, made
+    before its first request (`Command.clock_first`). -J's and --timestamps' times are
+    of records the endpoint answered: read, not waited for (`output.prints_times`)."""
+    return args.username is not None
 
 
 COMMAND = Command(
@@ -935,6 +936,7 @@ COMMAND = Command(
     target=lambda args: server_of(args)[0],  # (None: the in-process endpoint's default)
     row_for=renderer,
     clock_first=clock_first,
+    clock_read=output.prints_times,
 )
 
 

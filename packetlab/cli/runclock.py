@@ -23,9 +23,11 @@ seen and its error.
 The same offset puts on the endpoint's clock the times a native tool run there would
 print from its host's clock (`now`, `now_of`): dig's `;; WHEN:` and +yaml's times,
 iperf3's -J `start.timestamp` and --timestamps, curl's --trace-time; and iperf3's
-authtoken (its server refuses one 10 s off its clock). A run that needs one has the
-first read made and answered before the experiment starts (`around(..., first=True)`:
-one round trip, so that its first line has it), and without --json no last read (no
+authtoken (its server refuses one 10 s off its clock). A run that needs one before the
+endpoint answered anything (a TSIG signature, the authtoken, curl's `Trying` line) has
+the first read answered before the experiment starts (`around(..., first=True)`: one
+round trip); one that prints it only from answers (dig's WHEN, iperf3's -J) has it read,
+pipelined, not waited for (its answer comes first); without --json no last read (no
 summary to bound). Each such time is then ours + the offset: no more reads.
 """
 
@@ -62,7 +64,7 @@ class RunClock:
         async def timed(session: Any) -> T:
             read = self.begin(session)
             if first:
-                await read
+                await _answered(read)
             result = await experiment(session)
             if last:
                 await self.end(session)
@@ -131,6 +133,22 @@ class RunClock:
             "clock_offset_us": round(offset / 1000, 3),
             "clock_error_us": round((t1 - t0) / 2000, 3),
         }
+
+
+async def _answered(read: Any) -> None:
+    """Once `read` (`RunClock.begin`'s) fired. A cancel of the run while it waits is
+    raised here, and cancels the read: awaiting `read` itself, the cancel reached the
+    read, whose errback (a failed read leaves the run on our clock) took it for a failed
+    read, and the experiment started anyway."""
+    from twisted.internet.defer import CancelledError, Deferred
+
+    waiting: Deferred[None] = Deferred()
+    read.addBoth(lambda _: None if waiting.called else waiting.callback(None))
+    try:
+        await waiting
+    except CancelledError:
+        read.cancel()
+        raise
 
 
 def now_of(args: Any) -> float:

@@ -24,7 +24,7 @@ from ctl_fakes import BASE_NS, Rig
 
 from packetlab.cli import curl_trace, run_dns, run_dns_words, run_http, run_throughput
 from packetlab.cli.curl_trace import PLAIN, CurlTrace
-from packetlab.cli.run_command import Command, Progress, begun, parse_args
+from packetlab.cli.run_command import Command, Progress, begun, clock_reads, parse_args
 from packetlab.cli.runclock import RunClock, now_of
 from packetlab.measure.http_trace import TEXT
 
@@ -144,8 +144,7 @@ def test_iperf3_timestamps_and_json_start_are_the_endpoints(cet: None) -> None:
 def test_throughput_and_http_read_the_clock_for_their_times(
     cmd: Command, argv: list[str], reads: bool
 ) -> None:
-    assert cmd.clock_first is not None
-    assert cmd.clock_first(parse_args(cmd, argv)) is reads
+    assert clock_reads(cmd, parse_args(cmd, argv))[0] is reads  # (review35: or clock_read)
 
 
 def test_curls_trace_time_is_the_endpoints(cet: None) -> None:

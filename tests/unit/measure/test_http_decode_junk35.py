@@ -14,11 +14,11 @@ from collections.abc import Callable
 import brotli
 import pytest
 import zstandard
+from test_http_decode_cut34 import _decode
 from test_http_redirects import response, serving
 
 from packetlab.measure import http_decode
 from packetlab.measure.http import http_get
-from packetlab.measure.http_decode import Undecodable, decoder
 
 TEXT = b"".join(b"line %05d of the text, some words to compress\n" % i for i in range(400))
 AFTER = "data after the end of its compressed stream"
@@ -33,19 +33,6 @@ CODED: list[tuple[str, list[str], Callable[[bytes], bytes]]] = [
 # what a server wrote after the stream: text, NULs, a lone byte; for deflate and br also
 # the same stream again (a gzip member or a zstd frame: read on, not junk)
 JUNK = [b"JUNK\x00after the end\n", b"\x00" * 8, b"x"]
-
-
-def _decode(codings: list[str], reads: list[bytes]) -> tuple[bytes, Undecodable | None]:
-    d = decoder(codings, 1 << 20, "s")
-    assert d is not None
-    out = b""
-    try:
-        for data in reads:
-            out += d.feed(data)
-        out += d.feed(b"", final=True)
-    except Undecodable as e:
-        return out + e.out, e
-    return out, None
 
 
 @pytest.mark.parametrize(("name", "codings", "encode"), CODED, ids=[c[0] for c in CODED])
