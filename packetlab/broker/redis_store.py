@@ -342,8 +342,10 @@ class RedisStore:
                 self._unmirror(key, "its broker stopped refreshing it")
             elif key not in self._mirrors:
                 await self._mirror(key)
-        if self.reactor.seconds() < self._regrace_until:
-            return  # Redis came back empty: its broker has until then to put it back
+        # Redis away or just back (maybe empty; our command connection can be back before
+        # the event link says so): a missing mirror's broker has until then to put it back
+        if self._down_since is not None or self.reactor.seconds() < self._regrace_until:
+            return
         for key in list(self._mirrors):
             if key not in keys:
                 self._unmirror(key, "gone from the shared store")

@@ -104,6 +104,23 @@ def test_a_mirror_outlives_an_empty_redis_until_its_broker_puts_it_back() -> Non
     assert KEY not in store._mirrors and not pub.live and f"del {KEY}" in fake.published
 
 
+def test_a_sweep_on_the_empty_redis_before_the_event_link_is_back_keeps_it() -> None:
+    """The command connection reconnects on its own: a sweep can read the empty Redis
+    before the event link's reconnect starts the grace (session 35's CI, after the first
+    fix: "gone from the shared store" logged before "is back")."""
+    store, fake, clock = _store()
+    store._lost("Connection was closed cleanly.")
+    clock.advance(4)
+    fake.wipe()
+    _sweep(store)  # its commands were held until the command connection was back
+    assert KEY in store._mirrors
+    store._connected()
+    fake.put()
+    clock.advance(REGRACE + 1)
+    _sweep(store)
+    assert KEY in store._mirrors
+
+
 def test_a_mirror_never_put_back_ends_after_the_grace() -> None:
     store, fake, clock = _store()
     _restart(store, fake, clock)
