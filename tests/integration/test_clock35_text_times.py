@@ -12,15 +12,15 @@ import calendar
 import json
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from childserver import serve_child
 from faketime_pair import RAW_CONF, Pair, libfaketime, needs_faketime
+from httpserve import serve_http
 from test_throughput_iperf3_output import auth_server  # noqa: F401 (its fixture, asked below)
 
 HERE = Path(__file__).resolve().parent
@@ -144,15 +144,8 @@ class _Hello(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_http(_Hello) as port:
+        yield port
 
 
 @pytest.mark.parametrize("shift_s", [-600, 600])
