@@ -353,6 +353,15 @@ def broker(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     b.stop()
 
 
+@pytest.fixture(name="broker")
+def broker_per_test(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
+    """A broker of `home` with the default ErrorDelay, one per test in its `tmp_path`
+    (bound at a module's top as `broker = broker_world.broker_per_test`)."""
+    b = BrokerProcess(home, tmp_path)
+    yield b
+    b.stop()
+
+
 @pytest.fixture(scope="module")
 def proxy(home: PktlabHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProc]:
     """A proxy with the identity of `home`, one per module."""

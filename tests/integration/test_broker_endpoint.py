@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import broker_world
 import pytest
 from broker_world import BrokerProcess, Identity, RawClient
 from testkit.poll import poll_until
@@ -22,11 +23,7 @@ from packetlab.wire.vmem import SYS_BASE
 home = home_fixture(scope="function")
 
 
-@pytest.fixture
-def broker(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path)
-    yield b
-    b.stop()
+broker = broker_world.broker_per_test
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ still taken and reaches a subscribed endpoint (docs/broker.md "Bounds")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import broker_world
 from broker_world import BrokerProcess, Identity, RawClient
 from tls_world import home_fixture
 
@@ -23,11 +22,7 @@ PER_LINK = 64  # publications per link
 home = home_fixture()
 
 
-@pytest.fixture
-def broker(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path)
-    yield b
-    b.stop()
+broker = broker_world.broker_per_test
 
 
 def _flood(broker: BrokerProcess, flood: Identity) -> tuple[int, list[RawClient]]:

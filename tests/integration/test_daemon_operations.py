@@ -12,9 +12,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import broker_world
 import pytest
 from broker_world import BrokerProcess, Identity, free_ports, pythonpath_env
 from conftest import twistd
@@ -94,11 +94,7 @@ def test_a_daemon_writes_its_pidfile_rotates_its_log_on_sigusr1_and_stops_cleanl
         assert "stopping: registrations=0" in text
 
 
-@pytest.fixture
-def broker(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path)
-    yield b
-    b.stop()
+broker = broker_world.broker_per_test
 
 
 def test_a_restarted_broker_has_its_endpoints_back_and_the_xpmgr_says_its_publication_is_over(

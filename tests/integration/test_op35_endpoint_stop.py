@@ -7,10 +7,9 @@ pktendpoint --broker` processes of a `pktlab init` home, on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import broker_world
 from broker_world import BrokerProcess
 from testkit.poll import poll_until
 from tls_world import TLSEndpoint, home_fixture
@@ -20,11 +19,7 @@ from packetlab.ppks import PktlabHome
 home = home_fixture(scope="module")
 
 
-@pytest.fixture
-def broker(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path)
-    yield b
-    b.stop()
+broker = broker_world.broker_per_test
 
 
 def test_sigterm_closes_the_broker_link_cleanly(

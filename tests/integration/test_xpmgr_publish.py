@@ -5,10 +5,9 @@ closed at -n, a refused publication ends the manager with exit 1."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+import broker_world
 from broker_world import BrokerProcess, Identity
 from pxworld import EndpointProc, XpmgrProc, compile_c_mlet, http_server
 from tls_world import home_fixture
@@ -19,11 +18,7 @@ from packetlab.ppks import PktlabHome
 home = home_fixture()
 
 
-@pytest.fixture
-def broker(home: PktlabHome, tmp_path: Path) -> Iterator[BrokerProcess]:
-    b = BrokerProcess(home, tmp_path)
-    yield b
-    b.stop()
+broker = broker_world.broker_per_test
 
 
 def pub_conf(home: PktlabHome, out: Path, broker: BrokerProcess, *extra: str) -> Path:
