@@ -51,10 +51,12 @@ def join_host_port(host: str, port: object) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def cannot_listen(e: Any) -> str:
+def cannot_listen(e: Any, what: str = "") -> str:
     """A `CannotListenError` in one line, its address as `join_host_port` writes it
-    (Twisted's own says ``Couldn't listen on ::1:20556: ...``)."""
-    return f"cannot listen on {join_host_port(e.interface or '*', e.port)}: {e.socketError}"
+    (Twisted's own says ``Couldn't listen on ::1:20556: ...``), `what` (``publish
+    port``) in brackets after it."""
+    where = join_host_port(e.interface or "*", e.port)
+    return f"cannot listen on {where}{f' ({what})' if what else ''}: {e.socketError}"
 
 
 def zone_problem(host: str) -> str | None:

@@ -394,10 +394,9 @@ def listen_failure(name: str, e: Any) -> str:
     told its first 98 bytes (`_Exit.tell_the_shell`)."""
     import errno
 
-    from packetlab.hostport import join_host_port
+    from packetlab.hostport import cannot_listen
 
-    where = join_host_port(e.interface or "*", e.port)
-    text = f"cannot listen on {where} ({name} port): {e.socketError}"
+    text = cannot_listen(e, f"{name} port")
     code = getattr(e.socketError, "errno", None)
     if code == errno.EACCES and isinstance(e.port, int) and 0 < e.port < 1024:
         text += "; below 1024: root or CAP_NET_BIND_SERVICE"
