@@ -10,10 +10,16 @@ text shows no such times, and its callers then make no reads):
   that read (te0) comes before any probe leaves; with our clock before the request (t0)
   and after the answer (t1) it gives the offset, te0 - (t0 + t1) / 2, within ± (t1 -
   t0) / 2 (`controller.clock`'s NTP-style sample).
-* When the experiment returns, TIME is read once more (te1): after every stamp of the run.
+* When the experiment returns, TIME is read again (te1, after every stamp of the run),
+  and up to 3 more times, one after another (`END_READS`, within `END_BUDGET_NS`): the
+  summary's offset is that of the read with the smallest round trip, the first or one
+  of these (the first, made while the session and the experiment start, was off by up
+  to ±3.9 ms; these cost no wait in the experiment, only before the summary).
+  Pipelined reads would not do: each waits behind the one before it, so none has a
+  smaller round trip than the first of them.
 * start_time = min(our start + offset, te0): the command began before te0 was read.
-  stop_time = max(now + offset, te1): the summary is written after te1 was read. So the
-  summary brackets every stamp of its records, whatever the offset's error.
+  stop_time = max(now + offset, te_last): the summary is written after the last read.
+  So the summary brackets every stamp of its records, whatever the offset's error.
 
 Without a known offset (the run failed before the first read was answered, a command
 with several endpoints, one whose records carry our clock's times: `run alias`, `run
@@ -40,6 +46,8 @@ from typing import Any, TypeVar
 __all__ = ["RunClock", "now_of"]
 
 T = TypeVar("T")
+END_READS = 4  # TIME reads once the experiment is done (the first of them: its stop)
+END_BUDGET_NS = 20_000_000  # no further read once they took this long (a slow link)
 
 
 class RunClock:
@@ -49,8 +57,10 @@ class RunClock:
     def __init__(self, now_ns: Callable[[], int] = time.time_ns) -> None:
         self.now_ns = now_ns
         self.started_ns = now_ns()
-        self.first: tuple[int, int, int] | None = None  # (t0, te0, t1): ours, its, ours
-        self.last: int | None = None  # te1, the endpoint's clock once the run was done
+        # (t0, te, t1) of a TIME read: ours before it, its answer, ours after it
+        self.first: tuple[int, int, int] | None = None  # before the first request
+        self.ends: list[tuple[int, int, int]] = []  # once the experiment was done
+        self.last: int | None = None  # te of the latest: after every stamp of the run
 
     def around(
         self, experiment: Callable[[Any], Awaitable[T]], *, first: bool = False,
@@ -86,22 +96,41 @@ class RunClock:
         return read_time(session).addCallbacks(got, lambda _: None)
 
     async def end(self, session: Any) -> None:
-        """Read TIME once the experiment is done. A session it closed itself fails the read
-        at once: the stop is then our clock's + the offset (the run's result stands)."""
+        """Read TIME once the experiment is done: `END_READS` reads one after another
+        (a pipelined one would wait behind the one before it: no smaller round trip),
+        fewer once they took `END_BUDGET_NS`; the summary's offset is that of the read
+        with the smallest round trip. A session the experiment closed itself fails the
+        read at once: the stop is then our clock's + the offset (the result stands)."""
         from packetlab.controller import ControllerError, read_time
 
-        try:
-            self.last = await read_time(session)
-        except ControllerError:  # (not a cancel: that ends the run as before)
-            pass
+        began = self.now_ns()
+        for _ in range(END_READS):
+            t0 = self.now_ns()
+            try:
+                te = await read_time(session)
+            except ControllerError:  # (not a cancel: that ends the run as before)
+                return
+            t1 = self.now_ns()
+            self.ends.append((t0, te, t1))
+            self.last = te
+            if self.first is None or t1 - began >= END_BUDGET_NS:
+                return
+
+    def best(self) -> tuple[int, int, int] | None:
+        """The read with the smallest round trip (the first of equals); None before one."""
+        if self.first is None:
+            return None
+        return min([self.first, *self.ends], key=lambda s: s[2] - s[0])
 
     @property
     def offset_ns(self) -> int | None:
-        """The endpoint's clock minus ours (ns), from the first read; None before it."""
-        if self.first is None:
+        """The endpoint's clock minus ours (ns), from the read with the smallest round
+        trip so far (during the run: the first); None before it."""
+        best = self.best()
+        if best is None:
             return None
-        t0, te0, t1 = self.first
-        return te0 - (t0 + t1) // 2
+        t0, te, t1 = best
+        return te - (t0 + t1) // 2
 
     def now(self) -> float:
         """Now (s since the epoch) on the endpoint's clock once the first read was
@@ -111,10 +140,11 @@ class RunClock:
     def fields(self) -> dict[str, Any]:
         """The summary's `start_time` and `stop_time` (s since the epoch), `clock` (whose
         they are: "endpoint" or "controller"), `clock_offset_us` (endpoint - controller,
-        from the first read) and `clock_error_us` (its ± bound); the last two None on
-        our clock."""
+        from the read with the smallest round trip), `clock_error_us` (its ± bound: half
+        that round trip); the last two None on our clock."""
         start, stop = self.started_ns, self.now_ns()
-        if self.first is None:
+        best = self.best()
+        if self.first is None or best is None:  # (both or neither)
             return {
                 "start_time": round(start / 1e9, 6),
                 "stop_time": round(stop / 1e9, 6),
@@ -122,9 +152,11 @@ class RunClock:
                 "clock_offset_us": None,
                 "clock_error_us": None,
             }
-        t0, te0, t1 = self.first
-        offset = te0 - (t0 + t1) // 2  # (the same as offset_ns)
-        start = min(start + offset, te0)
+        t0, te, t1 = best
+        offset = te - (t0 + t1) // 2  # (the same as offset_ns)
+        # bracketed by the reads themselves, whatever the offset's error: the first was
+        # answered before any stamp of the run, the last after every one
+        start = min(start + offset, self.first[1])
         stop = stop + offset if self.last is None else max(stop + offset, self.last)
         return {  # (to the µs, down and up: still around the stamps, in ns)
             "start_time": start // 1000 / 1e6,

@@ -17,7 +17,7 @@ from ctl_fakes import BASE_NS, Rig
 
 from packetlab.cli.report_ping import PingReport
 from packetlab.cli.run_command import Progress, begun
-from packetlab.cli.runclock import RunClock
+from packetlab.cli.runclock import END_READS, RunClock
 from packetlab.controller import read_time
 from packetlab.measure.records_ping import PingResult
 from packetlab.wire import vmem
@@ -41,9 +41,10 @@ def test_the_summary_is_on_the_endpoints_clock_around_its_stamps() -> None:
         return "done"
 
     assert _run(rig, clock, experiment) == "done"
-    # TIME is read before the experiment's first request (pipelined), and once after it
+    # TIME is read before the experiment's first request (pipelined), and END_READS
+    # times after it (one after another: tests/unit/cli/test_runclock_reads.py)
     reads = [m.addr for m in rig.endpoint.received if type(m).__name__ == "Mread"]
-    assert reads == [vmem.TIME.addr, vmem.HOSTID.addr, *[vmem.TIME.addr] * 4]
+    assert reads == [vmem.TIME.addr, vmem.HOSTID.addr, *[vmem.TIME.addr] * (3 + END_READS)]
     rig.clock.advance(2.0)  # (names looked up, a warts file written: then the summary)
     f = clock.fields()
     assert f["clock"] == "endpoint"
@@ -108,7 +109,7 @@ def test_a_ping_report_without_a_session_says_its_clock(capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize(
     ("sessions", "endpoint_clock", "reads"),
-    [(False, True, 2), (True, True, 0), (False, False, 0)],
+    [(False, True, 1 + END_READS), (True, True, 0), (False, False, 0)],
 )
 def test_run_commands_read_the_clock_of_one_endpoint(
     sessions: bool, endpoint_clock: bool, reads: int
