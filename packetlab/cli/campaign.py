@@ -259,6 +259,7 @@ def campaign_command(cmd: Command, tally: Tally) -> Command:
             **({"incomplete": dict(sorted(tally.incomplete.items()))} if tally.split else {}),
             "records": len(records),
             "per_endpoint": {e: sum(1 for r in records if r.get("endpoint") == e) for e in tags},
+            **({"endpoint_clocks": dict(sorted(tally.clocks.items()))} if tally.clocks else {}),
         }
 
     return dataclasses.replace(cmd, row=row, summary=summary, header=None, row_for=None,

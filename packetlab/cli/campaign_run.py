@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packetlab.cli.lost import lost_record, why_closed
-from packetlab.cli.run_command import Command, Progress, Record
+from packetlab.cli.run_command import Command, Progress, Record, clock_reads
+from packetlab.cli.runclock import RunClock
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Tally:
     #: `incomplete`; session 30 left them unnamed)
     split: str | None = None
     incomplete: dict[str, list[str]] = field(default_factory=dict)
+    #: --json: each run's summary times on its endpoint's clock (`RunClock.fields`), by
+    #: the endpoint's name (the campaign's own stay on ours: several clocks)
+    clocks: dict[str, Record] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,10 +82,12 @@ def per_endpoint(args: argparse.Namespace, name: str) -> argparse.Namespace:
 
 class TaggedProgress(Progress):
     """One endpoint's view of the campaign's progress line: its words prefixed with its
-    name (`[ep2] dns 3/10: ...`), the Ctrl-C stop and the line itself shared."""
+    name (`[ep2] dns 3/10: ...`), the Ctrl-C stop and the line itself shared; `clock`
+    that endpoint's (its TSIG signatures, iperf3 tokens, curl's trace times)."""
 
-    def __init__(self, inner: Progress, name: str) -> None:
+    def __init__(self, inner: Progress, name: str, clock: RunClock | None = None) -> None:
         self._inner, self._name = inner, name
+        self.clock = RunClock() if clock is None else clock
 
     def __call__(self, text: str) -> None:
         self._inner(f"[{self._name}] {text}")
@@ -167,15 +173,26 @@ async def measure_on(
             failed[0] = failed[0] or "error" in record
             emit({**record, **tags(name, session)})
 
+        # The times a native tool would take from its host's clock, and this run's
+        # summary times, are this endpoint's (one RunClock a run, as `pktlab run`'s)
+        clock = RunClock(session.clock_ns)  # (ours as its session reads it)
+        a._clock = clock  # (`runclock.now_of`)
+        as_json = getattr(a, "json", None)  # (None: made by hand, a test's)
+        timed, first = (False, False) if as_json is None else clock_reads(cmd, a)
+        experiment = cmd.experiment(a, tagged, TaggedProgress(progress, name, clock))
+        if timed:
+            experiment = clock.around(experiment, first=first, last=as_json)
         measuring[0] += 1
         try:
-            await cmd.experiment(a, tagged, TaggedProgress(progress, name))(session)
+            await experiment(session)
         except CancelledError:
             raise
         except Exception as e:  # this endpoint's failure, not the campaign's
             return str(e) or type(e).__name__, kept[0], failed[0]
         finally:
             settle()
+            if timed and as_json:
+                tally.clocks[name] = clock.fields()
         return None, kept[0], failed[0]
 
     def unmeasured(name: str, share: argparse.Namespace) -> Record:
