@@ -26,6 +26,7 @@ from childserver import serve_child
 from conftest import readline, stop_process, twistd
 from faketime_pair import ENV, REPO, libfaketime, needs_faketime
 from httpserve import serve_http
+from test_throughput_iperf3_output import auth_server  # noqa: F401 (its fixture, asked below)
 
 HERE = Path(__file__).resolve().parent
 pytestmark = needs_faketime
@@ -38,17 +39,17 @@ def faked(shift: str | None) -> dict[str, str]:
     return libfaketime(shift, FAKETIME_DONT_FAKE_MONOTONIC="1") if shift else {}
 
 
-def campaign(tmp_path: Path, ours: str | None, theirs: list[str | None], *argv: str
-             ) -> tuple[float, float, str, str]:  # fmt: skip
-    """`pktlab campaign ARGV --endpoints 2`, our clock `ours` (a libfaketime FAKETIME,
-    None: the real one) and endpoint `ep<i>`'s `theirs[i]`: the real time before and
-    after it, its stdout and stderr (it must end with status 0)."""
+def campaign(tmp_path: Path, ours: str | None, theirs: list[str | None], *argv: str,
+             **env: str) -> tuple[float, float, str, str]:  # fmt: skip
+    """`pktlab campaign ARGV --endpoints N` (`env` in its environment), our clock `ours`
+    (a libfaketime FAKETIME, None: the real one) and endpoint `ep<i>`'s `theirs[i]`: the
+    real time before and after it, its stdout and stderr (it must end with status 0)."""
     conf = tmp_path / "endpt.conf"
     conf.write_text(CONF)
     ctl = subprocess.Popen(
         [sys.executable, "-m", "packetlab", "campaign", *argv, "--listen", "127.0.0.1:0",
          "--endpoints", str(len(theirs)), "--insecure-plaintext", "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, **faked(ours)}, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, **faked(ours), **env}, cwd=REPO,
     )  # fmt: skip
     eps: list[subprocess.Popen[bytes]] = []
     try:
@@ -146,3 +147,17 @@ def test_curls_trace_time_is_each_endpoints(tmp_path: Path) -> None:
     # one 600 s behind the real clock (ours), one on it: whole seconds, start-up
     slack = after - before + SLACK_S
     assert abs(offs[0] + 600) <= slack and abs(offs[1]) <= slack, (offs, out, err)
+
+
+def test_an_iperf3_token_is_on_its_endpoints_clock(
+    tmp_path: Path,
+    auth_server: tuple[int, Path],  # noqa: F811 (the fixture)
+) -> None:
+    # our clock 600 s behind, the endpoint (and the server) on the real one. Before: the
+    # token made at ours, refused (`error - test authorization failed`, status 1)
+    port, public = auth_server
+    _, _, out, err = campaign(tmp_path, "-600s", [None], "throughput", "-c", "127.0.0.1",
+                              "-p", str(port), "-t", "1", "--username", "alice",
+                              "--rsa-public-key-path", str(public),
+                              IPERF3_PASSWORD="s3cret")  # fmt: skip
+    assert "authorization failed" not in out + err and "0 errors" in out, (out, err)
