@@ -179,6 +179,7 @@ async def measure_on(
         a._clock = clock  # (`runclock.now_of`)
         as_json = getattr(a, "json", None)  # (None: made by hand, a test's)
         timed, first = (False, False) if as_json is None else clock_reads(cmd, a)
+        timed = timed and (as_json or first)  # (its rows, `cmd.row`, print no such time)
         experiment = cmd.experiment(a, tagged, TaggedProgress(progress, name, clock))
         if timed:
             experiment = clock.around(experiment, first=first, last=as_json)

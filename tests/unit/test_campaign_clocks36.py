@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet.defer import Deferred
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controller"))
@@ -89,8 +90,11 @@ def test_with_json_the_summary_gives_each_endpoints_clock() -> None:
     assert summary["endpoint_clocks"] == clocks
 
 
-def test_with_no_time_to_print_no_clock_is_read() -> None:
-    # (nothing needs it: no read beside the measurement's own, all on our clock)
-    seen, tally, two = _run(as_json=False, first=False, read=False)
+@pytest.mark.parametrize("read", [False, True])
+def test_with_no_time_to_print_no_clock_is_read(read: bool) -> None:
+    # nothing needs it: no read beside the measurement's own, all on our clock. `read`:
+    # `pktlab run` prints such a time from an answer (dig's WHEN), the campaign's rows
+    # (the plain table) do not
+    seen, tally, two = _run(as_json=False, first=False, read=read)
     assert not tally.clocks and [e.time_reads for e in two.endpoints] == [1, 1]
     assert abs(seen["ep0"][-1] - seen["ep1"][-1]) < 0.1
