@@ -182,7 +182,7 @@ async def measure_on(
         timed = timed and (as_json or first)  # (its rows, `cmd.row`, print no such time)
         experiment = cmd.experiment(a, tagged, TaggedProgress(progress, name, clock))
         if timed:
-            experiment = clock.around(experiment, first=first, last=as_json)
+            experiment = clock.around(experiment, first=first, last=bool(as_json))
         measuring[0] += 1
         try:
             await experiment(session)
