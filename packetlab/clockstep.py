@@ -12,9 +12,10 @@ endpoint timestamps); instead, at each reactor turn:
 * `install` hooks a reactor's `runUntilCurrent` and shifts every pending `DelayedCall`
   by a step (and a `LoopingCall`'s start, so its phase is kept), so a `callLater(d)`
   fires d seconds of elapsed time after it was made, whatever the wall clock did;
-* `call_at_wall` schedules a timer for a WALL moment (a certificate's end, a scheduled
-  send): it is left out of the shift, so it fires at its wall moment (at once when a
-  step forward passed it, later when a step back put it further away).
+* `call_at_wall` (or `mark_wall` on a `callLater`) is a timer for a WALL moment (a
+  certificate's end, a publication's `pub_end`): it is left out of the shift, so it
+  fires at its wall moment (at once when a step forward passed it, later when a step
+  back put it further away).
 
 A step that lands between a turn's check and a `callLater` made in that turn's I/O
 callbacks shifts that one call wrongly (by at most the step, once): the window is one
@@ -32,15 +33,24 @@ import heapq
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-__all__ = ["STEP_TOLERANCE", "StepWatch", "call_at_wall", "install", "shift_timers"]
+__all__ = [
+    "STEP_TOLERANCE",
+    "StepWatch",
+    "call_at_wall",
+    "install",
+    "is_wall",
+    "mark_wall",
+    "shift_timers",
+]
 
 log = Logger()
+_C = TypeVar("_C")
 
 #: a jump of the wall clock against the monotonic one below this is not a step. Both
 #: clocks slew together (CLOCK_MONOTONIC follows adjtime's frequency corrections), so
@@ -123,7 +133,17 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
 def call_at_wall(clock: Any, when: float, f: Callable[..., object], *args: Any) -> Any:
     """`clock.callLater` for the wall moment `when` (seconds since the epoch, as
     `clock.seconds()`): at once if it has passed; kept on that moment across a step."""
-    call = clock.callLater(max(0.0, when - clock.seconds()), f, *args)
+    return mark_wall(clock.callLater(max(0.0, when - clock.seconds()), f, *args))
+
+
+def mark_wall(call: _C) -> _C:
+    """`call` (a `callLater` whose delay was reckoned to a wall moment, e.g. an endpoint
+    time in ns) is left out of the shift: it stays on its wall moment across a step."""
     if isinstance(call, DelayedCall):
         _WALL.add(call)
     return call
+
+
+def is_wall(call: object) -> bool:
+    """Whether `call` was marked as a wall timer (for tests)."""
+    return isinstance(call, DelayedCall) and call in _WALL
