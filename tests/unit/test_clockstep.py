@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from twisted.internet.base import DelayedCall, ReactorBase
@@ -221,3 +222,32 @@ def test_pinned_twisted_timer_internals() -> None:
     assert pending[0].func is loop  # the heap entry names its LoopingCall
     loop.stop()
     assert clockstep.STEP_TOLERANCE == 0.5
+
+
+def test_the_daemons_and_the_cli_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One call each: the three daemons' `tap_service`, `pktlab`'s `run_reactor`."""
+    from types import SimpleNamespace
+
+    from packetlab.cli.interrupt import run_reactor
+    from packetlab.tapoptions import tap_service
+
+    hooked: list[object] = []
+    monkeypatch.setattr(clockstep, "install", hooked.append)
+    options = SimpleNamespace(check_own_files=lambda: None, announce_background=lambda: None)
+    assert tap_service(lambda o: "service")(options) == "service"  # type: ignore[type-var]
+    from twisted.internet import reactor as global_reactor
+
+    assert hooked == [global_reactor]
+
+    class Reactor:
+        running = False
+
+        def callWhenRunning(self, f: Any) -> None:
+            pass
+
+        def run(self) -> None:
+            pass
+
+    fake = Reactor()
+    run_reactor(lambda r, s: None, prog="pktlab x", reactor=fake)  # type: ignore[arg-type,return-value]
+    assert hooked[-1] is fake
