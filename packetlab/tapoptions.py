@@ -442,9 +442,12 @@ def tap_service(make: Callable[[Opts], S]) -> Callable[[Opts], S]:
         if getattr(options, "parent", None) is not None:
             _Exit.arm(options.tapname, options.parent)
             _stop_on_sigterm_now(options.parent)
-        if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
-            from twisted.internet import reactor
+        from twisted.internet import reactor
 
+        from packetlab import clockstep
+
+        clockstep.install(reactor)  # a stepped wall clock: the timers keep their delays
+        if tapinterrupt.armed():  # (the tap's import armed it: under twistd)
             tapinterrupt.disarm_before_reactor(reactor)
         return made
 

@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.addrshare import AddressShare, oldest_of_busiest
+from packetlab.clockstep import call_at_wall
 from packetlab.hostport import shown_host
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
@@ -595,8 +596,7 @@ class BrokerProtocol(Protocol):
                 ends.append((float(pub.valid_until), "its certificate chain expired"))
             if ends:
                 end, why = min(ends)
-                delay = max(0.0, end - self.f.reactor.seconds())
-                self._expiry[pub.pub_id] = self.f.reactor.callLater(delay, self._expire, pub, why)
+                self._expiry[pub.pub_id] = call_at_wall(self.f.reactor, end, self._expire, pub, why)
 
     def _arm_sub_expiry(self, valid_until: int | None) -> None:
         """One timer per link: a later xsub replaces the subscription and its timer."""
@@ -604,9 +604,8 @@ class BrokerProtocol(Protocol):
             self._sub_expiry.cancel()
         self._sub_expiry = None
         if valid_until is not None:
-            delay = max(0.0, valid_until - self.f.reactor.seconds())
-            self._sub_expiry = self.f.reactor.callLater(
-                delay, self._subscription_expired, valid_until
+            self._sub_expiry = call_at_wall(
+                self.f.reactor, valid_until, self._subscription_expired, valid_until
             )
 
     def _subscription_expired(self, valid_until: int) -> None:

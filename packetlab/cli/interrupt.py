@@ -188,6 +188,9 @@ def run_reactor(
         Deferred.fromCoroutine(body())
 
     reactor.callWhenRunning(started)
+    from packetlab import clockstep
+
+    clockstep.install(reactor)  # a stepped wall clock: the timers keep their delays
     try:
         reactor.run()
     except KeyboardInterrupt:  # before our handler was installed

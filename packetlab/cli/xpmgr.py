@@ -195,6 +195,9 @@ def _serve(args: argparse.Namespace, cfg: Any, results_path: str) -> int:
     code = [1]
 
     async def main(reactor: Any) -> None:
+        from packetlab import clockstep
+
+        clockstep.install(reactor)  # a stepped wall clock: the timers keep their delays
         try:
             manager = Manager(
                 reactor,

@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_check(argv[1:]))
 
     async def entry(reactor: Any) -> None:
+        from packetlab import clockstep
+
+        clockstep.install(reactor)  # a stepped wall clock: the timers keep their delays
         try:
             code = await _main(reactor, argv[0], argv[1:])
         except SystemExit as e:  # argparse's usage error (2) in the mlet: its status

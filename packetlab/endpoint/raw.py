@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.clockstep import mark_wall
 from packetlab.endpoint.bpf import (
     CaptureSocket,
     FilterRejected,
@@ -198,9 +199,9 @@ class RawIO:
         assert self._endtime is not None
         delay = (self._endtime - self._clock()) / 1e9
         if delay > _MAX_TIMER_S:
-            self._stop_call = self._reactor.callLater(_MAX_TIMER_S, self._arm_stop)
+            self._stop_call = mark_wall(self._reactor.callLater(_MAX_TIMER_S, self._arm_stop))
         else:
-            self._stop_call = self._reactor.callLater(max(delay, 0.0), self._stop)
+            self._stop_call = mark_wall(self._reactor.callLater(max(delay, 0.0), self._stop))
 
     def _cancel_stop(self) -> None:
         if self._stop_call is not None:

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import mark_wall
 from packetlab.endpoint.pool import Action, Experiment, ExperimentPool, PoolError, shown
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.service import (
@@ -119,7 +120,7 @@ class ExperimentRunner:
         self._wakeup = None
         nxt = self.pool.next_wakeup(now)
         if nxt is not None:
-            self._wakeup = self.reactor.callLater((nxt - now) / 1e9, self.kick)
+            self._wakeup = mark_wall(self.reactor.callLater((nxt - now) / 1e9, self.kick))
 
     def _start(self, exp: Experiment) -> None:
         try:

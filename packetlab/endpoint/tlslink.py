@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from packetlab.clockstep import mark_wall
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.limits import LimitsGate, SessionRefused, admit
 from packetlab.ppks import Accounting, PktlabHome, read_public_key
@@ -133,7 +134,7 @@ class TLSLink:
         not_after, text = self.expires
         delay = not_after + 1 - time.time()
         if 0 < delay <= 30 * 86400:
-            reactor.callLater(delay, log.error, "{text}", text=text)
+            mark_wall(reactor.callLater(delay, log.error, "{text}", text=text))
 
     def endpoint(self, reactor: object, address: object) -> IStreamClientEndpoint:
         from packetlab.endpoint.service import ControllerAddress, PlaintextLink
@@ -213,7 +214,9 @@ class Admission:
                 stop()
                 expire("max_exp_period used up")
 
-        end = reactor.callLater(max(0.0, (gate.end_ns - self.clock()) / 1e9), expire, "end")
+        end = mark_wall(
+            reactor.callLater(max(0.0, (gate.end_ns - self.clock()) / 1e9), expire, "end")
+        )
         loop = LoopingCall(tick)
         loop.clock = reactor
         loop.start(RUNTIME_TICK, now=False)

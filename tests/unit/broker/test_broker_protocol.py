@@ -17,6 +17,7 @@ from packetlab.broker.protocol import IDLE_TIMEOUT, MAX_FRAME, BrokerFactory, Br
 from packetlab.broker.registry import Registry
 from packetlab.broker.session import Role
 from packetlab.broker.throttle import Throttle
+from packetlab.clockstep import is_wall
 from packetlab.wire import Framer, Result, Xcert, Xnotify, Xpub, Xsub, encode
 from packetlab.wire.messages import Message
 
@@ -560,6 +561,7 @@ def test_a_subscription_ends_when_its_certificate_chain_expires() -> None:
     now = int(time.time())  # the chain is valid on the clock and on the wall clock
     w.clock.advance(now)
     sp, st = _expiring_subscriber(w, now + 100)
+    assert is_wall(sp._sub_expiry)  # on its wall moment across a clock step (clockstep)
     pp, _ = w.connect(Role.PUBLISH)
     pp.dataReceived(encode(Xpub([b"public"], ZERO, b"controller_addr=h1;")))
     assert frames(st) == [Xnotify(b"public", b"controller_addr=h1;")]
@@ -614,6 +616,8 @@ def test_a_publication_ends_when_its_experiment_chain_expires() -> None:
     later = b"pub_end=%d;" % ((now + 50) * 10**9) + XD
     pp.dataReceived(chain + encode(xpub) + chain + encode(Xpub(xpub.chlist, xpub.eopkey, later)))
     assert frames(pt) == [Result(0)] * 6 and len(w.registry.publications) == 2
+    # both on their wall moment across a clock step (packetlab.clockstep)
+    assert [is_wall(t) for t in pp._expiry.values()] == [True, True]
     with captured_events() as events:
         w.clock.advance(50.1)
         assert [p.xdescr for p in w.registry.publications.values()] == [XD]

@@ -273,3 +273,30 @@ def test_a_broker_sending_refused_xdescrs_floods_no_log() -> None:
     seen = events.lines()
     assert len(seen) == 21, len(seen)
     assert seen[-1].endswith("[4980 not logged before this one]"), seen[-1]
+
+
+def test_a_yielded_experiments_wakeup_is_on_its_wall_moment() -> None:
+    """The resume hint is an endpoint (wall) time: across a clock step its timer stays
+    on that moment (packetlab.clockstep), not on the delay it was armed with."""
+    from typing import Any
+
+    from twisted.internet.task import Clock
+
+    from packetlab.clockstep import is_wall
+    from packetlab.endpoint.runner import ExperimentRunner
+
+    def unused(*_: Any) -> Any:
+        raise AssertionError("not started before its hint")
+
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    pool = ExperimentPool()
+    exp = pool.add(xd(1))
+    assert exp is not None
+    exp.not_before_ns = 1_800_000_005 * 10**9
+    runner = ExperimentRunner(
+        clock, pool, unused, unused, clock_ns=lambda: int(clock.seconds() * 10**9)
+    )
+    runner.kick()
+    [wakeup] = clock.getDelayedCalls()
+    assert wakeup.getTime() == 1_800_000_005 and is_wall(wakeup)

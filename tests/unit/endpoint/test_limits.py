@@ -10,12 +10,13 @@ from testkit.clock import FakeClock
 from testkit.logs import captured_events
 from twisted.python import usage
 
+from packetlab.clockstep import is_wall
 from packetlab.endpoint.checks import NDATA_DELIVER, NDATA_DROP_COUNTED, SessionRefused
 from packetlab.endpoint.config import ConfigError, EndpointConfig, load_config, parse_config
 from packetlab.endpoint.limits import QUOTA_CHUNK, BurstWindow, LimitsGate, admit
 from packetlab.endpoint.sockets import Skt
 from packetlab.endpoint.tap import Options
-from packetlab.endpoint.tlslink import TLSLink, open_accounting
+from packetlab.endpoint.tlslink import Admission, TLSLink, open_accounting
 from packetlab.ppks import (
     Accounting,
     BurstRate,
@@ -319,6 +320,8 @@ def test_an_expired_or_expiring_chain_of_ours_is_said_at_start(tmp_path: Path) -
         clock = Clock()
         clock.advance(time.time())
         link.watch_expiry(clock)
+        [expiry] = clock.getDelayedCalls()
+        assert is_wall(expiry)  # on its wall moment across a clock step (clockstep)
         clock.advance(7201)  # ... and one line when it expires
     warned = seen.where(level=(LogLevel.warn, LogLevel.error))
     said = [str(e.get("warning") or e.get("text")) for e in warned]
@@ -533,3 +536,23 @@ def test_after_the_database_recovers_a_limit_refusal_is_the_limit_s(tmp_path: Pa
     assert not [line for line in lines if "could not all be recorded" in line], lines
     warned = seen.lines(level=LogLevel.warn)
     assert any("1 request(s) refused" in w and "recorded again" in w for w in warned), lines
+
+
+def test_the_experiment_end_timer_is_on_its_wall_moment() -> None:
+    """gate.end_ns is an endpoint (wall) time: across a clock step the timer that ends
+    the session stays on it (packetlab.clockstep); the runtime tick keeps its period."""
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    clock.advance(NOW)
+    gate = SimpleNamespace(end_ns=(NOW + 30) * NS, charge_runtime=lambda: True)
+    proto = SimpleNamespace(done=Deferred(), end_session=lambda *a, **k: None)
+    admission = Admission(None, lambda: int(clock.seconds() * NS))
+    admission.watch(gate, proto, clock)  # type: ignore[arg-type]
+    [end] = [c for c in clock.getDelayedCalls() if c.getTime() == NOW + 30]
+    assert is_wall(end)
+    assert [is_wall(c) for c in clock.getDelayedCalls() if c is not end] == [False]
+    proto.done.callback(None)

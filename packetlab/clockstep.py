@@ -1,0 +1,149 @@
+"""Keep the reactor's timers on their delays when the wall clock is stepped.
+
+Twisted's reactor schedules `callLater(d, f)` at `time.time() + d`: a wall clock stepped
+back 60 s (NTP/chrony's `makestep` on a host that booted with a wrong clock) held every
+timer 60 s more (an endpoint reconnecting once a second made no attempt for 61 s,
+session 35), and a step forward fired at once every timer due within it. The reactor's
+clock stays the wall clock (its callers compare it with certificate ends, `pub_end`,
+endpoint timestamps); instead, at each reactor turn:
+
+* `StepWatch` (sans-IO) compares how far the wall clock moved with how far the monotonic
+  clock did since the previous turn: the difference is a step;
+* `install` hooks a reactor's `runUntilCurrent` and shifts every pending `DelayedCall`
+  by a step (and a `LoopingCall`'s start, so its phase is kept), so a `callLater(d)`
+  fires d seconds of elapsed time after it was made, whatever the wall clock did;
+* `call_at_wall` (or `mark_wall` on a `callLater`) is a timer for a WALL moment (a
+  certificate's end, a publication's `pub_end`): it is left out of the shift, so it
+  fires at its wall moment (at once when a step forward passed it, later when a step
+  back put it further away).
+
+A step that lands between a turn's check and a `callLater` made in that turn's I/O
+callbacks shifts that one call wrongly (by at most the step, once): the window is one
+turn, and nothing finer can tell when the step came.
+
+Relies on `ReactorBase._pendingTimedCalls` / `_newTimedCalls` (the heap and the calls
+not yet in it), `DelayedCall.time` and `LoopingCall.starttime` / `_realLastTime`;
+`tests/unit/test_clockstep.py::test_pinned_twisted_timer_internals` pins them, so a
+Twisted release that changes them fails that test instead of silently stalling timers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.base import DelayedCall
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+__all__ = [
+    "STEP_TOLERANCE",
+    "StepWatch",
+    "call_at_wall",
+    "install",
+    "is_wall",
+    "mark_wall",
+    "shift_timers",
+]
+
+log = Logger()
+_C = TypeVar("_C")
+
+#: a jump of the wall clock against the monotonic one below this is not a step. Both
+#: clocks slew together (CLOCK_MONOTONIC follows adjtime's frequency corrections), so
+#: slewing adds nothing; what remains is the time between the two reads of a turn (a
+#: few µs, tens of ms when preempted at load 15). 0.5 s is ten times that worst case and
+#: below what chrony/ntpd step (`makestep 1 3`: 1 s and more).
+STEP_TOLERANCE = 0.5
+
+# timers for a wall moment (`call_at_wall`): not shifted
+_WALL: weakref.WeakSet[DelayedCall] = weakref.WeakSet()
+
+
+class StepWatch:
+    """By how much the `wall` clock jumped against the `monotonic` one since the last
+    `step()` (0.0 below `tolerance`)."""
+
+    def __init__(
+        self,
+        wall: Callable[[], float],
+        monotonic: Callable[[], float] = time.monotonic,
+        tolerance: float = STEP_TOLERANCE,
+    ) -> None:
+        self._wall, self._monotonic, self.tolerance = wall, monotonic, tolerance
+        self._last = (wall(), monotonic())
+
+    def step(self) -> float:
+        wall, mono = self._wall(), self._monotonic()
+        jump = (wall - self._last[0]) - (mono - self._last[1])
+        self._last = (wall, mono)
+        return jump if abs(jump) >= self.tolerance else 0.0
+
+
+def shift_timers(reactor: Any, jump: float) -> int:
+    """Move `reactor`'s pending timers (but `call_at_wall`'s) by `jump` seconds of wall
+    time; the number of live timers moved."""
+    moved = 0
+    for call in (*reactor._pendingTimedCalls, *reactor._newTimedCalls):
+        if call in _WALL:
+            continue
+        call.time += jump
+        if call.cancelled or call.called:
+            continue
+        moved += 1
+        looping = call.func
+        if isinstance(looping, LoopingCall):  # its next turns count from its start
+            if looping.starttime is not None:
+                looping.starttime += jump
+            if looping._realLastTime is not None:
+                looping._realLastTime += jump
+    heapq.heapify(reactor._pendingTimedCalls)  # wall timers kept: the order may change
+    return moved
+
+
+def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
+    """From now on, `reactor`'s timers keep their delays across a wall-clock step (once
+    per reactor; a reactor without Twisted's timer heap, e.g. a test's fake, is left)."""
+    if getattr(reactor, "_packetlab_clockstep", False) or not hasattr(
+        reactor, "_pendingTimedCalls"
+    ):
+        return
+    watch = StepWatch(reactor.seconds, monotonic)
+    run = reactor.runUntilCurrent
+
+    def runUntilCurrent() -> None:
+        jump = watch.step()
+        if jump:
+            moved = shift_timers(reactor, jump)
+            log.info(
+                "wall clock stepped {way} {size:.1f} s: {moved} timer(s) kept on their delays",
+                way="forward" if jump > 0 else "back",
+                size=abs(jump),
+                moved=moved,
+            )
+        run()
+
+    reactor.runUntilCurrent = runUntilCurrent
+    reactor._packetlab_clockstep = True
+
+
+def call_at_wall(clock: Any, when: float, f: Callable[..., object], *args: Any) -> Any:
+    """`clock.callLater` for the wall moment `when` (seconds since the epoch, as
+    `clock.seconds()`): at once if it has passed; kept on that moment across a step."""
+    return mark_wall(clock.callLater(max(0.0, when - clock.seconds()), f, *args))
+
+
+def mark_wall(call: _C) -> _C:
+    """`call` (a `callLater` whose delay was reckoned to a wall moment, e.g. an endpoint
+    time in ns) is left out of the shift: it stays on its wall moment across a step."""
+    if isinstance(call, DelayedCall):
+        _WALL.add(call)
+    return call
+
+
+def is_wall(call: object) -> bool:
+    """Whether `call` was marked as a wall timer (for tests)."""
+    return isinstance(call, DelayedCall) and call in _WALL
