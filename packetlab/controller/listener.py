@@ -340,6 +340,7 @@ def _passing(action: Callable[[], object]) -> Callable[[Any], Any]:
 def _forget_frames(failure: Failure) -> None:
     """Drop the frames `failure` holds, and those of the exceptions chained to it (the log
     event that carried it may be kept too: Twisted buffers events until logging starts)."""
+    _ = failure.frames  # the text of its frames, now: Failure computes them lazily from tb
     failure.cleanFailure()  # (its frames kept as text, for printing)
     failure.tb = None  # (pytest-twisted makes cleanFailure a no-op)
     seen: set[int] = set()

@@ -539,3 +539,29 @@ def test_an_endpoint_gone_under_the_experiment_is_one_line_not_a_traceback() -> 
     assert not [e for e in events if e.get("log_failure")]
     (line,) = events.where(fmt="ended with its session")
     assert "the endpoint closed the connection with 1 request unanswered" in str(line["error"])
+
+
+def test_forgotten_frames_keep_their_text_when_clean_failure_does_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pytest-twisted makes Failure.cleanFailure a no-op; Failure computes its frames from
+    # tb lazily, so with nothing formatting the failure first (logging begun to a quiet
+    # observer, as `pktlab run` does) the frames came out of tb=None: an empty traceback.
+    # test_a_failed_run_does_not_keep_its_session_alive failed so after any test that
+    # began logging (tests/unit/test_run_reactor_sigterm.py).
+    from twisted.python.failure import Failure
+
+    from packetlab.controller.listener import _forget_frames
+
+    monkeypatch.setattr(Failure, "cleanFailure", lambda self: None)
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    try:
+        boom()
+    except RuntimeError:
+        failure = Failure()
+    _forget_frames(failure)
+    assert failure.tb is None and failure.value.__traceback__ is None
+    assert "in boom" in failure.getTraceback()
