@@ -251,3 +251,29 @@ def test_the_manager_refuses_an_endpoint_chain_out_of_time_at_each_position(
         assert why in new and "refused" in new, (sub, dp, dt, new)
     assert _endpoint_tls(port, w.chain(), w.key_path) == "setup"
     assert "Traceback" not in manager.text()
+
+
+def test_certificates_past_an_agent_leaf_are_not_its_chain_whatever_their_dates(
+    home: PktlabHome, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """P §4.4: AGENT mode is `agent x1 (must end)`, so a TLS client's agent leaf has no
+    parent: an expired or not-yet-valid certificate sent after it (even its signer's)
+    is not looked at, as in the reference. Checked on both ports (the leaf's own dates
+    are: test_ppks_hostile_daemons, and by hand here: `expired: cert #0`)."""
+    now = int(time.time())
+    signer, me = generate_private_key(), generate_private_key()
+    key_path = tmp_path / "agent36.key"
+    write_key_pair(key_path, me)
+    for i, (nb, na) in enumerate(((0, now - 60), (now + 3600, FOREVER))):
+        chain = tmp_path / f"agent36-{i}.chain"
+        leaf = issue_certificate("agent", signer, me, 0, FOREVER)
+        extra = issue_certificate("agent", signer, signer, nb, na)
+        chain.write_bytes(leaf.to_pem() + extra.to_pem())
+        c = RawClient(broker.sub_port, chain, key_path)
+        c.send(wire.Xsub([b"public36"], bytes(32), b""), split=False)
+        assert c.recv() == wire.Result(0), i
+        c.close()
+        p = RawClient(broker.pub_port, chain, key_path)
+        p.send(wire.Xpub([b"public36"], bytes(32), f"controller_addr=h;sni_key=ag{i};".encode()))
+        assert p.recv() == wire.Result(0), i
+        p.close()
