@@ -14,7 +14,8 @@
 * A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
   subscriber or publisher then idles as long as it likes (the reference sends nothing),
   but a frame it begins must be whole within the same time (a slow loris after its
-  xsub/xpub held its link and bytes for ever): the reference sends each frame at once.
+  xsub/xpub held its link and bytes for ever); a reference client sends the pieces of a
+  frame within milliseconds.
 * A subscription proven by a certificate chain lasts as long as the chain: when its
   first certificate expires the subscription ends and the link is closed (one timer per
   link, on the injected clock). The subscriber reconnects, sends its chain again and
@@ -525,7 +526,8 @@ class BrokerProtocol(Protocol):
     def _watch_frame(self) -> None:
         """After its first xsub/xpub (the idle deadline gone) a link may idle for ever,
         but a frame it has begun must be whole within `idle_timeout` of our seeing it cut
-        (the reference writes each frame at once): else `_frame_stalled` closes it."""
+        (a reference client sends a frame's pieces within ms): else `_frame_stalled`
+        closes it."""
         if self._closing or self._idle is not None or self._stall is not None:
             return
         cut = self.framer.partial

@@ -1,8 +1,8 @@
 """A frame begun after the link's xsub/xpub must be whole within IdleTimeout (session 36,
 spec36): a slow loris that subscribed (public channels need no proof) or published and
 then sent part of a frame held its link, and the bytes, for ever, with no line. The
-reference endpoint sends nothing after its xsub and pktxpmgr writes each frame at once
-(BROKER-PROXY-OBSERVED.md §1.2, §3.2), so none of theirs is ever cut for long."""
+reference endpoint sends nothing after its xsub and pktxpmgr the pieces of a frame within
+~43 ms (BROKER-PROXY-OBSERVED.md §1.2, §3.2), so none of theirs is ever cut for long."""
 
 from __future__ import annotations
 
