@@ -50,10 +50,10 @@ def test_links_stalled_in_a_frame_after_subscribing_or_publishing_are_closed(
 ) -> None:
     mark = len(broker.output())
     sub = Identity(home, broker.workdir, "stall-sub").subscribe(broker.sub_port)
+    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:9;sni_key=stall36;")
+    assert isinstance(sub.recv(), wire.Xnotify)  # subscribed and published
     xcert = wire.encode(wire.Xcert(home.certificate("pubcmd_exper_xc").der))
     sub.sock.sendall(xcert[:10])  # a header and 6 bytes of body, then nothing
-    pub = publish_raw(home, broker, b"controller_addr=127.0.0.1:9;sni_key=stall36;")
-    assert isinstance(sub.recv(), wire.Xnotify)  # subscribed, and the stall not yet due
     pub.sock.sendall(xcert[:3])  # 3 of the 4 header bytes
     t0 = time.monotonic()
     assert sub.closed_by_peer(IDLE + 10) and pub.closed_by_peer(IDLE + 10)
