@@ -19,7 +19,8 @@ class PortCounters:
     refused: Counter[str] = field(default_factory=Counter)  # error answers, by status name
     # links the broker closed, by why: idle (no xsub/xpub in time), for_newer (the cap of
     # links without one), unread (a subscriber that does not read), subscription_expired,
-    # aborted (no close_notify or FIN after our close)
+    # aborted (no close_notify or FIN after our close), stalled_frame (a frame begun after
+    # the xsub/xpub and not finished within IdleTimeout)
     closed: Counter[str] = field(default_factory=Counter)
     cut_frames: int = 0  # peers gone in the middle of a frame
     # first xsubs/xpubs refused for their address's share of the links (AddressShare),

@@ -12,7 +12,10 @@
   make us answer (and re-offer) without end. The delivery record is written just before
   the bytes go out (`Registry.claim`).
 * A client that neither subscribes nor publishes within `IDLE_TIMEOUT` is closed; a
-  subscriber or publisher then idles as long as it likes (the reference sends nothing).
+  subscriber or publisher then idles as long as it likes (the reference sends nothing),
+  but a frame it begins must be whole within the same time (a slow loris after its
+  xsub/xpub held its link and bytes for ever); a reference client sends the pieces of a
+  frame within milliseconds.
 * A subscription proven by a certificate chain lasts as long as the chain: when its
   first certificate expires the subscription ends and the link is closed (one timer per
   link, on the injected clock). The subscriber reconnects, sends its chain again and
@@ -81,6 +84,18 @@ _ENDED = {
     "its certificate chain expired": "chain_expired",
     "broker stopping": "broker_stopping",
 }
+
+
+def _frame_name(code: int) -> str:
+    try:
+        return MsgType(code).name.lower()
+    except ValueError:
+        return f"type 0x{code:02x}"
+
+
+def _frame_got(held: int, length: int) -> str:
+    """How much of a cut frame came (`Framer.partial`'s held and length)."""
+    return f"{held} of {length} bytes" if length >= 0 else f"{held} of its 4 header bytes"
 
 
 def _keepalive(transport: Any) -> None:
@@ -300,6 +315,7 @@ class BrokerProtocol(Protocol):
         "_paused",
         "_queue",
         "_reread",
+        "_stall",
         "_sub_expiry",
         "_subscribed",
         "_unread",
@@ -329,6 +345,7 @@ class BrokerProtocol(Protocol):
         self._reread: IDelayedCall | None = None  # _consume again after a resume
         self._expiry: dict[int, IDelayedCall] = {}
         self._sub_expiry: IDelayedCall | None = None  # the subscription's chain ends
+        self._stall: IDelayedCall | None = None  # a frame begun after the xsub/xpub
         self._lean: IDelayedCall | None = None
         self._in_share = False  # counted in the factory's AddressShare (subscribed/published)
         self.peer = "?"
@@ -376,11 +393,12 @@ class BrokerProtocol(Protocol):
         if self._in_share:
             self._in_share = False
             self.f.share.remove(self.peer)
-        timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry)
+        timers = (self._held, self._idle, self._lean, self._reread, self._sub_expiry, self._stall)
         for timer in (*timers, *self._expiry.values()):
             if timer is not None and timer.active():
                 timer.cancel()
         self._held = self._idle = self._lean = self._reread = self._sub_expiry = None
+        self._stall = None
         self._expiry.clear()
         self._queue = None
         if self._abort is not None and self._abort.active():
@@ -413,11 +431,7 @@ class BrokerProtocol(Protocol):
         more = self.f.cut_log.allow()
         if more is None:
             return
-        try:
-            name = MsgType(code).name.lower()
-        except ValueError:
-            name = f"type 0x{code:02x}"
-        got = f"{held} of {length} bytes" if length >= 0 else f"{held} of its 4 header bytes"
+        name, got = _frame_name(code), _frame_got(held, length)
         self.log.warn(
             "{role} link peer={peer} closed in the middle of a frame ({name}, {got}): "
             "dropped unanswered{more}",
@@ -508,6 +522,50 @@ class BrokerProtocol(Protocol):
             self._consume_items(session)
         finally:
             self._consuming = False
+        self._watch_frame()
+
+    def _watch_frame(self) -> None:
+        """After its first xsub/xpub (the idle deadline gone) a link may idle for ever,
+        but a frame it has begun must be whole within `idle_timeout` of our seeing it cut
+        (a reference client sends a frame's pieces within ms): else `_frame_stalled`
+        closes it."""
+        if self._closing or self._idle is not None or self._stall is not None:
+            return
+        cut = self.framer.partial
+        if cut is not None and not 0 <= cut[2] <= cut[1]:
+            self._stall = self.f.reactor.callLater(
+                self.f.idle_timeout, self._frame_stalled, self.framer.offset
+            )
+
+    def _frame_stalled(self, offset: int) -> None:
+        self._stall = None
+        if self._closing:
+            return
+        cut = self.framer.partial
+        if (
+            self._held is not None  # we were not reading: not the peer's stall
+            or self._unread
+            or cut is None
+            or 0 <= cut[2] <= cut[1]
+            or self.framer.offset != offset  # that frame came whole; this is a later one
+        ):
+            self._watch_frame()
+            return
+        code, held, length = cut
+        self.f.counters.closed["stalled_frame"] += 1
+        more = self.f.cut_log.allow()
+        if more is not None:
+            self.log.warn(
+                "closing {role} link peer={peer}: a frame ({name}, {got}) not finished "
+                "within {t} s{more}",
+                role=self.f.role.value,
+                peer=self.session.peer if self.session else self.peer,
+                name=_frame_name(code),
+                got=_frame_got(held, length),
+                t=f"{self.f.idle_timeout:g}",
+                more=more,
+            )
+        self._close()
 
     def _consume_items(self, session: BrokerSession) -> None:
         try:

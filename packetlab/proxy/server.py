@@ -358,6 +358,23 @@ class _Conn(RelayEnd):
             self.relay_lost(reason)
 
 
+def _what(item: wire.Item) -> str:
+    """A frame for a refusal line: its name, and for a malformed one the rule it broke
+    (an xreg's snikey: 1..63 of [a-z0-9], PROTOCOL.md §4.6)."""
+    if isinstance(item, wire.Malformed):
+        return f"a malformed {_type_name(item.msgtype)}: {item.error.rule} ({item.body[:80]!r})"
+    if isinstance(item, wire.Unknown):
+        return f"an unknown message type 0x{item.msgtype:02x}"
+    return type(item).__name__
+
+
+def _type_name(code: int) -> str:
+    try:
+        return wire.MsgType(code).name.lower()
+    except ValueError:
+        return f"type 0x{code:02x}"
+
+
 def _sni_text(sni: str | None) -> str:
     """An endpoint's SNI for a log line: quoted, and cut after 64 characters (a snikey
     has at most 63; the SNI may fill the whole --hello-cap)."""
@@ -505,9 +522,12 @@ class SetupProtocol(_Conn):
         except wire.WireError as e:
             self.refuse("bad_frame", f"bad frame: {e}")
             return b""
+        if len(items) > 1 and self.state == "tls":  # (one at a time: it was never read)
+            self.refuse("bad_message", f"expected one xreg, got {len(items)} messages at once")
+            return b""
         for item in items:
             if self.state != "tls" or not isinstance(item, wire.Xreg):
-                what = type(item).__name__ if self.state == "tls" else "a second message"
+                what = _what(item) if self.state == "tls" else f"a second message ({_what(item)})"
                 self.refuse("bad_message", f"expected one xreg, got {what}")
                 return b""
             snikey = item.snikey.decode("ascii")

@@ -294,8 +294,8 @@ def test_bad_xreg_is_refused_with_its_reason(proxy: ProxyProc) -> None:
             s.sendall(tls.send(frame))
         except OSError:
             pass
-        # A bad frame closes at once; a good-looking xreg gets its result and waits for
-        # close_notify, which never comes: the setup timeout ends it.
+        # A bad frame closes at once (since session 36 two xregs too: before, the first
+        # got its result and the link waited for the close_notify until the setup timeout).
         closed_by_peer(s, timeout=SETUP_TIMEOUT + 5)
         s.close()
 
@@ -303,7 +303,7 @@ def test_bad_xreg_is_refused_with_its_reason(proxy: ProxyProc) -> None:
     assert closed == n
     proxy.counters(f"registration_failures >= {was + n}")
     text = proxy.text()
-    for why in ("expected one xreg", "bad frame", "registration not done"):
+    for why in ("expected one xreg", "bad frame", "got 2 messages at once"):
         assert why in text, why
     check("bad xreg", proxy, before)
 
@@ -333,6 +333,7 @@ def test_slow_peers_are_cut_off_at_their_deadline(proxy: ProxyProc) -> None:
     doing the TLS handshake a byte per 0.05 s: every one is closed by its timeout (the
     deadline is absolute, so trickling bytes does not extend it)."""
     before = baseline(proxy)
+    was = proxy.counters()["registration_failures"]
     hello = client_hello("trickle")
     tls = TLSHandoff(
         PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
@@ -365,7 +366,12 @@ def test_slow_peers_are_cut_off_at_their_deadline(proxy: ProxyProc) -> None:
         s.close()
     assert not open_, f"{len(open_)} slow peers still open after {took:.1f} s"
     assert took < SETUP_TIMEOUT + 5
-    proxy.wait_log(rf"registration not done in {SETUP_TIMEOUT:g} s")
+    # each counted; logged unless the setup port's 20 lines a minute are spent (the bad
+    # xregs before spend them: until session 36 two xregs in a record waited for this
+    # same timeout, and their lines were the ones this test found)
+    proxy.counters(f"registration_failures >= {was + 50}")
+    text = proxy.text()
+    assert f"registration not done in {SETUP_TIMEOUT:g} s" in text or "not logged, until" in text
     check("slow peers", proxy, before)
 
 

@@ -1114,3 +1114,36 @@ def test_without_a_descriptor_limit_the_share_is_of_backlog_max(
     assert proxy.share.cap(proxy.link_budget) == 1024
     proxy.link_max = 176
     assert proxy.link_budget == 176 and proxy.share.cap(176) == 64
+
+
+@pytest.mark.parametrize(
+    ("frame", "said"),
+    [
+        (b"\x80\x00\x00\x03ABC", "got a malformed xreg: xreg snikey must be 1..63 characters"),
+        (b"\x80\x00\x00\x40" + b"a" * 64, "got a malformed xreg: xreg snikey must be 1..63"),
+        (b"\x80\x00\x00\x00", "got a malformed xreg: xreg snikey must be 1..63"),
+        (b"\x99\x00\x00\x01x", "got an unknown message type 0x99"),
+        (wire.encode(wire.Start()), "expected one xreg, got Start"),
+        (wire.encode(wire.Xreg(b"k1")) * 2, "expected one xreg, got 2 messages at once"),
+    ],
+    ids=["upper-case", "64-chars", "empty", "unknown-type", "start", "xreg-twice"],
+)
+def test_a_frame_that_is_no_good_xreg_is_refused_naming_what_was_wrong(
+    options: PPKSServerOptions, frame: bytes, said: str
+) -> None:
+    """Session 36 (spec36): a malformed xreg was logged as `expected one xreg, got
+    Malformed`, an unknown type as `got Unknown`: the rule it broke (P §4.6's snikey) or
+    the type code is what tells its operator what to fix."""
+    proxy, _ = make_proxy(options)
+    proto = proxy.setup_factory().buildProtocol(None)
+    t = HalfCloseTransport()
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    with captured_events() as seen:
+        proto.dataReceived(step.out + tls.send(frame))
+    lines = seen.lines(fmt="setup {peer}: {text}; closing{more}")
+    assert len(lines) == 1 and said in lines[0], seen.text()
+    assert t.disconnecting and proxy.stats.registration_failures == 1
