@@ -563,5 +563,6 @@ def test_forgotten_frames_keep_their_text_when_clean_failure_does_nothing(
     except RuntimeError:
         failure = Failure()
     _forget_frames(failure)
-    assert failure.tb is None and failure.value.__traceback__ is None
+    assert failure.tb is None and failure.value is not None
+    assert failure.value.__traceback__ is None
     assert "in boom" in failure.getTraceback()
