@@ -101,8 +101,8 @@ class BacklogConnection(Protocol):
                 out += step.out
                 items = list(self.framer.feed(step.data)) if step.data else []
         except HandoffError as e:
-            self.pool.hard_failure = str(e)
             self._fail(f"TLS setup with the proxy failed: {e}")
+            self.pool.tls_failed(str(e))
             return
         except wire.WireError as e:
             self._fail(f"bad answer to xreg: {e}")
@@ -186,6 +186,7 @@ class BacklogPool:
         step_timeout: float = 2.0,
         max_claims: int | None = None,
         on_change: Callable[[], None] = lambda: None,
+        on_tls_failure: Callable[[str], None] = lambda why: None,
     ) -> None:
         self.reactor = reactor
         self.host, self.port = host, port
@@ -197,6 +198,7 @@ class BacklogPool:
         self.step_timeout = step_timeout
         self.max_claims = max_claims
         self.on_change = on_change
+        self.on_tls_failure = on_tls_failure
         self.pending = 0
         self.idle: set[BacklogConnection] = set()
         self.claims = 0
@@ -274,6 +276,12 @@ class BacklogPool:
             delay = min(delay, RECOVER_RETRY_S)
         self._retry = self.reactor.callLater(delay, self.fill)
         return delay
+
+    def tls_failed(self, why: str) -> None:
+        """A backlog's TLS setup with the proxy failed (its certificate refused, the
+        handshake cut): kept as the reason a bootstrap would fail with, and told."""
+        self.hard_failure = why
+        self.on_tls_failure(why)
 
     def established(self, conn: BacklogConnection) -> None:
         self.pending -= 1

@@ -393,6 +393,7 @@ class Manager:
                 step_timeout=cfg.backlog_timeout_ns / 1e9,
                 max_claims=self.attempts,
                 on_change=self._start_publication,  # publish once a backlog is up (§6.3)
+                on_tls_failure=self._proxy_tls_failed,
             )
             self.pools.append(pool)
             pool.start()
@@ -400,6 +401,19 @@ class Manager:
         self._say(f"xpmgr: active mode, backlogs to proxy {self.address}; snikeys {keys}")
         self.reactor.callLater(cfg.bootstrap_timeout_ns / 1e9, self._bootstrap_check)
         return Deferred.fromCoroutine(_nothing())
+
+    def _proxy_tls_failed(self, why: str) -> None:
+        """OBSERVED §4.1: pktxpmgr exits 1 at the first failed TLS setup with the proxy
+        (`FATAL Backlog connection TLS setup failed`, no retry): a proxy certificate it
+        refuses will not change by trying again. This manager retried until
+        BootstrapBacklogTimeout (5 s) and then exited 1. Once a backlog was established,
+        a failure is the pool's to retry (a proxy restarting)."""
+        if self.wrapping_up or any(p.registered for p in self.pools):
+            return
+        self.log.error("backlog connection TLS setup failed: {why}", why=why)
+        self._say(f"xpmgr: FATAL: backlog connection TLS setup with the proxy failed: {why}")
+        self._exit_code = 1
+        self.wrap_up()
 
     def _bootstrap_check(self) -> None:
         if self.wrapping_up or any(p.registered for p in self.pools):

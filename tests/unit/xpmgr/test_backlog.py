@@ -51,6 +51,10 @@ class Pool:
     def established(self, conn: Any) -> None:
         self.calls.append("established")
 
+    def tls_failed(self, why: str) -> None:
+        self.hard_failure = why
+        self.calls.append("tls_failed")
+
     def claimed(self, conn: Any) -> None:
         self.calls.append("claimed")
 
