@@ -19,7 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from packetlab.addrshare import DEFAULT_SHARE
-from packetlab.clockstep import steady
+from packetlab.clockstep import steady, steady_clock
 from packetlab.fdcap import link_budget, nofile_limit
 from packetlab.hostport import host_port
 from packetlab.loglevel import START_STOP
@@ -95,7 +95,7 @@ class BrokerService(service.Service):
         self.registry = registry or Registry(
             max_publications,
             linger=delivery_linger,
-            clock=reactor.seconds,
+            clock=steady_clock(reactor),  # (the linger: a duration)
             max_per_key=max_per_key,
             max_per_address=max_per_address,
         )
