@@ -5,11 +5,13 @@ fakes that step the wall clock (steppedclock's reactor, or a task.Clock stepped 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from ctl_fakes import BASE_NS
 from steppedclock import T0, Clocks, FakeReactor, stepped_world
 from test_traceroute_fakes import R14, TG4, RawRig
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -17,7 +19,9 @@ from twisted.python.failure import Failure
 from packetlab.clockstep import StepWatch, steady, steady_clock
 from packetlab.endpoint.service import CONNECT_GIVE_UP, CONNECT_RETRY, ConnectCycle
 from packetlab.heaptrim import IdleTrim
+from packetlab.measure.http_conn import _sent
 from packetlab.measure.ping import ping
+from packetlab.measure.stream import StreamTimeout
 
 
 @pytest.fixture
@@ -134,3 +138,21 @@ def test_ping_keeps_its_1_s_schedule_when_the_controller_clock_steps_back() -> N
     assert [round(t - start) for t in told] == [0, 1, 2, 3, 4, 5]
     assert steady(rig.clock) - start < 8  # before: 66
     assert [r.rtt_us for r in result.replies] == pytest.approx([1000] * 6, abs=0.01)
+
+
+def test_an_upload_deadline_loop_times_out_on_time_across_a_step_back(
+    world: tuple[Clocks, FakeReactor],
+) -> None:
+    """`http_conn._sent` (curl -m while the server takes nothing): before, the timer fired
+    on time, the loop found the wall clock 60 s short of its deadline and slept 60 s more."""
+    clocks, reactor = world
+    sent: Deferred[Any] = Deferred()
+    done = ensureDeferred(_sent(reactor, sent, steady(reactor) + 2.0))
+    failures: list[Failure] = []
+    done.addErrback(failures.append)
+    reactor.turn(1.0)
+    clocks.step(-60.0)
+    reactor.turn(0.5)
+    assert not failures
+    reactor.turn(0.51)
+    assert [f.type for f in failures] == [StreamTimeout]
