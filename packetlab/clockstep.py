@@ -153,8 +153,10 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
 def steady(clock: Any) -> float:
     """`clock`'s seconds minus the wall-clock steps seen so far (see the module
     docstring): for durations and local schedules, never for a wall moment."""
-    watch = getattr(clock, "_packetlab_clockstep", None)
-    stepped = watch.stepped if isinstance(watch, StepWatch) else 0.0
+    try:  # (not getattr + isinstance: ~60 ns a read over `seconds()`, not ~155; timeit)
+        stepped: float = clock._packetlab_clockstep.stepped
+    except AttributeError:  # no `install`: a test's fake clock
+        stepped = 0.0
     return float(clock.seconds()) - stepped
 
 
