@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from ctl_fakes import BASE_NS
 from steppedclock import T0, Clocks, FakeReactor, stepped_world
+from test_broker_redis_regrace import KEY, _restart, _store, _sweep
 from test_traceroute_fakes import R14, TG4, RawRig
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
+from packetlab.broker.redis_store import REGRACE
 from packetlab.clockstep import StepWatch, steady, steady_clock
 from packetlab.endpoint.service import CONNECT_GIVE_UP, CONNECT_RETRY, ConnectCycle
 from packetlab.heaptrim import IdleTrim
@@ -156,3 +158,17 @@ def test_an_upload_deadline_loop_times_out_on_time_across_a_step_back(
     assert not failures
     reactor.turn(0.51)
     assert [f.type for f in failures] == [StreamTimeout]
+
+
+def test_the_redis_regrace_lasts_its_time_across_a_step_back() -> None:
+    """Another broker's mirror, never put back after a Redis restart, ends once REGRACE
+    has passed. Before: a 60 s step back after the restart held it 60 s more."""
+    store, fake, clock = _store()
+    _restart(store, fake, clock)
+    _step_task_clock(clock, -60.0)
+    clock.advance(REGRACE - 0.5)
+    _sweep(store)
+    assert KEY in store._mirrors
+    clock.advance(1)
+    _sweep(store)
+    assert KEY not in store._mirrors
