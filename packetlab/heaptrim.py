@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from packetlab import lazyimports
+from packetlab.clockstep import steady
 from packetlab.sessioncount import SessionCount
 
 __all__ = [
@@ -340,14 +341,14 @@ class IdleTrim(SessionCount):
     def _closed(self) -> None:
         if self.live or self._pending is not None:
             return
-        wait = max(self.settle, self._last + self.interval - self.clock.seconds())
+        wait = max(self.settle, self._last + self.interval - steady(self.clock))
         self._pending = self.clock.callLater(wait, self._fire)
 
     def _fire(self) -> None:
         self._pending = None
         if self.live:
             return
-        self._last = self.clock.seconds()
+        self._last = steady(self.clock)
         self.trims += 1
         self.trim()
 

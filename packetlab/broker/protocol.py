@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab.addrshare import AddressShare, oldest_of_busiest
-from packetlab.clockstep import call_at_wall
+from packetlab.clockstep import call_at_wall, steady, steady_clock
 from packetlab.hostport import shown_host
 from packetlab.logbudget import LogBudget
 from packetlab.tls import default_pending_max, peer_of
@@ -191,14 +191,14 @@ class BrokerFactory(Factory):
         self.unproven: dict[BrokerProtocol, None] = {}
         # those per source address: the one closed is the oldest of the address holding
         # the most, so a flood from one address closes its own (`oldest_of_busiest`)
-        self.unproven_by = AddressShare(reactor.seconds)
+        self.unproven_by = AddressShare(steady_clock(reactor))
         self.unproven_max = default_pending_max()
         self.evicted = 0
         self._saturated = False
         # refusals a peer causes at will (a full table, a key's or address's share)
-        self.refusal_log = LogBudget(reactor.seconds)
+        self.refusal_log = LogBudget(steady_clock(reactor))
         # links closed by their peer in the middle of a frame (as often as it connects)
-        self.cut_log = LogBudget(reactor.seconds)
+        self.cut_log = LogBudget(steady_clock(reactor))
         self.max_queued = MAX_QUEUED
         self.counters = PortCounters()  # since start (some log lines are budgeted)
         self.stopping = False  # the service closes every link: not the peers' doing
@@ -211,7 +211,7 @@ class BrokerFactory(Factory):
         self.link_max: int | None = None
         # One source address's share of `link_max` (addrshare.py says why and how much):
         # else one stranger's subscriptions took them all and real endpoints were refused.
-        self.share = AddressShare(reactor.seconds)
+        self.share = AddressShare(steady_clock(reactor))
 
     def buildProtocol(self, addr: Any) -> BrokerProtocol:
         return BrokerProtocol(self)
@@ -731,7 +731,7 @@ class BrokerProtocol(Protocol):
     def _hold(self, answer: Answer, *, send: bool = True) -> None:
         """Answer an error (or take a repeated xsub) after the throttle's delay; nothing
         else is read meanwhile."""
-        delay = self.f.throttle.delay(self.who, self.f.reactor.seconds())
+        delay = self.f.throttle.delay(self.who, steady(self.f.reactor))
         self._t.pauseProducing()
         self._held = self.f.reactor.callLater(delay, self._release, answer, send)
         if answer.ok:

@@ -35,6 +35,7 @@ from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
 
+from packetlab.clockstep import steady
 from packetlab.wire.nvlist import parse_nvlist
 
 from .registry import Publication, Registry
@@ -163,9 +164,9 @@ class RedisStore:
                 "publications are shared again",
                 host=self.host,
                 port=self.port,
-                t=self.reactor.seconds() - self._down_since,
+                t=steady(self.reactor) - self._down_since,
             )
-            self._regrace_until = self.reactor.seconds() + REGRACE
+            self._regrace_until = steady(self.reactor) + REGRACE
         self._down_since = None
         self._write_offline_claims()
         # A restarted Redis holds none of our publications: put them back now (the
@@ -178,7 +179,7 @@ class RedisStore:
         at 0x...>")."""
         if self._down_since is not None or self._stopping:
             return
-        self._down_since = self.reactor.seconds()
+        self._down_since = steady(self.reactor)
         reason = why.getErrorMessage() if hasattr(why, "getErrorMessage") else why
         self.log.warn(
             "shared state: lost Redis at {host}:{port} ({why}): until it is back, "
@@ -344,7 +345,7 @@ class RedisStore:
                 await self._mirror(key)
         # Redis away or just back (maybe empty; our command connection can be back before
         # the event link says so): a missing mirror's broker has until then to put it back
-        if self._down_since is not None or self.reactor.seconds() < self._regrace_until:
+        if self._down_since is not None or steady(self.reactor) < self._regrace_until:
             return
         for key in list(self._mirrors):
             if key not in keys:

@@ -19,6 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from packetlab.addrshare import DEFAULT_SHARE
+from packetlab.clockstep import steady, steady_clock
 from packetlab.fdcap import link_budget, nofile_limit
 from packetlab.hostport import host_port
 from packetlab.loglevel import START_STOP
@@ -94,7 +95,7 @@ class BrokerService(service.Service):
         self.registry = registry or Registry(
             max_publications,
             linger=delivery_linger,
-            clock=reactor.seconds,
+            clock=steady_clock(reactor),  # (the linger: a duration)
             max_per_key=max_per_key,
             max_per_address=max_per_address,
         )
@@ -266,7 +267,7 @@ class BrokerService(service.Service):
         proto.transport.loseConnection()
 
     def _refusal_delay(self, host: str) -> float:
-        return self.throttle.delay(host, self.reactor.seconds())
+        return self.throttle.delay(host, steady(self.reactor))
 
     def status(self) -> dict[str, object]:
         out = self.registry.status()

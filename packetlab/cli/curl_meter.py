@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from packetlab.clockstep import steady
+
 __all__ = ["HEADER", "Meter", "Transfer", "max5data", "time2str"]
 
 HEADER = "DL% UL%  Dled  Uled  Xfers  Live Total     Current  Left    Speed\n"
@@ -182,17 +184,17 @@ class Meter:
 def start(reactor: Any, out: TextIO) -> tuple[Meter, Callable[[], None]]:
     """A meter drawn at once (once the transfers added so far started) and every half
     second on `reactor`; the function returned ends it (the final line)."""
-    meter = Meter(out, reactor.seconds())
+    meter = Meter(out, steady(reactor))
     call: list[Any] = [None]
 
     def tick() -> None:
-        meter.draw(reactor.seconds())
+        meter.draw(steady(reactor))
         call[0] = reactor.callLater(EVERY + 0.001, tick)
 
     def stop() -> None:
         if call[0] is not None and call[0].active():
             call[0].cancel()
-        meter.draw(reactor.seconds(), final=True)
+        meter.draw(steady(reactor), final=True)
 
     # the first line once the transfers started (curl: after its first poll)
     call[0] = reactor.callLater(0, tick)

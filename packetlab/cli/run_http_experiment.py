@@ -56,6 +56,7 @@ from packetlab.cli.run_http_writeout import (
     write_out_format,
     write_out_values,
 )
+from packetlab.clockstep import steady
 
 TRUNCATE = "Failed to truncate file"  # curl's (23) when --retry cannot empty the -o file
 
@@ -331,7 +332,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         failing = _Failing(on_body) if args.fail else None
         if failing is not None:  # curl -f: the headers of a status >= 400 out, no body
             on_headers, on_body = _both(failing.headers, on_headers), failing.body
-        retry = Retry(args.retry, args.retry_delay, args.retry_max_time, session.reactor.seconds())
+        retry = Retry(args.retry, args.retry_delay, args.retry_max_time, steady(session.reactor))
         if isinstance(body, bytes) and body is data and offset:  # -C with -d
             body, unopened, failed_upload = _resumed_post(body, offset, unopened)
         elif isinstance(up, Upload) and body is up and args.continue_at is not None:
@@ -464,7 +465,7 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
         code = 22 if failed and result.exitcode == 0 else result.exitcode
         why = transient(code, result.status, result.error, args.retry_connrefused,
                         args.retry_all_errors)  # fmt: skip
-        now = session.reactor.seconds()
+        now = steady(session.reactor)
         wait, text = retry.next(why, retry_after(result.headers, time.time()), now)
         error = result.error
         if error is None and failed:
@@ -487,9 +488,9 @@ def _group(args: argparse.Namespace, emit: Emit, progress: Progress,
                 result.error = f"{TRUNCATE} {sink.written}: {e.strerror or e}"
                 result.exitcode = 23
                 return False
-        end = session.reactor.seconds() + wait
-        while not progress.stopping and session.reactor.seconds() < end:  # Ctrl-C: at once
-            await deferLater(session.reactor, min(0.1, end - session.reactor.seconds()))
+        end = steady(session.reactor) + wait
+        while not progress.stopping and steady(session.reactor) < end:  # Ctrl-C: at once
+            await deferLater(session.reactor, min(0.1, end - steady(session.reactor)))
         return not progress.stopping
 
     return run

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from packetlab import wire
+from packetlab.clockstep import steady
 from packetlab.hostport import client_endpoint, join_host_port
 from packetlab.tls import PPKSClientCreator
 from packetlab.tls.handoff import HandoffError, TLSHandoff
@@ -272,7 +273,7 @@ class BacklogPool:
             return None
         delay = backoff(self.failures)
         since = self.last_working
-        if since is not None and self.reactor.seconds() - since < RECOVER_S:
+        if since is not None and steady(self.reactor) - since < RECOVER_S:
             delay = min(delay, RECOVER_RETRY_S)
         self._retry = self.reactor.callLater(delay, self.fill)
         return delay
@@ -288,7 +289,7 @@ class BacklogPool:
         self.failures = 0
         self.registered += 1
         conn.established = True
-        conn.since = self.last_working = self.reactor.seconds()
+        conn.since = self.last_working = steady(self.reactor)
         if not self.running:
             conn.transport.loseConnection()  # type: ignore[union-attr]
             return
@@ -311,10 +312,10 @@ class BacklogPool:
         if conn.established:
             self.idle.discard(conn)
             if self.running and state == "idle":
-                lived = self.reactor.seconds() - conn.since
+                lived = steady(self.reactor) - conn.since
                 if lived >= self.step_timeout:
                     self.quick_closes = 0
-                    self.last_working = self.reactor.seconds()
+                    self.last_working = steady(self.reactor)
                     self.log.info("idle backlog to {proxy} closed by the proxy", proxy=self.where)
                     self.fill()
                     return

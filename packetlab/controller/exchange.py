@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address, unpack_address
 from packetlab.controller.errors import ConnectFailed, ControllerError
@@ -102,10 +103,10 @@ async def wait_connected(
     est = sock.wait_established()
     watch = _Watch(est, session.reactor)
     clock = session.reactor
-    deadline = clock.seconds() + timeout
+    deadline = steady(clock) + timeout
     try:
         while not watch.done:
-            left = deadline - clock.seconds()
+            left = deadline - steady(clock)
             if left <= 0:
                 raise ConnectFailed(sktid, f"not established within {timeout:g} s", to)
             if await watch.wait(min(poll, left)):
@@ -244,7 +245,7 @@ async def tcp_exchange(
     try:
         est = await wait_connected(session, sktid, timeout=connect_timeout)
         clock = session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         if request:
             q = await session.nsend(sktid, request, ntag=True)
             assert q.ntag is not None
@@ -253,7 +254,7 @@ async def tcp_exchange(
             await session.nctl_fin(sktid)
         total = 0
         while True:
-            note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
+            note = await sock.get(timeout=max(deadline - steady(clock), 0.0))
             if note is None:
                 end = _ended(session, sock.ended)
                 break
@@ -355,9 +356,9 @@ async def udp_exchange(
             ntags.append(q.ntag)
             q.ntag.addCallbacks(_set_time(rec), _set_error(rec))
         clock = session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         while len(out.replies) < want:
-            note = await sock.get(timeout=max(deadline - clock.seconds(), 0.0))
+            note = await sock.get(timeout=max(deadline - steady(clock), 0.0))
             if note is None:
                 out.end = _ended(session, sock.ended)
                 break

@@ -22,6 +22,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady_clock
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.errors import (
     AnswerTimeout,
@@ -138,7 +139,7 @@ class Controller(Generic[T]):
         self._runs: set[Deferred[None]] = set()
         self._running: set[Deferred[Any]] = set()  # the experiments themselves
         # the lines endpoints cause at will, over all sessions (EndpointSession.log_budget)
-        self.log_budget = LogBudget(reactor.seconds)
+        self.log_budget = LogBudget(steady_clock(reactor))
         # the next_outcome() calls waiting, in their order (a cancelled one leaves)
         self._waiters: deque[Deferred[Outcome[T]]] = deque()
 

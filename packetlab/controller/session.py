@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from packetlab import wire
+from packetlab.clockstep import steady
 from packetlab.controller.errors import (
     AnswerTimeout,
     ControllerError,
@@ -339,7 +340,7 @@ class EndpointSession(  # reflex hook: ReflexMethods
 
         d: Deferred[Response] = Deferred()
         if not self._pending:
-            self._watch_since = self.reactor.seconds()  # the wait starts now
+            self._watch_since = steady(self.reactor)  # the wait starts now
             self._watch_seen = self._progress()
             if self._watchdog is None and self.answer_timeout is not None:
                 self._arm_watchdog()

@@ -15,6 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady
 from packetlab.controller._deferred import deferred_api
 from packetlab.controller.addresses import AddressLike, IPAddress, parse_address
 from packetlab.controller.clock import read_time
@@ -317,7 +318,7 @@ async def send_train(
             start = now + lead
         clock = session.reactor
         # ntags are due by the last packet's time; then allow `ntag_timeout` more.
-        deadline = clock.seconds() + (start + (count - 1) * gap - now) / 1e9 + ntag_timeout
+        deadline = steady(clock) + (start + (count - 1) * gap - now) / 1e9 + ntag_timeout
         report = TrainReport(ra, port, gap, [start + i * gap for i in range(count)])
         report.sent = [None] * count
         report.errors = [None] * count
@@ -355,8 +356,8 @@ async def send_train(
             # process, that per-packet work ran in the gaps of the train it measures.
             # An endpoint that is behind but still sending gets its time.
             until = max(deadline, flow.last + ntag_timeout)
-            fired = await _fired_within(flow.below(1), until - clock.seconds(), clock)
-            if not fired and clock.seconds() >= max(deadline, flow.last + ntag_timeout):
+            fired = await _fired_within(flow.below(1), until - steady(clock), clock)
+            if not fired and steady(clock) >= max(deadline, flow.last + ntag_timeout):
                 break
         if flow.failure is not None:
             raise flow.failure
@@ -531,10 +532,10 @@ async def _wind_down(flow: _Flow, session: EndpointSession, offset: int, stop_wa
     endpoint time `offset` ns ahead of ours; the later ones are dropped by the close."""
     clock = session.reactor
     cutoff = session.clock_ns() + offset
-    until = clock.seconds() + stop_wait
+    until = steady(clock) + stop_wait
     intended = flow.report.intended
     while flow.pending and intended[min(flow.pending)] <= cutoff:
-        left = until - clock.seconds()
+        left = until - steady(clock)
         if left <= 0:
             break
         # (polled: one wake-up per ntag would cost the train's own gaps, see above)
@@ -569,7 +570,7 @@ class _Flow:
         self._refusals = 0  # of those
         self.queue_took = 0  # ns to have them all answered
         self.queue_cost: int | None = None  # the same per nsend
-        self.last = clock.seconds()  # when the last ntag (or refusal) came
+        self.last = steady(clock)  # when the last ntag (or refusal) came
         self.pending: dict[int, Deferred[Any]] = {}  # packet -> its nsend, then its ntag
         self.failure: BaseException | None = None
         self.settled = False  # the report is written: later ntags and errors are ignored
@@ -634,7 +635,7 @@ class _Flow:
         self._done(i)
 
     def _done(self, i: int) -> None:
-        self.last = self.clock.seconds()
+        self.last = steady(self.clock)
         self.pending.pop(i, None)
         ready = [d for n, d in self._room if self.waiting < n]
         self._room = [(n, d) for n, d in self._room if self.waiting >= n]

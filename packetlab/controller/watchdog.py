@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from packetlab.clockstep import steady
 from packetlab.controller.errors import AnswerTimeout, ControllerError
 from packetlab.controller.sessiontext import partial_text
 
@@ -68,7 +69,7 @@ class SessionTimers:
 
     def _arm_watchdog(self) -> None:
         assert self.answer_timeout is not None
-        self._watch_armed = self.reactor.seconds()
+        self._watch_armed = steady(self.reactor)
         self._watchdog = self.reactor.callLater(self.answer_timeout / 4, self._watch)
 
     def _watch(self) -> None:
@@ -78,7 +79,7 @@ class SessionTimers:
         self._watchdog = None
         if self._dead or not self._pending or self.answer_timeout is None:
             return
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         # Late by more than a period: the reactor itself was held up (the experiment's own
         # work), so answers may be waiting unread in the socket: that time does not count.
         stalled = now - self._watch_armed > self.answer_timeout / 2

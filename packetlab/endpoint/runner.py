@@ -23,7 +23,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from packetlab.clockstep import mark_wall
+from packetlab.clockstep import mark_wall, steady, steady_clock
 from packetlab.endpoint.pool import Action, Experiment, ExperimentPool, PoolError, shown
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.service import (
@@ -64,7 +64,7 @@ class ExperimentRunner:
         self.finished = 0
         # What a broker sends, refused: as many as it likes (a line each was a log that
         # grew as fast as the broker sent); 20 lines a minute, the rest counted and said.
-        self.refusal_log = LogBudget(reactor.seconds)
+        self.refusal_log = LogBudget(steady_clock(reactor))
 
     # ---------------------------------------------------------------- from the broker
 
@@ -136,7 +136,7 @@ class ExperimentRunner:
             sni=exp.snikey,
             p=exp.priority,
         )
-        self._attempt(exp, address, self.reactor.seconds())
+        self._attempt(exp, address, steady(self.reactor))
 
     def _attempt(self, exp: Experiment, address: ControllerAddress, started: float) -> None:
         if self.stopped:
@@ -161,7 +161,7 @@ class ExperimentRunner:
             self._connecting.pop(exp.seq, None)
             if self.stopped or f.check(defer.CancelledError):
                 return
-            elapsed = self.reactor.seconds() - started
+            elapsed = steady(self.reactor) - started
             if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:
                 self.reactor.callLater(CONNECT_RETRY, self._attempt, exp, address, started)
                 return

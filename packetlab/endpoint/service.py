@@ -36,6 +36,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from packetlab.clockstep import steady
 from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.protocol import ControllerProtocol
 from packetlab.endpoint.session import Session, SessionEnd
@@ -199,7 +200,7 @@ class ConnectCycle:
 
     def attempt_started(self) -> None:
         if self._cycle_start is None:
-            self._cycle_start = self.clock.seconds()
+            self._cycle_start = steady(self.clock)
 
     def attempt_failed(self, failure: Failure) -> Failure:
         self._why = failure.getErrorMessage()
@@ -215,7 +216,7 @@ class ConnectCycle:
             delay, self._after_session = self._after_session, None
             self.log.info("next connection to {addr} in {d:.3f} s", addr=str(self.address), d=delay)
             return delay
-        now = self.clock.seconds()
+        now = steady(self.clock)
         start = self._cycle_start if self._cycle_start is not None else now
         elapsed = now - start
         if elapsed + CONNECT_RETRY < CONNECT_GIVE_UP:

@@ -34,6 +34,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady, steady_clock
 from packetlab.endpoint.config import ConfigError, EndpointConfig
 from packetlab.endpoint.outage import Outage, Say
 from packetlab.endpoint.service import ControllerAddress, PlaintextLink
@@ -164,7 +165,7 @@ class BrokerSubscriber(service.Service):
         self._closed: Deferred[None] | None = None  # fired when the link closed at stop
         self.stopping = False  # stopService called
         # Frames ignored (an empty xnotify): a line each was a log as fast as a broker sent.
-        self.ignored_log = LogBudget(reactor.seconds)
+        self.ignored_log = LogBudget(steady_clock(reactor))
 
     def startService(self) -> None:
         super().startService()
@@ -196,7 +197,7 @@ class BrokerSubscriber(service.Service):
     def subscribed(self) -> None:
         # The backoff and the outage end once this subscription has lasted STABLE s
         # (`_retry`): a broker that drops each one at once stays an outage.
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         self._subscribed_at = now
         self.subscriptions += 1
         back = ""
@@ -245,7 +246,7 @@ class BrokerSubscriber(service.Service):
             self._retry(f"link lost: {reason.getErrorMessage()}")
 
     def _retry(self, why: str) -> None:
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         since, self._subscribed_at = self._subscribed_at, None
         self._cancel_lasting()
         # it lasted: a new outage (also when the clock, the wall's, was stepped back

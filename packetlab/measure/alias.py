@@ -55,6 +55,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -449,16 +450,16 @@ async def _probe_from(
         left_at: list[float] = []
 
         def went(tag: Ntag | Failure) -> Ntag | Failure:  # sent, or never will be
-            left_at.append(reactor.seconds())
+            left_at.append(steady(reactor))
             return tag
 
         last = queued[-1].ntag
         if last is not None:
             last.addBoth(went)
-        planned = reactor.seconds() + max(0.0, (slots[-1][0] - _now_local(session)) / 1e9)
+        planned = steady(reactor) + max(0.0, (slots[-1][0] - _now_local(session)) / 1e9)
         planned += wait
         while len(got) < len(slots):
-            now = reactor.seconds()
+            now = steady(reactor)
             end = max(planned, left_at[0] + wait) if left_at else planned + LATE_S
             if now >= end:
                 break

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 
 from packetlab.afterinput import timeout_after_input
+from packetlab.clockstep import steady
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -158,7 +159,7 @@ async def next_note(
     """The capture socket's next notification, or None once `deadline` (reactor seconds)
     has passed or `stop` was requested. Raises MeasureError when the endpoint closed the
     socket."""
-    left = deadline - cap.session.reactor.seconds()
+    left = deadline - steady(cap.session.reactor)
     if left <= 0 or (stop is not None and stop.requested):
         return None
     got = cap.sock.get(timeout=left)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import dns.message
 
+from packetlab.clockstep import steady
 from packetlab.controller import AddressLike, EndpointSession
 from packetlab.measure.dnsparse import _fill, _stream_reply, _verify
 from packetlab.measure.dnsquery import _render
@@ -49,7 +50,7 @@ class DotClient:
 
         tls = TlsLink(self.ctx, Url("https", self.hostname or server, stream.rport, "/"), stream)
         try:
-            await tls.handshake(stream.session.reactor.seconds() + timeout)
+            await tls.handshake(steady(stream.session.reactor) + timeout)
         except CertificateMismatch as e:
             raise _TlsVerify(_verify_failed(str(e), server, stream.rport)) from None
         except SSL.Error as e:

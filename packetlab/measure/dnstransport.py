@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     AddressLike,
     ControllerError,
@@ -56,7 +57,7 @@ def _recent(session: EndpointSession) -> tuple[SystemInfo, int] | None:
     if got is None:
         return None
     info, then_ns, then = got
-    age = session.reactor.seconds() - then
+    age = steady(session.reactor) - then
     return (info, then_ns + int(age * 1e9)) if 0 <= age < RECENT_FOR else None
 
 
@@ -69,7 +70,7 @@ async def _default_server(session: EndpointSession, family: int | None) -> str:
         time_d.addErrback(lambda _: None)  # (else "Unhandled error in Deferred")
         raise
     try:
-        _RECENT[session] = (info, await time_d, session.reactor.seconds())
+        _RECENT[session] = (info, await time_d, steady(session.reactor))
     except ControllerError:
         pass
     servers = [str(a) for a in info.dns4 if family in (None, 4)]
@@ -156,7 +157,7 @@ async def _watch_for(
     while isinstance(known, Deferred):  # another query is opening it: that one, then
         await _after(known)
         known = mine.get(key)
-    now = session.reactor.seconds()
+    now = steady(session.reactor)
     if isinstance(known, str) or (known is not None and known.usable(now, needed)):
         return known
     if known is not None:  # expired: its successor first, then it goes
@@ -223,7 +224,7 @@ class _Inbox:
 
     async def next(self, deadline: float) -> tuple[str, Any] | None:
         while not self.items:
-            if deadline <= self.reactor.seconds():
+            if deadline <= steady(self.reactor):
                 return None
             await self.waker.sleep(deadline)
         kind, note = self.items.popleft()
@@ -338,7 +339,7 @@ async def _over_udp(
             queued = await session.nsend(sktid, wire, to=(server, result.port), ntag=True)
             if queued.ntag is not None:
                 queued.ntag.addCallbacks(_stamp(sent, attempt), lambda f: None)
-            deadline = reactor.seconds() + timeout
+            deadline = steady(reactor) + timeout
             while (got := await inbox.next(deadline)) is not None:
                 kind, note = got
                 if kind == "udp" and not _from_server(note, server, result.port):

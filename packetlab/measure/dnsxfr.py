@@ -35,6 +35,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     AddressLike,
     ControllerError,
@@ -423,7 +424,7 @@ async def _attempt(
         result.error_kind = "refused" if "refused" in text else "tcp"
         return
     clock = session.reactor
-    deadline = clock.seconds() + max_seconds
+    deadline = steady(clock) + max_seconds
     state = XfrState(result.serial)
     frames = Frames()
     warn_id = True
@@ -432,9 +433,9 @@ async def _attempt(
         assert ntag is not None
         sent_at: list[int] = []
         ntag.addCallbacks(lambda t: sent_at.append(t.time), lambda f: None)
-        idle = clock.seconds() + timeout  # dig's wait: +time after the last message
+        idle = steady(clock) + timeout  # dig's wait: +time after the last message
         while True:
-            now = clock.seconds()
+            now = steady(clock)
             if stop is not None and stop():
                 result.error = (f"interrupted after {len(result.answers)} records: the "
                                 "transfer is incomplete")  # fmt: skip
@@ -467,7 +468,7 @@ async def _attempt(
                 )
                 result.error_kind = "eof"
                 return
-            idle = clock.seconds() + timeout
+            idle = steady(clock) + timeout
             for message in frames.feed(chunk.data):
                 done = _take(result, query, message, state, budget, warn_id, verifier)
                 if result.parts and result.parts[-1].get("notes"):

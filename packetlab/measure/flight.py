@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from packetlab.afterinput import AfterInput
+from packetlab.clockstep import steady
 from packetlab.controller import StopSignal
 
 __all__ = ["GRACE_S", "Waker"]
@@ -43,7 +44,7 @@ class Waker:
         timer = (
             None
             if until is None
-            else AfterInput(self.reactor, until - self.reactor.seconds(), self.poke)
+            else AfterInput(self.reactor, until - steady(self.reactor), self.poke)
         )
         # (a listener, not `when_requested()`: cancelling that Deferred at every wake-up
         # built a Failure each time, ~5 % of `run ping -f`'s CPU)

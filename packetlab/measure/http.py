@@ -36,6 +36,7 @@ import h11
 from OpenSSL import SSL
 from twisted.internet.task import deferLater
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     AddressLike,
     ControllerError,
@@ -734,7 +735,7 @@ async def _connect(
     the lookup, the TCP connect and the TLS handshake."""
     session, u = route.session, hop.url
     clock = session.reactor
-    began = clock.seconds()
+    began = steady(clock)
     if not route.sink.until:  # curl -m: from the transfer's start, its lookup and connect in
         route.sink.until.append(began + route.timeout)
         route.sink.timed_from.append(hop)
@@ -752,9 +753,9 @@ async def _connect(
                                         until)  # fmt: skip
         except _Unresolved as e:
             hop.error, hop.exitcode = str(e), e.exitcode
-            took = (clock.seconds() - began) * 1000
+            resolving = (steady(clock) - began) * 1000
             hop.said = (f"Could not resolve host: {host}" if e.exitcode == 6 else
-                        f"Resolving timed out after {took:.0f} milliseconds")  # fmt: skip
+                        f"Resolving timed out after {resolving:.0f} milliseconds")  # fmt: skip
             if trace is not None:  # curl's words
                 info(trace, hop.said)
                 info(trace, f"Closing connection {number}")
@@ -764,11 +765,11 @@ async def _connect(
     # --resolve HOST:PORT:A1,A2 and a name's addresses: each in turn until one connects,
     # as curl's (a refusal moves on at once; each but the last has half the time left)
     addrs = [parse_address(a) for a in str(connect_to).split(",")]
-    opened = clock.seconds()  # (curl's happy eyeballs timer: -Y/-y checks at its end too)
+    opened = steady(clock)  # (curl's happy eyeballs timer: -Y/-y checks at its end too)
     for n, addr in enumerate(addrs):
         server = f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
         info(trace, f"  Trying {server}...")
-        left = max(until - clock.seconds(), 0.001)
+        left = max(until - steady(clock), 0.001)
         share = left if n == len(addrs) - 1 else left / 2
         # curl's happy eyeballs: the other family is tried HAPPY_EYEBALLS_S after the
         # first one's start (curl keeps the first attempt going beside it; ours gives it up)
@@ -793,7 +794,7 @@ async def _connect(
         err = failed
         hop.error = connect_failure(err, addr, port)
         hop.exitcode = _EXIT_CONNECT
-        ms = int((clock.seconds() - began) * 1000)  # (curl's: since the transfer's start)
+        ms = int((steady(clock) - began) * 1000)  # (curl's: since the transfer's start)
         why = "Couldn't connect to server"
         if "not established within" in str(err):  # curl: (28) Failed to connect ... Timeout
             since = " of the name lookup's start" if looked_up else ""
@@ -854,7 +855,7 @@ async def _paced(route: _Route, hop: _Hop, conn: _Conn, data: Upload | None,
     `until`: when the connection phase (its TLS handshake) must be done; `wake`: when
     a new connection's happy eyeballs timer ends (a -Y/-y check, as curl's)."""
     session = route.session
-    pace = None if not route.rate else Pace(conn.stream, route.rate, session.reactor.seconds())
+    pace = None if not route.rate else Pace(conn.stream, route.rate, steady(session.reactor))
     conn.pace = pace
     if route.speed is not None:  # -Y/-y: from the request's send on, at each read and send
         hop.slow = LowSpeed(*route.speed, lambda: hop.body_len + hop.uploaded,
@@ -910,7 +911,7 @@ async def _over(
     `connect`: (when the connection phase must be done, --connect-timeout): the
     handshake's bound when it comes before -m's."""
     stream = conn.stream
-    now = session.reactor.seconds()
+    now = steady(session.reactor)
     if not sink.until:  # curl -m: the URL's time, its redirects included, not each hop's
         sink.until.append(now + timeout)
     deadline = min(now + timeout, sink.until[0])
@@ -976,7 +977,7 @@ async def _over(
             f"({hop.body_len} body bytes received)"
         )
         hop.exitcode = 28
-        ms = (session.reactor.seconds() - sink.until[0] + timeout) * 1000
+        ms = (steady(session.reactor) - sink.until[0] + timeout) * 1000
         hop.said = timed_out(hop, ms, conn.tls is not None and hop.tls_done is None)
         info(sink.trace, hop.said)
         hop.told = True

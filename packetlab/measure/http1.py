@@ -11,6 +11,7 @@ from typing import Any
 import h11
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -141,7 +142,7 @@ async def _exchange(
         send = True
         if expect:  # curl: wait for the 100 (1 s), or the final answer that stops it
             send = False
-            wait = min(session.reactor.seconds() + sink.expect_wait, deadline)
+            wait = min(steady(session.reactor) + sink.expect_wait, deadline)
             while True:
                 try:
                     event = await next_event(wait)
@@ -267,7 +268,7 @@ async def _upload(hop: _Hop, conn: _Conn, data: Upload, h: h11.Connection, deadl
     clock = conn.stream.session.reactor
     ready = _Ready(clock)
     if hop.slow is not None:  # -Y/-y: from the request's send, at each send the body made
-        hop.slow.check(clock.seconds())
+        hop.slow.check(steady(clock))
     try:
         for piece in data.chunks(ready.notify):
             if not piece:  # the pipe has nothing yet

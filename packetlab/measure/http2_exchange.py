@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -180,13 +181,13 @@ async def _h2_response(
                 what = "without a response" if hop.first is None else "before a complete response"
                 raise StreamError(f"the server {hop.server} closed the connection {what}")
             if hop.slow is not None:  # -Y/-y: this transfer's own check (raises TooSlow)
-                hop.slow.check(clock.seconds())
+                hop.slow.check(steady(clock))
             if conn.reading:  # another stream's exchange reads: wait for it to wake us
-                left = deadline - clock.seconds()
+                left = deadline - steady(clock)
                 if left <= 0:
                     raise StreamTimeout(f"nothing from {conn.server} within the time")
                 if hop.slow is not None:  # (and look again a second after the check)
-                    left = min(left, hop.slow.next_check(clock.seconds()) - clock.seconds())
+                    left = min(left, hop.slow.next_check(steady(clock)) - steady(clock))
                 await _woken(conn, clock, left)
                 continue
             conn.reading = True
@@ -240,7 +241,7 @@ def _h2_later(conn: _Conn, framing: H2Framing, wait: float) -> None:
     clock = conn.stream.session.reactor
     timer = conn.h2_timer
     if timer is not None and timer.active():
-        if timer.getTime() <= clock.seconds() + wait:
+        if timer.getTime() <= clock.seconds() + wait:  # (a timer's time: wall scale)
             return
         timer.cancel()
     conn.h2_timer = clock.callLater(wait, _h2_kick, conn, framing)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, DeferredList
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     AddressLike,
     EndpointSession,
@@ -299,12 +300,12 @@ async def _resolve(
     from packetlab.measure.dns import DnsError, dns_query
 
     clock = session.reactor
-    began = clock.seconds()
+    began = steady(clock)
     qtypes = ["AAAA"] if family == 6 else ["A"] if family == 4 else ["A", "AAAA"]
     why = []
     found: dict[str, list[str]] = {"AAAA": [], "A": []}
     wait = 2.0  # dns_query's, twice
-    left = math.inf if until is None else until - clock.seconds()
+    left = math.inf if until is None else until - steady(clock)
     if left > 0:
         wait = min(wait, left / 2)
         # A and AAAA asked at once, as curl's resolver (getaddrinfo) asks them: the lookup
@@ -328,10 +329,10 @@ async def _resolve(
             why.append(f"{qtype}: {r.error}" if r.error else f"{qtype}: {r.rcode}, no address")
     if found["AAAA"] or found["A"]:
         return ",".join(dict.fromkeys([*found["AAAA"], *found["A"]]))
-    if until is not None and clock.seconds() >= until - 1e-6:  # curl: (28) Resolving timed out
+    if until is not None and steady(clock) >= until - 1e-6:  # curl: (28) Resolving timed out
         raise _Unresolved(
             f"could not resolve host {url.host}: resolving timed out after "
-            f"{(clock.seconds() - began) * 1000:.0f} milliseconds (the connect timeout)",
+            f"{(steady(clock) - began) * 1000:.0f} milliseconds (the connect timeout)",
             28,
         )
     raise _Unresolved(
@@ -354,13 +355,13 @@ async def _read(
     while True:
         until = deadline
         if slow is not None:  # -Y/-y: raises TooSlow
-            slow.check(clock.seconds())
-            until = min(deadline, slow.next_check(clock.seconds()))
+            slow.check(steady(clock))
+            until = min(deadline, slow.next_check(steady(clock)))
         try:
             if conn.pace is not None and conn.h2 is None:
                 chunk = await conn.pace.recv(until)
             else:
-                chunk = await conn.stream.recv(max(until - clock.seconds(), 0.0))
+                chunk = await conn.stream.recv(max(until - steady(clock), 0.0))
             break
         except StreamTimeout:
             if until >= deadline:
@@ -414,7 +415,7 @@ class _Ready:
             await waiter
             self.fired = False
             return
-        left = deadline - self.clock.seconds()
+        left = deadline - steady(self.clock)
         if left <= 0:
             self.waiter = None
             raise StreamTimeout("nothing to upload within the time (the pipe gave nothing)")
@@ -434,7 +435,7 @@ async def _sent(clock: Any, sent: Deferred[Ntag], deadline: float,
     it does not come (TooSlow), as curl checks while its socket takes nothing. The ntag's
     failure is raised; left behind, it is handled."""
     while not sent.called:
-        until = deadline if slow is None else min(deadline, slow.next_check(clock.seconds()))
+        until = deadline if slow is None else min(deadline, slow.next_check(steady(clock)))
         woken: Deferred[None] = Deferred()
 
         def wake(result: Any, woken: Deferred[None] = woken) -> Any:
@@ -443,23 +444,23 @@ async def _sent(clock: Any, sent: Deferred[Ntag], deadline: float,
             return result
 
         sent.addBoth(wake)
-        timer = clock.callLater(max(until - clock.seconds(), 0.0), wake, None)
+        timer = clock.callLater(max(until - steady(clock), 0.0), wake, None)
         await woken
         if timer.active():
             timer.cancel()
         if sent.called:
             break
         try:
-            if clock.seconds() >= deadline:
+            if steady(clock) >= deadline:
                 raise StreamTimeout("upload: the server took nothing more within the time")
             if slow is not None:
-                slow.check(clock.seconds())
+                slow.check(steady(clock))
         except Exception:
             sent.addErrback(lambda _: None)
             raise
     await sent
     if slow is not None:
-        slow.check(clock.seconds())
+        slow.check(steady(clock))
 
 
 class _SendRefused(StreamError):

@@ -22,6 +22,7 @@ from typing import Any
 
 from twisted.internet.task import deferLater
 
+from packetlab.clockstep import steady
 from packetlab.controller import DEFAULT_RBUFSZ, EndpointSession, set_notifmask
 from packetlab.measure.stream import Chunk, StreamTimeout, TcpStream
 from packetlab.wire.constants import NotifMask
@@ -53,11 +54,11 @@ class Pace:
         return self.stream.session
 
     def _ahead(self, count: int) -> float:
-        return count / self.rate - (self.session.reactor.seconds() - self.start)
+        return count / self.rate - (steady(self.session.reactor) - self.start)
 
     async def _sleep(self, seconds: float, deadline: float) -> None:
         clock = self.session.reactor
-        left = min(seconds, deadline - clock.seconds())
+        left = min(seconds, deadline - steady(clock))
         if left > 0:
             await deferLater(clock, left, lambda: None)
 
@@ -80,7 +81,7 @@ class Pace:
     async def recv(self, deadline: float) -> Chunk | None:
         """The next chunk, once the rate lets it come (raises StreamTimeout at `deadline`)."""
         clock = self.session.reactor
-        began = clock.seconds()
+        began = steady(clock)
         await self._sleep(self._ahead(self.received), deadline)
         poll = POLL[0]
         while True:
@@ -90,14 +91,14 @@ class Pace:
                 # next reads are held again
                 self._mask(0)
                 self._mask(HELD)
-            left = deadline - clock.seconds()
+            left = deadline - steady(clock)
             try:
                 chunk = await self.stream.recv(max(min(poll, left), 0.0) if self.engaged else
                                                max(left, 0.0))  # fmt: skip
             except StreamTimeout:
                 if not self.engaged:
                     raise
-                if clock.seconds() >= deadline:
+                if steady(clock) >= deadline:
                     raise StreamTimeout(f"nothing from {s.raddr}:{s.rport} within "
                                         f"{deadline - began:g} s") from None  # fmt: skip
                 poll = min(poll * 2, POLL[1])
@@ -122,17 +123,17 @@ class StreamPace:
 
     def __init__(self, clock: Any, rate: int) -> None:
         self.clock, self.rate = clock, rate
-        self.start = clock.seconds()
+        self.start = steady(clock)
         self.count = 0  # the stream's body bytes so far
 
     def ahead(self) -> float:
         """Seconds until the bytes so far are within the rate (0 or less: now)."""
-        return self.count / self.rate - (self.clock.seconds() - self.start)
+        return self.count / self.rate - (steady(self.clock) - self.start)
 
     async def wait(self, n: int, deadline: float) -> None:
         """Before `n` more bytes are taken: until the bytes so far are within the rate
         (the last chunk goes at (N - n)/rate, as curl's)."""
-        left = min(self.ahead(), deadline - self.clock.seconds())
+        left = min(self.ahead(), deadline - steady(self.clock))
         if left > 0:
             await deferLater(self.clock, left, lambda: None)
         self.count += n

@@ -29,6 +29,8 @@ from typing import Any
 
 from twisted.python import runtime
 
+from packetlab.clockstep import steady
+
 SAMPLES = 6  # curl's CURR_TIME: the speed spans the last 5 of them (about 5 s)
 
 
@@ -49,7 +51,7 @@ def clock_phase(clock: Any) -> float:
     (tests): its whole seconds are the samples'."""
     if getattr(clock, "seconds", None) is not runtime.seconds:
         return 0.0
-    return _time.monotonic() - clock.seconds()
+    return _time.monotonic() - steady(clock)
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.measure.http_url import Url
 from packetlab.measure.stream import (
     Chunk,
@@ -169,7 +170,7 @@ class TlsLink:
                 if fed is not None and self.on_chunk is not None:
                     self.on_chunk(fed)
             self.flush()
-            chunk = await self.stream.recv(max(deadline - clock.seconds(), 0.0))
+            chunk = await self.stream.recv(max(deadline - steady(clock), 0.0))
             if chunk is None:
                 raise HandshakeClosed("the server closed the connection during the TLS handshake")
             self.conn.bio_write(chunk.data)

@@ -25,6 +25,7 @@ from typing import Any
 
 from twisted.internet.task import deferLater
 
+from packetlab.clockstep import steady
 from packetlab.controller import EndpointSession, StopSignal, deferred_api
 from packetlab.measure.capture import (
     as_target,
@@ -541,12 +542,12 @@ async def mda_trace(
                 table.add(p.key, i)
                 d = session.nsend(cap.sktid, p.packet, time=0, ntag=True)
                 d.addCallbacks(_on_ntag(sent, i, failures), lambda f: failures.append(f.value))
-            t0 = reactor.seconds()
+            t0 = steady(reactor)
             deadline = t0 + wait
             stopping = False
             while not failures:
                 pending = [i for i in range(first, len(probes)) if i not in answers]
-                now = reactor.seconds()
+                now = steady(reactor)
                 if not pending or now >= deadline:
                     break
                 rtts = [answers[i][1] - sent[i] for i in answers if i >= first and i in sent]
@@ -555,7 +556,7 @@ async def mda_trace(
                 await waker.sleep(deadline, None if stopping else stop)
                 if stop is not None and stop.requested and not stopping:
                     stopping = True  # the answers in flight: a little longer at most
-                    deadline = min(deadline, reactor.seconds() + GRACE_S)
+                    deadline = min(deadline, steady(reactor) + GRACE_S)
             if failures:
                 raise failures[0]
             if len(probes) - first < len(wants):  # stopped between two probes

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     EndpointSession,
     QueuedSend,
@@ -731,12 +732,12 @@ class _PingRun:
         at_once = count <= self.preload and self.ts_kind is None
         lead = 0.0 if at_once else LEAD_S
         start = await read_time(self.session) + int(lead * 1e9)
-        local_start = self.reactor.seconds() + lead
+        local_start = steady(self.reactor) + lead
         self.clock_pair = (local_start, start)
         if self.deadline is not None and stop is not None:
             self.cutoff_ns = start + int(self.deadline * 1e9)
             self.deadline_call = self.reactor.callLater(
-                max(0.0, local_start + self.deadline - self.reactor.seconds()),
+                max(0.0, local_start + self.deadline - steady(self.reactor)),
                 stop.request,
                 "deadline",
             )
@@ -747,7 +748,7 @@ class _PingRun:
                 if self.enough():
                     return
                 room = self._room()
-                if room is None and self.reactor.seconds() >= due:
+                if room is None and steady(self.reactor) >= due:
                     break
                 await self.waker.sleep(due if room is None else room, stop)
             if self.failure is not None:
@@ -769,7 +770,7 @@ class _PingRun:
             self.table.add(p.key, seq)
             d = self._send(p, 0 if at_once else start + int(at * 1e9))
             self.queued, self.in_flight = seq, self.in_flight + 1
-            leaves = max(self.reactor.seconds(), local_start + at)  # (the first: the lead)
+            leaves = max(steady(self.reactor), local_start + at)  # (the first: the lead)
             self.open[seq] = leaves + self._held(wait)
             if self.hold is not None:
                 self.sent_at[seq] = leaves
@@ -932,7 +933,7 @@ class _PingRun:
     def _room(self) -> float | None:
         """None when another request may go, else when the oldest unanswered one is given
         up on (and makes room)."""
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         if self.hold is not None:
             return self._adaptive_room(now)
         while self.open:
@@ -1018,7 +1019,7 @@ class _PingRun:
         last request's time (`like_ping`: 2 x the largest RTT, if any reply came), or
         briefly once a stop was requested."""
         linger = self._linger(wait, interval) if like_ping else wait
-        since = self.reactor.seconds() + LEAD_S + AHEAD_S  # (the last request's time)
+        since = steady(self.reactor) + LEAD_S + AHEAD_S  # (the last request's time)
         deadline = since + linger
         held_until = since + wait + wait  # a bound on waiting for sends the endpoint holds
         hard_end = held_until + GRACE_S  # ... and on reading the endpoint's clock after it
@@ -1026,7 +1027,7 @@ class _PingRun:
         while True:
             if self.failure is not None:
                 raise self.failure
-            now = self.reactor.seconds()
+            now = steady(self.reactor)
             if like_ping and stopped_at is None:  # (replies that came in the meantime)
                 linger = self._linger(wait, interval)
                 deadline = since + linger

@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from packetlab.clockstep import steady
 from packetlab.controller import ControllerError, EndpointSession, IPAddress
 from packetlab.hostport import is_address
 
@@ -158,7 +159,7 @@ async def sslcert(
     if sni:
         rec["sni"] = sni
     clock = session.reactor
-    deadline = clock.seconds() + timeout
+    deadline = steady(clock) + timeout
     try:
         stream = await TcpStream.connect(session, addr, port, timeout=timeout)
     except StreamError as e:

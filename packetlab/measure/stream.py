@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     DEFAULT_RBUFSZ,
     AddressLike,
@@ -189,9 +190,9 @@ class TcpStream:
             self._buffer.clear()
             return chunk
         clock = self.session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         while not self.eof:
-            left = deadline - clock.seconds()
+            left = deadline - steady(clock)
             if left <= 0:
                 break
             note = await self.sock.get(timeout=left)
@@ -223,12 +224,12 @@ class TcpStream:
         stamp of the chunk that completed them. Raises StreamError on an early EOF,
         StreamTimeout naming the whole `timeout` (and what came) when they are late."""
         clock = self.session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         out = bytearray()
         last = 0
         while len(out) < n:
             try:
-                chunk = await self.recv(max(deadline - clock.seconds(), 0.0))
+                chunk = await self.recv(max(deadline - steady(clock), 0.0))
             except StreamTimeout:
                 if out:  # kept: what came stays for the next read, as when complete
                     self.unread(bytes(out), last)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import ConnectFailed, ControllerError, EndpointSession
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import BUSY, TERMINATED, Iperf3Error, State
@@ -258,9 +259,9 @@ async def closed_by_server(stream: TcpStream, timeout: float = 5.0) -> None:
     """Waits (at most `timeout` s in all: a server may trickle bytes for ever) for the
     server to close the control connection, as iperf3 does after IPERF_DONE."""
     clock = stream.session.reactor
-    deadline = clock.seconds() + timeout
+    deadline = steady(clock) + timeout
     try:
-        while (left := deadline - clock.seconds()) > 0 and await stream.recv(left) is not None:
+        while (left := deadline - steady(clock)) > 0 and await stream.recv(left) is not None:
             pass
     except StreamError:
         pass

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import EndpointSession, set_notifmask
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import State
@@ -87,7 +88,7 @@ class HeldDownload:
     ) -> None:
         session, total = self.session, self.result.bytes
         clock = session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         last = -1
         while True:  # the transfer: the only controller traffic is this poll
             used = await read_u32(session, vmem.skt_addr(sktid, vmem.SKT_RBUFUSED))
@@ -100,7 +101,7 @@ class HeldDownload:
             # So: past N and still for a whole poll, the transfer is (nearly) over.
             if used >= total and used == last:
                 break
-            if clock.seconds() > deadline:
+            if steady(clock) > deadline:
                 raise StreamError(f"only {used} of {total} bytes arrived within {timeout:g} s")
             last = used
             await sleep(session, poll)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from packetlab.clockstep import steady
 from packetlab.controller import read_time
 from packetlab.measure import iperf3
 from packetlab.measure.iperf3 import Iperf3Error
@@ -42,7 +43,7 @@ class Receiving(Streams):
             return
         if flow.direction != "download" or self.counted:
             return
-        self.heard = self.session.reactor.seconds()
+        self.heard = steady(self.session.reactor)
         if not self.t0:  # before the controller read TEST_START: counted once it has
             self.early.append((flow, note))
             return
@@ -102,7 +103,7 @@ class Receiving(Streams):
         limit = self.spec.rcv_timeout
         if limit is None or not self.t0:
             return
-        idle = self.session.reactor.seconds() - max(self.heard, self.idle_from)
+        idle = steady(self.session.reactor) - max(self.heard, self.idle_from)
         if idle <= limit:
             self.idle_seen = False
             return
@@ -114,7 +115,7 @@ class Receiving(Streams):
             return
         # the intervals that passed meanwhile, as iperf3's timer printed them (empty ones
         # too) before its error: up to the endpoint's time now, estimated
-        now = self.t0 + int((self.session.reactor.seconds() - self.idle_from) * 1e9)
+        now = self.t0 + int((steady(self.session.reactor) - self.idle_from) * 1e9)
         if self.intervals is not None and now > self.counted_from:
             for rec in self.intervals.until(now):
                 self._emit(rec)
@@ -132,7 +133,7 @@ class Receiving(Streams):
         data resumed, where native 3.12's timer prints both directions' as they pass)."""
         if not self.t0:
             return
-        here = self.session.reactor.seconds()
+        here = steady(self.session.reactor)
         last = max(self.heard, self.idle_from)
         if self.spec.bidir:
             last = max(last, self.heard_ntag)
@@ -142,7 +143,7 @@ class Receiving(Streams):
 
     def started(self, t0: int) -> None:
         self.t0 = t0
-        self.idle_from = self.session.reactor.seconds()  # --rcv-timeout counts from here
+        self.idle_from = steady(self.session.reactor)  # --rcv-timeout counts from here
         self._begin(t0)
         early, self.early = self.early, []
         for flow, note in early:
@@ -222,10 +223,10 @@ class Receiving(Streams):
         False if asked to stop first."""
         clock = self.session.reactor
         now = await read_time(self.session)
-        here = clock.seconds()
+        here = steady(clock)
         deadline = here + (end - now) / 1e9
         limit = here + timeout
-        while clock.seconds() < deadline:
+        while steady(clock) < deadline:
             if stoppable and self.should_stop is not None and self.should_stop():
                 return False
             if self.failure is not None:  # the control connection closed (watch_control)
@@ -233,11 +234,11 @@ class Receiving(Streams):
             self._check_idle()
             self._clock_intervals()
             if self.progress is not None:
-                done = clock.seconds() - here + (now - self.t0) / 1e9
+                done = steady(clock) - here + (now - self.t0) / 1e9
                 self.progress(self.spec.progress(done))
-            if clock.seconds() > limit:
+            if steady(clock) > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
-            await sleep(self.session, min(0.1, max(0.001, deadline - clock.seconds())))
+            await sleep(self.session, min(0.1, max(0.001, deadline - steady(clock))))
         return True
 
     async def drained(self, quiet: float = QUIET_S, limit: float = 5.0) -> None:
@@ -245,10 +246,10 @@ class Receiving(Streams):
         kernel stamps a packet when it arrives, the endpoint reads it when it can: data in
         by the test's end may still be on its way to the controller."""
         clock = self.session.reactor
-        give_up = clock.seconds() + limit
+        give_up = steady(clock) + limit
         receives = self.spec.direction == "download" or self.spec.bidir
-        while receives and clock.seconds() < give_up:
-            wait = self.heard + quiet - clock.seconds()
+        while receives and steady(clock) < give_up:
+            wait = self.heard + quiet - steady(clock)
             if wait <= 0:
                 break
             await sleep(self.session, wait)

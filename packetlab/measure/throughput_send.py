@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import RequestFailed, SendFailed, read_time
 from packetlab.measure import iperf3
 from packetlab.measure.stream import StreamError
@@ -61,13 +62,13 @@ class Sending(Streams):
         last_word = not spec.bidir  # --bidir: the receiving half's TEST_END ends the test
         rate = spec.rate
         block = spec.block
-        before = clock.seconds()
+        before = steady(clock)
         now = await read_time(session)
-        rtt = clock.seconds() - before
-        base_here = clock.seconds()
+        rtt = steady(clock) - before
+        base_here = steady(clock)
 
         def endpoint_now() -> int:
-            return now + int((clock.seconds() - base_here) * 1e9)
+            return now + int((steady(clock) - base_here) * 1e9)
 
         self.now_ns = endpoint_now
 
@@ -95,7 +96,7 @@ class Sending(Streams):
         # iperf3 fills its send buffer once with random bytes (readentropy) and sends it
         # again and again; zeros here were the one thing a compressing path could tell
         payload = iperf3.repeating_pattern(block) if spec.repeating_payload else os.urandom(block)
-        limit = clock.seconds() + timeout
+        limit = steady(clock) + timeout
         cut_short = False  # Ctrl-C seen here (--bidir: the receiving half may see it first)
         while True:
             if self.failure is not None:
@@ -110,7 +111,7 @@ class Sending(Streams):
                     if rate:
                         # the horizon grows from the first send's lead: a whole horizon
                         # queued at once made the first sends 40 ms late here
-                        ahead = min(max(HORIZON_S, 4 * rtt), lead + clock.seconds() - base_here)
+                        ahead = min(max(HORIZON_S, 4 * rtt), lead + steady(clock) - base_here)
                         if f.next_time > endpoint_now() + int(ahead * 1e9):
                             continue
                         behind = f.next_time <= endpoint_now() or f.lag > BEHIND_NS
@@ -150,12 +151,12 @@ class Sending(Streams):
                 self.end_queued or self.stopped or not schedules_end
             ):  # paced -t: all queued (0.5 s ahead), and TEST_END too once it is near
                 break
-            if clock.seconds() > limit:
+            if steady(clock) > limit:
                 raise StreamError(f"the test did not end within {timeout:g} s")
             if (
                 not spec.bidir
                 and self.t0
-                and clock.seconds() - max(self.heard_ntag, base_here) >= CLOCK_CLOSE_S
+                and steady(clock) - max(self.heard_ntag, base_here) >= CLOCK_CLOSE_S
             ):  # no ntag for a while (a stalled server): the clock's (--bidir: the
                 # receiving half's wait does it, with no ndata nor ntag for as long)
                 self.close_by_clock(endpoint_now() - int(CLOCK_CLOSE_S * 1e9))
@@ -197,10 +198,10 @@ class Sending(Streams):
         # took the CancelledError as the test's failure, and upload() raised that (not a
         # ControllerError: the test's error was `internal error`) instead of this line
         # (session 29's paced-send fuzz target found it, an endpoint at 2 kB/s)
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         for d in list(self.ntags):
             waiting = fork(d)
-            waiting.addTimeout(max(0.0, deadline - clock.seconds()), clock)
+            waiting.addTimeout(max(0.0, deadline - steady(clock)), clock)
             try:
                 await waiting
             except defer.TimeoutError:
@@ -221,7 +222,7 @@ class Sending(Streams):
         while not self.done.called and self.awaiting:
             if self.failure is not None:
                 raise self.failure
-            if clock.seconds() > limit:
+            if steady(clock) > limit:
                 raise StreamError("the endpoint had not sent the data in time")
             self.wake = Deferred()
             timer = clock.callLater(0.05, self._wakeup)
@@ -342,7 +343,7 @@ class Sending(Streams):
                 if through > mark:
                     f.ns_per_byte = (tag.time - at) / (through - mark)
         self.awaiting -= 1
-        self.heard_ntag = self.session.reactor.seconds()
+        self.heard_ntag = steady(self.session.reactor)
         if head and self.capture is not None:  # when it went to the kernel: unpaced, or
             # paced with every send tagged (up to TAGS_PER_S a stream: any upload under an
             # endpoint's default 10 Mb/s quota); it was the scheduled time, up to 18.7 ms

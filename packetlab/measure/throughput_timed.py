@@ -52,6 +52,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     AddressLike,
     ControllerError,
@@ -186,12 +187,12 @@ class _Test(Receiving, Sending):
                         "blocked?)"
                     ) from None
             else:
-                asked = session.reactor.seconds()
+                asked = steady(session.reactor)
                 est = await wait_connected(session, sktid, timeout=CONNECT_WAIT)
                 session.nsend(sktid, key).addErrback(lambda _: None)
                 if self.capture is not None:
                     sinfo = await read_socket_info(session, sktid)
-                    started = est.time - int((session.reactor.seconds() - asked) * 1e9)
+                    started = est.time - int((steady(session.reactor) - asked) * 1e9)
                     self.capture.tcp(label, sinfo.laddr or self.addr, sinfo.lport, self.addr,
                                      self.port, min(started, est.time), est.time)  # fmt: skip
                     self.capture.sent(label, est.time, len(key), key)

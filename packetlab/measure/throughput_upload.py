@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
+from packetlab.clockstep import steady
 from packetlab.controller import (
     ControllerError,
     EndpointSession,
@@ -151,7 +152,7 @@ class ScheduledUpload:
     ) -> None:
         session, total, result = self.session, self.result.bytes, self.result
         clock = session.reactor
-        deadline = clock.seconds() + timeout
+        deadline = steady(clock) + timeout
         last: tuple[float, int] | None = None
         # What BUFUSED may keep once every block is with the kernel: an endpoint may keep
         # buffer space for each held ntag (§2.4; this project's keeps 116 bytes).
@@ -163,7 +164,7 @@ class ScheduledUpload:
                 progress(max(0, total - left), total)
             if left <= settled:
                 break
-            now = clock.seconds()
+            now = steady(clock)
             if now > deadline:
                 raise StreamError(f"the endpoint had not sent {left} of {total} bytes in time")
             await sleep(session, end_poll(poll, last, now, left))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from twisted.python.failure import Failure
 
+from packetlab.clockstep import steady
 from packetlab.controller import EndpointSession, QueuedSend, SendFailed, StopSignal, read_time
 from packetlab.measure.capture import RawCapture, parse_ndata
 from packetlab.measure.flight import GRACE_S, Waker
@@ -160,7 +161,7 @@ class ParallelRun:
 
     def _ntag(self, i: int, tag: Ntag) -> None:
         self.sent[i] = tag.time
-        self.tagged_at[i] = self.reactor.seconds()
+        self.tagged_at[i] = steady(self.reactor)
         self.waker.poke()
 
     def _failed(self, f: Failure) -> None:
@@ -176,7 +177,7 @@ class ParallelRun:
         not sooner than `pace` s after the one before (traceroute -N with -z, its
         `last_send + send_secs`); None: all, `pace` s apart on the endpoint's clock."""
         try:
-            t0 = self.reactor.seconds()
+            t0 = steady(self.reactor)
             n = len(self.probes)
             gap = pace if window is not None else 0.0  # -N's sends are paced here
             if window is not None:
@@ -187,7 +188,7 @@ class ParallelRun:
                 times, local = [0] * n, [t0] * n
             else:  # paced by the endpoint's clock, from just after now
                 start = await read_time(self.session) + int(PACED_LEAD_S * 1e9)
-                now = self.reactor.seconds()
+                now = steady(self.reactor)
                 self._distance(t0)
                 times = [start + int(i * pace * 1e9) for i in range(n)]
                 local = [now + PACED_LEAD_S + i * pace for i in range(n)]
@@ -203,7 +204,7 @@ class ParallelRun:
             while len(self.hops) < min(self.end, last):
                 if self.failure is not None:
                     raise self.failure
-                now = self.reactor.seconds()
+                now = steady(self.reactor)
                 if stop is not None and stop.requested and stop_by is None:
                     stop_by = now + min(wait, GRACE_S)
                     last = next((i for i in range(len(self.hops), n) if local[i] > now), n)
@@ -255,7 +256,7 @@ class ParallelRun:
     def _next_expiry(self, local: list[float], wait: float, gap: float = 0.0) -> float:
         """When the next probe in flight stops holding its place in the window, or (with
         a place free) the next may leave after `gap`."""
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         flying = self._in_flight(local, wait, now)
         due = min((local[j] + wait for j in flying), default=INF)
         if gap and self.next < self.end:
@@ -265,7 +266,7 @@ class ParallelRun:
     def _distance(self, t0: float) -> None:
         """A request answered, sent at `t0`: the floor of a shortened wait is twice that
         round trip (our distance to the endpoint, which every answer also travels)."""
-        self.floor = max(0.05, 2 * (self.reactor.seconds() - t0))
+        self.floor = max(0.05, 2 * (steady(self.reactor) - t0))
         self.waker.poke()
 
     def _queued(self, i: int) -> Callable[[QueuedSend], None]:

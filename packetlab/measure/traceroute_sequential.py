@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from packetlab.clockstep import steady
 from packetlab.controller import EndpointSession, SendFailed, StopSignal
 from packetlab.measure.capture import MeasureError, RawCapture, next_note, ntag_time, parse_ndata
 from packetlab.measure.probes import REFUSABLE, Probe
@@ -84,7 +85,7 @@ async def run_sequential(
         probe = probes[i]
         if how.rebuild is not None and taught is not None and taught < _longest(probe):
             probe = probes[i] = how.rebuild(i, taught)
-        deadline = reactor.seconds() + wait
+        deadline = steady(reactor) + wait
         queued = await session.nsend(cap.sktid, probe.packet, ntag=True)
         for piece in probe.more:  # the rest of a fragmented probe
             await session.nsend(cap.sktid, piece)
@@ -165,7 +166,7 @@ async def run_mtu_sequential(
                 raise MeasureError(f"the endpoint could not send a {size} byte probe") from None
             size = new_size = smaller
             continue
-        answer = await answer_to(cap, probe, adopt, reactor.seconds() + wait, stop)
+        answer = await answer_to(cap, probe, adopt, steady(reactor) + wait, stop)
         if answer is not None and too_big(answer[0]):
             smaller = _named_smaller(answer[0], size, least)
             if smaller is not None:

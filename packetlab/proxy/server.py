@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from packetlab import wire
 from packetlab.addrshare import DEFAULT_SHARE, AddressShare, oldest_of_busiest
+from packetlab.clockstep import steady, steady_clock
 from packetlab.hostport import host_port
 from packetlab.logbudget import LogBudget
 from packetlab.tls import PPKSServerOptions
@@ -107,7 +108,7 @@ class Proxy:
         self.link_max = link_max
         # One manager address's share of those (addrshare.py): one stranger without a
         # certificate registered backlogs until no manager from elsewhere could.
-        self.share = AddressShare(reactor.seconds, per_address_share)
+        self.share = AddressShare(steady_clock(reactor), per_address_share)
         self.keepalive = keepalive
         # An endpoint whose snikey has no idle backlog now, but had one lately, waits up to
         # `backlog_wait` s for the manager's replenishment (it registers a new backlog as
@@ -120,11 +121,11 @@ class Proxy:
         self.pending: dict[str, dict[_Conn, None]] = {"endpoints": {}, "setup": {}}
         # pending connections per source address and port: the one closed for a new one
         # is the oldest of the address holding the most (`oldest_of_busiest`)
-        self.pending_by = {port: AddressShare(reactor.seconds) for port in self.pending}
+        self.pending_by = {port: AddressShare(steady_clock(reactor)) for port in self.pending}
         self._saturated = {"endpoints": False, "setup": False}
         # Refusals come as fast as anyone connects: so many lines a minute per port (a
         # flood of 1,500 bad registrations was 1,500 lines); the counters count them all.
-        clock = reactor.seconds
+        clock = steady_clock(reactor)
         self.refusal_log = {"endpoints": LogBudget(clock), "setup": LogBudget(clock)}
         self.relays: set[SpliceRelay] = set()
         # "copy"/"splice": SpliceRelay on the sockets (Linux); "python": RelayEnd.
@@ -250,7 +251,7 @@ class Proxy:
         return None if full is None else ("per_address", full)
 
     def seen_snikey(self, snikey: str, owner: str | None = None) -> None:
-        self.owners.seen(snikey, self.reactor.seconds(), owner)
+        self.owners.seen(snikey, steady(self.reactor), owner)
 
     def held_by_another(self, snikey: str, manager: str) -> str | None:
         """The manager holding `snikey`, if not `manager`: the one that registered it, while
@@ -264,7 +265,7 @@ class Proxy:
         """Whether a backlog of `snikey` is likely to come: one was seen in the last
         `KNOWN_FOR` s (a manager serving it, between two replenishments)."""
         seen = self.owners.last_seen(snikey)
-        return seen is not None and self.reactor.seconds() - seen < KNOWN_FOR
+        return seen is not None and steady(self.reactor) - seen < KNOWN_FOR
 
     def wait_for_backlog(self, endpoint: EndpointProtocol, snikey: str) -> None:
         self.waiting.setdefault(snikey, {})[endpoint] = None

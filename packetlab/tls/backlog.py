@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from packetlab.clockstep import steady
+
 __all__ = ["CHECK_EVERY", "OWN_BOUND", "UNREAD_DEADLINE", "OwnBacklog"]
 
 OWN_BOUND = 16 * 1024  # ~600 KeyUpdate answers; a handshake's own flight is far below
@@ -61,7 +63,7 @@ class OwnBacklog:
         queued = min(self.queued, before) + max(self._unsent() - before, 0)
         self.queued = queued
         if queued > OWN_BOUND and self.since is None:
-            self.since = self._clock.seconds()
+            self.since = steady(self._clock)
             self._pause()
             self._timer = self._clock.callLater(CHECK_EVERY, self._check)
 
@@ -75,7 +77,7 @@ class OwnBacklog:
             self.since = None
             self._resume()
             return
-        waited = self._clock.seconds() - since
+        waited = steady(self._clock) - since
         if waited >= UNREAD_DEADLINE:
             self.since = None
             self._cut(self.queued, waited)

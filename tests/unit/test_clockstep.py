@@ -1,5 +1,5 @@
 """packetlab.clockstep over Twisted's own timer heap (a ReactorBase that never runs, no
-waker) with a wall clock and a monotonic clock the test steps apart."""
+waker) with a wall clock and a monotonic clock the test steps apart (steppedclock)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import twisted.internet
+from steppedclock import T0, Clocks, FakeReactor, stepped_world
 from twisted.internet.base import DelayedCall, ReactorBase
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogEvent, capturedLogs, formatEvent
@@ -17,48 +18,10 @@ from twisted.logger import LogEvent, capturedLogs, formatEvent
 from packetlab import clockstep
 from packetlab.clockstep import StepWatch, call_at_wall, install
 
-T0 = 1_800_000_000.0
-
-
-class Clocks:
-    """A wall clock and a monotonic one: `advance` moves both, `step` the wall one."""
-
-    def __init__(self) -> None:
-        self.wall, self.mono = T0, 50.0
-
-    def advance(self, s: float) -> None:
-        self.wall += s
-        self.mono += s
-
-    def step(self, s: float) -> None:
-        self.wall += s
-
-
-class FakeReactor(ReactorBase):
-    """Twisted's scheduling (callLater, runUntilCurrent, timeout) on `clocks.wall`."""
-
-    def __init__(self, clocks: Clocks) -> None:
-        self.clocks = clocks
-        super().__init__()
-
-    def installWaker(self) -> None:
-        pass
-
-    def seconds(self) -> float:
-        return self.clocks.wall
-
-    def turn(self, s: float) -> None:
-        """`s` seconds of real time, then one reactor turn."""
-        self.clocks.advance(s)
-        self.runUntilCurrent()
-
 
 @pytest.fixture
 def world() -> tuple[Clocks, FakeReactor]:
-    clocks = Clocks()
-    reactor = FakeReactor(clocks)
-    install(reactor, monotonic=lambda: clocks.mono)
-    return clocks, reactor
+    return stepped_world()
 
 
 @pytest.fixture

@@ -1,0 +1,65 @@
+"""A real `twistd -n pktendpoint` whose controller refuses (a bound port that does not
+listen) and whose wall clock is stepped back 60 s after its first failed attempt
+(libfaketime, FAKETIME_TIMESTAMP_FILE; CLOCK_MONOTONIC left alone): it still gives the
+cycle up after its 5 s of retries (packetlab.clockstep.steady). Before: the 5 s were
+measured on the wall clock, so it retried every second for ~65 s."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import stop_process, twistd
+from faketime_pair import ENV, libfaketime, needs_faketime
+
+pytestmark = [needs_faketime, pytest.mark.serial]
+
+STEP = 60
+
+
+def _wait_for(what: str, check: Callable[[str], bool], deadline: float, log: Path) -> float:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if check(log.read_text(errors="replace")):
+            return time.monotonic()
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {deadline} s:\n{log.read_text(errors='replace')}")
+
+
+def test_the_connect_cycle_gives_up_after_5_s_across_a_step_back(tmp_path: Path) -> None:
+    stamp = tmp_path / "faketime"
+    stamp.write_text("+0\n")
+    log = tmp_path / "ep.log"
+    log.touch()
+    refusing = socket.socket()  # bound, not listening: each connect is refused
+    refusing.bind(("127.0.0.1", 0))
+    port = refusing.getsockname()[1]
+    fake = libfaketime(
+        FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1"
+    )
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("NoSubMode 1\n")
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint", "--config",
+         str(conf), "--reconnect-delay", "30", "--insecure-plaintext", f"127.0.0.1:{port}"],
+        env={**ENV, **fake}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        first = _wait_for("failed attempt", lambda t: "cannot reach controller" in t, 30.0, log)
+        stamp.write_text(f"-{STEP}\n")  # the wall clock 60 s back
+        gave_up = _wait_for("give-up", lambda t: "gave up reaching controller" in t, 20.0, log)
+        text = log.read_text(errors="replace")
+    finally:
+        stop_process(ep)
+        refusing.close()
+    assert f"wall clock stepped back {STEP}.0 s" in text, text
+    said = re.search(r"gave up reaching controller \S+ after ([\d.]+) s", text)
+    print(f"gave up {gave_up - first:.1f} s after the first failure; {said and said.group(0)}")
+    assert said and 3.5 <= float(said.group(1)) < 10, text  # before: ~65 s
+    assert text.count("cannot reach controller") <= 6, text  # one a second; before: ~65
+    assert gave_up - first < 15, (first, gave_up)
