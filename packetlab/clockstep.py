@@ -17,9 +17,12 @@ endpoint timestamps); instead, at each reactor turn:
   fires at its wall moment (at once when a step forward passed it, later when a step
   back put it further away).
 
-A step that lands between a turn's check and a `callLater` made in that turn's I/O
-callbacks shifts that one call wrongly (by at most the step, once): the window is one
-turn, and nothing finer can tell when the step came.
+A step most likely lands while the reactor waits for I/O, and that wake's I/O callbacks
+run before the next turn: so a `callLater` made outside the timed calls checks for a
+step first (their timers, made on the stepped clock, were shifted by it too: after a
+60 s step back a new link's 30 s timer fired at once). Inside the timed calls it does
+not (the turn read its `now` before them: timers shifted back would fire in that turn);
+a step that lands there shifts the timers they make (by at most the step, once).
 
 Relies on `ReactorBase._pendingTimedCalls` / `_newTimedCalls` (the heap and the calls
 not yet in it), `DelayedCall.time` and `LoopingCall.starttime` / `_realLastTime`;
@@ -112,9 +115,10 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
     ):
         return
     watch = StepWatch(reactor.seconds, monotonic)
-    run = reactor.runUntilCurrent
+    run, later = reactor.runUntilCurrent, reactor.callLater
+    timed = False  # in the timed calls (`run`)
 
-    def runUntilCurrent() -> None:
+    def check() -> None:
         jump = watch.step()
         if jump:
             moved = shift_timers(reactor, jump)
@@ -124,9 +128,23 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
                 size=abs(jump),
                 moved=moved,
             )
-        run()
+
+    def runUntilCurrent() -> None:
+        nonlocal timed
+        check()
+        timed = True
+        try:
+            run()
+        finally:
+            timed = False
+
+    def callLater(delay: float, f: Callable[..., object], *args: Any, **kw: Any) -> Any:
+        if not timed:  # (an I/O callback's: the step may have come during the wait)
+            check()
+        return later(delay, f, *args, **kw)
 
     reactor.runUntilCurrent = runUntilCurrent
+    reactor.callLater = callLater
     reactor._packetlab_clockstep = True
 
 

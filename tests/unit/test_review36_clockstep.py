@@ -53,3 +53,52 @@ def test_a_counting_looping_call_counts_no_beats_for_a_step_forward(
     reactor.turn(1.0)
     assert counts == [1, 1, 1]
     loop.stop()
+
+
+def test_a_timer_made_in_the_turn_of_a_step_keeps_its_delay(
+    world: tuple[Clocks, FakeReactor],
+) -> None:
+    """A step lands, most likely, while the reactor waits for I/O; the I/O callbacks
+    of that wake ran before the next turn's check, and their `callLater`s (already on
+    the stepped clock) were shifted by the step too: after a 60 s step back a new
+    broker link's 30 s IdleTimeout fired at once. The step is now checked for at each
+    `callLater` made outside the timed calls, before the new timer is added."""
+    clocks, reactor = world
+    fired: list[str] = []
+    reactor.callLater(5.0, fired.append, "old")
+    reactor.turn(0.1)
+    clocks.advance(1.0)  # the wait for I/O ...
+    clocks.step(-60.0)  # ... during which the clock is stepped back
+    reactor.callLater(30.0, fired.append, "new")  # an I/O callback's timer
+    reactor.runUntilCurrent()  # the next turn
+    assert fired == []  # before: ["new"]
+    reactor.turn(3.95)
+    assert fired == ["old"]  # (5 s after it was made)
+    reactor.turn(26.0)
+    assert fired == ["old"]
+    reactor.turn(0.1)
+    assert fired == ["old", "new"]  # 30 s after it was made
+
+
+def test_a_step_seen_by_a_timed_calls_timer_waits_for_the_next_turn(
+    world: tuple[Clocks, FakeReactor],
+) -> None:
+    """Inside the timed calls a `callLater` does not shift the heap: the turn's `now`
+    was read before, and timers shifted back under it would all fire in that turn."""
+    clocks, reactor = world
+    fired: list[str] = []
+
+    def stepped_then_timer() -> None:
+        clocks.step(-60.0)
+        reactor.callLater(100.0, lambda: None)
+
+    reactor.callLater(1.0, stepped_then_timer)
+    reactor.callLater(20.0, fired.append, "20")
+    reactor.turn(1.0)
+    assert fired == []  # a check in that callLater: "20" fired 19 s early
+    reactor.turn(0.0)
+    assert fired == []
+    reactor.turn(18.9)
+    assert fired == []
+    reactor.turn(0.2)
+    assert fired == ["20"]  # 20 s after it was made
