@@ -109,14 +109,15 @@ def shift_timers(reactor: Any, jump: float) -> int:
 
 def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
     """From now on, `reactor`'s timers keep their delays across a wall-clock step (once
-    per reactor; a reactor without Twisted's timer heap, e.g. a test's fake, is left)."""
+    per reactor; a reactor without Twisted's timer heap, e.g. a test's fake, is left):
+    its `runUntilCurrent` and `callLater` check for a step first."""
     if getattr(reactor, "_packetlab_clockstep", False) or not hasattr(
         reactor, "_pendingTimedCalls"
     ):
         return
     watch = StepWatch(reactor.seconds, monotonic)
     run, later = reactor.runUntilCurrent, reactor.callLater
-    timed = False  # in the timed calls (`run`)
+    timed = 0  # in the timed calls (`run`): how deep (a callback may `iterate`)
 
     def check() -> None:
         jump = watch.step()
@@ -132,11 +133,11 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
     def runUntilCurrent() -> None:
         nonlocal timed
         check()
-        timed = True
+        timed += 1
         try:
             run()
         finally:
-            timed = False
+            timed -= 1
 
     def callLater(delay: float, f: Callable[..., object], *args: Any, **kw: Any) -> Any:
         if not timed:  # (an I/O callback's: the step may have come during the wait)
