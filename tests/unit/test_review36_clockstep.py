@@ -102,3 +102,13 @@ def test_a_step_seen_by_a_timed_calls_timer_waits_for_the_next_turn(
     assert fired == []
     reactor.turn(0.2)
     assert fired == ["20"]  # 20 s after it was made
+
+
+def test_pinned_delayed_call_identity() -> None:
+    """`mark_wall` keeps its timers in a WeakSet: a DelayedCall must hash and compare by
+    identity (a Twisted that gave it a value `__eq__` would make it unhashable, and every
+    `mark_wall` raise; or two timers of one moment one entry)."""
+    from twisted.internet.base import DelayedCall
+
+    assert DelayedCall.__hash__ is object.__hash__
+    assert DelayedCall.__eq__ is object.__eq__
