@@ -23,17 +23,18 @@ endpoint timestamps); instead, at each reactor turn:
   loop that sleeps `until - steady(clock)` wakes on time and finds its due time reached.
   Not `time.monotonic()`: the timers are on the shifted wall scale, and a loop that
   mixed the two would be off by the steps whenever it compares a reading with a
-  `DelayedCall.getTime()` or hands a deadline to code on the reactor's clock. It counts
-  the steps the turns saw, as the timers do: a reading in the window above (a step not
-  yet seen) is on the same scale as a `callLater` made then, and both are set right at
-  the next turn (checking on each read instead would count the step before the timers
-  are shifted, and a `callLater` made in between would then be shifted twice). A clock
-  without `install` (a test's MemoryReactorClock, Twisted's `task.Clock`) has no steps:
-  its `seconds()`.
+  `DelayedCall.getTime()` or hands a deadline to code on the reactor's clock. Outside
+  the timed calls a reading checks for a step first, as `callLater` does (the check
+  counts the step and shifts the timers at once, so neither is ever counted without the
+  other); inside them it counts the steps the turn saw. A clock without `install` (a
+  test's MemoryReactorClock, Twisted's `task.Clock`) has no steps: its `seconds()`.
 
-A step that lands between a turn's check and a `callLater` made in that turn's I/O
-callbacks shifts that one call wrongly (by at most the step, once): the window is one
-turn, and nothing finer can tell when the step came.
+A step most likely lands while the reactor waits for I/O, and that wake's I/O callbacks
+run before the next turn: so a `callLater` made outside the timed calls checks for a
+step first (their timers, made on the stepped clock, were shifted by it too: after a
+60 s step back a new link's 30 s timer fired at once). Inside the timed calls it does
+not (the turn read its `now` before them: timers shifted back would fire in that turn);
+a step that lands there shifts the timers they make (by at most the step, once).
 
 Relies on `ReactorBase._pendingTimedCalls` / `_newTimedCalls` (the heap and the calls
 not yet in it), `DelayedCall.time` and `LoopingCall.starttime` / `_realLastTime`;
@@ -43,6 +44,7 @@ Twisted release that changes them fails that test instead of silently stalling t
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 import weakref
@@ -92,6 +94,8 @@ class StepWatch:
         self._wall, self._monotonic, self.tolerance = wall, monotonic, tolerance
         self._last = (wall(), monotonic())
         self.stepped = 0.0  # the sum of the steps returned so far
+        # `install`'s check for a step outside the timed calls (none without it)
+        self.poll: Callable[[], None] = lambda: None
 
     def step(self) -> float:
         wall, mono = self._wall(), self._monotonic()
@@ -124,17 +128,26 @@ def shift_timers(reactor: Any, jump: float) -> int:
     return moved
 
 
-def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
+# CLOCK_BOOTTIME: monotonic, and counting a suspend (CLOCK_MONOTONIC stops then, so an
+# hour's suspend looked like a step forward of an hour, and the timers due meanwhile
+# waited out the rest of their delays instead of firing at the resume). A partial: no
+# Python frame per read (`steady` reads it outside the timed calls).
+_boottime: Callable[[], float] = functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME)
+
+
+def install(reactor: Any, monotonic: Callable[[], float] = _boottime) -> None:
     """From now on, `reactor`'s timers keep their delays across a wall-clock step (once
-    per reactor; a reactor without Twisted's timer heap, e.g. a test's fake, is left)."""
+    per reactor; a reactor without Twisted's timer heap, e.g. a test's fake, is left):
+    its `runUntilCurrent` and `callLater` check for a step first."""
     if getattr(reactor, "_packetlab_clockstep", False) or not hasattr(
         reactor, "_pendingTimedCalls"
     ):
         return
     watch = StepWatch(reactor.seconds, monotonic)
-    run = reactor.runUntilCurrent
+    run, later = reactor.runUntilCurrent, reactor.callLater
+    timed = 0  # in the timed calls (`run`): how deep (a callback may `iterate`)
 
-    def runUntilCurrent() -> None:
+    def check() -> None:
         jump = watch.step()
         if jump:
             moved = shift_timers(reactor, jump)
@@ -144,20 +157,44 @@ def install(reactor: Any, monotonic: Callable[[], float] = time.monotonic) -> No
                 size=abs(jump),
                 moved=moved,
             )
-        run()
+
+    def runUntilCurrent() -> None:
+        nonlocal timed
+        check()
+        timed += 1
+        try:
+            run()
+        finally:
+            timed -= 1
+
+    def callLater(delay: float, f: Callable[..., object], *args: Any, **kw: Any) -> Any:
+        if not timed:  # (an I/O callback's: the step may have come during the wait)
+            check()
+        return later(delay, f, *args, **kw)
 
     reactor.runUntilCurrent = runUntilCurrent
+    reactor.callLater = callLater
+
+    def poll() -> None:
+        if not timed:
+            check()
+
+    watch.poll = poll
     reactor._packetlab_clockstep = watch
 
 
 def steady(clock: Any) -> float:
     """`clock`'s seconds minus the wall-clock steps seen so far (see the module
-    docstring): for durations and local schedules, never for a wall moment."""
+    docstring): for durations and local schedules, never for a wall moment. Outside the
+    timed calls it checks for a step first, as `callLater` does (and with it shifts the
+    timers): a reading in an I/O callback after a step, then a `callLater` reckoned from
+    it, would otherwise be off by the step."""
     try:  # (not getattr + isinstance: ~60 ns a read over `seconds()`, not ~155; timeit)
-        stepped: float = clock._packetlab_clockstep.stepped
+        watch = clock._packetlab_clockstep
     except AttributeError:  # no `install`: a test's fake clock
-        stepped = 0.0
-    return float(clock.seconds()) - stepped
+        return float(clock.seconds())
+    watch.poll()
+    return float(clock.seconds()) - watch.stepped
 
 
 def call_at_wall(clock: Any, when: float, f: Callable[..., object], *args: Any) -> Any:

@@ -528,14 +528,27 @@ class BrokerProtocol(Protocol):
         """After its first xsub/xpub (the idle deadline gone) a link may idle for ever,
         but a frame it has begun must be whole within `idle_timeout` of our seeing it cut
         (a reference client sends a frame's pieces within ms): else `_frame_stalled`
-        closes it."""
+        closes it. Only time we read counts (`_unwatch_frame`)."""
         if self._closing or self._idle is not None or self._stall is not None:
+            return
+        if self._held is not None or self._unread:  # (our resume watches again)
             return
         cut = self.framer.partial
         if cut is not None and not 0 <= cut[2] <= cut[1]:
             self._stall = self.f.reactor.callLater(
                 self.f.idle_timeout, self._frame_stalled, self.framer.offset
             )
+
+    def _unwatch_frame(self) -> None:
+        """We stop reading the link (an error answer held, our writes waiting): the rest
+        of a cut frame then waits in the kernel, or behind the full receive window of a
+        slow link, and is not the peer's stall. The frame gets its whole `idle_timeout`
+        once we read again (`_consume` watches it): a deadline run on while we did not
+        read closed a healthy link whose rest came a round trip after our resume."""
+        if self._stall is not None:
+            if self._stall.active():
+                self._stall.cancel()
+            self._stall = None
 
     def _frame_stalled(self, offset: int) -> None:
         self._stall = None
@@ -733,6 +746,7 @@ class BrokerProtocol(Protocol):
         else is read meanwhile."""
         delay = self.f.throttle.delay(self.who, steady(self.f.reactor))
         self._t.pauseProducing()
+        self._unwatch_frame()
         self._held = self.f.reactor.callLater(delay, self._release, answer, send)
         if answer.ok:
             self.log.info(
@@ -854,6 +868,7 @@ class BrokerProtocol(Protocol):
         if self._closing or getattr(self._t, "_appSendBuffer", None):
             return
         self._unread = True
+        self._unwatch_frame()
         if self._held is None:  # else the held answer paused it already
             self._t.pauseProducing()
 

@@ -279,8 +279,9 @@ class BacklogPool:
         return delay
 
     def tls_failed(self, why: str) -> None:
-        """A backlog's TLS setup with the proxy failed (its certificate refused, the
-        handshake cut): kept as the reason a bootstrap would fail with, and told."""
+        """A backlog's TLS setup with the proxy failed (its certificate refused, an alert,
+        not TLS at all): kept as the reason a bootstrap would fail with, and told. A
+        handshake cut by the peer (a proxy restarting) is a lost connection: retried."""
         self.hard_failure = why
         self.on_tls_failure(why)
 

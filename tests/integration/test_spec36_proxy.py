@@ -21,33 +21,15 @@ from pathlib import Path
 import broker_world
 import pytest
 from pxworld import ProxyProc, client_hello, closed_by_peer, receive_hello, register
+from test_hostile_proxy import _tls_setup as _after_tls  # (a manager after TLS, no xreg)
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
-from packetlab.tls import AuthMode, PPKSClientCreator
 from packetlab.tls.handoff import TLSHandoff
 
 home, proxy = broker_world.home, broker_world.proxy  # fixtures
 
 XREG = wire.encode(wire.Xreg(b"spec36good"))
-
-
-def _after_tls(port: int) -> tuple[socket.socket, TLSHandoff]:
-    """A manager's setup connection after a real TLS handshake (no xreg yet)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    tls = TLSHandoff(
-        PPKSClientCreator(None, AuthMode.AGENT).clientConnectionForTLS(None),  # type: ignore[arg-type]
-        is_client=True,
-    )
-    s.sendall(tls.start())
-    while True:
-        data = s.recv(65536)
-        assert data, "proxy closed during the handshake"
-        step = tls.receive(data)
-        if step.out:
-            s.sendall(step.out)
-        if step.handshake_done:
-            return s, tls
 
 
 def wait_for(ok: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
