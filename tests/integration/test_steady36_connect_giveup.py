@@ -10,25 +10,27 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import stop_process, twistd
 from faketime_pair import ENV, libfaketime, needs_faketime
+from testkit.poll import poll_until
 
 pytestmark = [needs_faketime, pytest.mark.serial]
 
 STEP = 60
 
 
-def _wait_for(what: str, check: Callable[[str], bool], deadline: float, log: Path) -> float:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if check(log.read_text(errors="replace")):
-            return time.monotonic()
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {deadline} s:\n{log.read_text(errors='replace')}")
+def _wait_for(what: str, text: str, deadline: float, log: Path) -> float:
+    """When `text` appeared in the endpoint's `log` (time.monotonic())."""
+    poll_until(
+        lambda: text in log.read_text(errors="replace"),
+        timeout=deadline,
+        interval=0.05,
+        what=lambda: f"{what}; log:\n{log.read_text(errors='replace')}",
+    )
+    return time.monotonic()
 
 
 def test_the_connect_cycle_gives_up_after_5_s_across_a_step_back(tmp_path: Path) -> None:
@@ -50,9 +52,9 @@ def test_the_connect_cycle_gives_up_after_5_s_across_a_step_back(tmp_path: Path)
         env={**ENV, **fake}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        first = _wait_for("failed attempt", lambda t: "cannot reach controller" in t, 30.0, log)
+        first = _wait_for("failed attempt", "cannot reach controller", 30.0, log)
         stamp.write_text(f"-{STEP}\n")  # the wall clock 60 s back
-        gave_up = _wait_for("give-up", lambda t: "gave up reaching controller" in t, 20.0, log)
+        gave_up = _wait_for("give-up", "gave up reaching controller", 20.0, log)
         text = log.read_text(errors="replace")
     finally:
         stop_process(ep)

@@ -14,26 +14,17 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import stop_process, twistd
 from faketime_pair import ENV, libfaketime, needs_faketime
+from testkit.poll import poll_until
 
 pytestmark = [needs_faketime, pytest.mark.serial]
 
 DELAY = 8.0  # the endpoint's --reconnect-delay
 STEP = 60
-
-
-def _wait_for(what: str, check: Callable[[], bool], deadline: float, log: Path) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {deadline} s:\n{log.read_text(errors='replace')}")
 
 
 def test_a_reconnection_timer_keeps_its_delay_across_clock_steps(tmp_path: Path) -> None:
@@ -74,10 +65,18 @@ def test_a_reconnection_timer_keeps_its_delay_across_clock_steps(tmp_path: Path)
             return log.read_text(errors="replace").count("next connection to") >= n
 
         first = accept(30.0)
-        _wait_for("reconnection timer", lambda: armed(1), 10.0, log)
+        poll_until(
+            lambda: armed(1),
+            timeout=10.0,
+            what=lambda: f"reconnection timer; log:\n{log.read_text(errors='replace')}",
+        )
         stamp.write_text(f"-{STEP}\n")  # the wall clock 60 s back
         second = accept(2 * DELAY)  # before: none (due 68 s later)
-        _wait_for("reconnection timer", lambda: armed(2), 10.0, log)
+        poll_until(
+            lambda: armed(2),
+            timeout=10.0,
+            what=lambda: f"reconnection timer; log:\n{log.read_text(errors='replace')}",
+        )
         stamp.write_text("+0\n")  # and 60 s forward again
         third = accept(2 * DELAY)
         text = log.read_text(errors="replace")

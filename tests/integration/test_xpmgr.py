@@ -448,7 +448,9 @@ def test_active_mode_refuses_a_proxy_it_does_not_trust(
     assert xp.wait_exit(15) == 1
     text = xp.text()
     assert "TLS setup with the proxy failed" in text and "untrusted" in text, text
-    assert "bootstrap timed out with 0 backlog connection established" in text
+    # at the first refusal, as pktxpmgr (OBSERVED §4.1), not at BootstrapBacklogTimeout
+    assert "FATAL: backlog connection TLS setup with the proxy failed" in text, text
+    assert "bootstrap timed out" not in text, text
 
 
 def test_campaign_through_the_manager(

@@ -151,3 +151,18 @@ def test_a_suspend_is_not_a_step() -> None:
     a = default()
     b = time.clock_gettime(time.CLOCK_BOOTTIME)
     assert abs(b - a) < 0.5
+
+
+def test_a_step_during_the_timed_calls_does_not_stretch_the_reactors_sleep(
+    world: tuple[Clocks, FakeReactor],
+) -> None:
+    """(lead) A step that lands while the timed calls run, after `runUntilCurrent`'s
+    check, was read by the reactor's `timeout()` on timers not yet shifted: after a 60 s
+    step back the reactor slept 60.5 s for a 0.5 s timer (test_step36_clockstep failed
+    2 runs in 3 so: the endpoint's reconnection, due in 8 s, never came in 16)."""
+    clocks, reactor = world
+    fired: list[str] = []
+    reactor.callLater(0.5, fired.append, "soon")
+    reactor.callLater(0.0, clocks.step, -60.0)  # a timed call during which the step lands
+    reactor.runUntilCurrent()
+    assert reactor.timeout() == pytest.approx(0.5, abs=0.01)  # before: 60.5
