@@ -49,11 +49,16 @@ import heapq
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from twisted.internet.base import DelayedCall
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    # (at run time imported where used: the endpoint's modules import this one before
+    # its tap makes `pty` lazy, and twisted.internet.base would load pty, and tty with it:
+    # test_endpoint_idle_imports, test_daemon_idle_imports)
+    from twisted.internet.base import DelayedCall
+    from twisted.internet.task import LoopingCall
 
 __all__ = [
     "STEP_TOLERANCE",
@@ -119,7 +124,7 @@ def shift_timers(reactor: Any, jump: float) -> int:
             continue
         moved += 1
         looping = call.func
-        if isinstance(looping, LoopingCall):  # its next turns count from its start
+        if isinstance(looping, _looping_call()):  # its next turns count from its start
             if looping.starttime is not None:
                 looping.starttime += jump
             if looping._realLastTime is not None:
@@ -218,17 +223,29 @@ def call_at_wall(clock: Any, when: float, f: Callable[..., object], *args: Any) 
 def mark_wall(call: _C) -> _C:
     """`call` (a `callLater` whose delay was reckoned to a wall moment, e.g. an endpoint
     time in ns) is left out of the shift: it stays on its wall moment across a step."""
-    if isinstance(call, DelayedCall):
+    if isinstance(call, _delayed_call()):
         _WALL.add(call)
     return call
 
 
 def is_wall(call: object) -> bool:
     """Whether `call` was marked as a wall timer (for tests)."""
-    return isinstance(call, DelayedCall) and call in _WALL
+    return isinstance(call, _delayed_call()) and call in _WALL
 
 
 def steady_clock(clock: Any) -> Callable[[], float]:
     """`steady(clock)` as a callable, for a sans-IO piece that takes its clock
     (`LogBudget`, `AddressShare`)."""
     return lambda: steady(clock)
+
+
+def _delayed_call() -> type[DelayedCall]:
+    from twisted.internet.base import DelayedCall
+
+    return DelayedCall
+
+
+def _looping_call() -> type[LoopingCall]:
+    from twisted.internet.task import LoopingCall
+
+    return LoopingCall
