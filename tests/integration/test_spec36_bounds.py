@@ -14,6 +14,7 @@ from __future__ import annotations
 import broker_world
 import pytest
 from broker_world import BrokerProcess, RawClient
+from testkit.brokerframes import BASE, channels, padded, pub, sub
 
 from packetlab import wire
 from packetlab.ppks import PktlabHome
@@ -21,29 +22,6 @@ from packetlab.ppks import PktlabHome
 home, broker = broker_world.home, broker_world.broker  # fixtures
 
 OK = "40000000"
-BASE = b"controller_addr=127.0.0.1:20600;sni_key=k;"
-
-
-def frame(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + len(body).to_bytes(3, "big") + body
-
-
-def channels(n: int) -> bytes:
-    return b"".join(b"\x04" + i.to_bytes(4, "big") for i in range(n))
-
-
-def padded(n: int, head: bytes = b"") -> bytes:
-    """`head` then one x=yyy; pair, `n` bytes in all."""
-    return head + b"x=" + b"y" * (n - len(head) - 3) + b";"
-
-
-def pub(xd: bytes, chlist: bytes = b"\x06public") -> bytes:
-    return frame(0x31, chlist + b"\x00" + bytes(32) + xd)
-
-
-def sub(dattr: bytes = b"", chlist: bytes = b"\x06public") -> bytes:
-    return frame(0x38, chlist + b"\x00" + bytes(32) + dattr)
-
 
 CASES = {
     "xdescr of 4096 bytes": ("pub", pub(padded(4096, BASE)), OK),

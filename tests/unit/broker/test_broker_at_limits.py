@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from test_broker_protocol import World
+from testkit.brokerframes import BASE, channels, padded, pub, sub
 
 from packetlab.broker.session import Role
 
@@ -41,30 +42,6 @@ def test_xdescr_numbers_at_and_past_their_size(pairs: str, answer: bytes | str) 
     w.clock.advance(60)  # an error answer is held back (the throttle)
     want = answer if isinstance(answer, bytes) else bytes.fromhex("40000002" + answer)
     assert t.value() == want
-
-
-def frame(kind: int, body: bytes) -> bytes:
-    return bytes([kind]) + len(body).to_bytes(3, "big") + body
-
-
-def channels(n: int) -> bytes:
-    return b"".join(b"\x04" + i.to_bytes(4, "big") for i in range(n))
-
-
-BASE = b"controller_addr=127.0.0.1:20600;sni_key=k;"
-
-
-def padded(n: int, head: bytes = b"") -> bytes:
-    """`head` then one x=yyy; pair, `n` bytes in all."""
-    return head + b"x=" + b"y" * (n - len(head) - 3) + b";"
-
-
-def pub(xd: bytes, chlist: bytes = b"\x06public") -> bytes:
-    return frame(0x31, chlist + b"\x00" + bytes(32) + xd)
-
-
-def sub(dattr: bytes = b"", chlist: bytes = b"\x06public") -> bytes:
-    return frame(0x38, chlist + b"\x00" + bytes(32) + dattr)
 
 
 @pytest.mark.parametrize(
