@@ -27,7 +27,7 @@ from packetlab.proxy.registry import BacklogRegistry
 from packetlab.proxy.server import ENORES_DELAY, KNOWN_FOR, PREAMBLE, Proxy, SetupProtocol
 from packetlab.proxy.splice import NEAR_RCVBUF
 from packetlab.tls import AuthMode, Credentials, PPKSClientCreator, PPKSServerOptions, ServerEntry
-from packetlab.tls.handoff import HandoffError, TLSHandoff
+from packetlab.tls.handoff import HandoffError, Step, TLSHandoff
 from packetlab.wire.constants import Status
 
 
@@ -95,6 +95,22 @@ def client() -> TLSHandoff:
     )
 
 
+def handshaken(
+    proxy: Proxy, t: HalfCloseTransport | None = None
+) -> tuple[SetupProtocol, HalfCloseTransport, TLSHandoff, Step]:
+    """A manager's setup connection (on `t`, a fresh transport by default) through the
+    server's TLS flight: the step holds the client's Finished, to go out with its xreg."""
+    proto = proxy.setup_factory().buildProtocol(None)
+    assert isinstance(proto, SetupProtocol)
+    t = HalfCloseTransport() if t is None else t
+    proto.makeConnection(t)
+    tls = client()
+    proto.dataReceived(tls.start())
+    step = tls.receive(t.value())
+    t.clear()
+    return proto, t, tls, step
+
+
 def refused_xreg(
     options: PPKSServerOptions,
 ) -> tuple[Proxy, Clock, Any, HalfCloseTransport, TLSHandoff]:
@@ -103,13 +119,7 @@ def refused_xreg(
     proxy, clock = make_proxy(options)
     register(proxy)
     register(proxy)
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
+    proto, t, tls, step = handshaken(proxy)
     proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(b"k1"))))
     return proxy, clock, proto, t, tls
 
@@ -621,14 +631,7 @@ def test_registration_as_the_reference_sends_it(options: PPKSServerOptions) -> N
     proxy, _ = make_proxy(options)
     conns = []
     for _ in range(2):
-        proto = proxy.setup_factory().buildProtocol(None)
-        t = HalfCloseTransport()
-        proto.makeConnection(t)
-        tls = client()
-        proto.dataReceived(tls.start())
-        step = tls.receive(t.value())
-        t.clear()
-        conns.append((proto, t, tls, step))
+        conns.append(handshaken(proxy))
     for proto, t, tls, step in conns:
         xreg = wire.encode(wire.Xreg(b"proxysni1"))
         assert xreg.hex() == "80000009" + b"proxysni1".hex()
@@ -997,16 +1000,10 @@ def xreg_granted(
 ) -> tuple[SetupProtocol, HalfCloseTransport, TLSHandoff, bytes]:
     """A manager's xreg up to its result (what came back, decrypted), before its
     close_notify and echo."""
-    proto = proxy.setup_factory().buildProtocol(None)
-    assert isinstance(proto, SetupProtocol)
     t = HalfCloseTransport()
     if host is not None:
         t.peerAddr = IPv4Address("TCP", host, 40000)
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
+    proto, t, tls, step = handshaken(proxy, t)
     proto.dataReceived(step.out + tls.send(wire.encode(wire.Xreg(snikey.encode()))))
     answer = tls.receive(t.value()).data
     t.clear()
@@ -1135,13 +1132,7 @@ def test_a_frame_that_is_no_good_xreg_is_refused_naming_what_was_wrong(
     Malformed`, an unknown type as `got Unknown`: the rule it broke (P §4.6's snikey) or
     the type code is what tells its operator what to fix."""
     proxy, _ = make_proxy(options)
-    proto = proxy.setup_factory().buildProtocol(None)
-    t = HalfCloseTransport()
-    proto.makeConnection(t)
-    tls = client()
-    proto.dataReceived(tls.start())
-    step = tls.receive(t.value())
-    t.clear()
+    proto, t, tls, step = handshaken(proxy)
     with captured_events() as seen:
         proto.dataReceived(step.out + tls.send(frame))
     lines = seen.lines(fmt="setup {peer}: {text}; closing{more}")
