@@ -48,6 +48,31 @@ def libfaketime(spec: str | None = None, **more: str) -> dict[str, str]:
     return env
 
 
+def stepped_endpoint(
+    tmp_path: Path, port: int, reconnect_delay: float
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """A NoSub `twistd -n pktendpoint` connecting in plaintext to 127.0.0.1:`port`, its
+    wall clock under libfaketime, stepped by writing the returned stamp file (`+0`,
+    `-60`: re-read at each clock read; the monotonic clock left alone, as a real step
+    leaves it); and its log file. The caller stops it (`stop_process`)."""
+    stamp = tmp_path / "faketime"
+    stamp.write_text("+0\n")
+    log = tmp_path / "ep.log"
+    log.touch()
+    fake = libfaketime(
+        FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1"
+    )
+    conf = tmp_path / "endpt.conf"
+    conf.write_text("NoSubMode 1\n")
+    ep = subprocess.Popen(
+        [*twistd(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint", "--config",
+         str(conf), "--reconnect-delay", str(reconnect_delay), "--insecure-plaintext",
+         f"127.0.0.1:{port}"],
+        env={**ENV, **fake}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return ep, stamp, log
+
+
 class Pair:
     """`pktlab run ARGV --listen 127.0.0.1:0` (plaintext; with `home`, TLS with its
     certificates) and one endpoint that connects to it once it listens (`config`: its

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_process, twistd
-from faketime_pair import ENV, libfaketime, needs_faketime
+from conftest import stop_process
+from faketime_pair import needs_faketime, stepped_endpoint
 from testkit.poll import poll_until
 
 pytestmark = [needs_faketime, pytest.mark.serial]
@@ -34,23 +33,9 @@ def _wait_for(what: str, text: str, deadline: float, log: Path) -> float:
 
 
 def test_the_connect_cycle_gives_up_after_5_s_across_a_step_back(tmp_path: Path) -> None:
-    stamp = tmp_path / "faketime"
-    stamp.write_text("+0\n")
-    log = tmp_path / "ep.log"
-    log.touch()
     refusing = socket.socket()  # bound, not listening: each connect is refused
     refusing.bind(("127.0.0.1", 0))
-    port = refusing.getsockname()[1]
-    fake = libfaketime(
-        FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1"
-    )
-    conf = tmp_path / "endpt.conf"
-    conf.write_text("NoSubMode 1\n")
-    ep = subprocess.Popen(
-        [*twistd(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint", "--config",
-         str(conf), "--reconnect-delay", "30", "--insecure-plaintext", f"127.0.0.1:{port}"],
-        env={**ENV, **fake}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    ep, stamp, log = stepped_endpoint(tmp_path, refusing.getsockname()[1], 30)
     try:
         first = _wait_for("failed attempt", "cannot reach controller", 30.0, log)
         stamp.write_text(f"-{STEP}\n")  # the wall clock 60 s back

@@ -12,13 +12,12 @@ forward the connection came at once."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_process, twistd
-from faketime_pair import ENV, libfaketime, needs_faketime
+from conftest import stop_process
+from faketime_pair import needs_faketime, stepped_endpoint
 from testkit.poll import poll_until
 
 pytestmark = [needs_faketime, pytest.mark.serial]
@@ -28,25 +27,10 @@ STEP = 60
 
 
 def test_a_reconnection_timer_keeps_its_delay_across_clock_steps(tmp_path: Path) -> None:
-    stamp = tmp_path / "faketime"
-    stamp.write_text("+0\n")
-    log = tmp_path / "ep.log"
-    log.touch()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    port = listener.getsockname()[1]
-    fake = libfaketime(
-        FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1"
-    )
-    conf = tmp_path / "endpt.conf"
-    conf.write_text("NoSubMode 1\n")
-    ep = subprocess.Popen(
-        [*twistd(), "-n", "--pidfile=", f"--logfile={log}", "pktendpoint", "--config",
-         str(conf), "--reconnect-delay", str(DELAY), "--insecure-plaintext",
-         f"127.0.0.1:{port}"],
-        env={**ENV, **fake}, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    ep, stamp, log = stepped_endpoint(tmp_path, listener.getsockname()[1], DELAY)
     try:
 
         def accept(timeout: float) -> float:
